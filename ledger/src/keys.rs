@@ -1,0 +1,361 @@
+//! Record signing keys, their ids, and the key ring that knows when each key was valid.
+//!
+//! A tenant signs with one Ed25519 key at a time. Rotation is itself a record (signed by the old
+//! key) that names the new key and the first sequence number it signs, so a key's validity interval
+//! is a range of sequence numbers that anyone can derive from the chain. A record signed by a key
+//! outside that key's interval does not verify, which stops a leaked retired key from being used to
+//! forge later records.
+
+use std::fmt;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+use crate::types::{ParseError, Sequence};
+
+/// Domain-separation prefix of the key-id derivation (followed by a 0x00 byte).
+pub const KEY_ID_DOMAIN: &[u8] = b"auditex:key:v1";
+
+/// Length of a record key id, in bytes (16 lowercase hex digits on the wire).
+pub const KEY_ID_BYTES: usize = 8;
+
+/// Length of an Ed25519 signature, in bytes.
+pub const SIGNATURE_BYTES: usize = 64;
+
+/// The id of a record-signing key: the first 8 bytes of
+/// `SHA-256("auditex:key:v1" || 0x00 || public key)`, as 16 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId([u8; KEY_ID_BYTES]);
+
+impl KeyId {
+    /// Derives the id of a public key.
+    pub fn of(key: &VerifyingKey) -> Self {
+        let mut h = Sha256::new();
+        h.update(KEY_ID_DOMAIN);
+        h.update([0u8]);
+        h.update(key.as_bytes());
+        let digest = h.finalize();
+        let mut id = [0u8; KEY_ID_BYTES];
+        id.copy_from_slice(&digest[..KEY_ID_BYTES]);
+        KeyId(id)
+    }
+
+    /// Parses 16 lowercase hex digits.
+    ///
+    /// # Errors
+    /// [`ParseError::Hash`] when the text is not 16 lowercase hex digits.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        if text.len() != 2 * KEY_ID_BYTES || text.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(ParseError::Hash(format!(
+                "key id must be {} lowercase hex digits",
+                2 * KEY_ID_BYTES
+            )));
+        }
+        let mut id = [0u8; KEY_ID_BYTES];
+        hex::decode_to_slice(text, &mut id)
+            .map_err(|e| ParseError::Hash(format!("key id: {e}")))?;
+        Ok(KeyId(id))
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The 8 bytes.
+    pub fn as_bytes(&self) -> &[u8; KEY_ID_BYTES] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl Serialize for KeyId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        KeyId::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An Ed25519 signature over a record hash, hex on the wire (128 lowercase digits).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RecordSignature(Signature);
+
+impl RecordSignature {
+    /// Wraps a signature.
+    pub fn new(sig: Signature) -> Self {
+        RecordSignature(sig)
+    }
+
+    /// The signature.
+    pub fn signature(&self) -> &Signature {
+        &self.0
+    }
+
+    /// The 64 bytes.
+    pub fn to_bytes(&self) -> [u8; SIGNATURE_BYTES] {
+        self.0.to_bytes()
+    }
+
+    /// Parses 128 hex digits.
+    ///
+    /// # Errors
+    /// [`ParseError::Hash`] for anything else.
+    pub fn from_hex(text: &str) -> Result<Self, ParseError> {
+        let mut bytes = [0u8; SIGNATURE_BYTES];
+        hex::decode_to_slice(text, &mut bytes)
+            .map_err(|e| ParseError::Hash(format!("signature must be 128 hex digits: {e}")))?;
+        Ok(RecordSignature(Signature::from_bytes(&bytes)))
+    }
+
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0.to_bytes())
+    }
+}
+
+impl fmt::Debug for RecordSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordSignature({})", self.to_hex())
+    }
+}
+
+impl Serialize for RecordSignature {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordSignature {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        RecordSignature::from_hex(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A tenant's current signing key together with its derived id.
+pub struct RecordSigner {
+    key: SigningKey,
+    id: KeyId,
+}
+
+impl RecordSigner {
+    /// Wraps a signing key (the caller generated it from a secure random source).
+    pub fn new(key: SigningKey) -> Self {
+        let id = KeyId::of(&key.verifying_key());
+        RecordSigner { key, id }
+    }
+
+    /// The key id written into every record this signer seals.
+    pub fn key_id(&self) -> KeyId {
+        self.id
+    }
+
+    /// The public half.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// The underlying signing key (for checkpoint notes, which the same key signs).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Signs a 32-byte record hash.
+    pub fn sign_hash(&self, hash: &crate::types::Hash) -> RecordSignature {
+        RecordSignature(self.key.sign(hash.as_bytes()))
+    }
+}
+
+impl fmt::Debug for RecordSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        f.debug_struct("RecordSigner").field("key_id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// One public key and the sequence numbers it may sign: `[from_seq, until_seq)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInterval {
+    /// The key's id (derived from `public_key`; checked when the ring is built).
+    pub key_id: KeyId,
+    /// The Ed25519 public key, 64 lowercase hex digits.
+    #[serde(with = "verifying_key_hex")]
+    pub public_key: VerifyingKey,
+    /// First sequence number this key signs.
+    pub from_seq: u64,
+    /// First sequence number this key no longer signs; `None` while it is the current key.
+    pub until_seq: Option<u64>,
+}
+
+mod verifying_key_hex {
+    use ed25519_dalek::VerifyingKey;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(key: &VerifyingKey, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(key.as_bytes()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VerifyingKey, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text.as_ref(), &mut bytes).map_err(serde::de::Error::custom)?;
+        VerifyingKey::from_bytes(&bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why a key ring could not be built or a key could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// An entry's id does not match its public key.
+    #[error("key id {stated} does not match its public key (derived {derived})")]
+    IdMismatch {
+        /// The id written in the entry.
+        stated: KeyId,
+        /// The id derived from the public key.
+        derived: KeyId,
+    },
+    /// Intervals are empty, overlap, leave a gap or do not start at sequence 0.
+    #[error("key history is not one contiguous series of intervals from sequence 0: {0}")]
+    BadIntervals(String),
+    /// No key of the ring has this id.
+    #[error("record {seq} is signed by unknown key {key_id}")]
+    UnknownKey {
+        /// The record's sequence number.
+        seq: u64,
+        /// The unknown key id.
+        key_id: KeyId,
+    },
+    /// The key exists but was not valid for this sequence number.
+    #[error("record {seq} is signed by key {key_id}, which is valid only for sequences {from_seq}..{}", until_seq.map_or(String::new(), |u| u.to_string()))]
+    OutsideInterval {
+        /// The record's sequence number.
+        seq: u64,
+        /// The key id.
+        key_id: KeyId,
+        /// The key's first sequence.
+        from_seq: u64,
+        /// The key's end (exclusive).
+        until_seq: Option<u64>,
+    },
+}
+
+/// Every public key a tenant ever used, with validity intervals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRing {
+    keys: Vec<KeyInterval>,
+}
+
+impl KeyRing {
+    /// Builds a ring from a key history, checking ids and that the intervals tile `[0, ∞)` in
+    /// order with no gap or overlap (only the last may be open-ended).
+    ///
+    /// # Errors
+    /// [`KeyError::IdMismatch`] or [`KeyError::BadIntervals`].
+    pub fn new(keys: Vec<KeyInterval>) -> Result<Self, KeyError> {
+        let mut expected_from = 0u64;
+        for (i, k) in keys.iter().enumerate() {
+            let derived = KeyId::of(&k.public_key);
+            if derived != k.key_id {
+                return Err(KeyError::IdMismatch {
+                    stated: k.key_id,
+                    derived,
+                });
+            }
+            if k.from_seq != expected_from {
+                return Err(KeyError::BadIntervals(format!(
+                    "key {} starts at {} but {} was expected",
+                    k.key_id, k.from_seq, expected_from
+                )));
+            }
+            match k.until_seq {
+                Some(until) if until <= k.from_seq => {
+                    return Err(KeyError::BadIntervals(format!(
+                        "key {} has an empty interval {}..{}",
+                        k.key_id, k.from_seq, until
+                    )));
+                }
+                Some(until) => expected_from = until,
+                None if i + 1 != keys.len() => {
+                    return Err(KeyError::BadIntervals(format!(
+                        "key {} is open-ended but is not the last key",
+                        k.key_id
+                    )));
+                }
+                None => {}
+            }
+        }
+        if keys.is_empty() {
+            return Err(KeyError::BadIntervals("no keys".into()));
+        }
+        Ok(KeyRing { keys })
+    }
+
+    /// A ring with one key valid from sequence 0 onwards.
+    pub fn single(key: VerifyingKey) -> Self {
+        KeyRing {
+            keys: vec![KeyInterval {
+                key_id: KeyId::of(&key),
+                public_key: key,
+                from_seq: 0,
+                until_seq: None,
+            }],
+        }
+    }
+
+    /// The history, oldest first.
+    pub fn intervals(&self) -> &[KeyInterval] {
+        &self.keys
+    }
+
+    /// Looks up a key by id.
+    pub fn get(&self, key_id: KeyId) -> Option<&KeyInterval> {
+        self.keys.iter().find(|k| k.key_id == key_id)
+    }
+
+    /// The key that may sign record `seq` under id `key_id`.
+    ///
+    /// # Errors
+    /// [`KeyError::UnknownKey`] or [`KeyError::OutsideInterval`].
+    pub fn key_for(&self, key_id: KeyId, seq: Sequence) -> Result<&VerifyingKey, KeyError> {
+        let seq = seq.get();
+        let k = self
+            .get(key_id)
+            .ok_or(KeyError::UnknownKey { seq, key_id })?;
+        let inside = seq >= k.from_seq && k.until_seq.is_none_or(|u| seq < u);
+        if !inside {
+            return Err(KeyError::OutsideInterval {
+                seq,
+                key_id,
+                from_seq: k.from_seq,
+                until_seq: k.until_seq,
+            });
+        }
+        Ok(&k.public_key)
+    }
+
+    /// Whether `key_id` may sign a checkpoint of `size` records: its interval must have begun at or
+    /// before `size` and not ended before `size` (so the old key can sign the checkpoint that ends on
+    /// its rotation record, and the new key every checkpoint after).
+    pub fn may_sign_checkpoint(&self, key_id: KeyId, size: u64) -> bool {
+        self.get(key_id)
+            .is_some_and(|k| k.from_seq <= size && k.until_seq.is_none_or(|u| size <= u))
+    }
+}

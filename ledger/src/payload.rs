@@ -1,0 +1,380 @@
+//! Payload schemas per event type, checked at the edge with precise, path-naming errors.
+//!
+//! A pipeline that sends a decision without `model_version`, a score that is a string, or an
+//! unknown field (usually a typo) gets told exactly which field is wrong before anything is
+//! sequenced. Follow-up events name the decision they concern by its event id in `decision_id`
+//! (a submission lists several in `decision_ids`): that link is what builds a chain of custody.
+
+use serde_json::{Map, Value};
+
+use crate::canonical::push_pointer_token;
+use crate::record::EventType;
+use crate::types::EventId;
+
+/// Longest ordinary string field, in bytes.
+pub const STRING_BYTES_MAX: usize = 1024;
+
+/// Longest free-text explanation or statement, in bytes.
+pub const TEXT_BYTES_MAX: usize = 16 * 1024;
+
+/// Most entries in a list field (reason codes, decision ids of a submission).
+pub const LIST_ITEMS_MAX: usize = 1000;
+
+/// Oversight modes a decision may declare (EU AI Act Art. 14).
+pub const OVERSIGHT_MODES: &[&str] = &[
+    "automated",
+    "human_in_the_loop",
+    "human_on_the_loop",
+    "human_in_command",
+];
+
+/// Kinds of model change (SR 11-7 model lifecycle).
+pub const MODEL_CHANGES: &[&str] = &[
+    "registered",
+    "validated",
+    "approved",
+    "deployed",
+    "monitoring_finding",
+    "retired",
+];
+
+/// Outcomes of an integrity check.
+pub const INTEGRITY_OUTCOMES: &[&str] = &["passed", "failed", "cancelled"];
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[error("{path}: {problem}")]
+pub struct FieldError {
+    /// JSON Pointer from the record root, e.g. `/payload/model_version`.
+    pub path: String,
+    /// What is wrong, in words.
+    pub problem: String,
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str(usize),
+    Uuid7,
+    Uuid7List,
+    Sha256Hex,
+    KeyIdHex,
+    Rfc3339,
+    Number,
+    UInt,
+    StrList,
+    OneOf(&'static [&'static str]),
+    Object,
+}
+
+struct Field {
+    name: &'static str,
+    kind: Kind,
+    required: bool,
+}
+
+const fn req(name: &'static str, kind: Kind) -> Field {
+    Field { name, kind, required: true }
+}
+
+const fn opt(name: &'static str, kind: Kind) -> Field {
+    Field { name, kind, required: false }
+}
+
+const S: Kind = Kind::Str(STRING_BYTES_MAX);
+const TEXT: Kind = Kind::Str(TEXT_BYTES_MAX);
+
+/// The schema of each event type: its fields and whether fields not listed are accepted.
+fn schema(event_type: EventType) -> (&'static [Field], bool) {
+    use EventType as E;
+    match event_type {
+        E::Decision => {
+            const F: &[Field] = &[
+                req("model_id", S),
+                req("model_version", S),
+                req("input_commitment", Kind::Sha256Hex),
+                req("outcome", S),
+                opt("score", Kind::Number),
+                opt("reason_codes", Kind::StrList),
+                opt("explanation", TEXT),
+                req("subject_ref", S),
+                req("decided_at", Kind::Rfc3339),
+                req("oversight_mode", Kind::OneOf(OVERSIGHT_MODES)),
+                opt("attributes", Kind::Object),
+            ];
+            (F, false)
+        }
+        E::HumanReview => {
+            const F: &[Field] = &[
+                req("decision_id", Kind::Uuid7),
+                req("reviewer", S),
+                req("action", S),
+                opt("reason", TEXT),
+                opt("reviewed_at", Kind::Rfc3339),
+            ];
+            (F, false)
+        }
+        E::Override => {
+            const F: &[Field] = &[
+                req("decision_id", Kind::Uuid7),
+                req("reviewer", S),
+                req("new_outcome", S),
+                opt("new_score", Kind::Number),
+                req("reason", TEXT),
+            ];
+            (F, false)
+        }
+        E::Contest => {
+            const F: &[Field] = &[
+                req("decision_id", Kind::Uuid7),
+                opt("channel", S),
+                opt("statement", TEXT),
+                opt("received_at", Kind::Rfc3339),
+            ];
+            (F, false)
+        }
+        E::ExplanationRequest => {
+            const F: &[Field] = &[
+                req("decision_id", Kind::Uuid7),
+                opt("requested_by", S),
+                opt("channel", S),
+            ];
+            (F, false)
+        }
+        E::Submission => {
+            const F: &[Field] = &[
+                req("decision_ids", Kind::Uuid7List),
+                req("regulator", S),
+                req("reference", S),
+                opt("submitted_at", Kind::Rfc3339),
+            ];
+            (F, false)
+        }
+        E::Erasure => {
+            const F: &[Field] = &[
+                req("subject_ref", S),
+                req("reason", TEXT),
+                opt("event_ids", Kind::Uuid7List),
+                opt("fields", Kind::StrList),
+            ];
+            (F, false)
+        }
+        E::KeyRotation => {
+            const F: &[Field] = &[
+                req("new_key_id", Kind::KeyIdHex),
+                req("new_public_key", Kind::Sha256Hex),
+                req("effective_from_seq", Kind::UInt),
+            ];
+            (F, false)
+        }
+        E::ModelChange => {
+            const F: &[Field] = &[
+                req("model_id", S),
+                req("model_version", S),
+                req("change", Kind::OneOf(MODEL_CHANGES)),
+                opt("reference", S),
+                opt("actor", S),
+                opt("notes", TEXT),
+            ];
+            (F, false)
+        }
+        E::IntegrityCheck => {
+            const F: &[Field] = &[req("outcome", Kind::OneOf(INTEGRITY_OUTCOMES))];
+            (F, true)
+        }
+        E::Access | E::Administration => {
+            const F: &[Field] = &[req("actor", S), req("action", S), opt("target", S)];
+            (F, true)
+        }
+        E::RollbackAcknowledged => {
+            const F: &[Field] = &[req("operator", S), req("reason", TEXT)];
+            (F, true)
+        }
+    }
+}
+
+/// Checks a payload against its event type's schema.
+///
+/// # Errors
+/// Every problem found, each with the JSON Pointer of the field (under `/payload`).
+pub fn validate(event_type: EventType, payload: &Value) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let Some(map) = payload.as_object() else {
+        errors.push(FieldError {
+            path: "/payload".into(),
+            problem: "must be a JSON object".into(),
+        });
+        return Err(errors);
+    };
+    let (fields, extra_allowed) = schema(event_type);
+    for field in fields {
+        let path = format!("/payload/{}", field.name);
+        match map.get(field.name) {
+            None | Some(Value::Null) if field.required => errors.push(FieldError {
+                path,
+                problem: format!("is required for a {event_type} event"),
+            }),
+            None | Some(Value::Null) => {}
+            Some(value) => {
+                if let Err(problem) = check_kind(field.kind, value) {
+                    errors.push(FieldError { path, problem });
+                }
+            }
+        }
+    }
+    if !extra_allowed {
+        for key in map.keys() {
+            if !fields.iter().any(|f| f.name == key) {
+                let mut path = String::from("/payload/");
+                push_pointer_token(&mut path, key);
+                errors.push(FieldError {
+                    path,
+                    problem: format!(
+                        "is not a field of a {event_type} event (allowed: {})",
+                        fields.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+fn check_kind(kind: Kind, value: &Value) -> Result<(), String> {
+    match kind {
+        Kind::Str(max) => check_str(value, max).map(|_| ()),
+        Kind::Uuid7 => {
+            let s = check_str(value, 36)?;
+            EventId::parse(s).map(|_| ()).map_err(|e| e.to_string())
+        }
+        Kind::Uuid7List => {
+            let items = check_list(value)?;
+            if items.is_empty() {
+                return Err("must list at least one event id".into());
+            }
+            for (i, item) in items.iter().enumerate() {
+                check_kind(Kind::Uuid7, item).map_err(|e| format!("item {i}: {e}"))?;
+            }
+            Ok(())
+        }
+        Kind::Sha256Hex => check_hex(value, 64),
+        Kind::KeyIdHex => check_hex(value, 16),
+        Kind::Rfc3339 => {
+            let s = check_str(value, 64)?;
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map(|_| ())
+                .map_err(|e| format!("must be an RFC 3339 date-time such as 2026-11-29T08:49:27Z ({e})"))
+        }
+        Kind::Number => {
+            if value.is_number() {
+                Ok(())
+            } else {
+                Err(format!("must be a number, not {}", type_name(value)))
+            }
+        }
+        Kind::UInt => {
+            if value.as_u64().is_some() {
+                Ok(())
+            } else {
+                Err(format!("must be a non-negative integer, not {}", type_name(value)))
+            }
+        }
+        Kind::StrList => {
+            for (i, item) in check_list(value)?.iter().enumerate() {
+                check_str(item, STRING_BYTES_MAX).map_err(|e| format!("item {i}: {e}"))?;
+            }
+            Ok(())
+        }
+        Kind::OneOf(allowed) => {
+            let s = check_str(value, STRING_BYTES_MAX)?;
+            if allowed.contains(&s) {
+                Ok(())
+            } else {
+                Err(format!("must be one of {}", allowed.join(", ")))
+            }
+        }
+        Kind::Object => {
+            if value.is_object() {
+                Ok(())
+            } else {
+                Err(format!("must be an object, not {}", type_name(value)))
+            }
+        }
+    }
+}
+
+fn check_str(value: &Value, max: usize) -> Result<&str, String> {
+    let Some(s) = value.as_str() else {
+        return Err(format!("must be a string, not {}", type_name(value)));
+    };
+    if s.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > max {
+        return Err(format!("must be at most {max} bytes long (got {})", s.len()));
+    }
+    Ok(s)
+}
+
+fn check_list(value: &Value) -> Result<&Vec<Value>, String> {
+    let Some(items) = value.as_array() else {
+        return Err(format!("must be an array, not {}", type_name(value)));
+    };
+    if items.len() > LIST_ITEMS_MAX {
+        return Err(format!("must have at most {LIST_ITEMS_MAX} items (got {})", items.len()));
+    }
+    Ok(items)
+}
+
+fn check_hex(value: &Value, digits: usize) -> Result<(), String> {
+    let s = check_str(value, digits)?;
+    if s.len() == digits && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(format!("must be {digits} lowercase hex digits"))
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The decisions a record concerns: `decision_id` of a follow-up, each of a submission's
+/// `decision_ids`, nothing for other events. Call on a validated payload.
+pub fn linked_decisions(event_type: EventType, payload: &Map<String, Value>) -> Vec<EventId> {
+    let parse = |v: &Value| v.as_str().and_then(|s| EventId::parse(s).ok());
+    match event_type {
+        EventType::HumanReview
+        | EventType::Override
+        | EventType::Contest
+        | EventType::ExplanationRequest => payload.get("decision_id").and_then(parse).into_iter().collect(),
+        EventType::Submission => payload
+            .get("decision_ids")
+            .and_then(Value::as_array)
+            .map(|ids| ids.iter().filter_map(parse).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Event types that a pipeline may append through the API; the rest are written by the service
+/// itself (key rotation, integrity checks, portal audit events, rollback acknowledgements).
+pub fn is_client_event(event_type: EventType) -> bool {
+    matches!(
+        event_type,
+        EventType::Decision
+            | EventType::HumanReview
+            | EventType::Override
+            | EventType::Contest
+            | EventType::ExplanationRequest
+            | EventType::Submission
+            | EventType::Erasure
+            | EventType::ModelChange
+    )
+}
