@@ -1,1 +1,9 @@
-//! Auditex service.
+//! Auditex: a multi-tenant, event-sourced ledger of AI decisions in finance.
+//!
+//! Every decision is appended as a signed record whose hash links to its predecessor in a
+//! per-tenant chain and is a leaf of the tenant's Merkle tree; signed checkpoints make every record
+//! provable to anyone holding the public keys. The pure record format and proof code live in the
+//! `ledger` crate; this crate is the service around it: configuration, the durable store and the
+//! command line.
+
+pub mod store;

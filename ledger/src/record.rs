@@ -432,6 +432,74 @@ fn hash_preimage(body: &[u8]) -> Hash {
     Hash::from_bytes(h.finalize().into())
 }
 
+/// A record whose hash is computed but which is not yet signed.
+///
+/// Hashing must follow the chain order (each record links to the previous hash), but signing
+/// does not, so a sequencer hashes a batch in order and then signs it on several cores.
+#[derive(Debug, Clone)]
+pub struct UnsignedRecord {
+    tenant: TenantId,
+    at: ChainPosition,
+    draft: RecordDraft,
+    key_id: KeyId,
+    hash: Hash,
+}
+
+impl UnsignedRecord {
+    /// Computes the hash of `draft` at position `at`, to be signed by key `key_id`.
+    pub fn new(tenant: &TenantId, at: ChainPosition, draft: RecordDraft, key_id: KeyId) -> Self {
+        let mut body = Vec::with_capacity(256 + draft.payload.as_str().len());
+        write_body(
+            &mut body,
+            tenant,
+            at.seq,
+            &at.prev,
+            at.captured_at,
+            &draft.event_id,
+            draft.event_type,
+            &draft.payload,
+            &draft.erasable,
+            key_id,
+        );
+        UnsignedRecord {
+            tenant: tenant.clone(),
+            at,
+            draft,
+            key_id,
+            hash: hash_preimage(&body),
+        }
+    }
+
+    /// The record hash.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    /// Signs the hash and returns the sealed record.
+    ///
+    /// # Panics
+    /// If `signer` is not the key named when the hash was computed: that is a bug in the caller,
+    /// and a record whose `key_id` disagrees with its signature must never be produced.
+    pub fn sign(self, signer: &RecordSigner) -> Record {
+        assert_eq!(self.key_id, signer.key_id(), "record hashed for another key");
+        let sig = signer.sign_hash(&self.hash);
+        Record {
+            v: FORMAT_VERSION,
+            tenant: self.tenant,
+            seq: self.at.seq,
+            prev: self.at.prev,
+            captured_at_us: self.at.captured_at,
+            event_id: self.draft.event_id,
+            event_type: self.draft.event_type,
+            payload: self.draft.payload,
+            erasable: self.draft.erasable,
+            key_id: self.key_id,
+            hash: self.hash,
+            sig,
+        }
+    }
+}
+
 /// Seals a draft at a chain position: computes the hash and signs it.
 pub fn seal(
     tenant: &TenantId,
@@ -439,36 +507,7 @@ pub fn seal(
     draft: RecordDraft,
     signer: &RecordSigner,
 ) -> Record {
-    let key_id = signer.key_id();
-    let mut body = Vec::with_capacity(256 + draft.payload.as_str().len());
-    write_body(
-        &mut body,
-        tenant,
-        at.seq,
-        &at.prev,
-        at.captured_at,
-        &draft.event_id,
-        draft.event_type,
-        &draft.payload,
-        &draft.erasable,
-        key_id,
-    );
-    let hash = hash_preimage(&body);
-    let sig = signer.sign_hash(&hash);
-    Record {
-        v: FORMAT_VERSION,
-        tenant: tenant.clone(),
-        seq: at.seq,
-        prev: at.prev,
-        captured_at_us: at.captured_at,
-        event_id: draft.event_id,
-        event_type: draft.event_type,
-        payload: draft.payload,
-        erasable: draft.erasable,
-        key_id,
-        hash,
-        sig,
-    }
+    UnsignedRecord::new(tenant, at, draft, signer.key_id()).sign(signer)
 }
 
 impl Record {

@@ -1,0 +1,18 @@
+//! The verifiable core of Auditex: record format, canonical encoding, hashing, signing, Merkle
+//! trees, proofs, checkpoints and verification.
+//!
+//! This crate is pure: it performs no I/O, reads no clock and draws no randomness. Time, keys,
+//! salts and bytes come in as arguments, so the same code runs in the service, in the offline
+//! verifier and (compiled to `wasm32-unknown-unknown`) in a browser. FORMAT.md at the repository
+//! root specifies every byte that this crate hashes or signs.
+
+pub mod merkle;
+pub mod types;
+pub mod canonical;
+pub mod keys;
+pub mod record;
+pub mod payload;
+pub mod draft;
+pub mod note;
+pub mod checkpoint;
+pub mod proof_file;

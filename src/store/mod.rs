@@ -1,0 +1,825 @@
+//! The durable event store: tenants, signing keys, the append pipeline, Merkle tiles, checkpoints
+//! and every read the service makes of them.
+//!
+//! Two real backends sit behind one [`Store`]: embedded SQLite (the default, a single file) and
+//! PostgreSQL (selected by a `postgres://` URL). SQL lives only in `sqlite.rs` and `postgres.rs`;
+//! this module holds what both share. Every method that touches tenant data takes a [`TenantId`]:
+//! there is no way to express a query without one, and on PostgreSQL row-level security backs that
+//! up inside the database.
+
+mod appender;
+mod checkpointer;
+pub mod crypto;
+mod postgres;
+mod sqlite;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use ledger::checkpoint::{Checkpoint, sign_checkpoint, tenant_origin};
+use ledger::draft::PreparedDraft;
+use ledger::keys::{KeyId, KeyInterval, KeyRing, RecordSignature, RecordSigner};
+use ledger::merkle::{
+    CompactTree, NodeId, compact_range_node_ids, consistency_proof_node_ids,
+    inclusion_proof_node_ids, leaf_hash, node_hash,
+};
+use ledger::note::NoteSigner;
+use ledger::record::{
+    ErasableValue, EventType, FieldName, Payload, Record,
+};
+use ledger::types::{CaptureTime, EventId, Hash, LeafIndex, Sequence, TenantId, TreeSize};
+use tokio::sync::watch;
+
+pub use appender::AppendError;
+use crypto::{CryptoError, MasterKey};
+
+/// Most records one append request (one HTTP batch) may carry.
+pub const BATCH_RECORDS_MAX: usize = 1000;
+
+/// Most records one group commit writes in a single transaction.
+pub const GROUP_COMMIT_RECORDS_MAX: usize = 4096;
+
+/// Default time an appender waits for more requests before committing a partial group.
+pub const GROUP_COMMIT_WINDOW_US_DEFAULT: u64 = 500;
+
+/// Default depth of each tenant's append queue, in requests.
+pub const APPEND_QUEUE_REQUESTS_MAX: usize = 8192;
+
+/// How often a signed checkpoint is published while records arrive.
+pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 500;
+
+/// Height of a Merkle tile: 2^8 = 256 hashes, as in C2SP tlog-tiles.
+pub const TILE_HEIGHT: u8 = 8;
+
+/// Oldest bundled SQLite accepted (earlier versions have a WAL bug under concurrent writers).
+pub const SQLITE_VERSION_MIN: (u32, u32, u32) = (3, 51, 3);
+
+/// Most records one range read returns.
+pub const RANGE_RECORDS_MAX: u64 = 10_000;
+
+/// Which database, and where.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An SQLite file path (created on first start).
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL URL for the application role.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            // The URL may carry a password.
+            DatabaseUrl::Postgres(_) => f.write_str("postgres://<redacted>"),
+        }
+    }
+}
+
+impl DatabaseUrl {
+    /// Parses `postgres://…`/`postgresql://…`, `sqlite://PATH`, `sqlite:PATH`, or a bare path.
+    pub fn parse(text: &str) -> Self {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            DatabaseUrl::Postgres(text.to_owned())
+        } else {
+            let path = text
+                .strip_prefix("sqlite://")
+                .or_else(|| text.strip_prefix("sqlite:"))
+                .unwrap_or(text);
+            DatabaseUrl::Sqlite(path.into())
+        }
+    }
+}
+
+/// The source of capture times. Injected so that tests can move time backwards.
+pub trait Clock: Send + Sync + 'static {
+    /// Microseconds since the Unix epoch, UTC.
+    fn now_unix_micros(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_unix_micros(&self) -> u64 {
+        u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0)
+    }
+}
+
+/// Everything the store needs to open.
+#[derive(Clone)]
+pub struct StoreConfig {
+    /// The database the service reads and writes.
+    pub database: DatabaseUrl,
+    /// PostgreSQL only: the schema owner's URL, used to apply migrations. Without it the store
+    /// checks that migrations are current and refuses to start otherwise.
+    pub admin_database: Option<String>,
+    /// The master key that seals private signing keys.
+    pub master_key: MasterKey,
+    /// The service's origin prefix; a tenant's checkpoint origin is `<origin>/<tenant>`.
+    pub service_origin: String,
+    /// How long an appender waits to fill a group commit.
+    pub group_commit_window: Duration,
+    /// Depth of each tenant's append queue, in requests.
+    pub queue_requests_max: usize,
+    /// How often checkpoints are published.
+    pub checkpoint_interval: Duration,
+    /// Size of the reader connection pool.
+    pub read_connections: u32,
+    /// The clock for capture times.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl StoreConfig {
+    /// Defaults for everything but the database and master key.
+    pub fn new(database: DatabaseUrl, master_key: MasterKey) -> Self {
+        StoreConfig {
+            database,
+            admin_database: None,
+            master_key,
+            service_origin: "auditex.local/ledger".to_owned(),
+            group_commit_window: Duration::from_micros(GROUP_COMMIT_WINDOW_US_DEFAULT),
+            queue_requests_max: APPEND_QUEUE_REQUESTS_MAX,
+            checkpoint_interval: Duration::from_millis(CHECKPOINT_INTERVAL_MS_DEFAULT),
+            read_connections: 4,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Errors of the store other than append rejections.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database is unreachable or failed; the operation may succeed if retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Migrations could not be applied or are not current.
+    #[error("database schema: {0}")]
+    Schema(String),
+    /// The bundled SQLite is older than [`SQLITE_VERSION_MIN`].
+    #[error("SQLite {found} is too old: 3.51.3 or later is required")]
+    SqliteTooOld {
+        /// The version found.
+        found: String,
+    },
+    /// No such tenant.
+    #[error("unknown tenant")]
+    UnknownTenant,
+    /// The tenant exists already.
+    #[error("tenant {0} exists already")]
+    TenantExists(String),
+    /// Stored data fails a check made when reading it back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// A request that cannot be answered for this tree (index beyond size, size beyond tree, …).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The master key could not open a sealed secret, or a key file is unusable.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unavailable(e)
+    }
+}
+
+/// What a caller gets back for each appended record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Receipt {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The client's event id.
+    pub event_id: EventId,
+    /// The record hash, hex.
+    pub hash: Hash,
+    /// The signature, hex.
+    pub sig: RecordSignature,
+    /// The signing key's id.
+    pub key_id: KeyId,
+    /// Capture time, µs since the Unix epoch.
+    pub captured_at_us: u64,
+    /// Capture time, RFC 3339.
+    pub captured_at: String,
+    /// True when this event id was appended earlier and nothing new was written.
+    pub duplicate: bool,
+}
+
+impl Receipt {
+    fn of(record: &Record, duplicate: bool) -> Self {
+        Receipt {
+            seq: record.seq.get(),
+            event_id: record.event_id,
+            hash: record.hash,
+            sig: record.sig,
+            key_id: record.key_id,
+            captured_at_us: record.captured_at_us.unix_micros(),
+            captured_at: record.captured_at_us.to_rfc3339(),
+            duplicate,
+        }
+    }
+}
+
+/// A published checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size.
+    pub size: TreeSize,
+    /// Root hash.
+    pub root: Hash,
+    /// The C2SP signed note text.
+    pub signed_note: String,
+    /// When it was published, µs since the Unix epoch.
+    pub published_at_us: u64,
+}
+
+/// The head of a tenant's chain: the last record's position, hash and capture time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChainHead {
+    pub seq: Sequence,
+    pub hash: Hash,
+    pub captured_at: CaptureTime,
+}
+
+/// A record row as the backends return it, before it is checked.
+pub(crate) struct RecordRow {
+    pub tenant: String,
+    pub seq: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub captured_at_us: i64,
+    pub prev: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub key_id: String,
+    pub sig: Vec<u8>,
+    pub payload: String,
+    pub erasable: String,
+}
+
+impl RecordRow {
+    /// Rebuilds the record and checks that it still hashes to its stored hash.
+    fn into_record(self) -> Result<Record, StoreError> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("record {}: {what}: {e}", self.seq))
+        };
+        let seq = u64::try_from(self.seq).map_err(|e| corrupt("seq", &e))?;
+        let record = Record {
+            v: ledger::record::FORMAT_VERSION,
+            tenant: TenantId::parse(&self.tenant).map_err(|e| corrupt("tenant", &e))?,
+            seq: Sequence::new(seq).map_err(|e| corrupt("seq", &e))?,
+            prev: Hash::from_slice(&self.prev).map_err(|e| corrupt("prev", &e))?,
+            captured_at_us: CaptureTime::from_unix_micros(
+                u64::try_from(self.captured_at_us).map_err(|e| corrupt("captured_at_us", &e))?,
+            )
+            .map_err(|e| corrupt("captured_at_us", &e))?,
+            event_id: EventId::parse(&self.event_id).map_err(|e| corrupt("event_id", &e))?,
+            event_type: EventType::parse(&self.event_type)
+                .map_err(|e| corrupt("event_type", &e))?,
+            payload: Payload::from_json(&self.payload).map_err(|e| corrupt("payload", &e))?,
+            erasable: serde_json::from_str::<BTreeMap<FieldName, Hash>>(&self.erasable)
+                .map_err(|e| corrupt("erasable", &e))?,
+            key_id: KeyId::parse(&self.key_id).map_err(|e| corrupt("key_id", &e))?,
+            hash: Hash::from_slice(&self.hash).map_err(|e| corrupt("hash", &e))?,
+            sig: RecordSignature::new(ed25519_dalek::Signature::from_slice(&self.sig).map_err(
+                |e| corrupt("sig", &e),
+            )?),
+        };
+        let computed = record.compute_hash();
+        if computed != record.hash {
+            return Err(StoreError::Corrupt(format!(
+                "record {seq} hashes to {computed}, but {} is stored",
+                record.hash
+            )));
+        }
+        Ok(record)
+    }
+}
+
+/// A record row to insert.
+pub(crate) struct NewRecordRow<'a> {
+    pub record: &'a Record,
+    pub payload: &'a str,
+    pub erasable: String,
+}
+
+/// A sealed erasable value to insert.
+pub(crate) struct NewErasableRow {
+    pub seq: i64,
+    pub field: String,
+    pub salt: Vec<u8>,
+    pub sealed: Vec<u8>,
+}
+
+/// A signing-key row.
+pub(crate) struct KeyRow {
+    pub key_id: String,
+    pub public_key: Vec<u8>,
+    pub sealed_secret: Vec<u8>,
+    pub from_seq: i64,
+    pub until_seq: Option<i64>,
+}
+
+/// The backends. An enum rather than a trait object: two known backends, static dispatch.
+#[derive(Clone)]
+pub(crate) enum Db {
+    Sqlite(sqlite::SqliteDb),
+    Postgres(postgres::PgDb),
+}
+
+/// Dispatches a method call to whichever backend is in use.
+macro_rules! on_db {
+    ($db:expr, $b:ident => $call:expr) => {
+        match $db {
+            Db::Sqlite($b) => $call,
+            Db::Postgres($b) => $call,
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// An open append transaction on either backend.
+pub(crate) enum AppendTx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Tree state an appender shares with the checkpoint publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TreeHead {
+    pub size: TreeSize,
+    pub root: Hash,
+}
+
+struct Inner {
+    db: Db,
+    master: MasterKey,
+    service_origin: String,
+    config: StoreConfig,
+    appenders: Mutex<HashMap<TenantId, appender::Handle>>,
+    trees: Mutex<HashMap<TenantId, watch::Receiver<TreeHead>>>,
+    shutdown: tokio::sync::Notify,
+}
+
+/// The store: a cheap, cloneable handle.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("database", &self.inner.config.database).finish()
+    }
+}
+
+impl Store {
+    /// Opens (and on SQLite creates) the database, applies or checks migrations, and starts the
+    /// checkpoint publisher.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be opened, is too old, or its schema is not current.
+    pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        let db = match &config.database {
+            DatabaseUrl::Sqlite(path) => Db::Sqlite(sqlite::SqliteDb::open(path, config.read_connections).await?),
+            DatabaseUrl::Postgres(url) => Db::Postgres(
+                postgres::PgDb::open(url, config.admin_database.as_deref(), config.read_connections).await?,
+            ),
+        };
+        let store = Store {
+            inner: Arc::new(Inner {
+                db,
+                master: config.master_key.clone(),
+                service_origin: config.service_origin.clone(),
+                config,
+                appenders: Mutex::new(HashMap::new()),
+                trees: Mutex::new(HashMap::new()),
+                shutdown: tokio::sync::Notify::new(),
+            }),
+        };
+        checkpointer::spawn(store.clone());
+        Ok(store)
+    }
+
+    /// Applies migrations with `admin_url` (or the database URL on SQLite) and returns how many
+    /// were applied.
+    ///
+    /// # Errors
+    /// [`StoreError::Schema`] or [`StoreError::Unavailable`].
+    pub async fn migrate(database: &DatabaseUrl, admin_url: Option<&str>) -> Result<usize, StoreError> {
+        match database {
+            DatabaseUrl::Sqlite(path) => sqlite::SqliteDb::migrate(path).await,
+            DatabaseUrl::Postgres(url) => postgres::PgDb::migrate(admin_url.unwrap_or(url)).await,
+        }
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub(crate) fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.inner.master
+    }
+
+    /// The checkpoint origin of a tenant (also the name of its checkpoint-signing key).
+    pub fn origin(&self, tenant: &TenantId) -> String {
+        tenant_origin(&self.inner.service_origin, tenant.as_str())
+    }
+
+    /// Whether the database answers (for readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_db!(&self.inner.db, b => b.ping().await)
+    }
+
+    /// The version of the SQLite library in use, when the backend is SQLite.
+    pub async fn sqlite_version(&self) -> Option<String> {
+        match &self.inner.db {
+            Db::Sqlite(b) => b.sqlite_version().await.ok(),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    /// Creates a tenant with a fresh Ed25519 signing key, returning the key's interval.
+    ///
+    /// # Errors
+    /// [`StoreError::TenantExists`] or a database error.
+    pub async fn create_tenant(&self, tenant: &TenantId) -> Result<KeyInterval, StoreError> {
+        let secret: [u8; 32] = rand::random();
+        let key = SigningKey::from_bytes(&secret);
+        let key_id = KeyId::of(&key.verifying_key());
+        let row = KeyRow {
+            key_id: key_id.to_hex(),
+            public_key: key.verifying_key().as_bytes().to_vec(),
+            sealed_secret: self.inner.master.seal(&key_context(tenant, key_id), &secret),
+            from_seq: 0,
+            until_seq: None,
+        };
+        let now = self.inner.config.clock.now_unix_micros();
+        on_db!(&self.inner.db, b => b.create_tenant(tenant, &row, now).await)?;
+        Ok(KeyInterval {
+            key_id,
+            public_key: key.verifying_key(),
+            from_seq: 0,
+            until_seq: None,
+        })
+    }
+
+    /// Every tenant id, sorted.
+    pub async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        let ids = on_db!(&self.inner.db, b => b.tenants().await)?;
+        ids.iter()
+            .map(|t| TenantId::parse(t).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    /// Whether the tenant exists.
+    pub async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        on_db!(&self.inner.db, b => b.tenant_exists(tenant).await)
+    }
+
+    /// The tenant's public-key history, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownTenant`] when it has no keys.
+    pub async fn key_history(&self, tenant: &TenantId) -> Result<KeyRing, StoreError> {
+        let rows = on_db!(&self.inner.db, b => b.keys(tenant).await)?;
+        if rows.is_empty() {
+            return Err(StoreError::UnknownTenant);
+        }
+        let intervals = rows
+            .into_iter()
+            .map(|r| key_interval(&r))
+            .collect::<Result<Vec<_>, _>>()?;
+        KeyRing::new(intervals).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// The tenant's current signing key, decrypted.
+    pub(crate) async fn current_signer(&self, tenant: &TenantId) -> Result<(RecordSigner, KeyInterval), StoreError> {
+        let rows = on_db!(&self.inner.db, b => b.keys(tenant).await)?;
+        let row = rows
+            .into_iter()
+            .find(|r| r.until_seq.is_none())
+            .ok_or(StoreError::UnknownTenant)?;
+        let interval = key_interval(&row)?;
+        let secret = self
+            .inner
+            .master
+            .open(&key_context(tenant, interval.key_id), &row.sealed_secret)?;
+        let secret: [u8; 32] = secret
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("sealed signing key has the wrong length".into()))?;
+        let signer = RecordSigner::new(SigningKey::from_bytes(&secret));
+        if signer.key_id() != interval.key_id {
+            return Err(StoreError::Corrupt(format!(
+                "signing key {} does not match its public key",
+                interval.key_id
+            )));
+        }
+        Ok((signer, interval))
+    }
+
+    /// Appends a batch of drafts for one tenant, all or nothing, and returns one receipt per
+    /// draft. A draft whose event id exists already gets the original receipt (`duplicate`).
+    ///
+    /// # Errors
+    /// [`AppendError`]: overloaded (retry later), conflict (same event id, other content),
+    /// unknown tenant, batch too large, or the database failed (retryable).
+    pub async fn append(&self, tenant: &TenantId, drafts: Vec<PreparedDraft>) -> Result<Vec<Receipt>, AppendError> {
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if drafts.len() > BATCH_RECORDS_MAX {
+            return Err(AppendError::BatchTooLarge {
+                records: drafts.len(),
+                max: BATCH_RECORDS_MAX,
+            });
+        }
+        let handle = self.appender(tenant).await?;
+        handle.submit(drafts).await
+    }
+
+    async fn appender(&self, tenant: &TenantId) -> Result<appender::Handle, AppendError> {
+        if let Some(h) = self.lock_appenders().get(tenant).filter(|h| h.is_alive()) {
+            return Ok(h.clone());
+        }
+        if !self.tenant_exists(tenant).await.map_err(AppendError::Store)? {
+            return Err(AppendError::UnknownTenant);
+        }
+        let (handle, tree) = appender::spawn(self.clone(), tenant.clone()).await?;
+        let mut appenders = self.lock_appenders();
+        // Another caller may have started one meanwhile; keep the first, drop ours.
+        if let Some(h) = appenders.get(tenant).filter(|h| h.is_alive()) {
+            return Ok(h.clone());
+        }
+        appenders.insert(tenant.clone(), handle.clone());
+        self.lock_trees().insert(tenant.clone(), tree);
+        Ok(handle)
+    }
+
+    fn lock_appenders(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, appender::Handle>> {
+        // A panic while holding this lock leaves the map itself consistent.
+        self.inner.appenders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn lock_trees(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, watch::Receiver<TreeHead>>> {
+        self.inner.trees.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rotates the tenant's signing key (see the key-rotation record in FORMAT.md) and returns
+    /// the new key's interval.
+    ///
+    /// # Errors
+    /// [`AppendError`] as for appends.
+    pub async fn rotate_key(&self, tenant: &TenantId) -> Result<KeyInterval, AppendError> {
+        self.appender(tenant).await?.rotate().await
+    }
+
+    /// Stops accepting appends, waits for queued ones to commit, and publishes final checkpoints.
+    pub async fn shutdown(&self) {
+        let handles: Vec<_> = self.lock_appenders().drain().map(|(_, h)| h).collect();
+        for h in handles {
+            h.close().await;
+        }
+        let _ = checkpointer::publish_all(self).await;
+        self.inner.shutdown.notify_waiters();
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> &tokio::sync::Notify {
+        &self.inner.shutdown
+    }
+
+    /// The number of records in the tenant's chain.
+    pub async fn tree_size(&self, tenant: &TenantId) -> Result<TreeSize, StoreError> {
+        let head = on_db!(&self.inner.db, b => b.chain_head(tenant).await)?;
+        Ok(head.map_or(TreeSize::ZERO, |h| h.seq.tree_size_through()))
+    }
+
+    pub(crate) async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
+        on_db!(&self.inner.db, b => b.chain_head(tenant).await)
+    }
+
+    /// One record by sequence number, checked against its stored hash.
+    pub async fn record(&self, tenant: &TenantId, seq: Sequence) -> Result<Option<Record>, StoreError> {
+        let row = on_db!(&self.inner.db, b => b.record_by_seq(tenant, seq).await)?;
+        row.map(RecordRow::into_record).transpose()
+    }
+
+    /// One record by event id, checked against its stored hash.
+    pub async fn record_by_event_id(&self, tenant: &TenantId, event_id: EventId) -> Result<Option<Record>, StoreError> {
+        let rows = on_db!(&self.inner.db, b => b.records_by_event_ids(tenant, &[event_id.to_string()]).await)?;
+        rows.into_iter().next().map(RecordRow::into_record).transpose()
+    }
+
+    /// Up to `limit` (at most [`RANGE_RECORDS_MAX`]) records from `from` on, in sequence order.
+    pub async fn records(&self, tenant: &TenantId, from: Sequence, limit: u64) -> Result<Vec<Record>, StoreError> {
+        let limit = limit.min(RANGE_RECORDS_MAX);
+        let rows = on_db!(&self.inner.db, b => b.records_range(tenant, from, limit).await)?;
+        rows.into_iter().map(RecordRow::into_record).collect()
+    }
+
+    /// The erasable values stored beside record `seq` (those not yet erased).
+    pub async fn erasable_values(&self, tenant: &TenantId, seq: Sequence) -> Result<BTreeMap<FieldName, ErasableValue>, StoreError> {
+        let rows = on_db!(&self.inner.db, b => b.erasable_values(tenant, seq).await)?;
+        let mut out = BTreeMap::new();
+        for (field, salt, sealed) in rows {
+            let name = FieldName::parse(&field).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let plain = self
+                .inner
+                .master
+                .open(&erasable_context(tenant, seq.get(), &field), &sealed)?;
+            let value = serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let salt = salt
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("erasable salt has the wrong length".into()))?;
+            out.insert(name, ErasableValue { salt, value });
+        }
+        Ok(out)
+    }
+
+    /// The latest published checkpoint.
+    pub async fn latest_checkpoint(&self, tenant: &TenantId) -> Result<Option<StoredCheckpoint>, StoreError> {
+        on_db!(&self.inner.db, b => b.latest_checkpoint(tenant).await)
+    }
+
+    /// The checkpoint published at exactly `size`, if any.
+    pub async fn checkpoint_at(&self, tenant: &TenantId, size: TreeSize) -> Result<Option<StoredCheckpoint>, StoreError> {
+        on_db!(&self.inner.db, b => b.checkpoint_at(tenant, size).await)
+    }
+
+    /// Published checkpoints with size greater than `after`, smallest first, at most `limit`.
+    pub async fn checkpoints(&self, tenant: &TenantId, after: Option<TreeSize>, limit: u64) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        on_db!(&self.inner.db, b => b.checkpoints(tenant, after, limit.min(RANGE_RECORDS_MAX)).await)
+    }
+
+    /// Publishes a checkpoint now for every tenant whose tree grew (normally done by the
+    /// background publisher at least once per [`StoreConfig::checkpoint_interval`]).
+    pub async fn publish_checkpoints(&self) -> Result<(), StoreError> {
+        checkpointer::publish_all(self).await
+    }
+
+    /// The root of the tenant's tree at `size`, computed from stored tiles.
+    ///
+    /// # Errors
+    /// [`StoreError::OutOfRange`] when `size` exceeds the tree.
+    pub async fn root_at(&self, tenant: &TenantId, size: TreeSize) -> Result<Hash, StoreError> {
+        self.check_size(tenant, size).await?;
+        let ids = compact_range_node_ids(size);
+        let hashes = self.node_hashes(tenant, &ids).await?;
+        let tree = CompactTree::from_parts(size, hashes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(tree.root())
+    }
+
+    /// The compact tree (right edge) at `size`, to resume appending.
+    pub(crate) async fn compact_tree_at(&self, tenant: &TenantId, size: TreeSize) -> Result<CompactTree, StoreError> {
+        let ids = compact_range_node_ids(size);
+        let hashes = self.node_hashes(tenant, &ids).await?;
+        CompactTree::from_parts(size, hashes).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// The RFC 9162 inclusion proof of leaf `index` in the tree of `size`.
+    ///
+    /// # Errors
+    /// [`StoreError::OutOfRange`] when `index >= size` or `size` exceeds the tree.
+    pub async fn inclusion_proof(&self, tenant: &TenantId, index: LeafIndex, size: TreeSize) -> Result<Vec<Hash>, StoreError> {
+        self.check_size(tenant, size).await?;
+        let nodes = inclusion_proof_node_ids(index, size).map_err(|e| StoreError::OutOfRange(e.to_string()))?;
+        let hashes = self.node_hashes(tenant, nodes.ids()).await?;
+        nodes.rehash(&hashes).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// The RFC 9162 consistency proof between trees of `size1` and `size2`.
+    ///
+    /// # Errors
+    /// [`StoreError::OutOfRange`] when `size1 > size2` or `size2` exceeds the tree.
+    pub async fn consistency_proof(&self, tenant: &TenantId, size1: TreeSize, size2: TreeSize) -> Result<Vec<Hash>, StoreError> {
+        self.check_size(tenant, size2).await?;
+        let nodes = consistency_proof_node_ids(size1, size2).map_err(|e| StoreError::OutOfRange(e.to_string()))?;
+        let hashes = self.node_hashes(tenant, nodes.ids()).await?;
+        nodes.rehash(&hashes).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    async fn check_size(&self, tenant: &TenantId, size: TreeSize) -> Result<(), StoreError> {
+        let current = self.tree_size(tenant).await?;
+        if size > current {
+            return Err(StoreError::OutOfRange(format!(
+                "tree size {size} is beyond the current tree of {current} records"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The hashes of perfect-subtree nodes, read tile by tile: a node at level `L` is folded from
+    /// the at most 128 stored hashes at level `L - L % 8` below it (level 0 being the leaf hashes
+    /// of the records). Nodes in the same tile share one range read.
+    async fn node_hashes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
+        // Group the ids by (base level, tile index) so each tile is read once.
+        let mut tiles: BTreeMap<(u8, u64), Vec<Hash>> = BTreeMap::new();
+        for id in ids {
+            let base = id.level() - id.level() % TILE_HEIGHT;
+            let first = id.index() << (id.level() - base);
+            tiles.entry((base, first >> TILE_HEIGHT)).or_default();
+        }
+        for (&(base, tile), hashes) in tiles.iter_mut() {
+            let from = tile << TILE_HEIGHT;
+            let to = from + (1 << TILE_HEIGHT);
+            *hashes = if base == 0 {
+                let rows = on_db!(&self.inner.db, b => b.record_hashes(tenant, from, to).await)?;
+                rows.iter()
+                    .map(|h| Hash::from_slice(h).map(|h| leaf_hash(h.as_bytes())))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
+            } else {
+                let rows = on_db!(&self.inner.db, b => b.merkle_nodes(tenant, base, from, to).await)?;
+                rows.iter()
+                    .map(|h| Hash::from_slice(h))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
+            };
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let base = id.level() - id.level() % TILE_HEIGHT;
+            let width = 1u64 << (id.level() - base);
+            let first = id.index() << (id.level() - base);
+            let tile = &tiles[&(base, first >> TILE_HEIGHT)];
+            let start = usize::try_from(first % (1 << TILE_HEIGHT)).unwrap_or(usize::MAX);
+            let end = start.saturating_add(usize::try_from(width).unwrap_or(usize::MAX));
+            let slice = tile.get(start..end).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "Merkle node at level {} index {} is not stored",
+                    id.level(),
+                    id.index()
+                ))
+            })?;
+            out.push(fold_perfect(slice));
+        }
+        Ok(out)
+    }
+
+    /// Signs a checkpoint for `head` with the tenant's current key and stores it.
+    pub(crate) async fn publish_checkpoint(&self, tenant: &TenantId, head: TreeHead) -> Result<StoredCheckpoint, StoreError> {
+        let (signer, _) = self.current_signer(tenant).await?;
+        let origin = self.origin(tenant);
+        let checkpoint = Checkpoint::new(origin.clone(), head.size, head.root)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let note_signer = NoteSigner::new(&origin, signer.signing_key())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let signed_note = sign_checkpoint(&checkpoint, &[note_signer])
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let stored = StoredCheckpoint {
+            size: head.size,
+            root: head.root,
+            signed_note,
+            published_at_us: self.inner.config.clock.now_unix_micros(),
+        };
+        on_db!(&self.inner.db, b => b.insert_checkpoint(tenant, &stored).await)?;
+        Ok(stored)
+    }
+}
+
+/// Folds a power-of-two run of sibling hashes into their subtree hash.
+fn fold_perfect(hashes: &[Hash]) -> Hash {
+    let mut level: Vec<Hash> = hashes.to_vec();
+    while level.len() > 1 {
+        level = level.chunks(2).map(|p| match p {
+            [l, r] => node_hash(*l, *r),
+            [only] => *only,
+            _ => Hash::ZERO,
+        }).collect();
+    }
+    level.first().copied().unwrap_or(Hash::ZERO)
+}
+
+fn key_interval(row: &KeyRow) -> Result<KeyInterval, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("signing key {}: {e}", row.key_id));
+    let bytes: [u8; 32] = row.public_key.as_slice().try_into().map_err(|e| corrupt(&e))?;
+    Ok(KeyInterval {
+        key_id: KeyId::parse(&row.key_id).map_err(|e| corrupt(&e))?,
+        public_key: ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| corrupt(&e))?,
+        from_seq: u64::try_from(row.from_seq).map_err(|e| corrupt(&e))?,
+        until_seq: row.until_seq.map(u64::try_from).transpose().map_err(|e| corrupt(&e))?,
+    })
+}
+
+/// AEAD context of a tenant's private signing key.
+fn key_context(tenant: &TenantId, key_id: KeyId) -> String {
+    format!("auditex/signing-key/{tenant}/{key_id}")
+}
+
+/// AEAD context of an erasable value.
+fn erasable_context(tenant: &TenantId, seq: u64, field: &str) -> String {
+    format!("auditex/erasable/{tenant}/{seq}/{field}")
+}
+
+/// Converts a u64 that the ledger bounds to 2^53 into a database integer.
+pub(crate) fn db_int(value: u64) -> i64 {
+    // Every persisted quantity is bounded by 2^53 - 1 (see ledger::types), far below i64::MAX.
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,476 @@
+//! The PostgreSQL backend.
+//!
+//! The service connects as the application role, which may only SELECT and INSERT ledger rows.
+//! Every statement that touches tenant data runs inside a transaction that first calls
+//! `set_config('app.tenant_id', $tenant, true)`: the `true` makes the setting local to the
+//! transaction, so a pooled connection never carries one tenant's setting into another's work,
+//! and row-level security (forced, failing closed) filters every row by it. Appends also take a
+//! per-tenant transaction-level advisory lock, so several service instances sharing one database
+//! still build one linear chain per tenant.
+
+use ledger::types::{CaptureTime, Hash, Sequence, TenantId, TreeSize};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use super::{
+    ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreError, StoredCheckpoint,
+    db_int,
+};
+
+type RecordTuple = (String, i64, String, String, i64, Vec<u8>, Vec<u8>, String, Vec<u8>, String, String);
+
+const SELECT_RECORD: &str = "SELECT tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable FROM records";
+
+fn row(t: RecordTuple) -> RecordRow {
+    RecordRow {
+        tenant: t.0,
+        seq: t.1,
+        event_id: t.2,
+        event_type: t.3,
+        captured_at_us: t.4,
+        prev: t.5,
+        hash: t.6,
+        key_id: t.7,
+        sig: t.8,
+        payload: t.9,
+        erasable: t.10,
+    }
+}
+
+fn head(t: (i64, Vec<u8>, i64)) -> Result<ChainHead, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("chain head: {e}"));
+    Ok(ChainHead {
+        seq: Sequence::new(u64::try_from(t.0).map_err(|e| corrupt(&e))?).map_err(|e| corrupt(&e))?,
+        hash: Hash::from_slice(&t.1).map_err(|e| corrupt(&e))?,
+        captured_at: CaptureTime::from_unix_micros(u64::try_from(t.2).map_err(|e| corrupt(&e))?)
+            .map_err(|e| corrupt(&e))?,
+    })
+}
+
+fn checkpoint(t: (i64, Vec<u8>, String, i64)) -> Result<StoredCheckpoint, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("checkpoint: {e}"));
+    Ok(StoredCheckpoint {
+        size: TreeSize::new(u64::try_from(t.0).map_err(|e| corrupt(&e))?),
+        root: Hash::from_slice(&t.1).map_err(|e| corrupt(&e))?,
+        signed_note: t.2,
+        published_at_us: u64::try_from(t.3).map_err(|e| corrupt(&e))?,
+    })
+}
+
+#[derive(Clone)]
+pub(crate) struct PgDb {
+    pool: PgPool,
+}
+
+impl PgDb {
+    pub(crate) async fn open(url: &str, admin_url: Option<&str>, connections: u32) -> Result<Self, StoreError> {
+        if let Some(admin) = admin_url {
+            PgDb::migrate(admin).await?;
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(connections.max(2) + 2)
+            .connect(url)
+            .await?;
+        let db = PgDb { pool };
+        db.check_migrations().await?;
+        Ok(db)
+    }
+
+    pub(crate) async fn migrate(admin_url: &str) -> Result<usize, StoreError> {
+        let pool = PgPoolOptions::new().max_connections(1).connect(admin_url).await?;
+        let before = applied_count(&pool).await;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Schema(e.to_string()))?;
+        // The application role must be able to see which migrations ran (readiness checks).
+        sqlx::query("GRANT SELECT ON _sqlx_migrations TO auditex_app")
+            .execute(&pool)
+            .await?;
+        let after = applied_count(&pool).await;
+        pool.close().await;
+        Ok(usize::try_from(after - before).unwrap_or(0))
+    }
+
+    /// Refuses to run against a schema older than this build's migrations.
+    async fn check_migrations(&self) -> Result<(), StoreError> {
+        let latest = sqlx::migrate!("./migrations/postgres")
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::Schema(format!("cannot read the migration table ({e}); run `auditex migrate` with the schema owner's URL")))?;
+        if applied.unwrap_or(0) < latest {
+            return Err(StoreError::Schema(format!(
+                "the database schema is at version {} but this build needs {latest}; run `auditex migrate` with the schema owner's URL",
+                applied.unwrap_or(0)
+            )));
+        }
+        Ok(())
+    }
+
+    /// A transaction scoped to `tenant` for row-level security.
+    async fn tenant_tx(&self, tenant: &TenantId) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        set_tenant(&mut tx, tenant).await?;
+        Ok(tx)
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn create_tenant(&self, tenant: &TenantId, key: &KeyRow, now_us: u64) -> Result<(), StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO tenants (tenant_id, created_at_us) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(now_us))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::TenantExists(tenant.to_string()));
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (tenant_id, key_id, public_key, sealed_secret, from_seq, until_seq, created_at_us)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(tenant.as_str())
+        .bind(&key.key_id)
+        .bind(&key.public_key)
+        .bind(&key.sealed_secret)
+        .bind(key.from_seq)
+        .bind(key.until_seq)
+        .bind(db_int(now_us))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub(crate) async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1::BIGINT FROM tenants WHERE tenant_id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    pub(crate) async fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRow>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<(String, Vec<u8>, Vec<u8>, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT key_id, public_key, sealed_secret, from_seq, until_seq FROM signing_keys
+             WHERE tenant_id = $1 ORDER BY from_seq",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| KeyRow { key_id: r.0, public_key: r.1, sealed_secret: r.2, from_seq: r.3, until_seq: r.4 })
+            .collect())
+    }
+
+    pub(crate) async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let h = chain_head_in(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(h)
+    }
+
+    pub(crate) async fn record_by_seq(&self, tenant: &TenantId, seq: Sequence) -> Result<Option<RecordRow>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let t: Option<RecordTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_RECORD} WHERE tenant_id = $1 AND seq = $2")))
+            .bind(tenant.as_str())
+            .bind(db_int(seq.get()))
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(t.map(row))
+    }
+
+    pub(crate) async fn records_by_event_ids(&self, tenant: &TenantId, ids: &[String]) -> Result<Vec<RecordRow>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<RecordTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_RECORD} WHERE tenant_id = $1 AND event_id = ANY($2)"
+        )))
+        .bind(tenant.as_str())
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(row).collect())
+    }
+
+    pub(crate) async fn records_range(&self, tenant: &TenantId, from: Sequence, limit: u64) -> Result<Vec<RecordRow>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<RecordTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_RECORD} WHERE tenant_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
+        )))
+        .bind(tenant.as_str())
+        .bind(db_int(from.get()))
+        .bind(db_int(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(row).collect())
+    }
+
+    pub(crate) async fn erasable_values(&self, tenant: &TenantId, seq: Sequence) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query_as(
+            "SELECT field, salt, sealed FROM erasable_values WHERE tenant_id = $1 AND seq = $2 ORDER BY field",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(seq.get()))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    pub(crate) async fn latest_checkpoint(&self, tenant: &TenantId) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let t: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
+            "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
+             WHERE tenant_id = $1 ORDER BY tree_size DESC LIMIT 1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        t.map(checkpoint).transpose()
+    }
+
+    pub(crate) async fn checkpoint_at(&self, tenant: &TenantId, size: TreeSize) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let t: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
+            "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
+             WHERE tenant_id = $1 AND tree_size = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(size.get()))
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        t.map(checkpoint).transpose()
+    }
+
+    pub(crate) async fn checkpoints(&self, tenant: &TenantId, after: Option<TreeSize>, limit: u64) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
+            "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
+             WHERE tenant_id = $1 AND tree_size > $2 ORDER BY tree_size LIMIT $3",
+        )
+        .bind(tenant.as_str())
+        .bind(after.map_or(-1, |s| db_int(s.get())))
+        .bind(db_int(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter().map(checkpoint).collect()
+    }
+
+    pub(crate) async fn insert_checkpoint(&self, tenant: &TenantId, c: &StoredCheckpoint) -> Result<(), StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        // Two instances may sign the same size; the tree is deterministic, so the first stays.
+        sqlx::query(
+            "INSERT INTO checkpoints (tenant_id, tree_size, root, signed_note, published_at_us)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, tree_size) DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(c.size.get()))
+        .bind(c.root.as_bytes().as_slice())
+        .bind(&c.signed_note)
+        .bind(db_int(c.published_at_us))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn record_hashes(&self, tenant: &TenantId, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query_scalar(
+            "SELECT hash FROM records WHERE tenant_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(from))
+        .bind(db_int(to))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    pub(crate) async fn merkle_nodes(&self, tenant: &TenantId, level: u8, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query_scalar(
+            "SELECT hash FROM merkle_nodes WHERE tenant_id = $1 AND level = $2 AND idx >= $3 AND idx < $4 ORDER BY idx",
+        )
+        .bind(tenant.as_str())
+        .bind(i16::from(level))
+        .bind(db_int(from))
+        .bind(db_int(to))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    pub(crate) async fn begin_append(&self, tenant: &TenantId) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        // One writer per tenant across every service instance sharing this database.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('auditex:append:' || $1, 0))")
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+}
+
+async fn set_tenant(tx: &mut Transaction<'static, Postgres>, tenant: &TenantId) -> Result<(), StoreError> {
+    // `true`: local to this transaction; never a plain SET, which would outlive it on the pooled
+    // connection.
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn applied_count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+pub(crate) async fn chain_head_in(tx: &mut Transaction<'static, Postgres>, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
+    let t: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
+        "SELECT seq, hash, captured_at_us FROM records WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(tenant.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    t.map(head).transpose()
+}
+
+pub(crate) async fn insert_in(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantId,
+    rows: &[NewRecordRow<'_>],
+    erasable: &[NewErasableRow],
+    nodes: &[(u8, u64, Hash)],
+) -> Result<(), StoreError> {
+    // One statement per table however large the group: arrays bound as parameters and UNNESTed.
+    let seqs: Vec<i64> = rows.iter().map(|r| db_int(r.record.seq.get())).collect();
+    let event_ids: Vec<String> = rows.iter().map(|r| r.record.event_id.to_string()).collect();
+    let event_types: Vec<&str> = rows.iter().map(|r| r.record.event_type.as_str()).collect();
+    let times: Vec<i64> = rows.iter().map(|r| db_int(r.record.captured_at_us.unix_micros())).collect();
+    let prevs: Vec<Vec<u8>> = rows.iter().map(|r| r.record.prev.as_bytes().to_vec()).collect();
+    let hashes: Vec<Vec<u8>> = rows.iter().map(|r| r.record.hash.as_bytes().to_vec()).collect();
+    let key_ids: Vec<String> = rows.iter().map(|r| r.record.key_id.to_hex()).collect();
+    let sigs: Vec<Vec<u8>> = rows.iter().map(|r| r.record.sig.to_bytes().to_vec()).collect();
+    let payloads: Vec<&str> = rows.iter().map(|r| r.payload).collect();
+    let erasables: Vec<&str> = rows.iter().map(|r| r.erasable.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO records (tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable)
+         SELECT $1, * FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BYTEA[], $7::BYTEA[], $8::TEXT[], $9::BYTEA[], $10::TEXT[], $11::TEXT[])",
+    )
+    .bind(tenant.as_str())
+    .bind(&seqs)
+    .bind(&event_ids)
+    .bind(&event_types)
+    .bind(&times)
+    .bind(&prevs)
+    .bind(&hashes)
+    .bind(&key_ids)
+    .bind(&sigs)
+    .bind(&payloads)
+    .bind(&erasables)
+    .execute(&mut **tx)
+    .await?;
+    if !erasable.is_empty() {
+        let seqs: Vec<i64> = erasable.iter().map(|e| e.seq).collect();
+        let fields: Vec<&str> = erasable.iter().map(|e| e.field.as_str()).collect();
+        let salts: Vec<&[u8]> = erasable.iter().map(|e| e.salt.as_slice()).collect();
+        let sealed: Vec<&[u8]> = erasable.iter().map(|e| e.sealed.as_slice()).collect();
+        sqlx::query(
+            "INSERT INTO erasable_values (tenant_id, seq, field, salt, sealed)
+             SELECT $1, * FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::BYTEA[], $5::BYTEA[])",
+        )
+        .bind(tenant.as_str())
+        .bind(&seqs)
+        .bind(&fields)
+        .bind(&salts)
+        .bind(&sealed)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !nodes.is_empty() {
+        let levels: Vec<i16> = nodes.iter().map(|n| i16::from(n.0)).collect();
+        let idxs: Vec<i64> = nodes.iter().map(|n| db_int(n.1)).collect();
+        let hashes: Vec<Vec<u8>> = nodes.iter().map(|n| n.2.as_bytes().to_vec()).collect();
+        sqlx::query(
+            "INSERT INTO merkle_nodes (tenant_id, level, idx, hash)
+             SELECT $1, * FROM UNNEST($2::SMALLINT[], $3::BIGINT[], $4::BYTEA[])",
+        )
+        .bind(tenant.as_str())
+        .bind(&levels)
+        .bind(&idxs)
+        .bind(&hashes)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn rotate_key_in(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantId,
+    old_key_id: &str,
+    until_seq: i64,
+    new_key: &KeyRow,
+    now_us: u64,
+) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "UPDATE signing_keys SET until_seq = $1 WHERE tenant_id = $2 AND key_id = $3 AND until_seq IS NULL",
+    )
+    .bind(until_seq)
+    .bind(tenant.as_str())
+    .bind(old_key_id)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Corrupt(format!("key {old_key_id} is not the current key")));
+    }
+    sqlx::query(
+        "INSERT INTO signing_keys (tenant_id, key_id, public_key, sealed_secret, from_seq, until_seq, created_at_us)
+         VALUES ($1, $2, $3, $4, $5, NULL, $6)",
+    )
+    .bind(tenant.as_str())
+    .bind(&new_key.key_id)
+    .bind(&new_key.public_key)
+    .bind(&new_key.sealed_secret)
+    .bind(new_key.from_seq)
+    .bind(db_int(now_us))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! The embedded SQLite backend: one file, WAL with `synchronous=FULL`, one writer connection that
+//! takes `BEGIN IMMEDIATE`, and a pool of readers.
+//!
+//! `synchronous=FULL` makes every commit fsync the WAL, so an acknowledged record survives a power
+//! cut; group commit is what keeps that affordable.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ledger::types::{CaptureTime, Hash, Sequence, TenantId, TreeSize};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+
+use super::{
+    ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, SQLITE_VERSION_MIN,
+    StoreError, StoredCheckpoint, db_int,
+};
+
+/// How long a connection waits for a lock held by another connection before failing.
+const BUSY_TIMEOUT_MS: u64 = 10_000;
+
+/// Rows per multi-row INSERT (12 columns each stays well under SQLite's 32,766 parameters).
+const INSERT_ROWS_MAX: usize = 1000;
+
+const RECORD_COLUMNS: &str = "tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable";
+
+#[derive(Clone)]
+pub(crate) struct SqliteDb {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+fn options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+}
+
+fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = text.split('.').map(|p| u32::from_str(p).ok());
+    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+}
+
+type RecordTuple = (String, i64, String, String, i64, Vec<u8>, Vec<u8>, String, Vec<u8>, String, String);
+
+fn row(t: RecordTuple) -> RecordRow {
+    RecordRow {
+        tenant: t.0,
+        seq: t.1,
+        event_id: t.2,
+        event_type: t.3,
+        captured_at_us: t.4,
+        prev: t.5,
+        hash: t.6,
+        key_id: t.7,
+        sig: t.8,
+        payload: t.9,
+        erasable: t.10,
+    }
+}
+
+fn head(t: (i64, Vec<u8>, i64)) -> Result<ChainHead, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("chain head: {e}"));
+    Ok(ChainHead {
+        seq: Sequence::new(u64::try_from(t.0).map_err(|e| corrupt(&e))?).map_err(|e| corrupt(&e))?,
+        hash: Hash::from_slice(&t.1).map_err(|e| corrupt(&e))?,
+        captured_at: CaptureTime::from_unix_micros(u64::try_from(t.2).map_err(|e| corrupt(&e))?)
+            .map_err(|e| corrupt(&e))?,
+    })
+}
+
+fn checkpoint(t: (i64, Vec<u8>, String, i64)) -> Result<StoredCheckpoint, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("checkpoint: {e}"));
+    Ok(StoredCheckpoint {
+        size: TreeSize::new(u64::try_from(t.0).map_err(|e| corrupt(&e))?),
+        root: Hash::from_slice(&t.1).map_err(|e| corrupt(&e))?,
+        signed_note: t.2,
+        published_at_us: u64::try_from(t.3).map_err(|e| corrupt(&e))?,
+    })
+}
+
+impl SqliteDb {
+    pub(crate) async fn open(path: &Path, read_connections: u32) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Schema(format!("cannot create the data folder {}: {e}", dir.display()))
+            })?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options(path))
+            .await?;
+        let db = SqliteDb {
+            readers: SqlitePoolOptions::new()
+                .max_connections(read_connections.max(1))
+                .connect_with(options(path).read_only(false))
+                .await?,
+            writer,
+        };
+        let version = db.sqlite_version().await?;
+        if parse_version(&version).is_none_or(|v| v < SQLITE_VERSION_MIN) {
+            return Err(StoreError::SqliteTooOld { found: version });
+        }
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&db.writer)
+            .await
+            .map_err(|e| StoreError::Schema(e.to_string()))?;
+        Ok(db)
+    }
+
+    pub(crate) async fn migrate(path: &Path) -> Result<usize, StoreError> {
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options(path)).await?;
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        let before: i64 = applied_count(&pool).await;
+        migrator.run(&pool).await.map_err(|e| StoreError::Schema(e.to_string()))?;
+        let after: i64 = applied_count(&pool).await;
+        pool.close().await;
+        Ok(usize::try_from(after - before).unwrap_or(0))
+    }
+
+    pub(crate) async fn sqlite_version(&self) -> Result<String, StoreError> {
+        Ok(sqlx::query_scalar("SELECT sqlite_version()").fetch_one(&self.readers).await?)
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn create_tenant(&self, tenant: &TenantId, key: &KeyRow, now_us: u64) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE tenant_id = ?")
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Err(StoreError::TenantExists(tenant.to_string()));
+        }
+        sqlx::query("INSERT INTO tenants (tenant_id, created_at_us) VALUES (?, ?)")
+            .bind(tenant.as_str())
+            .bind(db_int(now_us))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (tenant_id, key_id, public_key, sealed_secret, from_seq, until_seq, created_at_us)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(tenant.as_str())
+        .bind(&key.key_id)
+        .bind(&key.public_key)
+        .bind(&key.sealed_secret)
+        .bind(key.from_seq)
+        .bind(key.until_seq)
+        .bind(db_int(now_us))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
+            .fetch_all(&self.readers)
+            .await?)
+    }
+
+    pub(crate) async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE tenant_id = ?")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    pub(crate) async fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRow>, StoreError> {
+        let rows: Vec<(String, Vec<u8>, Vec<u8>, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT key_id, public_key, sealed_secret, from_seq, until_seq FROM signing_keys
+             WHERE tenant_id = ? ORDER BY from_seq",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| KeyRow { key_id: r.0, public_key: r.1, sealed_secret: r.2, from_seq: r.3, until_seq: r.4 })
+            .collect())
+    }
+
+    pub(crate) async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
+        let t: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT seq, hash, captured_at_us FROM records WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(&self.readers)
+        .await?;
+        t.map(head).transpose()
+    }
+
+    pub(crate) async fn record_by_seq(&self, tenant: &TenantId, seq: Sequence) -> Result<Option<RecordRow>, StoreError> {
+        let t: Option<RecordTuple> = sqlx::query_as(
+            "SELECT tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable
+             FROM records WHERE tenant_id = ? AND seq = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(seq.get()))
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(t.map(row))
+    }
+
+    pub(crate) async fn records_by_event_ids(&self, tenant: &TenantId, ids: &[String]) -> Result<Vec<RecordRow>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable
+             FROM records WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.as_str()).push(" AND event_id IN (");
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(id.as_str());
+        }
+        q.push(")");
+        let rows: Vec<RecordTuple> = q.build_query_as().fetch_all(&self.readers).await?;
+        Ok(rows.into_iter().map(row).collect())
+    }
+
+    pub(crate) async fn records_range(&self, tenant: &TenantId, from: Sequence, limit: u64) -> Result<Vec<RecordRow>, StoreError> {
+        let rows: Vec<RecordTuple> = sqlx::query_as(
+            "SELECT tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable
+             FROM records WHERE tenant_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(from.get()))
+        .bind(db_int(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(row).collect())
+    }
+
+    pub(crate) async fn erasable_values(&self, tenant: &TenantId, seq: Sequence) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT field, salt, sealed FROM erasable_values WHERE tenant_id = ? AND seq = ? ORDER BY field",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(seq.get()))
+        .fetch_all(&self.readers)
+        .await?)
+    }
+
+    pub(crate) async fn latest_checkpoint(&self, tenant: &TenantId) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let t: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
+            "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
+             WHERE tenant_id = ? ORDER BY tree_size DESC LIMIT 1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(&self.readers)
+        .await?;
+        t.map(checkpoint).transpose()
+    }
+
+    pub(crate) async fn checkpoint_at(&self, tenant: &TenantId, size: TreeSize) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let t: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
+            "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
+             WHERE tenant_id = ? AND tree_size = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(size.get()))
+        .fetch_optional(&self.readers)
+        .await?;
+        t.map(checkpoint).transpose()
+    }
+
+    pub(crate) async fn checkpoints(&self, tenant: &TenantId, after: Option<TreeSize>, limit: u64) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
+            "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
+             WHERE tenant_id = ? AND tree_size > ? ORDER BY tree_size LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(after.map_or(-1, |s| db_int(s.get())))
+        .bind(db_int(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter().map(checkpoint).collect()
+    }
+
+    pub(crate) async fn insert_checkpoint(&self, tenant: &TenantId, c: &StoredCheckpoint) -> Result<(), StoreError> {
+        // Two publishers may sign the same size; the tree is deterministic, so the first stays.
+        sqlx::query(
+            "INSERT INTO checkpoints (tenant_id, tree_size, root, signed_note, published_at_us)
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, tree_size) DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(c.size.get()))
+        .bind(c.root.as_bytes().as_slice())
+        .bind(&c.signed_note)
+        .bind(db_int(c.published_at_us))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn record_hashes(&self, tenant: &TenantId, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT hash FROM records WHERE tenant_id = ? AND seq >= ? AND seq < ? ORDER BY seq",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(from))
+        .bind(db_int(to))
+        .fetch_all(&self.readers)
+        .await?)
+    }
+
+    pub(crate) async fn merkle_nodes(&self, tenant: &TenantId, level: u8, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT hash FROM merkle_nodes WHERE tenant_id = ? AND level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+        )
+        .bind(tenant.as_str())
+        .bind(i64::from(level))
+        .bind(db_int(from))
+        .bind(db_int(to))
+        .fetch_all(&self.readers)
+        .await?)
+    }
+
+    pub(crate) async fn begin_append(&self, _tenant: &TenantId) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        // IMMEDIATE takes the write lock now, so the head read below cannot go stale.
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+async fn applied_count(pool: &SqlitePool) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+pub(crate) async fn chain_head_in(tx: &mut Transaction<'static, Sqlite>, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
+    let t: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
+        "SELECT seq, hash, captured_at_us FROM records WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(tenant.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    t.map(head).transpose()
+}
+
+pub(crate) async fn insert_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    tenant: &TenantId,
+    rows: &[NewRecordRow<'_>],
+    erasable: &[NewErasableRow],
+    nodes: &[(u8, u64, Hash)],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(INSERT_ROWS_MAX) {
+        let mut q = QueryBuilder::<Sqlite>::new(format!("INSERT INTO records ({RECORD_COLUMNS}) "));
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(tenant.as_str())
+                .push_bind(db_int(r.record.seq.get()))
+                .push_bind(r.record.event_id.to_string())
+                .push_bind(r.record.event_type.as_str())
+                .push_bind(db_int(r.record.captured_at_us.unix_micros()))
+                .push_bind(r.record.prev.as_bytes().to_vec())
+                .push_bind(r.record.hash.as_bytes().to_vec())
+                .push_bind(r.record.key_id.to_hex())
+                .push_bind(r.record.sig.to_bytes().to_vec())
+                .push_bind(r.payload)
+                .push_bind(r.erasable.as_str());
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    for chunk in erasable.chunks(INSERT_ROWS_MAX) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO erasable_values (tenant_id, seq, field, salt, sealed) ");
+        q.push_values(chunk, |mut b, e| {
+            b.push_bind(tenant.as_str())
+                .push_bind(e.seq)
+                .push_bind(e.field.as_str())
+                .push_bind(e.salt.as_slice())
+                .push_bind(e.sealed.as_slice());
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    for chunk in nodes.chunks(INSERT_ROWS_MAX) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO merkle_nodes (tenant_id, level, idx, hash) ");
+        q.push_values(chunk, |mut b, (level, idx, hash)| {
+            b.push_bind(tenant.as_str())
+                .push_bind(i64::from(*level))
+                .push_bind(db_int(*idx))
+                .push_bind(hash.as_bytes().to_vec());
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn rotate_key_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    tenant: &TenantId,
+    old_key_id: &str,
+    until_seq: i64,
+    new_key: &KeyRow,
+    now_us: u64,
+) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "UPDATE signing_keys SET until_seq = ? WHERE tenant_id = ? AND key_id = ? AND until_seq IS NULL",
+    )
+    .bind(until_seq)
+    .bind(tenant.as_str())
+    .bind(old_key_id)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Corrupt(format!("key {old_key_id} is not the current key")));
+    }
+    sqlx::query(
+        "INSERT INTO signing_keys (tenant_id, key_id, public_key, sealed_secret, from_seq, until_seq, created_at_us)
+         VALUES (?, ?, ?, ?, ?, NULL, ?)",
+    )
+    .bind(tenant.as_str())
+    .bind(&new_key.key_id)
+    .bind(&new_key.public_key)
+    .bind(&new_key.sealed_secret)
+    .bind(new_key.from_seq)
+    .bind(db_int(now_us))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
