@@ -7,3 +7,5 @@
 //! command line.
 
 pub mod store;
+pub mod cli;
+pub mod config;

@@ -1,0 +1,336 @@
+//! The command line: `auditex serve`, `migrate`, `tenant`, `key`, `append` and `checkpoint`.
+//!
+//! Every command that opens the store goes through [`crate::config::StoreArgs`], so flags and
+//! environment variables mean the same thing everywhere.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+use clap::{Parser, Subcommand};
+use ledger::draft::prepare_draft;
+use ledger::note::VerifierKey;
+use ledger::types::TenantId;
+use serde::Deserialize;
+
+use crate::config::StoreArgs;
+use crate::store::{BATCH_RECORDS_MAX, Store};
+
+/// Auditex: the verifiable system of record for AI decisions in finance.
+#[derive(Debug, Parser)]
+#[command(name = "auditex", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the ledger service until interrupted (Ctrl-C or SIGTERM drains queued appends).
+    Serve {
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Apply database migrations (PostgreSQL: pass the schema owner's URL as --admin-database-url).
+    Migrate {
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Manage tenants.
+    Tenant {
+        /// The tenant command.
+        #[command(subcommand)]
+        command: TenantCommand,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Manage a tenant's signing keys.
+    Key {
+        /// The key command.
+        #[command(subcommand)]
+        command: KeyCommand,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Append events read as JSON lines from standard input (or generated), printing one receipt
+    /// per line once it is durable.
+    Append {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Generate this many synthetic decision records instead of reading standard input.
+        #[arg(long)]
+        generate: Option<u64>,
+        /// Records per append request.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print a tenant's latest signed checkpoint (C2SP tlog-checkpoint).
+    Checkpoint {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Tenant commands.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and its first signing key.
+    Create {
+        /// Tenant id: 1-63 characters of a-z, 0-9 and '-'.
+        id: String,
+    },
+    /// List tenants.
+    List,
+}
+
+/// Key commands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Rotate the tenant's signing key (a key-rotation record signed by the old key announces it).
+    Rotate {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Print the tenant's public-key history (JSON) with C2SP verifier keys.
+    History {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+/// One event on standard input for `auditex append`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputEvent {
+    event_id: String,
+    event_type: String,
+    payload: serde_json::Value,
+    #[serde(default)]
+    erasable: BTreeMap<String, serde_json::Value>,
+}
+
+/// A command failure, printed for the operator.
+pub type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn tenant_id(text: &str) -> Result<TenantId, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(TenantId::parse(text)?)
+}
+
+async fn open(args: &StoreArgs) -> Result<Store, Box<dyn std::error::Error + Send + Sync>> {
+    let config = args.store_config()?;
+    Ok(Store::open(config).await?)
+}
+
+/// Runs a parsed command.
+///
+/// # Errors
+/// Whatever the command failed with, for printing.
+pub async fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Serve { store } => serve(&store).await,
+        Command::Migrate { store } => {
+            let applied = Store::migrate(&store.database(), store.admin_database_url.as_deref()).await?;
+            println!("{applied} migration(s) applied; the schema is current");
+            Ok(())
+        }
+        Command::Tenant { command, store } => {
+            let s = open(&store).await?;
+            match command {
+                TenantCommand::Create { id } => {
+                    let tenant = tenant_id(&id)?;
+                    let key = s.create_tenant(&tenant).await?;
+                    let vkey = VerifierKey::new(&s.origin(&tenant), key.public_key)?;
+                    println!("created tenant {tenant}");
+                    println!("signing key id: {}", key.key_id);
+                    println!("checkpoint verifier key: {vkey}");
+                }
+                TenantCommand::List => {
+                    for t in s.tenants().await? {
+                        println!("{t}");
+                    }
+                }
+            }
+            s.shutdown().await;
+            Ok(())
+        }
+        Command::Key { command, store } => {
+            let s = open(&store).await?;
+            match command {
+                KeyCommand::Rotate { tenant } => {
+                    let tenant = tenant_id(&tenant)?;
+                    let key = s.rotate_key(&tenant).await?;
+                    println!("rotated: new key {} signs from sequence {}", key.key_id, key.from_seq);
+                }
+                KeyCommand::History { tenant } => {
+                    let tenant = tenant_id(&tenant)?;
+                    let ring = s.key_history(&tenant).await?;
+                    let origin = s.origin(&tenant);
+                    let keys: Vec<serde_json::Value> = ring
+                        .intervals()
+                        .iter()
+                        .map(|k| {
+                            let mut v = serde_json::to_value(k).unwrap_or_default();
+                            if let Ok(vkey) = VerifierKey::new(&origin, k.public_key) {
+                                v["verifier_key"] = serde_json::Value::String(vkey.to_string());
+                            }
+                            v
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "origin": origin, "keys": keys }))?);
+                }
+            }
+            s.shutdown().await;
+            Ok(())
+        }
+        Command::Append { tenant, generate, batch, store } => {
+            let s = open(&store).await?;
+            let tenant = tenant_id(&tenant)?;
+            let result = append(&s, &tenant, generate, batch.clamp(1, BATCH_RECORDS_MAX)).await;
+            s.shutdown().await;
+            result
+        }
+        Command::Checkpoint { tenant, store } => {
+            let s = open(&store).await?;
+            let tenant = tenant_id(&tenant)?;
+            s.publish_checkpoints().await?;
+            match s.latest_checkpoint(&tenant).await? {
+                Some(c) => print!("{}", c.signed_note),
+                None => eprintln!("no checkpoint yet: the tenant has no records"),
+            }
+            s.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: &StoreArgs) -> CliResult {
+    let store = open(args).await?;
+    if let Some(v) = store.sqlite_version().await {
+        tracing::info!(sqlite = %v, database = ?args.database(), "store open");
+    } else {
+        tracing::info!(database = ?args.database(), "store open");
+    }
+    let tenants = store.tenants().await?;
+    println!(
+        "auditex {} serving the ledger ({} tenant(s)); checkpoints every {} ms. Press Ctrl-C to stop.",
+        env!("CARGO_PKG_VERSION"),
+        tenants.len(),
+        args.checkpoint_interval_ms
+    );
+    if tenants.is_empty() {
+        println!("No tenant yet: create one with `auditex tenant create NAME`.");
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining queued appends");
+    store.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// A synthetic decision, for demos, load and crash tests.
+pub fn synthetic_decision(n: u64) -> serde_json::Value {
+    serde_json::json!({
+        "model_id": format!("credit-model-{}", n % 3),
+        "model_version": "1.4.0",
+        "input_commitment": format!("{:064x}", n),
+        "outcome": if n % 4 == 0 { "declined" } else { "approved" },
+        "score": (n % 1000) as f64 / 1000.0,
+        "reason_codes": ["R01"],
+        "subject_ref": format!("subject-{}", n % 10_000),
+        "decided_at": "2026-11-29T08:00:00Z",
+        "oversight_mode": "human_on_the_loop",
+    })
+}
+
+/// Appends the pending drafts and prints their receipts, one JSON line each, only after they are
+/// durable (so a crash test can trust every printed line).
+async fn flush(store: &Store, tenant: &TenantId, pending: &mut Vec<ledger::draft::PreparedDraft>) -> CliResult {
+    let receipts = store.append(tenant, std::mem::take(pending)).await?;
+    let mut text = String::new();
+    for r in receipts {
+        text.push_str(&serde_json::to_string(&r)?);
+        text.push('\n');
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn append(store: &Store, tenant: &TenantId, generate: Option<u64>, batch: usize) -> CliResult {
+    let mut pending = Vec::with_capacity(batch);
+    let mut line_no = 0u64;
+    match generate {
+        Some(count) => {
+            for n in 0..count {
+                let event_id = uuid::Uuid::now_v7().to_string();
+                let draft = prepare_draft(&event_id, "decision", &synthetic_decision(n), &BTreeMap::new(), rand::random)
+                    .map_err(|e| format!("synthetic record invalid: {e:?}"))?;
+                pending.push(draft);
+                if pending.len() == batch {
+                    flush(store, tenant, &mut pending).await?;
+                }
+            }
+        }
+        None => {
+            let stdin = std::io::stdin();
+            for line in stdin.lock().lines() {
+                line_no += 1;
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let event: InputEvent = serde_json::from_str(&line).map_err(|e| format!("line {line_no}: {e}"))?;
+                let draft = prepare_draft(&event.event_id, &event.event_type, &event.payload, &event.erasable, rand::random)
+                    .map_err(|errors| {
+                        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                        format!("line {line_no}: {}", list.join("; "))
+                    })?;
+                pending.push(draft);
+                if pending.len() == batch {
+                    flush(store, tenant, &mut pending).await?;
+                }
+            }
+        }
+    }
+    if !pending.is_empty() {
+        flush(store, tenant, &mut pending).await?;
+    }
+    Ok(())
+}

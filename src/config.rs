@@ -1,0 +1,169 @@
+//! Service configuration: where the data lives, the master key, and tuning, from command-line
+//! flags and environment variables, validated at startup with errors that name the setting.
+//!
+//! Secrets (the master key, database passwords inside URLs) come only from the environment or
+//! from files outside the repository; nothing here reads them from the working tree by default
+//! except the embedded default's own data folder, which `.gitignore` excludes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::store::crypto::MasterKey;
+use crate::store::{DatabaseUrl, StoreConfig, SystemClock};
+
+/// Default data folder of the embedded deployment.
+pub const DATA_DIR_DEFAULT: &str = "data";
+
+/// Name of the SQLite file inside the data folder.
+pub const SQLITE_FILE_NAME: &str = "auditex.db";
+
+/// Name of the generated master-key file inside the data folder.
+pub const MASTER_KEY_FILE_NAME: &str = "master.key";
+
+/// A configuration error, naming the setting at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {setting}: {problem}")]
+pub struct ConfigError {
+    /// The flag or environment variable.
+    pub setting: &'static str,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+/// Settings shared by every command that opens the store.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Folder for the embedded default: the SQLite file and the generated master key.
+    #[arg(long, global = true, env = "AUDITEX_DATA_DIR", default_value = DATA_DIR_DEFAULT)]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `postgres://…` for PostgreSQL, `sqlite:PATH` for another SQLite file.
+    /// Defaults to `<data-dir>/auditex.db`.
+    #[arg(long, global = true, env = "AUDITEX_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// PostgreSQL only: the schema owner's URL, used to apply migrations at startup.
+    #[arg(long, global = true, env = "AUDITEX_ADMIN_DATABASE_URL", hide_env_values = true)]
+    pub admin_database_url: Option<String>,
+
+    /// The master key as 64 hex digits (prefer AUDITEX_MASTER_KEY_FILE).
+    #[arg(long, global = true, env = "AUDITEX_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// A file holding the master key (64 hex digits, mode 0600, outside the repository).
+    #[arg(long, global = true, env = "AUDITEX_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Production mode: refuse to generate a master key; one must be configured.
+    #[arg(long, global = true, env = "AUDITEX_PRODUCTION", default_value_t = false)]
+    pub production: bool,
+
+    /// The service's checkpoint origin prefix; each tenant's origin is `<origin>/<tenant>`.
+    #[arg(long, global = true, env = "AUDITEX_ORIGIN", default_value = "auditex.local/ledger")]
+    pub origin: String,
+
+    /// Group-commit window in microseconds: how long an appender waits to fill a batch.
+    #[arg(long, global = true, env = "AUDITEX_GROUP_COMMIT_WINDOW_US", default_value_t = crate::store::GROUP_COMMIT_WINDOW_US_DEFAULT)]
+    pub group_commit_window_us: u64,
+
+    /// Checkpoint publication interval in milliseconds (at most 1000).
+    #[arg(long, global = true, env = "AUDITEX_CHECKPOINT_INTERVAL_MS", default_value_t = crate::store::CHECKPOINT_INTERVAL_MS_DEFAULT)]
+    pub checkpoint_interval_ms: u64,
+}
+
+impl StoreArgs {
+    /// The database this configuration names.
+    pub fn database(&self) -> DatabaseUrl {
+        match &self.database_url {
+            Some(url) => DatabaseUrl::parse(url),
+            None => DatabaseUrl::Sqlite(self.data_dir.join(SQLITE_FILE_NAME)),
+        }
+    }
+
+    /// Loads the master key: from the variable, else the key file, else (embedded default only)
+    /// the generated `<data-dir>/master.key`, created on first start.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the setting that is missing or wrong.
+    pub fn load_master_key(&self) -> Result<MasterKey, ConfigError> {
+        if let Some(text) = &self.master_key {
+            return MasterKey::from_hex(text, "AUDITEX_MASTER_KEY").map_err(|e| ConfigError {
+                setting: "AUDITEX_MASTER_KEY",
+                problem: e.to_string(),
+            });
+        }
+        if let Some(path) = &self.master_key_file {
+            return MasterKey::load_file(path).map_err(|e| ConfigError {
+                setting: "AUDITEX_MASTER_KEY_FILE",
+                problem: e.to_string(),
+            });
+        }
+        if self.production {
+            return Err(ConfigError {
+                setting: "AUDITEX_MASTER_KEY_FILE",
+                problem: "production mode needs a master key: set AUDITEX_MASTER_KEY_FILE to a file \
+                          holding 64 hex digits (mode 0600), outside the repository"
+                    .into(),
+            });
+        }
+        let path = self.data_dir.join(MASTER_KEY_FILE_NAME);
+        let existed = path.exists();
+        let key = MasterKey::load_or_create_file(&path).map_err(|e| ConfigError {
+            setting: "AUDITEX_DATA_DIR",
+            problem: e.to_string(),
+        })?;
+        if !existed {
+            tracing::warn!(
+                path = %path.display(),
+                "generated a new master key for the embedded default; back it up, without it the \
+                 signing keys cannot be opened"
+            );
+        }
+        Ok(key)
+    }
+
+    /// Validates the settings and builds the store configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the setting at fault.
+    pub fn store_config(&self) -> Result<StoreConfig, ConfigError> {
+        if self.checkpoint_interval_ms == 0 || self.checkpoint_interval_ms > 1000 {
+            return Err(ConfigError {
+                setting: "AUDITEX_CHECKPOINT_INTERVAL_MS",
+                problem: format!(
+                    "{} is out of range: checkpoints must be published at least once a second (1..=1000)",
+                    self.checkpoint_interval_ms
+                ),
+            });
+        }
+        if self.group_commit_window_us > 100_000 {
+            return Err(ConfigError {
+                setting: "AUDITEX_GROUP_COMMIT_WINDOW_US",
+                problem: "must be at most 100000 (100 ms)".into(),
+            });
+        }
+        if self.origin.is_empty() || self.origin.chars().any(|c| c.is_whitespace() || c == '+') {
+            return Err(ConfigError {
+                setting: "AUDITEX_ORIGIN",
+                problem: "must be non-empty, without spaces or '+', e.g. ledger.example-bank.com".into(),
+            });
+        }
+        let database = self.database();
+        if self.production && matches!(database, DatabaseUrl::Sqlite(_)) && self.database_url.is_none() {
+            tracing::info!("production mode on the embedded SQLite default");
+        }
+        let mut config = StoreConfig::new(database, self.load_master_key()?);
+        config.admin_database = self.admin_database_url.clone();
+        config.service_origin = self.origin.clone();
+        config.group_commit_window = Duration::from_micros(self.group_commit_window_us);
+        config.checkpoint_interval = Duration::from_millis(self.checkpoint_interval_ms);
+        config.clock = Arc::new(SystemClock);
+        Ok(config)
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
