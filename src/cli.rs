@@ -144,7 +144,8 @@ pub async fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Serve { store } => serve(&store).await,
         Command::Migrate { store } => {
-            let applied = Store::migrate(&store.database(), store.admin_database_url.as_deref()).await?;
+            let applied =
+                Store::migrate(&store.database(), store.admin_database_url.as_deref()).await?;
             println!("{applied} migration(s) applied; the schema is current");
             Ok(())
         }
@@ -174,7 +175,10 @@ pub async fn run(cli: Cli) -> CliResult {
                 KeyCommand::Rotate { tenant } => {
                     let tenant = tenant_id(&tenant)?;
                     let key = s.rotate_key(&tenant).await?;
-                    println!("rotated: new key {} signs from sequence {}", key.key_id, key.from_seq);
+                    println!(
+                        "rotated: new key {} signs from sequence {}",
+                        key.key_id, key.from_seq
+                    );
                 }
                 KeyCommand::History { tenant } => {
                     let tenant = tenant_id(&tenant)?;
@@ -191,13 +195,23 @@ pub async fn run(cli: Cli) -> CliResult {
                             v
                         })
                         .collect();
-                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "origin": origin, "keys": keys }))?);
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({ "origin": origin, "keys": keys })
+                        )?
+                    );
                 }
             }
             s.shutdown().await;
             Ok(())
         }
-        Command::Append { tenant, generate, batch, store } => {
+        Command::Append {
+            tenant,
+            generate,
+            batch,
+            store,
+        } => {
             let s = open(&store).await?;
             let tenant = tenant_id(&tenant)?;
             let result = append(&s, &tenant, generate, batch.clamp(1, BATCH_RECORDS_MAX)).await;
@@ -280,7 +294,11 @@ pub fn synthetic_decision(n: u64) -> serde_json::Value {
 
 /// Appends the pending drafts and prints their receipts, one JSON line each, only after they are
 /// durable (so a crash test can trust every printed line).
-async fn flush(store: &Store, tenant: &TenantId, pending: &mut Vec<ledger::draft::PreparedDraft>) -> CliResult {
+async fn flush(
+    store: &Store,
+    tenant: &TenantId,
+    pending: &mut Vec<ledger::draft::PreparedDraft>,
+) -> CliResult {
     let receipts = store.append(tenant, std::mem::take(pending)).await?;
     let mut text = String::new();
     for r in receipts {
@@ -293,15 +311,26 @@ async fn flush(store: &Store, tenant: &TenantId, pending: &mut Vec<ledger::draft
     Ok(())
 }
 
-async fn append(store: &Store, tenant: &TenantId, generate: Option<u64>, batch: usize) -> CliResult {
+async fn append(
+    store: &Store,
+    tenant: &TenantId,
+    generate: Option<u64>,
+    batch: usize,
+) -> CliResult {
     let mut pending = Vec::with_capacity(batch);
     let mut line_no = 0u64;
     match generate {
         Some(count) => {
             for n in 0..count {
                 let event_id = uuid::Uuid::now_v7().to_string();
-                let draft = prepare_draft(&event_id, "decision", &synthetic_decision(n), &BTreeMap::new(), rand::random)
-                    .map_err(|e| format!("synthetic record invalid: {e:?}"))?;
+                let draft = prepare_draft(
+                    &event_id,
+                    "decision",
+                    &synthetic_decision(n),
+                    &BTreeMap::new(),
+                    rand::random,
+                )
+                .map_err(|e| format!("synthetic record invalid: {e:?}"))?;
                 pending.push(draft);
                 if pending.len() == batch {
                     flush(store, tenant, &mut pending).await?;
@@ -316,12 +345,19 @@ async fn append(store: &Store, tenant: &TenantId, generate: Option<u64>, batch: 
                 if line.trim().is_empty() {
                     continue;
                 }
-                let event: InputEvent = serde_json::from_str(&line).map_err(|e| format!("line {line_no}: {e}"))?;
-                let draft = prepare_draft(&event.event_id, &event.event_type, &event.payload, &event.erasable, rand::random)
-                    .map_err(|errors| {
-                        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                        format!("line {line_no}: {}", list.join("; "))
-                    })?;
+                let event: InputEvent =
+                    serde_json::from_str(&line).map_err(|e| format!("line {line_no}: {e}"))?;
+                let draft = prepare_draft(
+                    &event.event_id,
+                    &event.event_type,
+                    &event.payload,
+                    &event.erasable,
+                    rand::random,
+                )
+                .map_err(|errors| {
+                    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    format!("line {line_no}: {}", list.join("; "))
+                })?;
                 pending.push(draft);
                 if pending.len() == batch {
                     flush(store, tenant, &mut pending).await?;

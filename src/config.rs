@@ -40,15 +40,30 @@ pub struct StoreArgs {
 
     /// Database URL: `postgres://…` for PostgreSQL, `sqlite:PATH` for another SQLite file.
     /// Defaults to `<data-dir>/auditex.db`.
-    #[arg(long, global = true, env = "AUDITEX_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITEX_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// PostgreSQL only: the schema owner's URL, used to apply migrations at startup.
-    #[arg(long, global = true, env = "AUDITEX_ADMIN_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITEX_ADMIN_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub admin_database_url: Option<String>,
 
     /// The master key as 64 hex digits (prefer AUDITEX_MASTER_KEY_FILE).
-    #[arg(long, global = true, env = "AUDITEX_MASTER_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITEX_MASTER_KEY",
+        hide_env_values = true
+    )]
     pub master_key: Option<String>,
 
     /// A file holding the master key (64 hex digits, mode 0600, outside the repository).
@@ -56,11 +71,21 @@ pub struct StoreArgs {
     pub master_key_file: Option<PathBuf>,
 
     /// Production mode: refuse to generate a master key; one must be configured.
-    #[arg(long, global = true, env = "AUDITEX_PRODUCTION", default_value_t = false)]
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITEX_PRODUCTION",
+        default_value_t = false
+    )]
     pub production: bool,
 
     /// The service's checkpoint origin prefix; each tenant's origin is `<origin>/<tenant>`.
-    #[arg(long, global = true, env = "AUDITEX_ORIGIN", default_value = "auditex.local/ledger")]
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITEX_ORIGIN",
+        default_value = "auditex.local/ledger"
+    )]
     pub origin: String,
 
     /// Group-commit window in microseconds: how long an appender waits to fill a batch.
@@ -102,9 +127,10 @@ impl StoreArgs {
         if self.production {
             return Err(ConfigError {
                 setting: "AUDITEX_MASTER_KEY_FILE",
-                problem: "production mode needs a master key: set AUDITEX_MASTER_KEY_FILE to a file \
+                problem:
+                    "production mode needs a master key: set AUDITEX_MASTER_KEY_FILE to a file \
                           holding 64 hex digits (mode 0600), outside the repository"
-                    .into(),
+                        .into(),
             });
         }
         let path = self.data_dir.join(MASTER_KEY_FILE_NAME);
@@ -146,11 +172,15 @@ impl StoreArgs {
         if self.origin.is_empty() || self.origin.chars().any(|c| c.is_whitespace() || c == '+') {
             return Err(ConfigError {
                 setting: "AUDITEX_ORIGIN",
-                problem: "must be non-empty, without spaces or '+', e.g. ledger.example-bank.com".into(),
+                problem: "must be non-empty, without spaces or '+', e.g. ledger.example-bank.com"
+                    .into(),
             });
         }
         let database = self.database();
-        if self.production && matches!(database, DatabaseUrl::Sqlite(_)) && self.database_url.is_none() {
+        if self.production
+            && matches!(database, DatabaseUrl::Sqlite(_))
+            && self.database_url.is_none()
+        {
             tracing::info!("production mode on the embedded SQLite default");
         }
         let mut config = StoreConfig::new(database, self.load_master_key()?);

@@ -6,6 +6,6 @@
 //! `ledger` crate; this crate is the service around it: configuration, the durable store and the
 //! command line.
 
-pub mod store;
 pub mod cli;
 pub mod config;
+pub mod store;

@@ -17,7 +17,9 @@ pub const JSON_DEPTH_MAX: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanonicalError {
     /// An integer that IEEE-754 doubles cannot hold exactly.
-    #[error("{path}: the number {number} cannot be represented exactly in canonical JSON (numbers must lie within ±(2^53-1)); send it as a string")]
+    #[error(
+        "{path}: the number {number} cannot be represented exactly in canonical JSON (numbers must lie within ±(2^53-1)); send it as a string"
+    )]
     UnsafeInteger {
         /// JSON Pointer to the offending number.
         path: String,

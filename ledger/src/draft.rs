@@ -66,7 +66,10 @@ pub fn prepare_draft(
     if erasable.len() > ERASABLE_FIELDS_MAX {
         errors.push(field_error(
             "/erasable",
-            format!("at most {ERASABLE_FIELDS_MAX} erasable fields (got {})", erasable.len()),
+            format!(
+                "at most {ERASABLE_FIELDS_MAX} erasable fields (got {})",
+                erasable.len()
+            ),
         ));
     }
     let mut commitments = BTreeMap::new();
@@ -81,7 +84,10 @@ pub fn prepare_draft(
             }
         };
         if value.is_null() {
-            errors.push(field_error(&path, "an erasable value must not be null".into()));
+            errors.push(field_error(
+                &path,
+                "an erasable value must not be null".into(),
+            ));
             continue;
         }
         let stored = ErasableValue {
@@ -97,15 +103,17 @@ pub fn prepare_draft(
         }
     }
     match (event_id, event_type, payload) {
-        (Some(event_id), Some(event_type), Some(payload)) if errors.is_empty() => Ok(PreparedDraft {
-            draft: RecordDraft {
-                event_id,
-                event_type,
-                payload,
-                erasable: commitments,
-            },
-            erasable_values: values,
-        }),
+        (Some(event_id), Some(event_type), Some(payload)) if errors.is_empty() => {
+            Ok(PreparedDraft {
+                draft: RecordDraft {
+                    event_id,
+                    event_type,
+                    payload,
+                    erasable: commitments,
+                },
+                erasable_values: values,
+            })
+        }
         _ => Err(errors),
     }
 }

@@ -187,7 +187,9 @@ impl RecordSigner {
 impl fmt::Debug for RecordSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print key material.
-        f.debug_struct("RecordSigner").field("key_id", &self.id).finish_non_exhaustive()
+        f.debug_struct("RecordSigner")
+            .field("key_id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 

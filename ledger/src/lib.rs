@@ -6,13 +6,16 @@
 //! verifier and (compiled to `wasm32-unknown-unknown`) in a browser. FORMAT.md at the repository
 //! root specifies every byte that this crate hashes or signs.
 
-pub mod merkle;
-pub mod types;
+pub mod bundle;
 pub mod canonical;
-pub mod keys;
-pub mod record;
-pub mod payload;
-pub mod draft;
-pub mod note;
 pub mod checkpoint;
+pub mod draft;
+pub mod export;
+pub mod keys;
+pub mod merkle;
+pub mod note;
+pub mod payload;
 pub mod proof_file;
+pub mod record;
+pub mod types;
+pub mod verify;

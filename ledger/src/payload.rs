@@ -73,11 +73,19 @@ struct Field {
 }
 
 const fn req(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind, required: true }
+    Field {
+        name,
+        kind,
+        required: true,
+    }
 }
 
 const fn opt(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind, required: false }
+    Field {
+        name,
+        kind,
+        required: false,
+    }
 }
 
 const S: Kind = Kind::Str(STRING_BYTES_MAX);
@@ -236,7 +244,11 @@ pub fn validate(event_type: EventType, payload: &Value) -> Result<(), Vec<FieldE
             }
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 fn check_kind(kind: Kind, value: &Value) -> Result<(), String> {
@@ -262,7 +274,9 @@ fn check_kind(kind: Kind, value: &Value) -> Result<(), String> {
             let s = check_str(value, 64)?;
             chrono::DateTime::parse_from_rfc3339(s)
                 .map(|_| ())
-                .map_err(|e| format!("must be an RFC 3339 date-time such as 2026-11-29T08:49:27Z ({e})"))
+                .map_err(|e| {
+                    format!("must be an RFC 3339 date-time such as 2026-11-29T08:49:27Z ({e})")
+                })
         }
         Kind::Number => {
             if value.is_number() {
@@ -275,7 +289,10 @@ fn check_kind(kind: Kind, value: &Value) -> Result<(), String> {
             if value.as_u64().is_some() {
                 Ok(())
             } else {
-                Err(format!("must be a non-negative integer, not {}", type_name(value)))
+                Err(format!(
+                    "must be a non-negative integer, not {}",
+                    type_name(value)
+                ))
             }
         }
         Kind::StrList => {
@@ -310,7 +327,10 @@ fn check_str(value: &Value, max: usize) -> Result<&str, String> {
         return Err("must not be empty".into());
     }
     if s.len() > max {
-        return Err(format!("must be at most {max} bytes long (got {})", s.len()));
+        return Err(format!(
+            "must be at most {max} bytes long (got {})",
+            s.len()
+        ));
     }
     Ok(s)
 }
@@ -320,14 +340,20 @@ fn check_list(value: &Value) -> Result<&Vec<Value>, String> {
         return Err(format!("must be an array, not {}", type_name(value)));
     };
     if items.len() > LIST_ITEMS_MAX {
-        return Err(format!("must have at most {LIST_ITEMS_MAX} items (got {})", items.len()));
+        return Err(format!(
+            "must have at most {LIST_ITEMS_MAX} items (got {})",
+            items.len()
+        ));
     }
     Ok(items)
 }
 
 fn check_hex(value: &Value, digits: usize) -> Result<(), String> {
     let s = check_str(value, digits)?;
-    if s.len() == digits && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if s.len() == digits
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(())
     } else {
         Err(format!("must be {digits} lowercase hex digits"))
@@ -353,7 +379,11 @@ pub fn linked_decisions(event_type: EventType, payload: &Map<String, Value>) -> 
         EventType::HumanReview
         | EventType::Override
         | EventType::Contest
-        | EventType::ExplanationRequest => payload.get("decision_id").and_then(parse).into_iter().collect(),
+        | EventType::ExplanationRequest => payload
+            .get("decision_id")
+            .and_then(parse)
+            .into_iter()
+            .collect(),
         EventType::Submission => payload
             .get("decision_ids")
             .and_then(Value::as_array)

@@ -297,11 +297,16 @@ mod salt_hex {
 
     use super::ERASABLE_SALT_BYTES;
 
-    pub fn serialize<S: Serializer>(salt: &[u8; ERASABLE_SALT_BYTES], s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        salt: &[u8; ERASABLE_SALT_BYTES],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(salt))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; ERASABLE_SALT_BYTES], D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<[u8; ERASABLE_SALT_BYTES], D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         let mut out = [0u8; ERASABLE_SALT_BYTES];
         hex::decode_to_slice(text.as_ref(), &mut out).map_err(serde::de::Error::custom)?;
@@ -481,7 +486,11 @@ impl UnsignedRecord {
     /// If `signer` is not the key named when the hash was computed: that is a bug in the caller,
     /// and a record whose `key_id` disagrees with its signature must never be produced.
     pub fn sign(self, signer: &RecordSigner) -> Record {
-        assert_eq!(self.key_id, signer.key_id(), "record hashed for another key");
+        assert_eq!(
+            self.key_id,
+            signer.key_id(),
+            "record hashed for another key"
+        );
         let sig = signer.sign_hash(&self.hash);
         Record {
             v: FORMAT_VERSION,

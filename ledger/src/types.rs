@@ -67,9 +67,9 @@ impl Hash {
     /// # Errors
     /// [`ParseError::Hash`] when the slice has another length.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ParseError> {
-        <[u8; HASH_BYTES]>::try_from(bytes)
-            .map(Hash)
-            .map_err(|_| ParseError::Hash(format!("expected {HASH_BYTES} bytes, got {}", bytes.len())))
+        <[u8; HASH_BYTES]>::try_from(bytes).map(Hash).map_err(|_| {
+            ParseError::Hash(format!("expected {HASH_BYTES} bytes, got {}", bytes.len()))
+        })
     }
 
     /// Parses 64 hex digits.
@@ -189,7 +189,10 @@ impl TenantId {
         if value.len() > TENANT_ID_BYTES_MAX {
             return Err(reject("must be at most 63 characters"));
         }
-        if !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             return Err(reject("only a-z, 0-9 and '-' are allowed"));
         }
         if value.starts_with('-') {

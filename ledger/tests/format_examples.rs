@@ -76,19 +76,39 @@ fn examples() -> Vec<(&'static str, String)> {
     tree.push(leaf_hash(r1.hash.as_bytes())).expect("push");
     let checkpoint = Checkpoint::new(origin, tree.size(), tree.root()).expect("checkpoint");
     let note_signer = NoteSigner::new(origin, &key).expect("note signer");
-    let signed = sign_checkpoint(&checkpoint, &[note_signer.clone()]).expect("sign");
-    let value = &decision.erasable_values[&ledger::record::FieldName::parse("applicant_name").expect("name")];
+    let signed = sign_checkpoint(&checkpoint, std::slice::from_ref(&note_signer)).expect("sign");
+    let value = &decision.erasable_values
+        [&ledger::record::FieldName::parse("applicant_name").expect("name")];
     vec![
         ("public-key", hex::encode(key.verifying_key().as_bytes())),
         ("key-id", signer.key_id().to_hex()),
-        ("erasable-commitment", value.commitment("").expect("commit").to_hex()),
-        ("record-0-body", String::from_utf8(r0.canonical_body()).expect("utf8")),
+        (
+            "erasable-commitment",
+            value.commitment("").expect("commit").to_hex(),
+        ),
+        (
+            "record-0-body",
+            String::from_utf8(r0.canonical_body()).expect("utf8"),
+        ),
         ("record-0-hash", r0.hash.to_hex()),
         ("record-0-sig", r0.sig.to_hex()),
-        ("record-0-json", serde_json::to_string_pretty(&r0).expect("json")),
-        ("record-1-body", String::from_utf8(r1.canonical_body()).expect("utf8")),
+        (
+            "record-0-json",
+            serde_json::to_string_pretty(&r0).expect("json"),
+        ),
+        (
+            "record-1-body",
+            String::from_utf8(r1.canonical_body()).expect("utf8"),
+        ),
         ("record-1-hash", r1.hash.to_hex()),
-        ("leaf-hashes", format!("{}\n{}", leaf_hash(r0.hash.as_bytes()).to_hex(), leaf_hash(r1.hash.as_bytes()).to_hex())),
+        (
+            "leaf-hashes",
+            format!(
+                "{}\n{}",
+                leaf_hash(r0.hash.as_bytes()).to_hex(),
+                leaf_hash(r1.hash.as_bytes()).to_hex()
+            ),
+        ),
         ("root-2", tree.root().to_hex()),
         ("vkey", note_signer.verifier_key().to_string()),
         ("checkpoint", signed),
@@ -121,10 +141,17 @@ fn the_worked_examples_in_format_md_are_reproduced_exactly() {
             println!("```text example:{name}\n{value}\n```\n");
         }
     }
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../FORMAT.md")).expect("FORMAT.md");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../FORMAT.md"))
+        .expect("FORMAT.md");
     let found = blocks(&doc);
     for (name, value) in &examples {
-        let block = found.get(*name).unwrap_or_else(|| panic!("FORMAT.md has no block example:{name}"));
-        assert_eq!(block.trim_end(), value.trim_end(), "FORMAT.md example:{name} is out of date");
+        let block = found
+            .get(*name)
+            .unwrap_or_else(|| panic!("FORMAT.md has no block example:{name}"));
+        assert_eq!(
+            block.trim_end(),
+            value.trim_end(),
+            "FORMAT.md example:{name} is out of date"
+        );
     }
 }

@@ -80,8 +80,12 @@ fn every_rfc8785_vector_canonicalizes_byte_for_byte() {
 fn integers_beyond_two_to_the_53_are_rejected_with_their_path() {
     let value: Value = serde_json::from_str(r#"{"a":{"b":[1, 9007199254740993]}}"#).expect("json");
     let err = canonicalize(&value, "/payload").expect_err("must reject");
-    assert!(matches!(&err, CanonicalError::UnsafeInteger { path, .. } if path == "/payload/a/b/1"), "{err:?}");
-    let ok: Value = serde_json::from_str(r#"{"a":9007199254740991,"b":-9007199254740991}"#).expect("json");
+    assert!(
+        matches!(&err, CanonicalError::UnsafeInteger { path, .. } if path == "/payload/a/b/1"),
+        "{err:?}"
+    );
+    let ok: Value =
+        serde_json::from_str(r#"{"a":9007199254740991,"b":-9007199254740991}"#).expect("json");
     assert!(canonicalize(&ok, "").is_ok());
     let neg: Value = serde_json::from_str(r#"{"a":-9007199254740992}"#).expect("json");
     assert!(canonicalize(&neg, "").is_err());
@@ -101,7 +105,10 @@ fn the_hand_written_body_equals_a_generic_jcs_of_the_same_object() {
     obj.remove("hash");
     obj.remove("sig");
     let generic = canonicalize(&body, "").expect("jcs");
-    assert_eq!(String::from_utf8_lossy(&record.canonical_body()), String::from_utf8_lossy(&generic));
+    assert_eq!(
+        String::from_utf8_lossy(&record.canonical_body()),
+        String::from_utf8_lossy(&generic)
+    );
 }
 
 #[test]
@@ -137,7 +144,11 @@ fn changing_any_envelope_field_changes_the_hash() {
         let mut changed = base.clone();
         changed[field] = value;
         let parsed: Record = serde_json::from_value(changed).expect("still well-formed");
-        assert_ne!(parsed.compute_hash(), record.hash, "changing {field} must change the hash");
+        assert_ne!(
+            parsed.compute_hash(),
+            record.hash,
+            "changing {field} must change the hash"
+        );
     }
     let mut changed = base.clone();
     changed["payload"]["score"] = json!(0.88);
@@ -165,26 +176,53 @@ fn erasable_values_are_committed_with_a_salt_and_are_not_in_the_record() {
         || [1u8; 32],
     )
     .expect("valid");
-    let value = &prepared.erasable_values[&ledger::record::FieldName::parse("applicant_name").expect("name")];
-    let commitment = prepared.draft.erasable.values().next().expect("one commitment");
-    assert_eq!(&value.commitment("/erasable/applicant_name").expect("commit"), commitment);
-    let other_salt = ledger::record::ErasableValue { salt: [2u8; 32], value: json!("Jane Q. Doe") };
+    let value = &prepared.erasable_values
+        [&ledger::record::FieldName::parse("applicant_name").expect("name")];
+    let commitment = prepared
+        .draft
+        .erasable
+        .values()
+        .next()
+        .expect("one commitment");
+    assert_eq!(
+        &value
+            .commitment("/erasable/applicant_name")
+            .expect("commit"),
+        commitment
+    );
+    let other_salt = ledger::record::ErasableValue {
+        salt: [2u8; 32],
+        value: json!("Jane Q. Doe"),
+    };
     assert_ne!(&other_salt.commitment("").expect("commit"), commitment);
     let record = sample_record(decision_payload(), erasable);
     let text = serde_json::to_string(&record).expect("serialize");
-    assert!(!text.contains("Jane"), "personal data leaked into the record: {text}");
+    assert!(
+        !text.contains("Jane"),
+        "personal data leaked into the record: {text}"
+    );
 }
 
 #[test]
 fn bad_client_input_is_rejected_with_every_failing_path() {
     let mut payload = decision_payload();
     payload["score"] = json!("high");
-    payload.as_object_mut().expect("obj").remove("model_version");
+    payload
+        .as_object_mut()
+        .expect("obj")
+        .remove("model_version");
     payload["modle_id"] = json!("typo");
-    let err = prepare_draft("not-a-uuid", "decision", &payload, &BTreeMap::new(), || [0u8; 32])
-        .expect_err("invalid");
+    let err = prepare_draft("not-a-uuid", "decision", &payload, &BTreeMap::new(), || {
+        [0u8; 32]
+    })
+    .expect_err("invalid");
     let paths: Vec<_> = err.iter().map(|e| e.path.as_str()).collect();
-    for expected in ["/event_id", "/payload/score", "/payload/model_version", "/payload/modle_id"] {
+    for expected in [
+        "/event_id",
+        "/payload/score",
+        "/payload/model_version",
+        "/payload/modle_id",
+    ] {
         assert!(paths.contains(&expected), "missing {expected} in {paths:?}");
     }
     let err = prepare_draft(

@@ -79,6 +79,12 @@ impl AppendError {
     }
 }
 
+/// What one caller asked for, and where to send the answer.
+type Request = (Vec<PreparedDraft>, Reply);
+
+/// The channel back to a waiting caller.
+type Reply = oneshot::Sender<Result<Vec<Receipt>, AppendError>>;
+
 enum Message {
     Append {
         drafts: Vec<PreparedDraft>,
@@ -99,7 +105,10 @@ impl Handle {
         !self.tx.is_closed()
     }
 
-    pub(crate) async fn submit(&self, drafts: Vec<PreparedDraft>) -> Result<Vec<Receipt>, AppendError> {
+    pub(crate) async fn submit(
+        &self,
+        drafts: Vec<PreparedDraft>,
+    ) -> Result<Vec<Receipt>, AppendError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .try_send(Message::Append { drafts, reply })
@@ -143,7 +152,10 @@ struct Appender {
 }
 
 /// Starts the appender of `tenant`, resuming from the stored chain head.
-pub(crate) async fn spawn(store: Store, tenant: TenantId) -> Result<(Handle, watch::Receiver<TreeHead>), AppendError> {
+pub(crate) async fn spawn(
+    store: Store,
+    tenant: TenantId,
+) -> Result<(Handle, watch::Receiver<TreeHead>), AppendError> {
     let (signer, key) = store.current_signer(&tenant).await?;
     let head = store.chain_head(&tenant).await?;
     let size = head.map_or(ledger::types::TreeSize::ZERO, |h| h.seq.tree_size_through());
@@ -246,7 +258,7 @@ impl Appender {
         }
     }
 
-    async fn process(&mut self, group: Vec<(Vec<PreparedDraft>, oneshot::Sender<Result<Vec<Receipt>, AppendError>>)>) {
+    async fn process(&mut self, group: Vec<Request>) {
         match self.try_process(group).await {
             Ok(()) => {}
             Err((pending, e)) => {
@@ -256,7 +268,9 @@ impl Appender {
                 let message = e.to_string();
                 for p in pending {
                     let err = match &e {
-                        StoreError::Unavailable(_) => AppendError::Store(StoreError::Unavailable(sqlx::Error::Protocol(message.clone()))),
+                        StoreError::Unavailable(_) => AppendError::Store(StoreError::Unavailable(
+                            sqlx::Error::Protocol(message.clone()),
+                        )),
                         _ => AppendError::Store(StoreError::Corrupt(message.clone())),
                     };
                     let _ = p.reply.send(Err(err));
@@ -265,10 +279,7 @@ impl Appender {
         }
     }
 
-    async fn try_process(
-        &mut self,
-        group: Vec<(Vec<PreparedDraft>, oneshot::Sender<Result<Vec<Receipt>, AppendError>>)>,
-    ) -> Result<(), (Vec<Pending>, StoreError)> {
+    async fn try_process(&mut self, group: Vec<Request>) -> Result<(), (Vec<Pending>, StoreError)> {
         // 1. Idempotency: which event ids exist already (one read for the whole group).
         let ids: Vec<String> = group
             .iter()
@@ -277,7 +288,13 @@ impl Appender {
         let existing = match self.existing(&ids).await {
             Ok(e) => e,
             Err(e) => {
-                let pending = group.into_iter().map(|(_, reply)| Pending { reply, outcome: Vec::new() }).collect();
+                let pending = group
+                    .into_iter()
+                    .map(|(_, reply)| Pending {
+                        reply,
+                        outcome: Vec::new(),
+                    })
+                    .collect();
                 return Err((pending, e));
             }
         };
@@ -297,18 +314,27 @@ impl Appender {
                 let verdict = if let Some(record) = existing.get(&id) {
                     match self.same_content(record, &d).await {
                         Ok(None) => Ok(Slot::Existing(Box::new(record.clone()))),
-                        Ok(Some(reason)) => Err(AppendError::Conflict { event_id: id, reason }),
+                        Ok(Some(reason)) => Err(AppendError::Conflict {
+                            event_id: id,
+                            reason,
+                        }),
                         Err(e) => Err(AppendError::Store(e)),
                     }
                 } else if let Some(&i) = new_by_id.get(&id) {
                     match draft_difference(&new[i], &d) {
                         None => Ok(Slot::New(i)),
-                        Some(reason) => Err(AppendError::Conflict { event_id: id, reason }),
+                        Some(reason) => Err(AppendError::Conflict {
+                            event_id: id,
+                            reason,
+                        }),
                     }
                 } else if let Some(&j) = local_by_id.get(&id) {
                     match draft_difference(&local[j], &d) {
                         None => Ok(Slot::New(new.len() + j)),
-                        Some(reason) => Err(AppendError::Conflict { event_id: id, reason }),
+                        Some(reason) => Err(AppendError::Conflict {
+                            event_id: id,
+                            reason,
+                        }),
                     }
                 } else {
                     local_by_id.insert(id, local.len());
@@ -363,7 +389,8 @@ impl Appender {
         let mut out = HashMap::new();
         // Bounded chunks keep every statement well under the databases' parameter limits.
         for chunk in ids.chunks(500) {
-            let rows = on_db!(self.store.db(), b => b.records_by_event_ids(&self.tenant, chunk).await)?;
+            let rows =
+                on_db!(self.store.db(), b => b.records_by_event_ids(&self.tenant, chunk).await)?;
             for row in rows {
                 let record = row.into_record()?;
                 out.insert(record.event_id, record);
@@ -373,7 +400,11 @@ impl Appender {
     }
 
     /// `None` when `draft` is a faithful retry of `record`, else what differs.
-    async fn same_content(&self, record: &Record, draft: &PreparedDraft) -> Result<Option<String>, StoreError> {
+    async fn same_content(
+        &self,
+        record: &Record,
+        draft: &PreparedDraft,
+    ) -> Result<Option<String>, StoreError> {
         if record.event_type != draft.draft.event_type {
             return Ok(Some("event_type differs".into()));
         }
@@ -391,7 +422,10 @@ impl Appender {
         let stored = self.store.erasable_values(&self.tenant, record.seq).await?;
         for (name, value) in &draft.erasable_values {
             if let (Some(s), Some(commitment)) = (stored.get(name), record.erasable.get(name)) {
-                let again = ledger::record::ErasableValue { salt: s.salt, value: value.value.clone() };
+                let again = ledger::record::ErasableValue {
+                    salt: s.salt,
+                    value: value.value.clone(),
+                };
                 if again.commitment("").ok().as_ref() != Some(commitment) {
                     return Ok(Some(format!("erasable field {} differs", name.as_str())));
                 }
@@ -409,7 +443,9 @@ impl Appender {
             .store
             .master()
             .seal(&super::key_context(&self.tenant, key_id), &secret);
-        let records = self.commit_group(Vec::new(), Some((new_key, sealed))).await?;
+        let records = self
+            .commit_group(Vec::new(), Some((new_key, sealed)))
+            .await?;
         let from_seq = records.last().map_or(0, |r| r.seq.get() + 1);
         Ok(KeyInterval {
             key_id,
@@ -477,49 +513,87 @@ impl Appender {
         for d in drafts {
             let (seq, prev, last_time) = match head {
                 None => (Sequence::FIRST, Hash::ZERO, 0),
-                Some(h) => (h.seq.next().map_err(|e| StoreError::OutOfRange(e.to_string()))?, h.hash, h.captured_at.unix_micros()),
+                Some(h) => (
+                    h.seq
+                        .next()
+                        .map_err(|e| StoreError::OutOfRange(e.to_string()))?,
+                    h.hash,
+                    h.captured_at.unix_micros(),
+                ),
             };
             // Capture time never goes backwards within a chain, even if the clock does.
             let captured_at = CaptureTime::from_unix_micros(now.max(last_time))
                 .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
             for (name, value) in &d.erasable_values {
-                let plain = serde_json::to_vec(&value.value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let plain = serde_json::to_vec(&value.value)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 erasable.push(NewErasableRow {
                     seq: db_int(seq.get()),
                     field: name.as_str().to_owned(),
                     salt: value.salt.to_vec(),
-                    sealed: self.store.master().seal(&erasable_context(&self.tenant, seq.get(), name.as_str()), &plain),
+                    sealed: self.store.master().seal(
+                        &erasable_context(&self.tenant, seq.get(), name.as_str()),
+                        &plain,
+                    ),
                 });
             }
-            let u = UnsignedRecord::new(&self.tenant, ChainPosition { seq, prev, captured_at }, d.draft, self.signer.key_id());
-            for n in tree.push(leaf_hash(u.hash().as_bytes())).map_err(|e| StoreError::OutOfRange(e.to_string()))? {
+            let u = UnsignedRecord::new(
+                &self.tenant,
+                ChainPosition {
+                    seq,
+                    prev,
+                    captured_at,
+                },
+                d.draft,
+                self.signer.key_id(),
+            );
+            for n in tree
+                .push(leaf_hash(u.hash().as_bytes()))
+                .map_err(|e| StoreError::OutOfRange(e.to_string()))?
+            {
                 if n.id.level() > 0 && n.id.level() % TILE_HEIGHT == 0 {
                     nodes.push((n.id.level(), n.id.index(), n.hash));
                 }
             }
-            head = Some(ChainHead { seq, hash: u.hash(), captured_at });
+            head = Some(ChainHead {
+                seq,
+                hash: u.hash(),
+                captured_at,
+            });
             unsigned.push(u);
         }
         let records = sign_all(unsigned, self.signer.clone()).await?;
         for r in &records {
             // A key outside its interval must never sign (rotation bugs would show up here).
-            if r.seq.get() < self.key.from_seq || self.key.until_seq.is_some_and(|u| r.seq.get() >= u) {
-                return Err(StoreError::Corrupt(format!("key {} is not valid for sequence {}", self.key.key_id, r.seq)));
+            if r.seq.get() < self.key.from_seq
+                || self.key.until_seq.is_some_and(|u| r.seq.get() >= u)
+            {
+                return Err(StoreError::Corrupt(format!(
+                    "key {} is not valid for sequence {}",
+                    self.key.key_id, r.seq
+                )));
             }
         }
 
         let payload_erasable: Vec<String> = records
             .iter()
-            .map(|r| serde_json::to_string(&r.erasable).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(|r| {
+                serde_json::to_string(&r.erasable).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
             .collect::<Result<_, _>>()?;
         let rows: Vec<NewRecordRow<'_>> = records
             .iter()
             .zip(payload_erasable)
-            .map(|(record, erasable)| NewRecordRow { record, payload: record.payload.as_str(), erasable })
+            .map(|(record, erasable)| NewRecordRow {
+                record,
+                payload: record.payload.as_str(),
+                erasable,
+            })
             .collect();
         tx.insert(&self.tenant, &rows, &erasable, &nodes).await?;
         if let Some(row) = &new_key_row {
-            tx.rotate_key(&self.tenant, &self.key.key_id.to_hex(), row, now).await?;
+            tx.rotate_key(&self.tenant, &self.key.key_id.to_hex(), row, now)
+                .await?;
         }
         tx.commit().await?;
 
@@ -534,7 +608,10 @@ impl Appender {
             };
             self.signer = Arc::new(RecordSigner::new(key));
         }
-        self.tree_tx.send_replace(TreeHead { size: self.tree.size(), root: self.tree.root() });
+        self.tree_tx.send_replace(TreeHead {
+            size: self.tree.size(),
+            root: self.tree.root(),
+        });
         Ok(records)
     }
 }
@@ -547,8 +624,16 @@ fn draft_difference(a: &PreparedDraft, b: &PreparedDraft) -> Option<String> {
     if a.draft.payload != b.draft.payload {
         return Some("payload differs".into());
     }
-    let values_a: Vec<_> = a.erasable_values.iter().map(|(k, v)| (k, &v.value)).collect();
-    let values_b: Vec<_> = b.erasable_values.iter().map(|(k, v)| (k, &v.value)).collect();
+    let values_a: Vec<_> = a
+        .erasable_values
+        .iter()
+        .map(|(k, v)| (k, &v.value))
+        .collect();
+    let values_b: Vec<_> = b
+        .erasable_values
+        .iter()
+        .map(|(k, v)| (k, &v.value))
+        .collect();
     if values_a != values_b {
         return Some("erasable fields differ".into());
     }
@@ -556,7 +641,10 @@ fn draft_difference(a: &PreparedDraft, b: &PreparedDraft) -> Option<String> {
 }
 
 /// Signs hashed records, on several threads when the batch is large enough to pay for them.
-async fn sign_all(unsigned: Vec<UnsignedRecord>, signer: Arc<RecordSigner>) -> Result<Vec<Record>, StoreError> {
+async fn sign_all(
+    unsigned: Vec<UnsignedRecord>,
+    signer: Arc<RecordSigner>,
+) -> Result<Vec<Record>, StoreError> {
     if unsigned.len() < PARALLEL_SIGN_RECORDS_MIN {
         return Ok(unsigned.into_iter().map(|u| u.sign(&signer)).collect());
     }
@@ -581,7 +669,10 @@ async fn sign_all(unsigned: Vec<UnsignedRecord>, signer: Arc<RecordSigner>) -> R
                 .collect();
             workers
                 .into_iter()
-                .map(|w| w.join().map_err(|_| StoreError::Corrupt("a signing thread panicked".into())))
+                .map(|w| {
+                    w.join()
+                        .map_err(|_| StoreError::Corrupt("a signing thread panicked".into()))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(|v| v.into_iter().flatten().collect())
         })
@@ -618,15 +709,45 @@ impl super::AppendTx {
         nodes: &[(u8, u64, Hash)],
     ) -> Result<(), StoreError> {
         match self {
-            super::AppendTx::Sqlite(tx) => super::sqlite::insert_in(tx, tenant, rows, erasable, nodes).await,
-            super::AppendTx::Postgres(tx) => super::postgres::insert_in(tx, tenant, rows, erasable, nodes).await,
+            super::AppendTx::Sqlite(tx) => {
+                super::sqlite::insert_in(tx, tenant, rows, erasable, nodes).await
+            }
+            super::AppendTx::Postgres(tx) => {
+                super::postgres::insert_in(tx, tenant, rows, erasable, nodes).await
+            }
         }
     }
 
-    async fn rotate_key(&mut self, tenant: &TenantId, old_key_id: &str, new_key: &super::KeyRow, now_us: u64) -> Result<(), StoreError> {
+    async fn rotate_key(
+        &mut self,
+        tenant: &TenantId,
+        old_key_id: &str,
+        new_key: &super::KeyRow,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
         match self {
-            super::AppendTx::Sqlite(tx) => super::sqlite::rotate_key_in(tx, tenant, old_key_id, new_key.from_seq, new_key, now_us).await,
-            super::AppendTx::Postgres(tx) => super::postgres::rotate_key_in(tx, tenant, old_key_id, new_key.from_seq, new_key, now_us).await,
+            super::AppendTx::Sqlite(tx) => {
+                super::sqlite::rotate_key_in(
+                    tx,
+                    tenant,
+                    old_key_id,
+                    new_key.from_seq,
+                    new_key,
+                    now_us,
+                )
+                .await
+            }
+            super::AppendTx::Postgres(tx) => {
+                super::postgres::rotate_key_in(
+                    tx,
+                    tenant,
+                    old_key_id,
+                    new_key.from_seq,
+                    new_key,
+                    now_us,
+                )
+                .await
+            }
         }
     }
 

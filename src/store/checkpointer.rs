@@ -42,7 +42,11 @@ pub(crate) async fn publish_all(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn publish_if_ahead(store: &Store, tenant: &TenantId, head: TreeHead) -> Result<(), StoreError> {
+async fn publish_if_ahead(
+    store: &Store,
+    tenant: &TenantId,
+    head: TreeHead,
+) -> Result<(), StoreError> {
     if head.size.get() == 0 {
         return Ok(());
     }
@@ -66,7 +70,9 @@ async fn publish_stored(store: &Store) -> Result<(), StoreError> {
             continue;
         }
         let root = store.root_at(&tenant, size).await?;
-        store.publish_checkpoint(&tenant, TreeHead { size, root }).await?;
+        store
+            .publish_checkpoint(&tenant, TreeHead { size, root })
+            .await?;
     }
     Ok(())
 }

@@ -198,9 +198,16 @@ mod tests {
     fn a_sealed_secret_opens_only_under_its_key_and_context() {
         let key = MasterKey::generate();
         let sealed = key.seal("signing-key/acme/01", b"secret");
-        assert_eq!(key.open("signing-key/acme/01", &sealed).expect("opens"), b"secret");
+        assert_eq!(
+            key.open("signing-key/acme/01", &sealed).expect("opens"),
+            b"secret"
+        );
         assert!(key.open("signing-key/other/01", &sealed).is_err());
-        assert!(MasterKey::generate().open("signing-key/acme/01", &sealed).is_err());
+        assert!(
+            MasterKey::generate()
+                .open("signing-key/acme/01", &sealed)
+                .is_err()
+        );
         let mut tampered = sealed.clone();
         tampered[NONCE_BYTES] ^= 1;
         assert!(key.open("signing-key/acme/01", &tampered).is_err());

@@ -26,9 +26,7 @@ use ledger::merkle::{
     inclusion_proof_node_ids, leaf_hash, node_hash,
 };
 use ledger::note::NoteSigner;
-use ledger::record::{
-    ErasableValue, EventType, FieldName, Payload, Record,
-};
+use ledger::record::{ErasableValue, EventType, FieldName, Payload, Record};
 use ledger::types::{CaptureTime, EventId, Hash, LeafIndex, Sequence, TenantId, TreeSize};
 use tokio::sync::watch;
 
@@ -284,9 +282,9 @@ impl RecordRow {
                 .map_err(|e| corrupt("erasable", &e))?,
             key_id: KeyId::parse(&self.key_id).map_err(|e| corrupt("key_id", &e))?,
             hash: Hash::from_slice(&self.hash).map_err(|e| corrupt("hash", &e))?,
-            sig: RecordSignature::new(ed25519_dalek::Signature::from_slice(&self.sig).map_err(
-                |e| corrupt("sig", &e),
-            )?),
+            sig: RecordSignature::new(
+                ed25519_dalek::Signature::from_slice(&self.sig).map_err(|e| corrupt("sig", &e))?,
+            ),
         };
         let computed = record.compute_hash();
         if computed != record.hash {
@@ -372,7 +370,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("database", &self.inner.config.database).finish()
+        f.debug_struct("Store")
+            .field("database", &self.inner.config.database)
+            .finish()
     }
 }
 
@@ -384,9 +384,16 @@ impl Store {
     /// [`StoreError`] when the database cannot be opened, is too old, or its schema is not current.
     pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
         let db = match &config.database {
-            DatabaseUrl::Sqlite(path) => Db::Sqlite(sqlite::SqliteDb::open(path, config.read_connections).await?),
+            DatabaseUrl::Sqlite(path) => {
+                Db::Sqlite(sqlite::SqliteDb::open(path, config.read_connections).await?)
+            }
             DatabaseUrl::Postgres(url) => Db::Postgres(
-                postgres::PgDb::open(url, config.admin_database.as_deref(), config.read_connections).await?,
+                postgres::PgDb::open(
+                    url,
+                    config.admin_database.as_deref(),
+                    config.read_connections,
+                )
+                .await?,
             ),
         };
         let store = Store {
@@ -409,7 +416,10 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Schema`] or [`StoreError::Unavailable`].
-    pub async fn migrate(database: &DatabaseUrl, admin_url: Option<&str>) -> Result<usize, StoreError> {
+    pub async fn migrate(
+        database: &DatabaseUrl,
+        admin_url: Option<&str>,
+    ) -> Result<usize, StoreError> {
         match database {
             DatabaseUrl::Sqlite(path) => sqlite::SqliteDb::migrate(path).await,
             DatabaseUrl::Postgres(url) => postgres::PgDb::migrate(admin_url.unwrap_or(url)).await,
@@ -457,7 +467,10 @@ impl Store {
         let row = KeyRow {
             key_id: key_id.to_hex(),
             public_key: key.verifying_key().as_bytes().to_vec(),
-            sealed_secret: self.inner.master.seal(&key_context(tenant, key_id), &secret),
+            sealed_secret: self
+                .inner
+                .master
+                .seal(&key_context(tenant, key_id), &secret),
             from_seq: 0,
             until_seq: None,
         };
@@ -501,7 +514,10 @@ impl Store {
     }
 
     /// The tenant's current signing key, decrypted.
-    pub(crate) async fn current_signer(&self, tenant: &TenantId) -> Result<(RecordSigner, KeyInterval), StoreError> {
+    pub(crate) async fn current_signer(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<(RecordSigner, KeyInterval), StoreError> {
         let rows = on_db!(&self.inner.db, b => b.keys(tenant).await)?;
         let row = rows
             .into_iter()
@@ -531,7 +547,11 @@ impl Store {
     /// # Errors
     /// [`AppendError`]: overloaded (retry later), conflict (same event id, other content),
     /// unknown tenant, batch too large, or the database failed (retryable).
-    pub async fn append(&self, tenant: &TenantId, drafts: Vec<PreparedDraft>) -> Result<Vec<Receipt>, AppendError> {
+    pub async fn append(
+        &self,
+        tenant: &TenantId,
+        drafts: Vec<PreparedDraft>,
+    ) -> Result<Vec<Receipt>, AppendError> {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
@@ -549,7 +569,11 @@ impl Store {
         if let Some(h) = self.lock_appenders().get(tenant).filter(|h| h.is_alive()) {
             return Ok(h.clone());
         }
-        if !self.tenant_exists(tenant).await.map_err(AppendError::Store)? {
+        if !self
+            .tenant_exists(tenant)
+            .await
+            .map_err(AppendError::Store)?
+        {
             return Err(AppendError::UnknownTenant);
         }
         let (handle, tree) = appender::spawn(self.clone(), tenant.clone()).await?;
@@ -565,10 +589,15 @@ impl Store {
 
     fn lock_appenders(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, appender::Handle>> {
         // A panic while holding this lock leaves the map itself consistent.
-        self.inner.appenders.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .appenders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn lock_trees(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, watch::Receiver<TreeHead>>> {
+    pub(crate) fn lock_trees(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<TenantId, watch::Receiver<TreeHead>>> {
         self.inner.trees.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -601,31 +630,54 @@ impl Store {
         Ok(head.map_or(TreeSize::ZERO, |h| h.seq.tree_size_through()))
     }
 
-    pub(crate) async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
+    pub(crate) async fn chain_head(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<ChainHead>, StoreError> {
         on_db!(&self.inner.db, b => b.chain_head(tenant).await)
     }
 
     /// One record by sequence number, checked against its stored hash.
-    pub async fn record(&self, tenant: &TenantId, seq: Sequence) -> Result<Option<Record>, StoreError> {
+    pub async fn record(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<Option<Record>, StoreError> {
         let row = on_db!(&self.inner.db, b => b.record_by_seq(tenant, seq).await)?;
         row.map(RecordRow::into_record).transpose()
     }
 
     /// One record by event id, checked against its stored hash.
-    pub async fn record_by_event_id(&self, tenant: &TenantId, event_id: EventId) -> Result<Option<Record>, StoreError> {
+    pub async fn record_by_event_id(
+        &self,
+        tenant: &TenantId,
+        event_id: EventId,
+    ) -> Result<Option<Record>, StoreError> {
         let rows = on_db!(&self.inner.db, b => b.records_by_event_ids(tenant, &[event_id.to_string()]).await)?;
-        rows.into_iter().next().map(RecordRow::into_record).transpose()
+        rows.into_iter()
+            .next()
+            .map(RecordRow::into_record)
+            .transpose()
     }
 
     /// Up to `limit` (at most [`RANGE_RECORDS_MAX`]) records from `from` on, in sequence order.
-    pub async fn records(&self, tenant: &TenantId, from: Sequence, limit: u64) -> Result<Vec<Record>, StoreError> {
+    pub async fn records(
+        &self,
+        tenant: &TenantId,
+        from: Sequence,
+        limit: u64,
+    ) -> Result<Vec<Record>, StoreError> {
         let limit = limit.min(RANGE_RECORDS_MAX);
         let rows = on_db!(&self.inner.db, b => b.records_range(tenant, from, limit).await)?;
         rows.into_iter().map(RecordRow::into_record).collect()
     }
 
     /// The erasable values stored beside record `seq` (those not yet erased).
-    pub async fn erasable_values(&self, tenant: &TenantId, seq: Sequence) -> Result<BTreeMap<FieldName, ErasableValue>, StoreError> {
+    pub async fn erasable_values(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<BTreeMap<FieldName, ErasableValue>, StoreError> {
         let rows = on_db!(&self.inner.db, b => b.erasable_values(tenant, seq).await)?;
         let mut out = BTreeMap::new();
         for (field, salt, sealed) in rows {
@@ -634,7 +686,8 @@ impl Store {
                 .inner
                 .master
                 .open(&erasable_context(tenant, seq.get(), &field), &sealed)?;
-            let value = serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let value =
+                serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let salt = salt
                 .try_into()
                 .map_err(|_| StoreError::Corrupt("erasable salt has the wrong length".into()))?;
@@ -644,17 +697,29 @@ impl Store {
     }
 
     /// The latest published checkpoint.
-    pub async fn latest_checkpoint(&self, tenant: &TenantId) -> Result<Option<StoredCheckpoint>, StoreError> {
+    pub async fn latest_checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
         on_db!(&self.inner.db, b => b.latest_checkpoint(tenant).await)
     }
 
     /// The checkpoint published at exactly `size`, if any.
-    pub async fn checkpoint_at(&self, tenant: &TenantId, size: TreeSize) -> Result<Option<StoredCheckpoint>, StoreError> {
+    pub async fn checkpoint_at(
+        &self,
+        tenant: &TenantId,
+        size: TreeSize,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
         on_db!(&self.inner.db, b => b.checkpoint_at(tenant, size).await)
     }
 
     /// Published checkpoints with size greater than `after`, smallest first, at most `limit`.
-    pub async fn checkpoints(&self, tenant: &TenantId, after: Option<TreeSize>, limit: u64) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    pub async fn checkpoints(
+        &self,
+        tenant: &TenantId,
+        after: Option<TreeSize>,
+        limit: u64,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
         on_db!(&self.inner.db, b => b.checkpoints(tenant, after, limit.min(RANGE_RECORDS_MAX)).await)
     }
 
@@ -672,12 +737,17 @@ impl Store {
         self.check_size(tenant, size).await?;
         let ids = compact_range_node_ids(size);
         let hashes = self.node_hashes(tenant, &ids).await?;
-        let tree = CompactTree::from_parts(size, hashes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let tree = CompactTree::from_parts(size, hashes)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(tree.root())
     }
 
     /// The compact tree (right edge) at `size`, to resume appending.
-    pub(crate) async fn compact_tree_at(&self, tenant: &TenantId, size: TreeSize) -> Result<CompactTree, StoreError> {
+    pub(crate) async fn compact_tree_at(
+        &self,
+        tenant: &TenantId,
+        size: TreeSize,
+    ) -> Result<CompactTree, StoreError> {
         let ids = compact_range_node_ids(size);
         let hashes = self.node_hashes(tenant, &ids).await?;
         CompactTree::from_parts(size, hashes).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -687,22 +757,38 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::OutOfRange`] when `index >= size` or `size` exceeds the tree.
-    pub async fn inclusion_proof(&self, tenant: &TenantId, index: LeafIndex, size: TreeSize) -> Result<Vec<Hash>, StoreError> {
+    pub async fn inclusion_proof(
+        &self,
+        tenant: &TenantId,
+        index: LeafIndex,
+        size: TreeSize,
+    ) -> Result<Vec<Hash>, StoreError> {
         self.check_size(tenant, size).await?;
-        let nodes = inclusion_proof_node_ids(index, size).map_err(|e| StoreError::OutOfRange(e.to_string()))?;
+        let nodes = inclusion_proof_node_ids(index, size)
+            .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
         let hashes = self.node_hashes(tenant, nodes.ids()).await?;
-        nodes.rehash(&hashes).map_err(|e| StoreError::Corrupt(e.to_string()))
+        nodes
+            .rehash(&hashes)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     /// The RFC 9162 consistency proof between trees of `size1` and `size2`.
     ///
     /// # Errors
     /// [`StoreError::OutOfRange`] when `size1 > size2` or `size2` exceeds the tree.
-    pub async fn consistency_proof(&self, tenant: &TenantId, size1: TreeSize, size2: TreeSize) -> Result<Vec<Hash>, StoreError> {
+    pub async fn consistency_proof(
+        &self,
+        tenant: &TenantId,
+        size1: TreeSize,
+        size2: TreeSize,
+    ) -> Result<Vec<Hash>, StoreError> {
         self.check_size(tenant, size2).await?;
-        let nodes = consistency_proof_node_ids(size1, size2).map_err(|e| StoreError::OutOfRange(e.to_string()))?;
+        let nodes = consistency_proof_node_ids(size1, size2)
+            .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
         let hashes = self.node_hashes(tenant, nodes.ids()).await?;
-        nodes.rehash(&hashes).map_err(|e| StoreError::Corrupt(e.to_string()))
+        nodes
+            .rehash(&hashes)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     async fn check_size(&self, tenant: &TenantId, size: TreeSize) -> Result<(), StoreError> {
@@ -718,7 +804,11 @@ impl Store {
     /// The hashes of perfect-subtree nodes, read tile by tile: a node at level `L` is folded from
     /// the at most 128 stored hashes at level `L - L % 8` below it (level 0 being the leaf hashes
     /// of the records). Nodes in the same tile share one range read.
-    async fn node_hashes(&self, tenant: &TenantId, ids: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
+    async fn node_hashes(
+        &self,
+        tenant: &TenantId,
+        ids: &[NodeId],
+    ) -> Result<Vec<Hash>, StoreError> {
         // Group the ids by (base level, tile index) so each tile is read once.
         let mut tiles: BTreeMap<(u8, u64), Vec<Hash>> = BTreeMap::new();
         for id in ids {
@@ -736,7 +826,8 @@ impl Store {
                     .collect::<Result<_, _>>()
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?
             } else {
-                let rows = on_db!(&self.inner.db, b => b.merkle_nodes(tenant, base, from, to).await)?;
+                let rows =
+                    on_db!(&self.inner.db, b => b.merkle_nodes(tenant, base, from, to).await)?;
                 rows.iter()
                     .map(|h| Hash::from_slice(h))
                     .collect::<Result<_, _>>()
@@ -764,7 +855,11 @@ impl Store {
     }
 
     /// Signs a checkpoint for `head` with the tenant's current key and stores it.
-    pub(crate) async fn publish_checkpoint(&self, tenant: &TenantId, head: TreeHead) -> Result<StoredCheckpoint, StoreError> {
+    pub(crate) async fn publish_checkpoint(
+        &self,
+        tenant: &TenantId,
+        head: TreeHead,
+    ) -> Result<StoredCheckpoint, StoreError> {
         let (signer, _) = self.current_signer(tenant).await?;
         let origin = self.origin(tenant);
         let checkpoint = Checkpoint::new(origin.clone(), head.size, head.root)
@@ -788,23 +883,35 @@ impl Store {
 fn fold_perfect(hashes: &[Hash]) -> Hash {
     let mut level: Vec<Hash> = hashes.to_vec();
     while level.len() > 1 {
-        level = level.chunks(2).map(|p| match p {
-            [l, r] => node_hash(*l, *r),
-            [only] => *only,
-            _ => Hash::ZERO,
-        }).collect();
+        level = level
+            .chunks(2)
+            .map(|p| match p {
+                [l, r] => node_hash(*l, *r),
+                [only] => *only,
+                _ => Hash::ZERO,
+            })
+            .collect();
     }
     level.first().copied().unwrap_or(Hash::ZERO)
 }
 
 fn key_interval(row: &KeyRow) -> Result<KeyInterval, StoreError> {
-    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("signing key {}: {e}", row.key_id));
-    let bytes: [u8; 32] = row.public_key.as_slice().try_into().map_err(|e| corrupt(&e))?;
+    let corrupt =
+        |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("signing key {}: {e}", row.key_id));
+    let bytes: [u8; 32] = row
+        .public_key
+        .as_slice()
+        .try_into()
+        .map_err(|e| corrupt(&e))?;
     Ok(KeyInterval {
         key_id: KeyId::parse(&row.key_id).map_err(|e| corrupt(&e))?,
         public_key: ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| corrupt(&e))?,
         from_seq: u64::try_from(row.from_seq).map_err(|e| corrupt(&e))?,
-        until_seq: row.until_seq.map(u64::try_from).transpose().map_err(|e| corrupt(&e))?,
+        until_seq: row
+            .until_seq
+            .map(u64::try_from)
+            .transpose()
+            .map_err(|e| corrupt(&e))?,
     })
 }
 

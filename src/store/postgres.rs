@@ -17,7 +17,22 @@ use super::{
     db_int,
 };
 
-type RecordTuple = (String, i64, String, String, i64, Vec<u8>, Vec<u8>, String, Vec<u8>, String, String);
+/// A signing-key row as selected.
+type KeyTuple = (String, Vec<u8>, Vec<u8>, i64, Option<i64>);
+
+type RecordTuple = (
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+    Vec<u8>,
+    String,
+    String,
+);
 
 const SELECT_RECORD: &str = "SELECT tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable FROM records";
 
@@ -40,7 +55,8 @@ fn row(t: RecordTuple) -> RecordRow {
 fn head(t: (i64, Vec<u8>, i64)) -> Result<ChainHead, StoreError> {
     let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("chain head: {e}"));
     Ok(ChainHead {
-        seq: Sequence::new(u64::try_from(t.0).map_err(|e| corrupt(&e))?).map_err(|e| corrupt(&e))?,
+        seq: Sequence::new(u64::try_from(t.0).map_err(|e| corrupt(&e))?)
+            .map_err(|e| corrupt(&e))?,
         hash: Hash::from_slice(&t.1).map_err(|e| corrupt(&e))?,
         captured_at: CaptureTime::from_unix_micros(u64::try_from(t.2).map_err(|e| corrupt(&e))?)
             .map_err(|e| corrupt(&e))?,
@@ -63,7 +79,11 @@ pub(crate) struct PgDb {
 }
 
 impl PgDb {
-    pub(crate) async fn open(url: &str, admin_url: Option<&str>, connections: u32) -> Result<Self, StoreError> {
+    pub(crate) async fn open(
+        url: &str,
+        admin_url: Option<&str>,
+        connections: u32,
+    ) -> Result<Self, StoreError> {
         if let Some(admin) = admin_url {
             PgDb::migrate(admin).await?;
         }
@@ -77,7 +97,10 @@ impl PgDb {
     }
 
     pub(crate) async fn migrate(admin_url: &str) -> Result<usize, StoreError> {
-        let pool = PgPoolOptions::new().max_connections(1).connect(admin_url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(admin_url)
+            .await?;
         let before = applied_count(&pool).await;
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
@@ -113,7 +136,10 @@ impl PgDb {
     }
 
     /// A transaction scoped to `tenant` for row-level security.
-    async fn tenant_tx(&self, tenant: &TenantId) -> Result<Transaction<'static, Postgres>, StoreError> {
+    async fn tenant_tx(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
         let mut tx = self.pool.begin().await?;
         set_tenant(&mut tx, tenant).await?;
         Ok(tx)
@@ -124,7 +150,12 @@ impl PgDb {
         Ok(())
     }
 
-    pub(crate) async fn create_tenant(&self, tenant: &TenantId, key: &KeyRow, now_us: u64) -> Result<(), StoreError> {
+    pub(crate) async fn create_tenant(
+        &self,
+        tenant: &TenantId,
+        key: &KeyRow,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let inserted = sqlx::query(
             "INSERT INTO tenants (tenant_id, created_at_us) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING",
@@ -154,22 +185,25 @@ impl PgDb {
     }
 
     pub(crate) async fn tenants(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     pub(crate) async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1::BIGINT FROM tenants WHERE tenant_id = $1")
-            .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1::BIGINT FROM tenants WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(found.is_some())
     }
 
     pub(crate) async fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRow>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let rows: Vec<(String, Vec<u8>, Vec<u8>, i64, Option<i64>)> = sqlx::query_as(
+        let rows: Vec<KeyTuple> = sqlx::query_as(
             "SELECT key_id, public_key, sealed_secret, from_seq, until_seq FROM signing_keys
              WHERE tenant_id = $1 ORDER BY from_seq",
         )
@@ -179,29 +213,48 @@ impl PgDb {
         tx.commit().await?;
         Ok(rows
             .into_iter()
-            .map(|r| KeyRow { key_id: r.0, public_key: r.1, sealed_secret: r.2, from_seq: r.3, until_seq: r.4 })
+            .map(|r| KeyRow {
+                key_id: r.0,
+                public_key: r.1,
+                sealed_secret: r.2,
+                from_seq: r.3,
+                until_seq: r.4,
+            })
             .collect())
     }
 
-    pub(crate) async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
+    pub(crate) async fn chain_head(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<ChainHead>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let h = chain_head_in(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(h)
     }
 
-    pub(crate) async fn record_by_seq(&self, tenant: &TenantId, seq: Sequence) -> Result<Option<RecordRow>, StoreError> {
+    pub(crate) async fn record_by_seq(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<Option<RecordRow>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let t: Option<RecordTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_RECORD} WHERE tenant_id = $1 AND seq = $2")))
-            .bind(tenant.as_str())
-            .bind(db_int(seq.get()))
-            .fetch_optional(&mut *tx)
-            .await?;
+        let t: Option<RecordTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_RECORD} WHERE tenant_id = $1 AND seq = $2"
+        )))
+        .bind(tenant.as_str())
+        .bind(db_int(seq.get()))
+        .fetch_optional(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(t.map(row))
     }
 
-    pub(crate) async fn records_by_event_ids(&self, tenant: &TenantId, ids: &[String]) -> Result<Vec<RecordRow>, StoreError> {
+    pub(crate) async fn records_by_event_ids(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+    ) -> Result<Vec<RecordRow>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -217,7 +270,12 @@ impl PgDb {
         Ok(rows.into_iter().map(row).collect())
     }
 
-    pub(crate) async fn records_range(&self, tenant: &TenantId, from: Sequence, limit: u64) -> Result<Vec<RecordRow>, StoreError> {
+    pub(crate) async fn records_range(
+        &self,
+        tenant: &TenantId,
+        from: Sequence,
+        limit: u64,
+    ) -> Result<Vec<RecordRow>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let rows: Vec<RecordTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_RECORD} WHERE tenant_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
@@ -231,7 +289,11 @@ impl PgDb {
         Ok(rows.into_iter().map(row).collect())
     }
 
-    pub(crate) async fn erasable_values(&self, tenant: &TenantId, seq: Sequence) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError> {
+    pub(crate) async fn erasable_values(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let rows = sqlx::query_as(
             "SELECT field, salt, sealed FROM erasable_values WHERE tenant_id = $1 AND seq = $2 ORDER BY field",
@@ -244,7 +306,10 @@ impl PgDb {
         Ok(rows)
     }
 
-    pub(crate) async fn latest_checkpoint(&self, tenant: &TenantId) -> Result<Option<StoredCheckpoint>, StoreError> {
+    pub(crate) async fn latest_checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let t: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
             "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
@@ -257,7 +322,11 @@ impl PgDb {
         t.map(checkpoint).transpose()
     }
 
-    pub(crate) async fn checkpoint_at(&self, tenant: &TenantId, size: TreeSize) -> Result<Option<StoredCheckpoint>, StoreError> {
+    pub(crate) async fn checkpoint_at(
+        &self,
+        tenant: &TenantId,
+        size: TreeSize,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let t: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
             "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
@@ -271,7 +340,12 @@ impl PgDb {
         t.map(checkpoint).transpose()
     }
 
-    pub(crate) async fn checkpoints(&self, tenant: &TenantId, after: Option<TreeSize>, limit: u64) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    pub(crate) async fn checkpoints(
+        &self,
+        tenant: &TenantId,
+        after: Option<TreeSize>,
+        limit: u64,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let rows: Vec<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
             "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
@@ -286,7 +360,11 @@ impl PgDb {
         rows.into_iter().map(checkpoint).collect()
     }
 
-    pub(crate) async fn insert_checkpoint(&self, tenant: &TenantId, c: &StoredCheckpoint) -> Result<(), StoreError> {
+    pub(crate) async fn insert_checkpoint(
+        &self,
+        tenant: &TenantId,
+        c: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         // Two instances may sign the same size; the tree is deterministic, so the first stays.
         sqlx::query(
@@ -304,7 +382,12 @@ impl PgDb {
         Ok(())
     }
 
-    pub(crate) async fn record_hashes(&self, tenant: &TenantId, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub(crate) async fn record_hashes(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let rows = sqlx::query_scalar(
             "SELECT hash FROM records WHERE tenant_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
@@ -318,7 +401,13 @@ impl PgDb {
         Ok(rows)
     }
 
-    pub(crate) async fn merkle_nodes(&self, tenant: &TenantId, level: u8, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub(crate) async fn merkle_nodes(
+        &self,
+        tenant: &TenantId,
+        level: u8,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let rows = sqlx::query_scalar(
             "SELECT hash FROM merkle_nodes WHERE tenant_id = $1 AND level = $2 AND idx >= $3 AND idx < $4 ORDER BY idx",
@@ -333,7 +422,10 @@ impl PgDb {
         Ok(rows)
     }
 
-    pub(crate) async fn begin_append(&self, tenant: &TenantId) -> Result<Transaction<'static, Postgres>, StoreError> {
+    pub(crate) async fn begin_append(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         // One writer per tenant across every service instance sharing this database.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('auditex:append:' || $1, 0))")
@@ -344,7 +436,10 @@ impl PgDb {
     }
 }
 
-async fn set_tenant(tx: &mut Transaction<'static, Postgres>, tenant: &TenantId) -> Result<(), StoreError> {
+async fn set_tenant(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantId,
+) -> Result<(), StoreError> {
     // `true`: local to this transaction; never a plain SET, which would outlive it on the pooled
     // connection.
     sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
@@ -361,7 +456,10 @@ async fn applied_count(pool: &PgPool) -> i64 {
         .unwrap_or(0)
 }
 
-pub(crate) async fn chain_head_in(tx: &mut Transaction<'static, Postgres>, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
+pub(crate) async fn chain_head_in(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantId,
+) -> Result<Option<ChainHead>, StoreError> {
     let t: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
         "SELECT seq, hash, captured_at_us FROM records WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
     )
@@ -382,11 +480,23 @@ pub(crate) async fn insert_in(
     let seqs: Vec<i64> = rows.iter().map(|r| db_int(r.record.seq.get())).collect();
     let event_ids: Vec<String> = rows.iter().map(|r| r.record.event_id.to_string()).collect();
     let event_types: Vec<&str> = rows.iter().map(|r| r.record.event_type.as_str()).collect();
-    let times: Vec<i64> = rows.iter().map(|r| db_int(r.record.captured_at_us.unix_micros())).collect();
-    let prevs: Vec<Vec<u8>> = rows.iter().map(|r| r.record.prev.as_bytes().to_vec()).collect();
-    let hashes: Vec<Vec<u8>> = rows.iter().map(|r| r.record.hash.as_bytes().to_vec()).collect();
+    let times: Vec<i64> = rows
+        .iter()
+        .map(|r| db_int(r.record.captured_at_us.unix_micros()))
+        .collect();
+    let prevs: Vec<Vec<u8>> = rows
+        .iter()
+        .map(|r| r.record.prev.as_bytes().to_vec())
+        .collect();
+    let hashes: Vec<Vec<u8>> = rows
+        .iter()
+        .map(|r| r.record.hash.as_bytes().to_vec())
+        .collect();
     let key_ids: Vec<String> = rows.iter().map(|r| r.record.key_id.to_hex()).collect();
-    let sigs: Vec<Vec<u8>> = rows.iter().map(|r| r.record.sig.to_bytes().to_vec()).collect();
+    let sigs: Vec<Vec<u8>> = rows
+        .iter()
+        .map(|r| r.record.sig.to_bytes().to_vec())
+        .collect();
     let payloads: Vec<&str> = rows.iter().map(|r| r.payload).collect();
     let erasables: Vec<&str> = rows.iter().map(|r| r.erasable.as_str()).collect();
     sqlx::query(
@@ -458,7 +568,9 @@ pub(crate) async fn rotate_key_in(
     .execute(&mut **tx)
     .await?;
     if done.rows_affected() != 1 {
-        return Err(StoreError::Corrupt(format!("key {old_key_id} is not the current key")));
+        return Err(StoreError::Corrupt(format!(
+            "key {old_key_id} is not the current key"
+        )));
     }
     sqlx::query(
         "INSERT INTO signing_keys (tenant_id, key_id, public_key, sealed_secret, from_seq, until_seq, created_at_us)

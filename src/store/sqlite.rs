@@ -15,8 +15,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::{
-    ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, SQLITE_VERSION_MIN,
-    StoreError, StoredCheckpoint, db_int,
+    ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, SQLITE_VERSION_MIN, StoreError,
+    StoredCheckpoint, db_int,
 };
 
 /// How long a connection waits for a lock held by another connection before failing.
@@ -45,10 +45,29 @@ fn options(path: &Path) -> SqliteConnectOptions {
 
 fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
     let mut parts = text.split('.').map(|p| u32::from_str(p).ok());
-    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
 }
 
-type RecordTuple = (String, i64, String, String, i64, Vec<u8>, Vec<u8>, String, Vec<u8>, String, String);
+/// A signing-key row as selected.
+type KeyTuple = (String, Vec<u8>, Vec<u8>, i64, Option<i64>);
+
+type RecordTuple = (
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+    Vec<u8>,
+    String,
+    String,
+);
 
 fn row(t: RecordTuple) -> RecordRow {
     RecordRow {
@@ -69,7 +88,8 @@ fn row(t: RecordTuple) -> RecordRow {
 fn head(t: (i64, Vec<u8>, i64)) -> Result<ChainHead, StoreError> {
     let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("chain head: {e}"));
     Ok(ChainHead {
-        seq: Sequence::new(u64::try_from(t.0).map_err(|e| corrupt(&e))?).map_err(|e| corrupt(&e))?,
+        seq: Sequence::new(u64::try_from(t.0).map_err(|e| corrupt(&e))?)
+            .map_err(|e| corrupt(&e))?,
         hash: Hash::from_slice(&t.1).map_err(|e| corrupt(&e))?,
         captured_at: CaptureTime::from_unix_micros(u64::try_from(t.2).map_err(|e| corrupt(&e))?)
             .map_err(|e| corrupt(&e))?,
@@ -90,7 +110,10 @@ impl SqliteDb {
     pub(crate) async fn open(path: &Path, read_connections: u32) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Schema(format!("cannot create the data folder {}: {e}", dir.display()))
+                StoreError::Schema(format!(
+                    "cannot create the data folder {}: {e}",
+                    dir.display()
+                ))
             })?;
         }
         let writer = SqlitePoolOptions::new()
@@ -116,17 +139,25 @@ impl SqliteDb {
     }
 
     pub(crate) async fn migrate(path: &Path) -> Result<usize, StoreError> {
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options(path)).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options(path))
+            .await?;
         let migrator = sqlx::migrate!("./migrations/sqlite");
         let before: i64 = applied_count(&pool).await;
-        migrator.run(&pool).await.map_err(|e| StoreError::Schema(e.to_string()))?;
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Schema(e.to_string()))?;
         let after: i64 = applied_count(&pool).await;
         pool.close().await;
         Ok(usize::try_from(after - before).unwrap_or(0))
     }
 
     pub(crate) async fn sqlite_version(&self) -> Result<String, StoreError> {
-        Ok(sqlx::query_scalar("SELECT sqlite_version()").fetch_one(&self.readers).await?)
+        Ok(sqlx::query_scalar("SELECT sqlite_version()")
+            .fetch_one(&self.readers)
+            .await?)
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
@@ -134,7 +165,12 @@ impl SqliteDb {
         Ok(())
     }
 
-    pub(crate) async fn create_tenant(&self, tenant: &TenantId, key: &KeyRow, now_us: u64) -> Result<(), StoreError> {
+    pub(crate) async fn create_tenant(
+        &self,
+        tenant: &TenantId,
+        key: &KeyRow,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE tenant_id = ?")
             .bind(tenant.as_str())
@@ -166,9 +202,11 @@ impl SqliteDb {
     }
 
     pub(crate) async fn tenants(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
-            .fetch_all(&self.readers)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
+                .fetch_all(&self.readers)
+                .await?,
+        )
     }
 
     pub(crate) async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
@@ -180,7 +218,7 @@ impl SqliteDb {
     }
 
     pub(crate) async fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRow>, StoreError> {
-        let rows: Vec<(String, Vec<u8>, Vec<u8>, i64, Option<i64>)> = sqlx::query_as(
+        let rows: Vec<KeyTuple> = sqlx::query_as(
             "SELECT key_id, public_key, sealed_secret, from_seq, until_seq FROM signing_keys
              WHERE tenant_id = ? ORDER BY from_seq",
         )
@@ -189,11 +227,20 @@ impl SqliteDb {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| KeyRow { key_id: r.0, public_key: r.1, sealed_secret: r.2, from_seq: r.3, until_seq: r.4 })
+            .map(|r| KeyRow {
+                key_id: r.0,
+                public_key: r.1,
+                sealed_secret: r.2,
+                from_seq: r.3,
+                until_seq: r.4,
+            })
             .collect())
     }
 
-    pub(crate) async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
+    pub(crate) async fn chain_head(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<ChainHead>, StoreError> {
         let t: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
             "SELECT seq, hash, captured_at_us FROM records WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
         )
@@ -203,7 +250,11 @@ impl SqliteDb {
         t.map(head).transpose()
     }
 
-    pub(crate) async fn record_by_seq(&self, tenant: &TenantId, seq: Sequence) -> Result<Option<RecordRow>, StoreError> {
+    pub(crate) async fn record_by_seq(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<Option<RecordRow>, StoreError> {
         let t: Option<RecordTuple> = sqlx::query_as(
             "SELECT tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable
              FROM records WHERE tenant_id = ? AND seq = ?",
@@ -215,7 +266,11 @@ impl SqliteDb {
         Ok(t.map(row))
     }
 
-    pub(crate) async fn records_by_event_ids(&self, tenant: &TenantId, ids: &[String]) -> Result<Vec<RecordRow>, StoreError> {
+    pub(crate) async fn records_by_event_ids(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+    ) -> Result<Vec<RecordRow>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -233,7 +288,12 @@ impl SqliteDb {
         Ok(rows.into_iter().map(row).collect())
     }
 
-    pub(crate) async fn records_range(&self, tenant: &TenantId, from: Sequence, limit: u64) -> Result<Vec<RecordRow>, StoreError> {
+    pub(crate) async fn records_range(
+        &self,
+        tenant: &TenantId,
+        from: Sequence,
+        limit: u64,
+    ) -> Result<Vec<RecordRow>, StoreError> {
         let rows: Vec<RecordTuple> = sqlx::query_as(
             "SELECT tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable
              FROM records WHERE tenant_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
@@ -246,7 +306,11 @@ impl SqliteDb {
         Ok(rows.into_iter().map(row).collect())
     }
 
-    pub(crate) async fn erasable_values(&self, tenant: &TenantId, seq: Sequence) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError> {
+    pub(crate) async fn erasable_values(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT field, salt, sealed FROM erasable_values WHERE tenant_id = ? AND seq = ? ORDER BY field",
         )
@@ -256,7 +320,10 @@ impl SqliteDb {
         .await?)
     }
 
-    pub(crate) async fn latest_checkpoint(&self, tenant: &TenantId) -> Result<Option<StoredCheckpoint>, StoreError> {
+    pub(crate) async fn latest_checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
         let t: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
             "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
              WHERE tenant_id = ? ORDER BY tree_size DESC LIMIT 1",
@@ -267,7 +334,11 @@ impl SqliteDb {
         t.map(checkpoint).transpose()
     }
 
-    pub(crate) async fn checkpoint_at(&self, tenant: &TenantId, size: TreeSize) -> Result<Option<StoredCheckpoint>, StoreError> {
+    pub(crate) async fn checkpoint_at(
+        &self,
+        tenant: &TenantId,
+        size: TreeSize,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
         let t: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
             "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
              WHERE tenant_id = ? AND tree_size = ?",
@@ -279,7 +350,12 @@ impl SqliteDb {
         t.map(checkpoint).transpose()
     }
 
-    pub(crate) async fn checkpoints(&self, tenant: &TenantId, after: Option<TreeSize>, limit: u64) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    pub(crate) async fn checkpoints(
+        &self,
+        tenant: &TenantId,
+        after: Option<TreeSize>,
+        limit: u64,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
         let rows: Vec<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
             "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
              WHERE tenant_id = ? AND tree_size > ? ORDER BY tree_size LIMIT ?",
@@ -292,7 +368,11 @@ impl SqliteDb {
         rows.into_iter().map(checkpoint).collect()
     }
 
-    pub(crate) async fn insert_checkpoint(&self, tenant: &TenantId, c: &StoredCheckpoint) -> Result<(), StoreError> {
+    pub(crate) async fn insert_checkpoint(
+        &self,
+        tenant: &TenantId,
+        c: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
         // Two publishers may sign the same size; the tree is deterministic, so the first stays.
         sqlx::query(
             "INSERT INTO checkpoints (tenant_id, tree_size, root, signed_note, published_at_us)
@@ -308,7 +388,12 @@ impl SqliteDb {
         Ok(())
     }
 
-    pub(crate) async fn record_hashes(&self, tenant: &TenantId, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub(crate) async fn record_hashes(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT hash FROM records WHERE tenant_id = ? AND seq >= ? AND seq < ? ORDER BY seq",
         )
@@ -319,7 +404,13 @@ impl SqliteDb {
         .await?)
     }
 
-    pub(crate) async fn merkle_nodes(&self, tenant: &TenantId, level: u8, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub(crate) async fn merkle_nodes(
+        &self,
+        tenant: &TenantId,
+        level: u8,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT hash FROM merkle_nodes WHERE tenant_id = ? AND level = ? AND idx >= ? AND idx < ? ORDER BY idx",
         )
@@ -331,7 +422,10 @@ impl SqliteDb {
         .await?)
     }
 
-    pub(crate) async fn begin_append(&self, _tenant: &TenantId) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    pub(crate) async fn begin_append(
+        &self,
+        _tenant: &TenantId,
+    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
         // IMMEDIATE takes the write lock now, so the head read below cannot go stale.
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
@@ -344,7 +438,10 @@ async fn applied_count(pool: &SqlitePool) -> i64 {
         .unwrap_or(0)
 }
 
-pub(crate) async fn chain_head_in(tx: &mut Transaction<'static, Sqlite>, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
+pub(crate) async fn chain_head_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    tenant: &TenantId,
+) -> Result<Option<ChainHead>, StoreError> {
     let t: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
         "SELECT seq, hash, captured_at_us FROM records WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
     )
@@ -379,7 +476,9 @@ pub(crate) async fn insert_in(
         q.build().execute(&mut **tx).await?;
     }
     for chunk in erasable.chunks(INSERT_ROWS_MAX) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO erasable_values (tenant_id, seq, field, salt, sealed) ");
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO erasable_values (tenant_id, seq, field, salt, sealed) ",
+        );
         q.push_values(chunk, |mut b, e| {
             b.push_bind(tenant.as_str())
                 .push_bind(e.seq)
@@ -390,7 +489,8 @@ pub(crate) async fn insert_in(
         q.build().execute(&mut **tx).await?;
     }
     for chunk in nodes.chunks(INSERT_ROWS_MAX) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO merkle_nodes (tenant_id, level, idx, hash) ");
+        let mut q =
+            QueryBuilder::<Sqlite>::new("INSERT INTO merkle_nodes (tenant_id, level, idx, hash) ");
         q.push_values(chunk, |mut b, (level, idx, hash)| {
             b.push_bind(tenant.as_str())
                 .push_bind(i64::from(*level))
@@ -419,7 +519,9 @@ pub(crate) async fn rotate_key_in(
     .execute(&mut **tx)
     .await?;
     if done.rows_affected() != 1 {
-        return Err(StoreError::Corrupt(format!("key {old_key_id} is not the current key")));
+        return Err(StoreError::Corrupt(format!(
+            "key {old_key_id} is not the current key"
+        )));
     }
     sqlx::query(
         "INSERT INTO signing_keys (tenant_id, key_id, public_key, sealed_secret, from_seq, until_seq, created_at_us)

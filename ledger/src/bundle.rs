@@ -1,0 +1,433 @@
+//! The chain-of-custody bundle: one decision, the records that follow it up, and everything a
+//! regulator needs to check them offline.
+//!
+//! A bundle is one JSON document (`"format": "auditex-custody-bundle/v1"`) holding a signed
+//! checkpoint, the tenant's key history, and for each record its inclusion proof in that
+//! checkpoint and, where still held, its erasable values. [`verify_bundle`] checks all of it
+//! against checkpoint keys the caller trusts.
+//!
+//! A bundle proves that each record it holds is in the log and unaltered, and that each
+//! follow-up names the decision. It cannot prove that no follow-up was left out; an export of the
+//! whole ledger (see [`crate::export`]) proves completeness.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::keys::{KeyId, KeyInterval};
+use crate::note::VerifierKey;
+use crate::payload::linked_decisions;
+use crate::proof_file::PROOF_HASHES_MAX;
+use crate::record::{ERASABLE_FIELDS_MAX, ErasableValue, EventType, FieldName, Record};
+use crate::types::{EventId, Hash, TenantId, TreeSize};
+use crate::verify::{
+    EvidenceHeadError, RecordError, RecordInclusionError, verify_evidence_head, verify_record,
+    verify_record_inclusion,
+};
+
+/// The value of a bundle's `format` field.
+pub const BUNDLE_FORMAT: &str = "auditex-custody-bundle/v1";
+
+/// Most entries (the decision and its follow-ups) in one bundle.
+pub const ENTRIES_MAX: usize = 4096;
+
+/// Largest bundle [`Bundle::from_json`] parses, in bytes.
+pub const BUNDLE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// The `format` field of a bundle: serializes as [`BUNDLE_FORMAT`] and parses only from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BundleFormat;
+
+impl Serialize for BundleFormat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(BUNDLE_FORMAT)
+    }
+}
+
+impl<'de> Deserialize<'de> for BundleFormat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        if text == BUNDLE_FORMAT {
+            Ok(BundleFormat)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "unsupported format {:?}; expected {BUNDLE_FORMAT:?}",
+                text.chars().take(80).collect::<String>()
+            )))
+        }
+    }
+}
+
+/// One record of a bundle with its proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleEntry {
+    /// The record.
+    pub record: Record,
+    /// Its inclusion proof in the bundle's checkpoint, leaf's sibling first, hex.
+    pub inclusion_proof: Vec<Hash>,
+    /// Erasable values that have not been erased, with their salts; omitted when none are given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasable_values: Option<BTreeMap<FieldName, ErasableValue>>,
+}
+
+/// A chain-of-custody bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    /// Always [`BUNDLE_FORMAT`].
+    pub format: BundleFormat,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The tenant's log origin, `<service origin>/<tenant>`.
+    pub origin: String,
+    /// The event id of the decision.
+    pub decision_event_id: EventId,
+    /// The signed checkpoint note every inclusion proof is against.
+    pub checkpoint: String,
+    /// The tenant's full key history.
+    pub keys: Vec<KeyInterval>,
+    /// The C2SP verifier keys of the checkpoint-signing keys (named like the origin). Listed for
+    /// convenience only: a verifier decides which keys it trusts.
+    pub verifier_keys: Vec<String>,
+    /// The decision first, then the records that link to it, in sequence order.
+    pub entries: Vec<BundleEntry>,
+}
+
+impl Bundle {
+    /// Parses a bundle strictly: unknown fields anywhere in the envelope are rejected.
+    ///
+    /// # Errors
+    /// [`BundleError::TooLarge`] above [`BUNDLE_BYTES_MAX`], [`BundleError::Json`] for anything
+    /// that is not a well-formed bundle.
+    pub fn from_json(bytes: &[u8]) -> Result<Bundle, BundleError> {
+        if bytes.len() > BUNDLE_BYTES_MAX {
+            return Err(BundleError::TooLarge {
+                bytes: bytes.len(),
+                max: BUNDLE_BYTES_MAX,
+            });
+        }
+        serde_json::from_slice(bytes).map_err(|e| BundleError::Json(e.to_string()))
+    }
+
+    /// The bundle as indented JSON.
+    ///
+    /// # Panics
+    /// Never in practice: every field serializes to JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a bundle always serializes to JSON")
+    }
+}
+
+/// Why a bundle does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    /// The text is not a well-formed bundle.
+    #[error("malformed bundle: {0}")]
+    Json(String),
+    /// The bundle is larger than [`BUNDLE_BYTES_MAX`].
+    #[error("bundle is {bytes} bytes, more than the maximum {max}")]
+    TooLarge {
+        /// Its length.
+        bytes: usize,
+        /// [`BUNDLE_BYTES_MAX`].
+        max: usize,
+    },
+    /// The bundle has no entries.
+    #[error("bundle has no entries")]
+    NoEntries,
+    /// The bundle has more than [`ENTRIES_MAX`] entries.
+    #[error("bundle has {entries} entries, more than the maximum {max}")]
+    TooManyEntries {
+        /// How many it has.
+        entries: usize,
+        /// [`ENTRIES_MAX`].
+        max: usize,
+    },
+    /// The checkpoint, key history or verifier keys do not check out.
+    #[error(transparent)]
+    Head(#[from] EvidenceHeadError),
+    /// An entry's record belongs to another tenant.
+    #[error("record {seq} (event {event_id}) belongs to tenant {found}, not the bundle's")]
+    WrongTenant {
+        /// The record's sequence number.
+        seq: u64,
+        /// The record's event id.
+        event_id: EventId,
+        /// The record's tenant.
+        found: TenantId,
+    },
+    /// Entries are not in increasing sequence order, or one is repeated.
+    #[error(
+        "record {seq} (event {event_id}) follows record {previous}: entries must be in increasing sequence order without repeats"
+    )]
+    OutOfOrder {
+        /// The record's sequence number.
+        seq: u64,
+        /// The record's event id.
+        event_id: EventId,
+        /// The sequence number of the entry before it.
+        previous: u64,
+    },
+    /// A record does not verify against the key history.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// An inclusion proof has more than [`PROOF_HASHES_MAX`] hashes.
+    #[error("record {seq}: inclusion proof has {hashes} hashes, more than the maximum {max}")]
+    ProofTooLong {
+        /// The record's sequence number.
+        seq: u64,
+        /// How many it has.
+        hashes: usize,
+        /// [`PROOF_HASHES_MAX`].
+        max: usize,
+    },
+    /// A record is not proven to be in the checkpoint's tree.
+    #[error(transparent)]
+    Inclusion(#[from] RecordInclusionError),
+    /// The first entry is not a decision.
+    #[error(
+        "the first entry, record {seq} (event {event_id}), is a {event_type} event, not a decision"
+    )]
+    FirstNotADecision {
+        /// The record's sequence number.
+        seq: u64,
+        /// The record's event id.
+        event_id: EventId,
+        /// Its event type.
+        event_type: EventType,
+    },
+    /// The decision is not the one the bundle names.
+    #[error("the decision in the bundle, record {seq}, has event id {found}, not {expected}")]
+    DecisionIdMismatch {
+        /// The record's sequence number.
+        seq: u64,
+        /// `decision_event_id`.
+        expected: EventId,
+        /// The record's event id.
+        found: EventId,
+    },
+    /// A later entry does not link to the decision.
+    #[error("record {seq} (event {event_id}) does not link to decision {decision_event_id}")]
+    NotLinked {
+        /// The record's sequence number.
+        seq: u64,
+        /// The record's event id.
+        event_id: EventId,
+        /// `decision_event_id`.
+        decision_event_id: EventId,
+    },
+    /// More erasable values than a record can have.
+    #[error("record {seq}: {count} erasable values, more than the maximum {max}")]
+    TooManyErasableValues {
+        /// The record's sequence number.
+        seq: u64,
+        /// How many were given.
+        count: usize,
+        /// [`ERASABLE_FIELDS_MAX`].
+        max: usize,
+    },
+    /// An erasable value is given for a field the record has no commitment for.
+    #[error("record {seq}: erasable value {} has no commitment in the record", field.as_str())]
+    ErasableNotCommitted {
+        /// The record's sequence number.
+        seq: u64,
+        /// The field.
+        field: FieldName,
+    },
+    /// An erasable value and salt do not produce the record's commitment.
+    #[error("record {seq}: erasable value {} does not match its commitment", field.as_str())]
+    ErasableMismatch {
+        /// The record's sequence number.
+        seq: u64,
+        /// The field.
+        field: FieldName,
+    },
+}
+
+/// One verified entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleEntryReport {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The record's event id.
+    pub event_id: EventId,
+    /// The record's event type.
+    pub event_type: EventType,
+    /// How many erasable values were present and matched their commitments.
+    pub erasable_values_verified: usize,
+    /// How many committed erasable fields had no value (erased or withheld).
+    pub erasable_values_absent: usize,
+}
+
+/// What a verified bundle proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleReport {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The log origin.
+    pub origin: String,
+    /// The checkpoint's tree size.
+    pub checkpoint_size: TreeSize,
+    /// The checkpoint's root.
+    pub checkpoint_root: Hash,
+    /// The key (from the history) that signed the checkpoint.
+    pub checkpoint_key_id: KeyId,
+    /// The decision's event id.
+    pub decision_event_id: EventId,
+    /// The entries, decision first.
+    pub entries: Vec<BundleEntryReport>,
+}
+
+/// Verifies a chain-of-custody bundle.
+///
+/// The checkpoint must open under one of `trusted` (named like the bundle's origin), and that
+/// key must be in the bundle's key history; the bundle's own `verifier_keys` are trusted only if
+/// the caller passes them here. Then every record must verify against the key history and be
+/// proven in the checkpoint, the first entry must be the decision named by `decision_event_id`,
+/// every later entry must link to it, entries must be in increasing sequence order, and every
+/// erasable value given must match its commitment.
+///
+/// # Errors
+/// [`BundleError`] naming the first failing check and, for entries, the record's sequence number.
+pub fn verify_bundle(
+    bundle: &Bundle,
+    trusted: &[VerifierKey],
+) -> Result<BundleReport, BundleError> {
+    if bundle.entries.is_empty() {
+        return Err(BundleError::NoEntries);
+    }
+    if bundle.entries.len() > ENTRIES_MAX {
+        return Err(BundleError::TooManyEntries {
+            entries: bundle.entries.len(),
+            max: ENTRIES_MAX,
+        });
+    }
+    let head = verify_evidence_head(
+        &bundle.tenant,
+        &bundle.origin,
+        &bundle.checkpoint,
+        &bundle.keys,
+        &bundle.verifier_keys,
+        trusted,
+    )?;
+    let mut reports = Vec::with_capacity(bundle.entries.len());
+    let mut previous: Option<u64> = None;
+    for (index, entry) in bundle.entries.iter().enumerate() {
+        let record = &entry.record;
+        let seq = record.seq.get();
+        let event_id = record.event_id;
+        if record.tenant != bundle.tenant {
+            return Err(BundleError::WrongTenant {
+                seq,
+                event_id,
+                found: record.tenant.clone(),
+            });
+        }
+        if let Some(previous) = previous
+            && seq <= previous
+        {
+            return Err(BundleError::OutOfOrder {
+                seq,
+                event_id,
+                previous,
+            });
+        }
+        previous = Some(seq);
+        verify_record(record, &head.ring)?;
+        if entry.inclusion_proof.len() > PROOF_HASHES_MAX {
+            return Err(BundleError::ProofTooLong {
+                seq,
+                hashes: entry.inclusion_proof.len(),
+                max: PROOF_HASHES_MAX,
+            });
+        }
+        verify_record_inclusion(record, &entry.inclusion_proof, &head.checkpoint)?;
+        check_role(index, record, bundle.decision_event_id)?;
+        let (verified, absent) = check_erasable(entry)?;
+        reports.push(BundleEntryReport {
+            seq,
+            event_id,
+            event_type: record.event_type,
+            erasable_values_verified: verified,
+            erasable_values_absent: absent,
+        });
+    }
+    Ok(BundleReport {
+        tenant: bundle.tenant.clone(),
+        origin: bundle.origin.clone(),
+        checkpoint_size: head.checkpoint.size(),
+        checkpoint_root: head.checkpoint.root(),
+        checkpoint_key_id: head.checkpoint_key_id,
+        decision_event_id: bundle.decision_event_id,
+        entries: reports,
+    })
+}
+
+/// The first entry is the decision; every other one links to it.
+fn check_role(index: usize, record: &Record, decision: EventId) -> Result<(), BundleError> {
+    let seq = record.seq.get();
+    if index == 0 {
+        if record.event_type != EventType::Decision {
+            return Err(BundleError::FirstNotADecision {
+                seq,
+                event_id: record.event_id,
+                event_type: record.event_type,
+            });
+        }
+        if record.event_id != decision {
+            return Err(BundleError::DecisionIdMismatch {
+                seq,
+                expected: decision,
+                found: record.event_id,
+            });
+        }
+        return Ok(());
+    }
+    let linked = match record.payload.to_value() {
+        Ok(serde_json::Value::Object(map)) => linked_decisions(record.event_type, &map),
+        _ => Vec::new(),
+    };
+    if linked.contains(&decision) {
+        Ok(())
+    } else {
+        Err(BundleError::NotLinked {
+            seq,
+            event_id: record.event_id,
+            decision_event_id: decision,
+        })
+    }
+}
+
+/// Checks the erasable values given against the record's commitments; returns how many matched
+/// and how many committed fields had no value.
+fn check_erasable(entry: &BundleEntry) -> Result<(usize, usize), BundleError> {
+    let record = &entry.record;
+    let seq = record.seq.get();
+    let empty = BTreeMap::new();
+    let values = entry.erasable_values.as_ref().unwrap_or(&empty);
+    if values.len() > ERASABLE_FIELDS_MAX {
+        return Err(BundleError::TooManyErasableValues {
+            seq,
+            count: values.len(),
+            max: ERASABLE_FIELDS_MAX,
+        });
+    }
+    for (field, value) in values {
+        let Some(commitment) = record.erasable.get(field) else {
+            return Err(BundleError::ErasableNotCommitted {
+                seq,
+                field: field.clone(),
+            });
+        };
+        // A value that cannot be canonicalized cannot have produced the commitment.
+        let path = format!("/erasable/{}", field.as_str());
+        if value.commitment(&path).ok().as_ref() != Some(commitment) {
+            return Err(BundleError::ErasableMismatch {
+                seq,
+                field: field.clone(),
+            });
+        }
+    }
+    Ok((values.len(), record.erasable.len() - values.len()))
+}

@@ -1,0 +1,903 @@
+//! The append pipeline: sequencing, chaining, idempotency, all-or-nothing batches, limits,
+//! concurrency, capture time, restart and erasable values.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use auditex::store::crypto::{CryptoError, MasterKey};
+use auditex::store::{AppendError, BATCH_RECORDS_MAX, Store, StoreError};
+use ed25519_dalek::Verifier;
+use ledger::merkle::verify_consistency;
+use ledger::record::EventType;
+use ledger::types::{EventId, Hash, TreeSize};
+use serde_json::json;
+use sqlx::Connection;
+
+use crate::support::{
+    Backend, ManualClock, TestDb, append_many, assert_valid_chain, backend_tests, decision,
+    decision_with_id, decisions, draft, new_event_id, read_chain, reference_root, seq, tenant_id,
+};
+
+backend_tests!(
+    an_appended_record_reads_back_by_seq_and_by_event_id,
+    batches_form_one_gap_free_chain_of_linked_signed_records,
+    a_range_read_returns_records_in_order_from_the_given_seq,
+    a_retried_append_returns_the_original_receipts_and_writes_nothing,
+    a_batch_mixing_retried_and_new_events_appends_only_the_new_ones,
+    an_event_id_reused_with_other_content_is_a_conflict_and_nothing_of_its_batch_is_written,
+    an_event_id_repeated_inside_one_batch_is_stored_once,
+    an_event_id_repeated_inside_one_batch_with_other_content_fails_the_whole_batch,
+    appending_for_an_unknown_tenant_is_refused,
+    creating_a_tenant_twice_is_refused,
+    a_batch_over_the_record_limit_is_refused_and_one_at_the_limit_is_accepted,
+    an_empty_batch_appends_nothing,
+    sixty_four_concurrent_appenders_build_one_gap_free_chain_with_every_receipt_once,
+    capture_time_never_goes_backwards_even_when_the_clock_does,
+    a_reopened_store_continues_the_chain_and_the_tree,
+    erasable_values_come_back_and_match_their_commitments,
+    a_wrong_master_key_cannot_open_the_signing_key_and_nothing_is_written,
+    migrations_already_applied_are_not_applied_again,
+    a_full_append_queue_refuses_at_once_with_a_retry_after,
+    the_same_event_sent_twice_at_once_is_written_once_and_reported_new_once,
+    appends_after_shutdown_are_refused_and_queued_ones_are_committed,
+);
+
+async fn an_appended_record_reads_back_by_seq_and_by_event_id(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    let event_id = new_event_id();
+    let sent = decision_with_id(&event_id, "approved");
+
+    let receipts = store
+        .append(&tenant, vec![sent.clone()])
+        .await
+        .expect("append");
+
+    assert_eq!(receipts.len(), 1);
+    let receipt = &receipts[0];
+    assert_eq!(receipt.seq, 0);
+    assert!(!receipt.duplicate);
+    assert_eq!(receipt.event_id.to_string(), event_id);
+    let by_seq = store
+        .record(&tenant, seq(0))
+        .await
+        .expect("read")
+        .expect("record 0 exists");
+    let by_id = store
+        .record_by_event_id(&tenant, receipt.event_id)
+        .await
+        .expect("read")
+        .expect("the event id is found");
+    assert_eq!(by_seq, by_id);
+    assert_eq!(by_seq.hash, receipt.hash);
+    assert_eq!(by_seq.sig, receipt.sig);
+    assert_eq!(by_seq.key_id, receipt.key_id);
+    assert_eq!(by_seq.captured_at_us.unix_micros(), receipt.captured_at_us);
+    assert_eq!(by_seq.captured_at_us.to_rfc3339(), receipt.captured_at);
+    assert_eq!(
+        by_seq.prev,
+        Hash::ZERO,
+        "the first record links to the zero hash"
+    );
+    assert_eq!(by_seq.event_type, EventType::Decision);
+    assert_eq!(by_seq.payload, sent.draft.payload);
+    assert_eq!(by_seq.draft(), sent.draft);
+    assert!(
+        store.record(&tenant, seq(1)).await.expect("read").is_none(),
+        "nothing exists beyond the head"
+    );
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(1)
+    );
+}
+
+async fn batches_form_one_gap_free_chain_of_linked_signed_records(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+
+    let mut receipts = Vec::new();
+    for batch in [1, 50, 7, 130] {
+        receipts.extend(
+            store
+                .append(&tenant, decisions(batch))
+                .await
+                .expect("append"),
+        );
+    }
+
+    let seqs: Vec<u64> = receipts.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        (0..188).collect::<Vec<_>>(),
+        "receipts number 0.. in order"
+    );
+    let chain = read_chain(&store, &tenant).await;
+    assert_eq!(chain.len(), 188);
+    let keys = store.key_history(&tenant).await.expect("key history");
+    assert_valid_chain(&chain, &tenant, &keys);
+    for (receipt, record) in receipts.iter().zip(&chain) {
+        assert_eq!(receipt.hash, record.hash);
+        assert_eq!(receipt.event_id, record.event_id);
+        // The receipt alone lets a client check the signature against the published key.
+        let key = &keys.intervals()[0].public_key;
+        key.verify(receipt.hash.as_bytes(), receipt.sig.signature())
+            .expect("the receipt's signature verifies");
+    }
+}
+
+async fn a_range_read_returns_records_in_order_from_the_given_seq(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    append_many(&store, &tenant, 30, 30).await;
+
+    let page = store.records(&tenant, seq(10), 5).await.expect("range");
+
+    let seqs: Vec<u64> = page.iter().map(|r| r.seq.get()).collect();
+    assert_eq!(seqs, vec![10, 11, 12, 13, 14]);
+    let tail = store.records(&tenant, seq(28), 100).await.expect("range");
+    assert_eq!(tail.len(), 2, "a range stops at the head");
+    assert!(
+        store
+            .records(&tenant, seq(30), 10)
+            .await
+            .expect("range")
+            .is_empty()
+    );
+}
+
+async fn a_retried_append_returns_the_original_receipts_and_writes_nothing(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    let batch = decisions(5);
+    let first = store.append(&tenant, batch.clone()).await.expect("append");
+
+    // A retry carries the same content; erasable salts would be fresh, ids and payloads are not.
+    let again = store.append(&tenant, batch.clone()).await.expect("retry");
+
+    assert_eq!(again.len(), first.len());
+    for (a, b) in first.iter().zip(&again) {
+        assert!(!a.duplicate);
+        assert!(b.duplicate, "a retried event is marked duplicate");
+        assert_eq!(
+            (a.seq, a.hash, a.sig, a.key_id, a.captured_at_us),
+            (b.seq, b.hash, b.sig, b.key_id, b.captured_at_us),
+            "a retry gets the original receipt"
+        );
+    }
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(5),
+        "a retry writes nothing"
+    );
+
+    // Also after a restart, when nothing is cached in memory.
+    store.shutdown().await;
+    drop(store);
+    let store = db.open().await;
+    let third = store.append(&tenant, batch).await.expect("retry");
+    assert!(third.iter().all(|r| r.duplicate));
+    assert_eq!(
+        third.iter().map(|r| r.hash).collect::<Vec<_>>(),
+        first.iter().map(|r| r.hash).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(5)
+    );
+}
+
+async fn a_batch_mixing_retried_and_new_events_appends_only_the_new_ones(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    let old = decision("approved");
+    store
+        .append(&tenant, vec![old.clone()])
+        .await
+        .expect("append");
+    let new = decision("declined");
+
+    let receipts = store
+        .append(&tenant, vec![new.clone(), old.clone()])
+        .await
+        .expect("append");
+
+    assert_eq!((receipts[0].seq, receipts[0].duplicate), (1, false));
+    assert_eq!((receipts[1].seq, receipts[1].duplicate), (0, true));
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(2)
+    );
+}
+
+async fn an_event_id_reused_with_other_content_is_a_conflict_and_nothing_of_its_batch_is_written(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    let reused = new_event_id();
+    store
+        .append(&tenant, vec![decision_with_id(&reused, "approved")])
+        .await
+        .expect("append");
+    let innocent_before = decision("approved");
+    let innocent_after = decision("approved");
+
+    let err = store
+        .append(
+            &tenant,
+            vec![
+                innocent_before.clone(),
+                decision_with_id(&reused, "declined"),
+                innocent_after.clone(),
+            ],
+        )
+        .await
+        .expect_err("a different payload under an existing event id is refused");
+
+    match err {
+        AppendError::Conflict { event_id, reason } => {
+            assert_eq!(event_id.to_string(), reused);
+            assert!(
+                reason.contains("payload"),
+                "the reason says what differs: {reason}"
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(1),
+        "nothing of the refused batch was written"
+    );
+    for d in [&innocent_before, &innocent_after] {
+        assert!(
+            store
+                .record_by_event_id(&tenant, d.draft.event_id)
+                .await
+                .expect("read")
+                .is_none()
+        );
+    }
+    let original = store
+        .record(&tenant, seq(0))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(
+        original.payload.as_str().contains("\"approved\""),
+        "the original record is unchanged"
+    );
+    // The refused batch claimed no sequence number: the next append gets seq 1.
+    let next = store
+        .append(&tenant, vec![innocent_after])
+        .await
+        .expect("append");
+    assert_eq!(next[0].seq, 1);
+}
+
+async fn an_event_id_repeated_inside_one_batch_is_stored_once(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    let id = new_event_id();
+    let twice = decision_with_id(&id, "approved");
+
+    let receipts = store
+        .append(&tenant, vec![twice.clone(), decision("other"), twice])
+        .await
+        .expect("append");
+
+    assert_eq!(receipts.len(), 3);
+    assert_eq!(
+        receipts[0].seq, receipts[2].seq,
+        "both copies get one record"
+    );
+    assert_eq!(receipts[0].hash, receipts[2].hash);
+    assert!(!receipts[0].duplicate, "the first copy writes the record");
+    assert!(receipts[2].duplicate, "the second copy writes nothing");
+    assert_eq!(receipts[1].seq, 1);
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(2)
+    );
+}
+
+async fn an_event_id_repeated_inside_one_batch_with_other_content_fails_the_whole_batch(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    let id = new_event_id();
+
+    let err = store
+        .append(
+            &tenant,
+            vec![
+                decision("first"),
+                decision_with_id(&id, "approved"),
+                decision_with_id(&id, "declined"),
+            ],
+        )
+        .await
+        .expect_err("conflicting copies are refused");
+
+    assert!(
+        matches!(&err, AppendError::Conflict { event_id, .. } if event_id.to_string() == id),
+        "{err:?}"
+    );
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::ZERO
+    );
+}
+
+async fn appending_for_an_unknown_tenant_is_refused(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, _acme) = db.open_with_tenant("acme").await;
+    let ghost = tenant_id("ghost");
+
+    let err = store
+        .append(&ghost, decisions(1))
+        .await
+        .expect_err("no such tenant");
+
+    assert!(matches!(err, AppendError::UnknownTenant), "{err:?}");
+    assert!(!err.is_retryable());
+    assert!(!store.tenant_exists(&ghost).await.expect("query"));
+    assert!(matches!(
+        store.key_history(&ghost).await,
+        Err(StoreError::UnknownTenant)
+    ));
+    assert!(store.record(&ghost, seq(0)).await.expect("read").is_none());
+    assert_eq!(
+        store.tenants().await.expect("list"),
+        vec![tenant_id("acme")]
+    );
+}
+
+async fn creating_a_tenant_twice_is_refused(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    let before = store.key_history(&tenant).await.expect("keys");
+
+    let err = store
+        .create_tenant(&tenant)
+        .await
+        .expect_err("exists already");
+
+    assert!(matches!(err, StoreError::TenantExists(_)), "{err:?}");
+    assert_eq!(
+        store.key_history(&tenant).await.expect("keys"),
+        before,
+        "the existing key is kept"
+    );
+}
+
+async fn a_batch_over_the_record_limit_is_refused_and_one_at_the_limit_is_accepted(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+
+    let err = store
+        .append(&tenant, decisions(BATCH_RECORDS_MAX + 1))
+        .await
+        .expect_err("too large");
+
+    match err {
+        AppendError::BatchTooLarge { records, max } => {
+            assert_eq!((records, max), (BATCH_RECORDS_MAX + 1, BATCH_RECORDS_MAX));
+        }
+        other => panic!("expected BatchTooLarge, got {other:?}"),
+    }
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::ZERO
+    );
+    let receipts = store
+        .append(&tenant, decisions(BATCH_RECORDS_MAX))
+        .await
+        .expect("a full batch");
+    assert_eq!(receipts.len(), BATCH_RECORDS_MAX);
+}
+
+async fn an_empty_batch_appends_nothing(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+
+    let receipts = store.append(&tenant, Vec::new()).await.expect("append");
+
+    assert!(receipts.is_empty());
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::ZERO
+    );
+}
+
+async fn sixty_four_concurrent_appenders_build_one_gap_free_chain_with_every_receipt_once(
+    backend: Backend,
+) {
+    const APPENDERS: usize = 64;
+    const APPENDS_EACH: usize = 8;
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+
+    let mut tasks = Vec::new();
+    for _ in 0..APPENDERS {
+        let store = store.clone();
+        let tenant = tenant.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for _ in 0..APPENDS_EACH {
+                let d = decision("approved");
+                let id = d.draft.event_id;
+                let receipt = store
+                    .append(&tenant, vec![d])
+                    .await
+                    .expect("append")
+                    .remove(0);
+                assert_eq!(receipt.event_id, id);
+                mine.push(receipt);
+            }
+            mine
+        }));
+    }
+    let mut receipts = Vec::new();
+    for task in tasks {
+        receipts.extend(task.await.expect("task"));
+    }
+
+    let total = APPENDERS * APPENDS_EACH;
+    let mut seqs: Vec<u64> = receipts.iter().map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (0..u64::try_from(total).expect("fits")).collect::<Vec<_>>(),
+        "every sequence number was handed out exactly once"
+    );
+    let chain = read_chain(&store, &tenant).await;
+    assert_eq!(chain.len(), total);
+    assert_valid_chain(
+        &chain,
+        &tenant,
+        &store.key_history(&tenant).await.expect("keys"),
+    );
+    for r in &receipts {
+        let record = &chain[usize::try_from(r.seq).expect("fits")];
+        assert_eq!((record.event_id, record.hash), (r.event_id, r.hash));
+        assert!(!r.duplicate);
+    }
+    let ids: HashSet<EventId> = chain.iter().map(|r| r.event_id).collect();
+    assert_eq!(ids.len(), total, "no event was stored twice");
+}
+
+async fn capture_time_never_goes_backwards_even_when_the_clock_does(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let clock = ManualClock::new();
+    let mut config = db.config();
+    config.clock = clock.clone();
+    let store = Store::open(config).await.expect("open");
+    let tenant = tenant_id("acme");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let t0 = ManualClock::START_US;
+
+    let first = store.append(&tenant, decisions(2)).await.expect("append");
+    clock.set(t0 - 3_600_000_000); // an hour back, as after a bad NTP step
+    let behind = store.append(&tenant, decisions(2)).await.expect("append");
+    clock.set(t0 + 5_000_000);
+    let ahead = store.append(&tenant, decisions(1)).await.expect("append");
+
+    assert!(first.iter().all(|r| r.captured_at_us == t0));
+    assert!(
+        behind.iter().all(|r| r.captured_at_us == t0),
+        "a clock that went back does not move capture time back: {behind:?}"
+    );
+    assert_eq!(
+        ahead[0].captured_at_us,
+        t0 + 5_000_000,
+        "the clock is used again once it is ahead"
+    );
+    let chain = read_chain(&store, &tenant).await;
+    assert_valid_chain(
+        &chain,
+        &tenant,
+        &store.key_history(&tenant).await.expect("keys"),
+    );
+
+    // The floor is the stored chain, not memory: after a restart with the clock back again,
+    // capture time still does not go backwards.
+    store.shutdown().await;
+    drop(store);
+    clock.set(t0 - 1);
+    let mut config = db.config();
+    config.clock = clock.clone();
+    let store = Store::open(config).await.expect("reopen");
+    let after_restart = store.append(&tenant, decisions(1)).await.expect("append");
+    assert_eq!(after_restart[0].captured_at_us, t0 + 5_000_000);
+}
+
+async fn a_reopened_store_continues_the_chain_and_the_tree(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    // 300 records: one complete level-8 tile and a partial one, so the resumed tree needs both.
+    append_many(&store, &tenant, 300, 100).await;
+    let root_before = store
+        .root_at(&tenant, TreeSize::new(300))
+        .await
+        .expect("root");
+    let head_before = store
+        .record(&tenant, seq(299))
+        .await
+        .expect("read")
+        .expect("exists");
+    store.shutdown().await;
+    drop(store);
+
+    let store = db.open().await;
+    let receipts = store
+        .append(&tenant, decisions(5))
+        .await
+        .expect("append after reopening");
+
+    assert_eq!(receipts[0].seq, 300, "sequence numbers continue");
+    let next = store
+        .record(&tenant, seq(300))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(next.prev, head_before.hash, "the chain link continues");
+    let chain = read_chain(&store, &tenant).await;
+    assert_valid_chain(
+        &chain,
+        &tenant,
+        &store.key_history(&tenant).await.expect("keys"),
+    );
+    let hashes: Vec<Hash> = chain.iter().map(|r| r.hash).collect();
+    assert_eq!(root_before, reference_root(&hashes[..300]));
+    let root_after = store
+        .root_at(&tenant, TreeSize::new(305))
+        .await
+        .expect("root");
+    assert_eq!(
+        root_after,
+        reference_root(&hashes),
+        "the resumed tree is the same tree"
+    );
+    let proof = store
+        .consistency_proof(&tenant, TreeSize::new(300), TreeSize::new(305))
+        .await
+        .expect("proof");
+    verify_consistency(
+        TreeSize::new(300),
+        TreeSize::new(305),
+        &proof,
+        root_before,
+        root_after,
+    )
+    .expect("the tree after the restart extends the tree before it");
+}
+
+async fn erasable_values_come_back_and_match_their_commitments(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    let erasable = BTreeMap::from([
+        ("name".to_owned(), json!("Ada Lovelace")),
+        (
+            "income".to_owned(),
+            json!({"amount": 52000, "currency": "EUR"}),
+        ),
+    ]);
+    let sent = draft(&new_event_id(), "approved", &erasable);
+    let receipts = store
+        .append(&tenant, vec![decision("plain"), sent.clone()])
+        .await
+        .expect("append");
+    let at = seq(receipts[1].seq);
+
+    let values = store.erasable_values(&tenant, at).await.expect("values");
+
+    assert_eq!(values.len(), 2);
+    let record = store
+        .record(&tenant, at)
+        .await
+        .expect("read")
+        .expect("exists");
+    for (name, value) in &values {
+        assert_eq!(
+            &value.value,
+            &erasable[name.as_str()],
+            "the value of {} comes back",
+            name.as_str()
+        );
+        assert_eq!(value.salt, sent.erasable_values[name].salt, "with its salt");
+        assert_eq!(
+            value.commitment("").expect("commitment"),
+            record.erasable[name],
+            "and matches the record's commitment"
+        );
+    }
+    assert!(
+        store
+            .erasable_values(&tenant, seq(receipts[0].seq))
+            .await
+            .expect("values")
+            .is_empty(),
+        "a record without erasable fields has none"
+    );
+    // A retry carries the same values under fresh salts: still a duplicate, not a conflict.
+    let retry = draft(&sent.draft.event_id.to_string(), "approved", &erasable);
+    assert_ne!(retry.draft.erasable, sent.draft.erasable, "fresh salts");
+    let again = store.append(&tenant, vec![retry]).await.expect("retry");
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].hash, receipts[1].hash);
+    // Other values under the same event id are a conflict.
+    let changed = BTreeMap::from([
+        ("name".to_owned(), json!("Charles Babbage")),
+        (
+            "income".to_owned(),
+            json!({"amount": 52000, "currency": "EUR"}),
+        ),
+    ]);
+    let err = store
+        .append(
+            &tenant,
+            vec![draft(
+                &sent.draft.event_id.to_string(),
+                "approved",
+                &changed,
+            )],
+        )
+        .await
+        .expect_err("other erasable content");
+    assert!(matches!(err, AppendError::Conflict { .. }), "{err:?}");
+}
+
+async fn a_wrong_master_key_cannot_open_the_signing_key_and_nothing_is_written(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    store.append(&tenant, decisions(1)).await.expect("append");
+    store.shutdown().await;
+    drop(store);
+
+    let mut config = db.config();
+    config.master_key = MasterKey::generate();
+    let store = Store::open(config).await.expect("open needs no key yet");
+    let err = store
+        .append(&tenant, decisions(1))
+        .await
+        .expect_err("the signing key cannot be opened");
+
+    assert!(
+        matches!(
+            err,
+            AppendError::Store(StoreError::Crypto(CryptoError::Open))
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("wrong master key"),
+        "the error says what is wrong: {err}"
+    );
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(1)
+    );
+    // Records remain readable and verifiable without the private key.
+    let chain = read_chain(&store, &tenant).await;
+    assert_valid_chain(
+        &chain,
+        &tenant,
+        &store.key_history(&tenant).await.expect("keys"),
+    );
+}
+
+async fn migrations_already_applied_are_not_applied_again(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let admin = db.is_postgres().then(|| db.postgres_owner_url().to_owned());
+
+    let applied = Store::migrate(&db.database, admin.as_deref())
+        .await
+        .expect("migrate again");
+
+    assert_eq!(applied, 0);
+}
+
+/// Holds the tenant's append lock from outside the store, so its appender blocks mid-commit:
+/// SQLite's write lock, or PostgreSQL's per-tenant advisory lock.
+enum HeldLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl HeldLock {
+    async fn take(db: &TestDb, tenant: &str) -> HeldLock {
+        if db.is_postgres() {
+            let mut conn = sqlx::PgConnection::connect(db.postgres_app_url())
+                .await
+                .expect("connect");
+            sqlx::query("SELECT pg_advisory_lock(hashtextextended('auditex:append:' || $1, 0))")
+                .bind(tenant)
+                .execute(&mut conn)
+                .await
+                .expect("advisory lock");
+            HeldLock::Postgres(conn)
+        } else {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db.sqlite_path());
+            let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .expect("open");
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .expect("write lock");
+            HeldLock::Sqlite(conn)
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            HeldLock::Sqlite(mut conn) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut conn)
+                    .await
+                    .expect("release");
+                conn.close().await.ok();
+            }
+            HeldLock::Postgres(conn) => {
+                conn.close().await.ok();
+            }
+        }
+    }
+}
+
+async fn a_full_append_queue_refuses_at_once_with_a_retry_after(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let mut config = db.config();
+    config.queue_requests_max = 1;
+    config.group_commit_window = Duration::ZERO;
+    let store = Store::open(config).await.expect("open");
+    let tenant = tenant_id("acme");
+    store.create_tenant(&tenant).await.expect("tenant");
+    store
+        .append(&tenant, decisions(1))
+        .await
+        .expect("the appender is running");
+
+    let lock = HeldLock::take(&db, "acme").await;
+    // The appender takes the first request and blocks committing it; the second fills the queue.
+    let first = tokio::spawn({
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move { store.append(&tenant, decisions(1)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = tokio::spawn({
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move { store.append(&tenant, decisions(1)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused_draft = decision("refused");
+    let refused_id = refused_draft.draft.event_id;
+    let third = tokio::time::timeout(
+        Duration::from_secs(2),
+        store.append(&tenant, vec![refused_draft]),
+    )
+    .await
+    .expect("a full queue answers at once instead of waiting");
+    lock.release().await;
+
+    match third {
+        Err(ref e @ AppendError::Overloaded { retry_after }) => {
+            assert!(retry_after > Duration::ZERO);
+            assert!(e.is_retryable());
+            assert!(e.to_string().contains("retry after"), "{e}");
+        }
+        other => panic!("expected Overloaded, got {other:?}"),
+    }
+    let first = first
+        .await
+        .expect("task")
+        .expect("the first request commits");
+    let second = second
+        .await
+        .expect("task")
+        .expect("the queued request commits");
+    assert_eq!((first[0].seq, second[0].seq), (1, 2));
+    assert!(
+        store
+            .record_by_event_id(&tenant, refused_id)
+            .await
+            .expect("read")
+            .is_none(),
+        "the refused request wrote nothing"
+    );
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(3)
+    );
+}
+
+async fn the_same_event_sent_twice_at_once_is_written_once_and_reported_new_once(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let mut config = db.config();
+    // A wide window, so that both requests land in one group commit.
+    config.group_commit_window = Duration::from_millis(200);
+    let store = Store::open(config).await.expect("open");
+    let tenant = tenant_id("acme");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let same = decision("approved");
+
+    let (a, b) = tokio::join!(
+        store.append(&tenant, vec![same.clone()]),
+        store.append(&tenant, vec![same.clone()]),
+    );
+
+    let (a, b) = (a.expect("append").remove(0), b.expect("append").remove(0));
+    assert_eq!(
+        (a.seq, a.hash),
+        (b.seq, b.hash),
+        "one record for both requests"
+    );
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(1)
+    );
+    assert!(
+        a.duplicate != b.duplicate,
+        "exactly one request wrote the record, the other is told it is a duplicate: {a:?} {b:?}"
+    );
+}
+
+async fn appends_after_shutdown_are_refused_and_queued_ones_are_committed(backend: Backend) {
+    const QUEUED: usize = 8;
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    store
+        .append(&tenant, decisions(1))
+        .await
+        .expect("the appender is running");
+    // Keep the appender busy so that appends are still queued when shutdown begins.
+    let lock = HeldLock::take(&db, "acme").await;
+    let mut queued = Vec::new();
+    for _ in 0..QUEUED {
+        let (store, tenant) = (store.clone(), tenant.clone());
+        queued.push(tokio::spawn(async move {
+            store.append(&tenant, decisions(1)).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let shutdown = tokio::spawn({
+        let store = store.clone();
+        async move { store.shutdown().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let late = store.append(&tenant, decisions(1)).await;
+    let rotation = store.rotate_key(&tenant).await;
+    lock.release().await;
+    shutdown.await.expect("shutdown completes");
+
+    assert!(
+        matches!(late, Err(AppendError::ShuttingDown)),
+        "an append after shutdown began is refused: {late:?}"
+    );
+    assert!(
+        matches!(rotation, Err(AppendError::ShuttingDown)),
+        "{rotation:?}"
+    );
+    for task in queued {
+        task.await
+            .expect("task")
+            .expect("an append queued before shutdown is committed");
+    }
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(1 + QUEUED as u64),
+        "every queued append is stored, and nothing else"
+    );
+    let latest = store
+        .latest_checkpoint(&tenant)
+        .await
+        .expect("read")
+        .expect("shutdown publishes a final checkpoint");
+    assert_eq!(latest.size, TreeSize::new(1 + QUEUED as u64));
+}

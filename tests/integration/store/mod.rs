@@ -1,0 +1,9 @@
+//! The durable event store (`auditex::store`), tested through its public API and, where the
+//! database itself must refuse something, through raw SQL on the application's own connection.
+
+mod append;
+mod append_only;
+mod isolation;
+mod keys;
+mod postgres;
+mod proofs;

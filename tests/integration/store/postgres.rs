@@ -1,0 +1,266 @@
+//! What only the PostgreSQL backend has: row-level security that fails closed for the
+//! application role, and several service instances (several stores, several pools) sharing one
+//! database while still building one chain per tenant.
+
+use std::collections::HashSet;
+
+use auditex::store::Store;
+use ledger::checkpoint::open_checkpoint;
+use ledger::merkle::verify_consistency;
+use ledger::note::VerifierKey;
+use ledger::types::{Hash, TreeSize};
+use sqlx::Connection;
+
+use crate::support::{
+    Backend, TestDb, append_many, assert_valid_chain, decision, decisions, postgres_tests,
+    read_chain, reference_root, tenant_id,
+};
+
+postgres_tests!(
+    without_a_tenant_setting_the_application_role_sees_no_rows,
+    with_one_tenant_set_the_application_role_cannot_insert_or_read_another_tenants_rows,
+    two_stores_appending_concurrently_to_one_tenant_build_one_verifiable_chain,
+    a_store_resumes_from_the_database_when_another_instance_moved_the_chain,
+);
+
+const LEDGER_TABLES: &[&str] = &[
+    "records",
+    "merkle_nodes",
+    "checkpoints",
+    "signing_keys",
+    "erasable_values",
+];
+
+async fn count(conn: &mut sqlx::PgConnection, table: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(conn)
+        .await
+        .unwrap_or_else(|e| panic!("count {table}: {e}"))
+}
+
+async fn without_a_tenant_setting_the_application_role_sees_no_rows(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    append_many(&store, &tenant, 300, 300).await;
+    store.publish_checkpoints().await.expect("publish");
+    let mut app = sqlx::PgConnection::connect(db.postgres_app_url())
+        .await
+        .expect("connect as the application role");
+
+    for table in LEDGER_TABLES {
+        assert_eq!(
+            count(&mut app, table).await,
+            0,
+            "{table}: no tenant set, no rows (fails closed)"
+        );
+    }
+    // An empty setting counts as none.
+    let mut tx = app.begin().await.expect("begin");
+    sqlx::query("SELECT set_config('app.tenant_id', '', true)")
+        .execute(&mut *tx)
+        .await
+        .expect("set");
+    assert_eq!(count(&mut tx, "records").await, 0);
+    tx.rollback().await.expect("rollback");
+
+    // With the tenant set for a transaction the rows are there ...
+    let mut tx = app.begin().await.expect("begin");
+    sqlx::query("SELECT set_config('app.tenant_id', 'acme', true)")
+        .execute(&mut *tx)
+        .await
+        .expect("set");
+    assert_eq!(count(&mut tx, "records").await, 300);
+    assert_eq!(count(&mut tx, "merkle_nodes").await, 1);
+    assert_eq!(count(&mut tx, "checkpoints").await, 1);
+    assert_eq!(count(&mut tx, "signing_keys").await, 1);
+    tx.commit().await.expect("commit");
+    // ... and the setting ends with the transaction, so a pooled connection carries nothing over.
+    assert_eq!(count(&mut app, "records").await, 0);
+    app.close().await.ok();
+}
+
+async fn with_one_tenant_set_the_application_role_cannot_insert_or_read_another_tenants_rows(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let (store, alpha) = db.open_with_tenant("alpha").await;
+    let beta = tenant_id("beta");
+    store.create_tenant(&beta).await.expect("tenant");
+    append_many(&store, &beta, 5, 5).await;
+    append_many(&store, &alpha, 2, 2).await;
+    let mut app = sqlx::PgConnection::connect(db.postgres_app_url())
+        .await
+        .expect("connect as the application role");
+
+    let mut tx = app.begin().await.expect("begin");
+    sqlx::query("SELECT set_config('app.tenant_id', 'alpha', true)")
+        .execute(&mut *tx)
+        .await
+        .expect("set");
+    let beta_rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM records WHERE tenant_id = 'beta'")
+            .fetch_one(&mut *tx)
+            .await
+            .expect("count");
+    assert_eq!(beta_rows, 0, "beta's rows are invisible while alpha is set");
+    assert_eq!(
+        count(&mut tx, "records").await,
+        2,
+        "only alpha's rows are visible"
+    );
+    // A well-formed row, wrong only in its tenant.
+    let err = sqlx::query(
+        "INSERT INTO records (tenant_id, seq, event_id, event_type, captured_at_us, prev, hash,
+                              key_id, sig, payload, erasable)
+         VALUES ('beta', 1000, '0190a5a4-0000-7000-8000-000000000000', 'decision', 1,
+                 decode(repeat('00', 32), 'hex'), decode(repeat('11', 32), 'hex'),
+                 '0011223344556677', decode(repeat('22', 64), 'hex'), '{}', '{}')",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect_err("a row for another tenant is refused");
+    assert!(
+        err.to_string().contains("row-level security"),
+        "refused by the policy: {err}"
+    );
+    tx.rollback().await.expect("rollback");
+
+    let mut tx = app.begin().await.expect("begin");
+    sqlx::query("SELECT set_config('app.tenant_id', 'alpha', true)")
+        .execute(&mut *tx)
+        .await
+        .expect("set");
+    let err = sqlx::query(
+        "INSERT INTO checkpoints (tenant_id, tree_size, root, signed_note, published_at_us)
+         VALUES ('beta', 999, decode(repeat('00', 32), 'hex'), 'forged', 1)",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect_err("a checkpoint for another tenant is refused");
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    tx.rollback().await.expect("rollback");
+    app.close().await.ok();
+
+    assert_eq!(
+        read_chain(&store, &beta).await.len(),
+        5,
+        "beta is untouched"
+    );
+}
+
+async fn two_stores_appending_concurrently_to_one_tenant_build_one_verifiable_chain(
+    backend: Backend,
+) {
+    const TASKS_PER_STORE: usize = 32;
+    const APPENDS_EACH: usize = 5;
+    let db = TestDb::new(&backend).await;
+    let (first, tenant) = db.open_with_tenant("acme").await;
+    // A second service instance: its own pool, its own appender, the same database.
+    let second = db.open().await;
+
+    let mut tasks = Vec::new();
+    for store in [&first, &second] {
+        for i in 0..TASKS_PER_STORE {
+            let store = store.clone();
+            let tenant = tenant.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut receipts = Vec::new();
+                for j in 0..APPENDS_EACH {
+                    // Mostly single appends, some small batches.
+                    let batch = if (i + j) % 4 == 0 {
+                        decisions(3)
+                    } else {
+                        vec![decision("approved")]
+                    };
+                    receipts.extend(store.append(&tenant, batch).await.expect("append"));
+                }
+                receipts
+            }));
+        }
+    }
+    let mut receipts = Vec::new();
+    for task in tasks {
+        receipts.extend(task.await.expect("task"));
+    }
+
+    let chain = read_chain(&first, &tenant).await;
+    assert_eq!(receipts.len(), chain.len(), "one record per receipt");
+    let seqs: HashSet<u64> = receipts.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs.len(),
+        receipts.len(),
+        "no sequence number was handed out twice"
+    );
+    let keys = first.key_history(&tenant).await.expect("keys");
+    assert_valid_chain(&chain, &tenant, &keys);
+    for r in &receipts {
+        let record = &chain[usize::try_from(r.seq).expect("fits")];
+        assert_eq!((record.event_id, record.hash), (r.event_id, r.hash));
+    }
+    let hashes: Vec<Hash> = chain.iter().map(|r| r.hash).collect();
+    let size = TreeSize::new(u64::try_from(chain.len()).expect("fits"));
+    let root = reference_root(&hashes);
+    assert_eq!(first.root_at(&tenant, size).await.expect("root"), root);
+    assert_eq!(second.root_at(&tenant, size).await.expect("root"), root);
+
+    // Both instances publish; every checkpoint verifies and all are consistent with the tree.
+    first.publish_checkpoints().await.expect("publish");
+    second.publish_checkpoints().await.expect("publish");
+    let origin = first.origin(&tenant);
+    let vkey = VerifierKey::new(&origin, keys.intervals()[0].public_key).expect("vkey");
+    let checkpoints = first
+        .checkpoints(&tenant, None, 100)
+        .await
+        .expect("history");
+    assert!(!checkpoints.is_empty());
+    for c in &checkpoints {
+        open_checkpoint(c.signed_note.as_bytes(), &[vkey.clone()], Some(&origin))
+            .expect("checkpoint verifies");
+        let n = usize::try_from(c.size.get()).expect("fits");
+        assert_eq!(
+            c.root,
+            reference_root(&hashes[..n]),
+            "checkpoint at {}",
+            c.size
+        );
+        let proof = first
+            .consistency_proof(&tenant, c.size, size)
+            .await
+            .expect("proof");
+        verify_consistency(c.size, size, &proof, c.root, root).expect("consistent");
+    }
+}
+
+async fn a_store_resumes_from_the_database_when_another_instance_moved_the_chain(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (first, tenant) = db.open_with_tenant("acme").await;
+    let second: Store = db.open().await;
+
+    append_many(&first, &tenant, 3, 3).await;
+    append_many(&second, &tenant, 2, 2).await;
+    // `first` still holds seq 2 as its head; it must notice seq 4 in the database.
+    let resumed = first.append(&tenant, decisions(2)).await.expect("append");
+    let rotated = second.rotate_key(&tenant).await.expect("rotate");
+    // `first` must also pick up the key that `second` rotated to.
+    let after_rotation = first.append(&tenant, decisions(1)).await.expect("append");
+
+    assert_eq!(resumed[0].seq, 5);
+    assert_eq!(after_rotation[0].seq, 8);
+    assert_eq!(after_rotation[0].key_id, rotated.key_id);
+    let chain = read_chain(&first, &tenant).await;
+    assert_eq!(chain.len(), 9);
+    assert_eq!(chain[5].prev, chain[4].hash, "the link crosses instances");
+    assert_valid_chain(
+        &chain,
+        &tenant,
+        &first.key_history(&tenant).await.expect("keys"),
+    );
+    let hashes: Vec<Hash> = chain.iter().map(|r| r.hash).collect();
+    assert_eq!(
+        first
+            .root_at(&tenant, TreeSize::new(9))
+            .await
+            .expect("root"),
+        reference_root(&hashes)
+    );
+}
