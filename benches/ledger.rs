@@ -144,5 +144,69 @@ fn merkle(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sealing, merkle);
+fn verification(c: &mut Criterion) {
+    const RECORDS: usize = 4096;
+    let key = SigningKey::from_bytes(&[1; 32]);
+    let signer = RecordSigner::new(key.clone());
+    let tenant = TenantId::parse("acme-bank").expect("tenant");
+    let ring = ledger::keys::KeyRing::single(key.verifying_key());
+    let mut prev = Hash::ZERO;
+    let records: Vec<ledger::record::Record> = (0..RECORDS as u64)
+        .map(|i| {
+            let at = ChainPosition {
+                seq: Sequence::new(i).expect("seq"),
+                prev,
+                captured_at: CaptureTime::from_unix_micros(1_795_000_000_000_000).expect("t"),
+            };
+            let r =
+                UnsignedRecord::new(&tenant, at, decision(i).draft, signer.key_id()).sign(&signer);
+            prev = r.hash;
+            r
+        })
+        .collect();
+    let lines: Vec<String> = records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("json"))
+        .collect();
+    let messages: Vec<[u8; 32]> = records.iter().map(|r| *r.hash.as_bytes()).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = records.iter().map(|r| *r.sig.signature()).collect();
+    let keys = vec![key.verifying_key(); ledger::verify::SIGNATURE_BATCH_RECORDS];
+
+    let mut g = c.benchmark_group("verify");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(RECORDS as u64));
+    g.bench_function("raw_ed25519_batch_verify_32B", |b| {
+        b.iter(|| {
+            for (m, s) in messages
+                .chunks(ledger::verify::SIGNATURE_BATCH_RECORDS)
+                .zip(sigs.chunks(ledger::verify::SIGNATURE_BATCH_RECORDS))
+            {
+                let ms: Vec<&[u8]> = m.iter().map(|x| x.as_slice()).collect();
+                ed25519_dalek::verify_batch(&ms, s, &keys[..ms.len()]).expect("valid");
+            }
+        })
+    });
+    g.bench_function("chain_verify_parsed_records", |b| {
+        b.iter(|| {
+            let mut v = ledger::verify::ChainVerifier::new(tenant.clone(), ring.clone());
+            for r in &records {
+                v.push(r).expect("valid");
+            }
+            black_box(v.finish().expect("valid"))
+        })
+    });
+    g.bench_function("chain_verify_from_json_lines", |b| {
+        b.iter(|| {
+            let mut v = ledger::verify::ChainVerifier::new(tenant.clone(), ring.clone());
+            for line in &lines {
+                let r = ledger::record::Record::from_json(line).expect("parse");
+                v.push(&r).expect("valid");
+            }
+            black_box(v.finish().expect("valid"))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sealing, merkle, verification);
 criterion_main!(benches);

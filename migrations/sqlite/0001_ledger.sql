@@ -30,9 +30,12 @@ CREATE TABLE records (
     sig             BLOB NOT NULL CHECK (length(sig) = 64),
     payload         TEXT NOT NULL,
     erasable        TEXT NOT NULL,
-    PRIMARY KEY (tenant_id, seq),
-    UNIQUE (tenant_id, event_id)
+    PRIMARY KEY (tenant_id, seq)
 ) STRICT, WITHOUT ROWID;
+
+-- Idempotency lookups go by event id. Queries name this index (INDEXED BY): without statistics
+-- SQLite's planner would otherwise scan the tenant's whole primary-key range.
+CREATE UNIQUE INDEX records_by_event_id ON records (tenant_id, event_id);
 
 -- Records are written once. These triggers refuse any change, whoever asks.
 CREATE TRIGGER records_no_update BEFORE UPDATE ON records

@@ -189,6 +189,9 @@ struct Pending {
 enum Slot {
     Existing(Box<Record>),
     New(usize),
+    /// A repeat, inside this group, of the draft that makes new record `usize`: it writes
+    /// nothing itself, so its receipt says `duplicate`.
+    Repeat(usize),
 }
 
 impl Appender {
@@ -285,6 +288,7 @@ impl Appender {
             .iter()
             .flat_map(|(d, _)| d.iter().map(|p| p.draft.event_id.to_string()))
             .collect();
+        let lookup = Instant::now();
         let existing = match self.existing(&ids).await {
             Ok(e) => e,
             Err(e) => {
@@ -299,6 +303,11 @@ impl Appender {
             }
         };
 
+        tracing::trace!(
+            ids = ids.len(),
+            lookup_us = u64::try_from(lookup.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "idempotency lookup"
+        );
         // 2. Decide each draft: duplicate of a stored record, duplicate of a new one in this group,
         //    or new. A request with any conflict is refused whole and claims nothing.
         let mut new: Vec<PreparedDraft> = Vec::new();
@@ -322,7 +331,7 @@ impl Appender {
                     }
                 } else if let Some(&i) = new_by_id.get(&id) {
                     match draft_difference(&new[i], &d) {
-                        None => Ok(Slot::New(i)),
+                        None => Ok(Slot::Repeat(i)),
                         Some(reason) => Err(AppendError::Conflict {
                             event_id: id,
                             reason,
@@ -330,7 +339,7 @@ impl Appender {
                     }
                 } else if let Some(&j) = local_by_id.get(&id) {
                     match draft_difference(&local[j], &d) {
-                        None => Ok(Slot::New(new.len() + j)),
+                        None => Ok(Slot::Repeat(new.len() + j)),
                         Some(reason) => Err(AppendError::Conflict {
                             event_id: id,
                             reason,
@@ -378,6 +387,7 @@ impl Appender {
                 .map(|slot| match slot {
                     Slot::Existing(r) => Receipt::of(r, true),
                     Slot::New(i) => Receipt::of(&records[*i], false),
+                    Slot::Repeat(i) => Receipt::of(&records[*i], true),
                 })
                 .collect();
             let _ = p.reply.send(Ok(receipts));
@@ -463,6 +473,7 @@ impl Appender {
         mut drafts: Vec<PreparedDraft>,
         rotation: Option<(ed25519_dalek::SigningKey, Vec<u8>)>,
     ) -> Result<Vec<Record>, StoreError> {
+        let started = Instant::now();
         let mut tx = on_db!(self.store.db(), b => b.begin_append(&self.tenant).await.map(super::AppendTx::from))?;
         // Under the tenant's lock: if someone else moved the chain, resume from what is stored.
         let head = tx.chain_head(&self.tenant).await?;
@@ -595,7 +606,16 @@ impl Appender {
             tx.rotate_key(&self.tenant, &self.key.key_id.to_hex(), row, now)
                 .await?;
         }
+        let sealed = started.elapsed();
         tx.commit().await?;
+        // Group size and commit latency, for tuning the group-commit window.
+        tracing::debug!(
+            tenant = %self.tenant,
+            records = records.len(),
+            sealed_us = u64::try_from(sealed.as_micros()).unwrap_or(u64::MAX),
+            committed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "group committed"
+        );
 
         self.tree = tree;
         self.head = head;

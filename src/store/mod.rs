@@ -14,6 +14,7 @@ mod postgres;
 mod sqlite;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -358,6 +359,8 @@ struct Inner {
     service_origin: String,
     config: StoreConfig,
     appenders: Mutex<HashMap<TenantId, appender::Handle>>,
+    /// Set by [`Store::shutdown`]; read under the `appenders` lock before starting an appender.
+    closed: AtomicBool,
     trees: Mutex<HashMap<TenantId, watch::Receiver<TreeHead>>>,
     shutdown: tokio::sync::Notify,
 }
@@ -403,6 +406,7 @@ impl Store {
                 service_origin: config.service_origin.clone(),
                 config,
                 appenders: Mutex::new(HashMap::new()),
+                closed: AtomicBool::new(false),
                 trees: Mutex::new(HashMap::new()),
                 shutdown: tokio::sync::Notify::new(),
             }),
@@ -566,6 +570,9 @@ impl Store {
     }
 
     async fn appender(&self, tenant: &TenantId) -> Result<appender::Handle, AppendError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(AppendError::ShuttingDown);
+        }
         if let Some(h) = self.lock_appenders().get(tenant).filter(|h| h.is_alive()) {
             return Ok(h.clone());
         }
@@ -578,6 +585,10 @@ impl Store {
         }
         let (handle, tree) = appender::spawn(self.clone(), tenant.clone()).await?;
         let mut appenders = self.lock_appenders();
+        // Checked under the lock that `shutdown` drains, so no appender starts after it.
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(AppendError::ShuttingDown);
+        }
         // Another caller may have started one meanwhile; keep the first, drop ours.
         if let Some(h) = appenders.get(tenant).filter(|h| h.is_alive()) {
             return Ok(h.clone());
@@ -612,12 +623,15 @@ impl Store {
 
     /// Stops accepting appends, waits for queued ones to commit, and publishes final checkpoints.
     pub async fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
         let handles: Vec<_> = self.lock_appenders().drain().map(|(_, h)| h).collect();
         for h in handles {
             h.close().await;
         }
         let _ = checkpointer::publish_all(self).await;
-        self.inner.shutdown.notify_waiters();
+        // `notify_one` keeps a permit if the publisher is busy publishing right now (only one task
+        // waits on this); `notify_waiters` would be lost then and leave it running.
+        self.inner.shutdown.notify_one();
     }
 
     pub(crate) fn shutdown_signal(&self) -> &tokio::sync::Notify {

@@ -20,6 +20,9 @@ use super::{
 /// A signing-key row as selected.
 type KeyTuple = (String, Vec<u8>, Vec<u8>, i64, Option<i64>);
 
+/// How long an operation waits for a database connection before failing (retryably).
+const ACQUIRE_TIMEOUT_MS: u64 = 3000;
+
 type RecordTuple = (
     String,
     i64,
@@ -89,6 +92,9 @@ impl PgDb {
         }
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(2) + 2)
+            // While the database is down, fail fast with a retryable error instead of queueing
+            // callers for sqlx's default 30 s.
+            .acquire_timeout(std::time::Duration::from_millis(ACQUIRE_TIMEOUT_MS))
             .connect(url)
             .await?;
         let db = PgDb { pool };

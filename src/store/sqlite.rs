@@ -276,7 +276,7 @@ impl SqliteDb {
         }
         let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable
-             FROM records WHERE tenant_id = ",
+             FROM records INDEXED BY records_by_event_id WHERE tenant_id = ",
         );
         q.push_bind(tenant.as_str()).push(" AND event_id IN (");
         let mut sep = q.separated(", ");

@@ -3,5 +3,6 @@
 //! The store suite is written once and runs against embedded SQLite always and against
 //! PostgreSQL when `AUDITEX_TEST_POSTGRES_ADMIN_URL` is set (see `support.rs` and `.ci/run`).
 
+mod crash;
 mod store;
 mod support;

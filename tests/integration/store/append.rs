@@ -871,10 +871,14 @@ async fn appends_after_shutdown_are_refused_and_queued_ones_are_committed(backen
         async move { store.shutdown().await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let late = store.append(&tenant, decisions(1)).await;
-    let rotation = store.rotate_key(&tenant).await;
+    // Bounded waits: a store that wrongly accepted these would block on the held lock.
+    let refused_at_once = Duration::from_secs(2);
+    let late = tokio::time::timeout(refused_at_once, store.append(&tenant, decisions(1))).await;
+    let rotation = tokio::time::timeout(refused_at_once, store.rotate_key(&tenant)).await;
     lock.release().await;
     shutdown.await.expect("shutdown completes");
+    let late = late.expect("an append after shutdown is answered at once");
+    let rotation = rotation.expect("a rotation after shutdown is answered at once");
 
     assert!(
         matches!(late, Err(AppendError::ShuttingDown)),

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use auditex::store::Store;
+use auditex::store::{Store, StoreError};
 use ledger::types::{TenantId, TreeSize};
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -13,7 +13,10 @@ use crate::support::{
     Backend, TestDb, append_many, assert_valid_chain, backend_tests, read_chain, reference_root,
 };
 
-backend_tests!(ledger_rows_cannot_be_updated_deleted_or_truncated_with_raw_sql);
+backend_tests!(
+    ledger_rows_cannot_be_updated_deleted_or_truncated_with_raw_sql,
+    a_record_changed_behind_the_stores_back_is_reported_corrupt_when_read,
+);
 
 /// Statements that must all be refused, on the tables that must never change.
 const UPDATES_AND_DELETES: &[&str] = &[
@@ -143,6 +146,88 @@ async fn refused_on_postgres(db: &TestDb) {
         .await
         .expect_err("plain TRUNCATE of records is refused as well");
     owner.close().await.ok();
+}
+
+async fn a_record_changed_behind_the_stores_back_is_reported_corrupt_when_read(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    append_many(&store, &tenant, 3, 3).await;
+    let victim = store
+        .record(&tenant, crate::support::seq(1))
+        .await
+        .expect("read")
+        .expect("exists");
+
+    // Someone with full control of the database switches the guard off and edits a payload.
+    let forge = "UPDATE records SET payload = '{\"outcome\":\"forged\"}' WHERE tenant_id = 'acme' AND seq = 1";
+    if db.is_postgres() {
+        let mut owner = sqlx::PgConnection::connect(db.postgres_owner_url())
+            .await
+            .expect("connect as the owner");
+        sqlx::query("ALTER TABLE records DISABLE TRIGGER records_append_only")
+            .execute(&mut owner)
+            .await
+            .expect("the owner may disable the trigger");
+        assert_eq!(
+            in_tenant_tx(&mut owner, "acme", forge)
+                .await
+                .expect("forged"),
+            1
+        );
+        owner.close().await.ok();
+    } else {
+        let options = SqliteConnectOptions::new().filename(db.sqlite_path());
+        let mut conn = SqliteConnection::connect_with(&options)
+            .await
+            .expect("open the database file");
+        sqlx::query("DROP TRIGGER records_no_update")
+            .execute(&mut conn)
+            .await
+            .expect("drop the trigger");
+        assert_eq!(
+            sqlx::query(forge)
+                .execute(&mut conn)
+                .await
+                .expect("forged")
+                .rows_affected(),
+            1
+        );
+        conn.close().await.ok();
+    }
+
+    // Every read checks the record against its stored hash, so the change cannot pass unnoticed.
+    let corrupt = |what: &str, r: Result<(), StoreError>| {
+        assert!(
+            matches!(&r, Err(StoreError::Corrupt(m)) if m.contains("record 1")),
+            "{what}: expected Corrupt naming record 1, got {r:?}"
+        );
+    };
+    corrupt(
+        "by seq",
+        store
+            .record(&tenant, crate::support::seq(1))
+            .await
+            .map(drop),
+    );
+    corrupt(
+        "by event id",
+        store
+            .record_by_event_id(&tenant, victim.event_id)
+            .await
+            .map(drop),
+    );
+    corrupt(
+        "range",
+        store
+            .records(&tenant, crate::support::seq(0), 10)
+            .await
+            .map(drop),
+    );
+    store
+        .record(&tenant, crate::support::seq(2))
+        .await
+        .expect("other records still read")
+        .expect("exists");
 }
 
 /// Runs `sql` in a transaction scoped to `tenant` the way the service scopes its own, and rolls

@@ -92,7 +92,7 @@ async fn records_before_a_rotation_are_signed_by_the_old_key_and_after_it_by_the
     assert!(
         open_checkpoint(
             latest.signed_note.as_bytes(),
-            &[old_vkey.clone()],
+            std::slice::from_ref(&old_vkey),
             Some(&origin)
         )
         .is_err()

@@ -214,8 +214,12 @@ async fn two_stores_appending_concurrently_to_one_tenant_build_one_verifiable_ch
         .expect("history");
     assert!(!checkpoints.is_empty());
     for c in &checkpoints {
-        open_checkpoint(c.signed_note.as_bytes(), &[vkey.clone()], Some(&origin))
-            .expect("checkpoint verifies");
+        open_checkpoint(
+            c.signed_note.as_bytes(),
+            std::slice::from_ref(&vkey),
+            Some(&origin),
+        )
+        .expect("checkpoint verifies");
         let n = usize::try_from(c.size.get()).expect("fits");
         assert_eq!(
             c.root,

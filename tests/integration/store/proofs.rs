@@ -68,7 +68,7 @@ async fn published_checkpoints_verify_with_the_tenant_key_and_origin(backend: Ba
     for stored in &all {
         let verified = open_checkpoint(
             stored.signed_note.as_bytes(),
-            &[vkey.clone()],
+            std::slice::from_ref(&vkey),
             Some(&origin),
         )
         .expect("the signed note verifies with the tenant key");
@@ -110,7 +110,7 @@ async fn published_checkpoints_verify_with_the_tenant_key_and_origin(backend: Ba
     assert!(
         open_checkpoint(
             latest.signed_note.as_bytes(),
-            &[vkey.clone()],
+            std::slice::from_ref(&vkey),
             Some(&store.origin(&other))
         )
         .is_err()
