@@ -17,7 +17,14 @@ use crate::store::{BATCH_RECORDS_MAX, Store};
 
 /// Auditex: the verifiable system of record for AI decisions in finance.
 #[derive(Debug, Parser)]
-#[command(name = "auditex", version, about, long_about = None)]
+#[command(
+    name = "auditex",
+    version,
+    about,
+    long_about = None,
+    // Keep the address equal to `config::SECURITY_CONTACT` (a test checks it).
+    after_help = "Operations guide: docs/OPERATIONS.md. Report vulnerabilities to security@auditex.dev (see SECURITY.md)."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -32,7 +39,21 @@ pub enum Command {
         /// Store settings.
         #[command(flatten)]
         store: StoreArgs,
+        /// HTTPS settings.
+        #[command(flatten)]
+        http: crate::config::HttpArgs,
     },
+    /// Manage a tenant's API keys (shown once at creation; only a hash is stored).
+    Apikey {
+        /// The API key command.
+        #[command(subcommand)]
+        command: ApikeyCommand,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print the OpenAPI 3.1 document of the HTTP API.
+    Openapi,
     /// Apply database migrations (PostgreSQL: pass the schema owner's URL as --admin-database-url).
     Migrate {
         /// Store settings.
@@ -73,6 +94,41 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Back up the embedded SQLite database to PATH while the service runs (consistent online
+    /// copy; PostgreSQL: see docs/OPERATIONS.md).
+    Backup {
+        /// Where to write the backup (must not exist).
+        path: std::path::PathBuf,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Restore the SQLite database from a backup after verifying it (chains, Merkle roots,
+    /// checkpoints); refuses a database in use, and asks for --force to replace an existing one.
+    Restore {
+        /// The backup file.
+        backup: Option<std::path::PathBuf>,
+        /// Replace an existing database (it is kept as `<database>.before-restore-<time>`).
+        #[arg(long)]
+        force: bool,
+        /// Only verify the configured database in place (for example after a PostgreSQL
+        /// point-in-time recovery); restores nothing.
+        #[arg(long, conflicts_with = "force")]
+        verify_only: bool,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Rollback safety: report tenants whose database is behind the checkpoint published last,
+    /// and acknowledge such a rollback.
+    Rollback {
+        /// The rollback command.
+        #[command(subcommand)]
+        command: crate::ops_cli::RollbackCommand,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Print a tenant's latest signed checkpoint (C2SP tlog-checkpoint).
     Checkpoint {
         /// The tenant.
@@ -94,6 +150,71 @@ pub enum TenantCommand {
     },
     /// List tenants.
     List,
+}
+
+/// API key commands.
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create a key; its text is printed once and cannot be shown again.
+    Create {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// ingest (pipelines), read (compliance, auditors) or verify (regulators).
+        #[arg(long)]
+        role: String,
+        /// A label to recognise the key by.
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Expire the key after this many days.
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+    },
+    /// List a tenant's keys with their last use.
+    List {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key by its id.
+    Revoke {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The key id (16 hex digits, the part after `atx_`).
+        key_id: String,
+    },
+}
+
+async fn apikey(store: &Store, command: ApikeyCommand) -> CliResult {
+    match command {
+        ApikeyCommand::Create { tenant, role, label, expires_in_days } => {
+            let tenant = tenant_id(&tenant)?;
+            let role = crate::auth::Role::parse(&role)?;
+            let expires = expires_in_days.map(|d| {
+                chrono::Utc::now().timestamp_micros().max(0) as u64 + d.saturating_mul(86_400_000_000)
+            });
+            let key = store.create_api_key(&tenant, role, &label, expires).await?;
+            println!("{}", key.reveal());
+            eprintln!("API key {} ({role}) created for {tenant}. Store it now: it is not shown again.", key.id());
+        }
+        ApikeyCommand::List { tenant } => {
+            let tenant = tenant_id(&tenant)?;
+            for k in store.api_keys(&tenant).await? {
+                println!("{}", serde_json::to_string(&k)?);
+            }
+        }
+        ApikeyCommand::Revoke { tenant, key_id } => {
+            let tenant = tenant_id(&tenant)?;
+            let id = crate::auth::ApiKeyId::parse(&key_id)?;
+            if store.revoke_api_key(&tenant, &id).await? {
+                println!("revoked {id}");
+            } else {
+                return Err(format!("{tenant} has no active key {id}").into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Key commands.
@@ -142,7 +263,17 @@ async fn open(args: &StoreArgs) -> Result<Store, Box<dyn std::error::Error + Sen
 /// Whatever the command failed with, for printing.
 pub async fn run(cli: Cli) -> CliResult {
     match cli.command {
-        Command::Serve { store } => serve(&store).await,
+        Command::Serve { store, http } => serve(&store, &http).await,
+        Command::Openapi => {
+            println!("{}", crate::http::openapi::document_json());
+            Ok(())
+        }
+        Command::Apikey { command, store } => {
+            let s = open(&store).await?;
+            let result = apikey(&s, command).await;
+            s.shutdown().await;
+            result
+        }
         Command::Migrate { store } => {
             let applied =
                 Store::migrate(&store.database(), store.admin_database_url.as_deref()).await?;
@@ -218,10 +349,25 @@ pub async fn run(cli: Cli) -> CliResult {
             s.shutdown().await;
             result
         }
+        Command::Backup { path, store } => crate::ops_cli::backup(&store, path).await,
+        Command::Restore {
+            backup,
+            force,
+            verify_only,
+            store,
+        } => crate::ops_cli::restore(&store, backup, force, verify_only).await,
+        Command::Rollback { command, store } => crate::ops_cli::rollback(&store, command).await,
         Command::Checkpoint { tenant, store } => {
             let s = open(&store).await?;
             let tenant = tenant_id(&tenant)?;
             s.publish_checkpoints().await?;
+            if let Some(problem) = s.rollback_status().problem(&tenant) {
+                s.shutdown().await;
+                return Err(format!(
+                    "no checkpoint is published for {tenant}: {problem}; see `auditex rollback status`"
+                )
+                .into());
+            }
             match s.latest_checkpoint(&tenant).await? {
                 Some(c) => print!("{}", c.signed_note),
                 None => eprintln!("no checkpoint yet: the tenant has no records"),
@@ -232,7 +378,8 @@ pub async fn run(cli: Cli) -> CliResult {
     }
 }
 
-async fn serve(args: &StoreArgs) -> CliResult {
+async fn serve(args: &StoreArgs, http: &crate::config::HttpArgs) -> CliResult {
+    let http_config = http.http_config(args)?;
     let store = open(args).await?;
     if let Some(v) = store.sqlite_version().await {
         tracing::info!(sqlite = %v, database = ?args.database(), "store open");
@@ -240,18 +387,22 @@ async fn serve(args: &StoreArgs) -> CliResult {
         tracing::info!(database = ?args.database(), "store open");
     }
     let tenants = store.tenants().await?;
+    let app = crate::http::Application::build(store, &http_config)?;
+    let scheme = if app.tls_fingerprint().is_some() { "https" } else { "http" };
     println!(
-        "auditex {} serving the ledger ({} tenant(s)); checkpoints every {} ms. Press Ctrl-C to stop.",
+        "auditex {} listening on {scheme}://{} ({} tenant(s)); checkpoints every {} ms. Press Ctrl-C to stop.",
         env!("CARGO_PKG_VERSION"),
+        app.local_addr(),
         tenants.len(),
         args.checkpoint_interval_ms
     );
-    if tenants.is_empty() {
-        println!("No tenant yet: create one with `auditex tenant create NAME`.");
+    if let Some(fp) = app.tls_fingerprint() {
+        println!("TLS certificate SHA-256 fingerprint: {fp}");
     }
-    shutdown_signal().await;
-    tracing::info!("shutting down: draining queued appends");
-    store.shutdown().await;
+    if tenants.is_empty() {
+        println!("No tenant yet: create one with `auditex tenant create NAME`, then `auditex apikey create --tenant NAME --role ingest`.");
+    }
+    app.run_until_stopped(shutdown_signal()).await?;
     Ok(())
 }
 

@@ -21,6 +21,25 @@ pub const SQLITE_FILE_NAME: &str = "auditex.db";
 /// Name of the generated master-key file inside the data folder.
 pub const MASTER_KEY_FILE_NAME: &str = "master.key";
 
+/// Where vulnerability reports go (also in SECURITY.md and `auditex --help`).
+pub const SECURITY_CONTACT: &str = "security@auditex.dev";
+
+/// Reads a secret file (a key, a password): refused, naming the file and the `chmod 600` fix, when
+/// group or others may read it. Every secret file the service reads goes through this (or through
+/// [`crate::store::crypto::check_private_file`], which it calls).
+///
+/// # Errors
+/// [`ConfigError`] for `setting` when the file is unreadable or too widely readable.
+pub fn read_secret_file(path: &Path, setting: &'static str) -> Result<String, ConfigError> {
+    let problem = |e: &dyn std::fmt::Display| ConfigError {
+        setting,
+        problem: e.to_string(),
+    };
+    crate::store::crypto::check_private_file(path).map_err(|e| problem(&e))?;
+    std::fs::read_to_string(path)
+        .map_err(|e| problem(&format!("secret file {}: {e}", path.display())))
+}
+
 /// A configuration error, naming the setting at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {setting}: {problem}")]
@@ -95,6 +114,12 @@ pub struct StoreArgs {
     /// Checkpoint publication interval in milliseconds (at most 1000).
     #[arg(long, global = true, env = "AUDITEX_CHECKPOINT_INTERVAL_MS", default_value_t = crate::store::CHECKPOINT_INTERVAL_MS_DEFAULT)]
     pub checkpoint_interval_ms: u64,
+
+    /// Folder keeping each tenant's latest published checkpoint outside the database, to detect
+    /// a rolled-back database. Defaults to `<data-dir>/checkpoints`; keep it on persistent storage
+    /// that database restores do not touch.
+    #[arg(long, global = true, env = "AUDITEX_CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -189,11 +214,117 @@ impl StoreArgs {
         config.group_commit_window = Duration::from_micros(self.group_commit_window_us);
         config.checkpoint_interval = Duration::from_millis(self.checkpoint_interval_ms);
         config.clock = Arc::new(SystemClock);
+        config.checkpoint_dir = Some(self.checkpoint_dir());
         Ok(config)
+    }
+
+    /// The folder of published-checkpoint files (see [`crate::store::rollback`]).
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.checkpoint_dir.clone().unwrap_or_else(|| {
+            self.data_dir
+                .join(crate::store::rollback::CHECKPOINT_DIR_NAME)
+        })
     }
 
     /// The data folder.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+}
+
+/// Settings of the HTTPS listener (`auditex serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// Address and port to listen on.
+    #[arg(long, global = true, env = "AUDITEX_LISTEN", default_value = "127.0.0.1:8443")]
+    pub listen: std::net::SocketAddr,
+
+    /// TLS certificate chain (PEM). Without it (and outside production) a self-signed
+    /// certificate is generated in the data folder.
+    #[arg(long, global = true, env = "AUDITEX_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// TLS private key (PEM, mode 0600, outside the repository).
+    #[arg(long, global = true, env = "AUDITEX_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Development only: serve plain HTTP (refused unless the listen address is loopback).
+    #[arg(long, global = true, env = "AUDITEX_DEV_PLAIN_HTTP", default_value_t = false)]
+    pub dev_plain_http: bool,
+
+    /// Sustained requests per second allowed per API key (and four times that per client address).
+    #[arg(long, global = true, env = "AUDITEX_RATE_PER_SECOND", default_value_t = 200)]
+    pub rate_per_second: u32,
+
+    /// Requests allowed in a burst above the sustained rate.
+    #[arg(long, global = true, env = "AUDITEX_RATE_BURST", default_value_t = 400)]
+    pub rate_burst: u32,
+}
+
+impl HttpArgs {
+    /// Validates the settings and builds the HTTP configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the setting at fault.
+    pub fn http_config(&self, store: &StoreArgs) -> Result<crate::http::HttpConfig, ConfigError> {
+        use crate::http::{HttpConfig, TlsMode};
+        if self.rate_per_second == 0 || self.rate_per_second > 1000 {
+            return Err(ConfigError {
+                setting: "AUDITEX_RATE_PER_SECOND",
+                problem: "must be between 1 and 1000".into(),
+            });
+        }
+        if self.rate_burst == 0 {
+            return Err(ConfigError {
+                setting: "AUDITEX_RATE_BURST",
+                problem: "must be at least 1".into(),
+            });
+        }
+        let tls = match (&self.tls_cert_file, &self.tls_key_file, self.dev_plain_http) {
+            (_, _, true) if store.production => {
+                return Err(ConfigError {
+                    setting: "AUDITEX_DEV_PLAIN_HTTP",
+                    problem: "plain HTTP is not allowed in production mode".into(),
+                });
+            }
+            (_, _, true) => {
+                if !self.listen.ip().is_loopback() {
+                    return Err(ConfigError {
+                        setting: "AUDITEX_DEV_PLAIN_HTTP",
+                        problem: format!("plain HTTP is allowed only on a loopback address, not {}", self.listen),
+                    });
+                }
+                TlsMode::PlainDevelopment
+            }
+            (Some(cert), Some(key), false) => TlsMode::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            (None, None, false) if store.production => {
+                return Err(ConfigError {
+                    setting: "AUDITEX_TLS_CERT_FILE",
+                    problem: "production mode needs AUDITEX_TLS_CERT_FILE and AUDITEX_TLS_KEY_FILE".into(),
+                });
+            }
+            (None, None, false) => TlsMode::SelfSigned(store.data_dir.join("tls")),
+            (Some(_), None, false) => {
+                return Err(ConfigError {
+                    setting: "AUDITEX_TLS_KEY_FILE",
+                    problem: "a certificate was given without its private key".into(),
+                });
+            }
+            (None, Some(_), false) => {
+                return Err(ConfigError {
+                    setting: "AUDITEX_TLS_CERT_FILE",
+                    problem: "a private key was given without its certificate".into(),
+                });
+            }
+        };
+        Ok(HttpConfig {
+            listen: self.listen,
+            tls,
+            rate_per_second: self.rate_per_second,
+            rate_burst: self.rate_burst,
+        })
     }
 }

@@ -8,4 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod auth;
+pub mod http;
+pub mod ops_cli;
 pub mod store;

@@ -105,6 +105,11 @@ impl Handle {
         !self.tx.is_closed()
     }
 
+    /// Requests waiting in the queue.
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     pub(crate) async fn submit(
         &self,
         drafts: Vec<PreparedDraft>,

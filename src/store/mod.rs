@@ -7,10 +7,16 @@
 //! there is no way to express a query without one, and on PostgreSQL row-level security backs that
 //! up inside the database.
 
+pub mod api_keys;
 mod appender;
+pub mod backup;
 mod checkpointer;
 pub mod crypto;
+mod evidence;
+mod export;
+mod integrity;
 mod postgres;
+pub mod rollback;
 mod sqlite;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +38,12 @@ use ledger::types::{CaptureTime, EventId, Hash, LeafIndex, Sequence, TenantId, T
 use tokio::sync::watch;
 
 pub use appender::AppendError;
+pub use evidence::EvidenceError;
+pub use export::ExportSummary;
+pub use integrity::{
+    CancelFlag, IntegrityFailure, IntegrityFailureKind, IntegrityOptions, IntegrityOutcome,
+    IntegrityProgress, IntegrityReport,
+};
 use crypto::{CryptoError, MasterKey};
 
 /// Most records one append request (one HTTP batch) may carry.
@@ -130,6 +142,13 @@ pub struct StoreConfig {
     pub read_connections: u32,
     /// The clock for capture times.
     pub clock: Arc<dyn Clock>,
+    /// Where the latest published checkpoint of each tenant is kept outside the database
+    /// (`<dir>/<tenant>.checkpoint`), so that a rolled-back database is detected (see
+    /// [`rollback`]). `None` turns rollback protection off.
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Whether the background checkpoint publisher runs. Maintenance commands that only read
+    /// (restore verification) turn it off so that they sign nothing.
+    pub publish_in_background: bool,
 }
 
 impl StoreConfig {
@@ -145,6 +164,8 @@ impl StoreConfig {
             checkpoint_interval: Duration::from_millis(CHECKPOINT_INTERVAL_MS_DEFAULT),
             read_connections: 4,
             clock: Arc::new(SystemClock),
+            checkpoint_dir: None,
+            publish_in_background: true,
         }
     }
 }
@@ -179,6 +200,24 @@ pub enum StoreError {
     /// The master key could not open a sealed secret, or a key file is unusable.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// The tenant's database is behind (or forks from) the checkpoint published last, and no
+    /// operator has acknowledged that yet: no checkpoint is published and appends are refused.
+    /// Not retryable until `auditex rollback acknowledge`; an HTTP layer answers 503.
+    #[error(
+        "tenant {tenant} is held after a rollback: {problem}; an operator must run `auditex rollback acknowledge --tenant {tenant} --reason \"...\"`"
+    )]
+    RollbackUnacknowledged {
+        /// The tenant.
+        tenant: String,
+        /// What was detected.
+        problem: rollback::RollbackProblem,
+    },
+    /// The published-checkpoint file (kept outside the database) cannot be read or written.
+    #[error("{0}")]
+    Witness(String),
+    /// A backup or restore failed; the message says why and what was left untouched.
+    #[error("{0}")]
+    Backup(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -262,6 +301,20 @@ pub(crate) struct RecordRow {
 impl RecordRow {
     /// Rebuilds the record and checks that it still hashes to its stored hash.
     fn into_record(self) -> Result<Record, StoreError> {
+        let record = self.into_unchecked_record()?;
+        let computed = record.compute_hash();
+        if computed != record.hash {
+            return Err(StoreError::Corrupt(format!(
+                "record {} hashes to {computed}, but {} is stored",
+                record.seq, record.hash
+            )));
+        }
+        Ok(record)
+    }
+
+    /// Rebuilds the record exactly as stored, without the read-back hash check: for the integrity
+    /// check and the export, which must show a damaged record as it is rather than refuse it.
+    fn into_unchecked_record(self) -> Result<Record, StoreError> {
         let corrupt = |what: &str, e: &dyn std::fmt::Display| {
             StoreError::Corrupt(format!("record {}: {what}: {e}", self.seq))
         };
@@ -287,13 +340,6 @@ impl RecordRow {
                 ed25519_dalek::Signature::from_slice(&self.sig).map_err(|e| corrupt("sig", &e))?,
             ),
         };
-        let computed = record.compute_hash();
-        if computed != record.hash {
-            return Err(StoreError::Corrupt(format!(
-                "record {seq} hashes to {computed}, but {} is stored",
-                record.hash
-            )));
-        }
         Ok(record)
     }
 }
@@ -333,8 +379,8 @@ pub(crate) enum Db {
 macro_rules! on_db {
     ($db:expr, $b:ident => $call:expr) => {
         match $db {
-            Db::Sqlite($b) => $call,
-            Db::Postgres($b) => $call,
+            $crate::store::Db::Sqlite($b) => $call,
+            $crate::store::Db::Postgres($b) => $call,
         }
     };
 }
@@ -361,8 +407,11 @@ struct Inner {
     appenders: Mutex<HashMap<TenantId, appender::Handle>>,
     /// Set by [`Store::shutdown`]; read under the `appenders` lock before starting an appender.
     closed: AtomicBool,
+    last_used: api_keys::LastUsed,
     trees: Mutex<HashMap<TenantId, watch::Receiver<TreeHead>>>,
     shutdown: tokio::sync::Notify,
+    /// Checkpoint files outside the database, and the tenants held after a rollback.
+    rollback: rollback::Guard,
 }
 
 /// The store: a cheap, cloneable handle.
@@ -399,6 +448,7 @@ impl Store {
                 .await?,
             ),
         };
+        let config_checkpoint_dir = config.checkpoint_dir.clone();
         let store = Store {
             inner: Arc::new(Inner {
                 db,
@@ -407,11 +457,17 @@ impl Store {
                 config,
                 appenders: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
+                last_used: api_keys::LastUsed::default(),
                 trees: Mutex::new(HashMap::new()),
                 shutdown: tokio::sync::Notify::new(),
+                rollback: rollback::Guard::new(config_checkpoint_dir),
             }),
         };
-        checkpointer::spawn(store.clone());
+        // Before anything can be published: is the database behind what was published last?
+        rollback::check_on_open(&store).await?;
+        if store.inner.config.publish_in_background {
+            checkpointer::spawn(store.clone());
+        }
         Ok(store)
     }
 
@@ -438,8 +494,16 @@ impl Store {
         &self.inner.config
     }
 
+    pub(crate) fn last_used(&self) -> &api_keys::LastUsed {
+        &self.inner.last_used
+    }
+
     pub(crate) fn master(&self) -> &MasterKey {
         &self.inner.master
+    }
+
+    pub(crate) fn rollback_guard(&self) -> &rollback::Guard {
+        &self.inner.rollback
     }
 
     /// The checkpoint origin of a tenant (also the name of its checkpoint-signing key).
@@ -565,6 +629,8 @@ impl Store {
                 max: BATCH_RECORDS_MAX,
             });
         }
+        // After a detected rollback, nothing extends the chain until an operator acknowledges.
+        self.refuse_if_rolled_back(tenant)?;
         let handle = self.appender(tenant).await?;
         handle.submit(drafts).await
     }
@@ -618,7 +684,35 @@ impl Store {
     /// # Errors
     /// [`AppendError`] as for appends.
     pub async fn rotate_key(&self, tenant: &TenantId) -> Result<KeyInterval, AppendError> {
+        self.refuse_if_rolled_back(tenant)?;
         self.appender(tenant).await?.rotate().await
+    }
+
+    /// Append requests waiting in every tenant's queue (for `/metrics`).
+    pub fn append_queue_depth(&self) -> usize {
+        self.lock_appenders().values().map(appender::Handle::queue_depth).sum()
+    }
+
+    /// Seconds since the latest checkpoint of the tenant whose live tree is furthest ahead of its
+    /// checkpoint; 0 when every tenant's latest checkpoint covers its tree.
+    pub async fn oldest_checkpoint_lag_seconds(&self) -> Result<f64, StoreError> {
+        let heads: Vec<(TenantId, TreeHead)> = self
+            .lock_trees()
+            .iter()
+            .map(|(t, rx)| (t.clone(), *rx.borrow()))
+            .collect();
+        let now = self.inner.config.clock.now_unix_micros();
+        let mut worst = 0.0f64;
+        for (tenant, head) in heads {
+            let latest = self.latest_checkpoint(&tenant).await?;
+            match latest {
+                Some(c) if c.size >= head.size => {}
+                Some(c) => worst = worst.max(now.saturating_sub(c.published_at_us) as f64 / 1e6),
+                None if head.size.get() > 0 => worst = worst.max(f64::INFINITY.min(1e9)),
+                None => {}
+            }
+        }
+        Ok(worst)
     }
 
     /// Stops accepting appends, waits for queued ones to commit, and publishes final checkpoints.
@@ -869,7 +963,23 @@ impl Store {
     }
 
     /// Signs a checkpoint for `head` with the tenant's current key and stores it.
+    ///
+    /// The checkpoint is first recorded in the tenant's file outside the database, which refuses
+    /// (and holds the tenant) when it does not extend the checkpoint published last.
     pub(crate) async fn publish_checkpoint(
+        &self,
+        tenant: &TenantId,
+        head: TreeHead,
+    ) -> Result<StoredCheckpoint, StoreError> {
+        self.refuse_if_rolled_back(tenant)?;
+        let stored = self.sign_checkpoint(tenant, head).await?;
+        rollback::witness(self, tenant, &stored, rollback::WitnessMode::Check).await?;
+        self.store_checkpoint(tenant, &stored).await?;
+        Ok(stored)
+    }
+
+    /// Signs a checkpoint for `head` with the tenant's current key, without storing it.
+    pub(crate) async fn sign_checkpoint(
         &self,
         tenant: &TenantId,
         head: TreeHead,
@@ -888,8 +998,16 @@ impl Store {
             signed_note,
             published_at_us: self.inner.config.clock.now_unix_micros(),
         };
-        on_db!(&self.inner.db, b => b.insert_checkpoint(tenant, &stored).await)?;
         Ok(stored)
+    }
+
+    /// Stores a signed checkpoint (the first of equal size stays).
+    pub(crate) async fn store_checkpoint(
+        &self,
+        tenant: &TenantId,
+        stored: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
+        on_db!(&self.inner.db, b => b.insert_checkpoint(tenant, stored).await)
     }
 }
 

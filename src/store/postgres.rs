@@ -156,6 +156,11 @@ impl PgDb {
         Ok(())
     }
 
+    /// Closes the connection pool.
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+
     pub(crate) async fn create_tenant(
         &self,
         tenant: &TenantId,
@@ -591,4 +596,81 @@ pub(crate) async fn rotate_key_in(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// API key rows (see `api_keys.rs`).
+type ApiKeyTuple = (String, String, String, Vec<u8>, String, i64, Option<i64>, Option<i64>, Option<i64>);
+
+const SELECT_API_KEY: &str = "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_keys";
+
+fn api_key_row(t: ApiKeyTuple) -> super::api_keys::ApiKeyRow {
+    super::api_keys::ApiKeyRow {
+        key_id: t.0,
+        tenant_id: t.1,
+        role: t.2,
+        secret_hash: t.3,
+        label: t.4,
+        created_at_us: t.5,
+        expires_at_us: t.6,
+        revoked_at_us: t.7,
+        last_used_at_us: t.8,
+    }
+}
+
+impl PgDb {
+    pub(crate) async fn insert_api_key(&self, row: &super::api_keys::ApiKeyRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&row.key_id)
+        .bind(&row.tenant_id)
+        .bind(&row.role)
+        .bind(&row.secret_hash)
+        .bind(&row.label)
+        .bind(row.created_at_us)
+        .bind(row.expires_at_us)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<super::api_keys::ApiKeyRow>, StoreError> {
+        let rows: Vec<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_API_KEY} WHERE tenant_id = $1 ORDER BY created_at_us, key_id"
+        )))
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(api_key_row).collect())
+    }
+
+    pub(crate) async fn api_key(&self, key_id: &str) -> Result<Option<super::api_keys::ApiKeyRow>, StoreError> {
+        let row: Option<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_API_KEY} WHERE key_id = $1")))
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(api_key_row))
+    }
+
+    pub(crate) async fn revoke_api_key(&self, tenant: &TenantId, key_id: &str, now_us: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at_us = $1 WHERE tenant_id = $2 AND key_id = $3 AND revoked_at_us IS NULL",
+        )
+        .bind(now_us)
+        .bind(tenant.as_str())
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn touch_api_key(&self, key_id: &str, now_us: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET last_used_at_us = $1 WHERE key_id = $2")
+            .bind(now_us)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

@@ -31,6 +31,9 @@ const RECORD_COLUMNS: &str = "tenant_id, seq, event_id, event_type, captured_at_
 pub(crate) struct SqliteDb {
     writer: SqlitePool,
     readers: SqlitePool,
+    /// The shared advisory lock on `<database>.lock`, held while the store is open, so that
+    /// `auditex restore` can tell that the database is in use (see [`lock_exclusive`]).
+    _in_use: std::sync::Arc<std::fs::File>,
 }
 
 fn options(path: &Path) -> SqliteConnectOptions {
@@ -116,6 +119,7 @@ impl SqliteDb {
                 ))
             })?;
         }
+        let in_use = lock_shared(path)?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options(path))
@@ -126,6 +130,7 @@ impl SqliteDb {
                 .connect_with(options(path).read_only(false))
                 .await?,
             writer,
+            _in_use: std::sync::Arc::new(in_use),
         };
         let version = db.sqlite_version().await?;
         if parse_version(&version).is_none_or(|v| v < SQLITE_VERSION_MIN) {
@@ -536,4 +541,219 @@ pub(crate) async fn rotate_key_in(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// API key rows (see `api_keys.rs`).
+type ApiKeyTuple = (String, String, String, Vec<u8>, String, i64, Option<i64>, Option<i64>, Option<i64>);
+
+const SELECT_API_KEY: &str = "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_keys";
+
+fn api_key_row(t: ApiKeyTuple) -> super::api_keys::ApiKeyRow {
+    super::api_keys::ApiKeyRow {
+        key_id: t.0,
+        tenant_id: t.1,
+        role: t.2,
+        secret_hash: t.3,
+        label: t.4,
+        created_at_us: t.5,
+        expires_at_us: t.6,
+        revoked_at_us: t.7,
+        last_used_at_us: t.8,
+    }
+}
+
+impl SqliteDb {
+    pub(crate) async fn insert_api_key(&self, row: &super::api_keys::ApiKeyRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.key_id)
+        .bind(&row.tenant_id)
+        .bind(&row.role)
+        .bind(&row.secret_hash)
+        .bind(&row.label)
+        .bind(row.created_at_us)
+        .bind(row.expires_at_us)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<super::api_keys::ApiKeyRow>, StoreError> {
+        let rows: Vec<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_API_KEY} WHERE tenant_id = ? ORDER BY created_at_us, key_id"
+        )))
+        .bind(tenant.as_str())
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(api_key_row).collect())
+    }
+
+    pub(crate) async fn api_key(&self, key_id: &str) -> Result<Option<super::api_keys::ApiKeyRow>, StoreError> {
+        let row: Option<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_API_KEY} WHERE key_id = ?")))
+            .bind(key_id)
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(row.map(api_key_row))
+    }
+
+    pub(crate) async fn revoke_api_key(&self, tenant: &TenantId, key_id: &str, now_us: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at_us = ? WHERE tenant_id = ? AND key_id = ? AND revoked_at_us IS NULL",
+        )
+        .bind(now_us)
+        .bind(tenant.as_str())
+        .bind(key_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub(crate) async fn touch_api_key(&self, key_id: &str, now_us: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET last_used_at_us = ? WHERE key_id = ?")
+            .bind(now_us)
+            .bind(key_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}
+
+// ---- Backups, restores and the in-use lock (see `backup.rs`). ----
+
+impl SqliteDb {
+    /// Writes a consistent copy of the database to `dest` (which must not exist or be empty)
+    /// with `VACUUM INTO` on a reader connection: it reads one snapshot, so appends carry on.
+    pub(crate) async fn vacuum_into(&self, dest: &Path) -> Result<(), StoreError> {
+        vacuum_into(&self.readers, dest).await
+    }
+
+    /// Closes both pools; SQLite checkpoints the WAL when the last connection closes.
+    pub(crate) async fn close(&self) {
+        self.writer.close().await;
+        self.readers.close().await;
+    }
+}
+
+async fn vacuum_into(pool: &SqlitePool, dest: &Path) -> Result<(), StoreError> {
+    let dest = dest
+        .to_str()
+        .ok_or_else(|| StoreError::Backup(format!("{} is not UTF-8", dest.display())))?;
+    sqlx::query("VACUUM INTO ?")
+        .bind(dest)
+        .execute(pool)
+        .await
+        .map_err(|e| StoreError::Backup(format!("VACUUM INTO {dest} failed: {e}")))?;
+    Ok(())
+}
+
+/// `VACUUM INTO` from a database file this process has not opened as a store (the
+/// `auditex backup` command, which needs no master key).
+pub(crate) async fn vacuum_file_into(source: &Path, dest: &Path) -> Result<(), StoreError> {
+    if !source.exists() {
+        return Err(StoreError::Backup(format!(
+            "there is no database at {}",
+            source.display()
+        )));
+    }
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options(source).create_if_missing(false))
+        .await?;
+    let result = vacuum_into(&pool, dest).await;
+    pool.close().await;
+    result
+}
+
+/// What `PRAGMA integrity_check` and `PRAGMA foreign_key_check` find wrong in the database file
+/// at `path` (empty when it is sound), and the number of records per tenant.
+pub(crate) async fn check_file(path: &Path) -> Result<(Vec<String>, Vec<(String, i64)>), StoreError> {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true)
+                .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS)),
+        )
+        .await?;
+    let mut problems: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_all(&pool)
+        .await?;
+    problems.retain(|p| p != "ok");
+    let foreign: Vec<(String, i64)> = sqlx::query_as("SELECT \"table\", rowid FROM pragma_foreign_key_check")
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+    problems.extend(
+        foreign
+            .into_iter()
+            .map(|(table, row)| format!("{table} row {row} violates a foreign key")),
+    );
+    let sizes = if problems.is_empty() {
+        sqlx::query_as(
+            "SELECT t.tenant_id, COALESCE((SELECT MAX(seq) + 1 FROM records r WHERE r.tenant_id = t.tenant_id), 0)
+             FROM tenants t ORDER BY t.tenant_id",
+        )
+        .fetch_all(&pool)
+        .await?
+    } else {
+        Vec::new()
+    };
+    pool.close().await;
+    Ok((problems, sizes))
+}
+
+/// The advisory lock file beside an SQLite database.
+pub(crate) fn lock_file_path(database: &Path) -> std::path::PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".lock");
+    name.into()
+}
+
+fn open_lock_file(database: &Path) -> Result<std::fs::File, StoreError> {
+    let path = lock_file_path(database);
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(&path).map_err(|e| {
+        StoreError::Backup(format!("cannot open the lock file {}: {e}", path.display()))
+    })
+}
+
+/// Takes the lock that every open store holds: shared, so several processes may share the file,
+/// but never while a restore holds it exclusively.
+fn lock_shared(database: &Path) -> Result<std::fs::File, StoreError> {
+    let file = open_lock_file(database)?;
+    #[cfg(unix)]
+    {
+        use rustix::fs::{FlockOperation, flock};
+        if let Err(e) = flock(&file, FlockOperation::NonBlockingLockShared) {
+            return Err(StoreError::Backup(format!(
+                "the database {} is being restored (its lock file is held: {e}); start again when \
+                 `auditex restore` has finished",
+                database.display()
+            )));
+        }
+    }
+    Ok(file)
+}
+
+/// Takes the lock exclusively, or returns `None` when a store (in any process) has the database
+/// open. Released when the returned file is dropped.
+pub(crate) fn lock_exclusive(database: &Path) -> Result<Option<std::fs::File>, StoreError> {
+    let file = open_lock_file(database)?;
+    #[cfg(unix)]
+    {
+        use rustix::fs::{FlockOperation, flock};
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(file))
 }

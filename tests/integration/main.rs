@@ -4,5 +4,6 @@
 //! PostgreSQL when `AUDITEX_TEST_POSTGRES_ADMIN_URL` is set (see `support.rs` and `.ci/run`).
 
 mod crash;
+mod http;
 mod store;
 mod support;

@@ -1,0 +1,857 @@
+//! The `/v1` endpoints and the operational ones (`/healthz`, `/readyz`, `/metrics`).
+//!
+//! Handlers are thin: authenticate (the [`Caller`] extractor), check the role, parse and validate
+//! input at the edge (`ledger::draft`), call the store, shape the answer. The tenant always comes
+//! from the caller's key; a record of another tenant is simply not found.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ledger::draft::{PreparedDraft, prepare_draft};
+use ledger::merkle::leaf_hash;
+use ledger::note::VerifierKey;
+use ledger::payload::FieldError;
+use ledger::record::Record;
+use ledger::types::{EventId, LeafIndex, Sequence, TreeSize};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, Problem};
+use super::{AppState, Caller};
+use crate::auth::Role;
+use crate::store::{BATCH_RECORDS_MAX, Receipt};
+
+/// Largest page of a record listing.
+pub const PAGE_RECORDS_MAX: u64 = 1000;
+
+/// Default page size of a record listing.
+pub const PAGE_RECORDS_DEFAULT: u64 = 100;
+
+const READERS: &[Role] = &[Role::Read];
+const PROVERS: &[Role] = &[Role::Read, Role::Verify];
+const INGESTERS: &[Role] = &[Role::Ingest];
+
+/// The `/v1` routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/records", post(append_one).get(list_records))
+        .route("/v1/records/batch", post(append_batch))
+        .route("/v1/records/{seq}", get(get_record))
+        .route("/v1/events/{event_id}", get(get_record_by_event))
+        .route("/v1/receipts/{event_id}", get(get_receipt))
+        .route("/v1/proofs/inclusion", get(inclusion_proof))
+        .route("/v1/proofs/inclusion/{seq}/tlog-proof", get(tlog_proof))
+        .route("/v1/proofs/consistency", get(consistency_proof))
+        .route("/v1/checkpoints/latest", get(latest_checkpoint))
+        .route("/v1/checkpoints", get(list_checkpoints))
+        .route("/v1/keys", get(key_history))
+        .route("/v1/openapi.json", get(openapi_document))
+}
+
+/// Health, readiness and metrics.
+pub fn ops_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// One event to append.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppendRequest {
+    /// A UUIDv7 chosen by the client; retrying with the same id returns the original receipt.
+    #[schema(example = "01936f5e-7a2b-7c3d-8e4f-a1b2c3d4e5f6")]
+    pub event_id: String,
+    /// `decision`, `human_review`, `override`, `contest`, `explanation_request`, `submission`,
+    /// `erasure` or `model_change`.
+    #[schema(example = "decision")]
+    pub event_type: String,
+    /// The event's content; see FORMAT.md section 7 for each type's fields.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// Personal data that may later be erased: name → any JSON value. Only salted commitments
+    /// enter the hashed record.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub erasable: BTreeMap<String, serde_json::Value>,
+}
+
+/// A batch of events, appended all or nothing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// At most 1000 events.
+    pub records: Vec<AppendRequest>,
+}
+
+/// What a caller gets for each appended event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptBody {
+    /// Sequence number in the tenant's chain.
+    pub seq: u64,
+    /// The event id.
+    pub event_id: String,
+    /// Record hash (hex).
+    pub hash: String,
+    /// Ed25519 signature over the hash (hex).
+    pub sig: String,
+    /// Signing key id.
+    pub key_id: String,
+    /// Capture time, µs since the Unix epoch.
+    pub captured_at_us: u64,
+    /// Capture time, RFC 3339.
+    pub captured_at: String,
+    /// True when the event id existed already and nothing was written.
+    pub duplicate: bool,
+}
+
+impl From<Receipt> for ReceiptBody {
+    fn from(r: Receipt) -> Self {
+        ReceiptBody {
+            seq: r.seq,
+            event_id: r.event_id.to_string(),
+            hash: r.hash.to_hex(),
+            sig: r.sig.to_hex(),
+            key_id: r.key_id.to_hex(),
+            captured_at_us: r.captured_at_us,
+            captured_at: r.captured_at,
+            duplicate: r.duplicate,
+        }
+    }
+}
+
+/// Receipts of a batch, in request order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchReceipts {
+    /// One receipt per event.
+    pub receipts: Vec<ReceiptBody>,
+}
+
+/// A sealed record (FORMAT.md section 3).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordBody {
+    /// Format version (1).
+    pub v: u32,
+    /// Tenant id.
+    pub tenant: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// Previous record's hash (hex).
+    pub prev: String,
+    /// Capture time, µs since the Unix epoch.
+    pub captured_at_us: u64,
+    /// Event id.
+    pub event_id: String,
+    /// Event type.
+    pub event_type: String,
+    /// Canonical payload.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// Erasable-field commitments.
+    #[schema(value_type = Object)]
+    pub erasable: serde_json::Value,
+    /// Signing key id.
+    pub key_id: String,
+    /// Record hash (hex).
+    pub hash: String,
+    /// Signature (hex).
+    pub sig: String,
+}
+
+/// A page of records.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordPage {
+    /// Records in sequence order.
+    #[schema(value_type = Vec<RecordBody>)]
+    pub records: Vec<Record>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Listing parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Opaque cursor from a previous page.
+    pub cursor: Option<String>,
+    /// First sequence number (ignored when `cursor` is given).
+    pub from_seq: Option<u64>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<u64>,
+}
+
+/// Inclusion-proof parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionParams {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// Tree size of a published checkpoint (default: the latest checkpoint).
+    pub tree_size: Option<u64>,
+}
+
+/// tlog-proof parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TreeSizeParam {
+    /// Tree size of a published checkpoint (default: the latest checkpoint).
+    pub tree_size: Option<u64>,
+}
+
+/// An RFC 9162 inclusion proof with the checkpoint it proves against.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InclusionProofBody {
+    /// Leaf index (= sequence number).
+    pub leaf_index: u64,
+    /// Tree size of the checkpoint.
+    pub tree_size: u64,
+    /// The record hash (hex).
+    pub record_hash: String,
+    /// `SHA-256(0x00 || record hash)` (hex).
+    pub leaf_hash: String,
+    /// Proof hashes (hex), the leaf's sibling first.
+    pub proof: Vec<String>,
+    /// The signed checkpoint (C2SP) whose root the proof reaches.
+    pub checkpoint: String,
+}
+
+/// Consistency-proof parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyParams {
+    /// The older tree size (≥ 1).
+    pub from: u64,
+    /// The newer tree size (default: the latest checkpoint).
+    pub to: Option<u64>,
+}
+
+/// An RFC 9162 consistency proof.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsistencyProofBody {
+    /// Older size.
+    pub from: u64,
+    /// Newer size.
+    pub to: u64,
+    /// Proof hashes (hex).
+    pub proof: Vec<String>,
+    /// The signed checkpoint at `from`, when one was published at that size.
+    pub from_checkpoint: Option<String>,
+    /// The signed checkpoint at `to`.
+    pub to_checkpoint: Option<String>,
+}
+
+/// Checkpoint-listing parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointParams {
+    /// Only checkpoints with a larger tree size.
+    pub after: Option<u64>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<u64>,
+}
+
+/// One published checkpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointBody {
+    /// Tree size.
+    pub tree_size: u64,
+    /// Root (hex).
+    pub root: String,
+    /// The signed note (C2SP tlog-checkpoint).
+    pub signed_note: String,
+    /// Publication time, µs since the Unix epoch.
+    pub published_at_us: u64,
+}
+
+/// A page of checkpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointPage {
+    /// Checkpoints, smallest first.
+    pub checkpoints: Vec<CheckpointBody>,
+}
+
+/// One key of the tenant's history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyBody {
+    /// Record key id.
+    pub key_id: String,
+    /// Ed25519 public key (hex).
+    pub public_key: String,
+    /// First sequence number it signs.
+    pub from_seq: u64,
+    /// First sequence number it no longer signs (null while current).
+    pub until_seq: Option<u64>,
+    /// The C2SP verifier key for its checkpoint signatures.
+    pub verifier_key: String,
+}
+
+/// The tenant's public-key history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyHistory {
+    /// The checkpoint origin.
+    pub origin: String,
+    /// Keys, oldest first.
+    pub keys: Vec<KeyBody>,
+}
+
+/// Parses a JSON body, mapping every failure to a precise 400/413.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.len() > super::REQUEST_BODY_BYTES_MAX {
+        return Err(ApiError::BodyTooLarge(super::REQUEST_BODY_BYTES_MAX));
+    }
+    if std::str::from_utf8(body).is_err() {
+        return Err(ApiError::MalformedBody("the body is not valid UTF-8".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::MalformedBody(format!("the body is not a valid request: {e}")))
+}
+
+fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::MalformedBody("Content-Type must be application/json".into()))
+    }
+}
+
+fn prepare(request: &AppendRequest, prefix: &str) -> Result<PreparedDraft, Vec<FieldError>> {
+    prepare_draft(&request.event_id, &request.event_type, &request.payload, &request.erasable, rand::random).map_err(
+        |errors| {
+            errors
+                .into_iter()
+                .map(|e| FieldError {
+                    path: format!("{prefix}{}", e.path),
+                    problem: e.problem,
+                })
+                .collect()
+        },
+    )
+}
+
+fn client_event_check(request: &AppendRequest, prefix: &str) -> Option<FieldError> {
+    match ledger::record::EventType::parse(&request.event_type) {
+        Ok(t) if !ledger::payload::is_client_event(t) => Some(FieldError {
+            path: format!("{prefix}/event_type"),
+            problem: format!("{t} events are written by the service itself and cannot be appended"),
+        }),
+        _ => None,
+    }
+}
+
+/// Append one event.
+#[utoipa::path(post, path = "/v1/records", tag = "ingest", request_body = AppendRequest,
+    responses(
+        (status = 201, description = "Appended and durable", body = ReceiptBody),
+        (status = 200, description = "Already appended earlier: the original receipt", body = ReceiptBody),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not append", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Event id exists with other content", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded or database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn append_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let principal = caller.require(INGESTERS, "append records")?;
+    require_json(&headers)?;
+    let request: AppendRequest = parse_body(&body)?;
+    if let Some(e) = client_event_check(&request, "") {
+        return Err(ApiError::Validation(vec![e]));
+    }
+    let draft = prepare(&request, "").map_err(ApiError::Validation)?;
+    let started = Instant::now();
+    let result = state.store.append(&principal.tenant, vec![draft]).await;
+    let mut receipts = match result {
+        Ok(r) => r,
+        Err(e) => {
+            state.metrics.append_failed();
+            return Err(e.into());
+        }
+    };
+    let receipt = receipts.pop().ok_or_else(|| ApiError::Internal("no receipt".into()))?;
+    state.metrics.append_ok(usize::from(!receipt.duplicate), started.elapsed());
+    let status = if receipt.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(ReceiptBody::from(receipt))).into_response())
+}
+
+/// Append a batch of events, all or nothing.
+#[utoipa::path(post, path = "/v1/records/batch", tag = "ingest", request_body = BatchRequest,
+    responses(
+        (status = 200, description = "All appended and durable (duplicates marked)", body = BatchReceipts),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not append", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An event id exists with other content; nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields or too many records; nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded or database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn append_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Json<BatchReceipts>, ApiError> {
+    let principal = caller.require(INGESTERS, "append records")?;
+    require_json(&headers)?;
+    let request: BatchRequest = parse_body(&body)?;
+    if request.records.len() > BATCH_RECORDS_MAX {
+        return Err(ApiError::BatchTooLarge {
+            got: request.records.len(),
+            max: BATCH_RECORDS_MAX,
+        });
+    }
+    if request.records.is_empty() {
+        return Err(ApiError::Validation(vec![FieldError {
+            path: "/records".into(),
+            problem: "must hold at least one event".into(),
+        }]));
+    }
+    let mut errors = Vec::new();
+    let mut drafts = Vec::with_capacity(request.records.len());
+    for (i, r) in request.records.iter().enumerate() {
+        let prefix = format!("/records/{i}");
+        if let Some(e) = client_event_check(r, &prefix) {
+            errors.push(e);
+            continue;
+        }
+        match prepare(r, &prefix) {
+            Ok(d) => drafts.push(d),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let started = Instant::now();
+    match state.store.append(&principal.tenant, drafts).await {
+        Ok(receipts) => {
+            let new = receipts.iter().filter(|r| !r.duplicate).count();
+            state.metrics.append_ok(new, started.elapsed());
+            Ok(Json(BatchReceipts {
+                receipts: receipts.into_iter().map(ReceiptBody::from).collect(),
+            }))
+        }
+        Err(e) => {
+            state.metrics.append_failed();
+            Err(e.into())
+        }
+    }
+}
+
+fn parse_event_id(text: &str) -> Result<EventId, ApiError> {
+    EventId::parse(text).map_err(|e| ApiError::BadParameter(e.to_string()))
+}
+
+fn parse_seq(seq: u64) -> Result<Sequence, ApiError> {
+    Sequence::new(seq).map_err(|e| ApiError::BadParameter(e.to_string()))
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("no such record".into())
+}
+
+/// Get a record by sequence number.
+#[utoipa::path(get, path = "/v1/records/{seq}", tag = "read",
+    params(("seq" = u64, Path, description = "Sequence number")),
+    responses(
+        (status = 200, body = RecordBody),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn get_record(State(state): State<AppState>, caller: Caller, Path(seq): Path<u64>) -> Result<Json<Record>, ApiError> {
+    let p = caller.require(READERS, "read records")?;
+    let record = state.store.record(&p.tenant, parse_seq(seq)?).await?.ok_or_else(not_found)?;
+    Ok(Json(record))
+}
+
+/// Get a record by event id.
+#[utoipa::path(get, path = "/v1/events/{event_id}", tag = "read",
+    params(("event_id" = String, Path, description = "The event id (UUIDv7)")),
+    responses(
+        (status = 200, body = RecordBody),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn get_record_by_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(event_id): Path<String>,
+) -> Result<Json<Record>, ApiError> {
+    let p = caller.require(READERS, "read records")?;
+    let record = state
+        .store
+        .record_by_event_id(&p.tenant, parse_event_id(&event_id)?)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(record))
+}
+
+/// Get the receipt of an appended event (what a pipeline checks after a timeout).
+#[utoipa::path(get, path = "/v1/receipts/{event_id}", tag = "ingest",
+    params(("event_id" = String, Path, description = "The event id (UUIDv7)")),
+    responses(
+        (status = 200, body = ReceiptBody),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn get_receipt(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(event_id): Path<String>,
+) -> Result<Json<ReceiptBody>, ApiError> {
+    let p = caller.require(&[Role::Ingest, Role::Read], "read receipts")?;
+    let r = state
+        .store
+        .record_by_event_id(&p.tenant, parse_event_id(&event_id)?)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(ReceiptBody {
+        seq: r.seq.get(),
+        event_id: r.event_id.to_string(),
+        hash: r.hash.to_hex(),
+        sig: r.sig.to_hex(),
+        key_id: r.key_id.to_hex(),
+        captured_at_us: r.captured_at_us.unix_micros(),
+        captured_at: r.captured_at_us.to_rfc3339(),
+        duplicate: true,
+    }))
+}
+
+const CURSOR_PREFIX: &str = "seq:";
+
+fn encode_cursor(seq: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{seq}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<u64, ApiError> {
+    let bad = || ApiError::BadParameter("cursor is not one this service issued".into());
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
+    text.strip_prefix(CURSOR_PREFIX).and_then(|n| n.parse().ok()).ok_or_else(bad)
+}
+
+fn page_limit(limit: Option<u64>) -> Result<u64, ApiError> {
+    match limit {
+        None => Ok(PAGE_RECORDS_DEFAULT),
+        Some(n) if (1..=PAGE_RECORDS_MAX).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::BadParameter(format!("limit {n} is out of range 1..={PAGE_RECORDS_MAX}"))),
+    }
+}
+
+/// List records in sequence order, with cursor pagination.
+#[utoipa::path(get, path = "/v1/records", tag = "read", params(ListParams),
+    responses(
+        (status = 200, body = RecordPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn list_records(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RecordPage>, ApiError> {
+    let p = caller.require(READERS, "read records")?;
+    let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let from = match &params.cursor {
+        Some(c) => decode_cursor(c)?,
+        None => params.from_seq.unwrap_or(0),
+    };
+    let limit = page_limit(params.limit)?;
+    let records = state.store.records(&p.tenant, parse_seq(from)?, limit).await?;
+    let next_cursor = (records.len() as u64 == limit)
+        .then(|| records.last().map(|r| encode_cursor(r.seq.get() + 1)))
+        .flatten();
+    Ok(Json(RecordPage { records, next_cursor }))
+}
+
+/// The checkpoint to prove against: the one at `tree_size`, or the latest.
+async fn checkpoint_for(state: &AppState, tenant: &ledger::types::TenantId, size: Option<u64>) -> Result<crate::store::StoredCheckpoint, ApiError> {
+    match size {
+        Some(s) => state
+            .store
+            .checkpoint_at(tenant, TreeSize::new(s))
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no checkpoint was published at tree size {s}"))),
+        None => {
+            if let Some(c) = state.store.latest_checkpoint(tenant).await? {
+                Ok(c)
+            } else {
+                Err(ApiError::NotFound("no checkpoint has been published yet".into()))
+            }
+        }
+    }
+}
+
+/// Inclusion proof of a record in a published checkpoint.
+#[utoipa::path(get, path = "/v1/proofs/inclusion", tag = "proofs", params(InclusionParams),
+    responses(
+        (status = 200, body = InclusionProofBody),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record, or no checkpoint covers it yet", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn inclusion_proof(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<InclusionParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<InclusionProofBody>, ApiError> {
+    let p = caller.require(PROVERS, "fetch proofs")?;
+    let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let (record, checkpoint, proof) = prove(&state, &p.tenant, params.seq, params.tree_size).await?;
+    Ok(Json(InclusionProofBody {
+        leaf_index: record.seq.get(),
+        tree_size: checkpoint.size.get(),
+        record_hash: record.hash.to_hex(),
+        leaf_hash: leaf_hash(record.hash.as_bytes()).to_hex(),
+        proof: proof.iter().map(|h| h.to_hex()).collect(),
+        checkpoint: checkpoint.signed_note,
+    }))
+}
+
+async fn prove(
+    state: &AppState,
+    tenant: &ledger::types::TenantId,
+    seq: u64,
+    tree_size: Option<u64>,
+) -> Result<(Record, crate::store::StoredCheckpoint, Vec<ledger::types::Hash>), ApiError> {
+    let record = state.store.record(tenant, parse_seq(seq)?).await?.ok_or_else(not_found)?;
+    let checkpoint = checkpoint_for(state, tenant, tree_size).await?;
+    if seq >= checkpoint.size.get() {
+        return Err(ApiError::NotFound(format!(
+            "record {seq} is not covered by the checkpoint of size {}; retry after the next checkpoint",
+            checkpoint.size
+        )));
+    }
+    let proof = state.store.inclusion_proof(tenant, LeafIndex::new(seq), checkpoint.size).await?;
+    Ok((record, checkpoint, proof))
+}
+
+/// A C2SP tlog-proof file for one record: what a regulator downloads and verifies offline.
+#[utoipa::path(get, path = "/v1/proofs/inclusion/{seq}/tlog-proof", tag = "proofs",
+    params(("seq" = u64, Path, description = "Sequence number"), TreeSizeParam),
+    responses(
+        (status = 200, description = "The proof file (c2sp.org/tlog-proof@v1)", body = String, content_type = "text/plain"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn tlog_proof(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(seq): Path<u64>,
+    params: Result<Query<TreeSizeParam>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = caller.require(PROVERS, "fetch proofs")?;
+    let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let (record, checkpoint, proof) = prove(&state, &p.tenant, seq, params.tree_size).await?;
+    let file = ledger::verify::tlog_proof_for(&record, proof, checkpoint.signed_note)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = file.format().into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"record-{seq}.tlog-proof\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// Consistency proof between two tree sizes.
+#[utoipa::path(get, path = "/v1/proofs/consistency", tag = "proofs", params(ConsistencyParams),
+    responses(
+        (status = 200, body = ConsistencyProofBody),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn consistency_proof(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<ConsistencyParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ConsistencyProofBody>, ApiError> {
+    let p = caller.require(PROVERS, "fetch proofs")?;
+    let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let to = checkpoint_for(&state, &p.tenant, params.to).await?;
+    if params.from == 0 || params.from > to.size.get() {
+        return Err(ApiError::BadParameter(format!(
+            "from must be between 1 and the newer size {} (got {})",
+            to.size, params.from
+        )));
+    }
+    let proof = state.store.consistency_proof(&p.tenant, TreeSize::new(params.from), to.size).await?;
+    let from_checkpoint = state.store.checkpoint_at(&p.tenant, TreeSize::new(params.from)).await?;
+    Ok(Json(ConsistencyProofBody {
+        from: params.from,
+        to: to.size.get(),
+        proof: proof.iter().map(|h| h.to_hex()).collect(),
+        from_checkpoint: from_checkpoint.map(|c| c.signed_note),
+        to_checkpoint: Some(to.signed_note),
+    }))
+}
+
+/// The latest signed checkpoint (C2SP tlog-checkpoint text).
+#[utoipa::path(get, path = "/v1/checkpoints/latest", tag = "proofs",
+    responses(
+        (status = 200, body = String, content_type = "text/plain"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn latest_checkpoint(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let p = caller.require(PROVERS, "fetch checkpoints")?;
+    let c = checkpoint_for(&state, &p.tenant, None).await?;
+    let mut response = c.signed_note.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    Ok(response)
+}
+
+/// Published checkpoints, smallest first.
+#[utoipa::path(get, path = "/v1/checkpoints", tag = "proofs", params(CheckpointParams),
+    responses(
+        (status = 200, body = CheckpointPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn list_checkpoints(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<CheckpointParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<CheckpointPage>, ApiError> {
+    let p = caller.require(PROVERS, "fetch checkpoints")?;
+    let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let limit = page_limit(params.limit)?;
+    let list = state.store.checkpoints(&p.tenant, params.after.map(TreeSize::new), limit).await?;
+    Ok(Json(CheckpointPage {
+        checkpoints: list
+            .into_iter()
+            .map(|c| CheckpointBody {
+                tree_size: c.size.get(),
+                root: c.root.to_hex(),
+                signed_note: c.signed_note,
+                published_at_us: c.published_at_us,
+            })
+            .collect(),
+    }))
+}
+
+/// The tenant's public-key history with validity intervals and C2SP verifier keys.
+#[utoipa::path(get, path = "/v1/keys", tag = "proofs",
+    responses(
+        (status = 200, body = KeyHistory),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn key_history(State(state): State<AppState>, caller: Caller) -> Result<Json<KeyHistory>, ApiError> {
+    let p = caller.require(&[Role::Ingest, Role::Read, Role::Verify], "read keys")?;
+    let ring = state.store.key_history(&p.tenant).await?;
+    let origin = state.store.origin(&p.tenant);
+    let keys = ring
+        .intervals()
+        .iter()
+        .map(|k| {
+            Ok(KeyBody {
+                key_id: k.key_id.to_hex(),
+                public_key: hex::encode(k.public_key.as_bytes()),
+                from_seq: k.from_seq,
+                until_seq: k.until_seq,
+                verifier_key: VerifierKey::new(&origin, k.public_key)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?
+                    .to_string(),
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Json(KeyHistory { origin, keys }))
+}
+
+/// The OpenAPI 3.1 document of this API.
+pub async fn openapi_document() -> Response {
+    let mut response = super::openapi::document_json().into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Liveness: the process is up.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the database answers and the store is open.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ready", "database": "ok"}))).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "not ready", "database": "unreachable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Prometheus metrics.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let depth = state.store.append_queue_depth() as f64;
+    let mut gauges = vec![(
+        "auditex_append_queue_requests",
+        "Append requests waiting in tenant queues.",
+        depth,
+    )];
+    let age = state.store.oldest_checkpoint_lag_seconds().await.unwrap_or(0.0);
+    gauges.push((
+        "auditex_checkpoint_age_seconds",
+        "Seconds since the latest checkpoint of the tenant whose checkpoint is oldest while its tree is ahead (0 when all are current).",
+        age,
+    ));
+    let mut response = state.metrics.render(&gauges).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
+}

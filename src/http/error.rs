@@ -1,0 +1,230 @@
+//! The HTTP layer's one error type, rendered as RFC 9457 `application/problem+json`.
+//!
+//! Every variant documents its status. Client errors say precisely what is wrong (and, for
+//! validation errors, which field, as a JSON Pointer); server errors log the detail and return a
+//! generic body so that no internal state leaks.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ledger::payload::FieldError;
+use serde::Serialize;
+
+use crate::store::{AppendError, StoreError};
+
+/// A problem document (RFC 9457).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A stable URI naming the kind of problem, e.g. `urn:auditex:problem:validation`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short, stable summary of the kind.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong this time, for a person.
+    pub detail: String,
+    /// For validation errors: every failing field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemField>,
+}
+
+/// One failing field of a validation problem.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProblemField {
+    /// JSON Pointer to the field, from the request body's root (e.g. `/records/3/payload/score`).
+    pub pointer: String,
+    /// What is wrong with it.
+    pub detail: String,
+}
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON, not UTF-8, or not the expected shape.
+    #[error("{0}")]
+    MalformedBody(String),
+    /// 422: fields failed validation.
+    #[error("{} invalid field(s)", .0.len())]
+    Validation(Vec<FieldError>),
+    /// 413: the body exceeds the named limit.
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// 422: a batch with more records than allowed.
+    #[error("a batch may hold at most {max} records (got {got})")]
+    BatchTooLarge {
+        /// Records sent.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// 400: a query parameter is malformed or out of range (cursor, sizes, indices).
+    #[error("{0}")]
+    BadParameter(String),
+    /// 401: no key, or a key that is unknown, revoked or expired.
+    #[error("a valid API key is required (Authorization: Bearer atx_…)")]
+    Unauthorized,
+    /// 403: the key's role does not allow this.
+    #[error("the {role} role may not {action}")]
+    Forbidden {
+        /// The key's role.
+        role: crate::auth::Role,
+        /// What was attempted.
+        action: &'static str,
+    },
+    /// 404: nothing here (also what another tenant's record looks like).
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the event id exists with other content.
+    #[error("{0}")]
+    Conflict(String),
+    /// 429: rate limited.
+    #[error("too many requests; retry after {0} s")]
+    RateLimited(u64),
+    /// 503: the append queue is full or the database is unreachable; retry later.
+    #[error("{detail}")]
+    Unavailable {
+        /// What is unavailable.
+        detail: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// 500: a bug or corrupt data; details are logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body"),
+            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid fields"),
+            ApiError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large"),
+            ApiError::BatchTooLarge { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "batch-too-large", "Batch too large"),
+            ApiError::BadParameter(_) => (StatusCode::BAD_REQUEST, "bad-parameter", "Bad parameter"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
+            ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        let (status, kind, title) = self.parts();
+        let errors = match self {
+            ApiError::Validation(fields) => fields
+                .iter()
+                .map(|f| ProblemField {
+                    pointer: f.path.clone(),
+                    detail: f.problem.clone(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let detail = match self {
+            ApiError::Validation(fields) => fields
+                .iter()
+                .map(|f| format!("{}: {}", f.path, f.problem))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        };
+        Problem {
+            kind: format!("urn:auditex:problem:{kind}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            errors,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        let problem = self.problem();
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        match &self {
+            ApiError::RateLimited(secs) | ApiError::Unavailable { retry_after: secs, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+            }
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(err) => {
+                tracing::warn!(error = %err, "database unavailable");
+                ApiError::Unavailable {
+                    detail: "the database is unavailable; retry later".into(),
+                    retry_after: 1,
+                }
+            }
+            StoreError::UnknownTenant => ApiError::NotFound("not found".into()),
+            StoreError::OutOfRange(detail) => ApiError::BadParameter(detail),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AppendError> for ApiError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Overloaded { retry_after } => ApiError::Unavailable {
+                detail: "the ledger is overloaded; retry later".into(),
+                retry_after: retry_after.as_secs().max(1),
+            },
+            AppendError::ShuttingDown => ApiError::Unavailable {
+                detail: "the service is shutting down; retry later".into(),
+                retry_after: 1,
+            },
+            AppendError::Conflict { event_id, reason } => {
+                ApiError::Conflict(format!("event id {event_id} was already appended with different content ({reason})"))
+            }
+            AppendError::BatchTooLarge { records, max } => ApiError::BatchTooLarge { got: records, max },
+            AppendError::UnknownTenant => ApiError::NotFound("not found".into()),
+            AppendError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// A problem document for an error status produced outside the handlers (an unknown route, a
+/// wrong method, a path parameter of the wrong type), keeping the original headers (`Allow`).
+pub fn generic_problem(status: StatusCode, detail: &str, headers: axum::http::HeaderMap) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let kind = title.to_ascii_lowercase().replace(' ', "-");
+    let detail = if detail.trim().is_empty() { title.to_owned() } else { detail.trim().chars().take(500).collect() };
+    let problem = Problem {
+        kind: format!("urn:auditex:problem:{kind}"),
+        title: title.to_owned(),
+        status: status.as_u16(),
+        detail,
+        errors: Vec::new(),
+    };
+    let mut response = (status, serde_json::to_vec(&problem).unwrap_or_default()).into_response();
+    for (name, value) in &headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response
+}

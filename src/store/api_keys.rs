@@ -1,0 +1,169 @@
+//! API keys in the store: create, list, revoke, and authenticate. The key text format and hashing
+//! live in [`crate::auth`]; the SQL lives with the other SQL in `sqlite.rs` / `postgres.rs`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use ledger::types::TenantId;
+
+use super::{Db, Store, StoreError, db_int, on_db};
+use crate::auth::{ApiKeyId, ApiKeySecret, Role};
+
+/// Last-use times are written at most this often per key, so that authentication does not turn
+/// every read into a database write.
+pub const LAST_USED_WRITE_INTERVAL_US: u64 = 60_000_000;
+
+/// A stored API key row.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiKeyRow {
+    pub key_id: String,
+    pub tenant_id: String,
+    pub role: String,
+    pub secret_hash: Vec<u8>,
+    pub label: String,
+    pub created_at_us: i64,
+    pub expires_at_us: Option<i64>,
+    pub revoked_at_us: Option<i64>,
+    pub last_used_at_us: Option<i64>,
+}
+
+/// What a listing shows about a key (never its secret or hash).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApiKeyInfo {
+    /// The public key id.
+    pub key_id: String,
+    /// The role.
+    pub role: Role,
+    /// A label chosen at creation.
+    pub label: String,
+    /// Creation time, µs since the Unix epoch.
+    pub created_at_us: u64,
+    /// Expiry, if any.
+    pub expires_at_us: Option<u64>,
+    /// Revocation time, if revoked.
+    pub revoked_at_us: Option<u64>,
+    /// Last successful use (to the minute), if ever used.
+    pub last_used_at_us: Option<u64>,
+}
+
+/// Who an authenticated request acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The tenant, taken from the key and nothing else.
+    pub tenant: TenantId,
+    /// The key's role.
+    pub role: Role,
+    /// The key's id (for rate limiting and audit).
+    pub key_id: ApiKeyId,
+}
+
+/// Remembers when each key's last use was written.
+#[derive(Default)]
+pub(crate) struct LastUsed(Mutex<HashMap<String, u64>>);
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl ApiKeyRow {
+    fn info(&self) -> Result<ApiKeyInfo, StoreError> {
+        Ok(ApiKeyInfo {
+            key_id: self.key_id.clone(),
+            role: Role::parse(&self.role).map_err(StoreError::Corrupt)?,
+            label: self.label.clone(),
+            created_at_us: to_u64(self.created_at_us),
+            expires_at_us: self.expires_at_us.map(to_u64),
+            revoked_at_us: self.revoked_at_us.map(to_u64),
+            last_used_at_us: self.last_used_at_us.map(to_u64),
+        })
+    }
+}
+
+impl Store {
+    /// Creates an API key for `tenant` and returns it; its text is shown once and never stored.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownTenant`] or a database error.
+    pub async fn create_api_key(
+        &self,
+        tenant: &TenantId,
+        role: Role,
+        label: &str,
+        expires_at_us: Option<u64>,
+    ) -> Result<ApiKeySecret, StoreError> {
+        if !self.tenant_exists(tenant).await? {
+            return Err(StoreError::UnknownTenant);
+        }
+        let key = ApiKeySecret::generate();
+        let row = ApiKeyRow {
+            key_id: key.id().to_string(),
+            tenant_id: tenant.to_string(),
+            role: role.as_str().to_owned(),
+            secret_hash: key.hash().to_vec(),
+            label: label.to_owned(),
+            created_at_us: db_int(self.config().clock.now_unix_micros()),
+            expires_at_us: expires_at_us.map(db_int),
+            revoked_at_us: None,
+            last_used_at_us: None,
+        };
+        on_db!(self.db(), b => b.insert_api_key(&row).await)?;
+        Ok(key)
+    }
+
+    /// The tenant's keys, oldest first.
+    pub async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        let rows = on_db!(self.db(), b => b.api_keys(tenant).await)?;
+        rows.iter().map(ApiKeyRow::info).collect()
+    }
+
+    /// Revokes one of the tenant's keys; `false` when the tenant has no such active key.
+    pub async fn revoke_api_key(&self, tenant: &TenantId, key_id: &ApiKeyId) -> Result<bool, StoreError> {
+        let now = db_int(self.config().clock.now_unix_micros());
+        on_db!(self.db(), b => b.revoke_api_key(tenant, key_id.as_str(), now).await)
+    }
+
+    /// Authenticates key text: it must parse, exist, match its stored hash (compared in constant
+    /// time), and be neither revoked nor expired. `None` in every other case, without saying why.
+    pub async fn authenticate(&self, text: &str) -> Result<Option<Principal>, StoreError> {
+        let Ok(key) = ApiKeySecret::parse(text) else {
+            return Ok(None);
+        };
+        let Some(row) = on_db!(self.db(), b => b.api_key(key.id().as_str()).await)? else {
+            // Hash anyway so that unknown ids and wrong secrets take the same time.
+            let _ = key.matches(&[0u8; 32]);
+            return Ok(None);
+        };
+        if !key.matches(&row.secret_hash) {
+            return Ok(None);
+        }
+        let now = self.config().clock.now_unix_micros();
+        if row.revoked_at_us.is_some() || row.expires_at_us.is_some_and(|e| to_u64(e) <= now) {
+            return Ok(None);
+        }
+        let tenant = TenantId::parse(&row.tenant_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let role = Role::parse(&row.role).map_err(StoreError::Corrupt)?;
+        let due = {
+            let mut seen = self.last_used().0.lock().unwrap_or_else(|p| p.into_inner());
+            let last = seen.get(&row.key_id).copied().unwrap_or(0);
+            let due = now.saturating_sub(last) >= LAST_USED_WRITE_INTERVAL_US;
+            if due {
+                seen.insert(row.key_id.clone(), now);
+            }
+            due
+        };
+        if due {
+            on_db!(self.db(), b => b.touch_api_key(&row.key_id, db_int(now)).await)?;
+        }
+        Ok(Some(Principal {
+            tenant,
+            role,
+            key_id: key.id().clone(),
+        }))
+    }
+}
+
+// Keep the dispatch enum in scope for the macro.
+#[allow(dead_code)]
+fn _db(db: &Db) -> &Db {
+    db
+}

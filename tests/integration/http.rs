@@ -1,0 +1,501 @@
+//! The HTTPS API end to end: the real server over TLS on a random port, a real HTTP client, a fresh
+//! database per test (SQLite always, PostgreSQL when configured).
+
+use std::time::Duration;
+
+use auditex::auth::Role;
+use auditex::http::{Application, HttpConfig, TlsMode};
+use auditex::store::Store;
+use ledger::checkpoint::open_checkpoint;
+use ledger::merkle::verify_inclusion;
+use ledger::note::VerifierKey;
+use ledger::types::{Hash, LeafIndex, TenantId, TreeSize};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Backend, TestDb, backend_tests};
+
+/// A running server with one tenant and a key of each role.
+pub struct Server {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Store,
+    pub tenant: TenantId,
+    pub ingest: String,
+    pub read: String,
+    pub verify: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub async fn start(backend: &Backend) -> Server {
+        Server::start_with(backend, 1000, 1000).await
+    }
+
+    pub async fn start_with(backend: &Backend, rate: u32, burst: u32) -> Server {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let db = TestDb::new(backend).await;
+        let (store, tenant) = db.open_with_tenant("acme-bank").await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = HttpConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            tls: TlsMode::SelfSigned(dir.path().join("tls")),
+            rate_per_second: rate,
+            rate_burst: burst,
+        };
+        let app = Application::build(store.clone(), &config).expect("server builds");
+        let pem = app.tls_certificate_pem().expect("tls").to_owned();
+        let base = format!("https://localhost:{}", app.port());
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).expect("cert")])
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let key = |role| {
+            let store = store.clone();
+            let tenant = tenant.clone();
+            async move { store.create_api_key(&tenant, role, "test", None).await.expect("key").reveal() }
+        };
+        let (ingest, read, verify) = (key(Role::Ingest).await, key(Role::Read).await, key(Role::Verify).await);
+        Server {
+            base,
+            client,
+            store,
+            tenant,
+            ingest,
+            read,
+            verify,
+            stop: Some(stop),
+            task: Some(task),
+            _db: db,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, key: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(path)).bearer_auth(key).json(body).send().await.expect("request")
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(key).send().await.expect("request")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("server task").expect("server ran");
+        }
+    }
+}
+
+pub fn event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub fn decision(id: &str) -> Value {
+    json!({
+        "event_id": id,
+        "event_type": "decision",
+        "payload": {
+            "model_id": "credit-limit",
+            "model_version": "4.2.0",
+            "input_commitment": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "outcome": "approved",
+            "score": 0.87,
+            "subject_ref": "subj-5d41402a",
+            "decided_at": "2026-11-29T08:49:27Z",
+            "oversight_mode": "human_on_the_loop"
+        },
+        "erasable": {"applicant_name": "Jane Q. Doe"}
+    })
+}
+
+async fn problem(resp: reqwest::Response, status: StatusCode) -> Value {
+    let url = resp.url().to_string();
+    assert_eq!(resp.status(), status, "unexpected status for {url}");
+    assert_eq!(
+        resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json"),
+        "{status} from {url} is not a problem document"
+    );
+    let body: Value = resp.json().await.expect("problem json");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["type"].as_str().is_some_and(|t| t.starts_with("urn:auditex:problem:")));
+    body
+}
+
+async fn appending_returns_receipts_and_retries_are_idempotent(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let id = event_id();
+    let first = s.post(&s.ingest, "/v1/records", &decision(&id)).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().contains_key("strict-transport-security"), "HSTS on every response");
+    assert!(first.headers().contains_key("x-request-id"));
+    let r1: Value = first.json().await.expect("receipt");
+    assert_eq!(r1["seq"], 0);
+    assert_eq!(r1["duplicate"], false);
+    let again = s.post(&s.ingest, "/v1/records", &decision(&id)).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let r2: Value = again.json().await.expect("receipt");
+    assert_eq!((r2["seq"].clone(), r2["hash"].clone(), r2["sig"].clone()), (r1["seq"].clone(), r1["hash"].clone(), r1["sig"].clone()));
+    assert_eq!(r2["duplicate"], true);
+
+    let mut other = decision(&id);
+    other["payload"]["outcome"] = json!("declined");
+    let conflict = s.post(&s.ingest, "/v1/records", &other).await;
+    problem(conflict, StatusCode::CONFLICT).await;
+
+    let batch: Vec<Value> = (0..10).map(|_| decision(&event_id())).collect();
+    let resp = s.post(&s.ingest, "/v1/records/batch", &json!({"records": batch})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let receipts: Value = resp.json().await.expect("receipts");
+    let seqs: Vec<u64> = receipts["receipts"].as_array().expect("list").iter().map(|r| r["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+
+    // The receipt can be fetched again by event id (what a pipeline does after a timeout).
+    let got: Value = s.get(&s.ingest, &format!("/v1/receipts/{id}")).await.json().await.expect("receipt");
+    assert_eq!(got["hash"], r1["hash"]);
+
+    // Reading back: by seq, by event id, and paginated.
+    let record: Value = s.get(&s.read, "/v1/records/0").await.json().await.expect("record");
+    assert_eq!(record["hash"], r1["hash"]);
+    assert_eq!(record["event_id"], json!(id));
+    assert!(record["erasable"]["applicant_name"].is_string(), "only the commitment is in the record");
+    assert!(!record.to_string().contains("Jane"));
+    let by_event: Value = s.get(&s.read, &format!("/v1/events/{id}")).await.json().await.expect("record");
+    assert_eq!(by_event, record);
+    let mut seen = Vec::new();
+    let mut path = "/v1/records?limit=4".to_owned();
+    loop {
+        let page: Value = s.get(&s.read, &path).await.json().await.expect("page");
+        for r in page["records"].as_array().expect("records") {
+            seen.push(r["seq"].as_u64().expect("seq"));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/records?limit=4&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..=10).collect::<Vec<_>>());
+    s.stop().await;
+}
+
+async fn proofs_fetched_over_https_verify_against_signed_checkpoints(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let batch: Vec<Value> = (0..37).map(|_| decision(&event_id())).collect();
+    assert_eq!(s.post(&s.ingest, "/v1/records/batch", &json!({"records": batch})).await.status(), StatusCode::OK);
+    s.store.publish_checkpoints().await.expect("checkpoint");
+    let keys: Value = s.get(&s.verify, "/v1/keys").await.json().await.expect("keys");
+    let vkey = VerifierKey::parse(keys["keys"][0]["verifier_key"].as_str().expect("vkey")).expect("vkey parses");
+    let origin = keys["origin"].as_str().expect("origin").to_owned();
+    let latest = s.get(&s.verify, "/v1/checkpoints/latest").await.text().await.expect("checkpoint");
+    let cp = open_checkpoint(latest.as_bytes(), std::slice::from_ref(&vkey), Some(&origin)).expect("checkpoint verifies");
+    assert_eq!(cp.checkpoint().size(), TreeSize::new(37));
+
+    for seq in [0u64, 1, 17, 36] {
+        let proof: Value = s.get(&s.verify, &format!("/v1/proofs/inclusion?seq={seq}")).await.json().await.expect("proof");
+        let hashes: Vec<Hash> = proof["proof"].as_array().expect("proof").iter().map(|h| Hash::from_hex(h.as_str().expect("hex")).expect("hash")).collect();
+        let leaf = Hash::from_hex(proof["leaf_hash"].as_str().expect("leaf")).expect("leaf");
+        verify_inclusion(leaf, LeafIndex::new(seq), TreeSize::new(37), &hashes, cp.checkpoint().root()).expect("inclusion verifies");
+        // And the self-contained C2SP proof file a regulator downloads.
+        let file = s.get(&s.verify, &format!("/v1/proofs/inclusion/{seq}/tlog-proof")).await.bytes().await.expect("file");
+        let ring = s.store.key_history(&s.tenant).await.expect("ring");
+        let proven = ledger::verify::verify_tlog_proof_file(&file, std::slice::from_ref(&vkey), &ring, &origin).expect("tlog-proof verifies");
+        assert_eq!(proven.record.seq.get(), seq);
+    }
+
+    // A later checkpoint is consistent with the earlier one.
+    let more: Vec<Value> = (0..20).map(|_| decision(&event_id())).collect();
+    s.post(&s.ingest, "/v1/records/batch", &json!({"records": more})).await;
+    s.store.publish_checkpoints().await.expect("checkpoint");
+    let c: Value = s.get(&s.verify, "/v1/proofs/consistency?from=37").await.json().await.expect("consistency");
+    assert_eq!(c["to"], 57);
+    let older = open_checkpoint(c["from_checkpoint"].as_str().expect("from").as_bytes(), std::slice::from_ref(&vkey), Some(&origin)).expect("older");
+    let newer = open_checkpoint(c["to_checkpoint"].as_str().expect("to").as_bytes(), std::slice::from_ref(&vkey), Some(&origin)).expect("newer");
+    let hashes: Vec<Hash> = c["proof"].as_array().expect("proof").iter().map(|h| Hash::from_hex(h.as_str().expect("hex")).expect("hash")).collect();
+    ledger::verify::verify_checkpoint_consistency(older.checkpoint(), newer.checkpoint(), &hashes).expect("consistent");
+    let list: Value = s.get(&s.verify, "/v1/checkpoints").await.json().await.expect("list");
+    assert_eq!(list["checkpoints"].as_array().expect("list").len(), 2);
+    s.stop().await;
+}
+
+async fn every_bad_input_gets_a_4xx_problem_and_writes_nothing(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let post_raw = |body: Vec<u8>, content_type: &'static str| {
+        s.client
+            .post(s.url("/v1/records"))
+            .bearer_auth(&s.ingest)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    problem(post_raw(b"{not json".to_vec(), "application/json").await.expect("sent"), StatusCode::BAD_REQUEST).await;
+    problem(post_raw(vec![0xff, 0xfe, b'{', b'}'], "application/json").await.expect("sent"), StatusCode::BAD_REQUEST).await;
+    problem(post_raw(serde_json::to_vec(&decision(&event_id())).expect("json"), "text/plain").await.expect("sent"), StatusCode::BAD_REQUEST).await;
+    // The server may answer 413 and close before the client has sent the whole body, which the
+    // client can see as a reset; the answer itself must be the problem document.
+    let mut too_large = None;
+    for _ in 0..5 {
+        if let Ok(resp) = post_raw(vec![b' '; auditex::http::REQUEST_BODY_BYTES_MAX + 10], "application/json").await {
+            too_large = Some(resp);
+            break;
+        }
+    }
+    problem(too_large.expect("a 413 answer"), StatusCode::PAYLOAD_TOO_LARGE).await;
+
+    let mut wrong_type = decision(&event_id());
+    wrong_type["payload"]["score"] = json!("high");
+    let p = problem(s.post(&s.ingest, "/v1/records", &wrong_type).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["errors"][0]["pointer"], "/payload/score");
+
+    let mut missing = decision(&event_id());
+    missing["payload"].as_object_mut().expect("obj").remove("model_version");
+    let p = problem(s.post(&s.ingest, "/v1/records", &missing).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["errors"][0]["pointer"], "/payload/model_version");
+
+    let mut unknown = decision(&event_id());
+    unknown["event_type"] = json!("decison");
+    let p = problem(s.post(&s.ingest, "/v1/records", &unknown).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["errors"][0]["pointer"], "/event_type");
+
+    let mut service_only = decision(&event_id());
+    service_only["event_type"] = json!("key_rotation");
+    problem(s.post(&s.ingest, "/v1/records", &service_only).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+
+    let big_number = format!(
+        r#"{{"event_id":"{}","event_type":"decision","payload":{{"model_id":"m","model_version":"1","input_commitment":"{}","outcome":"ok","subject_ref":"s","decided_at":"2026-11-29T08:49:27Z","oversight_mode":"automated","attributes":{{"amount":12345678901234567890}}}}}}"#,
+        event_id(),
+        "ab".repeat(32)
+    );
+    let p = problem(post_raw(big_number.into_bytes(), "application/json").await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["errors"][0]["pointer"], "/payload/attributes/amount");
+
+    let mut bad_batch: Vec<Value> = (0..3).map(|_| decision(&event_id())).collect();
+    bad_batch[2]["payload"]["outcome"] = json!(7);
+    let p = problem(s.post(&s.ingest, "/v1/records/batch", &json!({"records": bad_batch})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(p["errors"][0]["pointer"], "/records/2/payload/outcome");
+    let too_many: Vec<Value> = (0..1001).map(|_| decision(&event_id())).collect();
+    problem(s.post(&s.ingest, "/v1/records/batch", &json!({"records": too_many})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    problem(s.post(&s.ingest, "/v1/records/batch", &json!({"records": []})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    problem(s.post(&s.ingest, "/v1/records", &json!({"event_id": event_id()})).await, StatusCode::BAD_REQUEST).await;
+
+    // Nothing above was written, and a half-bad batch wrote none of its good records.
+    assert_eq!(s.store.tree_size(&s.tenant).await.expect("size"), TreeSize::ZERO);
+
+    s.post(&s.ingest, "/v1/records", &decision(&event_id())).await;
+    s.store.publish_checkpoints().await.expect("checkpoint");
+    problem(s.get(&s.read, "/v1/records?cursor=bm9wZQ").await, StatusCode::BAD_REQUEST).await;
+    problem(s.get(&s.read, "/v1/records?limit=0").await, StatusCode::BAD_REQUEST).await;
+    problem(s.get(&s.read, "/v1/records?limit=abc").await, StatusCode::BAD_REQUEST).await;
+    problem(s.get(&s.read, "/v1/records/99999999999999999999").await, StatusCode::BAD_REQUEST).await;
+    problem(s.get(&s.read, "/v1/events/not-a-uuid").await, StatusCode::BAD_REQUEST).await;
+    problem(s.get(&s.verify, "/v1/proofs/inclusion?seq=5").await, StatusCode::NOT_FOUND).await;
+    problem(s.get(&s.verify, "/v1/proofs/inclusion?seq=0&tree_size=9").await, StatusCode::NOT_FOUND).await;
+    problem(s.get(&s.verify, "/v1/proofs/inclusion").await, StatusCode::BAD_REQUEST).await;
+    problem(s.get(&s.verify, "/v1/proofs/consistency?from=0").await, StatusCode::BAD_REQUEST).await;
+    problem(s.get(&s.verify, "/v1/proofs/consistency?from=5").await, StatusCode::BAD_REQUEST).await;
+    problem(s.get(&s.verify, "/v1/proofs/consistency?from=1&to=7").await, StatusCode::NOT_FOUND).await;
+    s.stop().await;
+}
+
+async fn roles_and_keys_are_enforced(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let id = event_id();
+    assert_eq!(s.post(&s.ingest, "/v1/records", &decision(&id)).await.status(), StatusCode::CREATED);
+    // No key, a malformed key, a well-formed unknown key.
+    let resp = s.client.get(s.url("/v1/records/0")).send().await.expect("sent");
+    assert!(resp.headers().contains_key("www-authenticate"));
+    problem(resp, StatusCode::UNAUTHORIZED).await;
+    problem(s.get("atx_nonsense", "/v1/records/0").await, StatusCode::UNAUTHORIZED).await;
+    let stranger = auditex::auth::ApiKeySecret::generate().reveal();
+    problem(s.get(&stranger, "/v1/records/0").await, StatusCode::UNAUTHORIZED).await;
+    // Roles.
+    problem(s.get(&s.ingest, "/v1/records/0").await, StatusCode::FORBIDDEN).await;
+    problem(s.get(&s.verify, "/v1/records/0").await, StatusCode::FORBIDDEN).await;
+    problem(s.get(&s.verify, "/v1/records").await, StatusCode::FORBIDDEN).await;
+    problem(s.post(&s.read, "/v1/records", &decision(&event_id())).await, StatusCode::FORBIDDEN).await;
+    problem(s.post(&s.verify, "/v1/records", &decision(&event_id())).await, StatusCode::FORBIDDEN).await;
+    problem(s.get(&s.ingest, "/v1/proofs/inclusion?seq=0").await, StatusCode::FORBIDDEN).await;
+    assert_eq!(s.get(&s.read, "/v1/records/0").await.status(), StatusCode::OK);
+    // Revoked and expired keys stop working.
+    let revoked = s.store.create_api_key(&s.tenant, Role::Read, "old", None).await.expect("key");
+    assert_eq!(s.get(&revoked.reveal(), "/v1/records/0").await.status(), StatusCode::OK);
+    assert!(s.store.revoke_api_key(&s.tenant, revoked.id()).await.expect("revoke"));
+    problem(s.get(&revoked.reveal(), "/v1/records/0").await, StatusCode::UNAUTHORIZED).await;
+    let expired = s.store.create_api_key(&s.tenant, Role::Verify, "regulator", Some(1)).await.expect("key");
+    problem(s.get(&expired.reveal(), "/v1/keys").await, StatusCode::UNAUTHORIZED).await;
+    let listed = s.store.api_keys(&s.tenant).await.expect("list");
+    assert!(listed.iter().any(|k| k.key_id == revoked.id().to_string() && k.revoked_at_us.is_some()));
+    assert!(listed.iter().any(|k| k.last_used_at_us.is_some()), "last use is recorded");
+    s.stop().await;
+}
+
+async fn another_tenants_key_sees_nothing(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let id = event_id();
+    s.post(&s.ingest, "/v1/records", &decision(&id)).await;
+    s.store.publish_checkpoints().await.expect("checkpoint");
+    let other = TenantId::parse("other-bank").expect("tenant");
+    s.store.create_tenant(&other).await.expect("tenant");
+    let mut outsiders = Vec::new();
+    for role in [Role::Ingest, Role::Read, Role::Verify] {
+        outsiders.push((role, s.store.create_api_key(&other, role, "outsider", None).await.expect("key").reveal()));
+    }
+    let missing_id = event_id();
+    let paths = [
+        "/v1/records/0".to_owned(),
+        format!("/v1/events/{id}"),
+        format!("/v1/receipts/{id}"),
+        "/v1/proofs/inclusion?seq=0".to_owned(),
+        "/v1/proofs/inclusion/0/tlog-proof".to_owned(),
+        "/v1/proofs/consistency?from=1".to_owned(),
+        "/v1/checkpoints/latest".to_owned(),
+    ];
+    for (role, key) in &outsiders {
+        for path in &paths {
+            let resp = s.get(key, path).await;
+            let status = resp.status();
+            let text = resp.text().await.expect("body");
+            assert!(
+                status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN,
+                "{role} key of another tenant got {status} for {path}: {text}"
+            );
+            assert!(!text.contains(&id) || path.contains(&id), "{path} leaked the record");
+        }
+        // A listing shows only the caller's own (empty) ledger.
+        if *role == Role::Read {
+            let page: Value = s.get(key, "/v1/records").await.json().await.expect("page");
+            assert_eq!(page["records"], json!([]));
+            // Exactly what a record that does not exist looks like.
+            let theirs = s.get(key, &format!("/v1/events/{id}")).await;
+            let nothing = s.get(key, &format!("/v1/events/{missing_id}")).await;
+            assert_eq!(theirs.status(), nothing.status());
+            let (a, b): (Value, Value) = (theirs.json().await.expect("json"), nothing.json().await.expect("json"));
+            assert_eq!(a, b);
+        }
+    }
+    // Appending with the other tenant's key lands in the other tenant's chain.
+    let resp = s.post(&outsiders[0].1, "/v1/records", &decision(&id)).await;
+    assert_eq!(resp.status(), StatusCode::CREATED, "the same event id in another tenant is a new record");
+    assert_eq!(s.store.tree_size(&other).await.expect("size"), TreeSize::new(1));
+    assert_eq!(s.store.tree_size(&s.tenant).await.expect("size"), TreeSize::new(1));
+    s.stop().await;
+}
+
+async fn rate_limits_answer_429_with_retry_after(backend: Backend) {
+    let s = Server::start_with(&backend, 1, 3).await;
+    let mut limited = None;
+    for _ in 0..10 {
+        let resp = s.get(&s.verify, "/v1/keys").await;
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(resp);
+            break;
+        }
+    }
+    let resp = limited.expect("the fourth rapid request within a second must be limited");
+    let retry: u64 = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!(retry >= 1);
+    problem(resp, StatusCode::TOO_MANY_REQUESTS).await;
+    let metrics = s.client.get(s.url("/metrics")).send().await.expect("metrics");
+    // The metrics endpoint itself may be limited for this address; retry after the window.
+    let text = if metrics.status() == StatusCode::OK {
+        metrics.text().await.expect("text")
+    } else {
+        tokio::time::sleep(Duration::from_secs(retry + 1)).await;
+        s.client.get(s.url("/metrics")).send().await.expect("metrics").text().await.expect("text")
+    };
+    assert!(text.lines().any(|l| l.starts_with("auditex_rate_limited_total ") && !l.ends_with(" 0")), "{text}");
+    s.stop().await;
+}
+
+async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
+    let s = Server::start(&backend).await;
+    assert_eq!(s.client.get(s.url("/healthz")).send().await.expect("h").status(), StatusCode::OK);
+    let ready: Value = s.client.get(s.url("/readyz")).send().await.expect("r").json().await.expect("json");
+    assert_eq!(ready["status"], "ready");
+    s.post(&s.ingest, "/v1/records", &decision(&event_id())).await;
+    let metrics = s.client.get(s.url("/metrics")).send().await.expect("m").text().await.expect("text");
+    assert!(metrics.contains("auditex_appended_records_total 1"), "{metrics}");
+    assert!(metrics.contains("auditex_append_latency_seconds_bucket"));
+    assert!(metrics.contains("auditex_append_queue_requests"));
+    let served = s.client.get(s.url("/v1/openapi.json")).send().await.expect("o").text().await.expect("text");
+    let doc: Value = serde_json::from_str(&served).expect("json");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
+    let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json")).expect("docs/openapi.json");
+    assert_eq!(
+        serde_json::from_str::<Value>(&checked_in).expect("json"),
+        doc,
+        "docs/openapi.json is out of date: run `auditex openapi > docs/openapi.json`"
+    );
+    s.stop().await;
+}
+
+async fn shutdown_drains_and_keeps_every_acknowledged_append(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (client, url, key) = (s.client.clone(), s.url("/v1/records"), s.ingest.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for _ in 0..20 {
+                match client.post(&url).bearer_auth(&key).json(&decision(&event_id())).send().await {
+                    Ok(r) if r.status() == StatusCode::CREATED => acked.push(r.json::<Value>().await.expect("receipt")),
+                    _ => break,
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let store = s.store.clone();
+    let tenant = s.tenant.clone();
+    s.stop().await;
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.expect("task"));
+    }
+    for r in &acked {
+        let seq = ledger::types::Sequence::new(r["seq"].as_u64().expect("seq")).expect("seq");
+        let rec = store.record(&tenant, seq).await.expect("read").expect("acknowledged record present");
+        assert_eq!(rec.hash.to_hex(), r["hash"].as_str().expect("hash"));
+    }
+}
+
+backend_tests!(
+    appending_returns_receipts_and_retries_are_idempotent,
+    proofs_fetched_over_https_verify_against_signed_checkpoints,
+    every_bad_input_gets_a_4xx_problem_and_writes_nothing,
+    roles_and_keys_are_enforced,
+    another_tenants_key_sees_nothing,
+    rate_limits_answer_429_with_retry_after,
+    health_readiness_metrics_and_openapi_are_served,
+    shutdown_drains_and_keeps_every_acknowledged_append,
+);
+
+#[tokio::test]
+async fn plain_http_is_refused_off_loopback() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let store = db.open().await;
+    let config = HttpConfig {
+        listen: "0.0.0.0:0".parse().expect("addr"),
+        tls: TlsMode::PlainDevelopment,
+        rate_per_second: 10,
+        rate_burst: 10,
+    };
+    let err = Application::build(store.clone(), &config).err().expect("must refuse");
+    assert!(err.to_string().contains("loopback"), "{err}");
+    store.shutdown().await;
+}
