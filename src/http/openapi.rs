@@ -3,6 +3,7 @@
 //! (regenerate with `auditex openapi > docs/openapi.json`).
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::api;
@@ -64,6 +65,29 @@ impl Modify for BearerKey {
             "api_key",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        // Every authenticated operation can also answer these; document them once, here.
+        let common = [
+            ("401", "No valid API key"),
+            ("403", "The key's role may not do this"),
+            ("429", "Rate limited; see Retry-After"),
+            ("503", "Overloaded or database unavailable; see Retry-After"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                for (code, description) in common {
+                    if !op.responses.responses.contains_key(code) {
+                        let response = ResponseBuilder::new()
+                            .description(description)
+                            .content(
+                                "application/problem+json",
+                                Content::new(Some(Ref::from_schema_name("Problem"))),
+                            )
+                            .build();
+                        op.responses.responses.insert(code.to_owned(), RefOr::T(response));
+                    }
+                }
+            }
+        }
     }
 }
 
