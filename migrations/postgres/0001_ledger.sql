@@ -42,6 +42,9 @@ CREATE TABLE records (
     UNIQUE (tenant_id, event_id)
 );
 
+-- Proofs read up to 256 consecutive record hashes (one Merkle tile): an index-only scan.
+CREATE INDEX records_leaf_hashes ON records (tenant_id, seq) INCLUDE (hash);
+
 CREATE TABLE merkle_nodes (
     tenant_id  TEXT NOT NULL REFERENCES tenants(tenant_id),
     level      SMALLINT NOT NULL CHECK (level > 0 AND level % 8 = 0),

@@ -37,6 +37,10 @@ CREATE TABLE records (
 -- SQLite's planner would otherwise scan the tenant's whole primary-key range.
 CREATE UNIQUE INDEX records_by_event_id ON records (tenant_id, event_id);
 
+-- Proofs read up to 256 consecutive record hashes (one Merkle tile). This narrow covering index
+-- serves them without touching the wide record rows.
+CREATE INDEX records_leaf_hashes ON records (tenant_id, seq, hash);
+
 -- Records are written once. These triggers refuse any change, whoever asks.
 CREATE TRIGGER records_no_update BEFORE UPDATE ON records
 BEGIN SELECT RAISE(ABORT, 'records are append-only: UPDATE is not allowed'); END;

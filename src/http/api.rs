@@ -54,6 +54,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/checkpoints/latest", get(latest_checkpoint))
         .route("/v1/checkpoints", get(list_checkpoints))
         .route("/v1/keys", get(key_history))
+        .route("/v1/decisions/{event_id}/bundle", get(custody_bundle))
+        .route("/v1/export", get(export))
         .route("/v1/openapi.json", get(openapi_document))
 }
 
@@ -805,6 +807,89 @@ pub async fn key_history(State(state): State<AppState>, caller: Caller) -> Resul
         .collect::<Result<_, ApiError>>()?;
     Ok(Json(KeyHistory { origin, keys }))
 }
+
+/// Export parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// First sequence number (default 0: the whole ledger).
+    pub from_seq: Option<u64>,
+}
+
+/// The chain-of-custody bundle of a decision: the decision, every linked follow-up, inclusion
+/// proofs, the checkpoint and the keys — one file that `auditex verify` accepts.
+#[utoipa::path(get, path = "/v1/decisions/{event_id}/bundle", tag = "proofs",
+    params(("event_id" = String, Path, description = "The decision's event id")),
+    responses(
+        (status = 200, description = "The bundle (auditex-custody-bundle/v1, FORMAT.md section 11)", body = Object),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn custody_bundle(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(event_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let p = caller.require(PROVERS, "download evidence")?;
+    let bundle = state.store.custody_bundle(&p.tenant, parse_event_id(&event_id)?).await?;
+    let json = bundle.to_json();
+    let mut response = json.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"custody-{event_id}.json\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// The whole ledger (or from `from_seq`) up to the latest checkpoint, as JSON Lines, streamed in
+/// constant memory (FORMAT.md section 12).
+#[utoipa::path(get, path = "/v1/export", tag = "proofs", params(ExportParams),
+    responses(
+        (status = 200, description = "auditex-export/v1 JSON Lines", body = String, content_type = "application/x-ndjson"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let p = caller.require(PROVERS, "export the ledger")?;
+    let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let from = params.from_seq.unwrap_or(0);
+    // Answer what can be known before streaming with a proper status; once bytes flow, a failure
+    // can only cut the stream short, which a verifier detects (no trailer line).
+    let checkpoint = checkpoint_for(&state, &p.tenant, None).await?;
+    if from > checkpoint.size.get() {
+        return Err(ApiError::BadParameter(format!(
+            "from_seq {from} is beyond the latest checkpoint's tree size {}",
+            checkpoint.size
+        )));
+    }
+    let (mut writer, reader) = tokio::io::duplex(EXPORT_PIPE_BYTES);
+    let store = state.store.clone();
+    let tenant = p.tenant.clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.export(&tenant, from, &mut writer).await {
+            tracing::warn!(tenant = %tenant, error = %e, "export stopped early");
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}-export.jsonl\"", p.tenant)) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// Bytes buffered between the export writer and the response body: the export streams in
+/// constant memory however large the ledger.
+const EXPORT_PIPE_BYTES: usize = 256 * 1024;
 
 /// The OpenAPI 3.1 document of this API.
 pub async fn openapi_document() -> Response {

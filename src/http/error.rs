@@ -228,3 +228,16 @@ pub fn generic_problem(status: StatusCode, detail: &str, headers: axum::http::He
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     response
 }
+
+impl From<crate::store::EvidenceError> for ApiError {
+    fn from(e: crate::store::EvidenceError) -> Self {
+        use crate::store::EvidenceError as E;
+        match e {
+            E::EventNotFound(_) | E::RecordNotFound(_) => ApiError::NotFound("no such record".into()),
+            E::NoCheckpoint | E::NotYetCheckpointed { .. } => ApiError::NotFound(e.to_string()),
+            E::NotADecision { .. } | E::TooManyEntries { .. } | E::OutOfRange(_) => ApiError::BadParameter(e.to_string()),
+            E::Store(s) => s.into(),
+            E::ProofFile(_) | E::Write(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}

@@ -30,6 +30,8 @@ use super::error::{Problem, ProblemField};
         api::latest_checkpoint,
         api::list_checkpoints,
         api::key_history,
+        api::custody_bundle,
+        api::export,
     ),
     components(schemas(
         Problem,

@@ -162,7 +162,7 @@ impl StoreConfig {
             group_commit_window: Duration::from_micros(GROUP_COMMIT_WINDOW_US_DEFAULT),
             queue_requests_max: APPEND_QUEUE_REQUESTS_MAX,
             checkpoint_interval: Duration::from_millis(CHECKPOINT_INTERVAL_MS_DEFAULT),
-            read_connections: 4,
+            read_connections: 8,
             clock: Arc::new(SystemClock),
             checkpoint_dir: None,
             publish_in_background: true,
@@ -726,6 +726,10 @@ impl Store {
         // `notify_one` keeps a permit if the publisher is busy publishing right now (only one task
         // waits on this); `notify_waiters` would be lost then and leave it running.
         self.inner.shutdown.notify_one();
+        // Nothing more is written: `auditex restore` may replace the SQLite file now.
+        if let Db::Sqlite(b) = &self.inner.db {
+            b.release_in_use_lock();
+        }
     }
 
     pub(crate) fn shutdown_signal(&self) -> &tokio::sync::Notify {

@@ -31,9 +31,9 @@ const RECORD_COLUMNS: &str = "tenant_id, seq, event_id, event_type, captured_at_
 pub(crate) struct SqliteDb {
     writer: SqlitePool,
     readers: SqlitePool,
-    /// The shared advisory lock on `<database>.lock`, held while the store is open, so that
+    /// The shared advisory lock on `<database>.lock`, held from open until shutdown, so that
     /// `auditex restore` can tell that the database is in use (see [`lock_exclusive`]).
-    _in_use: std::sync::Arc<std::fs::File>,
+    in_use: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
 }
 
 fn options(path: &Path) -> SqliteConnectOptions {
@@ -130,7 +130,7 @@ impl SqliteDb {
                 .connect_with(options(path).read_only(false))
                 .await?,
             writer,
-            _in_use: std::sync::Arc::new(in_use),
+            in_use: std::sync::Arc::new(std::sync::Mutex::new(Some(in_use))),
         };
         let version = db.sqlite_version().await?;
         if parse_version(&version).is_none_or(|v| v < SQLITE_VERSION_MIN) {
@@ -400,7 +400,7 @@ impl SqliteDb {
         to: u64,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT hash FROM records WHERE tenant_id = ? AND seq >= ? AND seq < ? ORDER BY seq",
+            "SELECT hash FROM records INDEXED BY records_leaf_hashes WHERE tenant_id = ? AND seq >= ? AND seq < ? ORDER BY seq",
         )
         .bind(tenant.as_str())
         .bind(db_int(from))
@@ -633,6 +633,12 @@ impl SqliteDb {
     pub(crate) async fn close(&self) {
         self.writer.close().await;
         self.readers.close().await;
+        self.release_in_use_lock();
+    }
+
+    /// Gives up the in-use lock: the store has shut down and writes nothing more.
+    pub(crate) fn release_in_use_lock(&self) {
+        self.in_use.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 
@@ -668,7 +674,9 @@ pub(crate) async fn vacuum_file_into(source: &Path, dest: &Path) -> Result<(), S
 
 /// What `PRAGMA integrity_check` and `PRAGMA foreign_key_check` find wrong in the database file
 /// at `path` (empty when it is sound), and the number of records per tenant.
-pub(crate) async fn check_file(path: &Path) -> Result<(Vec<String>, Vec<(String, i64)>), StoreError> {
+pub(crate) async fn check_file(
+    path: &Path,
+) -> Result<(Vec<String>, Vec<(String, i64)>), StoreError> {
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(
@@ -682,10 +690,11 @@ pub(crate) async fn check_file(path: &Path) -> Result<(Vec<String>, Vec<(String,
         .fetch_all(&pool)
         .await?;
     problems.retain(|p| p != "ok");
-    let foreign: Vec<(String, i64)> = sqlx::query_as("SELECT \"table\", rowid FROM pragma_foreign_key_check")
-        .fetch_all(&pool)
-        .await
-        .unwrap_or_default();
+    let foreign: Vec<(String, i64)> =
+        sqlx::query_as("SELECT \"table\", rowid FROM pragma_foreign_key_check")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
     problems.extend(
         foreign
             .into_iter()

@@ -400,6 +400,8 @@ async fn another_tenants_key_sees_nothing(backend: Backend) {
         "/v1/proofs/inclusion/0/tlog-proof".to_owned(),
         "/v1/proofs/consistency?from=1".to_owned(),
         "/v1/checkpoints/latest".to_owned(),
+        format!("/v1/decisions/{id}/bundle"),
+        "/v1/export".to_owned(),
     ];
     for (role, key) in &outsiders {
         for path in &paths {
@@ -511,7 +513,64 @@ async fn shutdown_drains_and_keeps_every_acknowledged_append(backend: Backend) {
     }
 }
 
+async fn evidence_downloaded_over_https_verifies_offline_with_auditex_verify(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let decision_id = event_id();
+    s.post(&s.ingest, "/v1/records", &decision(&decision_id)).await;
+    let review = json!({"event_id": event_id(), "event_type": "human_review",
+        "payload": {"decision_id": decision_id, "reviewer": "analyst-17", "action": "confirmed"}});
+    let noise: Vec<Value> = (0..5).map(|_| decision(&event_id())).collect();
+    s.post(&s.ingest, "/v1/records/batch", &json!({"records": noise})).await;
+    assert_eq!(s.post(&s.ingest, "/v1/records", &review).await.status(), StatusCode::CREATED);
+    s.store.publish_checkpoints().await.expect("checkpoint");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys: Value = s.get(&s.verify, "/v1/keys").await.json().await.expect("keys");
+    let vkey = keys["keys"][0]["verifier_key"].as_str().expect("vkey").to_owned();
+    let files = [
+        ("bundle", format!("/v1/decisions/{decision_id}/bundle")),
+        ("export", "/v1/export".to_owned()),
+        ("proof", "/v1/proofs/inclusion/6/tlog-proof".to_owned()),
+    ];
+    for (kind, path) in &files {
+        let resp = s.get(&s.verify, path).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let bytes = resp.bytes().await.expect("body");
+        let file = dir.path().join(kind);
+        std::fs::write(&file, &bytes).expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_auditex"))
+            .args(["verify", kind])
+            .arg(&file)
+            .args(["--key", &vkey, "--json"])
+            .output()
+            .expect("run auditex verify");
+        assert!(out.status.success(), "{kind} did not verify: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        // One flipped byte in a record's hash must make it fail with the "tampered" code.
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let record_hash = s.store.record(&s.tenant, ledger::types::Sequence::new(6).expect("seq")).await.expect("read").expect("record").hash.to_hex();
+        if text.contains(&record_hash) {
+            let mut broken = record_hash.clone().into_bytes();
+            broken[0] = if broken[0] == b'0' { b'1' } else { b'0' };
+            let tampered = text.replacen(&record_hash, &String::from_utf8(broken).expect("ascii"), 1);
+            std::fs::write(&file, tampered).expect("write");
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_auditex"))
+                .args(["verify", kind])
+                .arg(&file)
+                .args(["--key", &vkey])
+                .output()
+                .expect("run auditex verify");
+            assert_eq!(out.status.code(), Some(1), "a tampered {kind} must be reported as tampered");
+        }
+    }
+    // The export endpoint refuses what it cannot serve before streaming.
+    problem(s.get(&s.verify, "/v1/export?from_seq=999").await, StatusCode::BAD_REQUEST).await;
+    problem(s.get(&s.verify, &format!("/v1/decisions/{}/bundle", event_id())).await, StatusCode::NOT_FOUND).await;
+    problem(s.get(&s.ingest, "/v1/export").await, StatusCode::FORBIDDEN).await;
+    s.stop().await;
+}
+
 backend_tests!(
+    evidence_downloaded_over_https_verifies_offline_with_auditex_verify,
     appending_returns_receipts_and_retries_are_idempotent,
     proofs_fetched_over_https_verify_against_signed_checkpoints,
     every_bad_input_gets_a_4xx_problem_and_writes_nothing,
