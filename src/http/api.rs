@@ -905,19 +905,29 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: the database answers and the store is open.
+/// Readiness: the database answers (its schema was checked at startup), every tenant's signing
+/// key opens with the master key, and no tenant is held back by a detected rollback.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ready", "database": "ok"}))).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "not ready", "database": "unreachable"})),
-            )
-                .into_response()
-        }
+    let database = state.store.ping().await;
+    let keys = match &database {
+        Ok(()) => state.store.check_signing_keys().await,
+        Err(_) => Err("database unreachable".to_owned()),
+    };
+    let rollback = state.store.rollback_status();
+    let held: Vec<String> = rollback.held().keys().map(ToString::to_string).collect();
+    let ready = database.is_ok() && keys.is_ok() && held.is_empty();
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "database": if database.is_ok() { "ok" } else { "unreachable" },
+        "migrations": if database.is_ok() { "current" } else { "unknown" },
+        "signing_keys": match &keys { Ok(n) => format!("{n} loaded"), Err(e) => e.clone() },
+        "rollback_held_tenants": held,
+    });
+    if !ready {
+        tracing::warn!(%body, "not ready");
     }
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
 }
 
 /// Prometheus metrics.

@@ -202,7 +202,7 @@ pub enum StoreError {
     Crypto(#[from] CryptoError),
     /// The tenant's database is behind (or forks from) the checkpoint published last, and no
     /// operator has acknowledged that yet: no checkpoint is published and appends are refused.
-    /// Not retryable until `auditex rollback acknowledge`; an HTTP layer answers 503.
+    /// Not retryable until `auditex rollback acknowledge`; an HTTP layer should answer 503.
     #[error(
         "tenant {tenant} is held after a rollback: {problem}; an operator must run `auditex rollback acknowledge --tenant {tenant} --reason \"...\"`"
     )]
@@ -686,6 +686,21 @@ impl Store {
     pub async fn rotate_key(&self, tenant: &TenantId) -> Result<KeyInterval, AppendError> {
         self.refuse_if_rolled_back(tenant)?;
         self.appender(tenant).await?.rotate().await
+    }
+
+    /// Opens every tenant's current signing key with the master key (for readiness checks);
+    /// returns how many opened, or which tenant's key did not.
+    ///
+    /// # Errors
+    /// A message naming the first tenant whose key is missing or does not open.
+    pub async fn check_signing_keys(&self) -> Result<usize, String> {
+        let tenants = self.tenants().await.map_err(|e| e.to_string())?;
+        for tenant in &tenants {
+            self.current_signer(tenant)
+                .await
+                .map_err(|e| format!("the signing key of {tenant} is not usable: {e}"))?;
+        }
+        Ok(tenants.len())
     }
 
     /// Append requests waiting in every tenant's queue (for `/metrics`).

@@ -465,6 +465,8 @@ async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
     assert_eq!(s.client.get(s.url("/healthz")).send().await.expect("h").status(), StatusCode::OK);
     let ready: Value = s.client.get(s.url("/readyz")).send().await.expect("r").json().await.expect("json");
     assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["signing_keys"], "1 loaded");
+    assert_eq!(ready["rollback_held_tenants"], json!([]));
     s.post(&s.ingest, "/v1/records", &decision(&event_id())).await;
     let metrics = s.client.get(s.url("/metrics")).send().await.expect("m").text().await.expect("text");
     assert!(metrics.contains("auditex_appended_records_total 1"), "{metrics}");
