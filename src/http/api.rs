@@ -659,7 +659,8 @@ async fn prove(
             checkpoint.size
         )));
     }
-    let proof = state.store.inclusion_proof(tenant, LeafIndex::new(seq), checkpoint.size).await?;
+    // The size is that of a published checkpoint, so it is within the tree.
+    let proof = state.store.inclusion_proof_within(tenant, LeafIndex::new(seq), checkpoint.size).await?;
     Ok((record, checkpoint, proof))
 }
 

@@ -891,6 +891,21 @@ impl Store {
         size: TreeSize,
     ) -> Result<Vec<Hash>, StoreError> {
         self.check_size(tenant, size).await?;
+        self.inclusion_proof_within(tenant, index, size).await
+    }
+
+    /// As [`Store::inclusion_proof`], for a size known to be within the tree (that of a published
+    /// checkpoint), without the size check's query: the hot path of proof requests.
+    ///
+    /// # Errors
+    /// [`StoreError::OutOfRange`] when `index >= size`; [`StoreError::Corrupt`] when a tile is
+    /// missing (which a size beyond the tree would also cause).
+    pub async fn inclusion_proof_within(
+        &self,
+        tenant: &TenantId,
+        index: LeafIndex,
+        size: TreeSize,
+    ) -> Result<Vec<Hash>, StoreError> {
         let nodes = inclusion_proof_node_ids(index, size)
             .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
         let hashes = self.node_hashes(tenant, nodes.ids()).await?;
