@@ -138,6 +138,63 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Write a tenant's ledger export (JSON Lines, FORMAT.md section 12) from a sequence number
+    /// to the latest checkpoint.
+    Export {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The first sequence number to export.
+        #[arg(long, default_value_t = 0)]
+        from_seq: u64,
+        /// Write to this file (atomically) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write the chain-of-custody bundle of a decision (JSON, FORMAT.md section 11).
+    Bundle {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The decision's event id.
+        #[arg(long, value_name = "EVENT_ID")]
+        decision: String,
+        /// Write to this file (atomically) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write the C2SP tlog-proof file of one record (--seq), or the consistency proof from an
+    /// older tree size to a published checkpoint (--old-size).
+    Proof {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The record's sequence number (a tlog-proof file).
+        #[arg(long, conflicts_with = "old_size", required_unless_present = "old_size")]
+        seq: Option<u64>,
+        /// The older tree size (a consistency proof, one hex hash per line).
+        #[arg(long)]
+        old_size: Option<u64>,
+        /// The newer tree size, which must have a published checkpoint (default: the latest).
+        #[arg(long, requires = "old_size")]
+        new_size: Option<u64>,
+        /// Write to this file (atomically) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Verify evidence offline (no server, no database): an export, a custody bundle, a
+    /// tlog-proof file, or two checkpoints. Exit code 0: verified; 1: verification failed;
+    /// 2: the input could not be read.
+    Verify(crate::verify_cli::VerifyArgs),
 }
 
 /// Tenant commands.
@@ -357,6 +414,44 @@ pub async fn run(cli: Cli) -> CliResult {
             store,
         } => crate::ops_cli::restore(&store, backup, force, verify_only).await,
         Command::Rollback { command, store } => crate::ops_cli::rollback(&store, command).await,
+        Command::Export {
+            tenant,
+            from_seq,
+            output,
+            store,
+        } => {
+            crate::verify_cli::export_command(&store, &tenant, from_seq, output.as_deref()).await
+        }
+        Command::Bundle {
+            tenant,
+            decision,
+            output,
+            store,
+        } => crate::verify_cli::bundle_command(&store, &tenant, &decision, output.as_deref()).await,
+        Command::Proof {
+            tenant,
+            seq,
+            old_size,
+            new_size,
+            output,
+            store,
+        } => {
+            crate::verify_cli::proof_command(
+                &store,
+                &tenant,
+                seq,
+                old_size,
+                new_size,
+                output.as_deref(),
+            )
+            .await
+        }
+        // Verification needs neither the store nor the runtime, and has its own exit codes
+        // (0 verified, 1 failed, 2 unreadable input), so it ends the process itself.
+        Command::Verify(args) => {
+            let code = tokio::task::block_in_place(|| crate::verify_cli::run(args));
+            std::process::exit(i32::from(code))
+        }
         Command::Checkpoint { tenant, store } => {
             let s = open(&store).await?;
             let tenant = tenant_id(&tenant)?;
@@ -434,7 +529,7 @@ pub fn synthetic_decision(n: u64) -> serde_json::Value {
         "model_id": format!("credit-model-{}", n % 3),
         "model_version": "1.4.0",
         "input_commitment": format!("{:064x}", n),
-        "outcome": if n % 4 == 0 { "declined" } else { "approved" },
+        "outcome": if n.is_multiple_of(4) { "declined" } else { "approved" },
         "score": (n % 1000) as f64 / 1000.0,
         "reason_codes": ["R01"],
         "subject_ref": format!("subject-{}", n % 10_000),

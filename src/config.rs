@@ -50,8 +50,9 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-/// Settings shared by every command that opens the store.
-#[derive(Debug, Clone, clap::Args)]
+/// Settings shared by every command that opens the store. `Debug` redacts the secrets (the
+/// master key and database URLs, which may carry passwords).
+#[derive(Clone, clap::Args)]
 pub struct StoreArgs {
     /// Folder for the embedded default: the SQLite file and the generated master key.
     #[arg(long, global = true, env = "AUDITEX_DATA_DIR", default_value = DATA_DIR_DEFAULT)]
@@ -120,6 +121,27 @@ pub struct StoreArgs {
     /// that database restores do not touch.
     #[arg(long, global = true, env = "AUDITEX_CHECKPOINT_DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |set: bool| if set { Some("<redacted>") } else { None };
+        f.debug_struct("StoreArgs")
+            .field("data_dir", &self.data_dir)
+            .field("database", &self.database())
+            .field(
+                "admin_database_url",
+                &redacted(self.admin_database_url.is_some()),
+            )
+            .field("master_key", &redacted(self.master_key.is_some()))
+            .field("master_key_file", &self.master_key_file)
+            .field("production", &self.production)
+            .field("origin", &self.origin)
+            .field("group_commit_window_us", &self.group_commit_window_us)
+            .field("checkpoint_interval_ms", &self.checkpoint_interval_ms)
+            .field("checkpoint_dir", &self.checkpoint_dir)
+            .finish()
+    }
 }
 
 impl StoreArgs {
@@ -326,5 +348,61 @@ impl HttpArgs {
             rate_per_second: self.rate_per_second,
             rate_burst: self.rate_burst,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Args {
+        #[command(flatten)]
+        store: StoreArgs,
+    }
+
+    #[test]
+    fn debug_output_of_the_settings_redacts_every_secret() {
+        let key = "ab".repeat(32);
+        let args = Args::parse_from([
+            "auditex",
+            "--database-url",
+            "postgres://auditex_app:s3cret-app@db/ledger",
+            "--admin-database-url",
+            "postgres://owner:s3cret-owner@db/ledger",
+            "--master-key",
+            &key,
+        ]);
+        let text = format!("{args:?}");
+        for secret in ["s3cret-app", "s3cret-owner", key.as_str()] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("<redacted>"));
+    }
+
+    #[test]
+    fn a_secret_file_readable_by_others_is_refused_naming_the_setting_and_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("smtp.password");
+        std::fs::write(&path, "hunter2").expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+            let err = read_secret_file(&path, "AUDITEX_TEST_SECRET_FILE").expect_err("refused");
+            let text = err.to_string();
+            assert!(text.contains("AUDITEX_TEST_SECRET_FILE"), "{text}");
+            assert!(
+                text.contains(&format!("chmod 600 {}", path.display())),
+                "{text}"
+            );
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        assert_eq!(
+            read_secret_file(&path, "AUDITEX_TEST_SECRET_FILE").expect("read"),
+            "hunter2"
+        );
     }
 }

@@ -12,3 +12,4 @@ pub mod auth;
 pub mod http;
 pub mod ops_cli;
 pub mod store;
+pub mod verify_cli;

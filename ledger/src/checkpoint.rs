@@ -354,13 +354,13 @@ pub fn open_checkpoint(
         .cloned()
         .collect();
     let checkpoint = Checkpoint::parse_body(note.text())?;
-    if let Some(expected) = expected_origin {
-        if checkpoint.origin != expected {
-            return Err(OpenCheckpointError::OriginMismatch {
-                expected: expected.to_owned(),
-                found: checkpoint.origin,
-            });
-        }
+    if let Some(expected) = expected_origin
+        && checkpoint.origin != expected
+    {
+        return Err(OpenCheckpointError::OriginMismatch {
+            expected: expected.to_owned(),
+            found: checkpoint.origin,
+        });
     }
     if !verified_by
         .iter()

@@ -178,6 +178,13 @@ impl From<StoreError> for ApiError {
             }
             StoreError::UnknownTenant => ApiError::NotFound("not found".into()),
             StoreError::OutOfRange(detail) => ApiError::BadParameter(detail),
+            StoreError::RollbackUnacknowledged { .. } => {
+                tracing::error!(error = %e, "tenant held after a detected rollback");
+                ApiError::Unavailable {
+                    detail: "the ledger is held after a database rollback; an operator must acknowledge it".into(),
+                    retry_after: 60,
+                }
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -1,6 +1,11 @@
 //! The checkpoint publisher: signs and stores a C2SP checkpoint for every tenant whose tree grew,
 //! at least once per checkpoint interval, so any acknowledged record becomes provable within a
 //! second. Every published checkpoint is kept, so consistency between any two can be proven.
+//!
+//! Tenants held after a detected rollback (see [`super::rollback`]) are skipped: the rollback was
+//! logged once when it was found, and the held state is re-checked on every tick so that an
+//! acknowledgement made by another process (`auditex rollback acknowledge`) takes effect without a
+//! restart.
 
 use ledger::types::TenantId;
 
@@ -19,6 +24,9 @@ pub(crate) fn spawn(store: Store) {
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
+                    if let Err(e) = super::rollback::recheck_held(&store).await {
+                        tracing::warn!(error = %e, "could not re-check held tenants; will retry");
+                    }
                     if let Err(e) = publish_all(&store).await {
                         tracing::warn!(error = %e, "checkpoint publication failed; will retry");
                     }
@@ -29,17 +37,24 @@ pub(crate) fn spawn(store: Store) {
     });
 }
 
-/// Publishes a checkpoint for every tenant whose live tree is ahead of its latest checkpoint.
+/// Publishes a checkpoint for every tenant whose live tree is ahead of its latest checkpoint,
+/// except held tenants. One tenant's failure does not stop the others; the first is returned.
 pub(crate) async fn publish_all(store: &Store) -> Result<(), StoreError> {
     let heads: Vec<(TenantId, TreeHead)> = store
         .lock_trees()
         .iter()
         .map(|(t, rx)| (t.clone(), *rx.borrow()))
         .collect();
+    let mut first_error = None;
     for (tenant, head) in heads {
-        publish_if_ahead(store, &tenant, head).await?;
+        if store.refuse_if_rolled_back(&tenant).is_err() {
+            continue;
+        }
+        if let Err(e) = publish_if_ahead(store, &tenant, head).await {
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 async fn publish_if_ahead(
@@ -61,6 +76,9 @@ async fn publish_if_ahead(
 /// Publishes, from stored data alone, a checkpoint for each tenant whose records outran it.
 async fn publish_stored(store: &Store) -> Result<(), StoreError> {
     for tenant in store.tenants().await? {
+        if store.refuse_if_rolled_back(&tenant).is_err() {
+            continue;
+        }
         let size = store.tree_size(&tenant).await?;
         if size.get() == 0 {
             continue;

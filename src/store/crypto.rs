@@ -28,17 +28,17 @@ pub enum CryptoError {
         /// Where the key came from (variable or file name).
         source_name: String,
     },
-    /// A key file could not be read or written.
-    #[error("master key file {path}: {source}")]
+    /// A key (or other secret) file could not be read or written.
+    #[error("secret file {path}: {source}")]
     Io {
         /// The file.
         path: String,
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A key file is readable by group or others.
+    /// A key (or other secret) file is readable by group or others.
     #[error(
-        "master key file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
+        "secret file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}` (and keep it outside the repository)"
     )]
     Permissions {
         /// The file.
@@ -165,7 +165,9 @@ impl MasterKey {
     }
 }
 
-/// Refuses a secret file that group or others may read.
+/// Refuses a secret file that group or others may read: the master key file today, and every
+/// other secret file (TLS private key, session-signing keys, SMTP password) as they are added.
+/// [`crate::config::read_secret_file`] wraps it for configuration settings.
 ///
 /// # Errors
 /// [`CryptoError::Io`] when the file cannot be inspected, [`CryptoError::Permissions`] when its

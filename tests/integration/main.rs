@@ -5,5 +5,8 @@
 
 mod crash;
 mod http;
+mod ops;
 mod store;
 mod support;
+mod tamper;
+mod verify;

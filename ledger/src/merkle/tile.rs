@@ -193,7 +193,7 @@ pub fn tile_width(tile: TileId, size: TreeSize) -> Option<u16> {
 /// of 32 bytes.
 pub fn tile_hashes_from_bytes(body: &[u8]) -> Result<Vec<Hash>, TileError> {
     let max_len = usize::from(TILE_HASHES_MAX) * HASH_BYTES;
-    if body.is_empty() || body.len() > max_len || body.len() % HASH_BYTES != 0 {
+    if body.is_empty() || body.len() > max_len || !body.len().is_multiple_of(HASH_BYTES) {
         return Err(TileError::BodyLength { len: body.len() });
     }
     Ok(body

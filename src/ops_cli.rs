@@ -1,0 +1,203 @@
+//! Operations commands: `auditex backup`, `auditex restore` and `auditex rollback`.
+//!
+//! Each prints a JSON report on standard output (for backup registers and scripts) and a sentence
+//! for the operator on standard error. The store work lives in [`crate::store::backup`] and
+//! [`crate::store::rollback`]; this module only parses, asks and prints.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use ledger::types::TenantId;
+
+use crate::cli::CliResult;
+use crate::config::StoreArgs;
+use crate::store::backup::{backup_sqlite_file, restore_sqlite, verify_ledger};
+use crate::store::{DatabaseUrl, Store};
+
+/// `auditex rollback` commands.
+#[derive(Debug, Subcommand)]
+pub enum RollbackCommand {
+    /// Report tenants held because the database is behind (or forks from) the checkpoint
+    /// published last. Fails (exit status 1) when any tenant is held.
+    Status,
+    /// Acknowledge a detected rollback: appends a `rollback_acknowledged` record (operator,
+    /// reason, both tree states), publishes a checkpoint of the new tree and releases the tenant.
+    Acknowledge {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Why the rollback happened and why it is accepted (recorded in the ledger).
+        #[arg(long)]
+        reason: String,
+        /// Who acknowledges (recorded in the ledger). Defaults to $SUDO_USER or $USER.
+        #[arg(long)]
+        operator: Option<String>,
+    },
+}
+
+/// `auditex backup PATH`.
+///
+/// # Errors
+/// Whatever the backup failed with.
+pub async fn backup(store: &StoreArgs, path: PathBuf) -> CliResult {
+    let DatabaseUrl::Sqlite(database) = store.database() else {
+        return Err(
+            "`auditex backup` copies the embedded SQLite database; back up PostgreSQL \
+                    with pg_basebackup and WAL archiving (docs/OPERATIONS.md, \
+                    scripts/pg-pitr-drill)"
+                .into(),
+        );
+    };
+    let summary = backup_sqlite_file(&database, &path).await?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    eprintln!(
+        "backup written to {} ({} bytes, sha256 {}). It holds the signing keys sealed: keep the \
+         master key backed up separately, never beside it.",
+        summary.path.display(),
+        summary.bytes,
+        summary.sha256
+    );
+    Ok(())
+}
+
+/// `auditex restore BACKUP [--force]` and `auditex restore --verify-only`.
+///
+/// # Errors
+/// Whatever the restore or verification failed with.
+pub async fn restore(
+    store: &StoreArgs,
+    backup: Option<PathBuf>,
+    force: bool,
+    verify_only: bool,
+) -> CliResult {
+    // Never generate a master key here: a new key could not open the restored signing keys.
+    if store.master_key.is_none()
+        && store.master_key_file.is_none()
+        && !store
+            .data_dir()
+            .join(crate::config::MASTER_KEY_FILE_NAME)
+            .exists()
+    {
+        return Err(
+            "restore needs the master key this database was written with: set \
+                    AUDITEX_MASTER_KEY_FILE (or restore <data-dir>/master.key from your key backup)"
+                .into(),
+        );
+    }
+    let mut config = store.store_config()?;
+    if verify_only {
+        if backup.is_some() {
+            return Err("--verify-only checks the configured database; give no BACKUP".into());
+        }
+        config.publish_in_background = false;
+        let s = Store::open(config).await?;
+        let report = verify_ledger(&s).await;
+        s.shutdown().await;
+        let report = report?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        let records: u64 = report.tenants.iter().map(|t| t.records).sum();
+        eprintln!(
+            "verified {} tenant(s), {records} record(s): every chain, Merkle root and latest \
+             checkpoint checks out",
+            report.tenants.len()
+        );
+        return Ok(());
+    }
+    let Some(backup) = backup else {
+        return Err("give the backup file to restore (or --verify-only)".into());
+    };
+    let report = restore_sqlite(&backup, &config, force).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if let Some(previous) = &report.previous {
+        eprintln!(
+            "the database it replaced was kept as {}",
+            previous.display()
+        );
+    }
+    eprintln!(
+        "restored {} into {}; every chain, Merkle root and latest checkpoint verified",
+        backup.display(),
+        report.database.display()
+    );
+    let held: Vec<_> = report
+        .verification
+        .tenants
+        .iter()
+        .filter_map(|t| t.rollback.as_ref().map(|r| (&t.tenant, r)))
+        .collect();
+    for (tenant, problem) in &held {
+        eprintln!(
+            "tenant {tenant} is HELD: {problem}. It will publish no checkpoint and accept no \
+             append until you run `auditex rollback acknowledge --tenant {tenant} --reason \"...\"`"
+        );
+    }
+    Ok(())
+}
+
+/// `auditex rollback status|acknowledge`.
+///
+/// # Errors
+/// An error when `status` finds a held tenant, or whatever the acknowledgement failed with.
+pub async fn rollback(store: &StoreArgs, command: RollbackCommand) -> CliResult {
+    let mut config = store.store_config()?;
+    // Read and acknowledge only; the running service publishes.
+    config.publish_in_background = false;
+    let s = Store::open(config).await?;
+    let result = match command {
+        RollbackCommand::Status => {
+            let status = s.rollback_status();
+            let held: Vec<serde_json::Value> = status
+                .held()
+                .iter()
+                .map(|(t, p)| {
+                    serde_json::json!({ "tenant": t.as_str(), "problem": p.kind(), "detail": p.to_string() })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "checkpoint_dir": store.checkpoint_dir(),
+                    "held": held,
+                }))?
+            );
+            if status.is_clear() {
+                eprintln!(
+                    "no tenant is held: every database tree extends its published checkpoint"
+                );
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} tenant(s) held after a rollback; see `auditex rollback acknowledge --help`",
+                    held.len()
+                )
+                .into())
+            }
+        }
+        RollbackCommand::Acknowledge {
+            tenant,
+            reason,
+            operator,
+        } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let operator = operator
+                .or_else(|| std::env::var("SUDO_USER").ok())
+                .or_else(|| std::env::var("USER").ok())
+                .filter(|o| !o.trim().is_empty())
+                .ok_or("say who acknowledges with --operator NAME")?;
+            match s.acknowledge_rollback(&tenant, &operator, &reason).await {
+                Ok(receipt) => {
+                    println!("{}", serde_json::to_string(&receipt)?);
+                    eprintln!(
+                        "rollback of {tenant} acknowledged by {operator} as record {}; \
+                         checkpoints and appends resume",
+                        receipt.seq
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    };
+    s.shutdown().await;
+    result
+}

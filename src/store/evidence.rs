@@ -1,0 +1,208 @@
+//! Evidence for regulators, built from stored data: the chain-of-custody bundle of one decision
+//! (FORMAT.md section 11) and the C2SP tlog-proof file of one record (section 10). The export, the
+//! third kind, is in `export.rs`.
+//!
+//! Both are pinned to the latest published checkpoint: every inclusion proof is against it, and a
+//! record it does not cover yet (appended less than a checkpoint interval ago) is refused with
+//! [`EvidenceError::NotYetCheckpointed`] rather than proven against an unsigned tree. Records are
+//! read with the store's read-back hash check, so a damaged record is refused, never proven.
+
+use ledger::bundle::{Bundle, BundleEntry, BundleFormat, ENTRIES_MAX};
+use ledger::note::VerifierKey;
+use ledger::payload::linked_decisions;
+use ledger::proof_file::TlogProof;
+use ledger::record::{EventType, Record};
+use ledger::types::{EventId, Sequence, TenantId, TreeSize};
+use ledger::verify::tlog_proof_for;
+
+use super::{RANGE_RECORDS_MAX, Store, StoreError, StoredCheckpoint};
+
+/// Why evidence could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    /// No decision of the tenant has this event id.
+    #[error("no record with event id {0}")]
+    EventNotFound(EventId),
+    /// The event id names a record that is not a decision.
+    #[error("event {event_id} is a {event_type} event, not a decision")]
+    NotADecision {
+        /// The event id.
+        event_id: EventId,
+        /// Its type.
+        event_type: EventType,
+    },
+    /// No record has this sequence number.
+    #[error("no record {0}")]
+    RecordNotFound(u64),
+    /// The tenant has no published checkpoint yet (it has no records).
+    #[error("no checkpoint has been published yet: the tenant has no records to prove")]
+    NoCheckpoint,
+    /// The record is newer than the latest checkpoint; it becomes provable within a second.
+    #[error(
+        "record {seq} is not covered by the latest checkpoint (tree size {size}) yet; retry in a second"
+    )]
+    NotYetCheckpointed {
+        /// The record.
+        seq: u64,
+        /// The latest checkpoint's size.
+        size: u64,
+    },
+    /// The decision has more follow-ups than a bundle may hold.
+    #[error("the decision has more than {max} linked records; a bundle holds at most {max}")]
+    TooManyEntries {
+        /// [`ENTRIES_MAX`].
+        max: usize,
+    },
+    /// A requested position lies outside the ledger.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The proof file could not be built (record too large for a tlog-proof's extra data).
+    #[error("cannot build the proof file: {0}")]
+    ProofFile(String),
+    /// Writing the evidence failed.
+    #[error("writing the evidence failed: {0}")]
+    Write(#[source] std::io::Error),
+    /// The store failed, or holds damaged data.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Store {
+    /// The chain-of-custody bundle of the decision `decision`: the decision, every record that
+    /// links to it (by `decision_id` or `decision_ids`), each with its inclusion proof in the
+    /// latest checkpoint and its erasable values (those not erased), the key history and the
+    /// checkpoint verifier keys.
+    ///
+    /// Finding the follow-ups reads the records after the decision up to the checkpoint, a page
+    /// at a time (constant memory; time linear in the records after the decision).
+    ///
+    /// # Errors
+    /// [`EvidenceError`] when the decision is unknown or not yet checkpointed, has too many
+    /// follow-ups, or the store fails or holds damaged data.
+    pub async fn custody_bundle(
+        &self,
+        tenant: &TenantId,
+        decision: EventId,
+    ) -> Result<Bundle, EvidenceError> {
+        let ring = self.key_history(tenant).await?;
+        let checkpoint = self.pinned_checkpoint(tenant).await?;
+        let size = checkpoint.size.get();
+        let first = self
+            .record_by_event_id(tenant, decision)
+            .await?
+            .ok_or(EvidenceError::EventNotFound(decision))?;
+        if first.event_type != EventType::Decision {
+            return Err(EvidenceError::NotADecision {
+                event_id: decision,
+                event_type: first.event_type,
+            });
+        }
+        let decision_seq = first.seq.get();
+        if decision_seq >= size {
+            return Err(EvidenceError::NotYetCheckpointed {
+                seq: decision_seq,
+                size,
+            });
+        }
+        let mut records = vec![first];
+        let mut next = decision_seq + 1;
+        while next < size {
+            let from =
+                Sequence::new(next).map_err(|e| EvidenceError::OutOfRange(e.to_string()))?;
+            let page = self
+                .records(tenant, from, RANGE_RECORDS_MAX.min(size - next))
+                .await?;
+            let Some(last) = page.last() else { break };
+            next = last.seq.get() + 1;
+            for record in page {
+                if record.seq.get() < size && links_to(&record, decision) {
+                    if records.len() == ENTRIES_MAX {
+                        return Err(EvidenceError::TooManyEntries { max: ENTRIES_MAX });
+                    }
+                    records.push(record);
+                }
+            }
+        }
+        let mut entries = Vec::with_capacity(records.len());
+        for record in records {
+            let seq = record.seq;
+            let inclusion_proof = self
+                .inclusion_proof(tenant, seq.leaf_index(), checkpoint.size)
+                .await?;
+            let values = self.erasable_values(tenant, seq).await?;
+            entries.push(BundleEntry {
+                record,
+                inclusion_proof,
+                erasable_values: (!values.is_empty()).then_some(values),
+            });
+        }
+        let origin = self.origin(tenant);
+        let verifier_keys = ring
+            .intervals()
+            .iter()
+            .map(|k| VerifierKey::new(&origin, k.public_key).map(|v| v.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Corrupt(format!("checkpoint key of {origin}: {e}")))?;
+        Ok(Bundle {
+            format: BundleFormat,
+            tenant: tenant.clone(),
+            origin,
+            decision_event_id: decision,
+            checkpoint: checkpoint.signed_note,
+            keys: ring.intervals().to_vec(),
+            verifier_keys,
+            entries,
+        })
+    }
+
+    /// The C2SP tlog-proof file of record `seq`: the record in its `extra` data, its inclusion
+    /// proof and the latest checkpoint.
+    ///
+    /// # Errors
+    /// [`EvidenceError`] when the record does not exist or is not yet checkpointed, or the store
+    /// fails or holds damaged data.
+    pub async fn tlog_proof(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<TlogProof, EvidenceError> {
+        let checkpoint = self.pinned_checkpoint(tenant).await?;
+        let record: Record = self
+            .record(tenant, seq)
+            .await?
+            .ok_or(EvidenceError::RecordNotFound(seq.get()))?;
+        let size = checkpoint.size.get();
+        if seq.get() >= size {
+            return Err(EvidenceError::NotYetCheckpointed {
+                seq: seq.get(),
+                size,
+            });
+        }
+        let proof = self
+            .inclusion_proof(tenant, seq.leaf_index(), TreeSize::new(size))
+            .await?;
+        tlog_proof_for(&record, proof, checkpoint.signed_note)
+            .map_err(|e| EvidenceError::ProofFile(e.to_string()))
+    }
+
+    /// The latest checkpoint, which evidence is proven against.
+    async fn pinned_checkpoint(&self, tenant: &TenantId) -> Result<StoredCheckpoint, EvidenceError> {
+        if !self.tenant_exists(tenant).await? {
+            return Err(StoreError::UnknownTenant.into());
+        }
+        self.latest_checkpoint(tenant)
+            .await?
+            .ok_or(EvidenceError::NoCheckpoint)
+    }
+}
+
+/// Whether `record` is a follow-up of the decision `decision` (FORMAT.md section 7).
+fn links_to(record: &Record, decision: EventId) -> bool {
+    match record.payload.to_value() {
+        Ok(serde_json::Value::Object(map)) => {
+            linked_decisions(record.event_type, &map).contains(&decision)
+        }
+        _ => false,
+    }
+}
+

@@ -1,0 +1,660 @@
+//! Rollback safety: the service must never sign a checkpoint that contradicts one it published
+//! before.
+//!
+//! A restored backup (or a PostgreSQL point-in-time recovery) is older than the checkpoints the
+//! world has already seen. Signing a checkpoint for the restored, shorter tree would put two
+//! signed, inconsistent statements about the same log into circulation: a fork. So the store keeps
+//! the latest checkpoint it published for each tenant *outside* the database as well, in
+//! `<checkpoint dir>/<tenant>.checkpoint` (the C2SP signed note, byte for byte). The file is
+//! written atomically (temporary file, fsync, rename, fsync of the folder) *before* the checkpoint
+//! is stored, so no checkpoint can be served that the file does not cover.
+//!
+//! When the store opens, and before every publication, each tenant's tree is compared with that
+//! file. If the database holds fewer records than the file's checkpoint, or its root at the file's
+//! size differs (a fork), the tenant is *held*: no checkpoint is published and appends are refused
+//! (see [`StoreError::RollbackUnacknowledged`]) until an operator acknowledges the rollback with
+//! [`Store::acknowledge_rollback`] (`auditex rollback acknowledge`). That appends a
+//! `rollback_acknowledged` record naming the operator, the reason and both tree states, publishes
+//! a checkpoint for the new tree and resets the file to it. Appends are refused rather than
+//! allowed while a tenant is held because every record appended then would take a sequence number
+//! that receipts issued before the rollback may already name with other content; refusing keeps
+//! the operator's other option open (recovering the missing records from a newer backup) and
+//! makes the acknowledgement the first record after the rollback point.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ledger::checkpoint::Checkpoint;
+use ledger::note::Note;
+use ledger::record::EventType;
+use ledger::types::{Hash, TenantId, TreeSize};
+
+use super::{AppendError, Receipt, Store, StoreError, StoredCheckpoint, TreeHead};
+
+/// File name extension of the checkpoint files kept outside the database.
+pub const CHECKPOINT_FILE_EXTENSION: &str = "checkpoint";
+
+/// Name of the checkpoint folder inside the data folder, by default.
+pub const CHECKPOINT_DIR_NAME: &str = "checkpoints";
+
+/// Why a tenant's checkpoints are held back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackProblem {
+    /// The database holds fewer records than the checkpoint published last.
+    Behind {
+        /// The size of the checkpoint in the file.
+        witnessed: TreeSize,
+        /// Its root.
+        witnessed_root: Hash,
+        /// The number of records in the database.
+        database: TreeSize,
+    },
+    /// The database's tree at the published size has another root: a fork.
+    Forked {
+        /// The size of the checkpoint in the file.
+        size: TreeSize,
+        /// Its root.
+        witnessed_root: Hash,
+        /// The database's root at that size.
+        database_root: Hash,
+    },
+    /// The checkpoint file exists but cannot be read or parsed, so nothing can be compared.
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl RollbackProblem {
+    /// A short name for reports: `behind`, `forked` or `unreadable`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RollbackProblem::Behind { .. } => "behind",
+            RollbackProblem::Forked { .. } => "forked",
+            RollbackProblem::Unreadable { .. } => "unreadable",
+        }
+    }
+}
+
+impl fmt::Display for RollbackProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RollbackProblem::Behind {
+                witnessed,
+                database,
+                ..
+            } => write!(
+                f,
+                "the database holds {database} records but a checkpoint of {witnessed} records was \
+                 published (the database was rolled back, e.g. restored from an older backup)"
+            ),
+            RollbackProblem::Forked {
+                size,
+                witnessed_root,
+                database_root,
+            } => write!(
+                f,
+                "the database's tree of {size} records has root {database_root}, but the published \
+                 checkpoint of that size has root {witnessed_root} (a fork)"
+            ),
+            RollbackProblem::Unreadable { path, problem } => write!(
+                f,
+                "the published-checkpoint file {} cannot be used: {problem}",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// The tenants whose checkpoints are held back because their database is behind (or forks from)
+/// the checkpoint published last. Empty when all is well; a readiness check reports not ready
+/// while it is not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RollbackStatus {
+    held: BTreeMap<TenantId, RollbackProblem>,
+}
+
+impl RollbackStatus {
+    /// True when no tenant is held.
+    pub fn is_clear(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// The held tenants and why, sorted by tenant.
+    pub fn held(&self) -> &BTreeMap<TenantId, RollbackProblem> {
+        &self.held
+    }
+
+    /// Why `tenant` is held, if it is.
+    pub fn problem(&self, tenant: &TenantId) -> Option<&RollbackProblem> {
+        self.held.get(tenant)
+    }
+}
+
+/// Why a rollback acknowledgement was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AcknowledgeError {
+    /// The tenant is not held: there is nothing to acknowledge.
+    #[error("tenant {0} has no unacknowledged rollback")]
+    NothingToAcknowledge(String),
+    /// The tenant is not in the database (restored from before it was created). Create it first;
+    /// its new chain then starts with the acknowledgement.
+    #[error(
+        "tenant {0} does not exist in this database; create it (`auditex tenant create {0}`), then acknowledge"
+    )]
+    UnknownTenant(String),
+    /// Operator or reason missing or invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The acknowledgement record could not be appended.
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    /// Publishing the new checkpoint or writing the file failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A checkpoint as far as rollback checks care: its size and root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Witnessed {
+    size: TreeSize,
+    root: Hash,
+}
+
+/// How a publication treats the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WitnessMode {
+    /// The new checkpoint must be consistent with the one witnessed last.
+    Check,
+    /// An acknowledged rollback: the new checkpoint replaces the file whatever it held.
+    Reset,
+}
+
+/// The store's rollback state: where the files live, what was witnessed, who is held.
+pub(crate) struct Guard {
+    dir: Option<PathBuf>,
+    /// What this process last wrote or read per tenant; held across the file write so that
+    /// publications of one tenant are checked and written one at a time.
+    witnessed: tokio::sync::Mutex<HashMap<TenantId, Witnessed>>,
+    held: std::sync::Mutex<BTreeMap<TenantId, RollbackProblem>>,
+}
+
+impl Guard {
+    pub(crate) fn new(dir: Option<PathBuf>) -> Guard {
+        Guard {
+            dir,
+            witnessed: tokio::sync::Mutex::new(HashMap::new()),
+            held: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, BTreeMap<TenantId, RollbackProblem>> {
+        // The map stays consistent even if a holder panicked.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why `tenant` is held, if it is.
+    pub(crate) fn problem(&self, tenant: &TenantId) -> Option<RollbackProblem> {
+        self.lock_held().get(tenant).cloned()
+    }
+
+    pub(crate) fn status(&self) -> RollbackStatus {
+        RollbackStatus {
+            held: self.lock_held().clone(),
+        }
+    }
+
+    fn hold(&self, tenant: &TenantId, problem: RollbackProblem) {
+        let mut held = self.lock_held();
+        if held.get(tenant) != Some(&problem) {
+            tracing::error!(
+                tenant = %tenant,
+                problem = problem.kind(),
+                "ROLLBACK DETECTED for tenant {tenant}: {problem}. No checkpoint will be published \
+                 and appends are refused for this tenant until an operator runs \
+                 `auditex rollback acknowledge --tenant {tenant} --reason \"...\"`"
+            );
+        }
+        held.insert(tenant.clone(), problem);
+    }
+
+    fn file(&self, tenant: &TenantId) -> Option<PathBuf> {
+        self.dir.as_deref().map(|d| checkpoint_file(d, tenant))
+    }
+}
+
+/// The checkpoint file of `tenant` in `dir`.
+pub fn checkpoint_file(dir: &Path, tenant: &TenantId) -> PathBuf {
+    dir.join(format!("{}.{CHECKPOINT_FILE_EXTENSION}", tenant.as_str()))
+}
+
+/// Reads a checkpoint file: `Ok(None)` when there is none.
+fn read_file(path: &Path) -> Result<Option<Witnessed>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let note = Note::parse(&bytes).map_err(|e| e.to_string())?;
+    let checkpoint = Checkpoint::parse_body(note.text()).map_err(|e| e.to_string())?;
+    Ok(Some(Witnessed {
+        size: checkpoint.size(),
+        root: checkpoint.root(),
+    }))
+}
+
+/// Replaces `path` with `text` atomically: a temporary file in the same folder, fsync, rename,
+/// fsync of the folder (so the rename itself survives a power cut).
+fn write_file_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("x");
+    let temp = dir.join(format!(
+        ".{name}.{}-{:016x}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+fn io_error(path: &Path, e: impl fmt::Display) -> StoreError {
+    StoreError::Witness(format!("published-checkpoint file {}: {e}", path.display()))
+}
+
+/// Compares the database's tree of `tenant` with a witnessed checkpoint.
+async fn compare(
+    store: &Store,
+    tenant: &TenantId,
+    witnessed: Witnessed,
+) -> Result<Option<RollbackProblem>, StoreError> {
+    let database = if store.tenant_exists(tenant).await? {
+        store.tree_size(tenant).await?
+    } else {
+        TreeSize::ZERO
+    };
+    if database < witnessed.size {
+        return Ok(Some(RollbackProblem::Behind {
+            witnessed: witnessed.size,
+            witnessed_root: witnessed.root,
+            database,
+        }));
+    }
+    if witnessed.size == TreeSize::ZERO {
+        return Ok(None);
+    }
+    let root = store.root_at(tenant, witnessed.size).await?;
+    if root != witnessed.root {
+        return Ok(Some(RollbackProblem::Forked {
+            size: witnessed.size,
+            witnessed_root: witnessed.root,
+            database_root: root,
+        }));
+    }
+    Ok(None)
+}
+
+/// Tenants named by checkpoint files in `dir`.
+fn tenants_with_files(dir: &Path) -> Result<Vec<TenantId>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| io_error(dir, e))?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some(CHECKPOINT_FILE_EXTENSION) {
+            continue;
+        }
+        match path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(TenantId::parse)
+        {
+            Some(Ok(t)) => out.push(t),
+            _ => tracing::warn!(path = %path.display(), "ignoring a file that names no tenant"),
+        }
+    }
+    Ok(out)
+}
+
+/// Every tenant in the database or named by a file in `dir`.
+async fn tenants_to_check(store: &Store, dir: &Path) -> Result<Vec<TenantId>, StoreError> {
+    let mut tenants = store.tenants().await?;
+    for t in tenants_with_files(dir)? {
+        if !tenants.contains(&t) {
+            tenants.push(t);
+        }
+    }
+    Ok(tenants)
+}
+
+/// Checks every tenant (in the database or named by a file) against its checkpoint file, holds
+/// the tenants that are behind or forked, and writes a file for tenants that have checkpoints but
+/// no file yet (a deployment that predates the files). Runs when the store opens, before the
+/// checkpoint publisher starts.
+pub(crate) async fn check_on_open(store: &Store) -> Result<(), StoreError> {
+    let guard = store.rollback_guard();
+    let Some(dir) = guard.dir.clone() else {
+        if store.config().publish_in_background {
+            tracing::warn!(
+                "no checkpoint folder is configured: rollback protection is off (set AUDITEX_CHECKPOINT_DIR)"
+            );
+        }
+        return Ok(());
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+    let mut witnessed = guard.witnessed.lock().await;
+    for tenant in tenants_to_check(store, &dir).await? {
+        let path = checkpoint_file(&dir, &tenant);
+        match read_file(&path) {
+            Err(problem) => guard.hold(&tenant, RollbackProblem::Unreadable { path, problem }),
+            Ok(Some(w)) => match compare(store, &tenant, w).await? {
+                Some(problem) => guard.hold(&tenant, problem),
+                None => {
+                    witnessed.insert(tenant, w);
+                }
+            },
+            Ok(None) => {
+                if let Some(latest) = store.latest_checkpoint(&tenant).await? {
+                    write_file_atomically(&path, &latest.signed_note)
+                        .map_err(|e| io_error(&path, e))?;
+                    tracing::info!(tenant = %tenant, size = latest.size.get(), path = %path.display(),
+                        "recorded the latest published checkpoint outside the database");
+                    witnessed.insert(
+                        tenant,
+                        Witnessed {
+                            size: latest.size,
+                            root: latest.root,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What [`check_on_open`] would hold if `store`'s database were opened with the checkpoint files
+/// in `dir`, without writing or holding anything: a restore reports it before the swap.
+pub(crate) async fn predict(store: &Store, dir: &Path) -> Result<RollbackStatus, StoreError> {
+    let mut held = BTreeMap::new();
+    for tenant in tenants_to_check(store, dir).await? {
+        let path = checkpoint_file(dir, &tenant);
+        let problem = match read_file(&path) {
+            Err(problem) => Some(RollbackProblem::Unreadable { path, problem }),
+            Ok(Some(w)) => compare(store, &tenant, w).await?,
+            Ok(None) => None,
+        };
+        if let Some(problem) = problem {
+            held.insert(tenant, problem);
+        }
+    }
+    Ok(RollbackStatus { held })
+}
+
+/// Re-reads the files of held tenants and releases those that are consistent again (another
+/// process, such as `auditex rollback acknowledge`, reset the file after appending the
+/// acknowledgement). Called by the checkpoint publisher on every tick.
+pub(crate) async fn recheck_held(store: &Store) -> Result<(), StoreError> {
+    let guard = store.rollback_guard();
+    let held: Vec<TenantId> = guard.lock_held().keys().cloned().collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    let mut witnessed = guard.witnessed.lock().await;
+    for tenant in held {
+        let Some(path) = guard.file(&tenant) else {
+            continue;
+        };
+        let Ok(Some(w)) = read_file(&path) else {
+            continue;
+        };
+        if compare(store, &tenant, w).await?.is_none() {
+            guard.lock_held().remove(&tenant);
+            witnessed.insert(tenant.clone(), w);
+            tracing::info!(tenant = %tenant, size = w.size.get(),
+                "the rollback was acknowledged elsewhere; publishing checkpoints again");
+        }
+    }
+    Ok(())
+}
+
+/// Records `checkpoint` in the tenant's file before it is stored. With [`WitnessMode::Check`]
+/// the checkpoint must extend the one witnessed last; if it does not, the tenant is held and
+/// [`StoreError::RollbackUnacknowledged`] returned.
+pub(crate) async fn witness(
+    store: &Store,
+    tenant: &TenantId,
+    checkpoint: &StoredCheckpoint,
+    mode: WitnessMode,
+) -> Result<(), StoreError> {
+    let guard = store.rollback_guard();
+    let Some(path) = guard.file(tenant) else {
+        return Ok(());
+    };
+    let new = Witnessed {
+        size: checkpoint.size,
+        root: checkpoint.root,
+    };
+    let mut witnessed = guard.witnessed.lock().await;
+    if mode == WitnessMode::Check {
+        if let Some(problem) = guard.problem(tenant) {
+            return Err(StoreError::RollbackUnacknowledged {
+                tenant: tenant.to_string(),
+                problem,
+            });
+        }
+        if let Some(&last) = witnessed.get(tenant) {
+            let problem = if new.size < last.size {
+                Some(RollbackProblem::Behind {
+                    witnessed: last.size,
+                    witnessed_root: last.root,
+                    database: new.size,
+                })
+            } else if new.size == last.size {
+                (new.root != last.root).then_some(RollbackProblem::Forked {
+                    size: last.size,
+                    witnessed_root: last.root,
+                    database_root: new.root,
+                })
+            } else {
+                compare(store, tenant, last).await?
+            };
+            if let Some(problem) = problem {
+                guard.hold(tenant, problem.clone());
+                return Err(StoreError::RollbackUnacknowledged {
+                    tenant: tenant.to_string(),
+                    problem,
+                });
+            }
+            if new == last {
+                return Ok(());
+            }
+        }
+        // Another process sharing this folder (a second instance on the same PostgreSQL) may
+        // have written a larger checkpoint meanwhile; never move the file backwards.
+        if let Ok(Some(on_disk)) = read_file(&path)
+            && on_disk.size >= new.size
+        {
+            return Ok(());
+        }
+    }
+    let text = checkpoint.signed_note.clone();
+    let target = path.clone();
+    tokio::task::spawn_blocking(move || write_file_atomically(&target, &text))
+        .await
+        .map_err(|e| io_error(&path, e))?
+        .map_err(|e| io_error(&path, e))?;
+    witnessed.insert(tenant.clone(), new);
+    Ok(())
+}
+
+impl Store {
+    /// The tenants held because their database is behind (or forks from) the checkpoint published
+    /// last, and why. Clear when rollback protection is off or all is well.
+    pub fn rollback_status(&self) -> RollbackStatus {
+        self.rollback_guard().status()
+    }
+
+    /// Refuses work that would extend a held tenant's chain.
+    pub(crate) fn refuse_if_rolled_back(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        match self.rollback_guard().problem(tenant) {
+            Some(problem) => Err(StoreError::RollbackUnacknowledged {
+                tenant: tenant.to_string(),
+                problem,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Acknowledges a detected rollback of `tenant`: appends a `rollback_acknowledged` record
+    /// (operator, reason, the published and the database tree states), publishes a checkpoint of
+    /// the resulting tree, resets the checkpoint file to it and releases the tenant.
+    ///
+    /// # Errors
+    /// [`AcknowledgeError`]: nothing to acknowledge, unknown tenant, empty operator or reason, or
+    /// the append or publication failed (the tenant then stays held).
+    pub async fn acknowledge_rollback(
+        &self,
+        tenant: &TenantId,
+        operator: &str,
+        reason: &str,
+    ) -> Result<Receipt, AcknowledgeError> {
+        let Some(problem) = self.rollback_guard().problem(tenant) else {
+            return Err(AcknowledgeError::NothingToAcknowledge(tenant.to_string()));
+        };
+        if operator.trim().is_empty() || reason.trim().is_empty() {
+            return Err(AcknowledgeError::Invalid(
+                "an acknowledgement needs the operator's name and a reason".into(),
+            ));
+        }
+        if !self.tenant_exists(tenant).await? {
+            return Err(AcknowledgeError::UnknownTenant(tenant.to_string()));
+        }
+        let database = self.tree_size(tenant).await?;
+        let mut payload = serde_json::json!({
+            "operator": operator.trim(),
+            "reason": reason.trim(),
+            "problem": problem.kind(),
+            "database_size": database.get(),
+        });
+        match &problem {
+            RollbackProblem::Behind {
+                witnessed,
+                witnessed_root,
+                ..
+            } => {
+                payload["published_size"] = witnessed.get().into();
+                payload["published_root"] = witnessed_root.to_hex().into();
+            }
+            RollbackProblem::Forked {
+                size,
+                witnessed_root,
+                database_root,
+            } => {
+                payload["published_size"] = size.get().into();
+                payload["published_root"] = witnessed_root.to_hex().into();
+                payload["database_root_at_published_size"] = database_root.to_hex().into();
+            }
+            RollbackProblem::Unreadable { path, problem } => {
+                payload["file"] = path.display().to_string().into();
+                payload["file_problem"] = problem.clone().into();
+            }
+        }
+        let draft = ledger::draft::prepare_draft(
+            &uuid::Uuid::now_v7().to_string(),
+            EventType::RollbackAcknowledged.as_str(),
+            &payload,
+            &BTreeMap::new(),
+            rand::random,
+        )
+        .map_err(|errors| {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            AcknowledgeError::Invalid(list.join("; "))
+        })?;
+        // Straight to the appender: `Store::append` refuses held tenants, and this record is the
+        // one that may (and must) come first after the rollback point.
+        let receipt = self
+            .appender(tenant)
+            .await?
+            .submit(vec![draft])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("the acknowledgement got no receipt".into()))?;
+        let size = self.tree_size(tenant).await?;
+        let head = TreeHead {
+            size,
+            root: self.root_at(tenant, size).await?,
+        };
+        let checkpoint = self.sign_checkpoint(tenant, head).await?;
+        witness(self, tenant, &checkpoint, WitnessMode::Reset).await?;
+        self.store_checkpoint(tenant, &checkpoint).await?;
+        self.rollback_guard().lock_held().remove(tenant);
+        tracing::warn!(
+            tenant = %tenant,
+            operator = operator.trim(),
+            seq = receipt.seq,
+            "rollback acknowledged and recorded in the ledger; publishing checkpoints again"
+        );
+        Ok(receipt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_file_is_replaced_atomically_and_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let path = checkpoint_file(dir.path(), &tenant);
+        assert_eq!(read_file(&path), Ok(None));
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let origin = "auditex.test/ledger/acme";
+        let signer = ledger::note::NoteSigner::new(origin, &key).expect("signer");
+        for size in [3u64, 5] {
+            let root = Hash::from_bytes([u8::try_from(size).expect("small"); 32]);
+            let checkpoint =
+                Checkpoint::new(origin.to_owned(), TreeSize::new(size), root).expect("checkpoint");
+            let note =
+                ledger::checkpoint::sign_checkpoint(&checkpoint, std::slice::from_ref(&signer))
+                    .expect("sign");
+            write_file_atomically(&path, &note).expect("write");
+            assert_eq!(
+                read_file(&path),
+                Ok(Some(Witnessed {
+                    size: TreeSize::new(size),
+                    root
+                }))
+            );
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            names.len(),
+            1,
+            "no temporary file is left behind: {names:?}"
+        );
+        std::fs::write(&path, "not a note").expect("write");
+        assert!(read_file(&path).is_err(), "a damaged file is reported");
+    }
+}

@@ -1,0 +1,1237 @@
+//! `auditex verify`: the offline verifier a regulator runs on evidence, with no server and no
+//! database — only the files given and the public keys the regulator trusts.
+//!
+//! It verifies a C2SP tlog-proof file (one record), a chain-of-custody bundle (one decision and
+//! its follow-ups), a whole-ledger export (every record, on every core; see [`export`]), and the
+//! consistency of a checkpoint saved earlier with a newer one. Trust comes only from the command
+//! line: C2SP verifier keys (`--key`, `--keys FILE`) or the key history that `auditex key
+//! history` prints (`--key-history FILE`); the keys listed inside the evidence are checked, never
+//! trusted.
+//!
+//! Exit codes (also in README.md): 0 everything verified; 1 verification failed (the evidence
+//! was changed, is incomplete, or is not signed by a trusted key); 2 the input could not be read
+//! or the request was unusable (missing file, not an Auditex file, no trusted key, bad flags).
+//! On failure the output names the first bad record — sequence number, event id, line — with what
+//! was expected and what was found.
+
+pub mod export;
+mod fast;
+mod produce;
+
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use ledger::bundle::{BUNDLE_FORMAT, Bundle, BundleError, verify_bundle};
+use ledger::checkpoint::{Checkpoint, open_checkpoint};
+use ledger::export::{EXPORT_FORMAT, ExportError, ExportErrorKind};
+use ledger::keys::{KeyInterval, KeyRing};
+use ledger::note::{Note, VerifierKey};
+use ledger::proof_file::{TLOG_PROOF_BYTES_MAX, TLOG_PROOF_HEADER, TlogProof};
+use ledger::types::{EventId, Hash};
+use ledger::verify::{
+    ChainError, CheckpointConsistencyError, TlogProofVerifyError, verify_checkpoint_consistency,
+    verify_tlog_proof_file,
+};
+use serde::Serialize;
+
+use crate::store::IntegrityFailure;
+use export::{ExportCheckError, ExportOptions, HistoryFailure, check_history};
+pub use produce::{bundle_command, export_command, proof_command};
+
+/// Exit code: everything verified.
+pub const EXIT_VERIFIED: u8 = 0;
+/// Exit code: the evidence does not verify (tampered, incomplete, or not signed by a trusted key).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: the input could not be read, or the request was unusable.
+pub const EXIT_UNREADABLE: u8 = 2;
+
+/// Largest checkpoint, key or proof file read, in bytes.
+const SMALL_FILE_BYTES_MAX: u64 = 1024 * 1024;
+
+/// Exports at least this long get a progress bar on a terminal.
+const PROGRESS_RECORDS_MIN: u64 = 50_000;
+
+/// `auditex verify`: what to verify and whom to trust.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct VerifyArgs {
+    /// The kind of evidence. Without one, FILE is verified as whatever it is.
+    #[command(subcommand)]
+    pub target: Option<VerifyTarget>,
+    /// An export, bundle or tlog-proof file (`-` for standard input); its kind is recognized.
+    pub file: Option<PathBuf>,
+    /// Trust and output options.
+    #[command(flatten)]
+    pub options: VerifyOptions,
+}
+
+/// The kinds of evidence.
+#[derive(Debug, Subcommand)]
+pub enum VerifyTarget {
+    /// A whole-ledger export (JSON Lines): every record, link and signature, the Merkle root.
+    Export {
+        /// The export file (`-` for standard input).
+        file: PathBuf,
+        /// A signed checkpoint you saw before (repeatable); a smaller tree now is a rollback,
+        /// another root at the same size a fork.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
+        /// Trust and output options.
+        #[command(flatten)]
+        options: VerifyOptions,
+    },
+    /// A chain-of-custody bundle: a decision and its follow-ups, each proven in a checkpoint.
+    Bundle {
+        /// The bundle file (`-` for standard input).
+        file: PathBuf,
+        /// Trust and output options.
+        #[command(flatten)]
+        options: VerifyOptions,
+    },
+    /// A C2SP tlog-proof file: one record proven in a checkpoint.
+    Proof {
+        /// The proof file (`-` for standard input).
+        file: PathBuf,
+        /// Trust and output options.
+        #[command(flatten)]
+        options: VerifyOptions,
+    },
+    /// Two checkpoints of one log: the newer must extend the older (RFC 9162 consistency).
+    Consistency {
+        /// The checkpoint saved earlier: a signed note, or an export, bundle or proof file that
+        /// holds one.
+        #[arg(long, value_name = "FILE")]
+        old: PathBuf,
+        /// The newer checkpoint, in the same forms.
+        #[arg(long, value_name = "FILE")]
+        new: PathBuf,
+        /// The consistency proof: hashes one per line (hex or base64, as `auditex proof
+        /// --old-size` prints), or an export from record 0 whose records recompute both trees.
+        /// Not needed when both checkpoints have the same size.
+        #[arg(long, value_name = "FILE")]
+        proof: Option<PathBuf>,
+        /// Trust and output options.
+        #[command(flatten)]
+        options: VerifyOptions,
+    },
+}
+
+/// Whom to trust and how to report.
+#[derive(Debug, Clone, Default, Args)]
+pub struct VerifyOptions {
+    /// A trusted checkpoint verifier key, C2SP vkey form `<origin>+<key id>+<base64>`
+    /// (repeatable).
+    #[arg(long = "key", value_name = "VKEY")]
+    pub keys: Vec<String>,
+    /// A file of trusted verifier keys, one per line (`#` starts a comment).
+    #[arg(long = "keys", value_name = "FILE")]
+    pub keys_file: Option<PathBuf>,
+    /// A trusted key history, as `auditex key history` prints it (JSON): its keys are trusted
+    /// for the origin it names, with their validity intervals.
+    #[arg(long, value_name = "FILE")]
+    pub key_history: Option<PathBuf>,
+    /// Print the result as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+    /// Show a progress bar on standard error even when it is not a terminal.
+    #[arg(long, conflicts_with = "no_progress")]
+    pub progress: bool,
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Threads to verify on (default: every core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// What verification found wrong, ready to print.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// A stable name for the failure class (`hash_mismatch`, `bad_signature`, `fork`, …).
+    pub kind: String,
+    /// The first affected sequence number, when there is one.
+    pub seq: Option<u64>,
+    /// The event id of that record, when known.
+    pub event_id: Option<EventId>,
+    /// The 1-based line of the file, for line-based evidence.
+    pub line: Option<u64>,
+    /// What valid evidence has there.
+    pub expected: Option<String>,
+    /// What was found.
+    pub found: Option<String>,
+    /// One sentence for people.
+    pub message: String,
+}
+
+impl Failure {
+    fn new(kind: &str, message: impl Into<String>) -> Failure {
+        Failure {
+            kind: kind.to_owned(),
+            seq: None,
+            event_id: None,
+            line: None,
+            expected: None,
+            found: None,
+            message: message.into(),
+        }
+    }
+
+    fn at(mut self, seq: Option<u64>, event_id: Option<EventId>) -> Failure {
+        self.seq = seq;
+        self.event_id = event_id;
+        self
+    }
+
+    fn expected_found(mut self, expected: impl Into<String>, found: impl Into<String>) -> Failure {
+        self.expected = Some(expected.into());
+        self.found = Some(found.into());
+        self
+    }
+
+    /// The failure of a chain error, as the service's integrity check reports it.
+    fn chain(e: &ChainError) -> Failure {
+        let f = IntegrityFailure::from_chain_error(e);
+        let kind = serde_json::to_value(f.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "chain".into());
+        Failure {
+            kind,
+            seq: Some(f.seq),
+            event_id: f.event_id,
+            line: None,
+            expected: Some(f.expected),
+            found: Some(f.found),
+            message: f.message,
+        }
+    }
+
+    fn history(h: HistoryFailure) -> Failure {
+        Failure::new(h.kind, h.message)
+            .at(h.seq, None)
+            .expected_found(h.expected, h.found)
+    }
+
+    /// The failure of an export, with its line.
+    pub fn of_export(e: &ExportError, from_seq: u64) -> Failure {
+        use ExportErrorKind as K;
+        // Record lines start at line 2 with `from_seq`.
+        let seq_of_line = (e.line >= 2).then(|| from_seq + e.line - 2);
+        let message = e.to_string();
+        let mut f = match &e.kind {
+            K::Chain(c) => Failure::chain(c),
+            K::LineTooLong { .. } => Failure::new("line_too_long", "").at(seq_of_line, None),
+            K::MissingHeader => Failure::new("missing_header", ""),
+            K::MalformedHeader(_) => Failure::new("malformed_header", ""),
+            K::Head(_) => Failure::new("checkpoint_not_trusted", ""),
+            K::StartBeyondCheckpoint { .. } => Failure::new("start_beyond_checkpoint", ""),
+            K::MalformedRecord(_) => Failure::new("malformed_record", "").at(seq_of_line, None),
+            K::BeyondCheckpoint { seq, size } => Failure::new("beyond_checkpoint", "")
+                .at(Some(*seq), None)
+                .expected_found(format!("a record below {size}"), format!("record {seq}")),
+            K::MalformedTrailer(_) => Failure::new("malformed_trailer", ""),
+            K::RecordCount { stated, counted } => Failure::new("trailer_mismatch", "")
+                .expected_found(format!("{counted} records"), format!("{stated} records")),
+            K::LastSeq { stated, counted } => Failure::new("trailer_mismatch", "")
+                .expected_found(format!("last_seq {counted:?}"), format!("last_seq {stated:?}")),
+            K::Incomplete {
+                from_seq,
+                size,
+                expected,
+                found,
+            } => Failure::new("missing_records", "")
+                .at(Some(from_seq + found), None)
+                .expected_found(
+                    format!(
+                        "{expected} records, {from_seq}..{} (checkpoint of size {size})",
+                        size.get().saturating_sub(1)
+                    ),
+                    format!("{found} records"),
+                ),
+            K::Inclusion { seq, source } => Failure::new("inclusion_proof", "")
+                .at(Some(*seq), None)
+                .expected_found(
+                    format!("record {seq} as the last leaf of the checkpoint's tree"),
+                    source.to_string(),
+                ),
+            K::UnexpectedProof { .. } => Failure::new("trailer_mismatch", ""),
+            K::RootMismatch {
+                size,
+                expected,
+                computed,
+            } => Failure::new("checkpoint_root_mismatch", "")
+                .at(Some(size.get().saturating_sub(1)), None)
+                .expected_found(
+                    format!("root {expected} (signed checkpoint of size {size})"),
+                    format!("root {computed} recomputed from the records"),
+                ),
+            K::MissingTrailer => Failure::new("missing_trailer", ""),
+            K::AfterTrailer => Failure::new("after_trailer", ""),
+        };
+        f.line = Some(e.line);
+        f.message = message;
+        f
+    }
+
+    fn of_bundle(e: &BundleError) -> Failure {
+        use BundleError as B;
+        let message = e.to_string();
+        let mut f = match e {
+            B::Record(r) => Failure::chain(&ChainError::Record(r.clone())),
+            B::Inclusion(i) => Failure::new("inclusion_proof", "")
+                .at(Some(i.seq), Some(i.event_id))
+                .expected_found(
+                    format!("a path to the root of the checkpoint of size {}", i.size),
+                    i.source.to_string(),
+                ),
+            B::WrongTenant {
+                seq,
+                event_id,
+                found,
+            } => Failure::new("wrong_tenant", "")
+                .at(Some(*seq), Some(*event_id))
+                .expected_found("the bundle's tenant", found.to_string()),
+            B::OutOfOrder { seq, event_id, .. } => {
+                Failure::new("out_of_order", "").at(Some(*seq), Some(*event_id))
+            }
+            B::FirstNotADecision { seq, event_id, .. } => {
+                Failure::new("not_a_decision", "").at(Some(*seq), Some(*event_id))
+            }
+            B::DecisionIdMismatch {
+                seq,
+                expected,
+                found,
+            } => Failure::new("decision_mismatch", "")
+                .at(Some(*seq), Some(*found))
+                .expected_found(expected.to_string(), found.to_string()),
+            B::NotLinked { seq, event_id, .. } => {
+                Failure::new("not_linked", "").at(Some(*seq), Some(*event_id))
+            }
+            B::ProofTooLong { seq, .. } => Failure::new("inclusion_proof", "").at(Some(*seq), None),
+            B::TooManyErasableValues { seq, .. } | B::ErasableNotCommitted { seq, .. } => {
+                Failure::new("erasable_value", "").at(Some(*seq), None)
+            }
+            B::ErasableMismatch { seq, field } => Failure::new("erasable_value", "")
+                .at(Some(*seq), None)
+                .expected_found(
+                    format!("a value and salt matching the commitment of {}", field.as_str()),
+                    "a value that does not match".to_owned(),
+                ),
+            B::Head(_) => Failure::new("checkpoint_not_trusted", ""),
+            B::Json(_) | B::TooLarge { .. } | B::NoEntries | B::TooManyEntries { .. } => {
+                Failure::new("malformed_bundle", "")
+            }
+        };
+        f.message = message;
+        f
+    }
+
+    fn of_tlog(e: &TlogProofVerifyError) -> Failure {
+        use TlogProofVerifyError as T;
+        let message = e.to_string();
+        let mut f = match e {
+            T::Record(r) => Failure::chain(&ChainError::Record(r.clone())),
+            T::Inclusion(i) => Failure::new("inclusion_proof", "")
+                .at(Some(i.seq), Some(i.event_id))
+                .expected_found(
+                    format!("a path to the root of the checkpoint of size {}", i.size),
+                    i.source.to_string(),
+                ),
+            T::IndexMismatch { index, seq } => Failure::new("index_mismatch", "")
+                .at(Some(*seq), None)
+                .expected_found(format!("index {seq}"), format!("index {index}")),
+            T::Checkpoint(_) | T::TenantNotInOrigin { .. } => {
+                Failure::new("checkpoint_not_trusted", "")
+            }
+            T::Parse(_) | T::MissingRecord | T::MalformedRecord(_) => {
+                Failure::new("malformed_proof", "")
+            }
+        };
+        f.message = message;
+        f
+    }
+
+    fn of_consistency(e: &CheckpointConsistencyError) -> Failure {
+        use CheckpointConsistencyError as C;
+        let message = e.to_string();
+        let mut f = match e {
+            C::OriginMismatch { older, newer } => {
+                Failure::new("origin_mismatch", "").expected_found(older.clone(), newer.clone())
+            }
+            C::RolledBack { seen, offered } => Failure::new("rolled_back", "")
+                .at(Some(offered.get()), None)
+                .expected_found(
+                    format!("a tree of at least {seen} records"),
+                    format!("a checkpoint of size {offered}"),
+                ),
+            C::Fork { size, root1, root2 } => Failure::new("fork", "")
+                .expected_found(
+                    format!("root {root1} at size {size}"),
+                    format!("root {root2} at size {size}"),
+                ),
+            C::Proof(p) => Failure::new("inconsistent", "")
+                .expected_found("a consistency proof from the older tree to the newer", p.to_string()),
+        };
+        f.message = message;
+        f
+    }
+}
+
+/// The result of one verification, printed as text or JSON.
+#[derive(Debug, Serialize)]
+struct Outcome {
+    verified: bool,
+    evidence: &'static str,
+    file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<CheckpointInfo>,
+    /// What was proven, one sentence each.
+    proven: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<Failure>,
+    elapsed_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct CheckpointInfo {
+    size: u64,
+    root: Hash,
+}
+
+impl CheckpointInfo {
+    fn of(c: &Checkpoint) -> Self {
+        CheckpointInfo {
+            size: c.size().get(),
+            root: c.root(),
+        }
+    }
+}
+
+/// Input that could not be used: exit code 2.
+#[derive(Debug)]
+struct Unusable(String);
+
+impl<E: std::fmt::Display> From<E> for Unusable {
+    fn from(e: E) -> Self {
+        Unusable(e.to_string())
+    }
+}
+
+/// The keys the caller trusts.
+#[derive(Debug, Default)]
+struct Trust {
+    vkeys: Vec<VerifierKey>,
+    /// A trusted key history and the origin it is for.
+    history: Option<(String, Vec<KeyInterval>)>,
+}
+
+impl Trust {
+    fn load(options: &VerifyOptions) -> Result<Trust, Unusable> {
+        let mut trust = Trust::default();
+        for text in &options.keys {
+            let vkey = VerifierKey::parse(text.trim())
+                .map_err(|e| Unusable(format!("--key {text}: {e}")))?;
+            trust.vkeys.push(vkey);
+        }
+        if let Some(path) = &options.keys_file {
+            let text = read_small_text(path)?;
+            for (i, line) in text.lines().enumerate() {
+                let line = line.split('#').next().unwrap_or("").trim();
+                if line.is_empty() {
+                    continue;
+                }
+                let vkey = VerifierKey::parse(line)
+                    .map_err(|e| Unusable(format!("{} line {}: {e}", path.display(), i + 1)))?;
+                trust.vkeys.push(vkey);
+            }
+        }
+        if let Some(path) = &options.key_history {
+            let (origin, keys) = read_key_history(path)?;
+            for k in &keys {
+                trust.vkeys.push(
+                    VerifierKey::new(&origin, k.public_key)
+                        .map_err(|e| Unusable(format!("{}: {e}", path.display())))?,
+                );
+            }
+            trust.history = Some((origin, keys));
+        }
+        if trust.vkeys.is_empty() {
+            return Err(Unusable(
+                "no trusted key: pass --key VKEY, --keys FILE or --key-history FILE (the keys \
+                 inside the evidence are checked, never trusted)"
+                    .into(),
+            ));
+        }
+        Ok(trust)
+    }
+
+    /// The trusted key history, when it is for `origin`.
+    fn history_for(&self, origin: &str) -> Option<&[KeyInterval]> {
+        self.history
+            .as_ref()
+            .filter(|(o, _)| o == origin)
+            .map(|(_, keys)| keys.as_slice())
+    }
+}
+
+/// Reads a key history as `auditex key history` prints it: `{"origin": …, "keys": [{key_id,
+/// public_key, from_seq, until_seq, verifier_key?}, …]}`.
+fn read_key_history(path: &Path) -> Result<(String, Vec<KeyInterval>), Unusable> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(flatten)]
+        interval: KeyInterval,
+        verifier_key: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct History {
+        origin: String,
+        keys: Vec<Entry>,
+    }
+    let text = read_small_text(path)?;
+    let history: History = serde_json::from_str(&text).map_err(|e| {
+        Unusable(format!(
+            "{}: not a key history as `auditex key history` prints it: {e}",
+            path.display()
+        ))
+    })?;
+    let mut keys = Vec::with_capacity(history.keys.len());
+    for entry in history.keys {
+        if let Some(text) = &entry.verifier_key {
+            let derived = VerifierKey::new(&history.origin, entry.interval.public_key)
+                .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
+            if derived.to_string() != *text {
+                return Err(Unusable(format!(
+                    "{}: the verifier key of {} does not match its public key and origin",
+                    path.display(),
+                    entry.interval.key_id
+                )));
+            }
+        }
+        keys.push(entry.interval);
+    }
+    KeyRing::new(keys.clone()).map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
+    Ok((history.origin, keys))
+}
+
+fn read_small_bytes(path: &Path) -> Result<Vec<u8>, Unusable> {
+    let mut bytes = Vec::new();
+    open_input(path)?
+        .take(SMALL_FILE_BYTES_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
+    if bytes.len() as u64 > SMALL_FILE_BYTES_MAX {
+        return Err(Unusable(format!(
+            "{}: larger than {SMALL_FILE_BYTES_MAX} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+fn read_small_text(path: &Path) -> Result<String, Unusable> {
+    String::from_utf8(read_small_bytes(path)?)
+        .map_err(|_| Unusable(format!("{}: not UTF-8 text", path.display())))
+}
+
+/// Opens a file, or standard input for `-`.
+fn open_input(path: &Path) -> Result<Box<dyn BufRead + Send>, Unusable> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    }
+    let file = std::fs::File::open(path)
+        .map_err(|e| Unusable(format!("cannot open {}: {e}", path.display())))?;
+    Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
+}
+
+/// The kinds of evidence a file may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Export,
+    Bundle,
+    TlogProof,
+}
+
+/// Recognizes a file's kind from its first bytes.
+fn sniff(start: &[u8]) -> Option<Kind> {
+    if start.starts_with(TLOG_PROOF_HEADER.as_bytes()) {
+        return Some(Kind::TlogProof);
+    }
+    let text = String::from_utf8_lossy(&start[..start.len().min(512)]);
+    if text.contains(EXPORT_FORMAT) {
+        Some(Kind::Export)
+    } else if text.contains(BUNDLE_FORMAT) {
+        Some(Kind::Bundle)
+    } else {
+        None
+    }
+}
+
+/// Runs `auditex verify` and returns its exit code.
+pub fn run(args: VerifyArgs) -> u8 {
+    let (outcome, json) = match args.target {
+        Some(VerifyTarget::Export {
+            file,
+            checkpoints,
+            options,
+        }) => (verify_export_file(&file, &checkpoints, &options), options.json),
+        Some(VerifyTarget::Bundle { file, options }) => {
+            (verify_bundle_file(&file, &options), options.json)
+        }
+        Some(VerifyTarget::Proof { file, options }) => {
+            (verify_proof_file(&file, &options), options.json)
+        }
+        Some(VerifyTarget::Consistency {
+            old,
+            new,
+            proof,
+            options,
+        }) => (
+            verify_consistency(&old, &new, proof.as_deref(), &options),
+            options.json,
+        ),
+        None => match &args.file {
+            Some(file) => (verify_any(file, &args.options), args.options.json),
+            None => (
+                Err(Unusable(
+                    "nothing to verify: give a file, or one of export, bundle, proof, consistency (see --help)"
+                        .into(),
+                )),
+                args.options.json,
+            ),
+        },
+    };
+    report(outcome, json)
+}
+
+fn verify_any(file: &Path, options: &VerifyOptions) -> Result<Outcome, Unusable> {
+    let kind = {
+        let mut input = open_input(file)?;
+        let start = input
+            .fill_buf()
+            .map_err(|e| Unusable(format!("{}: {e}", file.display())))?;
+        sniff(start)
+    };
+    if file.as_os_str() == "-" && kind.is_some() {
+        // The sniffed bytes were consumed from the pipe with the reader; standard input can be
+        // read only once.
+        return Err(Unusable(
+            "standard input cannot be recognized and then read: name the kind (auditex verify export -)"
+                .into(),
+        ));
+    }
+    match kind {
+        Some(Kind::Export) => verify_export_file(file, &[], options),
+        Some(Kind::Bundle) => verify_bundle_file(file, options),
+        Some(Kind::TlogProof) => verify_proof_file(file, options),
+        None => Err(Unusable(format!(
+            "{} is not an Auditex export, custody bundle or tlog-proof file (a checkpoint alone proves nothing: use `auditex verify consistency`)",
+            file.display()
+        ))),
+    }
+}
+
+fn progress_bar(options: &VerifyOptions, total: u64) -> Option<indicatif::ProgressBar> {
+    let wanted = options.progress
+        || (!options.no_progress
+            && total >= PROGRESS_RECORDS_MIN
+            && std::io::stderr().is_terminal());
+    if !wanted {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let style = indicatif::ProgressStyle::with_template(
+        "verifying {wide_bar} {human_pos}/{human_len} records  {per_sec}  eta {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    Some(bar)
+}
+
+fn thread_pool(options: &VerifyOptions) -> Result<rayon::ThreadPool, Unusable> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = options.threads {
+        if n == 0 {
+            return Err(Unusable("--threads must be at least 1".into()));
+        }
+        builder = builder.num_threads(n);
+    }
+    builder
+        .build()
+        .map_err(|e| Unusable(format!("cannot start the verifier threads: {e}")))
+}
+
+fn verify_export_file(
+    file: &Path,
+    checkpoint_files: &[PathBuf],
+    options: &VerifyOptions,
+) -> Result<Outcome, Unusable> {
+    let seen = checkpoint_files
+        .iter()
+        .map(|p| checkpoint_note_of(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    verify_export_with(file, &seen, options)
+}
+
+/// Verifies the export in `file`, comparing its tree with the checkpoints in `seen`.
+fn verify_export_with(
+    file: &Path,
+    seen: &[String],
+    options: &VerifyOptions,
+) -> Result<Outcome, Unusable> {
+    let started = Instant::now();
+    let trust = Trust::load(options)?;
+    let input = open_input(file)?;
+    let pool = thread_pool(options)?;
+    let bar: std::sync::OnceLock<Option<indicatif::ProgressBar>> = std::sync::OnceLock::new();
+    let mut on_start = |total: u64| {
+        let _ = bar.set(progress_bar(options, total));
+    };
+    let on_records = |n: u64| {
+        if let Some(Some(b)) = bar.get() {
+            b.inc(n);
+        }
+    };
+    let export_options = ExportOptions {
+        trusted: &trust.vkeys,
+        history: trust
+            .history
+            .as_ref()
+            .map(|(origin, keys)| (origin.as_str(), keys.as_slice())),
+        seen,
+        chunk_records: 0,
+    };
+    let result = pool
+        .install(|| export::verify_export(input, &export_options, &mut on_start, &on_records));
+    if let Some(Some(b)) = bar.get() {
+        b.finish_and_clear();
+    }
+    let mut outcome = Outcome {
+        verified: false,
+        evidence: "export",
+        file: file.display().to_string(),
+        tenant: None,
+        origin: None,
+        checkpoint: None,
+        proven: Vec::new(),
+        records: None,
+        failure: None,
+        elapsed_ms: 0,
+    };
+    match result {
+        Ok(verified) => {
+            let r = &verified.report;
+            outcome.tenant = Some(r.tenant.to_string());
+            outcome.origin = Some(r.origin.clone());
+            outcome.checkpoint = Some(CheckpointInfo {
+                size: r.checkpoint_size.get(),
+                root: r.checkpoint_root,
+            });
+            outcome.records = Some(r.records);
+            outcome.verified = true;
+            let range = match r.last_seq {
+                Some(last) => format!("records {}..{last}", r.from_seq),
+                None => "no records".into(),
+            };
+            outcome.proven.push(format!(
+                "{} {range}: every hash, chain link, sequence number, capture time, signature and key interval checked",
+                r.records
+            ));
+            if r.root_recomputed {
+                outcome.proven.push(format!(
+                    "the Merkle root recomputed from all {} records equals the signed checkpoint's root {} (tree size {}, signed by key {})",
+                    r.checkpoint_size, r.checkpoint_root, r.checkpoint_size, r.checkpoint_key_id
+                ));
+            } else {
+                outcome.proven.push(format!(
+                    "the last record is proven to be the last leaf of the signed checkpoint of size {} (root {}, signed by key {}), and the links tie every earlier record to it",
+                    r.checkpoint_size, r.checkpoint_root, r.checkpoint_key_id
+                ));
+            }
+            for size in &verified.seen_agreed {
+                outcome.proven.push(format!(
+                    "consistent with the checkpoint of size {size} seen before"
+                ));
+            }
+            if trust.history_for(&r.origin).is_some() {
+                outcome
+                    .proven
+                    .push("the export's key history agrees with the trusted key history".into());
+            }
+        }
+        Err(ExportCheckError::Io(e)) => {
+            return Err(Unusable(format!("reading {}: {e}", file.display())));
+        }
+        Err(ExportCheckError::NotAnExport(why)) => {
+            return Err(Unusable(format!(
+                "{}: not an Auditex export: {why}",
+                file.display()
+            )));
+        }
+        Err(ExportCheckError::Unanswerable(why)) => return Err(Unusable(why)),
+        Err(ExportCheckError::Failed { error, from_seq }) => {
+            outcome.failure = Some(Failure::of_export(&error, from_seq));
+        }
+        Err(ExportCheckError::History(h)) => outcome.failure = Some(Failure::history(h)),
+    }
+    outcome.elapsed_ms = elapsed_ms(started);
+    Ok(outcome)
+}
+
+fn verify_bundle_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, Unusable> {
+    let started = Instant::now();
+    let trust = Trust::load(options)?;
+    let mut bytes = Vec::new();
+    open_input(file)?
+        .take(ledger::bundle::BUNDLE_BYTES_MAX as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Unusable(format!("reading {}: {e}", file.display())))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Unusable(format!("{}: not a JSON document: {e}", file.display())))?;
+    if value.get("format").and_then(serde_json::Value::as_str) != Some(BUNDLE_FORMAT) {
+        return Err(Unusable(format!(
+            "{}: not a custody bundle (no \"format\": \"{BUNDLE_FORMAT}\")",
+            file.display()
+        )));
+    }
+    let mut outcome = Outcome {
+        verified: false,
+        evidence: "bundle",
+        file: file.display().to_string(),
+        tenant: value.get("tenant").and_then(|v| v.as_str()).map(str::to_owned),
+        origin: value.get("origin").and_then(|v| v.as_str()).map(str::to_owned),
+        checkpoint: None,
+        proven: Vec::new(),
+        records: None,
+        failure: None,
+        elapsed_ms: 0,
+    };
+    let checked = Bundle::from_json(&bytes).and_then(|bundle| {
+        let report = verify_bundle(&bundle, &trust.vkeys)?;
+        Ok((bundle, report))
+    });
+    match checked {
+        Ok((bundle, report)) => {
+            if let Some(history) = trust.history_for(&bundle.origin)
+                && let Err(h) = check_history(history, &bundle.keys)
+            {
+                outcome.failure = Some(Failure::history(h));
+            } else {
+                outcome.verified = true;
+                outcome.checkpoint = Some(CheckpointInfo {
+                    size: report.checkpoint_size.get(),
+                    root: report.checkpoint_root,
+                });
+                outcome.records = Some(report.entries.len() as u64);
+                outcome.proven.push(format!(
+                    "decision {} and {} linked record(s) are in the log: each hash, signature and key interval checked, each inclusion proof leads to the signed checkpoint of size {} (root {}, signed by key {})",
+                    report.decision_event_id,
+                    report.entries.len() - 1,
+                    report.checkpoint_size,
+                    report.checkpoint_root,
+                    report.checkpoint_key_id
+                ));
+                for e in &report.entries {
+                    let erasable = if e.erasable_values_verified + e.erasable_values_absent == 0 {
+                        String::new()
+                    } else {
+                        format!(
+                            "; erasable values: {} matched their commitments, {} absent (erased or withheld)",
+                            e.erasable_values_verified, e.erasable_values_absent
+                        )
+                    };
+                    outcome.proven.push(format!(
+                        "record {} ({} {}){erasable}",
+                        e.seq, e.event_type, e.event_id
+                    ));
+                }
+                outcome.proven.push(
+                    "a bundle proves that these records are in the log; only an export proves that no follow-up is missing".into(),
+                );
+            }
+        }
+        Err(e) => outcome.failure = Some(Failure::of_bundle(&e)),
+    }
+    outcome.elapsed_ms = elapsed_ms(started);
+    Ok(outcome)
+}
+
+fn verify_proof_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, Unusable> {
+    let started = Instant::now();
+    let trust = Trust::load(options)?;
+    let mut bytes = Vec::new();
+    open_input(file)?
+        .take(TLOG_PROOF_BYTES_MAX as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Unusable(format!("reading {}: {e}", file.display())))?;
+    if !bytes.starts_with(format!("{TLOG_PROOF_HEADER}\n").as_bytes()) {
+        return Err(Unusable(format!(
+            "{}: not a C2SP tlog-proof file (it must start with {TLOG_PROOF_HEADER})",
+            file.display()
+        )));
+    }
+    let mut outcome = Outcome {
+        verified: false,
+        evidence: "tlog-proof",
+        file: file.display().to_string(),
+        tenant: None,
+        origin: None,
+        checkpoint: None,
+        proven: Vec::new(),
+        records: Some(1),
+        failure: None,
+        elapsed_ms: 0,
+    };
+    // The origin is read from the checkpoint inside the file; the checkpoint must then open
+    // under a trusted key of that origin.
+    let origin = TlogProof::parse(&bytes)
+        .ok()
+        .and_then(|p| checkpoint_origin(p.checkpoint().as_bytes()));
+    let Some(origin) = origin else {
+        outcome.failure = Some(Failure::of_tlog(&TlogProofVerifyError::Parse(
+            TlogProof::parse(&bytes).err().unwrap_or(ledger::proof_file::TlogProofError::Truncated),
+        )));
+        outcome.elapsed_ms = elapsed_ms(started);
+        return Ok(outcome);
+    };
+    outcome.origin = Some(origin.clone());
+    let ring = match trust.history_for(&origin) {
+        Some(keys) => KeyRing::new(keys.to_vec())?,
+        None => {
+            let named: Vec<&VerifierKey> =
+                trust.vkeys.iter().filter(|k| k.name() == origin).collect();
+            match named.as_slice() {
+                [] => {
+                    outcome.failure = Some(Failure::new(
+                        "checkpoint_not_trusted",
+                        format!("no trusted key is named {origin:?}, the origin of the proof's checkpoint"),
+                    ));
+                    outcome.elapsed_ms = elapsed_ms(started);
+                    return Ok(outcome);
+                }
+                [one] => KeyRing::single(*one.verifying_key()),
+                _ => {
+                    return Err(Unusable(format!(
+                        "several trusted keys are named {origin:?}: pass --key-history so that the record key's validity interval can be checked"
+                    )));
+                }
+            }
+        }
+    };
+    match verify_tlog_proof_file(&bytes, &trust.vkeys, &ring, &origin) {
+        Ok(proven) => {
+            let r = &proven.record;
+            outcome.verified = true;
+            outcome.tenant = Some(r.tenant.to_string());
+            outcome.checkpoint = Some(CheckpointInfo::of(&proven.checkpoint));
+            outcome.proven.push(format!(
+                "record {} ({} {}, captured {}) hashes to {}, is signed by key {} valid for it, and is leaf {} of the signed checkpoint of size {} (root {})",
+                r.seq,
+                r.event_type,
+                r.event_id,
+                r.captured_at_us,
+                r.hash,
+                r.key_id,
+                r.seq,
+                proven.checkpoint.size(),
+                proven.checkpoint.root()
+            ));
+            if trust.history_for(&origin).is_none() {
+                outcome.proven.push(
+                    "the key's validity interval was taken as unbounded (one trusted key, no --key-history)".into(),
+                );
+            }
+        }
+        Err(e) => {
+            outcome.tenant = TlogProof::parse(&bytes)
+                .ok()
+                .and_then(|p| p.extra().map(<[u8]>::to_vec))
+                .and_then(|extra| serde_json::from_slice::<serde_json::Value>(&extra).ok())
+                .and_then(|v| v.get("tenant").and_then(|t| t.as_str()).map(str::to_owned));
+            outcome.failure = Some(Failure::of_tlog(&e));
+        }
+    }
+    outcome.elapsed_ms = elapsed_ms(started);
+    Ok(outcome)
+}
+
+/// The origin (first line) of a signed checkpoint, if it is a well-formed note.
+fn checkpoint_origin(note: &[u8]) -> Option<String> {
+    let note = Note::parse(note).ok()?;
+    Checkpoint::parse_body(note.text())
+        .ok()
+        .map(|c| c.origin().to_owned())
+}
+
+/// The signed checkpoint in a file: a bare note, or the one inside an export, bundle or proof.
+fn checkpoint_note_of(path: &Path) -> Result<String, Unusable> {
+    let mut input = open_input(path)?;
+    let kind = sniff(
+        input
+            .fill_buf()
+            .map_err(|e| Unusable(format!("{}: {e}", path.display())))?,
+    );
+    match kind {
+        Some(Kind::Export) => {
+            let mut line = Vec::new();
+            input
+                .take(ledger::export::EXPORT_LINE_BYTES_MAX as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
+            let header: ledger::export::ExportHeader = serde_json::from_slice(&line)
+                .map_err(|e| Unusable(format!("{}: malformed export header: {e}", path.display())))?;
+            Ok(header.checkpoint)
+        }
+        Some(Kind::Bundle) => {
+            let mut bytes = Vec::new();
+            input
+                .take(ledger::bundle::BUNDLE_BYTES_MAX as u64 + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
+            let value: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| Unusable(format!("{}: malformed bundle: {e}", path.display())))?;
+            value
+                .get("checkpoint")
+                .and_then(|c| c.as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| Unusable(format!("{}: the bundle has no checkpoint", path.display())))
+        }
+        Some(Kind::TlogProof) => {
+            let mut bytes = Vec::new();
+            input
+                .take(TLOG_PROOF_BYTES_MAX as u64 + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
+            let proof = TlogProof::parse(&bytes)
+                .map_err(|e| Unusable(format!("{}: malformed proof file: {e}", path.display())))?;
+            Ok(proof.checkpoint().to_owned())
+        }
+        None => {
+            drop(input);
+            let text = read_small_text(path)?;
+            Note::parse(text.as_bytes()).map_err(|e| {
+                Unusable(format!(
+                    "{}: not a signed checkpoint, export, bundle or proof file: {e}",
+                    path.display()
+                ))
+            })?;
+            Ok(text)
+        }
+    }
+}
+
+/// Reads a consistency proof file: one hash per line, hex or standard base64; blank lines and
+/// `#` comments ignored. A JSON array of hex strings is accepted too.
+fn read_proof_hashes(path: &Path) -> Result<Vec<Hash>, Unusable> {
+    let text = read_small_text(path)?;
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str::<Vec<Hash>>(&text)
+            .map_err(|e| Unusable(format!("{}: {e}", path.display())));
+    }
+    let mut hashes = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let hash = Hash::from_hex(line).ok().or_else(|| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(line)
+                .ok()
+                .and_then(|b| Hash::from_slice(&b).ok())
+        });
+        hashes.push(hash.ok_or_else(|| {
+            Unusable(format!(
+                "{} line {}: not a 32-byte hash in hex or base64",
+                path.display(),
+                i + 1
+            ))
+        })?);
+    }
+    Ok(hashes)
+}
+
+fn verify_consistency(
+    old: &Path,
+    new: &Path,
+    proof: Option<&Path>,
+    options: &VerifyOptions,
+) -> Result<Outcome, Unusable> {
+    let started = Instant::now();
+    let trust = Trust::load(options)?;
+    let mut outcome = Outcome {
+        verified: false,
+        evidence: "consistency",
+        file: format!("{} -> {}", old.display(), new.display()),
+        tenant: None,
+        origin: None,
+        checkpoint: None,
+        proven: Vec::new(),
+        records: None,
+        failure: None,
+        elapsed_ms: 0,
+    };
+    let mut opened = Vec::new();
+    for (label, path) in [("old", old), ("new", new)] {
+        let note = checkpoint_note_of(path)?;
+        let origin = checkpoint_origin(note.as_bytes()).unwrap_or_default();
+        match open_checkpoint(note.as_bytes(), &trust.vkeys, Some(&origin)) {
+            Ok(c) => opened.push((note, c.into_checkpoint())),
+            Err(e) => {
+                outcome.failure = Some(
+                    Failure::new(
+                        "checkpoint_not_trusted",
+                        format!("the {label} checkpoint ({}): {e}", path.display()),
+                    )
+                    .expected_found("a checkpoint signed by a trusted key", e.to_string()),
+                );
+                outcome.elapsed_ms = elapsed_ms(started);
+                return Ok(outcome);
+            }
+        }
+    }
+    let (new_note, newer) = opened.pop().expect("two checkpoints");
+    let (old_note, older) = opened.pop().expect("two checkpoints");
+    outcome.origin = Some(newer.origin().to_owned());
+    outcome.checkpoint = Some(CheckpointInfo::of(&newer));
+
+    // Size and root alone settle rollbacks and forks; only growth needs a proof.
+    let needs_proof = older.origin() == newer.origin()
+        && newer.size() > older.size()
+        && older.size().get() > 0;
+    let proof_is_export = proof.is_some_and(|p| {
+        open_input(p)
+            .ok()
+            .and_then(|mut r| r.fill_buf().ok().map(|b| sniff(b) == Some(Kind::Export)))
+            .unwrap_or(false)
+    });
+    let result = if needs_proof && proof_is_export {
+        let path = proof.expect("checked above");
+        let export_outcome = verify_export_with(path, &[old_note, new_note], options)?;
+        match export_outcome.failure {
+            Some(f) => Err(f),
+            None => Ok(format!(
+                "both trees were recomputed from the records of {}: the checkpoint of size {} is a prefix of the one of size {}",
+                path.display(),
+                older.size(),
+                newer.size()
+            )),
+        }
+    } else {
+        let hashes = match (needs_proof, proof) {
+            (true, None) => {
+                return Err(Unusable(format!(
+                    "a consistency proof is needed from size {} to {}: pass --proof FILE (from `auditex proof --tenant T --old-size {}`) or an export from record 0",
+                    older.size(),
+                    newer.size(),
+                    older.size()
+                )));
+            }
+            (true, Some(p)) => read_proof_hashes(p)?,
+            (false, _) => Vec::new(),
+        };
+        verify_checkpoint_consistency(&older, &newer, &hashes)
+            .map(|()| {
+                format!(
+                    "the checkpoint of size {} (root {}) extends the one of size {} (root {}): nothing in the older tree was changed",
+                    newer.size(),
+                    newer.root(),
+                    older.size(),
+                    older.root()
+                )
+            })
+            .map_err(|e| Failure::of_consistency(&e))
+    };
+    match result {
+        Ok(proven) => {
+            outcome.verified = true;
+            outcome.proven.push(proven);
+        }
+        Err(f) => outcome.failure = Some(f),
+    }
+    outcome.elapsed_ms = elapsed_ms(started);
+    Ok(outcome)
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Prints the outcome and returns the exit code.
+fn report(outcome: Result<Outcome, Unusable>, json: bool) -> u8 {
+    let mut out = std::io::stdout().lock();
+    let code = match &outcome {
+        Ok(o) if o.verified => EXIT_VERIFIED,
+        Ok(_) => EXIT_FAILED,
+        Err(_) => EXIT_UNREADABLE,
+    };
+    let written = match (&outcome, json) {
+        (Ok(o), true) => writeln!(out, "{}", serde_json::to_string_pretty(o).unwrap_or_default()),
+        (Err(Unusable(why)), true) => writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "verified": false, "error": "could not read input", "message": why })
+        ),
+        (Ok(o), false) => write_human(&mut out, o),
+        (Err(Unusable(why)), false) => {
+            let _ = out.flush();
+            eprintln!("auditex verify: could not read input: {why}");
+            Ok(())
+        }
+    };
+    let _ = written.and_then(|()| out.flush());
+    code
+}
+
+fn write_human(out: &mut impl Write, o: &Outcome) -> std::io::Result<()> {
+    let subject = match (&o.tenant, &o.origin) {
+        (Some(t), Some(origin)) => format!(" of tenant {t} ({origin})"),
+        (None, Some(origin)) => format!(" of {origin}"),
+        (Some(t), None) => format!(" of tenant {t}"),
+        (None, None) => String::new(),
+    };
+    writeln!(out, "auditex verify: {}{subject}: {}", o.evidence, o.file)?;
+    match &o.failure {
+        None => {
+            writeln!(out, "VERIFIED")?;
+            for line in &o.proven {
+                writeln!(out, "  - {line}")?;
+            }
+        }
+        Some(f) => {
+            let at = match (f.seq, &f.event_id) {
+                (Some(seq), Some(id)) => format!(" at record {seq} (event {id})"),
+                (Some(seq), None) => format!(" at record {seq}"),
+                _ => String::new(),
+            };
+            let line = f.line.map_or(String::new(), |l| format!(", line {l}"));
+            writeln!(out, "FAILED{at}{line}: {}", f.kind)?;
+            writeln!(out, "  {}", f.message)?;
+            if let Some(e) = &f.expected {
+                writeln!(out, "  expected: {e}")?;
+            }
+            if let Some(found) = &f.found {
+                writeln!(out, "  found:    {found}")?;
+            }
+        }
+    }
+    let rate = match o.records {
+        Some(n) if o.elapsed_ms > 0 && n > 1 => {
+            format!(" ({:.0} records/s)", n as f64 * 1000.0 / o.elapsed_ms as f64)
+        }
+        _ => String::new(),
+    };
+    writeln!(out, "  checked in {:.2} s{rate}", o.elapsed_ms as f64 / 1000.0)
+}
