@@ -57,6 +57,34 @@ pub struct Principal {
     pub key_id: ApiKeyId,
 }
 
+/// API key rows (see `api_keys.rs`).
+pub(crate) type ApiKeyTuple = (
+    String,
+    String,
+    String,
+    Vec<u8>,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+pub(crate) const SELECT_API_KEY: &str = "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_keys";
+
+pub(crate) fn api_key_row(t: ApiKeyTuple) -> ApiKeyRow {
+    ApiKeyRow {
+        key_id: t.0,
+        tenant_id: t.1,
+        role: t.2,
+        secret_hash: t.3,
+        label: t.4,
+        created_at_us: t.5,
+        expires_at_us: t.6,
+        revoked_at_us: t.7,
+        last_used_at_us: t.8,
+    }
+}
 /// Remembers when each key's last use was written.
 #[derive(Default)]
 pub(crate) struct LastUsed(Mutex<HashMap<String, u64>>);
@@ -117,7 +145,11 @@ impl Store {
     }
 
     /// Revokes one of the tenant's keys; `false` when the tenant has no such active key.
-    pub async fn revoke_api_key(&self, tenant: &TenantId, key_id: &ApiKeyId) -> Result<bool, StoreError> {
+    pub async fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &ApiKeyId,
+    ) -> Result<bool, StoreError> {
         let now = db_int(self.config().clock.now_unix_micros());
         on_db!(self.db(), b => b.revoke_api_key(tenant, key_id.as_str(), now).await)
     }
@@ -140,7 +172,8 @@ impl Store {
         if row.revoked_at_us.is_some() || row.expires_at_us.is_some_and(|e| to_u64(e) <= now) {
             return Ok(None);
         }
-        let tenant = TenantId::parse(&row.tenant_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let tenant =
+            TenantId::parse(&row.tenant_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let role = Role::parse(&row.role).map_err(StoreError::Corrupt)?;
         let due = {
             let mut seen = self.last_used().0.lock().unwrap_or_else(|p| p.into_inner());

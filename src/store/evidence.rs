@@ -107,8 +107,7 @@ impl Store {
         let mut records = vec![first];
         let mut next = decision_seq + 1;
         while next < size {
-            let from =
-                Sequence::new(next).map_err(|e| EvidenceError::OutOfRange(e.to_string()))?;
+            let from = Sequence::new(next).map_err(|e| EvidenceError::OutOfRange(e.to_string()))?;
             let page = self
                 .records(tenant, from, RANGE_RECORDS_MAX.min(size - next))
                 .await?;
@@ -186,7 +185,10 @@ impl Store {
     }
 
     /// The latest checkpoint, which evidence is proven against.
-    async fn pinned_checkpoint(&self, tenant: &TenantId) -> Result<StoredCheckpoint, EvidenceError> {
+    async fn pinned_checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<StoredCheckpoint, EvidenceError> {
         if !self.tenant_exists(tenant).await? {
             return Err(StoreError::UnknownTenant.into());
         }
@@ -205,4 +207,3 @@ fn links_to(record: &Record, decision: EventId) -> bool {
         _ => false,
     }
 }
-

@@ -100,8 +100,7 @@ impl Store {
         let mut last_seq: Option<u64> = None;
         let mut next = from_seq;
         'pages: while next < size {
-            let from =
-                Sequence::new(next).map_err(|e| EvidenceError::OutOfRange(e.to_string()))?;
+            let from = Sequence::new(next).map_err(|e| EvidenceError::OutOfRange(e.to_string()))?;
             let rows = on_db!(self.db(), b => b.records_range(tenant, from, EXPORT_PAGE_RECORDS.min(size - next)).await)?;
             if rows.is_empty() {
                 break;

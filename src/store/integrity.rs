@@ -280,7 +280,8 @@ impl Store {
                 walk.verify_page(page);
                 walk
             });
-            let (verified, next) = tokio::join!(verify, self.fetch_page(tenant, next_from, end, &mut cursor));
+            let (verified, next) =
+                tokio::join!(verify, self.fetch_page(tenant, next_from, end, &mut cursor));
             walk = verified.map_err(|e| {
                 StoreError::Corrupt(format!("the integrity check's verifier thread failed: {e}"))
             })?;
@@ -372,11 +373,10 @@ impl Store {
             .map(|row| {
                 let seq = u64::try_from(row.seq).unwrap_or(u64::MAX);
                 next_from = seq.saturating_add(1);
-                row.into_unchecked_record()
-                    .map_err(|e| Unreadable {
-                        seq,
-                        problem: e.to_string(),
-                    })
+                row.into_unchecked_record().map_err(|e| Unreadable {
+                    seq,
+                    problem: e.to_string(),
+                })
             })
             .collect();
         let checkpoints = cursor.take_through(self, tenant, next_from).await?;
@@ -629,7 +629,11 @@ impl Walk {
         }
         // Checkpoints of this page beyond its last record: the records they cover are missing.
         if let Some(c) = checkpoints.front() {
-            self.failure = Some(self.flush().err().unwrap_or_else(|| self.missing(&c.stored)));
+            self.failure = Some(
+                self.flush()
+                    .err()
+                    .unwrap_or_else(|| self.missing(&c.stored)),
+            );
         }
     }
 
@@ -717,15 +721,19 @@ impl Walk {
             found,
             message,
         };
-        let verified = open_checkpoint(c.stored.signed_note.as_bytes(), &self.vkeys, Some(&self.origin))
-            .map_err(|e| {
-                fail(
-                    IntegrityFailureKind::CheckpointSignature,
-                    format!("a checkpoint of size {size} signed by a key of the tenant"),
-                    e.to_string(),
-                    format!("the published checkpoint of size {size} does not verify: {e}"),
-                )
-            })?;
+        let verified = open_checkpoint(
+            c.stored.signed_note.as_bytes(),
+            &self.vkeys,
+            Some(&self.origin),
+        )
+        .map_err(|e| {
+            fail(
+                IntegrityFailureKind::CheckpointSignature,
+                format!("a checkpoint of size {size} signed by a key of the tenant"),
+                e.to_string(),
+                format!("the published checkpoint of size {size} does not verify: {e}"),
+            )
+        })?;
         let signer_ok = verified.verified_by().iter().any(|vkey| {
             self.ring
                 .may_sign_checkpoint(KeyId::of(vkey.verifying_key()), size)
@@ -744,8 +752,15 @@ impl Walk {
         if checkpoint.size() != c.stored.size || checkpoint.root() != c.stored.root {
             return Err(fail(
                 IntegrityFailureKind::CheckpointSignature,
-                format!("size {} and root {} as signed", checkpoint.size(), checkpoint.root()),
-                format!("size {size} and root {} in the stored columns", c.stored.root),
+                format!(
+                    "size {} and root {} as signed",
+                    checkpoint.size(),
+                    checkpoint.root()
+                ),
+                format!(
+                    "size {size} and root {} in the stored columns",
+                    c.stored.root
+                ),
                 format!("the stored checkpoint of size {size} differs from its own signed note"),
             ));
         }
@@ -753,7 +768,10 @@ impl Walk {
         if checkpoint.root() != root {
             return Err(fail(
                 IntegrityFailureKind::CheckpointRootMismatch,
-                format!("root {} (signed checkpoint of size {size})", checkpoint.root()),
+                format!(
+                    "root {} (signed checkpoint of size {size})",
+                    checkpoint.root()
+                ),
                 format!("root {root} recomputed from records 0..{seq}"),
                 format!(
                     "records 0..{seq} hash to root {root}, but the published checkpoint of size {size} says {}",
@@ -794,7 +812,10 @@ impl Walk {
             kind: IntegrityFailureKind::MissingRecords,
             seq: first,
             event_id: None,
-            expected: format!("records {first}..{} (published checkpoint of size {size})", size - 1),
+            expected: format!(
+                "records {first}..{} (published checkpoint of size {size})",
+                size - 1
+            ),
             found: format!("the chain ends after {first} records"),
             message: format!(
                 "the published checkpoint of size {size} covers records {first}..{}, which are missing from the database",

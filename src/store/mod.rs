@@ -17,6 +17,7 @@ mod export;
 mod integrity;
 mod postgres;
 pub mod rollback;
+mod rows;
 mod sqlite;
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,13 +39,13 @@ use ledger::types::{CaptureTime, EventId, Hash, LeafIndex, Sequence, TenantId, T
 use tokio::sync::watch;
 
 pub use appender::AppendError;
+use crypto::{CryptoError, MasterKey};
 pub use evidence::EvidenceError;
 pub use export::ExportSummary;
 pub use integrity::{
     CancelFlag, IntegrityFailure, IntegrityFailureKind, IntegrityOptions, IntegrityOutcome,
     IntegrityProgress, IntegrityReport,
 };
-use crypto::{CryptoError, MasterKey};
 
 /// Most records one append request (one HTTP batch) may carry.
 pub const BATCH_RECORDS_MAX: usize = 1000;
@@ -705,7 +706,10 @@ impl Store {
 
     /// Append requests waiting in every tenant's queue (for `/metrics`).
     pub fn append_queue_depth(&self) -> usize {
-        self.lock_appenders().values().map(appender::Handle::queue_depth).sum()
+        self.lock_appenders()
+            .values()
+            .map(appender::Handle::queue_depth)
+            .sum()
     }
 
     /// Seconds since the latest checkpoint of the tenant whose live tree is furthest ahead of its

@@ -8,73 +8,20 @@
 //! per-tenant transaction-level advisory lock, so several service instances sharing one database
 //! still build one linear chain per tenant.
 
-use ledger::types::{CaptureTime, Hash, Sequence, TenantId, TreeSize};
+use ledger::types::{Hash, Sequence, TenantId, TreeSize};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
+use super::api_keys::{ApiKeyTuple, SELECT_API_KEY, api_key_row};
+use super::rows::{KeyTuple, RecordTuple, checkpoint, head, row};
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreError, StoredCheckpoint,
     db_int,
 };
 
-/// A signing-key row as selected.
-type KeyTuple = (String, Vec<u8>, Vec<u8>, i64, Option<i64>);
-
 /// How long an operation waits for a database connection before failing (retryably).
 const ACQUIRE_TIMEOUT_MS: u64 = 3000;
-
-type RecordTuple = (
-    String,
-    i64,
-    String,
-    String,
-    i64,
-    Vec<u8>,
-    Vec<u8>,
-    String,
-    Vec<u8>,
-    String,
-    String,
-);
-
 const SELECT_RECORD: &str = "SELECT tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable FROM records";
-
-fn row(t: RecordTuple) -> RecordRow {
-    RecordRow {
-        tenant: t.0,
-        seq: t.1,
-        event_id: t.2,
-        event_type: t.3,
-        captured_at_us: t.4,
-        prev: t.5,
-        hash: t.6,
-        key_id: t.7,
-        sig: t.8,
-        payload: t.9,
-        erasable: t.10,
-    }
-}
-
-fn head(t: (i64, Vec<u8>, i64)) -> Result<ChainHead, StoreError> {
-    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("chain head: {e}"));
-    Ok(ChainHead {
-        seq: Sequence::new(u64::try_from(t.0).map_err(|e| corrupt(&e))?)
-            .map_err(|e| corrupt(&e))?,
-        hash: Hash::from_slice(&t.1).map_err(|e| corrupt(&e))?,
-        captured_at: CaptureTime::from_unix_micros(u64::try_from(t.2).map_err(|e| corrupt(&e))?)
-            .map_err(|e| corrupt(&e))?,
-    })
-}
-
-fn checkpoint(t: (i64, Vec<u8>, String, i64)) -> Result<StoredCheckpoint, StoreError> {
-    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("checkpoint: {e}"));
-    Ok(StoredCheckpoint {
-        size: TreeSize::new(u64::try_from(t.0).map_err(|e| corrupt(&e))?),
-        root: Hash::from_slice(&t.1).map_err(|e| corrupt(&e))?,
-        signed_note: t.2,
-        published_at_us: u64::try_from(t.3).map_err(|e| corrupt(&e))?,
-    })
-}
 
 #[derive(Clone)]
 pub(crate) struct PgDb {
@@ -598,27 +545,11 @@ pub(crate) async fn rotate_key_in(
     Ok(())
 }
 
-/// API key rows (see `api_keys.rs`).
-type ApiKeyTuple = (String, String, String, Vec<u8>, String, i64, Option<i64>, Option<i64>, Option<i64>);
-
-const SELECT_API_KEY: &str = "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_keys";
-
-fn api_key_row(t: ApiKeyTuple) -> super::api_keys::ApiKeyRow {
-    super::api_keys::ApiKeyRow {
-        key_id: t.0,
-        tenant_id: t.1,
-        role: t.2,
-        secret_hash: t.3,
-        label: t.4,
-        created_at_us: t.5,
-        expires_at_us: t.6,
-        revoked_at_us: t.7,
-        last_used_at_us: t.8,
-    }
-}
-
 impl PgDb {
-    pub(crate) async fn insert_api_key(&self, row: &super::api_keys::ApiKeyRow) -> Result<(), StoreError> {
+    pub(crate) async fn insert_api_key(
+        &self,
+        row: &super::api_keys::ApiKeyRow,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -635,7 +566,10 @@ impl PgDb {
         Ok(())
     }
 
-    pub(crate) async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<super::api_keys::ApiKeyRow>, StoreError> {
+    pub(crate) async fn api_keys(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<super::api_keys::ApiKeyRow>, StoreError> {
         let rows: Vec<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_API_KEY} WHERE tenant_id = $1 ORDER BY created_at_us, key_id"
         )))
@@ -645,15 +579,25 @@ impl PgDb {
         Ok(rows.into_iter().map(api_key_row).collect())
     }
 
-    pub(crate) async fn api_key(&self, key_id: &str) -> Result<Option<super::api_keys::ApiKeyRow>, StoreError> {
-        let row: Option<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_API_KEY} WHERE key_id = $1")))
-            .bind(key_id)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub(crate) async fn api_key(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<super::api_keys::ApiKeyRow>, StoreError> {
+        let row: Option<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_API_KEY} WHERE key_id = $1"
+        )))
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(api_key_row))
     }
 
-    pub(crate) async fn revoke_api_key(&self, tenant: &TenantId, key_id: &str, now_us: i64) -> Result<bool, StoreError> {
+    pub(crate) async fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        now_us: i64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at_us = $1 WHERE tenant_id = $2 AND key_id = $3 AND revoked_at_us IS NULL",
         )

@@ -1,0 +1,60 @@
+//! Conversions from the rows both backends select into the store's types; the SQL that selects
+//! them stays in `sqlite.rs` and `postgres.rs`, the decoding lives once, here.
+
+use ledger::types::{CaptureTime, Hash, Sequence, TreeSize};
+
+use super::{ChainHead, RecordRow, StoreError, StoredCheckpoint};
+
+/// A signing-key row as selected.
+pub(crate) type KeyTuple = (String, Vec<u8>, Vec<u8>, i64, Option<i64>);
+
+pub(crate) type RecordTuple = (
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+    Vec<u8>,
+    String,
+    String,
+);
+
+pub(crate) fn row(t: RecordTuple) -> RecordRow {
+    RecordRow {
+        tenant: t.0,
+        seq: t.1,
+        event_id: t.2,
+        event_type: t.3,
+        captured_at_us: t.4,
+        prev: t.5,
+        hash: t.6,
+        key_id: t.7,
+        sig: t.8,
+        payload: t.9,
+        erasable: t.10,
+    }
+}
+
+pub(crate) fn head(t: (i64, Vec<u8>, i64)) -> Result<ChainHead, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("chain head: {e}"));
+    Ok(ChainHead {
+        seq: Sequence::new(u64::try_from(t.0).map_err(|e| corrupt(&e))?)
+            .map_err(|e| corrupt(&e))?,
+        hash: Hash::from_slice(&t.1).map_err(|e| corrupt(&e))?,
+        captured_at: CaptureTime::from_unix_micros(u64::try_from(t.2).map_err(|e| corrupt(&e))?)
+            .map_err(|e| corrupt(&e))?,
+    })
+}
+
+pub(crate) fn checkpoint(t: (i64, Vec<u8>, String, i64)) -> Result<StoredCheckpoint, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("checkpoint: {e}"));
+    Ok(StoredCheckpoint {
+        size: TreeSize::new(u64::try_from(t.0).map_err(|e| corrupt(&e))?),
+        root: Hash::from_slice(&t.1).map_err(|e| corrupt(&e))?,
+        signed_note: t.2,
+        published_at_us: u64::try_from(t.3).map_err(|e| corrupt(&e))?,
+    })
+}
