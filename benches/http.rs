@@ -5,7 +5,8 @@
 //! - `https_batched`: `POST /v1/records/batch`, 1000 records per request, 4 connections;
 //! - `https_single_64`: `POST /v1/records`, one record per request, 64 concurrent connections;
 //! - `inclusion_proof`: `GET /v1/proofs/inclusion` at a tree of `AUDITEX_BENCH_PROOF_TREE` records
-//!   (default 1,000,000), 8 concurrent connections.
+//!   (default 1,000,000), from one connection (the latency of a proof) and from eight (throughput,
+//!   where queueing adds to the latency).
 //!
 //! Run: `cargo bench --bench http`. Every request loop is bounded in count and time.
 
@@ -22,7 +23,10 @@ use ledger::types::TenantId;
 use serde_json::{Value, json};
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn event(n: u64) -> Value {
@@ -43,8 +47,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn store_batched(store: &Store, tenant: &TenantId, count: u64) -> f64 {
     let batches: Vec<Vec<_>> = (0..count)
         .map(|n| {
-            prepare_draft(&uuid::Uuid::now_v7().to_string(), "decision", &auditex::cli::synthetic_decision(n), &BTreeMap::new(), rand::random)
-                .expect("draft")
+            prepare_draft(
+                &uuid::Uuid::now_v7().to_string(),
+                "decision",
+                &auditex::cli::synthetic_decision(n),
+                &BTreeMap::new(),
+                rand::random,
+            )
+            .expect("draft")
         })
         .collect::<Vec<_>>()
         .chunks(1000)
@@ -80,18 +90,36 @@ fn client(pem: &str) -> reqwest::Client {
 }
 
 async fn https_batched(c: &reqwest::Client, base: &str, key: &str, count: u64) -> f64 {
-    let bodies: Vec<Value> = (0..count / 1000).map(|b| json!({"records": (0..1000).map(|i| event(b * 1000 + i)).collect::<Vec<_>>()})).collect();
+    let bodies: Vec<Value> = (0..count / 1000)
+        .map(|b| json!({"records": (0..1000).map(|i| event(b * 1000 + i)).collect::<Vec<_>>()}))
+        .collect();
     let queue = Arc::new(std::sync::Mutex::new(bodies));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let (c, url, key, queue) = (c.clone(), format!("{base}/v1/records/batch"), key.to_owned(), queue.clone());
+        let (c, url, key, queue) = (
+            c.clone(),
+            format!("{base}/v1/records/batch"),
+            key.to_owned(),
+            queue.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 let next = queue.lock().expect("queue").pop();
                 let Some(body) = next else { break };
-                let resp = c.post(&url).bearer_auth(&key).json(&body).send().await.expect("send");
-                assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+                let resp = c
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("send");
+                assert_eq!(
+                    resp.status(),
+                    200,
+                    "{}",
+                    resp.text().await.unwrap_or_default()
+                );
             }
         }));
     }
@@ -101,7 +129,13 @@ async fn https_batched(c: &reqwest::Client, base: &str, key: &str, count: u64) -
     (count / 1000 * 1000) as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn https_single(c: &reqwest::Client, base: &str, key: &str, per_client: u64, clients: u64) -> (f64, Vec<Duration>) {
+async fn https_single(
+    c: &reqwest::Client,
+    base: &str,
+    key: &str,
+    per_client: u64,
+    clients: u64,
+) -> (f64, Vec<Duration>) {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for k in 0..clients {
@@ -111,7 +145,13 @@ async fn https_single(c: &reqwest::Client, base: &str, key: &str, per_client: u6
             for i in 0..per_client {
                 let body = event(k * per_client + i);
                 let t = Instant::now();
-                let resp = c.post(&url).bearer_auth(&key).json(&body).send().await.expect("send");
+                let resp = c
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("send");
                 assert_eq!(resp.status(), 201);
                 let _ = resp.bytes().await;
                 lat.push(t.elapsed());
@@ -128,17 +168,29 @@ async fn https_single(c: &reqwest::Client, base: &str, key: &str, per_client: u6
     (rate, all)
 }
 
-async fn proofs(c: &reqwest::Client, base: &str, key: &str, size: u64, requests: u64) -> (f64, Vec<Duration>) {
+async fn proofs(
+    c: &reqwest::Client,
+    base: &str,
+    key: &str,
+    size: u64,
+    requests: u64,
+    connections: u64,
+) -> (f64, Vec<Duration>) {
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for k in 0..8u64 {
+    for k in 0..connections {
         let (c, base, key) = (c.clone(), base.to_owned(), key.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
-            for i in 0..requests / 8 {
+            for i in 0..requests / connections {
                 let seq = (k * 7_919 + i * 104_729) % size;
                 let t = Instant::now();
-                let resp = c.get(format!("{base}/v1/proofs/inclusion?seq={seq}")).bearer_auth(&key).send().await.expect("send");
+                let resp = c
+                    .get(format!("{base}/v1/proofs/inclusion?seq={seq}"))
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                    .expect("send");
                 assert_eq!(resp.status(), 200);
                 let _ = resp.bytes().await;
                 lat.push(t.elapsed());
@@ -159,7 +211,10 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let records = env_u64("AUDITEX_BENCH_RECORDS", 100_000);
     let proof_tree = env_u64("AUDITEX_BENCH_PROOF_TREE", 1_000_000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(StoreConfig::new(DatabaseUrl::Sqlite(dir.path().join("http.db")), MasterKey::generate()))
@@ -205,12 +260,14 @@ fn main() {
         }
         store.publish_checkpoints().await.expect("checkpoint");
         let size = store.tree_size(&tenant).await.expect("size").get();
-        let (rate, lat) = proofs(&c, &base, &verify, size, 4000).await;
-        println!(
-            "| HTTPS inclusion proofs at {size} records, 8 connections | {rate:.0} proofs/s | — | p50 {:.2} ms, p99 {:.2} ms |",
-            percentile(&lat, 0.5).as_secs_f64() * 1e3,
-            percentile(&lat, 0.99).as_secs_f64() * 1e3
-        );
+        for connections in [1u64, 8] {
+            let (rate, lat) = proofs(&c, &base, &verify, size, 4000, connections).await;
+            println!(
+                "| HTTPS inclusion proofs at {size} records, {connections} connection(s) | {rate:.0} proofs/s | — | p50 {:.2} ms, p99 {:.2} ms |",
+                percentile(&lat, 0.5).as_secs_f64() * 1e3,
+                percentile(&lat, 0.99).as_secs_f64() * 1e3
+            );
+        }
         let _ = stop.send(());
         let _ = server.await;
     });

@@ -65,6 +65,10 @@ pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 500;
 /// Height of a Merkle tile: 2^8 = 256 hashes, as in C2SP tlog-tiles.
 pub const TILE_HEIGHT: u8 = 8;
 
+/// Most full Merkle tiles kept in memory (256 hashes, 8 KiB each: at most 32 MiB). Full tiles
+/// are immutable, so the cache needs no invalidation; when it is full it is simply emptied.
+pub const TILE_CACHE_TILES_MAX: usize = 4096;
+
 /// Oldest bundled SQLite accepted (earlier versions have a WAL bug under concurrent writers).
 pub const SQLITE_VERSION_MIN: (u32, u32, u32) = (3, 51, 3);
 
@@ -409,6 +413,7 @@ struct Inner {
     /// Set by [`Store::shutdown`]; read under the `appenders` lock before starting an appender.
     closed: AtomicBool,
     last_used: api_keys::LastUsed,
+    tile_cache: Mutex<HashMap<(TenantId, u8, u64), Arc<[Hash]>>>,
     trees: Mutex<HashMap<TenantId, watch::Receiver<TreeHead>>>,
     shutdown: tokio::sync::Notify,
     /// Checkpoint files outside the database, and the tenants held after a rollback.
@@ -459,6 +464,7 @@ impl Store {
                 appenders: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
                 last_used: api_keys::LastUsed::default(),
+                tile_cache: Mutex::new(HashMap::new()),
                 trees: Mutex::new(HashMap::new()),
                 shutdown: tokio::sync::Notify::new(),
                 rollback: rollback::Guard::new(config_checkpoint_dir),
@@ -493,6 +499,15 @@ impl Store {
 
     pub(crate) fn config(&self) -> &StoreConfig {
         &self.inner.config
+    }
+
+    fn lock_tile_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(TenantId, u8, u64), Arc<[Hash]>>> {
+        self.inner
+            .tile_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn last_used(&self) -> &api_keys::LastUsed {
@@ -963,6 +978,11 @@ impl Store {
             tiles.entry((base, first >> TILE_HEIGHT)).or_default();
         }
         for (&(base, tile), hashes) in tiles.iter_mut() {
+            let key = (tenant.clone(), base, tile);
+            if let Some(cached) = self.lock_tile_cache().get(&key) {
+                *hashes = cached.to_vec();
+                continue;
+            }
             let from = tile << TILE_HEIGHT;
             let to = from + (1 << TILE_HEIGHT);
             *hashes = if base == 0 {
@@ -979,6 +999,15 @@ impl Store {
                     .collect::<Result<_, _>>()
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?
             };
+            // A full tile never changes (the log is append-only), so it can be kept; partial
+            // tiles on the right edge are always read afresh.
+            if hashes.len() == 1 << TILE_HEIGHT {
+                let mut cache = self.lock_tile_cache();
+                if cache.len() >= TILE_CACHE_TILES_MAX {
+                    cache.clear();
+                }
+                cache.insert(key, hashes.clone().into());
+            }
         }
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
