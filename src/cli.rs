@@ -176,7 +176,11 @@ pub enum Command {
         #[arg(long)]
         tenant: String,
         /// The record's sequence number (a tlog-proof file).
-        #[arg(long, conflicts_with = "old_size", required_unless_present = "old_size")]
+        #[arg(
+            long,
+            conflicts_with = "old_size",
+            required_unless_present = "old_size"
+        )]
         seq: Option<u64>,
         /// The older tree size (a consistency proof, one hex hash per line).
         #[arg(long)]
@@ -245,15 +249,24 @@ pub enum ApikeyCommand {
 
 async fn apikey(store: &Store, command: ApikeyCommand) -> CliResult {
     match command {
-        ApikeyCommand::Create { tenant, role, label, expires_in_days } => {
+        ApikeyCommand::Create {
+            tenant,
+            role,
+            label,
+            expires_in_days,
+        } => {
             let tenant = tenant_id(&tenant)?;
             let role = crate::auth::Role::parse(&role)?;
             let expires = expires_in_days.map(|d| {
-                chrono::Utc::now().timestamp_micros().max(0) as u64 + d.saturating_mul(86_400_000_000)
+                chrono::Utc::now().timestamp_micros().max(0) as u64
+                    + d.saturating_mul(86_400_000_000)
             });
             let key = store.create_api_key(&tenant, role, &label, expires).await?;
             println!("{}", key.reveal());
-            eprintln!("API key {} ({role}) created for {tenant}. Store it now: it is not shown again.", key.id());
+            eprintln!(
+                "API key {} ({role}) created for {tenant}. Store it now: it is not shown again.",
+                key.id()
+            );
         }
         ApikeyCommand::List { tenant } => {
             let tenant = tenant_id(&tenant)?;
@@ -419,9 +432,7 @@ pub async fn run(cli: Cli) -> CliResult {
             from_seq,
             output,
             store,
-        } => {
-            crate::verify_cli::export_command(&store, &tenant, from_seq, output.as_deref()).await
-        }
+        } => crate::verify_cli::export_command(&store, &tenant, from_seq, output.as_deref()).await,
         Command::Bundle {
             tenant,
             decision,
@@ -483,7 +494,11 @@ async fn serve(args: &StoreArgs, http: &crate::config::HttpArgs) -> CliResult {
     }
     let tenants = store.tenants().await?;
     let app = crate::http::Application::build(store, &http_config)?;
-    let scheme = if app.tls_fingerprint().is_some() { "https" } else { "http" };
+    let scheme = if app.tls_fingerprint().is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
         "auditex {} listening on {scheme}://{} ({} tenant(s)); checkpoints every {} ms. Press Ctrl-C to stop.",
         env!("CARGO_PKG_VERSION"),
@@ -495,7 +510,9 @@ async fn serve(args: &StoreArgs, http: &crate::config::HttpArgs) -> CliResult {
         println!("TLS certificate SHA-256 fingerprint: {fp}");
     }
     if tenants.is_empty() {
-        println!("No tenant yet: create one with `auditex tenant create NAME`, then `auditex apikey create --tenant NAME --role ingest`.");
+        println!(
+            "No tenant yet: create one with `auditex tenant create NAME`, then `auditex apikey create --tenant NAME --role ingest`."
+        );
     }
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(())

@@ -258,7 +258,12 @@ impl StoreArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpArgs {
     /// Address and port to listen on.
-    #[arg(long, global = true, env = "AUDITEX_LISTEN", default_value = "127.0.0.1:8443")]
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITEX_LISTEN",
+        default_value = "127.0.0.1:8443"
+    )]
     pub listen: std::net::SocketAddr,
 
     /// TLS certificate chain (PEM). Without it (and outside production) a self-signed
@@ -271,11 +276,21 @@ pub struct HttpArgs {
     pub tls_key_file: Option<PathBuf>,
 
     /// Development only: serve plain HTTP (refused unless the listen address is loopback).
-    #[arg(long, global = true, env = "AUDITEX_DEV_PLAIN_HTTP", default_value_t = false)]
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITEX_DEV_PLAIN_HTTP",
+        default_value_t = false
+    )]
     pub dev_plain_http: bool,
 
     /// Sustained requests per second allowed per API key (and four times that per client address).
-    #[arg(long, global = true, env = "AUDITEX_RATE_PER_SECOND", default_value_t = 200)]
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITEX_RATE_PER_SECOND",
+        default_value_t = 200
+    )]
     pub rate_per_second: u32,
 
     /// Requests allowed in a burst above the sustained rate.
@@ -313,7 +328,10 @@ impl HttpArgs {
                 if !self.listen.ip().is_loopback() {
                     return Err(ConfigError {
                         setting: "AUDITEX_DEV_PLAIN_HTTP",
-                        problem: format!("plain HTTP is allowed only on a loopback address, not {}", self.listen),
+                        problem: format!(
+                            "plain HTTP is allowed only on a loopback address, not {}",
+                            self.listen
+                        ),
                     });
                 }
                 TlsMode::PlainDevelopment
@@ -325,7 +343,8 @@ impl HttpArgs {
             (None, None, false) if store.production => {
                 return Err(ConfigError {
                     setting: "AUDITEX_TLS_CERT_FILE",
-                    problem: "production mode needs AUDITEX_TLS_CERT_FILE and AUDITEX_TLS_KEY_FILE".into(),
+                    problem: "production mode needs AUDITEX_TLS_CERT_FILE and AUDITEX_TLS_KEY_FILE"
+                        .into(),
                 });
             }
             (None, None, false) => TlsMode::SelfSigned(store.data_dir.join("tls")),

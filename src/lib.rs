@@ -6,9 +6,9 @@
 //! `ledger` crate; this crate is the service around it: configuration, the durable store and the
 //! command line.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod auth;
 pub mod http;
 pub mod ops_cli;
 pub mod store;

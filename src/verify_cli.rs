@@ -234,8 +234,10 @@ impl Failure {
             K::MalformedTrailer(_) => Failure::new("malformed_trailer", ""),
             K::RecordCount { stated, counted } => Failure::new("trailer_mismatch", "")
                 .expected_found(format!("{counted} records"), format!("{stated} records")),
-            K::LastSeq { stated, counted } => Failure::new("trailer_mismatch", "")
-                .expected_found(format!("last_seq {counted:?}"), format!("last_seq {stated:?}")),
+            K::LastSeq { stated, counted } => Failure::new("trailer_mismatch", "").expected_found(
+                format!("last_seq {counted:?}"),
+                format!("last_seq {stated:?}"),
+            ),
             K::Incomplete {
                 from_seq,
                 size,
@@ -316,7 +318,10 @@ impl Failure {
             B::ErasableMismatch { seq, field } => Failure::new("erasable_value", "")
                 .at(Some(*seq), None)
                 .expected_found(
-                    format!("a value and salt matching the commitment of {}", field.as_str()),
+                    format!(
+                        "a value and salt matching the commitment of {}",
+                        field.as_str()
+                    ),
                     "a value that does not match".to_owned(),
                 ),
             B::Head(_) => Failure::new("checkpoint_not_trusted", ""),
@@ -366,13 +371,14 @@ impl Failure {
                     format!("a tree of at least {seen} records"),
                     format!("a checkpoint of size {offered}"),
                 ),
-            C::Fork { size, root1, root2 } => Failure::new("fork", "")
-                .expected_found(
-                    format!("root {root1} at size {size}"),
-                    format!("root {root2} at size {size}"),
-                ),
-            C::Proof(p) => Failure::new("inconsistent", "")
-                .expected_found("a consistency proof from the older tree to the newer", p.to_string()),
+            C::Fork { size, root1, root2 } => Failure::new("fork", "").expected_found(
+                format!("root {root1} at size {size}"),
+                format!("root {root2} at size {size}"),
+            ),
+            C::Proof(p) => Failure::new("inconsistent", "").expected_found(
+                "a consistency proof from the older tree to the newer",
+                p.to_string(),
+            ),
         };
         f.message = message;
         f
@@ -712,8 +718,8 @@ fn verify_export_with(
         seen,
         chunk_records: 0,
     };
-    let result = pool
-        .install(|| export::verify_export(input, &export_options, &mut on_start, &on_records));
+    let result =
+        pool.install(|| export::verify_export(input, &export_options, &mut on_start, &on_records));
     if let Some(Some(b)) = bar.get() {
         b.finish_and_clear();
     }
@@ -809,8 +815,14 @@ fn verify_bundle_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, U
         verified: false,
         evidence: "bundle",
         file: file.display().to_string(),
-        tenant: value.get("tenant").and_then(|v| v.as_str()).map(str::to_owned),
-        origin: value.get("origin").and_then(|v| v.as_str()).map(str::to_owned),
+        tenant: value
+            .get("tenant")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        origin: value
+            .get("origin")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
         checkpoint: None,
         proven: Vec::new(),
         records: None,
@@ -900,7 +912,9 @@ fn verify_proof_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, Un
         .and_then(|p| checkpoint_origin(p.checkpoint().as_bytes()));
     let Some(origin) = origin else {
         outcome.failure = Some(Failure::of_tlog(&TlogProofVerifyError::Parse(
-            TlogProof::parse(&bytes).err().unwrap_or(ledger::proof_file::TlogProofError::Truncated),
+            TlogProof::parse(&bytes)
+                .err()
+                .unwrap_or(ledger::proof_file::TlogProofError::Truncated),
         )));
         outcome.elapsed_ms = elapsed_ms(started);
         return Ok(outcome);
@@ -915,7 +929,9 @@ fn verify_proof_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, Un
                 [] => {
                     outcome.failure = Some(Failure::new(
                         "checkpoint_not_trusted",
-                        format!("no trusted key is named {origin:?}, the origin of the proof's checkpoint"),
+                        format!(
+                            "no trusted key is named {origin:?}, the origin of the proof's checkpoint"
+                        ),
                     ));
                     outcome.elapsed_ms = elapsed_ms(started);
                     return Ok(outcome);
@@ -989,8 +1005,10 @@ fn checkpoint_note_of(path: &Path) -> Result<String, Unusable> {
                 .take(ledger::export::EXPORT_LINE_BYTES_MAX as u64 + 1)
                 .read_until(b'\n', &mut line)
                 .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
-            let header: ledger::export::ExportHeader = serde_json::from_slice(&line)
-                .map_err(|e| Unusable(format!("{}: malformed export header: {e}", path.display())))?;
+            let header: ledger::export::ExportHeader =
+                serde_json::from_slice(&line).map_err(|e| {
+                    Unusable(format!("{}: malformed export header: {e}", path.display()))
+                })?;
             Ok(header.checkpoint)
         }
         Some(Kind::Bundle) => {
@@ -1005,7 +1023,9 @@ fn checkpoint_note_of(path: &Path) -> Result<String, Unusable> {
                 .get("checkpoint")
                 .and_then(|c| c.as_str())
                 .map(str::to_owned)
-                .ok_or_else(|| Unusable(format!("{}: the bundle has no checkpoint", path.display())))
+                .ok_or_else(|| {
+                    Unusable(format!("{}: the bundle has no checkpoint", path.display()))
+                })
         }
         Some(Kind::TlogProof) => {
             let mut bytes = Vec::new();
@@ -1108,9 +1128,8 @@ fn verify_consistency(
     outcome.checkpoint = Some(CheckpointInfo::of(&newer));
 
     // Size and root alone settle rollbacks and forks; only growth needs a proof.
-    let needs_proof = older.origin() == newer.origin()
-        && newer.size() > older.size()
-        && older.size().get() > 0;
+    let needs_proof =
+        older.origin() == newer.origin() && newer.size() > older.size() && older.size().get() > 0;
     let proof_is_export = proof.is_some_and(|p| {
         open_input(p)
             .ok()
@@ -1178,7 +1197,11 @@ fn report(outcome: Result<Outcome, Unusable>, json: bool) -> u8 {
         Err(_) => EXIT_UNREADABLE,
     };
     let written = match (&outcome, json) {
-        (Ok(o), true) => writeln!(out, "{}", serde_json::to_string_pretty(o).unwrap_or_default()),
+        (Ok(o), true) => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(o).unwrap_or_default()
+        ),
         (Err(Unusable(why)), true) => writeln!(
             out,
             "{}",
@@ -1229,9 +1252,16 @@ fn write_human(out: &mut impl Write, o: &Outcome) -> std::io::Result<()> {
     }
     let rate = match o.records {
         Some(n) if o.elapsed_ms > 0 && n > 1 => {
-            format!(" ({:.0} records/s)", n as f64 * 1000.0 / o.elapsed_ms as f64)
+            format!(
+                " ({:.0} records/s)",
+                n as f64 * 1000.0 / o.elapsed_ms as f64
+            )
         }
         _ => String::new(),
     };
-    writeln!(out, "  checked in {:.2} s{rate}", o.elapsed_ms as f64 / 1000.0)
+    writeln!(
+        out,
+        "  checked in {:.2} s{rate}",
+        o.elapsed_ms as f64 / 1000.0
+    )
 }

@@ -18,7 +18,9 @@ pub const API_KEY_PREFIX: &str = "atx_";
 pub const API_KEY_TEXT_BYTES: usize = 4 + 16 + 1 + 64 + 1 + 8;
 
 /// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Append records and read its own receipts (pipelines).
@@ -48,7 +50,9 @@ impl Role {
             "ingest" => Ok(Role::Ingest),
             "read" => Ok(Role::Read),
             "verify" => Ok(Role::Verify),
-            other => Err(format!("unknown role {other:?}: use ingest, read or verify")),
+            other => Err(format!(
+                "unknown role {other:?}: use ingest, read or verify"
+            )),
         }
     }
 }
@@ -69,7 +73,11 @@ impl ApiKeyId {
     /// # Errors
     /// When the text is not 16 lowercase hex digits.
     pub fn parse(text: &str) -> Result<Self, String> {
-        if text.len() == 16 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if text.len() == 16
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(ApiKeyId(text.to_owned()))
         } else {
             Err("an API key id is 16 lowercase hex digits".into())
@@ -125,7 +133,13 @@ impl ApiKeySecret {
         }
         let body = &text[..text.len() - 9];
         let (rest, check) = text.split_at(text.len() - 8);
-        if !rest.ends_with('_') || check_digits(body).as_bytes().ct_eq(check.as_bytes()).unwrap_u8() != 1 {
+        if !rest.ends_with('_')
+            || check_digits(body)
+                .as_bytes()
+                .ct_eq(check.as_bytes())
+                .unwrap_u8()
+                != 1
+        {
             return Err(MALFORMED);
         }
         let mut parts = body[API_KEY_PREFIX.len()..].split('_');

@@ -312,35 +312,49 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
         return Err(ApiError::BodyTooLarge(super::REQUEST_BODY_BYTES_MAX));
     }
     if std::str::from_utf8(body).is_err() {
-        return Err(ApiError::MalformedBody("the body is not valid UTF-8".into()));
+        return Err(ApiError::MalformedBody(
+            "the body is not valid UTF-8".into(),
+        ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::MalformedBody(format!("the body is not a valid request: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::MalformedBody(format!("the body is not a valid request: {e}")))
 }
 
 fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let ok = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
     if ok {
         Ok(())
     } else {
-        Err(ApiError::MalformedBody("Content-Type must be application/json".into()))
+        Err(ApiError::MalformedBody(
+            "Content-Type must be application/json".into(),
+        ))
     }
 }
 
 fn prepare(request: &AppendRequest, prefix: &str) -> Result<PreparedDraft, Vec<FieldError>> {
-    prepare_draft(&request.event_id, &request.event_type, &request.payload, &request.erasable, rand::random).map_err(
-        |errors| {
-            errors
-                .into_iter()
-                .map(|e| FieldError {
-                    path: format!("{prefix}{}", e.path),
-                    problem: e.problem,
-                })
-                .collect()
-        },
+    prepare_draft(
+        &request.event_id,
+        &request.event_type,
+        &request.payload,
+        &request.erasable,
+        rand::random,
     )
+    .map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| FieldError {
+                path: format!("{prefix}{}", e.path),
+                problem: e.problem,
+            })
+            .collect()
+    })
 }
 
 fn client_event_check(request: &AppendRequest, prefix: &str) -> Option<FieldError> {
@@ -390,9 +404,17 @@ pub async fn append_one(
             return Err(e.into());
         }
     };
-    let receipt = receipts.pop().ok_or_else(|| ApiError::Internal("no receipt".into()))?;
-    state.metrics.append_ok(usize::from(!receipt.duplicate), started.elapsed());
-    let status = if receipt.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    let receipt = receipts
+        .pop()
+        .ok_or_else(|| ApiError::Internal("no receipt".into()))?;
+    state
+        .metrics
+        .append_ok(usize::from(!receipt.duplicate), started.elapsed());
+    let status = if receipt.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((status, Json(ReceiptBody::from(receipt))).into_response())
 }
 
@@ -486,9 +508,17 @@ fn not_found() -> ApiError {
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
-pub async fn get_record(State(state): State<AppState>, caller: Caller, Path(seq): Path<u64>) -> Result<Json<Record>, ApiError> {
+pub async fn get_record(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(seq): Path<u64>,
+) -> Result<Json<Record>, ApiError> {
     let p = caller.require(READERS, "read records")?;
-    let record = state.store.record(&p.tenant, parse_seq(seq)?).await?.ok_or_else(not_found)?;
+    let record = state
+        .store
+        .record(&p.tenant, parse_seq(seq)?)
+        .await?
+        .ok_or_else(not_found)?;
     Ok(Json(record))
 }
 
@@ -560,14 +590,18 @@ fn decode_cursor(cursor: &str) -> Result<u64, ApiError> {
     let bad = || ApiError::BadParameter("cursor is not one this service issued".into());
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
     let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
-    text.strip_prefix(CURSOR_PREFIX).and_then(|n| n.parse().ok()).ok_or_else(bad)
+    text.strip_prefix(CURSOR_PREFIX)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(bad)
 }
 
 fn page_limit(limit: Option<u64>) -> Result<u64, ApiError> {
     match limit {
         None => Ok(PAGE_RECORDS_DEFAULT),
         Some(n) if (1..=PAGE_RECORDS_MAX).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::BadParameter(format!("limit {n} is out of range 1..={PAGE_RECORDS_MAX}"))),
+        Some(n) => Err(ApiError::BadParameter(format!(
+            "limit {n} is out of range 1..={PAGE_RECORDS_MAX}"
+        ))),
     }
 }
 
@@ -592,26 +626,40 @@ pub async fn list_records(
         None => params.from_seq.unwrap_or(0),
     };
     let limit = page_limit(params.limit)?;
-    let records = state.store.records(&p.tenant, parse_seq(from)?, limit).await?;
+    let records = state
+        .store
+        .records(&p.tenant, parse_seq(from)?, limit)
+        .await?;
     let next_cursor = (records.len() as u64 == limit)
         .then(|| records.last().map(|r| encode_cursor(r.seq.get() + 1)))
         .flatten();
-    Ok(Json(RecordPage { records, next_cursor }))
+    Ok(Json(RecordPage {
+        records,
+        next_cursor,
+    }))
 }
 
 /// The checkpoint to prove against: the one at `tree_size`, or the latest.
-async fn checkpoint_for(state: &AppState, tenant: &ledger::types::TenantId, size: Option<u64>) -> Result<crate::store::StoredCheckpoint, ApiError> {
+async fn checkpoint_for(
+    state: &AppState,
+    tenant: &ledger::types::TenantId,
+    size: Option<u64>,
+) -> Result<crate::store::StoredCheckpoint, ApiError> {
     match size {
         Some(s) => state
             .store
             .checkpoint_at(tenant, TreeSize::new(s))
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no checkpoint was published at tree size {s}"))),
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("no checkpoint was published at tree size {s}"))
+            }),
         None => {
             if let Some(c) = state.store.latest_checkpoint(tenant).await? {
                 Ok(c)
             } else {
-                Err(ApiError::NotFound("no checkpoint has been published yet".into()))
+                Err(ApiError::NotFound(
+                    "no checkpoint has been published yet".into(),
+                ))
             }
         }
     }
@@ -634,7 +682,8 @@ pub async fn inclusion_proof(
 ) -> Result<Json<InclusionProofBody>, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
     let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
-    let (record, checkpoint, proof) = prove(&state, &p.tenant, params.seq, params.tree_size).await?;
+    let (record, checkpoint, proof) =
+        prove(&state, &p.tenant, params.seq, params.tree_size).await?;
     Ok(Json(InclusionProofBody {
         leaf_index: record.seq.get(),
         tree_size: checkpoint.size.get(),
@@ -650,8 +699,19 @@ async fn prove(
     tenant: &ledger::types::TenantId,
     seq: u64,
     tree_size: Option<u64>,
-) -> Result<(Record, crate::store::StoredCheckpoint, Vec<ledger::types::Hash>), ApiError> {
-    let record = state.store.record(tenant, parse_seq(seq)?).await?.ok_or_else(not_found)?;
+) -> Result<
+    (
+        Record,
+        crate::store::StoredCheckpoint,
+        Vec<ledger::types::Hash>,
+    ),
+    ApiError,
+> {
+    let record = state
+        .store
+        .record(tenant, parse_seq(seq)?)
+        .await?
+        .ok_or_else(not_found)?;
     let checkpoint = checkpoint_for(state, tenant, tree_size).await?;
     if seq >= checkpoint.size.get() {
         return Err(ApiError::NotFound(format!(
@@ -660,7 +720,10 @@ async fn prove(
         )));
     }
     // The size is that of a published checkpoint, so it is within the tree.
-    let proof = state.store.inclusion_proof_within(tenant, LeafIndex::new(seq), checkpoint.size).await?;
+    let proof = state
+        .store
+        .inclusion_proof_within(tenant, LeafIndex::new(seq), checkpoint.size)
+        .await?;
     Ok((record, checkpoint, proof))
 }
 
@@ -688,8 +751,13 @@ pub async fn tlog_proof(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut response = file.format().into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"record-{seq}.tlog-proof\"")) {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("attachment; filename=\"record-{seq}.tlog-proof\""))
+    {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
@@ -719,8 +787,14 @@ pub async fn consistency_proof(
             to.size, params.from
         )));
     }
-    let proof = state.store.consistency_proof(&p.tenant, TreeSize::new(params.from), to.size).await?;
-    let from_checkpoint = state.store.checkpoint_at(&p.tenant, TreeSize::new(params.from)).await?;
+    let proof = state
+        .store
+        .consistency_proof(&p.tenant, TreeSize::new(params.from), to.size)
+        .await?;
+    let from_checkpoint = state
+        .store
+        .checkpoint_at(&p.tenant, TreeSize::new(params.from))
+        .await?;
     Ok(Json(ConsistencyProofBody {
         from: params.from,
         to: to.size.get(),
@@ -739,13 +813,17 @@ pub async fn consistency_proof(
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
-pub async fn latest_checkpoint(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+pub async fn latest_checkpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "fetch checkpoints")?;
     let c = checkpoint_for(&state, &p.tenant, None).await?;
     let mut response = c.signed_note.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     Ok(response)
 }
 
@@ -766,7 +844,10 @@ pub async fn list_checkpoints(
     let p = caller.require(PROVERS, "fetch checkpoints")?;
     let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
     let limit = page_limit(params.limit)?;
-    let list = state.store.checkpoints(&p.tenant, params.after.map(TreeSize::new), limit).await?;
+    let list = state
+        .store
+        .checkpoints(&p.tenant, params.after.map(TreeSize::new), limit)
+        .await?;
     Ok(Json(CheckpointPage {
         checkpoints: list
             .into_iter()
@@ -787,7 +868,10 @@ pub async fn list_checkpoints(
         (status = 401, body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
-pub async fn key_history(State(state): State<AppState>, caller: Caller) -> Result<Json<KeyHistory>, ApiError> {
+pub async fn key_history(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<KeyHistory>, ApiError> {
     let p = caller.require(&[Role::Ingest, Role::Read, Role::Verify], "read keys")?;
     let ring = state.store.key_history(&p.tenant).await?;
     let origin = state.store.origin(&p.tenant);
@@ -833,12 +917,20 @@ pub async fn custody_bundle(
     Path(event_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "download evidence")?;
-    let bundle = state.store.custody_bundle(&p.tenant, parse_event_id(&event_id)?).await?;
+    let bundle = state
+        .store
+        .custody_bundle(&p.tenant, parse_event_id(&event_id)?)
+        .await?;
     let json = bundle.to_json();
     let mut response = json.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"custody-{event_id}.json\"")) {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("attachment; filename=\"custody-{event_id}.json\""))
+    {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
@@ -881,8 +973,14 @@ pub async fn export(
     let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader));
     let mut response = body.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}-export.jsonl\"", p.tenant)) {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}-export.jsonl\"",
+        p.tenant
+    )) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
@@ -895,9 +993,10 @@ const EXPORT_PIPE_BYTES: usize = 256 * 1024;
 /// The OpenAPI 3.1 document of this API.
 pub async fn openapi_document() -> Response {
     let mut response = super::openapi::document_json().into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -927,7 +1026,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if !ready {
         tracing::warn!(%body, "not ready");
     }
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
@@ -939,15 +1042,20 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Append requests waiting in tenant queues.",
         depth,
     )];
-    let age = state.store.oldest_checkpoint_lag_seconds().await.unwrap_or(0.0);
+    let age = state
+        .store
+        .oldest_checkpoint_lag_seconds()
+        .await
+        .unwrap_or(0.0);
     gauges.push((
         "auditex_checkpoint_age_seconds",
         "Seconds since the latest checkpoint of the tenant whose checkpoint is oldest while its tree is ahead (0 when all are current).",
         age,
     ));
     let mut response = state.metrics.render(&gauges).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     response
 }

@@ -96,18 +96,48 @@ pub enum ApiError {
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            ApiError::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body"),
-            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid fields"),
-            ApiError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large"),
-            ApiError::BatchTooLarge { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "batch-too-large", "Batch too large"),
-            ApiError::BadParameter(_) => (StatusCode::BAD_REQUEST, "bad-parameter", "Bad parameter"),
+            ApiError::MalformedBody(_) => (
+                StatusCode::BAD_REQUEST,
+                "malformed-body",
+                "Malformed request body",
+            ),
+            ApiError::Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Invalid fields",
+            ),
+            ApiError::BodyTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "Request body too large",
+            ),
+            ApiError::BatchTooLarge { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "batch-too-large",
+                "Batch too large",
+            ),
+            ApiError::BadParameter(_) => {
+                (StatusCode::BAD_REQUEST, "bad-parameter", "Bad parameter")
+            }
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
-            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
-            ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            ApiError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            ),
+            ApiError::Unavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
         }
     }
 
@@ -148,13 +178,20 @@ impl IntoResponse for ApiError {
             tracing::error!(%detail, "internal error");
         }
         let problem = self.problem();
-        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         match &self {
-            ApiError::RateLimited(secs) | ApiError::Unavailable { retry_after: secs, .. } => {
+            ApiError::RateLimited(secs)
+            | ApiError::Unavailable {
+                retry_after: secs, ..
+            } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
             }
             ApiError::Unauthorized => {
@@ -201,10 +238,12 @@ impl From<AppendError> for ApiError {
                 detail: "the service is shutting down; retry later".into(),
                 retry_after: 1,
             },
-            AppendError::Conflict { event_id, reason } => {
-                ApiError::Conflict(format!("event id {event_id} was already appended with different content ({reason})"))
+            AppendError::Conflict { event_id, reason } => ApiError::Conflict(format!(
+                "event id {event_id} was already appended with different content ({reason})"
+            )),
+            AppendError::BatchTooLarge { records, max } => {
+                ApiError::BatchTooLarge { got: records, max }
             }
-            AppendError::BatchTooLarge { records, max } => ApiError::BatchTooLarge { got: records, max },
             AppendError::UnknownTenant => ApiError::NotFound("not found".into()),
             AppendError::Store(s) => s.into(),
         }
@@ -213,10 +252,18 @@ impl From<AppendError> for ApiError {
 
 /// A problem document for an error status produced outside the handlers (an unknown route, a
 /// wrong method, a path parameter of the wrong type), keeping the original headers (`Allow`).
-pub fn generic_problem(status: StatusCode, detail: &str, headers: axum::http::HeaderMap) -> Response {
+pub fn generic_problem(
+    status: StatusCode,
+    detail: &str,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let title = status.canonical_reason().unwrap_or("Error");
     let kind = title.to_ascii_lowercase().replace(' ', "-");
-    let detail = if detail.trim().is_empty() { title.to_owned() } else { detail.trim().chars().take(500).collect() };
+    let detail = if detail.trim().is_empty() {
+        title.to_owned()
+    } else {
+        detail.trim().chars().take(500).collect()
+    };
     let problem = Problem {
         kind: format!("urn:auditex:problem:{kind}"),
         title: title.to_owned(),
@@ -230,9 +277,10 @@ pub fn generic_problem(status: StatusCode, detail: &str, headers: axum::http::He
             response.headers_mut().insert(name.clone(), value.clone());
         }
     }
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     response
 }
 
@@ -240,9 +288,13 @@ impl From<crate::store::EvidenceError> for ApiError {
     fn from(e: crate::store::EvidenceError) -> Self {
         use crate::store::EvidenceError as E;
         match e {
-            E::EventNotFound(_) | E::RecordNotFound(_) => ApiError::NotFound("no such record".into()),
+            E::EventNotFound(_) | E::RecordNotFound(_) => {
+                ApiError::NotFound("no such record".into())
+            }
             E::NoCheckpoint | E::NotYetCheckpointed { .. } => ApiError::NotFound(e.to_string()),
-            E::NotADecision { .. } | E::TooManyEntries { .. } | E::OutOfRange(_) => ApiError::BadParameter(e.to_string()),
+            E::NotADecision { .. } | E::TooManyEntries { .. } | E::OutOfRange(_) => {
+                ApiError::BadParameter(e.to_string())
+            }
             E::Store(s) => s.into(),
             E::ProofFile(_) | E::Write(_) => ApiError::Internal(e.to_string()),
         }

@@ -69,12 +69,20 @@ impl Metrics {
     /// Records one successful append request.
     pub fn append_ok(&self, records: usize, took: Duration) {
         self.append_requests.fetch_add(1, Ordering::Relaxed);
-        self.appended_records.fetch_add(records as u64, Ordering::Relaxed);
+        self.appended_records
+            .fetch_add(records as u64, Ordering::Relaxed);
         let secs = took.as_secs_f64();
-        let i = LATENCY_BUCKETS_S.iter().position(|b| secs <= *b).unwrap_or(LATENCY_BUCKETS_S.len());
-        self.latency.observe(i, u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        let i = LATENCY_BUCKETS_S
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS_S.len());
+        self.latency
+            .observe(i, u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
         let n = records as u64;
-        let j = BATCH_BUCKETS.iter().position(|b| n <= *b).unwrap_or(BATCH_BUCKETS.len());
+        let j = BATCH_BUCKETS
+            .iter()
+            .position(|b| n <= *b)
+            .unwrap_or(BATCH_BUCKETS.len());
         self.batch.observe(j, n);
     }
 
@@ -102,35 +110,100 @@ impl Metrics {
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         };
-        counter(&mut out, "auditex_appended_records_total", "Records appended (new, not duplicates).", &self.appended_records);
-        counter(&mut out, "auditex_append_requests_total", "Append requests answered.", &self.append_requests);
-        counter(&mut out, "auditex_append_failures_total", "Append requests that failed.", &self.append_failures);
-        counter(&mut out, "auditex_rate_limited_total", "Requests rejected by rate limits.", &self.rate_limited);
-        counter(&mut out, "auditex_http_client_errors_total", "Responses with a 4xx status.", &self.client_errors);
-        counter(&mut out, "auditex_http_server_errors_total", "Responses with a 5xx status.", &self.server_errors);
+        counter(
+            &mut out,
+            "auditex_appended_records_total",
+            "Records appended (new, not duplicates).",
+            &self.appended_records,
+        );
+        counter(
+            &mut out,
+            "auditex_append_requests_total",
+            "Append requests answered.",
+            &self.append_requests,
+        );
+        counter(
+            &mut out,
+            "auditex_append_failures_total",
+            "Append requests that failed.",
+            &self.append_failures,
+        );
+        counter(
+            &mut out,
+            "auditex_rate_limited_total",
+            "Requests rejected by rate limits.",
+            &self.rate_limited,
+        );
+        counter(
+            &mut out,
+            "auditex_http_client_errors_total",
+            "Responses with a 4xx status.",
+            &self.client_errors,
+        );
+        counter(
+            &mut out,
+            "auditex_http_server_errors_total",
+            "Responses with a 5xx status.",
+            &self.server_errors,
+        );
 
-        let _ = writeln!(out, "# HELP auditex_append_latency_seconds Append request latency until durable.\n# TYPE auditex_append_latency_seconds histogram");
+        let _ = writeln!(
+            out,
+            "# HELP auditex_append_latency_seconds Append request latency until durable.\n# TYPE auditex_append_latency_seconds histogram"
+        );
         for (b, c) in LATENCY_BUCKETS_S.iter().zip(&self.latency.buckets) {
-            let _ = writeln!(out, "auditex_append_latency_seconds_bucket{{le=\"{b}\"}} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "auditex_append_latency_seconds_bucket{{le=\"{b}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         let count = self.latency.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "auditex_append_latency_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "auditex_append_latency_seconds_sum {}", self.latency.sum.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "auditex_append_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "auditex_append_latency_seconds_sum {}",
+            self.latency.sum.load(Ordering::Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "auditex_append_latency_seconds_count {count}");
 
-        let _ = writeln!(out, "# HELP auditex_append_batch_records Records per append request.\n# TYPE auditex_append_batch_records histogram");
+        let _ = writeln!(
+            out,
+            "# HELP auditex_append_batch_records Records per append request.\n# TYPE auditex_append_batch_records histogram"
+        );
         for (b, c) in BATCH_BUCKETS.iter().zip(&self.batch.buckets) {
-            let _ = writeln!(out, "auditex_append_batch_records_bucket{{le=\"{b}\"}} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "auditex_append_batch_records_bucket{{le=\"{b}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         let count = self.batch.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "auditex_append_batch_records_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "auditex_append_batch_records_sum {}", self.batch.sum.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "auditex_append_batch_records_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "auditex_append_batch_records_sum {}",
+            self.batch.sum.load(Ordering::Relaxed)
+        );
         let _ = writeln!(out, "auditex_append_batch_records_count {count}");
 
         for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
         }
         out
     }

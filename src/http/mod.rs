@@ -83,7 +83,9 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// Plain HTTP was asked for on a non-loopback address.
-    #[error("plain HTTP is allowed only on a loopback address (AUDITEX_LISTEN={0}); configure TLS instead")]
+    #[error(
+        "plain HTTP is allowed only on a loopback address (AUDITEX_LISTEN={0}); configure TLS instead"
+    )]
     PlainHttpNotLoopback(SocketAddr),
     /// TLS could not be set up.
     #[error(transparent)]
@@ -135,10 +137,12 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-        listener.set_nonblocking(true).map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
@@ -182,7 +186,10 @@ impl Application {
     ///
     /// # Errors
     /// The server's I/O error.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let handle = axum_server::Handle::new();
         let stopper = handle.clone();
         tokio::spawn(async move {
@@ -190,7 +197,9 @@ impl Application {
             tracing::info!("shutting down: finishing in-flight requests");
             stopper.graceful_shutdown(Some(Duration::from_millis(SHUTDOWN_GRACE_MS)));
         });
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
         let result = match self.tls {
             Some(tls) => {
                 let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.config);
@@ -199,7 +208,12 @@ impl Application {
                     .serve(service)
                     .await
             }
-            None => axum_server::from_tcp(self.listener)?.handle(handle).serve(service).await,
+            None => {
+                axum_server::from_tcp(self.listener)?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
         };
         self.store.shutdown().await;
         result
@@ -213,8 +227,13 @@ struct ClientKey;
 impl KeyExtractor for ClientKey {
     type Key = String;
 
-    fn extract<T>(&self, req: &axum::http::Request<T>) -> Result<Self::Key, tower_governor::GovernorError> {
-        if let Some(id) = bearer(req.headers()).and_then(|t| crate::auth::ApiKeySecret::parse(t).ok()) {
+    fn extract<T>(
+        &self,
+        req: &axum::http::Request<T>,
+    ) -> Result<Self::Key, tower_governor::GovernorError> {
+        if let Some(id) =
+            bearer(req.headers()).and_then(|t| crate::auth::ApiKeySecret::parse(t).ok())
+        {
             return Ok(format!("key:{}", id.id()));
         }
         Ok(format!("ip:{}", peer_ip(req)))
@@ -228,7 +247,10 @@ struct ClientIp;
 impl KeyExtractor for ClientIp {
     type Key = String;
 
-    fn extract<T>(&self, req: &axum::http::Request<T>) -> Result<Self::Key, tower_governor::GovernorError> {
+    fn extract<T>(
+        &self,
+        req: &axum::http::Request<T>,
+    ) -> Result<Self::Key, tower_governor::GovernorError> {
         Ok(peer_ip(req))
     }
 }
@@ -291,9 +313,7 @@ fn router(state: AppState, config: &HttpConfig) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     api::routes()
         .merge(api::ops_routes())
-        .layer(
-            GovernorLayer::new(per_key).error_handler(move |e| rate_limited(&m1, e)),
-        )
+        .layer(GovernorLayer::new(per_key).error_handler(move |e| rate_limited(&m1, e)))
         .layer(GovernorLayer::new(per_ip).error_handler(move |e| rate_limited(&m2, e)))
         .layer(RequestBodyLimitLayer::new(REQUEST_BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
@@ -331,7 +351,12 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     state.metrics.status(status);
     // Rejections produced below the handlers (body limit, path syntax, unknown route, wrong
     // method) come as plain text; every error leaves this service as a problem document.
-    if status >= 400 && response.headers().get(header::CONTENT_TYPE).is_none_or(|v| v != "application/problem+json") {
+    if status >= 400
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|v| v != "application/problem+json")
+    {
         response = if status == 413 {
             ApiError::BodyTooLarge(REQUEST_BODY_BYTES_MAX).into_response()
         } else {
@@ -367,7 +392,10 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
         match state.store.authenticate(token).await? {
             Some(principal) => Ok(Caller(principal)),

@@ -85,7 +85,9 @@ impl Modify for BearerKey {
                                 Content::new(Some(Ref::from_schema_name("Problem"))),
                             )
                             .build();
-                        op.responses.responses.insert(code.to_owned(), RefOr::T(response));
+                        op.responses
+                            .responses
+                            .insert(code.to_owned(), RefOr::T(response));
                     }
                 }
             }
@@ -95,5 +97,7 @@ impl Modify for BearerKey {
 
 /// The document as pretty-printed JSON.
 pub fn document_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".to_owned())
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".to_owned())
 }

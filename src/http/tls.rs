@@ -56,7 +56,8 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<TlsSetup, TlsError> {
         path: path.display().to_string(),
         problem,
     };
-    let cert_pem = std::fs::read_to_string(cert_path).map_err(|e| file_err(cert_path, e.to_string()))?;
+    let cert_pem =
+        std::fs::read_to_string(cert_path).map_err(|e| file_err(cert_path, e.to_string()))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| file_err(cert_path, format!("not a PEM certificate chain: {e}")))?;
@@ -67,10 +68,11 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<TlsSetup, TlsError> {
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| file_err(key_path, format!("not a PEM private key: {e}")))?;
     let fingerprint = hex::encode(Sha256::digest(certs[0].as_ref()));
-    let config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
     let mut config = config;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsSetup {
@@ -98,9 +100,15 @@ pub fn load_or_generate_self_signed(dir: &Path) -> Result<(TlsSetup, bool), TlsE
             problem: e.to_string(),
         };
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-        let certified = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
-        write_private(&key_path, certified.signing_key.serialize_pem().as_bytes()).map_err(|e| io(&key_path, e))?;
+        let names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        let certified = rcgen::generate_simple_self_signed(names)
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        write_private(&key_path, certified.signing_key.serialize_pem().as_bytes())
+            .map_err(|e| io(&key_path, e))?;
         std::fs::write(&cert_path, certified.cert.pem()).map_err(|e| io(&cert_path, e))?;
         generated = true;
     }

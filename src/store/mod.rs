@@ -69,6 +69,9 @@ pub const TILE_HEIGHT: u8 = 8;
 /// are immutable, so the cache needs no invalidation; when it is full it is simply emptied.
 pub const TILE_CACHE_TILES_MAX: usize = 4096;
 
+/// Full Merkle tiles by (tenant, base level, tile index).
+type TileCache = HashMap<(TenantId, u8, u64), Arc<[Hash]>>;
+
 /// Oldest bundled SQLite accepted (earlier versions have a WAL bug under concurrent writers).
 pub const SQLITE_VERSION_MIN: (u32, u32, u32) = (3, 51, 3);
 
@@ -413,7 +416,7 @@ struct Inner {
     /// Set by [`Store::shutdown`]; read under the `appenders` lock before starting an appender.
     closed: AtomicBool,
     last_used: api_keys::LastUsed,
-    tile_cache: Mutex<HashMap<(TenantId, u8, u64), Arc<[Hash]>>>,
+    tile_cache: Mutex<TileCache>,
     trees: Mutex<HashMap<TenantId, watch::Receiver<TreeHead>>>,
     shutdown: tokio::sync::Notify,
     /// Checkpoint files outside the database, and the tenants held after a rollback.
@@ -501,9 +504,7 @@ impl Store {
         &self.inner.config
     }
 
-    fn lock_tile_cache(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(TenantId, u8, u64), Arc<[Hash]>>> {
+    fn lock_tile_cache(&self) -> std::sync::MutexGuard<'_, TileCache> {
         self.inner
             .tile_cache
             .lock()

@@ -5,21 +5,24 @@
 //! from the previous chunk's last line), with batch signature checks, on a rayon pool: first on
 //! the fast path of `fast.rs`, which only accepts, and otherwise by the reference
 //! [`ChainVerifier`]. The chunk summaries are then stitched in order, which confirms that each
-//! chunk really continues the one before (as [`ChainSummary::then`] does). While one wave of chunks is
-//! verified the reader reads the next, and memory stays bounded by one wave whatever the length
-//! of the export.
+//! chunk really continues the one before (as [`ChainSummary::then`] does). Workers pull the next
+//! chunk from the reader whenever they are free (no barrier between batches of chunks), and
+//! memory stays bounded by about two chunks per thread whatever the length of the export.
 //!
 //! The checks and the error reported are those of the sequential `ledger::export::ExportVerifier`
 //! (the tests compare the two on tampered exports): the first failing record in chain order, with
 //! its line. On top of that, checkpoints the verifier saw before are compared with the export's
 //! tree (rollback, fork), and the export's key history with a trusted one.
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ledger::checkpoint::{Checkpoint, open_checkpoint};
 use ledger::export::{
-    EXPORT_FORMAT, EXPORT_LINE_BYTES_MAX, ExportError, ExportErrorKind, ExportHeader,
-    ExportReport, ExportTrailer,
+    EXPORT_FORMAT, EXPORT_LINE_BYTES_MAX, ExportError, ExportErrorKind, ExportHeader, ExportReport,
+    ExportTrailer,
 };
 use ledger::keys::{KeyInterval, KeyRing};
 use ledger::merkle::{leaf_hash, verify_inclusion};
@@ -31,11 +34,8 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 /// Records per chunk verified by one task. Large enough that stitching and the per-chunk
-/// signature batch tail cost nothing; small enough that a wave keeps every core busy.
+/// signature batch tail cost nothing; small enough that the last chunks keep every core busy.
 pub const CHUNK_RECORDS: usize = 2048;
-
-/// Chunks read ahead per thread: one wave is `threads × CHUNKS_PER_THREAD` chunks.
-const CHUNKS_PER_THREAD: usize = 4;
 
 /// How the trailer line starts; a record line starts with `{"v":`.
 const TRAILER_PREFIX: &[u8] = b"{\"end\"";
@@ -186,7 +186,7 @@ enum Ending {
     BadLine,
 }
 
-/// The reader's state between waves.
+/// The reader's state between chunks.
 struct Reader<R> {
     input: R,
     buf: Vec<u8>,
@@ -200,10 +200,9 @@ struct Reader<R> {
 }
 
 impl<R: BufRead> Reader<R> {
-    /// Reads up to `chunks` chunks.
-    fn wave(&mut self, chunks: usize) -> std::io::Result<Vec<Chunk>> {
-        let mut wave = Vec::with_capacity(chunks);
-        while wave.len() < chunks && self.ending.is_none() {
+    /// Reads the next chunk; `None` once the records end (see [`Reader::ending`]).
+    fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
+        while self.ending.is_none() {
             let end_seq = self
                 .cuts
                 .iter()
@@ -243,16 +242,16 @@ impl<R: BufRead> Reader<R> {
                 }
             }
             self.next_anchor = match chunk.lines.last() {
-                Some(Line::Text(text)) => Record::from_json(text)
-                    .ok()
-                    .map(|r| ChainAnchor::after(&r)),
+                Some(Line::Text(text)) => {
+                    Record::from_json(text).ok().map(|r| ChainAnchor::after(&r))
+                }
                 _ => None,
             };
             if !chunk.lines.is_empty() {
-                wave.push(chunk);
+                return Ok(Some(chunk));
             }
         }
-        Ok(wave)
+        Ok(None)
     }
 }
 
@@ -304,7 +303,9 @@ fn verify_chunk(ctx: &Context, chunk: &Chunk) -> ChunkResult {
             // Not JSON: the fast path declines and the reference reports it.
             Line::TooLong(_) | Line::NotUtf8 => "",
         });
-        if let Some(fast) = super::fast::verify_lines(&ctx.tenant, &ctx.ring, ctx.size.get(), anchor, lines) {
+        if let Some(fast) =
+            super::fast::verify_lines(&ctx.tenant, &ctx.ring, ctx.size.get(), anchor, lines)
+        {
             return Ok(Some(Segment {
                 start: fast.start,
                 end: fast.end,
@@ -387,6 +388,53 @@ fn verify_chunk_reference(ctx: &Context, chunk: &Chunk) -> ChunkResult {
     }
 }
 
+/// Joins chunk results in order as they complete.
+struct Stitcher {
+    /// The index of the next chunk to join.
+    next: usize,
+    pending: BTreeMap<usize, (Chunk, ChunkResult)>,
+    running: Option<Segment>,
+    /// Roots of the tree at the sizes of checkpoints seen before.
+    roots_at_cuts: Vec<(u64, Hash)>,
+    /// The first failure in chain order; nothing after it is joined.
+    error: Option<ExportError>,
+}
+
+impl Stitcher {
+    fn drain(&mut self, ctx: &Context, cuts: &[u64]) {
+        while self.error.is_none() {
+            let Some((chunk, result)) = self.pending.remove(&self.next) else {
+                return;
+            };
+            self.next += 1;
+            let segment = match result {
+                Ok(Some(segment)) => segment,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.error = Some(e);
+                    break;
+                }
+            };
+            let joined = match self.running.take() {
+                None => Ok(segment),
+                Some(before) => stitch(ctx, before, segment, &chunk),
+            };
+            match joined {
+                Ok(r) => {
+                    if cuts.contains(&r.size())
+                        && let Some(root) = r.root()
+                    {
+                        self.roots_at_cuts.push((r.size(), root));
+                    }
+                    self.running = Some(r);
+                }
+                Err(e) => self.error = Some(e),
+            }
+        }
+        self.pending.clear();
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrailerLine {
@@ -453,9 +501,7 @@ pub fn verify_export<R: BufRead + Send>(
     let failed = |error| ExportCheckError::Failed { error, from_seq };
     let seen = open_seen(options.seen, options.trusted, &header.origin)?;
     if header.from_seq > 0
-        && let Some(c) = seen
-            .iter()
-            .find(|c| c.size() < size && c.size().get() > 0)
+        && let Some(c) = seen.iter().find(|c| c.size() < size && c.size().get() > 0)
     {
         return Err(ExportCheckError::Unanswerable(format!(
             "the checkpoint of size {} seen before cannot be compared with an export that starts at record {}: use an export from record 0, or `auditex verify consistency` with a proof",
@@ -490,45 +536,63 @@ pub fn verify_export<R: BufRead + Send>(
         },
         ending: None,
     };
-    let wave_chunks = rayon::current_num_threads().max(1) * CHUNKS_PER_THREAD;
     // An export from 0 is anchored at the genesis even when it has no records, as the
     // sequential verifier does, so that its (empty) root is compared too.
-    let mut running: Option<Segment> = (header.from_seq == 0).then(|| Segment {
+    let running: Option<Segment> = (header.from_seq == 0).then(|| Segment {
         start: ChainAnchor::genesis(),
         end: ChainAnchor::genesis(),
         leaves: LeafRange::new(0),
     });
-    let mut roots_at_cuts: Vec<(u64, Hash)> = Vec::new();
-    let mut wave = reader.wave(wave_chunks)?;
-    while !wave.is_empty() {
-        let (results, next) = rayon::join(
-            || {
-                wave.par_iter()
-                    .map(|chunk| {
-                        let result = verify_chunk(&ctx, chunk);
-                        on_records(chunk.lines.len() as u64);
-                        result
-                    })
-                    .collect::<Vec<ChunkResult>>()
-            },
-            || reader.wave(wave_chunks),
-        );
-        for (chunk, result) in wave.iter().zip(results) {
-            let Some(summary) = result.map_err(failed)? else {
-                continue;
-            };
-            running = Some(match running {
-                None => summary,
-                Some(before) => stitch(&ctx, before, summary, chunk).map_err(failed)?,
-            });
-            if let Some(r) = &running
-                && cuts.contains(&r.size())
-                && let Some(root) = r.root()
-            {
-                roots_at_cuts.push((r.size(), root));
+    let state = Mutex::new(Stitcher {
+        next: 0,
+        pending: BTreeMap::new(),
+        running,
+        roots_at_cuts: Vec::new(),
+        error: None,
+    });
+    let stop = AtomicBool::new(false);
+    let mut io_error = None;
+    let mut index = 0usize;
+    // Workers pull the next chunk from the reader whenever they are free, so reading interleaves
+    // with verification without a barrier; results are stitched in order as they complete (at
+    // most one pending result per thread).
+    let chunks = std::iter::from_fn(|| {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        match reader.next_chunk() {
+            Ok(Some(chunk)) => {
+                index += 1;
+                Some((index - 1, chunk))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                io_error = Some(e);
+                None
             }
         }
-        wave = next?;
+    });
+    chunks.par_bridge().for_each(|(i, chunk)| {
+        let result = verify_chunk(&ctx, &chunk);
+        on_records(chunk.lines.len() as u64);
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        s.pending.insert(i, (chunk, result));
+        s.drain(&ctx, &cuts);
+        if s.error.is_some() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
+    if let Some(e) = io_error {
+        return Err(ExportCheckError::Io(e));
+    }
+    let Stitcher {
+        running,
+        roots_at_cuts,
+        error,
+        ..
+    } = state.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = error {
+        return Err(failed(e));
     }
 
     let (trailer_text, trailer_line) = match reader.ending {
@@ -569,7 +633,9 @@ fn parse_header(text: &str) -> Result<ExportHeader, ExportCheckError> {
             "the first line has no \"format\": \"{EXPORT_FORMAT}\""
         )));
     }
-    serde_json::from_value(value).map_err(|e| ExportCheckError::Failed {
+    // Parsed again from the text, so that an error carries its position as the sequential
+    // verifier's does.
+    serde_json::from_str(text).map_err(|e| ExportCheckError::Failed {
         error: ExportError {
             line: 1,
             kind: ExportErrorKind::MalformedHeader(e.to_string()),
@@ -759,10 +825,7 @@ fn compare_seen(
         } else if m == 0 {
             Some(ledger::merkle::empty_root())
         } else {
-            roots_at_cuts
-                .iter()
-                .find(|(s, _)| *s == m)
-                .map(|(_, r)| *r)
+            roots_at_cuts.iter().find(|(s, _)| *s == m).map(|(_, r)| *r)
         };
         let Some(computed) = computed else {
             // Only an export from a later sequence lacks the root, and that was refused before.
@@ -795,7 +858,8 @@ pub fn check_history(
         let Some(p) = published.iter().find(|p| p.key_id == t.key_id) else {
             continue;
         };
-        let ends_agree = t.until_seq == p.until_seq || t.until_seq.is_none() || p.until_seq.is_none();
+        let ends_agree =
+            t.until_seq == p.until_seq || t.until_seq.is_none() || p.until_seq.is_none();
         if p.public_key != t.public_key || p.from_seq != t.from_seq || !ends_agree {
             return Err(HistoryFailure {
                 kind: "key_history_mismatch",
@@ -822,9 +886,9 @@ pub fn check_history(
     // A key the evidence adds must start where the trusted history's open key may have ended.
     let overlap = published.iter().find(|p| {
         trusted.iter().all(|t| t.key_id != p.key_id)
-            && trusted.iter().any(|t| {
-                t.until_seq.is_some_and(|u| p.from_seq < u) && p.from_seq >= t.from_seq
-            })
+            && trusted
+                .iter()
+                .any(|t| t.until_seq.is_some_and(|u| p.from_seq < u) && p.from_seq >= t.from_seq)
     });
     if let Some(p) = overlap {
         return Err(HistoryFailure {

@@ -15,9 +15,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use ledger::keys::{KeyId, KeyRing};
 use ledger::merkle::leaf_hash;
 use ledger::record::{EventType, FieldName};
-use ledger::types::{
-    CaptureTime, EventId, Hash, JSON_SAFE_INTEGER_MAX, Sequence, TenantId,
-};
+use ledger::types::{CaptureTime, EventId, Hash, JSON_SAFE_INTEGER_MAX, Sequence, TenantId};
 use ledger::verify::{ChainAnchor, LeafRange, SIGNATURE_BATCH_RECORDS};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -177,14 +175,23 @@ fn batch_ok(pending: &[Pending]) -> bool {
                 .verify_strict(pending[0].hash.as_bytes(), &pending[0].signature)
                 .is_ok();
     }
-    let messages: Vec<&[u8]> = pending.iter().map(|p| p.hash.as_bytes().as_slice()).collect();
+    let messages: Vec<&[u8]> = pending
+        .iter()
+        .map(|p| p.hash.as_bytes().as_slice())
+        .collect();
     let signatures: Vec<Signature> = pending.iter().map(|p| p.signature).collect();
     let keys: Vec<VerifyingKey> = pending.iter().map(|p| p.key).collect();
     ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
 }
 
 /// The record body of FORMAT.md section 4 from canonical parts (member order of RFC 8785).
-fn write_body(out: &mut Vec<u8>, r: &RawRecord<'_>, captured: CaptureTime, payload: &str, erasable: &str) {
+fn write_body(
+    out: &mut Vec<u8>,
+    r: &RawRecord<'_>,
+    captured: CaptureTime,
+    payload: &str,
+    erasable: &str,
+) {
     use std::io::Write;
     out.extend_from_slice(b"{\"captured_at_us\":");
     let _ = write!(out, "{}", captured.unix_micros());
@@ -225,9 +232,9 @@ fn canonical_erasable(text: &str) -> bool {
     let Ok(map) = serde_json::from_str::<std::collections::BTreeMap<&str, &str>>(text) else {
         return false;
     };
-    let names_ok = map
-        .iter()
-        .all(|(k, v)| FieldName::parse(k).is_ok() && v.len() == 64 && is_lower_hex(v.as_bytes(), 0));
+    let names_ok = map.iter().all(|(k, v)| {
+        FieldName::parse(k).is_ok() && v.len() == 64 && is_lower_hex(v.as_bytes(), 0)
+    });
     names_ok && canonical_value(text.as_bytes(), 0, 0) == Some(text.len())
 }
 
@@ -296,7 +303,9 @@ fn canonical_string(s: &[u8], i: usize) -> Option<usize> {
         return None;
     }
     let rest = &s[i + 1..];
-    let len = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    let len = rest
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
     (rest[len] == b'"').then_some(i + 1 + len + 1)
 }
 
@@ -370,9 +379,20 @@ mod tests {
 
     #[test]
     fn strings_are_canonical_exactly_when_the_canonicalizer_leaves_them_alone() {
-        for text in ["plain", "Café", "\u{7f}", "\u{2028}", "\u{2029}", "\u{1f600}", "tab\t", "q\"", "\u{1}"] {
+        for text in [
+            "plain",
+            "Café",
+            "\u{7f}",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{1f600}",
+            "tab\t",
+            "q\"",
+            "\u{1}",
+        ] {
             let value = serde_json::json!({ "s": text });
-            let jcs = String::from_utf8(ledger::canonical::jcs(&value).expect("jcs")).expect("utf-8");
+            let jcs =
+                String::from_utf8(ledger::canonical::jcs(&value).expect("jcs")).expect("utf-8");
             let raw = format!("{{\"s\":\"{text}\"}}");
             // Accepted only if the raw text is byte for byte the canonical one.
             assert!(!canonical(&raw) || raw == jcs, "{raw:?} vs {jcs:?}");
@@ -381,9 +401,12 @@ mod tests {
 
     #[test]
     fn canonical_numbers_match_the_canonicalizer() {
-        for n in [0.1, 0.87, 1e-7, 123456.789, 1.5e-21, 4.35, 100.0, 0.000001, 2.5e15] {
+        for n in [
+            0.1, 0.87, 1e-7, 123456.789, 1.5e-21, 4.35, 100.0, 0.000001, 2.5e15,
+        ] {
             let value = serde_json::json!({ "n": n });
-            let jcs = String::from_utf8(ledger::canonical::jcs(&value).expect("jcs")).expect("utf-8");
+            let jcs =
+                String::from_utf8(ledger::canonical::jcs(&value).expect("jcs")).expect("utf-8");
             assert!(canonical(&jcs), "{jcs}");
         }
     }

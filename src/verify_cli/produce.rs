@@ -15,7 +15,9 @@ use crate::cli::CliResult;
 use crate::config::StoreArgs;
 use crate::store::Store;
 
-async fn open_read_only(args: &StoreArgs) -> Result<Store, Box<dyn std::error::Error + Send + Sync>> {
+async fn open_read_only(
+    args: &StoreArgs,
+) -> Result<Store, Box<dyn std::error::Error + Send + Sync>> {
     let mut config = args.store_config()?;
     config.publish_in_background = false;
     // Evidence is a faithful copy of the database, damaged or rolled back as it may be; the
@@ -113,7 +115,11 @@ pub async fn export_command(
     out.finish().await?;
     eprintln!(
         "exported {} record(s) of {tenant} from {} to the checkpoint of size {} (root {}), {} bytes",
-        summary.records, summary.from_seq, summary.checkpoint_size, summary.checkpoint_root, summary.bytes
+        summary.records,
+        summary.from_seq,
+        summary.checkpoint_size,
+        summary.checkpoint_root,
+        summary.bytes
     );
     if summary.damage.is_empty() {
         Ok(())
@@ -171,7 +177,9 @@ pub async fn proof_command(
             Err(e) => Err(e.to_string()),
         },
         (None, Some(old)) => consistency_proof_text(&s, &tenant, old, new_size).await,
-        _ => Err("give either --seq N (a tlog-proof file) or --old-size N (a consistency proof)".into()),
+        _ => Err(
+            "give either --seq N (a tlog-proof file) or --old-size N (a consistency proof)".into(),
+        ),
     };
     s.shutdown().await;
     write_all(output, result?.as_bytes()).await

@@ -64,9 +64,19 @@ impl Server {
         let key = |role| {
             let store = store.clone();
             let tenant = tenant.clone();
-            async move { store.create_api_key(&tenant, role, "test", None).await.expect("key").reveal() }
+            async move {
+                store
+                    .create_api_key(&tenant, role, "test", None)
+                    .await
+                    .expect("key")
+                    .reveal()
+            }
         };
-        let (ingest, read, verify) = (key(Role::Ingest).await, key(Role::Read).await, key(Role::Verify).await);
+        let (ingest, read, verify) = (
+            key(Role::Ingest).await,
+            key(Role::Read).await,
+            key(Role::Verify).await,
+        );
         Server {
             base,
             client,
@@ -91,14 +101,18 @@ impl Server {
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.pem.as_bytes()) {
             roots.add(cert.expect("cert")).expect("root");
         }
-        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
         let port = self.base.rsplit(':').next().expect("port");
-        let tcp = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await.expect("connect");
+        let tcp = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+            .await
+            .expect("connect");
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
         let mut tls = connector.connect(name, tcp).await.expect("handshake");
         let head = format!(
@@ -110,10 +124,18 @@ impl Server {
         let mut buf = vec![0u8; 4096];
         let n = tls.read(&mut buf).await.expect("read");
         let text = String::from_utf8_lossy(&buf[..n]).to_string();
-        let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let content_type = text
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_owned()))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type:")
+                    .map(|v| v.trim().to_owned())
+            })
             .unwrap_or_default();
         (status, content_type)
     }
@@ -123,11 +145,22 @@ impl Server {
     }
 
     pub async fn post(&self, key: &str, path: &str, body: &Value) -> reqwest::Response {
-        self.client.post(self.url(path)).bearer_auth(key).json(body).send().await.expect("request")
+        self.client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).bearer_auth(key).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Stops the server (draining appends) and hands back the database, which lives on.
@@ -168,13 +201,19 @@ async fn problem(resp: reqwest::Response, status: StatusCode) -> Value {
     let url = resp.url().to_string();
     assert_eq!(resp.status(), status, "unexpected status for {url}");
     assert_eq!(
-        resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("application/problem+json"),
         "{status} from {url} is not a problem document"
     );
     let body: Value = resp.json().await.expect("problem json");
     assert_eq!(body["status"], status.as_u16());
-    assert!(body["type"].as_str().is_some_and(|t| t.starts_with("urn:auditex:problem:")));
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:auditex:problem:"))
+    );
     body
 }
 
@@ -183,7 +222,10 @@ async fn appending_returns_receipts_and_retries_are_idempotent(backend: Backend)
     let id = event_id();
     let first = s.post(&s.ingest, "/v1/records", &decision(&id)).await;
     assert_eq!(first.status(), StatusCode::CREATED);
-    assert!(first.headers().contains_key("strict-transport-security"), "HSTS on every response");
+    assert!(
+        first.headers().contains_key("strict-transport-security"),
+        "HSTS on every response"
+    );
     assert!(first.headers().contains_key("x-request-id"));
     let r1: Value = first.json().await.expect("receipt");
     assert_eq!(r1["seq"], 0);
@@ -191,7 +233,10 @@ async fn appending_returns_receipts_and_retries_are_idempotent(backend: Backend)
     let again = s.post(&s.ingest, "/v1/records", &decision(&id)).await;
     assert_eq!(again.status(), StatusCode::OK);
     let r2: Value = again.json().await.expect("receipt");
-    assert_eq!((r2["seq"].clone(), r2["hash"].clone(), r2["sig"].clone()), (r1["seq"].clone(), r1["hash"].clone(), r1["sig"].clone()));
+    assert_eq!(
+        (r2["seq"].clone(), r2["hash"].clone(), r2["sig"].clone()),
+        (r1["seq"].clone(), r1["hash"].clone(), r1["sig"].clone())
+    );
     assert_eq!(r2["duplicate"], true);
 
     let mut other = decision(&id);
@@ -200,23 +245,48 @@ async fn appending_returns_receipts_and_retries_are_idempotent(backend: Backend)
     problem(conflict, StatusCode::CONFLICT).await;
 
     let batch: Vec<Value> = (0..10).map(|_| decision(&event_id())).collect();
-    let resp = s.post(&s.ingest, "/v1/records/batch", &json!({"records": batch})).await;
+    let resp = s
+        .post(&s.ingest, "/v1/records/batch", &json!({"records": batch}))
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let receipts: Value = resp.json().await.expect("receipts");
-    let seqs: Vec<u64> = receipts["receipts"].as_array().expect("list").iter().map(|r| r["seq"].as_u64().expect("seq")).collect();
+    let seqs: Vec<u64> = receipts["receipts"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|r| r["seq"].as_u64().expect("seq"))
+        .collect();
     assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
 
     // The receipt can be fetched again by event id (what a pipeline does after a timeout).
-    let got: Value = s.get(&s.ingest, &format!("/v1/receipts/{id}")).await.json().await.expect("receipt");
+    let got: Value = s
+        .get(&s.ingest, &format!("/v1/receipts/{id}"))
+        .await
+        .json()
+        .await
+        .expect("receipt");
     assert_eq!(got["hash"], r1["hash"]);
 
     // Reading back: by seq, by event id, and paginated.
-    let record: Value = s.get(&s.read, "/v1/records/0").await.json().await.expect("record");
+    let record: Value = s
+        .get(&s.read, "/v1/records/0")
+        .await
+        .json()
+        .await
+        .expect("record");
     assert_eq!(record["hash"], r1["hash"]);
     assert_eq!(record["event_id"], json!(id));
-    assert!(record["erasable"]["applicant_name"].is_string(), "only the commitment is in the record");
+    assert!(
+        record["erasable"]["applicant_name"].is_string(),
+        "only the commitment is in the record"
+    );
     assert!(!record.to_string().contains("Jane"));
-    let by_event: Value = s.get(&s.read, &format!("/v1/events/{id}")).await.json().await.expect("record");
+    let by_event: Value = s
+        .get(&s.read, &format!("/v1/events/{id}"))
+        .await
+        .json()
+        .await
+        .expect("record");
     assert_eq!(by_event, record);
     let mut seen = Vec::new();
     let mut path = "/v1/records?limit=4".to_owned();
@@ -237,38 +307,114 @@ async fn appending_returns_receipts_and_retries_are_idempotent(backend: Backend)
 async fn proofs_fetched_over_https_verify_against_signed_checkpoints(backend: Backend) {
     let s = Server::start(&backend).await;
     let batch: Vec<Value> = (0..37).map(|_| decision(&event_id())).collect();
-    assert_eq!(s.post(&s.ingest, "/v1/records/batch", &json!({"records": batch})).await.status(), StatusCode::OK);
+    assert_eq!(
+        s.post(&s.ingest, "/v1/records/batch", &json!({"records": batch}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     s.store.publish_checkpoints().await.expect("checkpoint");
-    let keys: Value = s.get(&s.verify, "/v1/keys").await.json().await.expect("keys");
-    let vkey = VerifierKey::parse(keys["keys"][0]["verifier_key"].as_str().expect("vkey")).expect("vkey parses");
+    let keys: Value = s
+        .get(&s.verify, "/v1/keys")
+        .await
+        .json()
+        .await
+        .expect("keys");
+    let vkey = VerifierKey::parse(keys["keys"][0]["verifier_key"].as_str().expect("vkey"))
+        .expect("vkey parses");
     let origin = keys["origin"].as_str().expect("origin").to_owned();
-    let latest = s.get(&s.verify, "/v1/checkpoints/latest").await.text().await.expect("checkpoint");
-    let cp = open_checkpoint(latest.as_bytes(), std::slice::from_ref(&vkey), Some(&origin)).expect("checkpoint verifies");
+    let latest = s
+        .get(&s.verify, "/v1/checkpoints/latest")
+        .await
+        .text()
+        .await
+        .expect("checkpoint");
+    let cp = open_checkpoint(
+        latest.as_bytes(),
+        std::slice::from_ref(&vkey),
+        Some(&origin),
+    )
+    .expect("checkpoint verifies");
     assert_eq!(cp.checkpoint().size(), TreeSize::new(37));
 
     for seq in [0u64, 1, 17, 36] {
-        let proof: Value = s.get(&s.verify, &format!("/v1/proofs/inclusion?seq={seq}")).await.json().await.expect("proof");
-        let hashes: Vec<Hash> = proof["proof"].as_array().expect("proof").iter().map(|h| Hash::from_hex(h.as_str().expect("hex")).expect("hash")).collect();
+        let proof: Value = s
+            .get(&s.verify, &format!("/v1/proofs/inclusion?seq={seq}"))
+            .await
+            .json()
+            .await
+            .expect("proof");
+        let hashes: Vec<Hash> = proof["proof"]
+            .as_array()
+            .expect("proof")
+            .iter()
+            .map(|h| Hash::from_hex(h.as_str().expect("hex")).expect("hash"))
+            .collect();
         let leaf = Hash::from_hex(proof["leaf_hash"].as_str().expect("leaf")).expect("leaf");
-        verify_inclusion(leaf, LeafIndex::new(seq), TreeSize::new(37), &hashes, cp.checkpoint().root()).expect("inclusion verifies");
+        verify_inclusion(
+            leaf,
+            LeafIndex::new(seq),
+            TreeSize::new(37),
+            &hashes,
+            cp.checkpoint().root(),
+        )
+        .expect("inclusion verifies");
         // And the self-contained C2SP proof file a regulator downloads.
-        let file = s.get(&s.verify, &format!("/v1/proofs/inclusion/{seq}/tlog-proof")).await.bytes().await.expect("file");
+        let file = s
+            .get(&s.verify, &format!("/v1/proofs/inclusion/{seq}/tlog-proof"))
+            .await
+            .bytes()
+            .await
+            .expect("file");
         let ring = s.store.key_history(&s.tenant).await.expect("ring");
-        let proven = ledger::verify::verify_tlog_proof_file(&file, std::slice::from_ref(&vkey), &ring, &origin).expect("tlog-proof verifies");
+        let proven = ledger::verify::verify_tlog_proof_file(
+            &file,
+            std::slice::from_ref(&vkey),
+            &ring,
+            &origin,
+        )
+        .expect("tlog-proof verifies");
         assert_eq!(proven.record.seq.get(), seq);
     }
 
     // A later checkpoint is consistent with the earlier one.
     let more: Vec<Value> = (0..20).map(|_| decision(&event_id())).collect();
-    s.post(&s.ingest, "/v1/records/batch", &json!({"records": more})).await;
+    s.post(&s.ingest, "/v1/records/batch", &json!({"records": more}))
+        .await;
     s.store.publish_checkpoints().await.expect("checkpoint");
-    let c: Value = s.get(&s.verify, "/v1/proofs/consistency?from=37").await.json().await.expect("consistency");
+    let c: Value = s
+        .get(&s.verify, "/v1/proofs/consistency?from=37")
+        .await
+        .json()
+        .await
+        .expect("consistency");
     assert_eq!(c["to"], 57);
-    let older = open_checkpoint(c["from_checkpoint"].as_str().expect("from").as_bytes(), std::slice::from_ref(&vkey), Some(&origin)).expect("older");
-    let newer = open_checkpoint(c["to_checkpoint"].as_str().expect("to").as_bytes(), std::slice::from_ref(&vkey), Some(&origin)).expect("newer");
-    let hashes: Vec<Hash> = c["proof"].as_array().expect("proof").iter().map(|h| Hash::from_hex(h.as_str().expect("hex")).expect("hash")).collect();
-    ledger::verify::verify_checkpoint_consistency(older.checkpoint(), newer.checkpoint(), &hashes).expect("consistent");
-    let list: Value = s.get(&s.verify, "/v1/checkpoints").await.json().await.expect("list");
+    let older = open_checkpoint(
+        c["from_checkpoint"].as_str().expect("from").as_bytes(),
+        std::slice::from_ref(&vkey),
+        Some(&origin),
+    )
+    .expect("older");
+    let newer = open_checkpoint(
+        c["to_checkpoint"].as_str().expect("to").as_bytes(),
+        std::slice::from_ref(&vkey),
+        Some(&origin),
+    )
+    .expect("newer");
+    let hashes: Vec<Hash> = c["proof"]
+        .as_array()
+        .expect("proof")
+        .iter()
+        .map(|h| Hash::from_hex(h.as_str().expect("hex")).expect("hash"))
+        .collect();
+    ledger::verify::verify_checkpoint_consistency(older.checkpoint(), newer.checkpoint(), &hashes)
+        .expect("consistent");
+    let list: Value = s
+        .get(&s.verify, "/v1/checkpoints")
+        .await
+        .json()
+        .await
+        .expect("list");
     assert_eq!(list["checkpoints"].as_array().expect("list").len(), 2);
     s.stop().await;
 }
@@ -283,9 +429,30 @@ async fn every_bad_input_gets_a_4xx_problem_and_writes_nothing(backend: Backend)
             .body(body)
             .send()
     };
-    problem(post_raw(b"{not json".to_vec(), "application/json").await.expect("sent"), StatusCode::BAD_REQUEST).await;
-    problem(post_raw(vec![0xff, 0xfe, b'{', b'}'], "application/json").await.expect("sent"), StatusCode::BAD_REQUEST).await;
-    problem(post_raw(serde_json::to_vec(&decision(&event_id())).expect("json"), "text/plain").await.expect("sent"), StatusCode::BAD_REQUEST).await;
+    problem(
+        post_raw(b"{not json".to_vec(), "application/json")
+            .await
+            .expect("sent"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        post_raw(vec![0xff, 0xfe, b'{', b'}'], "application/json")
+            .await
+            .expect("sent"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        post_raw(
+            serde_json::to_vec(&decision(&event_id())).expect("json"),
+            "text/plain",
+        )
+        .await
+        .expect("sent"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     // An oversize body is refused from its Content-Length, before it is read. A raw TLS
     // connection announces one and reads the answer (a client still streaming megabytes would
     // see the connection close under it).
@@ -295,88 +462,263 @@ async fn every_bad_input_gets_a_4xx_problem_and_writes_nothing(backend: Backend)
 
     let mut wrong_type = decision(&event_id());
     wrong_type["payload"]["score"] = json!("high");
-    let p = problem(s.post(&s.ingest, "/v1/records", &wrong_type).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let p = problem(
+        s.post(&s.ingest, "/v1/records", &wrong_type).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert_eq!(p["errors"][0]["pointer"], "/payload/score");
 
     let mut missing = decision(&event_id());
-    missing["payload"].as_object_mut().expect("obj").remove("model_version");
-    let p = problem(s.post(&s.ingest, "/v1/records", &missing).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    missing["payload"]
+        .as_object_mut()
+        .expect("obj")
+        .remove("model_version");
+    let p = problem(
+        s.post(&s.ingest, "/v1/records", &missing).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert_eq!(p["errors"][0]["pointer"], "/payload/model_version");
 
     let mut unknown = decision(&event_id());
     unknown["event_type"] = json!("decison");
-    let p = problem(s.post(&s.ingest, "/v1/records", &unknown).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let p = problem(
+        s.post(&s.ingest, "/v1/records", &unknown).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert_eq!(p["errors"][0]["pointer"], "/event_type");
 
     let mut service_only = decision(&event_id());
     service_only["event_type"] = json!("key_rotation");
-    problem(s.post(&s.ingest, "/v1/records", &service_only).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    problem(
+        s.post(&s.ingest, "/v1/records", &service_only).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
 
     let big_number = format!(
         r#"{{"event_id":"{}","event_type":"decision","payload":{{"model_id":"m","model_version":"1","input_commitment":"{}","outcome":"ok","subject_ref":"s","decided_at":"2026-11-29T08:49:27Z","oversight_mode":"automated","attributes":{{"amount":12345678901234567890}}}}}}"#,
         event_id(),
         "ab".repeat(32)
     );
-    let p = problem(post_raw(big_number.into_bytes(), "application/json").await.expect("sent"), StatusCode::UNPROCESSABLE_ENTITY).await;
+    let p = problem(
+        post_raw(big_number.into_bytes(), "application/json")
+            .await
+            .expect("sent"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert_eq!(p["errors"][0]["pointer"], "/payload/attributes/amount");
 
     let mut bad_batch: Vec<Value> = (0..3).map(|_| decision(&event_id())).collect();
     bad_batch[2]["payload"]["outcome"] = json!(7);
-    let p = problem(s.post(&s.ingest, "/v1/records/batch", &json!({"records": bad_batch})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let p = problem(
+        s.post(
+            &s.ingest,
+            "/v1/records/batch",
+            &json!({"records": bad_batch}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert_eq!(p["errors"][0]["pointer"], "/records/2/payload/outcome");
     let too_many: Vec<Value> = (0..1001).map(|_| decision(&event_id())).collect();
-    problem(s.post(&s.ingest, "/v1/records/batch", &json!({"records": too_many})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
-    problem(s.post(&s.ingest, "/v1/records/batch", &json!({"records": []})).await, StatusCode::UNPROCESSABLE_ENTITY).await;
-    problem(s.post(&s.ingest, "/v1/records", &json!({"event_id": event_id()})).await, StatusCode::BAD_REQUEST).await;
+    problem(
+        s.post(
+            &s.ingest,
+            "/v1/records/batch",
+            &json!({"records": too_many}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    problem(
+        s.post(&s.ingest, "/v1/records/batch", &json!({"records": []}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    problem(
+        s.post(&s.ingest, "/v1/records", &json!({"event_id": event_id()}))
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
 
     // Nothing above was written, and a half-bad batch wrote none of its good records.
-    assert_eq!(s.store.tree_size(&s.tenant).await.expect("size"), TreeSize::ZERO);
+    assert_eq!(
+        s.store.tree_size(&s.tenant).await.expect("size"),
+        TreeSize::ZERO
+    );
 
-    s.post(&s.ingest, "/v1/records", &decision(&event_id())).await;
+    s.post(&s.ingest, "/v1/records", &decision(&event_id()))
+        .await;
     s.store.publish_checkpoints().await.expect("checkpoint");
-    problem(s.get(&s.read, "/v1/records?cursor=bm9wZQ").await, StatusCode::BAD_REQUEST).await;
-    problem(s.get(&s.read, "/v1/records?limit=0").await, StatusCode::BAD_REQUEST).await;
-    problem(s.get(&s.read, "/v1/records?limit=abc").await, StatusCode::BAD_REQUEST).await;
-    problem(s.get(&s.read, "/v1/records/99999999999999999999").await, StatusCode::BAD_REQUEST).await;
-    problem(s.get(&s.read, "/v1/events/not-a-uuid").await, StatusCode::BAD_REQUEST).await;
-    problem(s.get(&s.verify, "/v1/proofs/inclusion?seq=5").await, StatusCode::NOT_FOUND).await;
-    problem(s.get(&s.verify, "/v1/proofs/inclusion?seq=0&tree_size=9").await, StatusCode::NOT_FOUND).await;
-    problem(s.get(&s.verify, "/v1/proofs/inclusion").await, StatusCode::BAD_REQUEST).await;
-    problem(s.get(&s.verify, "/v1/proofs/consistency?from=0").await, StatusCode::BAD_REQUEST).await;
-    problem(s.get(&s.verify, "/v1/proofs/consistency?from=5").await, StatusCode::BAD_REQUEST).await;
-    problem(s.get(&s.verify, "/v1/proofs/consistency?from=1&to=7").await, StatusCode::NOT_FOUND).await;
+    problem(
+        s.get(&s.read, "/v1/records?cursor=bm9wZQ").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        s.get(&s.read, "/v1/records?limit=0").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        s.get(&s.read, "/v1/records?limit=abc").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        s.get(&s.read, "/v1/records/99999999999999999999").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        s.get(&s.read, "/v1/events/not-a-uuid").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        s.get(&s.verify, "/v1/proofs/inclusion?seq=5").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        s.get(&s.verify, "/v1/proofs/inclusion?seq=0&tree_size=9")
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    problem(
+        s.get(&s.verify, "/v1/proofs/inclusion").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        s.get(&s.verify, "/v1/proofs/consistency?from=0").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        s.get(&s.verify, "/v1/proofs/consistency?from=5").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        s.get(&s.verify, "/v1/proofs/consistency?from=1&to=7").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     s.stop().await;
 }
 
 async fn roles_and_keys_are_enforced(backend: Backend) {
     let s = Server::start(&backend).await;
     let id = event_id();
-    assert_eq!(s.post(&s.ingest, "/v1/records", &decision(&id)).await.status(), StatusCode::CREATED);
+    assert_eq!(
+        s.post(&s.ingest, "/v1/records", &decision(&id))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
     // No key, a malformed key, a well-formed unknown key.
-    let resp = s.client.get(s.url("/v1/records/0")).send().await.expect("sent");
+    let resp = s
+        .client
+        .get(s.url("/v1/records/0"))
+        .send()
+        .await
+        .expect("sent");
     assert!(resp.headers().contains_key("www-authenticate"));
     problem(resp, StatusCode::UNAUTHORIZED).await;
-    problem(s.get("atx_nonsense", "/v1/records/0").await, StatusCode::UNAUTHORIZED).await;
+    problem(
+        s.get("atx_nonsense", "/v1/records/0").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     let stranger = auditex::auth::ApiKeySecret::generate().reveal();
-    problem(s.get(&stranger, "/v1/records/0").await, StatusCode::UNAUTHORIZED).await;
+    problem(
+        s.get(&stranger, "/v1/records/0").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     // Roles.
-    problem(s.get(&s.ingest, "/v1/records/0").await, StatusCode::FORBIDDEN).await;
-    problem(s.get(&s.verify, "/v1/records/0").await, StatusCode::FORBIDDEN).await;
+    problem(
+        s.get(&s.ingest, "/v1/records/0").await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    problem(
+        s.get(&s.verify, "/v1/records/0").await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
     problem(s.get(&s.verify, "/v1/records").await, StatusCode::FORBIDDEN).await;
-    problem(s.post(&s.read, "/v1/records", &decision(&event_id())).await, StatusCode::FORBIDDEN).await;
-    problem(s.post(&s.verify, "/v1/records", &decision(&event_id())).await, StatusCode::FORBIDDEN).await;
-    problem(s.get(&s.ingest, "/v1/proofs/inclusion?seq=0").await, StatusCode::FORBIDDEN).await;
-    assert_eq!(s.get(&s.read, "/v1/records/0").await.status(), StatusCode::OK);
+    problem(
+        s.post(&s.read, "/v1/records", &decision(&event_id())).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    problem(
+        s.post(&s.verify, "/v1/records", &decision(&event_id()))
+            .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    problem(
+        s.get(&s.ingest, "/v1/proofs/inclusion?seq=0").await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(
+        s.get(&s.read, "/v1/records/0").await.status(),
+        StatusCode::OK
+    );
     // Revoked and expired keys stop working.
-    let revoked = s.store.create_api_key(&s.tenant, Role::Read, "old", None).await.expect("key");
-    assert_eq!(s.get(&revoked.reveal(), "/v1/records/0").await.status(), StatusCode::OK);
-    assert!(s.store.revoke_api_key(&s.tenant, revoked.id()).await.expect("revoke"));
-    problem(s.get(&revoked.reveal(), "/v1/records/0").await, StatusCode::UNAUTHORIZED).await;
-    let expired = s.store.create_api_key(&s.tenant, Role::Verify, "regulator", Some(1)).await.expect("key");
-    problem(s.get(&expired.reveal(), "/v1/keys").await, StatusCode::UNAUTHORIZED).await;
+    let revoked = s
+        .store
+        .create_api_key(&s.tenant, Role::Read, "old", None)
+        .await
+        .expect("key");
+    assert_eq!(
+        s.get(&revoked.reveal(), "/v1/records/0").await.status(),
+        StatusCode::OK
+    );
+    assert!(
+        s.store
+            .revoke_api_key(&s.tenant, revoked.id())
+            .await
+            .expect("revoke")
+    );
+    problem(
+        s.get(&revoked.reveal(), "/v1/records/0").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let expired = s
+        .store
+        .create_api_key(&s.tenant, Role::Verify, "regulator", Some(1))
+        .await
+        .expect("key");
+    problem(
+        s.get(&expired.reveal(), "/v1/keys").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     let listed = s.store.api_keys(&s.tenant).await.expect("list");
-    assert!(listed.iter().any(|k| k.key_id == revoked.id().to_string() && k.revoked_at_us.is_some()));
-    assert!(listed.iter().any(|k| k.last_used_at_us.is_some()), "last use is recorded");
+    assert!(
+        listed
+            .iter()
+            .any(|k| k.key_id == revoked.id().to_string() && k.revoked_at_us.is_some())
+    );
+    assert!(
+        listed.iter().any(|k| k.last_used_at_us.is_some()),
+        "last use is recorded"
+    );
     s.stop().await;
 }
 
@@ -389,7 +731,14 @@ async fn another_tenants_key_sees_nothing(backend: Backend) {
     s.store.create_tenant(&other).await.expect("tenant");
     let mut outsiders = Vec::new();
     for role in [Role::Ingest, Role::Read, Role::Verify] {
-        outsiders.push((role, s.store.create_api_key(&other, role, "outsider", None).await.expect("key").reveal()));
+        outsiders.push((
+            role,
+            s.store
+                .create_api_key(&other, role, "outsider", None)
+                .await
+                .expect("key")
+                .reveal(),
+        ));
     }
     let missing_id = event_id();
     let paths = [
@@ -412,7 +761,10 @@ async fn another_tenants_key_sees_nothing(backend: Backend) {
                 status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN,
                 "{role} key of another tenant got {status} for {path}: {text}"
             );
-            assert!(!text.contains(&id) || path.contains(&id), "{path} leaked the record");
+            assert!(
+                !text.contains(&id) || path.contains(&id),
+                "{path} leaked the record"
+            );
         }
         // A listing shows only the caller's own (empty) ledger.
         if *role == Role::Read {
@@ -422,15 +774,28 @@ async fn another_tenants_key_sees_nothing(backend: Backend) {
             let theirs = s.get(key, &format!("/v1/events/{id}")).await;
             let nothing = s.get(key, &format!("/v1/events/{missing_id}")).await;
             assert_eq!(theirs.status(), nothing.status());
-            let (a, b): (Value, Value) = (theirs.json().await.expect("json"), nothing.json().await.expect("json"));
+            let (a, b): (Value, Value) = (
+                theirs.json().await.expect("json"),
+                nothing.json().await.expect("json"),
+            );
             assert_eq!(a, b);
         }
     }
     // Appending with the other tenant's key lands in the other tenant's chain.
     let resp = s.post(&outsiders[0].1, "/v1/records", &decision(&id)).await;
-    assert_eq!(resp.status(), StatusCode::CREATED, "the same event id in another tenant is a new record");
-    assert_eq!(s.store.tree_size(&other).await.expect("size"), TreeSize::new(1));
-    assert_eq!(s.store.tree_size(&s.tenant).await.expect("size"), TreeSize::new(1));
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "the same event id in another tenant is a new record"
+    );
+    assert_eq!(
+        s.store.tree_size(&other).await.expect("size"),
+        TreeSize::new(1)
+    );
+    assert_eq!(
+        s.store.tree_size(&s.tenant).await.expect("size"),
+        TreeSize::new(1)
+    );
     s.stop().await;
 }
 
@@ -445,37 +810,100 @@ async fn rate_limits_answer_429_with_retry_after(backend: Backend) {
         }
     }
     let resp = limited.expect("the fourth rapid request within a second must be limited");
-    let retry: u64 = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
+    let retry: u64 = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
     assert!(retry >= 1);
     problem(resp, StatusCode::TOO_MANY_REQUESTS).await;
-    let metrics = s.client.get(s.url("/metrics")).send().await.expect("metrics");
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
     // The metrics endpoint itself may be limited for this address; retry after the window.
     let text = if metrics.status() == StatusCode::OK {
         metrics.text().await.expect("text")
     } else {
         tokio::time::sleep(Duration::from_secs(retry + 1)).await;
-        s.client.get(s.url("/metrics")).send().await.expect("metrics").text().await.expect("text")
+        s.client
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
     };
-    assert!(text.lines().any(|l| l.starts_with("auditex_rate_limited_total ") && !l.ends_with(" 0")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("auditex_rate_limited_total ") && !l.ends_with(" 0")),
+        "{text}"
+    );
     s.stop().await;
 }
 
 async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
     let s = Server::start(&backend).await;
-    assert_eq!(s.client.get(s.url("/healthz")).send().await.expect("h").status(), StatusCode::OK);
-    let ready: Value = s.client.get(s.url("/readyz")).send().await.expect("r").json().await.expect("json");
+    assert_eq!(
+        s.client
+            .get(s.url("/healthz"))
+            .send()
+            .await
+            .expect("h")
+            .status(),
+        StatusCode::OK
+    );
+    let ready: Value = s
+        .client
+        .get(s.url("/readyz"))
+        .send()
+        .await
+        .expect("r")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["signing_keys"], "1 loaded");
     assert_eq!(ready["rollback_held_tenants"], json!([]));
-    s.post(&s.ingest, "/v1/records", &decision(&event_id())).await;
-    let metrics = s.client.get(s.url("/metrics")).send().await.expect("m").text().await.expect("text");
-    assert!(metrics.contains("auditex_appended_records_total 1"), "{metrics}");
+    s.post(&s.ingest, "/v1/records", &decision(&event_id()))
+        .await;
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("m")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("auditex_appended_records_total 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("auditex_append_latency_seconds_bucket"));
     assert!(metrics.contains("auditex_append_queue_requests"));
-    let served = s.client.get(s.url("/v1/openapi.json")).send().await.expect("o").text().await.expect("text");
+    let served = s
+        .client
+        .get(s.url("/v1/openapi.json"))
+        .send()
+        .await
+        .expect("o")
+        .text()
+        .await
+        .expect("text");
     let doc: Value = serde_json::from_str(&served).expect("json");
-    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
-    let checked_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json")).expect("docs/openapi.json");
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
+    let checked_in =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
+            .expect("docs/openapi.json");
     assert_eq!(
         serde_json::from_str::<Value>(&checked_in).expect("json"),
         doc,
@@ -492,8 +920,16 @@ async fn shutdown_drains_and_keeps_every_acknowledged_append(backend: Backend) {
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             for _ in 0..20 {
-                match client.post(&url).bearer_auth(&key).json(&decision(&event_id())).send().await {
-                    Ok(r) if r.status() == StatusCode::CREATED => acked.push(r.json::<Value>().await.expect("receipt")),
+                match client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&decision(&event_id()))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == StatusCode::CREATED => {
+                        acked.push(r.json::<Value>().await.expect("receipt"))
+                    }
                     _ => break,
                 }
             }
@@ -510,7 +946,11 @@ async fn shutdown_drains_and_keeps_every_acknowledged_append(backend: Backend) {
     }
     for r in &acked {
         let seq = ledger::types::Sequence::new(r["seq"].as_u64().expect("seq")).expect("seq");
-        let rec = store.record(&tenant, seq).await.expect("read").expect("acknowledged record present");
+        let rec = store
+            .record(&tenant, seq)
+            .await
+            .expect("read")
+            .expect("acknowledged record present");
         assert_eq!(rec.hash.to_hex(), r["hash"].as_str().expect("hash"));
     }
 }
@@ -518,17 +958,30 @@ async fn shutdown_drains_and_keeps_every_acknowledged_append(backend: Backend) {
 async fn evidence_downloaded_over_https_verifies_offline_with_auditex_verify(backend: Backend) {
     let s = Server::start(&backend).await;
     let decision_id = event_id();
-    s.post(&s.ingest, "/v1/records", &decision(&decision_id)).await;
+    s.post(&s.ingest, "/v1/records", &decision(&decision_id))
+        .await;
     let review = json!({"event_id": event_id(), "event_type": "human_review",
         "payload": {"decision_id": decision_id, "reviewer": "analyst-17", "action": "confirmed"}});
     let noise: Vec<Value> = (0..5).map(|_| decision(&event_id())).collect();
-    s.post(&s.ingest, "/v1/records/batch", &json!({"records": noise})).await;
-    assert_eq!(s.post(&s.ingest, "/v1/records", &review).await.status(), StatusCode::CREATED);
+    s.post(&s.ingest, "/v1/records/batch", &json!({"records": noise}))
+        .await;
+    assert_eq!(
+        s.post(&s.ingest, "/v1/records", &review).await.status(),
+        StatusCode::CREATED
+    );
     s.store.publish_checkpoints().await.expect("checkpoint");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let keys: Value = s.get(&s.verify, "/v1/keys").await.json().await.expect("keys");
-    let vkey = keys["keys"][0]["verifier_key"].as_str().expect("vkey").to_owned();
+    let keys: Value = s
+        .get(&s.verify, "/v1/keys")
+        .await
+        .json()
+        .await
+        .expect("keys");
+    let vkey = keys["keys"][0]["verifier_key"]
+        .as_str()
+        .expect("vkey")
+        .to_owned();
     let files = [
         ("bundle", format!("/v1/decisions/{decision_id}/bundle")),
         ("export", "/v1/export".to_owned()),
@@ -546,14 +999,27 @@ async fn evidence_downloaded_over_https_verifies_offline_with_auditex_verify(bac
             .args(["--key", &vkey, "--json"])
             .output()
             .expect("run auditex verify");
-        assert!(out.status.success(), "{kind} did not verify: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{kind} did not verify: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         // One flipped byte in a record's hash must make it fail with the "tampered" code.
         let text = String::from_utf8_lossy(&bytes).to_string();
-        let record_hash = s.store.record(&s.tenant, ledger::types::Sequence::new(6).expect("seq")).await.expect("read").expect("record").hash.to_hex();
+        let record_hash = s
+            .store
+            .record(&s.tenant, ledger::types::Sequence::new(6).expect("seq"))
+            .await
+            .expect("read")
+            .expect("record")
+            .hash
+            .to_hex();
         if text.contains(&record_hash) {
             let mut broken = record_hash.clone().into_bytes();
             broken[0] = if broken[0] == b'0' { b'1' } else { b'0' };
-            let tampered = text.replacen(&record_hash, &String::from_utf8(broken).expect("ascii"), 1);
+            let tampered =
+                text.replacen(&record_hash, &String::from_utf8(broken).expect("ascii"), 1);
             std::fs::write(&file, tampered).expect("write");
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_auditex"))
                 .args(["verify", kind])
@@ -561,12 +1027,25 @@ async fn evidence_downloaded_over_https_verifies_offline_with_auditex_verify(bac
                 .args(["--key", &vkey])
                 .output()
                 .expect("run auditex verify");
-            assert_eq!(out.status.code(), Some(1), "a tampered {kind} must be reported as tampered");
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "a tampered {kind} must be reported as tampered"
+            );
         }
     }
     // The export endpoint refuses what it cannot serve before streaming.
-    problem(s.get(&s.verify, "/v1/export?from_seq=999").await, StatusCode::BAD_REQUEST).await;
-    problem(s.get(&s.verify, &format!("/v1/decisions/{}/bundle", event_id())).await, StatusCode::NOT_FOUND).await;
+    problem(
+        s.get(&s.verify, "/v1/export?from_seq=999").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        s.get(&s.verify, &format!("/v1/decisions/{}/bundle", event_id()))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     problem(s.get(&s.ingest, "/v1/export").await, StatusCode::FORBIDDEN).await;
     s.stop().await;
 }
@@ -593,7 +1072,9 @@ async fn plain_http_is_refused_off_loopback() {
         rate_per_second: 10,
         rate_burst: 10,
     };
-    let err = Application::build(store.clone(), &config).err().expect("must refuse");
+    let err = Application::build(store.clone(), &config)
+        .err()
+        .expect("must refuse");
     assert!(err.to_string().contains("loopback"), "{err}");
     store.shutdown().await;
 }

@@ -36,10 +36,12 @@ impl Raw {
                 .await
                 .expect("connect as the owner");
             for table in ["records", "checkpoints", "merkle_nodes"] {
-                sqlx::query(AssertSqlSafe(format!("ALTER TABLE {table} DISABLE TRIGGER USER")))
-                    .execute(&mut c)
-                    .await
-                    .expect("the owner disables the append-only triggers");
+                sqlx::query(AssertSqlSafe(format!(
+                    "ALTER TABLE {table} DISABLE TRIGGER USER"
+                )))
+                .execute(&mut c)
+                .await
+                .expect("the owner disables the append-only triggers");
             }
             sqlx::query("SELECT set_config('app.tenant_id', $1, false)")
                 .bind(TENANT)
@@ -93,16 +95,32 @@ impl Raw {
 
     async fn text(&mut self, sql: &str) -> String {
         let result = match self {
-            Raw::Sqlite(c) => sqlx::query_scalar(AssertSqlSafe(sql.to_owned())).fetch_one(c).await,
-            Raw::Postgres(c) => sqlx::query_scalar(AssertSqlSafe(sql.to_owned())).fetch_one(c).await,
+            Raw::Sqlite(c) => {
+                sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+                    .fetch_one(c)
+                    .await
+            }
+            Raw::Postgres(c) => {
+                sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+                    .fetch_one(c)
+                    .await
+            }
         };
         result.unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     async fn bytes(&mut self, sql: &str) -> Vec<u8> {
         let result = match self {
-            Raw::Sqlite(c) => sqlx::query_scalar(AssertSqlSafe(sql.to_owned())).fetch_one(c).await,
-            Raw::Postgres(c) => sqlx::query_scalar(AssertSqlSafe(sql.to_owned())).fetch_one(c).await,
+            Raw::Sqlite(c) => {
+                sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+                    .fetch_one(c)
+                    .await
+            }
+            Raw::Postgres(c) => {
+                sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+                    .fetch_one(c)
+                    .await
+            }
         };
         result.unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
@@ -123,8 +141,10 @@ impl Raw {
     /// Overwrites the row of `record.seq` with `record`'s fields.
     async fn write_record(&mut self, record: &Record) {
         let seq = record.seq.get();
-        self.exec(&format!("DELETE FROM records WHERE tenant_id = '{TENANT}' AND seq = {seq}"))
-            .await;
+        self.exec(&format!(
+            "DELETE FROM records WHERE tenant_id = '{TENANT}' AND seq = {seq}"
+        ))
+        .await;
         let sql = format!(
             "INSERT INTO records (tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable)
              VALUES ('{TENANT}', {seq}, '{}', '{}', {}, {}, {}, '{}', {}, '{}', '{}')",
@@ -182,7 +202,10 @@ async fn ledger(backend: &Backend, records: u64, every: u64, rotate_at: Option<u
         }
         let n = every.min(records - written);
         store
-            .append(&tenant, crate::support::decisions(usize::try_from(n).expect("fits")))
+            .append(
+                &tenant,
+                crate::support::decisions(usize::try_from(n).expect("fits")),
+            )
             .await
             .expect("append");
         written += n;
@@ -272,7 +295,9 @@ async fn a_changed_payload_byte_is_detected(backend: Backend) {
     let event_id = l.record(33).await.event_id;
     let mut raw = l.raw().await;
     let payload = raw
-        .text(&format!("SELECT payload FROM records WHERE tenant_id = '{TENANT}' AND seq = 33"))
+        .text(&format!(
+            "SELECT payload FROM records WHERE tenant_id = '{TENANT}' AND seq = 33"
+        ))
         .await;
     let changed = payload.replacen("outcome-", "outcomf-", 1);
     assert_ne!(changed, payload);
@@ -312,8 +337,10 @@ async fn two_swapped_records_are_detected(backend: Backend) {
 async fn a_deleted_middle_record_is_detected(backend: Backend) {
     let l = ledger(&backend, 60, 20, None).await;
     let mut raw = l.raw().await;
-    raw.exec(&format!("DELETE FROM records WHERE tenant_id = '{TENANT}' AND seq = 25"))
-        .await;
+    raw.exec(&format!(
+        "DELETE FROM records WHERE tenant_id = '{TENANT}' AND seq = 25"
+    ))
+    .await;
     l.assert_check_fails(&[], 25, &[K::Gap]).await;
     l.assert_export_fails(&[], 25, &["gap"]);
 }
@@ -321,8 +348,10 @@ async fn a_deleted_middle_record_is_detected(backend: Backend) {
 async fn a_deleted_tail_after_a_checkpoint_is_detected(backend: Backend) {
     let l = ledger(&backend, 60, 20, None).await;
     let mut raw = l.raw().await;
-    raw.exec(&format!("DELETE FROM records WHERE tenant_id = '{TENANT}' AND seq >= 52"))
-        .await;
+    raw.exec(&format!(
+        "DELETE FROM records WHERE tenant_id = '{TENANT}' AND seq >= 52"
+    ))
+    .await;
     l.assert_check_fails(&[], 52, &[K::MissingRecords]).await;
     l.assert_export_fails(&[], 52, &["missing_records"]);
 }
@@ -368,9 +397,11 @@ async fn a_record_re_signed_with_another_key_is_detected(backend: Backend) {
     assert_ne!(record.key_id, old_key);
     let mut raw = l.raw().await;
     let signer = RecordSigner::new(raw.signing_key(&l.bin, old_key).await);
-    record.payload = ledger::record::Payload::from_json(
-        &record.payload.as_str().replacen("outcome-", "approved-", 1),
-    )
+    record.payload = ledger::record::Payload::from_json(&record.payload.as_str().replacen(
+        "outcome-",
+        "approved-",
+        1,
+    ))
     .expect("payload");
     record.key_id = old_key;
     record.hash = record.compute_hash();
@@ -394,14 +425,18 @@ async fn a_checkpoint_whose_root_does_not_match_is_detected(backend: Backend) {
     let origin = l.store.origin(&l.tenant);
     let wrong_root = Hash::from_bytes([0x42; 32]);
     let checkpoint = Checkpoint::new(origin.clone(), TreeSize::new(65), wrong_root).expect("cp");
-    let note = sign_checkpoint(&checkpoint, &[NoteSigner::new(&origin, &key).expect("signer")])
-        .expect("sign");
+    let note = sign_checkpoint(
+        &checkpoint,
+        &[NoteSigner::new(&origin, &key).expect("signer")],
+    )
+    .expect("sign");
     raw.exec(&format!(
         "INSERT INTO checkpoints (tenant_id, tree_size, root, signed_note, published_at_us) VALUES ('{TENANT}', 65, {}, '{note}', 1)",
         raw.blob(wrong_root.as_bytes())
     ))
     .await;
-    l.assert_check_fails(&[], 64, &[K::CheckpointRootMismatch]).await;
+    l.assert_check_fails(&[], 64, &[K::CheckpointRootMismatch])
+        .await;
     l.assert_export_fails(&[], 64, &["inclusion_proof", "checkpoint_root_mismatch"]);
 }
 
@@ -412,8 +447,10 @@ async fn a_rolled_back_checkpoint_is_detected(backend: Backend) {
     let l = ledger(&backend, 60, 20, None).await;
     let saved = l.latest_note().await;
     let mut raw = l.raw().await;
-    raw.exec(&format!("DELETE FROM records WHERE tenant_id = '{TENANT}' AND seq >= 40"))
-        .await;
+    raw.exec(&format!(
+        "DELETE FROM records WHERE tenant_id = '{TENANT}' AND seq >= 40"
+    ))
+    .await;
     raw.exec(&format!(
         "DELETE FROM checkpoints WHERE tenant_id = '{TENANT}' AND tree_size > 40"
     ))
@@ -445,8 +482,10 @@ async fn a_fork_is_detected(backend: Backend) {
     let at_60 = l.latest_note().await;
     l.store.shutdown().await;
     let mut raw = l.raw().await;
-    raw.exec(&format!("DELETE FROM records WHERE tenant_id = '{TENANT}' AND seq >= 40"))
-        .await;
+    raw.exec(&format!(
+        "DELETE FROM records WHERE tenant_id = '{TENANT}' AND seq >= 40"
+    ))
+    .await;
     raw.exec(&format!(
         "DELETE FROM checkpoints WHERE tenant_id = '{TENANT}' AND tree_size > 40"
     ))
@@ -457,7 +496,11 @@ async fn a_fork_is_detected(backend: Backend) {
         .await
         .expect("append on the rolled-back database");
     store.publish_checkpoints().await.expect("publish");
-    let forked = store.latest_checkpoint(&l.tenant).await.expect("read").expect("cp");
+    let forked = store
+        .latest_checkpoint(&l.tenant)
+        .await
+        .expect("read")
+        .expect("cp");
     assert_eq!(forked.size.get(), 60);
     assert_ne!(forked.signed_note, at_60);
     let l = Ledger { store, ..l };
