@@ -500,7 +500,7 @@ impl CheckpointCursor {
                 None => None,
                 Some(previous) => Some(
                     store
-                        .consistency_proof(tenant, previous, stored.size)
+                        .consistency_proof_from_storage(tenant, previous, stored.size)
                         .await
                         .map_err(|e| e.to_string()),
                 ),

@@ -883,7 +883,7 @@ impl Store {
     pub async fn root_at(&self, tenant: &TenantId, size: TreeSize) -> Result<Hash, StoreError> {
         self.check_size(tenant, size).await?;
         let ids = compact_range_node_ids(size);
-        let hashes = self.node_hashes(tenant, &ids).await?;
+        let hashes = self.node_hashes(tenant, &ids, true).await?;
         let tree = CompactTree::from_parts(size, hashes)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(tree.root())
@@ -896,7 +896,7 @@ impl Store {
         size: TreeSize,
     ) -> Result<CompactTree, StoreError> {
         let ids = compact_range_node_ids(size);
-        let hashes = self.node_hashes(tenant, &ids).await?;
+        let hashes = self.node_hashes(tenant, &ids, true).await?;
         CompactTree::from_parts(size, hashes).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
@@ -928,7 +928,27 @@ impl Store {
     ) -> Result<Vec<Hash>, StoreError> {
         let nodes = inclusion_proof_node_ids(index, size)
             .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
-        let hashes = self.node_hashes(tenant, nodes.ids()).await?;
+        let hashes = self.node_hashes(tenant, nodes.ids(), true).await?;
+        nodes
+            .rehash(&hashes)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// The consistency proof between `size1` and `size2` computed from storage only, never from
+    /// the tile cache: what the integrity check uses, so it judges the data as stored now.
+    ///
+    /// # Errors
+    /// As [`Store::consistency_proof`].
+    pub(crate) async fn consistency_proof_from_storage(
+        &self,
+        tenant: &TenantId,
+        size1: TreeSize,
+        size2: TreeSize,
+    ) -> Result<Vec<Hash>, StoreError> {
+        self.check_size(tenant, size2).await?;
+        let nodes = consistency_proof_node_ids(size1, size2)
+            .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
+        let hashes = self.node_hashes(tenant, nodes.ids(), false).await?;
         nodes
             .rehash(&hashes)
             .map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -947,7 +967,7 @@ impl Store {
         self.check_size(tenant, size2).await?;
         let nodes = consistency_proof_node_ids(size1, size2)
             .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
-        let hashes = self.node_hashes(tenant, nodes.ids()).await?;
+        let hashes = self.node_hashes(tenant, nodes.ids(), true).await?;
         nodes
             .rehash(&hashes)
             .map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -970,6 +990,7 @@ impl Store {
         &self,
         tenant: &TenantId,
         ids: &[NodeId],
+        use_cache: bool,
     ) -> Result<Vec<Hash>, StoreError> {
         // Group the ids by (base level, tile index) so each tile is read once.
         let mut tiles: BTreeMap<(u8, u64), Vec<Hash>> = BTreeMap::new();
@@ -980,7 +1001,12 @@ impl Store {
         }
         for (&(base, tile), hashes) in tiles.iter_mut() {
             let key = (tenant.clone(), base, tile);
-            if let Some(cached) = self.lock_tile_cache().get(&key) {
+            let cached = if use_cache {
+                self.lock_tile_cache().get(&key).cloned()
+            } else {
+                None
+            };
+            if let Some(cached) = cached {
                 *hashes = cached.to_vec();
                 continue;
             }
@@ -1002,7 +1028,7 @@ impl Store {
             };
             // A full tile never changes (the log is append-only), so it can be kept; partial
             // tiles on the right edge are always read afresh.
-            if hashes.len() == 1 << TILE_HEIGHT {
+            if use_cache && hashes.len() == 1 << TILE_HEIGHT {
                 let mut cache = self.lock_tile_cache();
                 if cache.len() >= TILE_CACHE_TILES_MAX {
                     cache.clear();
