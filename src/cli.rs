@@ -26,6 +26,10 @@ use crate::store::{BATCH_RECORDS_MAX, Store};
     after_help = "Operations guide: docs/OPERATIONS.md. Report vulnerabilities to security@auditex.dev (see SECURITY.md)."
 )]
 pub struct Cli {
+    /// A configuration file of `AUDITEX_…=value` lines; the environment and flags override it.
+    /// Secrets do not belong in it (use the environment or key files).
+    #[arg(long, global = true, env = "AUDITEX_CONFIG_FILE", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -425,3 +425,136 @@ mod tests {
         );
     }
 }
+
+/// Settings a configuration file may not hold: secrets come only from the environment or from
+/// key files outside the repository.
+const SECRET_SETTINGS: &[&str] = &["AUDITEX_MASTER_KEY"];
+
+/// Reads a configuration file of `AUDITEX_…=value` lines (`#` starts a comment line). Every key
+/// must be a setting this service knows; the environment overrides the file.
+///
+/// # Errors
+/// [`ConfigError`] naming the line and what is wrong with it, or the file when it cannot be read
+/// or holds a database password while readable by group or others.
+pub fn read_config_file(
+    path: &Path,
+    known: &[String],
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let err = |problem: String| ConfigError {
+        setting: "AUDITEX_CONFIG_FILE",
+        problem,
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(err(format!(
+                "{} line {}: expected KEY=value",
+                path.display(),
+                n + 1
+            )));
+        };
+        let (key, value) = (key.trim(), value.trim().trim_matches('"'));
+        if SECRET_SETTINGS.contains(&key) {
+            return Err(err(format!(
+                "{} line {}: {key} is a secret; give it in the environment or use AUDITEX_MASTER_KEY_FILE",
+                path.display(),
+                n + 1
+            )));
+        }
+        if key != "RUST_LOG" && !known.iter().any(|k| k == key) {
+            return Err(err(format!(
+                "{} line {}: unknown setting {key}",
+                path.display(),
+                n + 1
+            )));
+        }
+        let has_password = (key.ends_with("DATABASE_URL"))
+            && value.split_once("://").is_some_and(|(_, rest)| {
+                rest.split_once('@')
+                    .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+            });
+        if has_password {
+            crate::store::crypto::check_private_file(path)
+                .map_err(|e| err(format!("{e} (it holds a database password)")))?;
+        }
+        out.push((key.to_owned(), value.to_owned()));
+    }
+    Ok(out)
+}
+
+/// Every environment variable the command line reads (for validating configuration files).
+pub fn known_settings() -> Vec<String> {
+    use clap::CommandFactory;
+    let mut names = Vec::new();
+    fn walk(cmd: &clap::Command, names: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                names.push(env.to_string_lossy().into_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, names);
+        }
+    }
+    walk(&crate::cli::Cli::command(), &mut names);
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[cfg(test)]
+mod config_file_tests {
+    use super::*;
+
+    #[test]
+    fn a_config_file_sets_known_settings_and_refuses_secrets_and_typos() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let known = known_settings();
+        assert!(known.iter().any(|k| k == "AUDITEX_LISTEN"));
+        let good = dir.path().join("good.env");
+        std::fs::write(
+            &good,
+            "# comment\nAUDITEX_LISTEN=127.0.0.1:9443\nAUDITEX_RATE_PER_SECOND = 50\n",
+        )
+        .expect("write");
+        let pairs = read_config_file(&good, &known).expect("valid");
+        assert_eq!(
+            pairs[0],
+            ("AUDITEX_LISTEN".to_owned(), "127.0.0.1:9443".to_owned())
+        );
+        assert_eq!(pairs[1].1, "50");
+        for (text, needle) in [
+            ("AUDITEX_MASTER_KEY=00\n", "secret"),
+            ("AUDITEX_LISTN=x\n", "unknown setting AUDITEX_LISTN"),
+            ("just words\n", "line 1"),
+        ] {
+            let bad = dir.path().join("bad.env");
+            std::fs::write(&bad, text).expect("write");
+            let e = read_config_file(&bad, &known).expect_err("must refuse");
+            assert!(e.to_string().contains(needle), "{e}");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let pw = dir.path().join("pw.env");
+            std::fs::write(
+                &pw,
+                "AUDITEX_DATABASE_URL=postgres://app:secret@db/ledger\n",
+            )
+            .expect("write");
+            std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            assert!(
+                read_config_file(&pw, &known).is_err(),
+                "a readable file with a password is refused"
+            );
+            std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            assert!(read_config_file(&pw, &known).is_ok());
+        }
+    }
+}
