@@ -773,7 +773,7 @@ impl Store {
 
     /// The number of records in the tenant's chain.
     pub async fn tree_size(&self, tenant: &TenantId) -> Result<TreeSize, StoreError> {
-        let head = on_db!(&self.inner.db, b => b.chain_head(tenant).await)?;
+        let head = self.chain_head(tenant).await?;
         Ok(head.map_or(TreeSize::ZERO, |h| h.seq.tree_size_through()))
     }
 
@@ -882,11 +882,7 @@ impl Store {
     /// [`StoreError::OutOfRange`] when `size` exceeds the tree.
     pub async fn root_at(&self, tenant: &TenantId, size: TreeSize) -> Result<Hash, StoreError> {
         self.check_size(tenant, size).await?;
-        let ids = compact_range_node_ids(size);
-        let hashes = self.node_hashes(tenant, &ids, true).await?;
-        let tree = CompactTree::from_parts(size, hashes)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(tree.root())
+        Ok(self.compact_tree_at(tenant, size).await?.root())
     }
 
     /// The compact tree (right edge) at `size`, to resume appending.
