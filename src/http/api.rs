@@ -497,6 +497,23 @@ fn not_found() -> ApiError {
     ApiError::NotFound("no such record".into())
 }
 
+/// A response with `content_type`, offered as a download named `filename` when given.
+fn typed(
+    body: impl IntoResponse,
+    content_type: &'static str,
+    filename: Option<String>,
+) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(v) =
+        filename.and_then(|f| HeaderValue::from_str(&format!("attachment; filename=\"{f}\"")).ok())
+    {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    response
+}
+
 /// Get a record by sequence number.
 #[utoipa::path(get, path = "/v1/records/{seq}", tag = "read",
     params(("seq" = u64, Path, description = "Sequence number")),
@@ -620,7 +637,7 @@ pub async fn list_records(
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<RecordPage>, ApiError> {
     let p = caller.require(READERS, "read records")?;
-    let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let Query(params) = params?;
     let from = match &params.cursor {
         Some(c) => decode_cursor(c)?,
         None => params.from_seq.unwrap_or(0),
@@ -681,7 +698,7 @@ pub async fn inclusion_proof(
     params: Result<Query<InclusionParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<InclusionProofBody>, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
-    let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let Query(params) = params?;
     let (record, checkpoint, proof) =
         prove(&state, &p.tenant, params.seq, params.tree_size).await?;
     Ok(Json(InclusionProofBody {
@@ -745,22 +762,15 @@ pub async fn tlog_proof(
     params: Result<Query<TreeSizeParam>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
-    let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let Query(params) = params?;
     let (record, checkpoint, proof) = prove(&state, &p.tenant, seq, params.tree_size).await?;
     let file = ledger::verify::tlog_proof_for(&record, proof, checkpoint.signed_note)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut response = file.format().into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if let Ok(v) =
-        HeaderValue::from_str(&format!("attachment; filename=\"record-{seq}.tlog-proof\""))
-    {
-        headers.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(response)
+    Ok(typed(
+        file.format(),
+        "text/plain; charset=utf-8",
+        Some(format!("record-{seq}.tlog-proof")),
+    ))
 }
 
 /// Consistency proof between two tree sizes.
@@ -779,7 +789,7 @@ pub async fn consistency_proof(
     params: Result<Query<ConsistencyParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ConsistencyProofBody>, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
-    let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let Query(params) = params?;
     let to = checkpoint_for(&state, &p.tenant, params.to).await?;
     if params.from == 0 || params.from > to.size.get() {
         return Err(ApiError::BadParameter(format!(
@@ -819,12 +829,7 @@ pub async fn latest_checkpoint(
 ) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "fetch checkpoints")?;
     let c = checkpoint_for(&state, &p.tenant, None).await?;
-    let mut response = c.signed_note.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Ok(response)
+    Ok(typed(c.signed_note, "text/plain; charset=utf-8", None))
 }
 
 /// Published checkpoints, smallest first.
@@ -842,7 +847,7 @@ pub async fn list_checkpoints(
     params: Result<Query<CheckpointParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<CheckpointPage>, ApiError> {
     let p = caller.require(PROVERS, "fetch checkpoints")?;
-    let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let Query(params) = params?;
     let limit = page_limit(params.limit)?;
     let list = state
         .store
@@ -921,19 +926,11 @@ pub async fn custody_bundle(
         .store
         .custody_bundle(&p.tenant, parse_event_id(&event_id)?)
         .await?;
-    let json = bundle.to_json();
-    let mut response = json.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(v) =
-        HeaderValue::from_str(&format!("attachment; filename=\"custody-{event_id}.json\""))
-    {
-        headers.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(response)
+    Ok(typed(
+        bundle.to_json(),
+        "application/json",
+        Some(format!("custody-{event_id}.json")),
+    ))
 }
 
 /// The whole ledger (or from `from_seq`) up to the latest checkpoint, as JSON Lines, streamed in
@@ -951,7 +948,7 @@ pub async fn export(
     params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "export the ledger")?;
-    let Query(params) = params.map_err(|e| ApiError::BadParameter(e.body_text()))?;
+    let Query(params) = params?;
     let from = params.from_seq.unwrap_or(0);
     // Answer what can be known before streaming with a proper status; once bytes flow, a failure
     // can only cut the stream short, which a verifier detects (no trailer line).
@@ -971,19 +968,11 @@ pub async fn export(
         }
     });
     let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader));
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"{}-export.jsonl\"",
-        p.tenant
-    )) {
-        headers.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(response)
+    Ok(typed(
+        body,
+        "application/x-ndjson",
+        Some(format!("{}-export.jsonl", p.tenant)),
+    ))
 }
 
 /// Bytes buffered between the export writer and the response body: the export streams in
@@ -992,12 +981,7 @@ const EXPORT_PIPE_BYTES: usize = 256 * 1024;
 
 /// The OpenAPI 3.1 document of this API.
 pub async fn openapi_document() -> Response {
-    let mut response = super::openapi::document_json().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    typed(super::openapi::document_json(), "application/json", None)
 }
 
 /// Liveness: the process is up.
@@ -1052,10 +1036,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Seconds since the latest checkpoint of the tenant whose checkpoint is oldest while its tree is ahead (0 when all are current).",
         age,
     ));
-    let mut response = state.metrics.render(&gauges).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
-    response
+    typed(
+        state.metrics.render(&gauges),
+        "text/plain; version=0.0.4",
+        None,
+    )
 }

@@ -300,3 +300,9 @@ impl From<crate::store::EvidenceError> for ApiError {
         }
     }
 }
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::BadParameter(e.body_text())
+    }
+}
