@@ -56,6 +56,15 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Read-side projections (decisions, models, oversight, subjects, daily): status and rebuilds.
+    Projections {
+        /// The projections command.
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Print the OpenAPI 3.1 document of the HTTP API.
     Openapi,
     /// Apply database migrations (PostgreSQL: pass the schema owner's URL as --admin-database-url).
@@ -219,6 +228,20 @@ pub enum TenantCommand {
 
 /// API key commands.
 #[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Throw a projection away and replay it from the ledger into a new generation, with a
+    /// progress bar; a running service keeps serving the old view until the new one has caught
+    /// up. Without NAME, every projection is rebuilt in turn.
+    Rebuild {
+        /// decisions, models, oversight, subjects or daily.
+        name: Option<String>,
+    },
+    /// Bring every projection up to date once and print each one's generation and position.
+    Status,
+}
+
+/// API key commands.
+#[derive(Debug, clap::Subcommand)]
 pub enum ApikeyCommand {
     /// Create a key; its text is printed once and cannot be shown again.
     Create {
@@ -331,6 +354,64 @@ async fn open(args: &StoreArgs) -> Result<Store, Box<dyn std::error::Error + Sen
     Ok(Store::open(config).await?)
 }
 
+async fn projections_command(store: &Store, command: ProjectionsCommand) -> CliResult {
+    use projections::runner;
+    match command {
+        ProjectionsCommand::Rebuild { name } => {
+            let chosen: Vec<&'static dyn projections::views::Projection> = match name {
+                None => projections::ALL.to_vec(),
+                Some(n) => vec![projections::by_name(&n).ok_or_else(|| {
+                    let names: Vec<_> = projections::ALL.iter().map(|p| p.name()).collect();
+                    format!("no projection is called {n:?}; there are: {}", names.join(", "))
+                })?],
+            };
+            for projection in chosen {
+                let bar = indicatif::ProgressBar::new(0);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{prefix:>10} [{bar:30}] {pos}/{len} records, {per_sec}, ETA {eta}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(projection.name());
+                let started = std::time::Instant::now();
+                let progress = |done: u64, total: u64| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                };
+                let applied = runner::rebuild(store, projection, &progress).await?;
+                bar.finish_and_clear();
+                let seconds = started.elapsed().as_secs_f64();
+                println!(
+                    "{}: rebuilt from {applied} records in {seconds:.1} s ({:.0} records/s); now serving the new generation",
+                    projection.name(),
+                    applied as f64 / seconds.max(1e-9)
+                );
+            }
+            Ok(())
+        }
+        ProjectionsCommand::Status => {
+            let applied = runner::catch_up(store).await?;
+            if applied > 0 {
+                println!("applied {applied} pending record(s)");
+            }
+            for state in projections::runner::ViewStore::states(store).await? {
+                let version = projections::by_name(&state.name).map_or(0, |p| p.version());
+                let building = state
+                    .building
+                    .map(|(g, v)| format!(", rebuilding generation {g} (version {v})"))
+                    .unwrap_or_default();
+                println!(
+                    "{:<10} version {} (code {version}), generation {}{building}",
+                    state.name, state.active_version, state.active_generation
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Runs a parsed command.
 ///
 /// # Errors
@@ -341,6 +422,12 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Openapi => {
             println!("{}", crate::http::openapi::document_json());
             Ok(())
+        }
+        Command::Projections { command, store } => {
+            let s = open(&store).await?;
+            let result = projections_command(&s, command).await;
+            s.shutdown().await;
+            result
         }
         Command::Apikey { command, store } => {
             let s = open(&store).await?;
@@ -490,7 +577,10 @@ pub async fn run(cli: Cli) -> CliResult {
 
 async fn serve(args: &StoreArgs, http: &crate::config::HttpArgs) -> CliResult {
     let http_config = http.http_config(args)?;
-    let store = open(args).await?;
+    let mut config = args.store_config()?;
+    // The service keeps the read-side views current; one-shot commands leave that to it.
+    config.projections_in_background = true;
+    let store = Store::open(config).await?;
     if let Some(v) = store.sqlite_version().await {
         tracing::info!(sqlite = %v, database = ?args.database(), "store open");
     } else {

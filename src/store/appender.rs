@@ -637,6 +637,8 @@ impl Appender {
             size: self.tree.size(),
             root: self.tree.root(),
         });
+        // Live tailing: the projection runner applies the new records without waiting to poll.
+        self.store.views_runner().wake();
         Ok(records)
     }
 }

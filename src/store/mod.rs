@@ -19,6 +19,7 @@ mod postgres;
 pub mod rollback;
 mod rows;
 mod sqlite;
+pub mod views;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +45,7 @@ pub use evidence::EvidenceError;
 pub use export::ExportSummary;
 pub use integrity::{
     CancelFlag, IntegrityFailure, IntegrityFailureKind, IntegrityOptions, IntegrityOutcome,
-    IntegrityProgress, IntegrityReport,
+    IntegrityProgress, IntegrityReport, SEEN_CHECKPOINTS_MAX,
 };
 
 /// Most records one append request (one HTTP batch) may carry.
@@ -128,6 +129,9 @@ impl Clock for SystemClock {
     }
 }
 
+/// Default of [`StoreConfig::projection_poll_interval`], in milliseconds.
+pub const PROJECTION_POLL_MS_DEFAULT: u64 = 1000;
+
 /// Everything the store needs to open.
 #[derive(Clone)]
 pub struct StoreConfig {
@@ -157,6 +161,12 @@ pub struct StoreConfig {
     /// Whether the background checkpoint publisher runs. Maintenance commands that only read
     /// (restore verification) turn it off so that they sign nothing.
     pub publish_in_background: bool,
+    /// Whether the projection runner keeps the read-side views up to date in the background
+    /// (the service does; one-shot commands do not).
+    pub projections_in_background: bool,
+    /// How often the projection runner polls for records written by another process; records
+    /// appended by this one wake it at once.
+    pub projection_poll_interval: Duration,
 }
 
 impl StoreConfig {
@@ -174,6 +184,8 @@ impl StoreConfig {
             clock: Arc::new(SystemClock),
             checkpoint_dir: None,
             publish_in_background: true,
+            projections_in_background: false,
+            projection_poll_interval: Duration::from_millis(PROJECTION_POLL_MS_DEFAULT),
         }
     }
 }
@@ -421,6 +433,8 @@ struct Inner {
     shutdown: tokio::sync::Notify,
     /// Checkpoint files outside the database, and the tenants held after a rollback.
     rollback: rollback::Guard,
+    /// The projection runner's handle (woken after each commit; idle unless started).
+    views: projections::runner::Runner,
 }
 
 /// The store: a cheap, cloneable handle.
@@ -471,12 +485,17 @@ impl Store {
                 trees: Mutex::new(HashMap::new()),
                 shutdown: tokio::sync::Notify::new(),
                 rollback: rollback::Guard::new(config_checkpoint_dir),
+                views: projections::runner::Runner::new(),
             }),
         };
         // Before anything can be published: is the database behind what was published last?
         rollback::check_on_open(&store).await?;
         if store.inner.config.publish_in_background {
             checkpointer::spawn(store.clone());
+        }
+        if store.inner.config.projections_in_background {
+            let runner = store.inner.views.clone();
+            tokio::spawn(runner.run(store.clone(), store.inner.config.projection_poll_interval));
         }
         Ok(store)
     }
@@ -517,6 +536,11 @@ impl Store {
 
     pub(crate) fn master(&self) -> &MasterKey {
         &self.inner.master
+    }
+
+    /// The projection runner's handle: its status (lag, rebuilds) and wake-ups.
+    pub fn views_runner(&self) -> &projections::runner::Runner {
+        &self.inner.views
     }
 
     pub(crate) fn rollback_guard(&self) -> &rollback::Guard {
@@ -753,6 +777,7 @@ impl Store {
     /// Stops accepting appends, waits for queued ones to commit, and publishes final checkpoints.
     pub async fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.views.stop();
         let handles: Vec<_> = self.lock_appenders().drain().map(|(_, h)| h).collect();
         for h in handles {
             h.close().await;
@@ -816,6 +841,25 @@ impl Store {
     ) -> Result<Vec<Record>, StoreError> {
         let limit = limit.min(RANGE_RECORDS_MAX);
         let rows = on_db!(&self.inner.db, b => b.records_range(tenant, from, limit).await)?;
+        rows.into_iter().map(RecordRow::into_record).collect()
+    }
+
+    /// Up to `limit` (at most [`RANGE_RECORDS_MAX`]) records of `event_type` with a sequence
+    /// number below `before` (all when `None`), newest first, each checked against its stored
+    /// hash. Served by the `records_by_type` index, so it costs the records returned, not the
+    /// length of the chain: what listing a tenant's integrity checks needs.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database fails or a record no longer hashes to its stored hash.
+    pub async fn records_of_type(
+        &self,
+        tenant: &TenantId,
+        event_type: EventType,
+        before: Option<Sequence>,
+        limit: u64,
+    ) -> Result<Vec<Record>, StoreError> {
+        let limit = limit.min(RANGE_RECORDS_MAX);
+        let rows = on_db!(&self.inner.db, b => b.records_of_type(tenant, event_type, before, limit).await)?;
         rows.into_iter().map(RecordRow::into_record).collect()
     }
 

@@ -8,6 +8,7 @@
 //! per-tenant transaction-level advisory lock, so several service instances sharing one database
 //! still build one linear chain per tenant.
 
+use ledger::record::EventType;
 use ledger::types::{Hash, Sequence, TenantId, TreeSize};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
@@ -96,6 +97,11 @@ impl PgDb {
         let mut tx = self.pool.begin().await?;
         set_tenant(&mut tx, tenant).await?;
         Ok(tx)
+    }
+
+    /// The connection pool (callers set the tenant with [`set_tenant`] in each transaction).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
@@ -240,6 +246,28 @@ impl PgDb {
         )))
         .bind(tenant.as_str())
         .bind(db_int(from.get()))
+        .bind(db_int(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(row).collect())
+    }
+
+    pub(crate) async fn records_of_type(
+        &self,
+        tenant: &TenantId,
+        event_type: EventType,
+        before: Option<Sequence>,
+        limit: u64,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        // Served by records_by_type (tenant_id, event_type, seq), read backwards from `before`.
+        let rows: Vec<RecordTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT_RECORD} WHERE tenant_id = $1 AND event_type = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
+        )))
+        .bind(tenant.as_str())
+        .bind(event_type.as_str())
+        .bind(before.map_or(i64::MAX, |s| db_int(s.get())))
         .bind(db_int(limit))
         .fetch_all(&mut *tx)
         .await?;
@@ -394,7 +422,7 @@ impl PgDb {
     }
 }
 
-async fn set_tenant(
+pub(crate) async fn set_tenant(
     tx: &mut Transaction<'static, Postgres>,
     tenant: &TenantId,
 ) -> Result<(), StoreError> {

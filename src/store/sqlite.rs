@@ -8,6 +8,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use ledger::record::EventType;
 use ledger::types::{Hash, Sequence, TenantId, TreeSize};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -105,6 +106,16 @@ impl SqliteDb {
         let after: i64 = applied_count(&pool).await;
         pool.close().await;
         Ok(usize::try_from(after - before).unwrap_or(0))
+    }
+
+    /// The single writer connection (appends and projection pages share it).
+    pub(crate) fn writer_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The reader pool.
+    pub(crate) fn reader_pool(&self) -> &SqlitePool {
+        &self.readers
     }
 
     pub(crate) async fn sqlite_version(&self) -> Result<String, StoreError> {
@@ -253,6 +264,28 @@ impl SqliteDb {
         )
         .bind(tenant.as_str())
         .bind(db_int(from.get()))
+        .bind(db_int(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows.into_iter().map(row).collect())
+    }
+
+    pub(crate) async fn records_of_type(
+        &self,
+        tenant: &TenantId,
+        event_type: EventType,
+        before: Option<Sequence>,
+        limit: u64,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        // Named index: walked backwards from `before`, it reads only the rows returned.
+        let rows: Vec<RecordTuple> = sqlx::query_as(
+            "SELECT tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable
+             FROM records INDEXED BY records_by_type
+             WHERE tenant_id = ? AND event_type = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(event_type.as_str())
+        .bind(before.map_or(i64::MAX, |s| db_int(s.get())))
         .bind(db_int(limit))
         .fetch_all(&self.readers)
         .await?;

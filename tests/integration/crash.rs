@@ -27,7 +27,7 @@ struct PrintedReceipt {
 }
 
 /// Where a spawned `auditex` process finds its database and master key.
-struct ProcessEnv {
+pub(crate) struct ProcessEnv {
     _dir: tempfile::TempDir,
     database_url: String,
     key_file: PathBuf,
@@ -35,7 +35,7 @@ struct ProcessEnv {
 }
 
 impl ProcessEnv {
-    fn new(db: &TestDb) -> ProcessEnv {
+    pub(crate) fn new(db: &TestDb) -> ProcessEnv {
         let dir = tempfile::tempdir().expect("temporary folder");
         let key_hex = hex::encode(rand::random::<[u8; 32]>());
         let key_file = dir.path().join("master.key");
@@ -58,7 +58,7 @@ impl ProcessEnv {
         }
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditex"));
         cmd.args(args)
             .env("AUDITEX_DATABASE_URL", &self.database_url)
@@ -69,7 +69,7 @@ impl ProcessEnv {
         cmd
     }
 
-    fn store_config(&self, db: &TestDb) -> StoreConfig {
+    pub(crate) fn store_config(&self, db: &TestDb) -> StoreConfig {
         StoreConfig::new(
             db.database.clone(),
             MasterKey::from_hex(&self.key_hex, "test").expect("key"),

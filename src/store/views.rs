@@ -1,0 +1,1131 @@
+//! Where the projections' state lives: the `proj_*` tables beside the ledger, on both backends,
+//! and the queries the API serves from them.
+//!
+//! [`Store`] implements [`ViewStore`] for the runner of the `projections` crate. The SQL is
+//! written once, in a macro expanded for each backend: the statements are the same but for
+//! `min`/`max` (SQLite's scalar functions; `LEAST`/`GREATEST` on PostgreSQL) and SQLite's
+//! `INDEXED BY` hints; `QueryBuilder` writes each backend's placeholders. On PostgreSQL every
+//! tenant-scoped statement runs in a transaction that sets the tenant for row-level security,
+//! exactly as the ledger's do.
+
+use std::collections::HashMap;
+
+use ledger::record::EventType;
+use ledger::types::{EventId, TenantId};
+use projections::runner::{ProjectionState, TargetPage, ViewStore};
+use projections::{DecisionFacts, Event, Views};
+use serde::Serialize;
+
+use super::{Db, Store, StoreError, db_int};
+
+/// Most rows one search page returns.
+pub const PAGE_ROWS_MAX: u32 = 500;
+
+/// Rows one page returns when the caller does not say.
+pub const PAGE_ROWS_DEFAULT: u32 = 50;
+
+/// Rows per multi-row INSERT: well under both backends' bind-parameter limits (32766 on
+/// SQLite, 65535 on PostgreSQL) for the widest table (21 columns).
+const INSERT_CHUNK_ROWS: usize = 500;
+
+/// Rows deleted per transaction when a retired generation is purged, so that the purge never
+/// holds the (SQLite) write lock for long.
+const PURGE_CHUNK_ROWS: i64 = 5000;
+
+/// The view tables and their key columns after `(generation, tenant_id)`.
+const TABLE_KEYS: &[(&str, &str)] = &[
+    ("proj_decisions", "seq"),
+    ("proj_models", "model_id, model_version"),
+    ("proj_model_outcomes", "model_id, model_version, outcome"),
+    ("proj_oversight", "seq"),
+    ("proj_subjects", "subject_ref, seq"),
+    ("proj_daily", "day, model_id, model_version, outcome"),
+];
+
+/// A search over the decisions view. Every filter is optional; results come in sequence order
+/// (newest first unless `ascending`), and `after` is the cursor: the last sequence number of the
+/// previous page.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionQuery {
+    /// Model id.
+    pub model_id: Option<String>,
+    /// Model version.
+    pub model_version: Option<String>,
+    /// Outcome in force (after overrides).
+    pub outcome: Option<String>,
+    /// The model's own outcome.
+    pub model_outcome: Option<String>,
+    /// Status.
+    pub status: Option<String>,
+    /// Subject reference.
+    pub subject_ref: Option<String>,
+    /// Decided at or after (µs).
+    pub decided_from: Option<i64>,
+    /// Decided before (µs).
+    pub decided_until: Option<i64>,
+    /// Captured at or after (µs).
+    pub captured_from: Option<i64>,
+    /// Captured before (µs).
+    pub captured_until: Option<i64>,
+    /// Score at least.
+    pub score_min: Option<f64>,
+    /// Score at most.
+    pub score_max: Option<f64>,
+    /// Oldest first.
+    pub ascending: bool,
+    /// Cursor.
+    pub after: Option<u64>,
+    /// Page size (1..=[`PAGE_ROWS_MAX`]).
+    pub limit: u32,
+}
+
+/// A filter over the oversight actions.
+#[derive(Debug, Clone, Default)]
+pub struct OversightQuery {
+    /// Only actions on this decision.
+    pub decision_id: Option<EventId>,
+    /// Only actions by this person.
+    pub actor: Option<String>,
+    /// Only this kind (`human_review`, `override`, `contest`, `explanation_request`).
+    pub event_type: Option<String>,
+    /// Cursor: last sequence number of the previous page (newest first).
+    pub after: Option<u64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// One page of rows and the cursor of the next page, if there is one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn page_of<T>(mut rows: Vec<T>, limit: u32, seq: impl Fn(&T) -> u64) -> Page<T> {
+    let limit = limit as usize;
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|r| seq(r).to_string())
+    } else {
+        None
+    };
+    Page {
+        items: rows,
+        next_cursor,
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("projection row: {what}: {e}"))
+}
+
+fn event_id(text: &str) -> Result<EventId, StoreError> {
+    EventId::parse(text).map_err(|e| corrupt("event id", e))
+}
+
+fn uint(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|e| corrupt("negative number", e))
+}
+
+type EventTuple = (i64, String, String, i64, String);
+
+fn to_event(t: EventTuple) -> Result<Event, StoreError> {
+    let payload: serde_json::Value =
+        serde_json::from_str(&t.4).map_err(|e| corrupt("payload", e))?;
+    let serde_json::Value::Object(payload) = payload else {
+        return Err(corrupt("payload", "not an object"));
+    };
+    Ok(Event {
+        seq: uint(t.0)?,
+        event_id: event_id(&t.1)?,
+        event_type: EventType::parse(&t.2).map_err(|e| corrupt("event type", e))?,
+        captured_at_us: t.3,
+        payload,
+    })
+}
+
+const DECISION_COLUMNS: &str = "event_id, seq, model_id, model_version, outcome, current_outcome, score, subject_ref, decided_at_us, captured_at_us, oversight_mode, status, reviews, overrides, contests, explanation_requests, submissions, last_reviewer, last_event_seq";
+
+macro_rules! views_backend {
+    ($module:ident, $Db:ty, $MIN:literal, $MAX:literal, $BY_EVENT:literal, $known:ty) => {
+        /// The projection SQL for one backend (see the module header).
+        pub(crate) mod $module {
+            use super::*;
+            use sqlx::{QueryBuilder, Row, Transaction};
+            use projections::views::{DecisionPatch, ModelDelta};
+            use projections::{DailyRow, DecisionRow, ModelRow, OversightRow, SubjectRow};
+
+            type Tx = Transaction<'static, $Db>;
+
+            fn decision(r: &<$Db as sqlx::Database>::Row) -> Result<DecisionRow, StoreError> {
+                Ok(DecisionRow {
+                    event_id: event_id(&r.try_get::<String, _>(0)?)?,
+                    seq: uint(r.try_get(1)?)?,
+                    model_id: r.try_get(2)?,
+                    model_version: r.try_get(3)?,
+                    outcome: r.try_get(4)?,
+                    current_outcome: r.try_get(5)?,
+                    score: r.try_get(6)?,
+                    subject_ref: r.try_get(7)?,
+                    decided_at_us: r.try_get(8)?,
+                    captured_at_us: r.try_get(9)?,
+                    oversight_mode: r.try_get(10)?,
+                    status: r.try_get(11)?,
+                    reviews: r.try_get(12)?,
+                    overrides: r.try_get(13)?,
+                    contests: r.try_get(14)?,
+                    explanation_requests: r.try_get(15)?,
+                    submissions: r.try_get(16)?,
+                    last_reviewer: r.try_get(17)?,
+                    last_event_seq: uint(r.try_get(18)?)?,
+                })
+            }
+
+            const OVERSIGHT_COLUMNS: &str = "seq, event_id, event_type, decision_id, decision_known, actor, action, reason, captured_at_us";
+
+            fn oversight(r: &<$Db as sqlx::Database>::Row) -> Result<OversightRow, StoreError> {
+                let known: $known = r.try_get(4)?;
+                Ok(OversightRow {
+                    seq: uint(r.try_get(0)?)?,
+                    event_id: event_id(&r.try_get::<String, _>(1)?)?,
+                    event_type: r.try_get(2)?,
+                    decision_id: event_id(&r.try_get::<String, _>(3)?)?,
+                    decision_known: known != <$known>::default(),
+                    actor: r.try_get(5)?,
+                    action: r.try_get(6)?,
+                    reason: r.try_get(7)?,
+                    captured_at_us: r.try_get(8)?,
+                })
+            }
+
+            const SUBJECT_COLUMNS: &str = "subject_ref, seq, event_id, event_type, decision_id, captured_at_us";
+
+            fn subject(r: &<$Db as sqlx::Database>::Row) -> Result<SubjectRow, StoreError> {
+                let decision: Option<String> = r.try_get(4)?;
+                Ok(SubjectRow {
+                    subject_ref: r.try_get(0)?,
+                    seq: uint(r.try_get(1)?)?,
+                    event_id: event_id(&r.try_get::<String, _>(2)?)?,
+                    event_type: r.try_get(3)?,
+                    decision_id: decision.as_deref().map(event_id).transpose()?,
+                    captured_at_us: r.try_get(5)?,
+                })
+            }
+
+            const MODEL_COLUMNS: &str = "model_id, model_version, first_seen_us, last_seen_us, decisions, reviews, overrides, contests, status, validation_ref, validated_at_us, approval_ref, approved_at_us, findings, last_change_seq";
+
+            fn model(r: &<$Db as sqlx::Database>::Row) -> Result<ModelRow, StoreError> {
+                let last_change: Option<i64> = r.try_get(14)?;
+                Ok(ModelRow {
+                    model_id: r.try_get(0)?,
+                    model_version: r.try_get(1)?,
+                    first_seen_us: r.try_get(2)?,
+                    last_seen_us: r.try_get(3)?,
+                    decisions: r.try_get(4)?,
+                    reviews: r.try_get(5)?,
+                    overrides: r.try_get(6)?,
+                    contests: r.try_get(7)?,
+                    status: r.try_get(8)?,
+                    validation_ref: r.try_get(9)?,
+                    validated_at_us: r.try_get(10)?,
+                    approval_ref: r.try_get(11)?,
+                    approved_at_us: r.try_get(12)?,
+                    findings: r.try_get(13)?,
+                    last_change_seq: last_change.map(uint).transpose()?,
+                    outcomes: Default::default(),
+                })
+            }
+
+            pub(crate) async fn states(tx: &mut Tx) -> Result<Vec<ProjectionState>, StoreError> {
+                let rows: Vec<(String, i64, i32, Option<i64>, Option<i32>)> = sqlx::query_as(
+                    "SELECT name, active_generation, active_version, building_generation, building_version
+                     FROM projection_state ORDER BY name",
+                )
+                .fetch_all(&mut **tx)
+                .await?;
+                rows.into_iter()
+                    .map(|(name, generation, version, building, building_version)| {
+                        Ok(ProjectionState {
+                            name,
+                            active_generation: generation,
+                            active_version: u32::try_from(version)
+                                .map_err(|e| corrupt("version", e))?,
+                            building: match (building, building_version) {
+                                (Some(g), Some(v)) => Some((
+                                    g,
+                                    u32::try_from(v).map_err(|e| corrupt("version", e))?,
+                                )),
+                                _ => None,
+                            },
+                        })
+                    })
+                    .collect()
+            }
+
+            pub(crate) async fn ensure(tx: &mut Tx, name: &str, version: u32) -> Result<(), StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(
+                    "INSERT INTO projection_state (name, active_generation, active_version, next_generation) VALUES (",
+                );
+                q.push_bind(name.to_owned())
+                    .push(", 1, ")
+                    .push_bind(i32::try_from(version).unwrap_or(i32::MAX))
+                    .push(", 2) ON CONFLICT (name) DO NOTHING");
+                q.build().execute(&mut **tx).await?;
+                Ok(())
+            }
+
+            pub(crate) async fn start_rebuild(tx: &mut Tx, name: &str, version: u32) -> Result<(i64, Option<i64>), StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(
+                    "SELECT next_generation, building_generation FROM projection_state WHERE name = ",
+                );
+                q.push_bind(name.to_owned());
+                let (generation, previous): (i64, Option<i64>) =
+                    q.build_query_as().fetch_one(&mut **tx).await?;
+                let mut q = QueryBuilder::<$Db>::new("UPDATE projection_state SET building_generation = ");
+                q.push_bind(generation)
+                    .push(", building_version = ")
+                    .push_bind(i32::try_from(version).unwrap_or(i32::MAX))
+                    .push(", next_generation = ")
+                    .push_bind(generation + 1)
+                    .push(" WHERE name = ")
+                    .push_bind(name.to_owned());
+                q.build().execute(&mut **tx).await?;
+                Ok((generation, previous))
+            }
+
+            pub(crate) async fn activate(tx: &mut Tx, name: &str, generation: i64) -> Result<Option<i64>, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(
+                    "SELECT active_generation FROM projection_state WHERE name = ",
+                );
+                q.push_bind(name.to_owned())
+                    .push(" AND building_generation = ")
+                    .push_bind(generation);
+                let old: Option<i64> = q.build_query_scalar().fetch_optional(&mut **tx).await?;
+                let Some(old) = old else {
+                    return Ok(None);
+                };
+                let mut q = QueryBuilder::<$Db>::new(
+                    "UPDATE projection_state SET active_generation = building_generation, active_version = building_version, building_generation = NULL, building_version = NULL WHERE name = ",
+                );
+                q.push_bind(name.to_owned());
+                q.build().execute(&mut **tx).await?;
+                Ok(Some(old))
+            }
+
+            /// Deletes up to one chunk of a generation's rows of `table` for `tenant`; returns
+            /// how many went.
+            pub(crate) async fn purge_chunk(
+                tx: &mut Tx,
+                table: &str,
+                keys: &str,
+                generation: i64,
+                tenant: &TenantId,
+            ) -> Result<u64, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(format!(
+                    "DELETE FROM {table} WHERE generation = "
+                ));
+                q.push_bind(generation)
+                    .push(" AND tenant_id = ")
+                    .push_bind(tenant.as_str().to_owned())
+                    .push(format!(" AND ({keys}) IN (SELECT {keys} FROM {table} WHERE generation = "))
+                    .push_bind(generation)
+                    .push(" AND tenant_id = ")
+                    .push_bind(tenant.as_str().to_owned())
+                    .push(" LIMIT ")
+                    .push_bind(PURGE_CHUNK_ROWS)
+                    .push(")");
+                Ok(q.build().execute(&mut **tx).await?.rows_affected())
+            }
+
+            pub(crate) async fn purge_positions(tx: &mut Tx, name: &str, generation: i64, tenant: &TenantId) -> Result<(), StoreError> {
+                let mut q = QueryBuilder::<$Db>::new("DELETE FROM projection_positions WHERE name = ");
+                q.push_bind(name.to_owned())
+                    .push(" AND generation = ")
+                    .push_bind(generation)
+                    .push(" AND tenant_id = ")
+                    .push_bind(tenant.as_str().to_owned());
+                q.build().execute(&mut **tx).await?;
+                Ok(())
+            }
+
+            pub(crate) async fn positions(tx: &mut Tx, tenant: &TenantId) -> Result<HashMap<(String, i64), u64>, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(
+                    "SELECT name, generation, next_seq FROM projection_positions WHERE tenant_id = ",
+                );
+                q.push_bind(tenant.as_str().to_owned());
+                let rows: Vec<(String, i64, i64)> = q.build_query_as().fetch_all(&mut **tx).await?;
+                rows.into_iter()
+                    .map(|(name, generation, next)| Ok(((name, generation), uint(next)?)))
+                    .collect()
+            }
+
+            pub(crate) async fn events(tx: &mut Tx, tenant: &TenantId, from: u64, limit: u64) -> Result<Vec<Event>, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(
+                    "SELECT seq, event_id, event_type, captured_at_us, payload FROM records WHERE tenant_id = ",
+                );
+                q.push_bind(tenant.as_str().to_owned())
+                    .push(" AND seq >= ")
+                    .push_bind(db_int(from))
+                    .push(" ORDER BY seq LIMIT ")
+                    .push_bind(db_int(limit));
+                let rows: Vec<EventTuple> = q.build_query_as().fetch_all(&mut **tx).await?;
+                rows.into_iter().map(to_event).collect()
+            }
+
+            pub(crate) async fn facts(tx: &mut Tx, tenant: &TenantId, ids: &[EventId]) -> Result<Vec<(EventId, DecisionFacts)>, StoreError> {
+                let mut out = Vec::new();
+                for chunk in ids.chunks(INSERT_CHUNK_ROWS) {
+                    let mut q = QueryBuilder::<$Db>::new(concat!(
+                        "SELECT seq, event_id, event_type, captured_at_us, payload FROM records",
+                        $BY_EVENT,
+                        " WHERE tenant_id = "
+                    ));
+                    q.push_bind(tenant.as_str().to_owned()).push(" AND event_id IN (");
+                    let mut sep = q.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(id.to_string());
+                    }
+                    q.push(") AND event_type = 'decision'");
+                    let rows: Vec<EventTuple> = q.build_query_as().fetch_all(&mut **tx).await?;
+                    for row in rows {
+                        let event = to_event(row)?;
+                        if let Some(f) = DecisionFacts::of(&event) {
+                            out.push((event.event_id, f));
+                        }
+                    }
+                }
+                Ok(out)
+            }
+
+            /// Moves one position from `from` to `to`; `false` when it no longer holds `from`.
+            async fn move_position(tx: &mut Tx, tenant: &TenantId, page: &TargetPage) -> Result<bool, StoreError> {
+                let mut q;
+                if page.from == 0 {
+                    q = QueryBuilder::<$Db>::new(
+                        "INSERT INTO projection_positions (name, generation, tenant_id, next_seq) VALUES (",
+                    );
+                    let mut sep = q.separated(", ");
+                    sep.push_bind(page.name.to_owned());
+                    sep.push_bind(page.generation);
+                    sep.push_bind(tenant.as_str().to_owned());
+                    sep.push_bind(db_int(page.to));
+                    q.push(") ON CONFLICT (name, generation, tenant_id) DO NOTHING");
+                } else {
+                    q = QueryBuilder::<$Db>::new("UPDATE projection_positions SET next_seq = ");
+                    q.push_bind(db_int(page.to))
+                        .push(" WHERE name = ")
+                        .push_bind(page.name.to_owned())
+                        .push(" AND generation = ")
+                        .push_bind(page.generation)
+                        .push(" AND tenant_id = ")
+                        .push_bind(tenant.as_str().to_owned())
+                        .push(" AND next_seq = ")
+                        .push_bind(db_int(page.from));
+                }
+                Ok(q.build().execute(&mut **tx).await?.rows_affected() == 1)
+            }
+
+            /// Writes the pages; `false` (the caller rolls back) when a position moved.
+            pub(crate) async fn commit(tx: &mut Tx, tenant: &TenantId, pages: &[TargetPage]) -> Result<bool, StoreError> {
+                let t = tenant.as_str();
+                for page in pages {
+                    if !move_position(tx, tenant, page).await? {
+                        return Ok(false);
+                    }
+                    let g = page.generation;
+                    let c = &page.changes;
+                    let inserts: Vec<&DecisionRow> = c.decision_inserts.values().collect();
+                    for chunk in inserts.chunks(INSERT_CHUNK_ROWS) {
+                        let mut q = QueryBuilder::<$Db>::new(format!(
+                            "INSERT INTO proj_decisions (generation, tenant_id, {DECISION_COLUMNS}) "
+                        ));
+                        q.push_values(chunk, |mut b, r| {
+                            b.push_bind(g)
+                                .push_bind(t.to_owned())
+                                .push_bind(r.event_id.to_string())
+                                .push_bind(db_int(r.seq))
+                                .push_bind(r.model_id.clone())
+                                .push_bind(r.model_version.clone())
+                                .push_bind(r.outcome.clone())
+                                .push_bind(r.current_outcome.clone())
+                                .push_bind(r.score)
+                                .push_bind(r.subject_ref.clone())
+                                .push_bind(r.decided_at_us)
+                                .push_bind(r.captured_at_us)
+                                .push_bind(r.oversight_mode.clone())
+                                .push_bind(r.status.clone())
+                                .push_bind(r.reviews)
+                                .push_bind(r.overrides)
+                                .push_bind(r.contests)
+                                .push_bind(r.explanation_requests)
+                                .push_bind(r.submissions)
+                                .push_bind(r.last_reviewer.clone())
+                                .push_bind(db_int(r.last_event_seq));
+                        });
+                        q.build().execute(&mut **tx).await?;
+                    }
+                    for (id, p) in &c.decision_patches {
+                        patch(tx, g, t, id, p).await?;
+                    }
+                    for ((model_id, version), d) in &c.models {
+                        upsert_model(tx, g, t, model_id, version, d).await?;
+                    }
+                    for ((model_id, version, outcome), n) in &c.model_outcomes {
+                        let mut q = QueryBuilder::<$Db>::new(
+                            "INSERT INTO proj_model_outcomes (generation, tenant_id, model_id, model_version, outcome, decisions) VALUES (",
+                        );
+                        let mut sep = q.separated(", ");
+                        sep.push_bind(g);
+                        sep.push_bind(t.to_owned());
+                        sep.push_bind(model_id.clone());
+                        sep.push_bind(version.clone());
+                        sep.push_bind(outcome.clone());
+                        sep.push_bind(*n);
+                        q.push(") ON CONFLICT (generation, tenant_id, model_id, model_version, outcome) DO UPDATE SET decisions = proj_model_outcomes.decisions + excluded.decisions");
+                        q.build().execute(&mut **tx).await?;
+                    }
+                    for chunk in c.oversight.chunks(INSERT_CHUNK_ROWS) {
+                        let mut q = QueryBuilder::<$Db>::new(format!(
+                            "INSERT INTO proj_oversight (generation, tenant_id, {OVERSIGHT_COLUMNS}) "
+                        ));
+                        q.push_values(chunk, |mut b, r| {
+                            b.push_bind(g)
+                                .push_bind(t.to_owned())
+                                .push_bind(db_int(r.seq))
+                                .push_bind(r.event_id.to_string())
+                                .push_bind(r.event_type.clone())
+                                .push_bind(r.decision_id.to_string())
+                                .push_bind(<$known>::from(r.decision_known))
+                                .push_bind(r.actor.clone())
+                                .push_bind(r.action.clone())
+                                .push_bind(r.reason.clone())
+                                .push_bind(r.captured_at_us);
+                        });
+                        q.build().execute(&mut **tx).await?;
+                    }
+                    for chunk in c.subjects.chunks(INSERT_CHUNK_ROWS) {
+                        let mut q = QueryBuilder::<$Db>::new(format!(
+                            "INSERT INTO proj_subjects (generation, tenant_id, {SUBJECT_COLUMNS}) "
+                        ));
+                        q.push_values(chunk, |mut b, r| {
+                            b.push_bind(g)
+                                .push_bind(t.to_owned())
+                                .push_bind(r.subject_ref.clone())
+                                .push_bind(db_int(r.seq))
+                                .push_bind(r.event_id.to_string())
+                                .push_bind(r.event_type.clone())
+                                .push_bind(r.decision_id.map(|d| d.to_string()))
+                                .push_bind(r.captured_at_us);
+                        });
+                        q.build().execute(&mut **tx).await?;
+                    }
+                    for ((day, model_id, version, outcome), n) in &c.daily {
+                        let mut q = QueryBuilder::<$Db>::new(
+                            "INSERT INTO proj_daily (generation, tenant_id, day, model_id, model_version, outcome, decisions) VALUES (",
+                        );
+                        let mut sep = q.separated(", ");
+                        sep.push_bind(g);
+                        sep.push_bind(t.to_owned());
+                        sep.push_bind(day.clone());
+                        sep.push_bind(model_id.clone());
+                        sep.push_bind(version.clone());
+                        sep.push_bind(outcome.clone());
+                        sep.push_bind(*n);
+                        q.push(") ON CONFLICT (generation, tenant_id, day, model_id, model_version, outcome) DO UPDATE SET decisions = proj_daily.decisions + excluded.decisions");
+                        q.build().execute(&mut **tx).await?;
+                    }
+                }
+                Ok(true)
+            }
+
+            /// The same rule as [`DecisionPatch::apply_to`], in SQL.
+            async fn patch(tx: &mut Tx, g: i64, t: &str, id: &EventId, p: &DecisionPatch) -> Result<(), StoreError> {
+                let mut q = QueryBuilder::<$Db>::new("UPDATE proj_decisions SET reviews = reviews + ");
+                q.push_bind(p.reviews)
+                    .push(", overrides = overrides + ")
+                    .push_bind(p.overrides)
+                    .push(", contests = contests + ")
+                    .push_bind(p.contests)
+                    .push(", explanation_requests = explanation_requests + ")
+                    .push_bind(p.explanation_requests)
+                    .push(", submissions = submissions + ")
+                    .push_bind(p.submissions)
+                    .push(", status = COALESCE(")
+                    .push_bind(p.status.clone())
+                    .push(", status), current_outcome = COALESCE(")
+                    .push_bind(p.current_outcome.clone())
+                    .push(", current_outcome), last_reviewer = COALESCE(")
+                    .push_bind(p.last_reviewer.clone())
+                    .push(concat!(", last_reviewer), last_event_seq = ", $MAX, "(last_event_seq, "))
+                    .push_bind(db_int(p.last_event_seq))
+                    .push(") WHERE generation = ")
+                    .push_bind(g)
+                    .push(" AND tenant_id = ")
+                    .push_bind(t.to_owned())
+                    .push(" AND event_id = ")
+                    .push_bind(id.to_string());
+                q.build().execute(&mut **tx).await?;
+                Ok(())
+            }
+
+            async fn upsert_model(tx: &mut Tx, g: i64, t: &str, model_id: &str, version: &str, d: &ModelDelta) -> Result<(), StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(format!(
+                    "INSERT INTO proj_models (generation, tenant_id, {MODEL_COLUMNS}) VALUES ("
+                ));
+                let (validation_ref, validated_at) = d.validation.clone().map_or((None, None), |(r, at)| (r, Some(at)));
+                let (approval_ref, approved_at) = d.approval.clone().map_or((None, None), |(r, at)| (r, Some(at)));
+                let mut sep = q.separated(", ");
+                sep.push_bind(g);
+                sep.push_bind(t.to_owned());
+                sep.push_bind(model_id.to_owned());
+                sep.push_bind(version.to_owned());
+                sep.push_bind(d.first_seen_us);
+                sep.push_bind(d.last_seen_us);
+                sep.push_bind(d.decisions);
+                sep.push_bind(d.reviews);
+                sep.push_bind(d.overrides);
+                sep.push_bind(d.contests);
+                sep.push_bind(d.status.clone().unwrap_or_else(|| "unregistered".to_owned()));
+                sep.push_bind(validation_ref);
+                sep.push_bind(validated_at);
+                sep.push_bind(approval_ref);
+                sep.push_bind(approved_at);
+                sep.push_bind(d.findings);
+                sep.push_bind(d.last_change_seq.map(db_int));
+                q.push(concat!(
+                    ") ON CONFLICT (generation, tenant_id, model_id, model_version) DO UPDATE SET ",
+                    "first_seen_us = COALESCE(", $MIN, "(proj_models.first_seen_us, excluded.first_seen_us), proj_models.first_seen_us, excluded.first_seen_us), ",
+                    "last_seen_us = COALESCE(", $MAX, "(proj_models.last_seen_us, excluded.last_seen_us), proj_models.last_seen_us, excluded.last_seen_us), ",
+                    "decisions = proj_models.decisions + excluded.decisions, ",
+                    "reviews = proj_models.reviews + excluded.reviews, ",
+                    "overrides = proj_models.overrides + excluded.overrides, ",
+                    "contests = proj_models.contests + excluded.contests, ",
+                    "findings = proj_models.findings + excluded.findings, ",
+                    "validation_ref = CASE WHEN excluded.validated_at_us IS NULL THEN proj_models.validation_ref ELSE excluded.validation_ref END, ",
+                    "validated_at_us = COALESCE(excluded.validated_at_us, proj_models.validated_at_us), ",
+                    "approval_ref = CASE WHEN excluded.approved_at_us IS NULL THEN proj_models.approval_ref ELSE excluded.approval_ref END, ",
+                    "approved_at_us = COALESCE(excluded.approved_at_us, proj_models.approved_at_us), ",
+                    "last_change_seq = COALESCE(excluded.last_change_seq, proj_models.last_change_seq), ",
+                    "status = CASE WHEN "
+                ));
+                q.push_bind(d.status.is_some())
+                    .push(" THEN excluded.status ELSE proj_models.status END");
+                q.build().execute(&mut **tx).await?;
+                Ok(())
+            }
+
+            /// The active generation of a projection (`None` before it first ran).
+            pub(crate) async fn active(tx: &mut Tx, name: &str) -> Result<Option<i64>, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new("SELECT active_generation FROM projection_state WHERE name = ");
+                q.push_bind(name.to_owned());
+                Ok(q.build_query_scalar().fetch_optional(&mut **tx).await?)
+            }
+
+            pub(crate) async fn search(tx: &mut Tx, g: i64, tenant: &TenantId, f: &DecisionQuery) -> Result<Page<DecisionRow>, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(format!(
+                    "SELECT {DECISION_COLUMNS} FROM proj_decisions WHERE generation = "
+                ));
+                q.push_bind(g).push(" AND tenant_id = ").push_bind(tenant.as_str().to_owned());
+                let text = [
+                    ("model_id", &f.model_id),
+                    ("model_version", &f.model_version),
+                    ("current_outcome", &f.outcome),
+                    ("outcome", &f.model_outcome),
+                    ("status", &f.status),
+                    ("subject_ref", &f.subject_ref),
+                ];
+                for (column, value) in text {
+                    if let Some(v) = value {
+                        q.push(format!(" AND {column} = ")).push_bind(v.clone());
+                    }
+                }
+                let ranges = [
+                    ("decided_at_us >= ", f.decided_from),
+                    ("decided_at_us < ", f.decided_until),
+                    ("captured_at_us >= ", f.captured_from),
+                    ("captured_at_us < ", f.captured_until),
+                ];
+                for (condition, value) in ranges {
+                    if let Some(v) = value {
+                        q.push(format!(" AND {condition}")).push_bind(v);
+                    }
+                }
+                if let Some(v) = f.score_min {
+                    q.push(" AND score >= ").push_bind(v);
+                }
+                if let Some(v) = f.score_max {
+                    q.push(" AND score <= ").push_bind(v);
+                }
+                if let Some(after) = f.after {
+                    q.push(if f.ascending { " AND seq > " } else { " AND seq < " })
+                        .push_bind(db_int(after));
+                }
+                q.push(if f.ascending { " ORDER BY seq ASC LIMIT " } else { " ORDER BY seq DESC LIMIT " })
+                    .push_bind(i64::from(f.limit) + 1);
+                let rows = q.build().fetch_all(&mut **tx).await?;
+                let rows = rows.iter().map(decision).collect::<Result<Vec<_>, _>>()?;
+                Ok(page_of(rows, f.limit, |r| r.seq))
+            }
+
+            pub(crate) async fn decision_by_id(tx: &mut Tx, g: i64, tenant: &TenantId, id: EventId) -> Result<Option<DecisionRow>, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(format!(
+                    "SELECT {DECISION_COLUMNS} FROM proj_decisions WHERE generation = "
+                ));
+                q.push_bind(g)
+                    .push(" AND tenant_id = ")
+                    .push_bind(tenant.as_str().to_owned())
+                    .push(" AND event_id = ")
+                    .push_bind(id.to_string());
+                q.build().fetch_optional(&mut **tx).await?.as_ref().map(decision).transpose()
+            }
+
+            pub(crate) async fn models(tx: &mut Tx, g: i64, tenant: &TenantId, model_id: Option<&str>) -> Result<Vec<ModelRow>, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(format!(
+                    "SELECT {MODEL_COLUMNS} FROM proj_models WHERE generation = "
+                ));
+                q.push_bind(g).push(" AND tenant_id = ").push_bind(tenant.as_str().to_owned());
+                if let Some(m) = model_id {
+                    q.push(" AND model_id = ").push_bind(m.to_owned());
+                }
+                q.push(" ORDER BY model_id, model_version");
+                let rows = q.build().fetch_all(&mut **tx).await?;
+                let mut models = rows.iter().map(model).collect::<Result<Vec<_>, _>>()?;
+                let mut q = QueryBuilder::<$Db>::new(
+                    "SELECT model_id, model_version, outcome, decisions FROM proj_model_outcomes WHERE generation = ",
+                );
+                q.push_bind(g).push(" AND tenant_id = ").push_bind(tenant.as_str().to_owned());
+                if let Some(m) = model_id {
+                    q.push(" AND model_id = ").push_bind(m.to_owned());
+                }
+                let outcomes: Vec<(String, String, String, i64)> = q.build_query_as().fetch_all(&mut **tx).await?;
+                let mut by_model: HashMap<(String, String), Vec<(String, i64)>> = HashMap::new();
+                for (m, v, o, n) in outcomes {
+                    by_model.entry((m, v)).or_default().push((o, n));
+                }
+                for row in &mut models {
+                    if let Some(list) = by_model.remove(&(row.model_id.clone(), row.model_version.clone())) {
+                        row.outcomes = list.into_iter().collect();
+                    }
+                }
+                Ok(models)
+            }
+
+            pub(crate) async fn oversight_actions(tx: &mut Tx, g: i64, tenant: &TenantId, f: &OversightQuery) -> Result<Page<OversightRow>, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(format!(
+                    "SELECT {OVERSIGHT_COLUMNS} FROM proj_oversight WHERE generation = "
+                ));
+                q.push_bind(g).push(" AND tenant_id = ").push_bind(tenant.as_str().to_owned());
+                if let Some(d) = f.decision_id {
+                    q.push(" AND decision_id = ").push_bind(d.to_string());
+                }
+                if let Some(a) = &f.actor {
+                    q.push(" AND actor = ").push_bind(a.clone());
+                }
+                if let Some(e) = &f.event_type {
+                    q.push(" AND event_type = ").push_bind(e.clone());
+                }
+                if let Some(after) = f.after {
+                    q.push(" AND seq < ").push_bind(db_int(after));
+                }
+                q.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(f.limit) + 1);
+                let rows = q.build().fetch_all(&mut **tx).await?;
+                let rows = rows.iter().map(oversight).collect::<Result<Vec<_>, _>>()?;
+                Ok(page_of(rows, f.limit, |r| r.seq))
+            }
+
+            pub(crate) async fn subject_page(tx: &mut Tx, g: i64, tenant: &TenantId, subject_ref: &str, after: Option<u64>, limit: u32) -> Result<Page<SubjectRow>, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(format!(
+                    "SELECT {SUBJECT_COLUMNS} FROM proj_subjects WHERE generation = "
+                ));
+                q.push_bind(g)
+                    .push(" AND tenant_id = ")
+                    .push_bind(tenant.as_str().to_owned())
+                    .push(" AND subject_ref = ")
+                    .push_bind(subject_ref.to_owned());
+                if let Some(after) = after {
+                    q.push(" AND seq > ").push_bind(db_int(after));
+                }
+                q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit) + 1);
+                let rows = q.build().fetch_all(&mut **tx).await?;
+                let rows = rows.iter().map(subject).collect::<Result<Vec<_>, _>>()?;
+                Ok(page_of(rows, limit, |r| r.seq))
+            }
+
+            pub(crate) async fn daily(tx: &mut Tx, g: i64, tenant: &TenantId, from: &str, until: &str, model_id: Option<&str>) -> Result<Vec<DailyRow>, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(
+                    "SELECT day, model_id, model_version, outcome, decisions FROM proj_daily WHERE generation = ",
+                );
+                q.push_bind(g)
+                    .push(" AND tenant_id = ")
+                    .push_bind(tenant.as_str().to_owned())
+                    .push(" AND day >= ")
+                    .push_bind(from.to_owned())
+                    .push(" AND day <= ")
+                    .push_bind(until.to_owned());
+                if let Some(m) = model_id {
+                    q.push(" AND model_id = ").push_bind(m.to_owned());
+                }
+                q.push(" ORDER BY day, model_id, model_version, outcome");
+                let rows: Vec<(String, String, String, String, i64)> = q.build_query_as().fetch_all(&mut **tx).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(day, model_id, model_version, outcome, decisions)| DailyRow {
+                        day,
+                        model_id,
+                        model_version,
+                        outcome,
+                        decisions,
+                    })
+                    .collect())
+            }
+
+            /// Every row of every view of one tenant, in the active generations.
+            pub(crate) async fn dump(tx: &mut Tx, tenant: &TenantId) -> Result<Views, StoreError> {
+                let mut views = Views::default();
+                let all = u32::MAX - 1;
+                if let Some(g) = active(tx, "decisions").await? {
+                    let mut after = None;
+                    loop {
+                        let page = search(tx, g, tenant, &DecisionQuery { ascending: true, after, limit: PAGE_ROWS_MAX, ..DecisionQuery::default() }).await?;
+                        after = page.items.last().map(|r| r.seq);
+                        views.decisions.extend(page.items);
+                        if page.next_cursor.is_none() {
+                            break;
+                        }
+                    }
+                }
+                if let Some(g) = active(tx, "models").await? {
+                    views.models = models(tx, g, tenant, None).await?;
+                }
+                if let Some(g) = active(tx, "oversight").await? {
+                    let f = OversightQuery { limit: all, ..OversightQuery::default() };
+                    views.oversight = oversight_actions(tx, g, tenant, &f).await?.items;
+                }
+                if let Some(g) = active(tx, "subjects").await? {
+                    let mut q = QueryBuilder::<$Db>::new(format!(
+                        "SELECT {SUBJECT_COLUMNS} FROM proj_subjects WHERE generation = "
+                    ));
+                    q.push_bind(g).push(" AND tenant_id = ").push_bind(tenant.as_str().to_owned());
+                    let rows = q.build().fetch_all(&mut **tx).await?;
+                    views.subjects = rows.iter().map(subject).collect::<Result<Vec<_>, _>>()?;
+                }
+                if let Some(g) = active(tx, "daily").await? {
+                    views.daily = daily(tx, g, tenant, "0000", "9999", None).await?;
+                }
+                views.sort();
+                Ok(views)
+            }
+        }
+    };
+}
+
+views_backend!(
+    sqlite_views,
+    sqlx::Sqlite,
+    "min",
+    "max",
+    " INDEXED BY records_by_event_id",
+    i64
+);
+views_backend!(
+    pg_views,
+    sqlx::Postgres,
+    "LEAST",
+    "GREATEST",
+    "",
+    bool
+);
+
+/// Runs `$body` in a transaction on whichever backend is in use: on SQLite a read transaction on
+/// the reader pool, or `BEGIN IMMEDIATE` on the single writer; on PostgreSQL a transaction with
+/// the tenant set for row-level security when one is given.
+macro_rules! in_tx {
+    ($store:expr, $tenant:expr, $write:expr, |$tx:ident, $m:ident| $body:expr) => {
+        match $store.db() {
+            Db::Sqlite(b) => {
+                let mut $tx = if $write {
+                    b.writer_pool().begin_with("BEGIN IMMEDIATE").await?
+                } else {
+                    b.reader_pool().begin().await?
+                };
+                use sqlite_views as $m;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            Db::Postgres(b) => {
+                let mut $tx = b.pool().begin().await?;
+                let tenant: Option<&TenantId> = $tenant;
+                if let Some(t) = tenant {
+                    super::postgres::set_tenant(&mut $tx, t).await?;
+                }
+                use pg_views as $m;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+
+impl ViewStore for Store {
+    type Error = StoreError;
+
+    async fn states(&self) -> Result<Vec<ProjectionState>, StoreError> {
+        Ok(in_tx!(self, None, false, |tx, m| m::states(&mut tx).await?))
+    }
+
+    async fn ensure(&self, name: &str, version: u32) -> Result<(), StoreError> {
+        in_tx!(self, None, true, |tx, m| m::ensure(&mut tx, name, version).await?);
+        Ok(())
+    }
+
+    async fn start_rebuild(&self, name: &str, version: u32) -> Result<i64, StoreError> {
+        let (generation, unfinished) = in_tx!(self, None, true, |tx, m| m::start_rebuild(
+            &mut tx, name, version
+        )
+        .await?);
+        // An unfinished building generation is abandoned: delete what it wrote.
+        if let Some(old) = unfinished {
+            self.purge(name, old).await?;
+        }
+        Ok(generation)
+    }
+
+    async fn activate(&self, name: &str, generation: i64) -> Result<Option<i64>, StoreError> {
+        Ok(in_tx!(self, None, true, |tx, m| m::activate(
+            &mut tx, name, generation
+        )
+        .await?))
+    }
+
+    async fn purge(&self, name: &str, generation: i64) -> Result<(), StoreError> {
+        let Some(projection) = projections::by_name(name) else {
+            return Ok(());
+        };
+        for tenant in self.tenants().await? {
+            for table in projection.tables() {
+                let Some((_, keys)) = TABLE_KEYS.iter().find(|(t, _)| t == table) else {
+                    continue;
+                };
+                loop {
+                    let deleted = in_tx!(self, Some(&tenant), true, |tx, m| m::purge_chunk(
+                        &mut tx, table, keys, generation, &tenant
+                    )
+                    .await?);
+                    if deleted == 0 {
+                        break;
+                    }
+                }
+            }
+            in_tx!(self, Some(&tenant), true, |tx, m| m::purge_positions(
+                &mut tx, name, generation, &tenant
+            )
+            .await?);
+        }
+        Ok(())
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        Store::tenants(self).await
+    }
+
+    async fn chain_length(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        Ok(self.tree_size(tenant).await?.get())
+    }
+
+    async fn positions(&self, tenant: &TenantId) -> Result<HashMap<(String, i64), u64>, StoreError> {
+        Ok(in_tx!(self, Some(tenant), false, |tx, m| m::positions(
+            &mut tx, tenant
+        )
+        .await?))
+    }
+
+    async fn events(&self, tenant: &TenantId, from: u64, limit: u64) -> Result<Vec<Event>, StoreError> {
+        Ok(in_tx!(self, Some(tenant), false, |tx, m| m::events(
+            &mut tx, tenant, from, limit
+        )
+        .await?))
+    }
+
+    async fn facts(
+        &self,
+        tenant: &TenantId,
+        ids: Vec<EventId>,
+    ) -> Result<Vec<(EventId, DecisionFacts)>, StoreError> {
+        Ok(in_tx!(self, Some(tenant), false, |tx, m| m::facts(
+            &mut tx, tenant, &ids
+        )
+        .await?))
+    }
+
+    async fn commit(&self, tenant: &TenantId, pages: Vec<TargetPage>) -> Result<bool, StoreError> {
+        // Written out rather than with `in_tx!`: a moved position must roll back what earlier
+        // pages of the same batch wrote.
+        macro_rules! run {
+            ($tx:ident, $m:ident) => {{
+                if $m::commit(&mut $tx, tenant, &pages).await? {
+                    $tx.commit().await?;
+                    Ok(true)
+                } else {
+                    $tx.rollback().await?;
+                    Ok(false)
+                }
+            }};
+        }
+        match self.db() {
+            Db::Sqlite(b) => {
+                let mut tx = b.writer_pool().begin_with("BEGIN IMMEDIATE").await?;
+                run!(tx, sqlite_views)
+            }
+            Db::Postgres(b) => {
+                let mut tx = b.pool().begin().await?;
+                super::postgres::set_tenant(&mut tx, tenant).await?;
+                run!(tx, pg_views)
+            }
+        }
+    }
+}
+
+/// Which projection serves a query.
+fn unavailable(name: &str) -> StoreError {
+    StoreError::OutOfRange(format!(
+        "the {name} view has not been built yet; the service builds it on startup"
+    ))
+}
+
+impl Store {
+    /// Searches the decisions view.
+    ///
+    /// # Errors
+    /// A database error, or [`StoreError::OutOfRange`] before the view exists.
+    pub async fn search_decisions(
+        &self,
+        tenant: &TenantId,
+        query: &DecisionQuery,
+    ) -> Result<Page<projections::DecisionRow>, StoreError> {
+        Ok(in_tx!(self, Some(tenant), false, |tx, m| {
+            let g = m::active(&mut tx, "decisions")
+                .await?
+                .ok_or_else(|| unavailable("decisions"))?;
+            m::search(&mut tx, g, tenant, query).await?
+        }))
+    }
+
+    /// One decision of the decisions view, with its oversight actions (oldest first).
+    ///
+    /// # Errors
+    /// A database error, or [`StoreError::OutOfRange`] before the views exist.
+    pub async fn decision_view(
+        &self,
+        tenant: &TenantId,
+        id: EventId,
+    ) -> Result<Option<(projections::DecisionRow, Vec<projections::OversightRow>)>, StoreError> {
+        Ok(in_tx!(self, Some(tenant), false, |tx, m| {
+            let g = m::active(&mut tx, "decisions")
+                .await?
+                .ok_or_else(|| unavailable("decisions"))?;
+            match m::decision_by_id(&mut tx, g, tenant, id).await? {
+                None => None,
+                Some(row) => {
+                    let o = m::active(&mut tx, "oversight")
+                        .await?
+                        .ok_or_else(|| unavailable("oversight"))?;
+                    let f = OversightQuery {
+                        decision_id: Some(id),
+                        limit: PAGE_ROWS_MAX,
+                        ..OversightQuery::default()
+                    };
+                    let mut actions = m::oversight_actions(&mut tx, o, tenant, &f).await?.items;
+                    actions.reverse();
+                    Some((row, actions))
+                }
+            }
+        }))
+    }
+
+    /// The model inventory, optionally of one model id.
+    ///
+    /// # Errors
+    /// A database error, or [`StoreError::OutOfRange`] before the view exists.
+    pub async fn model_inventory(
+        &self,
+        tenant: &TenantId,
+        model_id: Option<&str>,
+    ) -> Result<Vec<projections::ModelRow>, StoreError> {
+        Ok(in_tx!(self, Some(tenant), false, |tx, m| {
+            let g = m::active(&mut tx, "models")
+                .await?
+                .ok_or_else(|| unavailable("models"))?;
+            m::models(&mut tx, g, tenant, model_id).await?
+        }))
+    }
+
+    /// Oversight actions, newest first.
+    ///
+    /// # Errors
+    /// A database error, or [`StoreError::OutOfRange`] before the view exists.
+    pub async fn oversight_actions(
+        &self,
+        tenant: &TenantId,
+        query: &OversightQuery,
+    ) -> Result<Page<projections::OversightRow>, StoreError> {
+        Ok(in_tx!(self, Some(tenant), false, |tx, m| {
+            let g = m::active(&mut tx, "oversight")
+                .await?
+                .ok_or_else(|| unavailable("oversight"))?;
+            m::oversight_actions(&mut tx, g, tenant, query).await?
+        }))
+    }
+
+    /// Every record concerning a subject, oldest first.
+    ///
+    /// # Errors
+    /// A database error, or [`StoreError::OutOfRange`] before the view exists.
+    pub async fn subject_records(
+        &self,
+        tenant: &TenantId,
+        subject_ref: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Page<projections::SubjectRow>, StoreError> {
+        Ok(in_tx!(self, Some(tenant), false, |tx, m| {
+            let g = m::active(&mut tx, "subjects")
+                .await?
+                .ok_or_else(|| unavailable("subjects"))?;
+            m::subject_page(&mut tx, g, tenant, subject_ref, after, limit).await?
+        }))
+    }
+
+    /// Daily volumes between two days (inclusive, `YYYY-MM-DD`).
+    ///
+    /// # Errors
+    /// A database error, or [`StoreError::OutOfRange`] before the view exists.
+    pub async fn daily_volumes(
+        &self,
+        tenant: &TenantId,
+        from: &str,
+        until: &str,
+        model_id: Option<&str>,
+    ) -> Result<Vec<projections::DailyRow>, StoreError> {
+        Ok(in_tx!(self, Some(tenant), false, |tx, m| {
+            let g = m::active(&mut tx, "daily")
+                .await?
+                .ok_or_else(|| unavailable("daily"))?;
+            m::daily(&mut tx, g, tenant, from, until, model_id).await?
+        }))
+    }
+
+    /// Every row of every view of a tenant (tests compare it with a recomputation).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn dump_views(&self, tenant: &TenantId) -> Result<Views, StoreError> {
+        Ok(in_tx!(self, Some(tenant), false, |tx, m| m::dump(
+            &mut tx, tenant
+        )
+        .await?))
+    }
+}

@@ -1,0 +1,414 @@
+//! The read-side projections against real databases: incremental maintenance equals a rebuild
+//! and a naive recomputation for random streams, a crash during catch-up leaves exact views, a
+//! new version is rebuilt while the old generation serves, and tenants never see each other.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use ledger::draft::{PreparedDraft, prepare_draft};
+use ledger::types::TenantId;
+use ::projections::runner::{self, ViewStore};
+use ::projections::{Event, Views, reference};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Value, json};
+
+use crate::crash::ProcessEnv;
+use crate::support::{Backend, TestDb, backend_tests, read_chain, tenant_id};
+
+/// The projections' input as read back from the ledger.
+async fn events_of(store: &auditex::store::Store, tenant: &TenantId) -> Vec<Event> {
+    read_chain(store, tenant)
+        .await
+        .into_iter()
+        .map(|r| {
+            let Value::Object(payload) =
+                serde_json::from_str(r.payload.as_str()).expect("payload JSON")
+            else {
+                panic!("payload is an object");
+            };
+            Event {
+                seq: r.seq.get(),
+                event_id: r.event_id,
+                event_type: r.event_type,
+                captured_at_us: i64::try_from(r.captured_at_us.unix_micros())
+                    .expect("capture time fits"),
+                payload,
+            }
+        })
+        .collect()
+}
+
+/// Asserts that the stored views of `tenant` equal the naive recomputation from its records.
+async fn assert_views_exact(store: &auditex::store::Store, tenant: &TenantId) -> Views {
+    let expected = reference::compute(&events_of(store, tenant).await);
+    let stored = store.dump_views(tenant).await.expect("dump views");
+    assert_eq!(
+        stored, expected,
+        "the views of {tenant:?} differ from a recomputation"
+    );
+    stored
+}
+
+/// One step of a random stream.
+#[derive(Debug, Clone)]
+enum Op {
+    Decision {
+        tenant: usize,
+        model: u8,
+        version: u8,
+        outcome: u8,
+        subject: u8,
+        mode: u8,
+        score: Option<u8>,
+    },
+    /// A follow-up naming decisions by index into the stream's pre-made decision ids (possibly
+    /// another tenant's, or one made later), or unknown ids.
+    FollowUp {
+        tenant: usize,
+        kind: u8,
+        targets: Vec<usize>,
+    },
+    ModelChange {
+        tenant: usize,
+        model: u8,
+        version: u8,
+        change: u8,
+    },
+    Erasure {
+        tenant: usize,
+        subject: u8,
+    },
+    /// Let the runner catch up now.
+    CatchUp,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        5 => (0..3usize, 0..3u8, 0..2u8, 0..3u8, 0..5u8, 0..4u8, proptest::option::of(0..100u8))
+            .prop_map(|(tenant, model, version, outcome, subject, mode, score)| Op::Decision {
+                tenant, model, version, outcome, subject, mode, score
+            }),
+        4 => (0..3usize, 0..5u8, proptest::collection::vec(0..80usize, 1..4))
+            .prop_map(|(tenant, kind, targets)| Op::FollowUp { tenant, kind, targets }),
+        1 => (0..3usize, 0..3u8, 0..2u8, 0..6u8)
+            .prop_map(|(tenant, model, version, change)| Op::ModelChange { tenant, model, version, change }),
+        1 => (0..3usize, 0..5u8).prop_map(|(tenant, subject)| Op::Erasure { tenant, subject }),
+        1 => Just(Op::CatchUp),
+    ]
+}
+
+fn draft(event_type: &str, payload: &Value) -> PreparedDraft {
+    prepare_draft(
+        &uuid::Uuid::now_v7().to_string(),
+        event_type,
+        payload,
+        &BTreeMap::new(),
+        rand::random,
+    )
+    .unwrap_or_else(|e| panic!("valid {event_type} draft: {e:?}"))
+}
+
+/// Plays a stream: appends every record (a few at a time, as pipelines do) and lets the runner
+/// catch up at the stream's `CatchUp` points.
+async fn play(store: &auditex::store::Store, tenants: &[TenantId], ops: &[Op]) {
+    // Decision ids are made up front so that follow-ups can name decisions that come later, or
+    // belong to another tenant; ids past the decisions are never used.
+    let ids: Vec<String> = (0..80).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let mut next_decision = 0;
+    let outcomes = ["approved", "declined", "referred"];
+    let modes = [
+        "automated",
+        "human_in_the_loop",
+        "human_on_the_loop",
+        "human_in_command",
+    ];
+    let changes = [
+        "registered",
+        "validated",
+        "approved",
+        "deployed",
+        "monitoring_finding",
+        "retired",
+    ];
+    for op in ops {
+        let (tenant, draft) = match op {
+            Op::CatchUp => {
+                runner::catch_up(store).await.expect("catch up");
+                continue;
+            }
+            Op::Decision {
+                tenant,
+                model,
+                version,
+                outcome,
+                subject,
+                mode,
+                score,
+            } => {
+                let Some(id) = ids.get(next_decision) else {
+                    continue;
+                };
+                next_decision += 1;
+                let mut payload = json!({
+                    "model_id": format!("model-{model}"),
+                    "model_version": format!("1.{version}"),
+                    "input_commitment": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                    "outcome": outcomes[usize::from(*outcome)],
+                    "subject_ref": format!("subj-{subject}"),
+                    "decided_at": "2026-11-29T08:49:27.5Z",
+                    "oversight_mode": modes[usize::from(*mode)],
+                });
+                if let Some(s) = score {
+                    payload["score"] = json!(f64::from(*s) / 100.0);
+                }
+                let d = prepare_draft(id, "decision", &payload, &BTreeMap::new(), rand::random)
+                    .expect("valid decision");
+                (*tenant, d)
+            }
+            Op::FollowUp {
+                tenant,
+                kind,
+                targets,
+            } => {
+                let target = |i: usize| ids[i % ids.len()].clone();
+                let first = target(targets[0]);
+                let d = match kind {
+                    0 => draft(
+                        "human_review",
+                        &json!({"decision_id": first, "reviewer": format!("rev-{}", targets[0] % 3), "action": "confirmed", "reason": "checked"}),
+                    ),
+                    1 => draft(
+                        "override",
+                        &json!({"decision_id": first, "reviewer": "rev-9", "new_outcome": outcomes[targets[0] % 3], "reason": "policy"}),
+                    ),
+                    2 => draft(
+                        "contest",
+                        &json!({"decision_id": first, "statement": "I disagree"}),
+                    ),
+                    3 => draft(
+                        "explanation_request",
+                        &json!({"decision_id": first, "requested_by": "subject"}),
+                    ),
+                    _ => draft(
+                        "submission",
+                        &json!({"decision_ids": targets.iter().map(|t| target(*t)).collect::<Vec<_>>(), "regulator": "ECB", "reference": "SUB-1"}),
+                    ),
+                };
+                (*tenant, d)
+            }
+            Op::ModelChange {
+                tenant,
+                model,
+                version,
+                change,
+            } => (
+                *tenant,
+                draft(
+                    "model_change",
+                    &json!({"model_id": format!("model-{model}"), "model_version": format!("1.{version}"), "change": changes[usize::from(*change)], "reference": format!("MRM-{change}")}),
+                ),
+            ),
+            Op::Erasure { tenant, subject } => (
+                *tenant,
+                draft(
+                    "erasure",
+                    &json!({"subject_ref": format!("subj-{subject}"), "reason": "GDPR Art. 17"}),
+                ),
+            ),
+        };
+        let tenant = &tenants[tenant % tenants.len()];
+        store.append(tenant, vec![draft]).await.expect("append");
+    }
+}
+
+async fn incremental_views_equal_rebuild_and_recomputation(backend: Backend) {
+    let cases = if matches!(backend, Backend::Sqlite) {
+        16
+    } else {
+        6
+    };
+    let mut runner_ = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let handle = tokio::runtime::Handle::current();
+    let strategy = proptest::collection::vec(op(), 1..120);
+    // proptest drives a synchronous closure; each case runs its async body on this runtime
+    // from a blocking thread.
+    let result = tokio::task::block_in_place(|| {
+        runner_.run(&strategy, |ops| {
+            handle.block_on(async {
+                let db = TestDb::new(&backend).await;
+                let store = db.open().await;
+                let tenants: Vec<TenantId> = ["bank-a", "bank-b", "bank-c"]
+                    .iter()
+                    .map(|t| tenant_id(t))
+                    .collect();
+                for t in &tenants {
+                    store.create_tenant(t).await.expect("tenant");
+                }
+                play(&store, &tenants, &ops).await;
+                runner::catch_up(&store).await.expect("catch up");
+                let mut incremental = Vec::new();
+                for t in &tenants {
+                    incremental.push(assert_views_exact(&store, t).await);
+                }
+                // From scratch: every projection rebuilt into a new generation.
+                for p in ::projections::ALL {
+                    runner::rebuild(&store, p, &|_, _| {})
+                        .await
+                        .expect("rebuild");
+                }
+                for (t, before) in tenants.iter().zip(&incremental) {
+                    let rebuilt = store.dump_views(t).await.expect("dump");
+                    assert_eq!(&rebuilt, before, "rebuild differs for {t:?}");
+                }
+                store.shutdown().await;
+            });
+            Ok(())
+        })
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// A new projection version is rebuilt into a new generation while the old one keeps serving,
+/// then takes over; the old generation's rows are gone.
+async fn a_new_generation_takes_over_only_when_caught_up(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("bank-a").await;
+    crate::support::append_many(&store, &tenant, 300, 100).await;
+    runner::catch_up(&store).await.expect("catch up");
+    let before = assert_views_exact(&store, &tenant).await;
+    assert_eq!(before.decisions.len(), 300);
+    let states = store.states().await.expect("states");
+    let decisions = states
+        .iter()
+        .find(|s| s.name == "decisions")
+        .expect("decisions state");
+    assert_eq!(decisions.active_generation, 1);
+
+    // Start a rebuild by hand and apply nothing yet: queries still read generation 1.
+    let generation = store
+        .start_rebuild("decisions", 1)
+        .await
+        .expect("start rebuild");
+    assert_eq!(generation, 2);
+    let page = store
+        .search_decisions(
+            &tenant,
+            &auditex::store::views::DecisionQuery {
+                limit: 500,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("search");
+    assert_eq!(page.items.len(), 300, "the old generation keeps serving");
+    // The runner maintains both and switches when the new one has caught up.
+    runner::catch_up(&store).await.expect("catch up");
+    let states = store.states().await.expect("states");
+    let decisions = states
+        .iter()
+        .find(|s| s.name == "decisions")
+        .expect("decisions state");
+    assert_eq!(decisions.active_generation, 2);
+    assert_eq!(decisions.building, None);
+    assert_eq!(assert_views_exact(&store, &tenant).await, before);
+    let positions = store.positions(&tenant).await.expect("positions");
+    assert!(
+        !positions.contains_key(&("decisions".to_owned(), 1)),
+        "the retired generation's position is purged"
+    );
+    store.shutdown().await;
+}
+
+/// The runner started with the store follows appends by itself (woken by the appender).
+async fn the_background_runner_tails_appends(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let mut config = db.config();
+    config.projections_in_background = true;
+    config.projection_poll_interval = Duration::from_secs(60);
+    let store = auditex::store::Store::open(config).await.expect("open");
+    let tenant = tenant_id("bank-a");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let mut applied = store.views_runner().applied();
+    crate::support::append_many(&store, &tenant, 50, 10).await;
+    // The poll interval is a minute: only the appender's wake-ups can bring the views up to date
+    // within the deadline.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let rows = store
+                .dump_views(&tenant)
+                .await
+                .expect("dump")
+                .decisions
+                .len();
+            if rows == 50 {
+                break;
+            }
+            let _ = applied.changed().await;
+        }
+    })
+    .await
+    .expect("the views follow the appends");
+    assert_views_exact(&store, &tenant).await;
+    store.shutdown().await;
+}
+
+/// `auditex projections status` killed with SIGKILL while catching up, several times; after a
+/// final run the views are exactly right.
+async fn a_killed_catch_up_leaves_exact_views(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let env = ProcessEnv::new(&db);
+    let store = auditex::store::Store::open(env.store_config(&db))
+        .await
+        .expect("open");
+    let tenants = [tenant_id("bank-a"), tenant_id("bank-b")];
+    for t in &tenants {
+        store.create_tenant(t).await.expect("tenant");
+        crate::support::append_many(&store, t, 12_000, 500).await;
+    }
+    store.shutdown().await;
+    for round in 0..4u64 {
+        let mut child = env
+            .command(&["projections", "status"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn auditex");
+        tokio::time::sleep(Duration::from_millis(300 + 250 * round)).await;
+        // SIGKILL: no destructor, no rollback on our side; the database sees a dropped
+        // connection mid-transaction.
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let status = env
+        .command(&["projections", "status"])
+        .output()
+        .expect("run auditex");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let store = auditex::store::Store::open(env.store_config(&db))
+        .await
+        .expect("reopen");
+    for t in &tenants {
+        let views = assert_views_exact(&store, t).await;
+        assert_eq!(views.decisions.len(), 12_000);
+    }
+    store.shutdown().await;
+}
+
+backend_tests!(
+    incremental_views_equal_rebuild_and_recomputation,
+    a_new_generation_takes_over_only_when_caught_up,
+    the_background_runner_tails_appends,
+    a_killed_catch_up_leaves_exact_views,
+);
