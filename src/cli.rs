@@ -46,6 +46,30 @@ pub enum Command {
         /// HTTPS settings.
         #[command(flatten)]
         http: crate::config::HttpArgs,
+        /// Portal settings.
+        #[command(flatten)]
+        portal: crate::config::PortalArgs,
+    },
+    /// Portal accounts: create the first administrator of a tenant.
+    User {
+        /// The user command.
+        #[command(subcommand)]
+        command: UserCommand,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// The portal's session-signing keys: add a new signing key, retire an old one.
+    SessionKeys {
+        /// The key command.
+        #[command(subcommand)]
+        command: SessionKeysCommand,
+        /// Store settings (for the data folder).
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Portal settings (for the key file).
+        #[command(flatten)]
+        portal: crate::config::PortalArgs,
     },
     /// Manage a tenant's API keys (shown once at creation; only a hash is stored).
     Apikey {
@@ -240,6 +264,116 @@ pub enum ProjectionsCommand {
     Status,
 }
 
+/// Portal account commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Create a portal account. With --admin, the first administrator of a tenant; the password
+    /// is read from standard input (one line) or generated and printed once.
+    Create {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The email address the person signs in with.
+        #[arg(long)]
+        email: String,
+        /// Make the account an administrator (otherwise give --role).
+        #[arg(long)]
+        admin: bool,
+        /// admin, compliance, auditor or regulator.
+        #[arg(long)]
+        role: Option<String>,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// Session-signing key commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum SessionKeysCommand {
+    /// Add a new key that signs new sessions; existing sessions stay valid.
+    Rotate,
+    /// Remove an old key; the sessions it signed end.
+    Retire {
+        /// The key id.
+        id: String,
+    },
+    /// List the key ids, newest first.
+    List,
+}
+
+async fn user_command(store: &Store, command: UserCommand) -> CliResult {
+    use crate::store::users::PortalRole;
+    match command {
+        UserCommand::Create {
+            tenant,
+            email,
+            admin,
+            role,
+            password_stdin,
+        } => {
+            let tenant = tenant_id(&tenant)?;
+            if !store.tenant_exists(&tenant).await? {
+                return Err(
+                    format!("no tenant {tenant}; create it with `auditex tenant create`").into(),
+                );
+            }
+            let role = match (admin, role.as_deref()) {
+                (true, None | Some("admin")) => PortalRole::Admin,
+                (true, Some(_)) => {
+                    return Err("--admin and another --role contradict each other".into());
+                }
+                (false, Some(r)) => PortalRole::parse(r)
+                    .ok_or("unknown role: use admin, compliance, auditor or regulator")?,
+                (false, None) => return Err("give --admin or --role".into()),
+            };
+            if role == PortalRole::Regulator {
+                return Err(
+                    "regulator accounts need an end date: invite them from the portal's Users page"
+                        .into(),
+                );
+            }
+            let email = email.trim().to_lowercase();
+            if !email.contains('@') || email.len() > 254 {
+                return Err(format!("{email:?} is not an email address").into());
+            }
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+            } else {
+                // Four random words' worth of entropy (128 bits), typeable.
+                (crate::portal::security::random_token(), true)
+            };
+            if let Some(problem) = crate::portal::security::password_problem(&password) {
+                return Err(problem.into());
+            }
+            let hash = crate::portal::security::hash_password(password.clone()).await?;
+            let user = store
+                .create_user(&tenant, &email, role, &hash, None, store.now_us())
+                .await?;
+            crate::portal::audit(
+                store,
+                &tenant,
+                "administration",
+                "auditex user create",
+                &format!("user_created:{}", role.as_str()),
+                Some(&user.email),
+            )
+            .await;
+            println!(
+                "created {} ({}) for tenant {tenant}",
+                user.email,
+                role.as_str()
+            );
+            if generated {
+                println!("password (shown once; change it after signing in): {password}");
+            }
+            Ok(())
+        }
+    }
+}
+
 /// API key commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ApikeyCommand {
@@ -362,33 +496,34 @@ async fn projections_command(store: &Store, command: ProjectionsCommand) -> CliR
                 None => projections::ALL.to_vec(),
                 Some(n) => vec![projections::by_name(&n).ok_or_else(|| {
                     let names: Vec<_> = projections::ALL.iter().map(|p| p.name()).collect();
-                    format!("no projection is called {n:?}; there are: {}", names.join(", "))
+                    format!(
+                        "no projection is called {n:?}; there are: {}",
+                        names.join(", ")
+                    )
                 })?],
             };
-            for projection in chosen {
-                let bar = indicatif::ProgressBar::new(0);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{prefix:>10} [{bar:30}] {pos}/{len} records, {per_sec}, ETA {eta}",
-                    )
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
-                bar.set_prefix(projection.name());
-                let started = std::time::Instant::now();
-                let progress = |done: u64, total: u64| {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                };
-                let applied = runner::rebuild(store, projection, &progress).await?;
-                bar.finish_and_clear();
-                let seconds = started.elapsed().as_secs_f64();
-                println!(
-                    "{}: rebuilt from {applied} records in {seconds:.1} s ({:.0} records/s); now serving the new generation",
-                    projection.name(),
-                    applied as f64 / seconds.max(1e-9)
-                );
-            }
+            let names: Vec<&str> = chosen.iter().map(|p| p.name()).collect();
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "rebuilding [{bar:30}] {pos}/{len} records, {per_sec}, ETA {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            let started = std::time::Instant::now();
+            let progress = |done: u64, total: u64| {
+                bar.set_length(total);
+                bar.set_position(done);
+            };
+            let applied = runner::rebuild(store, &chosen, &progress).await?;
+            bar.finish_and_clear();
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "rebuilt {} from {applied} records in {seconds:.1} s ({:.0} records/s); the new generations are serving",
+                names.join(", "),
+                applied as f64 / seconds.max(1e-9)
+            );
             Ok(())
         }
         ProjectionsCommand::Status => {
@@ -418,7 +553,47 @@ async fn projections_command(store: &Store, command: ProjectionsCommand) -> CliR
 /// Whatever the command failed with, for printing.
 pub async fn run(cli: Cli) -> CliResult {
     match cli.command {
-        Command::Serve { store, http } => serve(&store, &http).await,
+        Command::Serve {
+            store,
+            http,
+            portal,
+        } => serve(&store, &http, &portal).await,
+        Command::User { command, store } => {
+            let s = open(&store).await?;
+            let result = user_command(&s, command).await;
+            s.shutdown().await;
+            result
+        }
+        Command::SessionKeys {
+            command,
+            store,
+            portal,
+        } => {
+            let path = portal.session_keys_path(&store);
+            match command {
+                SessionKeysCommand::Rotate => {
+                    let id = crate::portal::security::rotate_key_file(&path)?;
+                    println!(
+                        "added session key {id} to {}; it signs new sessions after the next restart, and every older key still verifies (no one is signed out)",
+                        path.display()
+                    );
+                }
+                SessionKeysCommand::Retire { id } => {
+                    crate::portal::security::retire_key_file(&path, &id)?;
+                    println!(
+                        "retired session key {id} from {}; sessions it signed end after the next restart",
+                        path.display()
+                    );
+                }
+                SessionKeysCommand::List => {
+                    let ring = crate::portal::security::KeyRing::load_or_create(&path)?;
+                    for (n, id) in ring.ids().iter().enumerate() {
+                        println!("{id}{}", if n == 0 { "  (signs new sessions)" } else { "" });
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Openapi => {
             println!("{}", crate::http::openapi::document_json());
             Ok(())
@@ -575,8 +750,13 @@ pub async fn run(cli: Cli) -> CliResult {
     }
 }
 
-async fn serve(args: &StoreArgs, http: &crate::config::HttpArgs) -> CliResult {
+async fn serve(
+    args: &StoreArgs,
+    http: &crate::config::HttpArgs,
+    portal: &crate::config::PortalArgs,
+) -> CliResult {
     let http_config = http.http_config(args)?;
+    let portal_config = portal.portal_config(args, http)?;
     let mut config = args.store_config()?;
     // The service keeps the read-side views current; one-shot commands leave that to it.
     config.projections_in_background = true;
@@ -587,7 +767,9 @@ async fn serve(args: &StoreArgs, http: &crate::config::HttpArgs) -> CliResult {
         tracing::info!(database = ?args.database(), "store open");
     }
     let tenants = store.tenants().await?;
-    let app = crate::http::Application::build(store, &http_config)?;
+    let public_url = portal_config.public_url.clone();
+    let app =
+        crate::http::Application::build_with_portal(store, &http_config, Some(portal_config))?;
     let scheme = if app.tls_fingerprint().is_some() {
         "https"
     } else {
@@ -603,6 +785,9 @@ async fn serve(args: &StoreArgs, http: &crate::config::HttpArgs) -> CliResult {
     if let Some(fp) = app.tls_fingerprint() {
         println!("TLS certificate SHA-256 fingerprint: {fp}");
     }
+    println!(
+        "Compliance portal: {public_url}/ (first administrator: `auditex user create --tenant NAME --email you@example.com --admin`)"
+    );
     if tenants.is_empty() {
         println!(
             "No tenant yet: create one with `auditex tenant create NAME`, then `auditex apikey create --tenant NAME --role ingest`."

@@ -254,6 +254,144 @@ impl StoreArgs {
     }
 }
 
+/// Settings of the compliance portal (`auditex serve`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PortalArgs {
+    /// The service's public base URL, e.g. https://auditex.example.com. Links in mail are built
+    /// from it only, never from a request's Host header. Default: https://localhost:<port>.
+    #[arg(long, global = true, env = "AUDITEX_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// File of session-signing keys (`<id> <64 hex digits>` per line, newest first; mode 0600).
+    /// Generated in the data folder when absent; `auditex session-keys rotate` adds a key.
+    #[arg(long, global = true, env = "AUDITEX_SESSION_KEYS_FILE")]
+    pub session_keys_file: Option<PathBuf>,
+
+    /// A portal session ends after this many minutes without a request.
+    #[arg(long, global = true, env = "AUDITEX_SESSION_IDLE_MINUTES", default_value_t = crate::portal::IDLE_MINUTES_DEFAULT)]
+    pub session_idle_minutes: u64,
+
+    /// A portal session ends this many hours after sign-in.
+    #[arg(long, global = true, env = "AUDITEX_SESSION_ABSOLUTE_HOURS", default_value_t = crate::portal::ABSOLUTE_HOURS_DEFAULT)]
+    pub session_absolute_hours: u64,
+
+    /// A password-reset or invitation link works this many minutes.
+    #[arg(long, global = true, env = "AUDITEX_RESET_LINK_MINUTES", default_value_t = crate::portal::RESET_MINUTES_DEFAULT)]
+    pub reset_link_minutes: u64,
+
+    /// SMTP server for outgoing mail, `smtps://user@host:465` or `smtp://user@host:587`
+    /// (STARTTLS). Without it, mail is written to `<data dir>/outbox`.
+    #[arg(long, global = true, env = "AUDITEX_SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// File holding the SMTP password (mode 0600).
+    #[arg(long, global = true, env = "AUDITEX_SMTP_PASSWORD_FILE")]
+    pub smtp_password_file: Option<PathBuf>,
+
+    /// Sender of outgoing mail.
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITEX_MAIL_FROM",
+        default_value = "Auditex <auditex@localhost>"
+    )]
+    pub mail_from: String,
+}
+
+impl PortalArgs {
+    /// The session key file in use.
+    pub fn session_keys_path(&self, store: &StoreArgs) -> PathBuf {
+        self.session_keys_file
+            .clone()
+            .unwrap_or_else(|| store.data_dir.join("session-keys"))
+    }
+
+    /// Validates the settings, loads (or creates) the session keys and builds the portal's
+    /// configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the setting at fault.
+    pub fn portal_config(
+        &self,
+        store: &StoreArgs,
+        http: &HttpArgs,
+    ) -> Result<crate::portal::PortalConfig, ConfigError> {
+        use std::time::Duration;
+        let bad = |setting: &'static str, problem: String| ConfigError { setting, problem };
+        let minutes = |n: u64| Duration::from_secs(n * 60);
+        if !(1..=24 * 60).contains(&self.session_idle_minutes) {
+            return Err(bad(
+                "AUDITEX_SESSION_IDLE_MINUTES",
+                "must be 1 to 1440".into(),
+            ));
+        }
+        if !(1..=7 * 24).contains(&self.session_absolute_hours) {
+            return Err(bad(
+                "AUDITEX_SESSION_ABSOLUTE_HOURS",
+                "must be 1 to 168".into(),
+            ));
+        }
+        if !(5..=7 * 24 * 60).contains(&self.reset_link_minutes) {
+            return Err(bad(
+                "AUDITEX_RESET_LINK_MINUTES",
+                "must be 5 to 10080".into(),
+            ));
+        }
+        let public_url = match &self.public_url {
+            Some(u) => {
+                let parsed = url::Url::parse(u)
+                    .map_err(|e| bad("AUDITEX_PUBLIC_URL", format!("{u:?}: {e}")))?;
+                if parsed.scheme() != "https" && !(http.dev_plain_http && parsed.scheme() == "http")
+                {
+                    return Err(bad("AUDITEX_PUBLIC_URL", "must be an https:// URL".into()));
+                }
+                u.trim_end_matches('/').to_owned()
+            }
+            None if store.production => {
+                return Err(bad(
+                    "AUDITEX_PUBLIC_URL",
+                    "is required in production (links in mail are built from it)".into(),
+                ));
+            }
+            None => {
+                let scheme = if http.dev_plain_http { "http" } else { "https" };
+                format!("{scheme}://localhost:{}", http.listen.port())
+            }
+        };
+        let keys_path = self.session_keys_path(store);
+        let keys = crate::portal::security::KeyRing::load_or_create(&keys_path)
+            .map_err(|e| bad("AUDITEX_SESSION_KEYS_FILE", e.to_string()))?;
+        let mailer = match &self.smtp_url {
+            Some(url) => {
+                let password = match &self.smtp_password_file {
+                    Some(path) => {
+                        crate::store::crypto::check_private_file(path)
+                            .map_err(|e| bad("AUDITEX_SMTP_PASSWORD_FILE", e.to_string()))?;
+                        Some(
+                            std::fs::read_to_string(path)
+                                .map_err(|e| bad("AUDITEX_SMTP_PASSWORD_FILE", e.to_string()))?
+                                .trim()
+                                .to_owned(),
+                        )
+                    }
+                    None => None,
+                };
+                crate::portal::mail::Mailer::smtp(url, password, &self.mail_from)
+                    .map_err(|e| bad("AUDITEX_SMTP_URL", e))?
+            }
+            None => crate::portal::mail::Mailer::Outbox(store.data_dir.join("outbox")),
+        };
+        Ok(crate::portal::PortalConfig {
+            keys,
+            public_url,
+            idle: minutes(self.session_idle_minutes),
+            absolute: Duration::from_secs(self.session_absolute_hours * 3600),
+            reset_ttl: minutes(self.reset_link_minutes),
+            mailer,
+        })
+    }
+}
+
 /// Settings of the HTTPS listener (`auditex serve`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpArgs {

@@ -11,5 +11,6 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod ops_cli;
+pub mod portal;
 pub mod store;
 pub mod verify_cli;

@@ -520,22 +520,24 @@ async fn finish_rebuild<S: ViewStore>(
 /// Progress of [`rebuild`]: records applied so far and records to apply.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
 
-/// Rebuilds one projection from the ledger into a new generation, reporting progress, then
-/// makes it active and deletes the old rows. Returns the records applied. A running service
-/// keeps serving the old generation meanwhile (and helps build the new one).
+/// Rebuilds projections from the ledger into new generations — all of them in one pass over
+/// each chain — reporting progress, then makes each new generation active and deletes the old
+/// rows. Returns the records read. A running service keeps serving the old generations
+/// meanwhile (and helps build the new ones).
 ///
 /// # Errors
-/// The store's error; the unfinished generation is left for the service (or a new rebuild).
+/// The store's error; an unfinished generation is left for the service (or a new rebuild).
 pub async fn rebuild<S: ViewStore>(
     store: &S,
-    projection: &'static dyn Projection,
+    chosen: &[&'static dyn Projection],
     progress: Progress<'_>,
 ) -> Result<u64, S::Error> {
     prepare(store).await?;
-    let generation = store
-        .start_rebuild(projection.name(), projection.version())
-        .await?;
-    let only = [(projection, generation)];
+    let mut targets = Vec::new();
+    for p in chosen {
+        let generation = store.start_rebuild(p.name(), p.version()).await?;
+        targets.push((*p, generation));
+    }
     let tenants = store.tenants().await?;
     let mut total = 0;
     for tenant in &tenants {
@@ -545,31 +547,20 @@ pub async fn rebuild<S: ViewStore>(
     let started = Instant::now();
     for tenant in &tenants {
         loop {
-            let outcome = step(store, tenant, &only).await?;
+            let outcome = step(store, tenant, &targets).await?;
             if outcome.first.is_none() {
-                // Nothing left to read in this chain.
+                // Every target has read the whole chain.
                 break;
             }
-            if outcome.applied == 0 {
-                let done = store
-                    .positions(tenant)
-                    .await?
-                    .get(&(projection.name().to_owned(), generation))
-                    .copied()
-                    .unwrap_or(0);
-                if done >= store.chain_length(tenant).await? {
-                    break;
-                }
-                // Someone else (the service) applied the page; keep going.
-                continue;
-            }
+            // A page another runner applied first is read again.
             applied += outcome.applied;
             progress(applied.min(total), total);
         }
     }
-    finish_rebuild(store, projection.name(), generation).await?;
+    for (p, generation) in &targets {
+        finish_rebuild(store, p.name(), *generation).await?;
+    }
     tracing::info!(
-        projection = projection.name(),
         records = applied,
         seconds = started.elapsed().as_secs_f64(),
         "rebuild finished"
@@ -583,13 +574,22 @@ pub async fn rebuild<S: ViewStore>(
 /// # Errors
 /// The store's error.
 pub async fn catch_up<S: ViewStore>(store: &S) -> Result<u64, S::Error> {
-    let runner = Runner::new();
-    let mut applied = 0;
-    loop {
-        let round = runner.round(store).await?;
-        if round == 0 {
-            return Ok(applied);
+    Runner::new().catch_up(store).await
+}
+
+impl Runner {
+    /// Like [`catch_up`], recording the status in this handle (as the background task does).
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn catch_up<S: ViewStore>(&self, store: &S) -> Result<u64, S::Error> {
+        let mut applied = 0;
+        loop {
+            let round = self.round(store).await?;
+            if round == 0 {
+                return Ok(applied);
+            }
+            applied += round;
         }
-        applied += round;
     }
 }

@@ -182,6 +182,7 @@ pub struct RecordPage {
 
 /// Listing parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Opaque cursor from a previous page.
@@ -194,6 +195,7 @@ pub struct ListParams {
 
 /// Inclusion-proof parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InclusionParams {
     /// The record's sequence number.
@@ -204,6 +206,7 @@ pub struct InclusionParams {
 
 /// tlog-proof parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TreeSizeParam {
     /// Tree size of a published checkpoint (default: the latest checkpoint).
@@ -229,6 +232,7 @@ pub struct InclusionProofBody {
 
 /// Consistency-proof parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyParams {
     /// The older tree size (≥ 1).
@@ -254,6 +258,7 @@ pub struct ConsistencyProofBody {
 
 /// Checkpoint-listing parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointParams {
     /// Only checkpoints with a larger tree size.
@@ -485,7 +490,7 @@ pub async fn append_batch(
     }
 }
 
-fn parse_event_id(text: &str) -> Result<EventId, ApiError> {
+pub(crate) fn parse_event_id(text: &str) -> Result<EventId, ApiError> {
     EventId::parse(text).map_err(|e| ApiError::BadParameter(e.to_string()))
 }
 
@@ -599,11 +604,11 @@ pub async fn get_receipt(
 
 const CURSOR_PREFIX: &str = "seq:";
 
-fn encode_cursor(seq: u64) -> String {
+pub(crate) fn encode_cursor(seq: u64) -> String {
     URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{seq}"))
 }
 
-fn decode_cursor(cursor: &str) -> Result<u64, ApiError> {
+pub(crate) fn decode_cursor(cursor: &str) -> Result<u64, ApiError> {
     let bad = || ApiError::BadParameter("cursor is not one this service issued".into());
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
     let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
@@ -900,6 +905,7 @@ pub async fn key_history(
 
 /// Export parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
     /// First sequence number (default 0: the whole ledger).
@@ -1006,6 +1012,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "migrations": if database.is_ok() { "current" } else { "unknown" },
         "signing_keys": match &keys { Ok(n) => format!("{n} loaded"), Err(e) => e.clone() },
         "rollback_held_tenants": held,
+        // Lagging views do not make the service unready (the ledger accepts and proves records
+        // regardless); they are reported here and in /metrics.
+        "projections": super::views::projection_bodies(&state),
     });
     if !ready {
         tracing::warn!(%body, "not ready");
@@ -1036,9 +1045,38 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Seconds since the latest checkpoint of the tenant whose checkpoint is oldest while its tree is ahead (0 when all are current).",
         age,
     ));
-    typed(
-        state.metrics.render(&gauges),
-        "text/plain; version=0.0.4",
-        None,
-    )
+    let mut text = state.metrics.render(&gauges);
+    text.push_str(&projection_metrics(&state));
+    typed(text, "text/plain; version=0.0.4", None)
+}
+
+/// Lag per projection, as labelled gauges.
+fn projection_metrics(state: &AppState) -> String {
+    use std::fmt::Write as _;
+    let status = state.store.views_runner().status();
+    let mut out = String::new();
+    type Gauge = (
+        &'static str,
+        &'static str,
+        fn(&projections::runner::Status) -> f64,
+    );
+    let gauges: [Gauge; 2] = [
+        (
+            "auditex_projection_lag_records",
+            "Records appended but not yet applied to the projection, over all tenants.",
+            |s| s.lag.records as f64,
+        ),
+        (
+            "auditex_projection_lag_seconds",
+            "Age of the oldest record not yet applied to the projection (0 when caught up).",
+            |s| s.lag.seconds,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for s in &status {
+            let _ = writeln!(out, "{name}{{projection=\"{}\"}} {}", s.name, value(s));
+        }
+    }
+    out
 }

@@ -215,6 +215,10 @@ impl From<StoreError> for ApiError {
             }
             StoreError::UnknownTenant => ApiError::NotFound("not found".into()),
             StoreError::OutOfRange(detail) => ApiError::BadParameter(detail),
+            StoreError::ViewNotReady(detail) => ApiError::Unavailable {
+                detail,
+                retry_after: 1,
+            },
             StoreError::RollbackUnacknowledged { .. } => {
                 tracing::error!(error = %e, "tenant held after a detected rollback");
                 ApiError::Unavailable {

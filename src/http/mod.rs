@@ -8,9 +8,11 @@
 
 pub mod api;
 pub mod error;
+pub mod integrity;
 pub mod metrics;
 pub mod openapi;
 pub mod tls;
+pub mod views;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -99,6 +101,8 @@ pub struct AppState {
     pub store: Store,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Integrity checks started over the API.
+    pub integrity: integrity::IntegrityChecks,
 }
 
 /// A bound, ready-to-run server.
@@ -108,6 +112,7 @@ pub struct Application {
     tls: Option<tls::TlsSetup>,
     router: Router,
     store: Store,
+    integrity: integrity::IntegrityChecks,
 }
 
 impl Application {
@@ -116,6 +121,19 @@ impl Application {
     /// # Errors
     /// [`StartError`] naming what could not be set up.
     pub fn build(store: Store, config: &HttpConfig) -> Result<Application, StartError> {
+        Application::build_with_portal(store, config, None)
+    }
+
+    /// Like [`Application::build`], also serving the compliance portal's pages when `portal`
+    /// is given (the service always does; API-only tests need not).
+    ///
+    /// # Errors
+    /// [`StartError`] naming what could not be set up.
+    pub fn build_with_portal(
+        store: Store,
+        config: &HttpConfig,
+        portal: Option<crate::portal::PortalConfig>,
+    ) -> Result<Application, StartError> {
         let tls = match &config.tls {
             TlsMode::Files { cert, key } => Some(tls::load(cert, key)?),
             TlsMode::SelfSigned(dir) => {
@@ -147,17 +165,20 @@ impl Application {
             addr: config.listen,
             source,
         })?;
+        let integrity = integrity::IntegrityChecks::default();
         let state = AppState {
             store: store.clone(),
             metrics: Arc::new(Metrics::default()),
+            integrity: integrity.clone(),
         };
-        let router = router(state, config);
+        let router = router(state, config, portal.map(crate::portal::Portal::new));
         Ok(Application {
             listener,
             addr,
             tls,
             router,
             store,
+            integrity,
         })
     }
 
@@ -182,7 +203,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then drains: no new connections, in-flight requests get
-    /// [`SHUTDOWN_GRACE_MS`] to finish, queued appends are committed, final checkpoints published.
+    /// [`SHUTDOWN_GRACE_MS`] to finish, running integrity checks are cancelled and file their
+    /// result, queued appends are committed, final checkpoints published.
     ///
     /// # Errors
     /// The server's I/O error.
@@ -215,6 +237,11 @@ impl Application {
                     .await
             }
         };
+        // Running integrity checks stop and file their `cancelled` result while the store still
+        // accepts appends.
+        self.integrity
+            .stop_all(Duration::from_millis(SHUTDOWN_GRACE_MS))
+            .await;
         self.store.shutdown().await;
         result
     }
@@ -278,7 +305,7 @@ fn rate_limited(metrics: &Metrics, e: tower_governor::GovernorError) -> Response
     ApiError::RateLimited(wait).into_response()
 }
 
-fn router(state: AppState, config: &HttpConfig) -> Router {
+fn router(state: AppState, config: &HttpConfig, portal: Option<crate::portal::Portal>) -> Router {
     let per_key = Arc::new(
         GovernorConfigBuilder::default()
             .key_extractor(ClientKey)
@@ -311,8 +338,12 @@ fn router(state: AppState, config: &HttpConfig) -> Router {
     let m1 = state.metrics.clone();
     let m2 = state.metrics.clone();
     let request_id = HeaderName::from_static("x-request-id");
+    let pages = portal.map_or_else(Router::new, crate::portal::routes);
     api::routes()
+        .merge(integrity::routes())
+        .merge(views::routes())
         .merge(api::ops_routes())
+        .merge(pages)
         .layer(GovernorLayer::new(per_key).error_handler(move |e| rate_limited(&m1, e)))
         .layer(GovernorLayer::new(per_ip).error_handler(move |e| rate_limited(&m2, e)))
         .layer(RequestBodyLimitLayer::new(REQUEST_BODY_BYTES_MAX))
@@ -351,11 +382,14 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     state.metrics.status(status);
     // Rejections produced below the handlers (body limit, path syntax, unknown route, wrong
     // method) come as plain text; every error leaves this service as a problem document.
+    // Portal pages answer errors with HTML pages of their own.
     if status >= 400
         && response
             .headers()
             .get(header::CONTENT_TYPE)
-            .is_none_or(|v| v != "application/problem+json")
+            .is_none_or(|v| {
+                v != "application/problem+json" && !v.as_bytes().starts_with(b"text/html")
+            })
     {
         response = if status == 413 {
             ApiError::BodyTooLarge(REQUEST_BODY_BYTES_MAX).into_response()

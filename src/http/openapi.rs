@@ -6,8 +6,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::api;
 use super::error::{Problem, ProblemField};
+use super::{api, integrity, views};
 
 /// The API document.
 #[derive(OpenApi)]
@@ -32,6 +32,18 @@ use super::error::{Problem, ProblemField};
         api::key_history,
         api::custody_bundle,
         api::export,
+        integrity::start_check,
+        integrity::list_checks,
+        integrity::get_check,
+        integrity::cancel_check,
+        views::search_decisions,
+        views::get_decision,
+        views::model_inventory,
+        views::oversight_queue,
+        views::oversight_actions,
+        views::subject_records,
+        views::daily_volumes,
+        views::projection_status,
     ),
     components(schemas(
         Problem,
@@ -48,12 +60,37 @@ use super::error::{Problem, ProblemField};
         api::CheckpointPage,
         api::KeyBody,
         api::KeyHistory,
+        integrity::StartCheckRequest,
+        integrity::CheckState,
+        integrity::CheckOutcome,
+        integrity::ProgressBody,
+        integrity::CheckedCheckpointBody,
+        integrity::FailureBody,
+        integrity::ReportBody,
+        integrity::FiledRecordBody,
+        integrity::IntegrityCheckBody,
+        integrity::CheckPage,
+        views::DecisionBody,
+        views::DecisionPage,
+        views::OversightBody,
+        views::DecisionDetail,
+        views::ModelBody,
+        views::ModelInventory,
+        views::OversightPage,
+        views::SubjectEntry,
+        views::SubjectPage,
+        views::DailyBody,
+        views::DailyVolumes,
+        views::ProjectionBody,
+        views::ProjectionsBody,
     )),
     modifiers(&BearerKey),
     tags(
         (name = "ingest", description = "For pipelines: append events (role `ingest`)."),
         (name = "read", description = "Read records (role `read`)."),
         (name = "proofs", description = "Proofs, checkpoints and keys (roles `read` and `verify`)."),
+        (name = "views", description = "Read-side views derived from the ledger: decision search, model inventory, human oversight, subject index, daily volumes (role `read`)."),
+        (name = "integrity", description = "Full integrity checks of the ledger, run by the service, their progress and their results filed in the ledger (roles `read` and `verify`)."),
     )
 )]
 pub struct ApiDoc;

@@ -19,6 +19,7 @@ mod postgres;
 pub mod rollback;
 mod rows;
 mod sqlite;
+pub mod users;
 pub mod views;
 
 use std::collections::{BTreeMap, HashMap};
@@ -214,6 +215,12 @@ pub enum StoreError {
     /// Stored data fails a check made when reading it back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A unique name (a user's email) is taken.
+    #[error("{0}")]
+    Duplicate(String),
+    /// A read-side view has not been built yet (the service builds it on startup); retryable.
+    #[error("{0}")]
+    ViewNotReady(String),
     /// A request that cannot be answered for this tree (index beyond size, size beyond tree, …).
     #[error("{0}")]
     OutOfRange(String),
@@ -494,6 +501,9 @@ impl Store {
             checkpointer::spawn(store.clone());
         }
         if store.inner.config.projections_in_background {
+            // Create the views' state (and start rebuilds of new projection versions) before
+            // the first query can arrive.
+            projections::runner::prepare(&store).await?;
             let runner = store.inner.views.clone();
             tokio::spawn(runner.run(store.clone(), store.inner.config.projection_poll_interval));
         }
@@ -536,6 +546,12 @@ impl Store {
 
     pub(crate) fn master(&self) -> &MasterKey {
         &self.inner.master
+    }
+
+    /// The store clock's time, µs since the Unix epoch (the portal's sessions and tokens use it,
+    /// so that tests can move time).
+    pub fn now_us(&self) -> i64 {
+        i64::try_from(self.inner.config.clock.now_unix_micros()).unwrap_or(i64::MAX)
     }
 
     /// The projection runner's handle: its status (lag, rebuilds) and wake-ups.

@@ -829,14 +829,7 @@ views_backend!(
     " INDEXED BY records_by_event_id",
     i64
 );
-views_backend!(
-    pg_views,
-    sqlx::Postgres,
-    "LEAST",
-    "GREATEST",
-    "",
-    bool
-);
+views_backend!(pg_views, sqlx::Postgres, "LEAST", "GREATEST", "", bool);
 
 /// Runs `$body` in a transaction on whichever backend is in use: on SQLite a read transaction on
 /// the reader pool, or `BEGIN IMMEDIATE` on the single writer; on PostgreSQL a transaction with
@@ -878,7 +871,8 @@ impl ViewStore for Store {
     }
 
     async fn ensure(&self, name: &str, version: u32) -> Result<(), StoreError> {
-        in_tx!(self, None, true, |tx, m| m::ensure(&mut tx, name, version).await?);
+        in_tx!(self, None, true, |tx, m| m::ensure(&mut tx, name, version)
+            .await?);
         Ok(())
     }
 
@@ -936,14 +930,22 @@ impl ViewStore for Store {
         Ok(self.tree_size(tenant).await?.get())
     }
 
-    async fn positions(&self, tenant: &TenantId) -> Result<HashMap<(String, i64), u64>, StoreError> {
+    async fn positions(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<HashMap<(String, i64), u64>, StoreError> {
         Ok(in_tx!(self, Some(tenant), false, |tx, m| m::positions(
             &mut tx, tenant
         )
         .await?))
     }
 
-    async fn events(&self, tenant: &TenantId, from: u64, limit: u64) -> Result<Vec<Event>, StoreError> {
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<Event>, StoreError> {
         Ok(in_tx!(self, Some(tenant), false, |tx, m| m::events(
             &mut tx, tenant, from, limit
         )
@@ -989,9 +991,9 @@ impl ViewStore for Store {
     }
 }
 
-/// Which projection serves a query.
+/// The error of a query whose view has no state yet.
 fn unavailable(name: &str) -> StoreError {
-    StoreError::OutOfRange(format!(
+    StoreError::ViewNotReady(format!(
         "the {name} view has not been built yet; the service builds it on startup"
     ))
 }
@@ -1022,7 +1024,8 @@ impl Store {
         &self,
         tenant: &TenantId,
         id: EventId,
-    ) -> Result<Option<(projections::DecisionRow, Vec<projections::OversightRow>)>, StoreError> {
+    ) -> Result<Option<(projections::DecisionRow, Vec<projections::OversightRow>)>, StoreError>
+    {
         Ok(in_tx!(self, Some(tenant), false, |tx, m| {
             let g = m::active(&mut tx, "decisions")
                 .await?

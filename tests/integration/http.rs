@@ -77,6 +77,7 @@ impl Server {
             key(Role::Read).await,
             key(Role::Verify).await,
         );
+        crate::secret_scan::register_api_keys(&[&ingest, &read, &verify]);
         Server {
             base,
             client,

@@ -3,9 +3,16 @@
 //! The store suite is written once and runs against embedded SQLite always and against
 //! PostgreSQL when `AUDITEX_TEST_POSTGRES_ADMIN_URL` is set (see `support.rs` and `.ci/run`).
 
+mod browser;
 mod crash;
 mod http;
+mod http_integrity;
+mod http_views;
 mod ops;
+mod portal;
+mod portal_support;
+mod projections;
+mod secret_scan;
 mod store;
 mod support;
 mod tamper;

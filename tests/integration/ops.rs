@@ -4,7 +4,8 @@
 //!
 //! Store-level tests call `auditex::store::backup` and `Store::acknowledge_rollback` directly;
 //! the command-line tests run the real `auditex` binary, with debug logging, and scan everything it
-//! prints for secret material.
+//! prints for secret material. Everything those processes print also goes to the secret-log scan
+//! (`secret_scan`), as do the secrets they create.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -17,13 +18,16 @@ use std::time::{Duration, Instant};
 use auditex::store::backup::{backup_sqlite_file, restore_sqlite, verify_ledger};
 use auditex::store::crypto::MasterKey;
 use auditex::store::rollback::{AcknowledgeError, RollbackProblem, checkpoint_file};
-use auditex::store::{AppendError, DatabaseUrl, Store, StoreConfig, StoreError};
+use auditex::store::{
+    AppendError, DatabaseUrl, IntegrityOptions, IntegrityOutcome, Store, StoreConfig, StoreError,
+};
 use ledger::checkpoint::{Checkpoint, open_checkpoint};
 use ledger::note::{Note, VerifierKey};
 use ledger::record::EventType;
 use ledger::types::{TenantId, TreeSize};
 use sqlx::Connection;
 
+use crate::secret_scan;
 use crate::support::{
     Backend, TestDb, append_many, assert_valid_chain, backend_tests, decisions, read_chain,
     reference_root, seq, tenant_id,
@@ -224,6 +228,321 @@ async fn a_backup_taken_under_load_restores_verifies_and_the_chain_continues() {
         "the published checkpoint is on file"
     );
     restored.shutdown().await;
+}
+
+/// Records per append request of the restore drill's load.
+const DRILL_BATCH_RECORDS: u64 = 50;
+
+/// The restore drill as an operator runs it, with real processes only: `auditex serve` takes
+/// appends over HTTPS while `auditex backup` copies the database; the backup is restored into a
+/// fresh database of the same deployment, whose published checkpoints are newer, so the tenant is
+/// held until `auditex rollback acknowledge`; the service's full integrity check passes and an
+/// export verifies offline with `auditex verify`; then appends continue through the service and a
+/// new export verifies as an extension of the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restore_drill_with_real_processes_verifies_everything_and_the_chain_continues() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let mut cli = Cli::new(&db);
+    let tenant = "drill";
+    cli.ok(&["tenant", "create", tenant]);
+    let key = cli
+        .ok_revealing(&["apikey", "create", "--tenant", tenant, "--role", "ingest"])
+        .trim()
+        .to_owned();
+    secret_scan::register_api_key(&key);
+
+    // 1. Back up under load.
+    let mut service = Service::start(&cli, &[]);
+    let client = https_client(&cli);
+    let load = Load::start(&client, &service, &key);
+    load.wait_for(500).await;
+    let before = load.acknowledged();
+    let backup = cli.dir.path().join("backups/drill.db");
+    let summary =
+        tokio::task::block_in_place(|| cli.ok(&["backup", backup.to_str().expect("utf-8")]));
+    let after = load.acknowledged();
+    let summary: serde_json::Value = serde_json::from_str(&summary).expect("backup summary");
+    let in_backup = summary["tenants"][0]["records"].as_u64().expect("records");
+    assert!(
+        before <= in_backup && in_backup <= after + DRILL_BATCH_RECORDS,
+        "the backup is a snapshot taken during the appends ({before} <= {in_backup} <= {after} + \
+         one batch in flight)"
+    );
+    load.wait_for(in_backup + 200).await;
+    let total = load.stop().await;
+    cli.transcript.push_str(&service.stop());
+    let original = cli.export(tenant, "original.jsonl");
+    let original = export_records(&original);
+    assert_eq!(
+        original.len() as u64,
+        total,
+        "every acknowledged append is in the final checkpoint"
+    );
+    assert!(total > in_backup, "appends went on after the backup");
+
+    // 2. Restore into a fresh database of the same deployment (same master key, same published
+    //    checkpoints kept outside the database).
+    let restored = cli.dir.path().join("restored/auditex.db");
+    std::fs::create_dir_all(restored.parent().expect("parent")).expect("mkdir");
+    cli.database_url = format!("sqlite:{}", restored.display());
+    let (ok, out, stderr) = cli.run(&["restore", backup.to_str().expect("utf-8")], None);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("HELD"),
+        "the restore warns of the rollback: {stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).expect("restore report");
+    assert_eq!(report["verification"]["tenants"][0]["records"], in_backup);
+
+    // 3. The service on the restored database holds the tenant until the rollback is
+    //    acknowledged, which becomes record `in_backup`, linked to the restored head.
+    let mut service = Service::start(&cli, &[]);
+    let held = post_batch(&client, &service.url, &key, 1).await;
+    assert_eq!(held.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let (ok, status, _) = cli.run(&["rollback", "status"], None);
+    assert!(!ok && status.contains("\"behind\""), "{status}");
+    let ack = cli.ok(&[
+        "rollback",
+        "acknowledge",
+        "--tenant",
+        tenant,
+        "--operator",
+        "drill-operator",
+        "--reason",
+        "quarterly restore drill",
+    ]);
+    let ack: serde_json::Value = serde_json::from_str(&ack).expect("receipt");
+    assert_eq!(ack["seq"], in_backup);
+
+    // 4. The full integrity check (the service's own, run through the library: there is no
+    //    command for it) passes and is filed in the ledger.
+    let mut config = StoreConfig::new(DatabaseUrl::Sqlite(restored.clone()), cli.master_key());
+    config.checkpoint_dir = Some(cli.dir.path().join("data/checkpoints"));
+    config.checkpoint_interval = Duration::from_secs(3600);
+    let store = Store::open(config)
+        .await
+        .expect("open the restored database");
+    assert!(store.rollback_status().is_clear(), "acknowledged");
+    let drill = tenant_id(tenant);
+    let integrity = store
+        .check_integrity(&drill, IntegrityOptions::default())
+        .await
+        .expect("the integrity check runs");
+    assert_eq!(integrity.outcome, IntegrityOutcome::Passed, "{integrity:?}");
+    assert_eq!(integrity.records_checked, in_backup + 1);
+    let filed = store
+        .append_integrity_check(&drill, &integrity)
+        .await
+        .expect("the result is filed");
+    assert_eq!(filed.seq, in_backup + 1);
+    store.shutdown().await;
+    drop(store);
+
+    // 5. Everything verifies: in place, and offline from an export with the exported keys.
+    let note = cli.ok(&["checkpoint", "--tenant", tenant]);
+    assert!(
+        note.contains(&format!("\n{}\n", in_backup + 2)),
+        "a checkpoint of everything restored and recorded since: {note}"
+    );
+    let verified: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["restore", "--verify-only"])).expect("json");
+    assert_eq!(verified["tenants"][0]["records"], in_backup + 2);
+    let first = cli.export(tenant, "restored.jsonl");
+    let (code, verdict) = cli.verify_export(tenant, &first, None);
+    assert_eq!(code, 0, "{verdict}");
+    assert_eq!(verdict["verified"], true);
+    assert_eq!(verdict["records"], in_backup + 2);
+    let restored_records = export_records(&first);
+    let cut = usize::try_from(in_backup).expect("fits");
+    for (r, o) in restored_records[..cut].iter().zip(&original) {
+        assert_eq!(
+            r["hash"], o["hash"],
+            "the backup is a prefix of the original chain"
+        );
+    }
+    assert_eq!(restored_records[cut]["event_type"], "rollback_acknowledged");
+    assert_eq!(
+        restored_records[cut]["prev"],
+        original[cut - 1]["hash"],
+        "the acknowledgement links to the last restored record"
+    );
+    assert_eq!(restored_records[cut + 1]["event_type"], "integrity_check");
+    // Whoever holds a checkpoint published before the restore sees the rollback.
+    let (code, verdict) =
+        cli.verify_export(tenant, &first, Some(&cli.dir.path().join("original.jsonl")));
+    assert_eq!(
+        (code, &verdict["failure"]["kind"]),
+        (1, &serde_json::json!("rolled_back")),
+        "a checkpoint seen before the restore is not extended: {verdict}"
+    );
+
+    // 6. Appending continues through the running service (it resumes from the records the
+    //    command line and the integrity check added), and a new export extends the first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let receipts = loop {
+        let resp = post_batch(&client, &service.url, &key, 100).await;
+        if resp.status() == reqwest::StatusCode::OK {
+            break resp.json::<serde_json::Value>().await.expect("receipts");
+        }
+        // The service notices the acknowledgement within one checkpoint interval.
+        assert!(
+            resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline,
+            "append after the acknowledgement: {}",
+            resp.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let seqs: Vec<u64> = receipts["receipts"]
+        .as_array()
+        .expect("receipts")
+        .iter()
+        .map(|r| r["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, (in_backup + 2..in_backup + 102).collect::<Vec<_>>());
+    cli.transcript.push_str(&service.stop());
+    let second = cli.export(tenant, "continued.jsonl");
+    let (code, verdict) = cli.verify_export(tenant, &second, Some(&first));
+    assert_eq!(code, 0, "the new export extends the first: {verdict}");
+    assert_eq!(verdict["records"], in_backup + 102);
+    let continued = export_records(&second);
+    assert_eq!(
+        continued[cut + 2]["prev"],
+        restored_records[cut + 1]["hash"],
+        "the first new record links to the head before it"
+    );
+
+    for (i, key) in private_signing_keys(&db, &cli.master_key(), tenant)
+        .await
+        .iter()
+        .enumerate()
+    {
+        secret_scan::register_bytes(&format!("private signing key {i}"), key);
+    }
+    let secret_part = key.split('_').nth(2).expect("secret part");
+    assert!(
+        !cli.transcript.contains(secret_part) && !cli.transcript.contains(&cli.key_hex),
+        "the processes printed a secret"
+    );
+}
+
+/// A client that trusts exactly the service's self-signed certificate.
+fn https_client(cli: &Cli) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = cli.dir.path().join("data/tls");
+    secret_scan::register_pem_file("TLS private key", &tls.join("tls-key.pem"));
+    let pem = std::fs::read(tls.join("tls-cert.pem")).expect("the generated certificate");
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("certificate")])
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Appends `records` synthetic decisions in one request.
+async fn post_batch(
+    client: &reqwest::Client,
+    service_url: &str,
+    key: &str,
+    records: u64,
+) -> reqwest::Response {
+    let batch: Vec<serde_json::Value> = (0..records)
+        .map(|n| {
+            serde_json::json!({
+                "event_id": uuid::Uuid::now_v7().to_string(),
+                "event_type": "decision",
+                "payload": auditex::cli::synthetic_decision(n),
+            })
+        })
+        .collect();
+    // The certificate names `localhost`; the service printed its IP address.
+    let url = format!(
+        "{}/v1/records/batch",
+        service_url.replace("127.0.0.1", "localhost")
+    );
+    client
+        .post(url)
+        .bearer_auth(key)
+        .json(&serde_json::json!({ "records": batch }))
+        .send()
+        .await
+        .expect("append request")
+}
+
+/// A pipeline appending batches to the service, one request at a time, until stopped.
+struct Load {
+    acknowledged: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(client: &reqwest::Client, service: &Service, key: &str) -> Load {
+        let acknowledged = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (client, key) = (client.clone(), key.to_owned());
+            let url = service.url.clone();
+            let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let resp = post_batch(&client, &url, &key, DRILL_BATCH_RECORDS).await;
+                    match resp.status().as_u16() {
+                        200 => {
+                            acknowledged.fetch_add(DRILL_BATCH_RECORDS, Ordering::SeqCst);
+                        }
+                        // Rate limit or full queue: nothing was written; back off as told.
+                        429 | 503 => tokio::time::sleep(Duration::from_millis(50)).await,
+                        other => panic!(
+                            "append failed with {other}: {}",
+                            resp.text().await.unwrap_or_default()
+                        ),
+                    }
+                }
+            })
+        };
+        Load {
+            acknowledged,
+            stop,
+            task,
+        }
+    }
+
+    /// Records acknowledged (committed) so far.
+    fn acknowledged(&self) -> u64 {
+        self.acknowledged.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `records` are acknowledged.
+    async fn wait_for(&self, records: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.acknowledged() < records {
+            assert!(
+                !self.task.is_finished() && Instant::now() < deadline,
+                "the load stalled at {} of {records} records",
+                self.acknowledged()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops after the request in flight; returns the records acknowledged.
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        let acknowledged = self.acknowledged.clone();
+        self.task.await.expect("the load task");
+        acknowledged.load(Ordering::SeqCst)
+    }
+}
+
+/// The records of an export file (without its header and end lines).
+fn export_records(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).expect("export");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 2, "an export has a header and an end line");
+    lines[1..lines.len() - 1]
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a record"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -547,7 +866,9 @@ struct Cli {
 impl Cli {
     fn new(db: &TestDb) -> Cli {
         let dir = tempfile::tempdir().expect("tempdir");
-        let key_hex = hex::encode(rand::random::<[u8; 32]>());
+        let key_bytes: [u8; 32] = rand::random();
+        secret_scan::register_bytes("master key of a spawned auditex", &key_bytes);
+        let key_hex = hex::encode(key_bytes);
         let key_file = dir.path().join("secrets/master.key");
         std::fs::create_dir_all(key_file.parent().expect("parent")).expect("mkdir");
         write_private(&key_file, &key_hex);
@@ -612,6 +933,8 @@ impl Cli {
                 .expect("write stdin");
         }
         let out = child.wait_with_output().expect("wait");
+        let label = format!("auditex-{}", args.first().copied().unwrap_or_default());
+        secret_scan::record_output(&label, &[&out.stdout[..], &out.stderr[..]].concat());
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         self.transcript
@@ -624,6 +947,184 @@ impl Cli {
         assert!(ok, "auditex {args:?} failed:\n{stdout}\n{stderr}");
         stdout
     }
+
+    /// Runs a command whose job is to print a secret once (`apikey create`): its standard
+    /// output is returned but kept out of the transcript and the scanned logs, which would
+    /// otherwise rightly report it; its standard error is scanned like any other.
+    fn ok_revealing(&mut self, args: &[&str]) -> String {
+        let out = self.command(args).output().expect("spawn auditex");
+        secret_scan::record_output(
+            &format!(
+                "auditex-{}-stderr",
+                args.first().copied().unwrap_or_default()
+            ),
+            &out.stderr,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        self.transcript.push_str(&format!(
+            "$ auditex {}\n<stdout not shown>\n{stderr}",
+            args.join(" ")
+        ));
+        assert!(out.status.success(), "auditex {args:?} failed:\n{stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `auditex export --tenant T` into a new file of this folder.
+    fn export(&mut self, tenant: &str, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        self.ok(&[
+            "export",
+            "--tenant",
+            tenant,
+            "--output",
+            path.to_str().expect("utf-8"),
+        ]);
+        path
+    }
+
+    /// `auditex verify export FILE --key-history … [--checkpoint SEEN] --json`: the exit code
+    /// and the JSON verdict. The key history is exported afresh, as a regulator would get it.
+    fn verify_export(
+        &mut self,
+        tenant: &str,
+        export: &Path,
+        seen: Option<&Path>,
+    ) -> (i32, serde_json::Value) {
+        let history = self
+            .dir
+            .path()
+            .join(format!("keys-{}.json", rand::random::<u32>()));
+        let keys = self.ok(&["key", "history", "--tenant", tenant]);
+        std::fs::write(&history, keys).expect("write the key history");
+        let mut args = vec![
+            "verify",
+            "export",
+            export.to_str().expect("utf-8"),
+            "--key-history",
+            history.to_str().expect("utf-8"),
+            "--json",
+        ];
+        if let Some(seen) = seen {
+            args.extend(["--checkpoint", seen.to_str().expect("utf-8")]);
+        }
+        let out = self.command(&args).output().expect("spawn auditex verify");
+        secret_scan::record_output(
+            "auditex-verify",
+            &[&out.stdout[..], &out.stderr[..]].concat(),
+        );
+        let verdict = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "verify printed no JSON ({e}): {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().expect("an exit code"), verdict)
+    }
+}
+
+/// A running `auditex serve`. What it prints is copied, while it runs, to the secret scan's logs
+/// and kept for the test; it is killed if the test fails before stopping it.
+struct Service {
+    child: std::process::Child,
+    /// Where it listens, as it printed it (`https://127.0.0.1:PORT`).
+    url: String,
+    output: Vec<std::thread::JoinHandle<String>>,
+}
+
+impl Service {
+    /// Starts `auditex serve --listen 127.0.0.1:0 ARGS` and waits until it says where it listens.
+    fn start(cli: &Cli, args: &[&str]) -> Service {
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let mut child = cli
+            .command(&all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn auditex serve");
+        let (lines, printed) = std::sync::mpsc::channel();
+        let stdout = copy_output(
+            "auditex-serve-stdout",
+            child.stdout.take().expect("stdout"),
+            Some(lines),
+        );
+        let stderr = copy_output(
+            "auditex-serve-stderr",
+            child.stderr.take().expect("stderr"),
+            None,
+        );
+        let mut service = Service {
+            child,
+            url: String::new(),
+            output: vec![stdout, stderr],
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while service.url.is_empty() {
+            let line: String = printed
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("the service did not start: {}", service.stop()));
+            if let Some(rest) = line.split(" listening on ").nth(1) {
+                service.url = rest
+                    .split_whitespace()
+                    .next()
+                    .expect("an address")
+                    .to_owned();
+            }
+        }
+        service
+    }
+
+    /// Stops it as systemd would (SIGTERM: it drains queued appends and publishes final
+    /// checkpoints) and returns everything it printed.
+    fn stop(&mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().expect("serve stops");
+        let printed: String = self
+            .output
+            .drain(..)
+            .map(|t| t.join().expect("output copier"))
+            .collect();
+        assert!(status.success(), "serve ended with {status}:\n{printed}");
+        printed
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // Only matters when the test failed before `stop`; a reaped child is not signalled.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies a child's output, line by line, to a new log of the secret scan and, when given, to
+/// `lines`; returns everything copied once the child closes it.
+fn copy_output(
+    label: &str,
+    from: impl std::io::Read + Send + 'static,
+    lines: Option<std::sync::mpsc::Sender<String>>,
+) -> std::thread::JoinHandle<String> {
+    let (mut file, path) = secret_scan::output_file(label);
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut reader = BufReader::new(from);
+        let mut all = String::new();
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            file.write_all(&line)
+                .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+            let text = String::from_utf8_lossy(&line).into_owned();
+            if let Some(lines) = &lines {
+                let _ = lines.send(text.clone());
+            }
+            all.push_str(&text);
+            line.clear();
+        }
+        all
+    })
 }
 
 fn write_private(path: &Path, text: &str) {
@@ -704,21 +1205,11 @@ async fn the_service_refuses_to_start_with_a_readable_master_key_file() {
 struct Secrets(Vec<(String, String)>);
 
 impl Secrets {
+    /// Key material in every form a log could show it; registered with the suite-wide scan too.
     fn add(&mut self, what: &str, bytes: &[u8]) {
-        use base64::Engine;
-        let hex = hex::encode(bytes);
-        self.0.push((format!("{what} (hex)"), hex.clone()));
-        self.0.push((format!("{what} (HEX)"), hex.to_uppercase()));
-        for engine in [
-            base64::engine::general_purpose::STANDARD,
-            base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        ] {
-            let text = engine.encode(bytes);
-            // Base64 of a prefix-aligned slice, so a longer encoded blob still matches.
-            self.0.push((
-                format!("{what} (base64)"),
-                text[..text.len() - 4].to_owned(),
-            ));
+        secret_scan::register_bytes(what, bytes);
+        for (form, text) in secret_scan::encodings(bytes) {
+            self.0.push((format!("{what} ({form})"), text));
         }
     }
 
@@ -862,43 +1353,11 @@ async fn operator_commands_work_end_to_end_and_log_no_secrets(backend: Backend) 
     );
 
     // The service itself, briefly (plain HTTP on loopback for the test), stopped with SIGTERM.
-    let mut serve = cli
-        .command(&["serve", "--listen", "127.0.0.1:0", "--dev-plain-http"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve");
-    let stdout = serve.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut printed = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        match lines.next() {
-            Some(Ok(line)) => {
-                printed.push_str(&line);
-                printed.push('\n');
-                if line.contains("Ctrl-C") {
-                    break;
-                }
-            }
-            _ => break,
-        }
-    }
+    let mut serve = Service::start(&cli, &["--dev-plain-http"]);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &serve.id().to_string()])
-        .status();
-    let out = serve.wait_with_output().expect("serve stops");
+    let printed = serve.stop();
     cli.transcript.push_str(&printed);
-    cli.transcript
-        .push_str(&String::from_utf8_lossy(&out.stdout));
-    cli.transcript
-        .push_str(&String::from_utf8_lossy(&out.stderr));
-    assert!(
-        printed.contains("Ctrl-C"),
-        "the service started: {printed}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(printed.contains("Ctrl-C"), "the service started: {printed}");
 
     assert!(
         cli.transcript.contains("DEBUG"),
@@ -921,6 +1380,7 @@ async fn operator_commands_work_end_to_end_and_log_no_secrets(backend: Backend) 
         }
     }
     secrets.add_text("personal data from an erasable field", personal);
+    secret_scan::register("personal data from an erasable field", personal);
     assert!(
         secrets.0.len() >= 13,
         "the scan has the keys, passwords and personal data"

@@ -143,6 +143,14 @@ enum Place {
     },
 }
 
+/// A fresh random master key, registered with the secret-log scan (which this also starts, so
+/// every in-process test of the service has its logs captured).
+fn test_master_key() -> MasterKey {
+    let bytes: [u8; 32] = rand::random();
+    crate::secret_scan::register_bytes("test master key", &bytes);
+    MasterKey::from_hex(&hex::encode(bytes), "test").expect("64 hex digits")
+}
+
 impl TestDb {
     /// Creates and migrates a fresh database on `backend`.
     pub async fn new(backend: &Backend) -> TestDb {
@@ -156,7 +164,7 @@ impl TestDb {
                     .expect("SQLite migrations apply");
                 TestDb {
                     database,
-                    master_key: MasterKey::generate(),
+                    master_key: test_master_key(),
                     place: Place::Sqlite { _dir: dir, path },
                 }
             }
@@ -178,7 +186,7 @@ impl TestDb {
                     .expect("PostgreSQL migrations apply as the owner");
                 TestDb {
                     database,
-                    master_key: MasterKey::generate(),
+                    master_key: test_master_key(),
                     place: Place::Postgres {
                         server: server.clone(),
                         name,

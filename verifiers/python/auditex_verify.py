@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """An independent verifier of Auditex evidence, written from FORMAT.md alone.
 
-It checks the three kinds of evidence Auditex produces:
+It checks the three kinds of evidence Auditex produces, and two checkpoints against each other:
 
     auditex_verify.py export FILE  --key-history HISTORY.json   (FORMAT.md sections 12, 13)
     auditex_verify.py bundle FILE  --key VKEY                   (section 11)
     auditex_verify.py proof  FILE  --keys VKEYS.txt             (section 10)
+    auditex_verify.py consistency --old SAVED --new LATEST --proof PROOF --keys VKEYS.txt
+                                                                (sections 8, 9, 13 item 8)
 
 using only hashlib, the `cryptography` package (Ed25519) and the `rfc8785` package (JSON
 Canonicalization Scheme). Trust comes only from the command line: C2SP verifier keys (--key,
@@ -291,6 +293,57 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: list[bytes], roo
         fn >>= 1
         sn >>= 1
     return sn == 0 and r == root
+
+
+EMPTY_ROOT = sha256(b"")
+
+
+def verify_consistency(size1: int, size2: int, proof: list[bytes], root1: bytes, root2: bytes):
+    """RFC 9162 section 2.1.4.2: the tree of size2 and root2 extends the tree of size1 and root1.
+
+    Raises Failed naming what does not hold. As in RFC 9162 a proof between equal sizes is empty
+    and the roots must be equal; no proof exists from the empty tree, which every tree extends
+    provided its root really is the empty root (section 8).
+    """
+    if size1 > size2:
+        raise Failed(f"a consistency proof cannot lead from tree size {size1} to the smaller {size2}")
+    if size1 == 0 and root1 != EMPTY_ROOT:
+        raise Failed(f"a checkpoint of size 0 has root {root1.hex()}, not the empty tree's {EMPTY_ROOT.hex()}")
+    if size1 == size2 or size1 == 0:
+        if proof:
+            raise Failed(f"the consistency proof from size {size1} to {size2} must be empty, but has {len(proof)} hashes")
+        if size1 == size2 and root1 != root2:
+            raise Failed(f"two different roots {root1.hex()} and {root2.hex()} for tree size {size1}")
+        return
+    # Step 2: when size1 is a power of two the old root is a node of the new tree, which the
+    # prover leaves out because the verifier knows it.
+    path = [root1] + proof if size1 & (size1 - 1) == 0 else list(proof)
+    if not path:
+        raise Failed("the consistency proof is empty")
+    fn, sn = size1 - 1, size2 - 1
+    while fn & 1:  # step 4: skip the levels where the old tree's last node is a right child
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise Failed(f"the consistency proof from size {size1} to {size2} has too many hashes")
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(c, fr), node_hash(c, sr)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise Failed(f"the consistency proof from size {size1} to {size2} has too few hashes")
+    if fr != root1:
+        raise Failed(f"the consistency proof leads to old root {fr.hex()}, but the older checkpoint says {root1.hex()}")
+    if sr != root2:
+        raise Failed(f"the consistency proof leads to new root {sr.hex()}, but the newer checkpoint says {root2.hex()}")
 
 
 # --- Records and chains (sections 3, 4, 5, 13) ---------------------------------------------------
@@ -619,6 +672,109 @@ def verify_proof(text: str, trust: Trust) -> list[str]:
     return [f"record {seq} ({rec['event_type']} {event_id}) is leaf {seq} of the checkpoint of size {checkpoint.size}"]
 
 
+# --- Two checkpoints of one log (sections 8, 9, 13 item 8) ---------------------------------------
+
+
+def checkpoint_note_of(path: str) -> str:
+    """The signed checkpoint in a file: a bare note, or the one inside an export, bundle or proof."""
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    if text.startswith(TLOG_PROOF_HEADER + "\n"):
+        if "\n\n" not in text:
+            raise Unusable(f"{path}: the tlog-proof file holds no checkpoint")
+        return text.split("\n\n", 1)[1]
+    if text.lstrip().startswith("{"):
+        try:
+            first = parse_json(text.split("\n", 1)[0])
+        except ValueError:
+            first = None
+        if isinstance(first, dict) and first.get("format") == EXPORT_FORMAT:
+            doc = first
+        else:
+            try:
+                doc = parse_json(text)
+            except ValueError as e:
+                raise Unusable(f"{path}: neither a checkpoint nor an export, bundle or proof file: {e}") from e
+        if not isinstance(doc, dict) or doc.get("format") not in (EXPORT_FORMAT, BUNDLE_FORMAT):
+            raise Unusable(f"{path}: JSON, but not an Auditex export or bundle")
+        if not isinstance(doc.get("checkpoint"), str):
+            raise Unusable(f"{path}: the {doc['format']} holds no checkpoint")
+        return doc["checkpoint"]
+    if "\n\n" not in text or not text.endswith("\n"):
+        raise Unusable(f"{path}: not a signed checkpoint, export, bundle or proof file")
+    return text
+
+
+def read_proof_hashes(path: str) -> list[bytes]:
+    """A consistency proof: one 32-byte hash per line in hex or standard base64 (blank lines and
+    `#` comments ignored), as `auditex proof --old-size` writes it; or a JSON array of hex hashes,
+    or the JSON answer of GET /v1/proofs/consistency (its `proof` member)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    stripped = text.lstrip()
+    if stripped.startswith("[") or stripped.startswith("{"):
+        try:
+            doc = parse_json(text)
+        except ValueError as e:
+            raise Unusable(f"{path}: malformed JSON: {e}") from e
+        hashes = doc.get("proof") if isinstance(doc, dict) else doc
+        if not isinstance(hashes, list) or not all(isinstance(h, str) and HEX64.match(h) for h in hashes):
+            raise Unusable(f"{path}: not a list of 64-hex-digit hashes")
+        return [bytes.fromhex(h) for h in hashes]
+    out = []
+    for n, line in enumerate(text.split("\n"), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if HEX64.match(line):
+            out.append(bytes.fromhex(line))
+            continue
+        try:
+            raw = base64.b64decode(line, validate=True)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise Unusable(f"{path} line {n}: not a 32-byte hash in hex or base64")
+        out.append(raw)
+    return out
+
+
+def verify_checkpoint_consistency(old_path: str, new_path: str, proof_path: str | None, trust: Trust) -> list[str]:
+    """The newer checkpoint extends the older one: same origin, no smaller tree (a rollback), no
+    other root at the same size (a fork), and for a larger tree an RFC 9162 consistency proof."""
+    opened = []
+    for label, path in (("old", old_path), ("new", new_path)):
+        note = checkpoint_note_of(path)
+        try:
+            opened.append(open_checkpoint(note, trust.keys))
+        except Failed as e:
+            raise Failed(f"the {label} checkpoint ({path}): {e}") from e
+    older, newer = opened
+    if older.origin != newer.origin:
+        raise Failed(f"the checkpoints are of two logs: {older.origin!r} and {newer.origin!r}")
+    if newer.size < older.size:
+        raise Failed(
+            f"the log was rolled back: a checkpoint of size {older.size} was seen, but the newer one has only {newer.size}",
+            newer.size,
+        )
+    if newer.size == older.size and newer.root != older.root:
+        raise Failed(
+            f"the log forked: two different roots {older.root.hex()} and {newer.root.hex()} for tree size {older.size}"
+        )
+    needs_proof = newer.size > older.size and older.size > 0
+    if needs_proof and proof_path is None:
+        raise Unusable(
+            f"a consistency proof is needed from size {older.size} to {newer.size}: pass --proof FILE "
+            f"(from `auditex proof --tenant T --old-size {older.size}`)"
+        )
+    proof = read_proof_hashes(proof_path) if needs_proof else []
+    verify_consistency(older.size, newer.size, proof, older.root, newer.root)
+    return [
+        f"the checkpoint of size {newer.size} (root {newer.root.hex()}) extends the one of size {older.size} "
+        f"(root {older.root.hex()}) of {newer.origin}: nothing in the older tree was changed"
+    ]
+
+
 # --- Command line -----------------------------------------------------------------------------------
 
 
@@ -656,17 +812,28 @@ def read_lines(path: str) -> Iterator[str]:
 
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify Auditex evidence offline (FORMAT.md).")
-    parser.add_argument("kind", choices=["export", "bundle", "proof"])
-    parser.add_argument("file")
+    parser.add_argument("kind", choices=["export", "bundle", "proof", "consistency"])
+    parser.add_argument("file", nargs="?", help="the evidence (not for consistency)")
     parser.add_argument("--key", action="append", default=[], help="trusted C2SP verifier key (repeatable)")
     parser.add_argument("--keys", help="file of trusted verifier keys, one per line")
     parser.add_argument("--key-history", help="trusted key history, as `auditex key history` prints it")
+    parser.add_argument("--old", help="consistency: the checkpoint saved earlier (a signed note, or an export, bundle or proof file holding one)")
+    parser.add_argument("--new", help="consistency: the newer checkpoint, in the same forms")
+    parser.add_argument("--proof", help="consistency: the RFC 9162 consistency proof, one hash per line, as `auditex proof --old-size` writes it")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.kind == "consistency":
+        if args.file is not None or args.old is None or args.new is None:
+            parser.error("consistency takes --old FILE and --new FILE (and --proof FILE when the tree grew), no positional file")
+        args.file = f"{args.old} -> {args.new}"
+    elif args.file is None:
+        parser.error(f"{args.kind} needs the evidence file")
     result = {"verified": False, "evidence": args.kind, "file": args.file}
     try:
         trust = load_trust(args)
-        if args.kind == "export":
+        if args.kind == "consistency":
+            proven = verify_checkpoint_consistency(args.old, args.new, args.proof, trust)
+        elif args.kind == "export":
             proven = verify_export(read_lines(args.file), trust)
         elif args.kind == "bundle":
             with open(args.file, encoding="utf-8") as f:

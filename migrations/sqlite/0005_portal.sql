@@ -1,0 +1,42 @@
+-- The compliance portal: people's accounts, their server-side sessions and password-reset
+-- tokens. Secrets are never stored: passwords as Argon2id PHC strings, session ids and reset
+-- tokens as SHA-256 hashes of 256-bit random values.
+
+CREATE TABLE users (
+    user_id                 TEXT PRIMARY KEY NOT NULL,
+    tenant_id               TEXT NOT NULL REFERENCES tenants(tenant_id),
+    email                   TEXT NOT NULL UNIQUE,
+    role                    TEXT NOT NULL CHECK (role IN ('admin', 'compliance', 'auditor', 'regulator')),
+    password_hash           TEXT NOT NULL,
+    created_at_us           INTEGER NOT NULL,
+    password_changed_at_us  INTEGER NOT NULL,
+    expires_at_us           INTEGER,
+    disabled_at_us          INTEGER,
+    failed_logins           INTEGER NOT NULL DEFAULT 0,
+    locked_until_us         INTEGER
+) STRICT;
+
+CREATE INDEX users_by_tenant ON users (tenant_id, email);
+
+CREATE TABLE sessions (
+    id_hash          BLOB PRIMARY KEY NOT NULL CHECK (length(id_hash) = 32),
+    user_id          TEXT NOT NULL REFERENCES users(user_id),
+    tenant_id        TEXT NOT NULL REFERENCES tenants(tenant_id),
+    created_at_us    INTEGER NOT NULL,
+    last_seen_us     INTEGER NOT NULL,
+    expires_at_us    INTEGER NOT NULL,
+    ended_at_us      INTEGER,
+    client           TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX sessions_by_user ON sessions (user_id, created_at_us);
+
+CREATE TABLE password_resets (
+    token_hash     BLOB PRIMARY KEY NOT NULL CHECK (length(token_hash) = 32),
+    user_id        TEXT NOT NULL REFERENCES users(user_id),
+    created_at_us  INTEGER NOT NULL,
+    expires_at_us  INTEGER NOT NULL,
+    used_at_us     INTEGER
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX password_resets_by_user ON password_resets (user_id);

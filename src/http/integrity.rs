@@ -1,0 +1,1009 @@
+//! Integrity checks over HTTP: an auditor (role `read` or `verify`) starts a full check of the
+//! ledger of the tenant their key belongs to, follows its progress, may cancel it, and lists past
+//! results.
+//!
+//! A check runs in the background ([`Store::check_integrity`]); its result is filed in the ledger
+//! as an `integrity_check` record whose **event id is the check's id**, so that a check is found
+//! by its id after a restart, and a retried append files it once. Past results are therefore read
+//! from the ledger (through the `records_by_type` index), never only from memory. What the ledger
+//! cannot hold lives in [`IntegrityChecks`]: each tenant's running check with its progress and
+//! cancellation flag, and its last few finished checks, including any whose result could not be
+//! filed. One check runs per tenant at a time: it occupies a reader connection and a core for the
+//! whole ledger, and a second full read at once would prove nothing the first does not.
+//!
+//! As everywhere, the tenant comes from the caller's key: another tenant's check is a 404,
+//! exactly like a check that does not exist.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ledger::checkpoint::open_checkpoint;
+use ledger::draft::prepare_draft;
+use ledger::note::VerifierKey;
+use ledger::record::{EventType, Record};
+use ledger::types::{EventId, Sequence, TenantId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, Problem};
+use super::{AppState, Caller};
+use crate::auth::Role;
+use crate::store::{
+    AppendError, CancelFlag, IntegrityOptions, IntegrityOutcome, IntegrityProgress,
+    IntegrityReport, Receipt, SEEN_CHECKPOINTS_MAX, Store,
+};
+
+/// Finished checks kept in memory per tenant, besides the running one. Only those whose result
+/// could not be filed are not also in the ledger, which keeps every filed result for good.
+pub const FINISHED_CHECKS_KEPT_PER_TENANT: usize = 16;
+
+/// Largest page of the check listing.
+pub const PAGE_CHECKS_MAX: u64 = 100;
+
+/// Default page size of the check listing.
+pub const PAGE_CHECKS_DEFAULT: u64 = 20;
+
+/// Appends tried while the tenant's append queue is full, before the result is given up as
+/// unfiled (it stays visible in memory).
+const FILE_ATTEMPTS_MAX: u32 = 5;
+
+/// Auditors and regulators check the ledger; pipelines (`ingest`) only write to it.
+const AUDITORS: &[Role] = &[Role::Read, Role::Verify];
+
+const CURSOR_PREFIX: &str = "before:";
+
+/// The integrity-check routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/integrity-checks", post(start_check).get(list_checks))
+        .route("/v1/integrity-checks/{id}", get(get_check))
+        .route("/v1/integrity-checks/{id}/cancel", post(cancel_check))
+}
+
+/// What to start a check with. The body is optional: no body checks against the published
+/// checkpoints only.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartCheckRequest {
+    /// Signed checkpoints (C2SP notes) seen before — from an earlier check, a download or a
+    /// witness — each signed by one of this ledger's keys (at most 1000). A smaller tree now is
+    /// reported as a rollback, another root at the same size as a fork.
+    #[serde(default)]
+    pub seen_checkpoints: Vec<String>,
+}
+
+/// Where a check is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckState {
+    /// Still reading the ledger.
+    Running,
+    /// Everything verified.
+    Passed,
+    /// Something did not verify: see `report.first_failure`.
+    Failed,
+    /// Stopped on request before the end; the part checked is in the report.
+    Cancelled,
+    /// The check could not run to the end (for example the database failed); nothing was
+    /// filed. Start it again.
+    Error,
+}
+
+/// How a check that produced a report ended (the `outcome` of its `integrity_check` record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOutcome {
+    /// Everything verified.
+    Passed,
+    /// Something did not verify.
+    Failed,
+    /// Stopped on request.
+    Cancelled,
+}
+
+/// Records checked so far, and how fast.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProgressBody {
+    /// Records verified so far.
+    pub checked: u64,
+    /// Records the check verifies (the chain, or the latest checkpoint's size if that is larger,
+    /// when it started). 0 until the check has read the chain's length.
+    pub total: u64,
+    /// Published checkpoints compared with the recomputed tree so far.
+    pub checkpoints_checked: u64,
+    /// Records verified per second.
+    pub records_per_second: f64,
+    /// Estimated seconds left (null once ended, or before the rate is known).
+    pub eta_seconds: Option<u64>,
+}
+
+/// The published checkpoint a check compared against.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckedCheckpointBody {
+    /// Its tree size.
+    pub size: u64,
+    /// Its root (hex).
+    pub root: String,
+}
+
+/// The first thing that failed, in chain order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FailureBody {
+    /// What kind of failure (`hash_mismatch`, `bad_signature`, `broken_link`, `gap`,
+    /// `missing_records`, `checkpoint_root_mismatch`, `rolled_back`, `fork`, …).
+    pub kind: String,
+    /// The first affected sequence number.
+    pub seq: u64,
+    /// The event id of the record at `seq`, when there is one.
+    pub event_id: Option<String>,
+    /// What a valid ledger has there.
+    pub expected: String,
+    /// What was found.
+    pub found: String,
+    /// One sentence for people.
+    pub message: String,
+}
+
+/// The result of a check, exactly as filed in its `integrity_check` record's payload.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReportBody {
+    /// How it ended.
+    pub outcome: CheckOutcome,
+    /// The first sequence number of the range checked (a check always starts at 0).
+    #[serde(default)]
+    pub from_seq: u64,
+    /// Records in the range checked: from 0 to the chain's head (or the latest checkpoint's size
+    /// if that is larger) when the check started.
+    #[serde(default)]
+    pub records_total: u64,
+    /// Records verified, from sequence 0.
+    #[serde(default)]
+    pub records_checked: u64,
+    /// The latest published checkpoint when the check started (null if none was published).
+    #[serde(default)]
+    pub checkpoint: Option<CheckedCheckpointBody>,
+    /// Published checkpoints compared with the recomputed tree.
+    #[serde(default)]
+    pub checkpoints_checked: u64,
+    /// Checkpoints seen before (from the request) that were compared.
+    #[serde(default)]
+    pub seen_checkpoints_checked: u64,
+    /// The first failure, when the outcome is `failed`.
+    #[serde(default)]
+    pub first_failure: Option<FailureBody>,
+    /// When the check started, µs since the Unix epoch.
+    #[serde(default)]
+    pub started_at_us: u64,
+    /// When it ended, µs since the Unix epoch.
+    #[serde(default)]
+    pub finished_at_us: u64,
+}
+
+/// The `integrity_check` record that files a result in the ledger.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FiledRecordBody {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its event id (the check's id).
+    pub event_id: String,
+    /// Its record hash (hex).
+    pub hash: String,
+    /// Its capture time, µs since the Unix epoch.
+    pub captured_at_us: u64,
+}
+
+/// One integrity check.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct IntegrityCheckBody {
+    /// The check's id (a UUIDv7), also the event id of the record that files its result.
+    pub id: String,
+    /// `running`, `passed`, `failed`, `cancelled` or `error`.
+    pub state: CheckState,
+    /// When it started, µs since the Unix epoch.
+    pub started_at_us: u64,
+    /// When it ended (null while running).
+    pub finished_at_us: Option<u64>,
+    /// Whether a cancellation was asked for; a running check stops at its next page of records.
+    pub cancel_requested: bool,
+    /// How far it got.
+    pub progress: ProgressBody,
+    /// The result, once the check has ended with one.
+    pub report: Option<ReportBody>,
+    /// The `integrity_check` record in the ledger, once filed.
+    pub record: Option<FiledRecordBody>,
+    /// Why there is no report, or why the report could not be filed.
+    pub problem: Option<String>,
+}
+
+/// A page of integrity checks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckPage {
+    /// Newest first. The first page starts with the checks that are not in the ledger: the
+    /// running one, and any that ended without a filed result. Then come the results filed in
+    /// the ledger.
+    pub checks: Vec<IntegrityCheckBody>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Listing parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CheckListParams {
+    /// Opaque cursor from a previous page.
+    pub cursor: Option<String>,
+    /// Filed results per page, 1–100 (default 20).
+    pub limit: Option<u64>,
+}
+
+/// The checks started through this service instance: each tenant's running check and its last
+/// few finished ones. Cheap to clone; shared by every handler.
+#[derive(Clone, Default)]
+pub struct IntegrityChecks {
+    tenants: Arc<Mutex<HashMap<TenantId, Vec<Check>>>>,
+}
+
+/// One check in memory, oldest first in its tenant's list.
+struct Check {
+    id: EventId,
+    started_at_us: u64,
+    cancel: CancelFlag,
+    progress: watch::Receiver<IntegrityProgress>,
+    /// `None` while running.
+    end: Option<End>,
+    /// The background task, until it ends (or shutdown takes it to wait for it).
+    task: Option<JoinHandle<()>>,
+}
+
+/// How a check ended.
+enum End {
+    /// It produced a report; `filed` is the receipt of its `integrity_check` record, or why the
+    /// record could not be appended.
+    Reported {
+        report: Box<IntegrityReport>,
+        filed: Result<Receipt, String>,
+    },
+    /// It could not run to the end; nothing was filed.
+    Error(String),
+}
+
+/// What a cancellation request found.
+enum Cancelled {
+    /// The check was running; it stops at its next page.
+    Requested(Box<IntegrityCheckBody>),
+    /// The check had already ended.
+    AlreadyEnded(CheckState),
+    /// No such check in memory.
+    Unknown,
+}
+
+impl IntegrityChecks {
+    fn lock(&self) -> MutexGuard<'_, HashMap<TenantId, Vec<Check>>> {
+        // Every update leaves the map consistent, so a panic elsewhere does not spoil it.
+        self.tenants.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a check of `tenant` unless one is running.
+    fn start(
+        &self,
+        store: &Store,
+        tenant: &TenantId,
+        seen_checkpoints: Vec<String>,
+    ) -> Result<IntegrityCheckBody, ApiError> {
+        let id = new_check_id()?;
+        let mut tenants = self.lock();
+        let checks = tenants.entry(tenant.clone()).or_default();
+        // Checked and inserted under one lock, so two concurrent starts cannot both succeed.
+        if let Some(running) = checks.iter().find(|c| c.end.is_none()) {
+            return Err(ApiError::Conflict(format!(
+                "integrity check {} of this ledger is still running; follow it at /v1/integrity-checks/{} or cancel it first",
+                running.id, running.id
+            )));
+        }
+        let (sender, receiver) = watch::channel(IntegrityProgress::default());
+        let cancel = CancelFlag::new();
+        let check = Check {
+            id,
+            started_at_us: store.config().clock.now_unix_micros(),
+            cancel: cancel.clone(),
+            progress: receiver,
+            end: None,
+            task: None,
+        };
+        let body = check.body();
+        checks.push(check);
+        // Spawned outside the lock: a task dropped at once (by a runtime shutting down) files
+        // its end through `Reporter`, which takes the lock.
+        drop(tenants);
+        let options = IntegrityOptions {
+            seen_checkpoints,
+            cancel,
+            progress: Some(sender),
+        };
+        let reporter = Reporter {
+            registry: self.clone(),
+            tenant: tenant.clone(),
+            id,
+            end: None,
+        };
+        let task = tokio::spawn(run(store.clone(), options, reporter));
+        // Kept so that shutdown can wait for the result to be filed; a check that has ended
+        // meanwhile needs no waiting for.
+        if let Some(check) = self
+            .lock()
+            .get_mut(tenant)
+            .and_then(|checks| checks.iter_mut().find(|c| c.id == id))
+            .filter(|c| c.end.is_none())
+        {
+            check.task = Some(task);
+        }
+        Ok(body)
+    }
+
+    /// Records how a check ended and forgets the oldest finished checks beyond the limit.
+    fn finish(&self, tenant: &TenantId, id: EventId, end: End) {
+        let mut tenants = self.lock();
+        let Some(checks) = tenants.get_mut(tenant) else {
+            return;
+        };
+        if let Some(check) = checks.iter_mut().find(|c| c.id == id) {
+            check.end = Some(end);
+            check.task = None;
+        }
+        let finished = checks.iter().filter(|c| c.end.is_some()).count();
+        let mut excess = finished.saturating_sub(FINISHED_CHECKS_KEPT_PER_TENANT);
+        // Oldest first, so the first finished ones found are the ones to forget.
+        checks.retain(|c| {
+            if excess > 0 && c.end.is_some() {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn view(&self, tenant: &TenantId, id: EventId) -> Option<IntegrityCheckBody> {
+        self.lock()
+            .get(tenant)?
+            .iter()
+            .find(|c| c.id == id)
+            .map(Check::body)
+    }
+
+    fn cancel(&self, tenant: &TenantId, id: EventId) -> Cancelled {
+        let tenants = self.lock();
+        let Some(check) = tenants
+            .get(tenant)
+            .and_then(|checks| checks.iter().find(|c| c.id == id))
+        else {
+            return Cancelled::Unknown;
+        };
+        if check.end.is_some() {
+            return Cancelled::AlreadyEnded(check.state());
+        }
+        check.cancel.cancel();
+        Cancelled::Requested(Box::new(check.body()))
+    }
+
+    /// The tenant's checks that are not in the ledger (running, or ended unfiled), newest first.
+    fn unfiled(&self, tenant: &TenantId) -> Vec<IntegrityCheckBody> {
+        let tenants = self.lock();
+        let Some(checks) = tenants.get(tenant) else {
+            return Vec::new();
+        };
+        checks
+            .iter()
+            .rev()
+            .filter(|c| !matches!(c.end, Some(End::Reported { filed: Ok(_), .. })))
+            .map(Check::body)
+            .collect()
+    }
+
+    /// The tenant's running check, if any (the portal shows its progress).
+    pub fn running(&self, tenant: &TenantId) -> Option<IntegrityCheckBody> {
+        self.lock()
+            .get(tenant)
+            .and_then(|checks| checks.iter().find(|c| c.end.is_none()).map(Check::body))
+    }
+
+    /// Starts a check of the whole ledger for the portal; returns its id, or why not (one runs).
+    ///
+    /// # Errors
+    /// The reason, for the person who asked.
+    pub fn start_for(&self, store: &Store, tenant: &TenantId) -> Result<String, String> {
+        self.start(store, tenant, Vec::new())
+            .map(|body| body.id)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Cancels every running check and waits up to `grace` for each to file its `cancelled`
+    /// result, so that a restart leaves a ledger record of every check it stopped. Called on
+    /// shutdown, before the store stops accepting appends.
+    pub async fn stop_all(&self, grace: Duration) {
+        let tasks: Vec<JoinHandle<()>> = self
+            .lock()
+            .values_mut()
+            .flat_map(|checks| checks.iter_mut())
+            .filter(|c| c.end.is_none())
+            .filter_map(|c| {
+                c.cancel.cancel();
+                c.task.take()
+            })
+            .collect();
+        if tasks.is_empty() {
+            return;
+        }
+        let waited = tokio::time::timeout(grace, async {
+            for task in tasks {
+                // A task that panicked has already been reported by its `Reporter`.
+                let _ = task.await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            tracing::warn!("integrity checks did not file their cancelled results in time");
+        }
+    }
+}
+
+impl Check {
+    fn state(&self) -> CheckState {
+        match &self.end {
+            None => CheckState::Running,
+            Some(End::Error(_)) => CheckState::Error,
+            Some(End::Reported { report, .. }) => match report.outcome {
+                IntegrityOutcome::Passed => CheckState::Passed,
+                IntegrityOutcome::Failed => CheckState::Failed,
+                IntegrityOutcome::Cancelled => CheckState::Cancelled,
+            },
+        }
+    }
+
+    fn body(&self) -> IntegrityCheckBody {
+        let progress = *self.progress.borrow();
+        let mut body = IntegrityCheckBody {
+            id: self.id.to_string(),
+            state: self.state(),
+            started_at_us: self.started_at_us,
+            finished_at_us: None,
+            cancel_requested: self.cancel.is_cancelled(),
+            progress: ProgressBody {
+                checked: progress.checked,
+                total: progress.total,
+                checkpoints_checked: progress.checkpoints_checked,
+                records_per_second: progress.records_per_second,
+                eta_seconds: progress.eta_seconds,
+            },
+            report: None,
+            record: None,
+            problem: None,
+        };
+        match &self.end {
+            None => {}
+            Some(End::Error(problem)) => body.problem = Some(problem.clone()),
+            Some(End::Reported { report, filed }) => {
+                body.started_at_us = report.started_at_us;
+                body.finished_at_us = Some(report.finished_at_us);
+                // Through the record payload, so that a report reads the same here and once
+                // read back from the ledger.
+                match serde_json::from_value::<ReportBody>(report.record_payload()) {
+                    Ok(r) => body.report = Some(r),
+                    Err(e) => body.problem = Some(format!("the report cannot be shown: {e}")),
+                }
+                match filed {
+                    Ok(receipt) => {
+                        body.record = Some(FiledRecordBody {
+                            seq: receipt.seq,
+                            event_id: receipt.event_id.to_string(),
+                            hash: receipt.hash.to_hex(),
+                            captured_at_us: receipt.captured_at_us,
+                        });
+                    }
+                    Err(problem) => {
+                        body.problem = Some(format!(
+                            "the result could not be filed in the ledger: {problem}"
+                        ));
+                    }
+                }
+            }
+        }
+        body
+    }
+}
+
+/// Files how the check ended when it is dropped: normally at the end of [`run`], but also if
+/// the task panics or is aborted, so that a check never stays `running` forever and blocks the
+/// tenant's next one.
+struct Reporter {
+    registry: IntegrityChecks,
+    tenant: TenantId,
+    id: EventId,
+    end: Option<End>,
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        let end = self.end.take().unwrap_or_else(|| {
+            End::Error("the check stopped unexpectedly; the service log has the details".into())
+        });
+        self.registry.finish(&self.tenant, self.id, end);
+    }
+}
+
+/// The background task: the check, then its result filed in the ledger.
+async fn run(store: Store, options: IntegrityOptions, mut reporter: Reporter) {
+    let (tenant, id) = (reporter.tenant.clone(), reporter.id);
+    let end = match store.check_integrity(&tenant, options).await {
+        Ok(report) => {
+            let filed = file(&store, &tenant, id, &report).await;
+            match &filed {
+                Ok(receipt) => tracing::info!(
+                    %tenant, check = %id, outcome = report.outcome.as_str(),
+                    records = report.records_checked, seq = receipt.seq,
+                    "integrity check ended and filed"
+                ),
+                Err(problem) => tracing::error!(
+                    %tenant, check = %id, outcome = report.outcome.as_str(), %problem,
+                    "integrity check ended but its result could not be filed"
+                ),
+            }
+            End::Reported {
+                report: Box::new(report),
+                filed,
+            }
+        }
+        Err(e) => {
+            tracing::error!(%tenant, check = %id, error = %e, "integrity check could not run to the end");
+            // The same wording an HTTP error would have: no internal detail leaves the service.
+            End::Error(ApiError::from(e).to_string())
+        }
+    };
+    reporter.end = Some(end);
+}
+
+/// Appends the report as an `integrity_check` record whose event id is the check's id.
+///
+/// This is what [`Store::append_integrity_check`] does, except that the event id is chosen here:
+/// it makes the check findable by its id in the ledger, and a repeated append idempotent.
+async fn file(
+    store: &Store,
+    tenant: &TenantId,
+    id: EventId,
+    report: &IntegrityReport,
+) -> Result<Receipt, String> {
+    let draft = prepare_draft(
+        &id.to_string(),
+        EventType::IntegrityCheck.as_str(),
+        &report.record_payload(),
+        &BTreeMap::new(),
+        rand::random,
+    )
+    .map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        format!("the record was rejected: {}", list.join("; "))
+    })?;
+    let mut attempt = 1;
+    loop {
+        match store.append(tenant, vec![draft.clone()]).await {
+            Ok(mut receipts) => {
+                return receipts
+                    .pop()
+                    .ok_or_else(|| "the store returned no receipt".to_owned());
+            }
+            Err(AppendError::Overloaded { retry_after }) if attempt < FILE_ATTEMPTS_MAX => {
+                attempt += 1;
+                tokio::time::sleep(retry_after).await;
+            }
+            Err(e) => return Err(ApiError::from(e).to_string()),
+        }
+    }
+}
+
+fn new_check_id() -> Result<EventId, ApiError> {
+    EventId::parse(&uuid::Uuid::now_v7().to_string())
+        .map_err(|e| ApiError::Internal(format!("a fresh UUIDv7 is not an event id: {e}")))
+}
+
+fn parse_check_id(text: &str) -> Result<EventId, ApiError> {
+    EventId::parse(text).map_err(|_| {
+        ApiError::BadParameter(format!(
+            "{:?} is not an integrity check id (a lowercase UUIDv7)",
+            text.chars().take(80).collect::<String>()
+        ))
+    })
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("no such integrity check".into())
+}
+
+/// The check as read back from its `integrity_check` record.
+fn body_of_record(record: &Record) -> Result<IntegrityCheckBody, ApiError> {
+    let report: ReportBody = serde_json::from_str(record.payload.as_str()).map_err(|e| {
+        ApiError::Internal(format!(
+            "integrity_check record {} has a payload this service cannot read: {e}",
+            record.seq
+        ))
+    })?;
+    let seconds = report.finished_at_us.saturating_sub(report.started_at_us) as f64 / 1_000_000.0;
+    let state = match report.outcome {
+        CheckOutcome::Passed => CheckState::Passed,
+        CheckOutcome::Failed => CheckState::Failed,
+        CheckOutcome::Cancelled => CheckState::Cancelled,
+    };
+    Ok(IntegrityCheckBody {
+        id: record.event_id.to_string(),
+        state,
+        started_at_us: report.started_at_us,
+        finished_at_us: Some(report.finished_at_us),
+        cancel_requested: state == CheckState::Cancelled,
+        progress: ProgressBody {
+            checked: report.records_checked,
+            total: report.records_total,
+            checkpoints_checked: report.checkpoints_checked,
+            records_per_second: if seconds > 0.0 {
+                report.records_checked as f64 / seconds
+            } else {
+                0.0
+            },
+            eta_seconds: None,
+        },
+        record: Some(FiledRecordBody {
+            seq: record.seq.get(),
+            event_id: record.event_id.to_string(),
+            hash: record.hash.to_hex(),
+            captured_at_us: record.captured_at_us.unix_micros(),
+        }),
+        report: Some(report),
+        problem: None,
+    })
+}
+
+/// The filed check `id` of the tenant, from the ledger.
+async fn filed_check(
+    state: &AppState,
+    tenant: &TenantId,
+    id: EventId,
+) -> Result<Option<IntegrityCheckBody>, ApiError> {
+    match state.store.record_by_event_id(tenant, id).await? {
+        Some(record) if record.event_type == EventType::IntegrityCheck => {
+            body_of_record(&record).map(Some)
+        }
+        // Another event's id is no more an integrity check than an unknown id.
+        _ => Ok(None),
+    }
+}
+
+/// Parses the optional start request: an empty body (or `null`) means no seen checkpoints.
+fn parse_start(headers: &HeaderMap, body: &Bytes) -> Result<StartCheckRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(StartCheckRequest::default());
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError::MalformedBody(
+            "Content-Type must be application/json".into(),
+        ));
+    }
+    let malformed = |e: serde_json::Error| {
+        ApiError::MalformedBody(format!("the body is not a valid request: {e}"))
+    };
+    // Through a `Value` first: serde would also read a struct from a JSON array, by position.
+    let request: StartCheckRequest = match serde_json::from_slice(body).map_err(malformed)? {
+        serde_json::Value::Null => StartCheckRequest::default(),
+        object @ serde_json::Value::Object(_) => {
+            serde_json::from_value(object).map_err(malformed)?
+        }
+        _ => {
+            return Err(ApiError::MalformedBody(
+                "the body must be a JSON object (or empty)".into(),
+            ));
+        }
+    };
+    if request.seen_checkpoints.len() > SEEN_CHECKPOINTS_MAX {
+        return Err(ApiError::MalformedBody(format!(
+            "seen_checkpoints holds {} checkpoints; at most {SEEN_CHECKPOINTS_MAX} are accepted",
+            request.seen_checkpoints.len()
+        )));
+    }
+    Ok(request)
+}
+
+/// Refuses, before anything starts, a seen checkpoint that is not a checkpoint of this ledger
+/// signed by one of its keys (the check would refuse it too, but only after answering 202).
+async fn check_seen(state: &AppState, tenant: &TenantId, notes: &[String]) -> Result<(), ApiError> {
+    if notes.is_empty() {
+        return Ok(());
+    }
+    let ring = state.store.key_history(tenant).await?;
+    let origin = state.store.origin(tenant);
+    let vkeys = ring
+        .intervals()
+        .iter()
+        .map(|k| VerifierKey::new(&origin, k.public_key))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::Internal(format!("checkpoint key of {origin}: {e}")))?;
+    for (i, note) in notes.iter().enumerate() {
+        open_checkpoint(note.as_bytes(), &vkeys, Some(&origin)).map_err(|e| {
+            ApiError::MalformedBody(format!(
+                "/seen_checkpoints/{i} is not a checkpoint of this ledger signed by one of its keys: {e}"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+fn location(id: &str) -> Result<HeaderValue, ApiError> {
+    HeaderValue::from_str(&format!("/v1/integrity-checks/{id}"))
+        .map_err(|e| ApiError::Internal(format!("check id {id} in a header: {e}")))
+}
+
+/// Start a full integrity check of the caller's ledger in the background.
+#[utoipa::path(post, path = "/v1/integrity-checks", tag = "integrity",
+    request_body(content = Option<StartCheckRequest>, content_type = "application/json",
+        description = "Optional: checkpoints seen before. No body checks against the published checkpoints only."),
+    responses(
+        (status = 202, description = "Started; follow it at the Location", body = IntegrityCheckBody,
+            headers(("Location" = String, description = "The check's URL"))),
+        (status = 400, description = "Malformed body, too many seen checkpoints, or a seen checkpoint not signed by this ledger's keys; nothing was started", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not run integrity checks", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A check of this ledger is running already; the problem names it", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn start_check(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = caller.require(AUDITORS, "run integrity checks")?;
+    let request = parse_start(&headers, &body)?;
+    check_seen(&state, &p.tenant, &request.seen_checkpoints).await?;
+    let check = state
+        .integrity
+        .start(&state.store, &p.tenant, request.seen_checkpoints)?;
+    tracing::info!(tenant = %p.tenant, check = %check.id, key = %p.key_id, "integrity check started");
+    let location = location(&check.id)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(check),
+    )
+        .into_response())
+}
+
+/// An integrity check: state, progress and, once ended, its report and ledger record.
+#[utoipa::path(get, path = "/v1/integrity-checks/{id}", tag = "integrity",
+    params(("id" = String, Path, description = "The check's id (UUIDv7)")),
+    responses(
+        (status = 200, body = IntegrityCheckBody),
+        (status = 400, description = "Not a check id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such check in this ledger", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn get_check(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<IntegrityCheckBody>, ApiError> {
+    let p = caller.require(AUDITORS, "read integrity checks")?;
+    let id = parse_check_id(&id)?;
+    if let Some(check) = state.integrity.view(&p.tenant, id) {
+        return Ok(Json(check));
+    }
+    filed_check(&state, &p.tenant, id)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+/// Cancel a running integrity check. It stops at its next page of records and files a
+/// `cancelled` result in the ledger.
+#[utoipa::path(post, path = "/v1/integrity-checks/{id}/cancel", tag = "integrity",
+    params(("id" = String, Path, description = "The check's id (UUIDv7)")),
+    responses(
+        (status = 202, description = "Cancellation requested; the check stops at its next page", body = IntegrityCheckBody),
+        (status = 400, description = "Not a check id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such check in this ledger", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The check has already ended", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn cancel_check(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let p = caller.require(AUDITORS, "cancel integrity checks")?;
+    let id = parse_check_id(&id)?;
+    let ended = |how: CheckState| {
+        ApiError::Conflict(format!(
+            "integrity check {id} has already ended ({}); there is nothing to cancel",
+            serde_json::to_value(how)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        ))
+    };
+    match state.integrity.cancel(&p.tenant, id) {
+        Cancelled::Requested(check) => {
+            tracing::info!(tenant = %p.tenant, check = %id, key = %p.key_id, "integrity check cancellation requested");
+            Ok((StatusCode::ACCEPTED, Json(*check)).into_response())
+        }
+        Cancelled::AlreadyEnded(s) => Err(ended(s)),
+        Cancelled::Unknown => match filed_check(&state, &p.tenant, id).await? {
+            Some(check) => Err(ended(check.state)),
+            None => Err(not_found()),
+        },
+    }
+}
+
+/// The ledger's integrity checks, newest first: the running one, then past results from the
+/// ledger, with cursor pagination.
+#[utoipa::path(get, path = "/v1/integrity-checks", tag = "integrity", params(CheckListParams),
+    responses(
+        (status = 200, body = CheckPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = [])))]
+pub async fn list_checks(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: Result<Query<CheckListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<CheckPage>, ApiError> {
+    let p = caller.require(AUDITORS, "read integrity checks")?;
+    let Query(params) = params?;
+    let limit = match params.limit {
+        None => PAGE_CHECKS_DEFAULT,
+        Some(n) if (1..=PAGE_CHECKS_MAX).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::BadParameter(format!(
+                "limit {n} is out of range 1..={PAGE_CHECKS_MAX}"
+            )));
+        }
+    };
+    let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    // Memory first, then the ledger: a check filed in between shows up in both, and the
+    // ledger's copy wins below; read the other way round it could show up in neither.
+    let unfiled = if before.is_none() {
+        state.integrity.unfiled(&p.tenant)
+    } else {
+        Vec::new()
+    };
+    let records = state
+        .store
+        .records_of_type(&p.tenant, EventType::IntegrityCheck, before, limit)
+        .await?;
+    let next_cursor = (records.len() as u64 == limit)
+        .then(|| records.last().map(|r| encode_cursor(r.seq.get())))
+        .flatten();
+    let filed = records
+        .iter()
+        .map(body_of_record)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut checks: Vec<IntegrityCheckBody> = unfiled
+        .into_iter()
+        .filter(|c| !filed.iter().any(|f| f.id == c.id))
+        .collect();
+    checks.extend(filed);
+    Ok(Json(CheckPage {
+        checks,
+        next_cursor,
+    }))
+}
+
+fn encode_cursor(before: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{before}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<Sequence, ApiError> {
+    let bad = || ApiError::BadParameter("cursor is not one this service issued".into());
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
+    text.strip_prefix(CURSOR_PREFIX)
+        .and_then(|n| n.parse::<u64>().ok())
+        .and_then(|n| Sequence::new(n).ok())
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(name: &str) -> TenantId {
+        TenantId::parse(name).expect("tenant")
+    }
+
+    /// A check as `start` records it, without a task.
+    fn running(registry: &IntegrityChecks, tenant: &TenantId) -> EventId {
+        let id = new_check_id().expect("id");
+        let (_, progress) = watch::channel(IntegrityProgress::default());
+        registry
+            .lock()
+            .entry(tenant.clone())
+            .or_default()
+            .push(Check {
+                id,
+                started_at_us: 0,
+                cancel: CancelFlag::new(),
+                progress,
+                end: None,
+                task: None,
+            });
+        id
+    }
+
+    #[test]
+    fn only_the_newest_finished_checks_are_kept_and_the_running_one_never_goes() {
+        let registry = IntegrityChecks::default();
+        let acme = tenant("acme-bank");
+        let finished: Vec<EventId> = (0..FINISHED_CHECKS_KEPT_PER_TENANT + 3)
+            .map(|_| {
+                let id = running(&registry, &acme);
+                registry.finish(&acme, id, End::Error("database down".into()));
+                id
+            })
+            .collect();
+        let live = running(&registry, &acme);
+
+        let kept = registry.unfiled(&acme);
+        assert_eq!(kept.len(), FINISHED_CHECKS_KEPT_PER_TENANT + 1);
+        assert_eq!(kept[0].id, live.to_string(), "newest first");
+        assert_eq!(kept[0].state, CheckState::Running);
+        assert!(
+            registry.view(&acme, finished[0]).is_none(),
+            "oldest forgotten"
+        );
+        assert_eq!(
+            registry
+                .view(&acme, finished[finished.len() - 1])
+                .map(|c| c.state),
+            Some(CheckState::Error)
+        );
+    }
+
+    #[test]
+    fn a_check_is_invisible_to_another_tenant_and_cancels_once() {
+        let registry = IntegrityChecks::default();
+        let (acme, other) = (tenant("acme-bank"), tenant("other-bank"));
+        let id = running(&registry, &acme);
+
+        assert!(registry.view(&other, id).is_none());
+        assert!(matches!(registry.cancel(&other, id), Cancelled::Unknown));
+        assert!(registry.unfiled(&other).is_empty());
+        match registry.cancel(&acme, id) {
+            Cancelled::Requested(check) => assert!(check.cancel_requested),
+            _ => panic!("a running check is cancelled"),
+        }
+        registry.finish(&acme, id, End::Error("stopped".into()));
+        assert!(matches!(
+            registry.cancel(&acme, id),
+            Cancelled::AlreadyEnded(CheckState::Error)
+        ));
+    }
+}

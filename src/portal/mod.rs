@@ -1,0 +1,383 @@
+//! The compliance portal: server-rendered pages for compliance officers, auditors, administrators
+//! and (time-boxed, read-only) regulators, served by the same HTTPS listener as the API.
+//!
+//! Authentication follows OWASP ASVS level 2: Argon2id passwords, server-side sessions behind a
+//! signed `__Host-` cookie (`Secure`, `HttpOnly`, `SameSite=Strict`), idle and absolute expiry,
+//! a new session id at every sign-in, every session ended on a password change or when the
+//! account is disabled, CSRF tokens on every form, per-account back-off and per-address rate
+//! limits on sign-in, identical answers for unknown and known emails, single-use reset tokens
+//! stored as hashes. Every action that changes something or exports evidence is appended to the
+//! tenant's ledger as an `access` or `administration` record: the portal is audited by the ledger.
+//!
+//! - [`security`]: passwords, the session key ring, CSRF tokens;
+//! - [`mail`]: SMTP or the outbox folder;
+//! - [`pages`]: the layout; the page handlers are in [`handlers`].
+
+pub mod handlers;
+pub mod mail;
+pub mod pages;
+pub mod security;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use ledger::draft::prepare_draft;
+use ledger::types::TenantId;
+use serde_json::json;
+
+use crate::http::AppState;
+use crate::store::Store;
+use crate::store::users::{PortalRole, Session, User};
+use security::KeyRing;
+
+/// The session cookie's name. The `__Host-` prefix makes browsers insist on `Secure`, `Path=/`
+/// and no `Domain`, so no other host can set or overwrite it.
+pub const SESSION_COOKIE: &str = "__Host-auditex-session";
+
+/// The pre-session cookie that CSRF tokens of the sign-in and reset forms are bound to.
+pub const PRE_SESSION_COOKIE: &str = "__Host-auditex-pre";
+
+/// Failed sign-ins of one account allowed before it is backed off.
+pub const FREE_ATTEMPTS: u32 = 5;
+
+/// Longest back-off of one account, in seconds.
+pub const BACKOFF_SECONDS_MAX: u64 = 15 * 60;
+
+/// Default idle expiry of a session.
+pub const IDLE_MINUTES_DEFAULT: u64 = 30;
+/// Default absolute expiry of a session.
+pub const ABSOLUTE_HOURS_DEFAULT: u64 = 12;
+/// Default lifetime of a password-reset (or invitation) link.
+pub const RESET_MINUTES_DEFAULT: u64 = 120;
+
+/// The portal's settings.
+#[derive(Debug, Clone)]
+pub struct PortalConfig {
+    /// Session-signing keys.
+    pub keys: KeyRing,
+    /// The public base URL (`https://auditex.example.com`), the only source of links in mail.
+    pub public_url: String,
+    /// A session ends after this long without a request.
+    pub idle: Duration,
+    /// A session ends this long after sign-in, whatever happens.
+    pub absolute: Duration,
+    /// A reset link works this long.
+    pub reset_ttl: Duration,
+    /// Where mail goes.
+    pub mailer: mail::Mailer,
+}
+
+/// Failed sign-ins of one email address (known or not, so that back-off says nothing about
+/// which accounts exist).
+#[derive(Debug, Clone, Copy, Default)]
+struct Attempts {
+    failures: u32,
+    locked_until_us: i64,
+}
+
+/// The portal's shared state.
+#[derive(Clone)]
+pub struct Portal {
+    inner: Arc<PortalInner>,
+}
+
+struct PortalInner {
+    config: PortalConfig,
+    attempts: Mutex<HashMap<String, Attempts>>,
+}
+
+impl std::fmt::Debug for Portal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Portal")
+            .field("public_url", &self.inner.config.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Portal {
+    /// The portal with these settings.
+    pub fn new(config: PortalConfig) -> Portal {
+        Portal {
+            inner: Arc::new(PortalInner {
+                config,
+                attempts: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PortalConfig {
+        &self.inner.config
+    }
+
+    /// Seconds the account must wait before another attempt, if it is backed off.
+    fn backoff(&self, email: &str, now_us: i64) -> Option<u64> {
+        let map = self
+            .inner
+            .attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(email)
+            .filter(|a| a.locked_until_us > now_us)
+            .map(|a| u64::try_from((a.locked_until_us - now_us) / 1_000_000).unwrap_or(0) + 1)
+    }
+
+    /// Counts a failure; after [`FREE_ATTEMPTS`] each further one doubles the wait.
+    fn failed(&self, email: &str, now_us: i64) {
+        let mut map = self
+            .inner
+            .attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Bound the map: forget the oldest entries under a flood of distinct addresses.
+        if map.len() > 100_000 {
+            map.retain(|_, a| a.locked_until_us > now_us);
+        }
+        let a = map.entry(email.to_owned()).or_default();
+        a.failures += 1;
+        if a.failures >= FREE_ATTEMPTS {
+            let exponent = (a.failures - FREE_ATTEMPTS).min(16);
+            let seconds = (1u64 << exponent).min(BACKOFF_SECONDS_MAX);
+            a.locked_until_us = now_us + i64::try_from(seconds * 1_000_000).unwrap_or(i64::MAX);
+        }
+    }
+
+    fn succeeded(&self, email: &str) {
+        self.inner
+            .attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(email);
+    }
+}
+
+/// The signed-in person of a request.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    /// The account.
+    pub user: User,
+    /// The session id (from the cookie; never logged).
+    pub session_id: String,
+    /// Its SHA-256, as stored.
+    pub id_hash: Vec<u8>,
+    /// The CSRF token of this session.
+    pub csrf: String,
+}
+
+impl Viewer {
+    /// The tenant.
+    pub fn tenant(&self) -> &TenantId {
+        &self.user.tenant
+    }
+
+    /// The role.
+    pub fn role(&self) -> PortalRole {
+        self.user.role
+    }
+
+    /// The layout's view of the viewer.
+    pub fn chrome(&self) -> pages::Chrome<'_> {
+        pages::Chrome {
+            user: Some((&self.user.email, self.user.role)),
+            csrf: &self.csrf,
+        }
+    }
+}
+
+/// Why a page was refused.
+#[derive(Debug)]
+pub enum PortalError {
+    /// Not signed in (or the session ended): back to the sign-in page.
+    SignIn,
+    /// Signed in, but the role may not do this.
+    Forbidden,
+    /// No such thing (or another tenant's).
+    NotFound,
+    /// A form without a valid CSRF token.
+    Csrf,
+    /// A malformed request.
+    BadRequest(String),
+    /// A store failure.
+    Internal(String),
+}
+
+impl From<crate::store::StoreError> for PortalError {
+    fn from(e: crate::store::StoreError) -> Self {
+        PortalError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for PortalError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            PortalError::SignIn => return Redirect::to("/sign-in").into_response(),
+            PortalError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Not allowed",
+                "Your role does not give access to this page.".to_owned(),
+            ),
+            PortalError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing here.".to_owned(),
+            ),
+            PortalError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "This form was not issued to this session (or it expired). Go back, reload the page and try again.".to_owned(),
+            ),
+            PortalError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
+            PortalError::Internal(detail) => {
+                tracing::error!(error = %detail, "portal request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The request failed; it has been logged.".to_owned(),
+                )
+            }
+        };
+        (status, pages::error_page(title, &message)).into_response()
+    }
+}
+
+/// A cookie's value from the request.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value with the portal's flags.
+pub fn set_cookie(name: &str, value: &str, max_age: Option<Duration>) -> HeaderValue {
+    let age = max_age.map_or(String::new(), |d| format!("; Max-Age={}", d.as_secs()));
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict{age}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A `Set-Cookie` that removes a cookie.
+pub fn clear_cookie(name: &str) -> HeaderValue {
+    set_cookie(name, "", Some(Duration::ZERO))
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = PortalError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let portal = portal_of(parts)?;
+        let config = portal.config();
+        let value = cookie(&parts.headers, SESSION_COOKIE).ok_or(PortalError::SignIn)?;
+        let session_id = config.keys.open_session(value).ok_or(PortalError::SignIn)?;
+        let id_hash = security::token_hash(&session_id);
+        let store = &state.store;
+        let now = store.now_us();
+        let session: Session = store.session(&id_hash).await?.ok_or(PortalError::SignIn)?;
+        let idle = i64::try_from(config.idle.as_micros()).unwrap_or(i64::MAX);
+        if session.ended_at_us.is_some()
+            || session.expires_at_us <= now
+            || session.last_seen_us.saturating_add(idle) <= now
+        {
+            return Err(PortalError::SignIn);
+        }
+        let user = store
+            .user_by_id(&session.tenant, &session.user_id)
+            .await?
+            .ok_or(PortalError::SignIn)?;
+        if !user.is_active(now) {
+            return Err(PortalError::SignIn);
+        }
+        // Idle expiry needs the last request's time; one write per request is cheap next to
+        // Argon2 and keeps the rule exact.
+        store.touch_session(&id_hash, now).await?;
+        let csrf = config.keys.csrf_token(&session_id);
+        Ok(Viewer {
+            user,
+            session_id,
+            id_hash,
+            csrf,
+        })
+    }
+}
+
+fn portal_of(parts: &Parts) -> Result<Portal, PortalError> {
+    parts
+        .extensions
+        .get::<Portal>()
+        .cloned()
+        .ok_or_else(|| PortalError::Internal("the portal is not configured".into()))
+}
+
+/// Appends an `access` or `administration` record for a portal action.
+pub async fn audit(
+    store: &Store,
+    tenant: &TenantId,
+    event_type: &str,
+    actor: &str,
+    action: &str,
+    target: Option<&str>,
+) {
+    let mut payload = json!({"actor": actor, "action": action});
+    if let Some(t) = target {
+        payload["target"] = json!(t);
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let result = match prepare_draft(&id, event_type, &payload, &Default::default(), rand::random) {
+        Ok(draft) => store
+            .append(tenant, vec![draft])
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Err(errors) => Err(format!("{errors:?}")),
+    };
+    if let Err(e) = result {
+        // The action itself succeeded; an unrecorded action is an operational alarm.
+        tracing::error!(%tenant, action, error = %e, "could not append the portal audit record");
+    }
+}
+
+/// The portal routes, sharing the API's state; `portal` travels as a request extension.
+pub fn routes(portal: Portal) -> Router<AppState> {
+    handlers::routes().layer(axum::Extension(portal))
+}
+
+/// Security headers for every portal page: a Content-Security-Policy that allows only this
+/// origin's stylesheet (no scripts at all), no framing, no sniffing, no referrer leaks.
+pub async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,147 @@
+//! The portal's HTML: one layout and small page fragments, rendered with `maud`, which escapes
+//! every interpolated value. No JavaScript and no external assets: the stylesheet is served by
+//! the binary, so the Content-Security-Policy can forbid everything else.
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use crate::store::users::PortalRole;
+
+/// The stylesheet, served at `/static/portal.css`.
+pub const STYLESHEET: &str = r#"
+:root { --fg: #1b1f24; --muted: #4b5563; --bg: #ffffff; --accent: #0b4f8a; --line: #d1d5db; --bad: #9b1c1c; --good: #14532d; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); }
+a { color: var(--accent); }
+a:focus, button:focus, input:focus, select:focus { outline: 3px solid #f59e0b; outline-offset: 2px; }
+header { display: flex; flex-wrap: wrap; align-items: center; gap: 1rem; padding: .75rem 1.5rem; border-bottom: 1px solid var(--line); }
+header .brand { font-weight: 700; text-decoration: none; color: var(--fg); }
+nav ul { display: flex; flex-wrap: wrap; gap: 1rem; list-style: none; margin: 0; padding: 0; }
+header form { margin-left: auto; }
+main { max-width: 72rem; margin: 0 auto; padding: 1.5rem; }
+h1 { font-size: 1.6rem; margin-top: 0; }
+table { border-collapse: collapse; width: 100%; margin: 1rem 0; }
+th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { font-weight: 600; }
+form.stack { display: grid; gap: .75rem; max-width: 28rem; }
+form.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(14rem, 1fr)); gap: .75rem; align-items: end; }
+label { display: grid; gap: .25rem; font-weight: 600; }
+input, select { font: inherit; padding: .45rem .5rem; border: 1px solid #6b7280; border-radius: 4px; }
+button { font: inherit; padding: .45rem 1rem; border: 0; border-radius: 4px; background: var(--accent); color: #fff; cursor: pointer; }
+button.secondary { background: #374151; }
+.notice { padding: .75rem 1rem; border-left: 4px solid var(--accent); background: #eff6ff; }
+.error { padding: .75rem 1rem; border-left: 4px solid var(--bad); background: #fef2f2; color: var(--bad); }
+.ok { color: var(--good); font-weight: 600; }
+.bad { color: var(--bad); font-weight: 600; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(14rem, 1fr)); gap: 1rem; }
+.card { border: 1px solid var(--line); border-radius: 6px; padding: 1rem; }
+.card .figure { font-size: 1.8rem; font-weight: 700; }
+.muted { color: var(--muted); }
+ol.timeline { border-left: 3px solid var(--line); padding-left: 1.25rem; }
+ol.timeline li { margin-bottom: .75rem; }
+pre { white-space: pre-wrap; word-break: break-all; background: #f3f4f6; padding: .75rem; border-radius: 4px; }
+.secret { font-family: ui-monospace, monospace; font-size: 1.05rem; padding: .75rem; border: 2px dashed var(--accent); word-break: break-all; }
+"#;
+
+/// Who is looking at a page, for the layout.
+pub struct Chrome<'a> {
+    /// Signed-in user's email and role, or nothing on the sign-in pages.
+    pub user: Option<(&'a str, PortalRole)>,
+    /// The CSRF token of the session (for the sign-out form).
+    pub csrf: &'a str,
+}
+
+/// Pages the role may see in the navigation.
+fn nav(role: PortalRole) -> Markup {
+    html! {
+        nav aria-label="Main" {
+            ul {
+                li { a href="/" { "Dashboard" } }
+                li { a href="/decisions" { "Decisions" } }
+                li { a href="/models" { "Models" } }
+                li { a href="/integrity" { "Integrity" } }
+                @if role == PortalRole::Admin {
+                    li { a href="/api-keys" { "API keys" } }
+                    li { a href="/users" { "Users" } }
+                }
+                li { a href="/account/sessions" { "My sessions" } }
+                li { a href="/account/password" { "Password" } }
+            }
+        }
+    }
+}
+
+/// The whole page around `body`.
+pub fn layout(title: &str, chrome: &Chrome<'_>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — Auditex" }
+                link rel="stylesheet" href="/static/portal.css";
+            }
+            body {
+                header {
+                    a.brand href="/" { "Auditex" }
+                    @if let Some((email, role)) = chrome.user {
+                        (nav(role))
+                        form method="post" action="/sign-out" {
+                            input type="hidden" name="csrf" value=(chrome.csrf);
+                            span.muted { (email) " (" (role.as_str()) ") " }
+                            button.secondary type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main id="main" { (body) }
+            }
+        }
+    }
+}
+
+/// A message box.
+pub fn notice(text: &str) -> Markup {
+    html! { p.notice role="status" { (text) } }
+}
+
+/// An error box.
+pub fn error(text: &str) -> Markup {
+    html! { p.error role="alert" { (text) } }
+}
+
+/// A CSRF field.
+pub fn csrf_field(token: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(token); }
+}
+
+/// A full error page (for a status without a form to show).
+pub fn error_page(title: &str, message: &str) -> Markup {
+    layout(
+        title,
+        &Chrome {
+            user: None,
+            csrf: "",
+        },
+        html! {
+            h1 { (title) }
+            (error(message))
+            p { a href="/" { "Back to the dashboard" } }
+        },
+    )
+}
+
+/// Formats µs since the epoch as RFC 3339 (UTC).
+pub fn when(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "—".into())
+}
+
+/// Non-breaking text for an optional value.
+pub fn opt(value: Option<&str>) -> PreEscaped<String> {
+    PreEscaped(
+        value
+            .map(|v| maud::html! { (v) }.into_string())
+            .unwrap_or_else(|| "—".into()),
+    )
+}
