@@ -152,6 +152,19 @@ fn pre_session(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     }
 }
 
+/// Checks the CSRF token of an anonymous form against the pre-session cookie; returns the
+/// cookie's value (to issue the next token with).
+fn pre_session_csrf<'h>(
+    portal: &Portal,
+    headers: &'h HeaderMap,
+    token: &str,
+) -> Result<&'h str, PortalError> {
+    match cookie(headers, PRE_SESSION_COOKIE) {
+        Some(binding) if portal.config().keys.check_csrf(binding, token) => Ok(binding),
+        _ => Err(PortalError::Csrf),
+    }
+}
+
 fn anonymous(title: &str, set: Option<HeaderValue>, status: StatusCode, body: Markup) -> Response {
     let page = layout(
         title,
@@ -232,10 +245,7 @@ async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, PortalError> {
-    let binding = cookie(&headers, PRE_SESSION_COOKIE).unwrap_or_default();
-    if binding.is_empty() || !portal.config().keys.check_csrf(binding, &form.csrf) {
-        return Err(PortalError::Csrf);
-    }
+    let binding = pre_session_csrf(&portal, &headers, &form.csrf)?;
     let email = form.email.trim().to_lowercase();
     if email.len() > 254 || form.password.len() > 4 * security::PASSWORD_CHARS_MAX {
         return Err(PortalError::BadRequest(
@@ -319,15 +329,7 @@ async fn sign_out(
     store
         .end_session(&viewer.user.user_id, &viewer.id_hash, store.now_us())
         .await?;
-    audit(
-        store,
-        viewer.tenant(),
-        "access",
-        &viewer.user.email,
-        "sign_out",
-        None,
-    )
-    .await;
+    viewer.audit(store, "access", "sign_out", None).await;
     let mut response = Redirect::to("/sign-in?done=signed-out").into_response();
     response
         .headers_mut()
@@ -377,10 +379,7 @@ async fn forgot_password(
     headers: HeaderMap,
     Form(form): Form<ForgotForm>,
 ) -> Result<Response, PortalError> {
-    let binding = cookie(&headers, PRE_SESSION_COOKIE).unwrap_or_default();
-    if binding.is_empty() || !portal.config().keys.check_csrf(binding, &form.csrf) {
-        return Err(PortalError::Csrf);
-    }
+    let binding = pre_session_csrf(&portal, &headers, &form.csrf)?;
     let email = form.email.trim().to_lowercase();
     // The work happens after the answer, so that the answer (and its timing) is the same
     // whether or not the account exists.
@@ -532,10 +531,7 @@ async fn reset_password(
     headers: HeaderMap,
     Form(form): Form<ResetForm>,
 ) -> Result<Response, PortalError> {
-    let binding = cookie(&headers, PRE_SESSION_COOKIE).unwrap_or_default();
-    if binding.is_empty() || !portal.config().keys.check_csrf(binding, &form.csrf) {
-        return Err(PortalError::Csrf);
-    }
+    let binding = pre_session_csrf(&portal, &headers, &form.csrf)?;
     let store = &state.store;
     let hash = token_hash(&form.token);
     let now = store.now_us();
@@ -666,15 +662,14 @@ async fn change_password(
     store
         .set_password(viewer.tenant(), &viewer.user.user_id, &phc, store.now_us())
         .await?;
-    audit(
-        store,
-        viewer.tenant(),
-        "administration",
-        &viewer.user.email,
-        "password_changed",
-        Some(&viewer.user.email),
-    )
-    .await;
+    viewer
+        .audit(
+            store,
+            "administration",
+            "password_changed",
+            Some(&viewer.user.email),
+        )
+        .await;
     let mut response = Redirect::to("/sign-in?done=password-changed").into_response();
     response
         .headers_mut()
@@ -729,15 +724,7 @@ async fn end_other_sessions(
     store
         .end_other_sessions(&viewer.user.user_id, &viewer.id_hash, store.now_us())
         .await?;
-    audit(
-        store,
-        viewer.tenant(),
-        "access",
-        &viewer.user.email,
-        "sessions_ended",
-        None,
-    )
-    .await;
+    viewer.audit(store, "access", "sessions_ended", None).await;
     Ok(Redirect::to("/account/sessions?done=ended").into_response())
 }
 
@@ -746,7 +733,9 @@ async fn end_other_sessions(
 async fn dashboard(State(state): State<AppState>, viewer: Viewer) -> Result<Markup, PortalError> {
     let store = &state.store;
     let tenant = viewer.tenant();
-    let today = chrono::Utc::now().date_naive();
+    // The store's clock, so that the day matches the capture times of the records.
+    let today = chrono::DateTime::from_timestamp_micros(store.now_us())
+        .map_or_else(|| chrono::Utc::now().date_naive(), |t| t.date_naive());
     let week_ago = today - chrono::Duration::days(6);
     let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
     let volumes = store
@@ -1059,15 +1048,9 @@ async fn download_proof(
         .map_err(|e| {
             PortalError::BadRequest(format!("No proof yet: {e}. Try again in a second."))
         })?;
-    audit(
-        store,
-        viewer.tenant(),
-        "access",
-        &viewer.user.email,
-        "download_proof",
-        Some(&id.to_string()),
-    )
-    .await;
+    viewer
+        .audit(store, "access", "download_proof", Some(&id.to_string()))
+        .await;
     Ok(download(
         proof.format(),
         "text/plain; charset=utf-8",
@@ -1086,15 +1069,9 @@ async fn download_bundle(
         .custody_bundle(viewer.tenant(), id)
         .await
         .map_err(|e| PortalError::BadRequest(format!("No bundle: {e}")))?;
-    audit(
-        store,
-        viewer.tenant(),
-        "access",
-        &viewer.user.email,
-        "download_bundle",
-        Some(&id.to_string()),
-    )
-    .await;
+    viewer
+        .audit(store, "access", "download_bundle", Some(&id.to_string()))
+        .await;
     Ok(download(
         bundle.to_json(),
         "application/json",
@@ -1205,15 +1182,14 @@ async fn start_integrity(
     let store = &state.store;
     match state.integrity.start_for(store, viewer.tenant()) {
         Ok(id) => {
-            audit(
-                store,
-                viewer.tenant(),
-                "administration",
-                &viewer.user.email,
-                "integrity_check_started",
-                Some(&id),
-            )
-            .await;
+            viewer
+                .audit(
+                    store,
+                    "administration",
+                    "integrity_check_started",
+                    Some(&id),
+                )
+                .await;
             Ok(Redirect::to("/integrity?done=started").into_response())
         }
         // One already runs: show it.
@@ -1343,15 +1319,9 @@ async fn create_api_key(
         .create_api_key(viewer.tenant(), role, label, expires)
         .await?;
     let id = key.id().to_string();
-    audit(
-        store,
-        viewer.tenant(),
-        "administration",
-        &viewer.user.email,
-        "api_key_created",
-        Some(&id),
-    )
-    .await;
+    viewer
+        .audit(store, "administration", "api_key_created", Some(&id))
+        .await;
     let text = key.reveal();
     let page = api_keys_view(&state, &viewer, Some((&id, &text))).await?;
     Ok((StatusCode::CREATED, page).into_response())
@@ -1371,15 +1341,9 @@ async fn revoke_api_key(
     if !store.revoke_api_key(viewer.tenant(), &key_id).await? {
         return Err(PortalError::NotFound);
     }
-    audit(
-        store,
-        viewer.tenant(),
-        "administration",
-        &viewer.user.email,
-        "api_key_revoked",
-        Some(&id),
-    )
-    .await;
+    viewer
+        .audit(store, "administration", "api_key_revoked", Some(&id))
+        .await;
     Ok(Redirect::to("/api-keys").into_response())
 }
 
@@ -1410,9 +1374,9 @@ async fn users_page(
                                 @if u.user_id != viewer.user.user_id && u.disabled_at_us.is_none() {
                                     form method="post" action={ "/users/" (u.user_id) "/role" } {
                                         (csrf_field(&viewer.csrf))
-                                        label { "Role" select name="role" { (role_options(Some(u.role))) } }
-                                        label { "Access until" input type="date" name="expires_on"; }
-                                        button type="submit" { "Set" }
+                                        label { "Role" select name="role" aria-label={ "Role of " (u.email) } { (role_options(Some(u.role))) } }
+                                        label { "Access until" input type="date" name="expires_on" aria-label={ "Access of " (u.email) " until" }; }
+                                        button type="submit" aria-label={ "Set the role of " (u.email) } { "Set" }
                                     }
                                     form method="post" action={ "/users/" (u.user_id) "/disable" } {
                                         (csrf_field(&viewer.csrf))
@@ -1510,15 +1474,14 @@ async fn invite_user(
     send_reset_link(store, &portal, &user, "invite")
         .await
         .map_err(PortalError::Internal)?;
-    audit(
-        store,
-        viewer.tenant(),
-        "administration",
-        &viewer.user.email,
-        &format!("user_invited:{}", role.as_str()),
-        Some(&email),
-    )
-    .await;
+    viewer
+        .audit(
+            store,
+            "administration",
+            &format!("user_invited:{}", role.as_str()),
+            Some(&email),
+        )
+        .await;
     Ok(Redirect::to("/users?done=invited").into_response())
 }
 
@@ -1549,15 +1512,14 @@ async fn set_role(
     store
         .set_user_role(viewer.tenant(), &target.user_id, role, expires)
         .await?;
-    audit(
-        store,
-        viewer.tenant(),
-        "administration",
-        &viewer.user.email,
-        &format!("user_role_set:{}", role.as_str()),
-        Some(&target.email),
-    )
-    .await;
+    viewer
+        .audit(
+            store,
+            "administration",
+            &format!("user_role_set:{}", role.as_str()),
+            Some(&target.email),
+        )
+        .await;
     Ok(Redirect::to("/users").into_response())
 }
 
@@ -1583,14 +1545,13 @@ async fn disable_user(
     store
         .disable_user(viewer.tenant(), &target.user_id, store.now_us())
         .await?;
-    audit(
-        store,
-        viewer.tenant(),
-        "administration",
-        &viewer.user.email,
-        "user_disabled",
-        Some(&target.email),
-    )
-    .await;
+    viewer
+        .audit(
+            store,
+            "administration",
+            "user_disabled",
+            Some(&target.email),
+        )
+        .await;
     Ok(Redirect::to("/users").into_response())
 }

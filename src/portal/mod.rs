@@ -181,6 +181,19 @@ impl Viewer {
         self.user.role
     }
 
+    /// Appends an `access` or `administration` record of this person's action.
+    pub async fn audit(&self, store: &Store, event_type: &str, action: &str, target: Option<&str>) {
+        audit(
+            store,
+            self.tenant(),
+            event_type,
+            &self.user.email,
+            action,
+            target,
+        )
+        .await;
+    }
+
     /// The layout's view of the viewer.
     pub fn chrome(&self) -> pages::Chrome<'_> {
         pages::Chrome {

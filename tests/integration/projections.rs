@@ -414,26 +414,15 @@ async fn a_killed_catch_up_leaves_exact_views(backend: Backend) {
     store.shutdown().await;
     let total: u64 = 24_000;
     let mut interrupted = 0;
-    for round in 0..4u64 {
-        let mut child = env
-            .command(&["projections", "status"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn auditex");
-        tokio::time::sleep(Duration::from_millis(300 + 250 * round)).await;
-        // SIGKILL: no destructor, no rollback on our side; the database sees a dropped
-        // connection mid-transaction.
-        let _ = child.kill();
-        let _ = child.wait();
-        // Count the rounds that really were cut off mid-way (neither nothing nor everything
-        // applied), so the test cannot pass without a crash during catch-up.
-        let store = auditex::store::Store::open(env.store_config(&db))
-            .await
-            .expect("reopen");
+    // One store handle watches the positions while the processes run (it never writes views:
+    // its runner is off).
+    let watcher = auditex::store::Store::open(env.store_config(&db))
+        .await
+        .expect("reopen");
+    let applied_now = || async {
         let mut applied = 0;
         for t in &tenants {
-            applied += store
+            applied += watcher
                 .positions(t)
                 .await
                 .expect("positions")
@@ -442,11 +431,37 @@ async fn a_killed_catch_up_leaves_exact_views(backend: Backend) {
                 .map(|(_, next)| *next)
                 .sum::<u64>();
         }
-        store.shutdown().await;
+        applied
+    };
+    for _round in 0..4 {
+        let before = applied_now().await;
+        let mut child = env
+            .command(&["projections", "status"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn auditex");
+        // Kill as soon as a page has committed (or the process has finished): the kill then
+        // lands in the middle of the catch-up, whatever the machine's speed.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while applied_now().await == before
+            && child.try_wait().ok().flatten().is_none()
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // SIGKILL: no destructor, no rollback on our side; the database sees a dropped
+        // connection mid-transaction.
+        let _ = child.kill();
+        let _ = child.wait();
+        // Count the rounds that really were cut off mid-way (neither nothing nor everything
+        // applied), so the test cannot pass without a crash during catch-up.
+        let applied = applied_now().await;
         if applied > 0 && applied < total {
             interrupted += 1;
         }
     }
+    watcher.shutdown().await;
     assert!(
         interrupted > 0,
         "no SIGKILL landed during catch-up; the timing needs adjusting"
