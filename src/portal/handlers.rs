@@ -1058,6 +1058,19 @@ async fn download_proof(
     ))
 }
 
+/// What a person sees when evidence cannot be produced: not found for what is not (or not
+/// this tenant's), a retry hint before the first checkpoint, and a logged failure otherwise.
+fn evidence_error(e: crate::store::EvidenceError) -> PortalError {
+    use crate::store::EvidenceError as E;
+    match e {
+        E::EventNotFound(_) | E::NotADecision { .. } | E::RecordNotFound(_) => PortalError::NotFound,
+        E::NoCheckpoint | E::NotYetCheckpointed { .. } => {
+            PortalError::BadRequest(format!("{e}. Try again in a second."))
+        }
+        other => PortalError::Internal(other.to_string()),
+    }
+}
+
 async fn download_bundle(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -1068,7 +1081,7 @@ async fn download_bundle(
     let bundle = store
         .custody_bundle(viewer.tenant(), id)
         .await
-        .map_err(|e| PortalError::BadRequest(format!("No bundle: {e}")))?;
+        .map_err(evidence_error)?;
     viewer
         .audit(store, "access", "download_bundle", Some(&id.to_string()))
         .await;

@@ -103,6 +103,8 @@ impl std::fmt::Debug for Portal {
 impl Portal {
     /// The portal with these settings.
     pub fn new(config: PortalConfig) -> Portal {
+        // Computed now, so that the first sign-in with an unknown email costs one hash, not two.
+        std::sync::LazyLock::force(&security::DUMMY_HASH);
         Portal {
             inner: Arc::new(PortalInner {
                 config,

@@ -297,7 +297,7 @@ async fn user(server: &PortalServer, email: &str) -> User {
 }
 
 /// `(event type, action, target)` of the tenant's `access` and `administration` records, in
-/// ledger order; every one must name `actor` when given.
+/// ledger order; each must name who acted (an email) as `actor`.
 async fn audit_trail(store: &Store, tenant: &TenantId) -> Vec<(String, String, Option<String>)> {
     store
         .records(tenant, seq(0), 1000)
