@@ -1063,7 +1063,9 @@ async fn download_proof(
 fn evidence_error(e: crate::store::EvidenceError) -> PortalError {
     use crate::store::EvidenceError as E;
     match e {
-        E::EventNotFound(_) | E::NotADecision { .. } | E::RecordNotFound(_) => PortalError::NotFound,
+        E::EventNotFound(_) | E::NotADecision { .. } | E::RecordNotFound(_) => {
+            PortalError::NotFound
+        }
         E::NoCheckpoint | E::NotYetCheckpointed { .. } => {
             PortalError::BadRequest(format!("{e}. Try again in a second."))
         }
