@@ -36,12 +36,20 @@
 //! role that may create databases and owns the schema) and `AUDITEX_BENCH_POSTGRES_APP_URL` (the
 //! application role) to include PostgreSQL: the harness creates the database
 //! `auditex_bench_proj` on that server (replacing the URLs' database), migrates it as the owner,
-//! runs the store as the application role, and drops it at the end. `AUDITEX_BENCH_LAG_RATE`
-//! takes a comma-separated list of rates (one lag run each); `AUDITEX_BENCH_PROFILE` is `rebuild`
-//! (default: a second, profiled rebuild), `catchup` (profile the first catch-up instead) or `0`; `AUDITEX_BENCH_LAG_SECS=0` skips the lag runs; `AUDITEX_BENCH_BACKENDS`
-//! (`sqlite,postgres`) chooses backends; `AUDITEX_BENCH_SQLITE_DIR` keeps the SQLite database
-//! there and `AUDITEX_BENCH_KEEP_POSTGRES=1` keeps the PostgreSQL one. Quick check:
+//! runs the store as the application role, and drops it at the end. Quick check:
 //! `AUDITEX_BENCH_RECORDS=100000 AUDITEX_BENCH_LAG_SECS=10 cargo bench --bench projections`.
+//!
+//! Other settings:
+//! - `AUDITEX_BENCH_LAG_RATE`: comma-separated rates, one lag run each (`38500,5000`);
+//!   `AUDITEX_BENCH_LAG_SECS=0` skips the lag runs;
+//! - `AUDITEX_BENCH_PROFILE`: `rebuild` (default: the second, profiled rebuild), `catchup`
+//!   (profile the first catch-up instead: on PostgreSQL a second rebuild's purge can take
+//!   minutes) or `0`;
+//! - `AUDITEX_BENCH_BACKENDS`: `sqlite,postgres` (default), or one of them;
+//! - `AUDITEX_BENCH_SQLITE_DIR` keeps the SQLite database in that folder, and
+//!   `AUDITEX_BENCH_KEEP_POSTGRES=1` keeps the PostgreSQL one, for `EXPLAIN`;
+//! - `RUST_LOG` shows the store's and runner's logs on standard error; progress goes there too,
+//!   the markdown table to standard output.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1169,8 +1177,9 @@ async fn run_backend(backend: &Backend, raw: f64, count: u64) {
     let catch_up_phases = timed.phases.describe(catch_up);
     let catch_up_split = timed.describe_split();
     eprintln!(
-        "{name}: first catch-up: {caught} records in {:.1} s; {catch_up_phases}; {catch_up_split}; load {}",
+        "{name}: first catch-up: {caught} records in {:.1} s; {catch_up_phases}{}{catch_up_split}; load {}",
         catch_up.as_secs_f64(),
+        if catch_up_split.is_empty() { "" } else { "; " },
         loadavg()
     );
     timed.split = None;
