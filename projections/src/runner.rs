@@ -31,6 +31,9 @@ use tokio::sync::{Notify, watch};
 use crate::views::Projection;
 use crate::{ALL, Changes, DecisionFacts, Event, Facts};
 
+/// Records applied between two refreshes of the planner's statistics.
+pub const OPTIMIZE_EVERY_RECORDS: u64 = 100_000;
+
 /// Records read and applied per page (per tenant and transaction).
 pub const PAGE_RECORDS: u64 = 2000;
 
@@ -132,6 +135,10 @@ pub trait ViewStore: Clone + Send + Sync + 'static {
         ids: Vec<EventId>,
     ) -> impl Future<Output = Result<Vec<(EventId, DecisionFacts)>, Self::Error>> + Send;
 
+    /// Refreshes the query planner's statistics of the views (after a rebuild, and now and then
+    /// while they grow).
+    fn optimize(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
     /// Writes the pages and moves the positions in one transaction. Returns `false`, having
     /// written nothing, when a position no longer holds its page's `from`.
     fn commit(
@@ -181,6 +188,8 @@ pub struct Rebuilding {
 /// The runner's handle: wake it, read its status, stop it.
 #[derive(Clone)]
 pub struct Runner {
+    /// Records applied since the planner's statistics were last refreshed.
+    since_optimize: Arc<std::sync::atomic::AtomicU64>,
     wake: Arc<Notify>,
     status: Arc<Mutex<Vec<Status>>>,
     applied: watch::Sender<u64>,
@@ -197,6 +206,7 @@ impl std::fmt::Debug for Runner {
 impl Default for Runner {
     fn default() -> Self {
         Runner {
+            since_optimize: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             wake: Arc::new(Notify::new()),
             status: Arc::new(Mutex::new(Vec::new())),
             applied: watch::channel(0).0,
@@ -332,6 +342,17 @@ impl Runner {
             })
             .collect();
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+        // Fresh statistics as the views grow (every 100,000 records): a planner that believes the
+        // tables are empty scans them.
+        let pending = self
+            .since_optimize
+            .fetch_add(worked, std::sync::atomic::Ordering::SeqCst)
+            + worked;
+        if pending >= OPTIMIZE_EVERY_RECORDS {
+            self.since_optimize
+                .store(0, std::sync::atomic::Ordering::SeqCst);
+            store.optimize().await?;
+        }
         Ok(worked)
     }
 }
@@ -513,6 +534,7 @@ async fn finish_rebuild<S: ViewStore>(
             "rebuilt projection caught up: now serving it"
         );
         store.purge(name, old).await?;
+        store.optimize().await?;
     }
     Ok(())
 }

@@ -566,7 +566,10 @@ macro_rules! views_backend {
                     .push_bind(t.to_owned())
                     .push(" AND event_id = ")
                     .push_bind(id.to_string());
-                q.build().execute(&mut **tx).await?;
+                // Not a prepared statement kept per connection: a generic plan made while the
+                // table was empty (before any statistics) scans a whole generation on
+                // PostgreSQL; planning each UPDATE afresh picks the event-id index.
+                q.build().persistent(false).execute(&mut **tx).await?;
                 Ok(())
             }
 
@@ -613,6 +616,20 @@ macro_rules! views_backend {
                 q.push_bind(d.status.is_some())
                     .push(" THEN excluded.status ELSE proj_models.status END");
                 q.build().execute(&mut **tx).await?;
+                Ok(())
+            }
+
+            /// Refreshes the planner's statistics of the view tables (sampled, so it stays cheap
+            /// at millions of rows). Without them SQLite walks the primary key for every
+            /// filtered search. On PostgreSQL autovacuum keeps statistics, and only the owner may
+            /// ANALYZE, so this does nothing there.
+            pub(crate) async fn optimize(tx: &mut Tx) -> Result<(), StoreError> {
+                if $BY_EVENT.is_empty() {
+                    return Ok(());
+                }
+                for sql in ["PRAGMA analysis_limit = 1000", "ANALYZE proj_decisions", "ANALYZE proj_subjects", "ANALYZE proj_oversight"] {
+                    sqlx::query(sql).execute(&mut **tx).await?;
+                }
                 Ok(())
             }
 
@@ -961,6 +978,11 @@ impl ViewStore for Store {
             &mut tx, tenant, &ids
         )
         .await?))
+    }
+
+    async fn optimize(&self) -> Result<(), StoreError> {
+        in_tx!(self, None, true, |tx, m| m::optimize(&mut tx).await?);
+        Ok(())
     }
 
     async fn commit(&self, tenant: &TenantId, pages: Vec<TargetPage>) -> Result<bool, StoreError> {
