@@ -691,6 +691,10 @@ impl ViewStore for Timed {
         r
     }
 
+    async fn optimize(&self) -> Result<(), StoreError> {
+        ViewStore::optimize(&self.store).await
+    }
+
     async fn commit(&self, tenant: &TenantId, pages: Vec<TargetPage>) -> Result<bool, StoreError> {
         // Statements as the store writes them (src/store/views.rs): one position move, inserts
         // in chunks of 500 rows, one statement per patched decision and per upserted aggregate.
