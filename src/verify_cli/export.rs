@@ -1,12 +1,15 @@
 //! Verifying an export on every core.
 //!
-//! The export is read line by line on one thread and cut into chunks of records. Each chunk is
-//! verified on its own, starting from the anchor of the record before it (parsed by the reader
-//! from the previous chunk's last line), with batch signature checks, on a rayon pool: first on
-//! the fast path of `fast.rs`, which only accepts, and otherwise by the reference
-//! [`ChainVerifier`]. The chunk summaries are then stitched in order, which confirms that each
-//! chunk really continues the one before (as [`ChainSummary::then`] does). Workers pull the next
-//! chunk from the reader whenever they are free (no barrier between batches of chunks), and
+//! The export is cut into chunks of records as it is read. Reading is the only part that cannot
+//! run in parallel, so it is kept to what must be done in order: each chunk's lines are appended
+//! to one buffer (reused from chunk to chunk, not one allocation per line) and the last line is
+//! parsed, for the anchor the next chunk starts from. Everything else about a line — checking
+//! that it is UTF-8, parsing it, hashing, signature checks — happens in the worker that verifies
+//! its chunk on a rayon pool: first on the fast path of `fast.rs`, which only accepts, and
+//! otherwise by the reference [`ChainVerifier`]. The chunk summaries are then stitched in order,
+//! which confirms that each chunk really continues the one before (as [`ChainSummary::then`]
+//! does). Workers pull the next chunk from the reader whenever they are free (no barrier between
+//! batches of chunks), chunks get smaller towards the end so that the cores finish together, and
 //! memory stays bounded by about two chunks per thread whatever the length of the export.
 //!
 //! The checks and the error reported are those of the sequential `ledger::export::ExportVerifier`
@@ -29,7 +32,10 @@ use ledger::merkle::{leaf_hash, verify_inclusion};
 use ledger::note::VerifierKey;
 use ledger::record::Record;
 use ledger::types::{Hash, LeafIndex, TenantId, TreeSize};
-use ledger::verify::{ChainAnchor, ChainSummary, ChainVerifier, LeafRange, verify_evidence_head};
+use ledger::verify::{
+    ChainAnchor, ChainSummary, ChainVerifier, LeafRange, SIGNATURE_BATCH_RECORDS,
+    verify_evidence_head,
+};
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -106,17 +112,18 @@ impl From<std::io::Error> for ExportCheckError {
     }
 }
 
-/// One line as read.
-enum Line {
-    Text(String),
+/// What [`read_line`] appended to its buffer.
+enum RawLine {
+    /// A line, from this index of the buffer to its end (without the newline).
+    Line(usize),
+    /// A line longer than [`EXPORT_LINE_BYTES_MAX`], of this many bytes; nothing was kept.
     TooLong(usize),
-    NotUtf8,
 }
 
-/// Reads one line into `buf` (without its newline), refusing to buffer more than
+/// Appends one line to `buf` (without its newline), refusing to buffer more than
 /// [`EXPORT_LINE_BYTES_MAX`] bytes of it. Returns `None` at the end of the input.
-fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<Line>> {
-    buf.clear();
+fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<RawLine>> {
+    let start = buf.len();
     let limit = EXPORT_LINE_BYTES_MAX as u64 + 1;
     let n = std::io::Read::take(&mut *reader, limit).read_until(b'\n', buf)?;
     if n == 0 {
@@ -124,9 +131,10 @@ fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<O
     }
     if buf.last() == Some(&b'\n') {
         buf.pop();
-    } else if buf.len() > EXPORT_LINE_BYTES_MAX {
+    } else if buf.len() - start > EXPORT_LINE_BYTES_MAX {
         // Skip the rest of the line; nothing after a failing line matters.
-        let mut bytes = buf.len();
+        let mut bytes = buf.len() - start;
+        buf.truncate(start);
         loop {
             let chunk = reader.fill_buf()?;
             if chunk.is_empty() {
@@ -142,12 +150,77 @@ fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<O
                 break;
             }
         }
-        return Ok(Some(Line::TooLong(bytes)));
+        return Ok(Some(RawLine::TooLong(bytes)));
     }
-    Ok(Some(match String::from_utf8(std::mem::take(buf)) {
-        Ok(text) => Line::Text(text),
-        Err(_) => Line::NotUtf8,
-    }))
+    Ok(Some(RawLine::Line(start)))
+}
+
+/// One line of a chunk, as the verifiers see it.
+enum Line<'a> {
+    Text(&'a str),
+    TooLong(usize),
+    NotUtf8,
+}
+
+/// The lines of a chunk in one buffer. The reader only appends bytes; whether a line is UTF-8
+/// is decided by the worker that verifies it.
+#[derive(Default)]
+struct Lines {
+    bytes: Vec<u8>,
+    /// Each line's place in `bytes`, without its newline.
+    spans: Vec<std::ops::Range<usize>>,
+    /// The length of a last line too long to keep (it ends the reading).
+    too_long: Option<usize>,
+}
+
+impl Lines {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.spans.clear();
+        self.too_long = None;
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len() + usize::from(self.too_long.is_some())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The lines' bytes; a line too long to keep is empty (which no verifier accepts).
+    fn raw(&self) -> impl Iterator<Item = &[u8]> {
+        let too_long: &[u8] = &[];
+        self.spans
+            .iter()
+            .map(|span| &self.bytes[span.clone()])
+            .chain(self.too_long.map(|_| too_long))
+    }
+
+    fn text(&self, span: &std::ops::Range<usize>) -> Line<'_> {
+        match std::str::from_utf8(&self.bytes[span.clone()]) {
+            Ok(text) => Line::Text(text),
+            Err(_) => Line::NotUtf8,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Line<'_>> {
+        self.spans
+            .iter()
+            .map(|span| self.text(span))
+            .chain(self.too_long.map(Line::TooLong))
+    }
+
+    fn first(&self) -> Option<Line<'_>> {
+        self.iter().next()
+    }
+
+    fn last(&self) -> Option<Line<'_>> {
+        match self.too_long {
+            Some(bytes) => Some(Line::TooLong(bytes)),
+            None => self.spans.last().map(|span| self.text(span)),
+        }
+    }
 }
 
 /// Everything the chunk verifiers share.
@@ -172,7 +245,7 @@ struct Chunk {
     /// on trust (the first chunk of an export from a later sequence, or after an unparsable
     /// line, which fails first anyway).
     anchor: Option<ChainAnchor>,
-    lines: Vec<Line>,
+    lines: Lines,
 }
 
 /// How the input ended, once it has.
@@ -181,18 +254,18 @@ enum Ending {
     Trailer(String, u64),
     /// The input ended without a trailer after this many lines.
     Eof(u64),
-    /// A line that cannot be a record ended the reading (too long, not UTF-8); its chunk
-    /// reports it.
+    /// A line too long to be a record ended the reading; its chunk reports it.
     BadLine,
 }
 
 /// The reader's state between chunks.
 struct Reader<R> {
     input: R,
-    buf: Vec<u8>,
     next_line: u64,
     next_seq: u64,
     next_anchor: Option<ChainAnchor>,
+    /// The checkpoint's size: records from `next_seq` up to it remain.
+    size: u64,
     /// Sizes at which a chunk must end (seen checkpoints), ascending.
     cuts: Vec<u64>,
     chunk_records: usize,
@@ -200,55 +273,81 @@ struct Reader<R> {
 }
 
 impl<R: BufRead> Reader<R> {
-    /// Reads the next chunk; `None` once the records end (see [`Reader::ending`]).
-    fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
+    /// How many records the next chunk holds: `chunk_records`, but never past a cut, and
+    /// towards the end a share of what remains (down to one signature batch), so that no core
+    /// is left verifying a last large chunk alone while the others wait.
+    fn next_chunk_records(&self) -> usize {
+        let to_cut = self
+            .cuts
+            .iter()
+            .copied()
+            .find(|&c| c > self.next_seq)
+            .map_or(u64::MAX, |c| c - self.next_seq);
+        let threads = rayon::current_num_threads().max(1) as u64;
+        let share = self.size.saturating_sub(self.next_seq) / (2 * threads);
+        let share = usize::try_from(share)
+            .unwrap_or(usize::MAX)
+            .next_multiple_of(SIGNATURE_BATCH_RECORDS)
+            .max(SIGNATURE_BATCH_RECORDS);
+        usize::try_from(to_cut)
+            .unwrap_or(usize::MAX)
+            .min(self.chunk_records)
+            .min(share)
+    }
+
+    /// Reads the next chunk into `lines` (a buffer of an earlier chunk, kept for its capacity);
+    /// `None` once the records end (see [`Reader::ending`]).
+    fn next_chunk(&mut self, mut lines: Lines) -> std::io::Result<Option<Chunk>> {
         while self.ending.is_none() {
-            let end_seq = self
-                .cuts
-                .iter()
-                .copied()
-                .find(|&c| c > self.next_seq)
-                .map_or(u64::MAX, |c| c - self.next_seq);
-            let want = usize::try_from(end_seq)
-                .unwrap_or(usize::MAX)
-                .min(self.chunk_records);
-            let mut chunk = Chunk {
-                first_line: self.next_line,
-                first_seq: self.next_seq,
-                anchor: self.next_anchor,
-                lines: Vec::with_capacity(want),
-            };
-            while chunk.lines.len() < want {
+            let want = self.next_chunk_records();
+            let first_line = self.next_line;
+            let first_seq = self.next_seq;
+            let anchor = self.next_anchor;
+            lines.clear();
+            while lines.len() < want {
                 let line_no = self.next_line;
-                match read_line(&mut self.input, &mut self.buf)? {
+                match read_line(&mut self.input, &mut lines.bytes)? {
                     None => {
                         self.ending = Some(Ending::Eof(line_no - 1));
                         break;
                     }
-                    Some(Line::Text(text)) if text.as_bytes().starts_with(TRAILER_PREFIX) => {
-                        self.ending = Some(Ending::Trailer(text, line_no));
-                        break;
-                    }
-                    Some(line) => {
-                        let bad = !matches!(line, Line::Text(_));
-                        chunk.lines.push(line);
+                    Some(RawLine::TooLong(bytes)) => {
+                        lines.too_long = Some(bytes);
                         self.next_line += 1;
                         self.next_seq += 1;
-                        if bad {
-                            self.ending = Some(Ending::BadLine);
+                        self.ending = Some(Ending::BadLine);
+                        break;
+                    }
+                    Some(RawLine::Line(start)) => {
+                        let line = &lines.bytes[start..];
+                        // The trailer is told from a record by its first bytes; one that is
+                        // not UTF-8 is a bad record line, as for the sequential verifier.
+                        if line.starts_with(TRAILER_PREFIX)
+                            && let Ok(text) = std::str::from_utf8(line)
+                        {
+                            self.ending = Some(Ending::Trailer(text.to_owned(), line_no));
+                            lines.bytes.truncate(start);
                             break;
                         }
+                        lines.spans.push(start..lines.bytes.len());
+                        self.next_line += 1;
+                        self.next_seq += 1;
                     }
                 }
             }
-            self.next_anchor = match chunk.lines.last() {
+            self.next_anchor = match lines.last() {
                 Some(Line::Text(text)) => {
                     Record::from_json(text).ok().map(|r| ChainAnchor::after(&r))
                 }
                 _ => None,
             };
-            if !chunk.lines.is_empty() {
-                return Ok(Some(chunk));
+            if !lines.is_empty() {
+                return Ok(Some(Chunk {
+                    first_line,
+                    first_seq,
+                    anchor,
+                    lines,
+                }));
             }
         }
         Ok(None)
@@ -298,11 +397,9 @@ type ChunkResult = Result<Option<Segment>, ExportError>;
 /// when the fast path declines.
 fn verify_chunk(ctx: &Context, chunk: &Chunk) -> ChunkResult {
     if let Some(anchor) = chunk.anchor {
-        let lines = chunk.lines.iter().map(|l| match l {
-            Line::Text(text) => text.as_str(),
-            // Not JSON: the fast path declines and the reference reports it.
-            Line::TooLong(_) | Line::NotUtf8 => "",
-        });
+        // A line that is not UTF-8 or too long makes the fast path decline, and the reference
+        // reports it.
+        let lines = chunk.lines.raw();
         if let Some(fast) =
             super::fast::verify_lines(&ctx.tenant, &ctx.ring, ctx.size.get(), anchor, lines)
         {
@@ -336,7 +433,7 @@ fn verify_chunk_reference(ctx: &Context, chunk: &Chunk) -> ChunkResult {
             Line::Text(text) => text,
             Line::TooLong(bytes) => {
                 let kind = ExportErrorKind::LineTooLong {
-                    bytes: *bytes,
+                    bytes,
                     max: EXPORT_LINE_BYTES_MAX,
                 };
                 return Err(fail(&mut chain, n, kind));
@@ -398,6 +495,9 @@ struct Stitcher {
     roots_at_cuts: Vec<(u64, Hash)>,
     /// The first failure in chain order; nothing after it is joined.
     error: Option<ExportError>,
+    /// Buffers of joined chunks, for the reader to fill again: their capacity is already that
+    /// of a chunk.
+    spare: Vec<Lines>,
 }
 
 impl Stitcher {
@@ -419,6 +519,7 @@ impl Stitcher {
                 None => Ok(segment),
                 Some(before) => stitch(ctx, before, segment, &chunk),
             };
+            self.spare.push(chunk.lines);
             match joined {
                 Ok(r) => {
                     if cuts.contains(&r.size())
@@ -459,14 +560,12 @@ pub fn verify_export<R: BufRead + Send>(
         error: ExportError { line, kind },
         from_seq: 0,
     };
+    let not_an_export =
+        || ExportCheckError::NotAnExport("the first line is not a JSON export header".into());
     let header_text = match read_line(&mut input, &mut buf)? {
         None => return Err(fail(1, ExportErrorKind::MissingHeader)),
-        Some(Line::Text(text)) => text,
-        Some(Line::TooLong(_) | Line::NotUtf8) => {
-            return Err(ExportCheckError::NotAnExport(
-                "the first line is not a JSON export header".into(),
-            ));
-        }
+        Some(RawLine::Line(_)) => String::from_utf8(buf).map_err(|_| not_an_export())?,
+        Some(RawLine::TooLong(_)) => return Err(not_an_export()),
     };
     let header = parse_header(&header_text)?;
     let head = verify_evidence_head(
@@ -524,10 +623,10 @@ pub fn verify_export<R: BufRead + Send>(
         .collect();
     let mut reader = Reader {
         input,
-        buf,
         next_line: 2,
         next_seq: header.from_seq,
         next_anchor: (header.from_seq == 0).then(ChainAnchor::genesis),
+        size: size.get(),
         cuts: cuts.clone(),
         chunk_records: if options.chunk_records == 0 {
             CHUNK_RECORDS
@@ -549,6 +648,7 @@ pub fn verify_export<R: BufRead + Send>(
         running,
         roots_at_cuts: Vec::new(),
         error: None,
+        spare: Vec::new(),
     });
     let stop = AtomicBool::new(false);
     let mut io_error = None;
@@ -560,7 +660,13 @@ pub fn verify_export<R: BufRead + Send>(
         if stop.load(Ordering::Relaxed) {
             return None;
         }
-        match reader.next_chunk() {
+        let spare = state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .spare
+            .pop()
+            .unwrap_or_default();
+        match reader.next_chunk(spare) {
             Ok(Some(chunk)) => {
                 index += 1;
                 Some((index - 1, chunk))
@@ -600,13 +706,18 @@ pub fn verify_export<R: BufRead + Send>(
         Some(Ending::Eof(lines)) => {
             return Err(fail(lines + 1, ExportErrorKind::MissingTrailer));
         }
+        // A line too long to keep fails its chunk, and reading stops otherwise only after a
+        // failure or a read error, all reported above. Should that ever not hold, the export
+        // is still not reported as verified.
         Some(Ending::BadLine) | None => {
-            unreachable!("a bad line fails its chunk, and reading ends only at one of these")
+            return Err(fail(
+                reader.next_line.saturating_sub(1),
+                ExportErrorKind::MalformedRecord("the export was not read to its end".into()),
+            ));
         }
     };
-    if read_line(&mut reader.input, &mut reader.buf)?.is_some() {
-        return Err(fail(trailer_line + 1, ExportErrorKind::AfterTrailer));
-    }
+    // The trailer is checked before what follows it, as the sequential verifier reads them: a
+    // trailer that does not match its records is the first failure even if lines follow.
     let report = check_trailer(
         &header,
         &head.checkpoint,
@@ -616,6 +727,9 @@ pub fn verify_export<R: BufRead + Send>(
         trailer_line,
     )
     .map_err(failed)?;
+    if read_line(&mut reader.input, &mut Vec::new())?.is_some() {
+        return Err(fail(trailer_line + 1, ExportErrorKind::AfterTrailer));
+    }
     let seen_agreed = compare_seen(&seen, &report, &roots_at_cuts)?;
     Ok(ExportVerified {
         report,
@@ -903,4 +1017,227 @@ pub fn check_history(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use ledger::checkpoint::sign_checkpoint;
+    use ledger::export::{ExportFormat, ExportVerifier, record_line};
+    use ledger::keys::{KeyId, RecordSigner};
+    use ledger::merkle::CompactTree;
+    use ledger::note::NoteSigner;
+    use ledger::record::{ChainPosition, UnsignedRecord};
+    use ledger::types::{CaptureTime, Sequence};
+
+    const ORIGIN: &str = "test.example/ledger/acme-bank";
+
+    /// An export of `records` records from the genesis, one line per element (without
+    /// newlines), and the key that verifies its checkpoint.
+    fn export(records: u64) -> (Vec<Vec<u8>>, VerifierKey) {
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let signer = RecordSigner::new(key.clone());
+        let tenant = TenantId::parse("acme-bank").expect("tenant");
+        let mut tree = CompactTree::new();
+        let mut before_last = None;
+        let mut prev = Hash::ZERO;
+        let mut lines = Vec::new();
+        for seq in 0..records {
+            let payload = serde_json::json!({
+                "model_id": "m", "model_version": "1", "input_commitment": format!("{seq:064x}"),
+                "outcome": "approved", "subject_ref": "s", "decided_at": "2026-11-29T08:00:00Z",
+                "oversight_mode": "human_on_the_loop",
+            });
+            let id = format!("01936f5e-7a2b-7c3d-8e4f-{seq:012x}");
+            let draft =
+                ledger::draft::prepare_draft(&id, "decision", &payload, &BTreeMap::new(), || {
+                    [1; 32]
+                })
+                .expect("valid")
+                .draft;
+            let at = ChainPosition {
+                seq: Sequence::new(seq).expect("seq"),
+                prev,
+                captured_at: CaptureTime::from_unix_micros(1_795_000_000_000_000 + seq)
+                    .expect("time"),
+            };
+            let record = UnsignedRecord::new(&tenant, at, draft, signer.key_id()).sign(&signer);
+            prev = record.hash;
+            if seq + 1 == records {
+                before_last = Some(tree.clone());
+            }
+            tree.push(leaf_hash(record.hash.as_bytes())).expect("push");
+            let mut line = record_line(&record).into_bytes();
+            line.pop();
+            lines.push(line);
+        }
+        let checkpoint =
+            Checkpoint::new(ORIGIN, TreeSize::new(records), tree.root()).expect("checkpoint");
+        let note = sign_checkpoint(
+            &checkpoint,
+            &[NoteSigner::new(ORIGIN, &key).expect("signer")],
+        )
+        .expect("sign");
+        let vkey = VerifierKey::new(ORIGIN, key.verifying_key()).expect("vkey");
+        let header = ExportHeader {
+            format: ExportFormat,
+            tenant,
+            origin: ORIGIN.into(),
+            from_seq: 0,
+            checkpoint: note,
+            keys: vec![KeyInterval {
+                key_id: KeyId::of(&key.verifying_key()),
+                public_key: key.verifying_key(),
+                from_seq: 0,
+                until_seq: None,
+            }],
+            verifier_keys: vec![vkey.to_string()],
+        };
+        let trailer = ExportTrailer {
+            records,
+            last_seq: records.checked_sub(1),
+            // The last leaf's proof: the right edge of the tree before it, smallest first.
+            inclusion_proof: before_last
+                .map(|t| t.hashes().iter().rev().copied().collect())
+                .unwrap_or_default(),
+        };
+        let mut all = vec![header.to_line().trim_end().as_bytes().to_vec()];
+        all.extend(lines);
+        all.push(trailer.to_line().trim_end().as_bytes().to_vec());
+        (all, vkey)
+    }
+
+    fn join(lines: &[Vec<u8>]) -> Vec<u8> {
+        let mut text = lines.join(&b'\n');
+        text.push(b'\n');
+        text
+    }
+
+    fn parallel(text: &[u8], vkey: &VerifierKey, chunk: usize) -> Result<u64, ExportError> {
+        let options = ExportOptions {
+            trusted: std::slice::from_ref(vkey),
+            history: None,
+            seen: &[],
+            chunk_records: chunk,
+        };
+        match verify_export(text, &options, &mut |_| {}, &|_| {}) {
+            Ok(v) => Ok(v.report.records),
+            Err(ExportCheckError::Failed { error, .. }) => Err(error),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    fn sequential(text: &str, vkey: &VerifierKey) -> Result<u64, ExportError> {
+        let mut v = ExportVerifier::new(std::slice::from_ref(vkey));
+        for line in text.split_terminator('\n') {
+            if v.push_line(line).is_err() {
+                break;
+            }
+        }
+        v.finish().map(|r| r.records)
+    }
+
+    /// Chunk sizes: one record, a few, more than one signature batch, and the default.
+    const CHUNKS: [usize; 4] = [1, 7, 300, 0];
+
+    #[test]
+    fn damaged_exports_fail_where_the_sequential_verifier_says() {
+        let (lines, vkey) = export(700);
+        let n = lines.len();
+        let mut cases: Vec<(&str, Vec<Vec<u8>>)> = vec![("intact", lines.clone())];
+        let mut changed = lines.clone();
+        changed[400][300] ^= 1;
+        cases.push(("a changed byte", changed));
+        let mut early_trailer = lines.clone();
+        early_trailer.insert(300, lines[n - 1].clone());
+        cases.push(("a trailer among the records", early_trailer));
+        let mut after = lines.clone();
+        after.push(lines[5].clone());
+        cases.push(("a line after the trailer", after));
+        cases.push(("no trailer", lines[..n - 1].to_vec()));
+        let mut long = lines.clone();
+        long[513] = vec![b'x'; EXPORT_LINE_BYTES_MAX + 10];
+        cases.push(("a line too long", long));
+        let mut empty = lines.clone();
+        empty.insert(257, Vec::new());
+        cases.push(("an empty line", empty));
+        for (what, lines) in cases {
+            let text = join(&lines);
+            let expected = sequential(std::str::from_utf8(&text).expect("utf-8"), &vkey);
+            for chunk in CHUNKS {
+                assert_eq!(
+                    parallel(&text, &vkey, chunk),
+                    expected,
+                    "{what}, chunk {chunk}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_named() {
+        let (lines, vkey) = export(600);
+        for target in [1, 299, 600] {
+            let mut damaged = lines.clone();
+            // An invalid byte inside the payload, where the fast path would otherwise read it.
+            let i = damaged[target].len() / 2;
+            damaged[target][i] = 0xff;
+            let text = join(&damaged);
+            for chunk in CHUNKS {
+                let e = parallel(&text, &vkey, chunk).expect_err("not UTF-8");
+                assert_eq!(e.line, target as u64 + 1, "chunk {chunk}");
+                assert!(e.to_string().contains("UTF-8"), "{e}");
+            }
+        }
+        // A line that starts like the trailer but is not UTF-8 is a bad record line.
+        let mut damaged = lines.clone();
+        damaged.insert(100, b"{\"end\":\xff}".to_vec());
+        for chunk in CHUNKS {
+            let e = parallel(&join(&damaged), &vkey, chunk).expect_err("not UTF-8");
+            assert_eq!(e.line, 101, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn the_last_newline_is_optional() {
+        let (lines, vkey) = export(300);
+        let mut text = join(&lines);
+        text.pop();
+        for chunk in CHUNKS {
+            assert_eq!(parallel(&text, &vkey, chunk), Ok(300), "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn chunks_shrink_towards_the_end_but_not_below_a_signature_batch() {
+        let reader = |next_seq, size| Reader {
+            input: &b""[..],
+            next_line: 2,
+            next_seq,
+            next_anchor: None,
+            size,
+            cuts: vec![5000],
+            chunk_records: CHUNK_RECORDS,
+            ending: None,
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("pool");
+        pool.install(|| {
+            assert_eq!(reader(0, 1_000_000).next_chunk_records(), CHUNK_RECORDS);
+            // A quarter of what remains on two threads, in whole signature batches.
+            assert_eq!(
+                reader(990_000, 1_000_000).next_chunk_records(),
+                2560.min(CHUNK_RECORDS)
+            );
+            assert_eq!(reader(999_000, 1_000_000).next_chunk_records(), 256);
+            assert_eq!(reader(999_990, 1_000_000).next_chunk_records(), 256);
+            // More lines than the checkpoint holds (they fail): still one batch at a time.
+            assert_eq!(reader(2_000_000, 1_000_000).next_chunk_records(), 256);
+            // Never past a seen checkpoint's size.
+            assert_eq!(reader(4990, 1_000_000).next_chunk_records(), 10);
+        });
+    }
 }
