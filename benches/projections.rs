@@ -501,7 +501,7 @@ impl Phases {
             "read records {events:.1} s ({:.0} %), decision facts {facts:.1} s ({:.0} %), commit pages {commit:.1} s ({:.0} %), \
              positions {positions:.1} s ({:.0} %), activate + purge {switch:.1} s ({:.0} %), fold + rest {other:.1} s ({:.0} %); \
              {commits} commits of up to {} records ({} view pages), per commit {:.0} statements: {:.0} decision rows inserted, \
-             {:.0} per-row decision UPDATEs, {:.0} per-row upserts (models, outcomes, daily)",
+             {:.0} follow-up UPDATEs, {:.0} upserts (models, outcomes, daily)",
             pct(events),
             pct(facts),
             pct(commit),
@@ -696,14 +696,15 @@ impl ViewStore for Timed {
     }
 
     async fn commit(&self, tenant: &TenantId, pages: Vec<TargetPage>) -> Result<bool, StoreError> {
-        // Statements as the store writes them (src/store/views.rs): one position move, inserts
-        // in chunks of 500 rows, one statement per patched decision and per upserted aggregate.
+        // Statements as the store writes them (src/store/views.rs): one position move, inserts,
+        // follow-up UPDATEs and aggregate upserts in chunks of 500 rows, one upsert per model.
         let chunks = |n: usize| n.div_ceil(500) as u64;
         let p = &self.phases;
         for page in &pages {
             let c = &page.changes;
-            let upserts = (c.models.len() + c.model_outcomes.len() + c.daily.len()) as u64;
-            let patches = c.decision_patches.len() as u64;
+            let upserts =
+                c.models.len() as u64 + chunks(c.model_outcomes.len()) + chunks(c.daily.len());
+            let patches = chunks(c.decision_patches.len());
             p.pages.fetch_add(1, Ordering::Relaxed);
             p.decision_rows
                 .fetch_add(c.decision_inserts.len() as u64, Ordering::Relaxed);

@@ -34,8 +34,11 @@ use crate::{ALL, Changes, DecisionFacts, Event, Facts};
 /// Records applied between two refreshes of the planner's statistics.
 pub const OPTIMIZE_EVERY_RECORDS: u64 = 100_000;
 
-/// Records read and applied per page (per tenant and transaction).
-pub const PAGE_RECORDS: u64 = 2000;
+/// Most records read and applied per page (per tenant and transaction). A runner that is
+/// caught up applies what is new, so pages are only this large while it catches up or
+/// rebuilds, where fewer, larger transactions write each touched B-tree page once for many
+/// records. About 10 MB of parsed records in memory.
+pub const PAGE_RECORDS: u64 = 10_000;
 
 /// The state of one projection in the database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

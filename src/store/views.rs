@@ -149,7 +149,7 @@ fn to_event(t: EventTuple) -> Result<Event, StoreError> {
 const DECISION_COLUMNS: &str = "event_id, seq, model_id, model_version, outcome, current_outcome, score, subject_ref, decided_at_us, captured_at_us, oversight_mode, status, reviews, overrides, contests, explanation_requests, submissions, last_reviewer, last_event_seq";
 
 macro_rules! views_backend {
-    ($module:ident, $Db:ty, $MIN:literal, $MAX:literal, $BY_EVENT:literal, $known:ty) => {
+    ($module:ident, $Db:ty, $MIN:literal, $MAX:literal, $BY_EVENT:literal, $BY_EVENT_VIEW:literal, $known:ty) => {
         /// The projection SQL for one backend (see the module header).
         pub(crate) mod $module {
             use super::*;
@@ -314,28 +314,31 @@ macro_rules! views_backend {
                 Ok(Some(old))
             }
 
-            /// Deletes up to one chunk of a generation's rows of `table` for `tenant`; returns
-            /// how many went.
+            /// Deletes a generation's rows of `table` for `tenant`, up to `limit` of them;
+            /// returns how many went.
             pub(crate) async fn purge_chunk(
                 tx: &mut Tx,
                 table: &str,
                 keys: &str,
                 generation: i64,
                 tenant: &TenantId,
+                limit: Option<i64>,
             ) -> Result<u64, StoreError> {
                 let mut q = QueryBuilder::<$Db>::new(format!(
                     "DELETE FROM {table} WHERE generation = "
                 ));
                 q.push_bind(generation)
                     .push(" AND tenant_id = ")
-                    .push_bind(tenant.as_str().to_owned())
-                    .push(format!(" AND ({keys}) IN (SELECT {keys} FROM {table} WHERE generation = "))
-                    .push_bind(generation)
-                    .push(" AND tenant_id = ")
-                    .push_bind(tenant.as_str().to_owned())
-                    .push(" LIMIT ")
-                    .push_bind(PURGE_CHUNK_ROWS)
-                    .push(")");
+                    .push_bind(tenant.as_str().to_owned());
+                if let Some(limit) = limit {
+                    q.push(format!(" AND ({keys}) IN (SELECT {keys} FROM {table} WHERE generation = "))
+                        .push_bind(generation)
+                        .push(" AND tenant_id = ")
+                        .push_bind(tenant.as_str().to_owned())
+                        .push(" LIMIT ")
+                        .push_bind(limit)
+                        .push(")");
+                }
                 Ok(q.build().execute(&mut **tx).await?.rows_affected())
             }
 
@@ -466,24 +469,27 @@ macro_rules! views_backend {
                         });
                         q.build().execute(&mut **tx).await?;
                     }
-                    for (id, p) in &c.decision_patches {
-                        patch(tx, g, t, id, p).await?;
+                    let patches: Vec<(&EventId, &DecisionPatch)> = c.decision_patches.iter().collect();
+                    for chunk in patches.chunks(INSERT_CHUNK_ROWS) {
+                        patch(tx, g, t, chunk).await?;
                     }
                     for ((model_id, version), d) in &c.models {
                         upsert_model(tx, g, t, model_id, version, d).await?;
                     }
-                    for ((model_id, version, outcome), n) in &c.model_outcomes {
+                    let outcomes: Vec<_> = c.model_outcomes.iter().collect();
+                    for chunk in outcomes.chunks(INSERT_CHUNK_ROWS) {
                         let mut q = QueryBuilder::<$Db>::new(
-                            "INSERT INTO proj_model_outcomes (generation, tenant_id, model_id, model_version, outcome, decisions) VALUES (",
+                            "INSERT INTO proj_model_outcomes (generation, tenant_id, model_id, model_version, outcome, decisions) ",
                         );
-                        let mut sep = q.separated(", ");
-                        sep.push_bind(g);
-                        sep.push_bind(t.to_owned());
-                        sep.push_bind(model_id.clone());
-                        sep.push_bind(version.clone());
-                        sep.push_bind(outcome.clone());
-                        sep.push_bind(*n);
-                        q.push(") ON CONFLICT (generation, tenant_id, model_id, model_version, outcome) DO UPDATE SET decisions = proj_model_outcomes.decisions + excluded.decisions");
+                        q.push_values(chunk, |mut b, ((model_id, version, outcome), n)| {
+                            b.push_bind(g)
+                                .push_bind(t.to_owned())
+                                .push_bind(model_id.clone())
+                                .push_bind(version.clone())
+                                .push_bind(outcome.clone())
+                                .push_bind(**n);
+                        });
+                        q.push(" ON CONFLICT (generation, tenant_id, model_id, model_version, outcome) DO UPDATE SET decisions = proj_model_outcomes.decisions + excluded.decisions");
                         q.build().execute(&mut **tx).await?;
                     }
                     for chunk in c.oversight.chunks(INSERT_CHUNK_ROWS) {
@@ -521,51 +527,62 @@ macro_rules! views_backend {
                         });
                         q.build().execute(&mut **tx).await?;
                     }
-                    for ((day, model_id, version, outcome), n) in &c.daily {
+                    let daily: Vec<_> = c.daily.iter().collect();
+                    for chunk in daily.chunks(INSERT_CHUNK_ROWS) {
                         let mut q = QueryBuilder::<$Db>::new(
-                            "INSERT INTO proj_daily (generation, tenant_id, day, model_id, model_version, outcome, decisions) VALUES (",
+                            "INSERT INTO proj_daily (generation, tenant_id, day, model_id, model_version, outcome, decisions) ",
                         );
-                        let mut sep = q.separated(", ");
-                        sep.push_bind(g);
-                        sep.push_bind(t.to_owned());
-                        sep.push_bind(day.clone());
-                        sep.push_bind(model_id.clone());
-                        sep.push_bind(version.clone());
-                        sep.push_bind(outcome.clone());
-                        sep.push_bind(*n);
-                        q.push(") ON CONFLICT (generation, tenant_id, day, model_id, model_version, outcome) DO UPDATE SET decisions = proj_daily.decisions + excluded.decisions");
+                        q.push_values(chunk, |mut b, ((day, model_id, version, outcome), n)| {
+                            b.push_bind(g)
+                                .push_bind(t.to_owned())
+                                .push_bind(day.clone())
+                                .push_bind(model_id.clone())
+                                .push_bind(version.clone())
+                                .push_bind(outcome.clone())
+                                .push_bind(**n);
+                        });
+                        q.push(" ON CONFLICT (generation, tenant_id, day, model_id, model_version, outcome) DO UPDATE SET decisions = proj_daily.decisions + excluded.decisions");
                         q.build().execute(&mut **tx).await?;
                     }
                 }
                 Ok(true)
             }
 
-            /// The same rule as [`DecisionPatch::apply_to`], in SQL.
-            async fn patch(tx: &mut Tx, g: i64, t: &str, id: &EventId, p: &DecisionPatch) -> Result<(), StoreError> {
-                let mut q = QueryBuilder::<$Db>::new("UPDATE proj_decisions SET reviews = reviews + ");
-                q.push_bind(p.reviews)
-                    .push(", overrides = overrides + ")
-                    .push_bind(p.overrides)
-                    .push(", contests = contests + ")
-                    .push_bind(p.contests)
-                    .push(", explanation_requests = explanation_requests + ")
-                    .push_bind(p.explanation_requests)
-                    .push(", submissions = submissions + ")
-                    .push_bind(p.submissions)
-                    .push(", status = COALESCE(")
-                    .push_bind(p.status.clone())
-                    .push(", status), current_outcome = COALESCE(")
-                    .push_bind(p.current_outcome.clone())
-                    .push(", current_outcome), last_reviewer = COALESCE(")
-                    .push_bind(p.last_reviewer.clone())
-                    .push(concat!(", last_reviewer), last_event_seq = ", $MAX, "(last_event_seq, "))
-                    .push_bind(db_int(p.last_event_seq))
-                    .push(") WHERE generation = ")
-                    .push_bind(g)
-                    .push(" AND tenant_id = ")
-                    .push_bind(t.to_owned())
-                    .push(" AND event_id = ")
-                    .push_bind(id.to_string());
+            /// The same rule as [`DecisionPatch::apply_to`], in SQL: one UPDATE for a chunk of
+            /// follow-ups, joined to their rows by event id (a page names each decision once).
+            async fn patch(tx: &mut Tx, g: i64, t: &str, patches: &[(&EventId, &DecisionPatch)]) -> Result<(), StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(
+                    "WITH p (event_id, reviews, overrides, contests, explanation_requests, submissions, status, current_outcome, last_reviewer, last_event_seq) AS (",
+                );
+                q.push_values(patches, |mut b, (id, p)| {
+                    b.push_bind(id.to_string())
+                        .push_bind(p.reviews)
+                        .push_bind(p.overrides)
+                        .push_bind(p.contests)
+                        .push_bind(p.explanation_requests)
+                        .push_bind(p.submissions)
+                        .push_bind(p.status.clone())
+                        .push_bind(p.current_outcome.clone())
+                        .push_bind(p.last_reviewer.clone())
+                        .push_bind(db_int(p.last_event_seq));
+                });
+                q.push(concat!(
+                    ") UPDATE proj_decisions", $BY_EVENT_VIEW, " SET ",
+                    "reviews = proj_decisions.reviews + p.reviews, ",
+                    "overrides = proj_decisions.overrides + p.overrides, ",
+                    "contests = proj_decisions.contests + p.contests, ",
+                    "explanation_requests = proj_decisions.explanation_requests + p.explanation_requests, ",
+                    "submissions = proj_decisions.submissions + p.submissions, ",
+                    "status = COALESCE(p.status, proj_decisions.status), ",
+                    "current_outcome = COALESCE(p.current_outcome, proj_decisions.current_outcome), ",
+                    "last_reviewer = COALESCE(p.last_reviewer, proj_decisions.last_reviewer), ",
+                    "last_event_seq = ", $MAX, "(proj_decisions.last_event_seq, p.last_event_seq) ",
+                    "FROM p WHERE proj_decisions.generation = "
+                ))
+                .push_bind(g)
+                .push(" AND proj_decisions.tenant_id = ")
+                .push_bind(t.to_owned())
+                .push(" AND proj_decisions.event_id = p.event_id");
                 // Not a prepared statement kept per connection: a generic plan made while the
                 // table was empty (before any statistics) scans a whole generation on
                 // PostgreSQL; planning each UPDATE afresh picks the event-id index.
@@ -658,6 +675,15 @@ macro_rules! views_backend {
                         q.push(format!(" AND {column} = ")).push_bind(v.clone());
                     }
                 }
+                // Capture time never decreases along a chain, so a capture-time range is a range
+                // of sequence numbers, which every index of the view ends in (or starts with,
+                // for the primary key). The time conditions stay as well.
+                if let Some(from) = f.captured_from {
+                    q.push(" AND seq >= ").push_bind(first_captured_at_or_after(tx, tenant, from).await?);
+                }
+                if let Some(until) = f.captured_until {
+                    q.push(" AND seq < ").push_bind(first_captured_at_or_after(tx, tenant, until).await?);
+                }
                 let ranges = [
                     ("decided_at_us >= ", f.decided_from),
                     ("decided_at_us < ", f.decided_until),
@@ -684,6 +710,28 @@ macro_rules! views_backend {
                 let rows = q.build().fetch_all(&mut **tx).await?;
                 let rows = rows.iter().map(decision).collect::<Result<Vec<_>, _>>()?;
                 Ok(page_of(rows, f.limit, |r| r.seq))
+            }
+
+            /// The first sequence number of the tenant's chain captured at or after `at_us`
+            /// (the chain's length if none): a binary search over the ledger's primary key,
+            /// since capture time never decreases along a chain. Records appended meanwhile
+            /// come after the length read first, so they cannot move the answer.
+            async fn first_captured_at_or_after(tx: &mut Tx, tenant: &TenantId, at_us: i64) -> Result<i64, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new("SELECT COALESCE(MAX(seq) + 1, 0) FROM records WHERE tenant_id = ");
+                q.push_bind(tenant.as_str().to_owned());
+                let (mut low, mut high): (i64, i64) = (0, q.build_query_scalar().fetch_one(&mut **tx).await?);
+                while low < high {
+                    let mid = low + (high - low) / 2;
+                    let mut q = QueryBuilder::<$Db>::new("SELECT captured_at_us FROM records WHERE tenant_id = ");
+                    q.push_bind(tenant.as_str().to_owned()).push(" AND seq = ").push_bind(mid);
+                    let captured: i64 = q.build_query_scalar().fetch_one(&mut **tx).await?;
+                    if captured < at_us {
+                        low = mid + 1;
+                    } else {
+                        high = mid;
+                    }
+                }
+                Ok(low)
             }
 
             pub(crate) async fn decision_by_id(tx: &mut Tx, g: i64, tenant: &TenantId, id: EventId) -> Result<Option<DecisionRow>, StoreError> {
@@ -844,9 +892,10 @@ views_backend!(
     "min",
     "max",
     " INDEXED BY records_by_event_id",
+    " INDEXED BY proj_decisions_by_event",
     i64
 );
-views_backend!(pg_views, sqlx::Postgres, "LEAST", "GREATEST", "", bool);
+views_backend!(pg_views, sqlx::Postgres, "LEAST", "GREATEST", "", "", bool);
 
 /// Runs `$body` in a transaction on whichever backend is in use: on SQLite a read transaction on
 /// the reader pool, or `BEGIN IMMEDIATE` on the single writer; on PostgreSQL a transaction with
@@ -916,6 +965,13 @@ impl ViewStore for Store {
         let Some(projection) = projections::by_name(name) else {
             return Ok(());
         };
+        // SQLite has one writer: the purge goes in chunks so that appends and pages are never
+        // held up for long. PostgreSQL deletes a generation in one statement (no one waits on
+        // it), which also avoids re-finding each chunk among the rows already deleted.
+        let limit = match self.db() {
+            Db::Sqlite(_) => Some(PURGE_CHUNK_ROWS),
+            Db::Postgres(_) => None,
+        };
         for tenant in self.tenants().await? {
             for table in projection.tables() {
                 let Some((_, keys)) = TABLE_KEYS.iter().find(|(t, _)| t == table) else {
@@ -923,7 +979,7 @@ impl ViewStore for Store {
                 };
                 loop {
                     let deleted = in_tx!(self, Some(&tenant), true, |tx, m| m::purge_chunk(
-                        &mut tx, table, keys, generation, &tenant
+                        &mut tx, table, keys, generation, &tenant, limit
                     )
                     .await?);
                     if deleted == 0 {
@@ -1007,6 +1063,12 @@ impl ViewStore for Store {
             Db::Postgres(b) => {
                 let mut tx = b.pool().begin().await?;
                 super::postgres::set_tenant(&mut tx, tenant).await?;
+                // A page need not wait for its WAL flush: a page lost in a crash is applied
+                // again from the position committed with it, and nothing acknowledged to a
+                // client depends on it. (The ledger's own commits stay synchronous.)
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
                 run!(tx, pg_views)
             }
         }

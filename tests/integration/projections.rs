@@ -398,6 +398,96 @@ async fn the_background_runner_tails_appends(backend: Backend) {
     store.shutdown().await;
 }
 
+/// Capture-time ranges select exactly the decisions captured in them, at every boundary: the
+/// store turns them into sequence ranges, which holds only because capture time never
+/// decreases along a chain. Several records share a capture time, other record types sit
+/// between decisions, and another tenant's records interleave.
+async fn capture_time_ranges_select_exactly_their_decisions(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let clock = crate::support::ManualClock::new();
+    let mut config = db.config();
+    config.clock = clock.clone();
+    let store = auditex::store::Store::open(config).await.expect("open");
+    let (a, b) = (tenant_id("bank-a"), tenant_id("bank-b"));
+    for t in [&a, &b] {
+        store.create_tenant(t).await.expect("tenant");
+    }
+    let start = crate::support::ManualClock::START_US;
+    let mut times = Vec::new();
+    for step in 0..30u64 {
+        // Capture times 0, 1000, 1000, 2000, … µs after the start: every third step repeats.
+        let at = start + (step - step / 3) * 1000;
+        clock.set(at);
+        times.push(at);
+        let payload = |n: u64| {
+            json!({
+                "model_id": "m", "model_version": "1",
+                "input_commitment": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                "outcome": "approved", "subject_ref": format!("s-{n}"),
+                "decided_at": "2026-01-01T00:00:00Z", "oversight_mode": "automated",
+            })
+        };
+        let mut batch = vec![draft("decision", &payload(step))];
+        if step % 4 == 1 {
+            batch.push(draft(
+                "model_change",
+                &json!({"model_id": "m", "model_version": "1", "change": "validated"}),
+            ));
+        }
+        if step % 5 == 0 {
+            batch.push(draft("decision", &payload(step + 100)));
+        }
+        store.append(&a, batch).await.expect("append");
+        store
+            .append(&b, vec![draft("decision", &payload(step))])
+            .await
+            .expect("append");
+    }
+    runner::catch_up(&store).await.expect("catch up");
+    let all = store.dump_views(&a).await.expect("dump").decisions;
+    // Every capture time, and one microsecond either side of it.
+    let mut bounds: Vec<i64> = Vec::new();
+    for t in &times {
+        let t = i64::try_from(*t).expect("fits");
+        bounds.extend([t - 1, t, t + 1]);
+    }
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut checked = 0;
+    for (i, from) in bounds.iter().enumerate().step_by(2) {
+        for until in bounds[i..].iter().step_by(3) {
+            for (captured_from, captured_until) in [
+                (Some(*from), Some(*until)),
+                (Some(*from), None),
+                (None, Some(*until)),
+            ] {
+                let query = auditex::store::views::DecisionQuery {
+                    captured_from,
+                    captured_until,
+                    ascending: true,
+                    limit: 500,
+                    ..Default::default()
+                };
+                let page = store.search_decisions(&a, &query).await.expect("search");
+                let expected: Vec<u64> = all
+                    .iter()
+                    .filter(|d| captured_from.is_none_or(|f| d.captured_at_us >= f))
+                    .filter(|d| captured_until.is_none_or(|u| d.captured_at_us < u))
+                    .map(|d| d.seq)
+                    .collect();
+                let found: Vec<u64> = page.items.iter().map(|d| d.seq).collect();
+                assert_eq!(
+                    found, expected,
+                    "captured {captured_from:?}..{captured_until:?}"
+                );
+                checked += usize::from(!expected.is_empty());
+            }
+        }
+    }
+    assert!(checked > 100, "too few non-empty ranges ({checked})");
+    store.shutdown().await;
+}
+
 /// `auditex projections status` killed with SIGKILL while catching up, several times; after a
 /// final run the views are exactly right.
 async fn a_killed_catch_up_leaves_exact_views(backend: Backend) {
@@ -487,6 +577,7 @@ async fn a_killed_catch_up_leaves_exact_views(backend: Backend) {
 
 backend_tests!(
     incremental_views_equal_rebuild_and_recomputation,
+    capture_time_ranges_select_exactly_their_decisions,
     a_new_generation_takes_over_only_when_caught_up,
     the_background_runner_tails_appends,
     a_killed_catch_up_leaves_exact_views,
