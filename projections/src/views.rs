@@ -377,8 +377,9 @@ impl Projection for Subjects {
     fn name(&self) -> &'static str {
         "subjects"
     }
+    /// 2: the table keeps only subject, sequence number and decision (migration 0006).
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn tables(&self) -> &'static [&'static str] {
         &["proj_subjects"]

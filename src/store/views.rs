@@ -200,7 +200,9 @@ macro_rules! views_backend {
                 })
             }
 
-            const SUBJECT_COLUMNS: &str = "subject_ref, seq, event_id, event_type, decision_id, captured_at_us";
+            /// A subject entry with what the ledger's row of the record adds to it (the table
+            /// keeps only what locates the record: see the migration `0006`).
+            const SUBJECT_SELECT: &str = "SELECT s.subject_ref, s.seq, r.event_id, r.event_type, s.decision_id, r.captured_at_us FROM proj_subjects s JOIN records r ON r.tenant_id = s.tenant_id AND r.seq = s.seq WHERE s.generation = ";
 
             fn subject(r: &<$Db as sqlx::Database>::Row) -> Result<SubjectRow, StoreError> {
                 let decision: Option<String> = r.try_get(4)?;
@@ -512,18 +514,15 @@ macro_rules! views_backend {
                         q.build().execute(&mut **tx).await?;
                     }
                     for chunk in c.subjects.chunks(INSERT_CHUNK_ROWS) {
-                        let mut q = QueryBuilder::<$Db>::new(format!(
-                            "INSERT INTO proj_subjects (generation, tenant_id, {SUBJECT_COLUMNS}) "
-                        ));
+                        let mut q = QueryBuilder::<$Db>::new(
+                            "INSERT INTO proj_subjects (generation, tenant_id, subject_ref, seq, decision_id) ",
+                        );
                         q.push_values(chunk, |mut b, r| {
                             b.push_bind(g)
                                 .push_bind(t.to_owned())
                                 .push_bind(r.subject_ref.clone())
                                 .push_bind(db_int(r.seq))
-                                .push_bind(r.event_id.to_string())
-                                .push_bind(r.event_type.clone())
-                                .push_bind(r.decision_id.map(|d| d.to_string()))
-                                .push_bind(r.captured_at_us);
+                                .push_bind(r.decision_id.map(|d| d.to_string()));
                         });
                         q.build().execute(&mut **tx).await?;
                     }
@@ -662,6 +661,21 @@ macro_rules! views_backend {
                     "SELECT {DECISION_COLUMNS} FROM proj_decisions WHERE generation = "
                 ));
                 q.push_bind(g).push(" AND tenant_id = ").push_bind(tenant.as_str().to_owned());
+                // A subject's decisions are found through the subject index (the subjects view),
+                // which lists each decision's sequence number under its subject: the decisions
+                // view has no index of its own by subject, whose random-order inserts would cost
+                // a page write each.
+                if let Some(subject) = &f.subject_ref
+                    && let Some(subjects) = active(tx, "subjects").await?
+                {
+                    q.push(" AND seq IN (SELECT seq FROM proj_subjects WHERE generation = ")
+                        .push_bind(subjects)
+                        .push(" AND tenant_id = ")
+                        .push_bind(tenant.as_str().to_owned())
+                        .push(" AND subject_ref = ")
+                        .push_bind(subject.clone())
+                        .push(")");
+                }
                 let text = [
                     ("model_id", &f.model_id),
                     ("model_version", &f.model_version),
@@ -801,18 +815,16 @@ macro_rules! views_backend {
             }
 
             pub(crate) async fn subject_page(tx: &mut Tx, g: i64, tenant: &TenantId, subject_ref: &str, after: Option<u64>, limit: u32) -> Result<Page<SubjectRow>, StoreError> {
-                let mut q = QueryBuilder::<$Db>::new(format!(
-                    "SELECT {SUBJECT_COLUMNS} FROM proj_subjects WHERE generation = "
-                ));
+                let mut q = QueryBuilder::<$Db>::new(SUBJECT_SELECT);
                 q.push_bind(g)
-                    .push(" AND tenant_id = ")
+                    .push(" AND s.tenant_id = ")
                     .push_bind(tenant.as_str().to_owned())
-                    .push(" AND subject_ref = ")
+                    .push(" AND s.subject_ref = ")
                     .push_bind(subject_ref.to_owned());
                 if let Some(after) = after {
-                    q.push(" AND seq > ").push_bind(db_int(after));
+                    q.push(" AND s.seq > ").push_bind(db_int(after));
                 }
-                q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit) + 1);
+                q.push(" ORDER BY s.seq LIMIT ").push_bind(i64::from(limit) + 1);
                 let rows = q.build().fetch_all(&mut **tx).await?;
                 let rows = rows.iter().map(subject).collect::<Result<Vec<_>, _>>()?;
                 Ok(page_of(rows, limit, |r| r.seq))
@@ -869,10 +881,8 @@ macro_rules! views_backend {
                     views.oversight = oversight_actions(tx, g, tenant, &f).await?.items;
                 }
                 if let Some(g) = active(tx, "subjects").await? {
-                    let mut q = QueryBuilder::<$Db>::new(format!(
-                        "SELECT {SUBJECT_COLUMNS} FROM proj_subjects WHERE generation = "
-                    ));
-                    q.push_bind(g).push(" AND tenant_id = ").push_bind(tenant.as_str().to_owned());
+                    let mut q = QueryBuilder::<$Db>::new(SUBJECT_SELECT);
+                    q.push_bind(g).push(" AND s.tenant_id = ").push_bind(tenant.as_str().to_owned());
                     let rows = q.build().fetch_all(&mut **tx).await?;
                     views.subjects = rows.iter().map(subject).collect::<Result<Vec<_>, _>>()?;
                 }
