@@ -40,6 +40,9 @@ pub const OPTIMIZE_EVERY_RECORDS: u64 = 100_000;
 /// records. About 10 MB of parsed records in memory.
 pub const PAGE_RECORDS: u64 = 10_000;
 
+/// Most pages one tenant gets in a round before the next tenant's turn (and a status update).
+pub const PAGES_PER_ROUND: usize = 4;
+
 /// The state of one projection in the database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProjectionState {
@@ -288,7 +291,7 @@ impl Runner {
         let mut building: HashMap<String, (u64, u64)> = HashMap::new();
         for tenant in &tenants {
             let length = store.chain_length(tenant).await?;
-            let outcome = step(store, tenant, &targets).await?;
+            let outcome = step(store, tenant, &targets, PAGES_PER_ROUND).await?;
             if outcome.applied > 0 {
                 worked += outcome.applied;
                 self.applied.send_modify(|n| *n += 1);
@@ -437,16 +440,24 @@ impl StepOutcome {
     }
 }
 
-/// Applies one page of the tenant's records to every target that has not seen it.
-async fn step<S: ViewStore>(
+/// A page read and folded, ready to commit.
+struct Folded {
+    pages: Vec<TargetPage>,
+    /// The smallest position the page starts from, and the sequence number after it.
+    from: u64,
+    end: u64,
+    /// Sequence number and capture time of its first record.
+    first: (u64, i64),
+}
+
+/// Reads the tenant's next page from `positions` (the smallest among the targets) and folds it
+/// for every target that has not seen it; `None` when there is nothing to apply.
+async fn fold_next<S: ViewStore>(
     store: &S,
     tenant: &TenantId,
     targets: &[(&'static dyn Projection, i64)],
-) -> Result<StepOutcome, S::Error> {
-    if targets.is_empty() {
-        return Ok(StepOutcome::default());
-    }
-    let positions = store.positions(tenant).await?;
+    positions: &HashMap<(String, i64), u64>,
+) -> Result<Option<Folded>, S::Error> {
     let position = |p: &dyn Projection, g: i64| {
         positions
             .get(&(p.name().to_owned(), g))
@@ -454,13 +465,13 @@ async fn step<S: ViewStore>(
             .unwrap_or(0)
     };
     let Some(from) = targets.iter().map(|(p, g)| position(*p, *g)).min() else {
-        return Ok(StepOutcome::default());
+        return Ok(None);
     };
     let events = store.events(tenant, from, PAGE_RECORDS).await?;
     let (Some(first), Some(last)) = (events.first(), events.last()) else {
-        return Ok(StepOutcome::default());
+        return Ok(None);
     };
-    let outcome_first = Some((first.seq, first.captured_at_us));
+    let first = (first.seq, first.captured_at_us);
     let end = last.seq + 1;
     let facts = facts_for(store, tenant, &events).await?;
     let mut pages = Vec::new();
@@ -481,20 +492,63 @@ async fn step<S: ViewStore>(
             changes,
         });
     }
-    if pages.is_empty() {
-        return Ok(StepOutcome::default());
+    Ok((!pages.is_empty()).then_some(Folded {
+        pages,
+        from,
+        end,
+        first,
+    }))
+}
+
+/// Applies up to `max_pages` pages of the tenant's records to every target that has not seen
+/// them. Each page commits on a task of its own while the next one is read and folded, so the
+/// database and the folding work at the same time; should the commit find a position moved
+/// (another runner), the page folded meanwhile is dropped and the next step reads again.
+async fn step<S: ViewStore>(
+    store: &S,
+    tenant: &TenantId,
+    targets: &[(&'static dyn Projection, i64)],
+    max_pages: usize,
+) -> Result<StepOutcome, S::Error> {
+    let mut outcome = StepOutcome::default();
+    if targets.is_empty() {
+        return Ok(outcome);
     }
-    if !store.commit(tenant, pages).await? {
-        // Another runner moved a position first; the next step reads again.
-        return Ok(StepOutcome {
-            applied: 0,
-            first: outcome_first,
+    let mut positions = store.positions(tenant).await?;
+    let Some(mut page) = fold_next(store, tenant, targets, &positions).await? else {
+        return Ok(outcome);
+    };
+    outcome.first = Some(page.first);
+    for n in 1.. {
+        for p in &page.pages {
+            positions.insert((p.name.to_owned(), p.generation), p.to);
+        }
+        let commit = tokio::spawn({
+            let (store, tenant, pages) = (store.clone(), tenant.clone(), page.pages);
+            async move { store.commit(&tenant, pages).await }
         });
+        let next = if n < max_pages {
+            fold_next(store, tenant, targets, &positions).await
+        } else {
+            Ok(None)
+        };
+        let committed = match commit.await {
+            Ok(committed) => committed?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down. Nothing is lost; the page commits or not.
+            Err(_) => return Ok(outcome),
+        };
+        if !committed {
+            // Another runner moved a position first; the next step reads again.
+            return Ok(outcome);
+        }
+        outcome.applied += page.end - page.from;
+        match next? {
+            Some(following) => page = following,
+            None => break,
+        }
     }
-    Ok(StepOutcome {
-        applied: end - from,
-        first: outcome_first,
-    })
+    Ok(outcome)
 }
 
 /// The facts of every decision the page names: those in the page itself, the rest from the
@@ -572,7 +626,7 @@ pub async fn rebuild<S: ViewStore>(
     let started = Instant::now();
     for tenant in &tenants {
         loop {
-            let outcome = step(store, tenant, &targets).await?;
+            let outcome = step(store, tenant, &targets, PAGES_PER_ROUND).await?;
             if outcome.first.is_none() {
                 // Every target has read the whole chain.
                 break;

@@ -76,10 +76,16 @@ impl SqliteDb {
         // The writer's page cache holds the B-tree pages that appends and projection pages
         // touch. SQLite's default (2 MB) is far smaller than the views' indexes at a million
         // decisions, and a miss on a page being inserted into costs a read and, at commit, a
-        // WAL write of the whole page. The cache grows only as pages are used.
+        // WAL write of the whole page. The cache grows only as pages are used. Temporary
+        // storage in memory keeps the statement journal of a multi-row INSERT (the original of
+        // every page it changes, kept until the statement ends) out of a temporary file.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options(path).pragma("cache_size", WRITER_CACHE_PRAGMA))
+            .connect_with(
+                options(path)
+                    .pragma("cache_size", WRITER_CACHE_PRAGMA)
+                    .pragma("temp_store", "memory"),
+            )
             .await?;
         let db = SqliteDb {
             readers: SqlitePoolOptions::new()
