@@ -24,6 +24,10 @@ pub const PAGE_ROWS_MAX: u32 = 500;
 /// Rows one page returns when the caller does not say.
 pub const PAGE_ROWS_DEFAULT: u32 = 50;
 
+/// Below this many decisions in a decision-time range, a search reads the range by its index
+/// and sorts it rather than walking the view in sequence order (see `narrow_decided_range`).
+const SORTED_SEARCH_ROWS_MAX: i64 = 50_000;
+
 /// Rows per multi-row INSERT: well under both backends' bind-parameter limits (32766 on
 /// SQLite, 65535 on PostgreSQL) for the widest table (21 columns).
 const INSERT_CHUNK_ROWS: usize = 500;
@@ -719,11 +723,40 @@ macro_rules! views_backend {
                     q.push(if f.ascending { " AND seq > " } else { " AND seq < " })
                         .push_bind(db_int(after));
                 }
-                q.push(if f.ascending { " ORDER BY seq ASC LIMIT " } else { " ORDER BY seq DESC LIMIT " })
+                // Ordered by `seq + 0` (the same order), the query cannot walk the primary key
+                // and must find its rows by its filters, then sort them: see
+                // `narrow_decided_range`.
+                let key = if narrow_decided_range(tx, g, tenant, f).await? { "seq + 0" } else { "seq" };
+                q.push(format!(" ORDER BY {key} {} LIMIT ", if f.ascending { "ASC" } else { "DESC" }))
                     .push_bind(i64::from(f.limit) + 1);
                 let rows = q.build().fetch_all(&mut **tx).await?;
                 let rows = rows.iter().map(decision).collect::<Result<Vec<_>, _>>()?;
                 Ok(page_of(rows, f.limit, |r| r.seq))
+            }
+
+            /// Whether the search has a decision-time range that holds fewer than
+            /// [`SORTED_SEARCH_ROWS_MAX`] decisions. Decision times are not ordered along the
+            /// chain, so the rows of such a range lie anywhere in sequence order; a planner that
+            /// walks the primary key in order and filters (to stop after `limit` rows) reads
+            /// the whole view when the range is old — it cannot know where the rows are. For a
+            /// narrow range it is cheaper to read the range from `proj_decisions_by_decided`
+            /// and sort, which the caller then forces. Counting stops at the threshold, so
+            /// this costs at most that many index entries.
+            async fn narrow_decided_range(tx: &mut Tx, g: i64, tenant: &TenantId, f: &DecisionQuery) -> Result<bool, StoreError> {
+                if f.decided_from.is_none() && f.decided_until.is_none() {
+                    return Ok(false);
+                }
+                let mut q = QueryBuilder::<$Db>::new("SELECT COUNT(*) FROM (SELECT 1 FROM proj_decisions WHERE generation = ");
+                q.push_bind(g).push(" AND tenant_id = ").push_bind(tenant.as_str().to_owned());
+                if let Some(from) = f.decided_from {
+                    q.push(" AND decided_at_us >= ").push_bind(from);
+                }
+                if let Some(until) = f.decided_until {
+                    q.push(" AND decided_at_us < ").push_bind(until);
+                }
+                q.push(" LIMIT ").push_bind(SORTED_SEARCH_ROWS_MAX).push(") n");
+                let rows: i64 = q.build_query_scalar().fetch_one(&mut **tx).await?;
+                Ok(rows < SORTED_SEARCH_ROWS_MAX)
             }
 
             /// The first sequence number of the tenant's chain captured at or after `at_us`

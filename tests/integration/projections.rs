@@ -401,8 +401,9 @@ async fn the_background_runner_tails_appends(backend: Backend) {
 /// Capture-time ranges select exactly the decisions captured in them, at every boundary: the
 /// store turns them into sequence ranges, which holds only because capture time never
 /// decreases along a chain. Several records share a capture time, other record types sit
-/// between decisions, and another tenant's records interleave.
-async fn capture_time_ranges_select_exactly_their_decisions(backend: Backend) {
+/// between decisions, and another tenant's records interleave. Decision-time ranges, which the
+/// store reads by their index and sorts, come back complete and in order across pages.
+async fn time_ranges_select_exactly_their_decisions(backend: Backend) {
     let db = TestDb::new(&backend).await;
     let clock = crate::support::ManualClock::new();
     let mut config = db.config();
@@ -424,7 +425,9 @@ async fn capture_time_ranges_select_exactly_their_decisions(backend: Backend) {
                 "model_id": "m", "model_version": "1",
                 "input_commitment": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
                 "outcome": "approved", "subject_ref": format!("s-{n}"),
-                "decided_at": "2026-01-01T00:00:00Z", "oversight_mode": "automated",
+                // Decision times out of sequence order (and some repeated).
+                "decided_at": format!("2025-12-{:02}T00:00:00Z", 1 + (n * 7) % 23),
+                "oversight_mode": "automated",
             })
         };
         let mut batch = vec![draft("decision", &payload(step))];
@@ -485,6 +488,47 @@ async fn capture_time_ranges_select_exactly_their_decisions(backend: Backend) {
         }
     }
     assert!(checked > 100, "too few non-empty ranges ({checked})");
+    // Decision-time ranges (read by their index and sorted when narrow), in both orders and in
+    // small pages: the same decisions, in sequence order, as a filter of the whole view.
+    let day =
+        |d: i64| i64::try_from(1_764_547_200_000_000u64).expect("fits") + (d - 1) * 86_400_000_000;
+    for (from, until) in [(1, 24), (3, 4), (5, 12), (22, 23), (30, 31)] {
+        for ascending in [true, false] {
+            let mut expected: Vec<u64> = all
+                .iter()
+                .filter(|d| {
+                    d.decided_at_us
+                        .is_some_and(|t| t >= day(from) && t < day(until))
+                })
+                .map(|d| d.seq)
+                .collect();
+            if !ascending {
+                expected.reverse();
+            }
+            let mut found = Vec::new();
+            let mut after = None;
+            loop {
+                let query = auditex::store::views::DecisionQuery {
+                    decided_from: Some(day(from)),
+                    decided_until: Some(day(until)),
+                    ascending,
+                    after,
+                    limit: 3,
+                    ..Default::default()
+                };
+                let page = store.search_decisions(&a, &query).await.expect("search");
+                found.extend(page.items.iter().map(|d| d.seq));
+                match page.next_cursor {
+                    Some(c) => after = Some(c.parse().expect("cursor")),
+                    None => break,
+                }
+            }
+            assert_eq!(
+                found, expected,
+                "decided {from}..{until}, ascending {ascending}"
+            );
+        }
+    }
     store.shutdown().await;
 }
 
@@ -577,7 +621,7 @@ async fn a_killed_catch_up_leaves_exact_views(backend: Backend) {
 
 backend_tests!(
     incremental_views_equal_rebuild_and_recomputation,
-    capture_time_ranges_select_exactly_their_decisions,
+    time_ranges_select_exactly_their_decisions,
     a_new_generation_takes_over_only_when_caught_up,
     the_background_runner_tails_appends,
     a_killed_catch_up_leaves_exact_views,
