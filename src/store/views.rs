@@ -1109,9 +1109,21 @@ impl ViewStore for Store {
                 // A page need not wait for its WAL flush: a page lost in a crash is applied
                 // again from the position committed with it, and nothing acknowledged to a
                 // client depends on it. (The ledger's own commits stay synchronous.)
-                sqlx::query("SET LOCAL synchronous_commit = off")
-                    .execute(&mut *tx)
-                    .await?;
+                //
+                // The follow-up UPDATE joins a few hundred patches to their rows by event id.
+                // While a view grows its statistics lag behind (autovacuum analyzes it now and
+                // then), and with them the planner chose a hash join over a scan of the whole
+                // generation, spilled to disk, for every statement: the profile's largest cost.
+                // Looking each row up in the event-id index is right at every size, so this
+                // transaction (inserts, upserts on their keys, that join) rules out the rest.
+                sqlx::query(
+                    "SELECT set_config('synchronous_commit', 'off', true), \
+                     set_config('enable_hashjoin', 'off', true), \
+                     set_config('enable_mergejoin', 'off', true), \
+                     set_config('enable_seqscan', 'off', true)",
+                )
+                .execute(&mut *tx)
+                .await?;
                 run!(tx, pg_views)
             }
         }
