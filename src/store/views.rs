@@ -204,9 +204,22 @@ macro_rules! views_backend {
                 })
             }
 
-            /// A subject entry with what the ledger's row of the record adds to it (the table
-            /// keeps only what locates the record: see the migration `0006`).
-            const SUBJECT_SELECT: &str = "SELECT s.subject_ref, s.seq, r.event_id, r.event_type, s.decision_id, r.captured_at_us FROM proj_subjects s JOIN records r ON r.tenant_id = s.tenant_id AND r.seq = s.seq WHERE s.generation = ";
+            /// The subject entries of generation `g` of a tenant, with what the ledger's row of
+            /// each record adds (the table keeps only what locates the record: see migration
+            /// `0006`); the caller adds conditions. The ledger row is matched to the bound
+            /// tenant rather than to the entry's column, whose collation differs on
+            /// PostgreSQL (migration `0007`) and would keep the planner from the ledger's key.
+            fn subject_select(g: i64, tenant: &TenantId) -> QueryBuilder<$Db> {
+                let mut q = QueryBuilder::<$Db>::new(
+                    "SELECT s.subject_ref, s.seq, r.event_id, r.event_type, s.decision_id, r.captured_at_us FROM proj_subjects s JOIN records r ON r.seq = s.seq AND r.tenant_id = ",
+                );
+                q.push_bind(tenant.as_str().to_owned())
+                    .push(" WHERE s.generation = ")
+                    .push_bind(g)
+                    .push(" AND s.tenant_id = ")
+                    .push_bind(tenant.as_str().to_owned());
+                q
+            }
 
             fn subject(r: &<$Db as sqlx::Database>::Row) -> Result<SubjectRow, StoreError> {
                 let decision: Option<String> = r.try_get(4)?;
@@ -848,11 +861,8 @@ macro_rules! views_backend {
             }
 
             pub(crate) async fn subject_page(tx: &mut Tx, g: i64, tenant: &TenantId, subject_ref: &str, after: Option<u64>, limit: u32) -> Result<Page<SubjectRow>, StoreError> {
-                let mut q = QueryBuilder::<$Db>::new(SUBJECT_SELECT);
-                q.push_bind(g)
-                    .push(" AND s.tenant_id = ")
-                    .push_bind(tenant.as_str().to_owned())
-                    .push(" AND s.subject_ref = ")
+                let mut q = subject_select(g, tenant);
+                q.push(" AND s.subject_ref = ")
                     .push_bind(subject_ref.to_owned());
                 if let Some(after) = after {
                     q.push(" AND s.seq > ").push_bind(db_int(after));
@@ -914,8 +924,7 @@ macro_rules! views_backend {
                     views.oversight = oversight_actions(tx, g, tenant, &f).await?.items;
                 }
                 if let Some(g) = active(tx, "subjects").await? {
-                    let mut q = QueryBuilder::<$Db>::new(SUBJECT_SELECT);
-                    q.push_bind(g).push(" AND s.tenant_id = ").push_bind(tenant.as_str().to_owned());
+                    let mut q = subject_select(g, tenant);
                     let rows = q.build().fetch_all(&mut **tx).await?;
                     views.subjects = rows.iter().map(subject).collect::<Result<Vec<_>, _>>()?;
                 }
