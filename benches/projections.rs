@@ -695,10 +695,6 @@ impl ViewStore for Timed {
         ViewStore::optimize(&self.store).await
     }
 
-    fn concurrent_commits(&self) -> usize {
-        self.store.concurrent_commits()
-    }
-
     async fn commit(&self, tenant: &TenantId, pages: Vec<TargetPage>) -> Result<bool, StoreError> {
         // Statements as the store writes them (src/store/views.rs): one position move, inserts,
         // follow-up UPDATEs and aggregate upserts in chunks of 500 rows, one upsert per model.

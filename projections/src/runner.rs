@@ -145,13 +145,6 @@ pub trait ViewStore: Clone + Send + Sync + 'static {
     /// while they grow).
     fn optimize(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// How many transactions may commit one page's views at the same time, each for a group
-    /// of views (a view's rows and its position always commit together). 1 where writes
-    /// serialize anyway, as on SQLite's single writer.
-    fn concurrent_commits(&self) -> usize {
-        1
-    }
-
     /// Writes the pages and moves the positions in one transaction. Returns `false`, having
     /// written nothing, when a position no longer holds its page's `from`.
     fn commit(
@@ -530,31 +523,23 @@ async fn step<S: ViewStore>(
         for p in &page.pages {
             positions.insert((p.name.to_owned(), p.generation), p.to);
         }
-        let commits: Vec<_> = groups(page.pages, store.concurrent_commits())
-            .into_iter()
-            .map(|pages| {
-                let (store, tenant) = (store.clone(), tenant.clone());
-                tokio::spawn(async move { store.commit(&tenant, pages).await })
-            })
-            .collect();
+        let commit = tokio::spawn({
+            let (store, tenant, pages) = (store.clone(), tenant.clone(), page.pages);
+            async move { store.commit(&tenant, pages).await }
+        });
         let next = if n < max_pages {
             fold_next(store, tenant, targets, &positions).await
         } else {
             Ok(None)
         };
-        let mut committed = true;
-        for commit in commits {
-            committed &= match commit.await {
-                Ok(committed) => committed?,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                // Cancelled: the runtime is shutting down. Nothing is lost; each group
-                // commits or not.
-                Err(_) => return Ok(outcome),
-            };
-        }
+        let committed = match commit.await {
+            Ok(committed) => committed?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down. Nothing is lost; the page commits or not.
+            Err(_) => return Ok(outcome),
+        };
         if !committed {
-            // Another runner moved a position first; the next step reads again (from each
-            // view's own position, so groups that did commit are not applied twice).
+            // Another runner moved a position first; the next step reads again.
             return Ok(outcome);
         }
         outcome.applied += page.end - page.from;
@@ -564,18 +549,6 @@ async fn step<S: ViewStore>(
         }
     }
     Ok(outcome)
-}
-
-/// Splits a page's views into at most `n` groups of similar work, one transaction each: the
-/// views in turn (the decisions view, the heaviest, comes first), so with two groups the
-/// decisions and oversight views share one and the subject index the other.
-fn groups(pages: Vec<TargetPage>, n: usize) -> Vec<Vec<TargetPage>> {
-    let n = n.clamp(1, pages.len().max(1));
-    let mut groups: Vec<Vec<TargetPage>> = (0..n).map(|_| Vec::new()).collect();
-    for (i, page) in pages.into_iter().enumerate() {
-        groups[i % n].push(page);
-    }
-    groups
 }
 
 /// The facts of every decision the page names: those in the page itself, the rest from the
@@ -697,51 +670,5 @@ impl Runner {
             }
             applied += round;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn page(name: &'static str) -> TargetPage {
-        TargetPage {
-            name,
-            generation: 1,
-            from: 0,
-            to: 1,
-            changes: Changes::default(),
-        }
-    }
-
-    fn names(groups: &[Vec<TargetPage>]) -> Vec<Vec<&'static str>> {
-        groups
-            .iter()
-            .map(|g| g.iter().map(|p| p.name).collect())
-            .collect()
-    }
-
-    #[test]
-    fn every_page_lands_in_exactly_one_group() {
-        let all = || {
-            ["decisions", "models", "oversight", "subjects", "daily"]
-                .map(page)
-                .to_vec()
-        };
-        assert_eq!(
-            names(&groups(all(), 1)),
-            [["decisions", "models", "oversight", "subjects", "daily"].to_vec()]
-        );
-        assert_eq!(
-            names(&groups(all(), 2)),
-            [
-                ["decisions", "oversight", "daily"].to_vec(),
-                ["models", "subjects"].to_vec()
-            ]
-        );
-        // Never more groups than pages, never none.
-        assert_eq!(groups(all(), 9).len(), 5);
-        assert_eq!(groups(all(), 0).len(), 1);
-        assert_eq!(groups(vec![page("daily")], 2).len(), 1);
     }
 }

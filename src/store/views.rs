@@ -1093,15 +1093,6 @@ impl ViewStore for Store {
         Ok(())
     }
 
-    fn concurrent_commits(&self) -> usize {
-        match self.db() {
-            // One writer: a second transaction would only wait for the first.
-            Db::Sqlite(_) => 1,
-            // One backend process does all of a transaction's work; two use both cores.
-            Db::Postgres(_) => 2,
-        }
-    }
-
     async fn commit(&self, tenant: &TenantId, pages: Vec<TargetPage>) -> Result<bool, StoreError> {
         // Written out rather than with `in_tx!`: a moved position must roll back what earlier
         // pages of the same batch wrote.
