@@ -598,10 +598,18 @@ macro_rules! views_backend {
                 .push_bind(g)
                 .push(" AND proj_decisions.tenant_id = ")
                 .push_bind(t.to_owned())
-                .push(" AND proj_decisions.event_id = p.event_id");
-                // Not a prepared statement kept per connection: a generic plan made while the
-                // table was empty (before any statistics) scans a whole generation on
-                // PostgreSQL; planning each UPDATE afresh picks the event-id index.
+                .push(" AND proj_decisions.event_id = p.event_id AND proj_decisions.event_id IN (");
+                // The ids once more, as a list: whichever way the planner orders the join, the
+                // view's rows are then fetched by the event-id index, never by scanning the
+                // generation. Without it PostgreSQL, believing a growing generation tiny
+                // (statistics lag behind), walked the whole generation once per patch.
+                let mut ids = q.separated(", ");
+                for (id, _) in patches {
+                    ids.push_bind(id.to_string());
+                }
+                q.push(")");
+                // Not a prepared statement kept per connection: planned afresh each time, with
+                // the statistics of the moment.
                 q.build().persistent(false).execute(&mut **tx).await?;
                 Ok(())
             }
@@ -1118,21 +1126,9 @@ impl ViewStore for Store {
                 // A page need not wait for its WAL flush: a page lost in a crash is applied
                 // again from the position committed with it, and nothing acknowledged to a
                 // client depends on it. (The ledger's own commits stay synchronous.)
-                //
-                // The follow-up UPDATE joins a few hundred patches to their rows by event id.
-                // While a view grows its statistics lag behind (autovacuum analyzes it now and
-                // then), and with them the planner chose a hash join over a scan of the whole
-                // generation, spilled to disk, for every statement: the profile's largest cost.
-                // Looking each row up in the event-id index is right at every size, so this
-                // transaction (inserts, upserts on their keys, that join) rules out the rest.
-                sqlx::query(
-                    "SELECT set_config('synchronous_commit', 'off', true), \
-                     set_config('enable_hashjoin', 'off', true), \
-                     set_config('enable_mergejoin', 'off', true), \
-                     set_config('enable_seqscan', 'off', true)",
-                )
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
                 run!(tx, pg_views)
             }
         }
