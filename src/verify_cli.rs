@@ -18,6 +18,59 @@ pub mod export;
 mod fast;
 mod produce;
 
+/// Chains of signed records for the verifiers' unit tests.
+#[cfg(test)]
+mod test_chain {
+    use ledger::keys::RecordSigner;
+    use ledger::record::{ChainPosition, Record, UnsignedRecord};
+    use ledger::types::{CaptureTime, Hash, Sequence, TenantId};
+
+    /// A decision payload whose input commitment is made from `seq`.
+    pub(crate) fn decision(seq: u64) -> serde_json::Value {
+        serde_json::json!({
+            "model_id": "m", "model_version": "1", "input_commitment": format!("{seq:064x}"),
+            "outcome": "approved", "subject_ref": "s", "decided_at": "2026-11-29T08:00:00Z",
+            "oversight_mode": "human_on_the_loop",
+        })
+    }
+
+    /// The records 0..n of a tenant's chain from the genesis, signed by `signer`: record `seq`
+    /// is a decision with the payload and erasable fields that `content(seq)` gives, captured
+    /// `seq` µs after a fixed time.
+    pub(crate) fn signed_chain(
+        tenant: &TenantId,
+        signer: &RecordSigner,
+        n: u64,
+        content: impl Fn(
+            u64,
+        ) -> (
+            serde_json::Value,
+            std::collections::BTreeMap<String, serde_json::Value>,
+        ),
+    ) -> Vec<Record> {
+        let mut prev = Hash::ZERO;
+        (0..n)
+            .map(|seq| {
+                let (payload, erasable) = content(seq);
+                let id = format!("01936f5e-7a2b-7c3d-8e4f-{seq:012x}");
+                let draft =
+                    ledger::draft::prepare_draft(&id, "decision", &payload, &erasable, || [7; 32])
+                        .expect("valid")
+                        .draft;
+                let at = ChainPosition {
+                    seq: Sequence::new(seq).expect("seq"),
+                    prev,
+                    captured_at: CaptureTime::from_unix_micros(1_795_000_000_000_000 + seq)
+                        .expect("time"),
+                };
+                let record = UnsignedRecord::new(tenant, at, draft, signer.key_id()).sign(signer);
+                prev = record.hash;
+                record
+            })
+            .collect()
+    }
+}
+
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -1028,8 +1028,6 @@ mod tests {
     use ledger::keys::{KeyId, RecordSigner};
     use ledger::merkle::CompactTree;
     use ledger::note::NoteSigner;
-    use ledger::record::{ChainPosition, UnsignedRecord};
-    use ledger::types::{CaptureTime, Sequence};
 
     const ORIGIN: &str = "test.example/ledger/acme-bank";
 
@@ -1041,34 +1039,19 @@ mod tests {
         let tenant = TenantId::parse("acme-bank").expect("tenant");
         let mut tree = CompactTree::new();
         let mut before_last = None;
-        let mut prev = Hash::ZERO;
         let mut lines = Vec::new();
-        for seq in 0..records {
-            let payload = serde_json::json!({
-                "model_id": "m", "model_version": "1", "input_commitment": format!("{seq:064x}"),
-                "outcome": "approved", "subject_ref": "s", "decided_at": "2026-11-29T08:00:00Z",
-                "oversight_mode": "human_on_the_loop",
-            });
-            let id = format!("01936f5e-7a2b-7c3d-8e4f-{seq:012x}");
-            let draft =
-                ledger::draft::prepare_draft(&id, "decision", &payload, &BTreeMap::new(), || {
-                    [1; 32]
-                })
-                .expect("valid")
-                .draft;
-            let at = ChainPosition {
-                seq: Sequence::new(seq).expect("seq"),
-                prev,
-                captured_at: CaptureTime::from_unix_micros(1_795_000_000_000_000 + seq)
-                    .expect("time"),
-            };
-            let record = UnsignedRecord::new(&tenant, at, draft, signer.key_id()).sign(&signer);
-            prev = record.hash;
-            if seq + 1 == records {
+        let chain = crate::verify_cli::test_chain::signed_chain(&tenant, &signer, records, |seq| {
+            (
+                crate::verify_cli::test_chain::decision(seq),
+                BTreeMap::new(),
+            )
+        });
+        for record in &chain {
+            if record.seq.get() + 1 == records {
                 before_last = Some(tree.clone());
             }
             tree.push(leaf_hash(record.hash.as_bytes())).expect("push");
-            let mut line = record_line(&record).into_bytes();
+            let mut line = record_line(record).into_bytes();
             line.pop();
             lines.push(line);
         }

@@ -485,7 +485,7 @@ mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
     use ledger::keys::{KeyInterval, RecordSigner};
-    use ledger::record::{ChainPosition, Record, UnsignedRecord};
+    use ledger::record::Record;
     use ledger::verify::ChainVerifier;
 
     const TENANT: &str = "acme-bank";
@@ -506,41 +506,27 @@ mod tests {
         .expect("ring")
     }
 
-    /// Export lines of a chain of `n` records from the genesis, as `auditex export` writes them.
+    /// Export lines of a chain of `n` records from the genesis, as `auditex export` writes them:
+    /// payloads with every kind of JSON value, erasable fields on every other record.
     fn lines(n: u64) -> Vec<String> {
-        let signer = signer();
         let tenant = TenantId::parse(TENANT).expect("tenant");
-        let mut prev = Hash::ZERO;
-        let mut erasable = std::collections::BTreeMap::new();
-        erasable.insert("name".to_owned(), serde_json::json!("Ada"));
-        let none = std::collections::BTreeMap::new();
-        (0..n)
-            .map(|seq| {
-                let payload = serde_json::json!({
-                    "model_id": "m", "model_version": "1", "input_commitment": format!("{seq:064x}"),
-                    "outcome": "approved", "score": 0.25, "reason_codes": ["R01"],
-                    "explanation": "Café — fine", "subject_ref": "s", "decided_at": "2026-11-29T08:00:00Z",
-                    "oversight_mode": "human_on_the_loop",
-                    "attributes": {"n": seq, "ok": true, "none": null, "list": [1, "two", -3.5]},
-                });
-                let draft = ledger::draft::prepare_draft(
-                    &format!("01936f5e-7a2b-7c3d-8e4f-{seq:012x}"),
-                    "decision",
-                    &payload,
-                    if seq % 2 == 0 { &erasable } else { &none },
-                    || [7; 32],
-                )
-                .expect("valid")
-                .draft;
-                let at = ChainPosition {
-                    seq: Sequence::new(seq).expect("seq"),
-                    prev,
-                    captured_at: CaptureTime::from_unix_micros(1_795_000_000_000_000 + seq)
-                        .expect("time"),
-                };
-                let record = UnsignedRecord::new(&tenant, at, draft, signer.key_id()).sign(&signer);
-                prev = record.hash;
-                let mut line = ledger::export::record_line(&record);
+        let records = crate::verify_cli::test_chain::signed_chain(&tenant, &signer(), n, |seq| {
+            let mut payload = crate::verify_cli::test_chain::decision(seq);
+            payload["score"] = serde_json::json!(0.25);
+            payload["reason_codes"] = serde_json::json!(["R01"]);
+            payload["explanation"] = serde_json::json!("Café — fine");
+            payload["attributes"] =
+                serde_json::json!({"n": seq, "ok": true, "none": null, "list": [1, "two", -3.5]});
+            let mut erasable = std::collections::BTreeMap::new();
+            if seq % 2 == 0 {
+                erasable.insert("name".to_owned(), serde_json::json!("Ada"));
+            }
+            (payload, erasable)
+        });
+        records
+            .iter()
+            .map(|record| {
+                let mut line = ledger::export::record_line(record);
                 line.pop();
                 line
             })
