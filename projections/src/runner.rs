@@ -34,11 +34,38 @@ use crate::{ALL, Changes, DecisionFacts, Event, Facts};
 /// Records applied between two refreshes of the planner's statistics.
 pub const OPTIMIZE_EVERY_RECORDS: u64 = 100_000;
 
-/// Most records read and applied per page (per tenant and transaction). A runner that is
-/// caught up applies what is new, so pages are only this large while it catches up or
-/// rebuilds, where fewer, larger transactions write each touched B-tree page once for many
-/// records. About 10 MB of parsed records in memory.
-pub const PAGE_RECORDS: u64 = 10_000;
+/// Most records folded into one page (per tenant, one transaction). A runner that is caught up
+/// applies what is new, so pages are only this large while it catches up or rebuilds. There a
+/// larger transaction writes each B-tree page it touches once for more records: the subject
+/// index and the follow-ups' rows are inserted and updated in random order, so their cost per
+/// record falls with the page size (on SQLite, 10,000-record pages rebuilt 1 M records at
+/// 32 k rec/s, 50,000-record pages at 44 k; see BENCHMARKS.md). A page holds its folded changes,
+/// about 0.5 kB per record, not the records themselves.
+pub const PAGE_RECORDS: u64 = 100_000;
+
+/// Most records read from the ledger at a time while a page is folded. Parsed records are the
+/// bulk of the runner's memory, about 1 kB each.
+pub const READ_RECORDS: u64 = 10_000;
+
+/// How records are paged: most records per page and per read. [`Paging::default`] is
+/// [`PAGE_RECORDS`] and [`READ_RECORDS`]; tests use small pages to cross page and read
+/// boundaries often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    /// Most records folded into one page (one transaction).
+    pub page_records: u64,
+    /// Most records read from the ledger at a time.
+    pub read_records: u64,
+}
+
+impl Default for Paging {
+    fn default() -> Self {
+        Paging {
+            page_records: PAGE_RECORDS,
+            read_records: READ_RECORDS,
+        }
+    }
+}
 
 /// Most pages one tenant gets in a round before the next tenant's turn (and a status update).
 pub const PAGES_PER_ROUND: usize = 4;
@@ -201,6 +228,7 @@ pub struct Runner {
     applied: watch::Sender<u64>,
     stop: Arc<Notify>,
     stopped: Arc<std::sync::atomic::AtomicBool>,
+    paging: Paging,
 }
 
 impl std::fmt::Debug for Runner {
@@ -218,6 +246,7 @@ impl Default for Runner {
             applied: watch::channel(0).0,
             stop: Arc::new(Notify::new()),
             stopped: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            paging: Paging::default(),
         }
     }
 }
@@ -226,6 +255,13 @@ impl Runner {
     /// A handle not yet running (wakes before the start are kept).
     pub fn new() -> Self {
         Runner::default()
+    }
+
+    /// The same handle with other page sizes.
+    #[must_use]
+    pub fn with_paging(mut self, paging: Paging) -> Self {
+        self.paging = paging;
+        self
     }
 
     /// Tells the runner that records were appended (a wake-up is remembered if it is busy).
@@ -291,7 +327,14 @@ impl Runner {
         let mut building: HashMap<String, (u64, u64)> = HashMap::new();
         for tenant in &tenants {
             let length = store.chain_length(tenant).await?;
-            let outcome = step(store, tenant, &targets, PAGES_PER_ROUND).await?;
+            let outcome = step(
+                store,
+                tenant,
+                &targets,
+                (self.paging, PAGES_PER_ROUND),
+                &mut |_| {},
+            )
+            .await?;
             if outcome.applied > 0 {
                 worked += outcome.applied;
                 self.applied.send_modify(|n| *n += 1);
@@ -450,13 +493,16 @@ struct Folded {
     first: (u64, i64),
 }
 
-/// Reads the tenant's next page from `positions` (the smallest among the targets) and folds it
-/// for every target that has not seen it; `None` when there is nothing to apply.
+/// Reads the tenant's next page from `positions` (the smallest among the targets), up to
+/// `paging.page_records` records in reads of `paging.read_records`, and folds it for every target that has
+/// not seen it; `None` when there is nothing to apply. A follow-up to a decision of the same page
+/// changes that decision's new row, so a larger page also writes fewer UPDATEs.
 async fn fold_next<S: ViewStore>(
     store: &S,
     tenant: &TenantId,
     targets: &[(&'static dyn Projection, i64)],
     positions: &HashMap<(String, i64), u64>,
+    paging: Paging,
 ) -> Result<Option<Folded>, S::Error> {
     let position = |p: &dyn Projection, g: i64| {
         positions
@@ -467,22 +513,39 @@ async fn fold_next<S: ViewStore>(
     let Some(from) = targets.iter().map(|(p, g)| position(*p, *g)).min() else {
         return Ok(None);
     };
-    let events = store.events(tenant, from, PAGE_RECORDS).await?;
-    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+    let mut changes: Vec<Changes> = targets.iter().map(|_| Changes::default()).collect();
+    let mut facts = Facts::default();
+    let mut first = None;
+    let mut end = from;
+    let (page_records, read_records) = (paging.page_records.max(1), paging.read_records.max(1));
+    while end - from < page_records {
+        let limit = read_records.min(page_records - (end - from));
+        let events = store.events(tenant, end, limit).await?;
+        let (Some(head), Some(last)) = (events.first(), events.last()) else {
+            break;
+        };
+        first.get_or_insert((head.seq, head.captured_at_us));
+        add_facts(store, tenant, &events, &mut facts).await?;
+        for ((p, generation), changes) in targets.iter().zip(&mut changes) {
+            let at = position(*p, *generation);
+            for event in events.iter().filter(|e| e.seq >= at) {
+                p.apply(changes, event, &facts);
+            }
+        }
+        end = last.seq + 1;
+        if (events.len() as u64) < limit {
+            // The end of the chain.
+            break;
+        }
+    }
+    let Some(first) = first else {
         return Ok(None);
     };
-    let first = (first.seq, first.captured_at_us);
-    let end = last.seq + 1;
-    let facts = facts_for(store, tenant, &events).await?;
     let mut pages = Vec::new();
-    for (p, generation) in targets {
+    for ((p, generation), changes) in targets.iter().zip(changes) {
         let at = position(*p, *generation);
         if at >= end {
             continue;
-        }
-        let mut changes = Changes::default();
-        for event in events.iter().filter(|e| e.seq >= at) {
-            p.apply(&mut changes, event, &facts);
         }
         pages.push(TargetPage {
             name: p.name(),
@@ -504,18 +567,20 @@ async fn fold_next<S: ViewStore>(
 /// them. Each page commits on a task of its own while the next one is read and folded, so the
 /// database and the folding work at the same time; should the commit find a position moved
 /// (another runner), the page folded meanwhile is dropped and the next step reads again.
+/// `on_commit` hears the records of each page as it commits.
 async fn step<S: ViewStore>(
     store: &S,
     tenant: &TenantId,
     targets: &[(&'static dyn Projection, i64)],
-    max_pages: usize,
+    (paging, max_pages): (Paging, usize),
+    on_commit: &mut (dyn FnMut(u64) + Send),
 ) -> Result<StepOutcome, S::Error> {
     let mut outcome = StepOutcome::default();
     if targets.is_empty() {
         return Ok(outcome);
     }
     let mut positions = store.positions(tenant).await?;
-    let Some(mut page) = fold_next(store, tenant, targets, &positions).await? else {
+    let Some(mut page) = fold_next(store, tenant, targets, &positions, paging).await? else {
         return Ok(outcome);
     };
     outcome.first = Some(page.first);
@@ -528,7 +593,7 @@ async fn step<S: ViewStore>(
             async move { store.commit(&tenant, pages).await }
         });
         let next = if n < max_pages {
-            fold_next(store, tenant, targets, &positions).await
+            fold_next(store, tenant, targets, &positions, paging).await
         } else {
             Ok(None)
         };
@@ -543,6 +608,7 @@ async fn step<S: ViewStore>(
             return Ok(outcome);
         }
         outcome.applied += page.end - page.from;
+        on_commit(page.end - page.from);
         match next? {
             Some(following) => page = following,
             None => break,
@@ -551,14 +617,14 @@ async fn step<S: ViewStore>(
     Ok(outcome)
 }
 
-/// The facts of every decision the page names: those in the page itself, the rest from the
-/// ledger.
-async fn facts_for<S: ViewStore>(
+/// Adds to `facts` those of every decision the records name: the records' own decisions, and
+/// the rest read from the ledger.
+async fn add_facts<S: ViewStore>(
     store: &S,
     tenant: &TenantId,
     events: &[Event],
-) -> Result<Facts, S::Error> {
-    let mut facts = Facts::default();
+    facts: &mut Facts,
+) -> Result<(), S::Error> {
     for e in events {
         if let Some(f) = DecisionFacts::of(e) {
             facts.insert(e.event_id, f);
@@ -576,7 +642,7 @@ async fn facts_for<S: ViewStore>(
             facts.insert(id, f);
         }
     }
-    Ok(facts)
+    Ok(())
 }
 
 async fn finish_rebuild<S: ViewStore>(
@@ -611,6 +677,19 @@ pub async fn rebuild<S: ViewStore>(
     chosen: &[&'static dyn Projection],
     progress: Progress<'_>,
 ) -> Result<u64, S::Error> {
+    rebuild_paged(store, chosen, Paging::default(), progress).await
+}
+
+/// [`rebuild`] with other page sizes.
+///
+/// # Errors
+/// The store's error.
+pub async fn rebuild_paged<S: ViewStore>(
+    store: &S,
+    chosen: &[&'static dyn Projection],
+    paging: Paging,
+    progress: Progress<'_>,
+) -> Result<u64, S::Error> {
     prepare(store).await?;
     let mut targets = Vec::new();
     for p in chosen {
@@ -626,14 +705,22 @@ pub async fn rebuild<S: ViewStore>(
     let started = Instant::now();
     for tenant in &tenants {
         loop {
-            let outcome = step(store, tenant, &targets, PAGES_PER_ROUND).await?;
+            let outcome = step(
+                store,
+                tenant,
+                &targets,
+                (paging, PAGES_PER_ROUND),
+                &mut |n| {
+                    applied += n;
+                    progress(applied.min(total), total);
+                },
+            )
+            .await?;
             if outcome.first.is_none() {
-                // Every target has read the whole chain.
+                // Every target has read the whole chain. (A page another runner applied first
+                // is read again.)
                 break;
             }
-            // A page another runner applied first is read again.
-            applied += outcome.applied;
-            progress(applied.min(total), total);
         }
     }
     for (p, generation) in &targets {

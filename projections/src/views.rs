@@ -66,6 +66,9 @@ impl Changes {
 /// Follow-ups to one decision within a page: counters add up, the rest is the last writer's.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct DecisionPatch {
+    /// The decision's own sequence number: its row's key in the view, which the stores update
+    /// it by.
+    pub decision_seq: u64,
     /// Reviews to add.
     pub reviews: i64,
     /// Overrides to add.
@@ -141,10 +144,16 @@ fn model_delta<'c>(changes: &'c mut Changes, id: &str, version: &str) -> &'c mut
         .or_default()
 }
 
-/// Applies a follow-up to its decision: to the row itself when the decision is new in this
-/// page, otherwise to the page's patch for it.
-fn follow_up(changes: &mut Changes, decision: EventId, seq: u64, f: impl Fn(&mut DecisionPatch)) {
+/// Applies the follow-up at `seq` to its decision (`decision`, at `decision_seq`): to the row
+/// itself when the decision is new in this page, otherwise to the page's patch for it.
+fn follow_up(
+    changes: &mut Changes,
+    (decision, decision_seq): (EventId, u64),
+    seq: u64,
+    f: impl Fn(&mut DecisionPatch),
+) {
     let mut patch = DecisionPatch {
+        decision_seq,
         last_event_seq: seq,
         ..DecisionPatch::default()
     };
@@ -154,6 +163,7 @@ fn follow_up(changes: &mut Changes, decision: EventId, seq: u64, f: impl Fn(&mut
         return;
     }
     let merged = changes.decision_patches.entry(decision).or_default();
+    merged.decision_seq = decision_seq;
     merged.reviews += patch.reviews;
     merged.overrides += patch.overrides;
     merged.contests += patch.contests;
@@ -228,10 +238,11 @@ impl Projection for Decisions {
             | EventType::ExplanationRequest
             | EventType::Submission => {
                 for decision in event.linked() {
-                    if facts.get(&decision, event.seq).is_none() {
+                    let Some(known) = facts.get(&decision, event.seq) else {
                         continue;
-                    }
-                    follow_up(changes, decision, event.seq, |p| match event.event_type {
+                    };
+                    let target = (decision, known.seq);
+                    follow_up(changes, target, event.seq, |p| match event.event_type {
                         EventType::HumanReview => {
                             p.reviews = 1;
                             p.status = Some("reviewed".into());

@@ -153,7 +153,7 @@ fn to_event(t: EventTuple) -> Result<Event, StoreError> {
 const DECISION_COLUMNS: &str = "event_id, seq, model_id, model_version, outcome, current_outcome, score, subject_ref, decided_at_us, captured_at_us, oversight_mode, status, reviews, overrides, contests, explanation_requests, submissions, last_reviewer, last_event_seq";
 
 macro_rules! views_backend {
-    ($module:ident, $Db:ty, $MIN:literal, $MAX:literal, $BY_EVENT:literal, $BY_EVENT_VIEW:literal, $known:ty) => {
+    ($module:ident, $Db:ty, $MIN:literal, $MAX:literal, $BY_EVENT:literal, $known:ty) => {
         /// The projection SQL for one backend (see the module header).
         pub(crate) mod $module {
             use super::*;
@@ -488,7 +488,7 @@ macro_rules! views_backend {
                         });
                         q.build().execute(&mut **tx).await?;
                     }
-                    let patches: Vec<(&EventId, &DecisionPatch)> = c.decision_patches.iter().collect();
+                    let patches: Vec<&DecisionPatch> = c.decision_patches.values().collect();
                     for chunk in patches.chunks(INSERT_CHUNK_ROWS) {
                         patch(tx, g, t, chunk).await?;
                     }
@@ -565,13 +565,14 @@ macro_rules! views_backend {
             }
 
             /// The same rule as [`DecisionPatch::apply_to`], in SQL: one UPDATE for a chunk of
-            /// follow-ups, joined to their rows by event id (a page names each decision once).
-            async fn patch(tx: &mut Tx, g: i64, t: &str, patches: &[(&EventId, &DecisionPatch)]) -> Result<(), StoreError> {
+            /// follow-ups, joined to their rows by the decision's sequence number (a page names
+            /// each decision once).
+            async fn patch(tx: &mut Tx, g: i64, t: &str, patches: &[&DecisionPatch]) -> Result<(), StoreError> {
                 let mut q = QueryBuilder::<$Db>::new(
-                    "WITH p (event_id, reviews, overrides, contests, explanation_requests, submissions, status, current_outcome, last_reviewer, last_event_seq) AS (",
+                    "WITH p (seq, reviews, overrides, contests, explanation_requests, submissions, status, current_outcome, last_reviewer, last_event_seq) AS (",
                 );
-                q.push_values(patches, |mut b, (id, p)| {
-                    b.push_bind(id.to_string())
+                q.push_values(patches, |mut b, p| {
+                    b.push_bind(db_int(p.decision_seq))
                         .push_bind(p.reviews)
                         .push_bind(p.overrides)
                         .push_bind(p.contests)
@@ -583,7 +584,7 @@ macro_rules! views_backend {
                         .push_bind(db_int(p.last_event_seq));
                 });
                 q.push(concat!(
-                    ") UPDATE proj_decisions", $BY_EVENT_VIEW, " SET ",
+                    ") UPDATE proj_decisions SET ",
                     "reviews = proj_decisions.reviews + p.reviews, ",
                     "overrides = proj_decisions.overrides + p.overrides, ",
                     "contests = proj_decisions.contests + p.contests, ",
@@ -598,14 +599,14 @@ macro_rules! views_backend {
                 .push_bind(g)
                 .push(" AND proj_decisions.tenant_id = ")
                 .push_bind(t.to_owned())
-                .push(" AND proj_decisions.event_id = p.event_id AND proj_decisions.event_id IN (");
-                // The ids once more, as a list: whichever way the planner orders the join, the
-                // view's rows are then fetched by the event-id index, never by scanning the
-                // generation. Without it PostgreSQL, believing a growing generation tiny
-                // (statistics lag behind), walked the whole generation once per patch.
-                let mut ids = q.separated(", ");
-                for (id, _) in patches {
-                    ids.push_bind(id.to_string());
+                .push(" AND proj_decisions.seq = p.seq AND proj_decisions.seq IN (");
+                // The sequence numbers once more, as a list: whichever way the planner orders
+                // the join, the view's rows are then fetched by their primary key, never by
+                // scanning the generation. Statistics lag behind a growing generation, and with
+                // a join condition alone PostgreSQL walked the whole generation per patch.
+                let mut seqs = q.separated(", ");
+                for p in patches {
+                    seqs.push_bind(db_int(p.decision_seq));
                 }
                 q.push(")");
                 // Not a prepared statement kept per connection: planned afresh each time, with
@@ -952,10 +953,9 @@ views_backend!(
     "min",
     "max",
     " INDEXED BY records_by_event_id",
-    " INDEXED BY proj_decisions_by_event",
     i64
 );
-views_backend!(pg_views, sqlx::Postgres, "LEAST", "GREATEST", "", "", bool);
+views_backend!(pg_views, sqlx::Postgres, "LEAST", "GREATEST", "", bool);
 
 /// Runs `$body` in a transaction on whichever backend is in use: on SQLite a read transaction on
 /// the reader pool, or `BEGIN IMMEDIATE` on the single writer; on PostgreSQL a transaction with

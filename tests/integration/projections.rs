@@ -256,8 +256,14 @@ async fn incremental_views_equal_rebuild_and_recomputation(backend: Backend) {
                 for t in &tenants {
                     incremental.push(assert_views_exact(&store, t).await);
                 }
-                // From scratch: every projection rebuilt into a new generation.
-                runner::rebuild(&store, &::projections::ALL, &|_, _| {})
+                // From scratch: every projection rebuilt into a new generation, in pages of 7
+                // records read 3 at a time, so that follow-ups land in the page of their
+                // decision, in a later read of it, and in later pages.
+                let paging = runner::Paging {
+                    page_records: 7,
+                    read_records: 3,
+                };
+                runner::rebuild_paged(&store, &::projections::ALL, paging, &|_, _| {})
                     .await
                     .expect("rebuild");
                 for (t, before) in tenants.iter().zip(&incremental) {
