@@ -705,16 +705,13 @@ pub async fn rebuild_paged<S: ViewStore>(
     let started = Instant::now();
     for tenant in &tenants {
         loop {
-            let outcome = step(
-                store,
-                tenant,
-                &targets,
-                (paging, PAGES_PER_ROUND),
-                &mut |n| {
-                    applied += n;
-                    progress(applied.min(total), total);
-                },
-            )
+            // As many pages as the chain holds, so that the next page is always folding while
+            // one commits (a round's limit is for fairness between tenants, which a rebuild
+            // taking them in turn does not need).
+            let outcome = step(store, tenant, &targets, (paging, usize::MAX), &mut |n| {
+                applied += n;
+                progress(applied.min(total), total);
+            })
             .await?;
             if outcome.first.is_none() {
                 // Every target has read the whole chain. (A page another runner applied first

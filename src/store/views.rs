@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use ledger::record::EventType;
 use ledger::types::{EventId, TenantId};
 use projections::runner::{ProjectionState, TargetPage, ViewStore};
+use projections::views::DecisionPatch;
 use projections::{DecisionFacts, Event, Views};
 use serde::Serialize;
 
@@ -153,7 +154,7 @@ fn to_event(t: EventTuple) -> Result<Event, StoreError> {
 const DECISION_COLUMNS: &str = "event_id, seq, model_id, model_version, outcome, current_outcome, score, subject_ref, decided_at_us, captured_at_us, oversight_mode, status, reviews, overrides, contests, explanation_requests, submissions, last_reviewer, last_event_seq";
 
 macro_rules! views_backend {
-    ($module:ident, $Db:ty, $MIN:literal, $MAX:literal, $BY_EVENT:literal, $known:ty) => {
+    ($module:ident, $Db:ty, $MIN:literal, $MAX:literal, $BY_EVENT:literal, $known:ty, $PATCH:path) => {
         /// The projection SQL for one backend (see the module header).
         pub(crate) mod $module {
             use super::*;
@@ -489,9 +490,7 @@ macro_rules! views_backend {
                         q.build().execute(&mut **tx).await?;
                     }
                     let patches: Vec<&DecisionPatch> = c.decision_patches.values().collect();
-                    for chunk in patches.chunks(INSERT_CHUNK_ROWS) {
-                        patch(tx, g, t, chunk).await?;
-                    }
+                    $PATCH(tx, g, t, &patches).await?;
                     for ((model_id, version), d) in &c.models {
                         upsert_model(tx, g, t, model_id, version, d).await?;
                     }
@@ -562,57 +561,6 @@ macro_rules! views_backend {
                     }
                 }
                 Ok(true)
-            }
-
-            /// The same rule as [`DecisionPatch::apply_to`], in SQL: one UPDATE for a chunk of
-            /// follow-ups, joined to their rows by the decision's sequence number (a page names
-            /// each decision once).
-            async fn patch(tx: &mut Tx, g: i64, t: &str, patches: &[&DecisionPatch]) -> Result<(), StoreError> {
-                let mut q = QueryBuilder::<$Db>::new(
-                    "WITH p (seq, reviews, overrides, contests, explanation_requests, submissions, status, current_outcome, last_reviewer, last_event_seq) AS (",
-                );
-                q.push_values(patches, |mut b, p| {
-                    b.push_bind(db_int(p.decision_seq))
-                        .push_bind(p.reviews)
-                        .push_bind(p.overrides)
-                        .push_bind(p.contests)
-                        .push_bind(p.explanation_requests)
-                        .push_bind(p.submissions)
-                        .push_bind(p.status.clone())
-                        .push_bind(p.current_outcome.clone())
-                        .push_bind(p.last_reviewer.clone())
-                        .push_bind(db_int(p.last_event_seq));
-                });
-                q.push(concat!(
-                    ") UPDATE proj_decisions SET ",
-                    "reviews = proj_decisions.reviews + p.reviews, ",
-                    "overrides = proj_decisions.overrides + p.overrides, ",
-                    "contests = proj_decisions.contests + p.contests, ",
-                    "explanation_requests = proj_decisions.explanation_requests + p.explanation_requests, ",
-                    "submissions = proj_decisions.submissions + p.submissions, ",
-                    "status = COALESCE(p.status, proj_decisions.status), ",
-                    "current_outcome = COALESCE(p.current_outcome, proj_decisions.current_outcome), ",
-                    "last_reviewer = COALESCE(p.last_reviewer, proj_decisions.last_reviewer), ",
-                    "last_event_seq = ", $MAX, "(proj_decisions.last_event_seq, p.last_event_seq) ",
-                    "FROM p WHERE proj_decisions.generation = "
-                ))
-                .push_bind(g)
-                .push(" AND proj_decisions.tenant_id = ")
-                .push_bind(t.to_owned())
-                .push(" AND proj_decisions.seq = p.seq AND proj_decisions.seq IN (");
-                // The sequence numbers once more, as a list: whichever way the planner orders
-                // the join, the view's rows are then fetched by their primary key, never by
-                // scanning the generation. Statistics lag behind a growing generation, and with
-                // a join condition alone PostgreSQL walked the whole generation per patch.
-                let mut seqs = q.separated(", ");
-                for p in patches {
-                    seqs.push_bind(db_int(p.decision_seq));
-                }
-                q.push(")");
-                // Not a prepared statement kept per connection: planned afresh each time, with
-                // the statistics of the moment.
-                q.build().persistent(false).execute(&mut **tx).await?;
-                Ok(())
             }
 
             async fn upsert_model(tx: &mut Tx, g: i64, t: &str, model_id: &str, version: &str, d: &ModelDelta) -> Result<(), StoreError> {
@@ -953,9 +901,128 @@ views_backend!(
     "min",
     "max",
     " INDEXED BY records_by_event_id",
-    i64
+    i64,
+    sqlite_patch
 );
-views_backend!(pg_views, sqlx::Postgres, "LEAST", "GREATEST", "", bool);
+views_backend!(
+    pg_views,
+    sqlx::Postgres,
+    "LEAST",
+    "GREATEST",
+    "",
+    bool,
+    pg_patch
+);
+
+/// The assignments of the follow-up UPDATE: [`DecisionPatch::apply_to`] in SQL, from a patch
+/// row `p` (the larger of two sequence numbers by `max`, SQLite's or PostgreSQL's `GREATEST`).
+macro_rules! patch_assignments {
+    ($MAX:literal) => {
+        concat!(
+            "reviews = proj_decisions.reviews + p.reviews, ",
+            "overrides = proj_decisions.overrides + p.overrides, ",
+            "contests = proj_decisions.contests + p.contests, ",
+            "explanation_requests = proj_decisions.explanation_requests + p.explanation_requests, ",
+            "submissions = proj_decisions.submissions + p.submissions, ",
+            "status = COALESCE(p.status, proj_decisions.status), ",
+            "current_outcome = COALESCE(p.current_outcome, proj_decisions.current_outcome), ",
+            "last_reviewer = COALESCE(p.last_reviewer, proj_decisions.last_reviewer), ",
+            "last_event_seq = ",
+            $MAX,
+            "(proj_decisions.last_event_seq, p.last_event_seq) "
+        )
+    };
+}
+
+/// Follow-ups to decisions of earlier pages on SQLite: one UPDATE per 500 decisions, joined to
+/// a `VALUES` list by the decision's sequence number (its row's primary key; a page names each
+/// decision once).
+async fn sqlite_patch(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    g: i64,
+    t: &str,
+    patches: &[&DecisionPatch],
+) -> Result<(), StoreError> {
+    for chunk in patches.chunks(INSERT_CHUNK_ROWS) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "WITH p (seq, reviews, overrides, contests, explanation_requests, submissions, status, current_outcome, last_reviewer, last_event_seq) AS (",
+        );
+        q.push_values(chunk, |mut b, p| {
+            b.push_bind(db_int(p.decision_seq))
+                .push_bind(p.reviews)
+                .push_bind(p.overrides)
+                .push_bind(p.contests)
+                .push_bind(p.explanation_requests)
+                .push_bind(p.submissions)
+                .push_bind(p.status.clone())
+                .push_bind(p.current_outcome.clone())
+                .push_bind(p.last_reviewer.clone())
+                .push_bind(db_int(p.last_event_seq));
+        });
+        q.push(concat!(
+            ") UPDATE proj_decisions SET ",
+            patch_assignments!("max"),
+            "FROM p WHERE proj_decisions.generation = "
+        ))
+        .push_bind(g)
+        .push(" AND proj_decisions.tenant_id = ")
+        .push_bind(t.to_owned())
+        .push(" AND proj_decisions.seq = p.seq");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Follow-ups to decisions of earlier pages on PostgreSQL: one UPDATE for the whole page, its
+/// patches passed as arrays and joined by the decision's sequence number. The statement text is
+/// the same for every page, so it is prepared once and the page transaction plans it
+/// generically (`plan_cache_mode = force_generic_plan`): a nested loop of primary-key lookups
+/// whatever the statistics say. With the values in the plan, PostgreSQL believed a new
+/// generation empty (statistics lag behind a growing view and the application role may not
+/// `ANALYZE`), and read the whole generation through another index for every statement.
+async fn pg_patch(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    g: i64,
+    t: &str,
+    patches: &[&DecisionPatch],
+) -> Result<(), StoreError> {
+    if patches.is_empty() {
+        return Ok(());
+    }
+    let column =
+        |f: &dyn Fn(&DecisionPatch) -> i64| patches.iter().map(|p| f(p)).collect::<Vec<i64>>();
+    let text = |f: &dyn Fn(&DecisionPatch) -> Option<String>| {
+        patches
+            .iter()
+            .map(|p| f(p))
+            .collect::<Vec<Option<String>>>()
+    };
+    sqlx::query(concat!(
+        "UPDATE proj_decisions SET ",
+        patch_assignments!("GREATEST"),
+        "FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], ",
+        "$7::text[], $8::text[], $9::text[], $10::int8[]) ",
+        "AS p (seq, reviews, overrides, contests, explanation_requests, submissions, status, ",
+        "current_outcome, last_reviewer, last_event_seq) ",
+        "WHERE proj_decisions.generation = $11 AND proj_decisions.tenant_id = $12 ",
+        "AND proj_decisions.seq = p.seq"
+    ))
+    .bind(column(&|p| db_int(p.decision_seq)))
+    .bind(column(&|p| p.reviews))
+    .bind(column(&|p| p.overrides))
+    .bind(column(&|p| p.contests))
+    .bind(column(&|p| p.explanation_requests))
+    .bind(column(&|p| p.submissions))
+    .bind(text(&|p| p.status.clone()))
+    .bind(text(&|p| p.current_outcome.clone()))
+    .bind(text(&|p| p.last_reviewer.clone()))
+    .bind(column(&|p| db_int(p.last_event_seq)))
+    .bind(g)
+    .bind(t)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 /// Runs `$body` in a transaction on whichever backend is in use: on SQLite a read transaction on
 /// the reader pool, or `BEGIN IMMEDIATE` on the single writer; on PostgreSQL a transaction with
@@ -1127,6 +1194,10 @@ impl ViewStore for Store {
                 // again from the position committed with it, and nothing acknowledged to a
                 // client depends on it. (The ledger's own commits stay synchronous.)
                 sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+                // Generic plans for the page's prepared statements (see `pg_patch`).
+                sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
                     .execute(&mut *tx)
                     .await?;
                 run!(tx, pg_views)
