@@ -154,7 +154,7 @@ fn to_event(t: EventTuple) -> Result<Event, StoreError> {
 const DECISION_COLUMNS: &str = "event_id, seq, model_id, model_version, outcome, current_outcome, score, subject_ref, decided_at_us, captured_at_us, oversight_mode, status, reviews, overrides, contests, explanation_requests, submissions, last_reviewer, last_event_seq";
 
 macro_rules! views_backend {
-    ($module:ident, $Db:ty, $MIN:literal, $MAX:literal, $BY_EVENT:literal, $known:ty, $PATCH:path) => {
+    ($module:ident, $Db:ty, $MIN:literal, $MAX:literal, $BY_EVENT:literal, $known:ty, $PATCH:path, $GENERIC_PLANS:literal) => {
         /// The projection SQL for one backend (see the module header).
         pub(crate) mod $module {
             use super::*;
@@ -384,7 +384,20 @@ macro_rules! views_backend {
                     .collect()
             }
 
+            /// Makes the transaction's prepared statements plan generically (PostgreSQL),
+            /// without looking at their values. The runner's statements read and write by key;
+            /// statistics lag behind tables that grow by millions of rows between two runs of
+            /// autovacuum, and a plan from the values (a new generation, or a range past the
+            /// last analysed row, taken for empty) then walked a whole table instead.
+            pub(crate) async fn generic_plans(tx: &mut Tx) -> Result<(), StoreError> {
+                if !$GENERIC_PLANS.is_empty() {
+                    sqlx::query($GENERIC_PLANS).execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
             pub(crate) async fn events(tx: &mut Tx, tenant: &TenantId, from: u64, limit: u64) -> Result<Vec<Event>, StoreError> {
+                generic_plans(tx).await?;
                 let mut q = QueryBuilder::<$Db>::new(
                     "SELECT seq, event_id, event_type, captured_at_us, payload FROM records WHERE tenant_id = ",
                 );
@@ -398,6 +411,7 @@ macro_rules! views_backend {
             }
 
             pub(crate) async fn facts(tx: &mut Tx, tenant: &TenantId, ids: &[EventId]) -> Result<Vec<(EventId, DecisionFacts)>, StoreError> {
+                generic_plans(tx).await?;
                 let mut out = Vec::new();
                 for chunk in ids.chunks(INSERT_CHUNK_ROWS) {
                     let mut q = QueryBuilder::<$Db>::new(concat!(
@@ -755,11 +769,16 @@ macro_rules! views_backend {
                 let mut q = QueryBuilder::<$Db>::new(format!(
                     "SELECT {DECISION_COLUMNS} FROM proj_decisions WHERE generation = "
                 ));
+                // The ledger's event-id index gives the sequence number, the view's key (the
+                // view keeps no index by event id).
                 q.push_bind(g)
                     .push(" AND tenant_id = ")
                     .push_bind(tenant.as_str().to_owned())
+                    .push(concat!(" AND seq = (SELECT seq FROM records", $BY_EVENT, " WHERE tenant_id = "))
+                    .push_bind(tenant.as_str().to_owned())
                     .push(" AND event_id = ")
-                    .push_bind(id.to_string());
+                    .push_bind(id.to_string())
+                    .push(")");
                 q.build().fetch_optional(&mut **tx).await?.as_ref().map(decision).transpose()
             }
 
@@ -902,7 +921,8 @@ views_backend!(
     "max",
     " INDEXED BY records_by_event_id",
     i64,
-    sqlite_patch
+    sqlite_patch,
+    ""
 );
 views_backend!(
     pg_views,
@@ -911,7 +931,8 @@ views_backend!(
     "GREATEST",
     "",
     bool,
-    pg_patch
+    pg_patch,
+    "SET LOCAL plan_cache_mode = force_generic_plan"
 );
 
 /// The assignments of the follow-up UPDATE: [`DecisionPatch::apply_to`] in SQL, from a patch
@@ -1196,10 +1217,8 @@ impl ViewStore for Store {
                 sqlx::query("SET LOCAL synchronous_commit = off")
                     .execute(&mut *tx)
                     .await?;
-                // Generic plans for the page's prepared statements (see `pg_patch`).
-                sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
-                    .execute(&mut *tx)
-                    .await?;
+                // Generic plans for the page's statements (see `pg_patch`).
+                pg_views::generic_plans(&mut tx).await?;
                 run!(tx, pg_views)
             }
         }
