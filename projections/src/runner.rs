@@ -580,7 +580,13 @@ async fn step<S: ViewStore>(
         return Ok(outcome);
     }
     let mut positions = store.positions(tenant).await?;
-    let Some(mut page) = fold_next(store, tenant, targets, &positions, paging).await? else {
+    // The first page is one read long, so that the database starts on it at once instead of
+    // idling while a whole page folds; later pages fold while their predecessor commits.
+    let first_paging = Paging {
+        page_records: paging.read_records.min(paging.page_records),
+        ..paging
+    };
+    let Some(mut page) = fold_next(store, tenant, targets, &positions, first_paging).await? else {
         return Ok(outcome);
     };
     outcome.first = Some(page.first);

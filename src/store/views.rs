@@ -414,17 +414,35 @@ macro_rules! views_backend {
                 generic_plans(tx).await?;
                 let mut out = Vec::new();
                 for chunk in ids.chunks(INSERT_CHUNK_ROWS) {
-                    let mut q = QueryBuilder::<$Db>::new(concat!(
-                        "SELECT seq, event_id, event_type, captured_at_us, payload FROM records",
-                        $BY_EVENT,
-                        " WHERE tenant_id = "
-                    ));
-                    q.push_bind(tenant.as_str().to_owned()).push(" AND event_id IN (");
-                    let mut sep = q.separated(", ");
-                    for id in chunk {
-                        sep.push_bind(id.to_string());
+                    // No condition on the event type (`DecisionFacts::of` keeps decisions only),
+                    // so that the event-id index is the one cheap way to these rows.
+                    let mut q;
+                    if $BY_EVENT.is_empty() {
+                        // PostgreSQL: one lookup per id, forced by a lateral subquery that
+                        // cannot be flattened (`OFFSET 0`). With an `IN` list and no statistics
+                        // yet for a freshly loaded ledger, it walked every decision through
+                        // another index, comparing each with the whole list.
+                        q = QueryBuilder::<$Db>::new("SELECT r.seq, r.event_id, r.event_type, r.captured_at_us, r.payload FROM (VALUES ");
+                        let mut sep = q.separated(", ");
+                        for id in chunk {
+                            sep.push("(").push_bind_unseparated(id.to_string()).push_unseparated(")");
+                        }
+                        q.push(") AS i (id) CROSS JOIN LATERAL (SELECT seq, event_id, event_type, captured_at_us, payload FROM records WHERE tenant_id = ")
+                            .push_bind(tenant.as_str().to_owned())
+                            .push(" AND event_id = i.id OFFSET 0) AS r");
+                    } else {
+                        q = QueryBuilder::<$Db>::new(concat!(
+                            "SELECT seq, event_id, event_type, captured_at_us, payload FROM records",
+                            $BY_EVENT,
+                            " WHERE tenant_id = "
+                        ));
+                        q.push_bind(tenant.as_str().to_owned()).push(" AND event_id IN (");
+                        let mut sep = q.separated(", ");
+                        for id in chunk {
+                            sep.push_bind(id.to_string());
+                        }
+                        q.push(")");
                     }
-                    q.push(") AND event_type = 'decision'");
                     let rows: Vec<EventTuple> = q.build_query_as().fetch_all(&mut **tx).await?;
                     for row in rows {
                         let event = to_event(row)?;
