@@ -21,6 +21,7 @@ postgres_tests!(
     with_one_tenant_set_the_application_role_cannot_insert_or_read_another_tenants_rows,
     two_stores_appending_concurrently_to_one_tenant_build_one_verifiable_chain,
     a_store_resumes_from_the_database_when_another_instance_moved_the_chain,
+    the_views_and_their_positions_are_unlogged_and_nothing_else_is,
 );
 
 const LEDGER_TABLES: &[&str] = &[
@@ -267,4 +268,49 @@ async fn a_store_resumes_from_the_database_when_another_instance_moved_the_chain
             .expect("root"),
         reference_root(&hashes)
     );
+}
+
+/// Migration 0008: the views and the positions that account for them are unlogged, so a crash
+/// of the database server empties both together (the runner then applies every chain again);
+/// the ledger and the projections' state stay logged, so nothing acknowledged is lost.
+async fn the_views_and_their_positions_are_unlogged_and_nothing_else_is(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let store = db.open().await;
+    let mut app = sqlx::PgConnection::connect(db.postgres_app_url())
+        .await
+        .expect("connect as the application role");
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, c.relpersistence::text FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY 1",
+    )
+    .fetch_all(&mut app)
+    .await
+    .expect("tables");
+    let unlogged: Vec<&str> = tables
+        .iter()
+        .filter(|(_, p)| p == "u")
+        .map(|(t, _)| t.as_str())
+        .collect();
+    assert_eq!(
+        unlogged,
+        [
+            "proj_daily",
+            "proj_decisions",
+            "proj_model_outcomes",
+            "proj_models",
+            "proj_oversight",
+            "proj_subjects",
+            "projection_positions",
+        ],
+        "exactly the views and their positions are unlogged"
+    );
+    for table in LEDGER_TABLES.iter().chain(&["projection_state", "tenants"]) {
+        assert!(
+            tables.iter().any(|(t, p)| t == table && p == "p"),
+            "{table} is logged: {tables:?}"
+        );
+    }
+    app.close().await.ok();
+    store.shutdown().await;
 }
