@@ -38,13 +38,12 @@ pub const OPTIMIZE_EVERY_RECORDS: u64 = 100_000;
 /// applies what is new, so pages are only this large while it catches up or rebuilds. There a
 /// larger transaction writes each B-tree page it touches once for more records: the subject
 /// index and the follow-ups' rows are inserted and updated in random order, so their cost per
-/// record falls with the page size (on SQLite, 10,000-record pages rebuilt 1 M records at
-/// 32 k rec/s, 50,000-record pages at 44 k; see BENCHMARKS.md). A page holds its folded changes,
-/// about 0.5 kB per record, not the records themselves.
+/// record falls with the page size (see BENCHMARKS.md). A page keeps its folded changes (a row
+/// per decision, subject entry and oversight action), not the parsed records.
 pub const PAGE_RECORDS: u64 = 100_000;
 
-/// Most records read from the ledger at a time while a page is folded. Parsed records are the
-/// bulk of the runner's memory, about 1 kB each.
+/// Most records read from the ledger at a time while a page is folded: parsed records (their
+/// JSON payloads) are dropped once folded.
 pub const READ_RECORDS: u64 = 10_000;
 
 /// How records are paged: most records per page and per read. [`Paging::default`] is
@@ -494,9 +493,9 @@ struct Folded {
 }
 
 /// Reads the tenant's next page from `positions` (the smallest among the targets), up to
-/// `paging.page_records` records in reads of `paging.read_records`, and folds it for every target that has
-/// not seen it; `None` when there is nothing to apply. A follow-up to a decision of the same page
-/// changes that decision's new row, so a larger page also writes fewer UPDATEs.
+/// `paging.page_records` records in reads of `paging.read_records`, and folds it for every
+/// target that has not seen it; `None` when there is nothing to apply. A follow-up to a decision
+/// of the same page changes that decision's new row, so a larger page also writes fewer UPDATEs.
 async fn fold_next<S: ViewStore>(
     store: &S,
     tenant: &TenantId,

@@ -643,10 +643,12 @@ macro_rules! views_backend {
 
             /// Refreshes the planner's statistics of the view tables (sampled, so it stays cheap
             /// at millions of rows). Without them SQLite walks the primary key for every
-            /// filtered search. On PostgreSQL autovacuum keeps statistics, and only the owner may
-            /// ANALYZE, so this does nothing there.
+            /// filtered search, and PostgreSQL takes a new generation for empty. On PostgreSQL
+            /// only the owner may ANALYZE: migration 0010's `analyze_views()` does it for the
+            /// service role.
             pub(crate) async fn optimize(tx: &mut Tx) -> Result<(), StoreError> {
                 if $BY_EVENT.is_empty() {
+                    sqlx::query("SELECT analyze_views()").execute(&mut **tx).await?;
                     return Ok(());
                 }
                 for sql in ["PRAGMA analysis_limit = 1000", "ANALYZE proj_decisions", "ANALYZE proj_subjects", "ANALYZE proj_oversight"] {

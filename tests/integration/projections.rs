@@ -135,7 +135,16 @@ async fn play(store: &auditex::store::Store, tenants: &[TenantId], ops: &[Op]) {
     for op in ops {
         let (tenant, draft) = match op {
             Op::CatchUp => {
-                runner::catch_up(store).await.expect("catch up");
+                // Pages of 5 records read 2 at a time (the first page of a step is one read).
+                let paging = runner::Paging {
+                    page_records: 5,
+                    read_records: 2,
+                };
+                runner::Runner::new()
+                    .with_paging(paging)
+                    .catch_up(store)
+                    .await
+                    .expect("catch up");
                 continue;
             }
             Op::Decision {
