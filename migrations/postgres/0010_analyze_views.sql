@@ -6,9 +6,14 @@
 -- decision of that model, sorted (p99 0.3 s instead of 2 ms).
 --
 -- The function runs as its owner (SECURITY DEFINER), takes no arguments, names its tables
--- with a fixed search path, and only the application role may call it.
+-- with a fixed search path, and only the application role may call it. It samples 3,000 rows
+-- per table (statistics target 10) rather than 30,000: the runner calls it every 100,000
+-- applied records, and what plans depend on here (generations, tenants, the few models,
+-- statuses and outcomes, coarse time ranges) needs no finer statistics.
 CREATE FUNCTION analyze_views() RETURNS void
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = public, pg_temp
+    SET default_statistics_target = 10
 AS $$
 BEGIN
     ANALYZE proj_decisions;

@@ -222,6 +222,8 @@ pub struct Rebuilding {
 pub struct Runner {
     /// Records applied since the planner's statistics were last refreshed.
     since_optimize: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether a refresh of the statistics is running (in the background).
+    optimizing: Arc<std::sync::atomic::AtomicBool>,
     wake: Arc<Notify>,
     status: Arc<Mutex<Vec<Status>>>,
     applied: watch::Sender<u64>,
@@ -240,6 +242,7 @@ impl Default for Runner {
     fn default() -> Self {
         Runner {
             since_optimize: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            optimizing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             wake: Arc::new(Notify::new()),
             status: Arc::new(Mutex::new(Vec::new())),
             applied: watch::channel(0).0,
@@ -363,12 +366,13 @@ impl Runner {
             }
         }
         // A rebuild that has caught up with every chain replaces the old generation.
+        let mut activated = false;
         for state in &states {
             if let Some((generation, _)) = state.building
                 && let Some((applied, total)) = building.get(&state.name)
                 && applied >= total
             {
-                finish_rebuild(store, &state.name, generation).await?;
+                activated |= finish_rebuild(store, &state.name, generation).await?;
             }
         }
         let status = states
@@ -390,18 +394,38 @@ impl Runner {
             })
             .collect();
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
-        // Fresh statistics as the views grow (every 100,000 records): a planner that believes the
-        // tables are empty scans them.
+        // Fresh statistics as the views grow (every 100,000 records) and once a new generation
+        // serves: a planner that believes the tables are empty scans them.
         let pending = self
             .since_optimize
             .fetch_add(worked, std::sync::atomic::Ordering::SeqCst)
             + worked;
-        if pending >= OPTIMIZE_EVERY_RECORDS {
+        if pending >= OPTIMIZE_EVERY_RECORDS || activated {
             self.since_optimize
                 .store(0, std::sync::atomic::Ordering::SeqCst);
-            store.optimize().await?;
+            self.optimize_in_background(store);
         }
         Ok(worked)
+    }
+
+    /// Refreshes the statistics on a task of its own, unless a refresh is running. On
+    /// PostgreSQL an `ANALYZE` of views of millions of rows takes seconds, which the runner
+    /// would otherwise add to the lag of every record pending meanwhile; it does not block
+    /// writes to the tables it samples.
+    fn optimize_in_background<S: ViewStore>(&self, store: &S) {
+        if self
+            .optimizing
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        let (store, optimizing) = (store.clone(), self.optimizing.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.optimize().await {
+                tracing::warn!(error = %e, "projection runner: refreshing statistics failed");
+            }
+            optimizing.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
     }
 }
 
@@ -650,21 +674,23 @@ async fn add_facts<S: ViewStore>(
     Ok(())
 }
 
+/// Makes a caught-up building generation active and deletes the one it replaces; `true` when
+/// it did (the caller refreshes the statistics).
 async fn finish_rebuild<S: ViewStore>(
     store: &S,
     name: &str,
     generation: i64,
-) -> Result<(), S::Error> {
-    if let Some(old) = store.activate(name, generation).await? {
-        tracing::info!(
-            projection = name,
-            generation,
-            "rebuilt projection caught up: now serving it"
-        );
-        store.purge(name, old).await?;
-        store.optimize().await?;
-    }
-    Ok(())
+) -> Result<bool, S::Error> {
+    let Some(old) = store.activate(name, generation).await? else {
+        return Ok(false);
+    };
+    tracing::info!(
+        projection = name,
+        generation,
+        "rebuilt projection caught up: now serving it"
+    );
+    store.purge(name, old).await?;
+    Ok(true)
 }
 
 /// Progress of [`rebuild`]: records applied so far and records to apply.
@@ -728,6 +754,7 @@ pub async fn rebuild_paged<S: ViewStore>(
     for (p, generation) in &targets {
         finish_rebuild(store, p.name(), *generation).await?;
     }
+    store.optimize().await?;
     tracing::info!(
         records = applied,
         seconds = started.elapsed().as_secs_f64(),
