@@ -695,6 +695,10 @@ impl ViewStore for Timed {
         ViewStore::optimize(&self.store).await
     }
 
+    fn optimize_every(&self) -> u64 {
+        ViewStore::optimize_every(&self.store)
+    }
+
     async fn commit(&self, tenant: &TenantId, pages: Vec<TargetPage>) -> Result<bool, StoreError> {
         // Statements as the store writes them (src/store/views.rs): one position move, inserts,
         // follow-up UPDATEs and aggregate upserts in chunks of 500 rows, one upsert per model.

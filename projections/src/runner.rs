@@ -171,6 +171,12 @@ pub trait ViewStore: Clone + Send + Sync + 'static {
     /// while they grow).
     fn optimize(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
+    /// Records applied between two refreshes of the statistics while the views grow
+    /// ([`OPTIMIZE_EVERY_RECORDS`] unless the store says otherwise).
+    fn optimize_every(&self) -> u64 {
+        OPTIMIZE_EVERY_RECORDS
+    }
+
     /// Writes the pages and moves the positions in one transaction. Returns `false`, having
     /// written nothing, when a position no longer holds its page's `from`.
     fn commit(
@@ -394,13 +400,13 @@ impl Runner {
             })
             .collect();
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
-        // Fresh statistics as the views grow (every 100,000 records) and once a new generation
-        // serves: a planner that believes the tables are empty scans them.
+        // Fresh statistics as the views grow and once a new generation serves: a planner that
+        // believes the tables are empty scans them.
         let pending = self
             .since_optimize
             .fetch_add(worked, std::sync::atomic::Ordering::SeqCst)
             + worked;
-        if pending >= OPTIMIZE_EVERY_RECORDS || activated {
+        if pending >= store.optimize_every() || activated {
             self.since_optimize
                 .store(0, std::sync::atomic::Ordering::SeqCst);
             self.optimize_in_background(store);

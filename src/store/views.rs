@@ -3,10 +3,12 @@
 //!
 //! [`Store`] implements [`ViewStore`] for the runner of the `projections` crate. The SQL is
 //! written once, in a macro expanded for each backend: the statements are the same but for
-//! `min`/`max` (SQLite's scalar functions; `LEAST`/`GREATEST` on PostgreSQL) and SQLite's
-//! `INDEXED BY` hints; `QueryBuilder` writes each backend's placeholders. On PostgreSQL every
-//! tenant-scoped statement runs in a transaction that sets the tenant for row-level security,
-//! exactly as the ledger's do.
+//! `min`/`max` (SQLite's scalar functions; `LEAST`/`GREATEST` on PostgreSQL), SQLite's
+//! `INDEXED BY` hints, and on PostgreSQL generic plans and key-by-key forms for the runner's
+//! statements (`generic_plans`, `pg_patch`, the decision facts), which must not depend on
+//! statistics that lag behind; `QueryBuilder` writes each backend's placeholders. On PostgreSQL
+//! every tenant-scoped statement runs in a transaction that sets the tenant for row-level
+//! security, exactly as the ledger's do.
 
 use std::collections::HashMap;
 
@@ -1207,6 +1209,17 @@ impl ViewStore for Store {
     async fn optimize(&self) -> Result<(), StoreError> {
         in_tx!(self, None, true, |tx, m| m::optimize(&mut tx).await?);
         Ok(())
+    }
+
+    /// SQLite's statistics are counts, stale as soon as a view grows: every 100,000 records.
+    /// PostgreSQL scales its row estimates by a table's current size, and an `ANALYZE` there
+    /// costs a backend seconds at millions of rows (at full ingestion load, every few seconds,
+    /// it doubled the lag): every 1,000,000 records, besides the refresh after a rebuild.
+    fn optimize_every(&self) -> u64 {
+        match self.db() {
+            Db::Sqlite(_) => projections::runner::OPTIMIZE_EVERY_RECORDS,
+            Db::Postgres(_) => 10 * projections::runner::OPTIMIZE_EVERY_RECORDS,
+        }
     }
 
     async fn commit(&self, tenant: &TenantId, pages: Vec<TargetPage>) -> Result<bool, StoreError> {
