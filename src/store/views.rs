@@ -1213,8 +1213,8 @@ impl ViewStore for Store {
 
     /// SQLite's statistics are counts, stale as soon as a view grows: every 100,000 records.
     /// PostgreSQL scales its row estimates by a table's current size, and an `ANALYZE` there
-    /// costs a backend seconds at millions of rows (at full ingestion load, every few seconds,
-    /// it doubled the lag): every 1,000,000 records, besides the refresh after a rebuild.
+    /// keeps a backend busy for seconds at millions of rows, beside the runner on the same
+    /// cores: every 1,000,000 records, besides the refresh after a rebuild.
     fn optimize_every(&self) -> u64 {
         match self.db() {
             Db::Sqlite(_) => projections::runner::OPTIMIZE_EVERY_RECORDS,
