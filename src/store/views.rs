@@ -1021,8 +1021,8 @@ async fn sqlite_patch(
 /// the same for every page, so it is prepared once and the page transaction plans it
 /// generically (`plan_cache_mode = force_generic_plan`): a nested loop of primary-key lookups
 /// whatever the statistics say. With the values in the plan, PostgreSQL believed a new
-/// generation empty (statistics lag behind a growing view and the application role may not
-/// `ANALYZE`), and read the whole generation through another index for every statement.
+/// generation empty (statistics lag behind a growing view) and read the whole generation
+/// through another index for every statement.
 async fn pg_patch(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     g: i64,
