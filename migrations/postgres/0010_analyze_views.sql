@@ -8,8 +8,8 @@
 -- The function runs as its owner (SECURITY DEFINER), takes no arguments, names its tables
 -- with a fixed search path, and only the application role may call it. It samples 3,000 rows
 -- per table (statistics target 10) rather than 30,000: the runner calls it after every rebuild
--- and every 1,000,000 applied records, and what plans depend on here (generations, tenants, the few models,
--- statuses and outcomes, coarse time ranges) needs no finer statistics.
+-- and every 1,000,000 applied records, and what plans depend on here (generations, tenants,
+-- the few models, statuses and outcomes, coarse time ranges) needs no finer statistics.
 CREATE FUNCTION analyze_views() RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = public, pg_temp
