@@ -1,7 +1,8 @@
--- The views and their positions are unlogged: PostgreSQL writes no WAL for them. Everything in
--- them is derived from the ledger and can be rebuilt from it, and a rebuild profile showed WAL
--- (and the full-page images written after every checkpoint, for B-tree pages dirtied in random
--- order by the subject index and by follow-ups to old decisions) as most of a page's cost.
+-- The views and their positions are unlogged: PostgreSQL writes no WAL for them, nor the
+-- full-page images written after every checkpoint for B-tree pages dirtied in random order by
+-- the subject index and by follow-ups to old decisions. Everything in them is derived from the
+-- ledger and can be rebuilt from it. A rebuild of 1,000,000 records went from 23.6 k to
+-- 26.6 k records/s, the first catch-up from 22.9 k to 26.0 k.
 --
 -- After a crash of the database server PostgreSQL empties every unlogged table. The positions
 -- (`projection_positions`) are unlogged with the rows they account for, so both are lost

@@ -156,7 +156,7 @@ fn to_event(t: EventTuple) -> Result<Event, StoreError> {
 const DECISION_COLUMNS: &str = "event_id, seq, model_id, model_version, outcome, current_outcome, score, subject_ref, decided_at_us, captured_at_us, oversight_mode, status, reviews, overrides, contests, explanation_requests, submissions, last_reviewer, last_event_seq";
 
 macro_rules! views_backend {
-    ($module:ident, $Db:ty, $MIN:literal, $MAX:literal, $BY_EVENT:literal, $known:ty, $PATCH:path, $GENERIC_PLANS:literal) => {
+    ($module:ident, $Db:ty, $MIN:literal, $MAX:literal, $BY_EVENT:literal, $known:ty, $PATCH:path, $POSTGRES:literal) => {
         /// The projection SQL for one backend (see the module header).
         pub(crate) mod $module {
             use super::*;
@@ -392,8 +392,8 @@ macro_rules! views_backend {
             /// autovacuum, and a plan from the values (a new generation, or a range past the
             /// last analysed row, taken for empty) then walked a whole table instead.
             pub(crate) async fn generic_plans(tx: &mut Tx) -> Result<(), StoreError> {
-                if !$GENERIC_PLANS.is_empty() {
-                    sqlx::query($GENERIC_PLANS).execute(&mut **tx).await?;
+                if $POSTGRES {
+                    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan").execute(&mut **tx).await?;
                 }
                 Ok(())
             }
@@ -419,7 +419,7 @@ macro_rules! views_backend {
                     // No condition on the event type (`DecisionFacts::of` keeps decisions only),
                     // so that the event-id index is the one cheap way to these rows.
                     let mut q;
-                    if $BY_EVENT.is_empty() {
+                    if $POSTGRES {
                         // PostgreSQL: one lookup per id, forced by a lateral subquery that
                         // cannot be flattened (`OFFSET 0`). With an `IN` list and no statistics
                         // yet for a freshly loaded ledger, it walked every decision through
@@ -649,7 +649,7 @@ macro_rules! views_backend {
             /// only the owner may ANALYZE: migration 0010's `analyze_views()` does it for the
             /// service role.
             pub(crate) async fn optimize(tx: &mut Tx) -> Result<(), StoreError> {
-                if $BY_EVENT.is_empty() {
+                if $POSTGRES {
                     sqlx::query("SELECT analyze_views()").execute(&mut **tx).await?;
                     return Ok(());
                 }
@@ -944,7 +944,7 @@ views_backend!(
     " INDEXED BY records_by_event_id",
     i64,
     sqlite_patch,
-    ""
+    false
 );
 views_backend!(
     pg_views,
@@ -954,7 +954,7 @@ views_backend!(
     "",
     bool,
     pg_patch,
-    "SET LOCAL plan_cache_mode = force_generic_plan"
+    true
 );
 
 /// The assignments of the follow-up UPDATE: [`DecisionPatch::apply_to`] in SQL, from a patch
