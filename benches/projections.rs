@@ -498,7 +498,7 @@ impl Phases {
         let commits = Self::count(&self.commits).max(1);
         let per = |slot: &AtomicU64| Self::count(slot) as f64 / commits as f64;
         format!(
-            "read records {events:.1} s ({:.0} %), decision facts {facts:.1} s ({:.0} %), commit pages {commit:.1} s ({:.0} %), \
+            "read records {events:.1} s ({:.0} %), decision facts {facts:.1} s ({:.0} %), commit pages {commit:.1} s ({:.0} %, summed over transactions that may overlap), \
              positions {positions:.1} s ({:.0} %), activate + purge {switch:.1} s ({:.0} %), fold + rest {other:.1} s ({:.0} %); \
              {commits} commits of up to {} records ({} view pages), per commit {:.0} statements: {:.0} decision rows inserted, \
              {:.0} follow-up UPDATEs, {:.0} upserts (models, outcomes, daily)",
@@ -697,6 +697,10 @@ impl ViewStore for Timed {
 
     fn optimize_every(&self) -> u64 {
         ViewStore::optimize_every(&self.store)
+    }
+
+    fn commit_lanes(&self) -> usize {
+        ViewStore::commit_lanes(&self.store)
     }
 
     async fn commit(&self, tenant: &TenantId, pages: Vec<TargetPage>) -> Result<bool, StoreError> {

@@ -177,6 +177,13 @@ pub trait ViewStore: Clone + Send + Sync + 'static {
         OPTIMIZE_EVERY_RECORDS
     }
 
+    /// How many transactions may write one page at the same time, each with some of its
+    /// projections and their positions (1 unless the store says otherwise). A store whose
+    /// database takes concurrent writers spreads a page's commit over more than one core.
+    fn commit_lanes(&self) -> usize {
+        1
+    }
+
     /// Writes the pages and moves the positions in one transaction. Returns `false`, having
     /// written nothing, when a position no longer holds its page's `from`.
     fn commit(
@@ -593,8 +600,8 @@ async fn fold_next<S: ViewStore>(
 }
 
 /// Applies up to `max_pages` pages of the tenant's records to every target that has not seen
-/// them. Each page commits on a task of its own while the next one is read and folded, so the
-/// database and the folding work at the same time; should the commit find a position moved
+/// them. Each page commits on tasks of its own (one per [`ViewStore::commit_lanes`]) while the
+/// next one is read and folded, so the database and the folding work at the same time; should the commit find a position moved
 /// (another runner), the page folded meanwhile is dropped and the next step reads again.
 /// `on_commit` hears the records of each page as it commits.
 async fn step<S: ViewStore>(
@@ -623,21 +630,31 @@ async fn step<S: ViewStore>(
         for p in &page.pages {
             positions.insert((p.name.to_owned(), p.generation), p.to);
         }
-        let commit = tokio::spawn({
-            let (store, tenant, pages) = (store.clone(), tenant.clone(), page.pages);
-            async move { store.commit(&tenant, pages).await }
-        });
+        // Each lane commits whole projections with their positions, so a crash between two
+        // lanes' commits leaves positions that differ by projection, which the next page folds
+        // from (every target applies only what lies past its own position).
+        let commits: Vec<_> = lanes(page.pages, store.commit_lanes())
+            .into_iter()
+            .map(|pages| {
+                let (store, tenant) = (store.clone(), tenant.clone());
+                tokio::spawn(async move { store.commit(&tenant, pages).await })
+            })
+            .collect();
         let next = if n < max_pages {
             fold_next(store, tenant, targets, &positions, paging).await
         } else {
             Ok(None)
         };
-        let committed = match commit.await {
-            Ok(committed) => committed?,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Cancelled: the runtime is shutting down. Nothing is lost; the page commits or not.
-            Err(_) => return Ok(outcome),
-        };
+        let mut committed = true;
+        for commit in commits {
+            committed &= match commit.await {
+                Ok(committed) => committed?,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Cancelled: the runtime is shutting down. Nothing is lost; each lane commits
+                // or not.
+                Err(_) => return Ok(outcome),
+            };
+        }
         if !committed {
             // Another runner moved a position first; the next step reads again.
             return Ok(outcome);
@@ -650,6 +667,24 @@ async fn step<S: ViewStore>(
         }
     }
     Ok(outcome)
+}
+
+/// Splits a page's targets into at most `lanes` groups of about equal work (rows written),
+/// heaviest first, each going to the lightest group so far.
+fn lanes(pages: Vec<TargetPage>, lanes: usize) -> Vec<Vec<TargetPage>> {
+    let mut pages = pages;
+    pages.sort_by_key(|p| std::cmp::Reverse(p.changes.rows()));
+    let mut groups: Vec<(usize, Vec<TargetPage>)> = Vec::new();
+    for page in pages {
+        let rows = page.changes.rows();
+        if groups.len() < lanes.max(1) {
+            groups.push((rows, vec![page]));
+        } else if let Some(lightest) = groups.iter_mut().min_by_key(|(load, _)| *load) {
+            lightest.0 += rows;
+            lightest.1.push(page);
+        }
+    }
+    groups.into_iter().map(|(_, pages)| pages).collect()
 }
 
 /// Adds to `facts` those of every decision the records name: the records' own decisions, and
@@ -792,5 +827,64 @@ impl Runner {
             }
             applied += round;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A target page for `name` writing `rows` rows (daily counters).
+    fn page(name: &'static str, rows: usize) -> TargetPage {
+        let mut changes = Changes::default();
+        for n in 0..rows {
+            let key = (
+                format!("2026-01-{n:02}"),
+                "m".into(),
+                "1".into(),
+                "ok".into(),
+            );
+            changes.daily.insert(key, 1);
+        }
+        TargetPage {
+            name,
+            generation: 1,
+            from: 0,
+            to: 10,
+            changes,
+        }
+    }
+
+    fn names(groups: &[Vec<TargetPage>]) -> Vec<Vec<&'static str>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|p| p.name).collect())
+            .collect()
+    }
+
+    #[test]
+    fn lanes_share_the_rows_and_keep_every_page_once() {
+        let pages = || {
+            vec![
+                page("a", 1),
+                page("b", 10),
+                page("c", 0),
+                page("d", 5),
+                page("e", 6),
+            ]
+        };
+        let two = lanes(pages(), 2);
+        assert_eq!(names(&two), vec![vec!["b", "a", "c"], vec!["e", "d"]]);
+        let load = |g: &Vec<TargetPage>| g.iter().map(|p| p.changes.rows()).sum::<usize>();
+        assert_eq!(two.iter().map(load).collect::<Vec<_>>(), vec![11, 11]);
+        assert_eq!(
+            names(&lanes(pages(), 1)),
+            vec![vec!["b", "e", "d", "a", "c"]]
+        );
+        // No lanes at all still commits, in one.
+        assert_eq!(lanes(pages(), 0).len(), 1);
+        // More lanes than pages: one page each, no empty transaction.
+        assert_eq!(lanes(vec![page("a", 3), page("b", 2)], 4).len(), 2);
+        assert!(lanes(Vec::new(), 2).is_empty());
     }
 }

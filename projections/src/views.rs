@@ -61,6 +61,17 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self == &Changes::default()
     }
+
+    /// Rows the page writes, roughly: its share of a commit's work.
+    pub fn rows(&self) -> usize {
+        self.decision_inserts.len()
+            + self.decision_patches.len()
+            + self.models.len()
+            + self.model_outcomes.len()
+            + self.oversight.len()
+            + self.subjects.len()
+            + self.daily.len()
+    }
 }
 
 /// Follow-ups to one decision within a page: counters add up, the rest is the last writer's.

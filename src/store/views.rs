@@ -1222,6 +1222,15 @@ impl ViewStore for Store {
         }
     }
 
+    /// PostgreSQL runs each transaction in a backend process of its own: two lanes let a page's
+    /// decisions and the rest of its views be written on both cores. SQLite has one writer.
+    fn commit_lanes(&self) -> usize {
+        match self.db() {
+            Db::Sqlite(_) => 1,
+            Db::Postgres(_) => 2,
+        }
+    }
+
     async fn commit(&self, tenant: &TenantId, pages: Vec<TargetPage>) -> Result<bool, StoreError> {
         // Written out rather than with `in_tx!`: a moved position must roll back what earlier
         // pages of the same batch wrote.
