@@ -295,6 +295,13 @@ macro_rules! views_backend {
                     .push_bind(i32::try_from(version).unwrap_or(i32::MAX))
                     .push(", 2) ON CONFLICT (name) DO NOTHING");
                 q.build().execute(&mut **tx).await?;
+                if $POSTGRES {
+                    // The active generation is queried as it fills: indexed from the start.
+                    sqlx::query("SELECT views_add_generation(name, active_generation, true) FROM projection_state WHERE name = $1")
+                        .bind(name)
+                        .execute(&mut **tx)
+                        .await?;
+                }
                 Ok(())
             }
 
@@ -314,6 +321,15 @@ macro_rules! views_backend {
                     .push(" WHERE name = ")
                     .push_bind(name.to_owned());
                 q.build().execute(&mut **tx).await?;
+                if $POSTGRES {
+                    // Nothing queries a generation being built: its secondary indexes wait
+                    // until it has caught up (`activate`).
+                    sqlx::query("SELECT views_add_generation($1, $2, false)")
+                        .bind(name)
+                        .bind(generation)
+                        .execute(&mut **tx)
+                        .await?;
+                }
                 Ok((generation, previous))
             }
 
@@ -328,40 +344,21 @@ macro_rules! views_backend {
                 let Some(old) = old else {
                     return Ok(None);
                 };
+                if $POSTGRES {
+                    // Built by sorting each partition once, in the transaction that lets
+                    // queries at it.
+                    sqlx::query("SELECT views_index_generation($1, $2)")
+                        .bind(name)
+                        .bind(generation)
+                        .execute(&mut **tx)
+                        .await?;
+                }
                 let mut q = QueryBuilder::<$Db>::new(
                     "UPDATE projection_state SET active_generation = building_generation, active_version = building_version, building_generation = NULL, building_version = NULL WHERE name = ",
                 );
                 q.push_bind(name.to_owned());
                 q.build().execute(&mut **tx).await?;
                 Ok(Some(old))
-            }
-
-            /// Deletes a generation's rows of `table` for `tenant`, up to `limit` of them;
-            /// returns how many went.
-            pub(crate) async fn purge_chunk(
-                tx: &mut Tx,
-                table: &str,
-                keys: &str,
-                generation: i64,
-                tenant: &TenantId,
-                limit: Option<i64>,
-            ) -> Result<u64, StoreError> {
-                let mut q = QueryBuilder::<$Db>::new(format!(
-                    "DELETE FROM {table} WHERE generation = "
-                ));
-                q.push_bind(generation)
-                    .push(" AND tenant_id = ")
-                    .push_bind(tenant.as_str().to_owned());
-                if let Some(limit) = limit {
-                    q.push(format!(" AND ({keys}) IN (SELECT {keys} FROM {table} WHERE generation = "))
-                        .push_bind(generation)
-                        .push(" AND tenant_id = ")
-                        .push_bind(tenant.as_str().to_owned())
-                        .push(" LIMIT ")
-                        .push_bind(limit)
-                        .push(")");
-                }
-                Ok(q.build().execute(&mut **tx).await?.rows_affected())
             }
 
             pub(crate) async fn purge_positions(tx: &mut Tx, name: &str, generation: i64, tenant: &TenantId) -> Result<(), StoreError> {
@@ -957,6 +954,42 @@ views_backend!(
     true
 );
 
+/// Deletes up to `limit` rows of a retired generation from `table` for `tenant` (SQLite, where
+/// every generation shares the tables); returns how many went.
+async fn sqlite_purge_chunk(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    (table, keys): (&str, &str),
+    generation: i64,
+    tenant: &TenantId,
+    limit: i64,
+) -> Result<u64, StoreError> {
+    // `table` and `keys` come from `TABLE_KEYS`, never from input.
+    let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE generation = ?1 AND tenant_id = ?2 AND ({keys}) IN \
+         (SELECT {keys} FROM {table} WHERE generation = ?1 AND tenant_id = ?2 LIMIT ?3)"
+    )))
+    .bind(generation)
+    .bind(tenant.as_str())
+    .bind(limit)
+    .execute(&mut **tx)
+    .await?;
+    Ok(deleted.rows_affected())
+}
+
+/// Drops a retired generation's partitions (PostgreSQL), every tenant's rows at once.
+async fn pg_drop_generation(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    name: &str,
+    generation: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT views_drop_generation($1, $2)")
+        .bind(name)
+        .bind(generation)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// The assignments of the follow-up UPDATE: [`DecisionPatch::apply_to`] in SQL, from a patch
 /// row `p` (the larger of two sequence numbers by `max`, SQLite's or PostgreSQL's `GREATEST`).
 macro_rules! patch_assignments {
@@ -1135,30 +1168,44 @@ impl ViewStore for Store {
         let Some(projection) = projections::by_name(name) else {
             return Ok(());
         };
-        // SQLite has one writer: the purge goes in chunks so that appends and pages are never
-        // held up for long. PostgreSQL deletes a generation in one statement (no one waits on
-        // it), which also avoids re-finding each chunk among the rows already deleted.
-        let limit = match self.db() {
-            Db::Sqlite(_) => Some(PURGE_CHUNK_ROWS),
-            Db::Postgres(_) => None,
-        };
-        for tenant in self.tenants().await? {
-            for table in projection.tables() {
-                let Some((_, keys)) = TABLE_KEYS.iter().find(|(t, _)| t == table) else {
-                    continue;
-                };
-                loop {
-                    let deleted = in_tx!(self, Some(&tenant), true, |tx, m| m::purge_chunk(
-                        &mut tx, table, keys, generation, &tenant, limit
-                    )
-                    .await?);
-                    if deleted == 0 {
-                        break;
+        let tenants = self.tenants().await?;
+        match self.db() {
+            // PostgreSQL keeps each generation in partitions of its own: they are dropped.
+            Db::Postgres(b) => {
+                let mut tx = b.pool().begin().await?;
+                pg_drop_generation(&mut tx, name, generation).await?;
+                tx.commit().await?;
+            }
+            // SQLite has one writer: the purge goes in chunks so that appends and pages are
+            // never held up for long.
+            Db::Sqlite(b) => {
+                for tenant in &tenants {
+                    for table in projection.tables() {
+                        let Some((_, keys)) = TABLE_KEYS.iter().find(|(t, _)| t == table) else {
+                            continue;
+                        };
+                        loop {
+                            let mut tx = b.writer_pool().begin_with("BEGIN IMMEDIATE").await?;
+                            let deleted = sqlite_purge_chunk(
+                                &mut tx,
+                                (table, keys),
+                                generation,
+                                tenant,
+                                PURGE_CHUNK_ROWS,
+                            )
+                            .await?;
+                            tx.commit().await?;
+                            if deleted == 0 {
+                                break;
+                            }
+                        }
                     }
                 }
             }
-            in_tx!(self, Some(&tenant), true, |tx, m| m::purge_positions(
-                &mut tx, name, generation, &tenant
+        }
+        for tenant in &tenants {
+            in_tx!(self, Some(tenant), true, |tx, m| m::purge_positions(
+                &mut tx, name, generation, tenant
             )
             .await?);
         }

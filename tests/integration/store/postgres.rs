@@ -22,6 +22,7 @@ postgres_tests!(
     two_stores_appending_concurrently_to_one_tenant_build_one_verifiable_chain,
     a_store_resumes_from_the_database_when_another_instance_moved_the_chain,
     the_views_and_their_positions_are_unlogged_and_nothing_else_is,
+    a_view_generation_is_a_partition_indexed_once_it_has_caught_up,
 );
 
 const LEDGER_TABLES: &[&str] = &[
@@ -270,12 +271,20 @@ async fn a_store_resumes_from_the_database_when_another_instance_moved_the_chain
     );
 }
 
-/// Migration 0008: the views and the positions that account for them are unlogged, so a crash
-/// of the database server empties both together (the runner then applies every chain again);
-/// the ledger and the projections' state stay logged, so nothing acknowledged is lost.
+/// Migrations 0008 and 0011: the views' partitions and the positions that account for them are
+/// unlogged, so a crash of the database server empties both together (the runner then applies
+/// every chain again); the ledger and the projections' state stay logged, so nothing
+/// acknowledged is lost.
 async fn the_views_and_their_positions_are_unlogged_and_nothing_else_is(backend: Backend) {
     let db = TestDb::new(&backend).await;
-    let store = db.open().await;
+    let (store, tenant) = db.open_with_tenant("bank-a").await;
+    append_many(&store, &tenant, 20, 10).await;
+    // Creates generation 1 of every view; a rebuild adds generation 2 of one.
+    ::projections::runner::catch_up(&store).await.expect("catch up");
+    let version = ::projections::by_name("models").expect("models").version();
+    ::projections::runner::ViewStore::start_rebuild(&store, "models", version)
+        .await
+        .expect("start rebuild");
     let mut app = sqlx::PgConnection::connect(db.postgres_app_url())
         .await
         .expect("connect as the application role");
@@ -295,15 +304,17 @@ async fn the_views_and_their_positions_are_unlogged_and_nothing_else_is(backend:
     assert_eq!(
         unlogged,
         [
-            "proj_daily",
-            "proj_decisions",
-            "proj_model_outcomes",
-            "proj_models",
-            "proj_oversight",
-            "proj_subjects",
+            "proj_daily_g1",
+            "proj_decisions_g1",
+            "proj_model_outcomes_g1",
+            "proj_model_outcomes_g2",
+            "proj_models_g1",
+            "proj_models_g2",
+            "proj_oversight_g1",
+            "proj_subjects_g1",
             "projection_positions",
         ],
-        "exactly the views and their positions are unlogged"
+        "exactly the views' partitions and their positions are unlogged"
     );
     for table in LEDGER_TABLES.iter().chain(&["projection_state", "tenants"]) {
         assert!(
@@ -311,6 +322,113 @@ async fn the_views_and_their_positions_are_unlogged_and_nothing_else_is(backend:
             "{table} is logged: {tables:?}"
         );
     }
+    app.close().await.ok();
+    store.shutdown().await;
+}
+
+/// The index names of `table`, sorted.
+async fn indexes_of(c: &mut sqlx::PgConnection, table: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes \
+         WHERE schemaname = current_schema() AND tablename = $1 ORDER BY 1",
+    )
+    .bind(table)
+    .fetch_all(c)
+    .await
+    .expect("indexes")
+}
+
+/// Migration 0011: each generation of a view is a partition of its own. The active one is
+/// indexed from the start; a rebuild's gets only the keys writing needs, its secondary indexes
+/// when it has caught up and takes over, and the generation it replaces is dropped. The
+/// application role reaches the partitions only through the views' tables (and their
+/// row-level security), and the functions that do the DDL refuse what they are not for.
+async fn a_view_generation_is_a_partition_indexed_once_it_has_caught_up(backend: Backend) {
+    use ::projections::runner::{self, ViewStore};
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("bank-a").await;
+    append_many(&store, &tenant, 120, 40).await;
+    runner::catch_up(&store).await.expect("catch up");
+    let mut app = sqlx::PgConnection::connect(db.postgres_app_url())
+        .await
+        .expect("connect as the application role");
+    let indexed = |g: u32| {
+        vec![
+            format!("proj_decisions_g{g}_by_decided"),
+            format!("proj_decisions_g{g}_by_model"),
+            format!("proj_decisions_g{g}_by_outcome"),
+            format!("proj_decisions_g{g}_by_status"),
+            format!("proj_decisions_g{g}_pkey"),
+        ]
+    };
+    assert_eq!(indexes_of(&mut app, "proj_decisions_g1").await, indexed(1));
+    assert_eq!(
+        indexes_of(&mut app, "proj_subjects_g1").await,
+        ["proj_subjects_g1_key"]
+    );
+
+    for name in ["decisions", "subjects"] {
+        let version = ::projections::by_name(name).expect("projection").version();
+        assert_eq!(store.start_rebuild(name, version).await.expect("rebuild"), 2);
+    }
+    assert_eq!(
+        indexes_of(&mut app, "proj_decisions_g2").await,
+        ["proj_decisions_g2_pkey"],
+        "a generation being built has only its key"
+    );
+    assert!(indexes_of(&mut app, "proj_subjects_g2").await.is_empty());
+
+    // The runner builds it, indexes it, switches, and drops generation 1.
+    runner::catch_up(&store).await.expect("catch up");
+    assert_eq!(indexes_of(&mut app, "proj_decisions_g2").await, indexed(2));
+    assert_eq!(
+        indexes_of(&mut app, "proj_subjects_g2").await,
+        ["proj_subjects_g2_key"]
+    );
+    let gone: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('proj_decisions_g1')::text")
+            .fetch_one(&mut app)
+            .await
+            .expect("to_regclass");
+    assert_eq!(gone, None, "the retired generation is dropped");
+    let page = store
+        .search_decisions(
+            &tenant,
+            &auditex::store::views::DecisionQuery {
+                limit: 500,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("search");
+    assert_eq!(page.items.len(), 120, "the new generation serves every decision");
+
+    // Not through the partition itself, not even with the tenant set.
+    let mut tx = app.begin().await.expect("begin");
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await
+        .expect("set tenant");
+    let denied = sqlx::query("SELECT count(*) FROM proj_decisions_g2")
+        .execute(&mut *tx)
+        .await
+        .expect_err("the partition is not granted");
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+    tx.rollback().await.ok();
+
+    for (sql, expected) in [
+        ("SELECT views_drop_generation('decisions', 2)", "in use"),
+        ("SELECT views_add_generation('records', 9, true)", "unknown projection"),
+        ("SELECT views_index_generation('decisions', 7)", "has no table"),
+    ] {
+        let e = sqlx::query(sql)
+            .execute(&mut app)
+            .await
+            .expect_err("refused");
+        assert!(e.to_string().contains(expected), "{sql}: {e}");
+    }
+    assert_eq!(indexes_of(&mut app, "proj_decisions_g2").await, indexed(2));
     app.close().await.ok();
     store.shutdown().await;
 }

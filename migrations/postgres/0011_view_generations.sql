@@ -1,0 +1,253 @@
+-- Each generation of a view is a partition of its own, and a generation being rebuilt gets its
+-- secondary indexes only once it has caught up.
+--
+-- A rebuild wrote every new row through four secondary indexes of the decisions view, two of
+-- the oversight view and the subject index: one B-tree descent per index and row, most of a
+-- page's cost on the database side. A generation being built is not queried, so its partitions
+-- start with the keys that writing needs (primary keys for the follow-ups' updates and the
+-- aggregates' upserts; the subject index not even that), and the runner has the rest built by
+-- sorting, in the transaction that makes the generation active. Retiring a generation drops its
+-- partitions instead of deleting millions of rows.
+--
+-- The application role owns nothing and may not create tables, so three functions of the
+-- owner (SECURITY DEFINER, fixed search path, EXECUTE for the application role only) do the
+-- DDL: `views_add_generation`, `views_index_generation` and `views_drop_generation`. They take
+-- a projection name, which must be one of the five, and a generation number; they never drop
+-- the active or building generation. Queries and writes go through the partitioned tables
+-- only, whose row-level security policies apply as before; the partitions are not granted to
+-- anyone and force row-level security without a policy, so read directly they show nothing.
+-- Partitions are unlogged (see 0008).
+--
+-- The views are derived data: this migration drops them with their positions and states, and
+-- the service builds them again from the ledger when it starts.
+
+DROP TABLE proj_decisions, proj_models, proj_model_outcomes, proj_oversight, proj_subjects, proj_daily;
+DELETE FROM projection_positions;
+DELETE FROM projection_state;
+
+CREATE TABLE proj_decisions (
+    generation            BIGINT NOT NULL,
+    tenant_id             TEXT COLLATE "C" NOT NULL,
+    event_id              TEXT COLLATE "C" NOT NULL,
+    seq                   BIGINT NOT NULL,
+    model_id              TEXT COLLATE "C" NOT NULL,
+    model_version         TEXT COLLATE "C" NOT NULL,
+    outcome               TEXT NOT NULL,
+    current_outcome       TEXT COLLATE "C" NOT NULL,
+    score                 DOUBLE PRECISION,
+    subject_ref           TEXT NOT NULL,
+    decided_at_us         BIGINT,
+    captured_at_us        BIGINT NOT NULL,
+    oversight_mode        TEXT NOT NULL,
+    status                TEXT COLLATE "C" NOT NULL,
+    reviews               BIGINT NOT NULL,
+    overrides             BIGINT NOT NULL,
+    contests              BIGINT NOT NULL,
+    explanation_requests  BIGINT NOT NULL,
+    submissions           BIGINT NOT NULL,
+    last_reviewer         TEXT,
+    last_event_seq        BIGINT NOT NULL,
+    PRIMARY KEY (generation, tenant_id, seq)
+) PARTITION BY LIST (generation);
+
+CREATE TABLE proj_models (
+    generation       BIGINT NOT NULL,
+    tenant_id        TEXT COLLATE "C" NOT NULL,
+    model_id         TEXT COLLATE "C" NOT NULL,
+    model_version    TEXT COLLATE "C" NOT NULL,
+    first_seen_us    BIGINT,
+    last_seen_us     BIGINT,
+    decisions        BIGINT NOT NULL,
+    reviews          BIGINT NOT NULL,
+    overrides        BIGINT NOT NULL,
+    contests         BIGINT NOT NULL,
+    status           TEXT NOT NULL,
+    validation_ref   TEXT,
+    validated_at_us  BIGINT,
+    approval_ref     TEXT,
+    approved_at_us   BIGINT,
+    findings         BIGINT NOT NULL,
+    last_change_seq  BIGINT,
+    PRIMARY KEY (generation, tenant_id, model_id, model_version)
+) PARTITION BY LIST (generation);
+
+CREATE TABLE proj_model_outcomes (
+    generation     BIGINT NOT NULL,
+    tenant_id      TEXT COLLATE "C" NOT NULL,
+    model_id       TEXT COLLATE "C" NOT NULL,
+    model_version  TEXT COLLATE "C" NOT NULL,
+    outcome        TEXT COLLATE "C" NOT NULL,
+    decisions      BIGINT NOT NULL,
+    PRIMARY KEY (generation, tenant_id, model_id, model_version, outcome)
+) PARTITION BY LIST (generation);
+
+CREATE TABLE proj_oversight (
+    generation      BIGINT NOT NULL,
+    tenant_id       TEXT COLLATE "C" NOT NULL,
+    seq             BIGINT NOT NULL,
+    event_id        TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    decision_id     TEXT COLLATE "C" NOT NULL,
+    decision_known  BOOLEAN NOT NULL,
+    actor           TEXT COLLATE "C",
+    action          TEXT,
+    reason          TEXT,
+    captured_at_us  BIGINT NOT NULL,
+    PRIMARY KEY (generation, tenant_id, seq)
+) PARTITION BY LIST (generation);
+
+-- No key on the table itself: a generation's unique index is built with its other indexes.
+CREATE TABLE proj_subjects (
+    generation   BIGINT NOT NULL,
+    tenant_id    TEXT COLLATE "C" NOT NULL,
+    subject_ref  TEXT COLLATE "C" NOT NULL,
+    seq          BIGINT NOT NULL,
+    decision_id  TEXT
+) PARTITION BY LIST (generation);
+
+CREATE TABLE proj_daily (
+    generation     BIGINT NOT NULL,
+    tenant_id      TEXT COLLATE "C" NOT NULL,
+    day            TEXT COLLATE "C" NOT NULL,
+    model_id       TEXT COLLATE "C" NOT NULL,
+    model_version  TEXT COLLATE "C" NOT NULL,
+    outcome        TEXT COLLATE "C" NOT NULL,
+    decisions      BIGINT NOT NULL,
+    PRIMARY KEY (generation, tenant_id, day, model_id, model_version, outcome)
+) PARTITION BY LIST (generation);
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON proj_decisions, proj_models, proj_model_outcomes, proj_oversight, proj_subjects, proj_daily TO auditex_app;
+
+ALTER TABLE proj_decisions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE proj_decisions FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON proj_decisions
+    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''))
+    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''));
+ALTER TABLE proj_models ENABLE ROW LEVEL SECURITY;
+ALTER TABLE proj_models FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON proj_models
+    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''))
+    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''));
+ALTER TABLE proj_model_outcomes ENABLE ROW LEVEL SECURITY;
+ALTER TABLE proj_model_outcomes FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON proj_model_outcomes
+    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''))
+    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''));
+ALTER TABLE proj_oversight ENABLE ROW LEVEL SECURITY;
+ALTER TABLE proj_oversight FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON proj_oversight
+    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''))
+    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''));
+ALTER TABLE proj_subjects ENABLE ROW LEVEL SECURITY;
+ALTER TABLE proj_subjects FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON proj_subjects
+    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''))
+    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''));
+ALTER TABLE proj_daily ENABLE ROW LEVEL SECURITY;
+ALTER TABLE proj_daily FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON proj_daily
+    USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''))
+    WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''));
+
+-- A projection's tables, in the order a page writes them: the functions lock them in that order
+-- too, so a page being committed and a function waiting on each other cannot deadlock.
+CREATE FUNCTION view_tables(projection TEXT) RETURNS TEXT[]
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = public, pg_temp
+AS $$
+BEGIN
+    CASE projection
+        WHEN 'decisions' THEN RETURN ARRAY['proj_decisions'];
+        WHEN 'models' THEN RETURN ARRAY['proj_models', 'proj_model_outcomes'];
+        WHEN 'oversight' THEN RETURN ARRAY['proj_oversight'];
+        WHEN 'subjects' THEN RETURN ARRAY['proj_subjects'];
+        WHEN 'daily' THEN RETURN ARRAY['proj_daily'];
+        ELSE RAISE EXCEPTION 'unknown projection %', projection USING ERRCODE = '22023';
+    END CASE;
+END
+$$;
+REVOKE ALL ON FUNCTION view_tables(TEXT) FROM PUBLIC;
+
+-- Builds the secondary indexes of a generation's partitions (by sorting), if not built yet.
+CREATE FUNCTION views_index_generation(projection TEXT, generation BIGINT) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = public, pg_temp
+AS $$
+DECLARE
+    t TEXT;
+    p TEXT;
+BEGIN
+    -- One DDL function at a time (another runner may finish the same rebuild).
+    PERFORM pg_advisory_xact_lock(hashtextextended('auditex:view-generations', 0));
+    FOREACH t IN ARRAY view_tables(projection) LOOP
+        p := t || '_g' || generation;
+        IF to_regclass(p) IS NULL THEN
+            RAISE EXCEPTION 'generation % of projection % has no table %', generation, projection, p
+                USING ERRCODE = '42P01';
+        END IF;
+        IF t = 'proj_decisions' THEN
+            EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I (tenant_id, model_id, model_version, seq)', p || '_by_model', p);
+            EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I (tenant_id, current_outcome, seq)', p || '_by_outcome', p);
+            EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I (tenant_id, status, seq)', p || '_by_status', p);
+            EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I (tenant_id, decided_at_us)', p || '_by_decided', p);
+        ELSIF t = 'proj_oversight' THEN
+            EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I (tenant_id, decision_id, seq)', p || '_by_decision', p);
+            EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I (tenant_id, actor, seq)', p || '_by_actor', p);
+        ELSIF t = 'proj_subjects' THEN
+            EXECUTE format('CREATE UNIQUE INDEX IF NOT EXISTS %I ON %I (tenant_id, subject_ref, seq)', p || '_key', p);
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION views_index_generation(TEXT, BIGINT) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION views_index_generation(TEXT, BIGINT) TO auditex_app;
+
+-- Creates a generation's partitions if missing, with their secondary indexes when `indexed`
+-- (a generation that is queried at once) or without them (a rebuild's).
+CREATE FUNCTION views_add_generation(projection TEXT, generation BIGINT, indexed BOOLEAN) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = public, pg_temp
+AS $$
+DECLARE
+    t TEXT;
+    p TEXT;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('auditex:view-generations', 0));
+    FOREACH t IN ARRAY view_tables(projection) LOOP
+        p := t || '_g' || generation;
+        EXECUTE format('CREATE UNLOGGED TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES IN (%s)', p, t, generation);
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', p);
+        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', p);
+    END LOOP;
+    IF indexed THEN
+        PERFORM views_index_generation(projection, generation);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION views_add_generation(TEXT, BIGINT, BOOLEAN) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION views_add_generation(TEXT, BIGINT, BOOLEAN) TO auditex_app;
+
+-- Drops a retired generation's partitions: never the active or the building one.
+CREATE FUNCTION views_drop_generation(projection TEXT, generation BIGINT) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = public, pg_temp
+AS $$
+DECLARE
+    t TEXT;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('auditex:view-generations', 0));
+    IF EXISTS (
+        SELECT 1 FROM projection_state
+        WHERE name = projection
+          AND (active_generation = generation OR building_generation = generation)
+    ) THEN
+        RAISE EXCEPTION 'generation % of projection % is in use', generation, projection
+            USING ERRCODE = '55006';
+    END IF;
+    FOREACH t IN ARRAY view_tables(projection) LOOP
+        EXECUTE format('DROP TABLE IF EXISTS %I', t || '_g' || generation);
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION views_drop_generation(TEXT, BIGINT) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION views_drop_generation(TEXT, BIGINT) TO auditex_app;
