@@ -168,17 +168,19 @@ END
 $$;
 REVOKE ALL ON FUNCTION view_tables(TEXT) FROM PUBLIC;
 
--- Builds the secondary indexes of a generation's partitions (by sorting), if not built yet.
+-- Builds the secondary indexes of a generation's partitions (by sorting, in memory: a million
+-- decisions' keys do not fit the default 64 MB), if not built yet, and lets autovacuum at them.
 CREATE FUNCTION views_index_generation(projection TEXT, generation BIGINT) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = public, pg_temp
+    SET maintenance_work_mem = '256MB'
 AS $$
 DECLARE
     t TEXT;
     p TEXT;
 BEGIN
-    -- One DDL function at a time (another runner may finish the same rebuild).
-    PERFORM pg_advisory_xact_lock(hashtextextended('auditex:view-generations', 0));
+    -- One DDL function per projection at a time (another runner may finish the same rebuild).
+    PERFORM pg_advisory_xact_lock(hashtextextended('auditex:view-generations:' || projection, 0));
     FOREACH t IN ARRAY view_tables(projection) LOOP
         p := t || '_g' || generation;
         IF to_regclass(p) IS NULL THEN
@@ -196,6 +198,7 @@ BEGIN
         ELSIF t = 'proj_subjects' THEN
             EXECUTE format('CREATE UNIQUE INDEX IF NOT EXISTS %I ON %I (tenant_id, subject_ref, seq)', p || '_key', p);
         END IF;
+        EXECUTE format('ALTER TABLE %I SET (autovacuum_enabled = true)', p);
     END LOOP;
 END
 $$;
@@ -203,7 +206,9 @@ REVOKE ALL ON FUNCTION views_index_generation(TEXT, BIGINT) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION views_index_generation(TEXT, BIGINT) TO auditex_app;
 
 -- Creates a generation's partitions if missing, with their secondary indexes when `indexed`
--- (a generation that is queried at once) or without them (a rebuild's).
+-- (a generation that is queried at once) or without them (a rebuild's). A rebuild's partitions
+-- are left alone by autovacuum until they are indexed: it would vacuum and analyse them again and
+-- again as they grow, on the cores the rebuild uses, and the index builds would wait for it.
 CREATE FUNCTION views_add_generation(projection TEXT, generation BIGINT, indexed BOOLEAN) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = public, pg_temp
@@ -212,10 +217,11 @@ DECLARE
     t TEXT;
     p TEXT;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('auditex:view-generations', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('auditex:view-generations:' || projection, 0));
     FOREACH t IN ARRAY view_tables(projection) LOOP
         p := t || '_g' || generation;
-        EXECUTE format('CREATE UNLOGGED TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES IN (%s)', p, t, generation);
+        EXECUTE format('CREATE UNLOGGED TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES IN (%s) WITH (autovacuum_enabled = %s)',
+                       p, t, generation, indexed);
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', p);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', p);
     END LOOP;
@@ -235,7 +241,7 @@ AS $$
 DECLARE
     t TEXT;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('auditex:view-generations', 0));
+    PERFORM pg_advisory_xact_lock(hashtextextended('auditex:view-generations:' || projection, 0));
     IF EXISTS (
         SELECT 1 FROM projection_state
         WHERE name = projection

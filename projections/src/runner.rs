@@ -379,15 +379,15 @@ impl Runner {
             }
         }
         // A rebuild that has caught up with every chain replaces the old generation.
-        let mut activated = false;
-        for state in &states {
-            if let Some((generation, _)) = state.building
-                && let Some((applied, total)) = building.get(&state.name)
-                && applied >= total
-            {
-                activated |= finish_rebuild(store, &state.name, generation).await?;
-            }
-        }
+        let caught_up = states
+            .iter()
+            .filter_map(|state| {
+                let (generation, _) = state.building?;
+                let (applied, total) = building.get(&state.name)?;
+                (applied >= total).then(|| (state.name.clone(), generation))
+            })
+            .collect();
+        let activated = finish_rebuilds(store, caught_up).await?;
         let status = states
             .iter()
             .map(|s| Status {
@@ -734,6 +734,32 @@ async fn finish_rebuild<S: ViewStore>(
     Ok(true)
 }
 
+/// Finishes the caught-up rebuilds `(name, generation)` at the same time, each on a task of its
+/// own: on PostgreSQL each builds its generation's indexes in a transaction (and a backend) of
+/// its own. `true` when any took over.
+async fn finish_rebuilds<S: ViewStore>(
+    store: &S,
+    caught_up: Vec<(String, i64)>,
+) -> Result<bool, S::Error> {
+    let tasks: Vec<_> = caught_up
+        .into_iter()
+        .map(|(name, generation)| {
+            let store = store.clone();
+            tokio::spawn(async move { finish_rebuild(&store, &name, generation).await })
+        })
+        .collect();
+    let mut activated = false;
+    for task in tasks {
+        activated |= match task.await {
+            Ok(done) => done?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down; the next start finishes it.
+            Err(_) => false,
+        };
+    }
+    Ok(activated)
+}
+
 /// Progress of [`rebuild`]: records applied so far and records to apply.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
 
@@ -792,9 +818,11 @@ pub async fn rebuild_paged<S: ViewStore>(
             }
         }
     }
-    for (p, generation) in &targets {
-        finish_rebuild(store, p.name(), *generation).await?;
-    }
+    let caught_up = targets
+        .iter()
+        .map(|(p, generation)| (p.name().to_owned(), *generation))
+        .collect();
+    finish_rebuilds(store, caught_up).await?;
     store.optimize().await?;
     tracing::info!(
         records = applied,

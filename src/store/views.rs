@@ -4,7 +4,7 @@
 //! [`Store`] implements [`ViewStore`] for the runner of the `projections` crate. The SQL is
 //! written once, in a macro expanded for each backend: the statements are the same but for
 //! `min`/`max` (SQLite's scalar functions; `LEAST`/`GREATEST` on PostgreSQL), SQLite's
-//! `INDEXED BY` hints, and on PostgreSQL generic plans and key-by-key forms for the runner's
+//! `INDEXED BY` hints, and on PostgreSQL plan modes and key-by-key forms for the runner's
 //! statements (`generic_plans`, `pg_patch`, the decision facts), which must not depend on
 //! statistics that lag behind; `QueryBuilder` writes each backend's placeholders. On PostgreSQL
 //! every tenant-scoped statement runs in a transaction that sets the tenant for row-level
@@ -384,10 +384,10 @@ macro_rules! views_backend {
             }
 
             /// Makes the transaction's prepared statements plan generically (PostgreSQL),
-            /// without looking at their values. The runner's statements read and write by key;
-            /// statistics lag behind tables that grow by millions of rows between two runs of
-            /// autovacuum, and a plan from the values (a new generation, or a range past the
-            /// last analysed row, taken for empty) then walked a whole table instead.
+            /// without looking at their values. The runner's reads of the ledger (records, and
+            /// decision facts) go by key; statistics lag behind a table that grows by millions
+            /// of rows between two runs of autovacuum, and a plan from the values (a range past
+            /// the last analysed row, taken for empty) then walked a whole table instead.
             pub(crate) async fn generic_plans(tx: &mut Tx) -> Result<(), StoreError> {
                 if $POSTGRES {
                     sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan").execute(&mut **tx).await?;
@@ -1050,12 +1050,15 @@ async fn sqlite_patch(
 }
 
 /// Follow-ups to decisions of earlier pages on PostgreSQL: one UPDATE for the whole page, its
-/// patches passed as arrays and joined by the decision's sequence number. The statement text is
-/// the same for every page, so it is prepared once and the page transaction plans it
-/// generically (`plan_cache_mode = force_generic_plan`): a nested loop of primary-key lookups
-/// whatever the statistics say. With the values in the plan, PostgreSQL believed a new
-/// generation empty (statistics lag behind a growing view) and read the whole generation
-/// through another index for every statement.
+/// patches passed as arrays and joined by the decision's sequence number, which also selects the
+/// rows (`seq = ANY($1)`) so that they are found by primary-key lookups. The page transaction
+/// plans it with its values (`plan_cache_mode = force_custom_plan`): the generation's partition
+/// is chosen while planning, and the planner sees how many keys it looks up and how large the
+/// partition is now. A generic plan, cached by the connection, was made once, when a new
+/// generation's partition was nearly empty: it hashed the whole partition for every page (40 s
+/// for one statement at 300,000 records). Planned with its values on the single table the views
+/// were before partitioning, the planner had taken a new generation for empty from statistics
+/// of the old one and read all of it through another index.
 async fn pg_patch(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     g: i64,
@@ -1081,7 +1084,7 @@ async fn pg_patch(
         "AS p (seq, reviews, overrides, contests, explanation_requests, submissions, status, ",
         "current_outcome, last_reviewer, last_event_seq) ",
         "WHERE proj_decisions.generation = $11 AND proj_decisions.tenant_id = $12 ",
-        "AND proj_decisions.seq = p.seq"
+        "AND proj_decisions.seq = ANY($1) AND proj_decisions.seq = p.seq"
     ))
     .bind(column(&|p| db_int(p.decision_seq)))
     .bind(column(&|p| p.reviews))
@@ -1306,8 +1309,10 @@ impl ViewStore for Store {
                 sqlx::query("SET LOCAL synchronous_commit = off")
                     .execute(&mut *tx)
                     .await?;
-                // Generic plans for the page's statements (see `pg_patch`).
-                pg_views::generic_plans(&mut tx).await?;
+                // The follow-up UPDATE is planned with its page's values (see `pg_patch`).
+                sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+                    .execute(&mut *tx)
+                    .await?;
                 run!(tx, pg_views)
             }
         }
