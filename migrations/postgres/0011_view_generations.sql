@@ -168,6 +168,30 @@ END
 $$;
 REVOKE ALL ON FUNCTION view_tables(TEXT) FROM PUBLIC;
 
+-- The planner's statistics, now of the active generations' partitions. (0010's version analysed
+-- the partitioned tables, which samples every partition again for statistics of the whole that
+-- no query uses — each query reads one generation, and plans with that partition's statistics —
+-- and holds a lock on the partitioned table that a new generation's partitions wait for.)
+CREATE OR REPLACE FUNCTION analyze_views() RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = public, pg_temp
+    SET default_statistics_target = 10
+AS $$
+DECLARE
+    s RECORD;
+    t TEXT;
+BEGIN
+    FOR s IN SELECT name, active_generation FROM projection_state
+             WHERE name IN ('decisions', 'oversight', 'subjects') ORDER BY name LOOP
+        FOREACH t IN ARRAY view_tables(s.name) LOOP
+            IF to_regclass(t || '_g' || s.active_generation) IS NOT NULL THEN
+                EXECUTE format('ANALYZE %I', t || '_g' || s.active_generation);
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
 -- Builds the secondary indexes of a generation's partitions (by sorting, in memory: a million
 -- decisions' keys do not fit the default 64 MB), if not built yet, and lets autovacuum at them.
 CREATE FUNCTION views_index_generation(projection TEXT, generation BIGINT) RETURNS void

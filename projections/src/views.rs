@@ -227,7 +227,7 @@ impl Projection for Decisions {
                         model_version,
                         current_outcome: outcome.clone(),
                         outcome,
-                        score: event.payload.get("score").and_then(|v| v.as_f64()),
+                        score: event.field("score").and_then(serde_json::Value::as_f64),
                         subject_ref,
                         decided_at_us: event.str("decided_at").and_then(rfc3339_micros),
                         captured_at_us: event.captured_at_us,

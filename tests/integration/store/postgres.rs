@@ -280,7 +280,9 @@ async fn the_views_and_their_positions_are_unlogged_and_nothing_else_is(backend:
     let (store, tenant) = db.open_with_tenant("bank-a").await;
     append_many(&store, &tenant, 20, 10).await;
     // Creates generation 1 of every view; a rebuild adds generation 2 of one.
-    ::projections::runner::catch_up(&store).await.expect("catch up");
+    ::projections::runner::catch_up(&store)
+        .await
+        .expect("catch up");
     let version = ::projections::by_name("models").expect("models").version();
     ::projections::runner::ViewStore::start_rebuild(&store, "models", version)
         .await
@@ -369,7 +371,10 @@ async fn a_view_generation_is_a_partition_indexed_once_it_has_caught_up(backend:
 
     for name in ["decisions", "subjects"] {
         let version = ::projections::by_name(name).expect("projection").version();
-        assert_eq!(store.start_rebuild(name, version).await.expect("rebuild"), 2);
+        assert_eq!(
+            store.start_rebuild(name, version).await.expect("rebuild"),
+            2
+        );
     }
     assert_eq!(
         indexes_of(&mut app, "proj_decisions_g2").await,
@@ -385,11 +390,10 @@ async fn a_view_generation_is_a_partition_indexed_once_it_has_caught_up(backend:
         indexes_of(&mut app, "proj_subjects_g2").await,
         ["proj_subjects_g2_key"]
     );
-    let gone: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('proj_decisions_g1')::text")
-            .fetch_one(&mut app)
-            .await
-            .expect("to_regclass");
+    let gone: Option<String> = sqlx::query_scalar("SELECT to_regclass('proj_decisions_g1')::text")
+        .fetch_one(&mut app)
+        .await
+        .expect("to_regclass");
     assert_eq!(gone, None, "the retired generation is dropped");
     let page = store
         .search_decisions(
@@ -401,7 +405,11 @@ async fn a_view_generation_is_a_partition_indexed_once_it_has_caught_up(backend:
         )
         .await
         .expect("search");
-    assert_eq!(page.items.len(), 120, "the new generation serves every decision");
+    assert_eq!(
+        page.items.len(),
+        120,
+        "the new generation serves every decision"
+    );
 
     // Not through the partition itself, not even with the tenant set.
     let mut tx = app.begin().await.expect("begin");
@@ -419,8 +427,14 @@ async fn a_view_generation_is_a_partition_indexed_once_it_has_caught_up(backend:
 
     for (sql, expected) in [
         ("SELECT views_drop_generation('decisions', 2)", "in use"),
-        ("SELECT views_add_generation('records', 9, true)", "unknown projection"),
-        ("SELECT views_index_generation('decisions', 7)", "has no table"),
+        (
+            "SELECT views_add_generation('records', 9, true)",
+            "unknown projection",
+        ),
+        (
+            "SELECT views_index_generation('decisions', 7)",
+            "has no table",
+        ),
     ] {
         let e = sqlx::query(sql)
             .execute(&mut app)
