@@ -709,6 +709,13 @@ impl ViewStore for Timed {
         ViewStore::commit_lanes(&self.store)
     }
 
+    async fn index_generation(&self, name: &str, generation: i64) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = ViewStore::index_generation(&self.store, name, generation).await;
+        Phases::add(&self.phases.switch_ns, t);
+        r
+    }
+
     async fn commit(&self, tenant: &TenantId, pages: Vec<TargetPage>) -> Result<bool, StoreError> {
         // Statements as the store writes them (src/store/views.rs): one position move, inserts,
         // follow-up UPDATEs and aggregate upserts in chunks of 500 rows, one upsert per model.

@@ -122,8 +122,8 @@ pub trait ViewStore: Clone + Send + Sync + 'static {
         version: u32,
     ) -> impl Future<Output = Result<i64, Self::Error>> + Send;
 
-    /// Makes the building generation `generation` active, if it still is the building one.
-    /// Returns the generation it replaced.
+    /// Makes the building generation `generation` active, if it still is the building one,
+    /// having built the indexes its tables lack. Returns the generation it replaced.
     fn activate(
         &self,
         name: &str,
@@ -166,6 +166,19 @@ pub trait ViewStore: Clone + Send + Sync + 'static {
         tenant: &TenantId,
         ids: Vec<EventId>,
     ) -> impl Future<Output = Result<Vec<(EventId, DecisionFacts)>, Self::Error>> + Send;
+
+    /// Builds whatever indexes a generation's tables still lack (none, unless the store defers
+    /// them while a generation fills; see [`ViewStore::activate`]). The runner calls it once the
+    /// active generation has caught up: the first generation of a view, created when no view
+    /// existed, serves while it fills. It is idempotent.
+    fn index_generation(
+        &self,
+        name: &str,
+        generation: i64,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = (name, generation);
+        async { Ok(()) }
+    }
 
     /// Refreshes the query planner's statistics of the views (after a rebuild, and now and then
     /// while they grow).
@@ -235,6 +248,8 @@ pub struct Rebuilding {
 pub struct Runner {
     /// Records applied since the planner's statistics were last refreshed.
     since_optimize: Arc<std::sync::atomic::AtomicU64>,
+    /// Active generations known to have all their indexes, as (projection, generation).
+    indexed: Arc<Mutex<std::collections::HashSet<(String, i64)>>>,
     /// Whether a refresh of the statistics is running (in the background).
     optimizing: Arc<std::sync::atomic::AtomicBool>,
     wake: Arc<Notify>,
@@ -255,6 +270,7 @@ impl Default for Runner {
     fn default() -> Self {
         Runner {
             since_optimize: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            indexed: Arc::default(),
             optimizing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             wake: Arc::new(Notify::new()),
             status: Arc::new(Mutex::new(Vec::new())),
@@ -379,7 +395,7 @@ impl Runner {
             }
         }
         // A rebuild that has caught up with every chain replaces the old generation.
-        let caught_up = states
+        let caught_up: Vec<(String, i64)> = states
             .iter()
             .filter_map(|state| {
                 let (generation, _) = state.building?;
@@ -387,7 +403,40 @@ impl Runner {
                 (applied >= total).then(|| (state.name.clone(), generation))
             })
             .collect();
-        let activated = finish_rebuilds(store, caught_up).await?;
+        // An active generation that has caught up gets the indexes it lacks (the first
+        // generation of a view fills unindexed, as a rebuild's does) — unless a rebuild is
+        // about to replace it. Once per generation and process: the store's call is
+        // idempotent, so a restart merely repeats it.
+        let unindexed: Vec<(String, i64)> = states
+            .iter()
+            .map(|s| (s.name.clone(), s.active_generation))
+            .filter(|key| {
+                lags.get(&key.0).is_some_and(|lag| lag.records == 0)
+                    && !caught_up.iter().any(|(name, _)| *name == key.0)
+                    && !self
+                        .indexed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(key)
+            })
+            .collect();
+        let mut refresh = !unindexed.is_empty();
+        if refresh {
+            side_by_side(
+                store,
+                unindexed.clone(),
+                |store, name, generation| async move {
+                    store.index_generation(&name, generation).await?;
+                    Ok(true)
+                },
+            )
+            .await?;
+            self.indexed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(unindexed);
+        }
+        refresh |= finish_rebuilds(store, caught_up).await?;
         let status = states
             .iter()
             .map(|s| Status {
@@ -413,7 +462,7 @@ impl Runner {
             .since_optimize
             .fetch_add(worked, std::sync::atomic::Ordering::SeqCst)
             + worked;
-        if pending >= store.optimize_every() || activated {
+        if pending >= store.optimize_every() || refresh {
             self.since_optimize
                 .store(0, std::sync::atomic::Ordering::SeqCst);
             self.optimize_in_background(store);
@@ -734,30 +783,45 @@ async fn finish_rebuild<S: ViewStore>(
     Ok(true)
 }
 
-/// Finishes the caught-up rebuilds `(name, generation)` at the same time, each on a task of its
-/// own: on PostgreSQL each builds its generation's indexes in a transaction (and a backend) of
-/// its own. `true` when any took over.
+/// Finishes the caught-up rebuilds `(name, generation)` at the same time. `true` when any took
+/// over.
 async fn finish_rebuilds<S: ViewStore>(
     store: &S,
     caught_up: Vec<(String, i64)>,
 ) -> Result<bool, S::Error> {
-    let tasks: Vec<_> = caught_up
+    side_by_side(store, caught_up, |store, name, generation| async move {
+        finish_rebuild(&store, &name, generation).await
+    })
+    .await
+}
+
+/// Runs `work` for each `(name, generation)` at the same time, each on a task of its own: on
+/// PostgreSQL each builds its indexes in a transaction (and a backend) of its own. `true` when
+/// any returned `true`.
+async fn side_by_side<S, W, F>(
+    store: &S,
+    items: Vec<(String, i64)>,
+    work: W,
+) -> Result<bool, S::Error>
+where
+    S: ViewStore,
+    W: Fn(S, String, i64) -> F,
+    F: Future<Output = Result<bool, S::Error>> + Send + 'static,
+{
+    let tasks: Vec<_> = items
         .into_iter()
-        .map(|(name, generation)| {
-            let store = store.clone();
-            tokio::spawn(async move { finish_rebuild(&store, &name, generation).await })
-        })
+        .map(|(name, generation)| tokio::spawn(work(store.clone(), name, generation)))
         .collect();
-    let mut activated = false;
+    let mut any = false;
     for task in tasks {
-        activated |= match task.await {
+        any |= match task.await {
             Ok(done) => done?,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Cancelled: the runtime is shutting down; the next start finishes it.
+            // Cancelled: the runtime is shutting down; the next start does it again.
             Err(_) => false,
         };
     }
-    Ok(activated)
+    Ok(any)
 }
 
 /// Progress of [`rebuild`]: records applied so far and records to apply.

@@ -296,8 +296,10 @@ macro_rules! views_backend {
                     .push(", 2) ON CONFLICT (name) DO NOTHING");
                 q.build().execute(&mut **tx).await?;
                 if $POSTGRES {
-                    // The active generation is queried as it fills: indexed from the start.
-                    sqlx::query("SELECT views_add_generation(name, active_generation, true) FROM projection_state WHERE name = $1")
+                    // Queries read it as it fills, but the runner indexes it only once it has
+                    // caught up (`index_generation`), as it does a rebuild's: the first catch-up
+                    // over an existing ledger is as long as a rebuild.
+                    sqlx::query("SELECT views_add_generation(name, active_generation, false) FROM projection_state WHERE name = $1")
                         .bind(name)
                         .execute(&mut **tx)
                         .await?;
@@ -333,6 +335,17 @@ macro_rules! views_backend {
                 Ok((generation, previous))
             }
 
+            /// Builds the indexes a generation's partitions lack (PostgreSQL; SQLite keeps every
+            /// index from the start, its generations sharing the tables).
+            pub(crate) async fn index_generation(tx: &mut Tx, name: &str, generation: i64) -> Result<(), StoreError> {
+                if $POSTGRES {
+                    let mut q = QueryBuilder::<$Db>::new("SELECT views_index_generation(");
+                    q.push_bind(name.to_owned()).push(", ").push_bind(generation).push(")");
+                    q.build().execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
             pub(crate) async fn activate(tx: &mut Tx, name: &str, generation: i64) -> Result<Option<i64>, StoreError> {
                 let mut q = QueryBuilder::<$Db>::new(
                     "SELECT active_generation FROM projection_state WHERE name = ",
@@ -344,15 +357,9 @@ macro_rules! views_backend {
                 let Some(old) = old else {
                     return Ok(None);
                 };
-                if $POSTGRES {
-                    // Built by sorting each partition once, in the transaction that lets
-                    // queries at it.
-                    sqlx::query("SELECT views_index_generation($1, $2)")
-                        .bind(name)
-                        .bind(generation)
-                        .execute(&mut **tx)
-                        .await?;
-                }
+                // Built by sorting each partition once, in the transaction that lets queries at
+                // it.
+                index_generation(tx, name, generation).await?;
                 let mut q = QueryBuilder::<$Db>::new(
                     "UPDATE projection_state SET active_generation = building_generation, active_version = building_version, building_generation = NULL, building_version = NULL WHERE name = ",
                 );
@@ -1254,6 +1261,16 @@ impl ViewStore for Store {
             &mut tx, tenant, &ids
         )
         .await?))
+    }
+
+    async fn index_generation(&self, name: &str, generation: i64) -> Result<(), StoreError> {
+        if let Db::Postgres(_) = self.db() {
+            in_tx!(self, None, true, |tx, m| m::index_generation(
+                &mut tx, name, generation
+            )
+            .await?);
+        }
+        Ok(())
     }
 
     async fn optimize(&self) -> Result<(), StoreError> {
