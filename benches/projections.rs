@@ -15,7 +15,9 @@
 //!    spans 40 days (daily volumes and time ranges have something to select);
 //! 3. times the first catch-up from position 0 (`runner::catch_up`), then a full rebuild of all
 //!    views (`runner::rebuild(.., &projections::ALL, ..)`) into new generations beside the
-//!    active ones, with the switch-over (activate + purge of the old rows) timed apart. Both run
+//!    active ones, timed to three points: every record applied; the new generations serving
+//!    (on PostgreSQL their indexes are built first), which the target applies to; and the old
+//!    generations purged. Both run
 //!    through a wrapper of the store's `ViewStore` that times reading records, reading decision
 //!    facts and committing pages, and counts the statements each page costs. A second,
 //!    profiled rebuild commits each view's page (and the decisions view's new rows apart from its

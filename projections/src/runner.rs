@@ -650,9 +650,9 @@ async fn fold_next<S: ViewStore>(
 
 /// Applies up to `max_pages` pages of the tenant's records to every target that has not seen
 /// them. Each page commits on tasks of its own (one per [`ViewStore::commit_lanes`]) while the
-/// next one is read and folded, so the database and the folding work at the same time; should the commit find a position moved
-/// (another runner), the page folded meanwhile is dropped and the next step reads again.
-/// `on_commit` hears the records of each page as it commits.
+/// next one is read and folded, so the database and the folding work at the same time; should
+/// a commit find a position moved (another runner), the page folded meanwhile is dropped and the
+/// next step reads again. `on_commit` hears the records of each page as it commits.
 async fn step<S: ViewStore>(
     store: &S,
     tenant: &TenantId,
