@@ -150,7 +150,9 @@ CREATE POLICY tenant_isolation ON proj_daily
     WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''));
 
 -- A projection's tables, in the order a page writes them: the functions lock them in that order
--- too, so a page being committed and a function waiting on each other cannot deadlock.
+-- too, so a page being committed and a function waiting on each other cannot deadlock. (Between
+-- the service's own calls, the store takes the projection's `projection_state` row before any
+-- function that takes the advisory lock.)
 CREATE FUNCTION view_tables(projection TEXT) RETURNS TEXT[]
     LANGUAGE plpgsql IMMUTABLE
     SET search_path = public, pg_temp
@@ -194,6 +196,7 @@ $$;
 
 -- Builds the secondary indexes of a generation's partitions (by sorting, in memory: a million
 -- decisions' keys do not fit the default 64 MB), if not built yet, and lets autovacuum at them.
+-- A retired generation whose tables are gone is left alone.
 CREATE FUNCTION views_index_generation(projection TEXT, generation BIGINT) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = public, pg_temp
@@ -208,6 +211,15 @@ BEGIN
     FOREACH t IN ARRAY view_tables(projection) LOOP
         p := t || '_g' || generation;
         IF to_regclass(p) IS NULL THEN
+            -- A generation retired meanwhile (another instance switched over and dropped it) has
+            -- nothing left to index; one in use must have its tables.
+            IF NOT EXISTS (
+                SELECT 1 FROM projection_state
+                WHERE name = projection
+                  AND (active_generation = generation OR building_generation = generation)
+            ) THEN
+                RETURN;
+            END IF;
             RAISE EXCEPTION 'generation % of projection % has no table %', generation, projection, p
                 USING ERRCODE = '42P01';
         END IF;

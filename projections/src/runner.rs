@@ -3,18 +3,20 @@
 //!
 //! **Positions.** Each projection has one position per tenant and generation: the next sequence
 //! number to apply. A page of a tenant's records (from the smallest position among the
-//! projections) is folded into [`Changes`] per projection and written by
-//! [`ViewStore::commit`] in **one transaction together with the new positions**, which the store
-//! moves only if they still hold the values the page was computed from. A crash therefore loses
-//! the whole page or none of it, never applies a record twice and never skips one; two runners on
-//! one database (two service instances) cannot both apply a page: the second sees a moved
-//! position, writes nothing and reads again.
+//! projections) is folded into [`Changes`] per projection, and each projection's changes are
+//! written by [`ViewStore::commit`] in **one transaction together with its new positions**,
+//! which the store moves only if they still hold the values the page was computed from. (A page
+//! commits in [`ViewStore::commit_lanes`] transactions at once, each carrying whole
+//! projections.) A crash therefore loses a projection's page or none of it, never applies a
+//! record twice and never skips one; two runners on one database (two service instances) cannot
+//! both apply a page: the second sees a moved position, writes nothing and reads again.
 //!
 //! **Generations.** A projection's rows carry a generation number. Queries read the *active*
 //! generation. A rebuild — `auditex projections rebuild`, or a new projection version found at
 //! startup — starts a *building* generation from position 0 beside it; the runner maintains both,
 //! and when the building one has caught up with every tenant's chain it becomes active in one
-//! statement and the old generation's rows are deleted. Until then the old view keeps serving.
+//! transaction (which first builds the indexes a store defers while a generation fills) and the
+//! old generation is purged. Until then the old view keeps serving.
 //!
 //! **Tailing.** The append pipeline wakes the runner after each commit ([`Runner::wake`]); a
 //! poll interval covers records written by another process sharing the database.
@@ -719,7 +721,9 @@ async fn step<S: ViewStore>(
 }
 
 /// Splits a page's targets into at most `lanes` groups of about equal work (rows written),
-/// heaviest first, each going to the lightest group so far.
+/// heaviest first, each going to the lightest group so far. Each group is then put back in
+/// (name, generation) order, the order in which every transaction takes position rows, so that
+/// two runners' commits never wait on each other in a cycle.
 fn lanes(pages: Vec<TargetPage>, lanes: usize) -> Vec<Vec<TargetPage>> {
     let mut pages = pages;
     pages.sort_by_key(|p| std::cmp::Reverse(p.changes.rows()));
@@ -733,7 +737,13 @@ fn lanes(pages: Vec<TargetPage>, lanes: usize) -> Vec<Vec<TargetPage>> {
             lightest.1.push(page);
         }
     }
-    groups.into_iter().map(|(_, pages)| pages).collect()
+    groups
+        .into_iter()
+        .map(|(_, mut pages)| {
+            pages.sort_by_key(|p| (p.name, p.generation));
+            pages
+        })
+        .collect()
 }
 
 /// Adds to `facts` those of every decision the records name: the records' own decisions, and
@@ -966,12 +976,12 @@ mod tests {
             ]
         };
         let two = lanes(pages(), 2);
-        assert_eq!(names(&two), vec![vec!["b", "a", "c"], vec!["e", "d"]]);
+        assert_eq!(names(&two), vec![vec!["a", "b", "c"], vec!["d", "e"]]);
         let load = |g: &Vec<TargetPage>| g.iter().map(|p| p.changes.rows()).sum::<usize>();
         assert_eq!(two.iter().map(load).collect::<Vec<_>>(), vec![11, 11]);
         assert_eq!(
             names(&lanes(pages(), 1)),
-            vec![vec!["b", "e", "d", "a", "c"]]
+            vec![vec!["a", "b", "c", "d", "e"]]
         );
         // No lanes at all still commits, in one.
         assert_eq!(lanes(pages(), 0).len(), 1);

@@ -346,6 +346,10 @@ macro_rules! views_backend {
                 Ok(())
             }
 
+            /// The state row is locked first (on PostgreSQL; SQLite's writer is alone anyway):
+            /// another process finishing or restarting the same rebuild waits until this
+            /// transaction is over, and then finds `building_generation` changed. `start_rebuild`
+            /// takes the row first too, so the two never wait on each other's advisory lock.
             pub(crate) async fn activate(tx: &mut Tx, name: &str, generation: i64) -> Result<Option<i64>, StoreError> {
                 let mut q = QueryBuilder::<$Db>::new(
                     "SELECT active_generation FROM projection_state WHERE name = ",
@@ -353,6 +357,9 @@ macro_rules! views_backend {
                 q.push_bind(name.to_owned())
                     .push(" AND building_generation = ")
                     .push_bind(generation);
+                if $POSTGRES {
+                    q.push(" FOR UPDATE");
+                }
                 let old: Option<i64> = q.build_query_scalar().fetch_optional(&mut **tx).await?;
                 let Some(old) = old else {
                     return Ok(None);
@@ -363,8 +370,12 @@ macro_rules! views_backend {
                 let mut q = QueryBuilder::<$Db>::new(
                     "UPDATE projection_state SET active_generation = building_generation, active_version = building_version, building_generation = NULL, building_version = NULL WHERE name = ",
                 );
-                q.push_bind(name.to_owned());
-                q.build().execute(&mut **tx).await?;
+                q.push_bind(name.to_owned())
+                    .push(" AND building_generation = ")
+                    .push_bind(generation);
+                if q.build().execute(&mut **tx).await?.rows_affected() != 1 {
+                    return Ok(None);
+                }
                 Ok(Some(old))
             }
 
@@ -650,8 +661,8 @@ macro_rules! views_backend {
             /// Refreshes the planner's statistics of the view tables (sampled, so it stays cheap
             /// at millions of rows). Without them SQLite walks the primary key for every
             /// filtered search, and PostgreSQL takes a new generation for empty. On PostgreSQL
-            /// only the owner may ANALYZE: migration 0010's `analyze_views()` does it for the
-            /// service role.
+            /// only the owner may ANALYZE: `analyze_views()` (migrations 0010 and 0011) does it
+            /// for the service role, on the active generations' partitions.
             pub(crate) async fn optimize(tx: &mut Tx) -> Result<(), StoreError> {
                 if $POSTGRES {
                     sqlx::query("SELECT analyze_views()").execute(&mut **tx).await?;
@@ -749,8 +760,9 @@ macro_rules! views_backend {
             /// chain, so the rows of such a range lie anywhere in sequence order; a planner that
             /// walks the primary key in order and filters (to stop after `limit` rows) reads
             /// the whole view when the range is old — it cannot know where the rows are. For a
-            /// narrow range it is cheaper to read the range from `proj_decisions_by_decided`
-            /// and sort, which the caller then forces. Counting stops at the threshold, so
+            /// narrow range it is cheaper to read the range from the decision-time index
+            /// (`proj_decisions_by_decided`; on PostgreSQL each partition's `…_by_decided`) and
+            /// sort, which the caller then forces. Counting stops at the threshold, so
             /// this costs at most that many index entries.
             async fn narrow_decided_range(tx: &mut Tx, g: i64, tenant: &TenantId, f: &DecisionQuery) -> Result<bool, StoreError> {
                 if f.decided_from.is_none() && f.decided_until.is_none() {

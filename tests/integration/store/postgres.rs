@@ -23,6 +23,7 @@ postgres_tests!(
     a_store_resumes_from_the_database_when_another_instance_moved_the_chain,
     the_views_and_their_positions_are_unlogged_and_nothing_else_is,
     a_view_generation_is_a_partition_indexed_once_it_has_caught_up,
+    two_instances_finishing_one_rebuild_switch_once,
 );
 
 const LEDGER_TABLES: &[&str] = &[
@@ -441,10 +442,6 @@ async fn a_view_generation_is_a_partition_indexed_once_it_has_caught_up(backend:
             "SELECT views_add_generation('records', 9, true)",
             "unknown projection",
         ),
-        (
-            "SELECT views_index_generation('decisions', 7)",
-            "has no table",
-        ),
     ] {
         let e = sqlx::query(sql)
             .execute(&mut app)
@@ -452,7 +449,73 @@ async fn a_view_generation_is_a_partition_indexed_once_it_has_caught_up(backend:
             .expect_err("refused");
         assert!(e.to_string().contains(expected), "{sql}: {e}");
     }
+    // A retired generation (another instance dropped it) has nothing left to index.
+    sqlx::query("SELECT views_index_generation('decisions', 1)")
+        .execute(&mut app)
+        .await
+        .expect("nothing to do");
     assert_eq!(indexes_of(&mut app, "proj_decisions_g2").await, indexed(2));
     app.close().await.ok();
     store.shutdown().await;
+}
+
+/// Two service instances sharing the database catch up and finish the same rebuild at once: one
+/// builds the indexes and switches, the other waits on the projection's state row and then finds
+/// the generation no longer building. Neither fails, and the new generation serves everything.
+async fn two_instances_finishing_one_rebuild_switch_once(backend: Backend) {
+    use ::projections::runner::{self, ViewStore};
+    let db = TestDb::new(&backend).await;
+    let (first, tenant) = db.open_with_tenant("bank-a").await;
+    append_many(&first, &tenant, 300, 50).await;
+    runner::catch_up(&first).await.expect("catch up");
+    let second = db.open().await;
+    let mut rebuilt = Vec::new();
+    for name in ["decisions", "subjects", "models"] {
+        let version = ::projections::by_name(name).expect("projection").version();
+        rebuilt.push((
+            name,
+            first.start_rebuild(name, version).await.expect("rebuild"),
+        ));
+    }
+    for _ in 0..3 {
+        let (a, b) = tokio::join!(runner::catch_up(&first), runner::catch_up(&second));
+        a.expect("first instance");
+        b.expect("second instance");
+    }
+    let states = first.states().await.expect("states");
+    for (name, generation) in rebuilt {
+        let state = states.iter().find(|s| s.name == name).expect("state");
+        assert_eq!(state.active_generation, generation, "{name}");
+        assert_eq!(state.building, None, "{name}");
+    }
+    let page = first
+        .search_decisions(
+            &tenant,
+            &auditex::store::views::DecisionQuery {
+                limit: 500,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("search");
+    assert_eq!(page.items.len(), 300);
+    let mut app = sqlx::PgConnection::connect(db.postgres_app_url())
+        .await
+        .expect("connect as the application role");
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         JOIN pg_class p ON p.oid = i.inhparent \
+         WHERE p.relname IN ('proj_decisions', 'proj_subjects', 'proj_models') ORDER BY 1",
+    )
+    .fetch_all(&mut app)
+    .await
+    .expect("partitions");
+    assert_eq!(
+        left,
+        ["proj_decisions_g2", "proj_models_g2", "proj_subjects_g2"],
+        "one generation each, the old one dropped"
+    );
+    app.close().await.ok();
+    second.shutdown().await;
+    first.shutdown().await;
 }
