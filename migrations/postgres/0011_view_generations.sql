@@ -196,7 +196,9 @@ $$;
 
 -- Builds the secondary indexes of a generation's partitions (by sorting, in memory: a million
 -- decisions' keys do not fit the default 64 MB), if not built yet, and lets autovacuum at them.
--- A retired generation whose tables are gone is left alone.
+-- A retired generation whose tables are gone is left alone. A partition's `autovacuum_enabled =
+-- false` marks it as not indexed yet: an indexed one is left alone too, without taking a lock
+-- (the runner calls this once per generation whenever a process starts).
 CREATE FUNCTION views_index_generation(projection TEXT, generation BIGINT) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = public, pg_temp
@@ -223,6 +225,13 @@ BEGIN
             RAISE EXCEPTION 'generation % of projection % has no table %', generation, projection, p
                 USING ERRCODE = '42P01';
         END IF;
+        -- Indexed already (autovacuum is switched on with the indexes): nothing to lock.
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_class
+            WHERE oid = to_regclass(p) AND 'autovacuum_enabled=false' = ANY (reloptions)
+        ) THEN
+            CONTINUE;
+        END IF;
         IF t = 'proj_decisions' THEN
             EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I (tenant_id, model_id, model_version, seq)', p || '_by_model', p);
             EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I (tenant_id, current_outcome, seq)', p || '_by_outcome', p);
@@ -241,9 +250,9 @@ $$;
 REVOKE ALL ON FUNCTION views_index_generation(TEXT, BIGINT) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION views_index_generation(TEXT, BIGINT) TO auditex_app;
 
--- Creates a generation's partitions if missing, with their secondary indexes when `indexed`
--- (a generation that is queried at once) or without them (a rebuild's). A rebuild's partitions
--- are left alone by autovacuum until they are indexed: it would vacuum and analyse them again and
+-- Creates a generation's partitions if missing, with their secondary indexes when `indexed`, or
+-- without them (the runner has them built once the generation has caught up). Partitions are
+-- left alone by autovacuum until they are indexed: it would vacuum and analyse them again and
 -- again as they grow, on the cores the rebuild uses, and the index builds would wait for it.
 CREATE FUNCTION views_add_generation(projection TEXT, generation BIGINT, indexed BOOLEAN) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
@@ -256,8 +265,8 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('auditex:view-generations:' || projection, 0));
     FOREACH t IN ARRAY view_tables(projection) LOOP
         p := t || '_g' || generation;
-        EXECUTE format('CREATE UNLOGGED TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES IN (%s) WITH (autovacuum_enabled = %s)',
-                       p, t, generation, indexed);
+        EXECUTE format('CREATE UNLOGGED TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES IN (%s) WITH (autovacuum_enabled = false)',
+                       p, t, generation);
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', p);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', p);
     END LOOP;

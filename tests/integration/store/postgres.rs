@@ -449,6 +449,14 @@ async fn a_view_generation_is_a_partition_indexed_once_it_has_caught_up(backend:
             .expect_err("refused");
         assert!(e.to_string().contains(expected), "{sql}: {e}");
     }
+    // Autovacuum, off while the partitions filled, is back on.
+    let options: Option<Vec<String>> =
+        sqlx::query_scalar("SELECT reloptions::text[] FROM pg_class WHERE relname = $1")
+            .bind("proj_decisions_g2")
+            .fetch_one(&mut app)
+            .await
+            .expect("reloptions");
+    assert_eq!(options, Some(vec!["autovacuum_enabled=true".to_owned()]));
     // A retired generation (another instance dropped it) has nothing left to index.
     sqlx::query("SELECT views_index_generation('decisions', 1)")
         .execute(&mut app)
