@@ -393,6 +393,19 @@ pub fn decisions(count: usize) -> Vec<PreparedDraft> {
         .collect()
 }
 
+/// How many decisions the decisions view serves `tenant` in one page of up to 500.
+pub async fn decisions_served(store: &Store, tenant: &TenantId) -> usize {
+    let query = auditex::store::views::DecisionQuery {
+        limit: 500,
+        ..Default::default()
+    };
+    let page = store
+        .search_decisions(tenant, &query)
+        .await
+        .expect("search decisions");
+    page.items.len()
+}
+
 /// Appends `total` records in batches of at most `batch`.
 pub async fn append_many(store: &Store, tenant: &TenantId, total: usize, batch: usize) {
     let mut left = total;
