@@ -711,7 +711,7 @@ impl ViewStore for Timed {
         ViewStore::commit_lanes(&self.store)
     }
 
-    async fn index_generation(&self, name: &str, generation: i64) -> Result<(), StoreError> {
+    async fn index_generation(&self, name: &str, generation: i64) -> Result<bool, StoreError> {
         let t = Instant::now();
         let r = ViewStore::index_generation(&self.store, name, generation).await;
         Phases::add(&self.phases.switch_ns, t);

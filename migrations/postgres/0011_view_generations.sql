@@ -201,8 +201,9 @@ $$;
 -- decisions' keys do not fit the default 64 MB), if not built yet, and lets autovacuum at them.
 -- A retired generation whose tables are gone is left alone. A partition's `autovacuum_enabled =
 -- false` marks it as not indexed yet: an indexed one is left alone too, without taking a lock
--- (the runner calls this once per generation whenever a process starts).
-CREATE FUNCTION views_index_generation(projection TEXT, generation BIGINT) RETURNS void
+-- (the runner calls this once per generation whenever a process starts). Returns whether it built
+-- any index, after which the runner refreshes the statistics.
+CREATE FUNCTION views_index_generation(projection TEXT, generation BIGINT) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = public, pg_temp
     SET maintenance_work_mem = '256MB'
@@ -210,6 +211,7 @@ AS $$
 DECLARE
     t TEXT;
     p TEXT;
+    built BOOLEAN := false;
 BEGIN
     -- One DDL function per projection at a time (another runner may finish the same rebuild).
     PERFORM pg_advisory_xact_lock(hashtextextended('auditex:view-generations:' || projection, 0));
@@ -223,7 +225,7 @@ BEGIN
                 WHERE name = projection
                   AND (active_generation = generation OR building_generation = generation)
             ) THEN
-                RETURN;
+                RETURN false;
             END IF;
             RAISE EXCEPTION 'generation % of projection % has no table %', generation, projection, p
                 USING ERRCODE = '42P01';
@@ -247,7 +249,9 @@ BEGIN
             EXECUTE format('CREATE UNIQUE INDEX IF NOT EXISTS %I ON %I (tenant_id, subject_ref, seq)', p || '_key', p);
         END IF;
         EXECUTE format('ALTER TABLE %I SET (autovacuum_enabled = true)', p);
+        built := true;
     END LOOP;
+    RETURN built;
 END
 $$;
 REVOKE ALL ON FUNCTION views_index_generation(TEXT, BIGINT) FROM PUBLIC;

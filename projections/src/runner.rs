@@ -170,16 +170,16 @@ pub trait ViewStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<(EventId, DecisionFacts)>, Self::Error>> + Send;
 
     /// Builds whatever indexes a generation's tables still lack (none, unless the store defers
-    /// them while a generation fills; see [`ViewStore::activate`]). The runner calls it once the
-    /// active generation has caught up: the first generation of a view, created when no view
-    /// existed, serves while it fills. It is idempotent.
+    /// them while a generation fills; see [`ViewStore::activate`]) and tells whether it built
+    /// any. The runner calls it once the active generation has caught up: the first generation
+    /// of a view, created when no view existed, serves while it fills. It is idempotent.
     fn index_generation(
         &self,
         name: &str,
         generation: i64,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send {
         let _ = (name, generation);
-        async { Ok(()) }
+        async { Ok(false) }
     }
 
     /// Refreshes the query planner's statistics of the views (after a rebuild, and now and then
@@ -422,17 +422,18 @@ impl Runner {
                         .contains(key)
             })
             .collect();
-        let mut refresh = !unindexed.is_empty();
-        if refresh {
-            side_by_side(
-                store,
-                unindexed.clone(),
-                |store, name, generation| async move {
-                    store.index_generation(&name, generation).await?;
-                    Ok(true)
-                },
-            )
-            .await?;
+        // New indexes call for fresh statistics; a restart that finds them built does not.
+        let mut refresh = false;
+        if !unindexed.is_empty() {
+            refresh =
+                side_by_side(
+                    store,
+                    unindexed.clone(),
+                    |store, name, generation| async move {
+                        store.index_generation(&name, generation).await
+                    },
+                )
+                .await?;
             self.indexed
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

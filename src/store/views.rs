@@ -336,14 +336,14 @@ macro_rules! views_backend {
             }
 
             /// Builds the indexes a generation's partitions lack (PostgreSQL; SQLite keeps every
-            /// index from the start, its generations sharing the tables).
-            pub(crate) async fn index_generation(tx: &mut Tx, name: &str, generation: i64) -> Result<(), StoreError> {
-                if $POSTGRES {
-                    let mut q = QueryBuilder::<$Db>::new("SELECT views_index_generation(");
-                    q.push_bind(name.to_owned()).push(", ").push_bind(generation).push(")");
-                    q.build().execute(&mut **tx).await?;
+            /// index from the start, its generations sharing the tables); whether it built any.
+            pub(crate) async fn index_generation(tx: &mut Tx, name: &str, generation: i64) -> Result<bool, StoreError> {
+                if !$POSTGRES {
+                    return Ok(false);
                 }
-                Ok(())
+                let mut q = QueryBuilder::<$Db>::new("SELECT views_index_generation(");
+                q.push_bind(name.to_owned()).push(", ").push_bind(generation).push(")");
+                Ok(q.build_query_scalar().fetch_one(&mut **tx).await?)
             }
 
             /// The state row is locked first (on PostgreSQL; SQLite's writer is alone anyway):
@@ -1275,14 +1275,14 @@ impl ViewStore for Store {
         .await?))
     }
 
-    async fn index_generation(&self, name: &str, generation: i64) -> Result<(), StoreError> {
-        if let Db::Postgres(_) = self.db() {
-            in_tx!(self, None, true, |tx, m| m::index_generation(
-                &mut tx, name, generation
-            )
-            .await?);
+    async fn index_generation(&self, name: &str, generation: i64) -> Result<bool, StoreError> {
+        if let Db::Sqlite(_) = self.db() {
+            return Ok(false);
         }
-        Ok(())
+        Ok(in_tx!(self, None, true, |tx, m| m::index_generation(
+            &mut tx, name, generation
+        )
+        .await?))
     }
 
     async fn optimize(&self) -> Result<(), StoreError> {
