@@ -7,6 +7,7 @@
 //! every test start the server through this same path.
 
 pub mod api;
+pub mod drain;
 pub mod error;
 pub mod integrity;
 pub mod metrics;
@@ -347,6 +348,9 @@ fn router(state: AppState, config: &HttpConfig, portal: Option<crate::portal::Po
         .layer(GovernorLayer::new(per_key).error_handler(move |e| rate_limited(&m1, e)))
         .layer(GovernorLayer::new(per_ip).error_handler(move |e| rate_limited(&m2, e)))
         .layer(RequestBodyLimitLayer::new(REQUEST_BODY_BYTES_MAX))
+        // The body extractors' own default (2 MiB) would refuse batches that the limit above
+        // admits, with a 413 that names the larger limit.
+        .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .layer(SetResponseHeaderLayer::overriding(
             header::STRICT_TRANSPORT_SECURITY,
@@ -362,6 +366,9 @@ fn router(state: AppState, config: &HttpConfig, portal: Option<crate::portal::Po
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // Outermost, so that every early answer (rate limits and body limit included) is sent
+        // only after the client's upload has finished.
+        .layer(axum::middleware::from_fn(drain::finish_reading_body))
         .with_state(state)
 }
 

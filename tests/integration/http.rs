@@ -141,6 +141,11 @@ impl Server {
         (status, content_type)
     }
 
+    /// The server's TLS certificate (PEM), for clients of other kinds.
+    pub fn certificate_pem(&self) -> &str {
+        &self.pem
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -5,6 +5,7 @@
 
 mod browser;
 mod crash;
+mod early_answers;
 mod http;
 mod http_integrity;
 mod http_views;
