@@ -88,6 +88,24 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// 503 with the `storage-full` problem type: the disk under the database is full; nothing
+    /// was written, and the same request succeeds once space is freed.
+    #[error("{detail}")]
+    StorageFull {
+        /// What is full.
+        detail: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// 503 with the `clock-behind` problem type: the server's clock is behind the ledger's
+    /// latest capture time by more than allowed; nothing was written.
+    #[error("{detail}")]
+    ClockBehind {
+        /// How far behind.
+        detail: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// 500: a bug or corrupt data; details are logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -132,6 +150,16 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
+            ),
+            ApiError::StorageFull { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-full",
+                "Storage full",
+            ),
+            ApiError::ClockBehind { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "clock-behind",
+                "Clock behind",
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -191,6 +219,12 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited(secs)
             | ApiError::Unavailable {
                 retry_after: secs, ..
+            }
+            | ApiError::StorageFull {
+                retry_after: secs, ..
+            }
+            | ApiError::ClockBehind {
+                retry_after: secs, ..
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
             }
@@ -213,6 +247,17 @@ impl From<StoreError> for ApiError {
                     retry_after: 1,
                 }
             }
+            // Logged at ERROR where the write failed (once per episode, see `store::faults`).
+            StoreError::StorageFull(_) => ApiError::StorageFull {
+                detail: "the server's storage is full: nothing was written; retry later (an \
+                         operator must free space)"
+                    .into(),
+                retry_after: crate::store::faults::STORAGE_FULL_RETRY_AFTER_S,
+            },
+            StoreError::ClockBehind { .. } => ApiError::ClockBehind {
+                detail: format!("{e}: nothing was written; retry later"),
+                retry_after: crate::store::faults::CLOCK_BEHIND_RETRY_AFTER_S,
+            },
             StoreError::UnknownTenant => ApiError::NotFound("not found".into()),
             StoreError::OutOfRange(detail) => ApiError::BadParameter(detail),
             StoreError::ViewNotReady(detail) => ApiError::Unavailable {
@@ -236,6 +281,10 @@ impl From<AppendError> for ApiError {
         match e {
             AppendError::Overloaded { retry_after } => ApiError::Unavailable {
                 detail: "the ledger is overloaded; retry later".into(),
+                retry_after: retry_after.as_secs().max(1),
+            },
+            AppendError::QueueDeadline { retry_after, .. } => ApiError::Unavailable {
+                detail: e.to_string(),
                 retry_after: retry_after.as_secs().max(1),
             },
             AppendError::ShuttingDown => ApiError::Unavailable {
