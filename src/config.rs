@@ -167,8 +167,14 @@ impl std::fmt::Debug for StoreArgs {
             .field("checkpoint_interval_ms", &self.checkpoint_interval_ms)
             .field("append_queue_records_max", &self.append_queue_records_max)
             .field("append_queue_bytes_max", &self.append_queue_bytes_max)
-            .field("append_queue_total_records_max", &self.append_queue_total_records_max)
-            .field("append_queue_total_bytes_max", &self.append_queue_total_bytes_max)
+            .field(
+                "append_queue_total_records_max",
+                &self.append_queue_total_records_max,
+            )
+            .field(
+                "append_queue_total_bytes_max",
+                &self.append_queue_total_bytes_max,
+            )
             .field("append_wait_ms_max", &self.append_wait_ms_max)
             .field("clock_behind_ms_max", &self.clock_behind_ms_max)
             .field("checkpoint_dir", &self.checkpoint_dir)

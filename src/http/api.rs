@@ -1068,13 +1068,32 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     ]);
     let mut text = state.metrics.render(&gauges);
     for (name, help, value) in [
-        ("auditex_append_shed_total", "Append requests refused at once because the append queues were full.", faults.shed_requests),
-        ("auditex_append_deadline_expired_total", "Append requests answered 503 because they waited in the queue past the deadline.", faults.deadline_expired_requests),
-        ("auditex_storage_full_errors_total", "Writes that failed because the storage was full.", faults.storage_full_errors),
-        ("auditex_clock_refused_appends_total", "Append groups refused because the clock was too far behind.", faults.clock_refusals),
+        (
+            "auditex_append_shed_total",
+            "Append requests refused at once because the append queues were full.",
+            faults.shed_requests,
+        ),
+        (
+            "auditex_append_deadline_expired_total",
+            "Append requests answered 503 because they waited in the queue past the deadline.",
+            faults.deadline_expired_requests,
+        ),
+        (
+            "auditex_storage_full_errors_total",
+            "Writes that failed because the storage was full.",
+            faults.storage_full_errors,
+        ),
+        (
+            "auditex_clock_refused_appends_total",
+            "Append groups refused because the clock was too far behind.",
+            faults.clock_refusals,
+        ),
     ] {
         use std::fmt::Write as _;
-        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        let _ = writeln!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
     }
     text.push_str(&projection_metrics(&state));
     typed(text, "text/plain; version=0.0.4", None)

@@ -359,3 +359,79 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
         ApiError::BadParameter(e.body_text())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn parts(e: ApiError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        let json = serde_json::from_slice(&body).unwrap_or_default();
+        (status, retry, json)
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_answered_503_with_the_storage_full_problem_and_a_retry_after() {
+        let e = ApiError::from(AppendError::Store(StoreError::StorageFull(
+            "(code: 13) database or disk is full".into(),
+        )));
+        let (status, retry, body) = parts(e).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry.as_deref(), Some("10"));
+        assert_eq!(body["type"], "urn:auditex:problem:storage-full");
+        assert_eq!(body["title"], "Storage full");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("storage is full"), "{detail}");
+        assert!(
+            !detail.contains("code: 13"),
+            "internal detail stays in the log"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_clock_behind_is_answered_503_with_the_clock_behind_problem() {
+        let e = ApiError::from(StoreError::ClockBehind {
+            behind: Duration::from_secs(600),
+            allowed: Duration::from_secs(300),
+        });
+        let (status, retry, body) = parts(e).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry.as_deref(), Some("30"));
+        assert_eq!(body["type"], "urn:auditex:problem:clock-behind");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("600 s behind"), "{detail}");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_waited_past_the_deadline_is_answered_503_overloaded() {
+        let e = ApiError::from(AppendError::QueueDeadline {
+            waited: Duration::from_millis(5200),
+            deadline: Duration::from_millis(5000),
+            retry_after: Duration::from_secs(1),
+        });
+        let (status, retry, body) = parts(e).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(body["type"], "urn:auditex:problem:unavailable");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("waited 5200 ms"), "{detail}");
+    }
+
+    #[test]
+    fn postgres_disk_full_maps_to_the_same_answer_as_sqlite_disk_full() {
+        use crate::store::faults::{Backend, is_storage_full_code};
+        assert!(is_storage_full_code(Backend::Postgres, "53100"));
+        assert!(is_storage_full_code(Backend::Sqlite, "13"));
+    }
+}

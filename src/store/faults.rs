@@ -42,7 +42,8 @@ pub(crate) fn is_storage_full_sqlx(e: &sqlx::Error) -> bool {
             } else {
                 Backend::Postgres
             };
-            db.code().is_some_and(|code| is_storage_full_code(backend, &code))
+            db.code()
+                .is_some_and(|code| is_storage_full_code(backend, &code))
         }
         sqlx::Error::Io(io) => is_storage_full_io(io),
         _ => false,

@@ -708,9 +708,7 @@ async fn migrations_already_applied_are_not_applied_again(backend: Backend) {
     assert_eq!(applied, 0);
 }
 
-async fn a_clock_further_behind_than_allowed_refuses_appends_until_it_catches_up(
-    backend: Backend,
-) {
+async fn a_clock_further_behind_than_allowed_refuses_appends_until_it_catches_up(backend: Backend) {
     let db = TestDb::new(&backend).await;
     let clock = ManualClock::new();
     let mut config = db.config();
@@ -850,11 +848,18 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
         }
     }
     assert_eq!((shed_answers, deadline_answers), (8, 2));
-    let first = first.await.expect("task").expect("the first request commits");
+    let first = first
+        .await
+        .expect("task")
+        .expect("the first request commits");
     assert_eq!(first[0].seq, 1);
     let status = store.fault_status();
     assert_eq!(status.deadline_expired_requests, 2);
-    assert_eq!(store.append_queue_load(), (0, 0), "the budgets are given back");
+    assert_eq!(
+        store.append_queue_load(),
+        (0, 0),
+        "the budgets are given back"
+    );
     // With the queue drained, a full batch is accepted again.
     let again = store
         .append(&tenant, decisions(BATCH_RECORDS_MAX))

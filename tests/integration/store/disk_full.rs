@@ -94,7 +94,8 @@ async fn after_the_disk_fills_writes_are_refused_as_storage_full_and_succeed_aga
     let store = Store::open(config).await.expect("open");
     let tenant = tenant_id("acme");
     store.create_tenant(&tenant).await.expect("tenant");
-    let mut acknowledged: Vec<Receipt> = store.append(&tenant, decisions(50)).await.expect("append");
+    let mut acknowledged: Vec<Receipt> =
+        store.append(&tenant, decisions(50)).await.expect("append");
     store.publish_checkpoints().await.expect("checkpoint");
 
     let ballast = fill(fs.path());
