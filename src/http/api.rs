@@ -384,7 +384,7 @@ fn client_event_check(request: &AppendRequest, prefix: &str) -> Option<FieldErro
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Overloaded or database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded (queue full, or waited past the deadline), storage full (`urn:auditex:problem:storage-full`), clock behind (`urn:auditex:problem:clock-behind`), or database unavailable; nothing was written; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn append_one(
@@ -434,7 +434,7 @@ pub async fn append_one(
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields or too many records; nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Overloaded or database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded (queue full, or waited past the deadline), storage full (`urn:auditex:problem:storage-full`), clock behind (`urn:auditex:problem:clock-behind`), or database unavailable; nothing was written; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn append_batch(
