@@ -1075,3 +1075,66 @@ async fn appends_after_shutdown_are_refused_and_queued_ones_are_committed(backen
         .expect("shutdown publishes a final checkpoint");
     assert_eq!(latest.size, TreeSize::new(1 + QUEUED as u64));
 }
+
+/// Resident memory of this process, KiB (Linux).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A measurement, not a check (memory figures depend on the allocator and the machine): 256
+/// submitters offer 1000-record batches for ten seconds at the default queue limits, and the
+/// resident memory is printed before, at the peak, and after. Run with
+/// `cargo test --release --test integration -- --ignored --nocapture a_flood_of_large_batches`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn a_flood_of_large_batches_is_shed_and_resident_memory_is_measured() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    let before = rss_kib();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let tasks: Vec<_> = (0..256)
+        .map(|_| {
+            let (store, tenant, peak) = (store.clone(), tenant.clone(), peak.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut shed) = (0u64, 0u64);
+                while std::time::Instant::now() < until {
+                    match store.append(&tenant, decisions(BATCH_RECORDS_MAX)).await {
+                        Ok(r) => ok += r.len() as u64,
+                        Err(e) if e.is_retryable() => {
+                            shed += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                    peak.fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                }
+                (ok, shed)
+            })
+        })
+        .collect();
+    let (mut ok, mut shed) = (0, 0);
+    for t in tasks {
+        let (o, s) = t.await.expect("task");
+        ok += o;
+        shed += s;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib();
+    println!(
+        "flood: {ok} records appended, {shed} requests shed; RSS before {before} KiB, peak {} KiB, after {after} KiB",
+        peak.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size").get(),
+        ok,
+        "every acknowledged record is stored"
+    );
+}
