@@ -511,6 +511,10 @@ async fn projections_command(store: &Store, command: ProjectionsCommand) -> CliR
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
+            let mut records = 0u64;
+            for tenant in store.tenants().await? {
+                records += store.tree_size(&tenant).await?.get();
+            }
             let started = std::time::Instant::now();
             let progress = |done: u64, total: u64| {
                 bar.set_length(total);
@@ -518,11 +522,9 @@ async fn projections_command(store: &Store, command: ProjectionsCommand) -> CliR
             };
             let applied = runner::rebuild(store, &chosen, &progress).await?;
             bar.finish_and_clear();
-            let seconds = started.elapsed().as_secs_f64();
             println!(
-                "rebuilt {} from {applied} records in {seconds:.1} s ({:.0} records/s); the new generations are serving",
-                names.join(", "),
-                applied as f64 / seconds.max(1e-9)
+                "{}",
+                rebuild_summary(&names, applied, records, started.elapsed())
             );
             Ok(())
         }
@@ -544,6 +546,34 @@ async fn projections_command(store: &Store, command: ProjectionsCommand) -> CliR
             }
             Ok(())
         }
+    }
+}
+
+/// What `projections rebuild` did, in one line. A running service folds the same building
+/// generations concurrently, and may apply most or all pages itself; the summary then says how
+/// many records this command applied and leaves the rest to the service, rather than crediting
+/// the command (and its rate) with the whole chain.
+fn rebuild_summary(
+    names: &[&str],
+    applied_here: u64,
+    records: u64,
+    took: std::time::Duration,
+) -> String {
+    let names = names.join(", ");
+    let seconds = took.as_secs_f64();
+    if applied_here >= records {
+        format!(
+            "rebuilt {names}: this command applied {applied_here} records in {seconds:.1} s \
+             ({:.0} records/s); the new generations are serving",
+            applied_here as f64 / seconds.max(1e-9)
+        )
+    } else {
+        format!(
+            "rebuilt {names}: this command applied {applied_here} of {records} records in \
+             {seconds:.1} s; the other {} were applied by another runner (a running service); \
+             the new generations are serving",
+            records - applied_here
+        )
     }
 }
 
@@ -911,4 +941,41 @@ async fn append(
         flush(store, tenant, &mut pending).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::rebuild_summary;
+
+    #[test]
+    fn a_rebuild_the_running_service_finished_is_not_credited_to_the_command() {
+        let line = rebuild_summary(&["decisions"], 0, 10_268, Duration::from_secs(15));
+        assert_eq!(
+            line,
+            "rebuilt decisions: this command applied 0 of 10268 records in 15.0 s; the other \
+             10268 were applied by another runner (a running service); the new generations are \
+             serving"
+        );
+        assert!(
+            !line.contains("records/s"),
+            "no rate for work it did not do"
+        );
+    }
+
+    #[test]
+    fn a_rebuild_the_command_did_alone_reports_its_records_and_rate() {
+        let line = rebuild_summary(
+            &["decisions", "daily"],
+            1_000,
+            1_000,
+            Duration::from_secs(2),
+        );
+        assert_eq!(
+            line,
+            "rebuilt decisions, daily: this command applied 1000 records in 2.0 s (500 \
+             records/s); the new generations are serving"
+        );
+    }
 }

@@ -112,6 +112,32 @@ pub struct StoreArgs {
     #[arg(long, global = true, env = "AUDITEX_GROUP_COMMIT_WINDOW_US", default_value_t = crate::store::GROUP_COMMIT_WINDOW_US_DEFAULT)]
     pub group_commit_window_us: u64,
 
+    /// Records that may wait in one tenant's append queue; beyond, appends get 503 at once.
+    #[arg(long, global = true, env = "AUDITEX_APPEND_QUEUE_RECORDS_MAX", default_value_t = crate::store::APPEND_QUEUE_RECORDS_MAX)]
+    pub append_queue_records_max: usize,
+
+    /// Estimated bytes that may wait in one tenant's append queue.
+    #[arg(long, global = true, env = "AUDITEX_APPEND_QUEUE_BYTES_MAX", default_value_t = crate::store::APPEND_QUEUE_BYTES_MAX)]
+    pub append_queue_bytes_max: usize,
+
+    /// Records that may wait in all tenants' append queues together.
+    #[arg(long, global = true, env = "AUDITEX_APPEND_QUEUE_TOTAL_RECORDS_MAX", default_value_t = crate::store::APPEND_QUEUE_TOTAL_RECORDS_MAX)]
+    pub append_queue_total_records_max: usize,
+
+    /// Estimated bytes that may wait in all tenants' append queues together (the ceiling of the
+    /// queues' memory).
+    #[arg(long, global = true, env = "AUDITEX_APPEND_QUEUE_TOTAL_BYTES_MAX", default_value_t = crate::store::APPEND_QUEUE_TOTAL_BYTES_MAX)]
+    pub append_queue_total_bytes_max: usize,
+
+    /// The longest an append may wait in its queue, in milliseconds, before it is answered 503.
+    #[arg(long, global = true, env = "AUDITEX_APPEND_WAIT_MS_MAX", default_value_t = crate::store::APPEND_QUEUE_WAIT_MS_DEFAULT)]
+    pub append_wait_ms_max: u64,
+
+    /// How far the clock may be behind the latest capture time, in milliseconds, before appends
+    /// are refused.
+    #[arg(long, global = true, env = "AUDITEX_CLOCK_BEHIND_MS_MAX", default_value_t = crate::store::CLOCK_BEHIND_MS_DEFAULT)]
+    pub clock_behind_ms_max: u64,
+
     /// Checkpoint publication interval in milliseconds (at most 1000).
     #[arg(long, global = true, env = "AUDITEX_CHECKPOINT_INTERVAL_MS", default_value_t = crate::store::CHECKPOINT_INTERVAL_MS_DEFAULT)]
     pub checkpoint_interval_ms: u64,
@@ -139,6 +165,18 @@ impl std::fmt::Debug for StoreArgs {
             .field("origin", &self.origin)
             .field("group_commit_window_us", &self.group_commit_window_us)
             .field("checkpoint_interval_ms", &self.checkpoint_interval_ms)
+            .field("append_queue_records_max", &self.append_queue_records_max)
+            .field("append_queue_bytes_max", &self.append_queue_bytes_max)
+            .field(
+                "append_queue_total_records_max",
+                &self.append_queue_total_records_max,
+            )
+            .field(
+                "append_queue_total_bytes_max",
+                &self.append_queue_total_bytes_max,
+            )
+            .field("append_wait_ms_max", &self.append_wait_ms_max)
+            .field("clock_behind_ms_max", &self.clock_behind_ms_max)
             .field("checkpoint_dir", &self.checkpoint_dir)
             .finish()
     }
@@ -216,6 +254,31 @@ impl StoreArgs {
                 problem: "must be at most 100000 (100 ms)".into(),
             });
         }
+        if self.append_queue_records_max < crate::store::BATCH_RECORDS_MAX
+            || self.append_queue_total_records_max < self.append_queue_records_max
+        {
+            return Err(ConfigError {
+                setting: "AUDITEX_APPEND_QUEUE_RECORDS_MAX",
+                problem: format!(
+                    "must be at least one full batch ({}) and at most AUDITEX_APPEND_QUEUE_TOTAL_RECORDS_MAX",
+                    crate::store::BATCH_RECORDS_MAX
+                ),
+            });
+        }
+        if self.append_queue_bytes_max == 0
+            || self.append_queue_total_bytes_max < self.append_queue_bytes_max
+        {
+            return Err(ConfigError {
+                setting: "AUDITEX_APPEND_QUEUE_BYTES_MAX",
+                problem: "must be positive and at most AUDITEX_APPEND_QUEUE_TOTAL_BYTES_MAX".into(),
+            });
+        }
+        if self.append_wait_ms_max == 0 {
+            return Err(ConfigError {
+                setting: "AUDITEX_APPEND_WAIT_MS_MAX",
+                problem: "must be positive".into(),
+            });
+        }
         if self.origin.is_empty() || self.origin.chars().any(|c| c.is_whitespace() || c == '+') {
             return Err(ConfigError {
                 setting: "AUDITEX_ORIGIN",
@@ -235,6 +298,12 @@ impl StoreArgs {
         config.service_origin = self.origin.clone();
         config.group_commit_window = Duration::from_micros(self.group_commit_window_us);
         config.checkpoint_interval = Duration::from_millis(self.checkpoint_interval_ms);
+        config.queue_records_max = self.append_queue_records_max;
+        config.queue_bytes_max = self.append_queue_bytes_max;
+        config.queue_total_records_max = self.append_queue_total_records_max;
+        config.queue_total_bytes_max = self.append_queue_total_bytes_max;
+        config.queue_wait_max = Duration::from_millis(self.append_wait_ms_max);
+        config.clock_behind_max = Duration::from_millis(self.clock_behind_ms_max);
         config.clock = Arc::new(SystemClock);
         config.checkpoint_dir = Some(self.checkpoint_dir());
         Ok(config)

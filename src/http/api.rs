@@ -384,7 +384,7 @@ fn client_event_check(request: &AppendRequest, prefix: &str) -> Option<FieldErro
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Overloaded or database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded (queue full, or waited past the deadline), storage full (`urn:auditex:problem:storage-full`), clock behind (`urn:auditex:problem:clock-behind`), or database unavailable; nothing was written; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn append_one(
@@ -434,7 +434,7 @@ pub async fn append_one(
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields or too many records; nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Overloaded or database unavailable; retry", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded (queue full, or waited past the deadline), storage full (`urn:auditex:problem:storage-full`), clock behind (`urn:auditex:problem:clock-behind`), or database unavailable; nothing was written; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn append_batch(
@@ -1005,13 +1005,26 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     };
     let rollback = state.store.rollback_status();
     let held: Vec<String> = rollback.held().keys().map(ToString::to_string).collect();
-    let ready = database.is_ok() && keys.is_ok() && held.is_empty();
+    // A full disk or a clock too far behind refuses every append: send writes elsewhere.
+    let faults = state.store.fault_status();
+    let ready = database.is_ok()
+        && keys.is_ok()
+        && held.is_empty()
+        && !faults.storage_full
+        && !faults.clock_beyond_allowance;
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not ready" },
         "database": if database.is_ok() { "ok" } else { "unreachable" },
         "migrations": if database.is_ok() { "current" } else { "unknown" },
         "signing_keys": match &keys { Ok(n) => format!("{n} loaded"), Err(e) => e.clone() },
         "rollback_held_tenants": held,
+        "storage": if faults.storage_full { "full" } else { "ok" },
+        "clock": if faults.clock_behind_seconds > 0.0 {
+            format!("{:.0} s behind the latest capture time{}", faults.clock_behind_seconds,
+                if faults.clock_beyond_allowance { "; appends refused" } else { "" })
+        } else {
+            "ok".to_owned()
+        },
         // Lagging views do not make the service unready (the ledger accepts and proves records
         // regardless); they are reported here and in /metrics.
         "projections": super::views::projection_bodies(&state),
@@ -1045,7 +1058,43 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "Seconds since the latest checkpoint of the tenant whose checkpoint is oldest while its tree is ahead (0 when all are current).",
         age,
     ));
+    let faults = state.store.fault_status();
+    let (queued_records, queued_bytes) = state.store.append_queue_load();
+    gauges.extend([
+        ("auditex_append_queue_records", "Records waiting in all tenants' append queues.", queued_records as f64),
+        ("auditex_append_queue_bytes", "Estimated bytes of the records waiting in all tenants' append queues.", queued_bytes as f64),
+        ("auditex_storage_full", "1 while writes fail because the storage is full.", f64::from(u8::from(faults.storage_full))),
+        ("auditex_clock_behind_seconds", "How far the clock was behind the latest capture time at the latest append (0 when it was not).", faults.clock_behind_seconds),
+    ]);
     let mut text = state.metrics.render(&gauges);
+    for (name, help, value) in [
+        (
+            "auditex_append_shed_total",
+            "Append requests refused at once because the append queues were full.",
+            faults.shed_requests,
+        ),
+        (
+            "auditex_append_deadline_expired_total",
+            "Append requests answered 503 because they waited in the queue past the deadline.",
+            faults.deadline_expired_requests,
+        ),
+        (
+            "auditex_storage_full_errors_total",
+            "Writes that failed because the storage was full.",
+            faults.storage_full_errors,
+        ),
+        (
+            "auditex_clock_refused_appends_total",
+            "Append groups refused because the clock was too far behind.",
+            faults.clock_refusals,
+        ),
+    ] {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
     text.push_str(&projection_metrics(&state));
     typed(text, "text/plain; version=0.0.4", None)
 }

@@ -88,6 +88,24 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// 503 with the `storage-full` problem type: the disk under the database is full; nothing
+    /// was written, and the same request succeeds once space is freed.
+    #[error("{detail}")]
+    StorageFull {
+        /// What is full.
+        detail: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
+    /// 503 with the `clock-behind` problem type: the server's clock is behind the ledger's
+    /// latest capture time by more than allowed; nothing was written.
+    #[error("{detail}")]
+    ClockBehind {
+        /// How far behind.
+        detail: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// 500: a bug or corrupt data; details are logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -132,6 +150,16 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
+            ),
+            ApiError::StorageFull { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-full",
+                "Storage full",
+            ),
+            ApiError::ClockBehind { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "clock-behind",
+                "Clock behind",
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -191,6 +219,12 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited(secs)
             | ApiError::Unavailable {
                 retry_after: secs, ..
+            }
+            | ApiError::StorageFull {
+                retry_after: secs, ..
+            }
+            | ApiError::ClockBehind {
+                retry_after: secs, ..
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
             }
@@ -213,6 +247,17 @@ impl From<StoreError> for ApiError {
                     retry_after: 1,
                 }
             }
+            // Logged at ERROR where the write failed (once per episode, see `store::faults`).
+            StoreError::StorageFull(_) => ApiError::StorageFull {
+                detail: "the server's storage is full: nothing was written; retry later (an \
+                         operator must free space)"
+                    .into(),
+                retry_after: crate::store::faults::STORAGE_FULL_RETRY_AFTER_S,
+            },
+            StoreError::ClockBehind { .. } => ApiError::ClockBehind {
+                detail: format!("{e}: nothing was written; retry later"),
+                retry_after: crate::store::faults::CLOCK_BEHIND_RETRY_AFTER_S,
+            },
             StoreError::UnknownTenant => ApiError::NotFound("not found".into()),
             StoreError::OutOfRange(detail) => ApiError::BadParameter(detail),
             StoreError::ViewNotReady(detail) => ApiError::Unavailable {
@@ -236,6 +281,10 @@ impl From<AppendError> for ApiError {
         match e {
             AppendError::Overloaded { retry_after } => ApiError::Unavailable {
                 detail: "the ledger is overloaded; retry later".into(),
+                retry_after: retry_after.as_secs().max(1),
+            },
+            AppendError::QueueDeadline { retry_after, .. } => ApiError::Unavailable {
+                detail: e.to_string(),
                 retry_after: retry_after.as_secs().max(1),
             },
             AppendError::ShuttingDown => ApiError::Unavailable {
@@ -308,5 +357,81 @@ impl From<crate::store::EvidenceError> for ApiError {
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(e: axum::extract::rejection::QueryRejection) -> Self {
         ApiError::BadParameter(e.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn parts(e: ApiError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        let json = serde_json::from_slice(&body).unwrap_or_default();
+        (status, retry, json)
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_answered_503_with_the_storage_full_problem_and_a_retry_after() {
+        let e = ApiError::from(AppendError::Store(StoreError::StorageFull(
+            "(code: 13) database or disk is full".into(),
+        )));
+        let (status, retry, body) = parts(e).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry.as_deref(), Some("10"));
+        assert_eq!(body["type"], "urn:auditex:problem:storage-full");
+        assert_eq!(body["title"], "Storage full");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("storage is full"), "{detail}");
+        assert!(
+            !detail.contains("code: 13"),
+            "internal detail stays in the log"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_clock_behind_is_answered_503_with_the_clock_behind_problem() {
+        let e = ApiError::from(StoreError::ClockBehind {
+            behind: Duration::from_secs(600),
+            allowed: Duration::from_secs(300),
+        });
+        let (status, retry, body) = parts(e).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry.as_deref(), Some("30"));
+        assert_eq!(body["type"], "urn:auditex:problem:clock-behind");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("600 s behind"), "{detail}");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_waited_past_the_deadline_is_answered_503_overloaded() {
+        let e = ApiError::from(AppendError::QueueDeadline {
+            waited: Duration::from_millis(5200),
+            deadline: Duration::from_millis(5000),
+            retry_after: Duration::from_secs(1),
+        });
+        let (status, retry, body) = parts(e).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(body["type"], "urn:auditex:problem:unavailable");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("waited 5200 ms"), "{detail}");
+    }
+
+    #[test]
+    fn postgres_disk_full_maps_to_the_same_answer_as_sqlite_disk_full() {
+        use crate::store::faults::{Backend, is_storage_full_code};
+        assert!(is_storage_full_code(Backend::Postgres, "53100"));
+        assert!(is_storage_full_code(Backend::Sqlite, "13"));
     }
 }

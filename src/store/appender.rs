@@ -5,11 +5,20 @@
 //! writes them all in one transaction: under the tenant's lock it re-reads the chain head (another
 //! service instance sharing a PostgreSQL database may have appended), hashes the new records in
 //! chain order, signs them on every core, inserts records, sealed erasable values and completed
-//! Merkle tile hashes, and commits. Only then does any caller get a receipt. A full queue is
-//! refused at once with "overloaded, retry after", so memory stays bounded under any load.
+//! Merkle tile hashes, and commits. Only then does any caller get a receipt.
+//!
+//! The queue is bounded by requests, by records and by estimated bytes, per tenant and across all
+//! tenants ([`QueueBudget`]), so the memory that waiting requests hold has a stated ceiling: a
+//! request that would pass it is refused at once with "overloaded, retry after". A request that
+//! waited in the queue longer than the configured deadline is answered the same way instead of
+//! being written, so callers hear within the deadline rather than at their own timeout.
+//!
+//! A failed group leaves nothing behind: its transaction is rolled back (and on SQLite a writer
+//! connection left in doubt is replaced, see `sqlite.rs`), so the next group starts clean.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ledger::draft::PreparedDraft;
@@ -26,6 +35,108 @@ use super::{
 
 /// How long a rejected caller is told to wait before retrying.
 pub const RETRY_AFTER_OVERLOADED_MS: u64 = 1000;
+
+/// What one queued draft is estimated to hold besides its payload and erasable values (the
+/// struct, the event id, the type, the commitments map), in bytes.
+const DRAFT_OVERHEAD_BYTES: usize = 256;
+
+/// Records and estimated bytes waiting in a queue (one tenant's, or all tenants' together), and
+/// their limits.
+#[derive(Debug)]
+pub(crate) struct QueueBudget {
+    records: AtomicUsize,
+    bytes: AtomicUsize,
+    records_max: usize,
+    bytes_max: usize,
+}
+
+impl QueueBudget {
+    pub(crate) fn new(records_max: usize, bytes_max: usize) -> Self {
+        QueueBudget {
+            records: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            records_max,
+            bytes_max,
+        }
+    }
+
+    /// Records and bytes waiting now.
+    pub(crate) fn load(&self) -> (usize, usize) {
+        (
+            self.records.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Reserves room for `records` and `bytes`, or refuses when that would pass a limit. A
+    /// request alone larger than a limit is admitted into an empty queue, so that no valid
+    /// batch is refused forever.
+    fn try_take(&self, records: usize, bytes: usize) -> bool {
+        let r = self.records.fetch_add(records, Ordering::AcqRel);
+        let b = self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        let empty = r == 0 && b == 0;
+        if !empty && (r + records > self.records_max || b + bytes > self.bytes_max) {
+            self.give_back(records, bytes);
+            return false;
+        }
+        true
+    }
+
+    fn give_back(&self, records: usize, bytes: usize) {
+        self.records.fetch_sub(records, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// Room reserved in the tenant's and the total queue budget, given back when the request has
+/// been answered (or dropped).
+struct Permit {
+    budgets: [Arc<QueueBudget>; 2],
+    records: usize,
+    bytes: usize,
+}
+
+impl Permit {
+    fn take(
+        tenant: &Arc<QueueBudget>,
+        total: &Arc<QueueBudget>,
+        records: usize,
+        bytes: usize,
+    ) -> Option<Permit> {
+        if !tenant.try_take(records, bytes) {
+            return None;
+        }
+        if !total.try_take(records, bytes) {
+            tenant.give_back(records, bytes);
+            return None;
+        }
+        Some(Permit {
+            budgets: [tenant.clone(), total.clone()],
+            records,
+            bytes,
+        })
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        for b in &self.budgets {
+            b.give_back(self.records, self.bytes);
+        }
+    }
+}
+
+/// The estimated memory a queued draft holds.
+fn draft_bytes(d: &PreparedDraft) -> usize {
+    let erasable: usize = d
+        .erasable_values
+        .iter()
+        .map(|(name, v)| {
+            name.as_str().len() + serde_json::to_vec(&v.value).map_or(0, |b| b.len()) + 64
+        })
+        .sum();
+    DRAFT_OVERHEAD_BYTES + d.draft.payload.as_str().len() + erasable
+}
 
 /// Below this many records a batch is signed on the appender's own thread: spawning threads
 /// would cost more than it saves.
@@ -59,6 +170,20 @@ pub enum AppendError {
         /// The limit.
         max: usize,
     },
+    /// The request waited in the queue longer than the deadline and was not written; retry
+    /// after the given time.
+    #[error(
+        "the ledger is overloaded: the request waited {} ms in the queue (at most {} ms); retry after {} ms",
+        waited.as_millis(), deadline.as_millis(), retry_after.as_millis()
+    )]
+    QueueDeadline {
+        /// How long it waited.
+        waited: Duration,
+        /// The configured deadline.
+        deadline: Duration,
+        /// Suggested wait.
+        retry_after: Duration,
+    },
     /// The store is shutting down.
     #[error("the ledger is shutting down")]
     ShuttingDown,
@@ -73,9 +198,9 @@ impl AppendError {
         matches!(
             self,
             AppendError::Overloaded { .. }
+                | AppendError::QueueDeadline { .. }
                 | AppendError::ShuttingDown
-                | AppendError::Store(StoreError::Unavailable(_))
-        )
+        ) || matches!(self, AppendError::Store(e) if e.is_retryable())
     }
 }
 
@@ -89,6 +214,9 @@ enum Message {
     Append {
         drafts: Vec<PreparedDraft>,
         reply: oneshot::Sender<Result<Vec<Receipt>, AppendError>>,
+        /// The room the request holds in the queue budgets until it is answered.
+        permit: Permit,
+        enqueued: Instant,
     },
     Rotate(oneshot::Sender<Result<KeyInterval, AppendError>>),
     Close(oneshot::Sender<()>),
@@ -98,6 +226,9 @@ enum Message {
 #[derive(Clone)]
 pub(crate) struct Handle {
     tx: mpsc::Sender<Message>,
+    budget: Arc<QueueBudget>,
+    total: Arc<QueueBudget>,
+    store: Store,
 }
 
 impl Handle {
@@ -114,13 +245,27 @@ impl Handle {
         &self,
         drafts: Vec<PreparedDraft>,
     ) -> Result<Vec<Receipt>, AppendError> {
+        let overloaded = AppendError::Overloaded {
+            retry_after: Duration::from_millis(RETRY_AFTER_OVERLOADED_MS),
+        };
+        let bytes = drafts.iter().map(draft_bytes).sum();
+        let Some(permit) = Permit::take(&self.budget, &self.total, drafts.len(), bytes) else {
+            self.store.faults().shed();
+            return Err(overloaded);
+        };
         let (reply, rx) = oneshot::channel();
         self.tx
-            .try_send(Message::Append { drafts, reply })
+            .try_send(Message::Append {
+                drafts,
+                reply,
+                permit,
+                enqueued: Instant::now(),
+            })
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => AppendError::Overloaded {
-                    retry_after: Duration::from_millis(RETRY_AFTER_OVERLOADED_MS),
-                },
+                mpsc::error::TrySendError::Full(_) => {
+                    self.store.faults().shed();
+                    overloaded
+                }
                 mpsc::error::TrySendError::Closed(_) => AppendError::ShuttingDown,
             })?;
         rx.await.map_err(|_| AppendError::ShuttingDown)?
@@ -170,6 +315,15 @@ pub(crate) async fn spawn(
         root: tree.root(),
     });
     let (tx, rx) = mpsc::channel(store.config().queue_requests_max.max(1));
+    let handle = Handle {
+        tx,
+        budget: Arc::new(QueueBudget::new(
+            store.config().queue_records_max,
+            store.config().queue_bytes_max,
+        )),
+        total: store.queue_total().clone(),
+        store: store.clone(),
+    };
     let appender = Appender {
         store,
         tenant,
@@ -180,7 +334,7 @@ pub(crate) async fn spawn(
         tree_tx,
     };
     tokio::spawn(appender.run(rx));
-    Ok((Handle { tx }, tree_rx))
+    Ok((handle, tree_rx))
 }
 
 /// One request inside a group, with what was decided for each of its drafts.
@@ -202,8 +356,11 @@ enum Slot {
 impl Appender {
     async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let window = self.store.config().group_commit_window;
+        let wait_max = self.store.config().queue_wait_max;
         while let Some(first) = rx.recv().await {
             let mut group = Vec::new();
+            // Held until the group is answered: the queue budgets count a request until then.
+            let mut permits = Vec::new();
             let mut records = 0usize;
             let mut rotate = None;
             let mut close = None;
@@ -213,9 +370,27 @@ impl Appender {
             // (rotation, close) needs the group committed first.
             while let Some(message) = next.take() {
                 match message {
-                    Message::Append { drafts, reply } => {
-                        records += drafts.len();
-                        group.push((drafts, reply));
+                    Message::Append {
+                        drafts,
+                        reply,
+                        permit,
+                        enqueued,
+                    } => {
+                        let waited = enqueued.elapsed();
+                        if waited > wait_max {
+                            // Answered now, unwritten: the caller hears within the deadline
+                            // instead of at its own timeout, and the queue drains faster.
+                            self.store.faults().deadline_expired();
+                            let _ = reply.send(Err(AppendError::QueueDeadline {
+                                waited,
+                                deadline: wait_max,
+                                retry_after: Duration::from_millis(RETRY_AFTER_OVERLOADED_MS),
+                            }));
+                        } else {
+                            records += drafts.len();
+                            group.push((drafts, reply));
+                            permits.push(permit);
+                        }
                     }
                     Message::Rotate(reply) => rotate = Some(reply),
                     Message::Close(done) => close = Some(done),
@@ -239,6 +414,7 @@ impl Appender {
             if !group.is_empty() {
                 self.process(group).await;
             }
+            drop(permits);
             if let Some(reply) = rotate {
                 let _ = reply.send(self.rotate().await);
             }
@@ -248,7 +424,7 @@ impl Appender {
                 let mut rest = Vec::new();
                 while let Ok(m) = rx.try_recv() {
                     match m {
-                        Message::Append { drafts, reply } => rest.push((drafts, reply)),
+                        Message::Append { drafts, reply, .. } => rest.push((drafts, reply)),
                         Message::Rotate(reply) => {
                             let _ = reply.send(Err(AppendError::ShuttingDown));
                         }
@@ -272,16 +448,17 @@ impl Appender {
             Err((pending, e)) => {
                 // Nothing was committed; the cached head may be stale if the outcome of the
                 // commit is unknown, so the next group re-reads it (see `commit_group`).
-                tracing::warn!(tenant = %self.tenant, error = %e, "append group failed");
-                let message = e.to_string();
+                match &e {
+                    StoreError::StorageFull(detail) => {
+                        self.store.faults().storage_full("append", detail);
+                    }
+                    StoreError::ClockBehind { .. } => {
+                        tracing::warn!(tenant = %self.tenant, error = %e, "append refused");
+                    }
+                    _ => tracing::warn!(tenant = %self.tenant, error = %e, "append group failed"),
+                }
                 for p in pending {
-                    let err = match &e {
-                        StoreError::Unavailable(_) => AppendError::Store(StoreError::Unavailable(
-                            sqlx::Error::Protocol(message.clone()),
-                        )),
-                        _ => AppendError::Store(StoreError::Corrupt(message.clone())),
-                    };
-                    let _ = p.reply.send(Err(err));
+                    let _ = p.reply.send(Err(AppendError::Store(same_error(&e))));
                 }
             }
         }
@@ -521,6 +698,16 @@ impl Appender {
 
         // Hash in chain order (each record links to the one before).
         let now = self.store.config().clock.now_unix_micros();
+        // A clock behind the chain head would stamp every record with the head's instant: say
+        // so, and past the allowance refuse rather than freeze capture times for hours.
+        let head_time = self.head.map_or(0, |h| h.captured_at.unix_micros());
+        let behind = Duration::from_micros(head_time.saturating_sub(now));
+        let allowed = self.store.config().clock_behind_max;
+        self.store.faults().clock_observed(behind, allowed);
+        if behind > allowed {
+            self.store.faults().clock_refused();
+            return Err(StoreError::ClockBehind { behind, allowed });
+        }
         let mut tree = self.tree.clone();
         let mut head = self.head;
         let mut unsigned = Vec::with_capacity(drafts.len());
@@ -613,6 +800,7 @@ impl Appender {
         }
         let sealed = started.elapsed();
         tx.commit().await?;
+        self.store.faults().write_succeeded();
         // Group size and commit latency, for tuning the group-commit window.
         tracing::debug!(
             tenant = %self.tenant,
@@ -640,6 +828,20 @@ impl Appender {
         // Live tailing: the projection runner applies the new records without waiting to poll.
         self.store.views_runner().wake();
         Ok(records)
+    }
+}
+
+/// An error like `e` for each caller of a failed group: the same kind (so each caller is told
+/// "storage full" or "retry later" as the first one is), the same message.
+fn same_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(_) => StoreError::Unavailable(sqlx::Error::Protocol(e.to_string())),
+        StoreError::StorageFull(detail) => StoreError::StorageFull(detail.clone()),
+        StoreError::ClockBehind { behind, allowed } => StoreError::ClockBehind {
+            behind: *behind,
+            allowed: *allowed,
+        },
+        _ => StoreError::Corrupt(e.to_string()),
     }
 }
 

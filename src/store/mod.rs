@@ -14,6 +14,7 @@ mod checkpointer;
 pub mod crypto;
 mod evidence;
 mod export;
+pub mod faults;
 mod integrity;
 mod postgres;
 pub mod rollback;
@@ -60,6 +61,29 @@ pub const GROUP_COMMIT_WINDOW_US_DEFAULT: u64 = 500;
 
 /// Default depth of each tenant's append queue, in requests.
 pub const APPEND_QUEUE_REQUESTS_MAX: usize = 8192;
+
+/// Default of [`StoreConfig::queue_records_max`]: records waiting in one tenant's queue (four
+/// full group commits).
+pub const APPEND_QUEUE_RECORDS_MAX: usize = 4 * GROUP_COMMIT_RECORDS_MAX;
+
+/// Default of [`StoreConfig::queue_bytes_max`]: estimated bytes of the records waiting in one
+/// tenant's queue (64 MiB).
+pub const APPEND_QUEUE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Default of [`StoreConfig::queue_total_records_max`]: records waiting in all tenants' queues.
+pub const APPEND_QUEUE_TOTAL_RECORDS_MAX: usize = 16 * GROUP_COMMIT_RECORDS_MAX;
+
+/// Default of [`StoreConfig::queue_total_bytes_max`]: estimated bytes of the records waiting in
+/// all tenants' queues (256 MiB), the stated ceiling of the append queues' memory.
+pub const APPEND_QUEUE_TOTAL_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Default of [`StoreConfig::queue_wait_max`]: the longest an append request may wait in its
+/// queue; one that waited longer is answered 503 instead of being written.
+pub const APPEND_QUEUE_WAIT_MS_DEFAULT: u64 = 5_000;
+
+/// Default of [`StoreConfig::clock_behind_max`]: how far the clock may be behind the chain head
+/// (5 minutes) before appends are refused.
+pub const CLOCK_BEHIND_MS_DEFAULT: u64 = 5 * 60 * 1000;
 
 /// How often a signed checkpoint is published while records arrive.
 pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 500;
@@ -149,6 +173,20 @@ pub struct StoreConfig {
     pub group_commit_window: Duration,
     /// Depth of each tenant's append queue, in requests.
     pub queue_requests_max: usize,
+    /// Records that may wait in one tenant's append queue; beyond, appends are refused at once.
+    pub queue_records_max: usize,
+    /// Estimated bytes that may wait in one tenant's append queue.
+    pub queue_bytes_max: usize,
+    /// Records that may wait in all tenants' append queues together.
+    pub queue_total_records_max: usize,
+    /// Estimated bytes that may wait in all tenants' append queues together.
+    pub queue_total_bytes_max: usize,
+    /// The longest an append request may wait in its queue before it is answered "overloaded"
+    /// instead of written.
+    pub queue_wait_max: Duration,
+    /// How far the clock may be behind the chain head before appends are refused (within it,
+    /// records carry the chain head's capture time).
+    pub clock_behind_max: Duration,
     /// How often checkpoints are published.
     pub checkpoint_interval: Duration,
     /// Size of the reader connection pool.
@@ -180,6 +218,12 @@ impl StoreConfig {
             service_origin: "auditex.local/ledger".to_owned(),
             group_commit_window: Duration::from_micros(GROUP_COMMIT_WINDOW_US_DEFAULT),
             queue_requests_max: APPEND_QUEUE_REQUESTS_MAX,
+            queue_records_max: APPEND_QUEUE_RECORDS_MAX,
+            queue_bytes_max: APPEND_QUEUE_BYTES_MAX,
+            queue_total_records_max: APPEND_QUEUE_TOTAL_RECORDS_MAX,
+            queue_total_bytes_max: APPEND_QUEUE_TOTAL_BYTES_MAX,
+            queue_wait_max: Duration::from_millis(APPEND_QUEUE_WAIT_MS_DEFAULT),
+            clock_behind_max: Duration::from_millis(CLOCK_BEHIND_MS_DEFAULT),
             checkpoint_interval: Duration::from_millis(CHECKPOINT_INTERVAL_MS_DEFAULT),
             read_connections: 8,
             clock: Arc::new(SystemClock),
@@ -212,6 +256,25 @@ pub enum StoreError {
     /// The tenant exists already.
     #[error("tenant {0} exists already")]
     TenantExists(String),
+    /// The storage under the database (or the published-checkpoint files) is full: nothing was
+    /// written, and the same request succeeds once space is freed. Retryable; an HTTP layer
+    /// answers 503 with the `storage-full` problem type.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+    /// The clock is further behind the chain head's capture time than allowed: nothing was
+    /// written, rather than stamping every record with one instant. Retryable once the clock is
+    /// corrected.
+    #[error(
+        "the system clock is {} s behind the latest capture time (at most {} s allowed); correct the clock",
+        behind.as_secs(),
+        allowed.as_secs()
+    )]
+    ClockBehind {
+        /// How far behind.
+        behind: Duration,
+        /// The configured allowance.
+        allowed: Duration,
+    },
     /// Stored data fails a check made when reading it back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -249,7 +312,26 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Unavailable(e)
+        // Every database error passes here, so a full disk is named the same way on every path.
+        if faults::is_storage_full_sqlx(&e) {
+            StoreError::StorageFull(e.to_string())
+        } else {
+            StoreError::Unavailable(e)
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the same request may succeed if retried later (database unreachable, storage
+    /// full, clock behind).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_)
+                | StoreError::StorageFull(_)
+                | StoreError::ClockBehind { .. }
+                | StoreError::ViewNotReady(_)
+        )
     }
 }
 
@@ -442,6 +524,10 @@ struct Inner {
     rollback: rollback::Guard,
     /// The projection runner's handle (woken after each commit; idle unless started).
     views: projections::runner::Runner,
+    /// Storage full, clock behind, load shed: what `/readyz` and `/metrics` report.
+    faults: faults::Faults,
+    /// Records and bytes waiting in all tenants' append queues together.
+    queue_total: Arc<appender::QueueBudget>,
 }
 
 /// The store: a cheap, cloneable handle.
@@ -479,6 +565,7 @@ impl Store {
             ),
         };
         let config_checkpoint_dir = config.checkpoint_dir.clone();
+        let config_queue_total = (config.queue_total_records_max, config.queue_total_bytes_max);
         let store = Store {
             inner: Arc::new(Inner {
                 db,
@@ -493,6 +580,11 @@ impl Store {
                 shutdown: tokio::sync::Notify::new(),
                 rollback: rollback::Guard::new(config_checkpoint_dir),
                 views: projections::runner::Runner::new(),
+                faults: faults::Faults::default(),
+                queue_total: Arc::new(appender::QueueBudget::new(
+                    config_queue_total.0,
+                    config_queue_total.1,
+                )),
             }),
         };
         // Before anything can be published: is the database behind what was published last?
@@ -531,6 +623,25 @@ impl Store {
 
     pub(crate) fn config(&self) -> &StoreConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn faults(&self) -> &faults::Faults {
+        &self.inner.faults
+    }
+
+    pub(crate) fn queue_total(&self) -> &Arc<appender::QueueBudget> {
+        &self.inner.queue_total
+    }
+
+    /// The faults met so far: storage full, clock behind, load shed (for `/readyz` and
+    /// `/metrics`).
+    pub fn fault_status(&self) -> faults::FaultStatus {
+        self.inner.faults.status(self.inner.config.clock_behind_max)
+    }
+
+    /// Records and estimated bytes waiting in all tenants' append queues (for `/metrics`).
+    pub fn append_queue_load(&self) -> (usize, usize) {
+        self.inner.queue_total.load()
     }
 
     fn lock_tile_cache(&self) -> std::sync::MutexGuard<'_, TileCache> {
@@ -1123,8 +1234,19 @@ impl Store {
     ) -> Result<StoredCheckpoint, StoreError> {
         self.refuse_if_rolled_back(tenant)?;
         let stored = self.sign_checkpoint(tenant, head).await?;
-        rollback::witness(self, tenant, &stored, rollback::WitnessMode::Check).await?;
-        self.store_checkpoint(tenant, &stored).await?;
+        let written = async {
+            rollback::witness(self, tenant, &stored, rollback::WitnessMode::Check).await?;
+            self.store_checkpoint(tenant, &stored).await
+        }
+        .await;
+        match &written {
+            Ok(()) => self.inner.faults.write_succeeded(),
+            Err(StoreError::StorageFull(detail)) => {
+                self.inner.faults.storage_full("checkpoint", detail);
+            }
+            Err(_) => {}
+        }
+        written?;
         Ok(stored)
     }
 

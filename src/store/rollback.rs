@@ -275,6 +275,16 @@ fn io_error(path: &Path, e: impl fmt::Display) -> StoreError {
     StoreError::Witness(format!("published-checkpoint file {}: {e}", path.display()))
 }
 
+/// A failed write of a checkpoint file: a full file system is reported as storage full, like
+/// the database's.
+fn write_error(path: &Path, e: &std::io::Error) -> StoreError {
+    if super::faults::is_storage_full_io(e) {
+        StoreError::StorageFull(format!("published-checkpoint file {}: {e}", path.display()))
+    } else {
+        io_error(path, e)
+    }
+}
+
 /// Compares the database's tree of `tenant` with a witnessed checkpoint.
 async fn compare(
     store: &Store,
@@ -372,7 +382,7 @@ pub(crate) async fn check_on_open(store: &Store) -> Result<(), StoreError> {
             Ok(None) => {
                 if let Some(latest) = store.latest_checkpoint(&tenant).await? {
                     write_file_atomically(&path, &latest.signed_note)
-                        .map_err(|e| io_error(&path, e))?;
+                        .map_err(|e| write_error(&path, &e))?;
                     tracing::info!(tenant = %tenant, size = latest.size.get(), path = %path.display(),
                         "recorded the latest published checkpoint outside the database");
                     witnessed.insert(
@@ -499,7 +509,7 @@ pub(crate) async fn witness(
     tokio::task::spawn_blocking(move || write_file_atomically(&target, &text))
         .await
         .map_err(|e| io_error(&path, e))?
-        .map_err(|e| io_error(&path, e))?;
+        .map_err(|e| write_error(&path, &e))?;
     witnessed.insert(tenant.clone(), new);
     Ok(())
 }

@@ -81,6 +81,7 @@ impl SqliteDb {
         // every page it changes, kept until the statement ends) out of a temporary file.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(|conn, _| Box::pin(writer_is_clean(conn)))
             .connect_with(
                 options(path)
                     .pragma("cache_size", WRITER_CACHE_PRAGMA)
@@ -429,6 +430,25 @@ impl SqliteDb {
         // IMMEDIATE takes the write lock now, so the head read below cannot go stale.
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
+}
+
+/// Whether the writer connection may go back to the pool: it must not be inside a transaction.
+///
+/// A transaction dropped without commit is rolled back by a command queued on the connection;
+/// the ping waits for it. When that rollback fails, as it does after SQLite has already rolled
+/// the transaction back itself (which it may do on `SQLITE_FULL` or an I/O error, and then
+/// `ROLLBACK` answers "no transaction is active"), the connection still counts itself inside a
+/// transaction and would refuse every later `BEGIN`. Such a connection is in doubt: the pool
+/// closes it (closing rolls back whatever SQLite still holds) and opens a fresh one for the next
+/// write, so one failed write never leaves the single writer unusable.
+async fn writer_is_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection as _;
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!("the writer connection was left inside a transaction; replacing it");
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 async fn applied_count(pool: &SqlitePool) -> i64 {

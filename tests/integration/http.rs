@@ -875,6 +875,10 @@ async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["signing_keys"], "1 loaded");
     assert_eq!(ready["rollback_held_tenants"], json!([]));
+    assert_eq!(
+        (&ready["storage"], &ready["clock"]),
+        (&json!("ok"), &json!("ok"))
+    );
     s.post(&s.ingest, "/v1/records", &decision(&event_id()))
         .await;
     let metrics = s
@@ -892,6 +896,17 @@ async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
     );
     assert!(metrics.contains("auditex_append_latency_seconds_bucket"));
     assert!(metrics.contains("auditex_append_queue_requests"));
+    for fault in [
+        "auditex_storage_full 0",
+        "auditex_storage_full_errors_total 0",
+        "auditex_append_shed_total 0",
+        "auditex_append_deadline_expired_total 0",
+        "auditex_clock_behind_seconds 0",
+        "auditex_append_queue_records 0",
+        "# TYPE auditex_append_shed_total counter",
+    ] {
+        assert!(metrics.contains(fault), "{fault} in {metrics}");
+    }
     let served = s
         .client
         .get(s.url("/v1/openapi.json"))

@@ -40,6 +40,8 @@ backend_tests!(
     a_full_append_queue_refuses_at_once_with_a_retry_after,
     the_same_event_sent_twice_at_once_is_written_once_and_reported_new_once,
     appends_after_shutdown_are_refused_and_queued_ones_are_committed,
+    a_clock_further_behind_than_allowed_refuses_appends_until_it_catches_up,
+    batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waiting_past_the_deadline_are_refused_unwritten,
 );
 
 async fn an_appended_record_reads_back_by_seq_and_by_event_id(backend: Backend) {
@@ -476,6 +478,9 @@ async fn capture_time_never_goes_backwards_even_when_the_clock_does(backend: Bac
     let clock = ManualClock::new();
     let mut config = db.config();
     config.clock = clock.clone();
+    // Within the allowance, records carry the chain head's time (beyond it they are refused:
+    // see the next test).
+    config.clock_behind_max = Duration::from_secs(2 * 3600);
     let store = Store::open(config).await.expect("open");
     let tenant = tenant_id("acme");
     store.create_tenant(&tenant).await.expect("tenant");
@@ -511,6 +516,7 @@ async fn capture_time_never_goes_backwards_even_when_the_clock_does(backend: Bac
     clock.set(t0 - 1);
     let mut config = db.config();
     config.clock = clock.clone();
+    config.clock_behind_max = Duration::from_secs(2 * 3600);
     let store = Store::open(config).await.expect("reopen");
     let after_restart = store.append(&tenant, decisions(1)).await.expect("append");
     assert_eq!(after_restart[0].captured_at_us, t0 + 5_000_000);
@@ -700,6 +706,170 @@ async fn migrations_already_applied_are_not_applied_again(backend: Backend) {
         .expect("migrate again");
 
     assert_eq!(applied, 0);
+}
+
+async fn a_clock_further_behind_than_allowed_refuses_appends_until_it_catches_up(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let clock = ManualClock::new();
+    let mut config = db.config();
+    config.clock = clock.clone();
+    assert_eq!(
+        config.clock_behind_max,
+        Duration::from_secs(300),
+        "five minutes by default"
+    );
+    let store = Store::open(config).await.expect("open");
+    let tenant = tenant_id("acme");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let t0 = ManualClock::START_US;
+    store.append(&tenant, decisions(1)).await.expect("append");
+    assert_eq!(store.fault_status().clock_behind_seconds, 0.0);
+
+    // Ten minutes back: refused, nothing written, and said so.
+    clock.set(t0 - 600_000_000);
+    let refused = decision("refused");
+    let refused_id = refused.draft.event_id;
+    match store.append(&tenant, vec![refused]).await {
+        Err(ref e @ AppendError::Store(StoreError::ClockBehind { behind, allowed })) => {
+            assert_eq!(behind, Duration::from_secs(600));
+            assert_eq!(allowed, Duration::from_secs(300));
+            assert!(e.is_retryable());
+            assert!(e.to_string().contains("600 s behind"), "{e}");
+        }
+        other => panic!("expected ClockBehind, got {other:?}"),
+    }
+    let status = store.fault_status();
+    assert_eq!(status.clock_behind_seconds, 600.0);
+    assert!(status.clock_beyond_allowance);
+    assert_eq!(status.clock_refusals, 1);
+    assert!(
+        store
+            .record_by_event_id(&tenant, refused_id)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(1)
+    );
+
+    // One minute back: within the allowance, accepted at the chain head's time, and reported.
+    clock.set(t0 - 60_000_000);
+    let within = store.append(&tenant, decisions(1)).await.expect("append");
+    assert_eq!(within[0].captured_at_us, t0);
+    let status = store.fault_status();
+    assert_eq!(status.clock_behind_seconds, 60.0);
+    assert!(!status.clock_beyond_allowance);
+
+    // Caught up: the clock is used again and nothing is reported.
+    clock.set(t0 + 1_000_000);
+    let after = store.append(&tenant, decisions(1)).await.expect("append");
+    assert_eq!(after[0].captured_at_us, t0 + 1_000_000);
+    assert_eq!(store.fault_status().clock_behind_seconds, 0.0);
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(3)
+    );
+}
+
+async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waiting_past_the_deadline_are_refused_unwritten(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let mut config = db.config();
+    config.group_commit_window = Duration::ZERO;
+    // Room for the blocked single record and two full batches; a small deadline makes the
+    // wait structural.
+    config.queue_records_max = 2 * BATCH_RECORDS_MAX + 1;
+    config.queue_wait_max = Duration::from_millis(200);
+    let store = Store::open(config).await.expect("open");
+    let tenant = tenant_id("acme");
+    store.create_tenant(&tenant).await.expect("tenant");
+    store
+        .append(&tenant, decisions(1))
+        .await
+        .expect("the appender is running");
+
+    let lock = HeldLock::take(&db, "acme").await;
+    // The appender takes the first request and blocks committing it.
+    let first = tokio::spawn({
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move { store.append(&tenant, decisions(1)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Ten full batches offered at once, five times the queue's room.
+    let offered: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, tenant) = (store.clone(), tenant.clone());
+            let batch = decisions(BATCH_RECORDS_MAX);
+            let ids: Vec<EventId> = batch.iter().map(|d| d.draft.event_id).collect();
+            (
+                ids,
+                tokio::spawn(async move { store.append(&tenant, batch).await }),
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store.append_queue_load().0,
+        2 * BATCH_RECORDS_MAX + 1,
+        "two batches wait in the queue behind the blocked record"
+    );
+    let shed = store.fault_status().shed_requests;
+    assert_eq!(shed, 8, "the other eight were refused at once");
+    // The two queued batches have now waited past the deadline.
+    lock.release().await;
+
+    let mut shed_answers = 0;
+    let mut deadline_answers = 0;
+    for (ids, task) in offered {
+        match task.await.expect("task") {
+            Err(e @ AppendError::Overloaded { retry_after }) => {
+                assert!(retry_after > Duration::ZERO && e.is_retryable());
+                shed_answers += 1;
+            }
+            Err(e @ AppendError::QueueDeadline { .. }) => {
+                assert!(e.is_retryable());
+                assert!(e.to_string().contains("waited"), "{e}");
+                deadline_answers += 1;
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // A refused batch wrote nothing.
+        for id in [ids[0], ids[ids.len() - 1]] {
+            assert!(
+                store
+                    .record_by_event_id(&tenant, id)
+                    .await
+                    .expect("read")
+                    .is_none()
+            );
+        }
+    }
+    assert_eq!((shed_answers, deadline_answers), (8, 2));
+    let first = first
+        .await
+        .expect("task")
+        .expect("the first request commits");
+    assert_eq!(first[0].seq, 1);
+    let status = store.fault_status();
+    assert_eq!(status.deadline_expired_requests, 2);
+    assert_eq!(
+        store.append_queue_load(),
+        (0, 0),
+        "the budgets are given back"
+    );
+    // With the queue drained, a full batch is accepted again.
+    let again = store
+        .append(&tenant, decisions(BATCH_RECORDS_MAX))
+        .await
+        .expect("accepted after the flood");
+    assert_eq!(again[0].seq, 2);
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(2 + BATCH_RECORDS_MAX as u64)
+    );
 }
 
 /// Holds the tenant's append lock from outside the store, so its appender blocks mid-commit:
@@ -904,4 +1074,67 @@ async fn appends_after_shutdown_are_refused_and_queued_ones_are_committed(backen
         .expect("read")
         .expect("shutdown publishes a final checkpoint");
     assert_eq!(latest.size, TreeSize::new(1 + QUEUED as u64));
+}
+
+/// Resident memory of this process, KiB (Linux).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A measurement, not a check (memory figures depend on the allocator and the machine): 256
+/// submitters offer 1000-record batches for ten seconds at the default queue limits, and the
+/// resident memory is printed before, at the peak, and after. Run with
+/// `cargo test --release --test integration -- --ignored --nocapture a_flood_of_large_batches`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn a_flood_of_large_batches_is_shed_and_resident_memory_is_measured() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    let before = rss_kib();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let tasks: Vec<_> = (0..256)
+        .map(|_| {
+            let (store, tenant, peak) = (store.clone(), tenant.clone(), peak.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut shed) = (0u64, 0u64);
+                while std::time::Instant::now() < until {
+                    match store.append(&tenant, decisions(BATCH_RECORDS_MAX)).await {
+                        Ok(r) => ok += r.len() as u64,
+                        Err(e) if e.is_retryable() => {
+                            shed += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                    peak.fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                }
+                (ok, shed)
+            })
+        })
+        .collect();
+    let (mut ok, mut shed) = (0, 0);
+    for t in tasks {
+        let (o, s) = t.await.expect("task");
+        ok += o;
+        shed += s;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib();
+    println!(
+        "flood: {ok} records appended, {shed} requests shed; RSS before {before} KiB, peak {} KiB, after {after} KiB",
+        peak.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size").get(),
+        ok,
+        "every acknowledged record is stored"
+    );
 }

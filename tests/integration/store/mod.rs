@@ -3,6 +3,7 @@
 
 mod append;
 mod append_only;
+mod disk_full;
 mod isolation;
 mod keys;
 mod postgres;
