@@ -884,7 +884,7 @@ pub async fn key_history(
 ) -> Result<Json<KeyHistory>, ApiError> {
     let p = caller.require(&[Role::Ingest, Role::Read, Role::Verify], "read keys")?;
     let ring = state.store.key_history(&p.tenant).await?;
-    let origin = state.store.origin(&p.tenant);
+    let origin = state.store.origin(&p.tenant).await?;
     let keys = ring
         .intervals()
         .iter()

@@ -252,7 +252,7 @@ impl Store {
         let started_at_us = clock.now_unix_micros();
         let started = Instant::now();
         let ring = self.key_history(tenant).await?;
-        let origin = self.origin(tenant);
+        let origin = self.origin(tenant).await?;
         let vkeys = ring
             .intervals()
             .iter()
