@@ -422,7 +422,7 @@ async fn a_checkpoint_whose_root_does_not_match_is_detected(backend: Backend) {
     let key_id = l.record(0).await.key_id;
     let mut raw = l.raw().await;
     let key = raw.signing_key(&l.bin, key_id).await;
-    let origin = l.store.origin(&l.tenant);
+    let origin = l.store.origin(&l.tenant).await.expect("origin");
     let wrong_root = Hash::from_bytes([0x42; 32]);
     let checkpoint = Checkpoint::new(origin.clone(), TreeSize::new(65), wrong_root).expect("cp");
     let note = sign_checkpoint(
