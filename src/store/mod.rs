@@ -1229,6 +1229,27 @@ impl Store {
     }
 }
 
+/// How a verifier reports a checkpoint seen before that commits to another tree of `size`
+/// records, when the largest smaller seen checkpoint that matched has size `agreed_through` (0:
+/// none). Where the histories part is not computed — that needs the other history's records — so
+/// the message never claims a common prefix it did not check.
+pub fn fork_message(size: u64, agreed_through: u64) -> String {
+    let last = size.saturating_sub(1);
+    if agreed_through == 0 {
+        format!(
+            "the log forked: a checkpoint seen before commits to another tree of size {size}; no \
+             smaller checkpoint seen before was compared, so where the histories part (somewhere \
+             in records 0..={last}) was not computed"
+        )
+    } else {
+        format!(
+            "the log forked: a checkpoint seen before commits to another tree of size {size}; the \
+             histories agree through the seen checkpoint of size {agreed_through} and part \
+             somewhere in records {agreed_through}..={last} (the exact record was not computed)"
+        )
+    }
+}
+
 /// The origin a signed checkpoint note names (its first line).
 fn checkpoint_origin(signed_note: &str) -> Result<String, StoreError> {
     let note = ledger::note::Note::parse(signed_note.as_bytes())
@@ -1288,4 +1309,20 @@ fn erasable_context(tenant: &TenantId, seq: u64, field: &str) -> String {
 pub(crate) fn db_int(value: u64) -> i64 {
     // Every persisted quantity is bounded by 2^53 - 1 (see ledger::types), far below i64::MAX.
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod fork_message_tests {
+    use super::fork_message;
+
+    #[test]
+    fn a_fork_message_never_claims_a_common_prefix_it_did_not_check() {
+        let none = fork_message(7944, 0);
+        assert!(!none.contains("agree up to size 0"), "{none}");
+        assert!(none.contains("was not computed"), "{none}");
+        assert!(none.contains("0..=7943"), "{none}");
+        let some = fork_message(7944, 5000);
+        assert!(some.contains("agree through the seen checkpoint of size 5000"), "{some}");
+        assert!(some.contains("records 5000..=7943"), "{some}");
+    }
 }

@@ -506,7 +506,17 @@ async fn a_fork_is_detected(backend: Backend) {
     let l = Ledger { store, ..l };
     let seen = [at_40, at_60];
     l.assert_check_fails(&seen, 40, &[K::Fork]).await;
-    l.assert_export_fails(&seen, 40, &["fork"]);
+    let out = l.assert_export_fails(&seen, 40, &["fork"]);
+    // The message reports what was checked: agreement through the seen checkpoint of size 40,
+    // and a parting point somewhere after it that was not computed.
+    let message = out["failure"]["message"].as_str().expect("message");
+    assert!(message.contains("records 40..=59"), "{message}");
+    assert!(message.contains("not computed"), "{message}");
+    // With only the forked checkpoint seen, no common prefix is claimed.
+    let out = l.assert_export_fails(&seen[1..], 0, &["fork"]);
+    let message = out["failure"]["message"].as_str().expect("message");
+    assert!(!message.contains("up to size 0"), "{message}");
+    assert!(message.contains("records 0..=59) was not computed"), "{message}");
 }
 
 backend_tests!(
