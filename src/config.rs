@@ -586,7 +586,10 @@ mod tests {
             argv.extend_from_slice(extra);
             Args::parse_from(argv).store.check_checkpoint_dir()
         };
-        for bad in [vec!["--production"], vec!["--production", "--checkpoint-dir", &inside]] {
+        for bad in [
+            vec!["--production"],
+            vec!["--production", "--checkpoint-dir", &inside],
+        ] {
             let err = check(&bad).expect_err("refused in production");
             assert_eq!(err.setting, "AUDITEX_CHECKPOINT_DIR");
             assert!(err.problem.contains("data folder"), "{}", err.problem);

@@ -952,7 +952,11 @@ pub async fn list_checkpoints(
     list.sort_by_key(|c| (c.tree_size, c.branch, c.abandoned_by_seq));
     // `after` pages by tree size, so a page never ends between two checkpoints of one size
     // (a current and an abandoned one): it may hold a few more than `limit`.
-    if let Some(last) = list.get(usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(1)) {
+    if let Some(last) = list.get(
+        usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1),
+    ) {
         let last_size = last.tree_size;
         list.retain(|c| c.tree_size <= last_size);
     }

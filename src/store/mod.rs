@@ -1322,7 +1322,10 @@ mod fork_message_tests {
         assert!(none.contains("was not computed"), "{none}");
         assert!(none.contains("0..=7943"), "{none}");
         let some = fork_message(7944, 5000);
-        assert!(some.contains("agree through the seen checkpoint of size 5000"), "{some}");
+        assert!(
+            some.contains("agree through the seen checkpoint of size 5000"),
+            "{some}"
+        );
         assert!(some.contains("records 5000..=7943"), "{some}");
     }
 }

@@ -304,7 +304,9 @@ fn published_in_folder(dir: &Path, tenant: &TenantId) -> Vec<StoredCheckpoint> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(path = %log.display(), "cannot read the published-checkpoint log: {e}"),
+        Err(e) => {
+            tracing::warn!(path = %log.display(), "cannot read the published-checkpoint log: {e}")
+        }
     }
     let file = checkpoint_file(dir, tenant);
     if let Ok(note) = std::fs::read_to_string(&file) {

@@ -377,7 +377,10 @@ impl SqliteDb {
         rows.into_iter().map(checkpoint).collect()
     }
 
-    pub(crate) async fn tenant_origin(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
+    pub(crate) async fn tenant_origin(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT origin FROM tenant_origins WHERE tenant_id = ?")
                 .bind(tenant.as_str())

@@ -1147,7 +1147,10 @@ async fn a_held_tenant_has_no_current_checkpoint_and_rolled_back_receipts_answer
             .filter(|c| c["branch"] == "current")
             .all(|c| c.get("abandoned_by_seq").is_none())
     );
-    assert!(list.iter().any(|c| c["branch"] == "current" && c["tree_size"] == 3));
+    assert!(
+        list.iter()
+            .any(|c| c["branch"] == "current" && c["tree_size"] == 3)
+    );
     s.stop().await;
 }
 

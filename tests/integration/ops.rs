@@ -814,9 +814,7 @@ backend_tests!(a_database_that_forks_from_the_published_checkpoint_is_held);
 /// An export written by a process configured with another origin still names the origin the
 /// tenant was created under, which is the one its checkpoints are signed with: the evidence
 /// verifies with the tenant's own verifier keys, on both backends.
-async fn an_export_under_another_configured_origin_names_the_tenants_own_origin(
-    backend: Backend,
-) {
+async fn an_export_under_another_configured_origin_names_the_tenants_own_origin(backend: Backend) {
     let db = TestDb::new(&backend).await;
     let tenant = tenant_id("originated");
     let mut config = db.config();
@@ -853,8 +851,12 @@ async fn an_export_under_another_configured_origin_names_the_tenants_own_origin(
         );
         let keys = verifier_keys(&store, &tenant).await;
         let note = header["checkpoint"].as_str().expect("checkpoint");
-        open_checkpoint(note.as_bytes(), &keys, Some(&store.origin(&tenant).await.expect("o")))
-            .expect("the checkpoint opens with the exported origin's keys");
+        open_checkpoint(
+            note.as_bytes(),
+            &keys,
+            Some(&store.origin(&tenant).await.expect("o")),
+        )
+        .expect("the checkpoint opens with the exported origin's keys");
         store.shutdown().await;
     }
 }
@@ -902,8 +904,15 @@ async fn an_acknowledged_rollback_keeps_the_abandoned_checkpoints_and_names_the_
         .abandoned_checkpoints(&tenant, None, 100)
         .await
         .expect("abandoned");
-    let sizes: Vec<(u64, u64)> = abandoned.iter().map(|(by, c)| (*by, c.size.get())).collect();
-    assert_eq!(sizes, vec![(3, 5), (3, 10)], "both published checkpoints are kept");
+    let sizes: Vec<(u64, u64)> = abandoned
+        .iter()
+        .map(|(by, c)| (*by, c.size.get()))
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![(3, 5), (3, 10)],
+        "both published checkpoints are kept"
+    );
     let current: Vec<u64> = store
         .checkpoints(&tenant, None, 100)
         .await
@@ -911,15 +920,18 @@ async fn an_acknowledged_rollback_keeps_the_abandoned_checkpoints_and_names_the_
         .iter()
         .map(|c| c.size.get())
         .collect();
-    assert_eq!(current, vec![3, 4], "the restored database's own checkpoint and the new one");
+    assert_eq!(
+        current,
+        vec![3, 4],
+        "the restored database's own checkpoint and the new one"
+    );
     let ack = store
         .record(&tenant, seq(3))
         .await
         .expect("read")
         .expect("the acknowledgement");
     assert_eq!(ack.event_type, EventType::RollbackAcknowledged);
-    let payload: serde_json::Value =
-        serde_json::from_str(ack.payload.as_str()).expect("payload");
+    let payload: serde_json::Value = serde_json::from_str(ack.payload.as_str()).expect("payload");
     assert_eq!(payload["abandoned_from_seq"], 3);
     assert_eq!(payload["abandoned_until_seq"], 10);
     store.shutdown().await;
@@ -940,7 +952,9 @@ async fn an_acknowledged_rollback_keeps_the_abandoned_checkpoints_and_names_the_
     store.shutdown().await;
 }
 
-backend_tests!(an_acknowledged_rollback_keeps_the_abandoned_checkpoints_and_names_the_abandoned_seqs);
+backend_tests!(
+    an_acknowledged_rollback_keeps_the_abandoned_checkpoints_and_names_the_abandoned_seqs
+);
 
 /// A tenant whose database lost it entirely (restored from before it was created) is held, and
 /// can be acknowledged once it exists again.

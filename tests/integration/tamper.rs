@@ -516,7 +516,10 @@ async fn a_fork_is_detected(backend: Backend) {
     let out = l.assert_export_fails(&seen[1..], 0, &["fork"]);
     let message = out["failure"]["message"].as_str().expect("message");
     assert!(!message.contains("up to size 0"), "{message}");
-    assert!(message.contains("records 0..=59) was not computed"), "{message}");
+    assert!(
+        message.contains("records 0..=59) was not computed"),
+        "{message}"
+    );
 }
 
 backend_tests!(

@@ -26,7 +26,11 @@ backend_tests!(
 async fn verifier_key(store: &Store, tenant: &TenantId) -> VerifierKey {
     let keys = store.key_history(tenant).await.expect("keys");
     let current = keys.intervals().last().expect("a key");
-    VerifierKey::new(&store.origin(tenant).await.expect("origin"), current.public_key).expect("verifier key")
+    VerifierKey::new(
+        &store.origin(tenant).await.expect("origin"),
+        current.public_key,
+    )
+    .expect("verifier key")
 }
 
 async fn published_checkpoints_verify_with_the_tenant_key_and_origin(backend: Backend) {
