@@ -863,6 +863,40 @@ async fn an_export_under_another_configured_origin_names_the_tenants_own_origin(
 
 backend_tests!(an_export_under_another_configured_origin_names_the_tenants_own_origin);
 
+/// `auditex key history` and `auditex export`, run without the origin the tenant was created
+/// under (the default) or with another one, print the tenant's own origin.
+async fn the_key_history_and_export_commands_print_the_tenants_own_origin(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let mut cli = Cli::new(&db);
+    let tenant = tenant_id("cli-origin");
+    let mut config = db.config();
+    config.master_key = cli.master_key();
+    config.service_origin = "ledger.bank.example/audit".to_owned();
+    let store = Store::open(config).await.expect("open");
+    store.create_tenant(&tenant).await.expect("tenant");
+    append_many(&store, &tenant, 3, 3).await;
+    store.publish_checkpoints().await.expect("publish");
+    store.shutdown().await;
+    let expected = "ledger.bank.example/audit/cli-origin";
+    for extra in [&[][..], &["--origin", "elsewhere.example/x"][..]] {
+        let mut args = vec!["key", "history", "--tenant", "cli-origin"];
+        args.extend_from_slice(extra);
+        let history: serde_json::Value =
+            serde_json::from_str(&cli.ok(&args)).expect("key history json");
+        assert_eq!(history["origin"], expected, "{history:#}");
+        let vkey = history["keys"][0]["verifier_key"].as_str().expect("vkey");
+        assert!(vkey.starts_with(&format!("{expected}+")), "{vkey}");
+        let mut args = vec!["export", "--tenant", "cli-origin"];
+        args.extend_from_slice(extra);
+        let export = cli.ok(&args);
+        let header: serde_json::Value =
+            serde_json::from_str(export.lines().next().expect("header")).expect("json");
+        assert_eq!(header["origin"], expected, "{header:#}");
+    }
+}
+
+backend_tests!(the_key_history_and_export_commands_print_the_tenants_own_origin);
+
 /// After a database that fell behind the published checkpoints is acknowledged, the checkpoints
 /// of the abandoned branch are still listed (marked with the acknowledgement's seq) and the
 /// acknowledgement names the abandoned sequence numbers, on both backends.
