@@ -652,7 +652,7 @@ pub async fn run(cli: Cli) -> CliResult {
                 TenantCommand::Create { id } => {
                     let tenant = tenant_id(&id)?;
                     let key = s.create_tenant(&tenant).await?;
-                    let vkey = VerifierKey::new(&s.origin(&tenant), key.public_key)?;
+                    let vkey = VerifierKey::new(&s.origin(&tenant).await?, key.public_key)?;
                     println!("created tenant {tenant}");
                     println!("signing key id: {}", key.key_id);
                     println!("checkpoint verifier key: {vkey}");
@@ -680,7 +680,7 @@ pub async fn run(cli: Cli) -> CliResult {
                 KeyCommand::History { tenant } => {
                     let tenant = tenant_id(&tenant)?;
                     let ring = s.key_history(&tenant).await?;
-                    let origin = s.origin(&tenant);
+                    let origin = s.origin(&tenant).await?;
                     let keys: Vec<serde_json::Value> = ring
                         .intervals()
                         .iter()

@@ -293,7 +293,9 @@ impl StoreArgs {
         {
             tracing::info!("production mode on the embedded SQLite default");
         }
-        let mut config = StoreConfig::new(database, self.load_master_key()?);
+        let master_key = self.load_master_key()?;
+        self.check_checkpoint_dir()?;
+        let mut config = StoreConfig::new(database, master_key);
         config.admin_database = self.admin_database_url.clone();
         config.service_origin = self.origin.clone();
         config.group_commit_window = Duration::from_micros(self.group_commit_window_us);
@@ -309,6 +311,47 @@ impl StoreArgs {
         Ok(config)
     }
 
+    /// Refuses, in production, a published-checkpoint folder that is not configured or lies
+    /// inside the data folder, and warns about it otherwise. The folder is what detects a
+    /// rolled-back database; restored together with the database (a volume or VM snapshot of
+    /// the data folder, the most common restore), it is rolled back too and detects nothing.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming `AUDITEX_CHECKPOINT_DIR`, in production mode only.
+    pub fn check_checkpoint_dir(&self) -> Result<(), ConfigError> {
+        let problem = match &self.checkpoint_dir {
+            None => Some(format!(
+                "is not set, so published checkpoints are kept in {}, inside the data folder: \
+                 restoring a copy of the data folder restores them with the database and the \
+                 rollback goes undetected. Set it to a folder on another volume, outside every \
+                 backup and restore of the data folder",
+                self.checkpoint_dir().display()
+            )),
+            Some(dir) if inside(dir, &self.data_dir) => Some(format!(
+                "{} is inside the data folder {}: restoring a copy of the data folder restores \
+                 it with the database and the rollback goes undetected. Use a folder on another \
+                 volume, outside every backup and restore of the data folder",
+                dir.display(),
+                self.data_dir.display()
+            )),
+            Some(_) => None,
+        };
+        match problem {
+            Some(problem) if self.production => Err(ConfigError {
+                setting: "AUDITEX_CHECKPOINT_DIR",
+                problem,
+            }),
+            Some(problem) => {
+                tracing::warn!(
+                    "ROLLBACK PROTECTION IS WEAK: AUDITEX_CHECKPOINT_DIR {problem} (production \
+                     mode refuses to start like this)"
+                );
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     /// The folder of published-checkpoint files (see [`crate::store::rollback`]).
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.checkpoint_dir.clone().unwrap_or_else(|| {
@@ -321,6 +364,16 @@ impl StoreArgs {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+}
+
+/// Whether `dir` is `parent` or lies below it, comparing resolved paths where they exist (a
+/// symbolic link into the data folder is inside it) and absolute paths otherwise.
+fn inside(dir: &Path, parent: &Path) -> bool {
+    let resolve = |p: &Path| {
+        std::fs::canonicalize(p).unwrap_or_else(|_| std::path::absolute(p).unwrap_or(p.to_owned()))
+    };
+    let (dir, parent) = (resolve(dir), resolve(parent));
+    dir.starts_with(&parent)
 }
 
 /// Settings of the compliance portal (`auditex serve`).
@@ -587,6 +640,33 @@ mod tests {
     struct Args {
         #[command(flatten)]
         store: StoreArgs,
+    }
+
+    #[test]
+    fn production_refuses_a_checkpoint_folder_that_a_data_folder_restore_would_roll_back() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let data = root.path().join("data");
+        let data = data.to_str().expect("utf-8");
+        let inside = format!("{data}/checkpoints");
+        let outside = root.path().join("witness");
+        let outside = outside.to_str().expect("utf-8");
+        let check = |extra: &[&str]| {
+            let mut argv = vec!["auditex", "--data-dir", data];
+            argv.extend_from_slice(extra);
+            Args::parse_from(argv).store.check_checkpoint_dir()
+        };
+        for bad in [
+            vec!["--production"],
+            vec!["--production", "--checkpoint-dir", &inside],
+        ] {
+            let err = check(&bad).expect_err("refused in production");
+            assert_eq!(err.setting, "AUDITEX_CHECKPOINT_DIR");
+            assert!(err.problem.contains("data folder"), "{}", err.problem);
+        }
+        assert!(check(&["--production", "--checkpoint-dir", outside]).is_ok());
+        // Outside production (the embedded default of `auditex serve`) it only warns.
+        assert!(check(&[]).is_ok());
+        assert!(check(&["--checkpoint-dir", &inside]).is_ok());
     }
 
     #[test]

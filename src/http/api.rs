@@ -20,7 +20,7 @@ use ledger::draft::{PreparedDraft, prepare_draft};
 use ledger::merkle::leaf_hash;
 use ledger::note::VerifierKey;
 use ledger::payload::FieldError;
-use ledger::record::Record;
+use ledger::record::{EventType, Record};
 use ledger::types::{EventId, LeafIndex, Sequence, TreeSize};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -278,6 +278,23 @@ pub struct CheckpointBody {
     pub signed_note: String,
     /// Publication time, µs since the Unix epoch.
     pub published_at_us: u64,
+    /// `current` for a checkpoint of the tenant's current tree; `abandoned` for one published
+    /// for a branch that an acknowledged rollback abandoned (it does not extend the current tree).
+    pub branch: CheckpointBranch,
+    /// For an abandoned checkpoint: the sequence number of the `rollback_acknowledged` record
+    /// that abandoned it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abandoned_by_seq: Option<u64>,
+}
+
+/// Which branch of the tree a listed checkpoint belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointBranch {
+    /// The tenant's current tree.
+    Current,
+    /// A branch abandoned by an acknowledged rollback.
+    Abandoned,
 }
 
 /// A page of checkpoints.
@@ -577,6 +594,7 @@ pub async fn get_record_by_event(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "No record has this event id and an acknowledged rollback abandoned sequence numbers after it was made: a receipt for it was rolled back", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn get_receipt(
@@ -585,11 +603,10 @@ pub async fn get_receipt(
     Path(event_id): Path<String>,
 ) -> Result<Json<ReceiptBody>, ApiError> {
     let p = caller.require(&[Role::Ingest, Role::Read], "read receipts")?;
-    let r = state
-        .store
-        .record_by_event_id(&p.tenant, parse_event_id(&event_id)?)
-        .await?
-        .ok_or_else(not_found)?;
+    let id = parse_event_id(&event_id)?;
+    let Some(r) = state.store.record_by_event_id(&p.tenant, id).await? else {
+        return Err(rolled_back_or_not_found(&state, &p.tenant, id).await?);
+    };
     Ok(Json(ReceiptBody {
         seq: r.seq.get(),
         event_id: r.event_id.to_string(),
@@ -600,6 +617,52 @@ pub async fn get_receipt(
         captured_at: r.captured_at_us.to_rfc3339(),
         duplicate: true,
     }))
+}
+
+/// Why an event id has no record: 410 naming the rollback when a `rollback_acknowledged` record
+/// abandoned sequence numbers and the event id (a UUIDv7, which carries its creation time) was
+/// made before that acknowledgement, so a receipt for it may name an abandoned number; 404
+/// otherwise.
+async fn rolled_back_or_not_found(
+    state: &AppState,
+    tenant: &ledger::types::TenantId,
+    id: EventId,
+) -> Result<ApiError, ApiError> {
+    let created_ms = uuid::Uuid::parse_str(&id.to_string())
+        .ok()
+        .and_then(|u| u.get_timestamp())
+        .map(|t| {
+            let (secs, nanos) = t.to_unix();
+            u128::from(secs) * 1000 + u128::from(nanos / 1_000_000)
+        });
+    let acks = state
+        .store
+        .records_of_type(tenant, EventType::RollbackAcknowledged, None, 100)
+        .await?;
+    for ack in acks {
+        let payload: serde_json::Value =
+            serde_json::from_str(ack.payload.as_str()).unwrap_or_default();
+        let until = payload.get("abandoned_until_seq").and_then(|v| v.as_u64());
+        let from = payload
+            .get("abandoned_from_seq")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        let ack_ms = u128::from(ack.captured_at_us.unix_micros()) / 1000;
+        let Some(until) = until.filter(|u| *u > from) else {
+            continue;
+        };
+        if created_ms.is_some_and(|c| c <= ack_ms) {
+            return Ok(ApiError::RolledBack(format!(
+                "no record has event id {id}; the rollback acknowledged in record {} (event id {}) \
+                 abandoned sequence numbers {from} to {}: a receipt for this event id naming one \
+                 of them was rolled back, and the event must be appended again",
+                ack.seq,
+                ack.event_id,
+                until - 1
+            )));
+        }
+    }
+    Ok(not_found())
 }
 
 const CURSOR_PREFIX: &str = "seq:";
@@ -676,6 +739,9 @@ async fn checkpoint_for(
                 ApiError::NotFound(format!("no checkpoint was published at tree size {s}"))
             }),
         None => {
+            // While the tenant is held its stored latest checkpoint is older than one already
+            // published: presenting it as current would show a rolled-back tree.
+            state.store.refuse_if_rolled_back(tenant)?;
             if let Some(c) = state.store.latest_checkpoint(tenant).await? {
                 Ok(c)
             } else {
@@ -826,6 +892,7 @@ pub async fn consistency_proof(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The tenant is held after a detected database rollback (problem type urn:auditex:problem:rollback-held): no checkpoint is presented as current until an operator acknowledges it", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn latest_checkpoint(
@@ -854,21 +921,46 @@ pub async fn list_checkpoints(
     let p = caller.require(PROVERS, "fetch checkpoints")?;
     let Query(params) = params?;
     let limit = page_limit(params.limit)?;
-    let list = state
+    let after = params.after.map(TreeSize::new);
+    let body = |c: crate::store::StoredCheckpoint, by: Option<u64>| CheckpointBody {
+        tree_size: c.size.get(),
+        root: c.root.to_hex(),
+        signed_note: c.signed_note,
+        published_at_us: c.published_at_us,
+        branch: if by.is_some() {
+            CheckpointBranch::Abandoned
+        } else {
+            CheckpointBranch::Current
+        },
+        abandoned_by_seq: by,
+    };
+    let mut list: Vec<CheckpointBody> = state
         .store
-        .checkpoints(&p.tenant, params.after.map(TreeSize::new), limit)
-        .await?;
-    Ok(Json(CheckpointPage {
-        checkpoints: list
+        .checkpoints(&p.tenant, after, limit)
+        .await?
+        .into_iter()
+        .map(|c| body(c, None))
+        .collect();
+    list.extend(
+        state
+            .store
+            .abandoned_checkpoints(&p.tenant, after, limit)
+            .await?
             .into_iter()
-            .map(|c| CheckpointBody {
-                tree_size: c.size.get(),
-                root: c.root.to_hex(),
-                signed_note: c.signed_note,
-                published_at_us: c.published_at_us,
-            })
-            .collect(),
-    }))
+            .map(|(by, c)| body(c, Some(by))),
+    );
+    list.sort_by_key(|c| (c.tree_size, c.branch, c.abandoned_by_seq));
+    // `after` pages by tree size, so a page never ends between two checkpoints of one size
+    // (a current and an abandoned one): it may hold a few more than `limit`.
+    if let Some(last) = list.get(
+        usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1),
+    ) {
+        let last_size = last.tree_size;
+        list.retain(|c| c.tree_size <= last_size);
+    }
+    Ok(Json(CheckpointPage { checkpoints: list }))
 }
 
 /// The tenant's public-key history with validity intervals and C2SP verifier keys.
@@ -884,7 +976,7 @@ pub async fn key_history(
 ) -> Result<Json<KeyHistory>, ApiError> {
     let p = caller.require(&[Role::Ingest, Role::Read, Role::Verify], "read keys")?;
     let ring = state.store.key_history(&p.tenant).await?;
-    let origin = state.store.origin(&p.tenant);
+    let origin = state.store.origin(&p.tenant).await?;
     let keys = ring
         .intervals()
         .iter()

@@ -106,6 +106,14 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// 503: the tenant is held after a detected rollback: its latest stored checkpoint is older
+    /// than one already published, so nothing is presented as current until an operator
+    /// acknowledges the rollback.
+    #[error("{0}")]
+    Held(String),
+    /// 410: the record a receipt named was abandoned by an acknowledged rollback.
+    #[error("{0}")]
+    RolledBack(String),
     /// 500: a bug or corrupt data; details are logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -161,6 +169,12 @@ impl ApiError {
                 "clock-behind",
                 "Clock behind",
             ),
+            ApiError::Held(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rollback-held",
+                "Held after a database rollback",
+            ),
+            ApiError::RolledBack(_) => (StatusCode::GONE, "rolled-back", "Rolled back"),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -228,6 +242,9 @@ impl IntoResponse for ApiError {
             } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
             }
+            ApiError::Held(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(60u64));
+            }
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
@@ -266,10 +283,10 @@ impl From<StoreError> for ApiError {
             },
             StoreError::RollbackUnacknowledged { .. } => {
                 tracing::error!(error = %e, "tenant held after a detected rollback");
-                ApiError::Unavailable {
-                    detail: "the ledger is held after a database rollback; an operator must acknowledge it".into(),
-                    retry_after: 60,
-                }
+                ApiError::Held(
+                    "the ledger is held after a database rollback; an operator must acknowledge it"
+                        .into(),
+                )
             }
             other => ApiError::Internal(other.to_string()),
         }

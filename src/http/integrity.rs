@@ -734,7 +734,7 @@ async fn check_seen(state: &AppState, tenant: &TenantId, notes: &[String]) -> Re
         return Ok(());
     }
     let ring = state.store.key_history(tenant).await?;
-    let origin = state.store.origin(tenant);
+    let origin = state.store.origin(tenant).await?;
     let vkeys = ring
         .intervals()
         .iter()

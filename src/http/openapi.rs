@@ -57,6 +57,7 @@ use super::{api, integrity, views};
         api::InclusionProofBody,
         api::ConsistencyProofBody,
         api::CheckpointBody,
+        api::CheckpointBranch,
         api::CheckpointPage,
         api::KeyBody,
         api::KeyHistory,

@@ -1014,7 +1014,7 @@ async fn verify_record(
         .await
         .map_err(|e| format!("no proof yet: {e}"))?;
     let ring = store.key_history(tenant).await.map_err(|e| e.to_string())?;
-    let origin = store.origin(tenant);
+    let origin = store.origin(tenant).await.map_err(|e| e.to_string())?;
     let vkeys: Vec<ledger::note::VerifierKey> = ring
         .intervals()
         .iter()

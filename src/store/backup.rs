@@ -321,7 +321,7 @@ async fn verify_tenant(store: &Store, tenant: &TenantId) -> Result<TenantVerific
         )));
     }
     if let Some(c) = &latest {
-        let origin = store.origin(tenant);
+        let origin = store.origin(tenant).await?;
         let keys: Vec<VerifierKey> = ring
             .intervals()
             .iter()

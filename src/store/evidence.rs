@@ -135,7 +135,7 @@ impl Store {
                 erasable_values: (!values.is_empty()).then_some(values),
             });
         }
-        let origin = self.origin(tenant);
+        let origin = self.origin(tenant).await?;
         let verifier_keys = ring
             .intervals()
             .iter()

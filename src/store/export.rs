@@ -72,7 +72,7 @@ impl Store {
                 "from_seq {from_seq} is beyond the latest checkpoint's tree size {size}"
             )));
         }
-        let origin = self.origin(tenant);
+        let origin = self.origin(tenant).await?;
         let verifier_keys = ring
             .intervals()
             .iter()

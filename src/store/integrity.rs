@@ -252,7 +252,7 @@ impl Store {
         let started_at_us = clock.now_unix_micros();
         let started = Instant::now();
         let ring = self.key_history(tenant).await?;
-        let origin = self.origin(tenant);
+        let origin = self.origin(tenant).await?;
         let vkeys = ring
             .intervals()
             .iter()
@@ -690,10 +690,7 @@ impl Walk {
                     event_id: None,
                     expected: format!("root {} at tree size {size}, as seen before", seen.root()),
                     found: format!("root {root}"),
-                    message: format!(
-                        "the log forked: a checkpoint seen before commits to another tree of size {size}; the seen history agrees up to size {}, so records from {} on differ",
-                        self.seen_agreed_through, self.seen_agreed_through
-                    ),
+                    message: super::fork_message(size, self.seen_agreed_through),
                 });
             }
             self.seen_agreed_through = size;

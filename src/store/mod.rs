@@ -519,6 +519,8 @@ struct Inner {
     last_used: api_keys::LastUsed,
     tile_cache: Mutex<TileCache>,
     trees: Mutex<HashMap<TenantId, watch::Receiver<TreeHead>>>,
+    /// Each tenant's recorded origin, once read: origins are written once and never change.
+    origins: Mutex<HashMap<TenantId, String>>,
     shutdown: tokio::sync::Notify,
     /// Checkpoint files outside the database, and the tenants held after a rollback.
     rollback: rollback::Guard,
@@ -577,6 +579,7 @@ impl Store {
                 last_used: api_keys::LastUsed::default(),
                 tile_cache: Mutex::new(HashMap::new()),
                 trees: Mutex::new(HashMap::new()),
+                origins: Mutex::new(HashMap::new()),
                 shutdown: tokio::sync::Notify::new(),
                 rollback: rollback::Guard::new(config_checkpoint_dir),
                 views: projections::runner::Runner::new(),
@@ -674,9 +677,49 @@ impl Store {
         &self.inner.rollback
     }
 
-    /// The checkpoint origin of a tenant (also the name of its checkpoint-signing key).
-    pub fn origin(&self, tenant: &TenantId) -> String {
-        tenant_origin(&self.inner.service_origin, tenant.as_str())
+    /// The checkpoint origin of a tenant (also the name of its checkpoint-signing key), as
+    /// recorded when the tenant was created. It is never derived again from the configured
+    /// origin, so evidence written by a process with another `AUDITEX_ORIGIN` (an export, a key
+    /// history) still names the origin the tenant's checkpoints are signed under.
+    ///
+    /// A tenant created before origins were recorded gets its origin recorded on first use: the
+    /// one its latest stored checkpoint names (what was signed and published), or, if it never
+    /// published a checkpoint, the configured one (nothing signed can contradict it).
+    ///
+    /// # Errors
+    /// A database error, or a stored checkpoint that cannot be parsed.
+    pub async fn origin(&self, tenant: &TenantId) -> Result<String, StoreError> {
+        if let Some(origin) = self.lock_origins().get(tenant) {
+            return Ok(origin.clone());
+        }
+        let origin = match on_db!(&self.inner.db, b => b.tenant_origin(tenant).await)? {
+            Some(origin) => origin,
+            None => self.record_legacy_origin(tenant).await?,
+        };
+        self.lock_origins().insert(tenant.clone(), origin.clone());
+        Ok(origin)
+    }
+
+    /// Records the origin of a tenant created before origins were stored (see [`Store::origin`])
+    /// and returns the one recorded (another process may have been first).
+    async fn record_legacy_origin(&self, tenant: &TenantId) -> Result<String, StoreError> {
+        let origin = match self.latest_checkpoint(tenant).await? {
+            Some(c) => checkpoint_origin(&c.signed_note)?,
+            None => tenant_origin(&self.inner.service_origin, tenant.as_str()),
+        };
+        let now = self.inner.config.clock.now_unix_micros();
+        on_db!(&self.inner.db, b => b.record_tenant_origin(tenant, &origin, now).await)?;
+        let recorded = on_db!(&self.inner.db, b => b.tenant_origin(tenant).await)?
+            .ok_or_else(|| StoreError::Corrupt(format!("no origin recorded for {tenant}")))?;
+        tracing::info!(tenant = %tenant, origin = %recorded, "recorded the tenant's checkpoint origin");
+        Ok(recorded)
+    }
+
+    fn lock_origins(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, String>> {
+        self.inner
+            .origins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether the database answers (for readiness checks).
@@ -711,7 +754,8 @@ impl Store {
             until_seq: None,
         };
         let now = self.inner.config.clock.now_unix_micros();
-        on_db!(&self.inner.db, b => b.create_tenant(tenant, &row, now).await)?;
+        let origin = tenant_origin(&self.inner.service_origin, tenant.as_str());
+        on_db!(&self.inner.db, b => b.create_tenant(tenant, &origin, &row, now).await)?;
         Ok(KeyInterval {
             key_id,
             public_key: key.verifying_key(),
@@ -1041,6 +1085,30 @@ impl Store {
         on_db!(&self.inner.db, b => b.checkpoints(tenant, after, limit.min(RANGE_RECORDS_MAX)).await)
     }
 
+    /// Checkpoints of branches abandoned by acknowledged rollbacks with a larger tree size than
+    /// `after`, smallest first, each with the sequence number of the `rollback_acknowledged`
+    /// record that abandoned it.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn abandoned_checkpoints(
+        &self,
+        tenant: &TenantId,
+        after: Option<TreeSize>,
+        limit: u64,
+    ) -> Result<Vec<(u64, StoredCheckpoint)>, StoreError> {
+        on_db!(&self.inner.db, b => b.abandoned_checkpoints(tenant, after, limit.min(RANGE_RECORDS_MAX)).await)
+    }
+
+    pub(crate) async fn insert_abandoned_checkpoint(
+        &self,
+        tenant: &TenantId,
+        abandoned_by_seq: u64,
+        c: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
+        on_db!(&self.inner.db, b => b.insert_abandoned_checkpoint(tenant, abandoned_by_seq, c).await)
+    }
+
     /// Publishes a checkpoint now for every tenant whose tree grew (normally done by the
     /// background publisher at least once per [`StoreConfig::checkpoint_interval`]).
     pub async fn publish_checkpoints(&self) -> Result<(), StoreError> {
@@ -1257,7 +1325,7 @@ impl Store {
         head: TreeHead,
     ) -> Result<StoredCheckpoint, StoreError> {
         let (signer, _) = self.current_signer(tenant).await?;
-        let origin = self.origin(tenant);
+        let origin = self.origin(tenant).await?;
         let checkpoint = Checkpoint::new(origin.clone(), head.size, head.root)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let note_signer = NoteSigner::new(&origin, signer.signing_key())
@@ -1281,6 +1349,36 @@ impl Store {
     ) -> Result<(), StoreError> {
         on_db!(&self.inner.db, b => b.insert_checkpoint(tenant, stored).await)
     }
+}
+
+/// How a verifier reports a checkpoint seen before that commits to another tree of `size`
+/// records, when the largest smaller seen checkpoint that matched has size `agreed_through` (0:
+/// none). Where the histories part is not computed — that needs the other history's records — so
+/// the message never claims a common prefix it did not check.
+pub fn fork_message(size: u64, agreed_through: u64) -> String {
+    let last = size.saturating_sub(1);
+    if agreed_through == 0 {
+        format!(
+            "the log forked: a checkpoint seen before commits to another tree of size {size}; no \
+             smaller checkpoint seen before was compared, so where the histories part (somewhere \
+             in records 0..={last}) was not computed"
+        )
+    } else {
+        format!(
+            "the log forked: a checkpoint seen before commits to another tree of size {size}; the \
+             histories agree through the seen checkpoint of size {agreed_through} and part \
+             somewhere in records {agreed_through}..={last} (the exact record was not computed)"
+        )
+    }
+}
+
+/// The origin a signed checkpoint note names (its first line).
+fn checkpoint_origin(signed_note: &str) -> Result<String, StoreError> {
+    let note = ledger::note::Note::parse(signed_note.as_bytes())
+        .map_err(|e| StoreError::Corrupt(format!("stored checkpoint: {e}")))?;
+    let checkpoint = Checkpoint::parse_body(note.text())
+        .map_err(|e| StoreError::Corrupt(format!("stored checkpoint: {e}")))?;
+    Ok(checkpoint.origin().to_owned())
 }
 
 /// Folds a power-of-two run of sibling hashes into their subtree hash.
@@ -1333,4 +1431,23 @@ fn erasable_context(tenant: &TenantId, seq: u64, field: &str) -> String {
 pub(crate) fn db_int(value: u64) -> i64 {
     // Every persisted quantity is bounded by 2^53 - 1 (see ledger::types), far below i64::MAX.
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod fork_message_tests {
+    use super::fork_message;
+
+    #[test]
+    fn a_fork_message_never_claims_a_common_prefix_it_did_not_check() {
+        let none = fork_message(7944, 0);
+        assert!(!none.contains("agree up to size 0"), "{none}");
+        assert!(none.contains("was not computed"), "{none}");
+        assert!(none.contains("0..=7943"), "{none}");
+        let some = fork_message(7944, 5000);
+        assert!(
+            some.contains("agree through the seen checkpoint of size 5000"),
+            "{some}"
+        );
+        assert!(some.contains("records 5000..=7943"), "{some}");
+    }
 }

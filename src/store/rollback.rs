@@ -20,6 +20,14 @@
 //! that receipts issued before the rollback may already name with other content; refusing keeps
 //! the operator's other option open (recovering the missing records from a newer backup) and
 //! makes the acknowledgement the first record after the rollback point.
+//!
+//! Every checkpoint written to the file is also appended to `<checkpoint dir>/<tenant>.published`
+//! (one JSON object per line: `published_at_us`, `signed_note`), because a restored database has
+//! lost the checkpoints it published after the backup was taken. The acknowledgement moves every
+//! checkpoint of that log which the current tree does not extend into the database's abandoned
+//! checkpoints, marked with the acknowledgement's sequence number, so the checkpoint history still
+//! holds every checkpoint ever published. The acknowledgement record itself names the abandoned
+//! sequence numbers, so a client holding a receipt for one of them can learn it was rolled back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -35,6 +43,9 @@ use super::{AppendError, Receipt, Store, StoreError, StoredCheckpoint, TreeHead}
 
 /// File name extension of the checkpoint files kept outside the database.
 pub const CHECKPOINT_FILE_EXTENSION: &str = "checkpoint";
+
+/// File name extension of the log of every checkpoint written to the checkpoint file.
+pub const HISTORY_FILE_EXTENSION: &str = "published";
 
 /// Name of the checkpoint folder inside the data folder, by default.
 pub const CHECKPOINT_DIR_NAME: &str = "checkpoints";
@@ -230,6 +241,85 @@ impl Guard {
 /// The checkpoint file of `tenant` in `dir`.
 pub fn checkpoint_file(dir: &Path, tenant: &TenantId) -> PathBuf {
     dir.join(format!("{}.{CHECKPOINT_FILE_EXTENSION}", tenant.as_str()))
+}
+
+/// The log of every checkpoint published for `tenant` in `dir`.
+pub fn history_file(dir: &Path, tenant: &TenantId) -> PathBuf {
+    dir.join(format!("{}.{HISTORY_FILE_EXTENSION}", tenant.as_str()))
+}
+
+/// One line of the published-checkpoint log.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HistoryLine {
+    published_at_us: u64,
+    signed_note: String,
+}
+
+/// Appends `checkpoint` to the log at `path` and fsyncs it.
+fn append_history(path: &Path, checkpoint: &StoredCheckpoint) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(&HistoryLine {
+        published_at_us: checkpoint.published_at_us,
+        signed_note: checkpoint.signed_note.clone(),
+    })
+    .map_err(std::io::Error::other)?;
+    line.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(line.as_bytes())?;
+    file.sync_data()
+}
+
+/// Parses a signed checkpoint note into a stored checkpoint.
+fn parse_stored(signed_note: String, published_at_us: u64) -> Result<StoredCheckpoint, String> {
+    let note = Note::parse(signed_note.as_bytes()).map_err(|e| e.to_string())?;
+    let checkpoint = Checkpoint::parse_body(note.text()).map_err(|e| e.to_string())?;
+    Ok(StoredCheckpoint {
+        size: checkpoint.size(),
+        root: checkpoint.root(),
+        signed_note,
+        published_at_us,
+    })
+}
+
+/// Every checkpoint the folder knows was published for `tenant`: the log's lines and the latest
+/// file (which a deployment from before the log has alone; its modification time stands in for
+/// the publication time). Lines that cannot be read (a write torn by a crash) are skipped with a
+/// warning.
+fn published_in_folder(dir: &Path, tenant: &TenantId) -> Vec<StoredCheckpoint> {
+    let mut out = Vec::new();
+    let log = history_file(dir, tenant);
+    match std::fs::read_to_string(&log) {
+        Ok(text) => {
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
+                match serde_json::from_str::<HistoryLine>(line)
+                    .map_err(|e| e.to_string())
+                    .and_then(|h| parse_stored(h.signed_note, h.published_at_us))
+                {
+                    Ok(c) => out.push(c),
+                    Err(e) => tracing::warn!(path = %log.display(), line = i + 1,
+                        "skipping an unreadable line of the published-checkpoint log: {e}"),
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %log.display(), "cannot read the published-checkpoint log: {e}")
+        }
+    }
+    let file = checkpoint_file(dir, tenant);
+    if let Ok(note) = std::fs::read_to_string(&file) {
+        let modified = std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        if let Ok(c) = parse_stored(note, modified) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Reads a checkpoint file: `Ok(None)` when there is none.
@@ -506,10 +596,19 @@ pub(crate) async fn witness(
     }
     let text = checkpoint.signed_note.clone();
     let target = path.clone();
-    tokio::task::spawn_blocking(move || write_file_atomically(&target, &text))
-        .await
-        .map_err(|e| io_error(&path, e))?
-        .map_err(|e| write_error(&path, &e))?;
+    let log = guard
+        .dir
+        .as_deref()
+        .map(|d| history_file(d, tenant))
+        .unwrap_or_default();
+    let logged = checkpoint.clone();
+    tokio::task::spawn_blocking(move || {
+        write_file_atomically(&target, &text)
+            .map_err(|e| write_error(&target, &e))
+            .and_then(|()| append_history(&log, &logged).map_err(|e| write_error(&log, &e)))
+    })
+    .await
+    .map_err(|e| io_error(&path, e))??;
     witnessed.insert(tenant.clone(), new);
     Ok(())
 }
@@ -557,6 +656,7 @@ impl Store {
             return Err(AcknowledgeError::UnknownTenant(tenant.to_string()));
         }
         let database = self.tree_size(tenant).await?;
+        let abandoned = self.abandoned_in_folder(tenant, database).await?;
         let mut payload = serde_json::json!({
             "operator": operator.trim(),
             "reason": reason.trim(),
@@ -571,6 +671,10 @@ impl Store {
             } => {
                 payload["published_size"] = witnessed.get().into();
                 payload["published_root"] = witnessed_root.to_hex().into();
+                // Receipts naming these sequence numbers were issued for records this database
+                // no longer holds; the numbers are taken again from here on.
+                payload["abandoned_from_seq"] = database.get().into();
+                payload["abandoned_until_seq"] = witnessed.get().into();
             }
             RollbackProblem::Forked {
                 size,
@@ -580,6 +684,9 @@ impl Store {
                 payload["published_size"] = size.get().into();
                 payload["published_root"] = witnessed_root.to_hex().into();
                 payload["database_root_at_published_size"] = database_root.to_hex().into();
+                // Where the two trees part is not known (the published tree's records are gone),
+                // so every number below the published size may have named other content.
+                payload["abandoned_until_seq"] = size.get().into();
             }
             RollbackProblem::Unreadable { path, problem } => {
                 payload["file"] = path.display().to_string().into();
@@ -607,6 +714,10 @@ impl Store {
             .into_iter()
             .next()
             .ok_or_else(|| StoreError::Corrupt("the acknowledgement got no receipt".into()))?;
+        for c in &abandoned {
+            self.insert_abandoned_checkpoint(tenant, receipt.seq, c)
+                .await?;
+        }
         let size = self.tree_size(tenant).await?;
         let head = TreeHead {
             size,
@@ -620,9 +731,46 @@ impl Store {
             tenant = %tenant,
             operator = operator.trim(),
             seq = receipt.seq,
+            abandoned_checkpoints = abandoned.len(),
             "rollback acknowledged and recorded in the ledger; publishing checkpoints again"
         );
         Ok(receipt)
+    }
+}
+
+impl Store {
+    /// The checkpoints the folder knows were published for `tenant` that its tree of `database`
+    /// records does not extend (larger than it, or another root at their size), without those
+    /// an earlier acknowledgement recorded already.
+    async fn abandoned_in_folder(
+        &self,
+        tenant: &TenantId,
+        database: TreeSize,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let Some(dir) = self.rollback_guard().dir.clone() else {
+            return Ok(Vec::new());
+        };
+        let known: Vec<(TreeSize, Hash)> = self
+            .abandoned_checkpoints(tenant, None, u64::MAX)
+            .await?
+            .into_iter()
+            .map(|(_, c)| (c.size, c.root))
+            .collect();
+        let mut out: Vec<StoredCheckpoint> = Vec::new();
+        for c in published_in_folder(&dir, tenant) {
+            let duplicate = known.contains(&(c.size, c.root))
+                || out.iter().any(|o| o.size == c.size && o.root == c.root);
+            if duplicate {
+                continue;
+            }
+            let extended = c.size <= database
+                && (c.size == TreeSize::ZERO || self.root_at(tenant, c.size).await? == c.root);
+            if !extended {
+                out.push(c);
+            }
+        }
+        out.sort_by_key(|c| c.size);
+        Ok(out)
     }
 }
 

@@ -58,3 +58,12 @@ pub(crate) fn checkpoint(t: (i64, Vec<u8>, String, i64)) -> Result<StoredCheckpo
         published_at_us: u64::try_from(t.3).map_err(|e| corrupt(&e))?,
     })
 }
+
+/// An abandoned checkpoint row: the acknowledgement's seq and the checkpoint.
+pub(crate) fn abandoned_checkpoint(
+    t: (i64, i64, Vec<u8>, String, i64),
+) -> Result<(u64, StoredCheckpoint), StoreError> {
+    let by = u64::try_from(t.0)
+        .map_err(|e| StoreError::Corrupt(format!("abandoned checkpoint: {e}")))?;
+    Ok((by, checkpoint((t.1, t.2, t.3, t.4))?))
+}

@@ -16,7 +16,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::api_keys::{ApiKeyTuple, SELECT_API_KEY, api_key_row};
-use super::rows::{KeyTuple, RecordTuple, checkpoint, head, row};
+use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, row};
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, SQLITE_VERSION_MIN, StoreError,
     StoredCheckpoint, db_int,
@@ -147,6 +147,7 @@ impl SqliteDb {
     pub(crate) async fn create_tenant(
         &self,
         tenant: &TenantId,
+        origin: &str,
         key: &KeyRow,
         now_us: u64,
     ) -> Result<(), StoreError> {
@@ -173,6 +174,14 @@ impl SqliteDb {
         .bind(&key.sealed_secret)
         .bind(key.from_seq)
         .bind(key.until_seq)
+        .bind(db_int(now_us))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO tenant_origins (tenant_id, origin, recorded_at_us) VALUES (?, ?, ?)",
+        )
+        .bind(tenant.as_str())
+        .bind(origin)
         .bind(db_int(now_us))
         .execute(&mut *tx)
         .await?;
@@ -367,6 +376,78 @@ impl SqliteDb {
         .fetch_all(&self.readers)
         .await?;
         rows.into_iter().map(checkpoint).collect()
+    }
+
+    pub(crate) async fn tenant_origin(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT origin FROM tenant_origins WHERE tenant_id = ?")
+                .bind(tenant.as_str())
+                .fetch_optional(&self.readers)
+                .await?,
+        )
+    }
+
+    pub(crate) async fn record_tenant_origin(
+        &self,
+        tenant: &TenantId,
+        origin: &str,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
+        // Written once: a concurrent first use that recorded it already wins.
+        sqlx::query(
+            "INSERT INTO tenant_origins (tenant_id, origin, recorded_at_us) VALUES (?, ?, ?)
+             ON CONFLICT (tenant_id) DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(origin)
+        .bind(db_int(now_us))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn abandoned_checkpoints(
+        &self,
+        tenant: &TenantId,
+        after: Option<TreeSize>,
+        limit: u64,
+    ) -> Result<Vec<(u64, StoredCheckpoint)>, StoreError> {
+        let rows: Vec<(i64, i64, Vec<u8>, String, i64)> = sqlx::query_as(
+            "SELECT abandoned_by_seq, tree_size, root, signed_note, published_at_us
+             FROM abandoned_checkpoints WHERE tenant_id = ? AND tree_size > ?
+             ORDER BY tree_size, abandoned_by_seq LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(after.map_or(-1, |s| db_int(s.get())))
+        .bind(db_int(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.into_iter().map(abandoned_checkpoint).collect()
+    }
+
+    pub(crate) async fn insert_abandoned_checkpoint(
+        &self,
+        tenant: &TenantId,
+        abandoned_by_seq: u64,
+        c: &StoredCheckpoint,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO abandoned_checkpoints
+                 (tenant_id, abandoned_by_seq, tree_size, root, signed_note, published_at_us)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(abandoned_by_seq))
+        .bind(db_int(c.size.get()))
+        .bind(c.root.as_bytes().as_slice())
+        .bind(&c.signed_note)
+        .bind(db_int(c.published_at_us))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
     }
 
     pub(crate) async fn insert_checkpoint(

@@ -951,9 +951,7 @@ fn compare_seen(
                 seq: Some(agreed_through),
                 expected: format!("root {} at tree size {m}, as seen before", c.root()),
                 found: format!("root {computed}"),
-                message: format!(
-                    "the log forked: a checkpoint seen before commits to another tree of size {m}; the histories agree up to size {agreed_through}, so records from {agreed_through} on differ"
-                ),
+                message: crate::store::fork_message(m, agreed_through),
             }));
         }
         agreed.push(m);

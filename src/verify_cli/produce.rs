@@ -212,9 +212,9 @@ async fn consistency_proof_text(
         .consistency_proof(tenant, TreeSize::new(old), TreeSize::new(new))
         .await
         .map_err(|e| e.to_string())?;
+    let origin = s.origin(tenant).await.map_err(|e| e.to_string())?;
     let mut text = format!(
-        "# RFC 9162 consistency proof of {} from tree size {old} to tree size {new}\n",
-        s.origin(tenant)
+        "# RFC 9162 consistency proof of {origin} from tree size {old} to tree size {new}\n"
     );
     for hash in proof {
         text.push_str(&hash.to_hex());

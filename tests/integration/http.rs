@@ -38,9 +38,20 @@ impl Server {
     }
 
     pub async fn start_with(backend: &Backend, rate: u32, burst: u32) -> Server {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let db = TestDb::new(backend).await;
         let (store, tenant) = db.open_with_tenant("acme-bank").await;
+        Server::start_on(db, store, tenant, rate, burst).await
+    }
+
+    /// A server on an opened store of `db` whose tenant exists already.
+    pub async fn start_on(
+        db: TestDb,
+        store: Store,
+        tenant: TenantId,
+        rate: u32,
+        burst: u32,
+    ) -> Server {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
         let config = HttpConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
@@ -1071,7 +1082,100 @@ async fn evidence_downloaded_over_https_verifies_offline_with_auditex_verify(bac
     s.stop().await;
 }
 
+/// While a tenant is held after a detected rollback, no checkpoint is presented as current; after
+/// the acknowledgement, a receipt's event id that the rollback abandoned answers 410 naming the
+/// acknowledgement, and the abandoned checkpoints are listed as such.
+async fn a_held_tenant_has_no_current_checkpoint_and_rolled_back_receipts_answer_410(
+    backend: Backend,
+) {
+    let checkpoints = tempfile::tempdir().expect("tempdir");
+    let tenant = crate::support::tenant_id("acme-bank");
+    let with_dir = |db: &TestDb| {
+        let mut config = db.config();
+        config.checkpoint_dir = Some(checkpoints.path().to_owned());
+        config
+    };
+    // The published history: 5 records and their checkpoint.
+    let published = TestDb::new(&backend).await;
+    let store = Store::open(with_dir(&published)).await.expect("open");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let receipts = store
+        .append(&tenant, crate::support::decisions(5))
+        .await
+        .expect("append");
+    store.publish_checkpoints().await.expect("publish");
+    store.shutdown().await;
+    // The restored database holds only the first 2.
+    let restored = TestDb::new(&backend).await;
+    let store = restored.open().await;
+    store.create_tenant(&tenant).await.expect("tenant");
+    crate::support::append_many(&store, &tenant, 2, 2).await;
+    store.shutdown().await;
+    let store = Store::open(with_dir(&restored)).await.expect("reopen");
+    assert!(!store.rollback_status().is_clear(), "held");
+    let s = Server::start_on(restored, store, tenant.clone(), 1000, 1000).await;
+
+    let resp = s.get(&s.read, "/v1/checkpoints/latest").await;
+    assert!(resp.headers().contains_key("retry-after"));
+    let p = problem(resp, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(p["type"], "urn:auditex:problem:rollback-held");
+
+    let ack = s
+        .store
+        .acknowledge_rollback(&tenant, "dana", "volume restored")
+        .await
+        .expect("acknowledged");
+    assert_eq!(ack.seq, 2);
+    assert_eq!(
+        s.get(&s.read, "/v1/checkpoints/latest").await.status(),
+        StatusCode::OK
+    );
+
+    // Record 3 of the published history is gone: its receipt was rolled back.
+    let gone = receipts[3].event_id.to_string();
+    let p = problem(
+        s.get(&s.read, &format!("/v1/receipts/{gone}")).await,
+        StatusCode::GONE,
+    )
+    .await;
+    assert_eq!(p["type"], "urn:auditex:problem:rolled-back");
+    let detail = p["detail"].as_str().expect("detail");
+    assert!(detail.contains("record 2"), "{detail}");
+    assert!(detail.contains("sequence numbers 2 to 4"), "{detail}");
+    // An event id made after the acknowledgement was never rolled back: plain 404.
+    let later = event_id();
+    let p = problem(
+        s.get(&s.read, &format!("/v1/receipts/{later}")).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_eq!(p["type"], "urn:auditex:problem:not-found");
+
+    let page: Value = s
+        .get(&s.read, "/v1/checkpoints")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let list = page["checkpoints"].as_array().expect("checkpoints");
+    let abandoned: Vec<&Value> = list.iter().filter(|c| c["branch"] == "abandoned").collect();
+    assert_eq!(abandoned.len(), 1, "{list:?}");
+    assert_eq!(abandoned[0]["tree_size"], 5);
+    assert_eq!(abandoned[0]["abandoned_by_seq"], 2);
+    assert!(
+        list.iter()
+            .filter(|c| c["branch"] == "current")
+            .all(|c| c.get("abandoned_by_seq").is_none())
+    );
+    assert!(
+        list.iter()
+            .any(|c| c["branch"] == "current" && c["tree_size"] == 3)
+    );
+    s.stop().await;
+}
+
 backend_tests!(
+    a_held_tenant_has_no_current_checkpoint_and_rolled_back_receipts_answer_410,
     evidence_downloaded_over_https_verifies_offline_with_auditex_verify,
     appending_returns_receipts_and_retries_are_idempotent,
     proofs_fetched_over_https_verify_against_signed_checkpoints,

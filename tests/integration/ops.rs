@@ -50,7 +50,7 @@ fn config_with_checkpoints(db: &TestDb, checkpoint_dir: &Path) -> StoreConfig {
 
 /// The tenant's checkpoint verifier keys (every key in its history).
 async fn verifier_keys(store: &Store, tenant: &TenantId) -> Vec<VerifierKey> {
-    let origin = store.origin(tenant);
+    let origin = store.origin(tenant).await.expect("origin");
     store
         .key_history(tenant)
         .await
@@ -75,7 +75,7 @@ async fn assert_ledger_verifies(store: &Store, tenant: &TenantId) -> Vec<ledger:
     let opened = open_checkpoint(
         latest.signed_note.as_bytes(),
         &verifier_keys(store, tenant).await,
-        Some(&store.origin(tenant)),
+        Some(&store.origin(tenant).await.expect("origin")),
     )
     .expect("the latest checkpoint's signature verifies");
     let size = usize::try_from(opened.checkpoint().size().get()).expect("fits");
@@ -810,6 +810,185 @@ async fn a_database_that_forks_from_the_published_checkpoint_is_held(backend: Ba
 }
 
 backend_tests!(a_database_that_forks_from_the_published_checkpoint_is_held);
+
+/// An export written by a process configured with another origin still names the origin the
+/// tenant was created under, which is the one its checkpoints are signed with: the evidence
+/// verifies with the tenant's own verifier keys, on both backends.
+async fn an_export_under_another_configured_origin_names_the_tenants_own_origin(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let tenant = tenant_id("originated");
+    let mut config = db.config();
+    config.service_origin = "ledger.bank.example/audit".to_owned();
+    let store = Store::open(config).await.expect("open");
+    store.create_tenant(&tenant).await.expect("tenant");
+    append_many(&store, &tenant, 5, 5).await;
+    store.publish_checkpoints().await.expect("publish");
+    store.shutdown().await;
+
+    // Another process, without the setting (the default origin) or with another one.
+    for other in ["auditex.local/ledger", "elsewhere.example/x"] {
+        let mut config = db.config();
+        config.service_origin = other.to_owned();
+        let store = Store::open(config).await.expect("reopen");
+        assert_eq!(
+            store.origin(&tenant).await.expect("origin"),
+            "ledger.bank.example/audit/originated"
+        );
+        let mut out = Vec::new();
+        store.export(&tenant, 0, &mut out).await.expect("export");
+        let text = String::from_utf8(out).expect("utf-8");
+        let header: serde_json::Value =
+            serde_json::from_str(text.lines().next().expect("header")).expect("json");
+        assert_eq!(header["origin"], "ledger.bank.example/audit/originated");
+        let vkeys = header["verifier_keys"].as_array().expect("verifier keys");
+        assert_eq!(vkeys.len(), 1);
+        assert!(
+            vkeys[0]
+                .as_str()
+                .expect("vkey")
+                .starts_with("ledger.bank.example/audit/originated+"),
+            "{vkeys:?}"
+        );
+        let keys = verifier_keys(&store, &tenant).await;
+        let note = header["checkpoint"].as_str().expect("checkpoint");
+        open_checkpoint(
+            note.as_bytes(),
+            &keys,
+            Some(&store.origin(&tenant).await.expect("o")),
+        )
+        .expect("the checkpoint opens with the exported origin's keys");
+        store.shutdown().await;
+    }
+}
+
+backend_tests!(an_export_under_another_configured_origin_names_the_tenants_own_origin);
+
+/// `auditex key history` and `auditex export`, run without the origin the tenant was created
+/// under (the default) or with another one, print the tenant's own origin.
+async fn the_key_history_and_export_commands_print_the_tenants_own_origin(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let mut cli = Cli::new(&db);
+    let tenant = tenant_id("cli-origin");
+    let mut config = db.config();
+    config.master_key = cli.master_key();
+    config.service_origin = "ledger.bank.example/audit".to_owned();
+    let store = Store::open(config).await.expect("open");
+    store.create_tenant(&tenant).await.expect("tenant");
+    append_many(&store, &tenant, 3, 3).await;
+    store.publish_checkpoints().await.expect("publish");
+    store.shutdown().await;
+    let expected = "ledger.bank.example/audit/cli-origin";
+    for extra in [&[][..], &["--origin", "elsewhere.example/x"][..]] {
+        let mut args = vec!["key", "history", "--tenant", "cli-origin"];
+        args.extend_from_slice(extra);
+        let history: serde_json::Value =
+            serde_json::from_str(&cli.ok(&args)).expect("key history json");
+        assert_eq!(history["origin"], expected, "{history:#}");
+        let vkey = history["keys"][0]["verifier_key"].as_str().expect("vkey");
+        assert!(vkey.starts_with(&format!("{expected}+")), "{vkey}");
+        let mut args = vec!["export", "--tenant", "cli-origin"];
+        args.extend_from_slice(extra);
+        let export = cli.ok(&args);
+        let header: serde_json::Value =
+            serde_json::from_str(export.lines().next().expect("header")).expect("json");
+        assert_eq!(header["origin"], expected, "{header:#}");
+    }
+}
+
+backend_tests!(the_key_history_and_export_commands_print_the_tenants_own_origin);
+
+/// After a database that fell behind the published checkpoints is acknowledged, the checkpoints
+/// of the abandoned branch are still listed (marked with the acknowledgement's seq) and the
+/// acknowledgement names the abandoned sequence numbers, on both backends.
+async fn an_acknowledged_rollback_keeps_the_abandoned_checkpoints_and_names_the_abandoned_seqs(
+    backend: Backend,
+) {
+    let checkpoints = tempfile::tempdir().expect("tempdir");
+    let a = TestDb::new(&backend).await;
+    let b = TestDb::new(&backend).await;
+    let tenant = tenant_id("abandoned");
+    let store = Store::open(config_with_checkpoints(&a, checkpoints.path()))
+        .await
+        .expect("open a");
+    store.create_tenant(&tenant).await.expect("tenant");
+    append_many(&store, &tenant, 5, 5).await;
+    store.publish_checkpoints().await.expect("publish 5");
+    append_many(&store, &tenant, 5, 5).await;
+    store.publish_checkpoints().await.expect("publish 10");
+    store.shutdown().await;
+    // The "restored" database holds 3 records only.
+    let other = b.open().await;
+    other.create_tenant(&tenant).await.expect("tenant");
+    append_many(&other, &tenant, 3, 3).await;
+    other.shutdown().await;
+
+    let store = Store::open(config_with_checkpoints(&b, checkpoints.path()))
+        .await
+        .expect("open b");
+    assert!(matches!(
+        store.rollback_status().problem(&tenant),
+        Some(RollbackProblem::Behind { .. })
+    ));
+    let receipt = store
+        .acknowledge_rollback(&tenant, "carol", "restored the volume")
+        .await
+        .expect("acknowledged");
+    assert_eq!(receipt.seq, 3);
+    let abandoned = store
+        .abandoned_checkpoints(&tenant, None, 100)
+        .await
+        .expect("abandoned");
+    let sizes: Vec<(u64, u64)> = abandoned
+        .iter()
+        .map(|(by, c)| (*by, c.size.get()))
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![(3, 5), (3, 10)],
+        "both published checkpoints are kept"
+    );
+    let current: Vec<u64> = store
+        .checkpoints(&tenant, None, 100)
+        .await
+        .expect("current")
+        .iter()
+        .map(|c| c.size.get())
+        .collect();
+    assert_eq!(
+        current,
+        vec![3, 4],
+        "the restored database's own checkpoint and the new one"
+    );
+    let ack = store
+        .record(&tenant, seq(3))
+        .await
+        .expect("read")
+        .expect("the acknowledgement");
+    assert_eq!(ack.event_type, EventType::RollbackAcknowledged);
+    let payload: serde_json::Value = serde_json::from_str(ack.payload.as_str()).expect("payload");
+    assert_eq!(payload["abandoned_from_seq"], 3);
+    assert_eq!(payload["abandoned_until_seq"], 10);
+    store.shutdown().await;
+
+    // Reopened, nothing is held and nothing is recorded twice.
+    let store = Store::open(config_with_checkpoints(&b, checkpoints.path()))
+        .await
+        .expect("reopen b");
+    assert!(store.rollback_status().is_clear());
+    assert_eq!(
+        store
+            .abandoned_checkpoints(&tenant, None, 100)
+            .await
+            .expect("abandoned")
+            .len(),
+        2
+    );
+    store.shutdown().await;
+}
+
+backend_tests!(
+    an_acknowledged_rollback_keeps_the_abandoned_checkpoints_and_names_the_abandoned_seqs
+);
 
 /// A tenant whose database lost it entirely (restored from before it was created) is held, and
 /// can be acknowledged once it exists again.

@@ -422,7 +422,7 @@ async fn a_checkpoint_whose_root_does_not_match_is_detected(backend: Backend) {
     let key_id = l.record(0).await.key_id;
     let mut raw = l.raw().await;
     let key = raw.signing_key(&l.bin, key_id).await;
-    let origin = l.store.origin(&l.tenant);
+    let origin = l.store.origin(&l.tenant).await.expect("origin");
     let wrong_root = Hash::from_bytes([0x42; 32]);
     let checkpoint = Checkpoint::new(origin.clone(), TreeSize::new(65), wrong_root).expect("cp");
     let note = sign_checkpoint(
@@ -506,7 +506,20 @@ async fn a_fork_is_detected(backend: Backend) {
     let l = Ledger { store, ..l };
     let seen = [at_40, at_60];
     l.assert_check_fails(&seen, 40, &[K::Fork]).await;
-    l.assert_export_fails(&seen, 40, &["fork"]);
+    let out = l.assert_export_fails(&seen, 40, &["fork"]);
+    // The message reports what was checked: agreement through the seen checkpoint of size 40,
+    // and a parting point somewhere after it that was not computed.
+    let message = out["failure"]["message"].as_str().expect("message");
+    assert!(message.contains("records 40..=59"), "{message}");
+    assert!(message.contains("not computed"), "{message}");
+    // With only the forked checkpoint seen, no common prefix is claimed.
+    let out = l.assert_export_fails(&seen[1..], 0, &["fork"]);
+    let message = out["failure"]["message"].as_str().expect("message");
+    assert!(!message.contains("up to size 0"), "{message}");
+    assert!(
+        message.contains("records 0..=59) was not computed"),
+        "{message}"
+    );
 }
 
 backend_tests!(

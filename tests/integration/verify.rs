@@ -659,7 +659,7 @@ async fn the_parallel_verifier_agrees_with_the_sequential_one(backend: Backend) 
     let tenant = tenant_id("acme-bank");
     store.create_tenant(&tenant).await.expect("tenant");
     build_random(&store, &tenant, 120, true).await;
-    let origin = store.origin(&tenant);
+    let origin = store.origin(&tenant).await.expect("origin");
     let trusted: Vec<VerifierKey> = store
         .key_history(&tenant)
         .await

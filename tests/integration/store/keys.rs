@@ -84,7 +84,7 @@ async fn records_before_a_rotation_are_signed_by_the_old_key_and_after_it_by_the
         .expect("read")
         .expect("exists");
     assert_eq!(latest.size, TreeSize::new(7));
-    let origin = store.origin(&tenant);
+    let origin = store.origin(&tenant).await.expect("origin");
     let new_vkey = VerifierKey::new(&origin, new.public_key).expect("vkey");
     let old_vkey = VerifierKey::new(&origin, old.public_key).expect("vkey");
     open_checkpoint(latest.signed_note.as_bytes(), &[new_vkey], Some(&origin))

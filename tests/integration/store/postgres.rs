@@ -209,7 +209,7 @@ async fn two_stores_appending_concurrently_to_one_tenant_build_one_verifiable_ch
     // Both instances publish; every checkpoint verifies and all are consistent with the tree.
     first.publish_checkpoints().await.expect("publish");
     second.publish_checkpoints().await.expect("publish");
-    let origin = first.origin(&tenant);
+    let origin = first.origin(&tenant).await.expect("origin");
     let vkey = VerifierKey::new(&origin, keys.intervals()[0].public_key).expect("vkey");
     let checkpoints = first
         .checkpoints(&tenant, None, 100)

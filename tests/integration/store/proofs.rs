@@ -26,14 +26,18 @@ backend_tests!(
 async fn verifier_key(store: &Store, tenant: &TenantId) -> VerifierKey {
     let keys = store.key_history(tenant).await.expect("keys");
     let current = keys.intervals().last().expect("a key");
-    VerifierKey::new(&store.origin(tenant), current.public_key).expect("verifier key")
+    VerifierKey::new(
+        &store.origin(tenant).await.expect("origin"),
+        current.public_key,
+    )
+    .expect("verifier key")
 }
 
 async fn published_checkpoints_verify_with_the_tenant_key_and_origin(backend: Backend) {
     let db = TestDb::new(&backend).await;
     let (store, tenant) = db.open_with_tenant("acme").await;
     let vkey = verifier_key(&store, &tenant).await;
-    let origin = store.origin(&tenant);
+    let origin = store.origin(&tenant).await.expect("origin");
     assert!(origin.ends_with("/acme"), "{origin}");
     assert!(
         store
@@ -111,7 +115,7 @@ async fn published_checkpoints_verify_with_the_tenant_key_and_origin(backend: Ba
         open_checkpoint(
             latest.signed_note.as_bytes(),
             std::slice::from_ref(&vkey),
-            Some(&store.origin(&other))
+            Some(&store.origin(&other).await.expect("origin"))
         )
         .is_err()
     );
