@@ -7,3 +7,4 @@ mod isolation;
 mod keys;
 mod postgres;
 mod proofs;
+mod sealing;
