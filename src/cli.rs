@@ -739,9 +739,7 @@ pub async fn run(cli: Cli) -> CliResult {
             let code = tokio::task::block_in_place(|| crate::verify_cli::run(args));
             std::process::exit(i32::from(code))
         }
-        Command::MasterKey { command, store } => {
-            crate::master_key_cli::run(&store, command).await
-        }
+        Command::MasterKey { command, store } => crate::master_key_cli::run(&store, command).await,
         Command::Checkpoint { tenant, store } => {
             let s = open(&store).await?;
             let tenant = tenant_id(&tenant)?;

@@ -140,10 +140,7 @@ impl std::fmt::Debug for StoreArgs {
             )
             .field("master_key", &redacted(self.master_key.is_some()))
             .field("master_key_file", &self.master_key_file)
-            .field(
-                "previous_master_keys_file",
-                &self.previous_master_keys_file,
-            )
+            .field("previous_master_keys_file", &self.previous_master_keys_file)
             .field("production", &self.production)
             .field("origin", &self.origin)
             .field("group_commit_window_us", &self.group_commit_window_us)

@@ -601,7 +601,10 @@ mod tests {
             matches!(err, CryptoError::UnknownMasterKey { key_id } if key_id == keys.current().id()),
             "{err}"
         );
-        assert!(err.to_string().contains("AUDITEX_PREVIOUS_MASTER_KEYS_FILE"));
+        assert!(
+            err.to_string()
+                .contains("AUDITEX_PREVIOUS_MASTER_KEYS_FILE")
+        );
         // Every byte matters: header, salt, nonce, ciphertext and tag.
         for i in 0..sealed.len() {
             let mut tampered = sealed.clone();
@@ -660,15 +663,26 @@ mod tests {
         let old = MasterKey::generate();
         let new = MasterKey::generate();
         let ctx = SealContext::erasable(&tenant("acme"), 3, "f");
-        let sealed_old = MasterKeys::from(old.clone()).seal(&ctx, b"v").expect("sealed");
+        let sealed_old = MasterKeys::from(old.clone())
+            .seal(&ctx, b"v")
+            .expect("sealed");
         let both = MasterKeys::new(new.clone(), vec![old.clone(), new.clone(), old.clone()]);
-        assert_eq!(both.previous().len(), 1, "duplicates and the current key dropped");
+        assert_eq!(
+            both.previous().len(),
+            1,
+            "duplicates and the current key dropped"
+        );
         assert_eq!(both.open(&ctx, &sealed_old).expect("opens"), b"v");
         assert!(!both.is_current(&sealed_old));
-        let resealed = both.reseal(&ctx, &sealed_old).expect("ok").expect("changed");
+        let resealed = both
+            .reseal(&ctx, &sealed_old)
+            .expect("ok")
+            .expect("changed");
         assert_eq!(sealed_by(&resealed), Some(new.id()));
         assert_eq!(
-            MasterKeys::from(new).open(&ctx, &resealed).expect("new alone"),
+            MasterKeys::from(new)
+                .open(&ctx, &resealed)
+                .expect("new alone"),
             b"v"
         );
         assert!(MasterKeys::from(old).open(&ctx, &resealed).is_err());

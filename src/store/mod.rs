@@ -662,13 +662,10 @@ impl Store {
             .find(|r| r.until_seq.is_none())
             .ok_or(StoreError::UnknownTenant)?;
         let interval = key_interval(&row)?;
-        let secret = self
-            .inner
-            .master
-            .open(
-                &SealContext::signing_key(tenant, interval.key_id),
-                &row.sealed_secret,
-            )?;
+        let secret = self.inner.master.open(
+            &SealContext::signing_key(tenant, interval.key_id),
+            &row.sealed_secret,
+        )?;
         let secret: [u8; 32] = secret
             .try_into()
             .map_err(|_| StoreError::Corrupt("sealed signing key has the wrong length".into()))?;

@@ -187,7 +187,8 @@ impl Store {
             }
             let mut after = (-1i64, String::new());
             loop {
-                let page = on_db!(self.db(), b => b.erasable_sealed_page(&tenant, &after, 5000).await)?;
+                let page =
+                    on_db!(self.db(), b => b.erasable_sealed_page(&tenant, &after, 5000).await)?;
                 let Some(last) = page.last() else { break };
                 after = (last.0, last.1.clone());
                 for (_, _, sealed) in &page {

@@ -36,7 +36,10 @@ async fn append_with_names(store: &Store, tenant: &TenantId, count: usize) -> BT
     for chunk in drafts.chunks(500) {
         let receipts = store.append(tenant, chunk.to_vec()).await.expect("append");
         for r in receipts {
-            let values = store.erasable_values(tenant, seq(r.seq)).await.expect("open");
+            let values = store
+                .erasable_values(tenant, seq(r.seq))
+                .await
+                .expect("open");
             names.insert(r.seq, values[&name_field()].value.clone());
         }
     }
@@ -201,7 +204,9 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
     }
 
     // They still open, and the tenant still signs.
-    let store = Store::open(config_with(&db, &old, &[])).await.expect("open");
+    let store = Store::open(config_with(&db, &old, &[]))
+        .await
+        .expect("open");
     assert_names_open(&store, &tenant, &names).await;
     store
         .append(&tenant, crate::support::decisions(1))
@@ -214,7 +219,9 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
 
     // A new key alone opens none of them, and says which setting is missing.
     let new = MasterKey::generate();
-    let store = Store::open(config_with(&db, &new, &[])).await.expect("open");
+    let store = Store::open(config_with(&db, &new, &[]))
+        .await
+        .expect("open");
     assert!(store.erasable_values(&tenant, seq(0)).await.is_err());
     store.shutdown().await;
     drop(store);
@@ -252,12 +259,17 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
         .await
         .expect("second run");
     assert_eq!(again.already_current, 21);
-    assert_eq!(again.signing_keys_resealed + again.erasable_values_resealed, 0);
+    assert_eq!(
+        again.signing_keys_resealed + again.erasable_values_resealed,
+        0
+    );
     store.shutdown().await;
     drop(store);
 
     // The new key alone opens everything and signs; the old key alone names the key it lacks.
-    let store = Store::open(config_with(&db, &new, &[])).await.expect("open");
+    let store = Store::open(config_with(&db, &new, &[]))
+        .await
+        .expect("open");
     assert_names_open(&store, &tenant, &names).await;
     store
         .append(&tenant, crate::support::decisions(1))
@@ -265,7 +277,9 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
         .expect("the re-sealed signing key signs");
     store.shutdown().await;
     drop(store);
-    let store = Store::open(config_with(&db, &old, &[])).await.expect("open");
+    let store = Store::open(config_with(&db, &old, &[]))
+        .await
+        .expect("open");
     let err = store
         .erasable_values(&tenant, seq(0))
         .await
@@ -302,9 +316,16 @@ async fn a_rotation_killed_midway_leaves_every_value_openable_and_a_second_run_c
         .arg(&new_file)
         .output()
         .expect("generate");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let new = MasterKey::load_file(&new_file).expect("new key");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), new.id().to_string());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        new.id().to_string()
+    );
     let previous_file = env.dir().join("previous.keys");
     write_private(&previous_file, &format!("{}\n", env.key_hex()));
 
@@ -341,19 +362,28 @@ async fn a_rotation_killed_midway_leaves_every_value_openable_and_a_second_run_c
     let _ = child.wait();
 
     // Mid-way: some values under each key, and with both keys configured every one opens.
-    let store = Store::open(config_with(&db, &new, &[&old])).await.expect("open");
+    let store = Store::open(config_with(&db, &new, &[&old]))
+        .await
+        .expect("open");
     let census = store.seal_census().await.expect("census");
     let under_new = census.get(&new.id().to_string()).copied().unwrap_or(0);
     let under_old = census.get(&old.id().to_string()).copied().unwrap_or(0);
     assert_eq!(under_new + under_old, 601, "{census:?}");
-    assert!(under_new >= 50 && under_old > 0, "killed mid-way: {census:?}");
+    assert!(
+        under_new >= 50 && under_old > 0,
+        "killed mid-way: {census:?}"
+    );
     assert_names_open(&store, &tenant, &names).await;
     store.shutdown().await;
     drop(store);
 
     // A second run completes, and the new key alone opens everything.
     let out = rotate(&[]).output().expect("rotate again");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["erasable_values_resealed"], json!(under_old));
     assert_eq!(report["already_current"], json!(under_new));
@@ -362,8 +392,14 @@ async fn a_rotation_killed_midway_leaves_every_value_openable_and_a_second_run_c
         .env("AUDITEX_MASTER_KEY_FILE", &new_file)
         .output()
         .expect("status");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-    let store = Store::open(config_with(&db, &new, &[])).await.expect("open");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let store = Store::open(config_with(&db, &new, &[]))
+        .await
+        .expect("open");
     assert_names_open(&store, &tenant, &names).await;
     store
         .append(&tenant, crate::support::decisions(1))
