@@ -166,6 +166,16 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// The master key: generate a new one, and re-seal every sealed value under it (rotation;
+    /// see docs/OPERATIONS.md).
+    MasterKey {
+        /// The master-key command.
+        #[command(subcommand)]
+        command: crate::master_key_cli::MasterKeyCommand,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Print a tenant's latest signed checkpoint (C2SP tlog-checkpoint).
     Checkpoint {
         /// The tenant.
@@ -759,6 +769,7 @@ pub async fn run(cli: Cli) -> CliResult {
             let code = tokio::task::block_in_place(|| crate::verify_cli::run(args));
             std::process::exit(i32::from(code))
         }
+        Command::MasterKey { command, store } => crate::master_key_cli::run(&store, command).await,
         Command::Checkpoint { tenant, store } => {
             let s = open(&store).await?;
             let tenant = tenant_id(&tenant)?;

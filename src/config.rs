@@ -90,6 +90,11 @@ pub struct StoreArgs {
     #[arg(long, global = true, env = "AUDITEX_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
 
+    /// During a master-key rotation: a file of earlier master keys (64 hex digits per line, mode
+    /// 0600), which open what they sealed but never seal (docs/OPERATIONS.md, key rotation).
+    #[arg(long, global = true, env = "AUDITEX_PREVIOUS_MASTER_KEYS_FILE")]
+    pub previous_master_keys_file: Option<PathBuf>,
+
     /// Production mode: refuse to generate a master key; one must be configured.
     #[arg(
         long,
@@ -161,6 +166,7 @@ impl std::fmt::Debug for StoreArgs {
             )
             .field("master_key", &redacted(self.master_key.is_some()))
             .field("master_key_file", &self.master_key_file)
+            .field("previous_master_keys_file", &self.previous_master_keys_file)
             .field("production", &self.production)
             .field("origin", &self.origin)
             .field("group_commit_window_us", &self.group_commit_window_us)
@@ -296,6 +302,13 @@ impl StoreArgs {
         let master_key = self.load_master_key()?;
         self.check_checkpoint_dir()?;
         let mut config = StoreConfig::new(database, master_key);
+        if let Some(path) = &self.previous_master_keys_file {
+            config.previous_master_keys =
+                MasterKey::load_list_file(path).map_err(|e| ConfigError {
+                    setting: "AUDITEX_PREVIOUS_MASTER_KEYS_FILE",
+                    problem: e.to_string(),
+                })?;
+        }
         config.admin_database = self.admin_database_url.clone();
         config.service_origin = self.origin.clone();
         config.group_commit_window = Duration::from_micros(self.group_commit_window_us);

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod master_key_cli;
 pub mod ops_cli;
 pub mod portal;
 pub mod store;

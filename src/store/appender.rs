@@ -28,9 +28,10 @@ use ledger::record::{ChainPosition, Record, UnsignedRecord};
 use ledger::types::{CaptureTime, EventId, Hash, Sequence, TenantId};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::crypto::SealContext;
 use super::{
     ChainHead, Db, GROUP_COMMIT_RECORDS_MAX, NewErasableRow, NewRecordRow, Receipt, Store,
-    StoreError, TILE_HEIGHT, TreeHead, db_int, erasable_context, on_db,
+    StoreError, TILE_HEIGHT, TreeHead, db_int, on_db,
 };
 
 /// How long a rejected caller is told to wait before retrying.
@@ -634,7 +635,8 @@ impl Appender {
         let sealed = self
             .store
             .master()
-            .seal(&super::key_context(&self.tenant, key_id), &secret);
+            .seal(&SealContext::signing_key(&self.tenant, key_id), &secret)
+            .map_err(|e| AppendError::Store(e.into()))?;
         let records = self
             .commit_group(Vec::new(), Some((new_key, sealed)))
             .await?;
@@ -735,9 +737,9 @@ impl Appender {
                     field: name.as_str().to_owned(),
                     salt: value.salt.to_vec(),
                     sealed: self.store.master().seal(
-                        &erasable_context(&self.tenant, seq.get(), name.as_str()),
+                        &SealContext::erasable(&self.tenant, seq.get(), name.as_str()),
                         &plain,
-                    ),
+                    )?,
                 });
             }
             let u = UnsignedRecord::new(

@@ -17,6 +17,7 @@ mod export;
 pub mod faults;
 mod integrity;
 mod postgres;
+pub mod reseal;
 pub mod rollback;
 mod rows;
 mod sqlite;
@@ -42,7 +43,7 @@ use ledger::types::{CaptureTime, EventId, Hash, LeafIndex, Sequence, TenantId, T
 use tokio::sync::watch;
 
 pub use appender::AppendError;
-use crypto::{CryptoError, MasterKey};
+use crypto::{CryptoError, MasterKey, MasterKeys, SealContext};
 pub use evidence::EvidenceError;
 pub use export::ExportSummary;
 pub use integrity::{
@@ -165,8 +166,11 @@ pub struct StoreConfig {
     /// PostgreSQL only: the schema owner's URL, used to apply migrations. Without it the store
     /// checks that migrations are current and refuses to start otherwise.
     pub admin_database: Option<String>,
-    /// The master key that seals private signing keys.
+    /// The master key that seals private signing keys and erasable values.
     pub master_key: MasterKey,
+    /// Earlier master keys, which open what they sealed but never seal: held while
+    /// `auditex master-key rotate` re-seals everything under `master_key`.
+    pub previous_master_keys: Vec<MasterKey>,
     /// The service's origin prefix; a tenant's checkpoint origin is `<origin>/<tenant>`.
     pub service_origin: String,
     /// How long an appender waits to fill a group commit.
@@ -215,6 +219,7 @@ impl StoreConfig {
             database,
             admin_database: None,
             master_key,
+            previous_master_keys: Vec::new(),
             service_origin: "auditex.local/ledger".to_owned(),
             group_commit_window: Duration::from_micros(GROUP_COMMIT_WINDOW_US_DEFAULT),
             queue_requests_max: APPEND_QUEUE_REQUESTS_MAX,
@@ -510,7 +515,7 @@ pub(crate) struct TreeHead {
 
 struct Inner {
     db: Db,
-    master: MasterKey,
+    master: MasterKeys,
     service_origin: String,
     config: StoreConfig,
     appenders: Mutex<HashMap<TenantId, appender::Handle>>,
@@ -571,7 +576,10 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 db,
-                master: config.master_key.clone(),
+                master: MasterKeys::new(
+                    config.master_key.clone(),
+                    config.previous_master_keys.clone(),
+                ),
                 service_origin: config.service_origin.clone(),
                 config,
                 appenders: Mutex::new(HashMap::new()),
@@ -658,7 +666,12 @@ impl Store {
         &self.inner.last_used
     }
 
-    pub(crate) fn master(&self) -> &MasterKey {
+    /// The master keys: the current one seals, previous ones (during a rotation) only open.
+    pub fn master_keys(&self) -> &MasterKeys {
+        &self.inner.master
+    }
+
+    pub(crate) fn master(&self) -> &MasterKeys {
         &self.inner.master
     }
 
@@ -749,7 +762,7 @@ impl Store {
             sealed_secret: self
                 .inner
                 .master
-                .seal(&key_context(tenant, key_id), &secret),
+                .seal(&SealContext::signing_key(tenant, key_id), &secret)?,
             from_seq: 0,
             until_seq: None,
         };
@@ -804,10 +817,10 @@ impl Store {
             .find(|r| r.until_seq.is_none())
             .ok_or(StoreError::UnknownTenant)?;
         let interval = key_interval(&row)?;
-        let secret = self
-            .inner
-            .master
-            .open(&key_context(tenant, interval.key_id), &row.sealed_secret)?;
+        let secret = self.inner.master.open(
+            &SealContext::signing_key(tenant, interval.key_id),
+            &row.sealed_secret,
+        )?;
         let secret: [u8; 32] = secret
             .try_into()
             .map_err(|_| StoreError::Corrupt("sealed signing key has the wrong length".into()))?;
@@ -1047,7 +1060,7 @@ impl Store {
             let plain = self
                 .inner
                 .master
-                .open(&erasable_context(tenant, seq.get(), &field), &sealed)?;
+                .open(&SealContext::erasable(tenant, seq.get(), &field), &sealed)?;
             let value =
                 serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let salt = salt
@@ -1415,16 +1428,6 @@ fn key_interval(row: &KeyRow) -> Result<KeyInterval, StoreError> {
             .transpose()
             .map_err(|e| corrupt(&e))?,
     })
-}
-
-/// AEAD context of a tenant's private signing key.
-fn key_context(tenant: &TenantId, key_id: KeyId) -> String {
-    format!("auditex/signing-key/{tenant}/{key_id}")
-}
-
-/// AEAD context of an erasable value.
-fn erasable_context(tenant: &TenantId, seq: u64, field: &str) -> String {
-    format!("auditex/erasable/{tenant}/{seq}/{field}")
 }
 
 /// Converts a u64 that the ledger bounds to 2^53 into a database integer.

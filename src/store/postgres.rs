@@ -731,3 +731,91 @@ impl PgDb {
         Ok(())
     }
 }
+
+/// Re-sealing under a new master key (`auditex master-key rotate`, see [`super::reseal`]).
+/// The application role may update only the sealed columns (migration 0014).
+impl PgDb {
+    /// Counts the tenant's erasable values (for progress).
+    pub(crate) async fn erasable_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM erasable_values WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Up to `limit` sealed erasable values after `(seq, field)`, in key order.
+    pub(crate) async fn erasable_sealed_page(
+        &self,
+        tenant: &TenantId,
+        after: &(i64, String),
+        limit: u64,
+    ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query_as(
+            "SELECT seq, field, sealed FROM erasable_values
+             WHERE tenant_id = $1 AND (seq, field) > ($2, $3)
+             ORDER BY seq, field LIMIT $4",
+        )
+        .bind(tenant.as_str())
+        .bind(after.0)
+        .bind(&after.1)
+        .bind(db_int(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Replaces sealed values in one transaction, each only if it is still the value read (a
+    /// value erased or re-sealed meanwhile is left alone); returns how many were replaced.
+    pub(crate) async fn reseal_erasable(
+        &self,
+        tenant: &TenantId,
+        rows: &[super::reseal::Resealed],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let mut n = 0;
+        for r in rows {
+            n += sqlx::query(
+                "UPDATE erasable_values SET sealed = $1
+                 WHERE tenant_id = $2 AND seq = $3 AND field = $4 AND sealed = $5",
+            )
+            .bind(&r.new)
+            .bind(tenant.as_str())
+            .bind(r.seq)
+            .bind(&r.item)
+            .bind(&r.old)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Replaces a sealed signing key if it is still the value read; returns whether it did.
+    pub(crate) async fn reseal_signing_key(
+        &self,
+        tenant: &TenantId,
+        r: &super::reseal::Resealed,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let done = sqlx::query(
+            "UPDATE signing_keys SET sealed_secret = $1
+             WHERE tenant_id = $2 AND key_id = $3 AND sealed_secret = $4",
+        )
+        .bind(&r.new)
+        .bind(tenant.as_str())
+        .bind(&r.item)
+        .bind(&r.old)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(done == 1)
+    }
+}

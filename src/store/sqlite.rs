@@ -859,3 +859,83 @@ pub(crate) fn lock_exclusive(database: &Path) -> Result<Option<std::fs::File>, S
     }
     Ok(Some(file))
 }
+
+/// Re-sealing under a new master key (`auditex master-key rotate`, see [`super::reseal`]).
+impl SqliteDb {
+    /// Counts the tenant's erasable values (for progress).
+    pub(crate) async fn erasable_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM erasable_values WHERE tenant_id = ?")
+            .bind(tenant.as_str())
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Up to `limit` sealed erasable values after `(seq, field)`, in key order.
+    pub(crate) async fn erasable_sealed_page(
+        &self,
+        tenant: &TenantId,
+        after: &(i64, String),
+        limit: u64,
+    ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, field, sealed FROM erasable_values
+             WHERE tenant_id = ? AND (seq > ? OR (seq = ? AND field > ?))
+             ORDER BY seq, field LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(after.0)
+        .bind(after.0)
+        .bind(&after.1)
+        .bind(db_int(limit))
+        .fetch_all(&self.readers)
+        .await?)
+    }
+
+    /// Replaces sealed values in one transaction, each only if it is still the value read (a
+    /// value erased or re-sealed meanwhile is left alone); returns how many were replaced.
+    pub(crate) async fn reseal_erasable(
+        &self,
+        tenant: &TenantId,
+        rows: &[super::reseal::Resealed],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut n = 0;
+        for r in rows {
+            n += sqlx::query(
+                "UPDATE erasable_values SET sealed = ?
+                 WHERE tenant_id = ? AND seq = ? AND field = ? AND sealed = ?",
+            )
+            .bind(&r.new)
+            .bind(tenant.as_str())
+            .bind(r.seq)
+            .bind(&r.item)
+            .bind(&r.old)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Replaces a sealed signing key if it is still the value read; returns whether it did.
+    pub(crate) async fn reseal_signing_key(
+        &self,
+        tenant: &TenantId,
+        r: &super::reseal::Resealed,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE signing_keys SET sealed_secret = ?
+             WHERE tenant_id = ? AND key_id = ? AND sealed_secret = ?",
+        )
+        .bind(&r.new)
+        .bind(tenant.as_str())
+        .bind(&r.item)
+        .bind(&r.old)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+}

@@ -58,6 +58,16 @@ impl ProcessEnv {
         }
     }
 
+    /// The master key, as 64 hex digits.
+    pub(crate) fn key_hex(&self) -> &str {
+        &self.key_hex
+    }
+
+    /// A folder for further files of the test (removed with it).
+    pub(crate) fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_auditex"));
         cmd.args(args)

@@ -1444,8 +1444,14 @@ async fn private_signing_keys(db: &TestDb, master: &MasterKey, tenant: &str) -> 
     assert!(!rows.is_empty());
     rows.into_iter()
         .map(|(key_id, sealed)| {
-            master
-                .open(&format!("auditex/signing-key/{tenant}/{key_id}"), &sealed)
+            auditex::store::crypto::MasterKeys::from(master.clone())
+                .open(
+                    &auditex::store::crypto::SealContext::signing_key(
+                        &ledger::types::TenantId::parse(tenant).expect("tenant"),
+                        ledger::keys::KeyId::parse(&key_id).expect("key id"),
+                    ),
+                    &sealed,
+                )
                 .expect("the master key opens the signing key")
         })
         .collect()

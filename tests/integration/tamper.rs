@@ -168,9 +168,14 @@ impl Raw {
                 "SELECT sealed_secret FROM signing_keys WHERE tenant_id = '{TENANT}' AND key_id = '{key_id}'"
             ))
             .await;
-        let secret = bin
-            .master_key()
-            .open(&format!("auditex/signing-key/{TENANT}/{key_id}"), &sealed)
+        let secret = auditex::store::crypto::MasterKeys::from(bin.master_key())
+            .open(
+                &auditex::store::crypto::SealContext::signing_key(
+                    &TenantId::parse(TENANT).expect("tenant"),
+                    key_id,
+                ),
+                &sealed,
+            )
             .expect("the master key opens the signing key");
         SigningKey::from_bytes(&secret.try_into().expect("32 bytes"))
     }

@@ -673,15 +673,20 @@ async fn a_wrong_master_key_cannot_open_the_signing_key_and_nothing_is_written(b
         .await
         .expect_err("the signing key cannot be opened");
 
+    // The sealed key names the master key that sealed it, and the error names that key.
     assert!(
         matches!(
-            err,
-            AppendError::Store(StoreError::Crypto(CryptoError::Open))
+            &err,
+            AppendError::Store(StoreError::Crypto(CryptoError::UnknownMasterKey { key_id }))
+                if *key_id == db.master_key.id()
         ),
         "{err:?}"
     );
     assert!(
-        err.to_string().contains("wrong master key"),
+        err.to_string().contains(&format!(
+            "master key {}, which is not configured",
+            db.master_key.id()
+        )),
         "the error says what is wrong: {err}"
     );
     assert_eq!(

@@ -8,3 +8,4 @@ mod isolation;
 mod keys;
 mod postgres;
 mod proofs;
+mod sealing;
