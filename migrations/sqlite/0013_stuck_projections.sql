@@ -5,4 +5,4 @@
 -- The position itself (`next_seq`) is the record it stopped at, so its lag is computed from the
 -- chain's length like any other and keeps growing while it is stuck, across restarts.
 ALTER TABLE projection_positions ADD COLUMN stuck_error TEXT;
-ALTER TABLE projection_positions ADD COLUMN stuck_since_us BIGINT;
+ALTER TABLE projection_positions ADD COLUMN stuck_since_us INTEGER;
