@@ -448,12 +448,18 @@ impl Runner {
                         .any(|s| s.name == p.name() && s.generation == *g)
                 })
                 .collect();
-            let outcome =
-                match step(store, tenant, &live, (self.paging, PAGES_PER_ROUND), &mut |_| {}).await
-                {
-                    Ok(outcome) => outcome,
-                    Err(error) => isolate(store, tenant, &live, self.paging, error).await?,
-                };
+            let outcome = match step(
+                store,
+                tenant,
+                &live,
+                (self.paging, PAGES_PER_ROUND),
+                &mut |_| {},
+            )
+            .await
+            {
+                Ok(outcome) => outcome,
+                Err(error) => isolate(store, tenant, &live, self.paging, error).await?,
+            };
             // A mark made just now is read back with the rest.
             let stuck = if outcome.marked {
                 store.stuck(tenant).await?

@@ -681,7 +681,10 @@ async fn a_record_a_projection_cannot_apply_stops_it_for_that_tenant_only(backen
         store.create_tenant(t).await.expect("tenant");
     }
     poison_decisions_view(&db, true).await;
-    store.append(&a, vec![decision_of("s-1")]).await.expect("append");
+    store
+        .append(&a, vec![decision_of("s-1")])
+        .await
+        .expect("append");
     let poisoned = store
         .append(&a, vec![decision_of("poison")])
         .await
@@ -693,23 +696,41 @@ async fn a_record_a_projection_cannot_apply_stops_it_for_that_tenant_only(backen
         .expect("append");
     crate::support::append_many(&store, &b, 5, 2).await;
     let runner = store.views_runner().clone();
-    runner.catch_up(&store).await.expect("a stuck projection is no outage");
+    runner
+        .catch_up(&store)
+        .await
+        .expect("a stuck projection is no outage");
 
     assert_eq!(crate::support::decisions_served(&store, &b).await, 5);
     assert_views_exact(&store, &b).await;
     let views_a = store.dump_views(&a).await.expect("dump");
-    assert_eq!(views_a.decisions.len(), 1, "A's decisions stop before the poison");
+    assert_eq!(
+        views_a.decisions.len(),
+        1,
+        "A's decisions stop before the poison"
+    );
     assert_eq!(views_a.subjects.len(), 4, "A's other projections keep up");
     let stuck = store.stuck_projections(None).await.expect("stuck");
     assert_eq!(stuck.len(), 1, "{stuck:?}");
     assert_eq!(
-        (stuck[0].tenant.as_str(), stuck[0].name.as_str(), stuck[0].seq),
+        (
+            stuck[0].tenant.as_str(),
+            stuck[0].name.as_str(),
+            stuck[0].seq
+        ),
         (a.as_str(), "decisions", poisoned_seq)
     );
-    assert!(stuck[0].error.contains("poisoned row"), "{}", stuck[0].error);
+    assert!(
+        stuck[0].error.contains("poisoned row"),
+        "{}",
+        stuck[0].error
+    );
 
     // More records: B follows, A's lag grows, also as a fresh runner (a restart) sees it.
-    store.append(&a, vec![decision_of("s-5")]).await.expect("append");
+    store
+        .append(&a, vec![decision_of("s-5")])
+        .await
+        .expect("append");
     crate::support::append_many(&store, &b, 2, 2).await;
     let restarted = ::projections::runner::Runner::new();
     restarted.catch_up(&store).await.expect("catch up");
@@ -719,7 +740,10 @@ async fn a_record_a_projection_cannot_apply_stops_it_for_that_tenant_only(backen
         .iter()
         .find(|s| s.name == "decisions")
         .expect("decisions status");
-    assert_eq!(decisions.lag.records, 4, "A's four records from the poison on");
+    assert_eq!(
+        decisions.lag.records, 4,
+        "A's four records from the poison on"
+    );
     assert_eq!(decisions.stuck.len(), 1);
     assert_eq!(decisions.stuck[0].records, 4);
     assert!(decisions.lag.seconds >= 0.0);
@@ -733,14 +757,30 @@ async fn a_record_a_projection_cannot_apply_stops_it_for_that_tenant_only(backen
     // Retrying while the cause remains marks it stuck again; once removed, it catches up.
     assert_eq!(store.clear_stuck(Some(&a), None).await.expect("clear"), 1);
     restarted.catch_up(&store).await.expect("catch up");
-    assert_eq!(store.stuck_projections(Some(&a)).await.expect("stuck").len(), 1);
+    assert_eq!(
+        store
+            .stuck_projections(Some(&a))
+            .await
+            .expect("stuck")
+            .len(),
+        1
+    );
     poison_decisions_view(&db, false).await;
     assert_eq!(
-        store.clear_stuck(None, Some("decisions")).await.expect("clear"),
+        store
+            .clear_stuck(None, Some("decisions"))
+            .await
+            .expect("clear"),
         1
     );
     restarted.catch_up(&store).await.expect("catch up");
-    assert!(store.stuck_projections(None).await.expect("stuck").is_empty());
+    assert!(
+        store
+            .stuck_projections(None)
+            .await
+            .expect("stuck")
+            .is_empty()
+    );
     assert_views_exact(&store, &a).await;
     assert_eq!(crate::support::decisions_served(&store, &a).await, 5);
     store.shutdown().await;
