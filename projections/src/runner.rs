@@ -319,6 +319,9 @@ pub struct Rebuilding {
     pub total: u64,
 }
 
+/// A stuck mark as (tenant, projection, generation, seq).
+type StuckKey = (String, String, i64, u64);
+
 /// The runner's handle: wake it, read its status, stop it.
 #[derive(Clone)]
 pub struct Runner {
@@ -335,7 +338,7 @@ pub struct Runner {
     stopped: Arc<std::sync::atomic::AtomicBool>,
     paging: Paging,
     /// Stuck marks already logged by this process, as (tenant, projection, generation, seq).
-    reported: Arc<Mutex<std::collections::HashSet<(String, String, i64, u64)>>>,
+    reported: Arc<Mutex<std::collections::HashSet<StuckKey>>>,
 }
 
 impl std::fmt::Debug for Runner {

@@ -1080,7 +1080,12 @@ fn projection_metrics(state: &AppState) -> String {
     }
     // One series per stuck tenant and projection generation: its lag keeps growing until an
     // operator retries it (`auditex projections retry`). Tenant ids are opaque identifiers.
-    let stuck_gauges: [(&str, &str, fn(&projections::runner::StuckLag) -> f64); 3] = [
+    type StuckGauge = (
+        &'static str,
+        &'static str,
+        fn(&projections::runner::StuckLag) -> f64,
+    );
+    let stuck_gauges: [StuckGauge; 3] = [
         (
             "auditex_projection_stuck_seq",
             "Sequence number of the record a projection is stuck at, per tenant.",
