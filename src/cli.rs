@@ -272,6 +272,24 @@ pub enum ProjectionsCommand {
     },
     /// Bring every projection up to date once and print each one's generation and position.
     Status,
+    /// List the projections stuck at a record they cannot apply: tenant, projection,
+    /// generation, the record's sequence number, records behind, since when and why. A stuck
+    /// projection stops for that tenant only; every other tenant and projection keeps up.
+    Stuck {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Clear stuck marks (after an upgrade or a fix of the cause) and bring the projections up
+    /// to date once; prints what is still stuck. A running service also retries within its
+    /// poll interval.
+    Retry {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this projection: decisions, models, oversight, subjects or daily.
+        name: Option<String>,
+    },
 }
 
 /// Portal account commands.
@@ -538,6 +556,28 @@ async fn projections_command(store: &Store, command: ProjectionsCommand) -> CliR
             );
             Ok(())
         }
+        ProjectionsCommand::Stuck { tenant } => {
+            let tenant = tenant.as_deref().map(TenantId::parse).transpose()?;
+            print_stuck(store, tenant.as_ref()).await
+        }
+        ProjectionsCommand::Retry { tenant, name } => {
+            let tenant = tenant.as_deref().map(TenantId::parse).transpose()?;
+            if let Some(n) = &name
+                && projections::by_name(n).is_none()
+            {
+                let names: Vec<_> = projections::ALL.iter().map(|p| p.name()).collect();
+                return Err(format!(
+                    "no projection is called {n:?}; there are: {}",
+                    names.join(", ")
+                )
+                .into());
+            }
+            let cleared = store.clear_stuck(tenant.as_ref(), name.as_deref()).await?;
+            println!("cleared {cleared} stuck mark(s); applying pending records");
+            let applied = runner::catch_up(store).await?;
+            println!("applied {applied} pending record(s)");
+            print_stuck(store, tenant.as_ref()).await
+        }
         ProjectionsCommand::Status => {
             let applied = runner::catch_up(store).await?;
             if applied > 0 {
@@ -585,6 +625,29 @@ fn rebuild_summary(
             records - applied_here
         )
     }
+}
+
+/// Prints the stuck projections (of one tenant, or all), one line each.
+async fn print_stuck(store: &Store, tenant: Option<&TenantId>) -> CliResult {
+    use projections::runner::ViewStore;
+    let stuck = store.stuck_projections(tenant).await?;
+    if stuck.is_empty() {
+        println!("no projection is stuck");
+        return Ok(());
+    }
+    println!("{} stuck:", stuck.len());
+    for s in stuck {
+        let tenant = TenantId::parse(&s.tenant)?;
+        let behind = store.chain_length(&tenant).await?.saturating_sub(s.seq);
+        let since = chrono::DateTime::from_timestamp_micros(s.since_us)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        println!(
+            "tenant {} projection {} generation {} at record {} ({behind} behind) since {since}: {}",
+            s.tenant, s.name, s.generation, s.seq, s.error
+        );
+    }
+    Ok(())
 }
 
 /// Runs a parsed command.

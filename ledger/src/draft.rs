@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::payload::{FieldError, validate};
+use crate::payload::{FieldError, forbidden_characters, validate};
 use crate::record::{
     ERASABLE_FIELDS_MAX, ERASABLE_SALT_BYTES, ErasableValue, EventType, FieldName, Payload,
     RecordDraft,
@@ -55,6 +55,14 @@ pub fn prepare_draft(
         && let Err(mut field_errors) = validate(event_type, payload)
     {
         errors.append(&mut field_errors);
+    }
+    // The one string rule of the whole record. Ids, event types and erasable field names
+    // are parsed to narrower alphabets, which hold no NUL.
+    errors.extend(forbidden_characters(payload, "/payload"));
+    for (name, value) in erasable {
+        if FieldName::parse(name).is_ok() {
+            errors.extend(forbidden_characters(value, &format!("/erasable/{name}")));
+        }
     }
     let payload = match Payload::from_value(payload) {
         Ok(p) => Some(p),

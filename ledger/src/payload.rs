@@ -41,6 +41,55 @@ pub const MODEL_CHANGES: &[&str] = &[
 /// Outcomes of an integrity check.
 pub const INTEGRITY_OUTCOMES: &[&str] = &["passed", "failed", "cancelled"];
 
+/// The one character no string of a record may hold: U+0000. PostgreSQL `text` and `jsonb`
+/// cannot store it, so a record holding it could be sealed on SQLite but never projected on
+/// PostgreSQL; C-string tools downstream truncate at it. Refused at the edge, on every backend,
+/// so that no acknowledged record is one that a view cannot hold (FORMAT.md, section 7).
+pub const FORBIDDEN_CHAR: char = '\u{0}';
+
+/// Every string and member name in `value` (found at the JSON Pointer `at`) that holds
+/// [`FORBIDDEN_CHAR`], one error each, naming its pointer (a member name's error names the
+/// member).
+pub fn forbidden_characters(value: &Value, at: &str) -> Vec<FieldError> {
+    fn walk(value: &Value, path: &mut String, errors: &mut Vec<FieldError>) {
+        match value {
+            Value::String(s) if s.contains(FORBIDDEN_CHAR) => errors.push(FieldError {
+                path: path.clone(),
+                problem: "must not contain U+0000 (NUL)".into(),
+            }),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push('/');
+                    path.push_str(&i.to_string());
+                    walk(item, path, errors);
+                    path.truncate(len);
+                }
+            }
+            Value::Object(map) => {
+                for (name, item) in map {
+                    let len = path.len();
+                    path.push('/');
+                    push_pointer_token(path, name);
+                    if name.contains(FORBIDDEN_CHAR) {
+                        errors.push(FieldError {
+                            path: path.clone(),
+                            problem: "member name must not contain U+0000 (NUL)".into(),
+                        });
+                    } else {
+                        walk(item, path, errors);
+                    }
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut errors = Vec::new();
+    walk(value, &mut at.to_owned(), &mut errors);
+    errors
+}
+
 /// One problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[error("{path}: {problem}")]

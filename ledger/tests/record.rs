@@ -240,6 +240,53 @@ fn bad_client_input_is_rejected_with_every_failing_path() {
 }
 
 #[test]
+fn a_nul_anywhere_in_a_payload_or_erasable_value_is_refused_with_its_pointer() {
+    let mut payload = decision_payload();
+    payload["subject_ref"] = json!("x\u{0}y");
+    payload["reason_codes"] = json!(["R1", "R\u{0}2"]);
+    payload["attributes"] = json!({"a\u{0}b": 1, "nested": {"deep": ["ok", "n\u{0}"]}});
+    let erasable = BTreeMap::from([
+        ("name".to_owned(), json!({"first": "A\u{0}"})),
+        ("email".to_owned(), json!("clean@example.org")),
+    ]);
+    let err = prepare_draft(
+        "01936f5e-7a2b-7c3d-8e4f-a1b2c3d4e5f6",
+        "decision",
+        &payload,
+        &erasable,
+        || [1; 32],
+    )
+    .expect_err("NUL is refused");
+    let mut paths: Vec<_> = err
+        .iter()
+        .filter(|e| e.problem.contains("U+0000"))
+        .map(|e| e.path.as_str())
+        .collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        vec![
+            "/erasable/name/first",
+            "/payload/attributes/a\u{0}b",
+            "/payload/attributes/nested/deep/1",
+            "/payload/reason_codes/1",
+            "/payload/subject_ref",
+        ]
+    );
+    // Every other control character is an ordinary character of a string.
+    let mut payload = decision_payload();
+    payload["subject_ref"] = json!("x\u{1}\u{7f}y");
+    prepare_draft(
+        "01936f5e-7a2b-7c3d-8e4f-a1b2c3d4e5f6",
+        "decision",
+        &payload,
+        &BTreeMap::new(),
+        || [1; 32],
+    )
+    .expect("control characters other than NUL are accepted");
+}
+
+#[test]
 fn follow_ups_must_name_a_decision() {
     let err = prepare_draft(
         "01936f5e-7a2b-7c3d-8e4f-a1b2c3d4e5f6",

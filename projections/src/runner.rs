@@ -20,6 +20,17 @@
 //!
 //! **Tailing.** The append pipeline wakes the runner after each commit ([`Runner::wake`]); a
 //! poll interval covers records written by another process sharing the database.
+//!
+//! **Failure isolation.** A page that fails is not a reason to stop every tenant. When a
+//! tenant's step fails the runner first asks the database something trivial: if that fails too
+//! it is an outage, and the whole round is retried later with back-off. If the database answers,
+//! each projection is retried alone on smaller and smaller pages of that tenant's records, down
+//! to one record; a projection that cannot apply one record alone is marked *stuck* at it in the
+//! store ([`ViewStore::mark_stuck`]), logged at ERROR with the tenant and sequence number, and
+//! skipped for that tenant until an operator retries it (`auditex projections retry`). Every
+//! other projection of the tenant, and every other tenant, keeps up. A stuck projection's lag
+//! is computed like any other, from the chain's length and the stored position, so it keeps
+//! growing, also across restarts.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -83,6 +94,31 @@ pub struct ProjectionState {
     /// A generation being rebuilt beside it, and its version.
     pub building: Option<(i64, u32)>,
 }
+
+/// A projection generation that could not apply one of a tenant's records, even alone: it stays
+/// at that record until an operator retries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stuck {
+    /// The tenant.
+    pub tenant: String,
+    /// Projection name.
+    pub name: String,
+    /// The generation (active or building).
+    pub generation: i64,
+    /// The sequence number of the record it cannot apply (its position).
+    pub seq: u64,
+    /// Why, as the store reported it.
+    pub error: String,
+    /// When it was marked, µs since the Unix epoch.
+    pub since_us: i64,
+}
+
+/// Longest error text kept with a stuck mark, in bytes.
+pub const STUCK_ERROR_BYTES_MAX: usize = 1000;
+
+/// Most single-projection steps one round spends isolating a failed page of one tenant
+/// (each either halves the page or applies one); the next round goes on from there.
+pub const ISOLATE_STEPS_MAX: usize = 64;
 
 /// The changes of one page for one projection generation, and the position move they make.
 #[derive(Debug, Clone)]
@@ -153,6 +189,30 @@ pub trait ViewStore: Clone + Send + Sync + 'static {
         &self,
         tenant: &TenantId,
     ) -> impl Future<Output = Result<HashMap<(String, i64), u64>, Self::Error>> + Send;
+
+    /// The projection generations stuck at one of the tenant's records
+    /// ([`ViewStore::mark_stuck`]), which the runner skips for this tenant.
+    fn stuck(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<Stuck>, Self::Error>> + Send {
+        let _ = tenant;
+        async { Ok(Vec::new()) }
+    }
+
+    /// Marks the generation of `name` stuck for the tenant at `seq`, if its position is still
+    /// `seq` (another runner may have moved it meanwhile).
+    fn mark_stuck(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        generation: i64,
+        seq: u64,
+        error: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = (tenant, name, generation, seq, error);
+        async { Ok(()) }
+    }
 
     /// Up to `limit` records from `from` on, in sequence order.
     fn events(
@@ -232,6 +292,20 @@ pub struct Status {
     pub lag: Lag,
     /// A rebuild in progress: its generation and records applied / to apply.
     pub rebuilding: Option<Rebuilding>,
+    /// The tenants for which a generation of this projection is stuck (see [`Stuck`]), with
+    /// the records each has not applied.
+    pub stuck: Vec<StuckLag>,
+}
+
+/// A stuck projection generation of one tenant and its lag.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StuckLag {
+    /// Where and why it stopped.
+    pub stuck: Stuck,
+    /// Records of the tenant's chain it has not applied (growing while it is stuck).
+    pub records: u64,
+    /// Age of the record it stopped at, in seconds.
+    pub seconds: f64,
 }
 
 /// Progress of a rebuild.
@@ -244,6 +318,9 @@ pub struct Rebuilding {
     /// Records in all chains.
     pub total: u64,
 }
+
+/// A stuck mark as (tenant, projection, generation, seq).
+type StuckKey = (String, String, i64, u64);
 
 /// The runner's handle: wake it, read its status, stop it.
 #[derive(Clone)]
@@ -260,6 +337,8 @@ pub struct Runner {
     stop: Arc<Notify>,
     stopped: Arc<std::sync::atomic::AtomicBool>,
     paging: Paging,
+    /// Stuck marks already logged by this process, as (tenant, projection, generation, seq).
+    reported: Arc<Mutex<std::collections::HashSet<StuckKey>>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -280,6 +359,7 @@ impl Default for Runner {
             stop: Arc::new(Notify::new()),
             stopped: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             paging: Paging::default(),
+            reported: Arc::default(),
         }
     }
 }
@@ -358,16 +438,37 @@ impl Runner {
         let mut worked = 0;
         let mut lags: HashMap<String, Lag> = HashMap::new();
         let mut building: HashMap<String, (u64, u64)> = HashMap::new();
+        let mut stuck_lags: HashMap<String, Vec<StuckLag>> = HashMap::new();
         for tenant in &tenants {
             let length = store.chain_length(tenant).await?;
-            let outcome = step(
+            let stuck = store.stuck(tenant).await?;
+            let live: Vec<_> = targets
+                .iter()
+                .copied()
+                .filter(|(p, g)| {
+                    !stuck
+                        .iter()
+                        .any(|s| s.name == p.name() && s.generation == *g)
+                })
+                .collect();
+            let outcome = match step(
                 store,
                 tenant,
-                &targets,
+                &live,
                 (self.paging, PAGES_PER_ROUND),
                 &mut |_| {},
             )
-            .await?;
+            .await
+            {
+                Ok(outcome) => outcome,
+                Err(error) => isolate(store, tenant, &live, self.paging, error).await?,
+            };
+            // A mark made just now is read back with the rest.
+            let stuck = if outcome.marked {
+                store.stuck(tenant).await?
+            } else {
+                stuck
+            };
             if outcome.applied > 0 {
                 worked += outcome.applied;
                 self.applied.send_modify(|n| *n += 1);
@@ -380,10 +481,14 @@ impl Runner {
                     .unwrap_or(0);
                 let lag = lags.entry(state.name.clone()).or_default();
                 lag.records += length.saturating_sub(active);
-                if active < length
-                    && let Some(age) = outcome.oldest_pending_age(active)
-                {
-                    lag.seconds = lag.seconds.max(age);
+                if active < length {
+                    // A stuck generation was not in the page read: its oldest pending record
+                    // is read on its own, so that its age keeps growing.
+                    let age = match outcome.oldest_pending_age(active) {
+                        Some(age) => Some(age),
+                        None => pending_age(store, tenant, active).await,
+                    };
+                    lag.seconds = lag.seconds.max(age.unwrap_or(0.0));
                 }
                 if let Some((generation, _)) = state.building {
                     let done = positions
@@ -394,6 +499,22 @@ impl Runner {
                     b.0 += done.min(length);
                     b.1 += length;
                 }
+            }
+            for mark in stuck {
+                let at = positions
+                    .get(&(mark.name.clone(), mark.generation))
+                    .copied()
+                    .unwrap_or(mark.seq);
+                self.report_stuck(&mark);
+                let seconds = pending_age(store, tenant, at).await.unwrap_or(0.0);
+                stuck_lags
+                    .entry(mark.name.clone())
+                    .or_default()
+                    .push(StuckLag {
+                        records: length.saturating_sub(at),
+                        seconds,
+                        stuck: mark,
+                    });
             }
         }
         // A rebuild that has caught up with every chain replaces the old generation.
@@ -456,6 +577,7 @@ impl Runner {
                         total,
                     }
                 }),
+                stuck: stuck_lags.remove(&s.name).unwrap_or_default(),
             })
             .collect();
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
@@ -471,6 +593,33 @@ impl Runner {
             self.optimize_in_background(store);
         }
         Ok(worked)
+    }
+
+    /// Logs a stuck mark at ERROR once per process (a restart logs it again), so that the log
+    /// names every tenant and record a projection has stopped at.
+    fn report_stuck(&self, mark: &Stuck) {
+        let key = (
+            mark.tenant.clone(),
+            mark.name.clone(),
+            mark.generation,
+            mark.seq,
+        );
+        if self
+            .reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key)
+        {
+            tracing::error!(
+                tenant = %mark.tenant,
+                projection = %mark.name,
+                generation = mark.generation,
+                seq = mark.seq,
+                error = %mark.error,
+                "projection stuck: it cannot apply this record of this tenant and waits for \
+                 `auditex projections retry`; other tenants and projections keep up"
+            );
+        }
     }
 
     /// Refreshes the statistics on a task of its own, unless a refresh is running. On
@@ -559,6 +708,8 @@ struct StepOutcome {
     applied: u64,
     /// Capture times of the page read, to tell the age of pending records.
     first: Option<(u64, i64)>,
+    /// Whether a projection was marked stuck.
+    marked: bool,
 }
 
 impl StepOutcome {
@@ -569,6 +720,86 @@ impl StepOutcome {
             (now.saturating_sub(captured) as f64 / 1e6).max(0.0)
         })
     }
+}
+
+/// Age in seconds of the tenant's record `seq`, if it can be read.
+async fn pending_age<S: ViewStore>(store: &S, tenant: &TenantId, seq: u64) -> Option<f64> {
+    let events = store.events(tenant, seq, 1).await.ok()?;
+    let captured = events.first()?.captured_at_us;
+    let now = chrono::Utc::now().timestamp_micros();
+    Some((now.saturating_sub(captured) as f64 / 1e6).max(0.0))
+}
+
+/// A step of `tenant` failed with `error`. Tells an outage from a record that a projection
+/// cannot apply: an outage (the database does not answer a trivial read) is returned as the
+/// error, and the round is retried later. Otherwise each target goes on alone, on pages halved
+/// after each failure; one that fails on a single record is marked stuck there (and logged),
+/// the others apply what they can. Returns what was applied.
+async fn isolate<S: ViewStore>(
+    store: &S,
+    tenant: &TenantId,
+    targets: &[(&'static dyn Projection, i64)],
+    paging: Paging,
+    error: S::Error,
+) -> Result<StepOutcome, S::Error> {
+    if store.tenants().await.is_err() {
+        return Err(error);
+    }
+    tracing::warn!(tenant = %tenant, error = %error, "projection page failed: retrying each projection alone");
+    let mut outcome = StepOutcome::default();
+    let mut steps = 0;
+    for (projection, generation) in targets {
+        let target = [(*projection, *generation)];
+        let mut size = paging.read_records.min(paging.page_records).max(1);
+        while steps < ISOLATE_STEPS_MAX {
+            steps += 1;
+            let alone = Paging {
+                page_records: size,
+                read_records: size,
+            };
+            match step(store, tenant, &target, (alone, 1), &mut |_| {}).await {
+                Ok(done) => {
+                    outcome.applied += done.applied;
+                    outcome.first = match (outcome.first, done.first) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    if done.first.is_none() || done.applied == 0 {
+                        // Caught up (or another runner moved it): this target is done.
+                        break;
+                    }
+                }
+                Err(_) if size > 1 => size = size.div_ceil(2).min(size - 1),
+                Err(failure) => {
+                    // One record, alone: unless the database has gone away meanwhile, this
+                    // record is what the projection cannot apply.
+                    if store.tenants().await.is_err() {
+                        return Err(failure);
+                    }
+                    let seq = store
+                        .positions(tenant)
+                        .await?
+                        .get(&(projection.name().to_owned(), *generation))
+                        .copied()
+                        .unwrap_or(0);
+                    let mut text = failure.to_string();
+                    if text.len() > STUCK_ERROR_BYTES_MAX {
+                        let mut end = STUCK_ERROR_BYTES_MAX;
+                        while !text.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        text.truncate(end);
+                    }
+                    store
+                        .mark_stuck(tenant, projection.name(), *generation, seq, &text)
+                        .await?;
+                    outcome.marked = true;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(outcome)
 }
 
 /// A page read and folded, ready to commit.

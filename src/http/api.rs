@@ -1219,5 +1219,44 @@ fn projection_metrics(state: &AppState) -> String {
             let _ = writeln!(out, "{name}{{projection=\"{}\"}} {}", s.name, value(s));
         }
     }
+    // One series per stuck tenant and projection generation: its lag keeps growing until an
+    // operator retries it (`auditex projections retry`). Tenant ids are opaque identifiers.
+    type StuckGauge = (
+        &'static str,
+        &'static str,
+        fn(&projections::runner::StuckLag) -> f64,
+    );
+    let stuck_gauges: [StuckGauge; 3] = [
+        (
+            "auditex_projection_stuck_seq",
+            "Sequence number of the record a projection is stuck at, per tenant.",
+            |l| l.stuck.seq as f64,
+        ),
+        (
+            "auditex_projection_stuck_lag_records",
+            "Records of the tenant's chain a stuck projection has not applied.",
+            |l| l.records as f64,
+        ),
+        (
+            "auditex_projection_stuck_lag_seconds",
+            "Age of the record a projection is stuck at, per tenant.",
+            |l| l.seconds,
+        ),
+    ];
+    for (name, help, value) in stuck_gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for s in &status {
+            for l in &s.stuck {
+                let _ = writeln!(
+                    out,
+                    "{name}{{projection=\"{}\",generation=\"{}\",tenant=\"{}\"}} {}",
+                    s.name,
+                    l.stuck.generation,
+                    l.stuck.tenant,
+                    value(l)
+                );
+            }
+        }
+    }
     out
 }

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod drain;
 pub mod error;
+mod input;
 pub mod integrity;
 pub mod metrics;
 pub mod openapi;
@@ -345,6 +346,7 @@ fn router(state: AppState, config: &HttpConfig, portal: Option<crate::portal::Po
         .merge(views::routes())
         .merge(api::ops_routes())
         .merge(pages)
+        .layer(axum::middleware::from_fn(input::refuse_unusable_input))
         .layer(GovernorLayer::new(per_key).error_handler(move |e| rate_limited(&m1, e)))
         .layer(GovernorLayer::new(per_ip).error_handler(move |e| rate_limited(&m2, e)))
         .layer(RequestBodyLimitLayer::new(REQUEST_BODY_BYTES_MAX))

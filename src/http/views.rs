@@ -761,6 +761,12 @@ pub struct ProjectionBody {
     pub lag_seconds: f64,
     /// A rebuild in progress: records applied of records to apply.
     pub rebuilding: Option<String>,
+    /// Tenants for which this projection is stuck at a record it cannot apply (its lag keeps
+    /// growing until an operator runs `auditex projections retry`). In `/readyz` a count only,
+    /// which names no tenant; for one tenant 0 or 1.
+    pub stuck_tenants: u64,
+    /// For one tenant: the sequence number of the record the projection is stuck at.
+    pub stuck_at_seq: Option<u64>,
 }
 
 /// The projections' status.
@@ -791,6 +797,14 @@ pub fn projection_bodies(state: &AppState) -> Vec<ProjectionBody> {
                     r.generation, r.applied, r.total
                 )
             }),
+            stuck_tenants: {
+                let mut tenants: Vec<&str> =
+                    s.stuck.iter().map(|l| l.stuck.tenant.as_str()).collect();
+                tenants.sort_unstable();
+                tenants.dedup();
+                tenants.len() as u64
+            },
+            stuck_at_seq: None,
         })
         .collect()
 }
@@ -832,9 +846,14 @@ pub async fn tenant_projection_status(
             .copied()
             .unwrap_or(0)
     };
+    let stuck = store.stuck(tenant).await?;
     let mut out = Vec::new();
     for s in states {
         let applied = at(&s.name, s.active_generation);
+        let stuck_at_seq = stuck
+            .iter()
+            .find(|m| m.name == s.name && m.generation == s.active_generation)
+            .map(|m| m.seq);
         let lag_seconds = match ledger::types::Sequence::new(applied) {
             Ok(seq) if applied < length => store.record(tenant, seq).await?.map_or(0.0, |r| {
                 let now = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
@@ -854,6 +873,8 @@ pub async fn tenant_projection_status(
                     at(&s.name, g).min(length)
                 )
             }),
+            stuck_tenants: u64::from(stuck_at_seq.is_some()),
+            stuck_at_seq,
             name: s.name,
         });
     }

@@ -799,10 +799,24 @@ async fn dashboard(State(state): State<AppState>, viewer: Viewer) -> Result<Mark
                 }
             }
             h2 { "Views" }
+            @if lag.iter().any(|p| p.stuck_at_seq.is_some()) {
+                p.bad.stuck { "Some views have stopped at a record they cannot apply and fall further behind with every new record. The ledger still accepts, seals and proves every record; your operator has been alerted and can retry them." }
+            }
             table {
-                thead { tr { th { "View" } th { "Records behind" } th { "Seconds behind" } } }
+                thead { tr { th { "View" } th { "Records behind" } th { "Seconds behind" } th { "State" } } }
                 tbody {
-                    @for p in &lag { tr { td { (p.name) } td { (p.lag_records) } td { (format!("{:.1}", p.lag_seconds)) } } }
+                    @for p in &lag {
+                        tr {
+                            td { (p.name) } td { (p.lag_records) } td { (format!("{:.1}", p.lag_seconds)) }
+                            @if let Some(seq) = p.stuck_at_seq {
+                                td.bad { "stuck at record " (seq) }
+                            } @else if p.lag_records == 0 {
+                                td { "current" }
+                            } @else {
+                                td { "catching up" }
+                            }
+                        }
+                    }
                 }
             }
         },

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use ledger::record::EventType;
 use ledger::types::{EventId, TenantId};
-use projections::runner::{ProjectionState, TargetPage, ViewStore};
+use projections::runner::{ProjectionState, Stuck, TargetPage, ViewStore};
 use projections::views::DecisionPatch;
 use projections::{DecisionFacts, Event, Views};
 use serde::Serialize;
@@ -401,6 +401,57 @@ macro_rules! views_backend {
                     .collect()
             }
 
+            pub(crate) async fn stuck(tx: &mut Tx, tenant: &TenantId) -> Result<Vec<Stuck>, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(
+                    "SELECT name, generation, next_seq, stuck_error, stuck_since_us FROM projection_positions WHERE stuck_error IS NOT NULL AND tenant_id = ",
+                );
+                q.push_bind(tenant.as_str().to_owned()).push(" ORDER BY name, generation");
+                let rows: Vec<(String, i64, i64, String, Option<i64>)> =
+                    q.build_query_as().fetch_all(&mut **tx).await?;
+                rows.into_iter()
+                    .map(|(name, generation, next, error, since)| {
+                        Ok(Stuck {
+                            tenant: tenant.as_str().to_owned(),
+                            name,
+                            generation,
+                            seq: uint(next)?,
+                            error,
+                            since_us: since.unwrap_or(0),
+                        })
+                    })
+                    .collect()
+            }
+
+            /// Marks a position stuck, if it still is `seq` (a row is created at 0 for a
+            /// generation that has applied nothing yet).
+            pub(crate) async fn mark_stuck(tx: &mut Tx, tenant: &TenantId, name: &str, generation: i64, seq: u64, error: &str) -> Result<(), StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(
+                    "INSERT INTO projection_positions (name, generation, tenant_id, next_seq, stuck_error, stuck_since_us) VALUES (",
+                );
+                let mut sep = q.separated(", ");
+                sep.push_bind(name.to_owned());
+                sep.push_bind(generation);
+                sep.push_bind(tenant.as_str().to_owned());
+                sep.push_bind(db_int(seq));
+                sep.push_bind(error.to_owned());
+                sep.push_bind(chrono::Utc::now().timestamp_micros());
+                q.push(") ON CONFLICT (name, generation, tenant_id) DO UPDATE SET stuck_error = excluded.stuck_error, stuck_since_us = excluded.stuck_since_us WHERE projection_positions.next_seq = excluded.next_seq");
+                q.build().execute(&mut **tx).await?;
+                Ok(())
+            }
+
+            /// Clears the tenant's stuck marks (of `name` only, if given); how many it cleared.
+            pub(crate) async fn clear_stuck(tx: &mut Tx, tenant: &TenantId, name: Option<&str>) -> Result<u64, StoreError> {
+                let mut q = QueryBuilder::<$Db>::new(
+                    "UPDATE projection_positions SET stuck_error = NULL, stuck_since_us = NULL WHERE stuck_error IS NOT NULL AND tenant_id = ",
+                );
+                q.push_bind(tenant.as_str().to_owned());
+                if let Some(name) = name {
+                    q.push(" AND name = ").push_bind(name.to_owned());
+                }
+                Ok(q.build().execute(&mut **tx).await?.rows_affected())
+            }
+
             /// Makes the transaction's prepared statements plan generically (PostgreSQL),
             /// without looking at their values. The runner's reads of the ledger (records, and
             /// decision facts) go by key; statistics lag behind a table that grows by millions
@@ -483,7 +534,9 @@ macro_rules! views_backend {
                     sep.push_bind(page.generation);
                     sep.push_bind(tenant.as_str().to_owned());
                     sep.push_bind(db_int(page.to));
-                    q.push(") ON CONFLICT (name, generation, tenant_id) DO NOTHING");
+                    // A row at 0 exists when the generation was marked stuck at its first
+                    // record and then retried.
+                    q.push(") ON CONFLICT (name, generation, tenant_id) DO UPDATE SET next_seq = excluded.next_seq WHERE projection_positions.next_seq = 0");
                 } else {
                     q = QueryBuilder::<$Db>::new("UPDATE projection_positions SET next_seq = ");
                     q.push_bind(db_int(page.to))
@@ -1252,6 +1305,28 @@ impl ViewStore for Store {
         .await?))
     }
 
+    async fn stuck(&self, tenant: &TenantId) -> Result<Vec<Stuck>, StoreError> {
+        Ok(in_tx!(self, Some(tenant), false, |tx, m| m::stuck(
+            &mut tx, tenant
+        )
+        .await?))
+    }
+
+    async fn mark_stuck(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        generation: i64,
+        seq: u64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        in_tx!(self, Some(tenant), true, |tx, m| m::mark_stuck(
+            &mut tx, tenant, name, generation, seq, error
+        )
+        .await?);
+        Ok(())
+    }
+
     async fn events(
         &self,
         tenant: &TenantId,
@@ -1356,6 +1431,50 @@ fn unavailable(name: &str) -> StoreError {
 }
 
 impl Store {
+    /// Every stuck projection generation of every tenant (or of `tenant`), for
+    /// `auditex projections stuck`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn stuck_projections(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<Stuck>, StoreError> {
+        let tenants = match tenant {
+            Some(t) => vec![t.clone()],
+            None => self.tenants().await?,
+        };
+        let mut all = Vec::new();
+        for tenant in &tenants {
+            all.extend(ViewStore::stuck(self, tenant).await?);
+        }
+        Ok(all)
+    }
+
+    /// Clears the stuck marks of every tenant (or of `tenant`) and projection (or of `name`),
+    /// so that the runner tries those records again; how many marks it cleared.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn clear_stuck(
+        &self,
+        tenant: Option<&TenantId>,
+        name: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let tenants = match tenant {
+            Some(t) => vec![t.clone()],
+            None => self.tenants().await?,
+        };
+        let mut cleared = 0;
+        for tenant in &tenants {
+            cleared += in_tx!(self, Some(tenant), true, |tx, m| m::clear_stuck(
+                &mut tx, tenant, name
+            )
+            .await?);
+        }
+        Ok(cleared)
+    }
+
     /// Searches the decisions view.
     ///
     /// # Errors

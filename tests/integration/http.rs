@@ -1174,8 +1174,45 @@ async fn a_held_tenant_has_no_current_checkpoint_and_rolled_back_receipts_answer
     s.stop().await;
 }
 
+/// A NUL in a record is refused at the edge with its pointer (no record a view cannot hold is
+/// ever acknowledged), and a `%00` in a query parameter or path is a 400 naming it, on every
+/// route, where it used to reach the database and answer 503.
+async fn nul_in_a_record_or_a_query_is_refused_with_what_holds_it(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let mut record = decision(&event_id());
+    record["payload"]["subject_ref"] = json!("x\u{0}y");
+    let p = problem(
+        s.post(&s.ingest, "/v1/records", &record).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["pointer"], "/payload/subject_ref", "{p}");
+    let p = problem(
+        s.get(&s.read, "/v1/decisions?outcome=a%00b").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(
+        p["detail"],
+        "query parameter `outcome` must not contain U+0000 (%00)"
+    );
+    for path in [
+        "/v1/models?model_id=%00",
+        "/v1/oversight/actions?decision_id=%00",
+        "/v1/subjects/x%00y",
+    ] {
+        problem(s.get(&s.read, path).await, StatusCode::BAD_REQUEST).await;
+    }
+    assert_eq!(
+        s.store.tree_size(&s.tenant).await.expect("size"),
+        TreeSize::ZERO
+    );
+    s.stop().await;
+}
+
 backend_tests!(
     a_held_tenant_has_no_current_checkpoint_and_rolled_back_receipts_answer_410,
+    nul_in_a_record_or_a_query_is_refused_with_what_holds_it,
     evidence_downloaded_over_https_verifies_offline_with_auditex_verify,
     appending_returns_receipts_and_retries_are_idempotent,
     proofs_fetched_over_https_verify_against_signed_checkpoints,

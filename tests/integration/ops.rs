@@ -1457,6 +1457,45 @@ async fn private_signing_keys(db: &TestDb, master: &MasterKey, tenant: &str) -> 
         .collect()
 }
 
+/// `auditex append` refuses a record holding U+0000 with its pointer and writes nothing; the
+/// stuck-projection commands answer on a healthy database.
+async fn cli_append_refuses_nul_and_projection_commands_report_nothing_stuck(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let mut cli = Cli::new(&db);
+    cli.ok(&["tenant", "create", "acme"]);
+    let mut payload = auditex::cli::synthetic_decision(7);
+    payload["subject_ref"] = serde_json::json!("x\u{0}y");
+    let event = serde_json::json!({
+        "event_id": uuid::Uuid::now_v7().to_string(),
+        "event_type": "decision",
+        "payload": payload,
+    });
+    let (ok, _, stderr) = cli.run(&["append", "--tenant", "acme"], Some(&format!("{event}\n")));
+    assert!(!ok, "a NUL is refused");
+    assert!(stderr.contains("/payload/subject_ref"), "{stderr}");
+    let store = db.open().await;
+    assert_eq!(
+        store
+            .tree_size(&crate::support::tenant_id("acme"))
+            .await
+            .expect("size")
+            .get(),
+        0
+    );
+    store.shutdown().await;
+    assert!(
+        cli.ok(&["projections", "stuck"])
+            .contains("no projection is stuck")
+    );
+    let out = cli.ok(&["projections", "retry", "--tenant", "acme", "decisions"]);
+    assert!(out.contains("cleared 0 stuck mark(s)"), "{out}");
+    let (ok, _, stderr) = cli.run(&["projections", "retry", "nonsense"], None);
+    assert!(
+        !ok && stderr.contains("no projection is called"),
+        "{stderr}"
+    );
+}
+
 /// Runs the operator's commands end to end with debug logging — tenant, appends (with personal
 /// data), key rotation, checkpoints, backup, restore of an older backup, the rollback refusal and
 /// its acknowledgement, in-place verification, and the service itself — then scans everything
@@ -1577,7 +1616,10 @@ async fn operator_commands_work_end_to_end_and_log_no_secrets(backend: Backend) 
     assert_eq!(secrets.found_in(&planted), Some("the master key (HEX)"));
 }
 
-backend_tests!(operator_commands_work_end_to_end_and_log_no_secrets);
+backend_tests!(
+    operator_commands_work_end_to_end_and_log_no_secrets,
+    cli_append_refuses_nul_and_projection_commands_report_nothing_stuck,
+);
 
 // ---------------------------------------------------------------------------------------------
 // Documentation and repository hygiene, checked against the code

@@ -628,7 +628,166 @@ async fn a_killed_catch_up_leaves_exact_views(backend: Backend) {
     store.shutdown().await;
 }
 
+/// A decision draft of `subject`.
+fn decision_of(subject: &str) -> PreparedDraft {
+    let mut payload = crate::support::decision_payload("approved");
+    payload["subject_ref"] = json!(subject);
+    draft("decision", &payload)
+}
+
+/// Makes the decisions view refuse any row whose subject is `poison`, as the schema owner: a
+/// record that one projection cannot apply (the edge refuses the NUL that did this in the field).
+/// `false` drops the trigger again (the cause removed).
+async fn poison_decisions_view(db: &TestDb, on: bool) {
+    use sqlx::Connection;
+    if db.is_postgres() {
+        let mut c = sqlx::PgConnection::connect(db.postgres_owner_url())
+            .await
+            .expect("owner connects");
+        let statements: &[&'static str] = if on {
+            &[
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.subject_ref = 'poison' THEN RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END $$",
+                "CREATE TRIGGER poison BEFORE INSERT ON proj_decisions FOR EACH ROW EXECUTE FUNCTION poison()",
+            ]
+        } else {
+            &["DROP TRIGGER poison ON proj_decisions"]
+        };
+        for sql in statements {
+            sqlx::query(*sql).execute(&mut c).await.expect("owner DDL");
+        }
+    } else {
+        let url = format!("sqlite://{}", db.sqlite_path().display());
+        let mut c = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("sqlite connects");
+        let sql = if on {
+            "CREATE TRIGGER poison BEFORE INSERT ON proj_decisions WHEN NEW.subject_ref = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"
+        } else {
+            "DROP TRIGGER poison"
+        };
+        sqlx::query(sql).execute(&mut c).await.expect("DDL");
+    }
+}
+
+/// A record that the decisions projection cannot apply in tenant A stops that projection for
+/// A only: B's views stay current, A's other projections keep up, A's lag keeps growing in the
+/// runner's status (what /metrics and /readyz show), and retrying after the cause is removed
+/// brings A's view up to date exactly.
+async fn a_record_a_projection_cannot_apply_stops_it_for_that_tenant_only(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let store = db.open().await;
+    let (a, b) = (tenant_id("bank-a"), tenant_id("bank-b"));
+    for t in [&a, &b] {
+        store.create_tenant(t).await.expect("tenant");
+    }
+    poison_decisions_view(&db, true).await;
+    store
+        .append(&a, vec![decision_of("s-1")])
+        .await
+        .expect("append");
+    let poisoned = store
+        .append(&a, vec![decision_of("poison")])
+        .await
+        .expect("append");
+    let poisoned_seq = poisoned[0].seq;
+    store
+        .append(&a, vec![decision_of("s-3"), decision_of("s-4")])
+        .await
+        .expect("append");
+    crate::support::append_many(&store, &b, 5, 2).await;
+    let runner = store.views_runner().clone();
+    runner
+        .catch_up(&store)
+        .await
+        .expect("a stuck projection is no outage");
+
+    assert_eq!(crate::support::decisions_served(&store, &b).await, 5);
+    assert_views_exact(&store, &b).await;
+    let views_a = store.dump_views(&a).await.expect("dump");
+    assert_eq!(
+        views_a.decisions.len(),
+        1,
+        "A's decisions stop before the poison"
+    );
+    assert_eq!(views_a.subjects.len(), 4, "A's other projections keep up");
+    let stuck = store.stuck_projections(None).await.expect("stuck");
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert_eq!(
+        (
+            stuck[0].tenant.as_str(),
+            stuck[0].name.as_str(),
+            stuck[0].seq
+        ),
+        (a.as_str(), "decisions", poisoned_seq)
+    );
+    assert!(
+        stuck[0].error.contains("poisoned row"),
+        "{}",
+        stuck[0].error
+    );
+
+    // More records: B follows, A's lag grows, also as a fresh runner (a restart) sees it.
+    store
+        .append(&a, vec![decision_of("s-5")])
+        .await
+        .expect("append");
+    crate::support::append_many(&store, &b, 2, 2).await;
+    let restarted = ::projections::runner::Runner::new();
+    restarted.catch_up(&store).await.expect("catch up");
+    assert_eq!(crate::support::decisions_served(&store, &b).await, 7);
+    let status = restarted.status();
+    let decisions = status
+        .iter()
+        .find(|s| s.name == "decisions")
+        .expect("decisions status");
+    assert_eq!(
+        decisions.lag.records, 4,
+        "A's four records from the poison on"
+    );
+    assert_eq!(decisions.stuck.len(), 1);
+    assert_eq!(decisions.stuck[0].records, 4);
+    assert!(decisions.lag.seconds >= 0.0);
+    assert!(
+        status
+            .iter()
+            .filter(|s| s.name != "decisions")
+            .all(|s| s.lag.records == 0 && s.stuck.is_empty())
+    );
+
+    // Retrying while the cause remains marks it stuck again; once removed, it catches up.
+    assert_eq!(store.clear_stuck(Some(&a), None).await.expect("clear"), 1);
+    restarted.catch_up(&store).await.expect("catch up");
+    assert_eq!(
+        store
+            .stuck_projections(Some(&a))
+            .await
+            .expect("stuck")
+            .len(),
+        1
+    );
+    poison_decisions_view(&db, false).await;
+    assert_eq!(
+        store
+            .clear_stuck(None, Some("decisions"))
+            .await
+            .expect("clear"),
+        1
+    );
+    restarted.catch_up(&store).await.expect("catch up");
+    assert!(
+        store
+            .stuck_projections(None)
+            .await
+            .expect("stuck")
+            .is_empty()
+    );
+    assert_views_exact(&store, &a).await;
+    assert_eq!(crate::support::decisions_served(&store, &a).await, 5);
+    store.shutdown().await;
+}
+
 backend_tests!(
+    a_record_a_projection_cannot_apply_stops_it_for_that_tenant_only,
     incremental_views_equal_rebuild_and_recomputation,
     time_ranges_select_exactly_their_decisions,
     a_new_generation_takes_over_only_when_caught_up,
