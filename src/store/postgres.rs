@@ -151,9 +151,11 @@ impl PgDb {
     /// Every tenant's id, through the owner's `tenant_ids()`: the tenants table itself shows the
     /// application role only the tenant of its transaction.
     pub(crate) async fn tenants(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT tenant_id FROM tenant_ids() AS t(tenant_id)")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT tenant_id FROM tenant_ids() AS t(tenant_id)")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     pub(crate) async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
@@ -580,7 +582,8 @@ impl PgDb {
         &self,
         row: &super::api_keys::ApiKeyRow,
     ) -> Result<(), StoreError> {
-        let tenant = TenantId::parse(&row.tenant_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let tenant =
+            TenantId::parse(&row.tenant_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.tenant_tx(&tenant).await?;
         sqlx::query(
             "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us)
@@ -657,12 +660,14 @@ impl PgDb {
         now_us: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        sqlx::query("UPDATE api_keys SET last_used_at_us = $1 WHERE key_id = $2 AND tenant_id = $3")
-            .bind(now_us)
-            .bind(key_id)
-            .bind(tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at_us = $1 WHERE key_id = $2 AND tenant_id = $3",
+        )
+        .bind(now_us)
+        .bind(key_id)
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -507,12 +507,14 @@ impl Store {
         now_us: i64,
     ) -> Result<(), StoreError> {
         in_tenant!(self, tenant, write, |c| {
-            sqlx::query("UPDATE sessions SET last_seen_us = $1 WHERE id_hash = $2 AND tenant_id = $3")
-                .bind(now_us)
-                .bind(id_hash)
-                .bind(tenant.as_str())
-                .execute(&mut *c)
-                .await?;
+            sqlx::query(
+                "UPDATE sessions SET last_seen_us = $1 WHERE id_hash = $2 AND tenant_id = $3",
+            )
+            .bind(now_us)
+            .bind(id_hash)
+            .bind(tenant.as_str())
+            .execute(&mut *c)
+            .await?;
         });
         Ok(())
     }
@@ -681,4 +683,3 @@ impl Store {
         Ok(taken.filter(|u| *u == owner.user_id).map(|_| owner))
     }
 }
-
