@@ -48,7 +48,7 @@ const CSRF_REFUSED: &str = "Form expired";
 /// What a refused role answers.
 const ROLE_REFUSED: &str = "Your role does not give access";
 /// What every failed sign-in answers.
-const SIGN_IN_FAILED: &str = "The email or password is not right";
+const SIGN_IN_FAILED: &str = "The organisation, email or password is not right";
 /// What an unusable reset link answers.
 const LINK_INVALID: &str = "This link does not work";
 
@@ -235,8 +235,13 @@ impl Browser {
         }
     }
 
-    /// Opens the sign-in form and submits it.
+    /// Opens the sign-in form and submits it for the test tenant.
     async fn sign_in(&mut self, email: &str, password: &str) -> Page {
+        self.sign_in_to("acme-bank", email, password).await
+    }
+
+    /// Opens the sign-in form and submits it for `tenant`.
+    async fn sign_in_to(&mut self, tenant: &str, email: &str, password: &str) -> Page {
         let form = self.get("/sign-in").await;
         form.assert_status(StatusCode::OK, "the sign-in page");
         let csrf = form.csrf();
@@ -244,7 +249,7 @@ impl Browser {
             "/sign-in",
             &[
                 ("csrf", &csrf),
-                ("tenant", "acme-bank"),
+                ("tenant", tenant),
                 ("email", email),
                 ("password", password),
             ],
@@ -1901,7 +1906,14 @@ async fn another_tenants_admin_sees_none_of_this_tenants_decisions_keys_or_users
     let admin_id = user(&server, ADMIN_EMAIL).await.user_id;
 
     let mut ours = Browser::signed_in(&server, ADMIN_EMAIL).await;
-    let mut theirs = Browser::signed_in(&server, OTHER_ADMIN).await;
+    let mut theirs = Browser::new(&server);
+    let page = theirs.sign_in_to("globex-bank", OTHER_ADMIN, PASSWORD).await;
+    assert_eq!(page.location(), Some("/"), "the other tenant's admin signs in");
+    // Our organisation with their email is nobody.
+    let mut wrong = Browser::new(&server);
+    let page = wrong.sign_in_to("acme-bank", OTHER_ADMIN, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(page.body.contains(SIGN_IN_FAILED));
     let page = ours.get(&format!("/decisions/{event_id}")).await;
     page.assert_status(StatusCode::OK, "our decision, for us");
     assert!(page.body.contains(&event_id));
