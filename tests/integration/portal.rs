@@ -1907,8 +1907,14 @@ async fn another_tenants_admin_sees_none_of_this_tenants_decisions_keys_or_users
 
     let mut ours = Browser::signed_in(&server, ADMIN_EMAIL).await;
     let mut theirs = Browser::new(&server);
-    let page = theirs.sign_in_to("globex-bank", OTHER_ADMIN, PASSWORD).await;
-    assert_eq!(page.location(), Some("/"), "the other tenant's admin signs in");
+    let page = theirs
+        .sign_in_to("globex-bank", OTHER_ADMIN, PASSWORD)
+        .await;
+    assert_eq!(
+        page.location(),
+        Some("/"),
+        "the other tenant's admin signs in"
+    );
     // Our organisation with their email is nobody.
     let mut wrong = Browser::new(&server);
     let page = wrong.sign_in_to("acme-bank", OTHER_ADMIN, PASSWORD).await;
