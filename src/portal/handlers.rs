@@ -25,6 +25,8 @@ use super::{
     PRE_SESSION_COOKIE, Portal, PortalError, SESSION_COOKIE, Viewer, audit, clear_cookie, cookie,
     set_cookie,
 };
+use ledger::types::TenantId;
+
 use crate::auth::Role;
 use crate::http::AppState;
 use crate::store::users::{PortalRole, Session};
@@ -197,13 +199,22 @@ fn message_for(done: Option<&str>) -> Option<&'static str> {
     }
 }
 
-fn sign_in_form(token: &str, email: &str, problem: Option<&str>, message: Option<&str>) -> Markup {
+/// The sign-in form names the organisation (tenant id): accounts belong to one tenant, an email
+/// may have accounts in several, and the form never says which.
+fn sign_in_form(
+    token: &str,
+    tenant: &str,
+    email: &str,
+    problem: Option<&str>,
+    message: Option<&str>,
+) -> Markup {
     html! {
         h1 { "Sign in" }
         @if let Some(m) = message { (notice(m)) }
         @if let Some(p) = problem { (error(p)) }
         form.stack method="post" action="/sign-in" {
             (csrf_field(token))
+            label { "Organisation" input type="text" name="tenant" autocomplete="organization" required value=(tenant); }
             label { "Email" input type="email" name="email" autocomplete="username" required value=(email); }
             label { "Password" input type="password" name="password" autocomplete="current-password" required; }
             button type="submit" { "Sign in" }
@@ -223,7 +234,7 @@ async fn sign_in_page(
         "Sign in",
         set,
         StatusCode::OK,
-        sign_in_form(&token, "", None, message_for(q.done.as_deref())),
+        sign_in_form(&token, "", "", None, message_for(q.done.as_deref())),
     )
 }
 
@@ -232,12 +243,14 @@ struct SignInForm {
     // A missing token is a CSRF failure (403), not a malformed form (422).
     #[serde(default)]
     csrf: String,
+    tenant: String,
     email: String,
     password: String,
 }
 
 /// The one answer to a failed sign-in, whatever failed.
-const SIGN_IN_FAILED: &str = "The email or password is not right, or the account is not active.";
+const SIGN_IN_FAILED: &str =
+    "The organisation, email or password is not right, or the account is not active.";
 
 async fn sign_in(
     State(state): State<AppState>,
@@ -247,17 +260,28 @@ async fn sign_in(
 ) -> Result<Response, PortalError> {
     let binding = pre_session_csrf(&portal, &headers, &form.csrf)?;
     let email = form.email.trim().to_lowercase();
-    if email.len() > 254 || form.password.len() > 4 * security::PASSWORD_CHARS_MAX {
+    let tenant_text = form.tenant.trim().to_owned();
+    if email.len() > 254
+        || tenant_text.len() > 254
+        || form.password.len() > 4 * security::PASSWORD_CHARS_MAX
+    {
         return Err(PortalError::BadRequest(
-            "That is not an email and password.".into(),
+            "That is not an organisation, email and password.".into(),
         ));
     }
     let store = &state.store;
     let now = store.now_us();
-    if let Some(wait) = portal.backoff(&email, now) {
+    // Back-off counts per account: the same email in another organisation is another account.
+    let account = format!("{tenant_text}\n{email}");
+    if let Some(wait) = portal.backoff(&account, now) {
         return Ok(too_many(wait));
     }
-    let user = store.user_by_email(&email).await?;
+    // Only the named tenant's accounts are looked at. An organisation that is not a tenant id
+    // or has no such account costs the same Argon2 run as a wrong password below.
+    let user = match TenantId::parse(&tenant_text) {
+        Ok(tenant) => store.user_by_email(&tenant, &email).await?,
+        Err(_) => None,
+    };
     // Unknown emails are checked against a dummy hash, so both cases cost one Argon2 run.
     let hash = user
         .as_ref()
@@ -266,17 +290,17 @@ async fn sign_in(
     let user = match user {
         Some(u) if password_ok && u.is_active(now) => u,
         _ => {
-            portal.failed(&email, now);
+            portal.failed(&account, now);
             let token = portal.config().keys.csrf_token(binding);
             return Ok(anonymous(
                 "Sign in",
                 None,
                 StatusCode::UNAUTHORIZED,
-                sign_in_form(&token, &email, Some(SIGN_IN_FAILED), None),
+                sign_in_form(&token, &tenant_text, &email, Some(SIGN_IN_FAILED), None),
             ));
         }
     };
-    portal.succeeded(&email);
+    portal.succeeded(&account);
     // A new session id at every sign-in: nothing from before sign-in is reused.
     let session_id = random_token();
     let config = portal.config();
@@ -327,7 +351,12 @@ async fn sign_out(
     check_csrf(&portal, &viewer, &form.csrf)?;
     let store = &state.store;
     store
-        .end_session(&viewer.user.user_id, &viewer.id_hash, store.now_us())
+        .end_session(
+            &viewer.user.tenant,
+            &viewer.user.user_id,
+            &viewer.id_hash,
+            store.now_us(),
+        )
         .await?;
     viewer.audit(store, "access", "sign_out", None).await;
     let mut response = Redirect::to("/sign-in?done=signed-out").into_response();
@@ -355,9 +384,10 @@ fn forgot_form(token: &str, message: Option<&str>) -> Markup {
     html! {
         h1 { "Forgot your password?" }
         @if let Some(m) = message { (notice(m)) }
-        p { "Enter your email. If it belongs to an active account, we send a link to choose a new password." }
+        p { "Enter your organisation and email. If they belong to an active account, we send a link to choose a new password." }
         form.stack method="post" action="/forgot-password" {
             (csrf_field(token))
+            label { "Organisation" input type="text" name="tenant" autocomplete="organization" required; }
             label { "Email" input type="email" name="email" autocomplete="username" required; }
             button type="submit" { "Send the link" }
         }
@@ -370,6 +400,7 @@ struct ForgotForm {
     // A missing token is a CSRF failure (403), not a malformed form (422).
     #[serde(default)]
     csrf: String,
+    tenant: String,
     email: String,
 }
 
@@ -381,15 +412,17 @@ async fn forgot_password(
 ) -> Result<Response, PortalError> {
     let binding = pre_session_csrf(&portal, &headers, &form.csrf)?;
     let email = form.email.trim().to_lowercase();
+    let tenant = TenantId::parse(form.tenant.trim()).ok();
     // The work happens after the answer, so that the answer (and its timing) is the same
     // whether or not the account exists.
     let store = state.store.clone();
     let worker = portal.clone();
     tokio::spawn(async move {
-        if email.len() > 254 {
+        // The account is looked for in the named tenant only.
+        let Some(tenant) = tenant.filter(|_| email.len() <= 254) else {
             return;
-        }
-        match store.user_by_email(&email).await {
+        };
+        match store.user_by_email(&tenant, &email).await {
             Ok(Some(user)) if user.is_active(store.now_us()) => {
                 if let Err(e) = send_reset_link(&store, &worker, &user, "reset").await {
                     tracing::error!(error = %e, "could not send a password-reset link");
@@ -407,7 +440,7 @@ async fn forgot_password(
         forgot_form(
             &token,
             Some(
-                "If that email belongs to an active account, a link is on its way. It works once, for a limited time.",
+                "If that organisation and email belong to an active account, a link is on its way. It works once, for a limited time.",
             ),
         ),
     ))
@@ -427,6 +460,7 @@ async fn send_reset_link(
     let ttl = i64::try_from(config.reset_ttl.as_micros()).unwrap_or(i64::MAX);
     store
         .create_password_reset(
+            &user.tenant,
             &user.user_id,
             &token_hash(&token),
             now,
@@ -450,8 +484,10 @@ async fn send_reset_link(
             "Someone (hopefully you) asked to reset the password of your Auditex account. Choose a new one here:",
         )
     };
+    // Sign-in names the organisation, so the message says which one the account belongs to.
+    let tenant = &user.tenant;
     let body = format!(
-        "{intro}\n\n{link}\n\nThe link works once, for {minutes} minutes. If you did not expect this message, ignore it: nothing changes.\n"
+        "{intro}\n\n{link}\n\nThe link works once, for {minutes} minutes. Sign in afterwards with the organisation \"{tenant}\" and this email address. If you did not expect this message, ignore it: nothing changes.\n"
     );
     config.mailer.send(&user.email, subject, &body).await
 }
@@ -553,14 +589,14 @@ async fn reset_password(
             reset_form(&token, &form.token, Some(&problem)),
         ));
     }
-    let Some(user_id) = store.take_password_reset(&hash, now).await? else {
+    // The token names its user's tenant: the user is looked up there, never across tenants.
+    let Some(owner) = store.take_password_reset(&hash, now).await? else {
         return Ok(link_invalid(None));
     };
     let phc = security::hash_password(form.password)
         .await
         .map_err(PortalError::Internal)?;
-    // Find the user's tenant: reset tokens are global, users are per tenant.
-    let Some(user) = find_user(store, &user_id).await? else {
+    let Some(user) = store.user_by_id(&owner.tenant, &owner.user_id).await? else {
         return Ok(link_invalid(None));
     };
     store
@@ -577,18 +613,6 @@ async fn reset_password(
     .await;
     // After a reset the user signs in with the new password; no session is created here.
     Ok(Redirect::to("/sign-in?done=password-changed").into_response())
-}
-
-async fn find_user(
-    store: &crate::store::Store,
-    user_id: &str,
-) -> Result<Option<crate::store::users::User>, PortalError> {
-    for tenant in store.tenants().await? {
-        if let Some(u) = store.user_by_id(&tenant, user_id).await? {
-            return Ok(Some(u));
-        }
-    }
-    Ok(None)
 }
 
 #[derive(Deserialize)]
@@ -684,7 +708,7 @@ async fn sessions_page(
 ) -> Result<Markup, PortalError> {
     let store = &state.store;
     let sessions = store
-        .live_sessions(&viewer.user.user_id, store.now_us())
+        .live_sessions(&viewer.user.tenant, &viewer.user.user_id, store.now_us())
         .await?;
     Ok(layout(
         "My sessions",
@@ -722,7 +746,12 @@ async fn end_other_sessions(
     check_csrf(&portal, &viewer, &form.csrf)?;
     let store = &state.store;
     store
-        .end_other_sessions(&viewer.user.user_id, &viewer.id_hash, store.now_us())
+        .end_other_sessions(
+            &viewer.user.tenant,
+            &viewer.user.user_id,
+            &viewer.id_hash,
+            store.now_us(),
+        )
         .await?;
     viewer.audit(store, "access", "sessions_ended", None).await;
     Ok(Redirect::to("/account/sessions?done=ended").into_response())
@@ -1495,7 +1524,7 @@ async fn invite_user(
         Ok(u) => u,
         Err(crate::store::StoreError::Duplicate(_)) => {
             return Err(PortalError::BadRequest(
-                "An account with that email exists already.".into(),
+                "An account with that email exists already in this organisation.".into(),
             ));
         }
         Err(e) => return Err(e.into()),

@@ -318,7 +318,7 @@ impl FromRequestParts<AppState> for Viewer {
         }
         // Idle expiry needs the last request's time; one write per request is cheap next to
         // Argon2 and keeps the rule exact.
-        store.touch_session(&id_hash, now).await?;
+        store.touch_session(&session.tenant, &id_hash, now).await?;
         let csrf = config.keys.csrf_token(&session_id);
         Ok(Viewer {
             user,

@@ -157,20 +157,24 @@ impl PgDb {
         Ok(())
     }
 
+    /// Every tenant's id, through the owner's `tenant_ids()`: the tenants table itself shows the
+    /// application role only the tenant of its transaction.
     pub(crate) async fn tenants(&self) -> Result<Vec<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
+            sqlx::query_scalar("SELECT tenant_id FROM tenant_ids() AS t(tenant_id)")
                 .fetch_all(&self.pool)
                 .await?,
         )
     }
 
     pub(crate) async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
         let found: Option<i64> =
             sqlx::query_scalar("SELECT 1::BIGINT FROM tenants WHERE tenant_id = $1")
                 .bind(tenant.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
+        tx.commit().await?;
         Ok(found.is_some())
     }
 
@@ -663,6 +667,9 @@ impl PgDb {
         &self,
         row: &super::api_keys::ApiKeyRow,
     ) -> Result<(), StoreError> {
+        let tenant =
+            TenantId::parse(&row.tenant_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.tenant_tx(&tenant).await?;
         sqlx::query(
             "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -674,8 +681,9 @@ impl PgDb {
         .bind(&row.label)
         .bind(row.created_at_us)
         .bind(row.expires_at_us)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -683,23 +691,29 @@ impl PgDb {
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<super::api_keys::ApiKeyRow>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
         let rows: Vec<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_API_KEY} WHERE tenant_id = $1 ORDER BY created_at_us, key_id"
         )))
         .bind(tenant.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(rows.into_iter().map(api_key_row).collect())
     }
 
+    /// The key with this id and secret hash, before the tenant is known: through the owner's
+    /// `api_key_for_secret`, which returns that one row or none.
     pub(crate) async fn api_key(
         &self,
         key_id: &str,
+        secret_hash: &[u8],
     ) -> Result<Option<super::api_keys::ApiKeyRow>, StoreError> {
-        let row: Option<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_API_KEY} WHERE key_id = $1"
-        )))
+        let row: Option<ApiKeyTuple> = sqlx::query_as(
+            "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_key_for_secret($1, $2)",
+        )
         .bind(key_id)
+        .bind(secret_hash)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(api_key_row))
@@ -711,23 +725,35 @@ impl PgDb {
         key_id: &str,
         now_us: i64,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at_us = $1 WHERE tenant_id = $2 AND key_id = $3 AND revoked_at_us IS NULL",
         )
         .bind(now_us)
         .bind(tenant.as_str())
         .bind(key_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
-    pub(crate) async fn touch_api_key(&self, key_id: &str, now_us: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE api_keys SET last_used_at_us = $1 WHERE key_id = $2")
-            .bind(now_us)
-            .bind(key_id)
-            .execute(&self.pool)
-            .await?;
+    pub(crate) async fn touch_api_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        now_us: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at_us = $1 WHERE key_id = $2 AND tenant_id = $3",
+        )
+        .bind(now_us)
+        .bind(key_id)
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -673,14 +673,18 @@ impl SqliteDb {
         Ok(rows.into_iter().map(api_key_row).collect())
     }
 
+    /// The key with this id and secret hash (as on PostgreSQL, where nothing else is visible
+    /// before the tenant is known).
     pub(crate) async fn api_key(
         &self,
         key_id: &str,
+        secret_hash: &[u8],
     ) -> Result<Option<super::api_keys::ApiKeyRow>, StoreError> {
         let row: Option<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_API_KEY} WHERE key_id = ?"
+            "{SELECT_API_KEY} WHERE key_id = ? AND secret_hash = ?"
         )))
         .bind(key_id)
+        .bind(secret_hash)
         .fetch_optional(&self.readers)
         .await?;
         Ok(row.map(api_key_row))
@@ -703,10 +707,16 @@ impl SqliteDb {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(crate) async fn touch_api_key(&self, key_id: &str, now_us: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE api_keys SET last_used_at_us = ? WHERE key_id = ?")
+    pub(crate) async fn touch_api_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        now_us: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET last_used_at_us = ? WHERE key_id = ? AND tenant_id = ?")
             .bind(now_us)
             .bind(key_id)
+            .bind(tenant.as_str())
             .execute(&self.writer)
             .await?;
         Ok(())

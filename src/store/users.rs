@@ -157,30 +157,73 @@ fn session(t: SessionTuple) -> Result<Session, StoreError> {
     })
 }
 
-/// Runs `$body` with `$w` (the writer, or a transaction on it) and `$r` (a reader) bound to the
-/// backend's pools; `$write` picks a transaction for multi-statement changes.
-macro_rules! with_pools {
-    ($store:expr, |$r:ident, $w:ident| $body:expr) => {
+/// Runs `$body` with `$c`, a transaction scoped to `$tenant`: on PostgreSQL it sets the
+/// tenant for row-level security first; on SQLite a `write` runs on the single writer and a
+/// `read` on the reader pool. The transaction commits when `$body` succeeds.
+macro_rules! in_tenant {
+    ($store:expr, $tenant:expr, $mode:ident, |$c:ident| $body:expr) => {
         match $store.db() {
             Db::Sqlite(b) => {
-                let $r = b.reader_pool();
-                let $w = b.writer_pool();
-                $body
+                let mut tx = in_tenant!(@pool b, $mode).begin().await?;
+                let $c = &mut *tx;
+                let out = $body;
+                tx.commit().await?;
+                out
             }
             Db::Postgres(b) => {
-                let $r = b.pool();
-                let $w = b.pool();
-                $body
+                let mut tx = b.pool().begin().await?;
+                super::postgres::set_tenant(&mut tx, $tenant).await?;
+                let $c = &mut *tx;
+                let out = $body;
+                tx.commit().await?;
+                out
             }
         }
     };
+    (@pool $b:ident, read) => {
+        $b.reader_pool()
+    };
+    (@pool $b:ident, write) => {
+        $b.writer_pool()
+    };
+}
+
+/// Ends every session of a user and invalidates their reset links, in the caller's transaction
+/// `$c`.
+macro_rules! end_everything {
+    ($c:ident, $tenant:expr, $user_id:expr, $now_us:expr) => {
+        sqlx::query(
+            "UPDATE sessions SET ended_at_us = $1 WHERE user_id = $2 AND tenant_id = $3 AND ended_at_us IS NULL",
+        )
+        .bind($now_us)
+        .bind($user_id)
+        .bind($tenant.as_str())
+        .execute(&mut *$c)
+        .await?;
+        sqlx::query("UPDATE password_resets SET used_at_us = $1 WHERE user_id = $2 AND tenant_id = $3 AND used_at_us IS NULL")
+            .bind($now_us)
+            .bind($user_id)
+            .bind($tenant.as_str())
+            .execute(&mut *$c)
+            .await?;
+    };
+}
+
+/// Who a usable reset token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetOwner {
+    /// The user's tenant.
+    pub tenant: TenantId,
+    /// The user.
+    pub user_id: String,
 }
 
 impl Store {
     /// Creates a portal account.
     ///
     /// # Errors
-    /// [`StoreError::Duplicate`] when the email is taken; a database error.
+    /// [`StoreError::Duplicate`] when the tenant has an account with that email (other tenants'
+    /// accounts are not looked at); a database error.
     pub async fn create_user(
         &self,
         tenant: &TenantId,
@@ -192,53 +235,62 @@ impl Store {
     ) -> Result<User, StoreError> {
         let id = uuid::Uuid::now_v7().to_string();
         let email = email.trim().to_lowercase();
-        let taken = self.user_by_email(&email).await?.is_some();
+        let taken = self.user_by_email(tenant, &email).await?.is_some();
+        let duplicate = || {
+            StoreError::Duplicate(format!(
+                "a user with the email {email} exists already in this organisation"
+            ))
+        };
         if taken {
-            return Err(StoreError::Duplicate(format!(
-                "a user with the email {email} exists already"
-            )));
+            return Err(duplicate());
         }
         let sql = format!(
             "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, NULL, 0, NULL)"
         );
-        let result = with_pools!(self, |_r, w| {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&id)
-                .bind(tenant.as_str())
-                .bind(&email)
-                .bind(role.as_str())
-                .bind(password_hash)
-                .bind(now_us)
-                .bind(expires_at_us)
-                .execute(w)
-                .await
-                .map(|_| ())
-        });
+        let result: Result<(), StoreError> = async {
+            in_tenant!(self, tenant, write, |c| {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&id)
+                    .bind(tenant.as_str())
+                    .bind(&email)
+                    .bind(role.as_str())
+                    .bind(password_hash)
+                    .bind(now_us)
+                    .bind(expires_at_us)
+                    .execute(&mut *c)
+                    .await?;
+            });
+            Ok(())
+        }
+        .await;
         match result {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(StoreError::Duplicate(format!(
-                    "a user with the email {email} exists already"
-                )));
+            Ok(()) => {}
+            Err(StoreError::Unavailable(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                return Err(duplicate());
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
         self.user_by_id(tenant, &id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("the new user is not there".into()))
     }
 
-    /// The account with this email (any tenant: sign-in finds the tenant this way).
+    /// The tenant's account with this email (sign-in and password reset name the tenant).
     ///
     /// # Errors
     /// A database error.
-    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+    pub async fn user_by_email(
+        &self,
+        tenant: &TenantId,
+        email: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND email = $2");
         let email = email.trim().to_lowercase();
-        let row: Option<UserTuple> = with_pools!(self, |r, _w| {
+        let row: Option<UserTuple> = in_tenant!(self, tenant, read, |c| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(tenant.as_str())
                 .bind(&email)
-                .fetch_optional(r)
+                .fetch_optional(&mut *c)
                 .await?
         });
         row.map(user).transpose()
@@ -254,11 +306,11 @@ impl Store {
         user_id: &str,
     ) -> Result<Option<User>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = $1 AND tenant_id = $2");
-        let row: Option<UserTuple> = with_pools!(self, |r, _w| {
+        let row: Option<UserTuple> = in_tenant!(self, tenant, read, |c| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(user_id)
                 .bind(tenant.as_str())
-                .fetch_optional(r)
+                .fetch_optional(&mut *c)
                 .await?
         });
         row.map(user).transpose()
@@ -270,10 +322,10 @@ impl Store {
     /// A database error.
     pub async fn users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY email");
-        let rows: Vec<UserTuple> = with_pools!(self, |r, _w| {
+        let rows: Vec<UserTuple> = in_tenant!(self, tenant, read, |c| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(tenant.as_str())
-                .fetch_all(r)
+                .fetch_all(&mut *c)
                 .await?
         });
         rows.into_iter().map(user).collect()
@@ -285,14 +337,16 @@ impl Store {
     /// A database error.
     pub async fn record_login_failure(
         &self,
+        tenant: &TenantId,
         user_id: &str,
         locked_until_us: Option<i64>,
     ) -> Result<(), StoreError> {
-        with_pools!(self, |_r, w| {
-            sqlx::query("UPDATE users SET failed_logins = failed_logins + 1, locked_until_us = $2 WHERE user_id = $1")
+        in_tenant!(self, tenant, write, |c| {
+            sqlx::query("UPDATE users SET failed_logins = failed_logins + 1, locked_until_us = $2 WHERE user_id = $1 AND tenant_id = $3")
                 .bind(user_id)
                 .bind(locked_until_us)
-                .execute(w)
+                .bind(tenant.as_str())
+                .execute(&mut *c)
                 .await?;
         });
         Ok(())
@@ -302,13 +356,18 @@ impl Store {
     ///
     /// # Errors
     /// A database error.
-    pub async fn clear_login_failures(&self, user_id: &str) -> Result<(), StoreError> {
-        with_pools!(self, |_r, w| {
+    pub async fn clear_login_failures(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> Result<(), StoreError> {
+        in_tenant!(self, tenant, write, |c| {
             sqlx::query(
-                "UPDATE users SET failed_logins = 0, locked_until_us = NULL WHERE user_id = $1",
+                "UPDATE users SET failed_logins = 0, locked_until_us = NULL WHERE user_id = $1 AND tenant_id = $2",
             )
             .bind(user_id)
-            .execute(w)
+            .bind(tenant.as_str())
+            .execute(&mut *c)
             .await?;
         });
         Ok(())
@@ -326,28 +385,15 @@ impl Store {
         password_hash: &str,
         now_us: i64,
     ) -> Result<(), StoreError> {
-        with_pools!(self, |_r, w| {
-            let mut tx = w.begin().await?;
+        in_tenant!(self, tenant, write, |c| {
             sqlx::query("UPDATE users SET password_hash = $1, password_changed_at_us = $2, failed_logins = 0, locked_until_us = NULL WHERE user_id = $3 AND tenant_id = $4")
                 .bind(password_hash)
                 .bind(now_us)
                 .bind(user_id)
                 .bind(tenant.as_str())
-                .execute(&mut *tx)
+                .execute(&mut *c)
                 .await?;
-            sqlx::query(
-                "UPDATE sessions SET ended_at_us = $1 WHERE user_id = $2 AND ended_at_us IS NULL",
-            )
-            .bind(now_us)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE password_resets SET used_at_us = $1 WHERE user_id = $2 AND used_at_us IS NULL")
-                .bind(now_us)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
+            end_everything!(c, tenant, user_id, now_us);
         });
         Ok(())
     }
@@ -363,13 +409,13 @@ impl Store {
         role: PortalRole,
         expires_at_us: Option<i64>,
     ) -> Result<(), StoreError> {
-        with_pools!(self, |_r, w| {
+        in_tenant!(self, tenant, write, |c| {
             sqlx::query("UPDATE users SET role = $1, expires_at_us = $2 WHERE user_id = $3 AND tenant_id = $4")
                 .bind(role.as_str())
                 .bind(expires_at_us)
                 .bind(user_id)
                 .bind(tenant.as_str())
-                .execute(w)
+                .execute(&mut *c)
                 .await?;
         });
         Ok(())
@@ -386,29 +432,16 @@ impl Store {
         user_id: &str,
         now_us: i64,
     ) -> Result<(), StoreError> {
-        with_pools!(self, |_r, w| {
-            let mut tx = w.begin().await?;
+        in_tenant!(self, tenant, write, |c| {
             sqlx::query("UPDATE users SET disabled_at_us = $1 WHERE user_id = $2 AND tenant_id = $3 AND disabled_at_us IS NULL")
                 .bind(now_us)
                 .bind(user_id)
                 .bind(tenant.as_str())
-                .execute(&mut *tx)
+                .execute(&mut *c)
                 .await?;
-            sqlx::query(
-                "UPDATE sessions SET ended_at_us = $1 WHERE user_id = $2 AND ended_at_us IS NULL",
-            )
-            .bind(now_us)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
             // A link mailed before the account was disabled (or an invitation withdrawn this
             // way) must not set a password afterwards.
-            sqlx::query("UPDATE password_resets SET used_at_us = $1 WHERE user_id = $2 AND used_at_us IS NULL")
-                .bind(now_us)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
+            end_everything!(c, tenant, user_id, now_us);
         });
         Ok(())
     }
@@ -421,7 +454,7 @@ impl Store {
         let sql = format!(
             "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)"
         );
-        with_pools!(self, |_r, w| {
+        in_tenant!(self, &s.tenant, write, |c| {
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(&s.id_hash)
                 .bind(&s.user_id)
@@ -430,24 +463,36 @@ impl Store {
                 .bind(s.last_seen_us)
                 .bind(s.expires_at_us)
                 .bind(&s.client)
-                .execute(w)
+                .execute(&mut *c)
                 .await?;
         });
         Ok(())
     }
 
-    /// A session by the hash of its id.
+    /// A session by the hash of its id: the one look-up made before a request's tenant is known
+    /// (on PostgreSQL through the owner's `session_for_id_hash`, which returns only that row).
     ///
     /// # Errors
     /// A database error.
     pub async fn session(&self, id_hash: &[u8]) -> Result<Option<Session>, StoreError> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id_hash = $1");
-        let row: Option<SessionTuple> = with_pools!(self, |r, _w| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let row: Option<SessionTuple> = match self.db() {
+            Db::Sqlite(b) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE id_hash = $1"
+                )))
                 .bind(id_hash)
-                .fetch_optional(r)
+                .fetch_optional(b.reader_pool())
                 .await?
-        });
+            }
+            Db::Postgres(b) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SESSION_COLUMNS} FROM session_for_id_hash($1)"
+                )))
+                .bind(id_hash)
+                .fetch_optional(b.pool())
+                .await?
+            }
+        };
         row.map(session).transpose()
     }
 
@@ -455,13 +500,21 @@ impl Store {
     ///
     /// # Errors
     /// A database error.
-    pub async fn touch_session(&self, id_hash: &[u8], now_us: i64) -> Result<(), StoreError> {
-        with_pools!(self, |_r, w| {
-            sqlx::query("UPDATE sessions SET last_seen_us = $1 WHERE id_hash = $2")
-                .bind(now_us)
-                .bind(id_hash)
-                .execute(w)
-                .await?;
+    pub async fn touch_session(
+        &self,
+        tenant: &TenantId,
+        id_hash: &[u8],
+        now_us: i64,
+    ) -> Result<(), StoreError> {
+        in_tenant!(self, tenant, write, |c| {
+            sqlx::query(
+                "UPDATE sessions SET last_seen_us = $1 WHERE id_hash = $2 AND tenant_id = $3",
+            )
+            .bind(now_us)
+            .bind(id_hash)
+            .bind(tenant.as_str())
+            .execute(&mut *c)
+            .await?;
         });
         Ok(())
     }
@@ -472,16 +525,18 @@ impl Store {
     /// A database error.
     pub async fn end_session(
         &self,
+        tenant: &TenantId,
         user_id: &str,
         id_hash: &[u8],
         now_us: i64,
     ) -> Result<(), StoreError> {
-        with_pools!(self, |_r, w| {
-            sqlx::query("UPDATE sessions SET ended_at_us = $1 WHERE id_hash = $2 AND user_id = $3 AND ended_at_us IS NULL")
+        in_tenant!(self, tenant, write, |c| {
+            sqlx::query("UPDATE sessions SET ended_at_us = $1 WHERE id_hash = $2 AND user_id = $3 AND tenant_id = $4 AND ended_at_us IS NULL")
                 .bind(now_us)
                 .bind(id_hash)
                 .bind(user_id)
-                .execute(w)
+                .bind(tenant.as_str())
+                .execute(&mut *c)
                 .await?;
         });
         Ok(())
@@ -493,16 +548,18 @@ impl Store {
     /// A database error.
     pub async fn end_other_sessions(
         &self,
+        tenant: &TenantId,
         user_id: &str,
         keep: &[u8],
         now_us: i64,
     ) -> Result<u64, StoreError> {
-        let done = with_pools!(self, |_r, w| {
-            sqlx::query("UPDATE sessions SET ended_at_us = $1 WHERE user_id = $2 AND id_hash <> $3 AND ended_at_us IS NULL")
+        let done = in_tenant!(self, tenant, write, |c| {
+            sqlx::query("UPDATE sessions SET ended_at_us = $1 WHERE user_id = $2 AND tenant_id = $4 AND id_hash <> $3 AND ended_at_us IS NULL")
                 .bind(now_us)
                 .bind(user_id)
                 .bind(keep)
-                .execute(w)
+                .bind(tenant.as_str())
+                .execute(&mut *c)
                 .await?
                 .rows_affected()
         });
@@ -515,17 +572,19 @@ impl Store {
     /// A database error.
     pub async fn live_sessions(
         &self,
+        tenant: &TenantId,
         user_id: &str,
         now_us: i64,
     ) -> Result<Vec<Session>, StoreError> {
         let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND ended_at_us IS NULL AND expires_at_us > $2 ORDER BY created_at_us DESC LIMIT 100"
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND tenant_id = $3 AND ended_at_us IS NULL AND expires_at_us > $2 ORDER BY created_at_us DESC LIMIT 100"
         );
-        let rows: Vec<SessionTuple> = with_pools!(self, |r, _w| {
+        let rows: Vec<SessionTuple> = in_tenant!(self, tenant, read, |c| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(user_id)
                 .bind(now_us)
-                .fetch_all(r)
+                .bind(tenant.as_str())
+                .fetch_all(&mut *c)
                 .await?
         });
         rows.into_iter().map(session).collect()
@@ -537,31 +596,34 @@ impl Store {
     /// A database error.
     pub async fn create_password_reset(
         &self,
+        tenant: &TenantId,
         user_id: &str,
         token_hash: &[u8],
         now_us: i64,
         expires_at_us: i64,
     ) -> Result<(), StoreError> {
-        with_pools!(self, |_r, w| {
-            let mut tx = w.begin().await?;
-            sqlx::query("UPDATE password_resets SET used_at_us = $1 WHERE user_id = $2 AND used_at_us IS NULL")
+        in_tenant!(self, tenant, write, |c| {
+            sqlx::query("UPDATE password_resets SET used_at_us = $1 WHERE user_id = $2 AND tenant_id = $3 AND used_at_us IS NULL")
                 .bind(now_us)
                 .bind(user_id)
-                .execute(&mut *tx)
+                .bind(tenant.as_str())
+                .execute(&mut *c)
                 .await?;
-            sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at_us, expires_at_us, used_at_us) VALUES ($1, $2, $3, $4, NULL)")
+            sqlx::query("INSERT INTO password_resets (token_hash, user_id, tenant_id, created_at_us, expires_at_us, used_at_us) VALUES ($1, $2, $3, $4, $5, NULL)")
                 .bind(token_hash)
                 .bind(user_id)
+                .bind(tenant.as_str())
                 .bind(now_us)
                 .bind(expires_at_us)
-                .execute(&mut *tx)
+                .execute(&mut *c)
                 .await?;
-            tx.commit().await?;
         });
         Ok(())
     }
 
-    /// Whether a reset token is usable now (unused, unexpired); returns its user id.
+    /// Whether a reset token is usable now (unused, unexpired); returns its user and tenant. The
+    /// token's hash is the only key: on PostgreSQL the owner's `password_reset_for_token_hash`
+    /// returns that one row and nothing else of the table.
     ///
     /// # Errors
     /// A database error.
@@ -569,19 +631,36 @@ impl Store {
         &self,
         token_hash: &[u8],
         now_us: i64,
-    ) -> Result<Option<String>, StoreError> {
-        let row: Option<String> = with_pools!(self, |r, _w| {
-            sqlx::query_scalar("SELECT user_id FROM password_resets WHERE token_hash = $1 AND used_at_us IS NULL AND expires_at_us > $2")
-                .bind(token_hash)
-                .bind(now_us)
-                .fetch_optional(r)
-                .await?
-        });
-        Ok(row)
+    ) -> Result<Option<ResetOwner>, StoreError> {
+        let row: Option<(String, String)> = match self.db() {
+            Db::Sqlite(b) => {
+                sqlx::query_as("SELECT user_id, tenant_id FROM password_resets WHERE token_hash = $1 AND used_at_us IS NULL AND expires_at_us > $2")
+                    .bind(token_hash)
+                    .bind(now_us)
+                    .fetch_optional(b.reader_pool())
+                    .await?
+            }
+            Db::Postgres(b) => {
+                sqlx::query_as("SELECT user_id, tenant_id FROM password_reset_for_token_hash($1, $2)")
+                    .bind(token_hash)
+                    .bind(now_us)
+                    .fetch_optional(b.pool())
+                    .await?
+            }
+        };
+        row.map(|(user_id, tenant)| {
+            Ok(ResetOwner {
+                tenant: TenantId::parse(&tenant)
+                    .map_err(|e| StoreError::Corrupt(format!("password reset: {e}")))?,
+                user_id,
+            })
+        })
+        .transpose()
     }
 
     /// Uses a reset token: marks it used — only if it still was usable — and returns its user.
-    /// Exactly one of two concurrent uses succeeds.
+    /// Exactly one of two concurrent uses succeeds: the update, scoped to the token's tenant,
+    /// checks again that the token is unused.
     ///
     /// # Errors
     /// A database error.
@@ -589,14 +668,18 @@ impl Store {
         &self,
         token_hash: &[u8],
         now_us: i64,
-    ) -> Result<Option<String>, StoreError> {
-        let row: Option<String> = with_pools!(self, |_r, w| {
-            sqlx::query_scalar("UPDATE password_resets SET used_at_us = $1 WHERE token_hash = $2 AND used_at_us IS NULL AND expires_at_us > $1 RETURNING user_id")
+    ) -> Result<Option<ResetOwner>, StoreError> {
+        let Some(owner) = self.password_reset_user(token_hash, now_us).await? else {
+            return Ok(None);
+        };
+        let taken: Option<String> = in_tenant!(self, &owner.tenant, write, |c| {
+            sqlx::query_scalar("UPDATE password_resets SET used_at_us = $1 WHERE token_hash = $2 AND tenant_id = $3 AND used_at_us IS NULL AND expires_at_us > $1 RETURNING user_id")
                 .bind(now_us)
                 .bind(token_hash)
-                .fetch_optional(w)
+                .bind(owner.tenant.as_str())
+                .fetch_optional(&mut *c)
                 .await?
         });
-        Ok(row)
+        Ok(taken.filter(|u| *u == owner.user_id).map(|_| owner))
     }
 }

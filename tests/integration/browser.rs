@@ -379,6 +379,7 @@ impl Browser {
     async fn sign_in(&self, server: &PortalServer, email: &str, password: &str) {
         self.open(server, "/sign-in").await;
         self.expect_page("Sign in").await;
+        self.fill("tenant", "acme-bank").await;
         self.fill("email", email).await;
         self.fill("password", password).await;
         self.press("Sign in").await;
@@ -918,6 +919,7 @@ async fn a_password_reset_from_the_outbox_works_once_in_the_browser() {
     assert!(browser.text().await.contains("You have signed out."));
     browser.follow("Forgot your password?").await;
     browser.expect_page("Forgot your password?").await;
+    browser.fill("tenant", "acme-bank").await;
     browser.fill("email", ADMIN_EMAIL).await;
     browser.press("Send the link").await;
     browser.expect_page("Forgot your password?").await;
@@ -946,6 +948,7 @@ async fn a_password_reset_from_the_outbox_works_once_in_the_browser() {
     assert_eq!(browser.path().await, "/sign-in?done=password-changed");
 
     // The old password no longer works; the new one does.
+    browser.fill("tenant", "acme-bank").await;
     browser.fill("email", ADMIN_EMAIL).await;
     browser.fill("password", PASSWORD).await;
     browser.press("Sign in").await;

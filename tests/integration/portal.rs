@@ -48,7 +48,7 @@ const CSRF_REFUSED: &str = "Form expired";
 /// What a refused role answers.
 const ROLE_REFUSED: &str = "Your role does not give access";
 /// What every failed sign-in answers.
-const SIGN_IN_FAILED: &str = "The email or password is not right";
+const SIGN_IN_FAILED: &str = "The organisation, email or password is not right";
 /// What an unusable reset link answers.
 const LINK_INVALID: &str = "This link does not work";
 
@@ -235,14 +235,24 @@ impl Browser {
         }
     }
 
-    /// Opens the sign-in form and submits it.
+    /// Opens the sign-in form and submits it for the test tenant.
     async fn sign_in(&mut self, email: &str, password: &str) -> Page {
+        self.sign_in_to("acme-bank", email, password).await
+    }
+
+    /// Opens the sign-in form and submits it for `tenant`.
+    async fn sign_in_to(&mut self, tenant: &str, email: &str, password: &str) -> Page {
         let form = self.get("/sign-in").await;
         form.assert_status(StatusCode::OK, "the sign-in page");
         let csrf = form.csrf();
         self.post(
             "/sign-in",
-            &[("csrf", &csrf), ("email", email), ("password", password)],
+            &[
+                ("csrf", &csrf),
+                ("tenant", tenant),
+                ("email", email),
+                ("password", password),
+            ],
         )
         .await
     }
@@ -290,7 +300,7 @@ fn register_session_cookie(cookie: &str) {
 async fn user(server: &PortalServer, email: &str) -> User {
     server
         .store
-        .user_by_email(email)
+        .user_by_email(&server.tenant, email)
         .await
         .expect("read the user")
         .expect("the user exists")
@@ -397,7 +407,10 @@ async fn request_reset(server: &PortalServer, email: &str) -> String {
     let mut browser = Browser::new(server);
     let csrf = browser.get("/forgot-password").await.csrf();
     browser
-        .post("/forgot-password", &[("csrf", &csrf), ("email", email)])
+        .post(
+            "/forgot-password",
+            &[("csrf", &csrf), ("tenant", "acme-bank"), ("email", email)],
+        )
         .await
         .assert_status(StatusCode::OK, "the forgot-password form");
     let mail = wait_for_mail(server, before + 1).await;
@@ -519,6 +532,7 @@ async fn the_session_cookie_is_host_only_secure_http_only_and_strict(backend: Ba
             "/sign-in",
             &[
                 ("csrf", &form.csrf()),
+                ("tenant", "acme-bank"),
                 ("email", ADMIN_EMAIL),
                 ("password", PASSWORD),
             ],
@@ -716,7 +730,7 @@ async fn every_sign_in_starts_a_new_session_and_sign_out_ends_only_that_one(back
     assert_ne!(first_id, second_id, "a new session id at every sign-in");
     let live = server
         .store
-        .live_sessions(&admin_id, server.store.now_us())
+        .live_sessions(&server.tenant, &admin_id, server.store.now_us())
         .await
         .expect("sessions");
     assert_eq!(live.len(), 2, "two sessions");
@@ -920,7 +934,7 @@ async fn changing_the_password_ends_every_session_of_the_user(backend: Backend) 
     assert!(
         server
             .store
-            .live_sessions(&officer_id, server.store.now_us())
+            .live_sessions(&server.tenant, &officer_id, server.store.now_us())
             .await
             .expect("sessions")
             .is_empty(),
@@ -965,7 +979,7 @@ async fn disabling_a_user_ends_their_sessions_and_refuses_their_sign_in(backend:
     assert!(
         server
             .store
-            .live_sessions(&auditor_id, server.store.now_us())
+            .live_sessions(&server.tenant, &auditor_id, server.store.now_us())
             .await
             .expect("sessions")
             .is_empty()
@@ -1169,6 +1183,7 @@ async fn the_anonymous_forms_refuse_a_missing_wrong_or_foreign_csrf_token(backen
     let now = store.now_us();
     store
         .create_password_reset(
+            &server.tenant,
             &admin_before.user_id,
             &token_hash(&reset),
             now,
@@ -1188,9 +1203,16 @@ async fn the_anonymous_forms_refuse_a_missing_wrong_or_foreign_csrf_token(backen
     let forms: [(&str, Vec<(&str, &str)>); 3] = [
         (
             "/sign-in",
-            vec![("email", ADMIN_EMAIL), ("password", PASSWORD)],
+            vec![
+                ("tenant", "acme-bank"),
+                ("email", ADMIN_EMAIL),
+                ("password", PASSWORD),
+            ],
         ),
-        ("/forgot-password", vec![("email", ADMIN_EMAIL)]),
+        (
+            "/forgot-password",
+            vec![("tenant", "acme-bank"), ("email", ADMIN_EMAIL)],
+        ),
         (
             "/reset-password",
             vec![
@@ -1371,7 +1393,10 @@ async fn attempt_until_refused(browser: &mut Browser, csrf: &str) -> (u32, Page)
     for n in 0..SIGN_IN_BURST + 10 {
         let email = format!("nobody-{n}@acme.test");
         let page = browser
-            .post("/forgot-password", &[("csrf", csrf), ("email", &email)])
+            .post(
+                "/forgot-password",
+                &[("csrf", csrf), ("tenant", "acme-bank"), ("email", &email)],
+            )
             .await;
         match page.status {
             StatusCode::OK => {}
@@ -1409,6 +1434,7 @@ async fn too_many_attempts_from_one_address_get_429_with_retry_after(backend: Ba
                 "/sign-in",
                 &[
                     ("csrf", &csrf),
+                    ("tenant", "acme-bank"),
                     ("email", ADMIN_EMAIL),
                     ("password", PASSWORD),
                 ],
@@ -1458,7 +1484,10 @@ async fn forgot_with_forged_host(browser: &mut Browser, csrf: &str, email: &str)
         .header("x-forwarded-proto", "http")
         .header("forwarded", "host=evil.example;proto=http");
     browser
-        .send(with_form(request, &[("csrf", csrf), ("email", email)]))
+        .send(with_form(
+            request,
+            &[("csrf", csrf), ("tenant", "acme-bank"), ("email", email)],
+        ))
         .await
 }
 
@@ -1877,7 +1906,20 @@ async fn another_tenants_admin_sees_none_of_this_tenants_decisions_keys_or_users
     let admin_id = user(&server, ADMIN_EMAIL).await.user_id;
 
     let mut ours = Browser::signed_in(&server, ADMIN_EMAIL).await;
-    let mut theirs = Browser::signed_in(&server, OTHER_ADMIN).await;
+    let mut theirs = Browser::new(&server);
+    let page = theirs
+        .sign_in_to("globex-bank", OTHER_ADMIN, PASSWORD)
+        .await;
+    assert_eq!(
+        page.location(),
+        Some("/"),
+        "the other tenant's admin signs in"
+    );
+    // Our organisation with their email is nobody.
+    let mut wrong = Browser::new(&server);
+    let page = wrong.sign_in_to("acme-bank", OTHER_ADMIN, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(page.body.contains(SIGN_IN_FAILED));
     let page = ours.get(&format!("/decisions/{event_id}")).await;
     page.assert_status(StatusCode::OK, "our decision, for us");
     assert!(page.body.contains(&event_id));

@@ -24,6 +24,8 @@ postgres_tests!(
     the_views_and_their_positions_are_unlogged_and_nothing_else_is,
     a_view_generation_is_a_partition_indexed_once_it_has_caught_up,
     two_instances_finishing_one_rebuild_switch_once,
+    the_application_role_reaches_no_other_tenants_accounts_sessions_resets_or_keys,
+    the_application_role_cannot_move_view_generations_or_drop_the_active_one,
 );
 
 const LEDGER_TABLES: &[&str] = &[
@@ -511,4 +513,241 @@ async fn two_instances_finishing_one_rebuild_switch_once(backend: Backend) {
     app.close().await.ok();
     second.shutdown().await;
     first.shutdown().await;
+}
+
+/// The tenant tables outside the ledger and the views, each under forced row-level security.
+const ACCOUNT_TABLES: &[&str] = &[
+    "tenants",
+    "users",
+    "sessions",
+    "password_resets",
+    "api_keys",
+];
+
+/// Runs `sql` as the application role with `tenant` set (or none) and returns the rows it
+/// changed, or the error; always rolled back.
+async fn as_app(
+    app: &mut sqlx::PgConnection,
+    tenant: Option<&str>,
+    sql: &str,
+) -> Result<u64, String> {
+    let mut tx = app.begin().await.expect("begin");
+    if let Some(t) = tenant {
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(t)
+            .execute(&mut *tx)
+            .await
+            .expect("set");
+    }
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut *tx)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(|e| e.to_string());
+    tx.rollback().await.ok();
+    done
+}
+
+async fn the_application_role_reaches_no_other_tenants_accounts_sessions_resets_or_keys(
+    backend: Backend,
+) {
+    use auditex::auth::Role;
+    use auditex::store::users::{PortalRole, Session};
+
+    let db = TestDb::new(&backend).await;
+    let (store, alpha) = db.open_with_tenant("alpha").await;
+    let beta = tenant_id("beta");
+    store.create_tenant(&beta).await.expect("tenant");
+    let now = store.now_us();
+    let mut keys = Vec::new();
+    for (i, tenant) in [&alpha, &beta].into_iter().enumerate() {
+        // The same email in both tenants: two accounts.
+        let user = store
+            .create_user(
+                tenant,
+                "same@bank.test",
+                PortalRole::Admin,
+                "$argon2id$x",
+                None,
+                now,
+            )
+            .await
+            .expect("user");
+        let byte = u8::try_from(i).expect("small");
+        store
+            .create_session(&Session {
+                id_hash: vec![byte; 32],
+                user_id: user.user_id.clone(),
+                tenant: tenant.clone(),
+                created_at_us: now,
+                last_seen_us: now,
+                expires_at_us: now + 1_000_000_000,
+                ended_at_us: None,
+                client: "test".into(),
+            })
+            .await
+            .expect("session");
+        store
+            .create_password_reset(
+                tenant,
+                &user.user_id,
+                &[byte + 10; 32],
+                now,
+                now + 1_000_000_000,
+            )
+            .await
+            .expect("reset");
+        keys.push(
+            store
+                .create_api_key(tenant, Role::Ingest, "k", None)
+                .await
+                .expect("key"),
+        );
+    }
+    let alpha_key = &keys[0];
+    let mut app = sqlx::PgConnection::connect(db.postgres_app_url())
+        .await
+        .expect("connect as the application role");
+
+    for table in ACCOUNT_TABLES {
+        assert_eq!(
+            count(&mut app, table).await,
+            0,
+            "{table}: no tenant set, no rows"
+        );
+        let mut tx = app.begin().await.expect("begin");
+        sqlx::query("SELECT set_config('app.tenant_id', 'alpha', true)")
+            .execute(&mut *tx)
+            .await
+            .expect("set");
+        assert_eq!(
+            count(&mut tx, table).await,
+            1,
+            "{table}: alpha sees its own row only"
+        );
+        let foreign: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} WHERE tenant_id = 'beta'"
+        )))
+        .fetch_one(&mut *tx)
+        .await
+        .expect("count");
+        assert_eq!(foreign, 0, "{table}: nothing of beta");
+        tx.rollback().await.ok();
+    }
+
+    // Writes aimed at beta, with alpha set or with no tenant set: nothing changes.
+    for tenant in [Some("alpha"), None] {
+        for sql in [
+            "UPDATE users SET role = 'admin', password_hash = 'x' WHERE tenant_id = 'beta'",
+            "UPDATE sessions SET ended_at_us = 1 WHERE tenant_id = 'beta'",
+            "UPDATE password_resets SET used_at_us = 1 WHERE tenant_id = 'beta'",
+            "UPDATE api_keys SET revoked_at_us = 1 WHERE tenant_id = 'beta'",
+        ] {
+            assert_eq!(
+                as_app(&mut app, tenant, sql).await,
+                Ok(0),
+                "{tenant:?}: {sql}"
+            );
+        }
+        for sql in [
+            // Inserting a row of another tenant: refused by the policy.
+            "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, label, created_at_us) VALUES ('x', 'beta', 'read', decode(repeat('00', 32), 'hex'), 'x', 0)",
+            "INSERT INTO tenants (tenant_id, created_at_us) VALUES ('gamma', 0)",
+            // Moving a row to another tenant, or deleting: no such privilege.
+            "UPDATE users SET tenant_id = 'beta'",
+            "UPDATE sessions SET user_id = 'x'",
+            "DELETE FROM users",
+            "DELETE FROM sessions",
+            "DELETE FROM password_resets",
+            "DELETE FROM api_keys",
+            "DELETE FROM tenants",
+        ] {
+            let result = as_app(&mut app, tenant, sql).await;
+            assert!(
+                result.is_err(),
+                "{tenant:?}: {sql} must fail, got {result:?}"
+            );
+        }
+    }
+
+    // The look-ups made before the tenant is known return one row for the exact secret-derived
+    // key and nothing for anything else.
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM session_for_id_hash($1)")
+        .bind(vec![1u8; 32])
+        .fetch_one(&mut app)
+        .await
+        .expect("session look-up");
+    assert_eq!(sessions, 1);
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM api_key_for_secret($1, $2)")
+        .bind(alpha_key.id().as_str())
+        .bind(vec![0u8; 32])
+        .fetch_one(&mut app)
+        .await
+        .expect("key look-up");
+    assert_eq!(keys, 0, "a key id without its secret finds nothing");
+    let tenants: Vec<String> = sqlx::query_scalar("SELECT t FROM tenant_ids() AS t")
+        .fetch_all(&mut app)
+        .await
+        .expect("tenant ids");
+    assert_eq!(tenants, ["alpha", "beta"]);
+    app.close().await.ok();
+}
+
+async fn the_application_role_cannot_move_view_generations_or_drop_the_active_one(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    append_many(&store, &tenant, 3, 3).await;
+    ::projections::runner::prepare(&store)
+        .await
+        .expect("states");
+    ::projections::runner::catch_up(&store)
+        .await
+        .expect("catch up");
+    let mut app = sqlx::PgConnection::connect(db.postgres_app_url())
+        .await
+        .expect("connect as the application role");
+    let active: i64 = sqlx::query_scalar(
+        "SELECT active_generation FROM projection_state WHERE name = 'decisions'",
+    )
+    .fetch_one(&mut app)
+    .await
+    .expect("state");
+    for sql in [
+        "UPDATE projection_state SET active_generation = active_generation + 100 WHERE name = 'decisions'",
+        "UPDATE projection_state SET building_generation = active_generation WHERE name = 'decisions'",
+        "UPDATE projection_state SET next_generation = 1 WHERE name = 'decisions'",
+        "INSERT INTO projection_state (name, active_generation, active_version, next_generation) VALUES ('x', 7, 1, 8)",
+    ] {
+        let result = as_app(&mut app, None, sql).await;
+        assert!(result.is_err(), "{sql} must fail, got {result:?}");
+    }
+    for generation in [active, -1, 0, i64::MAX] {
+        let result = as_app(
+            &mut app,
+            None,
+            &format!("SELECT views_drop_generation('decisions', {generation})"),
+        )
+        .await;
+        assert!(
+            result.is_err(),
+            "dropping generation {generation} must fail"
+        );
+        if generation != active {
+            let result = as_app(
+                &mut app,
+                None,
+                &format!("SELECT views_add_generation('decisions', {generation}, false)"),
+            )
+            .await;
+            assert!(result.is_err(), "adding generation {generation} must fail");
+        }
+    }
+    assert_eq!(
+        decisions_served(&store, &tenant).await,
+        3,
+        "the views still serve"
+    );
+    app.close().await.ok();
 }
