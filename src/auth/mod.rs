@@ -128,7 +128,10 @@ impl ApiKeySecret {
     /// A generic message; the caller answers 401 without saying which part was wrong.
     pub fn parse(text: &str) -> Result<Self, &'static str> {
         const MALFORMED: &str = "malformed API key";
-        if text.len() != API_KEY_TEXT_BYTES || !text.starts_with(API_KEY_PREFIX) {
+        // Every valid key is ASCII; refusing anything else first makes the byte offsets below
+        // fall on character boundaries, so slicing cannot panic on, say, a multi-byte letter.
+        if text.len() != API_KEY_TEXT_BYTES || !text.is_ascii() || !text.starts_with(API_KEY_PREFIX)
+        {
             return Err(MALFORMED);
         }
         let body = &text[..text.len() - 9];
@@ -205,5 +208,21 @@ mod tests {
         }
         assert!(ApiKeySecret::parse("").is_err());
         assert!(ApiKeySecret::parse("Bearer x").is_err());
+    }
+
+    #[test]
+    fn non_ascii_text_of_the_key_length_is_refused_without_panicking() {
+        let text = ApiKeySecret::generate().reveal();
+        // A two-byte letter straddling each slicing offset (the check digits, the separators),
+        // keeping the byte length equal to a real key's.
+        for at in [0, 4, 19, 20, 21, 85, 86, 87, text.len() - 9, text.len() - 2] {
+            let mut altered = text.clone();
+            altered.replace_range(at..at + 2, "é");
+            assert_eq!(altered.len(), API_KEY_TEXT_BYTES);
+            assert!(ApiKeySecret::parse(&altered).is_err(), "offset {at}");
+        }
+        let all_wide = "é".repeat(API_KEY_TEXT_BYTES / 2);
+        assert_eq!(all_wide.len(), API_KEY_TEXT_BYTES);
+        assert!(ApiKeySecret::parse(&all_wide).is_err());
     }
 }

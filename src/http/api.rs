@@ -63,7 +63,7 @@ pub fn routes() -> Router<AppState> {
 pub fn ops_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(super::readiness::readyz))
         .route("/metrics", get(metrics))
 }
 
@@ -1085,51 +1085,6 @@ pub async fn openapi_document() -> Response {
 /// Liveness: the process is up.
 pub async fn healthz() -> &'static str {
     "ok\n"
-}
-
-/// Readiness: the database answers (its schema was checked at startup), every tenant's signing
-/// key opens with the master key, and no tenant is held back by a detected rollback.
-pub async fn readyz(State(state): State<AppState>) -> Response {
-    let database = state.store.ping().await;
-    let keys = match &database {
-        Ok(()) => state.store.check_signing_keys().await,
-        Err(_) => Err("database unreachable".to_owned()),
-    };
-    let rollback = state.store.rollback_status();
-    let held: Vec<String> = rollback.held().keys().map(ToString::to_string).collect();
-    // A full disk or a clock too far behind refuses every append: send writes elsewhere.
-    let faults = state.store.fault_status();
-    let ready = database.is_ok()
-        && keys.is_ok()
-        && held.is_empty()
-        && !faults.storage_full
-        && !faults.clock_beyond_allowance;
-    let body = serde_json::json!({
-        "status": if ready { "ready" } else { "not ready" },
-        "database": if database.is_ok() { "ok" } else { "unreachable" },
-        "migrations": if database.is_ok() { "current" } else { "unknown" },
-        "signing_keys": match &keys { Ok(n) => format!("{n} loaded"), Err(e) => e.clone() },
-        "rollback_held_tenants": held,
-        "storage": if faults.storage_full { "full" } else { "ok" },
-        "clock": if faults.clock_behind_seconds > 0.0 {
-            format!("{:.0} s behind the latest capture time{}", faults.clock_behind_seconds,
-                if faults.clock_beyond_allowance { "; appends refused" } else { "" })
-        } else {
-            "ok".to_owned()
-        },
-        // Lagging views do not make the service unready (the ledger accepts and proves records
-        // regardless); they are reported here and in /metrics.
-        "projections": super::views::projection_bodies(&state),
-    });
-    if !ready {
-        tracing::warn!(%body, "not ready");
-    }
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
 }
 
 /// Prometheus metrics.

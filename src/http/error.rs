@@ -80,6 +80,14 @@ pub enum ApiError {
     /// 429: rate limited.
     #[error("too many requests; retry after {0} s")]
     RateLimited(u64),
+    /// 429: a per-tenant allowance of costly work (integrity checks) is used up.
+    #[error("{detail}")]
+    QuotaExceeded {
+        /// What is used up.
+        detail: String,
+        /// Seconds until the allowance has room again.
+        retry_after: u64,
+    },
     /// 503: the append queue is full or the database is unreachable; retry later.
     #[error("{detail}")]
     Unavailable {
@@ -153,6 +161,11 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
                 "Too many requests",
+            ),
+            ApiError::QuotaExceeded { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota-exceeded",
+                "Allowance used up",
             ),
             ApiError::Unavailable { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -231,6 +244,9 @@ impl IntoResponse for ApiError {
         );
         match &self {
             ApiError::RateLimited(secs)
+            | ApiError::QuotaExceeded {
+                retry_after: secs, ..
+            }
             | ApiError::Unavailable {
                 retry_after: secs, ..
             }

@@ -49,6 +49,14 @@ use crate::store::{
 /// could not be filed are not also in the ledger, which keeps every filed result for good.
 pub const FINISHED_CHECKS_KEPT_PER_TENANT: usize = 16;
 
+/// Integrity checks a tenant may start per [`CHECK_STARTS_WINDOW_SECS`], besides the rule that
+/// only one runs at a time: each reads the whole ledger and appends a record, so an auditor's key
+/// must not be able to start them without end.
+pub const CHECK_STARTS_PER_WINDOW_MAX: usize = 6;
+
+/// The sliding window of [`CHECK_STARTS_PER_WINDOW_MAX`], in seconds (one hour).
+pub const CHECK_STARTS_WINDOW_SECS: u64 = 3600;
+
 /// Largest page of the check listing.
 pub const PAGE_CHECKS_MAX: u64 = 100;
 
@@ -254,6 +262,9 @@ pub struct CheckListParams {
 #[derive(Clone, Default)]
 pub struct IntegrityChecks {
     tenants: Arc<Mutex<HashMap<TenantId, Vec<Check>>>>,
+    /// When each tenant started its checks within the last window, oldest first. Locked only
+    /// while `tenants` is held, so a start is counted and admitted atomically.
+    starts: Arc<Mutex<HashMap<TenantId, std::collections::VecDeque<std::time::Instant>>>>,
 }
 
 /// One check in memory, oldest first in its tenant's list.
@@ -313,6 +324,7 @@ impl IntegrityChecks {
                 running.id, running.id
             )));
         }
+        self.admit(tenant)?;
         let (sender, receiver) = watch::channel(IntegrityProgress::default());
         let cancel = CancelFlag::new();
         let check = Check {
@@ -351,6 +363,36 @@ impl IntegrityChecks {
             check.task = Some(task);
         }
         Ok(body)
+    }
+
+    /// Counts a start of `tenant`'s check, or refuses it when the window's starts are used up.
+    fn admit(&self, tenant: &TenantId) -> Result<(), ApiError> {
+        let window = Duration::from_secs(CHECK_STARTS_WINDOW_SECS);
+        let now = std::time::Instant::now();
+        let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget tenants whose starts all left the window, so the map stays bounded.
+        starts.retain(|_, times| {
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= window)
+            {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+        let times = starts.entry(tenant.clone()).or_default();
+        if times.len() >= CHECK_STARTS_PER_WINDOW_MAX {
+            let oldest = times.front().copied().unwrap_or(now);
+            let wait = window.saturating_sub(now.duration_since(oldest));
+            return Err(ApiError::QuotaExceeded {
+                detail: format!(
+                    "this ledger's {CHECK_STARTS_PER_WINDOW_MAX} integrity checks per hour are used up; start the next one later"
+                ),
+                retry_after: wait.as_secs().saturating_add(1),
+            });
+        }
+        times.push_back(now);
+        Ok(())
     }
 
     /// Records how a check ended and forgets the oldest finished checks beyond the limit.
@@ -768,6 +810,7 @@ fn location(id: &str) -> Result<HeaderValue, ApiError> {
         (status = 403, description = "Role may not run integrity checks", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A check of this ledger is running already; the problem names it", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This ledger's integrity checks per hour are used up, or the key is rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn start_check(

@@ -11,8 +11,10 @@ pub mod drain;
 pub mod error;
 mod input;
 pub mod integrity;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod readiness;
 pub mod tls;
 pub mod views;
 
@@ -105,6 +107,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Integrity checks started over the API.
     pub integrity: integrity::IntegrityChecks,
+    /// Per-key rate limits, charged after a key is verified.
+    pub key_limits: limits::KeyLimits,
+    /// The cached readiness answer.
+    pub readiness: readiness::Readiness,
 }
 
 /// A bound, ready-to-run server.
@@ -172,6 +178,8 @@ impl Application {
             store: store.clone(),
             metrics: Arc::new(Metrics::default()),
             integrity: integrity.clone(),
+            key_limits: limits::KeyLimits::new(config.rate_per_second, config.rate_burst),
+            readiness: readiness::Readiness::default(),
         };
         let router = router(state, config, portal.map(crate::portal::Portal::new));
         Ok(Application {
@@ -249,26 +257,6 @@ impl Application {
     }
 }
 
-/// Rate-limit key: the API key id when a well-formed key is presented, else the client address.
-#[derive(Debug, Clone, Copy)]
-struct ClientKey;
-
-impl KeyExtractor for ClientKey {
-    type Key = String;
-
-    fn extract<T>(
-        &self,
-        req: &axum::http::Request<T>,
-    ) -> Result<Self::Key, tower_governor::GovernorError> {
-        if let Some(id) =
-            bearer(req.headers()).and_then(|t| crate::auth::ApiKeySecret::parse(t).ok())
-        {
-            return Ok(format!("key:{}", id.id()));
-        }
-        Ok(format!("ip:{}", peer_ip(req)))
-    }
-}
-
 /// Rate-limit key: the client address only (so one address cannot spread load over many keys).
 #[derive(Debug, Clone, Copy)]
 struct ClientIp;
@@ -308,37 +296,33 @@ fn rate_limited(metrics: &Metrics, e: tower_governor::GovernorError) -> Response
 }
 
 fn router(state: AppState, config: &HttpConfig, portal: Option<crate::portal::Portal>) -> Router {
-    let per_key = Arc::new(
-        GovernorConfigBuilder::default()
-            .key_extractor(ClientKey)
-            .per_millisecond((1000 / u64::from(config.rate_per_second.max(1))).max(1))
-            .burst_size(config.rate_burst.max(1))
-            .finish()
-            // `finish` fails only for a zero period or burst, which `max(1)` rules out.
-            .expect("rate-limit configuration is valid"),
-    );
-    // The per-address wall is four times the per-key one: several keys may share a gateway.
-    let per_ip = Arc::new(
-        GovernorConfigBuilder::default()
-            .key_extractor(ClientIp)
-            .per_millisecond((250 / u64::from(config.rate_per_second.max(1))).max(1))
-            .burst_size(config.rate_burst.saturating_mul(4).max(1))
-            .finish()
-            // `finish` fails only for a zero period or burst, which `max(1)` rules out.
-            .expect("rate-limit configuration is valid"),
-    );
+    // The address wall covers all traffic, authenticated or not; the per-key bucket is charged
+    // in the `Caller` extractor once the key verified (see `limits`).
+    let per_ip = {
+        let quota = limits::address_quota(config.rate_per_second, config.rate_burst);
+        let mut builder = GovernorConfigBuilder::default().key_extractor(ClientIp);
+        builder
+            .period(quota.replenish_interval())
+            .burst_size(quota.burst_size().get());
+        Arc::new(
+            builder
+                .finish()
+                // `finish` fails only for a zero period or burst, which `limits` rules out.
+                .expect("rate-limit configuration is valid"),
+        )
+    };
     // Forget idle limiter entries so the maps stay bounded.
-    for limiter in [per_key.limiter().clone(), per_ip.limiter().clone()] {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                limiter.retain_recent();
-            }
-        });
-    }
-    let m1 = state.metrics.clone();
-    let m2 = state.metrics.clone();
+    let address_limiter = per_ip.limiter().clone();
+    let key_limits = state.key_limits.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            address_limiter.retain_recent();
+            key_limits.retain_recent();
+        }
+    });
+    let metrics = state.metrics.clone();
     let request_id = HeaderName::from_static("x-request-id");
     let pages = portal.map_or_else(Router::new, crate::portal::routes);
     api::routes()
@@ -347,8 +331,7 @@ fn router(state: AppState, config: &HttpConfig, portal: Option<crate::portal::Po
         .merge(api::ops_routes())
         .merge(pages)
         .layer(axum::middleware::from_fn(input::refuse_unusable_input))
-        .layer(GovernorLayer::new(per_key).error_handler(move |e| rate_limited(&m1, e)))
-        .layer(GovernorLayer::new(per_ip).error_handler(move |e| rate_limited(&m2, e)))
+        .layer(GovernorLayer::new(per_ip).error_handler(move |e| rate_limited(&metrics, e)))
         .layer(RequestBodyLimitLayer::new(REQUEST_BODY_BYTES_MAX))
         // The body extractors' own default (2 MiB) would refuse batches that the limit above
         // admits, with a 413 that names the larger limit.
@@ -440,9 +423,16 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        match state.store.authenticate(token).await? {
-            Some(principal) => Ok(Caller(principal)),
-            None => Err(ApiError::Unauthorized),
+        let principal = state
+            .store
+            .authenticate(token)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        // Only now, with the key verified, is its bucket charged.
+        if let Err(wait) = state.key_limits.charge(&principal.key_id) {
+            state.metrics.rate_limited();
+            return Err(ApiError::RateLimited(wait));
         }
+        Ok(Caller(principal))
     }
 }

@@ -966,7 +966,11 @@ impl Store {
         for h in handles {
             h.close().await;
         }
-        let _ = checkpointer::publish_all(self).await;
+        // The final checkpoint covers the last records appended; if it cannot be published the
+        // next start publishes it, but the operator must learn why this one failed.
+        if let Err(e) = checkpointer::publish_all(self).await {
+            tracing::error!(error = %e, "final checkpoint at shutdown failed; the next start publishes it");
+        }
         // `notify_one` keeps a permit if the publisher is busy publishing right now (only one task
         // waits on this); `notify_waiters` would be lost then and leave it running.
         self.inner.shutdown.notify_one();

@@ -863,6 +863,39 @@ async fn rate_limits_answer_429_with_retry_after(backend: Backend) {
     s.stop().await;
 }
 
+/// Forged keys that carry the victim key's id (random secret, valid check digits) are refused
+/// without touching its bucket: the victim gets exactly its burst, then 429.
+async fn forged_keys_with_a_victims_key_id_do_not_throttle_the_victim(backend: Backend) {
+    let s = Server::start_with(&backend, 1, 3).await;
+    let victim_id = s.verify[4..20].to_owned();
+    for _ in 0..6 {
+        let body = format!(
+            "atx_{victim_id}_{}",
+            hex::encode(rand::random::<[u8; 32]>())
+        );
+        let check = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes())[..4]);
+        let forged = format!("{body}_{check}");
+        assert_eq!(
+            s.get(&forged, "/v1/keys").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(s.get(&s.verify, "/v1/keys").await.status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    s.stop().await;
+}
+
 async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
     let s = Server::start(&backend).await;
     assert_eq!(
@@ -885,7 +918,8 @@ async fn health_readiness_metrics_and_openapi_are_served(backend: Backend) {
         .expect("json");
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["signing_keys"], "1 loaded");
-    assert_eq!(ready["rollback_held_tenants"], json!([]));
+    assert_eq!(ready["rollback_held_tenants"], json!(0));
+    assert_eq!(ready["not_ready"], json!([]));
     assert_eq!(
         (&ready["storage"], &ready["clock"]),
         (&json!("ok"), &json!("ok"))
@@ -1220,6 +1254,7 @@ backend_tests!(
     roles_and_keys_are_enforced,
     another_tenants_key_sees_nothing,
     rate_limits_answer_429_with_retry_after,
+    forged_keys_with_a_victims_key_id_do_not_throttle_the_victim,
     health_readiness_metrics_and_openapi_are_served,
     shutdown_drains_and_keeps_every_acknowledged_append,
 );
