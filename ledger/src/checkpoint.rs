@@ -297,7 +297,9 @@ pub enum OpenCheckpointError {
     },
     /// The checkpoint has extension lines: an Auditex checkpoint is exactly three lines
     /// (FORMAT.md), so a verifier never has to decide what an extension means.
-    #[error("the checkpoint has {count} extension line(s); an Auditex checkpoint is exactly origin, size and root")]
+    #[error(
+        "the checkpoint has {count} extension line(s); an Auditex checkpoint is exactly origin, size and root"
+    )]
     ExtensionLines {
         /// How many lines follow the root.
         count: usize,

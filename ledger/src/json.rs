@@ -279,7 +279,14 @@ mod tests {
 
     #[test]
     fn syntax_errors_and_trailing_data_are_rejected() {
-        for bad in ["", "{", r#"{"a":1}x"#, r#"{"a":1} {}"#, "[1,]", r#"{"a":"\ud800"}"#] {
+        for bad in [
+            "",
+            "{",
+            r#"{"a":1}x"#,
+            r#"{"a":1} {}"#,
+            "[1,]",
+            r#"{"a":"\ud800"}"#,
+        ] {
             assert!(check(bad).is_err(), "{bad:?}");
         }
     }

@@ -213,7 +213,9 @@ pub struct KeyInterval {
 }
 
 /// Makes an `Option` member required (serde otherwise reads a missing one as `None`).
-pub(crate) fn required_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn required_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
     Option::<u64>::deserialize(d)
 }
 

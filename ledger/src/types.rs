@@ -403,10 +403,7 @@ pub fn decode_lower_hex(text: &str, out: &mut [u8]) -> Result<(), String> {
             text.chars().count()
         ));
     }
-    if let Some(c) = text
-        .chars()
-        .find(|c| !matches!(c, '0'..='9' | 'a'..='f'))
-    {
+    if let Some(c) = text.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
         return Err(format!("{c:?} is not a lower-case hex digit"));
     }
     hex::decode_to_slice(text, out).map_err(|e| e.to_string())

@@ -609,11 +609,13 @@ impl ChainSummary {
         later.sort_unstable_by_key(|&(_, seq)| seq);
         for (event_id, seq) in later {
             if let Some(first_seq) = self.event_ids.insert(event_id, seq) {
-                return Err(StitchError::DuplicateEventId(ChainError::DuplicateEventId {
-                    seq,
-                    event_id,
-                    first_seq,
-                }));
+                return Err(StitchError::DuplicateEventId(
+                    ChainError::DuplicateEventId {
+                        seq,
+                        event_id,
+                        first_seq,
+                    },
+                ));
             }
         }
         // Equal anchors mean equal positions, so the ranges are adjacent.
