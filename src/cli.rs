@@ -754,23 +754,8 @@ pub async fn run(cli: Cli) -> CliResult {
                     let tenant = tenant_id(&tenant)?;
                     let ring = s.key_history(&tenant).await?;
                     let origin = s.origin(&tenant).await?;
-                    let keys: Vec<serde_json::Value> = ring
-                        .intervals()
-                        .iter()
-                        .map(|k| {
-                            let mut v = serde_json::to_value(k).unwrap_or_default();
-                            if let Ok(vkey) = VerifierKey::new(&origin, k.public_key) {
-                                v["verifier_key"] = serde_json::Value::String(vkey.to_string());
-                            }
-                            v
-                        })
-                        .collect();
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(
-                            &serde_json::json!({ "origin": origin, "keys": keys })
-                        )?
-                    );
+                    let history = ledger::keys::KeyHistory::of(&origin, &ring)?;
+                    println!("{}", history.to_json());
                 }
             }
             s.shutdown().await;
@@ -992,7 +977,7 @@ async fn append(
                     continue;
                 }
                 let event: InputEvent =
-                    serde_json::from_str(&line).map_err(|e| format!("line {line_no}: {e}"))?;
+                    ledger::json::from_str(&line).map_err(|e| format!("line {line_no}: {e}"))?;
                 let draft = prepare_draft(
                     &event.event_id,
                     &event.event_type,

@@ -400,9 +400,9 @@ impl Failure {
             T::IndexMismatch { index, seq } => Failure::new("index_mismatch", "")
                 .at(Some(*seq), None)
                 .expected_found(format!("index {seq}"), format!("index {index}")),
-            T::Checkpoint(_) | T::TenantNotInOrigin { .. } => {
-                Failure::new("checkpoint_not_trusted", "")
-            }
+            T::Checkpoint(_)
+            | T::TenantNotInOrigin { .. }
+            | T::CheckpointKeyOutsideInterval { .. } => Failure::new("checkpoint_not_trusted", ""),
             T::Parse(_) | T::MissingRecord | T::MalformedRecord(_) => {
                 Failure::new("malformed_proof", "")
             }
@@ -544,40 +544,14 @@ impl Trust {
 /// Reads a key history as `auditex key history` prints it: `{"origin": …, "keys": [{key_id,
 /// public_key, from_seq, until_seq, verifier_key?}, …]}`.
 fn read_key_history(path: &Path) -> Result<(String, Vec<KeyInterval>), Unusable> {
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        #[serde(flatten)]
-        interval: KeyInterval,
-        verifier_key: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct History {
-        origin: String,
-        keys: Vec<Entry>,
-    }
     let text = read_small_text(path)?;
-    let history: History = serde_json::from_str(&text).map_err(|e| {
+    let history = ledger::keys::KeyHistory::parse(&text).map_err(|e| {
         Unusable(format!(
-            "{}: not a key history as `auditex key history` prints it: {e}",
+            "{}: not a key history as `auditex key history` prints it (FORMAT.md): {e}",
             path.display()
         ))
     })?;
-    let mut keys = Vec::with_capacity(history.keys.len());
-    for entry in history.keys {
-        if let Some(text) = &entry.verifier_key {
-            let derived = VerifierKey::new(&history.origin, entry.interval.public_key)
-                .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
-            if derived.to_string() != *text {
-                return Err(Unusable(format!(
-                    "{}: the verifier key of {} does not match its public key and origin",
-                    path.display(),
-                    entry.interval.key_id
-                )));
-            }
-        }
-        keys.push(entry.interval);
-    }
-    KeyRing::new(keys.clone()).map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
+    let keys = history.intervals();
     Ok((history.origin, keys))
 }
 

@@ -107,7 +107,7 @@ impl Bundle {
                 max: BUNDLE_BYTES_MAX,
             });
         }
-        serde_json::from_slice(bytes).map_err(|e| BundleError::Json(e.to_string()))
+        crate::json::from_slice(bytes).map_err(|e| BundleError::Json(e.to_string()))
     }
 
     /// The bundle as indented JSON.

@@ -295,6 +295,15 @@ pub enum OpenCheckpointError {
         /// The origin in the checkpoint.
         found: String,
     },
+    /// The checkpoint has extension lines: an Auditex checkpoint is exactly three lines
+    /// (FORMAT.md), so a verifier never has to decide what an extension means.
+    #[error(
+        "the checkpoint has {count} extension line(s); an Auditex checkpoint is exactly origin, size and root"
+    )]
+    ExtensionLines {
+        /// How many lines follow the root.
+        count: usize,
+    },
     /// Trusted keys signed the checkpoint, but none of them is the log's key (named like the
     /// origin): for example only a cosigner's key verified.
     #[error("no verified signature is from the log key named {origin:?}")]
@@ -354,6 +363,11 @@ pub fn open_checkpoint(
         .cloned()
         .collect();
     let checkpoint = Checkpoint::parse_body(note.text())?;
+    if !checkpoint.extensions.is_empty() {
+        return Err(OpenCheckpointError::ExtensionLines {
+            count: checkpoint.extensions.len(),
+        });
+    }
     if let Some(expected) = expected_origin
         && checkpoint.origin != expected
     {

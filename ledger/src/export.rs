@@ -111,6 +111,7 @@ pub struct ExportTrailer {
     /// The number of record lines.
     pub records: u64,
     /// The last record's sequence number; `null` when there are no records.
+    #[serde(deserialize_with = "crate::keys::required_option")]
     pub last_seq: Option<u64>,
     /// The last record's inclusion proof in the header's checkpoint, hex, leaf's sibling first;
     /// empty when there are no records.
@@ -442,7 +443,7 @@ impl ExportVerifier {
 
     fn header(&self, n: u64, line: &str) -> Result<Box<Body>, ExportError> {
         let fail = |kind| ExportError { line: n, kind };
-        let header: ExportHeader = serde_json::from_str(line)
+        let header: ExportHeader = crate::json::from_str(line)
             .map_err(|e| fail(ExportErrorKind::MalformedHeader(e.to_string())))?;
         let head = verify_evidence_head(
             &header.tenant,
@@ -500,7 +501,7 @@ fn record(mut body: Box<Body>, n: u64, line: &str) -> Result<Box<Body>, ExportEr
 }
 
 fn trailer(mut body: Box<Body>, n: u64, line: &str) -> Result<ExportReport, ExportError> {
-    let trailer = match serde_json::from_str::<TrailerLine>(line) {
+    let trailer = match crate::json::from_str::<TrailerLine>(line) {
         Ok(t) => t.end,
         Err(e) => return Err(body.fail(n, ExportErrorKind::MalformedTrailer(e.to_string()))),
     };

@@ -53,7 +53,7 @@ impl KeyId {
             )));
         }
         let mut id = [0u8; KEY_ID_BYTES];
-        hex::decode_to_slice(text, &mut id)
+        crate::types::decode_lower_hex(text, &mut id)
             .map_err(|e| ParseError::Hash(format!("key id: {e}")))?;
         Ok(KeyId(id))
     }
@@ -120,7 +120,7 @@ impl RecordSignature {
     /// [`ParseError::Hash`] for anything else.
     pub fn from_hex(text: &str) -> Result<Self, ParseError> {
         let mut bytes = [0u8; SIGNATURE_BYTES];
-        hex::decode_to_slice(text, &mut bytes)
+        crate::types::decode_lower_hex(text, &mut bytes)
             .map_err(|e| ParseError::Hash(format!("signature must be 128 hex digits: {e}")))?;
         Ok(RecordSignature(Signature::from_bytes(&bytes)))
     }
@@ -194,7 +194,11 @@ impl fmt::Debug for RecordSigner {
 }
 
 /// One public key and the sequence numbers it may sign: `[from_seq, until_seq)`.
+///
+/// Its JSON form is a closed set of four members, all required (`until_seq` is `null` while the
+/// key is current): a misspelled or missing member is an error, never a default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyInterval {
     /// The key's id (derived from `public_key`; checked when the ring is built).
     pub key_id: KeyId,
@@ -204,7 +208,134 @@ pub struct KeyInterval {
     /// First sequence number this key signs.
     pub from_seq: u64,
     /// First sequence number this key no longer signs; `None` while it is the current key.
+    #[serde(deserialize_with = "required_option")]
     pub until_seq: Option<u64>,
+}
+
+/// Makes an `Option` member required (serde otherwise reads a missing one as `None`).
+pub(crate) fn required_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
+    Option::<u64>::deserialize(d)
+}
+
+/// One entry of the key-history document that `auditex key history` and `GET /v1/keys` publish:
+/// a [`KeyInterval`] and the C2SP verifier key of the same public key under the log's origin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyHistoryEntry {
+    /// The key's id.
+    pub key_id: KeyId,
+    /// The Ed25519 public key, 64 lowercase hex digits.
+    #[serde(with = "verifying_key_hex")]
+    pub public_key: VerifyingKey,
+    /// First sequence number this key signs.
+    pub from_seq: u64,
+    /// First sequence number this key no longer signs; `null` while it is the current key.
+    #[serde(deserialize_with = "required_option")]
+    pub until_seq: Option<u64>,
+    /// `<origin>+<8 hex digits>+<base64(0x01 || public key)>`.
+    pub verifier_key: String,
+}
+
+/// The key-history document (FORMAT.md): `{"origin": …, "keys": [entry, …]}`, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyHistory {
+    /// The log origin whose checkpoints these keys sign.
+    pub origin: String,
+    /// The keys, oldest first.
+    pub keys: Vec<KeyHistoryEntry>,
+}
+
+/// Why a key-history document is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyHistoryError {
+    /// Not strict JSON of the document's shape.
+    #[error("not a key history: {0}")]
+    Json(#[from] crate::json::JsonError),
+    /// The intervals do not form a valid ring.
+    #[error("key history: {0}")]
+    Ring(#[from] KeyError),
+    /// An entry's verifier key is not the one its public key and the origin give.
+    #[error("the verifier key of {key_id} does not match its public key and the origin")]
+    VerifierKeyMismatch {
+        /// The entry's key id.
+        key_id: KeyId,
+    },
+}
+
+impl KeyHistory {
+    /// Builds the document for `origin` from a ring.
+    ///
+    /// # Errors
+    /// [`crate::note::VerifierKeyError`] when `origin` is not a valid key name.
+    pub fn of(origin: &str, ring: &KeyRing) -> Result<Self, crate::note::VerifierKeyError> {
+        let keys = ring
+            .intervals()
+            .iter()
+            .map(|k| {
+                Ok(KeyHistoryEntry {
+                    key_id: k.key_id,
+                    public_key: k.public_key,
+                    from_seq: k.from_seq,
+                    until_seq: k.until_seq,
+                    verifier_key: crate::note::VerifierKey::new(origin, k.public_key)?.to_string(),
+                })
+            })
+            .collect::<Result<_, crate::note::VerifierKeyError>>()?;
+        Ok(KeyHistory {
+            origin: origin.to_owned(),
+            keys,
+        })
+    }
+
+    /// Parses the document strictly and checks it: every verifier key is derived from its
+    /// public key and the origin, and the intervals form a valid [`KeyRing`].
+    ///
+    /// # Errors
+    /// [`KeyHistoryError`] naming the first problem.
+    pub fn parse(text: &str) -> Result<Self, KeyHistoryError> {
+        let history: KeyHistory = crate::json::from_str(text)?;
+        for entry in &history.keys {
+            let derived = crate::note::VerifierKey::new(&history.origin, entry.public_key)
+                .map(|v| v.to_string())
+                .ok();
+            if derived.as_deref() != Some(entry.verifier_key.as_str()) {
+                return Err(KeyHistoryError::VerifierKeyMismatch {
+                    key_id: entry.key_id,
+                });
+            }
+        }
+        history.ring()?;
+        Ok(history)
+    }
+
+    /// The intervals, oldest first.
+    pub fn intervals(&self) -> Vec<KeyInterval> {
+        self.keys
+            .iter()
+            .map(|e| KeyInterval {
+                key_id: e.key_id,
+                public_key: e.public_key,
+                from_seq: e.from_seq,
+                until_seq: e.until_seq,
+            })
+            .collect()
+    }
+
+    /// The intervals as a ring.
+    ///
+    /// # Errors
+    /// [`KeyError`] when they do not form a valid ring.
+    pub fn ring(&self) -> Result<KeyRing, KeyError> {
+        KeyRing::new(self.intervals())
+    }
+
+    /// The document as indented JSON, as `auditex key history` prints it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
 }
 
 mod verifying_key_hex {
@@ -218,7 +349,8 @@ mod verifying_key_hex {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VerifyingKey, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text.as_ref(), &mut bytes).map_err(serde::de::Error::custom)?;
+        crate::types::decode_lower_hex(text.as_ref(), &mut bytes)
+            .map_err(serde::de::Error::custom)?;
         VerifyingKey::from_bytes(&bytes).map_err(serde::de::Error::custom)
     }
 }

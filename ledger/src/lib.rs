@@ -11,6 +11,7 @@ pub mod canonical;
 pub mod checkpoint;
 pub mod draft;
 pub mod export;
+pub mod json;
 pub mod keys;
 pub mod merkle;
 pub mod note;

@@ -225,7 +225,8 @@ impl VerifierKey {
         let (id_hex, key_base64) = rest.split_once('+').ok_or(VerifierKeyError::Malformed)?;
         check_key_name(name)?;
         let mut stated = [0u8; NOTE_KEY_ID_BYTES];
-        hex::decode_to_slice(id_hex, &mut stated).map_err(|_| VerifierKeyError::KeyIdNotHex)?;
+        crate::types::decode_lower_hex(id_hex, &mut stated)
+            .map_err(|_| VerifierKeyError::KeyIdNotHex)?;
         let stated = NoteKeyId(stated);
         let raw = STANDARD
             .decode(key_base64)

@@ -208,7 +208,7 @@ impl Payload {
     /// [`CanonicalError::Syntax`] for malformed JSON, otherwise as [`Payload::from_value`].
     pub fn from_json(text: &str) -> Result<Self, CanonicalError> {
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| CanonicalError::Syntax(e.to_string()))?;
+            crate::json::from_str(text).map_err(|e| CanonicalError::Syntax(e.to_string()))?;
         Payload::from_value(&value)
     }
 
@@ -309,7 +309,8 @@ mod salt_hex {
     ) -> Result<[u8; ERASABLE_SALT_BYTES], D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         let mut out = [0u8; ERASABLE_SALT_BYTES];
-        hex::decode_to_slice(text.as_ref(), &mut out).map_err(serde::de::Error::custom)?;
+        crate::types::decode_lower_hex(text.as_ref(), &mut out)
+            .map_err(serde::de::Error::custom)?;
         Ok(out)
     }
 }
@@ -556,8 +557,9 @@ impl Record {
     /// Parses one record from JSON text.
     ///
     /// # Errors
-    /// A [`ParseError`]-bearing serde error for any malformed field.
-    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+    /// A [`crate::json::JsonError`] for a duplicate member name or out-of-range number (with its
+    /// pointer), or for any malformed field.
+    pub fn from_json(text: &str) -> Result<Self, crate::json::JsonError> {
+        crate::json::from_str(text)
     }
 }

@@ -78,7 +78,7 @@ impl Hash {
     /// [`ParseError::Hash`] when the text is not 64 hex digits.
     pub fn from_hex(text: &str) -> Result<Self, ParseError> {
         let mut out = [0u8; HASH_BYTES];
-        hex::decode_to_slice(text, &mut out)
+        decode_lower_hex(text, &mut out)
             .map_err(|e| ParseError::Hash(format!("expected 64 hex digits: {e}")))?;
         Ok(Hash(out))
     }
@@ -385,4 +385,26 @@ impl<'de> Deserialize<'de> for EventId {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         EventId::parse(&text).map_err(serde::de::Error::custom)
     }
+}
+
+/// Decodes hex into `out`, accepting only lower-case digits and exactly `2 * out.len()` of them.
+///
+/// FORMAT.md allows exactly one encoding of every hashed or signed value: a verifier that also
+/// took `A`–`F` would accept text that a reader recomputing the body from the members as written
+/// hashes differently.
+///
+/// # Errors
+/// A message naming the first character that is not a lower-case hex digit, or the wrong length.
+pub fn decode_lower_hex(text: &str, out: &mut [u8]) -> Result<(), String> {
+    if text.len() != 2 * out.len() {
+        return Err(format!(
+            "expected {} lower-case hex digits, got {} characters",
+            2 * out.len(),
+            text.chars().count()
+        ));
+    }
+    if let Some(c) = text.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
+        return Err(format!("{c:?} is not a lower-case hex digit"));
+    }
+    hex::decode_to_slice(text, out).map_err(|e| e.to_string())
 }

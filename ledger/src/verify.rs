@@ -300,6 +300,17 @@ pub enum ChainError {
         /// The key the history starts after it.
         next_key: KeyId,
     },
+    /// The record's event id is already taken by an earlier record of the chain: event ids are
+    /// unique per chain (FORMAT.md), so one of the two is a replay.
+    #[error("record {seq} repeats event id {event_id}, already used by record {first_seq}")]
+    DuplicateEventId {
+        /// The later record's sequence number.
+        seq: u64,
+        /// The repeated event id.
+        event_id: EventId,
+        /// The sequence number of the record that used it first.
+        first_seq: u64,
+    },
 }
 
 impl ChainError {
@@ -308,7 +319,8 @@ impl ChainError {
         match self {
             ChainError::Record(e) => e.seq(),
             ChainError::Gap { expected, .. } => *expected,
-            ChainError::WrongTenant { seq, .. }
+            ChainError::DuplicateEventId { seq, .. }
+            | ChainError::WrongTenant { seq, .. }
             | ChainError::BrokenLink { seq, .. }
             | ChainError::TimeWentBackwards { seq, .. }
             | ChainError::Rotation { seq, .. }
@@ -501,6 +513,9 @@ pub enum StitchError {
         /// Where the second segment was verified from.
         found: ChainAnchor,
     },
+    /// A record of the second segment repeats an event id of the first.
+    #[error(transparent)]
+    DuplicateEventId(ChainError),
 }
 
 /// What a [`ChainVerifier`] proved about a run of records: where it started, where it ended and
@@ -511,6 +526,7 @@ pub struct ChainSummary {
     start: ChainAnchor,
     end: ChainAnchor,
     leaves: LeafRange,
+    event_ids: EventIds,
 }
 
 impl ChainSummary {
@@ -589,6 +605,19 @@ impl ChainSummary {
                 found: next.start,
             });
         }
+        let mut later: Vec<(EventId, u64)> = next.event_ids.into_iter().collect();
+        later.sort_unstable_by_key(|&(_, seq)| seq);
+        for (event_id, seq) in later {
+            if let Some(first_seq) = self.event_ids.insert(event_id, seq) {
+                return Err(StitchError::DuplicateEventId(
+                    ChainError::DuplicateEventId {
+                        seq,
+                        event_id,
+                        first_seq,
+                    },
+                ));
+            }
+        }
         // Equal anchors mean equal positions, so the ranges are adjacent.
         self.leaves
             .append(next.leaves)
@@ -596,7 +625,16 @@ impl ChainSummary {
         self.end = next.end;
         Ok(self)
     }
+
+    /// The event ids of the run's records, with their sequence numbers.
+    pub fn event_ids(&self) -> &EventIds {
+        &self.event_ids
+    }
 }
+
+/// The event ids a verified run has seen, each with the sequence number of its record: the one
+/// thing a chain verifier keeps per record, because event ids must be unique per chain.
+pub type EventIds = std::collections::HashMap<EventId, u64>;
 
 /// A signature whose check is deferred to the next batch.
 struct PendingSignature {
@@ -610,8 +648,9 @@ struct PendingSignature {
 
 /// Verifies a chain, or a segment of one, record by record in sequence order.
 ///
-/// Memory stays constant whatever the length: the verifier keeps the anchor for the next record,
-/// the Merkle right edge and at most one batch of pending signatures.
+/// Besides the event ids seen (about 40 bytes a record, the price of rejecting a replayed event
+/// id), memory stays constant whatever the length: the verifier keeps the anchor for the next
+/// record, the Merkle right edge and at most one batch of pending signatures.
 ///
 /// ```text
 /// let mut chain = ChainVerifier::new(tenant, ring);
@@ -630,6 +669,7 @@ pub struct ChainVerifier {
     pending: Vec<PendingSignature>,
     batch_records: usize,
     failed: Option<ChainError>,
+    event_ids: EventIds,
 }
 
 impl std::fmt::Debug for ChainVerifier {
@@ -661,6 +701,7 @@ impl ChainVerifier {
             pending: Vec::with_capacity(SIGNATURE_BATCH_RECORDS),
             batch_records: SIGNATURE_BATCH_RECORDS,
             failed: None,
+            event_ids: EventIds::new(),
         }
     }
 
@@ -732,6 +773,7 @@ impl ChainVerifier {
             start: self.start,
             end: self.next,
             leaves: self.leaves,
+            event_ids: self.event_ids,
         })
     }
 
@@ -784,6 +826,13 @@ impl ChainVerifier {
                 found: record.captured_at_us,
             });
         }
+        if let Some(&first_seq) = self.event_ids.get(&event_id) {
+            return Err(ChainError::DuplicateEventId {
+                seq,
+                event_id,
+                first_seq,
+            });
+        }
         let key = check_unsigned(record, &self.ring)?;
         self.check_rotation(record)?;
         Ok(PendingSignature {
@@ -821,6 +870,7 @@ impl ChainVerifier {
     }
 
     fn accept(&mut self, record: &Record) {
+        self.event_ids.insert(record.event_id, record.seq.get());
         self.leaves.push_leaf(leaf_hash(record.hash.as_bytes()));
         self.next = ChainAnchor::after(record);
     }
@@ -842,7 +892,7 @@ fn rotation_problem(record: &Record, ring: &KeyRing) -> Result<(), RotationProbl
     payload
         .get("new_public_key")
         .and_then(serde_json::Value::as_str)
-        .and_then(|s| hex::decode_to_slice(s, &mut new_public_key).ok())
+        .and_then(|s| crate::types::decode_lower_hex(s, &mut new_public_key).ok())
         .ok_or(RotationProblem::MalformedPayload {
             field: "new_public_key",
         })?;
@@ -1203,17 +1253,7 @@ pub fn verify_evidence_head(
     let verified = open_checkpoint(signed_checkpoint.as_bytes(), trusted, Some(origin))?;
     let ring = KeyRing::new(keys.to_vec())?;
     let size = verified.checkpoint().size();
-    let checkpoint_key_id = verified
-        .verified_by()
-        .iter()
-        .filter(|vkey| vkey.name() == origin)
-        .find_map(|vkey| {
-            let id = KeyId::of(vkey.verifying_key());
-            let same_key = ring
-                .get(id)
-                .is_some_and(|k| &k.public_key == vkey.verifying_key());
-            (same_key && ring.may_sign_checkpoint(id, size.get())).then_some(id)
-        })
+    let checkpoint_key_id = checkpoint_signing_key(&verified, &ring, origin)
         .ok_or(EvidenceHeadError::CheckpointKeyNotInHistory { size })?;
     for (index, text) in verifier_keys.iter().enumerate() {
         let vkey = VerifierKey::parse(text)
@@ -1234,6 +1274,28 @@ pub fn verify_evidence_head(
         ring,
         checkpoint_key_id,
     })
+}
+
+/// The record key (by id) that signed `verified` and whose interval in `ring` lets it sign a
+/// checkpoint of that size; `None` when no trusted signer of the log qualifies. FORMAT.md: a
+/// checkpoint signed outside its key's interval MUST be rejected, whatever evidence carries it.
+pub fn checkpoint_signing_key(
+    verified: &crate::checkpoint::VerifiedCheckpoint,
+    ring: &KeyRing,
+    origin: &str,
+) -> Option<KeyId> {
+    let size = verified.checkpoint().size();
+    verified
+        .verified_by()
+        .iter()
+        .filter(|vkey| vkey.name() == origin)
+        .find_map(|vkey| {
+            let id = KeyId::of(vkey.verifying_key());
+            let same_key = ring
+                .get(id)
+                .is_some_and(|k| &k.public_key == vkey.verifying_key());
+            (same_key && ring.may_sign_checkpoint(id, size.get())).then_some(id)
+        })
 }
 
 /// Checks that `origin` is `<service origin>/<tenant>` (see [`crate::checkpoint::tenant_origin`]).
@@ -1288,6 +1350,15 @@ pub enum TlogProofVerifyError {
     /// The `extra` data is not a record.
     #[error("the proof file's extra data is not a record: {0}")]
     MalformedRecord(String),
+    /// No trusted key that signed the checkpoint is in the key ring with an interval that lets
+    /// it sign a checkpoint of this size (a retired key vouching for a later tree).
+    #[error(
+        "the key that signed the checkpoint of size {size} is not in the key history (or was not current at that size)"
+    )]
+    CheckpointKeyOutsideInterval {
+        /// The checkpoint's tree size.
+        size: TreeSize,
+    },
 }
 
 /// A record proven by a tlog-proof file, and the checkpoint it is proven in.
@@ -1356,7 +1427,7 @@ pub fn verify_tlog_proof_file(
 ) -> Result<ProvenRecord, TlogProofVerifyError> {
     let proof = TlogProof::parse(file)?;
     let extra = proof.extra().ok_or(TlogProofVerifyError::MissingRecord)?;
-    let record: Record = serde_json::from_slice(extra)
+    let record: Record = crate::json::from_slice(extra)
         .map_err(|e| TlogProofVerifyError::MalformedRecord(e.to_string()))?;
     let checkpoint = verify_parsed_tlog_proof(&proof, &record, vkeys, ring, origin)?;
     Ok(ProvenRecord { record, checkpoint })
@@ -1369,8 +1440,12 @@ fn verify_parsed_tlog_proof(
     ring: &KeyRing,
     origin: &str,
 ) -> Result<Checkpoint, TlogProofVerifyError> {
-    let checkpoint =
-        open_checkpoint(proof.checkpoint().as_bytes(), vkeys, Some(origin))?.into_checkpoint();
+    let verified = open_checkpoint(proof.checkpoint().as_bytes(), vkeys, Some(origin))?;
+    let size = verified.checkpoint().size();
+    if checkpoint_signing_key(&verified, ring, origin).is_none() {
+        return Err(TlogProofVerifyError::CheckpointKeyOutsideInterval { size });
+    }
+    let checkpoint = verified.into_checkpoint();
     check_tenant_origin(&record.tenant, origin).map_err(|_| {
         TlogProofVerifyError::TenantNotInOrigin {
             tenant: record.tenant.clone(),

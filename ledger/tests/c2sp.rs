@@ -210,13 +210,15 @@ fn a_signer_and_its_verifier_key_round_trip_through_text() {
 }
 
 #[test]
-fn a_verifier_key_accepts_an_uppercase_key_id() {
+fn a_verifier_key_with_an_uppercase_key_id_is_rejected() {
+    // FORMAT.md: exactly one encoding of every value; the key id is lower-case hex.
     let signing = key(1);
     let vkey = signer("log.example", &signing).verifier_key();
     let text = vkey.to_string();
     let id = vkey.key_id().to_hex();
     let upper = text.replacen(&id, &id.to_uppercase(), 1);
-    assert_eq!(VerifierKey::parse(&upper), Ok(vkey));
+    assert!(VerifierKey::parse(&upper).is_err());
+    assert_eq!(VerifierKey::parse(&text), Ok(vkey));
 }
 
 #[test]

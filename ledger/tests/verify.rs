@@ -1257,3 +1257,63 @@ proptest! {
         prop_assert!(verify_checkpoint_matches(&whole, &checkpoint).is_ok());
     }
 }
+
+#[test]
+fn a_record_line_with_a_duplicate_payload_member_is_rejected_with_its_pointer() {
+    let line = record_line(&chain().records[0]);
+    let tampered = line.replacen("\"payload\":{", "\"payload\":{\"decided_at\":\"x\",", 1);
+    assert_ne!(line, tampered);
+    let err = Record::from_json(tampered.trim_end()).expect_err("duplicate member accepted");
+    assert_eq!(err.pointer, "/payload/decided_at");
+}
+
+#[test]
+fn upper_case_hex_in_a_hashed_member_is_rejected() {
+    let record = &chain().records[1];
+    let line = record_line(record);
+    let lower = record.prev.to_hex();
+    assert!(lower.chars().any(|c| c.is_ascii_alphabetic()));
+    let tampered = line.replacen(&lower, &lower.to_ascii_uppercase(), 1);
+    assert!(Record::from_json(tampered.trim_end()).is_err());
+    assert!(Record::from_json(line.trim_end()).is_ok());
+}
+
+#[test]
+fn a_key_interval_with_a_misspelled_or_missing_member_is_rejected() {
+    let good = serde_json::to_string(&chain().history[0]).expect("json");
+    assert!(ledger::json::from_str::<KeyInterval>(&good).is_ok());
+    let misspelled = good.replace("until_seq", "until_sEq");
+    assert!(ledger::json::from_str::<KeyInterval>(&misspelled).is_err());
+    let mut value: Value = serde_json::from_str(&good).expect("json");
+    value.as_object_mut().expect("object").remove("until_seq");
+    assert!(ledger::json::from_str::<KeyInterval>(&value.to_string()).is_err());
+}
+
+#[test]
+fn a_repeated_event_id_within_one_chain_is_rejected() {
+    let signer = RecordSigner::new(key(1));
+    let ring = KeyRing::single(key(1).verifying_key());
+    let mut records: Vec<Record> = Vec::new();
+    for seq in 0..3u64 {
+        let (event_type, payload, erasable) = content(4 * seq, None);
+        // Records 0 and 2 share an event id.
+        let id = event_id(seq % 2);
+        let prepared =
+            prepare_draft(&id, &event_type, &payload, &erasable, || [1; 32]).expect("draft");
+        let at = ChainPosition {
+            seq: Sequence::new(seq).expect("seq"),
+            prev: records.last().map_or(Hash::ZERO, |r| r.hash),
+            captured_at: CaptureTime::from_unix_micros(BASE_TIME_US).expect("time"),
+        };
+        records.push(seal(&tenant(), at, prepared.draft, &signer));
+    }
+    let mut verifier = ChainVerifier::new(tenant(), ring);
+    assert_eq!(verifier.push(&records[0]), Ok(()));
+    assert_eq!(verifier.push(&records[1]), Ok(()));
+    match verifier.push(&records[2]) {
+        Err(ChainError::DuplicateEventId { seq, first_seq, .. }) => {
+            assert_eq!((seq, first_seq), (2, 0));
+        }
+        other => panic!("expected a duplicate event id, got {other:?}"),
+    }
+}

@@ -338,6 +338,19 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
             "the body is not valid UTF-8".into(),
         ));
     }
+    // Strict first (duplicate member names, out-of-range numbers: I-JSON), so that the problem
+    // names the pointer of the member at fault and the typed parse below sees one reading only.
+    let text = String::from_utf8_lossy(body);
+    if let Err(e) = ledger::json::check(&text) {
+        return Err(if e.pointer.is_empty() {
+            ApiError::MalformedBody(format!("the body is not a valid request: {}", e.problem))
+        } else {
+            ApiError::Validation(vec![FieldError {
+                path: e.pointer,
+                problem: e.problem,
+            }])
+        });
+    }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::MalformedBody(format!("the body is not a valid request: {e}")))
 }

@@ -996,6 +996,17 @@ fn chain_failure(e: &ChainError) -> IntegrityFailure {
             format!("a key_rotation record announcing key {next_key}"),
             "another event".into(),
         ),
+        ChainError::DuplicateEventId {
+            seq,
+            event_id,
+            first_seq,
+        } => (
+            K::Gap,
+            *seq,
+            *event_id,
+            "an event id not used before in the chain".into(),
+            format!("the event id of record {first_seq}"),
+        ),
     };
     IntegrityFailure {
         kind,

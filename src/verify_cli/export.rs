@@ -31,9 +31,9 @@ use ledger::keys::{KeyInterval, KeyRing};
 use ledger::merkle::{leaf_hash, verify_inclusion};
 use ledger::note::VerifierKey;
 use ledger::record::Record;
-use ledger::types::{Hash, LeafIndex, TenantId, TreeSize};
+use ledger::types::{EventId, Hash, LeafIndex, TenantId, TreeSize};
 use ledger::verify::{
-    ChainAnchor, ChainSummary, ChainVerifier, LeafRange, SIGNATURE_BATCH_RECORDS,
+    ChainAnchor, ChainError, ChainSummary, ChainVerifier, LeafRange, SIGNATURE_BATCH_RECORDS,
     verify_evidence_head,
 };
 use rayon::prelude::*;
@@ -360,14 +360,24 @@ struct Segment {
     start: ChainAnchor,
     end: ChainAnchor,
     leaves: LeafRange,
+    /// The event ids of the run's records with their sequence numbers, in sequence order; the
+    /// stitcher checks them against every earlier chunk's (event ids are unique per chain).
+    event_ids: Vec<(EventId, u64)>,
 }
 
 impl Segment {
     fn of(summary: ChainSummary) -> Segment {
+        let mut event_ids: Vec<(EventId, u64)> = summary
+            .event_ids()
+            .iter()
+            .map(|(&id, &seq)| (id, seq))
+            .collect();
+        event_ids.sort_unstable_by_key(|&(_, seq)| seq);
         Segment {
             start: summary.start(),
             end: summary.end(),
             leaves: summary.leaves().clone(),
+            event_ids,
         }
     }
 
@@ -407,6 +417,7 @@ fn verify_chunk(ctx: &Context, chunk: &Chunk) -> ChunkResult {
                 start: fast.start,
                 end: fast.end,
                 leaves: fast.leaves,
+                event_ids: fast.event_ids,
             }));
         }
     }
@@ -491,6 +502,8 @@ struct Stitcher {
     next: usize,
     pending: BTreeMap<usize, (Chunk, ChunkResult)>,
     running: Option<Segment>,
+    /// Every event id joined so far, with its record's sequence number.
+    seen: ledger::verify::EventIds,
     /// Roots of the tree at the sizes of checkpoints seen before.
     roots_at_cuts: Vec<(u64, Hash)>,
     /// The first failure in chain order; nothing after it is joined.
@@ -507,7 +520,7 @@ impl Stitcher {
                 return;
             };
             self.next += 1;
-            let segment = match result {
+            let mut segment = match result {
                 Ok(Some(segment)) => segment,
                 Ok(None) => continue,
                 Err(e) => {
@@ -515,6 +528,23 @@ impl Stitcher {
                     break;
                 }
             };
+            for (event_id, seq) in std::mem::take(&mut segment.event_ids) {
+                if let Some(first_seq) = self.seen.insert(event_id, seq) {
+                    let e = ChainError::DuplicateEventId {
+                        seq,
+                        event_id,
+                        first_seq,
+                    };
+                    self.error = Some(ExportError {
+                        line: ctx.line_of(seq),
+                        kind: ExportErrorKind::Chain(e),
+                    });
+                    break;
+                }
+            }
+            if self.error.is_some() {
+                break;
+            }
             let joined = match self.running.take() {
                 None => Ok(segment),
                 Some(before) => stitch(ctx, before, segment, &chunk),
@@ -641,11 +671,13 @@ pub fn verify_export<R: BufRead + Send>(
         start: ChainAnchor::genesis(),
         end: ChainAnchor::genesis(),
         leaves: LeafRange::new(0),
+        event_ids: Vec::new(),
     });
     let state = Mutex::new(Stitcher {
         next: 0,
         pending: BTreeMap::new(),
         running,
+        seen: ledger::verify::EventIds::new(),
         roots_at_cuts: Vec::new(),
         error: None,
         spare: Vec::new(),
@@ -749,7 +781,7 @@ fn parse_header(text: &str) -> Result<ExportHeader, ExportCheckError> {
     }
     // Parsed again from the text, so that an error carries its position as the sequential
     // verifier's does.
-    serde_json::from_str(text).map_err(|e| ExportCheckError::Failed {
+    ledger::json::from_str(text).map_err(|e| ExportCheckError::Failed {
         error: ExportError {
             line: 1,
             kind: ExportErrorKind::MalformedHeader(e.to_string()),

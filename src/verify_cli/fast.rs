@@ -215,6 +215,9 @@ pub struct FastSummary {
     pub start: ChainAnchor,
     pub end: ChainAnchor,
     pub leaves: LeafRange,
+    /// Event ids with their sequence numbers, in sequence order: their uniqueness is checked
+    /// where the runs are joined.
+    pub event_ids: Vec<(EventId, u64)>,
 }
 
 struct Pending {
@@ -236,6 +239,7 @@ pub fn verify_lines<'a>(
     let mut leaves = LeafRange::new(anchor.next_seq);
     let mut pending: Vec<Pending> = Vec::with_capacity(SIGNATURE_BATCH_RECORDS);
     let mut body = Vec::with_capacity(1024);
+    let mut event_ids = Vec::new();
     for line in lines {
         let r = parse_line(std::str::from_utf8(line).ok()?)?;
         if r.v != u64::from(FORMAT_VERSION)
@@ -256,7 +260,7 @@ pub fn verify_lines<'a>(
         if !is_lower_hex(r.event_id.as_bytes(), b'-') {
             return None;
         }
-        EventId::parse(r.event_id).ok()?;
+        event_ids.push((EventId::parse(r.event_id).ok()?, r.seq));
         let event_type = EventType::parse(r.event_type).ok()?;
         if event_type == EventType::KeyRotation {
             return None;
@@ -312,6 +316,7 @@ pub fn verify_lines<'a>(
         start: anchor,
         end: next,
         leaves,
+        event_ids,
     })
 }
 
@@ -371,6 +376,7 @@ fn is_lower_hex(bytes: &[u8], also: u8) -> bool {
 
 /// An erasable map in canonical form: field names in order, lowercase hex commitments.
 fn canonical_erasable(text: &[u8]) -> bool {
+    // Equal names cannot pass: `canonical_value` below requires strictly increasing names.
     let Ok(map) = serde_json::from_slice::<std::collections::BTreeMap<&str, &str>>(text) else {
         return false;
     };

@@ -209,6 +209,9 @@ def open_checkpoint(note: str, trusted: list[VerifierKey], origin: str | None = 
     lines = text.split("\n")
     if len(lines) < 4:
         raise Failed("the checkpoint has no origin, size and root lines")
+    if len(lines) > 4:
+        # FORMAT.md section 9: exactly origin, size and root; no C2SP extension lines.
+        raise Failed("the checkpoint has extension lines; it must be exactly origin, size and root")
     cp_origin, size_text, root_text = lines[0], lines[1], lines[2]
     if not re.fullmatch(r"0|[1-9][0-9]*", size_text):
         raise Failed("the checkpoint's tree size is malformed")
@@ -434,6 +437,7 @@ class Chain:
         self.next_seq, self.prev, self.time = first_seq, prev, None
         self.tree = TreeBuilder() if first_seq == 0 else None
         self.count, self.last_hash = 0, None
+        self.event_ids: dict[str, int] = {}
 
     def push(self, rec):
         seq = rec.get("seq") if isinstance(rec, dict) else None
@@ -454,8 +458,14 @@ class Chain:
         t = rec.get("captured_at_us")
         if self.time is not None and isinstance(t, int) and t < self.time:
             raise Failed(f"record {seq} (event {event_id}) was captured before the previous record", seq, event_id)
+        if isinstance(event_id, str) and event_id in self.event_ids:
+            raise Failed(
+                f"record {seq} repeats event id {event_id}, already used by record {self.event_ids[event_id]}",
+                seq, event_id,
+            )
         _, _, h = check_record(rec, self.keys, self.tenant)
         check_rotation(rec, self.keys)
+        self.event_ids[event_id] = seq
         if self.tree is not None:
             self.tree.push(leaf_hash(h))
         self.next_seq, self.prev, self.time = seq + 1, h, t
@@ -664,6 +674,15 @@ def verify_proof(text: str, trust: Trust) -> list[str]:
         if len(named) != 1:
             raise Unusable("pass --key-history so that the record key's validity interval can be checked")
         keys = [KeyInterval(key_id_of(named[0].public_key), named[0].public_key, 0, None)]
+    # FORMAT.md section 9: a checkpoint signed outside its key's interval is rejected.
+    if not any(
+        k.public_key == v.public_key and k.may_sign_checkpoint(checkpoint.size)
+        for v in checkpoint.signed_by if v.name == origin
+        for k in keys
+    ):
+        raise Failed(
+            f"the key that signed the checkpoint of size {checkpoint.size} is not in the key history (or not current at that size)"
+        )
     seq, event_id, h = check_record(rec, keys)
     if int(index_text) != seq:
         raise Failed(f"the proof is for leaf {index_text}, but the record is number {seq}", seq, event_id)
