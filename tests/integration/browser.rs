@@ -957,7 +957,7 @@ async fn a_password_reset_from_the_outbox_works_once_in_the_browser() {
         browser
             .text()
             .await
-            .contains("The email or password is not right")
+            .contains("The organisation, email or password is not right")
     );
     browser.sign_in(&server, ADMIN_EMAIL, NEW_PASSWORD).await;
     browser.sign_out().await;
