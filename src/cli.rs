@@ -1002,11 +1002,31 @@ async fn append(
     Ok(())
 }
 
+/// Every environment variable the command line reads (for validating configuration files).
+pub fn known_settings() -> Vec<String> {
+    use clap::CommandFactory;
+    let mut names = Vec::new();
+    fn walk(cmd: &clap::Command, names: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                names.push(env.to_string_lossy().into_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, names);
+        }
+    }
+    walk(&Cli::command(), &mut names);
+    names.sort();
+    names.dedup();
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use super::rebuild_summary;
+    use super::{known_settings, rebuild_summary};
 
     #[test]
     fn a_rebuild_the_running_service_finished_is_not_credited_to_the_command() {
@@ -1036,5 +1056,51 @@ mod tests {
             "rebuilt decisions, daily: this command applied 1000 records in 2.0 s (500 \
              records/s); the new generations are serving"
         );
+    }
+
+    #[test]
+    fn a_config_file_sets_known_settings_and_refuses_secrets_and_typos() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let known = known_settings();
+        assert!(known.iter().any(|k| k == "AUDITEX_LISTEN"));
+        let good = dir.path().join("good.env");
+        std::fs::write(
+            &good,
+            "# comment\nAUDITEX_LISTEN=127.0.0.1:9443\nAUDITEX_RATE_PER_SECOND = 50\n",
+        )
+        .expect("write");
+        let pairs = crate::config::read_config_file(&good, &known).expect("valid");
+        assert_eq!(
+            pairs[0],
+            ("AUDITEX_LISTEN".to_owned(), "127.0.0.1:9443".to_owned())
+        );
+        assert_eq!(pairs[1].1, "50");
+        for (text, needle) in [
+            ("AUDITEX_MASTER_KEY=00\n", "secret"),
+            ("AUDITEX_LISTN=x\n", "unknown setting AUDITEX_LISTN"),
+            ("just words\n", "line 1"),
+        ] {
+            let bad = dir.path().join("bad.env");
+            std::fs::write(&bad, text).expect("write");
+            let e = crate::config::read_config_file(&bad, &known).expect_err("must refuse");
+            assert!(e.to_string().contains(needle), "{e}");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let pw = dir.path().join("pw.env");
+            std::fs::write(
+                &pw,
+                "AUDITEX_DATABASE_URL=postgres://app:secret@db/ledger\n",
+            )
+            .expect("write");
+            std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            assert!(
+                crate::config::read_config_file(&pw, &known).is_err(),
+                "a readable file with a password is refused"
+            );
+            std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            assert!(crate::config::read_config_file(&pw, &known).is_ok());
+        }
     }
 }

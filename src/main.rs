@@ -20,7 +20,7 @@ fn config_path() -> Option<std::path::PathBuf> {
 
 fn main() -> std::process::ExitCode {
     if let Some(path) = config_path() {
-        match auditex::config::read_config_file(&path, &auditex::config::known_settings()) {
+        match auditex::config::read_config_file(&path, &auditex::cli::known_settings()) {
             Ok(pairs) => {
                 for (key, value) in pairs {
                     // The environment overrides the file.
