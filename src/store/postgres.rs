@@ -363,12 +363,13 @@ impl PgDb {
         &self,
         tenant: &TenantId,
     ) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT origin FROM tenant_origins WHERE tenant_id = $1")
-                .bind(tenant.as_str())
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        let mut tx = self.tenant_tx(tenant).await?;
+        let origin = sqlx::query_scalar("SELECT origin FROM tenant_origins WHERE tenant_id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(origin)
     }
 
     pub(crate) async fn record_tenant_origin(
@@ -378,6 +379,7 @@ impl PgDb {
         now_us: u64,
     ) -> Result<(), StoreError> {
         // Written once: a concurrent first use (another instance) that recorded it already wins.
+        let mut tx = self.tenant_tx(tenant).await?;
         sqlx::query(
             "INSERT INTO tenant_origins (tenant_id, origin, recorded_at_us) VALUES ($1, $2, $3)
              ON CONFLICT (tenant_id) DO NOTHING",
@@ -385,8 +387,9 @@ impl PgDb {
         .bind(tenant.as_str())
         .bind(origin)
         .bind(db_int(now_us))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -34,6 +34,7 @@ const LEDGER_TABLES: &[&str] = &[
     "checkpoints",
     "signing_keys",
     "erasable_values",
+    "tenant_origins",
 ];
 
 async fn count(conn: &mut sqlx::PgConnection, table: &str) -> i64 {
