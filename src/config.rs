@@ -643,6 +643,68 @@ impl HttpArgs {
     }
 }
 
+/// Settings a configuration file may not hold: secrets come only from the environment or from
+/// key files outside the repository.
+const SECRET_SETTINGS: &[&str] = &["AUDITEX_MASTER_KEY"];
+
+/// Reads a configuration file of `AUDITEX_…=value` lines (`#` starts a comment line). Every key
+/// must be a setting this service knows; the environment overrides the file.
+///
+/// # Errors
+/// [`ConfigError`] naming the line and what is wrong with it, or the file when it cannot be read
+/// or holds a database password while readable by group or others.
+pub fn read_config_file(
+    path: &Path,
+    known: &[String],
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let err = |problem: String| ConfigError {
+        setting: "AUDITEX_CONFIG_FILE",
+        problem,
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(err(format!(
+                "{} line {}: expected KEY=value",
+                path.display(),
+                n + 1
+            )));
+        };
+        let (key, value) = (key.trim(), value.trim().trim_matches('"'));
+        if SECRET_SETTINGS.contains(&key) {
+            return Err(err(format!(
+                "{} line {}: {key} is a secret; give it in the environment or use AUDITEX_MASTER_KEY_FILE",
+                path.display(),
+                n + 1
+            )));
+        }
+        if key != "RUST_LOG" && !known.iter().any(|k| k == key) {
+            return Err(err(format!(
+                "{} line {}: unknown setting {key}",
+                path.display(),
+                n + 1
+            )));
+        }
+        let has_password = (key.ends_with("DATABASE_URL"))
+            && value.split_once("://").is_some_and(|(_, rest)| {
+                rest.split_once('@')
+                    .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+            });
+        if has_password {
+            crate::store::crypto::check_private_file(path)
+                .map_err(|e| err(format!("{e} (it holds a database password)")))?;
+        }
+        out.push((key.to_owned(), value.to_owned()));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -724,66 +786,4 @@ mod tests {
             "hunter2"
         );
     }
-}
-
-/// Settings a configuration file may not hold: secrets come only from the environment or from
-/// key files outside the repository.
-const SECRET_SETTINGS: &[&str] = &["AUDITEX_MASTER_KEY"];
-
-/// Reads a configuration file of `AUDITEX_…=value` lines (`#` starts a comment line). Every key
-/// must be a setting this service knows; the environment overrides the file.
-///
-/// # Errors
-/// [`ConfigError`] naming the line and what is wrong with it, or the file when it cannot be read
-/// or holds a database password while readable by group or others.
-pub fn read_config_file(
-    path: &Path,
-    known: &[String],
-) -> Result<Vec<(String, String)>, ConfigError> {
-    let err = |problem: String| ConfigError {
-        setting: "AUDITEX_CONFIG_FILE",
-        problem,
-    };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(err(format!(
-                "{} line {}: expected KEY=value",
-                path.display(),
-                n + 1
-            )));
-        };
-        let (key, value) = (key.trim(), value.trim().trim_matches('"'));
-        if SECRET_SETTINGS.contains(&key) {
-            return Err(err(format!(
-                "{} line {}: {key} is a secret; give it in the environment or use AUDITEX_MASTER_KEY_FILE",
-                path.display(),
-                n + 1
-            )));
-        }
-        if key != "RUST_LOG" && !known.iter().any(|k| k == key) {
-            return Err(err(format!(
-                "{} line {}: unknown setting {key}",
-                path.display(),
-                n + 1
-            )));
-        }
-        let has_password = (key.ends_with("DATABASE_URL"))
-            && value.split_once("://").is_some_and(|(_, rest)| {
-                rest.split_once('@')
-                    .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-            });
-        if has_password {
-            crate::store::crypto::check_private_file(path)
-                .map_err(|e| err(format!("{e} (it holds a database password)")))?;
-        }
-        out.push((key.to_owned(), value.to_owned()));
-    }
-    Ok(out)
 }
