@@ -138,6 +138,15 @@ impl ExportTrailer {
         line.push('\n');
         line
     }
+
+    /// Reads a trailer line (without its newline) strictly: one reading for every verifier, so
+    /// that the sequential and the parallel ones judge the same bytes the same way.
+    ///
+    /// # Errors
+    /// The strict JSON reading's error: duplicate or unknown members, bad values, bad syntax.
+    pub fn from_line(line: &str) -> Result<ExportTrailer, crate::json::JsonError> {
+        crate::json::from_str::<TrailerLine>(line).map(|t| t.end)
+    }
 }
 
 /// An export that does not verify, with the 1-based line at which it fails.
@@ -501,8 +510,8 @@ fn record(mut body: Box<Body>, n: u64, line: &str) -> Result<Box<Body>, ExportEr
 }
 
 fn trailer(mut body: Box<Body>, n: u64, line: &str) -> Result<ExportReport, ExportError> {
-    let trailer = match crate::json::from_str::<TrailerLine>(line) {
-        Ok(t) => t.end,
+    let trailer = match ExportTrailer::from_line(line) {
+        Ok(t) => t,
         Err(e) => return Err(body.fail(n, ExportErrorKind::MalformedTrailer(e.to_string()))),
     };
     let summary: Option<ChainSummary> = match body.chain.take().map(ChainVerifier::finish) {

@@ -37,7 +37,6 @@ use ledger::verify::{
     verify_evidence_head,
 };
 use rayon::prelude::*;
-use serde::Deserialize;
 
 /// Records per chunk verified by one task. Large enough that stitching and the per-chunk
 /// signature batch tail cost nothing; small enough that the last chunks keep every core busy.
@@ -566,12 +565,6 @@ impl Stitcher {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TrailerLine {
-    end: ExportTrailer,
-}
-
 /// Verifies an export read from `input` on the current rayon pool. `on_start` gets the number
 /// of records the header announces; `on_records` is called as chunks are verified.
 ///
@@ -848,9 +841,8 @@ fn check_trailer(
     n: u64,
 ) -> Result<ExportReport, ExportError> {
     let fail = |kind| ExportError { line: n, kind };
-    let trailer = serde_json::from_str::<TrailerLine>(text)
-        .map_err(|e| fail(ExportErrorKind::MalformedTrailer(e.to_string())))?
-        .end;
+    let trailer = ExportTrailer::from_line(text)
+        .map_err(|e| fail(ExportErrorKind::MalformedTrailer(e.to_string())))?;
     let records = summary.as_ref().map_or(0, Segment::records);
     if trailer.records != records {
         return Err(fail(ExportErrorKind::RecordCount {
