@@ -569,6 +569,11 @@ pub struct HttpArgs {
     /// Requests allowed in a burst above the sustained rate.
     #[arg(long, global = true, env = "AUDITEX_RATE_BURST", default_value_t = 400)]
     pub rate_burst: u32,
+
+    /// Bytes of request bodies the service may hold at once, all connections together; a request
+    /// that does not fit is answered 503 with Retry-After before its body is read.
+    #[arg(long, global = true, env = "AUDITEX_REQUEST_BODIES_BYTES_MAX", default_value_t = crate::http::bodies::REQUEST_BODIES_BYTES_MAX)]
+    pub request_bodies_bytes_max: usize,
 }
 
 impl HttpArgs {
@@ -639,6 +644,7 @@ impl HttpArgs {
             tls,
             rate_per_second: self.rate_per_second,
             rate_burst: self.rate_burst,
+            request_bodies_bytes_max: self.request_bodies_bytes_max,
         })
     }
 }

@@ -1125,6 +1125,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         ("auditex_append_queue_bytes", "Estimated bytes of the records waiting in all tenants' append queues.", queued_bytes as f64),
         ("auditex_storage_full", "1 while writes fail because the storage is full.", f64::from(u8::from(faults.storage_full))),
         ("auditex_clock_behind_seconds", "How far the clock was behind the latest capture time at the latest append (0 when it was not).", faults.clock_behind_seconds),
+        ("auditex_request_body_bytes_reserved", "Bytes of request bodies reserved by requests being read or handled, all connections together.", state.bodies.reserved_bytes() as f64),
     ]);
     let mut text = state.metrics.render(&gauges);
     for (name, help, value) in [
@@ -1137,6 +1138,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             "auditex_append_deadline_expired_total",
             "Append requests answered 503 because they waited in the queue past the deadline.",
             faults.deadline_expired_requests,
+        ),
+        (
+            "auditex_request_body_budget_refused_total",
+            "Requests answered 503 at once because the request-body budget was full.",
+            state.bodies.refused(),
         ),
         (
             "auditex_storage_full_errors_total",

@@ -7,11 +7,13 @@
 //! every test start the server through this same path.
 
 pub mod api;
+pub mod bodies;
 pub mod drain;
 pub mod error;
 mod input;
 pub mod integrity;
 pub mod limits;
+mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod readiness;
@@ -59,6 +61,9 @@ pub struct HttpConfig {
     pub rate_per_second: u32,
     /// Burst allowance above the sustained rate.
     pub rate_burst: u32,
+    /// Bytes of request bodies that may be held at once, all connections together (see
+    /// [`bodies`]); [`bodies::REQUEST_BODIES_BYTES_MAX`] by default.
+    pub request_bodies_bytes_max: usize,
 }
 
 /// How the listener speaks.
@@ -111,6 +116,8 @@ pub struct AppState {
     pub key_limits: limits::KeyLimits,
     /// The cached readiness answer.
     pub readiness: readiness::Readiness,
+    /// The memory budget of request bodies being read.
+    pub bodies: bodies::BodyBudget,
 }
 
 /// A bound, ready-to-run server.
@@ -180,6 +187,7 @@ impl Application {
             integrity: integrity.clone(),
             key_limits: limits::KeyLimits::new(config.rate_per_second, config.rate_burst),
             readiness: readiness::Readiness::default(),
+            bodies: bodies::BodyBudget::new(config.request_bodies_bytes_max),
         };
         let router = router(state, config, portal.map(crate::portal::Portal::new));
         Ok(Application {
@@ -322,6 +330,10 @@ fn router(state: AppState, config: &HttpConfig, portal: Option<crate::portal::Po
             key_limits.retain_recent();
         }
     });
+    let store = state.store.clone();
+    memory::spawn_trimmer(state.bodies.clone(), move || {
+        store.append_queue_load() == (0, 0)
+    });
     let metrics = state.metrics.clone();
     let request_id = HeaderName::from_static("x-request-id");
     let pages = portal.map_or_else(Router::new, crate::portal::routes);
@@ -331,6 +343,11 @@ fn router(state: AppState, config: &HttpConfig, portal: Option<crate::portal::Po
         .merge(api::ops_routes())
         .merge(pages)
         .layer(axum::middleware::from_fn(input::refuse_unusable_input))
+        // Inside the rate limits, so that a throttled request reserves nothing.
+        .layer(axum::middleware::from_fn_with_state(
+            state.bodies.clone(),
+            bodies::reserve_body_bytes,
+        ))
         .layer(GovernorLayer::new(per_ip).error_handler(move |e| rate_limited(&metrics, e)))
         .layer(RequestBodyLimitLayer::new(REQUEST_BODY_BYTES_MAX))
         // The body extractors' own default (2 MiB) would refuse batches that the limit above

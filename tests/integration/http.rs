@@ -51,6 +51,19 @@ impl Server {
         rate: u32,
         burst: u32,
     ) -> Server {
+        let bodies = auditex::http::bodies::REQUEST_BODIES_BYTES_MAX;
+        Server::start_on_with(db, store, tenant, rate, burst, bodies).await
+    }
+
+    /// Like [`Server::start_on`], with a request-body budget of `bodies` bytes.
+    pub async fn start_on_with(
+        db: TestDb,
+        store: Store,
+        tenant: TenantId,
+        rate: u32,
+        burst: u32,
+        bodies: usize,
+    ) -> Server {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
         let config = HttpConfig {
@@ -58,6 +71,7 @@ impl Server {
             tls: TlsMode::SelfSigned(dir.path().join("tls")),
             rate_per_second: rate,
             rate_burst: burst,
+            request_bodies_bytes_max: bodies,
         };
         let app = Application::build(store.clone(), &config).expect("server builds");
         let pem = app.tls_certificate_pem().expect("tls").to_owned();
@@ -1268,6 +1282,7 @@ async fn plain_http_is_refused_off_loopback() {
         tls: TlsMode::PlainDevelopment,
         rate_per_second: 10,
         rate_burst: 10,
+        request_bodies_bytes_max: auditex::http::bodies::REQUEST_BODIES_BYTES_MAX,
     };
     let err = Application::build(store.clone(), &config)
         .err()

@@ -58,6 +58,7 @@ fn serve(
         tls: TlsMode::PlainDevelopment,
         rate_per_second: 1000,
         rate_burst: 1000,
+        request_bodies_bytes_max: auditex::http::bodies::REQUEST_BODIES_BYTES_MAX,
     };
     let app = Application::build(store.clone(), &config).expect("server builds");
     let base = format!("http://127.0.0.1:{}", app.port());

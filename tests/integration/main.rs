@@ -7,6 +7,7 @@ mod browser;
 mod crash;
 mod early_answers;
 mod http;
+mod http_bodies;
 mod http_integrity;
 mod http_views;
 mod ops;

@@ -534,6 +534,201 @@ impl Load {
     }
 }
 
+/// Resident memory of process `pid`, KiB (Linux).
+fn rss_kib_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Memory budgets of the flood test, bytes: request bodies held at once, and estimated bytes
+/// waiting in the append queues (one tenant, so its limit is the total's).
+const FLOOD_BODIES_BYTES: u64 = 16 * 1024 * 1024;
+const FLOOD_QUEUE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Far more than the service can take, from another process over HTTPS: 96 clients send
+/// 1000-record batches of about 3 MB each, without pause, for eight seconds, to `auditex serve`
+/// with 16 MiB budgets for request bodies and queued records. Required: the excess is shed with
+/// 503 and Retry-After (nothing waits unbounded), the server's resident memory stays under a
+/// ceiling derived from the budgets, and every acknowledged record is in the ledger. Without the
+/// budgets the same flood holds every body at once (96 × 3 MB, several times that once parsed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_large_batches_over_https_is_shed_with_retry_after_under_a_memory_ceiling() {
+    const CLIENTS: usize = 96;
+    const RECORDS: usize = 1000;
+    let padding = "x".repeat(2600);
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let mut cli = Cli::new(&db);
+    let tenant = "flood";
+    cli.ok(&["tenant", "create", tenant]);
+    let key = cli
+        .ok_revealing(&["apikey", "create", "--tenant", tenant, "--role", "ingest"])
+        .trim()
+        .to_owned();
+    secret_scan::register_api_key(&key);
+    let (bodies, queue) = (
+        FLOOD_BODIES_BYTES.to_string(),
+        FLOOD_QUEUE_BYTES.to_string(),
+    );
+    let mut service = Service::start(
+        &cli,
+        &[
+            "--request-bodies-bytes-max",
+            &bodies,
+            "--append-queue-bytes-max",
+            &queue,
+            "--append-queue-total-bytes-max",
+            &queue,
+            "--rate-per-second",
+            "1000",
+            "--rate-burst",
+            "10000",
+        ],
+    );
+    let pid = service.child.id();
+    let client = https_client(&cli);
+    let url = format!(
+        "{}/v1/records/batch",
+        service.url.replace("127.0.0.1", "localhost")
+    );
+    // Warm up (TLS, the tenant's appender, the views) before the baseline is read.
+    assert_eq!(
+        post_batch(&client, &service.url, &key, 10).await.status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kib_of(pid);
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                peak.fetch_max(rss_kib_of(pid), Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(8);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (client, url, key) = (client.clone(), url.clone(), key.clone());
+            let padding = padding.clone();
+            tokio::spawn(async move {
+                let (mut acknowledged, mut shed, mut latencies) = (0u64, 0u64, Vec::new());
+                while Instant::now() < until {
+                    // Written as text, not through `serde_json::Value`: the clients must offer
+                    // load faster than the server takes it, on the same two cores.
+                    let mut body = String::with_capacity(RECORDS * 3000);
+                    body.push_str("{\"records\":[");
+                    for n in 0..RECORDS {
+                        if n > 0 {
+                            body.push(',');
+                        }
+                        body.push_str(&format!(
+                            "{{\"event_id\":\"{}\",\"event_type\":\"decision\",\"payload\":{{\
+                             \"model_id\":\"credit-model\",\"model_version\":\"1.4.0\",\
+                             \"input_commitment\":\"{n:064x}\",\"outcome\":\"approved\",\
+                             \"subject_ref\":\"subject-{c}-{n}\",\"decided_at\":\"2026-11-29T08:00:00Z\",\"oversight_mode\":\"human_on_the_loop\",\
+                             \"explanation\":\"{padding}\"}}}}",
+                            uuid::Uuid::now_v7()
+                        ));
+                    }
+                    body.push_str("]}");
+                    let sent = Instant::now();
+                    let resp = client
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .expect("append request");
+                    match resp.status().as_u16() {
+                        200 => {
+                            latencies.push(sent.elapsed());
+                            acknowledged += RECORDS as u64;
+                        }
+                        503 => {
+                            let retry_after = resp
+                                .headers()
+                                .get("retry-after")
+                                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                            assert!(
+                                retry_after.is_some_and(|s| s >= 1),
+                                "a shed request is told when to retry"
+                            );
+                            let problem: serde_json::Value = resp.json().await.expect("problem");
+                            assert_eq!(problem["status"], 503);
+                            shed += 1;
+                        }
+                        other => panic!(
+                            "append answered {other}: {:.300}",
+                            resp.text().await.unwrap_or_default()
+                        ),
+                    }
+                }
+                (acknowledged, shed, latencies)
+            })
+        })
+        .collect();
+    let (mut acknowledged, mut shed, mut latencies) = (0u64, 0u64, Vec::new());
+    for c in clients {
+        let (a, s, l) = c.await.expect("client");
+        acknowledged += a;
+        shed += s;
+        latencies.extend(l);
+    }
+    // The clients' connections (and the buffers the server keeps for them) close.
+    drop(client);
+    // Long enough for the service to notice the load has passed (it looks every 5 s).
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    stop.store(true, Ordering::SeqCst);
+    sampler.await.expect("sampler");
+    let after = rss_kib_of(pid);
+    let peak = peak.load(Ordering::SeqCst);
+    latencies.sort();
+    let p = |q: f64| {
+        latencies
+            .get(((latencies.len().saturating_sub(1)) as f64 * q) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "flood over HTTPS: {acknowledged} records acknowledged in {} requests, {shed} requests \
+         shed; accepted latency p50 {:?} p99 {:?}; server RSS before {before} KiB, peak {peak} \
+         KiB, 12 s after {after} KiB",
+        latencies.len(),
+        p(0.5),
+        p(0.99)
+    );
+    cli.transcript.push_str(&service.stop());
+    assert!(shed > 0, "a flood beyond the budgets is shed");
+    assert!(
+        acknowledged > 0,
+        "the service kept appending during the flood"
+    );
+    // The ceiling: what the budgets admit (bodies as received, then parsed into records,
+    // then queued), allowing ten bytes of heap per budgeted byte for parsing, hashing and
+    // allocator slack, over the warm baseline.
+    let ceiling_kib = before + 10 * (FLOOD_BODIES_BYTES + FLOOD_QUEUE_BYTES) / 1024;
+    assert!(
+        peak < ceiling_kib,
+        "the server's resident memory peaked at {peak} KiB, over its ceiling of {ceiling_kib} KiB"
+    );
+    let records = export_records(&cli.export(tenant, "flood.jsonl"));
+    assert_eq!(
+        records.len() as u64,
+        10 + acknowledged,
+        "every acknowledged record is in the ledger, and nothing else"
+    );
+}
+
 /// The records of an export file (without its header and end lines).
 fn export_records(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).expect("export");
