@@ -629,7 +629,7 @@ async fn a_killed_catch_up_leaves_exact_views(backend: Backend) {
 }
 
 /// A decision draft of `subject`.
-fn decision_of(subject: &str) -> PreparedDraft {
+pub(crate) fn decision_of(subject: &str) -> PreparedDraft {
     let mut payload = crate::support::decision_payload("approved");
     payload["subject_ref"] = json!(subject);
     draft("decision", &payload)
@@ -638,7 +638,7 @@ fn decision_of(subject: &str) -> PreparedDraft {
 /// Makes the decisions view refuse any row whose subject is `poison`, as the schema owner: a
 /// record that one projection cannot apply (the edge refuses the NUL that did this in the field).
 /// `false` drops the trigger again (the cause removed).
-async fn poison_decisions_view(db: &TestDb, on: bool) {
+pub(crate) async fn poison_decisions_view(db: &TestDb, on: bool) {
     use sqlx::Connection;
     if db.is_postgres() {
         let mut c = sqlx::PgConnection::connect(db.postgres_owner_url())
