@@ -2512,6 +2512,18 @@ async fn an_administrative_action_whose_record_the_ledger_refuses_is_not_done(ba
         .await
         .assert_status(StatusCode::OK, "and the session goes on");
 
+    // A password reset through a mailed link is refused the same way, and the link is not
+    // used up by the refusal.
+    let token = request_reset(&server, AUDITOR_EMAIL).await;
+    let mut visitor = Browser::new(&server);
+    let reset = submit_reset(&mut visitor, &token, NEW_PASSWORD, NEW_PASSWORD).await;
+    assert_refused_unrecorded(&reset, "resetting a password");
+    assert_eq!(
+        user(&server, AUDITOR_EMAIL).await.password_hash,
+        auditor.password_hash,
+        "the auditor's password is unchanged"
+    );
+
     assert_eq!(
         audit_trail(store, tenant).await,
         [("access".to_owned(), "sign_in".to_owned(), None)],
@@ -2520,6 +2532,15 @@ async fn an_administrative_action_whose_record_the_ledger_refuses_is_not_done(ba
 
     // The normal path: with the ledger taking records, the same action is done and recorded.
     refuse_records_of_type(&server, "administration", false).await;
+    let reset = submit_reset(&mut visitor, &token, NEW_PASSWORD, NEW_PASSWORD).await;
+    assert_eq!(
+        (reset.status, reset.location()),
+        (
+            StatusCode::SEE_OTHER,
+            Some("/sign-in?done=password-changed")
+        ),
+        "the same link works once the reset can be recorded"
+    );
     let created = admin
         .post(
             "/api-keys",
@@ -2543,12 +2564,19 @@ async fn an_administrative_action_whose_record_the_ledger_refuses_is_not_done(ba
         .collect();
     secret_scan::register_api_key(&key_text);
     assert_eq!(
-        audit_trail(store, tenant).await.last(),
-        Some(&(
-            "administration".to_owned(),
-            "api_key_created".to_owned(),
-            Some(new_id)
-        )),
+        audit_trail(store, tenant).await[1..],
+        [
+            (
+                "administration".to_owned(),
+                "password_reset".to_owned(),
+                Some(AUDITOR_EMAIL.to_owned())
+            ),
+            (
+                "administration".to_owned(),
+                "api_key_created".to_owned(),
+                Some(new_id)
+            )
+        ],
         "and recorded"
     );
     server.stop().await;
