@@ -1289,6 +1289,22 @@ async fn start_integrity(
     if state.integrity.running(viewer.tenant()).is_some() {
         return Ok(Redirect::to("/integrity").into_response());
     }
+    let refused = |(why, retry_after): (String, Option<u64>)| PortalError::Refused {
+        status: if retry_after.is_some() {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::CONFLICT
+        },
+        title: "Check not started",
+        message: why,
+        retry_after,
+    };
+    // The hour's allowance is asked before the start is recorded, so a refused start appends
+    // nothing: pressing the button again cannot fill the ledger with records.
+    state
+        .integrity
+        .may_start(viewer.tenant())
+        .map_err(refused)?;
     // The check's id is made when it starts, after its record: the record names no target, and
     // the check's own `integrity_check` record carries the id when it ends.
     let audited = viewer
@@ -1297,9 +1313,7 @@ async fn start_integrity(
     let started = state
         .integrity
         .start_for(store, viewer.tenant())
-        .map_err(|why| {
-            PortalError::Refused(StatusCode::TOO_MANY_REQUESTS, "Check not started", why)
-        });
+        .map_err(refused);
     audited
         .settle(store, started, "the check could not be started")
         .await?;

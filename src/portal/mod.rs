@@ -235,8 +235,17 @@ pub enum PortalError {
     Internal(String),
     /// The ledger did not acknowledge the action's audit record, so the action was not done.
     AuditUnavailable(String),
-    /// The action was refused for a reason the person can act on (status, title, message).
-    Refused(StatusCode, &'static str, String),
+    /// The action was refused for a reason the person can act on.
+    Refused {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The page's title.
+        title: &'static str,
+        /// What to do.
+        message: String,
+        /// Seconds to wait, when waiting helps (`Retry-After`).
+        retry_after: Option<u64>,
+    },
 }
 
 impl From<crate::store::StoreError> for PortalError {
@@ -265,7 +274,20 @@ impl IntoResponse for PortalError {
                 "This form was not issued to this session (or it expired). Go back, reload the page and try again.".to_owned(),
             ),
             PortalError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
-            PortalError::Refused(status, title, m) => (status, title, m),
+            PortalError::Refused {
+                status,
+                title,
+                message,
+                retry_after,
+            } => {
+                let mut response = (status, pages::error_page(title, &message)).into_response();
+                if let Some(wait) = retry_after {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+                }
+                return response;
+            }
             PortalError::AuditUnavailable(detail) => {
                 tracing::error!(
                     error = %detail,

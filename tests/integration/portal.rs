@@ -499,6 +499,7 @@ backend_tests!(
     an_administrative_action_whose_record_the_ledger_refuses_is_not_done,
     nothing_is_shown_or_signed_in_when_the_ledger_refuses_the_access_record,
     an_action_that_fails_after_its_record_is_followed_by_a_record_saying_so,
+    the_portal_refuses_the_seventh_check_of_an_hour_without_recording_it,
     rotating_the_session_keys_signs_no_one_out_and_retiring_one_ends_only_its_sessions,
 );
 
@@ -2704,5 +2705,73 @@ async fn an_action_that_fails_after_its_record_is_followed_by_a_record_saying_so
     assert_eq!(records[1]["reason"], "the key could not be stored");
     assert_eq!(records[1]["refers_to"], event_ids[0].as_str());
     assert_eq!(records[1]["actor"], ADMIN_EMAIL);
+    server.stop().await;
+}
+
+/// The portal draws on the tenant's hourly allowance of integrity checks like the API: the 7th
+/// start within the hour is a 429 page with Retry-After, starts nothing, and appends nothing
+/// (the allowance is asked before the start is recorded, so pressing the button again cannot
+/// fill the ledger). Each of the six accepted starts is recorded once.
+async fn the_portal_refuses_the_seventh_check_of_an_hour_without_recording_it(backend: Backend) {
+    use auditex::http::integrity::CHECK_STARTS_PER_WINDOW_MAX;
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    append_decision(store, tenant).await;
+    store.publish_checkpoints().await.expect("checkpoint");
+    let mut admin = Browser::signed_in(&server, ADMIN_EMAIL).await;
+    let csrf = admin.csrf().await;
+    for n in 0..CHECK_STARTS_PER_WINDOW_MAX {
+        let started = admin.post("/integrity/start", &[("csrf", &csrf)]).await;
+        assert_eq!(
+            (started.status, started.location()),
+            (StatusCode::SEE_OTHER, Some("/integrity?done=started")),
+            "start {n}"
+        );
+        // Wait until it has ended: the page offers a new start again.
+        let mut ended = false;
+        for _ in 0..600 {
+            if admin
+                .get("/integrity")
+                .await
+                .body
+                .contains("Start a full check")
+            {
+                ended = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ended, "check {n} ended");
+    }
+    let size = store.tree_size(tenant).await.expect("size");
+    for _ in 0..3 {
+        let refused = admin.post("/integrity/start", &[("csrf", &csrf)]).await;
+        refused.assert_status(StatusCode::TOO_MANY_REQUESTS, "the 7th start");
+        assert!(
+            refused.retry_after().is_some_and(|s| s > 3000 && s <= 3601),
+            "Retry-After: {:?}",
+            refused.retry_after()
+        );
+        assert!(
+            refused.body.contains("Check not started")
+                && refused
+                    .body
+                    .contains("integrity checks per hour are used up"),
+            "{}",
+            refused.body
+        );
+    }
+    assert_eq!(
+        store.tree_size(tenant).await.expect("size"),
+        size,
+        "refused starts append nothing"
+    );
+    let started: Vec<String> = audited_actions(store, tenant)
+        .await
+        .into_iter()
+        .filter(|a| a.starts_with("integrity_check"))
+        .collect();
+    assert_eq!(started.len(), CHECK_STARTS_PER_WINDOW_MAX, "{started:?}");
     server.stop().await;
 }
