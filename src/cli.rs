@@ -377,18 +377,31 @@ async fn user_command(store: &Store, command: UserCommand) -> CliResult {
                 return Err(problem.into());
             }
             let hash = crate::portal::security::hash_password(password.clone()).await?;
-            let user = store
-                .create_user(&tenant, &email, role, &hash, None, store.now_us())
-                .await?;
-            crate::portal::audit(
+            // Recorded first: no account is created that the ledger does not know of.
+            let audited = crate::portal::audit(
                 store,
                 &tenant,
                 "administration",
                 "auditex user create",
                 &format!("user_created:{}", role.as_str()),
-                Some(&user.email),
+                Some(&email),
             )
-            .await;
+            .await
+            .map_err(|e| {
+                format!(
+                    "the account was not created: its record could not be appended to the \
+                     ledger; nothing was changed ({e:?})"
+                )
+            })?;
+            let created = store
+                .create_user(&tenant, &email, role, &hash, None, store.now_us())
+                .await;
+            if created.is_err() {
+                audited
+                    .failed(store, "the account could not be stored")
+                    .await;
+            }
+            let user = created?;
             println!(
                 "created {} ({}) for tenant {tenant}",
                 user.email,

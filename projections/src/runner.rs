@@ -30,7 +30,9 @@
 //! skipped for that tenant until an operator retries it (`auditex projections retry`). Every
 //! other projection of the tenant, and every other tenant, keeps up. A stuck projection's lag
 //! is computed like any other, from the chain's length and the stored position, so it keeps
-//! growing, also across restarts.
+//! growing, also across restarts. A fold that *panics* on a record (a defect in a projection)
+//! is caught where it folds and becomes that page's error ([`FoldPanicked`]), so it is isolated
+//! and marked stuck the same way instead of ending the runner for every tenant.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -113,6 +115,106 @@ pub struct Stuck {
     pub since_us: i64,
 }
 
+/// A projection's fold panicked on a record: a defect in the projection, contained by the
+/// runner and treated as a record that projection cannot apply (it is marked stuck there for
+/// that tenant only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoldPanicked {
+    /// The projection.
+    pub name: &'static str,
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The panic's message, when it had one.
+    pub message: String,
+}
+
+impl std::fmt::Display for FoldPanicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "projection {} panicked folding record {}: {}",
+            self.name, self.seq, self.message
+        )
+    }
+}
+
+impl std::error::Error for FoldPanicked {}
+
+/// Folds `events` from position `at` on into `changes` for one projection, catching a panic of
+/// the projection's code. The page's changes are dropped after a panic (the caller returns an
+/// error), so state half-written by the panicking fold is never committed: hence
+/// `AssertUnwindSafe`.
+fn fold_contained(
+    projection: &dyn Projection,
+    changes: &mut Changes,
+    events: &[Event],
+    at: u64,
+    facts: &Facts,
+) -> Result<(), FoldPanicked> {
+    let mut current = at;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for event in events.iter().filter(|e| e.seq >= at) {
+            current = event.seq;
+            #[cfg(any(test, feature = "test-faults"))]
+            test_faults::check(projection.name(), event);
+            projection.apply(changes, event, facts);
+        }
+    }))
+    .map_err(|payload| FoldPanicked {
+        name: projection.name(),
+        seq: current,
+        message: payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned()),
+    })
+}
+
+/// Folds that panic on demand, to show that the runner contains them. Compiled only for tests
+/// (this crate's, and the service's test builds through the `test-faults` feature, which no
+/// release build enables).
+#[cfg(any(test, feature = "test-faults"))]
+pub mod test_faults {
+    use std::sync::Mutex;
+
+    use crate::Event;
+
+    /// (projection, subject reference) pairs whose fold panics.
+    static PANICS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+    /// Makes projection `name` panic when it folds a record whose `subject_ref` is `subject`
+    /// (tests use a subject of their own, so tests running at once do not disturb each other).
+    pub fn panic_on_subject(name: &str, subject: &str) {
+        PANICS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name.to_owned(), subject.to_owned()));
+    }
+
+    /// Removes every panic on `subject`.
+    pub fn clear_subject(subject: &str) {
+        PANICS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, s)| s != subject);
+    }
+
+    pub(crate) fn check(name: &str, event: &Event) {
+        let Some(subject) = event.str("subject_ref") else {
+            return;
+        };
+        let hit = PANICS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(n, s)| n == name && s == subject);
+        if hit {
+            panic!("test fault: {name} panics on subject {subject}");
+        }
+    }
+}
+
 /// Longest error text kept with a stuck mark, in bytes.
 pub const STUCK_ERROR_BYTES_MAX: usize = 1000;
 
@@ -138,8 +240,9 @@ pub struct TargetPage {
 /// Where projections read records and keep their state: implemented by the service's store for
 /// SQLite and PostgreSQL.
 pub trait ViewStore: Clone + Send + Sync + 'static {
-    /// The store's error.
-    type Error: std::fmt::Display + Send + Sync + 'static;
+    /// The store's error; a fold that panicked ([`FoldPanicked`]) becomes one, so that it is
+    /// isolated like any record a projection cannot apply.
+    type Error: std::fmt::Display + Send + Sync + 'static + From<FoldPanicked>;
 
     /// Every projection's state (created on first use by [`ViewStore::ensure`]).
     fn states(&self) -> impl Future<Output = Result<Vec<ProjectionState>, Self::Error>> + Send;
@@ -847,9 +950,7 @@ async fn fold_next<S: ViewStore>(
         add_facts(store, tenant, &events, &mut facts).await?;
         for ((p, generation), changes) in targets.iter().zip(&mut changes) {
             let at = position(*p, *generation);
-            for event in events.iter().filter(|e| e.seq >= at) {
-                p.apply(changes, event, &facts);
-            }
+            fold_contained(*p, changes, &events, at, &facts)?;
         }
         end = last.seq + 1;
         if (events.len() as u64) < limit {
@@ -1194,6 +1295,61 @@ mod tests {
             .iter()
             .map(|g| g.iter().map(|p| p.name).collect())
             .collect()
+    }
+
+    /// A projection whose fold panics on record 2 and counts the records it folds otherwise.
+    struct PanicsOnTwo;
+
+    impl Projection for PanicsOnTwo {
+        fn name(&self) -> &'static str {
+            "panics_on_two"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn tables(&self) -> &'static [&'static str] {
+            &[]
+        }
+        fn apply(&self, changes: &mut Changes, event: &Event, _facts: &Facts) {
+            assert_ne!(event.seq, 2, "a defect on record 2");
+            changes.daily.insert(
+                (
+                    format!("{}", event.seq),
+                    "m".into(),
+                    "1".into(),
+                    "ok".into(),
+                ),
+                1,
+            );
+        }
+    }
+
+    fn events(seqs: std::ops::Range<u64>) -> Vec<Event> {
+        seqs.map(|seq| Event {
+            seq,
+            event_id: EventId::parse(&format!("0190a000-0000-7000-8000-{seq:012}"))
+                .expect("event id"),
+            event_type: ledger::record::EventType::Decision,
+            captured_at_us: 0,
+            payload: serde_json::Map::new(),
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_fold_that_panics_is_caught_and_names_its_projection_and_record() {
+        let mut changes = Changes::default();
+        let facts = Facts::default();
+        let error = fold_contained(&PanicsOnTwo, &mut changes, &events(0..5), 0, &facts)
+            .expect_err("the panic is an error");
+        assert_eq!(error.name, "panics_on_two");
+        assert_eq!(error.seq, 2);
+        assert!(error.message.contains("a defect on record 2"), "{error}");
+        // From the record after it on, the same fold succeeds: only that record is refused.
+        let mut changes = Changes::default();
+        fold_contained(&PanicsOnTwo, &mut changes, &events(0..5), 3, &facts)
+            .expect("records 3 and 4 fold");
+        assert_eq!(changes.daily.len(), 2);
     }
 
     #[test]

@@ -367,6 +367,29 @@ impl IntegrityChecks {
 
     /// Counts a start of `tenant`'s check, or refuses it when the window's starts are used up.
     fn admit(&self, tenant: &TenantId) -> Result<(), ApiError> {
+        self.quota(tenant, true)
+    }
+
+    /// Whether `tenant` may start a check now (none running, starts left in the window),
+    /// without counting a start: the portal asks before it records the start.
+    ///
+    /// # Errors
+    /// The reason, and the seconds to wait when waiting helps.
+    pub fn may_start(&self, tenant: &TenantId) -> Result<(), (String, Option<u64>)> {
+        if self.running(tenant).is_some() {
+            return Err(("a check of this ledger is running".to_owned(), None));
+        }
+        self.quota(tenant, false).map_err(|e| match e {
+            ApiError::QuotaExceeded {
+                detail,
+                retry_after,
+            } => (detail, Some(retry_after)),
+            other => (other.to_string(), None),
+        })
+    }
+
+    /// Refuses a start when the window's starts are used up; otherwise counts it if `count`.
+    fn quota(&self, tenant: &TenantId, count: bool) -> Result<(), ApiError> {
         let window = Duration::from_secs(CHECK_STARTS_WINDOW_SECS);
         let now = std::time::Instant::now();
         let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
@@ -391,7 +414,9 @@ impl IntegrityChecks {
                 retry_after: wait.as_secs().saturating_add(1),
             });
         }
-        times.push_back(now);
+        if count {
+            times.push_back(now);
+        }
         Ok(())
     }
 
@@ -462,14 +487,25 @@ impl IntegrityChecks {
             .and_then(|checks| checks.iter().find(|c| c.end.is_none()).map(Check::body))
     }
 
-    /// Starts a check of the whole ledger for the portal; returns its id, or why not (one runs).
+    /// Starts a check of the whole ledger for the portal; returns its id, or why not (one runs,
+    /// or the hour's starts are used up).
     ///
     /// # Errors
-    /// The reason, for the person who asked.
-    pub fn start_for(&self, store: &Store, tenant: &TenantId) -> Result<String, String> {
+    /// The reason, for the person who asked, and the seconds to wait when waiting helps.
+    pub fn start_for(
+        &self,
+        store: &Store,
+        tenant: &TenantId,
+    ) -> Result<String, (String, Option<u64>)> {
         self.start(store, tenant, Vec::new())
             .map(|body| body.id)
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                ApiError::QuotaExceeded {
+                    detail,
+                    retry_after,
+                } => (detail, Some(retry_after)),
+                other => (other.to_string(), None),
+            })
     }
 
     /// Cancels every running check and waits up to `grace` for each to file its `cancelled`

@@ -2,7 +2,9 @@
 //!
 //! Every handler that shows data takes a [`Viewer`] (a live session, or a redirect to sign-in)
 //! and reads only the viewer's tenant. Every form carries a CSRF token checked before anything
-//! else; every change and every evidence download is appended to the ledger via [`audit`].
+//! else; every change and every evidence download is appended to the ledger via [`audit`]
+//! before it is done (or shown), and refused with a 503 page when the ledger does not
+//! acknowledge that record.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -312,7 +314,9 @@ async fn sign_in(
         .chars()
         .take(200)
         .collect::<String>();
-    store
+    // Recorded first: no session exists that the ledger does not know of.
+    let audited = audit(store, &user.tenant, "access", &user.email, "sign_in", None).await?;
+    let created = store
         .create_session(&Session {
             id_hash: token_hash(&session_id),
             user_id: user.user_id.clone(),
@@ -323,8 +327,11 @@ async fn sign_in(
             ended_at_us: None,
             client,
         })
+        .await
+        .map_err(PortalError::from);
+    audited
+        .settle(store, created, "the session could not be stored")
         .await?;
-    audit(store, &user.tenant, "access", &user.email, "sign_in", None).await;
     let mut response = Redirect::to("/").into_response();
     let h = response.headers_mut();
     h.append(
@@ -350,15 +357,19 @@ async fn sign_out(
 ) -> Result<Response, PortalError> {
     check_csrf(&portal, &viewer, &form.csrf)?;
     let store = &state.store;
-    store
+    let audited = viewer.audit(store, "access", "sign_out", None).await?;
+    let ended = store
         .end_session(
             &viewer.user.tenant,
             &viewer.user.user_id,
             &viewer.id_hash,
             store.now_us(),
         )
+        .await
+        .map_err(PortalError::from);
+    audited
+        .settle(store, ended, "the session could not be ended")
         .await?;
-    viewer.audit(store, "access", "sign_out", None).await;
     let mut response = Redirect::to("/sign-in?done=signed-out").into_response();
     response
         .headers_mut()
@@ -590,19 +601,17 @@ async fn reset_password(
         ));
     }
     // The token names its user's tenant: the user is looked up there, never across tenants.
-    let Some(owner) = store.take_password_reset(&hash, now).await? else {
+    // It is only looked at here; it is used up after the record of the reset is acknowledged.
+    let Some(owner) = store.password_reset_user(&hash, now).await? else {
+        return Ok(link_invalid(None));
+    };
+    let Some(user) = store.user_by_id(&owner.tenant, &owner.user_id).await? else {
         return Ok(link_invalid(None));
     };
     let phc = security::hash_password(form.password)
         .await
         .map_err(PortalError::Internal)?;
-    let Some(user) = store.user_by_id(&owner.tenant, &owner.user_id).await? else {
-        return Ok(link_invalid(None));
-    };
-    store
-        .set_password(&user.tenant, &user.user_id, &phc, store.now_us())
-        .await?;
-    audit(
+    let audited = audit(
         store,
         &user.tenant,
         "administration",
@@ -610,7 +619,33 @@ async fn reset_password(
         "password_reset",
         Some(&user.email),
     )
-    .await;
+    .await?;
+    let taken = match store.take_password_reset(&hash, now).await {
+        // Used or replaced meanwhile (another tab): the same answer as an unusable link.
+        Ok(None) => {
+            audited
+                .failed(store, "the reset link was no longer valid")
+                .await;
+            return Ok(link_invalid(None));
+        }
+        Ok(Some(taken)) if taken.user_id != user.user_id || taken.tenant != user.tenant => {
+            audited
+                .failed(store, "the reset link was no longer valid")
+                .await;
+            return Ok(link_invalid(None));
+        }
+        other => other.map(|_| ()).map_err(PortalError::from),
+    };
+    let set = match taken {
+        Ok(()) => store
+            .set_password(&user.tenant, &user.user_id, &phc, store.now_us())
+            .await
+            .map_err(PortalError::from),
+        Err(e) => Err(e),
+    };
+    audited
+        .settle(store, set, "the password could not be stored")
+        .await?;
     // After a reset the user signs in with the new password; no session is created here.
     Ok(Redirect::to("/sign-in?done=password-changed").into_response())
 }
@@ -683,17 +718,21 @@ async fn change_password(
         .await
         .map_err(PortalError::Internal)?;
     let store = &state.store;
-    store
-        .set_password(viewer.tenant(), &viewer.user.user_id, &phc, store.now_us())
-        .await?;
-    viewer
+    let audited = viewer
         .audit(
             store,
             "administration",
             "password_changed",
             Some(&viewer.user.email),
         )
-        .await;
+        .await?;
+    let set = store
+        .set_password(viewer.tenant(), &viewer.user.user_id, &phc, store.now_us())
+        .await
+        .map_err(PortalError::from);
+    audited
+        .settle(store, set, "the password could not be stored")
+        .await?;
     let mut response = Redirect::to("/sign-in?done=password-changed").into_response();
     response
         .headers_mut()
@@ -745,15 +784,21 @@ async fn end_other_sessions(
 ) -> Result<Response, PortalError> {
     check_csrf(&portal, &viewer, &form.csrf)?;
     let store = &state.store;
-    store
+    let audited = viewer
+        .audit(store, "access", "sessions_ended", None)
+        .await?;
+    let ended = store
         .end_other_sessions(
             &viewer.user.tenant,
             &viewer.user.user_id,
             &viewer.id_hash,
             store.now_us(),
         )
+        .await
+        .map_err(PortalError::from);
+    audited
+        .settle(store, ended, "the sessions could not be ended")
         .await?;
-    viewer.audit(store, "access", "sessions_ended", None).await;
     Ok(Redirect::to("/account/sessions?done=ended").into_response())
 }
 
@@ -1091,9 +1136,10 @@ async fn download_proof(
         .map_err(|e| {
             PortalError::BadRequest(format!("No proof yet: {e}. Try again in a second."))
         })?;
-    viewer
+    // The proof leaves only once the ledger has acknowledged the record of its download.
+    let _recorded = viewer
         .audit(store, "access", "download_proof", Some(&id.to_string()))
-        .await;
+        .await?;
     Ok(download(
         proof.format(),
         "text/plain; charset=utf-8",
@@ -1127,9 +1173,10 @@ async fn download_bundle(
         .custody_bundle(viewer.tenant(), id)
         .await
         .map_err(evidence_error)?;
-    viewer
+    // The bundle leaves only once the ledger has acknowledged the record of its download.
+    let _recorded = viewer
         .audit(store, "access", "download_bundle", Some(&id.to_string()))
-        .await;
+        .await?;
     Ok(download(
         bundle.to_json(),
         "application/json",
@@ -1238,21 +1285,39 @@ async fn start_integrity(
     check_csrf(&portal, &viewer, &form.csrf)?;
     require(&viewer, ACTORS)?;
     let store = &state.store;
-    match state.integrity.start_for(store, viewer.tenant()) {
-        Ok(id) => {
-            viewer
-                .audit(
-                    store,
-                    "administration",
-                    "integrity_check_started",
-                    Some(&id),
-                )
-                .await;
-            Ok(Redirect::to("/integrity?done=started").into_response())
-        }
-        // One already runs: show it.
-        Err(_) => Ok(Redirect::to("/integrity").into_response()),
+    // One already runs: show it (nothing is started, so nothing is recorded).
+    if state.integrity.running(viewer.tenant()).is_some() {
+        return Ok(Redirect::to("/integrity").into_response());
     }
+    let refused = |(why, retry_after): (String, Option<u64>)| PortalError::Refused {
+        status: if retry_after.is_some() {
+            StatusCode::TOO_MANY_REQUESTS
+        } else {
+            StatusCode::CONFLICT
+        },
+        title: "Check not started",
+        message: why,
+        retry_after,
+    };
+    // The hour's allowance is asked before the start is recorded, so a refused start appends
+    // nothing: pressing the button again cannot fill the ledger with records.
+    state
+        .integrity
+        .may_start(viewer.tenant())
+        .map_err(refused)?;
+    // The check's id is made when it starts, after its record: the record names no target, and
+    // the check's own `integrity_check` record carries the id when it ends.
+    let audited = viewer
+        .audit(store, "administration", "integrity_check_started", None)
+        .await?;
+    let started = state
+        .integrity
+        .start_for(store, viewer.tenant())
+        .map_err(refused);
+    audited
+        .settle(store, started, "the check could not be started")
+        .await?;
+    Ok(Redirect::to("/integrity?done=started").into_response())
 }
 
 // ---------------------------------------------------------------- administration
@@ -1373,13 +1438,20 @@ async fn create_api_key(
             Some(u64::try_from(store.now_us()).unwrap_or(0) + days * 86_400 * 1_000_000)
         }
     };
-    let key = store
-        .create_api_key(viewer.tenant(), role, label, expires)
-        .await?;
+    // The key is made first (in memory only) so that its record can name it; it is stored only
+    // once the ledger has acknowledged that record.
+    let key = crate::auth::ApiKeySecret::generate();
     let id = key.id().to_string();
-    viewer
+    let audited = viewer
         .audit(store, "administration", "api_key_created", Some(&id))
-        .await;
+        .await?;
+    let stored = store
+        .store_api_key(viewer.tenant(), &key, role, label, expires)
+        .await
+        .map_err(PortalError::from);
+    audited
+        .settle(store, stored, "the key could not be stored")
+        .await?;
     let text = key.reveal();
     let page = api_keys_view(&state, &viewer, Some((&id, &text))).await?;
     Ok((StatusCode::CREATED, page).into_response())
@@ -1396,12 +1468,27 @@ async fn revoke_api_key(
     require(&viewer, ADMINS)?;
     let key_id = crate::auth::ApiKeyId::parse(&id).map_err(|_| PortalError::NotFound)?;
     let store = &state.store;
-    if !store.revoke_api_key(viewer.tenant(), &key_id).await? {
+    // Only an active key of this tenant is revoked, and only such a revocation is recorded.
+    let active = store
+        .api_keys(viewer.tenant())
+        .await?
+        .iter()
+        .any(|k| k.key_id == key_id.as_str() && k.revoked_at_us.is_none());
+    if !active {
         return Err(PortalError::NotFound);
     }
-    viewer
+    let audited = viewer
         .audit(store, "administration", "api_key_revoked", Some(&id))
-        .await;
+        .await?;
+    let revoked = match store.revoke_api_key(viewer.tenant(), &key_id).await {
+        Ok(true) => Ok(()),
+        // Revoked meanwhile by another request.
+        Ok(false) => Err(PortalError::NotFound),
+        Err(e) => Err(e.into()),
+    };
+    audited
+        .settle(store, revoked, "the key was not revoked")
+        .await?;
     Ok(Redirect::to("/api-keys").into_response())
 }
 
@@ -1506,10 +1593,31 @@ async fn invite_user(
         ));
     }
     let (role, expires) = role_and_expiry(&form.role, &form.expires_on, store.now_us())?;
+    let exists = || {
+        PortalError::BadRequest(
+            "An account with that email exists already in this organisation.".into(),
+        )
+    };
+    // Refused before anything is recorded; the insert below still catches a concurrent invite.
+    if store
+        .user_by_email(viewer.tenant(), &email)
+        .await?
+        .is_some()
+    {
+        return Err(exists());
+    }
     // The account starts with an unusable password: a random one nobody knows.
     let placeholder = security::hash_password(random_token())
         .await
         .map_err(PortalError::Internal)?;
+    let audited = viewer
+        .audit(
+            store,
+            "administration",
+            &format!("user_invited:{}", role.as_str()),
+            Some(&email),
+        )
+        .await?;
     let user = match store
         .create_user(
             viewer.tenant(),
@@ -1523,23 +1631,29 @@ async fn invite_user(
     {
         Ok(u) => u,
         Err(crate::store::StoreError::Duplicate(_)) => {
-            return Err(PortalError::BadRequest(
-                "An account with that email exists already in this organisation.".into(),
-            ));
+            audited
+                .failed(store, "an account with that email exists")
+                .await;
+            return Err(exists());
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            audited
+                .failed(store, "the account could not be stored")
+                .await;
+            return Err(e.into());
+        }
     };
-    send_reset_link(store, &portal, &user, "invite")
+    // The account exists from here on; the failure record says the invitation did not go out.
+    let sent = send_reset_link(store, &portal, &user, "invite")
         .await
-        .map_err(PortalError::Internal)?;
-    viewer
-        .audit(
+        .map_err(PortalError::Internal);
+    audited
+        .settle(
             store,
-            "administration",
-            &format!("user_invited:{}", role.as_str()),
-            Some(&email),
+            sent,
+            "the account was created but the invitation could not be sent",
         )
-        .await;
+        .await?;
     Ok(Redirect::to("/users?done=invited").into_response())
 }
 
@@ -1567,17 +1681,21 @@ async fn set_role(
         .await?
         .ok_or(PortalError::NotFound)?;
     let (role, expires) = role_and_expiry(&form.role, &form.expires_on, store.now_us())?;
-    store
-        .set_user_role(viewer.tenant(), &target.user_id, role, expires)
-        .await?;
-    viewer
+    let audited = viewer
         .audit(
             store,
             "administration",
             &format!("user_role_set:{}", role.as_str()),
             Some(&target.email),
         )
-        .await;
+        .await?;
+    let set = store
+        .set_user_role(viewer.tenant(), &target.user_id, role, expires)
+        .await
+        .map_err(PortalError::from);
+    audited
+        .settle(store, set, "the role could not be stored")
+        .await?;
     Ok(Redirect::to("/users").into_response())
 }
 
@@ -1600,16 +1718,20 @@ async fn disable_user(
             "You cannot disable your own account.".into(),
         ));
     }
-    store
-        .disable_user(viewer.tenant(), &target.user_id, store.now_us())
-        .await?;
-    viewer
+    let audited = viewer
         .audit(
             store,
             "administration",
             "user_disabled",
             Some(&target.email),
         )
-        .await;
+        .await?;
+    let disabled = store
+        .disable_user(viewer.tenant(), &target.user_id, store.now_us())
+        .await
+        .map_err(PortalError::from);
+    audited
+        .settle(store, disabled, "the account could not be disabled")
+        .await?;
     Ok(Redirect::to("/users").into_response())
 }

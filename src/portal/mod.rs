@@ -7,7 +7,9 @@
 //! account is disabled, CSRF tokens on every form, per-account back-off and per-address rate
 //! limits on sign-in, identical answers for unknown and known emails, single-use reset tokens
 //! stored as hashes. Every action that changes something or exports evidence is appended to the
-//! tenant's ledger as an `access` or `administration` record: the portal is audited by the ledger.
+//! tenant's ledger as an `access` or `administration` record *before* it is done, and refused
+//! when the ledger does not acknowledge that record ([`audit`]): the portal is audited by the
+//! ledger, and nothing is done unrecorded.
 //!
 //! - [`security`]: passwords, the session key ring, CSRF tokens;
 //! - [`mail`]: SMTP or the outbox folder;
@@ -183,8 +185,19 @@ impl Viewer {
         self.user.role
     }
 
-    /// Appends an `access` or `administration` record of this person's action.
-    pub async fn audit(&self, store: &Store, event_type: &str, action: &str, target: Option<&str>) {
+    /// Appends an `access` or `administration` record of this person's action, before the
+    /// action is done (see [`audit`]).
+    ///
+    /// # Errors
+    /// [`PortalError::AuditUnavailable`] when the ledger did not acknowledge the record: the
+    /// action must then not be done.
+    pub async fn audit(
+        &self,
+        store: &Store,
+        event_type: &'static str,
+        action: &str,
+        target: Option<&str>,
+    ) -> Result<Audited, PortalError> {
         audit(
             store,
             self.tenant(),
@@ -193,7 +206,7 @@ impl Viewer {
             action,
             target,
         )
-        .await;
+        .await
     }
 
     /// The layout's view of the viewer.
@@ -220,6 +233,19 @@ pub enum PortalError {
     BadRequest(String),
     /// A store failure.
     Internal(String),
+    /// The ledger did not acknowledge the action's audit record, so the action was not done.
+    AuditUnavailable(String),
+    /// The action was refused for a reason the person can act on.
+    Refused {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The page's title.
+        title: &'static str,
+        /// What to do.
+        message: String,
+        /// Seconds to wait, when waiting helps (`Retry-After`).
+        retry_after: Option<u64>,
+    },
 }
 
 impl From<crate::store::StoreError> for PortalError {
@@ -248,6 +274,36 @@ impl IntoResponse for PortalError {
                 "This form was not issued to this session (or it expired). Go back, reload the page and try again.".to_owned(),
             ),
             PortalError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
+            PortalError::Refused {
+                status,
+                title,
+                message,
+                retry_after,
+            } => {
+                let mut response = (status, pages::error_page(title, &message)).into_response();
+                if let Some(wait) = retry_after {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+                }
+                return response;
+            }
+            PortalError::AuditUnavailable(detail) => {
+                tracing::error!(
+                    error = %detail,
+                    "portal action refused: its audit record could not be appended to the ledger"
+                );
+                let mut response = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    pages::error_page(AUDIT_UNAVAILABLE_TITLE, AUDIT_UNAVAILABLE_MESSAGE),
+                )
+                    .into_response();
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(AUDIT_UNAVAILABLE_RETRY_AFTER_S),
+                );
+                return response;
+            }
             PortalError::Internal(detail) => {
                 tracing::error!(error = %detail, "portal request failed");
                 (
@@ -337,32 +393,146 @@ fn portal_of(parts: &Parts) -> Result<Portal, PortalError> {
         .ok_or_else(|| PortalError::Internal("the portal is not configured".into()))
 }
 
-/// Appends an `access` or `administration` record for a portal action.
+/// The title of the page that refuses an action whose audit record was not acknowledged.
+pub const AUDIT_UNAVAILABLE_TITLE: &str = "Not done: the audit trail is unavailable";
+
+/// What that page says. It promises only what is true: the action was not performed.
+pub const AUDIT_UNAVAILABLE_MESSAGE: &str = "This action was not performed, because its record \
+could not be written to the ledger and nothing happens here without its record. Nothing was \
+changed. Try again in a minute; if this persists, tell your operator.";
+
+/// Seconds a person refused for want of an audit record is told to wait (`Retry-After`).
+pub const AUDIT_UNAVAILABLE_RETRY_AFTER_S: u64 = 30;
+
+/// A portal action's audit record, acknowledged by the ledger before the action is done.
+///
+/// The portal's tables and the ledger are written by different transactions (the ledger only
+/// through the tenant's appender, which signs and chains), so an action and its record cannot
+/// commit together. The record therefore comes first and the action only after the ledger has
+/// acknowledged it: an action is never done without its record. When the action then fails,
+/// [`Audited::settle`] appends a second record saying so (`outcome: failed`, `refers_to` the
+/// first record's event id), so that the trail does not claim an action that did not happen.
+#[derive(Debug)]
+#[must_use = "an audited action must be settled with its outcome"]
+pub struct Audited {
+    tenant: TenantId,
+    event_type: &'static str,
+    actor: String,
+    action: String,
+    target: Option<String>,
+    event_id: String,
+}
+
+impl Audited {
+    /// The event id of the record.
+    pub fn event_id(&self) -> &str {
+        &self.event_id
+    }
+
+    /// Passes the action's result through; a failure is first recorded in the ledger as the
+    /// outcome of this record (`reason` says why in words fit for a permanent record: no error
+    /// detail, which may name internals).
+    ///
+    /// # Errors
+    /// The action's own error, unchanged.
+    pub async fn settle<T>(
+        self,
+        store: &Store,
+        result: Result<T, PortalError>,
+        reason: &str,
+    ) -> Result<T, PortalError> {
+        if result.is_err() {
+            self.failed(store, reason).await;
+        }
+        result
+    }
+
+    /// Records that the action of this record did not take effect. When even that record is
+    /// refused, the ledger holds a record of an action that was authorised but not done (never
+    /// the reverse); the ERROR line below names it for the operator.
+    pub async fn failed(self, store: &Store, reason: &str) {
+        let mut payload = self.payload();
+        payload["outcome"] = json!("failed");
+        payload["reason"] = json!(reason);
+        payload["refers_to"] = json!(self.event_id);
+        let id = uuid::Uuid::now_v7().to_string();
+        if let Err(e) = append_audit(store, &self.tenant, self.event_type, &id, &payload).await {
+            tracing::error!(
+                tenant = %self.tenant,
+                action = %self.action,
+                refers_to = %self.event_id,
+                error = %e,
+                "a portal action failed after its audit record was appended, and the record of \
+                 the failure could not be appended: the ledger shows the action as authorised only"
+            );
+        }
+    }
+
+    fn payload(&self) -> serde_json::Value {
+        let mut payload = json!({"actor": self.actor, "action": self.action});
+        if let Some(t) = &self.target {
+            payload["target"] = json!(t);
+        }
+        payload
+    }
+}
+
+/// Appends an `access` or `administration` record of a portal action and waits for the ledger
+/// to acknowledge it. Call it *before* doing the action (after every check that may refuse it),
+/// do the action only on `Ok`, and settle the returned [`Audited`] with the action's result.
+/// For reads the record is appended before the data is shown, and nothing is shown without it.
+///
+/// # Errors
+/// [`PortalError::AuditUnavailable`] when the record was not acknowledged (the ledger refused
+/// or failed, the tenant is held after a rollback, storage is full, the service is stopping).
 pub async fn audit(
     store: &Store,
     tenant: &TenantId,
-    event_type: &str,
+    event_type: &'static str,
     actor: &str,
     action: &str,
     target: Option<&str>,
-) {
-    let mut payload = json!({"actor": actor, "action": action});
-    if let Some(t) = target {
-        payload["target"] = json!(t);
-    }
-    let id = uuid::Uuid::now_v7().to_string();
-    let result = match prepare_draft(&id, event_type, &payload, &Default::default(), rand::random) {
-        Ok(draft) => store
-            .append(tenant, vec![draft])
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Err(errors) => Err(format!("{errors:?}")),
+) -> Result<Audited, PortalError> {
+    let audited = Audited {
+        tenant: tenant.clone(),
+        event_type,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: target.map(str::to_owned),
+        event_id: uuid::Uuid::now_v7().to_string(),
     };
-    if let Err(e) = result {
-        // The action itself succeeded; an unrecorded action is an operational alarm.
-        tracing::error!(%tenant, action, error = %e, "could not append the portal audit record");
-    }
+    append_audit(
+        store,
+        tenant,
+        event_type,
+        &audited.event_id,
+        &audited.payload(),
+    )
+    .await
+    .map_err(|e| PortalError::AuditUnavailable(format!("tenant {tenant}, action {action}: {e}")))?;
+    Ok(audited)
+}
+
+async fn append_audit(
+    store: &Store,
+    tenant: &TenantId,
+    event_type: &str,
+    event_id: &str,
+    payload: &serde_json::Value,
+) -> Result<(), String> {
+    let draft = prepare_draft(
+        event_id,
+        event_type,
+        payload,
+        &Default::default(),
+        rand::random,
+    )
+    .map_err(|errors| format!("{errors:?}"))?;
+    store
+        .append(tenant, vec![draft])
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The portal routes, sharing the API's state; `portal` travels as a request extension.

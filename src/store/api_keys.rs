@@ -119,10 +119,28 @@ impl Store {
         label: &str,
         expires_at_us: Option<u64>,
     ) -> Result<ApiKeySecret, StoreError> {
+        let key = ApiKeySecret::generate();
+        self.store_api_key(tenant, &key, role, label, expires_at_us)
+            .await?;
+        Ok(key)
+    }
+
+    /// Stores a key made by the caller, who needs its id before it exists (the portal appends
+    /// the record naming it first).
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownTenant`] or a database error.
+    pub async fn store_api_key(
+        &self,
+        tenant: &TenantId,
+        key: &ApiKeySecret,
+        role: Role,
+        label: &str,
+        expires_at_us: Option<u64>,
+    ) -> Result<(), StoreError> {
         if !self.tenant_exists(tenant).await? {
             return Err(StoreError::UnknownTenant);
         }
-        let key = ApiKeySecret::generate();
         let row = ApiKeyRow {
             key_id: key.id().to_string(),
             tenant_id: tenant.to_string(),
@@ -134,8 +152,7 @@ impl Store {
             revoked_at_us: None,
             last_used_at_us: None,
         };
-        on_db!(self.db(), b => b.insert_api_key(&row).await)?;
-        Ok(key)
+        on_db!(self.db(), b => b.insert_api_key(&row).await)
     }
 
     /// The tenant's keys, oldest first.

@@ -289,6 +289,10 @@ pub enum StoreError {
     /// A read-side view has not been built yet (the service builds it on startup); retryable.
     #[error("{0}")]
     ViewNotReady(String),
+    /// A projection's fold panicked on a record (a defect in the projection); the runner marks
+    /// that projection stuck there for the tenant.
+    #[error("{0}")]
+    ProjectionPanicked(String),
     /// A request that cannot be answered for this tree (index beyond size, size beyond tree, …).
     #[error("{0}")]
     OutOfRange(String),

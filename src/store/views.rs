@@ -1207,6 +1207,12 @@ macro_rules! in_tx {
     };
 }
 
+impl From<projections::runner::FoldPanicked> for StoreError {
+    fn from(e: projections::runner::FoldPanicked) -> Self {
+        StoreError::ProjectionPanicked(e.to_string())
+    }
+}
+
 impl ViewStore for Store {
     type Error = StoreError;
 

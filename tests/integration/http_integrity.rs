@@ -730,7 +730,69 @@ async fn a_tampered_ledger_is_reported_failed_at_the_first_bad_record(backend: B
     s.stop().await;
 }
 
+/// A tenant may start [`CHECK_STARTS_PER_WINDOW_MAX`] (6) checks per hour: the 7th start is a
+/// 429 `quota-exceeded` problem with a Retry-After of about the hour left, starts nothing and
+/// appends nothing; another tenant's allowance is its own.
+async fn the_seventh_check_of_an_hour_is_refused_and_other_tenants_are_not_affected(
+    backend: Backend,
+) {
+    use auditex::http::integrity::{CHECK_STARTS_PER_WINDOW_MAX, CHECK_STARTS_WINDOW_SECS};
+    assert_eq!(CHECK_STARTS_PER_WINDOW_MAX, 6, "the documented allowance");
+    let s = Instance::start(&backend).await;
+    append_many(&s.store, &s.tenant, 5, 5).await;
+    s.store.publish_checkpoints().await.expect("publish");
+    // Both roles that may start checks draw on the one allowance of the tenant.
+    for n in 0..CHECK_STARTS_PER_WINDOW_MAX {
+        let key = if n % 2 == 0 { &s.read } else { &s.verify };
+        let id = s.start_check(key, None).await;
+        assert_eq!(s.wait_until_ended(key, &id).await["state"], "passed");
+    }
+    let size_before = s.store.tree_size(&s.tenant).await.expect("size");
+    let refused = s.post_empty(&s.verify, "/v1/integrity-checks").await;
+    let retry_after: u64 = refused
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After header in seconds");
+    let body = problem(refused, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(
+        body["type"], "urn:auditex:problem:quota-exceeded",
+        "{body:#}"
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("6 integrity checks per hour")),
+        "{body:#}"
+    );
+    // The oldest start is seconds old: the wait is the rest of its hour, rounded up.
+    assert!(
+        (CHECK_STARTS_WINDOW_SECS - 300..=CHECK_STARTS_WINDOW_SECS + 1).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    assert_eq!(
+        s.store.tree_size(&s.tenant).await.expect("size"),
+        size_before,
+        "a refused start appends nothing"
+    );
+    let listed = s.list(&s.read, "").await;
+    assert_eq!(
+        ids(&listed).len(),
+        CHECK_STARTS_PER_WINDOW_MAX,
+        "and starts nothing: {listed:#}"
+    );
+
+    let other = tenant_id("other-bank");
+    s.store.create_tenant(&other).await.expect("tenant");
+    let theirs = key(&s.store, &other, Role::Read).await;
+    let id = s.start_check(&theirs, None).await;
+    assert_eq!(s.wait_until_ended(&theirs, &id).await["state"], "passed");
+    s.stop().await;
+}
+
 backend_tests!(
+    the_seventh_check_of_an_hour_is_refused_and_other_tenants_are_not_affected,
     a_check_runs_in_the_background_passes_and_is_filed_in_the_ledger,
     filed_results_survive_a_restart_and_are_listed_newest_first_with_cursors,
     a_running_check_blocks_a_second_start_and_is_cancelled_on_request_or_at_shutdown,

@@ -29,7 +29,9 @@ use serde_json::Value;
 
 use crate::portal_support::{ADMIN_EMAIL, PASSWORD, PortalServer};
 use crate::secret_scan;
-use crate::support::{Backend, backend_tests, decision_with_id, new_event_id, seq, tenant_id};
+use crate::support::{
+    Backend, TestDb, backend_tests, decision_with_id, new_event_id, seq, tenant_id,
+};
 
 /// A password that passes the policy but is not the account's.
 const WRONG_PASSWORD: &str = "wrong horse battery staple";
@@ -494,6 +496,10 @@ backend_tests!(
     a_compliance_officer_cannot_administer_users_or_keys,
     another_tenants_admin_sees_none_of_this_tenants_decisions_keys_or_users,
     portal_actions_are_recorded_in_the_tenants_ledger,
+    an_administrative_action_whose_record_the_ledger_refuses_is_not_done,
+    nothing_is_shown_or_signed_in_when_the_ledger_refuses_the_access_record,
+    an_action_that_fails_after_its_record_is_followed_by_a_record_saying_so,
+    the_portal_refuses_the_seventh_check_of_an_hour_without_recording_it,
     rotating_the_session_keys_signs_no_one_out_and_retiring_one_ends_only_its_sessions,
 );
 
@@ -2294,4 +2300,479 @@ fn the_key_file_keeps_older_keys_verifying_until_they_are_retired() {
         Some(session.as_str()),
         "the newer key's cookies go on"
     );
+}
+
+// ---------------------------------------------------------------- the audit trail is atomic
+
+/// Makes the database refuse every insert into `table` for which `condition` holds (an SQL
+/// expression over `NEW`), as the schema owner; `false` lifts it again. `name` names the trigger.
+/// This is how a ledger that will not take a record (storage full, a failing database) looks to
+/// the portal, without filling a disk.
+async fn refuse_inserts(db: &TestDb, table: &str, name: &str, condition: &str, on: bool) {
+    use sqlx::Connection;
+    let statements: Vec<String> = if db.is_postgres() {
+        if on {
+            vec![
+                format!(
+                    "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF {condition} THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"
+                ),
+                format!(
+                    "CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {name}()"
+                ),
+            ]
+        } else {
+            vec![
+                format!("DROP TRIGGER {name} ON {table}"),
+                format!("DROP FUNCTION {name}()"),
+            ]
+        }
+    } else if on {
+        vec![format!(
+            "CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN {condition} BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )]
+    } else {
+        vec![format!("DROP TRIGGER {name}")]
+    };
+    if db.is_postgres() {
+        let mut c = sqlx::PgConnection::connect(db.postgres_owner_url())
+            .await
+            .expect("owner connects");
+        for sql in statements {
+            // Test-made DDL from constants of this file.
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .expect("owner DDL");
+        }
+    } else {
+        let url = format!("sqlite://{}", db.sqlite_path().display());
+        let mut c = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("sqlite connects");
+        for sql in statements {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .expect("DDL");
+        }
+    }
+}
+
+/// Makes the ledger refuse every record of `event_type` (or lifts that).
+async fn refuse_records_of_type(server: &PortalServer, event_type: &str, on: bool) {
+    let name = format!("refuse_{event_type}");
+    let condition = format!("NEW.event_type = '{event_type}'");
+    refuse_inserts(server.db(), "records", &name, &condition, on).await;
+}
+
+/// Asserts the page that refuses an action for want of its audit record: 503, Retry-After, and
+/// words that say the action was not done.
+#[track_caller]
+fn assert_refused_unrecorded(page: &Page, what: &str) {
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{what}");
+    assert_eq!(
+        page.retry_after(),
+        Some(auditex::portal::AUDIT_UNAVAILABLE_RETRY_AFTER_S),
+        "{what}: Retry-After"
+    );
+    assert!(
+        page.body.contains(auditex::portal::AUDIT_UNAVAILABLE_TITLE)
+            && page.body.contains("This action was not performed"),
+        "{what}: the page says the action was not done: {}",
+        page.body
+    );
+}
+
+/// While the ledger refuses `administration` records, every administrative action of the
+/// portal is refused with a 503 page and has no effect: no key is created or revoked, nobody is
+/// invited (no account, no mail), no role or password changes, no account is disabled, no check
+/// starts. Once the ledger takes records again the same action is done and recorded.
+async fn an_administrative_action_whose_record_the_ledger_refuses_is_not_done(backend: Backend) {
+    const INVITEE: &str = "invitee@acme.test";
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(AUDITOR_EMAIL, PortalRole::Auditor, None)
+        .await;
+    let auditor = user(&server, AUDITOR_EMAIL).await;
+    let existing = store
+        .create_api_key(tenant, Role::Read, "existing", None)
+        .await
+        .expect("key");
+    secret_scan::register_api_key(&existing.reveal());
+    let existing_id = existing.id().to_string();
+    let mut admin = Browser::signed_in(&server, ADMIN_EMAIL).await;
+    let csrf = admin.csrf().await;
+    let admin_hash = user(&server, ADMIN_EMAIL).await.password_hash;
+
+    refuse_records_of_type(&server, "administration", true).await;
+    let created = admin
+        .post(
+            "/api-keys",
+            &[
+                ("csrf", &csrf),
+                ("role", "read"),
+                ("label", "refused key"),
+                ("expires_in_days", ""),
+            ],
+        )
+        .await;
+    assert_refused_unrecorded(&created, "creating a key");
+    assert!(!created.body.contains("id=\"new-key\""), "no key is shown");
+    let keys = store.api_keys(tenant).await.expect("keys");
+    assert_eq!(
+        keys.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
+        [existing_id.as_str()],
+        "no key was created"
+    );
+
+    let revoked = admin
+        .post(
+            &format!("/api-keys/{existing_id}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_refused_unrecorded(&revoked, "revoking a key");
+    assert!(
+        store.api_keys(tenant).await.expect("keys")[0]
+            .revoked_at_us
+            .is_none(),
+        "the key is still active"
+    );
+    assert!(
+        store
+            .authenticate(&existing.reveal())
+            .await
+            .expect("auth")
+            .is_some(),
+        "and still authenticates"
+    );
+
+    let invited = admin
+        .post(
+            "/users",
+            &[
+                ("csrf", &csrf),
+                ("email", INVITEE),
+                ("role", "auditor"),
+                ("expires_on", ""),
+            ],
+        )
+        .await;
+    assert_refused_unrecorded(&invited, "inviting someone");
+    assert!(
+        store
+            .user_by_email(tenant, INVITEE)
+            .await
+            .expect("read")
+            .is_none(),
+        "no account was created"
+    );
+    let_mail_settle().await;
+    assert_eq!(mail_count(&server), 0, "no invitation was sent");
+
+    let role_set = admin
+        .post(
+            &format!("/users/{}/role", auditor.user_id),
+            &[("csrf", &csrf), ("role", "admin"), ("expires_on", "")],
+        )
+        .await;
+    assert_refused_unrecorded(&role_set, "changing a role");
+    let disabled = admin
+        .post(
+            &format!("/users/{}/disable", auditor.user_id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_refused_unrecorded(&disabled, "disabling an account");
+    let after = user(&server, AUDITOR_EMAIL).await;
+    assert_eq!(after.role, PortalRole::Auditor, "the role is unchanged");
+    assert!(
+        after.disabled_at_us.is_none(),
+        "the account is not disabled"
+    );
+
+    let check = admin.post("/integrity/start", &[("csrf", &csrf)]).await;
+    assert_refused_unrecorded(&check, "starting an integrity check");
+    let integrity = admin.get("/integrity").await;
+    integrity.assert_status(StatusCode::OK, "the integrity page");
+    assert!(
+        integrity.body.contains("Start a full check"),
+        "no check runs: it may be started"
+    );
+
+    let changed = change_password(&mut admin, NEW_PASSWORD).await;
+    assert_refused_unrecorded(&changed, "changing the password");
+    assert_eq!(
+        user(&server, ADMIN_EMAIL).await.password_hash,
+        admin_hash,
+        "the password is unchanged"
+    );
+    admin
+        .get("/account/sessions")
+        .await
+        .assert_status(StatusCode::OK, "and the session goes on");
+
+    // A password reset through a mailed link is refused the same way, and the link is not
+    // used up by the refusal.
+    let token = request_reset(&server, AUDITOR_EMAIL).await;
+    let mut visitor = Browser::new(&server);
+    let reset = submit_reset(&mut visitor, &token, NEW_PASSWORD, NEW_PASSWORD).await;
+    assert_refused_unrecorded(&reset, "resetting a password");
+    assert_eq!(
+        user(&server, AUDITOR_EMAIL).await.password_hash,
+        auditor.password_hash,
+        "the auditor's password is unchanged"
+    );
+
+    assert_eq!(
+        audit_trail(store, tenant).await,
+        [("access".to_owned(), "sign_in".to_owned(), None)],
+        "nothing but the sign-in was recorded, and nothing else happened"
+    );
+
+    // The normal path: with the ledger taking records, the same action is done and recorded.
+    refuse_records_of_type(&server, "administration", false).await;
+    let reset = submit_reset(&mut visitor, &token, NEW_PASSWORD, NEW_PASSWORD).await;
+    assert_eq!(
+        (reset.status, reset.location()),
+        (
+            StatusCode::SEE_OTHER,
+            Some("/sign-in?done=password-changed")
+        ),
+        "the same link works once the reset can be recorded"
+    );
+    let created = admin
+        .post(
+            "/api-keys",
+            &[
+                ("csrf", &csrf),
+                ("role", "read"),
+                ("label", "recorded key"),
+                ("expires_in_days", ""),
+            ],
+        )
+        .await;
+    created.assert_status(StatusCode::CREATED, "the key is created");
+    let keys = store.api_keys(tenant).await.expect("keys");
+    assert_eq!(keys.len(), 2);
+    let new_id = keys[1].key_id.clone();
+    let marker = "id=\"new-key\">";
+    let start_at = created.body.find(marker).expect("the key is shown") + marker.len();
+    let key_text: String = created.body[start_at..]
+        .chars()
+        .take_while(|c| *c != '<')
+        .collect();
+    secret_scan::register_api_key(&key_text);
+    assert_eq!(
+        audit_trail(store, tenant).await[1..],
+        [
+            (
+                "administration".to_owned(),
+                "password_reset".to_owned(),
+                Some(AUDITOR_EMAIL.to_owned())
+            ),
+            (
+                "administration".to_owned(),
+                "api_key_created".to_owned(),
+                Some(new_id)
+            )
+        ],
+        "and recorded"
+    );
+    server.stop().await;
+}
+
+/// While the ledger refuses `access` records, no evidence leaves (no proof file, no bundle),
+/// nobody signs in (no session is created, no cookie set) and a sign-out is refused rather than
+/// done unrecorded (the session stays, and says so).
+async fn nothing_is_shown_or_signed_in_when_the_ledger_refuses_the_access_record(backend: Backend) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    let event_id = append_decision(store, tenant).await;
+    store.publish_checkpoints().await.expect("checkpoint");
+    let mut admin = Browser::signed_in(&server, ADMIN_EMAIL).await;
+    let csrf = admin.csrf().await;
+    let admin_id = user(&server, ADMIN_EMAIL).await.user_id;
+    let live = || async {
+        store
+            .live_sessions(tenant, &admin_id, store.now_us())
+            .await
+            .expect("sessions")
+            .len()
+    };
+    assert_eq!(live().await, 1);
+
+    refuse_records_of_type(&server, "access", true).await;
+    for what in ["proof", "bundle"] {
+        let page = admin.get(&format!("/decisions/{event_id}/{what}")).await;
+        assert_refused_unrecorded(&page, what);
+        assert!(
+            page.header("content-disposition").is_none(),
+            "{what}: nothing is downloaded"
+        );
+        assert!(
+            !page.body.contains(&event_id),
+            "{what}: the page holds none of the evidence"
+        );
+    }
+    let signed_out = admin.post("/sign-out", &[("csrf", &csrf)]).await;
+    assert_refused_unrecorded(&signed_out, "signing out");
+    assert_eq!(live().await, 1, "the session was not ended unrecorded");
+    admin
+        .get("/account/sessions")
+        .await
+        .assert_status(StatusCode::OK, "and still works");
+
+    let mut other = Browser::new(&server);
+    let refused = other.sign_in(ADMIN_EMAIL, PASSWORD).await;
+    assert_refused_unrecorded(&refused, "signing in");
+    assert!(other.session().is_none(), "no session cookie is set");
+    assert_eq!(live().await, 1, "no session was created");
+
+    assert_eq!(
+        audit_trail(store, tenant).await,
+        [("access".to_owned(), "sign_in".to_owned(), None)],
+        "only the first sign-in is recorded, and only it happened"
+    );
+
+    refuse_records_of_type(&server, "access", false).await;
+    other.sign_in_ok(ADMIN_EMAIL, PASSWORD).await;
+    admin
+        .get(&format!("/decisions/{event_id}/proof"))
+        .await
+        .assert_status(StatusCode::OK, "the proof, once recorded");
+    assert_eq!(
+        audited_actions(store, tenant).await,
+        ["sign_in", "sign_in", "download_proof"],
+        "each recorded"
+    );
+    server.stop().await;
+}
+
+/// An action is done only after its record is acknowledged; when the action itself then fails,
+/// the failure page is shown and a second record says the action did not take effect, pointing
+/// at the first, so the trail never claims an action that did not happen.
+async fn an_action_that_fails_after_its_record_is_followed_by_a_record_saying_so(backend: Backend) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    let mut admin = Browser::signed_in(&server, ADMIN_EMAIL).await;
+    let csrf = admin.csrf().await;
+    refuse_inserts(server.db(), "api_keys", "refuse_keys", "1 = 1", true).await;
+    let created = admin
+        .post(
+            "/api-keys",
+            &[
+                ("csrf", &csrf),
+                ("role", "read"),
+                ("label", "unstored key"),
+                ("expires_in_days", ""),
+            ],
+        )
+        .await;
+    created.assert_status(StatusCode::INTERNAL_SERVER_ERROR, "the key is not stored");
+    assert!(!created.body.contains("id=\"new-key\""), "no key is shown");
+    assert!(store.api_keys(tenant).await.expect("keys").is_empty());
+
+    let records: Vec<Value> = store
+        .records(tenant, seq(0), 1000)
+        .await
+        .expect("ledger")
+        .into_iter()
+        .filter(|r| r.event_type.as_str() == "administration")
+        .map(|r| serde_json::from_str(r.payload.as_str()).expect("JSON"))
+        .collect();
+    let event_ids: Vec<String> = store
+        .records(tenant, seq(0), 1000)
+        .await
+        .expect("ledger")
+        .into_iter()
+        .filter(|r| r.event_type.as_str() == "administration")
+        .map(|r| r.event_id.to_string())
+        .collect();
+    assert_eq!(
+        records.len(),
+        2,
+        "the action's record and its outcome: {records:?}"
+    );
+    assert_eq!(records[0]["action"], "api_key_created");
+    assert!(records[0].get("outcome").is_none());
+    assert_eq!(records[1]["action"], "api_key_created");
+    assert_eq!(records[1]["target"], records[0]["target"]);
+    assert_eq!(records[1]["outcome"], "failed");
+    assert_eq!(records[1]["reason"], "the key could not be stored");
+    assert_eq!(records[1]["refers_to"], event_ids[0].as_str());
+    assert_eq!(records[1]["actor"], ADMIN_EMAIL);
+    server.stop().await;
+}
+
+/// The portal draws on the tenant's hourly allowance of integrity checks like the API: the 7th
+/// start within the hour is a 429 page with Retry-After, starts nothing, and appends nothing
+/// (the allowance is asked before the start is recorded, so pressing the button again cannot
+/// fill the ledger). Each of the six accepted starts is recorded once.
+async fn the_portal_refuses_the_seventh_check_of_an_hour_without_recording_it(backend: Backend) {
+    use auditex::http::integrity::CHECK_STARTS_PER_WINDOW_MAX;
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    append_decision(store, tenant).await;
+    store.publish_checkpoints().await.expect("checkpoint");
+    let mut admin = Browser::signed_in(&server, ADMIN_EMAIL).await;
+    let csrf = admin.csrf().await;
+    for n in 0..CHECK_STARTS_PER_WINDOW_MAX {
+        let started = admin.post("/integrity/start", &[("csrf", &csrf)]).await;
+        assert_eq!(
+            (started.status, started.location()),
+            (StatusCode::SEE_OTHER, Some("/integrity?done=started")),
+            "start {n}"
+        );
+        // Wait until it has ended: the page offers a new start again.
+        let mut ended = false;
+        for _ in 0..600 {
+            if admin
+                .get("/integrity")
+                .await
+                .body
+                .contains("Start a full check")
+            {
+                ended = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ended, "check {n} ended");
+    }
+    let size = store.tree_size(tenant).await.expect("size");
+    for _ in 0..3 {
+        let refused = admin.post("/integrity/start", &[("csrf", &csrf)]).await;
+        refused.assert_status(StatusCode::TOO_MANY_REQUESTS, "the 7th start");
+        assert!(
+            refused.retry_after().is_some_and(|s| s > 3000 && s <= 3601),
+            "Retry-After: {:?}",
+            refused.retry_after()
+        );
+        assert!(
+            refused.body.contains("Check not started")
+                && refused
+                    .body
+                    .contains("integrity checks per hour are used up"),
+            "{}",
+            refused.body
+        );
+    }
+    assert_eq!(
+        store.tree_size(tenant).await.expect("size"),
+        size,
+        "refused starts append nothing"
+    );
+    let started: Vec<String> = audited_actions(store, tenant)
+        .await
+        .into_iter()
+        .filter(|a| a.starts_with("integrity_check"))
+        .collect();
+    assert_eq!(started.len(), CHECK_STARTS_PER_WINDOW_MAX, "{started:?}");
+    server.stop().await;
 }

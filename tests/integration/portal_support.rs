@@ -132,6 +132,11 @@ impl PortalServer {
             .expect("user");
     }
 
+    /// The database behind the store (for tests that change it as its owner).
+    pub fn db(&self) -> &TestDb {
+        &self._db
+    }
+
     /// A URL on the server.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

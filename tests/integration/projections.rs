@@ -629,7 +629,7 @@ async fn a_killed_catch_up_leaves_exact_views(backend: Backend) {
 }
 
 /// A decision draft of `subject`.
-fn decision_of(subject: &str) -> PreparedDraft {
+pub(crate) fn decision_of(subject: &str) -> PreparedDraft {
     let mut payload = crate::support::decision_payload("approved");
     payload["subject_ref"] = json!(subject);
     draft("decision", &payload)
@@ -638,7 +638,7 @@ fn decision_of(subject: &str) -> PreparedDraft {
 /// Makes the decisions view refuse any row whose subject is `poison`, as the schema owner: a
 /// record that one projection cannot apply (the edge refuses the NUL that did this in the field).
 /// `false` drops the trigger again (the cause removed).
-async fn poison_decisions_view(db: &TestDb, on: bool) {
+pub(crate) async fn poison_decisions_view(db: &TestDb, on: bool) {
     use sqlx::Connection;
     if db.is_postgres() {
         let mut c = sqlx::PgConnection::connect(db.postgres_owner_url())
@@ -786,7 +786,97 @@ async fn a_record_a_projection_cannot_apply_stops_it_for_that_tenant_only(backen
     store.shutdown().await;
 }
 
+/// A fold that panics on a record of tenant A (a defect in a projection's code) is contained:
+/// the runner survives, marks that projection stuck at that record for A only, names the panic,
+/// and every other projection of A and every projection of B keep up. Once the defect is gone,
+/// a retry brings A's view up to date exactly.
+async fn a_fold_that_panics_stops_that_projection_for_that_tenant_only(backend: Backend) {
+    use ::projections::runner::test_faults;
+    let db = TestDb::new(&backend).await;
+    let store = db.open().await;
+    let (a, b) = (tenant_id("bank-a"), tenant_id("bank-b"));
+    for t in [&a, &b] {
+        store.create_tenant(t).await.expect("tenant");
+    }
+    // A subject of this test's own: other tests running at once fold normally.
+    let defect = format!("panics-{}", crate::support::new_event_id());
+    test_faults::panic_on_subject("decisions", &defect);
+    store
+        .append(&a, vec![decision_of("s-1")])
+        .await
+        .expect("append");
+    let panicking = store
+        .append(&a, vec![decision_of(&defect)])
+        .await
+        .expect("append");
+    let panicking_seq = panicking[0].seq;
+    store
+        .append(&a, vec![decision_of("s-3")])
+        .await
+        .expect("append");
+    crate::support::append_many(&store, &b, 5, 2).await;
+    let runner = store.views_runner().clone();
+    runner
+        .catch_up(&store)
+        .await
+        .expect("a panicking fold is no outage");
+
+    assert_eq!(crate::support::decisions_served(&store, &b).await, 5);
+    assert_views_exact(&store, &b).await;
+    let views_a = store.dump_views(&a).await.expect("dump");
+    assert_eq!(
+        views_a.decisions.len(),
+        1,
+        "A's decisions stop before the record whose fold panics"
+    );
+    assert_eq!(views_a.subjects.len(), 3, "A's other projections keep up");
+    let stuck = store.stuck_projections(None).await.expect("stuck");
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert_eq!(
+        (
+            stuck[0].tenant.as_str(),
+            stuck[0].name.as_str(),
+            stuck[0].seq
+        ),
+        (a.as_str(), "decisions", panicking_seq)
+    );
+    assert!(
+        stuck[0].error.contains(&format!(
+            "projection decisions panicked folding record {panicking_seq}"
+        )),
+        "{}",
+        stuck[0].error
+    );
+    let status = runner.status();
+    let decisions = status
+        .iter()
+        .find(|s| s.name == "decisions")
+        .expect("decisions status");
+    assert_eq!(decisions.lag.records, 2, "A's records from the panic on");
+    assert_eq!(decisions.stuck.len(), 1);
+
+    // B keeps following in later rounds; the runner did not stop.
+    crate::support::append_many(&store, &b, 2, 2).await;
+    runner.catch_up(&store).await.expect("catch up");
+    assert_eq!(crate::support::decisions_served(&store, &b).await, 7);
+
+    test_faults::clear_subject(&defect);
+    assert_eq!(store.clear_stuck(Some(&a), None).await.expect("clear"), 1);
+    runner.catch_up(&store).await.expect("catch up");
+    assert!(
+        store
+            .stuck_projections(None)
+            .await
+            .expect("stuck")
+            .is_empty()
+    );
+    assert_views_exact(&store, &a).await;
+    assert_eq!(crate::support::decisions_served(&store, &a).await, 3);
+    store.shutdown().await;
+}
+
 backend_tests!(
+    a_fold_that_panics_stops_that_projection_for_that_tenant_only,
     a_record_a_projection_cannot_apply_stops_it_for_that_tenant_only,
     incremental_views_equal_rebuild_and_recomputation,
     time_ranges_select_exactly_their_decisions,
