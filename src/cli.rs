@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
 use clap::{Parser, Subcommand};
-use ledger::draft::prepare_draft;
+use ledger::draft::prepare_client_draft;
 use ledger::note::VerifierKey;
 use ledger::types::TenantId;
 use serde::Deserialize;
@@ -928,7 +928,7 @@ pub fn synthetic_decision(n: u64) -> serde_json::Value {
 async fn flush(
     store: &Store,
     tenant: &TenantId,
-    pending: &mut Vec<ledger::draft::PreparedDraft>,
+    pending: &mut Vec<ledger::draft::ClientDraft>,
 ) -> CliResult {
     let receipts = store.append(tenant, std::mem::take(pending)).await?;
     let mut text = String::new();
@@ -954,7 +954,7 @@ async fn append(
         Some(count) => {
             for n in 0..count {
                 let event_id = uuid::Uuid::now_v7().to_string();
-                let draft = prepare_draft(
+                let draft = prepare_client_draft(
                     &event_id,
                     "decision",
                     &synthetic_decision(n),
@@ -978,7 +978,9 @@ async fn append(
                 }
                 let event: InputEvent =
                     ledger::json::from_str(&line).map_err(|e| format!("line {line_no}: {e}"))?;
-                let draft = prepare_draft(
+                // The same door as the API's: a type only the service writes (a key rotation,
+                // say) would make this tenant's ledger fail verification for good.
+                let draft = prepare_client_draft(
                     &event.event_id,
                     &event.event_type,
                     &event.payload,

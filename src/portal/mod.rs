@@ -27,13 +27,13 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use ledger::draft::prepare_draft;
+use ledger::record::EventType;
 use ledger::types::TenantId;
 use serde_json::json;
 
 use crate::http::AppState;
-use crate::store::Store;
 use crate::store::users::{PortalRole, Session, User};
+use crate::store::{ServiceDraft, Store};
 use security::KeyRing;
 
 /// The session cookie's name. The `__Host-` prefix makes browsers insist on `Secure`, `Path=/`
@@ -351,13 +351,16 @@ pub async fn audit(
         payload["target"] = json!(t);
     }
     let id = uuid::Uuid::now_v7().to_string();
-    let result = match prepare_draft(&id, event_type, &payload, &Default::default(), rand::random) {
+    let draft = EventType::parse(event_type)
+        .map_err(|e| e.to_string())
+        .and_then(|t| ServiceDraft::prepare(&id, t, &payload).map_err(|e| e.to_string()));
+    let result = match draft {
         Ok(draft) => store
-            .append(tenant, vec![draft])
+            .append_service(tenant, vec![draft])
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
-        Err(errors) => Err(format!("{errors:?}")),
+        Err(e) => Err(e),
     };
     if let Err(e) = result {
         // The action itself succeeded; an unrecorded action is an operational alarm.

@@ -693,23 +693,18 @@ impl Store {
                 payload["file_problem"] = problem.clone().into();
             }
         }
-        let draft = ledger::draft::prepare_draft(
+        let draft = super::ServiceDraft::prepare(
             &uuid::Uuid::now_v7().to_string(),
-            EventType::RollbackAcknowledged.as_str(),
+            EventType::RollbackAcknowledged,
             &payload,
-            &BTreeMap::new(),
-            rand::random,
         )
-        .map_err(|errors| {
-            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            AcknowledgeError::Invalid(list.join("; "))
-        })?;
+        .map_err(|e| AcknowledgeError::Invalid(e.to_string()))?;
         // Straight to the appender: `Store::append` refuses held tenants, and this record is the
         // one that may (and must) come first after the rollback point.
         let receipt = self
             .appender(tenant)
             .await?
-            .submit(vec![draft])
+            .submit(vec![draft.into_prepared()])
             .await?
             .into_iter()
             .next()

@@ -82,8 +82,8 @@ async fn an_appended_record_reads_back_by_seq_and_by_event_id(backend: Backend) 
         "the first record links to the zero hash"
     );
     assert_eq!(by_seq.event_type, EventType::Decision);
-    assert_eq!(by_seq.payload, sent.draft.payload);
-    assert_eq!(by_seq.draft(), sent.draft);
+    assert_eq!(by_seq.payload, sent.draft().payload);
+    assert_eq!(&by_seq.draft(), sent.draft());
     assert!(
         store.record(&tenant, seq(1)).await.expect("read").is_none(),
         "nothing exists beyond the head"
@@ -255,7 +255,7 @@ async fn an_event_id_reused_with_other_content_is_a_conflict_and_nothing_of_its_
     for d in [&innocent_before, &innocent_after] {
         assert!(
             store
-                .record_by_event_id(&tenant, d.draft.event_id)
+                .record_by_event_id(&tenant, d.draft().event_id)
                 .await
                 .expect("read")
                 .is_none()
@@ -432,7 +432,7 @@ async fn sixty_four_concurrent_appenders_build_one_gap_free_chain_with_every_rec
             let mut mine = Vec::new();
             for _ in 0..APPENDS_EACH {
                 let d = decision("approved");
-                let id = d.draft.event_id;
+                let id = d.draft().event_id;
                 let receipt = store
                     .append(&tenant, vec![d])
                     .await
@@ -615,7 +615,11 @@ async fn erasable_values_come_back_and_match_their_commitments(backend: Backend)
             "the value of {} comes back",
             name.as_str()
         );
-        assert_eq!(value.salt, sent.erasable_values[name].salt, "with its salt");
+        assert_eq!(
+            value.salt,
+            sent.erasable_values()[name].salt,
+            "with its salt"
+        );
         assert_eq!(
             value.commitment("").expect("commitment"),
             record.erasable[name],
@@ -631,8 +635,8 @@ async fn erasable_values_come_back_and_match_their_commitments(backend: Backend)
         "a record without erasable fields has none"
     );
     // A retry carries the same values under fresh salts: still a duplicate, not a conflict.
-    let retry = draft(&sent.draft.event_id.to_string(), "approved", &erasable);
-    assert_ne!(retry.draft.erasable, sent.draft.erasable, "fresh salts");
+    let retry = draft(&sent.draft().event_id.to_string(), "approved", &erasable);
+    assert_ne!(retry.draft().erasable, sent.draft().erasable, "fresh salts");
     let again = store.append(&tenant, vec![retry]).await.expect("retry");
     assert!(again[0].duplicate);
     assert_eq!(again[0].hash, receipts[1].hash);
@@ -648,7 +652,7 @@ async fn erasable_values_come_back_and_match_their_commitments(backend: Backend)
         .append(
             &tenant,
             vec![draft(
-                &sent.draft.event_id.to_string(),
+                &sent.draft().event_id.to_string(),
                 "approved",
                 &changed,
             )],
@@ -733,7 +737,7 @@ async fn a_clock_further_behind_than_allowed_refuses_appends_until_it_catches_up
     // Ten minutes back: refused, nothing written, and said so.
     clock.set(t0 - 600_000_000);
     let refused = decision("refused");
-    let refused_id = refused.draft.event_id;
+    let refused_id = refused.draft().event_id;
     match store.append(&tenant, vec![refused]).await {
         Err(ref e @ AppendError::Store(StoreError::ClockBehind { behind, allowed })) => {
             assert_eq!(behind, Duration::from_secs(600));
@@ -808,7 +812,7 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
         .map(|_| {
             let (store, tenant) = (store.clone(), tenant.clone());
             let batch = decisions(BATCH_RECORDS_MAX);
-            let ids: Vec<EventId> = batch.iter().map(|d| d.draft.event_id).collect();
+            let ids: Vec<EventId> = batch.iter().map(|d| d.draft().event_id).collect();
             (
                 ids,
                 tokio::spawn(async move { store.append(&tenant, batch).await }),
@@ -951,7 +955,7 @@ async fn a_full_append_queue_refuses_at_once_with_a_retry_after(backend: Backend
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let refused_draft = decision("refused");
-    let refused_id = refused_draft.draft.event_id;
+    let refused_id = refused_draft.draft().event_id;
     let third = tokio::time::timeout(
         Duration::from_secs(2),
         store.append(&tenant, vec![refused_draft]),
