@@ -116,7 +116,9 @@ pub enum Command {
         store: StoreArgs,
     },
     /// Append events read as JSON lines from standard input (or generated), printing one receipt
-    /// per line once it is durable.
+    /// per line once it is durable. A line that is not a valid client event (an event type only
+    /// the service writes, such as key_rotation, included) stops the command naming the line:
+    /// nothing of its batch or after it is appended.
     Append {
         /// The tenant.
         #[arg(long)]

@@ -13,6 +13,8 @@ use ledger::types::{EventId, Hash, TreeSize};
 use serde_json::json;
 use sqlx::Connection;
 
+use ledger::draft::{ClientDraft, ServiceOnlyEventType, prepare_client_draft, prepare_draft};
+
 use crate::support::{
     Backend, ManualClock, TestDb, append_many, assert_valid_chain, backend_tests, decision,
     decision_with_id, decisions, draft, new_event_id, read_chain, reference_root, seq, tenant_id,
@@ -42,6 +44,7 @@ backend_tests!(
     appends_after_shutdown_are_refused_and_queued_ones_are_committed,
     a_clock_further_behind_than_allowed_refuses_appends_until_it_catches_up,
     batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waiting_past_the_deadline_are_refused_unwritten,
+    no_service_only_event_type_can_be_appended_through_the_public_append_and_nothing_is_written,
 );
 
 async fn an_appended_record_reads_back_by_seq_and_by_event_id(backend: Backend) {
@@ -1146,4 +1149,108 @@ async fn a_flood_of_large_batches_is_shed_and_resident_memory_is_measured() {
         ok,
         "every acknowledged record is stored"
     );
+}
+
+/// A payload that is valid for `event_type`, so that only the type can be the reason for a refusal.
+fn service_payload(event_type: EventType) -> serde_json::Value {
+    match event_type {
+        EventType::KeyRotation => json!({
+            "new_key_id": "0123456789abcdef",
+            "new_public_key": "ab".repeat(32),
+            "effective_from_seq": 3,
+        }),
+        EventType::IntegrityCheck => json!({"outcome": "passed"}),
+        EventType::Access | EventType::Administration => {
+            json!({"actor": "admin@bank.example", "action": "sign_in"})
+        }
+        EventType::RollbackAcknowledged => json!({"operator": "ops", "reason": "restored"}),
+        other => panic!("{other} is not a service-only type"),
+    }
+}
+
+async fn no_service_only_event_type_can_be_appended_through_the_public_append_and_nothing_is_written(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    store
+        .append(&tenant, decisions(2))
+        .await
+        .expect("decisions append");
+    let service_only = [
+        EventType::KeyRotation,
+        EventType::IntegrityCheck,
+        EventType::Access,
+        EventType::Administration,
+        EventType::RollbackAcknowledged,
+    ];
+    for t in service_only {
+        let event_id = new_event_id();
+        let payload = service_payload(t);
+        let prepared = prepare_draft(
+            &event_id,
+            t.as_str(),
+            &payload,
+            &BTreeMap::new(),
+            rand::random,
+        )
+        .unwrap_or_else(|e| panic!("a well-formed {t} draft: {e:?}"));
+        // `Store::append` takes only client drafts, and a service-only type never becomes one.
+        assert_eq!(
+            ClientDraft::try_from(prepared).map(|_| ()),
+            Err(ServiceOnlyEventType(t))
+        );
+        let errors = prepare_client_draft(
+            &event_id,
+            t.as_str(),
+            &payload,
+            &BTreeMap::new(),
+            rand::random,
+        )
+        .expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "/event_type");
+        assert_eq!(
+            errors[0].problem,
+            format!("{t} events are written by the service itself and cannot be appended")
+        );
+        assert!(
+            store
+                .record_by_event_id(&tenant, EventId::parse(&event_id).expect("id"))
+                .await
+                .expect("read")
+                .is_none(),
+            "no {t} record exists"
+        );
+        assert!(
+            store
+                .records_of_type(&tenant, t, None, 10)
+                .await
+                .expect("read")
+                .is_empty(),
+            "no {t} record exists"
+        );
+    }
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(2),
+        "only the two decisions are in the chain"
+    );
+    let keys = store.key_history(&tenant).await.expect("key history");
+    assert_eq!(keys.intervals().len(), 1, "the key history is untouched");
+    assert_valid_chain(&read_chain(&store, &tenant).await, &tenant, &keys);
+    // The service's own key rotation still goes through its own door.
+    store
+        .rotate_key(&tenant)
+        .await
+        .expect("the service rotates the key");
+    assert_eq!(
+        store
+            .records_of_type(&tenant, EventType::KeyRotation, None, 10)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    store.shutdown().await;
 }
