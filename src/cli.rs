@@ -846,6 +846,8 @@ async fn serve(
     http: &crate::config::HttpArgs,
     portal: &crate::config::PortalArgs,
 ) -> CliResult {
+    // Before anything is created: what exists with loose modes is reported, never changed.
+    crate::file_modes::warn_loose_modes(&args.private_paths());
     let http_config = http.http_config(args)?;
     let portal_config = portal.portal_config(args, http)?;
     let mut config = args.store_config()?;

@@ -377,6 +377,23 @@ impl StoreArgs {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+
+    /// What `auditex serve` checks for loose modes at startup (see [`crate::file_modes`]): the
+    /// data folder, the published-checkpoint folder, and an SQLite database kept elsewhere with
+    /// its `-wal` and `-shm` files.
+    pub fn private_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.data_dir.clone(), self.checkpoint_dir()];
+        if let DatabaseUrl::Sqlite(db) = self.database()
+            && !inside(&db, &self.data_dir)
+        {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut name = db.as_os_str().to_owned();
+                name.push(suffix);
+                paths.push(name.into());
+            }
+        }
+        paths
+    }
 }
 
 /// Whether `dir` is `parent` or lies below it, comparing resolved paths where they exist (a
