@@ -762,6 +762,31 @@ mod tests {
     }
 
     #[test]
+    fn the_startup_mode_check_covers_the_data_and_checkpoint_folders_and_a_database_kept_elsewhere()
+    {
+        let root = tempfile::tempdir().expect("tempdir");
+        let data = root.path().join("data");
+        let witness = root.path().join("witness");
+        let db = root.path().join("db").join("ledger.db");
+        let paths = |extra: &[&str]| {
+            let mut argv = vec!["auditex", "--data-dir", data.to_str().expect("utf-8")];
+            argv.extend_from_slice(extra);
+            Args::parse_from(argv).store.private_paths()
+        };
+        let checkpoint = format!("--checkpoint-dir={}", witness.display());
+        assert_eq!(
+            paths(&[&checkpoint]),
+            [data.clone(), witness.clone()],
+            "the default database lies in the data folder, which is scanned"
+        );
+        let elsewhere = format!("--database-url=sqlite:{}", db.display());
+        let with_db = paths(&[&checkpoint, &elsewhere]);
+        let wal = root.path().join("db").join("ledger.db-wal");
+        let shm = root.path().join("db").join("ledger.db-shm");
+        assert_eq!(with_db, [data.clone(), witness, db, wal, shm]);
+    }
+
+    #[test]
     fn debug_output_of_the_settings_redacts_every_secret() {
         let key = "ab".repeat(32);
         let args = Args::parse_from([
