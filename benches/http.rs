@@ -18,7 +18,7 @@ use auditex::auth::Role;
 use auditex::http::{Application, HttpConfig, TlsMode};
 use auditex::store::crypto::MasterKey;
 use auditex::store::{DatabaseUrl, Store, StoreConfig};
-use ledger::draft::prepare_draft;
+use ledger::draft::prepare_client_draft;
 use ledger::types::TenantId;
 use serde_json::{Value, json};
 
@@ -47,7 +47,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn store_batched(store: &Store, tenant: &TenantId, count: u64) -> f64 {
     let batches: Vec<Vec<_>> = (0..count)
         .map(|n| {
-            prepare_draft(
+            prepare_client_draft(
                 &uuid::Uuid::now_v7().to_string(),
                 "decision",
                 &auditex::cli::synthetic_decision(n),

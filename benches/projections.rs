@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 use auditex::store::crypto::MasterKey;
 use auditex::store::views::{DecisionQuery, OversightQuery};
 use auditex::store::{Clock, DatabaseUrl, Store, StoreConfig, StoreError};
-use ledger::draft::{PreparedDraft, prepare_draft};
+use ledger::draft::{ClientDraft, prepare_client_draft};
 use ledger::types::{EventId, TenantId};
 use projections::runner::{self, ProjectionState, TargetPage, ViewStore};
 use projections::{DecisionFacts, Event};
@@ -212,7 +212,7 @@ fn reviewer(n: u64) -> String {
 }
 
 /// Record `n`, captured around `at_us`.
-fn draft(n: u64, at_us: u64) -> PreparedDraft {
+fn draft(n: u64, at_us: u64) -> ClientDraft {
     let h = mix(n ^ 0xf00d);
     let (event_type, payload): (&str, Value) = match kind(n) {
         Kind::Decision => {
@@ -264,7 +264,7 @@ fn draft(n: u64, at_us: u64) -> PreparedDraft {
             }),
         ),
     };
-    prepare_draft(
+    prepare_client_draft(
         &event_id(n),
         event_type,
         &payload,
@@ -292,7 +292,7 @@ struct Span {
     end_us: u64,
 }
 
-async fn append_retrying(store: &Store, tenant: &TenantId, batch: Vec<PreparedDraft>) -> u64 {
+async fn append_retrying(store: &Store, tenant: &TenantId, batch: Vec<ClientDraft>) -> u64 {
     loop {
         match store.append(tenant, batch.clone()).await {
             Ok(receipts) => return receipts.last().map_or(0, |r| r.seq),
@@ -324,7 +324,7 @@ async fn populate(
                     break;
                 }
                 let at = span.start_us + b * span.step_us;
-                let drafts: Vec<PreparedDraft> = (b * BATCH..((b + 1) * BATCH).min(count))
+                let drafts: Vec<ClientDraft> = (b * BATCH..((b + 1) * BATCH).min(count))
                     .map(|n| draft(n, at))
                     .collect();
                 clock.0.fetch_max(at, Ordering::SeqCst);
@@ -984,7 +984,7 @@ async fn lag(
     // Prepared beforehand (on every core), so the submitters only append.
     let batches_max = (target_rate * secs as f64 / BATCH as f64).ceil() as u64 + 8;
     let prepared_at = now_us();
-    let batches: VecDeque<Vec<PreparedDraft>> = (0..batches_max)
+    let batches: VecDeque<Vec<ClientDraft>> = (0..batches_max)
         .into_par_iter()
         .map(|b| {
             let from = first + b * BATCH;

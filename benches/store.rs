@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 use auditex::store::crypto::MasterKey;
 use auditex::store::{DatabaseUrl, Store, StoreConfig};
 use ed25519_dalek::{Signer, SigningKey};
-use ledger::draft::{PreparedDraft, prepare_draft};
+use ledger::draft::{ClientDraft, prepare_client_draft};
 use ledger::types::TenantId;
 use sqlx::Connection;
 
-fn decision(n: u64) -> PreparedDraft {
+fn decision(n: u64) -> ClientDraft {
     let payload = auditex::cli::synthetic_decision(n);
     let id = uuid::Uuid::now_v7().to_string();
-    prepare_draft(&id, "decision", &payload, &BTreeMap::new(), rand::random).expect("valid")
+    prepare_client_draft(&id, "decision", &payload, &BTreeMap::new(), rand::random).expect("valid")
 }
 
 fn rate(count: u64, elapsed: Duration) -> f64 {
@@ -125,11 +125,11 @@ async fn raw_insert_postgres(url: &str, count: u64) -> f64 {
 
 async fn batched(store: &Store, tenant: &TenantId, count: u64) -> f64 {
     const SUBMITTERS: u64 = 4;
-    let batches: Vec<Vec<PreparedDraft>> = (0..count)
+    let batches: Vec<Vec<ClientDraft>> = (0..count)
         .map(decision)
         .collect::<Vec<_>>()
         .chunks(1000)
-        .map(<[PreparedDraft]>::to_vec)
+        .map(<[ClientDraft]>::to_vec)
         .collect();
     let queue = Arc::new(std::sync::Mutex::new(batches));
     let start = Instant::now();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
 use clap::{Parser, Subcommand};
-use ledger::draft::prepare_draft;
+use ledger::draft::prepare_client_draft;
 use ledger::note::VerifierKey;
 use ledger::types::TenantId;
 use serde::Deserialize;
@@ -116,7 +116,9 @@ pub enum Command {
         store: StoreArgs,
     },
     /// Append events read as JSON lines from standard input (or generated), printing one receipt
-    /// per line once it is durable.
+    /// per line once it is durable. A line that is not a valid client event (an event type only
+    /// the service writes, such as key_rotation, included) stops the command naming the line:
+    /// nothing of its batch or after it is appended.
     Append {
         /// The tenant.
         #[arg(long)]
@@ -857,6 +859,8 @@ async fn serve(
     http: &crate::config::HttpArgs,
     portal: &crate::config::PortalArgs,
 ) -> CliResult {
+    // Before anything is created: what exists with loose modes is reported, never changed.
+    crate::file_modes::warn_loose_modes(&args.private_paths());
     let http_config = http.http_config(args)?;
     let portal_config = portal.portal_config(args, http)?;
     let mut config = args.store_config()?;
@@ -941,7 +945,7 @@ pub fn synthetic_decision(n: u64) -> serde_json::Value {
 async fn flush(
     store: &Store,
     tenant: &TenantId,
-    pending: &mut Vec<ledger::draft::PreparedDraft>,
+    pending: &mut Vec<ledger::draft::ClientDraft>,
 ) -> CliResult {
     let receipts = store.append(tenant, std::mem::take(pending)).await?;
     let mut text = String::new();
@@ -967,7 +971,7 @@ async fn append(
         Some(count) => {
             for n in 0..count {
                 let event_id = uuid::Uuid::now_v7().to_string();
-                let draft = prepare_draft(
+                let draft = prepare_client_draft(
                     &event_id,
                     "decision",
                     &synthetic_decision(n),
@@ -991,7 +995,9 @@ async fn append(
                 }
                 let event: InputEvent =
                     ledger::json::from_str(&line).map_err(|e| format!("line {line_no}: {e}"))?;
-                let draft = prepare_draft(
+                // The same door as the API's: a type only the service writes (a key rotation,
+                // say) would make this tenant's ledger fail verification for good.
+                let draft = prepare_client_draft(
                     &event.event_id,
                     &event.event_type,
                     &event.payload,

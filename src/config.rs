@@ -377,6 +377,23 @@ impl StoreArgs {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+
+    /// What `auditex serve` checks for loose modes at startup (see [`crate::file_modes`]): the
+    /// data folder, the published-checkpoint folder, and an SQLite database kept elsewhere with
+    /// its `-wal` and `-shm` files.
+    pub fn private_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.data_dir.clone(), self.checkpoint_dir()];
+        if let DatabaseUrl::Sqlite(db) = self.database()
+            && !inside(&db, &self.data_dir)
+        {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut name = db.as_os_str().to_owned();
+                name.push(suffix);
+                paths.push(name.into());
+            }
+        }
+        paths
+    }
 }
 
 /// Whether `dir` is `parent` or lies below it, comparing resolved paths where they exist (a
@@ -748,6 +765,31 @@ mod tests {
         // Outside production (the embedded default of `auditex serve`) it only warns.
         assert!(check(&[]).is_ok());
         assert!(check(&["--checkpoint-dir", &inside]).is_ok());
+    }
+
+    #[test]
+    fn the_startup_mode_check_covers_the_data_and_checkpoint_folders_and_a_database_kept_elsewhere()
+    {
+        let root = tempfile::tempdir().expect("tempdir");
+        let data = root.path().join("data");
+        let witness = root.path().join("witness");
+        let db = root.path().join("db").join("ledger.db");
+        let paths = |extra: &[&str]| {
+            let mut argv = vec!["auditex", "--data-dir", data.to_str().expect("utf-8")];
+            argv.extend_from_slice(extra);
+            Args::parse_from(argv).store.private_paths()
+        };
+        let checkpoint = format!("--checkpoint-dir={}", witness.display());
+        assert_eq!(
+            paths(&[&checkpoint]),
+            [data.clone(), witness.clone()],
+            "the default database lies in the data folder, which is scanned"
+        );
+        let elsewhere = format!("--database-url=sqlite:{}", db.display());
+        let with_db = paths(&[&checkpoint, &elsewhere]);
+        let wal = root.path().join("db").join("ledger.db-wal");
+        let shm = root.path().join("db").join("ledger.db-shm");
+        assert_eq!(with_db, [data.clone(), witness, db, wal, shm]);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod file_modes;
 pub mod http;
 pub mod master_key_cli;
 pub mod ops_cli;

@@ -442,8 +442,9 @@ pub fn linked_decisions(event_type: EventType, payload: &Map<String, Value>) -> 
     }
 }
 
-/// Event types that a pipeline may append through the API; the rest are written by the service
-/// itself (key rotation, integrity checks, portal audit events, rollback acknowledgements).
+/// Event types that a pipeline may append (through the API, the command line or the store's
+/// public append); the rest are written by the service itself (key rotation, integrity checks,
+/// portal audit events, rollback acknowledgements). [`crate::draft::ClientDraft`] enforces it.
 pub fn is_client_event(event_type: EventType) -> bool {
     matches!(
         event_type,

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ledger::draft::{PreparedDraft, prepare_draft};
+use ledger::draft::{ClientDraft, prepare_client_draft};
 use ledger::merkle::leaf_hash;
 use ledger::note::VerifierKey;
 use ledger::payload::FieldError;
@@ -373,8 +373,10 @@ fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn prepare(request: &AppendRequest, prefix: &str) -> Result<PreparedDraft, Vec<FieldError>> {
-    prepare_draft(
+/// Validates one event as a client's: the store takes nothing else, so a type only the service
+/// writes is refused here with the rest of the request's field errors.
+fn prepare(request: &AppendRequest, prefix: &str) -> Result<ClientDraft, Vec<FieldError>> {
+    prepare_client_draft(
         &request.event_id,
         &request.event_type,
         &request.payload,
@@ -390,16 +392,6 @@ fn prepare(request: &AppendRequest, prefix: &str) -> Result<PreparedDraft, Vec<F
             })
             .collect()
     })
-}
-
-fn client_event_check(request: &AppendRequest, prefix: &str) -> Option<FieldError> {
-    match ledger::record::EventType::parse(&request.event_type) {
-        Ok(t) if !ledger::payload::is_client_event(t) => Some(FieldError {
-            path: format!("{prefix}/event_type"),
-            problem: format!("{t} events are written by the service itself and cannot be appended"),
-        }),
-        _ => None,
-    }
 }
 
 /// Append one event.
@@ -426,9 +418,6 @@ pub async fn append_one(
     let principal = caller.require(INGESTERS, "append records")?;
     require_json(&headers)?;
     let request: AppendRequest = parse_body(&body)?;
-    if let Some(e) = client_event_check(&request, "") {
-        return Err(ApiError::Validation(vec![e]));
-    }
     let draft = prepare(&request, "").map_err(ApiError::Validation)?;
     let started = Instant::now();
     let result = state.store.append(&principal.tenant, vec![draft]).await;
@@ -492,10 +481,6 @@ pub async fn append_batch(
     let mut drafts = Vec::with_capacity(request.records.len());
     for (i, r) in request.records.iter().enumerate() {
         let prefix = format!("/records/{i}");
-        if let Some(e) = client_event_check(r, &prefix) {
-            errors.push(e);
-            continue;
-        }
         match prepare(r, &prefix) {
             Ok(d) => drafts.push(d),
             Err(mut e) => errors.append(&mut e),

@@ -14,7 +14,7 @@
 //! As everywhere, the tenant comes from the caller's key: another tenant's check is a 404,
 //! exactly like a check that does not exist.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,7 +28,6 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ledger::checkpoint::open_checkpoint;
-use ledger::draft::prepare_draft;
 use ledger::note::VerifierKey;
 use ledger::record::{EventType, Record};
 use ledger::types::{EventId, Sequence, TenantId};
@@ -42,7 +41,7 @@ use super::{AppState, Caller};
 use crate::auth::Role;
 use crate::store::{
     AppendError, CancelFlag, IntegrityOptions, IntegrityOutcome, IntegrityProgress,
-    IntegrityReport, Receipt, SEEN_CHECKPOINTS_MAX, Store,
+    IntegrityReport, Receipt, SEEN_CHECKPOINTS_MAX, ServiceDraft, Store,
 };
 
 /// Finished checks kept in memory per tenant, besides the running one. Only those whose result
@@ -663,20 +662,15 @@ async fn file(
     id: EventId,
     report: &IntegrityReport,
 ) -> Result<Receipt, String> {
-    let draft = prepare_draft(
+    let draft = ServiceDraft::prepare(
         &id.to_string(),
-        EventType::IntegrityCheck.as_str(),
+        EventType::IntegrityCheck,
         &report.record_payload(),
-        &BTreeMap::new(),
-        rand::random,
     )
-    .map_err(|errors| {
-        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        format!("the record was rejected: {}", list.join("; "))
-    })?;
+    .map_err(|e| format!("the record was rejected: {e}"))?;
     let mut attempt = 1;
     loop {
-        match store.append(tenant, vec![draft.clone()]).await {
+        match store.append_service(tenant, vec![draft.clone()]).await {
             Ok(mut receipts) => {
                 return receipts
                     .pop()

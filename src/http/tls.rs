@@ -99,7 +99,7 @@ pub fn load_or_generate_self_signed(dir: &Path) -> Result<(TlsSetup, bool), TlsE
             path: path.display().to_string(),
             problem: e.to_string(),
         };
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        crate::file_modes::create_private_dir_all(dir).map_err(|e| io(dir, e))?;
         let names = vec![
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),
@@ -109,7 +109,9 @@ pub fn load_or_generate_self_signed(dir: &Path) -> Result<(TlsSetup, bool), TlsE
             .map_err(|e| TlsError::Generate(e.to_string()))?;
         write_private(&key_path, certified.signing_key.serialize_pem().as_bytes())
             .map_err(|e| io(&key_path, e))?;
-        std::fs::write(&cert_path, certified.cert.pem()).map_err(|e| io(&cert_path, e))?;
+        // Public, but written like the key so that the whole folder is owner-only.
+        write_private(&cert_path, certified.cert.pem().as_bytes())
+            .map_err(|e| io(&cert_path, e))?;
         generated = true;
     }
     Ok((load(&cert_path, &key_path)?, generated))

@@ -112,7 +112,8 @@ fn write_private(
     bytes: &[u8],
 ) -> Result<(), String> {
     use std::io::Write as _;
-    std::fs::create_dir_all(dir).map_err(|e| format!("outbox {}: {e}", dir.display()))?;
+    crate::file_modes::create_private_dir_all(dir)
+        .map_err(|e| format!("outbox {}: {e}", dir.display()))?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -29,13 +29,13 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use ledger::draft::prepare_draft;
+use ledger::record::EventType;
 use ledger::types::TenantId;
 use serde_json::json;
 
 use crate::http::AppState;
-use crate::store::Store;
 use crate::store::users::{PortalRole, Session, User};
+use crate::store::{ServiceDraft, Store};
 use security::KeyRing;
 
 /// The session cookie's name. The `__Host-` prefix makes browsers insist on `Secure`, `Path=/`
@@ -520,16 +520,11 @@ async fn append_audit(
     event_id: &str,
     payload: &serde_json::Value,
 ) -> Result<(), String> {
-    let draft = prepare_draft(
-        event_id,
-        event_type,
-        payload,
-        &Default::default(),
-        rand::random,
-    )
-    .map_err(|errors| format!("{errors:?}"))?;
+    let draft = EventType::parse(event_type)
+        .map_err(|e| e.to_string())
+        .and_then(|t| ServiceDraft::prepare(event_id, t, payload).map_err(|e| e.to_string()))?;
     store
-        .append(tenant, vec![draft])
+        .append_service(tenant, vec![draft])
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())

@@ -336,7 +336,7 @@ fn new_line() -> String {
 fn write_ring_file(path: &Path, lines: &[String]) -> Result<(), KeyRingError> {
     use std::io::Write as _;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| file_error(path, e))?;
+        crate::file_modes::create_private_dir_all(dir).map_err(|e| file_error(path, e))?;
     }
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
     let mut options = std::fs::OpenOptions::new();

@@ -680,15 +680,13 @@ impl Appender {
                 "new_public_key": hex::encode(key.verifying_key().as_bytes()),
                 "effective_from_seq": seq + 1,
             });
-            let draft = ledger::draft::prepare_draft(
+            let draft = super::ServiceDraft::prepare(
                 &uuid::Uuid::now_v7().to_string(),
-                ledger::record::EventType::KeyRotation.as_str(),
+                ledger::record::EventType::KeyRotation,
                 &payload,
-                &std::collections::BTreeMap::new(),
-                rand::random,
             )
-            .map_err(|e| StoreError::Corrupt(format!("rotation record: {e:?}")))?;
-            drafts = vec![draft];
+            .map_err(|e| StoreError::Corrupt(format!("rotation record: {e}")))?;
+            drafts = vec![draft.into_prepared()];
             new_key_row = Some(super::KeyRow {
                 key_id: key_id.to_hex(),
                 public_key: key.verifying_key().as_bytes().to_vec(),

@@ -192,7 +192,7 @@ where
         )));
     }
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, "cannot create", e))?;
+        crate::file_modes::create_private_dir_all(dir).map_err(|e| io(dir, "cannot create", e))?;
     }
     let temp = sibling(dest, &format!(".partial-{:016x}", rand::random::<u64>()));
     create_private_empty(&temp)?;
@@ -387,7 +387,7 @@ pub async fn restore_sqlite(
         )));
     }
     if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, "cannot create", e))?;
+        crate::file_modes::create_private_dir_all(dir).map_err(|e| io(dir, "cannot create", e))?;
     }
     // Held until the new database is in place: no store can open the target meanwhile.
     let Some(_lock) = sqlite::lock_exclusive(target)? else {
@@ -418,10 +418,16 @@ pub async fn restore_sqlite(
         let _ = std::fs::remove_file(sqlite::lock_file_path(temp));
     };
     let verified = async {
-        std::fs::copy(backup, &temp).map_err(|e| io(&temp, "cannot copy the backup to", e))?;
-        std::fs::File::open(&temp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| io(&temp, "cannot sync", e))?;
+        // Copied by content into the private file: `std::fs::copy` would give the restored
+        // database the backup file's mode, whatever that is.
+        let mut from = std::fs::File::open(backup).map_err(|e| io(backup, "cannot read", e))?;
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&temp)
+            .map_err(|e| io(&temp, "cannot write", e))?;
+        std::io::copy(&mut from, &mut to).map_err(|e| io(&temp, "cannot copy the backup to", e))?;
+        to.sync_all().map_err(|e| io(&temp, "cannot sync", e))?;
         // 2. SQLite's own check of every page and index.
         let (problems, _) = sqlite::check_file(&temp).await?;
         if !problems.is_empty() {

@@ -301,7 +301,7 @@ impl MasterKey {
             source,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            crate::file_modes::create_private_dir_all(dir).map_err(io)?;
         }
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);

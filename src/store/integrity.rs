@@ -14,17 +14,16 @@
 //! failure in chain order — sequence number, event id, what was expected and what was found — and
 //! [`Store::append_integrity_check`] appends it to the ledger as an `integrity_check` record.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use ledger::checkpoint::{Checkpoint, open_checkpoint};
-use ledger::draft::prepare_draft;
 use ledger::keys::{KeyId, KeyRing};
 use ledger::merkle::leaf_hash;
 use ledger::note::VerifierKey;
-use ledger::record::Record;
+use ledger::record::{EventType, Record};
 use ledger::types::{EventId, Hash, Sequence, TenantId, TreeSize};
 use ledger::verify::{
     ChainError, ChainVerifier, LeafRange, RecordError, verify_checkpoint_consistency,
@@ -32,7 +31,7 @@ use ledger::verify::{
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{AppendError, Receipt, Store, StoreError, StoredCheckpoint, on_db};
+use super::{AppendError, Receipt, ServiceDraft, Store, StoreError, StoredCheckpoint, on_db};
 
 /// Records read from the database and verified per page.
 pub const INTEGRITY_PAGE_RECORDS: u64 = 4096;
@@ -331,21 +330,13 @@ impl Store {
         report: &IntegrityReport,
     ) -> Result<Receipt, AppendError> {
         let event_id = uuid::Uuid::now_v7().to_string();
-        let draft = prepare_draft(
+        let draft = ServiceDraft::prepare(
             &event_id,
-            "integrity_check",
+            EventType::IntegrityCheck,
             &report.record_payload(),
-            &BTreeMap::new(),
-            rand::random,
         )
-        .map_err(|errors| {
-            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            AppendError::Store(StoreError::Corrupt(format!(
-                "integrity-check record rejected: {}",
-                list.join("; ")
-            )))
-        })?;
-        let mut receipts = self.append(tenant, vec![draft]).await?;
+        .map_err(|e| AppendError::Store(StoreError::Corrupt(e.to_string())))?;
+        let mut receipts = self.append_service(tenant, vec![draft]).await?;
         receipts
             .pop()
             .ok_or_else(|| AppendError::Store(StoreError::Corrupt("no receipt returned".into())))

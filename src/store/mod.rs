@@ -20,6 +20,7 @@ mod postgres;
 pub mod reseal;
 pub mod rollback;
 mod rows;
+mod service_draft;
 mod sqlite;
 pub mod users;
 pub mod views;
@@ -31,7 +32,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use ledger::checkpoint::{Checkpoint, sign_checkpoint, tenant_origin};
-use ledger::draft::PreparedDraft;
+use ledger::draft::{ClientDraft, PreparedDraft};
 use ledger::keys::{KeyId, KeyInterval, KeyRing, RecordSignature, RecordSigner};
 use ledger::merkle::{
     CompactTree, NodeId, compact_range_node_ids, consistency_proof_node_ids,
@@ -50,6 +51,7 @@ pub use integrity::{
     CancelFlag, IntegrityFailure, IntegrityFailureKind, IntegrityOptions, IntegrityOutcome,
     IntegrityProgress, IntegrityReport, SEEN_CHECKPOINTS_MAX,
 };
+pub(crate) use service_draft::ServiceDraft;
 
 /// Most records one append request (one HTTP batch) may carry.
 pub const BATCH_RECORDS_MAX: usize = 1000;
@@ -838,13 +840,48 @@ impl Store {
         Ok((signer, interval))
     }
 
-    /// Appends a batch of drafts for one tenant, all or nothing, and returns one receipt per
-    /// draft. A draft whose event id exists already gets the original receipt (`duplicate`).
+    /// Appends a batch of client drafts for one tenant, all or nothing, and returns one receipt
+    /// per draft. A draft whose event id exists already gets the original receipt (`duplicate`).
+    ///
+    /// Only [`ClientDraft`]s come in here: the event types the service writes itself (key
+    /// rotations, integrity checks, rollback acknowledgements, portal audit records) cannot be
+    /// appended through this door by any caller, HTTP, command line or library alike.
     ///
     /// # Errors
     /// [`AppendError`]: overloaded (retry later), conflict (same event id, other content),
     /// unknown tenant, batch too large, or the database failed (retryable).
     pub async fn append(
+        &self,
+        tenant: &TenantId,
+        drafts: Vec<ClientDraft>,
+    ) -> Result<Vec<Receipt>, AppendError> {
+        self.append_drafts(
+            tenant,
+            drafts.into_iter().map(ClientDraft::into_prepared).collect(),
+        )
+        .await
+    }
+
+    /// Appends records the service writes in its own name, as [`Store::append`] does.
+    ///
+    /// # Errors
+    /// As [`Store::append`].
+    pub(crate) async fn append_service(
+        &self,
+        tenant: &TenantId,
+        drafts: Vec<ServiceDraft>,
+    ) -> Result<Vec<Receipt>, AppendError> {
+        self.append_drafts(
+            tenant,
+            drafts
+                .into_iter()
+                .map(ServiceDraft::into_prepared)
+                .collect(),
+        )
+        .await
+    }
+
+    async fn append_drafts(
         &self,
         tenant: &TenantId,
         drafts: Vec<PreparedDraft>,

@@ -263,7 +263,7 @@ fn append_history(path: &Path, checkpoint: &StoredCheckpoint) -> std::io::Result
     })
     .map_err(std::io::Error::other)?;
     line.push('\n');
-    let mut file = std::fs::OpenOptions::new()
+    let mut file = crate::file_modes::private_file_options()
         .create(true)
         .append(true)
         .open(path)?;
@@ -341,7 +341,7 @@ fn read_file(path: &Path) -> Result<Option<Witnessed>, String> {
 /// fsync of the folder (so the rename itself survives a power cut).
 fn write_file_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    crate::file_modes::create_private_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("x");
     let temp = dir.join(format!(
         ".{name}.{}-{:016x}.tmp",
@@ -349,7 +349,10 @@ fn write_file_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         rand::random::<u64>()
     ));
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
+        let mut file = crate::file_modes::private_file_options()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&temp, path)?;
@@ -457,7 +460,7 @@ pub(crate) async fn check_on_open(store: &Store) -> Result<(), StoreError> {
         }
         return Ok(());
     };
-    std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+    crate::file_modes::create_private_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
     let mut witnessed = guard.witnessed.lock().await;
     for tenant in tenants_to_check(store, &dir).await? {
         let path = checkpoint_file(&dir, &tenant);
@@ -693,23 +696,18 @@ impl Store {
                 payload["file_problem"] = problem.clone().into();
             }
         }
-        let draft = ledger::draft::prepare_draft(
+        let draft = super::ServiceDraft::prepare(
             &uuid::Uuid::now_v7().to_string(),
-            EventType::RollbackAcknowledged.as_str(),
+            EventType::RollbackAcknowledged,
             &payload,
-            &BTreeMap::new(),
-            rand::random,
         )
-        .map_err(|errors| {
-            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            AcknowledgeError::Invalid(list.join("; "))
-        })?;
+        .map_err(|e| AcknowledgeError::Invalid(e.to_string()))?;
         // Straight to the appender: `Store::append` refuses held tenants, and this record is the
         // one that may (and must) come first after the rollback point.
         let receipt = self
             .appender(tenant)
             .await?
-            .submit(vec![draft])
+            .submit(vec![draft.into_prepared()])
             .await?
             .into_iter()
             .next()

@@ -53,6 +53,26 @@ fn options(path: &Path) -> SqliteConnectOptions {
         .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
 }
 
+/// Creates the data folder (0700) and the database file (0600) unless they exist, before SQLite
+/// opens it: SQLite creates the `-wal` and `-shm` files with the database file's mode, so all
+/// three stay private. Existing ones keep their modes (`auditex serve` warns about loose ones).
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::file_modes::create_private_dir_all(dir).map_err(|e| {
+            StoreError::Schema(format!(
+                "cannot create the data folder {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    crate::file_modes::create_private_file_if_missing(path).map_err(|e| {
+        StoreError::Schema(format!(
+            "cannot create the database file {}: {e}",
+            path.display()
+        ))
+    })
+}
+
 fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
     let mut parts = text.split('.').map(|p| u32::from_str(p).ok());
     Some((
@@ -64,14 +84,7 @@ fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
 
 impl SqliteDb {
     pub(crate) async fn open(path: &Path, read_connections: u32) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Schema(format!(
-                    "cannot create the data folder {}: {e}",
-                    dir.display()
-                ))
-            })?;
-        }
+        create_private(path)?;
         let in_use = lock_shared(path)?;
         // The writer's page cache holds the B-tree pages that appends and projection pages
         // touch. SQLite's default (2 MB) is far smaller than the views' indexes at a million
@@ -108,6 +121,7 @@ impl SqliteDb {
     }
 
     pub(crate) async fn migrate(path: &Path) -> Result<usize, StoreError> {
+        create_private(path)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options(path))

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use auditex::store::users::PortalRole;
 use auditex::store::views::DecisionQuery;
-use ledger::draft::{PreparedDraft, prepare_draft};
+use ledger::draft::{ClientDraft, prepare_client_draft};
 use ledger::note::VerifierKey;
 use ledger::types::EventId;
 use reqwest::StatusCode;
@@ -427,8 +427,8 @@ where
     }
 }
 
-fn draft(id: &str, event_type: &str, payload: &Value) -> PreparedDraft {
-    prepare_draft(id, event_type, payload, &BTreeMap::new(), rand::random)
+fn draft(id: &str, event_type: &str, payload: &Value) -> ClientDraft {
+    prepare_client_draft(id, event_type, payload, &BTreeMap::new(), rand::random)
         .unwrap_or_else(|e| panic!("valid {event_type} draft: {e:?}"))
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use auditex::store::crypto::MasterKey;
 use auditex::store::{DatabaseUrl, Receipt, Store, StoreConfig};
-use ledger::draft::prepare_draft;
+use ledger::draft::prepare_client_draft;
 use ledger::types::{Sequence, TenantId};
 use ledger::verify::ChainVerifier;
 use serde::Deserialize;
@@ -196,7 +196,7 @@ async fn acknowledged_records_survive_sigkill(backend: Backend) {
     let size = assert_all_acknowledged_present(&store, &tenant, &receipts).await;
     assert!(size >= receipts.len() as u64);
     // The chain continues after the crashes.
-    let d = prepare_draft(
+    let d = prepare_client_draft(
         &uuid::Uuid::now_v7().to_string(),
         "decision",
         &auditex::cli::synthetic_decision(1),
@@ -412,7 +412,7 @@ async fn a_postgres_restart_under_load_loses_and_duplicates_nothing() {
                 let batch: Vec<_> = (0..20)
                     .map(|_| {
                         n += 1;
-                        prepare_draft(
+                        prepare_client_draft(
                             &uuid::Uuid::now_v7().to_string(),
                             "decision",
                             &auditex::cli::synthetic_decision(n),

@@ -523,11 +523,27 @@ async fn every_bad_input_gets_a_4xx_problem_and_writes_nothing(backend: Backend)
 
     let mut service_only = decision(&event_id());
     service_only["event_type"] = json!("key_rotation");
-    problem(
+    let p = problem(
         s.post(&s.ingest, "/v1/records", &service_only).await,
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
+    assert_eq!(p["type"], "urn:auditex:problem:validation");
+    assert_eq!(p["errors"].as_array().map(Vec::len), Some(1), "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/event_type");
+    assert_eq!(
+        p["errors"][0]["detail"],
+        "key_rotation events are written by the service itself and cannot be appended"
+    );
+    let mut batch: Vec<Value> = (0..3).map(|_| decision(&event_id())).collect();
+    batch[1]["event_type"] = json!("integrity_check");
+    let p = problem(
+        s.post(&s.ingest, "/v1/records/batch", &json!({"records": batch}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["pointer"], "/records/1/event_type", "{p}");
 
     let big_number = format!(
         r#"{{"event_id":"{}","event_type":"decision","payload":{{"model_id":"m","model_version":"1","input_commitment":"{}","outcome":"ok","subject_ref":"s","decided_at":"2026-11-29T08:49:27Z","oversight_mode":"automated","attributes":{{"amount":12345678901234567890}}}}}}"#,

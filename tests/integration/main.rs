@@ -4,6 +4,7 @@
 //! PostgreSQL when `AUDITEX_TEST_POSTGRES_ADMIN_URL` is set (see `support.rs` and `.ci/run`).
 
 mod browser;
+mod cli_append;
 mod crash;
 mod early_answers;
 mod http;

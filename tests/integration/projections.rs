@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ::projections::runner::{self, ViewStore};
 use ::projections::{Event, Views, reference};
-use ledger::draft::{PreparedDraft, prepare_draft};
+use ledger::draft::{ClientDraft, prepare_client_draft};
 use ledger::types::TenantId;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -99,8 +99,8 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn draft(event_type: &str, payload: &Value) -> PreparedDraft {
-    prepare_draft(
+fn draft(event_type: &str, payload: &Value) -> ClientDraft {
+    prepare_client_draft(
         &uuid::Uuid::now_v7().to_string(),
         event_type,
         payload,
@@ -172,8 +172,9 @@ async fn play(store: &auditex::store::Store, tenants: &[TenantId], ops: &[Op]) {
                 if let Some(s) = score {
                     payload["score"] = json!(f64::from(*s) / 100.0);
                 }
-                let d = prepare_draft(id, "decision", &payload, &BTreeMap::new(), rand::random)
-                    .expect("valid decision");
+                let d =
+                    prepare_client_draft(id, "decision", &payload, &BTreeMap::new(), rand::random)
+                        .expect("valid decision");
                 (*tenant, d)
             }
             Op::FollowUp {
@@ -629,7 +630,7 @@ async fn a_killed_catch_up_leaves_exact_views(backend: Backend) {
 }
 
 /// A decision draft of `subject`.
-pub(crate) fn decision_of(subject: &str) -> PreparedDraft {
+pub(crate) fn decision_of(subject: &str) -> ClientDraft {
     let mut payload = crate::support::decision_payload("approved");
     payload["subject_ref"] = json!(subject);
     draft("decision", &payload)

@@ -18,7 +18,7 @@ use std::time::Duration;
 use auditex::store::crypto::MasterKey;
 use auditex::store::{Clock, DatabaseUrl, Store, StoreConfig};
 use ed25519_dalek::Verifier;
-use ledger::draft::{PreparedDraft, prepare_draft};
+use ledger::draft::{ClientDraft, prepare_client_draft};
 use ledger::keys::KeyRing;
 use ledger::merkle::{leaf_hash, node_hash};
 use ledger::record::Record;
@@ -365,18 +365,18 @@ pub fn decision_payload(outcome: &str) -> Value {
 }
 
 /// A decision draft with the given event id and outcome, and no erasable fields.
-pub fn decision_with_id(event_id: &str, outcome: &str) -> PreparedDraft {
+pub fn decision_with_id(event_id: &str, outcome: &str) -> ClientDraft {
     draft(event_id, outcome, &BTreeMap::new())
 }
 
 /// A decision draft with a fresh event id.
-pub fn decision(outcome: &str) -> PreparedDraft {
+pub fn decision(outcome: &str) -> ClientDraft {
     decision_with_id(&new_event_id(), outcome)
 }
 
 /// A decision draft with erasable fields.
-pub fn draft(event_id: &str, outcome: &str, erasable: &BTreeMap<String, Value>) -> PreparedDraft {
-    prepare_draft(
+pub fn draft(event_id: &str, outcome: &str, erasable: &BTreeMap<String, Value>) -> ClientDraft {
+    prepare_client_draft(
         event_id,
         "decision",
         &decision_payload(outcome),
@@ -387,7 +387,7 @@ pub fn draft(event_id: &str, outcome: &str, erasable: &BTreeMap<String, Value>) 
 }
 
 /// `count` decision drafts with fresh event ids.
-pub fn decisions(count: usize) -> Vec<PreparedDraft> {
+pub fn decisions(count: usize) -> Vec<ClientDraft> {
     (0..count)
         .map(|i| decision(&format!("outcome-{i}")))
         .collect()

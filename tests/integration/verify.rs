@@ -17,7 +17,7 @@ use auditex::store::{
     StoreConfig,
 };
 use auditex::verify_cli::export::{ExportCheckError, ExportOptions, verify_export};
-use ledger::draft::prepare_draft;
+use ledger::draft::prepare_client_draft;
 use ledger::export::ExportVerifier;
 use ledger::note::VerifierKey;
 use ledger::types::{Sequence, TenantId};
@@ -152,17 +152,17 @@ pub fn path_str(path: &Path) -> &str {
 }
 
 /// A decision draft with an erasable field, or a follow-up of `decision`.
-fn event(n: u64, decision: Option<&str>) -> ledger::draft::PreparedDraft {
+fn event(n: u64, decision: Option<&str>) -> ledger::draft::ClientDraft {
     let id = new_event_id();
     match decision {
-        Some(d) if n.is_multiple_of(2) => prepare_draft(
+        Some(d) if n.is_multiple_of(2) => prepare_client_draft(
             &id,
             "human_review",
             &json!({ "decision_id": d, "reviewer": "analyst-7", "action": "confirmed" }),
             &BTreeMap::new(),
             rand::random,
         ),
-        Some(d) => prepare_draft(
+        Some(d) => prepare_client_draft(
             &id,
             "contest",
             &json!({ "decision_id": d, "channel": "letter" }),
@@ -174,7 +174,7 @@ fn event(n: u64, decision: Option<&str>) -> ledger::draft::PreparedDraft {
             if n.is_multiple_of(3) {
                 erasable.insert("applicant_name".to_owned(), json!(format!("Applicant {n}")));
             }
-            prepare_draft(
+            prepare_client_draft(
                 &id,
                 "decision",
                 &decision_payload(&format!("outcome-{n}")),
@@ -220,7 +220,7 @@ pub async fn build_random(
                 event(n, Some(d))
             } else {
                 let d = event(n, None);
-                built.decisions.push(d.draft.event_id.to_string());
+                built.decisions.push(d.draft().event_id.to_string());
                 d
             };
             drafts.push(draft);

@@ -13,6 +13,8 @@ use ledger::types::{EventId, Hash, TreeSize};
 use serde_json::json;
 use sqlx::Connection;
 
+use ledger::draft::{ClientDraft, ServiceOnlyEventType, prepare_client_draft, prepare_draft};
+
 use crate::support::{
     Backend, ManualClock, TestDb, append_many, assert_valid_chain, backend_tests, decision,
     decision_with_id, decisions, draft, new_event_id, read_chain, reference_root, seq, tenant_id,
@@ -42,6 +44,7 @@ backend_tests!(
     appends_after_shutdown_are_refused_and_queued_ones_are_committed,
     a_clock_further_behind_than_allowed_refuses_appends_until_it_catches_up,
     batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waiting_past_the_deadline_are_refused_unwritten,
+    no_service_only_event_type_can_be_appended_through_the_public_append_and_nothing_is_written,
 );
 
 async fn an_appended_record_reads_back_by_seq_and_by_event_id(backend: Backend) {
@@ -82,8 +85,8 @@ async fn an_appended_record_reads_back_by_seq_and_by_event_id(backend: Backend) 
         "the first record links to the zero hash"
     );
     assert_eq!(by_seq.event_type, EventType::Decision);
-    assert_eq!(by_seq.payload, sent.draft.payload);
-    assert_eq!(by_seq.draft(), sent.draft);
+    assert_eq!(by_seq.payload, sent.draft().payload);
+    assert_eq!(&by_seq.draft(), sent.draft());
     assert!(
         store.record(&tenant, seq(1)).await.expect("read").is_none(),
         "nothing exists beyond the head"
@@ -255,7 +258,7 @@ async fn an_event_id_reused_with_other_content_is_a_conflict_and_nothing_of_its_
     for d in [&innocent_before, &innocent_after] {
         assert!(
             store
-                .record_by_event_id(&tenant, d.draft.event_id)
+                .record_by_event_id(&tenant, d.draft().event_id)
                 .await
                 .expect("read")
                 .is_none()
@@ -432,7 +435,7 @@ async fn sixty_four_concurrent_appenders_build_one_gap_free_chain_with_every_rec
             let mut mine = Vec::new();
             for _ in 0..APPENDS_EACH {
                 let d = decision("approved");
-                let id = d.draft.event_id;
+                let id = d.draft().event_id;
                 let receipt = store
                     .append(&tenant, vec![d])
                     .await
@@ -615,7 +618,11 @@ async fn erasable_values_come_back_and_match_their_commitments(backend: Backend)
             "the value of {} comes back",
             name.as_str()
         );
-        assert_eq!(value.salt, sent.erasable_values[name].salt, "with its salt");
+        assert_eq!(
+            value.salt,
+            sent.erasable_values()[name].salt,
+            "with its salt"
+        );
         assert_eq!(
             value.commitment("").expect("commitment"),
             record.erasable[name],
@@ -631,8 +638,8 @@ async fn erasable_values_come_back_and_match_their_commitments(backend: Backend)
         "a record without erasable fields has none"
     );
     // A retry carries the same values under fresh salts: still a duplicate, not a conflict.
-    let retry = draft(&sent.draft.event_id.to_string(), "approved", &erasable);
-    assert_ne!(retry.draft.erasable, sent.draft.erasable, "fresh salts");
+    let retry = draft(&sent.draft().event_id.to_string(), "approved", &erasable);
+    assert_ne!(retry.draft().erasable, sent.draft().erasable, "fresh salts");
     let again = store.append(&tenant, vec![retry]).await.expect("retry");
     assert!(again[0].duplicate);
     assert_eq!(again[0].hash, receipts[1].hash);
@@ -648,7 +655,7 @@ async fn erasable_values_come_back_and_match_their_commitments(backend: Backend)
         .append(
             &tenant,
             vec![draft(
-                &sent.draft.event_id.to_string(),
+                &sent.draft().event_id.to_string(),
                 "approved",
                 &changed,
             )],
@@ -733,7 +740,7 @@ async fn a_clock_further_behind_than_allowed_refuses_appends_until_it_catches_up
     // Ten minutes back: refused, nothing written, and said so.
     clock.set(t0 - 600_000_000);
     let refused = decision("refused");
-    let refused_id = refused.draft.event_id;
+    let refused_id = refused.draft().event_id;
     match store.append(&tenant, vec![refused]).await {
         Err(ref e @ AppendError::Store(StoreError::ClockBehind { behind, allowed })) => {
             assert_eq!(behind, Duration::from_secs(600));
@@ -808,7 +815,7 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
         .map(|_| {
             let (store, tenant) = (store.clone(), tenant.clone());
             let batch = decisions(BATCH_RECORDS_MAX);
-            let ids: Vec<EventId> = batch.iter().map(|d| d.draft.event_id).collect();
+            let ids: Vec<EventId> = batch.iter().map(|d| d.draft().event_id).collect();
             (
                 ids,
                 tokio::spawn(async move { store.append(&tenant, batch).await }),
@@ -951,7 +958,7 @@ async fn a_full_append_queue_refuses_at_once_with_a_retry_after(backend: Backend
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let refused_draft = decision("refused");
-    let refused_id = refused_draft.draft.event_id;
+    let refused_id = refused_draft.draft().event_id;
     let third = tokio::time::timeout(
         Duration::from_secs(2),
         store.append(&tenant, vec![refused_draft]),
@@ -1142,4 +1149,108 @@ async fn a_flood_of_large_batches_is_shed_and_resident_memory_is_measured() {
         ok,
         "every acknowledged record is stored"
     );
+}
+
+/// A payload that is valid for `event_type`, so that only the type can be the reason for a refusal.
+fn service_payload(event_type: EventType) -> serde_json::Value {
+    match event_type {
+        EventType::KeyRotation => json!({
+            "new_key_id": "0123456789abcdef",
+            "new_public_key": "ab".repeat(32),
+            "effective_from_seq": 3,
+        }),
+        EventType::IntegrityCheck => json!({"outcome": "passed"}),
+        EventType::Access | EventType::Administration => {
+            json!({"actor": "admin@bank.example", "action": "sign_in"})
+        }
+        EventType::RollbackAcknowledged => json!({"operator": "ops", "reason": "restored"}),
+        other => panic!("{other} is not a service-only type"),
+    }
+}
+
+async fn no_service_only_event_type_can_be_appended_through_the_public_append_and_nothing_is_written(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    store
+        .append(&tenant, decisions(2))
+        .await
+        .expect("decisions append");
+    let service_only = [
+        EventType::KeyRotation,
+        EventType::IntegrityCheck,
+        EventType::Access,
+        EventType::Administration,
+        EventType::RollbackAcknowledged,
+    ];
+    for t in service_only {
+        let event_id = new_event_id();
+        let payload = service_payload(t);
+        let prepared = prepare_draft(
+            &event_id,
+            t.as_str(),
+            &payload,
+            &BTreeMap::new(),
+            rand::random,
+        )
+        .unwrap_or_else(|e| panic!("a well-formed {t} draft: {e:?}"));
+        // `Store::append` takes only client drafts, and a service-only type never becomes one.
+        assert_eq!(
+            ClientDraft::try_from(prepared).map(|_| ()),
+            Err(ServiceOnlyEventType(t))
+        );
+        let errors = prepare_client_draft(
+            &event_id,
+            t.as_str(),
+            &payload,
+            &BTreeMap::new(),
+            rand::random,
+        )
+        .expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "/event_type");
+        assert_eq!(
+            errors[0].problem,
+            format!("{t} events are written by the service itself and cannot be appended")
+        );
+        assert!(
+            store
+                .record_by_event_id(&tenant, EventId::parse(&event_id).expect("id"))
+                .await
+                .expect("read")
+                .is_none(),
+            "no {t} record exists"
+        );
+        assert!(
+            store
+                .records_of_type(&tenant, t, None, 10)
+                .await
+                .expect("read")
+                .is_empty(),
+            "no {t} record exists"
+        );
+    }
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(2),
+        "only the two decisions are in the chain"
+    );
+    let keys = store.key_history(&tenant).await.expect("key history");
+    assert_eq!(keys.intervals().len(), 1, "the key history is untouched");
+    assert_valid_chain(&read_chain(&store, &tenant).await, &tenant, &keys);
+    // The service's own key rotation still goes through its own door.
+    store
+        .rotate_key(&tenant)
+        .await
+        .expect("the service rotates the key");
+    assert_eq!(
+        store
+            .records_of_type(&tenant, EventType::KeyRotation, None, 10)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    store.shutdown().await;
 }
