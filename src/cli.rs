@@ -372,7 +372,7 @@ async fn user_command(store: &Store, command: UserCommand) -> CliResult {
                 std::io::stdin().read_line(&mut line)?;
                 (line.trim_end_matches(['\r', '\n']).to_owned(), false)
             } else {
-                // Four random words' worth of entropy (128 bits), typeable.
+                // 256 random bits in URL-safe base64: typeable, and never guessed.
                 (crate::portal::security::random_token(), true)
             };
             if let Some(problem) = crate::portal::security::password_problem(&password) {

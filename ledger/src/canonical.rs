@@ -4,7 +4,7 @@
 //! rounded by any JCS implementation, so the hash would commit to a different number than the one
 //! the client sent; we reject such input instead of signing something the client did not say.
 //! The canonical bytes are produced by a maintained library (`serde_json_canonicalizer`), which the
-//! RFC 8785 test vectors check in `tests/canonical.rs`.
+//! RFC 8785 test vectors check in `tests/record.rs`.
 
 use serde_json::Value;
 

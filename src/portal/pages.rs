@@ -130,7 +130,7 @@ pub fn error_page(title: &str, message: &str) -> Markup {
     )
 }
 
-/// Formats µs since the epoch as RFC 3339 (UTC).
+/// Formats µs since the epoch as `YYYY-MM-DD HH:MM:SS UTC`, for people to read.
 pub fn when(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
