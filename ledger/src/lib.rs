@@ -6,6 +6,8 @@
 //! verifier and (compiled to `wasm32-unknown-unknown`) in a browser. FORMAT.md at the repository
 //! root specifies every byte that this crate hashes or signs.
 
+#![forbid(unsafe_code)]
+
 pub mod bundle;
 pub mod canonical;
 pub mod checkpoint;

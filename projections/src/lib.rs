@@ -20,6 +20,8 @@
 //! - [`reference`]: a naive recomputation from the records, the oracle of the property tests;
 //! - [`runner`]: catch-up, live tailing, rebuilds and lag, over any [`runner::ViewStore`].
 
+#![forbid(unsafe_code)]
+
 pub mod reference;
 pub mod runner;
 pub mod views;
