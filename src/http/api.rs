@@ -433,7 +433,7 @@ pub async fn append_one(
         .ok_or_else(|| ApiError::Internal("no receipt".into()))?;
     state
         .metrics
-        .append_ok(usize::from(!receipt.duplicate), started.elapsed());
+        .append_ok(1, usize::from(!receipt.duplicate), started.elapsed());
     let status = if receipt.duplicate {
         StatusCode::OK
     } else {
@@ -493,7 +493,9 @@ pub async fn append_batch(
     match state.store.append(&principal.tenant, drafts).await {
         Ok(receipts) => {
             let new = receipts.iter().filter(|r| !r.duplicate).count();
-            state.metrics.append_ok(new, started.elapsed());
+            state
+                .metrics
+                .append_ok(receipts.len(), new, started.elapsed());
             Ok(Json(BatchReceipts {
                 receipts: receipts.into_iter().map(ReceiptBody::from).collect(),
             }))

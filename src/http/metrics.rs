@@ -66,11 +66,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Records one successful append request.
-    pub fn append_ok(&self, records: usize, took: Duration) {
+    /// Records one successful append request of `batch` records, `new` of them not appended
+    /// before (the rest were idempotent retries).
+    pub fn append_ok(&self, batch: usize, new: usize, took: Duration) {
         self.append_requests.fetch_add(1, Ordering::Relaxed);
         self.appended_records
-            .fetch_add(records as u64, Ordering::Relaxed);
+            .fetch_add(new as u64, Ordering::Relaxed);
         let secs = took.as_secs_f64();
         let i = LATENCY_BUCKETS_S
             .iter()
@@ -78,7 +79,9 @@ impl Metrics {
             .unwrap_or(LATENCY_BUCKETS_S.len());
         self.latency
             .observe(i, u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
-        let n = records as u64;
+        // The histogram describes requests (how large clients make their batches), so it counts
+        // every record of the batch, retried ones included.
+        let n = batch as u64;
         let j = BATCH_BUCKETS
             .iter()
             .position(|b| n <= *b)
@@ -206,5 +209,36 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batch_histogram_counts_whole_batches_and_the_total_counts_new_records() {
+        let metrics = Metrics::default();
+        metrics.append_ok(5, 2, Duration::from_millis(3));
+        metrics.append_ok(1, 0, Duration::from_millis(1));
+        let text = metrics.render(&[]);
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {text}"))
+                .to_owned()
+        };
+        assert_eq!(
+            line("auditex_append_batch_records_sum "),
+            "auditex_append_batch_records_sum 6"
+        );
+        assert_eq!(
+            line("auditex_append_batch_records_count "),
+            "auditex_append_batch_records_count 2"
+        );
+        assert_eq!(
+            line("auditex_appended_records_total "),
+            "auditex_appended_records_total 2"
+        );
     }
 }
