@@ -324,6 +324,10 @@ impl Failure {
                 ),
             K::MissingTrailer => Failure::new("missing_trailer", ""),
             K::AfterTrailer => Failure::new("after_trailer", ""),
+            K::ControlCharacter { .. } => {
+                Failure::new("control_character", "").at(seq_of_line, None)
+            }
+            K::MissingFinalNewline => Failure::new("missing_final_newline", ""),
         };
         f.line = Some(e.line);
         f.message = message;
@@ -1069,10 +1073,16 @@ fn checkpoint_note_of(path: &Path) -> Result<Result<String, Failure>, Unusable> 
                 .take(ledger::export::EXPORT_LINE_BYTES_MAX as u64 + 1)
                 .read_until(b'\n', &mut line)
                 .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
-            let line = line.strip_suffix(b"\n").unwrap_or(&line);
-            ledger::json::from_slice::<ledger::export::ExportHeader>(line)
-                .map(|header| header.checkpoint)
+            let Some(line) = line.strip_suffix(b"\n") else {
+                return Ok(Err(malformed("the export header has no newline".into())));
+            };
+            ledger::export::check_line_bytes(line)
                 .map_err(|e| malformed(format!("malformed export header: {e}")))
+                .and_then(|()| {
+                    ledger::json::from_slice::<ledger::export::ExportHeader>(line)
+                        .map(|header| header.checkpoint)
+                        .map_err(|e| malformed(format!("malformed export header: {e}")))
+                })
         }
         Some(Kind::Bundle) => {
             let bytes = read_all(input, ledger::bundle::BUNDLE_BYTES_MAX)?;

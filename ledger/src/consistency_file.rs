@@ -218,3 +218,103 @@ impl ConsistencyProofFile {
         Ok(&self.proof)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::{Checkpoint, sign_checkpoint};
+    use crate::merkle::{leaf_hash, node_hash};
+    use crate::note::NoteSigner;
+    use crate::types::TreeSize;
+
+    const ORIGIN: &str = "auditex.test/ledger/acme-bank";
+
+    fn key() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[5; 32])
+    }
+
+    fn note(size: u64, root: Hash) -> (String, Checkpoint) {
+        let c = Checkpoint::new(ORIGIN, TreeSize::new(size), root).expect("checkpoint");
+        let k = key();
+        let text = sign_checkpoint(&c, &[NoteSigner::new(ORIGIN, &k).expect("signer")])
+            .expect("sign");
+        (text, c)
+    }
+
+    /// A file from the tree of one leaf to the tree of two, and the two checkpoints.
+    fn sample() -> (String, Checkpoint, Checkpoint) {
+        let (l0, l1) = (leaf_hash(&[1; 32]), leaf_hash(&[2; 32]));
+        let (n1, c1) = note(1, l0);
+        let (n2, c2) = note(2, node_hash(l0, l1));
+        (
+            ConsistencyProofFile::new(1, 2, vec![l1], n1, n2).to_json(),
+            c1,
+            c2,
+        )
+    }
+
+    fn trusted() -> Vec<VerifierKey> {
+        vec![VerifierKey::new(ORIGIN, key().verifying_key()).expect("vkey")]
+    }
+
+    #[test]
+    fn a_written_file_parses_back_and_links_its_two_checkpoints() {
+        let (text, older, newer) = sample();
+        assert!(text.ends_with("}\n") && text.starts_with("{\"format\":\"auditex-consistency-proof/v1\""));
+        let file = ConsistencyProofFile::parse(text.as_bytes()).expect("parses");
+        let hashes = file.check_against(&older, &newer, &trusted()).expect("links");
+        assert_eq!(hashes.len(), 1);
+        crate::verify::verify_checkpoint_consistency(&older, &newer, hashes).expect("consistent");
+    }
+
+    #[test]
+    fn every_other_form_of_the_file_is_refused() {
+        let (text, _, _) = sample();
+        let first_hash = text
+            .split("\"proof\":[\"")
+            .nth(1)
+            .and_then(|rest| rest.get(..64))
+            .expect("a hash")
+            .to_owned();
+        let bad = [
+            ("upper-case hex", text.replacen(&first_hash, &first_hash.to_uppercase(), 1)),
+            ("unknown member", text.replacen('{', "{\"note\":1,", 1)),
+            ("duplicate member", text.replacen('{', "{\"from\":1,", 1)),
+            ("fractional size", text.replacen("\"from\":1", "\"from\":1.0", 1)),
+            ("missing member", text.replacen("\"to\":2,", "", 1)),
+            ("other format", text.replacen("proof/v1", "proof/v2", 1)),
+            ("hex lines", format!("{first_hash}\n")),
+        ];
+        for (what, text) in bad {
+            assert!(
+                ConsistencyProofFile::parse(text.as_bytes()).is_err(),
+                "{what} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_about_other_sizes_or_trees_does_not_link_the_checkpoints() {
+        let (text, older, newer) = sample();
+        let file = ConsistencyProofFile::parse(text.as_bytes()).expect("parses");
+        assert!(matches!(
+            file.check_against(&newer, &older, &trusted()),
+            Err(ConsistencyFileError::SizeMismatch { member: "from", .. })
+        ));
+        let (_, other) = note(1, leaf_hash(&[9; 32]));
+        assert!(matches!(
+            file.check_against(&other, &newer, &trusted()),
+            Err(ConsistencyFileError::CheckpointMismatch {
+                member: "from_checkpoint",
+                ..
+            })
+        ));
+        let stranger =
+            VerifierKey::new(ORIGIN, ed25519_dalek::SigningKey::from_bytes(&[6; 32]).verifying_key())
+                .expect("vkey");
+        assert!(matches!(
+            file.check_against(&older, &newer, &[stranger]),
+            Err(ConsistencyFileError::Checkpoint { .. })
+        ));
+    }
+}

@@ -47,6 +47,7 @@ TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 CONSISTENCY_PROOF_FORMAT = "auditex-consistency-proof/v1"
 NOTE_BYTES_MAX = 256 * 1024
 U64_MAX = 2**64 - 1
+CONTROL_BYTE = re.compile(rb"[\x00-\x1f]")
 RECORD_MEMBERS = {
     "v", "tenant", "seq", "prev", "captured_at_us", "event_id", "event_type",
     "payload", "erasable", "key_id", "hash", "sig",
@@ -963,10 +964,22 @@ def parse_key_history_document(doc) -> tuple[str, list[KeyInterval]]:
 
 
 def read_lines(path: str) -> Iterator[str]:
-    f = sys.stdin if path == "-" else open(path, encoding="utf-8", newline="")
+    """An export's lines without their newlines. FORMAT.md section 1: every line, the last one
+    too, ends with \\n alone, and none holds another control character (no \\r, no tab), which
+    JSON would otherwise read as white space."""
+    f = sys.stdin.buffer if path == "-" else open(path, "rb")
     with f:
-        for line in f:
-            yield line[:-1] if line.endswith("\n") else line
+        for n, raw in enumerate(f, start=1):
+            if not raw.endswith(b"\n"):
+                raise Failed(f"line {n}: the export does not end with a newline")
+            raw = raw[:-1]
+            bad = CONTROL_BYTE.search(raw)
+            if bad is not None:
+                raise Failed(f"line {n}: control character 0x{raw[bad.start()]:02x} at byte {bad.start()}; lines end with \\n alone")
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise Failed(f"line {n}: not UTF-8") from e
 
 
 def main(argv: Iterable[str] | None = None) -> int:

@@ -429,6 +429,19 @@ class Encodings(unittest.TestCase):
         with self.assertRaises(av.Failed):
             av.parse_key_history([entry])
 
+    def test_export_lines_end_with_a_newline_alone(self):
+        with tempfile.TemporaryDirectory() as d:
+            for what, data in {"CR LF": b'{"a":1}\r\n', "no final newline": b'{"a":1}\n{"b":2}',
+                               "a tab": b'{"a":\t1}\n', "not UTF-8": b'{"a":"\xff"}\n'}.items():
+                path = os.path.join(d, "e.jsonl")
+                with open(path, "wb") as f:
+                    f.write(data)
+                with self.subTest(what), self.assertRaises(av.Failed):
+                    list(av.read_lines(path))
+            with open(path, "wb") as f:
+                f.write(b'{"a":1}\n{"b": 2}\n')
+            self.assertEqual(list(av.read_lines(path)), ['{"a":1}', '{"b": 2}'])
+
     def test_a_verifier_key_whose_base64_holds_a_plus_splits_at_the_first_two_plus_signs(self):
         for seed in range(256):
             signer = Signer(seed=bytes([seed]) * 32)
