@@ -542,7 +542,9 @@ def check_rotation(rec, keys: list[KeyInterval]):
     new = next((k for k in keys if k.key_id == p.get("new_key_id")), None)
     old = next((k for k in keys if k.key_id == rec["key_id"]), None)
     ok = (
-        is_int(p.get("effective_from_seq"))
+        # A payload number is compared by value, as RFC 8785 hashes it (FORMAT.md section 1):
+        # 5.0 is 5 there, and a boolean is no number.
+        type(p.get("effective_from_seq")) in (int, float)
         and p.get("effective_from_seq") == seq + 1
         and new is not None
         and new.public_key.hex() == p.get("new_public_key")
@@ -922,7 +924,7 @@ def load_trust(args) -> Trust:
     """The keys trusted on the command line. These are not evidence: anything wrong with them
     makes the command unusable (exit 2)."""
     try:
-        keys = [VerifierKey.parse(k) for k in args.key]
+        keys = [VerifierKey.parse(k.strip()) for k in args.key]
         if args.keys:
             with open(args.keys, encoding="utf-8") as f:
                 for line in f:
