@@ -8,9 +8,12 @@
 //! history` prints (`--key-history FILE`); the keys listed inside the evidence are checked, never
 //! trusted.
 //!
-//! Exit codes (also in README.md): 0 everything verified; 1 verification failed (the evidence
-//! was changed, is incomplete, or is not signed by a trusted key); 2 the input could not be read
-//! or the request was unusable (missing file, not an Auditex file, no trusted key, bad flags).
+//! Exit codes (also in README.md and FORMAT.md, "Verdicts"): 0 everything verified; 1
+//! verification failed (the evidence was changed, is incomplete, is not signed by a trusted key,
+//! or was read but is not valid evidence of the kind asked for — a changed byte can make evidence
+//! into anything, so tampering is never reported as "unreadable"); 2 a file could not be opened
+//! or read, or the request was unusable (no trusted key, a malformed trusted key or key history,
+//! a grown tree without a consistency proof, bad flags).
 //! On failure the output names the first bad record — sequence number, event id, line — with what
 //! was expected and what was found.
 
@@ -160,9 +163,10 @@ pub enum VerifyTarget {
         /// The newer checkpoint, in the same forms.
         #[arg(long, value_name = "FILE")]
         new: PathBuf,
-        /// The consistency proof: hashes one per line (hex or base64, as `auditex proof
-        /// --old-size` prints), or an export from record 0 whose records recompute both trees.
-        /// Not needed when both checkpoints have the same size.
+        /// The consistency proof: the consistency-proof file (FORMAT.md) that `auditex proof
+        /// --old-size` writes and GET /v1/proofs/consistency serves, or an export from record 0
+        /// whose records recompute both trees. Not needed when both checkpoints have the same
+        /// size (checked when given).
         #[arg(long, value_name = "FILE")]
         proof: Option<PathBuf>,
         /// Trust and output options.
@@ -1076,13 +1080,12 @@ fn checkpoint_note_of(path: &Path) -> Result<Result<String, Failure>, Unusable> 
             let Some(line) = line.strip_suffix(b"\n") else {
                 return Ok(Err(malformed("the export header has no newline".into())));
             };
-            ledger::export::check_line_bytes(line)
+            if let Err(e) = ledger::export::check_line_bytes(line) {
+                return Ok(Err(malformed(format!("malformed export header: {e}"))));
+            }
+            ledger::json::from_slice::<ledger::export::ExportHeader>(line)
+                .map(|header| header.checkpoint)
                 .map_err(|e| malformed(format!("malformed export header: {e}")))
-                .and_then(|()| {
-                    ledger::json::from_slice::<ledger::export::ExportHeader>(line)
-                        .map(|header| header.checkpoint)
-                        .map_err(|e| malformed(format!("malformed export header: {e}")))
-                })
         }
         Some(Kind::Bundle) => {
             let bytes = read_all(input, ledger::bundle::BUNDLE_BYTES_MAX)?;
@@ -1119,7 +1122,9 @@ enum ConsistencyEvidence {
 
 /// Reads `--proof`: a consistency-proof file, or an export. A file that was read but is neither
 /// is a failure (exit 1), never "unreadable".
-fn read_consistency_evidence(path: &Path) -> Result<Result<ConsistencyEvidence, Failure>, Unusable> {
+fn read_consistency_evidence(
+    path: &Path,
+) -> Result<Result<ConsistencyEvidence, Failure>, Unusable> {
     let is_export = {
         let mut input = open_input(path)?;
         let start = input
@@ -1140,14 +1145,11 @@ fn read_consistency_evidence(path: &Path) -> Result<Result<ConsistencyEvidence, 
         .take(ledger::consistency_file::CONSISTENCY_PROOF_BYTES_MAX as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Unusable(format!("reading {}: {e}", path.display())))?;
-    Ok(ledger::consistency_file::ConsistencyProofFile::parse(&bytes)
-        .map(ConsistencyEvidence::File)
-        .map_err(|e| {
-            Failure::new(
-                "malformed_proof",
-                format!("{}: {e}", path.display()),
-            )
-        }))
+    Ok(
+        ledger::consistency_file::ConsistencyProofFile::parse(&bytes)
+            .map(ConsistencyEvidence::File)
+            .map_err(|e| Failure::new("malformed_proof", format!("{}: {e}", path.display()))),
+    )
 }
 
 /// FORMAT.md section 9: a checkpoint signed by a key outside its interval is rejected. With a
@@ -1200,7 +1202,10 @@ fn verify_consistency(
 ) -> Result<Outcome, Unusable> {
     let started = Instant::now();
     let trust = Trust::load(options)?;
-    let outcome = Outcome::new("consistency", format!("{} -> {}", old.display(), new.display()));
+    let outcome = Outcome::new(
+        "consistency",
+        format!("{} -> {}", old.display(), new.display()),
+    );
     let mut opened = Vec::new();
     for (label, path) in [("old", old), ("new", new)] {
         let note = match checkpoint_note_of(path)? {
@@ -1275,10 +1280,9 @@ fn verify_consistency(
                 match file.check_against(&older, &newer, &trust.vkeys) {
                     Ok(hashes) => hashes.to_vec(),
                     Err(e) => {
-                        return Ok(outcome.failed(
-                            Failure::new("proof_mismatch", e.to_string()),
-                            started,
-                        ));
+                        return Ok(
+                            outcome.failed(Failure::new("proof_mismatch", e.to_string()), started)
+                        );
                     }
                 }
             }

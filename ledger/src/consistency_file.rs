@@ -116,7 +116,9 @@ pub enum ConsistencyFileError {
         source: OpenCheckpointError,
     },
     /// An embedded checkpoint is another tree than the one it stands for.
-    #[error("the file's {member} is not the {which} checkpoint being compared (origin, size and root must be equal)")]
+    #[error(
+        "the file's {member} is not the {which} checkpoint being compared (origin, size and root must be equal)"
+    )]
     CheckpointMismatch {
         /// `from_checkpoint` or `to_checkpoint`.
         member: &'static str,
@@ -236,8 +238,8 @@ mod tests {
     fn note(size: u64, root: Hash) -> (String, Checkpoint) {
         let c = Checkpoint::new(ORIGIN, TreeSize::new(size), root).expect("checkpoint");
         let k = key();
-        let text = sign_checkpoint(&c, &[NoteSigner::new(ORIGIN, &k).expect("signer")])
-            .expect("sign");
+        let text =
+            sign_checkpoint(&c, &[NoteSigner::new(ORIGIN, &k).expect("signer")]).expect("sign");
         (text, c)
     }
 
@@ -260,9 +262,14 @@ mod tests {
     #[test]
     fn a_written_file_parses_back_and_links_its_two_checkpoints() {
         let (text, older, newer) = sample();
-        assert!(text.ends_with("}\n") && text.starts_with("{\"format\":\"auditex-consistency-proof/v1\""));
+        assert!(
+            text.ends_with("}\n")
+                && text.starts_with("{\"format\":\"auditex-consistency-proof/v1\"")
+        );
         let file = ConsistencyProofFile::parse(text.as_bytes()).expect("parses");
-        let hashes = file.check_against(&older, &newer, &trusted()).expect("links");
+        let hashes = file
+            .check_against(&older, &newer, &trusted())
+            .expect("links");
         assert_eq!(hashes.len(), 1);
         crate::verify::verify_checkpoint_consistency(&older, &newer, hashes).expect("consistent");
     }
@@ -277,10 +284,16 @@ mod tests {
             .expect("a hash")
             .to_owned();
         let bad = [
-            ("upper-case hex", text.replacen(&first_hash, &first_hash.to_uppercase(), 1)),
+            (
+                "upper-case hex",
+                text.replacen(&first_hash, &first_hash.to_uppercase(), 1),
+            ),
             ("unknown member", text.replacen('{', "{\"note\":1,", 1)),
             ("duplicate member", text.replacen('{', "{\"from\":1,", 1)),
-            ("fractional size", text.replacen("\"from\":1", "\"from\":1.0", 1)),
+            (
+                "fractional size",
+                text.replacen("\"from\":1", "\"from\":1.0", 1),
+            ),
             ("missing member", text.replacen("\"to\":2,", "", 1)),
             ("other format", text.replacen("proof/v1", "proof/v2", 1)),
             ("hex lines", format!("{first_hash}\n")),
@@ -309,9 +322,11 @@ mod tests {
                 ..
             })
         ));
-        let stranger =
-            VerifierKey::new(ORIGIN, ed25519_dalek::SigningKey::from_bytes(&[6; 32]).verifying_key())
-                .expect("vkey");
+        let stranger = VerifierKey::new(
+            ORIGIN,
+            ed25519_dalek::SigningKey::from_bytes(&[6; 32]).verifying_key(),
+        )
+        .expect("vkey");
         assert!(matches!(
             file.check_against(&older, &newer, &[stranger]),
             Err(ConsistencyFileError::Checkpoint { .. })

@@ -765,9 +765,7 @@ async fn checkpoint_for(
             .store
             .checkpoint_at(tenant, TreeSize::new(s))
             .await?
-            .ok_or_else(|| {
-                unpublished_size(parameter, s)
-            }),
+            .ok_or_else(|| unpublished_size(parameter, s)),
         None => {
             // While the tenant is held its stored latest checkpoint is older than one already
             // published: presenting it as current would show a rolled-back tree.

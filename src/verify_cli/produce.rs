@@ -228,16 +228,14 @@ async fn consistency_proof_text(
         .map_err(|e| e.to_string())?;
     let to_checkpoint = notes.pop().unwrap_or_default();
     let from_checkpoint = notes.pop().unwrap_or_default();
-    Ok(
-        ledger::consistency_file::ConsistencyProofFile::new(
-            old,
-            new,
-            proof,
-            from_checkpoint,
-            to_checkpoint,
-        )
-        .to_json(),
+    Ok(ledger::consistency_file::ConsistencyProofFile::new(
+        old,
+        new,
+        proof,
+        from_checkpoint,
+        to_checkpoint,
     )
+    .to_json())
 }
 
 async fn write_all(output: Option<&Path>, bytes: &[u8]) -> CliResult {

@@ -496,7 +496,8 @@ async fn consistency_accepts_growth_and_rejects_rollback_and_fork(backend: Backe
     assert_eq!(code, 1, "{out}");
     assert_eq!(out["failure"]["kind"], "rolled_back");
     // A wrong proof hash.
-    let mut doc: Value = serde_json::from_slice(&std::fs::read(&proof).expect("read")).expect("json");
+    let mut doc: Value =
+        serde_json::from_slice(&std::fs::read(&proof).expect("read")).expect("json");
     let last = doc["proof"]
         .as_array()
         .and_then(|a| a.last())
@@ -780,7 +781,10 @@ async fn every_tampered_input_exits_1_and_only_an_unreadable_file_exits_2(backen
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         std::fs::read(&path).expect("read")
     };
-    let bundle = produce(&["bundle", "--decision", &built.decisions[0]], "bundle.json");
+    let bundle = produce(
+        &["bundle", "--decision", &built.decisions[0]],
+        "bundle.json",
+    );
     let proof = produce(&["proof", "--seq", "3"], "proof.txt");
     let consistency = produce(
         &["proof", "--old-size", &old.size.to_string()],
@@ -792,9 +796,15 @@ async fn every_tampered_input_exits_1_and_only_an_unreadable_file_exits_2(backen
     // Damage that keeps the file readable. Each entry: what, the damaged bytes.
     let note_damage = |note: &str| -> Vec<(&'static str, Vec<u8>)> {
         vec![
-            ("no final newline", note.trim_end_matches('\n').as_bytes().to_vec()),
+            (
+                "no final newline",
+                note.trim_end_matches('\n').as_bytes().to_vec(),
+            ),
             ("one more final newline", format!("{note}\n").into_bytes()),
-            ("CR LF line endings", note.replace('\n', "\r\n").into_bytes()),
+            (
+                "CR LF line endings",
+                note.replace('\n', "\r\n").into_bytes(),
+            ),
             (
                 "an extension line",
                 note.replacen("\n\n", "\nextra\n\n", 1).into_bytes(),
@@ -874,7 +884,10 @@ async fn every_tampered_input_exits_1_and_only_an_unreadable_file_exits_2(backen
             let first = doc["proof"][0].as_str().expect("hex").to_owned();
             consistency_text.replacen(&first, &first.to_uppercase(), 1)
         }),
-        ("truncated", consistency_text[..consistency_text.len() / 2].to_owned()),
+        (
+            "truncated",
+            consistency_text[..consistency_text.len() / 2].to_owned(),
+        ),
         ("not a proof at all", "hello\n".into()),
     ];
     for (what, text) in proof_damage {
@@ -886,7 +899,10 @@ async fn every_tampered_input_exits_1_and_only_an_unreadable_file_exits_2(backen
     }
     let proof_text = String::from_utf8(proof.clone()).expect("utf-8");
     for (what, text) in [
-        ("header line changed", proof_text.replacen("tlog-proof@v1", "tlog-proof@v2", 1)),
+        (
+            "header line changed",
+            proof_text.replacen("tlog-proof@v1", "tlog-proof@v2", 1),
+        ),
         (
             "the checkpoint's final newline dropped",
             proof_text.trim_end_matches('\n').to_owned(),
@@ -897,7 +913,10 @@ async fn every_tampered_input_exits_1_and_only_an_unreadable_file_exits_2(backen
         ("empty", String::new()),
     ] {
         let damaged = write_file(&bin, "proof.txt", text.as_bytes());
-        cases.push((format!("proof: {what}"), vec!["proof".into(), arg(&damaged)]));
+        cases.push((
+            format!("proof: {what}"),
+            vec!["proof".into(), arg(&damaged)],
+        ));
         cases.push((format!("any kind, proof: {what}"), vec![arg(&damaged)]));
     }
     let bundle_text = String::from_utf8(bundle.clone()).expect("utf-8");
@@ -911,19 +930,37 @@ async fn every_tampered_input_exits_1_and_only_an_unreadable_file_exits_2(backen
         ("empty", String::new()),
     ] {
         let damaged = write_file(&bin, "bundle.json", text.as_bytes());
-        cases.push((format!("bundle: {what}"), vec!["bundle".into(), arg(&damaged)]));
+        cases.push((
+            format!("bundle: {what}"),
+            vec!["bundle".into(), arg(&damaged)],
+        ));
     }
     for (what, text) in [
-        ("format changed", export_text.replacen("export/v1", "export/v2", 1)),
+        (
+            "format changed",
+            export_text.replacen("export/v1", "export/v2", 1),
+        ),
         ("header not JSON", format!("x{export_text}")),
         ("CR LF line endings", export_text.replace('\n', "\r\n")),
-        ("a blank line after the header", export_text.replacen('\n', "\n\n", 1)),
-        ("no final newline", export_text.trim_end_matches('\n').to_owned()),
+        (
+            "a blank line after the header",
+            export_text.replacen('\n', "\n\n", 1),
+        ),
+        (
+            "no final newline",
+            export_text.trim_end_matches('\n').to_owned(),
+        ),
         ("empty", String::new()),
-        ("a key history", std::fs::read_to_string(&history).expect("read")),
+        (
+            "a key history",
+            std::fs::read_to_string(&history).expect("read"),
+        ),
     ] {
         let damaged = write_file(&bin, "export.jsonl", text.as_bytes());
-        cases.push((format!("export: {what}"), vec!["export".into(), arg(&damaged)]));
+        cases.push((
+            format!("export: {what}"),
+            vec!["export".into(), arg(&damaged)],
+        ));
     }
     let mut wrong = Vec::new();
     for (what, mut args) in cases {
@@ -962,7 +999,12 @@ async fn every_tampered_input_exits_1_and_only_an_unreadable_file_exits_2(backen
     // And the untampered evidence verifies, so the cases above failed for their damage.
     for args in [
         consistency_args(&old_file, &new_file, &proof_file),
-        vec!["export".into(), arg(&export), "--checkpoint".into(), arg(&old_file)],
+        vec![
+            "export".into(),
+            arg(&export),
+            "--checkpoint".into(),
+            arg(&old_file),
+        ],
     ] {
         let mut args = args;
         args.extend(["--key-history".to_owned(), h.to_owned()]);
@@ -993,8 +1035,11 @@ fn a_retired_key_cannot_vouch_for_a_later_tree_size_in_verify_consistency() {
         until_seq,
     };
     // The retired key signed record 0 and checkpoints of sizes 0 and 1; the current key from 1.
-    let ring = KeyRing::new(vec![interval(&retired, 0, Some(1)), interval(&current, 1, None)])
-        .expect("ring");
+    let ring = KeyRing::new(vec![
+        interval(&retired, 0, Some(1)),
+        interval(&current, 1, None),
+    ])
+    .expect("ring");
     let history = dir.path().join("history.json");
     std::fs::write(
         &history,
@@ -1019,12 +1064,16 @@ fn a_retired_key_cannot_vouch_for_a_later_tree_size_in_verify_consistency() {
             old_note.clone(),
             new_note.clone(),
         );
-        let paths = [("old", old_note), ("new", new_note), ("proof", proof.to_json())]
-            .map(|(name, text)| {
-                let p = dir.path().join(name);
-                std::fs::write(&p, text).expect("write");
-                p
-            });
+        let paths = [
+            ("old", old_note),
+            ("new", new_note),
+            ("proof", proof.to_json()),
+        ]
+        .map(|(name, text)| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).expect("write");
+            p
+        });
         let out = Command::new(env!("CARGO_BIN_EXE_auditex"))
             .args(["verify", "consistency", "--old"])
             .arg(&paths[0])

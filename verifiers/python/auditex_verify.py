@@ -175,6 +175,7 @@ def parse_key_history(entries) -> list[KeyInterval]:
         if not isinstance(e, dict) or set(e) != {"key_id", "public_key", "from_seq", "until_seq"}:
             raise Failed(f"key history entry {i} is not an object of exactly key_id, public_key, from_seq, until_seq")
         pk = unhex(e.get("public_key"), 32, f"key {i} public_key")
+        check_public_key(pk, f"key history entry {i}")
         if e.get("key_id") != key_id_of(pk):
             raise Failed(f"key history entry {i}: key_id does not match its public key")
         f, u = e.get("from_seq"), e.get("until_seq")

@@ -407,6 +407,9 @@ class Encodings(unittest.TestCase):
             self.assertFalse(av.ed25519_verify(identity, identity + bytes(32), message))
         with self.assertRaises(av.Failed):
             av.check_public_key(identity, "key")
+        entry = {"key_id": av.key_id_of(identity), "public_key": identity.hex(), "from_seq": 0, "until_seq": None}
+        with self.assertRaises(av.Failed):
+            av.parse_key_history([entry])
 
     def test_a_non_canonical_public_key_encoding_is_rejected(self):
         # y = p + 2 (the low 255 bits at or above p) is not the one encoding of any point.
