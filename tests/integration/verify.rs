@@ -790,6 +790,26 @@ async fn every_tampered_input_exits_1_and_only_an_unreadable_file_exits_2(backen
         &["proof", "--old-size", &old.size.to_string()],
         "consistency.json",
     );
+    // No consistency proof from a size at which no checkpoint was published: no one could
+    // verify it.
+    let unpublished = (1..old.size.get())
+        .find(|s| !built.checkpoints.contains(s))
+        .expect("a size without a checkpoint");
+    let out = bin.run(&[
+        "proof",
+        "--tenant",
+        t,
+        "--old-size",
+        &unpublished.to_string(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "--old-size: no checkpoint was published at tree size {unpublished}"
+        )),
+        "{}",
+        stderr(&out)
+    );
     let old_note = old.signed_note.clone();
     let new_note = new.signed_note.clone();
 
