@@ -1231,13 +1231,35 @@ mod tests {
         }
     }
 
+    /// FORMAT.md section 1: every line ends with `\n`, the last one too, and none holds a `\r`;
+    /// without the last newline, or with `\r\n` endings, an export has a second written form.
     #[test]
-    fn the_last_newline_is_optional() {
+    fn the_last_newline_is_required_and_a_carriage_return_is_refused() {
         let (lines, vkey) = export(300);
-        let mut text = join(&lines);
-        text.pop();
+        let text = join(&lines);
+        let mut cut = text.clone();
+        cut.pop();
+        let crlf: Vec<u8> = String::from_utf8(text.clone())
+            .expect("utf-8")
+            .replace('\n', "\r\n")
+            .into_bytes();
         for chunk in CHUNKS {
             assert_eq!(parallel(&text, &vkey, chunk), Ok(300), "chunk {chunk}");
+            let e = parallel(&cut, &vkey, chunk).expect_err("no final newline");
+            assert_eq!(
+                (e.line, e.kind),
+                (302, ExportErrorKind::MissingFinalNewline),
+                "chunk {chunk}"
+            );
+            let e = parallel(&crlf, &vkey, chunk).expect_err("CR LF");
+            assert_eq!(e.line, 1, "chunk {chunk}");
+            assert!(
+                matches!(
+                    e.kind,
+                    ExportErrorKind::ControlCharacter { byte: b'\r', .. }
+                ),
+                "chunk {chunk}: {e}"
+            );
         }
     }
 
