@@ -218,8 +218,8 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Write the C2SP tlog-proof file of one record (--seq), or the consistency proof from an
-    /// older tree size to a published checkpoint (--old-size).
+    /// Write the C2SP tlog-proof file of one record (--seq), or the consistency-proof file
+    /// between two published checkpoints (--old-size).
     Proof {
         /// The tenant.
         #[arg(long)]
@@ -231,7 +231,8 @@ pub enum Command {
             required_unless_present = "old_size"
         )]
         seq: Option<u64>,
-        /// The older tree size (a consistency proof, one hex hash per line).
+        /// The older tree size, which must have a published checkpoint (a consistency-proof
+        /// file, FORMAT.md; the document GET /v1/proofs/consistency serves).
         #[arg(long)]
         old_size: Option<u64>,
         /// The newer tree size, which must have a published checkpoint (default: the latest).

@@ -8,9 +8,12 @@
 //! history` prints (`--key-history FILE`); the keys listed inside the evidence are checked, never
 //! trusted.
 //!
-//! Exit codes (also in README.md): 0 everything verified; 1 verification failed (the evidence
-//! was changed, is incomplete, or is not signed by a trusted key); 2 the input could not be read
-//! or the request was unusable (missing file, not an Auditex file, no trusted key, bad flags).
+//! Exit codes (also in README.md and FORMAT.md, "Verdicts"): 0 everything verified; 1
+//! verification failed (the evidence was changed, is incomplete, is not signed by a trusted key,
+//! or was read but is not valid evidence of the kind asked for — a changed byte can make evidence
+//! into anything, so tampering is never reported as "unreadable"); 2 a file could not be opened
+//! or read, or the request was unusable (no trusted key, a malformed trusted key or key history,
+//! a grown tree without a consistency proof, bad flags).
 //! On failure the output names the first bad record — sequence number, event id, line — with what
 //! was expected and what was found.
 
@@ -160,9 +163,10 @@ pub enum VerifyTarget {
         /// The newer checkpoint, in the same forms.
         #[arg(long, value_name = "FILE")]
         new: PathBuf,
-        /// The consistency proof: hashes one per line (hex or base64, as `auditex proof
-        /// --old-size` prints), or an export from record 0 whose records recompute both trees.
-        /// Not needed when both checkpoints have the same size.
+        /// The consistency proof: the consistency-proof file (FORMAT.md) that `auditex proof
+        /// --old-size` writes and GET /v1/proofs/consistency serves, or an export from record 0
+        /// whose records recompute both trees. Not needed when both checkpoints have the same
+        /// size (checked when given).
         #[arg(long, value_name = "FILE")]
         proof: Option<PathBuf>,
         /// Trust and output options.
@@ -324,6 +328,10 @@ impl Failure {
                 ),
             K::MissingTrailer => Failure::new("missing_trailer", ""),
             K::AfterTrailer => Failure::new("after_trailer", ""),
+            K::ControlCharacter { .. } => {
+                Failure::new("control_character", "").at(seq_of_line, None)
+            }
+            K::MissingFinalNewline => Failure::new("missing_final_newline", ""),
         };
         f.line = Some(e.line);
         f.message = message;
@@ -457,6 +465,31 @@ struct Outcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     failure: Option<Failure>,
     elapsed_ms: u64,
+}
+
+impl Outcome {
+    /// An outcome not (yet) verified.
+    fn new(evidence: &'static str, file: String) -> Outcome {
+        Outcome {
+            verified: false,
+            evidence,
+            file,
+            tenant: None,
+            origin: None,
+            checkpoint: None,
+            proven: Vec::new(),
+            records: None,
+            failure: None,
+            elapsed_ms: 0,
+        }
+    }
+
+    /// This outcome failed with `failure`, after the time since `started`.
+    fn failed(mut self, failure: Failure, started: Instant) -> Outcome {
+        self.failure = Some(failure);
+        self.elapsed_ms = elapsed_ms(started);
+        self
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -665,10 +698,18 @@ fn verify_any(file: &Path, options: &VerifyOptions) -> Result<Outcome, Unusable>
         Some(Kind::Export) => verify_export_file(file, &[], options),
         Some(Kind::Bundle) => verify_bundle_file(file, options),
         Some(Kind::TlogProof) => verify_proof_file(file, options),
-        None => Err(Unusable(format!(
-            "{} is not an Auditex export, custody bundle or tlog-proof file (a checkpoint alone proves nothing: use `auditex verify consistency`)",
-            file.display()
-        ))),
+        // Read, but recognized as no kind of evidence: not verified (exit 1), as any damaged
+        // evidence would be — a changed byte can make a file unrecognizable.
+        None => Ok(Outcome::new("unknown", file.display().to_string()).failed(
+            Failure::new(
+                "not_evidence",
+                format!(
+                    "{} is not an Auditex export, custody bundle or tlog-proof file (a checkpoint alone proves nothing: use `auditex verify consistency`)",
+                    file.display()
+                ),
+            ),
+            Instant::now(),
+        )),
     }
 }
 
@@ -710,10 +751,16 @@ fn verify_export_file(
     checkpoint_files: &[PathBuf],
     options: &VerifyOptions,
 ) -> Result<Outcome, Unusable> {
-    let seen = checkpoint_files
-        .iter()
-        .map(|p| checkpoint_note_of(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let started = Instant::now();
+    let mut seen = Vec::with_capacity(checkpoint_files.len());
+    for path in checkpoint_files {
+        match checkpoint_note_of(path)? {
+            Ok(note) => seen.push(note),
+            Err(f) => {
+                return Ok(Outcome::new("export", file.display().to_string()).failed(f, started));
+            }
+        }
+    }
     verify_export_with(file, &seen, options)
 }
 
@@ -750,18 +797,7 @@ fn verify_export_with(
     if let Some(Some(b)) = bar.get() {
         b.finish_and_clear();
     }
-    let mut outcome = Outcome {
-        verified: false,
-        evidence: "export",
-        file: file.display().to_string(),
-        tenant: None,
-        origin: None,
-        checkpoint: None,
-        proven: Vec::new(),
-        records: None,
-        failure: None,
-        elapsed_ms: 0,
-    };
+    let mut outcome = Outcome::new("export", file.display().to_string());
     match result {
         Ok(verified) => {
             let r = &verified.report;
@@ -807,10 +843,11 @@ fn verify_export_with(
             return Err(Unusable(format!("reading {}: {e}", file.display())));
         }
         Err(ExportCheckError::NotAnExport(why)) => {
-            return Err(Unusable(format!(
-                "{}: not an Auditex export: {why}",
-                file.display()
-            )));
+            // Read, but not an export: judged like a damaged header (exit 1), since a changed
+            // byte of the header makes an export into "not an export".
+            let mut f = Failure::new("malformed_header", format!("not an Auditex export: {why}"));
+            f.line = Some(1);
+            outcome.failure = Some(f);
         }
         Err(ExportCheckError::Unanswerable(why)) => return Err(Unusable(why)),
         Err(ExportCheckError::Failed { error, from_seq }) => {
@@ -830,32 +867,38 @@ fn verify_bundle_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, U
         .take(ledger::bundle::BUNDLE_BYTES_MAX as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Unusable(format!("reading {}: {e}", file.display())))?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Unusable(format!("{}: not a JSON document: {e}", file.display())))?;
-    if value.get("format").and_then(serde_json::Value::as_str) != Some(BUNDLE_FORMAT) {
-        return Err(Unusable(format!(
-            "{}: not a custody bundle (no \"format\": \"{BUNDLE_FORMAT}\")",
-            file.display()
-        )));
-    }
-    let mut outcome = Outcome {
-        verified: false,
-        evidence: "bundle",
-        file: file.display().to_string(),
-        tenant: value
-            .get("tenant")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned),
-        origin: value
-            .get("origin")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned),
-        checkpoint: None,
-        proven: Vec::new(),
-        records: None,
-        failure: None,
-        elapsed_ms: 0,
+    let mut outcome = Outcome::new("bundle", file.display().to_string());
+    // Whatever the bytes are, they were read: a document that is not a bundle at all is judged
+    // like a damaged one (exit 1), since a changed byte can make a bundle into either.
+    let value = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(v) if v.get("format").and_then(serde_json::Value::as_str) == Some(BUNDLE_FORMAT) => v,
+        Ok(_) => {
+            return Ok(outcome.failed(
+                Failure::new(
+                    "malformed_bundle",
+                    format!("not a custody bundle: no \"format\": \"{BUNDLE_FORMAT}\""),
+                ),
+                started,
+            ));
+        }
+        Err(e) => {
+            return Ok(outcome.failed(
+                Failure::new(
+                    "malformed_bundle",
+                    format!("not a custody bundle: not a JSON document: {e}"),
+                ),
+                started,
+            ));
+        }
     };
+    outcome.tenant = value
+        .get("tenant")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    outcome.origin = value
+        .get("origin")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
     let checked = Bundle::from_json(&bytes).and_then(|bundle| {
         let report = verify_bundle(&bundle, &trust.vkeys)?;
         Ok((bundle, report))
@@ -914,24 +957,10 @@ fn verify_proof_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, Un
         .take(TLOG_PROOF_BYTES_MAX as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Unusable(format!("reading {}: {e}", file.display())))?;
-    if !bytes.starts_with(format!("{TLOG_PROOF_HEADER}\n").as_bytes()) {
-        return Err(Unusable(format!(
-            "{}: not a C2SP tlog-proof file (it must start with {TLOG_PROOF_HEADER})",
-            file.display()
-        )));
-    }
-    let mut outcome = Outcome {
-        verified: false,
-        evidence: "tlog-proof",
-        file: file.display().to_string(),
-        tenant: None,
-        origin: None,
-        checkpoint: None,
-        proven: Vec::new(),
-        records: Some(1),
-        failure: None,
-        elapsed_ms: 0,
-    };
+    // A file that does not start with the tlog-proof header line is judged like any other damage
+    // (exit 1): a changed byte of the header is tampering too.
+    let mut outcome = Outcome::new("tlog-proof", file.display().to_string());
+    outcome.records = Some(1);
     // The origin is read from the checkpoint inside the file; the checkpoint must then open
     // under a trusted key of that origin.
     let origin = TlogProof::parse(&bytes)
@@ -1018,96 +1047,151 @@ fn checkpoint_origin(note: &[u8]) -> Option<String> {
 }
 
 /// The signed checkpoint in a file: a bare note, or the one inside an export, bundle or proof.
-fn checkpoint_note_of(path: &Path) -> Result<String, Unusable> {
+/// The outer error is a file that could not be read (exit 2); the inner one a file that was read
+/// but holds no well-formed checkpoint (exit 1: damage, judged as a verification failure).
+fn checkpoint_note_of(path: &Path) -> Result<Result<String, Failure>, Unusable> {
     let mut input = open_input(path)?;
     let kind = sniff(
         input
             .fill_buf()
             .map_err(|e| Unusable(format!("{}: {e}", path.display())))?,
     );
-    match kind {
+    let malformed = |what: String| {
+        Failure::new(
+            "malformed_checkpoint",
+            format!("{}: {what}", path.display()),
+        )
+    };
+    let read_all = |input: Box<dyn BufRead + Send>, max: usize| {
+        let mut bytes = Vec::new();
+        input
+            .take(max as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map(|_| bytes)
+            .map_err(|e| Unusable(format!("{}: {e}", path.display())))
+    };
+    Ok(match kind {
         Some(Kind::Export) => {
             let mut line = Vec::new();
             input
                 .take(ledger::export::EXPORT_LINE_BYTES_MAX as u64 + 1)
                 .read_until(b'\n', &mut line)
                 .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
-            let header: ledger::export::ExportHeader =
-                serde_json::from_slice(&line).map_err(|e| {
-                    Unusable(format!("{}: malformed export header: {e}", path.display()))
-                })?;
-            Ok(header.checkpoint)
+            let Some(line) = line.strip_suffix(b"\n") else {
+                return Ok(Err(malformed("the export header has no newline".into())));
+            };
+            if let Err(e) = ledger::export::check_line_bytes(line) {
+                return Ok(Err(malformed(format!("malformed export header: {e}"))));
+            }
+            ledger::json::from_slice::<ledger::export::ExportHeader>(line)
+                .map(|header| header.checkpoint)
+                .map_err(|e| malformed(format!("malformed export header: {e}")))
         }
         Some(Kind::Bundle) => {
-            let mut bytes = Vec::new();
-            input
-                .take(ledger::bundle::BUNDLE_BYTES_MAX as u64 + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
-            let value: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|e| Unusable(format!("{}: malformed bundle: {e}", path.display())))?;
-            value
-                .get("checkpoint")
-                .and_then(|c| c.as_str())
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    Unusable(format!("{}: the bundle has no checkpoint", path.display()))
-                })
+            let bytes = read_all(input, ledger::bundle::BUNDLE_BYTES_MAX)?;
+            Bundle::from_json(&bytes)
+                .map(|bundle| bundle.checkpoint)
+                .map_err(|e| malformed(format!("malformed bundle: {e}")))
         }
         Some(Kind::TlogProof) => {
-            let mut bytes = Vec::new();
-            input
-                .take(TLOG_PROOF_BYTES_MAX as u64 + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
-            let proof = TlogProof::parse(&bytes)
-                .map_err(|e| Unusable(format!("{}: malformed proof file: {e}", path.display())))?;
-            Ok(proof.checkpoint().to_owned())
+            let bytes = read_all(input, TLOG_PROOF_BYTES_MAX)?;
+            TlogProof::parse(&bytes)
+                .map(|proof| proof.checkpoint().to_owned())
+                .map_err(|e| malformed(format!("malformed proof file: {e}")))
         }
         None => {
-            drop(input);
-            let text = read_small_text(path)?;
-            Note::parse(text.as_bytes()).map_err(|e| {
-                Unusable(format!(
-                    "{}: not a signed checkpoint, export, bundle or proof file: {e}",
-                    path.display()
-                ))
-            })?;
-            Ok(text)
+            let bytes = read_all(input, SMALL_FILE_BYTES_MAX as usize)?;
+            match Note::parse(&bytes) {
+                // Note::parse accepted the bytes, so they are UTF-8.
+                Ok(_) => String::from_utf8(bytes).map_err(|_| malformed("not UTF-8".into())),
+                Err(e) => Err(malformed(format!(
+                    "not a signed checkpoint, export, bundle or proof file: {e}"
+                ))),
+            }
         }
-    }
+    })
 }
 
-/// Reads a consistency proof file: one hash per line, hex or standard base64; blank lines and
-/// `#` comments ignored. A JSON array of hex strings is accepted too.
-fn read_proof_hashes(path: &Path) -> Result<Vec<Hash>, Unusable> {
-    let text = read_small_text(path)?;
-    if text.trim_start().starts_with('[') {
-        return serde_json::from_str::<Vec<Hash>>(&text)
-            .map_err(|e| Unusable(format!("{}: {e}", path.display())));
-    }
-    let mut hashes = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
+/// What `--proof` of `verify consistency` holds.
+enum ConsistencyEvidence {
+    /// A consistency-proof file (FORMAT.md), parsed.
+    File(ledger::consistency_file::ConsistencyProofFile),
+    /// An export from record 0, whose records recompute both trees.
+    Export(PathBuf),
+}
+
+/// Reads `--proof`: a consistency-proof file, or an export. A file that was read but is neither
+/// is a failure (exit 1), never "unreadable".
+fn read_consistency_evidence(
+    path: &Path,
+) -> Result<Result<ConsistencyEvidence, Failure>, Unusable> {
+    let is_export = {
+        let mut input = open_input(path)?;
+        let start = input
+            .fill_buf()
+            .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
+        sniff(start) == Some(Kind::Export)
+    };
+    if is_export {
+        if path.as_os_str() == "-" {
+            return Err(Unusable(
+                "an export given as --proof cannot be read from standard input".into(),
+            ));
         }
-        let hash = Hash::from_hex(line).ok().or_else(|| {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD
-                .decode(line)
-                .ok()
-                .and_then(|b| Hash::from_slice(&b).ok())
-        });
-        hashes.push(hash.ok_or_else(|| {
-            Unusable(format!(
-                "{} line {}: not a 32-byte hash in hex or base64",
-                path.display(),
-                i + 1
-            ))
-        })?);
+        return Ok(Ok(ConsistencyEvidence::Export(path.to_owned())));
     }
-    Ok(hashes)
+    let mut bytes = Vec::new();
+    open_input(path)?
+        .take(ledger::consistency_file::CONSISTENCY_PROOF_BYTES_MAX as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Unusable(format!("reading {}: {e}", path.display())))?;
+    Ok(
+        ledger::consistency_file::ConsistencyProofFile::parse(&bytes)
+            .map(ConsistencyEvidence::File)
+            .map_err(|e| Failure::new("malformed_proof", format!("{}: {e}", path.display()))),
+    )
+}
+
+/// FORMAT.md section 9: a checkpoint signed by a key outside its interval is rejected. With a
+/// trusted key history for the checkpoint's origin the intervals come from it; with a single
+/// trusted key of that origin and no history, that key is taken as valid for every size (as for
+/// a tlog-proof file); several keys without a history cannot be told apart in time (exit 2).
+fn check_checkpoint_interval(
+    verified: &ledger::checkpoint::VerifiedCheckpoint,
+    trust: &Trust,
+    label: &str,
+) -> Result<Result<(), Failure>, Unusable> {
+    let checkpoint = verified.checkpoint();
+    let origin = checkpoint.origin();
+    let ring = match trust.history_for(origin) {
+        Some(keys) => KeyRing::new(keys.to_vec())?,
+        None => {
+            let named = trust.vkeys.iter().filter(|k| k.name() == origin).count();
+            if named > 1 {
+                return Err(Unusable(format!(
+                    "several trusted keys are named {origin:?}: pass --key-history so that the validity interval of the key that signed each checkpoint can be checked"
+                )));
+            }
+            return Ok(Ok(()));
+        }
+    };
+    if ledger::verify::checkpoint_signing_key(verified, &ring, origin).is_some() {
+        return Ok(Ok(()));
+    }
+    Ok(Err(Failure::new(
+        "checkpoint_key_outside_interval",
+        format!(
+            "the {label} checkpoint (size {}) is not signed by a key whose validity interval allows a checkpoint of that size",
+            checkpoint.size()
+        ),
+    )
+    .expected_found(
+        format!(
+            "a signature by the key that the key history makes current at size {}",
+            checkpoint.size()
+        ),
+        "only signatures by keys retired before, or introduced after, that size".to_owned(),
+    )))
 }
 
 fn verify_consistency(
@@ -1118,53 +1202,68 @@ fn verify_consistency(
 ) -> Result<Outcome, Unusable> {
     let started = Instant::now();
     let trust = Trust::load(options)?;
-    let mut outcome = Outcome {
-        verified: false,
-        evidence: "consistency",
-        file: format!("{} -> {}", old.display(), new.display()),
-        tenant: None,
-        origin: None,
-        checkpoint: None,
-        proven: Vec::new(),
-        records: None,
-        failure: None,
-        elapsed_ms: 0,
-    };
+    let outcome = Outcome::new(
+        "consistency",
+        format!("{} -> {}", old.display(), new.display()),
+    );
     let mut opened = Vec::new();
     for (label, path) in [("old", old), ("new", new)] {
-        let note = checkpoint_note_of(path)?;
+        let note = match checkpoint_note_of(path)? {
+            Ok(note) => note,
+            Err(f) => return Ok(outcome.failed(f, started)),
+        };
         let origin = checkpoint_origin(note.as_bytes()).unwrap_or_default();
         match open_checkpoint(note.as_bytes(), &trust.vkeys, Some(&origin)) {
-            Ok(c) => opened.push((note, c.into_checkpoint())),
+            Ok(c) => {
+                if let Err(f) = check_checkpoint_interval(&c, &trust, label)? {
+                    return Ok(outcome.failed(f, started));
+                }
+                opened.push((note, c.into_checkpoint()));
+            }
             Err(e) => {
-                outcome.failure = Some(
+                return Ok(outcome.failed(
                     Failure::new(
                         "checkpoint_not_trusted",
                         format!("the {label} checkpoint ({}): {e}", path.display()),
                     )
                     .expected_found("a checkpoint signed by a trusted key", e.to_string()),
-                );
-                outcome.elapsed_ms = elapsed_ms(started);
-                return Ok(outcome);
+                    started,
+                ));
             }
         }
     }
-    let (new_note, newer) = opened.pop().expect("two checkpoints");
-    let (old_note, older) = opened.pop().expect("two checkpoints");
+    let mut outcome = outcome;
+    let (Some((new_note, newer)), Some((old_note, older))) = (opened.pop(), opened.pop()) else {
+        return Err(Unusable("two checkpoints are needed".into()));
+    };
     outcome.origin = Some(newer.origin().to_owned());
     outcome.checkpoint = Some(CheckpointInfo::of(&newer));
 
-    // Size and root alone settle rollbacks and forks; only growth needs a proof.
+    // Size and root alone settle rollbacks and forks; only growth needs a proof. A proof given
+    // anyway is checked all the same: nothing supplied goes unchecked.
     let needs_proof =
         older.origin() == newer.origin() && newer.size() > older.size() && older.size().get() > 0;
-    let proof_is_export = proof.is_some_and(|p| {
-        open_input(p)
-            .ok()
-            .and_then(|mut r| r.fill_buf().ok().map(|b| sniff(b) == Some(Kind::Export)))
-            .unwrap_or(false)
-    });
-    let result = if needs_proof && proof_is_export {
-        let path = proof.expect("checked above");
+    // A rollback, a fork or two logs is named as such, before any proof file is looked at.
+    if !needs_proof && let Err(e) = verify_checkpoint_consistency(&older, &newer, &[]) {
+        return Ok(outcome.failed(Failure::of_consistency(&e), started));
+    }
+    let evidence = match proof {
+        Some(p) => match read_consistency_evidence(p)? {
+            Ok(e) => Some(e),
+            Err(f) => return Ok(outcome.failed(f, started)),
+        },
+        None if needs_proof => {
+            return Err(Unusable(format!(
+                "a consistency proof is needed from size {} to {}: pass --proof FILE (from `auditex proof --tenant T --old-size {}` or GET /v1/proofs/consistency?from={}) or an export from record 0",
+                older.size(),
+                newer.size(),
+                older.size(),
+                older.size()
+            )));
+        }
+        None => None,
+    };
+    let result = if let Some(ConsistencyEvidence::Export(path)) = &evidence {
         let export_outcome = verify_export_with(path, &[old_note, new_note], options)?;
         match export_outcome.failure {
             Some(f) => Err(f),
@@ -1176,17 +1275,18 @@ fn verify_consistency(
             )),
         }
     } else {
-        let hashes = match (needs_proof, proof) {
-            (true, None) => {
-                return Err(Unusable(format!(
-                    "a consistency proof is needed from size {} to {}: pass --proof FILE (from `auditex proof --tenant T --old-size {}`) or an export from record 0",
-                    older.size(),
-                    newer.size(),
-                    older.size()
-                )));
+        let hashes = match &evidence {
+            Some(ConsistencyEvidence::File(file)) => {
+                match file.check_against(&older, &newer, &trust.vkeys) {
+                    Ok(hashes) => hashes.to_vec(),
+                    Err(e) => {
+                        return Ok(
+                            outcome.failed(Failure::new("proof_mismatch", e.to_string()), started)
+                        );
+                    }
+                }
             }
-            (true, Some(p)) => read_proof_hashes(p)?,
-            (false, _) => Vec::new(),
+            _ => Vec::new(),
         };
         verify_checkpoint_consistency(&older, &newer, &hashes)
             .map(|()| {

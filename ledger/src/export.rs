@@ -174,6 +174,20 @@ impl ExportError {
 /// What is wrong with an export.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExportErrorKind {
+    /// The line holds a control character: lines end with `\n` alone and hold no other
+    /// (no `\r`, no tab), so that an export has exactly one written form (FORMAT.md section 1).
+    #[error(
+        "the line holds the control character 0x{byte:02x} at byte {offset}; lines end with \\n alone and hold no other control character"
+    )]
+    ControlCharacter {
+        /// The byte.
+        byte: u8,
+        /// Its 0-based offset in the line.
+        offset: usize,
+    },
+    /// The last line does not end with `\n`.
+    #[error("the export does not end with a newline")]
+    MissingFinalNewline,
     /// The line is longer than [`EXPORT_LINE_BYTES_MAX`].
     #[error("line is {bytes} bytes, more than the maximum {max}")]
     LineTooLong {
@@ -369,6 +383,23 @@ impl std::fmt::Debug for ExportVerifier {
     }
 }
 
+/// Checks one export line (without its `\n`) for control characters: FORMAT.md section 1 gives
+/// line-based texts one written form, lines ending with `\n` alone. JSON would read a `\r` or a
+/// tab between tokens as white space, so without this check `\r\n` line endings and other
+/// unsigned variants would verify.
+///
+/// # Errors
+/// [`ExportErrorKind::ControlCharacter`] naming the first one.
+pub fn check_line_bytes(line: &[u8]) -> Result<(), ExportErrorKind> {
+    match line.iter().position(|&b| b < 0x20) {
+        Some(offset) => Err(ExportErrorKind::ControlCharacter {
+            byte: line[offset],
+            offset,
+        }),
+        None => Ok(()),
+    }
+}
+
 impl ExportVerifier {
     /// A verifier that accepts the export's checkpoint only under one of `trusted` (a key named
     /// like the export's origin).
@@ -385,7 +416,8 @@ impl ExportVerifier {
         self.lines
     }
 
-    /// Consumes the next line (without its newline; one trailing `\n` is tolerated).
+    /// Consumes the next line (without its newline; one trailing `\n` is tolerated). A line that
+    /// holds any other control character fails (see [`check_line_bytes`]).
     ///
     /// # Errors
     /// [`ExportError`] with the line number of the first failing line or record.
@@ -397,11 +429,15 @@ impl ExportVerifier {
         let n = self.lines;
         let line = line.strip_suffix('\n').unwrap_or(line);
         let state = std::mem::replace(&mut self.state, State::AwaitingHeader);
-        let result = if line.len() > EXPORT_LINE_BYTES_MAX {
-            let kind = ExportErrorKind::LineTooLong {
+        let bad = if line.len() > EXPORT_LINE_BYTES_MAX {
+            Some(ExportErrorKind::LineTooLong {
                 bytes: line.len(),
                 max: EXPORT_LINE_BYTES_MAX,
-            };
+            })
+        } else {
+            check_line_bytes(line.as_bytes()).err()
+        };
+        let result = if let Some(kind) = bad {
             match state {
                 State::Records(mut body) => Err(body.fail(n, kind)),
                 _ => Err(ExportError { line: n, kind }),
@@ -586,4 +622,37 @@ fn trailer(mut body: Box<Body>, n: u64, line: &str) -> Result<ExportReport, Expo
         checkpoint_key_id: body.checkpoint_key_id,
         root_recomputed: root.is_some(),
     })
+}
+
+#[cfg(test)]
+mod line_tests {
+    use super::*;
+
+    #[test]
+    fn a_line_with_a_carriage_return_or_tab_has_a_second_written_form_and_is_refused() {
+        assert_eq!(check_line_bytes(b"{\"a\": 1}"), Ok(()));
+        assert_eq!(
+            check_line_bytes(b"{\"a\":1}\r"),
+            Err(ExportErrorKind::ControlCharacter {
+                byte: b'\r',
+                offset: 7
+            })
+        );
+        assert_eq!(
+            check_line_bytes(b"{\"a\":\t1}"),
+            Err(ExportErrorKind::ControlCharacter {
+                byte: b'\t',
+                offset: 5
+            })
+        );
+        let mut v = ExportVerifier::new(&[]);
+        let e = v
+            .push_line("{\"format\":\"auditex-export/v1\"}\r\n")
+            .expect_err("refused");
+        assert_eq!(e.line, 1);
+        assert!(matches!(
+            e.kind,
+            ExportErrorKind::ControlCharacter { byte: b'\r', .. }
+        ));
+    }
 }

@@ -351,8 +351,40 @@ mod verifying_key_hex {
         let mut bytes = [0u8; 32];
         crate::types::decode_lower_hex(text.as_ref(), &mut bytes)
             .map_err(serde::de::Error::custom)?;
-        VerifyingKey::from_bytes(&bytes).map_err(serde::de::Error::custom)
+        super::strict_verifying_key(&bytes).map_err(serde::de::Error::custom)
     }
+}
+
+/// Why 32 bytes are not an acceptable Ed25519 public key (FORMAT.md section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PublicKeyError {
+    /// Not the encoding of a curve point.
+    #[error("not an Ed25519 public key")]
+    NotAPoint,
+    /// A point, but not in its one canonical encoding (y at or above 2^255 - 19).
+    #[error("the Ed25519 public key is not canonically encoded")]
+    NonCanonical,
+    /// A point of small order, which verifies signatures it never made.
+    #[error("the Ed25519 public key has small order")]
+    SmallOrder,
+}
+
+/// Reads an Ed25519 public key strictly: a canonical encoding of a point not of small order.
+/// `verify_strict` rejects small-order keys at each signature; refusing them (and non-canonical
+/// encodings, which ed25519-dalek would otherwise accept) where a key is read makes every key
+/// have exactly one written form.
+///
+/// # Errors
+/// [`PublicKeyError`] naming why the bytes are refused.
+pub fn strict_verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, PublicKeyError> {
+    let key = VerifyingKey::from_bytes(bytes).map_err(|_| PublicKeyError::NotAPoint)?;
+    if key.to_edwards().compress().to_bytes() != *bytes {
+        return Err(PublicKeyError::NonCanonical);
+    }
+    if key.is_weak() {
+        return Err(PublicKeyError::SmallOrder);
+    }
+    Ok(key)
 }
 
 /// Why a key ring could not be built or a key could not be used.
@@ -491,5 +523,81 @@ impl KeyRing {
     pub fn may_sign_checkpoint(&self, key_id: KeyId, size: u64) -> bool {
         self.get(key_id)
             .is_some_and(|k| k.from_seq <= size && k.until_seq.is_none_or(|u| size <= u))
+    }
+}
+
+#[cfg(test)]
+mod strictness_tests {
+    use super::*;
+
+    /// RFC 8032 section 7.1, TEST 1.
+    const PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    const SIGNATURE: &str = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+
+    fn bytes<const N: usize>(hex_text: &str) -> [u8; N] {
+        let mut out = [0u8; N];
+        hex::decode_to_slice(hex_text, &mut out).expect("hex");
+        out
+    }
+
+    #[test]
+    fn the_rfc_8032_key_is_accepted_and_its_signature_verifies_strictly() {
+        let key = strict_verifying_key(&bytes(PUBLIC)).expect("a good key");
+        let sig = ed25519_dalek::Signature::from_bytes(&bytes(SIGNATURE));
+        assert!(key.verify_strict(b"", &sig).is_ok());
+    }
+
+    #[test]
+    fn a_non_canonical_s_is_rejected() {
+        let key = strict_verifying_key(&bytes(PUBLIC)).expect("a good key");
+        let mut sig: [u8; 64] = bytes(SIGNATURE);
+        // S + L, little-endian: L = 2^252 + 27742317777372353535851937790883648493.
+        let l: [u8; 32] = bytes("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let sum = u16::from(sig[32 + i]) + u16::from(l[i]) + carry;
+            sig[32 + i] = (sum & 0xff) as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0, "S + L fits in 32 bytes");
+        let sig = ed25519_dalek::Signature::from_bytes(&sig);
+        assert!(key.verify_strict(b"", &sig).is_err());
+    }
+
+    #[test]
+    fn a_small_order_key_is_refused_even_where_the_equation_holds() {
+        let identity = {
+            let mut b = [0u8; 32];
+            b[0] = 1;
+            b
+        };
+        assert_eq!(
+            strict_verifying_key(&identity),
+            Err(PublicKeyError::SmallOrder)
+        );
+        // [S]B = R + [k]A holds for A = R = identity and S = 0, for every message.
+        let key = VerifyingKey::from_bytes(&identity).expect("a point");
+        let mut sig = [0u8; 64];
+        sig[0] = 1;
+        let sig = ed25519_dalek::Signature::from_bytes(&sig);
+        assert!(key.verify_strict(b"any message", &sig).is_err());
+    }
+
+    #[test]
+    fn a_non_canonical_encoding_of_a_point_is_refused() {
+        // y + p for small y: the same point as y if it exists, written a second way.
+        let mut tested = 0;
+        for y in 0u8..19 {
+            for sign in [0u8, 0x80] {
+                let mut e = [0xffu8; 32];
+                e[0] = 0xed + y; // p = 2^255 - 19 = ed ff … ff 7f (little-endian)
+                e[31] = 0x7f | sign;
+                if VerifyingKey::from_bytes(&e).is_ok() {
+                    tested += 1;
+                    assert!(strict_verifying_key(&e).is_err(), "y = p + {y}");
+                }
+            }
+        }
+        assert!(tested > 0, "some non-canonical encoding decodes to a point");
     }
 }

@@ -11,6 +11,7 @@
 pub mod bundle;
 pub mod canonical;
 pub mod checkpoint;
+pub mod consistency_file;
 pub mod draft;
 pub mod export;
 pub mod json;

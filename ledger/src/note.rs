@@ -239,8 +239,10 @@ impl VerifierKey {
         }
         let public_key = <[u8; ED25519_PUBLIC_KEY_BYTES]>::try_from(public_key)
             .map_err(|_| VerifierKeyError::PublicKeyLength(public_key.len()))?;
-        let key = VerifyingKey::from_bytes(&public_key)
-            .map_err(|_| VerifierKeyError::InvalidPublicKey)?;
+        let key = crate::keys::strict_verifying_key(&public_key).map_err(|e| match e {
+            crate::keys::PublicKeyError::SmallOrder => VerifierKeyError::WeakPublicKey,
+            _ => VerifierKeyError::InvalidPublicKey,
+        })?;
         let verifier = VerifierKey::new(name, key)?;
         if verifier.key_id != stated {
             return Err(VerifierKeyError::KeyIdMismatch {

@@ -235,25 +235,41 @@ pub struct InclusionProofBody {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyParams {
-    /// The older tree size (≥ 1).
+    /// The older tree size: that of a published checkpoint (≥ 1).
     pub from: u64,
-    /// The newer tree size (default: the latest checkpoint).
+    /// The newer tree size: that of a published checkpoint (default: the latest checkpoint).
     pub to: Option<u64>,
 }
 
-/// An RFC 9162 consistency proof.
+/// An RFC 9162 consistency proof between two published checkpoints: the consistency-proof file
+/// of FORMAT.md, which `auditex verify consistency --proof` reads as it is.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsistencyProofBody {
-    /// Older size.
+    /// Always `auditex-consistency-proof/v1`.
+    pub format: String,
+    /// Older size: that of a published checkpoint.
     pub from: u64,
-    /// Newer size.
+    /// Newer size: that of a published checkpoint.
     pub to: u64,
-    /// Proof hashes (hex).
+    /// Proof hashes (lower-case hex); empty when `from` equals `to`.
     pub proof: Vec<String>,
-    /// The signed checkpoint at `from`, when one was published at that size.
-    pub from_checkpoint: Option<String>,
-    /// The signed checkpoint at `to`.
-    pub to_checkpoint: Option<String>,
+    /// The signed checkpoint published at `from`.
+    pub from_checkpoint: String,
+    /// The signed checkpoint published at `to`.
+    pub to_checkpoint: String,
+}
+
+impl From<ledger::consistency_file::ConsistencyProofFile> for ConsistencyProofBody {
+    fn from(f: ledger::consistency_file::ConsistencyProofFile) -> Self {
+        ConsistencyProofBody {
+            format: ledger::consistency_file::CONSISTENCY_PROOF_FORMAT.to_owned(),
+            from: f.from,
+            to: f.to,
+            proof: f.proof.iter().map(|h| h.to_hex()).collect(),
+            from_checkpoint: f.from_checkpoint,
+            to_checkpoint: f.to_checkpoint,
+        }
+    }
 }
 
 /// Checkpoint-listing parameters.
@@ -729,15 +745,14 @@ async fn checkpoint_for(
     state: &AppState,
     tenant: &ledger::types::TenantId,
     size: Option<u64>,
+    parameter: &str,
 ) -> Result<crate::store::StoredCheckpoint, ApiError> {
     match size {
         Some(s) => state
             .store
             .checkpoint_at(tenant, TreeSize::new(s))
             .await?
-            .ok_or_else(|| {
-                ApiError::NotFound(format!("no checkpoint was published at tree size {s}"))
-            }),
+            .ok_or_else(|| unpublished_size(parameter, s)),
         None => {
             // While the tenant is held its stored latest checkpoint is older than one already
             // published: presenting it as current would show a rolled-back tree.
@@ -800,7 +815,7 @@ async fn prove(
         .record(tenant, parse_seq(seq)?)
         .await?
         .ok_or_else(not_found)?;
-    let checkpoint = checkpoint_for(state, tenant, tree_size).await?;
+    let checkpoint = checkpoint_for(state, tenant, tree_size, "tree_size").await?;
     if seq >= checkpoint.size.get() {
         return Err(ApiError::NotFound(format!(
             "record {seq} is not covered by the checkpoint of size {}; retry after the next checkpoint",
@@ -851,7 +866,7 @@ pub async fn tlog_proof(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No checkpoint was published at `from` or `to`: a proof about a tree size that no signed checkpoint vouches for cannot be verified, so none is served (`GET /v1/checkpoints` lists the published sizes)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn consistency_proof(
@@ -861,28 +876,41 @@ pub async fn consistency_proof(
 ) -> Result<Json<ConsistencyProofBody>, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
     let Query(params) = params?;
-    let to = checkpoint_for(&state, &p.tenant, params.to).await?;
+    let to = checkpoint_for(&state, &p.tenant, params.to, "to").await?;
     if params.from == 0 || params.from > to.size.get() {
         return Err(ApiError::BadParameter(format!(
             "from must be between 1 and the newer size {} (got {})",
             to.size, params.from
         )));
     }
-    let proof = state
-        .store
-        .consistency_proof(&p.tenant, TreeSize::new(params.from), to.size)
-        .await?;
-    let from_checkpoint = state
+    // Only between published checkpoints: a proof from a size no signed checkpoint vouches for
+    // links a root nobody can check to anything.
+    let from = state
         .store
         .checkpoint_at(&p.tenant, TreeSize::new(params.from))
+        .await?
+        .ok_or_else(|| unpublished_size("from", params.from))?;
+    let proof = state
+        .store
+        .consistency_proof(&p.tenant, from.size, to.size)
         .await?;
-    Ok(Json(ConsistencyProofBody {
-        from: params.from,
-        to: to.size.get(),
-        proof: proof.iter().map(|h| h.to_hex()).collect(),
-        from_checkpoint: from_checkpoint.map(|c| c.signed_note),
-        to_checkpoint: Some(to.signed_note),
-    }))
+    Ok(Json(
+        ledger::consistency_file::ConsistencyProofFile::new(
+            from.size.get(),
+            to.size.get(),
+            proof,
+            from.signed_note,
+            to.signed_note,
+        )
+        .into(),
+    ))
+}
+
+/// The 404 for a proof asked at a tree size at which no checkpoint was published.
+fn unpublished_size(parameter: &str, size: u64) -> ApiError {
+    ApiError::NotFound(format!(
+        "{parameter}: no checkpoint was published at tree size {size}, so no proof at that size can be verified; GET /v1/checkpoints lists the published sizes"
+    ))
 }
 
 /// The latest signed checkpoint (C2SP tlog-checkpoint text).
@@ -900,7 +928,7 @@ pub async fn latest_checkpoint(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "fetch checkpoints")?;
-    let c = checkpoint_for(&state, &p.tenant, None).await?;
+    let c = checkpoint_for(&state, &p.tenant, None, "").await?;
     Ok(typed(c.signed_note, "text/plain; charset=utf-8", None))
 }
 
@@ -1050,7 +1078,7 @@ pub async fn export(
     let from = params.from_seq.unwrap_or(0);
     // Answer what can be known before streaming with a proper status; once bytes flow, a failure
     // can only cut the stream short, which a verifier detects (no trailer line).
-    let checkpoint = checkpoint_for(&state, &p.tenant, None).await?;
+    let checkpoint = checkpoint_for(&state, &p.tenant, None, "").await?;
     if from > checkpoint.size.get() {
         return Err(ApiError::BadParameter(format!(
             "from_seq {from} is beyond the latest checkpoint's tree size {}",

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ledger::checkpoint::{Checkpoint, open_checkpoint};
 use ledger::export::{
     EXPORT_FORMAT, EXPORT_LINE_BYTES_MAX, ExportError, ExportErrorKind, ExportHeader, ExportReport,
-    ExportTrailer,
+    ExportTrailer, check_line_bytes,
 };
 use ledger::keys::{KeyInterval, KeyRing};
 use ledger::merkle::{leaf_hash, verify_inclusion};
@@ -115,6 +115,8 @@ impl From<std::io::Error> for ExportCheckError {
 enum RawLine {
     /// A line, from this index of the buffer to its end (without the newline).
     Line(usize),
+    /// The last line of the input, which ends without a newline, from this index of the buffer.
+    Unterminated(usize),
     /// A line longer than [`EXPORT_LINE_BYTES_MAX`], of this many bytes; nothing was kept.
     TooLong(usize),
 }
@@ -130,7 +132,9 @@ fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<O
     }
     if buf.last() == Some(&b'\n') {
         buf.pop();
-    } else if buf.len() - start > EXPORT_LINE_BYTES_MAX {
+    } else if buf.len() - start <= EXPORT_LINE_BYTES_MAX {
+        return Ok(Some(RawLine::Unterminated(start)));
+    } else {
         // Skip the rest of the line; nothing after a failing line matters.
         let mut bytes = buf.len() - start;
         buf.truncate(start);
@@ -255,6 +259,9 @@ enum Ending {
     Eof(u64),
     /// A line too long to be a record ended the reading; its chunk reports it.
     BadLine,
+    /// A line with a control character, or a last line without a newline, ended the reading
+    /// (FORMAT.md section 1: one written form); reported after every earlier line.
+    Malformed(u64, ExportErrorKind),
 }
 
 /// The reader's state between chunks.
@@ -317,8 +324,20 @@ impl<R: BufRead> Reader<R> {
                         self.ending = Some(Ending::BadLine);
                         break;
                     }
-                    Some(RawLine::Line(start)) => {
+                    Some(raw @ (RawLine::Line(start) | RawLine::Unterminated(start))) => {
                         let line = &lines.bytes[start..];
+                        let bad = match check_line_bytes(line) {
+                            Err(kind) => Some(kind),
+                            Ok(()) if matches!(raw, RawLine::Unterminated(_)) => {
+                                Some(ExportErrorKind::MissingFinalNewline)
+                            }
+                            Ok(()) => None,
+                        };
+                        if let Some(kind) = bad {
+                            self.ending = Some(Ending::Malformed(line_no, kind));
+                            lines.bytes.truncate(start);
+                            break;
+                        }
                         // The trailer is told from a record by its first bytes; one that is
                         // not UTF-8 is a bad record line, as for the sequential verifier.
                         if line.starts_with(TRAILER_PREFIX)
@@ -587,7 +606,14 @@ pub fn verify_export<R: BufRead + Send>(
         || ExportCheckError::NotAnExport("the first line is not a JSON export header".into());
     let header_text = match read_line(&mut input, &mut buf)? {
         None => return Err(fail(1, ExportErrorKind::MissingHeader)),
-        Some(RawLine::Line(_)) => String::from_utf8(buf).map_err(|_| not_an_export())?,
+        Some(RawLine::Line(_)) => {
+            check_line_bytes(&buf).map_err(|kind| fail(1, kind))?;
+            String::from_utf8(buf).map_err(|_| not_an_export())?
+        }
+        Some(RawLine::Unterminated(_)) => {
+            check_line_bytes(&buf).map_err(|kind| fail(1, kind))?;
+            return Err(fail(1, ExportErrorKind::MissingFinalNewline));
+        }
         Some(RawLine::TooLong(_)) => return Err(not_an_export()),
     };
     let header = parse_header(&header_text)?;
@@ -731,6 +757,7 @@ pub fn verify_export<R: BufRead + Send>(
         Some(Ending::Eof(lines)) => {
             return Err(fail(lines + 1, ExportErrorKind::MissingTrailer));
         }
+        Some(Ending::Malformed(line, kind)) => return Err(fail(line, kind)),
         // A line too long to keep fails its chunk, and reading stops otherwise only after a
         // failure or a read error, all reported above. Should that ever not hold, the export
         // is still not reported as verified.
@@ -1204,13 +1231,35 @@ mod tests {
         }
     }
 
+    /// FORMAT.md section 1: every line ends with `\n`, the last one too, and none holds a `\r`;
+    /// without the last newline, or with `\r\n` endings, an export has a second written form.
     #[test]
-    fn the_last_newline_is_optional() {
+    fn the_last_newline_is_required_and_a_carriage_return_is_refused() {
         let (lines, vkey) = export(300);
-        let mut text = join(&lines);
-        text.pop();
+        let text = join(&lines);
+        let mut cut = text.clone();
+        cut.pop();
+        let crlf: Vec<u8> = String::from_utf8(text.clone())
+            .expect("utf-8")
+            .replace('\n', "\r\n")
+            .into_bytes();
         for chunk in CHUNKS {
             assert_eq!(parallel(&text, &vkey, chunk), Ok(300), "chunk {chunk}");
+            let e = parallel(&cut, &vkey, chunk).expect_err("no final newline");
+            assert_eq!(
+                (e.line, e.kind),
+                (302, ExportErrorKind::MissingFinalNewline),
+                "chunk {chunk}"
+            );
+            let e = parallel(&crlf, &vkey, chunk).expect_err("CR LF");
+            assert_eq!(e.line, 1, "chunk {chunk}");
+            assert!(
+                matches!(
+                    e.kind,
+                    ExportErrorKind::ControlCharacter { byte: b'\r', .. }
+                ),
+                "chunk {chunk}: {e}"
+            );
         }
     }
 

@@ -153,7 +153,8 @@ pub async fn bundle_command(
 }
 
 /// `auditex proof`: the tlog-proof file of record `seq`, or the consistency proof from the tree
-/// of `old_size` to the checkpoint of `new_size` (default: the latest), one hex hash per line.
+/// of `old_size` to the checkpoint of `new_size` (default: the latest) as a consistency-proof file
+/// (FORMAT.md), the same document `GET /v1/proofs/consistency` serves.
 ///
 /// # Errors
 /// When the record or sizes are out of range, or the store fails.
@@ -201,26 +202,40 @@ async fn consistency_proof_text(
             .size
             .get(),
     };
-    let published = s
-        .checkpoint_at(tenant, TreeSize::new(new))
-        .await
-        .map_err(|e| e.to_string())?;
-    if published.is_none() {
-        return Err(format!("no checkpoint of size {new} was published"));
+    if old > new {
+        return Err(format!(
+            "--old-size {old} is larger than the newer size {new}"
+        ));
+    }
+    // Only between published checkpoints, as the API serves it: a proof from a size that no
+    // signed checkpoint vouches for cannot be verified by anyone.
+    let mut notes = Vec::with_capacity(2);
+    for (flag, size) in [("--old-size", old), ("--new-size", new)] {
+        let published = s
+            .checkpoint_at(tenant, TreeSize::new(size))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "{flag}: no checkpoint was published at tree size {size}, so no proof at that size can be verified (GET /v1/checkpoints lists the published sizes)"
+                )
+            })?;
+        notes.push(published.signed_note);
     }
     let proof = s
         .consistency_proof(tenant, TreeSize::new(old), TreeSize::new(new))
         .await
         .map_err(|e| e.to_string())?;
-    let origin = s.origin(tenant).await.map_err(|e| e.to_string())?;
-    let mut text = format!(
-        "# RFC 9162 consistency proof of {origin} from tree size {old} to tree size {new}\n"
-    );
-    for hash in proof {
-        text.push_str(&hash.to_hex());
-        text.push('\n');
-    }
-    Ok(text)
+    let to_checkpoint = notes.pop().unwrap_or_default();
+    let from_checkpoint = notes.pop().unwrap_or_default();
+    Ok(ledger::consistency_file::ConsistencyProofFile::new(
+        old,
+        new,
+        proof,
+        from_checkpoint,
+        to_checkpoint,
+    )
+    .to_json())
 }
 
 async fn write_all(output: Option<&Path>, bytes: &[u8]) -> CliResult {

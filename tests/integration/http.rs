@@ -440,6 +440,35 @@ async fn proofs_fetched_over_https_verify_against_signed_checkpoints(backend: Ba
         .collect();
     ledger::verify::verify_checkpoint_consistency(older.checkpoint(), newer.checkpoint(), &hashes)
         .expect("consistent");
+    // The answer is the consistency-proof file that `auditex verify consistency --proof` reads.
+    let file = ledger::consistency_file::ConsistencyProofFile::parse(
+        serde_json::to_string(&c).expect("json").as_bytes(),
+    )
+    .expect("the API answers with the consistency-proof file");
+    assert_eq!(
+        file.check_against(
+            older.checkpoint(),
+            newer.checkpoint(),
+            std::slice::from_ref(&vkey)
+        )
+        .expect("it links exactly the two checkpoints"),
+        hashes.as_slice()
+    );
+    // No proof from or to a size at which no checkpoint was published: no one could verify it.
+    for query in ["from=36", "from=37&to=56"] {
+        let body = problem(
+            s.get(&s.verify, &format!("/v1/proofs/consistency?{query}"))
+                .await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+        let detail = body["detail"].as_str().expect("detail");
+        assert!(
+            detail.contains("no checkpoint was published at tree size")
+                && detail.contains("GET /v1/checkpoints"),
+            "{detail}"
+        );
+    }
     let list: Value = s
         .get(&s.verify, "/v1/checkpoints")
         .await
@@ -1333,6 +1362,49 @@ async fn evidence_downloaded_over_https_verifies_offline_with_auditex_verify(bac
             );
         }
     }
+    // The consistency proof the API serves is the file `auditex verify consistency --proof`
+    // reads, between the checkpoint saved earlier and a newer one.
+    let early = s
+        .store
+        .latest_checkpoint(&s.tenant)
+        .await
+        .expect("latest")
+        .expect("a checkpoint");
+    let more: Vec<Value> = (0..9).map(|_| decision(&event_id())).collect();
+    s.post(&s.ingest, "/v1/records/batch", &json!({"records": more}))
+        .await;
+    s.store.publish_checkpoints().await.expect("checkpoint");
+    let old = dir.path().join("early.checkpoint");
+    std::fs::write(&old, &early.signed_note).expect("write");
+    let new = dir.path().join("latest.checkpoint");
+    let latest = s.get(&s.verify, "/v1/checkpoints/latest").await;
+    std::fs::write(&new, latest.bytes().await.expect("body")).expect("write");
+    let proof = dir.path().join("consistency.json");
+    let resp = s
+        .get(
+            &s.verify,
+            &format!("/v1/proofs/consistency?from={}", early.size),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    std::fs::write(&proof, resp.bytes().await.expect("body")).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auditex"))
+        .args(["verify", "consistency", "--old"])
+        .arg(&old)
+        .arg("--new")
+        .arg(&new)
+        .arg("--proof")
+        .arg(&proof)
+        .args(["--key", &vkey, "--json"])
+        .output()
+        .expect("run auditex verify");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the API's consistency proof did not verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The export endpoint refuses what it cannot serve before streaming.
     problem(
         s.get(&s.verify, "/v1/export?from_seq=999").await,

@@ -379,16 +379,20 @@ async fn exit_codes_tell_tampered_from_unreadable(backend: Backend) {
     let (code, out) = bin.verify(&["export", path_str(&export), "--key-history", h]);
     assert_eq!((code, &out["verified"]), (0, &json!(true)));
 
-    // Could not read: a missing file, a file of another kind, no trusted key.
+    // Could not read: a missing file, no trusted key.
     let (code, out) = bin.verify(&["export", "/nonexistent/export.jsonl", "--key-history", h]);
     assert_eq!(code, 2, "{out}");
     assert_eq!(out["error"], "could not read input");
-    let (code, _) = bin.verify(&["export", h, "--key-history", h]);
-    assert_eq!(code, 2);
     let (code, out) = bin.verify(&["export", path_str(&export)]);
     assert_eq!(code, 2, "{out}");
-    let (code, _) = bin.verify(&[h, "--key-history", h]);
-    assert_eq!(code, 2, "a key history is not evidence");
+    // Read, but not evidence of the kind asked for: not verified (a changed byte can make an
+    // export into "another kind" of file).
+    let (code, out) = bin.verify(&["export", h, "--key-history", h]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["failure"]["kind"], "malformed_header");
+    let (code, out) = bin.verify(&[h, "--key-history", h]);
+    assert_eq!(code, 1, "a key history is not evidence: {out}");
+    assert_eq!(out["failure"]["kind"], "not_evidence");
 
     // Verification failed: a key of another log is not trusted.
     let stranger = VerifierKey::new(
@@ -492,15 +496,23 @@ async fn consistency_accepts_growth_and_rejects_rollback_and_fork(backend: Backe
     assert_eq!(code, 1, "{out}");
     assert_eq!(out["failure"]["kind"], "rolled_back");
     // A wrong proof hash.
-    let text = std::fs::read_to_string(&proof).expect("read");
-    let bad = bin.path("bad-consistency.txt");
-    let last = text.lines().last().expect("a hash").to_owned();
+    let mut doc: Value =
+        serde_json::from_slice(&std::fs::read(&proof).expect("read")).expect("json");
+    let last = doc["proof"]
+        .as_array()
+        .and_then(|a| a.last())
+        .and_then(Value::as_str)
+        .expect("a hash")
+        .to_owned();
     let flipped = format!(
         "{}{}",
         if last.starts_with('0') { "1" } else { "0" },
         &last[1..]
     );
-    std::fs::write(&bad, text.replace(&last, &flipped)).expect("write");
+    let n = doc["proof"].as_array().map_or(0, Vec::len);
+    doc["proof"][n - 1] = Value::String(flipped);
+    let bad = bin.path("bad-consistency.json");
+    std::fs::write(&bad, doc.to_string()).expect("write");
     let (code, out) = run(args(&old_path, &new_path, &bad));
     assert_eq!(code, 1, "{out}");
     assert_eq!(out["failure"]["kind"], "inconsistent");
@@ -728,7 +740,390 @@ async fn the_parallel_verifier_agrees_with_the_sequential_one(backend: Backend) 
     );
 }
 
+/// Writes `bytes` to a fresh file of the test folder.
+fn write_file(bin: &Bin, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = bin.path(&format!("{}-{name}", rand::random::<u32>()));
+    std::fs::write(&path, bytes).expect("write");
+    path
+}
+
+/// Every tampered input of every `verify` subcommand exits 1 ("verification failed"); only a file
+/// that cannot be opened, or an unusable command line, exits 2.
+async fn every_tampered_input_exits_1_and_only_an_unreadable_file_exits_2(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let bin = Bin::new(&db);
+    let store = bin.open(&db).await;
+    let tenant = tenant_id("acme-bank");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let built = build_random(&store, &tenant, 40, false).await;
+    let old = store
+        .latest_checkpoint(&tenant)
+        .await
+        .expect("cp")
+        .expect("cp");
+    build_random(&store, &tenant, 20, false).await;
+    let new = store
+        .latest_checkpoint(&tenant)
+        .await
+        .expect("cp")
+        .expect("cp");
+    store.shutdown().await;
+    let history = bin.key_history(&tenant);
+    let h = path_str(&history);
+    let (export, _) = bin.export(&tenant, 0);
+    let export_text = std::fs::read_to_string(&export).expect("read");
+    let t = tenant.as_str();
+    let produce = |args: &[&str], name: &str| {
+        let path = bin.path(name);
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--tenant", t, "--output", path_str(&path)]);
+        let out = bin.run(&all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        std::fs::read(&path).expect("read")
+    };
+    let bundle = produce(
+        &["bundle", "--decision", &built.decisions[0]],
+        "bundle.json",
+    );
+    let proof = produce(&["proof", "--seq", "3"], "proof.txt");
+    let consistency = produce(
+        &["proof", "--old-size", &old.size.to_string()],
+        "consistency.json",
+    );
+    // No consistency proof from a size at which no checkpoint was published: no one could
+    // verify it.
+    let unpublished = (1..old.size.get())
+        .find(|s| !built.checkpoints.contains(s))
+        .expect("a size without a checkpoint");
+    let out = bin.run(&[
+        "proof",
+        "--tenant",
+        t,
+        "--old-size",
+        &unpublished.to_string(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "--old-size: no checkpoint was published at tree size {unpublished}"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let old_note = old.signed_note.clone();
+    let new_note = new.signed_note.clone();
+
+    // Damage that keeps the file readable. Each entry: what, the damaged bytes.
+    let note_damage = |note: &str| -> Vec<(&'static str, Vec<u8>)> {
+        vec![
+            (
+                "no final newline",
+                note.trim_end_matches('\n').as_bytes().to_vec(),
+            ),
+            ("one more final newline", format!("{note}\n").into_bytes()),
+            (
+                "CR LF line endings",
+                note.replace('\n', "\r\n").into_bytes(),
+            ),
+            (
+                "an extension line",
+                note.replacen("\n\n", "\nextra\n\n", 1).into_bytes(),
+            ),
+            ("a leading blank line", format!("\n{note}").into_bytes()),
+            ("not UTF-8", {
+                let mut b = note.as_bytes().to_vec();
+                b[0] = 0xff;
+                b
+            }),
+            ("empty", Vec::new()),
+        ]
+    };
+    let mut cases: Vec<(String, Vec<String>)> = Vec::new();
+    let arg = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    let (old_file, new_file, proof_file) = (
+        write_file(&bin, "old.cp", old_note.as_bytes()),
+        write_file(&bin, "new.cp", new_note.as_bytes()),
+        write_file(&bin, "c.json", &consistency),
+    );
+    let consistency_args = |o: &Path, n: &Path, p: &Path| {
+        vec![
+            "consistency".to_owned(),
+            "--old".into(),
+            arg(o),
+            "--new".into(),
+            arg(n),
+            "--proof".into(),
+            arg(p),
+        ]
+    };
+    for (what, bytes) in note_damage(&new_note) {
+        let damaged = write_file(&bin, "new.cp", &bytes);
+        cases.push((
+            format!("consistency, newer checkpoint: {what}"),
+            consistency_args(&old_file, &damaged, &proof_file),
+        ));
+        cases.push((
+            format!("export --checkpoint: {what}"),
+            vec![
+                "export".into(),
+                arg(&export),
+                "--checkpoint".into(),
+                arg(&damaged),
+            ],
+        ));
+    }
+    let consistency_text = String::from_utf8(consistency.clone()).expect("utf-8");
+    let proof_damage: Vec<(&str, String)> = vec![
+        (
+            "the old one-hash-per-line form",
+            serde_json::from_str::<Value>(&consistency_text).expect("json")["proof"]
+                .as_array()
+                .expect("proof")
+                .iter()
+                .map(|h| format!("{}\n", h.as_str().expect("hex")))
+                .collect(),
+        ),
+        (
+            "an unknown member",
+            consistency_text.replacen('{', "{\"note\":1,", 1),
+        ),
+        (
+            "a duplicate member",
+            consistency_text.replacen('{', &format!("{{\"from\":{},", old.size), 1),
+        ),
+        (
+            "a fractional size",
+            consistency_text.replacen(
+                &format!("\"from\":{}", old.size),
+                &format!("\"from\":{}.0", old.size),
+                1,
+            ),
+        ),
+        ("upper-case hex", {
+            let doc: Value = serde_json::from_str(&consistency_text).expect("json");
+            let first = doc["proof"][0].as_str().expect("hex").to_owned();
+            consistency_text.replacen(&first, &first.to_uppercase(), 1)
+        }),
+        (
+            "truncated",
+            consistency_text[..consistency_text.len() / 2].to_owned(),
+        ),
+        ("not a proof at all", "hello\n".into()),
+    ];
+    for (what, text) in proof_damage {
+        let damaged = write_file(&bin, "c.json", text.as_bytes());
+        cases.push((
+            format!("consistency proof: {what}"),
+            consistency_args(&old_file, &new_file, &damaged),
+        ));
+    }
+    let proof_text = String::from_utf8(proof.clone()).expect("utf-8");
+    for (what, text) in [
+        (
+            "header line changed",
+            proof_text.replacen("tlog-proof@v1", "tlog-proof@v2", 1),
+        ),
+        (
+            "the checkpoint's final newline dropped",
+            proof_text.trim_end_matches('\n').to_owned(),
+        ),
+        ("CR LF line endings", proof_text.replace('\n', "\r\n")),
+        ("a blank line first", format!("\n{proof_text}")),
+        ("a checkpoint alone", new_note.clone()),
+        ("empty", String::new()),
+    ] {
+        let damaged = write_file(&bin, "proof.txt", text.as_bytes());
+        cases.push((
+            format!("proof: {what}"),
+            vec!["proof".into(), arg(&damaged)],
+        ));
+        cases.push((format!("any kind, proof: {what}"), vec![arg(&damaged)]));
+    }
+    let bundle_text = String::from_utf8(bundle.clone()).expect("utf-8");
+    for (what, text) in [
+        (
+            "format changed",
+            bundle_text.replacen("custody-bundle/v1", "custody-bundle/v2", 1),
+        ),
+        ("truncated", bundle_text[..bundle_text.len() / 2].to_owned()),
+        ("not JSON", format!("x{bundle_text}")),
+        ("empty", String::new()),
+    ] {
+        let damaged = write_file(&bin, "bundle.json", text.as_bytes());
+        cases.push((
+            format!("bundle: {what}"),
+            vec!["bundle".into(), arg(&damaged)],
+        ));
+    }
+    for (what, text) in [
+        (
+            "format changed",
+            export_text.replacen("export/v1", "export/v2", 1),
+        ),
+        ("header not JSON", format!("x{export_text}")),
+        ("CR LF line endings", export_text.replace('\n', "\r\n")),
+        (
+            "a blank line after the header",
+            export_text.replacen('\n', "\n\n", 1),
+        ),
+        (
+            "no final newline",
+            export_text.trim_end_matches('\n').to_owned(),
+        ),
+        ("empty", String::new()),
+        (
+            "a key history",
+            std::fs::read_to_string(&history).expect("read"),
+        ),
+    ] {
+        let damaged = write_file(&bin, "export.jsonl", text.as_bytes());
+        cases.push((
+            format!("export: {what}"),
+            vec!["export".into(), arg(&damaged)],
+        ));
+    }
+    let mut wrong = Vec::new();
+    for (what, mut args) in cases {
+        args.extend(["--key-history".to_owned(), h.to_owned()]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out) = bin.verify(&refs);
+        if code != 1 {
+            wrong.push(format!("{what}: exit {code}: {out}"));
+        }
+    }
+    assert!(wrong.is_empty(), "not exit 1:\n{}", wrong.join("\n"));
+
+    // Exit 2: a file that cannot be opened, in every position.
+    let absent = bin.path("absent");
+    let unreadable: Vec<Vec<String>> = vec![
+        vec!["export".into(), arg(&absent)],
+        vec!["bundle".into(), arg(&absent)],
+        vec!["proof".into(), arg(&absent)],
+        vec![arg(&absent)],
+        consistency_args(&absent, &new_file, &proof_file),
+        consistency_args(&old_file, &absent, &proof_file),
+        consistency_args(&old_file, &new_file, &absent),
+        vec![
+            "export".into(),
+            arg(&export),
+            "--checkpoint".into(),
+            arg(&absent),
+        ],
+    ];
+    for mut args in unreadable {
+        args.extend(["--key-history".to_owned(), h.to_owned()]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out) = bin.verify(&refs);
+        assert_eq!(code, 2, "{args:?}: {out}");
+    }
+    // And the untampered evidence verifies, so the cases above failed for their damage.
+    for args in [
+        consistency_args(&old_file, &new_file, &proof_file),
+        vec![
+            "export".into(),
+            arg(&export),
+            "--checkpoint".into(),
+            arg(&old_file),
+        ],
+    ] {
+        let mut args = args;
+        args.extend(["--key-history".to_owned(), h.to_owned()]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out) = bin.verify(&refs);
+        assert_eq!(code, 0, "{args:?}: {out}");
+    }
+}
+
+/// `verify consistency` enforces checkpoint key intervals (FORMAT.md section 9): a retired key
+/// that signs a checkpoint of a size past its `until_seq` is rejected, whatever the proof.
+#[test]
+fn a_retired_key_cannot_vouch_for_a_later_tree_size_in_verify_consistency() {
+    use ledger::checkpoint::{Checkpoint, sign_checkpoint};
+    use ledger::keys::{KeyHistory, KeyId, KeyInterval, KeyRing};
+    use ledger::merkle::{leaf_hash, node_hash};
+    use ledger::note::NoteSigner;
+    use ledger::types::{Hash, TreeSize};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = "auditex.test/ledger/acme-bank";
+    let retired = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let current = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+    let interval = |k: &ed25519_dalek::SigningKey, from_seq, until_seq| KeyInterval {
+        key_id: KeyId::of(&k.verifying_key()),
+        public_key: k.verifying_key(),
+        from_seq,
+        until_seq,
+    };
+    // The retired key signed record 0 and checkpoints of sizes 0 and 1; the current key from 1.
+    let ring = KeyRing::new(vec![
+        interval(&retired, 0, Some(1)),
+        interval(&current, 1, None),
+    ])
+    .expect("ring");
+    let history = dir.path().join("history.json");
+    std::fs::write(
+        &history,
+        serde_json::to_string(&KeyHistory::of(origin, &ring).expect("history")).expect("json"),
+    )
+    .expect("write");
+    let (l0, l1) = (
+        leaf_hash(Hash::from_bytes([1; 32]).as_bytes()),
+        leaf_hash(Hash::from_bytes([2; 32]).as_bytes()),
+    );
+    let note = |size: u64, root: Hash, key: &ed25519_dalek::SigningKey| {
+        let c = Checkpoint::new(origin, TreeSize::new(size), root).expect("checkpoint");
+        sign_checkpoint(&c, &[NoteSigner::new(origin, key).expect("signer")]).expect("sign")
+    };
+    let run = |new_key: &ed25519_dalek::SigningKey| {
+        let old_note = note(1, l0, &retired);
+        let new_note = note(2, node_hash(l0, l1), new_key);
+        let proof = ledger::consistency_file::ConsistencyProofFile::new(
+            1,
+            2,
+            vec![l1],
+            old_note.clone(),
+            new_note.clone(),
+        );
+        let paths = [
+            ("old", old_note),
+            ("new", new_note),
+            ("proof", proof.to_json()),
+        ]
+        .map(|(name, text)| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).expect("write");
+            p
+        });
+        let out = Command::new(env!("CARGO_BIN_EXE_auditex"))
+            .args(["verify", "consistency", "--old"])
+            .arg(&paths[0])
+            .arg("--new")
+            .arg(&paths[1])
+            .arg("--proof")
+            .arg(&paths[2])
+            .arg("--key-history")
+            .arg(&history)
+            .arg("--json")
+            .output()
+            .expect("run auditex verify");
+        let value: Value = serde_json::from_slice(&out.stdout).expect("json");
+        (out.status.code(), value)
+    };
+    let (code, out) = run(&current);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(&retired);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(out["failure"]["kind"], "checkpoint_key_outside_interval");
+    assert!(
+        out["failure"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the new checkpoint (size 2)")),
+        "{out}"
+    );
+}
+
 backend_tests!(
+    every_tampered_input_exits_1_and_only_an_unreadable_file_exits_2,
     untampered_ledgers_verify_in_the_service_and_offline,
     exit_codes_tell_tampered_from_unreadable,
     consistency_accepts_growth_and_rejects_rollback_and_fork,

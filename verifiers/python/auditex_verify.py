@@ -15,7 +15,10 @@ Canonicalization Scheme). Trust comes only from the command line: C2SP verifier 
 the evidence are checked, never trusted.
 
 Exit codes: 0 verified; 1 verification failed (the first failure is printed with its sequence
-number); 2 the input could not be read or the command line is unusable.
+number) — whatever was read and does not verify, including a file that is not the kind of evidence
+asked for, since a changed byte can make evidence into anything; 2 a file could not be opened or
+read, or the command line is unusable (no trusted key, a malformed trusted key or key history, a
+grown tree without its consistency proof).
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ KEY_ID_DOMAIN = b"auditex:key:v1"
 EXPORT_FORMAT = "auditex-export/v1"
 BUNDLE_FORMAT = "auditex-custody-bundle/v1"
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
+CONSISTENCY_PROOF_FORMAT = "auditex-consistency-proof/v1"
+NOTE_BYTES_MAX = 256 * 1024
+U64_MAX = 2**64 - 1
+CONTROL_BYTE = re.compile(rb"[\x00-\x1f]")
 RECORD_MEMBERS = {
     "v", "tenant", "seq", "prev", "captured_at_us", "event_id", "event_type",
     "payload", "erasable", "key_id", "hash", "sig",
@@ -81,6 +88,42 @@ def _no_duplicates(pairs):
 
 def parse_json(text: str | bytes):
     return json.loads(text, object_pairs_hook=_no_duplicates)
+
+
+def is_int(x) -> bool:
+    """FORMAT.md section 1: an integer member is written as an integer literal. `1.0`, `1e0` (read
+    as floats) and booleans are not integers, though Python compares them equal to 1."""
+    return type(x) is int
+
+
+def b64decode_canonical(text, what: str) -> bytes:
+    """Standard padded base64 in its one canonical form (FORMAT.md section 1): the alphabet only,
+    correct padding and zero padding bits, which Python's decoder alone does not check."""
+    if not isinstance(text, str):
+        raise Failed(f"{what} is not base64")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError as e:
+        raise Failed(f"{what} is not standard base64") from e
+    if base64.b64encode(raw).decode() != text:
+        raise Failed(f"{what} is not canonical base64 (padding or padding bits)")
+    return raw
+
+
+def read_text(path: str, limit: int | None = None) -> str:
+    """A file's text. Only a file that cannot be opened or read is unusable (exit 2): bytes that
+    are not UTF-8, or too many of them, are evidence that does not verify (exit 1)."""
+    if path == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        with open(path, "rb") as f:
+            data = f.read() if limit is None else f.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise Failed(f"{path}: larger than {limit} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Failed(f"{path}: not UTF-8 text") from e
 
 
 def jcs(value) -> bytes:
@@ -129,18 +172,19 @@ def parse_key_history(entries) -> list[KeyInterval]:
         raise Failed("the key history is not a non-empty list")
     keys, expected_from = [], 0
     for i, e in enumerate(entries):
-        if not isinstance(e, dict):
-            raise Failed(f"key history entry {i} is not an object")
+        if not isinstance(e, dict) or set(e) != {"key_id", "public_key", "from_seq", "until_seq"}:
+            raise Failed(f"key history entry {i} is not an object of exactly key_id, public_key, from_seq, until_seq")
         pk = unhex(e.get("public_key"), 32, f"key {i} public_key")
+        check_public_key(pk, f"key history entry {i}")
         if e.get("key_id") != key_id_of(pk):
             raise Failed(f"key history entry {i}: key_id does not match its public key")
         f, u = e.get("from_seq"), e.get("until_seq")
-        if not isinstance(f, int) or f != expected_from:
+        if not is_int(f) or f != expected_from:
             raise Failed(f"key history entry {i} starts at {f}, expected {expected_from}")
         if u is None:
             if i != len(entries) - 1:
                 raise Failed(f"key history entry {i} is open-ended but not the last")
-        elif not isinstance(u, int) or u <= f:
+        elif not is_int(u) or u <= f:
             raise Failed(f"key history entry {i} has an empty or malformed interval")
         else:
             expected_from = u
@@ -148,12 +192,65 @@ def parse_key_history(entries) -> list[KeyInterval]:
     return keys
 
 
+# FORMAT.md section 5, Ed25519 strictness: the encodings of the points of small order (the eight
+# torsion points, canonical and not; the list libsodium uses). A public key or a signature's R
+# equal to one of them is rejected, as ed25519-dalek's verify_strict does; OpenSSL (behind the
+# `cryptography` package) already rejects a non-canonical S (S >= L) and, comparing encodings, a
+# non-canonical R.
+SMALL_ORDER_ENCODINGS = {bytes.fromhex(h) for h in (
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "0100000000000000000000000000000000000000000000000000000000000080",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+)}
+FIELD_P = 2**255 - 19
+
+
+def is_canonical_point(encoding: bytes) -> bool:
+    """The y coordinate (the low 255 bits) is below p: the one encoding of the point."""
+    return int.from_bytes(encoding, "little") & (2**255 - 1) < FIELD_P
+
+
+def check_public_key(public_key: bytes, what: str):
+    if len(public_key) != 32 or public_key in SMALL_ORDER_ENCODINGS or not is_canonical_point(public_key):
+        raise Failed(f"{what}: not a canonical Ed25519 public key of large order")
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key)
+    except ValueError as e:
+        raise Failed(f"{what}: not an Ed25519 public key") from e
+
+
 def ed25519_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """Strict RFC 8032 verification (FORMAT.md section 5): besides the equation, S < L, and
+    neither the key nor R of small order or encoded non-canonically."""
+    if len(signature) != 64 or len(public_key) != 32:
+        return False
+    r = signature[:32]
+    if r in SMALL_ORDER_ENCODINGS or public_key in SMALL_ORDER_ENCODINGS:
+        return False
+    if not is_canonical_point(r) or not is_canonical_point(public_key):
+        return False
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
         return True
     except (InvalidSignature, ValueError):
         return False
+
+
+def check_key_name(name: str):
+    """C2SP key names: non-empty, no `+`, no white space, no control characters."""
+    if not name or "+" in name or any(c.isspace() or ord(c) < 0x20 for c in name):
+        raise Failed(f"malformed key name {name!r}")
 
 
 # --- C2SP signed notes and checkpoints (section 9) -----------------------------------------------
@@ -172,19 +269,24 @@ class VerifierKey:
 
     @staticmethod
     def parse(text: str) -> "VerifierKey":
-        parts = text.strip().split("+", 2)
+        """A C2SP vkey `<name>+<8 lower-case hex>+<base64(0x01 || key)>`. The name holds no `+`,
+        so the first two `+` are the separators and any further `+` belongs to the base64
+        (FORMAT.md section 9). Raises Failed; a caller reading a trusted key turns that into
+        Unusable."""
+        parts = text.split("+", 2)
         if len(parts) != 3:
-            raise Unusable(f"not a verifier key: {text!r}")
+            raise Failed(f"not a verifier key: {text!r}")
         name, kid_hex, b64 = parts
-        try:
-            raw = base64.b64decode(b64, validate=True)
-        except ValueError as e:
-            raise Unusable(f"verifier key {text!r}: bad base64") from e
+        check_key_name(name)
+        if not re.fullmatch(r"[0-9a-f]{8}", kid_hex):
+            raise Failed(f"verifier key {text!r}: the key id is not 8 lower-case hex digits")
+        raw = b64decode_canonical(b64, f"verifier key {text!r}")
         if len(raw) != 33 or raw[0] != 0x01:
-            raise Unusable(f"verifier key {text!r}: not an Ed25519 key")
+            raise Failed(f"verifier key {text!r}: not an Ed25519 key")
+        check_public_key(raw[1:], f"verifier key {text!r}")
         key = VerifierKey.of(name, raw[1:])
-        if key.key_id.hex() != kid_hex.lower():
-            raise Unusable(f"verifier key {text!r}: key id does not match the key")
+        if key.key_id.hex() != kid_hex:
+            raise Failed(f"verifier key {text!r}: key id does not match the key")
         return key
 
     def __str__(self):
@@ -201,7 +303,11 @@ class Checkpoint:
 
 
 def open_checkpoint(note: str, trusted: list[VerifierKey], origin: str | None = None) -> Checkpoint:
-    """Parses a signed checkpoint and verifies it against trusted keys."""
+    """Parses a signed checkpoint and verifies it against trusted keys (FORMAT.md section 9)."""
+    if len(note.encode()) > NOTE_BYTES_MAX:
+        raise Failed("the checkpoint note is too large")
+    if any(ord(c) < 0x20 and c != "\n" for c in note):
+        raise Failed("the checkpoint note holds a control character (only \\n ends lines)")
     if "\n\n" not in note or not note.endswith("\n"):
         raise Failed("the checkpoint is not a signed note")
     split = note.rindex("\n\n")
@@ -213,33 +319,52 @@ def open_checkpoint(note: str, trusted: list[VerifierKey], origin: str | None = 
         # FORMAT.md section 9: exactly origin, size and root; no C2SP extension lines.
         raise Failed("the checkpoint has extension lines; it must be exactly origin, size and root")
     cp_origin, size_text, root_text = lines[0], lines[1], lines[2]
-    if not re.fullmatch(r"0|[1-9][0-9]*", size_text):
+    if not cp_origin.strip():
+        raise Failed("the checkpoint's origin is empty")
+    if not re.fullmatch(r"0|[1-9][0-9]*", size_text) or int(size_text) > U64_MAX:
         raise Failed("the checkpoint's tree size is malformed")
-    try:
-        root = base64.b64decode(root_text, validate=True)
-    except ValueError as e:
-        raise Failed("the checkpoint's root is not base64") from e
+    root = b64decode_canonical(root_text, "the checkpoint's root")
     if len(root) != 32:
         raise Failed("the checkpoint's root is not 32 bytes")
     if origin is not None and cp_origin != origin:
         raise Failed(f"the checkpoint is of {cp_origin!r}, not {origin!r}")
+    if not signature_block:
+        raise Failed("the checkpoint note has no signature lines")
     signed_by = []
-    for line in signature_block.rstrip("\n").split("\n"):
-        if not line.startswith("\u2014 "):
+    for line in signature_block[:-1].split("\n") if signature_block.endswith("\n") else [None]:
+        if line is None or not line.startswith("\u2014 "):
             raise Failed("malformed signature line in the checkpoint note")
-        name, _, b64 = line[2:].rpartition(" ")
-        try:
-            blob = base64.b64decode(b64, validate=True)
-        except ValueError as e:
-            raise Failed("malformed signature in the checkpoint note") from e
+        # A key name holds no space, so the first space ends it.
+        name, sep, b64 = line[2:].partition(" ")
+        if not sep:
+            raise Failed("malformed signature line in the checkpoint note")
+        check_key_name(name)
+        blob = b64decode_canonical(b64, "a signature in the checkpoint note")
+        if len(blob) <= 4:
+            raise Failed("a signature in the checkpoint note is too short")
         for key in trusted:
             if key.name == name and blob[:4] == key.key_id:
+                if key in signed_by:
+                    raise Failed(f"trusted key {key} signed the checkpoint twice")
                 if len(blob) != 68 or not ed25519_verify(key.public_key, blob[4:], text.encode()):
                     raise Failed(f"the checkpoint signature by trusted key {key} does not verify")
                 signed_by.append(key)
     if not any(k.name == cp_origin for k in signed_by):
         raise Failed("the checkpoint is not signed by a trusted key of its log")
     return Checkpoint(cp_origin, int(size_text), root, signed_by)
+
+
+def check_checkpoint_interval(checkpoint: Checkpoint, keys: list[KeyInterval], origin: str):
+    """FORMAT.md section 9: a checkpoint is rejected unless a trusted key of its log that signed
+    it may sign a checkpoint of its size, per the key history."""
+    if not any(
+        k.public_key == v.public_key and k.may_sign_checkpoint(checkpoint.size)
+        for v in checkpoint.signed_by if v.name == origin
+        for k in keys
+    ):
+        raise Failed(
+            f"the key that signed the checkpoint of size {checkpoint.size} is not in the key history (or not current at that size)"
+        )
 
 
 # --- Merkle trees (section 8, RFC 9162) ---------------------------------------------------------
@@ -359,23 +484,23 @@ def check_record(rec, keys: list[KeyInterval], tenant: str | None = None) -> tup
     seq, event_id = rec.get("seq"), rec.get("event_id")
     if set(rec) != RECORD_MEMBERS:
         raise Failed(f"record {seq}: members are not exactly those of FORMAT.md section 3", seq, event_id)
-    if rec["v"] != 1:
+    if not is_int(rec["v"]) or rec["v"] != 1:
         raise Failed(f"record {seq}: unsupported version {rec['v']}", seq, event_id)
-    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= SAFE_INTEGER_MAX:
+    if not is_int(seq) or not 0 <= seq <= SAFE_INTEGER_MAX:
         raise Failed(f"record {seq}: malformed seq", seq, event_id)
-    if not isinstance(event_id, str) or not UUID7.match(event_id):
+    if not isinstance(event_id, str) or not UUID7.fullmatch(event_id):
         raise Failed(f"record {seq}: event_id is not a lowercase UUIDv7", seq, event_id)
-    if not isinstance(rec["tenant"], str) or not TENANT.match(rec["tenant"]):
+    if not isinstance(rec["tenant"], str) or not TENANT.fullmatch(rec["tenant"]):
         raise Failed(f"record {seq}: malformed tenant", seq, event_id)
     if tenant is not None and rec["tenant"] != tenant:
         raise Failed(f"record {seq} belongs to tenant {rec['tenant']}, not {tenant}", seq, event_id)
     t = rec["captured_at_us"]
-    if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t <= SAFE_INTEGER_MAX:
+    if not is_int(t) or not 0 <= t <= SAFE_INTEGER_MAX:
         raise Failed(f"record {seq}: malformed captured_at_us", seq, event_id)
     if not isinstance(rec["payload"], dict) or not isinstance(rec["erasable"], dict):
         raise Failed(f"record {seq}: payload and erasable must be objects", seq, event_id)
     for name, commitment in rec["erasable"].items():
-        if not HEX64.match(str(commitment)):
+        if not isinstance(commitment, str) or not HEX64.fullmatch(commitment):
             raise Failed(f"record {seq}: erasable commitment {name} is malformed", seq, event_id)
     unhex(rec["prev"], 32, f"record {seq} prev")
     stored = unhex(rec["hash"], 32, f"record {seq} hash")
@@ -418,7 +543,10 @@ def check_rotation(rec, keys: list[KeyInterval]):
     new = next((k for k in keys if k.key_id == p.get("new_key_id")), None)
     old = next((k for k in keys if k.key_id == rec["key_id"]), None)
     ok = (
-        p.get("effective_from_seq") == seq + 1
+        # A payload number is compared by value, as RFC 8785 hashes it (FORMAT.md section 1):
+        # 5.0 is 5 there, and a boolean is no number.
+        type(p.get("effective_from_seq")) in (int, float)
+        and p.get("effective_from_seq") == seq + 1
         and new is not None
         and new.public_key.hex() == p.get("new_public_key")
         and new.from_seq == seq + 1
@@ -456,7 +584,7 @@ class Chain:
                 seq, event_id,
             )
         t = rec.get("captured_at_us")
-        if self.time is not None and isinstance(t, int) and t < self.time:
+        if self.time is not None and is_int(t) and t < self.time:
             raise Failed(f"record {seq} (event {event_id}) was captured before the previous record", seq, event_id)
         if isinstance(event_id, str) and event_id in self.event_ids:
             raise Failed(
@@ -485,18 +613,14 @@ def open_head(doc, trust: Trust) -> tuple[Checkpoint, list[KeyInterval]]:
     tenant, origin = doc.get("tenant"), doc.get("origin")
     if not isinstance(tenant, str) or not isinstance(origin, str) or not origin.endswith("/" + tenant) or origin == "/" + tenant:
         raise Failed(f"origin {origin!r} is not the log of tenant {tenant!r}")
-    checkpoint = open_checkpoint(doc.get("checkpoint", ""), trust.keys, origin)
+    if not isinstance(doc.get("checkpoint"), str):
+        raise Failed("the checkpoint is not a string")
+    checkpoint = open_checkpoint(doc["checkpoint"], trust.keys, origin)
     keys = parse_key_history(doc.get("keys"))
-    signer_ok = any(
-        k.public_key == v.public_key and k.may_sign_checkpoint(checkpoint.size)
-        for v in checkpoint.signed_by if v.name == origin
-        for k in keys
-    )
-    if not signer_ok:
-        raise Failed(
-            f"the key that signed the checkpoint of size {checkpoint.size} is not in the key history (or not current at that size)"
-        )
-    for text in doc.get("verifier_keys", []):
+    check_checkpoint_interval(checkpoint, keys, origin)
+    if not isinstance(doc.get("verifier_keys"), list):
+        raise Failed("verifier_keys is not a list")
+    for text in doc["verifier_keys"]:
         v = VerifierKey.parse(text) if isinstance(text, str) else None
         if v is None or v.name != origin or not any(k.public_key == v.public_key for k in keys):
             raise Failed(f"verifier key {text!r} is not a key of {origin} in the key history")
@@ -520,15 +644,15 @@ def verify_export(lines: Iterator[str], trust: Trust) -> list[str]:
     except StopIteration:
         raise Failed("the export has no header line")
     except ValueError as e:
-        raise Unusable(f"not an Auditex export: {e}") from e
+        raise Failed(f"not an Auditex export: the header is not JSON: {e}") from e
     if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
-        raise Unusable("not an Auditex export (no format auditex-export/v1 header)")
+        raise Failed("not an Auditex export (no format auditex-export/v1 header)")
     allowed = {"format", "tenant", "origin", "from_seq", "checkpoint", "keys", "verifier_keys"}
     if set(header) != allowed:
         raise Failed("the export header's members are not those of FORMAT.md section 12")
     checkpoint, keys = open_head(header, trust)
     from_seq = header["from_seq"]
-    if not isinstance(from_seq, int) or not 0 <= from_seq <= checkpoint.size:
+    if not is_int(from_seq) or not 0 <= from_seq <= checkpoint.size:
         raise Failed(f"from_seq {from_seq} is beyond the checkpoint's tree size {checkpoint.size}")
     chain = Chain(header["tenant"], keys, from_seq, ZERO_HASH if from_seq == 0 else None)
     trailer = None
@@ -542,7 +666,7 @@ def verify_export(lines: Iterator[str], trust: Trust) -> list[str]:
         if isinstance(doc, dict) and "end" in doc:
             trailer = doc
             continue
-        if isinstance(doc, dict) and isinstance(doc.get("seq"), int) and doc["seq"] >= checkpoint.size:
+        if isinstance(doc, dict) and is_int(doc.get("seq")) and doc["seq"] >= checkpoint.size:
             raise Failed(f"record {doc['seq']} is beyond the checkpoint's tree size {checkpoint.size}", doc["seq"])
         chain.push(doc)
     if trailer is None:
@@ -551,7 +675,10 @@ def verify_export(lines: Iterator[str], trust: Trust) -> list[str]:
     if set(trailer) != {"end"} or not isinstance(end, dict) or set(end) != {"records", "last_seq", "inclusion_proof"}:
         raise Failed("malformed trailer")
     last_seq = chain.next_seq - 1 if chain.count else None
-    if end["records"] != chain.count or end["last_seq"] != last_seq:
+    if (
+        not is_int(end["records"]) or end["records"] != chain.count
+        or not (end["last_seq"] is None or is_int(end["last_seq"])) or end["last_seq"] != last_seq
+    ):
         raise Failed(f"the trailer states {end['records']} records ending at {end['last_seq']}, but {chain.count} were read")
     if from_seq + chain.count != checkpoint.size:
         raise Failed(
@@ -593,7 +720,7 @@ def linked_decisions(rec) -> list[str]:
 
 def verify_bundle(doc, trust: Trust) -> list[str]:
     if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
-        raise Unusable("not a custody bundle (no format auditex-custody-bundle/v1)")
+        raise Failed("not a custody bundle (no format auditex-custody-bundle/v1)")
     allowed = {"format", "tenant", "origin", "decision_event_id", "checkpoint", "keys", "verifier_keys", "entries"}
     if set(doc) != allowed:
         raise Failed("the bundle's members are not those of FORMAT.md section 11")
@@ -638,7 +765,7 @@ def verify_bundle(doc, trust: Trust) -> list[str]:
 
 def verify_proof(text: str, trust: Trust) -> list[str]:
     if not text.startswith(TLOG_PROOF_HEADER + "\n"):
-        raise Unusable("not a C2SP tlog-proof file")
+        raise Failed("not a C2SP tlog-proof file (no c2sp.org/tlog-proof@v1 header line)")
     rest = text[len(TLOG_PROOF_HEADER) + 1 :]
     if not rest.startswith("extra "):
         raise Failed("the proof file carries no record in its extra line")
@@ -646,20 +773,20 @@ def verify_proof(text: str, trust: Trust) -> list[str]:
     if not rest.startswith("index "):
         raise Failed("the proof file has no index line")
     index_text, rest = rest[len("index ") :].split("\n", 1)
-    if not re.fullmatch(r"0|[1-9][0-9]*", index_text):
+    if not re.fullmatch(r"0|[1-9][0-9]*", index_text) or int(index_text) > U64_MAX:
         raise Failed("malformed index")
     proof = []
     while True:
         line, rest = rest.split("\n", 1)
         if line == "":
             break
-        h = base64.b64decode(line, validate=True)
-        if len(h) != 32:
+        h = b64decode_canonical(line, "a proof hash")
+        if len(h) != 32 or len(proof) == 64:
             raise Failed("a proof hash is not 32 bytes")
         proof.append(h)
     note = rest
     try:
-        rec = parse_json(base64.b64decode(extra, validate=True))
+        rec = parse_json(b64decode_canonical(extra, "the extra data"))
     except ValueError as e:
         raise Failed(f"the extra data is not a record: {e}") from e
     origin = note.split("\n", 1)[0]
@@ -667,22 +794,9 @@ def verify_proof(text: str, trust: Trust) -> list[str]:
     if not isinstance(tenant, str) or not origin.endswith("/" + tenant):
         raise Failed(f"origin {origin!r} is not the log of the record's tenant")
     checkpoint = open_checkpoint(note, trust.keys, origin)
-    if trust.history and trust.history[0] == origin:
-        keys = trust.history[1]
-    else:
-        named = [k for k in trust.keys if k.name == origin]
-        if len(named) != 1:
-            raise Unusable("pass --key-history so that the record key's validity interval can be checked")
-        keys = [KeyInterval(key_id_of(named[0].public_key), named[0].public_key, 0, None)]
+    keys = trusted_intervals(trust, origin)
     # FORMAT.md section 9: a checkpoint signed outside its key's interval is rejected.
-    if not any(
-        k.public_key == v.public_key and k.may_sign_checkpoint(checkpoint.size)
-        for v in checkpoint.signed_by if v.name == origin
-        for k in keys
-    ):
-        raise Failed(
-            f"the key that signed the checkpoint of size {checkpoint.size} is not in the key history (or not current at that size)"
-        )
+    check_checkpoint_interval(checkpoint, keys, origin)
     seq, event_id, h = check_record(rec, keys)
     if int(index_text) != seq:
         raise Failed(f"the proof is for leaf {index_text}, but the record is number {seq}", seq, event_id)
@@ -694,81 +808,96 @@ def verify_proof(text: str, trust: Trust) -> list[str]:
 # --- Two checkpoints of one log (sections 8, 9, 13 item 8) ---------------------------------------
 
 
+def trusted_intervals(trust: Trust, origin: str) -> list[KeyInterval]:
+    """Where a verifier of a tlog-proof file or of two checkpoints gets key intervals (FORMAT.md
+    section 5): the trusted key history of the origin; else a single trusted key of the origin,
+    valid for every size; several keys without a history cannot be told apart in time."""
+    if trust.history and trust.history[0] == origin:
+        return trust.history[1]
+    named = [k for k in trust.keys if k.name == origin]
+    if len(named) > 1:
+        raise Unusable(f"several trusted keys are named {origin!r}: pass --key-history so that key validity intervals can be checked")
+    return [KeyInterval(key_id_of(k.public_key), k.public_key, 0, None) for k in named]
+
+
 def checkpoint_note_of(path: str) -> str:
-    """The signed checkpoint in a file: a bare note, or the one inside an export, bundle or proof."""
-    with open(path, encoding="utf-8", newline="") as f:
-        text = f.read()
+    """The signed checkpoint in a file: a bare note, or the one inside an export, bundle or proof.
+    A file that was read but holds no checkpoint fails verification (exit 1)."""
+    text = read_text(path)
     if text.startswith(TLOG_PROOF_HEADER + "\n"):
         if "\n\n" not in text:
-            raise Unusable(f"{path}: the tlog-proof file holds no checkpoint")
+            raise Failed(f"{path}: the tlog-proof file holds no checkpoint")
         return text.split("\n\n", 1)[1]
-    if text.lstrip().startswith("{"):
+    if text.startswith("{"):
+        first = text.split("\n", 1)[0]
         try:
-            first = parse_json(text.split("\n", 1)[0])
+            doc = parse_json(first)
         except ValueError:
-            first = None
-        if isinstance(first, dict) and first.get("format") == EXPORT_FORMAT:
-            doc = first
-        else:
+            doc = None
+        if not (isinstance(doc, dict) and doc.get("format") == EXPORT_FORMAT):
             try:
                 doc = parse_json(text)
             except ValueError as e:
-                raise Unusable(f"{path}: neither a checkpoint nor an export, bundle or proof file: {e}") from e
+                raise Failed(f"{path}: neither a checkpoint nor an export, bundle or proof file: {e}") from e
         if not isinstance(doc, dict) or doc.get("format") not in (EXPORT_FORMAT, BUNDLE_FORMAT):
-            raise Unusable(f"{path}: JSON, but not an Auditex export or bundle")
+            raise Failed(f"{path}: JSON, but not an Auditex export or bundle")
         if not isinstance(doc.get("checkpoint"), str):
-            raise Unusable(f"{path}: the {doc['format']} holds no checkpoint")
+            raise Failed(f"{path}: the {doc['format']} holds no checkpoint")
         return doc["checkpoint"]
     if "\n\n" not in text or not text.endswith("\n"):
-        raise Unusable(f"{path}: not a signed checkpoint, export, bundle or proof file")
+        raise Failed(f"{path}: not a signed checkpoint, export, bundle or proof file")
     return text
 
 
-def read_proof_hashes(path: str) -> list[bytes]:
-    """A consistency proof: one 32-byte hash per line in hex or standard base64 (blank lines and
-    `#` comments ignored), as `auditex proof --old-size` writes it; or a JSON array of hex hashes,
-    or the JSON answer of GET /v1/proofs/consistency (its `proof` member)."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    stripped = text.lstrip()
-    if stripped.startswith("[") or stripped.startswith("{"):
-        try:
-            doc = parse_json(text)
-        except ValueError as e:
-            raise Unusable(f"{path}: malformed JSON: {e}") from e
-        hashes = doc.get("proof") if isinstance(doc, dict) else doc
-        if not isinstance(hashes, list) or not all(isinstance(h, str) and HEX64.match(h) for h in hashes):
-            raise Unusable(f"{path}: not a list of 64-hex-digit hashes")
-        return [bytes.fromhex(h) for h in hashes]
-    out = []
-    for n, line in enumerate(text.split("\n"), start=1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if HEX64.match(line):
-            out.append(bytes.fromhex(line))
-            continue
-        try:
-            raw = base64.b64decode(line, validate=True)
-        except ValueError:
-            raw = b""
-        if len(raw) != 32:
-            raise Unusable(f"{path} line {n}: not a 32-byte hash in hex or base64")
-        out.append(raw)
-    return out
+def read_consistency_proof(path: str, older: Checkpoint, newer: Checkpoint, trust: Trust) -> list[bytes]:
+    """The consistency-proof file (FORMAT.md section 9): one JSON object of exactly format, from,
+    to, proof, from_checkpoint and to_checkpoint, as GET /v1/proofs/consistency serves it and
+    `auditex proof --old-size` writes it. It must speak of exactly the two checkpoints compared:
+    from and to are their sizes, and each embedded checkpoint opens under the trusted keys to the
+    same origin, size and root."""
+    text = read_text(path, 4 * NOTE_BYTES_MAX + 64 * 70 + 1024)
+    try:
+        doc = parse_json(text)
+    except ValueError as e:
+        raise Failed(f"{path}: not a consistency-proof file: {e}") from e
+    members = {"format", "from", "to", "proof", "from_checkpoint", "to_checkpoint"}
+    if not isinstance(doc, dict) or set(doc) != members or doc["format"] != CONSISTENCY_PROOF_FORMAT:
+        raise Failed(f"{path}: not a consistency-proof file ({CONSISTENCY_PROOF_FORMAT}, exactly {sorted(members)})")
+    for member, c in (("from", older), ("to", newer)):
+        if not is_int(doc[member]) or not 0 <= doc[member] <= U64_MAX or doc[member] != c.size:
+            raise Failed(f"{path}: {member} is {doc[member]!r}, but the checkpoint it stands for has size {c.size}")
+    hashes = doc["proof"]
+    if not isinstance(hashes, list) or len(hashes) > 64 or not all(isinstance(h, str) and HEX64.fullmatch(h) for h in hashes):
+        raise Failed(f"{path}: proof is not a list of at most 64 hashes in lower-case hex")
+    for member, c in (("from_checkpoint", older), ("to_checkpoint", newer)):
+        if not isinstance(doc[member], str):
+            raise Failed(f"{path}: {member} is not a signed checkpoint")
+        embedded = open_checkpoint(doc[member], trust.keys, c.origin)
+        if (embedded.origin, embedded.size, embedded.root) != (c.origin, c.size, c.root):
+            raise Failed(f"{path}: {member} is not the checkpoint being compared (origin, size and root must be equal)")
+    return [bytes.fromhex(h) for h in hashes]
 
 
 def verify_checkpoint_consistency(old_path: str, new_path: str, proof_path: str | None, trust: Trust) -> list[str]:
     """The newer checkpoint extends the older one: same origin, no smaller tree (a rollback), no
-    other root at the same size (a fork), and for a larger tree an RFC 9162 consistency proof."""
+    other root at the same size (a fork), and for a larger tree an RFC 9162 consistency proof.
+    Each checkpoint must be signed by a key current at its size (FORMAT.md section 9)."""
     opened = []
     for label, path in (("old", old_path), ("new", new_path)):
         note = checkpoint_note_of(path)
         try:
-            opened.append(open_checkpoint(note, trust.keys))
+            c = open_checkpoint(note, trust.keys)
+            check_checkpoint_interval(c, trusted_intervals(trust, c.origin), c.origin)
         except Failed as e:
             raise Failed(f"the {label} checkpoint ({path}): {e}") from e
+        opened.append(c)
     older, newer = opened
+    needs_proof = older.origin == newer.origin and newer.size > older.size and older.size > 0
+    if needs_proof and proof_path is None:
+        raise Unusable(
+            f"a consistency proof is needed from size {older.size} to {newer.size}: pass --proof FILE "
+            f"(from `auditex proof --tenant T --old-size {older.size}` or GET /v1/proofs/consistency)"
+        )
     if older.origin != newer.origin:
         raise Failed(f"the checkpoints are of two logs: {older.origin!r} and {newer.origin!r}")
     if newer.size < older.size:
@@ -780,13 +909,8 @@ def verify_checkpoint_consistency(old_path: str, new_path: str, proof_path: str 
         raise Failed(
             f"the log forked: two different roots {older.root.hex()} and {newer.root.hex()} for tree size {older.size}"
         )
-    needs_proof = newer.size > older.size and older.size > 0
-    if needs_proof and proof_path is None:
-        raise Unusable(
-            f"a consistency proof is needed from size {older.size} to {newer.size}: pass --proof FILE "
-            f"(from `auditex proof --tenant T --old-size {older.size}`)"
-        )
-    proof = read_proof_hashes(proof_path) if needs_proof else []
+    # A proof given where none is needed is checked all the same: nothing supplied goes unchecked.
+    proof = read_consistency_proof(proof_path, older, newer, trust) if proof_path is not None else []
     verify_consistency(older.size, newer.size, proof, older.root, newer.root)
     return [
         f"the checkpoint of size {newer.size} (root {newer.root.hex()}) extends the one of size {older.size} "
@@ -798,35 +922,67 @@ def verify_checkpoint_consistency(old_path: str, new_path: str, proof_path: str 
 
 
 def load_trust(args) -> Trust:
-    keys = [VerifierKey.parse(k) for k in args.key]
-    if args.keys:
-        with open(args.keys, encoding="utf-8") as f:
-            for line in f:
-                line = line.split("#", 1)[0].strip()
-                if line:
-                    keys.append(VerifierKey.parse(line))
-    history = None
-    if args.key_history:
-        with open(args.key_history, encoding="utf-8") as f:
-            doc = parse_json(f.read())
-        if not isinstance(doc, dict) or not isinstance(doc.get("origin"), str):
-            raise Unusable("the key history must be an object with origin and keys")
-        try:
-            intervals = parse_key_history([{k: e.get(k) for k in ("key_id", "public_key", "from_seq", "until_seq")} for e in doc.get("keys", [])])
-        except Failed as e:
-            raise Unusable(f"key history: {e}") from e
-        history = (doc["origin"], intervals)
-        keys.extend(VerifierKey.of(doc["origin"], k.public_key) for k in intervals)
+    """The keys trusted on the command line. These are not evidence: anything wrong with them
+    makes the command unusable (exit 2)."""
+    try:
+        keys = [VerifierKey.parse(k.strip()) for k in args.key]
+        if args.keys:
+            with open(args.keys, encoding="utf-8") as f:
+                for line in f:
+                    line = line.split("#", 1)[0].strip()
+                    if line:
+                        keys.append(VerifierKey.parse(line))
+        history = None
+        if args.key_history:
+            with open(args.key_history, encoding="utf-8") as f:
+                doc = parse_json(f.read())
+            history = parse_key_history_document(doc)
+            keys.extend(VerifierKey.of(history[0], k.public_key) for k in history[1])
+    except (Failed, ValueError) as e:
+        raise Unusable(f"a trusted key or key history is malformed: {e}") from e
     if not keys:
         raise Unusable("no trusted key: pass --key, --keys or --key-history")
     return Trust(keys, history)
 
 
+def parse_key_history_document(doc) -> tuple[str, list[KeyInterval]]:
+    """The key-history document `auditex key history` publishes (FORMAT.md section 5): exactly
+    {"origin", "keys"}; each entry exactly key_id, public_key, from_seq, until_seq, verifier_key,
+    the verifier key being the one derived from the public key and the origin."""
+    if not isinstance(doc, dict) or set(doc) != {"origin", "keys"} or not isinstance(doc["origin"], str):
+        raise Failed("the key history must be an object of exactly origin and keys")
+    check_key_name(doc["origin"])
+    entries = doc["keys"]
+    if not isinstance(entries, list):
+        raise Failed("the key history's keys is not a list")
+    members = {"key_id", "public_key", "from_seq", "until_seq", "verifier_key"}
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or set(e) != members:
+            raise Failed(f"key history entry {i} is not an object of exactly {sorted(members)}")
+    intervals = parse_key_history([{k: e[k] for k in members - {"verifier_key"}} for e in entries])
+    for e, k in zip(entries, intervals):
+        if e["verifier_key"] != str(VerifierKey.of(doc["origin"], k.public_key)):
+            raise Failed(f"the verifier key of {k.key_id} does not match its public key and the origin")
+    return doc["origin"], intervals
+
+
 def read_lines(path: str) -> Iterator[str]:
-    f = sys.stdin if path == "-" else open(path, encoding="utf-8", newline="")
+    """An export's lines without their newlines. FORMAT.md section 1: every line, the last one
+    too, ends with \\n alone, and none holds another control character (no \\r, no tab), which
+    JSON would otherwise read as white space."""
+    f = sys.stdin.buffer if path == "-" else open(path, "rb")
     with f:
-        for line in f:
-            yield line[:-1] if line.endswith("\n") else line
+        for n, raw in enumerate(f, start=1):
+            if not raw.endswith(b"\n"):
+                raise Failed(f"line {n}: the export does not end with a newline")
+            raw = raw[:-1]
+            bad = CONTROL_BYTE.search(raw)
+            if bad is not None:
+                raise Failed(f"line {n}: control character 0x{raw[bad.start()]:02x} at byte {bad.start()}; lines end with \\n alone")
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise Failed(f"line {n}: not UTF-8") from e
 
 
 def main(argv: Iterable[str] | None = None) -> int:
@@ -855,21 +1011,19 @@ def main(argv: Iterable[str] | None = None) -> int:
         elif args.kind == "export":
             proven = verify_export(read_lines(args.file), trust)
         elif args.kind == "bundle":
-            with open(args.file, encoding="utf-8") as f:
-                try:
-                    doc = parse_json(f.read())
-                except ValueError as e:
-                    raise Unusable(f"not JSON: {e}") from e
+            try:
+                doc = parse_json(read_text(args.file))
+            except ValueError as e:
+                raise Failed(f"not a custody bundle: not JSON: {e}") from e
             proven = verify_bundle(doc, trust)
         else:
-            with open(args.file, encoding="utf-8", newline="") as f:
-                proven = verify_proof(f.read(), trust)
+            proven = verify_proof(read_text(args.file), trust)
         result.update(verified=True, proven=proven)
         code = EXIT_VERIFIED
     except Failed as e:
         result["failure"] = {"seq": e.seq, "event_id": e.event_id, "message": str(e)}
         code = EXIT_FAILED
-    except (Unusable, OSError, UnicodeDecodeError) as e:
+    except (Unusable, OSError) as e:
         result["error"] = f"could not read input: {e}"
         code = EXIT_UNREADABLE
     except (KeyError, TypeError, AttributeError, ValueError) as e:  # malformed evidence

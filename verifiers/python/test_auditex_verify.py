@@ -144,6 +144,16 @@ class RfcConsistencyProofs(unittest.TestCase):
             av.verify_consistency(8, 4, [], mth(d), mth(d[:4]))
 
 
+def consistency_file(m: int, n: int, proof: list[bytes], signer: Signer, d: list[bytes] | None = None) -> str:
+    """The consistency-proof file (FORMAT.md section 9) from size m to n of the tree of
+    record_hashes(50) (or d)."""
+    d = d if d is not None else record_hashes(50)
+    return json.dumps({
+        "format": av.CONSISTENCY_PROOF_FORMAT, "from": m, "to": n, "proof": [p.hex() for p in proof],
+        "from_checkpoint": signer.note(m, mth(d[:m])), "to_checkpoint": signer.note(n, mth(d[:n])),
+    }) + "\n"
+
+
 class ConsistencyCommand(unittest.TestCase):
     """`auditex_verify.py consistency` on files, with its exit codes and JSON output."""
 
@@ -153,7 +163,7 @@ class ConsistencyCommand(unittest.TestCase):
         self.d = record_hashes(50)
         self.old = self.write("old.checkpoint", self.signer.note(13, mth(self.d[:13])))
         self.new = self.write("new.checkpoint", self.signer.note(50, mth(self.d)))
-        self.proof = self.write("c.proof", "# proof 13 -> 50\n" + "".join(p.hex() + "\n" for p in prove(13, self.d)))
+        self.proof = self.write("c.proof", consistency_file(13, 50, prove(13, self.d), self.signer))
 
     def tearDown(self):
         self.dir.cleanup()
@@ -176,17 +186,25 @@ class ConsistencyCommand(unittest.TestCase):
         self.assertTrue(out["verified"])
         self.assertIn("extends the one of size 13", out["proven"][0])
 
-    def test_proofs_in_base64_or_json_verify_too(self):
+    def test_only_the_consistency_proof_file_is_accepted_and_every_other_form_fails(self):
         proof = prove(13, self.d)
+        good = json.loads(consistency_file(13, 50, proof, self.signer))
         forms = {
+            "hex-lines.proof": "".join(p.hex() + "\n" for p in proof),
             "b64.proof": "".join(base64.b64encode(p).decode() + "\n" for p in proof),
             "array.json": json.dumps([p.hex() for p in proof]),
-            "api.json": json.dumps({"from": 13, "to": 50, "proof": [p.hex() for p in proof]}),
+            "no-format.json": json.dumps({k: v for k, v in good.items() if k != "format"}),
+            "extra-member.json": json.dumps(dict(good, note="x")),
+            "upper-hex.json": json.dumps(dict(good, proof=[p.hex().upper() for p in proof])),
+            "float-size.json": json.dumps(dict(good, **{"from": 13.0})),
+            "wrong-size.json": json.dumps(dict(good, **{"from": 12})),
+            "other-checkpoint.json": json.dumps(dict(good, from_checkpoint=self.signer.note(13, mth(record_hashes(13, b"x"))))),
+            "duplicate.json": consistency_file(13, 50, proof, self.signer).replace('{"format"', '{"to":50,"format"', 1),
         }
         for name, text in forms.items():
             with self.subTest(form=name):
                 code, out = self.run_verifier("--old", self.old, "--new", self.new, "--proof", self.write(name, text))
-                self.assertEqual(code, 0, out)
+                self.assertEqual(code, 1, out)
 
     def test_a_checkpoint_is_read_from_an_export_bundle_or_proof_file(self):
         note = self.signer.note(50, mth(self.d))
@@ -199,10 +217,10 @@ class ConsistencyCommand(unittest.TestCase):
                 self.assertEqual(code, 0, out)
 
     def test_a_changed_proof_is_rejected(self):
-        with open(self.proof, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-        lines[2] = ("0" if lines[2][0] != "0" else "1") + lines[2][1:]
-        code, out = self.run_verifier("--old", self.old, "--new", self.new, "--proof", self.write("bad.proof", "\n".join(lines)))
+        doc = json.loads(consistency_file(13, 50, prove(13, self.d), self.signer))
+        first = doc["proof"][0]
+        doc["proof"][0] = ("0" if first[0] != "0" else "1") + first[1:]
+        code, out = self.run_verifier("--old", self.old, "--new", self.new, "--proof", self.write("bad.proof", json.dumps(doc)))
         self.assertEqual(code, 1, out)
         self.assertFalse(out["verified"])
 
@@ -243,14 +261,200 @@ class ConsistencyCommand(unittest.TestCase):
         self.assertEqual(code, 2, out)
         self.assertIn("--proof", out["error"])
 
-    def test_a_file_that_holds_no_checkpoint_cannot_be_read(self):
+    def test_a_file_that_holds_no_checkpoint_fails_and_a_missing_one_cannot_be_read(self):
         code, out = self.run_verifier("--old", self.write("junk.txt", "hello"), "--new", self.new, "--proof", self.proof)
+        self.assertEqual(code, 1, out)
+        code, out = self.run_verifier("--old", os.path.join(self.dir.name, "absent"), "--new", self.new, "--proof", self.proof)
         self.assertEqual(code, 2, out)
 
     def test_the_command_line_needs_old_and_new(self):
         with contextlib.redirect_stderr(io.StringIO()), self.assertRaises(SystemExit) as exit_:
             av.main(["consistency", "--old", self.old, "--key", self.signer.vkey])
         self.assertEqual(exit_.exception.code, 2)
+
+
+def key_history(origin: str, signers_and_intervals) -> str:
+    """The key-history document (FORMAT.md section 5) of (signer, from_seq, until_seq) triples."""
+    keys = []
+    for signer, f, u in signers_and_intervals:
+        public = signer.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        keys.append({"key_id": av.key_id_of(public), "public_key": public.hex(), "from_seq": f, "until_seq": u,
+                     "verifier_key": str(av.VerifierKey.of(origin, public))})
+    return json.dumps({"origin": origin, "keys": keys})
+
+
+class CheckpointKeyIntervals(unittest.TestCase):
+    """FORMAT.md section 9: a checkpoint signed by a key outside its interval is rejected."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.retired = Signer(seed=bytes([1]) * 32)
+        self.current = Signer(seed=bytes([2]) * 32)
+        self.d = record_hashes(50)
+        # The first key signed records 0..9 and checkpoints up to size 10; the second from 10 on.
+        self.history = self.write("history.json", key_history(ORIGIN, [(self.retired, 0, 10), (self.current, 10, None)]))
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def write(self, name: str, text: str) -> str:
+        path = os.path.join(self.dir.name, name)
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        return path
+
+    def run_verifier(self, old: Signer, new: Signer) -> tuple[int, dict]:
+        old_cp = self.write("old.cp", old.note(8, mth(self.d[:8])))
+        new_cp = self.write("new.cp", new.note(50, mth(self.d)))
+        proof = self.write("p.json", json.dumps({
+            "format": av.CONSISTENCY_PROOF_FORMAT, "from": 8, "to": 50, "proof": [p.hex() for p in prove(8, self.d)],
+            "from_checkpoint": old.note(8, mth(self.d[:8])), "to_checkpoint": new.note(50, mth(self.d)),
+        }))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = av.main(["consistency", "--old", old_cp, "--new", new_cp, "--proof", proof,
+                            "--key-history", self.history, "--json"])
+        return code, json.loads(out.getvalue())
+
+    def test_checkpoints_signed_by_the_key_current_at_their_size_verify(self):
+        code, out = self.run_verifier(self.retired, self.current)
+        self.assertEqual(code, 0, out)
+
+    def test_a_retired_key_signing_a_checkpoint_past_its_until_seq_is_rejected(self):
+        code, out = self.run_verifier(self.retired, self.retired)
+        self.assertEqual(code, 1, out)
+        self.assertIn("not current at that size", out["failure"]["message"])
+
+    def test_a_key_signing_a_checkpoint_before_its_from_seq_is_rejected(self):
+        code, out = self.run_verifier(self.current, self.current)
+        self.assertEqual(code, 1, out)
+        self.assertIn("the old checkpoint", out["failure"]["message"])
+
+
+class ExitCodes(unittest.TestCase):
+    """Tampered or wrong input is exit 1; only a file that cannot be opened is exit 2."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.signer = Signer()
+        self.d = record_hashes(50)
+        self.old = self.write("old.cp", self.signer.note(13, mth(self.d[:13])))
+        self.new = self.write("new.cp", self.signer.note(50, mth(self.d)))
+        self.proof = self.write("p.json", consistency_file(13, 50, prove(13, self.d), self.signer))
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def write(self, name: str, data: str | bytes) -> str:
+        path = os.path.join(self.dir.name, name)
+        with open(path, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        return path
+
+    def code(self, *args: str) -> int:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return av.main([*args, "--key", self.signer.vkey, "--json"])
+
+    def test_every_tampered_or_wrong_kind_input_exits_1(self):
+        note = self.signer.note(50, mth(self.d))
+        tampered = {
+            "no final newline": note[:-1],
+            "CR LF line endings": note.replace("\n", "\r\n"),
+            "a blank line added": note + "\n",
+            "not UTF-8": note.encode()[:-3] + b"\xff\xfe\n",
+            "empty": "",
+            "an extension line": note.replace("\n\n", "\nextra\n\n", 1),
+            "non-canonical base64 root": note.replace("=\n", "=\n", 1).replace(
+                note.split("\n")[2], note.split("\n")[2][:-2] + chr(ord(note.split("\n")[2][-2]) ^ 1) + "="),
+        }
+        for what, data in tampered.items():
+            with self.subTest(new=what):
+                self.assertEqual(self.code("consistency", "--old", self.old, "--new", self.write("t.cp", data), "--proof", self.proof), 1)
+        for kind in ("export", "bundle", "proof"):
+            for what, data in {"a checkpoint": note, "not UTF-8": b"\xff\xfe", "empty": "", "JSON of another kind": "{}\n"}.items():
+                with self.subTest(kind=kind, file=what):
+                    self.assertEqual(self.code(kind, self.write("t.any", data)), 1)
+
+    def test_a_file_that_cannot_be_opened_exits_2(self):
+        absent = os.path.join(self.dir.name, "absent")
+        for args in (("export", absent), ("bundle", absent), ("proof", absent),
+                     ("consistency", "--old", absent, "--new", self.new, "--proof", self.proof),
+                     ("consistency", "--old", self.old, "--new", self.new, "--proof", absent)):
+            with self.subTest(args=args):
+                self.assertEqual(self.code(*args), 2)
+
+
+class Encodings(unittest.TestCase):
+    """FORMAT.md section 1 and 5: one encoding per value, strict Ed25519."""
+
+    # RFC 8032 section 7.1, TEST 1.
+    PUBLIC = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+    SIG = bytes.fromhex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+    L = 2**252 + 27742317777372353535851937790883648493
+
+    def test_the_rfc_8032_vector_verifies(self):
+        self.assertTrue(av.ed25519_verify(self.PUBLIC, self.SIG, b""))
+
+    def test_a_non_canonical_s_is_rejected(self):
+        s = int.from_bytes(self.SIG[32:], "little") + self.L
+        self.assertLess(s, 2**256)
+        self.assertFalse(av.ed25519_verify(self.PUBLIC, self.SIG[:32] + s.to_bytes(32, "little"), b""))
+
+    def test_a_small_order_key_is_rejected_even_with_a_signature_that_satisfies_the_equation(self):
+        identity = bytes([1]) + bytes(31)
+        # [S]B = R + [k]A holds for A = R = identity and S = 0, for every message.
+        for message in (b"", b"any message"):
+            self.assertFalse(av.ed25519_verify(identity, identity + bytes(32), message))
+        with self.assertRaises(av.Failed):
+            av.check_public_key(identity, "key")
+        entry = {"key_id": av.key_id_of(identity), "public_key": identity.hex(), "from_seq": 0, "until_seq": None}
+        with self.assertRaises(av.Failed):
+            av.parse_key_history([entry])
+
+    def test_a_non_canonical_public_key_encoding_is_rejected(self):
+        # y = p + 2 (the low 255 bits at or above p) is not the one encoding of any point.
+        y = (2**255 - 19 + 2).to_bytes(32, "little")
+        self.assertFalse(av.is_canonical_point(y))
+        with self.assertRaises(av.Failed):
+            av.check_public_key(y, "key")
+
+    def test_base64_must_be_canonical(self):
+        self.assertEqual(av.b64decode_canonical("AA==", "x"), b"\x00")
+        for bad in ("AB==", "AA", "AA=", "A A=", "AA==\n", "_-=="):
+            with self.subTest(text=bad), self.assertRaises(av.Failed):
+                av.b64decode_canonical(bad, "x")
+
+    def test_integers_are_integer_literals(self):
+        self.assertTrue(av.is_int(1))
+        for x in (1.0, True, "1", None):
+            self.assertFalse(av.is_int(x), x)
+        entry = {"key_id": av.key_id_of(self.PUBLIC), "public_key": self.PUBLIC.hex(), "from_seq": 0.0, "until_seq": None}
+        with self.assertRaises(av.Failed):
+            av.parse_key_history([entry])
+
+    def test_export_lines_end_with_a_newline_alone(self):
+        with tempfile.TemporaryDirectory() as d:
+            for what, data in {"CR LF": b'{"a":1}\r\n', "no final newline": b'{"a":1}\n{"b":2}',
+                               "a tab": b'{"a":\t1}\n', "not UTF-8": b'{"a":"\xff"}\n'}.items():
+                path = os.path.join(d, "e.jsonl")
+                with open(path, "wb") as f:
+                    f.write(data)
+                with self.subTest(what), self.assertRaises(av.Failed):
+                    list(av.read_lines(path))
+            with open(path, "wb") as f:
+                f.write(b'{"a":1}\n{"b": 2}\n')
+            self.assertEqual(list(av.read_lines(path)), ['{"a":1}', '{"b": 2}'])
+
+    def test_a_verifier_key_whose_base64_holds_a_plus_splits_at_the_first_two_plus_signs(self):
+        for seed in range(256):
+            signer = Signer(seed=bytes([seed]) * 32)
+            if "+" in signer.vkey.split("+", 2)[2]:
+                break
+        else:
+            self.fail("no key with + in its base64")
+        key = av.VerifierKey.parse(signer.vkey)
+        self.assertEqual(str(key), signer.vkey)
+        self.assertEqual(key.name, ORIGIN)
 
 
 if __name__ == "__main__":
