@@ -103,6 +103,15 @@ def unhex(text, length: int, what: str) -> bytes:
     return bytes.fromhex(text)
 
 
+def b64decode_canonical(text: str) -> bytes:
+    """Standard padded base64 in its one canonical form (FORMAT.md section 1): `validate` refuses
+    other characters, and the re-encoding refuses non-zero unused bits."""
+    raw = base64.b64decode(text, validate=True)
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise ValueError("base64 is not canonical")
+    return raw
+
+
 def key_id_of(public_key: bytes) -> str:
     return sha256(KEY_ID_DOMAIN, b"\x00", public_key)[:8].hex()
 
@@ -131,16 +140,18 @@ def parse_key_history(entries) -> list[KeyInterval]:
     for i, e in enumerate(entries):
         if not isinstance(e, dict):
             raise Failed(f"key history entry {i} is not an object")
+        if set(e) != {"key_id", "public_key", "from_seq", "until_seq"}:
+            raise Failed(f"key history entry {i}: members are not exactly key_id, public_key, from_seq, until_seq")
         pk = unhex(e.get("public_key"), 32, f"key {i} public_key")
         if e.get("key_id") != key_id_of(pk):
             raise Failed(f"key history entry {i}: key_id does not match its public key")
         f, u = e.get("from_seq"), e.get("until_seq")
-        if not isinstance(f, int) or f != expected_from:
+        if type(f) is not int or f != expected_from:
             raise Failed(f"key history entry {i} starts at {f}, expected {expected_from}")
         if u is None:
             if i != len(entries) - 1:
                 raise Failed(f"key history entry {i} is open-ended but not the last")
-        elif not isinstance(u, int) or u <= f:
+        elif type(u) is not int or u <= f:
             raise Failed(f"key history entry {i} has an empty or malformed interval")
         else:
             expected_from = u
@@ -177,7 +188,7 @@ class VerifierKey:
             raise Unusable(f"not a verifier key: {text!r}")
         name, kid_hex, b64 = parts
         try:
-            raw = base64.b64decode(b64, validate=True)
+            raw = b64decode_canonical(b64)
         except ValueError as e:
             raise Unusable(f"verifier key {text!r}: bad base64") from e
         if len(raw) != 33 or raw[0] != 0x01:
@@ -216,7 +227,7 @@ def open_checkpoint(note: str, trusted: list[VerifierKey], origin: str | None = 
     if not re.fullmatch(r"0|[1-9][0-9]*", size_text):
         raise Failed("the checkpoint's tree size is malformed")
     try:
-        root = base64.b64decode(root_text, validate=True)
+        root = b64decode_canonical(root_text)
     except ValueError as e:
         raise Failed("the checkpoint's root is not base64") from e
     if len(root) != 32:
@@ -229,11 +240,14 @@ def open_checkpoint(note: str, trusted: list[VerifierKey], origin: str | None = 
             raise Failed("malformed signature line in the checkpoint note")
         name, _, b64 = line[2:].rpartition(" ")
         try:
-            blob = base64.b64decode(b64, validate=True)
+            blob = b64decode_canonical(b64)
         except ValueError as e:
             raise Failed("malformed signature in the checkpoint note") from e
         for key in trusted:
             if key.name == name and blob[:4] == key.key_id:
+                if key in signed_by:
+                    # As `auditex verify`: a known key on two lines is a malformed note.
+                    raise Failed(f"trusted key {key} signed the checkpoint twice")
                 if len(blob) != 68 or not ed25519_verify(key.public_key, blob[4:], text.encode()):
                     raise Failed(f"the checkpoint signature by trusted key {key} does not verify")
                 signed_by.append(key)
@@ -359,7 +373,7 @@ def check_record(rec, keys: list[KeyInterval], tenant: str | None = None) -> tup
     seq, event_id = rec.get("seq"), rec.get("event_id")
     if set(rec) != RECORD_MEMBERS:
         raise Failed(f"record {seq}: members are not exactly those of FORMAT.md section 3", seq, event_id)
-    if rec["v"] != 1:
+    if type(rec["v"]) is not int or rec["v"] != 1:  # 1.0 and true are not the integer 1
         raise Failed(f"record {seq}: unsupported version {rec['v']}", seq, event_id)
     if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= SAFE_INTEGER_MAX:
         raise Failed(f"record {seq}: malformed seq", seq, event_id)
@@ -653,13 +667,13 @@ def verify_proof(text: str, trust: Trust) -> list[str]:
         line, rest = rest.split("\n", 1)
         if line == "":
             break
-        h = base64.b64decode(line, validate=True)
+        h = b64decode_canonical(line)
         if len(h) != 32:
             raise Failed("a proof hash is not 32 bytes")
         proof.append(h)
     note = rest
     try:
-        rec = parse_json(base64.b64decode(extra, validate=True))
+        rec = parse_json(b64decode_canonical(extra))
     except ValueError as e:
         raise Failed(f"the extra data is not a record: {e}") from e
     origin = note.split("\n", 1)[0]
@@ -809,12 +823,20 @@ def load_trust(args) -> Trust:
     if args.key_history:
         with open(args.key_history, encoding="utf-8") as f:
             doc = parse_json(f.read())
-        if not isinstance(doc, dict) or not isinstance(doc.get("origin"), str):
-            raise Unusable("the key history must be an object with origin and keys")
+        if not isinstance(doc, dict) or set(doc) != {"origin", "keys"} or not isinstance(doc["origin"], str):
+            raise Unusable("the key history must be an object with exactly origin and keys")
+        # FORMAT.md section 1: a closed set of members, and each verifier_key derived from its
+        # public key and the origin.
+        members = {"key_id", "public_key", "from_seq", "until_seq", "verifier_key"}
+        if not isinstance(doc["keys"], list) or not all(isinstance(e, dict) and set(e) == members for e in doc["keys"]):
+            raise Unusable(f"key history: every key must have exactly the members {sorted(members)}")
         try:
-            intervals = parse_key_history([{k: e.get(k) for k in ("key_id", "public_key", "from_seq", "until_seq")} for e in doc.get("keys", [])])
+            intervals = parse_key_history([{k: e[k] for k in members - {"verifier_key"}} for e in doc["keys"]])
         except Failed as e:
             raise Unusable(f"key history: {e}") from e
+        for e, k in zip(doc["keys"], intervals):
+            if e["verifier_key"] != str(VerifierKey.of(doc["origin"], k.public_key)):
+                raise Unusable(f"key history: the verifier key of {k.key_id} does not match its public key and the origin")
         history = (doc["origin"], intervals)
         keys.extend(VerifierKey.of(doc["origin"], k.public_key) for k in intervals)
     if not keys:
