@@ -967,7 +967,7 @@ mod tests {
     use ledger::checkpoint::sign_checkpoint;
     use ledger::export::{ExportFormat, ExportVerifier, record_line};
     use ledger::keys::{KeyId, RecordSigner};
-    use ledger::merkle::CompactTree;
+    use ledger::merkle::{CompactTree, leaf_hash};
     use ledger::note::NoteSigner;
 
     const ORIGIN: &str = "test.example/ledger/acme-bank";
