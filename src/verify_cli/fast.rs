@@ -2,9 +2,10 @@
 //! parsing its payload into a JSON tree and canonicalizing it again, only to hash bytes that an
 //! Auditex export already carries in canonical form. This path checks instead that the payload
 //! and erasable texts *are* RFC 8785 canonical (one pass over the bytes, within a conservative
-//! subset: no string escapes, ASCII keys, numbers whose ES6 form is their text), hashes the
-//! record body assembled from them exactly as FORMAT.md section 4 (and `ledger::record`) lays it
-//! out, and makes the chain checks of `ChainVerifier` on the parsed fields.
+//! subset: no string escapes, ASCII keys, numbers whose ES6 form is their text), has
+//! `ledger::record::BodyParts` lay out and hash the record body from them and the typed members
+//! (the one writer of that body, which sealing uses too), and makes the chain checks of
+//! `ChainVerifier` on the parsed fields.
 //!
 //! The line itself is read against the exact layout `auditex export` writes (the members of
 //! FORMAT.md section 4 in their serialization order, no whitespace, no escapes) in the same pass
