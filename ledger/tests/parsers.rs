@@ -371,8 +371,11 @@ fn reparse_key_history(bytes: &[u8]) -> Option<String> {
     KeyHistory::parse(text).ok().map(|h| h.to_json())
 }
 
+/// A parser followed by its writer: what the parser read, written back (`None` if it refused).
+type Reparse = fn(&[u8]) -> Option<String>;
+
 /// Every parser with its writer, for the no-panic properties.
-const PARSERS: [(&str, fn(&[u8]) -> Option<String>); 9] = [
+const PARSERS: [(&str, Reparse); 9] = [
     ("note", reparse_note),
     ("checkpoint", reparse_checkpoint),
     ("tlog-proof", reparse_tlog_proof),
@@ -425,7 +428,7 @@ const REPLACEMENTS: &[u8] = b" \n\"\\{}[],:0139afAF+/=-\xc3\xa9\x00";
 fn check_mutations(
     what: &str,
     valid: &str,
-    reparse: fn(&[u8]) -> Option<String>,
+    reparse: Reparse,
     json: bool,
     exempt: &[std::ops::Range<usize>],
     positions: &[usize],
