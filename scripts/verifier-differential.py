@@ -120,7 +120,8 @@ def proof_hashes(data: bytes):
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    # Lines end at a line feed only (str.splitlines would also end them at \x1c-\x1e).
+    return [line.strip() for line in text.split("\n") if line.strip() and not line.lstrip().startswith("#")]
 
 
 def neutral(kind: str, original: bytes, mutated: bytes) -> bool:

@@ -194,7 +194,7 @@ class VerifierKey:
         if len(raw) != 33 or raw[0] != 0x01:
             raise Unusable(f"verifier key {text!r}: not an Ed25519 key")
         key = VerifierKey.of(name, raw[1:])
-        if key.key_id.hex() != kid_hex.lower():
+        if key.key_id.hex() != kid_hex:  # lower-case hex only (FORMAT.md section 1)
             raise Unusable(f"verifier key {text!r}: key id does not match the key")
         return key
 

@@ -336,3 +336,9 @@ class StrictReading(unittest.TestCase):
         for bad in (renamed, dict(entry, note="x"), {k: v for k, v in entry.items() if k != "until_seq"}):
             with self.assertRaisesRegex(av.Failed, "members"):
                 av.parse_key_history([bad])
+
+    def test_a_verifier_key_with_an_upper_case_key_id_is_refused(self):
+        name, kid, b64 = self.signer.vkey.split("+")
+        self.assertNotEqual(kid.upper(), kid)
+        with self.assertRaisesRegex(av.Unusable, "key id"):
+            av.VerifierKey.parse(f"{name}+{kid.upper()}+{b64}")
