@@ -59,6 +59,13 @@ KNOWN_DISAGREEMENTS = {
     "consistency.proof": "the consistency-proof format is not settled yet (issue 17, item 10)",
 }
 
+# Requests both verifiers wrongly accept today, reported without failing the run while the fix
+# is under way (issue 17, item 3); a run in which both reject one says to remove its entry.
+KNOWN_ACCEPTED = {
+    "the early checkpoint under a history that retires its key before its size":
+        "`verify consistency` does not check checkpoint key intervals yet (issue 17, item 3)",
+}
+
 # Structural changes that both verifiers accept by design, with the reason.
 ACCEPTED_BY_DESIGN = {
     # A bundle proves that each record it holds is in the log, not that it holds every record
@@ -343,7 +350,22 @@ def rollback_cases(ev: str) -> list[tuple[str, list[str]]]:
         ("the export under the other tenant's key history", ["export", e("export.jsonl"), "--key-history", e("history-other.json")]),
         ("the other tenant's export under this key history", ["export", e("export-other.jsonl"), "--key-history", e("history.json")]),
         ("a proof under the other tenant's key history", ["proof", e("proof-5.txt"), "--key-history", e("history-other.json")]),
+        # The first key retired at 10, before the early checkpoint (size 12) it signed and the
+        # records 10 on that it signed: out of its interval.
+        ("the export under a history that retires the first key early", ["export", e("export.jsonl"), "--key-history", e("history-early-retirement.json")]),
+        ("the early checkpoint under a history that retires its key before its size",
+         ["consistency", "--old", e("early.checkpoint"), "--new", e("latest.checkpoint"), "--proof", e("consistency.proof"), "--key-history", e("history-early-retirement.json")]),
     ]
+
+
+def write_early_retirement(ev: str) -> None:
+    """The key history with its first key retired at 10 (and the second from 10)."""
+    doc = json.load(open(os.path.join(ev, "history.json"), encoding="utf-8"))
+    if len(doc["keys"]) > 1:
+        doc["keys"][0]["until_seq"] = 10
+        doc["keys"][1]["from_seq"] = 10
+    with open(os.path.join(ev, "history-early-retirement.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -400,6 +422,7 @@ def main() -> int:
     module = load_python_verifier(args.python_verifier)
     ev = args.evidence
     failures = 0
+    write_early_retirement(ev)
 
     with tempfile.TemporaryDirectory() as scratch:
         jobs = []  # (label, target or None, original or None, case data or None, argv)
@@ -446,10 +469,15 @@ def main() -> int:
                         accepted_neutral[name] = accepted_neutral.get(name, 0) + 1
                         if verbose:
                             print(f"ok    {label}: accepted by both (unsigned bytes)", file=OUT)
+                    elif label in KNOWN_ACCEPTED:
+                        s["known"] = s.get("known", 0) + 1
+                        print(f"KNOWN {label}: accepted by both ({KNOWN_ACCEPTED[label]})", file=OUT)
                     elif label.split(": ", 1)[-1] in ACCEPTED_BY_DESIGN:
                         print(f"ok    {label}: accepted by both, by design ({ACCEPTED_BY_DESIGN[label.split(': ', 1)[-1]]})", file=OUT)
                     else:
                         problem = "both verifiers accept a change of what the evidence says"
+                if label in KNOWN_ACCEPTED and rc != 0 and pc != 0:
+                    print(f"NOTE  {label}: now rejected by both; remove it from KNOWN_ACCEPTED", file=OUT)
                 if rc == 0:
                     s["accepted"] += 1
                 else:
@@ -472,7 +500,7 @@ def main() -> int:
     print(f"verifier-differential: {mode}", file=OUT)
     for name, s in stats.items():
         extra = f", {accepted_neutral[name]} unsigned-byte changes accepted by both" if name in accepted_neutral else ""
-        print(file=OUT, *[f"  {name:22} {s['inputs']:5} inputs: {s['rejected']} rejected, {s['accepted']} accepted{extra}; {s['problems']} problems" + (f", {s['known']} known disagreements" if s.get("known") else "")])
+        print(file=OUT, *[f"  {name:22} {s['inputs']:5} inputs: {s['rejected']} rejected, {s['accepted']} accepted{extra}; {s['problems']} problems" + (f", {s['known']} known problems" if s.get("known") else "")])
     print(f"{total} inputs, {failures} problems", file=OUT)
     return 1 if failures else 0
 
