@@ -845,7 +845,9 @@ def load_trust(args) -> Trust:
 
 
 def read_lines(path: str) -> Iterator[str]:
-    f = sys.stdin if path == "-" else open(path, encoding="utf-8", newline="")
+    # JSON Lines end at a line feed only: newline="" would also end them at a lone carriage
+    # return, which `auditex verify` (and JSON) reads as whitespace inside one line.
+    f = sys.stdin if path == "-" else open(path, encoding="utf-8", newline="\n")
     with f:
         for line in f:
             yield line[:-1] if line.endswith("\n") else line

@@ -342,3 +342,10 @@ class StrictReading(unittest.TestCase):
         self.assertNotEqual(kid.upper(), kid)
         with self.assertRaisesRegex(av.Unusable, "key id"):
             av.VerifierKey.parse(f"{name}+{kid.upper()}+{b64}")
+
+    def test_export_lines_end_at_a_line_feed_only(self):
+        f = tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False)
+        self.addCleanup(os.unlink, f.name)
+        with f:
+            f.write(b'{"a":1}\r{"b":2}\n{"c":3}\r\n')
+        self.assertEqual(list(av.read_lines(f.name)), ['{"a":1}\r{"b":2}', '{"c":3}\r'])
