@@ -253,6 +253,7 @@ def structural_cases(t: Target, data: bytes, ev: str) -> list[Case]:
             if 1 <= k < n - 1 and k < len(other) - 2:
                 cases.append((f"line {k + 1} replaced by the other tenant's record", joined(body[:k] + [other[k]] + body[k + 1:])))
         r = body[1]
+        cases.append(("two record lines joined by a carriage return", joined([body[0], body[1] + "\r" + body[2]] + body[3:])))
         cases.append(("a duplicate member in the payload (unsigned value first)", joined([body[0], r.replace('"payload":{', '"payload":{"outcome":"declined",', 1)] + body[2:])))
         cases.append(("a duplicate seq member", joined([body[0], r.replace('{"v":1,', '{"v":1,"seq":0,', 1)] + body[2:])))
         cases.append(("a duplicate header member", joined([body[0].replace('"from_seq":', '"from_seq":0,"from_seq":', 1)] + body[1:])))
