@@ -427,7 +427,10 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as scratch:
         jobs = []  # (label, target or None, original or None, case data or None, argv)
+        only = [n for n in os.environ.get("VERIFIER_DIFFERENTIAL_ONLY", "").split(",") if n]
         for t in targets(ev):
+            if only and t.name not in only:
+                continue
             path = os.path.join(ev, t.name)
             data = open(path, "rb").read()
             jobs.append((f"{t.name}: as produced", t, None, None, [a if a != "{}" else path for a in t.args]))
