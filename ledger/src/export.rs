@@ -316,14 +316,149 @@ pub struct ExportReport {
     pub root_recomputed: bool,
 }
 
+/// An export header whose checkpoint, key history and verifier keys check out: what every
+/// export verifier (the sequential one here and the parallel one of the offline verifier) knows
+/// before the first record, obtained by [`ExportHeader::verify`] alone.
+#[derive(Debug, Clone)]
+pub struct VerifiedExportHeader {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The log origin.
+    pub origin: String,
+    /// The sequence number of the first record line.
+    pub from_seq: u64,
+    /// The verified checkpoint.
+    pub checkpoint: Checkpoint,
+    /// The tenant's keys, from the header's history.
+    pub ring: KeyRing,
+    /// The key (from the history) that signed the checkpoint.
+    pub checkpoint_key_id: KeyId,
+}
+
+/// What the record lines of an export proved, to be held against its trailer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordsRead {
+    /// The number of record lines verified.
+    pub records: u64,
+    /// The last record's sequence number and hash; `None` without records.
+    pub last: Option<(u64, Hash)>,
+    /// The Merkle root of every record, when the export starts at 0 (else `None`).
+    pub root: Option<Hash>,
+}
+
+impl ExportHeader {
+    /// Checks the header: the checkpoint under a trusted key (named like the origin) that the
+    /// history allows at its size, the history and verifier keys (FORMAT.md section 12), and
+    /// `from_seq` within the checkpoint.
+    ///
+    /// # Errors
+    /// [`ExportErrorKind::Head`] or [`ExportErrorKind::StartBeyondCheckpoint`].
+    pub fn verify(self, trusted: &[VerifierKey]) -> Result<VerifiedExportHeader, ExportErrorKind> {
+        let head = verify_evidence_head(
+            &self.tenant,
+            &self.origin,
+            &self.checkpoint,
+            &self.keys,
+            &self.verifier_keys,
+            trusted,
+        )?;
+        let size = head.checkpoint.size();
+        if self.from_seq > size.get() {
+            return Err(ExportErrorKind::StartBeyondCheckpoint {
+                from_seq: self.from_seq,
+                size,
+            });
+        }
+        Ok(VerifiedExportHeader {
+            tenant: self.tenant,
+            origin: self.origin,
+            from_seq: self.from_seq,
+            checkpoint: head.checkpoint,
+            ring: head.ring,
+            checkpoint_key_id: head.checkpoint_key_id,
+        })
+    }
+}
+
+impl VerifiedExportHeader {
+    /// Holds the trailer against the records read and the checkpoint (FORMAT.md section 12):
+    /// the stated count and last sequence number, completeness up to the checkpoint, the last
+    /// record's inclusion proof, and the recomputed root of an export from 0.
+    ///
+    /// # Errors
+    /// The first check that fails, as an [`ExportErrorKind`].
+    pub fn check_trailer(
+        &self,
+        trailer: &ExportTrailer,
+        read: RecordsRead,
+    ) -> Result<ExportReport, ExportErrorKind> {
+        let records = read.records;
+        if trailer.records != records {
+            return Err(ExportErrorKind::RecordCount {
+                stated: trailer.records,
+                counted: records,
+            });
+        }
+        let last_seq = read.last.map(|(seq, _)| seq);
+        if trailer.last_seq != last_seq {
+            return Err(ExportErrorKind::LastSeq {
+                stated: trailer.last_seq,
+                counted: last_seq,
+            });
+        }
+        let size = self.checkpoint.size();
+        let expected = size.get() - self.from_seq;
+        if records != expected {
+            return Err(ExportErrorKind::Incomplete {
+                from_seq: self.from_seq,
+                size,
+                expected,
+                found: records,
+            });
+        }
+        match read.last {
+            Some((seq, hash)) => verify_inclusion(
+                leaf_hash(hash.as_bytes()),
+                LeafIndex::new(seq),
+                size,
+                &trailer.inclusion_proof,
+                self.checkpoint.root(),
+            )
+            .map_err(|source| ExportErrorKind::Inclusion { seq, source })?,
+            None if !trailer.inclusion_proof.is_empty() => {
+                return Err(ExportErrorKind::UnexpectedProof {
+                    hashes: trailer.inclusion_proof.len(),
+                });
+            }
+            None => {}
+        }
+        if let Some(computed) = read.root
+            && computed != self.checkpoint.root()
+        {
+            return Err(ExportErrorKind::RootMismatch {
+                size,
+                expected: self.checkpoint.root(),
+                computed,
+            });
+        }
+        Ok(ExportReport {
+            tenant: self.tenant.clone(),
+            origin: self.origin.clone(),
+            from_seq: self.from_seq,
+            records,
+            last_seq,
+            last_hash: read.last.map(|(_, hash)| hash),
+            checkpoint_size: size,
+            checkpoint_root: self.checkpoint.root(),
+            checkpoint_key_id: self.checkpoint_key_id,
+            root_recomputed: read.root.is_some(),
+        })
+    }
+}
+
 /// Everything known after a valid header.
 struct Body {
-    tenant: TenantId,
-    origin: String,
-    from_seq: u64,
-    checkpoint: Checkpoint,
-    ring: KeyRing,
-    checkpoint_key_id: KeyId,
+    head: VerifiedExportHeader,
     /// Created at the header for an export from 0 (anchored at the genesis), otherwise at the
     /// first record (anchored on that record's own link, see [`ChainAnchor::assumed_for`]).
     chain: Option<ChainVerifier>,
@@ -332,7 +467,7 @@ struct Body {
 impl Body {
     /// The line of record `seq`.
     fn line_of(&self, seq: u64) -> u64 {
-        seq.saturating_sub(self.from_seq).saturating_add(2)
+        seq.saturating_sub(self.head.from_seq).saturating_add(2)
     }
 
     fn chain_error(&self, e: ChainError) -> ExportError {
@@ -490,33 +625,10 @@ impl ExportVerifier {
         let fail = |kind| ExportError { line: n, kind };
         let header: ExportHeader = crate::json::from_str(line)
             .map_err(|e| fail(ExportErrorKind::MalformedHeader(e.to_string())))?;
-        let head = verify_evidence_head(
-            &header.tenant,
-            &header.origin,
-            &header.checkpoint,
-            &header.keys,
-            &header.verifier_keys,
-            &self.trusted,
-        )
-        .map_err(|e| fail(e.into()))?;
-        let size = head.checkpoint.size();
-        if header.from_seq > size.get() {
-            return Err(fail(ExportErrorKind::StartBeyondCheckpoint {
-                from_seq: header.from_seq,
-                size,
-            }));
-        }
-        let chain = (header.from_seq == 0)
-            .then(|| ChainVerifier::new(header.tenant.clone(), head.ring.clone()));
-        Ok(Box::new(Body {
-            tenant: header.tenant,
-            origin: header.origin,
-            from_seq: header.from_seq,
-            checkpoint: head.checkpoint,
-            ring: head.ring,
-            checkpoint_key_id: head.checkpoint_key_id,
-            chain,
-        }))
+        let head = header.verify(&self.trusted).map_err(fail)?;
+        let chain = (head.from_seq == 0)
+            .then(|| ChainVerifier::new(head.tenant.clone(), head.ring.clone()));
+        Ok(Box::new(Body { head, chain }))
     }
 }
 
@@ -525,7 +637,7 @@ fn record(mut body: Box<Body>, n: u64, line: &str) -> Result<Box<Body>, ExportEr
         Ok(record) => record,
         Err(e) => return Err(body.fail(n, ExportErrorKind::MalformedRecord(e.to_string()))),
     };
-    let size = body.checkpoint.size();
+    let size = body.head.checkpoint.size();
     if record.seq.get() >= size.get() {
         let seq = record.seq.get();
         return Err(body.fail(n, ExportErrorKind::BeyondCheckpoint { seq, size }));
@@ -534,10 +646,10 @@ fn record(mut body: Box<Body>, n: u64, line: &str) -> Result<Box<Body>, ExportEr
         // Only an export from a later sequence gets here: the first record's own link and time
         // are taken on trust, and the trailer's inclusion proof ties the chain to the log.
         let anchor = ChainAnchor {
-            next_seq: body.from_seq,
+            next_seq: body.head.from_seq,
             ..ChainAnchor::assumed_for(&record)
         };
-        ChainVerifier::from_anchor(body.tenant.clone(), body.ring.clone(), anchor)
+        ChainVerifier::from_anchor(body.head.tenant.clone(), body.head.ring.clone(), anchor)
     });
     match chain.push(&record) {
         Ok(()) => Ok(body),
@@ -555,73 +667,17 @@ fn trailer(mut body: Box<Body>, n: u64, line: &str) -> Result<ExportReport, Expo
         Some(Ok(summary)) => Some(summary),
         Some(Err(e)) => return Err(body.chain_error(e)),
     };
-    let fail = |kind| ExportError { line: n, kind };
-    let records = summary.as_ref().map_or(0, ChainSummary::records);
-    if trailer.records != records {
-        return Err(fail(ExportErrorKind::RecordCount {
-            stated: trailer.records,
-            counted: records,
-        }));
-    }
-    let last = summary
-        .as_ref()
-        .filter(|s| s.records() > 0)
-        .map(|s| (s.size().get() - 1, s.last_hash()));
-    let last_seq = last.map(|(seq, _)| seq);
-    if trailer.last_seq != last_seq {
-        return Err(fail(ExportErrorKind::LastSeq {
-            stated: trailer.last_seq,
-            counted: last_seq,
-        }));
-    }
-    let size = body.checkpoint.size();
-    let expected = size.get() - body.from_seq;
-    if records != expected {
-        return Err(fail(ExportErrorKind::Incomplete {
-            from_seq: body.from_seq,
-            size,
-            expected,
-            found: records,
-        }));
-    }
-    match last {
-        Some((seq, hash)) => verify_inclusion(
-            leaf_hash(hash.as_bytes()),
-            LeafIndex::new(seq),
-            size,
-            &trailer.inclusion_proof,
-            body.checkpoint.root(),
-        )
-        .map_err(|source| fail(ExportErrorKind::Inclusion { seq, source }))?,
-        None if !trailer.inclusion_proof.is_empty() => {
-            return Err(fail(ExportErrorKind::UnexpectedProof {
-                hashes: trailer.inclusion_proof.len(),
-            }));
-        }
-        None => {}
-    }
-    let root = summary.as_ref().and_then(ChainSummary::root);
-    if let Some(computed) = root
-        && computed != body.checkpoint.root()
-    {
-        return Err(fail(ExportErrorKind::RootMismatch {
-            size,
-            expected: body.checkpoint.root(),
-            computed,
-        }));
-    }
-    Ok(ExportReport {
-        tenant: body.tenant,
-        origin: body.origin,
-        from_seq: body.from_seq,
-        records,
-        last_seq,
-        last_hash: last.map(|(_, hash)| hash),
-        checkpoint_size: size,
-        checkpoint_root: body.checkpoint.root(),
-        checkpoint_key_id: body.checkpoint_key_id,
-        root_recomputed: root.is_some(),
-    })
+    let read = RecordsRead {
+        records: summary.as_ref().map_or(0, ChainSummary::records),
+        last: summary
+            .as_ref()
+            .filter(|s| s.records() > 0)
+            .map(|s| (s.size().get() - 1, s.last_hash())),
+        root: summary.as_ref().and_then(ChainSummary::root),
+    };
+    body.head
+        .check_trailer(&trailer, read)
+        .map_err(|kind| ExportError { line: n, kind })
 }
 
 #[cfg(test)]

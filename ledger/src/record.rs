@@ -370,29 +370,81 @@ pub struct ChainPosition {
     pub captured_at: CaptureTime,
 }
 
-/// Writes the RFC 8785 canonical body (the record without `hash` and `sig`) into `out`.
+/// The members of a record body, with the payload and the erasable map as the exact JSON text
+/// that is hashed.
+///
+/// This is how a reader that already holds those texts in canonical form (the fast path of the
+/// offline export verifier) gets the record hash without building a [`Record`]: the body is
+/// laid out here and only here, so no reader can hash other bytes than the writer did. The
+/// caller is responsible for the texts being canonical (RFC 8785) for the values it means; if
+/// they are not, the hash is that of other bytes and does not match the signed one.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyParts<'a> {
+    /// The tenant.
+    pub tenant: &'a TenantId,
+    /// The sequence number.
+    pub seq: Sequence,
+    /// The previous record's hash.
+    pub prev: &'a Hash,
+    /// The capture time.
+    pub captured_at: CaptureTime,
+    /// The event id.
+    pub event_id: &'a EventId,
+    /// The event type.
+    pub event_type: EventType,
+    /// The canonical JSON text of the payload object.
+    pub payload: &'a [u8],
+    /// The canonical JSON text of the erasable map (`{}` when empty).
+    pub erasable: &'a [u8],
+    /// The signing key's id.
+    pub key_id: KeyId,
+}
+
+impl BodyParts<'_> {
+    /// Writes the canonical body into `out` (cleared first) and returns the record hash
+    /// `SHA-256("auditex:record:v1" || 0x00 || body)`. `out` is a buffer the caller reuses.
+    pub fn hash_into(&self, out: &mut Vec<u8>) -> Hash {
+        out.clear();
+        write_body(out, self, |out| out.extend_from_slice(self.erasable));
+        hash_preimage(out)
+    }
+}
+
+/// Writes the RFC 8785 canonical body (the record without `hash` and `sig`) into `out`, the
+/// erasable map by `write_erasable` (from typed commitments or from canonical text).
 ///
 /// Keys are emitted in JCS order (UTF-16 code-unit order, which for these ASCII names is byte
 /// order): captured_at_us, erasable, event_id, event_type, key_id, payload, prev, seq, tenant, v.
 /// No string here needs escaping: every one is restricted to ASCII letters, digits, `-` and `_`.
-#[allow(clippy::too_many_arguments)]
-fn write_body(
-    out: &mut Vec<u8>,
-    tenant: &TenantId,
-    seq: Sequence,
-    prev: &Hash,
-    captured_at: CaptureTime,
-    event_id: &EventId,
-    event_type: EventType,
-    payload: &Payload,
-    erasable: &BTreeMap<FieldName, Hash>,
-    key_id: KeyId,
-) {
+fn write_body(out: &mut Vec<u8>, p: &BodyParts<'_>, write_erasable: impl FnOnce(&mut Vec<u8>)) {
     use std::io::Write;
     out.extend_from_slice(b"{\"captured_at_us\":");
     // Writing into a Vec cannot fail.
-    let _ = write!(out, "{}", captured_at.unix_micros());
-    out.extend_from_slice(b",\"erasable\":{");
+    let _ = write!(out, "{}", p.captured_at.unix_micros());
+    out.extend_from_slice(b",\"erasable\":");
+    write_erasable(out);
+    out.extend_from_slice(b",\"event_id\":\"");
+    let _ = write!(out, "{}", p.event_id);
+    out.extend_from_slice(b"\",\"event_type\":\"");
+    out.extend_from_slice(p.event_type.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"key_id\":\"");
+    push_hex(out, p.key_id.as_bytes());
+    out.extend_from_slice(b"\",\"payload\":");
+    out.extend_from_slice(p.payload);
+    out.extend_from_slice(b",\"prev\":\"");
+    push_hex(out, p.prev.as_bytes());
+    out.extend_from_slice(b"\",\"seq\":");
+    let _ = write!(out, "{}", p.seq.get());
+    out.extend_from_slice(b",\"tenant\":\"");
+    out.extend_from_slice(p.tenant.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"v\":");
+    let _ = write!(out, "{FORMAT_VERSION}");
+    out.push(b'}');
+}
+
+/// The erasable map's canonical text from its typed commitments.
+fn write_erasable_map(out: &mut Vec<u8>, erasable: &BTreeMap<FieldName, Hash>) {
+    out.push(b'{');
     for (i, (name, commitment)) in erasable.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -403,22 +455,6 @@ fn write_body(
         push_hex(out, commitment.as_bytes());
         out.push(b'"');
     }
-    out.extend_from_slice(b"},\"event_id\":\"");
-    let _ = write!(out, "{event_id}");
-    out.extend_from_slice(b"\",\"event_type\":\"");
-    out.extend_from_slice(event_type.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"key_id\":\"");
-    push_hex(out, key_id.as_bytes());
-    out.extend_from_slice(b"\",\"payload\":");
-    out.extend_from_slice(payload.as_str().as_bytes());
-    out.extend_from_slice(b",\"prev\":\"");
-    push_hex(out, prev.as_bytes());
-    out.extend_from_slice(b"\",\"seq\":");
-    let _ = write!(out, "{}", seq.get());
-    out.extend_from_slice(b",\"tenant\":\"");
-    out.extend_from_slice(tenant.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"v\":");
-    let _ = write!(out, "{FORMAT_VERSION}");
     out.push(b'}');
 }
 
@@ -455,18 +491,20 @@ impl UnsignedRecord {
     /// Computes the hash of `draft` at position `at`, to be signed by key `key_id`.
     pub fn new(tenant: &TenantId, at: ChainPosition, draft: RecordDraft, key_id: KeyId) -> Self {
         let mut body = Vec::with_capacity(256 + draft.payload.as_str().len());
-        write_body(
-            &mut body,
+        let parts = BodyParts {
             tenant,
-            at.seq,
-            &at.prev,
-            at.captured_at,
-            &draft.event_id,
-            draft.event_type,
-            &draft.payload,
-            &draft.erasable,
+            seq: at.seq,
+            prev: &at.prev,
+            captured_at: at.captured_at,
+            event_id: &draft.event_id,
+            event_type: draft.event_type,
+            payload: draft.payload.as_str().as_bytes(),
+            erasable: b"",
             key_id,
-        );
+        };
+        write_body(&mut body, &parts, |out| {
+            write_erasable_map(out, &draft.erasable)
+        });
         UnsignedRecord {
             tenant: tenant.clone(),
             at,
@@ -524,18 +562,20 @@ impl Record {
     /// The canonical body bytes (the hash preimage without its domain prefix).
     pub fn canonical_body(&self) -> Vec<u8> {
         let mut body = Vec::with_capacity(256 + self.payload.as_str().len());
-        write_body(
-            &mut body,
-            &self.tenant,
-            self.seq,
-            &self.prev,
-            self.captured_at_us,
-            &self.event_id,
-            self.event_type,
-            &self.payload,
-            &self.erasable,
-            self.key_id,
-        );
+        let parts = BodyParts {
+            tenant: &self.tenant,
+            seq: self.seq,
+            prev: &self.prev,
+            captured_at: self.captured_at_us,
+            event_id: &self.event_id,
+            event_type: self.event_type,
+            payload: self.payload.as_str().as_bytes(),
+            erasable: b"",
+            key_id: self.key_id,
+        };
+        write_body(&mut body, &parts, |out| {
+            write_erasable_map(out, &self.erasable)
+        });
         body
     }
 

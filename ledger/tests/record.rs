@@ -355,3 +355,34 @@ proptest! {
         prop_assert_eq!(back.compute_hash(), record.hash);
     }
 }
+
+#[test]
+fn a_body_from_the_canonical_texts_of_a_record_is_the_records_own_body_and_hash() {
+    let mut erasable = BTreeMap::new();
+    erasable.insert("applicant_name".to_owned(), json!("Jane Q. Doe"));
+    let record = sample_record(decision_payload(), erasable);
+    let line: Value = serde_json::from_str(&ledger::export::record_line(&record)).expect("json");
+    let erasable_text = line["erasable"].to_string();
+    let parts = ledger::record::BodyParts {
+        tenant: &record.tenant,
+        seq: record.seq,
+        prev: &record.prev,
+        captured_at: record.captured_at_us,
+        event_id: &record.event_id,
+        event_type: record.event_type,
+        payload: record.payload.as_str().as_bytes(),
+        erasable: erasable_text.as_bytes(),
+        key_id: record.key_id,
+    };
+    let mut body = Vec::new();
+    assert_eq!(parts.hash_into(&mut body), record.hash);
+    assert_eq!(body, record.canonical_body());
+    // Texts are hashed as given: another spelling of the same payload is another body, so a
+    // caller that does not check canonical form gets a hash that matches nothing.
+    let spaced = record.payload.as_str().replacen(':', ": ", 1);
+    let other = ledger::record::BodyParts {
+        payload: spaced.as_bytes(),
+        ..parts
+    };
+    assert_ne!(other.hash_into(&mut body), record.hash);
+}

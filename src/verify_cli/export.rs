@@ -25,16 +25,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ledger::checkpoint::{Checkpoint, open_checkpoint};
 use ledger::export::{
     EXPORT_FORMAT, EXPORT_LINE_BYTES_MAX, ExportError, ExportErrorKind, ExportHeader, ExportReport,
-    ExportTrailer, check_line_bytes,
+    ExportTrailer, RecordsRead, VerifiedExportHeader, check_line_bytes,
 };
 use ledger::keys::{KeyInterval, KeyRing};
-use ledger::merkle::{leaf_hash, verify_inclusion};
 use ledger::note::VerifierKey;
 use ledger::record::Record;
-use ledger::types::{EventId, Hash, LeafIndex, TenantId, TreeSize};
+use ledger::types::{EventId, Hash, TenantId, TreeSize};
 use ledger::verify::{
     ChainAnchor, ChainError, ChainSummary, ChainVerifier, LeafRange, SIGNATURE_BATCH_RECORDS,
-    verify_evidence_head,
 };
 use rayon::prelude::*;
 
@@ -617,25 +615,12 @@ pub fn verify_export<R: BufRead + Send>(
         Some(RawLine::TooLong(_)) => return Err(not_an_export()),
     };
     let header = parse_header(&header_text)?;
-    let head = verify_evidence_head(
-        &header.tenant,
-        &header.origin,
-        &header.checkpoint,
-        &header.keys,
-        &header.verifier_keys,
-        options.trusted,
-    )
-    .map_err(|e| fail(1, ExportErrorKind::Head(e)))?;
+    // The header's checks are the ledger's, exactly as the sequential verifier makes them.
+    let head = header
+        .clone()
+        .verify(options.trusted)
+        .map_err(|kind| fail(1, kind))?;
     let size = head.checkpoint.size();
-    if header.from_seq > size.get() {
-        return Err(fail(
-            1,
-            ExportErrorKind::StartBeyondCheckpoint {
-                from_seq: header.from_seq,
-                size,
-            },
-        ));
-    }
     if let Some((origin, trusted)) = options.history
         && origin == header.origin
     {
@@ -770,15 +755,7 @@ pub fn verify_export<R: BufRead + Send>(
     };
     // The trailer is checked before what follows it, as the sequential verifier reads them: a
     // trailer that does not match its records is the first failure even if lines follow.
-    let report = check_trailer(
-        &header,
-        &head.checkpoint,
-        head.checkpoint_key_id,
-        running,
-        &trailer_text,
-        trailer_line,
-    )
-    .map_err(failed)?;
+    let report = check_trailer(&head, running, &trailer_text, trailer_line).map_err(failed)?;
     if read_line(&mut reader.input, &mut Vec::new())?.is_some() {
         return Err(fail(trailer_line + 1, ExportErrorKind::AfterTrailer));
     }
@@ -858,11 +835,10 @@ fn stitch(
     }
 }
 
-/// The trailer checks of FORMAT.md section 12, as the sequential verifier makes them.
+/// Reads the trailer strictly and holds it against the records, with the ledger's checks (the
+/// sequential verifier's own).
 fn check_trailer(
-    header: &ExportHeader,
-    checkpoint: &Checkpoint,
-    checkpoint_key_id: ledger::keys::KeyId,
+    head: &VerifiedExportHeader,
     summary: Option<Segment>,
     text: &str,
     n: u64,
@@ -870,72 +846,15 @@ fn check_trailer(
     let fail = |kind| ExportError { line: n, kind };
     let trailer = ExportTrailer::from_line(text)
         .map_err(|e| fail(ExportErrorKind::MalformedTrailer(e.to_string())))?;
-    let records = summary.as_ref().map_or(0, Segment::records);
-    if trailer.records != records {
-        return Err(fail(ExportErrorKind::RecordCount {
-            stated: trailer.records,
-            counted: records,
-        }));
-    }
-    let last = summary
-        .as_ref()
-        .filter(|s| s.records() > 0)
-        .map(|s| (s.size() - 1, s.end.prev));
-    let last_seq = last.map(|(seq, _)| seq);
-    if trailer.last_seq != last_seq {
-        return Err(fail(ExportErrorKind::LastSeq {
-            stated: trailer.last_seq,
-            counted: last_seq,
-        }));
-    }
-    let size = checkpoint.size();
-    let expected = size.get() - header.from_seq;
-    if records != expected {
-        return Err(fail(ExportErrorKind::Incomplete {
-            from_seq: header.from_seq,
-            size,
-            expected,
-            found: records,
-        }));
-    }
-    match last {
-        Some((seq, hash)) => verify_inclusion(
-            leaf_hash(hash.as_bytes()),
-            LeafIndex::new(seq),
-            size,
-            &trailer.inclusion_proof,
-            checkpoint.root(),
-        )
-        .map_err(|source| fail(ExportErrorKind::Inclusion { seq, source }))?,
-        None if !trailer.inclusion_proof.is_empty() => {
-            return Err(fail(ExportErrorKind::UnexpectedProof {
-                hashes: trailer.inclusion_proof.len(),
-            }));
-        }
-        None => {}
-    }
-    let root = summary.as_ref().and_then(Segment::root);
-    if let Some(computed) = root
-        && computed != checkpoint.root()
-    {
-        return Err(fail(ExportErrorKind::RootMismatch {
-            size,
-            expected: checkpoint.root(),
-            computed,
-        }));
-    }
-    Ok(ExportReport {
-        tenant: header.tenant.clone(),
-        origin: header.origin.clone(),
-        from_seq: header.from_seq,
-        records,
-        last_seq,
-        last_hash: last.map(|(_, hash)| hash),
-        checkpoint_size: size,
-        checkpoint_root: checkpoint.root(),
-        checkpoint_key_id,
-        root_recomputed: root.is_some(),
-    })
+    let read = RecordsRead {
+        records: summary.as_ref().map_or(0, Segment::records),
+        last: summary
+            .as_ref()
+            .filter(|s| s.records() > 0)
+            .map(|s| (s.size() - 1, s.end.prev)),
+        root: summary.as_ref().and_then(Segment::root),
+    };
+    head.check_trailer(&trailer, read).map_err(fail)
 }
 
 /// Opens checkpoints seen before with the trusted keys; they must be of the export's log.
@@ -1075,7 +994,7 @@ mod tests {
     use ledger::checkpoint::sign_checkpoint;
     use ledger::export::{ExportFormat, ExportVerifier, record_line};
     use ledger::keys::{KeyId, RecordSigner};
-    use ledger::merkle::CompactTree;
+    use ledger::merkle::{CompactTree, leaf_hash};
     use ledger::note::NoteSigner;
 
     const ORIGIN: &str = "test.example/ledger/acme-bank";

@@ -2,9 +2,10 @@
 //! parsing its payload into a JSON tree and canonicalizing it again, only to hash bytes that an
 //! Auditex export already carries in canonical form. This path checks instead that the payload
 //! and erasable texts *are* RFC 8785 canonical (one pass over the bytes, within a conservative
-//! subset: no string escapes, ASCII keys, numbers whose ES6 form is their text), hashes the
-//! record body assembled from them exactly as FORMAT.md section 4 (and `ledger::record`) lays it
-//! out, and makes the chain checks of `ChainVerifier` on the parsed fields.
+//! subset: no string escapes, ASCII keys, numbers whose ES6 form is their text), has
+//! `ledger::record::BodyParts` lay out and hash the record body from them and the typed members
+//! (the one writer of that body, which sealing uses too), and makes the chain checks of
+//! `ChainVerifier` on the parsed fields.
 //!
 //! The line itself is read against the exact layout `auditex export` writes (the members of
 //! FORMAT.md section 4 in their serialization order, no whitespace, no escapes) in the same pass
@@ -21,25 +22,21 @@
 use ed25519_dalek::{Signature, VerifyingKey};
 use ledger::keys::{KeyId, KeyRing};
 use ledger::merkle::leaf_hash;
-use ledger::record::{EventType, FORMAT_VERSION, FieldName};
+use ledger::record::{BodyParts, EventType, FORMAT_VERSION, FieldName};
 use ledger::types::{CaptureTime, EventId, Hash, JSON_SAFE_INTEGER_MAX, Sequence, TenantId};
 use ledger::verify::{ChainAnchor, LeafRange, SIGNATURE_BATCH_RECORDS};
-use sha2::{Digest, Sha256};
 
 /// Deepest nesting the fast path accepts (the ledger's canonicalizer allows 32).
 const DEPTH_MAX: usize = ledger::canonical::JSON_DEPTH_MAX;
 
-/// A record line's fields, borrowed from the line. Numbers keep their text too: it is their
-/// canonical form (digits, no leading zero), so the body can be assembled from it.
+/// A record line's fields, borrowed from the line. The payload and erasable texts are hashed as
+/// they stand (once checked canonical); everything else is hashed from its typed value.
 struct RawRecord<'a> {
     v: u64,
     tenant: &'a str,
     seq: u64,
-    seq_text: &'a [u8],
     prev: Hash,
-    prev_text: &'a [u8],
     captured_at_us: u64,
-    captured_text: &'a [u8],
     event_id: &'a str,
     event_type: &'a str,
     payload: &'a [u8],
@@ -67,11 +64,11 @@ fn parse_line(line: &str) -> Option<RawRecord<'_>> {
     c.literal(b",\"tenant\":")?;
     let tenant = c.string()?;
     c.literal(b",\"seq\":")?;
-    let (seq, seq_text) = c.integer()?;
+    let (seq, _) = c.integer()?;
     c.literal(b",\"prev\":")?;
-    let (prev, prev_text) = c.hex::<32>()?;
+    let (prev, _) = c.hex::<32>()?;
     c.literal(b",\"captured_at_us\":")?;
-    let (captured_at_us, captured_text) = c.integer()?;
+    let (captured_at_us, _) = c.integer()?;
     c.literal(b",\"event_id\":")?;
     let event_id = c.string()?;
     c.literal(b",\"event_type\":")?;
@@ -97,11 +94,8 @@ fn parse_line(line: &str) -> Option<RawRecord<'_>> {
         v,
         tenant: text(tenant)?,
         seq,
-        seq_text,
         prev: Hash::from_bytes(prev),
-        prev_text,
         captured_at_us,
-        captured_text,
         event_id: text(event_id)?,
         event_type: text(event_type)?,
         payload,
@@ -249,7 +243,7 @@ pub fn verify_lines<'a>(
         {
             return None;
         }
-        Sequence::new(r.seq).ok()?;
+        let seq = Sequence::new(r.seq).ok()?;
         let captured = CaptureTime::from_unix_micros(r.captured_at_us).ok()?;
         if next.not_before.is_some_and(|t| captured < t) {
             return None;
@@ -260,7 +254,8 @@ pub fn verify_lines<'a>(
         if !is_lower_hex(r.event_id.as_bytes(), b'-') {
             return None;
         }
-        event_ids.push((EventId::parse(r.event_id).ok()?, r.seq));
+        let event_id = EventId::parse(r.event_id).ok()?;
+        event_ids.push((event_id, r.seq));
         let event_type = EventType::parse(r.event_type).ok()?;
         if event_type == EventType::KeyRotation {
             return None;
@@ -269,7 +264,7 @@ pub fn verify_lines<'a>(
             return None;
         }
         let key_id = KeyId::parse(r.key_id).ok()?;
-        let key = *ring.key_for(key_id, Sequence::new(r.seq).ok()?).ok()?;
+        let key = *ring.key_for(key_id, seq).ok()?;
         // A key that the history starts after this record needs a rotation record here.
         if ring.intervals().iter().any(|k| k.from_seq == r.seq + 1) {
             return None;
@@ -278,16 +273,21 @@ pub fn verify_lines<'a>(
             return None;
         }
 
-        body.clear();
-        write_body(&mut body, &r);
-        let computed = Hash::from_bytes(
-            Sha256::new()
-                .chain_update(ledger::record::RECORD_HASH_DOMAIN)
-                .chain_update([0u8])
-                .chain_update(&body)
-                .finalize()
-                .into(),
-        );
+        // The body is laid out by the ledger, from the typed members and the payload and
+        // erasable texts checked canonical above: this path hashes exactly what the reference
+        // hashes, or declines.
+        let computed = BodyParts {
+            tenant,
+            seq,
+            prev: &r.prev,
+            captured_at: captured,
+            event_id: &event_id,
+            event_type,
+            payload: r.payload,
+            erasable: r.erasable,
+            key_id,
+        }
+        .hash_into(&mut body);
         if computed != r.hash {
             return None;
         }
@@ -341,31 +341,6 @@ fn batch_ok(pending: &[Pending]) -> bool {
     let signatures: Vec<Signature> = pending.iter().map(|p| p.signature).collect();
     let keys: Vec<VerifyingKey> = pending.iter().map(|p| p.key).collect();
     ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
-}
-
-/// The record body of FORMAT.md section 4 from canonical parts (member order of RFC 8785). The
-/// numbers are copied as the line writes them, which [`Cursor::integer`] checked is their
-/// canonical form.
-fn write_body(out: &mut Vec<u8>, r: &RawRecord<'_>) {
-    out.extend_from_slice(b"{\"captured_at_us\":");
-    out.extend_from_slice(r.captured_text);
-    out.extend_from_slice(b",\"erasable\":");
-    out.extend_from_slice(r.erasable);
-    out.extend_from_slice(b",\"event_id\":\"");
-    out.extend_from_slice(r.event_id.as_bytes());
-    out.extend_from_slice(b"\",\"event_type\":\"");
-    out.extend_from_slice(r.event_type.as_bytes());
-    out.extend_from_slice(b"\",\"key_id\":\"");
-    out.extend_from_slice(r.key_id.as_bytes());
-    out.extend_from_slice(b"\",\"payload\":");
-    out.extend_from_slice(r.payload);
-    out.extend_from_slice(b",\"prev\":\"");
-    out.extend_from_slice(r.prev_text);
-    out.extend_from_slice(b"\",\"seq\":");
-    out.extend_from_slice(r.seq_text);
-    out.extend_from_slice(b",\"tenant\":\"");
-    out.extend_from_slice(r.tenant.as_bytes());
-    out.extend_from_slice(b"\",\"v\":1}");
 }
 
 fn is_lower_hex(bytes: &[u8], also: u8) -> bool {
@@ -560,6 +535,11 @@ mod tests {
         chain.finish().ok().map(|s| s.end())
     }
 
+    /// The erasable map as the export writes it.
+    fn erasable_text(record: &Record) -> String {
+        serde_json::to_value(record).expect("a record")["erasable"].to_string()
+    }
+
     #[test]
     fn export_lines_are_read_as_the_reference_reads_them() {
         let lines = lines(3);
@@ -572,9 +552,23 @@ mod tests {
             assert_eq!(raw.hash, record.hash);
             assert_eq!(raw.sig, record.sig.to_bytes());
             assert_eq!(raw.payload, record.payload.as_str().as_bytes());
+            assert_eq!(raw.erasable, erasable_text(&record).as_bytes());
+            // The ledger's body from the line's texts is the record's own body.
             let mut body = Vec::new();
-            write_body(&mut body, &raw);
+            let hash = BodyParts {
+                tenant: &record.tenant,
+                seq: record.seq,
+                prev: &raw.prev,
+                captured_at: record.captured_at_us,
+                event_id: &record.event_id,
+                event_type: record.event_type,
+                payload: raw.payload,
+                erasable: raw.erasable,
+                key_id: record.key_id,
+            }
+            .hash_into(&mut body);
             assert_eq!(body, record.canonical_body());
+            assert_eq!(hash, record.hash);
         }
         let summary = fast(&lines).expect("the fast path accepts an intact chain");
         assert_eq!(Some(summary.end), reference(&lines));

@@ -459,3 +459,99 @@ class Encodings(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class StrictReading(unittest.TestCase):
+    """Inputs that `auditex verify` refuses, refused here too (scripts/verifier-differential)."""
+
+    def setUp(self):
+        self.signer = Signer()
+        self.key = av.VerifierKey.parse(self.signer.vkey)
+
+    def test_a_checkpoint_signed_twice_by_one_trusted_key_is_rejected(self):
+        note = self.signer.note(3, h(b"root"))
+        av.open_checkpoint(note, [self.key])
+        signature_line = note.split("\n\n")[1]
+        with self.assertRaisesRegex(av.Failed, "twice"):
+            av.open_checkpoint(note + signature_line, [self.key])
+
+    def test_a_record_version_written_as_a_fraction_or_boolean_is_rejected(self):
+        for v in (1.0, True):
+            rec = {m: None for m in av.RECORD_MEMBERS}
+            rec.update(v=v, seq=0)
+            with self.assertRaisesRegex(av.Failed, "unsupported version"):
+                av.check_record(rec, [])
+
+    def test_a_key_history_from_seq_of_false_is_not_zero(self):
+        public = self.key.public_key
+        entry = {"key_id": av.key_id_of(public), "public_key": public.hex(), "from_seq": 0, "until_seq": None}
+        self.assertEqual(len(av.parse_key_history([entry])), 1)
+        with self.assertRaises(av.Failed):
+            av.parse_key_history([dict(entry, from_seq=False)])
+
+    def history_file(self, doc) -> str:
+        f = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8")
+        self.addCleanup(os.unlink, f.name)
+        with f:
+            json.dump(doc, f)
+        return f.name
+
+    def load(self, doc):
+        class Args:
+            key, keys = [], None
+        args = Args()
+        args.key_history = self.history_file(doc)
+        return av.load_trust(args)
+
+    def test_a_key_history_is_a_closed_document_with_derived_verifier_keys(self):
+        public = self.key.public_key
+        entry = {"key_id": av.key_id_of(public), "public_key": public.hex(), "from_seq": 0,
+                 "until_seq": None, "verifier_key": self.signer.vkey}
+        doc = {"origin": ORIGIN, "keys": [entry]}
+        self.assertEqual(len(self.load(doc).keys), 1)
+        other = Signer(seed=bytes([8]) * 32)
+        for bad in (
+            dict(doc, note="x"),
+            dict(doc, keys=[dict(entry, verifer_key=entry["verifier_key"])]),
+            dict(doc, keys=[{k: v for k, v in entry.items() if k != "until_seq"}]),
+            dict(doc, keys=[dict(entry, verifier_key=other.vkey)]),
+        ):
+            with self.assertRaises(av.Unusable, msg=bad):
+                self.load(bad)
+
+    def test_base64_with_nonzero_unused_bits_is_rejected(self):
+        note = self.signer.note(3, h(b"root"))
+        av.open_checkpoint(note, [self.key])
+        text, signature = note.split("\n\n")
+        # 68 bytes are 92 characters ending in one `=`; the character before it carries two
+        # unused bits, set here without changing the decoded bytes.
+        b64 = signature.rstrip("\n").rsplit(" ", 1)[1]
+        last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".index(b64[-2])
+        changed = b64[:-2] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[last ^ 1] + "="
+        self.assertNotEqual(changed, b64)
+        self.assertEqual(base64.b64decode(changed), base64.b64decode(b64))
+        with self.assertRaisesRegex(av.Failed, "not canonical base64"):
+            av.open_checkpoint(text + "\n\n" + signature.replace(b64, changed), [self.key])
+
+    def test_a_header_key_entry_with_another_member_is_rejected(self):
+        public = self.key.public_key
+        entry = {"key_id": av.key_id_of(public), "public_key": public.hex(), "from_seq": 0, "until_seq": None}
+        renamed = {("until_sEq" if k == "until_seq" else k): v for k, v in entry.items()}
+        for bad in (renamed, dict(entry, note="x"), {k: v for k, v in entry.items() if k != "until_seq"}):
+            with self.assertRaisesRegex(av.Failed, "not an object of exactly"):
+                av.parse_key_history([bad])
+
+    def test_a_verifier_key_with_an_upper_case_key_id_is_refused(self):
+        name, kid, b64 = self.signer.vkey.split("+")
+        self.assertNotEqual(kid.upper(), kid)
+        with self.assertRaisesRegex(av.Failed, "key id"):
+            av.VerifierKey.parse(f"{name}+{kid.upper()}+{b64}")
+
+    def test_export_lines_end_at_a_line_feed_only(self):
+        f = tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False)
+        self.addCleanup(os.unlink, f.name)
+        with f:
+            f.write(b'{"a":1}\r{"b":2}\n{"c":3}\r\n')
+        # A carriage return is neither a line end nor allowed inside a line: the file fails.
+        with self.assertRaisesRegex(av.Failed, "control character 0x0d"):
+            list(av.read_lines(f.name))
