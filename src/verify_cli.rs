@@ -82,6 +82,7 @@ use clap::{Args, Subcommand};
 use ledger::bundle::{BUNDLE_FORMAT, Bundle, BundleError, verify_bundle};
 use ledger::checkpoint::{Checkpoint, open_checkpoint};
 use ledger::export::{EXPORT_FORMAT, ExportError, ExportErrorKind};
+use ledger::failure::IntegrityFailure;
 use ledger::keys::{KeyInterval, KeyRing};
 use ledger::note::{Note, VerifierKey};
 use ledger::proof_file::{TLOG_PROOF_BYTES_MAX, TLOG_PROOF_HEADER, TlogProof};
@@ -92,7 +93,6 @@ use ledger::verify::{
 };
 use serde::Serialize;
 
-use crate::store::IntegrityFailure;
 use export::{ExportCheckError, ExportOptions, HistoryFailure, check_history};
 pub use produce::{bundle_command, export_command, proof_command};
 

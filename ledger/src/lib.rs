@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod consistency_file;
 pub mod draft;
 pub mod export;
+pub mod failure;
 pub mod json;
 pub mod keys;
 pub mod merkle;

@@ -1409,26 +1409,7 @@ impl Store {
     }
 }
 
-/// How a verifier reports a checkpoint seen before that commits to another tree of `size`
-/// records, when the largest smaller seen checkpoint that matched has size `agreed_through` (0:
-/// none). Where the histories part is not computed — that needs the other history's records — so
-/// the message never claims a common prefix it did not check.
-pub fn fork_message(size: u64, agreed_through: u64) -> String {
-    let last = size.saturating_sub(1);
-    if agreed_through == 0 {
-        format!(
-            "the log forked: a checkpoint seen before commits to another tree of size {size}; no \
-             smaller checkpoint seen before was compared, so where the histories part (somewhere \
-             in records 0..={last}) was not computed"
-        )
-    } else {
-        format!(
-            "the log forked: a checkpoint seen before commits to another tree of size {size}; the \
-             histories agree through the seen checkpoint of size {agreed_through} and part \
-             somewhere in records {agreed_through}..={last} (the exact record was not computed)"
-        )
-    }
-}
+pub use ledger::failure::fork_message;
 
 /// The origin a signed checkpoint note names (its first line).
 fn checkpoint_origin(signed_note: &str) -> Result<String, StoreError> {

@@ -921,7 +921,7 @@ fn compare_seen(
                 seq: Some(agreed_through),
                 expected: format!("root {} at tree size {m}, as seen before", c.root()),
                 found: format!("root {computed}"),
-                message: crate::store::fork_message(m, agreed_through),
+                message: ledger::failure::fork_message(m, agreed_through),
             }));
         }
         agreed.push(m);
