@@ -835,7 +835,7 @@ impl Appender {
 /// "storage full" or "retry later" as the first one is), the same message.
 fn same_error(e: &StoreError) -> StoreError {
     match e {
-        StoreError::Unavailable(_) => StoreError::Unavailable(sqlx::Error::Protocol(e.to_string())),
+        StoreError::Unavailable(err) => StoreError::Unavailable(Arc::clone(err)),
         StoreError::StorageFull(detail) => StoreError::StorageFull(detail.clone()),
         StoreError::ClockBehind { behind, allowed } => StoreError::ClockBehind {
             behind: *behind,

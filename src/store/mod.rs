@@ -245,9 +245,10 @@ impl StoreConfig {
 /// Errors of the store other than append rejections.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database is unreachable or failed; the operation may succeed if retried.
+    /// The database is unreachable or failed; the operation may succeed if retried. Shared, so
+    /// that every caller of a failed group commit gets the same error.
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] std::sync::Arc<sqlx::Error>),
     /// Migrations could not be applied or are not current.
     #[error("database schema: {0}")]
     Schema(String),
@@ -327,7 +328,7 @@ impl From<sqlx::Error> for StoreError {
         if faults::is_storage_full_sqlx(&e) {
             StoreError::StorageFull(e.to_string())
         } else {
-            StoreError::Unavailable(e)
+            StoreError::Unavailable(std::sync::Arc::new(e))
         }
     }
 }

@@ -265,7 +265,8 @@ impl Store {
         .await;
         match result {
             Ok(()) => {}
-            Err(StoreError::Unavailable(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+            Err(StoreError::Unavailable(e)) if matches!(&*e, sqlx::Error::Database(d) if d.is_unique_violation()) =>
+            {
                 return Err(duplicate());
             }
             Err(e) => return Err(e),
