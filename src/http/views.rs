@@ -824,59 +824,28 @@ pub async fn projection_status(
 ) -> Result<Json<ProjectionsBody>, ApiError> {
     let p = caller.require(READERS, "read projection status")?;
     Ok(Json(ProjectionsBody {
-        projections: tenant_projection_status(&state.store, &p.tenant).await?,
+        projections: state
+            .store
+            .projection_status(&p.tenant)
+            .await?
+            .into_iter()
+            .map(ProjectionBody::from)
+            .collect(),
     }))
 }
 
-/// The views' state for one tenant: how far behind its ledger each one is, and any rebuild.
-///
-/// # Errors
-/// A database error.
-pub async fn tenant_projection_status(
-    store: &crate::store::Store,
-    tenant: &ledger::types::TenantId,
-) -> Result<Vec<ProjectionBody>, crate::store::StoreError> {
-    use projections::runner::ViewStore;
-    let states = store.states().await?;
-    let length = store.chain_length(tenant).await?;
-    let positions = store.positions(tenant).await?;
-    let at = |name: &str, generation: i64| {
-        positions
-            .get(&(name.to_owned(), generation))
-            .copied()
-            .unwrap_or(0)
-    };
-    let stuck = store.stuck(tenant).await?;
-    let mut out = Vec::new();
-    for s in states {
-        let applied = at(&s.name, s.active_generation);
-        let stuck_at_seq = stuck
-            .iter()
-            .find(|m| m.name == s.name && m.generation == s.active_generation)
-            .map(|m| m.seq);
-        let lag_seconds = match ledger::types::Sequence::new(applied) {
-            Ok(seq) if applied < length => store.record(tenant, seq).await?.map_or(0.0, |r| {
-                let now = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
-                now.saturating_sub(r.captured_at_us.unix_micros()) as f64 / 1e6
-            }),
-            _ => 0.0,
-        };
-        out.push(ProjectionBody {
-            version: projections::by_name(&s.name).map_or(0, |p| p.version()),
+impl From<crate::store::views::ProjectionStatus> for ProjectionBody {
+    fn from(s: crate::store::views::ProjectionStatus) -> Self {
+        ProjectionBody {
+            name: s.name,
+            version: s.version,
             active_generation: s.active_generation,
             active_version: s.active_version,
-            lag_records: length.saturating_sub(applied),
-            lag_seconds,
-            rebuilding: s.building.map(|(g, _)| {
-                format!(
-                    "generation {g}: {} of {length} records",
-                    at(&s.name, g).min(length)
-                )
-            }),
-            stuck_tenants: u64::from(stuck_at_seq.is_some()),
-            stuck_at_seq,
-            name: s.name,
-        });
+            lag_records: s.lag_records,
+            lag_seconds: s.lag_seconds,
+            rebuilding: s.rebuilding,
+            stuck_tenants: s.stuck_tenants,
+            stuck_at_seq: s.stuck_at_seq,
+        }
     }
-    Ok(out)
 }

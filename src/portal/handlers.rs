@@ -836,7 +836,7 @@ async fn dashboard(State(state): State<AppState>, viewer: Viewer) -> Result<Mark
         .await?
         .into_iter()
         .next();
-    let lag = crate::http::views::tenant_projection_status(store, tenant).await?;
+    let lag = store.projection_status(tenant).await?;
     Ok(layout(
         "Dashboard",
         &viewer.chrome(),

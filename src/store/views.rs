@@ -1614,3 +1614,83 @@ impl Store {
         .await?))
     }
 }
+
+/// One projection's state for one tenant (the API's `/v1/projections` and the portal's
+/// dashboard show it).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProjectionStatus {
+    /// Name.
+    pub name: String,
+    /// The version this build maintains.
+    pub version: u32,
+    /// The generation queries read.
+    pub active_generation: i64,
+    /// The version that built it.
+    pub active_version: u32,
+    /// Records of the tenant's chain not yet applied.
+    pub lag_records: u64,
+    /// Age of the oldest record not yet applied, in seconds.
+    pub lag_seconds: f64,
+    /// A rebuild in progress: records applied of records to apply.
+    pub rebuilding: Option<String>,
+    /// 1 when this projection is stuck for the tenant, else 0.
+    pub stuck_tenants: u64,
+    /// The sequence number of the record the projection is stuck at.
+    pub stuck_at_seq: Option<u64>,
+}
+
+impl Store {
+    /// The views' state for one tenant: how far behind its ledger each one is, and any rebuild.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn projection_status(
+        &self,
+        tenant: &ledger::types::TenantId,
+    ) -> Result<Vec<ProjectionStatus>, StoreError> {
+        let store = self;
+        use projections::runner::ViewStore;
+        let states = store.states().await?;
+        let length = store.chain_length(tenant).await?;
+        let positions = store.positions(tenant).await?;
+        let at = |name: &str, generation: i64| {
+            positions
+                .get(&(name.to_owned(), generation))
+                .copied()
+                .unwrap_or(0)
+        };
+        let stuck = store.stuck(tenant).await?;
+        let mut out = Vec::new();
+        for s in states {
+            let applied = at(&s.name, s.active_generation);
+            let stuck_at_seq = stuck
+                .iter()
+                .find(|m| m.name == s.name && m.generation == s.active_generation)
+                .map(|m| m.seq);
+            let lag_seconds = match ledger::types::Sequence::new(applied) {
+                Ok(seq) if applied < length => store.record(tenant, seq).await?.map_or(0.0, |r| {
+                    let now = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
+                    now.saturating_sub(r.captured_at_us.unix_micros()) as f64 / 1e6
+                }),
+                _ => 0.0,
+            };
+            out.push(ProjectionStatus {
+                version: projections::by_name(&s.name).map_or(0, |p| p.version()),
+                active_generation: s.active_generation,
+                active_version: s.active_version,
+                lag_records: length.saturating_sub(applied),
+                lag_seconds,
+                rebuilding: s.building.map(|(g, _)| {
+                    format!(
+                        "generation {g}: {} of {length} records",
+                        at(&s.name, g).min(length)
+                    )
+                }),
+                stuck_tenants: u64::from(stuck_at_seq.is_some()),
+                stuck_at_seq,
+                name: s.name,
+            });
+        }
+        Ok(out)
+    }
+}
