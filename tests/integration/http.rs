@@ -185,6 +185,18 @@ impl Server {
             .expect("request")
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
@@ -934,15 +946,7 @@ async fn rate_limits_answer_429_with_retry_after(backend: Backend) {
         assert_eq!(body["type"], "urn:auditex:problem:rate-limited");
     }
     // The address wall is 4 times the key's (12 at once): the metrics request is within it.
-    let text = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = s.metrics_text().await;
     assert!(
         text.lines()
             .any(|l| l == format!("auditex_rate_limited_total {limited_total}")),

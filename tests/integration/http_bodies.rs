@@ -12,16 +12,9 @@ use crate::support::{Backend, TestDb};
 
 /// `auditex_request_body_bytes_reserved` as the server reports it.
 async fn reserved(s: &Server) -> u64 {
-    let text = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
+    s.metrics_text()
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("auditex_request_body_bytes_reserved "))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .expect("the reserved-bytes gauge") as u64
@@ -115,15 +108,7 @@ async fn a_body_that_does_not_fit_the_budget_is_answered_503_at_once_and_writes_
     wait_for_reserved(&s, |r| r == 0).await;
     let accepted = s.post(&s.ingest, "/v1/records", &decision(&id)).await;
     assert_eq!(accepted.status(), StatusCode::CREATED);
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = s.metrics_text().await;
     assert!(
         metrics
             .lines()
