@@ -79,6 +79,56 @@ pub fn create_private_file_if_missing(path: &Path) -> std::io::Result<()> {
         .map(drop)
 }
 
+/// A secret file that may not be used: unreadable, or readable by group or others.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivateFileError {
+    /// The file could not be inspected.
+    #[error("secret file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Group or others may read the file.
+    #[error(
+        "secret file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}` (and keep it outside the repository)"
+    )]
+    Permissions {
+        /// The file.
+        path: String,
+        /// Its mode bits.
+        mode: u32,
+    },
+}
+
+/// Refuses a secret file that group or others may read: the master key file, the TLS private
+/// key, the session-signing keys, the SMTP password, a configuration file holding a database
+/// password. Unlike [`loose_modes`], which reports, this is a gate.
+///
+/// # Errors
+/// [`PrivateFileError::Io`] when the file cannot be inspected, [`PrivateFileError::Permissions`]
+/// when its mode allows group or other access.
+pub fn check_private_file(path: &Path) -> Result<(), PrivateFileError> {
+    let meta = std::fs::metadata(path).map_err(|source| PrivateFileError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & GROUP_OTHER_BITS != 0 {
+            return Err(PrivateFileError::Permissions {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+    }
+    let _ = meta;
+    Ok(())
+}
+
 /// A folder or file that someone other than its owner may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LooseMode {

@@ -11,8 +11,6 @@ pub mod cli;
 pub mod config;
 pub mod file_modes;
 pub mod http;
-pub mod master_key_cli;
-pub mod ops_cli;
 pub mod portal;
 pub mod store;
 pub mod verify_cli;

@@ -1,7 +1,5 @@
-//! The `auditex` binary: reads an optional configuration file, parses the command line, sets up
-//! logging, and hands over to [`auditex::cli`].
-
-use clap::Parser;
+//! The `auditex` binary: reads an optional configuration file, sets up logging, parses the
+//! command line with the file's values as defaults, and hands over to [`auditex::cli`].
 
 /// Finds `--config FILE` (or `--config=FILE`) before clap runs, so that the file's settings can
 /// act as defaults for every flag; falls back to `AUDITEX_CONFIG_FILE`.
@@ -19,26 +17,25 @@ fn config_path() -> Option<std::path::PathBuf> {
 }
 
 fn main() -> std::process::ExitCode {
-    if let Some(path) = config_path() {
-        match auditex::config::read_config_file(&path, &auditex::cli::known_settings()) {
-            Ok(pairs) => {
-                for (key, value) in pairs {
-                    // The environment overrides the file.
-                    if std::env::var_os(&key).is_none() {
-                        // SAFETY: no other thread exists yet (the runtime is built below), so
-                        // nothing can read the environment concurrently.
-                        unsafe { std::env::set_var(&key, value) };
-                    }
+    let file = match config_path() {
+        Some(path) => {
+            match auditex::config::read_config_file(&path, &auditex::cli::known_settings()) {
+                Ok(pairs) => pairs,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return std::process::ExitCode::FAILURE;
                 }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
         }
+        None => Vec::new(),
+    };
+    // RUST_LOG from the environment, else (the first) from the file, else `info`.
+    let from_file = file.iter().find(|(key, _)| key == "RUST_LOG");
+    let filter = match (std::env::var_os("RUST_LOG"), from_file) {
+        (None, Some((_, value))) => tracing_subscriber::EnvFilter::try_new(value).ok(),
+        _ => tracing_subscriber::EnvFilter::try_from_default_env().ok(),
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     // AUDITEX_LOG_FORMAT=json gives one JSON object per line for log shippers.
     if std::env::var("AUDITEX_LOG_FORMAT").is_ok_and(|v| v == "json") {
         tracing_subscriber::fmt()
@@ -52,7 +49,7 @@ fn main() -> std::process::ExitCode {
             .with_writer(std::io::stderr)
             .init();
     }
-    let cli = auditex::cli::Cli::parse();
+    let cli = auditex::cli::parse(&file);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -19,7 +19,6 @@
 
 pub mod export;
 mod fast;
-mod produce;
 
 /// Chains of signed records for the verifiers' unit tests.
 #[cfg(test)]
@@ -94,7 +93,6 @@ use ledger::verify::{
 use serde::Serialize;
 
 use export::{ExportCheckError, ExportOptions, HistoryFailure, check_history};
-pub use produce::{bundle_command, export_command, proof_command};
 
 /// Exit code: everything verified.
 pub const EXIT_VERIFIED: u8 = 0;

@@ -526,31 +526,18 @@ pub fn sealed_by(sealed: &[u8]) -> Option<MasterKeyId> {
     v1_key_id(sealed)
 }
 
-/// Refuses a secret file that group or others may read: the master key file today, and every
-/// other secret file (TLS private key, session-signing keys, SMTP password) as they are added.
-/// [`crate::config::read_secret_file`] wraps it for configuration settings.
+/// Refuses a secret file that group or others may read ([`crate::file_modes::check_private_file`]),
+/// as a [`CryptoError`].
 ///
 /// # Errors
 /// [`CryptoError::Io`] when the file cannot be inspected, [`CryptoError::Permissions`] when its
 /// mode allows group or other access.
 pub fn check_private_file(path: &Path) -> Result<(), CryptoError> {
-    let meta = std::fs::metadata(path).map_err(|source| CryptoError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(CryptoError::Permissions {
-                path: path.display().to_string(),
-                mode,
-            });
-        }
-    }
-    let _ = meta;
-    Ok(())
+    use crate::file_modes::PrivateFileError;
+    crate::file_modes::check_private_file(path).map_err(|e| match e {
+        PrivateFileError::Io { path, source } => CryptoError::Io { path, source },
+        PrivateFileError::Permissions { path, mode } => CryptoError::Permissions { path, mode },
+    })
 }
 
 #[cfg(test)]

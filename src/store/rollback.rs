@@ -47,9 +47,6 @@ pub const CHECKPOINT_FILE_EXTENSION: &str = "checkpoint";
 /// File name extension of the log of every checkpoint written to the checkpoint file.
 pub const HISTORY_FILE_EXTENSION: &str = "published";
 
-/// Name of the checkpoint folder inside the data folder, by default.
-pub const CHECKPOINT_DIR_NAME: &str = "checkpoints";
-
 /// Why a tenant's checkpoints are held back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RollbackProblem {

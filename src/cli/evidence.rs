@@ -5,20 +5,22 @@
 //! evidence never signs anything. Output goes to standard output or, with `--output FILE`, to a
 //! temporary file beside FILE that is renamed into place only once complete, so a half-written
 //! file never looks like evidence.
+//!
+//! They live with the other store-using commands, apart from the offline verifier
+//! ([`crate::verify_cli`]): producing evidence needs the store, verifying it must not.
 
 use std::path::{Path, PathBuf};
 
 use ledger::types::{EventId, Sequence, TenantId, TreeSize};
 use tokio::io::AsyncWriteExt;
 
-use crate::cli::CliResult;
-use crate::config::StoreArgs;
+use crate::cli::configure::store_config;
+use crate::cli::result::{CliError, CliResult};
+use crate::config::StoreSettings;
 use crate::store::Store;
 
-async fn open_read_only(
-    args: &StoreArgs,
-) -> Result<Store, Box<dyn std::error::Error + Send + Sync>> {
-    let mut config = args.store_config()?;
+async fn open_read_only(args: &StoreSettings) -> Result<Store, CliError> {
+    let mut config = store_config(args)?;
     config.publish_in_background = false;
     // Evidence is a faithful copy of the database, damaged or rolled back as it may be; the
     // rollback guard (which holds tenants and can refuse to open a damaged store) protects
@@ -95,7 +97,7 @@ impl Output {
 /// When the store cannot be read or written to the output; also, after the export is written,
 /// when the exporter noticed damage (the export then holds the data as stored).
 pub async fn export_command(
-    store: &StoreArgs,
+    store: &StoreSettings,
     tenant: &str,
     from_seq: u64,
     output: Option<&Path>,
@@ -137,7 +139,7 @@ pub async fn export_command(
 /// # Errors
 /// When the decision is unknown, not yet checkpointed, or the store fails.
 pub async fn bundle_command(
-    store: &StoreArgs,
+    store: &StoreSettings,
     tenant: &str,
     decision: &str,
     output: Option<&Path>,
@@ -159,7 +161,7 @@ pub async fn bundle_command(
 /// # Errors
 /// When the record or sizes are out of range, or the store fails.
 pub async fn proof_command(
-    store: &StoreArgs,
+    store: &StoreSettings,
     tenant: &str,
     seq: Option<u64>,
     old_size: Option<u64>,

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use ledger::types::TenantId;
 
-use crate::cli::CliResult;
-use crate::config::StoreArgs;
+use crate::cli::configure::{database, master_key_exists, store_config};
+use crate::cli::result::CliResult;
+use crate::config::StoreSettings;
 use crate::store::backup::{backup_sqlite_file, restore_sqlite, verify_ledger};
 use crate::store::{DatabaseUrl, Store};
 
@@ -39,8 +40,8 @@ pub enum RollbackCommand {
 ///
 /// # Errors
 /// Whatever the backup failed with.
-pub async fn backup(store: &StoreArgs, path: PathBuf) -> CliResult {
-    let DatabaseUrl::Sqlite(database) = store.database() else {
+pub async fn backup(store: &StoreSettings, path: PathBuf) -> CliResult {
+    let DatabaseUrl::Sqlite(database) = database(store) else {
         return Err(
             "`auditex backup` copies the embedded SQLite database; back up PostgreSQL \
                     with pg_basebackup and WAL archiving (docs/OPERATIONS.md, \
@@ -65,26 +66,20 @@ pub async fn backup(store: &StoreArgs, path: PathBuf) -> CliResult {
 /// # Errors
 /// Whatever the restore or verification failed with.
 pub async fn restore(
-    store: &StoreArgs,
+    store: &StoreSettings,
     backup: Option<PathBuf>,
     force: bool,
     verify_only: bool,
 ) -> CliResult {
     // Never generate a master key here: a new key could not open the restored signing keys.
-    if store.master_key.is_none()
-        && store.master_key_file.is_none()
-        && !store
-            .data_dir()
-            .join(crate::config::MASTER_KEY_FILE_NAME)
-            .exists()
-    {
+    if !master_key_exists(store) {
         return Err(
             "restore needs the master key this database was written with: set \
                     AUDITEX_MASTER_KEY_FILE (or restore <data-dir>/master.key from your key backup)"
                 .into(),
         );
     }
-    let mut config = store.store_config()?;
+    let mut config = store_config(store)?;
     if verify_only {
         if backup.is_some() {
             return Err("--verify-only checks the configured database; give no BACKUP".into());
@@ -138,8 +133,8 @@ pub async fn restore(
 ///
 /// # Errors
 /// An error when `status` finds a held tenant, or whatever the acknowledgement failed with.
-pub async fn rollback(store: &StoreArgs, command: RollbackCommand) -> CliResult {
-    let mut config = store.store_config()?;
+pub async fn rollback(store: &StoreSettings, command: RollbackCommand) -> CliResult {
+    let mut config = store_config(store)?;
     // Read and acknowledge only; the running service publishes.
     config.publish_in_background = false;
     let s = Store::open(config).await?;

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 
-use crate::cli::CliResult;
-use crate::config::StoreArgs;
+use crate::cli::configure::{master_key_exists, store_config};
+use crate::cli::result::CliResult;
+use crate::config::StoreSettings;
 use crate::store::Store;
 use crate::store::crypto::MasterKey;
 use crate::store::reseal::{RESEAL_BATCH_DEFAULT, ResealOptions, ResealProgress};
@@ -48,7 +49,7 @@ pub enum MasterKeyCommand {
 ///
 /// # Errors
 /// Whatever the command failed with.
-pub async fn run(store: &StoreArgs, command: MasterKeyCommand) -> CliResult {
+pub async fn run(store: &StoreSettings, command: MasterKeyCommand) -> CliResult {
     if let MasterKeyCommand::Generate { out } = &command {
         let key = MasterKey::generate();
         key.write_new_file(out)?;
@@ -61,18 +62,12 @@ pub async fn run(store: &StoreArgs, command: MasterKeyCommand) -> CliResult {
         return Ok(());
     }
     // Never generate a master key here: a new key would open nothing that is stored.
-    if store.master_key.is_none()
-        && store.master_key_file.is_none()
-        && !store
-            .data_dir()
-            .join(crate::config::MASTER_KEY_FILE_NAME)
-            .exists()
-    {
+    if !master_key_exists(store) {
         return Err("master-key commands need the configured master key: set \
                     AUDITEX_MASTER_KEY_FILE"
             .into());
     }
-    let mut config = store.store_config()?;
+    let mut config = store_config(store)?;
     // A maintenance command signs nothing.
     config.publish_in_background = false;
     let s = Store::open(config).await?;

@@ -1,7 +1,17 @@
 //! The command line: `auditex serve`, `migrate`, `tenant`, `key`, `append` and `checkpoint`.
 //!
-//! Every command that opens the store goes through [`crate::config::StoreArgs`], so flags and
-//! environment variables mean the same thing everywhere.
+//! Every command that opens the store takes the same flags and environment variables
+//! ([`args::StoreArgs`]), which fill the plain [`crate::config::StoreSettings`]; a configuration
+//! file's values become the defaults under them ([`command`]). The store-using commands live in
+//! submodules ([`ops`], [`master_key`], [`evidence`]); [`configure`] builds the services'
+//! configurations from settings; the offline verifier is [`crate::verify_cli`].
+
+pub mod args;
+pub mod configure;
+pub mod evidence;
+pub mod master_key;
+pub mod ops;
+pub mod result;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -12,8 +22,11 @@ use ledger::note::VerifierKey;
 use ledger::types::TenantId;
 use serde::Deserialize;
 
-use crate::config::StoreArgs;
+use crate::config::{HttpSettings, PortalSettings, StoreSettings};
 use crate::store::{BATCH_RECORDS_MAX, Store};
+use args::{HttpArgs, PortalArgs, StoreArgs};
+use configure::open;
+pub use result::{CliError, CliResult};
 
 /// Auditex: the verifiable system of record for AI decisions in finance.
 #[derive(Debug, Parser)]
@@ -45,10 +58,10 @@ pub enum Command {
         store: StoreArgs,
         /// HTTPS settings.
         #[command(flatten)]
-        http: crate::config::HttpArgs,
+        http: HttpArgs,
         /// Portal settings.
         #[command(flatten)]
-        portal: crate::config::PortalArgs,
+        portal: PortalArgs,
     },
     /// Portal accounts: create the first administrator of a tenant.
     User {
@@ -69,7 +82,7 @@ pub enum Command {
         store: StoreArgs,
         /// Portal settings (for the key file).
         #[command(flatten)]
-        portal: crate::config::PortalArgs,
+        portal: PortalArgs,
     },
     /// Manage a tenant's API keys (shown once at creation; only a hash is stored).
     Apikey {
@@ -163,7 +176,7 @@ pub enum Command {
     Rollback {
         /// The rollback command.
         #[command(subcommand)]
-        command: crate::ops_cli::RollbackCommand,
+        command: ops::RollbackCommand,
         /// Store settings.
         #[command(flatten)]
         store: StoreArgs,
@@ -173,7 +186,7 @@ pub enum Command {
     MasterKey {
         /// The master-key command.
         #[command(subcommand)]
-        command: crate::master_key_cli::MasterKeyCommand,
+        command: master_key::MasterKeyCommand,
         /// Store settings.
         #[command(flatten)]
         store: StoreArgs,
@@ -520,16 +533,8 @@ struct InputEvent {
     erasable: BTreeMap<String, serde_json::Value>,
 }
 
-/// A command failure, printed for the operator.
-pub type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-fn tenant_id(text: &str) -> Result<TenantId, Box<dyn std::error::Error + Send + Sync>> {
+fn tenant_id(text: &str) -> Result<TenantId, CliError> {
     Ok(TenantId::parse(text)?)
-}
-
-async fn open(args: &StoreArgs) -> Result<Store, Box<dyn std::error::Error + Send + Sync>> {
-    let config = args.store_config()?;
-    Ok(Store::open(config).await?)
 }
 
 async fn projections_command(store: &Store, command: ProjectionsCommand) -> CliResult {
@@ -676,9 +681,9 @@ pub async fn run(cli: Cli) -> CliResult {
             store,
             http,
             portal,
-        } => serve(&store, &http, &portal).await,
+        } => serve(&store.settings(), &http.settings(), &portal.settings()).await,
         Command::User { command, store } => {
-            let s = open(&store).await?;
+            let s = open(&store.settings()).await?;
             let result = user_command(&s, command).await;
             s.shutdown().await;
             result
@@ -688,7 +693,7 @@ pub async fn run(cli: Cli) -> CliResult {
             store,
             portal,
         } => {
-            let path = portal.session_keys_path(&store);
+            let path = portal.settings().session_keys_path(&store.settings());
             match command {
                 SessionKeysCommand::Rotate => {
                     let id = crate::portal::security::rotate_key_file(&path)?;
@@ -718,25 +723,28 @@ pub async fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Projections { command, store } => {
-            let s = open(&store).await?;
+            let s = open(&store.settings()).await?;
             let result = projections_command(&s, command).await;
             s.shutdown().await;
             result
         }
         Command::Apikey { command, store } => {
-            let s = open(&store).await?;
+            let s = open(&store.settings()).await?;
             let result = apikey(&s, command).await;
             s.shutdown().await;
             result
         }
         Command::Migrate { store } => {
-            let applied =
-                Store::migrate(&store.database(), store.admin_database_url.as_deref()).await?;
+            let applied = Store::migrate(
+                &configure::database(&store.settings()),
+                store.admin_database_url.as_deref(),
+            )
+            .await?;
             println!("{applied} migration(s) applied; the schema is current");
             Ok(())
         }
         Command::Tenant { command, store } => {
-            let s = open(&store).await?;
+            let s = open(&store.settings()).await?;
             match command {
                 TenantCommand::Create { id } => {
                     let tenant = tenant_id(&id)?;
@@ -756,7 +764,7 @@ pub async fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Key { command, store } => {
-            let s = open(&store).await?;
+            let s = open(&store.settings()).await?;
             match command {
                 KeyCommand::Rotate { tenant } => {
                     let tenant = tenant_id(&tenant)?;
@@ -783,32 +791,36 @@ pub async fn run(cli: Cli) -> CliResult {
             batch,
             store,
         } => {
-            let s = open(&store).await?;
+            let s = open(&store.settings()).await?;
             let tenant = tenant_id(&tenant)?;
             let result = append(&s, &tenant, generate, batch.clamp(1, BATCH_RECORDS_MAX)).await;
             s.shutdown().await;
             result
         }
-        Command::Backup { path, store } => crate::ops_cli::backup(&store, path).await,
+        Command::Backup { path, store } => ops::backup(&store.settings(), path).await,
         Command::Restore {
             backup,
             force,
             verify_only,
             store,
-        } => crate::ops_cli::restore(&store, backup, force, verify_only).await,
-        Command::Rollback { command, store } => crate::ops_cli::rollback(&store, command).await,
+        } => ops::restore(&store.settings(), backup, force, verify_only).await,
+        Command::Rollback { command, store } => ops::rollback(&store.settings(), command).await,
         Command::Export {
             tenant,
             from_seq,
             output,
             store,
-        } => crate::verify_cli::export_command(&store, &tenant, from_seq, output.as_deref()).await,
+        } => {
+            evidence::export_command(&store.settings(), &tenant, from_seq, output.as_deref()).await
+        }
         Command::Bundle {
             tenant,
             decision,
             output,
             store,
-        } => crate::verify_cli::bundle_command(&store, &tenant, &decision, output.as_deref()).await,
+        } => {
+            evidence::bundle_command(&store.settings(), &tenant, &decision, output.as_deref()).await
+        }
         Command::Proof {
             tenant,
             seq,
@@ -817,8 +829,8 @@ pub async fn run(cli: Cli) -> CliResult {
             output,
             store,
         } => {
-            crate::verify_cli::proof_command(
-                &store,
+            evidence::proof_command(
+                &store.settings(),
                 &tenant,
                 seq,
                 old_size,
@@ -833,9 +845,9 @@ pub async fn run(cli: Cli) -> CliResult {
             let code = tokio::task::block_in_place(|| crate::verify_cli::run(args));
             std::process::exit(i32::from(code))
         }
-        Command::MasterKey { command, store } => crate::master_key_cli::run(&store, command).await,
+        Command::MasterKey { command, store } => master_key::run(&store.settings(), command).await,
         Command::Checkpoint { tenant, store } => {
-            let s = open(&store).await?;
+            let s = open(&store.settings()).await?;
             let tenant = tenant_id(&tenant)?;
             s.publish_checkpoints().await?;
             if let Some(problem) = s.rollback_status().problem(&tenant) {
@@ -855,23 +867,19 @@ pub async fn run(cli: Cli) -> CliResult {
     }
 }
 
-async fn serve(
-    args: &StoreArgs,
-    http: &crate::config::HttpArgs,
-    portal: &crate::config::PortalArgs,
-) -> CliResult {
+async fn serve(args: &StoreSettings, http: &HttpSettings, portal: &PortalSettings) -> CliResult {
     // Before anything is created: what exists with loose modes is reported, never changed.
-    crate::file_modes::warn_loose_modes(&args.private_paths());
-    let http_config = http.http_config(args)?;
-    let portal_config = portal.portal_config(args, http)?;
-    let mut config = args.store_config()?;
+    crate::file_modes::warn_loose_modes(&configure::private_paths(args));
+    let http_config = configure::http_config(http, args)?;
+    let portal_config = configure::portal_config(portal, args, http)?;
+    let mut config = configure::store_config(args)?;
     // The service keeps the read-side views current; one-shot commands leave that to it.
     config.projections_in_background = true;
     let store = Store::open(config).await?;
     if let Some(v) = store.sqlite_version().await {
-        tracing::info!(sqlite = %v, database = ?args.database(), "store open");
+        tracing::info!(sqlite = %v, database = ?configure::database(args), "store open");
     } else {
-        tracing::info!(database = ?args.database(), "store open");
+        tracing::info!(database = ?configure::database(args), "store open");
     }
     let tenants = store.tenants().await?;
     let public_url = portal_config.public_url.clone();
@@ -1022,6 +1030,53 @@ async fn append(
     Ok(())
 }
 
+/// The command line, with a configuration file's values (`(variable, value)` pairs, as
+/// [`crate::config::read_config_file`] returns them) as the defaults of the settings they name.
+/// clap takes a flag first, then the environment, then the default, so a file's value yields to
+/// both while it overrides the built-in default; the process environment is never changed. A
+/// value given twice counts the first time. Defaults from the file are not shown in `--help` for
+/// settings whose environment values are hidden (database URLs, which may carry a password).
+pub fn command(file: &[(String, String)]) -> clap::Command {
+    use clap::CommandFactory;
+    fn with_defaults(mut cmd: clap::Command, file: &BTreeMap<&str, &str>) -> clap::Command {
+        let defaults: Vec<(clap::Id, String)> = cmd
+            .get_arguments()
+            .filter_map(|arg| {
+                let value = file.get(arg.get_env()?.to_str()?)?;
+                Some((arg.get_id().clone(), (*value).to_owned()))
+            })
+            .collect();
+        for (id, value) in defaults {
+            cmd = cmd.mut_arg(id, |arg| {
+                let hide = arg.is_hide_env_values_set();
+                arg.default_value(value).hide_default_value(hide)
+            });
+        }
+        let subcommands: Vec<String> = cmd
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_owned())
+            .collect();
+        for name in subcommands {
+            cmd = cmd.mut_subcommand(name, |sub| with_defaults(sub, file));
+        }
+        cmd
+    }
+    let mut first = BTreeMap::new();
+    for (key, value) in file {
+        first.entry(key.as_str()).or_insert(value.as_str());
+    }
+    with_defaults(Cli::command(), &first)
+}
+
+/// Parses the process's arguments over a configuration file's values (see [`command`]); on bad
+/// input prints clap's message and exits, as `Cli::parse` does.
+pub fn parse(file: &[(String, String)]) -> Cli {
+    use clap::FromArgMatches;
+    let mut cmd = command(file);
+    let mut matches = cmd.get_matches_mut();
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+}
+
 /// Every environment variable the command line reads (for validating configuration files).
 pub fn known_settings() -> Vec<String> {
     use clap::CommandFactory;
@@ -1076,6 +1131,95 @@ mod tests {
             "rebuilt decisions, daily: this command applied 1000 records in 2.0 s (500 \
              records/s); the new generations are serving"
         );
+    }
+
+    /// Parses `argv` with the command line of [`super::command`], changed by `change`.
+    fn parse_with(
+        file: &[(&str, &str)],
+        change: impl FnOnce(clap::Command) -> clap::Command,
+        argv: &[&str],
+    ) -> (crate::config::StoreSettings, crate::config::HttpSettings) {
+        use clap::FromArgMatches;
+        let file: Vec<(String, String)> = file
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let matches = change(super::command(&file))
+            .try_get_matches_from(argv)
+            .expect("parses");
+        match super::Cli::from_arg_matches(&matches)
+            .expect("a command")
+            .command
+        {
+            super::Command::Serve { store, http, .. } => (store.settings(), http.settings()),
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_config_file_value_beats_the_default_and_yields_to_the_environment_and_to_a_flag() {
+        let file = [
+            ("AUDITEX_ORIGIN", "file.example/ledger"),
+            ("AUDITEX_LISTEN", "127.0.0.1:9443"),
+            ("AUDITEX_PRODUCTION", "true"),
+            ("AUDITEX_ORIGIN", "second.example/ledger"),
+        ];
+        let same = |cmd| cmd;
+        let (store, http) = parse_with(&file, same, &["auditex", "serve"]);
+        assert_eq!(
+            store.origin, "file.example/ledger",
+            "the first value counts"
+        );
+        assert_eq!(http.listen.port(), 9443);
+        assert!(store.production);
+        let (store, _) = parse_with(&[], same, &["auditex", "serve"]);
+        assert_eq!(store.origin, "auditex.local/ledger", "the built-in default");
+        assert!(!store.production);
+        let (store, http) = parse_with(
+            &file,
+            same,
+            &[
+                "auditex",
+                "serve",
+                "--origin",
+                "flag.example/ledger",
+                "--listen=[::1]:1",
+            ],
+        );
+        assert_eq!(store.origin, "flag.example/ledger");
+        assert_eq!(http.listen.port(), 1);
+        // The environment: the origin read from a variable every test process has (the process
+        // environment is not changed here, nor anywhere).
+        let path = std::env::var("PATH").expect("PATH is set");
+        let from_path = |cmd: clap::Command| {
+            cmd.mut_subcommand("serve", |c| c.mut_arg("origin", |a| a.env("PATH")))
+        };
+        let (store, _) = parse_with(&file, from_path, &["auditex", "serve"]);
+        assert_eq!(store.origin, path);
+        let (store, _) = parse_with(
+            &file,
+            from_path,
+            &["auditex", "serve", "--origin", "flag.example/ledger"],
+        );
+        assert_eq!(store.origin, "flag.example/ledger");
+    }
+
+    #[test]
+    fn a_database_password_from_a_config_file_is_not_shown_in_the_help() {
+        let file = [(
+            "AUDITEX_DATABASE_URL".to_owned(),
+            "postgres://app:s3cret@db/ledger".to_owned(),
+        )];
+        let mut cmd = super::command(&file);
+        let serve = cmd.find_subcommand_mut("serve").expect("serve");
+        let help = serve.render_long_help().to_string();
+        assert!(help.contains("--database-url"), "{help}");
+        assert!(!help.contains("s3cret"), "{help}");
+        let listen = [("AUDITEX_LISTEN".to_owned(), "127.0.0.1:9443".to_owned())];
+        let mut cmd = super::command(&listen);
+        let serve = cmd.find_subcommand_mut("serve").expect("serve");
+        let help = serve.render_long_help().to_string();
+        assert!(help.contains("[default: 127.0.0.1:9443]"), "{help}");
     }
 
     #[test]
