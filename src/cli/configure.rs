@@ -205,7 +205,7 @@ pub fn portal_config(
         Some(url) => {
             let password = match &portal.smtp_password_file {
                 Some(path) => {
-                    crate::store::crypto::check_private_file(path)
+                    crate::file_modes::check_private_file(path)
                         .map_err(|e| bad("AUDITEX_SMTP_PASSWORD_FILE", e.to_string()))?;
                     Some(
                         std::fs::read_to_string(path)

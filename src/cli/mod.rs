@@ -735,8 +735,9 @@ pub async fn run(cli: Cli) -> CliResult {
             result
         }
         Command::Migrate { store } => {
+            let store = store.settings();
             let applied = Store::migrate(
-                &configure::database(&store.settings()),
+                &configure::database(&store),
                 store.admin_database_url.as_deref(),
             )
             .await?;

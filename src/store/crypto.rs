@@ -82,16 +82,9 @@ pub enum CryptoError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// A key (or other secret) file is readable by group or others.
-    #[error(
-        "secret file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}` (and keep it outside the repository)"
-    )]
-    Permissions {
-        /// The file.
-        path: String,
-        /// Its mode bits.
-        mode: u32,
-    },
+    /// A key (or other secret) file is readable by group or others, or cannot be inspected.
+    #[error(transparent)]
+    PrivateFile(#[from] crate::file_modes::PrivateFileError),
     /// Decryption failed: wrong master key, or the ciphertext was altered or moved.
     #[error("a sealed secret could not be decrypted (wrong master key, or the data was altered)")]
     Open,
@@ -250,7 +243,7 @@ impl MasterKey {
     /// Reads a key file, refusing one that group or others can read.
     ///
     /// # Errors
-    /// [`CryptoError::Io`], [`CryptoError::Permissions`] or [`CryptoError::BadKey`].
+    /// [`CryptoError::Io`], [`CryptoError::PrivateFile`] or [`CryptoError::BadKey`].
     pub fn load_file(path: &Path) -> Result<Self, CryptoError> {
         check_private_file(path)?;
         let text = std::fs::read_to_string(path).map_err(|source| CryptoError::Io {
@@ -530,14 +523,10 @@ pub fn sealed_by(sealed: &[u8]) -> Option<MasterKeyId> {
 /// as a [`CryptoError`].
 ///
 /// # Errors
-/// [`CryptoError::Io`] when the file cannot be inspected, [`CryptoError::Permissions`] when its
-/// mode allows group or other access.
+/// [`CryptoError::PrivateFile`] when the file cannot be inspected or its mode allows group or
+/// other access.
 pub fn check_private_file(path: &Path) -> Result<(), CryptoError> {
-    use crate::file_modes::PrivateFileError;
-    crate::file_modes::check_private_file(path).map_err(|e| match e {
-        PrivateFileError::Io { path, source } => CryptoError::Io { path, source },
-        PrivateFileError::Permissions { path, mode } => CryptoError::Permissions { path, mode },
-    })
+    Ok(crate::file_modes::check_private_file(path)?)
 }
 
 #[cfg(test)]
