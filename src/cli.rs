@@ -867,7 +867,8 @@ async fn serve(
     let mut config = args.store_config()?;
     // The service keeps the read-side views current; one-shot commands leave that to it.
     config.projections_in_background = true;
-    let store = Store::open(config).await?;
+    // The server starts the store's workers (and stops them): see `server`.
+    let store = Store::open_without_workers(config).await?;
     if let Some(v) = store.sqlite_version().await {
         tracing::info!(sqlite = %v, database = ?args.database(), "store open");
     } else {
@@ -876,7 +877,8 @@ async fn serve(
     let tenants = store.tenants().await?;
     let public_url = portal_config.public_url.clone();
     let app =
-        crate::http::Application::build_with_portal(store, &http_config, Some(portal_config))?;
+        crate::server::Application::build_with_portal(store, &http_config, Some(portal_config))
+            .await?;
     let scheme = if app.tls_fingerprint().is_some() {
         "https"
     } else {

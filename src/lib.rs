@@ -6,6 +6,7 @@
 //! `ledger` crate; this crate is the service around it: configuration, the durable store and the
 //! command line.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -14,5 +15,6 @@ pub mod http;
 pub mod master_key_cli;
 pub mod ops_cli;
 pub mod portal;
+pub mod server;
 pub mod store;
 pub mod verify_cli;

@@ -33,7 +33,7 @@ use ledger::record::EventType;
 use ledger::types::TenantId;
 use serde_json::json;
 
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::store::users::{PortalRole, Session, User};
 use crate::store::{ServiceDraft, Store};
 use security::KeyRing;
