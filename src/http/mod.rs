@@ -7,7 +7,7 @@
 //! [`readiness`] (`/readyz`), [`openapi`] (the document, assembled from those handler modules,
 //! which do not import it), [`params`] (cursors, page sizes and event ids, shared by the handler
 //! modules), [`error`] (the one error type), [`bodies`] and [`drain`] (the request-body budget and
-//! early answers), [`input`] (unusable input refused before routing), [`tls`] (certificates).
+//! early answers), `input` (unusable input refused before routing), [`tls`] (certificates).
 //!
 //! The state the handlers share is `app::AppState`; the portal is a sibling over the same state
 //! and neither imports the other. `server` composes this layer's [`routes`] with the portal's

@@ -205,11 +205,11 @@ pub struct StoreConfig {
     /// (`<dir>/<tenant>.checkpoint`), so that a rolled-back database is detected (see
     /// [`rollback`]). `None` turns rollback protection off.
     pub checkpoint_dir: Option<std::path::PathBuf>,
-    /// Whether the background checkpoint publisher runs. Maintenance commands that only read
-    /// (restore verification) turn it off so that they sign nothing.
+    /// Whether [`Store::start_workers`] starts the background checkpoint publisher. Maintenance
+    /// commands that only read (restore verification) turn it off so that they sign nothing.
     pub publish_in_background: bool,
-    /// Whether the projection runner keeps the read-side views up to date in the background
-    /// (the service does; one-shot commands do not).
+    /// Whether [`Store::start_workers`] starts the projection runner, which keeps the read-side
+    /// views up to date in the background (the service does; one-shot commands do not).
     pub projections_in_background: bool,
     /// How often the projection runner polls for records written by another process; records
     /// appended by this one wake it at once.
