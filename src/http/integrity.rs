@@ -3,9 +3,9 @@
 //! results. The jobs themselves (registry, running, filing) are `app::integrity`; this module
 //! holds the routes, handlers and request/page bodies.
 //!
-//! A check runs in the background ([`crate::store::Store::check_integrity`]); its result is filed in the ledger
-//! as an `integrity_check` record whose **event id is the check's id**, so that a check is found
-//! by its id after a restart, and a retried append files it once. Past results are therefore read
+//! A check runs in the background ([`crate::store::Store::check_integrity`]); its result is
+//! filed in the ledger as an `integrity_check` record whose **event id is the check's id**, so
+//! that a check is found by its id after a restart, and a retried append files it once. Past results are therefore read
 //! from the ledger (through the `records_by_type` index), never only from memory; the running
 //! check and unfiled results come from the registry ([`crate::app::integrity::IntegrityChecks`]).
 //!
