@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auditex::auth::Role;
-use auditex::http::{Application, HttpConfig, TlsMode};
+use auditex::http::{HttpConfig, TlsMode};
+use auditex::server::Application;
 use auditex::store::crypto::MasterKey;
 use auditex::store::{DatabaseUrl, Store, StoreConfig};
 use ledger::draft::prepare_client_draft;
@@ -231,7 +232,7 @@ fn main() {
             rate_burst: 1_000_000,
             request_bodies_bytes_max: auditex::http::bodies::REQUEST_BODIES_BYTES_MAX,
         };
-        let app = Application::build(store.clone(), &config).expect("server");
+        let app = Application::build(store.clone(), &config).await.expect("server");
         let pem = app.tls_certificate_pem().expect("pem").to_owned();
         let base = format!("https://localhost:{}", app.port());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -3,14 +3,17 @@
 //! Every decision is appended as a signed record whose hash links to its predecessor in a
 //! per-tenant chain and is a leaf of the tenant's Merkle tree; signed checkpoints make every record
 //! provable to anyone holding the public keys. The pure record format and proof code live in the
-//! `ledger` crate; this crate is the service around it: configuration, the durable store and the
-//! command line.
+//! `ledger` crate; this crate is the service around it: configuration, the durable store, the
+//! application state (`app`) shared by the API (`http`) and the compliance portal (`portal`), the
+//! `server` that starts and stops them, and the command line.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod file_modes;
 pub mod http;
 pub mod portal;
+pub mod server;
 pub mod store;
 pub mod verify_cli;

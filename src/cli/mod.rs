@@ -876,7 +876,8 @@ async fn serve(args: &StoreSettings, http: &HttpSettings, portal: &PortalSetting
     let mut config = configure::store_config(args)?;
     // The service keeps the read-side views current; one-shot commands leave that to it.
     config.projections_in_background = true;
-    let store = Store::open(config).await?;
+    // The server starts the store's workers (and stops them): see `server`.
+    let store = Store::open_without_workers(config).await?;
     if let Some(v) = store.sqlite_version().await {
         tracing::info!(sqlite = %v, database = ?configure::database(args), "store open");
     } else {
@@ -885,7 +886,8 @@ async fn serve(args: &StoreSettings, http: &HttpSettings, portal: &PortalSetting
     let tenants = store.tenants().await?;
     let public_url = portal_config.public_url.clone();
     let app =
-        crate::http::Application::build_with_portal(store, &http_config, Some(portal_config))?;
+        crate::server::Application::build_with_portal(store, &http_config, Some(portal_config))
+            .await?;
     let scheme = if app.tls_fingerprint().is_some() {
         "https"
     } else {

@@ -1,4 +1,5 @@
-//! The `/v1` endpoints and the operational ones (`/healthz`, `/readyz`, `/metrics`).
+//! The `/v1` ledger endpoints (records, proofs, checkpoints, keys, export) and the operational
+//! ones `/healthz` and `/metrics`.
 //!
 //! Handlers are thin: authenticate (the [`Caller`] extractor), check the role, parse and validate
 //! input at the edge (`ledger::draft`), call the store, shape the answer. The tenant always comes
@@ -14,8 +15,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ledger::draft::{ClientDraft, prepare_client_draft};
 use ledger::merkle::leaf_hash;
 use ledger::note::VerifierKey;
@@ -25,8 +24,10 @@ use ledger::types::{EventId, LeafIndex, Sequence, TreeSize};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::Caller;
 use super::error::{ApiError, Problem};
-use super::{AppState, Caller};
+use super::params::{self, decode_cursor, encode_cursor, parse_event_id};
+use crate::app::AppState;
 use crate::auth::Role;
 use crate::store::{BATCH_RECORDS_MAX, Receipt};
 
@@ -56,14 +57,12 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/keys", get(key_history))
         .route("/v1/decisions/{event_id}/bundle", get(custody_bundle))
         .route("/v1/export", get(export))
-        .route("/v1/openapi.json", get(openapi_document))
 }
 
-/// Health, readiness and metrics.
+/// Health and metrics.
 pub fn ops_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(super::readiness::readyz))
         .route("/metrics", get(metrics))
 }
 
@@ -523,10 +522,6 @@ pub async fn append_batch(
     }
 }
 
-pub(crate) fn parse_event_id(text: &str) -> Result<EventId, ApiError> {
-    EventId::parse(text).map_err(|e| ApiError::BadParameter(e.to_string()))
-}
-
 fn parse_seq(seq: u64) -> Result<Sequence, ApiError> {
     Sequence::new(seq).map_err(|e| ApiError::BadParameter(e.to_string()))
 }
@@ -681,29 +676,8 @@ async fn rolled_back_or_not_found(
     Ok(not_found())
 }
 
-const CURSOR_PREFIX: &str = "seq:";
-
-pub(crate) fn encode_cursor(seq: u64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{seq}"))
-}
-
-pub(crate) fn decode_cursor(cursor: &str) -> Result<u64, ApiError> {
-    let bad = || ApiError::BadParameter("cursor is not one this service issued".into());
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
-    text.strip_prefix(CURSOR_PREFIX)
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(bad)
-}
-
 fn page_limit(limit: Option<u64>) -> Result<u64, ApiError> {
-    match limit {
-        None => Ok(PAGE_RECORDS_DEFAULT),
-        Some(n) if (1..=PAGE_RECORDS_MAX).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::BadParameter(format!(
-            "limit {n} is out of range 1..={PAGE_RECORDS_MAX}"
-        ))),
-    }
+    params::page_limit(limit, PAGE_RECORDS_DEFAULT, PAGE_RECORDS_MAX)
 }
 
 /// List records in sequence order, with cursor pagination.
@@ -1104,11 +1078,6 @@ pub async fn export(
 /// Bytes buffered between the export writer and the response body: the export streams in
 /// constant memory however large the ledger.
 const EXPORT_PIPE_BYTES: usize = 256 * 1024;
-
-/// The OpenAPI 3.1 document of this API.
-pub async fn openapi_document() -> Response {
-    typed(super::openapi::document_json(), "application/json", None)
-}
 
 /// Liveness: the process is up.
 pub async fn healthz() -> &'static str {

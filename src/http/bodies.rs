@@ -1,73 +1,21 @@
-//! A ceiling on the memory that request bodies hold while they are read and parsed.
-//!
-//! The append queues bound what waits to be written (see `store::appender`), but a request's
-//! body is buffered whole (up to [`super::REQUEST_BODY_BYTES_MAX`]) and parsed before it reaches
-//! a queue. Without a ceiling of their own, 512 clients uploading 8 MiB batches at once would
-//! hold 4 GiB before the queues shed a single one. Every request that carries a body therefore
-//! reserves its declared length (the largest body allowed when no length is declared) from one
-//! budget shared by all connections, and holds it until its answer is ready. A request that does
-//! not fit is answered at once with 503 and Retry-After, before its body is buffered.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! The request-body budget at the edge: how many bytes a request reserves from the shared
+//! [`BodyBudget`] (its declared length, or the largest body allowed when none is declared), held
+//! while it is read and handled. A request that does not fit is answered at once with 503 and
+//! Retry-After, before its body is buffered. Why the budget exists: see `app::bodies`.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
-use tokio::sync::Semaphore;
 
 use super::REQUEST_BODY_BYTES_MAX;
 use super::error::ApiError;
-
-/// Default of the budget: bytes of request bodies that may be held at once, all connections
-/// together (16 batches of the largest size allowed, or about 128 of a typical 1,000-record
-/// batch).
-pub const REQUEST_BODIES_BYTES_MAX: usize = 128 * 1024 * 1024;
+use crate::app::bodies::BodyBudget;
+// The default lives with the budget; named here too because the settings refer to it by this path.
+pub use crate::app::bodies::REQUEST_BODIES_BYTES_MAX;
 
 /// What a client that found the budget full is told to wait, in seconds.
 const RETRY_AFTER_S: u64 = 1;
-
-/// The budget is counted in KiB so that its size fits the semaphore's 32-bit permit counts.
-const UNIT: usize = 1024;
-
-/// The shared budget of request-body bytes, and how many requests it has refused.
-#[derive(Clone, Debug)]
-pub struct BodyBudget {
-    units: Arc<Semaphore>,
-    units_max: usize,
-    refused: Arc<AtomicU64>,
-    passed: Arc<AtomicU64>,
-}
-
-impl BodyBudget {
-    /// A budget of `bytes_max` bytes (at least one body of the largest size allowed, so that no
-    /// valid request is refused forever).
-    pub fn new(bytes_max: usize) -> BodyBudget {
-        let units_max = bytes_max.max(REQUEST_BODY_BYTES_MAX).div_ceil(UNIT);
-        BodyBudget {
-            units: Arc::new(Semaphore::new(units_max)),
-            units_max,
-            refused: Arc::new(AtomicU64::new(0)),
-            passed: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Bytes reserved by requests in progress now.
-    pub fn reserved_bytes(&self) -> u64 {
-        ((self.units_max - self.units.available_permits()) * UNIT) as u64
-    }
-
-    /// Bytes reserved by every request admitted since start.
-    pub fn passed_bytes(&self) -> u64 {
-        self.passed.load(Ordering::Relaxed)
-    }
-
-    /// Requests refused because the budget was full, since start.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
-    }
-}
 
 /// The bytes a request's body may hold: none when it has no body, its declared length when
 /// declared (the body-limit layer refuses a body longer than it declares), else the most a body
@@ -102,10 +50,7 @@ pub async fn reserve_body_bytes(
     if bytes == 0 {
         return next.run(request).await;
     }
-    // At most `REQUEST_BODY_BYTES_MAX / UNIT` units: fits u32.
-    let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX);
-    let Ok(permit) = budget.units.clone().try_acquire_many_owned(units) else {
-        budget.refused.fetch_add(1, Ordering::Relaxed);
+    let Some(reservation) = budget.try_reserve(bytes) else {
         tracing::warn!(
             bytes,
             reserved = budget.reserved_bytes(),
@@ -117,9 +62,8 @@ pub async fn reserve_body_bytes(
         }
         .into_response();
     };
-    budget.passed.fetch_add(bytes as u64, Ordering::Relaxed);
     let response = next.run(request).await;
-    drop(permit);
+    drop(reservation);
     response
 }
 
@@ -156,19 +100,5 @@ mod tests {
             >::new())),
         );
         assert_eq!(reservation(&huge), REQUEST_BODY_BYTES_MAX);
-    }
-
-    #[test]
-    fn the_budget_is_at_least_one_largest_body_and_counts_what_is_reserved() {
-        let budget = BodyBudget::new(1);
-        assert_eq!(budget.units_max * UNIT, REQUEST_BODY_BYTES_MAX);
-        let held = budget
-            .units
-            .clone()
-            .try_acquire_many_owned(10)
-            .expect("room");
-        assert_eq!(budget.reserved_bytes(), 10 * UNIT as u64);
-        drop(held);
-        assert_eq!(budget.reserved_bytes(), 0);
     }
 }

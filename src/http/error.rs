@@ -336,6 +336,12 @@ impl From<AppendError> for ApiError {
     }
 }
 
+/// What a store error says to a client: the `detail` of its problem document, never internal
+/// detail (integrity checks word their own failures with it).
+pub fn public_detail(e: AppendError) -> String {
+    ApiError::from(e).to_string()
+}
+
 /// A problem document for an error status produced outside the handlers (an unknown route, a
 /// wrong method, a path parameter of the wrong type), keeping the original headers (`Allow`).
 pub fn generic_problem(

@@ -1,22 +1,16 @@
 //! Integrity checks over HTTP: an auditor (role `read` or `verify`) starts a full check of the
 //! ledger of the tenant their key belongs to, follows its progress, may cancel it, and lists past
-//! results.
+//! results. The jobs themselves (registry, running, filing) are `app::integrity`; this module
+//! holds the routes, handlers and request/page bodies.
 //!
-//! A check runs in the background ([`Store::check_integrity`]); its result is filed in the ledger
-//! as an `integrity_check` record whose **event id is the check's id**, so that a check is found
-//! by its id after a restart, and a retried append files it once. Past results are therefore read
-//! from the ledger (through the `records_by_type` index), never only from memory. What the ledger
-//! cannot hold lives in [`IntegrityChecks`]: each tenant's running check with its progress and
-//! cancellation flag, and its last few finished checks, including any whose result could not be
-//! filed. One check runs per tenant at a time: it occupies a reader connection and a core for the
-//! whole ledger, and a second full read at once would prove nothing the first does not.
+//! A check runs in the background ([`crate::store::Store::check_integrity`]); its result is
+//! filed in the ledger as an `integrity_check` record whose **event id is the check's id**, so
+//! that a check is found by its id after a restart, and a retried append files it once. Past results are therefore read
+//! from the ledger (through the `records_by_type` index), never only from memory; the running
+//! check and unfiled results come from the registry ([`crate::app::integrity::IntegrityChecks`]).
 //!
 //! As everywhere, the tenant comes from the caller's key: another tenant's check is a 404,
 //! exactly like a check that does not exist.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -25,46 +19,29 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ledger::checkpoint::open_checkpoint;
 use ledger::note::VerifierKey;
 use ledger::record::{EventType, Record};
 use ledger::types::{EventId, Sequence, TenantId};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use utoipa::{IntoParams, ToSchema};
 
+use super::Caller;
 use super::error::{ApiError, Problem};
-use super::{AppState, Caller};
-use crate::auth::Role;
-use crate::store::{
-    AppendError, CancelFlag, IntegrityOptions, IntegrityOutcome, IntegrityProgress,
-    IntegrityReport, Receipt, SEEN_CHECKPOINTS_MAX, ServiceDraft, Store,
+use super::params::{decode_prefixed_cursor, encode_prefixed_cursor, page_limit};
+use crate::app::AppState;
+use crate::app::integrity::{
+    Cancelled, CheckOutcome, CheckState, FiledRecordBody, IntegrityCheckBody, ProgressBody,
+    ReportBody, StartRefused,
 };
-
-/// Finished checks kept in memory per tenant, besides the running one. Only those whose result
-/// could not be filed are not also in the ledger, which keeps every filed result for good.
-pub const FINISHED_CHECKS_KEPT_PER_TENANT: usize = 16;
-
-/// Integrity checks a tenant may start per [`CHECK_STARTS_WINDOW_SECS`], besides the rule that
-/// only one runs at a time: each reads the whole ledger and appends a record, so an auditor's key
-/// must not be able to start them without end.
-pub const CHECK_STARTS_PER_WINDOW_MAX: usize = 6;
-
-/// The sliding window of [`CHECK_STARTS_PER_WINDOW_MAX`], in seconds (one hour).
-pub const CHECK_STARTS_WINDOW_SECS: u64 = 3600;
+use crate::auth::Role;
+use crate::store::SEEN_CHECKPOINTS_MAX;
 
 /// Largest page of the check listing.
 pub const PAGE_CHECKS_MAX: u64 = 100;
 
 /// Default page size of the check listing.
 pub const PAGE_CHECKS_DEFAULT: u64 = 20;
-
-/// Appends tried while the tenant's append queue is full, before the result is given up as
-/// unfiled (it stays visible in memory).
-const FILE_ATTEMPTS_MAX: u32 = 5;
 
 /// Auditors and regulators check the ledger; pipelines (`ingest`) only write to it.
 const AUDITORS: &[Role] = &[Role::Read, Role::Verify];
@@ -91,149 +68,6 @@ pub struct StartCheckRequest {
     pub seen_checkpoints: Vec<String>,
 }
 
-/// Where a check is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckState {
-    /// Still reading the ledger.
-    Running,
-    /// Everything verified.
-    Passed,
-    /// Something did not verify: see `report.first_failure`.
-    Failed,
-    /// Stopped on request before the end; the part checked is in the report.
-    Cancelled,
-    /// The check could not run to the end (for example the database failed); nothing was
-    /// filed. Start it again.
-    Error,
-}
-
-/// How a check that produced a report ended (the `outcome` of its `integrity_check` record).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckOutcome {
-    /// Everything verified.
-    Passed,
-    /// Something did not verify.
-    Failed,
-    /// Stopped on request.
-    Cancelled,
-}
-
-/// Records checked so far, and how fast.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ProgressBody {
-    /// Records verified so far.
-    pub checked: u64,
-    /// Records the check verifies (the chain, or the latest checkpoint's size if that is larger,
-    /// when it started). 0 until the check has read the chain's length.
-    pub total: u64,
-    /// Published checkpoints compared with the recomputed tree so far.
-    pub checkpoints_checked: u64,
-    /// Records verified per second.
-    pub records_per_second: f64,
-    /// Estimated seconds left (null once ended, or before the rate is known).
-    pub eta_seconds: Option<u64>,
-}
-
-/// The published checkpoint a check compared against.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct CheckedCheckpointBody {
-    /// Its tree size.
-    pub size: u64,
-    /// Its root (hex).
-    pub root: String,
-}
-
-/// The first thing that failed, in chain order.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct FailureBody {
-    /// What kind of failure (`hash_mismatch`, `bad_signature`, `broken_link`, `gap`,
-    /// `missing_records`, `checkpoint_root_mismatch`, `rolled_back`, `fork`, …).
-    pub kind: String,
-    /// The first affected sequence number.
-    pub seq: u64,
-    /// The event id of the record at `seq`, when there is one.
-    pub event_id: Option<String>,
-    /// What a valid ledger has there.
-    pub expected: String,
-    /// What was found.
-    pub found: String,
-    /// One sentence for people.
-    pub message: String,
-}
-
-/// The result of a check, exactly as filed in its `integrity_check` record's payload.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ReportBody {
-    /// How it ended.
-    pub outcome: CheckOutcome,
-    /// The first sequence number of the range checked (a check always starts at 0).
-    #[serde(default)]
-    pub from_seq: u64,
-    /// Records in the range checked: from 0 to the chain's head (or the latest checkpoint's size
-    /// if that is larger) when the check started.
-    #[serde(default)]
-    pub records_total: u64,
-    /// Records verified, from sequence 0.
-    #[serde(default)]
-    pub records_checked: u64,
-    /// The latest published checkpoint when the check started (null if none was published).
-    #[serde(default)]
-    pub checkpoint: Option<CheckedCheckpointBody>,
-    /// Published checkpoints compared with the recomputed tree.
-    #[serde(default)]
-    pub checkpoints_checked: u64,
-    /// Checkpoints seen before (from the request) that were compared.
-    #[serde(default)]
-    pub seen_checkpoints_checked: u64,
-    /// The first failure, when the outcome is `failed`.
-    #[serde(default)]
-    pub first_failure: Option<FailureBody>,
-    /// When the check started, µs since the Unix epoch.
-    #[serde(default)]
-    pub started_at_us: u64,
-    /// When it ended, µs since the Unix epoch.
-    #[serde(default)]
-    pub finished_at_us: u64,
-}
-
-/// The `integrity_check` record that files a result in the ledger.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct FiledRecordBody {
-    /// Its sequence number.
-    pub seq: u64,
-    /// Its event id (the check's id).
-    pub event_id: String,
-    /// Its record hash (hex).
-    pub hash: String,
-    /// Its capture time, µs since the Unix epoch.
-    pub captured_at_us: u64,
-}
-
-/// One integrity check.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct IntegrityCheckBody {
-    /// The check's id (a UUIDv7), also the event id of the record that files its result.
-    pub id: String,
-    /// `running`, `passed`, `failed`, `cancelled` or `error`.
-    pub state: CheckState,
-    /// When it started, µs since the Unix epoch.
-    pub started_at_us: u64,
-    /// When it ended (null while running).
-    pub finished_at_us: Option<u64>,
-    /// Whether a cancellation was asked for; a running check stops at its next page of records.
-    pub cancel_requested: bool,
-    /// How far it got.
-    pub progress: ProgressBody,
-    /// The result, once the check has ended with one.
-    pub report: Option<ReportBody>,
-    /// The `integrity_check` record in the ledger, once filed.
-    pub record: Option<FiledRecordBody>,
-    /// Why there is no report, or why the report could not be filed.
-    pub problem: Option<String>,
-}
-
 /// A page of integrity checks.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CheckPage {
@@ -256,440 +90,6 @@ pub struct CheckListParams {
     pub limit: Option<u64>,
 }
 
-/// The checks started through this service instance: each tenant's running check and its last
-/// few finished ones. Cheap to clone; shared by every handler.
-#[derive(Clone, Default)]
-pub struct IntegrityChecks {
-    tenants: Arc<Mutex<HashMap<TenantId, Vec<Check>>>>,
-    /// When each tenant started its checks within the last window, oldest first. Locked only
-    /// while `tenants` is held, so a start is counted and admitted atomically.
-    starts: Arc<Mutex<HashMap<TenantId, std::collections::VecDeque<std::time::Instant>>>>,
-}
-
-/// One check in memory, oldest first in its tenant's list.
-struct Check {
-    id: EventId,
-    started_at_us: u64,
-    cancel: CancelFlag,
-    progress: watch::Receiver<IntegrityProgress>,
-    /// `None` while running.
-    end: Option<End>,
-    /// The background task, until it ends (or shutdown takes it to wait for it).
-    task: Option<JoinHandle<()>>,
-}
-
-/// How a check ended.
-enum End {
-    /// It produced a report; `filed` is the receipt of its `integrity_check` record, or why the
-    /// record could not be appended.
-    Reported {
-        report: Box<IntegrityReport>,
-        filed: Result<Receipt, String>,
-    },
-    /// It could not run to the end; nothing was filed.
-    Error(String),
-}
-
-/// What a cancellation request found.
-enum Cancelled {
-    /// The check was running; it stops at its next page.
-    Requested(Box<IntegrityCheckBody>),
-    /// The check had already ended.
-    AlreadyEnded(CheckState),
-    /// No such check in memory.
-    Unknown,
-}
-
-impl IntegrityChecks {
-    fn lock(&self) -> MutexGuard<'_, HashMap<TenantId, Vec<Check>>> {
-        // Every update leaves the map consistent, so a panic elsewhere does not spoil it.
-        self.tenants.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Starts a check of `tenant` unless one is running.
-    fn start(
-        &self,
-        store: &Store,
-        tenant: &TenantId,
-        seen_checkpoints: Vec<String>,
-    ) -> Result<IntegrityCheckBody, ApiError> {
-        let id = new_check_id()?;
-        let mut tenants = self.lock();
-        let checks = tenants.entry(tenant.clone()).or_default();
-        // Checked and inserted under one lock, so two concurrent starts cannot both succeed.
-        if let Some(running) = checks.iter().find(|c| c.end.is_none()) {
-            return Err(ApiError::Conflict(format!(
-                "integrity check {} of this ledger is still running; follow it at /v1/integrity-checks/{} or cancel it first",
-                running.id, running.id
-            )));
-        }
-        self.admit(tenant)?;
-        let (sender, receiver) = watch::channel(IntegrityProgress::default());
-        let cancel = CancelFlag::new();
-        let check = Check {
-            id,
-            started_at_us: store.config().clock.now_unix_micros(),
-            cancel: cancel.clone(),
-            progress: receiver,
-            end: None,
-            task: None,
-        };
-        let body = check.body();
-        checks.push(check);
-        // Spawned outside the lock: a task dropped at once (by a runtime shutting down) files
-        // its end through `Reporter`, which takes the lock.
-        drop(tenants);
-        let options = IntegrityOptions {
-            seen_checkpoints,
-            cancel,
-            progress: Some(sender),
-        };
-        let reporter = Reporter {
-            registry: self.clone(),
-            tenant: tenant.clone(),
-            id,
-            end: None,
-        };
-        let task = tokio::spawn(run(store.clone(), options, reporter));
-        // Kept so that shutdown can wait for the result to be filed; a check that has ended
-        // meanwhile needs no waiting for.
-        if let Some(check) = self
-            .lock()
-            .get_mut(tenant)
-            .and_then(|checks| checks.iter_mut().find(|c| c.id == id))
-            .filter(|c| c.end.is_none())
-        {
-            check.task = Some(task);
-        }
-        Ok(body)
-    }
-
-    /// Counts a start of `tenant`'s check, or refuses it when the window's starts are used up.
-    fn admit(&self, tenant: &TenantId) -> Result<(), ApiError> {
-        self.quota(tenant, true)
-    }
-
-    /// Whether `tenant` may start a check now (none running, starts left in the window),
-    /// without counting a start: the portal asks before it records the start.
-    ///
-    /// # Errors
-    /// The reason, and the seconds to wait when waiting helps.
-    pub fn may_start(&self, tenant: &TenantId) -> Result<(), (String, Option<u64>)> {
-        if self.running(tenant).is_some() {
-            return Err(("a check of this ledger is running".to_owned(), None));
-        }
-        self.quota(tenant, false).map_err(|e| match e {
-            ApiError::QuotaExceeded {
-                detail,
-                retry_after,
-            } => (detail, Some(retry_after)),
-            other => (other.to_string(), None),
-        })
-    }
-
-    /// Refuses a start when the window's starts are used up; otherwise counts it if `count`.
-    fn quota(&self, tenant: &TenantId, count: bool) -> Result<(), ApiError> {
-        let window = Duration::from_secs(CHECK_STARTS_WINDOW_SECS);
-        let now = std::time::Instant::now();
-        let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget tenants whose starts all left the window, so the map stays bounded.
-        starts.retain(|_, times| {
-            while times
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= window)
-            {
-                times.pop_front();
-            }
-            !times.is_empty()
-        });
-        let times = starts.entry(tenant.clone()).or_default();
-        if times.len() >= CHECK_STARTS_PER_WINDOW_MAX {
-            let oldest = times.front().copied().unwrap_or(now);
-            let wait = window.saturating_sub(now.duration_since(oldest));
-            return Err(ApiError::QuotaExceeded {
-                detail: format!(
-                    "this ledger's {CHECK_STARTS_PER_WINDOW_MAX} integrity checks per hour are used up; start the next one later"
-                ),
-                retry_after: wait.as_secs().saturating_add(1),
-            });
-        }
-        if count {
-            times.push_back(now);
-        }
-        Ok(())
-    }
-
-    /// Records how a check ended and forgets the oldest finished checks beyond the limit.
-    fn finish(&self, tenant: &TenantId, id: EventId, end: End) {
-        let mut tenants = self.lock();
-        let Some(checks) = tenants.get_mut(tenant) else {
-            return;
-        };
-        if let Some(check) = checks.iter_mut().find(|c| c.id == id) {
-            check.end = Some(end);
-            check.task = None;
-        }
-        let finished = checks.iter().filter(|c| c.end.is_some()).count();
-        let mut excess = finished.saturating_sub(FINISHED_CHECKS_KEPT_PER_TENANT);
-        // Oldest first, so the first finished ones found are the ones to forget.
-        checks.retain(|c| {
-            if excess > 0 && c.end.is_some() {
-                excess -= 1;
-                false
-            } else {
-                true
-            }
-        });
-    }
-
-    fn view(&self, tenant: &TenantId, id: EventId) -> Option<IntegrityCheckBody> {
-        self.lock()
-            .get(tenant)?
-            .iter()
-            .find(|c| c.id == id)
-            .map(Check::body)
-    }
-
-    fn cancel(&self, tenant: &TenantId, id: EventId) -> Cancelled {
-        let tenants = self.lock();
-        let Some(check) = tenants
-            .get(tenant)
-            .and_then(|checks| checks.iter().find(|c| c.id == id))
-        else {
-            return Cancelled::Unknown;
-        };
-        if check.end.is_some() {
-            return Cancelled::AlreadyEnded(check.state());
-        }
-        check.cancel.cancel();
-        Cancelled::Requested(Box::new(check.body()))
-    }
-
-    /// The tenant's checks that are not in the ledger (running, or ended unfiled), newest first.
-    fn unfiled(&self, tenant: &TenantId) -> Vec<IntegrityCheckBody> {
-        let tenants = self.lock();
-        let Some(checks) = tenants.get(tenant) else {
-            return Vec::new();
-        };
-        checks
-            .iter()
-            .rev()
-            .filter(|c| !matches!(c.end, Some(End::Reported { filed: Ok(_), .. })))
-            .map(Check::body)
-            .collect()
-    }
-
-    /// The tenant's running check, if any (the portal shows its progress).
-    pub fn running(&self, tenant: &TenantId) -> Option<IntegrityCheckBody> {
-        self.lock()
-            .get(tenant)
-            .and_then(|checks| checks.iter().find(|c| c.end.is_none()).map(Check::body))
-    }
-
-    /// Starts a check of the whole ledger for the portal; returns its id, or why not (one runs,
-    /// or the hour's starts are used up).
-    ///
-    /// # Errors
-    /// The reason, for the person who asked, and the seconds to wait when waiting helps.
-    pub fn start_for(
-        &self,
-        store: &Store,
-        tenant: &TenantId,
-    ) -> Result<String, (String, Option<u64>)> {
-        self.start(store, tenant, Vec::new())
-            .map(|body| body.id)
-            .map_err(|e| match e {
-                ApiError::QuotaExceeded {
-                    detail,
-                    retry_after,
-                } => (detail, Some(retry_after)),
-                other => (other.to_string(), None),
-            })
-    }
-
-    /// Cancels every running check and waits up to `grace` for each to file its `cancelled`
-    /// result, so that a restart leaves a ledger record of every check it stopped. Called on
-    /// shutdown, before the store stops accepting appends.
-    pub async fn stop_all(&self, grace: Duration) {
-        let tasks: Vec<JoinHandle<()>> = self
-            .lock()
-            .values_mut()
-            .flat_map(|checks| checks.iter_mut())
-            .filter(|c| c.end.is_none())
-            .filter_map(|c| {
-                c.cancel.cancel();
-                c.task.take()
-            })
-            .collect();
-        if tasks.is_empty() {
-            return;
-        }
-        let waited = tokio::time::timeout(grace, async {
-            for task in tasks {
-                // A task that panicked has already been reported by its `Reporter`.
-                let _ = task.await;
-            }
-        })
-        .await;
-        if waited.is_err() {
-            tracing::warn!("integrity checks did not file their cancelled results in time");
-        }
-    }
-}
-
-impl Check {
-    fn state(&self) -> CheckState {
-        match &self.end {
-            None => CheckState::Running,
-            Some(End::Error(_)) => CheckState::Error,
-            Some(End::Reported { report, .. }) => match report.outcome {
-                IntegrityOutcome::Passed => CheckState::Passed,
-                IntegrityOutcome::Failed => CheckState::Failed,
-                IntegrityOutcome::Cancelled => CheckState::Cancelled,
-            },
-        }
-    }
-
-    fn body(&self) -> IntegrityCheckBody {
-        let progress = *self.progress.borrow();
-        let mut body = IntegrityCheckBody {
-            id: self.id.to_string(),
-            state: self.state(),
-            started_at_us: self.started_at_us,
-            finished_at_us: None,
-            cancel_requested: self.cancel.is_cancelled(),
-            progress: ProgressBody {
-                checked: progress.checked,
-                total: progress.total,
-                checkpoints_checked: progress.checkpoints_checked,
-                records_per_second: progress.records_per_second,
-                eta_seconds: progress.eta_seconds,
-            },
-            report: None,
-            record: None,
-            problem: None,
-        };
-        match &self.end {
-            None => {}
-            Some(End::Error(problem)) => body.problem = Some(problem.clone()),
-            Some(End::Reported { report, filed }) => {
-                body.started_at_us = report.started_at_us;
-                body.finished_at_us = Some(report.finished_at_us);
-                // Through the record payload, so that a report reads the same here and once
-                // read back from the ledger.
-                match serde_json::from_value::<ReportBody>(report.record_payload()) {
-                    Ok(r) => body.report = Some(r),
-                    Err(e) => body.problem = Some(format!("the report cannot be shown: {e}")),
-                }
-                match filed {
-                    Ok(receipt) => {
-                        body.record = Some(FiledRecordBody {
-                            seq: receipt.seq,
-                            event_id: receipt.event_id.to_string(),
-                            hash: receipt.hash.to_hex(),
-                            captured_at_us: receipt.captured_at_us,
-                        });
-                    }
-                    Err(problem) => {
-                        body.problem = Some(format!(
-                            "the result could not be filed in the ledger: {problem}"
-                        ));
-                    }
-                }
-            }
-        }
-        body
-    }
-}
-
-/// Files how the check ended when it is dropped: normally at the end of [`run`], but also if
-/// the task panics or is aborted, so that a check never stays `running` forever and blocks the
-/// tenant's next one.
-struct Reporter {
-    registry: IntegrityChecks,
-    tenant: TenantId,
-    id: EventId,
-    end: Option<End>,
-}
-
-impl Drop for Reporter {
-    fn drop(&mut self) {
-        let end = self.end.take().unwrap_or_else(|| {
-            End::Error("the check stopped unexpectedly; the service log has the details".into())
-        });
-        self.registry.finish(&self.tenant, self.id, end);
-    }
-}
-
-/// The background task: the check, then its result filed in the ledger.
-async fn run(store: Store, options: IntegrityOptions, mut reporter: Reporter) {
-    let (tenant, id) = (reporter.tenant.clone(), reporter.id);
-    let end = match store.check_integrity(&tenant, options).await {
-        Ok(report) => {
-            let filed = file(&store, &tenant, id, &report).await;
-            match &filed {
-                Ok(receipt) => tracing::info!(
-                    %tenant, check = %id, outcome = report.outcome.as_str(),
-                    records = report.records_checked, seq = receipt.seq,
-                    "integrity check ended and filed"
-                ),
-                Err(problem) => tracing::error!(
-                    %tenant, check = %id, outcome = report.outcome.as_str(), %problem,
-                    "integrity check ended but its result could not be filed"
-                ),
-            }
-            End::Reported {
-                report: Box::new(report),
-                filed,
-            }
-        }
-        Err(e) => {
-            tracing::error!(%tenant, check = %id, error = %e, "integrity check could not run to the end");
-            // The same wording an HTTP error would have: no internal detail leaves the service.
-            End::Error(ApiError::from(e).to_string())
-        }
-    };
-    reporter.end = Some(end);
-}
-
-/// Appends the report as an `integrity_check` record whose event id is the check's id.
-///
-/// This is what [`Store::append_integrity_check`] does, except that the event id is chosen here:
-/// it makes the check findable by its id in the ledger, and a repeated append idempotent.
-async fn file(
-    store: &Store,
-    tenant: &TenantId,
-    id: EventId,
-    report: &IntegrityReport,
-) -> Result<Receipt, String> {
-    let draft = ServiceDraft::prepare(
-        &id.to_string(),
-        EventType::IntegrityCheck,
-        &report.record_payload(),
-    )
-    .map_err(|e| format!("the record was rejected: {e}"))?;
-    let mut attempt = 1;
-    loop {
-        match store.append_service(tenant, vec![draft.clone()]).await {
-            Ok(mut receipts) => {
-                return receipts
-                    .pop()
-                    .ok_or_else(|| "the store returned no receipt".to_owned());
-            }
-            Err(AppendError::Overloaded { retry_after }) if attempt < FILE_ATTEMPTS_MAX => {
-                attempt += 1;
-                tokio::time::sleep(retry_after).await;
-            }
-            Err(e) => return Err(ApiError::from(e).to_string()),
-        }
-    }
-}
-
-fn new_check_id() -> Result<EventId, ApiError> {
-    EventId::parse(&uuid::Uuid::now_v7().to_string())
-        .map_err(|e| ApiError::Internal(format!("a fresh UUIDv7 is not an event id: {e}")))
-}
-
 fn parse_check_id(text: &str) -> Result<EventId, ApiError> {
     EventId::parse(text).map_err(|_| {
         ApiError::BadParameter(format!(
@@ -697,6 +97,20 @@ fn parse_check_id(text: &str) -> Result<EventId, ApiError> {
             text.chars().take(80).collect::<String>()
         ))
     })
+}
+
+fn start_refused(e: StartRefused) -> ApiError {
+    match e {
+        StartRefused::Running(_) => ApiError::Conflict(e.to_string()),
+        StartRefused::QuotaExceeded {
+            detail,
+            retry_after,
+        } => ApiError::QuotaExceeded {
+            detail,
+            retry_after,
+        },
+        StartRefused::Internal(detail) => ApiError::Internal(detail),
+    }
 }
 
 fn not_found() -> ApiError {
@@ -854,7 +268,8 @@ pub async fn start_check(
     check_seen(&state, &p.tenant, &request.seen_checkpoints).await?;
     let check = state
         .integrity
-        .start(&state.store, &p.tenant, request.seen_checkpoints)?;
+        .start(&state.store, &p.tenant, request.seen_checkpoints)
+        .map_err(start_refused)?;
     tracing::info!(tenant = %p.tenant, check = %check.id, key = %p.key_id, "integrity check started");
     let location = location(&check.id)?;
     Ok((
@@ -951,15 +366,7 @@ pub async fn list_checks(
 ) -> Result<Json<CheckPage>, ApiError> {
     let p = caller.require(AUDITORS, "read integrity checks")?;
     let Query(params) = params?;
-    let limit = match params.limit {
-        None => PAGE_CHECKS_DEFAULT,
-        Some(n) if (1..=PAGE_CHECKS_MAX).contains(&n) => n,
-        Some(n) => {
-            return Err(ApiError::BadParameter(format!(
-                "limit {n} is out of range 1..={PAGE_CHECKS_MAX}"
-            )));
-        }
-    };
+    let limit = page_limit(params.limit, PAGE_CHECKS_DEFAULT, PAGE_CHECKS_MAX)?;
     let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
     // Memory first, then the ledger: a check filed in between shows up in both, and the
     // ledger's copy wins below; read the other way round it could show up in neither.
@@ -991,92 +398,11 @@ pub async fn list_checks(
 }
 
 fn encode_cursor(before: u64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{before}"))
+    encode_prefixed_cursor(CURSOR_PREFIX, before)
 }
 
 fn decode_cursor(cursor: &str) -> Result<Sequence, ApiError> {
-    let bad = || ApiError::BadParameter("cursor is not one this service issued".into());
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
-    text.strip_prefix(CURSOR_PREFIX)
-        .and_then(|n| n.parse::<u64>().ok())
-        .and_then(|n| Sequence::new(n).ok())
-        .ok_or_else(bad)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tenant(name: &str) -> TenantId {
-        TenantId::parse(name).expect("tenant")
-    }
-
-    /// A check as `start` records it, without a task.
-    fn running(registry: &IntegrityChecks, tenant: &TenantId) -> EventId {
-        let id = new_check_id().expect("id");
-        let (_, progress) = watch::channel(IntegrityProgress::default());
-        registry
-            .lock()
-            .entry(tenant.clone())
-            .or_default()
-            .push(Check {
-                id,
-                started_at_us: 0,
-                cancel: CancelFlag::new(),
-                progress,
-                end: None,
-                task: None,
-            });
-        id
-    }
-
-    #[test]
-    fn only_the_newest_finished_checks_are_kept_and_the_running_one_never_goes() {
-        let registry = IntegrityChecks::default();
-        let acme = tenant("acme-bank");
-        let finished: Vec<EventId> = (0..FINISHED_CHECKS_KEPT_PER_TENANT + 3)
-            .map(|_| {
-                let id = running(&registry, &acme);
-                registry.finish(&acme, id, End::Error("database down".into()));
-                id
-            })
-            .collect();
-        let live = running(&registry, &acme);
-
-        let kept = registry.unfiled(&acme);
-        assert_eq!(kept.len(), FINISHED_CHECKS_KEPT_PER_TENANT + 1);
-        assert_eq!(kept[0].id, live.to_string(), "newest first");
-        assert_eq!(kept[0].state, CheckState::Running);
-        assert!(
-            registry.view(&acme, finished[0]).is_none(),
-            "oldest forgotten"
-        );
-        assert_eq!(
-            registry
-                .view(&acme, finished[finished.len() - 1])
-                .map(|c| c.state),
-            Some(CheckState::Error)
-        );
-    }
-
-    #[test]
-    fn a_check_is_invisible_to_another_tenant_and_cancels_once() {
-        let registry = IntegrityChecks::default();
-        let (acme, other) = (tenant("acme-bank"), tenant("other-bank"));
-        let id = running(&registry, &acme);
-
-        assert!(registry.view(&other, id).is_none());
-        assert!(matches!(registry.cancel(&other, id), Cancelled::Unknown));
-        assert!(registry.unfiled(&other).is_empty());
-        match registry.cancel(&acme, id) {
-            Cancelled::Requested(check) => assert!(check.cancel_requested),
-            _ => panic!("a running check is cancelled"),
-        }
-        registry.finish(&acme, id, End::Error("stopped".into()));
-        assert!(matches!(
-            registry.cancel(&acme, id),
-            Cancelled::AlreadyEnded(CheckState::Error)
-        ));
-    }
+    let before = decode_prefixed_cursor(CURSOR_PREFIX, cursor)?;
+    Sequence::new(before)
+        .map_err(|_| ApiError::BadParameter("cursor is not one this service issued".into()))
 }

@@ -1,10 +1,17 @@
-//! The HTTPS layer: the `/v1` API for pipelines, auditors and regulators, plus health, readiness
-//! and metrics endpoints.
+//! The HTTPS layer of the API: the `/v1` endpoints for pipelines, auditors and regulators, plus
+//! health, readiness, metrics and the OpenAPI document, and the middleware every answer passes
+//! through (rate limits, body limits, problem documents, security headers, request logs).
 //!
-//! [`Application::build`] binds the listener (port 0 in tests) and prepares TLS;
-//! [`Application::run_until_stopped`] serves until the shutdown future resolves, then stops
-//! accepting connections, lets in-flight requests finish and drains queued appends. `main.rs` and
-//! every test start the server through this same path.
+//! One job per module: [`api`] (records, proofs, checkpoints, keys, export, `/healthz`,
+//! `/metrics`), [`views`] (the read-side views), [`integrity`] (integrity checks over HTTP),
+//! [`readiness`] (`/readyz`), [`openapi`] (the document, assembled from those handler modules,
+//! which do not import it), [`params`] (cursors, page sizes and event ids, shared by the handler
+//! modules), [`error`] (the one error type), [`bodies`] and [`drain`] (the request-body budget and
+//! early answers), `input` (unusable input refused before routing), [`tls`] (certificates).
+//!
+//! The state the handlers share is `app::AppState`; the portal is a sibling over the same state
+//! and neither imports the other. `server` composes this layer's [`routes`] with the portal's
+//! pages inside [`edge`] and runs the listener.
 
 pub mod api;
 pub mod bodies;
@@ -12,18 +19,14 @@ pub mod drain;
 pub mod error;
 mod input;
 pub mod integrity;
-pub mod limits;
-mod memory;
-pub mod metrics;
 pub mod openapi;
+pub mod params;
 pub mod readiness;
 pub mod tls;
 pub mod views;
 
-use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -38,17 +41,15 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::app::AppState;
+use crate::app::limits;
+use crate::app::metrics::Metrics;
 use crate::auth::Role;
-use crate::store::Store;
 use crate::store::api_keys::Principal;
 use error::ApiError;
-use metrics::Metrics;
 
-/// Largest request body accepted, in bytes (a full batch of large decisions fits).
-pub const REQUEST_BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
-
-/// How long graceful shutdown waits for in-flight requests.
-pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+// Defined with the budget it bounds; the HTTP layer enforces it, and callers know it by this path.
+pub use crate::app::bodies::REQUEST_BODY_BYTES_MAX;
 
 /// HTTP settings.
 #[derive(Debug, Clone)]
@@ -80,189 +81,6 @@ pub enum TlsMode {
     SelfSigned(std::path::PathBuf),
     /// Plain HTTP: development only, and only on a loopback address.
     PlainDevelopment,
-}
-
-/// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Plain HTTP was asked for on a non-loopback address.
-    #[error(
-        "plain HTTP is allowed only on a loopback address (AUDITEX_LISTEN={0}); configure TLS instead"
-    )]
-    PlainHttpNotLoopback(SocketAddr),
-    /// TLS could not be set up.
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-}
-
-/// Shared state of every handler.
-#[derive(Clone)]
-pub struct AppState {
-    /// The store.
-    pub store: Store,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Integrity checks started over the API.
-    pub integrity: integrity::IntegrityChecks,
-    /// Per-key rate limits, charged after a key is verified.
-    pub key_limits: limits::KeyLimits,
-    /// The cached readiness answer.
-    pub readiness: readiness::Readiness,
-    /// The memory budget of request bodies being read.
-    pub bodies: bodies::BodyBudget,
-}
-
-/// A bound, ready-to-run server.
-pub struct Application {
-    listener: TcpListener,
-    addr: SocketAddr,
-    tls: Option<tls::TlsSetup>,
-    router: Router,
-    store: Store,
-    integrity: integrity::IntegrityChecks,
-}
-
-impl Application {
-    /// Binds the listener and prepares TLS and the router.
-    ///
-    /// # Errors
-    /// [`StartError`] naming what could not be set up.
-    pub fn build(store: Store, config: &HttpConfig) -> Result<Application, StartError> {
-        Application::build_with_portal(store, config, None)
-    }
-
-    /// Like [`Application::build`], also serving the compliance portal's pages when `portal`
-    /// is given (the service always does; API-only tests need not).
-    ///
-    /// # Errors
-    /// [`StartError`] naming what could not be set up.
-    pub fn build_with_portal(
-        store: Store,
-        config: &HttpConfig,
-        portal: Option<crate::portal::PortalConfig>,
-    ) -> Result<Application, StartError> {
-        let tls = match &config.tls {
-            TlsMode::Files { cert, key } => Some(tls::load(cert, key)?),
-            TlsMode::SelfSigned(dir) => {
-                let (setup, generated) = tls::load_or_generate_self_signed(dir)?;
-                if generated {
-                    tracing::warn!(fingerprint = %setup.fingerprint, "generated a self-signed TLS certificate");
-                }
-                Some(setup)
-            }
-            TlsMode::PlainDevelopment => {
-                if !config.listen.ip().is_loopback() {
-                    return Err(StartError::PlainHttpNotLoopback(config.listen));
-                }
-                tracing::warn!("plain HTTP for development: never use this in production");
-                None
-            }
-        };
-        let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|source| StartError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        let integrity = integrity::IntegrityChecks::default();
-        let state = AppState {
-            store: store.clone(),
-            metrics: Arc::new(Metrics::default()),
-            integrity: integrity.clone(),
-            key_limits: limits::KeyLimits::new(config.rate_per_second, config.rate_burst),
-            readiness: readiness::Readiness::default(),
-            bodies: bodies::BodyBudget::new(config.request_bodies_bytes_max),
-        };
-        let router = router(state, config, portal.map(crate::portal::Portal::new));
-        Ok(Application {
-            listener,
-            addr,
-            tls,
-            router,
-            store,
-            integrity,
-        })
-    }
-
-    /// The bound port.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// SHA-256 fingerprint of the TLS certificate, when TLS is on.
-    pub fn tls_fingerprint(&self) -> Option<&str> {
-        self.tls.as_ref().map(|t| t.fingerprint.as_str())
-    }
-
-    /// The TLS certificate (PEM), when TLS is on.
-    pub fn tls_certificate_pem(&self) -> Option<&str> {
-        self.tls.as_ref().map(|t| t.certificate_pem.as_str())
-    }
-
-    /// Serves until `shutdown` resolves, then drains: no new connections, in-flight requests get
-    /// [`SHUTDOWN_GRACE_MS`] to finish, running integrity checks are cancelled and file their
-    /// result, queued appends are committed, final checkpoints published.
-    ///
-    /// # Errors
-    /// The server's I/O error.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let handle = axum_server::Handle::new();
-        let stopper = handle.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            stopper.graceful_shutdown(Some(Duration::from_millis(SHUTDOWN_GRACE_MS)));
-        });
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let result = match self.tls {
-            Some(tls) => {
-                let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.config);
-                axum_server::from_tcp_rustls(self.listener, config)?
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            }
-            None => {
-                axum_server::from_tcp(self.listener)?
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            }
-        };
-        // Running integrity checks stop and file their `cancelled` result while the store still
-        // accepts appends.
-        self.integrity
-            .stop_all(Duration::from_millis(SHUTDOWN_GRACE_MS))
-            .await;
-        self.store.shutdown().await;
-        result
-    }
 }
 
 /// Rate-limit key: the client address only (so one address cannot spread load over many keys).
@@ -303,9 +121,31 @@ fn rate_limited(metrics: &Metrics, e: tower_governor::GovernorError) -> Response
     ApiError::RateLimited(wait).into_response()
 }
 
-fn router(state: AppState, config: &HttpConfig, portal: Option<crate::portal::Portal>) -> Router {
+/// Every route of the API: ledger, views, integrity checks, health, readiness, metrics and the
+/// OpenAPI document.
+pub fn routes() -> Router<AppState> {
+    api::routes()
+        .merge(integrity::routes())
+        .merge(views::routes())
+        .merge(api::ops_routes())
+        .merge(readiness::routes())
+        .merge(openapi::routes())
+}
+
+/// Forgets idle entries of the address rate limiter, so that its map stays bounded; the server
+/// calls it every minute.
+pub type AddressLimiterTrim = Box<dyn Fn() + Send + Sync>;
+
+/// Wraps `routes` (the API's, and the portal's pages when served) in the middleware every answer
+/// passes through, and gives it the state. Also returns the address limiter's trim, for the
+/// server's housekeeping.
+pub fn edge(
+    routes: Router<AppState>,
+    state: AppState,
+    config: &HttpConfig,
+) -> (Router, AddressLimiterTrim) {
     // The address wall covers all traffic, authenticated or not; the per-key bucket is charged
-    // in the `Caller` extractor once the key verified (see `limits`).
+    // in the `Caller` extractor once the key verified (see `app::limits`).
     let per_ip = {
         let quota = limits::address_quota(config.rate_per_second, config.rate_burst);
         let mut builder = GovernorConfigBuilder::default().key_extractor(ClientIp);
@@ -319,29 +159,11 @@ fn router(state: AppState, config: &HttpConfig, portal: Option<crate::portal::Po
                 .expect("rate-limit configuration is valid"),
         )
     };
-    // Forget idle limiter entries so the maps stay bounded.
     let address_limiter = per_ip.limiter().clone();
-    let key_limits = state.key_limits.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            address_limiter.retain_recent();
-            key_limits.retain_recent();
-        }
-    });
-    let store = state.store.clone();
-    memory::spawn_trimmer(state.bodies.clone(), move || {
-        store.append_queue_load() == (0, 0)
-    });
+    let trim: AddressLimiterTrim = Box::new(move || address_limiter.retain_recent());
     let metrics = state.metrics.clone();
     let request_id = HeaderName::from_static("x-request-id");
-    let pages = portal.map_or_else(Router::new, crate::portal::routes);
-    api::routes()
-        .merge(integrity::routes())
-        .merge(views::routes())
-        .merge(api::ops_routes())
-        .merge(pages)
+    let router = routes
         .layer(axum::middleware::from_fn(input::refuse_unusable_input))
         // Inside the rate limits, so that a throttled request reserves nothing.
         .layer(axum::middleware::from_fn_with_state(
@@ -371,7 +193,8 @@ fn router(state: AppState, config: &HttpConfig, portal: Option<crate::portal::Po
         // Outermost, so that every early answer (rate limits and body limit included) is sent
         // only after the client's upload has finished.
         .layer(axum::middleware::from_fn(drain::finish_reading_body))
-        .with_state(state)
+        .with_state(state);
+    (router, trim)
 }
 
 /// Logs each request (method, path, status, latency, request id; never bodies or keys) and

@@ -1,13 +1,20 @@
-//! The OpenAPI 3.1 description of the `/v1` API, generated from the handlers' annotations.
+//! The OpenAPI 3.1 description of the `/v1` API, assembled from the handler modules' annotations
+//! (they do not import this module), and the route that serves it.
 //! `docs/openapi.json` is the checked-in copy; a test keeps it identical to what the code serves
 //! (regenerate with `auditex openapi > docs/openapi.json`).
 
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, ProblemField};
 use super::{api, integrity, views};
+use crate::app::AppState;
+use crate::app::integrity as checks;
 
 /// The API document.
 #[derive(OpenApi)]
@@ -62,14 +69,14 @@ use super::{api, integrity, views};
         api::KeyBody,
         api::KeyHistory,
         integrity::StartCheckRequest,
-        integrity::CheckState,
-        integrity::CheckOutcome,
-        integrity::ProgressBody,
-        integrity::CheckedCheckpointBody,
-        integrity::FailureBody,
-        integrity::ReportBody,
-        integrity::FiledRecordBody,
-        integrity::IntegrityCheckBody,
+        checks::CheckState,
+        checks::CheckOutcome,
+        checks::ProgressBody,
+        checks::CheckedCheckpointBody,
+        checks::FailureBody,
+        checks::ReportBody,
+        checks::FiledRecordBody,
+        checks::IntegrityCheckBody,
         integrity::CheckPage,
         views::DecisionBody,
         views::DecisionPage,
@@ -138,4 +145,19 @@ pub fn document_json() -> String {
     ApiDoc::openapi()
         .to_pretty_json()
         .unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// The route of the document: `/v1/openapi.json`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/openapi.json", get(openapi_document))
+}
+
+/// The OpenAPI 3.1 document of this API.
+pub async fn openapi_document() -> Response {
+    let mut response = document_json().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }

@@ -17,10 +17,12 @@ use ledger::types::CaptureTime;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::api::{decode_cursor, encode_cursor, parse_event_id};
+use super::Caller;
 use super::error::{ApiError, Problem};
-use super::{AppState, Caller};
+use super::params::{self, decode_cursor, encode_cursor, parse_event_id};
+use crate::app::AppState;
 use crate::auth::Role;
+use crate::store::Store;
 use crate::store::views::{DecisionQuery, OversightQuery, PAGE_ROWS_DEFAULT, PAGE_ROWS_MAX, Page};
 
 const READERS: &[Role] = &[Role::Read];
@@ -96,13 +98,7 @@ fn one_of(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), Ap
 }
 
 fn limit(value: Option<u32>) -> Result<u32, ApiError> {
-    match value {
-        None => Ok(PAGE_ROWS_DEFAULT),
-        Some(n) if (1..=PAGE_ROWS_MAX).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::BadParameter(format!(
-            "limit {n} is out of range 1..={PAGE_ROWS_MAX}"
-        ))),
-    }
+    params::page_limit(value, PAGE_ROWS_DEFAULT, PAGE_ROWS_MAX)
 }
 
 fn cursor(value: &Option<String>) -> Result<Option<u64>, ApiError> {
@@ -778,9 +774,8 @@ pub struct ProjectionsBody {
 
 /// The projections' status over all tenants as the background runner last saw it (for the
 /// operator's `/readyz`; tenants see their own through `/v1/projections`).
-pub fn projection_bodies(state: &AppState) -> Vec<ProjectionBody> {
-    state
-        .store
+pub fn projection_bodies(store: &Store) -> Vec<ProjectionBody> {
+    store
         .views_runner()
         .status()
         .into_iter()

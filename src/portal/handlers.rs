@@ -24,14 +24,15 @@ use tower_governor::key_extractor::PeerIpKeyExtractor;
 use super::pages::{self, Chrome, csrf_field, error, layout, notice, when};
 use super::security::{self, DUMMY_HASH, password_problem, random_token, token_hash};
 use super::{
-    PRE_SESSION_COOKIE, Portal, PortalError, SESSION_COOKIE, Viewer, audit, clear_cookie, cookie,
-    set_cookie,
+    Audited, PRE_SESSION_COOKIE, Portal, PortalError, SESSION_COOKIE, Viewer, audit, clear_cookie,
+    cookie, set_cookie,
 };
 use ledger::types::TenantId;
 
+use crate::app::AppState;
 use crate::auth::Role;
-use crate::http::AppState;
-use crate::store::users::{PortalRole, Session};
+use crate::store::Store;
+use crate::store::users::{PortalRole, Session, User};
 use crate::store::views::DecisionQuery;
 
 /// Sign-in, reset and forgot-password attempts allowed in a burst per client address.
@@ -141,6 +142,52 @@ const ACTORS: &[PortalRole] = &[
     PortalRole::Auditor,
 ];
 const ADMINS: &[PortalRole] = &[PortalRole::Admin];
+
+/// A form that changes something, admitted: the preamble every such portal action goes through,
+/// in one place and one order. The session's CSRF token first (403 without saying more, so that
+/// a forged request learns nothing of roles), then the role.
+struct Admitted<'a> {
+    viewer: &'a Viewer,
+    store: &'a Store,
+}
+
+/// Admits `viewer`'s form carrying `csrf` when their role is one of `allowed`.
+///
+/// # Errors
+/// [`PortalError::Csrf`] for a token that is not this session's; [`PortalError::Forbidden`]
+/// for another role.
+fn admit<'a>(
+    state: &'a AppState,
+    portal: &Portal,
+    viewer: &'a Viewer,
+    csrf: &str,
+    allowed: &[PortalRole],
+) -> Result<Admitted<'a>, PortalError> {
+    check_csrf(portal, viewer, csrf)?;
+    require(viewer, allowed)?;
+    Ok(Admitted {
+        viewer,
+        store: &state.store,
+    })
+}
+
+impl Admitted<'_> {
+    /// The account `id` of the viewer's tenant; another tenant's is not found (404).
+    async fn user(&self, id: &str) -> Result<User, PortalError> {
+        self.store
+            .user_by_id(self.viewer.tenant(), id)
+            .await?
+            .ok_or(PortalError::NotFound)
+    }
+
+    /// Appends the `administration` record of `action` on `target`, before it is done: the
+    /// action is refused when the ledger does not acknowledge it (see `portal::audit`).
+    async fn record(&self, action: &str, target: Option<&str>) -> Result<Audited, PortalError> {
+        self.viewer
+            .audit(self.store, "administration", action, target)
+            .await
+    }
+}
 
 // ---------------------------------------------------------------- sign-in and sessions
 
@@ -1282,8 +1329,7 @@ async fn start_integrity(
     viewer: Viewer,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PortalError> {
-    check_csrf(&portal, &viewer, &form.csrf)?;
-    require(&viewer, ACTORS)?;
+    let actor = admit(&state, &portal, &viewer, &form.csrf, ACTORS)?;
     let store = &state.store;
     // One already runs: show it (nothing is started, so nothing is recorded).
     if state.integrity.running(viewer.tenant()).is_some() {
@@ -1307,9 +1353,7 @@ async fn start_integrity(
         .map_err(refused)?;
     // The check's id is made when it starts, after its record: the record names no target, and
     // the check's own `integrity_check` record carries the id when it ends.
-    let audited = viewer
-        .audit(store, "administration", "integrity_check_started", None)
-        .await?;
+    let audited = actor.record("integrity_check_started", None).await?;
     let started = state
         .integrity
         .start_for(store, viewer.tenant())
@@ -1412,8 +1456,7 @@ async fn create_api_key(
     viewer: Viewer,
     Form(form): Form<ApiKeyForm>,
 ) -> Result<Response, PortalError> {
-    check_csrf(&portal, &viewer, &form.csrf)?;
-    require(&viewer, ADMINS)?;
+    let admin = admit(&state, &portal, &viewer, &form.csrf, ADMINS)?;
     let role = Role::parse(&form.role).map_err(PortalError::BadRequest)?;
     let label = form.label.trim();
     if label.is_empty() || label.len() > 200 {
@@ -1442,9 +1485,7 @@ async fn create_api_key(
     // once the ledger has acknowledged that record.
     let key = crate::auth::ApiKeySecret::generate();
     let id = key.id().to_string();
-    let audited = viewer
-        .audit(store, "administration", "api_key_created", Some(&id))
-        .await?;
+    let audited = admin.record("api_key_created", Some(&id)).await?;
     let stored = store
         .store_api_key(viewer.tenant(), &key, role, label, expires)
         .await
@@ -1464,8 +1505,7 @@ async fn revoke_api_key(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PortalError> {
-    check_csrf(&portal, &viewer, &form.csrf)?;
-    require(&viewer, ADMINS)?;
+    let admin = admit(&state, &portal, &viewer, &form.csrf, ADMINS)?;
     let key_id = crate::auth::ApiKeyId::parse(&id).map_err(|_| PortalError::NotFound)?;
     let store = &state.store;
     // Only an active key of this tenant is revoked, and only such a revocation is recorded.
@@ -1477,9 +1517,7 @@ async fn revoke_api_key(
     if !active {
         return Err(PortalError::NotFound);
     }
-    let audited = viewer
-        .audit(store, "administration", "api_key_revoked", Some(&id))
-        .await?;
+    let audited = admin.record("api_key_revoked", Some(&id)).await?;
     let revoked = match store.revoke_api_key(viewer.tenant(), &key_id).await {
         Ok(true) => Ok(()),
         // Revoked meanwhile by another request.
@@ -1583,8 +1621,7 @@ async fn invite_user(
     viewer: Viewer,
     Form(form): Form<InviteForm>,
 ) -> Result<Response, PortalError> {
-    check_csrf(&portal, &viewer, &form.csrf)?;
-    require(&viewer, ADMINS)?;
+    let admin = admit(&state, &portal, &viewer, &form.csrf, ADMINS)?;
     let store = &state.store;
     let email = form.email.trim().to_lowercase();
     if email.len() > 254 || !email.contains('@') || email.chars().any(char::is_whitespace) {
@@ -1610,13 +1647,8 @@ async fn invite_user(
     let placeholder = security::hash_password(random_token())
         .await
         .map_err(PortalError::Internal)?;
-    let audited = viewer
-        .audit(
-            store,
-            "administration",
-            &format!("user_invited:{}", role.as_str()),
-            Some(&email),
-        )
+    let audited = admin
+        .record(&format!("user_invited:{}", role.as_str()), Some(&email))
         .await?;
     let user = match store
         .create_user(
@@ -1673,18 +1705,12 @@ async fn set_role(
     Path(id): Path<String>,
     Form(form): Form<RoleForm>,
 ) -> Result<Response, PortalError> {
-    check_csrf(&portal, &viewer, &form.csrf)?;
-    require(&viewer, ADMINS)?;
+    let admin = admit(&state, &portal, &viewer, &form.csrf, ADMINS)?;
     let store = &state.store;
-    let target = store
-        .user_by_id(viewer.tenant(), &id)
-        .await?
-        .ok_or(PortalError::NotFound)?;
+    let target = admin.user(&id).await?;
     let (role, expires) = role_and_expiry(&form.role, &form.expires_on, store.now_us())?;
-    let audited = viewer
-        .audit(
-            store,
-            "administration",
+    let audited = admin
+        .record(
             &format!("user_role_set:{}", role.as_str()),
             Some(&target.email),
         )
@@ -1706,26 +1732,15 @@ async fn disable_user(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PortalError> {
-    check_csrf(&portal, &viewer, &form.csrf)?;
-    require(&viewer, ADMINS)?;
+    let admin = admit(&state, &portal, &viewer, &form.csrf, ADMINS)?;
     let store = &state.store;
-    let target = store
-        .user_by_id(viewer.tenant(), &id)
-        .await?
-        .ok_or(PortalError::NotFound)?;
+    let target = admin.user(&id).await?;
     if target.user_id == viewer.user.user_id {
         return Err(PortalError::BadRequest(
             "You cannot disable your own account.".into(),
         ));
     }
-    let audited = viewer
-        .audit(
-            store,
-            "administration",
-            "user_disabled",
-            Some(&target.email),
-        )
-        .await?;
+    let audited = admin.record("user_disabled", Some(&target.email)).await?;
     let disabled = store
         .disable_user(viewer.tenant(), &target.user_id, store.now_us())
         .await

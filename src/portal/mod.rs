@@ -13,7 +13,12 @@
 //!
 //! - [`security`]: passwords, the session key ring, CSRF tokens;
 //! - [`mail`]: SMTP or the outbox folder;
-//! - [`pages`]: the layout; the page handlers are in [`handlers`].
+//! - [`pages`]: the layout; the page handlers are in [`handlers`], where every form that changes
+//!   something passes one preamble (`admit`: CSRF token, then role; then the lookup of its
+//!   target and its `administration` record).
+//!
+//! The pages run over the application state (`app::AppState`) that the API also uses; the portal
+//! imports nothing from `http`, and `server` merges its routes with the API's.
 
 pub mod handlers;
 pub mod mail;
@@ -33,7 +38,7 @@ use ledger::record::EventType;
 use ledger::types::TenantId;
 use serde_json::json;
 
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::store::users::{PortalRole, Session, User};
 use crate::store::{ServiceDraft, Store};
 use security::KeyRing;

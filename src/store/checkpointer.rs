@@ -12,7 +12,7 @@ use ledger::types::TenantId;
 use super::{Store, StoreError, TreeHead};
 
 /// Starts the background publisher; it stops when the store shuts down.
-pub(crate) fn spawn(store: Store) {
+pub(crate) fn spawn(store: Store) -> tokio::task::JoinHandle<()> {
     let interval = store.config().checkpoint_interval;
     tokio::spawn(async move {
         // On start, cover anything appended before a crash but never checkpointed.
@@ -34,7 +34,7 @@ pub(crate) fn spawn(store: Store) {
                 () = store.shutdown_signal().notified() => return,
             }
         }
-    });
+    })
 }
 
 /// Publishes a checkpoint for every tenant whose live tree is ahead of its latest checkpoint,

@@ -24,6 +24,7 @@ mod service_draft;
 mod sqlite;
 pub mod users;
 pub mod views;
+mod workers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +53,7 @@ pub use integrity::{
     IntegrityProgress, IntegrityReport, SEEN_CHECKPOINTS_MAX,
 };
 pub(crate) use service_draft::ServiceDraft;
+pub use workers::Workers;
 
 /// Most records one append request (one HTTP batch) may carry.
 pub const BATCH_RECORDS_MAX: usize = 1000;
@@ -203,11 +205,11 @@ pub struct StoreConfig {
     /// (`<dir>/<tenant>.checkpoint`), so that a rolled-back database is detected (see
     /// [`rollback`]). `None` turns rollback protection off.
     pub checkpoint_dir: Option<std::path::PathBuf>,
-    /// Whether the background checkpoint publisher runs. Maintenance commands that only read
-    /// (restore verification) turn it off so that they sign nothing.
+    /// Whether [`Store::start_workers`] starts the background checkpoint publisher. Maintenance
+    /// commands that only read (restore verification) turn it off so that they sign nothing.
     pub publish_in_background: bool,
-    /// Whether the projection runner keeps the read-side views up to date in the background
-    /// (the service does; one-shot commands do not).
+    /// Whether [`Store::start_workers`] starts the projection runner, which keeps the read-side
+    /// views up to date in the background (the service does; one-shot commands do not).
     pub projections_in_background: bool,
     /// How often the projection runner polls for records written by another process; records
     /// appended by this one wake it at once.
@@ -534,6 +536,8 @@ struct Inner {
     /// Each tenant's recorded origin, once read: origins are written once and never change.
     origins: Mutex<HashMap<TenantId, String>>,
     shutdown: tokio::sync::Notify,
+    /// Whether [`Store::start_workers`] has run (see [`workers`]).
+    workers_started: AtomicBool,
     /// Checkpoint files outside the database, and the tenants held after a rollback.
     rollback: rollback::Guard,
     /// The projection runner's handle (woken after each commit; idle unless started).
@@ -560,11 +564,25 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (and on SQLite creates) the database, applies or checks migrations, and starts the
-    /// checkpoint publisher.
+    /// background workers the configuration enables ([`Store::start_workers`]): the store of a
+    /// one-shot command, a test or a bench. The server opens its store with
+    /// [`Store::open_without_workers`] and starts them itself.
     ///
     /// # Errors
     /// [`StoreError`] when the database cannot be opened, is too old, or its schema is not current.
     pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        let store = Store::open_without_workers(config).await?;
+        // Nobody joins them: they stop when the store shuts down.
+        drop(store.start_workers().await?);
+        Ok(store)
+    }
+
+    /// Like [`Store::open`], without starting any background worker: the caller starts them
+    /// with [`Store::start_workers`] (see [`workers`]).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be opened, is too old, or its schema is not current.
+    pub async fn open_without_workers(config: StoreConfig) -> Result<Store, StoreError> {
         let db = match &config.database {
             DatabaseUrl::Sqlite(path) => {
                 Db::Sqlite(sqlite::SqliteDb::open(path, config.read_connections).await?)
@@ -596,6 +614,7 @@ impl Store {
                 trees: Mutex::new(HashMap::new()),
                 origins: Mutex::new(HashMap::new()),
                 shutdown: tokio::sync::Notify::new(),
+                workers_started: AtomicBool::new(false),
                 rollback: rollback::Guard::new(config_checkpoint_dir),
                 views: projections::runner::Runner::new(),
                 faults: faults::Faults::default(),
@@ -607,16 +626,6 @@ impl Store {
         };
         // Before anything can be published: is the database behind what was published last?
         rollback::check_on_open(&store).await?;
-        if store.inner.config.publish_in_background {
-            checkpointer::spawn(store.clone());
-        }
-        if store.inner.config.projections_in_background {
-            // Create the views' state (and start rebuilds of new projection versions) before
-            // the first query can arrive.
-            projections::runner::prepare(&store).await?;
-            let runner = store.inner.views.clone();
-            tokio::spawn(runner.run(store.clone(), store.inner.config.projection_poll_interval));
-        }
         Ok(store)
     }
 

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use auditex::auth::Role;
-use auditex::http::{Application, HttpConfig, TlsMode};
+use auditex::http::{HttpConfig, TlsMode};
+use auditex::server::Application;
 use auditex::store::Store;
 use ledger::checkpoint::open_checkpoint;
 use ledger::merkle::verify_inclusion;
@@ -73,7 +74,9 @@ impl Server {
             rate_burst: burst,
             request_bodies_bytes_max: bodies,
         };
-        let app = Application::build(store.clone(), &config).expect("server builds");
+        let app = Application::build(store.clone(), &config)
+            .await
+            .expect("server builds");
         let pem = app.tls_certificate_pem().expect("tls").to_owned();
         let base = format!("https://localhost:{}", app.port());
         let client = reqwest::Client::builder()
@@ -1553,6 +1556,82 @@ async fn nul_in_a_record_or_a_query_is_refused_with_what_holds_it(backend: Backe
     s.stop().await;
 }
 
+/// The server, not `Store::open_without_workers`, starts the store's background workers: nothing
+/// is published or projected before `Application::build`, both are once it ran, and shutdown
+/// stops them (a second start finds them started once already).
+async fn the_server_starts_the_store_workers_and_shutdown_stops_them(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let mut config = db.config();
+    config.checkpoint_interval = Duration::from_millis(100);
+    config.projections_in_background = true;
+    config.projection_poll_interval = Duration::from_millis(100);
+    let store = Store::open_without_workers(config)
+        .await
+        .expect("the store opens");
+    let tenant = crate::support::tenant_id("acme-bank");
+    store.create_tenant(&tenant).await.expect("tenant");
+    store
+        .append(&tenant, crate::support::decisions(3))
+        .await
+        .expect("append");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        store
+            .latest_checkpoint(&tenant)
+            .await
+            .expect("read")
+            .is_none(),
+        "no publisher runs before the server starts one"
+    );
+
+    let http = HttpConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        tls: TlsMode::PlainDevelopment,
+        rate_per_second: 10,
+        rate_burst: 10,
+        request_bodies_bytes_max: auditex::http::bodies::REQUEST_BODIES_BYTES_MAX,
+    };
+    let app = Application::build(store.clone(), &http)
+        .await
+        .expect("server builds");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let published = store
+            .latest_checkpoint(&tenant)
+            .await
+            .expect("read")
+            .is_some_and(|c| c.size == TreeSize::new(3));
+        if published && crate::support::decisions_served(&store, &tenant).await == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server's workers publish and project within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    stop.send(()).expect("server running");
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the server stops")
+        .expect("task")
+        .expect("served");
+    assert!(
+        store
+            .start_workers()
+            .await
+            .expect("start")
+            .names()
+            .is_empty(),
+        "a store's workers start once"
+    );
+}
+
 backend_tests!(
     a_held_tenant_has_no_current_checkpoint_and_rolled_back_receipts_answer_410,
     nul_in_a_record_or_a_query_is_refused_with_what_holds_it,
@@ -1568,6 +1647,7 @@ backend_tests!(
     forged_keys_with_a_victims_key_id_do_not_throttle_the_victim,
     health_readiness_metrics_and_openapi_are_served,
     shutdown_drains_and_keeps_every_acknowledged_append,
+    the_server_starts_the_store_workers_and_shutdown_stops_them,
 );
 
 #[tokio::test]
@@ -1582,6 +1662,7 @@ async fn plain_http_is_refused_off_loopback() {
         request_bodies_bytes_max: auditex::http::bodies::REQUEST_BODIES_BYTES_MAX,
     };
     let err = Application::build(store.clone(), &config)
+        .await
         .err()
         .expect("must refuse");
     assert!(err.to_string().contains("loopback"), "{err}");

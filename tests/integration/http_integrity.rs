@@ -11,7 +11,8 @@
 use std::time::{Duration, Instant};
 
 use auditex::auth::Role;
-use auditex::http::{Application, HttpConfig, TlsMode};
+use auditex::http::{HttpConfig, TlsMode};
+use auditex::server::Application;
 use auditex::store::Store;
 use ledger::record::EventType;
 use ledger::types::{EventId, TenantId};
@@ -46,7 +47,7 @@ struct Instance {
 }
 
 /// Serves `store` on a fresh loopback port; returns its base URL and how to stop it.
-fn serve(
+async fn serve(
     store: &Store,
 ) -> (
     String,
@@ -60,7 +61,9 @@ fn serve(
         rate_burst: 1000,
         request_bodies_bytes_max: auditex::http::bodies::REQUEST_BODIES_BYTES_MAX,
     };
-    let app = Application::build(store.clone(), &config).expect("server builds");
+    let app = Application::build(store.clone(), &config)
+        .await
+        .expect("server builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
@@ -79,7 +82,7 @@ impl Instance {
         let ingest = key(&store, &tenant, Role::Ingest).await;
         let read = key(&store, &tenant, Role::Read).await;
         let verify = key(&store, &tenant, Role::Verify).await;
-        let (base, stop, task) = serve(&store);
+        let (base, stop, task) = serve(&store).await;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -103,7 +106,7 @@ impl Instance {
     async fn restart(&mut self) {
         self.stop_server().await;
         self.store = self.db.open().await;
-        let (base, stop, task) = serve(&self.store);
+        let (base, stop, task) = serve(&self.store).await;
         self.base = base;
         self.stop = Some(stop);
         self.task = Some(task);
@@ -736,7 +739,7 @@ async fn a_tampered_ledger_is_reported_failed_at_the_first_bad_record(backend: B
 async fn the_seventh_check_of_an_hour_is_refused_and_other_tenants_are_not_affected(
     backend: Backend,
 ) {
-    use auditex::http::integrity::{CHECK_STARTS_PER_WINDOW_MAX, CHECK_STARTS_WINDOW_SECS};
+    use auditex::app::integrity::{CHECK_STARTS_PER_WINDOW_MAX, CHECK_STARTS_WINDOW_SECS};
     assert_eq!(CHECK_STARTS_PER_WINDOW_MAX, 6, "the documented allowance");
     let s = Instance::start(&backend).await;
     append_many(&s.store, &s.tenant, 5, 5).await;

@@ -14,12 +14,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use auditex::auth::Role;
-use auditex::http::{Application, HttpConfig, TlsMode};
+use auditex::http::{HttpConfig, TlsMode};
 use auditex::portal::handlers::SIGN_IN_BURST;
 use auditex::portal::security::{
     KeyRing, hash_password, random_token, retire_key_file, rotate_key_file, token_hash,
 };
 use auditex::portal::{PRE_SESSION_COOKIE, PortalConfig, SESSION_COOKIE};
+use auditex::server::Application;
 use auditex::store::Store;
 use auditex::store::users::{PortalRole, User};
 use ledger::types::{EventId, TenantId};
@@ -2122,6 +2123,7 @@ impl SecondServer {
             request_bodies_bytes_max: auditex::http::bodies::REQUEST_BODIES_BYTES_MAX,
         };
         let app = Application::build_with_portal(store.clone(), &http, Some(config))
+            .await
             .expect("server builds");
         let pem = app.tls_certificate_pem().expect("tls").to_owned();
         let base = format!("https://localhost:{}", app.port());
@@ -2714,7 +2716,7 @@ async fn an_action_that_fails_after_its_record_is_followed_by_a_record_saying_so
 /// (the allowance is asked before the start is recorded, so pressing the button again cannot
 /// fill the ledger). Each of the six accepted starts is recorded once.
 async fn the_portal_refuses_the_seventh_check_of_an_hour_without_recording_it(backend: Backend) {
-    use auditex::http::integrity::CHECK_STARTS_PER_WINDOW_MAX;
+    use auditex::app::integrity::CHECK_STARTS_PER_WINDOW_MAX;
     let server = start(&backend, false).await;
     let store = &server.store;
     let tenant = &server.tenant;

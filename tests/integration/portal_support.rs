@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditex::http::{Application, HttpConfig, TlsMode};
+use auditex::http::{HttpConfig, TlsMode};
 use auditex::portal::PortalConfig;
 use auditex::portal::mail::Mailer;
 use auditex::portal::security::{KeyRing, hash_password};
+use auditex::server::Application;
 use auditex::store::Store;
 use auditex::store::users::PortalRole;
 use ledger::types::TenantId;
@@ -75,7 +76,9 @@ impl PortalServer {
         };
         // The public URL must name the port, which is known only once bound: build twice
         // (the first listener is dropped at once).
-        let probe = Application::build(store.clone(), &http).expect("server builds");
+        let probe = Application::build(store.clone(), &http)
+            .await
+            .expect("server builds");
         let port = probe.port();
         drop(probe);
         let http = HttpConfig {
@@ -91,6 +94,7 @@ impl PortalServer {
             mailer: Mailer::Outbox(outbox.clone()),
         };
         let app = Application::build_with_portal(store.clone(), &http, Some(config.clone()))
+            .await
             .expect("server builds");
         let pem = app.tls_certificate_pem().expect("tls").to_owned();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

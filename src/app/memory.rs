@@ -22,8 +22,11 @@ const TRIM_AFTER_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Checks every few seconds and, when at least [`TRIM_AFTER_BYTES`] of request bodies have passed
 /// since the last trim and `quiet()` says nothing is held now, returns free heap pages to the
-/// system. Runs until the runtime stops.
-pub fn spawn_trimmer(bodies: super::bodies::BodyBudget, quiet: impl Fn() -> bool + Send + 'static) {
+/// system. Runs until aborted (the server does at shutdown) or the runtime stops.
+pub fn spawn_trimmer(
+    bodies: super::bodies::BodyBudget,
+    quiet: impl Fn() -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CHECK_EVERY);
         let mut trimmed_at = bodies.passed_bytes();
@@ -47,7 +50,7 @@ pub fn spawn_trimmer(bodies: super::bodies::BodyBudget, quiet: impl Fn() -> bool
                 .unwrap_or(false);
             tracing::debug!(released, "returned free heap memory to the system");
         }
-    });
+    })
 }
 
 /// Returns free pages of every allocator arena to the system; true if any memory was released.

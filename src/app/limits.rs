@@ -3,7 +3,7 @@
 //!
 //! The address wall runs as a tower layer before anything else, so unauthenticated traffic is
 //! limited by where it comes from and by nothing a client can choose. The per-key bucket is
-//! charged inside the [`super::Caller`] extractor after the store verified the key: a forged key
+//! charged inside the HTTP layer's `Caller` extractor after the store verified the key: a forged key
 //! that merely carries another tenant's key id never touches that key's bucket.
 //!
 //! Periods are computed in nanoseconds (the resolution of the limiter) so that the sustained rate
