@@ -248,7 +248,7 @@ pub struct HttpArgs {
 
     /// Bytes of request bodies the service may hold at once, all connections together; a request
     /// that does not fit is answered 503 with Retry-After before its body is read.
-    #[arg(long, global = true, env = "AUDITEX_REQUEST_BODIES_BYTES_MAX", default_value_t = crate::http::bodies::REQUEST_BODIES_BYTES_MAX)]
+    #[arg(long, global = true, env = "AUDITEX_REQUEST_BODIES_BYTES_MAX", default_value_t = crate::app::bodies::REQUEST_BODIES_BYTES_MAX)]
     pub request_bodies_bytes_max: usize,
 }
 

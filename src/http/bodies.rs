@@ -11,8 +11,6 @@ use http_body::Body as _;
 use super::REQUEST_BODY_BYTES_MAX;
 use super::error::ApiError;
 use crate::app::bodies::BodyBudget;
-// The default lives with the budget; named here too because the settings refer to it by this path.
-pub use crate::app::bodies::REQUEST_BODIES_BYTES_MAX;
 
 /// What a client that found the budget full is told to wait, in seconds.
 const RETRY_AFTER_S: u64 = 1;

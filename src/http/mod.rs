@@ -63,7 +63,7 @@ pub struct HttpConfig {
     /// Burst allowance above the sustained rate.
     pub rate_burst: u32,
     /// Bytes of request bodies that may be held at once, all connections together (see
-    /// [`bodies`]); [`bodies::REQUEST_BODIES_BYTES_MAX`] by default.
+    /// [`bodies`]); [`crate::app::bodies::REQUEST_BODIES_BYTES_MAX`] by default.
     pub request_bodies_bytes_max: usize,
 }
 

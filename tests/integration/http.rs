@@ -52,7 +52,7 @@ impl Server {
         rate: u32,
         burst: u32,
     ) -> Server {
-        let bodies = auditex::http::bodies::REQUEST_BODIES_BYTES_MAX;
+        let bodies = auditex::app::bodies::REQUEST_BODIES_BYTES_MAX;
         Server::start_on_with(db, store, tenant, rate, burst, bodies).await
     }
 
@@ -1589,7 +1589,7 @@ async fn the_server_starts_the_store_workers_and_shutdown_stops_them(backend: Ba
         tls: TlsMode::PlainDevelopment,
         rate_per_second: 10,
         rate_burst: 10,
-        request_bodies_bytes_max: auditex::http::bodies::REQUEST_BODIES_BYTES_MAX,
+        request_bodies_bytes_max: auditex::app::bodies::REQUEST_BODIES_BYTES_MAX,
     };
     let app = Application::build(store.clone(), &http)
         .await
@@ -1659,7 +1659,7 @@ async fn plain_http_is_refused_off_loopback() {
         tls: TlsMode::PlainDevelopment,
         rate_per_second: 10,
         rate_burst: 10,
-        request_bodies_bytes_max: auditex::http::bodies::REQUEST_BODIES_BYTES_MAX,
+        request_bodies_bytes_max: auditex::app::bodies::REQUEST_BODIES_BYTES_MAX,
     };
     let err = Application::build(store.clone(), &config)
         .await

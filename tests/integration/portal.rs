@@ -2120,7 +2120,7 @@ impl SecondServer {
             tls: TlsMode::SelfSigned(dir.path().join("tls")),
             rate_per_second: 1000,
             rate_burst: 1000,
-            request_bodies_bytes_max: auditex::http::bodies::REQUEST_BODIES_BYTES_MAX,
+            request_bodies_bytes_max: auditex::app::bodies::REQUEST_BODIES_BYTES_MAX,
         };
         let app = Application::build_with_portal(store.clone(), &http, Some(config))
             .await
