@@ -330,6 +330,8 @@ impl Failure {
                 Failure::new("control_character", "").at(seq_of_line, None)
             }
             K::MissingFinalNewline => Failure::new("missing_final_newline", ""),
+            // A kind of failure `ledger` adds later; the message still says what it is.
+            _ => Failure::new("invalid", ""),
         };
         f.line = Some(e.line);
         f.message = message;
@@ -387,6 +389,8 @@ impl Failure {
             B::Json(_) | B::TooLarge { .. } | B::NoEntries | B::TooManyEntries { .. } => {
                 Failure::new("malformed_bundle", "")
             }
+            // A kind of failure `ledger` adds later; the message still says what it is.
+            _ => Failure::new("invalid", ""),
         };
         f.message = message;
         f
@@ -412,6 +416,8 @@ impl Failure {
             T::Parse(_) | T::MissingRecord | T::MalformedRecord(_) => {
                 Failure::new("malformed_proof", "")
             }
+            // A kind of failure `ledger` adds later; the message still says what it is.
+            _ => Failure::new("invalid", ""),
         };
         f.message = message;
         f
@@ -438,6 +444,8 @@ impl Failure {
                 "a consistency proof from the older tree to the newer",
                 p.to_string(),
             ),
+            // A kind of failure `ledger` adds later; the message still says what it is.
+            _ => Failure::new("invalid", ""),
         };
         f.message = message;
         f

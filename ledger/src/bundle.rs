@@ -121,6 +121,7 @@ impl Bundle {
 
 /// Why a bundle does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BundleError {
     /// The text is not a well-formed bundle.
     #[error("malformed bundle: {0}")]

@@ -15,6 +15,7 @@ pub const JSON_DEPTH_MAX: usize = 32;
 
 /// Why a JSON value cannot be canonicalized exactly.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CanonicalError {
     /// An integer that IEEE-754 doubles cannot hold exactly.
     #[error(

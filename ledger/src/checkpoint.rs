@@ -19,6 +19,7 @@ use crate::types::{HASH_BYTES, Hash, TreeSize};
 
 /// Errors from building or parsing a checkpoint body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckpointError {
     /// The body does not end with a newline.
     #[error("checkpoint body does not end with a newline")]
@@ -239,6 +240,7 @@ pub fn tenant_origin(service_origin: &str, tenant: &str) -> String {
 
 /// Errors from [`sign_checkpoint`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignCheckpointError {
     /// None of the signers is named like the origin, so verifiers would not accept the note.
     #[error("no signer is named like the checkpoint origin {origin:?}")]
@@ -277,6 +279,7 @@ pub fn sign_checkpoint(
 
 /// Errors from [`open_checkpoint`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum OpenCheckpointError {
     /// The bytes are not a well-formed signed note.
     #[error("malformed signed note: {0}")]

@@ -76,6 +76,7 @@ pub struct ConsistencyProofFile {
 
 /// Why a consistency-proof file is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConsistencyFileError {
     /// The file is longer than [`CONSISTENCY_PROOF_BYTES_MAX`].
     #[error("the consistency-proof file is {bytes} bytes, more than the maximum {max}")]

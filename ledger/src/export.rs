@@ -173,6 +173,7 @@ impl ExportError {
 
 /// What is wrong with an export.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExportErrorKind {
     /// The line holds a control character: lines end with `\n` alone and hold no other
     /// (no `\r`, no tab), so that an export has exactly one written form (FORMAT.md section 1).

@@ -250,6 +250,7 @@ pub struct KeyHistory {
 
 /// Why a key-history document is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyHistoryError {
     /// Not strict JSON of the document's shape.
     #[error("not a key history: {0}")]
@@ -357,6 +358,7 @@ mod verifying_key_hex {
 
 /// Why 32 bytes are not an acceptable Ed25519 public key (FORMAT.md section 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublicKeyError {
     /// Not the encoding of a curve point.
     #[error("not an Ed25519 public key")]
@@ -389,6 +391,7 @@ pub fn strict_verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, PublicKeyE
 
 /// Why a key ring could not be built or a key could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// An entry's id does not match its public key.
     #[error("key id {stated} does not match its public key (derived {derived})")]

@@ -103,6 +103,7 @@ pub fn ed25519_key_id(name: &str, public_key: &VerifyingKey) -> NoteKeyId {
 
 /// Why a key name was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyNameError {
     /// The name is the empty string.
     #[error("key name is empty")]
@@ -149,6 +150,7 @@ pub(crate) fn find_control_character(text: &str) -> Option<usize> {
 
 /// Errors from parsing or building a [`VerifierKey`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifierKeyError {
     /// The text is not three `+`-separated fields.
     #[error("verifier key must have the form <name>+<8 hex digits>+<base64 key>")]
@@ -357,6 +359,7 @@ impl fmt::Debug for NoteSigner<'_> {
 
 /// Errors from [`sign_note`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignNoteError {
     /// The text does not end in a newline (this includes the empty text).
     #[error("note text must end with a newline")]
@@ -462,6 +465,7 @@ pub fn sign_note(text: &str, signers: &[NoteSigner<'_>]) -> Result<String, SignN
 
 /// Why one signature line was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignatureLineError {
     /// The line does not start with an em dash (U+2014) and a space.
     #[error("does not start with an em dash (U+2014) and a space")]
@@ -485,6 +489,7 @@ pub enum SignatureLineError {
 
 /// Errors from [`Note::parse`]: the bytes are not a well-formed signed note.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ParseNoteError {
     /// The note is longer than [`NOTE_BYTES_MAX`].
     #[error("signed note is {bytes} bytes, more than the maximum {max}")]
@@ -655,6 +660,7 @@ fn parse_signature_line(line: &str) -> Result<NoteSignature, SignatureLineError>
 
 /// Errors from [`verify_note`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyNoteError {
     /// A line from a known key (same name and key id) carries an invalid signature; the whole
     /// note is rejected, as the specification recommends.

@@ -58,6 +58,7 @@ const fn base64_len(bytes: usize) -> usize {
 
 /// Errors from building or parsing a proof file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlogProofError {
     /// The file is longer than [`TLOG_PROOF_BYTES_MAX`].
     #[error("proof file is {bytes} bytes, more than the maximum {max}")]

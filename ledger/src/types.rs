@@ -19,6 +19,7 @@ pub const JSON_SAFE_INTEGER_MAX: u64 = (1 << 53) - 1;
 
 /// Errors from parsing a domain value at the edge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ParseError {
     /// A hash was not 64 lowercase-or-uppercase hex digits (or 32 bytes).
     #[error("invalid hash: {0}")]

@@ -48,6 +48,7 @@ pub const KEY_HISTORY_KEYS_MAX: usize = 1024;
 /// Why a single record does not verify. Every variant names the record's sequence number and
 /// event id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecordError {
     /// The record claims a format version this crate does not read.
     #[error(
@@ -169,6 +170,7 @@ pub fn verify_record(record: &Record, ring: &KeyRing) -> Result<(), RecordError>
 
 /// How a key-rotation record disagrees with the key history.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RotationProblem {
     /// A payload field is missing or malformed.
     #[error("the payload field {field} is missing or malformed")]
@@ -223,6 +225,7 @@ pub enum RotationProblem {
 /// Why a chain (or a segment of one) does not verify. Every variant names the first failing
 /// record; [`ChainError::seq`] returns its sequence number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChainError {
     /// The record itself does not verify.
     #[error(transparent)]
@@ -496,6 +499,7 @@ impl LeafRange {
 
 /// Why two chain summaries cannot be stitched together.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StitchError {
     /// The summaries are of different tenants.
     #[error("cannot stitch a segment of tenant {second} onto one of tenant {first}")]
@@ -964,6 +968,7 @@ fn verify_signatures(pending: &[PendingSignature]) -> Result<(), RecordError> {
 
 /// Why a verified chain does not match a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckpointMatchError {
     /// The summary does not start at the genesis, so it has no root to compare.
     #[error("the verified records start at {first_seq}, not at the genesis, so they have no root")]
@@ -1061,6 +1066,7 @@ pub fn verify_record_inclusion(
 
 /// Why two checkpoints of a log are not consistent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckpointConsistencyError {
     /// The checkpoints are of different logs.
     #[error("checkpoints of different logs: {older:?} and {newer:?}")]
@@ -1158,6 +1164,7 @@ pub fn verify_checkpoint_consistency(
 
 /// Why a published checkpoint and key history are not a trustworthy starting point.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EvidenceHeadError {
     /// The origin is not `<service origin>/<tenant>`.
     #[error("origin {origin:?} is not the log of tenant {tenant}")]
@@ -1315,6 +1322,7 @@ fn check_tenant_origin(tenant: &TenantId, origin: &str) -> Result<(), EvidenceHe
 
 /// Why a C2SP tlog-proof file does not prove a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlogProofVerifyError {
     /// The file is malformed.
     #[error("malformed proof file: {0}")]

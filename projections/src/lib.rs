@@ -8,7 +8,7 @@
 //! Records are applied per tenant in sequence order. Sequence numbers are assigned under the
 //! tenant's lock and commit in order, so reading a tenant's records by `seq >= position` never
 //! skips one; no global position across tenants exists, which is why out-of-order commits across
-//! tenants cannot make a projection miss a record (see ARCHITECTURE.md).
+//! tenants cannot make a projection miss a record (see docs/DESIGN.md).
 //!
 //! A follow-up (review, override, contest, explanation request, submission) changes the state of
 //! the decision it names only when that decision is a `decision` record of the same tenant that

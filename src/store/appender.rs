@@ -26,6 +26,7 @@ use ledger::keys::{KeyInterval, RecordSigner};
 use ledger::merkle::{CompactTree, leaf_hash};
 use ledger::record::{ChainPosition, Record, UnsignedRecord};
 use ledger::types::{CaptureTime, EventId, Hash, Sequence, TenantId};
+use rayon::prelude::*;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::crypto::SealContext;
@@ -139,8 +140,8 @@ fn draft_bytes(d: &PreparedDraft) -> usize {
     DRAFT_OVERHEAD_BYTES + d.draft.payload.as_str().len() + erasable
 }
 
-/// Below this many records a batch is signed on the appender's own thread: spawning threads
-/// would cost more than it saves.
+/// Below this many records a batch is signed on the appender's own thread: handing it to the
+/// thread pool would cost more than it saves.
 const PARALLEL_SIGN_RECORDS_MIN: usize = 64;
 
 /// Why an append was not done. Nothing of a failed request was written.
@@ -869,7 +870,7 @@ fn draft_difference(a: &PreparedDraft, b: &PreparedDraft) -> Option<String> {
     None
 }
 
-/// Signs hashed records, on several threads when the batch is large enough to pay for them.
+/// Signs hashed records in order, on rayon's pool when the batch is large enough to pay for it.
 async fn sign_all(
     unsigned: Vec<UnsignedRecord>,
     signer: Arc<RecordSigner>,
@@ -877,34 +878,16 @@ async fn sign_all(
     if unsigned.len() < PARALLEL_SIGN_RECORDS_MIN {
         return Ok(unsigned.into_iter().map(|u| u.sign(&signer)).collect());
     }
+    // The blocking thread waits for the pool, so no async worker does; rayon re-raises a
+    // worker's panic here, where it is turned into an error rather than taking the appender down.
     tokio::task::spawn_blocking(move || {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = unsigned.len().div_ceil(threads);
-        let mut parts: Vec<Vec<UnsignedRecord>> = Vec::new();
-        let mut rest = unsigned;
-        while rest.len() > chunk {
-            let tail = rest.split_off(chunk);
-            parts.push(rest);
-            rest = tail;
-        }
-        parts.push(rest);
-        std::thread::scope(|s| {
-            let workers: Vec<_> = parts
-                .into_iter()
-                .map(|part| {
-                    let signer = &signer;
-                    s.spawn(move || part.into_iter().map(|u| u.sign(signer)).collect::<Vec<_>>())
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| {
-                    w.join()
-                        .map_err(|_| StoreError::Corrupt("a signing thread panicked".into()))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(|v| v.into_iter().flatten().collect())
-        })
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            unsigned
+                .into_par_iter()
+                .map(|u| u.sign(&signer))
+                .collect::<Vec<_>>()
+        }))
+        .map_err(|_| StoreError::Corrupt("a signing thread panicked".into()))
     })
     .await
     .map_err(|e| StoreError::Corrupt(format!("signing task failed: {e}")))?

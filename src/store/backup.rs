@@ -100,6 +100,18 @@ fn io(path: &Path, what: &str, e: std::io::Error) -> StoreError {
     backup_error(format!("{what} {}: {e}", path.display()))
 }
 
+/// Runs file work (hashing, copying, fsync, renames) on tokio's blocking threads: a backup can
+/// be gigabytes, and an async worker stuck in it would stall every request it serves meanwhile.
+async fn blocking<T, F>(work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| backup_error(format!("a file task failed: {e}")))?
+}
+
 /// A sibling of `path` named `<file name><suffix>`.
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -159,14 +171,19 @@ async fn finish_backup(temp: &Path, dest: &Path) -> Result<BackupSummary, StoreE
             problems.join("; ")
         )));
     }
-    std::fs::File::open(temp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| io(temp, "cannot sync", e))?;
-    std::fs::rename(temp, dest).map_err(|e| io(dest, "cannot rename the backup to", e))?;
-    fsync_dir(dest)?;
-    let (sha256, bytes) = sha256_file(dest)?;
+    let (temp, dest) = (temp.to_owned(), dest.to_owned());
+    let (dest, sha256, bytes) = blocking(move || {
+        std::fs::File::open(&temp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io(&temp, "cannot sync", e))?;
+        std::fs::rename(&temp, &dest).map_err(|e| io(&dest, "cannot rename the backup to", e))?;
+        fsync_dir(&dest)?;
+        let (sha256, bytes) = sha256_file(&dest)?;
+        Ok((dest, sha256, bytes))
+    })
+    .await?;
     Ok(BackupSummary {
-        path: dest.to_owned(),
+        path: dest,
         bytes,
         sha256,
         tenants: sizes
@@ -185,23 +202,30 @@ where
     F: FnOnce(PathBuf) -> Fut,
     Fut: std::future::Future<Output = Result<(), StoreError>>,
 {
-    if dest.exists() {
-        return Err(backup_error(format!(
-            "{} exists already; a backup never overwrites a file",
-            dest.display()
-        )));
-    }
-    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::file_modes::create_private_dir_all(dir).map_err(|e| io(dir, "cannot create", e))?;
-    }
-    let temp = sibling(dest, &format!(".partial-{:016x}", rand::random::<u64>()));
-    create_private_empty(&temp)?;
+    let target = dest.to_owned();
+    let temp = blocking(move || {
+        let dest = target;
+        if dest.exists() {
+            return Err(backup_error(format!(
+                "{} exists already; a backup never overwrites a file",
+                dest.display()
+            )));
+        }
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::file_modes::create_private_dir_all(dir)
+                .map_err(|e| io(dir, "cannot create", e))?;
+        }
+        let temp = sibling(&dest, &format!(".partial-{:016x}", rand::random::<u64>()));
+        create_private_empty(&temp)?;
+        Ok(temp)
+    })
+    .await?;
     let result = match copy(temp.clone()).await {
         Ok(()) => finish_backup(&temp, dest).await,
         Err(e) => Err(e),
     };
     if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
+        let _ = tokio::fs::remove_file(&temp).await;
     }
     result
 }
@@ -380,54 +404,67 @@ pub async fn restore_sqlite(
              recovery (see docs/OPERATIONS.md and scripts/pg-pitr-drill)",
         ));
     };
-    if !backup.is_file() {
-        return Err(backup_error(format!(
-            "there is no backup file at {}",
-            backup.display()
-        )));
-    }
-    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::file_modes::create_private_dir_all(dir).map_err(|e| io(dir, "cannot create", e))?;
-    }
-    // Held until the new database is in place: no store can open the target meanwhile.
-    let Some(_lock) = sqlite::lock_exclusive(target)? else {
-        return Err(backup_error(format!(
-            "the database {} is in use (a running `auditex serve` or another command has it \
-             open); stop it first. A database in use is never replaced, even with --force",
-            target.display()
-        )));
-    };
-    let exists = target.exists();
-    if exists && !force {
-        return Err(backup_error(format!(
-            "a database exists at {}; pass --force to replace it (it is kept as \
-             {}.before-restore-<time>, not deleted)",
-            target.display(),
-            target.display()
-        )));
-    }
-    let (backup_sha256, _) = sha256_file(backup)?;
+    let (backup, target) = (backup.to_owned(), target.clone());
+    // `_lock` is held until the new database is in place: no store can open the target meanwhile.
+    let (_lock, exists, backup_sha256, temp) = blocking({
+        let (backup, target) = (backup.clone(), target.clone());
+        move || {
+            if !backup.is_file() {
+                return Err(backup_error(format!(
+                    "there is no backup file at {}",
+                    backup.display()
+                )));
+            }
+            if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+                crate::file_modes::create_private_dir_all(dir)
+                    .map_err(|e| io(dir, "cannot create", e))?;
+            }
+            let Some(lock) = sqlite::lock_exclusive(&target)? else {
+                return Err(backup_error(format!(
+                    "the database {} is in use (a running `auditex serve` or another command has \
+                     it open); stop it first. A database in use is never replaced, even with \
+                     --force",
+                    target.display()
+                )));
+            };
+            let exists = target.exists();
+            if exists && !force {
+                return Err(backup_error(format!(
+                    "a database exists at {}; pass --force to replace it (it is kept as \
+                     {}.before-restore-<time>, not deleted)",
+                    target.display(),
+                    target.display()
+                )));
+            }
+            let (backup_sha256, _) = sha256_file(&backup)?;
 
-    // 1. A private copy next to the target, so the final step is a rename on one file system.
-    let temp = sibling(target, &format!(".restore-{:016x}", rand::random::<u64>()));
-    create_private_empty(&temp)?;
-    let cleanup = |temp: &Path| {
-        for f in database_files(temp) {
-            let _ = std::fs::remove_file(f);
+            // 1. A private copy next to the target, so the final step is a rename on one file
+            //    system.
+            let temp = sibling(&target, &format!(".restore-{:016x}", rand::random::<u64>()));
+            create_private_empty(&temp)?;
+            Ok((lock, exists, backup_sha256, temp))
         }
-        let _ = std::fs::remove_file(sqlite::lock_file_path(temp));
-    };
+    })
+    .await?;
     let verified = async {
-        // Copied by content into the private file: `std::fs::copy` would give the restored
-        // database the backup file's mode, whatever that is.
-        let mut from = std::fs::File::open(backup).map_err(|e| io(backup, "cannot read", e))?;
-        let mut to = std::fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(&temp)
-            .map_err(|e| io(&temp, "cannot write", e))?;
-        std::io::copy(&mut from, &mut to).map_err(|e| io(&temp, "cannot copy the backup to", e))?;
-        to.sync_all().map_err(|e| io(&temp, "cannot sync", e))?;
+        blocking({
+            let (backup, temp) = (backup.clone(), temp.clone());
+            move || {
+                // Copied by content into the private file: `std::fs::copy` would give the
+                // restored database the backup file's mode, whatever that is.
+                let mut from =
+                    std::fs::File::open(&backup).map_err(|e| io(&backup, "cannot read", e))?;
+                let mut to = std::fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&temp)
+                    .map_err(|e| io(&temp, "cannot write", e))?;
+                std::io::copy(&mut from, &mut to)
+                    .map_err(|e| io(&temp, "cannot copy the backup to", e))?;
+                to.sync_all().map_err(|e| io(&temp, "cannot sync", e))
+            }
+        })
+        .await?;
         // 2. SQLite's own check of every page and index.
         let (problems, _) = sqlite::check_file(&temp).await?;
         if !problems.is_empty() {
@@ -459,43 +496,63 @@ pub async fn restore_sqlite(
     let verification = match verified {
         Ok(v) => v,
         Err(e) => {
-            cleanup(&temp);
+            let _ = blocking(move || {
+                remove_database_files(&temp);
+                Ok(())
+            })
+            .await;
             return Err(e);
         }
     };
 
     // 4. Move the old database aside, then the verified copy into place.
-    let mut previous = None;
-    if exists {
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-        let aside = sibling(target, &format!(".before-restore-{stamp}"));
-        let [db, wal, shm] = database_files(target);
-        let [aside_db, aside_wal, _] = database_files(&aside);
-        std::fs::rename(&db, &aside_db).map_err(|e| io(&aside_db, "cannot move aside to", e))?;
-        if wal.exists() {
-            std::fs::rename(&wal, &aside_wal)
-                .map_err(|e| io(&aside_wal, "cannot move aside to", e))?;
+    let previous = blocking({
+        let target = target.clone();
+        move || {
+            let mut previous = None;
+            if exists {
+                let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+                let aside = sibling(&target, &format!(".before-restore-{stamp}"));
+                let [db, wal, shm] = database_files(&target);
+                let [aside_db, aside_wal, _] = database_files(&aside);
+                std::fs::rename(&db, &aside_db)
+                    .map_err(|e| io(&aside_db, "cannot move aside to", e))?;
+                if wal.exists() {
+                    std::fs::rename(&wal, &aside_wal)
+                        .map_err(|e| io(&aside_wal, "cannot move aside to", e))?;
+                }
+                let _ = std::fs::remove_file(shm);
+                previous = Some(aside_db);
+            }
+            let [temp_db, temp_wal, temp_shm] = database_files(&temp);
+            let [_, target_wal, _] = database_files(&target);
+            std::fs::rename(&temp_db, &target)
+                .map_err(|e| io(&target, "cannot move the restored copy to", e))?;
+            if temp_wal.exists() {
+                std::fs::rename(&temp_wal, &target_wal)
+                    .map_err(|e| io(&target_wal, "cannot move the restored WAL to", e))?;
+            }
+            let _ = std::fs::remove_file(temp_shm);
+            let _ = std::fs::remove_file(sqlite::lock_file_path(&temp));
+            fsync_dir(&target)?;
+            Ok(previous)
         }
-        let _ = std::fs::remove_file(shm);
-        previous = Some(aside_db);
-    }
-    let [temp_db, temp_wal, temp_shm] = database_files(&temp);
-    let [_, target_wal, _] = database_files(target);
-    std::fs::rename(&temp_db, target)
-        .map_err(|e| io(target, "cannot move the restored copy to", e))?;
-    if temp_wal.exists() {
-        std::fs::rename(&temp_wal, &target_wal)
-            .map_err(|e| io(&target_wal, "cannot move the restored WAL to", e))?;
-    }
-    let _ = std::fs::remove_file(temp_shm);
-    let _ = std::fs::remove_file(sqlite::lock_file_path(&temp));
-    fsync_dir(target)?;
+    })
+    .await?;
     Ok(RestoreReport {
-        database: target.clone(),
+        database: target,
         previous,
         backup_sha256,
         verification,
     })
+}
+
+/// Removes a database's files and its lock file, as far as they exist (a failed restore's copy).
+fn remove_database_files(path: &Path) {
+    for f in database_files(path) {
+        let _ = std::fs::remove_file(f);
+    }
+    let _ = std::fs::remove_file(sqlite::lock_file_path(path));
 }
 
 impl Store {

@@ -5,7 +5,7 @@
 //! outside the repository; the embedded default creates one (mode 0600) on first start. During a
 //! master-key rotation the service also holds the previous keys, which open but never seal.
 //!
-//! Sealed format, version 1 (see ARCHITECTURE.md, "Sealing secrets at rest", for why):
+//! Sealed format, version 1 (see docs/DESIGN.md, "Sealing secrets at rest", for why):
 //!
 //! ```text
 //! offset  bytes  field

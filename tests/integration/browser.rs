@@ -11,8 +11,8 @@
 //! Screenshots of the main pages are kept as test artifacts in `target/browser-screenshots/`
 //! (PNG, one file per page, overwritten by every run).
 //!
-//! Without chromedriver the tests print a notice and pass, except under CI (`CI` set), where that
-//! is a failure: `.ci/run` installs Chromium and chromedriver. The browser exercises the portal,
+//! Without chromedriver the tests are reported as skipped (a `SKIPPED:` line, see `skip.rs`),
+//! except under CI (`CI=true`), where that is a failure: `.ci/run` installs Chromium and chromedriver. The browser exercises the portal,
 //! not the storage backends (the store suite covers both), so these tests run on SQLite only.
 
 use std::collections::BTreeMap;
@@ -121,11 +121,6 @@ impl Drop for ChromeDriver {
     }
 }
 
-/// Whether this is a CI run, where a missing browser is a failure rather than a skip.
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
 /// A headless Chromium session with its own profile and download folder.
 ///
 /// Fields drop in order: the WebDriver session (which ends the browser), then chromedriver,
@@ -148,18 +143,10 @@ impl Browser {
         );
         let chromium = std::env::var(CHROMIUM_VAR).unwrap_or_else(|_| CHROMIUM_DEFAULT.to_owned());
         if !chromedriver.is_file() {
-            assert!(
-                !in_ci(),
-                "CI is set but chromedriver is not at {} (set {CHROMEDRIVER_VAR}): the browser \
-                 tests must run in CI; .ci/run installs the Debian packages chromium and \
-                 chromium-driver",
+            crate::skip::BROWSER.skip(&format!(
+                "no chromedriver at {} ({CHROMEDRIVER_VAR})",
                 chromedriver.display()
-            );
-            eprintln!(
-                "skipped: no chromedriver at {} (install the Debian packages chromium and \
-                 chromium-driver, or set {CHROMEDRIVER_VAR})",
-                chromedriver.display()
-            );
+            ));
             return None;
         }
         // thirtyfour's HTTP client is the tests' reqwest, built without a default TLS provider.

@@ -1,7 +1,8 @@
 //! Integration tests of the Auditex service: one test binary, one module per area.
 //!
 //! The store suite is written once and runs against embedded SQLite always and against
-//! PostgreSQL when `AUDITEX_TEST_POSTGRES_ADMIN_URL` is set (see `support.rs` and `.ci/run`).
+//! PostgreSQL when `AUDITEX_TEST_POSTGRES_ADMIN_URL` is set (see `support.rs` and `.ci/run`). A test
+//! that cannot run here says so with a `SKIPPED:` line, and fails under CI (`skip.rs`).
 
 mod browser;
 mod cli_append;
@@ -16,6 +17,7 @@ mod portal;
 mod portal_support;
 mod projections;
 mod secret_scan;
+mod skip;
 mod store;
 mod support;
 mod tamper;

@@ -14,6 +14,7 @@ use crate::types::{Hash, LeafIndex, TreeSize};
 
 /// Why a compact tree cannot be built or grown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CompactTreeError {
     /// The stored right edge has the wrong number of hashes for the size: a tree of `size`
     /// leaves has one perfect subtree per one bit of `size`.

@@ -21,6 +21,7 @@ use crate::types::{Hash, LeafIndex, TreeSize};
 
 /// Why the nodes of a proof cannot be named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProofNodesError {
     /// The leaf is not in the tree.
     #[error("leaf index {index} is out of range for tree size {size}")]
@@ -56,6 +57,7 @@ pub struct HashCountError {
 
 /// Why a proof could not be assembled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProveError {
     /// The proof is not defined for these sizes or this index.
     #[error(transparent)]

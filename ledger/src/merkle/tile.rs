@@ -25,6 +25,7 @@ pub const TILE_LEVEL_MAX: u8 = super::node::NODE_LEVEL_MAX / TILE_HEIGHT;
 
 /// Why a tile, tile path or tile body was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TileError {
     /// No tile at this level can hold a node of a `u64`-sized tree.
     #[error("tile level {level} is above the highest level {TILE_LEVEL_MAX}")]

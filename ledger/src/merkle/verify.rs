@@ -10,6 +10,7 @@ use crate::types::{Hash, LeafIndex, TreeSize};
 
 /// Why an inclusion proof was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyInclusionError {
     /// The leaf is not in the tree, so no proof can show it is.
     #[error("leaf index {index} is out of range for tree size {size}")]
@@ -39,6 +40,7 @@ pub enum VerifyInclusionError {
 
 /// Why a consistency proof was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyConsistencyError {
     /// The first tree is larger than the second, so it cannot be a prefix of it.
     #[error("tree size {size1} is larger than tree size {size2}")]

@@ -30,10 +30,7 @@ impl SmallFs {
             .status()
             .is_ok_and(|s| s.success());
         if !mounted {
-            eprintln!(
-                "skipped: cannot mount a {TMPFS_SIZE} tmpfs (the disk-full test needs root or \
-                 CAP_SYS_ADMIN)"
-            );
+            crate::skip::TMPFS_MOUNT.skip(&format!("cannot mount a {TMPFS_SIZE} tmpfs"));
             return None;
         }
         Some(SmallFs { dir })
