@@ -1,14 +1,15 @@
 //! Where the projections' state lives: the `proj_*` tables beside the ledger, on both backends,
 //! and the queries the API serves from them.
 //!
-//! [`Store`] implements [`ViewStore`] for the runner of the `projections` crate. The SQL is
-//! written once, in a macro expanded for each backend: the statements are the same but for
-//! `min`/`max` (SQLite's scalar functions; `LEAST`/`GREATEST` on PostgreSQL), SQLite's
-//! `INDEXED BY` hints, and on PostgreSQL plan modes and key-by-key forms for the runner's
-//! statements (`generic_plans`, `pg_patch`, the decision facts), which must not depend on
-//! statistics that lag behind; `QueryBuilder` writes each backend's placeholders. On PostgreSQL
-//! every tenant-scoped statement runs in a transaction that sets the tenant for row-level
-//! security, exactly as the ledger's do.
+//! [`Store`] implements [`ViewStore`] for the runner of the `projections` crate. The statements
+//! both backends run alike are written once, generic over the backend, in `shared`; what one
+//! backend does differently is its `Dialect`, beside the functions the store calls on it:
+//! `sqlite_views` (SQLite's scalar `min`/`max`, its `INDEXED BY` hints, the chunked purge) and
+//! `pg_views` (`LEAST`/`GREATEST`, the partitions of each generation, and plan modes and
+//! key-by-key forms for the runner's statements — `generic_plans`, `pg_patch`, the decision
+//! facts — which must not depend on statistics that lag behind). `QueryBuilder` writes each
+//! backend's placeholders. On PostgreSQL every tenant-scoped statement runs in a transaction
+//! that sets the tenant for row-level security, exactly as the ledger's do.
 
 use std::collections::HashMap;
 

@@ -24,7 +24,7 @@ use crate::store::{StoreError, db_int};
 
 type Tx = Transaction<'static, Postgres>;
 
-/// The follow-up UPDATE of decisions (see [`Dialect::patch`] below).
+/// The follow-up UPDATE of decisions (see [`pg_patch`]), built once.
 static PATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE proj_decisions SET {PATCH_ASSIGNMENTS}{}{PATCH_LAST_EVENT_SEQ}\
@@ -117,54 +117,64 @@ impl Dialect for Postgres {
         q
     }
 
-    /// One UPDATE for the whole page, its patches passed as arrays and joined by the decision's
-    /// sequence number, which also selects the rows (`seq = ANY($1)`) so that they are found by
-    /// primary-key lookups. The page transaction plans it with its values
-    /// (`plan_cache_mode = force_custom_plan`): the generation's partition is chosen while
-    /// planning, and the planner sees how many keys it looks up and how large the partition is
-    /// now. A generic plan, cached by the connection, was made once, when a new generation's
-    /// partition was nearly empty: it hashed the whole partition for every page (40 s for one
-    /// statement at 300,000 records). Planned with its values on the single table the views
-    /// were before partitioning, the planner had taken a new generation for empty from
-    /// statistics of the old one and read all of it through another index.
     fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
         result.rows_affected()
     }
 
+    /// See [`pg_patch`].
     async fn patch(
         tx: &mut Tx,
         g: i64,
         t: &str,
         patches: &[&DecisionPatch],
     ) -> Result<(), StoreError> {
-        if patches.is_empty() {
-            return Ok(());
-        }
-        let column =
-            |f: &dyn Fn(&DecisionPatch) -> i64| patches.iter().map(|p| f(p)).collect::<Vec<i64>>();
-        let text = |f: &dyn Fn(&DecisionPatch) -> Option<String>| {
-            patches
-                .iter()
-                .map(|p| f(p))
-                .collect::<Vec<Option<String>>>()
-        };
-        sqlx::query(sqlx::AssertSqlSafe(PATCH.as_str()))
-            .bind(column(&|p| db_int(p.decision_seq)))
-            .bind(column(&|p| p.reviews))
-            .bind(column(&|p| p.overrides))
-            .bind(column(&|p| p.contests))
-            .bind(column(&|p| p.explanation_requests))
-            .bind(column(&|p| p.submissions))
-            .bind(text(&|p| p.status.clone()))
-            .bind(text(&|p| p.current_outcome.clone()))
-            .bind(text(&|p| p.last_reviewer.clone()))
-            .bind(column(&|p| db_int(p.last_event_seq)))
-            .bind(g)
-            .bind(t)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
+        pg_patch(tx, g, t, patches).await
     }
+}
+
+/// One UPDATE for the whole page, its patches passed as arrays and joined by the decision's
+/// sequence number, which also selects the rows (`seq = ANY($1)`) so that they are found by
+/// primary-key lookups. The page transaction plans it with its values
+/// (`plan_cache_mode = force_custom_plan`): the generation's partition is chosen while
+/// planning, and the planner sees how many keys it looks up and how large the partition is
+/// now. A generic plan, cached by the connection, was made once, when a new generation's
+/// partition was nearly empty: it hashed the whole partition for every page (40 s for one
+/// statement at 300,000 records). Planned with its values on the single table the views
+/// were before partitioning, the planner had taken a new generation for empty from
+/// statistics of the old one and read all of it through another index.
+async fn pg_patch(
+    tx: &mut Tx,
+    g: i64,
+    t: &str,
+    patches: &[&DecisionPatch],
+) -> Result<(), StoreError> {
+    if patches.is_empty() {
+        return Ok(());
+    }
+    let column =
+        |f: &dyn Fn(&DecisionPatch) -> i64| patches.iter().map(|p| f(p)).collect::<Vec<i64>>();
+    let text = |f: &dyn Fn(&DecisionPatch) -> Option<String>| {
+        patches
+            .iter()
+            .map(|p| f(p))
+            .collect::<Vec<Option<String>>>()
+    };
+    sqlx::query(sqlx::AssertSqlSafe(PATCH.as_str()))
+        .bind(column(&|p| db_int(p.decision_seq)))
+        .bind(column(&|p| p.reviews))
+        .bind(column(&|p| p.overrides))
+        .bind(column(&|p| p.contests))
+        .bind(column(&|p| p.explanation_requests))
+        .bind(column(&|p| p.submissions))
+        .bind(text(&|p| p.status.clone()))
+        .bind(text(&|p| p.current_outcome.clone()))
+        .bind(text(&|p| p.last_reviewer.clone()))
+        .bind(column(&|p| db_int(p.last_event_seq)))
+        .bind(g)
+        .bind(t)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Drops a retired generation's partitions, every tenant's rows at once.

@@ -111,6 +111,9 @@ const STATES: &str =
     "SELECT name, active_generation, active_version, building_generation, building_version
                      FROM projection_state ORDER BY name";
 
+/// A row of [`STATES`]: name, active generation and version, building generation and version.
+type StateTuple = (String, i64, i32, Option<i64>, Option<i32>);
+
 const OVERSIGHT_COLUMNS: &str =
     "seq, event_id, event_type, decision_id, decision_known, actor, action, reason, captured_at_us";
 
@@ -242,8 +245,7 @@ where
     pub(super) async fn states(
         tx: &mut Transaction<'static, DB>,
     ) -> Result<Vec<ProjectionState>, StoreError> {
-        let rows: Vec<(String, i64, i32, Option<i64>, Option<i32>)> =
-            sqlx::query_as(STATES).fetch_all(&mut **tx).await?;
+        let rows: Vec<StateTuple> = sqlx::query_as(STATES).fetch_all(&mut **tx).await?;
         rows.into_iter()
             .map(|(name, generation, version, building, building_version)| {
                 Ok(ProjectionState {

@@ -63,47 +63,57 @@ impl Dialect for Sqlite {
         q
     }
 
-    /// One UPDATE per 500 decisions, joined to a `VALUES` list by the decision's sequence
-    /// number (its row's primary key; a page names each decision once).
     fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         result.rows_affected()
     }
 
+    /// See [`sqlite_patch`].
     async fn patch(
         tx: &mut Tx,
         g: i64,
         t: &str,
         patches: &[&DecisionPatch],
     ) -> Result<(), StoreError> {
-        for chunk in patches.chunks(INSERT_CHUNK_ROWS) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "WITH p (seq, reviews, overrides, contests, explanation_requests, submissions, status, current_outcome, last_reviewer, last_event_seq) AS (",
-            );
-            q.push_values(chunk, |mut b, p| {
-                b.push_bind(db_int(p.decision_seq))
-                    .push_bind(p.reviews)
-                    .push_bind(p.overrides)
-                    .push_bind(p.contests)
-                    .push_bind(p.explanation_requests)
-                    .push_bind(p.submissions)
-                    .push_bind(p.status.clone())
-                    .push_bind(p.current_outcome.clone())
-                    .push_bind(p.last_reviewer.clone())
-                    .push_bind(db_int(p.last_event_seq));
-            });
-            q.push(") UPDATE proj_decisions SET ")
-                .push(PATCH_ASSIGNMENTS)
-                .push(Self::GREATEST)
-                .push(PATCH_LAST_EVENT_SEQ)
-                .push("FROM p WHERE proj_decisions.generation = ")
-                .push_bind(g)
-                .push(" AND proj_decisions.tenant_id = ")
-                .push_bind(t.to_owned())
-                .push(" AND proj_decisions.seq = p.seq");
-            q.build().execute(&mut **tx).await?;
-        }
-        Ok(())
+        sqlite_patch(tx, g, t, patches).await
     }
+}
+
+/// One UPDATE per 500 decisions, joined to a `VALUES` list by the decision's sequence
+/// number (its row's primary key; a page names each decision once).
+async fn sqlite_patch(
+    tx: &mut Tx,
+    g: i64,
+    t: &str,
+    patches: &[&DecisionPatch],
+) -> Result<(), StoreError> {
+    for chunk in patches.chunks(INSERT_CHUNK_ROWS) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "WITH p (seq, reviews, overrides, contests, explanation_requests, submissions, status, current_outcome, last_reviewer, last_event_seq) AS (",
+        );
+        q.push_values(chunk, |mut b, p| {
+            b.push_bind(db_int(p.decision_seq))
+                .push_bind(p.reviews)
+                .push_bind(p.overrides)
+                .push_bind(p.contests)
+                .push_bind(p.explanation_requests)
+                .push_bind(p.submissions)
+                .push_bind(p.status.clone())
+                .push_bind(p.current_outcome.clone())
+                .push_bind(p.last_reviewer.clone())
+                .push_bind(db_int(p.last_event_seq));
+        });
+        q.push(") UPDATE proj_decisions SET ")
+            .push(PATCH_ASSIGNMENTS)
+            .push(<Sqlite as Dialect>::GREATEST)
+            .push(PATCH_LAST_EVENT_SEQ)
+            .push("FROM p WHERE proj_decisions.generation = ")
+            .push_bind(g)
+            .push(" AND proj_decisions.tenant_id = ")
+            .push_bind(t.to_owned())
+            .push(" AND proj_decisions.seq = p.seq");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Deletes up to `limit` rows of a retired generation from `table` for `tenant` (every
