@@ -1,6 +1,6 @@
 //! The projection SQL of PostgreSQL: `LEAST`/`GREATEST`, the partitions each generation of a
-//! view keeps (created, indexed once caught up, dropped when retired, by functions of
-//! migrations `0010`/`0011`), and for the runner's statements plan modes and key-by-key forms
+//! view keeps (created, indexed once caught up and dropped when retired by the `views_*`
+//! functions of migration `0011`), and for the runner's statements plan modes and key-by-key forms
 //! (`generic_plans`, the lateral lookup of decision facts, the follow-up UPDATE by arrays),
 //! which must not depend on statistics that lag behind. The statements both backends share are
 //! `shared::Sql`'s; each function here is the one the store calls on PostgreSQL, in a
@@ -365,4 +365,29 @@ pub(crate) async fn daily(
 /// Every row of every view of one tenant, in the active generations.
 pub(crate) async fn dump(tx: &mut Tx, tenant: &TenantId) -> Result<Views, StoreError> {
     Sql::dump(tx, tenant).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PATCH;
+
+    #[test]
+    fn the_follow_up_update_takes_the_greater_sequence_number_and_binds_twelve_arrays_and_keys() {
+        assert!(PATCH.starts_with(
+            "UPDATE proj_decisions SET reviews = proj_decisions.reviews + p.reviews, "
+        ));
+        assert!(PATCH.contains(
+            "last_event_seq = GREATEST(proj_decisions.last_event_seq, p.last_event_seq) \
+             FROM unnest($1::int8[], "
+        ));
+        for n in 1..=12 {
+            assert!(PATCH.contains(&format!("${n}")), "placeholder ${n} missing");
+        }
+        assert!(!PATCH.contains("$13"));
+        assert!(
+            !PATCH.contains("  "),
+            "no doubled spaces: {}",
+            PATCH.as_str()
+        );
+    }
 }

@@ -315,3 +315,42 @@ pub(crate) async fn daily(
 pub(crate) async fn dump(tx: &mut Tx, tenant: &TenantId) -> Result<Views, StoreError> {
     Sql::dump(tx, tenant).await
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{QueryBuilder, Sqlite};
+
+    use super::super::shared::{Dialect, PATCH_ASSIGNMENTS, PATCH_LAST_EVENT_SEQ};
+
+    #[test]
+    fn the_follow_up_update_takes_the_greater_sequence_number_by_sqlites_max() {
+        let mut q = QueryBuilder::<Sqlite>::new("");
+        q.push(PATCH_ASSIGNMENTS)
+            .push(<Sqlite as Dialect>::GREATEST)
+            .push(PATCH_LAST_EVENT_SEQ)
+            .push("FROM p");
+        let sql = q.into_string();
+        assert!(sql.starts_with("reviews = proj_decisions.reviews + p.reviews, overrides = "));
+        assert!(sql.ends_with(
+            ", last_event_seq = max(proj_decisions.last_event_seq, p.last_event_seq) FROM p"
+        ));
+        // One assignment per column a patch changes.
+        assert_eq!(sql.matches(" = ").count(), 9);
+    }
+
+    #[test]
+    fn a_lookup_by_event_id_names_the_event_id_index_and_binds_the_tenant_then_each_id() {
+        let tenant = ledger::types::TenantId::parse("acme").expect("a valid tenant id");
+        let ids = [
+            "01890a5d-ac96-774b-bcce-b302099a8057",
+            "01890a5d-ac96-774b-bcce-b302099a8058",
+        ]
+        .map(|id| ledger::types::EventId::parse(id).expect("a valid UUIDv7"));
+        let q = <Sqlite as Dialect>::records_by_event_id(&tenant, &ids);
+        assert_eq!(
+            q.into_string(),
+            "SELECT seq, event_id, event_type, captured_at_us, payload FROM records \
+             INDEXED BY records_by_event_id WHERE tenant_id = ? AND event_id IN (?, ?)"
+        );
+    }
+}
