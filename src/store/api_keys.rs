@@ -1,12 +1,12 @@
 //! API keys in the store: create, list, revoke, and authenticate. The key text format and hashing
-//! live in [`crate::auth`]; the SQL lives with the other SQL in `sqlite.rs` / `postgres.rs`.
+//! live in [`crate::auth`]; the SQL lives behind the storage seam (`AccessBackend`, see `backend.rs`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use ledger::types::TenantId;
 
-use super::{Db, Store, StoreError, db_int, on_db};
+use super::{Store, StoreError, db_int};
 use crate::auth::{ApiKeyId, ApiKeySecret, Role};
 
 /// Last-use times are written at most this often per key, so that authentication does not turn
@@ -152,12 +152,12 @@ impl Store {
             revoked_at_us: None,
             last_used_at_us: None,
         };
-        on_db!(self.db(), b => b.insert_api_key(&row).await)
+        self.backend().insert_api_key(&row).await
     }
 
     /// The tenant's keys, oldest first.
     pub async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyInfo>, StoreError> {
-        let rows = on_db!(self.db(), b => b.api_keys(tenant).await)?;
+        let rows = self.backend().api_keys(tenant).await?;
         rows.iter().map(ApiKeyRow::info).collect()
     }
 
@@ -168,7 +168,7 @@ impl Store {
         key_id: &ApiKeyId,
     ) -> Result<bool, StoreError> {
         let now = db_int(self.config().clock.now_unix_micros());
-        on_db!(self.db(), b => b.revoke_api_key(tenant, key_id.as_str(), now).await)
+        self.backend().revoke_api_key(tenant, key_id.as_str(), now).await
     }
 
     /// Authenticates key text: it must parse, exist, match its stored hash (compared in constant
@@ -180,7 +180,7 @@ impl Store {
         // The key is found by its id and the hash of its secret together: an unknown id and a
         // wrong secret are the same miss, and nothing of a key is read without its secret.
         let hash = key.hash();
-        let Some(row) = on_db!(self.db(), b => b.api_key(key.id().as_str(), &hash[..]).await)?
+        let Some(row) = self.backend().api_key(key.id().as_str(), &hash[..]).await?
         else {
             return Ok(None);
         };
@@ -204,7 +204,7 @@ impl Store {
             due
         };
         if due {
-            on_db!(self.db(), b => b.touch_api_key(&tenant, &row.key_id, db_int(now)).await)?;
+            self.backend().touch_api_key(&tenant, &row.key_id, db_int(now)).await?;
         }
         Ok(Some(Principal {
             tenant,
@@ -212,10 +212,4 @@ impl Store {
             key_id: key.id().clone(),
         }))
     }
-}
-
-// Keep the dispatch enum in scope for the macro.
-#[allow(dead_code)]
-fn _db(db: &Db) -> &Db {
-    db
 }
