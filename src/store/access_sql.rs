@@ -1,5 +1,5 @@
-//! The statements on the access tables (portal users, sessions, password-reset tokens) that both
-//! backends send unchanged: written with numbered parameters (`$1`…, which SQLite reads as
+//! The statements on the access tables (API keys, portal users, sessions, password-reset tokens)
+//! that both backends send unchanged: written with numbered parameters (`$1`…, which SQLite reads as
 //! numbered too), once, here. Each backend runs them its own way (`sqlite/access.rs`,
 //! `postgres/access.rs`); the few that differ (look-ups made before the tenant is known) stay in
 //! those files.
@@ -18,6 +18,9 @@ macro_rules! session_columns {
     };
 }
 pub(crate) use session_columns;
+
+/// An API key row, in the order of `api_keys::ApiKeyTuple` (a `WHERE` clause follows).
+pub(crate) const SELECT_API_KEY: &str = "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_keys";
 
 pub(crate) const INSERT_USER: &str = concat!(
     "INSERT INTO users (",

@@ -1,5 +1,5 @@
 //! API keys in the store: create, list, revoke, and authenticate. The key text format and hashing
-//! live in [`crate::auth`]; the SQL lives behind the storage seam (`AccessBackend`, see `backend.rs`).
+//! live in [`crate::auth`]; the SQL is behind the storage seam (`AccessBackend`, `backend.rs`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -69,8 +69,6 @@ pub(crate) type ApiKeyTuple = (
     Option<i64>,
     Option<i64>,
 );
-
-pub(crate) const SELECT_API_KEY: &str = "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_keys";
 
 pub(crate) fn api_key_row(t: ApiKeyTuple) -> ApiKeyRow {
     ApiKeyRow {
@@ -168,7 +166,9 @@ impl Store {
         key_id: &ApiKeyId,
     ) -> Result<bool, StoreError> {
         let now = db_int(self.config().clock.now_unix_micros());
-        self.backend().revoke_api_key(tenant, key_id.as_str(), now).await
+        self.backend()
+            .revoke_api_key(tenant, key_id.as_str(), now)
+            .await
     }
 
     /// Authenticates key text: it must parse, exist, match its stored hash (compared in constant
@@ -180,8 +180,7 @@ impl Store {
         // The key is found by its id and the hash of its secret together: an unknown id and a
         // wrong secret are the same miss, and nothing of a key is read without its secret.
         let hash = key.hash();
-        let Some(row) = self.backend().api_key(key.id().as_str(), &hash[..]).await?
-        else {
+        let Some(row) = self.backend().api_key(key.id().as_str(), &hash[..]).await? else {
             return Ok(None);
         };
         if !key.matches(&row.secret_hash) {
@@ -204,7 +203,9 @@ impl Store {
             due
         };
         if due {
-            self.backend().touch_api_key(&tenant, &row.key_id, db_int(now)).await?;
+            self.backend()
+                .touch_api_key(&tenant, &row.key_id, db_int(now))
+                .await?;
         }
         Ok(Some(Principal {
             tenant,

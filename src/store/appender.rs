@@ -582,8 +582,11 @@ impl Appender {
         let mut out = HashMap::new();
         // Bounded chunks keep every statement well under the databases' parameter limits.
         for chunk in ids.chunks(500) {
-            let rows =
-                self.store.backend().records_by_event_ids(&self.tenant, chunk).await?;
+            let rows = self
+                .store
+                .backend()
+                .records_by_event_ids(&self.tenant, chunk)
+                .await?;
             for row in rows {
                 let record = row.into_record()?;
                 out.insert(record.event_id, record);

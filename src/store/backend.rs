@@ -234,8 +234,11 @@ pub(crate) trait LedgerBackend: Send + Sync {
 
     /// Replaces sealed values in one transaction, each only if it is still the value read;
     /// returns how many were replaced.
-    async fn reseal_erasable(&self, tenant: &TenantId, rows: &[Resealed])
-    -> Result<u64, StoreError>;
+    async fn reseal_erasable(
+        &self,
+        tenant: &TenantId,
+        rows: &[Resealed],
+    ) -> Result<u64, StoreError>;
 
     /// Replaces a sealed signing key if it is still the value read; returns whether it did.
     async fn reseal_signing_key(&self, tenant: &TenantId, r: &Resealed)
@@ -358,8 +361,11 @@ pub(crate) trait AccessBackend: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Clears the failure count and lock-out.
-    async fn clear_login_failures(&self, tenant: &TenantId, user_id: &str)
-    -> Result<(), StoreError>;
+    async fn clear_login_failures(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> Result<(), StoreError>;
 
     /// Applies `change` to the user, ends every session of theirs and invalidates their reset
     /// (and invitation) links, in one transaction: no path that ends a user's access leaves an
@@ -535,8 +541,11 @@ pub(crate) trait ViewBackend: Send + Sync {
 
     /// Writes pages and moves their positions in one transaction; `false` (and nothing written)
     /// when a position moved meanwhile.
-    async fn commit_pages(&self, tenant: &TenantId, pages: &[TargetPage])
-    -> Result<bool, StoreError>;
+    async fn commit_pages(
+        &self,
+        tenant: &TenantId,
+        pages: &[TargetPage],
+    ) -> Result<bool, StoreError>;
 
     /// A page of the decisions view.
     async fn search_decisions(

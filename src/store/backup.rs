@@ -234,7 +234,10 @@ impl Store {
                 "PostgreSQL is backed up with pg_basebackup and WAL archiving (see docs/OPERATIONS.md)",
             ));
         }
-        backup_with(dest, |temp| async move { self.backend().vacuum_into(&temp).await }).await
+        backup_with(dest, |temp| async move {
+            self.backend().vacuum_into(&temp).await
+        })
+        .await
     }
 }
 

@@ -101,7 +101,10 @@ impl Store {
         let mut next = from_seq;
         'pages: while next < size {
             let from = Sequence::new(next).map_err(|e| EvidenceError::OutOfRange(e.to_string()))?;
-            let rows = self.backend().records_range(tenant, from, EXPORT_PAGE_RECORDS.min(size - next)).await?;
+            let rows = self
+                .backend()
+                .records_range(tenant, from, EXPORT_PAGE_RECORDS.min(size - next))
+                .await?;
             if rows.is_empty() {
                 break;
             }

@@ -299,7 +299,10 @@ impl Store {
             return Ok(Page::default());
         }
         let from_seq = Sequence::new(from).map_err(|e| StoreError::OutOfRange(e.to_string()))?;
-        let rows = self.backend().records_range(tenant, from_seq, limit).await?;
+        let rows = self
+            .backend()
+            .records_range(tenant, from_seq, limit)
+            .await?;
         let mut next_from = from;
         let rows: Vec<Row> = rows
             .into_iter()

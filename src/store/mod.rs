@@ -2,13 +2,12 @@
 //! and every read the service makes of them.
 //!
 //! Two real backends sit behind one [`Store`]: embedded SQLite (the default, a single file) and
-//! PostgreSQL (selected by a `postgres://` URL), reached through one seam: the [`backend`] traits,
-//! implemented in `sqlite.rs` and `postgres.rs` (with their `access.rs` submodules) and, for the
-//! views, in `views.rs`; SQL lives only in those backend implementations and in the statements
-//! they share (`access_sql.rs`, the per-backend view modules). This module and its siblings hold
-//! the logic both share. Every method that touches tenant data takes a [`TenantId`]:
-//! there is no way to express a query without one, and on PostgreSQL row-level security backs that
-//! up inside the database.
+//! PostgreSQL (selected by a `postgres://` URL), reached through one seam: the backend traits of
+//! `backend.rs`. SQL lives only in their two implementations (`sqlite.rs`, `postgres.rs` and their
+//! folders; the views' in `views.rs`) and in the statements both send unchanged (`access_sql.rs`);
+//! this module and its siblings hold the logic both share. Every method that touches tenant data
+//! takes a [`TenantId`]: there is no way to express a query without one, and on PostgreSQL
+//! row-level security backs that up inside the database.
 
 mod access_sql;
 pub mod api_keys;
@@ -696,8 +695,13 @@ impl Store {
             None => tenant_origin(&self.inner.service_origin, tenant.as_str()),
         };
         let now = self.inner.config.clock.now_unix_micros();
-        self.backend().record_tenant_origin(tenant, &origin, now).await?;
-        let recorded = self.backend().tenant_origin(tenant).await?
+        self.backend()
+            .record_tenant_origin(tenant, &origin, now)
+            .await?;
+        let recorded = self
+            .backend()
+            .tenant_origin(tenant)
+            .await?
             .ok_or_else(|| StoreError::Corrupt(format!("no origin recorded for {tenant}")))?;
         tracing::info!(tenant = %tenant, origin = %recorded, "recorded the tenant's checkpoint origin");
         Ok(recorded)
@@ -740,7 +744,9 @@ impl Store {
         };
         let now = self.inner.config.clock.now_unix_micros();
         let origin = tenant_origin(&self.inner.service_origin, tenant.as_str());
-        self.backend().create_tenant(tenant, &origin, &row, now).await?;
+        self.backend()
+            .create_tenant(tenant, &origin, &row, now)
+            .await?;
         Ok(KeyInterval {
             key_id,
             public_key: key.verifying_key(),
@@ -1018,7 +1024,10 @@ impl Store {
         tenant: &TenantId,
         event_id: EventId,
     ) -> Result<Option<Record>, StoreError> {
-        let rows = self.backend().records_by_event_ids(tenant, &[event_id.to_string()]).await?;
+        let rows = self
+            .backend()
+            .records_by_event_ids(tenant, &[event_id.to_string()])
+            .await?;
         rows.into_iter()
             .next()
             .map(RecordRow::into_record)
@@ -1052,7 +1061,10 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<Record>, StoreError> {
         let limit = limit.min(RANGE_RECORDS_MAX);
-        let rows = self.backend().records_of_type(tenant, event_type, before, limit).await?;
+        let rows = self
+            .backend()
+            .records_of_type(tenant, event_type, before, limit)
+            .await?;
         rows.into_iter().map(RecordRow::into_record).collect()
     }
 
@@ -1104,7 +1116,9 @@ impl Store {
         after: Option<TreeSize>,
         limit: u64,
     ) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        self.backend().checkpoints(tenant, after, limit.min(RANGE_RECORDS_MAX)).await
+        self.backend()
+            .checkpoints(tenant, after, limit.min(RANGE_RECORDS_MAX))
+            .await
     }
 
     /// Checkpoints of branches abandoned by acknowledged rollbacks with a larger tree size than
@@ -1119,7 +1133,9 @@ impl Store {
         after: Option<TreeSize>,
         limit: u64,
     ) -> Result<Vec<(u64, StoredCheckpoint)>, StoreError> {
-        self.backend().abandoned_checkpoints(tenant, after, limit.min(RANGE_RECORDS_MAX)).await
+        self.backend()
+            .abandoned_checkpoints(tenant, after, limit.min(RANGE_RECORDS_MAX))
+            .await
     }
 
     pub(crate) async fn insert_abandoned_checkpoint(
@@ -1128,7 +1144,9 @@ impl Store {
         abandoned_by_seq: u64,
         c: &StoredCheckpoint,
     ) -> Result<(), StoreError> {
-        self.backend().insert_abandoned_checkpoint(tenant, abandoned_by_seq, c).await
+        self.backend()
+            .insert_abandoned_checkpoint(tenant, abandoned_by_seq, c)
+            .await
     }
 
     /// Publishes a checkpoint now for every tenant whose tree grew (normally done by the
@@ -1276,8 +1294,7 @@ impl Store {
                     .collect::<Result<_, _>>()
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?
             } else {
-                let rows =
-                    self.backend().merkle_nodes(tenant, base, from, to).await?;
+                let rows = self.backend().merkle_nodes(tenant, base, from, to).await?;
                 rows.iter()
                     .map(|h| Hash::from_slice(h))
                     .collect::<Result<_, _>>()

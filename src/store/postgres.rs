@@ -231,10 +231,7 @@ impl LedgerBackend for PgDb {
             .collect())
     }
 
-    async fn chain_head(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Option<ChainHead>, StoreError> {
+    async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let h = chain_head_in(&mut tx, tenant).await?;
         tx.commit().await?;
@@ -390,10 +387,7 @@ impl LedgerBackend for PgDb {
         rows.into_iter().map(checkpoint).collect()
     }
 
-    async fn tenant_origin(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Option<String>, StoreError> {
+    async fn tenant_origin(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let origin = sqlx::query_scalar("SELECT origin FROM tenant_origins WHERE tenant_id = $1")
             .bind(tenant.as_str())

@@ -140,8 +140,10 @@ impl Store {
             progress(ResealProgress { done, total });
             let mut after = (-1i64, String::new());
             loop {
-                let page =
-                    self.backend().erasable_sealed_page(tenant, &after, batch).await?;
+                let page = self
+                    .backend()
+                    .erasable_sealed_page(tenant, &after, batch)
+                    .await?;
                 let Some(last) = page.last() else { break };
                 after = (last.0, last.1.clone());
                 let mut writes = Vec::new();
@@ -187,8 +189,10 @@ impl Store {
             }
             let mut after = (-1i64, String::new());
             loop {
-                let page =
-                    self.backend().erasable_sealed_page(&tenant, &after, 5000).await?;
+                let page = self
+                    .backend()
+                    .erasable_sealed_page(&tenant, &after, 5000)
+                    .await?;
                 let Some(last) = page.last() else { break };
                 after = (last.0, last.1.clone());
                 for (_, _, sealed) in &page {

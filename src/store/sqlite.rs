@@ -156,7 +156,6 @@ impl SqliteDb {
             .fetch_one(&self.readers)
             .await?)
     }
-
 }
 
 #[async_trait::async_trait]
@@ -276,10 +275,7 @@ impl LedgerBackend for SqliteDb {
             .collect())
     }
 
-    async fn chain_head(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Option<ChainHead>, StoreError> {
+    async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
         let t: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
             "SELECT seq, hash, captured_at_us FROM records WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
         )
@@ -429,10 +425,7 @@ impl LedgerBackend for SqliteDb {
         rows.into_iter().map(checkpoint).collect()
     }
 
-    async fn tenant_origin(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Option<String>, StoreError> {
+    async fn tenant_origin(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT origin FROM tenant_origins WHERE tenant_id = ?")
                 .bind(tenant.as_str())
@@ -693,7 +686,8 @@ impl AppendTransaction for SqliteAppend {
     ) -> Result<(), StoreError> {
         let tx = &mut self.0;
         for chunk in rows.chunks(INSERT_ROWS_MAX) {
-            let mut q = QueryBuilder::<Sqlite>::new(format!("INSERT INTO records ({RECORD_COLUMNS}) "));
+            let mut q =
+                QueryBuilder::<Sqlite>::new(format!("INSERT INTO records ({RECORD_COLUMNS}) "));
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(tenant.as_str())
                     .push_bind(db_int(r.record.seq.get()))
@@ -723,8 +717,9 @@ impl AppendTransaction for SqliteAppend {
             q.build().execute(&mut **tx).await?;
         }
         for chunk in nodes.chunks(INSERT_ROWS_MAX) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new("INSERT INTO merkle_nodes (tenant_id, level, idx, hash) ");
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) ",
+            );
             q.push_values(chunk, |mut b, (level, idx, hash)| {
                 b.push_bind(tenant.as_str())
                     .push_bind(i64::from(*level))
@@ -905,4 +900,3 @@ pub(crate) fn lock_exclusive(database: &Path) -> Result<Option<std::fs::File>, S
     }
     Ok(Some(file))
 }
-

@@ -292,7 +292,12 @@ impl Store {
         now_us: i64,
     ) -> Result<(), StoreError> {
         self.backend()
-            .end_user_access(tenant, user_id, AccessChange::Password(password_hash), now_us)
+            .end_user_access(
+                tenant,
+                user_id,
+                AccessChange::Password(password_hash),
+                now_us,
+            )
             .await
     }
 

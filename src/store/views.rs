@@ -1399,7 +1399,10 @@ impl ViewBackend for SqliteDb {
         query: &DecisionQuery,
     ) -> Result<Page<projections::DecisionRow>, StoreError> {
         let mut tx = self.view_tx(false).await?;
-        let g = active_of(sqlite_views::active(&mut tx, "decisions").await?, "decisions")?;
+        let g = active_of(
+            sqlite_views::active(&mut tx, "decisions").await?,
+            "decisions",
+        )?;
         let out = sqlite_views::search(&mut tx, g, tenant, query).await?;
         tx.commit().await?;
         Ok(out)
@@ -1412,11 +1415,17 @@ impl ViewBackend for SqliteDb {
     ) -> Result<Option<(projections::DecisionRow, Vec<projections::OversightRow>)>, StoreError>
     {
         let mut tx = self.view_tx(false).await?;
-        let g = active_of(sqlite_views::active(&mut tx, "decisions").await?, "decisions")?;
+        let g = active_of(
+            sqlite_views::active(&mut tx, "decisions").await?,
+            "decisions",
+        )?;
         let out = match sqlite_views::decision_by_id(&mut tx, g, tenant, id).await? {
             None => None,
             Some(row) => {
-                let o = active_of(sqlite_views::active(&mut tx, "oversight").await?, "oversight")?;
+                let o = active_of(
+                    sqlite_views::active(&mut tx, "oversight").await?,
+                    "oversight",
+                )?;
                 let f = actions_of(id);
                 let page = sqlite_views::oversight_actions(&mut tx, o, tenant, &f).await?;
                 Some((row, oldest_first(page)))
@@ -1444,7 +1453,10 @@ impl ViewBackend for SqliteDb {
         query: &OversightQuery,
     ) -> Result<Page<projections::OversightRow>, StoreError> {
         let mut tx = self.view_tx(false).await?;
-        let g = active_of(sqlite_views::active(&mut tx, "oversight").await?, "oversight")?;
+        let g = active_of(
+            sqlite_views::active(&mut tx, "oversight").await?,
+            "oversight",
+        )?;
         let out = sqlite_views::oversight_actions(&mut tx, g, tenant, query).await?;
         tx.commit().await?;
         Ok(out)

@@ -7,17 +7,15 @@ use ledger::types::TenantId;
 
 use super::PgDb;
 use crate::store::StoreError;
+use crate::store::access_sql::SELECT_API_KEY;
 use crate::store::access_sql::{self as sql, session_columns};
-use crate::store::api_keys::{ApiKeyRow, ApiKeyTuple, SELECT_API_KEY, api_key_row};
+use crate::store::api_keys::{ApiKeyRow, ApiKeyTuple, api_key_row};
 use crate::store::backend::{AccessBackend, AccessChange};
 use crate::store::users::{Session, SessionTuple, UserTuple};
 
 #[async_trait::async_trait]
 impl AccessBackend for PgDb {
-    async fn insert_api_key(
-        &self,
-        row: &ApiKeyRow,
-    ) -> Result<(), StoreError> {
+    async fn insert_api_key(&self, row: &ApiKeyRow) -> Result<(), StoreError> {
         let tenant =
             TenantId::parse(&row.tenant_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.tenant_tx(&tenant).await?;
@@ -38,10 +36,7 @@ impl AccessBackend for PgDb {
         Ok(())
     }
 
-    async fn api_keys(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Vec<ApiKeyRow>, StoreError> {
+    async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRow>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let rows: Vec<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_API_KEY} WHERE tenant_id = $1 ORDER BY created_at_us, key_id"

@@ -6,17 +6,15 @@ use ledger::types::TenantId;
 
 use super::SqliteDb;
 use crate::store::StoreError;
+use crate::store::access_sql::SELECT_API_KEY;
 use crate::store::access_sql::{self as sql, session_columns};
-use crate::store::api_keys::{ApiKeyRow, ApiKeyTuple, SELECT_API_KEY, api_key_row};
+use crate::store::api_keys::{ApiKeyRow, ApiKeyTuple, api_key_row};
 use crate::store::backend::{AccessBackend, AccessChange};
 use crate::store::users::{Session, SessionTuple, UserTuple};
 
 #[async_trait::async_trait]
 impl AccessBackend for SqliteDb {
-    async fn insert_api_key(
-        &self,
-        row: &ApiKeyRow,
-    ) -> Result<(), StoreError> {
+    async fn insert_api_key(&self, row: &ApiKeyRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -33,10 +31,7 @@ impl AccessBackend for SqliteDb {
         Ok(())
     }
 
-    async fn api_keys(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Vec<ApiKeyRow>, StoreError> {
+    async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRow>, StoreError> {
         let rows: Vec<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_API_KEY} WHERE tenant_id = ? ORDER BY created_at_us, key_id"
         )))
