@@ -25,7 +25,7 @@ async fn sign_in_twice_and_ask_for_a_reset(
     for n in 0..2u8 {
         store
             .create_session(&Session {
-                id_hash: vec![mark, n],
+                id_hash: session_id_hash(mark, n),
                 user_id: user_id.to_owned(),
                 tenant: tenant.clone(),
                 created_at_us: now,
@@ -43,6 +43,13 @@ async fn sign_in_twice_and_ask_for_a_reset(
         .await
         .expect("reset");
     token
+}
+
+/// A 32-byte session id hash (what the schema requires), distinct per user and session.
+fn session_id_hash(mark: u8, n: u8) -> Vec<u8> {
+    let mut hash = vec![mark; 32];
+    hash[31] = n;
+    hash
 }
 
 async fn live(store: &Store, tenant: &TenantId, user_id: &str) -> usize {
