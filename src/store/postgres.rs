@@ -106,6 +106,18 @@ impl PgDb {
         Ok(tx)
     }
 
+    /// Runs one statement in a transaction scoped to `tenant`; returns how many rows it changed.
+    pub(crate) async fn execute_for(
+        &self,
+        tenant: &TenantId,
+        statement: sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let changed = statement.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(changed)
+    }
+
     /// The connection pool (callers set the tenant with [`set_tenant`] in each transaction).
     pub(crate) fn pool(&self) -> &PgPool {
         &self.pool

@@ -113,18 +113,18 @@ impl AccessBackend for PgDb {
         expires_at_us: Option<i64>,
         now_us: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        sqlx::query(sql::INSERT_USER)
-            .bind(user_id)
-            .bind(tenant.as_str())
-            .bind(email)
-            .bind(role)
-            .bind(password_hash)
-            .bind(now_us)
-            .bind(expires_at_us)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.execute_for(
+            tenant,
+            sqlx::query(sql::INSERT_USER)
+                .bind(user_id)
+                .bind(tenant.as_str())
+                .bind(email)
+                .bind(role)
+                .bind(password_hash)
+                .bind(now_us)
+                .bind(expires_at_us),
+        )
+        .await?;
         Ok(())
     }
 
@@ -174,14 +174,14 @@ impl AccessBackend for PgDb {
         user_id: &str,
         locked_until_us: Option<i64>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        sqlx::query(sql::RECORD_LOGIN_FAILURE)
-            .bind(user_id)
-            .bind(locked_until_us)
-            .bind(tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.execute_for(
+            tenant,
+            sqlx::query(sql::RECORD_LOGIN_FAILURE)
+                .bind(user_id)
+                .bind(locked_until_us)
+                .bind(tenant.as_str()),
+        )
+        .await?;
         Ok(())
     }
 
@@ -190,13 +190,13 @@ impl AccessBackend for PgDb {
         tenant: &TenantId,
         user_id: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        sqlx::query(sql::CLEAR_LOGIN_FAILURES)
-            .bind(user_id)
-            .bind(tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.execute_for(
+            tenant,
+            sqlx::query(sql::CLEAR_LOGIN_FAILURES)
+                .bind(user_id)
+                .bind(tenant.as_str()),
+        )
+        .await?;
         Ok(())
     }
 
@@ -240,31 +240,31 @@ impl AccessBackend for PgDb {
         role: &str,
         expires_at_us: Option<i64>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        sqlx::query(sql::SET_USER_ROLE)
-            .bind(role)
-            .bind(expires_at_us)
-            .bind(user_id)
-            .bind(tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.execute_for(
+            tenant,
+            sqlx::query(sql::SET_USER_ROLE)
+                .bind(role)
+                .bind(expires_at_us)
+                .bind(user_id)
+                .bind(tenant.as_str()),
+        )
+        .await?;
         Ok(())
     }
 
     async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(&s.tenant).await?;
-        sqlx::query(sql::INSERT_SESSION)
-            .bind(&s.id_hash)
-            .bind(&s.user_id)
-            .bind(s.tenant.as_str())
-            .bind(s.created_at_us)
-            .bind(s.last_seen_us)
-            .bind(s.expires_at_us)
-            .bind(&s.client)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.execute_for(
+            &s.tenant,
+            sqlx::query(sql::INSERT_SESSION)
+                .bind(&s.id_hash)
+                .bind(&s.user_id)
+                .bind(s.tenant.as_str())
+                .bind(s.created_at_us)
+                .bind(s.last_seen_us)
+                .bind(s.expires_at_us)
+                .bind(&s.client),
+        )
+        .await?;
         Ok(())
     }
 
@@ -286,14 +286,14 @@ impl AccessBackend for PgDb {
         id_hash: &[u8],
         now_us: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        sqlx::query(sql::TOUCH_SESSION)
-            .bind(now_us)
-            .bind(id_hash)
-            .bind(tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.execute_for(
+            tenant,
+            sqlx::query(sql::TOUCH_SESSION)
+                .bind(now_us)
+                .bind(id_hash)
+                .bind(tenant.as_str()),
+        )
+        .await?;
         Ok(())
     }
 
@@ -304,15 +304,15 @@ impl AccessBackend for PgDb {
         id_hash: &[u8],
         now_us: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        sqlx::query(sql::END_SESSION)
-            .bind(now_us)
-            .bind(id_hash)
-            .bind(user_id)
-            .bind(tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.execute_for(
+            tenant,
+            sqlx::query(sql::END_SESSION)
+                .bind(now_us)
+                .bind(id_hash)
+                .bind(user_id)
+                .bind(tenant.as_str()),
+        )
+        .await?;
         Ok(())
     }
 
@@ -323,17 +323,15 @@ impl AccessBackend for PgDb {
         keep: &[u8],
         now_us: i64,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        let done = sqlx::query(sql::END_OTHER_SESSIONS)
-            .bind(now_us)
-            .bind(user_id)
-            .bind(keep)
-            .bind(tenant.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(done)
+        self.execute_for(
+            tenant,
+            sqlx::query(sql::END_OTHER_SESSIONS)
+                .bind(now_us)
+                .bind(user_id)
+                .bind(keep)
+                .bind(tenant.as_str()),
+        )
+        .await
     }
 
     async fn live_sessions(
