@@ -1,12 +1,12 @@
 //! API keys in the store: create, list, revoke, and authenticate. The key text format and hashing
-//! live in [`crate::auth`]; the SQL lives with the other SQL in `sqlite.rs` / `postgres.rs`.
+//! live in [`crate::auth`]; the SQL is behind the storage seam (`AccessBackend`, `backend.rs`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use ledger::types::TenantId;
 
-use super::{Db, Store, StoreError, db_int, on_db};
+use super::{Store, StoreError, db_int};
 use crate::auth::{ApiKeyId, ApiKeySecret, Role};
 
 /// Last-use times are written at most this often per key, so that authentication does not turn
@@ -69,8 +69,6 @@ pub(crate) type ApiKeyTuple = (
     Option<i64>,
     Option<i64>,
 );
-
-pub(crate) const SELECT_API_KEY: &str = "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_keys";
 
 pub(crate) fn api_key_row(t: ApiKeyTuple) -> ApiKeyRow {
     ApiKeyRow {
@@ -152,12 +150,12 @@ impl Store {
             revoked_at_us: None,
             last_used_at_us: None,
         };
-        on_db!(self.db(), b => b.insert_api_key(&row).await)
+        self.backend().insert_api_key(&row).await
     }
 
     /// The tenant's keys, oldest first.
     pub async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyInfo>, StoreError> {
-        let rows = on_db!(self.db(), b => b.api_keys(tenant).await)?;
+        let rows = self.backend().api_keys(tenant).await?;
         rows.iter().map(ApiKeyRow::info).collect()
     }
 
@@ -168,7 +166,9 @@ impl Store {
         key_id: &ApiKeyId,
     ) -> Result<bool, StoreError> {
         let now = db_int(self.config().clock.now_unix_micros());
-        on_db!(self.db(), b => b.revoke_api_key(tenant, key_id.as_str(), now).await)
+        self.backend()
+            .revoke_api_key(tenant, key_id.as_str(), now)
+            .await
     }
 
     /// Authenticates key text: it must parse, exist, match its stored hash (compared in constant
@@ -180,8 +180,7 @@ impl Store {
         // The key is found by its id and the hash of its secret together: an unknown id and a
         // wrong secret are the same miss, and nothing of a key is read without its secret.
         let hash = key.hash();
-        let Some(row) = on_db!(self.db(), b => b.api_key(key.id().as_str(), &hash[..]).await)?
-        else {
+        let Some(row) = self.backend().api_key(key.id().as_str(), &hash[..]).await? else {
             return Ok(None);
         };
         if !key.matches(&row.secret_hash) {
@@ -204,7 +203,9 @@ impl Store {
             due
         };
         if due {
-            on_db!(self.db(), b => b.touch_api_key(&tenant, &row.key_id, db_int(now)).await)?;
+            self.backend()
+                .touch_api_key(&tenant, &row.key_id, db_int(now))
+                .await?;
         }
         Ok(Some(Principal {
             tenant,
@@ -212,10 +213,4 @@ impl Store {
             key_id: key.id().clone(),
         }))
     }
-}
-
-// Keep the dispatch enum in scope for the macro.
-#[allow(dead_code)]
-fn _db(db: &Db) -> &Db {
-    db
 }

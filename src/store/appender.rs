@@ -31,8 +31,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::crypto::SealContext;
 use super::{
-    ChainHead, Db, GROUP_COMMIT_RECORDS_MAX, NewErasableRow, NewRecordRow, Receipt, Store,
-    StoreError, TILE_HEIGHT, TreeHead, db_int, on_db,
+    ChainHead, GROUP_COMMIT_RECORDS_MAX, NewErasableRow, NewRecordRow, Receipt, Store, StoreError,
+    TILE_HEIGHT, TreeHead, db_int,
 };
 
 /// How long a rejected caller is told to wait before retrying.
@@ -583,8 +583,11 @@ impl Appender {
         let mut out = HashMap::new();
         // Bounded chunks keep every statement well under the databases' parameter limits.
         for chunk in ids.chunks(500) {
-            let rows =
-                on_db!(self.store.db(), b => b.records_by_event_ids(&self.tenant, chunk).await)?;
+            let rows = self
+                .store
+                .backend()
+                .records_by_event_ids(&self.tenant, chunk)
+                .await?;
             for row in rows {
                 let record = row.into_record()?;
                 out.insert(record.event_id, record);
@@ -659,7 +662,7 @@ impl Appender {
         rotation: Option<(ed25519_dalek::SigningKey, Vec<u8>)>,
     ) -> Result<Vec<Record>, StoreError> {
         let started = Instant::now();
-        let mut tx = on_db!(self.store.db(), b => b.begin_append(&self.tenant).await.map(super::AppendTx::from))?;
+        let mut tx = self.store.backend().begin_append(&self.tenant).await?;
         // Under the tenant's lock: if someone else moved the chain, resume from what is stored.
         let head = tx.chain_head(&self.tenant).await?;
         if head != self.head {
@@ -891,90 +894,4 @@ async fn sign_all(
     })
     .await
     .map_err(|e| StoreError::Corrupt(format!("signing task failed: {e}")))?
-}
-
-impl From<sqlx::Transaction<'static, sqlx::Sqlite>> for super::AppendTx {
-    fn from(tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Self {
-        super::AppendTx::Sqlite(tx)
-    }
-}
-
-impl From<sqlx::Transaction<'static, sqlx::Postgres>> for super::AppendTx {
-    fn from(tx: sqlx::Transaction<'static, sqlx::Postgres>) -> Self {
-        super::AppendTx::Postgres(tx)
-    }
-}
-
-impl super::AppendTx {
-    async fn chain_head(&mut self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
-        match self {
-            super::AppendTx::Sqlite(tx) => super::sqlite::chain_head_in(tx, tenant).await,
-            super::AppendTx::Postgres(tx) => super::postgres::chain_head_in(tx, tenant).await,
-        }
-    }
-
-    async fn insert(
-        &mut self,
-        tenant: &TenantId,
-        rows: &[NewRecordRow<'_>],
-        erasable: &[NewErasableRow],
-        nodes: &[(u8, u64, Hash)],
-    ) -> Result<(), StoreError> {
-        match self {
-            super::AppendTx::Sqlite(tx) => {
-                super::sqlite::insert_in(tx, tenant, rows, erasable, nodes).await
-            }
-            super::AppendTx::Postgres(tx) => {
-                super::postgres::insert_in(tx, tenant, rows, erasable, nodes).await
-            }
-        }
-    }
-
-    async fn rotate_key(
-        &mut self,
-        tenant: &TenantId,
-        old_key_id: &str,
-        new_key: &super::KeyRow,
-        now_us: u64,
-    ) -> Result<(), StoreError> {
-        match self {
-            super::AppendTx::Sqlite(tx) => {
-                super::sqlite::rotate_key_in(
-                    tx,
-                    tenant,
-                    old_key_id,
-                    new_key.from_seq,
-                    new_key,
-                    now_us,
-                )
-                .await
-            }
-            super::AppendTx::Postgres(tx) => {
-                super::postgres::rotate_key_in(
-                    tx,
-                    tenant,
-                    old_key_id,
-                    new_key.from_seq,
-                    new_key,
-                    now_us,
-                )
-                .await
-            }
-        }
-    }
-
-    async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            super::AppendTx::Sqlite(tx) => tx.commit().await?,
-            super::AppendTx::Postgres(tx) => tx.commit().await?,
-        }
-        Ok(())
-    }
-}
-
-// Silence the unused-variant lint for `Db` inside the dispatch macro when only one backend is
-// exercised by a build's tests.
-#[allow(dead_code)]
-fn _uses(db: &Db) -> &Db {
-    db
 }

@@ -28,7 +28,8 @@ use ledger::types::{Sequence, TenantId, TreeSize};
 use ledger::verify::{ChainVerifier, LeafRange};
 use sha2::Digest;
 
-use super::{DatabaseUrl, Db, RANGE_RECORDS_MAX, Store, StoreConfig, StoreError, sqlite};
+use super::backend::BackendKind;
+use super::{DatabaseUrl, RANGE_RECORDS_MAX, Store, StoreConfig, StoreError, sqlite};
 
 /// Records read per page while verifying a chain.
 const VERIFY_PAGE_RECORDS: u64 = RANGE_RECORDS_MAX;
@@ -251,13 +252,16 @@ impl Store {
     /// [`StoreError::Backup`] on PostgreSQL (use base backups and WAL archiving), when `dest`
     /// exists, or when the copy fails its check.
     pub async fn backup(&self, dest: &Path) -> Result<BackupSummary, StoreError> {
-        let Db::Sqlite(db) = self.db() else {
+        // Refused before anything is written.
+        if self.backend().kind() == BackendKind::Postgres {
             return Err(backup_error(
                 "PostgreSQL is backed up with pg_basebackup and WAL archiving (see docs/OPERATIONS.md)",
             ));
-        };
-        let db = db.clone();
-        backup_with(dest, |temp| async move { db.vacuum_into(&temp).await }).await
+        }
+        backup_with(dest, |temp| async move {
+            self.backend().vacuum_into(&temp).await
+        })
+        .await
     }
 }
 
@@ -559,9 +563,6 @@ impl Store {
     /// Closes the database connections (the handle is unusable afterwards). Used before a file
     /// that a store had open is renamed.
     pub(crate) async fn close_database(&self) {
-        match self.db() {
-            Db::Sqlite(b) => b.close().await,
-            Db::Postgres(b) => b.close().await,
-        }
+        self.backend().close().await;
     }
 }

@@ -18,7 +18,7 @@ use ledger::types::{Hash, LeafIndex, Sequence, TenantId, TreeSize};
 use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{EvidenceError, Store, StoreError, on_db};
+use super::{EvidenceError, Store, StoreError};
 
 /// Records read from the database per query while exporting; with the write buffer this bounds
 /// the exporter's memory whatever the ledger's length.
@@ -101,7 +101,10 @@ impl Store {
         let mut next = from_seq;
         'pages: while next < size {
             let from = Sequence::new(next).map_err(|e| EvidenceError::OutOfRange(e.to_string()))?;
-            let rows = on_db!(self.db(), b => b.records_range(tenant, from, EXPORT_PAGE_RECORDS.min(size - next)).await)?;
+            let rows = self
+                .backend()
+                .records_range(tenant, from, EXPORT_PAGE_RECORDS.min(size - next))
+                .await?;
             if rows.is_empty() {
                 break;
             }

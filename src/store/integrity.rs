@@ -29,7 +29,7 @@ use ledger::verify::{ChainError, ChainVerifier, LeafRange, verify_checkpoint_con
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{AppendError, Receipt, ServiceDraft, Store, StoreError, StoredCheckpoint, on_db};
+use super::{AppendError, Receipt, ServiceDraft, Store, StoreError, StoredCheckpoint};
 
 /// Records read from the database and verified per page.
 pub const INTEGRITY_PAGE_RECORDS: u64 = 4096;
@@ -299,7 +299,10 @@ impl Store {
             return Ok(Page::default());
         }
         let from_seq = Sequence::new(from).map_err(|e| StoreError::OutOfRange(e.to_string()))?;
-        let rows = on_db!(self.db(), b => b.records_range(tenant, from_seq, limit).await)?;
+        let rows = self
+            .backend()
+            .records_range(tenant, from_seq, limit)
+            .await?;
         let mut next_from = from;
         let rows: Vec<Row> = rows
             .into_iter()

@@ -2,13 +2,17 @@
 //! and every read the service makes of them.
 //!
 //! Two real backends sit behind one [`Store`]: embedded SQLite (the default, a single file) and
-//! PostgreSQL (selected by a `postgres://` URL). SQL lives only in `sqlite.rs` and `postgres.rs`;
-//! this module holds what both share. Every method that touches tenant data takes a [`TenantId`]:
-//! there is no way to express a query without one, and on PostgreSQL row-level security backs that
-//! up inside the database.
+//! PostgreSQL (selected by a `postgres://` URL), reached through one seam: the backend traits of
+//! `backend.rs`. SQL lives only in their two implementations (`sqlite.rs`, `postgres.rs` and their
+//! folders; the views' in `views.rs`) and in the statements both send unchanged (`access_sql.rs`);
+//! this module and its siblings hold the logic both share. Every method that touches tenant data
+//! takes a [`TenantId`]: there is no way to express a query without one, and on PostgreSQL
+//! row-level security backs that up inside the database.
 
+mod access_sql;
 pub mod api_keys;
 mod appender;
+mod backend;
 pub mod backup;
 mod checkpointer;
 pub mod crypto;
@@ -491,30 +495,6 @@ pub(crate) struct KeyRow {
     pub until_seq: Option<i64>,
 }
 
-/// The backends. An enum rather than a trait object: two known backends, static dispatch.
-#[derive(Clone)]
-pub(crate) enum Db {
-    Sqlite(sqlite::SqliteDb),
-    Postgres(postgres::PgDb),
-}
-
-/// Dispatches a method call to whichever backend is in use.
-macro_rules! on_db {
-    ($db:expr, $b:ident => $call:expr) => {
-        match $db {
-            $crate::store::Db::Sqlite($b) => $call,
-            $crate::store::Db::Postgres($b) => $call,
-        }
-    };
-}
-pub(crate) use on_db;
-
-/// An open append transaction on either backend.
-pub(crate) enum AppendTx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
-}
-
 /// Tree state an appender shares with the checkpoint publisher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TreeHead {
@@ -523,7 +503,8 @@ pub(crate) struct TreeHead {
 }
 
 struct Inner {
-    db: Db,
+    /// The database, behind the storage seam.
+    backend: Arc<dyn backend::Backend>,
     master: MasterKeys,
     service_origin: String,
     config: StoreConfig,
@@ -583,24 +564,12 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the database cannot be opened, is too old, or its schema is not current.
     pub async fn open_without_workers(config: StoreConfig) -> Result<Store, StoreError> {
-        let db = match &config.database {
-            DatabaseUrl::Sqlite(path) => {
-                Db::Sqlite(sqlite::SqliteDb::open(path, config.read_connections).await?)
-            }
-            DatabaseUrl::Postgres(url) => Db::Postgres(
-                postgres::PgDb::open(
-                    url,
-                    config.admin_database.as_deref(),
-                    config.read_connections,
-                )
-                .await?,
-            ),
-        };
+        let backend = backend::open(&config).await?;
         let config_checkpoint_dir = config.checkpoint_dir.clone();
         let config_queue_total = (config.queue_total_records_max, config.queue_total_bytes_max);
         let store = Store {
             inner: Arc::new(Inner {
-                db,
+                backend,
                 master: MasterKeys::new(
                     config.master_key.clone(),
                     config.previous_master_keys.clone(),
@@ -638,14 +607,12 @@ impl Store {
         database: &DatabaseUrl,
         admin_url: Option<&str>,
     ) -> Result<usize, StoreError> {
-        match database {
-            DatabaseUrl::Sqlite(path) => sqlite::SqliteDb::migrate(path).await,
-            DatabaseUrl::Postgres(url) => postgres::PgDb::migrate(admin_url.unwrap_or(url)).await,
-        }
+        backend::migrate(database, admin_url).await
     }
 
-    pub(crate) fn db(&self) -> &Db {
-        &self.inner.db
+    /// The database, behind the storage seam.
+    pub(crate) fn backend(&self) -> &dyn backend::Backend {
+        &*self.inner.backend
     }
 
     pub(crate) fn config(&self) -> &StoreConfig {
@@ -721,7 +688,7 @@ impl Store {
         if let Some(origin) = self.lock_origins().get(tenant) {
             return Ok(origin.clone());
         }
-        let origin = match on_db!(&self.inner.db, b => b.tenant_origin(tenant).await)? {
+        let origin = match self.backend().tenant_origin(tenant).await? {
             Some(origin) => origin,
             None => self.record_legacy_origin(tenant).await?,
         };
@@ -737,8 +704,13 @@ impl Store {
             None => tenant_origin(&self.inner.service_origin, tenant.as_str()),
         };
         let now = self.inner.config.clock.now_unix_micros();
-        on_db!(&self.inner.db, b => b.record_tenant_origin(tenant, &origin, now).await)?;
-        let recorded = on_db!(&self.inner.db, b => b.tenant_origin(tenant).await)?
+        self.backend()
+            .record_tenant_origin(tenant, &origin, now)
+            .await?;
+        let recorded = self
+            .backend()
+            .tenant_origin(tenant)
+            .await?
             .ok_or_else(|| StoreError::Corrupt(format!("no origin recorded for {tenant}")))?;
         tracing::info!(tenant = %tenant, origin = %recorded, "recorded the tenant's checkpoint origin");
         Ok(recorded)
@@ -753,15 +725,12 @@ impl Store {
 
     /// Whether the database answers (for readiness checks).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_db!(&self.inner.db, b => b.ping().await)
+        self.backend().ping().await
     }
 
     /// The version of the SQLite library in use, when the backend is SQLite.
     pub async fn sqlite_version(&self) -> Option<String> {
-        match &self.inner.db {
-            Db::Sqlite(b) => b.sqlite_version().await.ok(),
-            Db::Postgres(_) => None,
-        }
+        self.backend().sqlite_version().await
     }
 
     /// Creates a tenant with a fresh Ed25519 signing key, returning the key's interval.
@@ -784,7 +753,9 @@ impl Store {
         };
         let now = self.inner.config.clock.now_unix_micros();
         let origin = tenant_origin(&self.inner.service_origin, tenant.as_str());
-        on_db!(&self.inner.db, b => b.create_tenant(tenant, &origin, &row, now).await)?;
+        self.backend()
+            .create_tenant(tenant, &origin, &row, now)
+            .await?;
         Ok(KeyInterval {
             key_id,
             public_key: key.verifying_key(),
@@ -795,7 +766,7 @@ impl Store {
 
     /// Every tenant id, sorted.
     pub async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
-        let ids = on_db!(&self.inner.db, b => b.tenants().await)?;
+        let ids = self.backend().tenants().await?;
         ids.iter()
             .map(|t| TenantId::parse(t).map_err(|e| StoreError::Corrupt(e.to_string())))
             .collect()
@@ -803,7 +774,7 @@ impl Store {
 
     /// Whether the tenant exists.
     pub async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        on_db!(&self.inner.db, b => b.tenant_exists(tenant).await)
+        self.backend().tenant_exists(tenant).await
     }
 
     /// The tenant's public-key history, oldest first.
@@ -811,7 +782,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::UnknownTenant`] when it has no keys.
     pub async fn key_history(&self, tenant: &TenantId) -> Result<KeyRing, StoreError> {
-        let rows = on_db!(&self.inner.db, b => b.keys(tenant).await)?;
+        let rows = self.backend().keys(tenant).await?;
         if rows.is_empty() {
             return Err(StoreError::UnknownTenant);
         }
@@ -827,7 +798,7 @@ impl Store {
         &self,
         tenant: &TenantId,
     ) -> Result<(RecordSigner, KeyInterval), StoreError> {
-        let rows = on_db!(&self.inner.db, b => b.keys(tenant).await)?;
+        let rows = self.backend().keys(tenant).await?;
         let row = rows
             .into_iter()
             .find(|r| r.until_seq.is_none())
@@ -1026,9 +997,7 @@ impl Store {
         // waits on this); `notify_waiters` would be lost then and leave it running.
         self.inner.shutdown.notify_one();
         // Nothing more is written: `auditex restore` may replace the SQLite file now.
-        if let Db::Sqlite(b) = &self.inner.db {
-            b.release_in_use_lock();
-        }
+        self.backend().release_in_use_lock();
     }
 
     pub(crate) fn shutdown_signal(&self) -> &tokio::sync::Notify {
@@ -1045,7 +1014,7 @@ impl Store {
         &self,
         tenant: &TenantId,
     ) -> Result<Option<ChainHead>, StoreError> {
-        on_db!(&self.inner.db, b => b.chain_head(tenant).await)
+        self.backend().chain_head(tenant).await
     }
 
     /// One record by sequence number, checked against its stored hash.
@@ -1054,7 +1023,7 @@ impl Store {
         tenant: &TenantId,
         seq: Sequence,
     ) -> Result<Option<Record>, StoreError> {
-        let row = on_db!(&self.inner.db, b => b.record_by_seq(tenant, seq).await)?;
+        let row = self.backend().record_by_seq(tenant, seq).await?;
         row.map(RecordRow::into_record).transpose()
     }
 
@@ -1064,7 +1033,10 @@ impl Store {
         tenant: &TenantId,
         event_id: EventId,
     ) -> Result<Option<Record>, StoreError> {
-        let rows = on_db!(&self.inner.db, b => b.records_by_event_ids(tenant, &[event_id.to_string()]).await)?;
+        let rows = self
+            .backend()
+            .records_by_event_ids(tenant, &[event_id.to_string()])
+            .await?;
         rows.into_iter()
             .next()
             .map(RecordRow::into_record)
@@ -1079,7 +1051,7 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<Record>, StoreError> {
         let limit = limit.min(RANGE_RECORDS_MAX);
-        let rows = on_db!(&self.inner.db, b => b.records_range(tenant, from, limit).await)?;
+        let rows = self.backend().records_range(tenant, from, limit).await?;
         rows.into_iter().map(RecordRow::into_record).collect()
     }
 
@@ -1098,7 +1070,10 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<Record>, StoreError> {
         let limit = limit.min(RANGE_RECORDS_MAX);
-        let rows = on_db!(&self.inner.db, b => b.records_of_type(tenant, event_type, before, limit).await)?;
+        let rows = self
+            .backend()
+            .records_of_type(tenant, event_type, before, limit)
+            .await?;
         rows.into_iter().map(RecordRow::into_record).collect()
     }
 
@@ -1108,7 +1083,7 @@ impl Store {
         tenant: &TenantId,
         seq: Sequence,
     ) -> Result<BTreeMap<FieldName, ErasableValue>, StoreError> {
-        let rows = on_db!(&self.inner.db, b => b.erasable_values(tenant, seq).await)?;
+        let rows = self.backend().erasable_values(tenant, seq).await?;
         let mut out = BTreeMap::new();
         for (field, salt, sealed) in rows {
             let name = FieldName::parse(&field).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -1131,7 +1106,7 @@ impl Store {
         &self,
         tenant: &TenantId,
     ) -> Result<Option<StoredCheckpoint>, StoreError> {
-        on_db!(&self.inner.db, b => b.latest_checkpoint(tenant).await)
+        self.backend().latest_checkpoint(tenant).await
     }
 
     /// The checkpoint published at exactly `size`, if any.
@@ -1140,7 +1115,7 @@ impl Store {
         tenant: &TenantId,
         size: TreeSize,
     ) -> Result<Option<StoredCheckpoint>, StoreError> {
-        on_db!(&self.inner.db, b => b.checkpoint_at(tenant, size).await)
+        self.backend().checkpoint_at(tenant, size).await
     }
 
     /// Published checkpoints with size greater than `after`, smallest first, at most `limit`.
@@ -1150,7 +1125,9 @@ impl Store {
         after: Option<TreeSize>,
         limit: u64,
     ) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        on_db!(&self.inner.db, b => b.checkpoints(tenant, after, limit.min(RANGE_RECORDS_MAX)).await)
+        self.backend()
+            .checkpoints(tenant, after, limit.min(RANGE_RECORDS_MAX))
+            .await
     }
 
     /// Checkpoints of branches abandoned by acknowledged rollbacks with a larger tree size than
@@ -1165,7 +1142,9 @@ impl Store {
         after: Option<TreeSize>,
         limit: u64,
     ) -> Result<Vec<(u64, StoredCheckpoint)>, StoreError> {
-        on_db!(&self.inner.db, b => b.abandoned_checkpoints(tenant, after, limit.min(RANGE_RECORDS_MAX)).await)
+        self.backend()
+            .abandoned_checkpoints(tenant, after, limit.min(RANGE_RECORDS_MAX))
+            .await
     }
 
     pub(crate) async fn insert_abandoned_checkpoint(
@@ -1174,7 +1153,9 @@ impl Store {
         abandoned_by_seq: u64,
         c: &StoredCheckpoint,
     ) -> Result<(), StoreError> {
-        on_db!(&self.inner.db, b => b.insert_abandoned_checkpoint(tenant, abandoned_by_seq, c).await)
+        self.backend()
+            .insert_abandoned_checkpoint(tenant, abandoned_by_seq, c)
+            .await
     }
 
     /// Publishes a checkpoint now for every tenant whose tree grew (normally done by the
@@ -1316,14 +1297,13 @@ impl Store {
             let from = tile << TILE_HEIGHT;
             let to = from + (1 << TILE_HEIGHT);
             *hashes = if base == 0 {
-                let rows = on_db!(&self.inner.db, b => b.record_hashes(tenant, from, to).await)?;
+                let rows = self.backend().record_hashes(tenant, from, to).await?;
                 rows.iter()
                     .map(|h| Hash::from_slice(h).map(|h| leaf_hash(h.as_bytes())))
                     .collect::<Result<_, _>>()
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?
             } else {
-                let rows =
-                    on_db!(&self.inner.db, b => b.merkle_nodes(tenant, base, from, to).await)?;
+                let rows = self.backend().merkle_nodes(tenant, base, from, to).await?;
                 rows.iter()
                     .map(|h| Hash::from_slice(h))
                     .collect::<Result<_, _>>()
@@ -1415,7 +1395,7 @@ impl Store {
         tenant: &TenantId,
         stored: &StoredCheckpoint,
     ) -> Result<(), StoreError> {
-        on_db!(&self.inner.db, b => b.insert_checkpoint(tenant, stored).await)
+        self.backend().insert_checkpoint(tenant, stored).await
     }
 }
 

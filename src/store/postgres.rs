@@ -7,13 +7,20 @@
 //! and row-level security (forced, failing closed) filters every row by it. Appends also take a
 //! per-tenant transaction-level advisory lock, so several service instances sharing one database
 //! still build one linear chain per tenant.
+//!
+//! [`PgDb`] implements the store's [`Backend`] seam: the ledger's statements here, the access
+//! tables' in `postgres/access.rs`, the views' in `views.rs`.
+
+mod access;
+
+use std::path::Path;
 
 use ledger::record::EventType;
 use ledger::types::{Hash, Sequence, TenantId, TreeSize};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use super::api_keys::{ApiKeyTuple, SELECT_API_KEY, api_key_row};
+use super::backend::{AppendTransaction, Backend, BackendKind, LedgerBackend};
 use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, row};
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreError, StoredCheckpoint,
@@ -90,7 +97,7 @@ impl PgDb {
     }
 
     /// A transaction scoped to `tenant` for row-level security.
-    async fn tenant_tx(
+    pub(crate) async fn tenant_tx(
         &self,
         tenant: &TenantId,
     ) -> Result<Transaction<'static, Postgres>, StoreError> {
@@ -99,22 +106,58 @@ impl PgDb {
         Ok(tx)
     }
 
+    /// Runs one statement in a transaction scoped to `tenant`; returns how many rows it changed.
+    pub(crate) async fn execute_for(
+        &self,
+        tenant: &TenantId,
+        statement: sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let changed = statement.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(changed)
+    }
+
     /// The connection pool (callers set the tenant with [`set_tenant`] in each transaction).
     pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
 
-    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+#[async_trait::async_trait]
+impl Backend for PgDb {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Postgres
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
-    /// Closes the connection pool.
-    pub(crate) async fn close(&self) {
-        self.pool.close().await;
+    async fn sqlite_version(&self) -> Option<String> {
+        None
     }
 
-    pub(crate) async fn create_tenant(
+    async fn vacuum_into(&self, _dest: &Path) -> Result<(), StoreError> {
+        Err(StoreError::Backup(
+            "a PostgreSQL database is not copied to a file; use pg_basebackup and WAL archiving"
+                .into(),
+        ))
+    }
+
+    /// Nothing marks a PostgreSQL database as in use by this process.
+    fn release_in_use_lock(&self) {}
+
+    /// Closes the connection pool.
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait::async_trait]
+impl LedgerBackend for PgDb {
+    async fn create_tenant(
         &self,
         tenant: &TenantId,
         origin: &str,
@@ -159,7 +202,7 @@ impl PgDb {
 
     /// Every tenant's id, through the owner's `tenant_ids()`: the tenants table itself shows the
     /// application role only the tenant of its transaction.
-    pub(crate) async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+    async fn tenants(&self) -> Result<Vec<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT tenant_id FROM tenant_ids() AS t(tenant_id)")
                 .fetch_all(&self.pool)
@@ -167,7 +210,7 @@ impl PgDb {
         )
     }
 
-    pub(crate) async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+    async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let found: Option<i64> =
             sqlx::query_scalar("SELECT 1::BIGINT FROM tenants WHERE tenant_id = $1")
@@ -178,7 +221,7 @@ impl PgDb {
         Ok(found.is_some())
     }
 
-    pub(crate) async fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRow>, StoreError> {
+    async fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRow>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let rows: Vec<KeyTuple> = sqlx::query_as(
             "SELECT key_id, public_key, sealed_secret, from_seq, until_seq FROM signing_keys
@@ -200,17 +243,14 @@ impl PgDb {
             .collect())
     }
 
-    pub(crate) async fn chain_head(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Option<ChainHead>, StoreError> {
+    async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let h = chain_head_in(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(h)
     }
 
-    pub(crate) async fn record_by_seq(
+    async fn record_by_seq(
         &self,
         tenant: &TenantId,
         seq: Sequence,
@@ -227,7 +267,7 @@ impl PgDb {
         Ok(t.map(row))
     }
 
-    pub(crate) async fn records_by_event_ids(
+    async fn records_by_event_ids(
         &self,
         tenant: &TenantId,
         ids: &[String],
@@ -247,7 +287,7 @@ impl PgDb {
         Ok(rows.into_iter().map(row).collect())
     }
 
-    pub(crate) async fn records_range(
+    async fn records_range(
         &self,
         tenant: &TenantId,
         from: Sequence,
@@ -266,7 +306,7 @@ impl PgDb {
         Ok(rows.into_iter().map(row).collect())
     }
 
-    pub(crate) async fn records_of_type(
+    async fn records_of_type(
         &self,
         tenant: &TenantId,
         event_type: EventType,
@@ -288,7 +328,7 @@ impl PgDb {
         Ok(rows.into_iter().map(row).collect())
     }
 
-    pub(crate) async fn erasable_values(
+    async fn erasable_values(
         &self,
         tenant: &TenantId,
         seq: Sequence,
@@ -305,7 +345,7 @@ impl PgDb {
         Ok(rows)
     }
 
-    pub(crate) async fn latest_checkpoint(
+    async fn latest_checkpoint(
         &self,
         tenant: &TenantId,
     ) -> Result<Option<StoredCheckpoint>, StoreError> {
@@ -321,7 +361,7 @@ impl PgDb {
         t.map(checkpoint).transpose()
     }
 
-    pub(crate) async fn checkpoint_at(
+    async fn checkpoint_at(
         &self,
         tenant: &TenantId,
         size: TreeSize,
@@ -339,7 +379,7 @@ impl PgDb {
         t.map(checkpoint).transpose()
     }
 
-    pub(crate) async fn checkpoints(
+    async fn checkpoints(
         &self,
         tenant: &TenantId,
         after: Option<TreeSize>,
@@ -359,10 +399,7 @@ impl PgDb {
         rows.into_iter().map(checkpoint).collect()
     }
 
-    pub(crate) async fn tenant_origin(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Option<String>, StoreError> {
+    async fn tenant_origin(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let origin = sqlx::query_scalar("SELECT origin FROM tenant_origins WHERE tenant_id = $1")
             .bind(tenant.as_str())
@@ -372,7 +409,7 @@ impl PgDb {
         Ok(origin)
     }
 
-    pub(crate) async fn record_tenant_origin(
+    async fn record_tenant_origin(
         &self,
         tenant: &TenantId,
         origin: &str,
@@ -393,7 +430,7 @@ impl PgDb {
         Ok(())
     }
 
-    pub(crate) async fn abandoned_checkpoints(
+    async fn abandoned_checkpoints(
         &self,
         tenant: &TenantId,
         after: Option<TreeSize>,
@@ -414,7 +451,7 @@ impl PgDb {
         rows.into_iter().map(abandoned_checkpoint).collect()
     }
 
-    pub(crate) async fn insert_abandoned_checkpoint(
+    async fn insert_abandoned_checkpoint(
         &self,
         tenant: &TenantId,
         abandoned_by_seq: u64,
@@ -438,7 +475,7 @@ impl PgDb {
         Ok(())
     }
 
-    pub(crate) async fn insert_checkpoint(
+    async fn insert_checkpoint(
         &self,
         tenant: &TenantId,
         c: &StoredCheckpoint,
@@ -460,7 +497,7 @@ impl PgDb {
         Ok(())
     }
 
-    pub(crate) async fn record_hashes(
+    async fn record_hashes(
         &self,
         tenant: &TenantId,
         from: u64,
@@ -479,7 +516,7 @@ impl PgDb {
         Ok(rows)
     }
 
-    pub(crate) async fn merkle_nodes(
+    async fn merkle_nodes(
         &self,
         tenant: &TenantId,
         level: u8,
@@ -500,272 +537,21 @@ impl PgDb {
         Ok(rows)
     }
 
-    pub(crate) async fn begin_append(
+    async fn begin_append(
         &self,
         tenant: &TenantId,
-    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+    ) -> Result<Box<dyn AppendTransaction>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         // One writer per tenant across every service instance sharing this database.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('auditex:append:' || $1, 0))")
             .bind(tenant.as_str())
             .execute(&mut *tx)
             .await?;
-        Ok(tx)
-    }
-}
-
-pub(crate) async fn set_tenant(
-    tx: &mut Transaction<'static, Postgres>,
-    tenant: &TenantId,
-) -> Result<(), StoreError> {
-    // `true`: local to this transaction; never a plain SET, which would outlive it on the pooled
-    // connection.
-    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-        .bind(tenant.as_str())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-async fn applied_count(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0)
-}
-
-pub(crate) async fn chain_head_in(
-    tx: &mut Transaction<'static, Postgres>,
-    tenant: &TenantId,
-) -> Result<Option<ChainHead>, StoreError> {
-    let t: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
-        "SELECT seq, hash, captured_at_us FROM records WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(tenant.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
-    t.map(head).transpose()
-}
-
-pub(crate) async fn insert_in(
-    tx: &mut Transaction<'static, Postgres>,
-    tenant: &TenantId,
-    rows: &[NewRecordRow<'_>],
-    erasable: &[NewErasableRow],
-    nodes: &[(u8, u64, Hash)],
-) -> Result<(), StoreError> {
-    // One statement per table however large the group: arrays bound as parameters and UNNESTed.
-    let seqs: Vec<i64> = rows.iter().map(|r| db_int(r.record.seq.get())).collect();
-    let event_ids: Vec<String> = rows.iter().map(|r| r.record.event_id.to_string()).collect();
-    let event_types: Vec<&str> = rows.iter().map(|r| r.record.event_type.as_str()).collect();
-    let times: Vec<i64> = rows
-        .iter()
-        .map(|r| db_int(r.record.captured_at_us.unix_micros()))
-        .collect();
-    let prevs: Vec<Vec<u8>> = rows
-        .iter()
-        .map(|r| r.record.prev.as_bytes().to_vec())
-        .collect();
-    let hashes: Vec<Vec<u8>> = rows
-        .iter()
-        .map(|r| r.record.hash.as_bytes().to_vec())
-        .collect();
-    let key_ids: Vec<String> = rows.iter().map(|r| r.record.key_id.to_hex()).collect();
-    let sigs: Vec<Vec<u8>> = rows
-        .iter()
-        .map(|r| r.record.sig.to_bytes().to_vec())
-        .collect();
-    let payloads: Vec<&str> = rows.iter().map(|r| r.payload).collect();
-    let erasables: Vec<&str> = rows.iter().map(|r| r.erasable.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO records (tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable)
-         SELECT $1, * FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BYTEA[], $7::BYTEA[], $8::TEXT[], $9::BYTEA[], $10::TEXT[], $11::TEXT[])",
-    )
-    .bind(tenant.as_str())
-    .bind(&seqs)
-    .bind(&event_ids)
-    .bind(&event_types)
-    .bind(&times)
-    .bind(&prevs)
-    .bind(&hashes)
-    .bind(&key_ids)
-    .bind(&sigs)
-    .bind(&payloads)
-    .bind(&erasables)
-    .execute(&mut **tx)
-    .await?;
-    if !erasable.is_empty() {
-        let seqs: Vec<i64> = erasable.iter().map(|e| e.seq).collect();
-        let fields: Vec<&str> = erasable.iter().map(|e| e.field.as_str()).collect();
-        let salts: Vec<&[u8]> = erasable.iter().map(|e| e.salt.as_slice()).collect();
-        let sealed: Vec<&[u8]> = erasable.iter().map(|e| e.sealed.as_slice()).collect();
-        sqlx::query(
-            "INSERT INTO erasable_values (tenant_id, seq, field, salt, sealed)
-             SELECT $1, * FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::BYTEA[], $5::BYTEA[])",
-        )
-        .bind(tenant.as_str())
-        .bind(&seqs)
-        .bind(&fields)
-        .bind(&salts)
-        .bind(&sealed)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !nodes.is_empty() {
-        let levels: Vec<i16> = nodes.iter().map(|n| i16::from(n.0)).collect();
-        let idxs: Vec<i64> = nodes.iter().map(|n| db_int(n.1)).collect();
-        let hashes: Vec<Vec<u8>> = nodes.iter().map(|n| n.2.as_bytes().to_vec()).collect();
-        sqlx::query(
-            "INSERT INTO merkle_nodes (tenant_id, level, idx, hash)
-             SELECT $1, * FROM UNNEST($2::SMALLINT[], $3::BIGINT[], $4::BYTEA[])",
-        )
-        .bind(tenant.as_str())
-        .bind(&levels)
-        .bind(&idxs)
-        .bind(&hashes)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-pub(crate) async fn rotate_key_in(
-    tx: &mut Transaction<'static, Postgres>,
-    tenant: &TenantId,
-    old_key_id: &str,
-    until_seq: i64,
-    new_key: &KeyRow,
-    now_us: u64,
-) -> Result<(), StoreError> {
-    let done = sqlx::query(
-        "UPDATE signing_keys SET until_seq = $1 WHERE tenant_id = $2 AND key_id = $3 AND until_seq IS NULL",
-    )
-    .bind(until_seq)
-    .bind(tenant.as_str())
-    .bind(old_key_id)
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() != 1 {
-        return Err(StoreError::Corrupt(format!(
-            "key {old_key_id} is not the current key"
-        )));
-    }
-    sqlx::query(
-        "INSERT INTO signing_keys (tenant_id, key_id, public_key, sealed_secret, from_seq, until_seq, created_at_us)
-         VALUES ($1, $2, $3, $4, $5, NULL, $6)",
-    )
-    .bind(tenant.as_str())
-    .bind(&new_key.key_id)
-    .bind(&new_key.public_key)
-    .bind(&new_key.sealed_secret)
-    .bind(new_key.from_seq)
-    .bind(db_int(now_us))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-impl PgDb {
-    pub(crate) async fn insert_api_key(
-        &self,
-        row: &super::api_keys::ApiKeyRow,
-    ) -> Result<(), StoreError> {
-        let tenant =
-            TenantId::parse(&row.tenant_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.tenant_tx(&tenant).await?;
-        sqlx::query(
-            "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&row.key_id)
-        .bind(&row.tenant_id)
-        .bind(&row.role)
-        .bind(&row.secret_hash)
-        .bind(&row.label)
-        .bind(row.created_at_us)
-        .bind(row.expires_at_us)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        Ok(Box::new(PgAppend(tx)))
     }
 
-    pub(crate) async fn api_keys(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Vec<super::api_keys::ApiKeyRow>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        let rows: Vec<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_API_KEY} WHERE tenant_id = $1 ORDER BY created_at_us, key_id"
-        )))
-        .bind(tenant.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(rows.into_iter().map(api_key_row).collect())
-    }
-
-    /// The key with this id and secret hash, before the tenant is known: through the owner's
-    /// `api_key_for_secret`, which returns that one row or none.
-    pub(crate) async fn api_key(
-        &self,
-        key_id: &str,
-        secret_hash: &[u8],
-    ) -> Result<Option<super::api_keys::ApiKeyRow>, StoreError> {
-        let row: Option<ApiKeyTuple> = sqlx::query_as(
-            "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_key_for_secret($1, $2)",
-        )
-        .bind(key_id)
-        .bind(secret_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(api_key_row))
-    }
-
-    pub(crate) async fn revoke_api_key(
-        &self,
-        tenant: &TenantId,
-        key_id: &str,
-        now_us: i64,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at_us = $1 WHERE tenant_id = $2 AND key_id = $3 AND revoked_at_us IS NULL",
-        )
-        .bind(now_us)
-        .bind(tenant.as_str())
-        .bind(key_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub(crate) async fn touch_api_key(
-        &self,
-        tenant: &TenantId,
-        key_id: &str,
-        now_us: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        sqlx::query(
-            "UPDATE api_keys SET last_used_at_us = $1 WHERE key_id = $2 AND tenant_id = $3",
-        )
-        .bind(now_us)
-        .bind(key_id)
-        .bind(tenant.as_str())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-}
-
-/// Re-sealing under a new master key (`auditex master-key rotate`, see [`super::reseal`]).
-/// The application role may update only the sealed columns (migration 0014).
-impl PgDb {
     /// Counts the tenant's erasable values (for progress).
-    pub(crate) async fn erasable_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+    async fn erasable_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let n: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM erasable_values WHERE tenant_id = $1")
@@ -777,7 +563,7 @@ impl PgDb {
     }
 
     /// Up to `limit` sealed erasable values after `(seq, field)`, in key order.
-    pub(crate) async fn erasable_sealed_page(
+    async fn erasable_sealed_page(
         &self,
         tenant: &TenantId,
         after: &(i64, String),
@@ -801,7 +587,7 @@ impl PgDb {
 
     /// Replaces sealed values in one transaction, each only if it is still the value read (a
     /// value erased or re-sealed meanwhile is left alone); returns how many were replaced.
-    pub(crate) async fn reseal_erasable(
+    async fn reseal_erasable(
         &self,
         tenant: &TenantId,
         rows: &[super::reseal::Resealed],
@@ -827,7 +613,7 @@ impl PgDb {
     }
 
     /// Replaces a sealed signing key if it is still the value read; returns whether it did.
-    pub(crate) async fn reseal_signing_key(
+    async fn reseal_signing_key(
         &self,
         tenant: &TenantId,
         r: &super::reseal::Resealed,
@@ -846,5 +632,173 @@ impl PgDb {
         .rows_affected();
         tx.commit().await?;
         Ok(done == 1)
+    }
+}
+
+pub(crate) async fn set_tenant(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantId,
+) -> Result<(), StoreError> {
+    // `true`: local to this transaction; never a plain SET, which would outlive it on the pooled
+    // connection.
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn applied_count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+async fn chain_head_in(
+    tx: &mut Transaction<'static, Postgres>,
+    tenant: &TenantId,
+) -> Result<Option<ChainHead>, StoreError> {
+    let t: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
+        "SELECT seq, hash, captured_at_us FROM records WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(tenant.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    t.map(head).transpose()
+}
+
+/// One group commit's transaction, scoped to its tenant and holding the tenant's advisory lock.
+struct PgAppend(Transaction<'static, Postgres>);
+
+#[async_trait::async_trait]
+impl AppendTransaction for PgAppend {
+    async fn chain_head(&mut self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
+        chain_head_in(&mut self.0, tenant).await
+    }
+
+    async fn insert(
+        &mut self,
+        tenant: &TenantId,
+        rows: &[NewRecordRow<'_>],
+        erasable: &[NewErasableRow],
+        nodes: &[(u8, u64, Hash)],
+    ) -> Result<(), StoreError> {
+        let tx = &mut self.0;
+        // One statement per table however large the group: arrays bound as parameters and UNNESTed.
+        let seqs: Vec<i64> = rows.iter().map(|r| db_int(r.record.seq.get())).collect();
+        let event_ids: Vec<String> = rows.iter().map(|r| r.record.event_id.to_string()).collect();
+        let event_types: Vec<&str> = rows.iter().map(|r| r.record.event_type.as_str()).collect();
+        let times: Vec<i64> = rows
+            .iter()
+            .map(|r| db_int(r.record.captured_at_us.unix_micros()))
+            .collect();
+        let prevs: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|r| r.record.prev.as_bytes().to_vec())
+            .collect();
+        let hashes: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|r| r.record.hash.as_bytes().to_vec())
+            .collect();
+        let key_ids: Vec<String> = rows.iter().map(|r| r.record.key_id.to_hex()).collect();
+        let sigs: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|r| r.record.sig.to_bytes().to_vec())
+            .collect();
+        let payloads: Vec<&str> = rows.iter().map(|r| r.payload).collect();
+        let erasables: Vec<&str> = rows.iter().map(|r| r.erasable.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO records (tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable)
+             SELECT $1, * FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BYTEA[], $7::BYTEA[], $8::TEXT[], $9::BYTEA[], $10::TEXT[], $11::TEXT[])",
+        )
+        .bind(tenant.as_str())
+        .bind(&seqs)
+        .bind(&event_ids)
+        .bind(&event_types)
+        .bind(&times)
+        .bind(&prevs)
+        .bind(&hashes)
+        .bind(&key_ids)
+        .bind(&sigs)
+        .bind(&payloads)
+        .bind(&erasables)
+        .execute(&mut **tx)
+        .await?;
+        if !erasable.is_empty() {
+            let seqs: Vec<i64> = erasable.iter().map(|e| e.seq).collect();
+            let fields: Vec<&str> = erasable.iter().map(|e| e.field.as_str()).collect();
+            let salts: Vec<&[u8]> = erasable.iter().map(|e| e.salt.as_slice()).collect();
+            let sealed: Vec<&[u8]> = erasable.iter().map(|e| e.sealed.as_slice()).collect();
+            sqlx::query(
+                "INSERT INTO erasable_values (tenant_id, seq, field, salt, sealed)
+                 SELECT $1, * FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::BYTEA[], $5::BYTEA[])",
+            )
+            .bind(tenant.as_str())
+            .bind(&seqs)
+            .bind(&fields)
+            .bind(&salts)
+            .bind(&sealed)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !nodes.is_empty() {
+            let levels: Vec<i16> = nodes.iter().map(|n| i16::from(n.0)).collect();
+            let idxs: Vec<i64> = nodes.iter().map(|n| db_int(n.1)).collect();
+            let hashes: Vec<Vec<u8>> = nodes.iter().map(|n| n.2.as_bytes().to_vec()).collect();
+            sqlx::query(
+                "INSERT INTO merkle_nodes (tenant_id, level, idx, hash)
+                 SELECT $1, * FROM UNNEST($2::SMALLINT[], $3::BIGINT[], $4::BYTEA[])",
+            )
+            .bind(tenant.as_str())
+            .bind(&levels)
+            .bind(&idxs)
+            .bind(&hashes)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn rotate_key(
+        &mut self,
+        tenant: &TenantId,
+        old_key_id: &str,
+        new_key: &KeyRow,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
+        let tx = &mut self.0;
+        let until_seq = new_key.from_seq;
+        let done = sqlx::query(
+            "UPDATE signing_keys SET until_seq = $1 WHERE tenant_id = $2 AND key_id = $3 AND until_seq IS NULL",
+        )
+        .bind(until_seq)
+        .bind(tenant.as_str())
+        .bind(old_key_id)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "key {old_key_id} is not the current key"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (tenant_id, key_id, public_key, sealed_secret, from_seq, until_seq, created_at_us)
+             VALUES ($1, $2, $3, $4, $5, NULL, $6)",
+        )
+        .bind(tenant.as_str())
+        .bind(&new_key.key_id)
+        .bind(&new_key.public_key)
+        .bind(&new_key.sealed_secret)
+        .bind(new_key.from_seq)
+        .bind(db_int(now_us))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.0.commit().await?;
+        Ok(())
     }
 }

@@ -18,7 +18,7 @@ use ledger::keys::KeyId;
 use ledger::types::TenantId;
 
 use super::crypto::{SealContext, sealed_by};
-use super::{Store, StoreError, on_db};
+use super::{Store, StoreError};
 
 /// Default number of values re-sealed per transaction.
 pub const RESEAL_BATCH_DEFAULT: u64 = 500;
@@ -101,8 +101,8 @@ impl Store {
         let tenants = self.tenants().await?;
         let mut total = 0u64;
         for tenant in &tenants {
-            total += on_db!(self.db(), b => b.keys(tenant).await)?.len() as u64;
-            total += on_db!(self.db(), b => b.erasable_count(tenant).await)?;
+            total += self.backend().keys(tenant).await?.len() as u64;
+            total += self.backend().erasable_count(tenant).await?;
         }
         let mut report = ResealReport {
             master_key_id: keys.current().id().to_string(),
@@ -113,7 +113,7 @@ impl Store {
         let mut done = 0u64;
         for tenant in &tenants {
             // Signing keys first: a handful per tenant, each written on its own.
-            for row in on_db!(self.db(), b => b.keys(tenant).await)? {
+            for row in self.backend().keys(tenant).await? {
                 done += 1;
                 let key_id = KeyId::parse(&row.key_id)
                     .map_err(|e| StoreError::Corrupt(format!("signing key id: {e}")))?;
@@ -131,7 +131,7 @@ impl Store {
                     old: row.sealed_secret,
                     new,
                 };
-                if on_db!(self.db(), b => b.reseal_signing_key(tenant, &r).await)? {
+                if self.backend().reseal_signing_key(tenant, &r).await? {
                     report.signing_keys_resealed += 1;
                 } else {
                     report.changed_meanwhile += 1;
@@ -140,8 +140,10 @@ impl Store {
             progress(ResealProgress { done, total });
             let mut after = (-1i64, String::new());
             loop {
-                let page =
-                    on_db!(self.db(), b => b.erasable_sealed_page(tenant, &after, batch).await)?;
+                let page = self
+                    .backend()
+                    .erasable_sealed_page(tenant, &after, batch)
+                    .await?;
                 let Some(last) = page.last() else { break };
                 after = (last.0, last.1.clone());
                 let mut writes = Vec::new();
@@ -163,7 +165,7 @@ impl Store {
                     }
                 }
                 if !writes.is_empty() {
-                    let n = on_db!(self.db(), b => b.reseal_erasable(tenant, &writes).await)?;
+                    let n = self.backend().reseal_erasable(tenant, &writes).await?;
                     report.erasable_values_resealed += n;
                     report.changed_meanwhile += writes.len() as u64 - n;
                 }
@@ -182,13 +184,15 @@ impl Store {
     pub async fn seal_census(&self) -> Result<SealCensus, StoreError> {
         let mut census = SealCensus::new();
         for tenant in self.tenants().await? {
-            for row in on_db!(self.db(), b => b.keys(&tenant).await)? {
+            for row in self.backend().keys(&tenant).await? {
                 *census.entry(census_name(&row.sealed_secret)).or_default() += 1;
             }
             let mut after = (-1i64, String::new());
             loop {
-                let page =
-                    on_db!(self.db(), b => b.erasable_sealed_page(&tenant, &after, 5000).await)?;
+                let page = self
+                    .backend()
+                    .erasable_sealed_page(&tenant, &after, 5000)
+                    .await?;
                 let Some(last) = page.last() else { break };
                 after = (last.0, last.1.clone());
                 for (_, _, sealed) in &page {

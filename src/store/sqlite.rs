@@ -1,8 +1,12 @@
 //! The embedded SQLite backend: one file, WAL with `synchronous=FULL`, one writer connection that
-//! takes `BEGIN IMMEDIATE`, and a pool of readers.
+//! takes `BEGIN IMMEDIATE`, and a pool of readers. [`SqliteDb`] implements the store's
+//! [`Backend`] seam: the ledger's statements here, the access tables' in `sqlite/access.rs`, the
+//! views' in `views.rs`.
 //!
 //! `synchronous=FULL` makes every commit fsync the WAL, so an acknowledged record survives a power
 //! cut; group commit is what keeps that affordable.
+
+mod access;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -15,7 +19,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
-use super::api_keys::{ApiKeyTuple, SELECT_API_KEY, api_key_row};
+use super::backend::{AppendTransaction, Backend, BackendKind, LedgerBackend};
 use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, row};
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, SQLITE_VERSION_MIN, StoreError,
@@ -109,7 +113,7 @@ impl SqliteDb {
             writer,
             in_use: std::sync::Arc::new(std::sync::Mutex::new(Some(in_use))),
         };
-        let version = db.sqlite_version().await?;
+        let version = db.version().await?;
         if parse_version(&version).is_none_or(|v| v < SQLITE_VERSION_MIN) {
             return Err(StoreError::SqliteTooOld { found: version });
         }
@@ -147,18 +151,50 @@ impl SqliteDb {
         &self.readers
     }
 
-    pub(crate) async fn sqlite_version(&self) -> Result<String, StoreError> {
+    async fn version(&self) -> Result<String, StoreError> {
         Ok(sqlx::query_scalar("SELECT sqlite_version()")
             .fetch_one(&self.readers)
             .await?)
     }
+}
 
-    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+#[async_trait::async_trait]
+impl Backend for SqliteDb {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Sqlite
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
     }
 
-    pub(crate) async fn create_tenant(
+    async fn sqlite_version(&self) -> Option<String> {
+        self.version().await.ok()
+    }
+
+    /// Writes a consistent copy of the database to `dest` (which must not exist or be empty)
+    /// with `VACUUM INTO` on a reader connection: it reads one snapshot, so appends carry on.
+    async fn vacuum_into(&self, dest: &Path) -> Result<(), StoreError> {
+        vacuum_into(&self.readers, dest).await
+    }
+
+    /// Closes both pools; SQLite checkpoints the WAL when the last connection closes.
+    async fn close(&self) {
+        self.writer.close().await;
+        self.readers.close().await;
+        self.release_in_use_lock();
+    }
+
+    /// Gives up the in-use lock: the store has shut down and writes nothing more.
+    fn release_in_use_lock(&self) {
+        self.in_use.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+#[async_trait::async_trait]
+impl LedgerBackend for SqliteDb {
+    async fn create_tenant(
         &self,
         tenant: &TenantId,
         origin: &str,
@@ -203,7 +239,7 @@ impl SqliteDb {
         Ok(())
     }
 
-    pub(crate) async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+    async fn tenants(&self) -> Result<Vec<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY tenant_id")
                 .fetch_all(&self.readers)
@@ -211,7 +247,7 @@ impl SqliteDb {
         )
     }
 
-    pub(crate) async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+    async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE tenant_id = ?")
             .bind(tenant.as_str())
             .fetch_optional(&self.readers)
@@ -219,7 +255,7 @@ impl SqliteDb {
         Ok(found.is_some())
     }
 
-    pub(crate) async fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRow>, StoreError> {
+    async fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRow>, StoreError> {
         let rows: Vec<KeyTuple> = sqlx::query_as(
             "SELECT key_id, public_key, sealed_secret, from_seq, until_seq FROM signing_keys
              WHERE tenant_id = ? ORDER BY from_seq",
@@ -239,10 +275,7 @@ impl SqliteDb {
             .collect())
     }
 
-    pub(crate) async fn chain_head(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Option<ChainHead>, StoreError> {
+    async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
         let t: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
             "SELECT seq, hash, captured_at_us FROM records WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
         )
@@ -252,7 +285,7 @@ impl SqliteDb {
         t.map(head).transpose()
     }
 
-    pub(crate) async fn record_by_seq(
+    async fn record_by_seq(
         &self,
         tenant: &TenantId,
         seq: Sequence,
@@ -268,7 +301,7 @@ impl SqliteDb {
         Ok(t.map(row))
     }
 
-    pub(crate) async fn records_by_event_ids(
+    async fn records_by_event_ids(
         &self,
         tenant: &TenantId,
         ids: &[String],
@@ -290,7 +323,7 @@ impl SqliteDb {
         Ok(rows.into_iter().map(row).collect())
     }
 
-    pub(crate) async fn records_range(
+    async fn records_range(
         &self,
         tenant: &TenantId,
         from: Sequence,
@@ -308,7 +341,7 @@ impl SqliteDb {
         Ok(rows.into_iter().map(row).collect())
     }
 
-    pub(crate) async fn records_of_type(
+    async fn records_of_type(
         &self,
         tenant: &TenantId,
         event_type: EventType,
@@ -330,7 +363,7 @@ impl SqliteDb {
         Ok(rows.into_iter().map(row).collect())
     }
 
-    pub(crate) async fn erasable_values(
+    async fn erasable_values(
         &self,
         tenant: &TenantId,
         seq: Sequence,
@@ -344,7 +377,7 @@ impl SqliteDb {
         .await?)
     }
 
-    pub(crate) async fn latest_checkpoint(
+    async fn latest_checkpoint(
         &self,
         tenant: &TenantId,
     ) -> Result<Option<StoredCheckpoint>, StoreError> {
@@ -358,7 +391,7 @@ impl SqliteDb {
         t.map(checkpoint).transpose()
     }
 
-    pub(crate) async fn checkpoint_at(
+    async fn checkpoint_at(
         &self,
         tenant: &TenantId,
         size: TreeSize,
@@ -374,7 +407,7 @@ impl SqliteDb {
         t.map(checkpoint).transpose()
     }
 
-    pub(crate) async fn checkpoints(
+    async fn checkpoints(
         &self,
         tenant: &TenantId,
         after: Option<TreeSize>,
@@ -392,10 +425,7 @@ impl SqliteDb {
         rows.into_iter().map(checkpoint).collect()
     }
 
-    pub(crate) async fn tenant_origin(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Option<String>, StoreError> {
+    async fn tenant_origin(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT origin FROM tenant_origins WHERE tenant_id = ?")
                 .bind(tenant.as_str())
@@ -404,7 +434,7 @@ impl SqliteDb {
         )
     }
 
-    pub(crate) async fn record_tenant_origin(
+    async fn record_tenant_origin(
         &self,
         tenant: &TenantId,
         origin: &str,
@@ -423,7 +453,7 @@ impl SqliteDb {
         Ok(())
     }
 
-    pub(crate) async fn abandoned_checkpoints(
+    async fn abandoned_checkpoints(
         &self,
         tenant: &TenantId,
         after: Option<TreeSize>,
@@ -442,7 +472,7 @@ impl SqliteDb {
         rows.into_iter().map(abandoned_checkpoint).collect()
     }
 
-    pub(crate) async fn insert_abandoned_checkpoint(
+    async fn insert_abandoned_checkpoint(
         &self,
         tenant: &TenantId,
         abandoned_by_seq: u64,
@@ -464,7 +494,7 @@ impl SqliteDb {
         Ok(())
     }
 
-    pub(crate) async fn insert_checkpoint(
+    async fn insert_checkpoint(
         &self,
         tenant: &TenantId,
         c: &StoredCheckpoint,
@@ -484,7 +514,7 @@ impl SqliteDb {
         Ok(())
     }
 
-    pub(crate) async fn record_hashes(
+    async fn record_hashes(
         &self,
         tenant: &TenantId,
         from: u64,
@@ -500,7 +530,7 @@ impl SqliteDb {
         .await?)
     }
 
-    pub(crate) async fn merkle_nodes(
+    async fn merkle_nodes(
         &self,
         tenant: &TenantId,
         level: u8,
@@ -518,12 +548,91 @@ impl SqliteDb {
         .await?)
     }
 
-    pub(crate) async fn begin_append(
+    async fn begin_append(
         &self,
         _tenant: &TenantId,
-    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    ) -> Result<Box<dyn AppendTransaction>, StoreError> {
         // IMMEDIATE takes the write lock now, so the head read below cannot go stale.
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(Box::new(SqliteAppend(
+            self.writer.begin_with("BEGIN IMMEDIATE").await?,
+        )))
+    }
+
+    /// Counts the tenant's erasable values (for progress).
+    async fn erasable_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM erasable_values WHERE tenant_id = ?")
+            .bind(tenant.as_str())
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Up to `limit` sealed erasable values after `(seq, field)`, in key order.
+    async fn erasable_sealed_page(
+        &self,
+        tenant: &TenantId,
+        after: &(i64, String),
+        limit: u64,
+    ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, field, sealed FROM erasable_values
+             WHERE tenant_id = ? AND (seq > ? OR (seq = ? AND field > ?))
+             ORDER BY seq, field LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(after.0)
+        .bind(after.0)
+        .bind(&after.1)
+        .bind(db_int(limit))
+        .fetch_all(&self.readers)
+        .await?)
+    }
+
+    /// Replaces sealed values in one transaction, each only if it is still the value read (a
+    /// value erased or re-sealed meanwhile is left alone); returns how many were replaced.
+    async fn reseal_erasable(
+        &self,
+        tenant: &TenantId,
+        rows: &[super::reseal::Resealed],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut n = 0;
+        for r in rows {
+            n += sqlx::query(
+                "UPDATE erasable_values SET sealed = ?
+                 WHERE tenant_id = ? AND seq = ? AND field = ? AND sealed = ?",
+            )
+            .bind(&r.new)
+            .bind(tenant.as_str())
+            .bind(r.seq)
+            .bind(&r.item)
+            .bind(&r.old)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Replaces a sealed signing key if it is still the value read; returns whether it did.
+    async fn reseal_signing_key(
+        &self,
+        tenant: &TenantId,
+        r: &super::reseal::Resealed,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE signing_keys SET sealed_secret = ?
+             WHERE tenant_id = ? AND key_id = ? AND sealed_secret = ?",
+        )
+        .bind(&r.new)
+        .bind(tenant.as_str())
+        .bind(&r.item)
+        .bind(&r.old)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
     }
 }
 
@@ -553,211 +662,119 @@ async fn applied_count(pool: &SqlitePool) -> i64 {
         .unwrap_or(0)
 }
 
-pub(crate) async fn chain_head_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    tenant: &TenantId,
-) -> Result<Option<ChainHead>, StoreError> {
-    let t: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
-        "SELECT seq, hash, captured_at_us FROM records WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(tenant.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
-    t.map(head).transpose()
-}
+/// One group commit's transaction, on the writer connection under `BEGIN IMMEDIATE`.
+struct SqliteAppend(Transaction<'static, Sqlite>);
 
-pub(crate) async fn insert_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    tenant: &TenantId,
-    rows: &[NewRecordRow<'_>],
-    erasable: &[NewErasableRow],
-    nodes: &[(u8, u64, Hash)],
-) -> Result<(), StoreError> {
-    for chunk in rows.chunks(INSERT_ROWS_MAX) {
-        let mut q = QueryBuilder::<Sqlite>::new(format!("INSERT INTO records ({RECORD_COLUMNS}) "));
-        q.push_values(chunk, |mut b, r| {
-            b.push_bind(tenant.as_str())
-                .push_bind(db_int(r.record.seq.get()))
-                .push_bind(r.record.event_id.to_string())
-                .push_bind(r.record.event_type.as_str())
-                .push_bind(db_int(r.record.captured_at_us.unix_micros()))
-                .push_bind(r.record.prev.as_bytes().to_vec())
-                .push_bind(r.record.hash.as_bytes().to_vec())
-                .push_bind(r.record.key_id.to_hex())
-                .push_bind(r.record.sig.to_bytes().to_vec())
-                .push_bind(r.payload)
-                .push_bind(r.erasable.as_str());
-        });
-        q.build().execute(&mut **tx).await?;
-    }
-    for chunk in erasable.chunks(INSERT_ROWS_MAX) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO erasable_values (tenant_id, seq, field, salt, sealed) ",
-        );
-        q.push_values(chunk, |mut b, e| {
-            b.push_bind(tenant.as_str())
-                .push_bind(e.seq)
-                .push_bind(e.field.as_str())
-                .push_bind(e.salt.as_slice())
-                .push_bind(e.sealed.as_slice());
-        });
-        q.build().execute(&mut **tx).await?;
-    }
-    for chunk in nodes.chunks(INSERT_ROWS_MAX) {
-        let mut q =
-            QueryBuilder::<Sqlite>::new("INSERT INTO merkle_nodes (tenant_id, level, idx, hash) ");
-        q.push_values(chunk, |mut b, (level, idx, hash)| {
-            b.push_bind(tenant.as_str())
-                .push_bind(i64::from(*level))
-                .push_bind(db_int(*idx))
-                .push_bind(hash.as_bytes().to_vec());
-        });
-        q.build().execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
-pub(crate) async fn rotate_key_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    tenant: &TenantId,
-    old_key_id: &str,
-    until_seq: i64,
-    new_key: &KeyRow,
-    now_us: u64,
-) -> Result<(), StoreError> {
-    let done = sqlx::query(
-        "UPDATE signing_keys SET until_seq = ? WHERE tenant_id = ? AND key_id = ? AND until_seq IS NULL",
-    )
-    .bind(until_seq)
-    .bind(tenant.as_str())
-    .bind(old_key_id)
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() != 1 {
-        return Err(StoreError::Corrupt(format!(
-            "key {old_key_id} is not the current key"
-        )));
-    }
-    sqlx::query(
-        "INSERT INTO signing_keys (tenant_id, key_id, public_key, sealed_secret, from_seq, until_seq, created_at_us)
-         VALUES (?, ?, ?, ?, ?, NULL, ?)",
-    )
-    .bind(tenant.as_str())
-    .bind(&new_key.key_id)
-    .bind(&new_key.public_key)
-    .bind(&new_key.sealed_secret)
-    .bind(new_key.from_seq)
-    .bind(db_int(now_us))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-impl SqliteDb {
-    pub(crate) async fn insert_api_key(
-        &self,
-        row: &super::api_keys::ApiKeyRow,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+#[async_trait::async_trait]
+impl AppendTransaction for SqliteAppend {
+    async fn chain_head(&mut self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
+        let t: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT seq, hash, captured_at_us FROM records WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
         )
-        .bind(&row.key_id)
-        .bind(&row.tenant_id)
-        .bind(&row.role)
-        .bind(&row.secret_hash)
-        .bind(&row.label)
-        .bind(row.created_at_us)
-        .bind(row.expires_at_us)
-        .execute(&self.writer)
+        .bind(tenant.as_str())
+        .fetch_optional(&mut *self.0)
+        .await?;
+        t.map(head).transpose()
+    }
+
+    async fn insert(
+        &mut self,
+        tenant: &TenantId,
+        rows: &[NewRecordRow<'_>],
+        erasable: &[NewErasableRow],
+        nodes: &[(u8, u64, Hash)],
+    ) -> Result<(), StoreError> {
+        let tx = &mut self.0;
+        for chunk in rows.chunks(INSERT_ROWS_MAX) {
+            let mut q =
+                QueryBuilder::<Sqlite>::new(format!("INSERT INTO records ({RECORD_COLUMNS}) "));
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(tenant.as_str())
+                    .push_bind(db_int(r.record.seq.get()))
+                    .push_bind(r.record.event_id.to_string())
+                    .push_bind(r.record.event_type.as_str())
+                    .push_bind(db_int(r.record.captured_at_us.unix_micros()))
+                    .push_bind(r.record.prev.as_bytes().to_vec())
+                    .push_bind(r.record.hash.as_bytes().to_vec())
+                    .push_bind(r.record.key_id.to_hex())
+                    .push_bind(r.record.sig.to_bytes().to_vec())
+                    .push_bind(r.payload)
+                    .push_bind(r.erasable.as_str());
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        for chunk in erasable.chunks(INSERT_ROWS_MAX) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO erasable_values (tenant_id, seq, field, salt, sealed) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(tenant.as_str())
+                    .push_bind(e.seq)
+                    .push_bind(e.field.as_str())
+                    .push_bind(e.salt.as_slice())
+                    .push_bind(e.sealed.as_slice());
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        for chunk in nodes.chunks(INSERT_ROWS_MAX) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) ",
+            );
+            q.push_values(chunk, |mut b, (level, idx, hash)| {
+                b.push_bind(tenant.as_str())
+                    .push_bind(i64::from(*level))
+                    .push_bind(db_int(*idx))
+                    .push_bind(hash.as_bytes().to_vec());
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn rotate_key(
+        &mut self,
+        tenant: &TenantId,
+        old_key_id: &str,
+        new_key: &KeyRow,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
+        let tx = &mut self.0;
+        let until_seq = new_key.from_seq;
+        let done = sqlx::query(
+            "UPDATE signing_keys SET until_seq = ? WHERE tenant_id = ? AND key_id = ? AND until_seq IS NULL",
+        )
+        .bind(until_seq)
+        .bind(tenant.as_str())
+        .bind(old_key_id)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Corrupt(format!(
+                "key {old_key_id} is not the current key"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO signing_keys (tenant_id, key_id, public_key, sealed_secret, from_seq, until_seq, created_at_us)
+             VALUES (?, ?, ?, ?, ?, NULL, ?)",
+        )
+        .bind(tenant.as_str())
+        .bind(&new_key.key_id)
+        .bind(&new_key.public_key)
+        .bind(&new_key.sealed_secret)
+        .bind(new_key.from_seq)
+        .bind(db_int(now_us))
+        .execute(&mut **tx)
         .await?;
         Ok(())
     }
 
-    pub(crate) async fn api_keys(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Vec<super::api_keys::ApiKeyRow>, StoreError> {
-        let rows: Vec<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_API_KEY} WHERE tenant_id = ? ORDER BY created_at_us, key_id"
-        )))
-        .bind(tenant.as_str())
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows.into_iter().map(api_key_row).collect())
-    }
-
-    /// The key with this id and secret hash (as on PostgreSQL, where nothing else is visible
-    /// before the tenant is known).
-    pub(crate) async fn api_key(
-        &self,
-        key_id: &str,
-        secret_hash: &[u8],
-    ) -> Result<Option<super::api_keys::ApiKeyRow>, StoreError> {
-        let row: Option<ApiKeyTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT_API_KEY} WHERE key_id = ? AND secret_hash = ?"
-        )))
-        .bind(key_id)
-        .bind(secret_hash)
-        .fetch_optional(&self.readers)
-        .await?;
-        Ok(row.map(api_key_row))
-    }
-
-    pub(crate) async fn revoke_api_key(
-        &self,
-        tenant: &TenantId,
-        key_id: &str,
-        now_us: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at_us = ? WHERE tenant_id = ? AND key_id = ? AND revoked_at_us IS NULL",
-        )
-        .bind(now_us)
-        .bind(tenant.as_str())
-        .bind(key_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub(crate) async fn touch_api_key(
-        &self,
-        tenant: &TenantId,
-        key_id: &str,
-        now_us: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE api_keys SET last_used_at_us = ? WHERE key_id = ? AND tenant_id = ?")
-            .bind(now_us)
-            .bind(key_id)
-            .bind(tenant.as_str())
-            .execute(&self.writer)
-            .await?;
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.0.commit().await?;
         Ok(())
     }
 }
 
 // ---- Backups, restores and the in-use lock (see `backup.rs`). ----
-
-impl SqliteDb {
-    /// Writes a consistent copy of the database to `dest` (which must not exist or be empty)
-    /// with `VACUUM INTO` on a reader connection: it reads one snapshot, so appends carry on.
-    pub(crate) async fn vacuum_into(&self, dest: &Path) -> Result<(), StoreError> {
-        vacuum_into(&self.readers, dest).await
-    }
-
-    /// Closes both pools; SQLite checkpoints the WAL when the last connection closes.
-    pub(crate) async fn close(&self) {
-        self.writer.close().await;
-        self.readers.close().await;
-        self.release_in_use_lock();
-    }
-
-    /// Gives up the in-use lock: the store has shut down and writes nothing more.
-    pub(crate) fn release_in_use_lock(&self) {
-        self.in_use.lock().unwrap_or_else(|p| p.into_inner()).take();
-    }
-}
 
 async fn vacuum_into(pool: &SqlitePool, dest: &Path) -> Result<(), StoreError> {
     let dest = dest
@@ -882,84 +899,4 @@ pub(crate) fn lock_exclusive(database: &Path) -> Result<Option<std::fs::File>, S
         }
     }
     Ok(Some(file))
-}
-
-/// Re-sealing under a new master key (`auditex master-key rotate`, see [`super::reseal`]).
-impl SqliteDb {
-    /// Counts the tenant's erasable values (for progress).
-    pub(crate) async fn erasable_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM erasable_values WHERE tenant_id = ?")
-            .bind(tenant.as_str())
-            .fetch_one(&self.readers)
-            .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    /// Up to `limit` sealed erasable values after `(seq, field)`, in key order.
-    pub(crate) async fn erasable_sealed_page(
-        &self,
-        tenant: &TenantId,
-        after: &(i64, String),
-        limit: u64,
-    ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT seq, field, sealed FROM erasable_values
-             WHERE tenant_id = ? AND (seq > ? OR (seq = ? AND field > ?))
-             ORDER BY seq, field LIMIT ?",
-        )
-        .bind(tenant.as_str())
-        .bind(after.0)
-        .bind(after.0)
-        .bind(&after.1)
-        .bind(db_int(limit))
-        .fetch_all(&self.readers)
-        .await?)
-    }
-
-    /// Replaces sealed values in one transaction, each only if it is still the value read (a
-    /// value erased or re-sealed meanwhile is left alone); returns how many were replaced.
-    pub(crate) async fn reseal_erasable(
-        &self,
-        tenant: &TenantId,
-        rows: &[super::reseal::Resealed],
-    ) -> Result<u64, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let mut n = 0;
-        for r in rows {
-            n += sqlx::query(
-                "UPDATE erasable_values SET sealed = ?
-                 WHERE tenant_id = ? AND seq = ? AND field = ? AND sealed = ?",
-            )
-            .bind(&r.new)
-            .bind(tenant.as_str())
-            .bind(r.seq)
-            .bind(&r.item)
-            .bind(&r.old)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(n)
-    }
-
-    /// Replaces a sealed signing key if it is still the value read; returns whether it did.
-    pub(crate) async fn reseal_signing_key(
-        &self,
-        tenant: &TenantId,
-        r: &super::reseal::Resealed,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE signing_keys SET sealed_secret = ?
-             WHERE tenant_id = ? AND key_id = ? AND sealed_secret = ?",
-        )
-        .bind(&r.new)
-        .bind(tenant.as_str())
-        .bind(&r.item)
-        .bind(&r.old)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        Ok(done == 1)
-    }
 }

@@ -2,8 +2,8 @@
 //!
 //! Nothing secret is stored: passwords as Argon2id PHC strings (hashed by the caller, off the
 //! async runtime), session ids and reset tokens as SHA-256 hashes of 256-bit random values. The
-//! SQL is written once with numbered parameters (`$1`…, which SQLite reads as numbered too) and
-//! expanded per backend; on SQLite writes go through the single writer connection.
+//! SQL is behind the storage seam (`AccessBackend`, see `backend.rs`); this module keeps the rules
+//! (normalized emails, duplicates, which token is usable) and turns rows into types.
 //!
 //! Changing a password, disabling a user or taking a reset token are single transactions that
 //! also end the user's sessions and invalidate outstanding reset tokens, so no path leaves an old
@@ -11,7 +11,8 @@
 
 use ledger::types::TenantId;
 
-use super::{Db, Store, StoreError};
+use super::backend::AccessChange;
+use super::{Store, StoreError};
 
 /// A portal role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -107,11 +108,8 @@ pub struct Session {
     pub client: String,
 }
 
-const USER_COLUMNS: &str = "user_id, tenant_id, email, role, password_hash, created_at_us, password_changed_at_us, expires_at_us, disabled_at_us, failed_logins, locked_until_us";
-const SESSION_COLUMNS: &str =
-    "id_hash, user_id, tenant_id, created_at_us, last_seen_us, expires_at_us, ended_at_us, client";
-
-type UserTuple = (
+/// A user row as the backends select it (columns as `access_sql::INSERT_USER` names them).
+pub(crate) type UserTuple = (
     String,
     String,
     String,
@@ -142,7 +140,8 @@ fn user(t: UserTuple) -> Result<User, StoreError> {
     })
 }
 
-type SessionTuple = (Vec<u8>, String, String, i64, i64, i64, Option<i64>, String);
+/// A session row as the backends select it.
+pub(crate) type SessionTuple = (Vec<u8>, String, String, i64, i64, i64, Option<i64>, String);
 
 fn session(t: SessionTuple) -> Result<Session, StoreError> {
     Ok(Session {
@@ -155,58 +154,6 @@ fn session(t: SessionTuple) -> Result<Session, StoreError> {
         ended_at_us: t.6,
         client: t.7,
     })
-}
-
-/// Runs `$body` with `$c`, a transaction scoped to `$tenant`: on PostgreSQL it sets the
-/// tenant for row-level security first; on SQLite a `write` runs on the single writer and a
-/// `read` on the reader pool. The transaction commits when `$body` succeeds.
-macro_rules! in_tenant {
-    ($store:expr, $tenant:expr, $mode:ident, |$c:ident| $body:expr) => {
-        match $store.db() {
-            Db::Sqlite(b) => {
-                let mut tx = in_tenant!(@pool b, $mode).begin().await?;
-                let $c = &mut *tx;
-                let out = $body;
-                tx.commit().await?;
-                out
-            }
-            Db::Postgres(b) => {
-                let mut tx = b.pool().begin().await?;
-                super::postgres::set_tenant(&mut tx, $tenant).await?;
-                let $c = &mut *tx;
-                let out = $body;
-                tx.commit().await?;
-                out
-            }
-        }
-    };
-    (@pool $b:ident, read) => {
-        $b.reader_pool()
-    };
-    (@pool $b:ident, write) => {
-        $b.writer_pool()
-    };
-}
-
-/// Ends every session of a user and invalidates their reset links, in the caller's transaction
-/// `$c`.
-macro_rules! end_everything {
-    ($c:ident, $tenant:expr, $user_id:expr, $now_us:expr) => {
-        sqlx::query(
-            "UPDATE sessions SET ended_at_us = $1 WHERE user_id = $2 AND tenant_id = $3 AND ended_at_us IS NULL",
-        )
-        .bind($now_us)
-        .bind($user_id)
-        .bind($tenant.as_str())
-        .execute(&mut *$c)
-        .await?;
-        sqlx::query("UPDATE password_resets SET used_at_us = $1 WHERE user_id = $2 AND tenant_id = $3 AND used_at_us IS NULL")
-            .bind($now_us)
-            .bind($user_id)
-            .bind($tenant.as_str())
-            .execute(&mut *$c)
-            .await?;
-    };
 }
 
 /// Who a usable reset token belongs to.
@@ -244,25 +191,18 @@ impl Store {
         if taken {
             return Err(duplicate());
         }
-        let sql = format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, NULL, 0, NULL)"
-        );
-        let result: Result<(), StoreError> = async {
-            in_tenant!(self, tenant, write, |c| {
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(&id)
-                    .bind(tenant.as_str())
-                    .bind(&email)
-                    .bind(role.as_str())
-                    .bind(password_hash)
-                    .bind(now_us)
-                    .bind(expires_at_us)
-                    .execute(&mut *c)
-                    .await?;
-            });
-            Ok(())
-        }
-        .await;
+        let result = self
+            .backend()
+            .insert_user(
+                tenant,
+                &id,
+                &email,
+                role.as_str(),
+                password_hash,
+                expires_at_us,
+                now_us,
+            )
+            .await;
         match result {
             Ok(()) => {}
             Err(StoreError::Unavailable(e)) if matches!(&*e, sqlx::Error::Database(d) if d.is_unique_violation()) =>
@@ -285,15 +225,8 @@ impl Store {
         tenant: &TenantId,
         email: &str,
     ) -> Result<Option<User>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND email = $2");
         let email = email.trim().to_lowercase();
-        let row: Option<UserTuple> = in_tenant!(self, tenant, read, |c| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(tenant.as_str())
-                .bind(&email)
-                .fetch_optional(&mut *c)
-                .await?
-        });
+        let row = self.backend().user_by_email(tenant, &email).await?;
         row.map(user).transpose()
     }
 
@@ -306,14 +239,7 @@ impl Store {
         tenant: &TenantId,
         user_id: &str,
     ) -> Result<Option<User>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = $1 AND tenant_id = $2");
-        let row: Option<UserTuple> = in_tenant!(self, tenant, read, |c| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(user_id)
-                .bind(tenant.as_str())
-                .fetch_optional(&mut *c)
-                .await?
-        });
+        let row = self.backend().user_by_id(tenant, user_id).await?;
         row.map(user).transpose()
     }
 
@@ -322,13 +248,7 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn users(&self, tenant: &TenantId) -> Result<Vec<User>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY email");
-        let rows: Vec<UserTuple> = in_tenant!(self, tenant, read, |c| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(tenant.as_str())
-                .fetch_all(&mut *c)
-                .await?
-        });
+        let rows = self.backend().users(tenant).await?;
         rows.into_iter().map(user).collect()
     }
 
@@ -342,15 +262,9 @@ impl Store {
         user_id: &str,
         locked_until_us: Option<i64>,
     ) -> Result<(), StoreError> {
-        in_tenant!(self, tenant, write, |c| {
-            sqlx::query("UPDATE users SET failed_logins = failed_logins + 1, locked_until_us = $2 WHERE user_id = $1 AND tenant_id = $3")
-                .bind(user_id)
-                .bind(locked_until_us)
-                .bind(tenant.as_str())
-                .execute(&mut *c)
-                .await?;
-        });
-        Ok(())
+        self.backend()
+            .record_login_failure(tenant, user_id, locked_until_us)
+            .await
     }
 
     /// Clears the failure count after a successful sign-in.
@@ -362,16 +276,7 @@ impl Store {
         tenant: &TenantId,
         user_id: &str,
     ) -> Result<(), StoreError> {
-        in_tenant!(self, tenant, write, |c| {
-            sqlx::query(
-                "UPDATE users SET failed_logins = 0, locked_until_us = NULL WHERE user_id = $1 AND tenant_id = $2",
-            )
-            .bind(user_id)
-            .bind(tenant.as_str())
-            .execute(&mut *c)
-            .await?;
-        });
-        Ok(())
+        self.backend().clear_login_failures(tenant, user_id).await
     }
 
     /// Sets a new password hash; ends every session of the user and invalidates every reset
@@ -386,17 +291,14 @@ impl Store {
         password_hash: &str,
         now_us: i64,
     ) -> Result<(), StoreError> {
-        in_tenant!(self, tenant, write, |c| {
-            sqlx::query("UPDATE users SET password_hash = $1, password_changed_at_us = $2, failed_logins = 0, locked_until_us = NULL WHERE user_id = $3 AND tenant_id = $4")
-                .bind(password_hash)
-                .bind(now_us)
-                .bind(user_id)
-                .bind(tenant.as_str())
-                .execute(&mut *c)
-                .await?;
-            end_everything!(c, tenant, user_id, now_us);
-        });
-        Ok(())
+        self.backend()
+            .end_user_access(
+                tenant,
+                user_id,
+                AccessChange::Password(password_hash),
+                now_us,
+            )
+            .await
     }
 
     /// Sets a user's role and expiry.
@@ -410,20 +312,14 @@ impl Store {
         role: PortalRole,
         expires_at_us: Option<i64>,
     ) -> Result<(), StoreError> {
-        in_tenant!(self, tenant, write, |c| {
-            sqlx::query("UPDATE users SET role = $1, expires_at_us = $2 WHERE user_id = $3 AND tenant_id = $4")
-                .bind(role.as_str())
-                .bind(expires_at_us)
-                .bind(user_id)
-                .bind(tenant.as_str())
-                .execute(&mut *c)
-                .await?;
-        });
-        Ok(())
+        self.backend()
+            .set_user_role(tenant, user_id, role.as_str(), expires_at_us)
+            .await
     }
 
     /// Disables a user, ends every session of theirs and invalidates their reset (and
-    /// invitation) links, in one transaction.
+    /// invitation) links, in one transaction: a link mailed before the account was disabled (or
+    /// an invitation withdrawn this way) must not set a password afterwards.
     ///
     /// # Errors
     /// A database error.
@@ -433,18 +329,9 @@ impl Store {
         user_id: &str,
         now_us: i64,
     ) -> Result<(), StoreError> {
-        in_tenant!(self, tenant, write, |c| {
-            sqlx::query("UPDATE users SET disabled_at_us = $1 WHERE user_id = $2 AND tenant_id = $3 AND disabled_at_us IS NULL")
-                .bind(now_us)
-                .bind(user_id)
-                .bind(tenant.as_str())
-                .execute(&mut *c)
-                .await?;
-            // A link mailed before the account was disabled (or an invitation withdrawn this
-            // way) must not set a password afterwards.
-            end_everything!(c, tenant, user_id, now_us);
-        });
-        Ok(())
+        self.backend()
+            .end_user_access(tenant, user_id, AccessChange::Disable, now_us)
+            .await
     }
 
     /// Stores a new session.
@@ -452,22 +339,7 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn create_session(&self, s: &Session) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)"
-        );
-        in_tenant!(self, &s.tenant, write, |c| {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&s.id_hash)
-                .bind(&s.user_id)
-                .bind(s.tenant.as_str())
-                .bind(s.created_at_us)
-                .bind(s.last_seen_us)
-                .bind(s.expires_at_us)
-                .bind(&s.client)
-                .execute(&mut *c)
-                .await?;
-        });
-        Ok(())
+        self.backend().insert_session(s).await
     }
 
     /// A session by the hash of its id: the one look-up made before a request's tenant is known
@@ -476,24 +348,7 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn session(&self, id_hash: &[u8]) -> Result<Option<Session>, StoreError> {
-        let row: Option<SessionTuple> = match self.db() {
-            Db::Sqlite(b) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE id_hash = $1"
-                )))
-                .bind(id_hash)
-                .fetch_optional(b.reader_pool())
-                .await?
-            }
-            Db::Postgres(b) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {SESSION_COLUMNS} FROM session_for_id_hash($1)"
-                )))
-                .bind(id_hash)
-                .fetch_optional(b.pool())
-                .await?
-            }
-        };
+        let row = self.backend().session(id_hash).await?;
         row.map(session).transpose()
     }
 
@@ -507,17 +362,7 @@ impl Store {
         id_hash: &[u8],
         now_us: i64,
     ) -> Result<(), StoreError> {
-        in_tenant!(self, tenant, write, |c| {
-            sqlx::query(
-                "UPDATE sessions SET last_seen_us = $1 WHERE id_hash = $2 AND tenant_id = $3",
-            )
-            .bind(now_us)
-            .bind(id_hash)
-            .bind(tenant.as_str())
-            .execute(&mut *c)
-            .await?;
-        });
-        Ok(())
+        self.backend().touch_session(tenant, id_hash, now_us).await
     }
 
     /// Ends one session of a user.
@@ -531,16 +376,9 @@ impl Store {
         id_hash: &[u8],
         now_us: i64,
     ) -> Result<(), StoreError> {
-        in_tenant!(self, tenant, write, |c| {
-            sqlx::query("UPDATE sessions SET ended_at_us = $1 WHERE id_hash = $2 AND user_id = $3 AND tenant_id = $4 AND ended_at_us IS NULL")
-                .bind(now_us)
-                .bind(id_hash)
-                .bind(user_id)
-                .bind(tenant.as_str())
-                .execute(&mut *c)
-                .await?;
-        });
-        Ok(())
+        self.backend()
+            .end_session(tenant, user_id, id_hash, now_us)
+            .await
     }
 
     /// Ends every session of a user but `keep`.
@@ -554,17 +392,9 @@ impl Store {
         keep: &[u8],
         now_us: i64,
     ) -> Result<u64, StoreError> {
-        let done = in_tenant!(self, tenant, write, |c| {
-            sqlx::query("UPDATE sessions SET ended_at_us = $1 WHERE user_id = $2 AND tenant_id = $4 AND id_hash <> $3 AND ended_at_us IS NULL")
-                .bind(now_us)
-                .bind(user_id)
-                .bind(keep)
-                .bind(tenant.as_str())
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-        });
-        Ok(done)
+        self.backend()
+            .end_other_sessions(tenant, user_id, keep, now_us)
+            .await
     }
 
     /// A user's sessions that have not ended or expired at `now_us`, newest first.
@@ -577,17 +407,10 @@ impl Store {
         user_id: &str,
         now_us: i64,
     ) -> Result<Vec<Session>, StoreError> {
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND tenant_id = $3 AND ended_at_us IS NULL AND expires_at_us > $2 ORDER BY created_at_us DESC LIMIT 100"
-        );
-        let rows: Vec<SessionTuple> = in_tenant!(self, tenant, read, |c| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(user_id)
-                .bind(now_us)
-                .bind(tenant.as_str())
-                .fetch_all(&mut *c)
-                .await?
-        });
+        let rows = self
+            .backend()
+            .live_sessions(tenant, user_id, now_us)
+            .await?;
         rows.into_iter().map(session).collect()
     }
 
@@ -603,23 +426,9 @@ impl Store {
         now_us: i64,
         expires_at_us: i64,
     ) -> Result<(), StoreError> {
-        in_tenant!(self, tenant, write, |c| {
-            sqlx::query("UPDATE password_resets SET used_at_us = $1 WHERE user_id = $2 AND tenant_id = $3 AND used_at_us IS NULL")
-                .bind(now_us)
-                .bind(user_id)
-                .bind(tenant.as_str())
-                .execute(&mut *c)
-                .await?;
-            sqlx::query("INSERT INTO password_resets (token_hash, user_id, tenant_id, created_at_us, expires_at_us, used_at_us) VALUES ($1, $2, $3, $4, $5, NULL)")
-                .bind(token_hash)
-                .bind(user_id)
-                .bind(tenant.as_str())
-                .bind(now_us)
-                .bind(expires_at_us)
-                .execute(&mut *c)
-                .await?;
-        });
-        Ok(())
+        self.backend()
+            .create_password_reset(tenant, user_id, token_hash, now_us, expires_at_us)
+            .await
     }
 
     /// Whether a reset token is usable now (unused, unexpired); returns its user and tenant. The
@@ -633,22 +442,10 @@ impl Store {
         token_hash: &[u8],
         now_us: i64,
     ) -> Result<Option<ResetOwner>, StoreError> {
-        let row: Option<(String, String)> = match self.db() {
-            Db::Sqlite(b) => {
-                sqlx::query_as("SELECT user_id, tenant_id FROM password_resets WHERE token_hash = $1 AND used_at_us IS NULL AND expires_at_us > $2")
-                    .bind(token_hash)
-                    .bind(now_us)
-                    .fetch_optional(b.reader_pool())
-                    .await?
-            }
-            Db::Postgres(b) => {
-                sqlx::query_as("SELECT user_id, tenant_id FROM password_reset_for_token_hash($1, $2)")
-                    .bind(token_hash)
-                    .bind(now_us)
-                    .fetch_optional(b.pool())
-                    .await?
-            }
-        };
+        let row = self
+            .backend()
+            .password_reset_user(token_hash, now_us)
+            .await?;
         row.map(|(user_id, tenant)| {
             Ok(ResetOwner {
                 tenant: TenantId::parse(&tenant)
@@ -673,14 +470,10 @@ impl Store {
         let Some(owner) = self.password_reset_user(token_hash, now_us).await? else {
             return Ok(None);
         };
-        let taken: Option<String> = in_tenant!(self, &owner.tenant, write, |c| {
-            sqlx::query_scalar("UPDATE password_resets SET used_at_us = $1 WHERE token_hash = $2 AND tenant_id = $3 AND used_at_us IS NULL AND expires_at_us > $1 RETURNING user_id")
-                .bind(now_us)
-                .bind(token_hash)
-                .bind(owner.tenant.as_str())
-                .fetch_optional(&mut *c)
-                .await?
-        });
+        let taken = self
+            .backend()
+            .take_password_reset(&owner.tenant, token_hash, now_us)
+            .await?;
         Ok(taken.filter(|u| *u == owner.user_id).map(|_| owner))
     }
 }

@@ -19,7 +19,10 @@ use projections::runner::{ProjectionState, Stuck, TargetPage, ViewStore};
 use projections::{DecisionFacts, Event, Views};
 use serde::Serialize;
 
-use super::{Db, Store, StoreError};
+use super::backend::ViewBackend;
+use super::postgres::PgDb;
+use super::sqlite::SqliteDb;
+use super::{Store, StoreError};
 
 /// Most rows one search page returns.
 pub const PAGE_ROWS_MAX: u32 = 500;
@@ -163,62 +166,632 @@ pub(crate) mod sqlite_views;
 use pg_views::pg_drop_generation;
 use sqlite_views::sqlite_purge_chunk;
 
-/// Runs `$body` in a transaction on whichever backend is in use: on SQLite a read transaction on
-/// the reader pool, or `BEGIN IMMEDIATE` on the single writer; on PostgreSQL a transaction with
-/// the tenant set for row-level security when one is given.
-macro_rules! in_tx {
-    ($store:expr, $tenant:expr, $write:expr, |$tx:ident, $m:ident| $body:expr) => {
-        match $store.db() {
-            Db::Sqlite(b) => {
-                let mut $tx = if $write {
-                    b.writer_pool().begin_with("BEGIN IMMEDIATE").await?
-                } else {
-                    b.reader_pool().begin().await?
-                };
-                use sqlite_views as $m;
-                let out = $body;
-                $tx.commit().await?;
-                out
-            }
-            Db::Postgres(b) => {
-                let mut $tx = b.pool().begin().await?;
-                let tenant: Option<&TenantId> = $tenant;
-                if let Some(t) = tenant {
-                    super::postgres::set_tenant(&mut $tx, t).await?;
-                }
-                use pg_views as $m;
-                let out = $body;
-                $tx.commit().await?;
-                out
-            }
-        }
-    };
-}
-
 impl From<projections::runner::FoldPanicked> for StoreError {
     fn from(e: projections::runner::FoldPanicked) -> Self {
         StoreError::ProjectionPanicked(e.to_string())
     }
 }
 
+// The views behind the storage seam: each backend opens the transaction a view statement runs in
+// and calls its own module of view SQL (`sqlite_views`, `pg_views`).
+
+type SqliteTx = sqlx::Transaction<'static, sqlx::Sqlite>;
+type PgTx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+impl SqliteDb {
+    /// A transaction for view statements: `BEGIN IMMEDIATE` on the single writer for a write
+    /// (the write lock is taken up front, so it cannot fail half-way for a busy database), a read
+    /// transaction on the reader pool otherwise.
+    async fn view_tx(&self, write: bool) -> Result<SqliteTx, StoreError> {
+        Ok(if write {
+            self.writer_pool().begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            self.reader_pool().begin().await?
+        })
+    }
+}
+
+impl PgDb {
+    /// A transaction for view statements, with the tenant set for row-level security when the
+    /// statements touch a tenant's rows.
+    async fn view_tx(&self, tenant: Option<&TenantId>) -> Result<PgTx, StoreError> {
+        match tenant {
+            Some(t) => self.tenant_tx(t).await,
+            None => Ok(self.pool().begin().await?),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ViewBackend for SqliteDb {
+    async fn view_states(&self) -> Result<Vec<ProjectionState>, StoreError> {
+        let mut tx = self.view_tx(false).await?;
+        let out = sqlite_views::states(&mut tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn ensure_view(&self, name: &str, version: u32) -> Result<(), StoreError> {
+        let mut tx = self.view_tx(true).await?;
+        sqlite_views::ensure(&mut tx, name, version).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn start_rebuild(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let mut tx = self.view_tx(true).await?;
+        let out = sqlite_views::start_rebuild(&mut tx, name, version).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn activate(&self, name: &str, generation: i64) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.view_tx(true).await?;
+        let out = sqlite_views::activate(&mut tx, name, generation).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Every generation shares the tables on SQLite, which has one writer: the rows go in
+    /// chunks, so that appends and pages are never held up for long.
+    async fn purge_generation(
+        &self,
+        _name: &str,
+        generation: i64,
+        tables: &[&str],
+        tenants: &[TenantId],
+    ) -> Result<(), StoreError> {
+        for tenant in tenants {
+            for table in tables {
+                let Some((_, keys)) = TABLE_KEYS.iter().find(|(t, _)| t == table) else {
+                    continue;
+                };
+                loop {
+                    let mut tx = self.view_tx(true).await?;
+                    let deleted = sqlite_purge_chunk(
+                        &mut tx,
+                        (table, keys),
+                        generation,
+                        tenant,
+                        PURGE_CHUNK_ROWS,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    if deleted == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn purge_positions(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        generation: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.view_tx(true).await?;
+        sqlite_views::purge_positions(&mut tx, name, generation, tenant).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn positions(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<HashMap<(String, i64), u64>, StoreError> {
+        let mut tx = self.view_tx(false).await?;
+        let out = sqlite_views::positions(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn stuck(&self, tenant: &TenantId) -> Result<Vec<Stuck>, StoreError> {
+        let mut tx = self.view_tx(false).await?;
+        let out = sqlite_views::stuck(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn mark_stuck(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        generation: i64,
+        seq: u64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.view_tx(true).await?;
+        sqlite_views::mark_stuck(&mut tx, tenant, name, generation, seq, error).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn clear_stuck(&self, tenant: &TenantId, name: Option<&str>) -> Result<u64, StoreError> {
+        let mut tx = self.view_tx(true).await?;
+        let out = sqlite_views::clear_stuck(&mut tx, tenant, name).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut tx = self.view_tx(false).await?;
+        let out = sqlite_views::events(&mut tx, tenant, from, limit).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn facts(
+        &self,
+        tenant: &TenantId,
+        ids: &[EventId],
+    ) -> Result<Vec<(EventId, DecisionFacts)>, StoreError> {
+        let mut tx = self.view_tx(false).await?;
+        let out = sqlite_views::facts(&mut tx, tenant, ids).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// SQLite builds no per-generation indexes.
+    async fn index_generation(&self, _name: &str, _generation: i64) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    async fn optimize(&self) -> Result<(), StoreError> {
+        let mut tx = self.view_tx(true).await?;
+        sqlite_views::optimize(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// SQLite's statistics are counts, stale as soon as a view grows: every 100,000 records.
+    fn optimize_every(&self) -> u64 {
+        projections::runner::OPTIMIZE_EVERY_RECORDS
+    }
+
+    /// SQLite has one writer.
+    fn commit_lanes(&self) -> usize {
+        1
+    }
+
+    async fn commit_pages(
+        &self,
+        tenant: &TenantId,
+        pages: &[TargetPage],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.view_tx(true).await?;
+        // A moved position must roll back what earlier pages of the same batch wrote.
+        if sqlite_views::commit(&mut tx, tenant, pages).await? {
+            tx.commit().await?;
+            Ok(true)
+        } else {
+            tx.rollback().await?;
+            Ok(false)
+        }
+    }
+
+    async fn search_decisions(
+        &self,
+        tenant: &TenantId,
+        query: &DecisionQuery,
+    ) -> Result<Page<projections::DecisionRow>, StoreError> {
+        let mut tx = self.view_tx(false).await?;
+        let g = active_of(
+            sqlite_views::active(&mut tx, "decisions").await?,
+            "decisions",
+        )?;
+        let out = sqlite_views::search(&mut tx, g, tenant, query).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn decision_view(
+        &self,
+        tenant: &TenantId,
+        id: EventId,
+    ) -> Result<Option<(projections::DecisionRow, Vec<projections::OversightRow>)>, StoreError>
+    {
+        let mut tx = self.view_tx(false).await?;
+        let g = active_of(
+            sqlite_views::active(&mut tx, "decisions").await?,
+            "decisions",
+        )?;
+        let out = match sqlite_views::decision_by_id(&mut tx, g, tenant, id).await? {
+            None => None,
+            Some(row) => {
+                let o = active_of(
+                    sqlite_views::active(&mut tx, "oversight").await?,
+                    "oversight",
+                )?;
+                let f = actions_of(id);
+                let page = sqlite_views::oversight_actions(&mut tx, o, tenant, &f).await?;
+                Some((row, oldest_first(page)))
+            }
+        };
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn model_inventory(
+        &self,
+        tenant: &TenantId,
+        model_id: Option<&str>,
+    ) -> Result<Vec<projections::ModelRow>, StoreError> {
+        let mut tx = self.view_tx(false).await?;
+        let g = active_of(sqlite_views::active(&mut tx, "models").await?, "models")?;
+        let out = sqlite_views::models(&mut tx, g, tenant, model_id).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn oversight_actions(
+        &self,
+        tenant: &TenantId,
+        query: &OversightQuery,
+    ) -> Result<Page<projections::OversightRow>, StoreError> {
+        let mut tx = self.view_tx(false).await?;
+        let g = active_of(
+            sqlite_views::active(&mut tx, "oversight").await?,
+            "oversight",
+        )?;
+        let out = sqlite_views::oversight_actions(&mut tx, g, tenant, query).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn subject_records(
+        &self,
+        tenant: &TenantId,
+        subject_ref: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Page<projections::SubjectRow>, StoreError> {
+        let mut tx = self.view_tx(false).await?;
+        let g = active_of(sqlite_views::active(&mut tx, "subjects").await?, "subjects")?;
+        let out = sqlite_views::subject_page(&mut tx, g, tenant, subject_ref, after, limit).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn daily_volumes(
+        &self,
+        tenant: &TenantId,
+        from: &str,
+        until: &str,
+        model_id: Option<&str>,
+    ) -> Result<Vec<projections::DailyRow>, StoreError> {
+        let mut tx = self.view_tx(false).await?;
+        let g = active_of(sqlite_views::active(&mut tx, "daily").await?, "daily")?;
+        let out = sqlite_views::daily(&mut tx, g, tenant, from, until, model_id).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn dump_views(&self, tenant: &TenantId) -> Result<Views, StoreError> {
+        let mut tx = self.view_tx(false).await?;
+        let out = sqlite_views::dump(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl ViewBackend for PgDb {
+    async fn view_states(&self) -> Result<Vec<ProjectionState>, StoreError> {
+        let mut tx = self.view_tx(None).await?;
+        let out = pg_views::states(&mut tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn ensure_view(&self, name: &str, version: u32) -> Result<(), StoreError> {
+        let mut tx = self.view_tx(None).await?;
+        pg_views::ensure(&mut tx, name, version).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn start_rebuild(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let mut tx = self.view_tx(None).await?;
+        let out = pg_views::start_rebuild(&mut tx, name, version).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn activate(&self, name: &str, generation: i64) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.view_tx(None).await?;
+        let out = pg_views::activate(&mut tx, name, generation).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// PostgreSQL keeps each generation in partitions of its own: they are dropped, every
+    /// tenant's rows at once.
+    async fn purge_generation(
+        &self,
+        name: &str,
+        generation: i64,
+        _tables: &[&str],
+        _tenants: &[TenantId],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.view_tx(None).await?;
+        pg_drop_generation(&mut tx, name, generation).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn purge_positions(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        generation: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        pg_views::purge_positions(&mut tx, name, generation, tenant).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn positions(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<HashMap<(String, i64), u64>, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let out = pg_views::positions(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn stuck(&self, tenant: &TenantId) -> Result<Vec<Stuck>, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let out = pg_views::stuck(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn mark_stuck(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        generation: i64,
+        seq: u64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        pg_views::mark_stuck(&mut tx, tenant, name, generation, seq, error).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn clear_stuck(&self, tenant: &TenantId, name: Option<&str>) -> Result<u64, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let out = pg_views::clear_stuck(&mut tx, tenant, name).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let out = pg_views::events(&mut tx, tenant, from, limit).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn facts(
+        &self,
+        tenant: &TenantId,
+        ids: &[EventId],
+    ) -> Result<Vec<(EventId, DecisionFacts)>, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let out = pg_views::facts(&mut tx, tenant, ids).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn index_generation(&self, name: &str, generation: i64) -> Result<bool, StoreError> {
+        let mut tx = self.view_tx(None).await?;
+        let out = pg_views::index_generation(&mut tx, name, generation).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn optimize(&self) -> Result<(), StoreError> {
+        let mut tx = self.view_tx(None).await?;
+        pg_views::optimize(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// PostgreSQL scales its row estimates by a table's current size, and an `ANALYZE` there
+    /// keeps a backend busy for seconds at millions of rows, beside the runner on the same
+    /// cores: every 1,000,000 records, besides the refresh after a rebuild.
+    fn optimize_every(&self) -> u64 {
+        10 * projections::runner::OPTIMIZE_EVERY_RECORDS
+    }
+
+    /// PostgreSQL runs each transaction in a backend process of its own: two lanes let a page's
+    /// decisions and the rest of its views be written on both cores.
+    fn commit_lanes(&self) -> usize {
+        2
+    }
+
+    async fn commit_pages(
+        &self,
+        tenant: &TenantId,
+        pages: &[TargetPage],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        // A page need not wait for its WAL flush: a page lost in a crash is applied again from
+        // the position committed with it, and nothing acknowledged to a client depends on it.
+        // (The ledger's own commits stay synchronous.)
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        // The follow-up UPDATE is planned with its page's values (see `pg_patch`).
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+            .execute(&mut *tx)
+            .await?;
+        // A moved position must roll back what earlier pages of the same batch wrote.
+        if pg_views::commit(&mut tx, tenant, pages).await? {
+            tx.commit().await?;
+            Ok(true)
+        } else {
+            tx.rollback().await?;
+            Ok(false)
+        }
+    }
+
+    async fn search_decisions(
+        &self,
+        tenant: &TenantId,
+        query: &DecisionQuery,
+    ) -> Result<Page<projections::DecisionRow>, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let g = active_of(pg_views::active(&mut tx, "decisions").await?, "decisions")?;
+        let out = pg_views::search(&mut tx, g, tenant, query).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn decision_view(
+        &self,
+        tenant: &TenantId,
+        id: EventId,
+    ) -> Result<Option<(projections::DecisionRow, Vec<projections::OversightRow>)>, StoreError>
+    {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let g = active_of(pg_views::active(&mut tx, "decisions").await?, "decisions")?;
+        let out = match pg_views::decision_by_id(&mut tx, g, tenant, id).await? {
+            None => None,
+            Some(row) => {
+                let o = active_of(pg_views::active(&mut tx, "oversight").await?, "oversight")?;
+                let f = actions_of(id);
+                let page = pg_views::oversight_actions(&mut tx, o, tenant, &f).await?;
+                Some((row, oldest_first(page)))
+            }
+        };
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn model_inventory(
+        &self,
+        tenant: &TenantId,
+        model_id: Option<&str>,
+    ) -> Result<Vec<projections::ModelRow>, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let g = active_of(pg_views::active(&mut tx, "models").await?, "models")?;
+        let out = pg_views::models(&mut tx, g, tenant, model_id).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn oversight_actions(
+        &self,
+        tenant: &TenantId,
+        query: &OversightQuery,
+    ) -> Result<Page<projections::OversightRow>, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let g = active_of(pg_views::active(&mut tx, "oversight").await?, "oversight")?;
+        let out = pg_views::oversight_actions(&mut tx, g, tenant, query).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn subject_records(
+        &self,
+        tenant: &TenantId,
+        subject_ref: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Page<projections::SubjectRow>, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let g = active_of(pg_views::active(&mut tx, "subjects").await?, "subjects")?;
+        let out = pg_views::subject_page(&mut tx, g, tenant, subject_ref, after, limit).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn daily_volumes(
+        &self,
+        tenant: &TenantId,
+        from: &str,
+        until: &str,
+        model_id: Option<&str>,
+    ) -> Result<Vec<projections::DailyRow>, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let g = active_of(pg_views::active(&mut tx, "daily").await?, "daily")?;
+        let out = pg_views::daily(&mut tx, g, tenant, from, until, model_id).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn dump_views(&self, tenant: &TenantId) -> Result<Views, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let out = pg_views::dump(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+/// The active generation of a view, or the error of a query whose view has no state yet.
+fn active_of(active: Option<i64>, name: &str) -> Result<i64, StoreError> {
+    active.ok_or_else(|| {
+        StoreError::ViewNotReady(format!(
+            "the {name} view has not been built yet; the service builds it on startup"
+        ))
+    })
+}
+
+/// The query of every oversight action on one decision (at most a page).
+fn actions_of(id: EventId) -> OversightQuery {
+    OversightQuery {
+        decision_id: Some(id),
+        limit: PAGE_ROWS_MAX,
+        ..OversightQuery::default()
+    }
+}
+
+/// A page of oversight actions (newest first) as a list, oldest first.
+fn oldest_first(page: Page<projections::OversightRow>) -> Vec<projections::OversightRow> {
+    let mut actions = page.items;
+    actions.reverse();
+    actions
+}
+
 impl ViewStore for Store {
     type Error = StoreError;
 
     async fn states(&self) -> Result<Vec<ProjectionState>, StoreError> {
-        Ok(in_tx!(self, None, false, |tx, m| m::states(&mut tx).await?))
+        self.backend().view_states().await
     }
 
     async fn ensure(&self, name: &str, version: u32) -> Result<(), StoreError> {
-        in_tx!(self, None, true, |tx, m| m::ensure(&mut tx, name, version)
-            .await?);
-        Ok(())
+        self.backend().ensure_view(name, version).await
     }
 
     async fn start_rebuild(&self, name: &str, version: u32) -> Result<i64, StoreError> {
-        let (generation, unfinished) = in_tx!(self, None, true, |tx, m| m::start_rebuild(
-            &mut tx, name, version
-        )
-        .await?);
+        let (generation, unfinished) = self.backend().start_rebuild(name, version).await?;
         // An unfinished building generation is abandoned: delete what it wrote.
         if let Some(old) = unfinished {
             self.purge(name, old).await?;
@@ -227,10 +800,7 @@ impl ViewStore for Store {
     }
 
     async fn activate(&self, name: &str, generation: i64) -> Result<Option<i64>, StoreError> {
-        Ok(in_tx!(self, None, true, |tx, m| m::activate(
-            &mut tx, name, generation
-        )
-        .await?))
+        self.backend().activate(name, generation).await
     }
 
     async fn purge(&self, name: &str, generation: i64) -> Result<(), StoreError> {
@@ -238,45 +808,13 @@ impl ViewStore for Store {
             return Ok(());
         };
         let tenants = self.tenants().await?;
-        match self.db() {
-            // PostgreSQL keeps each generation in partitions of its own: they are dropped.
-            Db::Postgres(b) => {
-                let mut tx = b.pool().begin().await?;
-                pg_drop_generation(&mut tx, name, generation).await?;
-                tx.commit().await?;
-            }
-            // SQLite has one writer: the purge goes in chunks so that appends and pages are
-            // never held up for long.
-            Db::Sqlite(b) => {
-                for tenant in &tenants {
-                    for table in projection.tables() {
-                        let Some((_, keys)) = TABLE_KEYS.iter().find(|(t, _)| t == table) else {
-                            continue;
-                        };
-                        loop {
-                            let mut tx = b.writer_pool().begin_with("BEGIN IMMEDIATE").await?;
-                            let deleted = sqlite_purge_chunk(
-                                &mut tx,
-                                (table, keys),
-                                generation,
-                                tenant,
-                                PURGE_CHUNK_ROWS,
-                            )
-                            .await?;
-                            tx.commit().await?;
-                            if deleted == 0 {
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        self.backend()
+            .purge_generation(name, generation, projection.tables(), &tenants)
+            .await?;
         for tenant in &tenants {
-            in_tx!(self, Some(tenant), true, |tx, m| m::purge_positions(
-                &mut tx, name, generation, tenant
-            )
-            .await?);
+            self.backend()
+                .purge_positions(tenant, name, generation)
+                .await?;
         }
         Ok(())
     }
@@ -293,17 +831,11 @@ impl ViewStore for Store {
         &self,
         tenant: &TenantId,
     ) -> Result<HashMap<(String, i64), u64>, StoreError> {
-        Ok(in_tx!(self, Some(tenant), false, |tx, m| m::positions(
-            &mut tx, tenant
-        )
-        .await?))
+        self.backend().positions(tenant).await
     }
 
     async fn stuck(&self, tenant: &TenantId) -> Result<Vec<Stuck>, StoreError> {
-        Ok(in_tx!(self, Some(tenant), false, |tx, m| m::stuck(
-            &mut tx, tenant
-        )
-        .await?))
+        self.backend().stuck(tenant).await
     }
 
     async fn mark_stuck(
@@ -314,11 +846,9 @@ impl ViewStore for Store {
         seq: u64,
         error: &str,
     ) -> Result<(), StoreError> {
-        in_tx!(self, Some(tenant), true, |tx, m| m::mark_stuck(
-            &mut tx, tenant, name, generation, seq, error
-        )
-        .await?);
-        Ok(())
+        self.backend()
+            .mark_stuck(tenant, name, generation, seq, error)
+            .await
     }
 
     async fn events(
@@ -327,10 +857,7 @@ impl ViewStore for Store {
         from: u64,
         limit: u64,
     ) -> Result<Vec<Event>, StoreError> {
-        Ok(in_tx!(self, Some(tenant), false, |tx, m| m::events(
-            &mut tx, tenant, from, limit
-        )
-        .await?))
+        self.backend().events(tenant, from, limit).await
     }
 
     async fn facts(
@@ -338,90 +865,28 @@ impl ViewStore for Store {
         tenant: &TenantId,
         ids: Vec<EventId>,
     ) -> Result<Vec<(EventId, DecisionFacts)>, StoreError> {
-        Ok(in_tx!(self, Some(tenant), false, |tx, m| m::facts(
-            &mut tx, tenant, &ids
-        )
-        .await?))
+        self.backend().facts(tenant, &ids).await
     }
 
     async fn index_generation(&self, name: &str, generation: i64) -> Result<bool, StoreError> {
-        if let Db::Sqlite(_) = self.db() {
-            return Ok(false);
-        }
-        Ok(in_tx!(self, None, true, |tx, m| m::index_generation(
-            &mut tx, name, generation
-        )
-        .await?))
+        self.backend().index_generation(name, generation).await
     }
 
     async fn optimize(&self) -> Result<(), StoreError> {
-        in_tx!(self, None, true, |tx, m| m::optimize(&mut tx).await?);
-        Ok(())
+        self.backend().optimize().await
     }
 
-    /// SQLite's statistics are counts, stale as soon as a view grows: every 100,000 records.
-    /// PostgreSQL scales its row estimates by a table's current size, and an `ANALYZE` there
-    /// keeps a backend busy for seconds at millions of rows, beside the runner on the same
-    /// cores: every 1,000,000 records, besides the refresh after a rebuild.
     fn optimize_every(&self) -> u64 {
-        match self.db() {
-            Db::Sqlite(_) => projections::runner::OPTIMIZE_EVERY_RECORDS,
-            Db::Postgres(_) => 10 * projections::runner::OPTIMIZE_EVERY_RECORDS,
-        }
+        self.backend().optimize_every()
     }
 
-    /// PostgreSQL runs each transaction in a backend process of its own: two lanes let a page's
-    /// decisions and the rest of its views be written on both cores. SQLite has one writer.
     fn commit_lanes(&self) -> usize {
-        match self.db() {
-            Db::Sqlite(_) => 1,
-            Db::Postgres(_) => 2,
-        }
+        self.backend().commit_lanes()
     }
 
     async fn commit(&self, tenant: &TenantId, pages: Vec<TargetPage>) -> Result<bool, StoreError> {
-        // Written out rather than with `in_tx!`: a moved position must roll back what earlier
-        // pages of the same batch wrote.
-        macro_rules! run {
-            ($tx:ident, $m:ident) => {{
-                if $m::commit(&mut $tx, tenant, &pages).await? {
-                    $tx.commit().await?;
-                    Ok(true)
-                } else {
-                    $tx.rollback().await?;
-                    Ok(false)
-                }
-            }};
-        }
-        match self.db() {
-            Db::Sqlite(b) => {
-                let mut tx = b.writer_pool().begin_with("BEGIN IMMEDIATE").await?;
-                run!(tx, sqlite_views)
-            }
-            Db::Postgres(b) => {
-                let mut tx = b.pool().begin().await?;
-                super::postgres::set_tenant(&mut tx, tenant).await?;
-                // A page need not wait for its WAL flush: a page lost in a crash is applied
-                // again from the position committed with it, and nothing acknowledged to a
-                // client depends on it. (The ledger's own commits stay synchronous.)
-                sqlx::query("SET LOCAL synchronous_commit = off")
-                    .execute(&mut *tx)
-                    .await?;
-                // The follow-up UPDATE is planned with its page's values (see `pg_patch`).
-                sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
-                    .execute(&mut *tx)
-                    .await?;
-                run!(tx, pg_views)
-            }
-        }
+        self.backend().commit_pages(tenant, &pages).await
     }
-}
-
-/// The error of a query whose view has no state yet.
-fn unavailable(name: &str) -> StoreError {
-    StoreError::ViewNotReady(format!(
-        "the {name} view has not been built yet; the service builds it on startup"
-    ))
 }
 
 impl Store {
@@ -461,10 +926,7 @@ impl Store {
         };
         let mut cleared = 0;
         for tenant in &tenants {
-            cleared += in_tx!(self, Some(tenant), true, |tx, m| m::clear_stuck(
-                &mut tx, tenant, name
-            )
-            .await?);
+            cleared += self.backend().clear_stuck(tenant, name).await?;
         }
         Ok(cleared)
     }
@@ -472,91 +934,56 @@ impl Store {
     /// Searches the decisions view.
     ///
     /// # Errors
-    /// A database error, or [`StoreError::OutOfRange`] before the view exists.
+    /// A database error, or [`StoreError::ViewNotReady`] before the view exists.
     pub async fn search_decisions(
         &self,
         tenant: &TenantId,
         query: &DecisionQuery,
     ) -> Result<Page<projections::DecisionRow>, StoreError> {
-        Ok(in_tx!(self, Some(tenant), false, |tx, m| {
-            let g = m::active(&mut tx, "decisions")
-                .await?
-                .ok_or_else(|| unavailable("decisions"))?;
-            m::search(&mut tx, g, tenant, query).await?
-        }))
+        self.backend().search_decisions(tenant, query).await
     }
 
     /// One decision of the decisions view, with its oversight actions (oldest first).
     ///
     /// # Errors
-    /// A database error, or [`StoreError::OutOfRange`] before the views exist.
+    /// A database error, or [`StoreError::ViewNotReady`] before the views exist.
     pub async fn decision_view(
         &self,
         tenant: &TenantId,
         id: EventId,
     ) -> Result<Option<(projections::DecisionRow, Vec<projections::OversightRow>)>, StoreError>
     {
-        Ok(in_tx!(self, Some(tenant), false, |tx, m| {
-            let g = m::active(&mut tx, "decisions")
-                .await?
-                .ok_or_else(|| unavailable("decisions"))?;
-            match m::decision_by_id(&mut tx, g, tenant, id).await? {
-                None => None,
-                Some(row) => {
-                    let o = m::active(&mut tx, "oversight")
-                        .await?
-                        .ok_or_else(|| unavailable("oversight"))?;
-                    let f = OversightQuery {
-                        decision_id: Some(id),
-                        limit: PAGE_ROWS_MAX,
-                        ..OversightQuery::default()
-                    };
-                    let mut actions = m::oversight_actions(&mut tx, o, tenant, &f).await?.items;
-                    actions.reverse();
-                    Some((row, actions))
-                }
-            }
-        }))
+        self.backend().decision_view(tenant, id).await
     }
 
     /// The model inventory, optionally of one model id.
     ///
     /// # Errors
-    /// A database error, or [`StoreError::OutOfRange`] before the view exists.
+    /// A database error, or [`StoreError::ViewNotReady`] before the view exists.
     pub async fn model_inventory(
         &self,
         tenant: &TenantId,
         model_id: Option<&str>,
     ) -> Result<Vec<projections::ModelRow>, StoreError> {
-        Ok(in_tx!(self, Some(tenant), false, |tx, m| {
-            let g = m::active(&mut tx, "models")
-                .await?
-                .ok_or_else(|| unavailable("models"))?;
-            m::models(&mut tx, g, tenant, model_id).await?
-        }))
+        self.backend().model_inventory(tenant, model_id).await
     }
 
     /// Oversight actions, newest first.
     ///
     /// # Errors
-    /// A database error, or [`StoreError::OutOfRange`] before the view exists.
+    /// A database error, or [`StoreError::ViewNotReady`] before the view exists.
     pub async fn oversight_actions(
         &self,
         tenant: &TenantId,
         query: &OversightQuery,
     ) -> Result<Page<projections::OversightRow>, StoreError> {
-        Ok(in_tx!(self, Some(tenant), false, |tx, m| {
-            let g = m::active(&mut tx, "oversight")
-                .await?
-                .ok_or_else(|| unavailable("oversight"))?;
-            m::oversight_actions(&mut tx, g, tenant, query).await?
-        }))
+        self.backend().oversight_actions(tenant, query).await
     }
 
     /// Every record concerning a subject, oldest first.
     ///
     /// # Errors
-    /// A database error, or [`StoreError::OutOfRange`] before the view exists.
+    /// A database error, or [`StoreError::ViewNotReady`] before the view exists.
     pub async fn subject_records(
         &self,
         tenant: &TenantId,
@@ -564,18 +991,15 @@ impl Store {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Page<projections::SubjectRow>, StoreError> {
-        Ok(in_tx!(self, Some(tenant), false, |tx, m| {
-            let g = m::active(&mut tx, "subjects")
-                .await?
-                .ok_or_else(|| unavailable("subjects"))?;
-            m::subject_page(&mut tx, g, tenant, subject_ref, after, limit).await?
-        }))
+        self.backend()
+            .subject_records(tenant, subject_ref, after, limit)
+            .await
     }
 
     /// Daily volumes between two days (inclusive, `YYYY-MM-DD`).
     ///
     /// # Errors
-    /// A database error, or [`StoreError::OutOfRange`] before the view exists.
+    /// A database error, or [`StoreError::ViewNotReady`] before the view exists.
     pub async fn daily_volumes(
         &self,
         tenant: &TenantId,
@@ -583,12 +1007,9 @@ impl Store {
         until: &str,
         model_id: Option<&str>,
     ) -> Result<Vec<projections::DailyRow>, StoreError> {
-        Ok(in_tx!(self, Some(tenant), false, |tx, m| {
-            let g = m::active(&mut tx, "daily")
-                .await?
-                .ok_or_else(|| unavailable("daily"))?;
-            m::daily(&mut tx, g, tenant, from, until, model_id).await?
-        }))
+        self.backend()
+            .daily_volumes(tenant, from, until, model_id)
+            .await
     }
 
     /// Every row of every view of a tenant (tests compare it with a recomputation).
@@ -596,10 +1017,7 @@ impl Store {
     /// # Errors
     /// A database error.
     pub async fn dump_views(&self, tenant: &TenantId) -> Result<Views, StoreError> {
-        Ok(in_tx!(self, Some(tenant), false, |tx, m| m::dump(
-            &mut tx, tenant
-        )
-        .await?))
+        self.backend().dump_views(tenant).await
     }
 }
 

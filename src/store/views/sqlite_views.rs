@@ -152,15 +152,6 @@ pub(crate) async fn optimize(tx: &mut Tx) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Nothing to build: see [`Dialect::index_generation`].
-pub(crate) async fn index_generation(
-    tx: &mut Tx,
-    name: &str,
-    generation: i64,
-) -> Result<bool, StoreError> {
-    <Sqlite as Dialect>::index_generation(tx, name, generation).await
-}
-
 pub(crate) async fn states(tx: &mut Tx) -> Result<Vec<ProjectionState>, StoreError> {
     Sql::states(tx).await
 }

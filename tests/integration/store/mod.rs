@@ -10,3 +10,4 @@ mod keys;
 mod postgres;
 mod proofs;
 mod sealing;
+mod users;

@@ -1,0 +1,87 @@
+//! The statements on the access tables (API keys, portal users, sessions, password-reset tokens)
+//! that both backends send unchanged: written with numbered parameters (`$1`…, which SQLite reads as
+//! numbered too), once, here. Each backend runs them its own way (`sqlite/access.rs`,
+//! `postgres/access.rs`); the few that differ (look-ups made before the tenant is known) stay in
+//! those files.
+
+/// The columns of a user, in the order of `users::UserTuple`.
+macro_rules! user_columns {
+    () => {
+        "user_id, tenant_id, email, role, password_hash, created_at_us, password_changed_at_us, expires_at_us, disabled_at_us, failed_logins, locked_until_us"
+    };
+}
+
+/// The columns of a session, in the order of `users::SessionTuple`.
+macro_rules! session_columns {
+    () => {
+        "id_hash, user_id, tenant_id, created_at_us, last_seen_us, expires_at_us, ended_at_us, client"
+    };
+}
+pub(crate) use session_columns;
+
+/// An API key row, in the order of `api_keys::ApiKeyTuple` (a `WHERE` clause follows).
+pub(crate) const SELECT_API_KEY: &str = "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_keys";
+
+pub(crate) const INSERT_USER: &str = concat!(
+    "INSERT INTO users (",
+    user_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $6, $7, NULL, 0, NULL)"
+);
+
+pub(crate) const USER_BY_EMAIL: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE tenant_id = $1 AND email = $2"
+);
+
+pub(crate) const USER_BY_ID: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE user_id = $1 AND tenant_id = $2"
+);
+
+pub(crate) const USERS: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE tenant_id = $1 ORDER BY email"
+);
+
+pub(crate) const RECORD_LOGIN_FAILURE: &str = "UPDATE users SET failed_logins = failed_logins + 1, locked_until_us = $2 WHERE user_id = $1 AND tenant_id = $3";
+
+pub(crate) const CLEAR_LOGIN_FAILURES: &str = "UPDATE users SET failed_logins = 0, locked_until_us = NULL WHERE user_id = $1 AND tenant_id = $2";
+
+pub(crate) const SET_PASSWORD: &str = "UPDATE users SET password_hash = $1, password_changed_at_us = $2, failed_logins = 0, locked_until_us = NULL WHERE user_id = $3 AND tenant_id = $4";
+
+pub(crate) const DISABLE_USER: &str = "UPDATE users SET disabled_at_us = $1 WHERE user_id = $2 AND tenant_id = $3 AND disabled_at_us IS NULL";
+
+/// With [`END_RESETS`]: what ends a user's access (`$1` now, `$2` user, `$3` tenant).
+pub(crate) const END_SESSIONS: &str = "UPDATE sessions SET ended_at_us = $1 WHERE user_id = $2 AND tenant_id = $3 AND ended_at_us IS NULL";
+
+/// Invalidates a user's outstanding reset tokens (`$1` now, `$2` user, `$3` tenant).
+pub(crate) const END_RESETS: &str = "UPDATE password_resets SET used_at_us = $1 WHERE user_id = $2 AND tenant_id = $3 AND used_at_us IS NULL";
+
+pub(crate) const SET_USER_ROLE: &str =
+    "UPDATE users SET role = $1, expires_at_us = $2 WHERE user_id = $3 AND tenant_id = $4";
+
+pub(crate) const INSERT_SESSION: &str = concat!(
+    "INSERT INTO sessions (",
+    session_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)"
+);
+
+pub(crate) const TOUCH_SESSION: &str =
+    "UPDATE sessions SET last_seen_us = $1 WHERE id_hash = $2 AND tenant_id = $3";
+
+pub(crate) const END_SESSION: &str = "UPDATE sessions SET ended_at_us = $1 WHERE id_hash = $2 AND user_id = $3 AND tenant_id = $4 AND ended_at_us IS NULL";
+
+pub(crate) const END_OTHER_SESSIONS: &str = "UPDATE sessions SET ended_at_us = $1 WHERE user_id = $2 AND tenant_id = $4 AND id_hash <> $3 AND ended_at_us IS NULL";
+
+pub(crate) const LIVE_SESSIONS: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM sessions WHERE user_id = $1 AND tenant_id = $3 AND ended_at_us IS NULL AND expires_at_us > $2 ORDER BY created_at_us DESC LIMIT 100"
+);
+
+pub(crate) const INSERT_RESET: &str = "INSERT INTO password_resets (token_hash, user_id, tenant_id, created_at_us, expires_at_us, used_at_us) VALUES ($1, $2, $3, $4, $5, NULL)";
+
+pub(crate) const TAKE_RESET: &str = "UPDATE password_resets SET used_at_us = $1 WHERE token_hash = $2 AND tenant_id = $3 AND used_at_us IS NULL AND expires_at_us > $1 RETURNING user_id";

@@ -1,0 +1,632 @@
+//! The storage seam: every statement the store sends to a database goes through the [`Backend`]
+//! trait, implemented once per database — [`SqliteDb`](super::sqlite::SqliteDb) in `sqlite.rs`
+//! (and `sqlite/`) and [`PgDb`](super::postgres::PgDb) in `postgres.rs` (and `postgres/`).
+//!
+//! The rest of the store (`mod.rs`, `appender.rs`, `users.rs`, `views.rs`, …) holds the domain
+//! logic — hashing, sealing, proofs, token rules, turning rows into types — and calls the seam
+//! through an `Arc<dyn Backend>`; it never names a backend. A backend owns its connections and
+//! how a statement runs on them: on SQLite, writes on the single writer connection and reads on
+//! the reader pool; on PostgreSQL, every tenant-scoped statement in a transaction that sets the
+//! tenant for row-level security.
+//!
+//! The trait is split by the tables it reaches: [`LedgerBackend`] (tenants, signing keys,
+//! records, checkpoints, Merkle tiles), [`AccessBackend`] (API keys, portal users, sessions,
+//! reset tokens) and [`ViewBackend`] (the projections' views, implemented in `views.rs` beside
+//! the view SQL of each backend). A new query is one method on the sub-trait of its tables and
+//! one implementation in each backend; a new backend is one type implementing the four traits
+//! and one arm in [`open`] and [`migrate`].
+//!
+//! Dynamic dispatch costs one boxed future per call, nothing per row: the append path makes the
+//! same round trips it would with the backends called directly.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ledger::record::EventType;
+use ledger::types::{EventId, Hash, Sequence, TenantId, TreeSize};
+use projections::runner::{ProjectionState, Stuck, TargetPage};
+use projections::{DecisionFacts, Event, Views};
+
+use super::api_keys::ApiKeyRow;
+use super::reseal::Resealed;
+use super::users::{SessionTuple, UserTuple};
+use super::views::{DecisionQuery, OversightQuery, Page};
+use super::{
+    ChainHead, DatabaseUrl, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreConfig,
+    StoreError, StoredCheckpoint, postgres, sqlite,
+};
+
+/// Which database a backend talks to, for the few decisions made above the seam that depend on
+/// it (what a backup means, which tuning defaults apply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BackendKind {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// One database behind the store: the ledger, access and view tables, and the database's own
+/// housekeeping.
+#[async_trait::async_trait]
+pub(crate) trait Backend: LedgerBackend + AccessBackend + ViewBackend {
+    /// Which database this is.
+    fn kind(&self) -> BackendKind;
+
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The version of the SQLite library in use; `None` on other databases.
+    async fn sqlite_version(&self) -> Option<String>;
+
+    /// Writes a consistent copy of the whole database to the file `dest` while appends carry on
+    /// (SQLite's `VACUUM INTO`).
+    ///
+    /// # Errors
+    /// [`StoreError::Backup`] on a database that is not copied this way (PostgreSQL is backed up
+    /// with its own tools), or when the copy fails.
+    async fn vacuum_into(&self, dest: &Path) -> Result<(), StoreError>;
+
+    /// Gives up what marks the database as in use by this process (SQLite's shared lock file), so
+    /// that `auditex restore` may replace it: the store has shut down and writes nothing more.
+    fn release_in_use_lock(&self);
+
+    /// Closes every connection; the backend is unusable afterwards.
+    async fn close(&self);
+}
+
+/// The ledger's tables: tenants, signing keys, records, erasable values, checkpoints and Merkle
+/// tiles. Every statement is scoped to one tenant but [`LedgerBackend::tenants`].
+#[async_trait::async_trait]
+pub(crate) trait LedgerBackend: Send + Sync {
+    /// Creates a tenant with its first signing key and its checkpoint origin, in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::TenantExists`] or a database error.
+    async fn create_tenant(
+        &self,
+        tenant: &TenantId,
+        origin: &str,
+        key: &KeyRow,
+        now_us: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Every tenant id, sorted.
+    async fn tenants(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Whether the tenant exists.
+    async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError>;
+
+    /// The tenant's signing keys, oldest first.
+    async fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRow>, StoreError>;
+
+    /// The last record's position, hash and capture time.
+    async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError>;
+
+    /// One record by sequence number.
+    async fn record_by_seq(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<Option<RecordRow>, StoreError>;
+
+    /// The records with these event ids (in no particular order).
+    async fn records_by_event_ids(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+    ) -> Result<Vec<RecordRow>, StoreError>;
+
+    /// Up to `limit` records from `from` on, in sequence order.
+    async fn records_range(
+        &self,
+        tenant: &TenantId,
+        from: Sequence,
+        limit: u64,
+    ) -> Result<Vec<RecordRow>, StoreError>;
+
+    /// Up to `limit` records of `event_type` below `before`, newest first.
+    async fn records_of_type(
+        &self,
+        tenant: &TenantId,
+        event_type: EventType,
+        before: Option<Sequence>,
+        limit: u64,
+    ) -> Result<Vec<RecordRow>, StoreError>;
+
+    /// The erasable values stored beside record `seq`: `(field, salt, sealed)`, by field.
+    async fn erasable_values(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError>;
+
+    /// The checkpoint of the largest tree size.
+    async fn latest_checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// The checkpoint of exactly `size`.
+    async fn checkpoint_at(
+        &self,
+        tenant: &TenantId,
+        size: TreeSize,
+    ) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Up to `limit` checkpoints larger than `after`, smallest first.
+    async fn checkpoints(
+        &self,
+        tenant: &TenantId,
+        after: Option<TreeSize>,
+        limit: u64,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError>;
+
+    /// Stores a checkpoint; one of the same size stored already stays.
+    async fn insert_checkpoint(
+        &self,
+        tenant: &TenantId,
+        c: &StoredCheckpoint,
+    ) -> Result<(), StoreError>;
+
+    /// Up to `limit` checkpoints of abandoned branches larger than `after`, smallest first, each
+    /// with the sequence number of the record that abandoned it.
+    async fn abandoned_checkpoints(
+        &self,
+        tenant: &TenantId,
+        after: Option<TreeSize>,
+        limit: u64,
+    ) -> Result<Vec<(u64, StoredCheckpoint)>, StoreError>;
+
+    /// Stores the checkpoint of a branch abandoned by record `abandoned_by_seq` (once).
+    async fn insert_abandoned_checkpoint(
+        &self,
+        tenant: &TenantId,
+        abandoned_by_seq: u64,
+        c: &StoredCheckpoint,
+    ) -> Result<(), StoreError>;
+
+    /// The tenant's recorded checkpoint origin.
+    async fn tenant_origin(&self, tenant: &TenantId) -> Result<Option<String>, StoreError>;
+
+    /// Records the tenant's checkpoint origin unless one is recorded already.
+    async fn record_tenant_origin(
+        &self,
+        tenant: &TenantId,
+        origin: &str,
+        now_us: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The stored hashes of records `from..to`, in order (level 0 of the Merkle tiles).
+    async fn record_hashes(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// The stored Merkle node hashes at `level`, indexes `from..to`, in order.
+    async fn merkle_nodes(
+        &self,
+        tenant: &TenantId,
+        level: u8,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// Opens the transaction one group commit writes in, holding the tenant's write lock until
+    /// it commits or is dropped (dropped, it rolls back).
+    async fn begin_append(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Box<dyn AppendTransaction>, StoreError>;
+
+    /// Counts the tenant's erasable values (re-sealing progress).
+    async fn erasable_count(&self, tenant: &TenantId) -> Result<u64, StoreError>;
+
+    /// Up to `limit` sealed erasable values after `(seq, field)`, in key order.
+    async fn erasable_sealed_page(
+        &self,
+        tenant: &TenantId,
+        after: &(i64, String),
+        limit: u64,
+    ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError>;
+
+    /// Replaces sealed values in one transaction, each only if it is still the value read;
+    /// returns how many were replaced.
+    async fn reseal_erasable(
+        &self,
+        tenant: &TenantId,
+        rows: &[Resealed],
+    ) -> Result<u64, StoreError>;
+
+    /// Replaces a sealed signing key if it is still the value read; returns whether it did.
+    async fn reseal_signing_key(&self, tenant: &TenantId, r: &Resealed)
+    -> Result<bool, StoreError>;
+}
+
+/// One group commit's open transaction (see `appender.rs`): the appender re-reads the chain head
+/// under the tenant's lock, inserts the group, and commits.
+#[async_trait::async_trait]
+pub(crate) trait AppendTransaction: Send {
+    /// The chain head as this transaction sees it.
+    async fn chain_head(&mut self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError>;
+
+    /// Inserts records, their sealed erasable values and completed Merkle nodes.
+    async fn insert(
+        &mut self,
+        tenant: &TenantId,
+        rows: &[NewRecordRow<'_>],
+        erasable: &[NewErasableRow],
+        nodes: &[(u8, u64, Hash)],
+    ) -> Result<(), StoreError>;
+
+    /// Ends the current key `old_key_id` before `new_key.from_seq` and stores `new_key`.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when `old_key_id` is not the current key.
+    async fn rotate_key(
+        &mut self,
+        tenant: &TenantId,
+        old_key_id: &str,
+        new_key: &KeyRow,
+        now_us: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Commits the group.
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// What ends a user's access besides their sessions and reset links (see
+/// [`AccessBackend::end_user_access`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AccessChange<'a> {
+    /// A new password (an Argon2id PHC string); the failure count is cleared.
+    Password(&'a str),
+    /// The account is disabled (unless it was already).
+    Disable,
+}
+
+/// API keys, portal users, sessions and password-reset tokens.
+#[async_trait::async_trait]
+pub(crate) trait AccessBackend: Send + Sync {
+    /// Stores a new API key.
+    async fn insert_api_key(&self, row: &ApiKeyRow) -> Result<(), StoreError>;
+
+    /// The tenant's API keys, oldest first.
+    async fn api_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRow>, StoreError>;
+
+    /// The key with this id and secret hash, before its tenant is known.
+    async fn api_key(
+        &self,
+        key_id: &str,
+        secret_hash: &[u8],
+    ) -> Result<Option<ApiKeyRow>, StoreError>;
+
+    /// Revokes a key unless it is revoked already; returns whether it did.
+    async fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        now_us: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a key's last use.
+    async fn touch_api_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        now_us: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a new user (columns as `users::USER_COLUMNS`, no failures, not disabled).
+    ///
+    /// # Errors
+    /// A unique violation (as [`StoreError::Unavailable`]) when the email is taken.
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_user(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        email: &str,
+        role: &str,
+        password_hash: &str,
+        expires_at_us: Option<i64>,
+        now_us: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The tenant's user with this (normalized) email.
+    async fn user_by_email(
+        &self,
+        tenant: &TenantId,
+        email: &str,
+    ) -> Result<Option<UserTuple>, StoreError>;
+
+    /// The tenant's user with this id.
+    async fn user_by_id(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> Result<Option<UserTuple>, StoreError>;
+
+    /// The tenant's users, by email.
+    async fn users(&self, tenant: &TenantId) -> Result<Vec<UserTuple>, StoreError>;
+
+    /// Counts a failed sign-in and sets the lock-out end.
+    async fn record_login_failure(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        locked_until_us: Option<i64>,
+    ) -> Result<(), StoreError>;
+
+    /// Clears the failure count and lock-out.
+    async fn clear_login_failures(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Applies `change` to the user, ends every session of theirs and invalidates their reset
+    /// (and invitation) links, in one transaction: no path that ends a user's access leaves an
+    /// old session or link alive.
+    async fn end_user_access(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        change: AccessChange<'_>,
+        now_us: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Sets a user's role and expiry.
+    async fn set_user_role(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        role: &str,
+        expires_at_us: Option<i64>,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a new session.
+    async fn insert_session(&self, s: &super::users::Session) -> Result<(), StoreError>;
+
+    /// A session by the hash of its id, before its tenant is known.
+    async fn session(&self, id_hash: &[u8]) -> Result<Option<SessionTuple>, StoreError>;
+
+    /// Records activity on a session.
+    async fn touch_session(
+        &self,
+        tenant: &TenantId,
+        id_hash: &[u8],
+        now_us: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Ends one session of a user.
+    async fn end_session(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        id_hash: &[u8],
+        now_us: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Ends every session of a user but `keep`; returns how many.
+    async fn end_other_sessions(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        keep: &[u8],
+        now_us: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// A user's sessions not ended or expired at `now_us`, newest first (at most 100).
+    async fn live_sessions(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        now_us: i64,
+    ) -> Result<Vec<SessionTuple>, StoreError>;
+
+    /// Invalidates the user's outstanding reset tokens and stores a new one, in one transaction.
+    async fn create_password_reset(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+        token_hash: &[u8],
+        now_us: i64,
+        expires_at_us: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The `(user_id, tenant_id)` of a usable reset token, before its tenant is known.
+    async fn password_reset_user(
+        &self,
+        token_hash: &[u8],
+        now_us: i64,
+    ) -> Result<Option<(String, String)>, StoreError>;
+
+    /// Marks a reset token of `tenant` used if it still is usable; returns its user if it was.
+    async fn take_password_reset(
+        &self,
+        tenant: &TenantId,
+        token_hash: &[u8],
+        now_us: i64,
+    ) -> Result<Option<String>, StoreError>;
+}
+
+/// The projections' views (see `views.rs`, where both implementations live beside the view SQL
+/// of each backend). Methods without a tenant reach the shared projection state.
+#[async_trait::async_trait]
+pub(crate) trait ViewBackend: Send + Sync {
+    /// Every projection's state.
+    async fn view_states(&self) -> Result<Vec<ProjectionState>, StoreError>;
+
+    /// Creates a projection's state unless it exists.
+    async fn ensure_view(&self, name: &str, version: u32) -> Result<(), StoreError>;
+
+    /// Starts building a new generation: returns it and the unfinished one it replaces, if any.
+    async fn start_rebuild(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<(i64, Option<i64>), StoreError>;
+
+    /// Makes `generation` the active one; returns the one it retires, if any.
+    async fn activate(&self, name: &str, generation: i64) -> Result<Option<i64>, StoreError>;
+
+    /// Deletes the rows of a retired generation from a projection's `tables`, for `tenants`.
+    async fn purge_generation(
+        &self,
+        name: &str,
+        generation: i64,
+        tables: &[&str],
+        tenants: &[TenantId],
+    ) -> Result<(), StoreError>;
+
+    /// Deletes a retired generation's positions for a tenant.
+    async fn purge_positions(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        generation: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Where each (projection, generation) of the tenant stands.
+    async fn positions(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<std::collections::HashMap<(String, i64), u64>, StoreError>;
+
+    /// The tenant's stuck projection generations.
+    async fn stuck(&self, tenant: &TenantId) -> Result<Vec<Stuck>, StoreError>;
+
+    /// Marks a projection generation stuck at `seq`.
+    async fn mark_stuck(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        generation: i64,
+        seq: u64,
+        error: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Clears the tenant's stuck marks (of `name`, or all); returns how many.
+    async fn clear_stuck(&self, tenant: &TenantId, name: Option<&str>) -> Result<u64, StoreError>;
+
+    /// Up to `limit` records from `from` on, as the folds read them.
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// The decision facts of these decisions.
+    async fn facts(
+        &self,
+        tenant: &TenantId,
+        ids: &[EventId],
+    ) -> Result<Vec<(EventId, DecisionFacts)>, StoreError>;
+
+    /// Builds a generation's indexes after a rebuild; whether there was anything to build.
+    async fn index_generation(&self, name: &str, generation: i64) -> Result<bool, StoreError>;
+
+    /// Refreshes the query planner's statistics.
+    async fn optimize(&self) -> Result<(), StoreError>;
+
+    /// Records applied between two refreshes of the statistics.
+    fn optimize_every(&self) -> u64;
+
+    /// Transactions the runner may commit pages in at once.
+    fn commit_lanes(&self) -> usize;
+
+    /// Writes pages and moves their positions in one transaction; `false` (and nothing written)
+    /// when a position moved meanwhile.
+    async fn commit_pages(
+        &self,
+        tenant: &TenantId,
+        pages: &[TargetPage],
+    ) -> Result<bool, StoreError>;
+
+    /// A page of the decisions view.
+    async fn search_decisions(
+        &self,
+        tenant: &TenantId,
+        query: &DecisionQuery,
+    ) -> Result<Page<projections::DecisionRow>, StoreError>;
+
+    /// One decision and its oversight actions, oldest first.
+    async fn decision_view(
+        &self,
+        tenant: &TenantId,
+        id: EventId,
+    ) -> Result<Option<(projections::DecisionRow, Vec<projections::OversightRow>)>, StoreError>;
+
+    /// The model inventory, optionally of one model id.
+    async fn model_inventory(
+        &self,
+        tenant: &TenantId,
+        model_id: Option<&str>,
+    ) -> Result<Vec<projections::ModelRow>, StoreError>;
+
+    /// A page of oversight actions, newest first.
+    async fn oversight_actions(
+        &self,
+        tenant: &TenantId,
+        query: &OversightQuery,
+    ) -> Result<Page<projections::OversightRow>, StoreError>;
+
+    /// A page of the records concerning a subject, oldest first.
+    async fn subject_records(
+        &self,
+        tenant: &TenantId,
+        subject_ref: &str,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Page<projections::SubjectRow>, StoreError>;
+
+    /// Daily volumes between two days (inclusive).
+    async fn daily_volumes(
+        &self,
+        tenant: &TenantId,
+        from: &str,
+        until: &str,
+        model_id: Option<&str>,
+    ) -> Result<Vec<projections::DailyRow>, StoreError>;
+
+    /// Every row of every view of a tenant.
+    async fn dump_views(&self, tenant: &TenantId) -> Result<Views, StoreError>;
+}
+
+/// Opens (and on SQLite creates) the configured database and applies or checks its migrations.
+///
+/// # Errors
+/// [`StoreError`] when the database cannot be opened, is too old, or its schema is not current.
+pub(crate) async fn open(config: &StoreConfig) -> Result<Arc<dyn Backend>, StoreError> {
+    Ok(match &config.database {
+        DatabaseUrl::Sqlite(path) => {
+            Arc::new(sqlite::SqliteDb::open(path, config.read_connections).await?)
+        }
+        DatabaseUrl::Postgres(url) => Arc::new(
+            postgres::PgDb::open(
+                url,
+                config.admin_database.as_deref(),
+                config.read_connections,
+            )
+            .await?,
+        ),
+    })
+}
+
+/// Applies migrations with `admin_url` (or the database URL on SQLite); returns how many.
+///
+/// # Errors
+/// [`StoreError::Schema`] or [`StoreError::Unavailable`].
+pub(crate) async fn migrate(
+    database: &DatabaseUrl,
+    admin_url: Option<&str>,
+) -> Result<usize, StoreError> {
+    match database {
+        DatabaseUrl::Sqlite(path) => sqlite::SqliteDb::migrate(path).await,
+        DatabaseUrl::Postgres(url) => postgres::PgDb::migrate(admin_url.unwrap_or(url)).await,
+    }
+}
