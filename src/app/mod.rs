@@ -11,10 +11,10 @@
 
 pub mod bodies;
 pub mod integrity;
-pub mod limits;
-pub mod memory;
-pub mod metrics;
-pub mod readiness;
+pub(crate) mod limits;
+pub(crate) mod memory;
+pub(crate) mod metrics;
+pub(crate) mod readiness;
 
 use std::sync::Arc;
 

@@ -6,12 +6,12 @@
 //! submodules ([`ops`], [`master_key`], [`evidence`]); [`configure`] builds the services'
 //! configurations from settings; the offline verifier is [`crate::verify_cli`].
 
-pub mod args;
-pub mod configure;
-pub mod evidence;
-pub mod master_key;
-pub mod ops;
-pub mod result;
+pub(crate) mod args;
+pub(crate) mod configure;
+pub(crate) mod evidence;
+pub(crate) mod master_key;
+pub(crate) mod ops;
+pub(crate) mod result;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};

@@ -13,17 +13,17 @@
 //! and neither imports the other. `server` composes this layer's [`routes`] with the portal's
 //! pages inside [`edge`] and runs the listener.
 
-pub mod api;
-pub mod bodies;
-pub mod drain;
-pub mod error;
+pub(crate) mod api;
+pub(crate) mod bodies;
+pub(crate) mod drain;
+pub(crate) mod error;
 mod input;
-pub mod integrity;
-pub mod openapi;
-pub mod params;
-pub mod readiness;
+pub(crate) mod integrity;
+pub(crate) mod openapi;
+pub(crate) mod params;
+pub(crate) mod readiness;
 pub mod tls;
-pub mod views;
+pub(crate) mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -22,7 +22,7 @@
 
 pub mod handlers;
 pub mod mail;
-pub mod pages;
+pub(crate) mod pages;
 pub mod security;
 
 use std::collections::HashMap;
@@ -429,11 +429,6 @@ pub struct Audited {
 }
 
 impl Audited {
-    /// The event id of the record.
-    pub fn event_id(&self) -> &str {
-        &self.event_id
-    }
-
     /// Passes the action's result through; a failure is first recorded in the ledger as the
     /// outcome of this record (`reason` says why in words fit for a permanent record: no error
     /// detail, which may name internals).

@@ -46,10 +46,6 @@ pub(crate) const USERS: &str = concat!(
     " FROM users WHERE tenant_id = $1 ORDER BY email"
 );
 
-pub(crate) const RECORD_LOGIN_FAILURE: &str = "UPDATE users SET failed_logins = failed_logins + 1, locked_until_us = $2 WHERE user_id = $1 AND tenant_id = $3";
-
-pub(crate) const CLEAR_LOGIN_FAILURES: &str = "UPDATE users SET failed_logins = 0, locked_until_us = NULL WHERE user_id = $1 AND tenant_id = $2";
-
 pub(crate) const SET_PASSWORD: &str = "UPDATE users SET password_hash = $1, password_changed_at_us = $2, failed_logins = 0, locked_until_us = NULL WHERE user_id = $3 AND tenant_id = $4";
 
 pub(crate) const DISABLE_USER: &str = "UPDATE users SET disabled_at_us = $1 WHERE user_id = $2 AND tenant_id = $3 AND disabled_at_us IS NULL";

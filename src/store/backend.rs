@@ -352,21 +352,6 @@ pub(crate) trait AccessBackend: Send + Sync {
     /// The tenant's users, by email.
     async fn users(&self, tenant: &TenantId) -> Result<Vec<UserTuple>, StoreError>;
 
-    /// Counts a failed sign-in and sets the lock-out end.
-    async fn record_login_failure(
-        &self,
-        tenant: &TenantId,
-        user_id: &str,
-        locked_until_us: Option<i64>,
-    ) -> Result<(), StoreError>;
-
-    /// Clears the failure count and lock-out.
-    async fn clear_login_failures(
-        &self,
-        tenant: &TenantId,
-        user_id: &str,
-    ) -> Result<(), StoreError>;
-
     /// Applies `change` to the user, ends every session of theirs and invalidates their reset
     /// (and invitation) links, in one transaction: no path that ends a user's access leaves an
     /// old session or link alive.

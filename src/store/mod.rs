@@ -10,7 +10,7 @@
 //! row-level security backs that up inside the database.
 
 mod access_sql;
-pub mod api_keys;
+pub(crate) mod api_keys;
 mod appender;
 mod backend;
 pub mod backup;
@@ -18,7 +18,7 @@ mod checkpointer;
 pub mod crypto;
 mod evidence;
 mod export;
-pub mod faults;
+pub(crate) mod faults;
 mod integrity;
 mod postgres;
 pub mod reseal;

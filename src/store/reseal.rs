@@ -1,5 +1,5 @@
 //! Re-sealing every sealed value under the current master key: the store half of
-//! `auditex master-key rotate` (the command and its progress bar are in `master_key_cli.rs`).
+//! `auditex master-key rotate` (the command and its progress bar are in `cli/master_key.rs`).
 //!
 //! Online and crash-safe by construction. Each value is read, opened with whichever configured key
 //! sealed it, sealed again under the current key and written back with a compare-and-swap

@@ -252,33 +252,6 @@ impl Store {
         rows.into_iter().map(user).collect()
     }
 
-    /// Counts a failed sign-in and sets the lock-out end.
-    ///
-    /// # Errors
-    /// A database error.
-    pub async fn record_login_failure(
-        &self,
-        tenant: &TenantId,
-        user_id: &str,
-        locked_until_us: Option<i64>,
-    ) -> Result<(), StoreError> {
-        self.backend()
-            .record_login_failure(tenant, user_id, locked_until_us)
-            .await
-    }
-
-    /// Clears the failure count after a successful sign-in.
-    ///
-    /// # Errors
-    /// A database error.
-    pub async fn clear_login_failures(
-        &self,
-        tenant: &TenantId,
-        user_id: &str,
-    ) -> Result<(), StoreError> {
-        self.backend().clear_login_failures(tenant, user_id).await
-    }
-
     /// Sets a new password hash; ends every session of the user and invalidates every reset
     /// token, in one transaction.
     ///

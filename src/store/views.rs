@@ -164,7 +164,9 @@ pub(crate) mod pg_views;
 pub(crate) mod sqlite_views;
 
 use pg_views::pg_drop_generation;
+use shared::Sql;
 use sqlite_views::sqlite_purge_chunk;
+use sqlx::{Postgres, Sqlite};
 
 impl From<projections::runner::FoldPanicked> for StoreError {
     fn from(e: projections::runner::FoldPanicked) -> Self {
@@ -206,14 +208,14 @@ impl PgDb {
 impl ViewBackend for SqliteDb {
     async fn view_states(&self) -> Result<Vec<ProjectionState>, StoreError> {
         let mut tx = self.view_tx(false).await?;
-        let out = sqlite_views::states(&mut tx).await?;
+        let out = Sql::<Sqlite>::states(&mut tx).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     async fn ensure_view(&self, name: &str, version: u32) -> Result<(), StoreError> {
         let mut tx = self.view_tx(true).await?;
-        sqlite_views::ensure(&mut tx, name, version).await?;
+        Sql::<Sqlite>::ensure(&mut tx, name, version).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -224,14 +226,14 @@ impl ViewBackend for SqliteDb {
         version: u32,
     ) -> Result<(i64, Option<i64>), StoreError> {
         let mut tx = self.view_tx(true).await?;
-        let out = sqlite_views::start_rebuild(&mut tx, name, version).await?;
+        let out = Sql::<Sqlite>::start_rebuild(&mut tx, name, version).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     async fn activate(&self, name: &str, generation: i64) -> Result<Option<i64>, StoreError> {
         let mut tx = self.view_tx(true).await?;
-        let out = sqlite_views::activate(&mut tx, name, generation).await?;
+        let out = Sql::<Sqlite>::activate(&mut tx, name, generation).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -277,7 +279,7 @@ impl ViewBackend for SqliteDb {
         generation: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.view_tx(true).await?;
-        sqlite_views::purge_positions(&mut tx, name, generation, tenant).await?;
+        Sql::<Sqlite>::purge_positions(&mut tx, name, generation, tenant).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -287,14 +289,14 @@ impl ViewBackend for SqliteDb {
         tenant: &TenantId,
     ) -> Result<HashMap<(String, i64), u64>, StoreError> {
         let mut tx = self.view_tx(false).await?;
-        let out = sqlite_views::positions(&mut tx, tenant).await?;
+        let out = Sql::<Sqlite>::positions(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     async fn stuck(&self, tenant: &TenantId) -> Result<Vec<Stuck>, StoreError> {
         let mut tx = self.view_tx(false).await?;
-        let out = sqlite_views::stuck(&mut tx, tenant).await?;
+        let out = Sql::<Sqlite>::stuck(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -308,14 +310,14 @@ impl ViewBackend for SqliteDb {
         error: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.view_tx(true).await?;
-        sqlite_views::mark_stuck(&mut tx, tenant, name, generation, seq, error).await?;
+        Sql::<Sqlite>::mark_stuck(&mut tx, tenant, name, generation, seq, error).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn clear_stuck(&self, tenant: &TenantId, name: Option<&str>) -> Result<u64, StoreError> {
         let mut tx = self.view_tx(true).await?;
-        let out = sqlite_views::clear_stuck(&mut tx, tenant, name).await?;
+        let out = Sql::<Sqlite>::clear_stuck(&mut tx, tenant, name).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -327,7 +329,7 @@ impl ViewBackend for SqliteDb {
         limit: u64,
     ) -> Result<Vec<Event>, StoreError> {
         let mut tx = self.view_tx(false).await?;
-        let out = sqlite_views::events(&mut tx, tenant, from, limit).await?;
+        let out = Sql::<Sqlite>::events(&mut tx, tenant, from, limit).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -338,7 +340,7 @@ impl ViewBackend for SqliteDb {
         ids: &[EventId],
     ) -> Result<Vec<(EventId, DecisionFacts)>, StoreError> {
         let mut tx = self.view_tx(false).await?;
-        let out = sqlite_views::facts(&mut tx, tenant, ids).await?;
+        let out = Sql::<Sqlite>::facts(&mut tx, tenant, ids).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -372,7 +374,7 @@ impl ViewBackend for SqliteDb {
     ) -> Result<bool, StoreError> {
         let mut tx = self.view_tx(true).await?;
         // A moved position must roll back what earlier pages of the same batch wrote.
-        if sqlite_views::commit(&mut tx, tenant, pages).await? {
+        if Sql::<Sqlite>::commit(&mut tx, tenant, pages).await? {
             tx.commit().await?;
             Ok(true)
         } else {
@@ -388,10 +390,10 @@ impl ViewBackend for SqliteDb {
     ) -> Result<Page<projections::DecisionRow>, StoreError> {
         let mut tx = self.view_tx(false).await?;
         let g = active_of(
-            sqlite_views::active(&mut tx, "decisions").await?,
+            Sql::<Sqlite>::active(&mut tx, "decisions").await?,
             "decisions",
         )?;
-        let out = sqlite_views::search(&mut tx, g, tenant, query).await?;
+        let out = Sql::<Sqlite>::search(&mut tx, g, tenant, query).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -404,18 +406,18 @@ impl ViewBackend for SqliteDb {
     {
         let mut tx = self.view_tx(false).await?;
         let g = active_of(
-            sqlite_views::active(&mut tx, "decisions").await?,
+            Sql::<Sqlite>::active(&mut tx, "decisions").await?,
             "decisions",
         )?;
-        let out = match sqlite_views::decision_by_id(&mut tx, g, tenant, id).await? {
+        let out = match Sql::<Sqlite>::decision_by_id(&mut tx, g, tenant, id).await? {
             None => None,
             Some(row) => {
                 let o = active_of(
-                    sqlite_views::active(&mut tx, "oversight").await?,
+                    Sql::<Sqlite>::active(&mut tx, "oversight").await?,
                     "oversight",
                 )?;
                 let f = actions_of(id);
-                let page = sqlite_views::oversight_actions(&mut tx, o, tenant, &f).await?;
+                let page = Sql::<Sqlite>::oversight_actions(&mut tx, o, tenant, &f).await?;
                 Some((row, oldest_first(page)))
             }
         };
@@ -429,8 +431,8 @@ impl ViewBackend for SqliteDb {
         model_id: Option<&str>,
     ) -> Result<Vec<projections::ModelRow>, StoreError> {
         let mut tx = self.view_tx(false).await?;
-        let g = active_of(sqlite_views::active(&mut tx, "models").await?, "models")?;
-        let out = sqlite_views::models(&mut tx, g, tenant, model_id).await?;
+        let g = active_of(Sql::<Sqlite>::active(&mut tx, "models").await?, "models")?;
+        let out = Sql::<Sqlite>::models(&mut tx, g, tenant, model_id).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -442,10 +444,10 @@ impl ViewBackend for SqliteDb {
     ) -> Result<Page<projections::OversightRow>, StoreError> {
         let mut tx = self.view_tx(false).await?;
         let g = active_of(
-            sqlite_views::active(&mut tx, "oversight").await?,
+            Sql::<Sqlite>::active(&mut tx, "oversight").await?,
             "oversight",
         )?;
-        let out = sqlite_views::oversight_actions(&mut tx, g, tenant, query).await?;
+        let out = Sql::<Sqlite>::oversight_actions(&mut tx, g, tenant, query).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -458,8 +460,12 @@ impl ViewBackend for SqliteDb {
         limit: u32,
     ) -> Result<Page<projections::SubjectRow>, StoreError> {
         let mut tx = self.view_tx(false).await?;
-        let g = active_of(sqlite_views::active(&mut tx, "subjects").await?, "subjects")?;
-        let out = sqlite_views::subject_page(&mut tx, g, tenant, subject_ref, after, limit).await?;
+        let g = active_of(
+            Sql::<Sqlite>::active(&mut tx, "subjects").await?,
+            "subjects",
+        )?;
+        let out =
+            Sql::<Sqlite>::subject_page(&mut tx, g, tenant, subject_ref, after, limit).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -472,15 +478,15 @@ impl ViewBackend for SqliteDb {
         model_id: Option<&str>,
     ) -> Result<Vec<projections::DailyRow>, StoreError> {
         let mut tx = self.view_tx(false).await?;
-        let g = active_of(sqlite_views::active(&mut tx, "daily").await?, "daily")?;
-        let out = sqlite_views::daily(&mut tx, g, tenant, from, until, model_id).await?;
+        let g = active_of(Sql::<Sqlite>::active(&mut tx, "daily").await?, "daily")?;
+        let out = Sql::<Sqlite>::daily(&mut tx, g, tenant, from, until, model_id).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     async fn dump_views(&self, tenant: &TenantId) -> Result<Views, StoreError> {
         let mut tx = self.view_tx(false).await?;
-        let out = sqlite_views::dump(&mut tx, tenant).await?;
+        let out = Sql::<Sqlite>::dump(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -490,14 +496,14 @@ impl ViewBackend for SqliteDb {
 impl ViewBackend for PgDb {
     async fn view_states(&self) -> Result<Vec<ProjectionState>, StoreError> {
         let mut tx = self.view_tx(None).await?;
-        let out = pg_views::states(&mut tx).await?;
+        let out = Sql::<Postgres>::states(&mut tx).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     async fn ensure_view(&self, name: &str, version: u32) -> Result<(), StoreError> {
         let mut tx = self.view_tx(None).await?;
-        pg_views::ensure(&mut tx, name, version).await?;
+        Sql::<Postgres>::ensure(&mut tx, name, version).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -508,14 +514,14 @@ impl ViewBackend for PgDb {
         version: u32,
     ) -> Result<(i64, Option<i64>), StoreError> {
         let mut tx = self.view_tx(None).await?;
-        let out = pg_views::start_rebuild(&mut tx, name, version).await?;
+        let out = Sql::<Postgres>::start_rebuild(&mut tx, name, version).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     async fn activate(&self, name: &str, generation: i64) -> Result<Option<i64>, StoreError> {
         let mut tx = self.view_tx(None).await?;
-        let out = pg_views::activate(&mut tx, name, generation).await?;
+        let out = Sql::<Postgres>::activate(&mut tx, name, generation).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -542,7 +548,7 @@ impl ViewBackend for PgDb {
         generation: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        pg_views::purge_positions(&mut tx, name, generation, tenant).await?;
+        Sql::<Postgres>::purge_positions(&mut tx, name, generation, tenant).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -552,14 +558,14 @@ impl ViewBackend for PgDb {
         tenant: &TenantId,
     ) -> Result<HashMap<(String, i64), u64>, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        let out = pg_views::positions(&mut tx, tenant).await?;
+        let out = Sql::<Postgres>::positions(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     async fn stuck(&self, tenant: &TenantId) -> Result<Vec<Stuck>, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        let out = pg_views::stuck(&mut tx, tenant).await?;
+        let out = Sql::<Postgres>::stuck(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -573,14 +579,14 @@ impl ViewBackend for PgDb {
         error: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        pg_views::mark_stuck(&mut tx, tenant, name, generation, seq, error).await?;
+        Sql::<Postgres>::mark_stuck(&mut tx, tenant, name, generation, seq, error).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn clear_stuck(&self, tenant: &TenantId, name: Option<&str>) -> Result<u64, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        let out = pg_views::clear_stuck(&mut tx, tenant, name).await?;
+        let out = Sql::<Postgres>::clear_stuck(&mut tx, tenant, name).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -592,7 +598,7 @@ impl ViewBackend for PgDb {
         limit: u64,
     ) -> Result<Vec<Event>, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        let out = pg_views::events(&mut tx, tenant, from, limit).await?;
+        let out = Sql::<Postgres>::events(&mut tx, tenant, from, limit).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -603,7 +609,7 @@ impl ViewBackend for PgDb {
         ids: &[EventId],
     ) -> Result<Vec<(EventId, DecisionFacts)>, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        let out = pg_views::facts(&mut tx, tenant, ids).await?;
+        let out = Sql::<Postgres>::facts(&mut tx, tenant, ids).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -652,7 +658,7 @@ impl ViewBackend for PgDb {
             .execute(&mut *tx)
             .await?;
         // A moved position must roll back what earlier pages of the same batch wrote.
-        if pg_views::commit(&mut tx, tenant, pages).await? {
+        if Sql::<Postgres>::commit(&mut tx, tenant, pages).await? {
             tx.commit().await?;
             Ok(true)
         } else {
@@ -667,8 +673,11 @@ impl ViewBackend for PgDb {
         query: &DecisionQuery,
     ) -> Result<Page<projections::DecisionRow>, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        let g = active_of(pg_views::active(&mut tx, "decisions").await?, "decisions")?;
-        let out = pg_views::search(&mut tx, g, tenant, query).await?;
+        let g = active_of(
+            Sql::<Postgres>::active(&mut tx, "decisions").await?,
+            "decisions",
+        )?;
+        let out = Sql::<Postgres>::search(&mut tx, g, tenant, query).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -680,13 +689,19 @@ impl ViewBackend for PgDb {
     ) -> Result<Option<(projections::DecisionRow, Vec<projections::OversightRow>)>, StoreError>
     {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        let g = active_of(pg_views::active(&mut tx, "decisions").await?, "decisions")?;
-        let out = match pg_views::decision_by_id(&mut tx, g, tenant, id).await? {
+        let g = active_of(
+            Sql::<Postgres>::active(&mut tx, "decisions").await?,
+            "decisions",
+        )?;
+        let out = match Sql::<Postgres>::decision_by_id(&mut tx, g, tenant, id).await? {
             None => None,
             Some(row) => {
-                let o = active_of(pg_views::active(&mut tx, "oversight").await?, "oversight")?;
+                let o = active_of(
+                    Sql::<Postgres>::active(&mut tx, "oversight").await?,
+                    "oversight",
+                )?;
                 let f = actions_of(id);
-                let page = pg_views::oversight_actions(&mut tx, o, tenant, &f).await?;
+                let page = Sql::<Postgres>::oversight_actions(&mut tx, o, tenant, &f).await?;
                 Some((row, oldest_first(page)))
             }
         };
@@ -700,8 +715,8 @@ impl ViewBackend for PgDb {
         model_id: Option<&str>,
     ) -> Result<Vec<projections::ModelRow>, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        let g = active_of(pg_views::active(&mut tx, "models").await?, "models")?;
-        let out = pg_views::models(&mut tx, g, tenant, model_id).await?;
+        let g = active_of(Sql::<Postgres>::active(&mut tx, "models").await?, "models")?;
+        let out = Sql::<Postgres>::models(&mut tx, g, tenant, model_id).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -712,8 +727,11 @@ impl ViewBackend for PgDb {
         query: &OversightQuery,
     ) -> Result<Page<projections::OversightRow>, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        let g = active_of(pg_views::active(&mut tx, "oversight").await?, "oversight")?;
-        let out = pg_views::oversight_actions(&mut tx, g, tenant, query).await?;
+        let g = active_of(
+            Sql::<Postgres>::active(&mut tx, "oversight").await?,
+            "oversight",
+        )?;
+        let out = Sql::<Postgres>::oversight_actions(&mut tx, g, tenant, query).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -726,8 +744,12 @@ impl ViewBackend for PgDb {
         limit: u32,
     ) -> Result<Page<projections::SubjectRow>, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        let g = active_of(pg_views::active(&mut tx, "subjects").await?, "subjects")?;
-        let out = pg_views::subject_page(&mut tx, g, tenant, subject_ref, after, limit).await?;
+        let g = active_of(
+            Sql::<Postgres>::active(&mut tx, "subjects").await?,
+            "subjects",
+        )?;
+        let out =
+            Sql::<Postgres>::subject_page(&mut tx, g, tenant, subject_ref, after, limit).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -740,15 +762,15 @@ impl ViewBackend for PgDb {
         model_id: Option<&str>,
     ) -> Result<Vec<projections::DailyRow>, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        let g = active_of(pg_views::active(&mut tx, "daily").await?, "daily")?;
-        let out = pg_views::daily(&mut tx, g, tenant, from, until, model_id).await?;
+        let g = active_of(Sql::<Postgres>::active(&mut tx, "daily").await?, "daily")?;
+        let out = Sql::<Postgres>::daily(&mut tx, g, tenant, from, until, model_id).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     async fn dump_views(&self, tenant: &TenantId) -> Result<Views, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        let out = pg_views::dump(&mut tx, tenant).await?;
+        let out = Sql::<Postgres>::dump(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(out)
     }

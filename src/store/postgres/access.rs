@@ -168,38 +168,6 @@ impl AccessBackend for PgDb {
         Ok(rows)
     }
 
-    async fn record_login_failure(
-        &self,
-        tenant: &TenantId,
-        user_id: &str,
-        locked_until_us: Option<i64>,
-    ) -> Result<(), StoreError> {
-        self.execute_for(
-            tenant,
-            sqlx::query(sql::RECORD_LOGIN_FAILURE)
-                .bind(user_id)
-                .bind(locked_until_us)
-                .bind(tenant.as_str()),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn clear_login_failures(
-        &self,
-        tenant: &TenantId,
-        user_id: &str,
-    ) -> Result<(), StoreError> {
-        self.execute_for(
-            tenant,
-            sqlx::query(sql::CLEAR_LOGIN_FAILURES)
-                .bind(user_id)
-                .bind(tenant.as_str()),
-        )
-        .await?;
-        Ok(())
-    }
-
     async fn end_user_access(
         &self,
         tenant: &TenantId,

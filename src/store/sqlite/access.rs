@@ -144,34 +144,6 @@ impl AccessBackend for SqliteDb {
             .await?)
     }
 
-    async fn record_login_failure(
-        &self,
-        tenant: &TenantId,
-        user_id: &str,
-        locked_until_us: Option<i64>,
-    ) -> Result<(), StoreError> {
-        sqlx::query(sql::RECORD_LOGIN_FAILURE)
-            .bind(user_id)
-            .bind(locked_until_us)
-            .bind(tenant.as_str())
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    async fn clear_login_failures(
-        &self,
-        tenant: &TenantId,
-        user_id: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(sql::CLEAR_LOGIN_FAILURES)
-            .bind(user_id)
-            .bind(tenant.as_str())
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
     async fn end_user_access(
         &self,
         tenant: &TenantId,

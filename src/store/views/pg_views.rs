@@ -3,23 +3,17 @@
 //! functions of migration `0011`), and for the runner's statements plan modes and key-by-key forms
 //! (`generic_plans`, the lateral lookup of decision facts, the follow-up UPDATE by arrays),
 //! which must not depend on statistics that lag behind. The statements both backends share are
-//! `shared::Sql`'s; each function here is the one the store calls on PostgreSQL, in a
-//! transaction that has set the tenant for row-level security where the statement is
-//! tenant-scoped.
+//! `shared::Sql`'s, which the store calls as `Sql::<Postgres>`; this file holds what only
+//! PostgreSQL does. Every statement runs in a transaction that has set the tenant for row-level
+//! security where the statement is tenant-scoped.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use ledger::types::{EventId, TenantId};
-use projections::runner::{ProjectionState, Stuck, TargetPage};
 use projections::views::DecisionPatch;
-use projections::{
-    DailyRow, DecisionFacts, DecisionRow, Event, ModelRow, OversightRow, SubjectRow, Views,
-};
 use sqlx::{Postgres, QueryBuilder, Transaction};
 
-use super::shared::{Dialect, PATCH_ASSIGNMENTS, PATCH_LAST_EVENT_SEQ, Sql};
-use super::{DecisionQuery, OversightQuery, Page};
+use super::shared::{Dialect, PATCH_ASSIGNMENTS, PATCH_LAST_EVENT_SEQ};
 use crate::store::{StoreError, db_int};
 
 type Tx = Transaction<'static, Postgres>;
@@ -210,161 +204,6 @@ pub(crate) async fn index_generation(
     generation: i64,
 ) -> Result<bool, StoreError> {
     <Postgres as Dialect>::index_generation(tx, name, generation).await
-}
-
-pub(crate) async fn states(tx: &mut Tx) -> Result<Vec<ProjectionState>, StoreError> {
-    Sql::states(tx).await
-}
-
-pub(crate) async fn ensure(tx: &mut Tx, name: &str, version: u32) -> Result<(), StoreError> {
-    Sql::ensure(tx, name, version).await
-}
-
-pub(crate) async fn start_rebuild(
-    tx: &mut Tx,
-    name: &str,
-    version: u32,
-) -> Result<(i64, Option<i64>), StoreError> {
-    Sql::start_rebuild(tx, name, version).await
-}
-
-pub(crate) async fn activate(
-    tx: &mut Tx,
-    name: &str,
-    generation: i64,
-) -> Result<Option<i64>, StoreError> {
-    Sql::activate(tx, name, generation).await
-}
-
-pub(crate) async fn purge_positions(
-    tx: &mut Tx,
-    name: &str,
-    generation: i64,
-    tenant: &TenantId,
-) -> Result<(), StoreError> {
-    Sql::purge_positions(tx, name, generation, tenant).await
-}
-
-pub(crate) async fn positions(
-    tx: &mut Tx,
-    tenant: &TenantId,
-) -> Result<HashMap<(String, i64), u64>, StoreError> {
-    Sql::positions(tx, tenant).await
-}
-
-pub(crate) async fn stuck(tx: &mut Tx, tenant: &TenantId) -> Result<Vec<Stuck>, StoreError> {
-    Sql::stuck(tx, tenant).await
-}
-
-pub(crate) async fn mark_stuck(
-    tx: &mut Tx,
-    tenant: &TenantId,
-    name: &str,
-    generation: i64,
-    seq: u64,
-    error: &str,
-) -> Result<(), StoreError> {
-    Sql::mark_stuck(tx, tenant, name, generation, seq, error).await
-}
-
-pub(crate) async fn clear_stuck(
-    tx: &mut Tx,
-    tenant: &TenantId,
-    name: Option<&str>,
-) -> Result<u64, StoreError> {
-    Sql::clear_stuck(tx, tenant, name).await
-}
-
-pub(crate) async fn events(
-    tx: &mut Tx,
-    tenant: &TenantId,
-    from: u64,
-    limit: u64,
-) -> Result<Vec<Event>, StoreError> {
-    Sql::events(tx, tenant, from, limit).await
-}
-
-pub(crate) async fn facts(
-    tx: &mut Tx,
-    tenant: &TenantId,
-    ids: &[EventId],
-) -> Result<Vec<(EventId, DecisionFacts)>, StoreError> {
-    Sql::facts(tx, tenant, ids).await
-}
-
-pub(crate) async fn commit(
-    tx: &mut Tx,
-    tenant: &TenantId,
-    pages: &[TargetPage],
-) -> Result<bool, StoreError> {
-    Sql::commit(tx, tenant, pages).await
-}
-
-pub(crate) async fn active(tx: &mut Tx, name: &str) -> Result<Option<i64>, StoreError> {
-    Sql::active(tx, name).await
-}
-
-pub(crate) async fn search(
-    tx: &mut Tx,
-    g: i64,
-    tenant: &TenantId,
-    f: &DecisionQuery,
-) -> Result<Page<DecisionRow>, StoreError> {
-    Sql::search(tx, g, tenant, f).await
-}
-
-pub(crate) async fn decision_by_id(
-    tx: &mut Tx,
-    g: i64,
-    tenant: &TenantId,
-    id: EventId,
-) -> Result<Option<DecisionRow>, StoreError> {
-    Sql::decision_by_id(tx, g, tenant, id).await
-}
-
-pub(crate) async fn models(
-    tx: &mut Tx,
-    g: i64,
-    tenant: &TenantId,
-    model_id: Option<&str>,
-) -> Result<Vec<ModelRow>, StoreError> {
-    Sql::models(tx, g, tenant, model_id).await
-}
-
-pub(crate) async fn oversight_actions(
-    tx: &mut Tx,
-    g: i64,
-    tenant: &TenantId,
-    f: &OversightQuery,
-) -> Result<Page<OversightRow>, StoreError> {
-    Sql::oversight_actions(tx, g, tenant, f).await
-}
-
-pub(crate) async fn subject_page(
-    tx: &mut Tx,
-    g: i64,
-    tenant: &TenantId,
-    subject_ref: &str,
-    after: Option<u64>,
-    limit: u32,
-) -> Result<Page<SubjectRow>, StoreError> {
-    Sql::subject_page(tx, g, tenant, subject_ref, after, limit).await
-}
-
-pub(crate) async fn daily(
-    tx: &mut Tx,
-    g: i64,
-    tenant: &TenantId,
-    from: &str,
-    until: &str,
-    model_id: Option<&str>,
-) -> Result<Vec<DailyRow>, StoreError> {
-    Sql::daily(tx, g, tenant, from, until, model_id).await
-}
-
-/// Every row of every view of one tenant, in the active generations.
-pub(crate) async fn dump(tx: &mut Tx, tenant: &TenantId) -> Result<Views, StoreError> {
-    Sql::dump(tx, tenant).await
 }
 
 #[cfg(test)]

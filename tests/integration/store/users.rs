@@ -86,10 +86,6 @@ async fn changing_a_password_or_disabling_a_user_ends_all_their_sessions_and_res
     let jo_token = sign_in_twice_and_ask_for_a_reset(&store, &tenant, jo, 1).await;
     let kim_token = sign_in_twice_and_ask_for_a_reset(&store, &tenant, kim, 2).await;
     let lee_token = sign_in_twice_and_ask_for_a_reset(&store, &tenant, lee, 3).await;
-    store
-        .record_login_failure(&tenant, jo, Some(now + HOUR_US))
-        .await
-        .expect("failure");
 
     let changed_at = store.now_us();
     store
