@@ -647,16 +647,7 @@ impl ViewBackend for PgDb {
         pages: &[TargetPage],
     ) -> Result<bool, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        // A page need not wait for its WAL flush: a page lost in a crash is applied again from
-        // the position committed with it, and nothing acknowledged to a client depends on it.
-        // (The ledger's own commits stay synchronous.)
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
-        // The follow-up UPDATE is planned with its page's values (see `pg_patch`).
-        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
-            .execute(&mut *tx)
-            .await?;
+        pg_views::page_settings(&mut tx).await?;
         // A moved position must roll back what earlier pages of the same batch wrote.
         if Sql::<Postgres>::commit(&mut tx, tenant, pages).await? {
             tx.commit().await?;

@@ -206,6 +206,21 @@ pub(crate) async fn index_generation(
     <Postgres as Dialect>::index_generation(tx, name, generation).await
 }
 
+/// Settings of a transaction that commits the runner's pages.
+pub(crate) async fn page_settings(tx: &mut Tx) -> Result<(), StoreError> {
+    // A page need not wait for its WAL flush: a page lost in a crash is applied again from
+    // the position committed with it, and nothing acknowledged to a client depends on it.
+    // (The ledger's own commits stay synchronous.)
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut **tx)
+        .await?;
+    // The follow-up UPDATE is planned with its page's values (see `pg_patch`).
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::PATCH;
