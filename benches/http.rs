@@ -218,7 +218,7 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(StoreConfig::new(DatabaseUrl::Sqlite(dir.path().join("http.db")), MasterKey::generate()))
+        let store = Store::open_with_workers(StoreConfig::new(DatabaseUrl::Sqlite(dir.path().join("http.db")), MasterKey::generate()))
             .await
             .expect("store");
         let tenant = TenantId::parse("bench").expect("tenant");

@@ -1111,7 +1111,7 @@ async fn run_backend(backend: &Backend, raw: f64, count: u64) {
     let clock = Arc::new(VirtualClock(AtomicU64::new(start_us)));
     let mut c = config(backend, &master);
     c.clock = clock.clone();
-    let store = Store::open(c).await.expect("open store");
+    let store = Store::open_with_workers(c).await.expect("open store");
     store.create_tenant(&tenant).await.expect("tenant");
     let t = Instant::now();
     populate(&store, &tenant, &clock, count, span).await;
@@ -1174,7 +1174,7 @@ async fn run_backend(backend: &Backend, raw: f64, count: u64) {
         .collect();
     let mut c = config(backend, &master);
     c.projections_in_background = true;
-    let store = Store::open(c).await.expect("reopen store");
+    let store = Store::open_with_workers(c).await.expect("reopen store");
     // Records 0..count are the populated ones; the numbering continues after them.
     let mut next = count;
     let mut lagged = Vec::new();

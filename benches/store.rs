@@ -136,7 +136,7 @@ async fn run_backend(
 ) {
     let mut config = StoreConfig::new(database, MasterKey::generate());
     config.admin_database = admin;
-    let store = Store::open(config).await.expect("open store");
+    let store = Store::open_with_workers(config).await.expect("open store");
     let tenant = TenantId::parse(&format!("bench-{}", std::process::id())).expect("tenant");
     store.create_tenant(&tenant).await.expect("tenant");
     let b = batched(&store, &tenant, count).await;

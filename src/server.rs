@@ -7,7 +7,7 @@
 //! What runs in the background of a served store, and who starts it:
 //!
 //! - the store's workers, the checkpoint publisher and the projection runner, started here with
-//!   `Store::start_workers` (the store is opened with `Store::open_without_workers`; see
+//!   `Store::start_workers` (the store is opened with `Store::open`, which starts nothing; see
 //!   `store::workers`), joined at shutdown;
 //! - the per-tenant appenders, started by the store on a tenant's first append and closed by
 //!   `Store::shutdown`;

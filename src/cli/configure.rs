@@ -123,7 +123,7 @@ pub fn store_config(s: &StoreSettings) -> Result<StoreConfig, ConfigError> {
 /// A [`ConfigError`] naming the setting at fault, or the store's error.
 pub async fn open(store: &StoreSettings) -> Result<Store, CliError> {
     let config = store_config(store)?;
-    Ok(Store::open(config).await?)
+    Ok(Store::open_with_workers(config).await?)
 }
 
 /// Validates the settings and builds the HTTP configuration, choosing the TLS mode.

@@ -27,7 +27,7 @@ async fn open_read_only(args: &StoreSettings) -> Result<Store, CliError> {
     // writes, and these commands write nothing. The verifier detects a rollback from the
     // checkpoints its user saw before.
     config.checkpoint_dir = None;
-    Ok(Store::open(config).await?)
+    Ok(Store::open_with_workers(config).await?)
 }
 
 /// Where evidence goes: standard output, or a file written atomically.

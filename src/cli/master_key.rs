@@ -70,7 +70,7 @@ pub async fn run(store: &StoreSettings, command: MasterKeyCommand) -> CliResult 
     let mut config = store_config(store)?;
     // A maintenance command signs nothing.
     config.publish_in_background = false;
-    let s = Store::open(config).await?;
+    let s = Store::open_with_workers(config).await?;
     let result = run_open(&s, command).await;
     s.shutdown().await;
     result

@@ -877,7 +877,7 @@ async fn serve(args: &StoreSettings, http: &HttpSettings, portal: &PortalSetting
     // The service keeps the read-side views current; one-shot commands leave that to it.
     config.projections_in_background = true;
     // The server starts the store's workers (and stops them): see `server`.
-    let store = Store::open_without_workers(config).await?;
+    let store = Store::open(config).await?;
     if let Some(v) = store.sqlite_version().await {
         tracing::info!(sqlite = %v, database = ?configure::database(args), "store open");
     } else {

@@ -85,7 +85,7 @@ pub async fn restore(
             return Err("--verify-only checks the configured database; give no BACKUP".into());
         }
         config.publish_in_background = false;
-        let s = Store::open(config).await?;
+        let s = Store::open_with_workers(config).await?;
         let report = verify_ledger(&s).await;
         s.shutdown().await;
         let report = report?;
@@ -137,7 +137,7 @@ pub async fn rollback(store: &StoreSettings, command: RollbackCommand) -> CliRes
     let mut config = store_config(store)?;
     // Read and acknowledge only; the running service publishes.
     config.publish_in_background = false;
-    let s = Store::open(config).await?;
+    let s = Store::open_with_workers(config).await?;
     let result = match command {
         RollbackCommand::Status => {
             let status = s.rollback_status();

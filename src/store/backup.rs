@@ -483,7 +483,7 @@ pub async fn restore_sqlite(
         check.database = DatabaseUrl::Sqlite(temp.clone());
         check.publish_in_background = false;
         check.checkpoint_dir = None;
-        let store = Store::open(check).await?;
+        let store = Store::open_with_workers(check).await?;
         let verification = async {
             let rollback = match &config.checkpoint_dir {
                 Some(dir) => super::rollback::predict(&store, dir).await?,

@@ -544,26 +544,26 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (and on SQLite creates) the database, applies or checks migrations, and starts the
-    /// background workers the configuration enables ([`Store::start_workers`]): the store of a
-    /// one-shot command, a test or a bench. The server opens its store with
-    /// [`Store::open_without_workers`] and starts them itself.
+    /// [`Store::open`], then [`Store::start_workers`]: the background workers the configuration
+    /// enables run until the store shuts down. For a one-shot command, a test or a bench; the
+    /// server opens its store with [`Store::open`] and starts and joins the workers itself.
     ///
     /// # Errors
     /// [`StoreError`] when the database cannot be opened, is too old, or its schema is not current.
-    pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
-        let store = Store::open_without_workers(config).await?;
+    pub async fn open_with_workers(config: StoreConfig) -> Result<Store, StoreError> {
+        let store = Store::open(config).await?;
         // Nobody joins them: they stop when the store shuts down.
         drop(store.start_workers().await?);
         Ok(store)
     }
 
-    /// Like [`Store::open`], without starting any background worker: the caller starts them
-    /// with [`Store::start_workers`] (see [`workers`]).
+    /// Opens (and on SQLite creates) the database, applies or checks migrations, and checks for
+    /// a rollback. Starts no background worker: the caller starts them with
+    /// [`Store::start_workers`] (see [`workers`]), or opens with [`Store::open_with_workers`].
     ///
     /// # Errors
     /// [`StoreError`] when the database cannot be opened, is too old, or its schema is not current.
-    pub async fn open_without_workers(config: StoreConfig) -> Result<Store, StoreError> {
+    pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
         let backend = backend::open(&config).await?;
         let config_checkpoint_dir = config.checkpoint_dir.clone();
         let config_queue_total = (config.queue_total_records_max, config.queue_total_bytes_max);

@@ -7,10 +7,10 @@
 //! in exactly two places:
 //!
 //! - the server (`server::Application::build`), for the service and for every test that runs
-//!   one: it opens its store with [`Store::open_without_workers`], starts the workers itself and
+//!   one: it opens its store with [`Store::open`] (which starts nothing), starts the workers and
 //!   keeps the returned [`Workers`] to join them at shutdown;
-//! - [`Store::open`], for a store used without a server (one-shot commands, tests and benches of
-//!   the store), so that such a store behaves as it always did. One-shot commands that must sign
+//! - [`Store::open_with_workers`], for a store used without a server (one-shot commands, tests
+//!   and benches of the store), which says in its name that it starts them. One-shot commands that must sign
 //!   nothing turn `publish_in_background` off.
 //!
 //! Every worker stops when the store shuts down ([`Store::shutdown`], which also closes the

@@ -191,7 +191,9 @@ async fn acknowledged_records_survive_sigkill(backend: Backend) {
         receipts.len(),
         "a sequence number was acknowledged twice"
     );
-    let store = Store::open(env.store_config(&db)).await.expect("reopen");
+    let store = Store::open_with_workers(env.store_config(&db))
+        .await
+        .expect("reopen");
     let tenant = TenantId::parse("crash").expect("tenant");
     let size = assert_all_acknowledged_present(&store, &tenant, &receipts).await;
     assert!(size >= receipts.len() as u64);
@@ -245,7 +247,9 @@ async fn two_processes_append_one_gap_free_chain(backend: Backend) {
         }
     }
     assert_eq!(receipts.len(), 3000);
-    let store = Store::open(env.store_config(&db)).await.expect("open");
+    let store = Store::open_with_workers(env.store_config(&db))
+        .await
+        .expect("open");
     let tenant = TenantId::parse("shared").expect("tenant");
     let size = assert_all_acknowledged_present(&store, &tenant, &receipts).await;
     assert_eq!(
@@ -391,7 +395,7 @@ async fn a_postgres_restart_under_load_loses_and_duplicates_nothing() {
         MasterKey::generate(),
     );
     config.admin_database = Some(pg.url("owner"));
-    let store = Store::open(config).await.expect("open");
+    let store = Store::open_with_workers(config).await.expect("open");
     let tenant = TenantId::parse("restart").expect("tenant");
     store.create_tenant(&tenant).await.expect("tenant");
 

@@ -1007,7 +1007,9 @@ async fn readyz_answers_a_whole_problem_document_naming_no_tenant_when_not_ready
     let mut config = db.config();
     config.master_key =
         auditex::store::crypto::MasterKey::from_hex(&hex::encode(bytes), "other").expect("key");
-    let store = Store::open(config).await.expect("the store opens");
+    let store = Store::open_with_workers(config)
+        .await
+        .expect("the store opens");
     let served = crate::support::tenant_id(SERVED);
     store.create_tenant(&served).await.expect("tenant");
     // The views' status is part of the answer (information only).
@@ -1443,7 +1445,9 @@ async fn a_held_tenant_has_no_current_checkpoint_and_rolled_back_receipts_answer
     };
     // The published history: 5 records and their checkpoint.
     let published = TestDb::new(&backend).await;
-    let store = Store::open(with_dir(&published)).await.expect("open");
+    let store = Store::open_with_workers(with_dir(&published))
+        .await
+        .expect("open");
     store.create_tenant(&tenant).await.expect("tenant");
     let receipts = store
         .append(&tenant, crate::support::decisions(5))
@@ -1457,7 +1461,9 @@ async fn a_held_tenant_has_no_current_checkpoint_and_rolled_back_receipts_answer
     store.create_tenant(&tenant).await.expect("tenant");
     crate::support::append_many(&store, &tenant, 2, 2).await;
     store.shutdown().await;
-    let store = Store::open(with_dir(&restored)).await.expect("reopen");
+    let store = Store::open_with_workers(with_dir(&restored))
+        .await
+        .expect("reopen");
     assert!(!store.rollback_status().is_clear(), "held");
     let s = Server::start_on(restored, store, tenant.clone(), 1000, 1000).await;
 
@@ -1556,7 +1562,7 @@ async fn nul_in_a_record_or_a_query_is_refused_with_what_holds_it(backend: Backe
     s.stop().await;
 }
 
-/// The server, not `Store::open_without_workers`, starts the store's background workers: nothing
+/// The server, not `Store::open`, starts the store's background workers: nothing
 /// is published or projected before `Application::build`, both are once it ran, and shutdown
 /// stops them (a second start finds them started once already).
 async fn the_server_starts_the_store_workers_and_shutdown_stops_them(backend: Backend) {
@@ -1565,9 +1571,7 @@ async fn the_server_starts_the_store_workers_and_shutdown_stops_them(backend: Ba
     config.checkpoint_interval = Duration::from_millis(100);
     config.projections_in_background = true;
     config.projection_poll_interval = Duration::from_millis(100);
-    let store = Store::open_without_workers(config)
-        .await
-        .expect("the store opens");
+    let store = Store::open(config).await.expect("the store opens");
     let tenant = crate::support::tenant_id("acme-bank");
     store.create_tenant(&tenant).await.expect("tenant");
     store

@@ -105,7 +105,7 @@ fn file_checkpoint(path: &Path) -> Checkpoint {
 async fn a_backup_taken_under_load_restores_verifies_and_the_chain_continues() {
     let db = TestDb::new(&Backend::Sqlite).await;
     let work = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(config_with_checkpoints(&db, &work.path().join("cp-a")))
+    let store = Store::open_with_workers(config_with_checkpoints(&db, &work.path().join("cp-a")))
         .await
         .expect("open");
     let tenant = tenant_id("drill");
@@ -191,7 +191,9 @@ async fn a_backup_taken_under_load_restores_verifies_and_the_chain_continues() {
     assert!(verified.latest_checkpoint_size.is_some());
     assert_eq!(verified.rollback, None);
 
-    let restored = Store::open(config.clone()).await.expect("open restored");
+    let restored = Store::open_with_workers(config.clone())
+        .await
+        .expect("open restored");
     assert!(restored.rollback_status().is_clear());
     let records = assert_ledger_verifies(&restored, &tenant).await;
     assert_eq!(records.len() as u64, in_backup);
@@ -319,7 +321,7 @@ async fn the_restore_drill_with_real_processes_verifies_everything_and_the_chain
     let mut config = StoreConfig::new(DatabaseUrl::Sqlite(restored.clone()), cli.master_key());
     config.checkpoint_dir = Some(cli.dir.path().join("data/checkpoints"));
     config.checkpoint_interval = Duration::from_secs(3600);
-    let store = Store::open(config)
+    let store = Store::open_with_workers(config)
         .await
         .expect("open the restored database");
     assert!(store.rollback_status().is_clear(), "acknowledged");
@@ -815,7 +817,9 @@ async fn restoring_an_old_backup_holds_the_tenant_until_the_rollback_is_acknowle
     let work = tempfile::tempdir().expect("tempdir");
     let checkpoints = work.path().join("checkpoints");
     let config = config_with_checkpoints(&db, &checkpoints);
-    let store = Store::open(config.clone()).await.expect("open");
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
     let tenant = tenant_id("rolled");
     store.create_tenant(&tenant).await.expect("tenant");
     append_many(&store, &tenant, 100, 50).await;
@@ -859,7 +863,9 @@ async fn restoring_an_old_backup_holds_the_tenant_until_the_rollback_is_acknowle
     );
 
     // Restart on the restored database: held.
-    let store = Store::open(config.clone()).await.expect("open");
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
     let status = store.rollback_status();
     assert_eq!(
         status.problem(&tenant),
@@ -958,7 +964,7 @@ async fn restoring_an_old_backup_holds_the_tenant_until_the_rollback_is_acknowle
     let records = assert_ledger_verifies(&store, &tenant).await;
     assert_eq!(records.len(), 131);
     store.shutdown().await;
-    let reopened = Store::open(config).await.expect("reopen");
+    let reopened = Store::open_with_workers(config).await.expect("reopen");
     assert!(
         reopened.rollback_status().is_clear(),
         "clear after a restart"
@@ -973,7 +979,7 @@ async fn a_database_that_forks_from_the_published_checkpoint_is_held(backend: Ba
     let a = TestDb::new(&backend).await;
     let b = TestDb::new(&backend).await;
     let tenant = tenant_id("forked");
-    let store = Store::open(config_with_checkpoints(&a, checkpoints.path()))
+    let store = Store::open_with_workers(config_with_checkpoints(&a, checkpoints.path()))
         .await
         .expect("open a");
     store.create_tenant(&tenant).await.expect("tenant");
@@ -986,7 +992,7 @@ async fn a_database_that_forks_from_the_published_checkpoint_is_held(backend: Ba
     append_many(&other, &tenant, 12, 12).await;
     other.shutdown().await;
 
-    let store = Store::open(config_with_checkpoints(&b, checkpoints.path()))
+    let store = Store::open_with_workers(config_with_checkpoints(&b, checkpoints.path()))
         .await
         .expect("open b against a's published checkpoint");
     match store.rollback_status().problem(&tenant) {
@@ -1014,7 +1020,7 @@ async fn an_export_under_another_configured_origin_names_the_tenants_own_origin(
     let tenant = tenant_id("originated");
     let mut config = db.config();
     config.service_origin = "ledger.bank.example/audit".to_owned();
-    let store = Store::open(config).await.expect("open");
+    let store = Store::open_with_workers(config).await.expect("open");
     store.create_tenant(&tenant).await.expect("tenant");
     append_many(&store, &tenant, 5, 5).await;
     store.publish_checkpoints().await.expect("publish");
@@ -1024,7 +1030,7 @@ async fn an_export_under_another_configured_origin_names_the_tenants_own_origin(
     for other in ["auditex.local/ledger", "elsewhere.example/x"] {
         let mut config = db.config();
         config.service_origin = other.to_owned();
-        let store = Store::open(config).await.expect("reopen");
+        let store = Store::open_with_workers(config).await.expect("reopen");
         assert_eq!(
             store.origin(&tenant).await.expect("origin"),
             "ledger.bank.example/audit/originated"
@@ -1067,7 +1073,7 @@ async fn the_key_history_and_export_commands_print_the_tenants_own_origin(backen
     let mut config = db.config();
     config.master_key = cli.master_key();
     config.service_origin = "ledger.bank.example/audit".to_owned();
-    let store = Store::open(config).await.expect("open");
+    let store = Store::open_with_workers(config).await.expect("open");
     store.create_tenant(&tenant).await.expect("tenant");
     append_many(&store, &tenant, 3, 3).await;
     store.publish_checkpoints().await.expect("publish");
@@ -1102,7 +1108,7 @@ async fn an_acknowledged_rollback_keeps_the_abandoned_checkpoints_and_names_the_
     let a = TestDb::new(&backend).await;
     let b = TestDb::new(&backend).await;
     let tenant = tenant_id("abandoned");
-    let store = Store::open(config_with_checkpoints(&a, checkpoints.path()))
+    let store = Store::open_with_workers(config_with_checkpoints(&a, checkpoints.path()))
         .await
         .expect("open a");
     store.create_tenant(&tenant).await.expect("tenant");
@@ -1117,7 +1123,7 @@ async fn an_acknowledged_rollback_keeps_the_abandoned_checkpoints_and_names_the_
     append_many(&other, &tenant, 3, 3).await;
     other.shutdown().await;
 
-    let store = Store::open(config_with_checkpoints(&b, checkpoints.path()))
+    let store = Store::open_with_workers(config_with_checkpoints(&b, checkpoints.path()))
         .await
         .expect("open b");
     assert!(matches!(
@@ -1166,7 +1172,7 @@ async fn an_acknowledged_rollback_keeps_the_abandoned_checkpoints_and_names_the_
     store.shutdown().await;
 
     // Reopened, nothing is held and nothing is recorded twice.
-    let store = Store::open(config_with_checkpoints(&b, checkpoints.path()))
+    let store = Store::open_with_workers(config_with_checkpoints(&b, checkpoints.path()))
         .await
         .expect("reopen b");
     assert!(store.rollback_status().is_clear());
@@ -1191,7 +1197,7 @@ backend_tests!(
 async fn a_tenant_missing_from_a_restored_database_is_held() {
     let checkpoints = tempfile::tempdir().expect("tempdir");
     let a = TestDb::new(&Backend::Sqlite).await;
-    let store = Store::open(config_with_checkpoints(&a, checkpoints.path()))
+    let store = Store::open_with_workers(config_with_checkpoints(&a, checkpoints.path()))
         .await
         .expect("open");
     let tenant = tenant_id("vanished");
@@ -1201,7 +1207,7 @@ async fn a_tenant_missing_from_a_restored_database_is_held() {
     store.shutdown().await;
 
     let b = TestDb::new(&Backend::Sqlite).await;
-    let store = Store::open(config_with_checkpoints(&b, checkpoints.path()))
+    let store = Store::open_with_workers(config_with_checkpoints(&b, checkpoints.path()))
         .await
         .expect("open");
     assert!(matches!(

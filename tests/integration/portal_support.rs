@@ -62,7 +62,9 @@ impl PortalServer {
         }
         store_config.projections_in_background = true;
         store_config.projection_poll_interval = Duration::from_millis(200);
-        let store = Store::open(store_config).await.expect("store opens");
+        let store = Store::open_with_workers(store_config)
+            .await
+            .expect("store opens");
         let tenant = tenant_id("acme-bank");
         store.create_tenant(&tenant).await.expect("tenant");
         let dir = tempfile::tempdir().expect("tempdir");

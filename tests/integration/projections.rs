@@ -351,7 +351,9 @@ async fn a_new_generation_takes_over_only_when_caught_up(backend: Backend) {
     }
     let mut config = db.config();
     config.projections_in_background = true;
-    let store = auditex::store::Store::open(config).await.expect("open");
+    let store = auditex::store::Store::open_with_workers(config)
+        .await
+        .expect("open");
     let models = |states: Vec<::projections::runner::ProjectionState>| {
         states
             .into_iter()
@@ -381,7 +383,9 @@ async fn the_background_runner_tails_appends(backend: Backend) {
     let mut config = db.config();
     config.projections_in_background = true;
     config.projection_poll_interval = Duration::from_secs(60);
-    let store = auditex::store::Store::open(config).await.expect("open");
+    let store = auditex::store::Store::open_with_workers(config)
+        .await
+        .expect("open");
     let tenant = tenant_id("bank-a");
     store.create_tenant(&tenant).await.expect("tenant");
     let mut applied = store.views_runner().applied();
@@ -418,7 +422,9 @@ async fn time_ranges_select_exactly_their_decisions(backend: Backend) {
     let clock = crate::support::ManualClock::new();
     let mut config = db.config();
     config.clock = clock.clone();
-    let store = auditex::store::Store::open(config).await.expect("open");
+    let store = auditex::store::Store::open_with_workers(config)
+        .await
+        .expect("open");
     let (a, b) = (tenant_id("bank-a"), tenant_id("bank-b"));
     for t in [&a, &b] {
         store.create_tenant(t).await.expect("tenant");
@@ -547,7 +553,7 @@ async fn time_ranges_select_exactly_their_decisions(backend: Backend) {
 async fn a_killed_catch_up_leaves_exact_views(backend: Backend) {
     let db = TestDb::new(&backend).await;
     let env = ProcessEnv::new(&db);
-    let store = auditex::store::Store::open(env.store_config(&db))
+    let store = auditex::store::Store::open_with_workers(env.store_config(&db))
         .await
         .expect("open");
     let tenants = [tenant_id("bank-a"), tenant_id("bank-b")];
@@ -560,7 +566,7 @@ async fn a_killed_catch_up_leaves_exact_views(backend: Backend) {
     let mut interrupted = 0;
     // One store handle watches the positions while the processes run (it never writes views:
     // its runner is off).
-    let watcher = auditex::store::Store::open(env.store_config(&db))
+    let watcher = auditex::store::Store::open_with_workers(env.store_config(&db))
         .await
         .expect("reopen");
     let applied_now = || async {
@@ -619,7 +625,7 @@ async fn a_killed_catch_up_leaves_exact_views(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&status.stderr)
     );
-    let store = auditex::store::Store::open(env.store_config(&db))
+    let store = auditex::store::Store::open_with_workers(env.store_config(&db))
         .await
         .expect("reopen");
     for t in &tenants {

@@ -208,7 +208,9 @@ impl TestDb {
 
     /// Opens a store with [`TestDb::config`].
     pub async fn open(&self) -> Store {
-        Store::open(self.config()).await.expect("the store opens")
+        Store::open_with_workers(self.config())
+            .await
+            .expect("the store opens")
     }
 
     /// Opens a store with a tenant already created, returning both.

@@ -71,7 +71,7 @@ impl Bin {
     }
 
     pub async fn open(&self, db: &TestDb) -> Store {
-        Store::open(self.store_config(db))
+        Store::open_with_workers(self.store_config(db))
             .await
             .expect("store opens")
     }

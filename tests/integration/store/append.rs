@@ -484,7 +484,7 @@ async fn capture_time_never_goes_backwards_even_when_the_clock_does(backend: Bac
     // Within the allowance, records carry the chain head's time (beyond it they are refused:
     // see the next test).
     config.clock_behind_max = Duration::from_secs(2 * 3600);
-    let store = Store::open(config).await.expect("open");
+    let store = Store::open_with_workers(config).await.expect("open");
     let tenant = tenant_id("acme");
     store.create_tenant(&tenant).await.expect("tenant");
     let t0 = ManualClock::START_US;
@@ -520,7 +520,7 @@ async fn capture_time_never_goes_backwards_even_when_the_clock_does(backend: Bac
     let mut config = db.config();
     config.clock = clock.clone();
     config.clock_behind_max = Duration::from_secs(2 * 3600);
-    let store = Store::open(config).await.expect("reopen");
+    let store = Store::open_with_workers(config).await.expect("reopen");
     let after_restart = store.append(&tenant, decisions(1)).await.expect("append");
     assert_eq!(after_restart[0].captured_at_us, t0 + 5_000_000);
 }
@@ -674,7 +674,9 @@ async fn a_wrong_master_key_cannot_open_the_signing_key_and_nothing_is_written(b
 
     let mut config = db.config();
     config.master_key = MasterKey::generate();
-    let store = Store::open(config).await.expect("open needs no key yet");
+    let store = Store::open_with_workers(config)
+        .await
+        .expect("open needs no key yet");
     let err = store
         .append(&tenant, decisions(1))
         .await
@@ -730,7 +732,7 @@ async fn a_clock_further_behind_than_allowed_refuses_appends_until_it_catches_up
         Duration::from_secs(300),
         "five minutes by default"
     );
-    let store = Store::open(config).await.expect("open");
+    let store = Store::open_with_workers(config).await.expect("open");
     let tenant = tenant_id("acme");
     store.create_tenant(&tenant).await.expect("tenant");
     let t0 = ManualClock::START_US;
@@ -795,7 +797,7 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
     // wait structural.
     config.queue_records_max = 2 * BATCH_RECORDS_MAX + 1;
     config.queue_wait_max = Duration::from_millis(200);
-    let store = Store::open(config).await.expect("open");
+    let store = Store::open_with_workers(config).await.expect("open");
     let tenant = tenant_id("acme");
     store.create_tenant(&tenant).await.expect("tenant");
     store
@@ -937,7 +939,7 @@ async fn a_full_append_queue_refuses_at_once_with_a_retry_after(backend: Backend
     let mut config = db.config();
     config.queue_requests_max = 1;
     config.group_commit_window = Duration::ZERO;
-    let store = Store::open(config).await.expect("open");
+    let store = Store::open_with_workers(config).await.expect("open");
     let tenant = tenant_id("acme");
     store.create_tenant(&tenant).await.expect("tenant");
     store
@@ -1003,7 +1005,7 @@ async fn the_same_event_sent_twice_at_once_is_written_once_and_reported_new_once
     let mut config = db.config();
     // A wide window, so that both requests land in one group commit.
     config.group_commit_window = Duration::from_millis(200);
-    let store = Store::open(config).await.expect("open");
+    let store = Store::open_with_workers(config).await.expect("open");
     let tenant = tenant_id("acme");
     store.create_tenant(&tenant).await.expect("tenant");
     let same = decision("approved");

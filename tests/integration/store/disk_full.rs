@@ -88,7 +88,7 @@ async fn after_the_disk_fills_writes_are_refused_as_storage_full_and_succeed_aga
     let mut config = StoreConfig::new(database, master_key());
     config.checkpoint_interval = Duration::from_secs(3600);
     config.checkpoint_dir = Some(fs.path().join("checkpoints"));
-    let store = Store::open(config).await.expect("open");
+    let store = Store::open_with_workers(config).await.expect("open");
     let tenant = tenant_id("acme");
     store.create_tenant(&tenant).await.expect("tenant");
     let mut acknowledged: Vec<Receipt> =

@@ -28,7 +28,9 @@ async fn a_fresh_store_creates_its_folders_0700_and_its_database_wal_shm_and_che
     let db = data.join("auditex.db");
     let mut config = StoreConfig::new(DatabaseUrl::Sqlite(db.clone()), MasterKey::generate());
     config.checkpoint_dir = Some(checkpoints.clone());
-    let store = Store::open(config).await.expect("the store opens");
+    let store = Store::open_with_workers(config)
+        .await
+        .expect("the store opens");
     let tenant = tenant_id("acme");
     store.create_tenant(&tenant).await.expect("tenant");
     store.append(&tenant, decisions(3)).await.expect("append");
@@ -66,7 +68,7 @@ async fn an_existing_world_readable_database_keeps_its_mode_and_is_reported() {
     let data = root.path().join("data");
     let db = data.join("auditex.db");
     {
-        let store = Store::open(StoreConfig::new(
+        let store = Store::open_with_workers(StoreConfig::new(
             DatabaseUrl::Sqlite(db.clone()),
             MasterKey::generate(),
         ))
@@ -75,7 +77,7 @@ async fn an_existing_world_readable_database_keeps_its_mode_and_is_reported() {
         store.shutdown().await;
     }
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let store = Store::open(StoreConfig::new(
+    let store = Store::open_with_workers(StoreConfig::new(
         DatabaseUrl::Sqlite(db.clone()),
         MasterKey::generate(),
     ))

@@ -128,7 +128,7 @@ async fn a_checkpoint_is_published_automatically_within_a_second_of_an_append(ba
     let db = TestDb::new(&backend).await;
     let mut config = db.config();
     config.checkpoint_interval = Duration::from_millis(200);
-    let store = Store::open(config).await.expect("open");
+    let store = Store::open_with_workers(config).await.expect("open");
     let tenant = tenant_id("acme");
     store.create_tenant(&tenant).await.expect("tenant");
 

@@ -204,7 +204,7 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
     }
 
     // They still open, and the tenant still signs.
-    let store = Store::open(config_with(&db, &old, &[]))
+    let store = Store::open_with_workers(config_with(&db, &old, &[]))
         .await
         .expect("open");
     assert_names_open(&store, &tenant, &names).await;
@@ -219,7 +219,7 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
 
     // A new key alone opens none of them, and says which setting is missing.
     let new = MasterKey::generate();
-    let store = Store::open(config_with(&db, &new, &[]))
+    let store = Store::open_with_workers(config_with(&db, &new, &[]))
         .await
         .expect("open");
     assert!(store.erasable_values(&tenant, seq(0)).await.is_err());
@@ -227,7 +227,7 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
     drop(store);
 
     // Rotation under the new key, with the old one as previous.
-    let store = Store::open(config_with(&db, &new, &[&old]))
+    let store = Store::open_with_workers(config_with(&db, &new, &[&old]))
         .await
         .expect("open");
     let mut calls = 0;
@@ -267,7 +267,7 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
     drop(store);
 
     // The new key alone opens everything and signs; the old key alone names the key it lacks.
-    let store = Store::open(config_with(&db, &new, &[]))
+    let store = Store::open_with_workers(config_with(&db, &new, &[]))
         .await
         .expect("open");
     assert_names_open(&store, &tenant, &names).await;
@@ -277,7 +277,7 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
         .expect("the re-sealed signing key signs");
     store.shutdown().await;
     drop(store);
-    let store = Store::open(config_with(&db, &old, &[]))
+    let store = Store::open_with_workers(config_with(&db, &old, &[]))
         .await
         .expect("open");
     let err = store
@@ -304,7 +304,9 @@ async fn a_rotation_killed_midway_leaves_every_value_openable_and_a_second_run_c
     let env = ProcessEnv::new(&db);
     let old = MasterKey::from_hex(env.key_hex(), "test").expect("key");
     let tenant = tenant_id("rotating");
-    let store = Store::open(env.store_config(&db)).await.expect("open");
+    let store = Store::open_with_workers(env.store_config(&db))
+        .await
+        .expect("open");
     store.create_tenant(&tenant).await.expect("tenant");
     let names = append_with_names(&store, &tenant, 600).await;
     store.shutdown().await;
@@ -362,7 +364,7 @@ async fn a_rotation_killed_midway_leaves_every_value_openable_and_a_second_run_c
     let _ = child.wait();
 
     // Mid-way: some values under each key, and with both keys configured every one opens.
-    let store = Store::open(config_with(&db, &new, &[&old]))
+    let store = Store::open_with_workers(config_with(&db, &new, &[&old]))
         .await
         .expect("open");
     let census = store.seal_census().await.expect("census");
@@ -397,7 +399,7 @@ async fn a_rotation_killed_midway_leaves_every_value_openable_and_a_second_run_c
         "{}",
         String::from_utf8_lossy(&status.stderr)
     );
-    let store = Store::open(config_with(&db, &new, &[]))
+    let store = Store::open_with_workers(config_with(&db, &new, &[]))
         .await
         .expect("open");
     assert_names_open(&store, &tenant, &names).await;
