@@ -20,7 +20,6 @@
 //! same round trips it would with the backends called directly.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use ledger::record::EventType;
 use ledger::types::{EventId, Hash, Sequence, TenantId, TreeSize};
@@ -29,11 +28,10 @@ use projections::{DecisionFacts, Event, Views};
 
 use super::api_keys::ApiKeyRow;
 use super::reseal::Resealed;
-use super::users::{SessionTuple, UserTuple};
-use super::views::{DecisionQuery, OversightQuery, Page};
+use super::rows::{Session, SessionTuple, UserTuple};
+use super::view_query::{DecisionQuery, OversightQuery, Page};
 use super::{
-    ChainHead, DatabaseUrl, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreConfig,
-    StoreError, StoredCheckpoint, postgres, sqlite,
+    ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreError, StoredCheckpoint,
 };
 
 /// Which database a backend talks to, for the few decisions made above the seam that depend on
@@ -373,7 +371,7 @@ pub(crate) trait AccessBackend: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Stores a new session.
-    async fn insert_session(&self, s: &super::users::Session) -> Result<(), StoreError>;
+    async fn insert_session(&self, s: &Session) -> Result<(), StoreError>;
 
     /// A session by the hash of its id, before its tenant is known.
     async fn session(&self, id_hash: &[u8]) -> Result<Option<SessionTuple>, StoreError>;
@@ -580,38 +578,4 @@ pub(crate) trait ViewBackend: Send + Sync {
 
     /// Every row of every view of a tenant.
     async fn dump_views(&self, tenant: &TenantId) -> Result<Views, StoreError>;
-}
-
-/// Opens (and on SQLite creates) the configured database and applies or checks its migrations.
-///
-/// # Errors
-/// [`StoreError`] when the database cannot be opened, is too old, or its schema is not current.
-pub(crate) async fn open(config: &StoreConfig) -> Result<Arc<dyn Backend>, StoreError> {
-    Ok(match &config.database {
-        DatabaseUrl::Sqlite(path) => {
-            Arc::new(sqlite::SqliteDb::open(path, config.read_connections).await?)
-        }
-        DatabaseUrl::Postgres(url) => Arc::new(
-            postgres::PgDb::open(
-                url,
-                config.admin_database.as_deref(),
-                config.read_connections,
-            )
-            .await?,
-        ),
-    })
-}
-
-/// Applies migrations with `admin_url` (or the database URL on SQLite); returns how many.
-///
-/// # Errors
-/// [`StoreError::Schema`] or [`StoreError::Unavailable`].
-pub(crate) async fn migrate(
-    database: &DatabaseUrl,
-    admin_url: Option<&str>,
-) -> Result<usize, StoreError> {
-    match database {
-        DatabaseUrl::Sqlite(path) => sqlite::SqliteDb::migrate(path).await,
-        DatabaseUrl::Postgres(url) => postgres::PgDb::migrate(admin_url.unwrap_or(url)).await,
-    }
 }

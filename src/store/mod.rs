@@ -27,6 +27,7 @@ mod rows;
 mod service_draft;
 mod sqlite;
 pub mod users;
+mod view_query;
 pub mod views;
 mod workers;
 
@@ -564,7 +565,7 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the database cannot be opened, is too old, or its schema is not current.
     pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
-        let backend = backend::open(&config).await?;
+        let backend = open_backend(&config).await?;
         let config_checkpoint_dir = config.checkpoint_dir.clone();
         let config_queue_total = (config.queue_total_records_max, config.queue_total_bytes_max);
         let store = Store {
@@ -607,7 +608,7 @@ impl Store {
         database: &DatabaseUrl,
         admin_url: Option<&str>,
     ) -> Result<usize, StoreError> {
-        backend::migrate(database, admin_url).await
+        migrate_backend(database, admin_url).await
     }
 
     /// The database, behind the storage seam.
@@ -1450,6 +1451,40 @@ fn key_interval(row: &KeyRow) -> Result<KeyInterval, StoreError> {
 pub(crate) fn db_int(value: u64) -> i64 {
     // Every persisted quantity is bounded by 2^53 - 1 (see ledger::types), far below i64::MAX.
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Opens (and on SQLite creates) the configured database and applies or checks its migrations.
+///
+/// # Errors
+/// [`StoreError`] when the database cannot be opened, is too old, or its schema is not current.
+async fn open_backend(config: &StoreConfig) -> Result<Arc<dyn backend::Backend>, StoreError> {
+    Ok(match &config.database {
+        DatabaseUrl::Sqlite(path) => {
+            Arc::new(sqlite::SqliteDb::open(path, config.read_connections).await?)
+        }
+        DatabaseUrl::Postgres(url) => Arc::new(
+            postgres::PgDb::open(
+                url,
+                config.admin_database.as_deref(),
+                config.read_connections,
+            )
+            .await?,
+        ),
+    })
+}
+
+/// Applies migrations with `admin_url` (or the database URL on SQLite); returns how many.
+///
+/// # Errors
+/// [`StoreError::Schema`] or [`StoreError::Unavailable`].
+async fn migrate_backend(
+    database: &DatabaseUrl,
+    admin_url: Option<&str>,
+) -> Result<usize, StoreError> {
+    match database {
+        DatabaseUrl::Sqlite(path) => sqlite::SqliteDb::migrate(path).await,
+        DatabaseUrl::Postgres(url) => postgres::PgDb::migrate(admin_url.unwrap_or(url)).await,
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Conversions from the rows both backends select into the store's types; the SQL that selects
 //! them stays in `sqlite.rs` and `postgres.rs`, the decoding lives once, here.
 
-use ledger::types::{CaptureTime, Hash, Sequence, TreeSize};
+use ledger::types::{CaptureTime, Hash, Sequence, TenantId, TreeSize};
 
 use super::{ChainHead, RecordRow, StoreError, StoredCheckpoint};
 
@@ -67,3 +67,42 @@ pub(crate) fn abandoned_checkpoint(
         .map_err(|e| StoreError::Corrupt(format!("abandoned checkpoint: {e}")))?;
     Ok((by, checkpoint((t.1, t.2, t.3, t.4))?))
 }
+
+/// A server-side session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// SHA-256 of the session id.
+    pub id_hash: Vec<u8>,
+    /// Its user.
+    pub user_id: String,
+    /// The user's tenant.
+    pub tenant: TenantId,
+    /// Created, µs.
+    pub created_at_us: i64,
+    /// Last request, µs.
+    pub last_seen_us: i64,
+    /// Absolute expiry, µs.
+    pub expires_at_us: i64,
+    /// Ended (sign-out, password change, disable), µs.
+    pub ended_at_us: Option<i64>,
+    /// Client description (user agent, address) for the "my sessions" page.
+    pub client: String,
+}
+
+/// A user row as the backends select it (columns as `access_sql::INSERT_USER` names them).
+pub(crate) type UserTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    Option<i64>,
+);
+
+/// A session row as the backends select it.
+pub(crate) type SessionTuple = (Vec<u8>, String, String, i64, i64, i64, Option<i64>, String);

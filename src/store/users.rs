@@ -12,6 +12,8 @@
 use ledger::types::TenantId;
 
 use super::backend::AccessChange;
+pub use super::rows::Session;
+use super::rows::{SessionTuple, UserTuple};
 use super::{Store, StoreError};
 
 /// A portal role.
@@ -87,42 +89,6 @@ impl User {
     }
 }
 
-/// A server-side session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    /// SHA-256 of the session id.
-    pub id_hash: Vec<u8>,
-    /// Its user.
-    pub user_id: String,
-    /// The user's tenant.
-    pub tenant: TenantId,
-    /// Created, µs.
-    pub created_at_us: i64,
-    /// Last request, µs.
-    pub last_seen_us: i64,
-    /// Absolute expiry, µs.
-    pub expires_at_us: i64,
-    /// Ended (sign-out, password change, disable), µs.
-    pub ended_at_us: Option<i64>,
-    /// Client description (user agent, address) for the "my sessions" page.
-    pub client: String,
-}
-
-/// A user row as the backends select it (columns as `access_sql::INSERT_USER` names them).
-pub(crate) type UserTuple = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    Option<i64>,
-);
-
 fn user(t: UserTuple) -> Result<User, StoreError> {
     Ok(User {
         user_id: t.0,
@@ -139,9 +105,6 @@ fn user(t: UserTuple) -> Result<User, StoreError> {
         locked_until_us: t.10,
     })
 }
-
-/// A session row as the backends select it.
-pub(crate) type SessionTuple = (Vec<u8>, String, String, i64, i64, i64, Option<i64>, String);
 
 fn session(t: SessionTuple) -> Result<Session, StoreError> {
     Ok(Session {

@@ -10,7 +10,7 @@ use crate::store::access_sql::SELECT_API_KEY;
 use crate::store::access_sql::{self as sql, session_columns};
 use crate::store::api_keys::{ApiKeyRow, ApiKeyTuple, api_key_row};
 use crate::store::backend::{AccessBackend, AccessChange};
-use crate::store::users::{Session, SessionTuple, UserTuple};
+use crate::store::rows::{Session, SessionTuple, UserTuple};
 
 #[async_trait::async_trait]
 impl AccessBackend for SqliteDb {
