@@ -7,6 +7,10 @@
 //! application state (`app`) shared by the API (`http`) and the compliance portal (`portal`), the
 //! `server` that starts and stops them, and the command line.
 
+// The crate's documentation is for the people working on it (`cargo doc --document-private-items`):
+// public items may point at the internal modules that do the work.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -14,7 +14,7 @@
 //! reset tokens) and [`ViewBackend`] (the projections' views, implemented in `views.rs` beside
 //! the view SQL of each backend). A new query is one method on the sub-trait of its tables and
 //! one implementation in each backend; a new backend is one type implementing the four traits
-//! and one arm in [`open`] and [`migrate`].
+//! and one arm in `open_backend` and `migrate_backend` (`store/mod.rs`).
 //!
 //! Dynamic dispatch costs one boxed future per call, nothing per row: the append path makes the
 //! same round trips it would with the backends called directly.
