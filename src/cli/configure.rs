@@ -204,16 +204,11 @@ pub fn portal_config(
     let mailer = match &portal.smtp_url {
         Some(url) => {
             let password = match &portal.smtp_password_file {
-                Some(path) => {
-                    crate::file_modes::check_private_file(path)
-                        .map_err(|e| bad("AUDITEX_SMTP_PASSWORD_FILE", e.to_string()))?;
-                    Some(
-                        std::fs::read_to_string(path)
-                            .map_err(|e| bad("AUDITEX_SMTP_PASSWORD_FILE", e.to_string()))?
-                            .trim()
-                            .to_owned(),
-                    )
-                }
+                Some(path) => Some(
+                    crate::config::read_secret_file(path, "AUDITEX_SMTP_PASSWORD_FILE")?
+                        .trim()
+                        .to_owned(),
+                ),
                 None => None,
             };
             crate::portal::mail::Mailer::smtp(url, password, &portal.mail_from)
