@@ -65,14 +65,17 @@ impl Store {
             return Ok(workers);
         }
         let config = &self.inner.config;
+        if config.projections_in_background {
+            // Create the views' state (and start rebuilds of new projection versions) before
+            // the first query can arrive, and before anything is spawned: a failure here leaves
+            // no worker running behind the caller's error.
+            projections::runner::prepare(self).await?;
+        }
         if config.publish_in_background {
             let handle = checkpointer::spawn(self.clone());
             workers.handles.push(("checkpoint publisher", handle));
         }
         if config.projections_in_background {
-            // Create the views' state (and start rebuilds of new projection versions) before
-            // the first query can arrive.
-            projections::runner::prepare(self).await?;
             let runner = self.inner.views.clone();
             let handle = tokio::spawn(runner.run(self.clone(), config.projection_poll_interval));
             workers.handles.push(("projection runner", handle));
