@@ -304,6 +304,14 @@ impl From<StoreError> for ApiError {
                         .into(),
                 )
             }
+            StoreError::ErasureJournal { .. } => {
+                tracing::error!(error = %e, "tenant held: its erasure journal was not carried out");
+                ApiError::Held(
+                    "the ledger is held: erasures recorded outside the database could not be \
+                     carried out; an operator must repair the erasure journal"
+                        .into(),
+                )
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

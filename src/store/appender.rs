@@ -16,7 +16,7 @@
 //! A failed group leaves nothing behind: its transaction is rolled back (and on SQLite a writer
 //! connection left in doubt is replaced, see `sqlite.rs`), so the next group starts clean.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -30,6 +30,9 @@ use rayon::prelude::*;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::crypto::SealContext;
+use super::erasure::ErasureScope;
+use super::erasure_sql::NewDataKeyRow;
+use super::shredding::DataKey;
 use super::{
     ChainHead, GROUP_COMMIT_RECORDS_MAX, NewErasableRow, NewRecordRow, Receipt, Store, StoreError,
     TILE_HEIGHT, TreeHead, db_int,
@@ -301,6 +304,8 @@ struct Appender {
     head: Option<ChainHead>,
     tree: CompactTree,
     tree_tx: watch::Sender<TreeHead>,
+    /// Unwrapped data keys of recent subjects (see [`DataKeyCache`]).
+    data_keys: DataKeyCache,
 }
 
 /// Starts the appender of `tenant`, resuming from the stored chain head.
@@ -327,6 +332,7 @@ pub(crate) async fn spawn(
         store: store.clone(),
     };
     let appender = Appender {
+        data_keys: DataKeyCache::default(),
         store,
         tenant,
         signer: Arc::new(signer),
@@ -717,6 +723,14 @@ impl Appender {
         let mut unsigned = Vec::with_capacity(drafts.len());
         let mut nodes = Vec::new();
         let mut erasable = Vec::new();
+        // Data keys: each value is sealed under its subject's key (found, or made here), or
+        // under a key of its own record when it concerns no known subject.
+        let subjects = GroupSubjects::resolve(&self.store, &self.tenant, &drafts).await?;
+        let stored = tx.subject_keys(&self.tenant, &subjects.all()).await?;
+        let mut in_group: HashMap<String, (i64, DataKey)> = HashMap::new();
+        let mut erased_in_group: HashSet<String> = HashSet::new();
+        let mut new_keys = Vec::new();
+        let mut erasures = Vec::new();
         for d in drafts {
             let (seq, prev, last_time) = match head {
                 None => (Sequence::FIRST, Hash::ZERO, 0),
@@ -731,18 +745,73 @@ impl Appender {
             // Capture time never goes backwards within a chain, even if the clock does.
             let captured_at = CaptureTime::from_unix_micros(now.max(last_time))
                 .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
-            for (name, value) in &d.erasable_values {
-                let plain = serde_json::to_vec(&value.value)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                erasable.push(NewErasableRow {
-                    seq: db_int(seq.get()),
-                    field: name.as_str().to_owned(),
-                    salt: value.salt.to_vec(),
-                    sealed: self.store.master().seal(
-                        &SealContext::erasable(&self.tenant, seq.get(), name.as_str()),
-                        &plain,
-                    )?,
-                });
+            if !d.erasable_values.is_empty() {
+                let subject = subjects.of(&d);
+                let (key_seq, key) = match subject.and_then(|s| in_group.get(s)) {
+                    Some((k, key)) => (*k, key.clone()),
+                    None => {
+                        let found = match subject {
+                            Some(s) if !erased_in_group.contains(s) => stored.get(s),
+                            _ => None,
+                        };
+                        let (k, key) = match found {
+                            Some((k, wrapped)) => {
+                                (*k, self.data_keys.unwrap(&self.store, &self.tenant, subject, *k, wrapped)?)
+                            }
+                            None => {
+                                // A new key, named by the record it first seals for.
+                                let key = DataKey::generate();
+                                let k = db_int(seq.get());
+                                let wrapped = key.wrap(self.store.master(), &self.tenant, seq.get())?;
+                                if let Some(s) = subject {
+                                    self.data_keys.insert(s, k, &wrapped, &key);
+                                }
+                                new_keys.push(NewDataKeyRow {
+                                    key_seq: k,
+                                    subject_ref: subject.map(str::to_owned),
+                                    wrapped,
+                                });
+                                (k, key)
+                            }
+                        };
+                        if let Some(s) = subject {
+                            in_group.insert(s.to_owned(), (k, key.clone()));
+                        }
+                        (k, key)
+                    }
+                };
+                for (name, value) in &d.erasable_values {
+                    let plain = zeroize::Zeroizing::new(
+                        serde_json::to_vec(&value.value)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    );
+                    erasable.push(NewErasableRow {
+                        seq: db_int(seq.get()),
+                        field: name.as_str().to_owned(),
+                        salt: Vec::new(),
+                        sealed: key.seal_value(
+                            &self.tenant,
+                            seq.get(),
+                            name.as_str(),
+                            &value.salt,
+                            &plain,
+                        )?,
+                        subject_ref: subject.map(str::to_owned),
+                        key_seq,
+                    });
+                }
+            }
+            if d.draft.event_type == ledger::record::EventType::Erasure
+                && let Some(scope) =
+                    ErasureScope::from_payload(seq.get(), d.draft.payload.as_str())
+            {
+                // After a whole subject's erasure its key is gone: later values get a new one.
+                if scope.whole_subject() {
+                    in_group.remove(&scope.subject_ref);
+                    erased_in_group.insert(scope.subject_ref.clone());
+                    self.data_keys.forget(&scope.subject_ref);
+                }
+                erasures.push(scope);
             }
             let u = UnsignedRecord::new(
                 &self.tenant,
@@ -797,7 +866,24 @@ impl Appender {
                 erasable,
             })
             .collect();
-        tx.insert(&self.tenant, &rows, &erasable, &nodes).await?;
+        tx.insert(&self.tenant, &rows, &erasable, &new_keys, &nodes)
+            .await?;
+        // Erasures take effect in the transaction that appends them, after the group's own
+        // values are in (an erasure covers the values before it in the chain, these included).
+        for scope in &erasures {
+            tx.erase(&self.tenant, scope).await?;
+        }
+        if !erasures.is_empty() {
+            // Journaled before the commit (see `erasure.rs`): a restored backup cannot bring
+            // back what an acknowledged erasure erased.
+            let erasure_records: Vec<&Record> = records
+                .iter()
+                .filter(|r| r.event_type == ledger::record::EventType::Erasure)
+                .collect();
+            self.store
+                .erasure_journal()
+                .record(&self.tenant, &erasure_records)?;
+        }
         if let Some(row) = &new_key_row {
             tx.rotate_key(&self.tenant, &self.key.key_id.to_hex(), row, now)
                 .await?;
@@ -894,4 +980,151 @@ async fn sign_all(
     })
     .await
     .map_err(|e| StoreError::Corrupt(format!("signing task failed: {e}")))?
+}
+
+/// The subject each draft of a group concerns: its own `subject_ref`, or that of the decision its
+/// `decision_id` names (in the group or already stored). Only drafts with erasable values matter.
+struct GroupSubjects {
+    by_event: HashMap<String, String>,
+}
+
+impl GroupSubjects {
+    async fn resolve(
+        store: &Store,
+        tenant: &TenantId,
+        drafts: &[PreparedDraft],
+    ) -> Result<Self, StoreError> {
+        let mut by_event = HashMap::new();
+        let mut decisions: HashMap<String, String> = HashMap::new();
+        let mut wanted = Vec::new();
+        for d in drafts {
+            let fields = payload_strings(d.draft.payload.as_str());
+            if let Some(s) = fields.subject_ref {
+                if d.draft.event_type == ledger::record::EventType::Decision {
+                    decisions.insert(d.draft.event_id.to_string(), s.clone());
+                }
+                by_event.insert(d.draft.event_id.to_string(), s);
+            } else if !d.erasable_values.is_empty()
+                && let Some(id) = fields.decision_id
+            {
+                wanted.push((d.draft.event_id.to_string(), id));
+            }
+        }
+        if !wanted.is_empty() {
+            let missing: Vec<String> = wanted
+                .iter()
+                .filter(|(_, id)| !decisions.contains_key(id))
+                .map(|(_, id)| id.clone())
+                .collect();
+            for chunk in missing.chunks(500) {
+                for row in store.backend().records_by_event_ids(tenant, chunk).await? {
+                    let record = row.into_record()?;
+                    if record.event_type == ledger::record::EventType::Decision
+                        && let Some(s) = payload_strings(record.payload.as_str()).subject_ref
+                    {
+                        decisions.insert(record.event_id.to_string(), s);
+                    }
+                }
+            }
+            for (event, id) in wanted {
+                if let Some(s) = decisions.get(&id) {
+                    by_event.insert(event, s.clone());
+                }
+            }
+        }
+        Ok(GroupSubjects { by_event })
+    }
+
+    fn of(&self, d: &PreparedDraft) -> Option<&str> {
+        self.by_event
+            .get(&d.draft.event_id.to_string())
+            .map(String::as_str)
+    }
+
+    fn all(&self) -> Vec<&str> {
+        let set: HashSet<&str> = self.by_event.values().map(String::as_str).collect();
+        set.into_iter().collect()
+    }
+}
+
+/// The `subject_ref` and `decision_id` members of a payload, when they are strings.
+struct PayloadLinks {
+    subject_ref: Option<String>,
+    decision_id: Option<String>,
+}
+
+fn payload_strings(payload: &str) -> PayloadLinks {
+    #[derive(serde::Deserialize)]
+    struct Links {
+        subject_ref: Option<serde_json::Value>,
+        decision_id: Option<serde_json::Value>,
+    }
+    let links: Option<Links> = serde_json::from_str(payload).ok();
+    let text = |v: Option<serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => Some(s),
+        _ => None,
+    };
+    match links {
+        Some(l) => PayloadLinks {
+            subject_ref: text(l.subject_ref),
+            decision_id: text(l.decision_id),
+        },
+        None => PayloadLinks {
+            subject_ref: None,
+            decision_id: None,
+        },
+    }
+}
+
+/// Unwrapped data keys of recent subjects, so that appending to a known subject does not unwrap
+/// its key again (an HKDF and an AES-GCM opening per record). An entry is used only while the
+/// database still holds the same wrapped bytes under the same number, so a key destroyed by an
+/// erasure on another node is never used again here.
+#[derive(Default)]
+struct DataKeyCache {
+    keys: HashMap<String, (i64, Vec<u8>, DataKey)>,
+}
+
+/// Subjects whose keys the cache holds at most; past that it starts again.
+const DATA_KEY_CACHE_MAX: usize = 10_000;
+
+impl DataKeyCache {
+    fn unwrap(
+        &mut self,
+        store: &Store,
+        tenant: &TenantId,
+        subject: Option<&str>,
+        key_seq: i64,
+        wrapped: &[u8],
+    ) -> Result<DataKey, StoreError> {
+        if let Some(s) = subject
+            && let Some((k, w, key)) = self.keys.get(s)
+            && *k == key_seq
+            && w.as_slice() == wrapped
+        {
+            return Ok(key.clone());
+        }
+        let key = DataKey::unwrap(
+            store.master(),
+            tenant,
+            u64::try_from(key_seq).map_err(|_| StoreError::Corrupt("negative data key number".into()))?,
+            wrapped,
+        )?;
+        if let Some(s) = subject {
+            self.insert(s, key_seq, wrapped, &key);
+        }
+        Ok(key)
+    }
+
+    fn insert(&mut self, subject: &str, key_seq: i64, wrapped: &[u8], key: &DataKey) {
+        if self.keys.len() >= DATA_KEY_CACHE_MAX {
+            self.keys.clear();
+        }
+        self.keys
+            .insert(subject.to_owned(), (key_seq, wrapped.to_vec(), key.clone()));
+    }
+
+    fn forget(&mut self, subject: &str) {
+        self.keys.remove(subject);
+    }
 }

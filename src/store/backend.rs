@@ -27,6 +27,8 @@ use projections::runner::{ProjectionState, Stuck, TargetPage};
 use projections::{DecisionFacts, Event, Views};
 
 use super::api_keys::ApiKeyRow;
+use super::erasure::ErasureScope;
+use super::erasure_sql::{NewDataKeyRow, StoredValueRow};
 use super::reseal::Resealed;
 use super::rows::{Session, SessionTuple, UserTuple};
 use super::view_query::{DecisionQuery, OversightQuery, Page};
@@ -132,12 +134,27 @@ pub(crate) trait LedgerBackend: Send + Sync {
         limit: u64,
     ) -> Result<Vec<RecordRow>, StoreError>;
 
-    /// The erasable values stored beside record `seq`: `(field, salt, sealed)`, by field.
+    /// The erasable values stored beside record `seq`, by field, each with its wrapped data key.
     async fn erasable_values(
         &self,
         tenant: &TenantId,
         seq: Sequence,
-    ) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError>;
+    ) -> Result<Vec<StoredValueRow>, StoreError>;
+
+    /// The erased fields of record `seq`: `(field, erasure seq)`, by field.
+    async fn erased_fields(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// The sequence numbers of erasure records after `after`, in order, at most `limit`.
+    async fn erasures_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<i64>, StoreError>;
 
     /// The checkpoint of the largest tree size.
     async fn latest_checkpoint(
@@ -219,10 +236,26 @@ pub(crate) trait LedgerBackend: Send + Sync {
         tenant: &TenantId,
     ) -> Result<Box<dyn AppendTransaction>, StoreError>;
 
-    /// Counts the tenant's erasable values (re-sealing progress).
+    /// Counts the tenant's data keys (re-wrapping progress).
+    async fn data_key_count(&self, tenant: &TenantId) -> Result<u64, StoreError>;
+
+    /// Up to `limit` wrapped data keys numbered above `after`: `(key_seq, wrapped)`.
+    async fn data_key_page(
+        &self,
+        tenant: &TenantId,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError>;
+
+    /// Replaces a wrapped data key (`r.seq` is its number) if it is still the bytes read.
+    async fn rewrap_data_key(&self, tenant: &TenantId, r: &Resealed) -> Result<bool, StoreError>;
+
+    /// Counts the tenant's erasable values sealed under the master key directly (re-sealing
+    /// progress; values under a data key are re-sealed by re-wrapping their key).
     async fn erasable_count(&self, tenant: &TenantId) -> Result<u64, StoreError>;
 
-    /// Up to `limit` sealed erasable values after `(seq, field)`, in key order.
+    /// Up to `limit` erasable values sealed under the master key directly after `(seq, field)`,
+    /// in key order.
     async fn erasable_sealed_page(
         &self,
         tenant: &TenantId,
@@ -250,14 +283,26 @@ pub(crate) trait AppendTransaction: Send {
     /// The chain head as this transaction sees it.
     async fn chain_head(&mut self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError>;
 
-    /// Inserts records, their sealed erasable values and completed Merkle nodes.
+    /// Inserts records, their sealed erasable values, the new data keys that sealed them and
+    /// completed Merkle nodes.
     async fn insert(
         &mut self,
         tenant: &TenantId,
         rows: &[NewRecordRow<'_>],
         erasable: &[NewErasableRow],
+        keys: &[NewDataKeyRow],
         nodes: &[(u8, u64, Hash)],
     ) -> Result<(), StoreError>;
+
+    /// The newest data key of each of `subjects` that has one: subject → (key_seq, wrapped).
+    async fn subject_keys(
+        &mut self,
+        tenant: &TenantId,
+        subjects: &[&str],
+    ) -> Result<std::collections::BTreeMap<String, (i64, Vec<u8>)>, StoreError>;
+
+    /// Carries out an erasure (see `erasure_sql.rs`); returns how many values it erased.
+    async fn erase(&mut self, tenant: &TenantId, scope: &ErasureScope) -> Result<u64, StoreError>;
 
     /// Ends the current key `old_key_id` before `new_key.from_seq` and stores `new_key`.
     ///

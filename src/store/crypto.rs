@@ -108,8 +108,11 @@ pub enum CryptoError {
 pub enum Purpose {
     /// A tenant's private Ed25519 signing key.
     SigningKey,
-    /// An erasable value stored beside a record.
+    /// An erasable value stored beside a record (sealed under the master key directly: rows
+    /// written before data keys existed).
     Erasable,
+    /// A data key, which seals erasable values (see `shredding.rs`).
+    DataKey,
 }
 
 impl Purpose {
@@ -118,6 +121,7 @@ impl Purpose {
         match self {
             Purpose::SigningKey => "signing-key",
             Purpose::Erasable => "erasable",
+            Purpose::DataKey => "data-key",
         }
     }
 }
@@ -138,6 +142,15 @@ impl SealContext {
             purpose: Purpose::SigningKey,
             tenant: tenant.as_str().to_owned(),
             item: key_id.to_string(),
+        }
+    }
+
+    /// The context of a data key, named by the sequence number of the record that created it.
+    pub fn data_key(tenant: &ledger::types::TenantId, key_seq: u64) -> Self {
+        SealContext {
+            purpose: Purpose::DataKey,
+            tenant: tenant.as_str().to_owned(),
+            item: key_seq.to_string(),
         }
     }
 

@@ -16,6 +16,8 @@ mod backend;
 pub mod backup;
 mod checkpointer;
 pub mod crypto;
+pub mod erasure;
+mod erasure_sql;
 mod evidence;
 mod export;
 pub(crate) mod faults;
@@ -25,6 +27,7 @@ pub mod reseal;
 pub mod rollback;
 mod rows;
 mod service_draft;
+mod shredding;
 mod sqlite;
 pub mod users;
 mod view_query;
@@ -324,6 +327,18 @@ pub enum StoreError {
     /// The published-checkpoint file (kept outside the database) cannot be read or written.
     #[error("{0}")]
     Witness(String),
+    /// The tenant's erasure journal (kept outside the database) could not be carried out when
+    /// the store opened: its erasable values are withheld and appends refused, so that a
+    /// restored backup cannot bring erased personal data back. An HTTP layer answers 503.
+    #[error(
+        "tenant {tenant} is held: its erasure journal cannot be carried out ({problem}); repair or restore the journal file and restart (docs/OPERATIONS.md, \"Erasure\")"
+    )]
+    ErasureJournal {
+        /// The tenant.
+        tenant: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// A backup or restore failed; the message says why and what was left untouched.
     #[error("{0}")]
     Backup(String),
@@ -483,8 +498,13 @@ pub(crate) struct NewRecordRow<'a> {
 pub(crate) struct NewErasableRow {
     pub seq: i64,
     pub field: String,
+    /// Empty: the salt is sealed with the value.
     pub salt: Vec<u8>,
     pub sealed: Vec<u8>,
+    /// The subject the value concerns (the record's, or its decision's), if known.
+    pub subject_ref: Option<String>,
+    /// The data key that sealed it.
+    pub key_seq: i64,
 }
 
 /// A signing-key row.
@@ -522,6 +542,8 @@ struct Inner {
     workers_started: AtomicBool,
     /// Checkpoint files outside the database, and the tenants held after a rollback.
     rollback: rollback::Guard,
+    /// The erasure journal outside the database, and the tenants whose journal failed.
+    erasure_journal: erasure::ErasureJournal,
     /// The projection runner's handle (woken after each commit; idle unless started).
     views: projections::runner::Runner,
     /// Storage full, clock behind, load shed: what `/readyz` and `/metrics` report.
@@ -585,6 +607,7 @@ impl Store {
                 origins: Mutex::new(HashMap::new()),
                 shutdown: tokio::sync::Notify::new(),
                 workers_started: AtomicBool::new(false),
+                erasure_journal: erasure::ErasureJournal::new(config_checkpoint_dir.clone()),
                 rollback: rollback::Guard::new(config_checkpoint_dir),
                 views: projections::runner::Runner::new(),
                 faults: faults::Faults::default(),
@@ -596,6 +619,8 @@ impl Store {
         };
         // Before anything can be published: is the database behind what was published last?
         rollback::check_on_open(&store).await?;
+        // Before anything can be served: erasures a restored database has forgotten are redone.
+        store.reapply_erasure_journals().await?;
         Ok(store)
     }
 
@@ -672,6 +697,16 @@ impl Store {
 
     pub(crate) fn rollback_guard(&self) -> &rollback::Guard {
         &self.inner.rollback
+    }
+
+    pub(crate) fn erasure_journal(&self) -> &erasure::ErasureJournal {
+        &self.inner.erasure_journal
+    }
+
+    /// The tenants whose erasure journal could not be carried out when the store opened (their
+    /// erasable values are withheld and appends refused), with the reason.
+    pub fn erasure_journal_problems(&self) -> BTreeMap<TenantId, String> {
+        self.inner.erasure_journal.blocked_tenants()
     }
 
     /// The checkpoint origin of a tenant (also the name of its checkpoint-signing key), as
@@ -1079,27 +1114,75 @@ impl Store {
     }
 
     /// The erasable values stored beside record `seq` (those not yet erased).
+    ///
+    /// # Errors
+    /// [`StoreError::ErasureJournal`] while the tenant's erasure journal is not carried out.
     pub async fn erasable_values(
         &self,
         tenant: &TenantId,
         seq: Sequence,
     ) -> Result<BTreeMap<FieldName, ErasableValue>, StoreError> {
+        self.erasure_journal().refuse_if_blocked(tenant)?;
         let rows = self.backend().erasable_values(tenant, seq).await?;
+        let mut keys = BTreeMap::new();
         let mut out = BTreeMap::new();
-        for (field, salt, sealed) in rows {
-            let name = FieldName::parse(&field).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let plain = self
-                .inner
-                .master
-                .open(&SealContext::erasable(tenant, seq.get(), &field), &sealed)?;
+        for row in rows {
+            let name =
+                FieldName::parse(&row.field).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let (salt, plain) = match row.key {
+                // Written before data keys existed: sealed under the master key, salt beside.
+                None => {
+                    let plain = self.inner.master.open(
+                        &SealContext::erasable(tenant, seq.get(), &row.field),
+                        &row.sealed,
+                    )?;
+                    let salt: [u8; 32] = row.salt.as_slice().try_into().map_err(|_| {
+                        StoreError::Corrupt("erasable salt has the wrong length".into())
+                    })?;
+                    (salt, zeroize::Zeroizing::new(plain))
+                }
+                // The key is destroyed: whatever is left cannot be opened and is not served.
+                Some((_, None)) => continue,
+                Some((key_seq, Some(wrapped))) => {
+                    let key_seq = u64::try_from(key_seq)
+                        .map_err(|_| StoreError::Corrupt("negative data key number".into()))?;
+                    if !keys.contains_key(&key_seq) {
+                        let key = shredding::DataKey::unwrap(
+                            &self.inner.master,
+                            tenant,
+                            key_seq,
+                            &wrapped,
+                        )?;
+                        keys.insert(key_seq, key);
+                    }
+                    let key = &keys[&key_seq];
+                    key.open_value(tenant, seq.get(), &row.field, &row.sealed)?
+                }
+            };
             let value =
                 serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let salt = salt
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("erasable salt has the wrong length".into()))?;
             out.insert(name, ErasableValue { salt, value });
         }
         Ok(out)
+    }
+
+    /// The fields of record `seq` that were erased, each with the `erasure` record's seq.
+    pub async fn erased_fields(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<BTreeMap<FieldName, u64>, StoreError> {
+        self.backend()
+            .erased_fields(tenant, seq)
+            .await?
+            .into_iter()
+            .map(|(field, by)| {
+                Ok((
+                    FieldName::parse(&field).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    u64::try_from(by).map_err(|_| StoreError::Corrupt("negative seq".into()))?,
+                ))
+            })
+            .collect()
     }
 
     /// The latest published checkpoint.

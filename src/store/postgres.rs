@@ -21,6 +21,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::backend::{AppendTransaction, Backend, BackendKind, LedgerBackend};
+use super::erasure::ErasureScope;
+use super::erasure_sql::{ErasureSql, NewDataKeyRow, StoredValueRow};
 use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, row};
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreError, StoredCheckpoint,
@@ -332,15 +334,32 @@ impl LedgerBackend for PgDb {
         &self,
         tenant: &TenantId,
         seq: Sequence,
-    ) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<StoredValueRow>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let rows = sqlx::query_as(
-            "SELECT field, salt, sealed FROM erasable_values WHERE tenant_id = $1 AND seq = $2 ORDER BY field",
-        )
-        .bind(tenant.as_str())
-        .bind(db_int(seq.get()))
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = ErasureSql::<Postgres>::values(&mut tx, tenant, db_int(seq.get())).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn erased_fields(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = ErasureSql::<Postgres>::erased(&mut tx, tenant, db_int(seq.get())).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn erasures_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = ErasureSql::<Postgres>::erasures_after(&mut tx, tenant, after, limit).await?;
         tx.commit().await?;
         Ok(rows)
     }
@@ -550,11 +569,41 @@ impl LedgerBackend for PgDb {
         Ok(Box::new(PgAppend(tx)))
     }
 
-    /// Counts the tenant's erasable values (for progress).
+    async fn data_key_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let n = ErasureSql::<Postgres>::key_count(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn data_key_page(
+        &self,
+        tenant: &TenantId,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = ErasureSql::<Postgres>::key_page(&mut tx, tenant, after, limit).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn rewrap_data_key(
+        &self,
+        tenant: &TenantId,
+        r: &super::reseal::Resealed,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let done = ErasureSql::<Postgres>::rewrap(&mut tx, tenant, r.seq, &r.old, &r.new).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Counts the tenant's values sealed under the master key directly (for progress).
     async fn erasable_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM erasable_values WHERE tenant_id = $1")
+            sqlx::query_scalar("SELECT COUNT(*) FROM erasable_values WHERE tenant_id = $1 AND key_seq IS NULL")
                 .bind(tenant.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
@@ -572,7 +621,7 @@ impl LedgerBackend for PgDb {
         let mut tx = self.tenant_tx(tenant).await?;
         let rows = sqlx::query_as(
             "SELECT seq, field, sealed FROM erasable_values
-             WHERE tenant_id = $1 AND (seq, field) > ($2, $3)
+             WHERE tenant_id = $1 AND key_seq IS NULL AND (seq, field) > ($2, $3)
              ORDER BY seq, field LIMIT $4",
         )
         .bind(tenant.as_str())
@@ -682,6 +731,7 @@ impl AppendTransaction for PgAppend {
         tenant: &TenantId,
         rows: &[NewRecordRow<'_>],
         erasable: &[NewErasableRow],
+        keys: &[NewDataKeyRow],
         nodes: &[(u8, u64, Hash)],
     ) -> Result<(), StoreError> {
         let tx = &mut self.0;
@@ -730,18 +780,24 @@ impl AppendTransaction for PgAppend {
             let fields: Vec<&str> = erasable.iter().map(|e| e.field.as_str()).collect();
             let salts: Vec<&[u8]> = erasable.iter().map(|e| e.salt.as_slice()).collect();
             let sealed: Vec<&[u8]> = erasable.iter().map(|e| e.sealed.as_slice()).collect();
+            let subjects: Vec<Option<&str>> =
+                erasable.iter().map(|e| e.subject_ref.as_deref()).collect();
+            let key_seqs: Vec<i64> = erasable.iter().map(|e| e.key_seq).collect();
             sqlx::query(
-                "INSERT INTO erasable_values (tenant_id, seq, field, salt, sealed)
-                 SELECT $1, * FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::BYTEA[], $5::BYTEA[])",
+                "INSERT INTO erasable_values (tenant_id, seq, field, salt, sealed, subject_ref, key_seq)
+                 SELECT $1, * FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::BYTEA[], $5::BYTEA[], $6::TEXT[], $7::BIGINT[])",
             )
             .bind(tenant.as_str())
             .bind(&seqs)
             .bind(&fields)
             .bind(&salts)
             .bind(&sealed)
+            .bind(&subjects)
+            .bind(&key_seqs)
             .execute(&mut **tx)
             .await?;
         }
+        ErasureSql::<Postgres>::insert_keys(&mut **tx, tenant, keys).await?;
         if !nodes.is_empty() {
             let levels: Vec<i16> = nodes.iter().map(|n| i16::from(n.0)).collect();
             let idxs: Vec<i64> = nodes.iter().map(|n| db_int(n.1)).collect();
@@ -758,6 +814,18 @@ impl AppendTransaction for PgAppend {
             .await?;
         }
         Ok(())
+    }
+
+    async fn subject_keys(
+        &mut self,
+        tenant: &TenantId,
+        subjects: &[&str],
+    ) -> Result<std::collections::BTreeMap<String, (i64, Vec<u8>)>, StoreError> {
+        ErasureSql::<Postgres>::subject_keys(&mut *self.0, tenant, subjects).await
+    }
+
+    async fn erase(&mut self, tenant: &TenantId, scope: &ErasureScope) -> Result<u64, StoreError> {
+        ErasureSql::<Postgres>::erase(&mut *self.0, tenant, scope).await
     }
 
     async fn rotate_key(

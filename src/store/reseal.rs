@@ -68,8 +68,11 @@ pub struct ResealReport {
     pub tenants: u64,
     /// Private signing keys re-sealed.
     pub signing_keys_resealed: u64,
-    /// Erasable values re-sealed.
+    /// Erasable values re-sealed (those written before data keys existed, which the master key
+    /// sealed directly).
     pub erasable_values_resealed: u64,
+    /// Data keys re-wrapped (each seals a subject's erasable values, which stay as they are).
+    pub data_keys_rewrapped: u64,
     /// Values found under the current key already.
     pub already_current: u64,
     /// Values erased or re-sealed by someone else between reading and writing (left alone).
@@ -103,6 +106,7 @@ impl Store {
         for tenant in &tenants {
             total += self.backend().keys(tenant).await?.len() as u64;
             total += self.backend().erasable_count(tenant).await?;
+            total += self.backend().data_key_count(tenant).await?;
         }
         let mut report = ResealReport {
             master_key_id: keys.current().id().to_string(),
@@ -138,6 +142,38 @@ impl Store {
                 }
             }
             progress(ResealProgress { done, total });
+            // Data keys: re-wrapping one re-seals every value under it, which stays untouched.
+            let mut after_key = -1i64;
+            loop {
+                let page = self.backend().data_key_page(tenant, after_key, batch).await?;
+                let Some(last) = page.last() else { break };
+                after_key = last.0;
+                for (key_seq, wrapped) in page {
+                    done += 1;
+                    let context =
+                        SealContext::data_key(tenant, u64::try_from(key_seq).unwrap_or(0));
+                    let Some(new) = keys
+                        .reseal(&context, &wrapped)
+                        .map_err(|e| named(tenant, &format!("data key {key_seq}"), e))?
+                    else {
+                        report.already_current += 1;
+                        continue;
+                    };
+                    let r = Resealed {
+                        seq: key_seq,
+                        item: String::new(),
+                        old: wrapped,
+                        new,
+                    };
+                    if self.backend().rewrap_data_key(tenant, &r).await? {
+                        report.data_keys_rewrapped += 1;
+                    } else {
+                        report.changed_meanwhile += 1;
+                    }
+                }
+                progress(ResealProgress { done, total });
+                throttle(started, done, options.rows_per_second).await;
+            }
             let mut after = (-1i64, String::new());
             loop {
                 let page = self
@@ -186,6 +222,15 @@ impl Store {
         for tenant in self.tenants().await? {
             for row in self.backend().keys(&tenant).await? {
                 *census.entry(census_name(&row.sealed_secret)).or_default() += 1;
+            }
+            let mut after_key = -1i64;
+            loop {
+                let page = self.backend().data_key_page(&tenant, after_key, 5000).await?;
+                let Some(last) = page.last() else { break };
+                after_key = last.0;
+                for (_, wrapped) in &page {
+                    *census.entry(census_name(wrapped)).or_default() += 1;
+                }
             }
             let mut after = (-1i64, String::new());
             loop {

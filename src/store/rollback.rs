@@ -622,6 +622,8 @@ impl Store {
 
     /// Refuses work that would extend a held tenant's chain.
     pub(crate) fn refuse_if_rolled_back(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        // A tenant whose erasure journal was not carried out must not grow either.
+        self.erasure_journal().refuse_if_blocked(tenant)?;
         match self.rollback_guard().problem(tenant) {
             Some(problem) => Err(StoreError::RollbackUnacknowledged {
                 tenant: tenant.to_string(),

@@ -20,6 +20,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::backend::{AppendTransaction, Backend, BackendKind, LedgerBackend};
+use super::erasure::ErasureScope;
+use super::erasure_sql::{ErasureSql, NewDataKeyRow, StoredValueRow};
 use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, row};
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, SQLITE_VERSION_MIN, StoreError,
@@ -54,6 +56,9 @@ fn options(path: &Path) -> SqliteConnectOptions {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
+        // Freed pages are overwritten with zeros, so an erased value's ciphertext and its
+        // destroyed data key do not linger in the file (see `store/erasure.rs`).
+        .pragma("secure_delete", "ON")
         .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
 }
 
@@ -367,14 +372,28 @@ impl LedgerBackend for SqliteDb {
         &self,
         tenant: &TenantId,
         seq: Sequence,
-    ) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT field, salt, sealed FROM erasable_values WHERE tenant_id = ? AND seq = ? ORDER BY field",
-        )
-        .bind(tenant.as_str())
-        .bind(db_int(seq.get()))
-        .fetch_all(&self.readers)
-        .await?)
+    ) -> Result<Vec<StoredValueRow>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        ErasureSql::<Sqlite>::values(&mut conn, tenant, db_int(seq.get())).await
+    }
+
+    async fn erased_fields(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        ErasureSql::<Sqlite>::erased(&mut conn, tenant, db_int(seq.get())).await
+    }
+
+    async fn erasures_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        ErasureSql::<Sqlite>::erasures_after(&mut conn, tenant, after, limit).await
     }
 
     async fn latest_checkpoint(
@@ -558,9 +577,33 @@ impl LedgerBackend for SqliteDb {
         )))
     }
 
-    /// Counts the tenant's erasable values (for progress).
+    async fn data_key_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        ErasureSql::<Sqlite>::key_count(&mut conn, tenant).await
+    }
+
+    async fn data_key_page(
+        &self,
+        tenant: &TenantId,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        ErasureSql::<Sqlite>::key_page(&mut conn, tenant, after, limit).await
+    }
+
+    async fn rewrap_data_key(
+        &self,
+        tenant: &TenantId,
+        r: &super::reseal::Resealed,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.writer.acquire().await?;
+        ErasureSql::<Sqlite>::rewrap(&mut conn, tenant, r.seq, &r.old, &r.new).await
+    }
+
+    /// Counts the tenant's values sealed under the master key directly (for progress).
     async fn erasable_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM erasable_values WHERE tenant_id = ?")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM erasable_values WHERE tenant_id = ? AND key_seq IS NULL")
             .bind(tenant.as_str())
             .fetch_one(&self.readers)
             .await?;
@@ -576,7 +619,7 @@ impl LedgerBackend for SqliteDb {
     ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT seq, field, sealed FROM erasable_values
-             WHERE tenant_id = ? AND (seq > ? OR (seq = ? AND field > ?))
+             WHERE tenant_id = ? AND key_seq IS NULL AND (seq > ? OR (seq = ? AND field > ?))
              ORDER BY seq, field LIMIT ?",
         )
         .bind(tenant.as_str())
@@ -682,6 +725,7 @@ impl AppendTransaction for SqliteAppend {
         tenant: &TenantId,
         rows: &[NewRecordRow<'_>],
         erasable: &[NewErasableRow],
+        keys: &[NewDataKeyRow],
         nodes: &[(u8, u64, Hash)],
     ) -> Result<(), StoreError> {
         let tx = &mut self.0;
@@ -705,17 +749,20 @@ impl AppendTransaction for SqliteAppend {
         }
         for chunk in erasable.chunks(INSERT_ROWS_MAX) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO erasable_values (tenant_id, seq, field, salt, sealed) ",
+                "INSERT INTO erasable_values (tenant_id, seq, field, salt, sealed, subject_ref, key_seq) ",
             );
             q.push_values(chunk, |mut b, e| {
                 b.push_bind(tenant.as_str())
                     .push_bind(e.seq)
                     .push_bind(e.field.as_str())
                     .push_bind(e.salt.as_slice())
-                    .push_bind(e.sealed.as_slice());
+                    .push_bind(e.sealed.as_slice())
+                    .push_bind(e.subject_ref.as_deref())
+                    .push_bind(e.key_seq);
             });
             q.build().execute(&mut **tx).await?;
         }
+        ErasureSql::<Sqlite>::insert_keys(&mut **tx, tenant, keys).await?;
         for chunk in nodes.chunks(INSERT_ROWS_MAX) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO merkle_nodes (tenant_id, level, idx, hash) ",
@@ -729,6 +776,18 @@ impl AppendTransaction for SqliteAppend {
             q.build().execute(&mut **tx).await?;
         }
         Ok(())
+    }
+
+    async fn subject_keys(
+        &mut self,
+        tenant: &TenantId,
+        subjects: &[&str],
+    ) -> Result<std::collections::BTreeMap<String, (i64, Vec<u8>)>, StoreError> {
+        ErasureSql::<Sqlite>::subject_keys(&mut *self.0, tenant, subjects).await
+    }
+
+    async fn erase(&mut self, tenant: &TenantId, scope: &ErasureScope) -> Result<u64, StoreError> {
+        ErasureSql::<Sqlite>::erase(&mut *self.0, tenant, scope).await
     }
 
     async fn rotate_key(

@@ -1,0 +1,306 @@
+//! Erasure that erases (FORMAT.md sections 6 and 11, docs/OPERATIONS.md "Erasure").
+//!
+//! An `erasure` record names a subject and, optionally, some of its records (`event_ids`) and
+//! fields (`fields`). In the transaction that appends it, the appender deletes every sealed value
+//! it covers that came before it in the chain, records each as erased by it, and destroys every
+//! data key no remaining value uses (`erasure_sql.rs`). The record, its hash and every proof stay
+//! valid: values are committed to with salted digests and were never in the hashed bytes.
+//!
+//! **The journal.** A backup taken before an erasure still holds the erased values and their
+//! keys. So every erasure is also written to `<checkpoint dir>/<tenant>.erasures` (one erasure
+//! record per line, as in an export), outside the database, *before* its transaction commits.
+//! When the store opens, every journaled erasure is carried out again, before anything is
+//! served: on the same database that changes nothing; on a restored older one (a backup, a
+//! PostgreSQL point-in-time recovery) it erases the values again. A journal that cannot be read
+//! holds the tenant: no erasable value of it is served and nothing is appended until it is
+//! repaired. Erasures the database knows and the journal lacks (written by another node, or a
+//! journal restored from an old copy) are added to it at the same time.
+//!
+//! Journaling before the commit errs on the side of the person: an erasure whose transaction
+//! then fails is carried out at the next start all the same.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use ledger::record::{EventType, Record};
+use ledger::types::{Sequence, TenantId};
+
+use super::{Store, StoreError};
+
+/// File name extension of a tenant's erasure journal.
+pub const JOURNAL_FILE_EXTENSION: &str = "erasures";
+
+/// What one `erasure` record erases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureScope {
+    /// The erasure record's sequence number: it erases values of records before it.
+    pub erasure_seq: u64,
+    /// The subject.
+    pub subject_ref: String,
+    /// Only these records' values (event ids), when given.
+    pub event_ids: Option<Vec<String>>,
+    /// Only these fields, when given.
+    pub fields: Option<Vec<String>>,
+}
+
+impl ErasureScope {
+    /// The scope of an `erasure` record at `seq` with `payload` (a validated erasure payload);
+    /// `None` for any other payload.
+    pub fn from_payload(seq: u64, payload: &str) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+        let strings = |name: &str| -> Option<Vec<String>> {
+            value.get(name)?.as_array().map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect()
+            })
+        };
+        Some(ErasureScope {
+            erasure_seq: seq,
+            subject_ref: value.get("subject_ref")?.as_str()?.to_owned(),
+            event_ids: strings("event_ids"),
+            fields: strings("fields"),
+        })
+    }
+
+    /// The scope of an `erasure` record; `None` for a record of another type.
+    pub fn of_record(record: &Record) -> Option<Self> {
+        (record.event_type == EventType::Erasure)
+            .then(|| Self::from_payload(record.seq.get(), record.payload.as_str()))
+            .flatten()
+    }
+
+    /// Whether the whole subject is erased (no records or fields named).
+    pub fn whole_subject(&self) -> bool {
+        self.event_ids.is_none() && self.fields.is_none()
+    }
+}
+
+/// The journal file of `tenant` in `dir`.
+pub fn journal_file(dir: &Path, tenant: &TenantId) -> PathBuf {
+    dir.join(format!("{}.{JOURNAL_FILE_EXTENSION}", tenant.as_str()))
+}
+
+/// Reads a journal: its erasure records, in file order. A missing file is an empty journal.
+fn read_journal(path: &Path) -> Result<Vec<Record>, String> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut out = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record =
+            serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
+        if record.event_type != EventType::Erasure {
+            return Err(format!("line {}: not an erasure record", n + 1));
+        }
+        out.push(record);
+    }
+    Ok(out)
+}
+
+/// Appends `records` to the journal at `path` and makes them durable (the file, and the folder
+/// when the file is new).
+fn append_journal(path: &Path, records: &[&Record]) -> std::io::Result<()> {
+    let existed = path.exists();
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    let mut text = String::new();
+    for r in records {
+        text.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
+        text.push('\n');
+    }
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    if !existed && let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The journal's state in a running store: its folder, the tenants whose journal could not be
+/// carried out, and a lock so journal writes of one process do not interleave.
+#[derive(Debug)]
+pub(crate) struct ErasureJournal {
+    dir: Option<PathBuf>,
+    blocked: std::sync::Mutex<BTreeMap<TenantId, String>>,
+    write: std::sync::Mutex<()>,
+}
+
+impl ErasureJournal {
+    pub(crate) fn new(dir: Option<PathBuf>) -> Self {
+        ErasureJournal {
+            dir,
+            blocked: std::sync::Mutex::new(BTreeMap::new()),
+            write: std::sync::Mutex::new(()),
+        }
+    }
+
+    fn blocked(&self) -> std::sync::MutexGuard<'_, BTreeMap<TenantId, String>> {
+        self.blocked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Journals `records` (the erasure records of a group about to commit). Without a folder
+    /// configured there is no journal (and `auditex serve` warns that rollback protection is off).
+    pub(crate) fn record(&self, tenant: &TenantId, records: &[&Record]) -> Result<(), StoreError> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        let path = journal_file(dir, tenant);
+        let _one_writer = self
+            .write
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        append_journal(&path, records).map_err(|e| {
+            StoreError::Witness(format!(
+                "cannot write the erasure journal {}: {e}; the erasure was not committed",
+                path.display()
+            ))
+        })
+    }
+
+    /// Refuses when `tenant`'s journal could not be carried out.
+    pub(crate) fn refuse_if_blocked(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        match self.blocked().get(tenant) {
+            None => Ok(()),
+            Some(problem) => Err(StoreError::ErasureJournal {
+                tenant: tenant.as_str().to_owned(),
+                problem: problem.clone(),
+            }),
+        }
+    }
+
+    /// The tenants held because their journal could not be carried out, with the reason.
+    pub(crate) fn blocked_tenants(&self) -> BTreeMap<TenantId, String> {
+        self.blocked().clone()
+    }
+}
+
+impl Store {
+    /// Carries out every journaled erasure again and adds the database's erasures the journal
+    /// lacks; runs when the store opens, before anything is served. A tenant whose journal
+    /// cannot be read or carried out is held (see [`StoreError::ErasureJournal`]).
+    pub(crate) async fn reapply_erasure_journals(&self) -> Result<(), StoreError> {
+        let Some(dir) = self.erasure_journal().dir.clone() else {
+            return Ok(());
+        };
+        let mut tenants: Vec<TenantId> = self.tenants().await?;
+        for entry in std::fs::read_dir(&dir).map_err(|e| StoreError::Witness(format!(
+            "cannot read {}: {e}",
+            dir.display()
+        )))? {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name();
+            let Some(stem) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(&format!(".{JOURNAL_FILE_EXTENSION}")))
+            else {
+                continue;
+            };
+            if let Ok(t) = TenantId::parse(stem)
+                && !tenants.contains(&t)
+            {
+                tenants.push(t);
+            }
+        }
+        for tenant in tenants {
+            if let Err(problem) = self.reapply_journal(&dir, &tenant).await {
+                tracing::error!(tenant = %tenant, problem = %problem,
+                    "the erasure journal cannot be carried out: the tenant's erasable values are withheld and appends refused");
+                self.erasure_journal()
+                    .blocked()
+                    .insert(tenant.clone(), problem);
+            }
+        }
+        Ok(())
+    }
+
+    async fn reapply_journal(&self, dir: &Path, tenant: &TenantId) -> Result<(), String> {
+        let path = journal_file(dir, tenant);
+        let journaled = read_journal(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if !journaled.is_empty() && !self.tenant_exists(tenant).await.map_err(|e| e.to_string())? {
+            return Err(format!(
+                "{} lists erasures of a tenant this database does not hold",
+                path.display()
+            ));
+        }
+        let mut known = std::collections::BTreeSet::new();
+        let mut reapplied = 0u64;
+        for record in &journaled {
+            if record.tenant != *tenant {
+                return Err(format!(
+                    "{}: erasure seq {} belongs to tenant {}",
+                    path.display(),
+                    record.seq,
+                    record.tenant
+                ));
+            }
+            let scope = ErasureScope::of_record(record).ok_or_else(|| {
+                format!("{}: erasure seq {} has no subject_ref", path.display(), record.seq)
+            })?;
+            known.insert(record.seq.get());
+            reapplied += self
+                .apply_erasure(tenant, &scope)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if reapplied > 0 {
+            tracing::warn!(tenant = %tenant, values = reapplied, journal = %path.display(),
+                "erased values again that the database held although the erasure journal had erased them (a restored backup?)");
+        }
+        // Erasures committed by another node, or missing from a journal restored from a copy.
+        let mut missing = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .backend()
+                .erasures_after(tenant, after, 1000)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(last) = page.last() else { break };
+            after = Some(*last);
+            for seq in page {
+                let seq = u64::try_from(seq).unwrap_or(0);
+                let at = Sequence::new(seq).map_err(|e| e.to_string())?;
+                if !known.contains(&seq)
+                    && let Some(r) = self.record(tenant, at).await.map_err(|e| e.to_string())?
+                {
+                    missing.push(r);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let refs: Vec<&Record> = missing.iter().collect();
+            self.erasure_journal()
+                .record(tenant, &refs)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Carries out `scope` in a transaction of its own (the journal's re-application).
+    async fn apply_erasure(&self, tenant: &TenantId, scope: &ErasureScope) -> Result<u64, StoreError> {
+        let mut tx = self.backend().begin_append(tenant).await?;
+        let n = tx.erase(tenant, scope).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,358 @@
+//! The statements of crypto-shredding and erasure, written once for both backends and generic
+//! over the database (`QueryBuilder` writes each backend's placeholders). They run on a
+//! connection the caller has scoped to the tenant: the appender's transaction (which holds the
+//! tenant's write lock), or a reader.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::marker::PhantomData;
+
+use ledger::types::TenantId;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
+
+use super::erasure::ErasureScope;
+use super::{StoreError, db_int};
+
+/// Rows per multi-row statement, well under both databases' parameter limits.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// A data key to store: the sequence number of the record that created it, its subject (none
+/// for a key of one record) and its bytes wrapped under the master key.
+#[derive(Debug, Clone)]
+pub(crate) struct NewDataKeyRow {
+    pub key_seq: i64,
+    pub subject_ref: Option<String>,
+    pub wrapped: Vec<u8>,
+}
+
+/// A stored erasable value as read back: field, salt (empty when it is inside the ciphertext),
+/// sealed bytes, and the data key that sealed it (`None` for a value sealed under the master key
+/// directly), wrapped.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredValueRow {
+    pub field: String,
+    pub salt: Vec<u8>,
+    pub sealed: Vec<u8>,
+    pub key: Option<(i64, Option<Vec<u8>>)>,
+}
+
+/// The statements, for one database.
+pub(crate) struct ErasureSql<DB>(PhantomData<DB>);
+
+impl<DB> ErasureSql<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Option<i64>: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Option<Vec<u8>>: Decode<'t, DB> + Type<DB>,
+{
+    /// Stores new data keys.
+    pub(crate) async fn insert_keys(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+        keys: &[NewDataKeyRow],
+    ) -> Result<(), StoreError> {
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO data_keys (tenant_id, key_seq, subject_ref, wrapped) ",
+            );
+            q.push_values(chunk, |mut b, k| {
+                b.push_bind(tenant.as_str().to_owned())
+                    .push_bind(k.key_seq)
+                    .push_bind(k.subject_ref.clone())
+                    .push_bind(k.wrapped.clone());
+            });
+            q.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// The newest data key of each of `subjects` that has one: subject → (key number, wrapped).
+    pub(crate) async fn subject_keys(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+        subjects: &[&str],
+    ) -> Result<BTreeMap<String, (i64, Vec<u8>)>, StoreError> {
+        let mut out: BTreeMap<String, (i64, Vec<u8>)> = BTreeMap::new();
+        for chunk in subjects.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<DB>::new(
+                "SELECT subject_ref, key_seq, wrapped FROM data_keys WHERE tenant_id = ",
+            );
+            q.push_bind(tenant.as_str().to_owned());
+            q.push(" AND subject_ref IN (");
+            let mut list = q.separated(", ");
+            for s in chunk {
+                list.push_bind((*s).to_owned());
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&mut *conn).await? {
+                let subject: String = row.try_get(0)?;
+                let key_seq: i64 = row.try_get(1)?;
+                let wrapped: Vec<u8> = row.try_get(2)?;
+                // A subject's newest key is the one its new values use (an older one can only
+                // remain while values sealed under it do).
+                if out.get(&subject).is_none_or(|(k, _)| *k < key_seq) {
+                    out.insert(subject, (key_seq, wrapped));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The values stored beside record `seq`, with the wrapped data key of each.
+    pub(crate) async fn values(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+        seq: i64,
+    ) -> Result<Vec<StoredValueRow>, StoreError> {
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT v.field, v.salt, v.sealed, v.key_seq, k.wrapped FROM erasable_values v
+             LEFT JOIN data_keys k ON k.tenant_id = v.tenant_id AND k.key_seq = v.key_seq
+             WHERE v.tenant_id = ",
+        );
+        q.push_bind(tenant.as_str().to_owned());
+        q.push(" AND v.seq = ");
+        q.push_bind(seq);
+        q.push(" ORDER BY v.field");
+        q.build()
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| {
+                let key_seq: Option<i64> = row.try_get(3)?;
+                let wrapped: Option<Vec<u8>> = row.try_get(4)?;
+                Ok(StoredValueRow {
+                    field: row.try_get(0)?,
+                    salt: row.try_get(1)?,
+                    sealed: row.try_get(2)?,
+                    key: key_seq.map(|k| (k, wrapped)),
+                })
+            })
+            .collect()
+    }
+
+    /// The fields of record `seq` that were erased, each with the erasure record's seq.
+    pub(crate) async fn erased(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+        seq: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT field, erasure_seq FROM erased_values WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.as_str().to_owned());
+        q.push(" AND seq = ");
+        q.push_bind(seq);
+        q.push(" ORDER BY field");
+        q.build()
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    /// The sequence numbers of the tenant's erasure records after `after` (all with `None`), in
+    /// order, at most `limit`.
+    pub(crate) async fn erasures_after(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+        after: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut q = QueryBuilder::<DB>::new("SELECT seq FROM erasures WHERE tenant_id = ");
+        q.push_bind(tenant.as_str().to_owned());
+        q.push(" AND seq > ");
+        q.push_bind(after.unwrap_or(-1));
+        q.push(" ORDER BY seq LIMIT ");
+        q.push_bind(db_int(limit));
+        q.build()
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok(row.try_get(0)?))
+            .collect()
+    }
+
+    /// Appends `WHERE …` selecting the stored values `scope` erases.
+    fn push_scope(q: &mut QueryBuilder<DB>, tenant: &TenantId, scope: &ErasureScope) {
+        q.push(" WHERE tenant_id = ");
+        q.push_bind(tenant.as_str().to_owned());
+        // An erasure covers only what came before it in the chain.
+        q.push(" AND seq < ");
+        q.push_bind(db_int(scope.erasure_seq));
+        match &scope.event_ids {
+            // Named records: the subject's, and records that name no subject at all (whose
+            // values can be erased only by naming them).
+            Some(ids) => {
+                q.push(" AND (subject_ref = ");
+                q.push_bind(scope.subject_ref.clone());
+                q.push(" OR subject_ref IS NULL) AND seq IN (SELECT seq FROM records WHERE tenant_id = ");
+                q.push_bind(tenant.as_str().to_owned());
+                q.push(" AND event_id IN (");
+                if ids.is_empty() {
+                    q.push("NULL");
+                }
+                let mut list = q.separated(", ");
+                for id in ids {
+                    list.push_bind(id.clone());
+                }
+                q.push("))");
+            }
+            None => {
+                q.push(" AND subject_ref = ");
+                q.push_bind(scope.subject_ref.clone());
+            }
+        }
+        if let Some(fields) = &scope.fields {
+            q.push(" AND field IN (");
+            if fields.is_empty() {
+                q.push("NULL");
+            }
+            let mut list = q.separated(", ");
+            for f in fields {
+                list.push_bind(f.clone());
+            }
+            q.push(")");
+        }
+    }
+
+    /// Carries out `scope` inside the caller's transaction: deletes the sealed values it covers,
+    /// records each as erased by the erasure, destroys every data key no remaining value uses,
+    /// and lists the erasure by subject. Returns how many values were erased. Running it again
+    /// erases nothing more.
+    pub(crate) async fn erase(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+        scope: &ErasureScope,
+    ) -> Result<u64, StoreError> {
+        let mut q = QueryBuilder::<DB>::new("SELECT seq, field, key_seq FROM erasable_values");
+        Self::push_scope(&mut q, tenant, scope);
+        let found: Vec<(i64, String, Option<i64>)> = q
+            .build()
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<_, StoreError>>()?;
+        if !found.is_empty() {
+            let mut q = QueryBuilder::<DB>::new("DELETE FROM erasable_values");
+            Self::push_scope(&mut q, tenant, scope);
+            q.build().execute(&mut *conn).await?;
+            for chunk in found.chunks(ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<DB>::new(
+                    "INSERT INTO erased_values (tenant_id, seq, field, erasure_seq) ",
+                );
+                q.push_values(chunk, |mut b, (seq, field, _)| {
+                    b.push_bind(tenant.as_str().to_owned())
+                        .push_bind(*seq)
+                        .push_bind(field.clone())
+                        .push_bind(db_int(scope.erasure_seq));
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+                q.build().execute(&mut *conn).await?;
+            }
+            let keys: BTreeSet<i64> = found.iter().filter_map(|(_, _, k)| *k).collect();
+            let keys: Vec<i64> = keys.into_iter().collect();
+            for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<DB>::new("DELETE FROM data_keys WHERE tenant_id = ");
+                q.push_bind(tenant.as_str().to_owned());
+                q.push(" AND key_seq IN (");
+                let mut list = q.separated(", ");
+                for k in chunk {
+                    list.push_bind(*k);
+                }
+                q.push(
+                    ") AND NOT EXISTS (SELECT 1 FROM erasable_values v
+                       WHERE v.tenant_id = data_keys.tenant_id AND v.key_seq = data_keys.key_seq)",
+                );
+                q.build().execute(&mut *conn).await?;
+            }
+        }
+        let erased = u64::try_from(found.len()).unwrap_or(u64::MAX);
+        let mut q = QueryBuilder::<DB>::new(
+            "INSERT INTO erasures (tenant_id, seq, subject_ref, erased) VALUES (",
+        );
+        q.push_bind(tenant.as_str().to_owned());
+        q.push(", ");
+        q.push_bind(db_int(scope.erasure_seq));
+        q.push(", ");
+        q.push_bind(scope.subject_ref.clone());
+        q.push(", ");
+        q.push_bind(db_int(erased));
+        q.push(") ON CONFLICT DO NOTHING");
+        q.build().execute(&mut *conn).await?;
+        Ok(erased)
+    }
+}
+
+impl<DB> ErasureSql<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'t> String: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> i64: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Decode<'t, DB> + Type<DB>,
+{
+    /// Counts the tenant's data keys (re-wrapping progress).
+    pub(crate) async fn key_count(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+    ) -> Result<u64, StoreError> {
+        let mut q = QueryBuilder::<DB>::new("SELECT COUNT(*) FROM data_keys WHERE tenant_id = ");
+        q.push_bind(tenant.as_str().to_owned());
+        let n: i64 = q.build().fetch_one(&mut *conn).await?.try_get(0)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Up to `limit` wrapped data keys numbered above `after`, in order.
+    pub(crate) async fn key_page(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let mut q =
+            QueryBuilder::<DB>::new("SELECT key_seq, wrapped FROM data_keys WHERE tenant_id = ");
+        q.push_bind(tenant.as_str().to_owned());
+        q.push(" AND key_seq > ");
+        q.push_bind(after);
+        q.push(" ORDER BY key_seq LIMIT ");
+        q.push_bind(db_int(limit));
+        q.build()
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    /// Replaces a wrapped key if it is still the bytes read (a key destroyed or re-wrapped
+    /// meanwhile is left alone); returns whether it did.
+    pub(crate) async fn rewrap(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+        key_seq: i64,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut q = QueryBuilder::<DB>::new("UPDATE data_keys SET wrapped = ");
+        q.push_bind(new.to_vec());
+        q.push(" WHERE tenant_id = ");
+        q.push_bind(tenant.as_str().to_owned());
+        q.push(" AND key_seq = ");
+        q.push_bind(key_seq);
+        q.push(" AND wrapped = ");
+        q.push_bind(old.to_vec());
+        q.push(" RETURNING key_seq");
+        Ok(q.build().fetch_optional(&mut *conn).await?.is_some())
+    }
+}
