@@ -210,6 +210,7 @@ fn schema(event_type: EventType) -> (&'static [Field], bool) {
             const F: &[Field] = &[
                 req("subject_ref", S),
                 req("reason", TEXT),
+                opt("legal_basis", TEXT),
                 opt("event_ids", Kind::Uuid7List),
                 opt("fields", Kind::StrList),
             ];

@@ -40,8 +40,10 @@ CREATE TABLE erased_values (
     seq          BIGINT NOT NULL,
     field        TEXT NOT NULL,
     erasure_seq  BIGINT NOT NULL,
+    subject_ref  TEXT,
     PRIMARY KEY (tenant_id, seq, field)
 );
+CREATE INDEX erased_values_by_subject ON erased_values (tenant_id, subject_ref, seq);
 
 -- Every `erasure` record, by subject, written in the erasure's own transaction.
 CREATE TABLE erasures (

@@ -52,8 +52,10 @@ CREATE TABLE erased_values (
     seq          INTEGER NOT NULL,
     field        TEXT NOT NULL,
     erasure_seq  INTEGER NOT NULL,
+    subject_ref  TEXT,
     PRIMARY KEY (tenant_id, seq, field)
 ) STRICT, WITHOUT ROWID;
+CREATE INDEX erased_values_by_subject ON erased_values (tenant_id, subject_ref, seq);
 
 -- Every `erasure` record, by subject, written in the erasure's own transaction.
 CREATE TABLE erasures (

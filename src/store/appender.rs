@@ -755,14 +755,22 @@ impl Appender {
                             _ => None,
                         };
                         let (k, key) = match found {
-                            Some((k, wrapped)) => {
-                                (*k, self.data_keys.unwrap(&self.store, &self.tenant, subject, *k, wrapped)?)
-                            }
+                            Some((k, wrapped)) => (
+                                *k,
+                                self.data_keys.unwrap(
+                                    &self.store,
+                                    &self.tenant,
+                                    subject,
+                                    *k,
+                                    wrapped,
+                                )?,
+                            ),
                             None => {
                                 // A new key, named by the record it first seals for.
                                 let key = DataKey::generate();
                                 let k = db_int(seq.get());
-                                let wrapped = key.wrap(self.store.master(), &self.tenant, seq.get())?;
+                                let wrapped =
+                                    key.wrap(self.store.master(), &self.tenant, seq.get())?;
                                 if let Some(s) = subject {
                                     self.data_keys.insert(s, k, &wrapped, &key);
                                 }
@@ -802,8 +810,7 @@ impl Appender {
                 }
             }
             if d.draft.event_type == ledger::record::EventType::Erasure
-                && let Some(scope) =
-                    ErasureScope::from_payload(seq.get(), d.draft.payload.as_str())
+                && let Some(scope) = ErasureScope::from_payload(seq.get(), d.draft.payload.as_str())
             {
                 // After a whole subject's erasure its key is gone: later values get a new one.
                 if scope.whole_subject() {
@@ -1107,7 +1114,8 @@ impl DataKeyCache {
         let key = DataKey::unwrap(
             store.master(),
             tenant,
-            u64::try_from(key_seq).map_err(|_| StoreError::Corrupt("negative data key number".into()))?,
+            u64::try_from(key_seq)
+                .map_err(|_| StoreError::Corrupt("negative data key number".into()))?,
             wrapped,
         )?;
         if let Some(s) = subject {

@@ -28,7 +28,7 @@ use projections::{DecisionFacts, Event, Views};
 
 use super::api_keys::ApiKeyRow;
 use super::erasure::ErasureScope;
-use super::erasure_sql::{NewDataKeyRow, StoredValueRow};
+use super::erasure_sql::{NewDataKeyRow, StoredValueRow, SubjectValueRow};
 use super::reseal::Resealed;
 use super::rows::{Session, SessionTuple, UserTuple};
 use super::view_query::{DecisionQuery, OversightQuery, Page};
@@ -147,6 +147,13 @@ pub(crate) trait LedgerBackend: Send + Sync {
         tenant: &TenantId,
         seq: Sequence,
     ) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Every value concerning `subject`, stored or erased, in order.
+    async fn subject_values(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Vec<SubjectValueRow>, StoreError>;
 
     /// The sequence numbers of erasure records after `after`, in order, at most `limit`.
     async fn erasures_after(

@@ -138,6 +138,8 @@ pub(crate) struct ErasureJournal {
     dir: Option<PathBuf>,
     blocked: std::sync::Mutex<BTreeMap<TenantId, String>>,
     write: std::sync::Mutex<()>,
+    /// One erasure request at a time per tenant (see [`Store::erase_subject`]).
+    requests: std::sync::Mutex<BTreeMap<TenantId, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ErasureJournal {
@@ -146,6 +148,7 @@ impl ErasureJournal {
             dir,
             blocked: std::sync::Mutex::new(BTreeMap::new()),
             write: std::sync::Mutex::new(()),
+            requests: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -195,6 +198,19 @@ impl ErasureJournal {
 }
 
 impl Store {
+    /// Waits for the tenant's turn to run an erasure request.
+    pub(crate) async fn erasure_lock(&self, tenant: &TenantId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .erasure_journal()
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(tenant.clone())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
     /// Carries out every journaled erasure again and adds the database's erasures the journal
     /// lacks; runs when the store opens, before anything is served. A tenant whose journal
     /// cannot be read or carried out is held (see [`StoreError::ErasureJournal`]).
@@ -203,10 +219,9 @@ impl Store {
             return Ok(());
         };
         let mut tenants: Vec<TenantId> = self.tenants().await?;
-        for entry in std::fs::read_dir(&dir).map_err(|e| StoreError::Witness(format!(
-            "cannot read {}: {e}",
-            dir.display()
-        )))? {
+        for entry in std::fs::read_dir(&dir)
+            .map_err(|e| StoreError::Witness(format!("cannot read {}: {e}", dir.display())))?
+        {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
             let Some(stem) = name
@@ -236,7 +251,12 @@ impl Store {
     async fn reapply_journal(&self, dir: &Path, tenant: &TenantId) -> Result<(), String> {
         let path = journal_file(dir, tenant);
         let journaled = read_journal(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if !journaled.is_empty() && !self.tenant_exists(tenant).await.map_err(|e| e.to_string())? {
+        if !journaled.is_empty()
+            && !self
+                .tenant_exists(tenant)
+                .await
+                .map_err(|e| e.to_string())?
+        {
             return Err(format!(
                 "{} lists erasures of a tenant this database does not hold",
                 path.display()
@@ -254,7 +274,11 @@ impl Store {
                 ));
             }
             let scope = ErasureScope::of_record(record).ok_or_else(|| {
-                format!("{}: erasure seq {} has no subject_ref", path.display(), record.seq)
+                format!(
+                    "{}: erasure seq {} has no subject_ref",
+                    path.display(),
+                    record.seq
+                )
             })?;
             known.insert(record.seq.get());
             reapplied += self
@@ -297,7 +321,11 @@ impl Store {
     }
 
     /// Carries out `scope` in a transaction of its own (the journal's re-application).
-    async fn apply_erasure(&self, tenant: &TenantId, scope: &ErasureScope) -> Result<u64, StoreError> {
+    async fn apply_erasure(
+        &self,
+        tenant: &TenantId,
+        scope: &ErasureScope,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.backend().begin_append(tenant).await?;
         let n = tx.erase(tenant, scope).await?;
         tx.commit().await?;

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 
 use ledger::types::TenantId;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Type,
+};
 
 use super::erasure::ErasureScope;
 use super::{StoreError, db_int};
@@ -33,6 +35,16 @@ pub(crate) struct StoredValueRow {
     pub salt: Vec<u8>,
     pub sealed: Vec<u8>,
     pub key: Option<(i64, Option<Vec<u8>>)>,
+}
+
+/// A value concerning a subject, stored or erased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SubjectValueRow {
+    pub seq: i64,
+    pub event_id: String,
+    pub field: String,
+    /// The erasure record that erased it; `None` while it is stored.
+    pub erasure_seq: Option<i64>,
 }
 
 /// The statements, for one database.
@@ -180,6 +192,43 @@ where
             .collect()
     }
 
+    /// Every value concerning `subject`, stored or erased: `(seq, event id, field, erasure seq
+    /// when erased)`, in order.
+    pub(crate) async fn subject_values(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Vec<SubjectValueRow>, StoreError> {
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT v.seq, r.event_id, v.field, v.erasure_seq FROM (
+                 SELECT seq, field, NULL AS erasure_seq FROM erasable_values
+                  WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.as_str().to_owned());
+        q.push(" AND subject_ref = ");
+        q.push_bind(subject.to_owned());
+        q.push(" UNION ALL SELECT seq, field, erasure_seq FROM erased_values WHERE tenant_id = ");
+        q.push_bind(tenant.as_str().to_owned());
+        q.push(" AND subject_ref = ");
+        q.push_bind(subject.to_owned());
+        q.push(") v JOIN records r ON r.tenant_id = ");
+        q.push_bind(tenant.as_str().to_owned());
+        q.push(" AND r.seq = v.seq ORDER BY v.seq, v.field");
+        q.build()
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(SubjectValueRow {
+                    seq: row.try_get(0)?,
+                    event_id: row.try_get(1)?,
+                    field: row.try_get(2)?,
+                    erasure_seq: row.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
     /// Appends `WHERE …` selecting the stored values `scope` erases.
     fn push_scope(q: &mut QueryBuilder<DB>, tenant: &TenantId, scope: &ErasureScope) {
         q.push(" WHERE tenant_id = ");
@@ -232,14 +281,22 @@ where
         tenant: &TenantId,
         scope: &ErasureScope,
     ) -> Result<u64, StoreError> {
-        let mut q = QueryBuilder::<DB>::new("SELECT seq, field, key_seq FROM erasable_values");
+        let mut q =
+            QueryBuilder::<DB>::new("SELECT seq, field, key_seq, subject_ref FROM erasable_values");
         Self::push_scope(&mut q, tenant, scope);
-        let found: Vec<(i64, String, Option<i64>)> = q
+        let found: Vec<(i64, String, Option<i64>, Option<String>)> = q
             .build()
             .fetch_all(&mut *conn)
             .await?
             .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                ))
+            })
             .collect::<Result<_, StoreError>>()?;
         if !found.is_empty() {
             let mut q = QueryBuilder::<DB>::new("DELETE FROM erasable_values");
@@ -247,18 +304,19 @@ where
             q.build().execute(&mut *conn).await?;
             for chunk in found.chunks(ROWS_PER_STATEMENT) {
                 let mut q = QueryBuilder::<DB>::new(
-                    "INSERT INTO erased_values (tenant_id, seq, field, erasure_seq) ",
+                    "INSERT INTO erased_values (tenant_id, seq, field, erasure_seq, subject_ref) ",
                 );
-                q.push_values(chunk, |mut b, (seq, field, _)| {
+                q.push_values(chunk, |mut b, (seq, field, _, subject)| {
                     b.push_bind(tenant.as_str().to_owned())
                         .push_bind(*seq)
                         .push_bind(field.clone())
-                        .push_bind(db_int(scope.erasure_seq));
+                        .push_bind(db_int(scope.erasure_seq))
+                        .push_bind(subject.clone());
                 });
                 q.push(" ON CONFLICT DO NOTHING");
                 q.build().execute(&mut *conn).await?;
             }
-            let keys: BTreeSet<i64> = found.iter().filter_map(|(_, _, k)| *k).collect();
+            let keys: BTreeSet<i64> = found.iter().filter_map(|(_, _, k, _)| *k).collect();
             let keys: Vec<i64> = keys.into_iter().collect();
             for chunk in keys.chunks(ROWS_PER_STATEMENT) {
                 let mut q = QueryBuilder::<DB>::new("DELETE FROM data_keys WHERE tenant_id = ");

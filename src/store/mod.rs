@@ -29,6 +29,7 @@ mod rows;
 mod service_draft;
 mod shredding;
 mod sqlite;
+pub mod subjects;
 pub mod users;
 mod view_query;
 pub mod views;
@@ -391,7 +392,7 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    fn of(record: &Record, duplicate: bool) -> Self {
+    pub(crate) fn of(record: &Record, duplicate: bool) -> Self {
         Receipt {
             seq: record.seq.get(),
             event_id: record.event_id,

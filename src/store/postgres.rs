@@ -22,7 +22,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::backend::{AppendTransaction, Backend, BackendKind, LedgerBackend};
 use super::erasure::ErasureScope;
-use super::erasure_sql::{ErasureSql, NewDataKeyRow, StoredValueRow};
+use super::erasure_sql::{ErasureSql, NewDataKeyRow, StoredValueRow, SubjectValueRow};
 use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, row};
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreError, StoredCheckpoint,
@@ -352,6 +352,17 @@ impl LedgerBackend for PgDb {
         Ok(rows)
     }
 
+    async fn subject_values(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Vec<SubjectValueRow>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = ErasureSql::<Postgres>::subject_values(&mut tx, tenant, subject).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
     async fn erasures_after(
         &self,
         tenant: &TenantId,
@@ -602,11 +613,12 @@ impl LedgerBackend for PgDb {
     /// Counts the tenant's values sealed under the master key directly (for progress).
     async fn erasable_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM erasable_values WHERE tenant_id = $1 AND key_seq IS NULL")
-                .bind(tenant.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM erasable_values WHERE tenant_id = $1 AND key_seq IS NULL",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }

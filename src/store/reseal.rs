@@ -145,7 +145,10 @@ impl Store {
             // Data keys: re-wrapping one re-seals every value under it, which stays untouched.
             let mut after_key = -1i64;
             loop {
-                let page = self.backend().data_key_page(tenant, after_key, batch).await?;
+                let page = self
+                    .backend()
+                    .data_key_page(tenant, after_key, batch)
+                    .await?;
                 let Some(last) = page.last() else { break };
                 after_key = last.0;
                 for (key_seq, wrapped) in page {
@@ -225,7 +228,10 @@ impl Store {
             }
             let mut after_key = -1i64;
             loop {
-                let page = self.backend().data_key_page(&tenant, after_key, 5000).await?;
+                let page = self
+                    .backend()
+                    .data_key_page(&tenant, after_key, 5000)
+                    .await?;
                 let Some(last) = page.last() else { break };
                 after_key = last.0;
                 for (_, wrapped) in &page {

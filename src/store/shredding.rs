@@ -170,7 +170,11 @@ mod tests {
         assert!(key.open_value(&acme, 5, "name", &sealed).is_err());
         assert!(key.open_value(&acme, 4, "other", &sealed).is_err());
         assert!(key.open_value(&tenant("beta"), 4, "name", &sealed).is_err());
-        assert!(DataKey::generate().open_value(&acme, 4, "name", &sealed).is_err());
+        assert!(
+            DataKey::generate()
+                .open_value(&acme, 4, "name", &sealed)
+                .is_err()
+        );
         // Neither the salt nor the value appears in the sealed bytes.
         assert!(!sealed.windows(5).any(|w| w == b"\"Ada\""));
         assert!(!sealed.windows(32).any(|w| w == salt));

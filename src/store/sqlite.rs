@@ -21,7 +21,7 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::backend::{AppendTransaction, Backend, BackendKind, LedgerBackend};
 use super::erasure::ErasureScope;
-use super::erasure_sql::{ErasureSql, NewDataKeyRow, StoredValueRow};
+use super::erasure_sql::{ErasureSql, NewDataKeyRow, StoredValueRow, SubjectValueRow};
 use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, row};
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, SQLITE_VERSION_MIN, StoreError,
@@ -386,6 +386,15 @@ impl LedgerBackend for SqliteDb {
         ErasureSql::<Sqlite>::erased(&mut conn, tenant, db_int(seq.get())).await
     }
 
+    async fn subject_values(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Vec<SubjectValueRow>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        ErasureSql::<Sqlite>::subject_values(&mut conn, tenant, subject).await
+    }
+
     async fn erasures_after(
         &self,
         tenant: &TenantId,
@@ -603,10 +612,12 @@ impl LedgerBackend for SqliteDb {
 
     /// Counts the tenant's values sealed under the master key directly (for progress).
     async fn erasable_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM erasable_values WHERE tenant_id = ? AND key_seq IS NULL")
-            .bind(tenant.as_str())
-            .fetch_one(&self.readers)
-            .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM erasable_values WHERE tenant_id = ? AND key_seq IS NULL",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&self.readers)
+        .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
