@@ -117,6 +117,8 @@ async fn gather(store: &Store) -> Vec<Fact> {
         tracing::warn!(error = %e, "readiness: database unreachable");
     }
     let held = store.rollback_status().held().len();
+    // A tenant whose erasure journal was not carried out withholds its personal data.
+    let journal_held = store.erasure_journal_problems().len();
     // A full disk or a clock too far behind refuses every append: send writes elsewhere.
     let faults = store.fault_status();
     let clock = if faults.clock_behind_seconds > 0.0 {
@@ -146,6 +148,7 @@ async fn gather(store: &Store) -> Vec<Fact> {
         ),
         signing_keys(store, reachable).await,
         Fact::new("rollback_held_tenants", held == 0, held),
+        Fact::new("erasure_journal_held_tenants", journal_held == 0, journal_held),
         Fact::new(
             "storage",
             !faults.storage_full,
