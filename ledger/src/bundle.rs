@@ -592,18 +592,6 @@ fn check_erased(entry: &BundleEntry) -> Result<BTreeMap<FieldName, u64>, BundleE
 fn check_named_erasure(record: &Record, named: &[NamedErasure]) -> Result<(), BundleError> {
     let erasure_seq = record.seq.get();
     let event_id = record.event_id;
-    let Some(first) = named.first() else {
-        return Ok(());
-    };
-    if record.event_type != EventType::Erasure {
-        return Err(BundleError::ErasedByNonErasure {
-            seq: first.seq,
-            field: first.field.clone(),
-            erasure_seq,
-            event_id,
-            event_type: record.event_type,
-        });
-    }
     // A verified erasure record's payload is an object; a missing list means "all of them".
     let payload = match record.payload.to_value() {
         Ok(serde_json::Value::Object(map)) => map,
@@ -614,6 +602,15 @@ fn check_named_erasure(record: &Record, named: &[NamedErasure]) -> Result<(), Bu
         _ => true,
     };
     for n in named {
+        if record.event_type != EventType::Erasure {
+            return Err(BundleError::ErasedByNonErasure {
+                seq: n.seq,
+                field: n.field.clone(),
+                erasure_seq,
+                event_id,
+                event_type: record.event_type,
+            });
+        }
         let missing = if !listed("event_ids", &n.event_id.to_string()) {
             Some("event_ids")
         } else if !listed("fields", n.field.as_str()) {

@@ -1245,24 +1245,45 @@ fn a_bundle_without_erased_fields_serializes_as_before() {
     let mut empty = bundle.clone();
     empty.entries[0].erased = Some(BTreeMap::new());
     assert_eq!(empty.to_json(), text);
-    // And the text written before `erased` existed reads back to the same bundle.
-    let old_text = serde_json::to_string_pretty(&json!({
-        "format": "auditex-custody-bundle/v1",
-        "tenant": bundle.tenant,
-        "origin": bundle.origin,
-        "decision_event_id": bundle.decision_event_id,
-        "checkpoint": bundle.checkpoint,
-        "keys": bundle.keys,
-        "verifier_keys": bundle.verifier_keys,
-        "entries": bundle.entries.iter().map(|e| {
-            let mut entry = json!({"record": e.record, "inclusion_proof": e.inclusion_proof});
-            if let Some(values) = &e.erasable_values {
-                entry["erasable_values"] = json!(values);
-            }
-            entry
-        }).collect::<Vec<_>>(),
-    }))
-    .expect("json");
+    // Byte for byte what the bundle types wrote before `erased` existed, and read back alike.
+    #[derive(serde::Serialize)]
+    struct OldEntry<'a> {
+        record: &'a Record,
+        inclusion_proof: &'a [Hash],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        erasable_values: Option<&'a BTreeMap<FieldName, ErasableValue>>,
+    }
+    #[derive(serde::Serialize)]
+    struct OldBundle<'a> {
+        format: BundleFormat,
+        tenant: &'a TenantId,
+        origin: &'a str,
+        decision_event_id: ledger::types::EventId,
+        checkpoint: &'a str,
+        keys: &'a [KeyInterval],
+        verifier_keys: &'a [String],
+        entries: Vec<OldEntry<'a>>,
+    }
+    let old = OldBundle {
+        format: BundleFormat,
+        tenant: &bundle.tenant,
+        origin: &bundle.origin,
+        decision_event_id: bundle.decision_event_id,
+        checkpoint: &bundle.checkpoint,
+        keys: &bundle.keys,
+        verifier_keys: &bundle.verifier_keys,
+        entries: bundle
+            .entries
+            .iter()
+            .map(|e| OldEntry {
+                record: &e.record,
+                inclusion_proof: &e.inclusion_proof,
+                erasable_values: e.erasable_values.as_ref(),
+            })
+            .collect(),
+    };
+    let old_text = serde_json::to_string_pretty(&old).expect("json");
+    assert_eq!(text, old_text);
     assert_eq!(
         Bundle::from_json(old_text.as_bytes()).expect("parses"),
         bundle
