@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
 import importlib.util
 import io
 import json
@@ -64,6 +65,10 @@ ACCEPTED_BY_DESIGN = {
     # A bundle proves that each record it holds is in the log, not that it holds every record
     # that links to the decision: nothing in the log can prove an absence.
     "the follow-up entry dropped": "a bundle proves inclusion, not completeness",
+    # Without the erasure record it names, an `erased` mark is the service's statement
+    # (FORMAT.md section 11); without the mark, the value is withheld, as a bundle may always do.
+    "the erasure entry dropped": "an erased mark is proven only with its erasure record",
+    "the erased mark and its erasure entry dropped": "a bundle may withhold an erasable value",
 }
 
 
@@ -81,6 +86,7 @@ def targets(ev: str) -> list[Target]:
         Target("export.jsonl", "jsonl", ["export", "{}"] + h),
         Target("export-9.jsonl", "jsonl", ["export", "{}"] + h),
         Target("bundle.json", "json", ["bundle", "{}"] + h),
+        Target("bundle-erased.json", "json", ["bundle", "{}"] + h),
         Target("proof-5.txt", "tlog-proof", ["proof", "{}"] + h),
         Target("proof-25.txt", "tlog-proof", ["proof", "{}"] + h),
         Target("early.checkpoint", "text", swap("--old")),
@@ -263,7 +269,7 @@ def structural_cases(t: Target, data: bytes, ev: str) -> list[Case]:
         if m:
             cases.append(("upper-case hex in the trailer's proof", joined(body[:-1] + [trailer[: m.start(1)] + m.group(1).upper() + trailer[m.end(1):]])))
 
-    if t.name == "bundle.json":
+    if t.name.startswith("bundle"):
         doc = json.loads(text)
         for member in ("hash", "sig", "prev"):
             up = upper_hex_member(text, member)
@@ -286,6 +292,9 @@ def structural_cases(t: Target, data: bytes, ev: str) -> list[Case]:
             name = next(iter(values))
             d["entries"][0]["erasable_values"][name]["value"] = "Someone Else"
             cases.append(("an erasable value changed", json.dumps(d, indent=2)))
+
+    if t.name == "bundle-erased.json":
+        cases.extend(erased_cases(text, ev))
 
     if t.name == "history.json":
         for member in ("public_key", "key_id"):
@@ -319,6 +328,139 @@ def structural_cases(t: Target, data: bytes, ev: str) -> list[Case]:
         if data_m != data:
             out.append(Case(t, what, data_m))
     return out
+
+
+def erased_cases(text: str, ev: str) -> list[tuple[str, str]]:
+    """Attacks on the `erased` mark of bundle-erased.json: entry 0 (the decision) marks its
+    applicant name erased by the erasure record the bundle holds last."""
+    doc = json.loads(text)
+    entries = doc["entries"]
+    seq = entries[0]["record"]["seq"]
+    erasure_seq = entries[0]["erased"]["applicant_name"]["erasure_seq"]
+    at = next(i for i, e in enumerate(entries) if e["record"]["seq"] == erasure_seq)
+    source = json.load(open(os.path.join(ev, "bundle-unerased.json"), encoding="utf-8"))
+    other = json.load(open(os.path.join(ev, "erasure-other.json"), encoding="utf-8"))
+    cases = []
+
+    def case(what, change):
+        d = json.loads(text)
+        change(d)
+        cases.append((what, json.dumps(d, indent=2, ensure_ascii=False)))
+
+    def mark(value):
+        return lambda d: d["entries"][0]["erased"].__setitem__("applicant_name", value)
+
+    def seq_to(n):
+        return mark({"erasure_seq": n})
+
+    case("the erasure entry dropped", lambda d: d["entries"].pop(at))
+    # The held erasure record is then named by nothing and does not link to the decision.
+    case("the erased mark dropped", lambda d: d["entries"][0].pop("erased"))
+    case("the erased mark and its erasure entry dropped",
+         lambda d: (d["entries"][0].pop("erased"), d["entries"].pop(at)))
+    case("the erased field given its value as well",
+         lambda d: d["entries"][0].__setitem__("erasable_values", source["entries"][0]["erasable_values"]))
+    case("the erasure_seq naming the held review", seq_to(entries[1]["record"]["seq"]))
+    case("the erasure_seq naming the decision itself", seq_to(seq))
+    case("the erasure_seq before the decision", seq_to(seq - 1))
+    case("the erasure_seq naming a later record the bundle does not hold", seq_to(erasure_seq + 1))
+    case("the erasure_seq beyond 2^53 - 1", seq_to(2**53))
+    case("the erasure_seq negative", seq_to(-erasure_seq))
+    case("the erasure_seq as a string", seq_to(str(erasure_seq)))
+    case("the erasure_seq as a fraction", seq_to(erasure_seq + 0.5))
+    case("an unknown member in the erased mark", mark({"erasure_seq": erasure_seq, "by": "x"}))
+    case("the erased mark without erasure_seq", mark({}))
+    case("the erased mark as a number", mark(erasure_seq))
+    case("an erased field without a commitment",
+         lambda d: d["entries"][0]["erased"].__setitem__("birth_date", {"erasure_seq": erasure_seq}))
+    case("erased as a list", lambda d: d["entries"][0].__setitem__("erased", [{"erasure_seq": erasure_seq}]))
+    case("the erased mark moved to the review", lambda d: d["entries"][1].__setitem__("erased", d["entries"][0].pop("erased")))
+    case("the erased mark moved to the erasure record", lambda d: d["entries"][at].__setitem__("erased", d["entries"][0].pop("erased")))
+
+    def other_erasure(d):
+        d["entries"][at] = other
+        d["entries"][0]["erased"]["applicant_name"]["erasure_seq"] = other["record"]["seq"]
+        d["entries"].sort(key=lambda e: e["record"]["seq"])
+    case("the erasure entry replaced by the erasure of another decision, and named", other_erasure)
+    case("the erasure entry placed before the review",
+         lambda d: d["entries"].insert(1, d["entries"].pop(at)))
+    cases.append(("a duplicate member in the erased mark",
+                  text.replace('"erasure_seq": ', f'"erasure_seq": {erasure_seq + 1}, "erasure_seq": ', 1)))
+    cases.append(("erased spelled Erased", text.replace('"erased"', '"Erased"', 1)))
+    return cases
+
+
+def erased_span_cases(t: Target, data: bytes, rng: random.Random) -> list[Case]:
+    """Every replacement at every byte of the `erased` member: the sample rarely lands there."""
+    m = re.search(rb'"erased": \{.*?\}\s*\}', data, re.DOTALL)
+    if m is None:
+        return []
+    cases = []
+    for i in range(m.start(), m.end()):
+        for r in replacements(data[i], rng, True):
+            changed = bytearray(data)
+            changed[i] = r
+            cases.append(Case(t, f"erased byte {i} {data[i]:#04x} -> {r:#04x}", bytes(changed)))
+    return cases
+
+
+def sha256(*parts: bytes) -> bytes:
+    d = hashlib.sha256()
+    for p in parts:
+        d.update(p)
+    return d.digest()
+
+
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """RFC 9162 MTH over leaf hashes."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return sha256(b"\x01", merkle_root(leaves[:k]), merkle_root(leaves[k:]))
+
+
+def merkle_path(m: int, leaves: list[bytes]) -> list[bytes]:
+    """RFC 9162 PATH(m, D[n]), leaf's sibling first."""
+    if len(leaves) == 1:
+        return []
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    if m < k:
+        return merkle_path(m, leaves[:k]) + [merkle_root(leaves[k:])]
+    return merkle_path(m - k, leaves[k:]) + [merkle_root(leaves[:k])]
+
+
+def write_erased_bundle(ev: str, source: str, erasures: str) -> None:
+    """bundle-erased.json: the bundle `source` with its decision's applicant name marked erased by
+    the first erasure record of `erasures` (receipts), which it then holds with its inclusion
+    proof; and erasure-other.json, the entry of the second erasure (another decision's)."""
+    doc = json.load(open(source, encoding="utf-8"))
+    with open(os.path.join(ev, "bundle-unerased.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2, ensure_ascii=False)
+    seqs = [json.loads(line)["seq"] for line in open(erasures, encoding="utf-8") if line.strip()]
+    lines = open(os.path.join(ev, "export.jsonl"), encoding="utf-8").read().split("\n")
+    records = {r["seq"]: r for r in (json.loads(line) for line in lines[1:] if line and not line.startswith('{"end"'))}
+    size = int(doc["checkpoint"].split("\n")[1])
+    leaves = [sha256(b"\x00", bytes.fromhex(records[i]["hash"])) for i in range(size)]
+    if merkle_root(leaves).hex() != base64.b64decode(doc["checkpoint"].split("\n")[2]).hex():
+        raise SystemExit("verifier-differential: the export's records do not make the bundle's checkpoint")
+
+    def entry(seq):
+        return {"record": records[seq], "inclusion_proof": [x.hex() for x in merkle_path(seq, leaves)]}
+
+    decision = doc["entries"][0]
+    decision.pop("erasable_values", None)
+    decision.setdefault("erased", {})["applicant_name"] = {"erasure_seq": seqs[0]}
+    if all(e["record"]["seq"] != seqs[0] for e in doc["entries"]):
+        doc["entries"].append(entry(seqs[0]))
+        doc["entries"].sort(key=lambda e: e["record"]["seq"])
+    with open(os.path.join(ev, "bundle-erased.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2, ensure_ascii=False)
+    with open(os.path.join(ev, "erasure-other.json"), "w", encoding="utf-8") as f:
+        json.dump(entry(seqs[1]), f, indent=2, ensure_ascii=False)
 
 
 def rollback_cases(ev: str) -> list[tuple[str, list[str]]]:
@@ -395,6 +537,8 @@ def main() -> int:
     ap.add_argument("--auditex", required=True)
     ap.add_argument("--python-verifier", required=True)
     ap.add_argument("--evidence", required=True)
+    ap.add_argument("--erased-from", required=True, help="a bundle whose decision's applicant name the first of --erasures erased")
+    ap.add_argument("--erasures", required=True, help="the receipts of two erasure records, as `auditex append` prints them")
     args = ap.parse_args()
     full = os.environ.get("VERIFIER_DIFFERENTIAL_FULL", "") not in ("", "0")
     seed = int(os.environ.get("VERIFIER_DIFFERENTIAL_SEED", "1"))
@@ -404,6 +548,7 @@ def main() -> int:
     ev = args.evidence
     failures = 0
     write_early_retirement(ev)
+    write_erased_bundle(ev, args.erased_from, args.erasures)
 
     with tempfile.TemporaryDirectory() as scratch:
         jobs = []  # (label, target or None, original or None, case data or None, argv)
@@ -415,7 +560,8 @@ def main() -> int:
             data = open(path, "rb").read()
             jobs.append((f"{t.name}: as produced", t, None, None, [a if a != "{}" else path for a in t.args]))
             rng = random.Random(f"{seed}:{t.name}")
-            for case in byte_cases(t, data, rng, per_file, full) + structural_cases(t, data, ev):
+            extra = erased_span_cases(t, data, rng) if t.name == "bundle-erased.json" and not full else []
+            for case in byte_cases(t, data, rng, per_file, full) + extra + structural_cases(t, data, ev):
                 jobs.append((f"{t.name}: {case.what}", t, data, case.data, None))
         for what, argv in rollback_cases(ev):
             jobs.append((what, None, None, None, argv))

@@ -376,6 +376,24 @@ impl Failure {
             B::TooManyErasableValues { seq, .. } | B::ErasableNotCommitted { seq, .. } => {
                 Failure::new("erasable_value", "").at(Some(*seq), None)
             }
+            B::ErasedNotCommitted { seq, .. }
+            | B::ErasedAndSupplied { seq, .. }
+            | B::ErasureNotAfter { seq, .. } => {
+                Failure::new("erased_field", "").at(Some(*seq), None)
+            }
+            B::ErasedByNonErasure {
+                erasure_seq,
+                event_id,
+                event_type,
+                ..
+            } => Failure::new("erased_field", "")
+                .at(Some(*erasure_seq), Some(*event_id))
+                .expected_found("an erasure event", event_type.to_string()),
+            B::ErasureDoesNotCover {
+                erasure_seq,
+                event_id,
+                ..
+            } => Failure::new("erased_field", "").at(Some(*erasure_seq), Some(*event_id)),
             B::ErasableMismatch { seq, field } => Failure::new("erasable_value", "")
                 .at(Some(*seq), None)
                 .expected_found(
@@ -931,12 +949,19 @@ fn verify_bundle_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, U
                     report.checkpoint_key_id
                 ));
                 for e in &report.entries {
-                    let erasable = if e.erasable_values_verified + e.erasable_values_absent == 0 {
+                    let erasable = if e.erasable_values_verified
+                        + e.erasable_values_absent
+                        + e.erasable_values_erased
+                        == 0
+                    {
                         String::new()
                     } else {
                         format!(
-                            "; erasable values: {} matched their commitments, {} absent (erased or withheld)",
-                            e.erasable_values_verified, e.erasable_values_absent
+                            "; erasable values: {} matched their commitments, {} absent (withheld), {} erased{}",
+                            e.erasable_values_verified,
+                            e.erasable_values_absent,
+                            e.erasable_values_erased,
+                            erased_by(&e.erased)
                         )
                     };
                     outcome.proven.push(format!(
@@ -953,6 +978,18 @@ fn verify_bundle_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, U
     }
     outcome.elapsed_ms = elapsed_ms(started);
     Ok(outcome)
+}
+
+/// " (applicant_name by seq 17, …)": which erasure record erased each field, or nothing.
+fn erased_by(erased: &std::collections::BTreeMap<ledger::record::FieldName, u64>) -> String {
+    if erased.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = erased
+        .iter()
+        .map(|(field, seq)| format!("{} by seq {seq}", field.as_str()))
+        .collect();
+    format!(" ({})", each.join(", "))
 }
 
 fn verify_proof_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, Unusable> {

@@ -3,8 +3,9 @@
 //!
 //! A bundle is one JSON document (`"format": "auditex-custody-bundle/v1"`) holding a signed
 //! checkpoint, the tenant's key history, and for each record its inclusion proof in that
-//! checkpoint and, where still held, its erasable values. [`verify_bundle`] checks all of it
-//! against checkpoint keys the caller trusts.
+//! checkpoint and, where still held, its erasable values, or for an erased value the sequence
+//! number of the `erasure` record that erased it. [`verify_bundle`] checks all of it against
+//! checkpoint keys the caller trusts.
 //!
 //! A bundle proves that each record it holds is in the log and unaltered, and that each
 //! follow-up names the decision. It cannot prove that no follow-up was left out; an export of the
@@ -19,7 +20,7 @@ use crate::note::VerifierKey;
 use crate::payload::linked_decisions;
 use crate::proof_file::PROOF_HASHES_MAX;
 use crate::record::{ERASABLE_FIELDS_MAX, ErasableValue, EventType, FieldName, Record};
-use crate::types::{EventId, Hash, TenantId, TreeSize};
+use crate::types::{EventId, Hash, Sequence, TenantId, TreeSize};
 use crate::verify::{
     EvidenceHeadError, RecordError, RecordInclusionError, verify_evidence_head, verify_record,
     verify_record_inclusion,
@@ -69,6 +70,25 @@ pub struct BundleEntry {
     /// Erasable values that have not been erased, with their salts; omitted when none are given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erasable_values: Option<BTreeMap<FieldName, ErasableValue>>,
+    /// Committed erasable fields whose values were erased, each with the `erasure` record that
+    /// erased it; omitted when none are (so a bundle without erasures keeps its bytes).
+    #[serde(default, skip_serializing_if = "no_erased_fields")]
+    pub erased: Option<BTreeMap<FieldName, ErasedField>>,
+}
+
+/// Where a bundle says that an erasable value was erased: by which `erasure` record.
+///
+/// This is the service's statement; the bundle proves it only when it also holds that record
+/// (then [`verify_bundle`] checks that the record is an erasure that covers the field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasedField {
+    /// The sequence number of the `erasure` record; always after the record it erases from.
+    pub erasure_seq: Sequence,
+}
+
+fn no_erased_fields(erased: &Option<BTreeMap<FieldName, ErasedField>>) -> bool {
+    erased.as_ref().is_none_or(BTreeMap::is_empty)
 }
 
 /// A chain-of-custody bundle.
@@ -244,6 +264,69 @@ pub enum BundleError {
         /// The field.
         field: FieldName,
     },
+    /// A field marked erased has no commitment in the record.
+    #[error("record {seq}: erased field {} has no commitment in the record", field.as_str())]
+    ErasedNotCommitted {
+        /// The record's sequence number.
+        seq: u64,
+        /// The field.
+        field: FieldName,
+    },
+    /// A field is given a value and marked erased at once.
+    #[error("record {seq}: field {} is both given a value and marked erased", field.as_str())]
+    ErasedAndSupplied {
+        /// The record's sequence number.
+        seq: u64,
+        /// The field.
+        field: FieldName,
+    },
+    /// A field is marked erased by a record that does not come after it.
+    #[error(
+        "record {seq}: field {} is marked erased by record {erasure_seq}, which does not come after it",
+        field.as_str()
+    )]
+    ErasureNotAfter {
+        /// The record's sequence number.
+        seq: u64,
+        /// The field.
+        field: FieldName,
+        /// The sequence number named as the erasure.
+        erasure_seq: u64,
+    },
+    /// The bundle holds the record named as a field's erasure, and it is not an `erasure`.
+    #[error(
+        "record {erasure_seq} (event {event_id}) is named as the erasure of field {} of record {seq}, but is a {event_type} event",
+        field.as_str()
+    )]
+    ErasedByNonErasure {
+        /// The sequence number of the record whose field is marked erased.
+        seq: u64,
+        /// The field.
+        field: FieldName,
+        /// The sequence number of the record named as the erasure.
+        erasure_seq: u64,
+        /// Its event id.
+        event_id: EventId,
+        /// Its event type.
+        event_type: EventType,
+    },
+    /// The bundle holds the `erasure` record named for a field, and it does not erase that field.
+    #[error(
+        "record {erasure_seq} (event {event_id}) is named as the erasure of field {} of record {seq}, but its {member} do not include it",
+        field.as_str()
+    )]
+    ErasureDoesNotCover {
+        /// The sequence number of the record whose field is marked erased.
+        seq: u64,
+        /// The field.
+        field: FieldName,
+        /// The sequence number of the erasure record.
+        erasure_seq: u64,
+        /// Its event id.
+        event_id: EventId,
+        /// The payload member that leaves the field out: `event_ids` or `fields`.
+        member: &'static str,
+    },
 }
 
 /// One verified entry.
@@ -257,8 +340,12 @@ pub struct BundleEntryReport {
     pub event_type: EventType,
     /// How many erasable values were present and matched their commitments.
     pub erasable_values_verified: usize,
-    /// How many committed erasable fields had no value (erased or withheld).
+    /// How many committed erasable fields had no value and were not marked erased (withheld).
     pub erasable_values_absent: usize,
+    /// How many committed erasable fields were marked erased.
+    pub erasable_values_erased: usize,
+    /// The erased fields, each with the sequence number of the `erasure` record named for it.
+    pub erased: BTreeMap<FieldName, u64>,
 }
 
 /// What a verified bundle proves.
@@ -287,7 +374,9 @@ pub struct BundleReport {
 /// the caller passes them here. Then every record must verify against the key history and be
 /// proven in the checkpoint, the first entry must be the decision named by `decision_event_id`,
 /// every later entry must link to it, entries must be in increasing sequence order, and every
-/// erasable value given must match its commitment.
+/// erasable value given must match its commitment. A field marked erased must be committed, not
+/// also given a value, and erased by a later record; where the bundle holds that record, it must
+/// be an `erasure` covering the field (such an entry need not link to the decision).
 ///
 /// # Errors
 /// [`BundleError`] naming the first failing check and, for entries, the record's sequence number.
@@ -314,6 +403,9 @@ pub fn verify_bundle(
     )?;
     let mut reports = Vec::with_capacity(bundle.entries.len());
     let mut previous: Option<u64> = None;
+    // Erasure sequence numbers named by earlier entries, with what each is named for: the
+    // erasure comes after what it erases, so it is checked when its own entry is reached.
+    let mut named: BTreeMap<u64, Vec<NamedErasure>> = BTreeMap::new();
     for (index, entry) in bundle.entries.iter().enumerate() {
         let record = &entry.record;
         let seq = record.seq.get();
@@ -344,14 +436,29 @@ pub fn verify_bundle(
             });
         }
         verify_record_inclusion(record, &entry.inclusion_proof, &head.checkpoint)?;
-        check_role(index, record, bundle.decision_event_id)?;
+        let named_here = named.remove(&seq);
+        if let Some(fields) = &named_here {
+            check_named_erasure(record, fields)?;
+        } else {
+            check_role(index, record, bundle.decision_event_id)?;
+        }
         let (verified, absent) = check_erasable(entry)?;
+        let erased = check_erased(entry)?;
+        for (field, erasure_seq) in &erased {
+            named.entry(*erasure_seq).or_default().push(NamedErasure {
+                seq,
+                event_id,
+                field: field.clone(),
+            });
+        }
         reports.push(BundleEntryReport {
             seq,
             event_id,
             event_type: record.event_type,
             erasable_values_verified: verified,
-            erasable_values_absent: absent,
+            erasable_values_absent: absent - erased.len(),
+            erasable_values_erased: erased.len(),
+            erased,
         });
     }
     Ok(BundleReport {
@@ -431,4 +538,95 @@ fn check_erasable(entry: &BundleEntry) -> Result<(usize, usize), BundleError> {
         }
     }
     Ok((values.len(), record.erasable.len() - values.len()))
+}
+
+/// A field that an entry marks erased, by the record it names as the erasure.
+struct NamedErasure {
+    /// The sequence number of the record whose field was erased.
+    seq: u64,
+    /// Its event id.
+    event_id: EventId,
+    /// The field.
+    field: FieldName,
+}
+
+/// Checks the fields an entry marks erased (after [`check_erasable`], so each is one of the
+/// absent ones when it passes); returns each with its erasure's sequence number.
+fn check_erased(entry: &BundleEntry) -> Result<BTreeMap<FieldName, u64>, BundleError> {
+    let record = &entry.record;
+    let seq = record.seq.get();
+    let mut out = BTreeMap::new();
+    for (field, erased) in entry.erased.iter().flatten() {
+        if !record.erasable.contains_key(field) {
+            return Err(BundleError::ErasedNotCommitted {
+                seq,
+                field: field.clone(),
+            });
+        }
+        if entry
+            .erasable_values
+            .as_ref()
+            .is_some_and(|values| values.contains_key(field))
+        {
+            return Err(BundleError::ErasedAndSupplied {
+                seq,
+                field: field.clone(),
+            });
+        }
+        let erasure_seq = erased.erasure_seq.get();
+        if erasure_seq <= seq {
+            return Err(BundleError::ErasureNotAfter {
+                seq,
+                field: field.clone(),
+                erasure_seq,
+            });
+        }
+        out.insert(field.clone(), erasure_seq);
+    }
+    Ok(out)
+}
+
+/// A record that earlier entries name as the erasure of their fields must be an `erasure` whose
+/// `event_ids` and `fields`, where given, include each of them. It proves the erasure, so it
+/// belongs in the bundle without linking to the decision.
+fn check_named_erasure(record: &Record, named: &[NamedErasure]) -> Result<(), BundleError> {
+    let erasure_seq = record.seq.get();
+    let event_id = record.event_id;
+    // A verified erasure record's payload is an object; a missing list means "all of them".
+    let payload = match record.payload.to_value() {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let listed = |member: &str, wanted: &str| match payload.get(member) {
+        Some(serde_json::Value::Array(items)) => items.iter().any(|v| v.as_str() == Some(wanted)),
+        _ => true,
+    };
+    for n in named {
+        if record.event_type != EventType::Erasure {
+            return Err(BundleError::ErasedByNonErasure {
+                seq: n.seq,
+                field: n.field.clone(),
+                erasure_seq,
+                event_id,
+                event_type: record.event_type,
+            });
+        }
+        let missing = if !listed("event_ids", &n.event_id.to_string()) {
+            Some("event_ids")
+        } else if !listed("fields", n.field.as_str()) {
+            Some("fields")
+        } else {
+            None
+        };
+        if let Some(member) = missing {
+            return Err(BundleError::ErasureDoesNotCover {
+                seq: n.seq,
+                field: n.field.clone(),
+                erasure_seq,
+                event_id,
+                member,
+            });
+        }
+    }
+    Ok(())
 }

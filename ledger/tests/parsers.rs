@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::SigningKey;
-use ledger::bundle::{Bundle, BundleEntry, BundleFormat};
+use ledger::bundle::{Bundle, BundleEntry, BundleFormat, ErasedField};
 use ledger::checkpoint::{Checkpoint, sign_checkpoint};
 use ledger::draft::prepare_draft;
 use ledger::export::{ExportFormat, ExportHeader, ExportTrailer, record_line};
@@ -268,7 +268,8 @@ fn bundle() -> impl Strategy<Value = Bundle> {
             (
                 record(),
                 proptest::collection::vec(hash(), 0..4),
-                any::<bool>(),
+                // The committed values: 0 left out, 1 given, 2 marked erased.
+                0u8..3,
             ),
             1..3,
         ),
@@ -278,7 +279,18 @@ fn bundle() -> impl Strategy<Value = Bundle> {
             let entries = entries
                 .into_iter()
                 .map(|(record, inclusion_proof, values)| {
-                    let erasable_values = (values && !record.erasable.is_empty()).then(|| {
+                    let erasure_seq = ledger::types::Sequence::new(record.seq.get() + 1).ok();
+                    let erased = match erasure_seq {
+                        Some(erasure_seq) if values == 2 && !record.erasable.is_empty() => Some(
+                            record
+                                .erasable
+                                .keys()
+                                .map(|name| (name.clone(), ErasedField { erasure_seq }))
+                                .collect(),
+                        ),
+                        _ => None,
+                    };
+                    let erasable_values = (values == 1 && !record.erasable.is_empty()).then(|| {
                         record
                             .erasable
                             .keys()
@@ -297,6 +309,7 @@ fn bundle() -> impl Strategy<Value = Bundle> {
                         record,
                         inclusion_proof,
                         erasable_values,
+                        erased,
                     }
                 })
                 .collect();

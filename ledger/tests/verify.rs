@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use ed25519_dalek::{Signer as _, SigningKey};
-use ledger::bundle::{Bundle, BundleEntry, BundleError, BundleFormat, verify_bundle};
+use ledger::bundle::{Bundle, BundleEntry, BundleError, BundleFormat, ErasedField, verify_bundle};
 use ledger::checkpoint::{Checkpoint, OpenCheckpointError, sign_checkpoint, tenant_origin};
 use ledger::draft::prepare_draft;
 use ledger::export::{
@@ -118,6 +118,14 @@ fn content(seq: u64, rotation_to: Option<&SigningKey>) -> (String, Value, BTreeM
 /// Builds a chain of `len` records in which record `r` of each rotation rotates to the next key
 /// (announced by a key-rotation record unless `silent`). Two records share each capture time.
 fn build_chain(len: u64, rotations: &[u64], silent: bool) -> TestChain {
+    build_chain_of(len, rotations, silent, content)
+}
+
+/// What a record is, given its sequence number and the key a rotation record there moves to.
+type Content = fn(u64, Option<&SigningKey>) -> (String, Value, BTreeMap<String, Value>);
+
+/// [`build_chain`] with records of the given content.
+fn build_chain_of(len: u64, rotations: &[u64], silent: bool, content: Content) -> TestChain {
     let keys: Vec<SigningKey> = (0..=rotations.len()).map(|i| key(i as u8 + 1)).collect();
     let mut history = Vec::new();
     let mut from_seq = 0;
@@ -166,6 +174,35 @@ fn build_chain(len: u64, rotations: &[u64], silent: bool) -> TestChain {
 fn chain() -> &'static TestChain {
     static CHAIN: OnceLock<TestChain> = OnceLock::new();
     CHAIN.get_or_init(|| build_chain(40, &[12, 27], false))
+}
+
+/// Erasure records in the chain of [`erasure_chain`]: 10 erases decision 8's applicant name,
+/// 11 only fields of decision 4, 13 only another field of decision 8.
+fn content_with_erasures(
+    seq: u64,
+    rotation_to: Option<&SigningKey>,
+) -> (String, Value, BTreeMap<String, Value>) {
+    let erasure = |event_ids: u64, field: &str| {
+        let payload = json!({
+            "subject_ref": format!("subj-{event_ids}"),
+            "reason": "erasure requested by the data subject",
+            "event_ids": [event_id(event_ids)],
+            "fields": [field],
+        });
+        ("erasure".to_owned(), payload, BTreeMap::new())
+    };
+    match seq {
+        10 => erasure(8, "applicant_name"),
+        11 => erasure(4, "applicant_name"),
+        13 => erasure(8, "birth_date"),
+        _ => content(seq, rotation_to),
+    }
+}
+
+/// 16 records under one key, with the erasure records of [`content_with_erasures`].
+fn erasure_chain() -> &'static TestChain {
+    static CHAIN: OnceLock<TestChain> = OnceLock::new();
+    CHAIN.get_or_init(|| build_chain_of(16, &[], false, content_with_erasures))
 }
 
 impl TestChain {
@@ -825,13 +862,19 @@ fn a_tlog_proof_file_with_a_tampered_record_fails() {
 // ---------------------------------------------------------------------------------------------
 
 fn bundle_for(decision: u64, followers: &[u64]) -> Bundle {
-    let c = chain();
-    let (_, note) = c.checkpoint(40);
+    bundle_in(chain(), decision, followers)
+}
+
+/// The bundle of a decision and the given entries of `c`, against the checkpoint of all of it.
+fn bundle_in(c: &TestChain, decision: u64, followers: &[u64]) -> Bundle {
+    let size = c.records.len() as u64;
+    let (_, note) = c.checkpoint(size);
     let entry = |seq: u64| BundleEntry {
         record: c.records[seq as usize].clone(),
-        inclusion_proof: c.inclusion(seq, 40),
+        inclusion_proof: c.inclusion(seq, size),
         erasable_values: Some(c.erasable_values[seq as usize].clone())
             .filter(|values| !values.is_empty()),
+        erased: None,
     };
     Bundle {
         format: BundleFormat,
@@ -937,6 +980,313 @@ fn tampered_bundles_fail_naming_the_record() {
     assert!(
         matches!(err, BundleError::Inclusion(ref e) if e.seq == 21),
         "{err:?}"
+    );
+}
+
+/// `bundle` with `fields` of entry `index` marked erased by `erasure_seq` (and their values
+/// removed).
+fn mark_erased(bundle: &mut Bundle, index: usize, fields: &[&str], erasure_seq: u64) {
+    let entry = &mut bundle.entries[index];
+    entry.erasable_values = None;
+    entry.erased = Some(
+        fields
+            .iter()
+            .map(|f| {
+                (
+                    FieldName::parse(f).expect("valid field name"),
+                    ErasedField {
+                        erasure_seq: Sequence::new(erasure_seq).expect("seq"),
+                    },
+                )
+            })
+            .collect(),
+    );
+}
+
+#[test]
+fn a_bundle_marking_a_field_erased_verifies_and_reports_the_erasure() {
+    let c = erasure_chain();
+    // The erasure record held in the bundle: it need not link to the decision.
+    let mut b = bundle_in(c, 8, &[9, 10]);
+    mark_erased(&mut b, 0, &["applicant_name"], 10);
+    let text = b.to_json();
+    assert!(
+        text.contains("\"erased\": {\n        \"applicant_name\": {\n          \"erasure_seq\": 10\n        }\n      }"),
+        "{text}"
+    );
+    assert_eq!(Bundle::from_json(text.as_bytes()).expect("parses"), b);
+    let report = verify_bundle(&b, &c.trusted()).expect("verifies");
+    let decision = &report.entries[0];
+    assert_eq!(
+        (
+            decision.erasable_values_verified,
+            decision.erasable_values_absent,
+            decision.erasable_values_erased
+        ),
+        (0, 0, 1)
+    );
+    assert_eq!(decision.erased, BTreeMap::from([(applicant(), 10)]));
+    assert_eq!(report.entries[2].seq, 10);
+    assert_eq!(report.entries[2].erasable_values_erased, 0);
+
+    // Without the erasure record the bundle states the erasure; it still verifies.
+    let mut b = bundle_in(c, 8, &[9]);
+    mark_erased(&mut b, 0, &["applicant_name"], 15);
+    let report = verify_bundle(&b, &c.trusted()).expect("verifies");
+    assert_eq!(
+        report.entries[0].erased,
+        BTreeMap::from([(applicant(), 15)])
+    );
+}
+
+#[test]
+fn an_erased_field_without_a_commitment_fails_naming_record_and_field() {
+    let c = chain();
+    let mut b = bundle_for(20, &[21]);
+    mark_erased(&mut b, 1, &["applicant_name"], 30);
+    let err = verify_bundle(&b, &c.trusted()).expect_err("21 commits nothing");
+    assert_eq!(
+        err,
+        BundleError::ErasedNotCommitted {
+            seq: 21,
+            field: applicant()
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "record 21: erased field applicant_name has no commitment in the record"
+    );
+
+    let mut b = bundle_for(20, &[21]);
+    mark_erased(&mut b, 0, &["applicant_name", "birth_date"], 30);
+    let err = verify_bundle(&b, &c.trusted()).expect_err("no birth_date commitment");
+    assert_eq!(
+        err,
+        BundleError::ErasedNotCommitted {
+            seq: 20,
+            field: FieldName::parse("birth_date").expect("name")
+        }
+    );
+}
+
+#[test]
+fn a_field_both_given_a_value_and_marked_erased_fails() {
+    let c = chain();
+    let mut b = bundle_for(20, &[21]);
+    let values = b.entries[0].erasable_values.clone();
+    mark_erased(&mut b, 0, &["applicant_name"], 30);
+    b.entries[0].erasable_values = values;
+    let err = verify_bundle(&b, &c.trusted()).expect_err("supplied and erased");
+    assert_eq!(
+        err,
+        BundleError::ErasedAndSupplied {
+            seq: 20,
+            field: applicant()
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "record 20: field applicant_name is both given a value and marked erased"
+    );
+}
+
+#[test]
+fn an_erasure_that_does_not_come_after_the_record_fails() {
+    let c = chain();
+    for erasure_seq in [20, 19, 0] {
+        let mut b = bundle_for(20, &[21]);
+        mark_erased(&mut b, 0, &["applicant_name"], erasure_seq);
+        let err = verify_bundle(&b, &c.trusted()).expect_err("erasure before the record");
+        assert_eq!(
+            err,
+            BundleError::ErasureNotAfter {
+                seq: 20,
+                field: applicant(),
+                erasure_seq
+            }
+        );
+    }
+    // The next record may be the erasure (here one the bundle does not hold).
+    let mut b = bundle_for(20, &[22]);
+    mark_erased(&mut b, 0, &["applicant_name"], 21);
+    verify_bundle(&b, &c.trusted()).expect("21 comes after 20");
+    mark_erased(&mut b, 0, &["applicant_name"], 20);
+    assert_eq!(
+        verify_bundle(&b, &c.trusted())
+            .expect_err("the record itself")
+            .to_string(),
+        "record 20: field applicant_name is marked erased by record 20, which does not come after it"
+    );
+}
+
+#[test]
+fn a_held_record_named_as_the_erasure_must_be_an_erasure() {
+    let c = erasure_chain();
+    let mut b = bundle_in(c, 8, &[9, 10]);
+    mark_erased(&mut b, 0, &["applicant_name"], 9);
+    let err = verify_bundle(&b, &c.trusted()).expect_err("9 is a human review");
+    assert_eq!(
+        err,
+        BundleError::ErasedByNonErasure {
+            seq: 8,
+            field: applicant(),
+            erasure_seq: 9,
+            event_id: c.records[9].event_id,
+            event_type: ledger::record::EventType::HumanReview,
+        }
+    );
+    assert!(
+        err.to_string()
+            .starts_with("record 9 (event 01936f5e-7a2b-7c3d-8e4f-000000000009) is named as the erasure of field applicant_name of record 8, but is a human_review event"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_held_erasure_that_does_not_erase_the_field_fails() {
+    let c = erasure_chain();
+    // 11 erases fields of decision 4 only.
+    let mut b = bundle_in(c, 8, &[9, 11]);
+    mark_erased(&mut b, 0, &["applicant_name"], 11);
+    let err = verify_bundle(&b, &c.trusted()).expect_err("11 names another event");
+    assert_eq!(
+        err,
+        BundleError::ErasureDoesNotCover {
+            seq: 8,
+            field: applicant(),
+            erasure_seq: 11,
+            event_id: c.records[11].event_id,
+            member: "event_ids",
+        }
+    );
+    // 13 erases decision 8's birth_date only.
+    let mut b = bundle_in(c, 8, &[9, 13]);
+    mark_erased(&mut b, 0, &["applicant_name"], 13);
+    let err = verify_bundle(&b, &c.trusted()).expect_err("13 names another field");
+    assert!(
+        matches!(
+            err,
+            BundleError::ErasureDoesNotCover {
+                seq: 8,
+                erasure_seq: 13,
+                member: "fields",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn an_erasure_record_no_entry_names_must_still_link_to_the_decision() {
+    let c = erasure_chain();
+    let b = bundle_in(c, 8, &[9, 10]);
+    let err = verify_bundle(&b, &c.trusted()).expect_err("nothing names 10");
+    assert!(
+        matches!(err, BundleError::NotLinked { seq: 10, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn an_unknown_member_in_an_erased_field_is_rejected() {
+    let c = erasure_chain();
+    let mut b = bundle_in(c, 8, &[9]);
+    mark_erased(&mut b, 0, &["applicant_name"], 10);
+    let text = b.to_json();
+    for changed in [
+        text.replace("\"erasure_seq\": 10", "\"erasure_seq\": 10, \"by\": \"x\""),
+        text.replace("\"erasure_seq\": 10", "\"erasure_sEq\": 10"),
+        text.replace("\"erasure_seq\": 10", "\"erasure_seq\": 10.0"),
+        text.replace("\"erasure_seq\": 10", "\"erasure_seq\": -10"),
+        text.replace("\"erasure_seq\": 10", "\"erasure_seq\": 9007199254740992"),
+    ] {
+        assert_ne!(changed, text);
+        assert!(
+            matches!(
+                Bundle::from_json(changed.as_bytes()),
+                Err(BundleError::Json(_))
+            ),
+            "{changed}"
+        );
+    }
+}
+
+#[test]
+fn a_bundle_without_erased_fields_serializes_as_before() {
+    let bundle = bundle_for(20, &[21, 22]);
+    let text = bundle.to_json();
+    assert!(!text.contains("erased"), "{text}");
+    // Exactly the members a bundle entry had before `erased` existed, in the same order.
+    let value: Value = serde_json::from_str(&text).expect("json");
+    let members: Vec<Vec<&str>> = value["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            e.as_object()
+                .expect("entry")
+                .keys()
+                .map(String::as_str)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        members,
+        [
+            vec!["erasable_values", "inclusion_proof", "record"],
+            vec!["inclusion_proof", "record"],
+            vec!["inclusion_proof", "record"]
+        ]
+    );
+    let reparsed = Bundle::from_json(text.as_bytes()).expect("parses");
+    assert_eq!(reparsed.to_json(), text);
+    // An empty map of erased fields is written like none at all.
+    let mut empty = bundle.clone();
+    empty.entries[0].erased = Some(BTreeMap::new());
+    assert_eq!(empty.to_json(), text);
+    // Byte for byte what the bundle types wrote before `erased` existed, and read back alike.
+    #[derive(serde::Serialize)]
+    struct OldEntry<'a> {
+        record: &'a Record,
+        inclusion_proof: &'a [Hash],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        erasable_values: Option<&'a BTreeMap<FieldName, ErasableValue>>,
+    }
+    #[derive(serde::Serialize)]
+    struct OldBundle<'a> {
+        format: BundleFormat,
+        tenant: &'a TenantId,
+        origin: &'a str,
+        decision_event_id: ledger::types::EventId,
+        checkpoint: &'a str,
+        keys: &'a [KeyInterval],
+        verifier_keys: &'a [String],
+        entries: Vec<OldEntry<'a>>,
+    }
+    let old = OldBundle {
+        format: BundleFormat,
+        tenant: &bundle.tenant,
+        origin: &bundle.origin,
+        decision_event_id: bundle.decision_event_id,
+        checkpoint: &bundle.checkpoint,
+        keys: &bundle.keys,
+        verifier_keys: &bundle.verifier_keys,
+        entries: bundle
+            .entries
+            .iter()
+            .map(|e| OldEntry {
+                record: &e.record,
+                inclusion_proof: &e.inclusion_proof,
+                erasable_values: e.erasable_values.as_ref(),
+            })
+            .collect(),
+    };
+    let old_text = serde_json::to_string_pretty(&old).expect("json");
+    assert_eq!(text, old_text);
+    assert_eq!(
+        Bundle::from_json(old_text.as_bytes()).expect("parses"),
+        bundle
     );
 }
 

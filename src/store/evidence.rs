@@ -133,6 +133,7 @@ impl Store {
                 record,
                 inclusion_proof,
                 erasable_values: (!values.is_empty()).then_some(values),
+                erased: None,
             });
         }
         let origin = self.origin(tenant).await?;

@@ -1122,7 +1122,154 @@ fn a_retired_key_cannot_vouch_for_a_later_tree_size_in_verify_consistency() {
     );
 }
 
+/// A decision with an erasable applicant name and an `erasure` record of that name: `auditex
+/// verify` accepts the decision's bundle with the name marked erased by that record (held in the
+/// bundle with its inclusion proof), reports which record erased it, and rejects a mark naming
+/// the decision itself or the held review.
+async fn a_bundle_marking_a_field_erased_verifies_offline_and_names_the_erasure(backend: Backend) {
+    use ledger::bundle::{BundleEntry, ErasedField};
+    use ledger::record::FieldName;
+    use ledger::types::{EventId, TreeSize};
+
+    let db = TestDb::new(&backend).await;
+    let bin = Bin::new(&db);
+    let store = bin.open(&db).await;
+    let tenant = tenant_id("acme-bank");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let decision_id = new_event_id();
+    let erasable = BTreeMap::from([("applicant_name".to_owned(), json!("Jane Q. Doe"))]);
+    let drafts = vec![
+        prepare_client_draft(
+            &decision_id,
+            "decision",
+            &decision_payload("approved"),
+            &erasable,
+            rand::random,
+        ),
+        prepare_client_draft(
+            &new_event_id(),
+            "human_review",
+            &json!({ "decision_id": decision_id, "reviewer": "analyst-7", "action": "confirmed" }),
+            &BTreeMap::new(),
+            rand::random,
+        ),
+        prepare_client_draft(
+            &new_event_id(),
+            "erasure",
+            &json!({
+                "subject_ref": "subj-4711",
+                "reason": "erasure requested by the data subject",
+                "event_ids": [decision_id],
+                "fields": ["applicant_name"],
+            }),
+            &BTreeMap::new(),
+            rand::random,
+        ),
+    ]
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .expect("valid drafts");
+    let receipts = store.append(&tenant, drafts).await.expect("append");
+    let (decision_seq, review_seq, erasure_seq) =
+        (receipts[0].seq, receipts[1].seq, receipts[2].seq);
+    store.publish_checkpoints().await.expect("publish");
+    let mut bundle = store
+        .custody_bundle(&tenant, EventId::parse(&decision_id).expect("event id"))
+        .await
+        .expect("bundle");
+    let size = bundle
+        .checkpoint
+        .lines()
+        .nth(1)
+        .and_then(|line| line.parse().ok())
+        .map(TreeSize::new)
+        .expect("the checkpoint's size");
+    if bundle
+        .entries
+        .iter()
+        .all(|e| e.record.seq.get() != erasure_seq)
+    {
+        let seq = Sequence::new(erasure_seq).expect("seq");
+        bundle.entries.push(BundleEntry {
+            record: store
+                .record(&tenant, seq)
+                .await
+                .expect("read")
+                .expect("the erasure"),
+            inclusion_proof: store
+                .inclusion_proof(&tenant, seq.leaf_index(), size)
+                .await
+                .expect("proof"),
+            erasable_values: None,
+            erased: None,
+        });
+    }
+    store.shutdown().await;
+    let applicant = FieldName::parse("applicant_name").expect("name");
+    let marked = |erasure_seq: u64| {
+        let mut b = bundle.clone();
+        b.entries[0].erasable_values = None;
+        b.entries[0].erased = Some(BTreeMap::from([(
+            applicant.clone(),
+            ErasedField {
+                erasure_seq: Sequence::new(erasure_seq).expect("seq"),
+            },
+        )]));
+        let path = bin.path(&format!("bundle-{erasure_seq}.json"));
+        std::fs::write(&path, b.to_json()).expect("write bundle");
+        path
+    };
+    let history = bin.key_history(&tenant);
+    let h = path_str(&history);
+
+    let good = marked(erasure_seq);
+    let (code, out) = bin.verify(&["bundle", path_str(&good), "--key-history", h]);
+    assert_eq!(code, 0, "{out}");
+    let proven: Vec<&str> = out["proven"]
+        .as_array()
+        .expect("proven")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        proven.contains(&format!(
+            "record {decision_seq} (decision {decision_id}); erasable values: 0 matched their commitments, 0 absent (withheld), 1 erased (applicant_name by seq {erasure_seq})"
+        ).as_str()),
+        "{out}"
+    );
+
+    for (named, failing_seq, message) in [
+        (
+            decision_seq,
+            decision_seq,
+            format!(
+                "record {decision_seq}: field applicant_name is marked erased by record {decision_seq}, which does not come after it"
+            ),
+        ),
+        (
+            review_seq,
+            review_seq,
+            format!(
+                "is named as the erasure of field applicant_name of record {decision_seq}, but is a human_review event"
+            ),
+        ),
+    ] {
+        let bad = marked(named);
+        let (code, out) = bin.verify(&["bundle", path_str(&bad), "--key-history", h]);
+        assert_eq!(code, 1, "{out}");
+        assert_eq!(out["failure"]["kind"], "erased_field", "{out}");
+        assert_eq!(out["failure"]["seq"], failing_seq, "{out}");
+        assert!(
+            out["failure"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&message)),
+            "{out}"
+        );
+    }
+}
+
 backend_tests!(
+    a_bundle_marking_a_field_erased_verifies_offline_and_names_the_erasure,
     every_tampered_input_exits_1_and_only_an_unreadable_file_exits_2,
     untampered_ledgers_verify_in_the_service_and_offline,
     exit_codes_tell_tampered_from_unreadable,

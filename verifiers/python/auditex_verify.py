@@ -729,8 +729,11 @@ def verify_bundle(doc, trust: Trust) -> list[str]:
     if not isinstance(entries, list) or not entries:
         raise Failed("the bundle has no entries")
     decision, previous, proven = doc["decision_event_id"], None, []
+    # Erasure seqs named by earlier entries -> [(seq, event_id, field)]: an erasure comes after
+    # what it erases, so it is checked when its own entry is reached.
+    named: dict[int, list[tuple[int, str, str]]] = {}
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not {"record", "inclusion_proof"} <= set(entry) <= {"record", "inclusion_proof", "erasable_values"}:
+        if not isinstance(entry, dict) or not {"record", "inclusion_proof"} <= set(entry) <= {"record", "inclusion_proof", "erasable_values", "erased"}:
             raise Failed(f"entry {i} is malformed")
         rec = entry["record"]
         seq, event_id, h = check_record(rec, keys, doc["tenant"])
@@ -740,7 +743,10 @@ def verify_bundle(doc, trust: Trust) -> list[str]:
         proof = [unhex(x, 32, "inclusion proof hash") for x in entry["inclusion_proof"]]
         if not verify_inclusion(leaf_hash(h), seq, checkpoint.size, proof, checkpoint.root):
             raise Failed(f"record {seq} (event {event_id}) is not proven to be in the tree of size {checkpoint.size}", seq, event_id)
-        if i == 0:
+        named_here = named.pop(seq, None)
+        if named_here:
+            check_named_erasure(rec, named_here)
+        elif i == 0:
             if rec["event_type"] != "decision" or event_id != decision:
                 raise Failed(f"the first entry, record {seq}, is not the decision {decision}", seq, event_id)
         elif decision not in linked_decisions(rec):
@@ -753,11 +759,59 @@ def verify_bundle(doc, trust: Trust) -> list[str]:
             salt = unhex(v.get("salt"), 32, f"record {seq} salt of {field}")
             if sha256(ERASABLE_DOMAIN, b"\x00", salt, jcs(v.get("value"))).hex() != commitment:
                 raise Failed(f"record {seq}: erasable value {field} does not match its commitment", seq, event_id)
+        erased = check_erased(entry, rec, values)
+        for field, erasure_seq in erased.items():
+            named.setdefault(erasure_seq, []).append((seq, event_id, field))
+        by = ", ".join(f"{field} by seq {erasure_seq}" for field, erasure_seq in erased.items())
         proven.append(
             f"record {seq} ({rec['event_type']} {event_id}) in the checkpoint of size {checkpoint.size}; "
-            f"{len(values)} erasable value(s) matched, {len(rec['erasable']) - len(values)} absent"
+            f"{len(values)} erasable value(s) matched, {len(rec['erasable']) - len(values) - len(erased)} absent (withheld), "
+            f"{len(erased)} erased" + (f" ({by})" if by else "")
         )
     return proven
+
+
+def check_erased(entry, rec, values) -> dict[str, int]:
+    """The fields an entry marks erased (section 11), by name, each with its erasure's seq."""
+    seq, event_id = rec["seq"], rec["event_id"]
+    erased = entry.get("erased")
+    if erased is None:
+        erased = {}
+    if not isinstance(erased, dict):
+        raise Failed(f"record {seq}: erased is not an object", seq, event_id)
+    out = {}
+    # In name order, as `auditex verify` checks them, so both name the same field first.
+    for field, mark in sorted(erased.items()):
+        if not isinstance(mark, dict) or set(mark) != {"erasure_seq"}:
+            raise Failed(f"record {seq}: erased field {field} is malformed (exactly erasure_seq)", seq, event_id)
+        erasure_seq = mark["erasure_seq"]
+        if not is_int(erasure_seq) or not 0 <= erasure_seq <= SAFE_INTEGER_MAX:
+            raise Failed(f"record {seq}: erased field {field} has a malformed erasure_seq", seq, event_id)
+        if field not in rec["erasable"]:
+            raise Failed(f"record {seq}: erased field {field} has no commitment in the record", seq, event_id)
+        if field in values:
+            raise Failed(f"record {seq}: field {field} is both given a value and marked erased", seq, event_id)
+        if erasure_seq <= seq:
+            raise Failed(
+                f"record {seq}: field {field} is marked erased by record {erasure_seq}, which does not come after it",
+                seq, event_id,
+            )
+        out[field] = erasure_seq
+    return out
+
+
+def check_named_erasure(rec, named: list[tuple[int, str, str]]):
+    """A record that earlier entries name as the erasure of their fields must be an `erasure`
+    whose `event_ids` and `fields`, where given, include each of them (section 11)."""
+    erasure_seq, erasure_id = rec["seq"], rec["event_id"]
+    for seq, event_id, field in named:
+        what = f"record {erasure_seq} (event {erasure_id}) is named as the erasure of field {field} of record {seq}, but"
+        if rec["event_type"] != "erasure":
+            raise Failed(f"{what} is a {rec['event_type']} event", erasure_seq, erasure_id)
+        for member, wanted in (("event_ids", event_id), ("fields", field)):
+            listed = rec["payload"].get(member)
+            if isinstance(listed, list) and wanted not in listed:
+                raise Failed(f"{what} its {member} do not include it", erasure_seq, erasure_id)
 
 
 # --- tlog-proof file (section 10) ----------------------------------------------------------------

@@ -555,3 +555,150 @@ class StrictReading(unittest.TestCase):
         # A carriage return is neither a line end nor allowed inside a line: the file fails.
         with self.assertRaisesRegex(av.Failed, "control character 0x0d"):
             list(av.read_lines(f.name))
+
+
+def canonical(value) -> bytes:
+    """RFC 8785 for the objects, strings and integers of these records, written here."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def inclusion_path(m: int, d: list[bytes]) -> list[bytes]:
+    """RFC 9162 section 2.1.3.1 PATH(m, D[n]), by recursion, leaf's sibling first."""
+    n = len(d)
+    if n == 1:
+        return []
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    if m < k:
+        return inclusion_path(m, d[:k]) + [mth(d[k:])]
+    return inclusion_path(m - k, d[k:]) + [mth(d[:k])]
+
+
+def event_id(n: int) -> str:
+    return f"01936f5e-7a2b-7c3d-8e4f-{n:012x}"
+
+
+class ErasedFields(unittest.TestCase):
+    """A bundle entry's `erased` member (FORMAT.md section 11), on records signed here: 0 is a
+    decision with an erasable applicant name, 1 its review, 2 an erasure of that name, 3 an
+    erasure of another event only, 4 an erasure of another field only."""
+
+    def setUp(self):
+        self.signer = Signer()
+        public = self.signer.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.key_id = av.key_id_of(public)
+        self.history = [{"key_id": self.key_id, "public_key": public.hex(), "from_seq": 0, "until_seq": None}]
+        self.salt = bytes([0x11]) * 32
+        self.value = "Jane Q. Doe"
+        commitment = h(av.ERASABLE_DOMAIN, b"\x00", self.salt, canonical(self.value)).hex()
+        erasure = lambda ids, fields: {  # noqa: E731
+            "subject_ref": "subj-5d41402a", "reason": "erasure requested", "event_ids": ids, "fields": fields}
+        contents = [
+            ("decision", {"model_id": "credit-limit", "model_version": "4.2.0", "outcome": "approved",
+                          "subject_ref": "subj-5d41402a", "oversight_mode": "automated"},
+             {"applicant_name": commitment}),
+            ("human_review", {"decision_id": event_id(0), "reviewer": "analyst-17", "action": "confirmed"}, {}),
+            ("erasure", erasure([event_id(0)], ["applicant_name"]), {}),
+            ("erasure", erasure([event_id(9)], ["applicant_name"]), {}),
+            ("erasure", erasure([event_id(0)], ["birth_date"]), {}),
+        ]
+        self.records, prev = [], bytes(32)
+        for seq, (event_type, payload, erasable) in enumerate(contents):
+            body = {"v": 1, "tenant": "acme-bank", "seq": seq, "prev": prev.hex(),
+                    "captured_at_us": 1_795_000_000_000_000 + seq, "event_id": event_id(seq),
+                    "event_type": event_type, "payload": payload, "erasable": erasable, "key_id": self.key_id}
+            digest = h(av.RECORD_DOMAIN, b"\x00", canonical(body))
+            self.records.append(dict(body, hash=digest.hex(), sig=self.signer.key.sign(digest).hex()))
+            prev = digest
+        self.hashes = [bytes.fromhex(r["hash"]) for r in self.records]
+        self.trust = av.Trust(keys=[av.VerifierKey.parse(self.signer.vkey)])
+
+    def bundle(self, seqs, erased=None, values=False):
+        """The bundle of decision 0 with the entries `seqs`, the decision's applicant name marked
+        erased as `erased` says (or its value given)."""
+        entries = []
+        for seq in seqs:
+            entry = {"record": self.records[seq],
+                     "inclusion_proof": [x.hex() for x in inclusion_path(seq, self.hashes)]}
+            entries.append(entry)
+        if values:
+            entries[0]["erasable_values"] = {"applicant_name": {"salt": self.salt.hex(), "value": self.value}}
+        if erased is not None:
+            entries[0]["erased"] = erased
+        return {"format": av.BUNDLE_FORMAT, "tenant": "acme-bank", "origin": ORIGIN,
+                "decision_event_id": event_id(0), "checkpoint": self.signer.note(len(self.hashes), mth(self.hashes)),
+                "keys": self.history, "verifier_keys": [self.signer.vkey], "entries": entries}
+
+    def fails(self, doc, message: str, seq: int):
+        with self.assertRaises(av.Failed) as caught:
+            av.verify_bundle(doc, self.trust)
+        self.assertEqual(str(caught.exception), message)
+        self.assertEqual(caught.exception.seq, seq)
+
+    def test_a_bundle_with_its_value_or_no_erased_member_verifies_as_before(self):
+        proven = av.verify_bundle(self.bundle([0, 1], values=True), self.trust)
+        self.assertIn("1 erasable value(s) matched, 0 absent (withheld), 0 erased", proven[0])
+        proven = av.verify_bundle(self.bundle([0, 1], erased={}), self.trust)
+        self.assertIn("0 erasable value(s) matched, 1 absent (withheld), 0 erased", proven[0])
+
+    def test_a_bundle_marking_a_field_erased_verifies_and_says_by_which_record(self):
+        # With the erasure record, which then need not link to the decision, and without it.
+        for seqs in ([0, 1, 2], [0, 2], [0, 1]):
+            with self.subTest(entries=seqs):
+                doc = self.bundle(seqs, erased={"applicant_name": {"erasure_seq": 2}})
+                proven = av.verify_bundle(doc, self.trust)
+                self.assertIn("0 erasable value(s) matched, 0 absent (withheld), 1 erased (applicant_name by seq 2)", proven[0])
+                self.assertEqual(len(proven), len(seqs))
+        path = os.path.join(tempfile.mkdtemp(), "bundle.json")
+        self.addCleanup(os.unlink, path)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.bundle([0, 1, 2], erased={"applicant_name": {"erasure_seq": 2}}), f)
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            self.assertEqual(av.main(["bundle", path, "--key", self.signer.vkey]), 0)
+        self.assertIn("1 erased (applicant_name by seq 2)", out.getvalue())
+
+    def test_an_erased_field_without_a_commitment_fails(self):
+        doc = self.bundle([0, 1], erased={"applicant_name": {"erasure_seq": 2}, "birth_date": {"erasure_seq": 2}})
+        self.fails(doc, "record 0: erased field birth_date has no commitment in the record", 0)
+        doc = self.bundle([0, 1])
+        doc["entries"][1]["erased"] = {"applicant_name": {"erasure_seq": 2}}
+        self.fails(doc, "record 1: erased field applicant_name has no commitment in the record", 1)
+
+    def test_a_field_both_given_a_value_and_marked_erased_fails(self):
+        doc = self.bundle([0, 1], erased={"applicant_name": {"erasure_seq": 2}}, values=True)
+        self.fails(doc, "record 0: field applicant_name is both given a value and marked erased", 0)
+
+    def test_an_erasure_seq_that_does_not_come_after_the_record_fails(self):
+        doc = self.bundle([0, 1], erased={"applicant_name": {"erasure_seq": 0}})
+        self.fails(doc, "record 0: field applicant_name is marked erased by record 0, which does not come after it", 0)
+        # The next record may be the erasure; here one the bundle does not hold.
+        av.verify_bundle(self.bundle([0], erased={"applicant_name": {"erasure_seq": 1}}), self.trust)
+
+    def test_a_malformed_or_unknown_member_inside_an_erased_entry_fails(self):
+        for mark in ({"erasure_seq": 2, "by": "x"}, {"erasure_sEq": 2}, {}, {"erasure_seq": 2.0},
+                     {"erasure_seq": True}, {"erasure_seq": -1}, {"erasure_seq": 2**53}, {"erasure_seq": "2"}, 2):
+            with self.subTest(mark=mark):
+                with self.assertRaisesRegex(av.Failed, "record 0: erased field applicant_name (is malformed|has a malformed erasure_seq)"):
+                    av.verify_bundle(self.bundle([0, 1], erased={"applicant_name": mark}), self.trust)
+        for erased in ([], "applicant_name", False):
+            with self.subTest(erased=erased):
+                self.fails(self.bundle([0, 1], erased=erased), "record 0: erased is not an object", 0)
+        doc = self.bundle([0, 1])
+        doc["entries"][0]["erased_fields"] = {}
+        self.fails(doc, "entry 0 is malformed", None)
+
+    def test_a_held_record_named_as_the_erasure_must_be_an_erasure(self):
+        doc = self.bundle([0, 1], erased={"applicant_name": {"erasure_seq": 1}})
+        self.fails(doc, f"record 1 (event {event_id(1)}) is named as the erasure of field applicant_name of record 0, "
+                        "but is a human_review event", 1)
+
+    def test_a_held_erasure_that_does_not_erase_the_field_fails(self):
+        for seq, member in ((3, "event_ids"), (4, "fields")):
+            with self.subTest(erasure=seq):
+                doc = self.bundle([0, 1, seq], erased={"applicant_name": {"erasure_seq": seq}})
+                self.fails(doc, f"record {seq} (event {event_id(seq)}) is named as the erasure of field applicant_name "
+                                f"of record 0, but its {member} do not include it", seq)
+
+    def test_an_erasure_record_no_entry_names_must_link_to_the_decision(self):
+        self.fails(self.bundle([0, 1, 2]), f"record 2 (event {event_id(2)}) does not link to decision {event_id(0)}", 2)
