@@ -148,7 +148,11 @@ async fn gather(store: &Store) -> Vec<Fact> {
         ),
         signing_keys(store, reachable).await,
         Fact::new("rollback_held_tenants", held == 0, held),
-        Fact::new("erasure_journal_held_tenants", journal_held == 0, journal_held),
+        Fact::new(
+            "erasure_journal_held_tenants",
+            journal_held == 0,
+            journal_held,
+        ),
         Fact::new(
             "storage",
             !faults.storage_full,

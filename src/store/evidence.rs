@@ -7,7 +7,7 @@
 //! [`EvidenceError::NotYetCheckpointed`] rather than proven against an unsigned tree. Records are
 //! read with the store's read-back hash check, so a damaged record is refused, never proven.
 
-use ledger::bundle::{Bundle, BundleEntry, BundleFormat, ENTRIES_MAX};
+use ledger::bundle::{Bundle, BundleEntry, BundleFormat, ENTRIES_MAX, ErasedField};
 use ledger::note::VerifierKey;
 use ledger::payload::linked_decisions;
 use ledger::proof_file::TlogProof;
@@ -122,18 +122,60 @@ impl Store {
                 }
             }
         }
-        let mut entries = Vec::with_capacity(records.len());
-        for record in records {
+        // The erasures that erased any of these records' values are entries too (after the
+        // records they erase from), so each erased mark is proven by a signed record rather than
+        // stated by the service.
+        let mut erased_by = Vec::with_capacity(records.len());
+        let mut erasures = std::collections::BTreeSet::new();
+        for record in &records {
+            let erased = self.erased_fields(tenant, record.seq).await?;
+            erasures.extend(erased.values().copied().filter(|s| *s < size));
+            erased_by.push(erased);
+        }
+        let mut held: std::collections::BTreeSet<u64> =
+            records.iter().map(|r| r.seq.get()).collect();
+        for seq in erasures {
+            if held.insert(seq) {
+                if records.len() == ENTRIES_MAX {
+                    return Err(EvidenceError::TooManyEntries { max: ENTRIES_MAX });
+                }
+                let at =
+                    Sequence::new(seq).map_err(|e| EvidenceError::OutOfRange(e.to_string()))?;
+                let record = self.record(tenant, at).await?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("erasure record {seq} is missing"))
+                })?;
+                records.push(record);
+                erased_by.push(std::collections::BTreeMap::new());
+            }
+        }
+        let mut order: Vec<usize> = (0..records.len()).collect();
+        order.sort_by_key(|i| records[*i].seq);
+        let mut slots: Vec<Option<(Record, std::collections::BTreeMap<_, u64>)>> =
+            records.into_iter().zip(erased_by).map(Some).collect();
+        let mut entries = Vec::with_capacity(slots.len());
+        for i in order {
+            let Some((record, erased)) = slots[i].take() else {
+                continue;
+            };
             let seq = record.seq;
             let inclusion_proof = self
                 .inclusion_proof(tenant, seq.leaf_index(), checkpoint.size)
                 .await?;
             let values = self.erasable_values(tenant, seq).await?;
+            let erased: std::collections::BTreeMap<_, _> = erased
+                .into_iter()
+                .filter(|(field, _)| !values.contains_key(field))
+                .map(|(field, by)| {
+                    Sequence::new(by)
+                        .map(|erasure_seq| (field, ErasedField { erasure_seq }))
+                        .map_err(|e| EvidenceError::OutOfRange(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
             entries.push(BundleEntry {
                 record,
                 inclusion_proof,
                 erasable_values: (!values.is_empty()).then_some(values),
-                erased: None,
+                erased: (!erased.is_empty()).then_some(erased),
             });
         }
         let origin = self.origin(tenant).await?;

@@ -1206,6 +1206,43 @@ async fn a_bundle_marking_a_field_erased_verifies_offline_and_names_the_erasure(
     }
     store.shutdown().await;
     let applicant = FieldName::parse("applicant_name").expect("name");
+    // The store itself marks the field erased, withholds nothing else, and holds the erasure
+    // record that proves the mark.
+    assert_eq!(bundle.entries[0].erasable_values, None);
+    assert_eq!(
+        bundle.entries[0].erased,
+        Some(BTreeMap::from([(
+            applicant.clone(),
+            ErasedField {
+                erasure_seq: Sequence::new(erasure_seq).expect("seq"),
+            },
+        )]))
+    );
+    assert_eq!(
+        bundle
+            .entries
+            .iter()
+            .map(|e| e.record.seq.get())
+            .collect::<Vec<_>>(),
+        vec![decision_seq, review_seq, erasure_seq]
+    );
+    assert!(!bundle.to_json().contains("Jane Q. Doe"));
+    let as_served = bin.path("bundle-as-served.json");
+    std::fs::write(&as_served, bundle.to_json()).expect("write bundle");
+    let history = bin.key_history(&tenant);
+    let (code, out) = bin.verify(&[
+        "bundle",
+        path_str(&as_served),
+        "--key-history",
+        path_str(&history),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out["proven"]
+            .to_string()
+            .contains(&format!("1 erased (applicant_name by seq {erasure_seq})")),
+        "{out}"
+    );
     let marked = |erasure_seq: u64| {
         let mut b = bundle.clone();
         b.entries[0].erasable_values = None;
