@@ -1004,20 +1004,27 @@ impl GroupSubjects {
         let mut by_event = HashMap::new();
         let mut decisions: HashMap<String, String> = HashMap::new();
         let mut wanted = Vec::new();
-        for d in drafts {
+        // Only drafts with values need a subject: most groups parse no payload here.
+        for d in drafts.iter().filter(|d| !d.erasable_values.is_empty()) {
             let fields = payload_strings(d.draft.payload.as_str());
             if let Some(s) = fields.subject_ref {
-                if d.draft.event_type == ledger::record::EventType::Decision {
-                    decisions.insert(d.draft.event_id.to_string(), s.clone());
-                }
                 by_event.insert(d.draft.event_id.to_string(), s);
-            } else if !d.erasable_values.is_empty()
-                && let Some(id) = fields.decision_id
-            {
+            } else if let Some(id) = fields.decision_id {
                 wanted.push((d.draft.event_id.to_string(), id));
             }
         }
         if !wanted.is_empty() {
+            // A follow-up may name a decision of the same group.
+            let ids: HashSet<&str> = wanted.iter().map(|(_, id)| id.as_str()).collect();
+            for d in drafts {
+                let id = d.draft.event_id.to_string();
+                if d.draft.event_type == ledger::record::EventType::Decision
+                    && ids.contains(id.as_str())
+                    && let Some(s) = payload_strings(d.draft.payload.as_str()).subject_ref
+                {
+                    decisions.insert(id, s);
+                }
+            }
             let missing: Vec<String> = wanted
                 .iter()
                 .filter(|(_, id)| !decisions.contains_key(id))
