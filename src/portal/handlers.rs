@@ -35,7 +35,7 @@ use crate::store::Store;
 use crate::store::users::{PortalRole, Session, User};
 use crate::store::views::DecisionQuery;
 
-mod subjects;
+pub mod subjects;
 
 /// Sign-in, reset and forgot-password attempts allowed in a burst per client address.
 pub const SIGN_IN_BURST: u32 = 20;
