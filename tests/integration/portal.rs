@@ -2821,7 +2821,10 @@ fn erase_form<'a>(csrf: &'a str, scope: &'a str, fields: &[&'a str]) -> FormFiel
         ("scope", scope),
         ("legal_basis", LEGAL_BASES[1]),
         ("legal_basis_other", ""),
-        ("reason", "The customer withdrew consent by letter of 2 December"),
+        (
+            "reason",
+            "The customer withdrew consent by letter of 2 December",
+        ),
         ("confirm", SUBJECT),
     ];
     form.extend(fields.iter().map(|f| ("field", *f)));
@@ -2912,8 +2915,9 @@ async fn a_compliance_officer_erases_a_field_and_the_subjects_page_names_the_era
     assert_eq!(erasures.len(), 1, "one erasure record");
     let (erasure, payload) = &erasures[0];
     assert!(
-        done.body
-            .contains(&format!("Erased 1 stored value: erasure record #{erasure}.")),
+        done.body.contains(&format!(
+            "Erased 1 stored value: erasure record #{erasure}."
+        )),
         "the result names the erasure: {}",
         done.body
     );
@@ -2965,13 +2969,17 @@ async fn a_compliance_officer_erases_a_field_and_the_subjects_page_names_the_era
         .await;
     again.assert_status(StatusCode::OK, "the repeated erasure");
     assert!(
-        again
-            .body
-            .contains(&format!("Nothing was left to erase: already erased by #{erasure}.")),
+        again.body.contains(&format!(
+            "Nothing was left to erase: already erased by #{erasure}."
+        )),
         "{}",
         again.body
     );
-    assert_eq!(erasure_records(store, tenant).await.len(), 1, "no new record");
+    assert_eq!(
+        erasure_records(store, tenant).await.len(),
+        1,
+        "no new record"
+    );
 
     // The whole subject: the rest goes.
     let all = officer
@@ -2981,7 +2989,10 @@ async fn a_compliance_officer_erases_a_field_and_the_subjects_page_names_the_era
     let erasures = erasure_records(store, tenant).await;
     assert_eq!(erasures.len(), 2);
     let (second, payload) = &erasures[1];
-    assert!(payload.get("fields").is_none(), "the whole subject: {payload}");
+    assert!(
+        payload.get("fields").is_none(),
+        "the whole subject: {payload}"
+    );
     assert!(
         all.body
             .contains(&format!("Erased 1 stored value: erasure record #{second}.")),
@@ -3093,7 +3104,10 @@ async fn an_erasure_without_a_reason_or_with_a_wrong_confirmation_erases_and_rec
         ["email", "full_name"],
         "nothing erased"
     );
-    assert!(erasure_records(store, tenant).await.is_empty(), "no erasure");
+    assert!(
+        erasure_records(store, tenant).await.is_empty(),
+        "no erasure"
+    );
     assert_eq!(
         audited_actions(store, tenant).await,
         ["sign_in"],
@@ -3120,7 +3134,10 @@ async fn an_erasure_without_a_reason_or_with_a_wrong_confirmation_erases_and_rec
         ["email", "full_name"],
         "nothing erased"
     );
-    assert!(erasure_records(store, tenant).await.is_empty(), "no erasure");
+    assert!(
+        erasure_records(store, tenant).await.is_empty(),
+        "no erasure"
+    );
     assert_eq!(
         audited_actions(store, tenant).await,
         [
@@ -3186,7 +3203,10 @@ async fn an_erasure_with_a_missing_wrong_or_foreign_csrf_token_erases_and_record
         ["email", "full_name"],
         "nothing erased"
     );
-    assert!(erasure_records(store, tenant).await.is_empty(), "no erasure");
+    assert!(
+        erasure_records(store, tenant).await.is_empty(),
+        "no erasure"
+    );
     assert_eq!(
         audited_actions(store, tenant).await,
         ["sign_in", "sign_in"],
@@ -3305,10 +3325,16 @@ async fn auditors_and_regulators_read_the_subjects_page_but_their_erasures_are_r
         let mut reader = Browser::signed_in(&server, email).await;
         let page = reader.get(SUBJECT_PAGE).await;
         page.assert_status(StatusCode::OK, email);
-        assert!(page.body.contains("href=\"/subjects\""), "{email}: the navigation");
+        assert!(
+            page.body.contains("href=\"/subjects\""),
+            "{email}: the navigation"
+        );
         assert_eq!(page.body.matches(STORED).count(), 2, "{email}: the fields");
         assert!(!page.body.contains(ERASE_FORM), "{email}: no erase form");
-        assert!(!page.body.contains("name=\"confirm\""), "{email}: no erase form");
+        assert!(
+            !page.body.contains("name=\"confirm\""),
+            "{email}: no erase form"
+        );
         assert_values_not_shown(&page, email);
         let refused = reader
             .post("/subjects/erase", &erase_form(&page.csrf(), "subject", &[]))
@@ -3362,7 +3388,10 @@ async fn an_erasure_whose_administration_record_the_ledger_refuses_is_not_done(b
         ["email", "full_name"],
         "nothing erased"
     );
-    assert!(erasure_records(store, tenant).await.is_empty(), "no erasure");
+    assert!(
+        erasure_records(store, tenant).await.is_empty(),
+        "no erasure"
+    );
 
     refuse_records_of_type(&server, "administration", false).await;
     officer
@@ -3391,13 +3420,13 @@ async fn the_subjects_page_lists_fifty_records_a_page(backend: Backend) {
     let rows = |page: &Page| page.body.matches("<tr>").count() - 1;
     assert_eq!(rows(&first), 50, "fifty records");
     assert_eq!(first.body.matches(STORED).count(), 100, "two fields each");
-    let next = format!(
-        "/subjects?subject_ref={SUBJECT}&amp;after={}",
-        seqs[49]
-    );
+    let next = format!("/subjects?subject_ref={SUBJECT}&amp;after={}", seqs[49]);
     assert!(first.body.contains(&next), "the next page's link: {next}");
     let second = auditor
-        .get(&format!("/subjects?subject_ref={SUBJECT}&after={}", seqs[49]))
+        .get(&format!(
+            "/subjects?subject_ref={SUBJECT}&after={}",
+            seqs[49]
+        ))
         .await;
     second.assert_status(StatusCode::OK, "the second page");
     assert_eq!(rows(&second), 1, "the last record");

@@ -88,15 +88,7 @@ pub(super) async fn page(
         )
         .into_response());
     }
-    let shown = subject_view(
-        &state,
-        &viewer,
-        subject,
-        q.after,
-        &Filled::default(),
-        None,
-    )
-    .await?;
+    let shown = subject_view(&state, &viewer, subject, q.after, &Filled::default(), None).await?;
     Ok(shown.into_response())
 }
 
@@ -161,7 +153,8 @@ async fn subject_view(
         // Only the names are kept: the values are decrypted by the store and dropped here.
         let mut fields: BTreeMap<String, Option<u64>> = store
             .erasable_values(tenant, seq)
-            .await?
+            .await
+            .map_err(held_or_internal)?
             .into_keys()
             .map(|f| (f.as_str().to_owned(), None))
             .collect();
@@ -423,31 +416,36 @@ impl EraseForm {
 fn refusal(e: ErasureError) -> Result<(StatusCode, String), PortalError> {
     match e {
         ErasureError::UnknownSubject => Err(PortalError::NotFound),
-        ErasureError::Store(e) | ErasureError::Append(AppendError::Store(e)) => Err(store_error(e)),
+        ErasureError::Store(e) | ErasureError::Append(AppendError::Store(e)) => {
+            Err(held_or_internal(e))
+        }
         ErasureError::Append(e) if e.is_retryable() => {
             Ok((StatusCode::SERVICE_UNAVAILABLE, format!("Not erased: {e}.")))
         }
         e @ (ErasureError::UnknownFields(_)
         | ErasureError::UnknownEvents(_)
-        | ErasureError::BadText(_)) => {
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, format!("Not erased: {e}.")))
-        }
+        | ErasureError::BadText(_)) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Not erased: {e}."),
+        )),
         // A hold, or anything else that refuses the request as it stands.
         e => Ok((StatusCode::CONFLICT, format!("Not erased: {e}."))),
     }
 }
 
-/// A held tenant says so (its words name no internals); any other store failure is logged.
-fn store_error(e: StoreError) -> PortalError {
+/// A tenant held for an erasure journal that could not be carried out says so (in words that
+/// name no internals): its personal data is neither shown nor erased until an operator repairs
+/// the journal. Any other store failure is logged.
+fn held_or_internal(e: StoreError) -> PortalError {
     match e {
         StoreError::ErasureJournal { .. } => {
-            tracing::error!(error = %e, "erasure refused: the tenant is held");
+            tracing::error!(error = %e, "subject page refused: the tenant is held");
             PortalError::Refused {
                 status: StatusCode::SERVICE_UNAVAILABLE,
-                title: "Not erased: the ledger is held",
+                title: "The ledger is held",
                 message: "Erasures recorded outside the database could not be carried out, so \
-                          nothing is erased or shown until an operator repairs them. Nothing was \
-                          changed."
+                          personal data is neither shown nor erased until an operator repairs \
+                          them. Nothing was changed."
                     .to_owned(),
                 retry_after: None,
             }
