@@ -35,6 +35,8 @@ use crate::store::Store;
 use crate::store::users::{PortalRole, Session, User};
 use crate::store::views::DecisionQuery;
 
+pub mod subjects;
+
 /// Sign-in, reset and forgot-password attempts allowed in a burst per client address.
 pub const SIGN_IN_BURST: u32 = 20;
 /// Seconds until one more such attempt is allowed per client address.
@@ -81,6 +83,8 @@ pub fn routes() -> Router<AppState> {
         .route("/decisions/{id}", get(decision_page))
         .route("/decisions/{id}/proof", get(download_proof))
         .route("/decisions/{id}/bundle", get(download_bundle))
+        .route("/subjects", get(subjects::page))
+        .route("/subjects/erase", post(subjects::erase))
         .route("/models", get(models_page))
         .route("/integrity", get(integrity_page))
         .route("/integrity/start", post(start_integrity))

@@ -12,7 +12,7 @@ pub const STYLESHEET: &str = r#"
 * { box-sizing: border-box; }
 body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); }
 a { color: var(--accent); }
-a:focus, button:focus, input:focus, select:focus { outline: 3px solid #f59e0b; outline-offset: 2px; }
+a:focus, button:focus, input:focus, select:focus, textarea:focus { outline: 3px solid #f59e0b; outline-offset: 2px; }
 header { display: flex; flex-wrap: wrap; align-items: center; gap: 1rem; padding: .75rem 1.5rem; border-bottom: 1px solid var(--line); }
 header .brand { font-weight: 700; text-decoration: none; color: var(--fg); }
 nav ul { display: flex; flex-wrap: wrap; gap: 1rem; list-style: none; margin: 0; padding: 0; }
@@ -25,7 +25,11 @@ th { font-weight: 600; }
 form.stack { display: grid; gap: .75rem; max-width: 28rem; }
 form.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(14rem, 1fr)); gap: .75rem; align-items: end; }
 label { display: grid; gap: .25rem; font-weight: 600; }
-input, select { font: inherit; padding: .45rem .5rem; border: 1px solid #6b7280; border-radius: 4px; }
+input, select, textarea { font: inherit; padding: .45rem .5rem; border: 1px solid #6b7280; border-radius: 4px; }
+fieldset { display: grid; gap: .4rem; border: 1px solid var(--line); border-radius: 4px; }
+label.choice { display: flex; gap: .5rem; align-items: center; font-weight: 400; }
+ul.fields { margin: 0; padding-left: 1rem; }
+.erased { color: var(--muted); }
 button { font: inherit; padding: .45rem 1rem; border: 0; border-radius: 4px; background: var(--accent); color: #fff; cursor: pointer; }
 button.secondary { background: #374151; }
 .notice { padding: .75rem 1rem; border-left: 4px solid var(--accent); background: #eff6ff; }
@@ -57,6 +61,9 @@ fn nav(role: PortalRole) -> Markup {
             ul {
                 li { a href="/" { "Dashboard" } }
                 li { a href="/decisions" { "Decisions" } }
+                @if matches!(role, PortalRole::Compliance | PortalRole::Auditor | PortalRole::Regulator) {
+                    li { a href="/subjects" { "Subjects" } }
+                }
                 li { a href="/models" { "Models" } }
                 li { a href="/integrity" { "Integrity" } }
                 @if role == PortalRole::Admin {

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use auditex::portal::handlers::subjects::{CONFIRMATION_MISMATCH, LEGAL_BASES};
 use auditex::store::users::PortalRole;
 use auditex::store::views::DecisionQuery;
 use ledger::draft::{ClientDraft, prepare_client_draft};
@@ -30,7 +31,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use thirtyfour::prelude::*;
 
-use crate::portal_support::{ADMIN_EMAIL, PASSWORD, PortalServer};
+use crate::portal_support::{ADMIN_EMAIL, PASSWORD, PERSONAL_FIELDS, PortalServer};
 use crate::support::Backend;
 
 /// Environment variable naming the chromedriver binary.
@@ -296,28 +297,33 @@ impl Browser {
         field.send_keys(value).await.expect("type");
     }
 
-    /// Clicks the main content's button labelled `label`.
-    async fn press(&self, label: &str) {
+    /// Clicks the element `by` finds; `what` names it when it is missing.
+    async fn click_on(&self, by: By, what: &str) {
         self.driver
-            .find(By::XPath(format!(
-                "//main//button[normalize-space()='{label}']"
-            )))
+            .find(by)
             .await
-            .unwrap_or_else(|e| panic!("button {label:?}: {e}"))
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
             .click()
             .await
-            .unwrap_or_else(|e| panic!("click {label:?}: {e}"));
+            .unwrap_or_else(|e| panic!("click {what}: {e}"));
+    }
+
+    /// Clicks the main content's button labelled `label`.
+    async fn press(&self, label: &str) {
+        let button = format!("//main//button[normalize-space()='{label}']");
+        self.click_on(By::XPath(button), &format!("button {label:?}"))
+            .await;
+    }
+
+    /// Clicks the element matching `css` (a radio button, a checkbox, an option).
+    async fn click(&self, css: &str) {
+        self.click_on(By::Css(css), css).await;
     }
 
     /// Follows the link whose text is `text`.
     async fn follow(&self, text: &str) {
-        self.driver
-            .find(By::LinkText(text))
-            .await
-            .unwrap_or_else(|e| panic!("link {text:?}: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {text:?}: {e}"));
+        self.click_on(By::LinkText(text), &format!("link {text:?}"))
+            .await;
     }
 
     /// The texts of the elements matching `css`.
@@ -1006,6 +1012,258 @@ async fn a_regulator_cannot_reach_the_admin_pages_in_the_browser() {
             .is_empty(),
         "a regulator cannot start a check"
     );
+
+    browser.quit().await;
+    server.stop().await;
+}
+
+/// The tenant's `erasure` records' sequence numbers.
+async fn erasure_seqs(server: &PortalServer) -> Vec<u64> {
+    server
+        .store
+        .records(
+            &server.tenant,
+            ledger::types::Sequence::new(0).expect("seq"),
+            1000,
+        )
+        .await
+        .expect("read the ledger")
+        .iter()
+        .filter(|r| r.event_type.as_str() == "erasure")
+        .map(|r| r.seq.get())
+        .collect()
+}
+
+/// Opens the Subjects page from the navigation and finds `subject` through the search form.
+async fn find_subject(browser: &Browser, subject: &str) {
+    browser.follow("Subjects").await;
+    browser.expect_page("Subjects").await;
+    browser.fill("subject_ref", subject).await;
+    browser.press("Find").await;
+    browser.expect_page(&format!("Subject {subject}")).await;
+}
+
+/// The rows' erasable-field entries (`email — stored`, `email — erased by #7`).
+async fn field_states(browser: &Browser) -> Vec<String> {
+    browser.texts("main tbody tr ul.fields li").await
+}
+
+/// A server with one decision about `subject` holding the erasable [`PERSONAL_FIELDS`], and a
+/// browser signed in as a new `role` user `email` on that subject's page, where both fields are
+/// listed as stored and no value is shown. Returns the decision's seq too; `None` when no
+/// browser runs here.
+async fn on_subject_page(
+    role: PortalRole,
+    email: &str,
+    subject: &str,
+) -> Option<(PortalServer, Browser, u64)> {
+    let server = PortalServer::start(&Backend::Sqlite, false).await;
+    let browser = Browser::start().await?;
+    server.create_user(email, role, None).await;
+    let tenant = server.tenant.clone();
+    let decision = server.append_personal_decision(&tenant, subject).await;
+    browser.sign_in(&server, email, PASSWORD).await;
+    find_subject(&browser, subject).await;
+    assert_eq!(
+        field_states(&browser).await,
+        ["email — stored", "full_name — stored"],
+        "both fields are stored"
+    );
+    let text = browser.text().await;
+    for (field, value) in PERSONAL_FIELDS {
+        assert!(!text.contains(value), "the value of {field} is not shown");
+    }
+    Some((server, browser, decision))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compliance_officer_erases_a_field_with_a_typed_confirmation_in_the_browser() {
+    const SUBJECT: &str = "cust-001";
+    let Some((server, browser, decision)) =
+        on_subject_page(PortalRole::Compliance, "officer@acme.test", SUBJECT).await
+    else {
+        return;
+    };
+    let tenant = server.tenant.clone();
+    browser.screenshot("11-subject").await;
+
+    // Only the email, for withdrawn consent; the confirmation mistyped first.
+    browser
+        .click("main input[name='scope'][value='fields']")
+        .await;
+    browser
+        .click("main input[name='field'][value='email']")
+        .await;
+    browser
+        .click(&format!(
+            "main select[name='legal_basis'] option[value=\"{}\"]",
+            LEGAL_BASES[1]
+        ))
+        .await;
+    browser
+        .fill("reason", "Consent withdrawn by letter of 2 December")
+        .await;
+    browser.fill("confirm", "cust-01").await;
+    browser.press("Erase").await;
+    browser.expect_page(&format!("Subject {SUBJECT}")).await;
+    assert!(
+        browser.text().await.contains(CONFIRMATION_MISMATCH),
+        "the mismatch is explained"
+    );
+    assert_eq!(
+        server.stored_fields(&tenant, decision).await,
+        ["email", "full_name"],
+        "nothing erased"
+    );
+    assert!(erasure_seqs(&server).await.is_empty(), "no erasure record");
+    browser.screenshot("12-subject-confirmation-mismatch").await;
+
+    // The form kept the choices; the confirmation typed right this time.
+    browser.fill("confirm", SUBJECT).await;
+    browser.press("Erase").await;
+    browser.expect_page(&format!("Subject {SUBJECT}")).await;
+    let erasures = erasure_seqs(&server).await;
+    assert_eq!(erasures.len(), 1, "one erasure record");
+    let erasure = erasures[0];
+    let text = browser.text().await;
+    assert!(
+        text.contains(&format!(
+            "Erased 1 stored value: erasure record #{erasure}."
+        )),
+        "the result: {text}"
+    );
+    assert_eq!(
+        field_states(&browser).await,
+        [
+            format!("email — erased by #{erasure}"),
+            "full_name — stored".to_owned()
+        ]
+    );
+    assert_eq!(
+        server.stored_fields(&tenant, decision).await,
+        ["full_name"],
+        "the email is gone from the store"
+    );
+    browser.screenshot("13-subject-erased").await;
+
+    browser.quit().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_reads_the_subjects_page_without_the_erase_form_and_a_forged_erasure_is_refused()
+{
+    const SUBJECT: &str = "cust-002";
+    let Some((server, browser, decision)) =
+        on_subject_page(PortalRole::Auditor, "auditor@acme.test", SUBJECT).await
+    else {
+        return;
+    };
+    let tenant = server.tenant.clone();
+    assert!(
+        browser
+            .driver
+            .find_all(By::Css(
+                "form[action='/subjects/erase'], main [name='confirm']"
+            ))
+            .await
+            .expect("find")
+            .is_empty(),
+        "no erase form for an auditor"
+    );
+    browser.screenshot("14-subject-auditor").await;
+
+    // The same form, forged with the session's own token: the server refuses the role.
+    let csrf = browser
+        .driver
+        .find(By::Css("header input[name='csrf']"))
+        .await
+        .expect("the session's token")
+        .attr("value")
+        .await
+        .expect("value")
+        .expect("a token");
+    let session = browser
+        .driver
+        .get_named_cookie(auditex::portal::SESSION_COOKIE)
+        .await
+        .expect("the session cookie")
+        .value;
+    crate::secret_scan::register("browser test's auditor session", &session);
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(server.pem.as_bytes()).expect("cert")])
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("csrf", csrf.as_str()),
+            ("subject_ref", SUBJECT),
+            ("scope", "subject"),
+            ("legal_basis", LEGAL_BASES[0]),
+            ("reason", "forged"),
+            ("confirm", SUBJECT),
+        ])
+        .finish();
+    let forged = client
+        .post(server.url("/subjects/erase"))
+        .header(
+            reqwest::header::COOKIE,
+            format!("{}={session}", auditex::portal::SESSION_COOKIE),
+        )
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("the forged form is answered");
+    assert_eq!(
+        forged.status(),
+        StatusCode::FORBIDDEN,
+        "an auditor may not erase"
+    );
+    let text = forged.text().await.expect("body");
+    assert!(text.contains("Your role does not give access"), "{text}");
+
+    // Submitted by the browser itself, the forged form gets the refusal page.
+    browser
+        .driver
+        .execute(
+            r#"
+            const form = document.createElement('form');
+            form.method = 'post';
+            form.action = '/subjects/erase';
+            const add = (name, value) => {
+                const input = document.createElement('input');
+                input.type = 'hidden';
+                input.name = name;
+                input.value = value;
+                form.appendChild(input);
+            };
+            add('csrf', document.querySelector("header input[name='csrf']").value);
+            add('subject_ref', arguments[0]);
+            add('scope', 'subject');
+            add('legal_basis', 'other');
+            add('legal_basis_other', 'forged');
+            add('reason', 'forged');
+            add('confirm', arguments[0]);
+            document.body.appendChild(form);
+            form.submit();
+            "#,
+            vec![json!(SUBJECT)],
+        )
+        .await
+        .expect("the forged form is submitted");
+    browser.expect_page("Not allowed").await;
+    assert_eq!(
+        server.stored_fields(&tenant, decision).await,
+        ["email", "full_name"],
+        "nothing erased"
+    );
+    assert!(erasure_seqs(&server).await.is_empty(), "no erasure record");
 
     browser.quit().await;
     server.stop().await;

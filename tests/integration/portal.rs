@@ -16,6 +16,7 @@ use std::time::Duration;
 use auditex::auth::Role;
 use auditex::http::{HttpConfig, TlsMode};
 use auditex::portal::handlers::SIGN_IN_BURST;
+use auditex::portal::handlers::subjects::{CONFIRMATION_MISMATCH, LEGAL_BASES};
 use auditex::portal::security::{
     KeyRing, hash_password, random_token, retire_key_file, rotate_key_file, token_hash,
 };
@@ -28,7 +29,7 @@ use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 use serde_json::Value;
 
-use crate::portal_support::{ADMIN_EMAIL, PASSWORD, PortalServer};
+use crate::portal_support::{ADMIN_EMAIL, PASSWORD, PERSONAL_FIELDS, PortalServer};
 use crate::secret_scan;
 use crate::support::{
     Backend, TestDb, backend_tests, decision_with_id, new_event_id, seq, tenant_id,
@@ -1096,6 +1097,18 @@ async fn every_signed_in_form_refuses_a_missing_wrong_or_foreign_csrf_token(back
             "/users/{id}/disable",
             format!("/users/{officer_id}/disable"),
             vec![],
+        ),
+        (
+            "/subjects/erase",
+            "/subjects/erase".into(),
+            vec![
+                ("subject_ref", "subj-4711"),
+                ("scope", "subject"),
+                ("legal_basis", "other"),
+                ("legal_basis_other", "forged"),
+                ("reason", "forged"),
+                ("confirm", "subj-4711"),
+            ],
         ),
     ];
     let anonymous_forms = ["/forgot-password", "/reset-password", "/sign-in"];
@@ -2776,5 +2789,648 @@ async fn the_portal_refuses_the_seventh_check_of_an_hour_without_recording_it(ba
         .filter(|a| a.starts_with("integrity_check"))
         .collect();
     assert_eq!(started.len(), CHECK_STARTS_PER_WINDOW_MAX, "{started:?}");
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------- the Subjects page (issue 20)
+
+backend_tests!(
+    a_compliance_officer_erases_a_field_and_the_subjects_page_names_the_erasure,
+    an_erasure_without_a_reason_or_with_a_wrong_confirmation_erases_and_records_nothing,
+    an_erasure_with_a_missing_wrong_or_foreign_csrf_token_erases_and_records_nothing,
+    another_tenants_subject_is_not_found_on_the_subjects_page_and_cannot_be_erased,
+    auditors_and_regulators_read_the_subjects_page_but_their_erasures_are_refused,
+    an_erasure_whose_administration_record_the_ledger_refuses_is_not_done,
+    the_subjects_page_lists_fifty_records_a_page,
+);
+
+/// The subject of [`PortalServer::append_personal_decision`]'s records in these tests.
+const SUBJECT: &str = "subj-4711";
+/// The subject's page.
+const SUBJECT_PAGE: &str = "/subjects?subject_ref=subj-4711";
+/// The erase form's action, present only where erasing is offered.
+const ERASE_FORM: &str = "action=\"/subjects/erase\"";
+/// How the list marks a field still stored.
+const STORED: &str = "<span class=\"stored\">stored</span>";
+
+/// A complete erase form for [`SUBJECT`]: `scope` is `subject` or `fields` (then `fields`).
+fn erase_form<'a>(csrf: &'a str, scope: &'a str, fields: &[&'a str]) -> FormFields<'a> {
+    let mut form = vec![
+        ("csrf", csrf),
+        ("subject_ref", SUBJECT),
+        ("scope", scope),
+        ("legal_basis", LEGAL_BASES[1]),
+        ("legal_basis_other", ""),
+        (
+            "reason",
+            "The customer withdrew consent by letter of 2 December",
+        ),
+        ("confirm", SUBJECT),
+    ];
+    form.extend(fields.iter().map(|f| ("field", *f)));
+    form
+}
+
+/// Replaces the value of `name` in `form` (or adds it).
+fn with_value<'a>(mut form: FormFields<'a>, name: &'a str, value: &'a str) -> FormFields<'a> {
+    form.retain(|(n, _)| *n != name);
+    form.push((name, value));
+    form
+}
+
+/// The tenant's `erasure` records, as (seq, payload).
+async fn erasure_records(store: &Store, tenant: &TenantId) -> Vec<(u64, Value)> {
+    store
+        .records(tenant, seq(0), 1000)
+        .await
+        .expect("read the ledger")
+        .into_iter()
+        .filter(|r| r.event_type.as_str() == "erasure")
+        .map(|r| {
+            let payload = serde_json::from_str(r.payload.as_str()).expect("JSON payload");
+            (r.seq.get(), payload)
+        })
+        .collect()
+}
+
+/// The seq of the tenant's last `administration` record with this action.
+async fn administration_seq(store: &Store, tenant: &TenantId, action: &str) -> Option<u64> {
+    store
+        .records(tenant, seq(0), 1000)
+        .await
+        .expect("read the ledger")
+        .into_iter()
+        .filter(|r| r.event_type.as_str() == "administration")
+        .filter(|r| {
+            serde_json::from_str::<Value>(r.payload.as_str())
+                .is_ok_and(|p| p["action"] == action && p.get("outcome").is_none())
+        })
+        .map(|r| r.seq.get())
+        .next_back()
+}
+
+#[track_caller]
+fn assert_values_not_shown(page: &Page, what: &str) {
+    for (field, value) in PERSONAL_FIELDS {
+        assert!(
+            !page.body.contains(value),
+            "{what}: the value of {field} is never shown on the list"
+        );
+    }
+}
+
+/// A compliance officer sees both fields stored, erases `email` with a typed confirmation, and
+/// the page (and the store) name the erasure record that erased it; the request is recorded
+/// before the erasure; asking again appends nothing and names the same erasure; erasing the
+/// whole subject then takes the rest.
+async fn a_compliance_officer_erases_a_field_and_the_subjects_page_names_the_erasure(
+    backend: Backend,
+) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(OFFICER_EMAIL, PortalRole::Compliance, None)
+        .await;
+    let decision = server.append_personal_decision(tenant, SUBJECT).await;
+    let mut officer = Browser::signed_in(&server, OFFICER_EMAIL).await;
+
+    let search = officer.get("/subjects").await;
+    search.assert_status(StatusCode::OK, "the search form");
+    assert!(search.body.contains("href=\"/subjects\""), "the navigation");
+    let page = officer.get(SUBJECT_PAGE).await;
+    page.assert_status(StatusCode::OK, "the subject's page");
+    assert_eq!(page.body.matches(STORED).count(), 2, "both fields stored");
+    assert!(page.body.contains("<code>email</code>"));
+    assert!(page.body.contains("<code>full_name</code>"));
+    assert!(page.body.contains(ERASE_FORM), "an officer may erase");
+    assert_values_not_shown(&page, "the subject's page");
+
+    let csrf = page.csrf();
+    let done = officer
+        .post("/subjects/erase", &erase_form(&csrf, "fields", &["email"]))
+        .await;
+    done.assert_status(StatusCode::OK, "the erasure");
+    let erasures = erasure_records(store, tenant).await;
+    assert_eq!(erasures.len(), 1, "one erasure record");
+    let (erasure, payload) = &erasures[0];
+    assert!(
+        done.body.contains(&format!(
+            "Erased 1 stored value: erasure record #{erasure}."
+        )),
+        "the result names the erasure: {}",
+        done.body
+    );
+    assert!(done.body.contains(&format!("erased by #{erasure}")));
+    assert_eq!(done.body.matches(STORED).count(), 1, "full_name is stored");
+    assert_values_not_shown(&done, "the result");
+    assert_eq!(payload["subject_ref"], SUBJECT);
+    assert_eq!(payload["fields"], serde_json::json!(["email"]));
+    assert_eq!(payload["legal_basis"], LEGAL_BASES[1]);
+    assert_eq!(
+        payload["reason"],
+        "The customer withdrew consent by letter of 2 December"
+    );
+    assert_eq!(
+        server.stored_fields(tenant, decision).await,
+        ["full_name"],
+        "the email is gone from the store"
+    );
+    let erased = store
+        .erased_fields(tenant, seq(decision))
+        .await
+        .expect("erased fields");
+    assert_eq!(
+        erased
+            .iter()
+            .map(|(f, by)| (f.as_str(), *by))
+            .collect::<Vec<_>>(),
+        [("email", *erasure)]
+    );
+    let recorded = administration_seq(store, tenant, "subject_erasure:fields=email")
+        .await
+        .expect("the request is recorded");
+    assert!(
+        recorded < *erasure,
+        "the request's record ({recorded}) comes before the erasure ({erasure})"
+    );
+    assert!(
+        audit_trail(store, tenant).await.contains(&(
+            "administration".to_owned(),
+            "subject_erasure:fields=email".to_owned(),
+            Some(SUBJECT.to_owned())
+        )),
+        "the record names the subject"
+    );
+
+    // The same request again: nothing is left, nothing is appended.
+    let again = officer
+        .post("/subjects/erase", &erase_form(&csrf, "fields", &["email"]))
+        .await;
+    again.assert_status(StatusCode::OK, "the repeated erasure");
+    assert!(
+        again.body.contains(&format!(
+            "Nothing was left to erase: already erased by #{erasure}."
+        )),
+        "{}",
+        again.body
+    );
+    assert_eq!(
+        erasure_records(store, tenant).await.len(),
+        1,
+        "no new record"
+    );
+
+    // The whole subject: the rest goes.
+    let all = officer
+        .post("/subjects/erase", &erase_form(&csrf, "subject", &[]))
+        .await;
+    all.assert_status(StatusCode::OK, "the whole subject");
+    let erasures = erasure_records(store, tenant).await;
+    assert_eq!(erasures.len(), 2);
+    let (second, payload) = &erasures[1];
+    assert!(
+        payload.get("fields").is_none(),
+        "the whole subject: {payload}"
+    );
+    assert!(
+        all.body
+            .contains(&format!("Erased 1 stored value: erasure record #{second}.")),
+        "{}",
+        all.body
+    );
+    assert_eq!(all.body.matches(STORED).count(), 0, "nothing stored");
+    assert!(server.stored_fields(tenant, decision).await.is_empty());
+    server.stop().await;
+}
+
+/// Every incomplete or unconfirmed erase form comes back with its problem (422), erases
+/// nothing and records nothing; a field the subject never had is refused by the store after
+/// the request was recorded, and the record of its failure follows.
+async fn an_erasure_without_a_reason_or_with_a_wrong_confirmation_erases_and_records_nothing(
+    backend: Backend,
+) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(OFFICER_EMAIL, PortalRole::Compliance, None)
+        .await;
+    let decision = server.append_personal_decision(tenant, SUBJECT).await;
+    let mut officer = Browser::signed_in(&server, OFFICER_EMAIL).await;
+    let csrf = officer.get(SUBJECT_PAGE).await.csrf();
+    let complete = erase_form(&csrf, "fields", &["email"]);
+
+    let refused: Vec<(&str, FormFields, &str)> = vec![
+        (
+            "no reason",
+            with_value(complete.clone(), "reason", ""),
+            "Give the reason for the erasure",
+        ),
+        (
+            "a blank reason",
+            with_value(complete.clone(), "reason", "   "),
+            "Give the reason for the erasure",
+        ),
+        (
+            "a wrong confirmation",
+            with_value(complete.clone(), "confirm", "subj-471"),
+            CONFIRMATION_MISMATCH,
+        ),
+        (
+            "a confirmation in other case",
+            with_value(complete.clone(), "confirm", "SUBJ-4711"),
+            CONFIRMATION_MISMATCH,
+        ),
+        (
+            "no confirmation",
+            complete
+                .iter()
+                .copied()
+                .filter(|(n, _)| *n != "confirm")
+                .collect(),
+            CONFIRMATION_MISMATCH,
+        ),
+        (
+            "no legal basis",
+            with_value(complete.clone(), "legal_basis", ""),
+            "Choose the legal basis",
+        ),
+        (
+            "a legal basis not offered",
+            with_value(complete.clone(), "legal_basis", "GDPR Art. 99"),
+            "Choose one of the legal bases offered",
+        ),
+        (
+            "other without saying which",
+            with_value(complete.clone(), "legal_basis", "other"),
+            "Say which legal basis applies",
+        ),
+        (
+            "chosen fields but none chosen",
+            erase_form(&csrf, "fields", &[]),
+            "Choose at least one field",
+        ),
+        (
+            "no scope",
+            with_value(complete.clone(), "scope", ""),
+            "Choose what to erase",
+        ),
+    ];
+    for (what, form, message) in &refused {
+        let page = officer.post("/subjects/erase", form).await;
+        page.assert_status(StatusCode::UNPROCESSABLE_ENTITY, what);
+        assert!(
+            page.body.contains(message),
+            "{what}: says {message:?}: {}",
+            page.body
+        );
+        assert!(page.body.contains(ERASE_FORM), "{what}: the form again");
+    }
+    // What was typed stays in the form.
+    let page = officer
+        .post(
+            "/subjects/erase",
+            &with_value(complete.clone(), "confirm", "nope"),
+        )
+        .await;
+    assert!(
+        page.body
+            .contains("The customer withdrew consent by letter of 2 December</textarea>"),
+        "the reason is kept"
+    );
+    assert_eq!(
+        server.stored_fields(tenant, decision).await,
+        ["email", "full_name"],
+        "nothing erased"
+    );
+    assert!(
+        erasure_records(store, tenant).await.is_empty(),
+        "no erasure"
+    );
+    assert_eq!(
+        audited_actions(store, tenant).await,
+        ["sign_in"],
+        "nothing but the sign-in recorded"
+    );
+
+    // A field the subject's records never had: refused by the store, naming it.
+    let unknown = officer
+        .post("/subjects/erase", &erase_form(&csrf, "fields", &["salary"]))
+        .await;
+    unknown.assert_status(StatusCode::UNPROCESSABLE_ENTITY, "an unknown field");
+    assert!(
+        unknown
+            .body
+            .contains("Not erased: the subject&#39;s records have no erasable field named salary.")
+            || unknown
+                .body
+                .contains("Not erased: the subject's records have no erasable field named salary."),
+        "{}",
+        unknown.body
+    );
+    assert_eq!(
+        server.stored_fields(tenant, decision).await,
+        ["email", "full_name"],
+        "nothing erased"
+    );
+    assert!(
+        erasure_records(store, tenant).await.is_empty(),
+        "no erasure"
+    );
+    assert_eq!(
+        audited_actions(store, tenant).await,
+        [
+            "sign_in",
+            "subject_erasure:fields=salary",
+            "subject_erasure:fields=salary"
+        ],
+        "the request and the record of its failure"
+    );
+    let failure = store
+        .records(tenant, seq(0), 1000)
+        .await
+        .expect("ledger")
+        .into_iter()
+        .filter(|r| r.event_type.as_str() == "administration")
+        .map(|r| serde_json::from_str::<Value>(r.payload.as_str()).expect("JSON"))
+        .next_back()
+        .expect("the failure record");
+    assert_eq!(failure["outcome"], "failed");
+    server.stop().await;
+}
+
+/// A forged erase form (no token, an empty, tampered or made-up one, or another session's of
+/// the same officer) is refused with 403 before anything else: nothing erased, nothing recorded.
+async fn an_erasure_with_a_missing_wrong_or_foreign_csrf_token_erases_and_records_nothing(
+    backend: Backend,
+) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(OFFICER_EMAIL, PortalRole::Compliance, None)
+        .await;
+    let decision = server.append_personal_decision(tenant, SUBJECT).await;
+    let mut officer = Browser::signed_in(&server, OFFICER_EMAIL).await;
+    let mut other = Browser::signed_in(&server, OFFICER_EMAIL).await;
+    let own = officer.get(SUBJECT_PAGE).await.csrf();
+    let foreign = other.get(SUBJECT_PAGE).await.csrf();
+    let (own_key, own_mac) = own.split_once('.').expect("key.mac");
+    let tampered = format!("{own_key}.{}", flip_char(own_mac, 10));
+    let made_up = "00000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for (what, token) in [
+        ("an empty", ""),
+        ("a tampered", tampered.as_str()),
+        ("a made-up", made_up),
+        ("another session's", foreign.as_str()),
+    ] {
+        let page = officer
+            .post("/subjects/erase", &erase_form(token, "subject", &[]))
+            .await;
+        page.assert_status(StatusCode::FORBIDDEN, &format!("{what} token"));
+        assert!(page.body.contains(CSRF_REFUSED), "{what} token");
+    }
+    let without: FormFields = erase_form("", "subject", &[])
+        .into_iter()
+        .filter(|(n, _)| *n != "csrf")
+        .collect();
+    let page = officer.post("/subjects/erase", &without).await;
+    page.assert_status(StatusCode::FORBIDDEN, "no token");
+    assert!(page.body.contains(CSRF_REFUSED), "no token");
+    assert_eq!(
+        server.stored_fields(tenant, decision).await,
+        ["email", "full_name"],
+        "nothing erased"
+    );
+    assert!(
+        erasure_records(store, tenant).await.is_empty(),
+        "no erasure"
+    );
+    assert_eq!(
+        audited_actions(store, tenant).await,
+        ["sign_in", "sign_in"],
+        "nothing but the sign-ins recorded"
+    );
+    // The session's own token works: the refusals were about the token.
+    officer
+        .post("/subjects/erase", &erase_form(&own, "subject", &[]))
+        .await
+        .assert_status(StatusCode::OK, "the right token");
+    assert!(server.stored_fields(tenant, decision).await.is_empty());
+    server.stop().await;
+}
+
+/// Another tenant's subject is not found — the same page as a subject nobody has — and an
+/// erase form naming it is not found either: nothing erased there, nothing recorded here.
+async fn another_tenants_subject_is_not_found_on_the_subjects_page_and_cannot_be_erased(
+    backend: Backend,
+) {
+    const THEIR_SUBJECT: &str = "globex-cust-9";
+    const THEIR_OFFICER: &str = "officer@globex.test";
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    let other = tenant_id("globex-bank");
+    store.create_tenant(&other).await.expect("second tenant");
+    let hash = hash_password(PASSWORD.to_owned()).await.expect("hash");
+    store
+        .create_user(
+            &other,
+            THEIR_OFFICER,
+            PortalRole::Compliance,
+            &hash,
+            None,
+            store.now_us(),
+        )
+        .await
+        .expect("their officer");
+    server
+        .create_user(OFFICER_EMAIL, PortalRole::Compliance, None)
+        .await;
+    server.append_personal_decision(tenant, SUBJECT).await;
+    let theirs = server.append_personal_decision(&other, THEIR_SUBJECT).await;
+
+    let mut officer = Browser::signed_in(&server, OFFICER_EMAIL).await;
+    let nobody = officer.get("/subjects?subject_ref=nobody-at-all").await;
+    nobody.assert_status(StatusCode::NOT_FOUND, "an unknown subject");
+    let foreign = officer
+        .get(&format!("/subjects?subject_ref={THEIR_SUBJECT}"))
+        .await;
+    foreign.assert_status(StatusCode::NOT_FOUND, "another tenant's subject");
+    assert_eq!(
+        foreign.body, nobody.body,
+        "another tenant's subject is answered like one nobody has"
+    );
+    assert!(!foreign.body.contains(THEIR_SUBJECT));
+
+    let csrf = officer.get(SUBJECT_PAGE).await.csrf();
+    let form: FormFields = erase_form(&csrf, "subject", &[])
+        .into_iter()
+        .map(|(n, v)| match n {
+            "subject_ref" | "confirm" => (n, THEIR_SUBJECT),
+            _ => (n, v),
+        })
+        .collect();
+    let page = officer.post("/subjects/erase", &form).await;
+    page.assert_status(StatusCode::NOT_FOUND, "erasing another tenant's subject");
+    assert_eq!(page.body, nobody.body, "the same not-found page");
+    assert_eq!(
+        server.stored_fields(&other, theirs).await,
+        ["email", "full_name"],
+        "nothing erased in the other tenant"
+    );
+    assert!(erasure_records(store, &other).await.is_empty());
+    assert!(erasure_records(store, tenant).await.is_empty());
+    assert_eq!(
+        audited_actions(store, tenant).await,
+        ["sign_in"],
+        "nothing recorded here"
+    );
+
+    // Their officer sees their subject, and not ours.
+    let mut them = Browser::new(&server);
+    them.sign_in_to("globex-bank", THEIR_OFFICER, PASSWORD)
+        .await;
+    them.get(&format!("/subjects?subject_ref={THEIR_SUBJECT}"))
+        .await
+        .assert_status(StatusCode::OK, "their subject, for them");
+    them.get(SUBJECT_PAGE)
+        .await
+        .assert_status(StatusCode::NOT_FOUND, "our subject, for them");
+    server.stop().await;
+}
+
+/// Auditors and regulators read the Subjects page without the erase form, and their erase
+/// forms are refused (403) even with a valid token; administrators do not see the page.
+async fn auditors_and_regulators_read_the_subjects_page_but_their_erasures_are_refused(
+    backend: Backend,
+) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(AUDITOR_EMAIL, PortalRole::Auditor, None)
+        .await;
+    let week_us = 7 * 24 * 3600 * 1_000_000;
+    server
+        .create_user(
+            REGULATOR_EMAIL,
+            PortalRole::Regulator,
+            Some(store.now_us() + week_us),
+        )
+        .await;
+    let decision = server.append_personal_decision(tenant, SUBJECT).await;
+    for email in [AUDITOR_EMAIL, REGULATOR_EMAIL] {
+        let mut reader = Browser::signed_in(&server, email).await;
+        let page = reader.get(SUBJECT_PAGE).await;
+        page.assert_status(StatusCode::OK, email);
+        assert!(
+            page.body.contains("href=\"/subjects\""),
+            "{email}: the navigation"
+        );
+        assert_eq!(page.body.matches(STORED).count(), 2, "{email}: the fields");
+        assert!(!page.body.contains(ERASE_FORM), "{email}: no erase form");
+        assert!(
+            !page.body.contains("name=\"confirm\""),
+            "{email}: no erase form"
+        );
+        assert_values_not_shown(&page, email);
+        let refused = reader
+            .post("/subjects/erase", &erase_form(&page.csrf(), "subject", &[]))
+            .await;
+        refused.assert_status(StatusCode::FORBIDDEN, &format!("{email} erases"));
+        assert!(refused.body.contains(ROLE_REFUSED), "{email}: the role");
+    }
+    let mut admin = Browser::signed_in(&server, ADMIN_EMAIL).await;
+    let page = admin.get(SUBJECT_PAGE).await;
+    page.assert_status(StatusCode::FORBIDDEN, "an administrator");
+    assert!(page.body.contains(ROLE_REFUSED));
+    let dashboard = admin.get("/").await;
+    assert!(
+        !dashboard.body.contains("href=\"/subjects\""),
+        "no Subjects link for an administrator"
+    );
+    assert_eq!(
+        server.stored_fields(tenant, decision).await,
+        ["email", "full_name"],
+        "nothing erased"
+    );
+    assert!(erasure_records(store, tenant).await.is_empty());
+    assert_eq!(
+        audited_actions(store, tenant).await,
+        ["sign_in", "sign_in", "sign_in"],
+        "nothing but the sign-ins recorded"
+    );
+    server.stop().await;
+}
+
+/// While the ledger refuses `administration` records an erasure is refused with the 503 page
+/// and nothing is erased; once it takes them again, the same form erases.
+async fn an_erasure_whose_administration_record_the_ledger_refuses_is_not_done(backend: Backend) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(OFFICER_EMAIL, PortalRole::Compliance, None)
+        .await;
+    let decision = server.append_personal_decision(tenant, SUBJECT).await;
+    let mut officer = Browser::signed_in(&server, OFFICER_EMAIL).await;
+    let csrf = officer.get(SUBJECT_PAGE).await.csrf();
+
+    refuse_records_of_type(&server, "administration", true).await;
+    let page = officer
+        .post("/subjects/erase", &erase_form(&csrf, "subject", &[]))
+        .await;
+    assert_refused_unrecorded(&page, "an erasure without its record");
+    assert_eq!(
+        server.stored_fields(tenant, decision).await,
+        ["email", "full_name"],
+        "nothing erased"
+    );
+    assert!(
+        erasure_records(store, tenant).await.is_empty(),
+        "no erasure"
+    );
+
+    refuse_records_of_type(&server, "administration", false).await;
+    officer
+        .post("/subjects/erase", &erase_form(&csrf, "subject", &[]))
+        .await
+        .assert_status(StatusCode::OK, "the erasure, recorded");
+    assert!(server.stored_fields(tenant, decision).await.is_empty());
+    assert_eq!(erasure_records(store, tenant).await.len(), 1);
+    server.stop().await;
+}
+
+/// A subject with 51 records is listed 50 to a page, oldest first, with a link to the rest.
+async fn the_subjects_page_lists_fifty_records_a_page(backend: Backend) {
+    let server = start(&backend, false).await;
+    let tenant = &server.tenant;
+    server
+        .create_user(AUDITOR_EMAIL, PortalRole::Auditor, None)
+        .await;
+    let mut seqs = Vec::new();
+    for _ in 0..51 {
+        seqs.push(server.append_personal_decision(tenant, SUBJECT).await);
+    }
+    let mut auditor = Browser::signed_in(&server, AUDITOR_EMAIL).await;
+    let first = auditor.get(SUBJECT_PAGE).await;
+    first.assert_status(StatusCode::OK, "the first page");
+    let rows = |page: &Page| page.body.matches("<tr>").count() - 1;
+    assert_eq!(rows(&first), 50, "fifty records");
+    assert_eq!(first.body.matches(STORED).count(), 100, "two fields each");
+    let next = format!("/subjects?subject_ref={SUBJECT}&amp;after={}", seqs[49]);
+    assert!(first.body.contains(&next), "the next page's link: {next}");
+    let second = auditor
+        .get(&format!(
+            "/subjects?subject_ref={SUBJECT}&after={}",
+            seqs[49]
+        ))
+        .await;
+    second.assert_status(StatusCode::OK, "the second page");
+    assert_eq!(rows(&second), 1, "the last record");
+    assert!(second.body.contains(&format!("<td>{}</td>", seqs[50])));
+    assert!(!second.body.contains("Next page"));
     server.stop().await;
 }

@@ -15,7 +15,14 @@ use auditex::store::Store;
 use auditex::store::users::PortalRole;
 use ledger::types::TenantId;
 
-use crate::support::{Backend, ManualClock, TestDb, tenant_id};
+use crate::support::{Backend, ManualClock, TestDb, decision_payload, new_event_id, tenant_id};
+
+/// The erasable fields [`PortalServer::append_personal_decision`] stores, with their values
+/// (which no page of the list may show).
+pub const PERSONAL_FIELDS: [(&str, &str); 2] = [
+    ("email", "alice@example.test"),
+    ("full_name", "Alice Example"),
+];
 
 /// A password that passes the policy, used for every test account.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -136,6 +143,53 @@ impl PortalServer {
             )
             .await
             .expect("user");
+    }
+
+    /// Appends a decision about `subject` to `tenant` with the erasable [`PERSONAL_FIELDS`],
+    /// waits until the subject index lists it, and returns its sequence number.
+    pub async fn append_personal_decision(&self, tenant: &TenantId, subject: &str) -> u64 {
+        let mut payload = decision_payload("approve");
+        payload["subject_ref"] = serde_json::json!(subject);
+        let erasable = PERSONAL_FIELDS
+            .iter()
+            .map(|(f, v)| ((*f).to_owned(), serde_json::json!(v)))
+            .collect();
+        let draft = ledger::draft::prepare_client_draft(
+            &new_event_id(),
+            "decision",
+            &payload,
+            &erasable,
+            rand::random,
+        )
+        .expect("a valid decision");
+        let seq = self
+            .store
+            .append(tenant, vec![draft])
+            .await
+            .expect("append")
+            .pop()
+            .expect("a receipt")
+            .seq;
+        for _ in 0..600 {
+            if let Ok(page) = self.store.subject_records(tenant, subject, None, 500).await
+                && page.items.iter().any(|r| r.seq == seq)
+            {
+                return seq;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the subject index did not list record {seq}");
+    }
+
+    /// The names of the erasable fields of record `seq` that are still stored.
+    pub async fn stored_fields(&self, tenant: &TenantId, seq: u64) -> Vec<String> {
+        self.store
+            .erasable_values(tenant, ledger::types::Sequence::new(seq).expect("seq"))
+            .await
+            .expect("read erasable values")
+            .into_keys()
+            .map(|f| f.as_str().to_owned())
+            .collect()
     }
 
     /// The database behind the store (for tests that change it as its owner).

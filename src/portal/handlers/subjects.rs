@@ -1,0 +1,513 @@
+//! The Subjects page: a data subject's records and what of their personal data is still stored
+//! (GDPR Art. 15, 17), and the erasure form.
+//!
+//! Compliance officers, auditors and regulators find a subject by its `subject_ref` and see every
+//! record that concerns it (the subject index, paged like the decision list) with, per record,
+//! the names of its erasable fields: stored, or erased and by which `erasure` record. Values are
+//! never shown here: the list says *what* is kept, not what it says.
+//!
+//! Compliance officers alone may erase (the whole subject or chosen fields), with a reason, a
+//! legal basis and the subject reference typed again as confirmation. The form passes the
+//! portal's one preamble (`admit`: CSRF token, then role), its checks refuse bad input before
+//! anything is recorded, and the `administration` record of the request is appended before the
+//! erasure itself — the ledger's `erasure` record, appended by `Store::erase_subject`, whose
+//! transaction destroys the values and their keys. Auditors and regulators get the page without
+//! the form, and a POST of theirs is refused (403) whatever the HTML said.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ledger::record::FieldName;
+use ledger::types::Sequence;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::{admit, require};
+use crate::app::AppState;
+use crate::portal::pages::{csrf_field, error, layout, notice, when};
+use crate::portal::{Portal, PortalError, Viewer};
+use crate::store::subjects::{
+    ERASURE_TEXT_MAX_BYTES, ErasureError, ErasureOutcome, SubjectErasure,
+};
+use crate::store::users::PortalRole;
+use crate::store::views::PAGE_ROWS_DEFAULT;
+use crate::store::{AppendError, StoreError};
+
+/// Roles that see the page.
+const READERS: &[PortalRole] = &[
+    PortalRole::Compliance,
+    PortalRole::Auditor,
+    PortalRole::Regulator,
+];
+
+/// Roles that may erase.
+const ERASERS: &[PortalRole] = &[PortalRole::Compliance];
+
+/// The `legal_basis` select's value that asks for the text field instead.
+const OTHER_BASIS: &str = "other";
+
+/// The legal bases offered, as recorded in the `erasure` record's `legal_basis`.
+pub const LEGAL_BASES: &[&str] = &[
+    "GDPR Art. 17(1)(a): no longer necessary for the purposes collected",
+    "GDPR Art. 17(1)(b): consent withdrawn",
+    "GDPR Art. 17(1)(c): objection to the processing",
+    "GDPR Art. 17(1)(d): unlawfully processed",
+    "GDPR Art. 17(1)(e): erasure required by a legal obligation",
+    "PIPEDA Principle 4.5.3: no longer required for the identified purposes",
+];
+
+/// What the confirmation field must hold, said when it does not.
+pub const CONFIRMATION_MISMATCH: &str = "The confirmation does not match the subject reference: \
+type it exactly as shown. Nothing was erased.";
+
+#[derive(Deserialize)]
+pub(super) struct SubjectQuery {
+    subject_ref: Option<String>,
+    after: Option<u64>,
+}
+
+/// The page: the search form, and the subject's records when one is asked for.
+pub(super) async fn page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<SubjectQuery>,
+) -> Result<Response, PortalError> {
+    require(&viewer, READERS)?;
+    let subject = q.subject_ref.as_deref().map(str::trim).unwrap_or_default();
+    if subject.is_empty() {
+        return Ok(layout(
+            "Subjects",
+            &viewer.chrome(),
+            html! {
+                h1 { "Subjects" }
+                p { "Find the records that concern a data subject, and what of their personal data is still stored." }
+                (search_form(""))
+            },
+        )
+        .into_response());
+    }
+    let shown = subject_view(&state, &viewer, subject, q.after, &Filled::default(), None).await?;
+    Ok(shown.into_response())
+}
+
+fn search_form(subject: &str) -> Markup {
+    html! {
+        form.grid method="get" action="/subjects" role="search" {
+            label { "Subject reference" input type="text" name="subject_ref" required maxlength=(ledger::payload::STRING_BYTES_MAX) value=(subject); }
+            button type="submit" { "Find" }
+        }
+    }
+}
+
+/// What the erase form held, shown again with its problem.
+#[derive(Default)]
+struct Filled {
+    only_fields: bool,
+    fields: BTreeSet<String>,
+    legal_basis: String,
+    legal_basis_other: String,
+    reason: String,
+}
+
+/// What the page says above the records after an erase form was sent.
+enum Outcome {
+    /// The form was refused; nothing was erased.
+    Refused(String),
+    /// The erasure's result.
+    Done(ErasureOutcome),
+}
+
+/// One record of the subject with its erasable fields: `None` stored, `Some(seq)` erased by
+/// that erasure record.
+struct Shown {
+    row: projections::SubjectRow,
+    fields: BTreeMap<String, Option<u64>>,
+}
+
+/// The subject's page (one page of its records); not found when the tenant has no record of
+/// the subject (another tenant's subject is not found the same way).
+async fn subject_view(
+    state: &AppState,
+    viewer: &Viewer,
+    subject: &str,
+    after: Option<u64>,
+    filled: &Filled,
+    outcome: Option<&Outcome>,
+) -> Result<Markup, PortalError> {
+    let store = &state.store;
+    let tenant = viewer.tenant();
+    if subject.len() > ledger::payload::STRING_BYTES_MAX {
+        return Err(PortalError::NotFound);
+    }
+    let page = store
+        .subject_records(tenant, subject, after, PAGE_ROWS_DEFAULT)
+        .await?;
+    if page.items.is_empty() && after.is_none() {
+        return Err(PortalError::NotFound);
+    }
+    let mut shown = Vec::with_capacity(page.items.len());
+    for row in page.items {
+        let seq = Sequence::new(row.seq).map_err(|e| PortalError::Internal(e.to_string()))?;
+        // Only the names are kept: the values are decrypted by the store and dropped here.
+        let mut fields: BTreeMap<String, Option<u64>> = store
+            .erasable_values(tenant, seq)
+            .await
+            .map_err(held_or_internal)?
+            .into_keys()
+            .map(|f| (f.as_str().to_owned(), None))
+            .collect();
+        for (field, by) in store.erased_fields(tenant, seq).await? {
+            fields.insert(field.as_str().to_owned(), Some(by));
+        }
+        shown.push(Shown { row, fields });
+    }
+    let stored: BTreeSet<&str> = shown
+        .iter()
+        .flat_map(|s| s.fields.iter())
+        .filter(|(_, by)| by.is_none())
+        .map(|(f, _)| f.as_str())
+        .collect();
+    let next = page.next_cursor.map(|c| {
+        let mut params = url::form_urlencoded::Serializer::new(String::new());
+        params.append_pair("subject_ref", subject);
+        params.append_pair("after", &c);
+        format!("/subjects?{}", params.finish())
+    });
+    let may_erase = ERASERS.contains(&viewer.role());
+    Ok(layout(
+        "Subject",
+        &viewer.chrome(),
+        html! {
+            h1 { "Subject " (subject) }
+            (search_form(subject))
+            @match outcome {
+                Some(Outcome::Refused(problem)) => (error(problem)),
+                Some(Outcome::Done(done)) => (notice(&done_message(done))),
+                None => {}
+            }
+            @if shown.is_empty() {
+                p { "No further records." }
+            } @else {
+                table {
+                    caption.muted { "Every record concerning the subject, oldest first. Erasable fields are named, never shown." }
+                    thead { tr { th { "#" } th { "Recorded" } th { "Type" } th { "Event id" } th { "Erasable fields" } } }
+                    tbody {
+                        @for s in &shown {
+                            tr {
+                                td { (s.row.seq) }
+                                td { (when(s.row.captured_at_us)) }
+                                td { (s.row.event_type.replace('_', " ")) }
+                                td {
+                                    @if s.row.event_type == "decision" {
+                                        a href={ "/decisions/" (s.row.event_id) } { code { (s.row.event_id.to_string()) } }
+                                    } @else if let Some(d) = &s.row.decision_id {
+                                        code { (s.row.event_id.to_string()) } br;
+                                        span.muted { "on " a href={ "/decisions/" (d) } { "decision " (d.to_string()) } }
+                                    } @else {
+                                        code { (s.row.event_id.to_string()) }
+                                    }
+                                }
+                                td {
+                                    @if s.fields.is_empty() {
+                                        span.muted { "none" }
+                                    } @else {
+                                        ul.fields {
+                                            @for (name, by) in &s.fields {
+                                                li {
+                                                    code { (name) } " — "
+                                                    @match by {
+                                                        None => span.stored { "stored" },
+                                                        Some(n) => span.erased { "erased by #" (n) },
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(n) = next { p { a href=(n) { "Next page" } } }
+            @if may_erase {
+                (erase_form(viewer, subject, &stored, filled))
+            }
+        },
+    ))
+}
+
+fn done_message(done: &ErasureOutcome) -> String {
+    let seq = done.receipt.seq;
+    if done.receipt.duplicate {
+        format!("Nothing was left to erase: already erased by #{seq}.")
+    } else if done.erased == 0 {
+        format!("Erasure record #{seq} appended; no stored value was left to erase.")
+    } else {
+        let values = if done.erased == 1 { "value" } else { "values" };
+        format!(
+            "Erased {} stored {values}: erasure record #{seq}.",
+            done.erased
+        )
+    }
+}
+
+fn erase_form(viewer: &Viewer, subject: &str, stored: &BTreeSet<&str>, filled: &Filled) -> Markup {
+    let basis_other = filled.legal_basis == OTHER_BASIS;
+    html! {
+        h2 { "Erase" }
+        p { "Erasing destroys the stored values and their keys for good. The records stay, with the fields marked erased and every proof still valid; the erasure itself is recorded in the ledger with the reason and the legal basis." }
+        form.stack method="post" action="/subjects/erase" {
+            (csrf_field(&viewer.csrf))
+            input type="hidden" name="subject_ref" value=(subject);
+            fieldset {
+                legend { "What to erase" }
+                label.choice { input type="radio" name="scope" value="subject" checked[!filled.only_fields]; "Every stored field of this subject" }
+                label.choice { input type="radio" name="scope" value="fields" checked[filled.only_fields]; "Only the fields chosen here, in every record of the subject:" }
+                @for f in stored {
+                    label.choice { input type="checkbox" name="field" value=(f) checked[filled.fields.contains(*f)]; code { (f) } }
+                }
+            }
+            label { "Legal basis"
+                select name="legal_basis" required {
+                    option value="" { "Choose…" }
+                    @for b in LEGAL_BASES {
+                        option value=(b) selected[filled.legal_basis == *b] { (b) }
+                    }
+                    option value=(OTHER_BASIS) selected[basis_other] { "Other (say which below)" }
+                }
+            }
+            label { "Other legal basis (when “Other” is chosen)" input type="text" name="legal_basis_other" maxlength=(ERASURE_TEXT_MAX_BYTES) value=(filled.legal_basis_other); }
+            label { "Reason (recorded in the ledger)" textarea name="reason" rows="3" maxlength=(ERASURE_TEXT_MAX_BYTES) required { (filled.reason) } }
+            label { "To confirm, type the subject reference: " code { (subject) }
+                input type="text" name="confirm" autocomplete="off" required;
+            }
+            button type="submit" { "Erase" }
+        }
+    }
+}
+
+/// The erase form, as sent (fields repeat, so it is read as pairs).
+struct EraseForm {
+    csrf: String,
+    subject_ref: String,
+    scope: String,
+    fields: Vec<String>,
+    legal_basis: String,
+    legal_basis_other: String,
+    reason: String,
+    confirm: String,
+}
+
+impl EraseForm {
+    fn from_pairs(pairs: Vec<(String, String)>) -> EraseForm {
+        let mut form = EraseForm {
+            csrf: String::new(),
+            subject_ref: String::new(),
+            scope: String::new(),
+            fields: Vec::new(),
+            legal_basis: String::new(),
+            legal_basis_other: String::new(),
+            reason: String::new(),
+            confirm: String::new(),
+        };
+        for (name, value) in pairs {
+            let slot = match name.as_str() {
+                "field" => {
+                    form.fields.push(value);
+                    continue;
+                }
+                "csrf" => &mut form.csrf,
+                "subject_ref" => &mut form.subject_ref,
+                "scope" => &mut form.scope,
+                "legal_basis" => &mut form.legal_basis,
+                "legal_basis_other" => &mut form.legal_basis_other,
+                "reason" => &mut form.reason,
+                "confirm" => &mut form.confirm,
+                _ => continue,
+            };
+            // The first value counts: a repeated single field cannot override it.
+            if slot.is_empty() {
+                *slot = value;
+            }
+        }
+        form
+    }
+
+    fn filled(&self) -> Filled {
+        Filled {
+            only_fields: self.scope == "fields",
+            fields: self.fields.iter().cloned().collect(),
+            legal_basis: self.legal_basis.clone(),
+            legal_basis_other: self.legal_basis_other.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+
+    /// The request the form asks for, or what is wrong with it (in words for the person).
+    fn request(&self) -> Result<SubjectErasure, String> {
+        if self.confirm != self.subject_ref {
+            return Err(CONFIRMATION_MISMATCH.to_owned());
+        }
+        let reason = self.reason.trim();
+        if reason.is_empty() {
+            return Err("Give the reason for the erasure: it is recorded in the ledger.".into());
+        }
+        let legal_basis = match self.legal_basis.as_str() {
+            OTHER_BASIS => self.legal_basis_other.trim(),
+            chosen if LEGAL_BASES.contains(&chosen) => chosen,
+            "" => return Err("Choose the legal basis of the erasure.".into()),
+            _ => return Err("Choose one of the legal bases offered, or “Other”.".into()),
+        };
+        if legal_basis.is_empty() {
+            return Err("Say which legal basis applies when you choose “Other”.".into());
+        }
+        for (what, text) in [("reason", reason), ("legal basis", legal_basis)] {
+            if text.len() > ERASURE_TEXT_MAX_BYTES {
+                return Err(format!(
+                    "The {what} is too long: at most {ERASURE_TEXT_MAX_BYTES} bytes."
+                ));
+            }
+        }
+        let fields = match self.scope.as_str() {
+            "subject" => None,
+            "fields" => {
+                let chosen: BTreeSet<&str> = self.fields.iter().map(String::as_str).collect();
+                if chosen.is_empty() {
+                    return Err("Choose at least one field, or erase every field.".into());
+                }
+                let parsed = chosen
+                    .into_iter()
+                    .map(|f| FieldName::parse(f).map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(parsed)
+            }
+            _ => return Err("Choose what to erase.".into()),
+        };
+        Ok(SubjectErasure {
+            subject_ref: self.subject_ref.clone(),
+            event_ids: None,
+            fields,
+            reason: reason.to_owned(),
+            legal_basis: legal_basis.to_owned(),
+        })
+    }
+
+    /// The action named in the `administration` record.
+    fn action(request: &SubjectErasure) -> String {
+        match &request.fields {
+            None => "subject_erasure".to_owned(),
+            Some(fields) => format!(
+                "subject_erasure:fields={}",
+                fields
+                    .iter()
+                    .map(FieldName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
+    }
+}
+
+/// How a refused erasure is answered: a page of its own for what is not found or failed inside,
+/// the form again with the refusal's own words for the rest.
+fn refusal(e: ErasureError) -> Result<(StatusCode, String), PortalError> {
+    match e {
+        ErasureError::UnknownSubject => Err(PortalError::NotFound),
+        ErasureError::Store(e) | ErasureError::Append(AppendError::Store(e)) => {
+            Err(held_or_internal(e))
+        }
+        ErasureError::Append(e) if e.is_retryable() => {
+            Ok((StatusCode::SERVICE_UNAVAILABLE, format!("Not erased: {e}.")))
+        }
+        e @ (ErasureError::UnknownFields(_)
+        | ErasureError::UnknownEvents(_)
+        | ErasureError::BadText(_)) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("Not erased: {e}."),
+        )),
+        // A hold, or anything else that refuses the request as it stands.
+        e => Ok((StatusCode::CONFLICT, format!("Not erased: {e}."))),
+    }
+}
+
+/// A tenant held for an erasure journal that could not be carried out says so (in words that
+/// name no internals): its personal data is neither shown nor erased until an operator repairs
+/// the journal. Any other store failure is logged.
+fn held_or_internal(e: StoreError) -> PortalError {
+    match e {
+        StoreError::ErasureJournal { .. } => {
+            tracing::error!(error = %e, "subject page refused: the tenant is held");
+            PortalError::Refused {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                title: "The ledger is held",
+                message: "Erasures recorded outside the database could not be carried out, so \
+                          personal data is neither shown nor erased until an operator repairs \
+                          them. Nothing was changed."
+                    .to_owned(),
+                retry_after: None,
+            }
+        }
+        other => PortalError::Internal(other.to_string()),
+    }
+}
+
+/// The erase form: checked, recorded, then carried out by `Store::erase_subject`.
+pub(super) async fn erase(
+    State(state): State<AppState>,
+    axum::Extension(portal): axum::Extension<Portal>,
+    viewer: Viewer,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, PortalError> {
+    let form = EraseForm::from_pairs(pairs);
+    let officer = admit(&state, &portal, &viewer, &form.csrf, ERASERS)?;
+    let store = &state.store;
+    let subject = form.subject_ref.as_str();
+    // Only a subject of this tenant is erased, and only its erasure is recorded.
+    if subject.is_empty()
+        || subject.len() > ledger::payload::STRING_BYTES_MAX
+        || store
+            .subject_records(viewer.tenant(), subject, None, 1)
+            .await?
+            .items
+            .is_empty()
+    {
+        return Err(PortalError::NotFound);
+    }
+    let filled = form.filled();
+    let request = match form.request() {
+        Ok(r) => r,
+        Err(problem) => {
+            let page = subject_view(
+                &state,
+                &viewer,
+                subject,
+                None,
+                &filled,
+                Some(&Outcome::Refused(problem)),
+            )
+            .await?;
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+        }
+    };
+    let audited = officer
+        .record(&EraseForm::action(&request), Some(subject))
+        .await?;
+    let (status, outcome) = match store.erase_subject(viewer.tenant(), request).await {
+        Ok(done) => (StatusCode::OK, Outcome::Done(done)),
+        Err(e) => {
+            audited.failed(store, "the erasure was refused").await;
+            let (status, message) = refusal(e)?;
+            (status, Outcome::Refused(message))
+        }
+    };
+    // After an erasure the form starts afresh; after a refusal it keeps what was typed.
+    let filled = match outcome {
+        Outcome::Done(_) => Filled::default(),
+        Outcome::Refused(_) => filled,
+    };
+    let page = subject_view(&state, &viewer, subject, None, &filled, Some(&outcome)).await?;
+    Ok((status, page).into_response())
+}
