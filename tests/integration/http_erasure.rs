@@ -56,6 +56,22 @@ async fn append(s: &Server, event: &Value) -> u64 {
     receipt["seq"].as_u64().expect("seq")
 }
 
+/// Appends a decision about [`SUBJECT`] with the given erasable values; returns its event id.
+async fn decided(s: &Server, erasable: Value) -> String {
+    let id = event_id();
+    append(s, &decision_about(&id, SUBJECT, erasable)).await;
+    id
+}
+
+/// A decision about [`SUBJECT`] holding a name and an email address; returns its event id.
+async fn jane_with_email(s: &Server) -> String {
+    decided(
+        s,
+        json!({"applicant_name": "Jane Q. Doe", "email": "jane.doe@example.org"}),
+    )
+    .await
+}
+
 fn erasure_path(subject: &str) -> String {
     format!("/v1/subjects/{subject}/erasure")
 }
@@ -133,16 +149,7 @@ async fn an_erasure_request_erases_the_subjects_values_and_a_repeat_appends_noth
 ) {
     let s = Server::start(&backend).await;
     let privacy = privacy_key(&s).await;
-    let decision = event_id();
-    append(
-        &s,
-        &decision_about(
-            &decision,
-            SUBJECT,
-            json!({"applicant_name": "Jane Q. Doe", "email": "jane.doe@example.org"}),
-        ),
-    )
-    .await;
+    let decision = jane_with_email(&s).await;
     append(
         &s,
         &review_of(
@@ -239,16 +246,7 @@ async fn erasing_named_fields_or_records_leaves_the_subjects_other_values_readab
 ) {
     let s = Server::start(&backend).await;
     let privacy = privacy_key(&s).await;
-    let decision = event_id();
-    append(
-        &s,
-        &decision_about(
-            &decision,
-            SUBJECT,
-            json!({"applicant_name": "Jane Q. Doe", "email": "jane.doe@example.org"}),
-        ),
-    )
-    .await;
+    let decision = jane_with_email(&s).await;
     let review = event_id();
     append(
         &s,
@@ -309,15 +307,7 @@ async fn erasing_named_fields_or_records_leaves_the_subjects_other_values_readab
 async fn an_unknown_subject_and_another_tenants_subject_get_the_same_404(backend: Backend) {
     let s = Server::start(&backend).await;
     let privacy = privacy_key(&s).await;
-    append(
-        &s,
-        &decision_about(
-            &event_id(),
-            SUBJECT,
-            json!({"applicant_name": "Jane Q. Doe"}),
-        ),
-    )
-    .await;
+    decided(&s, json!({"applicant_name": "Jane Q. Doe"})).await;
     let other = ledger::types::TenantId::parse("other-bank").expect("tenant");
     s.store.create_tenant(&other).await.expect("tenant");
     let their_ingest = s
@@ -397,12 +387,7 @@ async fn erasure_requests_that_cannot_be_carried_out_are_refused_naming_the_memb
 ) {
     let s = Server::start(&backend).await;
     let privacy = privacy_key(&s).await;
-    let decision = event_id();
-    append(
-        &s,
-        &decision_about(&decision, SUBJECT, json!({"applicant_name": "Jane Q. Doe"})),
-    )
-    .await;
+    let decision = decided(&s, json!({"applicant_name": "Jane Q. Doe"})).await;
     let size = chain_size(&s).await;
     let path = erasure_path(SUBJECT);
 
@@ -561,12 +546,7 @@ async fn erasure_requests_that_cannot_be_carried_out_are_refused_naming_the_memb
 async fn only_keys_of_the_privacy_role_may_erase_and_they_may_do_little_else(backend: Backend) {
     let s = Server::start(&backend).await;
     let privacy = privacy_key(&s).await;
-    let decision = event_id();
-    append(
-        &s,
-        &decision_about(&decision, SUBJECT, json!({"applicant_name": "Jane Q. Doe"})),
-    )
-    .await;
+    let decision = decided(&s, json!({"applicant_name": "Jane Q. Doe"})).await;
     s.store.publish_checkpoints().await.expect("checkpoint");
     let size = chain_size(&s).await;
     for (role, key) in [
@@ -630,15 +610,7 @@ async fn two_concurrent_identical_erasure_requests_append_one_erasure_record(bac
     let s = Server::start(&backend).await;
     let privacy = privacy_key(&s).await;
     for _ in 0..3 {
-        append(
-            &s,
-            &decision_about(
-                &event_id(),
-                SUBJECT,
-                json!({"applicant_name": "Jane Q. Doe"}),
-            ),
-        )
-        .await;
+        decided(&s, json!({"applicant_name": "Jane Q. Doe"})).await;
     }
     let size = chain_size(&s).await;
     let body = whole_subject();
@@ -674,12 +646,7 @@ async fn an_erasure_racing_appends_for_the_subject_leaves_no_earlier_value_reada
     let privacy = privacy_key(&s).await;
     let value = |i: usize| format!("racer-{i:02}-personal");
     // The subject exists before the race (else the request may find no subject).
-    let first = event_id();
-    append(
-        &s,
-        &decision_about(&first, SUBJECT, json!({"applicant_name": value(99)})),
-    )
-    .await;
+    let first = decided(&s, json!({"applicant_name": value(99)})).await;
     let ids: Vec<String> = (0..RACERS).map(|_| event_id()).collect();
     let appends = futures_util::future::join_all(ids.iter().enumerate().map(|(i, id)| {
         let event = decision_about(id, SUBJECT, json!({"applicant_name": value(i)}));
@@ -769,12 +736,7 @@ async fn an_erasure_racing_appends_for_the_subject_leaves_no_earlier_value_reada
 async fn an_erasure_record_appended_through_the_records_endpoint_erases_too(backend: Backend) {
     let s = Server::start(&backend).await;
     let privacy = privacy_key(&s).await;
-    let decision = event_id();
-    append(
-        &s,
-        &decision_about(&decision, SUBJECT, json!({"applicant_name": "Jane Q. Doe"})),
-    )
-    .await;
+    let decision = decided(&s, json!({"applicant_name": "Jane Q. Doe"})).await;
     let salt = disclosed(&bundle_text(&s, &decision).await)[&(0, "applicant_name".to_owned())]
         .1
         .clone();
