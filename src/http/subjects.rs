@@ -44,17 +44,23 @@ pub fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct ErasureRequest {
     /// Why the data is erased (recorded in the ledger), 1–1024 bytes.
-    #[schema(example = "data subject request 2026-118 received by letter")]
+    #[schema(
+        example = "data subject request 2026-118 received by letter",
+        min_length = 1,
+        max_length = 1024
+    )]
     pub reason: String,
     /// The legal basis (recorded in the ledger), 1–1024 bytes.
-    #[schema(example = "GDPR Art. 17(1)(a)")]
+    #[schema(example = "GDPR Art. 17(1)(a)", min_length = 1, max_length = 1024)]
     pub legal_basis: String,
     /// Only the values of these records (event ids of the subject's records with erasable
     /// values); every record of the subject when absent.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 1000)]
     pub event_ids: Option<Vec<String>>,
-    /// Only these erasable fields; every field when absent.
+    /// Only these erasable fields (names of `a-z`, `0-9` and `_`); every field when absent.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 1000)]
     pub fields: Option<Vec<String>>,
 }
 
