@@ -767,7 +767,81 @@ async fn an_erasure_record_appended_through_the_records_endpoint_erases_too(back
     s.stop().await;
 }
 
+/// With the erasure journal kept (as `auditex serve` always does), an erasure request is written
+/// to it; a tenant whose journal cannot be carried out is held: its erasure requests answer 503
+/// and append nothing.
+async fn an_erasure_request_is_journaled_and_a_held_tenant_answers_503(backend: Backend) {
+    let checkpoints = tempfile::tempdir().expect("tempdir");
+    let tenant = crate::support::tenant_id("acme-bank");
+    let with_dir = |db: &crate::support::TestDb| {
+        let mut config = db.config();
+        config.checkpoint_dir = Some(checkpoints.path().to_owned());
+        config
+    };
+    let subject = crate::support::decision_payload("approved")["subject_ref"]
+        .as_str()
+        .expect("subject")
+        .to_owned();
+    let values = BTreeMap::from([("applicant_name".to_owned(), json!("Jane Q. Doe"))]);
+    let db = crate::support::TestDb::new(&backend).await;
+    let store = auditex::store::Store::open_with_workers(with_dir(&db))
+        .await
+        .expect("open");
+    store.create_tenant(&tenant).await.expect("tenant");
+    for _ in 0..2 {
+        store
+            .append(
+                &tenant,
+                vec![crate::support::draft(&event_id(), "approved", &values)],
+            )
+            .await
+            .expect("append");
+    }
+    let s = Server::start_on(db, store, tenant.clone(), 1000, 1000).await;
+    let privacy = privacy_key(&s).await;
+    let mut first_only = whole_subject();
+    first_only["event_ids"] = json!([s
+        .store
+        .record(&tenant, seq_of(0))
+        .await
+        .expect("read")
+        .expect("record")
+        .event_id
+        .to_string()]);
+    let (status, receipt) = erase(&s, &privacy, &subject, &first_only).await;
+    assert_eq!(status, StatusCode::CREATED, "{receipt}");
+    let journal = checkpoints.path().join("acme-bank.erasures");
+    let journaled = std::fs::read_to_string(&journal).expect("the journal");
+    assert_eq!(journaled.lines().count(), 1);
+    assert!(journaled.contains(receipt["hash"].as_str().expect("hash")));
+
+    let store = s.store.clone();
+    let db = s.stop().await;
+    store.shutdown().await;
+    std::fs::write(&journal, format!("{journaled}not a record\n")).expect("spoil the journal");
+    let store = auditex::store::Store::open_with_workers(with_dir(&db))
+        .await
+        .expect("reopen");
+    let s = Server::start_on(db, store, tenant.clone(), 1000, 1000).await;
+    let privacy = privacy_key(&s).await;
+    let size = chain_size(&s).await;
+    let resp = s
+        .post(&privacy, &erasure_path(&subject), &whole_subject())
+        .await;
+    assert!(resp.headers().contains_key("retry-after"));
+    let p = problem(resp, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("erasure journal")),
+        "{p}"
+    );
+    assert_eq!(chain_size(&s).await, size, "nothing was appended");
+    s.stop().await;
+}
+
 backend_tests!(
+    an_erasure_request_is_journaled_and_a_held_tenant_answers_503,
     an_erasure_request_erases_the_subjects_values_and_a_repeat_appends_nothing,
     erasing_named_fields_or_records_leaves_the_subjects_other_values_readable,
     an_unknown_subject_and_another_tenants_subject_get_the_same_404,
