@@ -1,7 +1,8 @@
 //! Subject erasure over HTTPS (`POST /v1/subjects/{subject_ref}/erasure`, role `privacy`): the
 //! real server, both backends. After an erasure no bundle carries the erased value or its salt,
 //! every proof still verifies, a repeated request appends nothing, refusals change nothing, and
-//! an erasure racing appends for the same subject leaves no earlier value readable.
+//! an erasure racing appends for the same subject leaves no earlier value readable. Also the
+//! migration that admits the role (0018) on a database holding keys already.
 
 use std::collections::BTreeMap;
 
@@ -851,3 +852,105 @@ backend_tests!(
     an_erasure_racing_appends_for_the_subject_leaves_no_earlier_value_readable,
     an_erasure_record_appended_through_the_records_endpoint_erases_too,
 );
+
+/// Migration 0018 builds SQLite's `api_keys` again to widen its role check: every key of an
+/// upgraded database survives it unchanged, `privacy` is admitted only from it on, and names
+/// outside the list are still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_0018_keeps_every_api_key_and_admits_the_privacy_role_on_sqlite() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("upgraded.db").display()
+    );
+    let mut conn = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("connect");
+    let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/migrations/sqlite"
+    )))
+    .await
+    .expect("migrations");
+    let all = migrator.migrations.clone();
+    assert!(all.iter().any(|m| m.version == 18));
+    migrator.migrations = all
+        .iter()
+        .filter(|m| m.version < 18)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    migrator.run(&mut conn).await.expect("migrate to 0017");
+    sqlx::query("INSERT INTO tenants (tenant_id, created_at_us) VALUES ('acme-bank', 1)")
+        .execute(&mut conn)
+        .await
+        .expect("tenant");
+    let insert = |id: &'static str, role: &'static str| {
+        sqlx::query(
+            "INSERT INTO api_keys (key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us)
+             VALUES (?, 'acme-bank', ?, zeroblob(32), 'label ' || ?, 7, 8, NULL, 9)",
+        )
+        .bind(id)
+        .bind(role)
+        .bind(id)
+    };
+    for (id, role) in [
+        ("00000000000000a1", "ingest"),
+        ("00000000000000a2", "verify"),
+    ] {
+        insert(id, role)
+            .execute(&mut conn)
+            .await
+            .expect("an old key");
+    }
+    assert!(
+        insert("00000000000000a3", "privacy")
+            .execute(&mut conn)
+            .await
+            .is_err(),
+        "not before 0018"
+    );
+    type Row = (
+        String,
+        String,
+        String,
+        Vec<u8>,
+        String,
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let select = "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_keys ORDER BY key_id";
+    let before: Vec<Row> = sqlx::query_as(select)
+        .fetch_all(&mut conn)
+        .await
+        .expect("keys");
+    migrator.migrations = all;
+    migrator.run(&mut conn).await.expect("migrate to 0018");
+    let after: Vec<Row> = sqlx::query_as(select)
+        .fetch_all(&mut conn)
+        .await
+        .expect("keys");
+    assert_eq!(after, before, "every key survives unchanged");
+    assert_eq!(after.len(), 2);
+    insert("00000000000000a3", "privacy")
+        .execute(&mut conn)
+        .await
+        .expect("a privacy key");
+    assert!(
+        insert("00000000000000a4", "admin")
+            .execute(&mut conn)
+            .await
+            .is_err(),
+        "other names stay refused"
+    );
+    let indexed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'api_keys_by_tenant'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("index");
+    assert_eq!(indexed, 1, "the tenant index is built again");
+}
