@@ -1,6 +1,6 @@
 //! Request parameters every handler module reads the same way: opaque page cursors, page sizes,
-//! bounded text and event ids. A leaf: it imports only the error type, so that the handler modules (`api`,
-//! `views`, `integrity`) share it without importing each other.
+//! bounded text and event ids. A leaf: it imports only the error type, so that the handler
+//! modules (`api`, `views`, `integrity`, `subjects`) share it without importing each other.
 
 use std::fmt::Display;
 

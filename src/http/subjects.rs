@@ -39,6 +39,8 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/subjects/{subject_ref}/erasure", post(erase_subject))
 }
 
+// The bounds in the schema attributes below are `ERASURE_TEXT_MAX_BYTES` and `LIST_ITEMS_MAX`,
+// which attributes can only spell as literals; `erasure` enforces the constants themselves.
 /// An erasure request: why, on what legal basis, and optionally which records or fields.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
