@@ -29,15 +29,22 @@ pub enum Role {
     Read,
     /// Proofs, checkpoints, keys, bundles and exports only (regulators, external auditors).
     Verify,
+    /// Subject rights (a bank's data-protection office): erase a subject's personal data and
+    /// list the records concerning a subject; nothing else.
+    Privacy,
 }
 
 impl Role {
+    /// Every role, in the order help texts list them.
+    pub const ALL: [Role; 4] = [Role::Ingest, Role::Read, Role::Verify, Role::Privacy];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Ingest => "ingest",
             Role::Read => "read",
             Role::Verify => "verify",
+            Role::Privacy => "privacy",
         }
     }
 
@@ -50,8 +57,9 @@ impl Role {
             "ingest" => Ok(Role::Ingest),
             "read" => Ok(Role::Read),
             "verify" => Ok(Role::Verify),
+            "privacy" => Ok(Role::Privacy),
             other => Err(format!(
-                "unknown role {other:?}: use ingest, read or verify"
+                "unknown role {other:?}: use ingest, read, verify or privacy"
             )),
         }
     }
@@ -193,6 +201,18 @@ mod tests {
         assert!(parsed.matches(&key.hash()));
         assert!(!parsed.matches(&ApiKeySecret::generate().hash()));
         assert!(!format!("{parsed:?}").contains(&hex::encode(key.secret)));
+    }
+
+    #[test]
+    fn every_role_parses_back_from_its_name_and_unknown_names_list_them_all() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Ok(role));
+        }
+        let refused = Role::parse("admin").expect_err("not an API-key role");
+        for role in Role::ALL {
+            assert!(refused.contains(role.as_str()), "{refused}");
+        }
+        assert!(Role::parse("Privacy").is_err(), "names are lowercase");
     }
 
     #[test]

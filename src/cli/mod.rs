@@ -439,7 +439,8 @@ pub enum ApikeyCommand {
         /// The tenant.
         #[arg(long)]
         tenant: String,
-        /// ingest (pipelines), read (compliance, auditors) or verify (regulators).
+        /// ingest (pipelines), read (compliance, auditors), verify (regulators) or privacy
+        /// (erasure requests of data subjects).
         #[arg(long)]
         role: String,
         /// A label to recognise the key by.

@@ -60,6 +60,11 @@ pub enum ApiError {
     /// 400: a query parameter is malformed or out of range (cursor, sizes, indices).
     #[error("{0}")]
     BadParameter(String),
+    /// 400: members of a well-formed body that cannot be acted on — they name what does not
+    /// exist (an erasure's unknown fields or records) or break a rule of the request (empty
+    /// text) — each named by its JSON Pointer; nothing was done.
+    #[error("{} refused member(s)", .0.len())]
+    BadMembers(Vec<FieldError>),
     /// 401: no key, or a key that is unknown, revoked or expired.
     #[error("a valid API key is required (Authorization: Bearer atx_…)")]
     Unauthorized,
@@ -153,6 +158,11 @@ impl ApiError {
             ApiError::BadParameter(_) => {
                 (StatusCode::BAD_REQUEST, "bad-parameter", "Bad parameter")
             }
+            ApiError::BadMembers(_) => (
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Request cannot be carried out",
+            ),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
@@ -200,7 +210,7 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let (status, kind, title) = self.parts();
         let errors = match self {
-            ApiError::Validation(fields) => fields
+            ApiError::Validation(fields) | ApiError::BadMembers(fields) => fields
                 .iter()
                 .map(|f| ProblemField {
                     pointer: f.path.clone(),
@@ -210,7 +220,7 @@ impl ApiError {
             _ => Vec::new(),
         };
         let detail = match self {
-            ApiError::Validation(fields) => fields
+            ApiError::Validation(fields) | ApiError::BadMembers(fields) => fields
                 .iter()
                 .map(|f| format!("{}: {}", f.path, f.problem))
                 .collect::<Vec<_>>()
@@ -397,6 +407,27 @@ impl From<crate::store::EvidenceError> for ApiError {
             }
             E::Store(s) => s.into(),
             E::ProofFile(_) | E::Write(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::subjects::ErasureError> for ApiError {
+    fn from(e: crate::store::subjects::ErasureError) -> Self {
+        use crate::store::subjects::ErasureError as E;
+        let member = |path: &str, e: &E| {
+            ApiError::BadMembers(vec![FieldError {
+                path: path.to_owned(),
+                problem: e.to_string(),
+            }])
+        };
+        match e {
+            // The same answer as a subject of another tenant: nothing says which it is.
+            E::UnknownSubject => ApiError::NotFound("no such subject".into()),
+            E::UnknownFields(_) => member("/fields", &e),
+            E::UnknownEvents(_) => member("/event_ids", &e),
+            E::BadText(_) => ApiError::MalformedBody(e.to_string()),
+            E::Append(a) => a.into(),
+            E::Store(s) => s.into(),
         }
     }
 }

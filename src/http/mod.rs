@@ -4,6 +4,7 @@
 //!
 //! One job per module: [`api`] (records, proofs, checkpoints, keys, export, `/healthz`,
 //! `/metrics`), [`views`] (the read-side views), [`integrity`] (integrity checks over HTTP),
+//! [`subjects`] (subject rights: erasure requests),
 //! [`readiness`] (`/readyz`), [`openapi`] (the document, assembled from those handler modules,
 //! which do not import it), [`params`] (cursors, page sizes and event ids, shared by the handler
 //! modules), [`error`] (the one error type), [`bodies`] and [`drain`] (the request-body budget and
@@ -22,6 +23,7 @@ pub(crate) mod integrity;
 pub(crate) mod openapi;
 pub(crate) mod params;
 pub(crate) mod readiness;
+pub(crate) mod subjects;
 pub mod tls;
 pub(crate) mod views;
 
@@ -127,6 +129,7 @@ pub fn routes() -> Router<AppState> {
     api::routes()
         .merge(integrity::routes())
         .merge(views::routes())
+        .merge(subjects::routes())
         .merge(api::ops_routes())
         .merge(readiness::routes())
         .merge(openapi::routes())

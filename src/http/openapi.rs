@@ -12,7 +12,7 @@ use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, ProblemField};
-use super::{api, integrity, views};
+use super::{api, integrity, subjects, views};
 use crate::app::AppState;
 use crate::app::integrity as checks;
 
@@ -51,6 +51,7 @@ use crate::app::integrity as checks;
         views::subject_records,
         views::daily_volumes,
         views::projection_status,
+        subjects::erase_subject,
     ),
     components(schemas(
         Problem,
@@ -91,6 +92,8 @@ use crate::app::integrity as checks;
         views::DailyVolumes,
         views::ProjectionBody,
         views::ProjectionsBody,
+        subjects::ErasureRequest,
+        subjects::ErasureReceipt,
     )),
     modifiers(&BearerKey),
     tags(
@@ -98,6 +101,7 @@ use crate::app::integrity as checks;
         (name = "read", description = "Read records (role `read`)."),
         (name = "proofs", description = "Proofs, checkpoints and keys (roles `read` and `verify`)."),
         (name = "views", description = "Read-side views derived from the ledger: decision search, model inventory, human oversight, subject index, daily volumes (role `read`)."),
+        (name = "subjects", description = "Subject rights: erasure of a data subject's personal data (role `privacy`, which may also read the subject index)."),
         (name = "integrity", description = "Full integrity checks of the ledger, run by the service, their progress and their results filed in the ledger (roles `read` and `verify`)."),
     )
 )]

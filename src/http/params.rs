@@ -1,11 +1,12 @@
-//! Request parameters every handler module reads the same way: opaque page cursors, page sizes
-//! and event ids. A leaf: it imports only the error type, so that the handler modules (`api`,
-//! `views`, `integrity`) share it without importing each other.
+//! Request parameters every handler module reads the same way: opaque page cursors, page sizes,
+//! bounded text and event ids. A leaf: it imports only the error type, so that the handler
+//! modules (`api`, `views`, `integrity`, `subjects`) share it without importing each other.
 
 use std::fmt::Display;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ledger::payload::STRING_BYTES_MAX;
 use ledger::types::EventId;
 
 use super::error::ApiError;
@@ -59,6 +60,20 @@ where
         Some(n) => Err(ApiError::BadParameter(format!(
             "limit {n} is out of range 1..={max}"
         ))),
+    }
+}
+
+/// A text parameter (path or query), when given: 1 to [`STRING_BYTES_MAX`] bytes, the length of
+/// a payload string, so that anything the ledger can hold can be asked for.
+///
+/// # Errors
+/// [`ApiError::BadParameter`] naming the parameter and the bounds.
+pub fn text(name: &str, value: &Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > STRING_BYTES_MAX => Err(ApiError::BadParameter(
+            format!("{name} must be 1 to {STRING_BYTES_MAX} bytes"),
+        )),
+        other => Ok(other.clone()),
     }
 }
 

@@ -1,6 +1,6 @@
-//! Query endpoints over the read-side projections (role `read`): decision search, the model
-//! inventory, the human-oversight queue and actions, the subject index and daily volumes, plus
-//! the projections' own status.
+//! Query endpoints over the read-side projections (role `read`; the subject index also
+//! `privacy`): decision search, the model inventory, the human-oversight queue and actions, the
+//! subject index and daily volumes, plus the projections' own status.
 //!
 //! Every parameter is checked at the edge — unknown parameters, malformed times, out-of-range
 //! limits and oversize strings are a 400 problem before anything is queried — and the tenant
@@ -12,14 +12,13 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use ledger::payload::STRING_BYTES_MAX;
 use ledger::types::CaptureTime;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::Caller;
 use super::error::{ApiError, Problem};
-use super::params::{self, decode_cursor, encode_cursor, parse_event_id};
+use super::params::{self, decode_cursor, encode_cursor, parse_event_id, text};
 use crate::app::AppState;
 use crate::auth::Role;
 use crate::store::Store;
@@ -76,15 +75,6 @@ fn parse_time(name: &str, text: &Option<String>) -> Result<Option<i64>, ApiError
             })
         })
         .transpose()
-}
-
-fn text(name: &str, value: &Option<String>) -> Result<Option<String>, ApiError> {
-    match value {
-        Some(v) if v.is_empty() || v.len() > STRING_BYTES_MAX => Err(ApiError::BadParameter(
-            format!("{name} must be 1 to {STRING_BYTES_MAX} bytes"),
-        )),
-        other => Ok(other.clone()),
-    }
 }
 
 fn one_of(name: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), ApiError> {
@@ -615,7 +605,8 @@ pub async fn subject_records(
     Path(subject_ref): Path<String>,
     params: QueryResult<PageParams>,
 ) -> Result<Json<SubjectPage>, ApiError> {
-    let p = caller.require(READERS, "read the subject index")?;
+    // The data-protection office reads whom a request concerns before erasing.
+    let p = caller.require(&[Role::Read, Role::Privacy], "read the subject index")?;
     let Query(q) = params?;
     let subject_ref = text("subject_ref", &Some(subject_ref))?.unwrap_or_default();
     let page = state

@@ -1434,6 +1434,7 @@ async fn api_keys_view(
                         option value="ingest" { "ingest — pipelines append decisions" }
                         option value="read" { "read — compliance tools read records and views" }
                         option value="verify" { "verify — regulators fetch proofs" }
+                        option value="privacy" { "privacy — the data-protection office erases subjects' data" }
                     }
                 }
                 label { "Label" input type="text" name="label" maxlength="200" required; }

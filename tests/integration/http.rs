@@ -243,7 +243,7 @@ pub fn decision(id: &str) -> Value {
     })
 }
 
-async fn problem(resp: reqwest::Response, status: StatusCode) -> Value {
+pub async fn problem(resp: reqwest::Response, status: StatusCode) -> Value {
     let url = resp.url().to_string();
     assert_eq!(resp.status(), status, "unexpected status for {url}");
     assert_eq!(
