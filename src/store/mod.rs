@@ -20,6 +20,7 @@ pub mod erasure;
 mod erasure_sql;
 mod evidence;
 mod export;
+pub mod package;
 pub(crate) mod faults;
 mod integrity;
 mod postgres;
