@@ -20,6 +20,7 @@ pub(crate) mod error;
 mod input;
 pub(crate) mod integrity;
 pub(crate) mod openapi;
+pub(crate) mod package;
 pub(crate) mod params;
 pub(crate) mod readiness;
 pub mod tls;
@@ -127,6 +128,7 @@ pub fn routes() -> Router<AppState> {
     api::routes()
         .merge(integrity::routes())
         .merge(views::routes())
+        .merge(package::routes())
         .merge(api::ops_routes())
         .merge(readiness::routes())
         .merge(openapi::routes())

@@ -78,7 +78,7 @@ fn parse_time(name: &str, text: &Option<String>) -> Result<Option<i64>, ApiError
         .transpose()
 }
 
-fn text(name: &str, value: &Option<String>) -> Result<Option<String>, ApiError> {
+pub(super) fn text(name: &str, value: &Option<String>) -> Result<Option<String>, ApiError> {
     match value {
         Some(v) if v.is_empty() || v.len() > STRING_BYTES_MAX => Err(ApiError::BadParameter(
             format!("{name} must be 1 to {STRING_BYTES_MAX} bytes"),
