@@ -19,6 +19,7 @@
 
 pub mod export;
 mod fast;
+mod package;
 
 /// Chains of signed records for the verifiers' unit tests.
 #[cfg(test)]
@@ -139,6 +140,15 @@ pub enum VerifyTarget {
     /// A chain-of-custody bundle: a decision and its follow-ups, each proven in a checkpoint.
     Bundle {
         /// The bundle file (`-` for standard input).
+        file: PathBuf,
+        /// Trust and output options.
+        #[command(flatten)]
+        options: VerifyOptions,
+    },
+    /// A subject access package (JSON Lines): every record concerning one subject, each proven
+    /// in a checkpoint, with the subject's personal data and what was erased.
+    Package {
+        /// The package file (`-` for standard input).
         file: PathBuf,
         /// Trust and output options.
         #[command(flatten)]
@@ -647,6 +657,7 @@ fn open_input(path: &Path) -> Result<Box<dyn BufRead + Send>, Unusable> {
 enum Kind {
     Export,
     Bundle,
+    Package,
     TlogProof,
 }
 
@@ -660,6 +671,8 @@ fn sniff(start: &[u8]) -> Option<Kind> {
         Some(Kind::Export)
     } else if text.contains(BUNDLE_FORMAT) {
         Some(Kind::Bundle)
+    } else if text.contains(ledger::package::PACKAGE_FORMAT) {
+        Some(Kind::Package)
     } else {
         None
     }
@@ -679,6 +692,10 @@ pub fn run(args: VerifyArgs) -> u8 {
         Some(VerifyTarget::Proof { file, options }) => {
             (verify_proof_file(&file, &options), options.json)
         }
+        Some(VerifyTarget::Package { file, options }) => (
+            package::verify_package_file(&file, &options),
+            options.json,
+        ),
         Some(VerifyTarget::Consistency {
             old,
             new,
@@ -721,6 +738,7 @@ fn verify_any(file: &Path, options: &VerifyOptions) -> Result<Outcome, Unusable>
     match kind {
         Some(Kind::Export) => verify_export_file(file, &[], options),
         Some(Kind::Bundle) => verify_bundle_file(file, options),
+        Some(Kind::Package) => package::verify_package_file(file, options),
         Some(Kind::TlogProof) => verify_proof_file(file, options),
         // Read, but recognized as no kind of evidence: not verified (exit 1), as any damaged
         // evidence would be — a changed byte can make a file unrecognizable.
@@ -1114,21 +1132,31 @@ fn checkpoint_note_of(path: &Path) -> Result<Result<String, Failure>, Unusable> 
             .map_err(|e| Unusable(format!("{}: {e}", path.display())))
     };
     Ok(match kind {
-        Some(Kind::Export) => {
+        Some(kind @ (Kind::Export | Kind::Package)) => {
+            let (what, max) = if kind == Kind::Export {
+                ("export", ledger::export::EXPORT_LINE_BYTES_MAX)
+            } else {
+                ("package", ledger::package::PACKAGE_LINE_BYTES_MAX)
+            };
             let mut line = Vec::new();
             input
-                .take(ledger::export::EXPORT_LINE_BYTES_MAX as u64 + 1)
+                .take(max as u64 + 1)
                 .read_until(b'\n', &mut line)
                 .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
             let Some(line) = line.strip_suffix(b"\n") else {
-                return Ok(Err(malformed("the export header has no newline".into())));
+                return Ok(Err(malformed(format!("the {what} header has no newline"))));
             };
             if let Err(e) = ledger::export::check_line_bytes(line) {
-                return Ok(Err(malformed(format!("malformed export header: {e}"))));
+                return Ok(Err(malformed(format!("malformed {what} header: {e}"))));
             }
-            ledger::json::from_slice::<ledger::export::ExportHeader>(line)
-                .map(|header| header.checkpoint)
-                .map_err(|e| malformed(format!("malformed export header: {e}")))
+            let checkpoint = if kind == Kind::Export {
+                ledger::json::from_slice::<ledger::export::ExportHeader>(line)
+                    .map(|header| header.checkpoint)
+            } else {
+                ledger::json::from_slice::<ledger::package::PackageHeader>(line)
+                    .map(|header| header.checkpoint)
+            };
+            checkpoint.map_err(|e| malformed(format!("malformed {what} header: {e}")))
         }
         Some(Kind::Bundle) => {
             let bytes = read_all(input, ledger::bundle::BUNDLE_BYTES_MAX)?;
