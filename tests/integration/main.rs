@@ -11,6 +11,7 @@ mod early_answers;
 mod http;
 mod http_bodies;
 mod http_integrity;
+mod http_package;
 mod http_views;
 mod ops;
 mod portal;
