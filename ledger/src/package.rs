@@ -163,6 +163,17 @@ pub enum PackageErrorKind {
         /// [`PACKAGE_LINE_BYTES_MAX`].
         max: usize,
     },
+    /// A line holds a control character (lines end with `\n` alone, FORMAT.md section 1).
+    #[error("control character 0x{byte:02x} at byte {offset}; lines end with \\n alone")]
+    ControlCharacter {
+        /// The byte.
+        byte: u8,
+        /// Its offset in the line.
+        offset: usize,
+    },
+    /// The last line does not end with a newline.
+    #[error("the line does not end with a newline")]
+    NoFinalNewline,
     /// The checkpoint, key history or verifier keys do not check out.
     #[error(transparent)]
     Head(#[from] EvidenceHeadError),
@@ -339,6 +350,14 @@ impl PackageVerifier {
             return Err(fail(PackageErrorKind::LineTooLong {
                 bytes: text.len(),
                 max: PACKAGE_LINE_BYTES_MAX,
+            }));
+        }
+        // FORMAT.md section 1: a line ends with \n alone and holds no other control character
+        // (JSON would read a \r or a tab between members as white space).
+        if let Some(offset) = text.bytes().position(|b| b < 0x20) {
+            return Err(fail(PackageErrorKind::ControlCharacter {
+                byte: text.as_bytes()[offset],
+                offset,
             }));
         }
         match &mut self.state {

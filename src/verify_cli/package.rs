@@ -63,14 +63,16 @@ pub(super) fn verify_package_file(
         let line = verifier.lines() + 1;
         if buf.last() == Some(&b'\n') {
             buf.pop();
-        } else if buf.len() > PACKAGE_LINE_BYTES_MAX {
-            let e = PackageError {
-                line,
-                kind: PackageErrorKind::LineTooLong {
+        } else {
+            let kind = if buf.len() > PACKAGE_LINE_BYTES_MAX {
+                PackageErrorKind::LineTooLong {
                     bytes: buf.len(),
                     max: PACKAGE_LINE_BYTES_MAX,
-                },
+                }
+            } else {
+                PackageErrorKind::NoFinalNewline
             };
+            let e = PackageError { line, kind };
             return Ok(outcome.failed(Failure::of_package(&e), started));
         }
         // Whatever the bytes are, they were read: a line that is not UTF-8 is a damaged line.
