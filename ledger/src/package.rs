@@ -195,7 +195,9 @@ pub enum PackageErrorKind {
         subject_ref: String,
     },
     /// The package ends without the trailer line (it was cut short).
-    #[error("the package ends without its trailer line {{\"end\":{{\"records\":N}}}}: it is incomplete")]
+    #[error(
+        "the package ends without its trailer line {{\"end\":{{\"records\":N}}}}: it is incomplete"
+    )]
     MissingTrailer,
     /// The trailer's count is not the number of entries.
     #[error("the trailer counts {declared} records, but the package holds {found}")]
@@ -424,9 +426,8 @@ impl PackageVerifier {
                     decisions,
                 } = &mut **body;
                 let subject = report.subject_ref.as_str();
-                let checked = checker.check(&entry, head, |record| {
-                    concerns(record, subject, decisions)
-                });
+                let checked =
+                    checker.check(&entry, head, |record| concerns(record, subject, decisions));
                 let checked = checked.map_err(fail)?;
                 report.records += 1;
                 report.values_verified += checked.erasable_values_verified as u64;
@@ -488,7 +489,10 @@ fn concerns(
         Ok(serde_json::Value::Object(map)) => map,
         _ => serde_json::Map::new(),
     };
-    let concerns = if payload.get("subject_ref").and_then(serde_json::Value::as_str) == Some(subject)
+    let concerns = if payload
+        .get("subject_ref")
+        .and_then(serde_json::Value::as_str)
+        == Some(subject)
     {
         if record.event_type == EventType::Decision {
             decisions.insert(record.event_id);

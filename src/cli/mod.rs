@@ -843,8 +843,7 @@ pub async fn run(cli: Cli) -> CliResult {
             output,
             store,
         } => {
-            evidence::package_command(&store.settings(), &tenant, &subject, output.as_deref())
-                .await
+            evidence::package_command(&store.settings(), &tenant, &subject, output.as_deref()).await
         }
         Command::Proof {
             tenant,

@@ -204,7 +204,9 @@ fn shown(value: &Value) -> String {
 /// An oversight mode (FORMAT.md section 7) in words.
 fn oversight_in_words(mode: &str) -> &'static str {
     match mode {
-        "automated" => "the decision was made automatically; no person reviewed it before it took effect",
+        "automated" => {
+            "the decision was made automatically; no person reviewed it before it took effect"
+        }
         "human_in_the_loop" => "a person reviewed the decision before it took effect",
         "human_on_the_loop" => {
             "the decision took effect automatically while a person monitored it and could intervene"
@@ -308,16 +310,19 @@ fn render_page(plan: &PackagePlan, entries: &[BundleEntry], truncated: bool) -> 
             }
         }
     }
-    let held: Vec<(&BundleEntry, &ledger::record::FieldName, &ledger::record::ErasableValue)> =
-        entries
-            .iter()
-            .flat_map(|e| {
-                e.erasable_values
-                    .iter()
-                    .flatten()
-                    .map(move |(field, value)| (e, field, value))
-            })
-            .collect();
+    let held: Vec<(
+        &BundleEntry,
+        &ledger::record::FieldName,
+        &ledger::record::ErasableValue,
+    )> = entries
+        .iter()
+        .flat_map(|e| {
+            e.erasable_values
+                .iter()
+                .flatten()
+                .map(move |(field, value)| (e, field, value))
+        })
+        .collect();
     let erased: Vec<(&BundleEntry, &ledger::record::FieldName, u64)> = entries
         .iter()
         .flat_map(|e| {

@@ -195,7 +195,10 @@ async fn a_subjects_package_holds_their_records_values_and_erasures_and_verifies
         "the subject's decisions, their follow-ups and the erasure; nothing of {OTHER}"
     );
     assert_eq!(all[all.len() - 1], json!({"end": {"records": 7}}));
-    assert!(!text.contains(&l.other), "another subject's decision leaked");
+    assert!(
+        !text.contains(&l.other),
+        "another subject's decision leaked"
+    );
     assert!(!text.contains("Someone Else"));
     assert!(!text.contains("jane@example.org"), "an erased value");
     let first = &entries[0];
@@ -209,7 +212,10 @@ async fn a_subjects_package_holds_their_records_values_and_erasures_and_verifies
         json!({"email": {"erasure_seq": l.erasure_seq}})
     );
     assert_eq!(entries[6]["record"]["seq"], l.erasure_seq);
-    assert_eq!(entries[1]["erasable_values"]["applicant_note"]["value"], HOSTILE);
+    assert_eq!(
+        entries[1]["erasable_values"]["applicant_note"]["value"],
+        HOSTILE
+    );
     let seqs: Vec<u64> = entries
         .iter()
         .map(|e| e["record"]["seq"].as_u64().expect("seq"))
@@ -228,9 +234,9 @@ async fn a_subjects_package_holds_their_records_values_and_erasures_and_verifies
     assert_eq!(out["evidence"], "package");
     assert_eq!(out["records"], 7);
     assert!(
-        out["proven"].to_string().contains(
-            "erasable values: 2 matched their commitments, 0 withheld, 1 erased"
-        ),
+        out["proven"]
+            .to_string()
+            .contains("erasable values: 2 matched their commitments, 0 withheld, 1 erased"),
         "{out}"
     );
     // The kind is recognized without naming it.
@@ -281,7 +287,11 @@ async fn a_subjects_package_holds_their_records_values_and_erasures_and_verifies
 
     // Another subject's decision, proven in the same checkpoint, slipped in at its place.
     let others = package_text(&s, OTHER).await;
-    let foreign = others.lines().nth(1).expect("the other decision").to_owned();
+    let foreign = others
+        .lines()
+        .nth(1)
+        .expect("the other decision")
+        .to_owned();
     let foreign_seq = lines(&foreign)[0]["record"]["seq"].as_u64().expect("seq");
     let mut inserted = owned(&raw);
     let at = 1 + seqs.iter().filter(|seq| **seq < foreign_seq).count();
@@ -325,7 +335,10 @@ async fn the_html_rendering_speaks_plainly_and_escapes_what_it_shows(backend: Ba
     let s = Server::start(&backend).await;
     let l = populate(&s).await;
     let resp = s
-        .get(&s.read, &format!("/v1/subjects/{SUBJECT}/package?format=html"))
+        .get(
+            &s.read,
+            &format!("/v1/subjects/{SUBJECT}/package?format=html"),
+        )
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
@@ -336,7 +349,10 @@ async fn the_html_rendering_speaks_plainly_and_escapes_what_it_shows(backend: Ba
         .to_str()
         .expect("csp")
         .to_owned();
-    assert!(csp.starts_with("default-src 'none'; style-src 'sha256-"), "{csp}");
+    assert!(
+        csp.starts_with("default-src 'none'; style-src 'sha256-"),
+        "{csp}"
+    );
     let page = resp.text().await.expect("page");
     for expected in [
         "a person reviewed the decision before it took effect",
@@ -432,9 +448,7 @@ async fn unknown_foreign_and_malformed_subjects_and_wrong_roles_are_refused(back
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path}");
     }
     for key in [&s.ingest, &s.verify] {
-        let resp = s
-            .get(key, &format!("/v1/subjects/{SUBJECT}/package"))
-            .await;
+        let resp = s.get(key, &format!("/v1/subjects/{SUBJECT}/package")).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     }
     s.stop().await;
@@ -468,7 +482,8 @@ async fn a_package_is_refused_while_the_subject_index_lags_the_checkpoint(backen
     assert!(
         body["detail"]
             .as_str()
-            .is_some_and(|d| d.contains("records of the latest checkpoint; an access package must be complete")),
+            .is_some_and(|d| d
+                .contains("records of the latest checkpoint; an access package must be complete")),
         "{body}"
     );
     s.store
