@@ -518,6 +518,28 @@ impl Outcome {
         }
     }
 
+    /// Marks the evidence verified against the checkpoint of `size` and `root`, unless the key
+    /// history it carries disagrees with the trusted one (then that is the failure); returns
+    /// whether it is verified.
+    fn verified_at(
+        &mut self,
+        trust: &Trust,
+        origin: &str,
+        keys: &[KeyInterval],
+        size: u64,
+        root: Hash,
+    ) -> bool {
+        if let Some(history) = trust.history_for(origin)
+            && let Err(h) = check_history(history, keys)
+        {
+            self.failure = Some(Failure::history(h));
+            return false;
+        }
+        self.verified = true;
+        self.checkpoint = Some(CheckpointInfo { size, root });
+        true
+    }
+
     /// This outcome failed with `failure`, after the time since `started`.
     fn failed(mut self, failure: Failure, started: Instant) -> Outcome {
         self.failure = Some(failure);
@@ -947,16 +969,13 @@ fn verify_bundle_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, U
     });
     match checked {
         Ok((bundle, report)) => {
-            if let Some(history) = trust.history_for(&bundle.origin)
-                && let Err(h) = check_history(history, &bundle.keys)
-            {
-                outcome.failure = Some(Failure::history(h));
-            } else {
-                outcome.verified = true;
-                outcome.checkpoint = Some(CheckpointInfo {
-                    size: report.checkpoint_size.get(),
-                    root: report.checkpoint_root,
-                });
+            if outcome.verified_at(
+                &trust,
+                &bundle.origin,
+                &bundle.keys,
+                report.checkpoint_size.get(),
+                report.checkpoint_root,
+            ) {
                 outcome.records = Some(report.entries.len() as u64);
                 outcome.proven.push(format!(
                     "decision {} and {} linked record(s) are in the log: each hash, signature and key interval checked, each inclusion proof leads to the signed checkpoint of size {} (root {}, signed by key {})",

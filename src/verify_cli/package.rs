@@ -9,8 +9,7 @@ use std::time::Instant;
 
 use ledger::package::{PACKAGE_LINE_BYTES_MAX, PackageError, PackageErrorKind, PackageVerifier};
 
-use super::export::check_history;
-use super::{CheckpointInfo, Failure, Outcome, Trust, Unusable, VerifyOptions, elapsed_ms};
+use super::{Failure, Outcome, Trust, Unusable, VerifyOptions, elapsed_ms};
 
 impl Failure {
     /// The failure of a package, with its line.
@@ -92,16 +91,13 @@ pub(super) fn verify_package_file(
         Ok(report) => {
             outcome.tenant = Some(report.tenant.to_string());
             outcome.origin = Some(report.origin.clone());
-            if let Some(history) = trust.history_for(&report.origin)
-                && let Err(h) = check_history(history, &report.keys)
-            {
-                outcome.failure = Some(Failure::history(h));
-            } else {
-                outcome.verified = true;
-                outcome.checkpoint = Some(CheckpointInfo {
-                    size: report.checkpoint_size.get(),
-                    root: report.checkpoint_root,
-                });
+            if outcome.verified_at(
+                &trust,
+                &report.origin,
+                &report.keys,
+                report.checkpoint_size.get(),
+                report.checkpoint_root,
+            ) {
                 outcome.records = Some(report.records);
                 outcome.proven.push(format!(
                     "{} record(s) concerning subject {:?} ({} decision(s), {} erasure(s)) are in the log: each hash, signature and key interval checked, each inclusion proof leads to the signed checkpoint of size {} (root {}, signed by key {})",

@@ -640,18 +640,24 @@ def open_head(doc, trust: Trust) -> tuple[Checkpoint, list[KeyInterval]]:
 # --- Export (section 12) -------------------------------------------------------------------------
 
 
-def verify_export(lines: Iterator[str], trust: Trust) -> list[str]:
+def read_header(lines: Iterator[str], kind: str, title: str, fmt: str, members: set[str], section: str, at: str = ""):
+    """The first line of JSON Lines evidence: JSON, of the format `fmt`, with exactly `members`."""
     try:
         header = parse_json(next(lines))
     except StopIteration:
-        raise Failed("the export has no header line")
+        raise Failed(f"{at}the {kind} has no header line")
     except ValueError as e:
-        raise Failed(f"not an Auditex export: the header is not JSON: {e}") from e
-    if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
-        raise Failed("not an Auditex export (no format auditex-export/v1 header)")
+        raise Failed(f"{at}not {title}: the header is not JSON: {e}") from e
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        raise Failed(f"{at}not {title} (no format {fmt} header)")
+    if set(header) != members:
+        raise Failed(f"{at}the {kind} header's members are not those of FORMAT.md section {section}")
+    return header
+
+
+def verify_export(lines: Iterator[str], trust: Trust) -> list[str]:
     allowed = {"format", "tenant", "origin", "from_seq", "checkpoint", "keys", "verifier_keys"}
-    if set(header) != allowed:
-        raise Failed("the export header's members are not those of FORMAT.md section 12")
+    header = read_header(lines, "export", "an Auditex export", EXPORT_FORMAT, allowed, "12")
     checkpoint, keys = open_head(header, trust)
     from_seq = header["from_seq"]
     if not is_int(from_seq) or not 0 <= from_seq <= checkpoint.size:
@@ -801,17 +807,8 @@ def verify_bundle(doc, trust: Trust) -> list[str]:
 
 
 def verify_package(lines: Iterator[str], trust: Trust) -> list[str]:
-    try:
-        header = parse_json(next(lines))
-    except StopIteration:
-        raise Failed("line 1: the package has no header line")
-    except ValueError as e:
-        raise Failed(f"line 1: not a subject access package: the header is not JSON: {e}") from e
-    if not isinstance(header, dict) or header.get("format") != PACKAGE_FORMAT:
-        raise Failed(f"line 1: not a subject access package (no format {PACKAGE_FORMAT} header)")
     allowed = {"format", "tenant", "origin", "subject_ref", "checkpoint", "keys", "verifier_keys"}
-    if set(header) != allowed:
-        raise Failed("line 1: the package header's members are not those of FORMAT.md section 12b")
+    header = read_header(lines, "package", "an Auditex subject access package", PACKAGE_FORMAT, allowed, "12b", "line 1: ")
     subject = header["subject_ref"]
     if not isinstance(subject, str) or not 1 <= len(subject.encode("utf-8")) <= 1024:
         raise Failed("line 1: the header's subject_ref must be 1 to 1024 bytes")
