@@ -1,6 +1,7 @@
 //! Evidence for regulators, built from stored data: the chain-of-custody bundle of one decision
 //! (FORMAT.md section 11) and the C2SP tlog-proof file of one record (section 10). The export, the
-//! third kind, is in `export.rs`.
+//! third kind, is in `export.rs`; the subject access package, whose entries are built here like a
+//! bundle's, in `package.rs`.
 //!
 //! Both are pinned to the latest published checkpoint: every inclusion proof is against it, and a
 //! record it does not cover yet (appended less than a checkpoint interval ago) is refused with
