@@ -26,7 +26,11 @@ impl Failure {
             K::Empty | K::MalformedHeader(_) | K::BadSubjectRef => {
                 Failure::new("malformed_header", "")
             }
-            // Malformed lines, and kinds `ledger` adds later: the message says what it is.
+            // The names the export's failures of the same kind have.
+            K::ControlCharacter { .. } => Failure::new("control_character", ""),
+            K::NoFinalNewline => Failure::new("missing_final_newline", ""),
+            K::LineTooLong { .. } => Failure::new("line_too_long", ""),
+            // Malformed entries, and kinds `ledger` adds later: the message says what it is.
             _ => Failure::new("malformed_entry", ""),
         };
         if let Some((seq, event_id)) = e.kind.record() {

@@ -285,6 +285,33 @@ async fn a_subjects_package_holds_their_records_values_and_erasures_and_verifies
     assert_eq!(out["failure"]["kind"], "out_of_order", "{out}");
     assert_eq!(out["failure"]["line"], 5, "{out}");
 
+    let mut appended = owned(&raw);
+    appended.push(raw[raw.len() - 1].to_owned());
+    let (code, out) = rewrite("appended.jsonl", appended);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["failure"]["kind"], "after_trailer", "{out}");
+    assert_eq!(out["failure"]["line"], 10, "{out}");
+
+    let mut widened = owned(&raw);
+    widened[0] = widened[0].replacen('{', "{\"from_seq\":0,", 1);
+    let (code, out) = rewrite("widened.jsonl", widened);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["failure"]["kind"], "malformed_header", "{out}");
+    assert_eq!(out["failure"]["line"], 1, "{out}");
+
+    let crlf = dir.path().join("crlf.jsonl");
+    std::fs::write(&crlf, text.replace('\n', "\r\n")).expect("write");
+    let (code, out) = verify_file(&crlf, &history);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["failure"]["kind"], "control_character", "{out}");
+    assert_eq!(out["failure"]["line"], 1, "{out}");
+    let unended = dir.path().join("unended.jsonl");
+    std::fs::write(&unended, text.trim_end_matches('\n')).expect("write");
+    let (code, out) = verify_file(&unended, &history);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["failure"]["kind"], "missing_final_newline", "{out}");
+    assert_eq!(out["failure"]["line"], 9, "{out}");
+
     // Another subject's decision, proven in the same checkpoint, slipped in at its place.
     let others = package_text(&s, OTHER).await;
     let foreign = others
