@@ -87,6 +87,7 @@ def targets(ev: str) -> list[Target]:
         Target("export-9.jsonl", "jsonl", ["export", "{}"] + h),
         Target("bundle.json", "json", ["bundle", "{}"] + h),
         Target("bundle-erased.json", "json", ["bundle", "{}"] + h),
+        Target("package.jsonl", "jsonl", ["package", "{}"] + h),
         Target("proof-5.txt", "tlog-proof", ["proof", "{}"] + h),
         Target("proof-25.txt", "tlog-proof", ["proof", "{}"] + h),
         Target("early.checkpoint", "text", swap("--old")),

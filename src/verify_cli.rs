@@ -19,6 +19,7 @@
 
 pub mod export;
 mod fast;
+mod package;
 
 /// Chains of signed records for the verifiers' unit tests.
 #[cfg(test)]
@@ -139,6 +140,15 @@ pub enum VerifyTarget {
     /// A chain-of-custody bundle: a decision and its follow-ups, each proven in a checkpoint.
     Bundle {
         /// The bundle file (`-` for standard input).
+        file: PathBuf,
+        /// Trust and output options.
+        #[command(flatten)]
+        options: VerifyOptions,
+    },
+    /// A subject access package (JSON Lines): every record concerning one subject, each proven
+    /// in a checkpoint, with the subject's personal data and what was erased.
+    Package {
+        /// The package file (`-` for standard input).
         file: PathBuf,
         /// Trust and output options.
         #[command(flatten)]
@@ -508,6 +518,28 @@ impl Outcome {
         }
     }
 
+    /// Marks the evidence verified against the checkpoint of `size` and `root`, unless the key
+    /// history it carries disagrees with the trusted one (then that is the failure); returns
+    /// whether it is verified.
+    fn verified_at(
+        &mut self,
+        trust: &Trust,
+        origin: &str,
+        keys: &[KeyInterval],
+        size: u64,
+        root: Hash,
+    ) -> bool {
+        if let Some(history) = trust.history_for(origin)
+            && let Err(h) = check_history(history, keys)
+        {
+            self.failure = Some(Failure::history(h));
+            return false;
+        }
+        self.verified = true;
+        self.checkpoint = Some(CheckpointInfo { size, root });
+        true
+    }
+
     /// This outcome failed with `failure`, after the time since `started`.
     fn failed(mut self, failure: Failure, started: Instant) -> Outcome {
         self.failure = Some(failure);
@@ -647,6 +679,7 @@ fn open_input(path: &Path) -> Result<Box<dyn BufRead + Send>, Unusable> {
 enum Kind {
     Export,
     Bundle,
+    Package,
     TlogProof,
 }
 
@@ -660,6 +693,8 @@ fn sniff(start: &[u8]) -> Option<Kind> {
         Some(Kind::Export)
     } else if text.contains(BUNDLE_FORMAT) {
         Some(Kind::Bundle)
+    } else if text.contains(ledger::package::PACKAGE_FORMAT) {
+        Some(Kind::Package)
     } else {
         None
     }
@@ -679,6 +714,10 @@ pub fn run(args: VerifyArgs) -> u8 {
         Some(VerifyTarget::Proof { file, options }) => {
             (verify_proof_file(&file, &options), options.json)
         }
+        Some(VerifyTarget::Package { file, options }) => (
+            package::verify_package_file(&file, &options),
+            options.json,
+        ),
         Some(VerifyTarget::Consistency {
             old,
             new,
@@ -721,6 +760,7 @@ fn verify_any(file: &Path, options: &VerifyOptions) -> Result<Outcome, Unusable>
     match kind {
         Some(Kind::Export) => verify_export_file(file, &[], options),
         Some(Kind::Bundle) => verify_bundle_file(file, options),
+        Some(Kind::Package) => package::verify_package_file(file, options),
         Some(Kind::TlogProof) => verify_proof_file(file, options),
         // Read, but recognized as no kind of evidence: not verified (exit 1), as any damaged
         // evidence would be — a changed byte can make a file unrecognizable.
@@ -929,16 +969,13 @@ fn verify_bundle_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, U
     });
     match checked {
         Ok((bundle, report)) => {
-            if let Some(history) = trust.history_for(&bundle.origin)
-                && let Err(h) = check_history(history, &bundle.keys)
-            {
-                outcome.failure = Some(Failure::history(h));
-            } else {
-                outcome.verified = true;
-                outcome.checkpoint = Some(CheckpointInfo {
-                    size: report.checkpoint_size.get(),
-                    root: report.checkpoint_root,
-                });
+            if outcome.verified_at(
+                &trust,
+                &bundle.origin,
+                &bundle.keys,
+                report.checkpoint_size.get(),
+                report.checkpoint_root,
+            ) {
                 outcome.records = Some(report.entries.len() as u64);
                 outcome.proven.push(format!(
                     "decision {} and {} linked record(s) are in the log: each hash, signature and key interval checked, each inclusion proof leads to the signed checkpoint of size {} (root {}, signed by key {})",
@@ -1114,21 +1151,31 @@ fn checkpoint_note_of(path: &Path) -> Result<Result<String, Failure>, Unusable> 
             .map_err(|e| Unusable(format!("{}: {e}", path.display())))
     };
     Ok(match kind {
-        Some(Kind::Export) => {
+        Some(kind @ (Kind::Export | Kind::Package)) => {
+            let (what, max) = if kind == Kind::Export {
+                ("export", ledger::export::EXPORT_LINE_BYTES_MAX)
+            } else {
+                ("package", ledger::package::PACKAGE_LINE_BYTES_MAX)
+            };
             let mut line = Vec::new();
             input
-                .take(ledger::export::EXPORT_LINE_BYTES_MAX as u64 + 1)
+                .take(max as u64 + 1)
                 .read_until(b'\n', &mut line)
                 .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
             let Some(line) = line.strip_suffix(b"\n") else {
-                return Ok(Err(malformed("the export header has no newline".into())));
+                return Ok(Err(malformed(format!("the {what} header has no newline"))));
             };
             if let Err(e) = ledger::export::check_line_bytes(line) {
-                return Ok(Err(malformed(format!("malformed export header: {e}"))));
+                return Ok(Err(malformed(format!("malformed {what} header: {e}"))));
             }
-            ledger::json::from_slice::<ledger::export::ExportHeader>(line)
-                .map(|header| header.checkpoint)
-                .map_err(|e| malformed(format!("malformed export header: {e}")))
+            let checkpoint = if kind == Kind::Export {
+                ledger::json::from_slice::<ledger::export::ExportHeader>(line)
+                    .map(|header| header.checkpoint)
+            } else {
+                ledger::json::from_slice::<ledger::package::PackageHeader>(line)
+                    .map(|header| header.checkpoint)
+            };
+            checkpoint.map_err(|e| malformed(format!("malformed {what} header: {e}")))
         }
         Some(Kind::Bundle) => {
             let bytes = read_all(input, ledger::bundle::BUNDLE_BYTES_MAX)?;

@@ -22,8 +22,8 @@ use crate::proof_file::PROOF_HASHES_MAX;
 use crate::record::{ERASABLE_FIELDS_MAX, ErasableValue, EventType, FieldName, Record};
 use crate::types::{EventId, Hash, Sequence, TenantId, TreeSize};
 use crate::verify::{
-    EvidenceHeadError, RecordError, RecordInclusionError, verify_evidence_head, verify_record,
-    verify_record_inclusion,
+    EvidenceHead, EvidenceHeadError, RecordError, RecordInclusionError, verify_evidence_head,
+    verify_record, verify_record_inclusion,
 };
 
 /// The value of a bundle's `format` field.
@@ -401,65 +401,12 @@ pub fn verify_bundle(
         &bundle.verifier_keys,
         trusted,
     )?;
+    let mut checker = EntryChecker::new(bundle.tenant.clone());
     let mut reports = Vec::with_capacity(bundle.entries.len());
-    let mut previous: Option<u64> = None;
-    // Erasure sequence numbers named by earlier entries, with what each is named for: the
-    // erasure comes after what it erases, so it is checked when its own entry is reached.
-    let mut named: BTreeMap<u64, Vec<NamedErasure>> = BTreeMap::new();
     for (index, entry) in bundle.entries.iter().enumerate() {
-        let record = &entry.record;
-        let seq = record.seq.get();
-        let event_id = record.event_id;
-        if record.tenant != bundle.tenant {
-            return Err(BundleError::WrongTenant {
-                seq,
-                event_id,
-                found: record.tenant.clone(),
-            });
-        }
-        if let Some(previous) = previous
-            && seq <= previous
-        {
-            return Err(BundleError::OutOfOrder {
-                seq,
-                event_id,
-                previous,
-            });
-        }
-        previous = Some(seq);
-        verify_record(record, &head.ring)?;
-        if entry.inclusion_proof.len() > PROOF_HASHES_MAX {
-            return Err(BundleError::ProofTooLong {
-                seq,
-                hashes: entry.inclusion_proof.len(),
-                max: PROOF_HASHES_MAX,
-            });
-        }
-        verify_record_inclusion(record, &entry.inclusion_proof, &head.checkpoint)?;
-        let named_here = named.remove(&seq);
-        if let Some(fields) = &named_here {
-            check_named_erasure(record, fields)?;
-        } else {
-            check_role(index, record, bundle.decision_event_id)?;
-        }
-        let (verified, absent) = check_erasable(entry)?;
-        let erased = check_erased(entry)?;
-        for (field, erasure_seq) in &erased {
-            named.entry(*erasure_seq).or_default().push(NamedErasure {
-                seq,
-                event_id,
-                field: field.clone(),
-            });
-        }
-        reports.push(BundleEntryReport {
-            seq,
-            event_id,
-            event_type: record.event_type,
-            erasable_values_verified: verified,
-            erasable_values_absent: absent - erased.len(),
-            erasable_values_erased: erased.len(),
-            erased,
-        });
+        reports.push(checker.check(entry, &head, |record| {
+            check_role(index, record, bundle.decision_event_id)
+        })?);
     }
     Ok(BundleReport {
         tenant: bundle.tenant.clone(),
@@ -470,6 +417,105 @@ pub fn verify_bundle(
         decision_event_id: bundle.decision_event_id,
         entries: reports,
     })
+}
+
+/// The checks every entry of a bundle or of a subject access package (see [`crate::package`])
+/// passes, in order: the record is the tenant's, comes after the previous entry, verifies
+/// against the key history, is proven in the checkpoint; its erasable values match their
+/// commitments and its erased marks are well formed. It remembers the erasures earlier entries
+/// name, so that the entry holding one is checked to be an erasure covering the marks; every
+/// other entry passes the caller's `role` check (what makes it belong in the evidence).
+///
+/// Its memory is the erased marks whose erasure has not been reached yet, not the entries.
+#[derive(Debug)]
+pub struct EntryChecker {
+    tenant: TenantId,
+    previous: Option<u64>,
+    /// Erasure sequence numbers named by earlier entries, with what each is named for: the
+    /// erasure comes after what it erases, so it is checked when its own entry is reached.
+    named: BTreeMap<u64, Vec<NamedErasure>>,
+}
+
+impl EntryChecker {
+    /// A checker for the entries of `tenant`'s evidence, before the first entry.
+    pub fn new(tenant: TenantId) -> Self {
+        EntryChecker {
+            tenant,
+            previous: None,
+            named: BTreeMap::new(),
+        }
+    }
+
+    /// Checks the next entry against the verified `head`; `role` decides whether a record that
+    /// no earlier entry names as an erasure belongs in the evidence.
+    ///
+    /// # Errors
+    /// The first failing check, as a [`BundleError`] (converted into `E`) or `role`'s error.
+    pub fn check<E: From<BundleError>>(
+        &mut self,
+        entry: &BundleEntry,
+        head: &EvidenceHead,
+        role: impl FnOnce(&Record) -> Result<(), E>,
+    ) -> Result<BundleEntryReport, E> {
+        let record = &entry.record;
+        let seq = record.seq.get();
+        let event_id = record.event_id;
+        if record.tenant != self.tenant {
+            return Err(BundleError::WrongTenant {
+                seq,
+                event_id,
+                found: record.tenant.clone(),
+            }
+            .into());
+        }
+        if let Some(previous) = self.previous
+            && seq <= previous
+        {
+            return Err(BundleError::OutOfOrder {
+                seq,
+                event_id,
+                previous,
+            }
+            .into());
+        }
+        self.previous = Some(seq);
+        verify_record(record, &head.ring).map_err(BundleError::from)?;
+        if entry.inclusion_proof.len() > PROOF_HASHES_MAX {
+            return Err(BundleError::ProofTooLong {
+                seq,
+                hashes: entry.inclusion_proof.len(),
+                max: PROOF_HASHES_MAX,
+            }
+            .into());
+        }
+        verify_record_inclusion(record, &entry.inclusion_proof, &head.checkpoint)
+            .map_err(BundleError::from)?;
+        match self.named.remove(&seq) {
+            Some(fields) => check_named_erasure(record, &fields)?,
+            None => role(record)?,
+        }
+        let (verified, absent) = check_erasable(entry)?;
+        let erased = check_erased(entry)?;
+        for (field, erasure_seq) in &erased {
+            self.named
+                .entry(*erasure_seq)
+                .or_default()
+                .push(NamedErasure {
+                    seq,
+                    event_id,
+                    field: field.clone(),
+                });
+        }
+        Ok(BundleEntryReport {
+            seq,
+            event_id,
+            event_type: record.event_type,
+            erasable_values_verified: verified,
+            erasable_values_absent: absent - erased.len(),
+            erasable_values_erased: erased.len(),
+            erased,
+        })
+    }
 }
 
 /// The first entry is the decision; every other one links to it.
@@ -541,6 +587,7 @@ fn check_erasable(entry: &BundleEntry) -> Result<(usize, usize), BundleError> {
 }
 
 /// A field that an entry marks erased, by the record it names as the erasure.
+#[derive(Debug)]
 struct NamedErasure {
     /// The sequence number of the record whose field was erased.
     seq: u64,

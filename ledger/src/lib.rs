@@ -19,6 +19,7 @@ pub mod json;
 pub mod keys;
 pub mod merkle;
 pub mod note;
+pub mod package;
 pub mod payload;
 pub mod proof_file;
 pub mod record;

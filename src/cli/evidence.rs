@@ -1,5 +1,5 @@
 //! The commands that produce evidence from the store for `auditex verify` (or any independent
-//! verifier) to check: `auditex export`, `auditex bundle` and `auditex proof`.
+//! verifier) to check: `auditex export`, `auditex bundle`, `auditex package` and `auditex proof`.
 //!
 //! They only read: the store is opened without the background checkpoint publisher, so producing
 //! evidence never signs anything. Output goes to standard output or, with `--output FILE`, to a
@@ -152,6 +152,44 @@ pub async fn bundle_command(
     let mut text = result?.to_json();
     text.push('\n');
     write_all(output, text.as_bytes()).await
+}
+
+/// `auditex package`: the access package of one data subject. The subject index is brought up
+/// to date first (the store opened here runs the projections), so the package is complete.
+///
+/// # Errors
+/// When the subject is unknown, its records are not checkpointed yet, or the store fails.
+pub async fn package_command(
+    store: &StoreSettings,
+    tenant: &str,
+    subject: &str,
+    output: Option<&Path>,
+) -> CliResult {
+    let tenant = TenantId::parse(tenant)?;
+    let s = open_read_only(store).await?;
+    let result = async {
+        s.views_runner().catch_up(&s).await?;
+        let plan = s.package_plan(&tenant, subject).await?;
+        let mut out = Output::create(output).await?;
+        match s.write_package(&plan, out.writer()).await {
+            Ok(summary) => {
+                out.finish().await?;
+                Ok(summary)
+            }
+            Err(e) => {
+                out.abandon().await;
+                Err(CliError::from(e))
+            }
+        }
+    }
+    .await;
+    s.shutdown().await;
+    let summary = result?;
+    eprintln!(
+        "wrote the access package of {subject:?} ({tenant}): {} record(s), {} bytes",
+        summary.records, summary.bytes
+    );
+    Ok(())
 }
 
 /// `auditex proof`: the tlog-proof file of record `seq`, or the consistency proof from the tree

@@ -231,6 +231,21 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Write the access package of one data subject (JSON Lines, FORMAT.md section 12b).
+    Package {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The subject reference.
+        #[arg(long, value_name = "SUBJECT_REF")]
+        subject: String,
+        /// Write to this file (atomically) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Write the C2SP tlog-proof file of one record (--seq), or the consistency-proof file
     /// between two published checkpoints (--old-size).
     Proof {
@@ -822,6 +837,14 @@ pub async fn run(cli: Cli) -> CliResult {
             store,
         } => {
             evidence::bundle_command(&store.settings(), &tenant, &decision, output.as_deref()).await
+        }
+        Command::Package {
+            tenant,
+            subject,
+            output,
+            store,
+        } => {
+            evidence::package_command(&store.settings(), &tenant, &subject, output.as_deref()).await
         }
         Command::Proof {
             tenant,

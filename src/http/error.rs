@@ -401,6 +401,7 @@ impl From<crate::store::EvidenceError> for ApiError {
             E::EventNotFound(_) | E::RecordNotFound(_) => {
                 ApiError::NotFound("no such record".into())
             }
+            E::UnknownSubject => ApiError::NotFound("unknown subject".into()),
             E::NoCheckpoint | E::NotYetCheckpointed { .. } => ApiError::NotFound(e.to_string()),
             E::NotADecision { .. } | E::TooManyEntries { .. } | E::OutOfRange(_) => {
                 ApiError::BadParameter(e.to_string())

@@ -21,6 +21,7 @@ pub(crate) mod error;
 mod input;
 pub(crate) mod integrity;
 pub(crate) mod openapi;
+pub(crate) mod package;
 pub(crate) mod params;
 pub(crate) mod readiness;
 pub(crate) mod subjects;
@@ -130,6 +131,7 @@ pub fn routes() -> Router<AppState> {
         .merge(integrity::routes())
         .merge(views::routes())
         .merge(subjects::routes())
+        .merge(package::routes())
         .merge(api::ops_routes())
         .merge(readiness::routes())
         .merge(openapi::routes())

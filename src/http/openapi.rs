@@ -12,7 +12,7 @@ use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, ProblemField};
-use super::{api, integrity, subjects, views};
+use super::{api, integrity, package, subjects, views};
 use crate::app::AppState;
 use crate::app::integrity as checks;
 
@@ -49,6 +49,7 @@ use crate::app::integrity as checks;
         views::oversight_queue,
         views::oversight_actions,
         views::subject_records,
+        package::subject_package,
         views::daily_volumes,
         views::projection_status,
         subjects::erase_subject,

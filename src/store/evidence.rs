@@ -1,6 +1,7 @@
 //! Evidence for regulators, built from stored data: the chain-of-custody bundle of one decision
 //! (FORMAT.md section 11) and the C2SP tlog-proof file of one record (section 10). The export, the
-//! third kind, is in `export.rs`.
+//! third kind, is in `export.rs`; the subject access package, whose entries are built here like a
+//! bundle's, in `package.rs`.
 //!
 //! Both are pinned to the latest published checkpoint: every inclusion proof is against it, and a
 //! record it does not cover yet (appended less than a checkpoint interval ago) is refused with
@@ -8,10 +9,11 @@
 //! read with the store's read-back hash check, so a damaged record is refused, never proven.
 
 use ledger::bundle::{Bundle, BundleEntry, BundleFormat, ENTRIES_MAX, ErasedField};
+use ledger::keys::KeyRing;
 use ledger::note::VerifierKey;
 use ledger::payload::linked_decisions;
 use ledger::proof_file::TlogProof;
-use ledger::record::{EventType, Record};
+use ledger::record::{EventType, FieldName, Record};
 use ledger::types::{EventId, Sequence, TenantId, TreeSize};
 use ledger::verify::tlog_proof_for;
 
@@ -31,6 +33,10 @@ pub enum EvidenceError {
         /// Its type.
         event_type: EventType,
     },
+    /// The tenant holds no record concerning this subject (also what another tenant's subject
+    /// gets).
+    #[error("unknown subject")]
+    UnknownSubject,
     /// No record has this sequence number.
     #[error("no record {0}")]
     RecordNotFound(u64),
@@ -157,34 +163,13 @@ impl Store {
             let Some((record, erased)) = slots[i].take() else {
                 continue;
             };
-            let seq = record.seq;
-            let inclusion_proof = self
-                .inclusion_proof(tenant, seq.leaf_index(), checkpoint.size)
-                .await?;
-            let values = self.erasable_values(tenant, seq).await?;
-            let erased: std::collections::BTreeMap<_, _> = erased
-                .into_iter()
-                .filter(|(field, _)| !values.contains_key(field))
-                .map(|(field, by)| {
-                    Sequence::new(by)
-                        .map(|erasure_seq| (field, ErasedField { erasure_seq }))
-                        .map_err(|e| EvidenceError::OutOfRange(e.to_string()))
-                })
-                .collect::<Result<_, _>>()?;
-            entries.push(BundleEntry {
-                record,
-                inclusion_proof,
-                erasable_values: (!values.is_empty()).then_some(values),
-                erased: (!erased.is_empty()).then_some(erased),
-            });
+            entries.push(
+                self.evidence_entry(tenant, record, erased, checkpoint.size)
+                    .await?,
+            );
         }
         let origin = self.origin(tenant).await?;
-        let verifier_keys = ring
-            .intervals()
-            .iter()
-            .map(|k| VerifierKey::new(&origin, k.public_key).map(|v| v.to_string()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Corrupt(format!("checkpoint key of {origin}: {e}")))?;
+        let verifier_keys = verifier_keys(&origin, &ring)?;
         Ok(Bundle {
             format: BundleFormat,
             tenant: tenant.clone(),
@@ -194,6 +179,36 @@ impl Store {
             keys: ring.intervals().to_vec(),
             verifier_keys,
             entries,
+        })
+    }
+
+    /// A record as an entry of a bundle or package: with its inclusion proof in the tree of
+    /// `size`, its erasable values still held, and the fields of `erased` (field → seq of the
+    /// erasure that erased it) that have no value marked erased.
+    pub(crate) async fn evidence_entry(
+        &self,
+        tenant: &TenantId,
+        record: Record,
+        erased: std::collections::BTreeMap<FieldName, u64>,
+        size: TreeSize,
+    ) -> Result<BundleEntry, EvidenceError> {
+        let seq = record.seq;
+        let inclusion_proof = self.inclusion_proof(tenant, seq.leaf_index(), size).await?;
+        let values = self.erasable_values(tenant, seq).await?;
+        let erased: std::collections::BTreeMap<_, _> = erased
+            .into_iter()
+            .filter(|(field, _)| !values.contains_key(field))
+            .map(|(field, by)| {
+                Sequence::new(by)
+                    .map(|erasure_seq| (field, ErasedField { erasure_seq }))
+                    .map_err(|e| EvidenceError::OutOfRange(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(BundleEntry {
+            record,
+            inclusion_proof,
+            erasable_values: (!values.is_empty()).then_some(values),
+            erased: (!erased.is_empty()).then_some(erased),
         })
     }
 
@@ -228,7 +243,7 @@ impl Store {
     }
 
     /// The latest checkpoint, which evidence is proven against.
-    async fn pinned_checkpoint(
+    pub(super) async fn pinned_checkpoint(
         &self,
         tenant: &TenantId,
     ) -> Result<StoredCheckpoint, EvidenceError> {
@@ -239,6 +254,16 @@ impl Store {
             .await?
             .ok_or(EvidenceError::NoCheckpoint)
     }
+}
+
+/// The C2SP verifier keys of every checkpoint-signing key of the history, named `origin`, as the
+/// `verifier_keys` of a bundle, export or package list them.
+pub(super) fn verifier_keys(origin: &str, ring: &KeyRing) -> Result<Vec<String>, StoreError> {
+    ring.intervals()
+        .iter()
+        .map(|k| VerifierKey::new(origin, k.public_key).map(|v| v.to_string()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt(format!("checkpoint key of {origin}: {e}")))
 }
 
 /// Whether `record` is a follow-up of the decision `decision` (FORMAT.md section 7).

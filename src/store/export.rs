@@ -13,12 +13,11 @@
 //! proof the store cannot build — is also returned in [`ExportSummary::damage`].
 
 use ledger::export::{EXPORT_FORMAT, ExportFormat, ExportHeader, ExportTrailer, record_line};
-use ledger::note::VerifierKey;
 use ledger::types::{Hash, LeafIndex, Sequence, TenantId, TreeSize};
 use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::{EvidenceError, Store, StoreError};
+use super::{EvidenceError, Store};
 
 /// Records read from the database per query while exporting; with the write buffer this bounds
 /// the exporter's memory whatever the ledger's length.
@@ -73,16 +72,7 @@ impl Store {
             )));
         }
         let origin = self.origin(tenant).await?;
-        let verifier_keys = ring
-            .intervals()
-            .iter()
-            .map(|k| VerifierKey::new(&origin, k.public_key).map(|v| v.to_string()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                EvidenceError::Store(StoreError::Corrupt(format!(
-                    "checkpoint key of {origin}: {e}"
-                )))
-            })?;
+        let verifier_keys = super::evidence::verifier_keys(&origin, &ring)?;
         let header = ExportHeader {
             format: ExportFormat,
             tenant: tenant.clone(),
@@ -92,7 +82,7 @@ impl Store {
             keys: ring.intervals().to_vec(),
             verifier_keys,
         };
-        let mut writer = CountingWriter { out, bytes: 0 };
+        let mut writer = CountingWriter::new(out);
         writer.write(header.to_line().as_bytes()).await?;
 
         let mut damage = Vec::new();
@@ -152,7 +142,7 @@ impl Store {
             inclusion_proof,
         };
         writer.write(trailer.to_line().as_bytes()).await?;
-        writer.out.flush().await.map_err(EvidenceError::Write)?;
+        writer.flush().await?;
         for problem in &damage {
             tracing::warn!(tenant = %tenant, problem = %problem, "export of a damaged ledger");
         }
@@ -169,14 +159,26 @@ impl Store {
     }
 }
 
-/// Counts what goes through to the output.
-struct CountingWriter<'w, W: ?Sized> {
+/// Counts what goes through to the output (the export's and the access package's writer).
+pub(super) struct CountingWriter<'w, W: ?Sized> {
     out: &'w mut W,
     bytes: u64,
 }
 
-impl<W: AsyncWrite + Unpin + ?Sized> CountingWriter<'_, W> {
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), EvidenceError> {
+impl<'w, W: AsyncWrite + Unpin + ?Sized> CountingWriter<'w, W> {
+    pub(super) fn new(out: &'w mut W) -> Self {
+        CountingWriter { out, bytes: 0 }
+    }
+
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub(super) async fn flush(&mut self) -> Result<(), EvidenceError> {
+        self.out.flush().await.map_err(EvidenceError::Write)
+    }
+
+    pub(super) async fn write(&mut self, bytes: &[u8]) -> Result<(), EvidenceError> {
         self.out
             .write_all(bytes)
             .await

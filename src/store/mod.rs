@@ -22,6 +22,7 @@ mod evidence;
 mod export;
 pub(crate) mod faults;
 mod integrity;
+pub mod package;
 mod postgres;
 pub mod reseal;
 pub mod rollback;

@@ -12,6 +12,7 @@ mod http;
 mod http_bodies;
 mod http_erasure;
 mod http_integrity;
+mod http_package;
 mod http_views;
 mod ops;
 mod portal;

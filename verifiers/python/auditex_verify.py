@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """An independent verifier of Auditex evidence, written from FORMAT.md alone.
 
-It checks the three kinds of evidence Auditex produces, and two checkpoints against each other:
+It checks the four kinds of evidence Auditex produces, and two checkpoints against each other:
 
     auditex_verify.py export FILE  --key-history HISTORY.json   (FORMAT.md sections 12, 13)
     auditex_verify.py bundle FILE  --key VKEY                   (section 11)
+    auditex_verify.py package FILE --key-history HISTORY.json   (section 12b)
     auditex_verify.py proof  FILE  --keys VKEYS.txt             (section 10)
     auditex_verify.py consistency --old SAVED --new LATEST --proof PROOF --keys VKEYS.txt
                                                                 (sections 8, 9, 13 item 8)
@@ -43,6 +44,7 @@ ERASABLE_DOMAIN = b"auditex:erasable:v1"
 KEY_ID_DOMAIN = b"auditex:key:v1"
 EXPORT_FORMAT = "auditex-export/v1"
 BUNDLE_FORMAT = "auditex-custody-bundle/v1"
+PACKAGE_FORMAT = "auditex-subject-package/v1"
 TLOG_PROOF_HEADER = "c2sp.org/tlog-proof@v1"
 CONSISTENCY_PROOF_FORMAT = "auditex-consistency-proof/v1"
 NOTE_BYTES_MAX = 256 * 1024
@@ -638,18 +640,24 @@ def open_head(doc, trust: Trust) -> tuple[Checkpoint, list[KeyInterval]]:
 # --- Export (section 12) -------------------------------------------------------------------------
 
 
-def verify_export(lines: Iterator[str], trust: Trust) -> list[str]:
+def read_header(lines: Iterator[str], kind: str, title: str, fmt: str, members: set[str], section: str, at: str = ""):
+    """The first line of JSON Lines evidence: JSON, of the format `fmt`, with exactly `members`."""
     try:
         header = parse_json(next(lines))
     except StopIteration:
-        raise Failed("the export has no header line")
+        raise Failed(f"{at}the {kind} has no header line")
     except ValueError as e:
-        raise Failed(f"not an Auditex export: the header is not JSON: {e}") from e
-    if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
-        raise Failed("not an Auditex export (no format auditex-export/v1 header)")
+        raise Failed(f"{at}not {title}: the header is not JSON: {e}") from e
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        raise Failed(f"{at}not {title} (no format {fmt} header)")
+    if set(header) != members:
+        raise Failed(f"{at}the {kind} header's members are not those of FORMAT.md section {section}")
+    return header
+
+
+def verify_export(lines: Iterator[str], trust: Trust) -> list[str]:
     allowed = {"format", "tenant", "origin", "from_seq", "checkpoint", "keys", "verifier_keys"}
-    if set(header) != allowed:
-        raise Failed("the export header's members are not those of FORMAT.md section 12")
+    header = read_header(lines, "export", "an Auditex export", EXPORT_FORMAT, allowed, "12")
     checkpoint, keys = open_head(header, trust)
     from_seq = header["from_seq"]
     if not is_int(from_seq) or not 0 <= from_seq <= checkpoint.size:
@@ -718,39 +726,39 @@ def linked_decisions(rec) -> list[str]:
     return out
 
 
-def verify_bundle(doc, trust: Trust) -> list[str]:
-    if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
-        raise Failed("not a custody bundle (no format auditex-custody-bundle/v1)")
-    allowed = {"format", "tenant", "origin", "decision_event_id", "checkpoint", "keys", "verifier_keys", "entries"}
-    if set(doc) != allowed:
-        raise Failed("the bundle's members are not those of FORMAT.md section 11")
-    checkpoint, keys = open_head(doc, trust)
-    entries = doc["entries"]
-    if not isinstance(entries, list) or not entries:
-        raise Failed("the bundle has no entries")
-    decision, previous, proven = doc["decision_event_id"], None, []
-    # Erasure seqs named by earlier entries -> [(seq, event_id, field)]: an erasure comes after
-    # what it erases, so it is checked when its own entry is reached.
-    named: dict[int, list[tuple[int, str, str]]] = {}
-    for i, entry in enumerate(entries):
+class EntryChecker:
+    """The checks every entry of a bundle (section 11) or of a subject access package (section 12b)
+    passes: the record verifies and is the tenant's, comes after the previous entry, is proven in
+    the checkpoint, its values match their commitments and its erased marks are well formed. An
+    entry that an earlier entry names as the erasure of a field must be an erasure covering it;
+    every other entry passes the caller's `role` check (what makes it belong in the evidence)."""
+
+    def __init__(self, tenant: str, keys: list[KeyInterval], checkpoint: Checkpoint):
+        self.tenant, self.keys, self.checkpoint = tenant, keys, checkpoint
+        self.previous = None
+        # Erasure seqs named by earlier entries -> [(seq, event_id, field)]: an erasure comes
+        # after what it erases, so it is checked when its own entry is reached.
+        self.named: dict[int, list[tuple[int, str, str]]] = {}
+
+    def check(self, entry, what: str, role) -> tuple[str, int, int, int]:
+        """Checks one entry; returns the sentence it proves and how many values matched, how
+        many fields were withheld and how many marked erased."""
         if not isinstance(entry, dict) or not {"record", "inclusion_proof"} <= set(entry) <= {"record", "inclusion_proof", "erasable_values", "erased"}:
-            raise Failed(f"entry {i} is malformed")
+            raise Failed(f"{what} is malformed")
         rec = entry["record"]
-        seq, event_id, h = check_record(rec, keys, doc["tenant"])
-        if previous is not None and seq <= previous:
-            raise Failed(f"record {seq} follows record {previous}: entries must increase", seq, event_id)
-        previous = seq
+        seq, event_id, h = check_record(rec, self.keys, self.tenant)
+        if self.previous is not None and seq <= self.previous:
+            raise Failed(f"record {seq} follows record {self.previous}: entries must increase", seq, event_id)
+        self.previous = seq
+        checkpoint = self.checkpoint
         proof = [unhex(x, 32, "inclusion proof hash") for x in entry["inclusion_proof"]]
         if not verify_inclusion(leaf_hash(h), seq, checkpoint.size, proof, checkpoint.root):
             raise Failed(f"record {seq} (event {event_id}) is not proven to be in the tree of size {checkpoint.size}", seq, event_id)
-        named_here = named.pop(seq, None)
+        named_here = self.named.pop(seq, None)
         if named_here:
             check_named_erasure(rec, named_here)
-        elif i == 0:
-            if rec["event_type"] != "decision" or event_id != decision:
-                raise Failed(f"the first entry, record {seq}, is not the decision {decision}", seq, event_id)
-        elif decision not in linked_decisions(rec):
-            raise Failed(f"record {seq} (event {event_id}) does not link to decision {decision}", seq, event_id)
+        else:
+            role(rec, seq, event_id)
         values = entry.get("erasable_values") or {}
         for field, v in values.items():
             commitment = rec["erasable"].get(field)
@@ -761,14 +769,94 @@ def verify_bundle(doc, trust: Trust) -> list[str]:
                 raise Failed(f"record {seq}: erasable value {field} does not match its commitment", seq, event_id)
         erased = check_erased(entry, rec, values)
         for field, erasure_seq in erased.items():
-            named.setdefault(erasure_seq, []).append((seq, event_id, field))
+            self.named.setdefault(erasure_seq, []).append((seq, event_id, field))
         by = ", ".join(f"{field} by seq {erasure_seq}" for field, erasure_seq in erased.items())
-        proven.append(
+        withheld = len(rec["erasable"]) - len(values) - len(erased)
+        proven = (
             f"record {seq} ({rec['event_type']} {event_id}) in the checkpoint of size {checkpoint.size}; "
-            f"{len(values)} erasable value(s) matched, {len(rec['erasable']) - len(values) - len(erased)} absent (withheld), "
+            f"{len(values)} erasable value(s) matched, {withheld} absent (withheld), "
             f"{len(erased)} erased" + (f" ({by})" if by else "")
         )
+        return proven, len(values), withheld, len(erased)
+
+
+def verify_bundle(doc, trust: Trust) -> list[str]:
+    if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
+        raise Failed("not a custody bundle (no format auditex-custody-bundle/v1)")
+    allowed = {"format", "tenant", "origin", "decision_event_id", "checkpoint", "keys", "verifier_keys", "entries"}
+    if set(doc) != allowed:
+        raise Failed("the bundle's members are not those of FORMAT.md section 11")
+    checkpoint, keys = open_head(doc, trust)
+    entries = doc["entries"]
+    if not isinstance(entries, list) or not entries:
+        raise Failed("the bundle has no entries")
+    decision, proven = doc["decision_event_id"], []
+    checker = EntryChecker(doc["tenant"], keys, checkpoint)
+    for i, entry in enumerate(entries):
+        def role(rec, seq, event_id, i=i):
+            if i == 0:
+                if rec["event_type"] != "decision" or event_id != decision:
+                    raise Failed(f"the first entry, record {seq}, is not the decision {decision}", seq, event_id)
+            elif decision not in linked_decisions(rec):
+                raise Failed(f"record {seq} (event {event_id}) does not link to decision {decision}", seq, event_id)
+        proven.append(checker.check(entry, f"entry {i}", role)[0])
     return proven
+
+
+# --- Subject access package (section 12b) --------------------------------------------------------
+
+
+def verify_package(lines: Iterator[str], trust: Trust) -> list[str]:
+    allowed = {"format", "tenant", "origin", "subject_ref", "checkpoint", "keys", "verifier_keys"}
+    header = read_header(lines, "package", "an Auditex subject access package", PACKAGE_FORMAT, allowed, "12b", "line 1: ")
+    subject = header["subject_ref"]
+    if not isinstance(subject, str) or not 1 <= len(subject.encode("utf-8")) <= 1024:
+        raise Failed("line 1: the header's subject_ref must be 1 to 1024 bytes")
+    checkpoint, keys = open_head(header, trust)
+    checker = EntryChecker(header["tenant"], keys, checkpoint)
+    decisions: set[str] = set()
+    count = matched = withheld = erased = 0
+    trailer = None
+    for n, line in enumerate(lines, start=2):
+        if trailer is not None:
+            raise Failed(f"line {n}: a line follows the trailer")
+        try:
+            doc = parse_json(line)
+        except ValueError as e:
+            raise Failed(f"line {n}: malformed JSON: {e}") from e
+        if isinstance(doc, dict) and "end" in doc:
+            end = doc["end"]
+            if set(doc) != {"end"} or not isinstance(end, dict) or set(end) != {"records"} or not is_int(end["records"]):
+                raise Failed(f"line {n}: malformed trailer (exactly {{\"end\":{{\"records\":N}}}})")
+            if end["records"] != count:
+                raise Failed(f"line {n}: the trailer counts {end['records']} records, but the package holds {count}")
+            trailer = doc
+            continue
+
+        def role(rec, seq, event_id):
+            payload = rec["payload"]
+            if payload.get("subject_ref") == subject:
+                if rec["event_type"] == "decision":
+                    decisions.add(event_id)
+                return
+            if rec["event_type"] != "decision" and any(d in decisions for d in linked_decisions(rec)):
+                return
+            raise Failed(
+                f"record {seq} (event {event_id}, {rec['event_type']}) does not concern subject {subject!r}",
+                seq, event_id,
+            )
+
+        try:
+            _, m, w, e = checker.check(doc, "the entry", role)
+        except Failed as f:
+            raise Failed(f"line {n}: {f}", f.seq, f.event_id) from f
+        count, matched, withheld, erased = count + 1, matched + m, withheld + w, erased + e
+    if trailer is None:
+        raise Failed("the package ends without its trailer line: it is incomplete")
+    return [
+        f"{count} record(s) concerning subject {subject!r} ({len(decisions)} decision(s)) in the checkpoint of size {checkpoint.size}",
+        f"erasable values: {matched} matched their commitments, {withheld} withheld, {erased} erased",
+    ]
 
 
 def check_erased(entry, rec, values) -> dict[str, int]:
@@ -1041,7 +1129,7 @@ def read_lines(path: str) -> Iterator[str]:
 
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify Auditex evidence offline (FORMAT.md).")
-    parser.add_argument("kind", choices=["export", "bundle", "proof", "consistency"])
+    parser.add_argument("kind", choices=["export", "bundle", "package", "proof", "consistency"])
     parser.add_argument("file", nargs="?", help="the evidence (not for consistency)")
     parser.add_argument("--key", action="append", default=[], help="trusted C2SP verifier key (repeatable)")
     parser.add_argument("--keys", help="file of trusted verifier keys, one per line")
@@ -1064,6 +1152,8 @@ def main(argv: Iterable[str] | None = None) -> int:
             proven = verify_checkpoint_consistency(args.old, args.new, args.proof, trust)
         elif args.kind == "export":
             proven = verify_export(read_lines(args.file), trust)
+        elif args.kind == "package":
+            proven = verify_package(read_lines(args.file), trust)
         elif args.kind == "bundle":
             try:
                 doc = parse_json(read_text(args.file))

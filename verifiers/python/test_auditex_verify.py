@@ -702,3 +702,94 @@ class ErasedFields(unittest.TestCase):
 
     def test_an_erasure_record_no_entry_names_must_link_to_the_decision(self):
         self.fails(self.bundle([0, 1, 2]), f"record 2 (event {event_id(2)}) does not link to decision {event_id(0)}", 2)
+
+
+class SubjectPackage(unittest.TestCase):
+    """The subject access package (FORMAT.md section 12b) on the records of `ErasedFields`, plus
+    5, a decision of another subject, and 6, a review of it."""
+
+    def setUp(self):
+        ErasedFields.setUp(self)
+        prev = self.hashes[-1]
+        for event_type, payload in (
+            ("decision", {"model_id": "credit-limit", "model_version": "4.2.0", "outcome": "declined",
+                          "subject_ref": "subj-other", "oversight_mode": "automated"}),
+            ("human_review", {"decision_id": event_id(5), "reviewer": "analyst-17", "action": "confirmed"}),
+        ):
+            seq = len(self.records)
+            body = {"v": 1, "tenant": "acme-bank", "seq": seq, "prev": prev.hex(),
+                    "captured_at_us": 1_795_000_000_000_000 + seq, "event_id": event_id(seq),
+                    "event_type": event_type, "payload": payload, "erasable": {}, "key_id": self.key_id}
+            digest = h(av.RECORD_DOMAIN, b"\x00", canonical(body))
+            self.records.append(dict(body, hash=digest.hex(), sig=self.signer.key.sign(digest).hex()))
+            prev = digest
+        self.hashes = [bytes.fromhex(r["hash"]) for r in self.records]
+
+    def lines(self, seqs, erased=None, trailer=None, subject="subj-5d41402a") -> list[str]:
+        header = {"format": av.PACKAGE_FORMAT, "tenant": "acme-bank", "origin": ORIGIN, "subject_ref": subject,
+                  "checkpoint": self.signer.note(len(self.hashes), mth(self.hashes)),
+                  "keys": self.history, "verifier_keys": [self.signer.vkey]}
+        out = [json.dumps(header)]
+        for seq in seqs:
+            entry = {"record": self.records[seq],
+                     "inclusion_proof": [x.hex() for x in inclusion_path(seq, self.hashes)]}
+            if seq == 0:
+                if erased is None:
+                    entry["erasable_values"] = {"applicant_name": {"salt": self.salt.hex(), "value": self.value}}
+                else:
+                    entry["erased"] = erased
+            out.append(json.dumps(entry))
+        out.append(json.dumps({"end": {"records": len(seqs) if trailer is None else trailer}}))
+        return out
+
+    def fails(self, lines: list[str], message: str, seq: int | None = None):
+        with self.assertRaises(av.Failed) as caught:
+            av.verify_package(iter(lines), self.trust)
+        self.assertEqual(str(caught.exception), message)
+        self.assertEqual(caught.exception.seq, seq)
+
+    def test_a_package_of_the_subjects_records_verifies(self):
+        proven = av.verify_package(iter(self.lines([0, 1, 2])), self.trust)
+        self.assertEqual(proven[0], "3 record(s) concerning subject 'subj-5d41402a' (1 decision(s)) in the checkpoint of size 7")
+        self.assertEqual(proven[1], "erasable values: 1 matched their commitments, 0 withheld, 0 erased")
+        proven = av.verify_package(iter(self.lines([0, 1, 2], erased={"applicant_name": {"erasure_seq": 2}})), self.trust)
+        self.assertEqual(proven[1], "erasable values: 0 matched their commitments, 0 withheld, 1 erased")
+        # The other subject's own package.
+        av.verify_package(iter(self.lines([5, 6], subject="subj-other")), self.trust)
+        path = os.path.join(tempfile.mkdtemp(), "package.jsonl")
+        self.addCleanup(os.unlink, path)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(self.lines([0, 1, 2])) + "\n")
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.assertEqual(av.main(["package", path, "--key", self.signer.vkey]), 0)
+
+    def test_a_record_of_another_subject_fails_naming_its_line(self):
+        self.fails(self.lines([0, 1, 5]), f"line 4: record 5 (event {event_id(5)}, decision) does not concern subject 'subj-5d41402a'", 5)
+        self.fails(self.lines([0, 6]), f"line 3: record 6 (event {event_id(6)}, human_review) does not concern subject 'subj-5d41402a'", 6)
+        # A follow-up needs its decision earlier in the package.
+        self.fails(self.lines([1, 2]), f"line 2: record 1 (event {event_id(1)}, human_review) does not concern subject 'subj-5d41402a'", 1)
+
+    def test_a_changed_dropped_or_reordered_line_fails(self):
+        changed = self.lines([0, 1, 2])
+        changed[1] = changed[1].replace(self.value, "Jane Q. Roe")
+        self.fails(changed, "line 2: record 0: erasable value applicant_name does not match its commitment", 0)
+        dropped = self.lines([0, 1, 2])
+        del dropped[2]
+        self.fails(dropped, "line 4: the trailer counts 3 records, but the package holds 2")
+        reordered = self.lines([0, 1, 2])
+        reordered[2], reordered[3] = reordered[3], reordered[2]
+        self.fails(reordered, "line 4: record 1 follows record 2: entries must increase", 1)
+        self.fails(self.lines([0, 1, 2])[:-1], "the package ends without its trailer line: it is incomplete")
+        self.fails(self.lines([0, 1]) + ['{"end":{"records":2}}'], "line 5: a line follows the trailer")
+
+    def test_a_malformed_header_or_trailer_fails(self):
+        lines = self.lines([0])
+        header = json.loads(lines[0])
+        for change in ({"from_seq": 0}, {"subject_ref": ""}, {"subject_ref": 7}):
+            with self.subTest(change=change):
+                bad = [json.dumps(dict(header, **change))] + lines[1:]
+                with self.assertRaisesRegex(av.Failed, "^line 1: "):
+                    av.verify_package(iter(bad), self.trust)
+        for trailer in ('{"end":{"records":1,"last_seq":0}}', '{"end":{"records":"1"}}', '{"end":1}'):
+            with self.subTest(trailer=trailer):
+                self.fails(lines[:-1] + [trailer], 'line 3: malformed trailer (exactly {"end":{"records":N}})')
