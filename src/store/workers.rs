@@ -80,6 +80,10 @@ impl Store {
             let handle = tokio::spawn(runner.run(self.clone(), config.projection_poll_interval));
             workers.handles.push(("projection runner", handle));
         }
+        if let Some(interval) = config.retention_interval {
+            let handle = super::retention::spawn_scheduler(self.clone(), interval);
+            workers.handles.push(("retention scheduler", handle));
+        }
         for name in workers.names() {
             tracing::debug!(worker = name, "started");
         }
