@@ -344,7 +344,7 @@ pub struct KeyHistory {
 }
 
 /// Parses a JSON body, mapping every failure to a precise 400/413.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.len() > super::REQUEST_BODY_BYTES_MAX {
         return Err(ApiError::BodyTooLarge(super::REQUEST_BODY_BYTES_MAX));
     }
@@ -370,7 +370,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
         .map_err(|e| ApiError::MalformedBody(format!("the body is not a valid request: {e}")))
 }
 
-fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let ok = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -12,7 +12,7 @@ use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, ProblemField};
-use super::{api, integrity, views};
+use super::{api, holds, integrity, views};
 use crate::app::AppState;
 use crate::app::integrity as checks;
 
@@ -51,6 +51,9 @@ use crate::app::integrity as checks;
         views::subject_records,
         views::daily_volumes,
         views::projection_status,
+        holds::list_holds,
+        holds::place_hold,
+        holds::lift_hold,
     ),
     components(schemas(
         Problem,
@@ -91,6 +94,10 @@ use crate::app::integrity as checks;
         views::DailyVolumes,
         views::ProjectionBody,
         views::ProjectionsBody,
+        holds::PlaceHoldRequest,
+        holds::LiftHoldRequest,
+        holds::HoldBody,
+        holds::HoldList,
     )),
     modifiers(&BearerKey),
     tags(
@@ -99,6 +106,7 @@ use crate::app::integrity as checks;
         (name = "proofs", description = "Proofs, checkpoints and keys (roles `read` and `verify`)."),
         (name = "views", description = "Read-side views derived from the ledger: decision search, model inventory, human oversight, subject index, daily volumes (role `read`)."),
         (name = "integrity", description = "Full integrity checks of the ledger, run by the service, their progress and their results filed in the ledger (roles `read` and `verify`)."),
+        (name = "holds", description = "Legal holds on a subject or one of its decisions (GDPR Art. 17(3)(b)/(e)): while one is active, nothing it holds is erased."),
     )
 )]
 pub struct ApiDoc;

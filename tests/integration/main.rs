@@ -10,6 +10,7 @@ mod crash;
 mod early_answers;
 mod http;
 mod http_bodies;
+mod http_holds;
 mod http_integrity;
 mod http_views;
 mod ops;
