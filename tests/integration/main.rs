@@ -6,6 +6,7 @@
 
 mod browser;
 mod cli_append;
+mod cli_retention;
 mod crash;
 mod early_answers;
 mod http;

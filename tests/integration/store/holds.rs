@@ -28,6 +28,7 @@ backend_tests!(
     placing_a_hold_checks_subject_decision_and_text_and_appends_nothing_when_refused,
     retention_erases_exactly_the_expired_values_and_skips_held_subjects_and_decisions,
     a_policy_under_six_months_for_decisions_needs_an_override_recorded_in_the_ledger,
+    the_retention_scheduler_erases_expired_values_in_the_background_and_stops_with_the_store,
 );
 
 const DAY_US: u64 = 86_400_000_000;
@@ -657,4 +658,57 @@ async fn a_policy_under_six_months_for_decisions_needs_an_override_recorded_in_t
         ok
     );
     store.shutdown().await;
+}
+
+async fn the_retention_scheduler_erases_expired_values_in_the_background_and_stops_with_the_store(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let clock = ManualClock::new();
+    let mut config = db.config();
+    config.clock = clock.clone();
+    config.retention_interval = Some(std::time::Duration::from_millis(100));
+    let store = Store::open(config).await.expect("opens");
+    let workers = store.start_workers().await.expect("workers");
+    assert!(
+        workers.names().contains(&"retention scheduler"),
+        "{:?}",
+        workers.names()
+    );
+    let tenant = TenantId::parse("acme").expect("tenant");
+    store.create_tenant(&tenant).await.expect("tenant");
+    store
+        .set_retention_policy(
+            &tenant,
+            vec![RetentionRule::parse("days=365").expect("rule")],
+            "dpo@bank.example",
+            None,
+        )
+        .await
+        .expect("policy");
+    let seqs = append_each(
+        &store,
+        &tenant,
+        vec![decision_of("paula", "credit", &new_event_id())],
+    )
+    .await;
+    // Not expired: several ticks pass and the value stays.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(readable(&store, &tenant, seqs[0]).await);
+    clock.set(ManualClock::START_US + 366 * DAY_US);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while readable(&store, &tenant, seqs[0]).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scheduler did not erase the expired value"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.shutdown().await;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        workers.join(std::time::Duration::from_secs(5)),
+    )
+    .await
+    .expect("the workers stop with the store");
 }
