@@ -207,6 +207,10 @@ pub(crate) struct RetentionCandidate {
     pub subject_ref: String,
 }
 
+/// A subject's expired records, each with the decisions it is or names, and the indexes of the
+/// rules that expired them.
+type Expired = (Vec<(String, BTreeSet<String>)>, BTreeSet<usize>);
+
 /// A tenant's retention policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RetentionPolicy {
@@ -371,9 +375,7 @@ impl Store {
         };
         let now = self.config().clock.now_unix_micros();
         let before = now.saturating_sub(shortest.saturating_mul(DAY_US));
-        // Subject → expired records (event id, the decisions each is or names) and the rules.
-        let mut expired: BTreeMap<String, (Vec<(String, BTreeSet<String>)>, BTreeSet<usize>)> =
-            BTreeMap::new();
+        let mut expired: BTreeMap<String, Expired> = BTreeMap::new();
         let mut after = 0i64;
         loop {
             let page = self
