@@ -186,7 +186,7 @@ pub(crate) trait LedgerBackend: Send + Sync {
     ) -> Result<Vec<(RetentionRule, i64)>, StoreError>;
 
     /// Records holding erasable values of a subject captured before `captured_before_us`,
-    /// numbered above `after`, at most `limit`.
+    /// numbered above `after`, each once, from at most `limit` values.
     async fn retention_candidates(
         &self,
         tenant: &TenantId,

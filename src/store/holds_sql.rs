@@ -214,7 +214,8 @@ where
     }
 
     /// Records with stored erasable values of a known subject, captured before
-    /// `captured_before_us`, numbered above `after`, in order, at most `limit`.
+    /// `captured_before_us`, numbered above `after`, in order, each once; at most `limit`
+    /// values are read per call (so a page may hold fewer records; page on the last seq).
     pub(crate) async fn candidates(
         conn: &mut DB::Connection,
         tenant: &TenantId,
@@ -222,36 +223,38 @@ where
         after: i64,
         limit: u64,
     ) -> Result<Vec<RetentionCandidate>, StoreError> {
+        // Driven by the stored values (the personal data still held), in key order: erased
+        // values are gone from the table, so each run reads only what may still expire.
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT r.seq, r.event_id, r.event_type, r.captured_at_us, r.payload, v.subject_ref
-               FROM records r
-               JOIN (SELECT DISTINCT seq, subject_ref FROM erasable_values
-                      WHERE subject_ref IS NOT NULL AND tenant_id = ",
+            "SELECT v.seq, r.event_id, r.event_type, r.captured_at_us, r.payload, v.subject_ref
+               FROM erasable_values v
+               JOIN records r ON r.tenant_id = v.tenant_id AND r.seq = v.seq
+              WHERE v.tenant_id = ",
         );
         q.push_bind(tenant.as_str().to_owned());
-        q.push(" AND seq > ");
+        q.push(" AND v.seq > ");
         q.push_bind(after);
-        q.push(") v ON r.seq = v.seq WHERE r.tenant_id = ");
-        q.push_bind(tenant.as_str().to_owned());
-        q.push(" AND r.captured_at_us < ");
+        q.push(" AND v.subject_ref IS NOT NULL AND r.captured_at_us < ");
         q.push_bind(db_int(captured_before_us));
-        q.push(" ORDER BY r.seq LIMIT ");
+        q.push(" ORDER BY v.seq LIMIT ");
         q.push_bind(db_int(limit));
-        q.build()
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|row| {
-                let captured: i64 = row.try_get(3)?;
-                Ok(RetentionCandidate {
-                    seq: row.try_get(0)?,
-                    event_id: row.try_get(1)?,
-                    event_type: row.try_get(2)?,
-                    captured_at_us: u64::try_from(captured).unwrap_or(0),
-                    payload: row.try_get(4)?,
-                    subject_ref: row.try_get(5)?,
-                })
-            })
-            .collect()
+        let mut out: Vec<RetentionCandidate> = Vec::new();
+        for row in q.build().fetch_all(&mut *conn).await? {
+            let seq: i64 = row.try_get(0)?;
+            // One row per value: a record with several fields comes once.
+            if out.last().is_some_and(|c| c.seq == seq) {
+                continue;
+            }
+            let captured: i64 = row.try_get(3)?;
+            out.push(RetentionCandidate {
+                seq,
+                event_id: row.try_get(1)?,
+                event_type: row.try_get(2)?,
+                captured_at_us: u64::try_from(captured).unwrap_or(0),
+                payload: row.try_get(4)?,
+                subject_ref: row.try_get(5)?,
+            });
+        }
+        Ok(out)
     }
 }

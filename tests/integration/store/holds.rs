@@ -47,6 +47,18 @@ fn decision_of(subject: &str, model: &str, event_id: &str) -> ClientDraft {
         .unwrap_or_else(|e| panic!("valid decision: {e:?}"))
 }
 
+/// A decision about `subject` with two erasable fields, `name` and `email`.
+fn decision_with_two_values(subject: &str) -> ClientDraft {
+    let mut payload = decision_payload("approved");
+    payload["subject_ref"] = json!(subject);
+    let fields = BTreeMap::from([
+        ("name".to_owned(), json!("Lena L.")),
+        ("email".to_owned(), json!("lena@example.com")),
+    ]);
+    prepare_client_draft(&new_event_id(), "decision", &payload, &fields, rand::random)
+        .unwrap_or_else(|e| panic!("valid decision: {e:?}"))
+}
+
 /// A follow-up (a contest) of decision `decision_id` with an erasable `name`.
 fn contest_of(decision_id: &str) -> ClientDraft {
     let fields = BTreeMap::from([("name".to_owned(), json!("contesting person"))]);
@@ -501,7 +513,7 @@ async fn retention_erases_exactly_the_expired_values_and_skips_held_subjects_and
         &store,
         &tenant,
         vec![
-            decision_of("lena", "credit", &new_event_id()),
+            decision_with_two_values("lena"),
             decision_of("mike", "fraud", &new_event_id()),
             decision_of("nina", "credit", &new_event_id()),
             decision_of("otto", "credit", &held_decision),
@@ -537,7 +549,7 @@ async fn retention_erases_exactly_the_expired_values_and_skips_held_subjects_and
         .run_retention(&tenant, |_| ticks += 1)
         .await
         .expect("run");
-    assert_eq!(run.values, 2, "{run:?}");
+    assert_eq!(run.values, 3, "lena's two values and otto's one: {run:?}");
     assert_eq!(run.subjects, 2, "{run:?}");
     assert_eq!(run.erasures, 2, "{run:?}");
     assert_eq!(run.held, 2, "nina entirely, otto's held decision: {run:?}");
