@@ -103,6 +103,20 @@ async fn a_hold_placed_over_http_blocks_a_pipeline_erasure_with_409_until_it_is_
         "{p}"
     );
     assert_eq!(size(&s).await, before, "nothing appended");
+    // A pipeline's lift of a hold that does not exist is refused the same way.
+    let bogus = json!({
+        "event_id": event_id(),
+        "event_type": "legal_hold",
+        "payload": {"action": "lifted", "subject_ref": SUBJECT, "reason": "r", "hold_seq": hold_seq + 1},
+    });
+    let p = problem(
+        s.post(&s.ingest, "/v1/records", &bogus).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(p["type"], "urn:auditex:problem:legal-hold");
+    assert!(detail(&p).contains("is not an active hold"), "{p}");
+    assert_eq!(size(&s).await, before, "nothing appended");
 
     let lift = format!("{holds}/{hold_seq}");
     let r = delete(&s, &s.read, &lift, &json!({"reason": "settled"})).await;

@@ -16,7 +16,8 @@ use ledger::types::{EventId, TenantId};
 use serde_json::{Value, json};
 
 use crate::support::{
-    Backend, ManualClock, TestDb, backend_tests, decision_payload, new_event_id, read_chain, seq,
+    Backend, ManualClock, TestDb, backend_tests, decision_payload, new_event_id, postgres_tests,
+    read_chain, seq,
 };
 
 backend_tests!(
@@ -29,6 +30,10 @@ backend_tests!(
     retention_erases_exactly_the_expired_values_and_skips_held_subjects_and_decisions,
     a_policy_under_six_months_for_decisions_needs_an_override_recorded_in_the_ledger,
     the_retention_scheduler_erases_expired_values_in_the_background_and_stops_with_the_store,
+);
+
+postgres_tests!(
+    a_hold_placed_through_another_instance_refuses_this_instances_erasures_and_its_lift_frees_them,
 );
 
 const DAY_US: u64 = 86_400_000_000;
@@ -723,4 +728,38 @@ async fn the_retention_scheduler_erases_expired_values_in_the_background_and_sto
     )
     .await
     .expect("the workers stop with the store");
+}
+
+async fn a_hold_placed_through_another_instance_refuses_this_instances_erasures_and_its_lift_frees_them(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let (first, tenant) = db.open_with_tenant("acme").await;
+    let second = db.open().await;
+    let seqs = append_each(
+        &first,
+        &tenant,
+        vec![decision_of("quinn", "credit", &new_event_id())],
+    )
+    .await;
+    let placed = second
+        .place_hold(&tenant, hold("quinn", None))
+        .await
+        .expect("placed by the second instance");
+    match first.erase_subject(&tenant, whole("quinn")).await {
+        Err(ErasureError::Held { hold_seq, .. }) => assert_eq!(hold_seq, placed.seq),
+        other => panic!("expected Held, got {other:?}"),
+    }
+    assert!(readable(&first, &tenant, seqs[0]).await);
+    second
+        .lift_hold(&tenant, "quinn", placed.seq, "case closed")
+        .await
+        .expect("lifted");
+    let outcome = first
+        .erase_subject(&tenant, whole("quinn"))
+        .await
+        .expect("erased once lifted elsewhere");
+    assert_eq!(outcome.erased, 1);
+    first.shutdown().await;
+    second.shutdown().await;
 }
