@@ -399,7 +399,8 @@ pub fn generic_problem(
 /// 409 naming the hold.
 pub fn legal_hold(hold_seq: u64, reason: &str) -> ApiError {
     ApiError::LegalHold(format!(
-        "the subject is under legal hold {hold_seq} ({reason}); lift the hold first"
+        "what this erasure would erase is under legal hold {hold_seq} ({reason}); nothing was \
+         appended; lift the hold first"
     ))
 }
 

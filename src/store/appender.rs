@@ -194,7 +194,9 @@ pub enum AppendError {
     #[error("the ledger is shutting down")]
     ShuttingDown,
     /// An `erasure` record would erase what an active legal hold holds (see `holds.rs`).
-    #[error("erasure {event_id} refused: the subject is under legal hold {hold_seq} ({reason})")]
+    #[error(
+        "erasure {event_id} refused: it would erase what legal hold {hold_seq} holds ({reason})"
+    )]
     LegalHold {
         /// The refused erasure's event id.
         event_id: EventId,

@@ -54,7 +54,7 @@ pub enum ErasureError {
     BadText(String),
     /// The subject, or a decision the request would erase, is under an active legal hold
     /// (GDPR Art. 17(3)(b)/(e); see `holds.rs`). Over HTTP: 409.
-    #[error("the subject is under legal hold {hold_seq} ({reason})")]
+    #[error("what the request would erase is under legal hold {hold_seq} ({reason})")]
     Held {
         /// The hold: the seq of the `legal_hold` record that placed it.
         hold_seq: u64,

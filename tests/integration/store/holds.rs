@@ -674,6 +674,15 @@ async fn a_policy_under_six_months_for_decisions_needs_an_override_recorded_in_t
         store.retention_policy(&tenant).await.expect("policy").rules,
         ok
     );
+    // No rules: the policy is removed (recorded like any other).
+    store
+        .set_retention_policy(&tenant, Vec::new(), "dpo@bank.example", None)
+        .await
+        .expect("cleared");
+    assert_eq!(
+        store.retention_policy(&tenant).await.expect("policy"),
+        auditex::store::retention::RetentionPolicy::default()
+    );
     store.shutdown().await;
 }
 
