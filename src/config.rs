@@ -97,6 +97,9 @@ pub struct StoreSettings {
     /// Folder of the published-checkpoint files; `None` means `<data_dir>/checkpoints`
     /// (`AUDITEX_CHECKPOINT_DIR`).
     pub checkpoint_dir: Option<PathBuf>,
+    /// How often `auditex serve` runs the retention scheduler, in seconds; 0 runs none
+    /// (`AUDITEX_RETENTION_INTERVAL_S`).
+    pub retention_interval_s: u64,
 }
 
 impl std::fmt::Debug for StoreSettings {
@@ -129,13 +132,26 @@ impl std::fmt::Debug for StoreSettings {
             .field("append_wait_ms_max", &self.append_wait_ms_max)
             .field("clock_behind_ms_max", &self.clock_behind_ms_max)
             .field("checkpoint_dir", &self.checkpoint_dir)
+            .field("retention_interval_s", &self.retention_interval_s)
             .finish()
     }
 }
 
+/// Shortest retention scheduler interval, in seconds (a minute).
+pub const RETENTION_INTERVAL_S_MIN: u64 = 60;
+
+/// Longest retention scheduler interval, in seconds (a week).
+pub const RETENTION_INTERVAL_S_MAX: u64 = 604_800;
+
 impl StoreSettings {
-    /// Checks the limits and the origin, in this order: the checkpoint interval, the
-    /// group-commit window, the append queues (a queue holds at least `batch_records_max`, the
+    /// The retention scheduler's interval (`None`: no scheduler).
+    pub fn retention_interval(&self) -> Option<std::time::Duration> {
+        (self.retention_interval_s > 0)
+            .then(|| std::time::Duration::from_secs(self.retention_interval_s))
+    }
+
+    /// Checks the limits and the origin, in this order: the checkpoint interval, the retention
+    /// interval, the group-commit window, the append queues (a queue holds at least `batch_records_max`, the
     /// store's largest batch), the append wait, the origin. The master key and the checkpoint
     /// folder are checked where they are loaded.
     ///
@@ -148,6 +164,18 @@ impl StoreSettings {
                 problem: format!(
                     "{} is out of range: checkpoints must be published at least once a second (1..=1000)",
                     self.checkpoint_interval_ms
+                ),
+            });
+        }
+        if self.retention_interval_s != 0
+            && !(RETENTION_INTERVAL_S_MIN..=RETENTION_INTERVAL_S_MAX)
+                .contains(&self.retention_interval_s)
+        {
+            return Err(ConfigError {
+                setting: "AUDITEX_RETENTION_INTERVAL_S",
+                problem: format!(
+                    "{} is out of range: 0 (no scheduler) or {RETENTION_INTERVAL_S_MIN}..={RETENTION_INTERVAL_S_MAX} seconds",
+                    self.retention_interval_s
                 ),
             });
         }
@@ -497,6 +525,28 @@ mod tests {
             clock_behind_ms_max: 5_000,
             checkpoint_interval_ms: 1_000,
             checkpoint_dir: None,
+            retention_interval_s: 3_600,
+        }
+    }
+
+    #[test]
+    fn the_retention_interval_is_off_or_between_a_minute_and_a_week() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut s = settings(root.path());
+        for ok in [0, 60, 3_600, 604_800] {
+            s.retention_interval_s = ok;
+            assert!(s.validate(1000).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            s.retention_interval(),
+            Some(std::time::Duration::from_secs(604_800))
+        );
+        s.retention_interval_s = 0;
+        assert_eq!(s.retention_interval(), None);
+        for bad in [1, 59, 604_801] {
+            s.retention_interval_s = bad;
+            let err = s.validate(1000).expect_err("out of range");
+            assert_eq!(err.setting, "AUDITEX_RETENTION_INTERVAL_S");
         }
     }
 

@@ -41,6 +41,9 @@ pub const MODEL_CHANGES: &[&str] = &[
 /// Outcomes of an integrity check.
 pub const INTEGRITY_OUTCOMES: &[&str] = &["passed", "failed", "cancelled"];
 
+/// The `action` of a `legal_hold` record: a hold is placed, or a placed hold is lifted.
+pub const LEGAL_HOLD_ACTIONS: &[&str] = &["placed", "lifted"];
+
 /// The one character no string of a record may hold: U+0000. PostgreSQL `text` and `jsonb`
 /// cannot store it, so a record holding it could be sealed on SQLite but never projected on
 /// PostgreSQL; C-string tools downstream truncate at it. Refused at the edge, on every backend,
@@ -247,6 +250,17 @@ fn schema(event_type: EventType) -> (&'static [Field], bool) {
             const F: &[Field] = &[req("operator", S), req("reason", TEXT)];
             (F, true)
         }
+        E::LegalHold => {
+            const F: &[Field] = &[
+                req("action", Kind::OneOf(LEGAL_HOLD_ACTIONS)),
+                req("subject_ref", S),
+                req("reason", TEXT),
+                opt("decision_id", Kind::Uuid7),
+                opt("reference", S),
+                opt("hold_seq", Kind::UInt),
+            ];
+            (F, false)
+        }
     }
 }
 
@@ -294,10 +308,33 @@ pub fn validate(event_type: EventType, payload: &Value) -> Result<(), Vec<FieldE
             }
         }
     }
+    if event_type == EventType::LegalHold {
+        legal_hold_rules(map, &mut errors);
+    }
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors)
+    }
+}
+
+/// What a `legal_hold` payload needs beyond its fields' kinds: a lift names the hold it lifts
+/// (`hold_seq`, the sequence number of the `placed` record); a placement names none.
+fn legal_hold_rules(map: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    let lifted = map.get("action").and_then(Value::as_str) == Some("lifted");
+    let placed = map.get("action").and_then(Value::as_str) == Some("placed");
+    let names_hold = map.get("hold_seq").is_some_and(|v| !v.is_null());
+    if lifted && !names_hold {
+        errors.push(FieldError {
+            path: "/payload/hold_seq".into(),
+            problem: "is required when action is lifted (the seq of the placed hold)".into(),
+        });
+    }
+    if placed && names_hold {
+        errors.push(FieldError {
+            path: "/payload/hold_seq".into(),
+            problem: "is only for action lifted".into(),
+        });
     }
 }
 
@@ -457,5 +494,66 @@ pub fn is_client_event(event_type: EventType) -> bool {
             | EventType::Submission
             | EventType::Erasure
             | EventType::ModelChange
+            | EventType::LegalHold
     )
+}
+
+#[cfg(test)]
+mod legal_hold_tests {
+    use serde_json::json;
+
+    use super::{EventType, is_client_event, validate};
+
+    fn paths(payload: serde_json::Value) -> Vec<String> {
+        validate(EventType::LegalHold, &payload)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.path)
+            .collect()
+    }
+
+    #[test]
+    fn a_placed_hold_needs_subject_and_reason_and_may_name_a_decision_and_a_case() {
+        assert!(
+            paths(json!({"action": "placed", "subject_ref": "s-1", "reason": "litigation"}))
+                .is_empty()
+        );
+        assert!(
+            paths(json!({
+                "action": "placed", "subject_ref": "s-1", "reason": "litigation",
+                "decision_id": "01932c07-0000-7000-8000-000000000001", "reference": "case 42",
+            }))
+            .is_empty()
+        );
+        assert_eq!(
+            paths(json!({"action": "placed"})),
+            ["/payload/subject_ref", "/payload/reason"]
+        );
+    }
+
+    #[test]
+    fn a_lift_must_name_the_hold_and_a_placement_must_not() {
+        assert_eq!(
+            paths(json!({"action": "lifted", "subject_ref": "s-1", "reason": "settled"})),
+            ["/payload/hold_seq"]
+        );
+        assert!(
+            paths(json!({"action": "lifted", "subject_ref": "s-1", "reason": "settled", "hold_seq": 7}))
+                .is_empty()
+        );
+        assert_eq!(
+            paths(json!({"action": "placed", "subject_ref": "s-1", "reason": "r", "hold_seq": 7})),
+            ["/payload/hold_seq"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_action_or_member_is_refused_and_pipelines_may_append_holds() {
+        assert_eq!(
+            paths(json!({"action": "paused", "subject_ref": "s-1", "reason": "r", "extra": 1})),
+            ["/payload/action", "/payload/extra"]
+        );
+        assert!(is_client_event(EventType::LegalHold));
+    }
 }

@@ -66,11 +66,14 @@ pub enum EventType {
     Administration,
     /// An operator acknowledged that the database was restored to an earlier state.
     RollbackAcknowledged,
+    /// A legal hold on a subject (or one of its decisions) was placed or lifted: while it is
+    /// active, the subject's erasable values are not erased (GDPR Art. 17(3)(b) and (e)).
+    LegalHold,
 }
 
 impl EventType {
     /// Every event type, in declaration order.
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 14] = [
         EventType::Decision,
         EventType::HumanReview,
         EventType::Override,
@@ -84,6 +87,7 @@ impl EventType {
         EventType::Access,
         EventType::Administration,
         EventType::RollbackAcknowledged,
+        EventType::LegalHold,
     ];
 
     /// The wire name, e.g. `human_review`.
@@ -102,6 +106,7 @@ impl EventType {
             EventType::Access => "access",
             EventType::Administration => "administration",
             EventType::RollbackAcknowledged => "rollback_acknowledged",
+            EventType::LegalHold => "legal_hold",
         }
     }
 

@@ -109,6 +109,11 @@ pub struct StoreArgs {
     /// that database restores do not touch.
     #[arg(long, global = true, env = "AUDITEX_CHECKPOINT_DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+
+    /// How often the service erases values past their retention policy, in seconds (0: never;
+    /// otherwise 60 to 604800).
+    #[arg(long, global = true, env = "AUDITEX_RETENTION_INTERVAL_S", default_value_t = crate::store::retention::RETENTION_INTERVAL_S_DEFAULT)]
+    pub retention_interval_s: u64,
 }
 
 impl std::fmt::Debug for StoreArgs {
@@ -139,6 +144,7 @@ impl StoreArgs {
             clock_behind_ms_max: self.clock_behind_ms_max,
             checkpoint_interval_ms: self.checkpoint_interval_ms,
             checkpoint_dir: self.checkpoint_dir.clone(),
+            retention_interval_s: self.retention_interval_s,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Every command that opens the store takes the same flags and environment variables
 //! ([`args::StoreArgs`]), which fill the plain [`crate::config::StoreSettings`]; a configuration
 //! file's values become the defaults under them ([`command`]). The store-using commands live in
-//! submodules ([`ops`], [`master_key`], [`evidence`]); [`configure`] builds the services'
+//! submodules ([`ops`], [`master_key`], [`evidence`], [`retention`]); [`configure`] builds the services'
 //! configurations from settings; the offline verifier is [`crate::verify_cli`].
 
 pub(crate) mod args;
@@ -12,6 +12,7 @@ pub(crate) mod evidence;
 pub(crate) mod master_key;
 pub(crate) mod ops;
 pub(crate) mod result;
+pub(crate) mod retention;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -187,6 +188,16 @@ pub enum Command {
         /// The master-key command.
         #[command(subcommand)]
         command: master_key::MasterKeyCommand,
+        /// Store settings.
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Retention of erasable values: set or show a tenant's policy, or run it now (see
+    /// docs/OPERATIONS.md "Retention and legal hold").
+    Retention {
+        /// The retention command.
+        #[command(subcommand)]
+        command: retention::RetentionCommand,
         /// Store settings.
         #[command(flatten)]
         store: StoreArgs,
@@ -871,6 +882,7 @@ pub async fn run(cli: Cli) -> CliResult {
             std::process::exit(i32::from(code))
         }
         Command::MasterKey { command, store } => master_key::run(&store.settings(), command).await,
+        Command::Retention { command, store } => retention::run(&store.settings(), command).await,
         Command::Checkpoint { tenant, store } => {
             let s = open(&store.settings()).await?;
             let tenant = tenant_id(&tenant)?;
@@ -900,6 +912,8 @@ async fn serve(args: &StoreSettings, http: &HttpSettings, portal: &PortalSetting
     let mut config = configure::store_config(args)?;
     // The service keeps the read-side views current; one-shot commands leave that to it.
     config.projections_in_background = true;
+    // Only the service runs the retention scheduler (`auditex retention run` runs it once).
+    config.retention_interval = args.retention_interval();
     // The server starts the store's workers (and stops them): see `server`.
     let store = Store::open(config).await?;
     if let Some(v) = store.sqlite_version().await {

@@ -74,7 +74,7 @@ pub struct AppendRequest {
     #[schema(example = "01936f5e-7a2b-7c3d-8e4f-a1b2c3d4e5f6")]
     pub event_id: String,
     /// `decision`, `human_review`, `override`, `contest`, `explanation_request`, `submission`,
-    /// `erasure` or `model_change`.
+    /// `erasure`, `model_change` or `legal_hold`.
     #[schema(example = "decision")]
     pub event_type: String,
     /// The event's content; see FORMAT.md section 7 for each type's fields.

@@ -82,6 +82,10 @@ pub enum ApiError {
     /// 409: the event id exists with other content.
     #[error("{0}")]
     Conflict(String),
+    /// 409 with the `legal-hold` problem type: what the request would erase is under an active
+    /// legal hold (named in the detail), or a lift names a hold that is not active.
+    #[error("{0}")]
+    LegalHold(String),
     /// 429: rate limited.
     #[error("too many requests; retry after {0} s")]
     RateLimited(u64),
@@ -167,6 +171,7 @@ impl ApiError {
             ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ApiError::LegalHold(_) => (StatusCode::CONFLICT, "legal-hold", "Under legal hold"),
             ApiError::RateLimited(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
@@ -349,6 +354,12 @@ impl From<AppendError> for ApiError {
                 ApiError::BatchTooLarge { got: records, max }
             }
             AppendError::UnknownTenant => ApiError::NotFound("not found".into()),
+            AppendError::LegalHold {
+                hold_seq,
+                ref reason,
+                ..
+            } => legal_hold(hold_seq, reason),
+            AppendError::HoldNotActive { .. } => ApiError::LegalHold(e.to_string()),
             AppendError::Store(s) => s.into(),
         }
     }
@@ -394,6 +405,15 @@ pub fn generic_problem(
     response
 }
 
+/// The answer to an erasure refused because of a legal hold (for the subject-rights endpoints):
+/// 409 naming the hold.
+pub fn legal_hold(hold_seq: u64, reason: &str) -> ApiError {
+    ApiError::LegalHold(format!(
+        "what this erasure would erase is under legal hold {hold_seq} ({reason}); nothing was \
+         appended; lift the hold first"
+    ))
+}
+
 impl From<crate::store::EvidenceError> for ApiError {
     fn from(e: crate::store::EvidenceError) -> Self {
         use crate::store::EvidenceError as E;
@@ -427,6 +447,7 @@ impl From<crate::store::subjects::ErasureError> for ApiError {
             E::UnknownFields(_) => member("/fields", &e),
             E::UnknownEvents(_) => member("/event_ids", &e),
             E::BadText(_) => ApiError::MalformedBody(e.to_string()),
+            E::Held { hold_seq, reason } => legal_hold(hold_seq, &reason),
             E::Append(a) => a.into(),
             E::Store(s) => s.into(),
         }

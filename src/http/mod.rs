@@ -5,6 +5,7 @@
 //! One job per module: [`api`] (records, proofs, checkpoints, keys, export, `/healthz`,
 //! `/metrics`), [`views`] (the read-side views), [`integrity`] (integrity checks over HTTP),
 //! [`subjects`] (subject rights: erasure requests),
+//! [`holds`] (legal holds on subjects),
 //! [`readiness`] (`/readyz`), [`openapi`] (the document, assembled from those handler modules,
 //! which do not import it), [`params`] (cursors, page sizes and event ids, shared by the handler
 //! modules), [`error`] (the one error type), [`bodies`] and [`drain`] (the request-body budget and
@@ -18,6 +19,7 @@ pub(crate) mod api;
 pub(crate) mod bodies;
 pub(crate) mod drain;
 pub(crate) mod error;
+pub(crate) mod holds;
 mod input;
 pub(crate) mod integrity;
 pub(crate) mod openapi;
@@ -132,6 +134,7 @@ pub fn routes() -> Router<AppState> {
         .merge(views::routes())
         .merge(subjects::routes())
         .merge(package::routes())
+        .merge(holds::routes())
         .merge(api::ops_routes())
         .merge(readiness::routes())
         .merge(openapi::routes())

@@ -12,7 +12,7 @@ use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, ProblemField};
-use super::{api, integrity, package, subjects, views};
+use super::{api, holds, integrity, package, subjects, views};
 use crate::app::AppState;
 use crate::app::integrity as checks;
 
@@ -53,6 +53,9 @@ use crate::app::integrity as checks;
         views::daily_volumes,
         views::projection_status,
         subjects::erase_subject,
+        holds::list_holds,
+        holds::place_hold,
+        holds::lift_hold,
     ),
     components(schemas(
         Problem,
@@ -95,6 +98,10 @@ use crate::app::integrity as checks;
         views::ProjectionsBody,
         subjects::ErasureRequest,
         subjects::ErasureReceipt,
+        holds::PlaceHoldRequest,
+        holds::LiftHoldRequest,
+        holds::HoldBody,
+        holds::HoldList,
     )),
     modifiers(&BearerKey),
     tags(
@@ -104,6 +111,7 @@ use crate::app::integrity as checks;
         (name = "views", description = "Read-side views derived from the ledger: decision search, model inventory, human oversight, subject index, daily volumes (role `read`)."),
         (name = "subjects", description = "Subject rights: erasure of a data subject's personal data (role `privacy`, which may also read the subject index)."),
         (name = "integrity", description = "Full integrity checks of the ledger, run by the service, their progress and their results filed in the ledger (roles `read` and `verify`)."),
+        (name = "holds", description = "Legal holds on a subject or one of its decisions (GDPR Art. 17(3)(b)/(e)): while one is active, nothing it holds is erased."),
     )
 )]
 pub struct ApiDoc;

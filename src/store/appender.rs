@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::crypto::SealContext;
 use super::erasure::ErasureScope;
 use super::erasure_sql::NewDataKeyRow;
+use super::holds::HoldBook;
 use super::shredding::DataKey;
 use super::{
     ChainHead, GROUP_COMMIT_RECORDS_MAX, NewErasableRow, NewRecordRow, Receipt, Store, StoreError,
@@ -192,6 +193,26 @@ pub enum AppendError {
     /// The store is shutting down.
     #[error("the ledger is shutting down")]
     ShuttingDown,
+    /// An `erasure` record would erase what an active legal hold holds (see `holds.rs`).
+    #[error(
+        "erasure {event_id} refused: it would erase what legal hold {hold_seq} holds ({reason})"
+    )]
+    LegalHold {
+        /// The refused erasure's event id.
+        event_id: EventId,
+        /// The hold: the seq of the `legal_hold` record that placed it.
+        hold_seq: u64,
+        /// The hold's reason.
+        reason: String,
+    },
+    /// A `legal_hold` record lifts a hold that is not active for its subject.
+    #[error("legal_hold {event_id} refused: hold {hold_seq} is not an active hold of that subject")]
+    HoldNotActive {
+        /// The refused record's event id.
+        event_id: EventId,
+        /// The hold it names.
+        hold_seq: u64,
+    },
     /// The database failed; nothing was committed and the request may be retried.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -498,6 +519,24 @@ impl Appender {
             lookup_us = u64::try_from(lookup.elapsed().as_micros()).unwrap_or(u64::MAX),
             "idempotency lookup"
         );
+        // Legal holds: only a group with erasure or hold records reads them (see `holds.rs`).
+        let mut holds = match self
+            .hold_book(group.iter().flat_map(|(d, _)| d.iter()))
+            .await
+        {
+            Ok(book) => book,
+            Err(e) => {
+                let pending = group
+                    .into_iter()
+                    .map(|(_, reply)| Pending {
+                        reply,
+                        outcome: Vec::new(),
+                    })
+                    .collect();
+                return Err((pending, e));
+            }
+        };
+        let next_seq = self.head.map_or(Sequence::FIRST.get(), |h| h.seq.get() + 1);
         // 2. Decide each draft: duplicate of a stored record, duplicate of a new one in this group,
         //    or new. A request with any conflict is refused whole and claims nothing.
         let mut new: Vec<PreparedDraft> = Vec::new();
@@ -547,6 +586,20 @@ impl Appender {
                         break;
                     }
                 }
+            }
+            if conflict.is_none()
+                && let Some(book) = &mut holds
+                && let Err(e) = book
+                    .screen(
+                        &self.store,
+                        &self.tenant,
+                        &new,
+                        &local,
+                        next_seq + new.len() as u64,
+                    )
+                    .await
+            {
+                conflict = Some(e);
             }
             if let Some(err) = conflict {
                 let _ = reply.send(Err(err));
@@ -600,6 +653,24 @@ impl Appender {
             }
         }
         Ok(out)
+    }
+
+    /// The active holds of the subjects `drafts` erase or hold; `None` when they name none.
+    async fn hold_book<'a>(
+        &self,
+        drafts: impl IntoIterator<Item = &'a PreparedDraft>,
+    ) -> Result<Option<HoldBook>, StoreError> {
+        let subjects = super::holds::screened_subjects(drafts);
+        if subjects.is_empty() {
+            return Ok(None);
+        }
+        let names: Vec<&str> = subjects.iter().map(String::as_str).collect();
+        let rows = self
+            .store
+            .backend()
+            .active_holds(&self.tenant, &names)
+            .await?;
+        Ok(Some(HoldBook::new(rows)))
     }
 
     /// `None` when `draft` is a faithful retry of `record`, else what differs.
@@ -679,6 +750,24 @@ impl Appender {
             let (signer, key) = self.store.current_signer(&self.tenant).await?;
             self.signer = Arc::new(signer);
             self.key = key;
+        }
+
+        // The screening read the holds outside this transaction: if another instance sharing
+        // the database placed or lifted one since, the group must not commit on stale holds.
+        let subjects = super::holds::screened_subjects(&drafts);
+        if !subjects.is_empty() {
+            let names: Vec<&str> = subjects.iter().map(String::as_str).collect();
+            let mut book = HoldBook::new(tx.active_holds(&self.tenant, &names).await?);
+            let first = self.head.map_or(Sequence::FIRST.get(), |h| h.seq.get() + 1);
+            if let Err(e) = book
+                .screen(&self.store, &self.tenant, &[], &drafts, first)
+                .await
+            {
+                tracing::warn!(tenant = %self.tenant, error = %e, "legal holds changed during the group; retrying");
+                return Err(StoreError::Unavailable(Arc::new(sqlx::Error::Protocol(
+                    "legal holds changed while the group was prepared; retry".into(),
+                ))));
+            }
         }
 
         let mut new_key_row = None;
@@ -890,6 +979,15 @@ impl Appender {
             self.store
                 .erasure_journal()
                 .record(&self.tenant, &erasure_records)?;
+        }
+        // Holds and the retention policy follow their records in the same transaction.
+        let hold_changes = super::holds::HoldChange::of_records(&records);
+        if !hold_changes.is_empty() {
+            tx.apply_holds(&self.tenant, &hold_changes).await?;
+        }
+        if let Some((seq, rules)) = super::retention::policy_of_records(&records)? {
+            tx.replace_retention_policy(&self.tenant, seq, &rules)
+                .await?;
         }
         if let Some(row) = &new_key_row {
             tx.rotate_key(&self.tenant, &self.key.key_id.to_hex(), row, now)

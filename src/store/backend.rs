@@ -29,7 +29,9 @@ use projections::{DecisionFacts, Event, Views};
 use super::api_keys::ApiKeyRow;
 use super::erasure::ErasureScope;
 use super::erasure_sql::{NewDataKeyRow, StoredValueRow, SubjectValueRow};
+use super::holds::{HoldChange, HoldRow};
 use super::reseal::Resealed;
+use super::retention::{RetentionCandidate, RetentionRule};
 use super::rows::{Session, SessionTuple, UserTuple};
 use super::view_query::{DecisionQuery, OversightQuery, Page};
 use super::{
@@ -162,6 +164,36 @@ pub(crate) trait LedgerBackend: Send + Sync {
         after: Option<i64>,
         limit: u64,
     ) -> Result<Vec<i64>, StoreError>;
+
+    /// The active legal holds of `subjects` (see `holds_sql.rs`).
+    async fn active_holds(
+        &self,
+        tenant: &TenantId,
+        subjects: &[&str],
+    ) -> Result<Vec<HoldRow>, StoreError>;
+
+    /// Every legal hold of `subject`, active or lifted.
+    async fn subject_holds(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Vec<HoldRow>, StoreError>;
+
+    /// The tenant's retention rules, in order, each with the seq of the record that set it.
+    async fn retention_policy(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(RetentionRule, i64)>, StoreError>;
+
+    /// Records holding erasable values of a subject captured before `captured_before_us`,
+    /// numbered above `after`, each once, from at most `limit` values.
+    async fn retention_candidates(
+        &self,
+        tenant: &TenantId,
+        captured_before_us: u64,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<RetentionCandidate>, StoreError>;
 
     /// The checkpoint of the largest tree size.
     async fn latest_checkpoint(
@@ -310,6 +342,28 @@ pub(crate) trait AppendTransaction: Send {
 
     /// Carries out an erasure (see `erasure_sql.rs`); returns how many values it erased.
     async fn erase(&mut self, tenant: &TenantId, scope: &ErasureScope) -> Result<u64, StoreError>;
+
+    /// The active legal holds of `subjects`, as this transaction sees them.
+    async fn active_holds(
+        &mut self,
+        tenant: &TenantId,
+        subjects: &[&str],
+    ) -> Result<Vec<HoldRow>, StoreError>;
+
+    /// Places and lifts legal holds (see `holds_sql.rs`).
+    async fn apply_holds(
+        &mut self,
+        tenant: &TenantId,
+        changes: &[HoldChange],
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the tenant's retention policy with `rules`, set by the record at `policy_seq`.
+    async fn replace_retention_policy(
+        &mut self,
+        tenant: &TenantId,
+        policy_seq: u64,
+        rules: &[RetentionRule],
+    ) -> Result<(), StoreError>;
 
     /// Ends the current key `old_key_id` before `new_key.from_seq` and stores `new_key`.
     ///

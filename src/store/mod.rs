@@ -21,10 +21,13 @@ mod erasure_sql;
 mod evidence;
 mod export;
 pub(crate) mod faults;
+pub mod holds;
+mod holds_sql;
 mod integrity;
 pub mod package;
 mod postgres;
 pub mod reseal;
+pub mod retention;
 pub mod rollback;
 mod rows;
 mod service_draft;
@@ -224,6 +227,9 @@ pub struct StoreConfig {
     /// How often the projection runner polls for records written by another process; records
     /// appended by this one wake it at once.
     pub projection_poll_interval: Duration,
+    /// How often [`Store::start_workers`]' retention scheduler erases expired values (see
+    /// [`retention`]); `None` runs no scheduler (the default: `auditex serve` sets it).
+    pub retention_interval: Option<Duration>,
 }
 
 impl StoreConfig {
@@ -250,6 +256,7 @@ impl StoreConfig {
             publish_in_background: true,
             projections_in_background: false,
             projection_poll_interval: Duration::from_millis(PROJECTION_POLL_MS_DEFAULT),
+            retention_interval: None,
         }
     }
 }

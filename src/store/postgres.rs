@@ -23,6 +23,9 @@ use sqlx::{Postgres, Transaction};
 use super::backend::{AppendTransaction, Backend, BackendKind, LedgerBackend};
 use super::erasure::ErasureScope;
 use super::erasure_sql::{ErasureSql, NewDataKeyRow, StoredValueRow, SubjectValueRow};
+use super::holds::{HoldChange, HoldRow};
+use super::holds_sql::HoldSql;
+use super::retention::{RetentionCandidate, RetentionRule};
 use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, row};
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreError, StoredCheckpoint,
@@ -371,6 +374,53 @@ impl LedgerBackend for PgDb {
     ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let rows = ErasureSql::<Postgres>::erasures_after(&mut tx, tenant, after, limit).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn active_holds(
+        &self,
+        tenant: &TenantId,
+        subjects: &[&str],
+    ) -> Result<Vec<HoldRow>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = HoldSql::<Postgres>::active(&mut tx, tenant, subjects).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn subject_holds(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Vec<HoldRow>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = HoldSql::<Postgres>::of_subject(&mut tx, tenant, subject).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn retention_policy(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(RetentionRule, i64)>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = HoldSql::<Postgres>::policy(&mut tx, tenant).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn retention_candidates(
+        &self,
+        tenant: &TenantId,
+        captured_before_us: u64,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<RetentionCandidate>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows =
+            HoldSql::<Postgres>::candidates(&mut tx, tenant, captured_before_us, after, limit)
+                .await?;
         tx.commit().await?;
         Ok(rows)
     }
@@ -838,6 +888,31 @@ impl AppendTransaction for PgAppend {
 
     async fn erase(&mut self, tenant: &TenantId, scope: &ErasureScope) -> Result<u64, StoreError> {
         ErasureSql::<Postgres>::erase(&mut *self.0, tenant, scope).await
+    }
+
+    async fn active_holds(
+        &mut self,
+        tenant: &TenantId,
+        subjects: &[&str],
+    ) -> Result<Vec<HoldRow>, StoreError> {
+        HoldSql::<Postgres>::active(&mut *self.0, tenant, subjects).await
+    }
+
+    async fn apply_holds(
+        &mut self,
+        tenant: &TenantId,
+        changes: &[HoldChange],
+    ) -> Result<(), StoreError> {
+        HoldSql::<Postgres>::apply(&mut *self.0, tenant, changes).await
+    }
+
+    async fn replace_retention_policy(
+        &mut self,
+        tenant: &TenantId,
+        policy_seq: u64,
+        rules: &[RetentionRule],
+    ) -> Result<(), StoreError> {
+        HoldSql::<Postgres>::replace_policy(&mut *self.0, tenant, policy_seq, rules).await
     }
 
     async fn rotate_key(

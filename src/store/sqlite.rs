@@ -22,6 +22,9 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 use super::backend::{AppendTransaction, Backend, BackendKind, LedgerBackend};
 use super::erasure::ErasureScope;
 use super::erasure_sql::{ErasureSql, NewDataKeyRow, StoredValueRow, SubjectValueRow};
+use super::holds::{HoldChange, HoldRow};
+use super::holds_sql::HoldSql;
+use super::retention::{RetentionCandidate, RetentionRule};
 use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, row};
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, SQLITE_VERSION_MIN, StoreError,
@@ -403,6 +406,43 @@ impl LedgerBackend for SqliteDb {
     ) -> Result<Vec<i64>, StoreError> {
         let mut conn = self.readers.acquire().await?;
         ErasureSql::<Sqlite>::erasures_after(&mut conn, tenant, after, limit).await
+    }
+
+    async fn active_holds(
+        &self,
+        tenant: &TenantId,
+        subjects: &[&str],
+    ) -> Result<Vec<HoldRow>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        HoldSql::<Sqlite>::active(&mut conn, tenant, subjects).await
+    }
+
+    async fn subject_holds(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Vec<HoldRow>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        HoldSql::<Sqlite>::of_subject(&mut conn, tenant, subject).await
+    }
+
+    async fn retention_policy(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<(RetentionRule, i64)>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        HoldSql::<Sqlite>::policy(&mut conn, tenant).await
+    }
+
+    async fn retention_candidates(
+        &self,
+        tenant: &TenantId,
+        captured_before_us: u64,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<RetentionCandidate>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        HoldSql::<Sqlite>::candidates(&mut conn, tenant, captured_before_us, after, limit).await
     }
 
     async fn latest_checkpoint(
@@ -799,6 +839,31 @@ impl AppendTransaction for SqliteAppend {
 
     async fn erase(&mut self, tenant: &TenantId, scope: &ErasureScope) -> Result<u64, StoreError> {
         ErasureSql::<Sqlite>::erase(&mut *self.0, tenant, scope).await
+    }
+
+    async fn active_holds(
+        &mut self,
+        tenant: &TenantId,
+        subjects: &[&str],
+    ) -> Result<Vec<HoldRow>, StoreError> {
+        HoldSql::<Sqlite>::active(&mut *self.0, tenant, subjects).await
+    }
+
+    async fn apply_holds(
+        &mut self,
+        tenant: &TenantId,
+        changes: &[HoldChange],
+    ) -> Result<(), StoreError> {
+        HoldSql::<Sqlite>::apply(&mut *self.0, tenant, changes).await
+    }
+
+    async fn replace_retention_policy(
+        &mut self,
+        tenant: &TenantId,
+        policy_seq: u64,
+        rules: &[RetentionRule],
+    ) -> Result<(), StoreError> {
+        HoldSql::<Sqlite>::replace_policy(&mut *self.0, tenant, policy_seq, rules).await
     }
 
     async fn rotate_key(

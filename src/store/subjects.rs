@@ -52,6 +52,15 @@ pub enum ErasureError {
     /// The reason or legal basis is empty or too long.
     #[error("{0}")]
     BadText(String),
+    /// The subject, or a decision the request would erase, is under an active legal hold
+    /// (GDPR Art. 17(3)(b)/(e); see `holds.rs`). Over HTTP: 409.
+    #[error("what the request would erase is under legal hold {hold_seq} ({reason})")]
+    Held {
+        /// The hold: the seq of the `legal_hold` record that placed it.
+        hold_seq: u64,
+        /// The hold's reason.
+        reason: String,
+    },
     /// The append failed.
     #[error(transparent)]
     Append(#[from] AppendError),
@@ -178,13 +187,35 @@ impl Store {
         })?;
         let receipt = self
             .append(tenant, vec![draft])
-            .await?
+            .await
+            .map_err(|e| match e {
+                // The appender screens erasures against holds in chain order (`holds.rs`).
+                AppendError::LegalHold {
+                    hold_seq, reason, ..
+                } => ErasureError::Held { hold_seq, reason },
+                other => ErasureError::Append(other),
+            })?
             .pop()
             .ok_or_else(|| StoreError::Corrupt("an append returned no receipt".into()))?;
         Ok(ErasureOutcome {
             receipt,
             erased: u64::try_from(stored).unwrap_or(u64::MAX),
         })
+    }
+
+    /// Whether the tenant holds anything about `subject`: an erasable value (stored or erased)
+    /// or an entry of the subject index.
+    pub(crate) async fn subject_known(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(!self
+            .backend()
+            .subject_values(tenant, subject)
+            .await?
+            .is_empty()
+            || self.subject_known_to_views(tenant, subject).await?)
     }
 
     /// Whether the read-side subject index knows `subject` (a subject whose records hold no

@@ -1,9 +1,11 @@
 //! The store's background workers, and the one function that starts them.
 //!
-//! A store runs up to two: the checkpoint publisher (`checkpointer`: a signed checkpoint of
-//! every tenant whose tree grew, each interval) and the projection runner (the read-side views
-//! kept up to date). [`Store::start_workers`] starts those that the configuration enables
-//! (`publish_in_background`, `projections_in_background`), at most once per store. It is called
+//! A store runs up to three: the checkpoint publisher (`checkpointer`: a signed checkpoint of
+//! every tenant whose tree grew, each interval), the projection runner (the read-side views
+//! kept up to date) and the retention scheduler (`retention`: erases values past the tenants'
+//! retention policies). [`Store::start_workers`] starts those that the configuration enables
+//! (`publish_in_background`, `projections_in_background`, `retention_interval`), at most once
+//! per store. It is called
 //! in exactly two places:
 //!
 //! - the server (`server::Application::build`), for the service and for every test that runs
@@ -55,7 +57,8 @@ impl Store {
     /// Starts the background workers this store's configuration enables: the checkpoint
     /// publisher (`publish_in_background`) and the projection runner
     /// (`projections_in_background`, after preparing the views' state so that the first query
-    /// finds it). A second call starts nothing and returns no workers.
+    /// finds it) and the retention scheduler (`retention_interval`). A second call starts nothing
+    /// and returns no workers.
     ///
     /// # Errors
     /// [`StoreError`] when the views' state cannot be prepared.
@@ -79,6 +82,10 @@ impl Store {
             let runner = self.inner.views.clone();
             let handle = tokio::spawn(runner.run(self.clone(), config.projection_poll_interval));
             workers.handles.push(("projection runner", handle));
+        }
+        if let Some(interval) = config.retention_interval {
+            let handle = super::retention::spawn_scheduler(self.clone(), interval);
+            workers.handles.push(("retention scheduler", handle));
         }
         for name in workers.names() {
             tracing::debug!(worker = name, "started");

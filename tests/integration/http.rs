@@ -26,6 +26,7 @@ pub struct Server {
     pub ingest: String,
     pub read: String,
     pub verify: String,
+    pub privacy: String,
     pem: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -100,12 +101,13 @@ impl Server {
                     .reveal()
             }
         };
-        let (ingest, read, verify) = (
+        let (ingest, read, verify, privacy) = (
             key(Role::Ingest).await,
             key(Role::Read).await,
             key(Role::Verify).await,
+            key(Role::Privacy).await,
         );
-        crate::secret_scan::register_api_keys(&[&ingest, &read, &verify]);
+        crate::secret_scan::register_api_keys(&[&ingest, &read, &verify, &privacy]);
         Server {
             base,
             client,
@@ -114,6 +116,7 @@ impl Server {
             ingest,
             read,
             verify,
+            privacy,
             pem,
             stop: Some(stop),
             task: Some(task),

@@ -6,11 +6,13 @@
 
 mod browser;
 mod cli_append;
+mod cli_retention;
 mod crash;
 mod early_answers;
 mod http;
 mod http_bodies;
 mod http_erasure;
+mod http_holds;
 mod http_integrity;
 mod http_package;
 mod http_views;

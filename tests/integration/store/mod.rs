@@ -5,6 +5,7 @@ mod append;
 mod append_only;
 mod disk_full;
 mod file_modes;
+mod holds;
 mod isolation;
 mod keys;
 mod postgres;
