@@ -434,13 +434,22 @@ def merkle_path(m: int, leaves: list[bytes]) -> list[bytes]:
     return merkle_path(m - k, leaves[k:]) + [merkle_root(leaves[:k])]
 
 
-def write_erased_bundle(ev: str, source: str, erasures: str) -> None:
+def write_erased_bundle(ev: str, source: str, stored: str, erasures: str) -> None:
     """bundle-erased.json: the bundle `source` with its decision's applicant name marked erased by
     the first erasure record of `erasures` (receipts), which it then holds with its inclusion
-    proof; and erasure-other.json, the entry of the second erasure (another decision's)."""
+    proof (the service marks and holds it itself; this makes sure of it); bundle-unerased.json,
+    the same bundle with the value as it was stored before the erasure (from `stored`, a bundle
+    taken then) and neither the mark nor the erasure entry; and erasure-other.json, the entry of
+    the second erasure (another decision's)."""
     doc = json.load(open(source, encoding="utf-8"))
+    before = json.load(open(stored, encoding="utf-8"))
+    seqs_early = [json.loads(line)["seq"] for line in open(erasures, encoding="utf-8") if line.strip()]
+    unerased = json.loads(json.dumps(doc))
+    unerased["entries"] = [e for e in unerased["entries"] if e["record"]["seq"] not in seqs_early]
+    unerased["entries"][0].pop("erased", None)
+    unerased["entries"][0]["erasable_values"] = before["entries"][0]["erasable_values"]
     with open(os.path.join(ev, "bundle-unerased.json"), "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2, ensure_ascii=False)
+        json.dump(unerased, f, indent=2, ensure_ascii=False)
     seqs = [json.loads(line)["seq"] for line in open(erasures, encoding="utf-8") if line.strip()]
     lines = open(os.path.join(ev, "export.jsonl"), encoding="utf-8").read().split("\n")
     records = {r["seq"]: r for r in (json.loads(line) for line in lines[1:] if line and not line.startswith('{"end"'))}
@@ -539,6 +548,7 @@ def main() -> int:
     ap.add_argument("--python-verifier", required=True)
     ap.add_argument("--evidence", required=True)
     ap.add_argument("--erased-from", required=True, help="a bundle whose decision's applicant name the first of --erasures erased")
+    ap.add_argument("--stored-from", required=True, help="a bundle of the same decision taken before the erasure")
     ap.add_argument("--erasures", required=True, help="the receipts of two erasure records, as `auditex append` prints them")
     args = ap.parse_args()
     full = os.environ.get("VERIFIER_DIFFERENTIAL_FULL", "") not in ("", "0")
@@ -549,7 +559,7 @@ def main() -> int:
     ev = args.evidence
     failures = 0
     write_early_retirement(ev)
-    write_erased_bundle(ev, args.erased_from, args.erasures)
+    write_erased_bundle(ev, args.erased_from, args.stored_from, args.erasures)
 
     with tempfile.TemporaryDirectory() as scratch:
         jobs = []  # (label, target or None, original or None, case data or None, argv)
