@@ -105,13 +105,13 @@ pub fn compute(events: &[Event]) -> Views {
             });
             continue;
         }
-        if e.event_type == EventType::Erasure {
+        if matches!(e.event_type, EventType::Erasure | EventType::LegalHold) {
             if let Some(subject) = get("subject_ref") {
                 views.subjects.push(SubjectRow {
                     subject_ref: subject,
                     seq: e.seq,
                     event_id: e.event_id,
-                    event_type: "erasure".to_owned(),
+                    event_type: e.event_type.as_str().to_owned(),
                     decision_id: None,
                     captured_at_us: e.captured_at_us,
                 });

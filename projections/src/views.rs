@@ -416,7 +416,8 @@ impl Projection for Subjects {
             captured_at_us: event.captured_at_us,
         };
         match event.event_type {
-            EventType::Decision | EventType::Erasure => {
+            // Records naming the subject themselves: decisions, erasures, legal holds.
+            EventType::Decision | EventType::Erasure | EventType::LegalHold => {
                 if let Some(subject) = event.str("subject_ref") {
                     changes.subjects.push(row(subject, None));
                 }
