@@ -54,6 +54,8 @@ use ledger::types::{CaptureTime, EventId, Hash, LeafIndex, Sequence, TenantId, T
 use tokio::sync::watch;
 
 pub use appender::AppendError;
+#[doc(hidden)]
+pub use shredding::unwrap_data_key_for_tools;
 use crypto::{CryptoError, MasterKey, MasterKeys, SealContext};
 pub use evidence::EvidenceError;
 pub use export::ExportSummary;

@@ -4,6 +4,7 @@
 mod append;
 mod append_only;
 mod disk_full;
+mod erasure;
 mod file_modes;
 mod isolation;
 mod keys;
