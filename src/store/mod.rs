@@ -54,8 +54,6 @@ use ledger::types::{CaptureTime, EventId, Hash, LeafIndex, Sequence, TenantId, T
 use tokio::sync::watch;
 
 pub use appender::AppendError;
-#[doc(hidden)]
-pub use shredding::unwrap_data_key_for_tools;
 use crypto::{CryptoError, MasterKey, MasterKeys, SealContext};
 pub use evidence::EvidenceError;
 pub use export::ExportSummary;
@@ -64,6 +62,8 @@ pub use integrity::{
     IntegrityProgress, IntegrityReport, SEEN_CHECKPOINTS_MAX,
 };
 pub(crate) use service_draft::ServiceDraft;
+#[doc(hidden)]
+pub use shredding::unwrap_data_key_for_tools;
 pub use workers::Workers;
 
 /// Most records one append request (one HTTP batch) may carry.

@@ -153,7 +153,9 @@ pub fn unwrap_data_key_for_tools(
     key_seq: u64,
     wrapped: &[u8],
 ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-    Ok(Zeroizing::new(*DataKey::unwrap(master, tenant, key_seq, wrapped)?.0))
+    Ok(Zeroizing::new(
+        *DataKey::unwrap(master, tenant, key_seq, wrapped)?.0,
+    ))
 }
 
 /// The associated data of a sealed value: the version byte and the value's place.

@@ -29,11 +29,13 @@ backend_tests!(
     an_erasure_racing_appends_erases_exactly_the_values_before_it,
     a_value_sealed_before_data_keys_existed_is_erased_with_its_subject,
     a_service_killed_during_erasures_keeps_each_one_whole_or_not_at_all,
+    an_erasure_committed_but_not_journaled_holds_the_tenant_until_a_restart_journals_it,
 );
 
 postgres_tests!(
     the_plaintext_never_reaches_postgresql_and_after_erasure_a_dump_holds_neither_key_nor_ciphertext,
     a_postgresql_state_from_before_an_erasure_brought_back_is_erased_again_on_open,
+    an_erasure_whose_commit_fails_erases_nothing_then_or_after_a_restart,
 );
 
 /// Plaintext of the subject that is erased; every value carries it, so one search finds any.
@@ -126,7 +128,11 @@ struct Secrets {
 }
 
 /// The raw database rows of one subject: `(sealed values, (key_seq, wrapped) of its keys)`.
-async fn subject_rows(db: &TestDb, tenant: &str, subject: &str) -> (Vec<Vec<u8>>, Vec<(i64, Vec<u8>)>) {
+async fn subject_rows(
+    db: &TestDb,
+    tenant: &str,
+    subject: &str,
+) -> (Vec<Vec<u8>>, Vec<(i64, Vec<u8>)>) {
     let values = "SELECT sealed FROM erasable_values WHERE subject_ref = $1 ORDER BY seq, field";
     let keys = "SELECT key_seq, wrapped FROM data_keys WHERE subject_ref = $1 ORDER BY key_seq";
     if db.is_postgres() {
@@ -143,9 +149,10 @@ async fn subject_rows(db: &TestDb, tenant: &str, subject: &str) -> (Vec<Vec<u8>>
             .expect("keys");
         (sealed.into_iter().map(|r| r.0).collect(), wrapped)
     } else {
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.sqlite_path().display()))
-            .await
-            .expect("sqlite");
+        let mut c =
+            sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.sqlite_path().display()))
+                .await
+                .expect("sqlite");
         let sealed: Vec<(Vec<u8>,)> = sqlx::query_as(values)
             .bind(subject)
             .fetch_all(&mut c)
@@ -171,7 +178,12 @@ async fn secrets_of(
 ) -> Secrets {
     let mut secrets = Secrets::default();
     for s in seqs {
-        for value in store.erasable_values(tenant, seq(*s)).await.expect("open").values() {
+        for value in store
+            .erasable_values(tenant, seq(*s))
+            .await
+            .expect("open")
+            .values()
+        {
             secrets.salts.push(value.salt);
         }
     }
@@ -238,7 +250,9 @@ async fn an_erased_subjects_plaintext_salts_ciphertext_and_keys_are_nowhere_in_t
     let work = tempfile::tempdir().expect("tempdir");
     let journal_dir = work.path().join("checkpoints");
     let config = journaled_config(&db, &journal_dir);
-    let store = Store::open_with_workers(config.clone()).await.expect("open");
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
     let tenant = crate::support::tenant_id("shred");
     store.create_tenant(&tenant).await.expect("tenant");
     let (erased, kept) = append_both_subjects(&store, &tenant, 40).await;
@@ -251,16 +265,33 @@ async fn an_erased_subjects_plaintext_salts_ciphertext_and_keys_are_nowhere_in_t
     // wrapped keys are (so the search itself works).
     let disk = sqlite_bytes(db.sqlite_path()).await;
     for text in [ERASED_TEXT, KEPT_TEXT] {
-        assert!(!contains(&disk, text.as_bytes()), "{text} is on disk unencrypted");
+        assert!(
+            !contains(&disk, text.as_bytes()),
+            "{text} is on disk unencrypted"
+        );
     }
     for s in [&gone, &stays] {
-        assert!(s.salts.iter().all(|salt| !contains(&disk, salt)), "a salt is on disk");
-        assert!(s.raw_keys.iter().all(|k| !contains(&disk, k)), "a raw data key is on disk");
-        assert!(s.wrapped.iter().all(|w| contains(&disk, w)), "the wrapped key is stored");
-        assert!(s.sealed.iter().all(|v| contains(&disk, v)), "the sealed values are stored");
+        assert!(
+            s.salts.iter().all(|salt| !contains(&disk, salt)),
+            "a salt is on disk"
+        );
+        assert!(
+            s.raw_keys.iter().all(|k| !contains(&disk, k)),
+            "a raw data key is on disk"
+        );
+        assert!(
+            s.wrapped.iter().all(|w| contains(&disk, w)),
+            "the wrapped key is stored"
+        );
+        assert!(
+            s.sealed.iter().all(|v| contains(&disk, v)),
+            "the sealed values are stored"
+        );
     }
 
-    let store = Store::open_with_workers(config.clone()).await.expect("reopen");
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("reopen");
     let outcome = store
         .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
         .await
@@ -269,7 +300,13 @@ async fn an_erased_subjects_plaintext_salts_ciphertext_and_keys_are_nowhere_in_t
     assert!(!outcome.receipt.duplicate);
     let erasure_seq = outcome.receipt.seq;
     for s in &erased {
-        assert!(store.erasable_values(&tenant, seq(*s)).await.expect("read").is_empty());
+        assert!(
+            store
+                .erasable_values(&tenant, seq(*s))
+                .await
+                .expect("read")
+                .is_empty()
+        );
         assert_eq!(
             store.erased_fields(&tenant, seq(*s)).await.expect("erased"),
             BTreeMap::from([(field("iban"), erasure_seq), (field("name"), erasure_seq)])
@@ -282,14 +319,26 @@ async fn an_erased_subjects_plaintext_salts_ciphertext_and_keys_are_nowhere_in_t
     let files = folder_bytes(&journal_dir);
     assert!(!contains(&disk, ERASED_TEXT.as_bytes()) && !contains(&files, ERASED_TEXT.as_bytes()));
     for (what, list) in [
-        ("salt", gone.salts.iter().map(|s| s.to_vec()).collect::<Vec<_>>()),
+        (
+            "salt",
+            gone.salts.iter().map(|s| s.to_vec()).collect::<Vec<_>>(),
+        ),
         ("sealed value", gone.sealed.clone()),
         ("wrapped data key", gone.wrapped.clone()),
-        ("raw data key", gone.raw_keys.iter().map(|k| k.to_vec()).collect()),
+        (
+            "raw data key",
+            gone.raw_keys.iter().map(|k| k.to_vec()).collect(),
+        ),
     ] {
         for bytes in &list {
-            assert!(!contains(&disk, bytes), "an erased {what} is still in the database file or WAL");
-            assert!(!contains(&files, bytes), "an erased {what} is in the checkpoint folder");
+            assert!(
+                !contains(&disk, bytes),
+                "an erased {what} is still in the database file or WAL"
+            );
+            assert!(
+                !contains(&files, bytes),
+                "an erased {what} is in the checkpoint folder"
+            );
         }
     }
     // The other subject is untouched: stored and readable.
@@ -298,8 +347,14 @@ async fn an_erased_subjects_plaintext_salts_ciphertext_and_keys_are_nowhere_in_t
     let store = Store::open_with_workers(config).await.expect("reopen");
     for (n, s) in kept.iter().enumerate() {
         let values = store.erasable_values(&tenant, seq(*s)).await.expect("read");
-        assert_eq!(values[&field("name")].value, json!(format!("{KEPT_TEXT}-name-{n}")));
-        assert_eq!(values[&field("iban")].value, json!(format!("{KEPT_TEXT}-iban-{n}")));
+        assert_eq!(
+            values[&field("name")].value,
+            json!(format!("{KEPT_TEXT}-name-{n}"))
+        );
+        assert_eq!(
+            values[&field("iban")].value,
+            json!(format!("{KEPT_TEXT}-iban-{n}"))
+        );
     }
     store.shutdown().await;
 }
@@ -356,13 +411,28 @@ async fn the_plaintext_never_reaches_postgresql_and_after_erasure_a_dump_holds_n
 
     let dump = pg_dump(&db, tenant.as_str(), &[]);
     for text in [ERASED_TEXT, KEPT_TEXT] {
-        assert!(!contains(&dump, text.as_bytes()), "{text} reached the database unencrypted");
+        assert!(
+            !contains(&dump, text.as_bytes()),
+            "{text} reached the database unencrypted"
+        );
     }
     for s in [&gone, &stays] {
-        assert!(s.salts.iter().all(|x| !contains(&dump, &hex_of(x))), "a salt is stored in the clear");
-        assert!(s.raw_keys.iter().all(|k| !contains(&dump, &hex_of(k))), "a raw data key is stored");
-        assert!(s.wrapped.iter().all(|w| contains(&dump, &hex_of(w))), "the dump holds the wrapped key");
-        assert!(s.sealed.iter().all(|v| contains(&dump, &hex_of(v))), "the dump holds the sealed values");
+        assert!(
+            s.salts.iter().all(|x| !contains(&dump, &hex_of(x))),
+            "a salt is stored in the clear"
+        );
+        assert!(
+            s.raw_keys.iter().all(|k| !contains(&dump, &hex_of(k))),
+            "a raw data key is stored"
+        );
+        assert!(
+            s.wrapped.iter().all(|w| contains(&dump, &hex_of(w))),
+            "the dump holds the wrapped key"
+        );
+        assert!(
+            s.sealed.iter().all(|v| contains(&dump, &hex_of(v))),
+            "the dump holds the sealed values"
+        );
     }
 
     let outcome = store
@@ -373,20 +443,32 @@ async fn the_plaintext_never_reaches_postgresql_and_after_erasure_a_dump_holds_n
     let dump = pg_dump(&db, tenant.as_str(), &[]);
     assert!(!contains(&dump, ERASED_TEXT.as_bytes()));
     for (what, list) in [
-        ("salt", gone.salts.iter().map(|s| s.to_vec()).collect::<Vec<_>>()),
+        (
+            "salt",
+            gone.salts.iter().map(|s| s.to_vec()).collect::<Vec<_>>(),
+        ),
         ("sealed value", gone.sealed.clone()),
         ("wrapped data key", gone.wrapped.clone()),
-        ("raw data key", gone.raw_keys.iter().map(|k| k.to_vec()).collect()),
+        (
+            "raw data key",
+            gone.raw_keys.iter().map(|k| k.to_vec()).collect(),
+        ),
     ] {
         for bytes in &list {
-            assert!(!contains(&dump, &hex_of(bytes)), "an erased {what} is still in the dump");
+            assert!(
+                !contains(&dump, &hex_of(bytes)),
+                "an erased {what} is still in the dump"
+            );
         }
     }
     assert!(stays.wrapped.iter().all(|w| contains(&dump, &hex_of(w))));
     assert!(stays.sealed.iter().all(|v| contains(&dump, &hex_of(v))));
     for (n, s) in kept.iter().enumerate() {
         let values = store.erasable_values(&tenant, seq(*s)).await.expect("read");
-        assert_eq!(values[&field("name")].value, json!(format!("{KEPT_TEXT}-name-{n}")));
+        assert_eq!(
+            values[&field("name")].value,
+            json!(format!("{KEPT_TEXT}-name-{n}"))
+        );
     }
     store.shutdown().await;
 }
@@ -409,7 +491,11 @@ async fn assert_erased_again(
 ) {
     for s in erased {
         assert!(
-            store.erasable_values(tenant, seq(*s)).await.expect("read").is_empty(),
+            store
+                .erasable_values(tenant, seq(*s))
+                .await
+                .expect("read")
+                .is_empty(),
             "record {s}'s values came back"
         );
         assert_eq!(
@@ -420,7 +506,10 @@ async fn assert_erased_again(
     }
     for (n, s) in kept.iter().enumerate() {
         let values = store.erasable_values(tenant, seq(*s)).await.expect("read");
-        assert_eq!(values[&field("name")].value, json!(format!("{KEPT_TEXT}-name-{n}")));
+        assert_eq!(
+            values[&field("name")].value,
+            json!(format!("{KEPT_TEXT}-name-{n}"))
+        );
     }
 }
 
@@ -435,7 +524,9 @@ async fn restoring_a_backup_taken_before_an_erasure_does_not_bring_the_values_ba
     std::fs::create_dir_all(&journal_dir).expect("mkdir");
     let mut config = env.store_config(&db);
     config.checkpoint_dir = Some(journal_dir.clone());
-    let store = Store::open_with_workers(config.clone()).await.expect("open");
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
     let tenant = crate::support::tenant_id("restored");
     store.create_tenant(&tenant).await.expect("tenant");
     let (erased, kept) = append_both_subjects(&store, &tenant, 10).await;
@@ -460,9 +551,15 @@ async fn restoring_a_backup_taken_before_an_erasure_does_not_bring_the_values_ba
     );
     // The restored file holds the values again (nothing has opened it since).
     let (sealed, keys) = subject_rows(&db, tenant.as_str(), ERASED_SUBJECT).await;
-    assert_eq!((sealed.len(), keys.len()), (20, 1), "the backup holds the values");
+    assert_eq!(
+        (sealed.len(), keys.len()),
+        (20, 1),
+        "the backup holds the values"
+    );
 
-    let store = Store::open_with_workers(config.clone()).await.expect("open");
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
     assert_erased_again(&store, &tenant, &erased, &kept, erasure_seq).await;
     assert!(
         logged(&tenant, "erased values again"),
@@ -471,7 +568,11 @@ async fn restoring_a_backup_taken_before_an_erasure_does_not_bring_the_values_ba
     store.shutdown().await;
     drop(store);
     let (sealed, keys) = subject_rows(&db, tenant.as_str(), ERASED_SUBJECT).await;
-    assert_eq!((sealed.len(), keys.len()), (0, 0), "values and key gone from the file");
+    assert_eq!(
+        (sealed.len(), keys.len()),
+        (0, 0),
+        "values and key gone from the file"
+    );
 }
 
 /// PostgreSQL point-in-time recovery, simulated: a dump taken before an erasure is loaded into
@@ -482,7 +583,9 @@ async fn a_postgresql_state_from_before_an_erasure_brought_back_is_erased_again_
     let db = TestDb::new(&backend).await;
     let work = tempfile::tempdir().expect("tempdir");
     let config = journaled_config(&db, &work.path().join("checkpoints"));
-    let store = Store::open_with_workers(config.clone()).await.expect("open");
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
     let tenant = crate::support::tenant_id("pitr");
     store.create_tenant(&tenant).await.expect("tenant");
     let (erased, kept) = append_both_subjects(&store, &tenant, 10).await;
@@ -492,7 +595,9 @@ async fn a_postgresql_state_from_before_an_erasure_brought_back_is_erased_again_
     let bytes = pg_dump(&db, tenant.as_str(), &["--format=custom"]);
     std::fs::write(&dump, bytes).expect("write dump");
 
-    let store = Store::open_with_workers(config.clone()).await.expect("open");
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
     let outcome = store
         .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
         .await
@@ -532,14 +637,22 @@ async fn a_postgresql_state_from_before_an_erasure_brought_back_is_erased_again_
         String::from_utf8_lossy(&out.stderr)
     );
     let (sealed, keys) = subject_rows(&db, tenant.as_str(), ERASED_SUBJECT).await;
-    assert_eq!((sealed.len(), keys.len()), (20, 1), "the old state holds the values");
+    assert_eq!(
+        (sealed.len(), keys.len()),
+        (20, 1),
+        "the old state holds the values"
+    );
 
     let store = Store::open_with_workers(config).await.expect("open");
     assert_erased_again(&store, &tenant, &erased, &kept, erasure_seq).await;
     assert!(logged(&tenant, "erased values again"), "the log says so");
     store.shutdown().await;
     let (sealed, keys) = subject_rows(&db, tenant.as_str(), ERASED_SUBJECT).await;
-    assert_eq!((sealed.len(), keys.len()), (0, 0), "values and key gone again");
+    assert_eq!(
+        (sealed.len(), keys.len()),
+        (0, 0),
+        "values and key gone again"
+    );
 }
 
 /// Whether `e` is the erasure journal's hold of `tenant`.
@@ -554,7 +667,9 @@ async fn an_unreadable_erasure_journal_holds_its_tenant_and_no_other(backend: Ba
     let work = tempfile::tempdir().expect("tempdir");
     let journal_dir = work.path().join("checkpoints");
     let config = journaled_config(&db, &journal_dir);
-    let store = Store::open_with_workers(config.clone()).await.expect("open");
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
     let held = crate::support::tenant_id("held");
     let other = crate::support::tenant_id("other");
     store.create_tenant(&held).await.expect("tenant");
@@ -569,7 +684,11 @@ async fn an_unreadable_erasure_journal_holds_its_tenant_and_no_other(backend: Ba
     drop(store);
     let journal = auditex::store::erasure::journal_file(&journal_dir, &held);
     let good = std::fs::read(&journal).expect("the erasure was journaled");
-    assert_eq!(good.iter().filter(|b| **b == b'\n').count(), 1, "one erasure, one line");
+    assert_eq!(
+        good.iter().filter(|b| **b == b'\n').count(),
+        1,
+        "one erasure, one line"
+    );
 
     let garbled = [good.as_slice(), b"{\"seq\": 12, not json\n"].concat();
     for damage in ["garbled", "not a file"] {
@@ -580,14 +699,19 @@ async fn an_unreadable_erasure_journal_holds_its_tenant_and_no_other(backend: Ba
         } else {
             std::fs::create_dir(&journal).expect("a folder in its place");
         }
-        let store = Store::open_with_workers(config.clone()).await.expect("open");
+        let store = Store::open_with_workers(config.clone())
+            .await
+            .expect("open");
         let e = store
             .erasable_values(&held, seq(kept[0]))
             .await
             .expect_err("a held tenant's values are not served");
         assert!(is_journal_hold(&e, &held), "{damage}: {e}");
         let e = store
-            .append(&held, vec![subject_draft(KEPT_SUBJECT, &person(KEPT_TEXT, 99))])
+            .append(
+                &held,
+                vec![subject_draft(KEPT_SUBJECT, &person(KEPT_TEXT, 99))],
+            )
             .await
             .expect_err("a held tenant does not grow");
         assert!(
@@ -607,9 +731,15 @@ async fn an_unreadable_erasure_journal_holds_its_tenant_and_no_other(backend: Ba
             .erasable_values(&other, seq(other_kept[0]))
             .await
             .expect("another tenant is not held");
-        assert_eq!(values[&field("name")].value, json!(format!("{KEPT_TEXT}-name-0")));
+        assert_eq!(
+            values[&field("name")].value,
+            json!(format!("{KEPT_TEXT}-name-0"))
+        );
         store
-            .append(&other, vec![subject_draft(KEPT_SUBJECT, &person(KEPT_TEXT, 9))])
+            .append(
+                &other,
+                vec![subject_draft(KEPT_SUBJECT, &person(KEPT_TEXT, 9))],
+            )
             .await
             .expect("another tenant appends");
         store.shutdown().await;
@@ -619,8 +749,14 @@ async fn an_unreadable_erasure_journal_holds_its_tenant_and_no_other(backend: Ba
     std::fs::remove_dir(&journal).expect("remove the folder");
     std::fs::write(&journal, &good).expect("repair");
     let store = Store::open_with_workers(config).await.expect("open");
-    let values = store.erasable_values(&held, seq(kept[0])).await.expect("served again");
-    assert_eq!(values[&field("name")].value, json!(format!("{KEPT_TEXT}-name-0")));
+    let values = store
+        .erasable_values(&held, seq(kept[0]))
+        .await
+        .expect("served again");
+    assert_eq!(
+        values[&field("name")].value,
+        json!(format!("{KEPT_TEXT}-name-0"))
+    );
     store.shutdown().await;
 }
 
@@ -644,22 +780,38 @@ async fn two_concurrent_erasures_of_one_subject_append_one_erasure_record_and_bo
     let store = std::sync::Arc::new(store);
     let (erased, _) = append_both_subjects(&store, &tenant, 5).await;
     let run = |store: std::sync::Arc<Store>, tenant: TenantId| {
-        tokio::spawn(async move { store.erase_subject(&tenant, whole_subject(ERASED_SUBJECT)).await })
+        tokio::spawn(async move {
+            store
+                .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
+                .await
+        })
     };
     let a = run(store.clone(), tenant.clone());
     let b = run(store.clone(), tenant.clone());
     let a = a.await.expect("task").expect("first erasure");
     let b = b.await.expect("task").expect("second erasure");
-    assert_eq!(a.receipt.seq, b.receipt.seq, "both name the same erasure record");
     assert_eq!(
-        [a.receipt.duplicate, b.receipt.duplicate].iter().filter(|d| **d).count(),
+        a.receipt.seq, b.receipt.seq,
+        "both name the same erasure record"
+    );
+    assert_eq!(
+        [a.receipt.duplicate, b.receipt.duplicate]
+            .iter()
+            .filter(|d| **d)
+            .count(),
         1,
         "exactly one is the duplicate"
     );
     assert_eq!(a.erased + b.erased, 10, "the values were erased once");
     assert_eq!(erasure_records(&store, &tenant).await, vec![a.receipt.seq]);
     for s in &erased {
-        assert!(store.erasable_values(&tenant, seq(*s)).await.expect("read").is_empty());
+        assert!(
+            store
+                .erasable_values(&tenant, seq(*s))
+                .await
+                .expect("read")
+                .is_empty()
+        );
     }
     store.shutdown().await;
 }
@@ -682,7 +834,10 @@ async fn an_erasure_racing_appends_erases_exactly_the_values_before_it(backend: 
         tokio::spawn(async move {
             let mut seqs = BTreeMap::new();
             let mut n = 0;
-            while n < erased_at.load(std::sync::atomic::Ordering::SeqCst).saturating_add(10) {
+            while n < erased_at
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .saturating_add(10)
+            {
                 let receipts = store
                     .append(
                         &tenant,
@@ -715,21 +870,48 @@ async fn an_erasure_racing_appends_erases_exactly_the_values_before_it(backend: 
     let e = outcome.receipt.seq;
     let appended = appender.await.expect("task");
     let (before, after): (Vec<_>, Vec<_>) = appended.iter().partition(|(s, _)| **s < e);
-    assert!(before.len() >= 20 && after.len() >= 20, "{} before, {} after", before.len(), after.len());
+    assert!(
+        before.len() >= 20 && after.len() >= 20,
+        "{} before, {} after",
+        before.len(),
+        after.len()
+    );
     for (s, _) in &before {
         assert!(
-            store.erasable_values(&tenant, seq(**s)).await.expect("read").is_empty(),
+            store
+                .erasable_values(&tenant, seq(**s))
+                .await
+                .expect("read")
+                .is_empty(),
             "record {s}, before erasure {e}, is still readable"
         );
         assert_eq!(
-            store.erased_fields(&tenant, seq(**s)).await.expect("erased").values().copied().collect::<Vec<_>>(),
+            store
+                .erased_fields(&tenant, seq(**s))
+                .await
+                .expect("erased")
+                .values()
+                .copied()
+                .collect::<Vec<_>>(),
             vec![e, e]
         );
     }
     for (s, n) in &after {
-        let values = store.erasable_values(&tenant, seq(**s)).await.expect("read");
-        assert_eq!(values[&field("name")].value, json!(format!("{ERASED_TEXT}-name-{n}")));
-        assert!(store.erased_fields(&tenant, seq(**s)).await.expect("erased").is_empty());
+        let values = store
+            .erasable_values(&tenant, seq(**s))
+            .await
+            .expect("read");
+        assert_eq!(
+            values[&field("name")].value,
+            json!(format!("{ERASED_TEXT}-name-{n}"))
+        );
+        assert!(
+            store
+                .erased_fields(&tenant, seq(**s))
+                .await
+                .expect("erased")
+                .is_empty()
+        );
     }
     store.shutdown().await;
 }
@@ -741,7 +923,10 @@ async fn a_value_sealed_before_data_keys_existed_is_erased_with_its_subject(back
     let (store, tenant) = db.open_with_tenant("legacy").await;
     let (erased, kept) = append_both_subjects(&store, &tenant, 3).await;
     let target = erased[1];
-    let values = store.erasable_values(&tenant, seq(target)).await.expect("read");
+    let values = store
+        .erasable_values(&tenant, seq(target))
+        .await
+        .expect("read");
     let name = &values[&field("name")];
     let master = MasterKeys::from(db.master_key.clone());
     let legacy = master
@@ -750,10 +935,21 @@ async fn a_value_sealed_before_data_keys_existed_is_erased_with_its_subject(back
             &serde_json::to_vec(&name.value).expect("json"),
         )
         .expect("seal");
-    crate::store::sealing::make_legacy_row(&db, tenant.as_str(), target, "name", &name.salt, legacy)
-        .await;
+    crate::store::sealing::make_legacy_row(
+        &db,
+        tenant.as_str(),
+        target,
+        "name",
+        &name.salt,
+        legacy,
+    )
+    .await;
     assert_eq!(
-        store.erasable_values(&tenant, seq(target)).await.expect("read")[&field("name")].value,
+        store
+            .erasable_values(&tenant, seq(target))
+            .await
+            .expect("read")[&field("name")]
+            .value,
         name.value,
         "the legacy row opens"
     );
@@ -763,13 +959,29 @@ async fn a_value_sealed_before_data_keys_existed_is_erased_with_its_subject(back
         .expect("erase");
     assert_eq!(outcome.erased, 6);
     for s in &erased {
-        assert!(store.erasable_values(&tenant, seq(*s)).await.expect("read").is_empty());
+        assert!(
+            store
+                .erasable_values(&tenant, seq(*s))
+                .await
+                .expect("read")
+                .is_empty()
+        );
     }
     assert_eq!(
-        store.erased_fields(&tenant, seq(target)).await.expect("erased")[&field("name")],
+        store
+            .erased_fields(&tenant, seq(target))
+            .await
+            .expect("erased")[&field("name")],
         outcome.receipt.seq
     );
-    assert_eq!(store.erasable_values(&tenant, seq(kept[1])).await.expect("read").len(), 2);
+    assert_eq!(
+        store
+            .erasable_values(&tenant, seq(kept[1]))
+            .await
+            .expect("read")
+            .len(),
+        2
+    );
     store.shutdown().await;
 }
 
@@ -859,7 +1071,11 @@ async fn a_service_killed_during_erasures_keeps_each_one_whole_or_not_at_all(bac
     let tenant = crate::support::tenant_id("killed");
     let ok = |cmd: &mut Command| {
         let out = cmd.output().expect("auditex");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
     ok(&mut env.command(&["tenant", "create", "killed"]));
@@ -884,9 +1100,8 @@ async fn a_service_killed_during_erasures_keeps_each_one_whole_or_not_at_all(bac
             tokio::spawn(async move {
                 let mut n = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let subjects: Vec<String> = (0..CRASH_SUBJECTS)
-                        .map(|k| format!("crash-{k}"))
-                        .collect();
+                    let subjects: Vec<String> =
+                        (0..CRASH_SUBJECTS).map(|k| format!("crash-{k}")).collect();
                     let records: Vec<Value> = subjects
                         .iter()
                         .map(|subject| {
@@ -901,7 +1116,9 @@ async fn a_service_killed_during_erasures_keeps_each_one_whole_or_not_at_all(bac
                         })
                         .collect();
                     n += 1;
-                    if let Some(receipts) = post(&client, &url, &key, &json!({"records": records})).await {
+                    if let Some(receipts) =
+                        post(&client, &url, &key, &json!({"records": records})).await
+                    {
                         let mut sent = sent.lock().expect("lock");
                         for (r, subject) in receipts.iter().zip(subjects) {
                             let seq = r["seq"].as_u64().expect("seq");
@@ -925,10 +1142,15 @@ async fn a_service_killed_during_erasures_keeps_each_one_whole_or_not_at_all(bac
                         "event_type": "erasure",
                         "payload": {"subject_ref": subject, "reason": "the person asked"},
                     });
-                    if let Some(receipts) = post(&client, &url, &key, &json!({"records": [record]})).await {
+                    if let Some(receipts) =
+                        post(&client, &url, &key, &json!({"records": [record]})).await
+                    {
                         let seq = receipts[0]["seq"].as_u64().expect("seq");
                         let hash = receipts[0]["hash"].as_str().expect("hash").to_owned();
-                        sent.lock().expect("lock").erasures.insert(seq, (hash, subject));
+                        sent.lock()
+                            .expect("lock")
+                            .erasures
+                            .insert(seq, (hash, subject));
                     }
                 }
             })
@@ -950,11 +1172,16 @@ async fn a_service_killed_during_erasures_keeps_each_one_whole_or_not_at_all(bac
         decisions.await.expect("decisions task");
         erasures.await.expect("erasures task");
         let sent = std::mem::take(&mut *sent.lock().expect("lock"));
-        assert!(!sent.erasures.is_empty(), "round {round}: no erasure was acknowledged");
+        assert!(
+            !sent.erasures.is_empty(),
+            "round {round}: no erasure was acknowledged"
+        );
         all.decisions.extend(sent.decisions);
         all.erasures.extend(sent.erasures);
 
-        let store = Store::open_with_workers(config.clone()).await.expect("reopen");
+        let store = Store::open_with_workers(config.clone())
+            .await
+            .expect("reopen");
         assert_erasures_whole(&store, &db, &tenant, &all).await;
         store.shutdown().await;
     }
@@ -978,7 +1205,10 @@ async fn assert_erasures_whole(store: &Store, db: &TestDb, tenant: &TenantId, se
     let mut erasures: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for r in &chain {
         if let Some(scope) = auditex::store::erasure::ErasureScope::of_record(r) {
-            erasures.entry(scope.subject_ref).or_default().push(r.seq.get());
+            erasures
+                .entry(scope.subject_ref)
+                .or_default()
+                .push(r.seq.get());
         }
     }
     for r in &chain {
@@ -995,7 +1225,10 @@ async fn assert_erasures_whole(store: &Store, db: &TestDb, tenant: &TenantId, se
         let erased = store.erased_fields(tenant, r.seq).await.expect("erased");
         match first_after {
             Some(e) => {
-                assert!(values.is_empty(), "record {s} is still readable after erasure {e}");
+                assert!(
+                    values.is_empty(),
+                    "record {s} is still readable after erasure {e}"
+                );
                 assert_eq!(
                     erased.get(&field("name")),
                     Some(&e),
@@ -1003,8 +1236,15 @@ async fn assert_erasures_whole(store: &Store, db: &TestDb, tenant: &TenantId, se
                 );
             }
             None => {
-                assert_eq!(values.len(), 1, "record {s} of {subject} was erased by no erasure in the chain");
-                assert!(erased.is_empty(), "record {s}: {erased:?} names an erasure not in the chain");
+                assert_eq!(
+                    values.len(),
+                    1,
+                    "record {s} of {subject} was erased by no erasure in the chain"
+                );
+                assert!(
+                    erased.is_empty(),
+                    "record {s}: {erased:?} names an erasure not in the chain"
+                );
             }
         }
     }
@@ -1019,4 +1259,143 @@ async fn assert_erasures_whole(store: &Store, db: &TestDb, tenant: &TenantId, se
             );
         }
     }
+}
+
+/// An erasure whose transaction fails at commit (here a deferred constraint refuses it, as a
+/// lost connection or a SIGKILL between the journal and the commit would) was never
+/// acknowledged: it erases nothing, then or when the store opens again, even after the next
+/// record took its sequence number; a later erasure of the subject works. (The erasure journal
+/// used to be written before the commit, so the store erased the values at the next start and
+/// named as their erasure a record that is not one.)
+async fn an_erasure_whose_commit_fails_erases_nothing_then_or_after_a_restart(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let journal_dir = work.path().join("checkpoints");
+    let config = journaled_config(&db, &journal_dir);
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
+    let tenant = crate::support::tenant_id("refused");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let (erased, kept) = append_both_subjects(&store, &tenant, 3).await;
+
+    let mut owner = owner_connection(&db, tenant.as_str()).await;
+    for sql in [
+        "CREATE FUNCTION refuse_erasure() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$",
+        "CREATE CONSTRAINT TRIGGER refuse_erasure AFTER INSERT ON erasures \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_erasure()",
+    ] {
+        sqlx::query(sql)
+            .execute(&mut owner)
+            .await
+            .expect("install the refusal");
+    }
+    let err = store
+        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect_err("the commit is refused");
+    assert!(err.to_string().contains("refused at commit"), "{err}");
+    sqlx::query("DROP TRIGGER refuse_erasure ON erasures")
+        .execute(&mut owner)
+        .await
+        .expect("drop the refusal");
+    let failed_seq = erased.iter().chain(&kept).max().expect("records") + 1;
+    assert!(
+        !auditex::store::erasure::journal_file(&journal_dir, &tenant).exists(),
+        "an erasure that did not commit is not journaled"
+    );
+    // The next record takes the sequence number the failed erasure had.
+    let next = store
+        .append(
+            &tenant,
+            vec![subject_draft(KEPT_SUBJECT, &person(KEPT_TEXT, 3))],
+        )
+        .await
+        .expect("append");
+    assert_eq!(next[0].seq, failed_seq);
+    store.shutdown().await;
+    drop(store);
+
+    let store = Store::open_with_workers(config).await.expect("reopen");
+    for s in &erased {
+        assert_eq!(
+            store
+                .erasable_values(&tenant, seq(*s))
+                .await
+                .expect("read")
+                .len(),
+            2,
+            "record {s} was erased by an erasure that never committed"
+        );
+        assert!(
+            store
+                .erased_fields(&tenant, seq(*s))
+                .await
+                .expect("erased")
+                .is_empty()
+        );
+    }
+    let outcome = store
+        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect("a later erasure works");
+    assert_eq!(outcome.erased, 6);
+    assert_erased_again(&store, &tenant, &erased, &kept, outcome.receipt.seq).await;
+    store.shutdown().await;
+}
+
+/// The journal cannot be written when an erasure commits (here a folder stands where the file
+/// goes): the erasure is in the database and its values are gone, but it is not acknowledged and
+/// the tenant is held; once the journal can be written again, the next start journals it from
+/// the database and serves the tenant, and asking again answers with that erasure's receipt.
+async fn an_erasure_committed_but_not_journaled_holds_the_tenant_until_a_restart_journals_it(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let journal_dir = work.path().join("checkpoints");
+    let config = journaled_config(&db, &journal_dir);
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
+    let tenant = crate::support::tenant_id("unjournaled");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let (erased, kept) = append_both_subjects(&store, &tenant, 3).await;
+    let journal = auditex::store::erasure::journal_file(&journal_dir, &tenant);
+    std::fs::create_dir(&journal).expect("a folder where the journal goes");
+    let err = store
+        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect_err("not acknowledged without the journal");
+    assert!(
+        matches!(&err, ErasureError::Append(AppendError::Store(e)) if is_journal_hold(e, &tenant)),
+        "{err}"
+    );
+    let e = store
+        .erasable_values(&tenant, seq(kept[0]))
+        .await
+        .expect_err("the tenant is held");
+    assert!(is_journal_hold(&e, &tenant), "{e}");
+    store.shutdown().await;
+    drop(store);
+    let (sealed, keys) = subject_rows(&db, tenant.as_str(), ERASED_SUBJECT).await;
+    assert_eq!((sealed.len(), keys.len()), (0, 0), "the erasure committed");
+
+    std::fs::remove_dir(&journal).expect("the folder removed");
+    let store = Store::open_with_workers(config).await.expect("reopen");
+    let journaled = std::fs::read_to_string(&journal).expect("journaled at the start");
+    assert_eq!(journaled.lines().count(), 1);
+    let again = store
+        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect("asking again");
+    assert!(again.receipt.duplicate);
+    assert_eq!(again.erased, 0);
+    assert!(
+        journaled.contains(&format!("\"seq\":{}", again.receipt.seq)),
+        "{journaled}"
+    );
+    assert_erased_again(&store, &tenant, &erased, &kept, again.receipt.seq).await;
+    store.shutdown().await;
 }

@@ -80,7 +80,8 @@ async fn make_legacy_rows(
     for (s, name) in names.iter().filter(|(s, _)| legacy(**s)) {
         let plain = serde_json::to_vec(name).expect("json");
         let seq = i64::try_from(*s).expect("seq");
-        raw.set_legacy(seq, "name", &salts[s], seal(*s, &plain)).await;
+        raw.set_legacy(seq, "name", &salts[s], seal(*s, &plain))
+            .await;
         // Each record's subject is its own: its data key was its record's.
         raw.delete_data_key(seq).await;
         n += 1;
@@ -298,10 +299,7 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
     let census = store.seal_census().await.expect("census");
     assert_eq!(
         census,
-        BTreeMap::from([
-            ("unversioned".to_owned(), 11),
-            (old.id().to_string(), 10)
-        ]),
+        BTreeMap::from([("unversioned".to_owned(), 11), (old.id().to_string(), 10)]),
         "the signing key and 10 values unversioned, 10 data keys under the old key"
     );
     store.shutdown().await;
@@ -333,8 +331,14 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
         .await
         .expect("rotation");
     assert_eq!(report.signing_keys_resealed, 1);
-    assert_eq!(report.erasable_values_resealed, 10, "the values without data key");
-    assert_eq!(report.data_keys_rewrapped, 10, "one data key per odd record");
+    assert_eq!(
+        report.erasable_values_resealed, 10,
+        "the values without data key"
+    );
+    assert_eq!(
+        report.data_keys_rewrapped, 10,
+        "one data key per odd record"
+    );
     assert_eq!(report.already_current, 0);
     assert_eq!(report.changed_meanwhile, 0);
     assert_eq!(report.master_key_id, new.id().to_string());
@@ -378,7 +382,10 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
             .erasable_values(&tenant, seq(s))
             .await
             .expect_err("the old key alone cannot open");
-        assert!(err.to_string().contains(&new.id().to_string()), "{s}: {err}");
+        assert!(
+            err.to_string().contains(&new.id().to_string()),
+            "{s}: {err}"
+        );
     }
     store.shutdown().await;
 }
