@@ -30,6 +30,8 @@ backend_tests!(
     a_value_sealed_before_data_keys_existed_is_erased_with_its_subject,
     a_service_killed_during_erasures_keeps_each_one_whole_or_not_at_all,
     an_erasure_committed_but_not_journaled_holds_the_tenant_until_a_restart_journals_it,
+    a_subjects_data_key_lives_until_its_last_value_is_erased_field_by_field,
+    an_erasure_naming_another_subjects_record_erases_nothing_of_it,
 );
 
 postgres_tests!(
@@ -1397,5 +1399,96 @@ async fn an_erasure_committed_but_not_journaled_holds_the_tenant_until_a_restart
         "{journaled}"
     );
     assert_erased_again(&store, &tenant, &erased, &kept, again.receipt.seq).await;
+    store.shutdown().await;
+}
+
+/// Erasing some fields keeps the subject's data key while other values use it; erasing the
+/// last field destroys it.
+async fn a_subjects_data_key_lives_until_its_last_value_is_erased_field_by_field(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("fields").await;
+    let (erased, kept) = append_both_subjects(&store, &tenant, 3).await;
+    let by_fields = |names: &[&str]| SubjectErasure {
+        fields: Some(names.iter().map(|n| field(n)).collect()),
+        ..whole_subject(ERASED_SUBJECT)
+    };
+    let first = store
+        .erase_subject(&tenant, by_fields(&["iban"]))
+        .await
+        .expect("erase iban");
+    assert_eq!(first.erased, 3);
+    for (n, s) in erased.iter().enumerate() {
+        let values = store.erasable_values(&tenant, seq(*s)).await.expect("read");
+        assert_eq!(values.keys().collect::<Vec<_>>(), vec![&field("name")]);
+        assert_eq!(values[&field("name")].value, json!(format!("{ERASED_TEXT}-name-{n}")));
+        assert_eq!(
+            store.erased_fields(&tenant, seq(*s)).await.expect("erased"),
+            BTreeMap::from([(field("iban"), first.receipt.seq)])
+        );
+    }
+    let (sealed, keys) = subject_rows(&db, tenant.as_str(), ERASED_SUBJECT).await;
+    assert_eq!((sealed.len(), keys.len()), (3, 1), "the key stays while names use it");
+
+    let unknown = store
+        .erase_subject(&tenant, by_fields(&["iban", "shoe_size"]))
+        .await
+        .expect_err("an unknown field");
+    assert!(
+        matches!(&unknown, ErasureError::UnknownFields(f) if f == &vec!["shoe_size".to_owned()]),
+        "{unknown}"
+    );
+    let second = store
+        .erase_subject(&tenant, by_fields(&["name"]))
+        .await
+        .expect("erase name");
+    assert_eq!(second.erased, 3);
+    let (sealed, keys) = subject_rows(&db, tenant.as_str(), ERASED_SUBJECT).await;
+    assert_eq!((sealed.len(), keys.len()), (0, 0), "the last value took the key with it");
+    for s in &erased {
+        assert_eq!(
+            store.erased_fields(&tenant, seq(*s)).await.expect("erased"),
+            BTreeMap::from([(field("iban"), first.receipt.seq), (field("name"), second.receipt.seq)])
+        );
+    }
+    let (_, kept_keys) = subject_rows(&db, tenant.as_str(), KEPT_SUBJECT).await;
+    assert_eq!(kept_keys.len(), 1);
+    assert_eq!(store.erasable_values(&tenant, seq(kept[0])).await.expect("read").len(), 2);
+    store.shutdown().await;
+}
+
+/// An `erasure` record appended by a pipeline that names a record of another subject among its
+/// `event_ids` erases nothing of that record: an erasure reaches only its own subject's values.
+async fn an_erasure_naming_another_subjects_record_erases_nothing_of_it(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("foreign").await;
+    let (erased, kept) = append_both_subjects(&store, &tenant, 2).await;
+    let chain = crate::support::read_chain(&store, &tenant).await;
+    let id_of = |s: u64| chain[usize::try_from(s).expect("index")].event_id.to_string();
+    let erasure = prepare_client_draft(
+        &new_event_id(),
+        "erasure",
+        &json!({
+            "subject_ref": ERASED_SUBJECT,
+            "reason": "the person asked",
+            "event_ids": [id_of(erased[0]), id_of(kept[0])],
+        }),
+        &BTreeMap::new(),
+        rand::random,
+    )
+    .expect("erasure draft");
+    let receipt = store.append(&tenant, vec![erasure]).await.expect("append")[0].clone();
+    assert!(store.erasable_values(&tenant, seq(erased[0])).await.expect("read").is_empty());
+    assert_eq!(
+        store.erased_fields(&tenant, seq(erased[0])).await.expect("erased").len(),
+        2
+    );
+    assert_eq!(
+        store.erased_fields(&tenant, seq(erased[0])).await.expect("erased")[&field("name")],
+        receipt.seq
+    );
+    for s in [erased[1], kept[0], kept[1]] {
+        assert_eq!(store.erasable_values(&tenant, seq(s)).await.expect("read").len(), 2, "record {s}");
+        assert!(store.erased_fields(&tenant, seq(s)).await.expect("erased").is_empty());
+    }
     store.shutdown().await;
 }
