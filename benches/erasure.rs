@@ -72,7 +72,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<String>, count: u64, rounds: u64) {
+async fn run_backend(
+    name: &str,
+    database: DatabaseUrl,
+    admin: Option<String>,
+    count: u64,
+    rounds: u64,
+) {
     let journal = tempfile::tempdir().expect("tempdir");
     let mut config = StoreConfig::new(database, MasterKey::generate());
     config.admin_database = admin;
@@ -84,11 +90,16 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<String>, c
     let (mut plain, mut sealed) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         for erasable in [false, true] {
-            let tenant = TenantId::parse(&format!("ingest-{run}-{round}-{erasable}")).expect("tenant");
+            let tenant =
+                TenantId::parse(&format!("ingest-{run}-{round}-{erasable}")).expect("tenant");
             store.create_tenant(&tenant).await.expect("tenant");
             let drafts = (0..count).map(|n| decision(n, erasable, None)).collect();
             let rate = batched(&store, &tenant, drafts).await;
-            if erasable { sealed.push(rate) } else { plain.push(rate) }
+            if erasable {
+                sealed.push(rate)
+            } else {
+                plain.push(rate)
+            }
         }
     }
     let (p, s) = (median(plain), median(sealed));
@@ -144,7 +155,10 @@ fn main() {
             .init();
     }
     let env_u64 = |name: &str, default: u64| {
-        std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     let count = env_u64("AUDITEX_BENCH_RECORDS", 20_000);
     let rounds = env_u64("AUDITEX_BENCH_ROUNDS", 3).max(1);

@@ -1149,16 +1149,17 @@ impl Store {
                 Some((key_seq, Some(wrapped))) => {
                     let key_seq = u64::try_from(key_seq)
                         .map_err(|_| StoreError::Corrupt("negative data key number".into()))?;
-                    if !keys.contains_key(&key_seq) {
-                        let key = shredding::DataKey::unwrap(
-                            &self.inner.master,
-                            tenant,
-                            key_seq,
-                            &wrapped,
-                        )?;
-                        keys.insert(key_seq, key);
-                    }
-                    let key = &keys[&key_seq];
+                    let key = match keys.entry(key_seq) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            e.insert(shredding::DataKey::unwrap(
+                                &self.inner.master,
+                                tenant,
+                                key_seq,
+                                &wrapped,
+                            )?)
+                        }
+                    };
                     key.open_value(tenant, seq.get(), &row.field, &row.sealed)?
                 }
             };

@@ -1420,14 +1420,21 @@ async fn a_subjects_data_key_lives_until_its_last_value_is_erased_field_by_field
     for (n, s) in erased.iter().enumerate() {
         let values = store.erasable_values(&tenant, seq(*s)).await.expect("read");
         assert_eq!(values.keys().collect::<Vec<_>>(), vec![&field("name")]);
-        assert_eq!(values[&field("name")].value, json!(format!("{ERASED_TEXT}-name-{n}")));
+        assert_eq!(
+            values[&field("name")].value,
+            json!(format!("{ERASED_TEXT}-name-{n}"))
+        );
         assert_eq!(
             store.erased_fields(&tenant, seq(*s)).await.expect("erased"),
             BTreeMap::from([(field("iban"), first.receipt.seq)])
         );
     }
     let (sealed, keys) = subject_rows(&db, tenant.as_str(), ERASED_SUBJECT).await;
-    assert_eq!((sealed.len(), keys.len()), (3, 1), "the key stays while names use it");
+    assert_eq!(
+        (sealed.len(), keys.len()),
+        (3, 1),
+        "the key stays while names use it"
+    );
 
     let unknown = store
         .erase_subject(&tenant, by_fields(&["iban", "shoe_size"]))
@@ -1443,16 +1450,30 @@ async fn a_subjects_data_key_lives_until_its_last_value_is_erased_field_by_field
         .expect("erase name");
     assert_eq!(second.erased, 3);
     let (sealed, keys) = subject_rows(&db, tenant.as_str(), ERASED_SUBJECT).await;
-    assert_eq!((sealed.len(), keys.len()), (0, 0), "the last value took the key with it");
+    assert_eq!(
+        (sealed.len(), keys.len()),
+        (0, 0),
+        "the last value took the key with it"
+    );
     for s in &erased {
         assert_eq!(
             store.erased_fields(&tenant, seq(*s)).await.expect("erased"),
-            BTreeMap::from([(field("iban"), first.receipt.seq), (field("name"), second.receipt.seq)])
+            BTreeMap::from([
+                (field("iban"), first.receipt.seq),
+                (field("name"), second.receipt.seq)
+            ])
         );
     }
     let (_, kept_keys) = subject_rows(&db, tenant.as_str(), KEPT_SUBJECT).await;
     assert_eq!(kept_keys.len(), 1);
-    assert_eq!(store.erasable_values(&tenant, seq(kept[0])).await.expect("read").len(), 2);
+    assert_eq!(
+        store
+            .erasable_values(&tenant, seq(kept[0]))
+            .await
+            .expect("read")
+            .len(),
+        2
+    );
     store.shutdown().await;
 }
 
@@ -1463,7 +1484,11 @@ async fn an_erasure_naming_another_subjects_record_erases_nothing_of_it(backend:
     let (store, tenant) = db.open_with_tenant("foreign").await;
     let (erased, kept) = append_both_subjects(&store, &tenant, 2).await;
     let chain = crate::support::read_chain(&store, &tenant).await;
-    let id_of = |s: u64| chain[usize::try_from(s).expect("index")].event_id.to_string();
+    let id_of = |s: u64| {
+        chain[usize::try_from(s).expect("index")]
+            .event_id
+            .to_string()
+    };
     let erasure = prepare_client_draft(
         &new_event_id(),
         "erasure",
@@ -1477,18 +1502,45 @@ async fn an_erasure_naming_another_subjects_record_erases_nothing_of_it(backend:
     )
     .expect("erasure draft");
     let receipt = store.append(&tenant, vec![erasure]).await.expect("append")[0].clone();
-    assert!(store.erasable_values(&tenant, seq(erased[0])).await.expect("read").is_empty());
+    assert!(
+        store
+            .erasable_values(&tenant, seq(erased[0]))
+            .await
+            .expect("read")
+            .is_empty()
+    );
     assert_eq!(
-        store.erased_fields(&tenant, seq(erased[0])).await.expect("erased").len(),
+        store
+            .erased_fields(&tenant, seq(erased[0]))
+            .await
+            .expect("erased")
+            .len(),
         2
     );
     assert_eq!(
-        store.erased_fields(&tenant, seq(erased[0])).await.expect("erased")[&field("name")],
+        store
+            .erased_fields(&tenant, seq(erased[0]))
+            .await
+            .expect("erased")[&field("name")],
         receipt.seq
     );
     for s in [erased[1], kept[0], kept[1]] {
-        assert_eq!(store.erasable_values(&tenant, seq(s)).await.expect("read").len(), 2, "record {s}");
-        assert!(store.erased_fields(&tenant, seq(s)).await.expect("erased").is_empty());
+        assert_eq!(
+            store
+                .erasable_values(&tenant, seq(s))
+                .await
+                .expect("read")
+                .len(),
+            2,
+            "record {s}"
+        );
+        assert!(
+            store
+                .erased_fields(&tenant, seq(s))
+                .await
+                .expect("erased")
+                .is_empty()
+        );
     }
     store.shutdown().await;
 }
