@@ -475,7 +475,8 @@ impl Appender {
         match self.try_process(group).await {
             Ok(()) => {}
             Err((pending, e)) => {
-                // Nothing was committed; the cached head may be stale if the outcome of the
+                // Nothing was committed (or, for an erasure journal that could not be written,
+                // nothing is acknowledged); the cached head may be stale if the outcome of the
                 // commit is unknown, so the next group re-reads it (see `commit_group`).
                 match &e {
                     StoreError::StorageFull(detail) => {
@@ -969,17 +970,6 @@ impl Appender {
         for scope in &erasures {
             tx.erase(&self.tenant, scope).await?;
         }
-        if !erasures.is_empty() {
-            // Journaled before the commit (see `erasure.rs`): a restored backup cannot bring
-            // back what an acknowledged erasure erased.
-            let erasure_records: Vec<&Record> = records
-                .iter()
-                .filter(|r| r.event_type == ledger::record::EventType::Erasure)
-                .collect();
-            self.store
-                .erasure_journal()
-                .record(&self.tenant, &erasure_records)?;
-        }
         // Holds and the retention policy follow their records in the same transaction.
         let hold_changes = super::holds::HoldChange::of_records(&records);
         if !hold_changes.is_empty() {
@@ -1022,6 +1012,18 @@ impl Appender {
         });
         // Live tailing: the projection runner applies the new records without waiting to poll.
         self.store.views_runner().wake();
+        if !erasures.is_empty() {
+            // Journaled once committed and before anyone is answered (see `erasure.rs`): a
+            // restored backup cannot bring back what an acknowledged erasure erased, and an
+            // erasure that did not commit is never carried out.
+            let erasure_records: Vec<&Record> = records
+                .iter()
+                .filter(|r| r.event_type == ledger::record::EventType::Erasure)
+                .collect();
+            self.store
+                .erasure_journal()
+                .record(&self.tenant, &erasure_records)?;
+        }
         Ok(records)
     }
 }
@@ -1035,6 +1037,11 @@ fn same_error(e: &StoreError) -> StoreError {
         StoreError::ClockBehind { behind, allowed } => StoreError::ClockBehind {
             behind: *behind,
             allowed: *allowed,
+        },
+        // Each caller is told the tenant is held (an erasure committed but not journaled).
+        StoreError::ErasureJournal { tenant, problem } => StoreError::ErasureJournal {
+            tenant: tenant.clone(),
+            problem: problem.clone(),
         },
         _ => StoreError::Corrupt(e.to_string()),
     }

@@ -8,7 +8,8 @@
 //!
 //! **The journal.** A backup taken before an erasure still holds the erased values and their
 //! keys. So every erasure is also written to `<checkpoint dir>/<tenant>.erasures` (one erasure
-//! record per line, as in an export), outside the database, *before* its transaction commits.
+//! record per line, as in an export), outside the database, once its transaction has committed
+//! and before anyone is answered.
 //! When the store opens, every journaled erasure is carried out again, before anything is
 //! served: on the same database that changes nothing; on a restored older one (a backup, a
 //! PostgreSQL point-in-time recovery) it erases the values again. A journal that cannot be read
@@ -16,8 +17,12 @@
 //! repaired. Erasures the database knows and the journal lacks (written by another node, or a
 //! journal restored from an old copy) are added to it at the same time.
 //!
-//! Journaling before the commit errs on the side of the person: an erasure whose transaction
-//! then fails is carried out at the next start all the same.
+//! Journaling after the commit keeps each erasure whole or absent: one whose transaction fails
+//! (or whose process dies before the commit) erases nothing and is never carried out later,
+//! when another record may have taken its sequence number. One committed and then not journaled
+//! (the process died in between, or the write failed) was never acknowledged; the database
+//! still holds it, and the next start adds it to the journal. A journal write that fails holds
+//! the tenant until that start.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -158,8 +163,9 @@ impl ErasureJournal {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Journals `records` (the erasure records of a group about to commit). Without a folder
+    /// Journals `records` (the erasure records of a group just committed). Without a folder
     /// configured there is no journal (and `auditex serve` warns that rollback protection is off).
+    /// A write that fails holds the tenant (see the module documentation).
     pub(crate) fn record(&self, tenant: &TenantId, records: &[&Record]) -> Result<(), StoreError> {
         let Some(dir) = &self.dir else {
             return Ok(());
@@ -173,10 +179,18 @@ impl ErasureJournal {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         append_journal(&path, records).map_err(|e| {
-            StoreError::Witness(format!(
-                "cannot write the erasure journal {}: {e}; the erasure was not committed",
+            // Committed but not journaled: nothing more is served or appended for the tenant
+            // until the next start journals it from the database.
+            let problem = format!(
+                "cannot write the erasure journal {}: {e}; the erasure is committed and is \
+                 journaled when the service next starts",
                 path.display()
-            ))
+            );
+            self.blocked().insert(tenant.clone(), problem.clone());
+            StoreError::ErasureJournal {
+                tenant: tenant.as_str().to_owned(),
+                problem,
+            }
         })
     }
 

@@ -199,8 +199,12 @@ where
         tenant: &TenantId,
         subject: &str,
     ) -> Result<Vec<SubjectValueRow>, StoreError> {
+        // The values first, then their records' event ids by lists of sequence numbers: a join
+        // left to PostgreSQL's planner probed the records once per value through an index that
+        // does not lead with `seq`, when its statistics had not yet seen a large subject
+        // appended just before (50 s instead of 0.1 s for a subject of 10,000 records).
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT v.seq, r.event_id, v.field, v.erasure_seq FROM (
+            "SELECT seq, field, erasure_seq FROM (
                  SELECT seq, field, NULL AS erasure_seq FROM erasable_values
                   WHERE tenant_id = ",
         );
@@ -211,19 +215,46 @@ where
         q.push_bind(tenant.as_str().to_owned());
         q.push(" AND subject_ref = ");
         q.push_bind(subject.to_owned());
-        q.push(") v JOIN records r ON r.tenant_id = ");
-        q.push_bind(tenant.as_str().to_owned());
-        q.push(" AND r.seq = v.seq ORDER BY v.seq, v.field");
-        q.build()
+        q.push(") v ORDER BY seq, field");
+        let values: Vec<(i64, String, Option<i64>)> = q
+            .build()
             .fetch_all(&mut *conn)
             .await?
             .iter()
-            .map(|row| {
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let seqs: Vec<i64> = values
+            .iter()
+            .map(|(seq, _, _)| *seq)
+            .collect::<BTreeSet<i64>>()
+            .into_iter()
+            .collect();
+        let mut event_ids: BTreeMap<i64, String> = BTreeMap::new();
+        for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
+            let mut q =
+                QueryBuilder::<DB>::new("SELECT seq, event_id FROM records WHERE tenant_id = ");
+            q.push_bind(tenant.as_str().to_owned());
+            q.push(" AND seq IN (");
+            let mut list = q.separated(", ");
+            for seq in chunk {
+                list.push_bind(*seq);
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&mut *conn).await? {
+                event_ids.insert(row.try_get(0)?, row.try_get(1)?);
+            }
+        }
+        values
+            .into_iter()
+            .map(|(seq, field, erasure_seq)| {
+                let event_id = event_ids.get(&seq).cloned().ok_or_else(|| {
+                    StoreError::Corrupt(format!("erasable value of missing record {seq}"))
+                })?;
                 Ok(SubjectValueRow {
-                    seq: row.try_get(0)?,
-                    event_id: row.try_get(1)?,
-                    field: row.try_get(2)?,
-                    erasure_seq: row.try_get(3)?,
+                    seq,
+                    event_id,
+                    field,
+                    erasure_seq,
                 })
             })
             .collect()

@@ -66,6 +66,8 @@ pub use integrity::{
     IntegrityProgress, IntegrityReport, SEEN_CHECKPOINTS_MAX,
 };
 pub(crate) use service_draft::ServiceDraft;
+#[doc(hidden)]
+pub use shredding::unwrap_data_key_for_tools;
 pub use workers::Workers;
 
 /// Most records one append request (one HTTP batch) may carry.

@@ -140,6 +140,24 @@ impl DataKey {
     }
 }
 
+/// The raw bytes of a stored data key, unwrapped with `master`. For tests and forensic tools
+/// only (proving that an erased key's bytes are nowhere on disk needs the bytes to look for); the
+/// service itself never hands a data key out.
+///
+/// # Errors
+/// [`CryptoError`] when `wrapped` does not open under `master` for this tenant and number.
+#[doc(hidden)]
+pub fn unwrap_data_key_for_tools(
+    master: &MasterKeys,
+    tenant: &TenantId,
+    key_seq: u64,
+    wrapped: &[u8],
+) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+    Ok(Zeroizing::new(
+        *DataKey::unwrap(master, tenant, key_seq, wrapped)?.0,
+    ))
+}
+
 /// The associated data of a sealed value: the version byte and the value's place.
 fn value_aad(tenant: &TenantId, seq: u64, field: &str) -> Vec<u8> {
     let mut aad = vec![DATA_KEY_SEAL_VERSION];

@@ -4,6 +4,7 @@
 mod append;
 mod append_only;
 mod disk_full;
+mod erasure;
 mod file_modes;
 mod holds;
 mod isolation;

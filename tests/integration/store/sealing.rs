@@ -1,7 +1,8 @@
-//! Sealing at rest: values sealed before sealed values were versioned still open, and
-//! `auditex master-key rotate` re-seals every signing key and erasable value under a new master
-//! key, online and crash-safe (killed with SIGKILL mid-way, every value still opens and a second
-//! run completes), on both backends.
+//! Sealing at rest: values sealed before sealed values were versioned, and values sealed under
+//! the master key before data keys existed, still open; `auditex master-key rotate` re-wraps
+//! every data key and re-seals every signing key and such older value under a new master key,
+//! online and crash-safe (killed with SIGKILL mid-way, every value still opens and a second run
+//! completes), on both backends.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -18,21 +19,37 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::crash::ProcessEnv;
-use crate::support::{Backend, TestDb, backend_tests, draft, new_event_id, seq, tenant_id};
+use crate::support::{Backend, TestDb, backend_tests, new_event_id, seq, tenant_id};
 
 backend_tests!(
     values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_under_the_new_key,
     a_rotation_killed_midway_leaves_every_value_openable_and_a_second_run_completes,
 );
 
-/// Appends `count` decisions, each with one erasable `name` field, and returns the names by seq.
-async fn append_with_names(store: &Store, tenant: &TenantId, count: usize) -> BTreeMap<u64, Value> {
+/// Appends `count` decisions, each about a subject of its own (so each has a data key of its
+/// own) with one erasable `name` field; returns the names and the salts by seq.
+async fn append_with_names(
+    store: &Store,
+    tenant: &TenantId,
+    count: usize,
+) -> (BTreeMap<u64, Value>, BTreeMap<u64, [u8; 32]>) {
     let mut drafts = Vec::new();
     for n in 0..count {
         let fields = BTreeMap::from([("name".to_owned(), json!(format!("person {n}")))]);
-        drafts.push(draft(&new_event_id(), "approved", &fields));
+        let mut payload = crate::support::decision_payload("approved");
+        payload["subject_ref"] = json!(format!("person-{n}"));
+        drafts.push(
+            ledger::draft::prepare_client_draft(
+                &new_event_id(),
+                "decision",
+                &payload,
+                &fields,
+                rand::random,
+            )
+            .expect("draft"),
+        );
     }
-    let mut names = BTreeMap::new();
+    let (mut names, mut salts) = (BTreeMap::new(), BTreeMap::new());
     for chunk in drafts.chunks(500) {
         let receipts = store.append(tenant, chunk.to_vec()).await.expect("append");
         for r in receipts {
@@ -41,9 +58,50 @@ async fn append_with_names(store: &Store, tenant: &TenantId, count: usize) -> BT
                 .await
                 .expect("open");
             names.insert(r.seq, values[&name_field()].value.clone());
+            salts.insert(r.seq, values[&name_field()].salt);
         }
     }
-    names
+    (names, salts)
+}
+
+/// Turns the `name` value of each record in `names` for which `legacy` holds into a row as
+/// written before data keys existed: `seal` (under the master key) gives its sealed bytes, the
+/// salt is stored beside it, it names no data key, and its record's data key is gone.
+async fn make_legacy_rows(
+    db: &TestDb,
+    tenant: &str,
+    names: &BTreeMap<u64, Value>,
+    salts: &BTreeMap<u64, [u8; 32]>,
+    legacy: impl Fn(u64) -> bool,
+    seal: impl Fn(u64, &[u8]) -> Vec<u8>,
+) -> usize {
+    let mut raw = Raw::connect(db, tenant).await;
+    let mut n = 0;
+    for (s, name) in names.iter().filter(|(s, _)| legacy(**s)) {
+        let plain = serde_json::to_vec(name).expect("json");
+        let seq = i64::try_from(*s).expect("seq");
+        raw.set_legacy(seq, "name", &salts[s], seal(*s, &plain))
+            .await;
+        // Each record's subject is its own: its data key was its record's.
+        raw.delete_data_key(seq).await;
+        n += 1;
+    }
+    n
+}
+
+/// Turns one stored value into a row as written before data keys existed (see
+/// [`make_legacy_rows`]); its data key is left alone.
+pub(crate) async fn make_legacy_row(
+    db: &TestDb,
+    tenant: &str,
+    seq: u64,
+    field: &str,
+    salt: &[u8; 32],
+    sealed: Vec<u8>,
+) {
+    let mut raw = Raw::connect(db, tenant).await;
+    raw.set_legacy(i64::try_from(seq).expect("seq"), field, salt, sealed)
+        .await;
 }
 
 fn name_field() -> ledger::record::FieldName {
@@ -141,28 +199,45 @@ impl Raw {
         assert_eq!(n.expect("rewrite key"), 1);
     }
 
-    async fn set_erasable(&mut self, seq: i64, field: &str, blob: Vec<u8>) {
+    async fn set_legacy(&mut self, seq: i64, field: &str, salt: &[u8; 32], blob: Vec<u8>) {
+        let sql = "UPDATE erasable_values SET sealed = $1, salt = $2, key_seq = NULL \
+                   WHERE seq = $3 AND field = $4";
         let n = match self {
-            Raw::Pg(c) => {
-                sqlx::query("UPDATE erasable_values SET sealed = $1 WHERE seq = $2 AND field = $3")
-                    .bind(blob)
-                    .bind(seq)
-                    .bind(field)
-                    .execute(c)
-                    .await
-                    .map(|r| r.rows_affected())
-            }
-            Raw::Lite(c) => {
-                sqlx::query("UPDATE erasable_values SET sealed = ? WHERE seq = ? AND field = ?")
-                    .bind(blob)
-                    .bind(seq)
-                    .bind(field)
-                    .execute(c)
-                    .await
-                    .map(|r| r.rows_affected())
-            }
+            Raw::Pg(c) => sqlx::query(sql)
+                .bind(blob)
+                .bind(salt.to_vec())
+                .bind(seq)
+                .bind(field)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()),
+            Raw::Lite(c) => sqlx::query(sql)
+                .bind(blob)
+                .bind(salt.to_vec())
+                .bind(seq)
+                .bind(field)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()),
         };
         assert_eq!(n.expect("rewrite value"), 1);
+    }
+
+    async fn delete_data_key(&mut self, key_seq: i64) {
+        let sql = "DELETE FROM data_keys WHERE key_seq = $1";
+        let n = match self {
+            Raw::Pg(c) => sqlx::query(sql)
+                .bind(key_seq)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()),
+            Raw::Lite(c) => sqlx::query(sql)
+                .bind(key_seq)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()),
+        };
+        assert_eq!(n.expect("delete key"), 1);
     }
 }
 
@@ -172,11 +247,13 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
     let db = TestDb::new(&backend).await;
     let old = db.master_key.clone();
     let (store, tenant) = db.open_with_tenant("sealing").await;
-    let names = append_with_names(&store, &tenant, 20).await;
+    let (names, salts) = append_with_names(&store, &tenant, 20).await;
     store.shutdown().await;
     drop(store);
 
-    // Rewrite every sealed value in the unversioned format of earlier releases.
+    // Rewrite the signing key, and the values of even records, in the unversioned format of
+    // earlier releases (values then sealed under the master key, salt beside, no data key); odd
+    // records keep their data keys, wrapped under the old master key.
     let mut raw = Raw::connect(&db, "sealing").await;
     let keys = raw.signing_keys().await;
     assert_eq!(keys.len(), 1);
@@ -192,28 +269,39 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
         raw.set_signing_key(&key_id, seal_unversioned(&old.to_hex(), &text, &secret))
             .await;
     }
-    for (s, name) in &names {
-        let text = format!("auditex/erasable/sealing/{s}/name");
-        let plain = serde_json::to_vec(name).expect("json");
-        raw.set_erasable(
-            i64::try_from(*s).expect("seq"),
-            "name",
-            seal_unversioned(&old.to_hex(), &text, &plain),
-        )
-        .await;
-    }
+    let legacy = make_legacy_rows(
+        &db,
+        "sealing",
+        &names,
+        &salts,
+        |s| s % 2 == 0,
+        |s, plain| {
+            let text = format!("auditex/erasable/sealing/{s}/name");
+            seal_unversioned(&old.to_hex(), &text, plain)
+        },
+    )
+    .await;
+    assert_eq!(legacy, 10);
 
-    // They still open, and the tenant still signs.
+    // They still open, with their salts, and the tenant still signs.
     let store = Store::open_with_workers(config_with(&db, &old, &[]))
         .await
         .expect("open");
     assert_names_open(&store, &tenant, &names).await;
+    for (s, salt) in &salts {
+        let values = store.erasable_values(&tenant, seq(*s)).await.expect("open");
+        assert_eq!(&values[&name_field()].salt, salt, "record {s}'s salt");
+    }
     store
         .append(&tenant, crate::support::decisions(1))
         .await
         .expect("the unversioned signing key signs");
     let census = store.seal_census().await.expect("census");
-    assert_eq!(census.get("unversioned"), Some(&21), "{census:?}");
+    assert_eq!(
+        census,
+        BTreeMap::from([("unversioned".to_owned(), 11), (old.id().to_string(), 10)]),
+        "the signing key and 10 values unversioned, 10 data keys under the old key"
+    );
     store.shutdown().await;
     drop(store);
 
@@ -223,6 +311,7 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
         .await
         .expect("open");
     assert!(store.erasable_values(&tenant, seq(0)).await.is_err());
+    assert!(store.erasable_values(&tenant, seq(1)).await.is_err());
     store.shutdown().await;
     drop(store);
 
@@ -242,11 +331,18 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
         .await
         .expect("rotation");
     assert_eq!(report.signing_keys_resealed, 1);
-    assert_eq!(report.erasable_values_resealed, 20);
+    assert_eq!(
+        report.erasable_values_resealed, 10,
+        "the values without data key"
+    );
+    assert_eq!(
+        report.data_keys_rewrapped, 10,
+        "one data key per odd record"
+    );
     assert_eq!(report.already_current, 0);
     assert_eq!(report.changed_meanwhile, 0);
     assert_eq!(report.master_key_id, new.id().to_string());
-    assert!(calls >= 3, "progress after each batch of 7: {calls} calls");
+    assert!(calls >= 5, "progress after each batch of 7: {calls} calls");
     let census = store.seal_census().await.expect("census");
     assert_eq!(
         census,
@@ -260,13 +356,14 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
         .expect("second run");
     assert_eq!(again.already_current, 21);
     assert_eq!(
-        again.signing_keys_resealed + again.erasable_values_resealed,
+        again.signing_keys_resealed + again.erasable_values_resealed + again.data_keys_rewrapped,
         0
     );
     store.shutdown().await;
     drop(store);
 
-    // The new key alone opens everything and signs; the old key alone names the key it lacks.
+    // The new key alone opens everything and signs; the old key alone names the key it lacks,
+    // for a value without data key and for one under a re-wrapped data key.
     let store = Store::open_with_workers(config_with(&db, &new, &[]))
         .await
         .expect("open");
@@ -280,11 +377,16 @@ async fn values_sealed_before_versioning_still_open_and_a_rotation_reseals_them_
     let store = Store::open_with_workers(config_with(&db, &old, &[]))
         .await
         .expect("open");
-    let err = store
-        .erasable_values(&tenant, seq(0))
-        .await
-        .expect_err("the old key alone cannot open");
-    assert!(err.to_string().contains(&new.id().to_string()), "{err}");
+    for s in [0, 1] {
+        let err = store
+            .erasable_values(&tenant, seq(s))
+            .await
+            .expect_err("the old key alone cannot open");
+        assert!(
+            err.to_string().contains(&new.id().to_string()),
+            "{s}: {err}"
+        );
+    }
     store.shutdown().await;
 }
 
@@ -308,9 +410,26 @@ async fn a_rotation_killed_midway_leaves_every_value_openable_and_a_second_run_c
         .await
         .expect("open");
     store.create_tenant(&tenant).await.expect("tenant");
-    let names = append_with_names(&store, &tenant, 600).await;
+    let (names, salts) = append_with_names(&store, &tenant, 600).await;
     store.shutdown().await;
     drop(store);
+    // One record in six as written before data keys existed (sealed under the master key): 500
+    // data keys, 100 such values and the signing key to re-seal.
+    let master = auditex::store::crypto::MasterKeys::from(old.clone());
+    let legacy = make_legacy_rows(
+        &db,
+        "rotating",
+        &names,
+        &salts,
+        |s| s % 6 == 0,
+        |s, plain| {
+            master
+                .seal(&SealContext::erasable(&tenant, s, "name"), plain)
+                .expect("seal")
+        },
+    )
+    .await;
+    assert_eq!(legacy, 100);
 
     let new_file = env.dir().join("new.key");
     let out = env
@@ -387,7 +506,9 @@ async fn a_rotation_killed_midway_leaves_every_value_openable_and_a_second_run_c
         String::from_utf8_lossy(&out.stderr)
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    assert_eq!(report["erasable_values_resealed"], json!(under_old));
+    let resealed = report["erasable_values_resealed"].as_u64().expect("count")
+        + report["data_keys_rewrapped"].as_u64().expect("count");
+    assert_eq!(resealed, under_old, "{report}");
     assert_eq!(report["already_current"], json!(under_new));
     let status = env
         .command(&["master-key", "status"])

@@ -1,0 +1,199 @@
+//! Crypto-shredding costs (issue 20), on each backend:
+//!
+//! - `erase`: `Store::erase_subject` of a subject with 10,000 records, each with one erasable
+//!   value (one transaction: the erasure record, 10,000 values deleted and listed as erased,
+//!   the data key destroyed, the journal written);
+//! - `ingest`: batched appends (1000-record requests from 4 concurrent submitters) of synthetic
+//!   decisions without erasable fields and with one erasable field each, alternated in the same
+//!   run, reported as ratios: the decisions name 10,000 subjects, appended once as subjects new
+//!   to the tenant (a data key made and stored per subject) and once more as known subjects
+//!   (each key taken from the appender's cache).
+//!
+//! Run: `cargo bench --bench erasure` (SQLite), with `AUDITEX_BENCH_POSTGRES_ADMIN_URL` and
+//! `AUDITEX_BENCH_POSTGRES_APP_URL` set to include PostgreSQL; `AUDITEX_BENCH_RECORDS` sets the
+//! records per ingestion measurement (default 20,000), `AUDITEX_BENCH_ROUNDS` the alternations
+//! (default 3; the median is reported).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use auditex::store::crypto::MasterKey;
+use auditex::store::subjects::SubjectErasure;
+use auditex::store::{DatabaseUrl, Store, StoreConfig};
+use ledger::draft::{ClientDraft, prepare_client_draft};
+use ledger::types::TenantId;
+
+/// Records of the subject erased.
+const ERASED_RECORDS: u64 = 10_000;
+
+/// Synthetic decision `n`, with one erasable field when `erasable`.
+fn decision(n: u64, erasable: bool, subject: Option<&str>) -> ClientDraft {
+    let mut payload = auditex::cli::synthetic_decision(n);
+    if let Some(s) = subject {
+        payload["subject_ref"] = serde_json::json!(s);
+    }
+    let mut fields = BTreeMap::new();
+    if erasable {
+        fields.insert(
+            "name".to_owned(),
+            serde_json::json!(format!("Person Number {n}")),
+        );
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    prepare_client_draft(&id, "decision", &payload, &fields, rand::random).expect("valid")
+}
+
+/// Appends `drafts` in 1000-record requests from 4 concurrent submitters; records per second.
+async fn batched(store: &Store, tenant: &TenantId, drafts: Vec<ClientDraft>) -> f64 {
+    const SUBMITTERS: usize = 4;
+    let count = drafts.len();
+    let batches: Vec<Vec<ClientDraft>> = drafts.chunks(1000).map(<[ClientDraft]>::to_vec).collect();
+    let queue = Arc::new(std::sync::Mutex::new(batches));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..SUBMITTERS {
+        let (store, tenant, queue) = (store.clone(), tenant.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().expect("queue").pop();
+                let Some(batch) = next else { break };
+                store.append(&tenant, batch).await.expect("append");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("submitter");
+    }
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn run_backend(
+    name: &str,
+    database: DatabaseUrl,
+    admin: Option<String>,
+    count: u64,
+    rounds: u64,
+) {
+    let journal = tempfile::tempdir().expect("tempdir");
+    let mut config = StoreConfig::new(database, MasterKey::generate());
+    config.admin_database = admin;
+    config.checkpoint_dir = Some(journal.path().to_path_buf());
+    let store = Store::open_with_workers(config).await.expect("open store");
+    let run = std::process::id();
+
+    // Ingestion, alternating without and with an erasable field, each on a tenant of its own;
+    // with an erasable field twice: subjects new to the tenant (a data key made for each), then
+    // the same subjects again (their keys taken from the appender's cache).
+    let (mut plain, mut fresh, mut known) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for erasable in [false, true] {
+            let tenant =
+                TenantId::parse(&format!("ingest-{run}-{round}-{erasable}")).expect("tenant");
+            store.create_tenant(&tenant).await.expect("tenant");
+            let drafts = (0..count).map(|n| decision(n, erasable, None)).collect();
+            let rate = batched(&store, &tenant, drafts).await;
+            if erasable {
+                fresh.push(rate);
+                let drafts = (0..count).map(|n| decision(n, true, None)).collect();
+                known.push(batched(&store, &tenant, drafts).await);
+            } else {
+                plain.push(rate);
+                let drafts = (0..count).map(|n| decision(n, false, None)).collect();
+                plain.push(batched(&store, &tenant, drafts).await);
+            }
+        }
+    }
+    let (p, f, k) = (median(plain), median(fresh), median(known));
+    println!("| {name} | ingest, no erasable field | {p:>8.0} rec/s | 1.00 |");
+    for (what, s) in [
+        ("new subjects (a key made per subject)", f),
+        ("known subjects (cached keys)", k),
+    ] {
+        println!(
+            "| {name} | ingest, one erasable field per record, {what} | {s:>8.0} rec/s | {:.3} ({:+.1} %) |",
+            s / p,
+            (s / p - 1.0) * 100.0
+        );
+    }
+
+    // Erasing a subject with 10,000 records, beside 10,000 of other subjects.
+    let mut times = Vec::new();
+    for round in 0..rounds {
+        let tenant = TenantId::parse(&format!("erase-{run}-{round}")).expect("tenant");
+        store.create_tenant(&tenant).await.expect("tenant");
+        let mut drafts = Vec::new();
+        for n in 0..ERASED_RECORDS {
+            drafts.push(decision(n, true, Some("the-subject")));
+            drafts.push(decision(n, true, None));
+        }
+        batched(&store, &tenant, drafts).await;
+        let start = Instant::now();
+        let outcome = store
+            .erase_subject(
+                &tenant,
+                SubjectErasure {
+                    subject_ref: "the-subject".to_owned(),
+                    event_ids: None,
+                    fields: None,
+                    reason: "benchmark".to_owned(),
+                    legal_basis: "GDPR Art. 17(1)(a)".to_owned(),
+                },
+            )
+            .await
+            .expect("erase");
+        times.push(start.elapsed().as_secs_f64());
+        assert_eq!(outcome.erased, ERASED_RECORDS);
+    }
+    let t = median(times);
+    println!(
+        "| {name} | erase a subject with {ERASED_RECORDS} records | {:>8.0} ms | {:.2} of the 1 s target |",
+        t * 1000.0,
+        t
+    );
+    store.shutdown().await;
+}
+
+fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let env_u64 = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let count = env_u64("AUDITEX_BENCH_RECORDS", 20_000);
+    let rounds = env_u64("AUDITEX_BENCH_ROUNDS", 3).max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        println!(
+            "records per ingestion measurement: {count}; rounds: {rounds} (median); cores: {}",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        println!("| backend | measurement | result | ratio |");
+        println!("|---|---|---|---|");
+        let dir = tempfile::tempdir().expect("tempdir");
+        run_backend("SQLite", DatabaseUrl::Sqlite(dir.path().join("bench.db")), None, count, rounds).await;
+        if let (Ok(admin), Ok(app)) = (
+            std::env::var("AUDITEX_BENCH_POSTGRES_ADMIN_URL"),
+            std::env::var("AUDITEX_BENCH_POSTGRES_APP_URL"),
+        ) {
+            run_backend("PostgreSQL", DatabaseUrl::Postgres(app), Some(admin), count, rounds).await;
+        } else {
+            println!("(PostgreSQL skipped: set AUDITEX_BENCH_POSTGRES_ADMIN_URL and AUDITEX_BENCH_POSTGRES_APP_URL)");
+        }
+    });
+}
