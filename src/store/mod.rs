@@ -342,7 +342,7 @@ pub enum StoreError {
     /// the store opened: its erasable values are withheld and appends refused, so that a
     /// restored backup cannot bring erased personal data back. An HTTP layer answers 503.
     #[error(
-        "tenant {tenant} is held: its erasure journal cannot be carried out ({problem}); repair or restore the journal file and restart (docs/OPERATIONS.md, \"Erasure\")"
+        "tenant {tenant} is held: its erasure journal cannot be carried out ({problem}); repair or restore the journal file and restart (docs/OPERATIONS.md, \"Erasure and restores\")"
     )]
     ErasureJournal {
         /// The tenant.
