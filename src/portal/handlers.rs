@@ -85,6 +85,7 @@ pub fn routes() -> Router<AppState> {
         .route("/decisions/{id}/bundle", get(download_bundle))
         .route("/subjects", get(subjects::page))
         .route("/subjects/erase", post(subjects::erase))
+        .route("/subjects/package", get(subjects::package))
         .route("/models", get(models_page))
         .route("/integrity", get(integrity_page))
         .route("/integrity/start", post(start_integrity))

@@ -166,7 +166,11 @@ async fn hold_endpoints_refuse_bad_input_other_tenants_subjects_and_wrong_roles_
     // Unknown here: another tenant's subject answers exactly like one that never existed.
     for subject in ["their-subject", "never-seen"] {
         let path = format!("/v1/subjects/{subject}/holds");
-        let a = problem(s.post(&s.privacy, &path, &reason).await, StatusCode::NOT_FOUND).await;
+        let a = problem(
+            s.post(&s.privacy, &path, &reason).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
         let b = problem(s.get(&s.read, &path).await, StatusCode::NOT_FOUND).await;
         let c = problem(
             delete(&s, &s.privacy, &format!("{path}/1"), &reason).await,

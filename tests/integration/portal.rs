@@ -3434,3 +3434,212 @@ async fn the_subjects_page_lists_fifty_records_a_page(backend: Backend) {
     assert!(!second.body.contains("Next page"));
     server.stop().await;
 }
+
+// ---------------------------------------------------------------- access package, holds, retention
+
+backend_tests!(
+    auditors_regulators_and_officers_download_a_verifiable_access_package_and_each_download_is_recorded,
+    an_access_package_is_refused_with_try_again_while_the_subject_index_lags,
+);
+
+/// Makes the subject's records part of a checkpoint the subject index has caught up with.
+async fn checkpointed(server: &PortalServer) {
+    server
+        .store
+        .publish_checkpoints()
+        .await
+        .expect("checkpoint");
+    server
+        .store
+        .views_runner()
+        .catch_up(&server.store)
+        .await
+        .expect("catch up");
+}
+
+/// Each reading role downloads the JSON Lines package (an attachment `ledger::package` verifies
+/// against the keys it names, of the right subject) and the printable page (with its own style
+/// policy); every download is an `access` record naming the subject; administrators are
+/// refused and another tenant's or an unknown subject is not found.
+async fn auditors_regulators_and_officers_download_a_verifiable_access_package_and_each_download_is_recorded(
+    backend: Backend,
+) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    let week_us = 7 * 24 * 3600 * 1_000_000;
+    server
+        .create_user(OFFICER_EMAIL, PortalRole::Compliance, None)
+        .await;
+    server
+        .create_user(AUDITOR_EMAIL, PortalRole::Auditor, None)
+        .await;
+    server
+        .create_user(
+            REGULATOR_EMAIL,
+            PortalRole::Regulator,
+            Some(store.now_us() + week_us),
+        )
+        .await;
+    server.append_personal_decision(tenant, SUBJECT).await;
+    checkpointed(&server).await;
+    let package = format!("/subjects/package?subject_ref={SUBJECT}");
+    let printable = format!("{package}&format=html");
+    for email in [OFFICER_EMAIL, AUDITOR_EMAIL, REGULATOR_EMAIL] {
+        let mut reader = Browser::signed_in(&server, email).await;
+        let page = reader.get(SUBJECT_PAGE).await;
+        assert!(
+            page.body
+                .contains(&format!("href=\"{}\"", package.replace('&', "&amp;"))),
+            "{email}: the package link"
+        );
+        assert!(
+            page.body
+                .contains(&format!("href=\"{}\"", printable.replace('&', "&amp;"))),
+            "{email}: the printable link"
+        );
+        let jsonl = reader.get(&package).await;
+        jsonl.assert_status(StatusCode::OK, email);
+        assert_eq!(
+            jsonl.header("content-type"),
+            Some("application/x-ndjson"),
+            "{email}"
+        );
+        assert!(
+            jsonl
+                .header("content-disposition")
+                .is_some_and(|d| d.starts_with("attachment;")),
+            "{email}: an attachment"
+        );
+        let header: Value = serde_json::from_str(jsonl.body.lines().next().expect("a header line"))
+            .expect("JSON header");
+        assert_eq!(header["format"], ledger::package::PACKAGE_FORMAT, "{email}");
+        assert_eq!(header["subject_ref"], SUBJECT, "{email}");
+        let trusted: Vec<ledger::note::VerifierKey> = header["verifier_keys"]
+            .as_array()
+            .expect("verifier keys")
+            .iter()
+            .map(|v| ledger::note::VerifierKey::parse(v.as_str().expect("text")).expect("vkey"))
+            .collect();
+        let report = ledger::package::verify_package(&jsonl.body, &trusted).expect("verifies");
+        assert_eq!((report.records, report.decisions), (1, 1), "{email}");
+
+        let html = reader.get(&printable).await;
+        html.assert_status(StatusCode::OK, &format!("{email}: printable"));
+        assert!(
+            html.body
+                .contains("Your data and the automated decisions about you")
+        );
+        assert!(
+            html.header("content-security-policy")
+                .is_some_and(|p| p.contains("style-src 'sha256-")),
+            "{email}: the rendering keeps its own policy"
+        );
+    }
+    let downloads: Vec<(String, String, Option<String>)> = audit_trail(store, tenant)
+        .await
+        .into_iter()
+        .filter(|(_, action, _)| action.starts_with("download_subject_package"))
+        .collect();
+    let one = |action: &str| {
+        (
+            "access".to_owned(),
+            action.to_owned(),
+            Some(SUBJECT.to_owned()),
+        )
+    };
+    assert_eq!(
+        downloads,
+        (0..3)
+            .flat_map(|_| [
+                one("download_subject_package"),
+                one("download_subject_package_html")
+            ])
+            .collect::<Vec<_>>(),
+        "each download recorded, naming the subject"
+    );
+
+    let mut officer = Browser::signed_in(&server, OFFICER_EMAIL).await;
+    officer
+        .get("/subjects/package?subject_ref=nobody-at-all")
+        .await
+        .assert_status(StatusCode::NOT_FOUND, "an unknown subject");
+    officer
+        .get(&format!("{package}&format=pdf"))
+        .await
+        .assert_status(StatusCode::BAD_REQUEST, "an unknown format");
+    let mut admin = Browser::signed_in(&server, ADMIN_EMAIL).await;
+    admin
+        .get(&package)
+        .await
+        .assert_status(StatusCode::FORBIDDEN, "an administrator");
+    assert_eq!(
+        audit_trail(store, tenant)
+            .await
+            .iter()
+            .filter(|(_, action, _)| action.starts_with("download_subject_package"))
+            .count(),
+        6,
+        "refused downloads are not recorded"
+    );
+    server.stop().await;
+}
+
+/// While the subject index lags the latest checkpoint the download is refused with the
+/// try-again page (503, Retry-After) and nothing is recorded; once it catches up it is served.
+async fn an_access_package_is_refused_with_try_again_while_the_subject_index_lags(
+    backend: Backend,
+) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(AUDITOR_EMAIL, PortalRole::Auditor, None)
+        .await;
+    server.append_personal_decision(tenant, SUBJECT).await;
+    checkpointed(&server).await;
+    let mut auditor = Browser::signed_in(&server, AUDITOR_EMAIL).await;
+    store.views_runner().stop();
+    // Let the runner see the stop before anything new arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let draft = ledger::draft::prepare_client_draft(
+        &new_event_id(),
+        "decision",
+        &{
+            let mut p = crate::support::decision_payload("approve");
+            p["subject_ref"] = serde_json::json!(SUBJECT);
+            p
+        },
+        &BTreeMap::new(),
+        rand::random,
+    )
+    .expect("a valid decision");
+    store.append(tenant, vec![draft]).await.expect("append");
+    store.publish_checkpoints().await.expect("checkpoint");
+    let package = format!("/subjects/package?subject_ref={SUBJECT}");
+    let refused = auditor.get(&package).await;
+    refused.assert_status(StatusCode::SERVICE_UNAVAILABLE, "the index lags");
+    assert_eq!(refused.retry_after(), Some(1));
+    assert!(
+        refused.body.contains("Try again in a few seconds"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        !audited_actions(store, tenant)
+            .await
+            .iter()
+            .any(|a| a.starts_with("download_subject_package")),
+        "a refused download is not recorded"
+    );
+    store
+        .views_runner()
+        .catch_up(store)
+        .await
+        .expect("catch up");
+    auditor
+        .get(&package)
+        .await
+        .assert_status(StatusCode::OK, "caught up");
+    server.stop().await;
+}

@@ -33,7 +33,7 @@ use crate::store::subjects::{
 };
 use crate::store::users::PortalRole;
 use crate::store::views::PAGE_ROWS_DEFAULT;
-use crate::store::{AppendError, StoreError};
+use crate::store::{AppendError, EvidenceError, StoreError};
 
 /// Roles that see the page.
 const READERS: &[PortalRole] = &[
@@ -61,6 +61,80 @@ pub const LEGAL_BASES: &[&str] = &[
 /// What the confirmation field must hold, said when it does not.
 pub const CONFIRMATION_MISMATCH: &str = "The confirmation does not match the subject reference: \
 type it exactly as shown. Nothing was erased.";
+
+/// The package download's query: the subject, and `format=html` for the printable rendering.
+#[derive(Deserialize)]
+pub(super) struct PackageQuery {
+    subject_ref: String,
+    format: Option<String>,
+}
+
+/// The subject access package (FORMAT.md section 12b) as the HTTP endpoint serves it: the JSON
+/// Lines attachment, or with `format=html` the printable rendering. Refused before anything is
+/// recorded when it cannot be complete; the download is recorded (`access`) before it leaves.
+pub(super) async fn package(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<PackageQuery>,
+) -> Result<Response, PortalError> {
+    require(&viewer, READERS)?;
+    let html = match q.format.as_deref() {
+        None | Some("jsonl") => false,
+        Some("html") => true,
+        Some(_) => {
+            return Err(PortalError::BadRequest(
+                "format must be jsonl or html.".into(),
+            ));
+        }
+    };
+    let subject = q.subject_ref.trim();
+    if subject.is_empty() || subject.len() > ledger::payload::STRING_BYTES_MAX {
+        return Err(PortalError::NotFound);
+    }
+    let store = &state.store;
+    let plan = store
+        .package_plan(viewer.tenant(), subject)
+        .await
+        .map_err(package_error)?;
+    let action = if html {
+        "download_subject_package_html"
+    } else {
+        "download_subject_package"
+    };
+    // The package leaves only once the ledger has acknowledged the record of its download.
+    let audited = viewer.audit(store, "access", action, Some(subject)).await?;
+    if html {
+        let rendered = crate::http::package::render(&state, &plan)
+            .await
+            .map_err(package_error);
+        return audited
+            .settle(store, rendered, "the package could not be read")
+            .await;
+    }
+    Ok(crate::http::package::jsonl_response(&state, plan))
+}
+
+/// Why a package cannot be downloaded now, as the person sees it: a subject index that lags
+/// the checkpoint asks them to try again (503, a package is never incomplete), a held tenant
+/// says so, and the rest as for other evidence.
+fn package_error(e: EvidenceError) -> PortalError {
+    match e {
+        EvidenceError::UnknownSubject => PortalError::NotFound,
+        EvidenceError::Store(StoreError::ViewNotReady(detail)) => {
+            tracing::info!(detail = %detail, "subject package refused: the index lags");
+            PortalError::Refused {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                title: "Not ready yet",
+                message: "The latest records are still being indexed, and an access package \
+                          must be complete. Try again in a few seconds."
+                    .to_owned(),
+                retry_after: Some(1),
+            }
+        }
+        EvidenceError::Store(e) => held_or_internal(e),
+        other => super::evidence_error(other),
+    }
+}
 
 #[derive(Deserialize)]
 pub(super) struct SubjectQuery {
@@ -232,11 +306,32 @@ async fn subject_view(
                 }
             }
             @if let Some(n) = next { p { a href=(n) { "Next page" } } }
+            (package_links(subject))
             @if may_erase {
                 (erase_form(viewer, subject, &stored, filled))
             }
         },
     ))
+}
+
+/// The access package's two downloads.
+fn package_links(subject: &str) -> Markup {
+    let link = |format: Option<&str>| {
+        let mut params = url::form_urlencoded::Serializer::new(String::new());
+        params.append_pair("subject_ref", subject);
+        if let Some(f) = format {
+            params.append_pair("format", f);
+        }
+        format!("/subjects/package?{}", params.finish())
+    };
+    html! {
+        h2 { "Access package" }
+        p { "Everything the ledger holds about the subject (GDPR Art. 15): every record with its proof, the personal data still stored and what was erased. Each download is recorded." }
+        ul {
+            li { a href=(link(None)) download { "Download the verifiable package (JSON Lines)" } }
+            li { a href=(link(Some("html"))) { "Printable page for the subject" } }
+        }
+    }
 }
 
 fn done_message(done: &ErasureOutcome) -> String {
