@@ -86,6 +86,8 @@ pub fn routes() -> Router<AppState> {
         .route("/subjects", get(subjects::page))
         .route("/subjects/erase", post(subjects::erase))
         .route("/subjects/package", get(subjects::package))
+        .route("/subjects/hold", post(subjects::place_hold))
+        .route("/subjects/hold/lift", post(subjects::lift_hold))
         .route("/models", get(models_page))
         .route("/integrity", get(integrity_page))
         .route("/integrity/start", post(start_integrity))

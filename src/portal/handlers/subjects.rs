@@ -28,6 +28,7 @@ use super::{admit, require};
 use crate::app::AppState;
 use crate::portal::pages::{csrf_field, error, layout, notice, when};
 use crate::portal::{Portal, PortalError, Viewer};
+use crate::store::holds::{HoldError, LegalHold, PlaceHold};
 use crate::store::subjects::{
     ERASURE_TEXT_MAX_BYTES, ErasureError, ErasureOutcome, SubjectErasure,
 };
@@ -44,6 +45,9 @@ const READERS: &[PortalRole] = &[
 
 /// Roles that may erase.
 const ERASERS: &[PortalRole] = &[PortalRole::Compliance];
+
+/// Roles that may place and lift legal holds.
+const HOLDERS: &[PortalRole] = &[PortalRole::Compliance];
 
 /// The `legal_basis` select's value that asks for the text field instead.
 const OTHER_BASIS: &str = "other";
@@ -189,8 +193,8 @@ struct Filled {
 enum Outcome {
     /// The form was refused; nothing was erased.
     Refused(String),
-    /// The erasure's result.
-    Done(ErasureOutcome),
+    /// What was done.
+    Done(String),
 }
 
 /// One record of the subject with its erasable fields: `None` stored, `Some(seq)` erased by
@@ -250,6 +254,16 @@ async fn subject_view(
         format!("/subjects?{}", params.finish())
     });
     let may_erase = ERASERS.contains(&viewer.role());
+    let holds: Vec<LegalHold> = store
+        .legal_holds(tenant, subject)
+        .await
+        .map_err(|e| match hold_refusal(e) {
+            Ok((_, message)) => PortalError::Internal(message),
+            Err(e) => e,
+        })?
+        .into_iter()
+        .filter(LegalHold::is_active)
+        .collect();
     Ok(layout(
         "Subject",
         &viewer.chrome(),
@@ -258,7 +272,7 @@ async fn subject_view(
             (search_form(subject))
             @match outcome {
                 Some(Outcome::Refused(problem)) => (error(problem)),
-                Some(Outcome::Done(done)) => (notice(&done_message(done))),
+                Some(Outcome::Done(done)) => (notice(done)),
                 None => {}
             }
             @if shown.is_empty() {
@@ -307,8 +321,9 @@ async fn subject_view(
             }
             @if let Some(n) = next { p { a href=(n) { "Next page" } } }
             (package_links(subject))
+            (holds_section(viewer, subject, &holds))
             @if may_erase {
-                (erase_form(viewer, subject, &stored, filled))
+                (erase_form(viewer, subject, &stored, &holds, filled))
             }
         },
     ))
@@ -349,10 +364,21 @@ fn done_message(done: &ErasureOutcome) -> String {
     }
 }
 
-fn erase_form(viewer: &Viewer, subject: &str, stored: &BTreeSet<&str>, filled: &Filled) -> Markup {
+fn erase_form(
+    viewer: &Viewer,
+    subject: &str,
+    stored: &BTreeSet<&str>,
+    holds: &[LegalHold],
+    filled: &Filled,
+) -> Markup {
     let basis_other = filled.legal_basis == OTHER_BASIS;
     html! {
         h2 { "Erase" }
+        @for h in holds {
+            p.error role="note" {
+                "Under legal hold #" (h.hold_seq) " (" (h.reason) "): an erasure of what it holds is refused until the hold is lifted."
+            }
+        }
         p { "Erasing destroys the stored values and their keys for good. The records stay, with the fields marked erased and every proof still valid; the erasure itself is recorded in the ledger with the reason and the legal basis." }
         form.stack method="post" action="/subjects/erase" {
             (csrf_field(&viewer.csrf))
@@ -560,17 +586,7 @@ pub(super) async fn erase(
     let officer = admit(&state, &portal, &viewer, &form.csrf, ERASERS)?;
     let store = &state.store;
     let subject = form.subject_ref.as_str();
-    // Only a subject of this tenant is erased, and only its erasure is recorded.
-    if subject.is_empty()
-        || subject.len() > ledger::payload::STRING_BYTES_MAX
-        || store
-            .subject_records(viewer.tenant(), subject, None, 1)
-            .await?
-            .items
-            .is_empty()
-    {
-        return Err(PortalError::NotFound);
-    }
+    known_subject(&state, &viewer, subject).await?;
     let filled = form.filled();
     let request = match form.request() {
         Ok(r) => r,
@@ -591,7 +607,7 @@ pub(super) async fn erase(
         .record(&EraseForm::action(&request), Some(subject))
         .await?;
     let (status, outcome) = match store.erase_subject(viewer.tenant(), request).await {
-        Ok(done) => (StatusCode::OK, Outcome::Done(done)),
+        Ok(done) => (StatusCode::OK, Outcome::Done(done_message(&done))),
         Err(e) => {
             audited.failed(store, "the erasure was refused").await;
             let (status, message) = refusal(e)?;
@@ -605,4 +621,262 @@ pub(super) async fn erase(
     };
     let page = subject_view(&state, &viewer, subject, None, &filled, Some(&outcome)).await?;
     Ok((status, page).into_response())
+}
+
+/// Only a subject of this tenant is acted on, and only its action is recorded: any other is not
+/// found, like one nobody has.
+async fn known_subject(
+    state: &AppState,
+    viewer: &Viewer,
+    subject: &str,
+) -> Result<(), PortalError> {
+    if subject.is_empty()
+        || subject.len() > ledger::payload::STRING_BYTES_MAX
+        || state
+            .store
+            .subject_records(viewer.tenant(), subject, None, 1)
+            .await?
+            .items
+            .is_empty()
+    {
+        return Err(PortalError::NotFound);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- legal holds
+
+/// The subject's active holds, and for compliance officers the forms that place and lift them.
+fn holds_section(viewer: &Viewer, subject: &str, holds: &[LegalHold]) -> Markup {
+    let may_hold = HOLDERS.contains(&viewer.role());
+    html! {
+        h2 { "Legal holds" }
+        @if holds.is_empty() {
+            p { "No legal hold is in force for this subject." }
+        } @else {
+            ul.holds {
+                @for h in holds {
+                    li {
+                        strong { "Hold #" (h.hold_seq) } ", placed " (when(i64::try_from(h.placed_at_us).unwrap_or(i64::MAX)))
+                        " by record #" (h.hold_seq) ". Reason: " (h.reason)
+                        @if let Some(r) = &h.reference { ". Reference: " (r) }
+                        @if let Some(d) = &h.decision_id {
+                            ". Only " a href={ "/decisions/" (d) } { "decision " (d) }
+                        } @else {
+                            ". The whole subject"
+                        }
+                        "."
+                        @if may_hold {
+                            form.stack method="post" action="/subjects/hold/lift" {
+                                (csrf_field(&viewer.csrf))
+                                input type="hidden" name="subject_ref" value=(subject);
+                                input type="hidden" name="hold_seq" value=(h.hold_seq);
+                                label { "Reason for lifting (recorded in the ledger)" input type="text" name="reason" required maxlength=(ERASURE_TEXT_MAX_BYTES); }
+                                button type="submit" { "Lift hold #" (h.hold_seq) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if may_hold {
+            h3 { "Place a hold" }
+            p { "While a hold is in force, nothing it holds is erased: neither by an erasure request nor by retention." }
+            form.stack method="post" action="/subjects/hold" {
+                (csrf_field(&viewer.csrf))
+                input type="hidden" name="subject_ref" value=(subject);
+                label { "Reason (recorded in the ledger)" textarea name="reason" rows="2" required maxlength=(ERASURE_TEXT_MAX_BYTES) {} }
+                label { "Reference (case number, optional)" input type="text" name="reference" maxlength=(ERASURE_TEXT_MAX_BYTES); }
+                label { "Only this decision (event id, optional)" input type="text" name="decision_id" autocomplete="off"; }
+                button type="submit" { "Place hold" }
+            }
+        }
+    }
+}
+
+/// A hold form's values, the first of each name (a repeated field cannot override it).
+fn form_values(pairs: Vec<(String, String)>) -> BTreeMap<String, String> {
+    let mut values = BTreeMap::new();
+    for (name, value) in pairs {
+        values.entry(name).or_insert(value);
+    }
+    values
+}
+
+/// Checks one text of a hold form: `Ok(None)` when empty and optional.
+fn hold_text(what: &str, text: &str, required: bool) -> Result<Option<String>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return if required {
+            Err(format!("Give the {what}: it is recorded in the ledger."))
+        } else {
+            Ok(None)
+        };
+    }
+    if text.len() > ERASURE_TEXT_MAX_BYTES {
+        return Err(format!(
+            "The {what} is too long: at most {ERASURE_TEXT_MAX_BYTES} bytes."
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// How a refused hold request is answered, like a refused erasure.
+fn hold_refusal(e: HoldError) -> Result<(StatusCode, String), PortalError> {
+    match e {
+        HoldError::UnknownSubject => Err(PortalError::NotFound),
+        HoldError::Store(e) | HoldError::Append(AppendError::Store(e)) => Err(held_or_internal(e)),
+        HoldError::Append(e) if e.is_retryable() => {
+            Ok((StatusCode::SERVICE_UNAVAILABLE, format!("Not done: {e}.")))
+        }
+        e @ (HoldError::UnknownDecision(_) | HoldError::UnknownHold(_) | HoldError::BadText(_)) => {
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, format!("Not done: {e}.")))
+        }
+        e => Ok((StatusCode::CONFLICT, format!("Not done: {e}."))),
+    }
+}
+
+/// The page again after a hold form, with what happened.
+async fn after_hold_form(
+    state: &AppState,
+    viewer: &Viewer,
+    subject: &str,
+    status: StatusCode,
+    outcome: Outcome,
+) -> Result<Response, PortalError> {
+    let page = subject_view(
+        state,
+        viewer,
+        subject,
+        None,
+        &Filled::default(),
+        Some(&outcome),
+    )
+    .await?;
+    Ok((status, page).into_response())
+}
+
+/// The place-hold form: checked, recorded (`administration`), then the `legal_hold` record
+/// appended by `Store::place_hold`.
+pub(super) async fn place_hold(
+    State(state): State<AppState>,
+    axum::Extension(portal): axum::Extension<Portal>,
+    viewer: Viewer,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, PortalError> {
+    let form = form_values(pairs);
+    let value = |name: &str| form.get(name).map_or("", String::as_str);
+    let officer = admit(&state, &portal, &viewer, value("csrf"), HOLDERS)?;
+    let subject = value("subject_ref");
+    known_subject(&state, &viewer, subject).await?;
+    let request = (|| {
+        let reason = hold_text("reason", value("reason"), true)?.unwrap_or_default();
+        let reference = hold_text("reference", value("reference"), false)?;
+        let decision_id = match value("decision_id").trim() {
+            "" => None,
+            id => Some(
+                ledger::types::EventId::parse(id)
+                    .map_err(|_| format!("The decision id {id:?} is not an event id (a UUID)."))?,
+            ),
+        };
+        Ok::<_, String>(PlaceHold {
+            subject_ref: subject.to_owned(),
+            decision_id,
+            reason,
+            reference,
+        })
+    })();
+    let request = match request {
+        Ok(r) => r,
+        Err(problem) => {
+            let refused = Outcome::Refused(format!("{problem} No hold was placed."));
+            return after_hold_form(
+                &state,
+                &viewer,
+                subject,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                refused,
+            )
+            .await;
+        }
+    };
+    let audited = officer.record("legal_hold_place", Some(subject)).await?;
+    let (status, outcome) = match state.store.place_hold(viewer.tenant(), request).await {
+        Ok(receipt) => (
+            StatusCode::OK,
+            Outcome::Done(format!("Legal hold #{} placed.", receipt.seq)),
+        ),
+        Err(e) => {
+            audited.failed(&state.store, "the hold was refused").await;
+            let (status, message) = hold_refusal(e)?;
+            (status, Outcome::Refused(message))
+        }
+    };
+    after_hold_form(&state, &viewer, subject, status, outcome).await
+}
+
+/// The lift-hold form: checked, recorded (`administration`), then the `legal_hold` record
+/// appended by `Store::lift_hold`.
+pub(super) async fn lift_hold(
+    State(state): State<AppState>,
+    axum::Extension(portal): axum::Extension<Portal>,
+    viewer: Viewer,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, PortalError> {
+    let form = form_values(pairs);
+    let value = |name: &str| form.get(name).map_or("", String::as_str);
+    let officer = admit(&state, &portal, &viewer, value("csrf"), HOLDERS)?;
+    let subject = value("subject_ref");
+    known_subject(&state, &viewer, subject).await?;
+    let Ok(hold_seq) = value("hold_seq").trim().parse::<u64>() else {
+        return Err(PortalError::BadRequest(
+            "hold_seq must be a record number.".into(),
+        ));
+    };
+    let reason = match hold_text("reason for lifting", value("reason"), true) {
+        Ok(r) => r.unwrap_or_default(),
+        Err(problem) => {
+            let refused = Outcome::Refused(format!("{problem} The hold was not lifted."));
+            return after_hold_form(
+                &state,
+                &viewer,
+                subject,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                refused,
+            )
+            .await;
+        }
+    };
+    let audited = officer
+        .record(
+            &format!("legal_hold_lift:hold_seq={hold_seq}"),
+            Some(subject),
+        )
+        .await?;
+    let lifted = state
+        .store
+        .lift_hold(viewer.tenant(), subject, hold_seq, &reason)
+        .await;
+    let (status, outcome) = match lifted {
+        Ok(receipt) if receipt.duplicate => (
+            StatusCode::OK,
+            Outcome::Done(format!(
+                "Legal hold #{hold_seq} was lifted already, by record #{}.",
+                receipt.seq
+            )),
+        ),
+        Ok(receipt) => (
+            StatusCode::OK,
+            Outcome::Done(format!(
+                "Legal hold #{hold_seq} lifted: record #{}.",
+                receipt.seq
+            )),
+        ),
+        Err(e) => {
+            audited.failed(&state.store, "the lift was refused").await;
+            let (status, message) = hold_refusal(e)?;
+            (status, Outcome::Refused(message))
+        }
+    };
+    after_hold_form(&state, &viewer, subject, status, outcome).await
 }
