@@ -3457,6 +3457,7 @@ backend_tests!(
     a_compliance_officers_hold_refuses_the_erasure_until_it_is_lifted,
     a_hold_form_without_a_reason_or_with_a_bad_decision_or_hold_changes_nothing,
     auditors_and_regulators_see_the_holds_but_their_hold_forms_are_refused,
+    the_retention_schedule_shows_the_rules_and_when_each_stored_value_is_due,
 );
 
 /// Makes the subject's records part of a checkpoint the subject index has caught up with.
@@ -3994,5 +3995,85 @@ async fn auditors_and_regulators_see_the_holds_but_their_hold_forms_are_refused(
         ["sign_in", "sign_in"],
         "nothing but the sign-ins recorded"
     );
+    server.stop().await;
+}
+
+/// Without a policy the schedule says that nothing is erased by retention; with one, it lists
+/// the rules and, per listed record that stores values, when they are due (capture time plus
+/// the applicable rule's days), or that no rule applies to a record of another model.
+async fn the_retention_schedule_shows_the_rules_and_when_each_stored_value_is_due(
+    backend: Backend,
+) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(AUDITOR_EMAIL, PortalRole::Auditor, None)
+        .await;
+    let decision = server.append_personal_decision(tenant, SUBJECT).await;
+    let mut auditor = Browser::signed_in(&server, AUDITOR_EMAIL).await;
+    let page = auditor.get(SUBJECT_PAGE).await;
+    assert!(
+        page.body.contains(
+            "The tenant has no retention rule: stored values are kept until they are erased."
+        ),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("no rule applies"));
+
+    let model = crate::support::decision_payload("approve")["model_id"]
+        .as_str()
+        .expect("a model id")
+        .to_owned();
+    let rules = vec![
+        auditex::store::retention::RetentionRule::parse(
+            "event_type=decision,model_id=another-model,days=200",
+        )
+        .expect("rule"),
+        auditex::store::retention::RetentionRule::parse(&format!(
+            "event_type=decision,model_id={model},days=400"
+        ))
+        .expect("rule"),
+    ];
+    let set = store
+        .set_retention_policy(tenant, rules, "dpo@acme.test", None)
+        .await
+        .expect("policy")
+        .seq;
+    let page = auditor.get(SUBJECT_PAGE).await;
+    page.assert_status(StatusCode::OK, "the page with a policy");
+    assert!(
+        page.body.contains(&format!(
+            "The tenant's retention rules (set by record #{set}):"
+        )),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<li>decision records of model another-model: stored values erased 200 days after capture</li>"));
+    assert!(page.body.contains(&format!(
+        "<li>decision records of model {model}: stored values erased 400 days after capture</li>"
+    )));
+    let captured = store
+        .record(tenant, seq(decision))
+        .await
+        .expect("read")
+        .expect("the decision")
+        .captured_at_us
+        .unix_micros();
+    let due = chrono::DateTime::from_timestamp_micros(
+        i64::try_from(captured + 400 * 86_400_000_000).expect("in range"),
+    )
+    .expect("a time")
+    .format("%Y-%m-%d %H:%M:%S UTC")
+    .to_string();
+    assert!(
+        page.body.contains(&format!(
+            "#{decision} <code>email</code>, <code>full_name</code> — erased after {due} (rule 2)"
+        )),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("no rule applies"));
     server.stop().await;
 }

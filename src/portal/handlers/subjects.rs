@@ -13,6 +13,13 @@
 //! erasure itself — the ledger's `erasure` record, appended by `Store::erase_subject`, whose
 //! transaction destroys the values and their keys. Auditors and regulators get the page without
 //! the form, and a POST of theirs is refused (403) whatever the HTML said.
+//!
+//! Every reader may download the subject access package (the JSON Lines package and its
+//! printable rendering, served by the same code as `GET /v1/subjects/{ref}/package`; each
+//! download an `access` record), and sees the subject's active legal holds and the retention
+//! schedule of the records listed (the rule the retention scheduler would apply, and when).
+//! Compliance officers place and lift holds through forms admitted like the erase form: the
+//! `administration` record of the request first, then the `legal_hold` record.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,6 +36,7 @@ use crate::app::AppState;
 use crate::portal::pages::{csrf_field, error, layout, notice, when};
 use crate::portal::{Portal, PortalError, Viewer};
 use crate::store::holds::{HoldError, LegalHold, PlaceHold};
+use crate::store::retention::{RetentionPolicy, RetentionRule, applicable};
 use crate::store::subjects::{
     ERASURE_TEXT_MAX_BYTES, ErasureError, ErasureOutcome, SubjectErasure,
 };
@@ -264,6 +272,8 @@ async fn subject_view(
         .into_iter()
         .filter(LegalHold::is_active)
         .collect();
+    let policy = store.retention_policy(tenant).await?;
+    let schedule = retention_schedule(state, viewer, &policy, &shown).await?;
     Ok(layout(
         "Subject",
         &viewer.chrome(),
@@ -322,6 +332,7 @@ async fn subject_view(
             @if let Some(n) = next { p { a href=(n) { "Next page" } } }
             (package_links(subject))
             (holds_section(viewer, subject, &holds))
+            (retention_section(&policy, &schedule, !holds.is_empty()))
             @if may_erase {
                 (erase_form(viewer, subject, &stored, &holds, filled))
             }
@@ -879,4 +890,125 @@ pub(super) async fn lift_hold(
         }
     };
     after_hold_form(&state, &viewer, subject, status, outcome).await
+}
+
+// ---------------------------------------------------------------- retention schedule
+
+/// µs in a day.
+const DAY_US: i64 = 86_400_000_000;
+
+/// When the stored values of one listed record are due to be erased by retention.
+struct Expiry {
+    seq: u64,
+    fields: Vec<String>,
+    /// The rule that applies (its index in the policy) and the capture time plus its days;
+    /// `None` when no rule applies.
+    due: Option<(usize, i64)>,
+}
+
+/// The retention schedule of the listed records that still store values, by the rule that
+/// applies to each (the same choice the retention scheduler makes: event type and the
+/// payload's `model_id`).
+async fn retention_schedule(
+    state: &AppState,
+    viewer: &Viewer,
+    policy: &RetentionPolicy,
+    shown: &[Shown],
+) -> Result<Vec<Expiry>, PortalError> {
+    let mut schedule = Vec::new();
+    for s in shown {
+        let fields: Vec<String> = s
+            .fields
+            .iter()
+            .filter(|(_, by)| by.is_none())
+            .map(|(f, _)| f.clone())
+            .collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let mut due = None;
+        if !policy.rules.is_empty() {
+            let seq = Sequence::new(s.row.seq).map_err(|e| PortalError::Internal(e.to_string()))?;
+            let model = state
+                .store
+                .record(viewer.tenant(), seq)
+                .await?
+                .and_then(|r| serde_json::from_str::<serde_json::Value>(r.payload.as_str()).ok())
+                .and_then(|p| {
+                    p.get("model_id")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_owned)
+                });
+            due = applicable(&policy.rules, &s.row.event_type, model.as_deref()).map(|i| {
+                let days = i64::try_from(policy.rules[i].erase_after_days).unwrap_or(i64::MAX);
+                (
+                    i,
+                    s.row
+                        .captured_at_us
+                        .saturating_add(days.saturating_mul(DAY_US)),
+                )
+            });
+        }
+        schedule.push(Expiry {
+            seq: s.row.seq,
+            fields,
+            due,
+        });
+    }
+    Ok(schedule)
+}
+
+fn rule_in_words(rule: &RetentionRule) -> String {
+    let records = match (&rule.event_type, &rule.model_id) {
+        (None, None) => "Every record".to_owned(),
+        (Some(t), None) => format!("{} records", t.replace('_', " ")),
+        (None, Some(m)) => format!("Records of model {m}"),
+        (Some(t), Some(m)) => format!("{} records of model {m}", t.replace('_', " ")),
+    };
+    format!(
+        "{records}: stored values erased {} days after capture",
+        rule.erase_after_days
+    )
+}
+
+/// The tenant's retention rules and, for the records listed, when their stored values are due.
+fn retention_section(policy: &RetentionPolicy, schedule: &[Expiry], held: bool) -> Markup {
+    html! {
+        h2 { "Retention schedule" }
+        @if policy.rules.is_empty() {
+            p { "The tenant has no retention rule: stored values are kept until they are erased." }
+        } @else {
+            p {
+                "The tenant's retention rules"
+                @if let Some(seq) = policy.set_by_seq { " (set by record #" (seq) ")" }
+                ":"
+            }
+            ol.rules {
+                @for rule in &policy.rules { li { (rule_in_words(rule)) } }
+            }
+        }
+        @if schedule.is_empty() {
+            p { "No value of the records listed is stored." }
+        } @else {
+            ul.schedule {
+                @for e in schedule {
+                    li {
+                        "#" (e.seq) " "
+                        @for (i, f) in e.fields.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            code { (f) }
+                        }
+                        " — "
+                        @match e.due {
+                            Some((rule, at)) => { "erased after " (when(at)) " (rule " (rule + 1) ")" },
+                            None => "no rule applies",
+                        }
+                    }
+                }
+            }
+        }
+        @if held {
+            p.muted { "While a legal hold is in force, retention erases nothing it holds." }
+        }
+    }
 }
