@@ -331,11 +331,13 @@ async fn subject_view(
             }
             @if let Some(n) = next { p { a href=(n) { "Next page" } } }
             (package_links(subject))
-            (holds_section(viewer, subject, &holds))
-            (retention_section(&policy, &schedule, !holds.is_empty()))
+            // The erase form comes before the hold forms: its fields are the page's first of
+            // their names.
             @if may_erase {
                 (erase_form(viewer, subject, &stored, &holds, filled))
             }
+            (holds_section(viewer, subject, &holds))
+            (retention_section(&policy, &schedule, !holds.is_empty()))
         },
     ))
 }
