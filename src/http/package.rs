@@ -101,11 +101,18 @@ pub async fn subject_package(
     };
     let plan = state.store.package_plan(&p.tenant, &subject_ref).await?;
     if html {
-        return render(&state, &plan).await;
+        return Ok(render(&state, &plan).await?);
     }
+    Ok(jsonl_response(&state, plan))
+}
+
+/// The package as a JSON Lines attachment, written by a task into the response body as it is
+/// read (the portal's download serves the same response).
+pub(crate) fn jsonl_response(state: &AppState, plan: PackagePlan) -> Response {
     let (mut writer, reader) = tokio::io::duplex(PACKAGE_PIPE_BYTES);
     let store = state.store.clone();
-    let tenant = p.tenant.clone();
+    let tenant = plan.header.tenant.clone();
+    let filename = format!("attachment; filename=\"{tenant}-subject-package.jsonl\"");
     tokio::spawn(async move {
         if let Err(e) = store.write_package(&plan, &mut writer).await {
             tracing::warn!(tenant = %tenant, error = %e, "subject package stopped early");
@@ -118,13 +125,10 @@ pub async fn subject_package(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),
     );
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"{}-subject-package.jsonl\"",
-        p.tenant
-    )) {
+    if let Ok(v) = HeaderValue::from_str(&filename) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    Ok(response)
+    response
 }
 
 /// Whether the request prefers HTML: a browser's `Accept` names `text/html` and not the
@@ -137,8 +141,12 @@ fn wants_html(headers: &HeaderMap) -> bool {
     accept.contains("text/html") && !accept.contains("application/x-ndjson")
 }
 
-/// Reads the package's entries (up to [`HTML_RECORDS_MAX`]) and renders them.
-async fn render(state: &AppState, plan: &PackagePlan) -> Result<Response, ApiError> {
+/// Reads the package's entries (up to [`HTML_RECORDS_MAX`]) and renders them (also the portal's
+/// printable download), with the page's own Content-Security-Policy.
+pub(crate) async fn render(
+    state: &AppState,
+    plan: &PackagePlan,
+) -> Result<Response, crate::store::EvidenceError> {
     let mut entries = Vec::new();
     let mut truncated = false;
     let mut pages = state.store.package_entries(plan);

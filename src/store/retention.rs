@@ -158,7 +158,11 @@ impl std::fmt::Display for RetentionRule {
 }
 
 /// The index of the rule that applies to a record of `event_type` and `model_id`.
-fn applicable(rules: &[RetentionRule], event_type: &str, model_id: Option<&str>) -> Option<usize> {
+pub fn applicable(
+    rules: &[RetentionRule],
+    event_type: &str,
+    model_id: Option<&str>,
+) -> Option<usize> {
     rules
         .iter()
         .enumerate()

@@ -1268,3 +1268,112 @@ async fn an_auditor_reads_the_subjects_page_without_the_erase_form_and_a_forged_
     browser.quit().await;
     server.stop().await;
 }
+
+/// Types `value` into the field `name` of the form posting to `action`.
+async fn fill_form(browser: &Browser, action: &str, name: &str, value: &str) {
+    let field = browser
+        .driver
+        .find(By::Css(format!(
+            "main form[action='{action}'] [name='{name}']"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("field {name} of {action}: {e}"));
+    field.clear().await.expect("clear");
+    field.send_keys(value).await.expect("type");
+}
+
+/// Fills the erase form for the whole `subject` and sends it.
+async fn erase_whole_subject(browser: &Browser, subject: &str) {
+    browser
+        .click("main input[name='scope'][value='subject']")
+        .await;
+    browser
+        .click(&format!(
+            "main select[name='legal_basis'] option[value=\"{}\"]",
+            LEGAL_BASES[1]
+        ))
+        .await;
+    fill_form(browser, "/subjects/erase", "reason", "Consent withdrawn").await;
+    fill_form(browser, "/subjects/erase", "confirm", subject).await;
+    browser.press("Erase").await;
+    browser.expect_page(&format!("Subject {subject}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compliance_officers_hold_refuses_an_erasure_in_the_browser_until_it_is_lifted() {
+    const SUBJECT: &str = "cust-003";
+    let Some((server, browser, decision)) =
+        on_subject_page(PortalRole::Compliance, "officer@acme.test", SUBJECT).await
+    else {
+        return;
+    };
+    let tenant = server.tenant.clone();
+    fill_form(
+        &browser,
+        "/subjects/hold",
+        "reason",
+        "Litigation pending before the district court",
+    )
+    .await;
+    fill_form(&browser, "/subjects/hold", "reference", "Case 2026-118").await;
+    browser.press("Place hold").await;
+    browser.expect_page(&format!("Subject {SUBJECT}")).await;
+    let text = browser.text().await;
+    let hold = text
+        .split("Legal hold #")
+        .nth(1)
+        .and_then(|rest| rest.split(" placed.").next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("the hold is placed: {text}"));
+    assert!(text.contains("Reference: Case 2026-118"), "{text}");
+    browser.screenshot("15-subject-held").await;
+
+    erase_whole_subject(&browser, SUBJECT).await;
+    let text = browser.text().await;
+    assert!(
+        text.contains(&format!(
+            "Not erased: what the request would erase is under legal hold {hold} (Litigation pending before the district court)."
+        )),
+        "the refusal names the hold: {text}"
+    );
+    assert_eq!(
+        server.stored_fields(&tenant, decision).await,
+        ["email", "full_name"],
+        "nothing erased"
+    );
+    assert!(erasure_seqs(&server).await.is_empty(), "no erasure record");
+    browser.screenshot("16-subject-held-erasure-refused").await;
+
+    fill_form(
+        &browser,
+        "/subjects/hold/lift",
+        "reason",
+        "The court dismissed the case",
+    )
+    .await;
+    browser.press(&format!("Lift hold #{hold}")).await;
+    browser.expect_page(&format!("Subject {SUBJECT}")).await;
+    let text = browser.text().await;
+    assert!(
+        text.contains(&format!("Legal hold #{hold} lifted")),
+        "{text}"
+    );
+    assert!(text.contains("No legal hold is in force for this subject."));
+
+    erase_whole_subject(&browser, SUBJECT).await;
+    let erasures = erasure_seqs(&server).await;
+    assert_eq!(erasures.len(), 1, "one erasure record");
+    let text = browser.text().await;
+    assert!(
+        text.contains(&format!(
+            "Erased 2 stored values: erasure record #{}.",
+            erasures[0]
+        )),
+        "{text}"
+    );
+    assert!(server.stored_fields(&tenant, decision).await.is_empty());
+    browser.screenshot("17-subject-erased-after-lift").await;
+
+    browser.quit().await;
+    server.stop().await;
+}

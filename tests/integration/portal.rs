@@ -1099,6 +1099,20 @@ async fn every_signed_in_form_refuses_a_missing_wrong_or_foreign_csrf_token(back
             vec![],
         ),
         (
+            "/subjects/hold",
+            "/subjects/hold".into(),
+            vec![("subject_ref", "subj-4711"), ("reason", "forged")],
+        ),
+        (
+            "/subjects/hold/lift",
+            "/subjects/hold/lift".into(),
+            vec![
+                ("subject_ref", "subj-4711"),
+                ("hold_seq", "1"),
+                ("reason", "forged"),
+            ],
+        ),
+        (
             "/subjects/erase",
             "/subjects/erase".into(),
             vec![
@@ -3432,5 +3446,634 @@ async fn the_subjects_page_lists_fifty_records_a_page(backend: Backend) {
     assert_eq!(rows(&second), 1, "the last record");
     assert!(second.body.contains(&format!("<td>{}</td>", seqs[50])));
     assert!(!second.body.contains("Next page"));
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------- access package, holds, retention
+
+backend_tests!(
+    auditors_regulators_and_officers_download_a_verifiable_access_package_and_each_download_is_recorded,
+    an_access_package_is_refused_with_try_again_while_the_subject_index_lags,
+    a_compliance_officers_hold_refuses_the_erasure_until_it_is_lifted,
+    a_hold_form_without_a_reason_or_with_a_bad_decision_or_hold_changes_nothing,
+    auditors_and_regulators_see_the_holds_but_their_hold_forms_are_refused,
+    the_retention_schedule_shows_the_rules_and_when_each_stored_value_is_due,
+);
+
+/// Makes the subject's records part of a checkpoint the subject index has caught up with.
+async fn checkpointed(server: &PortalServer) {
+    server
+        .store
+        .publish_checkpoints()
+        .await
+        .expect("checkpoint");
+    server
+        .store
+        .views_runner()
+        .catch_up(&server.store)
+        .await
+        .expect("catch up");
+}
+
+/// Each reading role downloads the JSON Lines package (an attachment `ledger::package` verifies
+/// against the keys it names, of the right subject) and the printable page (with its own style
+/// policy); every download is an `access` record naming the subject; administrators are
+/// refused and another tenant's or an unknown subject is not found.
+async fn auditors_regulators_and_officers_download_a_verifiable_access_package_and_each_download_is_recorded(
+    backend: Backend,
+) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    let week_us = 7 * 24 * 3600 * 1_000_000;
+    server
+        .create_user(OFFICER_EMAIL, PortalRole::Compliance, None)
+        .await;
+    server
+        .create_user(AUDITOR_EMAIL, PortalRole::Auditor, None)
+        .await;
+    server
+        .create_user(
+            REGULATOR_EMAIL,
+            PortalRole::Regulator,
+            Some(store.now_us() + week_us),
+        )
+        .await;
+    server.append_personal_decision(tenant, SUBJECT).await;
+    checkpointed(&server).await;
+    let package = format!("/subjects/package?subject_ref={SUBJECT}");
+    let printable = format!("{package}&format=html");
+    for email in [OFFICER_EMAIL, AUDITOR_EMAIL, REGULATOR_EMAIL] {
+        let mut reader = Browser::signed_in(&server, email).await;
+        let page = reader.get(SUBJECT_PAGE).await;
+        assert!(
+            page.body
+                .contains(&format!("href=\"{}\"", package.replace('&', "&amp;"))),
+            "{email}: the package link"
+        );
+        assert!(
+            page.body
+                .contains(&format!("href=\"{}\"", printable.replace('&', "&amp;"))),
+            "{email}: the printable link"
+        );
+        let jsonl = reader.get(&package).await;
+        jsonl.assert_status(StatusCode::OK, email);
+        assert_eq!(
+            jsonl.header("content-type"),
+            Some("application/x-ndjson"),
+            "{email}"
+        );
+        assert!(
+            jsonl
+                .header("content-disposition")
+                .is_some_and(|d| d.starts_with("attachment;")),
+            "{email}: an attachment"
+        );
+        let header: Value = serde_json::from_str(jsonl.body.lines().next().expect("a header line"))
+            .expect("JSON header");
+        assert_eq!(header["format"], ledger::package::PACKAGE_FORMAT, "{email}");
+        assert_eq!(header["subject_ref"], SUBJECT, "{email}");
+        let trusted: Vec<ledger::note::VerifierKey> = header["verifier_keys"]
+            .as_array()
+            .expect("verifier keys")
+            .iter()
+            .map(|v| ledger::note::VerifierKey::parse(v.as_str().expect("text")).expect("vkey"))
+            .collect();
+        let report = ledger::package::verify_package(&jsonl.body, &trusted).expect("verifies");
+        assert_eq!((report.records, report.decisions), (1, 1), "{email}");
+
+        let html = reader.get(&printable).await;
+        html.assert_status(StatusCode::OK, &format!("{email}: printable"));
+        assert!(
+            html.body
+                .contains("Your data and the automated decisions about you")
+        );
+        assert!(
+            html.header("content-security-policy")
+                .is_some_and(|p| p.contains("style-src 'sha256-")),
+            "{email}: the rendering keeps its own policy"
+        );
+    }
+    let downloads: Vec<(String, String, Option<String>)> = audit_trail(store, tenant)
+        .await
+        .into_iter()
+        .filter(|(_, action, _)| action.starts_with("download_subject_package"))
+        .collect();
+    let one = |action: &str| {
+        (
+            "access".to_owned(),
+            action.to_owned(),
+            Some(SUBJECT.to_owned()),
+        )
+    };
+    assert_eq!(
+        downloads,
+        (0..3)
+            .flat_map(|_| [
+                one("download_subject_package"),
+                one("download_subject_package_html")
+            ])
+            .collect::<Vec<_>>(),
+        "each download recorded, naming the subject"
+    );
+
+    let mut officer = Browser::signed_in(&server, OFFICER_EMAIL).await;
+    officer
+        .get("/subjects/package?subject_ref=nobody-at-all")
+        .await
+        .assert_status(StatusCode::NOT_FOUND, "an unknown subject");
+    officer
+        .get(&format!("{package}&format=pdf"))
+        .await
+        .assert_status(StatusCode::BAD_REQUEST, "an unknown format");
+    let mut admin = Browser::signed_in(&server, ADMIN_EMAIL).await;
+    admin
+        .get(&package)
+        .await
+        .assert_status(StatusCode::FORBIDDEN, "an administrator");
+    assert_eq!(
+        audit_trail(store, tenant)
+            .await
+            .iter()
+            .filter(|(_, action, _)| action.starts_with("download_subject_package"))
+            .count(),
+        6,
+        "refused downloads are not recorded"
+    );
+    server.stop().await;
+}
+
+/// While the subject index lags the latest checkpoint the download is refused with the
+/// try-again page (503, Retry-After) and nothing is recorded; once it catches up it is served.
+async fn an_access_package_is_refused_with_try_again_while_the_subject_index_lags(
+    backend: Backend,
+) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(AUDITOR_EMAIL, PortalRole::Auditor, None)
+        .await;
+    server.append_personal_decision(tenant, SUBJECT).await;
+    checkpointed(&server).await;
+    let mut auditor = Browser::signed_in(&server, AUDITOR_EMAIL).await;
+    store.views_runner().stop();
+    // Let the runner see the stop before anything new arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let draft = ledger::draft::prepare_client_draft(
+        &new_event_id(),
+        "decision",
+        &{
+            let mut p = crate::support::decision_payload("approve");
+            p["subject_ref"] = serde_json::json!(SUBJECT);
+            p
+        },
+        &BTreeMap::new(),
+        rand::random,
+    )
+    .expect("a valid decision");
+    store.append(tenant, vec![draft]).await.expect("append");
+    store.publish_checkpoints().await.expect("checkpoint");
+    let package = format!("/subjects/package?subject_ref={SUBJECT}");
+    let refused = auditor.get(&package).await;
+    refused.assert_status(StatusCode::SERVICE_UNAVAILABLE, "the index lags");
+    assert_eq!(refused.retry_after(), Some(1));
+    assert!(
+        refused.body.contains("Try again in a few seconds"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        !audited_actions(store, tenant)
+            .await
+            .iter()
+            .any(|a| a.starts_with("download_subject_package")),
+        "a refused download is not recorded"
+    );
+    store
+        .views_runner()
+        .catch_up(store)
+        .await
+        .expect("catch up");
+    auditor
+        .get(&package)
+        .await
+        .assert_status(StatusCode::OK, "caught up");
+    server.stop().await;
+}
+
+/// The place-hold form's action, present only where holds may be placed.
+const HOLD_FORM: &str = "action=\"/subjects/hold\"";
+/// What the page says of a subject without an active hold.
+const NO_HOLD: &str = "No legal hold is in force for this subject.";
+/// A hold's reason in these tests.
+const HOLD_REASON: &str = "Litigation pending before the district court";
+
+/// The tenant's `legal_hold` records, as (seq, payload).
+async fn hold_records(store: &Store, tenant: &TenantId) -> Vec<(u64, Value)> {
+    store
+        .records(tenant, seq(0), 1000)
+        .await
+        .expect("read the ledger")
+        .into_iter()
+        .filter(|r| r.event_type.as_str() == "legal_hold")
+        .map(|r| {
+            let payload = serde_json::from_str(r.payload.as_str()).expect("JSON payload");
+            (r.seq.get(), payload)
+        })
+        .collect()
+}
+
+/// A compliance officer places a hold (a `legal_hold` record, preceded by the request's
+/// `administration` record naming the subject); the page lists it and the erase form names it;
+/// an erasure is refused (409) naming the hold and erases nothing; lifting the hold (a second
+/// `legal_hold` record) lets the same erasure through.
+async fn a_compliance_officers_hold_refuses_the_erasure_until_it_is_lifted(backend: Backend) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(OFFICER_EMAIL, PortalRole::Compliance, None)
+        .await;
+    let decision = server.append_personal_decision(tenant, SUBJECT).await;
+    let mut officer = Browser::signed_in(&server, OFFICER_EMAIL).await;
+    let page = officer.get(SUBJECT_PAGE).await;
+    assert!(page.body.contains(NO_HOLD));
+    assert!(page.body.contains(HOLD_FORM), "an officer may place a hold");
+    let csrf = page.csrf();
+
+    let placed = officer
+        .post(
+            "/subjects/hold",
+            &[
+                ("csrf", csrf.as_str()),
+                ("subject_ref", SUBJECT),
+                ("reason", HOLD_REASON),
+                ("reference", "Case 2026-118"),
+                ("decision_id", ""),
+            ],
+        )
+        .await;
+    placed.assert_status(StatusCode::OK, "the hold");
+    let holds = hold_records(store, tenant).await;
+    assert_eq!(holds.len(), 1, "one legal_hold record");
+    let (hold, payload) = &holds[0];
+    assert_eq!(payload["action"], "placed");
+    assert_eq!(payload["subject_ref"], SUBJECT);
+    assert_eq!(payload["reason"], HOLD_REASON);
+    assert_eq!(payload["reference"], "Case 2026-118");
+    assert!(
+        placed.body.contains(&format!("Legal hold #{hold} placed.")),
+        "{}",
+        placed.body
+    );
+    assert!(placed.body.contains(&format!("Hold #{hold}</strong>")));
+    assert!(
+        placed.body.contains(&format!(
+            "by record #{hold}. Reason: {HOLD_REASON}. Reference: Case 2026-118. The whole subject."
+        )),
+        "{}",
+        placed.body
+    );
+    assert!(!placed.body.contains(NO_HOLD));
+    let recorded = administration_seq(store, tenant, "legal_hold_place")
+        .await
+        .expect("the request is recorded");
+    assert!(recorded < *hold, "the request's record comes first");
+    assert!(audit_trail(store, tenant).await.contains(&(
+        "administration".to_owned(),
+        "legal_hold_place".to_owned(),
+        Some(SUBJECT.to_owned())
+    )));
+
+    let page = officer.get(SUBJECT_PAGE).await;
+    assert!(
+        page.body.contains(&format!(
+            "Under legal hold #{hold} ({HOLD_REASON}): an erasure of what it holds is refused"
+        )),
+        "the erase form names the hold"
+    );
+    let refused = officer
+        .post("/subjects/erase", &erase_form(&csrf, "subject", &[]))
+        .await;
+    refused.assert_status(StatusCode::CONFLICT, "the held erasure");
+    assert!(
+        refused.body.contains(&format!(
+            "Not erased: what the request would erase is under legal hold {hold} ({HOLD_REASON})."
+        )),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        server.stored_fields(tenant, decision).await,
+        ["email", "full_name"],
+        "nothing erased"
+    );
+    assert!(erasure_records(store, tenant).await.is_empty());
+
+    let hold_seq = hold.to_string();
+    let lifted = officer
+        .post(
+            "/subjects/hold/lift",
+            &[
+                ("csrf", csrf.as_str()),
+                ("subject_ref", SUBJECT),
+                ("hold_seq", hold_seq.as_str()),
+                ("reason", "The court dismissed the case"),
+            ],
+        )
+        .await;
+    lifted.assert_status(StatusCode::OK, "the lift");
+    let holds = hold_records(store, tenant).await;
+    assert_eq!(holds.len(), 2, "a second legal_hold record");
+    let (lift, payload) = &holds[1];
+    assert_eq!(payload["action"], "lifted");
+    assert_eq!(payload["hold_seq"], *hold);
+    assert!(
+        lifted
+            .body
+            .contains(&format!("Legal hold #{hold} lifted: record #{lift}.")),
+        "{}",
+        lifted.body
+    );
+    assert!(lifted.body.contains(NO_HOLD));
+    assert!(
+        audited_actions(store, tenant)
+            .await
+            .contains(&format!("legal_hold_lift:hold_seq={hold}"))
+    );
+
+    officer
+        .post("/subjects/erase", &erase_form(&csrf, "subject", &[]))
+        .await
+        .assert_status(StatusCode::OK, "the erasure after the lift");
+    assert!(server.stored_fields(tenant, decision).await.is_empty());
+    assert_eq!(erasure_records(store, tenant).await.len(), 1);
+    server.stop().await;
+}
+
+/// A hold without a reason or naming something that is not a decision id comes back (422) and
+/// records nothing; a decision that is not the subject's and a hold that does not exist are
+/// refused by the store (422) after the request was recorded, and the failure is recorded.
+async fn a_hold_form_without_a_reason_or_with_a_bad_decision_or_hold_changes_nothing(
+    backend: Backend,
+) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(OFFICER_EMAIL, PortalRole::Compliance, None)
+        .await;
+    server.append_personal_decision(tenant, SUBJECT).await;
+    let mut officer = Browser::signed_in(&server, OFFICER_EMAIL).await;
+    let csrf = officer.get(SUBJECT_PAGE).await.csrf();
+    let before = audited_actions(store, tenant).await;
+    for (reason, decision, says) in [
+        (
+            "  ",
+            "",
+            "Give the reason: it is recorded in the ledger. No hold was placed.",
+        ),
+        (
+            HOLD_REASON,
+            "not-a-uuid",
+            "is not an event id (a UUID). No hold was placed.",
+        ),
+    ] {
+        let page = officer
+            .post(
+                "/subjects/hold",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("subject_ref", SUBJECT),
+                    ("reason", reason),
+                    ("decision_id", decision),
+                ],
+            )
+            .await;
+        page.assert_status(StatusCode::UNPROCESSABLE_ENTITY, says);
+        assert!(page.body.contains(says), "{}", page.body);
+    }
+    assert_eq!(
+        audited_actions(store, tenant).await,
+        before,
+        "nothing recorded"
+    );
+
+    let foreign = new_event_id();
+    let page = officer
+        .post(
+            "/subjects/hold",
+            &[
+                ("csrf", csrf.as_str()),
+                ("subject_ref", SUBJECT),
+                ("reason", HOLD_REASON),
+                ("decision_id", foreign.as_str()),
+            ],
+        )
+        .await;
+    page.assert_status(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a decision not of the subject",
+    );
+    assert!(
+        page.body.contains(&format!(
+            "Not done: decision_id: no decision of this subject has event id {foreign}."
+        )),
+        "{}",
+        page.body
+    );
+    let page = officer
+        .post(
+            "/subjects/hold/lift",
+            &[
+                ("csrf", csrf.as_str()),
+                ("subject_ref", SUBJECT),
+                ("hold_seq", "9999"),
+                ("reason", "no such hold"),
+            ],
+        )
+        .await;
+    page.assert_status(StatusCode::UNPROCESSABLE_ENTITY, "an unknown hold");
+    assert!(
+        page.body
+            .contains("Not done: no legal hold 9999 of this subject."),
+        "{}",
+        page.body
+    );
+    assert!(
+        hold_records(store, tenant).await.is_empty(),
+        "no legal_hold record"
+    );
+    let failures = store
+        .records(tenant, seq(0), 1000)
+        .await
+        .expect("read the ledger")
+        .into_iter()
+        .filter(|r| {
+            serde_json::from_str::<Value>(r.payload.as_str())
+                .is_ok_and(|p| p["outcome"] == "failed")
+        })
+        .count();
+    assert_eq!(failures, 2, "each refused request's failure is recorded");
+    server.stop().await;
+}
+
+/// Auditors and regulators see the subject's holds without the forms, and their hold forms are
+/// refused (403) even with a valid token; the hold stays.
+async fn auditors_and_regulators_see_the_holds_but_their_hold_forms_are_refused(backend: Backend) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(AUDITOR_EMAIL, PortalRole::Auditor, None)
+        .await;
+    let week_us = 7 * 24 * 3600 * 1_000_000;
+    server
+        .create_user(
+            REGULATOR_EMAIL,
+            PortalRole::Regulator,
+            Some(store.now_us() + week_us),
+        )
+        .await;
+    server.append_personal_decision(tenant, SUBJECT).await;
+    let hold = store
+        .place_hold(
+            tenant,
+            auditex::store::holds::PlaceHold {
+                subject_ref: SUBJECT.to_owned(),
+                decision_id: None,
+                reason: HOLD_REASON.to_owned(),
+                reference: None,
+            },
+        )
+        .await
+        .expect("hold")
+        .seq;
+    let hold_seq = hold.to_string();
+    for email in [AUDITOR_EMAIL, REGULATOR_EMAIL] {
+        let mut reader = Browser::signed_in(&server, email).await;
+        let page = reader.get(SUBJECT_PAGE).await;
+        page.assert_status(StatusCode::OK, email);
+        assert!(
+            page.body.contains(&format!("Hold #{hold}</strong>")),
+            "{email}: the hold"
+        );
+        assert!(!page.body.contains(HOLD_FORM), "{email}: no hold form");
+        assert!(
+            !page.body.contains("action=\"/subjects/hold/lift\""),
+            "{email}: no lift form"
+        );
+        let csrf = page.csrf();
+        reader
+            .post(
+                "/subjects/hold",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("subject_ref", SUBJECT),
+                    ("reason", "forged"),
+                ],
+            )
+            .await
+            .assert_status(StatusCode::FORBIDDEN, &format!("{email} places a hold"));
+        reader
+            .post(
+                "/subjects/hold/lift",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("subject_ref", SUBJECT),
+                    ("hold_seq", hold_seq.as_str()),
+                    ("reason", "forged"),
+                ],
+            )
+            .await
+            .assert_status(StatusCode::FORBIDDEN, &format!("{email} lifts a hold"));
+    }
+    assert_eq!(hold_records(store, tenant).await.len(), 1, "only the hold");
+    assert_eq!(
+        audited_actions(store, tenant).await,
+        ["sign_in", "sign_in"],
+        "nothing but the sign-ins recorded"
+    );
+    server.stop().await;
+}
+
+/// Without a policy the schedule says that nothing is erased by retention; with one, it lists
+/// the rules and, per listed record that stores values, when they are due (capture time plus
+/// the applicable rule's days), or that no rule applies to a record of another model.
+async fn the_retention_schedule_shows_the_rules_and_when_each_stored_value_is_due(
+    backend: Backend,
+) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(AUDITOR_EMAIL, PortalRole::Auditor, None)
+        .await;
+    let decision = server.append_personal_decision(tenant, SUBJECT).await;
+    let mut auditor = Browser::signed_in(&server, AUDITOR_EMAIL).await;
+    let page = auditor.get(SUBJECT_PAGE).await;
+    assert!(
+        page.body.contains(
+            "The tenant has no retention rule: stored values are kept until they are erased."
+        ),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("no rule applies"));
+
+    let model = crate::support::decision_payload("approve")["model_id"]
+        .as_str()
+        .expect("a model id")
+        .to_owned();
+    let rules = vec![
+        auditex::store::retention::RetentionRule::parse(
+            "event_type=decision,model_id=another-model,days=200",
+        )
+        .expect("rule"),
+        auditex::store::retention::RetentionRule::parse(&format!(
+            "event_type=decision,model_id={model},days=400"
+        ))
+        .expect("rule"),
+    ];
+    let set = store
+        .set_retention_policy(tenant, rules, "dpo@acme.test", None)
+        .await
+        .expect("policy")
+        .seq;
+    let page = auditor.get(SUBJECT_PAGE).await;
+    page.assert_status(StatusCode::OK, "the page with a policy");
+    assert!(
+        page.body.contains(&format!(
+            "The tenant's retention rules (set by record #{set}):"
+        )),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<li>decision records of model another-model: stored values erased 200 days after capture</li>"));
+    assert!(page.body.contains(&format!(
+        "<li>decision records of model {model}: stored values erased 400 days after capture</li>"
+    )));
+    let captured = store
+        .record(tenant, seq(decision))
+        .await
+        .expect("read")
+        .expect("the decision")
+        .captured_at_us
+        .unix_micros();
+    let due = chrono::DateTime::from_timestamp_micros(
+        i64::try_from(captured + 400 * 86_400_000_000).expect("in range"),
+    )
+    .expect("a time")
+    .format("%Y-%m-%d %H:%M:%S UTC")
+    .to_string();
+    assert!(
+        page.body.contains(&format!(
+            "#{decision} <code>email</code>, <code>full_name</code> — erased after {due} (rule 2)"
+        )),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("no rule applies"));
     server.stop().await;
 }

@@ -13,6 +13,13 @@
 //! erasure itself — the ledger's `erasure` record, appended by `Store::erase_subject`, whose
 //! transaction destroys the values and their keys. Auditors and regulators get the page without
 //! the form, and a POST of theirs is refused (403) whatever the HTML said.
+//!
+//! Every reader may download the subject access package (the JSON Lines package and its
+//! printable rendering, served by the same code as `GET /v1/subjects/{ref}/package`; each
+//! download an `access` record), and sees the subject's active legal holds and the retention
+//! schedule of the records listed (the rule the retention scheduler would apply, and when).
+//! Compliance officers place and lift holds through forms admitted like the erase form: the
+//! `administration` record of the request first, then the `legal_hold` record.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,12 +35,14 @@ use super::{admit, require};
 use crate::app::AppState;
 use crate::portal::pages::{csrf_field, error, layout, notice, when};
 use crate::portal::{Portal, PortalError, Viewer};
+use crate::store::holds::{HoldError, LegalHold, PlaceHold};
+use crate::store::retention::{RetentionPolicy, RetentionRule, applicable};
 use crate::store::subjects::{
     ERASURE_TEXT_MAX_BYTES, ErasureError, ErasureOutcome, SubjectErasure,
 };
 use crate::store::users::PortalRole;
 use crate::store::views::PAGE_ROWS_DEFAULT;
-use crate::store::{AppendError, StoreError};
+use crate::store::{AppendError, EvidenceError, StoreError};
 
 /// Roles that see the page.
 const READERS: &[PortalRole] = &[
@@ -44,6 +53,9 @@ const READERS: &[PortalRole] = &[
 
 /// Roles that may erase.
 const ERASERS: &[PortalRole] = &[PortalRole::Compliance];
+
+/// Roles that may place and lift legal holds.
+const HOLDERS: &[PortalRole] = &[PortalRole::Compliance];
 
 /// The `legal_basis` select's value that asks for the text field instead.
 const OTHER_BASIS: &str = "other";
@@ -61,6 +73,80 @@ pub const LEGAL_BASES: &[&str] = &[
 /// What the confirmation field must hold, said when it does not.
 pub const CONFIRMATION_MISMATCH: &str = "The confirmation does not match the subject reference: \
 type it exactly as shown. Nothing was erased.";
+
+/// The package download's query: the subject, and `format=html` for the printable rendering.
+#[derive(Deserialize)]
+pub(super) struct PackageQuery {
+    subject_ref: String,
+    format: Option<String>,
+}
+
+/// The subject access package (FORMAT.md section 12b) as the HTTP endpoint serves it: the JSON
+/// Lines attachment, or with `format=html` the printable rendering. Refused before anything is
+/// recorded when it cannot be complete; the download is recorded (`access`) before it leaves.
+pub(super) async fn package(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<PackageQuery>,
+) -> Result<Response, PortalError> {
+    require(&viewer, READERS)?;
+    let html = match q.format.as_deref() {
+        None | Some("jsonl") => false,
+        Some("html") => true,
+        Some(_) => {
+            return Err(PortalError::BadRequest(
+                "format must be jsonl or html.".into(),
+            ));
+        }
+    };
+    let subject = q.subject_ref.trim();
+    if subject.is_empty() || subject.len() > ledger::payload::STRING_BYTES_MAX {
+        return Err(PortalError::NotFound);
+    }
+    let store = &state.store;
+    let plan = store
+        .package_plan(viewer.tenant(), subject)
+        .await
+        .map_err(package_error)?;
+    let action = if html {
+        "download_subject_package_html"
+    } else {
+        "download_subject_package"
+    };
+    // The package leaves only once the ledger has acknowledged the record of its download.
+    let audited = viewer.audit(store, "access", action, Some(subject)).await?;
+    if html {
+        let rendered = crate::http::package::render(&state, &plan)
+            .await
+            .map_err(package_error);
+        return audited
+            .settle(store, rendered, "the package could not be read")
+            .await;
+    }
+    Ok(crate::http::package::jsonl_response(&state, plan))
+}
+
+/// Why a package cannot be downloaded now, as the person sees it: a subject index that lags
+/// the checkpoint asks them to try again (503, a package is never incomplete), a held tenant
+/// says so, and the rest as for other evidence.
+fn package_error(e: EvidenceError) -> PortalError {
+    match e {
+        EvidenceError::UnknownSubject => PortalError::NotFound,
+        EvidenceError::Store(StoreError::ViewNotReady(detail)) => {
+            tracing::info!(detail = %detail, "subject package refused: the index lags");
+            PortalError::Refused {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                title: "Not ready yet",
+                message: "The latest records are still being indexed, and an access package \
+                          must be complete. Try again in a few seconds."
+                    .to_owned(),
+                retry_after: Some(1),
+            }
+        }
+        EvidenceError::Store(e) => held_or_internal(e),
+        other => super::evidence_error(other),
+    }
+}
 
 #[derive(Deserialize)]
 pub(super) struct SubjectQuery {
@@ -115,8 +201,8 @@ struct Filled {
 enum Outcome {
     /// The form was refused; nothing was erased.
     Refused(String),
-    /// The erasure's result.
-    Done(ErasureOutcome),
+    /// What was done.
+    Done(String),
 }
 
 /// One record of the subject with its erasable fields: `None` stored, `Some(seq)` erased by
@@ -176,6 +262,18 @@ async fn subject_view(
         format!("/subjects?{}", params.finish())
     });
     let may_erase = ERASERS.contains(&viewer.role());
+    let holds: Vec<LegalHold> = store
+        .legal_holds(tenant, subject)
+        .await
+        .map_err(|e| match hold_refusal(e) {
+            Ok((_, message)) => PortalError::Internal(message),
+            Err(e) => e,
+        })?
+        .into_iter()
+        .filter(LegalHold::is_active)
+        .collect();
+    let policy = store.retention_policy(tenant).await?;
+    let schedule = retention_schedule(state, viewer, &policy, &shown).await?;
     Ok(layout(
         "Subject",
         &viewer.chrome(),
@@ -184,7 +282,7 @@ async fn subject_view(
             (search_form(subject))
             @match outcome {
                 Some(Outcome::Refused(problem)) => (error(problem)),
-                Some(Outcome::Done(done)) => (notice(&done_message(done))),
+                Some(Outcome::Done(done)) => (notice(done)),
                 None => {}
             }
             @if shown.is_empty() {
@@ -232,11 +330,36 @@ async fn subject_view(
                 }
             }
             @if let Some(n) = next { p { a href=(n) { "Next page" } } }
+            (package_links(subject))
+            // The erase form comes before the hold forms: its fields are the page's first of
+            // their names.
             @if may_erase {
-                (erase_form(viewer, subject, &stored, filled))
+                (erase_form(viewer, subject, &stored, &holds, filled))
             }
+            (holds_section(viewer, subject, &holds))
+            (retention_section(&policy, &schedule, !holds.is_empty()))
         },
     ))
+}
+
+/// The access package's two downloads.
+fn package_links(subject: &str) -> Markup {
+    let link = |format: Option<&str>| {
+        let mut params = url::form_urlencoded::Serializer::new(String::new());
+        params.append_pair("subject_ref", subject);
+        if let Some(f) = format {
+            params.append_pair("format", f);
+        }
+        format!("/subjects/package?{}", params.finish())
+    };
+    html! {
+        h2 { "Access package" }
+        p { "Everything the ledger holds about the subject (GDPR Art. 15): every record with its proof, the personal data still stored and what was erased. Each download is recorded." }
+        ul {
+            li { a href=(link(None)) download { "Download the verifiable package (JSON Lines)" } }
+            li { a href=(link(Some("html"))) { "Printable page for the subject" } }
+        }
+    }
 }
 
 fn done_message(done: &ErasureOutcome) -> String {
@@ -254,10 +377,21 @@ fn done_message(done: &ErasureOutcome) -> String {
     }
 }
 
-fn erase_form(viewer: &Viewer, subject: &str, stored: &BTreeSet<&str>, filled: &Filled) -> Markup {
+fn erase_form(
+    viewer: &Viewer,
+    subject: &str,
+    stored: &BTreeSet<&str>,
+    holds: &[LegalHold],
+    filled: &Filled,
+) -> Markup {
     let basis_other = filled.legal_basis == OTHER_BASIS;
     html! {
         h2 { "Erase" }
+        @for h in holds {
+            p.error role="note" {
+                "Under legal hold #" (h.hold_seq) " (" (h.reason) "): an erasure of what it holds is refused until the hold is lifted."
+            }
+        }
         p { "Erasing destroys the stored values and their keys for good. The records stay, with the fields marked erased and every proof still valid; the erasure itself is recorded in the ledger with the reason and the legal basis." }
         form.stack method="post" action="/subjects/erase" {
             (csrf_field(&viewer.csrf))
@@ -465,17 +599,7 @@ pub(super) async fn erase(
     let officer = admit(&state, &portal, &viewer, &form.csrf, ERASERS)?;
     let store = &state.store;
     let subject = form.subject_ref.as_str();
-    // Only a subject of this tenant is erased, and only its erasure is recorded.
-    if subject.is_empty()
-        || subject.len() > ledger::payload::STRING_BYTES_MAX
-        || store
-            .subject_records(viewer.tenant(), subject, None, 1)
-            .await?
-            .items
-            .is_empty()
-    {
-        return Err(PortalError::NotFound);
-    }
+    known_subject(&state, &viewer, subject).await?;
     let filled = form.filled();
     let request = match form.request() {
         Ok(r) => r,
@@ -496,7 +620,7 @@ pub(super) async fn erase(
         .record(&EraseForm::action(&request), Some(subject))
         .await?;
     let (status, outcome) = match store.erase_subject(viewer.tenant(), request).await {
-        Ok(done) => (StatusCode::OK, Outcome::Done(done)),
+        Ok(done) => (StatusCode::OK, Outcome::Done(done_message(&done))),
         Err(e) => {
             audited.failed(store, "the erasure was refused").await;
             let (status, message) = refusal(e)?;
@@ -510,4 +634,383 @@ pub(super) async fn erase(
     };
     let page = subject_view(&state, &viewer, subject, None, &filled, Some(&outcome)).await?;
     Ok((status, page).into_response())
+}
+
+/// Only a subject of this tenant is acted on, and only its action is recorded: any other is not
+/// found, like one nobody has.
+async fn known_subject(
+    state: &AppState,
+    viewer: &Viewer,
+    subject: &str,
+) -> Result<(), PortalError> {
+    if subject.is_empty()
+        || subject.len() > ledger::payload::STRING_BYTES_MAX
+        || state
+            .store
+            .subject_records(viewer.tenant(), subject, None, 1)
+            .await?
+            .items
+            .is_empty()
+    {
+        return Err(PortalError::NotFound);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- legal holds
+
+/// The subject's active holds, and for compliance officers the forms that place and lift them.
+fn holds_section(viewer: &Viewer, subject: &str, holds: &[LegalHold]) -> Markup {
+    let may_hold = HOLDERS.contains(&viewer.role());
+    html! {
+        h2 { "Legal holds" }
+        @if holds.is_empty() {
+            p { "No legal hold is in force for this subject." }
+        } @else {
+            ul.holds {
+                @for h in holds {
+                    li {
+                        strong { "Hold #" (h.hold_seq) } ", placed " (when(i64::try_from(h.placed_at_us).unwrap_or(i64::MAX)))
+                        " by record #" (h.hold_seq) ". Reason: " (h.reason)
+                        @if let Some(r) = &h.reference { ". Reference: " (r) }
+                        @if let Some(d) = &h.decision_id {
+                            ". Only " a href={ "/decisions/" (d) } { "decision " (d) }
+                        } @else {
+                            ". The whole subject"
+                        }
+                        "."
+                        @if may_hold {
+                            form.stack method="post" action="/subjects/hold/lift" {
+                                (csrf_field(&viewer.csrf))
+                                input type="hidden" name="subject_ref" value=(subject);
+                                input type="hidden" name="hold_seq" value=(h.hold_seq);
+                                label { "Reason for lifting (recorded in the ledger)" input type="text" name="reason" required maxlength=(ERASURE_TEXT_MAX_BYTES); }
+                                button type="submit" { "Lift hold #" (h.hold_seq) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if may_hold {
+            h3 { "Place a hold" }
+            p { "While a hold is in force, nothing it holds is erased: neither by an erasure request nor by retention." }
+            form.stack method="post" action="/subjects/hold" {
+                (csrf_field(&viewer.csrf))
+                input type="hidden" name="subject_ref" value=(subject);
+                label { "Reason (recorded in the ledger)" textarea name="reason" rows="2" required maxlength=(ERASURE_TEXT_MAX_BYTES) {} }
+                label { "Reference (case number, optional)" input type="text" name="reference" maxlength=(ERASURE_TEXT_MAX_BYTES); }
+                label { "Only this decision (event id, optional)" input type="text" name="decision_id" autocomplete="off"; }
+                button type="submit" { "Place hold" }
+            }
+        }
+    }
+}
+
+/// A hold form's values, the first of each name (a repeated field cannot override it).
+fn form_values(pairs: Vec<(String, String)>) -> BTreeMap<String, String> {
+    let mut values = BTreeMap::new();
+    for (name, value) in pairs {
+        values.entry(name).or_insert(value);
+    }
+    values
+}
+
+/// Checks one text of a hold form: `Ok(None)` when empty and optional.
+fn hold_text(what: &str, text: &str, required: bool) -> Result<Option<String>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return if required {
+            Err(format!("Give the {what}: it is recorded in the ledger."))
+        } else {
+            Ok(None)
+        };
+    }
+    if text.len() > ERASURE_TEXT_MAX_BYTES {
+        return Err(format!(
+            "The {what} is too long: at most {ERASURE_TEXT_MAX_BYTES} bytes."
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// How a refused hold request is answered, like a refused erasure.
+fn hold_refusal(e: HoldError) -> Result<(StatusCode, String), PortalError> {
+    match e {
+        HoldError::UnknownSubject => Err(PortalError::NotFound),
+        HoldError::Store(e) | HoldError::Append(AppendError::Store(e)) => Err(held_or_internal(e)),
+        HoldError::Append(e) if e.is_retryable() => {
+            Ok((StatusCode::SERVICE_UNAVAILABLE, format!("Not done: {e}.")))
+        }
+        e @ (HoldError::UnknownDecision(_) | HoldError::UnknownHold(_) | HoldError::BadText(_)) => {
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, format!("Not done: {e}.")))
+        }
+        e => Ok((StatusCode::CONFLICT, format!("Not done: {e}."))),
+    }
+}
+
+/// The page again after a hold form, with what happened.
+async fn after_hold_form(
+    state: &AppState,
+    viewer: &Viewer,
+    subject: &str,
+    status: StatusCode,
+    outcome: Outcome,
+) -> Result<Response, PortalError> {
+    let page = subject_view(
+        state,
+        viewer,
+        subject,
+        None,
+        &Filled::default(),
+        Some(&outcome),
+    )
+    .await?;
+    Ok((status, page).into_response())
+}
+
+/// The place-hold form: checked, recorded (`administration`), then the `legal_hold` record
+/// appended by `Store::place_hold`.
+pub(super) async fn place_hold(
+    State(state): State<AppState>,
+    axum::Extension(portal): axum::Extension<Portal>,
+    viewer: Viewer,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, PortalError> {
+    let form = form_values(pairs);
+    let value = |name: &str| form.get(name).map_or("", String::as_str);
+    let officer = admit(&state, &portal, &viewer, value("csrf"), HOLDERS)?;
+    let subject = value("subject_ref");
+    known_subject(&state, &viewer, subject).await?;
+    let request = (|| {
+        let reason = hold_text("reason", value("reason"), true)?.unwrap_or_default();
+        let reference = hold_text("reference", value("reference"), false)?;
+        let decision_id = match value("decision_id").trim() {
+            "" => None,
+            id => Some(
+                ledger::types::EventId::parse(id)
+                    .map_err(|_| format!("The decision id {id:?} is not an event id (a UUID)."))?,
+            ),
+        };
+        Ok::<_, String>(PlaceHold {
+            subject_ref: subject.to_owned(),
+            decision_id,
+            reason,
+            reference,
+        })
+    })();
+    let request = match request {
+        Ok(r) => r,
+        Err(problem) => {
+            let refused = Outcome::Refused(format!("{problem} No hold was placed."));
+            return after_hold_form(
+                &state,
+                &viewer,
+                subject,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                refused,
+            )
+            .await;
+        }
+    };
+    let audited = officer.record("legal_hold_place", Some(subject)).await?;
+    let (status, outcome) = match state.store.place_hold(viewer.tenant(), request).await {
+        Ok(receipt) => (
+            StatusCode::OK,
+            Outcome::Done(format!("Legal hold #{} placed.", receipt.seq)),
+        ),
+        Err(e) => {
+            audited.failed(&state.store, "the hold was refused").await;
+            let (status, message) = hold_refusal(e)?;
+            (status, Outcome::Refused(message))
+        }
+    };
+    after_hold_form(&state, &viewer, subject, status, outcome).await
+}
+
+/// The lift-hold form: checked, recorded (`administration`), then the `legal_hold` record
+/// appended by `Store::lift_hold`.
+pub(super) async fn lift_hold(
+    State(state): State<AppState>,
+    axum::Extension(portal): axum::Extension<Portal>,
+    viewer: Viewer,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Result<Response, PortalError> {
+    let form = form_values(pairs);
+    let value = |name: &str| form.get(name).map_or("", String::as_str);
+    let officer = admit(&state, &portal, &viewer, value("csrf"), HOLDERS)?;
+    let subject = value("subject_ref");
+    known_subject(&state, &viewer, subject).await?;
+    let Ok(hold_seq) = value("hold_seq").trim().parse::<u64>() else {
+        return Err(PortalError::BadRequest(
+            "hold_seq must be a record number.".into(),
+        ));
+    };
+    let reason = match hold_text("reason for lifting", value("reason"), true) {
+        Ok(r) => r.unwrap_or_default(),
+        Err(problem) => {
+            let refused = Outcome::Refused(format!("{problem} The hold was not lifted."));
+            return after_hold_form(
+                &state,
+                &viewer,
+                subject,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                refused,
+            )
+            .await;
+        }
+    };
+    let audited = officer
+        .record(
+            &format!("legal_hold_lift:hold_seq={hold_seq}"),
+            Some(subject),
+        )
+        .await?;
+    let lifted = state
+        .store
+        .lift_hold(viewer.tenant(), subject, hold_seq, &reason)
+        .await;
+    let (status, outcome) = match lifted {
+        Ok(receipt) if receipt.duplicate => (
+            StatusCode::OK,
+            Outcome::Done(format!(
+                "Legal hold #{hold_seq} was lifted already, by record #{}.",
+                receipt.seq
+            )),
+        ),
+        Ok(receipt) => (
+            StatusCode::OK,
+            Outcome::Done(format!(
+                "Legal hold #{hold_seq} lifted: record #{}.",
+                receipt.seq
+            )),
+        ),
+        Err(e) => {
+            audited.failed(&state.store, "the lift was refused").await;
+            let (status, message) = hold_refusal(e)?;
+            (status, Outcome::Refused(message))
+        }
+    };
+    after_hold_form(&state, &viewer, subject, status, outcome).await
+}
+
+// ---------------------------------------------------------------- retention schedule
+
+/// µs in a day.
+const DAY_US: i64 = 86_400_000_000;
+
+/// When the stored values of one listed record are due to be erased by retention.
+struct Expiry {
+    seq: u64,
+    fields: Vec<String>,
+    /// The rule that applies (its index in the policy) and the capture time plus its days;
+    /// `None` when no rule applies.
+    due: Option<(usize, i64)>,
+}
+
+/// The retention schedule of the listed records that still store values, by the rule that
+/// applies to each (the same choice the retention scheduler makes: event type and the
+/// payload's `model_id`).
+async fn retention_schedule(
+    state: &AppState,
+    viewer: &Viewer,
+    policy: &RetentionPolicy,
+    shown: &[Shown],
+) -> Result<Vec<Expiry>, PortalError> {
+    let mut schedule = Vec::new();
+    for s in shown {
+        let fields: Vec<String> = s
+            .fields
+            .iter()
+            .filter(|(_, by)| by.is_none())
+            .map(|(f, _)| f.clone())
+            .collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let mut due = None;
+        if !policy.rules.is_empty() {
+            let seq = Sequence::new(s.row.seq).map_err(|e| PortalError::Internal(e.to_string()))?;
+            let model = state
+                .store
+                .record(viewer.tenant(), seq)
+                .await?
+                .and_then(|r| serde_json::from_str::<serde_json::Value>(r.payload.as_str()).ok())
+                .and_then(|p| {
+                    p.get("model_id")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_owned)
+                });
+            due = applicable(&policy.rules, &s.row.event_type, model.as_deref()).map(|i| {
+                let days = i64::try_from(policy.rules[i].erase_after_days).unwrap_or(i64::MAX);
+                (
+                    i,
+                    s.row
+                        .captured_at_us
+                        .saturating_add(days.saturating_mul(DAY_US)),
+                )
+            });
+        }
+        schedule.push(Expiry {
+            seq: s.row.seq,
+            fields,
+            due,
+        });
+    }
+    Ok(schedule)
+}
+
+fn rule_in_words(rule: &RetentionRule) -> String {
+    let records = match (&rule.event_type, &rule.model_id) {
+        (None, None) => "Every record".to_owned(),
+        (Some(t), None) => format!("{} records", t.replace('_', " ")),
+        (None, Some(m)) => format!("Records of model {m}"),
+        (Some(t), Some(m)) => format!("{} records of model {m}", t.replace('_', " ")),
+    };
+    format!(
+        "{records}: stored values erased {} days after capture",
+        rule.erase_after_days
+    )
+}
+
+/// The tenant's retention rules and, for the records listed, when their stored values are due.
+fn retention_section(policy: &RetentionPolicy, schedule: &[Expiry], held: bool) -> Markup {
+    html! {
+        h2 { "Retention schedule" }
+        @if policy.rules.is_empty() {
+            p { "The tenant has no retention rule: stored values are kept until they are erased." }
+        } @else {
+            p {
+                "The tenant's retention rules"
+                @if let Some(seq) = policy.set_by_seq { " (set by record #" (seq) ")" }
+                ":"
+            }
+            ol.rules {
+                @for rule in &policy.rules { li { (rule_in_words(rule)) } }
+            }
+        }
+        @if schedule.is_empty() {
+            p { "No value of the records listed is stored." }
+        } @else {
+            ul.schedule {
+                @for e in schedule {
+                    li {
+                        "#" (e.seq) " "
+                        @for (i, f) in e.fields.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            code { (f) }
+                        }
+                        " — "
+                        @match e.due {
+                            Some((rule, at)) => { "erased after " (when(at)) " (rule " (rule + 1) ")" },
+                            None => "no rule applies",
+                        }
+                    }
+                }
+            }
+        }
+        @if held {
+            p.muted { "While a legal hold is in force, retention erases nothing it holds." }
+        }
+    }
 }
