@@ -14,6 +14,7 @@ pub mod integrity;
 pub(crate) mod limits;
 pub(crate) mod memory;
 pub(crate) mod metrics;
+pub(crate) mod package;
 pub(crate) mod readiness;
 
 use std::sync::Arc;

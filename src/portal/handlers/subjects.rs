@@ -116,14 +116,14 @@ pub(super) async fn package(
     // The package leaves only once the ledger has acknowledged the record of its download.
     let audited = viewer.audit(store, "access", action, Some(subject)).await?;
     if html {
-        let rendered = crate::http::package::render(&state, &plan)
+        let rendered = crate::app::package::render(&state, &plan)
             .await
             .map_err(package_error);
         return audited
             .settle(store, rendered, "the package could not be read")
             .await;
     }
-    Ok(crate::http::package::jsonl_response(&state, plan))
+    Ok(crate::app::package::jsonl_response(&state, plan))
 }
 
 /// Why a package cannot be downloaded now, as the person sees it: a subject index that lags
