@@ -103,6 +103,23 @@ async fn a_hold_placed_over_http_blocks_a_pipeline_erasure_with_409_until_it_is_
         "{p}"
     );
     assert_eq!(size(&s).await, before, "nothing appended");
+    // The data-protection office's erasure request is refused the same way, naming the hold.
+    let p = problem(
+        s.post(
+            &s.privacy,
+            &format!("/v1/subjects/{SUBJECT}/erasure"),
+            &json!({"reason": "the person asked", "legal_basis": "GDPR Art. 17(1)(a)"}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(p["type"], "urn:auditex:problem:legal-hold");
+    assert!(
+        detail(&p).contains(&format!("legal hold {hold_seq}")),
+        "{p}"
+    );
+    assert_eq!(size(&s).await, before, "nothing appended");
     // A pipeline's lift of a hold that does not exist is refused the same way.
     let bogus = json!({
         "event_id": event_id(),
