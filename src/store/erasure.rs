@@ -10,9 +10,13 @@
 //! keys. So every erasure is also written to `<checkpoint dir>/<tenant>.erasures` (one erasure
 //! record per line, as in an export), outside the database, once its transaction has committed
 //! and before anyone is answered.
-//! When the store opens, every journaled erasure is carried out again, before anything is
-//! served: on the same database that changes nothing; on a restored older one (a backup, a
-//! PostgreSQL point-in-time recovery) it erases the values again. A journal that cannot be read
+//! When the store opens, every journaled erasure the database does not list as carried out (in
+//! its `erasures` table, written in the erasure's own transaction) is carried out again, before
+//! anything is served: on a restored older database (a backup, a PostgreSQL point-in-time
+//! recovery) it erases the values again. An erasure the database lists is not repeated: its
+//! values went with it, and repeating it could only reach records appended after it, which a
+//! rolled-back chain may have given lower sequence numbers. So a start reads the journal and
+//! one list, whatever the number of erasures. A journal that cannot be read
 //! holds the tenant: no erasable value of it is served and nothing is appended until it is
 //! repaired. Erasures the database knows and the journal lacks (written by another node, or a
 //! journal restored from an old copy) are added to it at the same time.
@@ -276,7 +280,23 @@ impl Store {
                 path.display()
             ));
         }
-        let mut known = std::collections::BTreeSet::new();
+        // The erasures this database carried out itself: each in the transaction that appended
+        // it (or, for one re-applied from the journal, in that re-application), so its values
+        // are gone already and doing it again could only reach records appended after it (a
+        // rolled-back database whose chain went on past the erasure's old sequence number).
+        let mut in_database = std::collections::BTreeSet::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .backend()
+                .erasures_after(tenant, after, 1000)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(last) = page.last() else { break };
+            after = Some(*last);
+            in_database.extend(page.into_iter().filter_map(|s| u64::try_from(s).ok()));
+        }
+        let mut journaled_seqs = std::collections::BTreeSet::new();
         let mut reapplied = 0u64;
         for record in &journaled {
             if record.tenant != *tenant {
@@ -294,7 +314,10 @@ impl Store {
                     record.seq
                 )
             })?;
-            known.insert(record.seq.get());
+            journaled_seqs.insert(record.seq.get());
+            if in_database.contains(&record.seq.get()) {
+                continue;
+            }
             reapplied += self
                 .apply_erasure(tenant, &scope)
                 .await
@@ -306,23 +329,10 @@ impl Store {
         }
         // Erasures committed by another node, or missing from a journal restored from a copy.
         let mut missing = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .backend()
-                .erasures_after(tenant, after, 1000)
-                .await
-                .map_err(|e| e.to_string())?;
-            let Some(last) = page.last() else { break };
-            after = Some(*last);
-            for seq in page {
-                let seq = u64::try_from(seq).unwrap_or(0);
-                let at = Sequence::new(seq).map_err(|e| e.to_string())?;
-                if !known.contains(&seq)
-                    && let Some(r) = self.record(tenant, at).await.map_err(|e| e.to_string())?
-                {
-                    missing.push(r);
-                }
+        for seq in in_database.difference(&journaled_seqs) {
+            let at = Sequence::new(*seq).map_err(|e| e.to_string())?;
+            if let Some(r) = self.record(tenant, at).await.map_err(|e| e.to_string())? {
+                missing.push(r);
             }
         }
         if !missing.is_empty() {

@@ -577,6 +577,92 @@ async fn restoring_a_backup_taken_before_an_erasure_does_not_bring_the_values_ba
     );
 }
 
+/// SQLite: after a backup older than an erasure is restored, the chain goes on from the backup's
+/// head, so a value of the erased subject appended then may take a sequence number below the
+/// journaled erasure's. The journal's erasure was carried out once, when the restored database
+/// first opened; later starts must not repeat it over that newer value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_appended_after_a_restore_below_a_journaled_erasure_is_not_erased_at_the_next_start()
+ {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let env = crate::crash::ProcessEnv::new(&db);
+    let journal_dir = env.dir().join("data").join("checkpoints");
+    std::fs::create_dir_all(&journal_dir).expect("mkdir");
+    let mut config = env.store_config(&db);
+    config.checkpoint_dir = Some(journal_dir);
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
+    let tenant = crate::support::tenant_id("afterrestore");
+    store.create_tenant(&tenant).await.expect("tenant");
+    append_both_subjects(&store, &tenant, 1).await;
+    let backup = env.dir().join("early.db");
+    store.backup(&backup).await.expect("backup");
+    // The erasure lands well past the backup's head.
+    append_both_subjects(&store, &tenant, 5).await;
+    let erasure_seq = store
+        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect("erase")
+        .receipt
+        .seq;
+    store.shutdown().await;
+    drop(store);
+    let out = env
+        .command(&["restore", "--force", backup.to_str().expect("utf-8")])
+        .output()
+        .expect("auditex restore");
+    assert!(
+        out.status.success(),
+        "restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
+    if store.rollback_status().held().contains_key(&tenant) {
+        store
+            .acknowledge_rollback(&tenant, "operator", "restored the early backup")
+            .await
+            .expect("acknowledge");
+    }
+    let newer = store
+        .append(
+            &tenant,
+            vec![subject_draft(ERASED_SUBJECT, &person(ERASED_TEXT, 99))],
+        )
+        .await
+        .expect("append")[0]
+        .seq;
+    assert!(
+        newer < erasure_seq,
+        "{newer} takes a number below {erasure_seq}"
+    );
+    assert_eq!(
+        store
+            .erasable_values(&tenant, seq(newer))
+            .await
+            .expect("read")
+            .len(),
+        2
+    );
+    store.shutdown().await;
+    drop(store);
+
+    let store = Store::open_with_workers(config).await.expect("reopen");
+    assert_eq!(
+        store
+            .erasable_values(&tenant, seq(newer))
+            .await
+            .expect("read")
+            .len(),
+        2,
+        "the value appended after the restore survives the next start"
+    );
+    store.shutdown().await;
+}
+
 /// PostgreSQL point-in-time recovery, simulated: a dump taken before an erasure is loaded into
 /// a recreated database after it; the store, opening with its journal, erases the values again.
 async fn a_postgresql_state_from_before_an_erasure_brought_back_is_erased_again_on_open(
