@@ -429,6 +429,11 @@ impl PackageVerifier {
                 let checked =
                     checker.check(&entry, head, |record| concerns(record, subject, decisions));
                 let checked = checked.map_err(fail)?;
+                // An erasure an earlier entry names passed as that erasure, not through
+                // `concerns`: in a package it must still be one of the subject's.
+                if entry.record.event_type == EventType::Erasure {
+                    concerns(&entry.record, subject, decisions).map_err(fail)?;
+                }
                 report.records += 1;
                 report.values_verified += checked.erasable_values_verified as u64;
                 report.values_withheld += checked.erasable_values_absent as u64;
@@ -471,7 +476,16 @@ impl PackageVerifier {
 /// The first [`PackageError`].
 pub fn verify_package(text: &str, trusted: &[VerifierKey]) -> Result<PackageReport, PackageError> {
     let mut verifier = PackageVerifier::new(trusted);
-    for line in text.lines() {
+    // Split on \n alone, as the streaming readers do: a \r stays in its line (and is refused as
+    // a control character), and a last line without its newline is refused.
+    let mut lines = text.split_terminator('\n').peekable();
+    while let Some(line) = lines.next() {
+        if lines.peek().is_none() && !text.ends_with('\n') {
+            return Err(PackageError {
+                line: verifier.line + 1,
+                kind: PackageErrorKind::NoFinalNewline,
+            });
+        }
         verifier.push_line(line)?;
     }
     verifier.finish()

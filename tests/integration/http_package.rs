@@ -24,7 +24,6 @@ fn follow_up(event_type: &str, payload: Value) -> Value {
 /// What `populate` appended.
 struct Ledger {
     first: String,
-    second: String,
     other: String,
     erasure_seq: u64,
 }
@@ -101,7 +100,6 @@ async fn populate(s: &Server) -> Ledger {
         .expect("catch up");
     Ledger {
         first,
-        second,
         other,
         erasure_seq: outcome.receipt.seq,
     }
@@ -355,6 +353,60 @@ async fn a_subjects_package_holds_their_records_values_and_erasures_and_verifies
         (report.records, report.decisions, report.erasures),
         (7, 2, 1)
     );
+
+    // Another subject's erasure, named by a forged mark on one of this subject's fields, is not
+    // this subject's record: the mark cannot smuggle it in.
+    let other_erasure = s
+        .store
+        .erase_subject(
+            &s.tenant,
+            SubjectErasure {
+                subject_ref: OTHER.to_owned(),
+                event_ids: None,
+                fields: None,
+                reason: "the other person asked".to_owned(),
+                legal_basis: "GDPR Art. 17(1)(a)".to_owned(),
+            },
+        )
+        .await
+        .expect("erasure of the other subject")
+        .receipt
+        .seq;
+    s.store.publish_checkpoints().await.expect("checkpoint");
+    s.store
+        .views_runner()
+        .catch_up(&s.store)
+        .await
+        .expect("catch up");
+    let now = package_text(&s, SUBJECT).await;
+    let foreign_erasure = package_text(&s, OTHER)
+        .await
+        .lines()
+        .find(|line| lines(line)[0]["record"]["seq"].as_u64() == Some(other_erasure))
+        .expect("the other subject's erasure")
+        .to_owned();
+    let mut forged: Vec<String> = now.lines().map(str::to_owned).collect();
+    let mut first: Value = serde_json::from_str(&forged[1]).expect("entry");
+    let values = first["erasable_values"]
+        .as_object_mut()
+        .expect("the first decision keeps a value");
+    let field = values.keys().next().expect("a stored field").clone();
+    values.remove(&field);
+    first["erased"] = json!({ field: {"erasure_seq": other_erasure} });
+    forged[1] = first.to_string();
+    let trailer = forged.len() - 1;
+    forged.insert(trailer, foreign_erasure);
+    forged[trailer + 1] = json!({"end": {"records": trailer}}).to_string();
+    let (code, out) = rewrite("foreign-erasure.jsonl", forged.clone());
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["failure"]["kind"], "not_concerning_subject", "{out}");
+    assert_eq!(out["failure"]["seq"], other_erasure, "{out}");
+    let forged_text = forged.join("\n") + "\n";
+    assert!(verify_package(&forged_text, &trusted).is_err());
+    // The in-memory check reads lines as the streaming readers do.
+    assert!(verify_package(&now.replace('\n', "\r\n"), &trusted).is_err());
+    assert!(verify_package(now.trim_end_matches('\n'), &trusted).is_err());
+    assert!(verify_package(&now, &trusted).is_ok());
     s.stop().await;
 }
 
@@ -406,9 +458,12 @@ async fn the_html_rendering_speaks_plainly_and_escapes_what_it_shows(backend: Ba
     assert!(!page.contains("<script"), "the page runs no script");
     assert!(!page.contains("jane@example.org"), "an erased value");
     assert!(!page.contains("Someone Else"), "another subject's value");
-    assert!(!page.contains(&l.other));
+    // The other subject's override names its reason; the page must not show it.
+    assert!(
+        !page.contains("not this subject"),
+        "another subject's follow-up"
+    );
     assert!(page.contains(&format!("#{}", l.erasure_seq)));
-    assert!(!l.second.is_empty());
 
     // A browser asking for HTML gets the page too.
     let resp = s

@@ -716,14 +716,19 @@ def verify_export(lines: Iterator[str], trust: Trust) -> list[str]:
 # --- Bundle (section 11) -------------------------------------------------------------------------
 
 
+FOLLOW_UP_TYPES = ("human_review", "override", "contest", "explanation_request")
+
+
 def linked_decisions(rec) -> list[str]:
+    """The decisions a record concerns (section 7): a follow-up's `decision_id`, a submission's
+    `decision_ids`, nothing for any other type, even one whose payload carries such a member."""
     p = rec.get("payload", {})
-    out = []
-    if isinstance(p.get("decision_id"), str):
-        out.append(p["decision_id"])
-    if isinstance(p.get("decision_ids"), list):
-        out.extend(x for x in p["decision_ids"] if isinstance(x, str))
-    return out
+    kind = rec.get("event_type")
+    if kind in FOLLOW_UP_TYPES and isinstance(p.get("decision_id"), str):
+        return [p["decision_id"]]
+    if kind == "submission" and isinstance(p.get("decision_ids"), list):
+        return [x for x in p["decision_ids"] if isinstance(x, str)]
+    return []
 
 
 class EntryChecker:
@@ -848,6 +853,11 @@ def verify_package(lines: Iterator[str], trust: Trust) -> list[str]:
 
         try:
             _, m, w, e = checker.check(doc, "the entry", role)
+            rec = doc["record"]
+            if rec["event_type"] == "erasure":
+                # An erasure an earlier entry names passed as that erasure, not through `role`:
+                # in a package it must still be one of the subject's.
+                role(rec, rec["seq"], rec["event_id"])
         except Failed as f:
             raise Failed(f"line {n}: {f}", f.seq, f.event_id) from f
         count, matched, withheld, erased = count + 1, matched + m, withheld + w, erased + e

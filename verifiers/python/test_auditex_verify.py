@@ -763,6 +763,19 @@ class SubjectPackage(unittest.TestCase):
         with contextlib.redirect_stdout(io.StringIO()):
             self.assertEqual(av.main(["package", path, "--key", self.signer.vkey]), 0)
 
+    def test_another_subjects_erasure_named_by_a_mark_does_not_concern_the_subject(self):
+        # 7: a whole-subject erasure of subj-other; a forged mark names it for record 0's field.
+        seq, prev = len(self.records), self.hashes[-1]
+        body = {"v": 1, "tenant": "acme-bank", "seq": seq, "prev": prev.hex(),
+                "captured_at_us": 1_795_000_000_000_000 + seq, "event_id": event_id(seq),
+                "event_type": "erasure", "payload": {"subject_ref": "subj-other", "reason": "asked"},
+                "erasable": {}, "key_id": self.key_id}
+        digest = h(av.RECORD_DOMAIN, b"\x00", canonical(body))
+        self.records.append(dict(body, hash=digest.hex(), sig=self.signer.key.sign(digest).hex()))
+        self.hashes.append(digest)
+        self.fails(self.lines([0, seq], erased={"applicant_name": {"erasure_seq": seq}}),
+                   f"line 3: record {seq} (event {event_id(seq)}, erasure) does not concern subject 'subj-5d41402a'", seq)
+
     def test_a_record_of_another_subject_fails_naming_its_line(self):
         self.fails(self.lines([0, 1, 5]), f"line 4: record 5 (event {event_id(5)}, decision) does not concern subject 'subj-5d41402a'", 5)
         self.fails(self.lines([0, 6]), f"line 3: record 6 (event {event_id(6)}, human_review) does not concern subject 'subj-5d41402a'", 6)
