@@ -34,7 +34,6 @@ use ledger::types::{EventId, Sequence, TenantId};
 use serde_json::Value;
 
 use super::erasure::ErasureScope;
-use super::subjects::ERASURE_TEXT_MAX_BYTES;
 use super::{AppendError, Receipt, Store, StoreError};
 
 /// A hold as stored (`legal_holds`).
@@ -382,14 +381,9 @@ pub enum HoldError {
     Store(#[from] StoreError),
 }
 
-/// Checks that `text` is 1 to [`ERASURE_TEXT_MAX_BYTES`] bytes of non-blank text.
+/// Checks a text member (see [`super::subjects::check_text`]).
 fn check_text(name: &str, text: &str) -> Result<(), HoldError> {
-    if text.trim().is_empty() || text.len() > ERASURE_TEXT_MAX_BYTES {
-        return Err(HoldError::BadText(format!(
-            "{name} must be 1 to {ERASURE_TEXT_MAX_BYTES} bytes of text"
-        )));
-    }
-    Ok(())
+    super::subjects::check_text(name, text).map_err(HoldError::BadText)
 }
 
 impl Store {

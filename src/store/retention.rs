@@ -128,13 +128,6 @@ impl RetentionRule {
         Ok(())
     }
 
-    /// Whether the rule reaches `decision` records (it names that type, or none).
-    pub fn covers_decisions(&self) -> bool {
-        self.event_type
-            .as_deref()
-            .is_none_or(|t| t == EventType::Decision.as_str())
-    }
-
     fn matches(&self, event_type: &str, model_id: Option<&str>) -> bool {
         self.event_type.as_deref().is_none_or(|t| t == event_type)
             && self.model_id.as_deref().is_none_or(|m| Some(m) == model_id)
@@ -170,6 +163,24 @@ pub fn applicable(
         // `max_by_key` keeps the last of equals: compare on (specificity, reversed position).
         .max_by_key(|(i, r)| (r.specificity(), std::cmp::Reverse(*i)))
         .map(|(i, _)| i)
+}
+
+/// The rules (by index) that decide some decision record's retention with fewer days than the
+/// EU AI Act minimum: the rule [`applicable`] picks for decisions of each model a rule names, of a
+/// model no rule names, and of none. A catch-all that a decision rule always outranks never
+/// reaches a decision, so it needs no override.
+pub fn decision_rules_below_minimum(rules: &[RetentionRule]) -> Vec<usize> {
+    let unnamed = "\u{0}a model no rule names";
+    let models = std::iter::once(None)
+        .chain(std::iter::once(Some(unnamed)))
+        .chain(rules.iter().filter_map(|r| r.model_id.as_deref().map(Some)));
+    let deciding: std::collections::BTreeSet<usize> = models
+        .filter_map(|m| applicable(rules, EventType::Decision.as_str(), m))
+        .collect();
+    deciding
+        .into_iter()
+        .filter(|i| rules[*i].erase_after_days < RETENTION_DECISION_MINIMUM_DAYS)
+        .collect()
 }
 
 /// The policy a group's records set: the last `retention_policy_set` administration record
@@ -304,12 +315,9 @@ impl Store {
                 problem,
             })?;
         }
-        let below: Vec<(usize, &RetentionRule)> = rules
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| {
-                r.covers_decisions() && r.erase_after_days < RETENTION_DECISION_MINIMUM_DAYS
-            })
+        let below: Vec<(usize, &RetentionRule)> = decision_rules_below_minimum(&rules)
+            .into_iter()
+            .map(|i| (i, &rules[i]))
             .collect();
         let mut drafts = Vec::new();
         match (below.first(), override_reason) {
@@ -537,7 +545,7 @@ fn service_draft(payload: &Value) -> Result<ServiceDraft, RetentionError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{RetentionRule, applicable};
+    use super::{RetentionRule, applicable, decision_rules_below_minimum};
 
     fn rule(text: &str) -> RetentionRule {
         RetentionRule::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -557,6 +565,34 @@ mod tests {
         assert_eq!(applicable(&rules, "model_change", Some("credit")), Some(1));
         assert_eq!(applicable(&rules, "contest", None), Some(0));
         assert_eq!(applicable(&rules[1..2], "contest", None), None);
+    }
+
+    #[test]
+    fn only_rules_that_decide_some_decisions_retention_must_respect_the_six_month_floor() {
+        // The catch-all never reaches a decision: the decision rule outranks it for every model.
+        let rules = [rule("days=30"), rule("event_type=decision,days=400")];
+        assert_eq!(decision_rules_below_minimum(&rules), Vec::<usize>::new());
+        // With decision rules for one model only, the catch-all decides the other models'.
+        let rules = [
+            rule("days=30"),
+            rule("event_type=decision,model_id=credit,days=400"),
+        ];
+        assert_eq!(decision_rules_below_minimum(&rules), vec![0]);
+        // A short rule for one model's decisions, and a short decision rule.
+        let rules = [
+            rule("event_type=decision,days=400"),
+            rule("model_id=credit,days=20"),
+            rule("event_type=decision,model_id=aml,days=10"),
+        ];
+        assert_eq!(decision_rules_below_minimum(&rules), vec![2]);
+        assert_eq!(
+            decision_rules_below_minimum(&[rule("model_id=credit,days=20")]),
+            vec![0]
+        );
+        assert_eq!(
+            decision_rules_below_minimum(&[rule("event_type=contest,days=1")]),
+            Vec::<usize>::new()
+        );
     }
 
     #[test]

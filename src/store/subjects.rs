@@ -12,6 +12,17 @@ use super::{AppendError, Receipt, Store, StoreError};
 /// Longest reason or legal basis accepted, in bytes (the payload limit of a string).
 pub const ERASURE_TEXT_MAX_BYTES: usize = 1024;
 
+/// Checks that `text` (a reason, a legal basis, a reference) is 1 to
+/// [`ERASURE_TEXT_MAX_BYTES`] bytes of non-blank text; the message names it.
+pub(crate) fn check_text(name: &str, text: &str) -> Result<(), String> {
+    if text.trim().is_empty() || text.len() > ERASURE_TEXT_MAX_BYTES {
+        return Err(format!(
+            "{name} must be 1 to {ERASURE_TEXT_MAX_BYTES} bytes of text"
+        ));
+    }
+    Ok(())
+}
+
 /// An erasure request for one subject.
 #[derive(Debug, Clone)]
 pub struct SubjectErasure {
@@ -83,16 +94,8 @@ impl Store {
         tenant: &TenantId,
         request: SubjectErasure,
     ) -> Result<ErasureOutcome, ErasureError> {
-        for (name, text) in [
-            ("reason", &request.reason),
-            ("legal_basis", &request.legal_basis),
-        ] {
-            if text.trim().is_empty() || text.len() > ERASURE_TEXT_MAX_BYTES {
-                return Err(ErasureError::BadText(format!(
-                    "{name} must be 1 to {ERASURE_TEXT_MAX_BYTES} bytes of text"
-                )));
-            }
-        }
+        check_text("reason", &request.reason).map_err(ErasureError::BadText)?;
+        check_text("legal_basis", &request.legal_basis).map_err(ErasureError::BadText)?;
         let _one_at_a_time = self.erasure_lock(tenant).await;
         self.erasure_journal().refuse_if_blocked(tenant)?;
         let values = self

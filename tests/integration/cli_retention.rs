@@ -73,7 +73,9 @@ async fn auditex_retention_refuses_a_short_policy_without_override_records_the_o
         short,
         "--override-minimum",
     ]);
-    assert!(!out.status.success());
+    // Refused by the argument parser (exit 2, naming the missing --reason), not by the store.
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--reason"), "{}", stderr(&out));
 
     let out = bin.run(&[
         "retention",
