@@ -29,6 +29,7 @@ use super::error::{ApiError, Problem};
 use super::params::{self, decode_cursor, encode_cursor, parse_event_id};
 use crate::app::AppState;
 use crate::auth::Role;
+use crate::store::api_keys::Principal;
 use crate::store::{BATCH_RECORDS_MAX, Receipt};
 
 /// Largest page of a record listing.
@@ -388,6 +389,27 @@ pub(crate) fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiErr
     }
 }
 
+/// What the records endpoints answer an `erasure` or `legal_hold` record with.
+const SUBJECT_ENDPOINTS_ONLY: &str = "append erasure or legal_hold records: a privacy key asks \
+     through POST /v1/subjects/{subject_ref}/erasure and /v1/subjects/{subject_ref}/holds";
+
+/// Erasures and legal holds are the privacy role's, through the subject endpoints, which check
+/// the subject and the holds before anything is appended. A pipeline's ingest key that could
+/// append them here would erase, or lift a hold, without that role.
+fn refuse_privacy_records<'a>(
+    principal: &Principal,
+    event_types: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    let privacy = [EventType::Erasure.as_str(), EventType::LegalHold.as_str()];
+    if event_types.into_iter().any(|t| privacy.contains(&t)) {
+        return Err(ApiError::Forbidden {
+            role: principal.role,
+            action: SUBJECT_ENDPOINTS_ONLY,
+        });
+    }
+    Ok(())
+}
+
 /// Validates one event as a client's: the store takes nothing else, so a type only the service
 /// writes is refused here with the rest of the request's field errors.
 fn prepare(request: &AppendRequest, prefix: &str) -> Result<ClientDraft, Vec<FieldError>> {
@@ -416,7 +438,7 @@ fn prepare(request: &AppendRequest, prefix: &str) -> Result<ClientDraft, Vec<Fie
         (status = 200, description = "Already appended earlier: the original receipt", body = ReceiptBody),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role may not append", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not append, or an `erasure` or `legal_hold` record (those go through the subject endpoints)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Event id exists with other content", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
@@ -433,6 +455,7 @@ pub async fn append_one(
     let principal = caller.require(INGESTERS, "append records")?;
     require_json(&headers)?;
     let request: AppendRequest = parse_body(&body)?;
+    refuse_privacy_records(principal, [request.event_type.as_str()])?;
     let draft = prepare(&request, "").map_err(ApiError::Validation)?;
     let started = Instant::now();
     let result = state.store.append(&principal.tenant, vec![draft]).await;
@@ -463,7 +486,7 @@ pub async fn append_one(
         (status = 200, description = "All appended and durable (duplicates marked)", body = BatchReceipts),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role may not append", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role may not append, or an `erasure` or `legal_hold` record (those go through the subject endpoints)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An event id exists with other content; nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields or too many records; nothing was written", body = Problem, content_type = "application/problem+json"),
@@ -492,6 +515,10 @@ pub async fn append_batch(
             problem: "must hold at least one event".into(),
         }]));
     }
+    refuse_privacy_records(
+        principal,
+        request.records.iter().map(|r| r.event_type.as_str()),
+    )?;
     let mut errors = Vec::new();
     let mut drafts = Vec::with_capacity(request.records.len());
     for (i, r) in request.records.iter().enumerate() {

@@ -734,19 +734,99 @@ async fn an_erasure_racing_appends_for_the_subject_leaves_no_earlier_value_reada
     s.stop().await;
 }
 
-async fn an_erasure_record_appended_through_the_records_endpoint_erases_too(backend: Backend) {
+/// Appends `event` through the store, as the operator's `auditex append` does; returns its seq.
+async fn append_locally(s: &Server, event: &Value) -> u64 {
+    let draft = ledger::draft::prepare_client_draft(
+        event["event_id"].as_str().unwrap_or_default(),
+        event["event_type"].as_str().unwrap_or_default(),
+        &event["payload"],
+        &BTreeMap::new(),
+        rand::random,
+    )
+    .expect("draft");
+    let receipts = s
+        .store
+        .append(&s.tenant, vec![draft])
+        .await
+        .expect("append");
+    receipts[0].seq
+}
+
+/// Erasures and legal holds go through the subject endpoints only: an ingest key that posts one
+/// to the records endpoints (alone, or inside a batch) is refused with 403 naming them, and
+/// nothing of the request is appended; the value stays where it was.
+async fn erasure_and_hold_records_are_refused_on_the_records_endpoints_appending_nothing(
+    backend: Backend,
+) {
+    let s = Server::start(&backend).await;
+    let privacy = privacy_key(&s).await;
+    let decision = decided(&s, json!({"applicant_name": "Jane Q. Doe"})).await;
+    let size = chain_size(&s).await;
+    let erasure = json!({
+        "event_id": event_id(),
+        "event_type": "erasure",
+        "payload": {"subject_ref": SUBJECT, "reason": "customer closed the account", "legal_basis": "GDPR Art. 17(1)(a)"},
+    });
+    let hold = json!({
+        "event_id": event_id(),
+        "event_type": "legal_hold",
+        "payload": {"action": "placed", "subject_ref": SUBJECT, "reason": "litigation"},
+    });
+    let lift = json!({
+        "event_id": event_id(),
+        "event_type": "legal_hold",
+        "payload": {"action": "lifted", "subject_ref": SUBJECT, "reason": "settled", "hold_seq": 0},
+    });
+    for (key, role) in [(&s.ingest, "ingest"), (&privacy, "privacy")] {
+        for event in [&erasure, &hold, &lift] {
+            let p = problem(
+                s.post(key, "/v1/records", event).await,
+                StatusCode::FORBIDDEN,
+            )
+            .await;
+            let detail = p["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains(role), "names the caller's role: {detail}");
+            if role == "ingest" {
+                assert!(
+                    detail.contains("/v1/subjects/{subject_ref}/erasure"),
+                    "names the way: {detail}"
+                );
+            }
+        }
+        // Inside a batch of otherwise good records: the whole batch is refused.
+        let batch = json!({"records": [
+            decision_about(&event_id(), SUBJECT, json!({"applicant_name": "Jane Q. Doe"})),
+            erasure,
+        ]});
+        problem(
+            s.post(key, "/v1/records/batch", &batch).await,
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    }
+    assert_eq!(chain_size(&s).await, size, "nothing appended");
+    assert!(
+        bundle_text(&s, &decision).await.contains("Jane Q. Doe"),
+        "the value is still stored"
+    );
+    s.stop().await;
+}
+
+/// The operator's local append (`auditex append`) may still append an erasure record, and the
+/// store carries it out as it does a request's; the subject endpoint then finds it done.
+async fn an_erasure_record_appended_locally_erases_too(backend: Backend) {
     let s = Server::start(&backend).await;
     let privacy = privacy_key(&s).await;
     let decision = decided(&s, json!({"applicant_name": "Jane Q. Doe"})).await;
     let salt = disclosed(&bundle_text(&s, &decision).await)[&(0, "applicant_name".to_owned())]
         .1
         .clone();
-    let pipeline_erasure = json!({
+    let operator_erasure = json!({
         "event_id": event_id(),
         "event_type": "erasure",
         "payload": {"subject_ref": SUBJECT, "reason": "customer closed the account", "legal_basis": "GDPR Art. 17(1)(a)"},
     });
-    let seq = append(&s, &pipeline_erasure).await;
+    let seq = append_locally(&s, &operator_erasure).await;
     let served = bundle_text(&s, &decision).await;
     assert!(!served.contains("Jane Q. Doe"));
     assert!(!served.contains(&salt));
@@ -757,7 +837,7 @@ async fn an_erasure_record_appended_through_the_records_endpoint_erases_too(back
         .await
         .expect("erased");
     assert_eq!(erased.values().copied().collect::<Vec<_>>(), [seq]);
-    // The erasure request finds it erased already: the pipeline's erasure answers.
+    // The erasure request finds it erased already: the operator's erasure answers.
     let (status, receipt) = erase(&s, &privacy, SUBJECT, &whole_subject()).await;
     assert_eq!(status, StatusCode::OK, "{receipt}");
     assert_eq!(
@@ -850,7 +930,8 @@ backend_tests!(
     only_keys_of_the_privacy_role_may_erase_and_they_may_do_little_else,
     two_concurrent_identical_erasure_requests_append_one_erasure_record,
     an_erasure_racing_appends_for_the_subject_leaves_no_earlier_value_readable,
-    an_erasure_record_appended_through_the_records_endpoint_erases_too,
+    erasure_and_hold_records_are_refused_on_the_records_endpoints_appending_nothing,
+    an_erasure_record_appended_locally_erases_too,
 );
 
 /// Migration 0018 builds SQLite's `api_keys` again to widen its role check: every key of an

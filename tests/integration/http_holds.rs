@@ -9,7 +9,7 @@ use crate::http::{Server, decision, event_id};
 use crate::support::{Backend, backend_tests};
 
 backend_tests!(
-    a_hold_placed_over_http_blocks_a_pipeline_erasure_with_409_until_it_is_lifted,
+    a_hold_placed_over_http_blocks_erasures_with_409_until_it_is_lifted,
     hold_endpoints_refuse_bad_input_other_tenants_subjects_and_wrong_roles_appending_nothing,
 );
 
@@ -56,13 +56,27 @@ fn erasure_of(subject: &str) -> Value {
     })
 }
 
+/// Appends `event` through the store, as the operator's `auditex append` does.
+async fn append_locally(
+    s: &Server,
+    event: &Value,
+) -> Result<Vec<auditex::store::Receipt>, auditex::store::AppendError> {
+    let draft = ledger::draft::prepare_client_draft(
+        event["event_id"].as_str().unwrap_or_default(),
+        event["event_type"].as_str().unwrap_or_default(),
+        &event["payload"],
+        &std::collections::BTreeMap::new(),
+        rand::random,
+    )
+    .expect("draft");
+    s.store.append(&s.tenant, vec![draft]).await
+}
+
 async fn size(s: &Server) -> u64 {
     s.store.tree_size(&s.tenant).await.expect("size").get()
 }
 
-async fn a_hold_placed_over_http_blocks_a_pipeline_erasure_with_409_until_it_is_lifted(
-    backend: Backend,
-) {
+async fn a_hold_placed_over_http_blocks_erasures_with_409_until_it_is_lifted(backend: Backend) {
     let s = Server::start(&backend).await;
     let r = s
         .post(&s.ingest, "/v1/records", &decision(&event_id()))
@@ -90,18 +104,18 @@ async fn a_hold_placed_over_http_blocks_a_pipeline_erasure_with_409_until_it_is_
     assert_eq!(list["holds"][0]["reference"], "case 17");
 
     let before = size(&s).await;
-    let p = problem(
-        s.post(&s.ingest, "/v1/records", &erasure_of(SUBJECT)).await,
-        StatusCode::CONFLICT,
-    )
-    .await;
-    assert_eq!(p["type"], "urn:auditex:problem:legal-hold");
-    assert!(
-        detail(&p).contains(&format!(
-            "legal hold {hold_seq} (claim filed by the customer)"
-        )),
-        "{p}"
-    );
+    // The operator's local append of an erasure record is screened against the hold too.
+    match append_locally(&s, &erasure_of(SUBJECT)).await {
+        Err(auditex::store::AppendError::LegalHold {
+            hold_seq: held,
+            reason,
+            ..
+        }) => assert_eq!(
+            (held, reason.as_str()),
+            (hold_seq, "claim filed by the customer")
+        ),
+        other => panic!("a held subject's erasure must be refused, got {other:?}"),
+    }
     assert_eq!(size(&s).await, before, "nothing appended");
     // The data-protection office's erasure request is refused the same way, naming the hold.
     let p = problem(
@@ -120,19 +134,19 @@ async fn a_hold_placed_over_http_blocks_a_pipeline_erasure_with_409_until_it_is_
         "{p}"
     );
     assert_eq!(size(&s).await, before, "nothing appended");
-    // A pipeline's lift of a hold that does not exist is refused the same way.
+    // A local lift of a hold that does not exist is refused the same way.
     let bogus = json!({
         "event_id": event_id(),
         "event_type": "legal_hold",
         "payload": {"action": "lifted", "subject_ref": SUBJECT, "reason": "r", "hold_seq": hold_seq + 1},
     });
-    let p = problem(
-        s.post(&s.ingest, "/v1/records", &bogus).await,
-        StatusCode::CONFLICT,
-    )
-    .await;
-    assert_eq!(p["type"], "urn:auditex:problem:legal-hold");
-    assert!(detail(&p).contains("is not an active hold"), "{p}");
+    let refused = append_locally(&s, &bogus).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("is not an active hold")),
+        "{refused:?}"
+    );
     assert_eq!(size(&s).await, before, "nothing appended");
 
     let lift = format!("{holds}/{hold_seq}");
@@ -149,7 +163,13 @@ async fn a_hold_placed_over_http_blocks_a_pipeline_erasure_with_409_until_it_is_
     let list: Value = s.get(&s.read, &holds).await.json().await.expect("list");
     assert_eq!(list["holds"][0]["active"], false);
     assert_eq!(list["holds"][0]["lifted_seq"], lifted["seq"]);
-    let r = s.post(&s.ingest, "/v1/records", &erasure_of(SUBJECT)).await;
+    let r = s
+        .post(
+            &s.privacy,
+            &format!("/v1/subjects/{SUBJECT}/erasure"),
+            &json!({"reason": "the person asked", "legal_basis": "GDPR Art. 17(1)(a)"}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED, "erasure once lifted");
     s.stop().await;
 }

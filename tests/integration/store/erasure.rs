@@ -1146,8 +1146,23 @@ async fn post(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> O
     answer["receipts"].as_array().cloned()
 }
 
-/// SIGKILLs `auditex serve` while a pipeline appends decisions with erasable values and another
-/// appends `erasure` records for the same subjects; after each restart: every acknowledged record
+/// Asks for the erasure of `subject` with a privacy key; its receipt, when one came.
+async fn erase(client: &reqwest::Client, url: &str, key: &str, subject: &str) -> Option<Value> {
+    let resp = client
+        .post(format!("{url}/v1/subjects/{subject}/erasure"))
+        .bearer_auth(key)
+        .json(&json!({"reason": "the person asked", "legal_basis": "GDPR Art. 17(1)(a)"}))
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+/// SIGKILLs `auditex serve` while a pipeline appends decisions with erasable values and the
+/// data-protection office asks for the erasure of the same subjects; after each restart: every acknowledged record
 /// is there; every erasure record in the chain has erased every value of its subject before it
 /// (and no data key older than it is left); every erased value names an erasure record of its
 /// subject that is in the chain, so an erasure that got no receipt either is in the chain with
@@ -1169,6 +1184,10 @@ async fn a_service_killed_during_erasures_keeps_each_one_whole_or_not_at_all(bac
     ok(&mut env.command(&["tenant", "create", "killed"]));
     let key = ok(&mut env.command(&["apikey", "create", "--tenant", "killed", "--role", "ingest"]));
     crate::secret_scan::register_api_key(&key);
+    let privacy = ok(&mut env.command(&[
+        "apikey", "create", "--tenant", "killed", "--role", "privacy",
+    ]));
+    crate::secret_scan::register_api_key(&privacy);
     let mut config = env.store_config(&db);
     config.checkpoint_dir = Some(env.dir().join("data").join("checkpoints"));
     let mut all = Sent::default();
@@ -1218,23 +1237,16 @@ async fn a_service_killed_during_erasures_keeps_each_one_whole_or_not_at_all(bac
             })
         };
         let erasures = {
-            let (client, url, key) = (client.clone(), service.url.clone(), key.clone());
+            let (client, url, key) = (client.clone(), service.url.clone(), privacy.clone());
             let (sent, stop) = (sent.clone(), stop.clone());
             tokio::spawn(async move {
                 let mut k = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     let subject = format!("crash-{}", k % CRASH_SUBJECTS);
                     k += 1;
-                    let record = json!({
-                        "event_id": uuid::Uuid::now_v7().to_string(),
-                        "event_type": "erasure",
-                        "payload": {"subject_ref": subject, "reason": "the person asked"},
-                    });
-                    if let Some(receipts) =
-                        post(&client, &url, &key, &json!({"records": [record]})).await
-                    {
-                        let seq = receipts[0]["seq"].as_u64().expect("seq");
-                        let hash = receipts[0]["hash"].as_str().expect("hash").to_owned();
+                    if let Some(receipt) = erase(&client, &url, &key, &subject).await {
+                        let seq = receipt["seq"].as_u64().expect("seq");
+                        let hash = receipt["hash"].as_str().expect("hash").to_owned();
                         sent.lock()
                             .expect("lock")
                             .erasures
