@@ -185,12 +185,11 @@ pub(crate) trait LedgerBackend: Send + Sync {
         tenant: &TenantId,
     ) -> Result<Vec<(RetentionRule, i64)>, StoreError>;
 
-    /// Records holding erasable values of a subject captured before `captured_before_us`,
-    /// numbered above `after`, each once, from at most `limit` values.
+    /// Records holding erasable values of a subject, numbered above `after`, in order, each
+    /// once, from at most `limit` values (the caller stops at the first one too young to expire).
     async fn retention_candidates(
         &self,
         tenant: &TenantId,
-        captured_before_us: u64,
         after: i64,
         limit: u64,
     ) -> Result<Vec<RetentionCandidate>, StoreError>;

@@ -213,13 +213,13 @@ where
             .collect()
     }
 
-    /// Records with stored erasable values of a known subject, captured before
-    /// `captured_before_us`, numbered above `after`, in order, each once; at most `limit`
-    /// values are read per call (so a page may hold fewer records; page on the last seq).
+    /// Records with stored erasable values of a known subject, numbered above `after`, in
+    /// order, each once; at most `limit` values are read per call (so a page may hold fewer
+    /// records; page on the last seq). No time filter: capture times grow with `seq`, so the
+    /// caller stops at the first record too young, and the scan walks only the primary key.
     pub(crate) async fn candidates(
         conn: &mut DB::Connection,
         tenant: &TenantId,
-        captured_before_us: u64,
         after: i64,
         limit: u64,
     ) -> Result<Vec<RetentionCandidate>, StoreError> {
@@ -234,9 +234,7 @@ where
         q.push_bind(tenant.as_str().to_owned());
         q.push(" AND v.seq > ");
         q.push_bind(after);
-        q.push(" AND v.subject_ref IS NOT NULL AND r.captured_at_us < ");
-        q.push_bind(db_int(captured_before_us));
-        q.push(" ORDER BY v.seq LIMIT ");
+        q.push(" AND v.subject_ref IS NOT NULL ORDER BY v.seq LIMIT ");
         q.push_bind(db_int(limit));
         let mut out: Vec<RetentionCandidate> = Vec::new();
         for row in q.build().fetch_all(&mut *conn).await? {

@@ -413,14 +413,11 @@ impl LedgerBackend for PgDb {
     async fn retention_candidates(
         &self,
         tenant: &TenantId,
-        captured_before_us: u64,
         after: i64,
         limit: u64,
     ) -> Result<Vec<RetentionCandidate>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let rows =
-            HoldSql::<Postgres>::candidates(&mut tx, tenant, captured_before_us, after, limit)
-                .await?;
+        let rows = HoldSql::<Postgres>::candidates(&mut tx, tenant, after, limit).await?;
         tx.commit().await?;
         Ok(rows)
     }

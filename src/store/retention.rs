@@ -19,7 +19,8 @@
 //! **The scheduler** ([`Store::run_retention`], run by a worker every
 //! `StoreConfig::retention_interval` and by `auditex retention run`) finds the records whose
 //! values have outlived their rule (by capture time), leaves out held subjects and held
-//! decisions (see `holds.rs`), and asks one erasure per subject naming the expired records.
+//! decisions (see `holds.rs`), and asks one erasure per subject naming the expired records, in
+//! batches of [`EXPIRED_BATCH_RECORDS`] records so that a long backlog is not held in memory.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,6 +56,10 @@ const ERASURE_EVENT_IDS_MAX: usize = 1000;
 
 /// Candidate records read per page.
 const CANDIDATES_PAGE: u64 = 1000;
+
+/// Expired records gathered before they are erased: a run's memory is bounded by this, not by
+/// how much expired since the last run.
+const EXPIRED_BATCH_RECORDS: usize = 10_000;
 
 const DAY_US: u64 = 86_400_000_000;
 
@@ -272,13 +277,13 @@ pub enum RetentionError {
 /// What one retention run did for a tenant.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RetentionRun {
-    /// Subjects with expired values that were erased.
+    /// Subjects with expired values that were erased (once per batch of expired records).
     pub subjects: u64,
     /// Values erased.
     pub values: u64,
     /// `erasure` records appended.
     pub erasures: u64,
-    /// Subjects with expired values left alone because of a legal hold.
+    /// Subjects with expired values left alone because of a legal hold (once per batch).
     pub held: u64,
 }
 
@@ -388,15 +393,21 @@ impl Store {
         let now = self.config().clock.now_unix_micros();
         let before = now.saturating_sub(shortest.saturating_mul(DAY_US));
         let mut expired: BTreeMap<String, Expired> = BTreeMap::new();
+        let mut pending = 0usize;
         let mut after = 0i64;
-        loop {
+        'pages: loop {
             let page = self
                 .backend()
-                .retention_candidates(tenant, before, after, CANDIDATES_PAGE)
+                .retention_candidates(tenant, after, CANDIDATES_PAGE)
                 .await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
             for c in page {
+                // Capture times never decrease along a chain (FORMAT.md section 3), so the first
+                // record inside the shortest rule ends the scan: nothing after it can expire.
+                if c.captured_at_us >= before {
+                    break 'pages;
+                }
                 let payload: serde_json::Map<String, Value> = match serde_json::from_str(&c.payload)
                 {
                     Ok(Value::Object(map)) => map,
@@ -420,10 +431,40 @@ impl Store {
                 let entry = expired.entry(c.subject_ref).or_default();
                 entry.0.push((c.event_id, decisions));
                 entry.1.insert(i);
+                pending += 1;
+            }
+            // A run over years of data erases as it goes, holding a bounded batch in memory.
+            if pending >= EXPIRED_BATCH_RECORDS {
+                self.erase_expired(
+                    tenant,
+                    &policy,
+                    std::mem::take(&mut expired),
+                    &mut run,
+                    &mut progress,
+                )
+                .await?;
+                pending = 0;
             }
         }
+        self.erase_expired(tenant, &policy, expired, &mut run, &mut progress)
+            .await?;
+        tracing::info!(tenant = %tenant, subjects = run.subjects, values = run.values,
+            erasures = run.erasures, held = run.held, "retention run");
+        Ok(run)
+    }
+
+    /// Erases one batch of expired records: per subject, unless a hold covers it, one erasure
+    /// per [`ERASURE_EVENT_IDS_MAX`] records.
+    async fn erase_expired(
+        &self,
+        tenant: &TenantId,
+        policy: &RetentionPolicy,
+        expired: BTreeMap<String, Expired>,
+        run: &mut RetentionRun,
+        progress: &mut impl FnMut(&RetentionRun),
+    ) -> Result<(), StoreError> {
         if expired.is_empty() {
-            return Ok(run);
+            return Ok(());
         }
         let subjects: Vec<&str> = expired.keys().map(String::as_str).collect();
         let holds = self.backend().active_holds(tenant, &subjects).await?;
@@ -432,7 +473,7 @@ impl Store {
                 holds.iter().filter(|h| &h.subject_ref == subject).collect();
             if subject_holds.iter().any(|h| h.decision_id.is_none()) {
                 run.held += 1;
-                progress(&run);
+                progress(run);
                 continue;
             }
             let held_decisions: BTreeSet<&str> = subject_holds
@@ -481,11 +522,9 @@ impl Store {
             if erased_any {
                 run.subjects += 1;
             }
-            progress(&run);
+            progress(run);
         }
-        tracing::info!(tenant = %tenant, subjects = run.subjects, values = run.values,
-            erasures = run.erasures, held = run.held, "retention run");
-        Ok(run)
+        Ok(())
     }
 
     /// Runs retention for every tenant with a policy (the scheduler's tick). One tenant's

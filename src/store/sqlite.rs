@@ -437,12 +437,11 @@ impl LedgerBackend for SqliteDb {
     async fn retention_candidates(
         &self,
         tenant: &TenantId,
-        captured_before_us: u64,
         after: i64,
         limit: u64,
     ) -> Result<Vec<RetentionCandidate>, StoreError> {
         let mut conn = self.readers.acquire().await?;
-        HoldSql::<Sqlite>::candidates(&mut conn, tenant, captured_before_us, after, limit).await
+        HoldSql::<Sqlite>::candidates(&mut conn, tenant, after, limit).await
     }
 
     async fn latest_checkpoint(

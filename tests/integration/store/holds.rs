@@ -28,6 +28,7 @@ backend_tests!(
     a_lift_names_an_active_hold_of_the_subject_and_lifting_again_answers_the_first_lift,
     placing_a_hold_checks_subject_decision_and_text_and_appends_nothing_when_refused,
     retention_erases_exactly_the_expired_values_and_skips_held_subjects_and_decisions,
+    a_retention_backlog_is_erased_in_batches_and_the_young_records_are_left,
     a_policy_under_six_months_for_decisions_needs_an_override_recorded_in_the_ledger,
     the_retention_scheduler_erases_expired_values_in_the_background_and_stops_with_the_store,
 );
@@ -595,6 +596,75 @@ async fn retention_erases_exactly_the_expired_values_and_skips_held_subjects_and
         );
     }
     // Running again erases nothing more.
+    let again = store.run_retention(&tenant, |_| {}).await.expect("run");
+    assert_eq!((again.values, again.erasures), (0, 0));
+    store.shutdown().await;
+}
+
+/// A backlog larger than one batch (10,000 expired records) is erased whole, in batches of
+/// erasures naming at most 1000 records each; records captured within the rule, after it, keep
+/// their values.
+async fn a_retention_backlog_is_erased_in_batches_and_the_young_records_are_left(
+    backend: Backend,
+) {
+    const EXPIRED: usize = 12_000;
+    let db = TestDb::new(&backend).await;
+    let clock = ManualClock::new();
+    let (store, tenant) = open_with_clock(&db, &clock).await;
+    let start = ManualClock::START_US;
+    store
+        .set_retention_policy(
+            &tenant,
+            vec![RetentionRule::parse("event_type=decision,days=365").expect("rule")],
+            "dpo@bank.example",
+            None,
+        )
+        .await
+        .expect("policy set");
+    let drafts: Vec<ClientDraft> = (0..EXPIRED)
+        .map(|i| decision_of(["pia", "quin"][i % 2], "credit", &new_event_id()))
+        .collect();
+    let mut old = Vec::new();
+    for chunk in drafts.chunks(1000) {
+        let receipts = store.append(&tenant, chunk.to_vec()).await.expect("append");
+        old.extend(receipts.iter().map(|r| r.seq));
+    }
+    clock.set(start + 200 * DAY_US);
+    let young = append_each(
+        &store,
+        &tenant,
+        vec![
+            decision_of("pia", "credit", &new_event_id()),
+            decision_of("rosa", "credit", &new_event_id()),
+        ],
+    )
+    .await;
+    clock.set(start + 400 * DAY_US);
+    let run = store.run_retention(&tenant, |_| {}).await.expect("run");
+    assert_eq!(run.values, EXPIRED as u64, "{run:?}");
+    // Batch one: 5,000 records of each subject (5 erasures each); batch two: 1,000 each.
+    assert_eq!(run.erasures, 12, "{run:?}");
+    assert_eq!(run.subjects, 4, "each subject once per batch: {run:?}");
+    assert_eq!(run.held, 0, "{run:?}");
+    for at in [old[0], old[EXPIRED / 2], old[EXPIRED - 1]] {
+        assert!(!readable(&store, &tenant, at).await, "expired record {at}");
+    }
+    for at in young {
+        assert!(readable(&store, &tenant, at).await, "young record {at}");
+    }
+    let erasures: Vec<Value> = read_chain(&store, &tenant)
+        .await
+        .iter()
+        .filter(|r| r.event_type == EventType::Erasure)
+        .map(|r| serde_json::from_str(r.payload.as_str()).expect("json"))
+        .collect();
+    assert_eq!(erasures.len(), 12);
+    assert!(
+        erasures
+            .iter()
+            .all(|e| e["event_ids"].as_array().is_some_and(|ids| ids.len() <= 1000)),
+        "each erasure names at most 1000 records"
+    );
     let again = store.run_retention(&tenant, |_| {}).await.expect("run");
     assert_eq!((again.values, again.erasures), (0, 0));
     store.shutdown().await;
