@@ -9,7 +9,7 @@ use std::sync::Arc;
 use auditex::store::holds::{HoldError, PlaceHold};
 use auditex::store::retention::{RetentionError, RetentionRule};
 use auditex::store::subjects::{ErasureError, SubjectErasure};
-use auditex::store::{AppendError, Store};
+use auditex::store::{AppendError, Store, StoreError};
 use ledger::draft::{ClientDraft, prepare_client_draft};
 use ledger::record::{EventType, FieldName};
 use ledger::types::{EventId, TenantId};
@@ -35,6 +35,7 @@ backend_tests!(
 
 postgres_tests!(
     a_hold_placed_through_another_instance_refuses_this_instances_erasures_and_its_lift_frees_them,
+    a_hold_committed_by_another_instance_after_screening_refuses_the_erasure_in_its_transaction,
 );
 
 const DAY_US: u64 = 86_400_000_000;
@@ -604,9 +605,7 @@ async fn retention_erases_exactly_the_expired_values_and_skips_held_subjects_and
 /// A backlog larger than one batch (10,000 expired records) is erased whole, in batches of
 /// erasures naming at most 1000 records each; records captured within the rule, after it, keep
 /// their values.
-async fn a_retention_backlog_is_erased_in_batches_and_the_young_records_are_left(
-    backend: Backend,
-) {
+async fn a_retention_backlog_is_erased_in_batches_and_the_young_records_are_left(backend: Backend) {
     const EXPIRED: usize = 12_000;
     let db = TestDb::new(&backend).await;
     let clock = ManualClock::new();
@@ -660,9 +659,9 @@ async fn a_retention_backlog_is_erased_in_batches_and_the_young_records_are_left
         .collect();
     assert_eq!(erasures.len(), 12);
     assert!(
-        erasures
-            .iter()
-            .all(|e| e["event_ids"].as_array().is_some_and(|ids| ids.len() <= 1000)),
+        erasures.iter().all(|e| e["event_ids"]
+            .as_array()
+            .is_some_and(|ids| ids.len() <= 1000)),
         "each erasure names at most 1000 records"
     );
     let again = store.run_retention(&tenant, |_| {}).await.expect("run");
@@ -839,6 +838,79 @@ async fn a_hold_placed_through_another_instance_refuses_this_instances_erasures_
         .await
         .expect("erased once lifted elsewhere");
     assert_eq!(outcome.erased, 1);
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+/// The appender screens erasures against the holds it read before its transaction; a hold that
+/// another instance commits between that read and the transaction must still win. The tenant's
+/// append lock is held from outside while the other instance's hold and then this instance's
+/// erasure queue for it (PostgreSQL grants advisory locks to waiters in order), so the erasure is
+/// screened on no hold and reaches its transaction after the hold committed: the check inside the
+/// transaction refuses it, and nothing is erased or appended.
+async fn a_hold_committed_by_another_instance_after_screening_refuses_the_erasure_in_its_transaction(
+    backend: Backend,
+) {
+    use sqlx::{Connection, Executor};
+    let db = TestDb::new(&backend).await;
+    let (first, tenant) = db.open_with_tenant("acme").await;
+    let second = db.open().await;
+    let seqs = append_each(
+        &first,
+        &tenant,
+        vec![decision_of("rhea", "credit", &new_event_id())],
+    )
+    .await;
+    let size = first.tree_size(&tenant).await.expect("size").get();
+    let mut lock = sqlx::PgConnection::connect(db.postgres_owner_url())
+        .await
+        .expect("connect");
+    lock.execute("BEGIN").await.expect("begin");
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('auditex:append:' || $1, 0))")
+        .bind(tenant.as_str())
+        .execute(&mut lock)
+        .await
+        .expect("lock");
+    let placing = {
+        let (second, tenant) = (second.clone(), tenant.clone());
+        tokio::spawn(async move { second.place_hold(&tenant, hold("rhea", None)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let erasing = {
+        let (first, tenant) = (first.clone(), tenant.clone());
+        tokio::spawn(async move { first.erase_subject(&tenant, whole("rhea")).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !placing.is_finished() && !erasing.is_finished(),
+        "both wait for the lock"
+    );
+    lock.execute("COMMIT").await.expect("unlock");
+    let placed = placing.await.expect("task").expect("hold placed");
+    let erased = erasing.await.expect("task");
+    assert!(
+        matches!(
+            &erased,
+            Err(ErasureError::Append(AppendError::Store(
+                StoreError::Unavailable(_)
+            ))) | Err(ErasureError::Held { .. })
+        ),
+        "the erasure screened before the hold must be refused, got {erased:?}"
+    );
+    assert!(
+        readable(&first, &tenant, seqs[0]).await,
+        "the value is kept"
+    );
+    assert_eq!(
+        first.tree_size(&tenant).await.expect("size").get(),
+        size + 1,
+        "only the hold was appended"
+    );
+    // Asked again, the erasure is screened on the hold and refused naming it.
+    match first.erase_subject(&tenant, whole("rhea")).await {
+        Err(ErasureError::Held { hold_seq, .. }) => assert_eq!(hold_seq, placed.seq),
+        other => panic!("expected Held, got {other:?}"),
+    }
     first.shutdown().await;
     second.shutdown().await;
 }
