@@ -745,6 +745,8 @@ impl Appender {
         let head = tx.chain_head(&self.tenant).await?;
         if head != self.head {
             tracing::info!(tenant = %self.tenant, "chain head moved outside this appender; resuming from the database");
+            // Whoever moved it may have made or destroyed data keys (an erasure elsewhere).
+            self.data_keys.clear();
             let size = head.map_or(ledger::types::TreeSize::ZERO, |h| h.seq.tree_size_through());
             self.tree = self.store.compact_tree_at(&self.tenant, size).await?;
             self.head = head;
@@ -816,7 +818,22 @@ impl Appender {
         // Data keys: each value is sealed under its subject's key (found, or made here), or
         // under a key of its own record when it concerns no known subject.
         let subjects = GroupSubjects::resolve(&self.store, &self.tenant, &drafts).await?;
-        let stored = tx.subject_keys(&self.tenant, &subjects.all()).await?;
+        // The cache is exact while this appender is the chain's only writer (checked above), so
+        // only subjects it does not hold are looked up.
+        let missing: Vec<&str> = subjects
+            .all()
+            .into_iter()
+            .filter(|s| !self.data_keys.holds(s))
+            .collect();
+        let stored = if missing.is_empty() {
+            Default::default()
+        } else {
+            tx.subject_keys(&self.tenant, &missing).await?
+        };
+        // Keys learnt in this group enter the cache only once it commits: a key made for a
+        // group that rolls back does not exist.
+        let mut learnt: Vec<(String, i64, DataKey)> = Vec::new();
+        let mut forget: Vec<String> = Vec::new();
         let mut in_group: HashMap<String, (i64, DataKey)> = HashMap::new();
         let mut erased_in_group: HashSet<String> = HashSet::new();
         let mut new_keys = Vec::new();
@@ -840,29 +857,33 @@ impl Appender {
                 let (key_seq, key) = match subject.and_then(|s| in_group.get(s)) {
                     Some((k, key)) => (*k, key.clone()),
                     None => {
-                        let found = match subject {
-                            Some(s) if !erased_in_group.contains(s) => stored.get(s),
-                            _ => None,
-                        };
-                        let (k, key) = match found {
-                            Some((k, wrapped)) => (
-                                *k,
-                                self.data_keys.unwrap(
-                                    &self.store,
+                        let usable = subject.filter(|s| !erased_in_group.contains(*s));
+                        let cached = usable.and_then(|s| self.data_keys.get(s));
+                        let found = usable.and_then(|s| stored.get(s));
+                        let (k, key) = match (cached, found) {
+                            (Some((k, key)), _) => (k, key),
+                            (None, Some((k, wrapped))) => {
+                                let key = DataKey::unwrap(
+                                    self.store.master(),
                                     &self.tenant,
-                                    subject,
-                                    *k,
+                                    u64::try_from(*k).map_err(|_| {
+                                        StoreError::Corrupt("negative data key number".into())
+                                    })?,
                                     wrapped,
-                                )?,
-                            ),
-                            None => {
+                                )?;
+                                if let Some(s) = subject {
+                                    learnt.push((s.to_owned(), *k, key.clone()));
+                                }
+                                (*k, key)
+                            }
+                            (None, None) => {
                                 // A new key, named by the record it first seals for.
                                 let key = DataKey::generate();
                                 let k = db_int(seq.get());
                                 let wrapped =
                                     key.wrap(self.store.master(), &self.tenant, seq.get())?;
                                 if let Some(s) = subject {
-                                    self.data_keys.insert(s, k, &wrapped, &key);
+                                    learnt.push((s.to_owned(), k, key.clone()));
                                 }
                                 new_keys.push(NewDataKeyRow {
                                     key_seq: k,
@@ -906,8 +927,10 @@ impl Appender {
                 if scope.whole_subject() {
                     in_group.remove(&scope.subject_ref);
                     erased_in_group.insert(scope.subject_ref.clone());
-                    self.data_keys.forget(&scope.subject_ref);
                 }
+                // Any erasure may destroy the subject's key (once no value uses it): the next
+                // group asks the database.
+                forget.push(scope.subject_ref.clone());
                 erasures.push(scope);
             }
             let u = UnsignedRecord::new(
@@ -997,6 +1020,12 @@ impl Appender {
 
         self.tree = tree;
         self.head = head;
+        for (subject, k, key) in learnt {
+            self.data_keys.insert(subject, k, key);
+        }
+        for subject in &forget {
+            self.data_keys.forget(subject);
+        }
         if let (Some((key, _)), Some(row)) = (rotation, new_key_row) {
             self.key = KeyInterval {
                 key_id: ledger::keys::KeyId::of(&key.verifying_key()),
@@ -1195,53 +1224,41 @@ fn payload_strings(payload: &str) -> PayloadLinks {
     }
 }
 
-/// Unwrapped data keys of recent subjects, so that appending to a known subject does not unwrap
-/// its key again (an HKDF and an AES-GCM opening per record). An entry is used only while the
-/// database still holds the same wrapped bytes under the same number, so a key destroyed by an
-/// erasure on another node is never used again here.
+/// Unwrapped data keys of recent subjects, so that appending to a known subject neither looks its
+/// key up nor unwraps it again (an HKDF and an AES-GCM opening).
+///
+/// The cache is exact only while this appender is the chain's only writer: it holds keys of
+/// committed groups only, forgets a subject on any erasure of it, and is cleared whenever the
+/// chain head is not the one this appender committed last (another instance, or a one-shot
+/// command, appended — and may have erased). Master-key rotation re-wraps keys without changing
+/// them, so it leaves the cache right.
 #[derive(Default)]
 struct DataKeyCache {
-    keys: HashMap<String, (i64, Vec<u8>, DataKey)>,
+    keys: HashMap<String, (i64, DataKey)>,
 }
 
-/// Subjects whose keys the cache holds at most; past that it starts again.
-const DATA_KEY_CACHE_MAX: usize = 10_000;
+/// Subjects whose keys the cache holds at most (about 100 bytes each); past that it starts
+/// again.
+const DATA_KEY_CACHE_MAX: usize = 65_536;
 
 impl DataKeyCache {
-    fn unwrap(
-        &mut self,
-        store: &Store,
-        tenant: &TenantId,
-        subject: Option<&str>,
-        key_seq: i64,
-        wrapped: &[u8],
-    ) -> Result<DataKey, StoreError> {
-        if let Some(s) = subject
-            && let Some((k, w, key)) = self.keys.get(s)
-            && *k == key_seq
-            && w.as_slice() == wrapped
-        {
-            return Ok(key.clone());
-        }
-        let key = DataKey::unwrap(
-            store.master(),
-            tenant,
-            u64::try_from(key_seq)
-                .map_err(|_| StoreError::Corrupt("negative data key number".into()))?,
-            wrapped,
-        )?;
-        if let Some(s) = subject {
-            self.insert(s, key_seq, wrapped, &key);
-        }
-        Ok(key)
+    fn holds(&self, subject: &str) -> bool {
+        self.keys.contains_key(subject)
     }
 
-    fn insert(&mut self, subject: &str, key_seq: i64, wrapped: &[u8], key: &DataKey) {
-        if self.keys.len() >= DATA_KEY_CACHE_MAX {
+    fn get(&self, subject: &str) -> Option<(i64, DataKey)> {
+        self.keys.get(subject).cloned()
+    }
+
+    fn insert(&mut self, subject: String, key_seq: i64, key: DataKey) {
+        if self.keys.len() >= DATA_KEY_CACHE_MAX && !self.keys.contains_key(&subject) {
             self.keys.clear();
         }
-        self.keys
-            .insert(subject.to_owned(), (key_seq, wrapped.to_vec(), key.clone()));
+        self.keys.insert(subject, (key_seq, key));
+    }
+
+    fn clear(&mut self) {
+        self.keys.clear();
     }
 
     fn forget(&mut self, subject: &str) {

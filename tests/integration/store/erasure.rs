@@ -32,12 +32,15 @@ backend_tests!(
     an_erasure_committed_but_not_journaled_holds_the_tenant_until_a_restart_journals_it,
     a_subjects_data_key_lives_until_its_last_value_is_erased_field_by_field,
     an_erasure_naming_another_subjects_record_erases_nothing_of_it,
+    a_value_appended_after_its_subjects_key_went_field_by_field_gets_a_new_key,
+    a_key_made_for_a_group_that_rolled_back_is_never_used,
 );
 
 postgres_tests!(
     the_plaintext_never_reaches_postgresql_and_after_erasure_a_dump_holds_neither_key_nor_ciphertext,
     a_postgresql_state_from_before_an_erasure_brought_back_is_erased_again_on_open,
     an_erasure_whose_commit_fails_erases_nothing_then_or_after_a_restart,
+    a_key_another_instance_destroyed_is_not_used_from_this_instances_cache,
 );
 
 /// Plaintext of the subject that is erased; every value carries it, so one search finds any.
@@ -1641,4 +1644,157 @@ async fn an_erasure_naming_another_subjects_record_erases_nothing_of_it(backend:
         );
     }
     store.shutdown().await;
+}
+
+/// Whether record `at` has every one of its `fields` readable.
+async fn all_readable(store: &Store, tenant: &TenantId, at: u64, fields: usize) -> bool {
+    store
+        .erasable_values(tenant, seq(at))
+        .await
+        .expect("read")
+        .len()
+        == fields
+}
+
+/// The appender keeps the subject's unwrapped key between groups; an erasure that destroys the
+/// key without naming the whole subject (its last fields, one request at a time) must drop it
+/// from that cache too, or the next value would be sealed under a key that no longer exists.
+async fn a_value_appended_after_its_subjects_key_went_field_by_field_gets_a_new_key(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("cache").await;
+    let (_, _) = append_both_subjects(&store, &tenant, 2).await;
+    for name in ["iban", "name"] {
+        store
+            .erase_subject(
+                &tenant,
+                SubjectErasure {
+                    fields: Some(vec![field(name)]),
+                    ..whole_subject(ERASED_SUBJECT)
+                },
+            )
+            .await
+            .expect("erase a field");
+    }
+    let (_, keys) = subject_rows(&db, tenant.as_str(), ERASED_SUBJECT).await;
+    assert!(keys.is_empty(), "the last value took the key with it");
+    let later = store
+        .append(
+            &tenant,
+            vec![subject_draft(ERASED_SUBJECT, &person(ERASED_TEXT, 9))],
+        )
+        .await
+        .expect("append");
+    assert!(
+        all_readable(&store, &tenant, later[0].seq, 2).await,
+        "the later value is sealed under a key that exists"
+    );
+    let (_, keys) = subject_rows(&db, tenant.as_str(), ERASED_SUBJECT).await;
+    assert_eq!(keys.len(), 1, "a new key");
+    store.shutdown().await;
+}
+
+/// A group that makes a subject's key and then fails to commit leaves no key; the next group for
+/// that subject must not take the key from the appender's cache (its values would be sealed
+/// under a key the database never held). The failure is a trigger refusing one field's row.
+async fn a_key_made_for_a_group_that_rolled_back_is_never_used(backend: Backend) {
+    const NEW_SUBJECT: &str = "subj-new-1234";
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("rollback").await;
+    let (install, drop_it): (Vec<&'static str>, &'static str) = match backend {
+        Backend::Sqlite => (
+            vec![
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON erasable_values \
+                 WHEN NEW.field = 'poison' BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+            ],
+            "DROP TRIGGER refuse_poison",
+        ),
+        Backend::Postgres(_) => (
+            vec![
+                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN IF NEW.field = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; \
+                 RETURN NEW; END $$",
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON erasable_values \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+            ],
+            "DROP TRIGGER refuse_poison ON erasable_values",
+        ),
+    };
+    let run = |sql: &'static str| {
+        let db = &db;
+        let tenant = tenant.clone();
+        async move {
+            if db.is_postgres() {
+                let mut c = owner_connection(db, tenant.as_str()).await;
+                sqlx::query(sql).execute(&mut c).await.expect("ddl");
+            } else {
+                let mut c = sqlx::SqliteConnection::connect(&format!(
+                    "sqlite:{}",
+                    db.sqlite_path().display()
+                ))
+                .await
+                .expect("sqlite");
+                sqlx::query(sql).execute(&mut c).await.expect("ddl");
+                c.close().await.expect("close");
+            }
+        }
+    };
+    for sql in install {
+        run(sql).await;
+    }
+    let refused = store
+        .append(
+            &tenant,
+            vec![subject_draft(
+                NEW_SUBJECT,
+                &[("poison", json!("x")), ("name", json!("y"))],
+            )],
+        )
+        .await
+        .expect_err("the trigger refuses the group");
+    assert!(refused.to_string().contains("poison refused"), "{refused}");
+    run(drop_it).await;
+    let (_, keys) = subject_rows(&db, tenant.as_str(), NEW_SUBJECT).await;
+    assert!(keys.is_empty(), "the rolled-back key is not stored");
+    let next = store
+        .append(
+            &tenant,
+            vec![subject_draft(NEW_SUBJECT, &person(KEPT_TEXT, 1))],
+        )
+        .await
+        .expect("append");
+    assert!(
+        all_readable(&store, &tenant, next[0].seq, 2).await,
+        "the value is sealed under a stored key"
+    );
+    store.shutdown().await;
+}
+
+/// Two instances on one database: the first caches the subject's key, the second erases the
+/// subject (destroying the key); the first's next value for the subject gets a new key, because
+/// a chain head moved by someone else empties the cache.
+async fn a_key_another_instance_destroyed_is_not_used_from_this_instances_cache(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (first, tenant) = db.open_with_tenant("nodes").await;
+    let second = db.open().await;
+    let (erased, _) = append_both_subjects(&first, &tenant, 2).await;
+    second
+        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect("erased by the second instance");
+    let later = first
+        .append(
+            &tenant,
+            vec![subject_draft(ERASED_SUBJECT, &person(ERASED_TEXT, 7))],
+        )
+        .await
+        .expect("append");
+    assert!(!all_readable(&first, &tenant, erased[0], 2).await);
+    assert!(
+        all_readable(&first, &tenant, later[0].seq, 2).await,
+        "the later value is sealed under a key that exists"
+    );
+    first.shutdown().await;
+    second.shutdown().await;
 }
