@@ -17,6 +17,11 @@ pub const DATA_DIR_DEFAULT: &str = "data";
 /// Name of the SQLite file inside the data folder.
 pub const SQLITE_FILE_NAME: &str = "auditex.db";
 
+/// The highest per-key request rate a deployment may set. High enough that the limit can be
+/// lifted for one pipeline sending single appends at the service's capacity (the appender's
+/// queue budgets then push back with 503); the per-address wall is four times it.
+pub const RATE_PER_SECOND_MAX: u32 = 100_000;
+
 /// Name of the generated master-key file inside the data folder.
 pub const MASTER_KEY_FILE_NAME: &str = "master.key";
 
@@ -407,7 +412,8 @@ pub struct HttpSettings {
     pub tls_key_file: Option<PathBuf>,
     /// Development only: plain HTTP on a loopback address (`AUDITEX_DEV_PLAIN_HTTP`).
     pub dev_plain_http: bool,
-    /// Sustained requests per second per API key (`AUDITEX_RATE_PER_SECOND`).
+    /// Sustained requests per second per API key (`AUDITEX_RATE_PER_SECOND`, at most
+    /// [`RATE_PER_SECOND_MAX`]).
     pub rate_per_second: u32,
     /// Requests allowed in a burst above the sustained rate (`AUDITEX_RATE_BURST`).
     pub rate_burst: u32,
@@ -423,10 +429,10 @@ impl HttpSettings {
     /// # Errors
     /// [`ConfigError`] naming the first setting at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.rate_per_second == 0 || self.rate_per_second > 1000 {
+        if self.rate_per_second == 0 || self.rate_per_second > RATE_PER_SECOND_MAX {
             return Err(ConfigError {
                 setting: "AUDITEX_RATE_PER_SECOND",
-                problem: "must be between 1 and 1000".into(),
+                problem: format!("must be between 1 and {RATE_PER_SECOND_MAX}"),
             });
         }
         if self.rate_burst == 0 {
@@ -652,5 +658,25 @@ mod tests {
             read_secret_file(&path, "AUDITEX_TEST_SECRET_FILE").expect("read"),
             "hunter2"
         );
+    }
+
+    #[test]
+    fn the_key_rate_may_be_lifted_to_the_maximum_and_no_further() {
+        let http = |rate| HttpSettings {
+            listen: "127.0.0.1:8443".parse().expect("address"),
+            tls_cert_file: None,
+            tls_key_file: None,
+            dev_plain_http: false,
+            rate_per_second: rate,
+            rate_burst: 1,
+            request_bodies_bytes_max: 1 << 20,
+        };
+        assert!(http(1).validate().is_ok());
+        assert!(http(RATE_PER_SECOND_MAX).validate().is_ok());
+        for bad in [0, RATE_PER_SECOND_MAX + 1] {
+            let err = http(bad).validate().expect_err("out of range");
+            assert_eq!(err.setting, "AUDITEX_RATE_PER_SECOND");
+            assert_eq!(err.problem, "must be between 1 and 100000");
+        }
     }
 }
