@@ -31,6 +31,10 @@ use auditex::store::{DatabaseUrl, Store, StoreConfig};
 use ledger::draft::{ClientDraft, prepare_client_draft};
 use ledger::types::TenantId;
 
+#[path = "support/served.rs"]
+mod served;
+use served::{Served, serve, views_caught_up};
+
 /// Records of the subject erased.
 const ERASED_RECORDS: u64 = 10_000;
 
@@ -176,114 +180,6 @@ async fn run_backend(
     https(name, &database_copy, config_admin.as_deref()).await;
 }
 
-/// `auditex serve` as a process of its own, with its folder, key and database.
-struct Served {
-    _dir: tempfile::TempDir,
-    child: std::process::Child,
-    url: String,
-    client: reqwest::Client,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs the release binary with the bench's environment.
-fn auditex(
-    dir: &std::path::Path,
-    database: &DatabaseUrl,
-    admin: Option<&str>,
-) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_auditex"));
-    cmd.env("AUDITEX_DATA_DIR", dir.join("data"))
-        .env("AUDITEX_MASTER_KEY_FILE", dir.join("master.key"))
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::null());
-    match database {
-        DatabaseUrl::Sqlite(path) => {
-            cmd.env(
-                "AUDITEX_DATABASE_URL",
-                format!("sqlite:{}", path.with_extension("https.db").display()),
-            );
-        }
-        DatabaseUrl::Postgres(url) => {
-            cmd.env("AUDITEX_DATABASE_URL", url);
-        }
-    }
-    if let Some(a) = admin {
-        cmd.env("AUDITEX_ADMIN_DATABASE_URL", a);
-    }
-    cmd
-}
-
-/// Creates `tenants` (an ingest and a read key each, in that order), then starts `auditex serve` on loopback.
-fn serve(database: &DatabaseUrl, admin: Option<&str>, tenants: &[&str]) -> (Served, Vec<String>) {
-    use std::io::BufRead;
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("master.key");
-    std::fs::write(&key, hex::encode(rand::random::<[u8; 32]>())).expect("key file");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let run = |args: &[&str]| {
-        let out = auditex(dir.path(), database, admin)
-            .args(args)
-            .output()
-            .expect("auditex");
-        assert!(
-            out.status.success(),
-            "auditex {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let mut keys = Vec::new();
-    for t in tenants {
-        run(&["tenant", "create", t]);
-        for role in ["ingest", "read"] {
-            keys.push(run(&["apikey", "create", "--tenant", t, "--role", role]));
-        }
-    }
-    let mut child = auditex(dir.path(), database, admin)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn auditex serve");
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("serve says where it listens")
-            .expect("line");
-        if let Some(rest) = line.split(" listening on ").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .expect("address")
-                .replace("127.0.0.1", "localhost");
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    let pem = std::fs::read(dir.path().join("data/tls/tls-cert.pem")).expect("certificate");
-    let client = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])
-        .timeout(std::time::Duration::from_secs(120))
-        .build()
-        .expect("client");
-    (
-        Served {
-            _dir: dir,
-            child,
-            url,
-            client,
-        },
-        keys,
-    )
-}
-
 /// The request bodies of `count` decisions in 1000-record batches, serialized up front so the
 /// client's work is not in the measurement.
 fn bodies(count: u64, erasable: bool, offset: u64) -> Vec<axum::body::Bytes> {
@@ -360,36 +256,6 @@ async fn post_all(served: &Served, key: &str, bodies: Vec<axum::body::Bytes>, co
     count as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Waits until the read side of `key`'s tenant has applied everything (lag 0 in every view).
-async fn views_caught_up(served: &Served, key: &str) {
-    let deadline = Instant::now() + std::time::Duration::from_secs(300);
-    loop {
-        let status: serde_json::Value = served
-            .client
-            .get(format!("{}/v1/projections", served.url))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .expect("json");
-        let lagging = status["projections"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no projection status: {status}"))
-            .iter()
-            .any(|p| p["lag_records"].as_u64() != Some(0));
-        if !lagging {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the views did not catch up: {status}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 /// The ingestion comparison over HTTPS against `auditex serve` in a process of its own. Each
 /// measurement starts with both tenants' views caught up, and the order alternates per round,
 /// so neither side pays for the other's read-side work or runs on a larger database.
@@ -401,7 +267,17 @@ async fn https(name: &str, database: &DatabaseUrl, admin: Option<&str>) {
         format!("https-{run}-plain"),
         format!("https-{run}-erasable"),
     );
-    let (served, keys) = serve(database, admin, &[&plain_tenant, &erasable_tenant]);
+    // The service gets a database file of its own beside the in-process one.
+    let database = match database {
+        DatabaseUrl::Sqlite(path) => DatabaseUrl::Sqlite(path.with_extension("https.db")),
+        other => other.clone(),
+    };
+    let (served, keys) = serve(
+        &database,
+        admin,
+        &[&plain_tenant, &erasable_tenant],
+        &[("RUST_LOG", "warn")],
+    );
     let (mut plain, mut erasable) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let offset = round * count;

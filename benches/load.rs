@@ -1,0 +1,535 @@
+//! The black-box load benchmark (issue 19): the release `auditex serve` started as a user starts
+//! it (a process of its own, default log level, its read side and checkpointing running), driven
+//! over HTTPS from this process with unique event ids, on each backend, beside same-run
+//! baselines:
+//!
+//! - **baselines**: raw batched inserts into an unconstrained table (`support/raw_insert.rs`,
+//!   what the database alone does) and raw Ed25519 signing on all cores;
+//! - **batched**: `POST /v1/records/batch` (1000 records per request, 4 connections) for
+//!   `AUDITEX_LOAD_SECONDS` (default 60), the views' lag sampled every 250 ms; then the time the
+//!   views take to catch up and the rate at which they do;
+//! - **single**: `POST /v1/records`, one record per request, 64 connections, for a third of that
+//!   time: rate and latency percentiles (the per-key rate limit is lifted to its maximum, as an
+//!   operator would for one pipeline);
+//! - **time to proof**: under half of the measured batched rate, one record appended every 100
+//!   ms and `GET /v1/proofs/inclusion` polled every 20 ms until it answers with a proof against a
+//!   signed checkpoint (four such appenders at once);
+//! - **proofs**: inclusion proofs of random records from 8 connections, under the same half load,
+//!   at the tree the run has built (`AUDITEX_LOAD_PROOF_TREE` appends more first, default
+//!   1,000,000 records);
+//! - **memory**: the server's resident set after the work and after 10 s idle.
+//!
+//! Run: `cargo bench --bench load` (SQLite), with `AUDITEX_BENCH_POSTGRES_ADMIN_URL` and
+//! `AUDITEX_BENCH_POSTGRES_APP_URL` set to include PostgreSQL. Every loop is bounded in time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use auditex::store::DatabaseUrl;
+use axum::body::Bytes;
+use ed25519_dalek::{Signer, SigningKey};
+use rayon::prelude::*;
+
+#[path = "support/raw_insert.rs"]
+mod raw_insert;
+#[path = "support/served.rs"]
+mod served;
+use served::{Served, serve, views_caught_up};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `p`-th percentile (0..=100) of `v`, sorted here.
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// Ed25519 signatures per second on every core.
+fn raw_sign_all_cores(count: u64) -> f64 {
+    let key = SigningKey::from_bytes(&[3; 32]);
+    let start = Instant::now();
+    (0..count).into_par_iter().for_each(|i| {
+        let mut m = [0u8; 32];
+        m[..8].copy_from_slice(&i.to_le_bytes());
+        std::hint::black_box(key.sign(&m));
+    });
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Pre-serialized payloads, cycled; every record gets a fresh event id.
+struct Bodies {
+    payloads: Vec<String>,
+    next: AtomicU64,
+}
+
+impl Bodies {
+    fn new() -> Arc<Self> {
+        Arc::new(Bodies {
+            payloads: (0..1000)
+                .map(|n| auditex::cli::synthetic_decision(n).to_string())
+                .collect(),
+            next: AtomicU64::new(0),
+        })
+    }
+
+    fn record(&self, out: &mut String) {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+        out.push_str(r#"{"event_id":""#);
+        out.push_str(&uuid::Uuid::now_v7().to_string());
+        out.push_str(r#"","event_type":"decision","payload":"#);
+        out.push_str(&self.payloads[n % self.payloads.len()]);
+        out.push('}');
+    }
+
+    fn batch(&self, records: usize) -> Bytes {
+        let mut s = String::with_capacity(records * 450);
+        s.push_str(r#"{"records":["#);
+        for i in 0..records {
+            if i > 0 {
+                s.push(',');
+            }
+            self.record(&mut s);
+        }
+        s.push_str("]}");
+        Bytes::from(s)
+    }
+
+    fn single(&self) -> Bytes {
+        let mut s = String::with_capacity(450);
+        self.record(&mut s);
+        Bytes::from(s)
+    }
+}
+
+/// Posts `body` to `path` until it is accepted (429/503 are retried after a short pause, as a
+/// pipeline would); returns the answer.
+async fn post(served: &Served, key: &str, path: &str, body: Bytes) -> serde_json::Value {
+    loop {
+        let resp = served
+            .client
+            .post(format!("{}{path}", served.url))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        assert!(
+            status.is_success(),
+            "{status}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+        return resp.json().await.expect("json");
+    }
+}
+
+/// The largest lag (records, seconds) of any view of the read key's tenant.
+async fn lag(served: &Served, read: &str) -> (u64, f64) {
+    let status: serde_json::Value = served
+        .client
+        .get(format!("{}/v1/projections", served.url))
+        .bearer_auth(read)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let views = status["projections"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let records = views
+        .iter()
+        .filter_map(|v| v["lag_records"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let seconds = views
+        .iter()
+        .filter_map(|v| v["lag_seconds"].as_f64())
+        .fold(0.0, f64::max);
+    (records, seconds)
+}
+
+/// Batched appends from 4 connections until `stop` (or `limit` records), paced to at most `cap`
+/// records per second when given; records appended.
+async fn batched_until(
+    served: &Arc<Served>,
+    ingest: &str,
+    bodies: &Arc<Bodies>,
+    stop: &Arc<AtomicBool>,
+    cap: Option<f64>,
+    limit: Option<u64>,
+) -> u64 {
+    let sent = Arc::new(AtomicU64::new(0));
+    let claimed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (served, key, bodies, stop, sent, claimed) = (
+            served.clone(),
+            ingest.to_owned(),
+            bodies.clone(),
+            stop.clone(),
+            sent.clone(),
+            claimed.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            // A batch is claimed before it is sent, so the tasks together stop at `limit`.
+            while !stop.load(Ordering::Relaxed)
+                && limit.is_none_or(|l| claimed.fetch_add(1000, Ordering::Relaxed) < l)
+            {
+                if let Some(cap) = cap {
+                    let due = sent.load(Ordering::Relaxed) as f64 / cap;
+                    let now = start.elapsed().as_secs_f64();
+                    if due > now {
+                        tokio::time::sleep(Duration::from_secs_f64((due - now).min(0.5))).await;
+                        continue;
+                    }
+                }
+                let body = bodies.batch(1000);
+                post(&served, &key, "/v1/records/batch", body).await;
+                sent.fetch_add(1000, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("submitter");
+    }
+    sent.load(Ordering::Relaxed)
+}
+
+/// Resident set of `pid` in MB.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw_insert: f64) {
+    let seconds = env_u64("AUDITEX_LOAD_SECONDS", 60);
+    let proof_tree = env_u64("AUDITEX_LOAD_PROOF_TREE", 1_000_000);
+    let (served, keys) = serve(
+        &database,
+        admin,
+        &["load"],
+        &[
+            ("AUDITEX_RATE_PER_SECOND", "100000"),
+            ("AUDITEX_RATE_BURST", "100000"),
+        ],
+    );
+    let pid = served.child.id();
+    let served = Arc::new(served);
+    let (ingest, read) = (keys[0].clone(), keys[1].clone());
+    let bodies = Bodies::new();
+    let row = |what: &str, value: String, ratio: String| {
+        println!("| {name} | {what} | {value} | {ratio} |");
+    };
+
+    // Batched, sustained, the views' lag sampled.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (served, read, stop) = (served.clone(), read.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut lags = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                lags.push(lag(&served, &read).await.1);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            lags
+        })
+    };
+    let timer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let start = Instant::now();
+    let appended = batched_until(&served, &ingest, &bodies, &stop, None, None).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    timer.await.expect("timer");
+    let mut lags = sampler.await.expect("sampler");
+    let batched = appended as f64 / elapsed;
+    let (behind, _) = lag(&served, &read).await;
+    let catch_up = Instant::now();
+    views_caught_up(&served, &read).await;
+    let caught_up_s = catch_up.elapsed().as_secs_f64();
+    row(
+        &format!("HTTPS batched ingestion, 1000/request, 4 connections, {seconds} s"),
+        format!("{batched:.0} rec/s"),
+        format!("{:.3} of raw inserts", batched / raw_insert),
+    );
+    row(
+        "views' lag during it (p50 / p99 / max)",
+        format!(
+            "{:.2} / {:.2} / {:.2} s",
+            percentile(&mut lags, 50.0),
+            percentile(&mut lags, 99.0),
+            percentile(&mut lags, 100.0)
+        ),
+        String::new(),
+    );
+    row(
+        "views' catch-up after it",
+        format!(
+            "{behind} records in {caught_up_s:.1} s ({:.0} rec/s)",
+            behind as f64 / caught_up_s.max(0.001)
+        ),
+        String::new(),
+    );
+
+    // Single appends, 64 connections.
+    let single_seconds = (seconds / 3).max(5);
+    let deadline = Instant::now() + Duration::from_secs(single_seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (served, key, bodies) = (served.clone(), ingest.clone(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                post(&served, &key, "/v1/records", bodies.single()).await;
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            latencies
+        }));
+    }
+    let start = Instant::now();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.expect("client"));
+    }
+    let single = latencies.len() as f64 / start.elapsed().as_secs_f64();
+    row(
+        "HTTPS single appends, 64 connections",
+        format!("{single:.0} rec/s"),
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.0} ms",
+            percentile(&mut latencies, 50.0),
+            percentile(&mut latencies, 99.0),
+            percentile(&mut latencies, 100.0)
+        ),
+    );
+    views_caught_up(&served, &read).await;
+
+    // Grow the tree for the proofs.
+    let size = checkpoint_size(&served, &read).await;
+    if size < proof_tree {
+        let never = Arc::new(AtomicBool::new(false));
+        batched_until(
+            &served,
+            &ingest,
+            &bodies,
+            &never,
+            None,
+            Some(proof_tree - size),
+        )
+        .await;
+    }
+    views_caught_up(&served, &read).await;
+    let size = wait_for_checkpoint(&served, &read, proof_tree.max(size)).await;
+
+    // Under half load: time to a proof, and proof latency from 8 connections.
+    let stop = Arc::new(AtomicBool::new(false));
+    let half = {
+        let (served, key, bodies, stop) =
+            (served.clone(), ingest.clone(), bodies.clone(), stop.clone());
+        tokio::spawn(async move {
+            batched_until(&served, &key, &bodies, &stop, Some(batched / 2.0), None).await
+        })
+    };
+    let window = Duration::from_secs((seconds / 3).max(5));
+    // Four appenders, each appending one record and polling for its proof, then pausing 100 ms.
+    let mut probers = Vec::new();
+    for _ in 0..4 {
+        let (served, ingest, read, bodies) =
+            (served.clone(), ingest.clone(), read.clone(), bodies.clone());
+        probers.push(tokio::spawn(async move {
+            let deadline = Instant::now() + window;
+            let mut waits = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let receipt = post(&served, &ingest, "/v1/records", bodies.single()).await;
+                let seq = receipt["seq"].as_u64().expect("seq");
+                loop {
+                    let resp = served
+                        .client
+                        .get(format!("{}/v1/proofs/inclusion?seq={seq}", served.url))
+                        .bearer_auth(&read)
+                        .send()
+                        .await
+                        .expect("request");
+                    if resp.status().is_success() {
+                        break;
+                    }
+                    assert!(
+                        t.elapsed() < Duration::from_secs(60),
+                        "no proof of {seq} after a minute"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                waits.push(t.elapsed().as_secs_f64() * 1000.0);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            waits
+        }));
+    }
+    let deadline = Instant::now() + window;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (served, read) = (served.clone(), read.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let seq = rand::random::<u64>() % size;
+                let t = Instant::now();
+                let resp = served
+                    .client
+                    .get(format!("{}/v1/proofs/inclusion?seq={seq}", served.url))
+                    .bearer_auth(&read)
+                    .send()
+                    .await
+                    .expect("request");
+                assert!(
+                    resp.status().is_success(),
+                    "proof of {seq}: {}",
+                    resp.status()
+                );
+                resp.bytes().await.expect("body");
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            latencies
+        }));
+    }
+    let start = Instant::now();
+    let mut proofs = Vec::new();
+    for t in tasks {
+        proofs.extend(t.await.expect("prover"));
+    }
+    let proof_rate = proofs.len() as f64 / start.elapsed().as_secs_f64();
+    let mut waits = Vec::new();
+    for p in probers {
+        waits.extend(p.await.expect("prober"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    half.await.expect("half load");
+    row(
+        "time from append to a proof against a signed checkpoint, under half load (p50 / p99)",
+        format!(
+            "{:.0} / {:.0} ms",
+            percentile(&mut waits, 50.0),
+            percentile(&mut waits, 99.0)
+        ),
+        format!("{} appends", waits.len()),
+    );
+    row(
+        &format!("inclusion proofs at {size} records, 8 connections, under half load"),
+        format!("{proof_rate:.0} proofs/s"),
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&mut proofs, 50.0),
+            percentile(&mut proofs, 99.0)
+        ),
+    );
+
+    views_caught_up(&served, &read).await;
+    let busy = rss_mb(pid);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    row(
+        "server resident memory after the work / after 10 s idle",
+        format!("{busy:.0} / {:.0} MB", rss_mb(pid)),
+        String::new(),
+    );
+}
+
+/// The latest checkpoint's tree size (the second line of the signed note).
+async fn checkpoint_size(served: &Served, read: &str) -> u64 {
+    let resp = served
+        .client
+        .get(format!("{}/v1/checkpoints/latest", served.url))
+        .bearer_auth(read)
+        .send()
+        .await
+        .expect("request");
+    if !resp.status().is_success() {
+        return 0;
+    }
+    let note = resp.text().await.expect("checkpoint");
+    note.lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits (at most a minute) for a checkpoint of at least `size` records; its size.
+async fn wait_for_checkpoint(served: &Served, read: &str, size: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = checkpoint_size(served, read).await;
+        if got >= size || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        println!(
+            "cores: {}; raw Ed25519 signing on all cores: {:.0} signatures/s",
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            raw_sign_all_cores(200_000)
+        );
+        println!("| backend | measurement | result | detail |");
+        println!("|---|---|---|---|");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raw = raw_insert::raw_insert_sqlite(&dir.path().join("raw.db"), 200_000).await;
+        println!("| SQLite | raw batched inserts (baseline) | {raw:.0} rows/s | 1.00 |");
+        run_backend(
+            "SQLite",
+            DatabaseUrl::Sqlite(dir.path().join("load.db")),
+            None,
+            raw,
+        )
+        .await;
+        if let (Ok(admin), Ok(app)) = (
+            std::env::var("AUDITEX_BENCH_POSTGRES_ADMIN_URL"),
+            std::env::var("AUDITEX_BENCH_POSTGRES_APP_URL"),
+        ) {
+            let raw = raw_insert::raw_insert_postgres(&admin, 200_000).await;
+            println!("| PostgreSQL | raw batched inserts (baseline) | {raw:.0} rows/s | 1.00 |");
+            run_backend("PostgreSQL", DatabaseUrl::Postgres(app), Some(&admin), raw).await;
+        } else {
+            println!(
+                "(PostgreSQL skipped: set AUDITEX_BENCH_POSTGRES_ADMIN_URL and AUDITEX_BENCH_POSTGRES_APP_URL)"
+            );
+        }
+    });
+}

@@ -1,0 +1,153 @@
+//! `auditex serve` started as a user starts it, as a process of its own, for the benchmarks that
+//! measure the service from outside (over HTTPS, with its read side and checkpointing running).
+//! Included with `#[path]` by each bench that needs it.
+
+#![allow(dead_code)]
+
+use std::time::Instant;
+
+use auditex::store::DatabaseUrl;
+
+/// `auditex serve` as a process of its own, with its folder, key and database.
+pub struct Served {
+    _dir: tempfile::TempDir,
+    /// The server process.
+    pub child: std::process::Child,
+    /// Its base URL (`https://localhost:<port>`).
+    pub url: String,
+    /// A client trusting its self-signed certificate.
+    pub client: reqwest::Client,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the release binary with the bench's environment.
+pub fn auditex(
+    dir: &std::path::Path,
+    database: &DatabaseUrl,
+    admin: Option<&str>,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_auditex"));
+    cmd.env("AUDITEX_DATA_DIR", dir.join("data"))
+        .env("AUDITEX_MASTER_KEY_FILE", dir.join("master.key"))
+        .stdin(std::process::Stdio::null());
+    match database {
+        DatabaseUrl::Sqlite(path) => {
+            cmd.env("AUDITEX_DATABASE_URL", format!("sqlite:{}", path.display()));
+        }
+        DatabaseUrl::Postgres(url) => {
+            cmd.env("AUDITEX_DATABASE_URL", url);
+        }
+    }
+    if let Some(a) = admin {
+        cmd.env("AUDITEX_ADMIN_DATABASE_URL", a);
+    }
+    cmd
+}
+
+/// Creates `tenants` (an ingest and a read key each, in that order), then starts `auditex serve`
+/// on loopback with `env` added to its environment (its logs are read and dropped).
+pub fn serve(
+    database: &DatabaseUrl,
+    admin: Option<&str>,
+    tenants: &[&str],
+    env: &[(&str, &str)],
+) -> (Served, Vec<String>) {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("master.key");
+    std::fs::write(&key, hex::encode(rand::random::<[u8; 32]>())).expect("key file");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let run = |args: &[&str]| {
+        let out = auditex(dir.path(), database, admin)
+            .args(args)
+            .output()
+            .expect("auditex");
+        assert!(
+            out.status.success(),
+            "auditex {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let mut keys = Vec::new();
+    for t in tenants {
+        run(&["tenant", "create", t]);
+        for role in ["ingest", "read"] {
+            keys.push(run(&["apikey", "create", "--tenant", t, "--role", role]));
+        }
+    }
+    let mut child = auditex(dir.path(), database, admin)
+        .envs(env.iter().copied())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn auditex serve");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("serve says where it listens")
+            .expect("line");
+        if let Some(rest) = line.split(" listening on ").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("address")
+                .replace("127.0.0.1", "localhost");
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let pem = std::fs::read(dir.path().join("data/tls/tls-cert.pem")).expect("certificate");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .expect("client");
+    (
+        Served {
+            _dir: dir,
+            child,
+            url,
+            client,
+        },
+        keys,
+    )
+}
+
+/// Waits until the read side of `key`'s tenant has applied everything (lag 0 in every view).
+pub async fn views_caught_up(served: &Served, key: &str) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let status: serde_json::Value = served
+            .client
+            .get(format!("{}/v1/projections", served.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        let lagging = status["projections"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no projection status: {status}"))
+            .iter()
+            .any(|p| p["lag_records"].as_u64() != Some(0));
+        if !lagging {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the views did not catch up: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
