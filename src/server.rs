@@ -212,7 +212,11 @@ impl Application {
     }
 }
 
-/// Starts the periodic tasks that keep the state's memory bounded.
+/// Seconds between the INFO lines that sum up the requests answered (each request itself is
+/// logged at DEBUG when it succeeded).
+const REQUEST_SUMMARY_INTERVAL_S: u64 = 60;
+
+/// Starts the periodic tasks that keep the state's memory bounded, and the request summary.
 fn housekeeping(
     state: &AppState,
     trim_address_limits: http::AddressLimiterTrim,
@@ -230,8 +234,30 @@ fn housekeeping(
     let memory_trim = memory::spawn_trimmer(state.bodies.clone(), move || {
         store.append_queue_load() == (0, 0)
     });
+    let metrics = state.metrics.clone();
+    let request_summary = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(REQUEST_SUMMARY_INTERVAL_S));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = metrics.request_totals();
+        loop {
+            tick.tick().await;
+            let now = metrics.request_totals();
+            let minute = now.since(last);
+            last = now;
+            if minute.requests > 0 {
+                tracing::info!(
+                    requests = minute.requests,
+                    client_errors = minute.client_errors,
+                    server_errors = minute.server_errors,
+                    interval_s = REQUEST_SUMMARY_INTERVAL_S,
+                    "requests answered"
+                );
+            }
+        }
+    });
     vec![
         ("rate-limiter trim", limiter_trim),
         ("memory trim", memory_trim),
+        ("request summary", request_summary),
     ]
 }

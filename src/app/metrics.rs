@@ -39,6 +39,28 @@ impl<const N: usize> Histogram<N> {
 }
 
 /// The service's metrics.
+/// Request counts at one moment; the difference of two is what happened between them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestTotals {
+    /// Answered requests.
+    pub requests: u64,
+    /// Of them, 4xx.
+    pub client_errors: u64,
+    /// Of them, 5xx.
+    pub server_errors: u64,
+}
+
+impl RequestTotals {
+    /// What was counted since `earlier`.
+    pub fn since(self, earlier: RequestTotals) -> RequestTotals {
+        RequestTotals {
+            requests: self.requests.saturating_sub(earlier.requests),
+            client_errors: self.client_errors.saturating_sub(earlier.client_errors),
+            server_errors: self.server_errors.saturating_sub(earlier.server_errors),
+        }
+    }
+}
+
 pub struct Metrics {
     appended_records: AtomicU64,
     append_requests: AtomicU64,
@@ -46,6 +68,8 @@ pub struct Metrics {
     rate_limited: AtomicU64,
     client_errors: AtomicU64,
     server_errors: AtomicU64,
+    /// Every answered request, for the periodic summary line.
+    requests: AtomicU64,
     latency: Histogram<10>,
     batch: Histogram<7>,
 }
@@ -59,6 +83,7 @@ impl Default for Metrics {
             rate_limited: AtomicU64::new(0),
             client_errors: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             latency: Histogram::new(),
             batch: Histogram::new(),
         }
@@ -102,10 +127,20 @@ impl Metrics {
 
     /// Records a response status.
     pub fn status(&self, status: u16) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         if (400..500).contains(&status) {
             self.client_errors.fetch_add(1, Ordering::Relaxed);
         } else if status >= 500 {
             self.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Answered requests, client errors and server errors so far (for the log summary).
+    pub fn request_totals(&self) -> RequestTotals {
+        RequestTotals {
+            requests: self.requests.load(Ordering::Relaxed),
+            client_errors: self.client_errors.load(Ordering::Relaxed),
+            server_errors: self.server_errors.load(Ordering::Relaxed),
         }
     }
 

@@ -206,7 +206,9 @@ pub fn edge(
 }
 
 /// Logs each request (method, path, status, latency, request id; never bodies or keys) and
-/// counts error statuses.
+/// counts statuses. A successful request is logged at DEBUG (at INFO a busy pipeline would write
+/// hundreds of lines a second; the server logs a per-minute summary at INFO instead), a refused
+/// one (4xx) at INFO, a failed one (5xx) at WARN.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -239,7 +241,14 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             error::generic_problem(parts.status, &String::from_utf8_lossy(&text), parts.headers)
         };
     }
-    tracing::info!(request_id = %id, %method, %path, status, latency_us = started.elapsed().as_micros() as u64, "request");
+    let latency_us = started.elapsed().as_micros() as u64;
+    if status >= 500 {
+        tracing::warn!(request_id = %id, %method, %path, status, latency_us, "request");
+    } else if status >= 400 {
+        tracing::info!(request_id = %id, %method, %path, status, latency_us, "request");
+    } else {
+        tracing::debug!(request_id = %id, %method, %path, status, latency_us, "request");
+    }
     response
 }
 
