@@ -20,7 +20,8 @@
 //! - **memory**: the server's resident set after the work and after 10 s idle.
 //!
 //! Run: `cargo bench --bench load` (SQLite), with `AUDITEX_BENCH_POSTGRES_ADMIN_URL` and
-//! `AUDITEX_BENCH_POSTGRES_APP_URL` set to include PostgreSQL. Every loop is bounded in time.
+//! `AUDITEX_BENCH_POSTGRES_APP_URL` set to include PostgreSQL (`AUDITEX_BENCH_BACKENDS=postgres`
+//! runs only that one). Every loop is bounded in time.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -229,10 +230,12 @@ fn rss_mb(pid: u32) -> f64 {
 async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw_insert: f64) {
     let seconds = env_u64("AUDITEX_LOAD_SECONDS", 60);
     let proof_tree = env_u64("AUDITEX_LOAD_PROOF_TREE", 1_000_000);
+    // A database kept between runs (PostgreSQL) gets a new tenant each run.
+    let tenant = format!("load-{}", std::process::id());
     let (served, keys) = serve(
         &database,
         admin,
-        &["load"],
+        &[&tenant],
         &[
             ("AUDITEX_RATE_PER_SECOND", "100000"),
             ("AUDITEX_RATE_BURST", "100000"),
@@ -509,16 +512,23 @@ fn main() {
         );
         println!("| backend | measurement | result | detail |");
         println!("|---|---|---|---|");
+        let backends = std::env::var("AUDITEX_BENCH_BACKENDS")
+            .unwrap_or_else(|_| "sqlite,postgres".into());
         let dir = tempfile::tempdir().expect("tempdir");
-        let raw = raw_insert::raw_insert_sqlite(&dir.path().join("raw.db"), 200_000).await;
-        println!("| SQLite | raw batched inserts (baseline) | {raw:.0} rows/s | 1.00 |");
-        run_backend(
-            "SQLite",
-            DatabaseUrl::Sqlite(dir.path().join("load.db")),
-            None,
-            raw,
-        )
-        .await;
+        if backends.contains("sqlite") {
+            let raw = raw_insert::raw_insert_sqlite(&dir.path().join("raw.db"), 200_000).await;
+            println!("| SQLite | raw batched inserts (baseline) | {raw:.0} rows/s | 1.00 |");
+            run_backend(
+                "SQLite",
+                DatabaseUrl::Sqlite(dir.path().join("load.db")),
+                None,
+                raw,
+            )
+            .await;
+        }
+        if !backends.contains("postgres") {
+            return;
+        }
         if let (Ok(admin), Ok(app)) = (
             std::env::var("AUDITEX_BENCH_POSTGRES_ADMIN_URL"),
             std::env::var("AUDITEX_BENCH_POSTGRES_APP_URL"),
