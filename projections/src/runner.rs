@@ -177,15 +177,21 @@ fn fold_contained(
 #[cfg(any(test, feature = "test-faults"))]
 pub mod test_faults {
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use crate::Event;
 
     /// (projection, subject reference) pairs whose fold panics.
     static PANICS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
+    /// Set once a test arms a fault: until then every fold skips the lock above (a service never
+    /// arms one, and the check runs for every record in every view).
+    static ARMED: AtomicBool = AtomicBool::new(false);
+
     /// Makes projection `name` panic when it folds a record whose `subject_ref` is `subject`
     /// (tests use a subject of their own, so tests running at once do not disturb each other).
     pub fn panic_on_subject(name: &str, subject: &str) {
+        ARMED.store(true, Ordering::Release);
         PANICS
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -201,6 +207,9 @@ pub mod test_faults {
     }
 
     pub(crate) fn check(name: &str, event: &Event) {
+        if !ARMED.load(Ordering::Acquire) {
+            return;
+        }
         let Some(subject) = event.str("subject_ref") else {
             return;
         };
