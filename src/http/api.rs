@@ -367,6 +367,13 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result
             }])
         });
     }
+    // Every request body is a JSON object: serde would also fill a struct from an array, by
+    // position, which no client means.
+    if !text.trim_start().starts_with('{') {
+        return Err(ApiError::MalformedBody(
+            "the body is not a valid request: it must be a JSON object".into(),
+        ));
+    }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::MalformedBody(format!("the body is not a valid request: {e}")))
 }

@@ -56,14 +56,22 @@ pub struct ErasureRequest {
     #[schema(example = "GDPR Art. 17(1)(a)", min_length = 1, max_length = 1024)]
     pub legal_basis: String,
     /// Only the values of these records (event ids of the subject's records with erasable
-    /// values); every record of the subject when absent.
-    #[serde(default)]
+    /// values); every record of the subject when absent (`null` is refused: on an erasure it
+    /// must not silently mean "everything").
+    #[serde(default, deserialize_with = "present_list")]
     #[schema(min_items = 1, max_items = 1000)]
     pub event_ids: Option<Vec<String>>,
-    /// Only these erasable fields (names of `a-z`, `0-9` and `_`); every field when absent.
-    #[serde(default)]
+    /// Only these erasable fields (names of `a-z`, `0-9` and `_`); every field when absent
+    /// (`null` is refused).
+    #[serde(default, deserialize_with = "present_list")]
     #[schema(min_items = 1, max_items = 1000)]
     pub fields: Option<Vec<String>>,
+}
+
+/// A list member that is there: a list. Absent is `None` (through `default`); `null` is an error,
+/// where plain `Option` would read it as absent, that is as "every record" or "every field".
+fn present_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Vec::<String>::deserialize(d).map(Some)
 }
 
 /// The answer to an erasure request: the receipt of the `erasure` record, and how many values
@@ -178,18 +186,7 @@ pub async fn erase_subject(
     let p = caller.require(ERASERS, "erase personal data (a key of role privacy may)")?;
     let subject_ref = text("subject_ref", &Some(subject_ref))?.unwrap_or_default();
     require_json(&headers)?;
-    // Through a `Value` first: serde would also read the struct from a JSON array, by position.
-    let request = match parse_body::<serde_json::Value>(&body)? {
-        object @ serde_json::Value::Object(_) => serde_json::from_value(object).map_err(|e| {
-            ApiError::MalformedBody(format!("the body is not a valid request: {e}"))
-        })?,
-        _ => {
-            return Err(ApiError::MalformedBody(
-                "the body must be a JSON object".into(),
-            ));
-        }
-    };
-    let request = erasure(subject_ref, request)?;
+    let request = erasure(subject_ref, parse_body(&body)?)?;
     let outcome = state.store.erase_subject(&p.tenant, request).await?;
     tracing::info!(tenant = %p.tenant, key = %p.key_id, seq = outcome.receipt.seq,
         erased = outcome.erased, duplicate = outcome.receipt.duplicate, "erasure request");

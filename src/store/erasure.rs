@@ -331,7 +331,11 @@ impl Store {
         let mut missing = Vec::new();
         for seq in in_database.difference(&journaled_seqs) {
             let at = Sequence::new(*seq).map_err(|e| e.to_string())?;
-            if let Some(r) = self.record(tenant, at).await.map_err(|e| e.to_string())? {
+            // Only an erasure of that subject: a row left by a re-application at a number the
+            // chain has since given to another record must not put that record in the journal.
+            if let Some(r) = self.record(tenant, at).await.map_err(|e| e.to_string())?
+                && ErasureScope::of_record(&r).is_some()
+            {
                 missing.push(r);
             }
         }

@@ -521,6 +521,21 @@ async fn every_bad_input_gets_a_4xx_problem_and_writes_nothing(backend: Backend)
         StatusCode::BAD_REQUEST,
     )
     .await;
+    // The fields of a record as an array, in declaration order: serde could fill the request
+    // from it by position; every body must be an object.
+    let d = decision(&event_id());
+    let as_array = json!([d["event_id"], d["event_type"], d["payload"], {}]);
+    let p = problem(
+        post_raw(
+            serde_json::to_vec(&as_array).expect("json"),
+            "application/json",
+        )
+        .await
+        .expect("sent"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(p["type"], "urn:auditex:problem:malformed-body", "{p}");
     problem(
         post_raw(
             serde_json::to_vec(&decision(&event_id())).expect("json"),

@@ -463,7 +463,11 @@ async fn erasure_requests_that_cannot_be_carried_out_are_refused_naming_the_memb
         json!({"reason": "r"}),
         json!({"reason": "r", "legal_basis": "b", "subject": "x"}),
         json!(["r", "b"]),
+        json!(["r", "b", null, null]),
         json!("erase"),
+        // `null` is not "leave it out": on an erasure it would mean every record or field.
+        json!({"reason": "r", "legal_basis": "b", "event_ids": null}),
+        json!({"reason": "r", "legal_basis": "b", "fields": null}),
     ] {
         let p = problem(
             s.post(&privacy, &path, &body).await,

@@ -238,6 +238,8 @@ async fn hold_endpoints_refuse_bad_input_other_tenants_subjects_and_wrong_roles_
         ),
         (json!({"reason": "r", "colour": "red"}), "colour"),
         (json!(["reason"]), "not a valid request"),
+        // An array of the right length would fill the request by position: refused all the same.
+        (json!(["litigation", null, null]), "must be a JSON object"),
     ];
     for (body, expected) in cases {
         let p = problem(
