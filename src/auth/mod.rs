@@ -29,8 +29,9 @@ pub enum Role {
     Read,
     /// Proofs, checkpoints, keys, bundles and exports only (regulators, external auditors).
     Verify,
-    /// Subject rights (a bank's data-protection office): erase a subject's personal data and
-    /// list the records concerning a subject; nothing else.
+    /// Subject rights (a bank's data-protection office): erase a subject's personal data, place
+    /// and lift legal holds, list the records concerning a subject and download its access
+    /// package; nothing else.
     Privacy,
 }
 

@@ -74,8 +74,8 @@ pub struct AppendRequest {
     /// A UUIDv7 chosen by the client; retrying with the same id returns the original receipt.
     #[schema(example = "01936f5e-7a2b-7c3d-8e4f-a1b2c3d4e5f6")]
     pub event_id: String,
-    /// `decision`, `human_review`, `override`, `contest`, `explanation_request`, `submission`,
-    /// `erasure`, `model_change` or `legal_hold`.
+    /// `decision`, `human_review`, `override`, `contest`, `explanation_request`, `submission` or
+    /// `model_change` (`erasure` and `legal_hold` go through the subject endpoints: 403 here).
     #[schema(example = "decision")]
     pub event_type: String,
     /// The event's content; see FORMAT.md section 7 for each type's fields.

@@ -174,8 +174,8 @@ pub async fn list_holds(
 }
 
 /// Place a legal hold on a subject, or on one of its decisions: appends a `legal_hold` record.
-/// While it is active, erasure requests, pipeline `erasure` records and retention that would
-/// erase what it holds are refused (409 `urn:auditex:problem:legal-hold`).
+/// While it is active, erasure requests, the operator's local `erasure` records and retention
+/// that would erase what it holds are refused (409 `urn:auditex:problem:legal-hold`).
 #[utoipa::path(post, path = "/v1/subjects/{subject_ref}/holds", tag = "holds",
     params(("subject_ref" = String, Path, description = "The subject reference")),
     request_body = PlaceHoldRequest,
