@@ -689,6 +689,9 @@ async fn an_erasure_racing_appends_for_the_subject_leaves_no_earlier_value_reada
         records.len()
     );
     let erased = receipt["erased"].as_u64().expect("erased");
+    // `erased` counts the values the request found stored when it was checked; records appended
+    // between that and the erasure's commit are erased too (checked one by one below) but not
+    // counted, so the count is at least one and at most every earlier value.
     assert!(
         (1..=before as u64).contains(&erased),
         "erased {erased} of {before} earlier values"

@@ -1127,9 +1127,9 @@ fn a_retired_key_cannot_vouch_for_a_later_tree_size_in_verify_consistency() {
 /// bundle with its inclusion proof), reports which record erased it, and rejects a mark naming
 /// the decision itself or the held review.
 async fn a_bundle_marking_a_field_erased_verifies_offline_and_names_the_erasure(backend: Backend) {
-    use ledger::bundle::{BundleEntry, ErasedField};
+    use ledger::bundle::ErasedField;
     use ledger::record::FieldName;
-    use ledger::types::{EventId, TreeSize};
+    use ledger::types::EventId;
 
     let db = TestDb::new(&backend).await;
     let bin = Bin::new(&db);
@@ -1173,37 +1173,10 @@ async fn a_bundle_marking_a_field_erased_verifies_offline_and_names_the_erasure(
     let (decision_seq, review_seq, erasure_seq) =
         (receipts[0].seq, receipts[1].seq, receipts[2].seq);
     store.publish_checkpoints().await.expect("publish");
-    let mut bundle = store
+    let bundle = store
         .custody_bundle(&tenant, EventId::parse(&decision_id).expect("event id"))
         .await
         .expect("bundle");
-    let size = bundle
-        .checkpoint
-        .lines()
-        .nth(1)
-        .and_then(|line| line.parse().ok())
-        .map(TreeSize::new)
-        .expect("the checkpoint's size");
-    if bundle
-        .entries
-        .iter()
-        .all(|e| e.record.seq.get() != erasure_seq)
-    {
-        let seq = Sequence::new(erasure_seq).expect("seq");
-        bundle.entries.push(BundleEntry {
-            record: store
-                .record(&tenant, seq)
-                .await
-                .expect("read")
-                .expect("the erasure"),
-            inclusion_proof: store
-                .inclusion_proof(&tenant, seq.leaf_index(), size)
-                .await
-                .expect("proof"),
-            erasable_values: None,
-            erased: None,
-        });
-    }
     store.shutdown().await;
     let applicant = FieldName::parse("applicant_name").expect("name");
     // The store itself marks the field erased, withholds nothing else, and holds the erasure
