@@ -434,6 +434,9 @@ pub struct EntryChecker {
     /// Erasure sequence numbers named by earlier entries, with what each is named for: the
     /// erasure comes after what it erases, so it is checked when its own entry is reached.
     named: BTreeMap<u64, Vec<NamedErasure>>,
+    /// The subject the evidence concerns: the `subject_ref` of its first record that names one
+    /// (the decision of a bundle; any record of a package).
+    subject: Option<String>,
 }
 
 impl EntryChecker {
@@ -443,6 +446,7 @@ impl EntryChecker {
             tenant,
             previous: None,
             named: BTreeMap::new(),
+            subject: None,
         }
     }
 
@@ -496,6 +500,11 @@ impl EntryChecker {
         }
         let (verified, absent) = check_erasable(entry)?;
         let erased = check_erased(entry)?;
+        let own_subject = subject_ref_of(record);
+        if self.subject.is_none() {
+            self.subject.clone_from(&own_subject);
+        }
+        let subject = own_subject.or_else(|| self.subject.clone());
         for (field, erasure_seq) in &erased {
             self.named
                 .entry(*erasure_seq)
@@ -504,6 +513,7 @@ impl EntryChecker {
                     seq,
                     event_id,
                     field: field.clone(),
+                    subject: subject.clone(),
                 });
         }
         Ok(BundleEntryReport {
@@ -595,6 +605,19 @@ struct NamedErasure {
     event_id: EventId,
     /// The field.
     field: FieldName,
+    /// The subject the record concerns (its own `subject_ref`, else the evidence's).
+    subject: Option<String>,
+}
+
+/// A record's own `subject_ref`, when its payload names one.
+fn subject_ref_of(record: &Record) -> Option<String> {
+    match record.payload.to_value() {
+        Ok(serde_json::Value::Object(map)) => map
+            .get("subject_ref")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
+        _ => None,
+    }
 }
 
 /// Checks the fields an entry marks erased (after [`check_erasable`], so each is one of the
@@ -658,7 +681,15 @@ fn check_named_erasure(record: &Record, named: &[NamedErasure]) -> Result<(), Bu
                 event_type: record.event_type,
             });
         }
-        let missing = if !listed("event_ids", &n.event_id.to_string()) {
+        // An erasure that names no records reaches only its own subject's values (section 6):
+        // another subject's cannot prove this mark.
+        let names_records = matches!(payload.get("event_ids"), Some(serde_json::Value::Array(_)));
+        let own_subject = payload
+            .get("subject_ref")
+            .and_then(serde_json::Value::as_str);
+        let missing = if !names_records && own_subject != n.subject.as_deref() {
+            Some("subject_ref")
+        } else if !listed("event_ids", &n.event_id.to_string()) {
             Some("event_ids")
         } else if !listed("fields", n.field.as_str()) {
             Some("fields")

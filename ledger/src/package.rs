@@ -426,14 +426,15 @@ impl PackageVerifier {
                     decisions,
                 } = &mut **body;
                 let subject = report.subject_ref.as_str();
-                let checked =
-                    checker.check(&entry, head, |record| concerns(record, subject, decisions));
-                let checked = checked.map_err(fail)?;
-                // An erasure an earlier entry names passed as that erasure, not through
-                // `concerns`: in a package it must still be one of the subject's.
+                // An erasure an earlier entry names passes as that erasure, not through
+                // `concerns`: in a package it must still be one of the subject's, which is the
+                // first thing said of one that is not.
                 if entry.record.event_type == EventType::Erasure {
                     concerns(&entry.record, subject, decisions).map_err(fail)?;
                 }
+                let checked =
+                    checker.check(&entry, head, |record| concerns(record, subject, decisions));
+                let checked = checked.map_err(fail)?;
                 report.records += 1;
                 report.values_verified += checked.erasable_values_verified as u64;
                 report.values_withheld += checked.erasable_values_absent as u64;

@@ -1165,18 +1165,46 @@ async fn a_bundle_marking_a_field_erased_verifies_offline_and_names_the_erasure(
             &BTreeMap::new(),
             rand::random,
         ),
+        // Another subject's whole-subject erasure: it names no records, so it erased nothing of
+        // this decision and cannot prove a mark on it.
+        prepare_client_draft(
+            &new_event_id(),
+            "erasure",
+            &json!({"subject_ref": "subj-other", "reason": "erasure requested"}),
+            &BTreeMap::new(),
+            rand::random,
+        ),
     ]
     .into_iter()
     .collect::<Result<Vec<_>, _>>()
     .expect("valid drafts");
     let receipts = store.append(&tenant, drafts).await.expect("append");
-    let (decision_seq, review_seq, erasure_seq) =
-        (receipts[0].seq, receipts[1].seq, receipts[2].seq);
+    let (decision_seq, review_seq, erasure_seq, other_seq) = (
+        receipts[0].seq,
+        receipts[1].seq,
+        receipts[2].seq,
+        receipts[3].seq,
+    );
     store.publish_checkpoints().await.expect("publish");
+    let other_record = store
+        .record(&tenant, Sequence::new(other_seq).expect("seq"))
+        .await
+        .expect("read")
+        .expect("the other subject's erasure");
     let bundle = store
         .custody_bundle(&tenant, EventId::parse(&decision_id).expect("event id"))
         .await
         .expect("bundle");
+    let size = ledger::types::TreeSize::new(other_seq + 1);
+    let other_entry = ledger::bundle::BundleEntry {
+        inclusion_proof: store
+            .inclusion_proof(&tenant, other_record.seq.leaf_index(), size)
+            .await
+            .expect("proof"),
+        record: other_record,
+        erasable_values: None,
+        erased: None,
+    };
     store.shutdown().await;
     let applicant = FieldName::parse("applicant_name").expect("name");
     // The store itself marks the field erased, withholds nothing else, and holds the erasure
@@ -1245,6 +1273,29 @@ async fn a_bundle_marking_a_field_erased_verifies_offline_and_names_the_erasure(
         proven.contains(&format!(
             "record {decision_seq} (decision {decision_id}); erasable values: 0 matched their commitments, 0 absent (withheld), 1 erased (applicant_name by seq {erasure_seq})"
         ).as_str()),
+        "{out}"
+    );
+
+    // Another subject's erasure, held in the bundle, named for this decision's field.
+    let mut b = bundle.clone();
+    b.entries[0].erasable_values = None;
+    b.entries[0].erased = Some(BTreeMap::from([(
+        applicant.clone(),
+        ErasedField {
+            erasure_seq: Sequence::new(other_seq).expect("seq"),
+        },
+    )]));
+    b.entries.retain(|e| e.record.seq.get() != erasure_seq);
+    b.entries.push(other_entry);
+    let forged = bin.path("bundle-other-subject.json");
+    std::fs::write(&forged, b.to_json()).expect("write bundle");
+    let (code, out) = bin.verify(&["bundle", path_str(&forged), "--key-history", h]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["failure"]["seq"], other_seq, "{out}");
+    assert!(
+        out["failure"]["message"].as_str().is_some_and(|m| m.contains(&format!(
+            "is named as the erasure of field applicant_name of record {decision_seq}, but its subject_ref do not include it"
+        ))),
         "{out}"
     );
 

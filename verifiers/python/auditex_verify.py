@@ -743,7 +743,9 @@ class EntryChecker:
         self.previous = None
         # Erasure seqs named by earlier entries -> [(seq, event_id, field)]: an erasure comes
         # after what it erases, so it is checked when its own entry is reached.
-        self.named: dict[int, list[tuple[int, str, str]]] = {}
+        self.named: dict[int, list[tuple[int, str, str, str | None]]] = {}
+        # The subject the evidence concerns: the subject_ref of its first record naming one.
+        self.subject: str | None = None
 
     def check(self, entry, what: str, role) -> tuple[str, int, int, int]:
         """Checks one entry; returns the sentence it proves and how many values matched, how
@@ -773,8 +775,13 @@ class EntryChecker:
             if sha256(ERASABLE_DOMAIN, b"\x00", salt, jcs(v.get("value"))).hex() != commitment:
                 raise Failed(f"record {seq}: erasable value {field} does not match its commitment", seq, event_id)
         erased = check_erased(entry, rec, values)
+        own = rec["payload"].get("subject_ref")
+        own = own if isinstance(own, str) else None
+        if self.subject is None:
+            self.subject = own
+        subject = own if own is not None else self.subject
         for field, erasure_seq in erased.items():
-            self.named.setdefault(erasure_seq, []).append((seq, event_id, field))
+            self.named.setdefault(erasure_seq, []).append((seq, event_id, field, subject))
         by = ", ".join(f"{field} by seq {erasure_seq}" for field, erasure_seq in erased.items())
         withheld = len(rec["erasable"]) - len(values) - len(erased)
         proven = (
@@ -852,12 +859,13 @@ def verify_package(lines: Iterator[str], trust: Trust) -> list[str]:
             )
 
         try:
+            rec = doc.get("record") if isinstance(doc, dict) else None
+            if isinstance(rec, dict) and rec.get("event_type") == "erasure" and isinstance(rec.get("payload"), dict):
+                # An erasure an earlier entry names passes as that erasure, not through `role`:
+                # in a package it must still be one of the subject's, which is the first thing
+                # said of one that is not.
+                role(rec, rec.get("seq"), rec.get("event_id"))
             _, m, w, e = checker.check(doc, "the entry", role)
-            rec = doc["record"]
-            if rec["event_type"] == "erasure":
-                # An erasure an earlier entry names passed as that erasure, not through `role`:
-                # in a package it must still be one of the subject's.
-                role(rec, rec["seq"], rec["event_id"])
         except Failed as f:
             raise Failed(f"line {n}: {f}", f.seq, f.event_id) from f
         count, matched, withheld, erased = count + 1, matched + m, withheld + w, erased + e
@@ -898,14 +906,17 @@ def check_erased(entry, rec, values) -> dict[str, int]:
     return out
 
 
-def check_named_erasure(rec, named: list[tuple[int, str, str]]):
+def check_named_erasure(rec, named: list[tuple[int, str, str, str | None]]):
     """A record that earlier entries name as the erasure of their fields must be an `erasure`
-    whose `event_ids` and `fields`, where given, include each of them (section 11)."""
+    of their subject (when it names no records) whose `event_ids` and `fields`, where given,
+    include each of them (section 11)."""
     erasure_seq, erasure_id = rec["seq"], rec["event_id"]
-    for seq, event_id, field in named:
+    for seq, event_id, field, subject in named:
         what = f"record {erasure_seq} (event {erasure_id}) is named as the erasure of field {field} of record {seq}, but"
         if rec["event_type"] != "erasure":
             raise Failed(f"{what} is a {rec['event_type']} event", erasure_seq, erasure_id)
+        if not isinstance(rec["payload"].get("event_ids"), list) and rec["payload"].get("subject_ref") != subject:
+            raise Failed(f"{what} its subject_ref do not include it", erasure_seq, erasure_id)
         for member, wanted in (("event_ids", event_id), ("fields", field)):
             listed = rec["payload"].get(member)
             if isinstance(listed, list) and wanted not in listed:

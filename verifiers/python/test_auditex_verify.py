@@ -700,6 +700,25 @@ class ErasedFields(unittest.TestCase):
                 self.fails(doc, f"record {seq} (event {event_id(seq)}) is named as the erasure of field applicant_name "
                                 f"of record 0, but its {member} do not include it", seq)
 
+    def append(self, event_type, payload):
+        """Signs one more record onto the fixture's chain; its seq."""
+        seq, prev = len(self.records), self.hashes[-1]
+        body = {"v": 1, "tenant": "acme-bank", "seq": seq, "prev": prev.hex(),
+                "captured_at_us": 1_795_000_000_000_000 + seq, "event_id": event_id(seq),
+                "event_type": event_type, "payload": payload, "erasable": {}, "key_id": self.key_id}
+        digest = h(av.RECORD_DOMAIN, b"\x00", canonical(body))
+        self.records.append(dict(body, hash=digest.hex(), sig=self.signer.key.sign(digest).hex()))
+        self.hashes.append(digest)
+        return seq
+
+    def test_an_erasure_naming_no_records_proves_only_marks_of_its_own_subject(self):
+        other = self.append("erasure", {"subject_ref": "subj-other", "reason": "erasure requested"})
+        own = self.append("erasure", {"subject_ref": "subj-5d41402a", "reason": "erasure requested"})
+        self.fails(self.bundle([0, other], erased={"applicant_name": {"erasure_seq": other}}),
+                   f"record {other} (event {event_id(other)}) is named as the erasure of field applicant_name "
+                   "of record 0, but its subject_ref do not include it", other)
+        av.verify_bundle(self.bundle([0, own], erased={"applicant_name": {"erasure_seq": own}}), self.trust)
+
     def test_an_erasure_record_no_entry_names_must_link_to_the_decision(self):
         self.fails(self.bundle([0, 1, 2]), f"record 2 (event {event_id(2)}) does not link to decision {event_id(0)}", 2)
 
