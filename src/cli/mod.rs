@@ -300,6 +300,25 @@ pub enum TenantCommand {
     },
     /// List tenants.
     List,
+    /// Choose who may read the tenant's tiled log (C2SP tlog-tiles, served under its origin):
+    /// `private` (the default) admits only the tenant's own `read` and `verify` keys, `public`
+    /// anyone. Running services follow within five seconds.
+    Tiles {
+        /// Tenant id.
+        id: String,
+        /// Who may read.
+        #[arg(value_enum)]
+        access: TileAccess,
+    },
+}
+
+/// Who may read a tenant's tiled log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TileAccess {
+    /// Only the tenant's own `read` and `verify` keys.
+    Private,
+    /// Anyone, without a key.
+    Public,
 }
 
 /// API key commands.
@@ -786,6 +805,18 @@ pub async fn run(cli: Cli) -> CliResult {
                     for t in s.tenants().await? {
                         println!("{t}");
                     }
+                }
+                TenantCommand::Tiles { id, access } => {
+                    let tenant = tenant_id(&id)?;
+                    s.set_tiles_public(&tenant, access == TileAccess::Public)
+                        .await?;
+                    let origin = s.origin(&tenant).await?;
+                    let who = match access {
+                        TileAccess::Public => "anyone",
+                        TileAccess::Private => "the tenant's read and verify keys only",
+                    };
+                    println!("tiled log of {tenant}: readable by {who}");
+                    println!("log prefix: https://{origin}/");
                 }
             }
             s.shutdown().await;

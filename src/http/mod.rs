@@ -27,6 +27,7 @@ pub(crate) mod package;
 pub(crate) mod params;
 pub(crate) mod readiness;
 pub(crate) mod subjects;
+pub(crate) mod tiles;
 pub mod tls;
 pub(crate) mod views;
 
@@ -138,6 +139,8 @@ pub fn routes() -> Router<AppState> {
         .merge(api::ops_routes())
         .merge(readiness::routes())
         .merge(openapi::routes())
+        // Paths under a tenant's log prefix (its origin's path) are not fixed routes.
+        .fallback(tiles::serve)
 }
 
 /// Forgets idle entries of the address rate limiter, so that its map stays bounded; the server

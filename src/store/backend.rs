@@ -250,6 +250,17 @@ pub(crate) trait LedgerBackend: Send + Sync {
         now_us: u64,
     ) -> Result<(), StoreError>;
 
+    /// Whether the tenant's tiled log is open to anyone (`false` without a setting).
+    async fn tiles_public(&self, tenant: &TenantId) -> Result<bool, StoreError>;
+
+    /// Opens the tenant's tiled log to anyone, or closes it to its own keys again.
+    async fn set_tiles_public(
+        &self,
+        tenant: &TenantId,
+        public: bool,
+        now_us: u64,
+    ) -> Result<(), StoreError>;
+
     /// The stored hashes of records `from..to`, in order (level 0 of the Merkle tiles).
     async fn record_hashes(
         &self,

@@ -34,6 +34,7 @@ mod service_draft;
 mod shredding;
 mod sqlite;
 pub mod subjects;
+mod tiles;
 pub mod users;
 mod view_query;
 pub mod views;
@@ -545,6 +546,8 @@ struct Inner {
     closed: AtomicBool,
     last_used: api_keys::LastUsed,
     tile_cache: Mutex<TileCache>,
+    /// Who may read each tenant's tiles, as last read (see `tiles.rs`).
+    tile_access: tiles::TileAccessCache,
     trees: Mutex<HashMap<TenantId, watch::Receiver<TreeHead>>>,
     /// Each tenant's recorded origin, once read: origins are written once and never change.
     origins: Mutex<HashMap<TenantId, String>>,
@@ -614,6 +617,7 @@ impl Store {
                 closed: AtomicBool::new(false),
                 last_used: api_keys::LastUsed::default(),
                 tile_cache: Mutex::new(HashMap::new()),
+                tile_access: tiles::TileAccessCache::default(),
                 trees: Mutex::new(HashMap::new()),
                 origins: Mutex::new(HashMap::new()),
                 shutdown: tokio::sync::Notify::new(),
@@ -1373,47 +1377,14 @@ impl Store {
         use_cache: bool,
     ) -> Result<Vec<Hash>, StoreError> {
         // Group the ids by (base level, tile index) so each tile is read once.
-        let mut tiles: BTreeMap<(u8, u64), Vec<Hash>> = BTreeMap::new();
+        let mut tiles: BTreeMap<(u8, u64), Arc<[Hash]>> = BTreeMap::new();
         for id in ids {
             let base = id.level() - id.level() % TILE_HEIGHT;
             let first = id.index() << (id.level() - base);
             tiles.entry((base, first >> TILE_HEIGHT)).or_default();
         }
         for (&(base, tile), hashes) in tiles.iter_mut() {
-            let key = (tenant.clone(), base, tile);
-            let cached = if use_cache {
-                self.lock_tile_cache().get(&key).cloned()
-            } else {
-                None
-            };
-            if let Some(cached) = cached {
-                *hashes = cached.to_vec();
-                continue;
-            }
-            let from = tile << TILE_HEIGHT;
-            let to = from + (1 << TILE_HEIGHT);
-            *hashes = if base == 0 {
-                let rows = self.backend().record_hashes(tenant, from, to).await?;
-                rows.iter()
-                    .map(|h| Hash::from_slice(h).map(|h| leaf_hash(h.as_bytes())))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
-            } else {
-                let rows = self.backend().merkle_nodes(tenant, base, from, to).await?;
-                rows.iter()
-                    .map(|h| Hash::from_slice(h))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
-            };
-            // A full tile never changes (the log is append-only), so it can be kept; partial
-            // tiles on the right edge are always read afresh.
-            if use_cache && hashes.len() == 1 << TILE_HEIGHT {
-                let mut cache = self.lock_tile_cache();
-                if cache.len() >= TILE_CACHE_TILES_MAX {
-                    cache.clear();
-                }
-                cache.insert(key, hashes.clone().into());
-            }
+            *hashes = self.tile_hashes(tenant, base, tile, use_cache).await?;
         }
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -1433,6 +1404,46 @@ impl Store {
             out.push(fold_perfect(slice));
         }
         Ok(out)
+    }
+
+    /// The stored hashes of tile `tile` whose hashes are Merkle nodes at level `base` (a multiple
+    /// of 8; level 0 being the leaf hashes of the records), as many as are stored: 256 for a full
+    /// tile, fewer on the right edge. Full tiles never change (the log is append-only), so with
+    /// `use_cache` they are kept; partial tiles on the right edge are always read afresh.
+    pub(crate) async fn tile_hashes(
+        &self,
+        tenant: &TenantId,
+        base: u8,
+        tile: u64,
+        use_cache: bool,
+    ) -> Result<Arc<[Hash]>, StoreError> {
+        let key = (tenant.clone(), base, tile);
+        if use_cache && let Some(cached) = self.lock_tile_cache().get(&key).cloned() {
+            return Ok(cached);
+        }
+        let from = tile << TILE_HEIGHT;
+        let to = from + (1 << TILE_HEIGHT);
+        let hashes: Arc<[Hash]> = if base == 0 {
+            let rows = self.backend().record_hashes(tenant, from, to).await?;
+            rows.iter()
+                .map(|h| Hash::from_slice(h).map(|h| leaf_hash(h.as_bytes())))
+                .collect::<Result<_, _>>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        } else {
+            let rows = self.backend().merkle_nodes(tenant, base, from, to).await?;
+            rows.iter()
+                .map(|h| Hash::from_slice(h))
+                .collect::<Result<_, _>>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        };
+        if use_cache && hashes.len() == 1 << TILE_HEIGHT {
+            let mut cache = self.lock_tile_cache();
+            if cache.len() >= TILE_CACHE_TILES_MAX {
+                cache.clear();
+            }
+            cache.insert(key, Arc::clone(&hashes));
+        }
+        Ok(hashes)
     }
 
     /// Signs a checkpoint for `head` with the tenant's current key and stores it.

@@ -507,6 +507,38 @@ impl LedgerBackend for PgDb {
         Ok(())
     }
 
+    async fn tiles_public(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let public: Option<bool> =
+            sqlx::query_scalar("SELECT public FROM tenant_tile_access WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(public == Some(true))
+    }
+
+    async fn set_tiles_public(
+        &self,
+        tenant: &TenantId,
+        public: bool,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(
+            "INSERT INTO tenant_tile_access (tenant_id, public, changed_at_us) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id) DO UPDATE SET public = excluded.public,
+                                                   changed_at_us = excluded.changed_at_us",
+        )
+        .bind(tenant.as_str())
+        .bind(public)
+        .bind(db_int(now_us))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn abandoned_checkpoints(
         &self,
         tenant: &TenantId,

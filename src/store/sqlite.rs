@@ -522,6 +522,34 @@ impl LedgerBackend for SqliteDb {
         Ok(())
     }
 
+    async fn tiles_public(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let public: Option<i64> =
+            sqlx::query_scalar("SELECT public FROM tenant_tile_access WHERE tenant_id = ?")
+                .bind(tenant.as_str())
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(public == Some(1))
+    }
+
+    async fn set_tiles_public(
+        &self,
+        tenant: &TenantId,
+        public: bool,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenant_tile_access (tenant_id, public, changed_at_us) VALUES (?, ?, ?)
+             ON CONFLICT (tenant_id) DO UPDATE SET public = excluded.public,
+                                                   changed_at_us = excluded.changed_at_us",
+        )
+        .bind(tenant.as_str())
+        .bind(i64::from(public))
+        .bind(db_int(now_us))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     async fn abandoned_checkpoints(
         &self,
         tenant: &TenantId,

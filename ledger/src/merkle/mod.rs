@@ -31,8 +31,8 @@ pub use proof::{
     inclusion_proof_node_ids, prove_consistency, prove_inclusion,
 };
 pub use tile::{
-    TILE_HASHES_MAX, TILE_HEIGHT, TILE_LEVEL_MAX, TileError, TileId, TileSpan, entries_path,
-    tile_hashes_from_bytes, tile_width,
+    TILE_HASHES_MAX, TILE_HEIGHT, TILE_LEVEL_MAX, TileError, TileId, TileResource, TileSpan,
+    entries_from_bundle, entries_path, entry_bundle, tile_hashes_from_bytes, tile_width,
 };
 pub use verify::{
     VerifyConsistencyError, VerifyInclusionError, root_from_inclusion_proof, verify_consistency,

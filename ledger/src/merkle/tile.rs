@@ -69,6 +69,22 @@ pub enum TileError {
         /// The length of the body.
         len: usize,
     },
+    /// A path under a log prefix that names no resource of the tlog-tiles layout (or names one
+    /// in a non-canonical spelling, such as a superfluous leading `x000/` group).
+    #[error("not a tile path: {0}")]
+    Path(&'static str),
+    /// An entry bundle is a sequence of big-endian uint16 length-prefixed entries.
+    #[error("the entry bundle is truncated at byte {at}")]
+    BundleTruncated {
+        /// Where the truncated entry starts.
+        at: usize,
+    },
+    /// An entry longer than a uint16 length prefix can say.
+    #[error("an entry of {len} bytes does not fit an entry bundle (at most 65535)")]
+    EntryTooLong {
+        /// Its length.
+        len: usize,
+    },
 }
 
 /// A tile: level `L` holds the nodes of Merkle level `8 * L`, index `N` the 256 of them starting
@@ -140,6 +156,164 @@ pub fn entries_path(index: u64, width: u16) -> Result<String, TileError> {
     let mut path = String::from("tile/entries/");
     push_index_and_width(&mut path, index, width)?;
     Ok(path)
+}
+
+/// What a path under a log prefix names (C2SP tlog-tiles, plus Auditex's record bundles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileResource {
+    /// `checkpoint`: the latest signed checkpoint.
+    Checkpoint,
+    /// `tile/<L>/<N>[.p/<W>]`: `width` hashes of `tile` (256 for a full tile).
+    Tile {
+        /// The tile.
+        tile: TileId,
+        /// Its width: 256 for a full tile, 1..=255 for a partial one.
+        width: u16,
+    },
+    /// `tile/entries/<N>[.p/<W>]`: the entries under level-0 tile `index`.
+    Entries {
+        /// The bundle's index (that of its level-0 tile).
+        index: u64,
+        /// Its width.
+        width: u16,
+    },
+    /// `records/<N>[.p/<W>]`: the same positions as entry bundle `index`, as whole records
+    /// (an encoding of the log's own, served at a URL of its own as the spec requires).
+    Records {
+        /// The bundle's index.
+        index: u64,
+        /// Its width.
+        width: u16,
+    },
+}
+
+impl TileResource {
+    /// Parses the part of a URL path after the log prefix and its slash (`tile/0/x001/234.p/7`).
+    /// Only the canonical spelling is accepted, so one resource has one URL (and one cache entry).
+    ///
+    /// # Errors
+    /// [`TileError::Path`] for anything that is not a resource of the layout;
+    /// [`TileError::LevelOutOfRange`] / [`TileError::IndexOutOfRange`] for a well-formed path of
+    /// a tile no `u64`-sized tree has.
+    pub fn parse(path: &str) -> Result<Self, TileError> {
+        if path == "checkpoint" {
+            return Ok(TileResource::Checkpoint);
+        }
+        if let Some(rest) = path.strip_prefix("records/") {
+            let (index, width) = parse_index_and_width(rest)?;
+            // The index must name a level-0 tile.
+            TileId::new(0, index)?;
+            return Ok(TileResource::Records { index, width });
+        }
+        let Some(rest) = path.strip_prefix("tile/") else {
+            return Err(TileError::Path("expected checkpoint, tile/ or records/"));
+        };
+        if let Some(rest) = rest.strip_prefix("entries/") {
+            let (index, width) = parse_index_and_width(rest)?;
+            TileId::new(0, index)?;
+            return Ok(TileResource::Entries { index, width });
+        }
+        let (level, rest) = rest
+            .split_once('/')
+            .ok_or(TileError::Path("a tile path is tile/<L>/<N>"))?;
+        let level = parse_decimal(level, 63).ok_or(TileError::Path(
+            "the tile level is a decimal from 0 to 63 without leading zeros",
+        ))?;
+        let (index, width) = parse_index_and_width(rest)?;
+        // `parse_decimal` bounded it by 63.
+        let tile = TileId::new(level as u8, index)?;
+        Ok(TileResource::Tile { tile, width })
+    }
+}
+
+/// A decimal of at most `max` without leading zeros (`0` itself is allowed).
+fn parse_decimal(text: &str, max: u64) -> Option<u64> {
+    let canonical = !text.is_empty()
+        && text.len() <= 20
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical
+        .then(|| text.parse::<u64>().ok())
+        .flatten()
+        .filter(|&n| n <= max)
+}
+
+/// Parses `<N>[.p/<W>]` as written by [`push_index_and_width`], refusing any other spelling.
+fn parse_index_and_width(text: &str) -> Result<(u64, u16), TileError> {
+    let (index_text, width) = match text.split_once(".p/") {
+        Some((index, width)) => {
+            let width = parse_decimal(width, u64::from(TILE_HASHES_MAX) - 1)
+                .filter(|&w| w > 0)
+                .ok_or(TileError::Path(
+                    "a partial tile's width is a decimal from 1 to 255 without leading zeros",
+                ))?;
+            // Bounded by 255 above.
+            (index, width as u16)
+        }
+        None => (text, TILE_HASHES_MAX),
+    };
+    let groups: Vec<&str> = index_text.split('/').collect();
+    let last = groups.len() - 1;
+    let mut index: u64 = 0;
+    for (position, group) in groups.iter().enumerate() {
+        let digits = if position < last {
+            group.strip_prefix('x').ok_or(TileError::Path(
+                "every index group but the last begins with x",
+            ))?
+        } else {
+            group
+        };
+        if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(TileError::Path("an index group is three digits"));
+        }
+        if position == 0 && position < last && digits == "000" {
+            return Err(TileError::Path("an index has no leading x000 group"));
+        }
+        let value: u64 = digits
+            .parse()
+            .map_err(|_| TileError::Path("an index group is three digits"))?;
+        index = index
+            .checked_mul(1000)
+            .and_then(|i| i.checked_add(value))
+            .ok_or(TileError::Path("the index does not fit in 64 bits"))?;
+    }
+    Ok((index, width))
+}
+
+/// An entry bundle: each entry as a big-endian uint16 length followed by its bytes.
+///
+/// # Errors
+/// [`TileError::EntryTooLong`] for an entry of more than 65,535 bytes.
+pub fn entry_bundle<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, TileError> {
+    let mut body = Vec::new();
+    for entry in entries {
+        let len =
+            u16::try_from(entry.len()).map_err(|_| TileError::EntryTooLong { len: entry.len() })?;
+        body.extend_from_slice(&len.to_be_bytes());
+        body.extend_from_slice(entry);
+    }
+    Ok(body)
+}
+
+/// The entries of an entry bundle, in order.
+///
+/// # Errors
+/// [`TileError::BundleTruncated`] when a length prefix or an entry runs past the end.
+pub fn entries_from_bundle(body: &[u8]) -> Result<Vec<&[u8]>, TileError> {
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let Some(prefix) = body.get(at..at + 2) else {
+            return Err(TileError::BundleTruncated { at });
+        };
+        let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
+        let Some(entry) = body.get(at + 2..at + 2 + len) else {
+            return Err(TileError::BundleTruncated { at });
+        };
+        entries.push(entry);
+        at += 2 + len;
+    }
+    Ok(entries)
 }
 
 /// Appends `<N>[.p/<W>]`: the index as zero-padded groups of three digits, every group but the
@@ -397,6 +571,110 @@ mod tests {
         tile_hashes.extend(four);
         let want = node_hash(node_hash(four[0], four[1]), node_hash(four[2], four[3]));
         assert_eq!(span.node_hash(&tile_hashes), Ok(want));
+    }
+
+    #[test]
+    fn every_path_written_parses_back_to_its_resource() {
+        for (level, index, width) in [
+            (0, 0, 256),
+            (1, 7, 256),
+            (0, 1000, 17),
+            (2, 1_234_067, 1),
+            (0, u64::MAX >> 8, 255),
+        ] {
+            let t = tile(level, index);
+            let path = t.path(width).expect("valid");
+            assert_eq!(
+                TileResource::parse(&path),
+                Ok(TileResource::Tile { tile: t, width }),
+                "{path}"
+            );
+            let entries = entries_path(index, width).expect("valid");
+            if level == 0 {
+                assert_eq!(
+                    TileResource::parse(&entries),
+                    Ok(TileResource::Entries { index, width })
+                );
+            }
+        }
+        assert_eq!(
+            TileResource::parse("records/x001/234.p/9"),
+            Ok(TileResource::Records {
+                index: 1234,
+                width: 9
+            })
+        );
+        assert_eq!(
+            TileResource::parse("checkpoint"),
+            Ok(TileResource::Checkpoint)
+        );
+    }
+
+    #[test]
+    fn non_canonical_and_malformed_paths_are_refused() {
+        for path in [
+            "",
+            "checkpoint/",
+            "tile/0/0",
+            "tile/0/0000",
+            "tile/00/000",
+            "tile/01/000",
+            "tile/64/000",
+            "tile/-1/000",
+            "tile/0/x000/001",
+            "tile/0/001/x002",
+            "tile/0/y001/002",
+            "tile/0/000.p/0",
+            "tile/0/000.p/256",
+            "tile/0/000.p/07",
+            "tile/0/000.p/",
+            "tile/0/000.p/1/2",
+            "tile/0/000/",
+            "tile/0/x001/x002/x003/x004/x005/x006/x007/008",
+            "tile/entries/abc",
+            "tile/entries/",
+            "tile/0",
+            "records/",
+            "other",
+            "tile/0/+01",
+        ] {
+            assert!(TileResource::parse(path).is_err(), "{path:?} parsed");
+        }
+        // Well-formed, but above any tile of a u64-sized tree.
+        assert_eq!(
+            TileResource::parse("tile/9/000"),
+            Err(TileError::LevelOutOfRange { level: 9 })
+        );
+    }
+
+    #[test]
+    fn entry_bundles_are_uint16_length_prefixed() {
+        let a = [1u8; 32];
+        let b = [2u8; 3];
+        let body = entry_bundle([&a[..], &b[..]]).expect("short entries");
+        assert_eq!(&body[..2], &[0, 32]);
+        assert_eq!(body.len(), 2 + 32 + 2 + 3);
+        assert_eq!(
+            entries_from_bundle(&body).expect("well formed"),
+            vec![&a[..], &b[..]]
+        );
+        assert_eq!(
+            entries_from_bundle(&body[..body.len() - 1]),
+            Err(TileError::BundleTruncated { at: 34 })
+        );
+        assert_eq!(
+            entries_from_bundle(&[0]),
+            Err(TileError::BundleTruncated { at: 0 })
+        );
+        assert_eq!(
+            entries_from_bundle(&[]).expect("empty"),
+            Vec::<&[u8]>::new()
+        );
+        let long = vec![0u8; 65_536];
+        assert_eq!(
+            entry_bundle([&long[..]]),
+            Err(TileError::EntryTooLong { len: 65_536 })
+        );
     }
 
     #[test]
