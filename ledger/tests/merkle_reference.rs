@@ -15,8 +15,9 @@ use std::collections::HashMap;
 use ledger::merkle::{
     CompactTree, NodeHash, NodeId, ProofNodes, TileId, TileSpan, VerifyConsistencyError,
     VerifyInclusionError, compact_range_node_ids, consistency_proof_node_ids, empty_root,
-    inclusion_proof_node_ids, leaf_hash, node_hash, prove_consistency, prove_inclusion,
-    root_from_inclusion_proof, tile_width, verify_consistency, verify_inclusion,
+    inclusion_proof_node_ids, leaf_hash, node_hash, node_hashes_from_tiles, prove_consistency,
+    prove_inclusion, root_from_inclusion_proof, tile_width, tiles_for_nodes, verify_consistency,
+    verify_inclusion,
 };
 use ledger::types::{Hash, LeafIndex, TreeSize};
 use proptest::prelude::*;
@@ -528,6 +529,42 @@ fn node_hashes_computed_from_tiles_match_the_reference() {
             Ok(())
         );
     }
+
+    // What a tiles client does: ask which tiles (at which widths) hold the nodes, fetch those,
+    // compute the hashes. Consistency proofs and the root of the compact range both verify.
+    let fetch = |wanted: std::collections::BTreeMap<TileId, u16>| {
+        wanted
+            .into_iter()
+            .map(|(tile, width)| {
+                let hashes = tile_hashes(tile);
+                assert_eq!(hashes.len(), usize::from(width), "{tile:?}");
+                (tile, hashes)
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let tree_size = TreeSize::new(size);
+    for old in [1, 255, 256, 257, 65_536, 69_999] {
+        let old_size = TreeSize::new(old);
+        let nodes = consistency_proof_node_ids(old_size, tree_size).expect("old <= new");
+        let tiles = fetch(tiles_for_nodes(nodes.ids(), tree_size).expect("in the tree"));
+        let hashes = node_hashes_from_tiles(nodes.ids(), &tiles).expect("tiles wide enough");
+        let proof = nodes.rehash(&hashes).expect("one hash per id");
+        let old_root = reference::mth(&all[..usize_of(old)]);
+        assert_eq!(
+            verify_consistency(old_size, tree_size, &proof, old_root, tree.root()),
+            Ok(()),
+            "{old}"
+        );
+    }
+    let ids = compact_range_node_ids(tree_size);
+    let tiles = fetch(tiles_for_nodes(&ids, tree_size).expect("in the tree"));
+    let edge = node_hashes_from_tiles(&ids, &tiles).expect("tiles wide enough");
+    let rebuilt = CompactTree::from_parts(tree_size, edge).expect("one hash per subtree");
+    assert_eq!(rebuilt.root(), tree.root());
+    // A node beyond the tree, or a tile not fetched, is an error rather than a wrong hash.
+    let beyond = NodeId::new(0, size).expect("valid node");
+    assert!(tiles_for_nodes(&[beyond], tree_size).is_err());
+    assert!(node_hashes_from_tiles(&[beyond], &tiles).is_err());
 }
 
 proptest! {

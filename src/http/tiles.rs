@@ -139,7 +139,12 @@ async fn answer(
                 .await?
                 .ok_or_else(not_found)?;
             let body: Vec<u8> = hashes.iter().flat_map(|h| *h.as_bytes()).collect();
-            Ok(immutable(body, "application/octet-stream", visibility, headers))
+            Ok(immutable(
+                body,
+                "application/octet-stream",
+                visibility,
+                headers,
+            ))
         }
         TileResource::Entries { index, width } => {
             let hashes = state
@@ -149,7 +154,12 @@ async fn answer(
                 .ok_or_else(not_found)?;
             let body = entry_bundle(hashes.iter().map(|h| &h.as_bytes()[..]))
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok(immutable(body, "application/octet-stream", visibility, headers))
+            Ok(immutable(
+                body,
+                "application/octet-stream",
+                visibility,
+                headers,
+            ))
         }
         TileResource::Records { index, width } => {
             let records = state

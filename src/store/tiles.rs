@@ -57,14 +57,16 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::UnknownTenant`] for a tenant that does not exist; a database error.
-    pub async fn set_tiles_public(&self, tenant: &TenantId, public: bool) -> Result<(), StoreError> {
+    pub async fn set_tiles_public(
+        &self,
+        tenant: &TenantId,
+        public: bool,
+    ) -> Result<(), StoreError> {
         if !self.tenant_exists(tenant).await? {
             return Err(StoreError::UnknownTenant);
         }
         let now = self.inner.config.clock.now_unix_micros();
-        self.backend()
-            .set_tiles_public(tenant, public, now)
-            .await?;
+        self.backend().set_tiles_public(tenant, public, now).await?;
         self.inner.tile_access.lock().remove(tenant);
         Ok(())
     }

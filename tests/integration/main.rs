@@ -15,6 +15,7 @@ mod http_erasure;
 mod http_holds;
 mod http_integrity;
 mod http_package;
+mod http_tiles;
 mod http_views;
 mod ops;
 mod portal;

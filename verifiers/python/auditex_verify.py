@@ -1045,22 +1045,35 @@ def verify_checkpoint_consistency(old_path: str, new_path: str, proof_path: str 
     """The newer checkpoint extends the older one: same origin, no smaller tree (a rollback), no
     other root at the same size (a fork), and for a larger tree an RFC 9162 consistency proof.
     Each checkpoint must be signed by a key current at its size (FORMAT.md section 9)."""
-    opened = []
-    for label, path in (("old", old_path), ("new", new_path)):
-        note = checkpoint_note_of(path)
-        try:
-            c = open_checkpoint(note, trust.keys)
-            check_checkpoint_interval(c, trusted_intervals(trust, c.origin), c.origin)
-        except Failed as e:
-            raise Failed(f"the {label} checkpoint ({path}): {e}") from e
-        opened.append(c)
-    older, newer = opened
+    older = open_saved_checkpoint("old", old_path, trust)
+    newer = open_saved_checkpoint("new", new_path, trust)
     needs_proof = older.origin == newer.origin and newer.size > older.size and older.size > 0
     if needs_proof and proof_path is None:
         raise Unusable(
             f"a consistency proof is needed from size {older.size} to {newer.size}: pass --proof FILE "
             f"(from `auditex proof --tenant T --old-size {older.size}` or GET /v1/proofs/consistency)"
         )
+    # A proof given where none is needed is checked all the same: nothing supplied goes unchecked.
+    return check_extends(
+        older, newer, lambda: read_consistency_proof(proof_path, older, newer, trust) if proof_path is not None else []
+    )
+
+
+def open_saved_checkpoint(label: str, path: str, trust: Trust) -> Checkpoint:
+    """A checkpoint from a file (a bare note, or the one an export, bundle or proof file holds),
+    signed by a trusted key current at its size (FORMAT.md section 9)."""
+    note = checkpoint_note_of(path)
+    try:
+        c = open_checkpoint(note, trust.keys)
+        check_checkpoint_interval(c, trusted_intervals(trust, c.origin), c.origin)
+    except Failed as e:
+        raise Failed(f"the {label} checkpoint ({path}): {e}") from e
+    return c
+
+
+def check_extends(older: Checkpoint, newer: Checkpoint, proof_of) -> list[str]:
+    """The newer checkpoint extends the older: the same log, no smaller tree, no other root at the
+    same size, and the consistency proof `proof_of()` gives (asked for only once those hold)."""
     if older.origin != newer.origin:
         raise Failed(f"the checkpoints are of two logs: {older.origin!r} and {newer.origin!r}")
     if newer.size < older.size:
@@ -1072,9 +1085,7 @@ def verify_checkpoint_consistency(old_path: str, new_path: str, proof_path: str 
         raise Failed(
             f"the log forked: two different roots {older.root.hex()} and {newer.root.hex()} for tree size {older.size}"
         )
-    # A proof given where none is needed is checked all the same: nothing supplied goes unchecked.
-    proof = read_consistency_proof(proof_path, older, newer, trust) if proof_path is not None else []
-    verify_consistency(older.size, newer.size, proof, older.root, newer.root)
+    verify_consistency(older.size, newer.size, proof_of(), older.root, newer.root)
     return [
         f"the checkpoint of size {newer.size} (root {newer.root.hex()}) extends the one of size {older.size} "
         f"(root {older.root.hex()}) of {newer.origin}: nothing in the older tree was changed"
@@ -1130,22 +1141,27 @@ def parse_key_history_document(doc) -> tuple[str, list[KeyInterval]]:
 
 
 def read_lines(path: str) -> Iterator[str]:
-    """An export's lines without their newlines. FORMAT.md section 1: every line, the last one
-    too, ends with \\n alone, and none holds another control character (no \\r, no tab), which
-    JSON would otherwise read as white space."""
+    """An export's lines without their newlines (see `checked_lines`)."""
     f = sys.stdin.buffer if path == "-" else open(path, "rb")
     with f:
-        for n, raw in enumerate(f, start=1):
-            if not raw.endswith(b"\n"):
-                raise Failed(f"line {n}: the export does not end with a newline")
-            raw = raw[:-1]
-            bad = CONTROL_BYTE.search(raw)
-            if bad is not None:
-                raise Failed(f"line {n}: control character 0x{raw[bad.start()]:02x} at byte {bad.start()}; lines end with \\n alone")
-            try:
-                yield raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise Failed(f"line {n}: not UTF-8") from e
+        yield from checked_lines(f, "export")
+
+
+def checked_lines(raw_lines: Iterable[bytes], what: str) -> Iterator[str]:
+    """JSON Lines without their newlines. FORMAT.md section 1: every line, the last one too, ends
+    with \\n alone, and none holds another control character (no \\r, no tab), which JSON would
+    otherwise read as white space."""
+    for n, raw in enumerate(raw_lines, start=1):
+        if not raw.endswith(b"\n"):
+            raise Failed(f"line {n}: the {what} does not end with a newline")
+        raw = raw[:-1]
+        bad = CONTROL_BYTE.search(raw)
+        if bad is not None:
+            raise Failed(f"line {n}: control character 0x{raw[bad.start()]:02x} at byte {bad.start()}; lines end with \\n alone")
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise Failed(f"line {n}: not UTF-8") from e
 
 
 def main(argv: Iterable[str] | None = None) -> int:

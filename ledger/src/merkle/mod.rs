@@ -32,7 +32,8 @@ pub use proof::{
 };
 pub use tile::{
     TILE_HASHES_MAX, TILE_HEIGHT, TILE_LEVEL_MAX, TileError, TileId, TileResource, TileSpan,
-    entries_from_bundle, entries_path, entry_bundle, tile_hashes_from_bytes, tile_width,
+    entries_from_bundle, entries_path, entry_bundle, node_hashes_from_tiles,
+    tile_hashes_from_bytes, tile_width, tiles_for_nodes,
 };
 pub use verify::{
     VerifyConsistencyError, VerifyInclusionError, root_from_inclusion_proof, verify_consistency,

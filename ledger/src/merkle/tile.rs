@@ -79,6 +79,22 @@ pub enum TileError {
         /// Where the truncated entry starts.
         at: usize,
     },
+    /// A node a proof needs lies in a tile that the tree of this size does not have.
+    #[error("tile {index} at level {level} is not part of the tree")]
+    NotInTree {
+        /// The tile level.
+        level: u8,
+        /// The tile index.
+        index: u64,
+    },
+    /// A tile a node needs was not supplied.
+    #[error("tile {index} at level {level} was not supplied")]
+    TileMissing {
+        /// The tile level.
+        level: u8,
+        /// The tile index.
+        index: u64,
+    },
     /// An entry longer than a uint16 length prefix can say.
     #[error("an entry of {len} bytes does not fit an entry bundle (at most 65535)")]
     EntryTooLong {
@@ -278,6 +294,53 @@ fn parse_index_and_width(text: &str) -> Result<(u64, u16), TileError> {
             .ok_or(TileError::Path("the index does not fit in 64 bits"))?;
     }
     Ok((index, width))
+}
+
+/// The tiles that hold the nodes `ids` of the tree of `size`, each with the width it has at that
+/// size: what a tiles client fetches to compute a proof (see [`node_hashes_from_tiles`]).
+///
+/// # Errors
+/// [`TileError::NotInTree`] when a node lies outside the tree of `size`.
+pub fn tiles_for_nodes(
+    ids: &[NodeId],
+    size: TreeSize,
+) -> Result<std::collections::BTreeMap<TileId, u16>, TileError> {
+    let mut tiles = std::collections::BTreeMap::new();
+    for &id in ids {
+        let span = TileSpan::for_node(id);
+        let tile = span.tile();
+        let width =
+            tile_width(tile, size)
+                .filter(|&w| w >= span.end())
+                .ok_or(TileError::NotInTree {
+                    level: tile.level(),
+                    index: tile.index(),
+                })?;
+        tiles.insert(tile, width);
+    }
+    Ok(tiles)
+}
+
+/// The hashes of the nodes `ids`, in order, from fetched tiles (by tile, its hashes).
+///
+/// # Errors
+/// [`TileError::TileMissing`] when a tile is not in `tiles`; [`TileError::TooFewHashes`] when a
+/// tile is narrower than a node needs.
+pub fn node_hashes_from_tiles(
+    ids: &[NodeId],
+    tiles: &std::collections::BTreeMap<TileId, Vec<Hash>>,
+) -> Result<Vec<Hash>, TileError> {
+    ids.iter()
+        .map(|&id| {
+            let span = TileSpan::for_node(id);
+            let tile = span.tile();
+            let hashes = tiles.get(&tile).ok_or(TileError::TileMissing {
+                level: tile.level(),
+                index: tile.index(),
+            })?;
+            span.node_hash(hashes)
+        })
+        .collect()
 }
 
 /// An entry bundle: each entry as a big-endian uint16 length followed by its bytes.
