@@ -20,6 +20,7 @@
 pub mod export;
 mod fast;
 mod package;
+pub mod tiles;
 
 /// Chains of signed records for the verifiers' unit tests.
 #[cfg(test)]
@@ -162,6 +163,10 @@ pub enum VerifyTarget {
         #[command(flatten)]
         options: VerifyOptions,
     },
+    /// A log served as C2SP tlog-tiles (FORMAT.md section 8a), from its tiles alone: the
+    /// checkpoint's root, records (`--leaf`), consistency with a saved checkpoint (`--old`),
+    /// or the whole log (`--all`). A private log's API key comes from `AUDITEX_API_KEY`.
+    Tiles(tiles::TilesArgs),
     /// Two checkpoints of one log: the newer must extend the older (RFC 9162 consistency).
     Consistency {
         /// The checkpoint saved earlier: a signed note, or an export, bundle or proof file that
@@ -718,6 +723,7 @@ pub fn run(args: VerifyArgs) -> u8 {
             package::verify_package_file(&file, &options),
             options.json,
         ),
+        Some(VerifyTarget::Tiles(tiles)) => (tiles::verify_tiles(&tiles), tiles.options.json),
         Some(VerifyTarget::Consistency {
             old,
             new,

@@ -27,6 +27,7 @@ backend_tests!(
     tiles_are_immutable_and_cached_the_checkpoint_is_not,
     tile_access_follows_the_key_the_tenant_and_the_setting,
     malformed_absent_and_non_get_tile_requests_are_refused,
+    auditex_verify_tiles_proves_the_served_log_and_refuses_what_it_should,
 );
 
 /// The log prefix of the server's tenant: its origin's path, with a trailing slash.
@@ -457,4 +458,168 @@ async fn malformed_absent_and_non_get_tile_requests_are_refused(backend: Backend
         r.headers()[header::CONTENT_TYPE],
         "application/problem+json"
     );
+}
+
+/// Runs `auditex verify tiles` with `args`, the API key `key` in the environment; returns the
+/// exit code and standard output.
+async fn verify_tiles(args: &[&str], key: Option<&str>) -> (i32, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditex"));
+    command.args(["verify", "tiles"]).args(args);
+    command.env_remove("AUDITEX_API_KEY");
+    if let Some(key) = key {
+        command.env("AUDITEX_API_KEY", key);
+    }
+    let out = command.output().await.expect("run auditex verify tiles");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+async fn auditex_verify_tiles_proves_the_served_log_and_refuses_what_it_should(backend: Backend) {
+    let s = Server::start(&backend).await;
+    grow(&s).await;
+    let prefix = prefix(&s).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, s.certificate_pem()).expect("write");
+    let pem = pem.to_str().expect("utf-8").to_owned();
+    let origin = s.store.origin(&s.tenant).await.expect("origin");
+    let ring = s.store.key_history(&s.tenant).await.expect("keys");
+    let vkey = VerifierKey::new(&origin, ring.intervals()[0].public_key)
+        .expect("vkey")
+        .to_string();
+    // The checkpoint an auditor saved at size 300.
+    let early: Value = s
+        .get(&s.verify, "/v1/proofs/consistency?from=300")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let old = dir.path().join("early.checkpoint");
+    std::fs::write(&old, early["from_checkpoint"].as_str().expect("note")).expect("write");
+    let old = old.to_str().expect("utf-8").to_owned();
+    let saved = dir.path().join("saved.checkpoint");
+    let saved = saved.to_str().expect("utf-8").to_owned();
+    let url = s.url(&prefix);
+
+    let (code, out) = verify_tiles(
+        &[
+            &url,
+            "--key",
+            &vkey,
+            "--ca-cert",
+            &pem,
+            "--leaf",
+            "0",
+            "--leaf",
+            "256",
+            "--leaf",
+            "699",
+            "--old",
+            &old,
+            "--all",
+            "--save",
+            &saved,
+            "--json",
+        ],
+        Some(&s.verify),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let report: Value = serde_json::from_str(&out).expect("JSON report");
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["checkpoint"]["size"], 700);
+    assert_eq!(report["records"], 700);
+    // Root, three records, consistency, the whole log, the saved checkpoint.
+    assert_eq!(report["proven"].as_array().expect("list").len(), 7, "{out}");
+    let latest = s
+        .get(&s.verify, "/v1/checkpoints/latest")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(std::fs::read_to_string(&saved).expect("saved"), latest);
+
+    // A key the log was not signed with: not verified.
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key();
+    let stranger = VerifierKey::new(&origin, stranger)
+        .expect("vkey")
+        .to_string();
+    let (code, out) = verify_tiles(
+        &[&url, "--key", &stranger, "--ca-cert", &pem],
+        Some(&s.verify),
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("checkpoint_not_trusted") || out.contains("trusted"),
+        "{out}"
+    );
+    // An old checkpoint of another log: not an extension of it.
+    let other = crate::support::tenant_id("other-bank");
+    s.store.create_tenant(&other).await.expect("tenant");
+    append_many(&s.store, &other, 5, 5).await;
+    s.store.publish_checkpoints().await.expect("publish");
+    let other_note = s
+        .store
+        .latest_checkpoint(&other)
+        .await
+        .expect("read")
+        .expect("published")
+        .signed_note;
+    let other_origin = s.store.origin(&other).await.expect("origin");
+    let other_ring = s.store.key_history(&other).await.expect("keys");
+    let other_vkey = VerifierKey::new(&other_origin, other_ring.intervals()[0].public_key)
+        .expect("vkey")
+        .to_string();
+    let foreign = dir.path().join("foreign.checkpoint");
+    std::fs::write(&foreign, other_note).expect("write");
+    let (code, out) = verify_tiles(
+        &[
+            &url,
+            "--key",
+            &vkey,
+            "--key",
+            &other_vkey,
+            "--ca-cert",
+            &pem,
+            "--old",
+            foreign.to_str().expect("utf-8"),
+        ],
+        Some(&s.verify),
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    // No key for a private log, a leaf beyond the tree, an unknown CA: unusable, not a verdict.
+    let (code, out) = verify_tiles(&[&url, "--key", &vkey, "--ca-cert", &pem], None).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("401") && out.contains("AUDITEX_API_KEY"),
+        "{out}"
+    );
+    let (code, out) = verify_tiles(
+        &[&url, "--key", &vkey, "--ca-cert", &pem, "--leaf", "700"],
+        Some(&s.verify),
+    )
+    .await;
+    assert_eq!(code, 2, "{out}");
+    let (code, out) = verify_tiles(&[&url, "--key", &vkey], Some(&s.verify)).await;
+    assert_eq!(
+        code, 2,
+        "a self-signed certificate is not trusted by default: {out}"
+    );
+    // A public log needs no key.
+    s.store
+        .set_tiles_public(&s.tenant, true)
+        .await
+        .expect("public");
+    let (code, out) = verify_tiles(
+        &[&url, "--key", &vkey, "--ca-cert", &pem, "--leaf", "5"],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
 }

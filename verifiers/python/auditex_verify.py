@@ -27,9 +27,18 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import http.client
+import io
+import ipaddress
 import json
+import os
 import re
+import ssl
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -1092,6 +1101,374 @@ def check_extends(older: Checkpoint, newer: Checkpoint, proof_of) -> list[str]:
     ]
 
 
+# --- A tiled log over HTTP(S) (C2SP tlog-tiles) ------------------------------------------------------
+
+
+TILE_HEIGHT = 8  # Merkle levels per tile
+TILE_WIDTH = 1 << TILE_HEIGHT  # hashes in a full tile, entries in a full bundle
+HASH_BYTES = 32
+ENTRY_BYTES_MAX = 0xFFFF  # what a uint16 length prefix can say
+RECORD_LINE_BYTES_MAX = 4 * 1024 * 1024  # this verifier's bound on one record's line
+HTTP_TIMEOUT_S = 60
+API_KEY_VARIABLE = "AUDITEX_API_KEY"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the HTTP error it is: following one would send the API key to
+    wherever it points."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+def tile_index_path(index: int, width: int) -> str:
+    """`<N>[.p/<W>]` (tlog-tiles): the index in zero-padded groups of three digits, every group but
+    the last prefixed with `x` (1234067 is `x001/x234/067`), and `.p/<W>` for a partial width."""
+    groups = []
+    while True:
+        index, group = divmod(index, 1000)
+        groups.append(f"{group:03d}")
+        if index == 0:
+            break
+    groups.reverse()
+    path = "/".join([f"x{g}" for g in groups[:-1]] + [groups[-1]])
+    return path if width == TILE_WIDTH else f"{path}.p/{width}"
+
+
+class TileFetcher:
+    """GETs the resources under a log prefix URL. Network trouble and HTTP error statuses make the
+    command unusable (exit 2, with the status); a 404 for a resource the verified checkpoint says
+    must exist is a failed verification (exit 1). The API key goes only into the Authorization
+    header of requests to the prefix's own host, never into a message."""
+
+    def __init__(self, url: str, api_key: str | None, cafile: str | None):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise Unusable(f"the log URL {url!r} is not an http or https URL")
+        if parts.username is not None or parts.password is not None:
+            raise Unusable(f"the log URL must not hold credentials: the API key is read from {API_KEY_VARIABLE}")
+        if parts.query or parts.fragment:
+            raise Unusable("the log URL is a prefix: no query and no fragment")
+        if api_key is not None and any(not 0x21 <= ord(c) <= 0x7E for c in api_key):
+            raise Unusable(f"{API_KEY_VARIABLE} is not an API key (printable ASCII without spaces)")
+        if api_key is not None and parts.scheme == "http" and not self._loopback(parts.hostname):
+            raise Unusable(f"refusing to send the API key over plain http to {parts.hostname}: use https")
+        self.prefix = url if url.endswith("/") else url + "/"
+        self.api_key = api_key
+        handlers: list = [_NoRedirect()]
+        if parts.scheme == "https":
+            try:
+                context = ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as e:
+                raise Unusable(f"cannot load the CA certificates {cafile}: {e}") from e
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        self.opener = urllib.request.build_opener(*handlers)
+        self.requests = 0
+        self.bytes = 0
+
+    @staticmethod
+    def _loopback(host: str) -> bool:
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    def get(self, path: str, limit: int, must_exist: str | None = None) -> bytes:
+        """The body of `prefix + path`, at most `limit` bytes once decoded. `must_exist` says why
+        the resource must exist, which makes a 404 a failure rather than an error."""
+        url = self.prefix + path
+        request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip, identity", "User-Agent": "auditex-verify-python"})
+        if self.api_key is not None:
+            request.add_unredirected_header("Authorization", f"Bearer {self.api_key}")
+        self.requests += 1
+        try:
+            with self.opener.open(request, timeout=HTTP_TIMEOUT_S) as response:
+                encoding = (response.headers.get("Content-Encoding") or "identity").strip().lower()
+                raw = response.read(2 * limit + 1024)
+        except urllib.error.HTTPError as e:
+            e.close()
+            if e.code == 404 and must_exist is not None:
+                raise Failed(f"GET {url}: 404 Not Found, but {must_exist}") from None
+            hint = f" (a private log needs {API_KEY_VARIABLE}: a read or verify key of the tenant)" if e.code == 401 else ""
+            raise Unusable(f"GET {url}: HTTP {e.code} {e.reason}{hint}") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+            reason = e.reason if isinstance(e, urllib.error.URLError) else e
+            raise Unusable(f"GET {url}: {reason}") from None
+        self.bytes += len(raw)
+        if encoding == "gzip":
+            inflate = zlib.decompressobj(wbits=31)
+            try:
+                body = inflate.decompress(raw, limit + 1)
+            except zlib.error as e:
+                raise Failed(f"GET {url}: the gzip body does not decode: {e}") from None
+            if len(body) <= limit and not inflate.eof:
+                raise Failed(f"GET {url}: the gzip body is truncated")
+        elif encoding == "identity":
+            body = raw
+        else:
+            raise Unusable(f"GET {url}: unrequested Content-Encoding {encoding!r}")
+        if len(body) > limit:
+            raise Failed(f"GET {url}: larger than the {limit} bytes it can be")
+        return body
+
+
+def parse_entry_bundle(body: bytes, width: int, what: str) -> list[bytes]:
+    """An entry bundle (tlog-tiles): exactly `width` big-endian uint16 length-prefixed entries,
+    nothing after the last."""
+    entries, at = [], 0
+    while at < len(body):
+        if at + 2 > len(body):
+            raise Failed(f"{what}: truncated at byte {at} (half a length prefix)")
+        end = at + 2 + int.from_bytes(body[at : at + 2], "big")
+        if end > len(body):
+            raise Failed(f"{what}: truncated at byte {at} (the entry runs past the end)")
+        entries.append(body[at + 2 : end])
+        at = end
+    if len(entries) != width:
+        raise Failed(f"{what}: {len(entries)} entries, but the bundle asked for has {width}")
+    return entries
+
+
+def parse_records_bundle(body: bytes, first: int, width: int, what: str) -> list:
+    """A records bundle: exactly `width` JSON Lines records, each line ending with \\n alone, the
+    records of sequence numbers `first` .. `first + width - 1` in order. Only their places are
+    checked here; what they hold is checked by the caller."""
+    records = []
+    try:
+        for line in checked_lines(io.BytesIO(body), "records bundle"):
+            seq = first + len(records)
+            try:
+                rec = parse_json(line)
+            except ValueError as e:
+                raise Failed(f"line {len(records) + 1}: malformed JSON: {e}", seq) from e
+            if not isinstance(rec, dict) or not is_int(rec.get("seq")) or rec["seq"] != seq:
+                found = rec.get("seq") if isinstance(rec, dict) else None
+                raise Failed(f"line {len(records) + 1}: record {found} stands where record {seq} belongs", seq)
+            records.append(rec)
+    except Failed as e:
+        raise Failed(f"{what}: {e}", e.seq, e.event_id) from e
+    if len(records) != width:
+        raise Failed(f"{what}: {len(records)} records, but the bundle asked for has {width}", first + len(records))
+    return records
+
+
+class TiledLog:
+    """The Merkle tree of a checkpoint's size, read from tiles (tlog-tiles): the level-L tile N
+    holds the hashes of the nodes at Merkle level 8L with indices N*256 .. N*256+255; a node at a
+    level in between is the root of the perfect subtree over 2^(level mod 8) consecutive hashes of
+    one tile. Every tile is fetched at the width it has at this size, so only tiles the checkpoint
+    says exist are asked for."""
+
+    def __init__(self, fetcher: TileFetcher, size: int):
+        self.fetcher, self.size = fetcher, size
+        self.tiles: dict[tuple[int, int], list[bytes]] = {}
+
+    def width(self, level: int, index: int) -> int:
+        """floor(size / 256^level) - index*256, at most 256: the tile's width at this size."""
+        return min((self.size >> (TILE_HEIGHT * level)) - index * TILE_WIDTH, TILE_WIDTH)
+
+    def must_exist(self, what: str) -> str:
+        return f"the checkpoint of size {self.size} says {what} exists"
+
+    def tile(self, level: int, index: int, keep: bool = True) -> list[bytes]:
+        cached = self.tiles.get((level, index))
+        if cached is not None:
+            return cached
+        width = self.width(level, index)
+        if width <= 0:
+            raise Failed(f"tile {level}/{index} is outside the tree of size {self.size}")
+        path = f"tile/{level}/{tile_index_path(index, width)}"
+        body = self.fetcher.get(path, width * HASH_BYTES, self.must_exist(path))
+        if len(body) % HASH_BYTES:
+            raise Failed(f"{path}: {len(body)} bytes is not a whole number of {HASH_BYTES}-byte hashes")
+        if len(body) != width * HASH_BYTES:
+            raise Failed(f"{path}: {len(body) // HASH_BYTES} hashes, but the tile asked for has {width}")
+        hashes = [body[i : i + HASH_BYTES] for i in range(0, len(body), HASH_BYTES)]
+        if keep:
+            self.tiles[(level, index)] = hashes
+        return hashes
+
+    def node(self, level: int, index: int) -> bytes:
+        """The hash of the perfect subtree at Merkle `level` with `index` (leaves index*2^level ..)."""
+        tile_level, within = divmod(level, TILE_HEIGHT)
+        first = index << within
+        begin = first % TILE_WIDTH
+        hashes = self.tile(tile_level, first // TILE_WIDTH)[begin : begin + (1 << within)]
+        while len(hashes) > 1:
+            hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
+        return hashes[0]
+
+    def subtree(self, lo: int, hi: int) -> bytes:
+        """RFC 9162 MTH(D[lo:hi]) for a range the recursions below visit: split at the largest power
+        of two below its size, so each perfect part starts at a multiple of its size."""
+        n = hi - lo
+        if n & (n - 1) == 0:
+            level = n.bit_length() - 1
+            return self.node(level, lo >> level)
+        k = 1 << ((n - 1).bit_length() - 1)
+        return node_hash(self.subtree(lo, lo + k), self.subtree(lo + k, hi))
+
+    def root(self) -> bytes:
+        return EMPTY_ROOT if self.size == 0 else self.subtree(0, self.size)
+
+    def leaf(self, index: int) -> bytes:
+        return self.node(0, index)
+
+    def inclusion_proof(self, index: int) -> list[bytes]:
+        """RFC 9162 section 2.1.3.1 PATH(index, D[0:size]), the leaf's sibling first."""
+
+        def path(m: int, lo: int, hi: int) -> list[bytes]:
+            n = hi - lo
+            if n == 1:
+                return []
+            k = 1 << ((n - 1).bit_length() - 1)
+            if m < k:
+                return path(m, lo, lo + k) + [self.subtree(lo + k, hi)]
+            return path(m - k, lo + k, hi) + [self.subtree(lo, lo + k)]
+
+        return path(index, 0, self.size)
+
+    def consistency_proof(self, old_size: int) -> list[bytes]:
+        """RFC 9162 section 2.1.4.1 PROOF(old_size, D[0:size]); empty from the empty tree or to the
+        same size."""
+
+        def subproof(m: int, lo: int, hi: int, whole: bool) -> list[bytes]:
+            n = hi - lo
+            if m == n:
+                return [] if whole else [self.subtree(lo, hi)]
+            k = 1 << ((n - 1).bit_length() - 1)
+            if m <= k:
+                return subproof(m, lo, lo + k, whole) + [self.subtree(lo + k, hi)]
+            return subproof(m - k, lo + k, hi, False) + [self.subtree(lo, lo + k)]
+
+        if old_size == 0 or old_size >= self.size:
+            return []
+        return subproof(old_size, 0, self.size, True)
+
+    def bundle(self, index: int, keep: bool = True) -> tuple[list[bytes], list]:
+        """The entries and records at the positions of level-0 tile `index`, each entry checked
+        against its leaf hash (RFC 6962: SHA-256(0x00 || entry)). The records are parsed, not yet
+        checked."""
+        width = self.width(0, index)
+        leaves = self.tile(0, index, keep)
+        suffix = tile_index_path(index, width)
+        path = f"tile/entries/{suffix}"
+        entries = parse_entry_bundle(
+            self.fetcher.get(path, width * (2 + ENTRY_BYTES_MAX), self.must_exist(path)), width, path
+        )
+        for i, (entry, leaf) in enumerate(zip(entries, leaves)):
+            if leaf_hash(entry) != leaf:
+                seq = index * TILE_WIDTH + i
+                raise Failed(f"{path}: entry {seq} does not hash to leaf {seq} of tile/0/{suffix}", seq)
+        path = f"records/{suffix}"
+        records = parse_records_bundle(
+            self.fetcher.get(path, width * RECORD_LINE_BYTES_MAX, self.must_exist(path)), index * TILE_WIDTH, width, path
+        )
+        return entries, records
+
+
+def check_signing_key_known(rec, keys: list[KeyInterval], trust: Trust):
+    """Without a trusted key history a record can be checked only against the trusted key of its
+    log; one signed by another key (before a rotation) says so, and what would check it."""
+    if trust.history is None and rec.get("key_id") not in {k.key_id for k in keys}:
+        raise Failed(
+            f"record {rec.get('seq')} is signed by key {rec.get('key_id')}, not by the trusted key of the log: "
+            "if the log's key was rotated, pass its key history (--key-history, as `auditex key history` prints it)",
+            rec.get("seq"), rec.get("event_id"),
+        )
+
+
+def check_record_is_entry(record_hash: bytes, entry: bytes, rec, what: str):
+    """The record's hash (FORMAT.md section 4, recomputed) is the entry at its position."""
+    if record_hash != entry:
+        seq, event_id = rec.get("seq"), rec.get("event_id")
+        raise Failed(f"{what}: record {seq} (event {event_id}) hashes to {record_hash.hex()}, but the entry there is {entry.hex()}", seq, event_id)
+
+
+def verify_tiles(url: str, trust: Trust, leaves: list[int], old_path: str | None, check_all: bool,
+                 api_key: str | None, cafile: str | None) -> list[str]:
+    """A tenant's log served as a C2SP tlog-tiles log: its checkpoint under the trusted keys, the
+    checkpoint's root recomputed from tiles, and on request leaves proven from tiles and bundles,
+    the consistency of a checkpoint saved earlier, or every entry and record of the tree."""
+    fetcher = TileFetcher(url, api_key, cafile)
+    # An unusable --old is found before anything is fetched.
+    older = open_saved_checkpoint("old", old_path, trust) if old_path is not None else None
+    try:
+        note = fetcher.get("checkpoint", NOTE_BYTES_MAX).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise Failed("the checkpoint is not UTF-8 text") from e
+    try:
+        checkpoint = open_checkpoint(note, trust.keys)
+        keys = trusted_intervals(trust, checkpoint.origin)
+        check_checkpoint_interval(checkpoint, keys, checkpoint.origin)
+    except Failed as e:
+        raise Failed(f"the served checkpoint: {e}") from e
+    origin, size = checkpoint.origin, checkpoint.size
+    tenant = origin.rsplit("/", 1)[-1]
+    log = TiledLog(fetcher, size)
+    proven = [f"checkpoint of {origin}: size {size}, root {checkpoint.root.hex()}, signed by a trusted key"]
+
+    root = log.root()
+    if root != checkpoint.root:
+        raise Failed(f"the tiles hash to root {root.hex()}, but the checkpoint of size {size} says {checkpoint.root.hex()}")
+    proven.append(f"root recomputed from {len(log.tiles)} tile(s) = checkpoint root")
+
+    bundles: dict[int, tuple[list[bytes], list]] = {}
+    for seq in leaves:
+        if seq >= size:
+            raise Failed(f"leaf {seq} is not in the tree of size {size}", seq)
+        index, position = divmod(seq, TILE_WIDTH)
+        proof = log.inclusion_proof(seq)
+        if index not in bundles:
+            bundles[index] = log.bundle(index)
+        entries, records = bundles[index]
+        rec = records[position]
+        check_signing_key_known(rec, keys, trust)
+        _, _, record_hash = check_record(rec, keys, tenant)
+        check_record_is_entry(record_hash, entries[position], rec, f"records/{tile_index_path(index, log.width(0, index))}")
+        if not verify_inclusion(leaf_hash(record_hash), seq, size, proof, checkpoint.root):
+            raise Failed(f"record {seq} is not proven to be in the tree of size {size}", seq, rec.get("event_id"))
+        proven.append(
+            f"record {seq} ({rec['event_type']} {rec['event_id']}) hash {record_hash.hex()}: leaf {seq} of the checkpoint "
+            f"of size {size} (inclusion proof of {len(proof)} hash(es) from tiles); entry and level-0 tile agree"
+        )
+
+    if older is not None:
+        consistency: list[bytes] = []
+
+        def proof_from_tiles() -> list[bytes]:
+            consistency.extend(log.consistency_proof(older.size))
+            return consistency
+
+        proven.extend(check_extends(older, checkpoint, proof_from_tiles))
+        proven[-1] += f" (consistency proof of {len(consistency)} hash(es) from tiles)"
+
+    if check_all:
+        chain = Chain(tenant, keys, 0, ZERO_HASH)
+        tree = TreeBuilder()
+        count = (size + TILE_WIDTH - 1) // TILE_WIDTH
+        for index in range(count):
+            entries, records = log.bundle(index, keep=False)
+            what = f"records/{tile_index_path(index, log.width(0, index))}"
+            for rec, entry in zip(records, entries):
+                check_signing_key_known(rec, keys, trust)
+                chain.push(rec)
+                check_record_is_entry(chain.last_hash, entry, rec, what)
+                tree.push(leaf_hash(entry))
+        if tree.root() != checkpoint.root:
+            raise Failed(f"the {size} leaves hash to root {tree.root().hex()}, but the checkpoint says {checkpoint.root.hex()}")
+        last = f"0..{size - 1}" if size else "(none)"
+        proven.append(
+            f"{size} records {last} in {count} bundle(s): every entry hashes to its leaf and every record to its entry; "
+            "record hashes, links, sequence, capture times, signatures, key intervals"
+        )
+        proven.append(f"Merkle root recomputed from all {size} leaves = checkpoint root")
+    proven.append(f"{fetcher.requests} request(s), {fetcher.bytes} bytes received")
+    return proven
+
+
 # --- Command line -----------------------------------------------------------------------------------
 
 
@@ -1166,20 +1543,31 @@ def checked_lines(raw_lines: Iterable[bytes], what: str) -> Iterator[str]:
 
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify Auditex evidence offline (FORMAT.md).")
-    parser.add_argument("kind", choices=["export", "bundle", "package", "proof", "consistency"])
-    parser.add_argument("file", nargs="?", help="the evidence (not for consistency)")
+    parser.add_argument("kind", choices=["export", "bundle", "package", "proof", "consistency", "tiles"])
+    parser.add_argument("file", nargs="?", help="the evidence (not for consistency); for tiles, the log's prefix URL")
     parser.add_argument("--key", action="append", default=[], help="trusted C2SP verifier key (repeatable)")
     parser.add_argument("--keys", help="file of trusted verifier keys, one per line")
     parser.add_argument("--key-history", help="trusted key history, as `auditex key history` prints it")
-    parser.add_argument("--old", help="consistency: the checkpoint saved earlier (a signed note, or an export, bundle or proof file holding one)")
+    parser.add_argument("--old", help="consistency, tiles: the checkpoint saved earlier (a signed note, or an export, bundle or proof file holding one)")
     parser.add_argument("--new", help="consistency: the newer checkpoint, in the same forms")
-    parser.add_argument("--proof", help="consistency: the RFC 9162 consistency proof, one hash per line, as `auditex proof --old-size` writes it")
+    parser.add_argument("--proof", help="consistency: the consistency-proof file, as `auditex proof --old-size` writes it")
+    parser.add_argument("--cafile", help="tiles: PEM file of the certificate authorities (or self-signed certificate) to trust for https")
+    parser.add_argument("--leaf", type=int, action="append", default=[], metavar="N",
+                        help="tiles: prove record N from tiles and bundles (repeatable)")
+    parser.add_argument("--all", action="store_true", help="tiles: fetch and check every leaf, entry and record of the tree")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.kind != "tiles" and (args.cafile is not None or args.leaf or args.all):
+        parser.error("--cafile, --leaf and --all belong to tiles")
     if args.kind == "consistency":
         if args.file is not None or args.old is None or args.new is None:
             parser.error("consistency takes --old FILE and --new FILE (and --proof FILE when the tree grew), no positional file")
         args.file = f"{args.old} -> {args.new}"
+    elif args.kind == "tiles":
+        if args.file is None or args.new is not None or args.proof is not None:
+            parser.error("tiles takes the log's prefix URL (and --leaf N, --old FILE, --all), not --new or --proof")
+        if any(n < 0 for n in args.leaf):
+            parser.error("--leaf takes a record's sequence number (0 or more)")
     elif args.file is None:
         parser.error(f"{args.kind} needs the evidence file")
     result = {"verified": False, "evidence": args.kind, "file": args.file}
@@ -1187,6 +1575,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         trust = load_trust(args)
         if args.kind == "consistency":
             proven = verify_checkpoint_consistency(args.old, args.new, args.proof, trust)
+        elif args.kind == "tiles":
+            proven = verify_tiles(args.file, trust, args.leaf, args.old, args.all,
+                                  os.environ.get(API_KEY_VARIABLE) or None, args.cafile)
         elif args.kind == "export":
             proven = verify_export(read_lines(args.file), trust)
         elif args.kind == "package":

@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gzip
 import hashlib
+import http.server
 import io
 import json
 import os
+import re
+import socket
 import tempfile
+import threading
 import unittest
+from unittest import mock
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -825,3 +831,407 @@ class SubjectPackage(unittest.TestCase):
         for trailer in ('{"end":{"records":1,"last_seq":0}}', '{"end":{"records":"1"}}', '{"end":1}'):
             with self.subTest(trailer=trailer):
                 self.fails(lines[:-1] + [trailer], 'line 3: malformed trailer (exactly {"end":{"records":N}})')
+
+
+# --- The tiled log (C2SP tlog-tiles) ---------------------------------------------------------------
+
+TILE_PATH = re.compile(
+    r"^(?:tile/(?P<level>0|[1-9][0-9]*)|tile/(?P<entries>entries)|(?P<records>records))"
+    r"/(?P<index>(?:x[0-9]{3}/)*[0-9]{3})(?:\.p/(?P<width>[1-9][0-9]*))?$"
+)
+
+
+def perfect_root(hashes: list[bytes]) -> bytes:
+    while len(hashes) > 1:
+        hashes = [h(b"\x01", hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
+    return hashes[0]
+
+
+def signed_records(signer: Signer, seqs, prev: bytes = bytes(32), wrong_prev_at: int | None = None) -> list[dict]:
+    """Records `seqs` of tenant acme-bank, signed by `signer`, each linked to the one before (the
+    first to `prev`); record `wrong_prev_at` links to a made-up hash instead."""
+    public = signer.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    key_id = av.key_id_of(public)
+    records = []
+    for seq in seqs:
+        link = h(b"not the previous record") if seq == wrong_prev_at else prev
+        body = {"v": 1, "tenant": "acme-bank", "seq": seq, "prev": link.hex(),
+                "captured_at_us": 1_795_000_000_000_000 + seq, "event_id": event_id(seq),
+                "event_type": "human_review", "payload": {"decision_id": event_id(0), "reviewer": f"analyst-{seq}"},
+                "erasable": {}, "key_id": key_id}
+        digest = h(av.RECORD_DOMAIN, b"\x00", canonical(body))
+        records.append(dict(body, hash=digest.hex(), sig=signer.key.sign(digest).hex()))
+        prev = digest
+    return records
+
+
+class SyntheticLog:
+    """A tiled log built here from the spec, not from the code under test: the entries are record
+    hashes, the level-0 tile hashes are SHA-256(0x00 || entry), each hash of level L+1 is the root
+    of 256 hashes of level L, and the checkpoint is signed over the recursive RFC 9162 root.
+    Like Auditex it serves the first W hashes of whatever it holds; `overrides` replaces a
+    resource's body (bytes) or answers it with a status (int)."""
+
+    def __init__(self, signer: Signer, entries: list[bytes], records: dict[int, dict] | None = None):
+        self.entries, self.records = entries, records or {}
+        leaves = [h(b"\x00", e) for e in entries]
+        self.levels = [leaves]
+        while len(self.levels[-1]) >= 256:
+            below = self.levels[-1]
+            self.levels.append([perfect_root(below[i : i + 256]) for i in range(0, len(below) - 255, 256)])
+        self.checkpoint = signer.note(len(entries), mth(entries))
+        self.overrides: dict[str, bytes | int] = {}
+        self.requests: list[str] = []
+        self.api_key: str | None = None
+        self.authorizations: list[str | None] = []
+        self.gzip = False
+
+    @staticmethod
+    def of_records(signer: Signer, records: list[dict]) -> "SyntheticLog":
+        return SyntheticLog(signer, [bytes.fromhex(r["hash"]) for r in records], {r["seq"]: r for r in records})
+
+    def resource(self, path: str) -> bytes | None:
+        if path == "checkpoint":
+            return self.checkpoint.encode()
+        m = TILE_PATH.fullmatch(path)
+        if m is None:
+            return None
+        index = int("".join(g.lstrip("x") for g in m["index"].split("/")))
+        width = int(m["width"] or 256)
+        first, end = index * 256, index * 256 + width
+        if m["level"] is not None:
+            level = int(m["level"])
+            if level >= len(self.levels) or len(self.levels[level]) < end:
+                return None
+            return b"".join(self.levels[level][first:end])
+        if len(self.entries) < end:
+            return None
+        if m["entries"]:
+            return b"".join(len(e).to_bytes(2, "big") + e for e in self.entries[first:end])
+        if not all(seq in self.records for seq in range(first, end)):
+            return None
+        return b"".join((json.dumps(self.records[s], separators=(",", ":")) + "\n").encode() for s in range(first, end))
+
+
+class _LogHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        log: SyntheticLog = self.server.log
+        self.server.log.requests.append(self.path)
+        log.authorizations.append(self.headers.get("Authorization"))
+        if log.api_key is not None and self.headers.get("Authorization") != f"Bearer {log.api_key}":
+            return self.answer(401, b"")
+        path = self.path[len("/log/"):] if self.path.startswith("/log/") else None
+        override = log.overrides.get(path)
+        if isinstance(override, int):
+            return self.answer(override, b"", {"Location": "/log/elsewhere"} if 300 <= override < 400 else {})
+        body = override if override is not None else (log.resource(path) if path is not None else None)
+        if body is None:
+            return self.answer(404, b"")
+        headers = {}
+        if log.gzip and "gzip" in (self.headers.get("Accept-Encoding") or ""):
+            body, headers = gzip.compress(body), {"Content-Encoding": "gzip"}
+        self.answer(200, body, headers)
+
+    def answer(self, status: int, body: bytes, headers: dict | None = None):
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class TiledLogFromTiles(unittest.TestCase):
+    """`auditex_verify.py tiles` against a synthetic log served over plain HTTP on loopback."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.signer = Signer()
+        cls.records = signed_records(cls.signer, range(600))
+        cls.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LogHandler)
+        cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
+        cls.thread.start()
+        cls.url = f"http://127.0.0.1:{cls.server.server_address[1]}/log/"
+        cls.dir = tempfile.TemporaryDirectory()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.shutdown()
+        cls.server.server_close()
+        cls.dir.cleanup()
+
+    def serve(self, log: SyntheticLog) -> SyntheticLog:
+        self.server.log = log
+        return log
+
+    def serve_records(self, size: int) -> SyntheticLog:
+        return self.serve(SyntheticLog.of_records(self.signer, self.records[:size]))
+
+    def saved(self, size: int, entries: list[bytes] | None = None) -> str:
+        """A checkpoint of the first `size` entries saved to a file."""
+        entries = entries if entries is not None else [bytes.fromhex(r["hash"]) for r in self.records]
+        path = os.path.join(self.dir.name, f"saved-{size}.checkpoint")
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(self.signer.note(size, mth(entries[:size])))
+        return path
+
+    def run_tiles(self, *args: str, api_key: str | None = None, key: str | None = None, url: str | None = None) -> tuple[int, dict]:
+        out = io.StringIO()
+        env = {k: v for k, v in os.environ.items() if k != av.API_KEY_VARIABLE}
+        if api_key is not None:
+            env[av.API_KEY_VARIABLE] = api_key
+        with mock.patch.dict(os.environ, env, clear=True), contextlib.redirect_stdout(out):
+            code = av.main(["tiles", url or self.url, *args, "--key", key or self.signer.vkey, "--json"])
+        return code, json.loads(out.getvalue())
+
+    def assert_fails(self, log_or_none, *args: str, message: str, seq: int | None = None):
+        code, out = self.run_tiles(*args)
+        self.assertEqual(code, 1, out)
+        self.assertFalse(out["verified"])
+        self.assertIn(message, out["failure"]["message"])
+        if seq is not None:
+            self.assertEqual(out["failure"]["seq"], seq)
+
+    def test_tile_paths_group_the_index_in_threes_and_name_partial_widths(self):
+        self.assertEqual(av.tile_index_path(0, 256), "000")
+        self.assertEqual(av.tile_index_path(273, 112), "273.p/112")
+        self.assertEqual(av.tile_index_path(1000, 256), "x001/000")
+        self.assertEqual(av.tile_index_path(1_234_067, 1), "x001/x234/067.p/1")
+
+    def test_root_leaves_consistency_and_every_record_verify_at_sizes_around_a_tile_edge(self):
+        for size in (1, 2, 255, 256, 257, 511, 512, 513, 600):
+            leaves = sorted({0, size // 2, size - 1})
+            for old in sorted({1, size // 3, size - 1, size} - {0}):
+                with self.subTest(size=size, old=old):
+                    self.serve_records(size)
+                    args = [a for n in leaves for a in ("--leaf", str(n))]
+                    code, out = self.run_tiles(*args, "--old", self.saved(old), "--all")
+                    self.assertEqual(code, 0, out)
+                    proven = out["proven"]
+                    self.assertEqual(proven[0].split(", signed")[0],
+                                     f"checkpoint of {ORIGIN}: size {size}, root {mth([bytes.fromhex(r['hash']) for r in self.records[:size]]).hex()}")
+                    for n, line in zip(leaves, proven[2:]):
+                        self.assertIn(f"record {n} (human_review {event_id(n)}) hash {self.records[n]['hash']}: leaf {n} ", line)
+                    self.assertIn(f"extends the one of size {old} ", proven[2 + len(leaves)])
+                    self.assertIn(f"{size} records 0..{size - 1} in {(size + 255) // 256} bundle(s)", proven[3 + len(leaves)])
+
+    def test_the_root_needs_only_the_tiles_of_the_compact_range(self):
+        self.serve_records(600)
+        code, out = self.run_tiles()
+        self.assertEqual(code, 0, out)
+        # 600 = 512 + 64 + 16 + 8: node 0 of level 9 (tile 1/000.p/2, both hashes), the rest in the
+        # partial level-0 tile 002 of width 88; nothing else is fetched.
+        self.assertEqual(self.server.log.requests, ["/log/checkpoint", "/log/tile/1/000.p/2", "/log/tile/0/002.p/88"])
+
+    def test_a_tree_bigger_than_65536_leaves_verifies_from_a_couple_of_tiles_per_level(self):
+        size = 70_000
+        entries = record_hashes(size)
+        records = {}
+        for index in (0, 137, 273):  # the bundles of the leaves asked for, as real records
+            first = index * 256
+            for r in signed_records(self.signer, range(first, min(first + 256, size))):
+                records[r["seq"]] = r
+                entries[r["seq"]] = bytes.fromhex(r["hash"])
+        log = self.serve(SyntheticLog(self.signer, entries, records))
+        code, out = self.run_tiles()
+        self.assertEqual(code, 0, out)
+        # tlog-tiles: a tree of 70,000 has a partial level-2 tile of width 1, a partial level-1 tile
+        # of width 17 and a partial level-0 tile of width 112; its root needs exactly those.
+        self.assertEqual(log.requests, ["/log/checkpoint", "/log/tile/2/000.p/1", "/log/tile/1/001.p/17", "/log/tile/0/273.p/112"])
+        code, out = self.run_tiles("--leaf", "0", "--leaf", "35100", "--leaf", "69999",
+                                   "--old", self.saved(65_536, entries))
+        self.assertEqual(code, 0, out)
+        self.assertIn("record 69999 ", out["proven"][4])
+        for old in (1, 256, 65_535, 69_999, 70_000):
+            with self.subTest(old=old):
+                code, out = self.run_tiles("--old", self.saved(old, entries))
+                self.assertEqual(code, 0, out)
+
+    def test_an_empty_log_verifies_without_a_tile_and_has_no_leaf(self):
+        log = self.serve(SyntheticLog(self.signer, []))
+        code, out = self.run_tiles("--all")
+        self.assertEqual(code, 0, out)
+        self.assertEqual(log.requests, ["/log/checkpoint"])
+        self.assert_fails(None, "--leaf", "0", message="leaf 0 is not in the tree of size 0", seq=0)
+
+    def test_a_flipped_byte_in_a_tile_fails(self):
+        for path in ("tile/1/000.p/2", "tile/0/002.p/88"):
+            with self.subTest(path=path):
+                log = self.serve_records(600)
+                body = bytearray(log.resource(path))
+                body[40] ^= 1
+                log.overrides[path] = bytes(body)
+                self.assert_fails(log, message="the tiles hash to root")
+        # A level-0 tile outside the root's compact range is checked against its entries and
+        # through the inclusion proof.
+        log = self.serve_records(600)
+        body = bytearray(log.resource("tile/0/000"))
+        body[32 * 7] ^= 1
+        log.overrides["tile/0/000"] = bytes(body)
+        self.assert_fails(log, "--leaf", "9", message="entry 7 does not hash to leaf 7 of tile/0/000", seq=7)
+
+    def test_a_tile_of_another_width_or_of_broken_hashes_fails(self):
+        log = self.serve_records(600)
+        full = log.resource("tile/0/002.p/88")
+        for what, body, message in (
+            ("one hash short", full[:-32], "87 hashes, but the tile asked for has 88"),
+            ("one hash more", full + full[:32], "larger than the 2816 bytes it can be"),
+            ("a byte short", full[:-1], "is not a whole number of 32-byte hashes"),
+            ("empty", b"", "0 hashes, but the tile asked for has 88"),
+        ):
+            with self.subTest(what):
+                log.overrides["tile/0/002.p/88"] = body
+                self.assert_fails(log, message=message)
+
+    def test_a_truncated_or_overlong_entry_bundle_fails(self):
+        log = self.serve_records(600)
+        bundle = log.resource("tile/entries/001")
+        for what, body, message in (
+            ("a byte short", bundle[:-1], "tile/entries/001: truncated at byte 8670 (the entry runs past the end)"),
+            ("half a length prefix more", bundle + b"\x00", "tile/entries/001: truncated at byte 8704 (half a length prefix)"),
+            ("an entry more", bundle + bundle[:34], "tile/entries/001: 257 entries, but the bundle asked for has 256"),
+            ("an entry less", bundle[:-34], "tile/entries/001: 255 entries, but the bundle asked for has 256"),
+        ):
+            with self.subTest(what):
+                log.overrides["tile/entries/001"] = body
+                self.assert_fails(log, "--leaf", "300", message=message)
+
+    def test_an_entry_that_is_not_its_leafs_preimage_fails(self):
+        log = self.serve_records(600)
+        bundle = bytearray(log.resource("tile/entries/001"))
+        bundle[34 * 5 + 2] ^= 0x80
+        log.overrides["tile/entries/001"] = bytes(bundle)
+        self.assert_fails(log, "--all", message="entry 261 does not hash to leaf 261 of tile/0/001", seq=261)
+
+    def test_a_changed_missing_or_misplaced_record_fails(self):
+        lines = self.serve_records(600).resource("records/001").decode().splitlines(keepends=True)
+        changed = lines[4].replace("analyst-260", "analyst-999")
+        for what, body, message, seq in (
+            ("changed", lines[:4] + [changed] + lines[5:], "record 260 (event", 260),
+            ("missing", lines[:-1], "records/001: 255 records, but the bundle asked for has 256", 511),
+            ("swapped", lines[:4] + [lines[5], lines[4]] + lines[6:], "record 261 stands where record 260 belongs", 260),
+            ("no final newline", lines[:-1] + [lines[-1][:-1]], "line 256: the records bundle does not end with a newline", None),
+        ):
+            with self.subTest(what):
+                log = self.serve_records(600)
+                log.overrides["records/001"] = "".join(body).encode()
+                self.assert_fails(log, "--leaf", "260", message=message, seq=seq)
+
+    def test_a_record_that_is_not_its_entry_fails(self):
+        # Record 300 of another log, well signed, in the place of this log's record 300.
+        other = signed_records(self.signer, range(300, 301), prev=h(b"another log"))[0]
+        log = self.serve_records(600)
+        log.records = {**log.records, 300: other}
+        self.assert_fails(log, "--leaf", "300", message="hashes to " + other["hash"], seq=300)
+
+    def test_a_leaf_rewritten_in_its_record_entry_and_level_0_tile_is_caught_by_its_inclusion_proof(self):
+        # The root's tiles (1/000.p/2 and 0/002.p/88) are untouched, so only the proof of leaf 7
+        # through the level-8 hash of tile 0/000 can tell.
+        log = self.serve_records(600)
+        forged = signed_records(self.signer, [7], prev=h(b"forged"))[0]
+        log.records = {**log.records, 7: forged}
+        log.entries = list(log.entries)
+        log.entries[7] = bytes.fromhex(forged["hash"])
+        log.levels[0] = list(log.levels[0])
+        log.levels[0][7] = h(b"\x00", log.entries[7])
+        # A leaf whose proof passes tile 0/000 only as its level-8 hash still verifies.
+        code, out = self.run_tiles("--leaf", "300")
+        self.assertEqual(code, 0, out)
+        self.assert_fails(log, "--leaf", "7", message="record 7 is not proven to be in the tree of size 600", seq=7)
+        self.assert_fails(log, "--all", message="record 7 (event", seq=7)
+
+    def test_every_record_links_to_the_one_before_with_all(self):
+        records = signed_records(self.signer, range(400), wrong_prev_at=300)
+        self.serve(SyntheticLog.of_records(self.signer, records))
+        # Every record hashes to its entry, so proving one leaf passes; reading them all does not.
+        code, out = self.run_tiles("--leaf", "300")
+        self.assertEqual(code, 0, out)
+        self.assert_fails(None, "--all", message="record 300 (event", seq=300)
+        self.assertIn("links to", self.run_tiles("--all")[1]["failure"]["message"])
+
+    def test_a_rolled_back_forked_or_rewritten_log_is_not_consistent_with_a_saved_checkpoint(self):
+        self.serve_records(300)
+        self.assert_fails(None, "--old", self.saved(600), message="the log was rolled back", seq=300)
+        forked = [bytes.fromhex(r["hash"]) for r in signed_records(self.signer, range(300), prev=h(b"fork"))]
+        self.assert_fails(None, "--old", self.saved(300, forked), message="the log forked")
+        self.assert_fails(None, "--old", self.saved(200, forked), message="the consistency proof leads to old root")
+
+    def test_a_checkpoint_under_an_untrusted_key_or_of_a_saved_other_log_fails(self):
+        self.serve_records(300)
+        code, out = self.run_tiles(key=Signer(seed=bytes([9]) * 32).vkey)
+        self.assertEqual(code, 1, out)
+        self.assertIn("the served checkpoint: the checkpoint is not signed by a trusted key", out["failure"]["message"])
+        other = Signer(origin="auditex.test/ledger/other-bank")
+        path = os.path.join(self.dir.name, "other.checkpoint")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(other.note(10, mth(record_hashes(10))))
+        out_text = io.StringIO()
+        with contextlib.redirect_stdout(out_text):
+            code = av.main(["tiles", self.url, "--old", path, "--key", self.signer.vkey, "--key", other.vkey, "--json"])
+        self.assertEqual(code, 1)
+        self.assertIn("two logs", json.loads(out_text.getvalue())["failure"]["message"])
+
+    def test_a_404_for_a_tile_the_checkpoint_needs_fails_and_other_http_errors_cannot_be_judged(self):
+        log = self.serve_records(600)
+        log.overrides["tile/0/002.p/88"] = 404
+        self.assert_fails(log, message="404 Not Found, but the checkpoint of size 600 says tile/0/002.p/88 exists")
+        log.overrides = {"records/000": 404}
+        self.assert_fails(log, "--leaf", "1", message="says records/000 exists")
+        for path, status in (("tile/0/002.p/88", 500), ("checkpoint", 404), ("checkpoint", 503), ("tile/entries/000", 302)):
+            with self.subTest(path=path, status=status):
+                log.overrides = {path: status}
+                code, out = self.run_tiles("--leaf", "1")
+                self.assertEqual(code, 2, out)
+                self.assertIn(f"GET {self.url}{path}: HTTP {status} ", out["error"])
+        # Nothing listens on a port just closed.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed = s.getsockname()[1]
+        code, out = self.run_tiles(url=f"http://127.0.0.1:{closed}/log")
+        self.assertEqual(code, 2, out)
+
+    def test_the_api_key_comes_from_the_environment_as_a_bearer_token_and_is_never_printed(self):
+        log = self.serve_records(300)
+        log.api_key = "atx_0123456789abcdef"
+        code, out = self.run_tiles("--leaf", "7")
+        self.assertEqual(code, 2, out)
+        self.assertIn("HTTP 401", out["error"])
+        log.requests, log.authorizations = [], []
+        code, out = self.run_tiles("--leaf", "7", "--all", api_key=log.api_key)
+        self.assertEqual(code, 0, out)
+        self.assertEqual(set(log.authorizations), {"Bearer atx_0123456789abcdef"})
+        code, out = self.run_tiles(api_key="atx_wrong")
+        self.assertEqual(code, 2, out)
+        self.assertNotIn("atx_wrong", json.dumps(out))
+        # A key is sent over plain http to a loopback address only.
+        code, out = self.run_tiles(api_key=log.api_key, url="http://ledger.example.invalid/log/")
+        self.assertEqual(code, 2, out)
+        self.assertIn("refusing to send the API key over plain http", out["error"])
+        self.assertNotIn(log.api_key, json.dumps(out))
+
+    def test_gzip_bodies_are_accepted(self):
+        log = self.serve_records(600)
+        log.gzip = True
+        code, out = self.run_tiles("--leaf", "599", "--all")
+        self.assertEqual(code, 0, out)
+
+    def test_the_url_works_with_or_without_its_trailing_slash(self):
+        self.serve_records(10)
+        for url in (self.url, self.url.rstrip("/")):
+            with self.subTest(url=url):
+                self.assertEqual(self.run_tiles("--leaf", "3", url=url)[0], 0)
+
+    def test_the_command_line_needs_a_url_and_only_tiles_options(self):
+        for args in (["tiles", "--key", self.signer.vkey],
+                     ["tiles", self.url, "--leaf", "-1", "--key", self.signer.vkey],
+                     ["tiles", self.url, "--new", "x", "--key", self.signer.vkey],
+                     ["export", "x.jsonl", "--all", "--key", self.signer.vkey]):
+            with self.subTest(args=args), contextlib.redirect_stderr(io.StringIO()), self.assertRaises(SystemExit) as exit_:
+                av.main(args)
+            self.assertEqual(exit_.exception.code, 2)
+        for url in ("ftp://127.0.0.1/log/", "http://user:pw@127.0.0.1/log/", "http://127.0.0.1/log/?x=1"):
+            with self.subTest(url=url):
+                self.assertEqual(self.run_tiles(url=url)[0], 2)
