@@ -1143,6 +1143,23 @@ class TiledLogFromTiles(unittest.TestCase):
         self.assert_fails(log, "--leaf", "7", message="record 7 is not proven to be in the tree of size 600", seq=7)
         self.assert_fails(log, "--all", message="record 7 (event", seq=7)
 
+    def test_all_recomputes_the_root_from_every_leaf(self):
+        # The last record of a 512-leaf log rewritten (well linked and signed) in its record, entry
+        # and level-0 tile: the root's one tile (1/000.p/2) is untouched, so the tiles' root still
+        # matches and only the root of all the leaves read tells.
+        log = self.serve_records(512)
+        forged = signed_records(self.signer, [511], prev=bytes.fromhex(self.records[510]["hash"]))[0]
+        forged["payload"]["reviewer"] = "someone else"
+        body = {k: v for k, v in forged.items() if k not in ("hash", "sig")}
+        digest = h(av.RECORD_DOMAIN, b"\x00", canonical(body))
+        forged = dict(body, hash=digest.hex(), sig=self.signer.key.sign(digest).hex())
+        log.records = {**log.records, 511: forged}
+        log.entries = log.entries[:511] + [digest]
+        log.levels[0] = log.levels[0][:511] + [h(b"\x00", digest)]
+        code, out = self.run_tiles()
+        self.assertEqual(code, 0, out)
+        self.assert_fails(log, "--all", message="the 512 leaves hash to root")
+
     def test_every_record_links_to_the_one_before_with_all(self):
         records = signed_records(self.signer, range(400), wrong_prev_at=300)
         self.serve(SyntheticLog.of_records(self.signer, records))
