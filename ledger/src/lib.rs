@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod canonical;
 pub mod checkpoint;
 pub mod consistency_file;
+pub mod cosignature;
 pub mod draft;
 pub mod export;
 pub mod failure;

@@ -123,7 +123,7 @@ pub enum KeyNameError {
 ///
 /// The last rule is ours: the specification forbids control characters anywhere in a note, so a
 /// name that contains one could never appear in a valid signature line.
-fn check_key_name(name: &str) -> Result<(), KeyNameError> {
+pub(crate) fn check_key_name(name: &str) -> Result<(), KeyNameError> {
     if name.is_empty() {
         return Err(KeyNameError::Empty);
     }
