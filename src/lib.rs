@@ -21,3 +21,4 @@ pub mod portal;
 pub mod server;
 pub mod store;
 pub mod verify_cli;
+pub mod witness;

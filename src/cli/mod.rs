@@ -13,6 +13,7 @@ pub(crate) mod master_key;
 pub(crate) mod ops;
 pub(crate) mod result;
 pub(crate) mod retention;
+pub(crate) mod witness;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -288,6 +289,13 @@ pub enum Command {
     /// tlog-proof file, or two checkpoints. Exit code 0: verified; 1: verification failed;
     /// 2: the input could not be read.
     Verify(crate::verify_cli::VerifyArgs),
+    /// Run a C2SP tlog-witness: an independent party that cosigns a log's checkpoints only
+    /// while each is consistent with the last one it cosigned.
+    Witness {
+        /// The witness command.
+        #[command(subcommand)]
+        command: witness::WitnessCommand,
+    },
 }
 
 /// Tenant commands.
@@ -913,6 +921,7 @@ pub async fn run(cli: Cli) -> CliResult {
             std::process::exit(i32::from(code))
         }
         Command::MasterKey { command, store } => master_key::run(&store.settings(), command).await,
+        Command::Witness { command } => witness::run(command).await,
         Command::Retention { command, store } => retention::run(&store.settings(), command).await,
         Command::Checkpoint { tenant, store } => {
             let s = open(&store.settings()).await?;

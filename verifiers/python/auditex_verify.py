@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """An independent verifier of Auditex evidence, written from FORMAT.md alone.
 
-It checks the four kinds of evidence Auditex produces, and two checkpoints against each other:
+It checks the four kinds of evidence Auditex produces, two checkpoints against each other, and a
+tenant's log as the service serves it in the C2SP tlog-tiles layout:
 
     auditex_verify.py export FILE  --key-history HISTORY.json   (FORMAT.md sections 12, 13)
     auditex_verify.py bundle FILE  --key VKEY                   (section 11)
@@ -9,17 +10,28 @@ It checks the four kinds of evidence Auditex produces, and two checkpoints again
     auditex_verify.py proof  FILE  --keys VKEYS.txt             (section 10)
     auditex_verify.py consistency --old SAVED --new LATEST --proof PROOF --keys VKEYS.txt
                                                                 (sections 8, 9, 13 item 8)
+    auditex_verify.py tiles URL --key VKEY [--cafile PEM] [--leaf N ...] [--old SAVED] [--all]
+                                                                (sections 3, 4, 8, 9; tlog-tiles)
 
-using only hashlib, the `cryptography` package (Ed25519) and the `rfc8785` package (JSON
-Canonicalization Scheme). Trust comes only from the command line: C2SP verifier keys (--key,
---keys) or a key history as `auditex key history` prints it (--key-history). Keys listed inside
-the evidence are checked, never trusted.
+using only the standard library (hashlib; urllib and ssl for `tiles`), the `cryptography` package
+(Ed25519) and the `rfc8785` package (JSON Canonicalization Scheme). Trust comes only from the
+command line: C2SP verifier keys (--key, --keys) or a key history as `auditex key history` prints
+it (--key-history). Keys listed inside the evidence are checked, never trusted.
+
+`tiles` reads the log under its prefix URL (`https://HOST/<origin path>/`): the checkpoint, opened
+with the trusted keys; its root recomputed from the tiles of the compact range of its size; with
+--leaf, the RFC 9162 inclusion proof of record N computed from tiles and the record read from the
+entry and record bundles at its position; with --old, the consistency proof from a saved
+checkpoint computed from tiles; with --all, every leaf, entry and record. The API key of a private
+log is read from the environment variable AUDITEX_API_KEY, never from the command line.
 
 Exit codes: 0 verified; 1 verification failed (the first failure is printed with its sequence
 number) — whatever was read and does not verify, including a file that is not the kind of evidence
-asked for, since a changed byte can make evidence into anything; 2 a file could not be opened or
-read, or the command line is unusable (no trusted key, a malformed trusted key or key history, a
-grown tree without its consistency proof).
+asked for, since a changed byte can make evidence into anything, and a tile or bundle the verified
+checkpoint says exists but the server answers 404 for; 2 a file could not be opened or read, the
+server could not be reached or answered another HTTP error (its status is printed), or the command
+line is unusable (no trusted key, a malformed trusted key or key history, a grown tree without its
+consistency proof).
 """
 
 from __future__ import annotations
@@ -1186,7 +1198,8 @@ class TileFetcher:
         try:
             with self.opener.open(request, timeout=HTTP_TIMEOUT_S) as response:
                 encoding = (response.headers.get("Content-Encoding") or "identity").strip().lower()
-                raw = response.read(2 * limit + 1024)
+                # gzip adds at most a few bytes per 16 KiB block to what does not compress.
+                raw = response.read(limit + limit // 256 + 1024)
         except urllib.error.HTTPError as e:
             e.close()
             if e.code == 404 and must_exist is not None:
@@ -1313,9 +1326,6 @@ class TiledLog:
     def root(self) -> bytes:
         return EMPTY_ROOT if self.size == 0 else self.subtree(0, self.size)
 
-    def leaf(self, index: int) -> bytes:
-        return self.node(0, index)
-
     def inclusion_proof(self, index: int) -> list[bytes]:
         """RFC 9162 section 2.1.3.1 PATH(index, D[0:size]), the leaf's sibling first."""
 
@@ -1369,10 +1379,11 @@ class TiledLog:
         return entries, records
 
 
-def check_signing_key_known(rec, keys: list[KeyInterval], trust: Trust):
-    """Without a trusted key history a record can be checked only against the trusted key of its
-    log; one signed by another key (before a rotation) says so, and what would check it."""
-    if trust.history is None and rec.get("key_id") not in {k.key_id for k in keys}:
+def check_signing_key_known(rec, keys: list[KeyInterval], trust: Trust, origin: str):
+    """Without a trusted key history of the log a record can be checked only against the trusted
+    key of its log; one signed by another key (before a rotation) says so, and what would check it."""
+    has_history = trust.history is not None and trust.history[0] == origin
+    if not has_history and rec.get("key_id") not in {k.key_id for k in keys}:
         raise Failed(
             f"record {rec.get('seq')} is signed by key {rec.get('key_id')}, not by the trusted key of the log: "
             "if the log's key was rotated, pass its key history (--key-history, as `auditex key history` prints it)",
@@ -1425,7 +1436,7 @@ def verify_tiles(url: str, trust: Trust, leaves: list[int], old_path: str | None
             bundles[index] = log.bundle(index)
         entries, records = bundles[index]
         rec = records[position]
-        check_signing_key_known(rec, keys, trust)
+        check_signing_key_known(rec, keys, trust, origin)
         _, _, record_hash = check_record(rec, keys, tenant)
         check_record_is_entry(record_hash, entries[position], rec, f"records/{tile_index_path(index, log.width(0, index))}")
         if not verify_inclusion(leaf_hash(record_hash), seq, size, proof, checkpoint.root):
@@ -1453,7 +1464,7 @@ def verify_tiles(url: str, trust: Trust, leaves: list[int], old_path: str | None
             entries, records = log.bundle(index, keep=False)
             what = f"records/{tile_index_path(index, log.width(0, index))}"
             for rec, entry in zip(records, entries):
-                check_signing_key_known(rec, keys, trust)
+                check_signing_key_known(rec, keys, trust, origin)
                 chain.push(rec)
                 check_record_is_entry(chain.last_hash, entry, rec, what)
                 tree.push(leaf_hash(entry))
@@ -1551,7 +1562,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--old", help="consistency, tiles: the checkpoint saved earlier (a signed note, or an export, bundle or proof file holding one)")
     parser.add_argument("--new", help="consistency: the newer checkpoint, in the same forms")
     parser.add_argument("--proof", help="consistency: the consistency-proof file, as `auditex proof --old-size` writes it")
-    parser.add_argument("--cafile", help="tiles: PEM file of the certificate authorities (or self-signed certificate) to trust for https")
+    parser.add_argument("--cafile", help="tiles: PEM file of the certificate authorities (or self-signed certificate) to trust for https, instead of the system's")
     parser.add_argument("--leaf", type=int, action="append", default=[], metavar="N",
                         help="tiles: prove record N from tiles and bundles (repeatable)")
     parser.add_argument("--all", action="store_true", help="tiles: fetch and check every leaf, entry and record of the tree")

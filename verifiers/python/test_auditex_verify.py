@@ -6,7 +6,8 @@ Run from this folder with the verifier's requirements installed:
 
 Proofs come from a slow, obviously-correct prover written here from RFC 9162 section 2.1.4.1
 (the recursive SUBPROOF), never from the code under test; checkpoints are signed here as C2SP
-signed notes (FORMAT.md section 9) with keys made up for the test.
+signed notes (FORMAT.md section 9) with keys made up for the test. Tiled logs (C2SP tlog-tiles) are
+built here from the specification and served from a local HTTP server on loopback.
 """
 
 from __future__ import annotations
@@ -978,16 +979,19 @@ class TiledLogFromTiles(unittest.TestCase):
             f.write(self.signer.note(size, mth(entries[:size])))
         return path
 
-    def run_tiles(self, *args: str, api_key: str | None = None, key: str | None = None, url: str | None = None) -> tuple[int, dict]:
+    def run_tiles(self, *args: str, api_key: str | None = None, key: str | None = None, url: str | None = None,
+                  trust: list[str] | None = None) -> tuple[int, dict]:
+        """Runs `tiles` with AUDITEX_API_KEY set to `api_key` (or unset), trusting `trust` (by
+        default --key of `key` or of the test's signer)."""
         out = io.StringIO()
         env = {k: v for k, v in os.environ.items() if k != av.API_KEY_VARIABLE}
         if api_key is not None:
             env[av.API_KEY_VARIABLE] = api_key
         with mock.patch.dict(os.environ, env, clear=True), contextlib.redirect_stdout(out):
-            code = av.main(["tiles", url or self.url, *args, "--key", key or self.signer.vkey, "--json"])
+            code = av.main(["tiles", url or self.url, *args, *(trust or ["--key", key or self.signer.vkey]), "--json"])
         return code, json.loads(out.getvalue())
 
-    def assert_fails(self, log_or_none, *args: str, message: str, seq: int | None = None):
+    def assert_fails(self, *args: str, message: str, seq: int | None = None):
         code, out = self.run_tiles(*args)
         self.assertEqual(code, 1, out)
         self.assertFalse(out["verified"])
@@ -1055,7 +1059,7 @@ class TiledLogFromTiles(unittest.TestCase):
         code, out = self.run_tiles("--all")
         self.assertEqual(code, 0, out)
         self.assertEqual(log.requests, ["/log/checkpoint"])
-        self.assert_fails(None, "--leaf", "0", message="leaf 0 is not in the tree of size 0", seq=0)
+        self.assert_fails("--leaf", "0", message="leaf 0 is not in the tree of size 0", seq=0)
 
     def test_a_flipped_byte_in_a_tile_fails(self):
         for path in ("tile/1/000.p/2", "tile/0/002.p/88"):
@@ -1064,14 +1068,14 @@ class TiledLogFromTiles(unittest.TestCase):
                 body = bytearray(log.resource(path))
                 body[40] ^= 1
                 log.overrides[path] = bytes(body)
-                self.assert_fails(log, message="the tiles hash to root")
+                self.assert_fails(message="the tiles hash to root")
         # A level-0 tile outside the root's compact range is checked against its entries and
         # through the inclusion proof.
         log = self.serve_records(600)
         body = bytearray(log.resource("tile/0/000"))
         body[32 * 7] ^= 1
         log.overrides["tile/0/000"] = bytes(body)
-        self.assert_fails(log, "--leaf", "9", message="entry 7 does not hash to leaf 7 of tile/0/000", seq=7)
+        self.assert_fails("--leaf", "9", message="entry 7 does not hash to leaf 7 of tile/0/000", seq=7)
 
     def test_a_tile_of_another_width_or_of_broken_hashes_fails(self):
         log = self.serve_records(600)
@@ -1084,7 +1088,7 @@ class TiledLogFromTiles(unittest.TestCase):
         ):
             with self.subTest(what):
                 log.overrides["tile/0/002.p/88"] = body
-                self.assert_fails(log, message=message)
+                self.assert_fails(message=message)
 
     def test_a_truncated_or_overlong_entry_bundle_fails(self):
         log = self.serve_records(600)
@@ -1097,14 +1101,14 @@ class TiledLogFromTiles(unittest.TestCase):
         ):
             with self.subTest(what):
                 log.overrides["tile/entries/001"] = body
-                self.assert_fails(log, "--leaf", "300", message=message)
+                self.assert_fails("--leaf", "300", message=message)
 
     def test_an_entry_that_is_not_its_leafs_preimage_fails(self):
         log = self.serve_records(600)
         bundle = bytearray(log.resource("tile/entries/001"))
         bundle[34 * 5 + 2] ^= 0x80
         log.overrides["tile/entries/001"] = bytes(bundle)
-        self.assert_fails(log, "--all", message="entry 261 does not hash to leaf 261 of tile/0/001", seq=261)
+        self.assert_fails("--all", message="entry 261 does not hash to leaf 261 of tile/0/001", seq=261)
 
     def test_a_changed_missing_or_misplaced_record_fails(self):
         lines = self.serve_records(600).resource("records/001").decode().splitlines(keepends=True)
@@ -1118,14 +1122,14 @@ class TiledLogFromTiles(unittest.TestCase):
             with self.subTest(what):
                 log = self.serve_records(600)
                 log.overrides["records/001"] = "".join(body).encode()
-                self.assert_fails(log, "--leaf", "260", message=message, seq=seq)
+                self.assert_fails("--leaf", "260", message=message, seq=seq)
 
     def test_a_record_that_is_not_its_entry_fails(self):
         # Record 300 of another log, well signed, in the place of this log's record 300.
         other = signed_records(self.signer, range(300, 301), prev=h(b"another log"))[0]
         log = self.serve_records(600)
         log.records = {**log.records, 300: other}
-        self.assert_fails(log, "--leaf", "300", message="hashes to " + other["hash"], seq=300)
+        self.assert_fails("--leaf", "300", message="hashes to " + other["hash"], seq=300)
 
     def test_a_leaf_rewritten_in_its_record_entry_and_level_0_tile_is_caught_by_its_inclusion_proof(self):
         # The root's tiles (1/000.p/2 and 0/002.p/88) are untouched, so only the proof of leaf 7
@@ -1140,8 +1144,8 @@ class TiledLogFromTiles(unittest.TestCase):
         # A leaf whose proof passes tile 0/000 only as its level-8 hash still verifies.
         code, out = self.run_tiles("--leaf", "300")
         self.assertEqual(code, 0, out)
-        self.assert_fails(log, "--leaf", "7", message="record 7 is not proven to be in the tree of size 600", seq=7)
-        self.assert_fails(log, "--all", message="record 7 (event", seq=7)
+        self.assert_fails("--leaf", "7", message="record 7 is not proven to be in the tree of size 600", seq=7)
+        self.assert_fails("--all", message="record 7 (event", seq=7)
 
     def test_all_recomputes_the_root_from_every_leaf(self):
         # The last record of a 512-leaf log rewritten (well linked and signed) in its record, entry
@@ -1158,7 +1162,21 @@ class TiledLogFromTiles(unittest.TestCase):
         log.levels[0] = log.levels[0][:511] + [h(b"\x00", digest)]
         code, out = self.run_tiles()
         self.assertEqual(code, 0, out)
-        self.assert_fails(log, "--all", message="the 512 leaves hash to root")
+        self.assert_fails("--all", message="the 512 leaves hash to root")
+
+    def test_a_record_signed_before_a_key_rotation_needs_the_key_history(self):
+        retired, current = Signer(seed=bytes([1]) * 32), Signer(seed=bytes([2]) * 32)
+        records = signed_records(retired, range(100))
+        self.serve(SyntheticLog.of_records(current, records))
+        code, out = self.run_tiles("--leaf", "42", key=current.vkey)
+        self.assertEqual(code, 1, out)
+        self.assertIn("record 42 is signed by key", out["failure"]["message"])
+        self.assertIn("--key-history", out["failure"]["message"])
+        history = os.path.join(self.dir.name, "history.json")
+        with open(history, "w", encoding="utf-8") as f:
+            f.write(key_history(ORIGIN, [(retired, 0, 100), (current, 100, None)]))
+        code, out = self.run_tiles("--leaf", "42", trust=["--key-history", history])
+        self.assertEqual(code, 0, out)
 
     def test_every_record_links_to_the_one_before_with_all(self):
         records = signed_records(self.signer, range(400), wrong_prev_at=300)
@@ -1166,15 +1184,15 @@ class TiledLogFromTiles(unittest.TestCase):
         # Every record hashes to its entry, so proving one leaf passes; reading them all does not.
         code, out = self.run_tiles("--leaf", "300")
         self.assertEqual(code, 0, out)
-        self.assert_fails(None, "--all", message="record 300 (event", seq=300)
+        self.assert_fails("--all", message="record 300 (event", seq=300)
         self.assertIn("links to", self.run_tiles("--all")[1]["failure"]["message"])
 
     def test_a_rolled_back_forked_or_rewritten_log_is_not_consistent_with_a_saved_checkpoint(self):
         self.serve_records(300)
-        self.assert_fails(None, "--old", self.saved(600), message="the log was rolled back", seq=300)
+        self.assert_fails("--old", self.saved(600), message="the log was rolled back", seq=300)
         forked = [bytes.fromhex(r["hash"]) for r in signed_records(self.signer, range(300), prev=h(b"fork"))]
-        self.assert_fails(None, "--old", self.saved(300, forked), message="the log forked")
-        self.assert_fails(None, "--old", self.saved(200, forked), message="the consistency proof leads to old root")
+        self.assert_fails("--old", self.saved(300, forked), message="the log forked")
+        self.assert_fails("--old", self.saved(200, forked), message="the consistency proof leads to old root")
 
     def test_a_checkpoint_under_an_untrusted_key_or_of_a_saved_other_log_fails(self):
         self.serve_records(300)
@@ -1185,18 +1203,16 @@ class TiledLogFromTiles(unittest.TestCase):
         path = os.path.join(self.dir.name, "other.checkpoint")
         with open(path, "w", encoding="utf-8") as f:
             f.write(other.note(10, mth(record_hashes(10))))
-        out_text = io.StringIO()
-        with contextlib.redirect_stdout(out_text):
-            code = av.main(["tiles", self.url, "--old", path, "--key", self.signer.vkey, "--key", other.vkey, "--json"])
-        self.assertEqual(code, 1)
-        self.assertIn("two logs", json.loads(out_text.getvalue())["failure"]["message"])
+        code, out = self.run_tiles("--old", path, trust=["--key", self.signer.vkey, "--key", other.vkey])
+        self.assertEqual(code, 1, out)
+        self.assertIn("two logs", out["failure"]["message"])
 
     def test_a_404_for_a_tile_the_checkpoint_needs_fails_and_other_http_errors_cannot_be_judged(self):
         log = self.serve_records(600)
         log.overrides["tile/0/002.p/88"] = 404
-        self.assert_fails(log, message="404 Not Found, but the checkpoint of size 600 says tile/0/002.p/88 exists")
+        self.assert_fails(message="404 Not Found, but the checkpoint of size 600 says tile/0/002.p/88 exists")
         log.overrides = {"records/000": 404}
-        self.assert_fails(log, "--leaf", "1", message="says records/000 exists")
+        self.assert_fails("--leaf", "1", message="says records/000 exists")
         for path, status in (("tile/0/002.p/88", 500), ("checkpoint", 404), ("checkpoint", 503), ("tile/entries/000", 302)):
             with self.subTest(path=path, status=status):
                 log.overrides = {path: status}
