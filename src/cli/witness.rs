@@ -120,10 +120,7 @@ pub async fn run(command: WitnessCommand) -> CliResult {
             }
             let mut keys = Vec::new();
             for text in &texts {
-                keys.push(
-                    VerifierKey::parse(text)
-                        .map_err(|e| format!("log key {text}: {e}"))?,
-                );
+                keys.push(VerifierKey::parse(text).map_err(|e| format!("log key {text}: {e}"))?);
             }
             let state = WitnessState::open(&folder.state_path()).await?;
             let count = keys.len();

@@ -104,9 +104,8 @@ impl WitnessDir {
         }
         let secret = Zeroizing::new(rand::random::<[u8; 32]>());
         let key = SigningKey::from_bytes(&secret);
-        let vkey = WitnessKey::new(name, key.verifying_key()).map_err(|e| {
-            WitnessDirError::State(format!("{name:?} cannot name a witness: {e}"))
-        })?;
+        let vkey = WitnessKey::new(name, key.verifying_key())
+            .map_err(|e| WitnessDirError::State(format!("{name:?} cannot name a witness: {e}")))?;
         crate::file_modes::create_private_dir_all(&self.dir).map_err(Self::io(&self.dir))?;
         let hex = Zeroizing::new(hex::encode(secret.as_slice()));
         {
@@ -120,7 +119,8 @@ impl WitnessDir {
             file.write_all(hex.as_bytes()).map_err(Self::io(&path))?;
             file.sync_all().map_err(Self::io(&path))?;
         }
-        std::fs::write(self.name_path(), format!("{name}\n")).map_err(Self::io(&self.name_path()))?;
+        std::fs::write(self.name_path(), format!("{name}\n"))
+            .map_err(Self::io(&self.name_path()))?;
         Ok(vkey)
     }
 
@@ -149,12 +149,13 @@ impl WitnessDir {
         let name_path = self.name_path();
         let name = std::fs::read_to_string(&name_path).map_err(Self::io(&name_path))?;
         let key = SigningKey::from_bytes(&secret);
-        let vkey = WitnessKey::new(name.trim_end_matches('\n'), key.verifying_key()).map_err(
-            |e| WitnessDirError::Damaged {
-                path: name_path.display().to_string(),
-                problem: e.to_string(),
-            },
-        )?;
+        let vkey =
+            WitnessKey::new(name.trim_end_matches('\n'), key.verifying_key()).map_err(|e| {
+                WitnessDirError::Damaged {
+                    path: name_path.display().to_string(),
+                    problem: e.to_string(),
+                }
+            })?;
         Ok((key, vkey))
     }
 }

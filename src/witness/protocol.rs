@@ -69,7 +69,9 @@ fn parse(body: &str) -> Result<Request<'_>, String> {
     let mut proof = Vec::new();
     for line in lines {
         if proof.len() == PROOF_LINES_MAX {
-            return Err(format!("more than {PROOF_LINES_MAX} consistency proof lines"));
+            return Err(format!(
+                "more than {PROOF_LINES_MAX} consistency proof lines"
+            ));
         }
         let bytes = STANDARD
             .decode(line)
@@ -105,7 +107,12 @@ fn system_seconds() -> u64 {
 impl Witness {
     /// A witness with `key` (named as `vkey`) watching the logs whose keys are `logs` (each
     /// named by its log's origin).
-    pub fn new(key: SigningKey, vkey: WitnessKey, logs: Vec<VerifierKey>, state: WitnessState) -> Self {
+    pub fn new(
+        key: SigningKey,
+        vkey: WitnessKey,
+        logs: Vec<VerifierKey>,
+        state: WitnessState,
+    ) -> Self {
         let mut by_origin: HashMap<String, Vec<VerifierKey>> = HashMap::new();
         for k in logs {
             by_origin.entry(k.name().to_owned()).or_default().push(k);
@@ -167,10 +174,15 @@ impl Witness {
             {
                 self.keep(origin, "a checkpoint smaller than the one cosigned (a rollback, or a stale checkpoint)", Some(&latest), text).await;
             }
-            return Answer::BadRequest(format!("old size {} is larger than the checkpoint's size {size}", request.old));
+            return Answer::BadRequest(format!(
+                "old size {} is larger than the checkpoint's size {size}",
+                request.old
+            ));
         }
         if size == 0 && checkpoint.root() != empty_root() {
-            return Answer::Inconsistent("a checkpoint of size 0 must have the empty tree's root".into());
+            return Answer::Inconsistent(
+                "a checkpoint of size 0 must have the empty tree's root".into(),
+            );
         }
         if request.old == 0 && !request.proof.is_empty() {
             return Answer::Inconsistent("a proof from size 0 must be empty".into());
@@ -179,7 +191,11 @@ impl Witness {
         let log_lines: String = note
             .signatures()
             .iter()
-            .filter(|s| verified.iter().any(|k| k.name() == s.name() && k.key_id() == s.key_id()))
+            .filter(|s| {
+                verified
+                    .iter()
+                    .any(|k| k.name() == s.name() && k.key_id() == s.key_id())
+            })
             .map(|s| {
                 let mut raw = s.key_id().as_bytes().to_vec();
                 raw.extend_from_slice(s.signature_bytes());
@@ -199,8 +215,16 @@ impl Witness {
             }
             if request.old == size {
                 if checkpoint.root() != stored_root {
-                    self.keep(origin, "another root at the size already cosigned (a fork)", latest.as_ref(), text).await;
-                    return Answer::Inconsistent(format!("the root differs from the one cosigned at size {size}"));
+                    self.keep(
+                        origin,
+                        "another root at the size already cosigned (a fork)",
+                        latest.as_ref(),
+                        text,
+                    )
+                    .await;
+                    return Answer::Inconsistent(format!(
+                        "the root differs from the one cosigned at size {size}"
+                    ));
                 }
             } else if request.old > 0
                 && verify_consistency(

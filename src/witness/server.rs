@@ -198,7 +198,11 @@ async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: Bytes) -> Res
     let plain = "text/plain; charset=utf-8";
     match witness.add_checkpoint(&body).await {
         Answer::Cosigned(lines) => text(StatusCode::OK, plain, lines),
-        Answer::Conflict(size) => text(StatusCode::CONFLICT, "text/x.tlog.size", format!("{size}\n")),
+        Answer::Conflict(size) => text(
+            StatusCode::CONFLICT,
+            "text/x.tlog.size",
+            format!("{size}\n"),
+        ),
         Answer::BadRequest(why) => text(StatusCode::BAD_REQUEST, plain, format!("{why}\n")),
         Answer::Forbidden(why) => text(StatusCode::FORBIDDEN, plain, format!("{why}\n")),
         Answer::UnknownLog(why) => text(StatusCode::NOT_FOUND, plain, format!("{why}\n")),

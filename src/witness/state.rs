@@ -10,7 +10,9 @@
 use std::str::FromStr;
 
 use ledger::types::Hash;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 /// The latest checkpoint cosigned for a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,30 +125,34 @@ impl WitnessState {
         now: u64,
     ) -> Result<bool, sqlx::Error> {
         let done = match from {
-            None => sqlx::query(
-                "INSERT INTO latest (origin, size, root, checkpoint, updated_at)
+            None => {
+                sqlx::query(
+                    "INSERT INTO latest (origin, size, root, checkpoint, updated_at)
                  VALUES (?, ?, ?, ?, ?) ON CONFLICT (origin) DO NOTHING",
-            )
-            .bind(origin)
-            .bind(int(to.size))
-            .bind(to.root.as_bytes().as_slice())
-            .bind(&to.checkpoint)
-            .bind(int(now))
-            .execute(&self.pool)
-            .await?,
-            Some((size, root)) => sqlx::query(
-                "UPDATE latest SET size = ?, root = ?, checkpoint = ?, updated_at = ?
+                )
+                .bind(origin)
+                .bind(int(to.size))
+                .bind(to.root.as_bytes().as_slice())
+                .bind(&to.checkpoint)
+                .bind(int(now))
+                .execute(&self.pool)
+                .await?
+            }
+            Some((size, root)) => {
+                sqlx::query(
+                    "UPDATE latest SET size = ?, root = ?, checkpoint = ?, updated_at = ?
                  WHERE origin = ? AND size = ? AND root = ?",
-            )
-            .bind(int(to.size))
-            .bind(to.root.as_bytes().as_slice())
-            .bind(&to.checkpoint)
-            .bind(int(now))
-            .bind(origin)
-            .bind(int(size))
-            .bind(root.as_bytes().as_slice())
-            .execute(&self.pool)
-            .await?,
+                )
+                .bind(int(to.size))
+                .bind(to.root.as_bytes().as_slice())
+                .bind(&to.checkpoint)
+                .bind(int(now))
+                .bind(origin)
+                .bind(int(size))
+                .bind(root.as_bytes().as_slice())
+                .execute(&self.pool)
+                .await?
+            }
         };
         Ok(done.rows_affected() == 1)
     }
@@ -182,13 +188,15 @@ impl WitnessState {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(origin, received_at, reason, cosigned, request)| Evidence {
-                origin,
-                received_at: u64::try_from(received_at).unwrap_or(0),
-                reason,
-                cosigned,
-                request,
-            })
+            .map(
+                |(origin, received_at, reason, cosigned, request)| Evidence {
+                    origin,
+                    received_at: u64::try_from(received_at).unwrap_or(0),
+                    reason,
+                    cosigned,
+                    request,
+                },
+            )
             .collect())
     }
 
@@ -197,9 +205,10 @@ impl WitnessState {
     /// # Errors
     /// The database error.
     pub async fn all_latest(&self) -> Result<Vec<(String, u64)>, sqlx::Error> {
-        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT origin, size FROM latest ORDER BY origin")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT origin, size FROM latest ORDER BY origin")
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .into_iter()
             .map(|(o, s)| (o, u64::try_from(s).unwrap_or(0)))

@@ -27,3 +27,4 @@ mod store;
 mod support;
 mod tamper;
 mod verify;
+mod witness;

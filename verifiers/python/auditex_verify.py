@@ -31,7 +31,7 @@ asked for, since a changed byte can make evidence into anything, and a tile or b
 checkpoint says exists but the server answers 404 for; 2 a file could not be opened or read, the
 server could not be reached or answered another HTTP error (its status is printed), or the command
 line is unusable (no trusted key, a malformed trusted key or key history, a grown tree without its
-consistency proof).
+consistency proof, a --leaf beyond the checkpoint's tree).
 """
 
 from __future__ import annotations
@@ -1426,10 +1426,12 @@ def verify_tiles(url: str, trust: Trust, leaves: list[int], old_path: str | None
         raise Failed(f"the tiles hash to root {root.hex()}, but the checkpoint of size {size} says {checkpoint.root.hex()}")
     proven.append(f"root recomputed from {len(log.tiles)} tile(s) = checkpoint root")
 
+    # A leaf the checkpoint does not cover is a question the log cannot answer, not tampering.
+    beyond = [seq for seq in leaves if seq >= size]
+    if beyond:
+        raise Unusable(f"--leaf {beyond[0]}: the checkpoint's tree has {size} records")
     bundles: dict[int, tuple[list[bytes], list]] = {}
     for seq in leaves:
-        if seq >= size:
-            raise Failed(f"leaf {seq} is not in the tree of size {size}", seq)
         index, position = divmod(seq, TILE_WIDTH)
         proof = log.inclusion_proof(seq)
         if index not in bundles:
@@ -1562,7 +1564,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--old", help="consistency, tiles: the checkpoint saved earlier (a signed note, or an export, bundle or proof file holding one)")
     parser.add_argument("--new", help="consistency: the newer checkpoint, in the same forms")
     parser.add_argument("--proof", help="consistency: the consistency-proof file, as `auditex proof --old-size` writes it")
-    parser.add_argument("--cafile", help="tiles: PEM file of the certificate authorities (or self-signed certificate) to trust for https, instead of the system's")
+    parser.add_argument("--cafile", "--ca-cert", dest="cafile", help="tiles: PEM file of the certificate authorities (or self-signed certificate) to trust for https, instead of the system's")
     parser.add_argument("--leaf", type=int, action="append", default=[], metavar="N",
                         help="tiles: prove record N from tiles and bundles (repeatable)")
     parser.add_argument("--all", action="store_true", help="tiles: fetch and check every leaf, entry and record of the tree")

@@ -1054,12 +1054,18 @@ class TiledLogFromTiles(unittest.TestCase):
                 code, out = self.run_tiles("--old", self.saved(old, entries))
                 self.assertEqual(code, 0, out)
 
-    def test_an_empty_log_verifies_without_a_tile_and_has_no_leaf(self):
+    def test_an_empty_log_verifies_without_a_tile_and_a_leaf_beyond_the_tree_cannot_be_proven(self):
         log = self.serve(SyntheticLog(self.signer, []))
         code, out = self.run_tiles("--all")
         self.assertEqual(code, 0, out)
         self.assertEqual(log.requests, ["/log/checkpoint"])
-        self.assert_fails("--leaf", "0", message="leaf 0 is not in the tree of size 0", seq=0)
+        code, out = self.run_tiles("--leaf", "0")
+        self.assertEqual(code, 2, out)
+        self.assertEqual(out["error"], "could not read input: --leaf 0: the checkpoint's tree has 0 records")
+        self.serve_records(10)
+        code, out = self.run_tiles("--leaf", "3", "--leaf", "10")
+        self.assertEqual(code, 2, out)
+        self.assertIn("--leaf 10: the checkpoint's tree has 10 records", out["error"])
 
     def test_a_flipped_byte_in_a_tile_fails(self):
         for path in ("tile/1/000.p/2", "tile/0/002.p/88"):
