@@ -128,7 +128,12 @@ impl Application {
         let pages = portal.map_or_else(Router::new, |p| portal::routes(Portal::new(p)));
         let (router, trim_address_limits) =
             http::edge(http::routes().merge(pages), state.clone(), config);
-        let housekeeping = housekeeping(&state, trim_address_limits);
+        let mut housekeeping = housekeeping(&state, trim_address_limits);
+        // The log side of witnessing: new checkpoints go to each tenant's witnesses.
+        housekeeping.push((
+            "witness cosigning",
+            tokio::spawn(crate::witness::client::Cosigner::new(store.clone()).run()),
+        ));
         Ok(Application {
             listener,
             addr,

@@ -159,7 +159,24 @@ async fn gather(store: &Store) -> Vec<Fact> {
             if faults.storage_full { "full" } else { "ok" },
         ),
         Fact::new("clock", !faults.clock_beyond_allowance, clock),
+        witnesses(store),
     ]
+}
+
+/// The witnesses, counted (informational: checkpoints are published whether witnesses answer
+/// or not). Which witness lags is in `/metrics`; which tenant, on that tenant's portal dashboard.
+fn witnesses(store: &Store) -> Fact {
+    let statuses = store.witness_statuses();
+    let failing = statuses.iter().filter(|s| s.last_error.is_some()).count();
+    let max_lag = statuses.iter().map(|s| s.lag_records()).max().unwrap_or(0);
+    Fact::info(
+        "witnesses",
+        serde_json::json!({
+            "configured": statuses.len(),
+            "failing": failing,
+            "max_lag_records": max_lag,
+        }),
+    )
 }
 
 /// Every tenant's signing key opens with the master key: a count of those that do not, with the

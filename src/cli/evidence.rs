@@ -260,6 +260,10 @@ async fn consistency_proof_text(
                     "{flag}: no checkpoint was published at tree size {size}, so no proof at that size can be verified (GET /v1/checkpoints lists the published sizes)"
                 )
             })?;
+        let published = s
+            .with_cosignatures(tenant, published)
+            .await
+            .map_err(|e| e.to_string())?;
         notes.push(published.signed_note);
     }
     let proof = s

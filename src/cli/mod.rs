@@ -318,6 +318,45 @@ pub enum TenantCommand {
         #[arg(value_enum)]
         access: TileAccess,
     },
+    /// The witnesses that cosign the tenant's checkpoints (C2SP tlog-witness).
+    Witness {
+        /// The witness command.
+        #[command(subcommand)]
+        command: TenantWitnessCommand,
+    },
+}
+
+/// A tenant's witnesses.
+#[derive(Debug, Subcommand)]
+pub enum TenantWitnessCommand {
+    /// Send the tenant's checkpoints to a witness (or change the one of that name): each new
+    /// checkpoint is submitted with its consistency proof, and the cosignature is kept with it.
+    Add {
+        /// Tenant id.
+        tenant: String,
+        /// The witness's key, as `auditex witness vkey` prints it.
+        #[arg(long)]
+        vkey: String,
+        /// The witness's submission URL (`<url>/add-checkpoint` is posted to).
+        #[arg(long)]
+        url: String,
+        /// The CA certificate (PEM) to trust for this witness, when no public CA signs its
+        /// certificate (a self-signed witness).
+        #[arg(long, value_name = "PEM")]
+        ca_cert: Option<std::path::PathBuf>,
+    },
+    /// Stop sending checkpoints to the witness named NAME (its cosignatures stay).
+    Remove {
+        /// Tenant id.
+        tenant: String,
+        /// The witness's name.
+        name: String,
+    },
+    /// List the tenant's witnesses.
+    List {
+        /// Tenant id.
+        tenant: String,
+    },
 }
 
 /// Who may read a tenant's tiled log.
@@ -826,6 +865,44 @@ pub async fn run(cli: Cli) -> CliResult {
                     println!("tiled log of {tenant}: readable by {who}");
                     println!("log prefix: https://{origin}/");
                 }
+                TenantCommand::Witness { command } => match command {
+                    TenantWitnessCommand::Add {
+                        tenant,
+                        vkey,
+                        url,
+                        ca_cert,
+                    } => {
+                        let tenant = tenant_id(&tenant)?;
+                        let ca = ca_cert
+                            .map(|p| {
+                                std::fs::read_to_string(&p)
+                                    .map_err(|e| format!("{}: {e}", p.display()))
+                            })
+                            .transpose()?;
+                        let key = s.add_witness(&tenant, &vkey, &url, ca).await?;
+                        println!(
+                            "{tenant}'s checkpoints now go to witness {} at {url}; running services follow within five seconds",
+                            key.name()
+                        );
+                    }
+                    TenantWitnessCommand::Remove { tenant, name } => {
+                        let tenant = tenant_id(&tenant)?;
+                        if s.remove_witness(&tenant, &name).await? {
+                            println!("{tenant}'s checkpoints no longer go to witness {name}");
+                        } else {
+                            s.shutdown().await;
+                            return Err(format!("{tenant} has no witness named {name}").into());
+                        }
+                    }
+                    TenantWitnessCommand::List { tenant } => {
+                        let tenant = tenant_id(&tenant)?;
+                        for w in s.witnesses(&tenant).await? {
+                            let last = s.last_cosigned(&tenant, w.key.name()).await?;
+                            let last = last.map_or_else(|| "nothing yet".to_owned(), |n| format!("size {n}"));
+                            println!("{}\t{}\tlast cosigned: {last}\t{}", w.key.name(), w.url, w.key);
+                        }
+                    }
+                },
             }
             s.shutdown().await;
             Ok(())
@@ -935,7 +1012,7 @@ pub async fn run(cli: Cli) -> CliResult {
                 .into());
             }
             match s.latest_checkpoint(&tenant).await? {
-                Some(c) => print!("{}", c.signed_note),
+                Some(c) => print!("{}", s.with_cosignatures(&tenant, c).await?.signed_note),
                 None => eprintln!("no checkpoint yet: the tenant has no records"),
             }
             s.shutdown().await;

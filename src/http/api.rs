@@ -755,25 +755,25 @@ async fn checkpoint_for(
     size: Option<u64>,
     parameter: &str,
 ) -> Result<crate::store::StoredCheckpoint, ApiError> {
-    match size {
+    let checkpoint = match size {
         Some(s) => state
             .store
             .checkpoint_at(tenant, TreeSize::new(s))
             .await?
-            .ok_or_else(|| unpublished_size(parameter, s)),
+            .ok_or_else(|| unpublished_size(parameter, s))?,
         None => {
             // While the tenant is held its stored latest checkpoint is older than one already
             // published: presenting it as current would show a rolled-back tree.
             state.store.refuse_if_rolled_back(tenant)?;
-            if let Some(c) = state.store.latest_checkpoint(tenant).await? {
-                Ok(c)
-            } else {
-                Err(ApiError::NotFound(
-                    "no checkpoint has been published yet".into(),
-                ))
-            }
+            state
+                .store
+                .latest_checkpoint(tenant)
+                .await?
+                .ok_or_else(|| ApiError::NotFound("no checkpoint has been published yet".into()))?
         }
-    }
+    };
+    // With the witnesses' cosignatures collected so far.
+    Ok(state.store.with_cosignatures(tenant, checkpoint).await?)
 }
 
 /// Inclusion proof of a record in a published checkpoint.
@@ -898,6 +898,7 @@ pub async fn consistency_proof(
         .checkpoint_at(&p.tenant, TreeSize::new(params.from))
         .await?
         .ok_or_else(|| unpublished_size("from", params.from))?;
+    let from = state.store.with_cosignatures(&p.tenant, from).await?;
     let proof = state
         .store
         .consistency_proof(&p.tenant, from.size, to.size)
@@ -1180,7 +1181,43 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         );
     }
     text.push_str(&projection_metrics(&state));
+    text.push_str(&witness_metrics(&state));
     typed(text, "text/plain; version=0.0.4", None)
+}
+
+/// Each witness's lag and failure, labelled by witness (the largest over the tenants it
+/// witnesses, so that no tenant is named).
+fn witness_metrics(state: &AppState) -> String {
+    use std::collections::BTreeMap;
+    use std::fmt::Write as _;
+    let mut by_witness: BTreeMap<String, (u64, bool)> = BTreeMap::new();
+    for s in state.store.witness_statuses() {
+        let entry = by_witness.entry(s.witness.clone()).or_default();
+        entry.0 = entry.0.max(s.lag_records());
+        entry.1 |= s.last_error.is_some();
+    }
+    if by_witness.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "# HELP auditex_witness_lag_records Records in the latest checkpoint that the witness has not cosigned yet (the largest over the tenants it witnesses).\n# TYPE auditex_witness_lag_records gauge\n",
+    );
+    for (name, (lag, _)) in &by_witness {
+        let _ = writeln!(out, "auditex_witness_lag_records{{witness=\"{}\"}} {lag}", label(name));
+    }
+    out.push_str("# HELP auditex_witness_failing 1 while the last request to the witness failed for some tenant.\n# TYPE auditex_witness_failing gauge\n");
+    for (name, (_, failing)) in &by_witness {
+        let _ = writeln!(out, "auditex_witness_failing{{witness=\"{}\"}} {}", label(name), u8::from(*failing));
+    }
+    out
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Lag per projection, as labelled gauges.

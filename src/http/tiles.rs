@@ -120,6 +120,8 @@ async fn answer(
                 .latest_checkpoint(tenant)
                 .await?
                 .ok_or_else(|| ApiError::NotFound("no checkpoint has been published yet".into()))?;
+            // With the witnesses' cosignatures collected so far.
+            let checkpoint = state.store.with_cosignatures(tenant, checkpoint).await?;
             let mut response = checkpoint.signed_note.into_response();
             let h = response.headers_mut();
             h.insert(

@@ -79,6 +79,19 @@ pub(crate) trait Backend: LedgerBackend + AccessBackend + ViewBackend {
 
 /// The ledger's tables: tenants, signing keys, records, erasable values, checkpoints and Merkle
 /// tiles. Every statement is scoped to one tenant but [`LedgerBackend::tenants`].
+/// A witness as configured for a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessRow {
+    /// Its name (the key name of its cosignatures).
+    pub name: String,
+    /// Its public key, a C2SP vkey of type 0x04.
+    pub vkey: String,
+    /// The submission URL prefix.
+    pub url: String,
+    /// The CA certificate (PEM) to trust for it, when no public CA signs its certificate.
+    pub ca_pem: Option<String>,
+}
+
 #[async_trait::async_trait]
 pub(crate) trait LedgerBackend: Send + Sync {
     /// Creates a tenant with its first signing key and its checkpoint origin, in one transaction.
@@ -249,6 +262,44 @@ pub(crate) trait LedgerBackend: Send + Sync {
         origin: &str,
         now_us: u64,
     ) -> Result<(), StoreError>;
+
+    /// The witnesses the tenant's checkpoints are sent to, by name.
+    async fn witnesses(&self, tenant: &TenantId) -> Result<Vec<WitnessRow>, StoreError>;
+
+    /// Adds a witness, or replaces the one of the same name.
+    async fn put_witness(
+        &self,
+        tenant: &TenantId,
+        witness: &WitnessRow,
+        now_us: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Removes the witness named `name`; whether there was one.
+    async fn remove_witness(&self, tenant: &TenantId, name: &str) -> Result<bool, StoreError>;
+
+    /// Stores a verified cosignature line of `witness` on the checkpoint of `size` and `root`
+    /// (a repeat is ignored).
+    async fn record_cosignature(
+        &self,
+        tenant: &TenantId,
+        size: u64,
+        root: &[u8],
+        witness: &str,
+        line: &str,
+        cosigned_at: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The cosignature lines on the checkpoint of `size` and `root`, by witness name.
+    async fn cosignatures(
+        &self,
+        tenant: &TenantId,
+        size: u64,
+        root: &[u8],
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// The largest tree size `witness` cosigned for the tenant.
+    async fn last_cosigned(&self, tenant: &TenantId, witness: &str)
+    -> Result<Option<u64>, StoreError>;
 
     /// Whether the tenant's tiled log is open to anyone (`false` without a setting).
     async fn tiles_public(&self, tenant: &TenantId) -> Result<bool, StoreError>;

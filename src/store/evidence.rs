@@ -250,9 +250,12 @@ impl Store {
         if !self.tenant_exists(tenant).await? {
             return Err(StoreError::UnknownTenant.into());
         }
-        self.latest_checkpoint(tenant)
+        let latest = self
+            .latest_checkpoint(tenant)
             .await?
-            .ok_or(EvidenceError::NoCheckpoint)
+            .ok_or(EvidenceError::NoCheckpoint)?;
+        // With the witnesses' cosignatures collected so far (see `witnesses.rs`).
+        Ok(self.with_cosignatures(tenant, latest).await?)
     }
 }
 

@@ -65,6 +65,7 @@ impl Store {
             .latest_checkpoint(tenant)
             .await?
             .ok_or(EvidenceError::NoCheckpoint)?;
+        let checkpoint = self.with_cosignatures(tenant, checkpoint).await?;
         let size = checkpoint.size.get();
         if from_seq > size {
             return Err(EvidenceError::OutOfRange(format!(

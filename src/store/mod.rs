@@ -35,6 +35,7 @@ mod shredding;
 mod sqlite;
 pub mod subjects;
 mod tiles;
+pub mod witnesses;
 pub mod users;
 mod view_query;
 pub mod views;
@@ -548,6 +549,8 @@ struct Inner {
     tile_cache: Mutex<TileCache>,
     /// Who may read each tenant's tiles, as last read (see `tiles.rs`).
     tile_access: tiles::TileAccessCache,
+    /// How each tenant's witnesses are doing (see `witnesses.rs`).
+    witness_board: witnesses::WitnessBoard,
     trees: Mutex<HashMap<TenantId, watch::Receiver<TreeHead>>>,
     /// Each tenant's recorded origin, once read: origins are written once and never change.
     origins: Mutex<HashMap<TenantId, String>>,
@@ -618,6 +621,7 @@ impl Store {
                 last_used: api_keys::LastUsed::default(),
                 tile_cache: Mutex::new(HashMap::new()),
                 tile_access: tiles::TileAccessCache::default(),
+                witness_board: witnesses::WitnessBoard::default(),
                 trees: Mutex::new(HashMap::new()),
                 origins: Mutex::new(HashMap::new()),
                 shutdown: tokio::sync::Notify::new(),

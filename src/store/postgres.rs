@@ -20,7 +20,7 @@ use ledger::types::{Hash, Sequence, TenantId, TreeSize};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use super::backend::{AppendTransaction, Backend, BackendKind, LedgerBackend};
+use super::backend::{AppendTransaction, Backend, BackendKind, LedgerBackend, WitnessRow};
 use super::erasure::ErasureScope;
 use super::erasure_sql::{ErasureSql, NewDataKeyRow, StoredValueRow, SubjectValueRow};
 use super::holds::{HoldChange, HoldRow};
@@ -505,6 +505,120 @@ impl LedgerBackend for PgDb {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn witnesses(&self, tenant: &TenantId) -> Result<Vec<WitnessRow>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT name, vkey, url, ca_pem FROM tenant_witnesses WHERE tenant_id = $1 ORDER BY name",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, vkey, url, ca_pem)| WitnessRow { name, vkey, url, ca_pem })
+            .collect())
+    }
+
+    async fn put_witness(
+        &self,
+        tenant: &TenantId,
+        w: &WitnessRow,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(
+            "INSERT INTO tenant_witnesses (tenant_id, name, vkey, url, ca_pem, added_at_us)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (tenant_id, name) DO UPDATE SET vkey = excluded.vkey, url = excluded.url,
+                 ca_pem = excluded.ca_pem, added_at_us = excluded.added_at_us",
+        )
+        .bind(tenant.as_str())
+        .bind(&w.name)
+        .bind(&w.vkey)
+        .bind(&w.url)
+        .bind(&w.ca_pem)
+        .bind(db_int(now_us))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_witness(&self, tenant: &TenantId, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let done = sqlx::query("DELETE FROM tenant_witnesses WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant.as_str())
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_cosignature(
+        &self,
+        tenant: &TenantId,
+        size: u64,
+        root: &[u8],
+        witness: &str,
+        line: &str,
+        cosigned_at: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(
+            "INSERT INTO checkpoint_cosignatures (tenant_id, tree_size, root, witness, line, cosigned_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(size))
+        .bind(root)
+        .bind(witness)
+        .bind(line)
+        .bind(db_int(cosigned_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn cosignatures(
+        &self,
+        tenant: &TenantId,
+        size: u64,
+        root: &[u8],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query_as(
+            "SELECT witness, line FROM checkpoint_cosignatures
+             WHERE tenant_id = $1 AND tree_size = $2 AND root = $3 ORDER BY witness",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(size))
+        .bind(root)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn last_cosigned(
+        &self,
+        tenant: &TenantId,
+        witness: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT max(tree_size) FROM checkpoint_cosignatures WHERE tenant_id = $1 AND witness = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(witness)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(size.and_then(|s| u64::try_from(s).ok()))
     }
 
     async fn tiles_public(&self, tenant: &TenantId) -> Result<bool, StoreError> {

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
-use super::backend::{AppendTransaction, Backend, BackendKind, LedgerBackend};
+use super::backend::{AppendTransaction, Backend, BackendKind, LedgerBackend, WitnessRow};
 use super::erasure::ErasureScope;
 use super::erasure_sql::{ErasureSql, NewDataKeyRow, StoredValueRow, SubjectValueRow};
 use super::holds::{HoldChange, HoldRow};
@@ -520,6 +520,107 @@ impl LedgerBackend for SqliteDb {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn witnesses(&self, tenant: &TenantId) -> Result<Vec<WitnessRow>, StoreError> {
+        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT name, vkey, url, ca_pem FROM tenant_witnesses WHERE tenant_id = ? ORDER BY name",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, vkey, url, ca_pem)| WitnessRow { name, vkey, url, ca_pem })
+            .collect())
+    }
+
+    async fn put_witness(
+        &self,
+        tenant: &TenantId,
+        w: &WitnessRow,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenant_witnesses (tenant_id, name, vkey, url, ca_pem, added_at_us)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (tenant_id, name) DO UPDATE SET vkey = excluded.vkey, url = excluded.url,
+                 ca_pem = excluded.ca_pem, added_at_us = excluded.added_at_us",
+        )
+        .bind(tenant.as_str())
+        .bind(&w.name)
+        .bind(&w.vkey)
+        .bind(&w.url)
+        .bind(&w.ca_pem)
+        .bind(db_int(now_us))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_witness(&self, tenant: &TenantId, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM tenant_witnesses WHERE tenant_id = ? AND name = ?")
+            .bind(tenant.as_str())
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_cosignature(
+        &self,
+        tenant: &TenantId,
+        size: u64,
+        root: &[u8],
+        witness: &str,
+        line: &str,
+        cosigned_at: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO checkpoint_cosignatures (tenant_id, tree_size, root, witness, line, cosigned_at)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(size))
+        .bind(root)
+        .bind(witness)
+        .bind(line)
+        .bind(db_int(cosigned_at))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn cosignatures(
+        &self,
+        tenant: &TenantId,
+        size: u64,
+        root: &[u8],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT witness, line FROM checkpoint_cosignatures
+             WHERE tenant_id = ? AND tree_size = ? AND root = ? ORDER BY witness",
+        )
+        .bind(tenant.as_str())
+        .bind(db_int(size))
+        .bind(root)
+        .fetch_all(&self.readers)
+        .await?)
+    }
+
+    async fn last_cosigned(
+        &self,
+        tenant: &TenantId,
+        witness: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT max(tree_size) FROM checkpoint_cosignatures WHERE tenant_id = ? AND witness = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(witness)
+        .fetch_one(&self.readers)
+        .await?;
+        Ok(size.and_then(|s| u64::try_from(s).ok()))
     }
 
     async fn tiles_public(&self, tenant: &TenantId) -> Result<bool, StoreError> {

@@ -14,6 +14,7 @@
 //! - [`state`]: the SQLite state: the latest cosigned checkpoint per log, the evidence kept.
 //! - [`server`]: HTTPS, rate limits, the routes.
 
+pub mod client;
 pub mod protocol;
 pub mod server;
 pub mod state;
