@@ -21,6 +21,7 @@ pub mod export;
 mod fast;
 mod package;
 pub mod tiles;
+mod witness;
 
 /// Chains of signed records for the verifiers' unit tests.
 #[cfg(test)]
@@ -214,6 +215,13 @@ pub struct VerifyOptions {
     /// Threads to verify on (default: every core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// A trusted witness key, C2SP vkey of type 0x04 as `auditex witness vkey` prints it
+    /// (repeatable): the evidence's checkpoint must carry cosignatures of `--quorum` of them.
+    #[arg(long = "witness", value_name = "VKEY")]
+    pub witnesses: Vec<String>,
+    /// How many of the `--witness` keys must have cosigned the checkpoint (default: all).
+    #[arg(long, value_name = "N")]
+    pub quorum: Option<usize>,
 }
 
 /// What verification found wrong, ready to print.
@@ -503,7 +511,16 @@ struct Outcome {
     records: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     failure: Option<Failure>,
+    /// The valid cosignatures of trusted witnesses on the checkpoint (with `--witness`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cosignatures: Vec<witness::CosignatureInfo>,
     elapsed_ms: u64,
+    /// The checkpoint note, when the evidence is not a file (the tiles mode).
+    #[serde(skip)]
+    note: Option<String>,
+    /// The latest capture time of the records the evidence proves, µs.
+    #[serde(skip)]
+    captured_max_us: Option<u64>,
 }
 
 impl Outcome {
@@ -519,7 +536,10 @@ impl Outcome {
             proven: Vec::new(),
             records: None,
             failure: None,
+            cosignatures: Vec::new(),
             elapsed_ms: 0,
+            note: None,
+            captured_max_us: None,
         }
     }
 
@@ -707,23 +727,32 @@ fn sniff(start: &[u8]) -> Option<Kind> {
 
 /// Runs `auditex verify` and returns its exit code.
 pub fn run(args: VerifyArgs) -> u8 {
-    let (outcome, json) = match args.target {
+    // Each kind's outcome, the options it ran with, and the file whose checkpoint the witness
+    // policy judges (the tiles mode keeps the served checkpoint in its outcome instead).
+    let (outcome, options, evidence): (_, VerifyOptions, Option<PathBuf>) = match args.target {
         Some(VerifyTarget::Export {
             file,
             checkpoints,
             options,
-        }) => (verify_export_file(&file, &checkpoints, &options), options.json),
+        }) => (
+            verify_export_file(&file, &checkpoints, &options),
+            options,
+            Some(file),
+        ),
         Some(VerifyTarget::Bundle { file, options }) => {
-            (verify_bundle_file(&file, &options), options.json)
+            (verify_bundle_file(&file, &options), options, Some(file))
         }
         Some(VerifyTarget::Proof { file, options }) => {
-            (verify_proof_file(&file, &options), options.json)
+            (verify_proof_file(&file, &options), options, Some(file))
         }
         Some(VerifyTarget::Package { file, options }) => (
             package::verify_package_file(&file, &options),
-            options.json,
+            options,
+            Some(file),
         ),
-        Some(VerifyTarget::Tiles(tiles)) => (tiles::verify_tiles(&tiles), tiles.options.json),
+        Some(VerifyTarget::Tiles(tiles)) => {
+            (tiles::verify_tiles(&tiles), tiles.options.clone(), None)
+        }
         Some(VerifyTarget::Consistency {
             old,
             new,
@@ -731,20 +760,27 @@ pub fn run(args: VerifyArgs) -> u8 {
             options,
         }) => (
             verify_consistency(&old, &new, proof.as_deref(), &options),
-            options.json,
+            options,
+            Some(new),
         ),
         None => match &args.file {
-            Some(file) => (verify_any(file, &args.options), args.options.json),
+            Some(file) => (
+                verify_any(file, &args.options),
+                args.options.clone(),
+                Some(file.clone()),
+            ),
             None => (
                 Err(Unusable(
-                    "nothing to verify: give a file, or one of export, bundle, proof, consistency (see --help)"
+                    "nothing to verify: give a file, or one of export, bundle, proof, consistency, tiles (see --help)"
                         .into(),
                 )),
-                args.options.json,
+                args.options.clone(),
+                None,
             ),
         },
     };
-    report(outcome, json)
+    let outcome = outcome.and_then(|o| witness::apply(o, &options, evidence.as_deref()));
+    report(outcome, options.json)
 }
 
 fn verify_any(file: &Path, options: &VerifyOptions) -> Result<Outcome, Unusable> {
@@ -878,6 +914,7 @@ fn verify_export_with(
                 root: r.checkpoint_root,
             });
             outcome.records = Some(r.records);
+            outcome.captured_max_us = r.last_captured.map(|t| t.unix_micros());
             outcome.verified = true;
             let range = match r.last_seq {
                 Some(last) => format!("records {}..{last}", r.from_seq),
@@ -975,6 +1012,11 @@ fn verify_bundle_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, U
     });
     match checked {
         Ok((bundle, report)) => {
+            outcome.captured_max_us = bundle
+                .entries
+                .iter()
+                .map(|e| e.record.captured_at_us.unix_micros())
+                .max();
             if outcome.verified_at(
                 &trust,
                 &bundle.origin,
@@ -1091,6 +1133,7 @@ fn verify_proof_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, Un
         Ok(proven) => {
             let r = &proven.record;
             outcome.verified = true;
+            outcome.captured_max_us = Some(r.captured_at_us.unix_micros());
             outcome.tenant = Some(r.tenant.to_string());
             outcome.checkpoint = Some(CheckpointInfo::of(&proven.checkpoint));
             outcome.proven.push(format!(

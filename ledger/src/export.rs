@@ -306,6 +306,8 @@ pub struct ExportReport {
     pub last_seq: Option<u64>,
     /// The last record's hash, if any.
     pub last_hash: Option<Hash>,
+    /// The last record's capture time, if any (the latest: capture times never decrease).
+    pub last_captured: Option<crate::types::CaptureTime>,
     /// The checkpoint's tree size.
     pub checkpoint_size: TreeSize,
     /// The checkpoint's root.
@@ -343,6 +345,8 @@ pub struct RecordsRead {
     pub records: u64,
     /// The last record's sequence number and hash; `None` without records.
     pub last: Option<(u64, Hash)>,
+    /// The last record's capture time; `None` without records.
+    pub last_captured: Option<crate::types::CaptureTime>,
     /// The Merkle root of every record, when the export starts at 0 (else `None`).
     pub root: Option<Hash>,
 }
@@ -449,6 +453,7 @@ impl VerifiedExportHeader {
             records,
             last_seq,
             last_hash: read.last.map(|(_, hash)| hash),
+            last_captured: read.last_captured,
             checkpoint_size: size,
             checkpoint_root: self.checkpoint.root(),
             checkpoint_key_id: self.checkpoint_key_id,
@@ -674,6 +679,10 @@ fn trailer(mut body: Box<Body>, n: u64, line: &str) -> Result<ExportReport, Expo
             .as_ref()
             .filter(|s| s.records() > 0)
             .map(|s| (s.size().get() - 1, s.last_hash())),
+        last_captured: summary
+            .as_ref()
+            .filter(|s| s.records() > 0)
+            .and_then(|s| s.end().not_before),
         root: summary.as_ref().and_then(ChainSummary::root),
     };
     body.head

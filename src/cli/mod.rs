@@ -898,8 +898,14 @@ pub async fn run(cli: Cli) -> CliResult {
                         let tenant = tenant_id(&tenant)?;
                         for w in s.witnesses(&tenant).await? {
                             let last = s.last_cosigned(&tenant, w.key.name()).await?;
-                            let last = last.map_or_else(|| "nothing yet".to_owned(), |n| format!("size {n}"));
-                            println!("{}\t{}\tlast cosigned: {last}\t{}", w.key.name(), w.url, w.key);
+                            let last = last
+                                .map_or_else(|| "nothing yet".to_owned(), |n| format!("size {n}"));
+                            println!(
+                                "{}\t{}\tlast cosigned: {last}\t{}",
+                                w.key.name(),
+                                w.url,
+                                w.key
+                            );
                         }
                     }
                 },

@@ -1203,11 +1203,20 @@ fn witness_metrics(state: &AppState) -> String {
         "# HELP auditex_witness_lag_records Records in the latest checkpoint that the witness has not cosigned yet (the largest over the tenants it witnesses).\n# TYPE auditex_witness_lag_records gauge\n",
     );
     for (name, (lag, _)) in &by_witness {
-        let _ = writeln!(out, "auditex_witness_lag_records{{witness=\"{}\"}} {lag}", label(name));
+        let _ = writeln!(
+            out,
+            "auditex_witness_lag_records{{witness=\"{}\"}} {lag}",
+            label(name)
+        );
     }
     out.push_str("# HELP auditex_witness_failing 1 while the last request to the witness failed for some tenant.\n# TYPE auditex_witness_failing gauge\n");
     for (name, (_, failing)) in &by_witness {
-        let _ = writeln!(out, "auditex_witness_failing{{witness=\"{}\"}} {}", label(name), u8::from(*failing));
+        let _ = writeln!(
+            out,
+            "auditex_witness_failing{{witness=\"{}\"}} {}",
+            label(name),
+            u8::from(*failing)
+        );
     }
     out
 }

@@ -298,8 +298,11 @@ pub(crate) trait LedgerBackend: Send + Sync {
     ) -> Result<Vec<(String, String)>, StoreError>;
 
     /// The largest tree size `witness` cosigned for the tenant.
-    async fn last_cosigned(&self, tenant: &TenantId, witness: &str)
-    -> Result<Option<u64>, StoreError>;
+    async fn last_cosigned(
+        &self,
+        tenant: &TenantId,
+        witness: &str,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// Whether the tenant's tiled log is open to anyone (`false` without a setting).
     async fn tiles_public(&self, tenant: &TenantId) -> Result<bool, StoreError>;

@@ -35,10 +35,10 @@ mod shredding;
 mod sqlite;
 pub mod subjects;
 mod tiles;
-pub mod witnesses;
 pub mod users;
 mod view_query;
 pub mod views;
+pub mod witnesses;
 mod workers;
 
 use std::collections::{BTreeMap, HashMap};

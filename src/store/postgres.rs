@@ -518,7 +518,12 @@ impl LedgerBackend for PgDb {
         tx.commit().await?;
         Ok(rows
             .into_iter()
-            .map(|(name, vkey, url, ca_pem)| WitnessRow { name, vkey, url, ca_pem })
+            .map(|(name, vkey, url, ca_pem)| WitnessRow {
+                name,
+                vkey,
+                url,
+                ca_pem,
+            })
             .collect())
     }
 

@@ -531,7 +531,12 @@ impl LedgerBackend for SqliteDb {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(name, vkey, url, ca_pem)| WitnessRow { name, vkey, url, ca_pem })
+            .map(|(name, vkey, url, ca_pem)| WitnessRow {
+                name,
+                vkey,
+                url,
+                ca_pem,
+            })
             .collect())
     }
 

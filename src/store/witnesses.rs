@@ -50,7 +50,8 @@ pub enum WitnessConfigError {
 }
 
 fn check_url(url: &str) -> Result<(), WitnessConfigError> {
-    let parsed = url::Url::parse(url).map_err(|e| WitnessConfigError::Url(format!("{url}: {e}")))?;
+    let parsed =
+        url::Url::parse(url).map_err(|e| WitnessConfigError::Url(format!("{url}: {e}")))?;
     let loopback = match parsed.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -143,7 +144,11 @@ impl Store {
     ///
     /// # Errors
     /// A database error.
-    pub async fn last_cosigned(&self, tenant: &TenantId, witness: &str) -> Result<Option<u64>, StoreError> {
+    pub async fn last_cosigned(
+        &self,
+        tenant: &TenantId,
+        witness: &str,
+    ) -> Result<Option<u64>, StoreError> {
         self.backend().last_cosigned(tenant, witness).await
     }
 
@@ -160,7 +165,8 @@ impl Store {
         lines: &str,
     ) -> Result<Option<u64>, StoreError> {
         for line in lines.split_inclusive('\n') {
-            let Ok(note) = Note::parse(format!("{}{line}", checkpoint.signed_note).as_bytes()) else {
+            let Ok(note) = Note::parse(format!("{}{line}", checkpoint.signed_note).as_bytes())
+            else {
                 continue;
             };
             if let Some(c) = verify_cosignatures(&note, std::slice::from_ref(witness)).first() {
@@ -243,24 +249,41 @@ impl WitnessStatus {
 
 /// The cosigning client's view of every witness, for `/metrics`, `/readyz` and the portal.
 #[derive(Default)]
-pub(crate) struct WitnessBoard(std::sync::Mutex<std::collections::BTreeMap<(String, String), WitnessStatus>>);
+pub(crate) struct WitnessBoard(
+    std::sync::Mutex<std::collections::BTreeMap<(String, String), WitnessStatus>>,
+);
 
 impl Store {
     /// Records how a witness is doing (called by the cosigning client).
     pub fn note_witness_status(&self, status: WitnessStatus) {
-        let mut board = self.inner.witness_board.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut board = self
+            .inner
+            .witness_board
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         board.insert((status.tenant.clone(), status.witness.clone()), status);
     }
 
     /// Forgets witnesses no longer configured (called by the cosigning client).
     pub fn retain_witness_status(&self, keep: impl Fn(&str, &str) -> bool) {
-        let mut board = self.inner.witness_board.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut board = self
+            .inner
+            .witness_board
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         board.retain(|(t, w), _| keep(t, w));
     }
 
     /// Every witness's status, by tenant and name.
     pub fn witness_statuses(&self) -> Vec<WitnessStatus> {
-        let board = self.inner.witness_board.0.lock().unwrap_or_else(|p| p.into_inner());
+        let board = self
+            .inner
+            .witness_board
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         board.values().cloned().collect()
     }
 }

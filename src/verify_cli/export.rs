@@ -852,6 +852,10 @@ fn check_trailer(
             .as_ref()
             .filter(|s| s.records() > 0)
             .map(|s| (s.size() - 1, s.end.prev)),
+        last_captured: summary
+            .as_ref()
+            .filter(|s| s.records() > 0)
+            .and_then(|s| s.end.not_before),
         root: summary.as_ref().and_then(Segment::root),
     };
     head.check_trailer(&trailer, read).map_err(fail)

@@ -335,6 +335,8 @@ async fn verify_async(args: &TilesArgs) -> Result<Outcome, Unusable> {
     };
     outcome.origin = Some(checkpoint.origin().to_owned());
     outcome.checkpoint = Some(CheckpointInfo::of(&checkpoint));
+    // The witness policy judges the served checkpoint (see `witness.rs`).
+    outcome.note = Some(note.clone());
     match prove(&client, args, &checkpoint, &mut outcome).await {
         Ok(()) => {
             outcome.verified = true;
@@ -415,6 +417,9 @@ async fn prove(
         }
         let record = records(client, index, width).await?.swap_remove(at);
         check_record(&record, entry, seq)?;
+        outcome.captured_max_us = outcome
+            .captured_max_us
+            .max(Some(record.captured_at_us.unix_micros()));
         outcome.proven.push(format!(
             "record {seq} ({}, event {}, hash {entry}) is in the checkpoint's tree",
             record.event_type, record.event_id
@@ -508,6 +513,9 @@ async fn all(
                 ));
             }
             prev = *entry;
+            outcome.captured_max_us = outcome
+                .captured_max_us
+                .max(Some(record.captured_at_us.unix_micros()));
             tree.push(*leaf)
                 .map_err(|e| Stop::Unusable(Unusable(e.to_string())))?;
         }

@@ -101,13 +101,16 @@ impl Cosigner {
                     .is_some_and(|ws| ws.iter().any(|w| w.key.name() == name))
             });
             self.store.retain_witness_status(|t, name| {
-                config
-                    .iter()
-                    .any(|(tenant, ws)| tenant.as_str() == t && ws.iter().any(|w| w.key.name() == name))
+                config.iter().any(|(tenant, ws)| {
+                    tenant.as_str() == t && ws.iter().any(|w| w.key.name() == name)
+                })
             });
         }
-        let tenants: Vec<(TenantId, Vec<ConfiguredWitness>)> =
-            self.config.iter().map(|(t, w)| (t.clone(), w.clone())).collect();
+        let tenants: Vec<(TenantId, Vec<ConfiguredWitness>)> = self
+            .config
+            .iter()
+            .map(|(t, w)| (t.clone(), w.clone()))
+            .collect();
         for (tenant, witnesses) in tenants {
             // A tenant held after a rollback shows no checkpoint as current: nothing to send.
             if self.store.refuse_if_rolled_back(&tenant).is_err() {
@@ -174,7 +177,10 @@ impl Cosigner {
                 }
             }
             for w in &witnesses {
-                if let Some(p) = self.progress.get(&(tenant.clone(), w.key.name().to_owned())) {
+                if let Some(p) = self
+                    .progress
+                    .get(&(tenant.clone(), w.key.name().to_owned()))
+                {
                     self.store.note_witness_status(WitnessStatus {
                         tenant: tenant.to_string(),
                         witness: w.key.name().to_owned(),
@@ -342,7 +348,12 @@ async fn attempt(
             ),
         _ => Err(Attempt::Failed(format!(
             "HTTP {status}: {}",
-            text.lines().next().unwrap_or("").chars().take(200).collect::<String>()
+            text.lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect::<String>()
         ))),
     }
 }

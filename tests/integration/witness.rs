@@ -482,3 +482,268 @@ async fn a_witness_killed_under_load_keeps_what_it_cosigned_and_never_goes_back(
         1
     );
 }
+
+/// The service's checkpoints, cosigned by three witness processes: the cosignatures come back
+/// with every checkpoint the service hands out, `auditex verify --witness … --quorum N` holds
+/// evidence to them, and a witness that was down catches up from the size it had.
+mod with_the_service {
+    use super::*;
+    use crate::http::Server;
+    use crate::support::{Backend, append_many, backend_tests};
+
+    backend_tests!(checkpoints_are_cosigned_and_evidence_is_held_to_a_quorum);
+
+    /// The tenant's log key, as a witness is told it.
+    async fn log_key(s: &Server, tenant: &ledger::types::TenantId) -> VerifierKey {
+        let origin = s.store.origin(tenant).await.expect("origin");
+        let ring = s.store.key_history(tenant).await.expect("keys");
+        VerifierKey::new(&origin, ring.intervals()[0].public_key).expect("vkey")
+    }
+
+    /// Waits until the latest checkpoint of `tenant` carries cosignatures of all `witnesses`;
+    /// returns the note.
+    async fn cosigned_by(s: &Server, key: &str, witnesses: &[&WitnessKey]) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            s.store.publish_checkpoints().await.expect("publish");
+            let note = s
+                .get(key, "/v1/checkpoints/latest")
+                .await
+                .text()
+                .await
+                .expect("text");
+            let parsed = Note::parse(note.as_bytes()).expect("note");
+            let keys: Vec<WitnessKey> = witnesses.iter().map(|w| (*w).clone()).collect();
+            if verify_cosignatures(&parsed, &keys).len() == witnesses.len() {
+                return note;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not cosigned by all within 60 s: {note}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn verify(args: &[&str]) -> (i32, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditex"))
+            .arg("verify")
+            .args(args)
+            .output()
+            .await
+            .expect("auditex verify");
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    async fn checkpoints_are_cosigned_and_evidence_is_held_to_a_quorum(backend: Backend) {
+        let s = Server::start(&backend).await;
+        let other = crate::support::tenant_id("other-bank");
+        s.store.create_tenant(&other).await.expect("tenant");
+        let logs = [log_key(&s, &s.tenant).await, log_key(&s, &other).await];
+        let dirs: Vec<tempfile::TempDir> = (0..3)
+            .map(|_| tempfile::tempdir().expect("tempdir"))
+            .collect();
+        let names = [
+            "witness.example.com/a",
+            "witness.example.com/b",
+            "witness.example.com/c",
+        ];
+        let mut witnesses: Vec<WitnessProcess> = dirs
+            .iter()
+            .zip(names)
+            .map(|(d, n)| WitnessProcess::start(d.path(), n, &logs))
+            .collect();
+        // acme-bank sends to all three, other-bank to the first only.
+        for (i, w) in witnesses.iter().enumerate() {
+            let ca = std::fs::read_to_string(dirs[i].path().join("tls").join("tls-cert.pem"))
+                .expect("ca");
+            s.store
+                .add_witness(&s.tenant, &w.vkey.to_string(), &w.base, Some(ca.clone()))
+                .await
+                .expect("witness");
+            if i == 0 {
+                s.store
+                    .add_witness(&other, &w.vkey.to_string(), &w.base, Some(ca))
+                    .await
+                    .expect("witness");
+            }
+        }
+        let vkeys: Vec<WitnessKey> = witnesses.iter().map(|w| w.vkey.clone()).collect();
+        append_many(&s.store, &s.tenant, 40, 20).await;
+        append_many(&s.store, &other, 5, 5).await;
+        let note = cosigned_by(&s, &s.verify, &[&vkeys[0], &vkeys[1], &vkeys[2]]).await;
+        // Cosignatures carry a current time, not before the records were captured.
+        let parsed = Note::parse(note.as_bytes()).expect("note");
+        for c in verify_cosignatures(&parsed, &vkeys) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("time")
+                .as_secs();
+            assert!(c.timestamp <= now && c.timestamp + 120 >= now, "{c:?}");
+        }
+        // The other tenant's checkpoints went to its one witness only.
+        let other_note = s
+            .store
+            .latest_checkpoint(&other)
+            .await
+            .expect("read")
+            .expect("published");
+        let other_note = s
+            .store
+            .with_cosignatures(&other, other_note)
+            .await
+            .expect("cosignatures")
+            .signed_note;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut other_note = other_note;
+        while verify_cosignatures(&Note::parse(other_note.as_bytes()).expect("note"), &vkeys)
+            .is_empty()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "other-bank not cosigned"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let c = s
+                .store
+                .latest_checkpoint(&other)
+                .await
+                .expect("read")
+                .expect("published");
+            other_note = s
+                .store
+                .with_cosignatures(&other, c)
+                .await
+                .expect("c")
+                .signed_note;
+        }
+        let found = verify_cosignatures(&Note::parse(other_note.as_bytes()).expect("note"), &vkeys);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].name, names[0]);
+
+        // Evidence carries the cosigned checkpoint, and the verifier holds it to the policy.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_vkey = logs[0].to_string();
+        let w: Vec<String> = vkeys.iter().map(ToString::to_string).collect();
+        let export = dir.path().join("export.jsonl");
+        std::fs::write(
+            &export,
+            s.get(&s.verify, "/v1/export")
+                .await
+                .bytes()
+                .await
+                .expect("b"),
+        )
+        .expect("write");
+        let proof = dir.path().join("r7.proof");
+        std::fs::write(
+            &proof,
+            s.get(&s.verify, "/v1/proofs/inclusion/7/tlog-proof")
+                .await
+                .bytes()
+                .await
+                .expect("b"),
+        )
+        .expect("write");
+        for file in [&export, &proof] {
+            let file = file.to_str().expect("utf-8");
+            let (code, out) = verify(&[
+                file,
+                "--key",
+                &log_vkey,
+                "--witness",
+                &w[0],
+                "--witness",
+                &w[1],
+                "--witness",
+                &w[2],
+                "--quorum",
+                "2",
+                "--json",
+            ])
+            .await;
+            assert_eq!(code, 0, "{out}");
+            let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+            assert_eq!(
+                report["cosignatures"].as_array().expect("list").len(),
+                3,
+                "{out}"
+            );
+            assert!(out.contains("witnessed time"), "{out}");
+            // A witness that never saw it cannot be counted: a quorum of the fourth fails.
+            let stranger = WitnessKey::new(
+                "witness.example.com/d",
+                SigningKey::from_bytes(&[77; 32]).verifying_key(),
+            )
+            .expect("key")
+            .to_string();
+            let (code, out) = verify(&[file, "--key", &log_vkey, "--witness", &stranger]).await;
+            assert_eq!(code, 1, "{out}");
+            assert!(
+                out.contains("witness_quorum") || out.contains("cosignatures of 0"),
+                "{out}"
+            );
+            // A quorum larger than the witnesses given is an unusable request.
+            let (code, _) = verify(&[
+                file,
+                "--key",
+                &log_vkey,
+                "--witness",
+                &w[0],
+                "--quorum",
+                "2",
+            ])
+            .await;
+            assert_eq!(code, 2);
+        }
+
+        // A witness down for a while catches up from the size it had once it is back.
+        let down = witnesses.pop().expect("three");
+        down.kill();
+        append_many(&s.store, &s.tenant, 30, 10).await;
+        let _ = cosigned_by(&s, &s.verify, &[&vkeys[0], &vkeys[1]]).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let failing = s.store.witness_statuses().into_iter().any(|st| {
+                st.witness == names[2] && st.last_error.is_some() && st.lag_records() > 0
+            });
+            if failing {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the dead witness is not reported"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let metrics = s.metrics_text().await;
+        assert!(
+            metrics.contains(&format!(
+                "auditex_witness_failing{{witness=\"{}\"}} 1",
+                names[2]
+            )),
+            "{metrics}"
+        );
+        // Back up, on the same state and key: it is sent the proof from its old size.
+        witnesses.push(WitnessProcess::start(dirs[2].path(), names[2], &logs));
+        let restarted_base = witnesses[2].base.clone();
+        let ca =
+            std::fs::read_to_string(dirs[2].path().join("tls").join("tls-cert.pem")).expect("ca");
+        s.store
+            .add_witness(&s.tenant, &w[2], &restarted_base, Some(ca))
+            .await
+            .expect("new address");
+        let _ = cosigned_by(&s, &s.verify, &[&vkeys[0], &vkeys[1], &vkeys[2]]).await;
+        assert!(
+            evidence(dirs[2].path()).await.is_empty(),
+            "nothing refused on catching up"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! The witness policy of `auditex verify` (`--witness VKEY … --quorum N`): evidence is accepted
+//! only when its checkpoint carries valid C2SP cosignatures (Ed25519 `cosignature/v1`) of at least
+//! N of the trusted witnesses, so a split view would need that many witnesses to collude.
+//!
+//! The cosignatures' timestamps are the checkpoint's signed time: the tree existed no later than
+//! the N-th earliest of them (by then N witnesses had seen it). A cosignature made before the
+//! latest capture time of the records the evidence proves is impossible for an honest log and
+//! witness, and fails the evidence.
+
+use std::path::Path;
+
+use ledger::cosignature::{Cosignature, WitnessKey, verify_cosignatures};
+use ledger::note::Note;
+use serde::Serialize;
+
+use super::{Failure, Outcome, Unusable, VerifyOptions, checkpoint_note_of};
+
+/// A valid cosignature, as the report lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(super) struct CosignatureInfo {
+    /// The witness's name.
+    witness: String,
+    /// When it cosigned (POSIX seconds).
+    timestamp: u64,
+}
+
+/// The trusted witnesses and the quorum, from the options; `None` without `--witness`.
+fn policy(options: &VerifyOptions) -> Result<Option<(Vec<WitnessKey>, usize)>, Unusable> {
+    if options.witnesses.is_empty() {
+        return match options.quorum {
+            Some(_) => Err(Unusable(
+                "--quorum needs the witnesses it counts: pass --witness VKEY (repeatable)".into(),
+            )),
+            None => Ok(None),
+        };
+    }
+    let mut keys: Vec<WitnessKey> = Vec::new();
+    for text in &options.witnesses {
+        let key = WitnessKey::parse(text.trim())
+            .map_err(|e| Unusable(format!("--witness {text}: {e}")))?;
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let quorum = options.quorum.unwrap_or(keys.len());
+    if quorum == 0 || quorum > keys.len() {
+        return Err(Unusable(format!(
+            "--quorum {quorum}: must be between 1 and the {} distinct witness key(s) given",
+            keys.len()
+        )));
+    }
+    Ok(Some((keys, quorum)))
+}
+
+/// RFC 3339 of POSIX seconds, for people.
+fn rfc3339(seconds: u64) -> String {
+    i64::try_from(seconds)
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map_or_else(|| format!("{seconds} s"), |t| t.to_rfc3339())
+}
+
+/// Applies the witness policy to a verified outcome (a failed one is left as it is).
+pub(super) fn apply(
+    mut outcome: Outcome,
+    options: &VerifyOptions,
+    evidence: Option<&Path>,
+) -> Result<Outcome, Unusable> {
+    let Some((witnesses, quorum)) = policy(options)? else {
+        return Ok(outcome);
+    };
+    if !outcome.verified {
+        return Ok(outcome);
+    }
+    let note = match (&outcome.note, evidence) {
+        (Some(note), _) => note.clone(),
+        (None, Some(path)) if path.as_os_str() != "-" => match checkpoint_note_of(path)? {
+            Ok(note) => note,
+            Err(f) => {
+                outcome.verified = false;
+                outcome.failure = Some(f);
+                return Ok(outcome);
+            }
+        },
+        _ => {
+            return Err(Unusable(
+                "--witness needs the evidence as a file (standard input is read once)".into(),
+            ));
+        }
+    };
+    let cosigned: Vec<Cosignature> = Note::parse(note.as_bytes())
+        .map(|n| verify_cosignatures(&n, &witnesses))
+        .unwrap_or_default();
+    outcome.cosignatures = cosigned
+        .iter()
+        .map(|c| CosignatureInfo {
+            witness: c.name.clone(),
+            timestamp: c.timestamp,
+        })
+        .collect();
+    if cosigned.len() < quorum {
+        outcome.verified = false;
+        outcome.failure = Some(
+            Failure::new(
+                "witness_quorum",
+                format!(
+                    "the checkpoint carries valid cosignatures of {} of the trusted witnesses; the policy asks for {quorum}",
+                    cosigned.len()
+                ),
+            )
+            .expected_found(
+                format!("{quorum} cosignature(s) by --witness keys"),
+                format!(
+                    "{} ({})",
+                    cosigned.len(),
+                    cosigned
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        );
+        return Ok(outcome);
+    }
+    // A witness cannot have seen a tree before its records were captured.
+    if let Some(captured) = outcome.captured_max_us
+        && let Some(early) = cosigned
+            .iter()
+            .find(|c| c.timestamp.saturating_add(1).saturating_mul(1_000_000) <= captured)
+    {
+        outcome.verified = false;
+        outcome.failure = Some(
+            Failure::new(
+                "signed_time_before_capture",
+                format!(
+                    "witness {} cosigned the checkpoint at {}, before the latest capture time of its records: the capture times or the witness's clock are wrong",
+                    early.name,
+                    rfc3339(early.timestamp)
+                ),
+            )
+            .expected_found(
+                format!("a cosignature at or after {captured} µs since the epoch"),
+                format!("{} s since the epoch", early.timestamp),
+            ),
+        );
+        return Ok(outcome);
+    }
+    let mut times: Vec<u64> = cosigned.iter().map(|c| c.timestamp).collect();
+    times.sort_unstable();
+    let by = times[quorum - 1];
+    let names: Vec<&str> = cosigned.iter().map(|c| c.name.as_str()).collect();
+    outcome.proven.push(format!(
+        "the checkpoint is cosigned by {} of the trusted witnesses ({}; the policy asks for {quorum}): it existed, consistent with what each of them had seen, no later than {} (witnessed time){}",
+        cosigned.len(),
+        names.join(", "),
+        rfc3339(by),
+        if outcome.captured_max_us.is_some() {
+            ", and not before its records were captured"
+        } else {
+            ""
+        }
+    ));
+    Ok(outcome)
+}
