@@ -746,4 +746,123 @@ mod with_the_service {
             "nothing refused on catching up"
         );
     }
+
+    /// After a restore and an acknowledged rollback, the log's new branch cannot be cosigned by
+    /// a witness that saw the old one: it refuses it and keeps the log-signed proof of the fork.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_witness_refuses_the_branch_after_a_rollback_and_keeps_the_proof() {
+        use crate::support::TestDb;
+        let backend = Backend::Sqlite;
+        let checkpoints = tempfile::tempdir().expect("tempdir");
+        let with_dir = |db: &TestDb| {
+            let mut config = db.config();
+            config.checkpoint_dir = Some(checkpoints.path().to_owned());
+            config
+        };
+        let db = TestDb::new(&backend).await;
+        let tenant = crate::support::tenant_id("acme-bank");
+        let store = auditex::store::Store::open_with_workers(with_dir(&db))
+            .await
+            .expect("open");
+        store.create_tenant(&tenant).await.expect("tenant");
+        append_many(&store, &tenant, 10, 10).await;
+        store.publish_checkpoints().await.expect("publish");
+        let backup_dir = tempfile::tempdir().expect("tempdir");
+        let backup = backup_dir.path().join("backup.db");
+        store.backup(&backup).await.expect("backup");
+        let s = Server::start_on(db, store, tenant.clone(), 1000, 1000).await;
+        let logs = [log_key(&s, &tenant).await];
+        let wdir = tempfile::tempdir().expect("tempdir");
+        let w = WitnessProcess::start(wdir.path(), "witness.example.com/r", &logs);
+        let ca = std::fs::read_to_string(wdir.path().join("tls").join("tls-cert.pem")).expect("ca");
+        s.store
+            .add_witness(&tenant, &w.vkey.to_string(), &w.base, Some(ca.clone()))
+            .await
+            .expect("witness");
+        append_many(&s.store, &tenant, 30, 10).await;
+        let _ = cosigned_by(&s, &s.verify, &[&w.vkey]).await;
+        let (status, served) = w.monitored(&logs[0].name().to_owned()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            served.contains("\n40\n"),
+            "the witness saw 40 records: {served}"
+        );
+
+        // The database goes back to the backup of 10 records; the rollback is acknowledged and
+        // the log grows again, past the size the witness cosigned, with other records.
+        let db = s.stop().await;
+        let path = db.sqlite_path().to_owned();
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        std::fs::copy(&backup, &path).expect("restore");
+        let store = auditex::store::Store::open_with_workers(with_dir(&db))
+            .await
+            .expect("reopen");
+        assert!(!store.rollback_status().is_clear(), "held");
+        let s = Server::start_on(db, store, tenant.clone(), 1000, 1000).await;
+        s.store
+            .acknowledge_rollback(&tenant, "dana", "restored the volume")
+            .await
+            .expect("acknowledged");
+        // The restored database predates the witness's configuration.
+        s.store
+            .add_witness(&tenant, &w.vkey.to_string(), &w.base, Some(ca))
+            .await
+            .expect("witness");
+        append_many(&s.store, &tenant, 40, 10).await;
+        s.store.publish_checkpoints().await.expect("publish");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let kept = loop {
+            let kept = evidence(wdir.path()).await;
+            if !kept.is_empty() {
+                break kept;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the witness kept no evidence"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(
+            kept[0]["reason"]
+                .as_str()
+                .expect("reason")
+                .contains("consistency proof"),
+            "{kept:?}"
+        );
+        // The evidence holds both: what the witness cosigned (40) and what the log signed since.
+        assert!(
+            kept[0]["cosigned"]
+                .as_str()
+                .expect("cosigned")
+                .contains("\n40\n")
+        );
+        let offered = kept[0]["request"].as_str().expect("request");
+        let note = Note::parse(offered.split_once("\n\n").expect("checkpoint").1.as_bytes())
+            .expect("note");
+        assert!(
+            ledger::note::verify_note(&note, &logs).is_ok(),
+            "signed by the log"
+        );
+        // The new branch carries no cosignature of that witness, and the service says why.
+        let latest = s
+            .get(&s.verify, "/v1/checkpoints/latest")
+            .await
+            .text()
+            .await
+            .expect("text");
+        let parsed = Note::parse(latest.as_bytes()).expect("note");
+        assert!(verify_cosignatures(&parsed, std::slice::from_ref(&w.vkey)).is_empty());
+        let status = s
+            .store
+            .witness_statuses()
+            .into_iter()
+            .find(|st| st.witness == "witness.example.com/r")
+            .expect("status");
+        assert!(status.last_error.is_some(), "{status:?}");
+        // Still 40 at the witness: the refused branch moved nothing.
+        let (_, served) = w.monitored(logs[0].name()).await;
+        assert!(served.contains("\n40\n"), "{served}");
+    }
 }
