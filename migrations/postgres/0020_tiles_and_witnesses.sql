@@ -53,7 +53,7 @@ CREATE TRIGGER checkpoint_cosignatures_append_only BEFORE UPDATE OR DELETE ON ch
 CREATE TRIGGER checkpoint_cosignatures_no_truncate BEFORE TRUNCATE ON checkpoint_cosignatures
     FOR EACH STATEMENT EXECUTE FUNCTION auditex_refuse_change();
 
-GRANT SELECT, INSERT, DELETE ON tenant_witnesses TO auditex_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenant_witnesses TO auditex_app;
 GRANT SELECT, INSERT ON checkpoint_cosignatures TO auditex_app;
 
 ALTER TABLE tenant_witnesses ENABLE ROW LEVEL SECURITY;

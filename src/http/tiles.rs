@@ -146,6 +146,7 @@ async fn answer(
                 "application/octet-stream",
                 visibility,
                 headers,
+                false,
             ))
         }
         TileResource::Entries { index, width } => {
@@ -161,6 +162,7 @@ async fn answer(
                 "application/octet-stream",
                 visibility,
                 headers,
+                true,
             ))
         }
         TileResource::Records { index, width } => {
@@ -175,6 +177,7 @@ async fn answer(
                 "application/x-ndjson",
                 visibility,
                 headers,
+                true,
             ))
         }
     }
@@ -184,16 +187,52 @@ fn not_found() -> ApiError {
     ApiError::NotFound("no such tile, bundle or log".into())
 }
 
+/// Whether the client accepts gzip (`Accept-Encoding`, `q=0` honoured).
+fn accepts_gzip(request: &HeaderMap) -> bool {
+    request
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+fn gzip(body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(body).ok()?;
+    encoder.finish().ok()
+}
+
 /// An immutable resource: long-lived caching, a strong ETag from its bytes, and 304 when the
-/// client already holds them.
+/// client already holds them. A bundle (`compressible`) is sent gzip-compressed to a client that
+/// accepts it, as tlog-tiles recommends; the compressed form has its own ETag.
 fn immutable(
     body: Vec<u8>,
     content_type: &'static str,
     visibility: &str,
     request: &HeaderMap,
+    compressible: bool,
 ) -> Response {
     let digest = Sha256::digest(&body);
-    let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+    let compressed = (compressible && accepts_gzip(request))
+        .then(|| gzip(&body))
+        .flatten();
+    let (body, etag) = match compressed {
+        Some(gz) => (gz, format!("\"{}-gzip\"", hex::encode(&digest[..16]))),
+        None => (body, format!("\"{}\"", hex::encode(&digest[..16]))),
+    };
+    let gzipped = etag.ends_with("-gzip\"");
+    let length = body.len();
     let matches = request
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -209,6 +248,14 @@ fn immutable(
     let h = response.headers_mut();
     if !matches {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        // Kept when a HEAD request's body is dropped.
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        if gzipped {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+    }
+    if compressible {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
     h.insert(header::ETAG, header_value(&etag));
     h.insert(

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use ledger::checkpoint::{Checkpoint, open_checkpoint};
+use ledger::keys::KeyRing;
 use ledger::merkle::{
     CompactTree, NodeId, TILE_HASHES_MAX, TileId, compact_range_node_ids,
     consistency_proof_node_ids, entries_from_bundle, entries_path, inclusion_proof_node_ids,
@@ -25,7 +26,7 @@ use ledger::merkle::{
 };
 use ledger::record::Record;
 use ledger::types::{Hash, LeafIndex, TreeSize};
-use ledger::verify::verify_checkpoint_consistency;
+use ledger::verify::{ChainError, ChainVerifier, verify_checkpoint_consistency, verify_record};
 
 use super::{
     CheckpointInfo, Failure, Outcome, SMALL_FILE_BYTES_MAX, Trust, Unusable, VerifyOptions,
@@ -38,8 +39,8 @@ pub const API_KEY_VARIABLE: &str = "AUDITEX_API_KEY";
 /// How long one request may take.
 const REQUEST_TIMEOUT_S: u64 = 60;
 
-/// Largest record bundle read: 256 records of at most 256 KiB each.
-const RECORD_BUNDLE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Largest record bundle read: 256 records, each at most as long as an export line.
+const RECORD_BUNDLE_BYTES_MAX: u64 = 256 * ledger::export::EXPORT_LINE_BYTES_MAX as u64;
 
 /// `auditex verify tiles`: where the log is and what to prove.
 #[derive(Debug, Args)]
@@ -255,12 +256,16 @@ async fn records(client: &Client, index: u64, width: u16) -> Result<Vec<Record>,
         )
     };
     let text = String::from_utf8(body).map_err(|_| malformed("bytes that are not UTF-8".into()))?;
-    let list = text
-        .lines()
-        .map(serde_json::from_str::<Record>)
+    // Exactly `width` lines, each ended by one LF (no CR, no blank line, nothing after).
+    let Some(content) = text.strip_suffix('\n') else {
+        return Err(malformed("a last line without its newline".into()));
+    };
+    let list = content
+        .split('\n')
+        .map(|line| ledger::json::from_slice::<Record>(line.as_bytes()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| malformed(e.to_string()))?;
-    if list.len() != usize::from(width) || !text.ends_with('\n') {
+    if list.len() != usize::from(width) {
         return Err(malformed(format!("{} lines", list.len())));
     }
     Ok(list)
@@ -355,6 +360,21 @@ async fn verify_async(args: &TilesArgs) -> Result<Outcome, Unusable> {
     Ok(outcome)
 }
 
+/// The key ring records are checked with: the trusted history of the log's origin, or its one
+/// trusted key (valid for every record, as FORMAT.md section 5 allows when no history is given).
+fn ring(trust: &Trust, origin: &str) -> Result<KeyRing, Unusable> {
+    if let Some(keys) = trust.history_for(origin) {
+        return KeyRing::new(keys.to_vec()).map_err(|e| Unusable(e.to_string()));
+    }
+    let named: Vec<_> = trust.vkeys.iter().filter(|k| k.name() == origin).collect();
+    match named.as_slice() {
+        [one] => Ok(KeyRing::single(*one.verifying_key())),
+        _ => Err(Unusable(format!(
+            "several trusted keys are named {origin:?}: pass --key-history so that each record's key and its validity interval can be checked"
+        ))),
+    }
+}
+
 async fn prove(
     client: &Client,
     args: &TilesArgs,
@@ -363,6 +383,8 @@ async fn prove(
 ) -> Result<(), Stop> {
     let size = checkpoint.size();
     let root = checkpoint.root();
+    let trust = Trust::load(&args.options)?;
+    let ring = ring(&trust, checkpoint.origin())?;
     // The root, from the tiles of the tree's right edge.
     let edge_ids = compact_range_node_ids(size);
     let edge = node_hashes(client, &edge_ids, size).await?;
@@ -417,6 +439,9 @@ async fn prove(
         }
         let record = records(client, index, width).await?.swap_remove(at);
         check_record(&record, entry, seq)?;
+        if let Err(e) = verify_record(&record, &ring) {
+            return Err(Stop::failed(Failure::chain(&ChainError::Record(e))));
+        }
         outcome.captured_max_us = outcome
             .captured_max_us
             .max(Some(record.captured_at_us.unix_micros()));
@@ -466,7 +491,7 @@ async fn prove(
     }
 
     if args.all {
-        all(client, args, size, root, outcome).await?;
+        all(client, args, size, root, ring, outcome).await?;
     }
     Ok(())
 }
@@ -477,11 +502,15 @@ async fn all(
     args: &TilesArgs,
     size: TreeSize,
     root: Hash,
+    ring: KeyRing,
     outcome: &mut Outcome,
 ) -> Result<(), Stop> {
     let bar = progress_bar(&args.options, size.get());
     let mut tree = CompactTree::new();
     let mut prev = Hash::ZERO;
+    // Every chain rule of FORMAT.md section 13: hashes, signatures and key intervals, links,
+    // gap-free sequence, capture times, unique event ids, key rotations.
+    let mut chain: Option<ChainVerifier> = None;
     let bundles = size.get().div_ceil(u64::from(TILE_HASHES_MAX));
     for index in 0..bundles {
         let level0 = TileId::new(0, index).map_err(|e| Stop::Unusable(Unusable(e.to_string())))?;
@@ -502,6 +531,11 @@ async fn all(
                 ));
             }
             check_record(record, *entry, seq)?;
+            let verifier = chain
+                .get_or_insert_with(|| ChainVerifier::new(record.tenant.clone(), ring.clone()));
+            if let Err(e) = verifier.push(record) {
+                return Err(Stop::failed(Failure::chain(&e)));
+            }
             if record.prev != prev {
                 return Err(Stop::failed(
                     Failure::new(
@@ -526,6 +560,11 @@ async fn all(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    if let Some(verifier) = chain
+        && let Err(e) = verifier.finish()
+    {
+        return Err(Stop::failed(Failure::chain(&e)));
+    }
     if tree.root() != root {
         return Err(Stop::failed(
             Failure::new(
@@ -537,7 +576,7 @@ async fn all(
     }
     outcome.records = Some(size.get());
     outcome.proven.push(format!(
-        "all {size} records were read: each hashes to its entry and links to the one before, each entry to its leaf, and the leaves to the checkpoint's root"
+        "all {size} records were read: each hashes to its entry, is signed by a key valid for it and links to the one before (sequence, capture times, event ids and key rotations checked), each entry hashes to its leaf, and the leaves to the checkpoint's root"
     ));
     Ok(())
 }

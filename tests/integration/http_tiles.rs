@@ -287,6 +287,68 @@ async fn tiles_are_immutable_and_cached_the_checkpoint_is_not(backend: Backend) 
         .expect("request");
     assert_eq!(head.status(), StatusCode::OK);
     assert!(head.headers().contains_key(header::ETAG));
+    assert_eq!(
+        head.headers()[header::CONTENT_LENGTH],
+        "8192",
+        "the GET's length"
+    );
+
+    // Bundles go gzip-compressed to a client that accepts it, under their own ETag; tiles (hashes
+    // do not compress) never.
+    let plain = body(&s, &format!("{prefix}records/001")).await;
+    let gz = s
+        .client
+        .get(s.url(&format!("{prefix}records/001")))
+        .bearer_auth(&s.verify)
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(gz.headers()[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(gz.headers()[header::VARY], "accept-encoding");
+    assert!(
+        gz.headers()[header::ETAG]
+            .to_str()
+            .expect("ascii")
+            .ends_with("-gzip\"")
+    );
+    let compressed = gz.bytes().await.expect("body");
+    assert!(
+        compressed.len() < plain.len() / 2,
+        "{} of {}",
+        compressed.len(),
+        plain.len()
+    );
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut unpacked,
+    )
+    .expect("gzip");
+    assert_eq!(unpacked, plain);
+    for refused in ["identity", "gzip;q=0"] {
+        let r = s
+            .client
+            .get(s.url(&format!("{prefix}records/001")))
+            .bearer_auth(&s.verify)
+            .header(header::ACCEPT_ENCODING, refused)
+            .send()
+            .await
+            .expect("request");
+        assert!(
+            !r.headers().contains_key(header::CONTENT_ENCODING),
+            "{refused}"
+        );
+    }
+    let tile = s
+        .client
+        .get(s.url(&format!("{prefix}tile/0/000")))
+        .bearer_auth(&s.verify)
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .expect("request");
+    assert!(!tile.headers().contains_key(header::CONTENT_ENCODING));
 }
 
 async fn tile_access_follows_the_key_the_tenant_and_the_setting(backend: Backend) {

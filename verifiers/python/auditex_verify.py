@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime
 import hashlib
 import http.client
 import io
@@ -279,23 +280,32 @@ def check_key_name(name: str):
 # --- C2SP signed notes and checkpoints (section 9) -----------------------------------------------
 
 
+# Signature types of C2SP vkeys: a log's checkpoint key (signed-note Ed25519) and a witness's
+# cosigning key (tlog-cosignature Ed25519, `cosignature/v1`). The type byte enters the key id, so
+# one public key has a different id, and name, in each role.
+KEY_TYPE_ED25519 = 0x01
+KEY_TYPE_COSIGNATURE_V1 = 0x04
+KEY_TYPE_NAMES = {KEY_TYPE_ED25519: "an Ed25519 key", KEY_TYPE_COSIGNATURE_V1: "an Ed25519 cosignature/v1 (0x04) key"}
+
+
 @dataclass(frozen=True)
 class VerifierKey:
     name: str
     key_id: bytes  # 4 bytes
     public_key: bytes
+    kind: int = KEY_TYPE_ED25519
 
     @staticmethod
-    def of(name: str, public_key: bytes) -> "VerifierKey":
-        kid = sha256(name.encode(), b"\x0a\x01", public_key)[:4]
-        return VerifierKey(name, kid, public_key)
+    def of(name: str, public_key: bytes, kind: int = KEY_TYPE_ED25519) -> "VerifierKey":
+        kid = sha256(name.encode(), b"\x0a", bytes([kind]), public_key)[:4]
+        return VerifierKey(name, kid, public_key, kind)
 
     @staticmethod
-    def parse(text: str) -> "VerifierKey":
-        """A C2SP vkey `<name>+<8 lower-case hex>+<base64(0x01 || key)>`. The name holds no `+`,
-        so the first two `+` are the separators and any further `+` belongs to the base64
-        (FORMAT.md section 9). Raises Failed; a caller reading a trusted key turns that into
-        Unusable."""
+    def parse(text: str, kind: int = KEY_TYPE_ED25519) -> "VerifierKey":
+        """A C2SP vkey `<name>+<8 lower-case hex>+<base64(kind || key)>`: a checkpoint key (0x01)
+        or, with `kind` 0x04, a witness's cosignature key. The name holds no `+`, so the first two
+        `+` are the separators and any further `+` belongs to the base64 (FORMAT.md section 9).
+        Raises Failed; a caller reading a trusted key turns that into Unusable."""
         parts = text.split("+", 2)
         if len(parts) != 3:
             raise Failed(f"not a verifier key: {text!r}")
@@ -304,16 +314,16 @@ class VerifierKey:
         if not re.fullmatch(r"[0-9a-f]{8}", kid_hex):
             raise Failed(f"verifier key {text!r}: the key id is not 8 lower-case hex digits")
         raw = b64decode_canonical(b64, f"verifier key {text!r}")
-        if len(raw) != 33 or raw[0] != 0x01:
-            raise Failed(f"verifier key {text!r}: not an Ed25519 key")
+        if len(raw) != 33 or raw[0] != kind:
+            raise Failed(f"verifier key {text!r}: not {KEY_TYPE_NAMES[kind]}")
         check_public_key(raw[1:], f"verifier key {text!r}")
-        key = VerifierKey.of(name, raw[1:])
+        key = VerifierKey.of(name, raw[1:], kind)
         if key.key_id.hex() != kid_hex:
             raise Failed(f"verifier key {text!r}: key id does not match the key")
         return key
 
     def __str__(self):
-        encoded = base64.b64encode(bytes([1]) + self.public_key).decode()
+        encoded = base64.b64encode(bytes([self.kind]) + self.public_key).decode()
         return f"{self.name}+{self.key_id.hex()}+{encoded}"
 
 
@@ -323,6 +333,11 @@ class Checkpoint:
     size: int
     root: bytes
     signed_by: list[VerifierKey]
+    # The note text (origin, size and root lines, each ending with a newline), which every
+    # signature and cosignature covers, and every signature line as (key name, key id ||
+    # signature), those of keys not trusted here too: the cosignatures are among them.
+    text: str = ""
+    signatures: tuple[tuple[str, bytes], ...] = ()
 
 
 def open_checkpoint(note: str, trusted: list[VerifierKey], origin: str | None = None) -> Checkpoint:
@@ -353,7 +368,7 @@ def open_checkpoint(note: str, trusted: list[VerifierKey], origin: str | None = 
         raise Failed(f"the checkpoint is of {cp_origin!r}, not {origin!r}")
     if not signature_block:
         raise Failed("the checkpoint note has no signature lines")
-    signed_by = []
+    signed_by, signatures = [], []
     for line in signature_block[:-1].split("\n") if signature_block.endswith("\n") else [None]:
         if line is None or not line.startswith("\u2014 "):
             raise Failed("malformed signature line in the checkpoint note")
@@ -365,6 +380,9 @@ def open_checkpoint(note: str, trusted: list[VerifierKey], origin: str | None = 
         blob = b64decode_canonical(b64, "a signature in the checkpoint note")
         if len(blob) <= 4:
             raise Failed("a signature in the checkpoint note is too short")
+        # Every line is kept for the witness policy; beyond that, a line of a key not trusted here
+        # is ignored, as C2SP signed notes require (a witness's cosignature is one).
+        signatures.append((name, blob))
         for key in trusted:
             if key.name == name and blob[:4] == key.key_id:
                 if key in signed_by:
@@ -374,7 +392,7 @@ def open_checkpoint(note: str, trusted: list[VerifierKey], origin: str | None = 
                 signed_by.append(key)
     if not any(k.name == cp_origin for k in signed_by):
         raise Failed("the checkpoint is not signed by a trusted key of its log")
-    return Checkpoint(cp_origin, int(size_text), root, signed_by)
+    return Checkpoint(cp_origin, int(size_text), root, signed_by, text, tuple(signatures))
 
 
 def check_checkpoint_interval(checkpoint: Checkpoint, keys: list[KeyInterval], origin: str):
@@ -388,6 +406,110 @@ def check_checkpoint_interval(checkpoint: Checkpoint, keys: list[KeyInterval], o
         raise Failed(
             f"the key that signed the checkpoint of size {checkpoint.size} is not in the key history (or not current at that size)"
         )
+
+
+# --- Witness cosignatures (C2SP tlog-cosignature, Ed25519 cosignature/v1) ----------------------
+
+
+COSIGNATURE_BYTES = 4 + 8 + 64  # key id, timestamp (u64, big-endian), Ed25519 signature
+COSIGNATURE_TIMESTAMP_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class WitnessPolicy:
+    """--witness VKEY ... --quorum N: the checkpoint must carry valid cosignatures of `quorum` of
+    the distinct trusted `witnesses`."""
+
+    witnesses: tuple[VerifierKey, ...]
+    quorum: int
+
+
+@dataclass(frozen=True)
+class Cosignature:
+    witness: VerifierKey
+    timestamp: int  # POSIX seconds
+
+
+def parse_witness_policy(vkeys: list[str], quorum: int | None) -> WitnessPolicy | None:
+    """The witness policy of the command line, None without --witness. It is trust, not evidence:
+    anything wrong with it makes the command unusable (exit 2)."""
+    if not vkeys:
+        if quorum is not None:
+            raise Unusable("--quorum needs the witnesses it counts: pass --witness VKEY (repeatable)")
+        return None
+    witnesses: list[VerifierKey] = []
+    for text in vkeys:
+        try:
+            key = VerifierKey.parse(text.strip(), KEY_TYPE_COSIGNATURE_V1)
+        except Failed as e:
+            raise Unusable(f"--witness {text}: {e}") from e
+        if key not in witnesses:
+            witnesses.append(key)
+    quorum = len(witnesses) if quorum is None else quorum
+    if not 1 <= quorum <= len(witnesses):
+        raise Unusable(f"--quorum {quorum}: must be between 1 and the {len(witnesses)} distinct witness key(s) given")
+    return WitnessPolicy(tuple(witnesses), quorum)
+
+
+def cosigned_message(timestamp: int, text: str) -> bytes:
+    """What an Ed25519 cosignature signs: `cosignature/v1`, the time line, the checkpoint's note
+    text (its signature lines left out)."""
+    return f"cosignature/v1\ntime {timestamp}\n{text}".encode()
+
+
+def verify_cosignatures(checkpoint: Checkpoint, witnesses: Iterable[VerifierKey]) -> list[Cosignature]:
+    """The valid cosignatures on the checkpoint by the trusted witnesses, at most one per witness
+    key (the earliest if a key cosigned twice), in the order of their lines. A line of a trusted
+    witness's name and key id that is not 76 bytes, has a timestamp of 0 or beyond 2^63 - 1, or
+    does not verify is not counted; lines of other keys are ignored."""
+    found: dict[VerifierKey, int] = {}
+    for name, blob in checkpoint.signatures:
+        for witness in witnesses:
+            if witness.name != name or blob[:4] != witness.key_id or len(blob) != COSIGNATURE_BYTES:
+                continue
+            timestamp = int.from_bytes(blob[4:12], "big")
+            if not 1 <= timestamp <= COSIGNATURE_TIMESTAMP_MAX:
+                continue
+            if ed25519_verify(witness.public_key, blob[12:], cosigned_message(timestamp, checkpoint.text)):
+                found[witness] = min(found.get(witness, timestamp), timestamp)
+    return [Cosignature(w, t) for w, t in found.items()]
+
+
+def rfc3339(seconds: int) -> str:
+    try:
+        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return f"{seconds} s since the epoch"
+
+
+def check_witnessed(cosigned: list[Cosignature], policy: WitnessPolicy, captured_us: int | None) -> str:
+    """The witness policy on the valid cosignatures of the evidence's checkpoint: at least the
+    quorum, none made before the latest capture time (µs) of the records the evidence proves (a
+    witness cannot have seen a tree before its records were captured). Returns what is proven:
+    the tree existed no later than the quorum-th earliest cosignature, when that many witnesses
+    had seen it."""
+    names = ", ".join(c.witness.name for c in cosigned) or "none"
+    if len(cosigned) < policy.quorum:
+        missing = ", ".join(w.name for w in policy.witnesses if w not in {c.witness for c in cosigned})
+        raise Failed(
+            f"witness quorum not met: the checkpoint carries valid cosignatures of {len(cosigned)} of the "
+            f"{len(policy.witnesses)} trusted witnesses ({names}), the policy asks for {policy.quorum}; "
+            f"no valid cosignature of {missing}"
+        )
+    if captured_us is not None:
+        for c in cosigned:
+            if (c.timestamp + 1) * 1_000_000 <= captured_us:
+                raise Failed(
+                    f"signed time before capture: witness {c.witness.name} cosigned the checkpoint at "
+                    f"{rfc3339(c.timestamp)} ({c.timestamp} s), before the latest capture time of its records "
+                    f"({captured_us} µs since the epoch): the capture times or the witness's clock are wrong"
+                )
+    by = sorted(c.timestamp for c in cosigned)[policy.quorum - 1]
+    return (
+        f"the checkpoint is cosigned by {len(cosigned)} of the trusted witnesses ({names}; the policy asks for "
+        f"{policy.quorum}): it existed, consistent with what each of them had seen, no later than {rfc3339(by)} "
+        f"(witnessed time)" + (", and not before its records were captured" if captured_us is not None else "")
+    )
 
 
 # --- Merkle trees (section 8, RFC 9162) ---------------------------------------------------------
@@ -630,6 +752,17 @@ class Chain:
 class Trust:
     keys: list[VerifierKey]
     history: tuple[str, list[KeyInterval]] | None = None
+    witnessing: WitnessPolicy | None = None
+
+
+@dataclass
+class Verdict:
+    """What verified evidence proves (one sentence each), the checkpoint it was judged against,
+    and the latest capture time (µs) of the records it proves, None when it proves none."""
+
+    proven: list[str]
+    checkpoint: Checkpoint
+    captured_us: int | None = None
 
 
 def open_head(doc, trust: Trust) -> tuple[Checkpoint, list[KeyInterval]]:
@@ -676,7 +809,7 @@ def read_header(lines: Iterator[str], kind: str, title: str, fmt: str, members: 
     return header
 
 
-def verify_export(lines: Iterator[str], trust: Trust) -> list[str]:
+def verify_export(lines: Iterator[str], trust: Trust) -> Verdict:
     allowed = {"format", "tenant", "origin", "from_seq", "checkpoint", "keys", "verifier_keys"}
     header = read_header(lines, "export", "an Auditex export", EXPORT_FORMAT, allowed, "12")
     checkpoint, keys = open_head(header, trust)
@@ -731,7 +864,8 @@ def verify_export(lines: Iterator[str], trust: Trust) -> list[str]:
         proven.append(f"Merkle root recomputed from all records = checkpoint root {checkpoint.root.hex()} (size {checkpoint.size})")
     else:
         proven.append(f"last record is the last leaf of the checkpoint of size {checkpoint.size}")
-    return proven
+    # Capture times do not decrease along the chain: the last record's is the latest.
+    return Verdict(proven, checkpoint, chain.time if chain.count else None)
 
 
 # --- Bundle (section 11) -------------------------------------------------------------------------
@@ -767,6 +901,8 @@ class EntryChecker:
         self.named: dict[int, list[tuple[int, str, str, str | None]]] = {}
         # The subject the evidence concerns: the subject_ref of its first record naming one.
         self.subject: str | None = None
+        # The latest capture time (µs) of the records checked so far.
+        self.captured_us: int | None = None
 
     def check(self, entry, what: str, role) -> tuple[str, int, int, int]:
         """Checks one entry; returns the sentence it proves and how many values matched, how
@@ -778,6 +914,7 @@ class EntryChecker:
         if self.previous is not None and seq <= self.previous:
             raise Failed(f"record {seq} follows record {self.previous}: entries must increase", seq, event_id)
         self.previous = seq
+        self.captured_us = max(self.captured_us or 0, rec["captured_at_us"])
         checkpoint = self.checkpoint
         proof = [unhex(x, 32, "inclusion proof hash") for x in entry["inclusion_proof"]]
         if not verify_inclusion(leaf_hash(h), seq, checkpoint.size, proof, checkpoint.root):
@@ -813,7 +950,7 @@ class EntryChecker:
         return proven, len(values), withheld, len(erased)
 
 
-def verify_bundle(doc, trust: Trust) -> list[str]:
+def verify_bundle(doc, trust: Trust) -> Verdict:
     if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
         raise Failed("not a custody bundle (no format auditex-custody-bundle/v1)")
     allowed = {"format", "tenant", "origin", "decision_event_id", "checkpoint", "keys", "verifier_keys", "entries"}
@@ -833,13 +970,13 @@ def verify_bundle(doc, trust: Trust) -> list[str]:
             elif decision not in linked_decisions(rec):
                 raise Failed(f"record {seq} (event {event_id}) does not link to decision {decision}", seq, event_id)
         proven.append(checker.check(entry, f"entry {i}", role)[0])
-    return proven
+    return Verdict(proven, checkpoint, checker.captured_us)
 
 
 # --- Subject access package (section 12b) --------------------------------------------------------
 
 
-def verify_package(lines: Iterator[str], trust: Trust) -> list[str]:
+def verify_package(lines: Iterator[str], trust: Trust) -> Verdict:
     allowed = {"format", "tenant", "origin", "subject_ref", "checkpoint", "keys", "verifier_keys"}
     header = read_header(lines, "package", "an Auditex subject access package", PACKAGE_FORMAT, allowed, "12b", "line 1: ")
     subject = header["subject_ref"]
@@ -892,10 +1029,10 @@ def verify_package(lines: Iterator[str], trust: Trust) -> list[str]:
         count, matched, withheld, erased = count + 1, matched + m, withheld + w, erased + e
     if trailer is None:
         raise Failed("the package ends without its trailer line: it is incomplete")
-    return [
+    return Verdict([
         f"{count} record(s) concerning subject {subject!r} ({len(decisions)} decision(s)) in the checkpoint of size {checkpoint.size}",
         f"erasable values: {matched} matched their commitments, {withheld} withheld, {erased} erased",
-    ]
+    ], checkpoint, checker.captured_us)
 
 
 def check_erased(entry, rec, values) -> dict[str, int]:
@@ -947,7 +1084,7 @@ def check_named_erasure(rec, named: list[tuple[int, str, str, str | None]]):
 # --- tlog-proof file (section 10) ----------------------------------------------------------------
 
 
-def verify_proof(text: str, trust: Trust) -> list[str]:
+def verify_proof(text: str, trust: Trust) -> Verdict:
     if not text.startswith(TLOG_PROOF_HEADER + "\n"):
         raise Failed("not a C2SP tlog-proof file (no c2sp.org/tlog-proof@v1 header line)")
     rest = text[len(TLOG_PROOF_HEADER) + 1 :]
@@ -986,7 +1123,10 @@ def verify_proof(text: str, trust: Trust) -> list[str]:
         raise Failed(f"the proof is for leaf {index_text}, but the record is number {seq}", seq, event_id)
     if not verify_inclusion(leaf_hash(h), seq, checkpoint.size, proof, checkpoint.root):
         raise Failed(f"record {seq} (event {event_id}) is not proven to be in the tree of size {checkpoint.size}", seq, event_id)
-    return [f"record {seq} ({rec['event_type']} {event_id}) is leaf {seq} of the checkpoint of size {checkpoint.size}"]
+    return Verdict(
+        [f"record {seq} ({rec['event_type']} {event_id}) is leaf {seq} of the checkpoint of size {checkpoint.size}"],
+        checkpoint, rec["captured_at_us"],
+    )
 
 
 # --- Two checkpoints of one log (sections 8, 9, 13 item 8) ---------------------------------------
@@ -1062,10 +1202,11 @@ def read_consistency_proof(path: str, older: Checkpoint, newer: Checkpoint, trus
     return [bytes.fromhex(h) for h in hashes]
 
 
-def verify_checkpoint_consistency(old_path: str, new_path: str, proof_path: str | None, trust: Trust) -> list[str]:
+def verify_checkpoint_consistency(old_path: str, new_path: str, proof_path: str | None, trust: Trust) -> Verdict:
     """The newer checkpoint extends the older one: same origin, no smaller tree (a rollback), no
     other root at the same size (a fork), and for a larger tree an RFC 9162 consistency proof.
-    Each checkpoint must be signed by a key current at its size (FORMAT.md section 9)."""
+    Each checkpoint must be signed by a key current at its size (FORMAT.md section 9). The newer
+    checkpoint is the one a witness policy judges; no record is proven."""
     older = open_saved_checkpoint("old", old_path, trust)
     newer = open_saved_checkpoint("new", new_path, trust)
     needs_proof = older.origin == newer.origin and newer.size > older.size and older.size > 0
@@ -1075,9 +1216,9 @@ def verify_checkpoint_consistency(old_path: str, new_path: str, proof_path: str 
             f"(from `auditex proof --tenant T --old-size {older.size}` or GET /v1/proofs/consistency)"
         )
     # A proof given where none is needed is checked all the same: nothing supplied goes unchecked.
-    return check_extends(
+    return Verdict(check_extends(
         older, newer, lambda: read_consistency_proof(proof_path, older, newer, trust) if proof_path is not None else []
-    )
+    ), newer)
 
 
 def open_saved_checkpoint(label: str, path: str, trust: Trust) -> Checkpoint:
@@ -1399,7 +1540,7 @@ def check_record_is_entry(record_hash: bytes, entry: bytes, rec, what: str):
 
 
 def verify_tiles(url: str, trust: Trust, leaves: list[int], old_path: str | None, check_all: bool,
-                 api_key: str | None, cafile: str | None) -> list[str]:
+                 api_key: str | None, cafile: str | None) -> Verdict:
     """A tenant's log served as a C2SP tlog-tiles log: its checkpoint under the trusted keys, the
     checkpoint's root recomputed from tiles, and on request leaves proven from tiles and bundles,
     the consistency of a checkpoint saved earlier, or every entry and record of the tree."""
@@ -1431,6 +1572,7 @@ def verify_tiles(url: str, trust: Trust, leaves: list[int], old_path: str | None
     if beyond:
         raise Unusable(f"--leaf {beyond[0]}: the checkpoint's tree has {size} records")
     bundles: dict[int, tuple[list[bytes], list]] = {}
+    captured: int | None = None  # the latest capture time (µs) of the records read
     for seq in leaves:
         index, position = divmod(seq, TILE_WIDTH)
         proof = log.inclusion_proof(seq)
@@ -1440,6 +1582,7 @@ def verify_tiles(url: str, trust: Trust, leaves: list[int], old_path: str | None
         rec = records[position]
         check_signing_key_known(rec, keys, trust, origin)
         _, _, record_hash = check_record(rec, keys, tenant)
+        captured = max(captured or 0, rec["captured_at_us"])
         check_record_is_entry(record_hash, entries[position], rec, f"records/{tile_index_path(index, log.width(0, index))}")
         if not verify_inclusion(leaf_hash(record_hash), seq, size, proof, checkpoint.root):
             raise Failed(f"record {seq} is not proven to be in the tree of size {size}", seq, rec.get("event_id"))
@@ -1472,6 +1615,8 @@ def verify_tiles(url: str, trust: Trust, leaves: list[int], old_path: str | None
                 tree.push(leaf_hash(entry))
         if tree.root() != checkpoint.root:
             raise Failed(f"the {size} leaves hash to root {tree.root().hex()}, but the checkpoint says {checkpoint.root.hex()}")
+        if chain.count:
+            captured = max(captured or 0, chain.time)
         last = f"0..{size - 1}" if size else "(none)"
         proven.append(
             f"{size} records {last} in {count} bundle(s): every entry hashes to its leaf and every record to its entry; "
@@ -1479,7 +1624,7 @@ def verify_tiles(url: str, trust: Trust, leaves: list[int], old_path: str | None
         )
         proven.append(f"Merkle root recomputed from all {size} leaves = checkpoint root")
     proven.append(f"{fetcher.requests} request(s), {fetcher.bytes} bytes received")
-    return proven
+    return Verdict(proven, checkpoint, captured)
 
 
 # --- Command line -----------------------------------------------------------------------------------
@@ -1506,7 +1651,7 @@ def load_trust(args) -> Trust:
         raise Unusable(f"a trusted key or key history is malformed: {e}") from e
     if not keys:
         raise Unusable("no trusted key: pass --key, --keys or --key-history")
-    return Trust(keys, history)
+    return Trust(keys, history, parse_witness_policy(args.witness, args.quorum))
 
 
 def parse_key_history_document(doc) -> tuple[str, list[KeyInterval]]:
@@ -1568,6 +1713,11 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--leaf", type=int, action="append", default=[], metavar="N",
                         help="tiles: prove record N from tiles and bundles (repeatable)")
     parser.add_argument("--all", action="store_true", help="tiles: fetch and check every leaf, entry and record of the tree")
+    parser.add_argument("--witness", action="append", default=[], metavar="VKEY",
+                        help="a trusted witness key, C2SP vkey of type 0x04 (repeatable): the evidence's checkpoint "
+                             "must carry valid cosignatures of --quorum of them")
+    parser.add_argument("--quorum", type=int, metavar="N",
+                        help="how many of the --witness keys must have cosigned the checkpoint (default: all)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.kind != "tiles" and (args.cafile is not None or args.leaf or args.all):
@@ -1587,23 +1737,28 @@ def main(argv: Iterable[str] | None = None) -> int:
     try:
         trust = load_trust(args)
         if args.kind == "consistency":
-            proven = verify_checkpoint_consistency(args.old, args.new, args.proof, trust)
+            verdict = verify_checkpoint_consistency(args.old, args.new, args.proof, trust)
         elif args.kind == "tiles":
-            proven = verify_tiles(args.file, trust, args.leaf, args.old, args.all,
-                                  os.environ.get(API_KEY_VARIABLE) or None, args.cafile)
+            verdict = verify_tiles(args.file, trust, args.leaf, args.old, args.all,
+                                   os.environ.get(API_KEY_VARIABLE) or None, args.cafile)
         elif args.kind == "export":
-            proven = verify_export(read_lines(args.file), trust)
+            verdict = verify_export(read_lines(args.file), trust)
         elif args.kind == "package":
-            proven = verify_package(read_lines(args.file), trust)
+            verdict = verify_package(read_lines(args.file), trust)
         elif args.kind == "bundle":
             try:
                 doc = parse_json(read_text(args.file))
             except ValueError as e:
                 raise Failed(f"not a custody bundle: not JSON: {e}") from e
-            proven = verify_bundle(doc, trust)
+            verdict = verify_bundle(doc, trust)
         else:
-            proven = verify_proof(read_text(args.file), trust)
-        result.update(verified=True, proven=proven)
+            verdict = verify_proof(read_text(args.file), trust)
+        if trust.witnessing is not None:
+            # Only evidence that verified otherwise is held to the witness policy.
+            cosigned = verify_cosignatures(verdict.checkpoint, trust.witnessing.witnesses)
+            result["cosignatures"] = [{"witness": c.witness.name, "timestamp": c.timestamp} for c in cosigned]
+            verdict.proven.append(check_witnessed(cosigned, trust.witnessing, verdict.captured_us))
+        result.update(verified=True, proven=verdict.proven)
         code = EXIT_VERIFIED
     except Failed as e:
         result["failure"] = {"seq": e.seq, "event_id": e.event_id, "message": str(e)}

@@ -464,10 +464,6 @@ class Encodings(unittest.TestCase):
         self.assertEqual(key.name, ORIGIN)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class StrictReading(unittest.TestCase):
     """Inputs that `auditex verify` refuses, refused here too (scripts/verifier-differential)."""
 
@@ -506,6 +502,7 @@ class StrictReading(unittest.TestCase):
     def load(self, doc):
         class Args:
             key, keys = [], None
+            witness, quorum = [], None
         args = Args()
         args.key_history = self.history_file(doc)
         return av.load_trust(args)
@@ -644,9 +641,9 @@ class ErasedFields(unittest.TestCase):
         self.assertEqual(caught.exception.seq, seq)
 
     def test_a_bundle_with_its_value_or_no_erased_member_verifies_as_before(self):
-        proven = av.verify_bundle(self.bundle([0, 1], values=True), self.trust)
+        proven = av.verify_bundle(self.bundle([0, 1], values=True), self.trust).proven
         self.assertIn("1 erasable value(s) matched, 0 absent (withheld), 0 erased", proven[0])
-        proven = av.verify_bundle(self.bundle([0, 1], erased={}), self.trust)
+        proven = av.verify_bundle(self.bundle([0, 1], erased={}), self.trust).proven
         self.assertIn("0 erasable value(s) matched, 1 absent (withheld), 0 erased", proven[0])
 
     def test_a_bundle_marking_a_field_erased_verifies_and_says_by_which_record(self):
@@ -654,7 +651,7 @@ class ErasedFields(unittest.TestCase):
         for seqs in ([0, 1, 2], [0, 2], [0, 1]):
             with self.subTest(entries=seqs):
                 doc = self.bundle(seqs, erased={"applicant_name": {"erasure_seq": 2}})
-                proven = av.verify_bundle(doc, self.trust)
+                proven = av.verify_bundle(doc, self.trust).proven
                 self.assertIn("0 erasable value(s) matched, 0 absent (withheld), 1 erased (applicant_name by seq 2)", proven[0])
                 self.assertEqual(len(proven), len(seqs))
         path = os.path.join(tempfile.mkdtemp(), "bundle.json")
@@ -775,10 +772,10 @@ class SubjectPackage(unittest.TestCase):
         self.assertEqual(caught.exception.seq, seq)
 
     def test_a_package_of_the_subjects_records_verifies(self):
-        proven = av.verify_package(iter(self.lines([0, 1, 2])), self.trust)
+        proven = av.verify_package(iter(self.lines([0, 1, 2])), self.trust).proven
         self.assertEqual(proven[0], "3 record(s) concerning subject 'subj-5d41402a' (1 decision(s)) in the checkpoint of size 7")
         self.assertEqual(proven[1], "erasable values: 1 matched their commitments, 0 withheld, 0 erased")
-        proven = av.verify_package(iter(self.lines([0, 1, 2], erased={"applicant_name": {"erasure_seq": 2}})), self.trust)
+        proven = av.verify_package(iter(self.lines([0, 1, 2], erased={"applicant_name": {"erasure_seq": 2}})), self.trust).proven
         self.assertEqual(proven[1], "erasable values: 0 matched their commitments, 0 withheld, 1 erased")
         # The other subject's own package.
         av.verify_package(iter(self.lines([5, 6], subject="subj-other")), self.trust)
@@ -1274,3 +1271,268 @@ class TiledLogFromTiles(unittest.TestCase):
         for url in ("ftp://127.0.0.1/log/", "http://user:pw@127.0.0.1/log/", "http://127.0.0.1/log/?x=1"):
             with self.subTest(url=url):
                 self.assertEqual(self.run_tiles(url=url)[0], 2)
+
+
+# --- Witness cosignatures (C2SP tlog-cosignature) ---------------------------------------------------
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class Witness:
+    """A witness with a key made up for the test, cosigning as the C2SP tlog-cosignature spec says
+    (Ed25519, cosignature/v1), written here from the spec, not from the code under test."""
+
+    def __init__(self, name: str, seed: int):
+        self.name = name
+        self.key = Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32)
+        public = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.key_id = h(name.encode(), b"\n", b"\x04", public)[:4]
+        self.vkey = f"{name}+{self.key_id.hex()}+{b64(bytes([4]) + public)}"
+
+    def line(self, note: str, timestamp: int, signer: Ed25519PrivateKey | None = None,
+             signed_timestamp: int | None = None) -> str:
+        """The cosignature line on `note` (a signed checkpoint) at `timestamp`; made with another
+        key (`signer`) or over another time (`signed_timestamp`) for forgeries."""
+        text = note[: note.index("\n\n") + 1]
+        signed = timestamp if signed_timestamp is None else signed_timestamp
+        sig = (signer or self.key).sign(f"cosignature/v1\ntime {signed}\n{text}".encode())
+        return f"\u2014 {self.name} {b64(self.key_id + timestamp.to_bytes(8, 'big') + sig)}\n"
+
+
+# The records of the fixtures below are captured at CAPTURED_S seconds and a few µs.
+CAPTURED_S = 1_795_000_000
+
+
+class WitnessPolicyOnEveryKind(unittest.TestCase):
+    """--witness VKEY ... --quorum N on evidence of every kind, built on the records of
+    `SubjectPackage` (0..6, captured at CAPTURED_S seconds + seq µs), whose checkpoint of size 7
+    carries cosignature lines made here."""
+
+    KINDS = ("export", "bundle", "package", "proof", "consistency", "tiles")
+    # The latest capture time of the records each kind proves, in µs past CAPTURED_S seconds.
+    CAPTURED_OFFSET_US = {"export": 6, "bundle": 1, "package": 2, "proof": 1, "tiles": 1}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LogHandler)
+        cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
+        cls.thread.start()
+        cls.url = f"http://127.0.0.1:{cls.server.server_address[1]}/log/"
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.shutdown()
+        cls.server.server_close()
+
+    def setUp(self):
+        SubjectPackage.setUp(self)
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+        self.note = self.signer.note(len(self.hashes), mth(self.hashes))
+        self.w1, self.w2, self.w3 = (Witness(f"witness.test/w{i}", 40 + i) for i in (1, 2, 3))
+        self.stranger = Witness("witness.test/stranger", 49)
+
+    def write(self, name: str, text: str) -> str:
+        path = os.path.join(self.dir.name, name)
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        return path
+
+    def evidence(self, kind: str, checkpoint: str) -> list[str]:
+        """The command line verifying evidence of `kind` whose checkpoint is `checkpoint`."""
+        if kind == "bundle":
+            return ["bundle", self.write("b.json", json.dumps(dict(ErasedFields.bundle(self, [0, 1]), checkpoint=checkpoint)))]
+        if kind == "package":
+            lines = SubjectPackage.lines(self, [0, 1, 2])
+            lines[0] = json.dumps(dict(json.loads(lines[0]), checkpoint=checkpoint))
+            return ["package", self.write("p.jsonl", "\n".join(lines) + "\n")]
+        if kind == "export":
+            header = {"format": av.EXPORT_FORMAT, "tenant": "acme-bank", "origin": ORIGIN, "from_seq": 0,
+                      "checkpoint": checkpoint, "keys": self.history, "verifier_keys": [self.signer.vkey]}
+            last = len(self.records) - 1
+            trailer = {"end": {"records": len(self.records), "last_seq": last,
+                               "inclusion_proof": [x.hex() for x in inclusion_path(last, self.hashes)]}}
+            return ["export", self.write("e.jsonl", "".join(json.dumps(x) + "\n" for x in [header, *self.records, trailer]))]
+        if kind == "proof":
+            hashes = "".join(b64(x) + "\n" for x in inclusion_path(1, self.hashes))
+            text = f"{av.TLOG_PROOF_HEADER}\nextra {b64(json.dumps(self.records[1]).encode())}\nindex 1\n{hashes}\n{checkpoint}"
+            return ["proof", self.write("r.proof", text)]
+        if kind == "consistency":
+            old = self.signer.note(3, mth(self.hashes[:3]))
+            proof = json.dumps({"format": av.CONSISTENCY_PROOF_FORMAT, "from": 3, "to": len(self.hashes),
+                                "proof": [p.hex() for p in prove(3, self.hashes)], "from_checkpoint": old,
+                                "to_checkpoint": checkpoint})
+            return ["consistency", "--old", self.write("old.cp", old), "--new", self.write("new.cp", checkpoint),
+                    "--proof", self.write("c.proof", proof)]
+        assert kind == "tiles"
+        log = SyntheticLog.of_records(self.signer, self.records)
+        log.checkpoint = checkpoint
+        self.server.log = log
+        return ["tiles", self.url, "--leaf", "1"]
+
+    def run_verifier(self, argv: list[str], *policy: str) -> tuple[int, dict]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            code = av.main([*argv, "--key", self.signer.vkey, *policy, "--json"])
+        return code, json.loads(out.getvalue())
+
+    @staticmethod
+    def policy(*witnesses: Witness, quorum: int | None = None) -> list[str]:
+        args = [a for w in witnesses for a in ("--witness", w.vkey)]
+        return args + (["--quorum", str(quorum)] if quorum is not None else [])
+
+    def test_cosignature_lines_are_ignored_without_a_witness_policy(self):
+        # A signed note's lines of unknown keys are ignored: cosignatures, even one made before the
+        # records were captured, and a line of no known type leave the evidence verified.
+        junk = f"\u2014 example.com/other {b64(bytes([1, 2, 3, 4]) + bytes(40))}\n"
+        note = self.note + self.w1.line(self.note, CAPTURED_S + 5) + self.stranger.line(self.note, 7) + junk
+        for kind in self.KINDS:
+            with self.subTest(kind=kind):
+                code, out = self.run_verifier(self.evidence(kind, note))
+                self.assertEqual(code, 0, out)
+                self.assertNotIn("cosignatures", out)
+                self.assertNotIn("witness", out["proven"][-1])
+
+    def test_a_quorum_of_two_of_three_witnesses_verifies_every_kind_and_names_the_witnessed_time(self):
+        t1, t2 = CAPTURED_S + 60, CAPTURED_S + 3600
+        note = self.note + self.w2.line(self.note, t2) + self.w1.line(self.note, t1)
+        for kind in self.KINDS:
+            with self.subTest(kind=kind):
+                code, out = self.run_verifier(self.evidence(kind, note), *self.policy(self.w1, self.w2, self.w3, quorum=2))
+                self.assertEqual(code, 0, out)
+                self.assertEqual(out["cosignatures"], [{"witness": self.w2.name, "timestamp": t2},
+                                                       {"witness": self.w1.name, "timestamp": t1}])
+                # Two witnesses had seen it by the later of the two cosignatures (t2).
+                self.assertEqual(
+                    out["proven"][-1],
+                    f"the checkpoint is cosigned by 2 of the trusted witnesses ({self.w2.name}, {self.w1.name}; the "
+                    f"policy asks for 2): it existed, consistent with what each of them had seen, no later than "
+                    f"2026-11-18T12:06:40+00:00 (witnessed time)"
+                    + ("" if kind == "consistency" else ", and not before its records were captured"))
+        # One witness of the two given suffices with --quorum 1: then it is the earlier time.
+        code, out = self.run_verifier(self.evidence("proof", note), *self.policy(self.w1, self.w2, quorum=1))
+        self.assertEqual(code, 0, out)
+        self.assertIn("no later than 2026-11-18T11:07:40+00:00 (witnessed time)", out["proven"][-1])
+        # Without --json: one more proven line.
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            code = av.main([*self.evidence("proof", note), "--key", self.signer.vkey, *self.policy(self.w1, self.w2)])
+        self.assertEqual(code, 0)
+        self.assertIn(f"  - the checkpoint is cosigned by 2 of the trusted witnesses ({self.w2.name}, {self.w1.name};",
+                      text.getvalue())
+
+    def test_a_quorum_not_met_fails_naming_the_count_and_the_witnesses_missing(self):
+        note = self.note + self.w1.line(self.note, CAPTURED_S + 60) + self.w2.line(self.note, CAPTURED_S + 61)
+        for kind in self.KINDS:
+            with self.subTest(kind=kind):
+                # Without --quorum every witness given must have cosigned.
+                code, out = self.run_verifier(self.evidence(kind, note), *self.policy(self.w1, self.w2, self.w3))
+                self.assertEqual(code, 1, out)
+                self.assertFalse(out["verified"])
+                self.assertEqual(
+                    out["failure"]["message"],
+                    "witness quorum not met: the checkpoint carries valid cosignatures of 2 of the 3 trusted witnesses "
+                    f"({self.w1.name}, {self.w2.name}), the policy asks for 3; no valid cosignature of {self.w3.name}")
+                self.assertEqual(len(out["cosignatures"]), 2)
+        code, out = self.run_verifier(self.evidence("bundle", self.note), *self.policy(self.w1))
+        self.assertEqual(code, 1, out)
+        self.assertIn("valid cosignatures of 0 of the 1 trusted witnesses (none)", out["failure"]["message"])
+
+    def test_a_forged_cosignature_is_not_counted(self):
+        t = CAPTURED_S + 60
+        other = self.signer.note(len(self.hashes) - 1, mth(self.hashes[:-1]))
+        forged = {
+            "signed by another key": self.w1.line(self.note, t, signer=self.stranger.key),
+            "a changed timestamp": self.w1.line(self.note, t, signed_timestamp=t + 1),
+            "made for another checkpoint": self.w1.line(other, t),
+            "the log's signature line renamed": self.note.split("\n\n")[1].replace(ORIGIN, self.w1.name),
+            "timestamp 0": self.w1.line(self.note, 0),
+            "timestamp 2^63": self.w1.line(self.note, 2**63),
+            "a short signature": f"\u2014 {self.w1.name} {b64(self.w1.key_id + t.to_bytes(8, 'big') + bytes(60))}\n",
+        }
+        for what, line in forged.items():
+            with self.subTest(forged=what):
+                code, out = self.run_verifier(self.evidence("proof", self.note + line), *self.policy(self.w1))
+                self.assertEqual(code, 1, out)
+                self.assertEqual(out["cosignatures"], [])
+                self.assertIn("cosignatures of 0 of the 1", out["failure"]["message"])
+                # Next to a valid line of the same witness, only the valid one counts.
+                good = self.w1.line(self.note, t + 5)
+                code, out = self.run_verifier(self.evidence("proof", self.note + line + good), *self.policy(self.w1))
+                self.assertEqual(code, 0, out)
+                self.assertEqual(out["cosignatures"], [{"witness": self.w1.name, "timestamp": t + 5}])
+
+    def test_a_witness_counts_once_with_its_earliest_valid_cosignature(self):
+        note = self.note + self.w1.line(self.note, CAPTURED_S + 90) + self.w1.line(self.note, CAPTURED_S + 30)
+        code, out = self.run_verifier(self.evidence("export", note), *self.policy(self.w1, self.w2, quorum=1))
+        self.assertEqual(code, 0, out)
+        self.assertEqual(out["cosignatures"], [{"witness": self.w1.name, "timestamp": CAPTURED_S + 30}])
+        code, out = self.run_verifier(self.evidence("export", note), *self.policy(self.w1, self.w2, quorum=2))
+        self.assertEqual(code, 1, out)
+        # One key given twice is one witness: the default quorum is 1.
+        code, out = self.run_verifier(self.evidence("export", note), *self.policy(self.w1, self.w1))
+        self.assertEqual(code, 0, out)
+
+    def test_a_line_of_a_witness_not_trusted_is_ignored(self):
+        note = self.note + self.stranger.line(self.note, CAPTURED_S + 10) + self.w1.line(self.note, CAPTURED_S + 20)
+        code, out = self.run_verifier(self.evidence("bundle", note), *self.policy(self.w1))
+        self.assertEqual(code, 0, out)
+        self.assertEqual(out["cosignatures"], [{"witness": self.w1.name, "timestamp": CAPTURED_S + 20}])
+        # The stranger's line under a trusted witness's name (its key id is the stranger's) neither.
+        renamed = self.stranger.line(self.note, CAPTURED_S + 10).replace(self.stranger.name, self.w2.name)
+        code, out = self.run_verifier(self.evidence("bundle", self.note + renamed), *self.policy(self.w2))
+        self.assertEqual(code, 1, out)
+        self.assertEqual(out["cosignatures"], [])
+
+    def test_a_cosignature_made_before_the_records_were_captured_fails(self):
+        for kind in self.KINDS:
+            captured_us = CAPTURED_S * 1_000_000 + self.CAPTURED_OFFSET_US.get(kind, 0)
+            with self.subTest(kind=kind):
+                # A cosignature in the second the last record was captured in is not before it.
+                in_time = self.note + self.w1.line(self.note, CAPTURED_S) + self.w2.line(self.note, CAPTURED_S + 1)
+                code, out = self.run_verifier(self.evidence(kind, in_time), *self.policy(self.w1, self.w2))
+                self.assertEqual(code, 0, out)
+                # Every counted cosignature is held to it, not only the quorum's.
+                early = self.note + self.w1.line(self.note, CAPTURED_S + 1) + self.w2.line(self.note, CAPTURED_S - 1)
+                code, out = self.run_verifier(self.evidence(kind, early), *self.policy(self.w1, self.w2, quorum=1))
+                if kind == "consistency":  # no record, no capture time
+                    self.assertEqual(code, 0, out)
+                    continue
+                self.assertEqual(code, 1, out)
+                self.assertEqual(
+                    out["failure"]["message"],
+                    f"signed time before capture: witness {self.w2.name} cosigned the checkpoint at "
+                    f"2026-11-18T11:06:39+00:00 ({CAPTURED_S - 1} s), before the latest capture time of its records "
+                    f"({captured_us} µs since the epoch): the capture times or the witness's clock are wrong")
+
+    def test_a_quorum_without_witnesses_beyond_them_or_a_bad_witness_key_cannot_be_used(self):
+        note = self.note + self.w1.line(self.note, CAPTURED_S + 60)
+        argv = self.evidence("proof", note)
+        for policy in (["--quorum", "1"], self.policy(self.w1, quorum=2), self.policy(self.w1, quorum=0),
+                       self.policy(self.w1, self.w1, quorum=2), self.policy(self.w1, quorum=-1),
+                       ["--witness", self.signer.vkey], ["--witness", self.w1.vkey.replace("+", "-", 1)],
+                       ["--witness", self.w1.vkey.replace("witness.test/w1", "witness.test/w2")]):
+            with self.subTest(policy=policy):
+                code, out = self.run_verifier(argv, *policy)
+                self.assertEqual(code, 2, out)
+                self.assertIn("error", out)
+        # Evidence that fails is not judged under an unusable policy either.
+        code, _ = self.run_verifier(self.evidence("proof", note.replace("\n7\n", "\n8\n")), "--quorum", "1")
+        self.assertEqual(code, 2)
+
+    def test_a_witness_key_is_a_vkey_of_type_4_whose_id_commits_to_the_name(self):
+        key = av.VerifierKey.parse(self.w1.vkey, av.KEY_TYPE_COSIGNATURE_V1)
+        self.assertEqual((key.name, key.key_id, str(key)), (self.w1.name, self.w1.key_id, self.w1.vkey))
+        with self.assertRaisesRegex(av.Failed, "not an Ed25519 cosignature/v1"):
+            av.VerifierKey.parse(self.signer.vkey, av.KEY_TYPE_COSIGNATURE_V1)
+        with self.assertRaisesRegex(av.Failed, "key id does not match"):
+            av.VerifierKey.parse(self.w1.vkey.replace(self.w1.name, "witness.test/other"), av.KEY_TYPE_COSIGNATURE_V1)
+        # The spec's example message (c2sp.org/tlog-cosignature, "Ed25519 signed message").
+        text = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+        self.assertEqual(av.cosigned_message(1679315147, text), b"cosignature/v1\ntime 1679315147\n" + text.encode())
+
+
+if __name__ == "__main__":
+    unittest.main()
