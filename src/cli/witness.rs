@@ -41,6 +41,21 @@ pub enum WitnessCommand {
         #[arg(long, env = "AUDITEX_WITNESS_DIR", value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Forget the checkpoint cosigned for one log, so that the witness accepts it from size 0
+    /// again — only after the log's operator disclosed a rollback (its signed
+    /// `rollback_acknowledged` record) and you decided to witness the new branch. The forgotten
+    /// checkpoint is kept with the evidence, with the reason.
+    ResetLog {
+        /// The witness's folder.
+        #[arg(long, env = "AUDITEX_WITNESS_DIR", value_name = "DIR")]
+        dir: PathBuf,
+        /// The log's origin.
+        #[arg(long)]
+        origin: String,
+        /// Why (kept with the evidence).
+        #[arg(long)]
+        reason: String,
+    },
     /// Run the witness over HTTPS until SIGTERM or Ctrl-C.
     Serve {
         /// The witness's folder.
@@ -92,6 +107,28 @@ pub async fn run(command: WitnessCommand) -> CliResult {
                 println!("{}", serde_json::to_string(&e)?);
             }
             state.close().await;
+        }
+        WitnessCommand::ResetLog {
+            dir,
+            origin,
+            reason,
+        } => {
+            if reason.trim().is_empty() {
+                return Err("--reason must say why the log's state is forgotten".into());
+            }
+            let folder = WitnessDir::new(&dir);
+            let state = WitnessState::open(&folder.state_path()).await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let done = state.reset(&origin, reason.trim(), now).await?;
+            state.close().await;
+            if !done {
+                return Err(format!("the witness has cosigned nothing for {origin:?}").into());
+            }
+            println!(
+                "forgot the checkpoint cosigned for {origin}; it is kept with the evidence. The witness accepts the log from size 0 again."
+            );
         }
         WitnessCommand::Serve {
             dir,

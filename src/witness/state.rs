@@ -215,6 +215,40 @@ impl WitnessState {
             .collect())
     }
 
+    /// Forgets what was cosigned for `origin` (the operator's decision after a disclosed
+    /// rollback), keeping the forgotten checkpoint as evidence with the reason; returns whether
+    /// there was one.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn reset(&self, origin: &str, reason: &str, now: u64) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let cosigned: Option<String> =
+            sqlx::query_scalar("SELECT checkpoint FROM latest WHERE origin = ?")
+                .bind(origin)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(cosigned) = cosigned else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO evidence (origin, received_at, reason, cosigned, request)
+             VALUES (?, ?, ?, ?, '')",
+        )
+        .bind(origin)
+        .bind(int(now))
+        .bind(format!("state reset by the operator: {reason}"))
+        .bind(&cosigned)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM latest WHERE origin = ?")
+            .bind(origin)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Closes the database.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -791,11 +791,9 @@ mod with_the_service {
         // The database goes back to the backup of 10 records; the rollback is acknowledged and
         // the log grows again, past the size the witness cosigned, with other records.
         let db = s.stop().await;
-        let path = db.sqlite_path().to_owned();
-        for suffix in ["-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
-        std::fs::copy(&backup, &path).expect("restore");
+        auditex::store::backup::restore_sqlite(&backup, &with_dir(&db), true)
+            .await
+            .expect("restore");
         let store = auditex::store::Store::open_with_workers(with_dir(&db))
             .await
             .expect("reopen");
@@ -864,5 +862,37 @@ mod with_the_service {
         // Still 40 at the witness: the refused branch moved nothing.
         let (_, served) = w.monitored(logs[0].name()).await;
         assert!(served.contains("\n40\n"), "{served}");
+
+        // Shown the disclosure, the witness's operator forgets the old branch: the new one is
+        // cosigned from then on, and the forgotten checkpoint stays with the evidence.
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_auditex"))
+            .args([
+                "witness",
+                "reset-log",
+                "--origin",
+                logs[0].name(),
+                "--reason",
+                "rollback disclosed",
+            ])
+            .arg("--dir")
+            .arg(wdir.path())
+            .output()
+            .await
+            .expect("reset-log");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        append_many(&s.store, &tenant, 2, 2).await;
+        let _ = cosigned_by(&s, &s.verify, &[&w.vkey]).await;
+        let kept = evidence(wdir.path()).await;
+        assert!(
+            kept.iter().any(|e| e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("rollback disclosed"))
+                && e["cosigned"].as_str().is_some_and(|c| c.contains("\n40\n"))),
+            "{kept:?}"
+        );
     }
 }

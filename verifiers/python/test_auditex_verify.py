@@ -1507,6 +1507,16 @@ class WitnessPolicyOnEveryKind(unittest.TestCase):
                     f"2026-11-18T11:06:39+00:00 ({CAPTURED_S - 1} s), before the latest capture time of its records "
                     f"({captured_us} µs since the epoch): the capture times or the witness's clock are wrong")
 
+    def test_a_cosignature_in_the_second_of_the_capture_time_is_not_before_it(self):
+        # Cosignature times are whole seconds, capture times microseconds: t is before a capture at
+        # c µs only when all of second t is, (t + 1) * 10^6 <= c.
+        policy = av.WitnessPolicy((av.VerifierKey.parse(self.w1.vkey, av.KEY_TYPE_COSIGNATURE_V1),), 1)
+        cosigned = [av.Cosignature(policy.witnesses[0], CAPTURED_S)]
+        for captured_us in (CAPTURED_S * 1_000_000, (CAPTURED_S + 1) * 1_000_000 - 1):
+            self.assertIn("witnessed time", av.check_witnessed(cosigned, policy, captured_us))
+        with self.assertRaisesRegex(av.Failed, "^signed time before capture: "):
+            av.check_witnessed(cosigned, policy, (CAPTURED_S + 1) * 1_000_000)
+
     def test_a_quorum_without_witnesses_beyond_them_or_a_bad_witness_key_cannot_be_used(self):
         note = self.note + self.w1.line(self.note, CAPTURED_S + 60)
         argv = self.evidence("proof", note)
@@ -1521,6 +1531,35 @@ class WitnessPolicyOnEveryKind(unittest.TestCase):
         # Evidence that fails is not judged under an unusable policy either.
         code, _ = self.run_verifier(self.evidence("proof", note.replace("\n7\n", "\n8\n")), "--quorum", "1")
         self.assertEqual(code, 2)
+
+    # A known answer from the other implementation: `auditex witness serve` (the Rust witness),
+    # watching the test signer's key, cosigned this class's checkpoint (size 7) when it was
+    # submitted to its add-checkpoint endpoint with old size 0.
+    RUST_WITNESS_VKEY = "witness.example.org/rust+7be2845e+BJa/8vfZKuhNRs6nFdv7ZCdMQQN9E7rAuf61RSKMES1q"
+    RUST_COSIGNATURE = ("\u2014 witness.example.org/rust e+KEXgAAAABrEzBU/vM40deg2/4cOoHlsufJ0ocaElZz+ucrVcs1sn1SLpFiCFBb"
+                        "DI0EPrhfKN7WwjVe5wx286cNU4lAgeP70fdvDg==\n")
+    RUST_COSIGNED_AT = 1_796_419_668
+
+    def test_a_cosignature_made_by_the_rust_witness_verifies_on_every_kind(self):
+        self.assertEqual(self.note.split("\n")[:3], [ORIGIN, "7", "RLMLvGKfhYakAI8bQGmVzDSShZAKMdrQ8crOHgeBkks="])
+        self.assertEqual(str(av.VerifierKey.parse(self.RUST_WITNESS_VKEY, av.KEY_TYPE_COSIGNATURE_V1)), self.RUST_WITNESS_VKEY)
+        note = self.note + self.RUST_COSIGNATURE
+        for kind in self.KINDS:
+            with self.subTest(kind=kind):
+                code, out = self.run_verifier(self.evidence(kind, note), "--witness", self.RUST_WITNESS_VKEY)
+                self.assertEqual(code, 0, out)
+                self.assertEqual(out["cosignatures"], [{"witness": "witness.example.org/rust", "timestamp": self.RUST_COSIGNED_AT}])
+                self.assertIn("no later than 2026-12-04T21:27:48+00:00 (witnessed time)", out["proven"][-1])
+        # On another checkpoint of the same log, or with its signature's last byte changed, it is
+        # not counted.
+        trusted = [av.VerifierKey.parse(self.RUST_WITNESS_VKEY, av.KEY_TYPE_COSIGNATURE_V1)]
+        other = self.signer.note(6, mth(self.hashes[:6]))
+        changed = self.RUST_COSIGNATURE.replace("fdvDg==", "fdvDA==")
+        for bad in (other + self.RUST_COSIGNATURE, self.note + changed):
+            checkpoint = av.open_checkpoint(bad, [av.VerifierKey.parse(self.signer.vkey)])
+            self.assertEqual(len(checkpoint.signatures), 2)
+            self.assertEqual(av.verify_cosignatures(checkpoint, trusted), [])
+        self.assertEqual(len(av.verify_cosignatures(av.open_checkpoint(note, [av.VerifierKey.parse(self.signer.vkey)]), trusted)), 1)
 
     def test_a_witness_key_is_a_vkey_of_type_4_whose_id_commits_to_the_name(self):
         key = av.VerifierKey.parse(self.w1.vkey, av.KEY_TYPE_COSIGNATURE_V1)
