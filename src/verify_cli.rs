@@ -222,6 +222,10 @@ pub struct VerifyOptions {
     /// How many of the `--witness` keys must have cosigned the checkpoint (default: all).
     #[arg(long, value_name = "N")]
     pub quorum: Option<usize>,
+    /// A C2SP tlog-policy file: its logs' keys are trusted, and the checkpoint must be
+    /// cosigned by its witnesses as its quorum says.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["witnesses", "quorum"])]
+    pub policy: Option<PathBuf>,
 }
 
 /// What verification found wrong, ready to print.
@@ -636,10 +640,19 @@ impl Trust {
             }
             trust.history = Some((origin, keys));
         }
+        if let Some(path) = &options.policy {
+            let policy = ledger::policy::Policy::parse(&read_small_text(path)?)
+                .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
+            for log in policy.logs() {
+                if !trust.vkeys.contains(log) {
+                    trust.vkeys.push(log.clone());
+                }
+            }
+        }
         if trust.vkeys.is_empty() {
             return Err(Unusable(
-                "no trusted key: pass --key VKEY, --keys FILE or --key-history FILE (the keys \
-                 inside the evidence are checked, never trusted)"
+                "no trusted key: pass --key VKEY, --keys FILE, --key-history FILE or a --policy \
+                 listing logs (the keys inside the evidence are checked, never trusted)"
                     .into(),
             ));
         }

@@ -22,6 +22,7 @@ pub mod merkle;
 pub mod note;
 pub mod package;
 pub mod payload;
+pub mod policy;
 pub mod proof_file;
 pub mod record;
 pub mod types;

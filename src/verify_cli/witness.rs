@@ -11,6 +11,7 @@ use std::path::Path;
 
 use ledger::cosignature::{Cosignature, WitnessKey, verify_cosignatures};
 use ledger::note::Note;
+use ledger::policy::Policy;
 use serde::Serialize;
 
 use super::{Failure, Outcome, Unusable, VerifyOptions, checkpoint_note_of};
@@ -24,8 +25,56 @@ pub(super) struct CosignatureInfo {
     timestamp: u64,
 }
 
-/// The trusted witnesses and the quorum, from the options; `None` without `--witness`.
-fn policy(options: &VerifyOptions) -> Result<Option<(Vec<WitnessKey>, usize)>, Unusable> {
+/// What the checkpoint's cosignatures must satisfy.
+enum Rule {
+    /// `--witness … --quorum N`: N of these keys.
+    Quorum(Vec<WitnessKey>, usize),
+    /// `--policy FILE`: the policy's quorum.
+    Policy(Policy),
+}
+
+impl Rule {
+    fn witnesses(&self) -> &[WitnessKey] {
+        match self {
+            Rule::Quorum(keys, _) => keys,
+            Rule::Policy(p) => p.witnesses(),
+        }
+    }
+
+    fn satisfied(&self, cosigned: &[Cosignature]) -> bool {
+        let keys: Vec<WitnessKey> = self
+            .witnesses()
+            .iter()
+            .filter(|w| {
+                cosigned
+                    .iter()
+                    .any(|c| c.name == w.name() && c.key_id == w.key_id())
+            })
+            .cloned()
+            .collect();
+        match self {
+            Rule::Quorum(_, n) => keys.len() >= *n,
+            Rule::Policy(p) => p.satisfied(&keys),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Rule::Quorum(_, n) => format!("the policy asks for {n}"),
+            Rule::Policy(_) => "the policy file's quorum".to_owned(),
+        }
+    }
+}
+
+/// The rule from the options; `None` without `--witness` or `--policy`.
+fn rule(options: &VerifyOptions) -> Result<Option<Rule>, Unusable> {
+    if let Some(path) = &options.policy {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
+        let policy =
+            Policy::parse(&text).map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
+        return Ok(Some(Rule::Policy(policy)));
+    }
     if options.witnesses.is_empty() {
         return match options.quorum {
             Some(_) => Err(Unusable(
@@ -49,7 +98,7 @@ fn policy(options: &VerifyOptions) -> Result<Option<(Vec<WitnessKey>, usize)>, U
             keys.len()
         )));
     }
-    Ok(Some((keys, quorum)))
+    Ok(Some(Rule::Quorum(keys, quorum)))
 }
 
 /// RFC 3339 of POSIX seconds, for people.
@@ -66,7 +115,7 @@ pub(super) fn apply(
     options: &VerifyOptions,
     evidence: Option<&Path>,
 ) -> Result<Outcome, Unusable> {
-    let Some((witnesses, quorum)) = policy(options)? else {
+    let Some(rule) = rule(options)? else {
         return Ok(outcome);
     };
     if !outcome.verified {
@@ -89,7 +138,7 @@ pub(super) fn apply(
         }
     };
     let cosigned: Vec<Cosignature> = Note::parse(note.as_bytes())
-        .map(|n| verify_cosignatures(&n, &witnesses))
+        .map(|n| verify_cosignatures(&n, rule.witnesses()))
         .unwrap_or_default();
     outcome.cosignatures = cosigned
         .iter()
@@ -98,18 +147,19 @@ pub(super) fn apply(
             timestamp: c.timestamp,
         })
         .collect();
-    if cosigned.len() < quorum {
+    if !rule.satisfied(&cosigned) {
         outcome.verified = false;
         outcome.failure = Some(
             Failure::new(
                 "witness_quorum",
                 format!(
-                    "the checkpoint carries valid cosignatures of {} of the trusted witnesses; the policy asks for {quorum}",
-                    cosigned.len()
+                    "the checkpoint carries valid cosignatures of {} of the trusted witnesses, which does not meet {}",
+                    cosigned.len(),
+                    rule.describe()
                 ),
             )
             .expected_found(
-                format!("{quorum} cosignature(s) by --witness keys"),
+                format!("cosignatures meeting {}", rule.describe()),
                 format!(
                     "{} ({})",
                     cosigned.len(),
@@ -148,13 +198,22 @@ pub(super) fn apply(
     }
     let mut times: Vec<u64> = cosigned.iter().map(|c| c.timestamp).collect();
     times.sort_unstable();
-    let by = times[quorum - 1];
+    // With `--quorum N`, N witnesses had seen it by the N-th earliest time; under a policy file,
+    // by the latest of the cosignatures counted.
+    let by = match &rule {
+        Rule::Quorum(_, n) => times.get(n - 1).copied(),
+        Rule::Policy(_) => times.last().copied(),
+    };
     let names: Vec<&str> = cosigned.iter().map(|c| c.name.as_str()).collect();
     outcome.proven.push(format!(
-        "the checkpoint is cosigned by {} of the trusted witnesses ({}; the policy asks for {quorum}): it existed, consistent with what each of them had seen, no later than {} (witnessed time){}",
+        "the checkpoint is cosigned by {} of the trusted witnesses ({}; {}){}{}",
         cosigned.len(),
         names.join(", "),
-        rfc3339(by),
+        rule.describe(),
+        by.map_or_else(String::new, |t| format!(
+            ": it existed, consistent with what each of them had seen, no later than {} (witnessed time)",
+            rfc3339(t)
+        )),
         if outcome.captured_max_us.is_some() {
             ", and not before its records were captured"
         } else {

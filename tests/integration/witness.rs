@@ -704,6 +704,42 @@ mod with_the_service {
             assert_eq!(code, 2);
         }
 
+        // The same, from a C2SP tlog-policy file: the log's key and a quorum of groups.
+        let policy = dir.path().join("policy.txt");
+        std::fs::write(
+            &policy,
+            format!(
+                "# acme-bank, witnessed\nlog {log_vkey}\nwitness A {}\nwitness B {}\nwitness C {} {}\ngroup AB any A B\ngroup all-of-it all AB C\nquorum all-of-it\n",
+                w[0], w[1], w[2], witnesses[2].base
+            ),
+        )
+        .expect("write");
+        let strict = dir.path().join("strict.txt");
+        let stranger = WitnessKey::new(
+            "witness.example.com/d",
+            SigningKey::from_bytes(&[77; 32]).verifying_key(),
+        )
+        .expect("key");
+        std::fs::write(
+            &strict,
+            format!("log {log_vkey}\nwitness A {}\nwitness D {stranger}\ngroup both all A D\nquorum both\n", w[0]),
+        )
+        .expect("write");
+        let export_path = export.to_str().expect("utf-8");
+        let (code, out) = verify(&[export_path, "--policy", policy.to_str().expect("utf-8")]).await;
+        assert_eq!(code, 0, "{out}");
+        let (code, out) = verify(&[export_path, "--policy", strict.to_str().expect("utf-8")]).await;
+        assert_eq!(code, 1, "{out}");
+        let (code, _) = verify(&[
+            export_path,
+            "--policy",
+            policy.to_str().expect("utf-8"),
+            "--witness",
+            &w[0],
+        ])
+        .await;
+        assert_eq!(code, 2, "--policy and --witness are exclusive");
+
         // A witness down for a while catches up from the size it had once it is back.
         let down = witnesses.pop().expect("three");
         down.kill();

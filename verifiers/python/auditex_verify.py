@@ -25,12 +25,23 @@ entry and record bundles at its position; with --old, the consistency proof from
 checkpoint computed from tiles; with --all, every leaf, entry and record. The API key of a private
 log is read from the environment variable AUDITEX_API_KEY, never from the command line.
 
+Every kind also takes a witness policy (FORMAT.md section 9a, C2SP tlog-cosignature):
+`--witness VKEY` (repeatable; a vkey of type 0x04, as `auditex witness vkey` prints it) and
+`--quorum N` (default: every distinct witness given). Evidence that otherwise verifies must then
+carry, on its checkpoint (for consistency, the --new one; for tiles, the served one), valid Ed25519
+`cosignature/v1` lines of at least N of those witnesses, none timestamped before the latest capture
+time of the records it proves; the checkpoint existed no later than the N-th earliest of their
+timestamps (its witnessed time), which is printed, and --json lists the cosignatures counted.
+Without --witness, cosignature lines are ignored like every signature line of an unknown key.
+
 Exit codes: 0 verified; 1 verification failed (the first failure is printed with its sequence
 number) — whatever was read and does not verify, including a file that is not the kind of evidence
-asked for, since a changed byte can make evidence into anything, and a tile or bundle the verified
-checkpoint says exists but the server answers 404 for; 2 a file could not be opened or read, the
+asked for, since a changed byte can make evidence into anything, a tile or bundle the verified
+checkpoint says exists but the server answers 404 for, and a witness quorum not met or a
+cosignature made before the records were captured; 2 a file could not be opened or read, the
 server could not be reached or answered another HTTP error (its status is printed), or the command
-line is unusable (no trusted key, a malformed trusted key or key history, a grown tree without its
+line is unusable (no trusted key, a malformed trusted key, witness key or key history, --quorum
+without --witness, of 0 or above the number of distinct witness keys, a grown tree without its
 consistency proof, a --leaf beyond the checkpoint's tree).
 """
 
@@ -336,8 +347,8 @@ class Checkpoint:
     # The note text (origin, size and root lines, each ending with a newline), which every
     # signature and cosignature covers, and every signature line as (key name, key id ||
     # signature), those of keys not trusted here too: the cosignatures are among them.
-    text: str = ""
-    signatures: tuple[tuple[str, bytes], ...] = ()
+    text: str
+    signatures: tuple[tuple[str, bytes], ...]
 
 
 def open_checkpoint(note: str, trusted: list[VerifierKey], origin: str | None = None) -> Checkpoint:

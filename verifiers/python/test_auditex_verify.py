@@ -942,24 +942,39 @@ class _LogHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class TiledLogFromTiles(unittest.TestCase):
-    """`auditex_verify.py tiles` against a synthetic log served over plain HTTP on loopback."""
+class ServesLogs:
+    """For a test class: a local HTTP server on loopback serving the SyntheticLog set as
+    `server.log` under the prefix `url`."""
 
     @classmethod
     def setUpClass(cls):
-        cls.signer = Signer()
-        cls.records = signed_records(cls.signer, range(600))
+        super().setUpClass()
         cls.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LogHandler)
         cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
         cls.thread.start()
         cls.url = f"http://127.0.0.1:{cls.server.server_address[1]}/log/"
-        cls.dir = tempfile.TemporaryDirectory()
 
     @classmethod
     def tearDownClass(cls):
         cls.server.shutdown()
         cls.server.server_close()
+        super().tearDownClass()
+
+
+class TiledLogFromTiles(ServesLogs, unittest.TestCase):
+    """`auditex_verify.py tiles` against a synthetic log served over plain HTTP on loopback."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.signer = Signer()
+        cls.records = signed_records(cls.signer, range(600))
+        cls.dir = tempfile.TemporaryDirectory()
+
+    @classmethod
+    def tearDownClass(cls):
         cls.dir.cleanup()
+        super().tearDownClass()
 
     def serve(self, log: SyntheticLog) -> SyntheticLog:
         self.server.log = log
@@ -1305,7 +1320,7 @@ class Witness:
 CAPTURED_S = 1_795_000_000
 
 
-class WitnessPolicyOnEveryKind(unittest.TestCase):
+class WitnessPolicyOnEveryKind(ServesLogs, unittest.TestCase):
     """--witness VKEY ... --quorum N on evidence of every kind, built on the records of
     `SubjectPackage` (0..6, captured at CAPTURED_S seconds + seq µs), whose checkpoint of size 7
     carries cosignature lines made here."""
@@ -1314,17 +1329,7 @@ class WitnessPolicyOnEveryKind(unittest.TestCase):
     # The latest capture time of the records each kind proves, in µs past CAPTURED_S seconds.
     CAPTURED_OFFSET_US = {"export": 6, "bundle": 1, "package": 2, "proof": 1, "tiles": 1}
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LogHandler)
-        cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
-        cls.thread.start()
-        cls.url = f"http://127.0.0.1:{cls.server.server_address[1]}/log/"
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.shutdown()
-        cls.server.server_close()
+    write = ConsistencyCommand.write
 
     def setUp(self):
         SubjectPackage.setUp(self)
@@ -1333,12 +1338,6 @@ class WitnessPolicyOnEveryKind(unittest.TestCase):
         self.note = self.signer.note(len(self.hashes), mth(self.hashes))
         self.w1, self.w2, self.w3 = (Witness(f"witness.test/w{i}", 40 + i) for i in (1, 2, 3))
         self.stranger = Witness("witness.test/stranger", 49)
-
-    def write(self, name: str, text: str) -> str:
-        path = os.path.join(self.dir.name, name)
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        return path
 
     def evidence(self, kind: str, checkpoint: str) -> list[str]:
         """The command line verifying evidence of `kind` whose checkpoint is `checkpoint`."""
@@ -1465,7 +1464,8 @@ class WitnessPolicyOnEveryKind(unittest.TestCase):
                 self.assertEqual(out["cosignatures"], [{"witness": self.w1.name, "timestamp": t + 5}])
 
     def test_a_witness_counts_once_with_its_earliest_valid_cosignature(self):
-        note = self.note + self.w1.line(self.note, CAPTURED_S + 90) + self.w1.line(self.note, CAPTURED_S + 30)
+        note = (self.note + self.w1.line(self.note, CAPTURED_S + 60) + self.w1.line(self.note, CAPTURED_S + 30)
+                + self.w1.line(self.note, CAPTURED_S + 90))
         code, out = self.run_verifier(self.evidence("export", note), *self.policy(self.w1, self.w2, quorum=1))
         self.assertEqual(code, 0, out)
         self.assertEqual(out["cosignatures"], [{"witness": self.w1.name, "timestamp": CAPTURED_S + 30}])
