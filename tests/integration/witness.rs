@@ -817,7 +817,7 @@ mod with_the_service {
             .expect("witness");
         append_many(&s.store, &tenant, 30, 10).await;
         let _ = cosigned_by(&s, &s.verify, &[&w.vkey]).await;
-        let (status, served) = w.monitored(&logs[0].name().to_owned()).await;
+        let (status, served) = w.monitored(logs[0].name()).await;
         assert_eq!(status, StatusCode::OK);
         assert!(
             served.contains("\n40\n"),
