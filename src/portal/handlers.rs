@@ -891,6 +891,20 @@ async fn dashboard(State(state): State<AppState>, viewer: Viewer) -> Result<Mark
         .into_iter()
         .next();
     let lag = store.projection_status(tenant).await?;
+    // The tenant's witnesses: configured, and how the cosigning client last found each.
+    let statuses = store.witness_statuses();
+    let witnesses: Vec<(String, Option<crate::store::witnesses::WitnessStatus>)> = store
+        .witnesses(tenant)
+        .await?
+        .into_iter()
+        .map(|w| {
+            let status = statuses
+                .iter()
+                .find(|s| s.tenant == tenant.as_str() && s.witness == w.key.name())
+                .cloned();
+            (w.key.name().to_owned(), status)
+        })
+        .collect();
     Ok(layout(
         "Dashboard",
         &viewer.chrome(),
@@ -924,6 +938,32 @@ async fn dashboard(State(state): State<AppState>, viewer: Viewer) -> Result<Mark
                 thead { tr { th { "Model" } th { "Version" } th { "Decisions" } } }
                 tbody {
                     @for ((m, v), n) in &per_model { tr { td { (m) } td { (v) } td { (n) } } }
+                }
+            }
+            @if !witnesses.is_empty() {
+                h2 { "Witnesses" }
+                p.muted { "Independent parties that cosign each checkpoint only if it extends the last one they cosigned. Checkpoints are published whether they answer or not." }
+                table {
+                    thead { tr { th { "Witness" } th { "Last cosigned size" } th { "Records behind" } th { "State" } } }
+                    tbody {
+                        @for (name, status) in &witnesses {
+                            tr {
+                                td { (name) }
+                                @if let Some(s) = status {
+                                    td { (s.cosigned_size) } td { (s.lag_records()) }
+                                    @if let Some(e) = &s.last_error {
+                                        td.bad { "failing: " (e) }
+                                    } @else if s.lag_records() == 0 {
+                                        td { "current" }
+                                    } @else {
+                                        td { "catching up" }
+                                    }
+                                } @else {
+                                    td { "–" } td { "–" } td { "not contacted yet" }
+                                }
+                            }
+                        }
+                    }
                 }
             }
             h2 { "Views" }

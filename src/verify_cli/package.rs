@@ -89,6 +89,14 @@ pub(super) fn verify_package_file(
         if let Err(e) = verifier.push_line(text) {
             return Ok(outcome.failed(Failure::of_package(&e), started));
         }
+        // The latest capture time of the records proven, for the witnesses' signed time (the
+        // line was just verified, so its record's capture time is the one hashed and signed).
+        if let Some(captured) = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v.get("record")?.get("captured_at_us")?.as_u64())
+        {
+            outcome.captured_max_us = outcome.captured_max_us.max(Some(captured));
+        }
     }
     match verifier.finish() {
         Err(e) => outcome.failure = Some(Failure::of_package(&e)),

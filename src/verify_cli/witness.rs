@@ -60,7 +60,7 @@ impl Rule {
 
     fn describe(&self) -> String {
         match self {
-            Rule::Quorum(_, n) => format!("the policy asks for {n}"),
+            Rule::Quorum(_, n) => format!("a quorum of {n}"),
             Rule::Policy(_) => "the policy file's quorum".to_owned(),
         }
     }

@@ -503,7 +503,44 @@ backend_tests!(
     an_action_that_fails_after_its_record_is_followed_by_a_record_saying_so,
     the_portal_refuses_the_seventh_check_of_an_hour_without_recording_it,
     rotating_the_session_keys_signs_no_one_out_and_retiring_one_ends_only_its_sessions,
+    the_dashboard_shows_how_the_tenants_witnesses_are_doing,
 );
+
+/// The dashboard lists the tenant's witnesses, and says when one fails (here: nobody listens at
+/// its address), while checkpoints go on being published.
+async fn the_dashboard_shows_how_the_tenants_witnesses_are_doing(backend: Backend) {
+    let server = start(&backend, false).await;
+    let mut browser = Browser::signed_in(&server, ADMIN_EMAIL).await;
+    let page = browser.get("/").await;
+    assert!(!page.body.contains("Witnesses"), "no witnesses, no section");
+    let witness = ledger::cosignature::WitnessKey::new(
+        "witness.example.com/dashboard",
+        ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key(),
+    )
+    .expect("key");
+    server
+        .store
+        .add_witness(&server.tenant, &witness.to_string(), "http://127.0.0.1:9", None)
+        .await
+        .expect("witness");
+    crate::support::append_many(&server.store, &server.tenant, 3, 3).await;
+    server.store.publish_checkpoints().await.expect("publish");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = browser.get("/").await;
+        page.assert_status(StatusCode::OK, "the dashboard");
+        assert!(page.body.contains("Witnesses"), "{}", page.body);
+        assert!(page.body.contains("witness.example.com/dashboard"));
+        if page.body.contains("failing: ") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the failing witness is not shown");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The checkpoint was published all the same.
+    assert!(server.store.latest_checkpoint(&server.tenant).await.expect("read").is_some());
+    server.stop().await;
+}
 
 /// Asserts a `Set-Cookie` line has the `__Host-` prefix and its rules (`Secure`, `Path=/`, no
 /// `Domain`), plus `HttpOnly` and `SameSite=Strict`.

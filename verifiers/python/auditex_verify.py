@@ -468,7 +468,7 @@ def cosigned_message(timestamp: int, text: str) -> bytes:
     return f"cosignature/v1\ntime {timestamp}\n{text}".encode()
 
 
-def verify_cosignatures(checkpoint: Checkpoint, witnesses: Iterable[VerifierKey]) -> list[Cosignature]:
+def verify_cosignatures(checkpoint: Checkpoint, witnesses: tuple[VerifierKey, ...] | list[VerifierKey]) -> list[Cosignature]:
     """The valid cosignatures on the checkpoint by the trusted witnesses, at most one per witness
     key (the earliest if a key cosigned twice), in the order of their lines. A line of a trusted
     witness's name and key id that is not 76 bytes, has a timestamp of 0 or beyond 2^63 - 1, or
