@@ -58,6 +58,18 @@ pub fn serve(
     tenants: &[&str],
     env: &[(&str, &str)],
 ) -> (Served, Vec<String>) {
+    serve_with(database, admin, tenants, env, |_| {})
+}
+
+/// Like [`serve`], running `before` (given a runner of `auditex` commands that returns their
+/// standard output) after the tenants and keys are made and before the service starts.
+pub fn serve_with(
+    database: &DatabaseUrl,
+    admin: Option<&str>,
+    tenants: &[&str],
+    env: &[(&str, &str)],
+    before: impl FnOnce(&dyn Fn(&[&str]) -> String),
+) -> (Served, Vec<String>) {
     use std::io::BufRead;
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -83,6 +95,7 @@ pub fn serve(
             keys.push(run(&["apikey", "create", "--tenant", t, "--role", role]));
         }
     }
+    before(&run);
     // The service runs with `env` and nothing of the shell's logging choice, so a figure is
     // measured at the log level it claims.
     let mut child = auditex(dir.path(), database, admin)

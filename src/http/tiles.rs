@@ -19,7 +19,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use ledger::merkle::{TileResource, entry_bundle};
 use ledger::types::TenantId;
-use sha2::{Digest, Sha256};
 
 use super::Caller;
 use super::error::ApiError;
@@ -223,7 +222,10 @@ fn immutable(
     request: &HeaderMap,
     compressible: bool,
 ) -> Response {
-    let digest = Sha256::digest(&body);
+    // BLAKE3 is several times faster than SHA-256 over a tile's 8 KiB, and a tag only has to
+    // change when the bytes do.
+    let digest = blake3::hash(&body);
+    let digest = digest.as_bytes();
     let compressed = (compressible && accepts_gzip(request))
         .then(|| gzip(&body))
         .flatten();

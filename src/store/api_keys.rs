@@ -87,6 +87,37 @@ pub(crate) fn api_key_row(t: ApiKeyTuple) -> ApiKeyRow {
 #[derive(Default)]
 pub(crate) struct LastUsed(Mutex<HashMap<String, u64>>);
 
+/// How long a verified key is trusted without reading its row again. A revocation made through
+/// this store takes effect at once (the cache is emptied); one made by another service instance
+/// sharing the database, within this time. An expiry is checked on every use.
+pub const VERIFIED_KEY_CACHE_MS: u64 = 2_000;
+
+/// Most verified keys remembered; when full, the cache is emptied.
+const VERIFIED_KEYS_MAX: usize = 10_000;
+
+/// A key verified recently.
+struct VerifiedKey {
+    principal: Principal,
+    expires_at_us: Option<u64>,
+    verified: std::time::Instant,
+}
+
+/// Keys verified recently, by (key id, hash of the secret): a request with the same key text
+/// skips the database; any other text (a wrong secret included) is read as before.
+#[derive(Default)]
+pub(crate) struct VerifiedKeys(Mutex<HashMap<(String, [u8; 32]), VerifiedKey>>);
+
+impl VerifiedKeys {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, [u8; 32]), VerifiedKey>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets every key (after a revocation).
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
 fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
@@ -166,9 +197,13 @@ impl Store {
         key_id: &ApiKeyId,
     ) -> Result<bool, StoreError> {
         let now = db_int(self.config().clock.now_unix_micros());
-        self.backend()
+        let revoked = self
+            .backend()
             .revoke_api_key(tenant, key_id.as_str(), now)
-            .await
+            .await;
+        // Whatever the outcome, no key is trusted from memory any more.
+        self.inner.verified_keys.clear();
+        revoked
     }
 
     /// Authenticates key text: it must parse, exist, match its stored hash (compared in constant
@@ -180,37 +215,75 @@ impl Store {
         // The key is found by its id and the hash of its secret together: an unknown id and a
         // wrong secret are the same miss, and nothing of a key is read without its secret.
         let hash = key.hash();
+        let now = self.config().clock.now_unix_micros();
+        let cache_key = (key.id().as_str().to_owned(), hash);
+        let fresh = std::time::Duration::from_millis(VERIFIED_KEY_CACHE_MS);
+        let cached = {
+            let cache = self.inner.verified_keys.lock();
+            cache
+                .get(&cache_key)
+                .filter(|k| k.verified.elapsed() < fresh)
+                .map(|k| (k.principal.clone(), k.expires_at_us))
+        };
+        if let Some((principal, expires)) = cached {
+            if expires.is_some_and(|e| e <= now) {
+                return Ok(None);
+            }
+            self.note_use(&principal, now).await?;
+            return Ok(Some(principal));
+        }
         let Some(row) = self.backend().api_key(key.id().as_str(), &hash[..]).await? else {
             return Ok(None);
         };
         if !key.matches(&row.secret_hash) {
             return Ok(None);
         }
-        let now = self.config().clock.now_unix_micros();
         if row.revoked_at_us.is_some() || row.expires_at_us.is_some_and(|e| to_u64(e) <= now) {
             return Ok(None);
         }
         let tenant =
             TenantId::parse(&row.tenant_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let role = Role::parse(&row.role).map_err(StoreError::Corrupt)?;
+        let principal = Principal {
+            tenant,
+            role,
+            key_id: key.id().clone(),
+        };
+        {
+            let mut cache = self.inner.verified_keys.lock();
+            if cache.len() >= VERIFIED_KEYS_MAX {
+                cache.clear();
+            }
+            cache.insert(
+                cache_key,
+                VerifiedKey {
+                    principal: principal.clone(),
+                    expires_at_us: row.expires_at_us.map(to_u64),
+                    verified: std::time::Instant::now(),
+                },
+            );
+        }
+        self.note_use(&principal, now).await?;
+        Ok(Some(principal))
+    }
+
+    /// Writes the key's last use, at most once per [`LAST_USED_WRITE_INTERVAL_US`].
+    async fn note_use(&self, principal: &Principal, now: u64) -> Result<(), StoreError> {
+        let key_id = principal.key_id.as_str();
         let due = {
             let mut seen = self.last_used().0.lock().unwrap_or_else(|p| p.into_inner());
-            let last = seen.get(&row.key_id).copied().unwrap_or(0);
+            let last = seen.get(key_id).copied().unwrap_or(0);
             let due = now.saturating_sub(last) >= LAST_USED_WRITE_INTERVAL_US;
             if due {
-                seen.insert(row.key_id.clone(), now);
+                seen.insert(key_id.to_owned(), now);
             }
             due
         };
         if due {
             self.backend()
-                .touch_api_key(&tenant, &row.key_id, db_int(now))
+                .touch_api_key(&principal.tenant, key_id, db_int(now))
                 .await?;
         }
-        Ok(Some(Principal {
-            tenant,
-            role,
-            key_id: key.id().clone(),
-        }))
+        Ok(())
     }
 }

@@ -546,6 +546,8 @@ struct Inner {
     /// Set by [`Store::shutdown`]; read under the `appenders` lock before starting an appender.
     closed: AtomicBool,
     last_used: api_keys::LastUsed,
+    /// API keys verified in the last moments (see `api_keys.rs`).
+    verified_keys: api_keys::VerifiedKeys,
     tile_cache: Mutex<TileCache>,
     /// Who may read each tenant's tiles, as last read (see `tiles.rs`).
     tile_access: tiles::TileAccessCache,
@@ -619,6 +621,7 @@ impl Store {
                 appenders: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
                 last_used: api_keys::LastUsed::default(),
+                verified_keys: api_keys::VerifiedKeys::default(),
                 tile_cache: Mutex::new(HashMap::new()),
                 tile_access: tiles::TileAccessCache::default(),
                 witness_board: witnesses::WitnessBoard::default(),

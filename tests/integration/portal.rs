@@ -520,7 +520,12 @@ async fn the_dashboard_shows_how_the_tenants_witnesses_are_doing(backend: Backen
     .expect("key");
     server
         .store
-        .add_witness(&server.tenant, &witness.to_string(), "http://127.0.0.1:9", None)
+        .add_witness(
+            &server.tenant,
+            &witness.to_string(),
+            "http://127.0.0.1:9",
+            None,
+        )
         .await
         .expect("witness");
     crate::support::append_many(&server.store, &server.tenant, 3, 3).await;
@@ -534,11 +539,21 @@ async fn the_dashboard_shows_how_the_tenants_witnesses_are_doing(backend: Backen
         if page.body.contains("failing: ") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the failing witness is not shown");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failing witness is not shown"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The checkpoint was published all the same.
-    assert!(server.store.latest_checkpoint(&server.tenant).await.expect("read").is_some());
+    assert!(
+        server
+            .store
+            .latest_checkpoint(&server.tenant)
+            .await
+            .expect("read")
+            .is_some()
+    );
     server.stop().await;
 }
 
