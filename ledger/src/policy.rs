@@ -89,7 +89,10 @@ impl Policy {
             if keyword.starts_with('#') {
                 continue;
             }
-            if logs.len() + witnesses.len() + groups.len() >= POLICY_ITEMS_MAX {
+            // Only definitions count: the quorum line after the last one is always allowed.
+            if matches!(keyword, "log" | "witness" | "group")
+                && logs.len() + witnesses.len() + groups.len() >= POLICY_ITEMS_MAX
+            {
                 return Err(fail(format!("more than {POLICY_ITEMS_MAX} definitions")));
             }
             match keyword {
@@ -293,6 +296,20 @@ mod tests {
         let p = Policy::parse(&format!("witness W {}\nquorum W\n", wkey(3))).expect("parses");
         assert!(p.satisfied(&[wkey(3)]));
         assert!(!p.satisfied(&[wkey(4)]));
+    }
+
+    #[test]
+    fn up_to_256_definitions_are_accepted_and_the_257th_is_refused() {
+        let witnesses: String = (0..=254u8)
+            .map(|i| format!("witness W{i} {}\n", wkey(i)))
+            .collect();
+        let full = format!("{witnesses}group G any W0\nquorum G\n");
+        assert!(
+            Policy::parse(&full).is_ok(),
+            "256 definitions and the quorum"
+        );
+        let over = format!("{witnesses}group G any W0\ngroup H any W1\nquorum G\n");
+        assert_eq!(Policy::parse(&over).map(|_| ()).expect_err("257").line, 257);
     }
 
     #[test]

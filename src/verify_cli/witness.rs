@@ -69,8 +69,13 @@ impl Rule {
 /// The rule from the options; `None` without `--witness` or `--policy`.
 fn rule(options: &VerifyOptions) -> Result<Option<Rule>, Unusable> {
     if let Some(path) = &options.policy {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
+        // Read like the trust (`Trust::load` read it for its logs' keys), from a file only.
+        if path.as_os_str() == "-" {
+            return Err(Unusable(
+                "--policy is read from a file, not standard input".into(),
+            ));
+        }
+        let text = super::read_small_text(path)?;
         let policy =
             Policy::parse(&text).map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
         return Ok(Some(Rule::Policy(policy)));

@@ -15,8 +15,9 @@ tenant's log as the service serves it in the C2SP tlog-tiles layout:
 
 using only the standard library (hashlib; urllib and ssl for `tiles`), the `cryptography` package
 (Ed25519) and the `rfc8785` package (JSON Canonicalization Scheme). Trust comes only from the
-command line: C2SP verifier keys (--key, --keys) or a key history as `auditex key history` prints
-it (--key-history). Keys listed inside the evidence are checked, never trusted.
+command line: C2SP verifier keys (--key, --keys), a key history as `auditex key history` prints
+it (--key-history), or the logs of a tlog-policy file (--policy). Keys listed inside the evidence
+are checked, never trusted.
 
 `tiles` reads the log under its prefix URL (`https://HOST/<origin path>/`): the checkpoint, opened
 with the trusted keys; its root recomputed from the tiles of the compact range of its size; with
@@ -34,6 +35,14 @@ time of the records it proves; the checkpoint existed no later than the N-th ear
 timestamps (its witnessed time), which is printed, and --json lists the cosignatures counted.
 Without --witness, cosignature lines are ignored like every signature line of an unknown key.
 
+Instead of --witness/--quorum, `--policy FILE` takes a C2SP tlog-policy file (`log <vkey> [<url>]`,
+`witness <name> <vkey> [<url>]`, `group <name> all|any|<k> <name>...`, `quorum <name>|none`): its
+logs' keys are trusted like --key, and the checkpoint's valid cosignatures by its witnesses must
+satisfy its quorum, groups evaluated in order (`quorum none` needs none). The capture-time check
+holds for every cosignature counted, and the witnessed time is the latest of them. A policy that
+breaks the specification's rules is unusable (exit 2, naming its line); --policy with --witness or
+--quorum is a usage error (exit 2).
+
 Exit codes: 0 verified; 1 verification failed (the first failure is printed with its sequence
 number) — whatever was read and does not verify, including a file that is not the kind of evidence
 asked for, since a changed byte can make evidence into anything, a tile or bundle the verified
@@ -41,8 +50,9 @@ checkpoint says exists but the server answers 404 for, and a witness quorum not 
 cosignature made before the records were captured; 2 a file could not be opened or read, the
 server could not be reached or answered another HTTP error (its status is printed), or the command
 line is unusable (no trusted key, a malformed trusted key, witness key or key history, --quorum
-without --witness, of 0 or above the number of distinct witness keys, a grown tree without its
-consistency proof, a --leaf beyond the checkpoint's tree).
+without --witness, of 0 or above the number of distinct witness keys, a policy file that cannot be
+read or breaks a rule, --policy with --witness or --quorum, a grown tree without its consistency
+proof, a --leaf beyond the checkpoint's tree).
 """
 
 from __future__ import annotations
@@ -434,6 +444,17 @@ class WitnessPolicy:
     witnesses: tuple[VerifierKey, ...]
     quorum: int
 
+    def satisfied(self, cosigned: Iterable[VerifierKey]) -> bool:
+        return len(set(cosigned) & set(self.witnesses)) >= self.quorum
+
+    def requirement(self, met: bool) -> str:
+        return f"the policy asks for {self.quorum}"
+
+    def witnessed_time(self, timestamps: list[int]) -> int | None:
+        """`quorum` witnesses had seen the tree by the quorum-th earliest cosignature."""
+        ordered = sorted(timestamps)
+        return ordered[self.quorum - 1] if len(ordered) >= self.quorum else None
+
 
 @dataclass(frozen=True)
 class Cosignature:
@@ -460,6 +481,176 @@ def parse_witness_policy(vkeys: list[str], quorum: int | None) -> WitnessPolicy 
     if not 1 <= quorum <= len(witnesses):
         raise Unusable(f"--quorum {quorum}: must be between 1 and the {len(witnesses)} distinct witness key(s) given")
     return WitnessPolicy(tuple(witnesses), quorum)
+
+
+# --- Trust policy files (C2SP tlog-policy) --------------------------------------------------------
+
+
+POLICY_ITEMS_MAX = 256  # logs, witnesses and groups together (the spec recommends at least 32 each)
+POLICY_BYTES_MAX = 1024 * 1024
+POLICY_THRESHOLD = re.compile(r"[1-9][0-9]*")
+
+
+class PolicyError(Unusable):
+    """A policy file that breaks the tlog-policy rules, with the 1-based line that does (the last
+    line, 0 for an empty file, when the quorum line is missing)."""
+
+    def __init__(self, line: int, problem: str):
+        super().__init__(f"policy line {line}: {problem}")
+        self.line = line
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    """--policy FILE, a C2SP tlog-policy: the logs' checkpoint keys are trusted, and the checkpoint
+    must be cosigned by the witnesses as the quorum says. A member of a group, and the quorum, is
+    (is_group, index) into `groups` or `witnesses`; the quorum is None for `quorum none`."""
+
+    logs: tuple[VerifierKey, ...]
+    witnesses: tuple[VerifierKey, ...]
+    groups: tuple[tuple[int, tuple[tuple[bool, int], ...]], ...]  # (threshold k, members)
+    quorum: tuple[bool, int] | None
+
+    def satisfied(self, cosigned: Iterable[VerifierKey]) -> bool:
+        """Whether the witnesses with a valid cosignature satisfy the quorum. A group only names
+        earlier definitions, so one pass in order settles every group."""
+        if self.quorum is None:
+            return True
+        cosigned = set(cosigned)
+        witnessed = [w in cosigned for w in self.witnesses]
+        groups: list[bool] = []
+        for threshold, members in self.groups:
+            count = sum(1 for is_group, i in members if (groups if is_group else witnessed)[i])
+            groups.append(count >= threshold)
+        is_group, i = self.quorum
+        return (groups if is_group else witnessed)[i]
+
+    def requirement(self, met: bool) -> str:
+        return "the policy file's quorum is " + ("met" if met else "not met")
+
+    def witnessed_time(self, timestamps: list[int]) -> int | None:
+        """Which witnesses had seen the tree when depends on the groups: by the latest of the
+        cosignatures counted, all of them had."""
+        return max(timestamps, default=None)
+
+
+def parse_policy(text: str) -> PolicyFile:
+    """A C2SP tlog-policy file (c2sp.org/tlog-policy):
+
+        log <vkey> [<url>]
+        witness <name> <vkey> [<url>]
+        group <name> all|any|<k> <name>...
+        quorum <name>|none
+
+    Lines end in LF (the last one may lack it); items are separated by spaces and tabs only; empty
+    lines and lines whose first item starts with `#` are ignored; no control character but tab.
+    Log keys are Ed25519 checkpoint keys (type 0x01), witness keys Ed25519 cosignature/v1 keys
+    (type 0x04); no two keys wrap the same public key. Witnesses and groups share one namespace, in
+    which `none` is reserved; a group or the quorum names only what earlier lines defined, a group
+    lists a name at most once, and its threshold k is decimal without leading zeros, 1 <= k <= n.
+    Exactly one quorum line. Names are compared as exact strings (no Unicode folding).
+    Raises PolicyError naming the first line that breaks a rule."""
+    logs: list[VerifierKey] = []
+    witnesses: list[VerifierKey] = []
+    groups: list[tuple[int, tuple[tuple[bool, int], ...]]] = []
+    names: dict[str, tuple[bool, int]] = {}
+    quorum: list[tuple[bool, int] | None] = []
+    keys_seen: set[bytes] = set()
+    body = text[:-1] if text.endswith("\n") else text
+    lines = body.split("\n") if text else []
+    for n, raw in enumerate(lines, start=1):
+        bad = next((c for c in raw if (c < " " and c != "\t") or c == "\x7f"), None)
+        if bad is not None:
+            raise PolicyError(n, f"control character 0x{ord(bad):02x}")
+        # Spaces and tabs only: str.split() would also split on other (Unicode) white space, and
+        # the spec's names are opaque octets.
+        items = [item for item in re.split(r"[ \t]", raw) if item]
+        if not items or items[0].startswith("#"):
+            continue
+        keyword = items[0]
+        if keyword in ("log", "witness", "group") and len(logs) + len(witnesses) + len(groups) >= POLICY_ITEMS_MAX:
+            raise PolicyError(n, f"more than {POLICY_ITEMS_MAX} definitions")
+
+        def key(text: str, kind: int, what: str) -> VerifierKey:
+            try:
+                k = VerifierKey.parse(text, kind)
+            except Failed as e:
+                raise PolicyError(n, f"{what} key: {e}") from e
+            if k.public_key in keys_seen:
+                raise PolicyError(n, "a duplicate key")
+            keys_seen.add(k.public_key)
+            return k
+
+        def new_name(name: str):
+            if name == "none" or name in names:
+                raise PolicyError(n, f"the name {name!r} is taken")
+
+        if keyword == "log":
+            if len(items) not in (2, 3):
+                raise PolicyError(n, "a log line is `log <vkey> [<url>]`")
+            logs.append(key(items[1], KEY_TYPE_ED25519, "log"))
+        elif keyword == "witness":
+            if len(items) not in (3, 4):
+                raise PolicyError(n, "a witness line is `witness <name> <vkey> [<url>]`")
+            new_name(items[1])
+            witness = key(items[2], KEY_TYPE_COSIGNATURE_V1, "witness")
+            names[items[1]] = (False, len(witnesses))
+            witnesses.append(witness)
+        elif keyword == "group":
+            if len(items) < 4:
+                raise PolicyError(n, "a group line is `group <name> all|any|<k> <name>...`")
+            new_name(items[1])
+            members: list[tuple[bool, int]] = []
+            for member in items[3:]:
+                if member not in names:
+                    raise PolicyError(n, f"{member!r} is not defined above")
+                if names[member] in members:
+                    raise PolicyError(n, f"{member!r} is listed twice")
+                members.append(names[member])
+            if items[2] == "all":
+                threshold = len(members)
+            elif items[2] == "any":
+                threshold = 1
+            elif not POLICY_THRESHOLD.fullmatch(items[2]) or int(items[2]) > U64_MAX:
+                raise PolicyError(n, f"threshold {items[2]!r} is not all, any or a decimal")
+            elif int(items[2]) > len(members):
+                raise PolicyError(n, f"threshold {items[2]} is not between 1 and {len(members)}")
+            else:
+                threshold = int(items[2])
+            names[items[1]] = (True, len(groups))
+            groups.append((threshold, tuple(members)))
+        elif keyword == "quorum":
+            if len(items) != 2:
+                raise PolicyError(n, "a quorum line is `quorum <name>`")
+            if quorum:
+                raise PolicyError(n, "a second quorum line")
+            if items[1] != "none" and items[1] not in names:
+                raise PolicyError(n, f"{items[1]!r} is not defined above")
+            quorum.append(None if items[1] == "none" else names[items[1]])
+        else:
+            raise PolicyError(n, f"unknown keyword {keyword!r}")
+    if not quorum:
+        raise PolicyError(len(lines), "no quorum line")
+    return PolicyFile(tuple(logs), tuple(witnesses), tuple(groups), quorum[0])
+
+
+def read_policy(path: str) -> PolicyFile:
+    """The policy file at `path` (a file: `-` is not standard input, as for `auditex verify`). It
+    is trust, not evidence: a file that cannot be read, is not UTF-8 or breaks a rule makes the
+    command unusable (exit 2)."""
+    with open(path, "rb") as f:
+        data = f.read(POLICY_BYTES_MAX + 1)
+    if len(data) > POLICY_BYTES_MAX:
+        raise Unusable(f"{path}: larger than {POLICY_BYTES_MAX} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Unusable(f"{path}: not UTF-8 text") from None
+    try:
+        return parse_policy(text)
+    except PolicyError as e:
+        raise Unusable(f"{path}: {e}") from e
 
 
 def cosigned_message(timestamp: int, text: str) -> bytes:
@@ -493,18 +684,19 @@ def rfc3339(seconds: int) -> str:
         return f"{seconds} s since the epoch"
 
 
-def check_witnessed(cosigned: list[Cosignature], policy: WitnessPolicy, captured_us: int | None) -> str:
-    """The witness policy on the valid cosignatures of the evidence's checkpoint: at least the
-    quorum, none made before the latest capture time (µs) of the records the evidence proves (a
-    witness cannot have seen a tree before its records were captured). Returns what is proven:
-    the tree existed no later than the quorum-th earliest cosignature, when that many witnesses
-    had seen it."""
+def check_witnessed(cosigned: list[Cosignature], policy: WitnessPolicy | PolicyFile, captured_us: int | None) -> str:
+    """The witness policy (--witness/--quorum, or a --policy file) on the valid cosignatures of the
+    evidence's checkpoint: they must satisfy its quorum, and none may be made before the latest
+    capture time (µs) of the records the evidence proves (a witness cannot have seen a tree before
+    its records were captured). Returns what is proven: the tree existed no later than its
+    witnessed time — with --quorum N the N-th earliest cosignature, under a policy file the latest
+    one counted — when there is one."""
     names = ", ".join(c.witness.name for c in cosigned) or "none"
-    if len(cosigned) < policy.quorum:
-        missing = ", ".join(w.name for w in policy.witnesses if w not in {c.witness for c in cosigned})
+    if not policy.satisfied(c.witness for c in cosigned):
+        missing = ", ".join(w.name for w in policy.witnesses if w not in {c.witness for c in cosigned}) or "none"
         raise Failed(
             f"witness quorum not met: the checkpoint carries valid cosignatures of {len(cosigned)} of the "
-            f"{len(policy.witnesses)} trusted witnesses ({names}), the policy asks for {policy.quorum}; "
+            f"{len(policy.witnesses)} trusted witnesses ({names}), {policy.requirement(False)}; "
             f"no valid cosignature of {missing}"
         )
     if captured_us is not None:
@@ -515,11 +707,12 @@ def check_witnessed(cosigned: list[Cosignature], policy: WitnessPolicy, captured
                     f"{rfc3339(c.timestamp)} ({c.timestamp} s), before the latest capture time of its records "
                     f"({captured_us} µs since the epoch): the capture times or the witness's clock are wrong"
                 )
-    by = sorted(c.timestamp for c in cosigned)[policy.quorum - 1]
+    by = policy.witnessed_time([c.timestamp for c in cosigned])
     return (
-        f"the checkpoint is cosigned by {len(cosigned)} of the trusted witnesses ({names}; the policy asks for "
-        f"{policy.quorum}): it existed, consistent with what each of them had seen, no later than {rfc3339(by)} "
-        f"(witnessed time)" + (", and not before its records were captured" if captured_us is not None else "")
+        f"the checkpoint is cosigned by {len(cosigned)} of the trusted witnesses ({names}; {policy.requirement(True)})"
+        + ("" if by is None else
+           f": it existed, consistent with what each of them had seen, no later than {rfc3339(by)} (witnessed time)")
+        + (", and not before its records were captured" if captured_us is not None else "")
     )
 
 
@@ -763,7 +956,7 @@ class Chain:
 class Trust:
     keys: list[VerifierKey]
     history: tuple[str, list[KeyInterval]] | None = None
-    witnessing: WitnessPolicy | None = None
+    witnessing: WitnessPolicy | PolicyFile | None = None
 
 
 @dataclass
@@ -1660,8 +1853,14 @@ def load_trust(args) -> Trust:
             keys.extend(VerifierKey.of(history[0], k.public_key) for k in history[1])
     except (Failed, ValueError) as e:
         raise Unusable(f"a trusted key or key history is malformed: {e}") from e
+    if args.policy is not None:
+        # The policy's logs are trusted like --key; its witnesses and quorum are the witness policy.
+        policy = read_policy(args.policy)
+        keys.extend(k for k in policy.logs if k not in keys)
     if not keys:
-        raise Unusable("no trusted key: pass --key, --keys or --key-history")
+        raise Unusable("no trusted key: pass --key, --keys, --key-history or a --policy listing logs")
+    if args.policy is not None:
+        return Trust(keys, history, policy)
     return Trust(keys, history, parse_witness_policy(args.witness, args.quorum))
 
 
@@ -1729,8 +1928,13 @@ def main(argv: Iterable[str] | None = None) -> int:
                              "must carry valid cosignatures of --quorum of them")
     parser.add_argument("--quorum", type=int, metavar="N",
                         help="how many of the --witness keys must have cosigned the checkpoint (default: all)")
+    parser.add_argument("--policy", metavar="FILE",
+                        help="a C2SP tlog-policy file: its logs' keys are trusted, and the checkpoint must be "
+                             "cosigned by its witnesses as its quorum says (not with --witness or --quorum)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.policy is not None and (args.witness or args.quorum is not None):
+        parser.error("--policy cannot be used with --witness or --quorum: the policy file names the witnesses and the quorum")
     if args.kind != "tiles" and (args.cafile is not None or args.leaf or args.all):
         parser.error("--cafile, --leaf and --all belong to tiles")
     if args.kind == "consistency":

@@ -502,7 +502,7 @@ class StrictReading(unittest.TestCase):
     def load(self, doc):
         class Args:
             key, keys = [], None
-            witness, quorum = [], None
+            witness, quorum, policy = [], None, None
         args = Args()
         args.key_history = self.history_file(doc)
         return av.load_trust(args)
@@ -1571,6 +1571,313 @@ class WitnessPolicyOnEveryKind(ServesLogs, unittest.TestCase):
         # The spec's example message (c2sp.org/tlog-cosignature, "Ed25519 signed message").
         text = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
         self.assertEqual(av.cosigned_message(1679315147, text), b"cosignature/v1\ntime 1679315147\n" + text.encode())
+
+
+def broken_policies(w: str, v: str, log: str) -> list[tuple[str, int]]:
+    """Policy files that break a tlog-policy rule and the line that does (0 for an empty file), as
+    the Rust parser's test lists them; `w` and `v` are witness vkeys, `log` a checkpoint vkey."""
+    return [
+        ("", 0),  # no quorum line
+        (f"witness W {w}\n", 1),  # no quorum line: the last line is named
+        (f"quorum W\nwitness W {w}\n", 1),  # a name used before it is defined
+        (f"witness W {w}\nwitness W {v}\nquorum W\n", 2),  # a name defined twice
+        (f"witness W {w}\nwitness V {w}\nquorum W\n", 2),  # a duplicate key
+        (f"witness W {w}\ngroup G 2 W\nquorum G\n", 2),  # k > n
+        (f"witness W {w}\ngroup G 0 W\nquorum G\n", 2),  # k = 0
+        (f"witness W {w}\ngroup G any W W\nquorum G\n", 2),  # a member listed twice
+        (f"witness W {w}\ngroup G any X\nquorum G\n", 2),  # a member not defined
+        (f"witness W {w}\nquorum W\nquorum W\n", 3),  # two quorum lines
+        (f"witness none {w}\nquorum none\n", 1),  # `none` is reserved
+        (f"witness W {log}\nquorum W\n", 1),  # a checkpoint key (0x01) as a witness key
+        (f"log {w}\nquorum none\n", 1),  # a cosignature key (0x04) as a log key
+        ("frobnicate\nquorum none\n", 1),  # an unknown keyword
+        (f"witness W {w}\r\nquorum W\n", 1),  # CR LF: lines end in LF alone
+        (f"witness W {w}\ngroup G 01 W\nquorum G\n", 2),  # a leading zero
+    ]
+
+
+class PolicyFiles(unittest.TestCase):
+    """C2SP tlog-policy files (c2sp.org/tlog-policy): the parser and the quorum, on keys made up
+    for the test."""
+
+    def setUp(self):
+        self.log = Signer()
+        self.w = {s: Witness(f"witness.example/{s}", s) for s in range(11, 17)}
+
+    def key(self, seed: int) -> av.VerifierKey:
+        return av.VerifierKey.parse(self.w[seed].vkey if seed in self.w else Witness(f"witness.example/{seed}", seed).vkey,
+                                    av.KEY_TYPE_COSIGNATURE_V1)
+
+    def example(self) -> str:
+        """The specification's example, with keys, a comment, an indented line and a URL."""
+        w = [self.w[s].vkey for s in range(11, 17)]
+        return (f"log {self.log.vkey}\n\n# the X organization\nwitness X1 {w[0]}\nwitness X2 {w[1]}\n"
+                f"witness X3 {w[2]} https://x3.example/\ngroup X-witnesses 2 X1 X2 X3\n\n\twitness Y1 {w[3]}\n"
+                f"witness Y2 {w[4]}\nwitness Y3 {w[5]}\ngroup Y-witnesses any Y1 Y2 Y3\n\n"
+                f"group X-and-Y all X-witnesses Y-witnesses\nquorum X-and-Y\n")
+
+    def test_the_spec_s_example_needs_two_x_witnesses_and_one_y_witness(self):
+        p = av.parse_policy(self.example())
+        self.assertEqual(p.logs, (av.VerifierKey.parse(self.log.vkey),))
+        self.assertEqual(p.witnesses, tuple(self.key(s) for s in range(11, 17)))
+        k = self.key
+        self.assertTrue(p.satisfied([k(11), k(12), k(14)]))
+        self.assertTrue(p.satisfied([k(11), k(13), k(16)]))
+        self.assertTrue(p.satisfied([k(s) for s in range(11, 17)]))
+        self.assertFalse(p.satisfied([k(11), k(14), k(15)]), "one X witness")
+        self.assertFalse(p.satisfied([k(11), k(12)]), "no Y witness")
+        self.assertFalse(p.satisfied([k(14), k(15), k(16)]), "no X witness")
+        self.assertFalse(p.satisfied([]))
+        # A key not in the policy counts for nothing, nor does a policy witness's name on another key.
+        self.assertFalse(p.satisfied([k(11), k(12), k(99)]))
+        self.assertFalse(p.satisfied([k(11), k(12), av.VerifierKey.parse(
+            Witness("witness.example/14", 99).vkey, av.KEY_TYPE_COSIGNATURE_V1)]))
+
+    def test_quorum_none_needs_no_cosignature_and_a_single_witness_needs_that_one(self):
+        p = av.parse_policy(f"log {self.log.vkey}\nquorum none\n")
+        self.assertIsNone(p.quorum)
+        self.assertTrue(p.satisfied([]))
+        p = av.parse_policy(f"witness W {self.w[13].vkey}\nquorum W\n")
+        self.assertEqual(p.logs, ())
+        self.assertTrue(p.satisfied([self.key(13)]))
+        self.assertFalse(p.satisfied([self.key(14)]))
+        self.assertFalse(p.satisfied([]))
+
+    def test_policies_that_break_the_rules_are_refused_with_their_line(self):
+        for text, line in broken_policies(self.w[13].vkey, self.w[14].vkey, self.log.vkey):
+            with self.subTest(text=text), self.assertRaises(av.PolicyError) as refused:
+                av.parse_policy(text)
+            self.assertEqual(refused.exception.line, line, refused.exception)
+            self.assertTrue(str(refused.exception).startswith(f"policy line {line}: "), refused.exception)
+            # It is unusable trust (exit 2), not evidence that fails.
+            self.assertIsInstance(refused.exception, av.Unusable)
+
+    def test_more_rules_of_the_spec_and_the_limits_shared_with_auditex_verify(self):
+        w, v, u = self.w[13].vkey, self.w[14].vkey, self.w[15].vkey
+        refused = {
+            "a comment after the items": (f"witness W {w} # mine\nquorum W\n", 1),
+            "a log line without its key": ("log\nquorum none\n", 1),
+            "a witness line with two URLs": (f"witness W {w} https://a.example/ https://b.example/\nquorum W\n", 1),
+            "a group without members": (f"witness W {w}\ngroup G any\nquorum G\n", 2),
+            "a group named none": (f"witness W {w}\ngroup none any W\nquorum W\n", 2),
+            "none as a group member": (f"witness W {w}\ngroup G any W none\nquorum G\n", 2),
+            "a group named like a witness": (f"witness W {w}\ngroup W any W\nquorum W\n", 2),
+            "a group naming itself": (f"witness W {w}\ngroup G any W G\nquorum G\n", 2),
+            "a threshold with a sign": (f"witness W {w}\ngroup G +1 W\nquorum G\n", 2),
+            "a threshold in other digits": (f"witness W {w}\ngroup G \u0661 W\nquorum G\n", 2),
+            "a threshold beyond 2^64": (f"witness W {w}\ngroup G {2**64} W\nquorum G\n", 2),
+            "a quorum of two names": (f"witness W {w}\nwitness V {v}\nquorum W V\n", 3),
+            "a quorum line alone": ("quorum\n", 1),
+            "a quorum of an undefined name": ("quorum W\n", 1),
+            "a log key twice": (f"log {self.log.vkey}\nlog {self.log.vkey}\nquorum none\n", 2),
+            # One public key as a log's and as a witness's (another type, name and key id).
+            "a log's key as a witness's": (f"log {self.log.vkey}\nwitness W {Witness('witness.example/7', 7).vkey}\nquorum W\n", 2),
+            "DEL in a comment": (f"witness W {w}\n# \x7f\nquorum W\n", 2),
+            "a vertical tab between items": (f"witness W {w}\nquorum\x0bW\n", 2),
+            "a form feed in a name": (f"witness W\x0c {w}\nquorum W\x0c\n", 1),
+            "a NUL in a comment": (f"# a\x00 comment\nwitness W {w}\nquorum W\n", 1),
+            "case-folded keywords": (f"Witness W {w}\nquorum W\n", 1),
+            "a second quorum line after a none": ("quorum none\nquorum none\n", 2),
+            # Kelvin sign (U+212A) and K are different names: octets are opaque.
+            "a name matched by Unicode folding": (f"witness K {w}\ngroup G any \u212a\nquorum G\n", 2),
+            "a line with only CR": (f"witness W {w}\n\r\nquorum W\n", 2),
+        }
+        for what, (text, line) in refused.items():
+            with self.subTest(what), self.assertRaises(av.PolicyError) as e:
+                av.parse_policy(text)
+            self.assertEqual(e.exception.line, line, e.exception)
+        # Items are split on spaces and tabs only: a no-break space belongs to the name.
+        p = av.parse_policy(f" \t witness\tW\u00a0X  {w}\t\n  # indented comment\n#\n\t\nquorum W\u00a0X \n")
+        self.assertTrue(p.satisfied([self.key(13)]))
+        with self.assertRaises(av.PolicyError):
+            av.parse_policy(f"witness W\u00a0X {w}\nquorum W\n")
+        # Non-ASCII names, and the last line without its LF (auditex verify accepts it too).
+        p = av.parse_policy(f"witness \u212a {w}\nwitness K {v}\ngroup \u00e9quipe 2 \u212a K\nquorum \u00e9quipe")
+        self.assertTrue(p.satisfied([self.key(13), self.key(14)]))
+        self.assertFalse(p.satisfied([self.key(13)]))
+        # A threshold equal to n; a name in two groups; groups of groups; a witness outside the quorum.
+        p = av.parse_policy(f"witness A {w}\nwitness B {v}\nwitness C {u}\ngroup AB 2 A B\ngroup BC any B C\n"
+                            f"group Q 2 AB BC\nquorum Q\n")
+        self.assertTrue(p.satisfied([self.key(13), self.key(14)]))
+        self.assertFalse(p.satisfied([self.key(13), self.key(15)]))
+        p = av.parse_policy(f"witness A {w}\nwitness B {v}\nquorum A\n")
+        self.assertTrue(p.satisfied([self.key(13)]))
+        self.assertFalse(p.satisfied([self.key(14)]))
+        # Up to 256 logs, witnesses and groups together, as auditex verify allows (only definition
+        # lines count: the quorum line after the 256th is allowed).
+        witnesses = "".join(f"witness W{i} {Witness(f'w.example/{i}', i).vkey}\n" for i in range(1, 201))
+        groups = "".join(f"group G{i} any W{i + 1}\n" for i in range(56))
+        p = av.parse_policy(witnesses + groups + "quorum G54\n")
+        self.assertTrue(p.satisfied([av.VerifierKey.parse(Witness("w.example/55", 55).vkey, av.KEY_TYPE_COSIGNATURE_V1)]))
+        with self.assertRaisesRegex(av.PolicyError, "^policy line 257: more than 256 definitions$"):
+            av.parse_policy(witnesses + groups + "group G56 any W1\nquorum G56\n")
+
+
+class PolicyFileOnEveryKind(ServesLogs, unittest.TestCase):
+    """--policy FILE on evidence of every kind: the evidence and cosignatures of
+    `WitnessPolicyOnEveryKind`, the witnesses and quorum from a tlog-policy file whose log key is
+    the only trusted key."""
+
+    KINDS = WitnessPolicyOnEveryKind.KINDS
+    CAPTURED_OFFSET_US = WitnessPolicyOnEveryKind.CAPTURED_OFFSET_US
+    setUp = WitnessPolicyOnEveryKind.setUp
+    evidence = WitnessPolicyOnEveryKind.evidence
+    write = ConsistencyCommand.write
+
+    def policy_file(self, body: str, log: bool = True) -> list[str]:
+        """`--policy FILE` for a policy of `body`, listing the test's log first when `log`; a new
+        file each time."""
+        self.policies = getattr(self, "policies", 0) + 1
+        name = f"policy-{self.policies}.txt"
+        return ["--policy", self.write(name, (f"log {self.signer.vkey}\n" if log else "") + body)]
+
+    def witnesses(self) -> str:
+        return f"witness W1 {self.w1.vkey}\nwitness W2 {self.w2.vkey}\nwitness W3 {self.w3.vkey}\n"
+
+    def run_verifier(self, argv: list[str], *extra: str) -> tuple[int, dict]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            code = av.main([*argv, *extra, "--json"])
+        return code, json.loads(out.getvalue())
+
+    def test_a_group_quorum_verifies_every_kind_under_the_policy_s_log_key_and_names_the_latest_time(self):
+        t1, t2, t3 = CAPTURED_S + 60, CAPTURED_S + 3600, CAPTURED_S + 7200
+        note = self.note + self.w2.line(self.note, t2) + self.w3.line(self.note, t3) + self.w1.line(self.note, t1)
+        policy = self.policy_file(self.witnesses() + "group both all W1 W2\nquorum both\n")
+        for kind in self.KINDS:
+            with self.subTest(kind=kind):
+                # No --key: the policy's log key is the trust.
+                code, out = self.run_verifier(self.evidence(kind, note), *policy)
+                self.assertEqual(code, 0, out)
+                # Every valid cosignature of a policy witness is counted, W3's outside the quorum too.
+                self.assertEqual(out["cosignatures"], [{"witness": self.w2.name, "timestamp": t2},
+                                                       {"witness": self.w3.name, "timestamp": t3},
+                                                       {"witness": self.w1.name, "timestamp": t1}])
+                self.assertEqual(
+                    out["proven"][-1],
+                    f"the checkpoint is cosigned by 3 of the trusted witnesses ({self.w2.name}, {self.w3.name}, "
+                    f"{self.w1.name}; the policy file's quorum is met): it existed, consistent with what each of "
+                    f"them had seen, no later than 2026-11-18T13:06:40+00:00 (witnessed time)"
+                    + ("" if kind == "consistency" else ", and not before its records were captured"))
+        # The spec's example shape, `2 of X` and `any of Y`, on a proof: met by W1, W2 and the Rust
+        # witness, not without the Rust witness.
+        rust = av.VerifierKey.parse(WitnessPolicyOnEveryKind.RUST_WITNESS_VKEY, av.KEY_TYPE_COSIGNATURE_V1)
+        example = self.policy_file(self.witnesses() + f"witness R {rust}\ngroup X 2 W1 W2 W3\ngroup Y any R\n"
+                                   "group X-and-Y all X Y\nquorum X-and-Y\n")
+        with_rust = note + WitnessPolicyOnEveryKind.RUST_COSIGNATURE
+        code, out = self.run_verifier(self.evidence("proof", with_rust), *example)
+        self.assertEqual(code, 0, out)
+        self.assertIn("no later than 2026-12-04T21:27:48+00:00 (witnessed time)", out["proven"][-1])
+        code, out = self.run_verifier(self.evidence("proof", note), *example)
+        self.assertEqual(code, 1, out)
+
+    def test_a_policy_not_met_fails_every_kind_naming_the_witnesses_missing(self):
+        note = self.note + self.w1.line(self.note, CAPTURED_S + 60) + self.w2.line(self.note, CAPTURED_S + 61)
+        # A cosignature of a witness the policy does not list is ignored.
+        note += self.stranger.line(self.note, CAPTURED_S + 62)
+        policy = self.policy_file(self.witnesses() + "group all3 all W1 W2 W3\nquorum all3\n")
+        for kind in self.KINDS:
+            with self.subTest(kind=kind):
+                code, out = self.run_verifier(self.evidence(kind, note), *policy)
+                self.assertEqual(code, 1, out)
+                self.assertEqual(
+                    out["failure"]["message"],
+                    "witness quorum not met: the checkpoint carries valid cosignatures of 2 of the 3 trusted witnesses "
+                    f"({self.w1.name}, {self.w2.name}), the policy file's quorum is not met; no valid cosignature of "
+                    f"{self.w3.name}")
+                self.assertEqual(len(out["cosignatures"]), 2)
+        # A single witness as the quorum, and a threshold, likewise.
+        for body in ("quorum W3\n", "group two-of-W2-W3 2 W2 W3\nquorum two-of-W2-W3\n"):
+            with self.subTest(body=body):
+                code, out = self.run_verifier(self.evidence("bundle", note), *self.policy_file(self.witnesses() + body))
+                self.assertEqual(code, 1, out)
+        code, out = self.run_verifier(self.evidence("bundle", note), *self.policy_file(self.witnesses() + "group a any W2 W3\nquorum a\n"))
+        self.assertEqual(code, 0, out)
+
+    def test_quorum_none_needs_no_cosignature_but_holds_those_counted_to_the_capture_time(self):
+        for kind in self.KINDS:
+            captured_us = CAPTURED_S * 1_000_000 + self.CAPTURED_OFFSET_US.get(kind, 0)
+            with self.subTest(kind=kind):
+                code, out = self.run_verifier(self.evidence(kind, self.note), *self.policy_file("quorum none\n"))
+                self.assertEqual(code, 0, out)
+                self.assertEqual(out["cosignatures"], [])
+                self.assertEqual(out["proven"][-1],
+                                 "the checkpoint is cosigned by 0 of the trusted witnesses (none; the policy file's quorum "
+                                 "is met)" + ("" if kind == "consistency" else ", and not before its records were captured"))
+                # A listed witness's cosignature is counted even so, and one made before the records
+                # were captured fails, as under --witness.
+                early = self.note + self.w1.line(self.note, CAPTURED_S - 1)
+                code, out = self.run_verifier(self.evidence(kind, early), *self.policy_file(self.witnesses() + "quorum none\n"))
+                if kind == "consistency":  # no record, no capture time
+                    self.assertEqual(code, 0, out)
+                    self.assertIn("no later than 2026-11-18T11:06:39+00:00 (witnessed time)", out["proven"][-1])
+                    continue
+                self.assertEqual(code, 1, out)
+                self.assertEqual(
+                    out["failure"]["message"],
+                    f"signed time before capture: witness {self.w1.name} cosigned the checkpoint at "
+                    f"2026-11-18T11:06:39+00:00 ({CAPTURED_S - 1} s), before the latest capture time of its records "
+                    f"({captured_us} µs since the epoch): the capture times or the witness's clock are wrong")
+                # A witness the policy does not list is not held to it.
+                code, out = self.run_verifier(self.evidence(kind, early), *self.policy_file("quorum none\n"))
+                self.assertEqual(code, 0, out)
+
+    def test_the_policy_s_logs_are_trusted_keys_and_only_they_or_the_command_line_s(self):
+        note = self.note + self.w1.line(self.note, CAPTURED_S + 60)
+        for kind in self.KINDS:
+            with self.subTest(kind=kind):
+                # Another log's key alone: the checkpoint is not signed by a trusted key.
+                other = self.policy_file(f"log {Signer(seed=bytes([8]) * 32).vkey}\nquorum none\n", log=False)
+                code, out = self.run_verifier(self.evidence(kind, note), *other)
+                self.assertEqual(code, 1, out)
+                # No log and no --key: no trusted key at all.
+                code, out = self.run_verifier(self.evidence(kind, note), *self.policy_file("quorum none\n", log=False))
+                self.assertEqual(code, 2, out)
+                self.assertIn("no trusted key", out["error"])
+                # No log, with --key; and the policy's log key also given as --key.
+                for policy in (self.policy_file(self.witnesses() + "quorum W1\n", log=False),
+                               self.policy_file(self.witnesses() + "quorum W1\n")):
+                    code, out = self.run_verifier(self.evidence(kind, note), *policy, "--key", self.signer.vkey)
+                    self.assertEqual(code, 0, out)
+
+    def test_a_policy_that_breaks_the_rules_or_cannot_be_read_is_unusable(self):
+        note = self.note + self.w1.line(self.note, CAPTURED_S + 60)
+        argv = [*self.evidence("proof", note), "--key", self.signer.vkey]
+        for text, line in broken_policies(self.w1.vkey, self.w2.vkey, self.signer.vkey):
+            with self.subTest(text=text):
+                code, out = self.run_verifier(argv, *self.policy_file(text, log=False))
+                self.assertEqual(code, 2, out)
+                self.assertRegex(out["error"], f": policy line {line}: ")
+        # On every kind, and before evidence that fails is judged.
+        broken = self.policy_file(f"witness W {self.w1.vkey}\ngroup G 2 W\nquorum G\n")
+        for kind in self.KINDS:
+            with self.subTest(kind=kind):
+                code, out = self.run_verifier(self.evidence(kind, note), *broken)
+                self.assertEqual(code, 2, out)
+                self.assertRegex(out["error"], r"policy-\d+\.txt: policy line 3: threshold 2 is not between 1 and 1$")
+        code, _ = self.run_verifier(self.evidence("proof", note.replace("\n7\n", "\n8\n")), *broken)
+        self.assertEqual(code, 2)
+        # A missing file, and one that is not UTF-8.
+        code, out = self.run_verifier(argv, "--policy", os.path.join(self.dir.name, "absent.txt"))
+        self.assertEqual(code, 2, out)
+        latin1 = os.path.join(self.dir.name, "latin1.txt")
+        with open(latin1, "wb") as f:
+            f.write(f"witness \xe9 {self.w1.vkey}\nquorum \xe9\n".encode("latin-1"))
+        code, out = self.run_verifier(argv, "--policy", latin1)
+        self.assertEqual(code, 2, out)
+        self.assertIn("not UTF-8", out["error"])
+
+    def test_a_policy_with_witness_or_quorum_is_a_usage_error(self):
+        argv = [*self.evidence("proof", self.note + self.w1.line(self.note, CAPTURED_S + 60)),
+                *self.policy_file(self.witnesses() + "quorum W1\n")]
+        for extra in (["--witness", self.w1.vkey], ["--quorum", "1"], ["--witness", self.w1.vkey, "--quorum", "1"]):
+            with self.subTest(extra=extra), contextlib.redirect_stderr(io.StringIO()) as err, \
+                    self.assertRaises(SystemExit) as exit_:
+                av.main([*argv, *extra])
+            self.assertEqual(exit_.exception.code, 2)
+            self.assertIn("--policy cannot be used with --witness or --quorum", err.getvalue())
+        code, out = self.run_verifier(argv)
+        self.assertEqual(code, 0, out)
 
 
 if __name__ == "__main__":
