@@ -481,6 +481,47 @@ async fn a_witness_killed_under_load_keeps_what_it_cosigned_and_never_goes_back(
         cosignatures(&w.vkey, &log.checkpoint(1500), &lines).len(),
         1
     );
+
+    // Killed while requests are in flight: after the restart it stands at least where it last
+    // answered 200, at a size some client asked for, and never behind it.
+    let client = w.client.clone();
+    let url = format!("{}/add-checkpoint", w.base);
+    let bodies: Vec<(usize, String)> = (1501..=1960)
+        .step_by(20)
+        .scan(1500usize, |from, to| {
+            let body = log.request(*from, to);
+            *from = to;
+            Some((to, body))
+        })
+        .collect();
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1500));
+    let sender = {
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            for (to, body) in bodies {
+                match client.post(&url).body(body).send().await {
+                    Ok(r) if r.status() == StatusCode::OK => {
+                        acked.store(to, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    _ => break,
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    w.kill();
+    let _ = sender.await;
+    let acked = acked.load(std::sync::atomic::Ordering::SeqCst);
+    let w = WitnessProcess::start(dir.path(), "witness.example.com/w4", &[log.vkey()]);
+    let (status, _, body) = w.add(&log.request(0, 1999)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let stands: usize = body.trim().parse().expect("a size");
+    assert!(stands >= acked, "acknowledged {acked}, stands at {stands}");
+    assert!(
+        stands == 1500 || (stands - 1501) % 20 == 0,
+        "a size asked for: {stands}"
+    );
+    assert_eq!(w.add(&log.request(stands, 1999)).await.0, StatusCode::OK);
 }
 
 /// The service's checkpoints, cosigned by three witness processes: the cosignatures come back
