@@ -14,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
+use ledger::payload::FieldError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -129,12 +130,33 @@ fn refused(e: HoldError) -> ApiError {
     match e {
         HoldError::UnknownSubject => ApiError::NotFound("unknown subject".into()),
         HoldError::UnknownHold(_) => ApiError::NotFound(e.to_string()),
-        HoldError::UnknownDecision(_) | HoldError::BadText(_) => {
-            ApiError::BadParameter(e.to_string())
-        }
+        // A member of the body names what cannot be done, as the erasure endpoint answers it.
+        HoldError::UnknownDecision(_) => ApiError::BadMembers(vec![FieldError {
+            path: "/decision_id".into(),
+            problem: e.to_string(),
+        }]),
+        // The members are checked below before the store sees them; what is left is the record
+        // the store could not make of them.
+        HoldError::BadText(_) => ApiError::MalformedBody(e.to_string()),
         HoldError::Append(a) => a.into(),
         HoldError::Store(s) => s.into(),
     }
+}
+
+/// Every text member's refusal at once (`reason`, `reference`), as the erasure endpoint does.
+fn check_members(members: &[(&str, Option<&str>)]) -> Vec<FieldError> {
+    members
+        .iter()
+        .filter_map(|(name, text)| {
+            let text = (*text)?;
+            crate::store::subjects::check_text(name, text)
+                .err()
+                .map(|problem| FieldError {
+                    path: format!("/{name}"),
+                    problem,
+                })
+        })
+        .collect()
 }
 
 fn subject(subject_ref: String) -> Result<String, ApiError> {
@@ -196,11 +218,24 @@ pub async fn place_hold(
     let subject_ref = subject(subject_ref)?;
     require_json(&headers)?;
     let request: PlaceHoldRequest = parse_body(&body)?;
-    let decision_id = request
-        .decision_id
-        .as_deref()
-        .map(|d| parse_event_id(d).map_err(|e| ApiError::BadParameter(format!("decision_id: {e}"))))
-        .transpose()?;
+    let mut errors = check_members(&[
+        ("reason", Some(&request.reason)),
+        ("reference", request.reference.as_deref()),
+    ]);
+    let decision_id = match request.decision_id.as_deref().map(parse_event_id) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(e)) => {
+            errors.push(FieldError {
+                path: "/decision_id".into(),
+                problem: e.to_string(),
+            });
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::BadMembers(errors));
+    }
     let receipt = state
         .store
         .place_hold(
@@ -247,6 +282,10 @@ pub async fn lift_hold(
     let subject_ref = subject(subject_ref)?;
     require_json(&headers)?;
     let request: LiftHoldRequest = parse_body(&body)?;
+    let errors = check_members(&[("reason", Some(&request.reason))]);
+    if !errors.is_empty() {
+        return Err(ApiError::BadMembers(errors));
+    }
     let receipt = state
         .store
         .lift_hold(&p.tenant, &subject_ref, hold_seq, &request.reason)

@@ -249,6 +249,61 @@ async fn hold_endpoints_refuse_bad_input_other_tenants_subjects_and_wrong_roles_
         .await;
         assert!(detail(&p).contains(expected), "{body}: {p}");
     }
+    // A bad member is answered as the erasure endpoint answers it: bad-request, pointing at it,
+    // every bad member at once.
+    for (body, pointers) in [
+        (json!({"reason": "   "}), vec!["/reason"]),
+        (
+            json!({"reason": "", "reference": ""}),
+            vec!["/reason", "/reference"],
+        ),
+        (
+            json!({"reason": "r", "decision_id": "not-a-uuid"}),
+            vec!["/decision_id"],
+        ),
+        (
+            json!({"reason": "r", "decision_id": "01932c07-0000-7000-8000-000000000001"}),
+            vec!["/decision_id"],
+        ),
+    ] {
+        let p = problem(
+            s.post(&s.privacy, &holds, &body).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(p["type"], "urn:auditex:problem:bad-request", "{body}: {p}");
+        let found: Vec<&str> = p["errors"]
+            .as_array()
+            .map(|e| e.iter().filter_map(|x| x["pointer"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(found, pointers, "{body}: {p}");
+    }
+    let p = problem(
+        delete(
+            &s,
+            &s.privacy,
+            &format!("{holds}/0"),
+            &json!({"reason": " "}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(p["type"], "urn:auditex:problem:bad-request", "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/reason", "{p}");
+    // The erasure endpoint, for comparison: the same answer for a blank reason.
+    let p = problem(
+        s.post(
+            &s.privacy,
+            &format!("/v1/subjects/{SUBJECT}/erasure"),
+            &json!({"reason": " ", "legal_basis": "GDPR Art. 17(1)(a)"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(p["type"], "urn:auditex:problem:bad-request", "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/reason", "{p}");
     let raw = s
         .client
         .post(s.url(&holds))
