@@ -518,7 +518,7 @@ async fn a_witness_killed_under_load_keeps_what_it_cosigned_and_never_goes_back(
     let stands: usize = body.trim().parse().expect("a size");
     assert!(stands >= acked, "acknowledged {acked}, stands at {stands}");
     assert!(
-        stands == 1500 || (stands - 1501) % 20 == 0,
+        stands == 1500 || (stands - 1501).is_multiple_of(20),
         "a size asked for: {stands}"
     );
     assert_eq!(w.add(&log.request(stands, 1999)).await.0, StatusCode::OK);
