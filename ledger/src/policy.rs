@@ -330,7 +330,7 @@ mod tests {
             (format!("witness none {w}\nquorum none\n"), 1),
             (format!("witness W {}\nquorum W\n", lkey()), 1),
             (format!("log {w}\nquorum none\n"), 1),
-            (format!("frobnicate\nquorum none\n"), 1),
+            ("frobnicate\nquorum none\n".to_owned(), 1),
             (format!("witness W {w}\r\nquorum W\n"), 1),
             (format!("witness W {w}\ngroup G 01 W\nquorum G\n"), 2),
         ] {
