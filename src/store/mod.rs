@@ -35,6 +35,7 @@ mod shredding;
 mod sqlite;
 pub mod subjects;
 mod tiles;
+mod tlog_sql;
 pub mod users;
 mod view_query;
 pub mod views;

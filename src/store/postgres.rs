@@ -27,6 +27,7 @@ use super::holds::{HoldChange, HoldRow};
 use super::holds_sql::HoldSql;
 use super::retention::{RetentionCandidate, RetentionRule};
 use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, row};
+use super::tlog_sql::TlogSql;
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreError, StoredCheckpoint,
     db_int,
@@ -509,22 +510,9 @@ impl LedgerBackend for PgDb {
 
     async fn witnesses(&self, tenant: &TenantId) -> Result<Vec<WitnessRow>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT name, vkey, url, ca_pem FROM tenant_witnesses WHERE tenant_id = $1 ORDER BY name",
-        )
-        .bind(tenant.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
+        let out = TlogSql::<Postgres>::witnesses(&mut tx, tenant).await?;
         tx.commit().await?;
-        Ok(rows
-            .into_iter()
-            .map(|(name, vkey, url, ca_pem)| WitnessRow {
-                name,
-                vkey,
-                url,
-                ca_pem,
-            })
-            .collect())
+        Ok(out)
     }
 
     async fn put_witness(
@@ -534,33 +522,16 @@ impl LedgerBackend for PgDb {
         now_us: u64,
     ) -> Result<(), StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        sqlx::query(
-            "INSERT INTO tenant_witnesses (tenant_id, name, vkey, url, ca_pem, added_at_us)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (tenant_id, name) DO UPDATE SET vkey = excluded.vkey, url = excluded.url,
-                 ca_pem = excluded.ca_pem, added_at_us = excluded.added_at_us",
-        )
-        .bind(tenant.as_str())
-        .bind(&w.name)
-        .bind(&w.vkey)
-        .bind(&w.url)
-        .bind(&w.ca_pem)
-        .bind(db_int(now_us))
-        .execute(&mut *tx)
-        .await?;
+        let out = TlogSql::<Postgres>::put_witness(&mut tx, tenant, w, now_us).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(out)
     }
 
     async fn remove_witness(&self, tenant: &TenantId, name: &str) -> Result<bool, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let done = sqlx::query("DELETE FROM tenant_witnesses WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant.as_str())
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        let out = TlogSql::<Postgres>::remove_witness(&mut tx, tenant, name).await?;
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(out)
     }
 
     async fn record_cosignature(
@@ -573,20 +544,18 @@ impl LedgerBackend for PgDb {
         cosigned_at: u64,
     ) -> Result<(), StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        sqlx::query(
-            "INSERT INTO checkpoint_cosignatures (tenant_id, tree_size, root, witness, line, cosigned_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        let out = TlogSql::<Postgres>::record_cosignature(
+            &mut tx,
+            tenant,
+            size,
+            root,
+            witness,
+            line,
+            cosigned_at,
         )
-        .bind(tenant.as_str())
-        .bind(db_int(size))
-        .bind(root)
-        .bind(witness)
-        .bind(line)
-        .bind(db_int(cosigned_at))
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(out)
     }
 
     async fn cosignatures(
@@ -596,17 +565,9 @@ impl LedgerBackend for PgDb {
         root: &[u8],
     ) -> Result<Vec<(String, String)>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let rows = sqlx::query_as(
-            "SELECT witness, line FROM checkpoint_cosignatures
-             WHERE tenant_id = $1 AND tree_size = $2 AND root = $3 ORDER BY witness",
-        )
-        .bind(tenant.as_str())
-        .bind(db_int(size))
-        .bind(root)
-        .fetch_all(&mut *tx)
-        .await?;
+        let out = TlogSql::<Postgres>::cosignatures(&mut tx, tenant, size, root).await?;
         tx.commit().await?;
-        Ok(rows)
+        Ok(out)
     }
 
     async fn last_cosigned(
@@ -615,26 +576,16 @@ impl LedgerBackend for PgDb {
         witness: &str,
     ) -> Result<Option<u64>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT max(tree_size) FROM checkpoint_cosignatures WHERE tenant_id = $1 AND witness = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(witness)
-        .fetch_one(&mut *tx)
-        .await?;
+        let out = TlogSql::<Postgres>::last_cosigned(&mut tx, tenant, witness).await?;
         tx.commit().await?;
-        Ok(size.and_then(|s| u64::try_from(s).ok()))
+        Ok(out)
     }
 
     async fn tiles_public(&self, tenant: &TenantId) -> Result<bool, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        let public: Option<bool> =
-            sqlx::query_scalar("SELECT public FROM tenant_tile_access WHERE tenant_id = $1")
-                .bind(tenant.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let out = TlogSql::<Postgres>::tiles_public(&mut tx, tenant).await?;
         tx.commit().await?;
-        Ok(public == Some(true))
+        Ok(out)
     }
 
     async fn set_tiles_public(
@@ -644,18 +595,9 @@ impl LedgerBackend for PgDb {
         now_us: u64,
     ) -> Result<(), StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
-        sqlx::query(
-            "INSERT INTO tenant_tile_access (tenant_id, public, changed_at_us) VALUES ($1, $2, $3)
-             ON CONFLICT (tenant_id) DO UPDATE SET public = excluded.public,
-                                                   changed_at_us = excluded.changed_at_us",
-        )
-        .bind(tenant.as_str())
-        .bind(public)
-        .bind(db_int(now_us))
-        .execute(&mut *tx)
-        .await?;
+        let out = TlogSql::<Postgres>::set_tiles_public(&mut tx, tenant, public, now_us).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(out)
     }
 
     async fn abandoned_checkpoints(

@@ -26,6 +26,7 @@ use super::holds::{HoldChange, HoldRow};
 use super::holds_sql::HoldSql;
 use super::retention::{RetentionCandidate, RetentionRule};
 use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, row};
+use super::tlog_sql::TlogSql;
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, SQLITE_VERSION_MIN, StoreError,
     StoredCheckpoint, db_int,
@@ -523,21 +524,8 @@ impl LedgerBackend for SqliteDb {
     }
 
     async fn witnesses(&self, tenant: &TenantId) -> Result<Vec<WitnessRow>, StoreError> {
-        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT name, vkey, url, ca_pem FROM tenant_witnesses WHERE tenant_id = ? ORDER BY name",
-        )
-        .bind(tenant.as_str())
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(name, vkey, url, ca_pem)| WitnessRow {
-                name,
-                vkey,
-                url,
-                ca_pem,
-            })
-            .collect())
+        let mut conn = self.readers.acquire().await?;
+        TlogSql::<Sqlite>::witnesses(&mut conn, tenant).await
     }
 
     async fn put_witness(
@@ -546,30 +534,13 @@ impl LedgerBackend for SqliteDb {
         w: &WitnessRow,
         now_us: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tenant_witnesses (tenant_id, name, vkey, url, ca_pem, added_at_us)
-             VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (tenant_id, name) DO UPDATE SET vkey = excluded.vkey, url = excluded.url,
-                 ca_pem = excluded.ca_pem, added_at_us = excluded.added_at_us",
-        )
-        .bind(tenant.as_str())
-        .bind(&w.name)
-        .bind(&w.vkey)
-        .bind(&w.url)
-        .bind(&w.ca_pem)
-        .bind(db_int(now_us))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let mut conn = self.writer.acquire().await?;
+        TlogSql::<Sqlite>::put_witness(&mut conn, tenant, w, now_us).await
     }
 
     async fn remove_witness(&self, tenant: &TenantId, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM tenant_witnesses WHERE tenant_id = ? AND name = ?")
-            .bind(tenant.as_str())
-            .bind(name)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let mut conn = self.writer.acquire().await?;
+        TlogSql::<Sqlite>::remove_witness(&mut conn, tenant, name).await
     }
 
     async fn record_cosignature(
@@ -581,19 +552,17 @@ impl LedgerBackend for SqliteDb {
         line: &str,
         cosigned_at: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO checkpoint_cosignatures (tenant_id, tree_size, root, witness, line, cosigned_at)
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        let mut conn = self.writer.acquire().await?;
+        TlogSql::<Sqlite>::record_cosignature(
+            &mut conn,
+            tenant,
+            size,
+            root,
+            witness,
+            line,
+            cosigned_at,
         )
-        .bind(tenant.as_str())
-        .bind(db_int(size))
-        .bind(root)
-        .bind(witness)
-        .bind(line)
-        .bind(db_int(cosigned_at))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn cosignatures(
@@ -602,15 +571,8 @@ impl LedgerBackend for SqliteDb {
         size: u64,
         root: &[u8],
     ) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT witness, line FROM checkpoint_cosignatures
-             WHERE tenant_id = ? AND tree_size = ? AND root = ? ORDER BY witness",
-        )
-        .bind(tenant.as_str())
-        .bind(db_int(size))
-        .bind(root)
-        .fetch_all(&self.readers)
-        .await?)
+        let mut conn = self.readers.acquire().await?;
+        TlogSql::<Sqlite>::cosignatures(&mut conn, tenant, size, root).await
     }
 
     async fn last_cosigned(
@@ -618,23 +580,13 @@ impl LedgerBackend for SqliteDb {
         tenant: &TenantId,
         witness: &str,
     ) -> Result<Option<u64>, StoreError> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT max(tree_size) FROM checkpoint_cosignatures WHERE tenant_id = ? AND witness = ?",
-        )
-        .bind(tenant.as_str())
-        .bind(witness)
-        .fetch_one(&self.readers)
-        .await?;
-        Ok(size.and_then(|s| u64::try_from(s).ok()))
+        let mut conn = self.readers.acquire().await?;
+        TlogSql::<Sqlite>::last_cosigned(&mut conn, tenant, witness).await
     }
 
     async fn tiles_public(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        let public: Option<i64> =
-            sqlx::query_scalar("SELECT public FROM tenant_tile_access WHERE tenant_id = ?")
-                .bind(tenant.as_str())
-                .fetch_optional(&self.readers)
-                .await?;
-        Ok(public == Some(1))
+        let mut conn = self.readers.acquire().await?;
+        TlogSql::<Sqlite>::tiles_public(&mut conn, tenant).await
     }
 
     async fn set_tiles_public(
@@ -643,17 +595,8 @@ impl LedgerBackend for SqliteDb {
         public: bool,
         now_us: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tenant_tile_access (tenant_id, public, changed_at_us) VALUES (?, ?, ?)
-             ON CONFLICT (tenant_id) DO UPDATE SET public = excluded.public,
-                                                   changed_at_us = excluded.changed_at_us",
-        )
-        .bind(tenant.as_str())
-        .bind(i64::from(public))
-        .bind(db_int(now_us))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let mut conn = self.writer.acquire().await?;
+        TlogSql::<Sqlite>::set_tiles_public(&mut conn, tenant, public, now_us).await
     }
 
     async fn abandoned_checkpoints(
