@@ -44,7 +44,14 @@ struct LogPath<'a> {
 
 /// Splits `path` at the first slash after which a tiles resource follows. `None` when no split
 /// gives one, or the prefix does not end in a valid tenant id.
+/// Longest path looked at: an origin's path plus the longest tile path is far shorter, and every
+/// split point is tried, so the bound keeps a hostile path's cost small.
+const LOG_PATH_BYTES_MAX: usize = 1024;
+
 fn log_path(path: &str) -> Option<LogPath<'_>> {
+    if path.len() > LOG_PATH_BYTES_MAX {
+        return None;
+    }
     let path = path.strip_prefix('/')?;
     path.match_indices('/').find_map(|(at, _)| {
         let resource = TileResource::parse(&path[at + 1..]).ok()?;
@@ -290,5 +297,8 @@ mod tests {
         assert!(log_path("/ledger/Not_A_Tenant/checkpoint").is_none());
         assert!(log_path("/ledger/acme/tile/0/0001").is_none());
         assert!(log_path("/v1/unknown").is_none());
+        // A hostile path is not looked at past the bound.
+        let long = format!("/ledger/acme/{}checkpoint", "tile/0/".repeat(200));
+        assert!(long.len() > LOG_PATH_BYTES_MAX && log_path(&long).is_none());
     }
 }

@@ -1430,7 +1430,8 @@ impl Store {
             return Ok(cached);
         }
         let from = tile << TILE_HEIGHT;
-        let to = from + (1 << TILE_HEIGHT);
+        // The last tile of a u64-sized tree ends at 2^64: saturate rather than wrap.
+        let to = from.saturating_add(1 << TILE_HEIGHT);
         let hashes: Arc<[Hash]> = if base == 0 {
             let rows = self.backend().record_hashes(tenant, from, to).await?;
             rows.iter()

@@ -103,7 +103,7 @@ impl Store {
         let from = index << TILE_HEIGHT;
         let rows = self
             .backend()
-            .record_hashes(tenant, from, from + u64::from(width))
+            .record_hashes(tenant, from, from.saturating_add(u64::from(width)))
             .await?;
         if rows.len() < usize::from(width) {
             return Ok(None);

@@ -110,6 +110,18 @@ impl Client {
         let key = std::env::var(API_KEY_VARIABLE)
             .ok()
             .filter(|k| !k.trim().is_empty());
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        if key.is_some() && url.scheme() == "http" && !loopback {
+            return Err(Unusable(format!(
+                "{}: an API key is sent over https only (plain http only to a loopback address)",
+                args.url
+            )));
+        }
         Ok(Client { http, prefix, key })
     }
 

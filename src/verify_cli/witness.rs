@@ -92,9 +92,19 @@ fn rule(options: &VerifyOptions) -> Result<Option<Rule>, Unusable> {
     for text in &options.witnesses {
         let key = WitnessKey::parse(text.trim())
             .map_err(|e| Unusable(format!("--witness {text}: {e}")))?;
-        if !keys.contains(&key) {
-            keys.push(key);
+        if keys.contains(&key) {
+            continue;
         }
+        // One key under two names would count one witness twice (a policy file refuses it too).
+        if keys
+            .iter()
+            .any(|k| k.verifying_key().as_bytes() == key.verifying_key().as_bytes())
+        {
+            return Err(Unusable(format!(
+                "--witness {text}: the same public key is given under another name; a witness counts once"
+            )));
+        }
+        keys.push(key);
     }
     let quorum = options.quorum.unwrap_or(keys.len());
     if quorum == 0 || quorum > keys.len() {
@@ -226,4 +236,43 @@ pub(super) fn apply(
         }
     ));
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn witness(name: &str, seed: u8) -> String {
+        WitnessKey::new(name, SigningKey::from_bytes(&[seed; 32]).verifying_key())
+            .expect("key")
+            .to_string()
+    }
+
+    #[test]
+    fn one_key_under_two_names_is_refused_and_the_quorum_is_bounded() {
+        let options = |witnesses: Vec<String>, quorum| VerifyOptions {
+            witnesses,
+            quorum,
+            ..VerifyOptions::default()
+        };
+        let twice = options(
+            vec![witness("w.example/a", 1), witness("w.example/b", 1)],
+            Some(2),
+        );
+        assert!(rule(&twice).is_err(), "one key cannot count twice");
+        let same = options(
+            vec![witness("w.example/a", 1), witness("w.example/a", 1)],
+            None,
+        );
+        assert!(matches!(rule(&same), Ok(Some(Rule::Quorum(ref k, 1))) if k.len() == 1));
+        let two = options(
+            vec![witness("w.example/a", 1), witness("w.example/b", 2)],
+            None,
+        );
+        assert!(matches!(rule(&two), Ok(Some(Rule::Quorum(_, 2)))));
+        assert!(rule(&options(vec![witness("w.example/a", 1)], Some(2))).is_err());
+        assert!(rule(&options(vec![], Some(1))).is_err());
+        assert!(matches!(rule(&options(vec![], None)), Ok(None)));
+    }
 }

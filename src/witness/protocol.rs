@@ -167,6 +167,10 @@ impl Witness {
             Err(e) => return Answer::Forbidden(format!("not signed by the log: {e}")),
         };
         let size = checkpoint.size().get();
+        // The state stores sizes as SQLite integers: a tree that large cannot be real.
+        if i64::try_from(size).is_err() || i64::try_from(request.old).is_err() {
+            return Answer::BadRequest("a tree size above 2^63 - 1".into());
+        }
         if request.old > size {
             // A signed tree smaller than the one cosigned is kept: it may be a rollback.
             if let Ok(Some(latest)) = self.state.latest(origin).await

@@ -673,6 +673,18 @@ async fn auditex_verify_tiles_proves_the_served_log_and_refuses_what_it_should(b
         code, 2,
         "a self-signed certificate is not trusted by default: {out}"
     );
+    // The API key never travels over plain http to another host.
+    let (code, out) = verify_tiles(
+        &[
+            "http://ledger.example.com/ledger/acme-bank/",
+            "--key",
+            &vkey,
+        ],
+        Some(&s.verify),
+    )
+    .await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("https only"), "{out}");
     // A public log needs no key.
     s.store
         .set_tiles_public(&s.tenant, true)

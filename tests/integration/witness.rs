@@ -414,6 +414,12 @@ async fn a_witness_refuses_what_the_log_did_not_sign_and_logs_it_does_not_watch(
         w.add(&request(0, &[], &empty_with_root)).await.0,
         StatusCode::UNPROCESSABLE_ENTITY
     );
+    // A tree size no real log reaches (above 2^63 - 1): 400, nothing stored.
+    let huge = log.signed(1usize << 63, log.root(3), &log.key);
+    assert_eq!(
+        w.add(&request(0, &[], &huge)).await.0,
+        StatusCode::BAD_REQUEST
+    );
     // old above the checkpoint's size: 400.
     assert_eq!(
         w.add(&request(20, &[], &log.checkpoint(10))).await.0,

@@ -268,6 +268,11 @@ fn parse_index_and_width(text: &str) -> Result<(u64, u16), TileError> {
         }
         None => (text, TILE_HASHES_MAX),
     };
+    // A u64 has at most 20 digits: 7 groups. More is refused before anything is collected, so a
+    // long hostile path costs no more than a short one.
+    if index_text.split('/').nth(7).is_some() {
+        return Err(TileError::Path("the index does not fit in 64 bits"));
+    }
     let groups: Vec<&str> = index_text.split('/').collect();
     let last = groups.len() - 1;
     let mut index: u64 = 0;
