@@ -10,7 +10,7 @@
 //!
 //! Parsing follows the specification: lines end in LF, items are separated by spaces and tabs,
 //! `#` starts a comment line, a group or the quorum may name only what earlier lines defined,
-//! each name is a member of a group at most once, duplicate keys are refused, exactly one
+//! each name is listed as a group member at most once (in all groups together), duplicate keys are refused, exactly one
 //! quorum line. Log keys are Ed25519 checkpoint keys (type 0x01) and witness keys Ed25519
 //! cosignature keys (type 0x04), the types Auditex verifies.
 
@@ -68,6 +68,9 @@ impl Policy {
         let mut names: HashMap<String, Member> = HashMap::new();
         let mut quorum: Option<Option<Member>> = None;
         let mut keys_seen: HashSet<[u8; 32]> = HashSet::new();
+        // "Each defined name can be listed as a group member at most once" — in all groups
+        // together, so that a witness contributes to the quorum in one way only.
+        let mut listed: Vec<Member> = Vec::new();
         let lines: Vec<&str> = match text.strip_suffix('\n') {
             Some(body) => body.split('\n').collect(),
             None if text.is_empty() => Vec::new(),
@@ -140,7 +143,7 @@ impl Policy {
                         let m = *names
                             .get(*member)
                             .ok_or_else(|| fail(format!("{member:?} is not defined above")))?;
-                        if members.contains(&m) {
+                        if members.contains(&m) || listed.contains(&m) {
                             return Err(fail(format!("{member:?} is listed twice")));
                         }
                         members.push(m);
@@ -164,6 +167,7 @@ impl Policy {
                             k
                         }
                     };
+                    listed.extend(members.iter().copied());
                     names.insert(name.to_owned(), Member::Group(groups.len()));
                     groups.push(Group { threshold, members });
                 }
@@ -325,6 +329,10 @@ mod tests {
             (format!("witness W {w}\ngroup G 2 W\nquorum G\n"), 2),
             (format!("witness W {w}\ngroup G 0 W\nquorum G\n"), 2),
             (format!("witness W {w}\ngroup G any W W\nquorum G\n"), 2),
+            (
+                format!("witness W {w}\ngroup G any W\ngroup H any W\nquorum H\n"),
+                3,
+            ),
             (format!("witness W {w}\ngroup G any X\nquorum G\n"), 2),
             (format!("witness W {w}\nquorum W\nquorum W\n"), 3),
             (format!("witness none {w}\nquorum none\n"), 1),

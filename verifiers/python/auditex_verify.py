@@ -555,6 +555,9 @@ def parse_policy(text: str) -> PolicyFile:
     witnesses: list[VerifierKey] = []
     groups: list[tuple[int, tuple[tuple[bool, int], ...]]] = []
     names: dict[str, tuple[bool, int]] = {}
+    # "Each defined name can be listed as a group member at most once" (in all groups together),
+    # so that a witness contributes to the quorum in one way only.
+    listed: set[tuple[bool, int]] = set()
     quorum: list[tuple[bool, int] | None] = []
     keys_seen: set[bytes] = set()
     body = text[:-1] if text.endswith("\n") else text
@@ -605,9 +608,10 @@ def parse_policy(text: str) -> PolicyFile:
             for member in items[3:]:
                 if member not in names:
                     raise PolicyError(n, f"{member!r} is not defined above")
-                if names[member] in members:
+                if names[member] in members or names[member] in listed:
                     raise PolicyError(n, f"{member!r} is listed twice")
                 members.append(names[member])
+            listed.update(members)
             if items[2] == "all":
                 threshold = len(members)
             elif items[2] == "any":

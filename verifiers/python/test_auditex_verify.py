@@ -1585,6 +1585,7 @@ def broken_policies(w: str, v: str, log: str) -> list[tuple[str, int]]:
         (f"witness W {w}\ngroup G 2 W\nquorum G\n", 2),  # k > n
         (f"witness W {w}\ngroup G 0 W\nquorum G\n", 2),  # k = 0
         (f"witness W {w}\ngroup G any W W\nquorum G\n", 2),  # a member listed twice
+        (f"witness W {w}\ngroup G any W\ngroup H any W\nquorum H\n", 3),  # ... in two groups
         (f"witness W {w}\ngroup G any X\nquorum G\n", 2),  # a member not defined
         (f"witness W {w}\nquorum W\nquorum W\n", 3),  # two quorum lines
         (f"witness none {w}\nquorum none\n", 1),  # `none` is reserved
