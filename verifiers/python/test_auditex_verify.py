@@ -1696,11 +1696,15 @@ class PolicyFiles(unittest.TestCase):
         p = av.parse_policy(f"witness \u212a {w}\nwitness K {v}\ngroup \u00e9quipe 2 \u212a K\nquorum \u00e9quipe")
         self.assertTrue(p.satisfied([self.key(13), self.key(14)]))
         self.assertFalse(p.satisfied([self.key(13)]))
-        # A threshold equal to n; a name in two groups; groups of groups; a witness outside the quorum.
-        p = av.parse_policy(f"witness A {w}\nwitness B {v}\nwitness C {u}\ngroup AB 2 A B\ngroup BC any B C\n"
-                            f"group Q 2 AB BC\nquorum Q\n")
+        # A threshold equal to n; groups of groups; a witness outside the quorum.
+        p = av.parse_policy(f"witness A {w}\nwitness B {v}\nwitness C {u}\ngroup AB 2 A B\n"
+                            f"group Q any AB\nquorum Q\n")
         self.assertTrue(p.satisfied([self.key(13), self.key(14)]))
         self.assertFalse(p.satisfied([self.key(13), self.key(15)]))
+        # A name listed in two groups is refused: each name is a group member at most once.
+        with self.assertRaisesRegex(av.PolicyError, "^policy line 5: 'B' is listed twice$"):
+            av.parse_policy(f"witness A {w}\nwitness B {v}\nwitness C {u}\ngroup AB 2 A B\ngroup BC any B C\n"
+                            f"group Q 2 AB BC\nquorum Q\n")
         p = av.parse_policy(f"witness A {w}\nwitness B {v}\nquorum A\n")
         self.assertTrue(p.satisfied([self.key(13)]))
         self.assertFalse(p.satisfied([self.key(14)]))
