@@ -103,18 +103,22 @@ struct VerifiedKey {
 }
 
 /// Keys verified recently, by (key id, hash of the secret): a request with the same key text
-/// skips the database; any other text (a wrong secret included) is read as before.
+/// skips the database; any other text (a wrong secret included) is read as before. The
+/// generation moves with every revocation, so that a row read before a revocation is never
+/// remembered after it.
 #[derive(Default)]
-pub(crate) struct VerifiedKeys(Mutex<HashMap<(String, [u8; 32]), VerifiedKey>>);
+pub(crate) struct VerifiedKeys(Mutex<(u64, HashMap<(String, [u8; 32]), VerifiedKey>)>);
 
 impl VerifiedKeys {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, [u8; 32]), VerifiedKey>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<(String, [u8; 32]), VerifiedKey>)> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Forgets every key (after a revocation).
+    /// Forgets every key and moves the generation (after a revocation).
     pub(crate) fn clear(&self) {
-        self.lock().clear();
+        let mut cache = self.lock();
+        cache.0 = cache.0.wrapping_add(1);
+        cache.1.clear();
     }
 }
 
@@ -218,12 +222,14 @@ impl Store {
         let now = self.config().clock.now_unix_micros();
         let cache_key = (key.id().as_str().to_owned(), hash);
         let fresh = std::time::Duration::from_millis(VERIFIED_KEY_CACHE_MS);
-        let cached = {
+        let (cached, generation) = {
             let cache = self.inner.verified_keys.lock();
-            cache
+            let found = cache
+                .1
                 .get(&cache_key)
                 .filter(|k| k.verified.elapsed() < fresh)
-                .map(|k| (k.principal.clone(), k.expires_at_us))
+                .map(|k| (k.principal.clone(), k.expires_at_us));
+            (found, cache.0)
         };
         if let Some((principal, expires)) = cached {
             if expires.is_some_and(|e| e <= now) {
@@ -251,17 +257,20 @@ impl Store {
         };
         {
             let mut cache = self.inner.verified_keys.lock();
-            if cache.len() >= VERIFIED_KEYS_MAX {
-                cache.clear();
+            // A revocation since the row was read would make it stale: then nothing is remembered.
+            if cache.0 == generation {
+                if cache.1.len() >= VERIFIED_KEYS_MAX {
+                    cache.1.clear();
+                }
+                cache.1.insert(
+                    cache_key,
+                    VerifiedKey {
+                        principal: principal.clone(),
+                        expires_at_us: row.expires_at_us.map(to_u64),
+                        verified: std::time::Instant::now(),
+                    },
+                );
             }
-            cache.insert(
-                cache_key,
-                VerifiedKey {
-                    principal: principal.clone(),
-                    expires_at_us: row.expires_at_us.map(to_u64),
-                    verified: std::time::Instant::now(),
-                },
-            );
         }
         self.note_use(&principal, now).await?;
         Ok(Some(principal))

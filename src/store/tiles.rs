@@ -22,6 +22,10 @@ use super::{Store, StoreError, TILE_HEIGHT};
 /// (or by `auditex tenant tiles` beside a running service) takes effect within this time.
 pub const TILE_ACCESS_CACHE_MS: u64 = 5_000;
 
+/// Most tenants whose setting is remembered: the tenant id comes from a URL anyone may send,
+/// so the map is bounded (when full it is emptied, like the tile cache).
+const TILE_ACCESS_TENANTS_MAX: usize = 10_000;
+
 /// Tile access settings once read, by tenant: (public, when read).
 #[derive(Default)]
 pub(crate) struct TileAccessCache(Mutex<HashMap<TenantId, (bool, Instant)>>);
@@ -46,10 +50,11 @@ impl Store {
             return Ok(public);
         }
         let public = self.backend().tiles_public(tenant).await?;
-        self.inner
-            .tile_access
-            .lock()
-            .insert(tenant.clone(), (public, Instant::now()));
+        let mut cache = self.inner.tile_access.lock();
+        if cache.len() >= TILE_ACCESS_TENANTS_MAX {
+            cache.clear();
+        }
+        cache.insert(tenant.clone(), (public, Instant::now()));
         Ok(public)
     }
 

@@ -36,6 +36,9 @@ const CONFIG_REFRESH_MS: u64 = 5_000;
 struct Progress {
     /// The size the witness last cosigned, as far as the client knows.
     known: Option<u64>,
+    /// The root the witness cosigned at `known`, when this client saw it do so: a checkpoint of
+    /// the same size with another root (after a rollback) is not cosigned yet.
+    known_root: Option<ledger::types::Hash>,
     /// No attempt before this instant (after failures).
     not_before: Instant,
     /// The pause after the next failure.
@@ -128,18 +131,24 @@ impl Cosigner {
                         key.clone(),
                         Progress {
                             known,
+                            known_root: None,
                             not_before: Instant::now(),
                             backoff: Duration::from_millis(POLL_MS),
                             last_error: None,
                         },
                     );
                 }
-                let Some((known, not_before)) =
-                    self.progress.get(&key).map(|p| (p.known, p.not_before))
+                let Some((known, known_root, not_before)) = self
+                    .progress
+                    .get(&key)
+                    .map(|p| (p.known, p.known_root, p.not_before))
                 else {
                     continue;
                 };
-                let behind = known.is_none_or(|k| k < checkpoint.size.get());
+                // Behind unless it cosigned this very checkpoint (size and root): a witness that
+                // cosigned a larger or another tree (a rollback) is sent it too, and says why not.
+                let behind = known != Some(checkpoint.size.get())
+                    || known_root != Some(checkpoint.root);
                 if behind && Instant::now() >= not_before {
                     let client = self.client(w.ca_pem.as_ref());
                     jobs.push(send(
@@ -161,6 +170,7 @@ impl Cosigner {
                 match result {
                     Ok(size) => {
                         p.known = Some(size);
+                        p.known_root = Some(checkpoint.root);
                         p.last_error = None;
                         p.backoff = Duration::from_millis(POLL_MS);
                         p.not_before = Instant::now();
@@ -168,6 +178,7 @@ impl Cosigner {
                     Err(Failure { known, message }) => {
                         if known.is_some() {
                             p.known = known;
+                            p.known_root = None;
                         }
                         tracing::warn!(%tenant, witness = %name, error = %message, "witness did not cosign");
                         p.last_error = Some(message);
@@ -239,6 +250,9 @@ async fn send(
             }),
         );
     };
+    // A witness believed ahead of this log (after a rollback) is asked afresh from 0: its 409
+    // says where it stands now (it may have been reset by its operator since).
+    let old = if old > checkpoint.size.get() { 0 } else { old };
     let mut old = old;
     let mut learnt = None;
     for _ in 0..2 {
