@@ -107,10 +107,13 @@ struct VerifiedKey {
 /// generation moves with every revocation, so that a row read before a revocation is never
 /// remembered after it.
 #[derive(Default)]
-pub(crate) struct VerifiedKeys(Mutex<(u64, HashMap<(String, [u8; 32]), VerifiedKey>)>);
+pub(crate) struct VerifiedKeys(Mutex<(u64, KeyMap)>);
+
+/// Verified keys by (key id, hash of the secret).
+type KeyMap = HashMap<(String, [u8; 32]), VerifiedKey>;
 
 impl VerifiedKeys {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<(String, [u8; 32]), VerifiedKey>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, KeyMap)> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 

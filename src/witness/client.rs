@@ -147,8 +147,8 @@ impl Cosigner {
                 };
                 // Behind unless it cosigned this very checkpoint (size and root): a witness that
                 // cosigned a larger or another tree (a rollback) is sent it too, and says why not.
-                let behind = known != Some(checkpoint.size.get())
-                    || known_root != Some(checkpoint.root);
+                let behind =
+                    known != Some(checkpoint.size.get()) || known_root != Some(checkpoint.root);
                 if behind && Instant::now() >= not_before {
                     let client = self.client(w.ca_pem.as_ref());
                     jobs.push(send(
