@@ -7,8 +7,12 @@
 //! a checkpoint (C2SP tlog-cosignature, Ed25519 `cosignature/v1`) only when it is signed by the
 //! log and consistent with that state: the RFC 9162 consistency proof from the cosigned size
 //! verifies, or the size and root are the same. A checkpoint that contradicts what it cosigned —
-//! another root at the same size (a fork), a smaller tree (a rollback), a proof that fails — is
-//! refused, and, being signed by the log, kept as evidence with the checkpoint it contradicts.
+//! another root at the same size (a fork), a smaller tree (a rollback, or a stale checkpoint
+//! replayed), a proof that fails — is refused and kept with the checkpoint it contradicts. Only
+//! the first is proof on its own (two log-signed roots for one size); the others are two
+//! log-signed checkpoints that anyone can hold against the log's own consistency proof. Since
+//! anyone may replay a log's checkpoints, what is kept is bounded: a request kept already is not
+//! kept again, and at most 1,000 entries per log.
 //!
 //! - [`protocol`]: parsing `add-checkpoint` requests and deciding them (no I/O but the state).
 //! - [`state`]: the SQLite state: the latest cosigned checkpoint per log, the evidence kept.

@@ -279,8 +279,12 @@ impl Witness {
             cosigned: latest.map(|l| l.checkpoint.clone()),
             request: request.to_owned(),
         };
-        if let Err(e) = self.state.keep_evidence(&evidence).await {
-            tracing::error!(%origin, error = %e, "could not keep the evidence");
+        match self.state.keep_evidence(&evidence).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(%origin, "the same evidence is kept already, or the log's evidence is full")
+            }
+            Err(e) => tracing::error!(%origin, error = %e, "could not keep the evidence"),
         }
     }
 }

@@ -14,6 +14,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+/// Most evidence entries kept per log.
+pub const EVIDENCE_PER_LOG_MAX: i64 = 1_000;
+
 /// The latest checkpoint cosigned for a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Latest {
@@ -157,11 +160,23 @@ impl WitnessState {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Keeps a refused, log-signed checkpoint as evidence.
+    /// Keeps a refused, log-signed checkpoint as evidence, unless the same request is kept
+    /// already or the log has [`EVIDENCE_PER_LOG_MAX`] entries (anyone may replay a log's
+    /// checkpoints, so what is kept is bounded); returns whether it was kept.
     ///
     /// # Errors
     /// The database error.
-    pub async fn keep_evidence(&self, e: &Evidence) -> Result<(), sqlx::Error> {
+    pub async fn keep_evidence(&self, e: &Evidence) -> Result<bool, sqlx::Error> {
+        let (count, same): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(request = ?), 0) FROM evidence WHERE origin = ?",
+        )
+        .bind(&e.request)
+        .bind(&e.origin)
+        .fetch_one(&self.pool)
+        .await?;
+        if same > 0 || count >= EVIDENCE_PER_LOG_MAX {
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO evidence (origin, received_at, reason, cosigned, request)
              VALUES (?, ?, ?, ?, ?)",
@@ -173,7 +188,7 @@ impl WitnessState {
         .bind(&e.request)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(true)
     }
 
     /// The evidence kept, oldest first.

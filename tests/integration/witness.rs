@@ -318,7 +318,9 @@ async fn a_witness_refuses_a_fork_a_rollback_and_a_bad_proof_and_keeps_the_evide
     let w = WitnessProcess::start(dir.path(), "witness.example.com/w2", &[log.vkey()]);
     assert_eq!(w.add(&log.request(0, 500)).await.0, StatusCode::OK);
 
-    // Another root at the cosigned size: a fork.
+    // Another root at the cosigned size: a fork. Sent again, it is refused again, and kept once.
+    let (status, _, _) = w.add(&fork.request(500, 500)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, _, _) = w.add(&fork.request(500, 500)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     // A longer tree that does not extend the cosigned one (its proof is for its own history).
