@@ -15,6 +15,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod fetch;
 pub mod file_modes;
 pub mod http;
 pub mod portal;

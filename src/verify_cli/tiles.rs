@@ -39,9 +39,6 @@ pub const API_KEY_VARIABLE: &str = "AUDITEX_API_KEY";
 /// How long one request may take.
 const REQUEST_TIMEOUT_S: u64 = 60;
 
-/// Largest record bundle read: 256 records, each at most as long as an export line.
-const RECORD_BUNDLE_BYTES_MAX: u64 = 256 * ledger::export::EXPORT_LINE_BYTES_MAX as u64;
-
 /// `auditex verify tiles`: where the log is and what to prove.
 #[derive(Debug, Args)]
 pub struct TilesArgs {
@@ -72,6 +69,8 @@ pub struct TilesArgs {
 enum Fetch {
     /// 404: the log does not have the resource.
     Missing,
+    /// A body longer than the resource can be.
+    TooLarge(u64),
     /// Anything else: the request could not be made, or the server refused it.
     Unusable(Unusable),
 }
@@ -149,21 +148,10 @@ impl Client {
                 "{url}: HTTP {status}{hint}"
             ))));
         }
-        if response.content_length().is_some_and(|n| n > max) {
-            return Err(Fetch::Unusable(Unusable(format!(
-                "{url}: larger than {max} bytes"
-            ))));
-        }
-        let body = response
-            .bytes()
+        crate::fetch::body_at_most(response, usize::try_from(max).unwrap_or(usize::MAX))
             .await
-            .map_err(|e| Fetch::Unusable(Unusable(format!("{url}: {e}"))))?;
-        if body.len() as u64 > max {
-            return Err(Fetch::Unusable(Unusable(format!(
-                "{url}: larger than {max} bytes"
-            ))));
-        }
-        Ok(body.to_vec())
+            .map_err(|e| Fetch::Unusable(Unusable(format!("{url}: {e}"))))?
+            .ok_or(Fetch::TooLarge(max))
     }
 }
 
@@ -195,6 +183,14 @@ async fn required(client: &Client, path: &str, max: u64) -> Result<Vec<u8>, Stop
                 format!("{path} is missing, though the checkpoint's tree has it"),
             )
             .expected_found(format!("{path} served"), "404 Not Found".to_owned()),
+        )),
+        // Longer than the resource can be: what the log served is not what it must be.
+        Err(Fetch::TooLarge(max)) => Err(Stop::failed(
+            Failure::new(
+                "malformed_bundle",
+                format!("{path} is longer than it can be"),
+            )
+            .expected_found(format!("at most {max} bytes"), "more".to_owned()),
         )),
         Err(Fetch::Unusable(u)) => Err(Stop::Unusable(u)),
     }
@@ -234,7 +230,8 @@ async fn node_hashes(client: &Client, ids: &[NodeId], size: TreeSize) -> Result<
 /// Entry bundle `index` at `width`: the record hashes.
 async fn entries(client: &Client, index: u64, width: u16) -> Result<Vec<Hash>, Stop> {
     let path = entries_path(index, width).map_err(|e| Stop::Unusable(Unusable(e.to_string())))?;
-    let body = required(client, &path, u64::from(TILE_HASHES_MAX) * (2 + 65_535)).await?;
+    // A valid bundle of record hashes is exactly `width` entries of 2 + 32 bytes.
+    let body = required(client, &path, u64::from(width) * (2 + 32)).await?;
     let malformed = |found: String| {
         Stop::failed(
             Failure::new(
@@ -260,7 +257,12 @@ async fn records(client: &Client, index: u64, width: u16) -> Result<Vec<Record>,
     let path = entries_path(index, width)
         .map_err(|e| Stop::Unusable(Unusable(e.to_string())))?
         .replacen("tile/entries/", "records/", 1);
-    let body = required(client, &path, RECORD_BUNDLE_BYTES_MAX).await?;
+    let body = required(
+        client,
+        &path,
+        u64::from(width) * ledger::export::EXPORT_LINE_BYTES_MAX as u64,
+    )
+    .await?;
     let malformed = |found: String| {
         Stop::failed(
             Failure::new("malformed_bundle", format!("{path} is not {width} records"))
@@ -329,6 +331,12 @@ async fn verify_async(args: &TilesArgs) -> Result<Outcome, Unusable> {
                 client.prefix
             )));
         }
+        Err(Fetch::TooLarge(max)) => {
+            return Err(Unusable(format!(
+                "{}checkpoint: larger than {max} bytes",
+                client.prefix
+            )));
+        }
         Err(Fetch::Unusable(u)) => return Err(u),
     };
     let origin = checkpoint_origin(note.as_bytes()).unwrap_or_default();
@@ -354,7 +362,7 @@ async fn verify_async(args: &TilesArgs) -> Result<Outcome, Unusable> {
     outcome.checkpoint = Some(CheckpointInfo::of(&checkpoint));
     // The witness policy judges the served checkpoint (see `witness.rs`).
     outcome.note = Some(note.clone());
-    match prove(&client, args, &checkpoint, &mut outcome).await {
+    match prove(&client, args, &trust, &checkpoint, &mut outcome).await {
         Ok(()) => {
             outcome.verified = true;
             if let Some(path) = &args.save {
@@ -390,13 +398,13 @@ fn ring(trust: &Trust, origin: &str) -> Result<KeyRing, Unusable> {
 async fn prove(
     client: &Client,
     args: &TilesArgs,
+    trust: &Trust,
     checkpoint: &Checkpoint,
     outcome: &mut Outcome,
 ) -> Result<(), Stop> {
     let size = checkpoint.size();
     let root = checkpoint.root();
-    let trust = Trust::load(&args.options)?;
-    let ring = ring(&trust, checkpoint.origin())?;
+    let ring = ring(trust, checkpoint.origin())?;
     // The root, from the tiles of the tree's right edge.
     let edge_ids = compact_range_node_ids(size);
     let edge = node_hashes(client, &edge_ids, size).await?;
@@ -468,7 +476,6 @@ async fn prove(
             Ok(note) => note,
             Err(f) => return Err(Stop::failed(f)),
         };
-        let trust = Trust::load(&args.options)?;
         let origin = checkpoint_origin(note.as_bytes()).unwrap_or_default();
         let older = open_checkpoint(note.as_bytes(), &trust.vkeys, Some(&origin))
             .map_err(|e| {
@@ -519,7 +526,6 @@ async fn all(
 ) -> Result<(), Stop> {
     let bar = progress_bar(&args.options, size.get());
     let mut tree = CompactTree::new();
-    let mut prev = Hash::ZERO;
     // Every chain rule of FORMAT.md section 13: hashes, signatures and key intervals, links,
     // gap-free sequence, capture times, unique event ids, key rotations.
     let mut chain: Option<ChainVerifier> = None;
@@ -548,17 +554,6 @@ async fn all(
             if let Err(e) = verifier.push(record) {
                 return Err(Stop::failed(Failure::chain(&e)));
             }
-            if record.prev != prev {
-                return Err(Stop::failed(
-                    Failure::new(
-                        "broken_link",
-                        "the record does not link to the one before it",
-                    )
-                    .at(Some(seq), Some(record.event_id))
-                    .expected_found(prev.to_string(), record.prev.to_string()),
-                ));
-            }
-            prev = *entry;
             outcome.captured_max_us = outcome
                 .captured_max_us
                 .max(Some(record.captured_at_us.unix_micros()));

@@ -26,6 +26,9 @@ pub const POLL_MS: u64 = 200;
 /// How long one witness request may take.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 
+/// Longest witness answer read (a few signature lines, or a size).
+const WITNESS_ANSWER_BYTES_MAX: usize = 64 * 1024;
+
 /// The longest pause before retrying a failing witness.
 pub const BACKOFF_MAX_MS: u64 = 30_000;
 
@@ -337,10 +340,15 @@ async fn attempt(
         .await
         .map_err(|e| Attempt::Failed(format!("{url}: {e}")))?;
     let status = response.status();
-    let text = response
-        .text()
+    let text = crate::fetch::body_at_most(response, WITNESS_ANSWER_BYTES_MAX)
         .await
-        .map_err(|e| Attempt::Failed(format!("{url}: {e}")))?;
+        .map_err(|e| Attempt::Failed(format!("{url}: {e}")))?
+        .ok_or_else(|| {
+            Attempt::Failed(format!(
+                "{url}: an answer over {WITNESS_ANSWER_BYTES_MAX} bytes"
+            ))
+        })?;
+    let text = String::from_utf8_lossy(&text).into_owned();
     match status.as_u16() {
         200 => match store
             .record_cosignature(tenant, checkpoint, &witness.key, &text)
