@@ -306,6 +306,15 @@ impl From<StoreError> for ApiError {
                 detail: format!("{e}: nothing was written; retry later"),
                 retry_after: crate::store::faults::CLOCK_BEHIND_RETRY_AFTER_S,
             },
+            StoreError::NotPrimary(detail) => {
+                tracing::warn!(error = %detail, "no PostgreSQL primary");
+                ApiError::Unavailable {
+                    detail: "no database primary is available (a failover may be under way); \
+                             retry later"
+                        .into(),
+                    retry_after: 1,
+                }
+            }
             StoreError::UnknownTenant => ApiError::NotFound("not found".into()),
             StoreError::OutOfRange(detail) => ApiError::BadParameter(detail),
             StoreError::ViewNotReady(detail) => ApiError::Unavailable {

@@ -356,6 +356,10 @@ pub enum StoreError {
     /// A backup or restore failed; the message says why and what was left untouched.
     #[error("{0}")]
     Backup(String),
+    /// The PostgreSQL URL is invalid, or none of the nodes it names is a primary (the service
+    /// appends only on a primary). Retryable: a failover manager may promote one.
+    #[error("{0}")]
+    NotPrimary(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -376,6 +380,7 @@ impl StoreError {
         matches!(
             self,
             StoreError::Unavailable(_)
+                | StoreError::NotPrimary(_)
                 | StoreError::StorageFull(_)
                 | StoreError::ClockBehind { .. }
                 | StoreError::ViewNotReady(_)

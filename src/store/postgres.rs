@@ -12,6 +12,7 @@
 //! tables' in `postgres/access.rs`, the views' in `views.rs`.
 
 mod access;
+mod nodes;
 
 use std::path::Path;
 
@@ -51,22 +52,30 @@ impl PgDb {
         if let Some(admin) = admin_url {
             PgDb::migrate(admin).await?;
         }
+        let nodes = nodes::Nodes::parse(url)?;
+        let primary = nodes.find_primary().await?;
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(2) + 2)
             // While the database is down, fail fast with a retryable error instead of queueing
             // callers for sqlx's default 30 s.
             .acquire_timeout(std::time::Duration::from_millis(ACQUIRE_TIMEOUT_MS))
-            .connect(url)
+            // The node may have been demoted since it was chosen: never hand out a connection
+            // to a standby.
+            .after_connect(|conn, _| Box::pin(nodes::refuse_standby(conn)))
+            .connect_with(nodes.options(primary).clone())
             .await?;
+        nodes::watch(pool.clone(), nodes, primary);
         let db = PgDb { pool };
         db.check_migrations().await?;
         Ok(db)
     }
 
     pub(crate) async fn migrate(admin_url: &str) -> Result<usize, StoreError> {
+        let nodes = nodes::Nodes::parse(admin_url)?;
+        let primary = nodes.find_primary().await?;
         let pool = PgPoolOptions::new()
             .max_connections(1)
-            .connect(admin_url)
+            .connect_with(nodes.options(primary).clone())
             .await?;
         let before = applied_count(&pool).await;
         sqlx::migrate!("./migrations/postgres")
