@@ -382,6 +382,27 @@ enum Slot {
     Repeat(usize),
 }
 
+/// Why a group did not commit.
+enum GroupFailed {
+    Store(StoreError),
+    /// Another writer sharing the database (a second service node) appended some of these
+    /// event ids after this group's idempotency look-up: the drafts come back untouched, to be
+    /// decided again (the ones now stored answer with the stored record's receipt).
+    Raced(Vec<PreparedDraft>),
+}
+
+impl From<StoreError> for GroupFailed {
+    fn from(e: StoreError) -> Self {
+        GroupFailed::Store(e)
+    }
+}
+
+impl From<super::CryptoError> for GroupFailed {
+    fn from(e: super::CryptoError) -> Self {
+        GroupFailed::Store(e.into())
+    }
+}
+
 impl Appender {
     async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let window = self.store.config().group_commit_window;
@@ -613,13 +634,20 @@ impl Appender {
             pending.push(Pending { reply, outcome });
         }
 
-        // 3. Sequence, seal and commit the new records in one transaction.
-        let records = if new.is_empty() {
-            Vec::new()
-        } else {
+        // 3. Sequence, seal and commit the new records in one transaction. Each race with
+        //    another node removes at least one draft, so this ends.
+        let mut new = new;
+        let mut pending = pending;
+        let records = loop {
+            if new.is_empty() {
+                break Vec::new();
+            }
             match self.commit_group(new, None).await {
-                Ok(r) => r,
-                Err(e) => return Err((pending, e)),
+                Ok(r) => break r,
+                Err(GroupFailed::Store(e)) => return Err((pending, e)),
+                Err(GroupFailed::Raced(drafts)) => {
+                    (new, pending) = self.decide_again(drafts, pending).await?;
+                }
             }
         };
 
@@ -637,6 +665,99 @@ impl Appender {
             let _ = p.reply.send(Ok(receipts));
         }
         Ok(())
+    }
+
+    /// After another node appended some of `drafts` (see [`GroupFailed::Raced`]): a draft now
+    /// stored answers with the stored record's receipt (or refuses its request whole when the
+    /// content differs, as a duplicate always does); the rest are renumbered for the next
+    /// attempt.
+    async fn decide_again(
+        &self,
+        drafts: Vec<PreparedDraft>,
+        pending: Vec<Pending>,
+    ) -> Result<(Vec<PreparedDraft>, Vec<Pending>), (Vec<Pending>, StoreError)> {
+        let ids: Vec<String> = drafts
+            .iter()
+            .map(|d| d.draft.event_id.to_string())
+            .collect();
+        let stored = match self.existing(&ids).await {
+            Ok(s) => s,
+            Err(e) => return Err((pending, e)),
+        };
+        // Per draft: the stored record it repeats, or why it conflicts with it.
+        let mut verdict: Vec<Option<Result<Box<Record>, String>>> =
+            Vec::with_capacity(drafts.len());
+        for d in &drafts {
+            verdict.push(match stored.get(&d.draft.event_id) {
+                None => None,
+                Some(record) => match self.same_content(record, d).await {
+                    Ok(None) => Some(Ok(Box::new(record.clone()))),
+                    Ok(Some(reason)) => Some(Err(reason)),
+                    Err(e) => return Err((pending, e)),
+                },
+            });
+        }
+        let mut keep = vec![false; drafts.len()];
+        let mut kept = Vec::with_capacity(pending.len());
+        for p in pending {
+            let conflict = p.outcome.iter().find_map(|slot| match slot {
+                Slot::New(i) | Slot::Repeat(i) => match &verdict[*i] {
+                    Some(Err(reason)) => Some(AppendError::Conflict {
+                        event_id: drafts[*i].draft.event_id,
+                        reason: reason.clone(),
+                    }),
+                    _ => None,
+                },
+                Slot::Existing(_) => None,
+            });
+            if let Some(e) = conflict {
+                let _ = p.reply.send(Err(e));
+                continue;
+            }
+            for slot in &p.outcome {
+                if let Slot::New(i) | Slot::Repeat(i) = slot
+                    && verdict[*i].is_none()
+                {
+                    keep[*i] = true;
+                }
+            }
+            kept.push(p);
+        }
+        let mut index = vec![usize::MAX; drafts.len()];
+        let mut next = Vec::new();
+        for (i, d) in drafts.into_iter().enumerate() {
+            if keep[i] {
+                index[i] = next.len();
+                next.push(d);
+            }
+        }
+        // The request that was to write a draft may have been refused above while a later one
+        // repeating it was kept: the first kept mention then writes it, so its receipt is not
+        // marked duplicate.
+        let mut written = vec![false; next.len()];
+        for p in &mut kept {
+            for slot in &mut p.outcome {
+                let i = match slot {
+                    Slot::New(i) | Slot::Repeat(i) => *i,
+                    Slot::Existing(_) => continue,
+                };
+                *slot = match &verdict[i] {
+                    Some(Ok(record)) => Slot::Existing(record.clone()),
+                    Some(Err(_)) => unreachable!("requests with a conflict were refused above"),
+                    None if written[index[i]] => Slot::Repeat(index[i]),
+                    None => {
+                        written[index[i]] = true;
+                        Slot::New(index[i])
+                    }
+                };
+            }
+        }
+        tracing::info!(
+            tenant = %self.tenant,
+            stored_by_another_writer = stored.len(),
+            "another writer appended some of this group's event ids first; they answer with its receipts"
+        );
+        Ok((next, kept))
     }
 
     async fn existing(&self, ids: &[String]) -> Result<HashMap<EventId, Record>, StoreError> {
@@ -721,7 +842,14 @@ impl Appender {
             .map_err(|e| AppendError::Store(e.into()))?;
         let records = self
             .commit_group(Vec::new(), Some((new_key, sealed)))
-            .await?;
+            .await
+            .map_err(|e| match e {
+                GroupFailed::Store(e) => e,
+                // A rotation appends no client drafts, so it never races on event ids.
+                GroupFailed::Raced(_) => {
+                    StoreError::Corrupt("a key rotation raced on event ids".into())
+                }
+            })?;
         let from_seq = records.last().map_or(0, |r| r.seq.get() + 1);
         Ok(KeyInterval {
             key_id,
@@ -738,7 +866,7 @@ impl Appender {
         &mut self,
         mut drafts: Vec<PreparedDraft>,
         rotation: Option<(ed25519_dalek::SigningKey, Vec<u8>)>,
-    ) -> Result<Vec<Record>, StoreError> {
+    ) -> Result<Vec<Record>, GroupFailed> {
         let started = Instant::now();
         let mut tx = self.store.backend().begin_append(&self.tenant).await?;
         // Under the tenant's lock: if someone else moved the chain, resume from what is stored.
@@ -753,6 +881,18 @@ impl Appender {
             let (signer, key) = self.store.current_signer(&self.tenant).await?;
             self.signer = Arc::new(signer);
             self.key = key;
+            // The idempotency look-up ran before this lock: whoever moved the chain may have
+            // appended some of the same event ids (a client retrying on another node). Now that
+            // they are committed, look again; inserting them would fail the whole group.
+            let ids: Vec<String> = drafts
+                .iter()
+                .map(|d| d.draft.event_id.to_string())
+                .collect();
+            if !ids.is_empty() && !self.existing(&ids).await?.is_empty() {
+                // Dropping the transaction rolls it back and releases the tenant's lock.
+                drop(tx);
+                return Err(GroupFailed::Raced(drafts));
+            }
         }
 
         // The screening read the holds outside this transaction: if another instance sharing
@@ -767,8 +907,10 @@ impl Appender {
                 .await
             {
                 tracing::warn!(tenant = %self.tenant, error = %e, "legal holds changed during the group; retrying");
-                return Err(StoreError::Unavailable(Arc::new(sqlx::Error::Protocol(
-                    "legal holds changed while the group was prepared; retry".into(),
+                return Err(GroupFailed::Store(StoreError::Unavailable(Arc::new(
+                    sqlx::Error::Protocol(
+                        "legal holds changed while the group was prepared; retry".into(),
+                    ),
                 ))));
             }
         }
@@ -808,7 +950,10 @@ impl Appender {
         self.store.faults().clock_observed(behind, allowed);
         if behind > allowed {
             self.store.faults().clock_refused();
-            return Err(StoreError::ClockBehind { behind, allowed });
+            return Err(GroupFailed::Store(StoreError::ClockBehind {
+                behind,
+                allowed,
+            }));
         }
         let mut tree = self.tree.clone();
         let mut head = self.head;
@@ -964,10 +1109,10 @@ impl Appender {
             if r.seq.get() < self.key.from_seq
                 || self.key.until_seq.is_some_and(|u| r.seq.get() >= u)
             {
-                return Err(StoreError::Corrupt(format!(
+                return Err(GroupFailed::Store(StoreError::Corrupt(format!(
                     "key {} is not valid for sequence {}",
                     self.key.key_id, r.seq
-                )));
+                ))));
             }
         }
 

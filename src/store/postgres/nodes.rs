@@ -94,8 +94,22 @@ impl Nodes {
     pub(crate) async fn find_primary(&self) -> Result<usize, StoreError> {
         let probes = self.options.iter().map(|o| probe(o.clone()));
         let answers = futures_util::future::join_all(probes).await;
-        if let Some(i) = answers.iter().position(|a| matches!(a, Ok(false))) {
-            return Ok(i);
+        let primaries: Vec<usize> = (0..answers.len())
+            .filter(|&i| matches!(answers[i], Ok(false)))
+            .collect();
+        match primaries.as_slice() {
+            [one] => return Ok(*one),
+            // Two nodes accepting writes is a split brain (an old primary started outside the
+            // failover manager): which one is the real primary cannot be told from here, so
+            // neither is used until the manager has fenced one.
+            [_, _, ..] => {
+                let named: Vec<&str> = primaries.iter().map(|&i| self.label(i)).collect();
+                return Err(StoreError::NotPrimary(format!(
+                    "more than one PostgreSQL node claims to be the primary ({}): refusing to use either until the failover manager has demoted all but one",
+                    named.join(", ")
+                )));
+            }
+            [] => {}
         }
         let said: Vec<String> = answers
             .iter()
@@ -164,7 +178,8 @@ pub(crate) fn watch(pool: PgPool, nodes: Nodes, mut current: usize) {
                 if let Some(since) = missing_since.take() {
                     tracing::warn!(
                         node = nodes.label(current),
-                        without_primary_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        without_primary_ms =
+                            u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
                         "PostgreSQL primary reachable again"
                     );
                 }
@@ -255,8 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn session_attributes_other_than_read_write_and_empty_hosts_are_refused_without_the_password()
-    {
+    fn session_attributes_other_than_read_write_and_empty_hosts_are_refused_without_the_password() {
         for url in [
             "postgres://app:s3cret@db1:5441,db2:5442/l?target_session_attrs=standby",
             "postgres://app:s3cret@db1:5441,,db2:5442/l",

@@ -20,6 +20,7 @@ postgres_tests!(
     without_a_tenant_setting_the_application_role_sees_no_rows,
     with_one_tenant_set_the_application_role_cannot_insert_or_read_another_tenants_rows,
     two_stores_appending_concurrently_to_one_tenant_build_one_verifiable_chain,
+    the_same_events_sent_to_two_stores_at_once_are_appended_once_and_both_get_the_winners_receipts,
     a_store_resumes_from_the_database_when_another_instance_moved_the_chain,
     the_views_and_their_positions_are_unlogged_and_nothing_else_is,
     a_view_generation_is_a_partition_indexed_once_it_has_caught_up,
@@ -152,6 +153,63 @@ async fn with_one_tenant_set_the_application_role_cannot_insert_or_read_another_
         5,
         "beta is untouched"
     );
+}
+
+async fn the_same_events_sent_to_two_stores_at_once_are_appended_once_and_both_get_the_winners_receipts(
+    backend: Backend,
+) {
+    const ROUNDS: usize = 25;
+    const SHARED: usize = 6;
+    let db = TestDb::new(&backend).await;
+    let (first, tenant) = db.open_with_tenant("acme").await;
+    // A second service node: its own pool and appender, the same database.
+    let second = db.open().await;
+    let mut unique = 0;
+    for round in 0..ROUNDS {
+        // A client retrying on another node: the same events (identical content) at both.
+        let shared: Vec<_> = (0..SHARED).map(|_| decision("approved")).collect();
+        let mut tasks = Vec::new();
+        for store in [&first, &second] {
+            let (node, t, batch) = (store.clone(), tenant.clone(), shared.clone());
+            tasks.push(tokio::spawn(async move { node.append(&t, batch).await }));
+            // Other requests in the same groups must commit whatever happens to the shared ones.
+            let (node, t) = (store.clone(), tenant.clone());
+            tasks.push(tokio::spawn(async move {
+                node.append(&t, vec![decision("denied")]).await
+            }));
+            unique += 1;
+        }
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(
+                task.await
+                    .expect("task")
+                    .unwrap_or_else(|e| panic!("round {round}: every append succeeds, got {e}")),
+            );
+        }
+        let (a, b) = (&results[0], &results[2]);
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(
+                (x.event_id, x.seq, x.hash),
+                (y.event_id, y.seq, y.hash),
+                "round {round}: both nodes answer one event with one receipt"
+            );
+            assert!(
+                x.duplicate || y.duplicate,
+                "round {round}: the loser's receipt says duplicate"
+            );
+        }
+    }
+    let chain = read_chain(&first, &tenant).await;
+    assert_eq!(
+        chain.len(),
+        ROUNDS * SHARED + unique,
+        "each shared event once, each unique one once"
+    );
+    let ids: HashSet<_> = chain.iter().map(|r| r.event_id).collect();
+    assert_eq!(ids.len(), chain.len(), "no event id twice");
+    let keys = first.key_history(&tenant).await.expect("keys");
+    assert_valid_chain(&chain, &tenant, &keys);
 }
 
 async fn two_stores_appending_concurrently_to_one_tenant_build_one_verifiable_chain(
