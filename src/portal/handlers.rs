@@ -328,8 +328,8 @@ async fn sign_in(
     let store = &state.store;
     let now = store.now_us();
     // Back-off counts per account: the same email in another organisation is another account.
-    let account = format!("{tenant_text}\n{email}");
-    if let Some(wait) = portal.backoff(&account, now) {
+    let account = super::account_key(&tenant_text, &email);
+    if let Some(wait) = super::backoff(store, &account, now).await? {
         return Ok(too_many(wait));
     }
     // Only the named tenant's accounts are looked at. An organisation that is not a tenant id
@@ -346,7 +346,7 @@ async fn sign_in(
     let user = match user {
         Some(u) if password_ok && u.is_active(now) => u,
         _ => {
-            portal.failed(&account, now);
+            super::failed(store, &account, now).await?;
             let token = portal.config().keys.csrf_token(binding);
             return Ok(anonymous(
                 "Sign in",
@@ -356,7 +356,7 @@ async fn sign_in(
             ));
         }
     };
-    portal.succeeded(&account);
+    store.clear_sign_in(&account).await?;
     // A new session id at every sign-in: nothing from before sign-in is reused.
     let session_id = random_token();
     let config = portal.config();

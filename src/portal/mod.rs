@@ -25,8 +25,7 @@ pub mod mail;
 pub(crate) mod pages;
 pub mod security;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -80,14 +79,6 @@ pub struct PortalConfig {
     pub mailer: mail::Mailer,
 }
 
-/// Failed sign-ins of one email address (known or not, so that back-off says nothing about
-/// which accounts exist).
-#[derive(Debug, Clone, Copy, Default)]
-struct Attempts {
-    failures: u32,
-    locked_until_us: i64,
-}
-
 /// The portal's shared state.
 #[derive(Clone)]
 pub struct Portal {
@@ -96,7 +87,6 @@ pub struct Portal {
 
 struct PortalInner {
     config: PortalConfig,
-    attempts: Mutex<HashMap<String, Attempts>>,
 }
 
 impl std::fmt::Debug for Portal {
@@ -113,10 +103,7 @@ impl Portal {
         // Computed now, so that the first sign-in with an unknown email costs one hash, not two.
         std::sync::LazyLock::force(&security::DUMMY_HASH);
         Portal {
-            inner: Arc::new(PortalInner {
-                config,
-                attempts: Mutex::new(HashMap::new()),
-            }),
+            inner: Arc::new(PortalInner { config }),
         }
     }
 
@@ -124,46 +111,44 @@ impl Portal {
     pub fn config(&self) -> &PortalConfig {
         &self.inner.config
     }
+}
 
-    /// Seconds the account must wait before another attempt, if it is backed off.
-    fn backoff(&self, email: &str, now_us: i64) -> Option<u64> {
-        let map = self
-            .inner
-            .attempts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        map.get(email)
-            .filter(|a| a.locked_until_us > now_us)
-            .map(|a| u64::try_from((a.locked_until_us - now_us) / 1_000_000).unwrap_or(0) + 1)
-    }
+/// Failed sign-ins are counted per account, known or not (so that back-off says nothing about
+/// which accounts exist), in the database: every service node sees the same count, so adding
+/// nodes does not multiply the attempts an attacker gets. An account is named there only by
+/// this hash of the organisation and email as typed.
+fn account_key(tenant_text: &str, email: &str) -> Vec<u8> {
+    security::token_hash(&format!("auditex sign-in back-off\n{tenant_text}\n{email}"))
+}
 
-    /// Counts a failure; after [`FREE_ATTEMPTS`] each further one doubles the wait.
-    fn failed(&self, email: &str, now_us: i64) {
-        let mut map = self
-            .inner
-            .attempts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        // Bound the map: forget the oldest entries under a flood of distinct addresses.
-        if map.len() > 100_000 {
-            map.retain(|_, a| a.locked_until_us > now_us);
-        }
-        let a = map.entry(email.to_owned()).or_default();
-        a.failures += 1;
-        if a.failures >= FREE_ATTEMPTS {
-            let exponent = (a.failures - FREE_ATTEMPTS).min(16);
-            let seconds = (1u64 << exponent).min(BACKOFF_SECONDS_MAX);
-            a.locked_until_us = now_us + i64::try_from(seconds * 1_000_000).unwrap_or(i64::MAX);
-        }
-    }
+/// Seconds the account must wait before another attempt, if it is backed off.
+async fn backoff(
+    store: &crate::store::Store,
+    account: &[u8],
+    now_us: i64,
+) -> Result<Option<u64>, crate::store::StoreError> {
+    Ok(store
+        .sign_in_locked_until(account)
+        .await?
+        .filter(|&until| until > now_us)
+        .map(|until| u64::try_from((until - now_us) / 1_000_000).unwrap_or(0) + 1))
+}
 
-    fn succeeded(&self, email: &str) {
-        self.inner
-            .attempts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(email);
+/// Counts a failure; after [`FREE_ATTEMPTS`] each further one doubles the wait.
+async fn failed(
+    store: &crate::store::Store,
+    account: &[u8],
+    now_us: i64,
+) -> Result<(), crate::store::StoreError> {
+    let failures = store.count_sign_in_failure(account, now_us).await?;
+    let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+    if failures >= FREE_ATTEMPTS {
+        let exponent = (failures - FREE_ATTEMPTS).min(16);
+        let seconds = (1u64 << exponent).min(BACKOFF_SECONDS_MAX);
+        let until = now_us.saturating_add(i64::try_from(seconds * 1_000_000).unwrap_or(i64::MAX));
+        store.lock_sign_in(account, until).await?;
     }
+    Ok(())
 }
 
 /// The signed-in person of a request.

@@ -81,3 +81,14 @@ pub(crate) const LIVE_SESSIONS: &str = concat!(
 pub(crate) const INSERT_RESET: &str = "INSERT INTO password_resets (token_hash, user_id, tenant_id, created_at_us, expires_at_us, used_at_us) VALUES ($1, $2, $3, $4, $5, NULL)";
 
 pub(crate) const TAKE_RESET: &str = "UPDATE password_resets SET used_at_us = $1 WHERE token_hash = $2 AND tenant_id = $3 AND used_at_us IS NULL AND expires_at_us > $1 RETURNING user_id";
+
+/// Counts one failed sign-in of an account key; returns the failures counted so far.
+pub(crate) const COUNT_SIGN_IN_FAILURE: &str = "INSERT INTO sign_in_backoff (account_hash, failures, locked_until_us, updated_at_us) VALUES ($1, 1, 0, $2) ON CONFLICT (account_hash) DO UPDATE SET failures = sign_in_backoff.failures + 1, updated_at_us = excluded.updated_at_us RETURNING failures";
+/// Refuses the account's attempts until `$1` (never shortening a wait another node set).
+pub(crate) const LOCK_SIGN_IN: &str = "UPDATE sign_in_backoff SET locked_until_us = $1 WHERE account_hash = $2 AND locked_until_us < $1";
+/// Forgets accounts whose last failure is older than `$1`.
+pub(crate) const FORGET_SIGN_IN_FAILURES: &str =
+    "DELETE FROM sign_in_backoff WHERE updated_at_us < $1";
+pub(crate) const SIGN_IN_LOCKED_UNTIL: &str =
+    "SELECT locked_until_us FROM sign_in_backoff WHERE account_hash = $1";
+pub(crate) const CLEAR_SIGN_IN: &str = "DELETE FROM sign_in_backoff WHERE account_hash = $1";

@@ -540,6 +540,24 @@ pub(crate) trait AccessBackend: Send + Sync {
         expires_at_us: Option<i64>,
     ) -> Result<(), StoreError>;
 
+    /// Counts a failed sign-in of `account` (a hash naming no tenant), forgets accounts whose
+    /// last failure is older than `forget_before_us`, and returns the failures counted.
+    async fn count_sign_in_failure(
+        &self,
+        account: &[u8],
+        now_us: i64,
+        forget_before_us: i64,
+    ) -> Result<i64, StoreError>;
+
+    /// Refuses `account`'s sign-ins until `until_us` (a longer wait already set stays).
+    async fn lock_sign_in(&self, account: &[u8], until_us: i64) -> Result<(), StoreError>;
+
+    /// Until when `account`'s sign-ins are refused, if it failed before.
+    async fn sign_in_locked_until(&self, account: &[u8]) -> Result<Option<i64>, StoreError>;
+
+    /// Forgets `account`'s failures (a successful sign-in).
+    async fn clear_sign_in(&self, account: &[u8]) -> Result<(), StoreError>;
+
     /// Stores a new session.
     async fn insert_session(&self, s: &Session) -> Result<(), StoreError>;
 

@@ -278,6 +278,47 @@ impl Store {
         self.backend().insert_session(s).await
     }
 
+    /// Until when sign-ins of `account` (the portal's hash of organisation and email, naming no
+    /// tenant) are refused, shared by every service node on this database.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn sign_in_locked_until(&self, account: &[u8]) -> Result<Option<i64>, StoreError> {
+        self.backend().sign_in_locked_until(account).await
+    }
+
+    /// Counts a failed sign-in of `account` and returns the failures counted so far; failures
+    /// older than a day are forgotten.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn count_sign_in_failure(
+        &self,
+        account: &[u8],
+        now_us: i64,
+    ) -> Result<i64, StoreError> {
+        const FORGET_AFTER_US: i64 = 24 * 3600 * 1_000_000;
+        self.backend()
+            .count_sign_in_failure(account, now_us, now_us.saturating_sub(FORGET_AFTER_US))
+            .await
+    }
+
+    /// Refuses sign-ins of `account` until `until_us` (a longer wait already set stays).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn lock_sign_in(&self, account: &[u8], until_us: i64) -> Result<(), StoreError> {
+        self.backend().lock_sign_in(account, until_us).await
+    }
+
+    /// Forgets the failed sign-ins of `account`.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn clear_sign_in(&self, account: &[u8]) -> Result<(), StoreError> {
+        self.backend().clear_sign_in(account).await
+    }
+
     /// A session by the hash of its id: the one look-up made before a request's tenant is known
     /// (on PostgreSQL through the owner's `session_for_id_hash`, which returns only that row).
     ///

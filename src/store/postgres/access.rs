@@ -220,6 +220,47 @@ impl AccessBackend for PgDb {
         Ok(())
     }
 
+    async fn count_sign_in_failure(
+        &self,
+        account: &[u8],
+        now_us: i64,
+        forget_before_us: i64,
+    ) -> Result<i64, StoreError> {
+        sqlx::query(sql::FORGET_SIGN_IN_FAILURES)
+            .bind(forget_before_us)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar(sql::COUNT_SIGN_IN_FAILURE)
+            .bind(account)
+            .bind(now_us)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn lock_sign_in(&self, account: &[u8], until_us: i64) -> Result<(), StoreError> {
+        sqlx::query(sql::LOCK_SIGN_IN)
+            .bind(until_us)
+            .bind(account)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn sign_in_locked_until(&self, account: &[u8]) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(sql::SIGN_IN_LOCKED_UNTIL)
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn clear_sign_in(&self, account: &[u8]) -> Result<(), StoreError> {
+        sqlx::query(sql::CLEAR_SIGN_IN)
+            .bind(account)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
         self.execute_for(
             &s.tenant,

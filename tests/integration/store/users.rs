@@ -8,6 +8,7 @@ use ledger::types::TenantId;
 use crate::support::{Backend, TestDb, backend_tests};
 
 backend_tests!(
+    sign_in_failures_counted_by_one_node_back_off_the_account_on_every_node,
     changing_a_password_or_disabling_a_user_ends_all_their_sessions_and_reset_links_and_no_one_elses,
 );
 
@@ -171,4 +172,90 @@ async fn changing_a_password_or_disabling_a_user_ends_all_their_sessions_and_res
         (lee_now.password_hash.as_str(), lee_now.disabled_at_us),
         ("old-hash", None)
     );
+}
+
+/// Two service nodes on one database (two stores, two pools): the portal's sign-in back-off is
+/// the database's, so a node counts the failures another saw and honours its wait.
+async fn sign_in_failures_counted_by_one_node_back_off_the_account_on_every_node(backend: Backend) {
+    const DAY_US: i64 = 24 * HOUR_US;
+    let db = TestDb::new(&backend).await;
+    let (first, second) = (db.open().await, db.open().await);
+    let (account, other) = ([1u8; 32], [2u8; 32]);
+    let t0 = 1_000_000;
+    assert_eq!(
+        first.sign_in_locked_until(&account).await.expect("read"),
+        None
+    );
+    for n in 1..=6i64 {
+        let node = if n % 2 == 0 { &second } else { &first };
+        assert_eq!(
+            node.count_sign_in_failure(&account, t0)
+                .await
+                .expect("count"),
+            n,
+            "failure {n} counts the other node's too"
+        );
+    }
+    first
+        .lock_sign_in(&account, t0 + 8_000_000)
+        .await
+        .expect("lock");
+    assert_eq!(
+        second.sign_in_locked_until(&account).await.expect("read"),
+        Some(t0 + 8_000_000),
+        "the other node sees the wait"
+    );
+    // A shorter wait set later (a node that counted fewer failures) does not shorten it.
+    second
+        .lock_sign_in(&account, t0 + 2_000_000)
+        .await
+        .expect("lock");
+    assert_eq!(
+        first.sign_in_locked_until(&account).await.expect("read"),
+        Some(t0 + 8_000_000)
+    );
+    // Another account is not affected; a success on one node clears the account everywhere.
+    assert_eq!(
+        first.sign_in_locked_until(&other).await.expect("read"),
+        None
+    );
+    second
+        .count_sign_in_failure(&other, t0)
+        .await
+        .expect("count");
+    second.clear_sign_in(&account).await.expect("clear");
+    assert_eq!(
+        first.sign_in_locked_until(&account).await.expect("read"),
+        None
+    );
+    assert_eq!(
+        first
+            .count_sign_in_failure(&account, t0)
+            .await
+            .expect("count"),
+        1
+    );
+    // Failures untouched for a day are forgotten when another failure is counted.
+    assert_eq!(
+        first
+            .count_sign_in_failure(&account, t0 + DAY_US + 1)
+            .await
+            .expect("count"),
+        1,
+        "a failure more than a day after the last starts a new count"
+    );
+    assert_eq!(
+        first.sign_in_locked_until(&other).await.expect("read"),
+        None,
+        "the other account's row, last touched at t0, is gone"
+    );
+    assert_eq!(
+        second
+            .count_sign_in_failure(&other, t0 + DAY_US + 2)
+            .await
+            .expect("count"),
+        1
+    );
+    first.shutdown().await;
+    second.shutdown().await;
 }
