@@ -182,12 +182,17 @@ pub(crate) enum WitnessMode {
     Reset,
 }
 
+/// What was witnessed for one tenant, behind its own lock.
+type WitnessSlot = std::sync::Arc<tokio::sync::Mutex<Option<Witnessed>>>;
+
 /// The store's rollback state: where the files live, what was witnessed, who is held.
 pub(crate) struct Guard {
     dir: Option<PathBuf>,
-    /// What this process last wrote or read per tenant; held across the file write so that
-    /// publications of one tenant are checked and written one at a time.
-    witnessed: tokio::sync::Mutex<HashMap<TenantId, Witnessed>>,
+    /// What this process last wrote or read, per tenant, each behind a lock of its own held
+    /// across the file write: publications of one tenant are checked and written one at a
+    /// time, while other tenants' files are written at the same time (a lock over all tenants
+    /// made every tick wait for one fsync per tenant in turn).
+    witnessed: std::sync::Mutex<HashMap<TenantId, WitnessSlot>>,
     held: std::sync::Mutex<BTreeMap<TenantId, RollbackProblem>>,
 }
 
@@ -195,9 +200,19 @@ impl Guard {
     pub(crate) fn new(dir: Option<PathBuf>) -> Guard {
         Guard {
             dir,
-            witnessed: tokio::sync::Mutex::new(HashMap::new()),
+            witnessed: std::sync::Mutex::new(HashMap::new()),
             held: std::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The lock of what was witnessed for `tenant` (made on first use).
+    fn slot(&self, tenant: &TenantId) -> WitnessSlot {
+        self.witnessed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tenant.clone())
+            .or_default()
+            .clone()
     }
 
     fn lock_held(&self) -> std::sync::MutexGuard<'_, BTreeMap<TenantId, RollbackProblem>> {
@@ -458,15 +473,16 @@ pub(crate) async fn check_on_open(store: &Store) -> Result<(), StoreError> {
         return Ok(());
     };
     crate::file_modes::create_private_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
-    let mut witnessed = guard.witnessed.lock().await;
     for tenant in tenants_to_check(store, &dir).await? {
+        let slot = guard.slot(&tenant);
+        let mut witnessed = slot.lock().await;
         let path = checkpoint_file(&dir, &tenant);
         match read_file(&path) {
             Err(problem) => guard.hold(&tenant, RollbackProblem::Unreadable { path, problem }),
             Ok(Some(w)) => match compare(store, &tenant, w).await? {
                 Some(problem) => guard.hold(&tenant, problem),
                 None => {
-                    witnessed.insert(tenant, w);
+                    *witnessed = Some(w);
                 }
             },
             Ok(None) => {
@@ -475,13 +491,10 @@ pub(crate) async fn check_on_open(store: &Store) -> Result<(), StoreError> {
                         .map_err(|e| write_error(&path, &e))?;
                     tracing::info!(tenant = %tenant, size = latest.size.get(), path = %path.display(),
                         "recorded the latest published checkpoint outside the database");
-                    witnessed.insert(
-                        tenant,
-                        Witnessed {
-                            size: latest.size,
-                            root: latest.root,
-                        },
-                    );
+                    *witnessed = Some(Witnessed {
+                        size: latest.size,
+                        root: latest.root,
+                    });
                 }
             }
         }
@@ -516,17 +529,18 @@ pub(crate) async fn recheck_held(store: &Store) -> Result<(), StoreError> {
     if held.is_empty() {
         return Ok(());
     }
-    let mut witnessed = guard.witnessed.lock().await;
     for tenant in held {
         let Some(path) = guard.file(&tenant) else {
             continue;
         };
+        let slot = guard.slot(&tenant);
+        let mut witnessed = slot.lock().await;
         let Ok(Some(w)) = read_file(&path) else {
             continue;
         };
         if compare(store, &tenant, w).await?.is_none() {
             guard.lock_held().remove(&tenant);
-            witnessed.insert(tenant.clone(), w);
+            *witnessed = Some(w);
             tracing::info!(tenant = %tenant, size = w.size.get(),
                 "the rollback was acknowledged elsewhere; publishing checkpoints again");
         }
@@ -551,7 +565,8 @@ pub(crate) async fn witness(
         size: checkpoint.size,
         root: checkpoint.root,
     };
-    let mut witnessed = guard.witnessed.lock().await;
+    let slot = guard.slot(tenant);
+    let mut witnessed = slot.lock().await;
     if mode == WitnessMode::Check {
         if let Some(problem) = guard.problem(tenant) {
             return Err(StoreError::RollbackUnacknowledged {
@@ -559,7 +574,7 @@ pub(crate) async fn witness(
                 problem,
             });
         }
-        if let Some(&last) = witnessed.get(tenant) {
+        if let Some(last) = *witnessed {
             let problem = if new.size < last.size {
                 Some(RollbackProblem::Behind {
                     witnessed: last.size,
@@ -609,7 +624,7 @@ pub(crate) async fn witness(
     })
     .await
     .map_err(|e| io_error(&path, e))??;
-    witnessed.insert(tenant.clone(), new);
+    *witnessed = Some(new);
     Ok(())
 }
 
