@@ -17,24 +17,16 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "support/settings.rs"]
+mod settings;
+use settings::{env_u64, median};
+
 use auditex::store::crypto::MasterKey;
 use auditex::store::{DatabaseUrl, Store, StoreConfig};
 use futures_util::StreamExt;
 use ledger::draft::prepare_client_draft;
 use ledger::types::TenantId;
 use sqlx::Connection;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 /// `count` single-row INSERTs on SQLite, each its own durable transaction (WAL, synchronous FULL).
 async fn raw_commits_sqlite(path: &std::path::Path, count: u64) -> Duration {

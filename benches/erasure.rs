@@ -25,6 +25,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+#[path = "support/settings.rs"]
+mod settings;
+use settings::{env_u64, median};
+
 use auditex::store::crypto::MasterKey;
 use auditex::store::subjects::SubjectErasure;
 use auditex::store::{DatabaseUrl, Store, StoreConfig};
@@ -77,18 +81,6 @@ async fn batched(store: &Store, tenant: &TenantId, drafts: Vec<ClientDraft>) -> 
         t.await.expect("submitter");
     }
     count as f64 / start.elapsed().as_secs_f64()
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 async fn run_backend(

@@ -12,6 +12,10 @@
 
 use std::time::Instant;
 
+#[path = "support/settings.rs"]
+mod settings;
+use settings::{env_u64, median};
+
 use auditex::store::crypto::MasterKey;
 use auditex::store::{DatabaseUrl, Store, StoreConfig};
 use ledger::draft::{ClientDraft, prepare_client_draft};
@@ -23,18 +27,6 @@ use ledger::types::TenantId;
 mod raw_insert;
 
 const SUBMITTERS: usize = 8;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn drafts(count: u64) -> Vec<ClientDraft> {
     (0..count)
