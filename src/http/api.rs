@@ -1180,6 +1180,14 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
         );
     }
+    if let Some(primary) = state.store.database_primary() {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            text,
+            "# HELP auditex_database_primary_changes_total Times the service moved to another PostgreSQL node as its primary (failovers it followed).\n# TYPE auditex_database_primary_changes_total counter\nauditex_database_primary_changes_total {}\n# HELP auditex_database_without_primary_seconds Seconds the service has been without a reachable PostgreSQL primary (0 while it has one).\n# TYPE auditex_database_without_primary_seconds gauge\nauditex_database_without_primary_seconds {}",
+            primary.changes, primary.without_primary_seconds
+        );
+    }
     text.push_str(&projection_metrics(&state));
     text.push_str(&witness_metrics(&state));
     typed(text, "text/plain; version=0.0.4", None)

@@ -55,6 +55,11 @@ pub(crate) trait Backend: LedgerBackend + AccessBackend + ViewBackend {
     /// Which database this is.
     fn kind(&self) -> BackendKind;
 
+    /// On PostgreSQL, the node used as the primary and what happened to it (`/metrics`).
+    fn primary(&self) -> Option<PrimaryInfo> {
+        None
+    }
+
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -443,6 +448,17 @@ pub(crate) trait AppendTransaction: Send {
 
     /// Commits the group.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// The PostgreSQL node the service uses as its primary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrimaryInfo {
+    /// `host:port` of the node.
+    pub node: String,
+    /// How often the service moved to another node since it started.
+    pub changes: u64,
+    /// How long the service has been without a reachable primary (0 while it has one).
+    pub without_primary_seconds: f64,
 }
 
 /// What ends a user's access besides their sessions and reset links (see

@@ -13,6 +13,7 @@ mod access_sql;
 pub(crate) mod api_keys;
 mod appender;
 mod backend;
+pub use backend::PrimaryInfo;
 pub mod backup;
 mod checkpointer;
 pub mod crypto;
@@ -679,6 +680,12 @@ impl Store {
 
     pub(crate) fn queue_total(&self) -> &Arc<appender::QueueBudget> {
         &self.inner.queue_total
+    }
+
+    /// On PostgreSQL, the node used as the primary, how often it changed and how long the
+    /// service has been without one (for `/metrics`).
+    pub fn database_primary(&self) -> Option<PrimaryInfo> {
+        self.backend().primary()
     }
 
     /// The faults met so far: storage full, clock behind, load shed (for `/readyz` and

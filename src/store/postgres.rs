@@ -41,6 +41,7 @@ const SELECT_RECORD: &str = "SELECT tenant_id, seq, event_id, event_type, captur
 #[derive(Clone)]
 pub(crate) struct PgDb {
     pool: PgPool,
+    primary: std::sync::Arc<nodes::PrimaryState>,
 }
 
 impl PgDb {
@@ -64,8 +65,12 @@ impl PgDb {
             .after_connect(|conn, _| Box::pin(nodes::refuse_standby(conn)))
             .connect_with(nodes.options(primary).clone())
             .await?;
-        nodes::watch(pool.clone(), nodes, primary);
-        let db = PgDb { pool };
+        let state = std::sync::Arc::new(nodes::PrimaryState::new(nodes.label(primary)));
+        nodes::watch(pool.clone(), nodes, primary, state.clone());
+        let db = PgDb {
+            pool,
+            primary: state,
+        };
         db.check_migrations().await?;
         Ok(db)
     }
@@ -141,6 +146,10 @@ impl PgDb {
 
 #[async_trait::async_trait]
 impl Backend for PgDb {
+    fn primary(&self) -> Option<super::backend::PrimaryInfo> {
+        Some(self.primary.info())
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Postgres
     }

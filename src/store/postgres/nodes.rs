@@ -29,6 +29,46 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the watcher checks that the pool still talks to the primary.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Which node the service uses, how often that changed and since when there is none, for
+/// `/metrics` (shared between the watcher and the store).
+#[derive(Debug, Default)]
+pub(crate) struct PrimaryState {
+    node: std::sync::Mutex<String>,
+    changes: std::sync::atomic::AtomicU64,
+    /// When the primary was last found missing (µs since the Unix epoch), 0 while there is one.
+    missing_since_us: std::sync::atomic::AtomicI64,
+}
+
+impl PrimaryState {
+    pub(crate) fn new(node: &str) -> PrimaryState {
+        PrimaryState {
+            node: std::sync::Mutex::new(node.to_owned()),
+            ..PrimaryState::default()
+        }
+    }
+
+    /// The state as `/metrics` shows it.
+    pub(crate) fn info(&self) -> super::super::backend::PrimaryInfo {
+        use std::sync::atomic::Ordering;
+        let since = self.missing_since_us.load(Ordering::Relaxed);
+        super::super::backend::PrimaryInfo {
+            node: self.node.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            changes: self.changes.load(Ordering::Relaxed),
+            without_primary_seconds: if since == 0 {
+                0.0
+            } else {
+                (now_us() - since).max(0) as f64 / 1e6
+            },
+        }
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// The nodes a database URL names, in the order given.
 #[derive(Clone, Debug)]
 pub(crate) struct Nodes {
@@ -160,7 +200,13 @@ pub(crate) async fn refuse_standby(conn: &mut sqlx::PgConnection) -> Result<(), 
 
 /// Keeps `pool` pointed at the primary while the pool is open; `current` is the node chosen
 /// when the store opened.
-pub(crate) fn watch(pool: PgPool, nodes: Nodes, mut current: usize) {
+pub(crate) fn watch(
+    pool: PgPool,
+    nodes: Nodes,
+    mut current: usize,
+    state: std::sync::Arc<PrimaryState>,
+) {
+    use std::sync::atomic::Ordering;
     if nodes.len() < 2 {
         return;
     }
@@ -175,6 +221,7 @@ pub(crate) fn watch(pool: PgPool, nodes: Nodes, mut current: usize) {
             })
             .await;
             if matches!(primary, Ok(Ok(true))) {
+                state.missing_since_us.store(0, Ordering::Relaxed);
                 if let Some(since) = missing_since.take() {
                     tracing::warn!(
                         node = nodes.label(current),
@@ -185,7 +232,10 @@ pub(crate) fn watch(pool: PgPool, nodes: Nodes, mut current: usize) {
                 }
                 continue;
             }
-            missing_since.get_or_insert_with(std::time::Instant::now);
+            if missing_since.is_none() {
+                missing_since = Some(std::time::Instant::now());
+                state.missing_since_us.store(now_us(), Ordering::Relaxed);
+            }
             match nodes.find_primary().await {
                 Ok(found) if found != current => {
                     tracing::warn!(
@@ -195,6 +245,9 @@ pub(crate) fn watch(pool: PgPool, nodes: Nodes, mut current: usize) {
                     );
                     current = found;
                     pool.set_connect_options(nodes.options(found).clone());
+                    *state.node.lock().unwrap_or_else(|p| p.into_inner()) =
+                        nodes.label(found).to_owned();
+                    state.changes.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "no PostgreSQL primary at the moment"),
