@@ -386,9 +386,9 @@ enum Slot {
 enum GroupFailed {
     Store(StoreError),
     /// Another writer sharing the database (a second service node) appended some of these
-    /// event ids after this group's idempotency look-up: the drafts come back untouched, to be
-    /// decided again (the ones now stored answer with the stored record's receipt).
-    Raced(Vec<PreparedDraft>),
+    /// event ids after this group's idempotency look-up: the drafts come back untouched, with
+    /// the records now stored under their ids, to be decided again.
+    Raced(Vec<PreparedDraft>, HashMap<EventId, Record>),
 }
 
 impl From<StoreError> for GroupFailed {
@@ -645,8 +645,8 @@ impl Appender {
             match self.commit_group(new, None).await {
                 Ok(r) => break r,
                 Err(GroupFailed::Store(e)) => return Err((pending, e)),
-                Err(GroupFailed::Raced(drafts)) => {
-                    (new, pending) = self.decide_again(drafts, pending).await?;
+                Err(GroupFailed::Raced(drafts, stored)) => {
+                    (new, pending) = self.decide_again(drafts, &stored, pending).await?;
                 }
             }
         };
@@ -668,22 +668,15 @@ impl Appender {
     }
 
     /// After another node appended some of `drafts` (see [`GroupFailed::Raced`]): a draft now
-    /// stored answers with the stored record's receipt (or refuses its request whole when the
-    /// content differs, as a duplicate always does); the rest are renumbered for the next
+    /// in `stored` answers with the stored record's receipt (or refuses its request whole when
+    /// the content differs, as a duplicate always does); the rest are renumbered for the next
     /// attempt.
     async fn decide_again(
         &self,
         drafts: Vec<PreparedDraft>,
+        stored: &HashMap<EventId, Record>,
         pending: Vec<Pending>,
     ) -> Result<(Vec<PreparedDraft>, Vec<Pending>), (Vec<Pending>, StoreError)> {
-        let ids: Vec<String> = drafts
-            .iter()
-            .map(|d| d.draft.event_id.to_string())
-            .collect();
-        let stored = match self.existing(&ids).await {
-            Ok(s) => s,
-            Err(e) => return Err((pending, e)),
-        };
         // Per draft: the stored record it repeats, or why it conflicts with it.
         let mut verdict: Vec<Option<Result<Box<Record>, String>>> =
             Vec::with_capacity(drafts.len());
@@ -741,11 +734,11 @@ impl Appender {
                     Slot::New(i) | Slot::Repeat(i) => *i,
                     Slot::Existing(_) => continue,
                 };
+                // (No kept request names a conflicting draft: those were refused above.)
                 *slot = match &verdict[i] {
                     Some(Ok(record)) => Slot::Existing(record.clone()),
-                    Some(Err(_)) => unreachable!("requests with a conflict were refused above"),
-                    None if written[index[i]] => Slot::Repeat(index[i]),
-                    None => {
+                    _ if written[index[i]] => Slot::Repeat(index[i]),
+                    _ => {
                         written[index[i]] = true;
                         Slot::New(index[i])
                     }
@@ -846,7 +839,7 @@ impl Appender {
             .map_err(|e| match e {
                 GroupFailed::Store(e) => e,
                 // A rotation appends no client drafts, so it never races on event ids.
-                GroupFailed::Raced(_) => {
+                GroupFailed::Raced(..) => {
                     StoreError::Corrupt("a key rotation raced on event ids".into())
                 }
             })?;
@@ -888,10 +881,13 @@ impl Appender {
                 .iter()
                 .map(|d| d.draft.event_id.to_string())
                 .collect();
-            if !ids.is_empty() && !self.existing(&ids).await?.is_empty() {
-                // Dropping the transaction rolls it back and releases the tenant's lock.
-                drop(tx);
-                return Err(GroupFailed::Raced(drafts));
+            if !ids.is_empty() {
+                let stored = self.existing(&ids).await?;
+                if !stored.is_empty() {
+                    // Dropping the transaction rolls it back and releases the tenant's lock.
+                    drop(tx);
+                    return Err(GroupFailed::Raced(drafts, stored));
+                }
             }
         }
 
