@@ -209,20 +209,18 @@ pub struct Cosignature {
     pub key_id: NoteKeyId,
     /// When the witness cosigned (POSIX seconds).
     pub timestamp: u64,
+    /// The trusted key whose signature verified: two trusted keys may share a name and a
+    /// 4-byte key id, and a quorum counts the key, never the name.
+    pub key: VerifyingKey,
 }
 
 /// The valid cosignatures on `note` by the witnesses in `trusted`, at most one per witness key
 /// (the earliest timestamp if a key cosigned twice). Lines of other keys or types, and lines of a
-/// trusted key that do not verify, are not counted.
+/// trusted key that do not verify, are not counted. A line is checked against every trusted key
+/// with its name and key id, and credited to the one whose signature verifies.
 pub fn verify_cosignatures(note: &Note, trusted: &[WitnessKey]) -> Vec<Cosignature> {
     let mut found: Vec<Cosignature> = Vec::new();
     for line in note.signatures() {
-        let Some(witness) = trusted
-            .iter()
-            .find(|w| w.name == line.name() && w.key_id == line.key_id())
-        else {
-            continue;
-        };
         // The parsed signature field excludes the 4-byte key id.
         let bytes = line.signature_bytes();
         if bytes.len() != COSIGNATURE_BYTES - 4 {
@@ -238,22 +236,21 @@ pub fn verify_cosignatures(note: &Note, trusted: &[WitnessKey]) -> Vec<Cosignatu
             continue;
         }
         let message = cosigned_message(timestamp, note.text());
-        if witness
-            .key
-            .verify_strict(&message, &Signature::from_bytes(&signature))
-            .is_err()
-        {
+        let signature = Signature::from_bytes(&signature);
+        let Some(witness) = trusted.iter().find(|w| {
+            w.name == line.name()
+                && w.key_id == line.key_id()
+                && w.key.verify_strict(&message, &signature).is_ok()
+        }) else {
             continue;
-        }
-        match found
-            .iter_mut()
-            .find(|c| c.name == witness.name && c.key_id == witness.key_id)
-        {
+        };
+        match found.iter_mut().find(|c| c.key == witness.key) {
             Some(c) => c.timestamp = c.timestamp.min(timestamp),
             None => found.push(Cosignature {
                 name: witness.name.clone(),
                 key_id: witness.key_id,
                 timestamp,
+                key: witness.key,
             }),
         }
     }
@@ -284,6 +281,41 @@ mod tests {
     }
 
     #[test]
+    fn two_trusted_keys_sharing_a_name_and_key_id_are_each_credited_only_with_their_own_lines() {
+        // A hostile witness that took an honest one's name and found a key with the same 4-byte
+        // id: its line must not count for the honest key, nor hide the honest key's line.
+        let name = "witness.example.com/w1";
+        let honest = SigningKey::from_bytes(&[2; 32]);
+        let hostile = SigningKey::from_bytes(&[3; 32]);
+        let honest_key = WitnessKey::new(name, honest.verifying_key()).expect("key");
+        let forged = WitnessKey {
+            name: name.to_owned(),
+            key_id: honest_key.key_id(),
+            key: hostile.verifying_key(),
+        };
+        let trusted = [forged, honest_key.clone()];
+        let hostile_line = cosign(name, &hostile, TEXT, 1_679_315_147).expect("cosigned");
+        // The line carries the hostile key's own id; give it the honest id, as the search would.
+        let (head, tail) = hostile_line.split_at(hostile_line.rfind(' ').expect("space") + 1);
+        let mut raw = STANDARD.decode(tail.trim_end()).expect("base64");
+        raw[..4].copy_from_slice(honest_key.key_id().as_bytes());
+        let hostile_line = format!("{head}{}\n", STANDARD.encode(raw));
+        let note =
+            Note::parse(format!("{}{hostile_line}", log_signed()).as_bytes()).expect("a note");
+        let found = verify_cosignatures(&note, &trusted);
+        assert_eq!(found.len(), 1, "one line, one key");
+        assert_eq!(found[0].key, hostile.verifying_key());
+        assert_ne!(found[0].key, honest.verifying_key());
+        // The honest key's line is found although the hostile entry comes first.
+        let honest_line = cosign(name, &honest, TEXT, 1_679_315_148).expect("cosigned");
+        let note =
+            Note::parse(format!("{}{honest_line}", log_signed()).as_bytes()).expect("a note");
+        let found = verify_cosignatures(&note, &trusted);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].key, honest.verifying_key());
+    }
+
+    #[test]
     fn a_cosignature_verifies_with_its_witness_key_only() {
         let key = SigningKey::from_bytes(&[2; 32]);
         let witness = WitnessKey::new("witness.example.com/w1", key.verifying_key()).expect("key");
@@ -295,7 +327,8 @@ mod tests {
             vec![Cosignature {
                 name: "witness.example.com/w1".into(),
                 key_id: witness.key_id(),
-                timestamp: 1_679_315_147
+                timestamp: 1_679_315_147,
+                key: key.verifying_key(),
             }]
         );
         // Another witness's key finds nothing; the log's own signature is not a cosignature.

@@ -45,11 +45,7 @@ impl Rule {
         let keys: Vec<WitnessKey> = self
             .witnesses()
             .iter()
-            .filter(|w| {
-                cosigned
-                    .iter()
-                    .any(|c| c.name == w.name() && c.key_id == w.key_id())
-            })
+            .filter(|w| cosigned.iter().any(|c| c.key == *w.verifying_key()))
             .cloned()
             .collect();
         match self {

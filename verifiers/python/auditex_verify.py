@@ -475,8 +475,12 @@ def parse_witness_policy(vkeys: list[str], quorum: int | None) -> WitnessPolicy 
             key = VerifierKey.parse(text.strip(), KEY_TYPE_COSIGNATURE_V1)
         except Failed as e:
             raise Unusable(f"--witness {text}: {e}") from e
-        if key not in witnesses:
-            witnesses.append(key)
+        if key in witnesses:
+            continue
+        # One key under two names would count one witness twice (a policy file refuses it too).
+        if any(w.public_key == key.public_key for w in witnesses):
+            raise Unusable(f"--witness {text}: the same public key is given under another name; a witness counts once")
+        witnesses.append(key)
     quorum = len(witnesses) if quorum is None else quorum
     if not 1 <= quorum <= len(witnesses):
         raise Unusable(f"--quorum {quorum}: must be between 1 and the {len(witnesses)} distinct witness key(s) given")

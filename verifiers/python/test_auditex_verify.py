@@ -1532,6 +1532,20 @@ class WitnessPolicyOnEveryKind(ServesLogs, unittest.TestCase):
         code, _ = self.run_verifier(self.evidence("proof", note.replace("\n7\n", "\n8\n")), "--quorum", "1")
         self.assertEqual(code, 2)
 
+    def test_one_key_under_two_names_cannot_make_a_quorum_of_two(self):
+        # The same private key as w1 under another name: its two lines would otherwise count as
+        # two witnesses. The Rust verifier refuses such a command line too.
+        twin = Witness("witness.test/twin", 0)
+        twin.key = self.w1.key
+        public = twin.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        twin.key_id = h(twin.name.encode(), b"\n", b"\x04", public)[:4]
+        twin.vkey = f"{twin.name}+{twin.key_id.hex()}+{b64(bytes([4]) + public)}"
+        note = self.note + self.w1.line(self.note, CAPTURED_S + 60) + twin.line(self.note, CAPTURED_S + 61)
+        code, out = self.run_verifier(self.evidence("proof", note), "--witness", self.w1.vkey,
+                                      "--witness", twin.vkey, "--quorum", "2")
+        self.assertEqual(code, 2, out)
+        self.assertIn("same public key", out["error"])
+
     # A known answer from the other implementation: `auditex witness serve` (the Rust witness),
     # watching the test signer's key, cosigned this class's checkpoint (size 7) when it was
     # submitted to its add-checkpoint endpoint with old size 0.
