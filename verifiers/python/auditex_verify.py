@@ -390,6 +390,9 @@ def open_checkpoint(note: str, trusted: list[VerifierKey], origin: str | None = 
     if not signature_block:
         raise Failed("the checkpoint note has no signature lines")
     signed_by, signatures = [], []
+    # As ledger::note: a note carries at most 100 signature lines, known keys or not.
+    if signature_block.count("\n") > SIGNATURE_LINES_MAX:
+        raise Failed(f"the checkpoint note has more than the {SIGNATURE_LINES_MAX} signature lines a note may carry")
     for line in signature_block[:-1].split("\n") if signature_block.endswith("\n") else [None]:
         if line is None or not line.startswith("\u2014 "):
             raise Failed("malformed signature line in the checkpoint note")
@@ -1473,6 +1476,8 @@ TILE_HEIGHT = 8  # Merkle levels per tile
 TILE_WIDTH = 1 << TILE_HEIGHT  # hashes in a full tile, entries in a full bundle
 HASH_BYTES = 32
 ENTRY_BYTES_MAX = 0xFFFF  # what a uint16 length prefix can say
+ENTRY_HASH_BYTES = 32  # an entry of an Auditex log is its record hash
+SIGNATURE_LINES_MAX = 100  # the most signature lines a note may carry (ledger::note)
 RECORD_LINE_BYTES_MAX = 4 * 1024 * 1024  # this verifier's bound on one record's line
 HTTP_TIMEOUT_S = 60
 API_KEY_VARIABLE = "AUDITEX_API_KEY"
@@ -1721,6 +1726,10 @@ class TiledLog:
         entries = parse_entry_bundle(
             self.fetcher.get(path, width * (2 + ENTRY_BYTES_MAX), self.must_exist(path)), width, path
         )
+        # Auditex's entries are record hashes, as the Rust verifier requires of every entry.
+        for entry in entries:
+            if len(entry) != ENTRY_HASH_BYTES:
+                raise Failed(f"{path}: an entry of {len(entry)} bytes, not a 32-byte record hash")
         for i, (entry, leaf) in enumerate(zip(entries, leaves)):
             if leaf_hash(entry) != leaf:
                 seq = index * TILE_WIDTH + i

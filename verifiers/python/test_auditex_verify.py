@@ -478,6 +478,14 @@ class StrictReading(unittest.TestCase):
         with self.assertRaisesRegex(av.Failed, "twice"):
             av.open_checkpoint(note + signature_line, [self.key])
 
+    def test_a_checkpoint_with_more_than_100_signature_lines_is_rejected(self):
+        # As ledger::note::SIGNATURE_LINES_MAX: unknown keys' lines count too.
+        note = self.signer.note(3, h(b"root"))
+        junk = "".join(f"\u2014 other.example/k{i} {b64(bytes(68))}\n" for i in range(99))
+        av.open_checkpoint(note + junk, [self.key])
+        with self.assertRaisesRegex(av.Failed, "more than the 100 signature lines"):
+            av.open_checkpoint(note + junk + f"\u2014 other.example/k99 {b64(bytes(68))}\n", [self.key])
+
     def test_a_record_version_written_as_a_fraction_or_boolean_is_rejected(self):
         for v in (1.0, True):
             rec = {m: None for m in av.RECORD_MEMBERS}
@@ -1120,6 +1128,14 @@ class TiledLogFromTiles(ServesLogs, unittest.TestCase):
             with self.subTest(what):
                 log.overrides["tile/entries/001"] = body
                 self.assert_fails("--leaf", "300", message=message)
+
+    def test_an_entry_that_is_not_a_32_byte_record_hash_fails_wherever_it_is(self):
+        # As the Rust verifier: every entry of a bundle is a record hash, also at positions not
+        # asked for. The last entry is replaced by a 33-byte one; --leaf asks for the first.
+        log = self.serve_records(600)
+        bundle = log.resource("tile/entries/001")
+        log.overrides["tile/entries/001"] = bundle[:-34] + b"\x00\x21" + bundle[-32:] + b"\x00"
+        self.assert_fails("--leaf", "256", message="tile/entries/001: an entry of 33 bytes, not a 32-byte record hash")
 
     def test_an_entry_that_is_not_its_leafs_preimage_fails(self):
         log = self.serve_records(600)
