@@ -84,6 +84,9 @@ pub struct WitnessServer {
     addr: SocketAddr,
     tls: Option<TlsSetup>,
     router: Router,
+    /// Forgets addresses whose rate-limit state is back to full, so that the limiter's memory
+    /// does not grow with every address that ever connected.
+    trim_limiter: Box<dyn Fn() + Send + Sync>,
 }
 
 impl WitnessServer {
@@ -114,6 +117,9 @@ impl WitnessServer {
                 .burst_size(config.rate_burst);
             Arc::new(builder.finish().ok_or(WitnessStartError::RateLimit)?)
         };
+        let address_limiter = limiter.limiter().clone();
+        let trim_limiter: Box<dyn Fn() + Send + Sync> =
+            Box::new(move || address_limiter.retain_recent());
         let router = Router::new()
             .route("/add-checkpoint", post(add_checkpoint))
             .route("/{origin_hash}/checkpoint", get(checkpoint))
@@ -133,6 +139,7 @@ impl WitnessServer {
             addr,
             tls,
             router,
+            trim_limiter,
         })
     }
 
@@ -165,10 +172,18 @@ impl WitnessServer {
             shutdown.await;
             stopper.graceful_shutdown(Some(Duration::from_millis(SHUTDOWN_GRACE_MS)));
         });
+        let trim = self.trim_limiter;
+        let trimmer = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                trim();
+            }
+        });
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        match self.tls {
+        let served = match self.tls {
             Some(tls) => {
                 let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.config);
                 axum_server::from_tcp_rustls(self.listener, config)?
@@ -182,7 +197,9 @@ impl WitnessServer {
                     .serve(service)
                     .await
             }
-        }
+        };
+        trimmer.abort();
+        served
     }
 }
 
