@@ -183,6 +183,15 @@ pub(crate) trait LedgerBackend: Send + Sync {
         limit: u64,
     ) -> Result<Vec<i64>, StoreError>;
 
+    /// The journaled erasures this database carried out again, `(seq, record hash)` in order,
+    /// at most `limit` after `after`.
+    async fn reapplied_erasures(
+        &self,
+        tenant: &TenantId,
+        after: Option<(i64, Vec<u8>)>,
+        limit: u64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError>;
+
     /// The active legal holds of `subjects` (see `holds_sql.rs`).
     async fn active_holds(
         &self,

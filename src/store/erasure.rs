@@ -10,13 +10,17 @@
 //! keys. So every erasure is also written to `<checkpoint dir>/<tenant>.erasures` (one erasure
 //! record per line, as in an export), outside the database, once its transaction has committed
 //! and before anyone is answered.
-//! When the store opens, every journaled erasure the database does not list as carried out (in
-//! its `erasures` table, written in the erasure's own transaction) is carried out again, before
-//! anything is served: on a restored older database (a backup, a PostgreSQL point-in-time
-//! recovery) it erases the values again. An erasure the database lists is not repeated: its
-//! values went with it, and repeating it could only reach records appended after it, which a
-//! rolled-back chain may have given lower sequence numbers. So a start reads the journal and
-//! one list, whatever the number of erasures. A journal that cannot be read
+//! When the store opens, every journaled erasure the database has not carried out is carried
+//! out again, before anything is served: on a restored older database (a backup, a PostgreSQL
+//! point-in-time recovery) it erases the values again. The database has carried out an erasure
+//! when its chain holds that very record (same number, same hash: the erasure ran in the
+//! record's own transaction) or when it marked that record, by number and hash, as re-applied
+//! (`erasure_reapplications`). The number alone proves nothing: a restored chain may have given
+//! it to another record, and another restore may then bring back values of the first. One that
+//! was carried out is not repeated: its values went with it, and repeating it could only reach
+//! records appended after it, which a rolled-back chain may have given lower sequence numbers.
+//! So a start reads the journal, two lists, and one stored hash per journaled erasure the
+//! database lists. A journal that cannot be read
 //! holds the tenant: no erasable value of it is served and nothing is appended until it is
 //! repaired. Erasures the database knows and the journal lacks (written by another node, or a
 //! journal restored from an old copy) are added to it at the same time.
@@ -33,7 +37,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use ledger::record::{EventType, Record};
-use ledger::types::{Sequence, TenantId};
+use ledger::types::{Hash, Sequence, TenantId};
 
 use super::{Store, StoreError};
 
@@ -51,6 +55,10 @@ pub struct ErasureScope {
     pub event_ids: Option<Vec<String>>,
     /// Only these fields, when given.
     pub fields: Option<Vec<String>>,
+    /// Set when the erasure is carried out again from the journal: the erasure record's hash,
+    /// marked in `erasure_reapplications` in the same transaction so that later starts know this
+    /// database carried out *this* record, whatever record the chain has at its number now.
+    pub reapplied: Option<Hash>,
 }
 
 impl ErasureScope {
@@ -71,6 +79,7 @@ impl ErasureScope {
             subject_ref: value.get("subject_ref")?.as_str()?.to_owned(),
             event_ids: strings("event_ids"),
             fields: strings("fields"),
+            reapplied: None,
         })
     }
 
@@ -280,10 +289,8 @@ impl Store {
                 path.display()
             ));
         }
-        // The erasures this database carried out itself: each in the transaction that appended
-        // it (or, for one re-applied from the journal, in that re-application), so its values
-        // are gone already and doing it again could only reach records appended after it (a
-        // rolled-back database whose chain went on past the erasure's old sequence number).
+        // The sequence numbers of the erasures this database lists as carried out, each in the
+        // transaction that appended it or in a re-application from the journal.
         let mut in_database = std::collections::BTreeSet::new();
         let mut after = None;
         loop {
@@ -296,7 +303,22 @@ impl Store {
             after = Some(*last);
             in_database.extend(page.into_iter().filter_map(|s| u64::try_from(s).ok()));
         }
-        let mut journaled_seqs = std::collections::BTreeSet::new();
+        // The journaled erasures it carried out again, by number *and hash*.
+        let mut marks = std::collections::BTreeSet::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .backend()
+                .reapplied_erasures(tenant, after.clone(), 1000)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.clone());
+            marks.extend(page);
+        }
+        // The hash of the chain's record at each listed number that the journal also names.
+        let mut chain_hash: BTreeMap<u64, Option<Vec<u8>>> = BTreeMap::new();
+        let mut journaled_at: BTreeMap<u64, Vec<Hash>> = BTreeMap::new();
         let mut reapplied = 0u64;
         for record in &journaled {
             if record.tenant != *tenant {
@@ -307,17 +329,40 @@ impl Store {
                     record.tenant
                 ));
             }
-            let scope = ErasureScope::of_record(record).ok_or_else(|| {
+            let mut scope = ErasureScope::of_record(record).ok_or_else(|| {
                 format!(
                     "{}: erasure seq {} has no subject_ref",
                     path.display(),
                     record.seq
                 )
             })?;
-            journaled_seqs.insert(record.seq.get());
-            if in_database.contains(&record.seq.get()) {
+            let seq = record.seq.get();
+            journaled_at.entry(seq).or_default().push(record.hash);
+            // Carried out already when the chain holds this very record (it was carried out in
+            // the transaction that appended it), or when it was re-applied here before. A number
+            // alone proves nothing: after a restore the chain may have given it to another
+            // record, and repeating an erasure that was carried out could reach values appended
+            // after it; skipping one that was not would bring erased values back.
+            if in_database.contains(&seq) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = chain_hash.entry(seq) {
+                    let hashes = self
+                        .backend()
+                        .record_hashes(tenant, seq, seq.saturating_add(1))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    slot.insert(hashes.into_iter().next());
+                }
+                if chain_hash.get(&seq).and_then(Option::as_deref)
+                    == Some(record.hash.as_bytes().as_slice())
+                {
+                    continue;
+                }
+            }
+            let db_seq = i64::try_from(seq).map_err(|e| e.to_string())?;
+            if marks.contains(&(db_seq, record.hash.as_bytes().to_vec())) {
                 continue;
             }
+            scope.reapplied = Some(record.hash);
             reapplied += self
                 .apply_erasure(tenant, &scope)
                 .await
@@ -329,12 +374,24 @@ impl Store {
         }
         // Erasures committed by another node, or missing from a journal restored from a copy.
         let mut missing = Vec::new();
-        for seq in in_database.difference(&journaled_seqs) {
+        for seq in &in_database {
+            // Known from the loop above: the journal holds the chain's record at this number.
+            if let (Some(Some(hash)), Some(hashes)) = (chain_hash.get(seq), journaled_at.get(seq))
+                && hashes
+                    .iter()
+                    .any(|h| h.as_bytes().as_slice() == hash.as_slice())
+            {
+                continue;
+            }
             let at = Sequence::new(*seq).map_err(|e| e.to_string())?;
-            // Only an erasure of that subject: a row left by a re-application at a number the
-            // chain has since given to another record must not put that record in the journal.
+            // Only the chain's own erasure at that number, and only if the journal lacks it: a
+            // row left by a re-application at a number the chain has since given to another
+            // record must not put that record in the journal.
             if let Some(r) = self.record(tenant, at).await.map_err(|e| e.to_string())?
                 && ErasureScope::of_record(&r).is_some()
+                && !journaled_at
+                    .get(seq)
+                    .is_some_and(|hashes| hashes.contains(&r.hash))
             {
                 missing.push(r);
             }

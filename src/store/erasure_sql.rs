@@ -192,6 +192,37 @@ where
             .collect()
     }
 
+    /// The journaled erasures this database carried out again: `(seq, record hash)`, in order,
+    /// at most `limit` after `after` (all with `None`).
+    pub(crate) async fn reapplied_erasures(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+        after: Option<(i64, Vec<u8>)>,
+        limit: u64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT seq, record_hash FROM erasure_reapplications WHERE tenant_id = ",
+        );
+        q.push_bind(tenant.as_str().to_owned());
+        if let Some((seq, hash)) = after {
+            q.push(" AND (seq > ");
+            q.push_bind(seq);
+            q.push(" OR (seq = ");
+            q.push_bind(seq);
+            q.push(" AND record_hash > ");
+            q.push_bind(hash);
+            q.push("))");
+        }
+        q.push(" ORDER BY seq, record_hash LIMIT ");
+        q.push_bind(db_int(limit));
+        q.build()
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
     /// Every value concerning `subject`, stored or erased: `(seq, event id, field, erasure seq
     /// when erased)`, in order.
     pub(crate) async fn subject_values(
@@ -377,6 +408,18 @@ where
         q.push_bind(db_int(erased));
         q.push(") ON CONFLICT DO NOTHING");
         q.build().execute(&mut *conn).await?;
+        if let Some(hash) = &scope.reapplied {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO erasure_reapplications (tenant_id, seq, record_hash) VALUES (",
+            );
+            q.push_bind(tenant.as_str().to_owned());
+            q.push(", ");
+            q.push_bind(db_int(scope.erasure_seq));
+            q.push(", ");
+            q.push_bind(hash.as_bytes().to_vec());
+            q.push(") ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *conn).await?;
+        }
         Ok(erased)
     }
 }

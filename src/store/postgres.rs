@@ -397,6 +397,19 @@ impl LedgerBackend for PgDb {
         Ok(rows)
     }
 
+    async fn reapplied_erasures(
+        &self,
+        tenant: &TenantId,
+        after: Option<(i64, Vec<u8>)>,
+        limit: u64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows =
+            ErasureSql::<Postgres>::reapplied_erasures(&mut tx, tenant, after, limit).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
     async fn active_holds(
         &self,
         tenant: &TenantId,

@@ -411,6 +411,16 @@ impl LedgerBackend for SqliteDb {
         ErasureSql::<Sqlite>::erasures_after(&mut conn, tenant, after, limit).await
     }
 
+    async fn reapplied_erasures(
+        &self,
+        tenant: &TenantId,
+        after: Option<(i64, Vec<u8>)>,
+        limit: u64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        ErasureSql::<Sqlite>::reapplied_erasures(&mut conn, tenant, after, limit).await
+    }
+
     async fn active_holds(
         &self,
         tenant: &TenantId,

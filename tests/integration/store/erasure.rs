@@ -666,6 +666,136 @@ async fn a_value_appended_after_a_restore_below_a_journaled_erasure_is_not_erase
     store.shutdown().await;
 }
 
+/// Restores `backup` with the real `auditex restore`.
+fn restore(env: &crate::crash::ProcessEnv, backup: &Path) {
+    let out = env
+        .command(&["restore", "--force", backup.to_str().expect("utf-8")])
+        .output()
+        .expect("auditex restore");
+    assert!(
+        out.status.success(),
+        "restore: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Opens the store and, when the restore left the tenant held as rolled back, acknowledges it.
+async fn open_after_restore(config: &StoreConfig, tenant: &TenantId) -> Store {
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
+    if store.rollback_status().held().contains_key(tenant) {
+        store
+            .acknowledge_rollback(tenant, "operator", "restored a backup")
+            .await
+            .expect("acknowledge");
+    }
+    store
+}
+
+/// SQLite, with the real binary, two restores: an erasure re-applied from the journal leaves a
+/// mark at its sequence number; the chain, going on from the restored head, later appends a
+/// *different* erasure at that same number. A backup taken between the two, restored, holds the
+/// second erasure's values and the first one's mark at that number. The second erasure must be
+/// carried out again all the same: a number alone does not say which erasure ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_at_a_number_a_re_applied_erasure_also_took_is_carried_out_after_a_restore() {
+    const OTHER_SUBJECT: &str = "subj-second-1234";
+    const OTHER_TEXT: &str = "Second-Plaintext-1234";
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let env = crate::crash::ProcessEnv::new(&db);
+    let journal_dir = env.dir().join("data").join("checkpoints");
+    std::fs::create_dir_all(&journal_dir).expect("mkdir");
+    let mut config = env.store_config(&db);
+    config.checkpoint_dir = Some(journal_dir);
+    let tenant = crate::support::tenant_id("samenumber");
+
+    // History A: an early backup, then an erasure of the first subject well past it.
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
+    store.create_tenant(&tenant).await.expect("tenant");
+    append_both_subjects(&store, &tenant, 1).await;
+    let early = env.dir().join("early.db");
+    store.backup(&early).await.expect("backup");
+    append_both_subjects(&store, &tenant, 6).await;
+    let first = store
+        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect("erase")
+        .receipt
+        .seq;
+    store.shutdown().await;
+    drop(store);
+
+    // History B: the early backup restored (the first erasure is carried out again at its
+    // number), values of a second subject appended and backed up, then filler up to that
+    // number, where the second subject is erased.
+    restore(&env, &early);
+    let store = open_after_restore(&config, &tenant).await;
+    let second_values = store
+        .append(
+            &tenant,
+            (0..3)
+                .map(|n| subject_draft(OTHER_SUBJECT, &person(OTHER_TEXT, n)))
+                .collect(),
+        )
+        .await
+        .expect("append");
+    let between = env.dir().join("between.db");
+    store.backup(&between).await.expect("backup");
+    while store.tree_size(&tenant).await.expect("size").get() < first {
+        store
+            .append(
+                &tenant,
+                vec![subject_draft(KEPT_SUBJECT, &person(KEPT_TEXT, 100))],
+            )
+            .await
+            .expect("filler");
+    }
+    let second = store
+        .erase_subject(&tenant, whole_subject(OTHER_SUBJECT))
+        .await
+        .expect("erase")
+        .receipt
+        .seq;
+    assert_eq!(
+        second, first,
+        "the second erasure takes the first one's number"
+    );
+    store.shutdown().await;
+    drop(store);
+
+    // The backup from between: it holds the second subject's values and the mark of the first
+    // erasure's re-application at the shared number.
+    restore(&env, &between);
+    let store = open_after_restore(&config, &tenant).await;
+    for r in &second_values {
+        assert!(
+            store
+                .erasable_values(&tenant, seq(r.seq))
+                .await
+                .expect("read")
+                .is_empty(),
+            "record {}'s values came back",
+            r.seq
+        );
+        assert_eq!(
+            store
+                .erased_fields(&tenant, seq(r.seq))
+                .await
+                .expect("erased"),
+            BTreeMap::from([(field("iban"), second), (field("name"), second)]),
+            "record {}",
+            r.seq
+        );
+    }
+    store.shutdown().await;
+    drop(store);
+    let (sealed, keys) = subject_rows(&db, tenant.as_str(), OTHER_SUBJECT).await;
+    assert_eq!((sealed.len(), keys.len()), (0, 0), "values and key gone");
+}
+
 /// PostgreSQL point-in-time recovery, simulated: a dump taken before an erasure is loaded into
 /// a recreated database after it; the store, opening with its journal, erases the values again.
 async fn a_postgresql_state_from_before_an_erasure_brought_back_is_erased_again_on_open(
