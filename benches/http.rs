@@ -230,6 +230,7 @@ fn main() {
             tls: TlsMode::SelfSigned(dir.path().join("tls")),
             rate_per_second: 1000,
             rate_burst: 1_000_000,
+            ingest_rate_per_second: auditex::config::RATE_PER_SECOND_MAX,
             request_bodies_bytes_max: auditex::app::bodies::REQUEST_BODIES_BYTES_MAX,
         };
         let app = Application::build(store.clone(), &config).await.expect("server");

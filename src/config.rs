@@ -22,6 +22,10 @@ pub const SQLITE_FILE_NAME: &str = "auditex.db";
 /// queue budgets then push back with 503); the per-address wall is four times it.
 pub const RATE_PER_SECOND_MAX: u32 = 100_000;
 
+/// The default sustained rate of an `ingest` key, per second: above what the service sustains
+/// with single appends on two cores (BENCHMARKS.md), so that the limit does not cap one pipeline.
+pub const INGEST_RATE_PER_SECOND_DEFAULT: u32 = 20_000;
+
 /// Name of the generated master-key file inside the data folder.
 pub const MASTER_KEY_FILE_NAME: &str = "master.key";
 
@@ -417,6 +421,9 @@ pub struct HttpSettings {
     pub rate_per_second: u32,
     /// Requests allowed in a burst above the sustained rate (`AUDITEX_RATE_BURST`).
     pub rate_burst: u32,
+    /// Sustained requests per second per `ingest` key without a rate of its own
+    /// (`AUDITEX_INGEST_RATE_PER_SECOND`, at most [`RATE_PER_SECOND_MAX`]).
+    pub ingest_rate_per_second: u32,
     /// Bytes of request bodies held at once, all connections together
     /// (`AUDITEX_REQUEST_BODIES_BYTES_MAX`).
     pub request_bodies_bytes_max: usize,
@@ -432,6 +439,12 @@ impl HttpSettings {
         if self.rate_per_second == 0 || self.rate_per_second > RATE_PER_SECOND_MAX {
             return Err(ConfigError {
                 setting: "AUDITEX_RATE_PER_SECOND",
+                problem: format!("must be between 1 and {RATE_PER_SECOND_MAX}"),
+            });
+        }
+        if self.ingest_rate_per_second == 0 || self.ingest_rate_per_second > RATE_PER_SECOND_MAX {
+            return Err(ConfigError {
+                setting: "AUDITEX_INGEST_RATE_PER_SECOND",
                 problem: format!("must be between 1 and {RATE_PER_SECOND_MAX}"),
             });
         }
@@ -669,6 +682,7 @@ mod tests {
             dev_plain_http: false,
             rate_per_second: rate,
             rate_burst: 1,
+            ingest_rate_per_second: rate,
             request_bodies_bytes_max: 1 << 20,
         };
         assert!(http(1).validate().is_ok());
@@ -676,6 +690,14 @@ mod tests {
         for bad in [0, RATE_PER_SECOND_MAX + 1] {
             let err = http(bad).validate().expect_err("out of range");
             assert_eq!(err.setting, "AUDITEX_RATE_PER_SECOND");
+            assert_eq!(err.problem, "must be between 1 and 100000");
+            let err = HttpSettings {
+                ingest_rate_per_second: bad,
+                ..http(200)
+            }
+            .validate()
+            .expect_err("out of range");
+            assert_eq!(err.setting, "AUDITEX_INGEST_RATE_PER_SECOND");
             assert_eq!(err.problem, "must be between 1 and 100000");
         }
     }

@@ -119,6 +119,7 @@ impl Application {
             &AppSettings {
                 rate_per_second: config.rate_per_second,
                 rate_burst: config.rate_burst,
+                ingest_rate_per_second: config.ingest_rate_per_second,
                 request_bodies_bytes_max: config.request_bodies_bytes_max,
                 public_error: http::error::public_detail,
             },

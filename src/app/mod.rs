@@ -28,6 +28,8 @@ pub struct AppSettings {
     pub rate_per_second: u32,
     /// Burst allowance above the sustained rate.
     pub rate_burst: u32,
+    /// Sustained requests per second allowed per `ingest` key (twice that at once).
+    pub ingest_rate_per_second: u32,
     /// Bytes of request bodies that may be held at once, all connections together.
     pub request_bodies_bytes_max: usize,
     /// How integrity checks word a store error for the people who read them.
@@ -58,7 +60,11 @@ impl AppState {
             store,
             metrics: Arc::new(metrics::Metrics::default()),
             integrity: integrity::IntegrityChecks::new(settings.public_error),
-            key_limits: limits::KeyLimits::new(settings.rate_per_second, settings.rate_burst),
+            key_limits: limits::KeyLimits::new(
+                settings.rate_per_second,
+                settings.rate_burst,
+                settings.ingest_rate_per_second,
+            ),
             readiness: readiness::Readiness::default(),
             bodies: bodies::BodyBudget::new(settings.request_bodies_bytes_max),
         }

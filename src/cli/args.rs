@@ -252,6 +252,17 @@ pub struct HttpArgs {
     #[arg(long, global = true, env = "AUDITEX_RATE_BURST", default_value_t = 400)]
     pub rate_burst: u32,
 
+    /// Sustained requests per second allowed per `ingest` key (twice that at once), unless the key
+    /// has a rate of its own (`auditex apikey rate`): high enough by default for one pipeline to
+    /// reach the service's capacity with single appends.
+    #[arg(
+        long,
+        global = true,
+        env = "AUDITEX_INGEST_RATE_PER_SECOND",
+        default_value_t = crate::config::INGEST_RATE_PER_SECOND_DEFAULT
+    )]
+    pub ingest_rate_per_second: u32,
+
     /// Bytes of request bodies the service may hold at once, all connections together; a request
     /// that does not fit is answered 503 with Retry-After before its body is read.
     #[arg(long, global = true, env = "AUDITEX_REQUEST_BODIES_BYTES_MAX", default_value_t = crate::app::bodies::REQUEST_BODIES_BYTES_MAX)]
@@ -268,6 +279,7 @@ impl HttpArgs {
             dev_plain_http: self.dev_plain_http,
             rate_per_second: self.rate_per_second,
             rate_burst: self.rate_burst,
+            ingest_rate_per_second: self.ingest_rate_per_second,
             request_bodies_bytes_max: self.request_bodies_bytes_max,
         }
     }

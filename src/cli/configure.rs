@@ -181,6 +181,7 @@ pub fn http_config(http: &HttpSettings, store: &StoreSettings) -> Result<HttpCon
         tls,
         rate_per_second: http.rate_per_second,
         rate_burst: http.rate_burst,
+        ingest_rate_per_second: http.ingest_rate_per_second,
         request_bodies_bytes_max: http.request_bodies_bytes_max,
     })
 }

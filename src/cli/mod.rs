@@ -541,6 +541,22 @@ pub enum ApikeyCommand {
         /// Expire the key after this many days.
         #[arg(long)]
         expires_in_days: Option<u64>,
+        /// The key's own request rate per second (1 to 100000), instead of the service's default
+        /// for its role (`AUDITEX_INGEST_RATE_PER_SECOND` for ingest keys,
+        /// `AUDITEX_RATE_PER_SECOND` for the others).
+        #[arg(long)]
+        rate_per_second: Option<u32>,
+    },
+    /// Set a key's own request rate per second, or `default` for the service's default for its
+    /// role. Takes effect at the key's next request (within 2 s on other service nodes).
+    Rate {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The key id (16 hex digits, the part after `atx_`).
+        key_id: String,
+        /// Requests per second (1 to 100000), or `default`.
+        rate: String,
     },
     /// List a tenant's keys with their last use.
     List {
@@ -558,6 +574,18 @@ pub enum ApikeyCommand {
     },
 }
 
+/// A key's own rate, checked before anything is created.
+fn key_rate(rate: u32) -> Result<u32, String> {
+    let max = crate::store::API_KEY_RATE_MAX;
+    if (1..=max).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "a key's rate must be between 1 and {max} requests a second, not {rate}"
+        ))
+    }
+}
+
 async fn apikey(store: &Store, command: ApikeyCommand) -> CliResult {
     match command {
         ApikeyCommand::Create {
@@ -565,6 +593,7 @@ async fn apikey(store: &Store, command: ApikeyCommand) -> CliResult {
             role,
             label,
             expires_in_days,
+            rate_per_second,
         } => {
             let tenant = tenant_id(&tenant)?;
             let role = crate::auth::Role::parse(&role)?;
@@ -572,7 +601,11 @@ async fn apikey(store: &Store, command: ApikeyCommand) -> CliResult {
                 chrono::Utc::now().timestamp_micros().max(0) as u64
                     + d.saturating_mul(86_400_000_000)
             });
+            let rate = rate_per_second.map(key_rate).transpose()?;
             let key = store.create_api_key(&tenant, role, &label, expires).await?;
+            if rate.is_some() {
+                store.set_api_key_rate(&tenant, key.id(), rate).await?;
+            }
             println!("{}", key.reveal());
             eprintln!(
                 "API key {} ({role}) created for {tenant}. Store it now: it is not shown again.",
@@ -583,6 +616,27 @@ async fn apikey(store: &Store, command: ApikeyCommand) -> CliResult {
             let tenant = tenant_id(&tenant)?;
             for k in store.api_keys(&tenant).await? {
                 println!("{}", serde_json::to_string(&k)?);
+            }
+        }
+        ApikeyCommand::Rate {
+            tenant,
+            key_id,
+            rate,
+        } => {
+            let tenant = tenant_id(&tenant)?;
+            let id = crate::auth::ApiKeyId::parse(&key_id)?;
+            let rate = match rate.as_str() {
+                "default" => None,
+                n => Some(key_rate(n.parse().map_err(|_| {
+                    format!("the rate must be a whole number of requests a second or `default`, not `{n}`")
+                })?)?),
+            };
+            if !store.set_api_key_rate(&tenant, &id, rate).await? {
+                return Err(format!("{tenant} has no active key {id}").into());
+            }
+            match rate {
+                Some(r) => println!("{id}: {r} requests a second"),
+                None => println!("{id}: the default rate of its role"),
             }
         }
         ApikeyCommand::Revoke { tenant, key_id } => {

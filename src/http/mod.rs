@@ -40,9 +40,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tower_governor::GovernorLayer;
-use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::KeyExtractor;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -68,6 +65,9 @@ pub struct HttpConfig {
     pub rate_per_second: u32,
     /// Burst allowance above the sustained rate.
     pub rate_burst: u32,
+    /// Sustained requests per second allowed per `ingest` key (twice that at once), unless the
+    /// key has a rate of its own.
+    pub ingest_rate_per_second: u32,
     /// Bytes of request bodies that may be held at once, all connections together (see
     /// [`bodies`]); [`crate::app::bodies::REQUEST_BODIES_BYTES_MAX`] by default.
     pub request_bodies_bytes_max: usize,
@@ -89,21 +89,6 @@ pub enum TlsMode {
     PlainDevelopment,
 }
 
-/// Rate-limit key: the client address only (so one address cannot spread load over many keys).
-#[derive(Debug, Clone, Copy)]
-struct ClientIp;
-
-impl KeyExtractor for ClientIp {
-    type Key = String;
-
-    fn extract<T>(
-        &self,
-        req: &axum::http::Request<T>,
-    ) -> Result<Self::Key, tower_governor::GovernorError> {
-        Ok(peer_ip(req))
-    }
-}
-
 fn peer_ip<T>(req: &axum::http::Request<T>) -> String {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -118,13 +103,24 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn rate_limited(metrics: &Metrics, e: tower_governor::GovernorError) -> Response {
-    metrics.rate_limited();
-    let wait = match e {
-        tower_governor::GovernorError::TooManyRequests { wait_time, .. } => wait_time.max(1),
-        _ => 1,
-    };
-    ApiError::RateLimited(wait).into_response()
+/// What the address wall needs: its buckets, the store's verified keys, the metrics.
+#[derive(Clone)]
+struct AddressWall {
+    limits: limits::AddressLimits,
+    store: crate::store::Store,
+    metrics: Arc<Metrics>,
+}
+
+/// Charges the request to its client address unless it carries a key this node verified a
+/// moment ago (then its key's own bucket applies, in the `Caller` extractor); 429 with
+/// `Retry-After` when the address's bucket is empty.
+async fn address_wall(State(wall): State<AddressWall>, request: Request, next: Next) -> Response {
+    let vouched = bearer(request.headers()).is_some_and(|key| wall.store.recently_verified(key));
+    if !vouched && let Err(wait) = wall.limits.charge(&peer_ip(&request)) {
+        wall.metrics.rate_limited();
+        return ApiError::RateLimited(wait).into_response();
+    }
+    next.run(request).await
 }
 
 /// Every route of the API: ledger, views, integrity checks, health, readiness, metrics and the
@@ -155,24 +151,16 @@ pub fn edge(
     state: AppState,
     config: &HttpConfig,
 ) -> (Router, AddressLimiterTrim) {
-    // The address wall covers all traffic, authenticated or not; the per-key bucket is charged
-    // in the `Caller` extractor once the key verified (see `app::limits`).
-    let per_ip = {
-        let quota = limits::address_quota(config.rate_per_second, config.rate_burst);
-        let mut builder = GovernorConfigBuilder::default().key_extractor(ClientIp);
-        builder
-            .period(quota.replenish_interval())
-            .burst_size(quota.burst_size().get());
-        Arc::new(
-            builder
-                .finish()
-                // `finish` fails only for a zero period or burst, which `limits` rules out.
-                .expect("rate-limit configuration is valid"),
-        )
+    // The address wall covers all traffic but requests carrying a key this node verified a
+    // moment ago, which are charged to that key's own bucket in the `Caller` extractor (see
+    // `app::limits`).
+    let wall = AddressWall {
+        limits: limits::AddressLimits::new(config.rate_per_second, config.rate_burst),
+        store: state.store.clone(),
+        metrics: state.metrics.clone(),
     };
-    let address_limiter = per_ip.limiter().clone();
-    let trim: AddressLimiterTrim = Box::new(move || address_limiter.retain_recent());
-    let metrics = state.metrics.clone();
+    let address_limits = wall.limits.clone();
+    let trim: AddressLimiterTrim = Box::new(move || address_limits.retain_recent());
     let request_id = HeaderName::from_static("x-request-id");
     let router = routes
         .layer(axum::middleware::from_fn(input::refuse_unusable_input))
@@ -181,7 +169,7 @@ pub fn edge(
             state.bodies.clone(),
             bodies::reserve_body_bytes,
         ))
-        .layer(GovernorLayer::new(per_ip).error_handler(move |e| rate_limited(&metrics, e)))
+        .layer(axum::middleware::from_fn_with_state(wall, address_wall))
         .layer(RequestBodyLimitLayer::new(REQUEST_BODY_BYTES_MAX))
         // The body extractors' own default (2 MiB) would refuse batches that the limit above
         // admits, with a 413 that names the larger limit.
@@ -289,7 +277,7 @@ impl FromRequestParts<AppState> for Caller {
             .await?
             .ok_or(ApiError::Unauthorized)?;
         // Only now, with the key verified, is its bucket charged.
-        if let Err(wait) = state.key_limits.charge(&principal.key_id) {
+        if let Err(wait) = state.key_limits.charge(&principal) {
             state.metrics.rate_limited();
             return Err(ApiError::RateLimited(wait));
         }

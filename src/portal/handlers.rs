@@ -93,6 +93,7 @@ pub fn routes() -> Router<AppState> {
         .route("/integrity/start", post(start_integrity))
         .route("/api-keys", get(api_keys_page).post(create_api_key))
         .route("/api-keys/{id}/revoke", post(revoke_api_key))
+        .route("/api-keys/{id}/rate", post(set_api_key_rate))
         .route("/users", get(users_page).post(invite_user))
         .route("/users/{id}/role", post(set_role))
         .route("/users/{id}/disable", post(disable_user))
@@ -1447,7 +1448,7 @@ async fn api_keys_view(
                 p.secret id="new-key" { (text) }
             }
             table {
-                thead { tr { th { "Key id" } th { "Role" } th { "Label" } th { "Created" } th { "Last used" } th { "State" } th { "" } } }
+                thead { tr { th { "Key id" } th { "Role" } th { "Label" } th { "Created" } th { "Last used" } th { "Requests a second" } th { "State" } th { "" } } }
                 tbody {
                     @for k in &keys {
                         tr {
@@ -1456,6 +1457,19 @@ async fn api_keys_view(
                             td { (k.label) }
                             td { (when_u(k.created_at_us)) }
                             td { (k.last_used_at_us.map(when_u).unwrap_or_else(|| "never".into())) }
+                            td {
+                                @if k.revoked_at_us.is_none() {
+                                    form.inline method="post" action={ "/api-keys/" (k.key_id) "/rate" } {
+                                        (csrf_field(&viewer.csrf))
+                                        input type="number" name="rate" min="1" max=(crate::store::API_KEY_RATE_MAX)
+                                            value=[k.rate_per_second] placeholder="default"
+                                            aria-label={ "Requests a second for key " (k.key_id) ", empty for the default of its role" };
+                                        button.secondary type="submit" aria-label={ "Set the rate of key " (k.key_id) } { "Set" }
+                                    }
+                                } @else {
+                                    (k.rate_per_second.map_or_else(|| "default".to_owned(), |r| r.to_string()))
+                                }
+                            }
                             td { @if k.revoked_at_us.is_some() { "revoked" } @else { "active" } }
                             td {
                                 @if k.revoked_at_us.is_none() {
@@ -1574,6 +1588,67 @@ async fn revoke_api_key(
     };
     audited
         .settle(store, revoked, "the key was not revoked")
+        .await?;
+    Ok(Redirect::to("/api-keys").into_response())
+}
+
+#[derive(Deserialize)]
+struct ApiKeyRateForm {
+    // A missing token is a CSRF failure (403), not a malformed form (422).
+    #[serde(default)]
+    csrf: String,
+    /// Requests a second; empty for the default of the key's role.
+    #[serde(default)]
+    rate: String,
+}
+
+/// Sets an active key's own request rate (empty: the default of its role), recorded in the
+/// ledger as an administration record naming the key and the rate.
+async fn set_api_key_rate(
+    State(state): State<AppState>,
+    axum::Extension(portal): axum::Extension<Portal>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(form): Form<ApiKeyRateForm>,
+) -> Result<Response, PortalError> {
+    let admin = admit(&state, &portal, &viewer, &form.csrf, ADMINS)?;
+    let key_id = crate::auth::ApiKeyId::parse(&id).map_err(|_| PortalError::NotFound)?;
+    let max = crate::store::API_KEY_RATE_MAX;
+    let rate = match form.rate.trim() {
+        "" => None,
+        r => Some(
+            r.parse::<u32>()
+                .ok()
+                .filter(|r| (1..=max).contains(r))
+                .ok_or_else(|| {
+                    PortalError::BadRequest(format!(
+                        "The rate is a whole number of requests a second from 1 to {max}, or empty for the default."
+                    ))
+                })?,
+        ),
+    };
+    let store = &state.store;
+    let active = store
+        .api_keys(viewer.tenant())
+        .await?
+        .iter()
+        .any(|k| k.key_id == key_id.as_str() && k.revoked_at_us.is_none());
+    if !active {
+        return Err(PortalError::NotFound);
+    }
+    let target = match rate {
+        Some(r) => format!("{id} {r}/s"),
+        None => format!("{id} default"),
+    };
+    let audited = admin.record("api_key_rate_set", Some(&target)).await?;
+    let set = match store.set_api_key_rate(viewer.tenant(), &key_id, rate).await {
+        Ok(true) => Ok(()),
+        // Revoked meanwhile by another request.
+        Ok(false) => Err(PortalError::NotFound),
+        Err(e) => Err(e.into()),
+    };
+    audited
+        .settle(store, set, "the key's rate was not changed")
         .await?;
     Ok(Redirect::to("/api-keys").into_response())
 }

@@ -24,6 +24,7 @@ th, td { text-align: left; padding: .4rem .6rem; border-bottom: 1px solid var(--
 th { font-weight: 600; }
 form.stack { display: grid; gap: .75rem; max-width: 28rem; }
 form.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(14rem, 1fr)); gap: .75rem; align-items: end; }
+form.inline { display: flex; gap: .4rem; align-items: center; } form.inline input { width: 7rem; }
 label { display: grid; gap: .25rem; font-weight: 600; }
 input, select, textarea { font: inherit; padding: .45rem .5rem; border: 1px solid #6b7280; border-radius: 4px; }
 fieldset { display: grid; gap: .4rem; border: 1px solid var(--line); border-radius: 4px; }

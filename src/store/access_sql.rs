@@ -20,7 +20,7 @@ macro_rules! session_columns {
 pub(crate) use session_columns;
 
 /// An API key row, in the order of `api_keys::ApiKeyTuple` (a `WHERE` clause follows).
-pub(crate) const SELECT_API_KEY: &str = "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_keys";
+pub(crate) const SELECT_API_KEY: &str = "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us, rate_per_second FROM api_keys";
 
 pub(crate) const INSERT_USER: &str = concat!(
     "INSERT INTO users (",

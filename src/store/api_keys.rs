@@ -9,6 +9,9 @@ use ledger::types::TenantId;
 use super::{Store, StoreError, db_int};
 use crate::auth::{ApiKeyId, ApiKeySecret, Role};
 
+/// The highest request rate a key may be given, per second (as `AUDITEX_RATE_PER_SECOND`).
+pub const API_KEY_RATE_MAX: u32 = 100_000;
+
 /// Last-use times are written at most this often per key, so that authentication does not turn
 /// every read into a database write.
 pub const LAST_USED_WRITE_INTERVAL_US: u64 = 60_000_000;
@@ -25,6 +28,7 @@ pub(crate) struct ApiKeyRow {
     pub expires_at_us: Option<i64>,
     pub revoked_at_us: Option<i64>,
     pub last_used_at_us: Option<i64>,
+    pub rate_per_second: Option<i64>,
 }
 
 /// What a listing shows about a key (never its secret or hash).
@@ -44,6 +48,8 @@ pub struct ApiKeyInfo {
     pub revoked_at_us: Option<u64>,
     /// Last successful use (to the minute), if ever used.
     pub last_used_at_us: Option<u64>,
+    /// The key's own request rate per second; `None` keeps the service's default for its role.
+    pub rate_per_second: Option<u32>,
 }
 
 /// Who an authenticated request acts for.
@@ -55,6 +61,8 @@ pub struct Principal {
     pub role: Role,
     /// The key's id (for rate limiting and audit).
     pub key_id: ApiKeyId,
+    /// The key's own request rate per second, if one was set (see [`Store::set_api_key_rate`]).
+    pub rate_per_second: Option<u32>,
 }
 
 /// API key rows (see `api_keys.rs`).
@@ -65,6 +73,7 @@ pub(crate) type ApiKeyTuple = (
     Vec<u8>,
     String,
     i64,
+    Option<i64>,
     Option<i64>,
     Option<i64>,
     Option<i64>,
@@ -81,6 +90,7 @@ pub(crate) fn api_key_row(t: ApiKeyTuple) -> ApiKeyRow {
         expires_at_us: t.6,
         revoked_at_us: t.7,
         last_used_at_us: t.8,
+        rate_per_second: t.9,
     }
 }
 /// Remembers when each key's last use was written.
@@ -139,6 +149,7 @@ impl ApiKeyRow {
             expires_at_us: self.expires_at_us.map(to_u64),
             revoked_at_us: self.revoked_at_us.map(to_u64),
             last_used_at_us: self.last_used_at_us.map(to_u64),
+            rate_per_second: self.rate_per_second.and_then(|r| u32::try_from(r).ok()),
         })
     }
 }
@@ -187,6 +198,7 @@ impl Store {
             expires_at_us: expires_at_us.map(db_int),
             revoked_at_us: None,
             last_used_at_us: None,
+            rate_per_second: None,
         };
         self.backend().insert_api_key(&row).await
     }
@@ -211,6 +223,54 @@ impl Store {
         // Whatever the outcome, no key is trusted from memory any more.
         self.inner.verified_keys.clear();
         revoked
+    }
+
+    /// Sets one of the tenant's keys' own request rate (`None`: back to the service's default
+    /// for its role); `false` when the tenant has no such active key. Takes effect on the key's
+    /// next request through this store, and within [`VERIFIED_KEY_CACHE_MS`] on other nodes.
+    ///
+    /// # Errors
+    /// [`StoreError::OutOfRange`] for a rate outside 1 to [`API_KEY_RATE_MAX`], or a database
+    /// error.
+    pub async fn set_api_key_rate(
+        &self,
+        tenant: &TenantId,
+        key_id: &ApiKeyId,
+        rate_per_second: Option<u32>,
+    ) -> Result<bool, StoreError> {
+        if let Some(rate) = rate_per_second
+            && !(1..=API_KEY_RATE_MAX).contains(&rate)
+        {
+            return Err(StoreError::OutOfRange(format!(
+                "a key's rate must be between 1 and {API_KEY_RATE_MAX} requests a second, not {rate}"
+            )));
+        }
+        let set = self
+            .backend()
+            .set_api_key_rate(tenant, key_id.as_str(), rate_per_second.map(i64::from))
+            .await;
+        // The verified keys in memory carry the old rate.
+        self.inner.verified_keys.clear();
+        set
+    }
+
+    /// Whether `text` is a key this store verified within [`VERIFIED_KEY_CACHE_MS`] (and that
+    /// has not been revoked or changed through it since): a cheap look-up, without the database,
+    /// for the address rate wall, which lets such requests through to their key's own bucket.
+    pub fn recently_verified(&self, text: &str) -> bool {
+        let Ok(key) = ApiKeySecret::parse(text) else {
+            return false;
+        };
+        let fresh = std::time::Duration::from_millis(VERIFIED_KEY_CACHE_MS);
+        let now = self.config().clock.now_unix_micros();
+        self.inner
+            .verified_keys
+            .lock()
+            .1
+            .get(&(key.id().as_str().to_owned(), key.hash()))
+            .is_some_and(|k| {
+                k.verified.elapsed() < fresh && k.expires_at_us.is_none_or(|e| e > now)
+            })
     }
 
     /// Authenticates key text: it must parse, exist, match its stored hash (compared in constant
@@ -257,6 +317,7 @@ impl Store {
             tenant,
             role,
             key_id: key.id().clone(),
+            rate_per_second: row.rate_per_second.and_then(|r| u32::try_from(r).ok()),
         };
         {
             let mut cache = self.inner.verified_keys.lock();

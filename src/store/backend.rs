@@ -504,6 +504,15 @@ pub(crate) trait AccessBackend: Send + Sync {
         now_us: i64,
     ) -> Result<bool, StoreError>;
 
+    /// Sets a key's own request rate (`None`: the default); returns whether the tenant has that
+    /// active key.
+    async fn set_api_key_rate(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        rate_per_second: Option<i64>,
+    ) -> Result<bool, StoreError>;
+
     /// Records a key's last use.
     async fn touch_api_key(
         &self,

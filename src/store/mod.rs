@@ -61,6 +61,7 @@ use ledger::record::{ErasableValue, EventType, FieldName, Payload, Record};
 use ledger::types::{CaptureTime, EventId, Hash, LeafIndex, Sequence, TenantId, TreeSize};
 use tokio::sync::watch;
 
+pub use api_keys::{API_KEY_RATE_MAX, ApiKeyInfo};
 pub use appender::AppendError;
 use crypto::{CryptoError, MasterKey, MasterKeys, SealContext};
 pub use evidence::EvidenceError;

@@ -73,6 +73,7 @@ impl Server {
             tls: TlsMode::SelfSigned(dir.path().join("tls")),
             rate_per_second: rate,
             rate_burst: burst,
+            ingest_rate_per_second: rate,
             request_bodies_bytes_max: bodies,
         };
         let app = Application::build(store.clone(), &config)
@@ -1009,6 +1010,97 @@ async fn forged_keys_with_a_victims_key_id_do_not_throttle_the_victim(backend: B
     s.stop().await;
 }
 
+/// A key given a rate of its own is limited by that rate, not the default: with a default of
+/// 1 a second (3 at once) and an address wall of 12 at once, 20 quick requests of a key allowed
+/// 50 a second all pass — its requests, once its key is verified, are charged to the key alone,
+/// not to the address. Set back to the default, the same key gets exactly the default's burst.
+/// Forged keys still meet the address wall.
+async fn a_keys_own_rate_replaces_the_default_and_its_requests_pass_the_address_wall(
+    backend: Backend,
+) {
+    let s = Server::start_with(&backend, 1, 3).await;
+    let key = s
+        .store
+        .create_api_key(&s.tenant, Role::Verify, "own rate", None)
+        .await
+        .expect("key");
+    let text = key.reveal();
+    crate::secret_scan::register_api_keys(&[&text]);
+    assert!(
+        s.store
+            .set_api_key_rate(&s.tenant, key.id(), Some(50))
+            .await
+            .expect("set")
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(s.get(&text, "/v1/keys").await.status());
+    }
+    assert_eq!(statuses, [StatusCode::OK; 20], "the key's own burst of 100");
+
+    // Out of range: refused, nothing changes.
+    for bad in [0, 100_001] {
+        let err = s
+            .store
+            .set_api_key_rate(&s.tenant, key.id(), Some(bad))
+            .await
+            .expect_err("out of range");
+        assert!(err.to_string().contains("between 1 and 100000"), "{err}");
+    }
+    let listed = s.store.api_keys(&s.tenant).await.expect("keys");
+    assert_eq!(
+        listed
+            .iter()
+            .find(|k| k.key_id == key.id().as_str())
+            .and_then(|k| k.rate_per_second),
+        Some(50)
+    );
+
+    assert!(
+        s.store
+            .set_api_key_rate(&s.tenant, key.id(), None)
+            .await
+            .expect("set")
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(s.get(&text, "/v1/keys").await.status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ],
+        "back to the default: its burst of 3"
+    );
+
+    // A flood of forged keys: never authenticated, so every one is charged to the address.
+    let mut forged = Vec::new();
+    for _ in 0..30 {
+        let body = format!(
+            "atx_{}_{}",
+            hex::encode(rand::random::<[u8; 8]>()),
+            hex::encode(rand::random::<[u8; 32]>())
+        );
+        let check = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes())[..4]);
+        forged.push(s.get(&format!("{body}_{check}"), "/v1/keys").await.status());
+    }
+    assert!(
+        forged
+            .iter()
+            .all(|c| *c == StatusCode::UNAUTHORIZED || *c == StatusCode::TOO_MANY_REQUESTS),
+        "{forged:?}"
+    );
+    assert!(
+        forged.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "the address wall stops forged keys: {forged:?}"
+    );
+    s.stop().await;
+}
+
 /// A service whose master key no longer opens one tenant's signing key (started with the wrong
 /// key file: a real misconfiguration) is not ready. `/readyz` answers 503 with a whole
 /// `application/problem+json` document: the not-ready type, the list of failing facts, every
@@ -1611,6 +1703,7 @@ async fn the_server_starts_the_store_workers_and_shutdown_stops_them(backend: Ba
         tls: TlsMode::PlainDevelopment,
         rate_per_second: 10,
         rate_burst: 10,
+        ingest_rate_per_second: 10,
         request_bodies_bytes_max: auditex::app::bodies::REQUEST_BODIES_BYTES_MAX,
     };
     let app = Application::build(store.clone(), &http)
@@ -1667,6 +1760,7 @@ backend_tests!(
     readyz_answers_a_whole_problem_document_naming_no_tenant_when_not_ready,
     a_stuck_projection_is_reported_per_tenant_in_metrics_and_its_lag_grows,
     forged_keys_with_a_victims_key_id_do_not_throttle_the_victim,
+    a_keys_own_rate_replaces_the_default_and_its_requests_pass_the_address_wall,
     health_readiness_metrics_and_openapi_are_served,
     shutdown_drains_and_keeps_every_acknowledged_append,
     the_server_starts_the_store_workers_and_shutdown_stops_them,
@@ -1681,6 +1775,7 @@ async fn plain_http_is_refused_off_loopback() {
         tls: TlsMode::PlainDevelopment,
         rate_per_second: 10,
         rate_burst: 10,
+        ingest_rate_per_second: 10,
         request_bodies_bytes_max: auditex::app::bodies::REQUEST_BODIES_BYTES_MAX,
     };
     let err = Application::build(store.clone(), &config)

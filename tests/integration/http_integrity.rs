@@ -59,6 +59,7 @@ async fn serve(
         tls: TlsMode::PlainDevelopment,
         rate_per_second: 1000,
         rate_burst: 1000,
+        ingest_rate_per_second: 1000,
         request_bodies_bytes_max: auditex::app::bodies::REQUEST_BODIES_BYTES_MAX,
     };
     let app = Application::build(store.clone(), &config)

@@ -742,6 +742,103 @@ fn export_records(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `auditex apikey rate` and `apikey create --rate-per-second` set a key's own rate, shown by
+/// `apikey list`; `default` clears it. A rate out of range, a word, and another tenant's or an
+/// unknown key are refused with what is wrong, and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_own_rate_is_set_from_the_command_line_and_bad_rates_change_nothing() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let mut cli = Cli::new(&db);
+    cli.ok(&["tenant", "create", "ratebank"]);
+    cli.ok(&["tenant", "create", "otherbank"]);
+    let rate_of = |cli: &mut Cli, tenant: &str| -> Vec<serde_json::Value> {
+        cli.ok(&["apikey", "list", "--tenant", tenant])
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+            .map(|k| k["rate_per_second"].clone())
+            .collect()
+    };
+    for bad in ["0", "100001"] {
+        let (ok, _, stderr) = cli.run(
+            &[
+                "apikey",
+                "create",
+                "--tenant",
+                "ratebank",
+                "--role",
+                "ingest",
+                "--rate-per-second",
+                bad,
+            ],
+            None,
+        );
+        assert!(!ok, "rate {bad} is refused");
+        assert!(
+            stderr.contains(&format!(
+                "between 1 and 100000 requests a second, not {bad}"
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(
+        rate_of(&mut cli, "ratebank").is_empty(),
+        "no key was created"
+    );
+
+    let key = cli
+        .ok_revealing(&[
+            "apikey",
+            "create",
+            "--tenant",
+            "ratebank",
+            "--role",
+            "ingest",
+            "--rate-per-second",
+            "500",
+        ])
+        .trim()
+        .to_owned();
+    secret_scan::register_api_key(&key);
+    let id = key[4..20].to_owned();
+    assert_eq!(rate_of(&mut cli, "ratebank"), [serde_json::json!(500)]);
+
+    for (args, says) in [
+        (
+            vec!["--tenant", "ratebank", id.as_str(), "0"],
+            "between 1 and 100000",
+        ),
+        (
+            vec!["--tenant", "ratebank", id.as_str(), "fast"],
+            "not `fast`",
+        ),
+        (
+            vec!["--tenant", "otherbank", id.as_str(), "10"],
+            "otherbank has no active key",
+        ),
+        (
+            vec!["--tenant", "ratebank", "0123456789abcdef", "10"],
+            "has no active key",
+        ),
+    ] {
+        let mut all = vec!["apikey", "rate"];
+        all.extend(args);
+        let (ok, _, stderr) = cli.run(&all, None);
+        assert!(!ok, "{all:?} is refused");
+        assert!(stderr.contains(says), "{all:?}: {stderr}");
+    }
+    assert_eq!(
+        rate_of(&mut cli, "ratebank"),
+        [serde_json::json!(500)],
+        "unchanged"
+    );
+
+    let out = cli.ok(&["apikey", "rate", "--tenant", "ratebank", &id, "2500"]);
+    assert!(out.contains("2500 requests a second"), "{out}");
+    assert_eq!(rate_of(&mut cli, "ratebank"), [serde_json::json!(2500)]);
+    cli.ok(&["apikey", "rate", "--tenant", "ratebank", &id, "default"]);
+    assert_eq!(rate_of(&mut cli, "ratebank"), [serde_json::Value::Null]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_backup_is_refused_and_the_target_is_left_untouched() {
     let db = TestDb::new(&Backend::Sqlite).await;

@@ -504,7 +504,95 @@ backend_tests!(
     the_portal_refuses_the_seventh_check_of_an_hour_without_recording_it,
     rotating_the_session_keys_signs_no_one_out_and_retiring_one_ends_only_its_sessions,
     the_dashboard_shows_how_the_tenants_witnesses_are_doing,
+    an_administrator_sets_a_keys_rate_and_bad_rates_or_other_roles_change_nothing,
 );
+
+/// An administrator sets a key's own rate on the API keys page and back to the default; each
+/// change is an `administration` record naming the key and the rate. A rate out of range or not
+/// a number is a 400 that changes and records nothing; a compliance officer gets 403; a key id
+/// the tenant does not have, 404.
+async fn an_administrator_sets_a_keys_rate_and_bad_rates_or_other_roles_change_nothing(
+    backend: Backend,
+) {
+    let server = start(&backend, false).await;
+    let store = &server.store;
+    let tenant = &server.tenant;
+    server
+        .create_user(OFFICER_EMAIL, PortalRole::Compliance, None)
+        .await;
+    let key = store
+        .create_api_key(tenant, Role::Ingest, "pipeline", None)
+        .await
+        .expect("key");
+    secret_scan::register_api_key(&key.reveal());
+    let key_id = key.id().to_string();
+    let rate_of = || async { store.api_keys(tenant).await.expect("keys")[0].rate_per_second };
+    let admin_records = |store, tenant| async move {
+        audit_trail(store, tenant)
+            .await
+            .into_iter()
+            .filter(|(kind, _, _)| kind == "administration")
+            .collect::<Vec<_>>()
+    };
+    let mut admin = Browser::signed_in(&server, ADMIN_EMAIL).await;
+    let csrf = admin.csrf().await;
+    let path = format!("/api-keys/{key_id}/rate");
+    admin
+        .post(&path, &[("csrf", &csrf), ("rate", "3000")])
+        .await
+        .assert_status(StatusCode::SEE_OTHER, "a rate");
+    assert_eq!(rate_of().await, Some(3000));
+    let page = admin.get("/api-keys").await;
+    assert!(
+        page.body.contains("value=\"3000\""),
+        "the page shows the rate"
+    );
+    let before = admin_records(store, tenant).await;
+    for bad in ["0", "100001", "fast", "-5", "1.5"] {
+        let page = admin.post(&path, &[("csrf", &csrf), ("rate", bad)]).await;
+        page.assert_status(StatusCode::BAD_REQUEST, &format!("rate {bad}"));
+        assert!(page.body.contains("from 1 to 100000"), "{}", page.body);
+    }
+    assert_eq!(rate_of().await, Some(3000), "unchanged");
+    assert_eq!(
+        admin_records(store, tenant).await,
+        before,
+        "nothing recorded"
+    );
+    admin
+        .post(
+            "/api-keys/0123456789abcdef/rate",
+            &[("csrf", &csrf), ("rate", "5")],
+        )
+        .await
+        .assert_status(StatusCode::NOT_FOUND, "a key the tenant does not have");
+    admin
+        .post(&path, &[("csrf", &csrf), ("rate", "")])
+        .await
+        .assert_status(StatusCode::SEE_OTHER, "the default");
+    assert_eq!(rate_of().await, None);
+    let records = admin_records(store, tenant).await;
+    let rate_records: Vec<_> = records
+        .iter()
+        .filter(|(_, action, _)| action == "api_key_rate_set")
+        .map(|(_, _, target)| target.clone())
+        .collect();
+    assert_eq!(
+        rate_records,
+        [
+            Some(format!("{key_id} 3000/s")),
+            Some(format!("{key_id} default"))
+        ]
+    );
+
+    let mut officer = Browser::signed_in(&server, OFFICER_EMAIL).await;
+    let csrf = officer.csrf().await;
+    officer
+        .post(&path, &[("csrf", &csrf), ("rate", "5")])
+        .await
+        .assert_status(StatusCode::FORBIDDEN, "a compliance officer");
+    assert_eq!(rate_of().await, None);
+}
 
 /// The dashboard lists the tenant's witnesses, and says when one fails (here: nobody listens at
 /// its address), while checkpoints go on being published.
@@ -1130,6 +1218,11 @@ async fn every_signed_in_form_refuses_a_missing_wrong_or_foreign_csrf_token(back
             "/api-keys/{id}/revoke",
             format!("/api-keys/{key_id}/revoke"),
             vec![],
+        ),
+        (
+            "/api-keys/{id}/rate",
+            format!("/api-keys/{key_id}/rate"),
+            vec![("rate", "5")],
         ),
         (
             "/users",
@@ -2048,6 +2141,13 @@ async fn another_tenants_admin_sees_none_of_this_tenants_decisions_keys_or_users
         .await
         .assert_status(StatusCode::NOT_FOUND, "revoking our key");
     theirs
+        .post(
+            &format!("/api-keys/{key_id}/rate"),
+            &[("csrf", &csrf), ("rate", "5")],
+        )
+        .await
+        .assert_status(StatusCode::NOT_FOUND, "setting our key's rate");
+    theirs
         .post(&format!("/users/{admin_id}/disable"), &[("csrf", &csrf)])
         .await
         .assert_status(StatusCode::NOT_FOUND, "disabling our admin");
@@ -2199,6 +2299,7 @@ impl SecondServer {
             tls: TlsMode::SelfSigned(dir.path().join("tls")),
             rate_per_second: 1000,
             rate_burst: 1000,
+            ingest_rate_per_second: 1000,
             request_bodies_bytes_max: auditex::app::bodies::REQUEST_BODIES_BYTES_MAX,
         };
         let app = Application::build_with_portal(store.clone(), &http, Some(config))

@@ -81,6 +81,7 @@ impl PortalServer {
             tls: TlsMode::SelfSigned(dir.path().join("tls")),
             rate_per_second: 1000,
             rate_burst: 1000,
+            ingest_rate_per_second: 1000,
             request_bodies_bytes_max: auditex::app::bodies::REQUEST_BODIES_BYTES_MAX,
         };
         // The public URL must name the port, which is known only once bound: build twice

@@ -56,7 +56,7 @@ impl AccessBackend for PgDb {
         secret_hash: &[u8],
     ) -> Result<Option<ApiKeyRow>, StoreError> {
         let row: Option<ApiKeyTuple> = sqlx::query_as(
-            "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us FROM api_key_for_secret($1, $2)",
+            "SELECT key_id, tenant_id, role, secret_hash, label, created_at_us, expires_at_us, revoked_at_us, last_used_at_us, rate_per_second FROM api_key_for_secret($1, $2)",
         )
         .bind(key_id)
         .bind(secret_hash)
@@ -76,6 +76,25 @@ impl AccessBackend for PgDb {
             "UPDATE api_keys SET revoked_at_us = $1 WHERE tenant_id = $2 AND key_id = $3 AND revoked_at_us IS NULL",
         )
         .bind(now_us)
+        .bind(tenant.as_str())
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_api_key_rate(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        rate_per_second: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET rate_per_second = $1 WHERE tenant_id = $2 AND key_id = $3 AND revoked_at_us IS NULL",
+        )
+        .bind(rate_per_second)
         .bind(tenant.as_str())
         .bind(key_id)
         .execute(&mut *tx)

@@ -75,6 +75,23 @@ impl AccessBackend for SqliteDb {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn set_api_key_rate(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        rate_per_second: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET rate_per_second = ? WHERE tenant_id = ? AND key_id = ? AND revoked_at_us IS NULL",
+        )
+        .bind(rate_per_second)
+        .bind(tenant.as_str())
+        .bind(key_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn touch_api_key(
         &self,
         tenant: &TenantId,
