@@ -18,7 +18,7 @@ import os
 import random
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from auditex import BatchAppender, Client, Event
 
@@ -49,7 +49,7 @@ def decision(n: int) -> Event:
             "input_commitment": hashlib.sha256(inputs).hexdigest(),
             "outcome": outcome, "score": s, "reason_codes": reasons,
             "subject_ref": "subj-" + hashlib.sha256(applicant["id"].encode()).hexdigest()[:16],
-            "decided_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "decided_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "oversight_mode": "human_on_the_loop",
         },
         # Personal data: committed in the record with a salt, stored beside it, erasable.

@@ -131,7 +131,7 @@ def main() -> int:
     settings = dict(s.split("=", 1) for s in args.set)
     server = start(args.bin, tenant=args.tenant, settings=settings)
     try:
-        return subprocess.run(command, env=dict(os.environ, **server.env())).returncode
+        return subprocess.run(command, env=dict(os.environ, **server.env()), check=False).returncode
     finally:
         if server.process.poll() is not None:
             print(server.log(), file=sys.stderr)

@@ -16,8 +16,9 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-import auditex_server  # noqa: E402
-from auditex import Client  # noqa: E402
+import auditex_server
+
+from auditex import Client
 
 REPO = auditex_server.REPO
 

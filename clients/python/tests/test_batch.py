@@ -8,10 +8,10 @@ import time
 
 import httpx
 import pytest
-
-from auditex import AsyncBatchAppender, AsyncClient, BatchAppender, Client, ValidationFailed
 from conftest import client_of
 from test_retries import RECEIPT, decision
+
+from auditex import AsyncBatchAppender, AsyncClient, BatchAppender, Client, ValidationFailed
 
 
 def receipts_for(request):
@@ -156,11 +156,11 @@ def test_5000_events_appended_through_the_helper_to_a_real_server_get_5000_disti
 
 async def test_the_async_helper_appends_3000_events_to_a_real_server_and_stays_within_its_bound(server):
     receipts = []
-    async with AsyncClient(server.url, server.keys["ingest"], verify_tls=server.ca_cert) as c:
-        async with AsyncBatchAppender(c, max_pending=1000, on_receipts=lambda e, r: receipts.extend(r)) as b:
-            for n in range(3000):
-                await b.append(decision(n))
-                assert b.pending <= 1000
+    c = AsyncClient(server.url, server.keys["ingest"], verify_tls=server.ca_cert)
+    async with c, AsyncBatchAppender(c, max_pending=1000, on_receipts=lambda e, r: receipts.extend(r)) as b:
+        for n in range(3000):
+            await b.append(decision(n))
+            assert b.pending <= 1000
     assert len(receipts) == 3000
     assert len({r["seq"] for r in receipts}) == 3000
 

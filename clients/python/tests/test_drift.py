@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 from auditex import BATCH_RECORDS_MAX, AsyncClient, Client
-from conftest import REPO
 
 OPENAPI = json.loads((REPO / "docs" / "openapi.json").read_text())
 
@@ -84,12 +84,12 @@ def test_every_query_and_path_parameter_of_an_operation_is_a_parameter_of_its_me
 
 def test_the_models_module_is_what_the_generator_writes_from_the_openapi_document():
     tool = REPO / "clients" / "python" / "tools" / "generate_models.py"
-    assert subprocess.run([sys.executable, str(tool), "--check"]).returncode == 0
+    assert subprocess.run([sys.executable, str(tool), "--check"], check=False).returncode == 0
 
 
 def test_the_sync_client_is_what_unasync_writes_from_the_async_client():
     tool = REPO / "clients" / "python" / "tools" / "unasync.py"
-    assert subprocess.run([sys.executable, str(tool), "--check"]).returncode == 0
+    assert subprocess.run([sys.executable, str(tool), "--check"], check=False).returncode == 0
 
 
 def test_the_batch_limit_is_the_services_and_the_documents():

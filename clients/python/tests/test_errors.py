@@ -29,9 +29,8 @@ def test_a_batch_with_one_bad_record_names_that_record_by_pointer_and_writes_not
 
 
 def test_an_unknown_api_key_is_a_401(server):
-    with Client(server.url, "atx_" + "0" * 40, verify_tls=server.ca_cert) as c:
-        with pytest.raises(Unauthorized) as e:
-            c.key_history()
+    with Client(server.url, "atx_" + "0" * 40, verify_tls=server.ca_cert) as c, pytest.raises(Unauthorized) as e:
+        c.key_history()
     assert e.value.status == 401
 
 

@@ -9,6 +9,7 @@ import json
 
 import httpx
 import pytest
+from conftest import client_of
 
 import auditex._sync_client as sync_client
 from auditex import (
@@ -21,7 +22,6 @@ from auditex import (
     Unavailable,
     ValidationFailed,
 )
-from conftest import client_of
 
 RECEIPT = {
     "seq": 7, "event_id": "", "hash": "00" * 32, "sig": "00" * 64, "key_id": "00" * 8,

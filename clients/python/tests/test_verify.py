@@ -5,10 +5,10 @@ import json
 import time
 
 import pytest
+from test_retries import decision
 
 from auditex import Event, KeyRing, NotFound, VerificationError
 from auditex import verify as v
-from test_retries import decision
 
 
 def flip_hex(text: str, at: int = 0) -> str:

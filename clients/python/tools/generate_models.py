@@ -29,7 +29,7 @@ hand (a test fails when this file and the document disagree).
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict, Union
+from typing import Any, Literal, NotRequired, TypedDict
 '''
 
 
@@ -123,14 +123,13 @@ def render() -> str:
     schemas = doc["components"]["schemas"]
     # Aliases first (enums), then classes, then the classes that extend another (a base class is
     # evaluated when the class is defined; annotations are not).
-    rank = lambda n: 2 if "allOf" in schemas[n] else 1 if schemas[n].get("type") == "object" else 0  # noqa: E731
+    rank = lambda n: 2 if "allOf" in schemas[n] else 1 if schemas[n].get("type") == "object" else 0
     order = sorted(schemas, key=lambda n: (rank(n), n))
-    out = [HEADER.rstrip("\n")]
+    out = [HEADER.rstrip("\n") + "\n"]
     for name in order:
         out.append("\n".join(emit(name, schemas[name], schemas)))
     out.append("__all__ = [\n" + "".join(f'    "{n}",\n' for n in sorted(schemas)) + "]\n")
-    text = "\n\n\n".join(out)
-    return text.replace("Union\n", "Union  # noqa: F401\n", 1)
+    return out[0] + "\n" + "\n\n\n".join(out[1:])
 
 
 def main() -> int:

@@ -33,10 +33,11 @@ from .verify import KeyRing
 __version__ = "0.1.0"
 
 __all__ = [
+    "BATCH_RECORDS_MAX",
+    "NO_RETRIES",
     "AsyncBatchAppender",
     "AsyncClient",
     "AuditexError",
-    "BATCH_RECORDS_MAX",
     "BadRequest",
     "BatchAppender",
     "Client",
@@ -45,7 +46,6 @@ __all__ = [
     "Forbidden",
     "Gone",
     "KeyRing",
-    "NO_RETRIES",
     "NotFound",
     "PayloadTooLarge",
     "ProblemError",

@@ -12,7 +12,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import httpx
 
@@ -76,7 +76,7 @@ class AsyncClient:
         self._key_ring = key_ring
         self._key_ring_pinned = key_ring is not None
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

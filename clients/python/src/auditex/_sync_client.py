@@ -10,7 +10,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import httpx
 
@@ -74,7 +74,7 @@ class Client:
         self._key_ring = key_ring
         self._key_ring_pinned = key_ring is not None
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

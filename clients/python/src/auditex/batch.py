@@ -20,11 +20,12 @@ itself); use `concurrency=1` when the sequence must follow the order of `append(
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, Awaitable
+from collections.abc import Awaitable, Callable
+from typing import Any, Self
 
 from . import models
 from ._async_client import AsyncClient
@@ -180,18 +181,16 @@ class BatchAppender:
             for t in self._senders:
                 t.join(timeout_s)
 
-    def __enter__(self) -> BatchAppender:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is None:
             self.close()
         else:
             # The caller's own exception wins; the pending events are still sent.
-            try:
+            with contextlib.suppress(Exception):
                 self.close()
-            except Exception:  # noqa: BLE001 - already unwinding with the caller's error
-                pass
 
     def _raise_failure(self) -> None:
         if self._error is not None:
@@ -342,17 +341,15 @@ class AsyncBatchAppender:
             self._queue.put_nowait(_STOP)
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def __aenter__(self) -> AsyncBatchAppender:
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: Any, *rest: Any) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is None:
             await self.aclose()
         else:
-            try:
+            with contextlib.suppress(Exception):
                 await self.aclose()
-            except Exception:  # noqa: BLE001 - already unwinding with the caller's error
-                pass
 
     def _raise_failure(self) -> None:
         if self._error is not None:
@@ -368,7 +365,7 @@ class AsyncBatchAppender:
                     item = await self._queue.get()
                 else:
                     item = await asyncio.wait_for(self._queue.get(), max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 item = _FLUSH
             if item is _FLUSH or item is _STOP:
                 if packer.events:

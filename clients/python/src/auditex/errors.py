@@ -10,7 +10,9 @@ retried automatically before they are raised). Failures of the network after eve
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -135,16 +137,13 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
-    from email.utils import parsedate_to_datetime
-    import datetime
-
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 def problem_from_response(response: httpx.Response) -> ProblemError:

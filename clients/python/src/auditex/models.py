@@ -6,8 +6,7 @@ hand (a test fails when this file and the document disagree).
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict, Union  # noqa: F401
-
+from typing import Any, Literal, NotRequired, TypedDict
 
 CheckOutcome = Literal["passed", "failed", "cancelled"]
 """How a check that produced a report ended (the `outcome` of its `integrity_check` record)."""
