@@ -191,3 +191,9 @@ def test_a_real_429_is_raised_with_retry_after_without_retries_and_waited_out_wi
         receipts = [c.append(ev) for ev in events]
     assert [r["event_id"] for r in receipts] == [ev.event_id for ev in events]
     assert len({r["seq"] for r in receipts}) == 3
+
+
+def test_an_untrusted_server_certificate_is_raised_after_one_attempt_without_retries(server, sleeps):
+    with Client(server.url, server.keys["ingest"], verify_tls=True) as c, pytest.raises(TransportError, match="attempt 1"):
+        c.key_history()
+    assert sleeps == []

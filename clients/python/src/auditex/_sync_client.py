@@ -41,6 +41,17 @@ def _tls(verify_tls: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
     return verify_tls
 
 
+def _certificate_refused(error: BaseException) -> bool:
+    """The server's certificate was not trusted: trying again cannot help, so it is raised at
+    once rather than retried for minutes."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class Client:
     """A client of one tenant's API, authenticated by one API key (its role decides what it may
     do: `ingest` appends, `read` reads and proves, `verify` proves, `privacy` erases and holds).
@@ -112,7 +123,8 @@ class Client:
             try:
                 response = self._http.request(method, path, params=params, content=body, headers=headers)
             except httpx.TransportError as e:
-                delay = self.retry.delay_s(retry, None, time.monotonic() - started) if repeatable else None
+                again = repeatable and not _certificate_refused(e)
+                delay = self.retry.delay_s(retry, None, time.monotonic() - started) if again else None
                 if delay is None:
                     raise TransportError(f"{method} {path}: {e!r} (attempt {retry})") from e
                 time.sleep(delay)
