@@ -197,3 +197,29 @@ def test_an_untrusted_server_certificate_is_raised_after_one_attempt_without_ret
     with Client(server.url, server.keys["ingest"], verify_tls=True) as c, pytest.raises(TransportError, match="attempt 1"):
         c.key_history()
     assert sleeps == []
+
+
+async def test_the_async_client_retries_a_503_after_retry_after_with_the_same_event_id(monkeypatch):
+    import auditex._async_client as async_client
+    from auditex import AsyncClient
+
+    waited, bodies = [], []
+
+    async def no_wait(seconds):
+        waited.append(seconds)
+
+    monkeypatch.setattr(async_client.asyncio, "sleep", no_wait)
+
+    def handler(request):
+        bodies.append(request.content)
+        if len(bodies) == 1:
+            return httpx.Response(503, headers={"retry-after": "1"}, json={
+                "type": "urn:auditex:problem:overloaded", "title": "Overloaded", "status": 503, "detail": "busy"})
+        return httpx.Response(200, json={"receipts": [dict(RECEIPT, event_id=json.loads(request.content)["records"][0]["event_id"])]})
+
+    event = decision(7)
+    async with AsyncClient("https://auditex.test", "atx_test", transport=httpx.MockTransport(handler)) as c:
+        receipts = await c.append_batch([event])
+    assert waited == [1.0]
+    assert bodies[0] == bodies[1]
+    assert receipts[0]["event_id"] == event.event_id
