@@ -11,7 +11,7 @@ import pytest
 from conftest import client_of
 from test_retries import RECEIPT, decision
 
-from auditex import AsyncBatchAppender, AsyncClient, BatchAppender, Client, ValidationFailed
+from auditex import AsyncBatchAppender, AsyncClient, BatchAppender, Client, Conflict, ValidationFailed
 
 
 def receipts_for(request):
@@ -184,3 +184,24 @@ async def test_the_async_helper_waits_while_full_until_the_service_answers():
     await asyncio.wait_for(blocked, 10)
     await b.aclose()
     assert b.appended == 21
+
+
+def test_after_a_failure_no_further_batch_is_sent_and_its_events_also_go_to_on_error():
+    sent, failed = [], []
+    gate = threading.Event()
+
+    def handler(request):
+        sent.append(request.content)
+        gate.wait(10)
+        return httpx.Response(409, json={"type": "urn:auditex:problem:conflict", "title": "Conflict",
+                                         "status": 409, "detail": "event id exists with other content"})
+
+    b = BatchAppender(mock_client(handler), max_records=10, max_pending=30, concurrency=1, linger_s=0.01,
+                      on_error=lambda events, e: failed.extend(events))
+    for n in range(30):
+        b.append(decision(n))
+    gate.set()
+    with pytest.raises(Conflict):
+        b.close(timeout_s=10)
+    assert len(sent) == 1
+    assert len(failed) == 30

@@ -10,8 +10,8 @@ packed or in flight together — and `append()` blocks (awaits, for the asynchro
 it is full, so a producer faster than the service slows down to the service's pace instead of
 growing memory. `flush()` returns once every event appended before it has a receipt; `close()`
 flushes and stops. A batch that fails for good (a 422, a 409, retries used up) fails the helper:
-the error is raised from the next `append()`, `flush()` or `close()`, and the events it carried
-are handed to `on_error` when given.
+the error is raised from the next `append()`, `flush()` or `close()`, and the events it carried —
+and those of every batch not sent after it — are handed to `on_error` when given.
 
 With `concurrency` above 1, batches may be appended out of order (each batch is in order within
 itself); use `concurrency=1` when the sequence must follow the order of `append()` calls.
@@ -238,7 +238,7 @@ class BatchAppender:
                     self._on_receipts(events, receipts)
                 self._done(len(events), None)
             except BaseException as e:  # noqa: BLE001 - handed to the caller, never lost
-                if self._on_error is not None and e is not self._error:
+                if self._on_error is not None:
                     try:
                         self._on_error(events, e)
                     except BaseException as callback_error:  # noqa: BLE001
@@ -401,7 +401,7 @@ class AsyncBatchAppender:
                     await _maybe_await(self._on_receipts(events, receipts))
             except Exception as e:  # noqa: BLE001 - handed to the caller, never lost
                 error = e
-                if self._on_error is not None and e is not self._error:
+                if self._on_error is not None:
                     try:
                         await _maybe_await(self._on_error(events, e))
                     except Exception as callback_error:  # noqa: BLE001
