@@ -103,8 +103,8 @@ class BatchAppender:
         *,
         max_records: int = BATCH_RECORDS_MAX,
         linger_s: float = 0.05,
-        max_pending: int = 4 * BATCH_RECORDS_MAX,
-        concurrency: int = 2,
+        max_pending: int = 6 * BATCH_RECORDS_MAX,
+        concurrency: int = 4,
         on_receipts: ReceiptsCallback | None = None,
         on_error: ErrorCallback | None = None,
     ):
@@ -272,8 +272,8 @@ class AsyncBatchAppender:
         *,
         max_records: int = BATCH_RECORDS_MAX,
         linger_s: float = 0.05,
-        max_pending: int = 4 * BATCH_RECORDS_MAX,
-        concurrency: int = 2,
+        max_pending: int = 6 * BATCH_RECORDS_MAX,
+        concurrency: int = 4,
         on_receipts: Callable[[list[Event], list[models.ReceiptBody]], Any] | None = None,
         on_error: Callable[[list[Event], BaseException], Any] | None = None,
     ):
