@@ -38,7 +38,7 @@ BATCH_BODY_BYTES_MAX = REQUEST_BODY_BYTES_MAX - 64 * 1024
 ReceiptsCallback = Callable[[list[Event], list[models.ReceiptBody]], None]
 ErrorCallback = Callable[[list[Event], BaseException], None]
 
-_FLUSH = object()  # queued by flush(): send what is packed without waiting for the linger window
+_FLUSH = object()  # queued by the async flush(): send what is packed without waiting for the linger window
 _STOP = object()
 
 
@@ -114,19 +114,24 @@ class BatchAppender:
         self.max_pending = max_pending
         self._on_receipts, self._on_error = on_receipts, on_error
         self._slots = threading.Semaphore(max_pending)
-        self._lock = threading.Condition()
+        self._lock = threading.Condition()  # pending, appended, error
         self._pending = 0
         self._appended = 0
         self._error: BaseException | None = None
         self._closed = False
-        # Never more entries than max_pending events plus flush and stop markers: the semaphore
-        # bounds the events, so the queue needs no bound of its own.
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._batches: queue.Queue[Any] = queue.Queue(maxsize=concurrency)
+        # Events are packed on the producer's thread (no hand-over per event); a batch leaves when
+        # it is full, when flushed, or when the linger thread finds its window over.
+        self._packing = threading.Condition()  # the packer and the linger deadline
+        self._packer = _Packer(max_records, BATCH_BODY_BYTES_MAX)
+        self._deadline: float | None = None
+        self._stopping = False
+        # Unbounded in type only: the slots bound the events, so at most max_pending / max_records
+        # batches wait here, and appending never blocks on a full hand-over with room left.
+        self._batches: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._senders = [threading.Thread(target=self._send_loop, name=f"auditex-batch-sender-{i}", daemon=True)
                          for i in range(concurrency)]
-        self._packer_thread = threading.Thread(target=self._pack_loop, name="auditex-batch-packer", daemon=True)
-        for t in (*self._senders, self._packer_thread):
+        self._linger_thread = threading.Thread(target=self._linger_loop, name="auditex-batch-linger", daemon=True)
+        for t in (*self._senders, self._linger_thread):
             t.start()
 
     @property
@@ -152,13 +157,22 @@ class BatchAppender:
             raise TimeoutError(f"no room for the event within {timeout_s} s ({self.max_pending} pending)")
         with self._lock:
             self._pending += 1
-        self._queue.put((event, encoded))
+        with self._packing:
+            if not self._packer.fits(encoded):
+                self._batches.put(self._packer.take())
+            if not self._packer.events:
+                self._deadline = time.monotonic() + self._linger_s
+                self._packing.notify()
+            self._packer.add(event, encoded)
+            if self._packer.full:
+                self._send_packed()
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Sends what is packed and waits until every event appended so far has a receipt.
 
         Raises the helper's failure, or TimeoutError."""
-        self._queue.put(_FLUSH)
+        with self._packing:
+            self._send_packed()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._lock:
             while self._pending and self._error is None:
@@ -176,9 +190,13 @@ class BatchAppender:
             self.flush(timeout_s)
         finally:
             self._closed = True
-            self._queue.put(_STOP)
-            self._packer_thread.join(timeout_s)
-            for t in self._senders:
+            with self._packing:
+                self._send_packed()
+                self._stopping = True
+                self._packing.notify()
+            for _ in self._senders:
+                self._batches.put(_STOP)
+            for t in (self._linger_thread, *self._senders):
                 t.join(timeout_s)
 
     def __enter__(self) -> Self:
@@ -196,33 +214,21 @@ class BatchAppender:
         if self._error is not None:
             raise self._error
 
-    def _pack_loop(self) -> None:
-        packer = _Packer(self._max_records, BATCH_BODY_BYTES_MAX)
-        deadline: float | None = None
-        while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                item = _FLUSH  # the linger window ended
-            if item is _FLUSH or item is _STOP:
-                if packer.events:
-                    self._batches.put(packer.take())
-                deadline = None
-                if item is _STOP:
-                    for _ in self._senders:
-                        self._batches.put(_STOP)
-                    return
-                continue
-            event, encoded = item
-            if not packer.fits(encoded):
-                self._batches.put(packer.take())
-            if not packer.events:
-                deadline = time.monotonic() + self._linger_s
-            packer.add(event, encoded)
-            if packer.full:
-                self._batches.put(packer.take())
-                deadline = None
+    def _send_packed(self) -> None:
+        """Hands what is packed to the senders. Call with `_packing` held."""
+        if self._packer.events:
+            self._batches.put(self._packer.take())
+        self._deadline = None
+
+    def _linger_loop(self) -> None:
+        with self._packing:
+            while not self._stopping:
+                if self._deadline is None:
+                    self._packing.wait()
+                elif (left := self._deadline - time.monotonic()) > 0:
+                    self._packing.wait(left)
+                else:
+                    self._send_packed()
 
     def _send_loop(self) -> None:
         while True:
@@ -290,7 +296,9 @@ class AsyncBatchAppender:
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()  # bounded by the semaphore, as above
+        # Never more entries than max_pending events plus flush and stop markers: the semaphore
+        # bounds the events, so the queue needs no bound of its own.
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._batches: asyncio.Queue[Any] = asyncio.Queue(maxsize=concurrency)
         self._tasks: list[asyncio.Task[None]] = []
 
