@@ -11,7 +11,9 @@ Alternating rounds of
   - **sdk**: the same number of records, built while the clock runs (an `Event` each, encoded
     by the SDK), appended through one `BatchAppender` from one process, every receipt parsed and
     matched to its event.
-Prints each round and the ratio of the SDK's rate to the raw rate (sums over the rounds).
+Prints each round, the ratio of the SDK's rate to the raw rate (over all rounds), the client's CPU
+time per record in each mode (this process's threads together), and the machine's load average:
+on a shared machine the ratio moves with what else runs.
 
     AUDITEX_URL=… AUDITEX_INGEST_KEY=… AUDITEX_CA_CERT=… bench_ingest.py [--records 100000] [--rounds 2]
 """
@@ -73,15 +75,17 @@ def raw_round(url: str, key: str, ctx: ssl.SSLContext, records: int) -> float:
         conn.close()
 
     threads = [threading.Thread(target=sender) for _ in range(RAW_CONNECTIONS)]
+    cpu = time.process_time()
     started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
+    cpu_us = (time.process_time() - cpu) * 1e6 / records
     if failures:
         raise SystemExit(f"raw sender: answers {sorted(set(failures))}")
-    return records / elapsed
+    return records / elapsed, cpu_us
 
 
 def sdk_round(url: str, key: str, ca: str, records: int, concurrency: int) -> float:
@@ -96,15 +100,17 @@ def sdk_round(url: str, key: str, ca: str, records: int, concurrency: int) -> fl
         received += len(receipts)
 
     with Client(url, key, verify_tls=ca) as client:
+        cpu = time.process_time()
         started = time.monotonic()
         with BatchAppender(client, concurrency=concurrency, max_pending=(concurrency + 2) * BATCH_RECORDS_MAX,
                            on_receipts=count) as batcher:
             for n in range(records):
                 batcher.append(Event("decision", payloads[n % BATCH_RECORDS_MAX]))
         elapsed = time.monotonic() - started
+        cpu_us = (time.process_time() - cpu) * 1e6 / records
     if received != records:
         raise SystemExit(f"sdk: {received} receipts for {records} records")
-    return records / elapsed
+    return records / elapsed, cpu_us
 
 
 def main() -> int:
@@ -117,18 +123,22 @@ def main() -> int:
     ctx = ssl.create_default_context(cafile=ca)
 
     # Warm-up: the server's caches, the database file's first pages.
-    sdk_round(url, key, ca, 5 * BATCH_RECORDS_MAX, args.concurrency)
+    sdk_round(url, key, ca, 5 * BATCH_RECORDS_MAX, args.concurrency)  # (rate, cpu) unused
     raw, sdk = [], []
-    print("| round | raw batched HTTPS (4 connections) | SDK BatchAppender (one process) | ratio |")
-    print("|---|---|---|---|")
+    print("| round | raw batched HTTPS (4 connections) | SDK BatchAppender (one process) | ratio | client CPU per record, raw / SDK |")
+    print("|---|---|---|---|---|")
     for r in range(1, args.rounds + 1):
-        raw.append(raw_round(url, key, ctx, args.records))
-        sdk.append(sdk_round(url, key, ca, args.records, args.concurrency))
-        print(f"| {r} | {raw[-1]:,.0f} rec/s | {sdk[-1]:,.0f} rec/s | {sdk[-1] / raw[-1]:.2f} |", flush=True)
+        rate, raw_cpu = raw_round(url, key, ctx, args.records)
+        raw.append(rate)
+        rate, sdk_cpu = sdk_round(url, key, ca, args.records, args.concurrency)
+        sdk.append(rate)
+        print(f"| {r} | {raw[-1]:,.0f} rec/s | {sdk[-1]:,.0f} rec/s | {sdk[-1] / raw[-1]:.2f} "
+              f"| {raw_cpu:.1f} / {sdk_cpu:.1f} µs |", flush=True)
     # Rates over equal record counts: the mean rate is the harmonic mean.
     raw_rate = len(raw) / sum(1 / x for x in raw)
     sdk_rate = len(sdk) / sum(1 / x for x in sdk)
-    print(f"| all | {raw_rate:,.0f} rec/s | {sdk_rate:,.0f} rec/s | **{sdk_rate / raw_rate:.2f}** |")
+    print(f"| all | {raw_rate:,.0f} rec/s | {sdk_rate:,.0f} rec/s | **{sdk_rate / raw_rate:.2f}** | |")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (1 min), on {os.cpu_count()} cores")
     return 0
 
 
