@@ -23,6 +23,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ledger::checkpoint::{Checkpoint, open_checkpoint};
+use ledger::evidence::{HistoryFailure, check_history};
 use ledger::export::{
     EXPORT_FORMAT, EXPORT_LINE_BYTES_MAX, ExportError, ExportErrorKind, ExportHeader, ExportReport,
     ExportTrailer, RecordsRead, VerifiedExportHeader, check_line_bytes,
@@ -86,21 +87,6 @@ pub enum ExportCheckError {
     },
     /// The export verifies, but its tree disagrees with a checkpoint seen before.
     History(HistoryFailure),
-}
-
-/// A disagreement with what the verifier trusted or saw before.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryFailure {
-    /// `rolled_back`, `fork`, `seen_checkpoint` or `key_history_mismatch`.
-    pub kind: &'static str,
-    /// The first affected sequence number.
-    pub seq: Option<u64>,
-    /// What was expected.
-    pub expected: String,
-    /// What was found.
-    pub found: String,
-    /// One sentence.
-    pub message: String,
 }
 
 impl From<std::io::Error> for ExportCheckError {
@@ -932,63 +918,6 @@ fn compare_seen(
         agreed_through = agreed_through.max(m);
     }
     Ok(agreed)
-}
-
-/// Checks that published key history agrees with a trusted one: every key in both has the same
-/// public key and start, and the same end unless one of them is still open (one history is newer).
-pub fn check_history(
-    trusted: &[KeyInterval],
-    published: &[KeyInterval],
-) -> Result<(), HistoryFailure> {
-    for t in trusted {
-        let Some(p) = published.iter().find(|p| p.key_id == t.key_id) else {
-            continue;
-        };
-        let ends_agree =
-            t.until_seq == p.until_seq || t.until_seq.is_none() || p.until_seq.is_none();
-        if p.public_key != t.public_key || p.from_seq != t.from_seq || !ends_agree {
-            return Err(HistoryFailure {
-                kind: "key_history_mismatch",
-                seq: Some(p.from_seq.min(t.from_seq)),
-                expected: format!(
-                    "key {} valid {}..{}",
-                    t.key_id,
-                    t.from_seq,
-                    t.until_seq.map_or(String::new(), |u| u.to_string())
-                ),
-                found: format!(
-                    "key {} valid {}..{}",
-                    p.key_id,
-                    p.from_seq,
-                    p.until_seq.map_or(String::new(), |u| u.to_string())
-                ),
-                message: format!(
-                    "the evidence's key history disagrees with the trusted key history about key {}",
-                    t.key_id
-                ),
-            });
-        }
-    }
-    // A key the evidence adds must start where the trusted history's open key may have ended.
-    let overlap = published.iter().find(|p| {
-        trusted.iter().all(|t| t.key_id != p.key_id)
-            && trusted
-                .iter()
-                .any(|t| t.until_seq.is_some_and(|u| p.from_seq < u) && p.from_seq >= t.from_seq)
-    });
-    if let Some(p) = overlap {
-        return Err(HistoryFailure {
-            kind: "key_history_mismatch",
-            seq: Some(p.from_seq),
-            expected: "no other key inside the trusted history's closed intervals".into(),
-            found: format!("key {} from {}", p.key_id, p.from_seq),
-            message: format!(
-                "the evidence's key history has key {} inside an interval the trusted history gives to another key",
-                p.key_id
-            ),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
