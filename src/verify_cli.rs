@@ -843,37 +843,7 @@ fn report(outcome: Result<Outcome, Unusable>, json: bool) -> u8 {
 }
 
 fn write_human(out: &mut impl Write, o: &Outcome) -> std::io::Result<()> {
-    let subject = match (&o.tenant, &o.origin) {
-        (Some(t), Some(origin)) => format!(" of tenant {t} ({origin})"),
-        (None, Some(origin)) => format!(" of {origin}"),
-        (Some(t), None) => format!(" of tenant {t}"),
-        (None, None) => String::new(),
-    };
-    writeln!(out, "auditex verify: {}{subject}: {}", o.evidence, o.file)?;
-    match &o.failure {
-        None => {
-            writeln!(out, "VERIFIED")?;
-            for line in &o.proven {
-                writeln!(out, "  - {line}")?;
-            }
-        }
-        Some(f) => {
-            let at = match (f.seq, &f.event_id) {
-                (Some(seq), Some(id)) => format!(" at record {seq} (event {id})"),
-                (Some(seq), None) => format!(" at record {seq}"),
-                _ => String::new(),
-            };
-            let line = f.line.map_or(String::new(), |l| format!(", line {l}"));
-            writeln!(out, "FAILED{at}{line}: {}", f.kind)?;
-            writeln!(out, "  {}", f.message)?;
-            if let Some(e) = &f.expected {
-                writeln!(out, "  expected: {e}")?;
-            }
-            if let Some(found) = &f.found {
-                writeln!(out, "  found:    {found}")?;
-            }
-        }
-    }
+    write!(out, "{}", o.report())?;
     let rate = match o.records {
         Some(n) if o.elapsed_ms > 0 && n > 1 => {
             format!(

@@ -76,6 +76,18 @@ impl Failure {
         self
     }
 
+    /// Where the failure is, as the report names it: ` at record 7 (event …), line 9`, or
+    /// nothing when the failure is not at a record or line.
+    pub fn place(&self) -> String {
+        let at = match (self.seq, &self.event_id) {
+            (Some(seq), Some(id)) => format!(" at record {seq} (event {id})"),
+            (Some(seq), None) => format!(" at record {seq}"),
+            _ => String::new(),
+        };
+        let line = self.line.map_or(String::new(), |l| format!(", line {l}"));
+        format!("{at}{line}")
+    }
+
     /// The failure of a chain error, as the service's integrity check reports it.
     pub fn chain(e: &ChainError) -> Failure {
         let f = IntegrityFailure::from_chain_error(e);
@@ -406,6 +418,41 @@ impl Outcome {
         self.verified = true;
         self.checkpoint = Some(CheckpointInfo { size, root });
         true
+    }
+
+    /// The verdict for people, as `auditex verify` prints it (without the timing line): what
+    /// was verified, then `VERIFIED` and what is proven, or `FAILED` with where, the failure's
+    /// name, its sentence, and what was expected and found.
+    pub fn report(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let subject = match (&self.tenant, &self.origin) {
+            (Some(t), Some(origin)) => format!(" of tenant {t} ({origin})"),
+            (None, Some(origin)) => format!(" of {origin}"),
+            (Some(t), None) => format!(" of tenant {t}"),
+            (None, None) => String::new(),
+        };
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "auditex verify: {}{subject}: {}", self.evidence, self.file);
+        match &self.failure {
+            None => {
+                let _ = writeln!(out, "VERIFIED");
+                for line in &self.proven {
+                    let _ = writeln!(out, "  - {line}");
+                }
+            }
+            Some(f) => {
+                let _ = writeln!(out, "FAILED{}: {}", f.place(), f.kind);
+                let _ = writeln!(out, "  {}", f.message);
+                if let Some(e) = &f.expected {
+                    let _ = writeln!(out, "  expected: {e}");
+                }
+                if let Some(found) = &f.found {
+                    let _ = writeln!(out, "  found:    {found}");
+                }
+            }
+        }
+        out
     }
 
     /// This outcome, failed with `failure`.
