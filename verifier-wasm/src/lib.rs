@@ -153,3 +153,208 @@ pub unsafe extern "C" fn verifier_verify(
     // A boxed slice's allocation is exactly its length, which is what the page frees.
     Box::into_raw(out.into_boxed_slice()).cast::<u8>()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use ledger::bundle::{Bundle, BundleEntry, BundleFormat};
+    use ledger::checkpoint::{Checkpoint, sign_checkpoint};
+    use ledger::keys::{KeyId, KeyInterval, RecordSigner};
+    use ledger::merkle::leaf_hash;
+    use ledger::note::{NoteSigner, VerifierKey};
+    use ledger::record::{ChainPosition, UnsignedRecord};
+    use ledger::types::{CaptureTime, Hash, Sequence, TenantId, TreeSize};
+    use serde_json::Value;
+
+    const ORIGIN: &str = "test.example/ledger/acme-bank";
+
+    /// A bundle of one decision, the only record of a log whose checkpoint `key` signed, and
+    /// the verifier key of `key`.
+    fn bundle(key: &SigningKey) -> (Vec<u8>, String) {
+        let tenant = TenantId::parse("acme-bank").expect("tenant");
+        let payload = serde_json::json!({
+            "model_id": "credit-limit", "model_version": "4.2.0",
+            "input_commitment": format!("{:064x}", 7), "outcome": "approved",
+            "subject_ref": "subj-1", "decided_at": "2026-11-29T08:00:00Z",
+            "oversight_mode": "human_on_the_loop",
+        });
+        let draft = ledger::draft::prepare_draft(
+            "01936f5e-7a2b-7c3d-8e4f-000000000001",
+            "decision",
+            &payload,
+            &Default::default(),
+            || [7; 32],
+        )
+        .expect("a valid decision")
+        .draft;
+        let signer = RecordSigner::new(key.clone());
+        let at = ChainPosition {
+            seq: Sequence::new(0).expect("seq"),
+            prev: Hash::ZERO,
+            captured_at: CaptureTime::from_unix_micros(1_795_000_000_000_000).expect("time"),
+        };
+        let record = UnsignedRecord::new(&tenant, at, draft, signer.key_id()).sign(&signer);
+        let root = leaf_hash(record.hash.as_bytes());
+        let checkpoint = Checkpoint::new(ORIGIN, TreeSize::new(1), root).expect("checkpoint");
+        let note = sign_checkpoint(&checkpoint, &[NoteSigner::new(ORIGIN, key).expect("signer")])
+            .expect("signed");
+        let vkey = VerifierKey::new(ORIGIN, key.verifying_key())
+            .expect("vkey")
+            .to_string();
+        let bundle = Bundle {
+            format: BundleFormat,
+            tenant,
+            origin: ORIGIN.into(),
+            decision_event_id: record.event_id,
+            checkpoint: note,
+            keys: vec![KeyInterval {
+                key_id: KeyId::of(&key.verifying_key()),
+                public_key: key.verifying_key(),
+                from_seq: 0,
+                until_seq: None,
+            }],
+            verifier_keys: vec![vkey.clone()],
+            entries: vec![BundleEntry {
+                record,
+                inclusion_proof: Vec::new(),
+                erasable_values: None,
+                erased: None,
+            }],
+        };
+        (bundle.to_json().into_bytes(), vkey)
+    }
+
+    fn verify(file: &[u8], keys: &str, history: &str) -> Value {
+        serde_json::from_str(&verify_json(file, "custody.json", keys, history)).expect("JSON")
+    }
+
+    #[test]
+    fn a_valid_bundle_verifies_and_the_result_says_what_was_proven() {
+        let (file, vkey) = bundle(&SigningKey::from_bytes(&[5; 32]));
+        let result = verify(&file, &format!("# the bank's key\n{vkey}\n"), "");
+        assert_eq!(result["verified"], true, "{result}");
+        let outcome = &result["outcome"];
+        assert_eq!(outcome["evidence"], "bundle");
+        assert_eq!(outcome["tenant"], "acme-bank");
+        assert_eq!(outcome["checkpoint"]["size"], 1);
+        assert!(outcome.get("failure").is_none());
+        let proven = outcome["proven"].as_array().expect("proven");
+        assert_eq!(proven.len(), 3, "{proven:?}");
+        assert!(
+            proven[0]
+                .as_str()
+                .is_some_and(|s| s.starts_with("decision 01936f5e-7a2b-7c3d-8e4f-000000000001 and 0 linked record(s) are in the log")),
+            "{proven:?}"
+        );
+        assert!(
+            result["report"].as_str().is_some_and(|r| r.starts_with(
+                "auditex verify: bundle of tenant acme-bank (test.example/ledger/acme-bank): custody.json\nVERIFIED\n  - decision "
+            )),
+            "{result}"
+        );
+    }
+
+    #[test]
+    fn a_changed_byte_fails_naming_the_record_and_the_hash_mismatch() {
+        let (mut file, vkey) = bundle(&SigningKey::from_bytes(&[5; 32]));
+        let at = file
+            .windows(8)
+            .position(|w| w == b"approved")
+            .expect("the outcome");
+        file[at + 7] = b'e';
+        let result = verify(&file, &vkey, "");
+        assert_eq!(result["verified"], false);
+        let failure = &result["outcome"]["failure"];
+        assert_eq!(failure["kind"], "hash_mismatch", "{result}");
+        assert_eq!(failure["seq"], 0);
+        assert_eq!(
+            failure["event_id"],
+            "01936f5e-7a2b-7c3d-8e4f-000000000001"
+        );
+        assert!(
+            result["report"]
+                .as_str()
+                .is_some_and(|r| r.contains("FAILED at record 0 (event 01936f5e-7a2b-7c3d-8e4f-000000000001): hash_mismatch")),
+            "{result}"
+        );
+    }
+
+    #[test]
+    fn a_key_other_than_the_signers_fails_as_an_untrusted_checkpoint() {
+        let (file, _) = bundle(&SigningKey::from_bytes(&[5; 32]));
+        let other = VerifierKey::new(ORIGIN, SigningKey::from_bytes(&[6; 32]).verifying_key())
+            .expect("vkey")
+            .to_string();
+        let result = verify(&file, &other, "");
+        assert_eq!(result["verified"], false);
+        assert_eq!(
+            result["outcome"]["failure"]["kind"], "checkpoint_not_trusted",
+            "{result}"
+        );
+    }
+
+    #[test]
+    fn without_a_trusted_key_nothing_is_verified_and_the_reason_is_given() {
+        let (file, _) = bundle(&SigningKey::from_bytes(&[5; 32]));
+        let result = verify(&file, "  \n# only a comment\n", "");
+        assert_eq!(result["verified"], false);
+        assert!(result.get("outcome").is_none());
+        assert!(
+            result["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("no trusted key")),
+            "{result}"
+        );
+        let result = verify(&file, "not a key", "");
+        assert_eq!(
+            result["error"].as_str().map(|e| e.starts_with("verifier keys, line 1: ")),
+            Some(true),
+            "{result}"
+        );
+        let result = verify(&file, "", "{\"origin\": 1}");
+        assert!(
+            result["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("the key history: not a key history")),
+            "{result}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_no_evidence_fails_as_such() {
+        let (_, vkey) = bundle(&SigningKey::from_bytes(&[5; 32]));
+        let result = verify(b"hello", &vkey, "");
+        assert_eq!(result["verified"], false);
+        assert_eq!(result["outcome"]["evidence"], "unknown");
+        assert_eq!(result["outcome"]["failure"]["kind"], "not_evidence");
+    }
+
+    #[test]
+    fn the_c_abi_returns_a_length_prefixed_json_result() {
+        let (file, vkey) = bundle(&SigningKey::from_bytes(&[5; 32]));
+        let name = b"custody.json";
+        let put = |bytes: &[u8]| {
+            let ptr = verifier_alloc(bytes.len());
+            // SAFETY: `ptr` holds `bytes.len()` bytes, just allocated.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) };
+            (ptr, bytes.len())
+        };
+        let (f, k, n) = (put(&file), put(vkey.as_bytes()), put(name));
+        // SAFETY: every pointer is an allocation of its length, filled above.
+        let out = unsafe { verifier_verify(f.0, f.1, n.0, n.1, k.0, k.1, std::ptr::null(), 0) };
+        // SAFETY: the result starts with its 4-byte length, then that many bytes.
+        let json = unsafe {
+            let len = u32::from_le_bytes(*out.cast::<[u8; 4]>()) as usize;
+            let text = std::slice::from_raw_parts(out.add(4), len).to_vec();
+            verifier_free(out, 4 + len);
+            text
+        };
+        for (ptr, len) in [f, k, n] {
+            // SAFETY: allocations of this module, freed once.
+            unsafe { verifier_free(ptr, len) };
+        }
+        let result: Value = serde_json::from_slice(&json).expect("JSON");
+        assert_eq!(result["verified"], true, "{result}");
+    }
+}
