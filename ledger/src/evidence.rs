@@ -70,7 +70,11 @@ impl Failure {
         self
     }
 
-    pub fn expected_found(mut self, expected: impl Into<String>, found: impl Into<String>) -> Failure {
+    pub fn expected_found(
+        mut self,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Failure {
         self.expected = Some(expected.into());
         self.found = Some(found.into());
         self
@@ -305,7 +309,6 @@ impl Failure {
     }
 }
 
-
 impl Failure {
     /// The failure of a package, with its line.
     pub fn of_package(e: &PackageError) -> Failure {
@@ -433,7 +436,11 @@ impl Outcome {
             (None, None) => String::new(),
         };
         // Writing to a String cannot fail.
-        let _ = writeln!(out, "auditex verify: {}{subject}: {}", self.evidence, self.file);
+        let _ = writeln!(
+            out,
+            "auditex verify: {}{subject}: {}",
+            self.evidence, self.file
+        );
         match &self.failure {
             None => {
                 let _ = writeln!(out, "VERIFIED");
@@ -723,18 +730,24 @@ pub fn verify(bytes: &[u8], name: &str, trust: &Trust) -> Result<Outcome, Unusab
         Some(Kind::Export) => verify_export(bytes, name, trust),
         Some(Kind::Bundle) => {
             if bytes.len() > crate::bundle::BUNDLE_BYTES_MAX {
-                return Ok(Outcome::new("bundle", name.to_owned()).with_failure(Failure::new(
-                    "malformed_bundle",
-                    format!(
-                        "larger than a bundle may be ({} bytes)",
-                        crate::bundle::BUNDLE_BYTES_MAX
-                    ),
-                )));
+                return Ok(
+                    Outcome::new("bundle", name.to_owned()).with_failure(Failure::new(
+                        "malformed_bundle",
+                        format!(
+                            "larger than a bundle may be ({} bytes)",
+                            crate::bundle::BUNDLE_BYTES_MAX
+                        ),
+                    )),
+                );
             }
             Ok(verify_bundle(bytes, name, trust))
         }
         Some(Kind::Package) => verify_package(bytes, name, trust),
-        Some(Kind::TlogProof) => verify_proof(&bytes[..bytes.len().min(TLOG_PROOF_BYTES_MAX + 1)], name, trust),
+        Some(Kind::TlogProof) => verify_proof(
+            &bytes[..bytes.len().min(TLOG_PROOF_BYTES_MAX + 1)],
+            name,
+            trust,
+        ),
         None => Ok(not_evidence(name)),
     }
 }
@@ -1097,4 +1110,3 @@ pub fn verify_export(
     }
     Ok(outcome)
 }
-

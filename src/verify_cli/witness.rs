@@ -10,9 +10,9 @@
 use std::path::Path;
 
 use ledger::cosignature::{Cosignature, WitnessKey, verify_cosignatures};
+use ledger::evidence::CosignatureInfo;
 use ledger::note::Note;
 use ledger::policy::Policy;
-use ledger::evidence::CosignatureInfo;
 
 use super::{Failure, Outcome, Unusable, VerifyOptions, checkpoint_note_of};
 

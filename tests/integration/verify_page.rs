@@ -81,19 +81,28 @@ async fn the_verify_page_alone_may_run_this_origins_script_and_needs_no_sign_in(
             .unwrap_or_default()
             .to_owned();
         assert!(csp.starts_with("default-src 'none'"), "{path}: {csp}");
-        assert!(!csp.contains("script-src"), "{path} allows no script: {csp}");
+        assert!(
+            !csp.contains("script-src"),
+            "{path} allows no script: {csp}"
+        );
         assert!(!csp.contains("wasm-unsafe-eval"), "{path}: {csp}");
     }
 
     // The module and the script are the embedded ones, with the types browsers require.
     for (path, content_type, body) in [
         (WASM_PATH, "application/wasm", WASM.to_vec()),
-        (SCRIPT_PATH, "text/javascript; charset=utf-8", SCRIPT.as_bytes().to_vec()),
+        (
+            SCRIPT_PATH,
+            "text/javascript; charset=utf-8",
+            SCRIPT.as_bytes().to_vec(),
+        ),
     ] {
         let r = get(path).await.expect("GET");
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         assert_eq!(
-            r.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            r.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
             Some(content_type),
             "{path}"
         );
@@ -103,7 +112,12 @@ async fn the_verify_page_alone_may_run_this_origins_script_and_needs_no_sign_in(
     assert_eq!(css.status(), StatusCode::OK);
 
     // The sign-in page links to it.
-    let sign_in = get("/sign-in").await.expect("GET").text().await.expect("body");
+    let sign_in = get("/sign-in")
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
     assert!(sign_in.contains("href=\"/verify\""), "{sign_in}");
     server.stop().await;
 }
@@ -206,9 +220,11 @@ impl RecordingProxy {
         String::from_utf8_lossy(&bytes[from.min(bytes.len())..])
             .lines()
             .filter(|l| {
-                ["GET ", "POST ", "PUT ", "PATCH ", "DELETE ", "HEAD ", "OPTIONS "]
-                    .iter()
-                    .any(|m| l.starts_with(m))
+                [
+                    "GET ", "POST ", "PUT ", "PATCH ", "DELETE ", "HEAD ", "OPTIONS ",
+                ]
+                .iter()
+                .any(|m| l.starts_with(m))
             })
             .map(str::to_owned)
             .collect()
@@ -379,20 +395,34 @@ async fn a_bundle_verifies_in_the_browser_and_a_changed_byte_or_a_wrong_key_fail
     paths.sort_unstable();
     assert_eq!(
         paths,
-        ["/static/portal.css", STYLE_PATH, SCRIPT_PATH, WASM_PATH, "/verify"]
-            .iter()
-            .copied()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect::<Vec<_>>(),
+        [
+            "/static/portal.css",
+            STYLE_PATH,
+            SCRIPT_PATH,
+            WASM_PATH,
+            "/verify"
+        ]
+        .iter()
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>(),
         "the page loads itself, its styles, its script and the module: {loaded:?}"
     );
     let before_verifying = proxy.received().len();
 
     let keys_text = keys.join("\n");
     let [status, kind, report] = verify_in_page(&browser, &good, &keys_text).await;
-    assert_eq!((status.as_str(), kind.as_str()), ("Verified", ""), "{report}");
-    assert_eq!(report, cli_report(&good, &keys), "the page words it as auditex verify");
+    assert_eq!(
+        (status.as_str(), kind.as_str()),
+        ("Verified", ""),
+        "{report}"
+    );
+    assert_eq!(
+        report,
+        cli_report(&good, &keys),
+        "the page words it as auditex verify"
+    );
     browser.screenshot("19-verify-verified").await;
 
     let [status, kind, report] = verify_in_page(&browser, &tampered, &keys_text).await;
@@ -429,7 +459,9 @@ async fn a_bundle_verifies_in_the_browser_and_a_changed_byte_or_a_wrong_key_fail
         .as_str()
         .expect("a signature in the bundle");
     assert!(
-        !after.windows(signature.len()).any(|w| w == signature.as_bytes()),
+        !after
+            .windows(signature.len())
+            .any(|w| w == signature.as_bytes()),
         "the file's bytes never reach the server"
     );
     browser.quit().await;

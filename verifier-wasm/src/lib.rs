@@ -72,7 +72,9 @@ pub fn verify_json(file: &[u8], name: &str, keys: &str, history: &str) -> String
         },
     };
     serde_json::to_string(&result).unwrap_or_else(|e| {
-        format!(r#"{{"verified":false,"error":"the result could not be encoded: {e}","report":""}}"#)
+        format!(
+            r#"{{"verified":false,"error":"the result could not be encoded: {e}","report":""}}"#
+        )
     })
 }
 
@@ -197,8 +199,11 @@ mod tests {
         let record = UnsignedRecord::new(&tenant, at, draft, signer.key_id()).sign(&signer);
         let root = leaf_hash(record.hash.as_bytes());
         let checkpoint = Checkpoint::new(ORIGIN, TreeSize::new(1), root).expect("checkpoint");
-        let note = sign_checkpoint(&checkpoint, &[NoteSigner::new(ORIGIN, key).expect("signer")])
-            .expect("signed");
+        let note = sign_checkpoint(
+            &checkpoint,
+            &[NoteSigner::new(ORIGIN, key).expect("signer")],
+        )
+        .expect("signed");
         let vkey = VerifierKey::new(ORIGIN, key.verifying_key())
             .expect("vkey")
             .to_string();
@@ -268,14 +273,11 @@ mod tests {
         let failure = &result["outcome"]["failure"];
         assert_eq!(failure["kind"], "hash_mismatch", "{result}");
         assert_eq!(failure["seq"], 0);
-        assert_eq!(
-            failure["event_id"],
-            "01936f5e-7a2b-7c3d-8e4f-000000000001"
-        );
+        assert_eq!(failure["event_id"], "01936f5e-7a2b-7c3d-8e4f-000000000001");
         assert!(
-            result["report"]
-                .as_str()
-                .is_some_and(|r| r.contains("FAILED at record 0 (event 01936f5e-7a2b-7c3d-8e4f-000000000001): hash_mismatch")),
+            result["report"].as_str().is_some_and(|r| r.contains(
+                "FAILED at record 0 (event 01936f5e-7a2b-7c3d-8e4f-000000000001): hash_mismatch"
+            )),
             "{result}"
         );
     }
@@ -308,7 +310,9 @@ mod tests {
         );
         let result = verify(&file, "not a key", "");
         assert_eq!(
-            result["error"].as_str().map(|e| e.starts_with("verifier keys, line 1: ")),
+            result["error"]
+                .as_str()
+                .map(|e| e.starts_with("verifier keys, line 1: ")),
             Some(true),
             "{result}"
         );

@@ -110,7 +110,7 @@ fn body() -> Markup {
                             placeholder="auditex.example/ledger/acme-bank+1a2b3c4d+AbCd…" {}
                     }
                     label for="key-history" {
-                        "or its key history (JSON, as " code { "auditex key history" } " prints it)"
+                        span { "or its key history (JSON, as " code { "auditex key history" } " prints it)" }
                         input #key-history type="file" name="key-history" accept=".json,application/json";
                     }
                     p.muted {
@@ -151,7 +151,11 @@ pub async fn script() -> Response {
 
 /// GET /static/verify.css.
 pub async fn stylesheet() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLESHEET).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        STYLESHEET,
+    )
+        .into_response()
 }
 
 /// GET /static/verifier.wasm. `application/wasm` is what `instantiateStreaming` requires.
@@ -166,7 +170,12 @@ mod tests {
     #[test]
     fn the_wasm_module_is_embedded_and_exports_the_verifier_abi() {
         assert!(WASM.starts_with(b"\0asm"), "a WebAssembly binary");
-        for export in ["verifier_alloc", "verifier_free", "verifier_verify", "memory"] {
+        for export in [
+            "verifier_alloc",
+            "verifier_free",
+            "verifier_verify",
+            "memory",
+        ] {
             assert!(
                 WASM.windows(export.len()).any(|w| w == export.as_bytes()),
                 "the module exports {export}"
