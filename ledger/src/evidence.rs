@@ -727,7 +727,7 @@ pub fn not_evidence(name: &str) -> Outcome {
 /// larger than the kind allows.
 pub fn verify(bytes: &[u8], name: &str, trust: &Trust) -> Result<Outcome, Unusable> {
     match sniff(bytes) {
-        Some(Kind::Export) => verify_export(bytes, name, trust),
+        Some(Kind::Export) => Ok(verify_export(bytes, name, trust)),
         Some(Kind::Bundle) => {
             if bytes.len() > crate::bundle::BUNDLE_BYTES_MAX {
                 return Ok(
@@ -1039,45 +1039,43 @@ pub fn verify_package(
     Ok(outcome)
 }
 
-/// Verifies a whole-ledger export read from `input`, sequentially, with the checks of
-/// [`ExportVerifier`]; the export's published key history must agree with a trusted one of its
-/// origin.
-///
-/// # Errors
-/// [`Unusable`] when `input` cannot be read.
-pub fn verify_export(
-    mut input: impl BufRead,
-    name: &str,
-    trust: &Trust,
-) -> Result<Outcome, Unusable> {
+/// Verifies a whole-ledger export held in memory, sequentially, with the checks of
+/// [`ExportVerifier`], which the command line's parallel verifier is tested to match; the
+/// export's published key history must agree with a trusted one of its origin.
+pub fn verify_export(bytes: &[u8], name: &str, trust: &Trust) -> Outcome {
     let mut outcome = Outcome::new("export", name.to_owned());
     let mut verifier = ExportVerifier::new(&trust.vkeys);
-    let mut buf = Vec::new();
     let mut from_seq = 0;
     let mut failed = None;
-    loop {
-        buf.clear();
-        let read = (&mut input)
-            .take(crate::export::EXPORT_LINE_BYTES_MAX as u64 + 2)
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Unusable(format!("reading {name}: {e}")))?;
-        if read == 0 {
-            break;
-        }
-        let line_no = verifier.lines() + 1;
-        let terminated = buf.last() == Some(&b'\n');
-        if terminated {
-            buf.pop();
-        }
-        // Whatever the bytes are, they were read: a line that is not UTF-8 is a damaged line.
-        let Ok(text) = std::str::from_utf8(&buf) else {
-            let kind = ExportErrorKind::MalformedRecord("the line is not UTF-8".into());
+    for (i, raw) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        let line_no = i as u64 + 1;
+        let (line, terminated) = match raw.strip_suffix(b"\n") {
+            Some(line) => (line, true),
+            None => (raw, false),
+        };
+        // Whatever the bytes are, they were read: a line that is not UTF-8 is a damaged line
+        // (the header: not an export), as for the command line.
+        let Ok(text) = std::str::from_utf8(line) else {
+            if line_no == 1 {
+                let mut f = Failure::new(
+                    "malformed_header",
+                    "not an Auditex export: the first line is not a JSON export header",
+                );
+                f.line = Some(1);
+                return outcome.with_failure(f);
+            }
             failed = Some(ExportError {
                 line: line_no,
-                kind,
+                kind: ExportErrorKind::MalformedRecord("the line is not UTF-8".into()),
             });
             break;
         };
+        if let Err(e) = verifier.push_line(text) {
+            failed = Some(e);
+            break;
+        }
+        // The header verified: its key history must agree with a trusted one, before any
+        // record is judged (the command line's order).
         if line_no == 1
             && let Ok(header) = crate::json::from_str::<crate::export::ExportHeader>(text)
         {
@@ -1085,12 +1083,8 @@ pub fn verify_export(
             if let Some(history) = trust.history_for(&header.origin)
                 && let Err(h) = check_history(history, &header.keys)
             {
-                return Ok(outcome.with_failure(Failure::history(h)));
+                return outcome.with_failure(Failure::history(h));
             }
-        }
-        if let Err(e) = verifier.push_line(text) {
-            failed = Some(e);
-            break;
         }
         if !terminated {
             failed = Some(ExportError {
@@ -1108,5 +1102,5 @@ pub fn verify_export(
         Ok(report) => outcome.export_verified(&report, &[], trust),
         Err(e) => outcome.failure = Some(Failure::of_export(&e, from_seq)),
     }
-    Ok(outcome)
+    outcome
 }

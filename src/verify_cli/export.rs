@@ -925,6 +925,7 @@ mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
     use ledger::checkpoint::sign_checkpoint;
+    use ledger::evidence::Failure;
     use ledger::export::{ExportFormat, ExportVerifier, record_line};
     use ledger::keys::{KeyId, RecordSigner};
     use ledger::merkle::{CompactTree, leaf_hash};
@@ -1055,6 +1056,52 @@ mod tests {
                     expected,
                     "{what}, chunk {chunk}"
                 );
+            }
+        }
+    }
+
+    /// The browser verifies exports with `ledger::evidence::verify_export` (sequential): its
+    /// verdict on every damaged export is the one this parallel verifier's failure reports.
+    #[test]
+    fn the_browsers_sequential_verdict_is_the_parallel_one() {
+        let (lines, vkey) = export(700);
+        let n = lines.len();
+        let mut changed = lines.clone();
+        changed[400][300] ^= 1;
+        let mut early_trailer = lines.clone();
+        early_trailer.insert(300, lines[n - 1].clone());
+        let mut long = lines.clone();
+        long[513] = vec![b'x'; EXPORT_LINE_BYTES_MAX + 10];
+        let mut not_utf8 = lines.clone();
+        let middle = not_utf8[299].len() / 2;
+        not_utf8[299][middle] = 0xff;
+        let mut no_final_newline = join(&lines);
+        no_final_newline.pop();
+        let trust = ledger::evidence::Trust {
+            vkeys: vec![vkey.clone()],
+            history: None,
+        };
+        for (what, text) in [
+            ("intact", join(&lines)),
+            ("a changed byte", join(&changed)),
+            ("a trailer among the records", join(&early_trailer)),
+            ("no trailer", join(&lines[..n - 1])),
+            ("a line too long", join(&long)),
+            ("a line that is not UTF-8", join(&not_utf8)),
+            ("no final newline", no_final_newline),
+        ] {
+            let sequential = ledger::evidence::verify_export(&text, "e.jsonl", &trust);
+            let parallel = parallel(&text, &vkey, 0);
+            match parallel {
+                Ok(records) => {
+                    assert!(sequential.verified, "{what}: {:?}", sequential.failure);
+                    assert_eq!(sequential.records, Some(records), "{what}");
+                }
+                Err(e) => assert_eq!(
+                    sequential.failure,
+                    Some(Failure::of_export(&e, 0)),
+                    "{what}"
+                ),
             }
         }
     }
