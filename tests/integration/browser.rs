@@ -541,7 +541,7 @@ async fn seed(server: &PortalServer) -> (String, String) {
 }
 
 /// The tenant's checkpoint verifier keys in C2SP vkey form.
-async fn verifier_keys(server: &PortalServer) -> Vec<String> {
+pub(crate) async fn verifier_keys(server: &PortalServer) -> Vec<String> {
     let origin = server.store.origin(&server.tenant).await.expect("origin");
     server
         .store

@@ -22,7 +22,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use thirtyfour::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::browser::{Browser, eventually};
+use crate::browser::{Browser, eventually, verifier_keys};
 use crate::portal_support::PortalServer;
 use crate::support::{Backend, decision_payload};
 
@@ -263,21 +263,7 @@ async fn bundle_and_keys(server: &PortalServer) -> (String, Vec<String>) {
             .ok()
     })
     .await;
-    let origin = server.store.origin(&server.tenant).await.expect("origin");
-    let keys = server
-        .store
-        .key_history(&server.tenant)
-        .await
-        .expect("key history")
-        .intervals()
-        .iter()
-        .map(|k| {
-            VerifierKey::new(&origin, k.public_key)
-                .expect("verifier key")
-                .to_string()
-        })
-        .collect();
-    (bundle.to_json(), keys)
+    (bundle.to_json(), verifier_keys(server).await)
 }
 
 /// Chooses `file` and `keys` on the page and verifies; returns the status heading, the
