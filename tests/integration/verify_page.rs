@@ -364,7 +364,7 @@ async fn a_bundle_verifies_in_the_browser_and_a_changed_byte_or_a_wrong_key_fail
         .await
         .expect("open /verify");
     browser.expect_page("Verify evidence").await;
-    browser.screenshot("18-verify").await;
+    browser.screenshot("verify-01-page").await;
     let loaded = eventually("the page's requests", || async {
         let lines = proxy.request_lines(0);
         lines
@@ -409,7 +409,7 @@ async fn a_bundle_verifies_in_the_browser_and_a_changed_byte_or_a_wrong_key_fail
         cli_report(&good, &keys),
         "the page words it as auditex verify"
     );
-    browser.screenshot("19-verify-verified").await;
+    browser.screenshot("verify-02-verified").await;
 
     let [status, kind, report] = verify_in_page(&browser, &tampered, &keys_text).await;
     assert_eq!(
@@ -419,7 +419,7 @@ async fn a_bundle_verifies_in_the_browser_and_a_changed_byte_or_a_wrong_key_fail
     );
     assert!(report.contains("FAILED at record 0 (event "), "{report}");
     assert_eq!(report, cli_report(&tampered, &keys));
-    browser.screenshot("20-verify-changed-byte").await;
+    browser.screenshot("verify-03-changed-byte").await;
 
     let [status, kind, report] = verify_in_page(&browser, &good, &wrong_key).await;
     assert_eq!(
@@ -428,7 +428,7 @@ async fn a_bundle_verifies_in_the_browser_and_a_changed_byte_or_a_wrong_key_fail
         "{report}"
     );
     assert_eq!(report, cli_report(&good, std::slice::from_ref(&wrong_key)));
-    browser.screenshot("21-verify-wrong-key").await;
+    browser.screenshot("verify-04-wrong-key").await;
 
     // Nothing reached the server while verifying: no request at all, so neither the file nor
     // any part of it (its signature is the most distinctive part).
