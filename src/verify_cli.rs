@@ -81,21 +81,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use ledger::bundle::{BUNDLE_FORMAT, Bundle, BundleError, verify_bundle};
-use ledger::checkpoint::{Checkpoint, open_checkpoint};
-use ledger::export::{EXPORT_FORMAT, ExportError, ExportErrorKind};
-use ledger::failure::IntegrityFailure;
-use ledger::keys::{KeyInterval, KeyRing};
-use ledger::note::{Note, VerifierKey};
-use ledger::proof_file::{TLOG_PROOF_BYTES_MAX, TLOG_PROOF_HEADER, TlogProof};
-use ledger::types::{EventId, Hash};
-use ledger::verify::{
-    ChainError, CheckpointConsistencyError, TlogProofVerifyError, verify_checkpoint_consistency,
-    verify_tlog_proof_file,
+use ledger::bundle::Bundle;
+use ledger::checkpoint::open_checkpoint;
+use ledger::evidence::{
+    self, CheckpointInfo, Failure, Kind, Outcome, Trust, checkpoint_origin, parse_key_lines, sniff,
 };
-use serde::Serialize;
+use ledger::keys::KeyRing;
+use ledger::note::{Note, VerifierKey};
+use ledger::proof_file::{TLOG_PROOF_BYTES_MAX, TlogProof};
+use ledger::verify::verify_checkpoint_consistency;
 
-use export::{ExportCheckError, ExportOptions, HistoryFailure, check_history};
+use export::{ExportCheckError, ExportOptions};
 
 /// Exit code: everything verified.
 pub const EXIT_VERIFIED: u8 = 0;
@@ -228,367 +224,17 @@ pub struct VerifyOptions {
     pub policy: Option<PathBuf>,
 }
 
-/// What verification found wrong, ready to print.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Failure {
-    /// A stable name for the failure class (`hash_mismatch`, `bad_signature`, `fork`, …).
-    pub kind: String,
-    /// The first affected sequence number, when there is one.
-    pub seq: Option<u64>,
-    /// The event id of that record, when known.
-    pub event_id: Option<EventId>,
-    /// The 1-based line of the file, for line-based evidence.
-    pub line: Option<u64>,
-    /// What valid evidence has there.
-    pub expected: Option<String>,
-    /// What was found.
-    pub found: Option<String>,
-    /// One sentence for people.
-    pub message: String,
-}
-
-impl Failure {
-    fn new(kind: &str, message: impl Into<String>) -> Failure {
-        Failure {
-            kind: kind.to_owned(),
-            seq: None,
-            event_id: None,
-            line: None,
-            expected: None,
-            found: None,
-            message: message.into(),
-        }
-    }
-
-    fn at(mut self, seq: Option<u64>, event_id: Option<EventId>) -> Failure {
-        self.seq = seq;
-        self.event_id = event_id;
-        self
-    }
-
-    fn expected_found(mut self, expected: impl Into<String>, found: impl Into<String>) -> Failure {
-        self.expected = Some(expected.into());
-        self.found = Some(found.into());
-        self
-    }
-
-    /// The failure of a chain error, as the service's integrity check reports it.
-    fn chain(e: &ChainError) -> Failure {
-        let f = IntegrityFailure::from_chain_error(e);
-        let kind = serde_json::to_value(f.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "chain".into());
-        Failure {
-            kind,
-            seq: Some(f.seq),
-            event_id: f.event_id,
-            line: None,
-            expected: Some(f.expected),
-            found: Some(f.found),
-            message: f.message,
-        }
-    }
-
-    fn history(h: HistoryFailure) -> Failure {
-        Failure::new(h.kind, h.message)
-            .at(h.seq, None)
-            .expected_found(h.expected, h.found)
-    }
-
-    /// The failure of an export, with its line.
-    pub fn of_export(e: &ExportError, from_seq: u64) -> Failure {
-        use ExportErrorKind as K;
-        // Record lines start at line 2 with `from_seq`.
-        let seq_of_line = (e.line >= 2).then(|| from_seq + e.line - 2);
-        let message = e.to_string();
-        let mut f = match &e.kind {
-            K::Chain(c) => Failure::chain(c),
-            K::LineTooLong { .. } => Failure::new("line_too_long", "").at(seq_of_line, None),
-            K::MissingHeader => Failure::new("missing_header", ""),
-            K::MalformedHeader(_) => Failure::new("malformed_header", ""),
-            K::Head(_) => Failure::new("checkpoint_not_trusted", ""),
-            K::StartBeyondCheckpoint { .. } => Failure::new("start_beyond_checkpoint", ""),
-            K::MalformedRecord(_) => Failure::new("malformed_record", "").at(seq_of_line, None),
-            K::BeyondCheckpoint { seq, size } => Failure::new("beyond_checkpoint", "")
-                .at(Some(*seq), None)
-                .expected_found(format!("a record below {size}"), format!("record {seq}")),
-            K::MalformedTrailer(_) => Failure::new("malformed_trailer", ""),
-            K::RecordCount { stated, counted } => Failure::new("trailer_mismatch", "")
-                .expected_found(format!("{counted} records"), format!("{stated} records")),
-            K::LastSeq { stated, counted } => Failure::new("trailer_mismatch", "").expected_found(
-                format!("last_seq {counted:?}"),
-                format!("last_seq {stated:?}"),
-            ),
-            K::Incomplete {
-                from_seq,
-                size,
-                expected,
-                found,
-            } => Failure::new("missing_records", "")
-                .at(Some(from_seq + found), None)
-                .expected_found(
-                    format!(
-                        "{expected} records, {from_seq}..{} (checkpoint of size {size})",
-                        size.get().saturating_sub(1)
-                    ),
-                    format!("{found} records"),
-                ),
-            K::Inclusion { seq, source } => Failure::new("inclusion_proof", "")
-                .at(Some(*seq), None)
-                .expected_found(
-                    format!("record {seq} as the last leaf of the checkpoint's tree"),
-                    source.to_string(),
-                ),
-            K::UnexpectedProof { .. } => Failure::new("trailer_mismatch", ""),
-            K::RootMismatch {
-                size,
-                expected,
-                computed,
-            } => Failure::new("checkpoint_root_mismatch", "")
-                .at(Some(size.get().saturating_sub(1)), None)
-                .expected_found(
-                    format!("root {expected} (signed checkpoint of size {size})"),
-                    format!("root {computed} recomputed from the records"),
-                ),
-            K::MissingTrailer => Failure::new("missing_trailer", ""),
-            K::AfterTrailer => Failure::new("after_trailer", ""),
-            K::ControlCharacter { .. } => {
-                Failure::new("control_character", "").at(seq_of_line, None)
-            }
-            K::MissingFinalNewline => Failure::new("missing_final_newline", ""),
-            // A kind of failure `ledger` adds later; the message still says what it is.
-            _ => Failure::new("invalid", ""),
-        };
-        f.line = Some(e.line);
-        f.message = message;
-        f
-    }
-
-    fn of_bundle(e: &BundleError) -> Failure {
-        use BundleError as B;
-        let message = e.to_string();
-        let mut f = match e {
-            B::Record(r) => Failure::chain(&ChainError::Record(r.clone())),
-            B::Inclusion(i) => Failure::new("inclusion_proof", "")
-                .at(Some(i.seq), Some(i.event_id))
-                .expected_found(
-                    format!("a path to the root of the checkpoint of size {}", i.size),
-                    i.source.to_string(),
-                ),
-            B::WrongTenant {
-                seq,
-                event_id,
-                found,
-            } => Failure::new("wrong_tenant", "")
-                .at(Some(*seq), Some(*event_id))
-                .expected_found("the bundle's tenant", found.to_string()),
-            B::OutOfOrder { seq, event_id, .. } => {
-                Failure::new("out_of_order", "").at(Some(*seq), Some(*event_id))
-            }
-            B::FirstNotADecision { seq, event_id, .. } => {
-                Failure::new("not_a_decision", "").at(Some(*seq), Some(*event_id))
-            }
-            B::DecisionIdMismatch {
-                seq,
-                expected,
-                found,
-            } => Failure::new("decision_mismatch", "")
-                .at(Some(*seq), Some(*found))
-                .expected_found(expected.to_string(), found.to_string()),
-            B::NotLinked { seq, event_id, .. } => {
-                Failure::new("not_linked", "").at(Some(*seq), Some(*event_id))
-            }
-            B::ProofTooLong { seq, .. } => Failure::new("inclusion_proof", "").at(Some(*seq), None),
-            B::TooManyErasableValues { seq, .. } | B::ErasableNotCommitted { seq, .. } => {
-                Failure::new("erasable_value", "").at(Some(*seq), None)
-            }
-            B::ErasedNotCommitted { seq, .. }
-            | B::ErasedAndSupplied { seq, .. }
-            | B::ErasureNotAfter { seq, .. } => {
-                Failure::new("erased_field", "").at(Some(*seq), None)
-            }
-            B::ErasedByNonErasure {
-                erasure_seq,
-                event_id,
-                event_type,
-                ..
-            } => Failure::new("erased_field", "")
-                .at(Some(*erasure_seq), Some(*event_id))
-                .expected_found("an erasure event", event_type.to_string()),
-            B::ErasureDoesNotCover {
-                erasure_seq,
-                event_id,
-                ..
-            } => Failure::new("erased_field", "").at(Some(*erasure_seq), Some(*event_id)),
-            B::ErasableMismatch { seq, field } => Failure::new("erasable_value", "")
-                .at(Some(*seq), None)
-                .expected_found(
-                    format!(
-                        "a value and salt matching the commitment of {}",
-                        field.as_str()
-                    ),
-                    "a value that does not match".to_owned(),
-                ),
-            B::Head(_) => Failure::new("checkpoint_not_trusted", ""),
-            B::Json(_) | B::TooLarge { .. } | B::NoEntries | B::TooManyEntries { .. } => {
-                Failure::new("malformed_bundle", "")
-            }
-            // A kind of failure `ledger` adds later; the message still says what it is.
-            _ => Failure::new("invalid", ""),
-        };
-        f.message = message;
-        f
-    }
-
-    fn of_tlog(e: &TlogProofVerifyError) -> Failure {
-        use TlogProofVerifyError as T;
-        let message = e.to_string();
-        let mut f = match e {
-            T::Record(r) => Failure::chain(&ChainError::Record(r.clone())),
-            T::Inclusion(i) => Failure::new("inclusion_proof", "")
-                .at(Some(i.seq), Some(i.event_id))
-                .expected_found(
-                    format!("a path to the root of the checkpoint of size {}", i.size),
-                    i.source.to_string(),
-                ),
-            T::IndexMismatch { index, seq } => Failure::new("index_mismatch", "")
-                .at(Some(*seq), None)
-                .expected_found(format!("index {seq}"), format!("index {index}")),
-            T::Checkpoint(_)
-            | T::TenantNotInOrigin { .. }
-            | T::CheckpointKeyOutsideInterval { .. } => Failure::new("checkpoint_not_trusted", ""),
-            T::Parse(_) | T::MissingRecord | T::MalformedRecord(_) => {
-                Failure::new("malformed_proof", "")
-            }
-            // A kind of failure `ledger` adds later; the message still says what it is.
-            _ => Failure::new("invalid", ""),
-        };
-        f.message = message;
-        f
-    }
-
-    fn of_consistency(e: &CheckpointConsistencyError) -> Failure {
-        use CheckpointConsistencyError as C;
-        let message = e.to_string();
-        let mut f = match e {
-            C::OriginMismatch { older, newer } => {
-                Failure::new("origin_mismatch", "").expected_found(older.clone(), newer.clone())
-            }
-            C::RolledBack { seen, offered } => Failure::new("rolled_back", "")
-                .at(Some(offered.get()), None)
-                .expected_found(
-                    format!("a tree of at least {seen} records"),
-                    format!("a checkpoint of size {offered}"),
-                ),
-            C::Fork { size, root1, root2 } => Failure::new("fork", "").expected_found(
-                format!("root {root1} at size {size}"),
-                format!("root {root2} at size {size}"),
-            ),
-            C::Proof(p) => Failure::new("inconsistent", "").expected_found(
-                "a consistency proof from the older tree to the newer",
-                p.to_string(),
-            ),
-            // A kind of failure `ledger` adds later; the message still says what it is.
-            _ => Failure::new("invalid", ""),
-        };
-        f.message = message;
-        f
-    }
-}
-
-/// The result of one verification, printed as text or JSON.
-#[derive(Debug, Serialize)]
-struct Outcome {
-    verified: bool,
-    evidence: &'static str,
-    file: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tenant: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    origin: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    checkpoint: Option<CheckpointInfo>,
-    /// What was proven, one sentence each.
-    proven: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    records: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failure: Option<Failure>,
-    /// The valid cosignatures of trusted witnesses on the checkpoint (with `--witness`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    cosignatures: Vec<witness::CosignatureInfo>,
-    elapsed_ms: u64,
-    /// The checkpoint note, when the evidence is not a file (the tiles mode).
-    #[serde(skip)]
-    note: Option<String>,
-    /// The latest capture time of the records the evidence proves, µs.
-    #[serde(skip)]
-    captured_max_us: Option<u64>,
-}
-
-impl Outcome {
-    /// An outcome not (yet) verified.
-    fn new(evidence: &'static str, file: String) -> Outcome {
-        Outcome {
-            verified: false,
-            evidence,
-            file,
-            tenant: None,
-            origin: None,
-            checkpoint: None,
-            proven: Vec::new(),
-            records: None,
-            failure: None,
-            cosignatures: Vec::new(),
-            elapsed_ms: 0,
-            note: None,
-            captured_max_us: None,
-        }
-    }
-
-    /// Marks the evidence verified against the checkpoint of `size` and `root`, unless the key
-    /// history it carries disagrees with the trusted one (then that is the failure); returns
-    /// whether it is verified.
-    fn verified_at(
-        &mut self,
-        trust: &Trust,
-        origin: &str,
-        keys: &[KeyInterval],
-        size: u64,
-        root: Hash,
-    ) -> bool {
-        if let Some(history) = trust.history_for(origin)
-            && let Err(h) = check_history(history, keys)
-        {
-            self.failure = Some(Failure::history(h));
-            return false;
-        }
-        self.verified = true;
-        self.checkpoint = Some(CheckpointInfo { size, root });
-        true
-    }
-
+/// Timing for outcomes: the verdict itself (`ledger::evidence`) has no clock.
+trait Timed {
     /// This outcome failed with `failure`, after the time since `started`.
-    fn failed(mut self, failure: Failure, started: Instant) -> Outcome {
-        self.failure = Some(failure);
-        self.elapsed_ms = elapsed_ms(started);
-        self
-    }
+    fn failed(self, failure: Failure, started: Instant) -> Outcome;
 }
 
-#[derive(Debug, Serialize)]
-struct CheckpointInfo {
-    size: u64,
-    root: Hash,
-}
-
-impl CheckpointInfo {
-    fn of(c: &Checkpoint) -> Self {
-        CheckpointInfo {
-            size: c.size().get(),
-            root: c.root(),
-        }
+impl Timed for Outcome {
+    fn failed(self, failure: Failure, started: Instant) -> Outcome {
+        let mut outcome = self.with_failure(failure);
+        outcome.elapsed_ms = elapsed_ms(started);
+        outcome
     }
 }
 
@@ -602,84 +248,41 @@ impl<E: std::fmt::Display> From<E> for Unusable {
     }
 }
 
-/// The keys the caller trusts.
-#[derive(Debug, Default)]
-struct Trust {
-    vkeys: Vec<VerifierKey>,
-    /// A trusted key history and the origin it is for.
-    history: Option<(String, Vec<KeyInterval>)>,
-}
-
-impl Trust {
-    fn load(options: &VerifyOptions) -> Result<Trust, Unusable> {
-        let mut trust = Trust::default();
-        for text in &options.keys {
-            let vkey = VerifierKey::parse(text.trim())
-                .map_err(|e| Unusable(format!("--key {text}: {e}")))?;
-            trust.vkeys.push(vkey);
-        }
-        if let Some(path) = &options.keys_file {
-            let text = read_small_text(path)?;
-            for (i, line) in text.lines().enumerate() {
-                let line = line.split('#').next().unwrap_or("").trim();
-                if line.is_empty() {
-                    continue;
-                }
-                let vkey = VerifierKey::parse(line)
-                    .map_err(|e| Unusable(format!("{} line {}: {e}", path.display(), i + 1)))?;
-                trust.vkeys.push(vkey);
-            }
-        }
-        if let Some(path) = &options.key_history {
-            let (origin, keys) = read_key_history(path)?;
-            for k in &keys {
-                trust.vkeys.push(
-                    VerifierKey::new(&origin, k.public_key)
-                        .map_err(|e| Unusable(format!("{}: {e}", path.display())))?,
-                );
-            }
-            trust.history = Some((origin, keys));
-        }
-        if let Some(path) = &options.policy {
-            let policy = ledger::policy::Policy::parse(&read_small_text(path)?)
-                .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
-            for log in policy.logs() {
-                if !trust.vkeys.contains(log) {
-                    trust.vkeys.push(log.clone());
-                }
-            }
-        }
-        if trust.vkeys.is_empty() {
-            return Err(Unusable(
-                "no trusted key: pass --key VKEY, --keys FILE, --key-history FILE or a --policy \
-                 listing logs (the keys inside the evidence are checked, never trusted)"
-                    .into(),
-            ));
-        }
-        Ok(trust)
+/// The keys the caller trusts, from the options.
+fn load_trust(options: &VerifyOptions) -> Result<Trust, Unusable> {
+    let mut trust = Trust::default();
+    for text in &options.keys {
+        let vkey =
+            VerifierKey::parse(text.trim()).map_err(|e| Unusable(format!("--key {text}: {e}")))?;
+        trust.vkeys.push(vkey);
     }
-
-    /// The trusted key history, when it is for `origin`.
-    fn history_for(&self, origin: &str) -> Option<&[KeyInterval]> {
-        self.history
-            .as_ref()
-            .filter(|(o, _)| o == origin)
-            .map(|(_, keys)| keys.as_slice())
+    if let Some(path) = &options.keys_file {
+        let text = read_small_text(path)?;
+        let keys = parse_key_lines(&text)
+            .map_err(|(line, e)| Unusable(format!("{} line {line}: {e}", path.display())))?;
+        trust.vkeys.extend(keys);
     }
-}
-
-/// Reads a key history as `auditex key history` prints it: `{"origin": …, "keys": [{key_id,
-/// public_key, from_seq, until_seq, verifier_key?}, …]}`.
-fn read_key_history(path: &Path) -> Result<(String, Vec<KeyInterval>), Unusable> {
-    let text = read_small_text(path)?;
-    let history = ledger::keys::KeyHistory::parse(&text).map_err(|e| {
-        Unusable(format!(
-            "{}: not a key history as `auditex key history` prints it (FORMAT.md): {e}",
-            path.display()
-        ))
-    })?;
-    let keys = history.intervals();
-    Ok((history.origin, keys))
+    if let Some(path) = &options.key_history {
+        let text = read_small_text(path)?;
+        trust.add_key_history(&text, &path.display().to_string())?;
+    }
+    if let Some(path) = &options.policy {
+        let policy = ledger::policy::Policy::parse(&read_small_text(path)?)
+            .map_err(|e| Unusable(format!("{}: {e}", path.display())))?;
+        for log in policy.logs() {
+            if !trust.vkeys.contains(log) {
+                trust.vkeys.push(log.clone());
+            }
+        }
+    }
+    if trust.vkeys.is_empty() {
+        return Err(Unusable(
+            "no trusted key: pass --key VKEY, --keys FILE, --key-history FILE or a --policy \
+             listing logs (the keys inside the evidence are checked, never trusted)"
+                .into(),
+        ));
+    }
+    Ok(trust)
 }
 
 fn read_small_bytes(path: &Path) -> Result<Vec<u8>, Unusable> {
@@ -710,32 +313,6 @@ fn open_input(path: &Path) -> Result<Box<dyn BufRead + Send>, Unusable> {
     let file = std::fs::File::open(path)
         .map_err(|e| Unusable(format!("cannot open {}: {e}", path.display())))?;
     Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
-}
-
-/// The kinds of evidence a file may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Export,
-    Bundle,
-    Package,
-    TlogProof,
-}
-
-/// Recognizes a file's kind from its first bytes.
-fn sniff(start: &[u8]) -> Option<Kind> {
-    if start.starts_with(TLOG_PROOF_HEADER.as_bytes()) {
-        return Some(Kind::TlogProof);
-    }
-    let text = String::from_utf8_lossy(&start[..start.len().min(512)]);
-    if text.contains(EXPORT_FORMAT) {
-        Some(Kind::Export)
-    } else if text.contains(BUNDLE_FORMAT) {
-        Some(Kind::Bundle)
-    } else if text.contains(ledger::package::PACKAGE_FORMAT) {
-        Some(Kind::Package)
-    } else {
-        None
-    }
 }
 
 /// Runs `auditex verify` and returns its exit code.
@@ -819,16 +396,7 @@ fn verify_any(file: &Path, options: &VerifyOptions) -> Result<Outcome, Unusable>
         Some(Kind::TlogProof) => verify_proof_file(file, options),
         // Read, but recognized as no kind of evidence: not verified (exit 1), as any damaged
         // evidence would be — a changed byte can make a file unrecognizable.
-        None => Ok(Outcome::new("unknown", file.display().to_string()).failed(
-            Failure::new(
-                "not_evidence",
-                format!(
-                    "{} is not an Auditex export, custody bundle or tlog-proof file (a checkpoint alone proves nothing: use `auditex verify consistency`)",
-                    file.display()
-                ),
-            ),
-            Instant::now(),
-        )),
+        None => Ok(evidence::not_evidence(&file.display().to_string())),
     }
 }
 
@@ -890,7 +458,7 @@ fn verify_export_with(
     options: &VerifyOptions,
 ) -> Result<Outcome, Unusable> {
     let started = Instant::now();
-    let trust = Trust::load(options)?;
+    let trust = load_trust(options)?;
     let input = open_input(file)?;
     let pool = thread_pool(options)?;
     let bar: std::sync::OnceLock<Option<indicatif::ProgressBar>> = std::sync::OnceLock::new();
@@ -918,47 +486,7 @@ fn verify_export_with(
     }
     let mut outcome = Outcome::new("export", file.display().to_string());
     match result {
-        Ok(verified) => {
-            let r = &verified.report;
-            outcome.tenant = Some(r.tenant.to_string());
-            outcome.origin = Some(r.origin.clone());
-            outcome.checkpoint = Some(CheckpointInfo {
-                size: r.checkpoint_size.get(),
-                root: r.checkpoint_root,
-            });
-            outcome.records = Some(r.records);
-            outcome.captured_max_us = r.last_captured.map(|t| t.unix_micros());
-            outcome.verified = true;
-            let range = match r.last_seq {
-                Some(last) => format!("records {}..{last}", r.from_seq),
-                None => "no records".into(),
-            };
-            outcome.proven.push(format!(
-                "{} {range}: every hash, chain link, sequence number, capture time, signature and key interval checked",
-                r.records
-            ));
-            if r.root_recomputed {
-                outcome.proven.push(format!(
-                    "the Merkle root recomputed from all {} records equals the signed checkpoint's root {} (tree size {}, signed by key {})",
-                    r.checkpoint_size, r.checkpoint_root, r.checkpoint_size, r.checkpoint_key_id
-                ));
-            } else {
-                outcome.proven.push(format!(
-                    "the last record is proven to be the last leaf of the signed checkpoint of size {} (root {}, signed by key {}), and the links tie every earlier record to it",
-                    r.checkpoint_size, r.checkpoint_root, r.checkpoint_key_id
-                ));
-            }
-            for size in &verified.seen_agreed {
-                outcome.proven.push(format!(
-                    "consistent with the checkpoint of size {size} seen before"
-                ));
-            }
-            if trust.history_for(&r.origin).is_some() {
-                outcome
-                    .proven
-                    .push("the export's key history agrees with the trusted key history".into());
-            }
-        }
+        Ok(verified) => outcome.export_verified(&verified.report, &verified.seen_agreed, &trust),
         Err(ExportCheckError::Io(e)) => {
             return Err(Unusable(format!("reading {}: {e}", file.display())));
         }
@@ -981,211 +509,28 @@ fn verify_export_with(
 
 fn verify_bundle_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, Unusable> {
     let started = Instant::now();
-    let trust = Trust::load(options)?;
+    let trust = load_trust(options)?;
     let mut bytes = Vec::new();
     open_input(file)?
         .take(ledger::bundle::BUNDLE_BYTES_MAX as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Unusable(format!("reading {}: {e}", file.display())))?;
-    let mut outcome = Outcome::new("bundle", file.display().to_string());
-    // Whatever the bytes are, they were read: a document that is not a bundle at all is judged
-    // like a damaged one (exit 1), since a changed byte can make a bundle into either.
-    let value = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(v) if v.get("format").and_then(serde_json::Value::as_str) == Some(BUNDLE_FORMAT) => v,
-        Ok(_) => {
-            return Ok(outcome.failed(
-                Failure::new(
-                    "malformed_bundle",
-                    format!("not a custody bundle: no \"format\": \"{BUNDLE_FORMAT}\""),
-                ),
-                started,
-            ));
-        }
-        Err(e) => {
-            return Ok(outcome.failed(
-                Failure::new(
-                    "malformed_bundle",
-                    format!("not a custody bundle: not a JSON document: {e}"),
-                ),
-                started,
-            ));
-        }
-    };
-    outcome.tenant = value
-        .get("tenant")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    outcome.origin = value
-        .get("origin")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    let checked = Bundle::from_json(&bytes).and_then(|bundle| {
-        let report = verify_bundle(&bundle, &trust.vkeys)?;
-        Ok((bundle, report))
-    });
-    match checked {
-        Ok((bundle, report)) => {
-            outcome.captured_max_us = bundle
-                .entries
-                .iter()
-                .map(|e| e.record.captured_at_us.unix_micros())
-                .max();
-            if outcome.verified_at(
-                &trust,
-                &bundle.origin,
-                &bundle.keys,
-                report.checkpoint_size.get(),
-                report.checkpoint_root,
-            ) {
-                outcome.records = Some(report.entries.len() as u64);
-                outcome.proven.push(format!(
-                    "decision {} and {} linked record(s) are in the log: each hash, signature and key interval checked, each inclusion proof leads to the signed checkpoint of size {} (root {}, signed by key {})",
-                    report.decision_event_id,
-                    report.entries.len() - 1,
-                    report.checkpoint_size,
-                    report.checkpoint_root,
-                    report.checkpoint_key_id
-                ));
-                for e in &report.entries {
-                    let erasable = if e.erasable_values_verified
-                        + e.erasable_values_absent
-                        + e.erasable_values_erased
-                        == 0
-                    {
-                        String::new()
-                    } else {
-                        format!(
-                            "; erasable values: {} matched their commitments, {} absent (withheld), {} erased{}",
-                            e.erasable_values_verified,
-                            e.erasable_values_absent,
-                            e.erasable_values_erased,
-                            erased_by(&e.erased)
-                        )
-                    };
-                    outcome.proven.push(format!(
-                        "record {} ({} {}){erasable}",
-                        e.seq, e.event_type, e.event_id
-                    ));
-                }
-                outcome.proven.push(
-                    "a bundle proves that these records are in the log; only an export proves that no follow-up is missing".into(),
-                );
-            }
-        }
-        Err(e) => outcome.failure = Some(Failure::of_bundle(&e)),
-    }
+    let mut outcome = evidence::verify_bundle(&bytes, &file.display().to_string(), &trust);
     outcome.elapsed_ms = elapsed_ms(started);
     Ok(outcome)
 }
 
-/// " (applicant_name by seq 17, …)": which erasure record erased each field, or nothing.
-fn erased_by(erased: &std::collections::BTreeMap<ledger::record::FieldName, u64>) -> String {
-    if erased.is_empty() {
-        return String::new();
-    }
-    let each: Vec<String> = erased
-        .iter()
-        .map(|(field, seq)| format!("{} by seq {seq}", field.as_str()))
-        .collect();
-    format!(" ({})", each.join(", "))
-}
-
 fn verify_proof_file(file: &Path, options: &VerifyOptions) -> Result<Outcome, Unusable> {
     let started = Instant::now();
-    let trust = Trust::load(options)?;
+    let trust = load_trust(options)?;
     let mut bytes = Vec::new();
     open_input(file)?
         .take(TLOG_PROOF_BYTES_MAX as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Unusable(format!("reading {}: {e}", file.display())))?;
-    // A file that does not start with the tlog-proof header line is judged like any other damage
-    // (exit 1): a changed byte of the header is tampering too.
-    let mut outcome = Outcome::new("tlog-proof", file.display().to_string());
-    outcome.records = Some(1);
-    // The origin is read from the checkpoint inside the file; the checkpoint must then open
-    // under a trusted key of that origin.
-    let origin = TlogProof::parse(&bytes)
-        .ok()
-        .and_then(|p| checkpoint_origin(p.checkpoint().as_bytes()));
-    let Some(origin) = origin else {
-        outcome.failure = Some(Failure::of_tlog(&TlogProofVerifyError::Parse(
-            TlogProof::parse(&bytes)
-                .err()
-                .unwrap_or(ledger::proof_file::TlogProofError::Truncated),
-        )));
-        outcome.elapsed_ms = elapsed_ms(started);
-        return Ok(outcome);
-    };
-    outcome.origin = Some(origin.clone());
-    let ring = match trust.history_for(&origin) {
-        Some(keys) => KeyRing::new(keys.to_vec())?,
-        None => {
-            let named: Vec<&VerifierKey> =
-                trust.vkeys.iter().filter(|k| k.name() == origin).collect();
-            match named.as_slice() {
-                [] => {
-                    outcome.failure = Some(Failure::new(
-                        "checkpoint_not_trusted",
-                        format!(
-                            "no trusted key is named {origin:?}, the origin of the proof's checkpoint"
-                        ),
-                    ));
-                    outcome.elapsed_ms = elapsed_ms(started);
-                    return Ok(outcome);
-                }
-                [one] => KeyRing::single(*one.verifying_key()),
-                _ => {
-                    return Err(Unusable(format!(
-                        "several trusted keys are named {origin:?}: pass --key-history so that the record key's validity interval can be checked"
-                    )));
-                }
-            }
-        }
-    };
-    match verify_tlog_proof_file(&bytes, &trust.vkeys, &ring, &origin) {
-        Ok(proven) => {
-            let r = &proven.record;
-            outcome.verified = true;
-            outcome.captured_max_us = Some(r.captured_at_us.unix_micros());
-            outcome.tenant = Some(r.tenant.to_string());
-            outcome.checkpoint = Some(CheckpointInfo::of(&proven.checkpoint));
-            outcome.proven.push(format!(
-                "record {} ({} {}, captured {}) hashes to {}, is signed by key {} valid for it, and is leaf {} of the signed checkpoint of size {} (root {})",
-                r.seq,
-                r.event_type,
-                r.event_id,
-                r.captured_at_us,
-                r.hash,
-                r.key_id,
-                r.seq,
-                proven.checkpoint.size(),
-                proven.checkpoint.root()
-            ));
-            if trust.history_for(&origin).is_none() {
-                outcome.proven.push(
-                    "the key's validity interval was taken as unbounded (one trusted key, no --key-history)".into(),
-                );
-            }
-        }
-        Err(e) => {
-            outcome.tenant = TlogProof::parse(&bytes)
-                .ok()
-                .and_then(|p| p.extra().map(<[u8]>::to_vec))
-                .and_then(|extra| serde_json::from_slice::<serde_json::Value>(&extra).ok())
-                .and_then(|v| v.get("tenant").and_then(|t| t.as_str()).map(str::to_owned));
-            outcome.failure = Some(Failure::of_tlog(&e));
-        }
-    }
+    let mut outcome = evidence::verify_proof(&bytes, &file.display().to_string(), &trust)?;
     outcome.elapsed_ms = elapsed_ms(started);
     Ok(outcome)
-}
-
-/// The origin (first line) of a signed checkpoint, if it is a well-formed note.
-fn checkpoint_origin(note: &[u8]) -> Option<String> {
-    let note = Note::parse(note).ok()?;
-    Checkpoint::parse_body(note.text())
-        .ok()
-        .map(|c| c.origin().to_owned())
 }
 
 /// The signed checkpoint in a file: a bare note, or the one inside an export, bundle or proof.
@@ -1353,7 +698,7 @@ fn verify_consistency(
     options: &VerifyOptions,
 ) -> Result<Outcome, Unusable> {
     let started = Instant::now();
-    let trust = Trust::load(options)?;
+    let trust = load_trust(options)?;
     let outcome = Outcome::new(
         "consistency",
         format!("{} -> {}", old.display(), new.display()),
@@ -1498,37 +843,7 @@ fn report(outcome: Result<Outcome, Unusable>, json: bool) -> u8 {
 }
 
 fn write_human(out: &mut impl Write, o: &Outcome) -> std::io::Result<()> {
-    let subject = match (&o.tenant, &o.origin) {
-        (Some(t), Some(origin)) => format!(" of tenant {t} ({origin})"),
-        (None, Some(origin)) => format!(" of {origin}"),
-        (Some(t), None) => format!(" of tenant {t}"),
-        (None, None) => String::new(),
-    };
-    writeln!(out, "auditex verify: {}{subject}: {}", o.evidence, o.file)?;
-    match &o.failure {
-        None => {
-            writeln!(out, "VERIFIED")?;
-            for line in &o.proven {
-                writeln!(out, "  - {line}")?;
-            }
-        }
-        Some(f) => {
-            let at = match (f.seq, &f.event_id) {
-                (Some(seq), Some(id)) => format!(" at record {seq} (event {id})"),
-                (Some(seq), None) => format!(" at record {seq}"),
-                _ => String::new(),
-            };
-            let line = f.line.map_or(String::new(), |l| format!(", line {l}"));
-            writeln!(out, "FAILED{at}{line}: {}", f.kind)?;
-            writeln!(out, "  {}", f.message)?;
-            if let Some(e) = &f.expected {
-                writeln!(out, "  expected: {e}")?;
-            }
-            if let Some(found) = &f.found {
-                writeln!(out, "  found:    {found}")?;
-            }
-        }
-    }
+    write!(out, "{}", o.report())?;
     let rate = match o.records {
         Some(n) if o.elapsed_ms > 0 && n > 1 => {
             format!(

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod consistency_file;
 pub mod cosignature;
 pub mod draft;
+pub mod evidence;
 pub mod export;
 pub mod failure;
 pub mod json;

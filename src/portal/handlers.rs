@@ -36,6 +36,7 @@ use crate::store::users::{PortalRole, Session, User};
 use crate::store::views::DecisionQuery;
 
 pub mod subjects;
+pub mod verify;
 
 /// Sign-in, reset and forgot-password attempts allowed in a burst per client address.
 pub const SIGN_IN_BURST: u32 = 20;
@@ -98,6 +99,10 @@ pub fn routes() -> Router<AppState> {
         .route("/users/{id}/role", post(set_role))
         .route("/users/{id}/disable", post(disable_user))
         .route("/static/portal.css", get(stylesheet))
+        .route("/verify", get(verify::page))
+        .route(verify::SCRIPT_PATH, get(verify::script))
+        .route(verify::WASM_PATH, get(verify::wasm))
+        .route(verify::STYLE_PATH, get(verify::stylesheet))
         .layer(axum::middleware::from_fn(super::security_headers))
 }
 
@@ -277,6 +282,7 @@ fn sign_in_form(
             button type="submit" { "Sign in" }
         }
         p { a href="/forgot-password" { "Forgot your password?" } }
+        p { a href="/verify" { "Verify a bundle or proof file without signing in" } }
     }
 }
 

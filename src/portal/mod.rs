@@ -529,7 +529,8 @@ pub async fn security_headers(
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     // A response with a policy of its own keeps it: the printable access package carries a
-    // stricter one that allows exactly its inline style sheet.
+    // stricter one that allows exactly its inline style sheet, and `/verify` the one exception
+    // that allows a script (`handlers::verify::VERIFY_PAGE_CSP`).
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
             header::CONTENT_SECURITY_POLICY,

@@ -80,6 +80,12 @@ fn nav(role: PortalRole) -> Markup {
 
 /// The whole page around `body`.
 pub fn layout(title: &str, chrome: &Chrome<'_>, body: Markup) -> Markup {
+    layout_with_head(title, chrome, html! {}, body)
+}
+
+/// The whole page around `body`, with more in its `head` after the stylesheet (the one page
+/// with a script, `/verify`, names it there).
+pub fn layout_with_head(title: &str, chrome: &Chrome<'_>, head: Markup, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -88,6 +94,7 @@ pub fn layout(title: &str, chrome: &Chrome<'_>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " — Auditex" }
                 link rel="stylesheet" href="/static/portal.css";
+                (head)
             }
             body {
                 header {

@@ -23,6 +23,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ledger::checkpoint::{Checkpoint, open_checkpoint};
+use ledger::evidence::{HistoryFailure, check_history};
 use ledger::export::{
     EXPORT_FORMAT, EXPORT_LINE_BYTES_MAX, ExportError, ExportErrorKind, ExportHeader, ExportReport,
     ExportTrailer, RecordsRead, VerifiedExportHeader, check_line_bytes,
@@ -86,21 +87,6 @@ pub enum ExportCheckError {
     },
     /// The export verifies, but its tree disagrees with a checkpoint seen before.
     History(HistoryFailure),
-}
-
-/// A disagreement with what the verifier trusted or saw before.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryFailure {
-    /// `rolled_back`, `fork`, `seen_checkpoint` or `key_history_mismatch`.
-    pub kind: &'static str,
-    /// The first affected sequence number.
-    pub seq: Option<u64>,
-    /// What was expected.
-    pub expected: String,
-    /// What was found.
-    pub found: String,
-    /// One sentence.
-    pub message: String,
 }
 
 impl From<std::io::Error> for ExportCheckError {
@@ -934,68 +920,12 @@ fn compare_seen(
     Ok(agreed)
 }
 
-/// Checks that published key history agrees with a trusted one: every key in both has the same
-/// public key and start, and the same end unless one of them is still open (one history is newer).
-pub fn check_history(
-    trusted: &[KeyInterval],
-    published: &[KeyInterval],
-) -> Result<(), HistoryFailure> {
-    for t in trusted {
-        let Some(p) = published.iter().find(|p| p.key_id == t.key_id) else {
-            continue;
-        };
-        let ends_agree =
-            t.until_seq == p.until_seq || t.until_seq.is_none() || p.until_seq.is_none();
-        if p.public_key != t.public_key || p.from_seq != t.from_seq || !ends_agree {
-            return Err(HistoryFailure {
-                kind: "key_history_mismatch",
-                seq: Some(p.from_seq.min(t.from_seq)),
-                expected: format!(
-                    "key {} valid {}..{}",
-                    t.key_id,
-                    t.from_seq,
-                    t.until_seq.map_or(String::new(), |u| u.to_string())
-                ),
-                found: format!(
-                    "key {} valid {}..{}",
-                    p.key_id,
-                    p.from_seq,
-                    p.until_seq.map_or(String::new(), |u| u.to_string())
-                ),
-                message: format!(
-                    "the evidence's key history disagrees with the trusted key history about key {}",
-                    t.key_id
-                ),
-            });
-        }
-    }
-    // A key the evidence adds must start where the trusted history's open key may have ended.
-    let overlap = published.iter().find(|p| {
-        trusted.iter().all(|t| t.key_id != p.key_id)
-            && trusted
-                .iter()
-                .any(|t| t.until_seq.is_some_and(|u| p.from_seq < u) && p.from_seq >= t.from_seq)
-    });
-    if let Some(p) = overlap {
-        return Err(HistoryFailure {
-            kind: "key_history_mismatch",
-            seq: Some(p.from_seq),
-            expected: "no other key inside the trusted history's closed intervals".into(),
-            found: format!("key {} from {}", p.key_id, p.from_seq),
-            message: format!(
-                "the evidence's key history has key {} inside an interval the trusted history gives to another key",
-                p.key_id
-            ),
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
     use ledger::checkpoint::sign_checkpoint;
+    use ledger::evidence::Failure;
     use ledger::export::{ExportFormat, ExportVerifier, record_line};
     use ledger::keys::{KeyId, RecordSigner};
     use ledger::merkle::{CompactTree, leaf_hash};
@@ -1126,6 +1056,52 @@ mod tests {
                     expected,
                     "{what}, chunk {chunk}"
                 );
+            }
+        }
+    }
+
+    /// The browser verifies exports with `ledger::evidence::verify_export` (sequential): its
+    /// verdict on every damaged export is the one this parallel verifier's failure reports.
+    #[test]
+    fn the_browsers_sequential_verdict_is_the_parallel_one() {
+        let (lines, vkey) = export(700);
+        let n = lines.len();
+        let mut changed = lines.clone();
+        changed[400][300] ^= 1;
+        let mut early_trailer = lines.clone();
+        early_trailer.insert(300, lines[n - 1].clone());
+        let mut long = lines.clone();
+        long[513] = vec![b'x'; EXPORT_LINE_BYTES_MAX + 10];
+        let mut not_utf8 = lines.clone();
+        let middle = not_utf8[299].len() / 2;
+        not_utf8[299][middle] = 0xff;
+        let mut no_final_newline = join(&lines);
+        no_final_newline.pop();
+        let trust = ledger::evidence::Trust {
+            vkeys: vec![vkey.clone()],
+            history: None,
+        };
+        for (what, text) in [
+            ("intact", join(&lines)),
+            ("a changed byte", join(&changed)),
+            ("a trailer among the records", join(&early_trailer)),
+            ("no trailer", join(&lines[..n - 1])),
+            ("a line too long", join(&long)),
+            ("a line that is not UTF-8", join(&not_utf8)),
+            ("no final newline", no_final_newline),
+        ] {
+            let sequential = ledger::evidence::verify_export(&text, "e.jsonl", &trust);
+            let parallel = parallel(&text, &vkey, 0);
+            match parallel {
+                Ok(records) => {
+                    assert!(sequential.verified, "{what}: {:?}", sequential.failure);
+                    assert_eq!(sequential.records, Some(records), "{what}");
+                }
+                Err(e) => assert_eq!(
+                    sequential.failure,
+                    Some(Failure::of_export(&e, 0)),
+                    "{what}"
+                ),
             }
         }
     }

@@ -29,8 +29,9 @@ use ledger::types::{Hash, LeafIndex, TreeSize};
 use ledger::verify::{ChainError, ChainVerifier, verify_checkpoint_consistency, verify_record};
 
 use super::{
-    CheckpointInfo, Failure, Outcome, SMALL_FILE_BYTES_MAX, Trust, Unusable, VerifyOptions,
-    check_checkpoint_interval, checkpoint_note_of, checkpoint_origin, elapsed_ms, progress_bar,
+    CheckpointInfo, Failure, Outcome, SMALL_FILE_BYTES_MAX, Timed, Trust, Unusable, VerifyOptions,
+    check_checkpoint_interval, checkpoint_note_of, checkpoint_origin, elapsed_ms, load_trust,
+    progress_bar,
 };
 
 /// The environment variable holding the API key for a private log.
@@ -319,7 +320,7 @@ pub(super) fn verify_tiles(args: &TilesArgs) -> Result<Outcome, Unusable> {
 
 async fn verify_async(args: &TilesArgs) -> Result<Outcome, Unusable> {
     let started = Instant::now();
-    let trust = Trust::load(&args.options)?;
+    let trust = load_trust(&args.options)?;
     let client = Client::new(args)?;
     let mut outcome = Outcome::new("tiles", args.url.clone());
     let note = match client.get("checkpoint", SMALL_FILE_BYTES_MAX).await {

@@ -10,20 +10,11 @@
 use std::path::Path;
 
 use ledger::cosignature::{Cosignature, WitnessKey, verify_cosignatures};
+use ledger::evidence::CosignatureInfo;
 use ledger::note::Note;
 use ledger::policy::Policy;
-use serde::Serialize;
 
 use super::{Failure, Outcome, Unusable, VerifyOptions, checkpoint_note_of};
-
-/// A valid cosignature, as the report lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(super) struct CosignatureInfo {
-    /// The witness's name.
-    witness: String,
-    /// When it cosigned (POSIX seconds).
-    timestamp: u64,
-}
 
 /// What the checkpoint's cosignatures must satisfy.
 enum Rule {

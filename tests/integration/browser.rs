@@ -126,8 +126,8 @@ impl Drop for ChromeDriver {
 ///
 /// Fields drop in order: the WebDriver session (which ends the browser), then chromedriver,
 /// then the folders the browser wrote to.
-struct Browser {
-    driver: WebDriver,
+pub(crate) struct Browser {
+    pub(crate) driver: WebDriver,
     chromedriver: ChromeDriver,
     downloads: tempfile::TempDir,
     _profile: tempfile::TempDir,
@@ -138,7 +138,7 @@ impl Browser {
     ///
     /// # Panics
     /// When chromedriver is missing under CI, or the browser does not start.
-    async fn start() -> Option<Browser> {
+    pub(crate) async fn start() -> Option<Browser> {
         let chromedriver = PathBuf::from(
             std::env::var(CHROMEDRIVER_VAR).unwrap_or_else(|_| CHROMEDRIVER_DEFAULT.to_owned()),
         );
@@ -199,7 +199,7 @@ impl Browser {
     }
 
     /// Ends the session (the browser closes), then chromedriver.
-    async fn quit(self) {
+    pub(crate) async fn quit(self) {
         let Browser {
             driver,
             chromedriver,
@@ -237,7 +237,7 @@ impl Browser {
     }
 
     /// Waits for the page whose heading is `h1`, then checks its accessibility basics.
-    async fn expect_page(&self, h1: &str) {
+    pub(crate) async fn expect_page(&self, h1: &str) {
         eventually(&format!("a page headed {h1:?}"), || async {
             let heading = self.driver.find(By::Tag("h1")).await.ok()?;
             let text = heading.text().await.ok()?;
@@ -336,7 +336,7 @@ impl Browser {
     }
 
     /// Keeps a PNG of the page as a test artifact.
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).expect("screenshot folder");
         let png = self.driver.screenshot_as_png().await.expect("screenshot");
@@ -402,7 +402,7 @@ fn screenshot_dir() -> PathBuf {
 }
 
 /// Polls `probe` until it yields a value, for at most [`WAIT_SECS_MAX`].
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -541,7 +541,7 @@ async fn seed(server: &PortalServer) -> (String, String) {
 }
 
 /// The tenant's checkpoint verifier keys in C2SP vkey form.
-async fn verifier_keys(server: &PortalServer) -> Vec<String> {
+pub(crate) async fn verifier_keys(server: &PortalServer) -> Vec<String> {
     let origin = server.store.origin(&server.tenant).await.expect("origin");
     server
         .store

@@ -27,4 +27,5 @@ mod store;
 mod support;
 mod tamper;
 mod verify;
+mod verify_page;
 mod witness;
