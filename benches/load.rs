@@ -50,6 +50,7 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
         &[
             ("AUDITEX_RATE_PER_SECOND", "100000"),
             ("AUDITEX_RATE_BURST", "100000"),
+            ("AUDITEX_INGEST_RATE_PER_SECOND", "100000"),
         ],
     );
     let pid = served.child.id();

@@ -277,6 +277,7 @@ async fn service(seconds: u64, tree: u64) {
         &[
             ("AUDITEX_RATE_PER_SECOND", "100000"),
             ("AUDITEX_RATE_BURST", "100000"),
+            ("AUDITEX_INGEST_RATE_PER_SECOND", "100000"),
         ],
         |run| {
             let history: serde_json::Value =

@@ -50,9 +50,12 @@ def server() -> Iterator[auditex_server.Server]:
 
 @pytest.fixture(scope="session")
 def slow_server() -> Iterator[auditex_server.Server]:
-    """A server that allows one request per second per key: it answers 429 with Retry-After."""
+    """A server that allows one request per second per key (an ingest key: two at once): it answers
+    429 with Retry-After."""
     s = auditex_server.start(
-        _need_binary(), tenant="sdk-rate", settings={"AUDITEX_RATE_PER_SECOND": "1", "AUDITEX_RATE_BURST": "1"}
+        _need_binary(),
+        tenant="sdk-rate",
+        settings={"AUDITEX_RATE_PER_SECOND": "1", "AUDITEX_RATE_BURST": "1", "AUDITEX_INGEST_RATE_PER_SECOND": "1"},
     )
     yield s
     s.stop()

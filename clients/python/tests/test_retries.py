@@ -181,7 +181,8 @@ def test_appending_the_same_event_twice_gives_the_same_receipt_marked_duplicate(
 
 def test_a_real_429_is_raised_with_retry_after_without_retries_and_waited_out_with_them(slow_server):
     with client_of(slow_server, "ingest", retry=NO_RETRIES) as c:
-        c.key_history()  # spends the burst of one
+        c.key_history()  # spends the burst of two (an ingest key's: twice its rate)
+        c.key_history()
         with pytest.raises(RateLimited) as e:
             c.key_history()
     assert e.value.status == 429
