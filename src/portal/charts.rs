@@ -87,13 +87,15 @@ pub fn zero_based_ticks(max: f64, floor: f64) -> (Vec<f64>, f64) {
     (ticks, steps as f64 * step)
 }
 
-/// A number for an axis label: as many decimals as the step needs, at most 6.
+/// A number for an axis label: as many decimals as writing the step exactly needs (0.25 has
+/// two, 0.2 one), at most 6.
 pub fn tick_label(value: f64, step: f64) -> String {
-    let decimals = if step >= 1.0 {
-        0
-    } else {
-        (-step.log10()).ceil().clamp(0.0, 6.0) as usize
-    };
+    let decimals = (0..=6usize)
+        .find(|d| {
+            let scaled = step * 10f64.powi(*d as i32);
+            (scaled - scaled.round()).abs() < 1e-9 * scaled.abs().max(1.0)
+        })
+        .unwrap_or(6);
     format!("{value:.decimals$}")
 }
 
@@ -547,6 +549,8 @@ mod tests {
         assert_eq!(tick_label(40.0, 20.0), "40");
         assert_eq!(tick_label(0.25, 0.05), "0.25");
         assert_eq!(tick_label(0.5, 0.1), "0.5");
+        assert_eq!(tick_label(0.5, 0.25), "0.50");
+        assert_eq!(tick_label(3.0, 0.001), "3.000");
         assert_eq!(count(1_234_567), "1\u{202f}234\u{202f}567");
         assert_eq!(count(999), "999");
         assert_eq!(percent(0.625), "62.5 %");

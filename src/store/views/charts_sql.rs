@@ -311,14 +311,16 @@ where
         } else {
             (low, high)
         };
-        let width = (high - low) / SCORE_BINS as f64;
+        // Multiplied by bins per unit rather than divided by the bin width, so that the edges
+        // of probability bins (0.9 × 20 = 18) fall exactly where they are written.
+        let per_unit = SCORE_BINS as f64 / (high - low);
         let (floor, close) = DB::FLOOR_INT;
         let mut q = QueryBuilder::<DB>::new(format!("SELECT {}(", DB::LEAST));
         q.push_bind(SCORE_BINS as i64 - 1)
             .push(format!(", {floor}(score - "))
             .push_bind(low)
-            .push(") / ")
-            .push_bind(width)
+            .push(") * ")
+            .push_bind(per_unit)
             .push(format!("{close}), COUNT(*)"));
         Self::from_version_decisions(&mut q, g, tenant, version, seqs);
         q.push(" AND score IS NOT NULL GROUP BY 1");
