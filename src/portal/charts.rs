@@ -104,7 +104,7 @@ pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push('\u{202f}');
         }
         out.push(c);
@@ -167,7 +167,13 @@ pub struct Series<T> {
 }
 
 /// The figure around a drawing: title, description, legend and the data table.
-fn figure(frame: &Frame<'_>, legend: &[String], svg_body: Markup, height: f64, table: Markup) -> Markup {
+fn figure(
+    frame: &Frame<'_>,
+    legend: &[String],
+    svg_body: Markup,
+    height: f64,
+    table: Markup,
+) -> Markup {
     let title_id = format!("{}-title", frame.id);
     let desc_id = format!("{}-desc", frame.id);
     html! {
@@ -241,9 +247,18 @@ fn px(v: f64) -> String {
 }
 
 /// Columns per category, the series stacked (decisions per day by outcome).
-pub fn stacked_columns(frame: &Frame<'_>, categories: &[Category], series: &[Series<u64>]) -> Markup {
+pub fn stacked_columns(
+    frame: &Frame<'_>,
+    categories: &[Category],
+    series: &[Series<u64>],
+) -> Markup {
     let totals: Vec<u64> = (0..categories.len())
-        .map(|i| series.iter().map(|s| s.values.get(i).copied().unwrap_or(0)).sum())
+        .map(|i| {
+            series
+                .iter()
+                .map(|s| s.values.get(i).copied().unwrap_or(0))
+                .sum()
+        })
         .collect();
     let max = totals.iter().copied().max().unwrap_or(0);
     if max == 0 {
@@ -258,18 +273,18 @@ pub fn stacked_columns(frame: &Frame<'_>, categories: &[Category], series: &[Ser
     let body = html! {
         (value_axis(&y, &ticks, |t| tick_label(t, step)))
         @for (i, c) in categories.iter().enumerate() {
-            @let mut below = 0u64;
             g {
                 @for (k, s) in series.iter().enumerate() {
                     @let v = s.values.get(i).copied().unwrap_or(0);
                     @if v > 0 {
+                        // The series before this one, stacked below it.
+                        @let below: u64 = series[..k].iter().map(|b| b.values.get(i).copied().unwrap_or(0)).sum();
                         @let (y0, y1) = (y.map(below as f64), y.map((below + v) as f64));
                         rect class=(format!("s{}", k % SERIES_STYLES))
                             x=(px(MARGIN_LEFT + i as f64 * band + gap / 2.0)) width=(px(band - gap))
                             y=(px(y1)) height=(px(y0 - y1)) {
                             title { (c.label) " · " (s.name) ": " (count(v)) }
                         }
-                        @let _ = { below += v; };
                     }
                 }
             }
@@ -384,7 +399,7 @@ fn runs(values: &[Ratio]) -> Vec<Vec<(usize, f64)>> {
 /// A histogram: counts of values in equal bins from `low` to `high`.
 pub fn histogram(frame: &Frame<'_>, low: f64, high: f64, bins: &[u64]) -> Markup {
     let max = bins.iter().copied().max().unwrap_or(0);
-    if max == 0 || !(high > low) {
+    if max == 0 || high.partial_cmp(&low) != Some(std::cmp::Ordering::Greater) {
         return empty(frame);
     }
     let (ticks, top) = zero_based_ticks(max as f64, 1.0);
@@ -397,7 +412,13 @@ pub fn histogram(frame: &Frame<'_>, low: f64, high: f64, bins: &[u64]) -> Markup
     let first = (low / x_step).ceil() as i64;
     let last = (high / x_step).floor() as i64;
     let baseline = HEIGHT - MARGIN_BOTTOM;
-    let label = |i: usize| format!("{} – {}", tick_label(edge(i), width), tick_label(edge(i + 1), width));
+    let label = |i: usize| {
+        format!(
+            "{} – {}",
+            tick_label(edge(i), width),
+            tick_label(edge(i + 1), width)
+        )
+    };
     let body = html! {
         (value_axis(&y, &ticks, |t| tick_label(t, step)))
         g.s0 {
@@ -453,7 +474,11 @@ pub fn bars(frame: &Frame<'_>, rows: &[Bar], unit: &str) -> Markup {
     }
     let label_width = 200.0;
     let height = MARGIN_TOP + rows.len() as f64 * BAR_ROW + 8.0;
-    let x = Linear::new((0.0, max.max(f64::MIN_POSITIVE)), (label_width, WIDTH - 120.0));
+    // Room on the right for the value written after the longest bar.
+    let x = Linear::new(
+        (0.0, max.max(f64::MIN_POSITIVE)),
+        (label_width, WIDTH - 180.0),
+    );
     let body = html! {
         @for (i, b) in rows.iter().enumerate() {
             @let top = MARGIN_TOP + i as f64 * BAR_ROW;
@@ -639,8 +664,16 @@ mod tests {
             name: "v1".into(),
             values: vec![Ratio { part: 0, whole: 0 }],
         }];
-        assert!(!rate_lines(&frame("e"), &days(1), &none).into_string().contains("<svg"));
-        assert!(!histogram(&frame("e"), 0.0, 1.0, &[0, 0]).into_string().contains("<svg"));
+        assert!(
+            !rate_lines(&frame("e"), &days(1), &none)
+                .into_string()
+                .contains("<svg")
+        );
+        assert!(
+            !histogram(&frame("e"), 0.0, 1.0, &[0, 0])
+                .into_string()
+                .contains("<svg")
+        );
         assert!(!bars(&frame("e"), &[], "s").into_string().contains("<svg"));
     }
 
@@ -667,7 +700,10 @@ mod tests {
     fn a_histogram_draws_a_column_per_non_empty_bin_and_tables_every_bin() {
         let html = histogram(&frame("h"), 0.0, 1.0, &[2, 0, 5, 1]).into_string();
         assert_eq!(html.matches("<rect").count(), 3);
-        assert!(html.contains(r#"<th scope="row">0.25 – 0.50</th><td class="num">0</td>"#), "{html}");
+        assert!(
+            html.contains(r#"<th scope="row">0.25 – 0.50</th><td class="num">0</td>"#),
+            "{html}"
+        );
     }
 
     #[test]

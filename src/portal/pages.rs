@@ -53,7 +53,7 @@ nav.window a[aria-current=page] { background: var(--accent); border-color: var(-
 figure.chart { margin: 0; padding: 1rem 1rem .75rem; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
 figure.chart figcaption { font-weight: 600; margin-bottom: .5rem; }
 svg.chart { display: block; width: 100%; height: auto; font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-svg.chart text { fill: var(--muted); font-size: 15px; }
+svg.chart text { fill: var(--muted); stroke: none; font-size: 15px; }
 svg.chart text.label, svg.chart text.value { fill: var(--fg); }
 svg.chart .grid { stroke: #e5e7eb; }
 svg.chart .baseline { stroke: #6b7280; }

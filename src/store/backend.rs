@@ -33,7 +33,9 @@ use super::holds::{HoldChange, HoldRow};
 use super::reseal::Resealed;
 use super::retention::{RetentionCandidate, RetentionRule};
 use super::rows::{Session, SessionTuple, UserTuple};
-use super::view_query::{ChartWindow, DashboardCharts, DecisionQuery, ModelCharts, OversightQuery, Page};
+use super::view_query::{
+    ChartWindow, DashboardCharts, DecisionQuery, ModelCharts, OversightQuery, Page,
+};
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreError, StoredCheckpoint,
 };

@@ -142,9 +142,7 @@ impl ChartWindow {
     /// The position in the window of the day `day` (days since the epoch), if it is in it.
     pub fn index_of_day(&self, day: i64) -> Option<usize> {
         let i = day.checked_sub(self.first_day)?;
-        usize::try_from(i)
-            .ok()
-            .filter(|i| *i < self.days as usize)
+        usize::try_from(i).ok().filter(|i| *i < self.days as usize)
     }
 
     /// The position in the window of a day written `YYYY-MM-DD`.

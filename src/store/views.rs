@@ -22,8 +22,8 @@ use super::backend::ViewBackend;
 use super::postgres::PgDb;
 use super::sqlite::SqliteDb;
 pub use super::view_query::{
-    APPROVAL_OUTCOMES, CHART_DAYS_MAX, CHART_OUTCOMES_MAX, CHART_VERSIONS_MAX, ChartWindow,
-    DAY_US, DashboardCharts, DecisionQuery, ModelCharts, OutcomeDays, OutcomeMix, OversightQuery,
+    APPROVAL_OUTCOMES, CHART_DAYS_MAX, CHART_OUTCOMES_MAX, CHART_VERSIONS_MAX, ChartWindow, DAY_US,
+    DashboardCharts, DecisionQuery, ModelCharts, OutcomeDays, OutcomeMix, OversightQuery,
     PAGE_ROWS_DEFAULT, PAGE_ROWS_MAX, Page, SCORE_BINS, ScoreHistogram, VersionDays,
 };
 use super::{Store, StoreError};

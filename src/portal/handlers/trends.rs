@@ -17,11 +17,11 @@ use crate::app::AppState;
 use crate::portal::charts::{self, Bar, Category, Frame, Ratio, Series};
 use crate::portal::pages::{self, layout, when};
 use crate::portal::{PortalError, Viewer};
+use crate::store::Store;
+use crate::store::views::ProjectionStatus;
 use crate::store::views::{
     APPROVAL_OUTCOMES, CHART_OUTCOMES_MAX, ChartWindow, DashboardCharts, OutcomeMix,
 };
-use crate::store::Store;
-use crate::store::views::ProjectionStatus;
 
 /// The windows a page offers, in days; the first is the default.
 pub const WINDOW_DAYS: [u32; 2] = [30, 90];
@@ -152,7 +152,10 @@ pub fn dashboard_section(
         &days,
         &outcome_series(&data.outcomes),
     );
-    let any_approval = data.versions.iter().any(|v| v.approvals.iter().any(|a| *a > 0));
+    let any_approval = data
+        .versions
+        .iter()
+        .any(|v| v.approvals.iter().any(|a| *a > 0));
     let versions: Vec<Series<Ratio>> = if any_approval {
         data.versions
             .iter()
@@ -162,7 +165,10 @@ pub fn dashboard_section(
                     .decisions
                     .iter()
                     .zip(&v.approvals)
-                    .map(|(d, a)| Ratio { part: *a, whole: *d })
+                    .map(|(d, a)| Ratio {
+                        part: *a,
+                        whole: *d,
+                    })
                     .collect(),
             })
             .collect()
@@ -210,7 +216,10 @@ pub fn dashboard_section(
                 .overrides
                 .iter()
                 .zip(&per_day)
-                .map(|(o, d)| Ratio { part: *o, whole: *d })
+                .map(|(o, d)| Ratio {
+                    part: *o,
+                    whole: *d,
+                })
                 .collect(),
         }],
     );
@@ -235,7 +244,11 @@ pub fn dashboard_section(
             text: match p.stuck_at_seq {
                 Some(seq) => format!("stopped at record {seq}"),
                 None if p.lag_records == 0 => "current".into(),
-                None => format!("{} behind ({} records)", age((p.lag_seconds * 1e6) as i64, 0), p.lag_records),
+                None => format!(
+                    "{} behind ({} records)",
+                    age((p.lag_seconds * 1e6) as i64, 0),
+                    p.lag_records
+                ),
             },
             warn: p.stuck_at_seq.is_some(),
         });
@@ -390,7 +403,10 @@ pub async fn model_page(
                 data.scores.low,
                 data.scores.high,
                 if data.scores.unscored > 0 {
-                    format!("; {} decisions had no score", charts::count(data.scores.unscored))
+                    format!(
+                        "; {} decisions had no score",
+                        charts::count(data.scores.unscored)
+                    )
                 } else {
                     String::new()
                 }
@@ -421,7 +437,10 @@ pub async fn model_page(
                 .overridden
                 .iter()
                 .zip(&data.decisions)
-                .map(|(o, d)| Ratio { part: *o, whole: *d })
+                .map(|(o, d)| Ratio {
+                    part: *o,
+                    whole: *d,
+                })
                 .collect(),
         }],
     );

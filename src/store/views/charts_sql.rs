@@ -13,17 +13,14 @@
 use std::collections::HashMap;
 
 use ledger::types::TenantId;
-use sqlx::{
-    ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Transaction, Type,
-};
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Transaction, Type};
 
-use super::shared::{Dialect, Sql};
 use super::active_of;
+use super::shared::{Dialect, Sql};
 use crate::store::StoreError;
 use crate::store::view_query::{
     APPROVAL_OUTCOMES, CHART_OUTCOMES_MAX, CHART_VERSIONS_MAX, ChartWindow, DAY_US,
-    DashboardCharts, ModelCharts, OutcomeDays, OutcomeMix, SCORE_BINS, ScoreHistogram,
-    VersionDays,
+    DashboardCharts, ModelCharts, OutcomeDays, OutcomeMix, SCORE_BINS, ScoreHistogram, VersionDays,
 };
 
 /// A model version: id and version.
@@ -150,7 +147,9 @@ where
         if top.is_empty() {
             return Ok((Vec::new(), 0));
         }
-        let mut q = QueryBuilder::<DB>::new("SELECT COUNT(*) FROM (SELECT DISTINCT model_id, model_version");
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT model_id, model_version",
+        );
         Self::from_daily(&mut q, g, tenant, window, None);
         q.push(") v");
         let distinct: i64 = q.build_query_scalar().fetch_one(&mut **tx).await?;
@@ -278,9 +277,8 @@ where
     ) -> Result<(Vec<u64>, Vec<u64>, ScoreHistogram), StoreError> {
         let seqs = Self::window_seqs(tx, tenant, window).await?;
         let mut q = QueryBuilder::<DB>::new("SELECT captured_at_us / ");
-        q.push_bind(DAY_US).push(
-            ", COUNT(*), CAST(SUM(CASE WHEN overrides > 0 THEN 1 ELSE 0 END) AS BIGINT)",
-        );
+        q.push_bind(DAY_US)
+            .push(", COUNT(*), CAST(SUM(CASE WHEN overrides > 0 THEN 1 ELSE 0 END) AS BIGINT)");
         Self::from_version_decisions(&mut q, g, tenant, version, seqs);
         q.push(" GROUP BY 1");
         let rows: Vec<(i64, i64, i64)> = q.build_query_as().fetch_all(&mut **tx).await?;
@@ -291,7 +289,8 @@ where
                 overridden[i] += n(over);
             }
         }
-        let mut q = QueryBuilder::<DB>::new("SELECT MIN(score), MAX(score), COUNT(score), COUNT(*)");
+        let mut q =
+            QueryBuilder::<DB>::new("SELECT MIN(score), MAX(score), COUNT(score), COUNT(*)");
         Self::from_version_decisions(&mut q, g, tenant, version, seqs);
         let (low, high, scored, all): (Option<f64>, Option<f64>, i64, i64) =
             q.build_query_as().fetch_one(&mut **tx).await?;

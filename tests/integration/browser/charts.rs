@@ -61,7 +61,8 @@ async fn seed_weeks(server: &PortalServer) -> usize {
                 // Scores that cluster by outcome, as a model's probability of default would.
                 let score = ((1.0 - p) * 0.8 + unit(n + 7) * 0.2).clamp(0.0, 1.0);
                 let id = uuid::Uuid::now_v7().to_string();
-                let payload = super::decision(&id, (model, version), outcome, &format!("cust-{n}"), score);
+                let payload =
+                    super::decision(&id, (model, version), outcome, &format!("cust-{n}"), score);
                 batch.push(draft(&id, "decision", &payload));
                 ids.push(id);
             }
@@ -174,9 +175,19 @@ async fn full_page_screenshot(browser: &Browser, name: &str) {
         .expect("a height");
     browser
         .driver
-        .set_window_rect(0, 0, 1280, u32::try_from(height.clamp(900, 4000)).expect("fits"))
+        .set_window_rect(
+            0,
+            0,
+            1280,
+            u32::try_from(height.clamp(900, 4000)).expect("fits"),
+        )
         .await
         .expect("resize");
+    browser
+        .driver
+        .execute("window.scrollTo(0, 0);", Vec::new())
+        .await
+        .expect("script runs");
     browser.screenshot(name).await;
     browser
         .driver
@@ -215,8 +226,20 @@ async fn the_dashboard_and_a_model_page_draw_labelled_charts_with_data_tables_in
     clock.set(u64::try_from(now + 90_000_000).expect("fits"));
 
     browser.sign_in(&server, ADMIN_EMAIL, PASSWORD).await;
-    assert_chart(&browser, "chart-outcomes", "Decisions per day by outcome", 30).await;
-    assert_chart(&browser, "chart-approval", "Approval rate per model version", 30).await;
+    assert_chart(
+        &browser,
+        "chart-outcomes",
+        "Decisions per day by outcome",
+        30,
+    )
+    .await;
+    assert_chart(
+        &browser,
+        "chart-approval",
+        "Approval rate per model version",
+        30,
+    )
+    .await;
     assert_chart(&browser, "chart-overrides", "Override rate", 30).await;
     let views = server
         .store
@@ -224,12 +247,22 @@ async fn the_dashboard_and_a_model_page_draw_labelled_charts_with_data_tables_in
         .await
         .expect("views")
         .len();
-    assert_chart(&browser, "chart-freshness", "How current the evidence is", 1 + views).await;
+    assert_chart(
+        &browser,
+        "chart-freshness",
+        "How current the evidence is",
+        1 + views,
+    )
+    .await;
     let legend = browser.texts("#chart-approval .legend li").await;
     assert_eq!(
         legend,
-        vec!["credit-scoring 4.2", "credit-scoring 4.3", "fraud-detect 1.0"],
-        "the busiest versions of the window, the legacy one (35 days ago) not among them"
+        vec![
+            "credit-scoring 4.3",
+            "credit-scoring 4.2",
+            "fraud-detect 1.0"
+        ],
+        "the versions of the window, busiest first, the legacy one (35 days ago) not among them"
     );
     full_page_screenshot(&browser, "20-dashboard-charts").await;
 
@@ -237,7 +270,13 @@ async fn the_dashboard_and_a_model_page_draw_labelled_charts_with_data_tables_in
     browser.follow("Last 90 days").await;
     browser.expect_page("Dashboard").await;
     assert_eq!(browser.path().await, "/?days=90");
-    assert_chart(&browser, "chart-outcomes", "Decisions per day by outcome", 90).await;
+    assert_chart(
+        &browser,
+        "chart-outcomes",
+        "Decisions per day by outcome",
+        90,
+    )
+    .await;
     assert_eq!(
         browser.texts("#chart-approval .legend li").await.len(),
         4,
@@ -254,7 +293,12 @@ async fn the_dashboard_and_a_model_page_draw_labelled_charts_with_data_tables_in
     browser.expect_page("Model inventory").await;
     browser.follow("4.3").await;
     browser.expect_page("Model credit-scoring 4.3").await;
-    assert!(browser.path().await.starts_with("/models/version?model_id=credit-scoring&model_version=4.3"));
+    assert!(
+        browser
+            .path()
+            .await
+            .starts_with("/models/version?model_id=credit-scoring&model_version=4.3")
+    );
     assert_chart(&browser, "chart-volume", "Decisions per day by outcome", 30).await;
     assert_chart(&browser, "chart-mix", "Outcome mix", 3).await;
     assert_chart(&browser, "chart-scores", "Score distribution", 20).await;
@@ -272,13 +316,22 @@ async fn the_dashboard_and_a_model_page_draw_labelled_charts_with_data_tables_in
     let empty = browser.texts(".empty-state").await;
     assert_eq!(empty.len(), 4, "every chart says it is empty: {empty:?}");
     assert!(empty[0].contains("no decisions in this period"));
-    assert!(browser.driver.find_all(By::Css("main svg")).await.expect("find").is_empty());
+    assert!(
+        browser
+            .driver
+            .find_all(By::Css("main svg"))
+            .await
+            .expect("find")
+            .is_empty()
+    );
     // Another model id is not found; a missing parameter is refused by name.
     browser
         .open(&server, "/models/version?model_id=nobody&model_version=1")
         .await;
     browser.expect_page("Not found").await;
-    browser.open(&server, "/models/version?model_id=legacy-limit").await;
+    browser
+        .open(&server, "/models/version?model_id=legacy-limit")
+        .await;
     browser.expect_page("Bad request").await;
     assert!(browser.text().await.contains("model_version is required"));
     browser.quit().await;

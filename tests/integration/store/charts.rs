@@ -26,7 +26,12 @@ fn draft(event_type: &str, id: &str, payload: &Value) -> ClientDraft {
 }
 
 /// A decision of `model` `version` with `outcome` and maybe a score; returns its id too.
-fn decision(model: &str, version: &str, outcome: &str, score: Option<f64>) -> (String, ClientDraft) {
+fn decision(
+    model: &str,
+    version: &str,
+    outcome: &str,
+    score: Option<f64>,
+) -> (String, ClientDraft) {
     let id = uuid::Uuid::now_v7().to_string();
     let mut payload = json!({
         "model_id": model,
@@ -95,7 +100,10 @@ async fn chart_aggregates_count_each_day_outcome_and_model_version_of_the_window
         store.create_tenant(t).await.expect("tenant");
     }
     store
-        .append(&a, drafts(vec![decision("credit", "1", "approved", Some(0.3))]))
+        .append(
+            &a,
+            drafts(vec![decision("credit", "1", "approved", Some(0.3))]),
+        )
         .await
         .expect("append");
     clock.set(day(0));
@@ -169,9 +177,18 @@ async fn chart_aggregates_count_each_day_outcome_and_model_version_of_the_window
         ]
     );
     assert_eq!(dash.outcomes.others, 6);
-    assert_eq!(series(&dash.outcomes, Some("approved")), days(30, &[(d0, 3), (d1, 1), (d2, 5)]));
-    assert_eq!(series(&dash.outcomes, Some("referred")), days(30, &[(d1, 2)]));
-    assert_eq!(series(&dash.outcomes, Some("declined")), days(30, &[(d0, 1)]));
+    assert_eq!(
+        series(&dash.outcomes, Some("approved")),
+        days(30, &[(d0, 3), (d1, 1), (d2, 5)])
+    );
+    assert_eq!(
+        series(&dash.outcomes, Some("referred")),
+        days(30, &[(d1, 2)])
+    );
+    assert_eq!(
+        series(&dash.outcomes, Some("declined")),
+        days(30, &[(d0, 1)])
+    );
     assert_eq!(series(&dash.outcomes, None), days(30, &[(d2, 6)]));
     // Six busiest versions, two more counted; approvals by word, without regard to case.
     let versions: Vec<(&str, &[u64], &[u64])> = dash
@@ -189,7 +206,11 @@ async fn chart_aggregates_count_each_day_outcome_and_model_version_of_the_window
     assert_eq!(versions[0].2, &days(30, &[])[..]);
     assert_eq!(versions[1].1, &days(30, &[(d0, 4), (d1, 3)])[..]);
     assert_eq!(versions[1].2, &days(30, &[(d0, 3), (d1, 1)])[..]);
-    assert_eq!(versions[2].2, &days(30, &[(d0, 1)])[..], "APPROVED is an approval");
+    assert_eq!(
+        versions[2].2,
+        &days(30, &[(d0, 1)])[..],
+        "APPROVED is an approval"
+    );
     assert_eq!(dash.overrides, days(30, &[(d1, 1)]));
 
     // Ninety days reach the decision of day -40.
@@ -209,7 +230,12 @@ async fn chart_aggregates_count_each_day_outcome_and_model_version_of_the_window
     assert_eq!(model.decisions, days(30, &[(d0, 4), (d1, 3)]));
     assert_eq!(model.overridden, days(30, &[(d0, 1)]));
     assert_eq!(
-        model.outcomes.series.iter().map(|s| s.outcome.as_deref()).collect::<Vec<_>>(),
+        model
+            .outcomes
+            .series
+            .iter()
+            .map(|s| s.outcome.as_deref())
+            .collect::<Vec<_>>(),
         vec![Some("approved"), Some("referred"), Some("declined")]
     );
     assert_eq!(model.outcomes.others, 0);
@@ -225,10 +251,18 @@ async fn chart_aggregates_count_each_day_outcome_and_model_version_of_the_window
     // The other tenant sees only its own two decisions.
     let other = store.dashboard_charts(&b, &w30).await.expect("dashboard");
     assert_eq!(
-        other.outcomes.series.iter().map(|s| s.outcome.as_deref()).collect::<Vec<_>>(),
+        other
+            .outcomes
+            .series
+            .iter()
+            .map(|s| s.outcome.as_deref())
+            .collect::<Vec<_>>(),
         vec![Some("declined")]
     );
-    assert_eq!(series(&other.outcomes, Some("declined")), days(30, &[(d0, 2)]));
+    assert_eq!(
+        series(&other.outcomes, Some("declined")),
+        days(30, &[(d0, 2)])
+    );
     assert_eq!(other.versions.len(), 1);
     assert_eq!(other.overrides, days(30, &[]));
     let other_model = store
