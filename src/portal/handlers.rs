@@ -868,7 +868,13 @@ async fn dashboard(
     let store = &state.store;
     let tenant = viewer.tenant();
     let window = trends::window(store, &q)?;
-    let charts = store.dashboard_charts(tenant, &window).await?;
+    // Before the views are first built (a fresh start) the dashboard still answers, without
+    // its charts, as it does without its volumes.
+    let charts = match store.dashboard_charts(tenant, &window).await {
+        Ok(c) => Some(c),
+        Err(crate::store::StoreError::ViewNotReady(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
     // The store's clock, so that the day matches the capture times of the records.
     let today = chrono::DateTime::from_timestamp_micros(store.now_us())
         .map_or_else(|| chrono::Utc::now().date_naive(), |t| t.date_naive());
@@ -941,7 +947,11 @@ async fn dashboard(
                     }
                 }
             }
-            (trends::dashboard_section(&charts, &lag, checkpoint.as_ref().map(|c| (now - i64::try_from(c.published_at_us).unwrap_or(0)).max(0) / 1_000_000)))
+            @if let Some(charts) = &charts {
+                (trends::dashboard_section(charts, &lag, checkpoint.as_ref().map(|c| (now - i64::try_from(c.published_at_us).unwrap_or(0)).max(0) / 1_000_000)))
+            } @else {
+                (notice("The charts appear once the views have been built, a few moments after the service starts."))
+            }
             h2 { "Decisions per model, last 7 days" }
             table {
                 thead { tr { th { "Model" } th { "Version" } th { "Decisions" } } }

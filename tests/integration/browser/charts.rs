@@ -183,11 +183,21 @@ async fn full_page_screenshot(browser: &Browser, name: &str) {
         )
         .await
         .expect("resize");
-    browser
-        .driver
-        .execute("window.scrollTo(0, 0);", Vec::new())
-        .await
-        .expect("script runs");
+    let wanted = height.clamp(900, 4000) - 200;
+    eventually("the window to grow to the page's height", || async {
+        let inner: i64 = browser
+            .driver
+            .execute(
+                "window.scrollTo(0, 0); return window.innerHeight;",
+                Vec::new(),
+            )
+            .await
+            .ok()?
+            .convert()
+            .ok()?;
+        (inner >= wanted).then_some(())
+    })
+    .await;
     browser.screenshot(name).await;
     browser
         .driver
