@@ -164,46 +164,17 @@ async fn assert_chart(browser: &Browser, id: &str, title: &str, rows: usize) {
     );
 }
 
-/// Keeps a PNG of the whole page (the window made as tall as the page).
-async fn full_page_screenshot(browser: &Browser, name: &str) {
-    let height: i64 = browser
-        .driver
-        .execute("return document.documentElement.scrollHeight;", Vec::new())
-        .await
-        .expect("script runs")
-        .convert()
-        .expect("a height");
+/// The window's size for this test: tall enough for each page's charts in one screenshot.
+const WINDOW_PX: (u32, u32) = (1280, 1450);
+
+/// Keeps a PNG of the page from its top.
+async fn page_screenshot(browser: &Browser, name: &str) {
     browser
         .driver
-        .set_window_rect(
-            0,
-            0,
-            1280,
-            u32::try_from(height.clamp(900, 4000)).expect("fits"),
-        )
+        .execute("window.scrollTo(0, 0);", Vec::new())
         .await
-        .expect("resize");
-    let wanted = height.clamp(900, 4000) - 200;
-    eventually("the window to grow to the page's height", || async {
-        let inner: i64 = browser
-            .driver
-            .execute(
-                "window.scrollTo(0, 0); return window.innerHeight;",
-                Vec::new(),
-            )
-            .await
-            .ok()?
-            .convert()
-            .ok()?;
-        (inner >= wanted).then_some(())
-    })
-    .await;
+        .expect("script runs");
     browser.screenshot(name).await;
-    browser
-        .driver
-        .set_window_rect(0, 0, 1280, 900)
-        .await
-        .expect("resize");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,6 +183,11 @@ async fn the_dashboard_and_a_model_page_draw_labelled_charts_with_data_tables_in
     let Some(browser) = Browser::start().await else {
         return;
     };
+    browser
+        .driver
+        .set_window_rect(0, 0, WINDOW_PX.0, WINDOW_PX.1)
+        .await
+        .expect("resize");
     let decisions = seed_weeks(&server).await;
     let clock = server.clock.as_ref().expect("a manual clock");
     let now = i64::try_from(auditex::store::Clock::now_unix_micros(clock.as_ref())).expect("fits");
@@ -274,7 +250,7 @@ async fn the_dashboard_and_a_model_page_draw_labelled_charts_with_data_tables_in
         ],
         "the versions of the window, busiest first, the legacy one (35 days ago) not among them"
     );
-    full_page_screenshot(&browser, "20-dashboard-charts").await;
+    page_screenshot(&browser, "20-dashboard-charts").await;
 
     // The link switches to 90 days: a row per day, the first day's legacy decision included.
     browser.follow("Last 90 days").await;
@@ -313,7 +289,7 @@ async fn the_dashboard_and_a_model_page_draw_labelled_charts_with_data_tables_in
     assert_chart(&browser, "chart-mix", "Outcome mix", 3).await;
     assert_chart(&browser, "chart-scores", "Score distribution", 20).await;
     assert_chart(&browser, "chart-overridden", "Overridden decisions", 30).await;
-    full_page_screenshot(&browser, "21-model-charts").await;
+    page_screenshot(&browser, "21-model-charts").await;
 
     // The legacy version decided only 35 days ago: clear empty states, no images.
     browser
