@@ -231,3 +231,56 @@ pub struct ModelCharts {
     /// The scores of the window's decisions (the decisions view).
     pub scores: ScoreHistogram,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-01-01T00:00:00Z.
+    const NEW_YEAR_US: i64 = 1_767_225_600_000_000;
+
+    #[test]
+    fn a_window_ends_with_the_day_that_holds_now_and_starts_days_minus_one_before() {
+        let w = ChartWindow::ending_at(NEW_YEAR_US + 5 * 3_600_000_000, 30);
+        assert_eq!(w.days(), 30);
+        assert_eq!(w.day_text(29), "2026-01-01");
+        assert_eq!(w.day_text(0), "2025-12-03");
+        assert_eq!(w.until_us(), NEW_YEAR_US + DAY_US);
+        assert_eq!(w.from_us(), NEW_YEAR_US - 29 * DAY_US);
+    }
+
+    #[test]
+    fn midnight_belongs_to_the_day_it_starts() {
+        let w = ChartWindow::ending_at(NEW_YEAR_US, 1);
+        assert_eq!(w.day_text(0), "2026-01-01");
+        let before = ChartWindow::ending_at(NEW_YEAR_US - 1, 1);
+        assert_eq!(before.day_text(0), "2025-12-31");
+    }
+
+    #[test]
+    fn days_outside_the_window_have_no_position() {
+        let w = ChartWindow::ending_at(NEW_YEAR_US, 30);
+        let last = NEW_YEAR_US / DAY_US;
+        assert_eq!(w.index_of_day(last), Some(29));
+        assert_eq!(w.index_of_day(last - 29), Some(0));
+        assert_eq!(w.index_of_day(last + 1), None);
+        assert_eq!(w.index_of_day(last - 30), None);
+        assert_eq!(w.index_of_text("2026-01-01"), Some(29));
+        assert_eq!(w.index_of_text("2025-12-03"), Some(0));
+        assert_eq!(w.index_of_text("2025-12-02"), None);
+        assert_eq!(w.index_of_text("not a day"), None);
+    }
+
+    #[test]
+    fn a_window_is_clamped_to_between_one_day_and_the_maximum() {
+        assert_eq!(ChartWindow::ending_at(NEW_YEAR_US, 0).days(), 1);
+        assert_eq!(
+            ChartWindow::ending_at(NEW_YEAR_US, 10_000).days(),
+            CHART_DAYS_MAX
+        );
+        assert_eq!(
+            ChartWindow::ending_at(NEW_YEAR_US, 10_000).zeros().len(),
+            366
+        );
+    }
+}
