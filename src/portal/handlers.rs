@@ -36,6 +36,7 @@ use crate::store::users::{PortalRole, Session, User};
 use crate::store::views::DecisionQuery;
 
 pub mod subjects;
+pub mod trends;
 pub mod verify;
 
 /// Sign-in, reset and forgot-password attempts allowed in a burst per client address.
@@ -90,6 +91,7 @@ pub fn routes() -> Router<AppState> {
         .route("/subjects/hold", post(subjects::place_hold))
         .route("/subjects/hold/lift", post(subjects::lift_hold))
         .route("/models", get(models_page))
+        .route("/models/version", get(trends::model_page))
         .route("/integrity", get(integrity_page))
         .route("/integrity/start", post(start_integrity))
         .route("/api-keys", get(api_keys_page).post(create_api_key))
@@ -865,9 +867,21 @@ async fn end_other_sessions(
 
 // ---------------------------------------------------------------- the working pages
 
-async fn dashboard(State(state): State<AppState>, viewer: Viewer) -> Result<Markup, PortalError> {
+async fn dashboard(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<trends::WindowQuery>,
+) -> Result<Markup, PortalError> {
     let store = &state.store;
     let tenant = viewer.tenant();
+    let window = trends::window(store, &q)?;
+    // Before the views are first built (a fresh start) the dashboard still answers, without
+    // its charts, as it does without its volumes.
+    let charts = match store.dashboard_charts(tenant, &window).await {
+        Ok(c) => Some(c),
+        Err(crate::store::StoreError::ViewNotReady(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
     // The store's clock, so that the day matches the capture times of the records.
     let today = chrono::DateTime::from_timestamp_micros(store.now_us())
         .map_or_else(|| chrono::Utc::now().date_naive(), |t| t.date_naive());
@@ -939,6 +953,11 @@ async fn dashboard(State(state): State<AppState>, viewer: Viewer) -> Result<Mark
                         div { "never run" } a href="/integrity" { "Run one" }
                     }
                 }
+            }
+            @if let Some(charts) = &charts {
+                (trends::dashboard_section(charts, &lag, checkpoint.as_ref().map(|c| (now - i64::try_from(c.published_at_us).unwrap_or(0)).max(0) / 1_000_000)))
+            } @else {
+                (notice("The charts appear once the views have been built, a few moments after the service starts."))
             }
             h2 { "Decisions per model, last 7 days" }
             table {
@@ -1311,7 +1330,9 @@ async fn models_page(State(state): State<AppState>, viewer: Viewer) -> Result<Ma
                 tbody {
                     @for m in &models {
                         tr {
-                            td { (m.model_id) } td { (m.model_version) } td { (m.status) } td { (m.decisions) }
+                            td { (m.model_id) }
+                            td { a href=(trends::model_href(&m.model_id, &m.model_version, None)) { (m.model_version) } }
+                            td { (m.status) } td { (m.decisions) }
                             td { @for (o, n) in &m.outcomes { (o) ": " (n) br; } }
                             td { @if m.decisions > 0 { (format!("{:.1} %", 100.0 * m.overrides as f64 / m.decisions as f64)) } }
                             td { (m.first_seen_us.map(when).unwrap_or_default()) }

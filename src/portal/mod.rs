@@ -13,6 +13,7 @@
 //!
 //! - [`security`]: passwords, the session key ring, CSRF tokens;
 //! - [`mail`]: SMTP or the outbox folder;
+//! - [`charts`]: the SVG charts of the dashboard and the model pages;
 //! - [`pages`]: the layout; the page handlers are in [`handlers`], where every form that changes
 //!   something passes one preamble (`admit`: CSRF token, then role; then the lookup of its
 //!   target and its `administration` record).
@@ -20,6 +21,7 @@
 //! The pages run over the application state (`app::AppState`) that the API also uses; the portal
 //! imports nothing from `http`, and `server` merges its routes with the API's.
 
+pub mod charts;
 pub mod handlers;
 pub mod mail;
 pub(crate) mod pages;

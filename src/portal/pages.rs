@@ -45,6 +45,43 @@ ol.timeline { border-left: 3px solid var(--line); padding-left: 1.25rem; }
 ol.timeline li { margin-bottom: .75rem; }
 pre { white-space: pre-wrap; word-break: break-all; background: #f3f4f6; padding: .75rem; border-radius: 4px; }
 .secret { font-family: ui-monospace, monospace; font-size: 1.05rem; padding: .75rem; border: 2px dashed var(--accent); word-break: break-all; }
+.section-head { display: flex; flex-wrap: wrap; align-items: baseline; justify-content: space-between; gap: .5rem 1rem; margin-top: 2rem; }
+.section-head h2 { margin: 0; }
+nav.window { display: flex; gap: .5rem; }
+nav.window a { padding: .2rem .8rem; border: 1px solid var(--line); border-radius: 999px; text-decoration: none; font-size: .9rem; }
+nav.window a[aria-current=page] { background: var(--accent); border-color: var(--accent); color: #fff; }
+.chart-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(26rem, 1fr)); gap: 1.25rem; margin-top: 1rem; }
+figure.chart { margin: 0; padding: 1rem 1rem .75rem; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
+figure.chart figcaption { font-weight: 600; margin-bottom: .5rem; }
+svg.chart { display: block; width: 100%; height: auto; font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+svg.chart text { fill: var(--muted); stroke: none; font-size: 15px; }
+svg.chart text.label, svg.chart text.value { fill: var(--fg); }
+svg.chart .grid { stroke: #e5e7eb; }
+svg.chart .baseline { stroke: #6b7280; }
+svg.chart rect { stroke: none; }
+svg.chart polyline.line { fill: none; stroke-width: 2.5; stroke-linejoin: round; }
+svg.chart circle.point { stroke: #fff; stroke-width: 1.5; }
+svg.chart .s1 polyline { stroke-dasharray: 8 4; }
+svg.chart .s2 polyline { stroke-dasharray: 2 3; }
+svg.chart .s3 polyline { stroke-dasharray: 10 3 2 3; }
+svg.chart .warn { fill: var(--bad); }
+.s0 { fill: #0072b2; stroke: #0072b2; background: #0072b2; }
+.s1 { fill: #e69f00; stroke: #e69f00; background: #e69f00; }
+.s2 { fill: #009e73; stroke: #009e73; background: #009e73; }
+.s3 { fill: #cc79a7; stroke: #cc79a7; background: #cc79a7; }
+.s4 { fill: #56b4e9; stroke: #56b4e9; background: #56b4e9; }
+.s5 { fill: #d55e00; stroke: #d55e00; background: #d55e00; }
+.s6 { fill: #332288; stroke: #332288; background: #332288; }
+.s7 { fill: #6b7280; stroke: #6b7280; background: #6b7280; }
+ul.legend { display: flex; flex-wrap: wrap; gap: .25rem 1rem; list-style: none; margin: .5rem 0 0; padding: 0; font-size: .9rem; }
+.swatch { display: inline-block; width: .8rem; height: .8rem; margin-right: .4rem; border-radius: 2px; vertical-align: -.05rem; }
+details.data { margin-top: .5rem; font-size: .9rem; }
+details.data summary { cursor: pointer; color: var(--accent); }
+details.data table { margin: .5rem 0 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.empty-state { margin: 0; padding: 2.5rem 1rem; text-align: center; color: var(--muted); background: #f9fafb; border-radius: 4px; }
+.breadcrumb { margin: 0 0 .25rem; color: var(--muted); }
+h1 .version { color: var(--muted); font-weight: 400; }
 "#;
 
 /// Who is looking at a page, for the layout.

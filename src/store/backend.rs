@@ -33,7 +33,9 @@ use super::holds::{HoldChange, HoldRow};
 use super::reseal::Resealed;
 use super::retention::{RetentionCandidate, RetentionRule};
 use super::rows::{Session, SessionTuple, UserTuple};
-use super::view_query::{DecisionQuery, OversightQuery, Page};
+use super::view_query::{
+    ChartWindow, DashboardCharts, DecisionQuery, ModelCharts, OversightQuery, Page,
+};
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreError, StoredCheckpoint,
 };
@@ -797,6 +799,21 @@ pub(crate) trait ViewBackend: Send + Sync {
         until: &str,
         model_id: Option<&str>,
     ) -> Result<Vec<projections::DailyRow>, StoreError>;
+
+    /// What the dashboard's charts show over a window of days.
+    async fn dashboard_charts(
+        &self,
+        tenant: &TenantId,
+        window: &ChartWindow,
+    ) -> Result<DashboardCharts, StoreError>;
+
+    /// What a model version's charts show over a window of days.
+    async fn model_charts(
+        &self,
+        tenant: &TenantId,
+        version: (&str, &str),
+        window: &ChartWindow,
+    ) -> Result<ModelCharts, StoreError>;
 
     /// Every row of every view of a tenant.
     async fn dump_views(&self, tenant: &TenantId) -> Result<Views, StoreError>;

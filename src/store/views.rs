@@ -22,7 +22,9 @@ use super::backend::ViewBackend;
 use super::postgres::PgDb;
 use super::sqlite::SqliteDb;
 pub use super::view_query::{
-    DecisionQuery, OversightQuery, PAGE_ROWS_DEFAULT, PAGE_ROWS_MAX, Page,
+    APPROVAL_OUTCOMES, CHART_DAYS_MAX, CHART_OUTCOMES_MAX, CHART_VERSIONS_MAX, ChartWindow, DAY_US,
+    DashboardCharts, DecisionQuery, ModelCharts, OutcomeDays, OutcomeMix, OversightQuery,
+    PAGE_ROWS_DEFAULT, PAGE_ROWS_MAX, Page, SCORE_BINS, ScoreHistogram, VersionDays,
 };
 use super::{Store, StoreError};
 
@@ -93,6 +95,7 @@ fn to_event(t: EventTuple) -> Result<Event, StoreError> {
 
 const DECISION_COLUMNS: &str = "event_id, seq, model_id, model_version, outcome, current_outcome, score, subject_ref, decided_at_us, captured_at_us, oversight_mode, status, reviews, overrides, contests, explanation_requests, submissions, last_reviewer, last_event_seq";
 
+mod charts_sql;
 mod shared;
 
 pub(crate) mod pg_views;
@@ -419,6 +422,29 @@ impl ViewBackend for SqliteDb {
         Ok(out)
     }
 
+    async fn dashboard_charts(
+        &self,
+        tenant: &TenantId,
+        window: &ChartWindow,
+    ) -> Result<DashboardCharts, StoreError> {
+        let mut tx = self.view_tx(false).await?;
+        let out = Sql::<Sqlite>::dashboard_charts(&mut tx, tenant, window).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn model_charts(
+        &self,
+        tenant: &TenantId,
+        version: (&str, &str),
+        window: &ChartWindow,
+    ) -> Result<ModelCharts, StoreError> {
+        let mut tx = self.view_tx(false).await?;
+        let out = Sql::<Sqlite>::model_charts(&mut tx, tenant, version, window).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     async fn dump_views(&self, tenant: &TenantId) -> Result<Views, StoreError> {
         let mut tx = self.view_tx(false).await?;
         let out = Sql::<Sqlite>::dump(&mut tx, tenant).await?;
@@ -694,6 +720,29 @@ impl ViewBackend for PgDb {
         Ok(out)
     }
 
+    async fn dashboard_charts(
+        &self,
+        tenant: &TenantId,
+        window: &ChartWindow,
+    ) -> Result<DashboardCharts, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let out = Sql::<Postgres>::dashboard_charts(&mut tx, tenant, window).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn model_charts(
+        &self,
+        tenant: &TenantId,
+        version: (&str, &str),
+        window: &ChartWindow,
+    ) -> Result<ModelCharts, StoreError> {
+        let mut tx = self.view_tx(Some(tenant)).await?;
+        let out = Sql::<Postgres>::model_charts(&mut tx, tenant, version, window).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     async fn dump_views(&self, tenant: &TenantId) -> Result<Views, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
         let out = Sql::<Postgres>::dump(&mut tx, tenant).await?;
@@ -957,6 +1006,36 @@ impl Store {
     ) -> Result<Vec<projections::DailyRow>, StoreError> {
         self.backend()
             .daily_volumes(tenant, from, until, model_id)
+            .await
+    }
+
+    /// What the dashboard's charts show over `window`: decisions per day by outcome, the
+    /// busiest model versions' decisions and approvals per day, overrides per day.
+    ///
+    /// # Errors
+    /// A database error, or [`StoreError::ViewNotReady`] before the views exist.
+    pub async fn dashboard_charts(
+        &self,
+        tenant: &TenantId,
+        window: &ChartWindow,
+    ) -> Result<DashboardCharts, StoreError> {
+        self.backend().dashboard_charts(tenant, window).await
+    }
+
+    /// What a model version's charts show over `window`: decisions per day by outcome, those
+    /// overridden since, and the histogram of their scores.
+    ///
+    /// # Errors
+    /// A database error, or [`StoreError::ViewNotReady`] before the views exist.
+    pub async fn model_charts(
+        &self,
+        tenant: &TenantId,
+        model_id: &str,
+        model_version: &str,
+        window: &ChartWindow,
+    ) -> Result<ModelCharts, StoreError> {
+        self.backend()
+            .model_charts(tenant, (model_id, model_version), window)
             .await
     }
 

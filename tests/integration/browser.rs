@@ -34,6 +34,9 @@ use thirtyfour::prelude::*;
 use crate::portal_support::{ADMIN_EMAIL, PASSWORD, PERSONAL_FIELDS, PortalServer};
 use crate::support::Backend;
 
+// The charts of the dashboard and the model pages (a child module: it shares `Browser`).
+mod charts;
+
 /// Environment variable naming the chromedriver binary.
 const CHROMEDRIVER_VAR: &str = "AUDITEX_TEST_CHROMEDRIVER";
 /// Environment variable naming the Chromium binary.

@@ -35,6 +35,9 @@ use crate::support::{
     Backend, TestDb, backend_tests, decision_with_id, new_event_id, seq, tenant_id,
 };
 
+// The charts' pages (a child module: it shares the hand-driven `Browser`).
+mod charts;
+
 /// A password that passes the policy but is not the account's.
 const WRONG_PASSWORD: &str = "wrong horse battery staple";
 /// The password tests change to.

@@ -35,6 +35,7 @@ static PATCH: LazyLock<String> = LazyLock::new(|| {
 impl Dialect for Postgres {
     const LEAST: &'static str = "LEAST";
     const GREATEST: &'static str = "GREATEST";
+    const FLOOR_INT: (&'static str, &'static str) = ("CAST(FLOOR(", ") AS BIGINT)");
     const RECORDS_BY_EVENT_ID: &'static str = "";
     const LOCK_STATE_ROW: &'static str = " FOR UPDATE";
     type Flag = bool;

@@ -33,6 +33,10 @@ pub(crate) trait Dialect: Database {
     /// The larger of two values: SQLite's scalar `max`, PostgreSQL's `GREATEST`.
     const GREATEST: &'static str;
 
+    /// The function and its closing text that take the whole part of a non-negative real as an
+    /// integer: SQLite's `CAST(x AS INTEGER)` truncates, PostgreSQL's rounds, so it floors first.
+    const FLOOR_INT: (&'static str, &'static str);
+
     /// What follows `FROM records` in a lookup of records by event id: SQLite is told to take
     /// the event-id index, which its planner otherwise passes over for the primary key.
     const RECORDS_BY_EVENT_ID: &'static str;
@@ -821,7 +825,7 @@ where
     /// chain's length if none): a binary search over the ledger's primary key, since capture
     /// time never decreases along a chain. Records appended meanwhile come after the length
     /// read first, so they cannot move the answer.
-    async fn first_captured_at_or_after(
+    pub(super) async fn first_captured_at_or_after(
         tx: &mut Transaction<'static, DB>,
         tenant: &TenantId,
         at_us: i64,

@@ -18,6 +18,7 @@ type Tx = Transaction<'static, Sqlite>;
 impl Dialect for Sqlite {
     const LEAST: &'static str = "min";
     const GREATEST: &'static str = "max";
+    const FLOOR_INT: (&'static str, &'static str) = ("CAST(", " AS INTEGER)");
     const RECORDS_BY_EVENT_ID: &'static str = " INDEXED BY records_by_event_id";
     const LOCK_STATE_ROW: &'static str = "";
     type Flag = i64;

@@ -3,6 +3,7 @@
 
 mod append;
 mod append_only;
+mod charts;
 mod disk_full;
 mod erasure;
 mod file_modes;
