@@ -170,6 +170,11 @@ fn schema(event_type: EventType) -> (&'static [Field], bool) {
                 req("action", S),
                 opt("reason", TEXT),
                 opt("reviewed_at", Kind::Rfc3339),
+                // Four eyes (FORMAT.md): a proposed override names its outcome; a withdrawal
+                // or rejection names the proposal it ends.
+                opt("proposed_outcome", S),
+                opt("proposed_score", Kind::Number),
+                opt("proposal_id", Kind::Uuid7),
             ];
             (F, false)
         }
@@ -180,6 +185,10 @@ fn schema(event_type: EventType) -> (&'static [Field], bool) {
                 req("new_outcome", S),
                 opt("new_score", Kind::Number),
                 req("reason", TEXT),
+                // Four eyes (FORMAT.md): the approved proposal, its approver and their reason.
+                opt("proposal_id", Kind::Uuid7),
+                opt("approved_by", S),
+                opt("approval_reason", TEXT),
             ];
             (F, false)
         }
