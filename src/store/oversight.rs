@@ -125,6 +125,10 @@ pub enum OversightError {
     /// The proposal was withdrawn or rejected.
     #[error("this proposal was withdrawn or rejected and can no longer be approved")]
     Closed,
+    /// Another reviewer resolved the proposal at the same moment (its record is not readable
+    /// yet).
+    #[error("another reviewer decided this proposal at the same moment")]
+    Decided,
     /// The ledger refused or failed the append.
     #[error(transparent)]
     Append(#[from] AppendError),
@@ -286,6 +290,11 @@ pub struct QueuePage {
 }
 
 const HOUR_US: i64 = 3_600_000_000;
+
+/// Looks at a proposal that lost a race before answering [`OversightError::Decided`].
+const RACE_LOOKS_MAX: u32 = 40;
+/// Between two such looks.
+const RACE_LOOK_INTERVAL_MS: u64 = 25;
 
 fn required_text(
     field: &'static str,
@@ -559,13 +568,13 @@ impl Store {
             Ok(_) | Err(OversightError::Append(AppendError::Conflict { .. })) => {}
             Err(e) => return Err(e),
         }
-        match self.pending_proposal(tenant, proposal).await {
-            Err(e) => Err(e),
-            Ok(_) => Err(StoreError::Corrupt(format!(
-                "proposal {proposal} has a record at its resolution id yet reads as pending"
-            ))
-            .into()),
+        // The winner's record may still be committing (the appender answers a conflict within
+        // its group before the group commits): look a few times, then say what is known.
+        for _ in 0..RACE_LOOKS_MAX {
+            self.pending_proposal(tenant, proposal).await?;
+            tokio::time::sleep(std::time::Duration::from_millis(RACE_LOOK_INTERVAL_MS)).await;
         }
+        Err(OversightError::Decided)
     }
 
     /// Approves a pending override proposal of this tenant: appends the `override`, naming the

@@ -357,6 +357,13 @@ fn refusal(e: OversightError) -> PortalError {
             "Not approved",
             "This proposal was withdrawn or rejected. Nothing was recorded.".to_owned(),
         ),
+        OversightError::Decided => refused(
+            StatusCode::CONFLICT,
+            "Not recorded",
+            "Another reviewer decided this proposal at the same moment. Reload the decision to \
+             see what was recorded. Nothing was recorded for you."
+                .to_owned(),
+        ),
         OversightError::Append(e) => PortalError::AuditUnavailable(e.to_string()),
         OversightError::Store(e) => PortalError::Internal(e.to_string()),
     }
