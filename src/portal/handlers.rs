@@ -1167,7 +1167,7 @@ async fn decision_page(
                     tr { th { "Decided" } td { (decision.decided_at_us.map(when).unwrap_or_default()) } }
                     tr { th { "Captured" } td { (when(decision.captured_at_us)) } }
                     tr { th { "Oversight" } td { (decision.oversight_mode) } }
-                    tr { th { "Status" } td { (decision.status) } }
+                    tr { th { "Status" } td { (decision.status) @if review.pending() { " " span.tag.warn { "override pending approval" } } } }
                     tr { th { "Verification" } td {
                         @match &verification {
                             Ok(text) => span.ok { (text) },
@@ -1186,7 +1186,7 @@ async fn decision_page(
                         strong { (a.event_type.replace('_', " ")) }
                         " — " (when(a.captured_at_us)) " (record " (a.seq) ")"
                         @if let Some(actor) = &a.actor { " by " (actor) }
-                        @if let Some(action) = &a.action { ": " (action) }
+                        @if let Some(action) = &a.action { ": " (action.replace('_', " ")) }
                         @if let Some(note) = review.note(&a.event_id.to_string()) { " " span.tag { (note) } }
                         @if let Some(reason) = &a.reason { br; span.muted { (reason) } }
                     }

@@ -44,6 +44,9 @@ ol.timeline { border-left: 3px solid var(--line); padding-left: 1.25rem; }
 ol.timeline li { margin-bottom: .75rem; }
 pre { white-space: pre-wrap; word-break: break-all; background: #f3f4f6; padding: .75rem; border-radius: 4px; }
 .tag { display: inline-block; padding: 0 .45rem; border-radius: 999px; background: #eef2ff; color: #312e81; font-size: .85rem; font-weight: 600; }
+.tag.warn { background: #fef3c7; color: #78350f; }
+form.grid select { width: 100%; min-width: 0; }
+table.queue td:nth-child(-n+3) { white-space: nowrap; }
 nav.tabs ul { border-bottom: 1px solid var(--line); gap: 0; }
 nav.tabs a { display: block; padding: .5rem 1rem; text-decoration: none; border-bottom: 3px solid transparent; }
 nav.tabs a[aria-current=page] { border-bottom-color: var(--accent); font-weight: 600; color: var(--fg); }

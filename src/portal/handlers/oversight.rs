@@ -236,10 +236,13 @@ impl DecisionOversight {
         let mut notes = BTreeMap::new();
         for p in &proposals {
             let note = match &p.state {
-                ProposalState::Pending => {
-                    "pending: awaiting a second reviewer's approval".to_owned()
+                ProposalState::Pending => format!(
+                    "proposes {}: pending, awaiting a second reviewer's approval",
+                    p.proposed_outcome
+                ),
+                ProposalState::Approved(by) => {
+                    format!("proposes {}: approved by {by}", p.proposed_outcome)
                 }
-                ProposalState::Approved(by) => format!("approved by {by}"),
                 ProposalState::Closed(by) if *by == p.proposer => format!("withdrawn by {by}"),
                 ProposalState::Closed(by) => format!("rejected by {by}"),
             };
@@ -257,6 +260,13 @@ impl DecisionOversight {
             four_eyes: store.oversight_settings(viewer.tenant()).await?.four_eyes,
             reviewer: REVIEWERS.contains(&viewer.role()),
         })
+    }
+
+    /// Whether an override of the decision awaits approval.
+    pub(super) fn pending(&self) -> bool {
+        self.proposals
+            .iter()
+            .any(|p| p.state == ProposalState::Pending)
     }
 
     /// The note of one timeline entry, if it has one.

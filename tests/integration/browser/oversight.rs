@@ -24,6 +24,10 @@ async fn seed(server: &PortalServer) -> Vec<(String, String)> {
         ("mortgage-affordability", "1.4.0", "approve", 0.74),
         ("credit-limit", "2.3.1", "decline", 0.18),
     ];
+    // Decided a minute before the ledger captured it, on the server's (manual) clock.
+    let decided_at = chrono::DateTime::from_timestamp_micros(server.store.now_us() - 60_000_000)
+        .expect("a time")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut ids = Vec::new();
     let mut drafts = Vec::new();
     for (i, (model, version, outcome, score)) in models.into_iter().enumerate() {
@@ -38,7 +42,7 @@ async fn seed(server: &PortalServer) -> Vec<(String, String)> {
                 "outcome": outcome,
                 "score": score,
                 "subject_ref": format!("cust-{:04}", 1201 + i),
-                "decided_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "decided_at": decided_at,
                 "oversight_mode": "human_in_the_loop",
             }),
         ));
@@ -74,6 +78,18 @@ async fn seed(server: &PortalServer) -> Vec<(String, String)> {
         out.push((id, format!("Decision {}", record.seq.get())));
     }
     out
+}
+
+/// Scrolls the element matching `css` to the top of the window (for a screenshot of it).
+async fn scroll_to(browser: &Browser, css: &str) {
+    browser
+        .driver
+        .execute(
+            "document.querySelector(arguments[0]).scrollIntoView();",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("scroll to {css}: {e}"));
 }
 
 /// Reloads the page until its text contains `text`.
@@ -186,6 +202,8 @@ async fn reviewers_work_the_queue_and_a_second_reviewer_approves_an_override_in_
     browser.press("Record").await;
     browser.expect_page(second_heading).await;
     until_shown(&browser, &server, &second, "Override awaiting approval").await;
+    assert!(browser.text().await.contains("override pending approval"));
+    scroll_to(&browser, "ol.timeline").await;
     browser.screenshot("22-decision-override-pending").await;
 
     // A's own approval is refused.
@@ -234,6 +252,7 @@ async fn reviewers_work_the_queue_and_a_second_reviewer_approves_an_override_in_
         .0;
     assert_eq!(decision.current_outcome, "decline");
     assert!(text.contains("decline"), "the page shows the new outcome");
+    scroll_to(&browser, "ol.timeline").await;
     browser.screenshot("25-decision-override-approved").await;
 
     browser.quit().await;

@@ -249,7 +249,14 @@ async fn with_four_eyes_an_override_is_pending_until_a_second_reviewer_approves_
         page.body.contains("Override awaiting approval"),
         "pending on the decision"
     );
-    assert!(page.body.contains("pending: awaiting a second reviewer"));
+    assert!(
+        page.body
+            .contains("proposes decline: pending, awaiting a second reviewer")
+    );
+    assert!(
+        page.body.contains("override pending approval"),
+        "in the status too"
+    );
     let queue = a.get("/oversight?kind=pending_approval").await;
     assert!(
         queue.body.contains(&format!("/decisions/{id}")),
