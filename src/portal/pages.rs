@@ -54,7 +54,8 @@ table.queue tr.overdue td { background: #fef2f2; }
 table.queue tr.overdue td:first-child { box-shadow: inset 4px 0 0 var(--bad); }
 section.pending { border: 1px solid #f59e0b; border-left-width: 6px; border-radius: 6px; padding: .75rem 1rem; background: #fffbeb; margin: 1rem 0; }
 section.pending h3 { margin-top: 0; }
-div.actions { display: flex; flex-wrap: wrap; gap: 2rem; }
+div.actions { display: grid; grid-template-columns: repeat(auto-fit, minmax(18rem, 1fr)); gap: 2rem; }
+div.actions form.stack { max-width: none; }
 .secret { font-family: ui-monospace, monospace; font-size: 1.05rem; padding: .75rem; border: 2px dashed var(--accent); word-break: break-all; }
 "#;
 

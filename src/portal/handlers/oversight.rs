@@ -299,9 +299,12 @@ impl DecisionOversight {
                             }
                             form.stack method="post" action={ "/oversight/proposals/" (p.event_id) "/close" } {
                                 (csrf_field(&viewer.csrf))
-                                label { "Reason" textarea name="reason" rows="2" required {} }
-                                button.secondary type="submit" {
-                                    @if p.proposer == viewer.user.email { "Withdraw proposal" } @else { "Reject proposal" }
+                                @if p.proposer == viewer.user.email {
+                                    label { "Reason for withdrawal" textarea name="reason" rows="2" required {} }
+                                    button.secondary type="submit" { "Withdraw proposal" }
+                                } @else {
+                                    label { "Reason for rejection" textarea name="reason" rows="2" required {} }
+                                    button.secondary type="submit" { "Reject proposal" }
                                 }
                             }
                         }
