@@ -552,6 +552,23 @@ impl Store {
         }
     }
 
+    /// The checked person and reason of a resolution, and the pending proposal it resolves.
+    async fn pending_for(
+        &self,
+        tenant: &TenantId,
+        proposal: EventId,
+        person: &str,
+        reason: &str,
+    ) -> Result<(Proposal, String, String), OversightError> {
+        let reason = required_text("reason", reason, TEXT_BYTES_MAX)?;
+        let person = required_text("reviewer", person, STRING_BYTES_MAX)?;
+        Ok((
+            self.pending_proposal(tenant, proposal).await?,
+            person,
+            reason,
+        ))
+    }
+
     /// Appends a proposal's one resolution; a lost race (another resolution came first) is
     /// answered with what that one was.
     async fn resolve(
@@ -593,9 +610,7 @@ impl Store {
         approver: &str,
         reason: &str,
     ) -> Result<Receipt, OversightError> {
-        let reason = required_text("reason", reason, TEXT_BYTES_MAX)?;
-        let approver = required_text("reviewer", approver, STRING_BYTES_MAX)?;
-        let p = self.pending_proposal(tenant, proposal).await?;
+        let (p, approver, reason) = self.pending_for(tenant, proposal, approver, reason).await?;
         if p.proposer == approver {
             return Err(OversightError::SelfApproval);
         }
@@ -624,9 +639,7 @@ impl Store {
         reviewer: &str,
         reason: &str,
     ) -> Result<Receipt, OversightError> {
-        let reason = required_text("reason", reason, TEXT_BYTES_MAX)?;
-        let reviewer = required_text("reviewer", reviewer, STRING_BYTES_MAX)?;
-        let p = self.pending_proposal(tenant, proposal).await?;
+        let (p, reviewer, reason) = self.pending_for(tenant, proposal, reviewer, reason).await?;
         let action = if p.proposer == reviewer {
             ACTION_OVERRIDE_WITHDRAWN
         } else {

@@ -436,6 +436,13 @@ pub(super) async fn record(
     Ok(recorded(&decision_id.to_string(), receipt.seq))
 }
 
+/// What a second reviewer (or the proposer) does with a proposal.
+#[derive(Clone, Copy)]
+enum Verdict {
+    Approve,
+    Close,
+}
+
 /// `POST /oversight/proposals/{id}/approve`: a second reviewer approves an override.
 pub(super) async fn approve(
     State(state): State<AppState>,
@@ -444,28 +451,7 @@ pub(super) async fn approve(
     Path(id): Path<String>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, PortalError> {
-    let form = form_values(pairs);
-    let reviewer = admit(
-        &state,
-        &portal,
-        &viewer,
-        form_value(&form, "csrf"),
-        REVIEWERS,
-    )?;
-    let proposal = parse_id(&id)?;
-    let tenant = viewer.tenant();
-    let receipt = reviewer
-        .store
-        .approve_override(
-            tenant,
-            proposal,
-            &viewer.user.email,
-            form_value(&form, "reason"),
-        )
-        .await
-        .map_err(refusal)?;
-    let decision = decision_of(&state, &viewer, proposal).await?;
-    Ok(recorded(&decision, receipt.seq))
+    resolve(&state, &portal, &viewer, &id, pairs, Verdict::Approve).await
 }
 
 /// `POST /oversight/proposals/{id}/close`: the proposer withdraws, another reviewer rejects.
@@ -476,26 +462,42 @@ pub(super) async fn close(
     Path(id): Path<String>,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Result<Response, PortalError> {
+    resolve(&state, &portal, &viewer, &id, pairs, Verdict::Close).await
+}
+
+/// The two proposal forms: admitted (CSRF, then role), then the store's refusals or the record.
+async fn resolve(
+    state: &AppState,
+    portal: &Portal,
+    viewer: &Viewer,
+    id: &str,
+    pairs: Vec<(String, String)>,
+    verdict: Verdict,
+) -> Result<Response, PortalError> {
     let form = form_values(pairs);
-    let reviewer = admit(
-        &state,
-        &portal,
-        &viewer,
-        form_value(&form, "csrf"),
-        REVIEWERS,
-    )?;
-    let proposal = parse_id(&id)?;
-    let receipt = reviewer
-        .store
-        .close_proposal(
-            viewer.tenant(),
-            proposal,
-            &viewer.user.email,
-            form_value(&form, "reason"),
-        )
-        .await
-        .map_err(refusal)?;
-    let decision = decision_of(&state, &viewer, proposal).await?;
+    let reviewer = admit(state, portal, viewer, form_value(&form, "csrf"), REVIEWERS)?;
+    let proposal = parse_id(id)?;
+    let (tenant, email, reason) = (
+        viewer.tenant(),
+        &viewer.user.email,
+        form_value(&form, "reason"),
+    );
+    let receipt = match verdict {
+        Verdict::Approve => {
+            reviewer
+                .store
+                .approve_override(tenant, proposal, email, reason)
+                .await
+        }
+        Verdict::Close => {
+            reviewer
+                .store
+                .close_proposal(tenant, proposal, email, reason)
+                .await
+        }
+    }
+    .map_err(refusal)?;
+    let decision = decision_of(state, viewer, proposal).await?;
     Ok(recorded(&decision, receipt.seq))
 }
 
