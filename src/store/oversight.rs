@@ -274,6 +274,27 @@ pub struct QueueItem {
 }
 
 impl QueueItem {
+    /// The item of `kind` about decision `d`, waiting since `since_us` for `sla_us`.
+    fn of(
+        kind: QueueKind,
+        d: projections::DecisionRow,
+        since_us: i64,
+        sla_us: i64,
+        proposal: Option<Proposal>,
+    ) -> QueueItem {
+        QueueItem {
+            kind,
+            decision_id: d.event_id,
+            decision_seq: d.seq,
+            model: format!("{} {}", d.model_id, d.model_version),
+            outcome: d.current_outcome,
+            subject_ref: d.subject_ref,
+            since_us,
+            due_us: since_us.saturating_add(sla_us),
+            proposal,
+        }
+    }
+
     /// Whether it is past its due time at `now_us`.
     pub fn overdue(&self, now_us: i64) -> bool {
         now_us > self.due_us
@@ -688,8 +709,10 @@ impl Store {
                             model_id: query.model_id.clone(),
                             // The two kinds are named after the statuses they list.
                             status: Some(query.kind.as_str().to_owned()),
+                            // `captured_until` is exclusive; waiting exactly the minimum counts.
                             captured_until: oldest_allowed
-                                .filter(|_| query.kind == QueueKind::AwaitingReview),
+                                .filter(|_| query.kind == QueueKind::AwaitingReview)
+                                .map(|t| t.saturating_add(1)),
                             ascending: true,
                             after: query.after,
                             limit,
@@ -717,17 +740,7 @@ impl Store {
                     if oldest_allowed.is_some_and(|t| since > t) {
                         continue;
                     }
-                    items.push(QueueItem {
-                        kind: query.kind,
-                        decision_id: d.event_id,
-                        decision_seq: d.seq,
-                        model: format!("{} {}", d.model_id, d.model_version),
-                        outcome: d.current_outcome,
-                        subject_ref: d.subject_ref,
-                        since_us: since,
-                        due_us: since.saturating_add(sla_us),
-                        proposal: None,
-                    });
+                    items.push(QueueItem::of(query.kind, d, since, sla_us, None));
                 }
             }
             QueueKind::ExplanationRequested | QueueKind::PendingApproval => {
@@ -783,17 +796,13 @@ impl Store {
                         }
                         None
                     };
-                    items.push(QueueItem {
-                        kind: query.kind,
-                        decision_id: d.event_id,
-                        decision_seq: d.seq,
-                        model: format!("{} {}", d.model_id, d.model_version),
-                        outcome: d.current_outcome,
-                        subject_ref: d.subject_ref,
-                        since_us: a.captured_at_us,
-                        due_us: a.captured_at_us.saturating_add(sla_us),
+                    items.push(QueueItem::of(
+                        query.kind,
+                        d,
+                        a.captured_at_us,
+                        sla_us,
                         proposal,
-                    });
+                    ));
                 }
             }
         }

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use auditex::store::Store;
-use auditex::store::oversight::{Act, OversightError, OversightSettings, resolution_id};
+use auditex::store::oversight::{
+    Act, OversightError, OversightSettings, QueueKind, QueueQuery, resolution_id,
+};
 use auditex::store::users::PortalRole;
 use ledger::types::{EventId, TenantId};
 use reqwest::StatusCode;
@@ -17,7 +19,7 @@ use super::{
     audited_actions, start,
 };
 use crate::portal_support::ADMIN_EMAIL;
-use crate::support::{Backend, backend_tests, seq, tenant_id};
+use crate::support::{Backend, backend_tests, decision_payload, new_event_id, seq, tenant_id};
 
 /// A second compliance officer, the four-eyes approver.
 const SECOND_EMAIL: &str = "second@acme.test";
@@ -515,7 +517,203 @@ async fn auditors_read_the_queue_but_only_reviewers_record_and_only_admins_chang
     server.stop().await;
 }
 
+/// The decision ids of one page of the queue of `kind`.
+async fn queued(
+    store: &Store,
+    tenant: &TenantId,
+    kind: QueueKind,
+    model_id: Option<&str>,
+    min_age_hours: Option<u32>,
+) -> Vec<String> {
+    store
+        .oversight_queue(
+            tenant,
+            &QueueQuery {
+                kind,
+                model_id: model_id.map(str::to_owned),
+                min_age_hours,
+                after: None,
+                limit: 50,
+            },
+        )
+        .await
+        .expect("queue")
+        .items
+        .into_iter()
+        .map(|i| i.decision_id.to_string())
+        .collect()
+}
+
+fn client_draft(event_type: &str, payload: &Value) -> ledger::draft::ClientDraft {
+    ledger::draft::prepare_client_draft(
+        &new_event_id(),
+        event_type,
+        payload,
+        &std::collections::BTreeMap::new(),
+        rand::random,
+    )
+    .unwrap_or_else(|e| panic!("valid {event_type}: {e:?}"))
+}
+
+async fn the_queue_lists_each_kind_until_it_is_answered_filtered_by_model_and_age(
+    backend: Backend,
+) {
+    let server = start(&backend, true).await;
+    let (store, tenant) = (&server.store, &server.tenant);
+    // A decision a human must review, and an automated one of another model that its subject
+    // contests and asks to have explained.
+    let reviewed = append_decision(store, tenant).await;
+    let mut payload = decision_payload("decline");
+    payload["model_id"] = "fraud-detect".into();
+    payload["oversight_mode"] = "automated".into();
+    let contested = new_event_id();
+    store
+        .append(
+            tenant,
+            vec![
+                ledger::draft::prepare_client_draft(
+                    &contested,
+                    "decision",
+                    &payload,
+                    &std::collections::BTreeMap::new(),
+                    rand::random,
+                )
+                .expect("decision"),
+            ],
+        )
+        .await
+        .expect("append");
+    server.advance(Duration::from_secs(3600));
+    store
+        .append(
+            tenant,
+            vec![
+                client_draft("contest", &serde_json::json!({"decision_id": contested, "statement": "I repaid that loan."})),
+                client_draft("explanation_request", &serde_json::json!({"decision_id": contested, "requested_by": "subject"})),
+            ],
+        )
+        .await
+        .expect("follow-ups");
+    until_view(store, tenant, &contested, |_, a| a.len() == 2).await;
+
+    let k = |kind| queued(store, tenant, kind, None, None);
+    assert_eq!(
+        k(QueueKind::AwaitingReview).await,
+        [reviewed.clone()],
+        "automated decisions need no review"
+    );
+    assert_eq!(k(QueueKind::Contested).await, [contested.clone()]);
+    assert_eq!(
+        k(QueueKind::ExplanationRequested).await,
+        [contested.clone()]
+    );
+    assert!(k(QueueKind::PendingApproval).await.is_empty());
+    assert!(
+        queued(
+            store,
+            tenant,
+            QueueKind::AwaitingReview,
+            Some("fraud-detect"),
+            None
+        )
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        queued(
+            store,
+            tenant,
+            QueueKind::Contested,
+            Some("fraud-detect"),
+            None
+        )
+        .await,
+        [contested.clone()]
+    );
+    assert!(
+        queued(
+            store,
+            tenant,
+            QueueKind::ExplanationRequested,
+            Some("credit-limit"),
+            None
+        )
+        .await
+        .is_empty()
+    );
+
+    // Age: the review has waited an hour, the contest not yet; past 24 hours the review is
+    // overdue, the contest (72 hours) is not.
+    assert_eq!(
+        queued(store, tenant, QueueKind::AwaitingReview, None, Some(1)).await,
+        [reviewed.clone()]
+    );
+    assert!(
+        queued(store, tenant, QueueKind::Contested, None, Some(1))
+            .await
+            .is_empty()
+    );
+    server.advance(Duration::from_secs(24 * 3600));
+    let now = store.now_us();
+    let page = |kind| async move {
+        store
+            .oversight_queue(
+                tenant,
+                &QueueQuery {
+                    kind,
+                    model_id: None,
+                    min_age_hours: None,
+                    after: None,
+                    limit: 50,
+                },
+            )
+            .await
+            .expect("queue")
+            .items
+    };
+    assert!(page(QueueKind::AwaitingReview).await[0].overdue(now));
+    assert!(!page(QueueKind::Contested).await[0].overdue(now));
+
+    // Answers take them off the queue, each its own kind.
+    let id = EventId::parse(&contested).expect("id");
+    store
+        .record_oversight(
+            tenant,
+            id,
+            OFFICER_EMAIL,
+            &Act::AnswerContest,
+            "Loan repaid; decision stands on other grounds.",
+        )
+        .await
+        .expect("answer");
+    until_view(store, tenant, &contested, |_, a| a.len() == 3).await;
+    assert!(k(QueueKind::Contested).await.is_empty());
+    assert_eq!(
+        k(QueueKind::ExplanationRequested).await,
+        [contested.clone()]
+    );
+    store
+        .record_oversight(
+            tenant,
+            id,
+            OFFICER_EMAIL,
+            &Act::ProvideExplanation,
+            "Sent the main factors by letter.",
+        )
+        .await
+        .expect("explanation");
+    until_view(store, tenant, &contested, |_, a| a.len() == 4).await;
+    assert!(k(QueueKind::ExplanationRequested).await.is_empty());
+    assert_eq!(
+        k(QueueKind::AwaitingReview).await,
+        [reviewed],
+        "the other item stays"
+    );
+    server.stop().await;
+}
+
 backend_tests!(
+    the_queue_lists_each_kind_until_it_is_answered_filtered_by_model_and_age,
     a_reviewer_confirms_a_queued_decision_and_it_leaves_the_queue,
     with_four_eyes_an_override_is_pending_until_a_second_reviewer_approves_it,
     two_approvals_racing_produce_one_override,
