@@ -566,3 +566,76 @@ mod legal_hold_tests {
         assert!(is_client_event(EventType::LegalHold));
     }
 }
+
+#[cfg(test)]
+mod four_eyes_tests {
+    use serde_json::json;
+
+    use super::{EventType, validate};
+
+    const DECISION: &str = "01932c07-0000-7000-8000-000000000001";
+    const PROPOSAL: &str = "01932c07-0000-7000-8000-000000000002";
+
+    fn paths(event_type: EventType, payload: serde_json::Value) -> Vec<String> {
+        validate(event_type, &payload)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.path)
+            .collect()
+    }
+
+    #[test]
+    fn records_written_before_the_four_eyes_members_stay_valid() {
+        assert!(
+            paths(
+                EventType::HumanReview,
+                json!({"decision_id": DECISION, "reviewer": "r-1", "action": "confirmed"})
+            )
+            .is_empty()
+        );
+        assert!(
+            paths(
+                EventType::Override,
+                json!({"decision_id": DECISION, "reviewer": "r-1", "new_outcome": "deny", "reason": "policy"})
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_proposal_and_its_approval_carry_their_links_and_are_checked() {
+        assert!(
+            paths(
+                EventType::HumanReview,
+                json!({"decision_id": DECISION, "reviewer": "a", "action": "override_proposed",
+                       "proposed_outcome": "deny", "proposed_score": 0.2, "reason": "policy"})
+            )
+            .is_empty()
+        );
+        assert!(
+            paths(
+                EventType::Override,
+                json!({"decision_id": DECISION, "reviewer": "a", "new_outcome": "deny", "reason": "policy",
+                       "proposal_id": PROPOSAL, "approved_by": "b", "approval_reason": "agreed"})
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            paths(
+                EventType::Override,
+                json!({"decision_id": DECISION, "reviewer": "a", "new_outcome": "deny", "reason": "policy",
+                       "proposal_id": "not-an-id", "approved_by": 7})
+            ),
+            ["/payload/proposal_id", "/payload/approved_by"]
+        );
+        assert_eq!(
+            paths(
+                EventType::HumanReview,
+                json!({"decision_id": DECISION, "reviewer": "a", "action": "x", "approved_by": "b"})
+            ),
+            ["/payload/approved_by"],
+            "members of the other type are still refused"
+        );
+    }
+}
