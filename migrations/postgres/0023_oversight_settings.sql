@@ -15,7 +15,10 @@ CREATE TABLE oversight_settings (
     updated_at_us            BIGINT NOT NULL,
     updated_by               TEXT NOT NULL
 );
-GRANT SELECT, INSERT, UPDATE ON oversight_settings TO auditex_app;
+-- A row is never deleted and never moves to another tenant: only the settings change.
+GRANT SELECT, INSERT ON oversight_settings TO auditex_app;
+GRANT UPDATE (four_eyes, review_sla_hours, contest_sla_hours, explanation_sla_hours, updated_at_us,
+              updated_by) ON oversight_settings TO auditex_app;
 
 ALTER TABLE oversight_settings ENABLE ROW LEVEL SECURITY;
 ALTER TABLE oversight_settings FORCE ROW LEVEL SECURITY;

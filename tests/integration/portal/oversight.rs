@@ -383,6 +383,21 @@ async fn a_withdrawn_proposal_or_another_tenants_ids_change_nothing(backend: Bac
     let (store, tenant) = (&server.store, &server.tenant);
     let (id, proposal) = proposed(store, tenant).await;
 
+    // Changing the settings again replaces them (the row is updated in place).
+    let changed = OversightSettings {
+        four_eyes: true,
+        review_sla_hours: 12,
+        ..OversightSettings::default()
+    };
+    store
+        .set_oversight_settings(tenant, changed, ADMIN_EMAIL)
+        .await
+        .expect("settings again");
+    assert_eq!(
+        store.oversight_settings(tenant).await.expect("read"),
+        changed
+    );
+
     // Another tenant knows neither the decision nor the proposal.
     let other = tenant_id("globex-bank");
     store.create_tenant(&other).await.expect("second tenant");
