@@ -170,6 +170,11 @@ fn schema(event_type: EventType) -> (&'static [Field], bool) {
                 req("action", S),
                 opt("reason", TEXT),
                 opt("reviewed_at", Kind::Rfc3339),
+                // Four eyes (FORMAT.md): a proposed override names its outcome; a withdrawal
+                // or rejection names the proposal it ends.
+                opt("proposed_outcome", S),
+                opt("proposed_score", Kind::Number),
+                opt("proposal_id", Kind::Uuid7),
             ];
             (F, false)
         }
@@ -180,6 +185,10 @@ fn schema(event_type: EventType) -> (&'static [Field], bool) {
                 req("new_outcome", S),
                 opt("new_score", Kind::Number),
                 req("reason", TEXT),
+                // Four eyes (FORMAT.md): the approved proposal, its approver and their reason.
+                opt("proposal_id", Kind::Uuid7),
+                opt("approved_by", S),
+                opt("approval_reason", TEXT),
             ];
             (F, false)
         }
@@ -555,5 +564,78 @@ mod legal_hold_tests {
             ["/payload/action", "/payload/extra"]
         );
         assert!(is_client_event(EventType::LegalHold));
+    }
+}
+
+#[cfg(test)]
+mod four_eyes_tests {
+    use serde_json::json;
+
+    use super::{EventType, validate};
+
+    const DECISION: &str = "01932c07-0000-7000-8000-000000000001";
+    const PROPOSAL: &str = "01932c07-0000-7000-8000-000000000002";
+
+    fn paths(event_type: EventType, payload: serde_json::Value) -> Vec<String> {
+        validate(event_type, &payload)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.path)
+            .collect()
+    }
+
+    #[test]
+    fn records_written_before_the_four_eyes_members_stay_valid() {
+        assert!(
+            paths(
+                EventType::HumanReview,
+                json!({"decision_id": DECISION, "reviewer": "r-1", "action": "confirmed"})
+            )
+            .is_empty()
+        );
+        assert!(
+            paths(
+                EventType::Override,
+                json!({"decision_id": DECISION, "reviewer": "r-1", "new_outcome": "deny", "reason": "policy"})
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_proposal_and_its_approval_carry_their_links_and_are_checked() {
+        assert!(
+            paths(
+                EventType::HumanReview,
+                json!({"decision_id": DECISION, "reviewer": "a", "action": "override_proposed",
+                       "proposed_outcome": "deny", "proposed_score": 0.2, "reason": "policy"})
+            )
+            .is_empty()
+        );
+        assert!(
+            paths(
+                EventType::Override,
+                json!({"decision_id": DECISION, "reviewer": "a", "new_outcome": "deny", "reason": "policy",
+                       "proposal_id": PROPOSAL, "approved_by": "b", "approval_reason": "agreed"})
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            paths(
+                EventType::Override,
+                json!({"decision_id": DECISION, "reviewer": "a", "new_outcome": "deny", "reason": "policy",
+                       "proposal_id": "not-an-id", "approved_by": 7})
+            ),
+            ["/payload/proposal_id", "/payload/approved_by"]
+        );
+        assert_eq!(
+            paths(
+                EventType::HumanReview,
+                json!({"decision_id": DECISION, "reviewer": "a", "action": "x", "approved_by": "b"})
+            ),
+            ["/payload/approved_by"],
+            "members of the other type are still refused"
+        );
     }
 }

@@ -312,6 +312,21 @@ pub fn rfc3339_micros(text: &str) -> Option<i64> {
         .map(|t| t.timestamp_micros())
 }
 
+/// The `human_review` actions that are steps of a four-eyes override (a proposal, its withdrawal
+/// or its rejection) rather than reviews: they leave a decision's status, review count and last
+/// reviewer as they were, so that a decision awaiting review or contested stays in the
+/// oversight queue until the override is approved (FORMAT.md, "Four eyes").
+pub const PROPOSAL_ACTIONS: &[&str] = &[
+    "override_proposed",
+    "override_withdrawn",
+    "override_rejected",
+];
+
+/// Whether a `human_review` with this `action` is a step of a four-eyes override, not a review.
+pub fn is_proposal_step(action: Option<&str>) -> bool {
+    action.is_some_and(|a| PROPOSAL_ACTIONS.contains(&a))
+}
+
 /// Status of a decision when it is recorded: `awaiting_review` when a human must confirm it
 /// (`human_in_the_loop`), `decided` otherwise.
 pub fn initial_status(oversight_mode: &str) -> &'static str {

@@ -12,7 +12,7 @@ use ledger::types::EventId;
 
 use crate::{
     DailyRow, DecisionRow, Event, ModelRow, OversightRow, SubjectRow, Views, day_of,
-    initial_status, model_status_of, rfc3339_micros,
+    initial_status, is_proposal_step, model_status_of, rfc3339_micros,
 };
 
 /// Computes every view of one tenant from its records, given in sequence order.
@@ -197,7 +197,9 @@ pub fn compute(events: &[Event]) -> Views {
                 continue;
             };
             d.last_event_seq = e.seq;
+            let proposal_step = is_proposal_step(get("action").as_deref());
             match e.event_type {
+                EventType::HumanReview if proposal_step => {}
                 EventType::HumanReview => {
                     d.reviews += 1;
                     d.status = "reviewed".to_owned();
@@ -228,6 +230,7 @@ pub fn compute(events: &[Event]) -> Views {
             );
             let m = model(&mut models, &model_id, &version);
             match e.event_type {
+                EventType::HumanReview if proposal_step => {}
                 EventType::HumanReview => m.reviews += 1,
                 EventType::Override => m.overrides += 1,
                 EventType::Contest => m.contests += 1,

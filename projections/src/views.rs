@@ -12,8 +12,8 @@ use ledger::record::EventType;
 use ledger::types::EventId;
 
 use crate::{
-    DecisionRow, Event, Facts, OversightRow, SubjectRow, day_of, initial_status, model_status_of,
-    rfc3339_micros,
+    DecisionRow, Event, Facts, OversightRow, SubjectRow, day_of, initial_status, is_proposal_step,
+    model_status_of, rfc3339_micros,
 };
 
 /// A projection: a named, versioned view of the ledger.
@@ -200,7 +200,7 @@ impl Projection for Decisions {
         "decisions"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn tables(&self) -> &'static [&'static str] {
         &["proj_decisions"]
@@ -254,6 +254,7 @@ impl Projection for Decisions {
                     };
                     let target = (decision, known.seq);
                     follow_up(changes, target, event.seq, |p| match event.event_type {
+                        EventType::HumanReview if is_proposal_step(event.str("action")) => {}
                         EventType::HumanReview => {
                             p.reviews = 1;
                             p.status = Some("reviewed".into());
@@ -290,7 +291,7 @@ impl Projection for Models {
         "models"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn tables(&self) -> &'static [&'static str] {
         &["proj_models", "proj_model_outcomes"]
@@ -322,6 +323,7 @@ impl Projection for Models {
                     };
                     let d = model_delta(changes, &f.model_id, &f.model_version);
                     match event.event_type {
+                        EventType::HumanReview if is_proposal_step(event.str("action")) => {}
                         EventType::HumanReview => d.reviews += 1,
                         EventType::Override => d.overrides += 1,
                         _ => d.contests += 1,

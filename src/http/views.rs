@@ -539,6 +539,7 @@ pub async fn oversight_actions(
         decision_id: q.decision_id.as_deref().map(parse_event_id).transpose()?,
         actor: text("actor", &q.actor)?,
         event_type: q.event_type.clone(),
+        action: None,
         after: cursor(&q.cursor)?,
         limit: limit(q.limit)?,
     };

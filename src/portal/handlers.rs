@@ -35,6 +35,7 @@ use crate::store::Store;
 use crate::store::users::{PortalRole, Session, User};
 use crate::store::views::DecisionQuery;
 
+pub mod oversight;
 pub mod subjects;
 pub mod trends;
 pub mod verify;
@@ -90,6 +91,15 @@ pub fn routes() -> Router<AppState> {
         .route("/subjects/package", get(subjects::package))
         .route("/subjects/hold", post(subjects::place_hold))
         .route("/subjects/hold/lift", post(subjects::lift_hold))
+        .route("/oversight", get(oversight::queue_page))
+        .route("/decisions/{id}/oversight", post(oversight::record))
+        .route(
+            "/oversight/proposals/{id}/approve",
+            post(oversight::approve),
+        )
+        .route("/oversight/proposals/{id}/close", post(oversight::close))
+        .route("/settings", get(oversight::settings_page))
+        .route("/settings/oversight", post(oversight::save_settings))
         .route("/models", get(models_page))
         .route("/models/version", get(trends::model_page))
         .route("/integrity", get(integrity_page))
@@ -1138,10 +1148,17 @@ fn parse_id(id: &str) -> Result<ledger::types::EventId, PortalError> {
     ledger::types::EventId::parse(id).map_err(|_| PortalError::NotFound)
 }
 
+/// The decision page's query: the seq of a record the viewer just appended.
+#[derive(Debug, Default, Deserialize)]
+struct DecisionPageQuery {
+    recorded: Option<u64>,
+}
+
 async fn decision_page(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
+    Query(q): Query<DecisionPageQuery>,
 ) -> Result<Markup, PortalError> {
     let id = parse_id(&id)?;
     let store = &state.store;
@@ -1155,12 +1172,16 @@ async fn decision_page(
         .await?
         .ok_or(PortalError::NotFound)?;
     let verification = verify_record(store, tenant, &record).await;
+    let review = oversight::DecisionOversight::load(&state, &viewer, &oversight).await?;
     let record_json = serde_json::to_string_pretty(&record).unwrap_or_default();
     Ok(layout(
         "Decision",
         &viewer.chrome(),
         html! {
             h1 { "Decision " (decision.seq) }
+            @if let Some(seq) = q.recorded {
+                (notice(&format!("Recorded as ledger record {seq}, in your name. The timeline shows it as soon as the views have caught up (usually within a second).")))
+            }
             table {
                 tbody {
                     tr { th { "Event id" } td { (decision.event_id.to_string()) } }
@@ -1172,7 +1193,7 @@ async fn decision_page(
                     tr { th { "Decided" } td { (decision.decided_at_us.map(when).unwrap_or_default()) } }
                     tr { th { "Captured" } td { (when(decision.captured_at_us)) } }
                     tr { th { "Oversight" } td { (decision.oversight_mode) } }
-                    tr { th { "Status" } td { (decision.status) } }
+                    tr { th { "Status" } td { (decision.status) @if review.pending() { " " span.tag.warn { "override pending approval" } } } }
                     tr { th { "Verification" } td {
                         @match &verification {
                             Ok(text) => span.ok { (text) },
@@ -1191,7 +1212,8 @@ async fn decision_page(
                         strong { (a.event_type.replace('_', " ")) }
                         " — " (when(a.captured_at_us)) " (record " (a.seq) ")"
                         @if let Some(actor) = &a.actor { " by " (actor) }
-                        @if let Some(action) = &a.action { ": " (action) }
+                        @if let Some(action) = &a.action { ": " (action.replace('_', " ")) }
+                        @if let Some(note) = review.note(&a.event_id.to_string()) { " " span.tag { (note) } }
                         @if let Some(reason) = &a.reason { br; span.muted { (reason) } }
                     }
                 }
@@ -1199,6 +1221,7 @@ async fn decision_page(
                     li { strong { "Submitted" } " in " (decision.submissions) " regulatory submission(s)" }
                 }
             }
+            (review.section(&viewer, &decision.event_id.to_string()))
             h2 { "Evidence" }
             ul {
                 li { a href={ "/decisions/" (decision.event_id) "/proof" } download { "Proof file (C2SP tlog-proof)" } " — check it with " code { "auditex verify" } }

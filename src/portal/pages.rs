@@ -44,6 +44,19 @@ button.secondary { background: #374151; }
 ol.timeline { border-left: 3px solid var(--line); padding-left: 1.25rem; }
 ol.timeline li { margin-bottom: .75rem; }
 pre { white-space: pre-wrap; word-break: break-all; background: #f3f4f6; padding: .75rem; border-radius: 4px; }
+.tag { display: inline-block; padding: 0 .45rem; border-radius: 999px; background: #eef2ff; color: #312e81; font-size: .85rem; font-weight: 600; }
+.tag.warn { background: #fef3c7; color: #78350f; }
+form.grid select { width: 100%; min-width: 0; }
+table.queue td:nth-child(-n+3) { white-space: nowrap; }
+nav.tabs ul { border-bottom: 1px solid var(--line); gap: 0; }
+nav.tabs a { display: block; padding: .5rem 1rem; text-decoration: none; border-bottom: 3px solid transparent; }
+nav.tabs a[aria-current=page] { border-bottom-color: var(--accent); font-weight: 600; color: var(--fg); }
+table.queue tr.overdue td { background: #fef2f2; }
+table.queue tr.overdue td:first-child { box-shadow: inset 4px 0 0 var(--bad); }
+section.pending { border: 1px solid #f59e0b; border-left-width: 6px; border-radius: 6px; padding: .75rem 1rem; background: #fffbeb; margin: 1rem 0; }
+section.pending h3 { margin-top: 0; }
+div.actions { display: grid; grid-template-columns: repeat(auto-fit, minmax(18rem, 1fr)); gap: 2rem; }
+div.actions form.stack { max-width: none; }
 .secret { font-family: ui-monospace, monospace; font-size: 1.05rem; padding: .75rem; border: 2px dashed var(--accent); word-break: break-all; }
 .section-head { display: flex; flex-wrap: wrap; align-items: baseline; justify-content: space-between; gap: .5rem 1rem; margin-top: 2rem; }
 .section-head h2 { margin: 0; }
@@ -99,6 +112,9 @@ fn nav(role: PortalRole) -> Markup {
             ul {
                 li { a href="/" { "Dashboard" } }
                 li { a href="/decisions" { "Decisions" } }
+                @if matches!(role, PortalRole::Admin | PortalRole::Compliance | PortalRole::Auditor) {
+                    li { a href="/oversight" { "Oversight" } }
+                }
                 @if matches!(role, PortalRole::Compliance | PortalRole::Auditor | PortalRole::Regulator) {
                     li { a href="/subjects" { "Subjects" } }
                 }
@@ -107,6 +123,7 @@ fn nav(role: PortalRole) -> Markup {
                 @if role == PortalRole::Admin {
                     li { a href="/api-keys" { "API keys" } }
                     li { a href="/users" { "Users" } }
+                    li { a href="/settings" { "Settings" } }
                 }
                 li { a href="/account/sessions" { "My sessions" } }
                 li { a href="/account/password" { "Password" } }

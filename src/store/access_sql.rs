@@ -92,3 +92,10 @@ pub(crate) const FORGET_SIGN_IN_FAILURES: &str =
 pub(crate) const SIGN_IN_LOCKED_UNTIL: &str =
     "SELECT locked_until_us FROM sign_in_backoff WHERE account_hash = $1";
 pub(crate) const CLEAR_SIGN_IN: &str = "DELETE FROM sign_in_backoff WHERE account_hash = $1";
+
+/// The tenant's oversight settings, in the order of `oversight::SettingsTuple` (`$1` tenant).
+pub(crate) const OVERSIGHT_SETTINGS: &str = "SELECT four_eyes, review_sla_hours, contest_sla_hours, explanation_sla_hours FROM oversight_settings WHERE tenant_id = $1";
+
+/// Replaces the tenant's oversight settings (`$1` tenant, `$2` four eyes, `$3`..`$5` hours,
+/// `$6` now, `$7` who).
+pub(crate) const SET_OVERSIGHT_SETTINGS: &str = "INSERT INTO oversight_settings (tenant_id, four_eyes, review_sla_hours, contest_sla_hours, explanation_sla_hours, updated_at_us, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id) DO UPDATE SET four_eyes = excluded.four_eyes, review_sla_hours = excluded.review_sla_hours, contest_sla_hours = excluded.contest_sla_hours, explanation_sla_hours = excluded.explanation_sla_hours, updated_at_us = excluded.updated_at_us, updated_by = excluded.updated_by";

@@ -567,6 +567,21 @@ pub(crate) trait AccessBackend: Send + Sync {
         now_us: i64,
     ) -> Result<(), StoreError>;
 
+    /// The tenant's oversight settings, when it changed the defaults.
+    async fn oversight_settings(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<crate::store::oversight::SettingsTuple>, StoreError>;
+
+    /// Replaces the tenant's oversight settings.
+    async fn set_oversight_settings(
+        &self,
+        tenant: &TenantId,
+        settings: crate::store::oversight::SettingsTuple,
+        now_us: i64,
+        by: &str,
+    ) -> Result<(), StoreError>;
+
     /// Sets a user's role and expiry.
     async fn set_user_role(
         &self,

@@ -57,6 +57,8 @@ pub struct OversightQuery {
     pub actor: Option<String>,
     /// Only this kind (`human_review`, `override`, `contest`, `explanation_request`).
     pub event_type: Option<String>,
+    /// Only this action: a review's `action`, an override's new outcome.
+    pub action: Option<String>,
     /// Cursor: last sequence number of the previous page (newest first).
     pub after: Option<u64>,
     /// Page size.

@@ -1380,3 +1380,5 @@ async fn a_compliance_officers_hold_refuses_an_erasure_in_the_browser_until_it_i
     browser.quit().await;
     server.stop().await;
 }
+
+mod oversight;

@@ -1180,6 +1180,7 @@ async fn every_signed_in_form_refuses_a_missing_wrong_or_foreign_csrf_token(back
         .expect("key");
     secret_scan::register_api_key(&key.reveal());
     let key_id = key.id().to_string();
+    let (decision_id, proposal_id) = (new_event_id(), new_event_id());
 
     let mut admin = Browser::signed_in(&server, ADMIN_EMAIL).await;
     // A second session of the same user: its token must not work in the first.
@@ -1270,6 +1271,35 @@ async fn every_signed_in_form_refuses_a_missing_wrong_or_foreign_csrf_token(back
                 ("legal_basis_other", "forged"),
                 ("reason", "forged"),
                 ("confirm", "subj-4711"),
+            ],
+        ),
+        (
+            "/decisions/{id}/oversight",
+            format!("/decisions/{decision_id}/oversight"),
+            vec![
+                ("act", "override"),
+                ("new_outcome", "deny"),
+                ("reason", "forged"),
+            ],
+        ),
+        (
+            "/oversight/proposals/{id}/approve",
+            format!("/oversight/proposals/{proposal_id}/approve"),
+            vec![("reason", "forged")],
+        ),
+        (
+            "/oversight/proposals/{id}/close",
+            format!("/oversight/proposals/{proposal_id}/close"),
+            vec![("reason", "forged")],
+        ),
+        (
+            "/settings/oversight",
+            "/settings/oversight".into(),
+            vec![
+                ("four_eyes", "on"),
+                ("review_sla_hours", "1"),
+                ("contest_sla_hours", "1"),
+                ("explanation_sla_hours", "1"),
             ],
         ),
     ];
@@ -4233,3 +4263,5 @@ async fn the_retention_schedule_shows_the_rules_and_when_each_stored_value_is_du
     assert!(!page.body.contains("no rule applies"));
     server.stop().await;
 }
+
+mod oversight;

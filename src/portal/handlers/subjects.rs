@@ -708,7 +708,7 @@ fn holds_section(viewer: &Viewer, subject: &str, holds: &[LegalHold]) -> Markup 
 }
 
 /// A hold form's values, the first of each name (a repeated field cannot override it).
-fn form_values(pairs: Vec<(String, String)>) -> BTreeMap<String, String> {
+pub(super) fn form_values(pairs: Vec<(String, String)>) -> BTreeMap<String, String> {
     let mut values = BTreeMap::new();
     for (name, value) in pairs {
         values.entry(name).or_insert(value);

@@ -239,6 +239,41 @@ impl AccessBackend for PgDb {
         Ok(())
     }
 
+    async fn oversight_settings(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<crate::store::oversight::SettingsTuple>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let row = sqlx::query_as(sql::OVERSIGHT_SETTINGS)
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn set_oversight_settings(
+        &self,
+        tenant: &TenantId,
+        (four_eyes, review, contest, explanation): crate::store::oversight::SettingsTuple,
+        now_us: i64,
+        by: &str,
+    ) -> Result<(), StoreError> {
+        self.execute_for(
+            tenant,
+            sqlx::query(sql::SET_OVERSIGHT_SETTINGS)
+                .bind(tenant.as_str().to_owned())
+                .bind(four_eyes)
+                .bind(review)
+                .bind(contest)
+                .bind(explanation)
+                .bind(now_us)
+                .bind(by.to_owned()),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn count_sign_in_failure(
         &self,
         account: &[u8],

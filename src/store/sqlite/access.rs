@@ -211,6 +211,36 @@ impl AccessBackend for SqliteDb {
         Ok(())
     }
 
+    async fn oversight_settings(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<crate::store::oversight::SettingsTuple>, StoreError> {
+        Ok(sqlx::query_as(sql::OVERSIGHT_SETTINGS)
+            .bind(tenant.as_str())
+            .fetch_optional(&self.readers)
+            .await?)
+    }
+
+    async fn set_oversight_settings(
+        &self,
+        tenant: &TenantId,
+        (four_eyes, review, contest, explanation): crate::store::oversight::SettingsTuple,
+        now_us: i64,
+        by: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql::SET_OVERSIGHT_SETTINGS)
+            .bind(tenant.as_str())
+            .bind(four_eyes)
+            .bind(review)
+            .bind(contest)
+            .bind(explanation)
+            .bind(now_us)
+            .bind(by)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     async fn count_sign_in_failure(
         &self,
         account: &[u8],

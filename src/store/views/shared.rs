@@ -948,6 +948,9 @@ where
         if let Some(e) = &f.event_type {
             q.push(" AND event_type = ").push_bind(e.clone());
         }
+        if let Some(a) = &f.action {
+            q.push(" AND action = ").push_bind(a.clone());
+        }
         if let Some(after) = f.after {
             q.push(" AND seq < ").push_bind(db_int(after));
         }

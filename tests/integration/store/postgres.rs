@@ -581,6 +581,7 @@ const ACCOUNT_TABLES: &[&str] = &[
     "sessions",
     "password_resets",
     "api_keys",
+    "oversight_settings",
 ];
 
 /// Runs `sql` as the application role with `tenant` set (or none) and returns the rows it
@@ -656,6 +657,14 @@ async fn the_application_role_reaches_no_other_tenants_accounts_sessions_resets_
             )
             .await
             .expect("reset");
+        store
+            .set_oversight_settings(
+                tenant,
+                auditex::store::oversight::OversightSettings::default(),
+                "same@bank.test",
+            )
+            .await
+            .expect("oversight settings");
         keys.push(
             store
                 .create_api_key(tenant, Role::Ingest, "k", None)
@@ -701,6 +710,7 @@ async fn the_application_role_reaches_no_other_tenants_accounts_sessions_resets_
             "UPDATE sessions SET ended_at_us = 1 WHERE tenant_id = 'beta'",
             "UPDATE password_resets SET used_at_us = 1 WHERE tenant_id = 'beta'",
             "UPDATE api_keys SET revoked_at_us = 1 WHERE tenant_id = 'beta'",
+            "UPDATE oversight_settings SET four_eyes = false WHERE tenant_id = 'beta'",
         ] {
             assert_eq!(
                 as_app(&mut app, tenant, sql).await,
@@ -720,6 +730,9 @@ async fn the_application_role_reaches_no_other_tenants_accounts_sessions_resets_
             "DELETE FROM password_resets",
             "DELETE FROM api_keys",
             "DELETE FROM tenants",
+            "INSERT INTO oversight_settings VALUES ('beta', true, 1, 1, 1, 0, 'x')",
+            "UPDATE oversight_settings SET tenant_id = 'beta'",
+            "DELETE FROM oversight_settings",
         ] {
             let result = as_app(&mut app, tenant, sql).await;
             assert!(
