@@ -3,6 +3,18 @@
 -- alone, set with `auditex apikey rate` or on the portal's API keys page. The application role
 -- may change only this column besides the last-use and revocation times.
 
+-- The function reads `api_keys` through its owner's own policy (0012), so it must belong to the
+-- owner of `api_keys`: run by another role, this migration stops here and changes nothing,
+-- instead of leaving an authentication that finds no key.
+DO $$
+BEGIN
+    IF (SELECT tableowner FROM pg_tables WHERE schemaname = 'public' AND tablename = 'api_keys')
+        <> current_user THEN
+        RAISE EXCEPTION 'migration 0024 must be run by the owner of the api_keys table';
+    END IF;
+END
+$$;
+
 ALTER TABLE api_keys ADD COLUMN rate_per_second BIGINT
     CHECK (rate_per_second IS NULL OR rate_per_second BETWEEN 1 AND 100000);
 GRANT UPDATE (rate_per_second) ON api_keys TO auditex_app;
@@ -24,3 +36,4 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION api_key_for_secret(TEXT, BYTEA) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api_key_for_secret(TEXT, BYTEA) TO auditex_app;
+

@@ -4,9 +4,9 @@
 //! The address wall runs as a middleware before anything else, so unauthenticated traffic is
 //! limited by where it comes from and by nothing a client can choose. A request whose key this
 //! node verified within the last moments (the store's verified-key cache: the same key text,
-//! not merely its id) passes the address wall and is charged to its key alone: a pipeline is
-//! limited by its key's rate, not by the address it shares with others, while a flood of forged
-//! or unknown keys still meets the wall. The per-key bucket is charged inside the HTTP layer's
+//! not merely its id) is charged there to its key's bucket instead, whatever the route: a
+//! pipeline is limited by its key's rate, not by the address it shares with others, while a
+//! flood of forged or unknown keys still meets the wall. The per-key bucket is charged inside the HTTP layer's
 //! `Caller` extractor after the store verified the key: a forged key that merely carries another
 //! tenant's key id never touches that key's bucket. A key's rate is its own when one was set,
 //! else the default of its role (`ingest` keys have a default of their own, high enough for one
@@ -76,6 +76,9 @@ fn wait_secs(not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant>) -
 /// (as the service's default: 200 a second, 400 at once).
 pub const BURST_TO_RATE_RATIO: u32 = 2;
 
+/// Most keys with a rate of their own whose buckets are kept at once.
+const OWN_BUCKETS_MAX: usize = 10_000;
+
 /// A key's own bucket, with the rate it was made for.
 type OwnBucket = (u32, Arc<DefaultDirectRateLimiter>);
 
@@ -113,6 +116,11 @@ impl KeyLimits {
             Some(rate) => {
                 let bucket = {
                     let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
+                    // Bounded: keys with a rate of their own are few, but set and reset rates
+                    // must not grow the map for ever. Emptied, each starts a fresh bucket.
+                    if own.len() >= OWN_BUCKETS_MAX && !own.contains_key(key) {
+                        own.clear();
+                    }
                     let entry = own.entry(key.clone()).or_insert_with(|| own_bucket(rate));
                     // The rate was changed: a fresh bucket at the new rate.
                     if entry.0 != rate {

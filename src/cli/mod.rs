@@ -603,14 +603,22 @@ async fn apikey(store: &Store, command: ApikeyCommand) -> CliResult {
             });
             let rate = rate_per_second.map(key_rate).transpose()?;
             let key = store.create_api_key(&tenant, role, &label, expires).await?;
-            if rate.is_some() {
-                store.set_api_key_rate(&tenant, key.id(), rate).await?;
-            }
+            // The key exists now: it is shown whatever happens next, never left unseen.
             println!("{}", key.reveal());
             eprintln!(
                 "API key {} ({role}) created for {tenant}. Store it now: it is not shown again.",
                 key.id()
             );
+            if rate.is_some() {
+                store
+                    .set_api_key_rate(&tenant, key.id(), rate)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "the key was created with the default rate of its role; its own rate was not set ({e}): run `auditex apikey rate` again"
+                        )
+                    })?;
+            }
         }
         ApikeyCommand::List { tenant } => {
             let tenant = tenant_id(&tenant)?;

@@ -417,6 +417,70 @@ fn refuse_privacy_records<'a>(
     Ok(())
 }
 
+/// Refuses what only the portal's four-eyes flow writes (FORMAT.md §7, "Four eyes"): a
+/// proposal or its resolution (`human_review` actions `override_proposed`, `override_withdrawn`,
+/// `override_rejected`; an `override` naming `proposal_id`, `approved_by` or
+/// `approval_reason`), whose people the service checks only there; and, while the tenant
+/// requires four eyes, any `override`: it must be proposed and approved by two reviewers.
+async fn refuse_four_eyes_records(
+    state: &AppState,
+    principal: &Principal,
+    records: &[(&AppendRequest, String)],
+) -> Result<(), ApiError> {
+    use crate::store::oversight::{
+        ACTION_OVERRIDE_PROPOSED, ACTION_OVERRIDE_REJECTED, ACTION_OVERRIDE_WITHDRAWN,
+    };
+    let mut errors = Vec::new();
+    let mut overrides = Vec::new();
+    for (r, prefix) in records {
+        let member = |name: &str| r.payload.get(name);
+        if r.event_type == EventType::HumanReview.as_str()
+            && member("action").and_then(|a| a.as_str()).is_some_and(|a| {
+                [
+                    ACTION_OVERRIDE_PROPOSED,
+                    ACTION_OVERRIDE_WITHDRAWN,
+                    ACTION_OVERRIDE_REJECTED,
+                ]
+                .contains(&a)
+            })
+        {
+            errors.push(FieldError {
+                path: format!("{prefix}/payload/action"),
+                problem: "is a step of the portal's four-eyes flow: overrides are proposed, approved and withdrawn on the portal's oversight pages".into(),
+            });
+        }
+        if r.event_type == EventType::Override.as_str() {
+            for name in ["proposal_id", "approved_by", "approval_reason"] {
+                if member(name).is_some() {
+                    errors.push(FieldError {
+                        path: format!("{prefix}/payload/{name}"),
+                        problem: "is set by the portal when a second reviewer approves a proposed override".into(),
+                    });
+                }
+            }
+            overrides.push(prefix);
+        }
+    }
+    if errors.is_empty()
+        && !overrides.is_empty()
+        && state
+            .store
+            .oversight_settings(&principal.tenant)
+            .await?
+            .four_eyes
+    {
+        errors.extend(overrides.into_iter().map(|prefix| FieldError {
+            path: format!("{prefix}/event_type"),
+            problem: "this tenant requires four eyes for overrides: propose it on the portal's decision page, where a second reviewer approves it".into(),
+        }));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
 /// Validates one event as a client's: the store takes nothing else, so a type only the service
 /// writes is refused here with the rest of the request's field errors.
 fn prepare(request: &AppendRequest, prefix: &str) -> Result<ClientDraft, Vec<FieldError>> {
@@ -464,6 +528,7 @@ pub async fn append_one(
     let request: AppendRequest = parse_body(&body)?;
     refuse_privacy_records(principal, [request.event_type.as_str()])?;
     let draft = prepare(&request, "").map_err(ApiError::Validation)?;
+    refuse_four_eyes_records(&state, principal, &[(&request, String::new())]).await?;
     let started = Instant::now();
     let result = state.store.append(&principal.tenant, vec![draft]).await;
     let mut receipts = match result {
@@ -538,6 +603,13 @@ pub async fn append_batch(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    let records: Vec<(&AppendRequest, String)> = request
+        .records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r, format!("/records/{i}")))
+        .collect();
+    refuse_four_eyes_records(&state, principal, &records).await?;
     let started = Instant::now();
     match state.store.append(&principal.tenant, drafts).await {
         Ok(receipts) => {

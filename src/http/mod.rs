@@ -103,22 +103,42 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// What the address wall needs: its buckets, the store's verified keys, the metrics.
+/// What the address wall needs: its buckets, the keys' buckets, the store's verified keys, the
+/// metrics.
 #[derive(Clone)]
 struct AddressWall {
     limits: limits::AddressLimits,
+    keys: limits::KeyLimits,
     store: crate::store::Store,
     metrics: Arc<Metrics>,
 }
 
-/// Charges the request to its client address unless it carries a key this node verified a
-/// moment ago (then its key's own bucket applies, in the `Caller` extractor); 429 with
-/// `Retry-After` when the address's bucket is empty.
-async fn address_wall(State(wall): State<AddressWall>, request: Request, next: Next) -> Response {
-    let vouched = bearer(request.headers()).is_some_and(|key| wall.store.recently_verified(key));
-    if !vouched && let Err(wait) = wall.limits.charge(&peer_ip(&request)) {
+/// Marks a request whose key's bucket the address wall charged already, so that the `Caller`
+/// extractor does not charge it twice.
+#[derive(Clone)]
+struct KeyCharged(crate::auth::ApiKeyId);
+
+/// Charges the request to its client address, or, when it carries a key this node verified a
+/// moment ago, to that key's bucket instead — whatever the route, so that a valid key never
+/// makes a request free; 429 with `Retry-After` when the bucket is empty.
+async fn address_wall(
+    State(wall): State<AddressWall>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let vouched = bearer(request.headers()).and_then(|key| wall.store.recently_verified(key));
+    let charged = match &vouched {
+        Some(principal) => wall.keys.charge(principal),
+        None => wall.limits.charge(&peer_ip(&request)),
+    };
+    if let Err(wait) = charged {
         wall.metrics.rate_limited();
         return ApiError::RateLimited(wait).into_response();
+    }
+    if let Some(principal) = vouched {
+        request
+            .extensions_mut()
+            .insert(KeyCharged(principal.key_id));
     }
     next.run(request).await
 }
@@ -151,11 +171,11 @@ pub fn edge(
     state: AppState,
     config: &HttpConfig,
 ) -> (Router, AddressLimiterTrim) {
-    // The address wall covers all traffic but requests carrying a key this node verified a
-    // moment ago, which are charged to that key's own bucket in the `Caller` extractor (see
-    // `app::limits`).
+    // The address wall charges every request to its address, but one carrying a key this node
+    // verified a moment ago to that key's bucket instead (see `app::limits`).
     let wall = AddressWall {
         limits: limits::AddressLimits::new(config.rate_per_second, config.rate_burst),
+        keys: state.key_limits.clone(),
         store: state.store.clone(),
         metrics: state.metrics.clone(),
     };
@@ -276,8 +296,13 @@ impl FromRequestParts<AppState> for Caller {
             .authenticate(token)
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        // Only now, with the key verified, is its bucket charged.
-        if let Err(wait) = state.key_limits.charge(&principal) {
+        // Only now, with the key verified, is its bucket charged (unless the address wall
+        // charged it already, for a key it found verified).
+        let charged = parts
+            .extensions
+            .get::<KeyCharged>()
+            .is_some_and(|c| c.0 == principal.key_id);
+        if !charged && let Err(wait) = state.key_limits.charge(&principal) {
             state.metrics.rate_limited();
             return Err(ApiError::RateLimited(wait));
         }

@@ -254,12 +254,13 @@ impl Store {
         set
     }
 
-    /// Whether `text` is a key this store verified within [`VERIFIED_KEY_CACHE_MS`] (and that
-    /// has not been revoked or changed through it since): a cheap look-up, without the database,
-    /// for the address rate wall, which lets such requests through to their key's own bucket.
-    pub fn recently_verified(&self, text: &str) -> bool {
+    /// Who `text` acts for, if it is a key this store verified within [`VERIFIED_KEY_CACHE_MS`]
+    /// (and that has not been revoked or changed through it since): a cheap look-up, without the
+    /// database, for the address rate wall, which charges such requests to their key's bucket
+    /// instead of the address's.
+    pub fn recently_verified(&self, text: &str) -> Option<Principal> {
         let Ok(key) = ApiKeySecret::parse(text) else {
-            return false;
+            return None;
         };
         let fresh = std::time::Duration::from_millis(VERIFIED_KEY_CACHE_MS);
         let now = self.config().clock.now_unix_micros();
@@ -268,9 +269,8 @@ impl Store {
             .lock()
             .1
             .get(&(key.id().as_str().to_owned(), key.hash()))
-            .is_some_and(|k| {
-                k.verified.elapsed() < fresh && k.expires_at_us.is_none_or(|e| e > now)
-            })
+            .filter(|k| k.verified.elapsed() < fresh && k.expires_at_us.is_none_or(|e| e > now))
+            .map(|k| k.principal.clone())
     }
 
     /// Authenticates key text: it must parse, exist, match its stored hash (compared in constant

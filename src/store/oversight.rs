@@ -537,10 +537,29 @@ impl Store {
                     .payload
                     .to_value()
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                if r.event_type == EventType::Override {
+                // Only a record that is this proposal's resolution counts as one: the API refuses
+                // the resolution forms, but a record of another shape could still have been
+                // appended under the derived id; it closes the proposal without approving it.
+                let own = text_of(&p, "proposal_id").as_deref() == Some(id.to_string().as_str())
+                    && text_of(&p, "decision_id").as_deref()
+                        == Some(decision_id.to_string().as_str());
+                let action = text_of(&p, "action");
+                if r.event_type == EventType::Override && own {
                     ProposalState::Approved(text_of(&p, "approved_by").unwrap_or_default())
-                } else {
+                } else if r.event_type == EventType::HumanReview
+                    && own
+                    && matches!(
+                        action.as_deref(),
+                        Some(ACTION_OVERRIDE_WITHDRAWN | ACTION_OVERRIDE_REJECTED)
+                    )
+                {
                     ProposalState::Closed(text_of(&p, "reviewer").unwrap_or_default())
+                } else {
+                    ProposalState::Closed(format!(
+                        "an unrelated {} record (seq {}) under this proposal's resolution id",
+                        r.event_type.as_str(),
+                        r.seq
+                    ))
                 }
             }
         };

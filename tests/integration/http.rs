@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, TestDb, backend_tests};
+use crate::support::{Backend, TestDb, backend_tests, decision_payload, new_event_id};
 
 /// A running server with one tenant and a key of each role.
 pub struct Server {
@@ -1098,6 +1098,121 @@ async fn a_keys_own_rate_replaces_the_default_and_its_requests_pass_the_address_
         forged.contains(&StatusCode::TOO_MANY_REQUESTS),
         "the address wall stops forged keys: {forged:?}"
     );
+
+    // A verified key does not make other routes free: once vouched for, its requests to any
+    // route (here /healthz, which takes no key) are charged to its bucket.
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    let other = s
+        .store
+        .create_api_key(&s.tenant, Role::Verify, "other routes", None)
+        .await
+        .expect("key")
+        .reveal();
+    crate::secret_scan::register_api_keys(&[&other]);
+    assert_eq!(s.get(&other, "/v1/keys").await.status(), StatusCode::OK);
+    let mut health = Vec::new();
+    for _ in 0..4 {
+        health.push(s.get(&other, "/healthz").await.status());
+    }
+    assert_eq!(
+        health,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ],
+        "the rest of the key's burst of 3, then 429"
+    );
+    s.stop().await;
+}
+
+/// Only the portal writes the four-eyes steps (FORMAT.md §7): over the API a proposal, a
+/// withdrawal or an approval's members are refused naming the member, and, while the tenant
+/// requires four eyes, so is any `override` (a batch holding one writes nothing). Without four
+/// eyes a pipeline's plain override is appended as before.
+async fn the_four_eyes_steps_are_refused_over_the_api_and_overrides_while_four_eyes_is_on(
+    backend: Backend,
+) {
+    let s = Server::start(&backend).await;
+    let decision = new_event_id();
+    let created = s
+        .post(
+            &s.ingest,
+            "/v1/records",
+            &json!({"event_id": decision, "event_type": "decision", "payload": decision_payload("approved")}),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let review = |action: &str| {
+        json!({"event_id": new_event_id(), "event_type": "human_review", "payload": {
+            "decision_id": decision, "reviewer": "pipeline@bank.test", "action": action, "reason": "r"}})
+    };
+    let override_with = |extra: &[(&str, Value)]| {
+        let mut payload = json!({"decision_id": decision, "reviewer": "pipeline@bank.test",
+            "new_outcome": "declined", "reason": "policy"});
+        for (k, v) in extra {
+            payload[*k] = v.clone();
+        }
+        json!({"event_id": new_event_id(), "event_type": "override", "payload": payload})
+    };
+    let size_before = s.store.tree_size(&s.tenant).await.expect("size");
+    let cases = [
+        (review("override_proposed"), "/payload/action"),
+        (review("override_withdrawn"), "/payload/action"),
+        (review("override_rejected"), "/payload/action"),
+        (
+            override_with(&[("approved_by", json!("someone@bank.test"))]),
+            "/payload/approved_by",
+        ),
+        (
+            override_with(&[("proposal_id", json!(new_event_id()))]),
+            "/payload/proposal_id",
+        ),
+    ];
+    for (body, pointer) in &cases {
+        let resp = s.post(&s.ingest, "/v1/records", body).await;
+        let problem = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(problem["errors"][0]["pointer"], *pointer, "{problem}");
+    }
+    let mut settings = s
+        .store
+        .oversight_settings(&s.tenant)
+        .await
+        .expect("settings");
+    settings.four_eyes = true;
+    s.store
+        .set_oversight_settings(&s.tenant, settings, "admin@bank.test")
+        .await
+        .expect("four eyes on");
+    let resp = s.post(&s.ingest, "/v1/records", &override_with(&[])).await;
+    let refused = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(refused["errors"][0]["pointer"], "/event_type", "{refused}");
+    assert!(
+        refused.to_string().contains("requires four eyes"),
+        "{refused}"
+    );
+    let batch = json!({"records": [review("confirmed"), override_with(&[])]});
+    let resp = s.post(&s.ingest, "/v1/records/batch", &batch).await;
+    let refused = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(refused["errors"][0]["pointer"], "/records/1/event_type");
+    assert_eq!(
+        s.store.tree_size(&s.tenant).await.expect("size"),
+        size_before,
+        "nothing was written"
+    );
+
+    settings.four_eyes = false;
+    s.store
+        .set_oversight_settings(&s.tenant, settings, "admin@bank.test")
+        .await
+        .expect("four eyes off");
+    let resp = s.post(&s.ingest, "/v1/records", &override_with(&[])).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "a plain override without four eyes"
+    );
     s.stop().await;
 }
 
@@ -1761,6 +1876,7 @@ backend_tests!(
     a_stuck_projection_is_reported_per_tenant_in_metrics_and_its_lag_grows,
     forged_keys_with_a_victims_key_id_do_not_throttle_the_victim,
     a_keys_own_rate_replaces_the_default_and_its_requests_pass_the_address_wall,
+    the_four_eyes_steps_are_refused_over_the_api_and_overrides_while_four_eyes_is_on,
     health_readiness_metrics_and_openapi_are_served,
     shutdown_drains_and_keeps_every_acknowledged_append,
     the_server_starts_the_store_workers_and_shutdown_stops_them,
