@@ -1621,14 +1621,7 @@ async fn revoke_api_key(
     let key_id = crate::auth::ApiKeyId::parse(&id).map_err(|_| PortalError::NotFound)?;
     let store = &state.store;
     // Only an active key of this tenant is revoked, and only such a revocation is recorded.
-    let active = store
-        .api_keys(viewer.tenant())
-        .await?
-        .iter()
-        .any(|k| k.key_id == key_id.as_str() && k.revoked_at_us.is_none());
-    if !active {
-        return Err(PortalError::NotFound);
-    }
+    require_active_key(store, viewer.tenant(), &key_id).await?;
     let audited = admin.record("api_key_revoked", Some(&id)).await?;
     let revoked = match store.revoke_api_key(viewer.tenant(), &key_id).await {
         Ok(true) => Ok(()),
@@ -1640,6 +1633,24 @@ async fn revoke_api_key(
         .settle(store, revoked, "the key was not revoked")
         .await?;
     Ok(Redirect::to("/api-keys").into_response())
+}
+
+/// 404 unless `key_id` is an active key of `tenant` (another tenant's key is not found either).
+async fn require_active_key(
+    store: &crate::store::Store,
+    tenant: &ledger::types::TenantId,
+    key_id: &crate::auth::ApiKeyId,
+) -> Result<(), PortalError> {
+    let active = store
+        .api_keys(tenant)
+        .await?
+        .iter()
+        .any(|k| k.key_id == key_id.as_str() && k.revoked_at_us.is_none());
+    if active {
+        Ok(())
+    } else {
+        Err(PortalError::NotFound)
+    }
 }
 
 #[derive(Deserialize)]
@@ -1678,14 +1689,7 @@ async fn set_api_key_rate(
         ),
     };
     let store = &state.store;
-    let active = store
-        .api_keys(viewer.tenant())
-        .await?
-        .iter()
-        .any(|k| k.key_id == key_id.as_str() && k.revoked_at_us.is_none());
-    if !active {
-        return Err(PortalError::NotFound);
-    }
+    require_active_key(store, viewer.tenant(), &key_id).await?;
     let target = match rate {
         Some(r) => format!("{id} {r}/s"),
         None => format!("{id} default"),

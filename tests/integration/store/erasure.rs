@@ -545,15 +545,7 @@ async fn restoring_a_backup_taken_before_an_erasure_does_not_bring_the_values_ba
     store.shutdown().await;
     drop(store);
 
-    let out = env
-        .command(&["restore", "--force", backup.to_str().expect("utf-8")])
-        .output()
-        .expect("auditex restore");
-    assert!(
-        out.status.success(),
-        "restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restore(&env, &backup);
     // The restored file holds the values again (nothing has opened it since).
     let (sealed, keys) = subject_rows(&db, tenant.as_str(), ERASED_SUBJECT).await;
     assert_eq!(
@@ -611,15 +603,7 @@ async fn a_value_appended_after_a_restore_below_a_journaled_erasure_is_not_erase
         .seq;
     store.shutdown().await;
     drop(store);
-    let out = env
-        .command(&["restore", "--force", backup.to_str().expect("utf-8")])
-        .output()
-        .expect("auditex restore");
-    assert!(
-        out.status.success(),
-        "restore: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    restore(&env, &backup);
 
     let store = Store::open_with_workers(config.clone())
         .await
