@@ -40,6 +40,10 @@ use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreError, StoredCheckpoint,
 };
 
+/// A tenant's oversight settings as stored: four eyes and the three service levels in hours
+/// (see `oversight.rs`).
+pub(crate) type SettingsTuple = (bool, i64, i64, i64);
+
 /// Which database a backend talks to, for the few decisions made above the seam that depend on
 /// it (what a backup means, which tuning defaults apply).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -571,13 +575,13 @@ pub(crate) trait AccessBackend: Send + Sync {
     async fn oversight_settings(
         &self,
         tenant: &TenantId,
-    ) -> Result<Option<crate::store::oversight::SettingsTuple>, StoreError>;
+    ) -> Result<Option<SettingsTuple>, StoreError>;
 
     /// Replaces the tenant's oversight settings.
     async fn set_oversight_settings(
         &self,
         tenant: &TenantId,
-        settings: crate::store::oversight::SettingsTuple,
+        settings: SettingsTuple,
         now_us: i64,
         by: &str,
     ) -> Result<(), StoreError>;

@@ -75,8 +75,7 @@ impl Default for OversightSettings {
     }
 }
 
-/// The settings as stored: four eyes and the three service levels in hours.
-pub(crate) type SettingsTuple = (bool, i64, i64, i64);
+pub(crate) use super::backend::SettingsTuple;
 
 /// A stored service level, or the default when a row holds something no valid write made.
 fn hours(stored: i64, default: u32) -> u32 {

@@ -242,7 +242,7 @@ impl AccessBackend for PgDb {
     async fn oversight_settings(
         &self,
         tenant: &TenantId,
-    ) -> Result<Option<crate::store::oversight::SettingsTuple>, StoreError> {
+    ) -> Result<Option<crate::store::backend::SettingsTuple>, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let row = sqlx::query_as(sql::OVERSIGHT_SETTINGS)
             .bind(tenant.as_str())
@@ -255,7 +255,7 @@ impl AccessBackend for PgDb {
     async fn set_oversight_settings(
         &self,
         tenant: &TenantId,
-        (four_eyes, review, contest, explanation): crate::store::oversight::SettingsTuple,
+        (four_eyes, review, contest, explanation): crate::store::backend::SettingsTuple,
         now_us: i64,
         by: &str,
     ) -> Result<(), StoreError> {

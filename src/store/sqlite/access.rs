@@ -214,7 +214,7 @@ impl AccessBackend for SqliteDb {
     async fn oversight_settings(
         &self,
         tenant: &TenantId,
-    ) -> Result<Option<crate::store::oversight::SettingsTuple>, StoreError> {
+    ) -> Result<Option<crate::store::backend::SettingsTuple>, StoreError> {
         Ok(sqlx::query_as(sql::OVERSIGHT_SETTINGS)
             .bind(tenant.as_str())
             .fetch_optional(&self.readers)
@@ -224,7 +224,7 @@ impl AccessBackend for SqliteDb {
     async fn set_oversight_settings(
         &self,
         tenant: &TenantId,
-        (four_eyes, review, contest, explanation): crate::store::oversight::SettingsTuple,
+        (four_eyes, review, contest, explanation): crate::store::backend::SettingsTuple,
         now_us: i64,
         by: &str,
     ) -> Result<(), StoreError> {
