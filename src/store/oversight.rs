@@ -75,8 +75,6 @@ impl Default for OversightSettings {
     }
 }
 
-pub(crate) use super::backend::SettingsTuple;
-
 /// A stored service level, or the default when a row holds something no valid write made.
 fn hours(stored: i64, default: u32) -> u32 {
     u32::try_from(stored)
