@@ -6,9 +6,9 @@
 //! node verified within the last moments (the store's verified-key cache: the same key text,
 //! not merely its id) is charged there to its key's bucket instead, whatever the route: a
 //! pipeline is limited by its key's rate, not by the address it shares with others, while a
-//! flood of forged or unknown keys still meets the wall. The per-key bucket is charged inside the HTTP layer's
-//! `Caller` extractor after the store verified the key: a forged key that merely carries another
-//! tenant's key id never touches that key's bucket. A key's rate is its own when one was set,
+//! flood of forged or unknown keys still meets the wall. Otherwise the per-key bucket is charged
+//! inside the HTTP layer's `Caller` extractor after the store verified the key: a forged key that
+//! merely carries another tenant's key id never touches that key's bucket. A key's rate is its own when one was set,
 //! else the default of its role (`ingest` keys have a default of their own, high enough for one
 //! pipeline to reach the service's capacity).
 //!
@@ -158,7 +158,7 @@ fn own_bucket(rate: u32) -> OwnBucket {
 /// verified within the last moments vouches for.
 #[derive(Clone)]
 pub struct AddressLimits {
-    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    limiter: Arc<DefaultKeyedRateLimiter<Option<std::net::IpAddr>>>,
 }
 
 impl AddressLimits {
@@ -169,13 +169,14 @@ impl AddressLimits {
         }
     }
 
-    /// Charges one request to `address`.
+    /// Charges one request to `address` (`None`: a peer whose address is unknown; all such
+    /// share one bucket).
     ///
     /// # Errors
     /// The whole seconds to wait (at least 1) when the address's bucket is empty.
-    pub fn charge(&self, address: &str) -> Result<(), u64> {
+    pub fn charge(&self, address: Option<std::net::IpAddr>) -> Result<(), u64> {
         self.limiter
-            .check_key(&address.to_owned())
+            .check_key(&address)
             .map_err(|not_until| wait_secs(&not_until))
     }
 
@@ -299,10 +300,10 @@ mod tests {
     fn the_address_wall_allows_four_times_the_keys_burst_per_address() {
         let wall = AddressLimits::new(1, 3);
         let first = (0..100)
-            .take_while(|_| wall.charge("192.0.2.1").is_ok())
+            .take_while(|_| wall.charge(Some([192, 0, 2, 1].into())).is_ok())
             .count();
         assert_eq!(first, 12);
-        assert_eq!(wall.charge("192.0.2.1"), Err(1));
-        assert_eq!(wall.charge("192.0.2.2"), Ok(()));
+        assert_eq!(wall.charge(Some([192, 0, 2, 1].into())), Err(1));
+        assert_eq!(wall.charge(Some([192, 0, 2, 2].into())), Ok(()));
     }
 }

@@ -425,14 +425,23 @@ fn refuse_privacy_records<'a>(
 async fn refuse_four_eyes_records(
     state: &AppState,
     principal: &Principal,
-    records: &[(&AppendRequest, String)],
+    records: &[AppendRequest],
+    batch: bool,
 ) -> Result<(), ApiError> {
     use crate::store::oversight::{
         ACTION_OVERRIDE_PROPOSED, ACTION_OVERRIDE_REJECTED, ACTION_OVERRIDE_WITHDRAWN,
     };
     let mut errors = Vec::new();
     let mut overrides = Vec::new();
-    for (r, prefix) in records {
+    // The pointer prefix of record `i`, made only for a record that is refused.
+    let prefix = |i: usize| {
+        if batch {
+            format!("/records/{i}")
+        } else {
+            String::new()
+        }
+    };
+    for (i, r) in records.iter().enumerate() {
         let member = |name: &str| r.payload.get(name);
         if r.event_type == EventType::HumanReview.as_str()
             && member("action").and_then(|a| a.as_str()).is_some_and(|a| {
@@ -445,7 +454,7 @@ async fn refuse_four_eyes_records(
             })
         {
             errors.push(FieldError {
-                path: format!("{prefix}/payload/action"),
+                path: format!("{}/payload/action", prefix(i)),
                 problem: "is a step of the portal's four-eyes flow: overrides are proposed, approved and withdrawn on the portal's oversight pages".into(),
             });
         }
@@ -453,12 +462,12 @@ async fn refuse_four_eyes_records(
             for name in ["proposal_id", "approved_by", "approval_reason"] {
                 if member(name).is_some() {
                     errors.push(FieldError {
-                        path: format!("{prefix}/payload/{name}"),
+                        path: format!("{}/payload/{name}", prefix(i)),
                         problem: "is set by the portal when a second reviewer approves a proposed override".into(),
                     });
                 }
             }
-            overrides.push(prefix);
+            overrides.push(i);
         }
     }
     if errors.is_empty()
@@ -469,8 +478,8 @@ async fn refuse_four_eyes_records(
             .await?
             .four_eyes
     {
-        errors.extend(overrides.into_iter().map(|prefix| FieldError {
-            path: format!("{prefix}/event_type"),
+        errors.extend(overrides.into_iter().map(|i| FieldError {
+            path: format!("{}/event_type", prefix(i)),
             problem: "this tenant requires four eyes for overrides: propose it on the portal's decision page, where a second reviewer approves it".into(),
         }));
     }
@@ -528,7 +537,7 @@ pub async fn append_one(
     let request: AppendRequest = parse_body(&body)?;
     refuse_privacy_records(principal, [request.event_type.as_str()])?;
     let draft = prepare(&request, "").map_err(ApiError::Validation)?;
-    refuse_four_eyes_records(&state, principal, &[(&request, String::new())]).await?;
+    refuse_four_eyes_records(&state, principal, std::slice::from_ref(&request), false).await?;
     let started = Instant::now();
     let result = state.store.append(&principal.tenant, vec![draft]).await;
     let mut receipts = match result {
@@ -603,13 +612,7 @@ pub async fn append_batch(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let records: Vec<(&AppendRequest, String)> = request
-        .records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r, format!("/records/{i}")))
-        .collect();
-    refuse_four_eyes_records(&state, principal, &records).await?;
+    refuse_four_eyes_records(&state, principal, &request.records, true).await?;
     let started = Instant::now();
     match state.store.append(&principal.tenant, drafts).await {
         Ok(receipts) => {

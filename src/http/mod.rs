@@ -89,10 +89,10 @@ pub enum TlsMode {
     PlainDevelopment,
 }
 
-fn peer_ip<T>(req: &axum::http::Request<T>) -> String {
+fn peer_ip<T>(req: &axum::http::Request<T>) -> Option<std::net::IpAddr> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+        .map(|c| c.0.ip())
 }
 
 fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
@@ -129,7 +129,7 @@ async fn address_wall(
     let vouched = bearer(request.headers()).and_then(|key| wall.store.recently_verified(key));
     let charged = match &vouched {
         Some(principal) => wall.keys.charge(principal),
-        None => wall.limits.charge(&peer_ip(&request)),
+        None => wall.limits.charge(peer_ip(&request)),
     };
     if let Err(wait) = charged {
         wall.metrics.rate_limited();
