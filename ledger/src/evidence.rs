@@ -17,7 +17,10 @@ use serde::Serialize;
 
 use crate::bundle::{BUNDLE_FORMAT, Bundle, BundleError, verify_bundle as verify_bundle_entries};
 use crate::checkpoint::Checkpoint;
-use crate::export::{EXPORT_FORMAT, ExportError, ExportErrorKind, ExportReport, ExportVerifier};
+use crate::export::{
+    EXPORT_FORMAT, EXPORT_LINE_BYTES_MAX, ExportError, ExportErrorKind, ExportReport,
+    ExportVerifier, check_line_bytes,
+};
 use crate::failure::IntegrityFailure;
 use crate::keys::{KeyInterval, KeyRing};
 use crate::note::{Note, VerifierKey, VerifierKeyError};
@@ -728,20 +731,7 @@ pub fn not_evidence(name: &str) -> Outcome {
 pub fn verify(bytes: &[u8], name: &str, trust: &Trust) -> Result<Outcome, Unusable> {
     match sniff(bytes) {
         Some(Kind::Export) => Ok(verify_export(bytes, name, trust)),
-        Some(Kind::Bundle) => {
-            if bytes.len() > crate::bundle::BUNDLE_BYTES_MAX {
-                return Ok(
-                    Outcome::new("bundle", name.to_owned()).with_failure(Failure::new(
-                        "malformed_bundle",
-                        format!(
-                            "larger than a bundle may be ({} bytes)",
-                            crate::bundle::BUNDLE_BYTES_MAX
-                        ),
-                    )),
-                );
-            }
-            Ok(verify_bundle(bytes, name, trust))
-        }
+        Some(Kind::Bundle) => Ok(verify_bundle(bytes, name, trust)),
         Some(Kind::Package) => verify_package(bytes, name, trust),
         Some(Kind::TlogProof) => verify_proof(
             &bytes[..bytes.len().min(TLOG_PROOF_BYTES_MAX + 1)],
@@ -752,9 +742,19 @@ pub fn verify(bytes: &[u8], name: &str, trust: &Trust) -> Result<Outcome, Unusab
     }
 }
 
-/// Verifies a custody bundle (at most `BUNDLE_BYTES_MAX` bytes, which the caller reads).
+/// Verifies a custody bundle. A caller reading a file reads at most `BUNDLE_BYTES_MAX + 1`
+/// bytes: more is refused here, for every caller alike.
 pub fn verify_bundle(bytes: &[u8], name: &str, trust: &Trust) -> Outcome {
     let mut outcome = Outcome::new("bundle", name.to_owned());
+    if bytes.len() > crate::bundle::BUNDLE_BYTES_MAX {
+        return outcome.with_failure(Failure::new(
+            "malformed_bundle",
+            format!(
+                "larger than a bundle may be ({} bytes)",
+                crate::bundle::BUNDLE_BYTES_MAX
+            ),
+        ));
+    }
     // Whatever the bytes are, they were read: a document that is not a bundle at all is judged
     // like a damaged one (exit 1), since a changed byte can make a bundle into either.
     let value = match serde_json::from_slice::<serde_json::Value>(bytes) {
@@ -1053,16 +1053,43 @@ pub fn verify_export(bytes: &[u8], name: &str, trust: &Trust) -> Outcome {
             Some(line) => (line, true),
             None => (raw, false),
         };
-        // Whatever the bytes are, they were read: a line that is not UTF-8 is a damaged line
-        // (the header: not an export), as for the command line.
+        // The bytes are judged in the command line's order (`src/verify_cli/export.rs`): length,
+        // control characters, the final newline, and only then UTF-8 — so that a damaged file
+        // gets the same failure in both verifiers. For the header, a line too long or not UTF-8
+        // means the file is not an export.
+        let not_an_export = || {
+            let mut f = Failure::new(
+                "malformed_header",
+                "not an Auditex export: the first line is not a JSON export header",
+            );
+            f.line = Some(1);
+            f
+        };
+        let bad = if line.len() > EXPORT_LINE_BYTES_MAX {
+            if line_no == 1 {
+                return outcome.with_failure(not_an_export());
+            }
+            Some(ExportErrorKind::LineTooLong {
+                bytes: line.len(),
+                max: EXPORT_LINE_BYTES_MAX,
+            })
+        } else if let Err(kind) = check_line_bytes(line) {
+            Some(kind)
+        } else if !terminated {
+            Some(ExportErrorKind::MissingFinalNewline)
+        } else {
+            None
+        };
+        if let Some(kind) = bad {
+            failed = Some(ExportError {
+                line: line_no,
+                kind,
+            });
+            break;
+        }
         let Ok(text) = std::str::from_utf8(line) else {
             if line_no == 1 {
-                let mut f = Failure::new(
-                    "malformed_header",
-                    "not an Auditex export: the first line is not a JSON export header",
-                );
-                f.line = Some(1);
-                return outcome.with_failure(f);
+                return outcome.with_failure(not_an_export());
             }
             failed = Some(ExportError {
                 line: line_no,
@@ -1085,13 +1112,6 @@ pub fn verify_export(bytes: &[u8], name: &str, trust: &Trust) -> Outcome {
             {
                 return outcome.with_failure(Failure::history(h));
             }
-        }
-        if !terminated {
-            failed = Some(ExportError {
-                line: line_no,
-                kind: ExportErrorKind::MissingFinalNewline,
-            });
-            break;
         }
     }
     let result = match failed {

@@ -1077,6 +1077,14 @@ mod tests {
         not_utf8[299][middle] = 0xff;
         let mut no_final_newline = join(&lines);
         no_final_newline.pop();
+        // Cut inside a record, as a truncated download is.
+        let whole = join(&lines);
+        let cut_in_a_record = whole[..whole.len() - lines[n - 1].len() - 40].to_vec();
+        let mut long_not_utf8 = lines.clone();
+        long_not_utf8[200] = vec![0xff; EXPORT_LINE_BYTES_MAX + 10];
+        let mut control_not_utf8 = lines.clone();
+        control_not_utf8[250][10] = 0x01;
+        control_not_utf8[250][20] = 0xff;
         let trust = ledger::evidence::Trust {
             vkeys: vec![vkey.clone()],
             history: None,
@@ -1089,6 +1097,12 @@ mod tests {
             ("a line too long", join(&long)),
             ("a line that is not UTF-8", join(&not_utf8)),
             ("no final newline", no_final_newline),
+            ("cut inside a record", cut_in_a_record),
+            ("a long line that is not UTF-8", join(&long_not_utf8)),
+            (
+                "a control character in a line not UTF-8",
+                join(&control_not_utf8),
+            ),
         ] {
             let sequential = ledger::evidence::verify_export(&text, "e.jsonl", &trust);
             let parallel = parallel(&text, &vkey, 0);

@@ -57,21 +57,29 @@ pub fn trust_from(keys: &str, history: &str) -> Result<Trust, Unusable> {
 /// Verifies `file` (named `name` in the report) against the keys given, and returns the
 /// [`PageResult`] as JSON.
 pub fn verify_json(file: &[u8], name: &str, keys: &str, history: &str) -> String {
-    let result = match trust_from(keys, history).and_then(|t| evidence::verify(file, name, &t)) {
-        Ok(outcome) => PageResult {
+    match trust_from(keys, history).and_then(|t| evidence::verify(file, name, &t)) {
+        Ok(outcome) => encode(&PageResult {
             verified: outcome.verified,
             report: outcome.report(),
             outcome: Some(outcome),
             error: None,
-        },
-        Err(Unusable(why)) => PageResult {
-            verified: false,
-            report: format!("auditex verify: could not read input: {why}\n"),
-            outcome: None,
-            error: Some(why),
-        },
-    };
-    serde_json::to_string(&result).unwrap_or_else(|e| {
+        }),
+        Err(Unusable(why)) => unusable_json(&why),
+    }
+}
+
+/// The page's answer when the input cannot be judged at all (as `auditex verify`'s exit 2).
+fn unusable_json(why: &str) -> String {
+    encode(&PageResult {
+        verified: false,
+        report: format!("auditex verify: could not read input: {why}\n"),
+        outcome: None,
+        error: Some(why.to_owned()),
+    })
+}
+
+fn encode(result: &PageResult) -> String {
+    serde_json::to_string(result).unwrap_or_else(|e| {
         format!(
             r#"{{"verified":false,"error":"the result could not be encoded: {e}","report":""}}"#
         )
@@ -141,13 +149,18 @@ pub unsafe extern "C" fn verifier_verify(
             input(history_ptr, history_len),
         )
     };
-    // Text that is not UTF-8 is replaced, not trusted: a key that does not parse is refused.
-    let json = verify_json(
-        file,
-        &String::from_utf8_lossy(name),
-        &String::from_utf8_lossy(keys),
-        &String::from_utf8_lossy(history),
-    );
+    // Keys that are not UTF-8 are replaced, not trusted: a key that does not parse is refused.
+    // A key history that is not UTF-8 is refused as `auditex verify` refuses it: replacing
+    // bytes could change a key name, and so which origin the history speaks for.
+    let json = match std::str::from_utf8(history) {
+        Ok(history) => verify_json(
+            file,
+            &String::from_utf8_lossy(name),
+            &String::from_utf8_lossy(keys),
+            history,
+        ),
+        Err(_) => unusable_json("the key history: not UTF-8 text"),
+    };
     let n = u32::try_from(json.len()).unwrap_or(u32::MAX);
     let mut out = Vec::with_capacity(4 + json.len());
     out.extend_from_slice(&n.to_le_bytes());
@@ -337,16 +350,21 @@ mod tests {
     #[test]
     fn the_c_abi_returns_a_length_prefixed_json_result() {
         let (file, vkey) = bundle(&SigningKey::from_bytes(&[5; 32]));
-        let name = b"custody.json";
+        let result = call(&file, vkey.as_bytes(), b"");
+        assert_eq!(result["verified"], true, "{result}");
+    }
+
+    /// Calls the C ABI with a file, keys and a key history; the parsed JSON result.
+    fn call(file: &[u8], keys: &[u8], history: &[u8]) -> Value {
         let put = |bytes: &[u8]| {
             let ptr = verifier_alloc(bytes.len());
-            // SAFETY: `ptr` holds `bytes.len()` bytes, just allocated.
+            // SAFETY: `ptr` is an allocation of `bytes.len()` bytes.
             unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) };
-            (ptr, bytes.len())
+            (ptr.cast_const(), bytes.len())
         };
-        let (f, k, n) = (put(&file), put(vkey.as_bytes()), put(name));
+        let (f, k, h, n) = (put(file), put(keys), put(history), put(b"f.json"));
         // SAFETY: every pointer is an allocation of its length, filled above.
-        let out = unsafe { verifier_verify(f.0, f.1, n.0, n.1, k.0, k.1, std::ptr::null(), 0) };
+        let out = unsafe { verifier_verify(f.0, f.1, n.0, n.1, k.0, k.1, h.0, h.1) };
         // SAFETY: the result starts with its 4-byte length, then that many bytes.
         let json = unsafe {
             let len = u32::from_le_bytes(*out.cast::<[u8; 4]>()) as usize;
@@ -354,11 +372,22 @@ mod tests {
             verifier_free(out, 4 + len);
             text
         };
-        for (ptr, len) in [f, k, n] {
+        for (ptr, len) in [f, k, h, n] {
             // SAFETY: allocations of this module, freed once.
-            unsafe { verifier_free(ptr, len) };
+            unsafe { verifier_free(ptr.cast_mut(), len) };
         }
-        let result: Value = serde_json::from_slice(&json).expect("JSON");
-        assert_eq!(result["verified"], true, "{result}");
+        serde_json::from_slice(&json).expect("JSON")
+    }
+
+    #[test]
+    fn a_key_history_that_is_not_utf8_is_refused_as_the_command_line_refuses_it() {
+        let (file, vkey) = bundle(&SigningKey::from_bytes(&[5; 32]));
+        let result = call(&file, vkey.as_bytes(), b"{\"origin\": \"bank\xff\"}");
+        assert_eq!(result["verified"], false, "{result}");
+        assert_eq!(
+            result["error"], "the key history: not UTF-8 text",
+            "{result}"
+        );
+        assert!(result.get("outcome").is_none(), "{result}");
     }
 }

@@ -148,7 +148,13 @@ async function verify() {
   } catch (error) {
     // A trap leaves the instance unusable: load a fresh one for the next file.
     exports = null;
-    setState(`The verifier stopped on this input (${error}); reload the page to try again.`);
+    setState(`The verifier stopped on this input (${error}); loading it afresh…`);
+    try {
+      exports = await loadVerifier();
+      setState(`The verifier stopped on this input (${error}); it is ready for another file.`);
+    } catch (reloadError) {
+      setState(`The verifier stopped on this input (${error}) and could not be loaded again (${reloadError}); reload the page.`);
+    }
   } finally {
     refreshButton();
   }
