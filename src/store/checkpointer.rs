@@ -12,9 +12,18 @@ use ledger::types::TenantId;
 
 use super::{Store, StoreError, TreeHead};
 
-/// How many tenants' checkpoints are published at once: enough to overlap the commits and file
-/// syncs of many tenants, few enough to leave database connections for requests.
-const PUBLISH_CONCURRENCY: usize = 16;
+/// The most tenants' checkpoints published at once: enough to overlap the commits and file
+/// syncs of many tenants. Never more than half the read connections (see
+/// [`publish_concurrency`]), so that a round of publications leaves connections for requests.
+const PUBLISH_CONCURRENCY_MAX: usize = 16;
+
+/// How many tenants' checkpoints a round publishes at once with `read_connections` (the pool
+/// holds them plus two): half of them, at least 1, at most [`PUBLISH_CONCURRENCY_MAX`].
+fn publish_concurrency(read_connections: u32) -> usize {
+    usize::try_from(read_connections / 2)
+        .unwrap_or(usize::MAX)
+        .clamp(1, PUBLISH_CONCURRENCY_MAX)
+}
 
 /// Starts the background publisher; it stops when the store shuts down.
 pub(crate) fn spawn(store: Store) -> tokio::task::JoinHandle<()> {
@@ -57,7 +66,7 @@ pub(crate) async fn publish_all(store: &Store) -> Result<(), StoreError> {
     let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(heads)
         .filter(|(tenant, _)| std::future::ready(store.refuse_if_rolled_back(tenant).is_ok()))
         .map(|(tenant, head)| async move { publish_if_ahead(store, &tenant, head).await })
-        .buffer_unordered(PUBLISH_CONCURRENCY)
+        .buffer_unordered(publish_concurrency(store.config().read_connections))
         .collect()
         .await;
     results.into_iter().find(Result::is_err).unwrap_or(Ok(()))
@@ -99,4 +108,18 @@ async fn publish_stored(store: &Store) -> Result<(), StoreError> {
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_publishes_half_the_read_connections_at_once_between_one_and_sixteen() {
+        assert_eq!(publish_concurrency(0), 1);
+        assert_eq!(publish_concurrency(1), 1);
+        assert_eq!(publish_concurrency(8), 4);
+        assert_eq!(publish_concurrency(32), 16);
+        assert_eq!(publish_concurrency(1000), PUBLISH_CONCURRENCY_MAX);
+    }
 }

@@ -279,6 +279,10 @@ pub enum StoreError {
     /// Migrations could not be applied or are not current.
     #[error("database schema: {0}")]
     Schema(String),
+    /// The database URL cannot be used as written: a configuration mistake, not an outage, so
+    /// never retried.
+    #[error("invalid PostgreSQL URL: {0}")]
+    InvalidDatabaseUrl(String),
     /// The bundled SQLite is older than [`SQLITE_VERSION_MIN`].
     #[error("SQLite {found} is too old: 3.51.3 or later is required")]
     SqliteTooOld {

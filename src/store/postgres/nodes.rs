@@ -79,14 +79,15 @@ pub(crate) struct Nodes {
 
 impl Nodes {
     /// Parses a URL naming one node or several (`host1:port1,host2:port2` in the authority).
-    /// A `target_session_attrs` parameter is accepted for libpq compatibility when it asks for
-    /// what the service always needs (`read-write` or `primary`) and removed before sqlx parses
-    /// the URL.
+    /// A `target_session_attrs` parameter is accepted for libpq compatibility when the service
+    /// can honour it (`read-write`, `primary`, or `any`, which the primary satisfies) and
+    /// removed before sqlx parses the URL.
     ///
     /// # Errors
-    /// [`StoreError::NotPrimary`] naming what is wrong with the URL (never its password).
+    /// [`StoreError::InvalidDatabaseUrl`] naming what is wrong with the URL (never its
+    /// password).
     pub(crate) fn parse(url: &str) -> Result<Nodes, StoreError> {
-        let bad = |why: &str| StoreError::NotPrimary(format!("invalid PostgreSQL URL: {why}"));
+        let bad = |why: &str| StoreError::InvalidDatabaseUrl(why.to_owned());
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| bad("expected postgres://…"))?;
@@ -180,7 +181,12 @@ async fn probe(options: PgConnectOptions) -> Result<bool, String> {
     };
     tokio::time::timeout(PROBE_TIMEOUT, attempt)
         .await
-        .unwrap_or_else(|_| Err("no answer within 2 s".to_owned()))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer within {} s",
+                PROBE_TIMEOUT.as_secs_f64()
+            ))
+        })
 }
 
 /// Refuses a freshly opened connection to a standby (the pool's `after_connect`): the node the
@@ -329,7 +335,10 @@ mod tests {
             "postgres://app:s3cret@db1:5441,,db2:5442/l",
             "postgres://app:s3cret@db1:notaport/l",
         ] {
-            let e = Nodes::parse(url).unwrap_err().to_string();
+            let err = Nodes::parse(url).unwrap_err();
+            // A configuration mistake, not an outage: nothing should retry it.
+            assert!(!err.is_retryable(), "{err}");
+            let e = err.to_string();
             assert!(e.starts_with("invalid PostgreSQL URL"), "{e}");
             assert!(!e.contains("s3cret"), "{e}");
         }
