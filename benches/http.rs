@@ -23,12 +23,10 @@ use ledger::draft::prepare_client_draft;
 use ledger::types::TenantId;
 use serde_json::{Value, json};
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "support/settings.rs"]
+#[allow(dead_code)]
+mod settings;
+use settings::env_u64;
 
 fn event(n: u64) -> Value {
     json!({

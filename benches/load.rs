@@ -36,7 +36,11 @@ mod served;
 use served::{Served, serve, views_caught_up};
 #[path = "support/client.rs"]
 mod client;
-use client::{Bodies, batched_until, env_u64, lag, percentile, post, raw_sign_all_cores, rss_mb};
+#[path = "support/settings.rs"]
+#[allow(dead_code)]
+mod settings;
+use client::{Bodies, batched_until, lag, percentile, post, raw_sign_all_cores, rss_mb};
+use settings::env_u64;
 
 async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw_insert: f64) {
     let seconds = env_u64("AUDITEX_LOAD_SECONDS", 60);

@@ -95,12 +95,10 @@ const DRAIN_SECS_MAX: u64 = 900;
 /// The database the PostgreSQL run creates and drops.
 const PG_DATABASE: &str = "auditex_bench_proj";
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "support/settings.rs"]
+#[allow(dead_code)]
+mod settings;
+use settings::env_u64;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

@@ -33,7 +33,11 @@ mod served;
 use served::{Served, serve_with, views_caught_up};
 #[path = "support/client.rs"]
 mod client;
-use client::{Bodies, batched_until, env_u64, percentile, post};
+#[path = "support/settings.rs"]
+#[allow(dead_code)]
+mod settings;
+use client::{Bodies, batched_until, percentile, post};
+use settings::env_u64;
 
 /// `auditex witness serve` as a process of its own.
 struct WitnessProcess {

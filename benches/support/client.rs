@@ -14,13 +14,6 @@ use rayon::prelude::*;
 
 use super::served::Served;
 
-pub fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// The `p`-th percentile (0..=100) of `v`, sorted here.
 pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
