@@ -55,10 +55,16 @@ async fn raw_commits_sqlite(path: &std::path::Path, count: u64) -> Duration {
     started.elapsed()
 }
 
-/// The same on PostgreSQL (default durability: `synchronous_commit` on).
+/// The same on PostgreSQL (default durability: `synchronous_commit` on). An ordinary table, not
+/// a temporary one: a transaction that writes only temporary tables writes no WAL, so its commit
+/// waits for no flush and would make the baseline too fast.
 async fn raw_commits_postgres(url: &str, count: u64) -> Duration {
     let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
-    sqlx::query("CREATE TEMP TABLE raw_commits (tenant_id TEXT, size BIGINT, note TEXT)")
+    sqlx::query("DROP TABLE IF EXISTS raw_commits")
+        .execute(&mut conn)
+        .await
+        .expect("drop");
+    sqlx::query("CREATE TABLE raw_commits (tenant_id TEXT, size BIGINT, note TEXT)")
         .execute(&mut conn)
         .await
         .expect("table");
@@ -72,7 +78,12 @@ async fn raw_commits_postgres(url: &str, count: u64) -> Duration {
             .await
             .expect("insert");
     }
-    started.elapsed()
+    let elapsed = started.elapsed();
+    sqlx::query("DROP TABLE raw_commits")
+        .execute(&mut conn)
+        .await
+        .expect("drop");
+    elapsed
 }
 
 async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<String>, raw: Duration) {
