@@ -226,37 +226,44 @@ pub(crate) fn watch(
                     .await
             })
             .await;
-            if matches!(primary, Ok(Ok(true))) {
-                state.missing_since_us.store(0, Ordering::Relaxed);
-                if let Some(since) = missing_since.take() {
-                    tracing::warn!(
-                        node = nodes.label(current),
-                        without_primary_ms =
-                            u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
-                        "PostgreSQL primary reachable again"
-                    );
+            // The pool's own answer, or else every node asked directly: a pool too busy to
+            // answer within the probe's time is not a missing primary.
+            let found = if matches!(primary, Ok(Ok(true))) {
+                Ok(current)
+            } else {
+                nodes.find_primary().await
+            };
+            match found {
+                Ok(found) => {
+                    if found != current {
+                        tracing::warn!(
+                            from = nodes.label(current),
+                            to = nodes.label(found),
+                            "the PostgreSQL primary moved; new connections go to the new primary"
+                        );
+                        current = found;
+                        pool.set_connect_options(nodes.options(found).clone());
+                        *state.node.lock().unwrap_or_else(|p| p.into_inner()) =
+                            nodes.label(found).to_owned();
+                        state.changes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    state.missing_since_us.store(0, Ordering::Relaxed);
+                    if let Some(since) = missing_since.take() {
+                        tracing::warn!(
+                            node = nodes.label(current),
+                            without_primary_ms =
+                                u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                            "PostgreSQL primary reachable again"
+                        );
+                    }
                 }
-                continue;
-            }
-            if missing_since.is_none() {
-                missing_since = Some(std::time::Instant::now());
-                state.missing_since_us.store(now_us(), Ordering::Relaxed);
-            }
-            match nodes.find_primary().await {
-                Ok(found) if found != current => {
-                    tracing::warn!(
-                        from = nodes.label(current),
-                        to = nodes.label(found),
-                        "the PostgreSQL primary moved; new connections go to the new primary"
-                    );
-                    current = found;
-                    pool.set_connect_options(nodes.options(found).clone());
-                    *state.node.lock().unwrap_or_else(|p| p.into_inner()) =
-                        nodes.label(found).to_owned();
-                    state.changes.fetch_add(1, Ordering::Relaxed);
+                Err(e) => {
+                    if missing_since.is_none() {
+                        missing_since = Some(std::time::Instant::now());
+                        state.missing_since_us.store(now_us(), Ordering::Relaxed);
+                    }
+                    tracing::warn!(error = %e, "no PostgreSQL primary at the moment");
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "no PostgreSQL primary at the moment"),
             }
         }
     });
