@@ -305,6 +305,8 @@ pub struct QueuePage {
     pub items: Vec<QueueItem>,
     /// Pass as `after` for the next page.
     pub next_cursor: Option<u64>,
+    /// The settings the page was judged by (its service levels), read once for the page.
+    pub settings: OversightSettings,
 }
 
 const HOUR_US: i64 = 3_600_000_000;
@@ -822,7 +824,11 @@ impl Store {
                 }
             }
         }
-        Ok(QueuePage { items, next_cursor })
+        Ok(QueuePage {
+            items,
+            next_cursor,
+            settings,
+        })
     }
 
     /// The override proposals of one decision, oldest first, with their state from the ledger

@@ -102,7 +102,6 @@ pub(super) async fn queue_page(
     let model_id = nonempty(&q.model_id);
     let store = &state.store;
     let tenant = viewer.tenant();
-    let settings = store.oversight_settings(tenant).await?;
     let page = store
         .oversight_queue(
             tenant,
@@ -115,6 +114,7 @@ pub(super) async fn queue_page(
             },
         )
         .await?;
+    let settings = page.settings;
     let now = store.now_us();
     let link = |kind: QueueKind, after: Option<u64>| {
         let mut params = url::form_urlencoded::Serializer::new(String::new());
