@@ -128,6 +128,16 @@ def test_the_export_verifies_and_a_dropped_line_does_not(appended, reader):
         v.verify_export("\n".join(lines[:2] + lines[3:]), reader.key_ring())
 
 
+def test_a_carriage_return_inside_an_export_line_is_named_as_a_control_character(appended, reader):
+    # As `auditex verify` and the Python verifier read it: lines end at \n alone, so a bare \r
+    # is a control character in a line, not the end of one.
+    wait_for_proof(reader, appended[1])
+    lines = reader.export().split("\n")
+    lines[1] = lines[1][:20] + "\r" + lines[1][20:]
+    with pytest.raises(VerificationError, match="control character 0x0d"):
+        v.verify_export("\n".join(lines), reader.key_ring())
+
+
 def test_a_refetched_key_history_that_dropped_or_changed_a_key_or_its_origin_is_refused(reader):
     import dataclasses
 

@@ -13,6 +13,7 @@ handed over out of band) it proves they come from the keys you trust.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,7 +196,7 @@ def verify_export(raw: bytes | str, ring: KeyRing) -> list[str]:
     Raises VerificationError."""
     data = raw.encode("utf-8") if isinstance(raw, str) else raw
     try:
-        return av.verify_export(av.checked_lines(data.splitlines(keepends=True), "export"), ring.trust()).proven
+        return av.verify_export(av.checked_lines(io.BytesIO(data), "export"), ring.trust()).proven
     except av.Failed as e:
         raise _failed(e) from e
     except (KeyError, TypeError, AttributeError, ValueError) as e:
