@@ -793,9 +793,9 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
     let db = TestDb::new(&backend).await;
     let mut config = db.config();
     config.group_commit_window = Duration::ZERO;
-    // Room for the blocked single record and two full batches; a small deadline makes the
-    // wait structural.
-    config.queue_records_max = 2 * BATCH_RECORDS_MAX + 1;
+    // Room for the blocked single record, the one sealed behind it and two full batches; a
+    // small deadline makes the wait structural.
+    config.queue_records_max = 2 * BATCH_RECORDS_MAX + 2;
     config.queue_wait_max = Duration::from_millis(200);
     let store = Store::open_with_workers(config).await.expect("open");
     let tenant = tenant_id("acme");
@@ -806,8 +806,14 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
         .expect("the appender is running");
 
     let lock = HeldLock::take(&db, "acme").await;
-    // The appender takes the first request and blocks committing it.
+    // The appender takes the first request and blocks committing it, then seals the second
+    // ahead and waits for the first: both hold their room in the budget until answered.
     let first = tokio::spawn({
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move { store.append(&tenant, decisions(1)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = tokio::spawn({
         let (store, tenant) = (store.clone(), tenant.clone());
         async move { store.append(&tenant, decisions(1)).await }
     });
@@ -827,8 +833,8 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         store.append_queue_load().0,
-        2 * BATCH_RECORDS_MAX + 1,
-        "two batches wait in the queue behind the blocked record"
+        2 * BATCH_RECORDS_MAX + 2,
+        "two batches wait in the queue behind the blocked and the sealed record"
     );
     let shed = store.fault_status().shed_requests;
     assert_eq!(shed, 8, "the other eight were refused at once");
@@ -867,6 +873,11 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
         .expect("task")
         .expect("the first request commits");
     assert_eq!(first[0].seq, 1);
+    let second = second
+        .await
+        .expect("task")
+        .expect("the sealed request commits");
+    assert_eq!(second[0].seq, 2);
     let status = store.fault_status();
     assert_eq!(status.deadline_expired_requests, 2);
     assert_eq!(
@@ -879,10 +890,10 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
         .append(&tenant, decisions(BATCH_RECORDS_MAX))
         .await
         .expect("accepted after the flood");
-    assert_eq!(again[0].seq, 2);
+    assert_eq!(again[0].seq, 3);
     assert_eq!(
         store.tree_size(&tenant).await.expect("size"),
-        TreeSize::new(2 + BATCH_RECORDS_MAX as u64)
+        TreeSize::new(3 + BATCH_RECORDS_MAX as u64)
     );
 }
 
@@ -948,8 +959,14 @@ async fn a_full_append_queue_refuses_at_once_with_a_retry_after(backend: Backend
         .expect("the appender is running");
 
     let lock = HeldLock::take(&db, "acme").await;
-    // The appender takes the first request and blocks committing it; the second fills the queue.
+    // The appender takes the first request and blocks committing it; it takes the second off
+    // the queue, seals it ahead and waits for the first; the third fills the queue.
     let first = tokio::spawn({
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move { store.append(&tenant, decisions(1)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sealed = tokio::spawn({
         let (store, tenant) = (store.clone(), tenant.clone());
         async move { store.append(&tenant, decisions(1)).await }
     });
@@ -981,11 +998,15 @@ async fn a_full_append_queue_refuses_at_once_with_a_retry_after(backend: Backend
         .await
         .expect("task")
         .expect("the first request commits");
+    let sealed = sealed
+        .await
+        .expect("task")
+        .expect("the request sealed ahead commits");
     let second = second
         .await
         .expect("task")
         .expect("the queued request commits");
-    assert_eq!((first[0].seq, second[0].seq), (1, 2));
+    assert_eq!((first[0].seq, sealed[0].seq, second[0].seq), (1, 2, 3));
     assert!(
         store
             .record_by_event_id(&tenant, refused_id)
@@ -996,7 +1017,7 @@ async fn a_full_append_queue_refuses_at_once_with_a_retry_after(backend: Backend
     );
     assert_eq!(
         store.tree_size(&tenant).await.expect("size"),
-        TreeSize::new(3)
+        TreeSize::new(4)
     );
 }
 
