@@ -26,13 +26,16 @@ impl Drop for Served {
     }
 }
 
-/// Runs the release binary with the bench's environment.
+/// Runs the release binary with the bench's environment: this build's, or the one
+/// `AUDITEX_BENCH_BINARY` names (to compare two builds on one machine in one session).
 pub fn auditex(
     dir: &std::path::Path,
     database: &DatabaseUrl,
     admin: Option<&str>,
 ) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_auditex"));
+    let binary = std::env::var_os("AUDITEX_BENCH_BINARY")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_auditex").into());
+    let mut cmd = std::process::Command::new(binary);
     cmd.env("AUDITEX_DATA_DIR", dir.join("data"))
         .env("AUDITEX_MASTER_KEY_FILE", dir.join("master.key"))
         .stdin(std::process::Stdio::null());
@@ -98,14 +101,32 @@ pub fn serve_with(
     before(&run);
     // The service runs with `env` and nothing of the shell's logging choice, so a figure is
     // measured at the log level it claims.
-    let mut child = auditex(dir.path(), database, admin)
-        .env_remove("RUST_LOG")
+    // For a profile: `AUDITEX_BENCH_SERVER_RUST_LOG` sets the service's log filter and
+    // `AUDITEX_BENCH_SERVER_LOG` names a file its log lines are written to.
+    let mut cmd = auditex(dir.path(), database, admin);
+    cmd.env_remove("RUST_LOG");
+    if let Ok(filter) = std::env::var("AUDITEX_BENCH_SERVER_RUST_LOG") {
+        cmd.env("RUST_LOG", filter);
+    }
+    let mut log = std::env::var_os("AUDITEX_BENCH_SERVER_LOG")
+        .map(|path| std::fs::File::create(path).expect("server log file"));
+    let mut child = cmd
         .envs(env.iter().copied())
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(if log.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
         .spawn()
         .expect("spawn auditex serve");
+    if let (Some(stderr), Some(file)) = (child.stderr.take(), log.as_ref()) {
+        let mut file = file.try_clone().expect("server log file");
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::BufReader::new(stderr), &mut file);
+        });
+    }
     let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
     let url = loop {
         let line = lines
@@ -120,7 +141,14 @@ pub fn serve_with(
                 .replace("127.0.0.1", "localhost");
         }
     };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(file) = log.as_mut() {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+    });
     let pem = std::fs::read(dir.path().join("data/tls/tls-cert.pem")).expect("certificate");
     let client = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])

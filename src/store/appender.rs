@@ -1350,6 +1350,7 @@ impl Appender {
                 root: self.tree.root(),
             },
             started,
+            sealed_in: started.elapsed(),
         })
     }
 }
@@ -1371,7 +1372,9 @@ struct Sealed {
     now: u64,
     /// The tree with the group in it, published once it is committed.
     tree: TreeHead,
+    /// When sealing began, and how long it took (for the debug log of each group).
     started: Instant,
+    sealed_in: Duration,
 }
 
 impl Sealed {
@@ -1452,10 +1455,12 @@ fn publish(
 ) -> Result<(), StoreError> {
     store.faults().write_succeeded();
     // Group size and latency, for tuning the group-commit window.
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     tracing::debug!(
         tenant = %tenant,
         records = sealed.records.len(),
-        committed_us = u64::try_from(sealed.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        sealed_us = micros(sealed.sealed_in),
+        committed_us = micros(sealed.started.elapsed()),
         "group committed"
     );
     tree_tx.send_replace(sealed.tree);
@@ -1509,13 +1514,27 @@ impl Write {
 
     /// `Ok(false)`: the stored chain head was not the group's base, and nothing was written.
     async fn write(&self) -> Result<bool, StoreError> {
+        let started = Instant::now();
         let mut tx = self.store.backend().begin_append(&self.tenant).await?;
+        let locked = started.elapsed();
         if tx.chain_head(&self.tenant).await? != self.sealed.base {
             // Dropping the transaction rolls it back and releases the tenant's lock.
             return Ok(false);
         }
         write_sealed(&mut tx, &self.tenant, &self.sealed).await?;
+        let inserted = started.elapsed();
         tx.commit().await?;
+        // Where a write's time goes: waiting for the lock (on SQLite, the one writer the read
+        // side also uses), inserting, committing.
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        tracing::debug!(
+            tenant = %self.tenant,
+            records = self.sealed.records.len(),
+            lock_us = micros(locked),
+            insert_us = micros(inserted - locked),
+            commit_us = micros(started.elapsed() - inserted),
+            "group written"
+        );
         publish(&self.store, &self.tenant, &self.tree_tx, &self.sealed)?;
         Ok(true)
     }

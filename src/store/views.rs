@@ -310,10 +310,20 @@ impl ViewBackend for SqliteDb {
         tenant: &TenantId,
         pages: &[TargetPage],
     ) -> Result<bool, StoreError> {
+        let started = std::time::Instant::now();
         let mut tx = self.view_tx(true).await?;
+        let locked = started.elapsed();
         // A moved position must roll back what earlier pages of the same batch wrote.
         if Sql::<Sqlite>::commit(&mut tx, tenant, pages).await? {
             tx.commit().await?;
+            // How long the read side holds the one writer the appenders also need.
+            tracing::debug!(
+                tenant = %tenant,
+                records = pages.iter().map(|p| p.to - p.from).max().unwrap_or(0),
+                lock_us = u64::try_from(locked.as_micros()).unwrap_or(u64::MAX),
+                held_us = u64::try_from((started.elapsed() - locked).as_micros()).unwrap_or(u64::MAX),
+                "view pages written"
+            );
             Ok(true)
         } else {
             tx.rollback().await?;

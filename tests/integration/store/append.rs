@@ -899,13 +899,13 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
 
 /// Holds the tenant's append lock from outside the store, so its appender blocks mid-commit:
 /// SQLite's write lock, or PostgreSQL's per-tenant advisory lock.
-enum HeldLock {
+pub(super) enum HeldLock {
     Sqlite(sqlx::SqliteConnection),
     Postgres(sqlx::PgConnection),
 }
 
 impl HeldLock {
-    async fn take(db: &TestDb, tenant: &str) -> HeldLock {
+    pub(super) async fn take(db: &TestDb, tenant: &str) -> HeldLock {
         if db.is_postgres() {
             let mut conn = sqlx::PgConnection::connect(db.postgres_app_url())
                 .await
@@ -929,7 +929,7 @@ impl HeldLock {
         }
     }
 
-    async fn release(self) {
+    pub(super) async fn release(self) {
         match self {
             HeldLock::Sqlite(mut conn) => {
                 sqlx::query("ROLLBACK")

@@ -34,6 +34,8 @@ backend_tests!(
     an_erasure_naming_another_subjects_record_erases_nothing_of_it,
     a_value_appended_after_its_subjects_key_went_field_by_field_gets_a_new_key,
     a_key_made_for_a_group_that_rolled_back_is_never_used,
+    a_group_sealed_behind_a_write_that_fails_is_sealed_again_on_the_stored_head,
+    a_follow_up_of_a_decision_being_written_is_sealed_under_its_subjects_key,
 );
 
 postgres_tests!(
@@ -1812,19 +1814,11 @@ async fn a_value_appended_after_its_subjects_key_went_field_by_field_gets_a_new_
 /// A group that makes a subject's key and then fails to commit leaves no key; the next group for
 /// that subject must not take the key from the appender's cache (its values would be sealed
 /// under a key the database never held). The failure is a trigger refusing one field's row.
-async fn a_key_made_for_a_group_that_rolled_back_is_never_used(backend: Backend) {
-    const NEW_SUBJECT: &str = "subj-new-1234";
-    let db = TestDb::new(&backend).await;
-    let (store, tenant) = db.open_with_tenant("rollback").await;
-    let (install, drop_it): (Vec<&'static str>, &'static str) = match backend {
-        Backend::Sqlite => (
-            vec![
-                "CREATE TRIGGER refuse_poison BEFORE INSERT ON erasable_values \
-                 WHEN NEW.field = 'poison' BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
-            ],
-            "DROP TRIGGER refuse_poison",
-        ),
-        Backend::Postgres(_) => (
+/// Installs (or drops) a trigger on `erasable_values` that refuses a value of the field
+/// `poison`: a group carrying one fails at its insert, after its records were sealed.
+async fn poison_trigger(db: &TestDb, tenant: &TenantId, install: bool) {
+    let (add, drop_it): (Vec<&'static str>, &'static str) = if db.is_postgres() {
+        (
             vec![
                 "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS \
                  $$ BEGIN IF NEW.field = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; \
@@ -1833,30 +1827,39 @@ async fn a_key_made_for_a_group_that_rolled_back_is_never_used(backend: Backend)
                  FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
             ],
             "DROP TRIGGER refuse_poison ON erasable_values",
-        ),
+        )
+    } else {
+        (
+            vec![
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON erasable_values \
+                 WHEN NEW.field = 'poison' BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+            ],
+            "DROP TRIGGER refuse_poison",
+        )
     };
-    let run = |sql: &'static str| {
-        let db = &db;
-        let tenant = tenant.clone();
-        async move {
-            if db.is_postgres() {
-                let mut c = owner_connection(db, tenant.as_str()).await;
-                sqlx::query(sql).execute(&mut c).await.expect("ddl");
-            } else {
-                let mut c = sqlx::SqliteConnection::connect(&format!(
-                    "sqlite:{}",
-                    db.sqlite_path().display()
-                ))
+    let statements = if install { add } else { vec![drop_it] };
+    if db.is_postgres() {
+        let mut c = owner_connection(db, tenant.as_str()).await;
+        for sql in statements {
+            sqlx::query(sql).execute(&mut c).await.expect("ddl");
+        }
+    } else {
+        let mut c =
+            sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.sqlite_path().display()))
                 .await
                 .expect("sqlite");
-                sqlx::query(sql).execute(&mut c).await.expect("ddl");
-                c.close().await.expect("close");
-            }
+        for sql in statements {
+            sqlx::query(sql).execute(&mut c).await.expect("ddl");
         }
-    };
-    for sql in install {
-        run(sql).await;
+        c.close().await.expect("close");
     }
+}
+
+async fn a_key_made_for_a_group_that_rolled_back_is_never_used(backend: Backend) {
+    const NEW_SUBJECT: &str = "subj-new-1234";
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("rollback").await;
+    poison_trigger(&db, &tenant, true).await;
     let refused = store
         .append(
             &tenant,
@@ -1868,7 +1871,7 @@ async fn a_key_made_for_a_group_that_rolled_back_is_never_used(backend: Backend)
         .await
         .expect_err("the trigger refuses the group");
     assert!(refused.to_string().contains("poison refused"), "{refused}");
-    run(drop_it).await;
+    poison_trigger(&db, &tenant, false).await;
     let (_, keys) = subject_rows(&db, tenant.as_str(), NEW_SUBJECT).await;
     assert!(keys.is_empty(), "the rolled-back key is not stored");
     let next = store
@@ -1882,6 +1885,166 @@ async fn a_key_made_for_a_group_that_rolled_back_is_never_used(backend: Backend)
         all_readable(&store, &tenant, next[0].seq, 2).await,
         "the value is sealed under a stored key"
     );
+    store.shutdown().await;
+}
+
+/// The appender seals a group while the one before it is written, on the head that write will
+/// leave, with the data keys it makes. When that write fails, the group sealed behind it must
+/// not be written on a head that does not exist nor under a key that was never stored: it is
+/// sealed again, right after the last committed record, under a key of its own group.
+async fn a_group_sealed_behind_a_write_that_fails_is_sealed_again_on_the_stored_head(
+    backend: Backend,
+) {
+    const SUBJECT: &str = "subj-pipe-5150";
+    let db = TestDb::new(&backend).await;
+    let mut config = db.config();
+    config.group_commit_window = std::time::Duration::ZERO;
+    let store = Store::open_with_workers(config).await.expect("open");
+    let tenant = TenantId::parse("pipeline").expect("tenant");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let head = store
+        .append(
+            &tenant,
+            vec![subject_draft(KEPT_SUBJECT, &person(KEPT_TEXT, 0))],
+        )
+        .await
+        .expect("append")[0]
+        .seq;
+    poison_trigger(&db, &tenant, true).await;
+    let lock = super::append::HeldLock::take(&db, tenant.as_str()).await;
+    // The first group makes the subject's key and waits for the lock; the second is sealed
+    // behind it, with that key, and waits for it.
+    let doomed = tokio::spawn({
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move {
+            store
+                .append(
+                    &tenant,
+                    vec![subject_draft(
+                        SUBJECT,
+                        &[("poison", json!("x")), ("name", json!("y"))],
+                    )],
+                )
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let behind = tokio::spawn({
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move {
+            store
+                .append(
+                    &tenant,
+                    vec![subject_draft(SUBJECT, &person(ERASED_TEXT, 1))],
+                )
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    lock.release().await;
+    let refused = doomed
+        .await
+        .expect("task")
+        .expect_err("the trigger refuses the first group");
+    assert!(refused.to_string().contains("poison refused"), "{refused}");
+    let written = behind
+        .await
+        .expect("task")
+        .expect("the group behind is written");
+    assert_eq!(
+        written[0].seq,
+        head + 1,
+        "right after the last committed record"
+    );
+    assert!(!written[0].duplicate);
+    poison_trigger(&db, &tenant, false).await;
+
+    let chain = crate::support::read_chain(&store, &tenant).await;
+    assert_eq!(chain.len() as u64, head + 2);
+    let keys = store.key_history(&tenant).await.expect("keys");
+    crate::support::assert_valid_chain(&chain, &tenant, &keys);
+    let last = &chain[usize::try_from(head + 1).expect("fits")];
+    assert_eq!(
+        (last.event_id, last.hash),
+        (written[0].event_id, written[0].hash)
+    );
+    assert!(
+        all_readable(&store, &tenant, written[0].seq, 2).await,
+        "its values are sealed under a stored key"
+    );
+    let (values, data_keys) = subject_rows(&db, tenant.as_str(), SUBJECT).await;
+    assert_eq!((values.len(), data_keys.len()), (2, 1));
+    assert_eq!(
+        data_keys[0].0,
+        i64::try_from(written[0].seq).expect("fits"),
+        "the key is named by the record it was made for, not the refused one"
+    );
+    // Erasing the subject erases them: they are the subject's values.
+    store
+        .erase_subject(&tenant, whole_subject(SUBJECT))
+        .await
+        .expect("erase");
+    assert!(all_readable(&store, &tenant, written[0].seq, 0).await);
+    store.shutdown().await;
+}
+
+/// A follow-up's erasable values are sealed under the key of the subject of the decision it
+/// names, found through the stored decision. A follow-up arriving while that decision's group is
+/// still being written waits for it instead of being sealed ahead, where the decision is not yet
+/// stored: otherwise its values would belong to no subject and outlive the subject's erasure.
+async fn a_follow_up_of_a_decision_being_written_is_sealed_under_its_subjects_key(
+    backend: Backend,
+) {
+    const SUBJECT: &str = "subj-follow-6060";
+    let db = TestDb::new(&backend).await;
+    let mut config = db.config();
+    config.group_commit_window = std::time::Duration::ZERO;
+    let store = Store::open_with_workers(config).await.expect("open");
+    let tenant = TenantId::parse("follow").expect("tenant");
+    store.create_tenant(&tenant).await.expect("tenant");
+    store
+        .append(
+            &tenant,
+            vec![subject_draft(KEPT_SUBJECT, &person(KEPT_TEXT, 0))],
+        )
+        .await
+        .expect("append");
+    let decision = subject_draft(SUBJECT, &person(ERASED_TEXT, 1));
+    let decision_id = decision.draft().event_id.to_string();
+    let contest = prepare_client_draft(
+        &new_event_id(),
+        "contest",
+        &json!({"decision_id": decision_id, "statement": "I disagree"}),
+        &BTreeMap::from([("name".to_owned(), json!(format!("{ERASED_TEXT}-contest")))]),
+        rand::random,
+    )
+    .unwrap_or_else(|e| panic!("valid contest: {e:?}"));
+    let lock = super::append::HeldLock::take(&db, tenant.as_str()).await;
+    let first = tokio::spawn({
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move { store.append(&tenant, vec![decision]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second = tokio::spawn({
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move { store.append(&tenant, vec![contest]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    lock.release().await;
+    let decided = first.await.expect("task").expect("decision");
+    let contested = second.await.expect("task").expect("contest");
+    assert_eq!(contested[0].seq, decided[0].seq + 1);
+    let (values, keys) = subject_rows(&db, tenant.as_str(), SUBJECT).await;
+    assert_eq!(
+        (values.len(), keys.len()),
+        (3, 1),
+        "the contest's value is the subject's, under the subject's one key"
+    );
+    store
+        .erase_subject(&tenant, whole_subject(SUBJECT))
+        .await
+        .expect("erase");
+    assert!(all_readable(&store, &tenant, contested[0].seq, 0).await);
     store.shutdown().await;
 }
 
