@@ -421,6 +421,77 @@ impl From<super::CryptoError> for GroupFailed {
     }
 }
 
+/// Groups on their way to the database: the one being written, and the one sealed ahead of it.
+#[derive(Default)]
+struct Pipe {
+    in_flight: Option<InFlight>,
+    ahead: Option<Ahead>,
+}
+
+impl Pipe {
+    /// Whether `d` must wait for what is in the pipe (see [`InFlight::names`]).
+    fn names(&self, d: &PreparedDraft) -> bool {
+        self.in_flight.as_ref().is_some_and(|f| f.names(d))
+            || self.ahead.as_ref().is_some_and(|a| names(&a.event_ids, d))
+    }
+}
+
+/// Groups sealed while a write was in flight, merged into one to be written next: every request
+/// that arrives during a write joins it, so a write that is the bottleneck (SQLite's one writer)
+/// takes groups as large as it did before sealing ahead.
+struct Ahead {
+    sealed: Sealed,
+    pending: Vec<Pending>,
+    permits: Vec<Permit>,
+    event_ids: HashSet<EventId>,
+    /// When its oldest request was queued: a group still waiting past the queue deadline when
+    /// its turn comes is answered "overloaded" unwritten, as a request waiting in the queue is.
+    oldest: Instant,
+}
+
+impl Ahead {
+    fn records(&self) -> usize {
+        self.sealed.records.len()
+    }
+
+    /// Appends `next`, sealed on the head this one leaves, so that both are written in one
+    /// transaction.
+    fn absorb(&mut self, next: Ahead) {
+        let offset = self.sealed.records.len();
+        let s = &mut self.sealed;
+        let n = next.sealed;
+        s.records.extend(n.records);
+        s.values.extend(n.values);
+        s.erasable.extend(n.erasable);
+        s.new_keys.extend(n.new_keys);
+        s.nodes.extend(n.nodes);
+        s.erasures.extend(n.erasures);
+        s.tree = n.tree;
+        s.sealed_in += n.sealed_in;
+        for mut p in next.pending {
+            for slot in &mut p.outcome {
+                if let Slot::New(i) | Slot::Repeat(i) = slot {
+                    *i += offset;
+                }
+            }
+            self.pending.push(p);
+        }
+        self.permits.extend(next.permits);
+        self.event_ids.extend(next.event_ids);
+        self.oldest = self.oldest.min(next.oldest);
+    }
+}
+
+/// See [`InFlight::names`].
+fn names(event_ids: &HashSet<EventId>, d: &PreparedDraft) -> bool {
+    event_ids.contains(&d.draft.event_id)
+        || (!d.erasable_values.is_empty()
+            && payload_strings(d.draft.payload.as_str())
+                .decision_id
+                .and_then(|id| EventId::parse(&id).ok())
+                .is_some_and(|id| event_ids.contains(&id)))
+}
+
 /// The write of a sealed group, running while the appender gathers and seals the next one.
 struct InFlight {
     task: tokio::task::JoinHandle<Option<Redo>>,
@@ -435,12 +506,7 @@ impl InFlight {
     /// its decisions (the follow-up's values are sealed under that decision's subject's key,
     /// found through the stored decision).
     fn names(&self, d: &PreparedDraft) -> bool {
-        self.event_ids.contains(&d.draft.event_id)
-            || (!d.erasable_values.is_empty()
-                && payload_strings(d.draft.payload.as_str())
-                    .decision_id
-                    .and_then(|id| EventId::parse(&id).ok())
-                    .is_some_and(|id| self.event_ids.contains(&id)))
+        names(&self.event_ids, d)
     }
 }
 
@@ -490,11 +556,12 @@ impl Appender {
     async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let window = self.store.config().group_commit_window;
         let wait_max = self.store.config().queue_wait_max;
-        let mut in_flight: Option<InFlight> = None;
+        let mut pipe = Pipe::default();
         loop {
-            // Idle: wait for a request, or for the write in flight to finish (a write whose
-            // chain head moved is redone at once, not when the next request comes).
-            let woken = match in_flight.as_mut() {
+            // Idle: wait for a request, or for the write in flight to finish (then the group
+            // sealed ahead is written; a write whose chain head moved is redone at once, not when
+            // the next request comes).
+            let woken = match pipe.in_flight.as_mut() {
                 None => Woken::Message(rx.recv().await),
                 Some(f) => tokio::select! {
                     m = rx.recv() => Woken::Message(m),
@@ -503,14 +570,15 @@ impl Appender {
             };
             let first = match woken {
                 Woken::Written(done) => {
-                    in_flight = None;
+                    pipe.in_flight = None;
                     self.settled(done).await;
+                    self.launch(&mut pipe);
                     continue;
                 }
                 Woken::Message(Some(m)) => m,
                 Woken::Message(None) => {
-                    // Every handle is gone: finish the write in flight and stop.
-                    self.settle(in_flight.take()).await;
+                    // Every handle is gone: finish what is in the pipe and stop.
+                    self.flush(&mut pipe).await;
                     return;
                 }
             };
@@ -522,6 +590,7 @@ impl Appender {
             let mut close = None;
             let mut next = Some(first);
             let deadline = Instant::now() + window;
+            let mut oldest = Instant::now();
             // Gather requests until the group is full, the window closes, or a control message
             // (rotation, close) needs the group committed first.
             while let Some(message) = next.take() {
@@ -544,6 +613,7 @@ impl Appender {
                             }));
                         } else {
                             records += drafts.len();
+                            oldest = oldest.min(enqueued);
                             group.push((drafts, reply));
                             permits.push(permit);
                         }
@@ -568,16 +638,17 @@ impl Appender {
                 };
             }
             if !group.is_empty() {
-                self.process(group, permits, &mut in_flight).await;
+                self.process(group, permits, oldest, &mut pipe).await;
             }
             if let Some(reply) = rotate {
-                self.settle(in_flight.take()).await;
+                self.flush(&mut pipe).await;
                 let _ = reply.send(self.rotate().await);
             }
             if let Some(done) = close {
                 rx.close();
                 // Finish whatever was queued before the close was seen.
                 let mut rest = Vec::new();
+                let oldest = Instant::now();
                 while let Ok(m) = rx.try_recv() {
                     match m {
                         Message::Append { drafts, reply, .. } => rest.push((drafts, reply)),
@@ -590,20 +661,65 @@ impl Appender {
                     }
                 }
                 if !rest.is_empty() {
-                    self.process(rest, Vec::new(), &mut in_flight).await;
+                    self.process(rest, Vec::new(), oldest, &mut pipe).await;
                 }
-                self.settle(in_flight.take()).await;
+                self.flush(&mut pipe).await;
                 let _ = done.send(());
                 return;
             }
         }
     }
 
-    /// Waits for the write in flight, if any, and redoes it if its chain head had moved.
-    async fn settle(&mut self, in_flight: Option<InFlight>) {
-        if let Some(f) = in_flight {
-            let done = f.task.await;
-            self.settled(done).await;
+    /// Waits until the pipe is empty: the write in flight has finished (and been redone if its
+    /// chain head had moved) and the group sealed ahead has been written.
+    async fn flush(&mut self, pipe: &mut Pipe) {
+        loop {
+            if let Some(f) = pipe.in_flight.take() {
+                let done = f.task.await;
+                self.settled(done).await;
+            }
+            self.launch(pipe);
+            if pipe.in_flight.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Starts writing the group sealed ahead when no write is in flight.
+    fn launch(&self, pipe: &mut Pipe) {
+        if pipe.in_flight.is_some() {
+            return;
+        }
+        if let Some(ahead) = pipe.ahead.take() {
+            let wait_max = self.store.config().queue_wait_max;
+            let waited = ahead.oldest.elapsed();
+            if waited > wait_max {
+                // The write before took so long (a stalled database) that this group's callers
+                // would hear past the deadline: nothing of it is written. The appender's state
+                // already counts it, so the next write finds the stored head behind and
+                // recovers (see `seal`).
+                for p in ahead.pending {
+                    self.store.faults().deadline_expired();
+                    let _ = p.reply.send(Err(AppendError::QueueDeadline {
+                        waited,
+                        deadline: wait_max,
+                        retry_after: Duration::from_millis(RETRY_AFTER_OVERLOADED_MS),
+                    }));
+                }
+                return;
+            }
+            let write = Write {
+                store: self.store.clone(),
+                tenant: self.tenant.clone(),
+                tree_tx: self.tree_tx.clone(),
+                sealed: ahead.sealed,
+                pending: ahead.pending,
+                permits: ahead.permits,
+            };
+            pipe.in_flight = Some(InFlight {
+                task: tokio::spawn(write.run()),
+                event_ids: ahead.event_ids,
+            });
         }
     }
 
@@ -632,63 +748,75 @@ impl Appender {
     }
 
     /// Decides a group and writes it. A group of plain records (see [`pipelinable`]) that names
-    /// none of the event ids in flight is sealed at once, on the chain head the write in flight
-    /// will leave, and its write starts as soon as that one has committed: hashing and signing
-    /// one group overlap the insert and commit of the one before. Any other group waits for the
-    /// write in flight and is written on the slow path, under the tenant's lock.
+    /// nothing in the pipe is sealed at once, on the chain head the groups before it will leave,
+    /// and joins the group sealed ahead; that one is written as soon as no write is in flight.
+    /// Hashing and signing overlap the insert and commit of the write before, and the appender
+    /// never waits for a write to take more requests. Any other group waits until the pipe is
+    /// empty and is written on the slow path, under the tenant's lock.
     async fn process(
         &mut self,
         group: Vec<Request>,
         permits: Vec<Permit>,
-        in_flight: &mut Option<InFlight>,
+        oldest: Instant,
+        pipe: &mut Pipe,
     ) {
         let plain = group
             .iter()
             .all(|(drafts, _)| drafts.iter().all(|d| pipelinable(d.draft.event_type)));
-        if let Some(f) = in_flight.as_ref()
-            && (!plain
-                || group
-                    .iter()
-                    .any(|(drafts, _)| drafts.iter().any(|d| f.names(d))))
-        {
-            self.settle(in_flight.take()).await;
-        }
-        let (new, pending) = match self.decide(group).await {
-            Ok(decided) => decided,
-            Err((pending, e)) => return answer_failed(&self.store, &self.tenant, pending, &e),
-        };
         // After a write found the chain moved (another writer shares the database), groups go
         // the slow path for a while: sealing ahead would mostly be sealing twice.
         let paused = self
             .pipeline_paused_until
             .is_some_and(|t| Instant::now() < t);
-        if !plain || paused || new.is_empty() {
-            // Nothing in flight when the group is not plain (settled above); a group of
-            // duplicates and refusals only needs answering.
+        let ahead = plain
+            && !paused
+            && !group
+                .iter()
+                .any(|(drafts, _)| drafts.iter().any(|d| pipe.names(d)));
+        if !ahead {
+            self.flush(pipe).await;
+        }
+        let (new, pending) = match self.decide(group).await {
+            Ok(decided) => decided,
+            Err((pending, e)) => return answer_failed(&self.store, &self.tenant, pending, &e),
+        };
+        if !ahead || new.is_empty() {
+            // The pipe is empty unless the group is only duplicates and refusals, which need
+            // only answering.
             if let Err((pending, e)) = self.commit_and_answer(new, pending).await {
                 answer_failed(&self.store, &self.tenant, pending, &e);
             }
             return;
+        }
+        if pipe
+            .ahead
+            .as_ref()
+            .is_some_and(|a| a.records() + new.len() > GROUP_COMMIT_RECORDS_MAX)
+        {
+            // The group sealed ahead is full: it goes next.
+            if let Some(f) = pipe.in_flight.take() {
+                let done = f.task.await;
+                self.settled(done).await;
+            }
+            self.launch(pipe);
         }
         let event_ids = new.iter().map(|d| d.draft.event_id).collect();
         let sealed = match self.seal(new, None, None).await {
             Ok(sealed) => sealed,
             Err(e) => return answer_failed(&self.store, &self.tenant, pending, &e),
         };
-        // Writes commit in chain order: this one starts when the one before has finished.
-        self.settle(in_flight.take()).await;
-        let write = Write {
-            store: self.store.clone(),
-            tenant: self.tenant.clone(),
-            tree_tx: self.tree_tx.clone(),
+        let next = Ahead {
             sealed,
             pending,
             permits,
-        };
-        *in_flight = Some(InFlight {
-            task: tokio::spawn(write.run()),
             event_ids,
-        });
+            oldest,
+        };
+        match pipe.ahead.as_mut() {
+            Some(ahead) => ahead.absorb(next),
+            None => pipe.ahead = Some(next),
+        }
+        self.launch(pipe);
     }
 
     /// Decides each draft of a group: a duplicate of a stored record, a repeat of a new one in

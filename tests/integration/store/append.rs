@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use auditex::store::crypto::{CryptoError, MasterKey};
-use auditex::store::{AppendError, BATCH_RECORDS_MAX, Store, StoreError};
+use auditex::store::{AppendError, BATCH_RECORDS_MAX, GROUP_COMMIT_RECORDS_MAX, Store, StoreError};
 use ed25519_dalek::Verifier;
 use ledger::merkle::verify_consistency;
 use ledger::record::EventType;
@@ -793,9 +793,9 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
     let db = TestDb::new(&backend).await;
     let mut config = db.config();
     config.group_commit_window = Duration::ZERO;
-    // Room for the blocked single record, the one sealed behind it and two full batches; a
-    // small deadline makes the wait structural.
-    config.queue_records_max = 2 * BATCH_RECORDS_MAX + 2;
+    // Room for the blocked single record and two full batches; a small deadline makes the
+    // wait structural.
+    config.queue_records_max = 2 * BATCH_RECORDS_MAX + 1;
     config.queue_wait_max = Duration::from_millis(200);
     let store = Store::open_with_workers(config).await.expect("open");
     let tenant = tenant_id("acme");
@@ -806,14 +806,8 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
         .expect("the appender is running");
 
     let lock = HeldLock::take(&db, "acme").await;
-    // The appender takes the first request and blocks committing it, then seals the second
-    // ahead and waits for the first: both hold their room in the budget until answered.
+    // The appender takes the first request and blocks committing it.
     let first = tokio::spawn({
-        let (store, tenant) = (store.clone(), tenant.clone());
-        async move { store.append(&tenant, decisions(1)).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = tokio::spawn({
         let (store, tenant) = (store.clone(), tenant.clone());
         async move { store.append(&tenant, decisions(1)).await }
     });
@@ -833,8 +827,8 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         store.append_queue_load().0,
-        2 * BATCH_RECORDS_MAX + 2,
-        "two batches wait in the queue behind the blocked and the sealed record"
+        2 * BATCH_RECORDS_MAX + 1,
+        "two batches wait in the queue behind the blocked record"
     );
     let shed = store.fault_status().shed_requests;
     assert_eq!(shed, 8, "the other eight were refused at once");
@@ -873,11 +867,6 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
         .expect("task")
         .expect("the first request commits");
     assert_eq!(first[0].seq, 1);
-    let second = second
-        .await
-        .expect("task")
-        .expect("the sealed request commits");
-    assert_eq!(second[0].seq, 2);
     let status = store.fault_status();
     assert_eq!(status.deadline_expired_requests, 2);
     assert_eq!(
@@ -890,10 +879,10 @@ async fn batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waitin
         .append(&tenant, decisions(BATCH_RECORDS_MAX))
         .await
         .expect("accepted after the flood");
-    assert_eq!(again[0].seq, 3);
+    assert_eq!(again[0].seq, 2);
     assert_eq!(
         store.tree_size(&tenant).await.expect("size"),
-        TreeSize::new(3 + BATCH_RECORDS_MAX as u64)
+        TreeSize::new(2 + BATCH_RECORDS_MAX as u64)
     );
 }
 
@@ -959,18 +948,23 @@ async fn a_full_append_queue_refuses_at_once_with_a_retry_after(backend: Backend
         .expect("the appender is running");
 
     let lock = HeldLock::take(&db, "acme").await;
-    // The appender takes the first request and blocks committing it; it takes the second off
-    // the queue, seals it ahead and waits for the first; the third fills the queue.
+    // The appender takes the first request and blocks committing it. Behind it, it seals what
+    // comes into one group ahead, up to a group's limit: the batch that would pass the limit
+    // waits, taken off the queue, for the first to commit; the next request fills the queue.
     let first = tokio::spawn({
         let (store, tenant) = (store.clone(), tenant.clone());
         async move { store.append(&tenant, decisions(1)).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sealed = tokio::spawn({
-        let (store, tenant) = (store.clone(), tenant.clone());
-        async move { store.append(&tenant, decisions(1)).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut sealed = Vec::new();
+    for _ in 0..=GROUP_COMMIT_RECORDS_MAX / BATCH_RECORDS_MAX {
+        sealed.push(tokio::spawn({
+            let (store, tenant) = (store.clone(), tenant.clone());
+            async move { store.append(&tenant, decisions(BATCH_RECORDS_MAX)).await }
+        }));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sealed_records = sealed.len() * BATCH_RECORDS_MAX;
     let second = tokio::spawn({
         let (store, tenant) = (store.clone(), tenant.clone());
         async move { store.append(&tenant, decisions(1)).await }
@@ -998,15 +992,20 @@ async fn a_full_append_queue_refuses_at_once_with_a_retry_after(backend: Backend
         .await
         .expect("task")
         .expect("the first request commits");
-    let sealed = sealed
-        .await
-        .expect("task")
-        .expect("the request sealed ahead commits");
+    let mut next = 2;
+    for batch in sealed {
+        let receipts = batch
+            .await
+            .expect("task")
+            .expect("the batches behind the first commit");
+        assert_eq!(receipts[0].seq, next, "in the order they came");
+        next += BATCH_RECORDS_MAX as u64;
+    }
     let second = second
         .await
         .expect("task")
         .expect("the queued request commits");
-    assert_eq!((first[0].seq, sealed[0].seq, second[0].seq), (1, 2, 3));
+    assert_eq!((first[0].seq, second[0].seq), (1, next));
     assert!(
         store
             .record_by_event_id(&tenant, refused_id)
@@ -1017,7 +1016,7 @@ async fn a_full_append_queue_refuses_at_once_with_a_retry_after(backend: Backend
     );
     assert_eq!(
         store.tree_size(&tenant).await.expect("size"),
-        TreeSize::new(4)
+        TreeSize::new(3 + sealed_records as u64)
     );
 }
 
