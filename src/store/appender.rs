@@ -685,6 +685,22 @@ impl Appender {
         }
     }
 
+    /// Settles the write in flight if it has finished and starts the next: called between
+    /// groups, so that a write that finished while the appender was busy deciding and sealing
+    /// is followed at once, not when the appender is next idle.
+    async fn reap(&mut self, pipe: &mut Pipe) {
+        if pipe
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.task.is_finished())
+            && let Some(f) = pipe.in_flight.take()
+        {
+            let done = f.task.await;
+            self.settled(done).await;
+        }
+        self.launch(pipe);
+    }
+
     /// Starts writing the group sealed ahead when no write is in flight.
     fn launch(&self, pipe: &mut Pipe) {
         if pipe.in_flight.is_some() {
@@ -816,7 +832,7 @@ impl Appender {
             Some(ahead) => ahead.absorb(next),
             None => pipe.ahead = Some(next),
         }
-        self.launch(pipe);
+        self.reap(pipe).await;
     }
 
     /// Decides each draft of a group: a duplicate of a stored record, a repeat of a new one in
