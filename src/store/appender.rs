@@ -2,24 +2,10 @@
 //!
 //! Requests queue in a bounded channel. The appender takes every request waiting (up to
 //! [`GROUP_COMMIT_RECORDS_MAX`] records, waiting at most the group-commit window for more), and
-//! writes them all in one transaction. Only once it has committed does any caller get a receipt.
-//!
-//! Two paths write a group:
-//!
-//! - **Sealed ahead (pipelined).** A group of plain records (decisions and their follow-ups; see
-//!   `pipelinable`) is hashed in chain order, its erasable values sealed and its records signed on
-//!   every core *while the group before it is inserted and committed*, on the chain head that
-//!   write will leave. Its own write then starts: it takes the tenant's lock, checks that the
-//!   stored chain head is the one the group was sealed on, inserts records, sealed values, data
-//!   keys and completed Merkle tile hashes, and commits. At most one write is in flight, so groups
-//!   commit in chain order. If the head is not the one expected (the write before failed, or
-//!   another service instance sharing a PostgreSQL database appended), nothing is written and the
-//!   group goes the slow path.
-//! - **Slow path.** Everything else (erasures, legal holds, administration records, key
-//!   rotations), a group naming an event id in flight, and any group for a few seconds after a
-//!   write found the chain moved: the write in flight finishes first, then under the tenant's lock
-//!   the appender re-reads the chain head (resuming from the database if it moved), seals, signs,
-//!   inserts and commits.
+//! writes them all in one transaction: under the tenant's lock it re-reads the chain head (another
+//! service instance sharing a PostgreSQL database may have appended), hashes the new records in
+//! chain order, signs them on every core, inserts records, sealed erasable values and completed
+//! Merkle tile hashes, and commits. Only then does any caller get a receipt.
 //!
 //! The queue is bounded by requests, by records and by estimated bytes, per tenant and across all
 //! tenants ([`QueueBudget`]), so the memory that waiting requests hold has a stated ceiling: a
@@ -43,7 +29,6 @@ use ledger::types::{CaptureTime, EventId, Hash, Sequence, TenantId};
 use rayon::prelude::*;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::backend::AppendTransaction;
 use super::crypto::SealContext;
 use super::erasure::ErasureScope;
 use super::erasure_sql::NewDataKeyRow;
@@ -339,11 +324,9 @@ struct Appender {
     key: KeyInterval,
     head: Option<ChainHead>,
     tree: CompactTree,
-    tree_tx: Arc<watch::Sender<TreeHead>>,
+    tree_tx: watch::Sender<TreeHead>,
     /// Unwrapped data keys of recent subjects (see [`DataKeyCache`]).
     data_keys: DataKeyCache,
-    /// Until when groups are not sealed ahead (see [`PIPELINE_PAUSE`]).
-    pipeline_paused_until: Option<Instant>,
 }
 
 /// Starts the appender of `tenant`, resuming from the stored chain head.
@@ -371,14 +354,13 @@ pub(crate) async fn spawn(
     };
     let appender = Appender {
         data_keys: DataKeyCache::default(),
-        pipeline_paused_until: None,
         store,
         tenant,
         signer: Arc::new(signer),
         key,
         head,
         tree,
-        tree_tx: Arc::new(tree_tx),
+        tree_tx,
     };
     tokio::spawn(appender.run(rx));
     Ok((handle, tree_rx))
@@ -421,167 +403,11 @@ impl From<super::CryptoError> for GroupFailed {
     }
 }
 
-/// Groups on their way to the database: the one being written, and the one sealed ahead of it.
-#[derive(Default)]
-struct Pipe {
-    in_flight: Option<InFlight>,
-    ahead: Option<Ahead>,
-}
-
-impl Pipe {
-    /// Whether `d` must wait for what is in the pipe (see [`InFlight::names`]).
-    fn names(&self, d: &PreparedDraft) -> bool {
-        self.in_flight.as_ref().is_some_and(|f| f.names(d))
-            || self.ahead.as_ref().is_some_and(|a| names(&a.event_ids, d))
-    }
-}
-
-/// Groups sealed while a write was in flight, merged into one to be written next: every request
-/// that arrives during a write joins it, so a write that is the bottleneck (SQLite's one writer)
-/// takes groups as large as it did before sealing ahead.
-struct Ahead {
-    sealed: Sealed,
-    pending: Vec<Pending>,
-    permits: Vec<Permit>,
-    event_ids: HashSet<EventId>,
-    /// When its oldest request was queued: a group still waiting past the queue deadline when
-    /// its turn comes is answered "overloaded" unwritten, as a request waiting in the queue is.
-    oldest: Instant,
-}
-
-impl Ahead {
-    fn records(&self) -> usize {
-        self.sealed.records.len()
-    }
-
-    /// Appends `next`, sealed on the head this one leaves, so that both are written in one
-    /// transaction.
-    fn absorb(&mut self, next: Ahead) {
-        let offset = self.sealed.records.len();
-        let s = &mut self.sealed;
-        let n = next.sealed;
-        s.records.extend(n.records);
-        s.values.extend(n.values);
-        s.erasable.extend(n.erasable);
-        s.new_keys.extend(n.new_keys);
-        s.nodes.extend(n.nodes);
-        s.erasures.extend(n.erasures);
-        s.tree = n.tree;
-        s.sealed_in += n.sealed_in;
-        for mut p in next.pending {
-            for slot in &mut p.outcome {
-                if let Slot::New(i) | Slot::Repeat(i) = slot {
-                    *i += offset;
-                }
-            }
-            self.pending.push(p);
-        }
-        self.permits.extend(next.permits);
-        self.event_ids.extend(next.event_ids);
-        self.oldest = self.oldest.min(next.oldest);
-    }
-}
-
-/// See [`InFlight::names`].
-fn names(event_ids: &HashSet<EventId>, d: &PreparedDraft) -> bool {
-    event_ids.contains(&d.draft.event_id)
-        || (!d.erasable_values.is_empty()
-            && payload_strings(d.draft.payload.as_str())
-                .decision_id
-                .and_then(|id| EventId::parse(&id).ok())
-                .is_some_and(|id| event_ids.contains(&id)))
-}
-
-/// The write of a sealed group, running while the appender gathers and seals the next one.
-struct InFlight {
-    task: tokio::task::JoinHandle<Option<Redo>>,
-    /// The event ids it writes: a group naming one of them waits for the write to finish, so
-    /// that its idempotency look-up sees the outcome.
-    event_ids: HashSet<EventId>,
-}
-
-impl InFlight {
-    /// Whether `d` must wait for this write: it repeats one of its event ids (its idempotency
-    /// look-up must see the outcome), or it is a follow-up with erasable values naming one of
-    /// its decisions (the follow-up's values are sealed under that decision's subject's key,
-    /// found through the stored decision).
-    fn names(&self, d: &PreparedDraft) -> bool {
-        names(&self.event_ids, d)
-    }
-}
-
-/// How long groups are written on the slow path after a write sealed ahead found the chain
-/// head moved.
-const PIPELINE_PAUSE: Duration = Duration::from_secs(5);
-
-/// A group sealed ahead of its write whose chain head had moved when the write began (another
-/// writer appended, or the group before it failed): its drafts, decided and sealed again on the
-/// slow path, under the tenant's lock.
-struct Redo {
-    drafts: Vec<PreparedDraft>,
-    pending: Vec<Pending>,
-    permits: Vec<Permit>,
-}
-
-/// What woke an idle appender.
-enum Woken {
-    Message(Option<Message>),
-    Written(Result<Option<Redo>, tokio::task::JoinError>),
-}
-
-/// Whether a group of this event type may be sealed while the group before it is still being
-/// written. Only records that change nothing but the chain's own tables qualify: erasures, legal
-/// holds, administration (retention policies) and the service's own records read or change
-/// state their successors depend on, so they are written on the slow path, alone in the pipe.
-fn pipelinable(event_type: ledger::record::EventType) -> bool {
-    use ledger::record::EventType as T;
-    matches!(
-        event_type,
-        T::Decision
-            | T::HumanReview
-            | T::Override
-            | T::Contest
-            | T::ExplanationRequest
-            | T::Submission
-            | T::ModelChange
-            | T::IntegrityCheck
-            | T::Access
-    )
-}
-
 impl Appender {
-    /// Gathers groups and writes them in chain order. A group of plain records is hashed,
-    /// sealed and signed while the group before it is inserted and committed (see
-    /// [`Appender::process`]); at most one write is in flight, so writes commit in order.
     async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let window = self.store.config().group_commit_window;
         let wait_max = self.store.config().queue_wait_max;
-        let mut pipe = Pipe::default();
-        loop {
-            // Idle: wait for a request, or for the write in flight to finish (then the group
-            // sealed ahead is written; a write whose chain head moved is redone at once, not when
-            // the next request comes).
-            let woken = match pipe.in_flight.as_mut() {
-                None => Woken::Message(rx.recv().await),
-                Some(f) => tokio::select! {
-                    m = rx.recv() => Woken::Message(m),
-                    done = &mut f.task => Woken::Written(done),
-                },
-            };
-            let first = match woken {
-                Woken::Written(done) => {
-                    pipe.in_flight = None;
-                    self.settled(done).await;
-                    self.launch(&mut pipe);
-                    continue;
-                }
-                Woken::Message(Some(m)) => m,
-                Woken::Message(None) => {
-                    // Every handle is gone: finish what is in the pipe and stop.
-                    self.flush(&mut pipe).await;
-                    return;
-                }
-            };
+        while let Some(first) = rx.recv().await {
             let mut group = Vec::new();
             // Held until the group is answered: the queue budgets count a request until then.
             let mut permits = Vec::new();
@@ -590,7 +416,6 @@ impl Appender {
             let mut close = None;
             let mut next = Some(first);
             let deadline = Instant::now() + window;
-            let mut oldest = Instant::now();
             // Gather requests until the group is full, the window closes, or a control message
             // (rotation, close) needs the group committed first.
             while let Some(message) = next.take() {
@@ -613,7 +438,6 @@ impl Appender {
                             }));
                         } else {
                             records += drafts.len();
-                            oldest = oldest.min(enqueued);
                             group.push((drafts, reply));
                             permits.push(permit);
                         }
@@ -638,17 +462,16 @@ impl Appender {
                 };
             }
             if !group.is_empty() {
-                self.process(group, permits, oldest, &mut pipe).await;
+                self.process(group).await;
             }
+            drop(permits);
             if let Some(reply) = rotate {
-                self.flush(&mut pipe).await;
                 let _ = reply.send(self.rotate().await);
             }
             if let Some(done) = close {
                 rx.close();
                 // Finish whatever was queued before the close was seen.
                 let mut rest = Vec::new();
-                let oldest = Instant::now();
                 while let Ok(m) = rx.try_recv() {
                     match m {
                         Message::Append { drafts, reply, .. } => rest.push((drafts, reply)),
@@ -661,187 +484,38 @@ impl Appender {
                     }
                 }
                 if !rest.is_empty() {
-                    self.process(rest, Vec::new(), oldest, &mut pipe).await;
+                    self.process(rest).await;
                 }
-                self.flush(&mut pipe).await;
                 let _ = done.send(());
                 return;
             }
         }
     }
 
-    /// Waits until the pipe is empty: the write in flight has finished (and been redone if its
-    /// chain head had moved) and the group sealed ahead has been written.
-    async fn flush(&mut self, pipe: &mut Pipe) {
-        loop {
-            if let Some(f) = pipe.in_flight.take() {
-                let done = f.task.await;
-                self.settled(done).await;
-            }
-            self.launch(pipe);
-            if pipe.in_flight.is_none() {
-                return;
-            }
-        }
-    }
-
-    /// Settles the write in flight if it has finished and starts the next: called between
-    /// groups, so that a write that finished while the appender was busy deciding and sealing
-    /// is followed at once, not when the appender is next idle.
-    async fn reap(&mut self, pipe: &mut Pipe) {
-        if pipe
-            .in_flight
-            .as_ref()
-            .is_some_and(|f| f.task.is_finished())
-            && let Some(f) = pipe.in_flight.take()
-        {
-            let done = f.task.await;
-            self.settled(done).await;
-        }
-        self.launch(pipe);
-    }
-
-    /// Starts writing the group sealed ahead when no write is in flight.
-    fn launch(&self, pipe: &mut Pipe) {
-        if pipe.in_flight.is_some() {
-            return;
-        }
-        if let Some(ahead) = pipe.ahead.take() {
-            let wait_max = self.store.config().queue_wait_max;
-            let waited = ahead.oldest.elapsed();
-            if waited > wait_max {
-                // The write before took so long (a stalled database) that this group's callers
-                // would hear past the deadline: nothing of it is written. The appender's state
-                // already counts it, so the next write finds the stored head behind and
-                // recovers (see `seal`).
-                for p in ahead.pending {
-                    self.store.faults().deadline_expired();
-                    let _ = p.reply.send(Err(AppendError::QueueDeadline {
-                        waited,
-                        deadline: wait_max,
-                        retry_after: Duration::from_millis(RETRY_AFTER_OVERLOADED_MS),
-                    }));
+    async fn process(&mut self, group: Vec<Request>) {
+        match self.try_process(group).await {
+            Ok(()) => {}
+            Err((pending, e)) => {
+                // Nothing was committed (or, for an erasure journal that could not be written,
+                // nothing is acknowledged); the cached head may be stale if the outcome of the
+                // commit is unknown, so the next group re-reads it (see `commit_group`).
+                match &e {
+                    StoreError::StorageFull(detail) => {
+                        self.store.faults().storage_full("append", detail);
+                    }
+                    StoreError::ClockBehind { .. } => {
+                        tracing::warn!(tenant = %self.tenant, error = %e, "append refused");
+                    }
+                    _ => tracing::warn!(tenant = %self.tenant, error = %e, "append group failed"),
                 }
-                return;
-            }
-            let write = Write {
-                store: self.store.clone(),
-                tenant: self.tenant.clone(),
-                tree_tx: self.tree_tx.clone(),
-                sealed: ahead.sealed,
-                pending: ahead.pending,
-                permits: ahead.permits,
-            };
-            pipe.in_flight = Some(InFlight {
-                task: tokio::spawn(write.run()),
-                event_ids: ahead.event_ids,
-            });
-        }
-    }
-
-    /// Deals with a finished write: a write that succeeded or failed has answered its callers;
-    /// one whose chain head had moved comes back to be decided and written again.
-    async fn settled(&mut self, done: Result<Option<Redo>, tokio::task::JoinError>) {
-        match done {
-            Ok(None) => {}
-            Ok(Some(Redo {
-                drafts,
-                pending,
-                permits,
-            })) => {
-                self.pipeline_paused_until = Some(Instant::now() + PIPELINE_PAUSE);
-                if let Err((pending, e)) = self.commit_and_answer(drafts, pending).await {
-                    answer_failed(&self.store, &self.tenant, pending, &e);
+                for p in pending {
+                    let _ = p.reply.send(Err(AppendError::Store(same_error(&e))));
                 }
-                drop(permits);
-            }
-            // Its callers were dropped unanswered and hear "shutting down"; whether it committed
-            // is unknown, which the next group's check of the chain head settles.
-            Err(e) => {
-                tracing::error!(tenant = %self.tenant, error = %e, "a group's write task failed")
             }
         }
     }
 
-    /// Decides a group and writes it. A group of plain records (see [`pipelinable`]) that names
-    /// nothing in the pipe is sealed at once, on the chain head the groups before it will leave,
-    /// and joins the group sealed ahead; that one is written as soon as no write is in flight.
-    /// Hashing and signing overlap the insert and commit of the write before, and the appender
-    /// never waits for a write to take more requests. Any other group waits until the pipe is
-    /// empty and is written on the slow path, under the tenant's lock.
-    async fn process(
-        &mut self,
-        group: Vec<Request>,
-        permits: Vec<Permit>,
-        oldest: Instant,
-        pipe: &mut Pipe,
-    ) {
-        let plain = group
-            .iter()
-            .all(|(drafts, _)| drafts.iter().all(|d| pipelinable(d.draft.event_type)));
-        // After a write found the chain moved (another writer shares the database), groups go
-        // the slow path for a while: sealing ahead would mostly be sealing twice.
-        let paused = self
-            .pipeline_paused_until
-            .is_some_and(|t| Instant::now() < t);
-        let ahead = plain
-            && !paused
-            && !group
-                .iter()
-                .any(|(drafts, _)| drafts.iter().any(|d| pipe.names(d)));
-        if !ahead {
-            self.flush(pipe).await;
-        }
-        let (new, pending) = match self.decide(group).await {
-            Ok(decided) => decided,
-            Err((pending, e)) => return answer_failed(&self.store, &self.tenant, pending, &e),
-        };
-        if !ahead || new.is_empty() {
-            // The pipe is empty unless the group is only duplicates and refusals, which need
-            // only answering.
-            if let Err((pending, e)) = self.commit_and_answer(new, pending).await {
-                answer_failed(&self.store, &self.tenant, pending, &e);
-            }
-            return;
-        }
-        if pipe
-            .ahead
-            .as_ref()
-            .is_some_and(|a| a.records() + new.len() > GROUP_COMMIT_RECORDS_MAX)
-        {
-            // The group sealed ahead is full: it goes next.
-            if let Some(f) = pipe.in_flight.take() {
-                let done = f.task.await;
-                self.settled(done).await;
-            }
-            self.launch(pipe);
-        }
-        let event_ids = new.iter().map(|d| d.draft.event_id).collect();
-        let sealed = match self.seal(new, None, None).await {
-            Ok(sealed) => sealed,
-            Err(e) => return answer_failed(&self.store, &self.tenant, pending, &e),
-        };
-        let next = Ahead {
-            sealed,
-            pending,
-            permits,
-            event_ids,
-            oldest,
-        };
-        match pipe.ahead.as_mut() {
-            Some(ahead) => ahead.absorb(next),
-            None => pipe.ahead = Some(next),
-        }
-        self.reap(pipe).await;
-    }
-
-    /// Decides each draft of a group: a duplicate of a stored record, a repeat of a new one in
-    /// this group, or new. A request with any conflict (or refused by a legal hold) is answered
-    /// at once and claims nothing. Returns the new drafts in order and the requests to answer.
-    async fn decide(
-        &self,
-        group: Vec<Request>,
-    ) -> Result<(Vec<PreparedDraft>, Vec<Pending>), (Vec<Pending>, StoreError)> {
+    async fn try_process(&mut self, group: Vec<Request>) -> Result<(), (Vec<Pending>, StoreError)> {
         // 1. Idempotency: which event ids exist already (one read for the whole group).
         let ids: Vec<String> = group
             .iter()
@@ -959,17 +633,11 @@ impl Appender {
             new.extend(local);
             pending.push(Pending { reply, outcome });
         }
-        Ok((new, pending))
-    }
 
-    /// Writes the new drafts of a decided group on the slow path and answers its requests.
-    async fn commit_and_answer(
-        &mut self,
-        mut new: Vec<PreparedDraft>,
-        mut pending: Vec<Pending>,
-    ) -> Result<(), (Vec<Pending>, StoreError)> {
         // 3. Sequence, seal and commit the new records in one transaction. Each race with
         //    another node removes at least one draft, so this ends.
+        let mut new = new;
+        let mut pending = pending;
         let records = loop {
             if new.is_empty() {
                 break Vec::new();
@@ -984,7 +652,18 @@ impl Appender {
         };
 
         // 4. Acknowledge, now that everything is durable.
-        answer(pending, &records);
+        for p in pending {
+            let receipts = p
+                .outcome
+                .iter()
+                .map(|slot| match slot {
+                    Slot::Existing(r) => Receipt::of(r, true),
+                    Slot::New(i) => Receipt::of(&records[*i], false),
+                    Slot::Repeat(i) => Receipt::of(&records[*i], true),
+                })
+                .collect();
+            let _ = p.reply.send(Ok(receipts));
+        }
         Ok(())
     }
 
@@ -1173,16 +852,18 @@ impl Appender {
         })
     }
 
-    /// Writes `drafts` as the next records of the chain on the slow path and returns them
-    /// sealed: the tenant's lock is taken first and the chain head read under it. With
-    /// `rotation`, the group is a single key-rotation record signed by the current key, and the
-    /// new key takes over from the following sequence number in the same transaction.
+    /// Writes `drafts` as the next records of the chain and returns them sealed. With `rotation`,
+    /// the group is a single key-rotation record signed by the current key, and the new key takes
+    /// over from the following sequence number in the same transaction.
     async fn commit_group(
         &mut self,
-        drafts: Vec<PreparedDraft>,
+        mut drafts: Vec<PreparedDraft>,
         rotation: Option<(ed25519_dalek::SigningKey, Vec<u8>)>,
     ) -> Result<Vec<Record>, GroupFailed> {
+        let started = Instant::now();
         let mut tx = self.store.backend().begin_append(&self.tenant).await?;
+        // On SQLite, the wait for the one writer the read side also uses.
+        let locked = started.elapsed();
         // Under the tenant's lock: if someone else moved the chain, resume from what is stored.
         let head = tx.chain_head(&self.tenant).await?;
         if head != self.head {
@@ -1232,27 +913,6 @@ impl Appender {
             }
         }
 
-        let sealed = self.seal(drafts, rotation, Some(&mut tx)).await?;
-        write_sealed(&mut tx, &self.tenant, &sealed).await?;
-        tx.commit().await?;
-        publish(&self.store, &self.tenant, &self.tree_tx, &sealed)?;
-        Ok(sealed.records)
-    }
-
-    /// Hashes, seals and signs `drafts` as the records following the appender's chain head,
-    /// and moves the appender's head, tree, key cache (and, for a rotation, its key) past them
-    /// as if they were written. A write that then fails leaves the database behind that head:
-    /// the next write finds the stored head is not the one it was sealed on and recovers from
-    /// the database (`commit_group`). With `tx` (the slow path, under the tenant's lock),
-    /// subjects' keys are read in that transaction; without, outside any, which the write's
-    /// check of the chain head makes exact.
-    async fn seal(
-        &mut self,
-        mut drafts: Vec<PreparedDraft>,
-        rotation: Option<(ed25519_dalek::SigningKey, Vec<u8>)>,
-        tx: Option<&mut Box<dyn AppendTransaction>>,
-    ) -> Result<Sealed, StoreError> {
-        let started = Instant::now();
         let mut new_key_row = None;
         if let Some((key, sealed)) = &rotation {
             let seq = self.head.map_or(0, |h| h.seq.get() + 1);
@@ -1288,37 +948,33 @@ impl Appender {
         self.store.faults().clock_observed(behind, allowed);
         if behind > allowed {
             self.store.faults().clock_refused();
-            return Err(StoreError::ClockBehind { behind, allowed });
+            return Err(GroupFailed::Store(StoreError::ClockBehind {
+                behind,
+                allowed,
+            }));
         }
-        let base = self.head;
         let mut tree = self.tree.clone();
         let mut head = self.head;
         let mut unsigned = Vec::with_capacity(drafts.len());
-        let mut values = Vec::with_capacity(drafts.len());
         let mut nodes = Vec::new();
         let mut erasable = Vec::new();
         // Data keys: each value is sealed under its subject's key (found, or made here), or
         // under a key of its own record when it concerns no known subject.
         let subjects = GroupSubjects::resolve(&self.store, &self.tenant, &drafts).await?;
-        // The cache is exact while this appender is the chain's only writer (every write checks
-        // that), so only subjects it does not hold are looked up.
+        // The cache is exact while this appender is the chain's only writer (checked above), so
+        // only subjects it does not hold are looked up.
         let missing: Vec<&str> = subjects
             .all()
             .into_iter()
             .filter(|s| !self.data_keys.holds(s))
             .collect();
-        let stored = match (missing.is_empty(), tx) {
-            (true, _) => Default::default(),
-            (false, Some(tx)) => tx.subject_keys(&self.tenant, &missing).await?,
-            (false, None) => {
-                self.store
-                    .backend()
-                    .subject_keys(&self.tenant, &missing)
-                    .await?
-            }
+        let stored = if missing.is_empty() {
+            Default::default()
+        } else {
+            tx.subject_keys(&self.tenant, &missing).await?
         };
-        // Keys learnt here enter the cache with the rest of the appender's state once the group
-        // is sealed; a write that fails makes the next one clear it (see above).
+        // Keys learnt in this group enter the cache only once it commits: a key made for a
+        // group that rolls back does not exist.
         let mut learnt: Vec<(String, i64, DataKey)> = Vec::new();
         let mut forget: Vec<String> = Vec::new();
         let mut in_group: HashMap<String, (i64, DataKey)> = HashMap::new();
@@ -1430,8 +1086,6 @@ impl Appender {
                 d.draft,
                 self.signer.key_id(),
             );
-            // Kept only to rebuild the draft should the group have to be sealed again.
-            values.push(d.erasable_values);
             for n in tree
                 .push(leaf_hash(u.hash().as_bytes()))
                 .map_err(|e| StoreError::OutOfRange(e.to_string()))?
@@ -1453,15 +1107,61 @@ impl Appender {
             if r.seq.get() < self.key.from_seq
                 || self.key.until_seq.is_some_and(|u| r.seq.get() >= u)
             {
-                return Err(StoreError::Corrupt(format!(
+                return Err(GroupFailed::Store(StoreError::Corrupt(format!(
                     "key {} is not valid for sequence {}",
                     self.key.key_id, r.seq
-                )));
+                ))));
             }
         }
-        let old_key_id = self.key.key_id.to_hex();
 
-        // Sealed: the appender moves past the group.
+        let payload_erasable: Vec<String> = records
+            .iter()
+            .map(|r| {
+                serde_json::to_string(&r.erasable).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        let rows: Vec<NewRecordRow<'_>> = records
+            .iter()
+            .zip(payload_erasable)
+            .map(|(record, erasable)| NewRecordRow {
+                record,
+                payload: record.payload.as_str(),
+                erasable,
+            })
+            .collect();
+        tx.insert(&self.tenant, &rows, &erasable, &new_keys, &nodes)
+            .await?;
+        // Erasures take effect in the transaction that appends them, after the group's own
+        // values are in (an erasure covers the values before it in the chain, these included).
+        for scope in &erasures {
+            tx.erase(&self.tenant, scope).await?;
+        }
+        // Holds and the retention policy follow their records in the same transaction.
+        let hold_changes = super::holds::HoldChange::of_records(&records);
+        if !hold_changes.is_empty() {
+            tx.apply_holds(&self.tenant, &hold_changes).await?;
+        }
+        if let Some((seq, rules)) = super::retention::policy_of_records(&records)? {
+            tx.replace_retention_policy(&self.tenant, seq, &rules)
+                .await?;
+        }
+        if let Some(row) = &new_key_row {
+            tx.rotate_key(&self.tenant, &self.key.key_id.to_hex(), row, now)
+                .await?;
+        }
+        let sealed = started.elapsed();
+        tx.commit().await?;
+        self.store.faults().write_succeeded();
+        // Group size and commit latency, for tuning the group-commit window.
+        tracing::debug!(
+            tenant = %self.tenant,
+            records = records.len(),
+            lock_us = u64::try_from(locked.as_micros()).unwrap_or(u64::MAX),
+            sealed_us = u64::try_from(sealed.as_micros()).unwrap_or(u64::MAX),
+            committed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "group committed"
+        );
+
         self.tree = tree;
         self.head = head;
         for (subject, k, key) in learnt {
@@ -1470,7 +1170,7 @@ impl Appender {
         for subject in &forget {
             self.data_keys.forget(subject);
         }
-        if let (Some((key, _)), Some(row)) = (rotation, &new_key_row) {
+        if let (Some((key, _)), Some(row)) = (rotation, new_key_row) {
             self.key = KeyInterval {
                 key_id: ledger::keys::KeyId::of(&key.verifying_key()),
                 public_key: key.verifying_key(),
@@ -1479,239 +1179,25 @@ impl Appender {
             };
             self.signer = Arc::new(RecordSigner::new(key));
         }
-        Ok(Sealed {
-            base,
-            records,
-            values,
-            erasable,
-            new_keys,
-            nodes,
-            erasures,
-            rotation: new_key_row.map(|row| (old_key_id, row)),
-            now,
-            tree: TreeHead {
-                size: self.tree.size(),
-                root: self.tree.root(),
-            },
-            started,
-            sealed_in: started.elapsed(),
-        })
-    }
-}
-
-/// A group hashed, sealed and signed: everything its write puts in the database.
-struct Sealed {
-    /// The chain head the group follows; its write checks the stored head is still this one.
-    base: Option<ChainHead>,
-    records: Vec<Record>,
-    /// Per record, the erasable values its commitments were made from.
-    values:
-        Vec<std::collections::BTreeMap<ledger::record::FieldName, ledger::record::ErasableValue>>,
-    erasable: Vec<NewErasableRow>,
-    new_keys: Vec<NewDataKeyRow>,
-    nodes: Vec<(u8, u64, Hash)>,
-    erasures: Vec<ErasureScope>,
-    /// For a key rotation: the retiring key's id and the new key's row.
-    rotation: Option<(String, super::KeyRow)>,
-    now: u64,
-    /// The tree with the group in it, published once it is committed.
-    tree: TreeHead,
-    /// When sealing began, and how long it took (for the debug log of each group).
-    started: Instant,
-    sealed_in: Duration,
-}
-
-impl Sealed {
-    /// The drafts the group was sealed from, to be sealed again on another chain head.
-    fn into_drafts(self) -> Vec<PreparedDraft> {
-        self.records
-            .into_iter()
-            .zip(self.values)
-            .map(|(r, erasable_values)| PreparedDraft {
-                draft: ledger::record::RecordDraft {
-                    event_id: r.event_id,
-                    event_type: r.event_type,
-                    payload: r.payload,
-                    erasable: r.erasable,
-                },
-                erasable_values,
-            })
-            .collect()
-    }
-}
-
-/// Puts a sealed group in the open append transaction `tx`: its records, sealed values, data
-/// keys and tile hashes, and what its records change (erasures, holds, the retention policy, the
-/// signing key).
-async fn write_sealed(
-    tx: &mut Box<dyn AppendTransaction>,
-    tenant: &TenantId,
-    sealed: &Sealed,
-) -> Result<(), StoreError> {
-    let records = &sealed.records;
-    let payload_erasable: Vec<String> = records
-        .iter()
-        .map(|r| serde_json::to_string(&r.erasable).map_err(|e| StoreError::Corrupt(e.to_string())))
-        .collect::<Result<_, _>>()?;
-    let rows: Vec<NewRecordRow<'_>> = records
-        .iter()
-        .zip(payload_erasable)
-        .map(|(record, erasable)| NewRecordRow {
-            record,
-            payload: record.payload.as_str(),
-            erasable,
-        })
-        .collect();
-    tx.insert(
-        tenant,
-        &rows,
-        &sealed.erasable,
-        &sealed.new_keys,
-        &sealed.nodes,
-    )
-    .await?;
-    // Erasures take effect in the transaction that appends them, after the group's own values
-    // are in (an erasure covers the values before it in the chain, these included).
-    for scope in &sealed.erasures {
-        tx.erase(tenant, scope).await?;
-    }
-    // Holds and the retention policy follow their records in the same transaction.
-    let hold_changes = super::holds::HoldChange::of_records(records);
-    if !hold_changes.is_empty() {
-        tx.apply_holds(tenant, &hold_changes).await?;
-    }
-    if let Some((seq, rules)) = super::retention::policy_of_records(records)? {
-        tx.replace_retention_policy(tenant, seq, &rules).await?;
-    }
-    if let Some((old_key_id, row)) = &sealed.rotation {
-        tx.rotate_key(tenant, old_key_id, row, sealed.now).await?;
-    }
-    Ok(())
-}
-
-/// After a group's commit: tells the tree's watchers and the read side, and journals its
-/// erasures before anyone is answered.
-fn publish(
-    store: &Store,
-    tenant: &TenantId,
-    tree_tx: &watch::Sender<TreeHead>,
-    sealed: &Sealed,
-) -> Result<(), StoreError> {
-    store.faults().write_succeeded();
-    // Group size and latency, for tuning the group-commit window.
-    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-    tracing::debug!(
-        tenant = %tenant,
-        records = sealed.records.len(),
-        sealed_us = micros(sealed.sealed_in),
-        committed_us = micros(sealed.started.elapsed()),
-        "group committed"
-    );
-    tree_tx.send_replace(sealed.tree);
-    // Live tailing: the projection runner applies the new records without waiting to poll.
-    store.views_runner().wake();
-    if !sealed.erasures.is_empty() {
-        // Journaled once committed and before anyone is answered (see `erasure.rs`): a restored
-        // backup cannot bring back what an acknowledged erasure erased, and an erasure that did
-        // not commit is never carried out.
-        let erasure_records: Vec<&Record> = sealed
-            .records
-            .iter()
-            .filter(|r| r.event_type == ledger::record::EventType::Erasure)
-            .collect();
-        store.erasure_journal().record(tenant, &erasure_records)?;
-    }
-    Ok(())
-}
-
-/// The write of a group sealed ahead (the fast path), run as a task of its own.
-struct Write {
-    store: Store,
-    tenant: TenantId,
-    tree_tx: Arc<watch::Sender<TreeHead>>,
-    sealed: Sealed,
-    pending: Vec<Pending>,
-    /// The group's room in the queue budgets, held until it is answered.
-    permits: Vec<Permit>,
-}
-
-impl Write {
-    /// Writes and answers the group; gives it back when the chain head is no longer the one it
-    /// was sealed on.
-    async fn run(self) -> Option<Redo> {
-        match self.write().await {
-            Ok(true) => {
-                answer(self.pending, &self.sealed.records);
-                None
-            }
-            Ok(false) => Some(Redo {
-                drafts: self.sealed.into_drafts(),
-                pending: self.pending,
-                permits: self.permits,
-            }),
-            Err(e) => {
-                answer_failed(&self.store, &self.tenant, self.pending, &e);
-                None
-            }
+        self.tree_tx.send_replace(TreeHead {
+            size: self.tree.size(),
+            root: self.tree.root(),
+        });
+        // Live tailing: the projection runner applies the new records without waiting to poll.
+        self.store.views_runner().wake();
+        if !erasures.is_empty() {
+            // Journaled once committed and before anyone is answered (see `erasure.rs`): a
+            // restored backup cannot bring back what an acknowledged erasure erased, and an
+            // erasure that did not commit is never carried out.
+            let erasure_records: Vec<&Record> = records
+                .iter()
+                .filter(|r| r.event_type == ledger::record::EventType::Erasure)
+                .collect();
+            self.store
+                .erasure_journal()
+                .record(&self.tenant, &erasure_records)?;
         }
-    }
-
-    /// `Ok(false)`: the stored chain head was not the group's base, and nothing was written.
-    async fn write(&self) -> Result<bool, StoreError> {
-        let started = Instant::now();
-        let mut tx = self.store.backend().begin_append(&self.tenant).await?;
-        let locked = started.elapsed();
-        if tx.chain_head(&self.tenant).await? != self.sealed.base {
-            // Dropping the transaction rolls it back and releases the tenant's lock.
-            return Ok(false);
-        }
-        write_sealed(&mut tx, &self.tenant, &self.sealed).await?;
-        let inserted = started.elapsed();
-        tx.commit().await?;
-        // Where a write's time goes: waiting for the lock (on SQLite, the one writer the read
-        // side also uses), inserting, committing.
-        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        tracing::debug!(
-            tenant = %self.tenant,
-            records = self.sealed.records.len(),
-            lock_us = micros(locked),
-            insert_us = micros(inserted - locked),
-            commit_us = micros(started.elapsed() - inserted),
-            "group written"
-        );
-        publish(&self.store, &self.tenant, &self.tree_tx, &self.sealed)?;
-        Ok(true)
-    }
-}
-
-/// Answers each request of a committed group with its receipts.
-fn answer(pending: Vec<Pending>, records: &[Record]) {
-    for p in pending {
-        let receipts = p
-            .outcome
-            .iter()
-            .map(|slot| match slot {
-                Slot::Existing(r) => Receipt::of(r, true),
-                Slot::New(i) => Receipt::of(&records[*i], false),
-                Slot::Repeat(i) => Receipt::of(&records[*i], true),
-            })
-            .collect();
-        let _ = p.reply.send(Ok(receipts));
-    }
-}
-
-/// Answers each request of a group that did not commit with the error (nothing was committed;
-/// or, for an erasure journal that could not be written, nothing is acknowledged).
-fn answer_failed(store: &Store, tenant: &TenantId, pending: Vec<Pending>, e: &StoreError) {
-    match e {
-        StoreError::StorageFull(detail) => store.faults().storage_full("append", detail),
-        StoreError::ClockBehind { .. } => {
-            tracing::warn!(tenant = %tenant, error = %e, "append refused");
-        }
-        _ => tracing::warn!(tenant = %tenant, error = %e, "append group failed"),
-    }
-    for p in pending {
-        let _ = p.reply.send(Err(AppendError::Store(same_error(e))));
+        Ok(records)
     }
 }
 
@@ -1885,11 +1371,10 @@ fn payload_strings(payload: &str) -> PayloadLinks {
 /// Unwrapped data keys of recent subjects, so that appending to a known subject neither looks its
 /// key up nor unwraps it again (an HKDF and an AES-GCM opening).
 ///
-/// The cache is exact only while this appender is the chain's only writer: it learns keys when a
-/// group is sealed (a group sealed ahead of the write before it must find the keys that write
-/// makes), forgets a subject on any erasure of it, and is cleared whenever the stored chain head
-/// is not the one this appender sealed last (another instance or a one-shot command appended —
-/// and may have erased — or a write failed, so keys it made do not exist). Master-key rotation re-wraps keys without changing
+/// The cache is exact only while this appender is the chain's only writer: it holds keys of
+/// committed groups only, forgets a subject on any erasure of it, and is cleared whenever the
+/// chain head is not the one this appender committed last (another instance, or a one-shot
+/// command, appended — and may have erased). Master-key rotation re-wraps keys without changing
 /// them, so it leaves the cache right.
 #[derive(Default)]
 struct DataKeyCache {

@@ -359,16 +359,6 @@ pub(crate) trait LedgerBackend: Send + Sync {
         tenant: &TenantId,
     ) -> Result<Box<dyn AppendTransaction>, StoreError>;
 
-    /// The newest data key of each of `subjects` that has one, read outside any append
-    /// transaction: an appender sealing a group ahead of its write reads keys here, and the
-    /// write's check that the chain head is still the one it sealed on makes the read exact
-    /// (every key is made or destroyed by an append).
-    async fn subject_keys(
-        &self,
-        tenant: &TenantId,
-        subjects: &[&str],
-    ) -> Result<std::collections::BTreeMap<String, (i64, Vec<u8>)>, StoreError>;
-
     /// Counts the tenant's data keys (re-wrapping progress).
     async fn data_key_count(&self, tenant: &TenantId) -> Result<u64, StoreError>;
 

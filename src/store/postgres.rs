@@ -751,17 +751,6 @@ impl LedgerBackend for PgDb {
         Ok(Box::new(PgAppend(tx)))
     }
 
-    async fn subject_keys(
-        &self,
-        tenant: &TenantId,
-        subjects: &[&str],
-    ) -> Result<std::collections::BTreeMap<String, (i64, Vec<u8>)>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        let keys = ErasureSql::<Postgres>::subject_keys(&mut tx, tenant, subjects).await?;
-        tx.commit().await?;
-        Ok(keys)
-    }
-
     async fn data_key_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         let n = ErasureSql::<Postgres>::key_count(&mut tx, tenant).await?;

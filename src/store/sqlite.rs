@@ -714,15 +714,6 @@ impl LedgerBackend for SqliteDb {
         )))
     }
 
-    async fn subject_keys(
-        &self,
-        tenant: &TenantId,
-        subjects: &[&str],
-    ) -> Result<std::collections::BTreeMap<String, (i64, Vec<u8>)>, StoreError> {
-        let mut conn = self.readers.acquire().await?;
-        ErasureSql::<Sqlite>::subject_keys(&mut conn, tenant, subjects).await
-    }
-
     async fn data_key_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
         let mut conn = self.readers.acquire().await?;
         ErasureSql::<Sqlite>::key_count(&mut conn, tenant).await

@@ -1888,10 +1888,10 @@ async fn a_key_made_for_a_group_that_rolled_back_is_never_used(backend: Backend)
     store.shutdown().await;
 }
 
-/// The appender seals a group while the one before it is written, on the head that write will
-/// leave, with the data keys it makes. When that write fails, the group sealed behind it must
-/// not be written on a head that does not exist nor under a key that was never stored: it is
-/// sealed again, right after the last committed record, under a key of its own group.
+/// A group that fails at its insert, after its records were sealed and a data key made for its
+/// subject, while the next group already waits behind it: the next group is written right after
+/// the last committed record, under a key of its own group (an appender that sealed groups ahead
+/// of the write before them, on the head that write would leave, must seal again here).
 async fn a_group_sealed_behind_a_write_that_fails_is_sealed_again_on_the_stored_head(
     backend: Backend,
 ) {
@@ -1912,8 +1912,8 @@ async fn a_group_sealed_behind_a_write_that_fails_is_sealed_again_on_the_stored_
         .seq;
     poison_trigger(&db, &tenant, true).await;
     let lock = super::append::HeldLock::take(&db, tenant.as_str()).await;
-    // The first group makes the subject's key and waits for the lock; the second is sealed
-    // behind it, with that key, and waits for it.
+    // The first group makes the subject's key and waits for the lock; the second waits
+    // behind it.
     let doomed = tokio::spawn({
         let (store, tenant) = (store.clone(), tenant.clone());
         async move {
@@ -1990,8 +1990,9 @@ async fn a_group_sealed_behind_a_write_that_fails_is_sealed_again_on_the_stored_
 
 /// A follow-up's erasable values are sealed under the key of the subject of the decision it
 /// names, found through the stored decision. A follow-up arriving while that decision's group is
-/// still being written waits for it instead of being sealed ahead, where the decision is not yet
-/// stored: otherwise its values would belong to no subject and outlive the subject's erasure.
+/// still being written must wait for it (an appender sealing it ahead would not find the
+/// decision stored): otherwise its values would belong to no subject and outlive the subject's
+/// erasure.
 async fn a_follow_up_of_a_decision_being_written_is_sealed_under_its_subjects_key(
     backend: Backend,
 ) {
