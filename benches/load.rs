@@ -22,6 +22,11 @@
 //! Run: `cargo bench --bench load` (SQLite), with `AUDITEX_BENCH_POSTGRES_ADMIN_URL` and
 //! `AUDITEX_BENCH_POSTGRES_APP_URL` set to include PostgreSQL (`AUDITEX_BENCH_BACKENDS=postgres`
 //! runs only that one). Every loop is bounded in time.
+//!
+//! For a profile or a comparison: `AUDITEX_BENCH_SERVER_RUST_LOG` sets the service's log filter
+//! and `AUDITEX_BENCH_SERVER_LOG` names a file its log is written to (the appender's and the
+//! views' debug lines say how long each group and view page waited for and held the database);
+//! `AUDITEX_BENCH_BINARY` runs another build's `auditex` instead of this one's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
