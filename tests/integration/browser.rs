@@ -219,15 +219,18 @@ impl Browser {
             .unwrap_or_else(|e| panic!("open {path}: {e}"));
     }
 
-    /// The page's text as shown.
+    /// The page's text as shown (read again when the page was replaced while it was read).
     async fn text(&self) -> String {
-        self.driver
-            .find(By::Tag("body"))
-            .await
-            .expect("body")
-            .text()
-            .await
-            .expect("text")
+        eventually("the page's text", || async {
+            self.driver
+                .find(By::Tag("body"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()
+        })
+        .await
     }
 
     /// The path (and query) of the page shown.
@@ -237,6 +240,16 @@ impl Browser {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
         }
+    }
+
+    /// Waits until the page's text contains `needle`: after a form posts back to a page with
+    /// the same heading, the heading alone does not say the new page has arrived.
+    pub(crate) async fn expect_text(&self, needle: &str) {
+        eventually(&format!("the text {needle:?} on the page"), || async {
+            let body = self.driver.find(By::Tag("body")).await.ok()?;
+            body.text().await.ok()?.contains(needle).then_some(())
+        })
+        .await;
     }
 
     /// Waits for the page whose heading is `h1`, then checks its accessibility basics.
@@ -610,7 +623,7 @@ async fn an_admin_finds_a_decision_and_its_downloaded_evidence_verifies() {
         "unfiltered, every decision is listed"
     );
     // The hostile subject is shown as text; nothing of it became markup.
-    assert!(browser.text().await.contains(HOSTILE_SUBJECT));
+    browser.expect_text(HOSTILE_SUBJECT).await;
     assert!(
         browser
             .driver
@@ -862,7 +875,7 @@ async fn an_api_key_created_in_the_browser_works_until_revoked_there() {
 
     browser.follow("Users").await;
     browser.expect_page("Users").await;
-    assert!(browser.text().await.contains(ADMIN_EMAIL));
+    browser.expect_text(ADMIN_EMAIL).await;
     browser.screenshot("08-users").await;
 
     browser.quit().await;
@@ -912,14 +925,14 @@ async fn a_password_reset_from_the_outbox_works_once_in_the_browser() {
 
     browser.sign_in(&server, ADMIN_EMAIL, PASSWORD).await;
     browser.sign_out().await;
-    assert!(browser.text().await.contains("You have signed out."));
+    browser.expect_text("You have signed out.").await;
     browser.follow("Forgot your password?").await;
     browser.expect_page("Forgot your password?").await;
     browser.fill("tenant", "acme-bank").await;
     browser.fill("email", ADMIN_EMAIL).await;
     browser.press("Send the link").await;
     browser.expect_page("Forgot your password?").await;
-    assert!(browser.text().await.contains("a link is on its way"));
+    browser.expect_text("a link is on its way").await;
 
     let link = reset_link(&server).await;
     assert!(
@@ -936,7 +949,7 @@ async fn a_password_reset_from_the_outbox_works_once_in_the_browser() {
     browser.fill("confirm", "something else entirely").await;
     browser.press("Set the password").await;
     browser.expect_page("Choose a new password").await;
-    assert!(browser.text().await.contains("The two passwords differ."));
+    browser.expect_text("The two passwords differ.").await;
     browser.fill("password", NEW_PASSWORD).await;
     browser.fill("confirm", NEW_PASSWORD).await;
     browser.press("Set the password").await;
@@ -1109,10 +1122,8 @@ async fn a_compliance_officer_erases_a_field_with_a_typed_confirmation_in_the_br
     browser.fill("confirm", "cust-01").await;
     browser.press("Erase").await;
     browser.expect_page(&format!("Subject {SUBJECT}")).await;
-    assert!(
-        browser.text().await.contains(CONFIRMATION_MISMATCH),
-        "the mismatch is explained"
-    );
+    // The answer has the same heading as the form: wait for what it says.
+    browser.expect_text(CONFIRMATION_MISMATCH).await;
     assert_eq!(
         server.stored_fields(&tenant, decision).await,
         ["email", "full_name"],
@@ -1125,6 +1136,7 @@ async fn a_compliance_officer_erases_a_field_with_a_typed_confirmation_in_the_br
     browser.fill("confirm", SUBJECT).await;
     browser.press("Erase").await;
     browser.expect_page(&format!("Subject {SUBJECT}")).await;
+    browser.expect_text("Erased 1 stored value").await;
     let erasures = erasure_seqs(&server).await;
     assert_eq!(erasures.len(), 1, "one erasure record");
     let erasure = erasures[0];
@@ -1321,6 +1333,8 @@ async fn a_compliance_officers_hold_refuses_an_erasure_in_the_browser_until_it_i
     fill_form(&browser, "/subjects/hold", "reference", "Case 2026-118").await;
     browser.press("Place hold").await;
     browser.expect_page(&format!("Subject {SUBJECT}")).await;
+    // The answer has the same heading as the form: wait for what it says.
+    browser.expect_text(" placed.").await;
     let text = browser.text().await;
     let hold = text
         .split("Legal hold #")
@@ -1332,6 +1346,7 @@ async fn a_compliance_officers_hold_refuses_an_erasure_in_the_browser_until_it_i
     browser.screenshot("15-subject-held").await;
 
     erase_whole_subject(&browser, SUBJECT).await;
+    browser.expect_text("Not erased:").await;
     let text = browser.text().await;
     assert!(
         text.contains(&format!(
@@ -1356,6 +1371,7 @@ async fn a_compliance_officers_hold_refuses_an_erasure_in_the_browser_until_it_i
     .await;
     browser.press(&format!("Lift hold #{hold}")).await;
     browser.expect_page(&format!("Subject {SUBJECT}")).await;
+    browser.expect_text(" lifted").await;
     let text = browser.text().await;
     assert!(
         text.contains(&format!("Legal hold #{hold} lifted")),
@@ -1364,6 +1380,7 @@ async fn a_compliance_officers_hold_refuses_an_erasure_in_the_browser_until_it_i
     assert!(text.contains("No legal hold is in force for this subject."));
 
     erase_whole_subject(&browser, SUBJECT).await;
+    browser.expect_text("Erased 2 stored values").await;
     let erasures = erasure_seqs(&server).await;
     assert_eq!(erasures.len(), 1, "one erasure record");
     let text = browser.text().await;

@@ -272,7 +272,7 @@ async fn the_dashboard_and_a_model_page_draw_labelled_charts_with_data_tables_in
     // A window the portal does not offer is refused, naming the parameter.
     browser.open(&server, "/?days=7").await;
     browser.expect_page("Bad request").await;
-    assert!(browser.text().await.contains("days must be one of 30, 90"));
+    browser.expect_text("days must be one of 30, 90").await;
 
     // From the inventory to a version's page.
     browser.open(&server, "/models").await;
@@ -319,7 +319,7 @@ async fn the_dashboard_and_a_model_page_draw_labelled_charts_with_data_tables_in
         .open(&server, "/models/version?model_id=legacy-limit")
         .await;
     browser.expect_page("Bad request").await;
-    assert!(browser.text().await.contains("model_version is required"));
+    browser.expect_text("model_version is required").await;
     browser.quit().await;
     server.stop().await;
 }

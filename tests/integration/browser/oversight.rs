@@ -153,7 +153,7 @@ async fn reviewers_work_the_queue_and_a_second_reviewer_approves_an_override_in_
         .await;
     browser.press("Record").await;
     browser.expect_page(first_heading).await;
-    assert!(browser.text().await.contains("in your name"));
+    browser.expect_text("in your name").await;
     let first = format!("/decisions/{first_id}");
     until_shown(
         &browser,
@@ -178,7 +178,7 @@ async fn reviewers_work_the_queue_and_a_second_reviewer_approves_an_override_in_
     browser.click("main input[name='four_eyes']").await;
     browser.press("Save").await;
     browser.expect_page("Settings").await;
-    assert!(browser.text().await.contains("Settings saved"));
+    browser.expect_text("Settings saved").await;
     browser.screenshot("21-settings-four-eyes").await;
     browser.sign_out().await;
 
@@ -188,7 +188,7 @@ async fn reviewers_work_the_queue_and_a_second_reviewer_approves_an_override_in_
     let second = format!("/decisions/{second_id}");
     browser.open(&server, &second).await;
     browser.expect_page(second_heading).await;
-    assert!(browser.text().await.contains("Four eyes are on"));
+    browser.expect_text("Four eyes are on").await;
     browser
         .click("main select[name='act'] option[value='override']")
         .await;
@@ -202,7 +202,7 @@ async fn reviewers_work_the_queue_and_a_second_reviewer_approves_an_override_in_
     browser.press("Record").await;
     browser.expect_page(second_heading).await;
     until_shown(&browser, &server, &second, "Override awaiting approval").await;
-    assert!(browser.text().await.contains("override pending approval"));
+    browser.expect_text("override pending approval").await;
     scroll_to(&browser, "ol.timeline").await;
     browser.screenshot("22-decision-override-pending").await;
 
@@ -210,7 +210,7 @@ async fn reviewers_work_the_queue_and_a_second_reviewer_approves_an_override_in_
     browser.fill("reason", "Approving my own proposal.").await;
     browser.press("Approve override").await;
     browser.expect_page("Not approved").await;
-    assert!(browser.text().await.contains("you cannot approve it"));
+    browser.expect_text("you cannot approve it").await;
     browser.screenshot("23-self-approval-refused").await;
     browser.open(&server, "/").await;
     browser.expect_page("Dashboard").await;
