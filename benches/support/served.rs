@@ -27,7 +27,7 @@ impl Drop for Served {
 }
 
 /// Runs the release binary with the bench's environment: this build's, or the one
-/// `AUDITEX_BENCH_BINARY` names (to compare two builds on one machine in one session).
+/// `AUDITEX_BENCH_BINARY` names (to compare two builds on one machine within minutes).
 pub fn auditex(
     dir: &std::path::Path,
     database: &DatabaseUrl,
