@@ -342,6 +342,11 @@ impl Browser {
             .await;
     }
 
+    /// Whether nothing on the page matches `by`.
+    async fn none(&self, by: By) -> bool {
+        self.driver.find_all(by).await.expect("find").is_empty()
+    }
+
     /// The texts of the elements matching `css`.
     async fn texts(&self, css: &str) -> Vec<String> {
         let mut out = Vec::new();
@@ -625,12 +630,7 @@ async fn an_admin_finds_a_decision_and_its_downloaded_evidence_verifies() {
     // The hostile subject is shown as text; nothing of it became markup.
     browser.expect_text(HOSTILE_SUBJECT).await;
     assert!(
-        browser
-            .driver
-            .find_all(By::Css("main img"))
-            .await
-            .expect("find")
-            .is_empty(),
+        browser.none(By::Css("main img")).await,
         "a subject reference became an element"
     );
     browser.fill("model_id", "credit-scoring").await;
@@ -840,14 +840,7 @@ async fn an_api_key_created_in_the_browser_works_until_revoked_there() {
         .find(|r| r.contains(&key_id))
         .expect("the key is listed");
     assert!(!row.contains("never"), "the last use is shown: {row}");
-    assert!(
-        browser
-            .driver
-            .find_all(By::Id("new-key"))
-            .await
-            .expect("find")
-            .is_empty()
-    );
+    assert!(browser.none(By::Id("new-key")).await);
 
     browser
         .driver
@@ -1019,13 +1012,10 @@ async fn a_regulator_cannot_reach_the_admin_pages_in_the_browser() {
     browser.expect_page("Integrity checks").await;
     assert!(
         browser
-            .driver
-            .find_all(By::XPath(
+            .none(By::XPath(
                 "//main//button[normalize-space()='Start a full check']"
             ))
-            .await
-            .expect("find")
-            .is_empty(),
+            .await,
         "a regulator cannot start a check"
     );
 
@@ -1177,13 +1167,10 @@ async fn an_auditor_reads_the_subjects_page_without_the_erase_form_and_a_forged_
     let tenant = server.tenant.clone();
     assert!(
         browser
-            .driver
-            .find_all(By::Css(
+            .none(By::Css(
                 "form[action='/subjects/erase'], main [name='confirm']"
             ))
-            .await
-            .expect("find")
-            .is_empty(),
+            .await,
         "no erase form for an auditor"
     );
     browser.screenshot("14-subject-auditor").await;

@@ -302,14 +302,7 @@ async fn the_dashboard_and_a_model_page_draw_labelled_charts_with_data_tables_in
     let empty = browser.texts(".empty-state").await;
     assert_eq!(empty.len(), 4, "every chart says it is empty: {empty:?}");
     assert!(empty[0].contains("no decisions in this period"));
-    assert!(
-        browser
-            .driver
-            .find_all(By::Css("main svg"))
-            .await
-            .expect("find")
-            .is_empty()
-    );
+    assert!(browser.none(By::Css("main svg")).await);
     // Another model id is not found; a missing parameter is refused by name.
     browser
         .open(&server, "/models/version?model_id=nobody&model_version=1")

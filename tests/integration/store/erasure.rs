@@ -34,7 +34,7 @@ backend_tests!(
     an_erasure_naming_another_subjects_record_erases_nothing_of_it,
     a_value_appended_after_its_subjects_key_went_field_by_field_gets_a_new_key,
     a_key_made_for_a_group_that_rolled_back_is_never_used,
-    a_group_sealed_behind_a_write_that_fails_is_sealed_again_on_the_stored_head,
+    a_group_waiting_behind_a_write_that_fails_lands_on_the_stored_head_under_a_stored_key,
     a_follow_up_of_a_decision_being_written_is_sealed_under_its_subjects_key,
 );
 
@@ -520,6 +520,42 @@ async fn assert_erased_again(
     }
 }
 
+/// The configuration of a store in `env` with its erasure journal in the data folder's
+/// checkpoint folder, as `auditex serve` keeps it by default.
+fn env_journaled_config(env: &crate::crash::ProcessEnv, db: &TestDb) -> StoreConfig {
+    let journal_dir = env.dir().join("data").join("checkpoints");
+    std::fs::create_dir_all(&journal_dir).expect("mkdir");
+    let mut config = env.store_config(db);
+    config.checkpoint_dir = Some(journal_dir);
+    config
+}
+
+/// Opens a store on `config`, makes `tenant`, appends a round of both subjects and backs it up
+/// to `backup`, appends `rounds` more and erases the erased subject whole; shuts the store down
+/// and returns the erasure record's seq.
+async fn erase_after_a_backup(
+    config: &StoreConfig,
+    tenant: &TenantId,
+    backup: &Path,
+    rounds: usize,
+) -> u64 {
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
+    store.create_tenant(tenant).await.expect("tenant");
+    append_both_subjects(&store, tenant, 1).await;
+    store.backup(backup).await.expect("backup");
+    append_both_subjects(&store, tenant, rounds).await;
+    let seq = store
+        .erase_subject(tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect("erase")
+        .receipt
+        .seq;
+    store.shutdown().await;
+    seq
+}
+
 /// SQLite, with the real binary: a backup taken before an erasure, restored with
 /// `auditex restore` (the checkpoint folder, and so the journal, stays), does not bring the
 /// values back: the store erases them again when it opens, and says so.
@@ -527,10 +563,7 @@ async fn assert_erased_again(
 async fn restoring_a_backup_taken_before_an_erasure_does_not_bring_the_values_back() {
     let db = TestDb::new(&Backend::Sqlite).await;
     let env = crate::crash::ProcessEnv::new(&db);
-    let journal_dir = env.dir().join("data").join("checkpoints");
-    std::fs::create_dir_all(&journal_dir).expect("mkdir");
-    let mut config = env.store_config(&db);
-    config.checkpoint_dir = Some(journal_dir.clone());
+    let config = env_journaled_config(&env, &db);
     let store = Store::open_with_workers(config.clone())
         .await
         .expect("open");
@@ -583,28 +616,11 @@ async fn a_value_appended_after_a_restore_below_a_journaled_erasure_is_not_erase
  {
     let db = TestDb::new(&Backend::Sqlite).await;
     let env = crate::crash::ProcessEnv::new(&db);
-    let journal_dir = env.dir().join("data").join("checkpoints");
-    std::fs::create_dir_all(&journal_dir).expect("mkdir");
-    let mut config = env.store_config(&db);
-    config.checkpoint_dir = Some(journal_dir);
-    let store = Store::open_with_workers(config.clone())
-        .await
-        .expect("open");
+    let config = env_journaled_config(&env, &db);
     let tenant = crate::support::tenant_id("afterrestore");
-    store.create_tenant(&tenant).await.expect("tenant");
-    append_both_subjects(&store, &tenant, 1).await;
     let backup = env.dir().join("early.db");
-    store.backup(&backup).await.expect("backup");
     // The erasure lands well past the backup's head.
-    append_both_subjects(&store, &tenant, 5).await;
-    let erasure_seq = store
-        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
-        .await
-        .expect("erase")
-        .receipt
-        .seq;
-    store.shutdown().await;
-    drop(store);
+    let erasure_seq = erase_after_a_backup(&config, &tenant, &backup, 5).await;
     restore(&env, &backup);
 
     let store = Store::open_with_workers(config.clone())
@@ -690,29 +706,12 @@ async fn an_erasure_at_a_number_a_re_applied_erasure_also_took_is_carried_out_af
     const OTHER_TEXT: &str = "Second-Plaintext-1234";
     let db = TestDb::new(&Backend::Sqlite).await;
     let env = crate::crash::ProcessEnv::new(&db);
-    let journal_dir = env.dir().join("data").join("checkpoints");
-    std::fs::create_dir_all(&journal_dir).expect("mkdir");
-    let mut config = env.store_config(&db);
-    config.checkpoint_dir = Some(journal_dir);
+    let config = env_journaled_config(&env, &db);
     let tenant = crate::support::tenant_id("samenumber");
 
     // History A: an early backup, then an erasure of the first subject well past it.
-    let store = Store::open_with_workers(config.clone())
-        .await
-        .expect("open");
-    store.create_tenant(&tenant).await.expect("tenant");
-    append_both_subjects(&store, &tenant, 1).await;
     let early = env.dir().join("early.db");
-    store.backup(&early).await.expect("backup");
-    append_both_subjects(&store, &tenant, 6).await;
-    let first = store
-        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
-        .await
-        .expect("erase")
-        .receipt
-        .seq;
-    store.shutdown().await;
-    drop(store);
+    let first = erase_after_a_backup(&config, &tenant, &early, 6).await;
 
     // History B: the early backup restored (the first erasure is carried out again at its
     // number), values of a second subject appended and backed up, then filler up to that
@@ -1892,7 +1891,7 @@ async fn a_key_made_for_a_group_that_rolled_back_is_never_used(backend: Backend)
 /// subject, while the next group already waits behind it: the next group is written right after
 /// the last committed record, under a key of its own group (an appender that sealed groups ahead
 /// of the write before them, on the head that write would leave, must seal again here).
-async fn a_group_sealed_behind_a_write_that_fails_is_sealed_again_on_the_stored_head(
+async fn a_group_waiting_behind_a_write_that_fails_lands_on_the_stored_head_under_a_stored_key(
     backend: Backend,
 ) {
     const SUBJECT: &str = "subj-pipe-5150";
