@@ -71,17 +71,12 @@ impl AccessBackend for PgDb {
         key_id: &str,
         now_us: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        let done = sqlx::query(
+        self.update_live_key(
+            tenant,
+            key_id,
             "UPDATE api_keys SET revoked_at_us = $1 WHERE tenant_id = $2 AND key_id = $3 AND revoked_at_us IS NULL",
-        )
-        .bind(now_us)
-        .bind(tenant.as_str())
-        .bind(key_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+            Some(now_us))
+            .await
     }
 
     async fn set_api_key_rate(
@@ -90,17 +85,12 @@ impl AccessBackend for PgDb {
         key_id: &str,
         rate_per_second: Option<i64>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        let done = sqlx::query(
+        self.update_live_key(
+            tenant,
+            key_id,
             "UPDATE api_keys SET rate_per_second = $1 WHERE tenant_id = $2 AND key_id = $3 AND revoked_at_us IS NULL",
-        )
-        .bind(rate_per_second)
-        .bind(tenant.as_str())
-        .bind(key_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+            rate_per_second)
+            .await
     }
 
     async fn touch_api_key(
@@ -471,5 +461,27 @@ impl AccessBackend for PgDb {
             .await?;
         tx.commit().await?;
         Ok(taken)
+    }
+}
+
+impl PgDb {
+    /// Runs `update` (which sets one column of a live key to its first parameter) on the
+    /// tenant's key `key_id`; whether a key changed (not when it is unknown or revoked).
+    async fn update_live_key(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        update: &'static str,
+        value: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let done = sqlx::query(update)
+            .bind(value)
+            .bind(tenant.as_str())
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 }
