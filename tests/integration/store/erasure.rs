@@ -1887,19 +1887,13 @@ async fn a_key_made_for_a_group_that_rolled_back_is_never_used(backend: Backend)
     store.shutdown().await;
 }
 
-/// A group that fails at its insert, after its records were sealed and a data key made for its
-/// subject, while the next group already waits behind it: the next group is written right after
-/// the last committed record, under a key of its own group (an appender that sealed groups ahead
-/// of the write before them, on the head that write would leave, must seal again here).
-async fn a_group_waiting_behind_a_write_that_fails_lands_on_the_stored_head_under_a_stored_key(
-    backend: Backend,
-) {
-    const SUBJECT: &str = "subj-pipe-5150";
-    let db = TestDb::new(&backend).await;
+/// A store with no group-commit window, and tenant `name` holding one record of the kept
+/// subject; returns the store, the tenant and that record's seq.
+async fn store_with_a_record(db: &TestDb, name: &str) -> (Store, TenantId, u64) {
     let mut config = db.config();
     config.group_commit_window = std::time::Duration::ZERO;
     let store = Store::open_with_workers(config).await.expect("open");
-    let tenant = TenantId::parse("pipeline").expect("tenant");
+    let tenant = TenantId::parse(name).expect("tenant");
     store.create_tenant(&tenant).await.expect("tenant");
     let head = store
         .append(
@@ -1909,47 +1903,67 @@ async fn a_group_waiting_behind_a_write_that_fails_lands_on_the_stored_head_unde
         .await
         .expect("append")[0]
         .seq;
+    (store, tenant, head)
+}
+
+type Appended = Result<Vec<auditex::store::Receipt>, AppendError>;
+
+/// Appends `first`, then `second`, while the tenant's append lock is held from outside, each
+/// given time to reach the appender (the first waits for the lock, the second behind it), then
+/// releases the lock; their answers.
+async fn appended_behind_a_held_lock(
+    db: &TestDb,
+    store: &Store,
+    tenant: &TenantId,
+    first: Vec<ClientDraft>,
+    second: Vec<ClientDraft>,
+) -> (Appended, Appended) {
+    let lock = super::append::HeldLock::take(db, tenant.as_str()).await;
+    let mut tasks = Vec::new();
+    for drafts in [first, second] {
+        let (store, tenant) = (store.clone(), tenant.clone());
+        tasks.push(tokio::spawn(
+            async move { store.append(&tenant, drafts).await },
+        ));
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    lock.release().await;
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("task"));
+    }
+    let second = answers.pop().expect("two answers");
+    let first = answers.pop().expect("two answers");
+    (first, second)
+}
+
+/// A group that fails at its insert, after its records were sealed and a data key made for its
+/// subject, while the next group already waits behind it: the next group is written right after
+/// the last committed record, under a key of its own group (an appender that sealed groups ahead
+/// of the write before them, on the head that write would leave, must seal again here).
+async fn a_group_waiting_behind_a_write_that_fails_lands_on_the_stored_head_under_a_stored_key(
+    backend: Backend,
+) {
+    const SUBJECT: &str = "subj-pipe-5150";
+    let db = TestDb::new(&backend).await;
+    let (store, tenant, head) = store_with_a_record(&db, "pipeline").await;
     poison_trigger(&db, &tenant, true).await;
-    let lock = super::append::HeldLock::take(&db, tenant.as_str()).await;
     // The first group makes the subject's key and waits for the lock; the second waits
     // behind it.
-    let doomed = tokio::spawn({
-        let (store, tenant) = (store.clone(), tenant.clone());
-        async move {
-            store
-                .append(
-                    &tenant,
-                    vec![subject_draft(
-                        SUBJECT,
-                        &[("poison", json!("x")), ("name", json!("y"))],
-                    )],
-                )
-                .await
-        }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let behind = tokio::spawn({
-        let (store, tenant) = (store.clone(), tenant.clone());
-        async move {
-            store
-                .append(
-                    &tenant,
-                    vec![subject_draft(SUBJECT, &person(ERASED_TEXT, 1))],
-                )
-                .await
-        }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    lock.release().await;
-    let refused = doomed
-        .await
-        .expect("task")
-        .expect_err("the trigger refuses the first group");
+    let (doomed, behind) = appended_behind_a_held_lock(
+        &db,
+        &store,
+        &tenant,
+        vec![subject_draft(
+            SUBJECT,
+            &[("poison", json!("x")), ("name", json!("y"))],
+        )],
+        vec![subject_draft(SUBJECT, &person(ERASED_TEXT, 1))],
+    )
+    .await;
+    let refused = doomed.expect_err("the trigger refuses the first group");
     assert!(refused.to_string().contains("poison refused"), "{refused}");
-    let written = behind
-        .await
-        .expect("task")
-        .expect("the group behind is written");
+    let written = behind.expect("the group behind is written");
     assert_eq!(
         written[0].seq,
         head + 1,
@@ -1997,18 +2011,7 @@ async fn a_follow_up_of_a_decision_being_written_is_sealed_under_its_subjects_ke
 ) {
     const SUBJECT: &str = "subj-follow-6060";
     let db = TestDb::new(&backend).await;
-    let mut config = db.config();
-    config.group_commit_window = std::time::Duration::ZERO;
-    let store = Store::open_with_workers(config).await.expect("open");
-    let tenant = TenantId::parse("follow").expect("tenant");
-    store.create_tenant(&tenant).await.expect("tenant");
-    store
-        .append(
-            &tenant,
-            vec![subject_draft(KEPT_SUBJECT, &person(KEPT_TEXT, 0))],
-        )
-        .await
-        .expect("append");
+    let (store, tenant, _) = store_with_a_record(&db, "follow").await;
     let decision = subject_draft(SUBJECT, &person(ERASED_TEXT, 1));
     let decision_id = decision.draft().event_id.to_string();
     let contest = prepare_client_draft(
@@ -2019,20 +2022,10 @@ async fn a_follow_up_of_a_decision_being_written_is_sealed_under_its_subjects_ke
         rand::random,
     )
     .unwrap_or_else(|e| panic!("valid contest: {e:?}"));
-    let lock = super::append::HeldLock::take(&db, tenant.as_str()).await;
-    let first = tokio::spawn({
-        let (store, tenant) = (store.clone(), tenant.clone());
-        async move { store.append(&tenant, vec![decision]).await }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let second = tokio::spawn({
-        let (store, tenant) = (store.clone(), tenant.clone());
-        async move { store.append(&tenant, vec![contest]).await }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    lock.release().await;
-    let decided = first.await.expect("task").expect("decision");
-    let contested = second.await.expect("task").expect("contest");
+    let (first, second) =
+        appended_behind_a_held_lock(&db, &store, &tenant, vec![decision], vec![contest]).await;
+    let decided = first.expect("decision");
+    let contested = second.expect("contest");
     assert_eq!(contested[0].seq, decided[0].seq + 1);
     let (values, keys) = subject_rows(&db, tenant.as_str(), SUBJECT).await;
     assert_eq!(
