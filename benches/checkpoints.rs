@@ -6,7 +6,9 @@
 //! round; then one publication round (`Store::publish_checkpoints`, what the publisher runs every
 //! tick) is timed: for each active tenant a checkpoint signed, recorded in its published-checkpoint
 //! file outside the database (the rollback protection, as in production) and stored. Median of
-//! `AUDITEX_BENCH_ROUNDS` rounds (default 5).
+//! `AUDITEX_BENCH_ROUNDS` rounds (default 5). The store has `AUDITEX_BENCH_READ_CONNECTIONS` read
+//! connections (default 32, so a round publishes 16 tenants at once; the service's default is 8,
+//! which publishes 4 at once).
 //!
 //! Baseline, same run: the same number of single-row INSERTs each committed on its own (one
 //! durable commit per active tenant, done one after another) on the same database engine, which
@@ -96,9 +98,10 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<String>, r
     config.checkpoint_dir = Some(files.path().to_path_buf());
     // Only the rounds below publish.
     config.publish_in_background = false;
-    // 16 publications at once, as measured in BENCHMARKS.md: a round publishes half as many
-    // tenants at once as there are read connections (the service's default of 8 gives 4).
-    config.read_connections = 32;
+    // A round publishes half as many tenants at once as there are read connections (at most
+    // 16): 32 gives 16; the service's default of 8 gives 4.
+    let read_connections = env_u64("AUDITEX_BENCH_READ_CONNECTIONS", 32).max(1);
+    config.read_connections = u32::try_from(read_connections).unwrap_or(u32::MAX);
     let store = Store::open_with_workers(config).await.expect("open store");
     let run = std::process::id();
     let ids: Vec<TenantId> = (0..tenants)
@@ -167,7 +170,7 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<String>, r
     }
     let round = median(times);
     println!(
-        "| {name} | one publication round: {} of {tenants} tenants appended | {:.0} ms | {:.0} ms ({} single-row commits one after another) | {:.2} | ≤ 1000 ms: {} |",
+        "| {name} | one publication round: {} of {tenants} tenants appended, {read_connections} read connections | {:.0} ms | {:.0} ms ({} single-row commits one after another) | {:.2} | ≤ 1000 ms: {} |",
         busy.len(),
         round.as_secs_f64() * 1000.0,
         raw.as_secs_f64() * 1000.0,

@@ -104,7 +104,7 @@ pub struct StoreArgs {
     #[arg(long, global = true, env = "AUDITEX_CHECKPOINT_INTERVAL_MS", default_value_t = crate::store::CHECKPOINT_INTERVAL_MS_DEFAULT)]
     pub checkpoint_interval_ms: u64,
 
-    /// Folder keeping each tenant's latest published checkpoint outside the database, to detect
+    /// Folder logging every checkpoint published for each tenant outside the database, to detect
     /// a rolled-back database. Defaults to `<data-dir>/checkpoints`; keep it on persistent storage
     /// that database restores do not touch.
     #[arg(long, global = true, env = "AUDITEX_CHECKPOINT_DIR")]

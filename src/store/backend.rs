@@ -37,7 +37,8 @@ use super::view_query::{
     ChartWindow, DashboardCharts, DecisionQuery, ModelCharts, OversightQuery, Page,
 };
 use super::{
-    ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, StoreError, StoredCheckpoint,
+    ChainHead, KeyRow, NewErasableRow, NewRecordRow, PublicationReads, RecordRow, StoreError,
+    StoredCheckpoint,
 };
 
 /// A tenant's oversight settings as stored: four eyes and the three service levels in hours
@@ -128,6 +129,17 @@ pub(crate) trait LedgerBackend: Send + Sync {
 
     /// The last record's position, hash and capture time.
     async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError>;
+
+    /// What a checkpoint publication reads before it signs: the latest stored checkpoint's
+    /// size, the signing keys and the chain head. A backend whose reads are transactions of
+    /// their own (PostgreSQL: each sets the tenant for row-level security) makes them one.
+    async fn publication_reads(&self, tenant: &TenantId) -> Result<PublicationReads, StoreError> {
+        Ok(PublicationReads {
+            latest_checkpoint: self.latest_checkpoint(tenant).await?.map(|c| c.size),
+            keys: self.keys(tenant).await?,
+            head: self.chain_head(tenant).await?,
+        })
+    }
 
     /// One record by sequence number.
     async fn record_by_seq(

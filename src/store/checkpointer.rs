@@ -60,9 +60,9 @@ pub(crate) async fn publish_all(store: &Store) -> Result<(), StoreError> {
         .map(|(t, rx)| (t.clone(), *rx.borrow()))
         .collect();
     // Tenants are published side by side: each costs a few reads, a commit and the
-    // published-checkpoint file's fsync, and one after another a thousand tenants that appended
+    // published-checkpoint log's fsync, and one after another a thousand tenants that appended
     // would take seconds per tick. Publications of one tenant stay serial (the tick visits it
-    // once, and its checkpoint file has a lock of its own).
+    // once, and its log has a lock of its own).
     let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(heads)
         .filter(|(tenant, _)| std::future::ready(store.refuse_if_rolled_back(tenant).is_ok()))
         .map(|(tenant, head)| async move { publish_if_ahead(store, &tenant, head).await })
@@ -80,11 +80,14 @@ async fn publish_if_ahead(
     if head.size.get() == 0 {
         return Ok(());
     }
-    let latest = store.latest_checkpoint(tenant).await?;
-    if latest.is_some_and(|c| c.size >= head.size) {
+    let reads = store.backend().publication_reads(tenant).await?;
+    if reads
+        .latest_checkpoint
+        .is_some_and(|size| size >= head.size)
+    {
         return Ok(());
     }
-    store.publish_checkpoint(tenant, head).await?;
+    store.publish_checkpoint_with(tenant, head, reads).await?;
     Ok(())
 }
 

@@ -222,8 +222,8 @@ pub struct StoreConfig {
     pub read_connections: u32,
     /// The clock for capture times.
     pub clock: Arc<dyn Clock>,
-    /// Where the latest published checkpoint of each tenant is kept outside the database
-    /// (`<dir>/<tenant>.checkpoint`), so that a rolled-back database is detected (see
+    /// Where every checkpoint published for each tenant is logged outside the database
+    /// (`<dir>/<tenant>.published`), so that a rolled-back database is detected (see
     /// [`rollback`]). `None` turns rollback protection off.
     pub checkpoint_dir: Option<std::path::PathBuf>,
     /// Whether [`Store::start_workers`] starts the background checkpoint publisher. Maintenance
@@ -540,6 +540,17 @@ pub(crate) struct KeyRow {
     pub sealed_secret: Vec<u8>,
     pub from_seq: i64,
     pub until_seq: Option<i64>,
+}
+
+/// What a checkpoint publication reads before it signs (see
+/// [`backend::LedgerBackend::publication_reads`]).
+pub(crate) struct PublicationReads {
+    /// The size of the largest checkpoint stored.
+    pub latest_checkpoint: Option<TreeSize>,
+    /// The signing keys, oldest first.
+    pub keys: Vec<KeyRow>,
+    /// The last record.
+    pub head: Option<ChainHead>,
 }
 
 /// Tree state an appender shares with the checkpoint publisher.
@@ -876,6 +887,15 @@ impl Store {
         tenant: &TenantId,
     ) -> Result<(RecordSigner, KeyInterval), StoreError> {
         let rows = self.backend().keys(tenant).await?;
+        self.current_signer_of(tenant, rows)
+    }
+
+    /// The current signing key among the tenant's key rows, decrypted.
+    fn current_signer_of(
+        &self,
+        tenant: &TenantId,
+        rows: Vec<KeyRow>,
+    ) -> Result<(RecordSigner, KeyInterval), StoreError> {
         let row = rows
             .into_iter()
             .find(|r| r.until_seq.is_none())
@@ -1484,8 +1504,44 @@ impl Store {
     ) -> Result<StoredCheckpoint, StoreError> {
         self.refuse_if_rolled_back(tenant)?;
         let stored = self.sign_checkpoint(tenant, head).await?;
+        self.witness_and_store(tenant, stored, None).await
+    }
+
+    /// [`Store::publish_checkpoint`] with what the publication reads already read in one go
+    /// (the checkpoint publisher's path, once per tenant that grew on every tick).
+    pub(crate) async fn publish_checkpoint_with(
+        &self,
+        tenant: &TenantId,
+        head: TreeHead,
+        reads: PublicationReads,
+    ) -> Result<StoredCheckpoint, StoreError> {
+        self.refuse_if_rolled_back(tenant)?;
+        let database = reads
+            .head
+            .as_ref()
+            .map_or(TreeSize::ZERO, |h| h.seq.tree_size_through());
+        let (signer, _) = self.current_signer_of(tenant, reads.keys)?;
+        let stored = self.sign_checkpoint_with(tenant, head, &signer).await?;
+        self.witness_and_store(tenant, stored, Some(database)).await
+    }
+
+    /// Records a signed checkpoint outside the database, then stores it. `database` is the
+    /// tenant's tree size when the caller has just read it.
+    async fn witness_and_store(
+        &self,
+        tenant: &TenantId,
+        stored: StoredCheckpoint,
+        database: Option<TreeSize>,
+    ) -> Result<StoredCheckpoint, StoreError> {
         let written = async {
-            rollback::witness(self, tenant, &stored, rollback::WitnessMode::Check).await?;
+            rollback::witness(
+                self,
+                tenant,
+                &stored,
+                rollback::WitnessMode::Check,
+                database,
+            )
+            .await?;
             self.store_checkpoint(tenant, &stored).await
         }
         .await;
@@ -1507,6 +1563,16 @@ impl Store {
         head: TreeHead,
     ) -> Result<StoredCheckpoint, StoreError> {
         let (signer, _) = self.current_signer(tenant).await?;
+        self.sign_checkpoint_with(tenant, head, &signer).await
+    }
+
+    /// Signs a checkpoint for `head` with `signer`.
+    async fn sign_checkpoint_with(
+        &self,
+        tenant: &TenantId,
+        head: TreeHead,
+        signer: &RecordSigner,
+    ) -> Result<StoredCheckpoint, StoreError> {
         let origin = self.origin(tenant).await?;
         let checkpoint = Checkpoint::new(origin.clone(), head.size, head.root)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;

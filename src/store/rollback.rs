@@ -4,26 +4,30 @@
 //! A restored backup (or a PostgreSQL point-in-time recovery) is older than the checkpoints the
 //! world has already seen. Signing a checkpoint for the restored, shorter tree would put two
 //! signed, inconsistent statements about the same log into circulation: a fork. So the store keeps
-//! the latest checkpoint it published for each tenant *outside* the database as well, in
-//! `<checkpoint dir>/<tenant>.checkpoint` (the C2SP signed note, byte for byte). The file is
-//! written atomically (temporary file, fsync, rename, fsync of the folder) *before* the checkpoint
-//! is stored, so no checkpoint can be served that the file does not cover.
+//! every checkpoint it publishes for each tenant *outside* the database as well, in the log
+//! `<checkpoint dir>/<tenant>.published` (one JSON object per line: `published_at_us`,
+//! `signed_note`), appended and fsynced *before* the checkpoint is stored, so no checkpoint can be
+//! served that the log does not cover. Its last complete line is the latest published checkpoint.
+//! An append, not a replaced file: replacing a file atomically allocates an inode and syncs the
+//! folder on every publication, which with a thousand tenants publishing each second was most of
+//! a round's time. Deployments from before the log kept the latest checkpoint alone in
+//! `<tenant>.checkpoint`; it is read while the log has no line, and removed once it has.
 //!
-//! When the store opens, and before every publication, each tenant's tree is compared with that
-//! file. If the database holds fewer records than the file's checkpoint, or its root at the file's
-//! size differs (a fork), the tenant is *held*: no checkpoint is published and appends are refused
-//! (see [`StoreError::RollbackUnacknowledged`]) until an operator acknowledges the rollback with
-//! [`Store::acknowledge_rollback`] (`auditex rollback acknowledge`). That appends a
-//! `rollback_acknowledged` record naming the operator, the reason and both tree states, publishes
-//! a checkpoint for the new tree and resets the file to it. Appends are refused rather than
-//! allowed while a tenant is held because every record appended then would take a sequence number
-//! that receipts issued before the rollback may already name with other content; refusing keeps
-//! the operator's other option open (recovering the missing records from a newer backup) and
-//! makes the acknowledgement the first record after the rollback point.
+//! When the store opens, and before every publication, each tenant's tree is compared with the
+//! latest checkpoint on file. If the database holds fewer records than that checkpoint, or its
+//! root at that size differs (a fork), the tenant is *held*: no checkpoint is published and
+//! appends are refused (see [`StoreError::RollbackUnacknowledged`]) until an operator acknowledges
+//! the rollback with [`Store::acknowledge_rollback`] (`auditex rollback acknowledge`). That
+//! appends a `rollback_acknowledged` record naming the operator, the reason and both tree states,
+//! publishes a checkpoint for the new tree and appends it to the log, making it the latest.
+//! Appends are refused rather than allowed while a tenant is held because every record appended
+//! then would take a sequence number that receipts issued before the rollback may already name
+//! with other content; refusing keeps the operator's other option open (recovering the missing
+//! records from a newer backup) and makes the acknowledgement the first record after the rollback
+//! point.
 //!
-//! Every checkpoint written to the file is also appended to `<checkpoint dir>/<tenant>.published`
-//! (one JSON object per line: `published_at_us`, `signed_note`), because a restored database has
-//! lost the checkpoints it published after the backup was taken. The acknowledgement moves every
+//! The log keeps every checkpoint, not only the latest, because a restored database has lost the
+//! checkpoints it published after the backup was taken. The acknowledgement moves every
 //! checkpoint of that log which the current tree does not extend into the database's abandoned
 //! checkpoints, marked with the acknowledgement's sequence number, so the checkpoint history still
 //! holds every checkpoint ever published. The acknowledgement record itself names the abandoned
@@ -41,10 +45,10 @@ use ledger::types::{Hash, TenantId, TreeSize};
 
 use super::{AppendError, Receipt, Store, StoreError, StoredCheckpoint, TreeHead};
 
-/// File name extension of the checkpoint files kept outside the database.
+/// File name extension of the latest-checkpoint files of deployments from before the log.
 pub const CHECKPOINT_FILE_EXTENSION: &str = "checkpoint";
 
-/// File name extension of the log of every checkpoint written to the checkpoint file.
+/// File name extension of the log of every checkpoint published, kept outside the database.
 pub const HISTORY_FILE_EXTENSION: &str = "published";
 
 /// Why a tenant's checkpoints are held back.
@@ -52,7 +56,7 @@ pub const HISTORY_FILE_EXTENSION: &str = "published";
 pub enum RollbackProblem {
     /// The database holds fewer records than the checkpoint published last.
     Behind {
-        /// The size of the checkpoint in the file.
+        /// The size of the latest checkpoint on file.
         witnessed: TreeSize,
         /// Its root.
         witnessed_root: Hash,
@@ -61,14 +65,14 @@ pub enum RollbackProblem {
     },
     /// The database's tree at the published size has another root: a fork.
     Forked {
-        /// The size of the checkpoint in the file.
+        /// The size of the latest checkpoint on file.
         size: TreeSize,
         /// Its root.
         witnessed_root: Hash,
         /// The database's root at that size.
         database_root: Hash,
     },
-    /// The checkpoint file exists but cannot be read or parsed, so nothing can be compared.
+    /// The latest checkpoint on file cannot be read or parsed, so nothing can be compared.
     Unreadable {
         /// The file.
         path: PathBuf,
@@ -161,7 +165,7 @@ pub enum AcknowledgeError {
     /// The acknowledgement record could not be appended.
     #[error(transparent)]
     Append(#[from] AppendError),
-    /// Publishing the new checkpoint or writing the file failed.
+    /// Publishing the new checkpoint or logging it failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -173,12 +177,12 @@ struct Witnessed {
     root: Hash,
 }
 
-/// How a publication treats the file.
+/// How a publication treats the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WitnessMode {
     /// The new checkpoint must be consistent with the one witnessed last.
     Check,
-    /// An acknowledged rollback: the new checkpoint replaces the file whatever it held.
+    /// An acknowledged rollback: the new checkpoint becomes the latest whatever the log held.
     Reset,
 }
 
@@ -189,8 +193,8 @@ type WitnessSlot = std::sync::Arc<tokio::sync::Mutex<Option<Witnessed>>>;
 pub(crate) struct Guard {
     dir: Option<PathBuf>,
     /// What this process last wrote or read, per tenant, each behind a lock of its own held
-    /// across the file write: publications of one tenant are checked and written one at a
-    /// time, while other tenants' files are written at the same time (a lock over all tenants
+    /// across the log's append: publications of one tenant are checked and written one at a
+    /// time, while other tenants' logs are written at the same time (a lock over all tenants
     /// made every tick wait for one fsync per tenant in turn).
     witnessed: std::sync::Mutex<HashMap<TenantId, WitnessSlot>>,
     held: std::sync::Mutex<BTreeMap<TenantId, RollbackProblem>>,
@@ -245,19 +249,105 @@ impl Guard {
         held.insert(tenant.clone(), problem);
     }
 
-    fn file(&self, tenant: &TenantId) -> Option<PathBuf> {
-        self.dir.as_deref().map(|d| checkpoint_file(d, tenant))
+    /// The published-checkpoint log of `tenant`, when rollback protection is on.
+    fn log(&self, tenant: &TenantId) -> Option<PathBuf> {
+        self.dir.as_deref().map(|d| history_file(d, tenant))
     }
 }
 
-/// The checkpoint file of `tenant` in `dir`.
+/// Where deployments from before the log kept the latest checkpoint of `tenant` in `dir` (read
+/// while the log has no line; see the module documentation).
 pub fn checkpoint_file(dir: &Path, tenant: &TenantId) -> PathBuf {
     dir.join(format!("{}.{CHECKPOINT_FILE_EXTENSION}", tenant.as_str()))
 }
 
-/// The log of every checkpoint published for `tenant` in `dir`.
+/// The log of every checkpoint published for `tenant` in `dir`; its last complete line is the
+/// latest.
 pub fn history_file(dir: &Path, tenant: &TenantId) -> PathBuf {
     dir.join(format!("{}.{HISTORY_FILE_EXTENSION}", tenant.as_str()))
+}
+
+/// The signed note of the latest checkpoint published for `tenant` according to `dir`: the last
+/// complete line of its log, or while the log has none, the file of a deployment from before
+/// the log. `Ok(None)` when there is neither; an error (which holds the tenant) when the last
+/// complete line, or that file, cannot be read.
+pub fn latest_published_note(dir: &Path, tenant: &TenantId) -> Result<Option<String>, String> {
+    let log = history_file(dir, tenant);
+    if let Some(line) = last_complete_line(&log).map_err(|e| format!("{}: {e}", log.display()))? {
+        let entry: HistoryLine = serde_json::from_str(&line)
+            .map_err(|e| format!("{}: the last line is not a checkpoint: {e}", log.display()))?;
+        return Ok(Some(entry.signed_note));
+    }
+    let legacy = checkpoint_file(dir, tenant);
+    match std::fs::read(&legacy) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", legacy.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", legacy.display())),
+    }
+}
+
+/// The size and root of the latest checkpoint on file for `tenant` (see
+/// [`latest_published_note`]).
+fn read_latest(dir: &Path, tenant: &TenantId) -> Result<Option<Witnessed>, String> {
+    let Some(note) = latest_published_note(dir, tenant)? else {
+        return Ok(None);
+    };
+    let c = parse_stored(note, 0)?;
+    Ok(Some(Witnessed {
+        size: c.size,
+        root: c.root,
+    }))
+}
+
+/// The last non-empty line of the file at `path` that ends with a newline, read from the end so
+/// that a long log costs no more than a short one. Bytes after the last newline are a write a
+/// crash cut short: never synced whole, so never acknowledged, and passed over.
+fn last_complete_line(path: &Path) -> std::io::Result<Option<String>> {
+    last_complete_line_reading(path, 4096)
+}
+
+/// [`last_complete_line`], reading `window` bytes from the end first.
+fn last_complete_line_reading(path: &Path, window: u64) -> std::io::Result<Option<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    let mut window = window.max(1);
+    loop {
+        let start = len.saturating_sub(window);
+        file.seek(SeekFrom::Start(start))?;
+        let mut tail = Vec::new();
+        Read::by_ref(&mut file)
+            .take(len - start)
+            .read_to_end(&mut tail)?;
+        // The complete lines end at the last newline; trailing empty lines are skipped.
+        let end = tail
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .and_then(|last_newline| tail[..last_newline].iter().rposition(|&b| b != b'\n'))
+            .map(|last_byte| last_byte + 1);
+        let found = match end {
+            Some(end) => match tail[..end].iter().rposition(|&b| b == b'\n') {
+                Some(newline) => Some(&tail[newline + 1..end]),
+                None if start == 0 => Some(&tail[..end]),
+                None => None,
+            },
+            None if start == 0 => return Ok(None),
+            None => None,
+        };
+        if let Some(line) = found {
+            return String::from_utf8(line.to_vec())
+                .map(Some)
+                .map_err(std::io::Error::other);
+        }
+        // The window began inside the line: read a larger one.
+        window = window.saturating_mul(2);
+    }
 }
 
 /// One line of the published-checkpoint log.
@@ -267,20 +357,78 @@ struct HistoryLine {
     signed_note: String,
 }
 
-/// Appends `checkpoint` to the log at `path` and fsyncs it.
+/// Appends `checkpoint` to the log at `path` and fsyncs it, and the folder too when the log is
+/// new (so that its name survives a power cut). When the log does not end with a newline (a line
+/// a crash cut short), one is written first, so that the cut line stays a line of its own, passed
+/// over when read, instead of swallowing this checkpoint.
 fn append_history(path: &Path, checkpoint: &StoredCheckpoint) -> std::io::Result<()> {
-    let mut line = serde_json::to_string(&HistoryLine {
+    use std::os::unix::fs::FileExt;
+    let entry = serde_json::to_string(&HistoryLine {
         published_at_us: checkpoint.published_at_us,
         signed_note: checkpoint.signed_note.clone(),
     })
     .map_err(std::io::Error::other)?;
-    line.push('\n');
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let new = !path.exists();
+    if new {
+        crate::file_modes::create_private_dir_all(dir)?;
+    }
     let mut file = crate::file_modes::private_file_options()
         .create(true)
+        .read(true)
         .append(true)
         .open(path)?;
+    let len = file.metadata()?.len();
+    let mut last = [b'\n'];
+    if len > 0 {
+        file.read_exact_at(&mut last, len - 1)?;
+    }
+    let mut line = String::with_capacity(entry.len() + 2);
+    if last[0] != b'\n' {
+        line.push('\n');
+    }
+    line.push_str(&entry);
+    line.push('\n');
     file.write_all(line.as_bytes())?;
-    file.sync_data()
+    file.sync_data()?;
+    if new {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Moves the checkpoint file of a deployment from before the log into the log (when the log has
+/// no line yet), then removes the file, so that the log alone says what was published. A file
+/// that cannot be read is left where it is: [`read_latest`] reports it while the log is empty.
+fn retire_legacy_file(dir: &Path, tenant: &TenantId) -> Result<(), StoreError> {
+    let legacy = checkpoint_file(dir, tenant);
+    let Ok(note) = std::fs::read_to_string(&legacy) else {
+        return Ok(());
+    };
+    let Ok(mut checkpoint) = parse_stored(note, 0) else {
+        return Ok(());
+    };
+    let log = history_file(dir, tenant);
+    if last_complete_line(&log)
+        .map_err(|e| io_error(&log, e))?
+        .is_none()
+    {
+        checkpoint.published_at_us = modified_us(&legacy);
+        append_history(&log, &checkpoint).map_err(|e| write_error(&log, &e))?;
+    }
+    std::fs::remove_file(&legacy).map_err(|e| io_error(&legacy, e))?;
+    tracing::info!(tenant = %tenant, path = %legacy.display(),
+        "the latest published checkpoint is kept in the published-checkpoint log now; removed the older file");
+    Ok(())
+}
+
+/// When `path` was last modified, in microseconds since the epoch (0 when unknown).
+fn modified_us(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Parses a signed checkpoint note into a stored checkpoint.
@@ -321,59 +469,12 @@ fn published_in_folder(dir: &Path, tenant: &TenantId) -> Vec<StoredCheckpoint> {
         }
     }
     let file = checkpoint_file(dir, tenant);
-    if let Ok(note) = std::fs::read_to_string(&file) {
-        let modified = std::fs::metadata(&file)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        if let Ok(c) = parse_stored(note, modified) {
-            out.push(c);
-        }
+    if let Ok(note) = std::fs::read_to_string(&file)
+        && let Ok(c) = parse_stored(note, modified_us(&file))
+    {
+        out.push(c);
     }
     out
-}
-
-/// Reads a checkpoint file: `Ok(None)` when there is none.
-fn read_file(path: &Path) -> Result<Option<Witnessed>, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
-    };
-    let note = Note::parse(&bytes).map_err(|e| e.to_string())?;
-    let checkpoint = Checkpoint::parse_body(note.text()).map_err(|e| e.to_string())?;
-    Ok(Some(Witnessed {
-        size: checkpoint.size(),
-        root: checkpoint.root(),
-    }))
-}
-
-/// Replaces `path` with `text` atomically: a temporary file in the same folder, fsync, rename,
-/// fsync of the folder (so the rename itself survives a power cut).
-fn write_file_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    crate::file_modes::create_private_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("x");
-    let temp = dir.join(format!(
-        ".{name}.{}-{:016x}.tmp",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let result = (|| {
-        let mut file = crate::file_modes::private_file_options()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
 }
 
 fn io_error(path: &Path, e: impl fmt::Display) -> StoreError {
@@ -396,11 +497,18 @@ async fn compare(
     tenant: &TenantId,
     witnessed: Witnessed,
 ) -> Result<Option<RollbackProblem>, StoreError> {
-    let database = if store.tenant_exists(tenant).await? {
-        store.tree_size(tenant).await?
-    } else {
-        TreeSize::ZERO
-    };
+    // A tenant the database does not hold has no records: its size is zero.
+    let database = store.tree_size(tenant).await?;
+    compare_at(store, tenant, witnessed, database).await
+}
+
+/// [`compare`] with the database's tree size of `tenant` already read.
+async fn compare_at(
+    store: &Store,
+    tenant: &TenantId,
+    witnessed: Witnessed,
+    database: TreeSize,
+) -> Result<Option<RollbackProblem>, StoreError> {
     if database < witnessed.size {
         return Ok(Some(RollbackProblem::Behind {
             witnessed: witnessed.size,
@@ -411,7 +519,9 @@ async fn compare(
     if witnessed.size == TreeSize::ZERO {
         return Ok(None);
     }
-    let root = store.root_at(tenant, witnessed.size).await?;
+    // Within the tree, as just read: the root needs no second look at its size (this runs
+    // before every publication, and each read is a transaction of its own).
+    let root = store.compact_tree_at(tenant, witnessed.size).await?.root();
     if root != witnessed.root {
         return Ok(Some(RollbackProblem::Forked {
             size: witnessed.size,
@@ -422,7 +532,7 @@ async fn compare(
     Ok(None)
 }
 
-/// Tenants named by checkpoint files in `dir`.
+/// Tenants named by published-checkpoint logs (or older checkpoint files) in `dir`.
 fn tenants_with_files(dir: &Path) -> Result<Vec<TenantId>, StoreError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -432,7 +542,9 @@ fn tenants_with_files(dir: &Path) -> Result<Vec<TenantId>, StoreError> {
     let mut out = Vec::new();
     for entry in entries {
         let path = entry.map_err(|e| io_error(dir, e))?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some(CHECKPOINT_FILE_EXTENSION) {
+        let extension = path.extension().and_then(|e| e.to_str());
+        if extension != Some(HISTORY_FILE_EXTENSION) && extension != Some(CHECKPOINT_FILE_EXTENSION)
+        {
             continue;
         }
         match path
@@ -450,18 +562,19 @@ fn tenants_with_files(dir: &Path) -> Result<Vec<TenantId>, StoreError> {
 /// Every tenant in the database or named by a file in `dir`.
 async fn tenants_to_check(store: &Store, dir: &Path) -> Result<Vec<TenantId>, StoreError> {
     let mut tenants = store.tenants().await?;
+    let mut seen: std::collections::HashSet<TenantId> = tenants.iter().cloned().collect();
     for t in tenants_with_files(dir)? {
-        if !tenants.contains(&t) {
+        if seen.insert(t.clone()) {
             tenants.push(t);
         }
     }
     Ok(tenants)
 }
 
-/// Checks every tenant (in the database or named by a file) against its checkpoint file, holds
-/// the tenants that are behind or forked, and writes a file for tenants that have checkpoints but
-/// no file yet (a deployment that predates the files). Runs when the store opens, before the
-/// checkpoint publisher starts.
+/// Checks every tenant (in the database or named by a file) against the latest checkpoint on
+/// file, holds the tenants that are behind or forked, and starts a log for tenants that have
+/// checkpoints but none on file yet (a deployment that predates the files). Runs when the store
+/// opens, before the checkpoint publisher starts.
 pub(crate) async fn check_on_open(store: &Store) -> Result<(), StoreError> {
     let guard = store.rollback_guard();
     let Some(dir) = guard.dir.clone() else {
@@ -476,8 +589,9 @@ pub(crate) async fn check_on_open(store: &Store) -> Result<(), StoreError> {
     for tenant in tenants_to_check(store, &dir).await? {
         let slot = guard.slot(&tenant);
         let mut witnessed = slot.lock().await;
-        let path = checkpoint_file(&dir, &tenant);
-        match read_file(&path) {
+        retire_legacy_file(&dir, &tenant)?;
+        let path = history_file(&dir, &tenant);
+        match read_latest(&dir, &tenant) {
             Err(problem) => guard.hold(&tenant, RollbackProblem::Unreadable { path, problem }),
             Ok(Some(w)) => match compare(store, &tenant, w).await? {
                 Some(problem) => guard.hold(&tenant, problem),
@@ -487,8 +601,7 @@ pub(crate) async fn check_on_open(store: &Store) -> Result<(), StoreError> {
             },
             Ok(None) => {
                 if let Some(latest) = store.latest_checkpoint(&tenant).await? {
-                    write_file_atomically(&path, &latest.signed_note)
-                        .map_err(|e| write_error(&path, &e))?;
+                    append_history(&path, &latest).map_err(|e| write_error(&path, &e))?;
                     tracing::info!(tenant = %tenant, size = latest.size.get(), path = %path.display(),
                         "recorded the latest published checkpoint outside the database");
                     *witnessed = Some(Witnessed {
@@ -507,9 +620,11 @@ pub(crate) async fn check_on_open(store: &Store) -> Result<(), StoreError> {
 pub(crate) async fn predict(store: &Store, dir: &Path) -> Result<RollbackStatus, StoreError> {
     let mut held = BTreeMap::new();
     for tenant in tenants_to_check(store, dir).await? {
-        let path = checkpoint_file(dir, &tenant);
-        let problem = match read_file(&path) {
-            Err(problem) => Some(RollbackProblem::Unreadable { path, problem }),
+        let problem = match read_latest(dir, &tenant) {
+            Err(problem) => Some(RollbackProblem::Unreadable {
+                path: history_file(dir, &tenant),
+                problem,
+            }),
             Ok(Some(w)) => compare(store, &tenant, w).await?,
             Ok(None) => None,
         };
@@ -520,9 +635,9 @@ pub(crate) async fn predict(store: &Store, dir: &Path) -> Result<RollbackStatus,
     Ok(RollbackStatus { held })
 }
 
-/// Re-reads the files of held tenants and releases those that are consistent again (another
-/// process, such as `auditex rollback acknowledge`, reset the file after appending the
-/// acknowledgement). Called by the checkpoint publisher on every tick.
+/// Re-reads the logs of held tenants and releases those that are consistent again (another
+/// process, such as `auditex rollback acknowledge`, logged a checkpoint of the new tree after
+/// appending the acknowledgement). Called by the checkpoint publisher on every tick.
 pub(crate) async fn recheck_held(store: &Store) -> Result<(), StoreError> {
     let guard = store.rollback_guard();
     let held: Vec<TenantId> = guard.lock_held().keys().cloned().collect();
@@ -530,12 +645,12 @@ pub(crate) async fn recheck_held(store: &Store) -> Result<(), StoreError> {
         return Ok(());
     }
     for tenant in held {
-        let Some(path) = guard.file(&tenant) else {
+        let Some(dir) = guard.dir.as_deref() else {
             continue;
         };
         let slot = guard.slot(&tenant);
         let mut witnessed = slot.lock().await;
-        let Ok(Some(w)) = read_file(&path) else {
+        let Ok(Some(w)) = read_latest(dir, &tenant) else {
             continue;
         };
         if compare(store, &tenant, w).await?.is_none() {
@@ -548,17 +663,19 @@ pub(crate) async fn recheck_held(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Records `checkpoint` in the tenant's file before it is stored. With [`WitnessMode::Check`]
+/// Records `checkpoint` in the tenant's log before it is stored. With [`WitnessMode::Check`]
 /// the checkpoint must extend the one witnessed last; if it does not, the tenant is held and
-/// [`StoreError::RollbackUnacknowledged`] returned.
+/// [`StoreError::RollbackUnacknowledged`] returned. `database` is the tenant's tree size when the
+/// caller has just read it (else it is read here when needed).
 pub(crate) async fn witness(
     store: &Store,
     tenant: &TenantId,
     checkpoint: &StoredCheckpoint,
     mode: WitnessMode,
+    database: Option<TreeSize>,
 ) -> Result<(), StoreError> {
     let guard = store.rollback_guard();
-    let Some(path) = guard.file(tenant) else {
+    let (Some(dir), Some(path)) = (guard.dir.as_deref(), guard.log(tenant)) else {
         return Ok(());
     };
     let new = Witnessed {
@@ -588,7 +705,10 @@ pub(crate) async fn witness(
                     database_root: new.root,
                 })
             } else {
-                compare(store, tenant, last).await?
+                match database {
+                    Some(size) => compare_at(store, tenant, last, size).await?,
+                    None => compare(store, tenant, last).await?,
+                }
             };
             if let Some(problem) = problem {
                 guard.hold(tenant, problem.clone());
@@ -602,25 +722,17 @@ pub(crate) async fn witness(
             }
         }
         // Another process sharing this folder (a second instance on the same PostgreSQL) may
-        // have written a larger checkpoint meanwhile; never move the file backwards.
-        if let Ok(Some(on_disk)) = read_file(&path)
+        // have logged a larger checkpoint meanwhile; never move the log's latest backwards.
+        if let Ok(Some(on_disk)) = read_latest(dir, tenant)
             && on_disk.size >= new.size
         {
             return Ok(());
         }
     }
-    let text = checkpoint.signed_note.clone();
-    let target = path.clone();
-    let log = guard
-        .dir
-        .as_deref()
-        .map(|d| history_file(d, tenant))
-        .unwrap_or_default();
+    let log = path.clone();
     let logged = checkpoint.clone();
     tokio::task::spawn_blocking(move || {
-        write_file_atomically(&target, &text)
-            .map_err(|e| write_error(&target, &e))
-            .and_then(|()| append_history(&log, &logged).map_err(|e| write_error(&log, &e)))
+        append_history(&log, &logged).map_err(|e| write_error(&log, &e))
     })
     .await
     .map_err(|e| io_error(&path, e))??;
@@ -736,7 +848,7 @@ impl Store {
             root: self.root_at(tenant, size).await?,
         };
         let checkpoint = self.sign_checkpoint(tenant, head).await?;
-        witness(self, tenant, &checkpoint, WitnessMode::Reset).await?;
+        witness(self, tenant, &checkpoint, WitnessMode::Reset, None).await?;
         self.store_checkpoint(tenant, &checkpoint).await?;
         self.rollback_guard().lock_held().remove(tenant);
         tracing::warn!(
@@ -790,41 +902,122 @@ impl Store {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_checkpoint_file_is_replaced_atomically_and_read_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tenant = TenantId::parse("acme").expect("tenant");
-        let path = checkpoint_file(dir.path(), &tenant);
-        assert_eq!(read_file(&path), Ok(None));
+    /// A checkpoint of `size` for `acme`, signed with a fixed key, its root made of `size`.
+    fn checkpoint_of(size: u64) -> StoredCheckpoint {
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         let origin = "auditex.test/ledger/acme";
         let signer = ledger::note::NoteSigner::new(origin, &key).expect("signer");
-        for size in [3u64, 5] {
-            let root = Hash::from_bytes([u8::try_from(size).expect("small"); 32]);
-            let checkpoint =
-                Checkpoint::new(origin.to_owned(), TreeSize::new(size), root).expect("checkpoint");
-            let note =
-                ledger::checkpoint::sign_checkpoint(&checkpoint, std::slice::from_ref(&signer))
-                    .expect("sign");
-            write_file_atomically(&path, &note).expect("write");
-            assert_eq!(
-                read_file(&path),
-                Ok(Some(Witnessed {
-                    size: TreeSize::new(size),
-                    root
-                }))
-            );
+        let root = Hash::from_bytes([u8::try_from(size % 256).expect("small"); 32]);
+        let checkpoint =
+            Checkpoint::new(origin.to_owned(), TreeSize::new(size), root).expect("checkpoint");
+        let note = ledger::checkpoint::sign_checkpoint(&checkpoint, std::slice::from_ref(&signer))
+            .expect("sign");
+        parse_stored(note, size).expect("parse")
+    }
+
+    fn latest_size(dir: &Path, tenant: &TenantId) -> Option<u64> {
+        read_latest(dir, tenant)
+            .expect("readable")
+            .map(|w| w.size.get())
+    }
+
+    #[test]
+    fn the_latest_checkpoint_is_the_log_s_last_complete_line_whatever_its_length() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let log = history_file(dir.path(), &tenant);
+        assert_eq!(read_latest(dir.path(), &tenant), Ok(None));
+        for size in 1..=40u64 {
+            append_history(&log, &checkpoint_of(size)).expect("append");
+            assert_eq!(latest_size(dir.path(), &tenant), Some(size));
+            let last = last_complete_line(&log).expect("read").expect("a line");
+            // Windows smaller than a line, so that the read from the end has to grow.
+            for window in [1, 7, 100, 333] {
+                assert_eq!(
+                    last_complete_line_reading(&log, window).expect("read"),
+                    Some(last.clone())
+                );
+            }
         }
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .expect("list")
             .map(|e| e.expect("entry").file_name())
             .collect();
+        assert_eq!(names.len(), 1, "the log is the only file: {names:?}");
+        assert_eq!(published_in_folder(dir.path(), &tenant).len(), 40);
+    }
+
+    #[test]
+    fn a_line_cut_short_by_a_crash_is_passed_over_and_does_not_swallow_the_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let log = history_file(dir.path(), &tenant);
+        append_history(&log, &checkpoint_of(5)).expect("append");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .expect("open");
+        file.write_all(br#"{"published_at_us":6,"signed_note":"auditex.te"#)
+            .expect("cut short");
         assert_eq!(
-            names.len(),
-            1,
-            "no temporary file is left behind: {names:?}"
+            latest_size(dir.path(), &tenant),
+            Some(5),
+            "never synced whole"
         );
-        std::fs::write(&path, "not a note").expect("write");
-        assert!(read_file(&path).is_err(), "a damaged file is reported");
+        append_history(&log, &checkpoint_of(7)).expect("append");
+        assert_eq!(latest_size(dir.path(), &tenant), Some(7));
+        let sizes: Vec<u64> = published_in_folder(dir.path(), &tenant)
+            .iter()
+            .map(|c| c.size.get())
+            .collect();
+        assert_eq!(sizes, [5, 7], "the cut line is a line of its own, skipped");
+    }
+
+    #[test]
+    fn a_damaged_last_line_is_reported_so_the_tenant_is_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let log = history_file(dir.path(), &tenant);
+        append_history(&log, &checkpoint_of(5)).expect("append");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .expect("open");
+        file.write_all(b"not a checkpoint\n").expect("write");
+        let err = read_latest(dir.path(), &tenant).expect_err("damaged");
+        assert!(err.contains("the last line is not a checkpoint"), "{err}");
+    }
+
+    #[test]
+    fn an_older_deployment_s_checkpoint_file_is_read_until_the_log_has_a_line_then_retired() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let legacy = checkpoint_file(dir.path(), &tenant);
+        std::fs::write(&legacy, checkpoint_of(9).signed_note).expect("write");
+        assert_eq!(latest_size(dir.path(), &tenant), Some(9));
+        assert_eq!(
+            tenants_with_files(dir.path()).expect("list"),
+            std::slice::from_ref(&tenant)
+        );
+        retire_legacy_file(dir.path(), &tenant).expect("retire");
+        assert!(!legacy.exists(), "the older file is removed");
+        assert_eq!(
+            latest_size(dir.path(), &tenant),
+            Some(9),
+            "its checkpoint is logged"
+        );
+        std::fs::write(&legacy, "not a note").expect("write");
+        assert_eq!(
+            latest_size(dir.path(), &tenant),
+            Some(9),
+            "the log wins once it has a line"
+        );
+        std::fs::remove_file(history_file(dir.path(), &tenant)).expect("remove");
+        assert!(
+            read_latest(dir.path(), &tenant).is_err(),
+            "a damaged older file is reported while the log is empty"
+        );
+        retire_legacy_file(dir.path(), &tenant).expect("left alone");
+        assert!(legacy.exists(), "a damaged file is kept for the operator");
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use auditex::store::backup::{backup_sqlite_file, restore_sqlite, verify_ledger};
 use auditex::store::crypto::MasterKey;
-use auditex::store::rollback::{AcknowledgeError, RollbackProblem, checkpoint_file};
+use auditex::store::rollback::{AcknowledgeError, RollbackProblem, latest_published_note};
 use auditex::store::{
     AppendError, DatabaseUrl, IntegrityOptions, IntegrityOutcome, Store, StoreConfig, StoreError,
 };
@@ -89,10 +89,12 @@ async fn assert_ledger_verifies(store: &Store, tenant: &TenantId) -> Vec<ledger:
     records
 }
 
-/// The size and root in a checkpoint file.
-fn file_checkpoint(path: &Path) -> Checkpoint {
-    let bytes = std::fs::read(path).expect("checkpoint file");
-    let note = Note::parse(&bytes).expect("a signed note");
+/// The size and root of the latest checkpoint published for `tenant`, as the folder `dir` keeps it.
+fn file_checkpoint(dir: &Path, tenant: &TenantId) -> Checkpoint {
+    let text = latest_published_note(dir, tenant)
+        .expect("a readable published-checkpoint log")
+        .expect("a checkpoint on file");
+    let note = Note::parse(text.as_bytes()).expect("a signed note");
     Checkpoint::parse_body(note.text()).expect("a checkpoint")
 }
 
@@ -220,10 +222,7 @@ async fn a_backup_taken_under_load_restores_verifies_and_the_chain_continues() {
     );
     let full = verify_ledger(&restored).await.expect("whole-ledger check");
     assert_eq!(full.tenants[0].records, in_backup + 100);
-    let file = file_checkpoint(&checkpoint_file(
-        config.checkpoint_dir.as_deref().expect("dir"),
-        &tenant,
-    ));
+    let file = file_checkpoint(config.checkpoint_dir.as_deref().expect("dir"), &tenant);
     assert_eq!(
         file.size().get(),
         in_backup + 100,
@@ -921,17 +920,16 @@ async fn restoring_an_old_backup_holds_the_tenant_until_the_rollback_is_acknowle
     store.create_tenant(&tenant).await.expect("tenant");
     append_many(&store, &tenant, 100, 50).await;
     store.publish_checkpoints().await.expect("publish");
-    let file = checkpoint_file(&checkpoints, &tenant);
-    assert_eq!(file_checkpoint(&file).size().get(), 100);
+    assert_eq!(file_checkpoint(&checkpoints, &tenant).size().get(), 100);
     let backup = work.path().join("old.db");
     store.backup(&backup).await.expect("backup");
     append_many(&store, &tenant, 50, 50).await;
     store.publish_checkpoints().await.expect("publish");
-    let published = file_checkpoint(&file);
+    let published = file_checkpoint(&checkpoints, &tenant);
     assert_eq!(
         published.size().get(),
         150,
-        "the file follows every publication"
+        "the log follows every publication"
     );
 
     let err = restore_sqlite(&backup, &config, true)
@@ -1004,9 +1002,9 @@ async fn restoring_an_old_backup_holds_the_tenant_until_the_rollback_is_acknowle
         "no checkpoint was signed for the rolled-back tree"
     );
     assert_eq!(
-        file_checkpoint(&file).size().get(),
+        file_checkpoint(&checkpoints, &tenant).size().get(),
         150,
-        "the file still holds what was published"
+        "the log still holds what was published"
     );
     assert!(matches!(
         store.acknowledge_rollback(&tenant, "", "x").await,
@@ -1045,9 +1043,9 @@ async fn restoring_an_old_backup_holds_the_tenant_until_the_rollback_is_acknowle
     assert_eq!(payload["database_size"], 100);
     assert!(store.rollback_status().is_clear());
     assert_eq!(
-        file_checkpoint(&file).size().get(),
+        file_checkpoint(&checkpoints, &tenant).size().get(),
         101,
-        "the file is reset"
+        "the log's latest is the acknowledged tree"
     );
     assert!(matches!(
         store
@@ -1287,6 +1285,46 @@ async fn an_acknowledged_rollback_keeps_the_abandoned_checkpoints_and_names_the_
 backend_tests!(
     an_acknowledged_rollback_keeps_the_abandoned_checkpoints_and_names_the_abandoned_seqs
 );
+
+/// A folder from a deployment that kept only the latest checkpoint in `<tenant>.checkpoint`
+/// still protects after an upgrade: a restored database behind it is held, and the file is
+/// moved into the published-checkpoint log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_deployment_s_checkpoint_file_still_holds_a_rolled_back_tenant() {
+    let checkpoints = tempfile::tempdir().expect("tempdir");
+    let a = TestDb::new(&Backend::Sqlite).await;
+    let store = Store::open_with_workers(config_with_checkpoints(&a, checkpoints.path()))
+        .await
+        .expect("open");
+    let tenant = tenant_id("upgraded");
+    store.create_tenant(&tenant).await.expect("tenant");
+    append_many(&store, &tenant, 8, 8).await;
+    store.publish_checkpoints().await.expect("publish");
+    store.shutdown().await;
+    let note = latest_published_note(checkpoints.path(), &tenant)
+        .expect("readable")
+        .expect("published");
+    let log = auditex::store::rollback::history_file(checkpoints.path(), &tenant);
+    let legacy = auditex::store::rollback::checkpoint_file(checkpoints.path(), &tenant);
+    std::fs::remove_file(&log).expect("the older layout had no log");
+    std::fs::write(&legacy, &note).expect("the older layout's file");
+
+    let b = TestDb::new(&Backend::Sqlite).await;
+    let store = Store::open_with_workers(config_with_checkpoints(&b, checkpoints.path()))
+        .await
+        .expect("open");
+    assert!(matches!(
+        store.rollback_status().problem(&tenant),
+        Some(RollbackProblem::Behind { witnessed, .. }) if witnessed.get() == 8
+    ));
+    assert!(!legacy.exists(), "the older file is retired");
+    assert_eq!(
+        file_checkpoint(checkpoints.path(), &tenant).size().get(),
+        8,
+        "its checkpoint is in the log"
+    );
+    store.shutdown().await;
+}
 
 /// A tenant whose database lost it entirely (restored from before it was created) is held, and
 /// can be acknowledged once it exists again.
