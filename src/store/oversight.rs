@@ -16,6 +16,13 @@
 //! proposal is still pending is therefore read from the ledger (is there a record at its
 //! resolution id?), never from a table that could disagree with it.
 //!
+//! A decision has **at most one pending proposal**, by the same rule: the `n`th proposal on a
+//! decision takes the event id [`proposal_id`] derives from the decision's id and `n`, and a
+//! reviewer proposing takes the first `n` whose proposal is not in the ledger. Two reviewers
+//! proposing at once (even on two nodes) find the same `n`; one proposal is appended, and the other
+//! reviewer is told one is pending ([`OversightError::ProposalPending`]). So two proposals cannot
+//! both be approved into two overrides of one decision.
+//!
 //! The queue is read from the views (decisions, oversight actions), tenant-scoped and one
 //! bounded page at a time, and so trails the ledger by the views' lag.
 
@@ -122,6 +129,12 @@ pub enum OversightError {
     /// The proposal was withdrawn or rejected.
     #[error("this proposal was withdrawn or rejected and can no longer be approved")]
     Closed,
+    /// The decision has a pending override proposal already: it is approved, rejected or
+    /// withdrawn before another can be made.
+    #[error(
+        "an override of this decision is proposed already and waits for a second reviewer: approve, reject or withdraw it first"
+    )]
+    ProposalPending(EventId),
     /// Another reviewer resolved the proposal at the same moment (its record is not readable
     /// yet).
     #[error("another reviewer decided this proposal at the same moment")]
@@ -143,8 +156,31 @@ pub fn resolution_id(proposal: EventId) -> EventId {
         .chain_update(b"auditex oversight resolution v1")
         .chain_update(proposal.as_bytes())
         .finalize();
+    derived_id(proposal, &digest)
+}
+
+/// The most override proposals one decision can have had (each approved, rejected or withdrawn
+/// before the next): far more than any review needs, and a bound on the look-ups that find the
+/// next free [`proposal_id`].
+pub const PROPOSALS_PER_DECISION_MAX: u32 = 256;
+
+/// The event id of the `n`th override proposal on `decision` (from 0): a UUIDv7 with the
+/// decision's timestamp and the rest taken from a SHA-256 of a fixed label, the decision's id
+/// and `n`. Derived, so that every node computes the same id for the next proposal and the
+/// ledger's uniqueness of event ids admits one (see the module documentation).
+pub fn proposal_id(decision: EventId, n: u32) -> EventId {
+    let digest = Sha256::new()
+        .chain_update(b"auditex oversight proposal v1")
+        .chain_update(decision.as_bytes())
+        .chain_update(n.to_be_bytes())
+        .finalize();
+    derived_id(decision, &digest)
+}
+
+/// A UUIDv7 with `base`'s timestamp and the first ten bytes of `digest`.
+fn derived_id(base: EventId, digest: &[u8]) -> EventId {
     let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&proposal.as_bytes()[..6]);
+    bytes[..6].copy_from_slice(&base.as_bytes()[..6]);
     bytes[6..].copy_from_slice(&digest[..10]);
     bytes[6] = 0x70 | (bytes[6] & 0x0f);
     bytes[8] = 0x80 | (bytes[8] & 0x3f);
@@ -479,8 +515,13 @@ impl Store {
             return Err(OversightError::NotFound("decision"));
         }
         let four_eyes = self.oversight_settings(tenant).await?.four_eyes;
-        let id = EventId::from_bytes(*uuid::Uuid::now_v7().as_bytes())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let proposing = four_eyes && matches!(act, Act::Override { .. });
+        let id = if proposing {
+            self.next_proposal_id(tenant, decision_id).await?
+        } else {
+            EventId::from_bytes(*uuid::Uuid::now_v7().as_bytes())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+        };
         let decision = decision_id.to_string();
         let (event_type, payload) = match (act, new_outcome) {
             (Act::Override { .. }, Some(outcome)) if four_eyes => (
@@ -504,8 +545,44 @@ impl Store {
                 )
             }
         };
-        self.append_oversight(tenant, id, event_type, &payload)
+        match self
+            .append_oversight(tenant, id, event_type, &payload)
             .await
+        {
+            // Another reviewer's proposal took this id first.
+            Err(OversightError::Append(AppendError::Conflict { .. })) if proposing => {
+                Err(OversightError::ProposalPending(id))
+            }
+            other => other,
+        }
+    }
+
+    /// The id the next override proposal on `decision` takes: the first [`proposal_id`] not in
+    /// the ledger, or [`OversightError::ProposalPending`] when a proposal before it is pending.
+    async fn next_proposal_id(
+        &self,
+        tenant: &TenantId,
+        decision: EventId,
+    ) -> Result<EventId, OversightError> {
+        for n in 0..PROPOSALS_PER_DECISION_MAX {
+            let id = proposal_id(decision, n);
+            if self.record_by_event_id(tenant, id).await?.is_none() {
+                return Ok(id);
+            }
+            // A record of another shape under the id (the API refuses the proposal forms, so
+            // only a client could have put one there) is passed over like a closed proposal.
+            if let Some(p) = self.proposal(tenant, id).await?
+                && p.state == ProposalState::Pending
+            {
+                return Err(OversightError::ProposalPending(id));
+            }
+        }
+        Err(OversightError::Invalid {
+            field: "new_outcome",
+            problem: format!(
+                "cannot be proposed: this decision has had {PROPOSALS_PER_DECISION_MAX} override proposals"
+            ),
+        })
     }
 
     /// A proposed override of this tenant, with its state read from the ledger.
@@ -856,6 +933,21 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proposal_ids_are_uuidv7s_fixed_by_their_decision_and_number_and_all_distinct() {
+        let decision = EventId::parse("01936f5e-7b00-7c3d-8e4f-a1b2c3d4e5f7").expect("valid");
+        let ids: std::collections::HashSet<EventId> = (0..PROPOSALS_PER_DECISION_MAX)
+            .map(|n| proposal_id(decision, n))
+            .collect();
+        assert_eq!(ids.len(), PROPOSALS_PER_DECISION_MAX as usize);
+        let first = proposal_id(decision, 0);
+        assert_eq!(first, proposal_id(decision, 0));
+        assert_ne!(first, decision);
+        assert_ne!(first, resolution_id(decision));
+        assert_eq!(EventId::parse(&first.to_string()).expect("a UUIDv7"), first);
+        assert_eq!(&first.as_bytes()[..6], &decision.as_bytes()[..6]);
+    }
 
     #[test]
     fn a_resolution_id_is_a_uuidv7_fixed_by_its_proposal_and_distinct_from_it() {

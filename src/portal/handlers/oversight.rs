@@ -370,6 +370,14 @@ fn refusal(e: OversightError) -> PortalError {
             "Not approved",
             "This proposal was withdrawn or rejected. Nothing was recorded.".to_owned(),
         ),
+        OversightError::ProposalPending(_) => refused(
+            StatusCode::CONFLICT,
+            "Not proposed",
+            "An override of this decision is proposed already and waits for a second reviewer. \
+             It must be approved, rejected or withdrawn before another can be proposed. Nothing \
+             was recorded."
+                .to_owned(),
+        ),
         OversightError::Decided => refused(
             StatusCode::CONFLICT,
             "Not recorded",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use auditex::store::Store;
 use auditex::store::oversight::{
-    Act, OversightError, OversightSettings, QueueKind, QueueQuery, resolution_id,
+    Act, OversightError, OversightSettings, QueueKind, QueueQuery, proposal_id, resolution_id,
 };
 use auditex::store::users::PortalRole;
 use ledger::types::{EventId, TenantId};
@@ -378,6 +378,96 @@ async fn two_approvals_racing_produce_one_override(backend: Backend) {
     server.stop().await;
 }
 
+/// A decision has one pending proposal at a time: a second reviewer proposing while one waits is
+/// refused and nothing is appended, two proposing at once append one proposal, and once it is
+/// rejected the next proposal takes the next id and can be approved. So no decision gets two
+/// overrides from two pending proposals.
+async fn a_decision_has_at_most_one_pending_proposal(backend: Backend) {
+    let server = start(&backend, false).await;
+    let (store, tenant) = (&server.store, &server.tenant);
+    let (decision, first) = proposed(store, tenant).await;
+    assert_eq!(first, proposal_id(decision, 0));
+    let over = |outcome: &str| Act::Override {
+        new_outcome: outcome.into(),
+    };
+    let again = store
+        .record_oversight(tenant, decision, SECOND_EMAIL, &over("refer"), "other view")
+        .await;
+    assert!(
+        matches!(again, Err(OversightError::ProposalPending(id)) if id == first),
+        "{again:?}"
+    );
+    assert_eq!(
+        oversight_records(store, tenant).await.len(),
+        1,
+        "nothing appended"
+    );
+    // The proposer sending it again (a double click) is told it waits; nothing is appended.
+    let repeated = store
+        .record_oversight(
+            tenant,
+            decision,
+            OFFICER_EMAIL,
+            &over("decline"),
+            "too risky",
+        )
+        .await;
+    assert!(
+        matches!(repeated, Err(OversightError::ProposalPending(_))),
+        "{repeated:?}"
+    );
+
+    store
+        .close_proposal(tenant, first, SECOND_EMAIL, "not convinced")
+        .await
+        .expect("rejected");
+    // Two reviewers propose at the same moment: one proposal.
+    let (decline, refer) = (over("decline"), over("refer"));
+    let (one, two) = tokio::join!(
+        store.record_oversight(tenant, decision, OFFICER_EMAIL, &decline, "still risky"),
+        store.record_oversight(tenant, decision, SECOND_EMAIL, &refer, "refer it"),
+    );
+    let won: Vec<_> = [&one, &two].into_iter().filter(|r| r.is_ok()).collect();
+    assert_eq!(won.len(), 1, "one proposal wins: {one:?} {two:?}");
+    let loser = if one.is_ok() { &two } else { &one };
+    assert!(
+        matches!(loser, Err(OversightError::ProposalPending(_))),
+        "{loser:?}"
+    );
+    let second = proposal_id(decision, 1);
+    assert_eq!(won[0].as_ref().map(|r| r.event_id).ok(), Some(second));
+    let proposer = store
+        .proposal(tenant, second)
+        .await
+        .expect("read")
+        .expect("the proposal")
+        .proposer;
+    store
+        .approve_override(tenant, second, ADMIN_EMAIL, "agreed")
+        .await
+        .expect("approved by a second person");
+    assert_ne!(proposer, ADMIN_EMAIL);
+    let overrides = oversight_records(store, tenant)
+        .await
+        .into_iter()
+        .filter(|(_, t, _)| t == "override")
+        .count();
+    assert_eq!(overrides, 1, "one override of the decision");
+    // After the approval, another override is a new proposal (the decision's third).
+    let third = store
+        .record_oversight(
+            tenant,
+            decision,
+            SECOND_EMAIL,
+            &over("approve"),
+            "new evidence",
+        )
+        .await
+        .expect("a new proposal");
+    assert_eq!(third.event_id, proposal_id(decision, 2));
+    server.stop().await;
+}
+
 async fn a_withdrawn_proposal_or_another_tenants_ids_change_nothing(backend: Backend) {
     let server = start(&backend, false).await;
     let (store, tenant) = (&server.store, &server.tenant);
@@ -732,6 +822,7 @@ backend_tests!(
     a_reviewer_confirms_a_queued_decision_and_it_leaves_the_queue,
     with_four_eyes_an_override_is_pending_until_a_second_reviewer_approves_it,
     two_approvals_racing_produce_one_override,
+    a_decision_has_at_most_one_pending_proposal,
     a_withdrawn_proposal_or_another_tenants_ids_change_nothing,
     auditors_read_the_queue_but_only_reviewers_record_and_only_admins_change_settings,
 );
