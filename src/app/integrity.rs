@@ -9,7 +9,14 @@
 //! [`IntegrityChecks`], including finished checks whose result could not be filed. One check runs
 //! per tenant at a time: it occupies a reader connection and a core for the whole ledger, and a
 //! second full read at once would prove nothing the first does not. Starts are also limited to
-//! [`CHECK_STARTS_PER_WINDOW_MAX`] per [`CHECK_STARTS_WINDOW_SECS`].
+//! [`CHECK_STARTS_PER_WINDOW_MAX`] per [`CHECK_STARTS_WINDOW_SECS`] (counted per node).
+//!
+//! **Several nodes.** The running check is also registered in the database
+//! ([`crate::store::integrity_runs`]): a start on any node is refused while another node runs a
+//! check of the same ledger, any node shows the running check's progress (as its node last wrote
+//! it, four times a second) and passes a cancellation on to it. A check whose node died stops
+//! holding the ledger once its heartbeat is
+//! [`INTEGRITY_RUN_STALE`](crate::store::integrity_runs::INTEGRITY_RUN_STALE) old.
 //!
 //! The API (`/v1/integrity-checks`) and the portal both start and follow checks through this
 //! registry; the server stops every running check on shutdown ([`IntegrityChecks::stop_all`]).
@@ -27,9 +34,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use utoipa::ToSchema;
 
+use crate::store::integrity_runs::{INTEGRITY_RUN_HEARTBEAT, IntegrityRunRow};
 use crate::store::{
     AppendError, CancelFlag, IntegrityOptions, IntegrityOutcome, IntegrityProgress,
-    IntegrityReport, Receipt, ServiceDraft, Store,
+    IntegrityReport, Receipt, ServiceDraft, Store, StoreError,
 };
 
 /// Finished checks kept in memory per tenant, besides the running one. Only those whose result
@@ -78,7 +86,7 @@ pub enum CheckOutcome {
 }
 
 /// Records checked so far, and how fast.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct ProgressBody {
     /// Records verified so far.
     pub checked: u64,
@@ -207,6 +215,9 @@ pub enum StartRefused {
         /// Seconds until a start is admitted again.
         retry_after: u64,
     },
+    /// The database could not say whether another node runs a check.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// A bug: the detail is logged, never shown.
     #[error("internal error")]
     Internal(String),
@@ -234,8 +245,9 @@ pub type PublicError = fn(AppendError) -> String;
 #[derive(Clone)]
 pub struct IntegrityChecks {
     tenants: Arc<Mutex<HashMap<TenantId, Vec<Check>>>>,
-    /// When each tenant started its checks within the last window, oldest first. Locked only
-    /// while `tenants` is held, so a start is counted and admitted atomically.
+    /// When each tenant started its checks within the last window, oldest first. A start is
+    /// counted only once the database admitted it as the tenant's one running check, so two
+    /// starts racing count one.
     starts: Arc<Mutex<HashMap<TenantId, std::collections::VecDeque<std::time::Instant>>>>,
     /// How a check that could not run to the end, or could not be filed, says why.
     public_error: PublicError,
@@ -290,26 +302,43 @@ impl IntegrityChecks {
         self.tenants.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a check of `tenant` unless one is running.
+    /// Starts a check of `tenant` unless one is running, on this node or another.
     ///
     /// # Errors
-    /// [`StartRefused`]: a check is running, or the window's starts are used up.
-    pub fn start(
+    /// [`StartRefused`]: a check is running, the window's starts are used up, or the database
+    /// failed.
+    pub async fn start(
         &self,
         store: &Store,
         tenant: &TenantId,
         seen_checkpoints: Vec<String>,
     ) -> Result<IntegrityCheckBody, StartRefused> {
         let id = new_check_id()?;
-        let mut tenants = self.lock();
-        let checks = tenants.entry(tenant.clone()).or_default();
-        // Checked and inserted under one lock, so two concurrent starts cannot both succeed.
-        if let Some(running) = checks.iter().find(|c| c.end.is_none()) {
-            return Err(StartRefused::Running(running.id));
+        // What this node can refuse alone, before the database is asked.
+        if let Some(running) = self.local_running(tenant) {
+            return Err(StartRefused::Running(
+                EventId::parse(&running.id).map_err(|e| StartRefused::Internal(e.to_string()))?,
+            ));
         }
-        self.admit(tenant)?;
+        self.quota(tenant, false)?;
+        // The database admits one running check per tenant across nodes (and so between two
+        // starts on this node racing here too).
+        let progress = progress_json(&ProgressBody::default());
+        if let Some(holder) = store.claim_integrity_run(tenant, id, &progress).await? {
+            return Err(StartRefused::Running(
+                EventId::parse(&holder.check_id)
+                    .map_err(|e| StartRefused::Internal(format!("a registered check id: {e}")))?,
+            ));
+        }
+        if let Err(refused) = self.admit(tenant) {
+            release(store, tenant, id).await;
+            return Err(refused);
+        }
         let (sender, receiver) = watch::channel(IntegrityProgress::default());
         let cancel = CancelFlag::new();
+        let watched = (receiver.clone(), cancel.clone());
+        let mut tenants = self.lock();
+        let checks = tenants.entry(tenant.clone()).or_default();
         let check = Check {
             id,
             started_at_us: store.config().clock.now_unix_micros(),
@@ -330,11 +359,12 @@ impl IntegrityChecks {
         };
         let reporter = Reporter {
             registry: self.clone(),
+            store: store.clone(),
             tenant: tenant.clone(),
             id,
             end: None,
         };
-        let task = tokio::spawn(run(store.clone(), options, reporter));
+        let task = tokio::spawn(run(store.clone(), options, reporter, watched));
         // Kept so that shutdown can wait for the result to be filed; a check that has ended
         // meanwhile needs no waiting for.
         if let Some(check) = self
@@ -353,13 +383,17 @@ impl IntegrityChecks {
         self.quota(tenant, true)
     }
 
-    /// Whether `tenant` may start a check now (none running, starts left in the window),
-    /// without counting a start: the portal asks before it records the start.
+    /// Whether `tenant` may start a check now (none running on any node, starts left in the
+    /// window), without counting a start: the portal asks before it records the start.
     ///
     /// # Errors
     /// The reason, and the seconds to wait when waiting helps.
-    pub fn may_start(&self, tenant: &TenantId) -> Result<(), (String, Option<u64>)> {
-        if self.running(tenant).is_some() {
+    pub async fn may_start(
+        &self,
+        store: &Store,
+        tenant: &TenantId,
+    ) -> Result<(), (String, Option<u64>)> {
+        if self.running(store, tenant).await.is_some() {
             return Err(("a check of this ledger is running".to_owned(), None));
         }
         self.quota(tenant, false).map_err(StartRefused::for_people)
@@ -420,8 +454,8 @@ impl IntegrityChecks {
         });
     }
 
-    /// The check `id` of `tenant`, while this instance remembers it.
-    pub fn view(&self, tenant: &TenantId, id: EventId) -> Option<IntegrityCheckBody> {
+    /// The check `id` of `tenant`, while this node remembers it.
+    fn local_view(&self, tenant: &TenantId, id: EventId) -> Option<IntegrityCheckBody> {
         self.lock()
             .get(tenant)?
             .iter()
@@ -429,8 +463,53 @@ impl IntegrityChecks {
             .map(Check::body)
     }
 
-    /// Asks the check `id` of `tenant` to stop at its next page.
-    pub fn cancel(&self, tenant: &TenantId, id: EventId) -> Cancelled {
+    /// The check `id` of `tenant`, while this node remembers it or another node runs it.
+    pub async fn view(
+        &self,
+        store: &Store,
+        tenant: &TenantId,
+        id: EventId,
+    ) -> Option<IntegrityCheckBody> {
+        if let Some(check) = self.local_view(tenant, id) {
+            return Some(check);
+        }
+        registered(store, tenant)
+            .await
+            .filter(|(run, _)| run.check_id == id.to_string())
+            .map(|(run, now)| remote_body(&run, now))
+    }
+
+    /// Asks the check `id` of `tenant` to stop at its next page, on whichever node runs it.
+    pub async fn cancel(&self, store: &Store, tenant: &TenantId, id: EventId) -> Cancelled {
+        match self.local_cancel(tenant, id) {
+            Cancelled::Unknown => {}
+            known => return known,
+        }
+        let Some((run, now)) = registered(store, tenant)
+            .await
+            .filter(|(run, _)| run.check_id == id.to_string())
+        else {
+            return Cancelled::Unknown;
+        };
+        if run.is_stale(now) {
+            return Cancelled::AlreadyEnded(CheckState::Error);
+        }
+        match store.cancel_integrity_run(tenant, id).await {
+            Ok(true) => {
+                let mut body = remote_body(&run, now);
+                body.cancel_requested = true;
+                Cancelled::Requested(Box::new(body))
+            }
+            Ok(false) => Cancelled::Unknown,
+            Err(e) => {
+                tracing::warn!(%tenant, check = %id, error = %e, "could not pass a cancellation on to the node running the check");
+                Cancelled::Unknown
+            }
+        }
+    }
+
+    /// [`IntegrityChecks::cancel`] of a check this node runs or remembers.
+    fn local_cancel(&self, tenant: &TenantId, id: EventId) -> Cancelled {
         let tenants = self.lock();
         let Some(check) = tenants
             .get(tenant)
@@ -445,25 +524,47 @@ impl IntegrityChecks {
         Cancelled::Requested(Box::new(check.body()))
     }
 
-    /// The tenant's checks that are not in the ledger (running, or ended unfiled), newest first.
-    pub fn unfiled(&self, tenant: &TenantId) -> Vec<IntegrityCheckBody> {
-        let tenants = self.lock();
-        let Some(checks) = tenants.get(tenant) else {
-            return Vec::new();
-        };
-        checks
-            .iter()
-            .rev()
-            .filter(|c| !matches!(c.end, Some(End::Reported { filed: Ok(_), .. })))
-            .map(Check::body)
-            .collect()
+    /// The tenant's checks that are not in the ledger (running here or on another node, or
+    /// ended unfiled here), newest first.
+    pub async fn unfiled(&self, store: &Store, tenant: &TenantId) -> Vec<IntegrityCheckBody> {
+        let mut out = self.local_unfiled(tenant);
+        if let Some((run, now)) = registered(store, tenant).await
+            && !out.iter().any(|c| c.id == run.check_id)
+        {
+            out.insert(0, remote_body(&run, now));
+        }
+        out
     }
 
-    /// The tenant's running check, if any (the portal shows its progress).
-    pub fn running(&self, tenant: &TenantId) -> Option<IntegrityCheckBody> {
+    /// [`IntegrityChecks::unfiled`] of this node alone.
+    fn local_unfiled(&self, tenant: &TenantId) -> Vec<IntegrityCheckBody> {
+        let tenants = self.lock();
+        tenants.get(tenant).map_or_else(Vec::new, |checks| {
+            checks
+                .iter()
+                .rev()
+                .filter(|c| !matches!(c.end, Some(End::Reported { filed: Ok(_), .. })))
+                .map(Check::body)
+                .collect()
+        })
+    }
+
+    /// The tenant's running check on this node, if any.
+    fn local_running(&self, tenant: &TenantId) -> Option<IntegrityCheckBody> {
         self.lock()
             .get(tenant)
             .and_then(|checks| checks.iter().find(|c| c.end.is_none()).map(Check::body))
+    }
+
+    /// The tenant's running check on any node, if any (the portal shows its progress).
+    pub async fn running(&self, store: &Store, tenant: &TenantId) -> Option<IntegrityCheckBody> {
+        if let Some(check) = self.local_running(tenant) {
+            return Some(check);
+        }
+        registered(store, tenant)
+            .await
+            .filter(|(run, now)| !run.is_stale(*now))
+            .map(|(run, now)| remote_body(&run, now))
     }
 
     /// Starts a check of the whole ledger for the portal; returns its id, or why not (one runs,
@@ -471,12 +572,13 @@ impl IntegrityChecks {
     ///
     /// # Errors
     /// The reason, for the person who asked, and the seconds to wait when waiting helps.
-    pub fn start_for(
+    pub async fn start_for(
         &self,
         store: &Store,
         tenant: &TenantId,
     ) -> Result<String, (String, Option<u64>)> {
         self.start(store, tenant, Vec::new())
+            .await
             .map(|body| body.id)
             .map_err(StartRefused::for_people)
     }
@@ -525,20 +627,13 @@ impl Check {
     }
 
     fn body(&self) -> IntegrityCheckBody {
-        let progress = *self.progress.borrow();
         let mut body = IntegrityCheckBody {
             id: self.id.to_string(),
             state: self.state(),
             started_at_us: self.started_at_us,
             finished_at_us: None,
             cancel_requested: self.cancel.is_cancelled(),
-            progress: ProgressBody {
-                checked: progress.checked,
-                total: progress.total,
-                checkpoints_checked: progress.checkpoints_checked,
-                records_per_second: progress.records_per_second,
-                eta_seconds: progress.eta_seconds,
-            },
+            progress: progress_body(&self.progress.borrow()),
             report: None,
             record: None,
             problem: None,
@@ -581,6 +676,7 @@ impl Check {
 /// tenant's next one.
 struct Reporter {
     registry: IntegrityChecks,
+    store: Store,
     tenant: TenantId,
     id: EventId,
     end: Option<End>,
@@ -589,15 +685,121 @@ struct Reporter {
 impl Drop for Reporter {
     fn drop(&mut self) {
         let end = self.end.take().unwrap_or_else(|| {
+            // Stopped before its end: the registration would hold the ledger until it went
+            // stale, so it is forgotten here too.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let (store, tenant, id) = (self.store.clone(), self.tenant.clone(), self.id);
+                runtime.spawn(async move { release(&store, &tenant, id).await });
+            }
             End::Error("the check stopped unexpectedly; the service log has the details".into())
         });
         self.registry.finish(&self.tenant, self.id, end);
     }
 }
 
-/// The background task: the check, then its result filed in the ledger.
-async fn run(store: Store, options: IntegrityOptions, mut reporter: Reporter) {
+/// The check's progress as the API shows it.
+fn progress_body(progress: &IntegrityProgress) -> ProgressBody {
+    ProgressBody {
+        checked: progress.checked,
+        total: progress.total,
+        checkpoints_checked: progress.checkpoints_checked,
+        records_per_second: progress.records_per_second,
+        eta_seconds: progress.eta_seconds,
+    }
+}
+
+fn progress_json(progress: &ProgressBody) -> String {
+    serde_json::to_string(progress).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// The tenant's check registered in the database, and the time now; `None` when there is none
+/// or the database cannot say (logged: the caller then answers from the ledger alone).
+async fn registered(store: &Store, tenant: &TenantId) -> Option<(IntegrityRunRow, u64)> {
+    match store.integrity_run(tenant).await {
+        Ok(run) => run.map(|r| (r, store.config().clock.now_unix_micros())),
+        Err(e) => {
+            tracing::warn!(%tenant, error = %e, "could not read the running integrity check");
+            None
+        }
+    }
+}
+
+/// A check another node runs, as the API shows it: its progress as that node last wrote it.
+fn remote_body(run: &IntegrityRunRow, now_us: u64) -> IntegrityCheckBody {
+    let stale = run.is_stale(now_us);
+    IntegrityCheckBody {
+        id: run.check_id.clone(),
+        state: if stale {
+            CheckState::Error
+        } else {
+            CheckState::Running
+        },
+        started_at_us: run.started_at_us,
+        finished_at_us: None,
+        cancel_requested: run.cancel_requested,
+        progress: serde_json::from_str(&run.progress).unwrap_or_default(),
+        report: None,
+        record: None,
+        problem: stale.then(|| {
+            format!(
+                "the service node running this check stopped refreshing it {} s ago; start it again",
+                now_us.saturating_sub(run.heartbeat_us) / 1_000_000
+            )
+        }),
+    }
+}
+
+/// Forgets a check's registration (logged when the database refuses: it then goes stale).
+async fn release(store: &Store, tenant: &TenantId, id: EventId) {
+    if let Err(e) = store.release_integrity_run(tenant, id).await {
+        tracing::warn!(%tenant, check = %id, error = %e,
+            "could not forget the integrity check's registration; it stops holding the ledger once stale");
+    }
+}
+
+/// Refreshes the check's registration with its progress until aborted, and stops the check when
+/// another node asked for its cancellation or took the registration over.
+async fn heartbeat(
+    store: Store,
+    tenant: TenantId,
+    id: EventId,
+    progress: watch::Receiver<IntegrityProgress>,
+    cancel: CancelFlag,
+) {
+    let mut ticker = tokio::time::interval(INTEGRITY_RUN_HEARTBEAT);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let json = progress_json(&progress_body(&progress.borrow()));
+        match store.beat_integrity_run(&tenant, id, &json).await {
+            Ok(Some(false)) => {}
+            Ok(Some(true)) => cancel.cancel(),
+            Ok(None) => {
+                tracing::warn!(%tenant, check = %id,
+                    "the integrity check's registration was taken over by another node; stopping it");
+                cancel.cancel();
+            }
+            Err(e) => {
+                tracing::warn!(%tenant, check = %id, error = %e, "could not refresh the integrity check's registration; will retry");
+            }
+        }
+    }
+}
+
+/// What the heartbeat needs of a check just registered: its progress and cancellation flag.
+type Watched = (watch::Receiver<IntegrityProgress>, CancelFlag);
+
+/// The background task: the check, then its result filed in the ledger, then its registration
+/// forgotten.
+async fn run(store: Store, options: IntegrityOptions, mut reporter: Reporter, watched: Watched) {
     let (tenant, id) = (reporter.tenant.clone(), reporter.id);
+    let beat = tokio::spawn(heartbeat(
+        store.clone(),
+        tenant.clone(),
+        id,
+        watched.0,
+        watched.1,
+    ));
     let end = match store.check_integrity(&tenant, options).await {
         Ok(report) => {
             let filed = file(&store, &tenant, id, &report, reporter.registry.public_error).await;
@@ -623,6 +825,10 @@ async fn run(store: Store, options: IntegrityOptions, mut reporter: Reporter) {
             End::Error((reporter.registry.public_error)(AppendError::Store(e)))
         }
     };
+    beat.abort();
+    // After the result is filed, so that another node finds the check in the ledger once the
+    // registration is gone.
+    release(&store, &tenant, id).await;
     reporter.end = Some(end);
 }
 
@@ -705,17 +911,17 @@ mod tests {
             .collect();
         let live = running(&registry, &acme);
 
-        let kept = registry.unfiled(&acme);
+        let kept = registry.local_unfiled(&acme);
         assert_eq!(kept.len(), FINISHED_CHECKS_KEPT_PER_TENANT + 1);
         assert_eq!(kept[0].id, live.to_string(), "newest first");
         assert_eq!(kept[0].state, CheckState::Running);
         assert!(
-            registry.view(&acme, finished[0]).is_none(),
+            registry.local_view(&acme, finished[0]).is_none(),
             "oldest forgotten"
         );
         assert_eq!(
             registry
-                .view(&acme, finished[finished.len() - 1])
+                .local_view(&acme, finished[finished.len() - 1])
                 .map(|c| c.state),
             Some(CheckState::Error)
         );
@@ -727,16 +933,19 @@ mod tests {
         let (acme, other) = (tenant("acme-bank"), tenant("other-bank"));
         let id = running(&registry, &acme);
 
-        assert!(registry.view(&other, id).is_none());
-        assert!(matches!(registry.cancel(&other, id), Cancelled::Unknown));
-        assert!(registry.unfiled(&other).is_empty());
-        match registry.cancel(&acme, id) {
+        assert!(registry.local_view(&other, id).is_none());
+        assert!(matches!(
+            registry.local_cancel(&other, id),
+            Cancelled::Unknown
+        ));
+        assert!(registry.local_unfiled(&other).is_empty());
+        match registry.local_cancel(&acme, id) {
             Cancelled::Requested(check) => assert!(check.cancel_requested),
             _ => panic!("a running check is cancelled"),
         }
         registry.finish(&acme, id, End::Error("stopped".into()));
         assert!(matches!(
-            registry.cancel(&acme, id),
+            registry.local_cancel(&acme, id),
             Cancelled::AlreadyEnded(CheckState::Error)
         ));
     }

@@ -109,6 +109,7 @@ fn start_refused(e: StartRefused) -> ApiError {
             detail,
             retry_after,
         },
+        StartRefused::Store(e) => ApiError::from(e),
         StartRefused::Internal(detail) => ApiError::Internal(detail),
     }
 }
@@ -269,6 +270,7 @@ pub async fn start_check(
     let check = state
         .integrity
         .start(&state.store, &p.tenant, request.seen_checkpoints)
+        .await
         .map_err(start_refused)?;
     tracing::info!(tenant = %p.tenant, check = %check.id, key = %p.key_id, "integrity check started");
     let location = location(&check.id)?;
@@ -298,7 +300,7 @@ pub async fn get_check(
 ) -> Result<Json<IntegrityCheckBody>, ApiError> {
     let p = caller.require(AUDITORS, "read integrity checks")?;
     let id = parse_check_id(&id)?;
-    if let Some(check) = state.integrity.view(&p.tenant, id) {
+    if let Some(check) = state.integrity.view(&state.store, &p.tenant, id).await {
         return Ok(Json(check));
     }
     filed_check(&state, &p.tenant, id)
@@ -336,7 +338,7 @@ pub async fn cancel_check(
                 .unwrap_or_default()
         ))
     };
-    match state.integrity.cancel(&p.tenant, id) {
+    match state.integrity.cancel(&state.store, &p.tenant, id).await {
         Cancelled::Requested(check) => {
             tracing::info!(tenant = %p.tenant, check = %id, key = %p.key_id, "integrity check cancellation requested");
             Ok((StatusCode::ACCEPTED, Json(*check)).into_response())
@@ -371,7 +373,7 @@ pub async fn list_checks(
     // Memory first, then the ledger: a check filed in between shows up in both, and the
     // ledger's copy wins below; read the other way round it could show up in neither.
     let unfiled = if before.is_none() {
-        state.integrity.unfiled(&p.tenant)
+        state.integrity.unfiled(&state.store, &p.tenant).await
     } else {
         Vec::new()
     };

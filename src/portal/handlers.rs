@@ -1377,7 +1377,7 @@ async fn integrity_page(
 ) -> Result<Markup, PortalError> {
     let store = &state.store;
     let tenant = viewer.tenant();
-    let running = state.integrity.running(tenant);
+    let running = state.integrity.running(store, tenant).await;
     let past = store
         .records_of_type(tenant, ledger::record::EventType::IntegrityCheck, None, 50)
         .await?;
@@ -1430,7 +1430,12 @@ async fn start_integrity(
     let actor = admit(&state, &portal, &viewer, &form.csrf, ACTORS)?;
     let store = &state.store;
     // One already runs: show it (nothing is started, so nothing is recorded).
-    if state.integrity.running(viewer.tenant()).is_some() {
+    if state
+        .integrity
+        .running(store, viewer.tenant())
+        .await
+        .is_some()
+    {
         return Ok(Redirect::to("/integrity").into_response());
     }
     let refused = |(why, retry_after): (String, Option<u64>)| PortalError::Refused {
@@ -1447,7 +1452,8 @@ async fn start_integrity(
     // nothing: pressing the button again cannot fill the ledger with records.
     state
         .integrity
-        .may_start(viewer.tenant())
+        .may_start(store, viewer.tenant())
+        .await
         .map_err(refused)?;
     // The check's id is made when it starts, after its record: the record names no target, and
     // the check's own `integrity_check` record carries the id when it ends.
@@ -1455,6 +1461,7 @@ async fn start_integrity(
     let started = state
         .integrity
         .start_for(store, viewer.tenant())
+        .await
         .map_err(refused);
     audited
         .settle(store, started, "the check could not be started")

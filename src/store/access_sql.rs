@@ -99,3 +99,27 @@ pub(crate) const OVERSIGHT_SETTINGS: &str = "SELECT four_eyes, review_sla_hours,
 /// Replaces the tenant's oversight settings (`$1` tenant, `$2` four eyes, `$3`..`$5` hours,
 /// `$6` now, `$7` who).
 pub(crate) const SET_OVERSIGHT_SETTINGS: &str = "INSERT INTO oversight_settings (tenant_id, four_eyes, review_sla_hours, contest_sla_hours, explanation_sla_hours, updated_at_us, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id) DO UPDATE SET four_eyes = excluded.four_eyes, review_sla_hours = excluded.review_sla_hours, contest_sla_hours = excluded.contest_sla_hours, explanation_sla_hours = excluded.explanation_sla_hours, updated_at_us = excluded.updated_at_us, updated_by = excluded.updated_by";
+
+/// Forgets the tenant's running integrity check whose heartbeat stopped before `$2` (its node
+/// died), so that the next start may take over.
+pub(crate) const PRUNE_STALE_INTEGRITY_RUN: &str =
+    "DELETE FROM integrity_runs WHERE tenant_id = $1 AND heartbeat_us < $2";
+
+/// Registers the tenant's running integrity check unless one is (`$1` tenant, `$2` check id,
+/// `$3` now, `$4` cancel requested: false, `$5` progress JSON); one row changed when it was.
+pub(crate) const CLAIM_INTEGRITY_RUN: &str = "INSERT INTO integrity_runs (tenant_id, check_id, started_at_us, heartbeat_us, cancel_requested, progress) VALUES ($1, $2, $3, $3, $4, $5) ON CONFLICT (tenant_id) DO NOTHING";
+
+/// The tenant's running integrity check, in the order of `integrity_runs::RunTuple`.
+pub(crate) const INTEGRITY_RUN: &str = "SELECT check_id, started_at_us, heartbeat_us, cancel_requested, progress FROM integrity_runs WHERE tenant_id = $1";
+
+/// Refreshes a running check's heartbeat (`$3`) and progress (`$4`); returns whether its
+/// cancellation was asked for, and no row when the check is no longer registered.
+pub(crate) const BEAT_INTEGRITY_RUN: &str = "UPDATE integrity_runs SET heartbeat_us = $3, progress = $4 WHERE tenant_id = $1 AND check_id = $2 RETURNING cancel_requested";
+
+/// Asks a running check to stop (`$3`: true); one row changed when it was registered.
+pub(crate) const CANCEL_INTEGRITY_RUN: &str =
+    "UPDATE integrity_runs SET cancel_requested = $3 WHERE tenant_id = $1 AND check_id = $2";
+
+/// Forgets a check that ended.
+pub(crate) const RELEASE_INTEGRITY_RUN: &str =
+    "DELETE FROM integrity_runs WHERE tenant_id = $1 AND check_id = $2";

@@ -30,6 +30,7 @@ use super::api_keys::ApiKeyRow;
 use super::erasure::ErasureScope;
 use super::erasure_sql::{NewDataKeyRow, StoredValueRow, SubjectValueRow};
 use super::holds::{HoldChange, HoldRow};
+use super::integrity_runs::IntegrityRunRow;
 use super::reseal::Resealed;
 use super::retention::{RetentionCandidate, RetentionRule};
 use super::rows::{Session, SessionTuple, UserTuple};
@@ -588,6 +589,46 @@ pub(crate) trait AccessBackend: Send + Sync {
         &self,
         tenant: &TenantId,
     ) -> Result<Option<SettingsTuple>, StoreError>;
+
+    /// Registers `check_id` as the tenant's running integrity check at `now_us`, first
+    /// forgetting one whose heartbeat is older than `stale_before_us`. `None` when registered;
+    /// else the check that holds the tenant.
+    async fn claim_integrity_run(
+        &self,
+        tenant: &TenantId,
+        check_id: &str,
+        now_us: i64,
+        stale_before_us: i64,
+        progress: &str,
+    ) -> Result<Option<IntegrityRunRow>, StoreError>;
+
+    /// The tenant's registered integrity check, if any.
+    async fn integrity_run(&self, tenant: &TenantId)
+    -> Result<Option<IntegrityRunRow>, StoreError>;
+
+    /// Refreshes a registered check's heartbeat and progress: whether its cancellation was
+    /// asked for, or `None` when it is no longer registered.
+    async fn beat_integrity_run(
+        &self,
+        tenant: &TenantId,
+        check_id: &str,
+        now_us: i64,
+        progress: &str,
+    ) -> Result<Option<bool>, StoreError>;
+
+    /// Asks a registered check to stop: whether it was registered.
+    async fn cancel_integrity_run(
+        &self,
+        tenant: &TenantId,
+        check_id: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets a check that ended.
+    async fn release_integrity_run(
+        &self,
+        tenant: &TenantId,
+        check_id: &str,
+    ) -> Result<(), StoreError>;
 
     /// Replaces the tenant's oversight settings.
     async fn set_oversight_settings(

@@ -25,6 +25,7 @@ pub(crate) mod faults;
 pub mod holds;
 mod holds_sql;
 mod integrity;
+pub mod integrity_runs;
 pub mod oversight;
 pub mod package;
 mod postgres;

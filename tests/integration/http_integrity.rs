@@ -20,7 +20,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::support::{Backend, TestDb, append_many, backend_tests, seq, tenant_id};
+use crate::support::{Backend, TestDb, append_many, backend_tests, postgres_tests, seq, tenant_id};
 
 const TENANT: &str = "acme-bank";
 
@@ -451,6 +451,135 @@ async fn a_running_check_blocks_a_second_start_and_is_cancelled_on_request_or_at
     s.stop().await;
 }
 
+/// Two service nodes on one database: a check started on one holds the ledger on both; the
+/// other shows it running, passes a cancellation on to it, and lists it; a check whose node died
+/// stops holding the ledger once its heartbeat is stale.
+async fn a_check_on_one_node_holds_the_ledger_on_every_node_which_shows_and_cancels_it(
+    backend: Backend,
+) {
+    let mut s = Instance::start(&backend).await;
+    // Twice the long ledger: the cancellation crosses nodes at the running node's next
+    // heartbeat, and the check must still be running then.
+    append_many(&s.store, &s.tenant, 2 * LONG_LEDGER_RECORDS, 1000).await;
+    s.store.publish_checkpoints().await.expect("publish");
+    // The second node: its own store (pool, registry) and server, the same database.
+    let other_store = s.db.open().await;
+    let (other_base, other_stop, other_task) = serve(&other_store).await;
+    let node_a = std::mem::replace(&mut s.base, other_base.clone());
+    let on_a = |s: &mut Instance| s.base = node_a.clone();
+    let on_b = |s: &mut Instance| s.base = other_base.clone();
+
+    on_a(&mut s);
+    let a = s.start_check(&s.verify, None).await;
+    on_b(&mut s);
+    let p = problem(
+        s.post_empty(&s.read, "/v1/integrity-checks").await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        p["detail"].as_str().is_some_and(|d| d.contains(&a)),
+        "the other node names the running check: {p}"
+    );
+    let seen: Value = s
+        .get(&s.read, &format!("/v1/integrity-checks/{a}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(seen["state"], "running", "{seen:#}");
+    assert_eq!(ids(&s.list(&s.read, "").await), [a.as_str()]);
+    let resp = s
+        .post_empty(&s.read, &format!("/v1/integrity-checks/{a}/cancel"))
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let cancelling: Value = resp.json().await.expect("json");
+    assert_eq!(cancelling["cancel_requested"], true);
+    // The node running it hears of the cancellation at its next heartbeat.
+    let done = s.wait_until_ended(&s.read, &a).await;
+    assert_eq!(done["state"], "cancelled", "{done:#}");
+    assert!(done["record"]["seq"].is_u64(), "filed: {done:#}");
+
+    // Now the second node may start one, and the first refuses while it runs.
+    let b = s.start_check(&s.read, None).await;
+    on_a(&mut s);
+    let p = problem(
+        s.post_empty(&s.verify, "/v1/integrity-checks").await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(p["detail"].as_str().is_some_and(|d| d.contains(&b)), "{p}");
+    assert_eq!(s.wait_until_ended(&s.read, &b).await["state"], "passed");
+
+    // A node that died with a check registered: it holds the ledger until its heartbeat is
+    // stale, then the next start takes over.
+    let dead = EventId::parse(&fresh_id()).expect("id");
+    assert_eq!(
+        s.store
+            .claim_integrity_run(&s.tenant, dead, "{}")
+            .await
+            .expect("claim"),
+        None
+    );
+    let p = problem(
+        s.post_empty(&s.read, "/v1/integrity-checks").await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&dead.to_string())),
+        "{p}"
+    );
+    let stale = auditex::store::integrity_runs::INTEGRITY_RUN_STALE.as_micros() + 1_000_000;
+    let mut app = sqlx::PgConnection::connect(s.db.postgres_app_url())
+        .await
+        .expect("connect");
+    let mut tx = app
+        .begin_with(sqlx::AssertSqlSafe(format!(
+            "BEGIN; SELECT set_config('app.tenant_id', '{}', true)",
+            s.tenant
+        )))
+        .await
+        .expect("begin");
+    sqlx::query("UPDATE integrity_runs SET heartbeat_us = heartbeat_us - $1")
+        .bind(i64::try_from(stale).expect("fits"))
+        .execute(&mut *tx)
+        .await
+        .expect("age the heartbeat");
+    tx.commit().await.expect("commit");
+    app.close().await.ok();
+    on_b(&mut s);
+    let shown: Value = s
+        .get(&s.read, &format!("/v1/integrity-checks/{dead}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(shown["state"], "error", "{shown:#}");
+    assert!(
+        shown["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("stopped")),
+        "{shown:#}"
+    );
+    let c = s.start_check(&s.verify, None).await;
+    assert_eq!(s.wait_until_ended(&s.read, &c).await["state"], "passed");
+    assert_eq!(
+        s.get(&s.read, &format!("/v1/integrity-checks/{dead}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND,
+        "the dead node's check is gone once taken over"
+    );
+
+    let _ = other_stop.send(());
+    other_task.await.expect("task").expect("served");
+    on_a(&mut s);
+    s.stop().await;
+}
+
 async fn ingest_keys_may_not_start_read_or_cancel_checks(backend: Backend) {
     let s = Instance::start(&backend).await;
     append_many(&s.store, &s.tenant, 5, 5).await;
@@ -805,3 +934,5 @@ backend_tests!(
     another_tenants_checks_are_not_found_and_never_listed,
     a_tampered_ledger_is_reported_failed_at_the_first_bad_record,
 );
+
+postgres_tests!(a_check_on_one_node_holds_the_ledger_on_every_node_which_shows_and_cancels_it);

@@ -11,6 +11,7 @@ use crate::store::access_sql::SELECT_API_KEY;
 use crate::store::access_sql::{self as sql, session_columns};
 use crate::store::api_keys::{ApiKeyRow, ApiKeyTuple, api_key_row};
 use crate::store::backend::{AccessBackend, AccessChange};
+use crate::store::integrity_runs::{IntegrityRunRow, RunTuple};
 use crate::store::rows::{Session, SessionTuple, UserTuple};
 
 #[async_trait::async_trait]
@@ -240,6 +241,107 @@ impl AccessBackend for PgDb {
             .await?;
         tx.commit().await?;
         Ok(row)
+    }
+
+    async fn claim_integrity_run(
+        &self,
+        tenant: &TenantId,
+        check_id: &str,
+        now_us: i64,
+        stale_before_us: i64,
+        progress: &str,
+    ) -> Result<Option<IntegrityRunRow>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(sql::PRUNE_STALE_INTEGRITY_RUN)
+            .bind(tenant.as_str())
+            .bind(stale_before_us)
+            .execute(&mut *tx)
+            .await?;
+        // A start racing this one on another node commits its row first or waits for this
+        // one's (the primary key), so exactly one insert changes a row.
+        let claimed = sqlx::query(sql::CLAIM_INTEGRITY_RUN)
+            .bind(tenant.as_str())
+            .bind(check_id)
+            .bind(now_us)
+            .bind(false)
+            .bind(progress)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let holder: Option<RunTuple> = if claimed == 1 {
+            None
+        } else {
+            sqlx::query_as(sql::INTEGRITY_RUN)
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+        };
+        tx.commit().await?;
+        Ok(holder.map(IntegrityRunRow::from))
+    }
+
+    async fn integrity_run(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<IntegrityRunRow>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let row: Option<RunTuple> = sqlx::query_as(sql::INTEGRITY_RUN)
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(row.map(IntegrityRunRow::from))
+    }
+
+    async fn beat_integrity_run(
+        &self,
+        tenant: &TenantId,
+        check_id: &str,
+        now_us: i64,
+        progress: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let cancel: Option<bool> = sqlx::query_scalar(sql::BEAT_INTEGRITY_RUN)
+            .bind(tenant.as_str())
+            .bind(check_id)
+            .bind(now_us)
+            .bind(progress)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(cancel)
+    }
+
+    async fn cancel_integrity_run(
+        &self,
+        tenant: &TenantId,
+        check_id: &str,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .execute_for(
+                tenant,
+                sqlx::query(sql::CANCEL_INTEGRITY_RUN)
+                    .bind(tenant.as_str().to_owned())
+                    .bind(check_id.to_owned())
+                    .bind(true),
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn release_integrity_run(
+        &self,
+        tenant: &TenantId,
+        check_id: &str,
+    ) -> Result<(), StoreError> {
+        self.execute_for(
+            tenant,
+            sqlx::query(sql::RELEASE_INTEGRITY_RUN)
+                .bind(tenant.as_str().to_owned())
+                .bind(check_id.to_owned()),
+        )
+        .await?;
+        Ok(())
     }
 
     async fn set_oversight_settings(

@@ -10,6 +10,7 @@ use crate::store::access_sql::SELECT_API_KEY;
 use crate::store::access_sql::{self as sql, session_columns};
 use crate::store::api_keys::{ApiKeyRow, ApiKeyTuple, api_key_row};
 use crate::store::backend::{AccessBackend, AccessChange};
+use crate::store::integrity_runs::{IntegrityRunRow, RunTuple};
 use crate::store::rows::{Session, SessionTuple, UserTuple};
 
 #[async_trait::async_trait]
@@ -213,6 +214,95 @@ impl AccessBackend for SqliteDb {
             .bind(tenant.as_str())
             .fetch_optional(&self.readers)
             .await?)
+    }
+
+    async fn claim_integrity_run(
+        &self,
+        tenant: &TenantId,
+        check_id: &str,
+        now_us: i64,
+        stale_before_us: i64,
+        progress: &str,
+    ) -> Result<Option<IntegrityRunRow>, StoreError> {
+        // Two statements without a transaction: a start racing this one may take the row
+        // between them, and then this insert changes nothing and the holder is read below.
+        sqlx::query(sql::PRUNE_STALE_INTEGRITY_RUN)
+            .bind(tenant.as_str())
+            .bind(stale_before_us)
+            .execute(&self.writer)
+            .await?;
+        let claimed = sqlx::query(sql::CLAIM_INTEGRITY_RUN)
+            .bind(tenant.as_str())
+            .bind(check_id)
+            .bind(now_us)
+            .bind(false)
+            .bind(progress)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        if claimed == 1 {
+            return Ok(None);
+        }
+        let holder: Option<RunTuple> = sqlx::query_as(sql::INTEGRITY_RUN)
+            .bind(tenant.as_str())
+            .fetch_optional(&self.writer)
+            .await?;
+        Ok(holder.map(IntegrityRunRow::from))
+    }
+
+    async fn integrity_run(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<IntegrityRunRow>, StoreError> {
+        let row: Option<RunTuple> = sqlx::query_as(sql::INTEGRITY_RUN)
+            .bind(tenant.as_str())
+            .fetch_optional(&self.readers)
+            .await?;
+        Ok(row.map(IntegrityRunRow::from))
+    }
+
+    async fn beat_integrity_run(
+        &self,
+        tenant: &TenantId,
+        check_id: &str,
+        now_us: i64,
+        progress: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        Ok(sqlx::query_scalar(sql::BEAT_INTEGRITY_RUN)
+            .bind(tenant.as_str())
+            .bind(check_id)
+            .bind(now_us)
+            .bind(progress)
+            .fetch_optional(&self.writer)
+            .await?)
+    }
+
+    async fn cancel_integrity_run(
+        &self,
+        tenant: &TenantId,
+        check_id: &str,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query(sql::CANCEL_INTEGRITY_RUN)
+            .bind(tenant.as_str())
+            .bind(check_id)
+            .bind(true)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn release_integrity_run(
+        &self,
+        tenant: &TenantId,
+        check_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql::RELEASE_INTEGRITY_RUN)
+            .bind(tenant.as_str())
+            .bind(check_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn set_oversight_settings(
