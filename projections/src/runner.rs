@@ -451,6 +451,30 @@ pub struct Runner {
     paging: Paging,
     /// Stuck marks already logged by this process, as (tenant, projection, generation, seq).
     reported: Arc<Mutex<std::collections::HashSet<StuckKey>>>,
+    /// Tenants that appended since the last round ([`Runner::wake_for`]).
+    appended: Arc<Mutex<std::collections::HashSet<TenantId>>>,
+}
+
+/// Tenants a background round visits besides those that appended or were behind: the sweep
+/// that finds, now and then, what this process was not told of (another node's appends).
+pub const SWEEP_TENANTS_PER_ROUND: usize = 500;
+
+/// Which tenants the background task's rounds visit. The first round visits every tenant; after
+/// it, a round visits the tenants that appended (the appender says so), those still behind after
+/// their last visit, and the next [`SWEEP_TENANTS_PER_ROUND`] of all tenants in turn. With many
+/// tenants of which few append, a round then costs what the active tenants cost, not a read of
+/// every tenant's chain and positions. Rounds that decide for all tenants at once (a rebuild
+/// caught up, a generation to index) happen only in rounds that visit every tenant: every round
+/// while a rebuild runs, and the first.
+#[derive(Debug, Default)]
+struct Sweep {
+    /// Whether a round visited every tenant.
+    visited_all: bool,
+    /// Tenants behind (or stuck) after their last visit.
+    behind: std::collections::HashSet<TenantId>,
+    /// All tenants as last listed, and where the sweep is in that list.
+    tenants: Vec<TenantId>,
+    cursor: usize,
 }
 
 impl std::fmt::Debug for Runner {
@@ -472,6 +496,7 @@ impl Default for Runner {
             stopped: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             paging: Paging::default(),
             reported: Arc::default(),
+            appended: Arc::default(),
         }
     }
 }
@@ -491,6 +516,15 @@ impl Runner {
 
     /// Tells the runner that records were appended (a wake-up is remembered if it is busy).
     pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Tells the runner that `tenant` appended records: its next round visits it.
+    pub fn wake_for(&self, tenant: &TenantId) {
+        self.appended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.clone());
         self.wake.notify_one();
     }
 
@@ -518,11 +552,12 @@ impl Runner {
     /// then applies pages as records arrive, polling every `poll` as a fallback.
     pub async fn run<S: ViewStore>(self, store: S, poll: Duration) {
         let mut backoff = poll;
+        let mut sweep = Sweep::default();
         loop {
             if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
-            match self.round(&store).await {
+            match self.round(&store, Some(&mut sweep)).await {
                 Ok(applied) if applied > 0 => {
                     backoff = poll;
                     continue;
@@ -541,11 +576,26 @@ impl Runner {
         }
     }
 
-    /// One pass over every tenant; returns the records applied (when any, another pass may
-    /// follow at once).
-    async fn round<S: ViewStore>(&self, store: &S) -> Result<u64, S::Error> {
+    /// One pass over every tenant, or with `sweep`, over the tenants it picks (see [`Sweep`]);
+    /// returns the records applied (when any, another pass may follow at once).
+    async fn round<S: ViewStore>(
+        &self,
+        store: &S,
+        mut sweep: Option<&mut Sweep>,
+    ) -> Result<u64, S::Error> {
         let states = prepare(store).await?;
-        let tenants = store.tenants().await?;
+        let appended: Vec<TenantId> = self
+            .appended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        let rebuilding = states.iter().any(|s| s.building.is_some());
+        let every = rebuilding || sweep.as_ref().is_none_or(|s| !s.visited_all);
+        let tenants = match sweep.as_deref_mut() {
+            Some(sweep) if !every => sweep.pick(store, appended).await?,
+            _ => store.tenants().await?,
+        };
         let targets = targets_of(&states, None);
         let mut worked = 0;
         let mut lags: HashMap<String, Lag> = HashMap::new();
@@ -586,6 +636,25 @@ impl Runner {
                 self.applied.send_modify(|n| *n += 1);
             }
             let positions = store.positions(tenant).await?;
+            if let Some(sweep) = sweep.as_deref_mut() {
+                let behind = !stuck.is_empty()
+                    || states.iter().any(|state| {
+                        std::iter::once(state.active_generation)
+                            .chain(state.building.map(|(generation, _)| generation))
+                            .any(|g| {
+                                positions
+                                    .get(&(state.name.clone(), g))
+                                    .copied()
+                                    .unwrap_or(0)
+                                    < length
+                            })
+                    });
+                if behind {
+                    sweep.behind.insert(tenant.clone());
+                } else {
+                    sweep.behind.remove(tenant);
+                }
+            }
             for state in &states {
                 let active = positions
                     .get(&(state.name.clone(), state.active_generation))
@@ -629,9 +698,14 @@ impl Runner {
                     });
             }
         }
-        // A rebuild that has caught up with every chain replaces the old generation.
+        if let Some(sweep) = sweep {
+            sweep.visited_all |= every;
+        }
+        // A rebuild that has caught up with every chain replaces the old generation (decided
+        // only in a round that visited every tenant).
         let caught_up: Vec<(String, i64)> = states
             .iter()
+            .filter(|_| every)
             .filter_map(|state| {
                 let (generation, _) = state.building?;
                 let (applied, total) = building.get(&state.name)?;
@@ -644,6 +718,7 @@ impl Runner {
         // idempotent, so a restart merely repeats it.
         let unindexed: Vec<(String, i64)> = states
             .iter()
+            .filter(|_| every)
             .map(|s| (s.name.clone(), s.active_generation))
             .filter(|key| {
                 lags.get(&key.0).is_some_and(|lag| lag.records == 0)
@@ -752,6 +827,31 @@ impl Runner {
             }
             optimizing.store(false, std::sync::atomic::Ordering::SeqCst);
         });
+    }
+}
+
+impl Sweep {
+    /// The tenants a round visits after the first: those that appended, those behind, and the
+    /// sweep's next slice of all tenants (listed again once the sweep has gone through them).
+    async fn pick<S: ViewStore>(
+        &mut self,
+        store: &S,
+        appended: Vec<TenantId>,
+    ) -> Result<Vec<TenantId>, S::Error> {
+        if self.cursor >= self.tenants.len() {
+            self.tenants = store.tenants().await?;
+            self.cursor = 0;
+        }
+        let end = (self.cursor + SWEEP_TENANTS_PER_ROUND).min(self.tenants.len());
+        let mut seen = std::collections::HashSet::new();
+        let picked = appended
+            .into_iter()
+            .chain(self.behind.iter().cloned())
+            .chain(self.tenants[self.cursor..end].iter().cloned())
+            .filter(|t| seen.insert(t.clone()))
+            .collect();
+        self.cursor = end;
+        Ok(picked)
     }
 }
 
@@ -1265,7 +1365,7 @@ impl Runner {
     pub async fn catch_up<S: ViewStore>(&self, store: &S) -> Result<u64, S::Error> {
         let mut applied = 0;
         loop {
-            let round = self.round(store).await?;
+            let round = self.round(store, None).await?;
             if round == 0 {
                 return Ok(applied);
             }

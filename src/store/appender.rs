@@ -1184,7 +1184,7 @@ impl Appender {
             root: self.tree.root(),
         });
         // Live tailing: the projection runner applies the new records without waiting to poll.
-        self.store.views_runner().wake();
+        self.store.views_runner().wake_for(&self.tenant);
         if !erasures.is_empty() {
             // Journaled once committed and before anyone is answered (see `erasure.rs`): a
             // restored backup cannot bring back what an acknowledged erasure erased, and an

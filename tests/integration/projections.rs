@@ -424,6 +424,51 @@ async fn the_background_runner_tails_appends(backend: Backend) {
     store.shutdown().await;
 }
 
+/// The background runner visits, after its first round, the tenants its own appender woke it
+/// for, those behind, and a slice of all tenants in turn: appends made through another node
+/// (which wakes only its own runner) still reach this node's views, and so do tenants that
+/// appended before it started.
+async fn the_background_runner_finds_appends_it_was_not_told_of(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let earlier = tenant_id("bank-early");
+    let (other, quiet) = (db.open().await, tenant_id("bank-quiet"));
+    other.create_tenant(&earlier).await.expect("tenant");
+    crate::support::append_many(&other, &earlier, 20, 10).await;
+    let mut config = db.config();
+    config.projections_in_background = true;
+    config.projection_poll_interval = Duration::from_millis(200);
+    let store = auditex::store::Store::open_with_workers(config)
+        .await
+        .expect("open");
+    let busy = tenant_id("bank-busy");
+    for t in [&busy, &quiet] {
+        store.create_tenant(t).await.expect("tenant");
+    }
+    crate::support::append_many(&store, &busy, 30, 10).await;
+    // Appended through the other node, whose store runs no projections: nothing wakes this
+    // node's runner for it.
+    crate::support::append_many(&other, &quiet, 40, 10).await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let mut rows = Vec::new();
+            for t in [&earlier, &busy, &quiet] {
+                rows.push(store.dump_views(t).await.expect("dump").decisions.len());
+            }
+            if rows == [20, 30, 40] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("every tenant's views catch up");
+    for t in [&earlier, &busy, &quiet] {
+        assert_views_exact(&store, t).await;
+    }
+    store.shutdown().await;
+    other.shutdown().await;
+}
+
 /// Capture-time ranges select exactly the decisions captured in them, at every boundary: the
 /// store turns them into sequence ranges, which holds only because capture time never
 /// decreases along a chain. Several records share a capture time, other record types sit
@@ -903,3 +948,5 @@ backend_tests!(
     the_background_runner_tails_appends,
     a_killed_catch_up_leaves_exact_views,
 );
+
+crate::support::postgres_tests!(the_background_runner_finds_appends_it_was_not_told_of);
