@@ -19,7 +19,7 @@ const PUBLISH_CONCURRENCY_MAX: usize = 16;
 
 /// How many tenants' checkpoints a round publishes at once with `read_connections` (the pool
 /// holds them plus two): half of them, at least 1, at most [`PUBLISH_CONCURRENCY_MAX`].
-fn publish_concurrency(read_connections: u32) -> usize {
+pub(crate) fn publish_concurrency(read_connections: u32) -> usize {
     usize::try_from(read_connections / 2)
         .unwrap_or(usize::MAX)
         .clamp(1, PUBLISH_CONCURRENCY_MAX)

@@ -38,6 +38,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use futures_util::StreamExt;
 use ledger::checkpoint::Checkpoint;
 use ledger::note::Note;
 use ledger::record::EventType;
@@ -586,29 +587,51 @@ pub(crate) async fn check_on_open(store: &Store) -> Result<(), StoreError> {
         return Ok(());
     };
     crate::file_modes::create_private_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
-    for tenant in tenants_to_check(store, &dir).await? {
-        let slot = guard.slot(&tenant);
-        let mut witnessed = slot.lock().await;
-        retire_legacy_file(&dir, &tenant)?;
-        let path = history_file(&dir, &tenant);
-        match read_latest(&dir, &tenant) {
-            Err(problem) => guard.hold(&tenant, RollbackProblem::Unreadable { path, problem }),
-            Ok(Some(w)) => match compare(store, &tenant, w).await? {
-                Some(problem) => guard.hold(&tenant, problem),
-                None => {
-                    *witnessed = Some(w);
-                }
-            },
-            Ok(None) => {
-                if let Some(latest) = store.latest_checkpoint(&tenant).await? {
-                    append_history(&path, &latest).map_err(|e| write_error(&path, &e))?;
-                    tracing::info!(tenant = %tenant, size = latest.size.get(), path = %path.display(),
-                        "recorded the latest published checkpoint outside the database");
-                    *witnessed = Some(Witnessed {
-                        size: latest.size,
-                        root: latest.root,
-                    });
-                }
+    // Tenants side by side, as a publication round does: one after another, ten thousand
+    // tenants' reads and first log writes made the store take minutes to open.
+    let at_once = super::checkpointer::publish_concurrency(store.config().read_connections);
+    let results: Vec<Result<(), StoreError>> =
+        futures_util::stream::iter(tenants_to_check(store, &dir).await?)
+            .map(|tenant| check_tenant_on_open(store, &dir, tenant))
+            .buffer_unordered(at_once)
+            .collect()
+            .await;
+    results.into_iter().collect()
+}
+
+/// [`check_on_open`] of one tenant.
+async fn check_tenant_on_open(
+    store: &Store,
+    dir: &Path,
+    tenant: TenantId,
+) -> Result<(), StoreError> {
+    let guard = store.rollback_guard();
+    let slot = guard.slot(&tenant);
+    let mut witnessed = slot.lock().await;
+    retire_legacy_file(dir, &tenant)?;
+    let path = history_file(dir, &tenant);
+    match read_latest(dir, &tenant) {
+        Err(problem) => guard.hold(&tenant, RollbackProblem::Unreadable { path, problem }),
+        Ok(Some(w)) => match compare(store, &tenant, w).await? {
+            Some(problem) => guard.hold(&tenant, problem),
+            None => {
+                *witnessed = Some(w);
+            }
+        },
+        Ok(None) => {
+            if let Some(latest) = store.latest_checkpoint(&tenant).await? {
+                let (log, logged) = (path.clone(), latest.clone());
+                tokio::task::spawn_blocking(move || {
+                    append_history(&log, &logged).map_err(|e| write_error(&log, &e))
+                })
+                .await
+                .map_err(|e| io_error(&path, e))??;
+                tracing::info!(tenant = %tenant, size = latest.size.get(), path = %path.display(),
+                    "recorded the latest published checkpoint outside the database");
+                *witnessed = Some(Witnessed {
+                    size: latest.size,
+                    root: latest.root,
+                });
             }
         }
     }
