@@ -459,16 +459,17 @@ pub struct Runner {
 /// that finds, now and then, what this process was not told of (another node's appends).
 pub const SWEEP_TENANTS_PER_ROUND: usize = 500;
 
-/// Which tenants the background task's rounds visit. The first round visits every tenant; after
-/// it, a round visits the tenants that appended (the appender says so), those still behind after
-/// their last visit, and the next [`SWEEP_TENANTS_PER_ROUND`] of all tenants in turn. With many
-/// tenants of which few append, a round then costs what the active tenants cost, not a read of
-/// every tenant's chain and positions. Rounds that decide for all tenants at once (a rebuild
-/// caught up, a generation to index) happen only in rounds that visit every tenant: every round
-/// while a rebuild runs, and the first.
+/// Which tenants the background task's rounds visit: the tenants that appended (the appender
+/// says so), those still behind after their last visit, and the next [`SWEEP_TENANTS_PER_ROUND`]
+/// of all tenants in turn. With many tenants of which few append, a round then costs what the
+/// active tenants cost, not a read of every tenant's chain and positions (with 80,000 tenants, a
+/// round over all of them took minutes, and the active tenants' views waited for it). A rebuild
+/// caught up with every chain is decided only in a round that visits every tenant, so while a
+/// rebuild runs every round does; a generation is indexed once the sweep has been through every
+/// tenant and none is behind.
 #[derive(Debug, Default)]
 struct Sweep {
-    /// Whether a round visited every tenant.
+    /// Whether the sweep has been through every tenant since the runner started.
     visited_all: bool,
     /// Tenants behind (or stuck) after their last visit.
     behind: std::collections::HashSet<TenantId>,
@@ -591,7 +592,7 @@ impl Runner {
             .drain()
             .collect();
         let rebuilding = states.iter().any(|s| s.building.is_some());
-        let every = rebuilding || sweep.as_ref().is_none_or(|s| !s.visited_all);
+        let every = rebuilding || sweep.is_none();
         let tenants = match sweep.as_deref_mut() {
             Some(sweep) if !every => sweep.pick(store, appended).await?,
             _ => store.tenants().await?,
@@ -698,9 +699,14 @@ impl Runner {
                     });
             }
         }
-        if let Some(sweep) = sweep {
-            sweep.visited_all |= every;
-        }
+        // With a sweep, whether every tenant was visited since the start and none is behind.
+        let sweep_caught_up = match sweep {
+            Some(sweep) => {
+                sweep.visited_all |= every;
+                sweep.visited_all && sweep.behind.is_empty()
+            }
+            None => false,
+        };
         // A rebuild that has caught up with every chain replaces the old generation (decided
         // only in a round that visited every tenant).
         let caught_up: Vec<(String, i64)> = states
@@ -718,11 +724,13 @@ impl Runner {
         // idempotent, so a restart merely repeats it.
         let unindexed: Vec<(String, i64)> = states
             .iter()
-            .filter(|_| every)
             .map(|s| (s.name.clone(), s.active_generation))
             .filter(|key| {
-                lags.get(&key.0).is_some_and(|lag| lag.records == 0)
-                    && !caught_up.iter().any(|(name, _)| *name == key.0)
+                (if every {
+                    lags.get(&key.0).is_some_and(|lag| lag.records == 0)
+                } else {
+                    sweep_caught_up
+                }) && !caught_up.iter().any(|(name, _)| *name == key.0)
                     && !self
                         .indexed
                         .lock()
@@ -843,6 +851,8 @@ impl Sweep {
             self.cursor = 0;
         }
         let end = (self.cursor + SWEEP_TENANTS_PER_ROUND).min(self.tenants.len());
+        // Through every tenant once this slice is visited.
+        self.visited_all |= end == self.tenants.len();
         let mut seen = std::collections::HashSet::new();
         let picked = appended
             .into_iter()
