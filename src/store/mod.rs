@@ -1494,22 +1494,12 @@ impl Store {
         Ok(hashes)
     }
 
-    /// Signs a checkpoint for `head` with the tenant's current key and stores it.
+    /// Signs a checkpoint for `head` with the tenant's current key and stores it, with what a
+    /// publication reads read in one go (`reads`: the publisher does so for every tenant that
+    /// grew, on every tick).
     ///
-    /// The checkpoint is first recorded in the tenant's file outside the database, which refuses
+    /// The checkpoint is first recorded in the tenant's log outside the database, which refuses
     /// (and holds the tenant) when it does not extend the checkpoint published last.
-    pub(crate) async fn publish_checkpoint(
-        &self,
-        tenant: &TenantId,
-        head: TreeHead,
-    ) -> Result<StoredCheckpoint, StoreError> {
-        self.refuse_if_rolled_back(tenant)?;
-        let stored = self.sign_checkpoint(tenant, head).await?;
-        self.witness_and_store(tenant, stored, None).await
-    }
-
-    /// [`Store::publish_checkpoint`] with what the publication reads already read in one go
-    /// (the checkpoint publisher's path, once per tenant that grew on every tick).
     pub(crate) async fn publish_checkpoint_with(
         &self,
         tenant: &TenantId,
