@@ -10,20 +10,7 @@
 use futures_util::StreamExt;
 use ledger::types::{TenantId, TreeSize};
 
-use super::{Store, StoreError, TreeHead};
-
-/// The most tenants' checkpoints published at once: enough to overlap the commits and file
-/// syncs of many tenants. Never more than half the read connections (see
-/// [`publish_concurrency`]), so that a round of publications leaves connections for requests.
-const PUBLISH_CONCURRENCY_MAX: usize = 16;
-
-/// How many tenants' checkpoints a round publishes at once with `read_connections` (the pool
-/// holds them plus two): half of them, at least 1, at most [`PUBLISH_CONCURRENCY_MAX`].
-pub(crate) fn publish_concurrency(read_connections: u32) -> usize {
-    usize::try_from(read_connections / 2)
-        .unwrap_or(usize::MAX)
-        .clamp(1, PUBLISH_CONCURRENCY_MAX)
-}
+use super::{Store, StoreError, TreeHead, publish_concurrency};
 
 /// Starts the background publisher; it stops when the store shuts down.
 pub(crate) fn spawn(store: Store) -> tokio::task::JoinHandle<()> {
@@ -138,6 +125,9 @@ mod tests {
         assert_eq!(publish_concurrency(1), 1);
         assert_eq!(publish_concurrency(8), 4);
         assert_eq!(publish_concurrency(32), 16);
-        assert_eq!(publish_concurrency(1000), PUBLISH_CONCURRENCY_MAX);
+        assert_eq!(
+            publish_concurrency(1000),
+            super::super::PUBLISH_CONCURRENCY_MAX
+        );
     }
 }

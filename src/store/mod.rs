@@ -543,6 +543,19 @@ pub(crate) struct KeyRow {
     pub until_seq: Option<i64>,
 }
 
+/// The most tenants' checkpoints published at once: enough to overlap the commits and file
+/// syncs of many tenants. Never more than half the read connections (see
+/// [`publish_concurrency`]), so that a round of publications leaves connections for requests.
+pub(crate) const PUBLISH_CONCURRENCY_MAX: usize = 16;
+
+/// How many tenants' checkpoints a round publishes at once with `read_connections` (the pool
+/// holds them plus two): half of them, at least 1, at most [`PUBLISH_CONCURRENCY_MAX`].
+pub(crate) fn publish_concurrency(read_connections: u32) -> usize {
+    usize::try_from(read_connections / 2)
+        .unwrap_or(usize::MAX)
+        .clamp(1, PUBLISH_CONCURRENCY_MAX)
+}
+
 /// What a checkpoint publication reads before it signs (see
 /// [`backend::LedgerBackend::publication_reads`]).
 pub(crate) struct PublicationReads {

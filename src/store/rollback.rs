@@ -589,7 +589,7 @@ pub(crate) async fn check_on_open(store: &Store) -> Result<(), StoreError> {
     crate::file_modes::create_private_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
     // Tenants side by side, as a publication round does: one after another, ten thousand
     // tenants' reads and first log writes made the store take minutes to open.
-    let at_once = super::checkpointer::publish_concurrency(store.config().read_connections);
+    let at_once = super::publish_concurrency(store.config().read_connections);
     let results: Vec<Result<(), StoreError>> =
         futures_util::stream::iter(tenants_to_check(store, &dir).await?)
             .map(|tenant| check_tenant_on_open(store, &dir, tenant))
