@@ -637,25 +637,8 @@ impl Runner {
                 self.applied.send_modify(|n| *n += 1);
             }
             let positions = store.positions(tenant).await?;
-            if let Some(sweep) = sweep.as_deref_mut() {
-                let behind = !stuck.is_empty()
-                    || states.iter().any(|state| {
-                        std::iter::once(state.active_generation)
-                            .chain(state.building.map(|(generation, _)| generation))
-                            .any(|g| {
-                                positions
-                                    .get(&(state.name.clone(), g))
-                                    .copied()
-                                    .unwrap_or(0)
-                                    < length
-                            })
-                    });
-                if behind {
-                    sweep.behind.insert(tenant.clone());
-                } else {
-                    sweep.behind.remove(tenant);
-                }
-            }
+            // Whether the sweep must come back to this tenant next round.
+            let mut behind = !stuck.is_empty();
             for state in &states {
                 let active = positions
                     .get(&(state.name.clone(), state.active_generation))
@@ -663,6 +646,7 @@ impl Runner {
                     .unwrap_or(0);
                 let lag = lags.entry(state.name.clone()).or_default();
                 lag.records += length.saturating_sub(active);
+                behind |= active < length;
                 if active < length {
                     // A stuck generation was not in the page read: its oldest pending record
                     // is read on its own, so that its age keeps growing.
@@ -680,6 +664,14 @@ impl Runner {
                     let b = building.entry(state.name.clone()).or_default();
                     b.0 += done.min(length);
                     b.1 += length;
+                    behind |= done < length;
+                }
+            }
+            if let Some(sweep) = sweep.as_deref_mut() {
+                if behind {
+                    sweep.behind.insert(tenant.clone());
+                } else {
+                    sweep.behind.remove(tenant);
                 }
             }
             for mark in stuck {

@@ -315,10 +315,12 @@ impl IntegrityChecks {
     ) -> Result<IntegrityCheckBody, StartRefused> {
         let id = new_check_id()?;
         // What this node can refuse alone, before the database is asked.
-        if let Some(running) = self.local_running(tenant) {
-            return Err(StartRefused::Running(
-                EventId::parse(&running.id).map_err(|e| StartRefused::Internal(e.to_string()))?,
-            ));
+        let running = self
+            .lock()
+            .get(tenant)
+            .and_then(|checks| checks.iter().find(|c| c.end.is_none()).map(|c| c.id));
+        if let Some(running) = running {
+            return Err(StartRefused::Running(running));
         }
         self.quota(tenant, false)?;
         // The database admits one running check per tenant across nodes (and so between two

@@ -1526,24 +1526,13 @@ impl Store {
             .map_or(TreeSize::ZERO, |h| h.seq.tree_size_through());
         let (signer, _) = self.current_signer_of(tenant, reads.keys)?;
         let stored = self.sign_checkpoint_with(tenant, head, &signer).await?;
-        self.witness_and_store(tenant, stored, Some(database)).await
-    }
-
-    /// Records a signed checkpoint outside the database, then stores it. `database` is the
-    /// tenant's tree size when the caller has just read it.
-    async fn witness_and_store(
-        &self,
-        tenant: &TenantId,
-        stored: StoredCheckpoint,
-        database: Option<TreeSize>,
-    ) -> Result<StoredCheckpoint, StoreError> {
         let written = async {
             rollback::witness(
                 self,
                 tenant,
                 &stored,
                 rollback::WitnessMode::Check,
-                database,
+                Some(database),
             )
             .await?;
             self.store_checkpoint(tenant, &stored).await

@@ -27,7 +27,7 @@ use super::erasure_sql::{ErasureSql, NewDataKeyRow, StoredValueRow, SubjectValue
 use super::holds::{HoldChange, HoldRow};
 use super::holds_sql::HoldSql;
 use super::retention::{RetentionCandidate, RetentionRule};
-use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, row};
+use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, key_row, row};
 use super::tlog_sql::TlogSql;
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, PublicationReads, RecordRow, StoreError,
@@ -119,8 +119,9 @@ impl PgDb {
     /// A transaction scoped to `tenant` for row-level security.
     ///
     /// `BEGIN` and the tenant's setting go to the server as one statement, in one round trip:
-    /// every tenant's read is a transaction of its own, and a round trip fewer in each is about a
-    /// quarter of the time of a short one (a checkpoint publication round makes thousands). The
+    /// every tenant's read is a transaction of its own, which takes three round trips this way
+    /// instead of four (a checkpoint round of 1,000 tenants went from 827 to 696 ms, see
+    /// BENCHMARKS.md, "Checkpoints with 10,000 tenants"). The
     /// setting is `set_config(…, true)`, local to the transaction, never a plain `SET`, which
     /// would outlive it on the pooled connection. The simple-query protocol that sends custom
     /// `BEGIN` statements takes no parameters, so the tenant id is written into it as a literal:
@@ -904,16 +905,7 @@ async fn keys_in(
     .bind(tenant.as_str())
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| KeyRow {
-            key_id: r.0,
-            public_key: r.1,
-            sealed_secret: r.2,
-            from_seq: r.3,
-            until_seq: r.4,
-        })
-        .collect())
+    Ok(rows.into_iter().map(key_row).collect())
 }
 
 async fn chain_head_in(

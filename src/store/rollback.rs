@@ -938,6 +938,16 @@ mod tests {
         parse_stored(note, size).expect("parse")
     }
 
+    /// Appends `bytes` to the log as they are (a write cut short, or damage).
+    fn append_raw(log: &Path, bytes: &[u8]) {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(log)
+            .expect("open")
+            .write_all(bytes)
+            .expect("write");
+    }
+
     fn latest_size(dir: &Path, tenant: &TenantId) -> Option<u64> {
         read_latest(dir, tenant)
             .expect("readable")
@@ -976,12 +986,7 @@ mod tests {
         let tenant = TenantId::parse("acme").expect("tenant");
         let log = history_file(dir.path(), &tenant);
         append_history(&log, &checkpoint_of(5)).expect("append");
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&log)
-            .expect("open");
-        file.write_all(br#"{"published_at_us":6,"signed_note":"auditex.te"#)
-            .expect("cut short");
+        append_raw(&log, br#"{"published_at_us":6,"signed_note":"auditex.te"#);
         assert_eq!(
             latest_size(dir.path(), &tenant),
             Some(5),
@@ -1002,11 +1007,7 @@ mod tests {
         let tenant = TenantId::parse("acme").expect("tenant");
         let log = history_file(dir.path(), &tenant);
         append_history(&log, &checkpoint_of(5)).expect("append");
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&log)
-            .expect("open");
-        file.write_all(b"not a checkpoint\n").expect("write");
+        append_raw(&log, b"not a checkpoint\n");
         let err = read_latest(dir.path(), &tenant).expect_err("damaged");
         assert!(err.contains("the last line is not a checkpoint"), "{err}");
     }

@@ -3,10 +3,20 @@
 
 use ledger::types::{CaptureTime, Hash, Sequence, TenantId, TreeSize};
 
-use super::{ChainHead, RecordRow, StoreError, StoredCheckpoint};
+use super::{ChainHead, KeyRow, RecordRow, StoreError, StoredCheckpoint};
 
 /// A signing-key row as selected.
 pub(crate) type KeyTuple = (String, Vec<u8>, Vec<u8>, i64, Option<i64>);
+
+pub(crate) fn key_row(t: KeyTuple) -> KeyRow {
+    KeyRow {
+        key_id: t.0,
+        public_key: t.1,
+        sealed_secret: t.2,
+        from_seq: t.3,
+        until_seq: t.4,
+    }
+}
 
 pub(crate) type RecordTuple = (
     String,

@@ -25,7 +25,7 @@ use super::erasure_sql::{ErasureSql, NewDataKeyRow, StoredValueRow, SubjectValue
 use super::holds::{HoldChange, HoldRow};
 use super::holds_sql::HoldSql;
 use super::retention::{RetentionCandidate, RetentionRule};
-use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, row};
+use super::rows::{KeyTuple, RecordTuple, abandoned_checkpoint, checkpoint, head, key_row, row};
 use super::tlog_sql::TlogSql;
 use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, RecordRow, SQLITE_VERSION_MIN, StoreError,
@@ -274,16 +274,7 @@ impl LedgerBackend for SqliteDb {
         .bind(tenant.as_str())
         .fetch_all(&self.readers)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| KeyRow {
-                key_id: r.0,
-                public_key: r.1,
-                sealed_secret: r.2,
-                from_seq: r.3,
-                until_seq: r.4,
-            })
-            .collect())
+        Ok(rows.into_iter().map(key_row).collect())
     }
 
     async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {

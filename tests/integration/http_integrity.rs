@@ -216,6 +216,38 @@ impl Instance {
         }
     }
 
+    /// A second start is refused with 409, naming the running check `running`.
+    async fn assert_start_refused_naming(&self, key: &str, running: &str) {
+        let p = problem(
+            self.post_empty(key, "/v1/integrity-checks").await,
+            StatusCode::CONFLICT,
+        )
+        .await;
+        assert!(
+            p["detail"].as_str().is_some_and(|d| d.contains(running)),
+            "the conflict names the running check: {p}"
+        );
+    }
+
+    /// Asks for the cancellation of `id`: 202, and the check says it was asked.
+    async fn cancel(&self, key: &str, id: &str) {
+        let resp = self
+            .post_empty(key, &format!("/v1/integrity-checks/{id}/cancel"))
+            .await;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let cancelling: Value = resp.json().await.expect("json");
+        assert_eq!(cancelling["cancel_requested"], true);
+    }
+
+    /// The check `id` as `GET /v1/integrity-checks/{id}` shows it.
+    async fn check(&self, key: &str, id: &str) -> Value {
+        self.get(key, &format!("/v1/integrity-checks/{id}"))
+            .await
+            .json()
+            .await
+            .expect("json")
+    }
+
     async fn list(&self, key: &str, query: &str) -> Value {
         let resp = self.get(key, &format!("/v1/integrity-checks{query}")).await;
         assert_eq!(resp.status(), StatusCode::OK, "listing {query}");
@@ -402,22 +434,12 @@ async fn a_running_check_blocks_a_second_start_and_is_cancelled_on_request_or_at
     let total = u64::try_from(LONG_LEDGER_RECORDS).expect("fits");
 
     let a = s.start_check(&s.verify, None).await;
-    let resp = s.post_empty(&s.read, "/v1/integrity-checks").await;
-    let p = problem(resp, StatusCode::CONFLICT).await;
-    assert!(
-        p["detail"].as_str().is_some_and(|d| d.contains(&a)),
-        "the conflict names the running check: {p}"
-    );
+    s.assert_start_refused_naming(&s.read, &a).await;
     let running = s.list(&s.read, "").await;
     assert_eq!(ids(&running), [a.as_str()]);
     assert_eq!(running["checks"][0]["state"], "running");
 
-    let resp = s
-        .post_empty(&s.read, &format!("/v1/integrity-checks/{a}/cancel"))
-        .await;
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let cancelling: Value = resp.json().await.expect("json");
-    assert_eq!(cancelling["cancel_requested"], true);
+    s.cancel(&s.read, &a).await;
     let done = s.wait_until_ended(&s.read, &a).await;
     assert_eq!(done["state"], "cancelled", "{done:#}");
     assert_eq!(done["report"]["outcome"], "cancelled");
@@ -472,29 +494,11 @@ async fn a_check_on_one_node_holds_the_ledger_on_every_node_which_shows_and_canc
     on_a(&mut s);
     let a = s.start_check(&s.verify, None).await;
     on_b(&mut s);
-    let p = problem(
-        s.post_empty(&s.read, "/v1/integrity-checks").await,
-        StatusCode::CONFLICT,
-    )
-    .await;
-    assert!(
-        p["detail"].as_str().is_some_and(|d| d.contains(&a)),
-        "the other node names the running check: {p}"
-    );
-    let seen: Value = s
-        .get(&s.read, &format!("/v1/integrity-checks/{a}"))
-        .await
-        .json()
-        .await
-        .expect("json");
+    s.assert_start_refused_naming(&s.read, &a).await;
+    let seen = s.check(&s.read, &a).await;
     assert_eq!(seen["state"], "running", "{seen:#}");
     assert_eq!(ids(&s.list(&s.read, "").await), [a.as_str()]);
-    let resp = s
-        .post_empty(&s.read, &format!("/v1/integrity-checks/{a}/cancel"))
-        .await;
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let cancelling: Value = resp.json().await.expect("json");
-    assert_eq!(cancelling["cancel_requested"], true);
+    s.cancel(&s.read, &a).await;
     // The node running it hears of the cancellation at its next heartbeat.
     let done = s.wait_until_ended(&s.read, &a).await;
     assert_eq!(done["state"], "cancelled", "{done:#}");
@@ -503,12 +507,7 @@ async fn a_check_on_one_node_holds_the_ledger_on_every_node_which_shows_and_canc
     // Now the second node may start one, and the first refuses while it runs.
     let b = s.start_check(&s.read, None).await;
     on_a(&mut s);
-    let p = problem(
-        s.post_empty(&s.verify, "/v1/integrity-checks").await,
-        StatusCode::CONFLICT,
-    )
-    .await;
-    assert!(p["detail"].as_str().is_some_and(|d| d.contains(&b)), "{p}");
+    s.assert_start_refused_naming(&s.verify, &b).await;
     assert_eq!(s.wait_until_ended(&s.read, &b).await["state"], "passed");
 
     // A node that died with a check registered: it holds the ledger until its heartbeat is
@@ -521,17 +520,8 @@ async fn a_check_on_one_node_holds_the_ledger_on_every_node_which_shows_and_canc
             .expect("claim"),
         None
     );
-    let p = problem(
-        s.post_empty(&s.read, "/v1/integrity-checks").await,
-        StatusCode::CONFLICT,
-    )
-    .await;
-    assert!(
-        p["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains(&dead.to_string())),
-        "{p}"
-    );
+    s.assert_start_refused_naming(&s.read, &dead.to_string())
+        .await;
     let stale = auditex::store::integrity_runs::INTEGRITY_RUN_STALE.as_micros() + 1_000_000;
     let mut app = sqlx::PgConnection::connect(s.db.postgres_app_url())
         .await
@@ -551,12 +541,7 @@ async fn a_check_on_one_node_holds_the_ledger_on_every_node_which_shows_and_canc
     tx.commit().await.expect("commit");
     app.close().await.ok();
     on_b(&mut s);
-    let shown: Value = s
-        .get(&s.read, &format!("/v1/integrity-checks/{dead}"))
-        .await
-        .json()
-        .await
-        .expect("json");
+    let shown = s.check(&s.read, &dead.to_string()).await;
     assert_eq!(shown["state"], "error", "{shown:#}");
     assert!(
         shown["problem"]

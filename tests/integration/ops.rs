@@ -1286,21 +1286,38 @@ backend_tests!(
     an_acknowledged_rollback_keeps_the_abandoned_checkpoints_and_names_the_abandoned_seqs
 );
 
+/// A tenant `name` with `records` records, published with the folder `checkpoints` in an SQLite
+/// database that is then closed and dropped.
+async fn published_in_another_database(checkpoints: &Path, name: &str, records: usize) -> TenantId {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let store = Store::open_with_workers(config_with_checkpoints(&db, checkpoints))
+        .await
+        .expect("open");
+    let tenant = tenant_id(name);
+    store.create_tenant(&tenant).await.expect("tenant");
+    append_many(&store, &tenant, records, records).await;
+    store.publish_checkpoints().await.expect("publish");
+    store.shutdown().await;
+    tenant
+}
+
+/// A new SQLite database opened with the folder `checkpoints` (as after a restore that lost
+/// everything the folder knows of).
+async fn open_a_new_database(checkpoints: &Path) -> (TestDb, Store) {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let store = Store::open_with_workers(config_with_checkpoints(&db, checkpoints))
+        .await
+        .expect("open");
+    (db, store)
+}
+
 /// A folder from a deployment that kept only the latest checkpoint in `<tenant>.checkpoint`
 /// still protects after an upgrade: a restored database behind it is held, and the file is
 /// moved into the published-checkpoint log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_deployment_s_checkpoint_file_still_holds_a_rolled_back_tenant() {
     let checkpoints = tempfile::tempdir().expect("tempdir");
-    let a = TestDb::new(&Backend::Sqlite).await;
-    let store = Store::open_with_workers(config_with_checkpoints(&a, checkpoints.path()))
-        .await
-        .expect("open");
-    let tenant = tenant_id("upgraded");
-    store.create_tenant(&tenant).await.expect("tenant");
-    append_many(&store, &tenant, 8, 8).await;
-    store.publish_checkpoints().await.expect("publish");
-    store.shutdown().await;
+    let tenant = published_in_another_database(checkpoints.path(), "upgraded", 8).await;
     let note = latest_published_note(checkpoints.path(), &tenant)
         .expect("readable")
         .expect("published");
@@ -1309,10 +1326,7 @@ async fn an_older_deployment_s_checkpoint_file_still_holds_a_rolled_back_tenant(
     std::fs::remove_file(&log).expect("the older layout had no log");
     std::fs::write(&legacy, &note).expect("the older layout's file");
 
-    let b = TestDb::new(&Backend::Sqlite).await;
-    let store = Store::open_with_workers(config_with_checkpoints(&b, checkpoints.path()))
-        .await
-        .expect("open");
+    let (_b, store) = open_a_new_database(checkpoints.path()).await;
     assert!(matches!(
         store.rollback_status().problem(&tenant),
         Some(RollbackProblem::Behind { witnessed, .. }) if witnessed.get() == 8
@@ -1331,20 +1345,8 @@ async fn an_older_deployment_s_checkpoint_file_still_holds_a_rolled_back_tenant(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_missing_from_a_restored_database_is_held() {
     let checkpoints = tempfile::tempdir().expect("tempdir");
-    let a = TestDb::new(&Backend::Sqlite).await;
-    let store = Store::open_with_workers(config_with_checkpoints(&a, checkpoints.path()))
-        .await
-        .expect("open");
-    let tenant = tenant_id("vanished");
-    store.create_tenant(&tenant).await.expect("tenant");
-    append_many(&store, &tenant, 5, 5).await;
-    store.publish_checkpoints().await.expect("publish");
-    store.shutdown().await;
-
-    let b = TestDb::new(&Backend::Sqlite).await;
-    let store = Store::open_with_workers(config_with_checkpoints(&b, checkpoints.path()))
-        .await
-        .expect("open");
+    let tenant = published_in_another_database(checkpoints.path(), "vanished", 5).await;
+    let (_b, store) = open_a_new_database(checkpoints.path()).await;
     assert!(matches!(
         store.rollback_status().problem(&tenant),
         Some(RollbackProblem::Behind { database, .. }) if database.get() == 0

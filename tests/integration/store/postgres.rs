@@ -85,20 +85,23 @@ async fn without_a_tenant_setting_the_application_role_sees_no_rows(backend: Bac
     assert_eq!(count(&mut app, "records").await, 0);
     // The same with the setting sent in the statement that begins the transaction, as the store
     // does (one round trip for both).
-    let mut tx = app
-        .begin_with("BEGIN; SELECT set_config('app.tenant_id', 'acme', true)")
-        .await
-        .expect("begin with the tenant");
-    assert_eq!(count(&mut tx, "records").await, 300);
-    tx.commit().await.expect("commit");
-    assert_eq!(count(&mut app, "records").await, 0);
-    let mut tx = app
-        .begin_with("BEGIN; SELECT set_config('app.tenant_id', 'acme', true)")
-        .await
-        .expect("begin with the tenant");
-    assert_eq!(count(&mut tx, "records").await, 300);
-    tx.rollback().await.expect("rollback");
-    assert_eq!(count(&mut app, "records").await, 0, "nor after a rollback");
+    for commit in [true, false] {
+        let mut tx = app
+            .begin_with("BEGIN; SELECT set_config('app.tenant_id', 'acme', true)")
+            .await
+            .expect("begin with the tenant");
+        assert_eq!(count(&mut tx, "records").await, 300);
+        if commit {
+            tx.commit().await.expect("commit");
+        } else {
+            tx.rollback().await.expect("rollback");
+        }
+        assert_eq!(
+            count(&mut app, "records").await,
+            0,
+            "nothing carried over (commit: {commit})"
+        );
+    }
     app.close().await.ok();
 }
 
