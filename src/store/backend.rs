@@ -591,8 +591,8 @@ pub(crate) trait AccessBackend: Send + Sync {
     ) -> Result<Option<SettingsTuple>, StoreError>;
 
     /// Registers `check_id` as the tenant's running integrity check at `now_us`, first
-    /// forgetting one whose heartbeat is older than `stale_before_us`. `None` when registered;
-    /// else the check that holds the tenant.
+    /// forgetting one whose heartbeat is older than `stale_before_us`: whether it was
+    /// registered (not when another check holds the tenant).
     async fn claim_integrity_run(
         &self,
         tenant: &TenantId,
@@ -600,7 +600,7 @@ pub(crate) trait AccessBackend: Send + Sync {
         now_us: i64,
         stale_before_us: i64,
         progress: &str,
-    ) -> Result<Option<IntegrityRunRow>, StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// The tenant's registered integrity check, if any.
     async fn integrity_run(&self, tenant: &TenantId)

@@ -78,16 +78,29 @@ impl Store {
         check: EventId,
         progress: &str,
     ) -> Result<Option<IntegrityRunRow>, StoreError> {
-        let now = self.config().clock.now_unix_micros();
-        self.backend()
-            .claim_integrity_run(
-                tenant,
-                &check.to_string(),
-                db_time(now),
-                db_time(now.saturating_sub(stale_us())),
-                progress,
-            )
-            .await
+        let check = check.to_string();
+        // The holder may end between a refused claim and the read of it; then claim again
+        // (each turn needs another check to start and end in between, which takes a whole read
+        // of the ledger).
+        loop {
+            let now = self.config().clock.now_unix_micros();
+            let claimed = self
+                .backend()
+                .claim_integrity_run(
+                    tenant,
+                    &check,
+                    db_time(now),
+                    db_time(now.saturating_sub(stale_us())),
+                    progress,
+                )
+                .await?;
+            if claimed {
+                return Ok(None);
+            }
+            if let Some(holder) = self.backend().integrity_run(tenant).await? {
+                return Ok(Some(holder));
+            }
+        }
     }
 
     /// The tenant's registered integrity check, if any (stale or not: see

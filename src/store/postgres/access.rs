@@ -250,7 +250,7 @@ impl AccessBackend for PgDb {
         now_us: i64,
         stale_before_us: i64,
         progress: &str,
-    ) -> Result<Option<IntegrityRunRow>, StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.tenant_tx(tenant).await?;
         sqlx::query(sql::PRUNE_STALE_INTEGRITY_RUN)
             .bind(tenant.as_str())
@@ -268,16 +268,8 @@ impl AccessBackend for PgDb {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let holder: Option<RunTuple> = if claimed == 1 {
-            None
-        } else {
-            sqlx::query_as(sql::INTEGRITY_RUN)
-                .bind(tenant.as_str())
-                .fetch_optional(&mut *tx)
-                .await?
-        };
         tx.commit().await?;
-        Ok(holder.map(IntegrityRunRow::from))
+        Ok(claimed == 1)
     }
 
     async fn integrity_run(

@@ -223,9 +223,9 @@ impl AccessBackend for SqliteDb {
         now_us: i64,
         stale_before_us: i64,
         progress: &str,
-    ) -> Result<Option<IntegrityRunRow>, StoreError> {
+    ) -> Result<bool, StoreError> {
         // Two statements without a transaction: a start racing this one may take the row
-        // between them, and then this insert changes nothing and the holder is read below.
+        // between them, and then this insert changes nothing.
         sqlx::query(sql::PRUNE_STALE_INTEGRITY_RUN)
             .bind(tenant.as_str())
             .bind(stale_before_us)
@@ -240,14 +240,7 @@ impl AccessBackend for SqliteDb {
             .execute(&self.writer)
             .await?
             .rows_affected();
-        if claimed == 1 {
-            return Ok(None);
-        }
-        let holder: Option<RunTuple> = sqlx::query_as(sql::INTEGRITY_RUN)
-            .bind(tenant.as_str())
-            .fetch_optional(&self.writer)
-            .await?;
-        Ok(holder.map(IntegrityRunRow::from))
+        Ok(claimed == 1)
     }
 
     async fn integrity_run(
