@@ -1030,20 +1030,18 @@ async fn an_erasure_racing_appends_erases_exactly_the_values_before_it(backend: 
     let (store, tenant) = db.open_with_tenant("race").await;
     let store = std::sync::Arc::new(store);
     append_both_subjects(&store, &tenant, 5).await;
-    // The erasure starts once 10 appends are in, and the appends go on until 10 more are in
-    // after it returned: some values surely come before it and some after.
+    // The erasure starts once 10 appends are in, and the appends go on until 10 of them came
+    // after the erasure record (by sequence number, not by when the test heard of them): some
+    // values surely come before it and some after.
     let appended_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let erased_at = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+    let erased_at = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
     let appender = {
         let (store, tenant) = (store.clone(), tenant.clone());
         let (count, erased_at) = (appended_count.clone(), erased_at.clone());
         tokio::spawn(async move {
             let mut seqs = BTreeMap::new();
-            let mut n = 0;
-            while n < erased_at
-                .load(std::sync::atomic::Ordering::SeqCst)
-                .saturating_add(10)
-            {
+            let (mut n, mut after) = (0, 0);
+            while after < 10 {
                 let receipts = store
                     .append(
                         &tenant,
@@ -1056,6 +1054,9 @@ async fn an_erasure_racing_appends_erases_exactly_the_values_before_it(backend: 
                     .expect("append");
                 seqs.insert(receipts[0].seq, n);
                 seqs.insert(receipts[1].seq, 1000 + n);
+                if receipts[0].seq > erased_at.load(std::sync::atomic::Ordering::SeqCst) {
+                    after += 1;
+                }
                 n += 1;
                 count.store(n, std::sync::atomic::Ordering::SeqCst);
             }
@@ -1069,11 +1070,8 @@ async fn an_erasure_racing_appends_erases_exactly_the_values_before_it(backend: 
         .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
         .await
         .expect("erase");
-    erased_at.store(
-        appended_count.load(std::sync::atomic::Ordering::SeqCst),
-        std::sync::atomic::Ordering::SeqCst,
-    );
     let e = outcome.receipt.seq;
+    erased_at.store(e, std::sync::atomic::Ordering::SeqCst);
     let appended = appender.await.expect("task");
     let (before, after): (Vec<_>, Vec<_>) = appended.iter().partition(|(s, _)| **s < e);
     assert!(
