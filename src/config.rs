@@ -109,6 +109,12 @@ pub struct StoreSettings {
     /// How often `auditex serve` runs the retention scheduler, in seconds; 0 runs none
     /// (`AUDITEX_RETENTION_INTERVAL_S`).
     pub retention_interval_s: u64,
+    /// PostgreSQL only: URLs of hot standbys that serve read-only requests
+    /// (`AUDITEX_READ_DATABASE_URLS`, separated by spaces).
+    pub read_database_urls: Vec<String>,
+    /// How far behind the primary a read replica may replay, in milliseconds, before it is taken
+    /// out of reads (`AUDITEX_REPLICA_LAG_MAX_MS`).
+    pub replica_lag_max_ms: u64,
 }
 
 impl std::fmt::Debug for StoreSettings {
@@ -142,6 +148,11 @@ impl std::fmt::Debug for StoreSettings {
             .field("clock_behind_ms_max", &self.clock_behind_ms_max)
             .field("checkpoint_dir", &self.checkpoint_dir)
             .field("retention_interval_s", &self.retention_interval_s)
+            .field(
+                "read_database_urls",
+                &redacted(!self.read_database_urls.is_empty()),
+            )
+            .field("replica_lag_max_ms", &self.replica_lag_max_ms)
             .finish()
     }
 }
@@ -186,6 +197,26 @@ impl StoreSettings {
                     "{} is out of range: 0 (no scheduler) or {RETENTION_INTERVAL_S_MIN}..={RETENTION_INTERVAL_S_MAX} seconds",
                     self.retention_interval_s
                 ),
+            });
+        }
+        if !(100..=60_000).contains(&self.replica_lag_max_ms) {
+            return Err(ConfigError {
+                setting: "AUDITEX_REPLICA_LAG_MAX_MS",
+                problem: format!(
+                    "{} is out of range: 100..=60000 milliseconds",
+                    self.replica_lag_max_ms
+                ),
+            });
+        }
+        if !self.read_database_urls.is_empty()
+            && !self
+                .database_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        {
+            return Err(ConfigError {
+                setting: "AUDITEX_READ_DATABASE_URLS",
+                problem: "read replicas are PostgreSQL standbys: set AUDITEX_DATABASE_URL to the primary's postgres:// URL, or unset this".into(),
             });
         }
         if self.group_commit_window_us > 100_000 {
@@ -506,10 +537,13 @@ pub fn read_config_file(
                 n + 1
             )));
         }
-        let has_password = (key.ends_with("DATABASE_URL"))
-            && value.split_once("://").is_some_and(|(_, rest)| {
-                rest.split_once('@')
-                    .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        // AUDITEX_READ_DATABASE_URLS holds several URLs, separated by spaces.
+        let has_password = (key.ends_with("DATABASE_URL") || key.ends_with("DATABASE_URLS"))
+            && value.split(' ').any(|url| {
+                url.split_once("://").is_some_and(|(_, rest)| {
+                    rest.split_once('@')
+                        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+                })
             });
         if has_password {
             crate::file_modes::check_private_file(path)
@@ -545,6 +579,8 @@ mod tests {
             checkpoint_interval_ms: 1_000,
             checkpoint_dir: None,
             retention_interval_s: 3_600,
+            read_database_urls: Vec::new(),
+            replica_lag_max_ms: 2_000,
         }
     }
 

@@ -114,6 +114,23 @@ pub struct StoreArgs {
     /// otherwise 60 to 604800).
     #[arg(long, global = true, env = "AUDITEX_RETENTION_INTERVAL_S", default_value_t = crate::store::retention::RETENTION_INTERVAL_S_DEFAULT)]
     pub retention_interval_s: u64,
+
+    /// PostgreSQL only: hot standbys that serve read-only requests (records, proofs,
+    /// checkpoints, keys, bundles, exports, tiles), one `postgres://` URL each; in the variable,
+    /// separated by spaces. A standby lagging beyond --replica-lag-max-ms is left out of reads.
+    #[arg(
+        long = "read-database-url",
+        global = true,
+        env = "AUDITEX_READ_DATABASE_URLS",
+        value_delimiter = ' ',
+        hide_env_values = true
+    )]
+    pub read_database_urls: Vec<String>,
+
+    /// How far behind the primary a read replica may replay, in milliseconds (100 to 60000),
+    /// before its requests go to the primary instead.
+    #[arg(long, global = true, env = "AUDITEX_REPLICA_LAG_MAX_MS", default_value_t = crate::store::REPLICA_LAG_MAX_MS_DEFAULT)]
+    pub replica_lag_max_ms: u64,
 }
 
 impl std::fmt::Debug for StoreArgs {
@@ -130,6 +147,13 @@ impl StoreArgs {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             admin_database_url: self.admin_database_url.clone(),
+            read_database_urls: self
+                .read_database_urls
+                .iter()
+                .filter(|u| !u.is_empty())
+                .cloned()
+                .collect(),
+            replica_lag_max_ms: self.replica_lag_max_ms,
             master_key: self.master_key.clone(),
             master_key_file: self.master_key_file.clone(),
             previous_master_keys_file: self.previous_master_keys_file.clone(),

@@ -58,6 +58,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/keys", get(key_history))
         .route("/v1/decisions/{event_id}/bundle", get(custody_bundle))
         .route("/v1/export", get(export))
+        // Only the GETs of these routes: appends pass through untouched.
+        .route_layer(axum::middleware::from_fn(super::replica_reads::on_replica))
 }
 
 /// Health and metrics.
@@ -202,6 +204,9 @@ pub struct InclusionParams {
     pub seq: u64,
     /// Tree size of a published checkpoint (default: the latest checkpoint).
     pub tree_size: Option<u64>,
+    /// Read-your-writes: the latest checkpoint must have at least this tree size (say, the
+    /// size of one seen before); answered 409 while none has. Only without `tree_size`.
+    pub min_tree_size: Option<u64>,
 }
 
 /// tlog-proof parameters.
@@ -211,6 +216,19 @@ pub struct InclusionParams {
 pub struct TreeSizeParam {
     /// Tree size of a published checkpoint (default: the latest checkpoint).
     pub tree_size: Option<u64>,
+    /// Read-your-writes: the latest checkpoint must have at least this tree size (say, the
+    /// size of one seen before); answered 409 while none has. Only without `tree_size`.
+    pub min_tree_size: Option<u64>,
+}
+
+/// Parameters of the latest checkpoint.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LatestParams {
+    /// Read-your-writes: the checkpoint must have at least this tree size (say, the size of one
+    /// seen before); answered 409 while none has.
+    pub min_tree_size: Option<u64>,
 }
 
 /// An RFC 9162 inclusion proof with the checkpoint it proves against.
@@ -239,6 +257,9 @@ pub struct ConsistencyParams {
     pub from: u64,
     /// The newer tree size: that of a published checkpoint (default: the latest checkpoint).
     pub to: Option<u64>,
+    /// Read-your-writes: the latest checkpoint must have at least this tree size (say, the
+    /// size of one seen before); answered 409 while none has. Only without `to`.
+    pub min_tree_size: Option<u64>,
 }
 
 /// An RFC 9162 consistency proof between two published checkpoints: the consistency-proof file
@@ -823,28 +844,43 @@ pub async fn list_records(
     }))
 }
 
-/// The checkpoint to prove against: the one at `tree_size`, or the latest.
+/// The checkpoint to prove against: the one at `size`, or the latest, which must have at least
+/// `min` as its size when given (read-your-writes: 409 while it has not, which on a read
+/// replica sends the request to the primary, see `replica_reads`).
 async fn checkpoint_for(
     state: &AppState,
     tenant: &ledger::types::TenantId,
     size: Option<u64>,
+    min: Option<u64>,
     parameter: &str,
 ) -> Result<crate::store::StoredCheckpoint, ApiError> {
-    let checkpoint = match size {
-        Some(s) => state
+    let checkpoint = match (size, min) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadParameter(format!(
+                "give {parameter} or min_tree_size, not both: min_tree_size bounds the latest checkpoint"
+            )));
+        }
+        (Some(s), None) => state
             .store
             .checkpoint_at(tenant, TreeSize::new(s))
             .await?
             .ok_or_else(|| unpublished_size(parameter, s))?,
-        None => {
+        (None, min) => {
             // While the tenant is held its stored latest checkpoint is older than one already
             // published: presenting it as current would show a rolled-back tree.
             state.store.refuse_if_rolled_back(tenant)?;
-            state
+            let latest = state
                 .store
                 .latest_checkpoint(tenant)
                 .await?
-                .ok_or_else(|| ApiError::NotFound("no checkpoint has been published yet".into()))?
+                .ok_or_else(|| ApiError::NotFound("no checkpoint has been published yet".into()))?;
+            if let Some(min) = min.filter(|m| *m > latest.size.get()) {
+                return Err(ApiError::Conflict(format!(
+                    "min_tree_size: no checkpoint of tree size {min} or more has been published yet (the latest has {}); retry after the next checkpoint",
+                    latest.size
+                )));
+            }
+            latest
         }
     };
     // With the witnesses' cosignatures collected so far.
@@ -859,6 +895,7 @@ async fn checkpoint_for(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such record, or no checkpoint covers it yet", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`min_tree_size` is larger than the latest published checkpoint: retry after the next checkpoint", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn inclusion_proof(
@@ -868,8 +905,14 @@ pub async fn inclusion_proof(
 ) -> Result<Json<InclusionProofBody>, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
     let Query(params) = params?;
-    let (record, checkpoint, proof) =
-        prove(&state, &p.tenant, params.seq, params.tree_size).await?;
+    let (record, checkpoint, proof) = prove(
+        &state,
+        &p.tenant,
+        params.seq,
+        params.tree_size,
+        params.min_tree_size,
+    )
+    .await?;
     Ok(Json(InclusionProofBody {
         leaf_index: record.seq.get(),
         tree_size: checkpoint.size.get(),
@@ -885,6 +928,7 @@ async fn prove(
     tenant: &ledger::types::TenantId,
     seq: u64,
     tree_size: Option<u64>,
+    min_tree_size: Option<u64>,
 ) -> Result<
     (
         Record,
@@ -898,7 +942,7 @@ async fn prove(
         .record(tenant, parse_seq(seq)?)
         .await?
         .ok_or_else(not_found)?;
-    let checkpoint = checkpoint_for(state, tenant, tree_size, "tree_size").await?;
+    let checkpoint = checkpoint_for(state, tenant, tree_size, min_tree_size, "tree_size").await?;
     if seq >= checkpoint.size.get() {
         return Err(ApiError::NotFound(format!(
             "record {seq} is not covered by the checkpoint of size {}; retry after the next checkpoint",
@@ -922,6 +966,7 @@ async fn prove(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`min_tree_size` is larger than the latest published checkpoint: retry after the next checkpoint", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn tlog_proof(
@@ -932,7 +977,14 @@ pub async fn tlog_proof(
 ) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
     let Query(params) = params?;
-    let (record, checkpoint, proof) = prove(&state, &p.tenant, seq, params.tree_size).await?;
+    let (record, checkpoint, proof) = prove(
+        &state,
+        &p.tenant,
+        seq,
+        params.tree_size,
+        params.min_tree_size,
+    )
+    .await?;
     let file = ledger::verify::tlog_proof_for(&record, proof, checkpoint.signed_note)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(typed(
@@ -950,6 +1002,7 @@ pub async fn tlog_proof(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No checkpoint was published at `from` or `to`: a proof about a tree size that no signed checkpoint vouches for cannot be verified, so none is served (`GET /v1/checkpoints` lists the published sizes)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`min_tree_size` is larger than the latest published checkpoint: retry after the next checkpoint", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn consistency_proof(
@@ -959,7 +1012,7 @@ pub async fn consistency_proof(
 ) -> Result<Json<ConsistencyProofBody>, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
     let Query(params) = params?;
-    let to = checkpoint_for(&state, &p.tenant, params.to, "to").await?;
+    let to = checkpoint_for(&state, &p.tenant, params.to, params.min_tree_size, "to").await?;
     if params.from == 0 || params.from > to.size.get() {
         return Err(ApiError::BadParameter(format!(
             "from must be between 1 and the newer size {} (got {})",
@@ -998,21 +1051,25 @@ fn unpublished_size(parameter: &str, size: u64) -> ApiError {
 }
 
 /// The latest signed checkpoint (C2SP tlog-checkpoint text).
-#[utoipa::path(get, path = "/v1/checkpoints/latest", tag = "proofs",
+#[utoipa::path(get, path = "/v1/checkpoints/latest", tag = "proofs", params(LatestParams),
     responses(
         (status = 200, body = String, content_type = "text/plain"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`min_tree_size` is larger than the latest published checkpoint: retry after the next checkpoint", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The tenant is held after a detected database rollback (problem type urn:auditex:problem:rollback-held): no checkpoint is presented as current until an operator acknowledges it", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn latest_checkpoint(
     State(state): State<AppState>,
     caller: Caller,
+    params: Result<Query<LatestParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "fetch checkpoints")?;
-    let c = checkpoint_for(&state, &p.tenant, None, "").await?;
+    let Query(params) = params?;
+    let c = checkpoint_for(&state, &p.tenant, None, params.min_tree_size, "").await?;
     Ok(typed(c.signed_note, "text/plain; charset=utf-8", None))
 }
 
@@ -1114,6 +1171,9 @@ pub async fn key_history(
 pub struct ExportParams {
     /// First sequence number (default 0: the whole ledger).
     pub from_seq: Option<u64>,
+    /// Read-your-writes: the export must end at a checkpoint of at least this tree size;
+    /// answered 409 while none has.
+    pub min_tree_size: Option<u64>,
 }
 
 /// The chain-of-custody bundle of a decision: the decision, every linked follow-up, inclusion
@@ -1150,6 +1210,7 @@ pub async fn custody_bundle(
         (status = 200, description = "auditex-export/v1 JSON Lines", body = String, content_type = "application/x-ndjson"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`min_tree_size` is larger than the latest published checkpoint: retry after the next checkpoint", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn export(
@@ -1162,7 +1223,7 @@ pub async fn export(
     let from = params.from_seq.unwrap_or(0);
     // Answer what can be known before streaming with a proper status; once bytes flow, a failure
     // can only cut the stream short, which a verifier detects (no trailer line).
-    let checkpoint = checkpoint_for(&state, &p.tenant, None, "").await?;
+    let checkpoint = checkpoint_for(&state, &p.tenant, None, params.min_tree_size, "").await?;
     if from > checkpoint.size.get() {
         return Err(ApiError::BadParameter(format!(
             "from_seq {from} is beyond the latest checkpoint's tree size {}",
@@ -1172,11 +1233,14 @@ pub async fn export(
     let (mut writer, reader) = tokio::io::duplex(EXPORT_PIPE_BYTES);
     let store = state.store.clone();
     let tenant = p.tenant.clone();
-    tokio::spawn(async move {
+    // The writer reads where the checkpoint was read (a read replica, or the primary), so that
+    // the records it streams cover that checkpoint.
+    let route = crate::store::read_route();
+    tokio::spawn(crate::store::read_scope(route, async move {
         if let Err(e) = store.export(&tenant, from, &mut writer).await {
             tracing::warn!(tenant = %tenant, error = %e, "export stopped early");
         }
-    });
+    }));
     let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader));
     Ok(typed(
         body,
@@ -1265,7 +1329,55 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     text.push_str(&projection_metrics(&state));
     text.push_str(&witness_metrics(&state));
+    text.push_str(&replica_metrics(&state));
     typed(text, "text/plain; version=0.0.4", None)
+}
+
+/// Each read replica: in reads or not, its replay lag and the reads it served, labelled by
+/// `host:port`.
+fn replica_metrics(state: &AppState) -> String {
+    use std::fmt::Write as _;
+    let replicas = state.store.read_replicas();
+    if replicas.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let mut family = |name: &str,
+                      kind: &str,
+                      help: &str,
+                      value: &dyn Fn(&crate::store::ReplicaInfo) -> String| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for r in &replicas {
+            let _ = writeln!(
+                out,
+                "{name}{{replica=\"{}\"}} {}",
+                label(&r.label),
+                value(r)
+            );
+        }
+    };
+    family(
+        "auditex_replica_in_reads",
+        "gauge",
+        "1 while read-only requests read this replica, 0 while it is unreachable, not a standby, or lagging beyond AUDITEX_REPLICA_LAG_MAX_MS.",
+        &|r| u8::from(r.in_reads).to_string(),
+    );
+    family(
+        "auditex_replica_lag_seconds",
+        "gauge",
+        "How far the replica's replay is behind the primary (NaN while it cannot be measured).",
+        &|r| {
+            r.lag_seconds
+                .map_or_else(|| "NaN".to_owned(), |l| l.to_string())
+        },
+    );
+    family(
+        "auditex_replica_reads_total",
+        "counter",
+        "Read transactions begun on the replica.",
+        &|r| r.reads.to_string(),
+    );
+    out
 }
 
 /// Each witness's lag and failure, labelled by witness (the largest over the tenants it

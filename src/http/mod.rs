@@ -6,7 +6,7 @@
 //! `/metrics`), [`views`] (the read-side views), [`integrity`] (integrity checks over HTTP),
 //! [`subjects`] (subject rights: erasure requests),
 //! [`holds`] (legal holds on subjects),
-//! [`readiness`] (`/readyz`), [`openapi`] (the document, assembled from those handler modules,
+//! [`readiness`] (`/readyz`), [`replica_reads`] (read-only requests on read replicas), [`openapi`] (the document, assembled from those handler modules,
 //! which do not import it), [`params`] (cursors, page sizes and event ids, shared by the handler
 //! modules), [`error`] (the one error type), [`bodies`] and [`drain`] (the request-body budget and
 //! early answers), `input` (unusable input refused before routing), [`tls`] (certificates).
@@ -26,6 +26,7 @@ pub(crate) mod openapi;
 pub(crate) mod package;
 pub(crate) mod params;
 pub(crate) mod readiness;
+pub(crate) mod replica_reads;
 pub(crate) mod subjects;
 pub(crate) mod tiles;
 pub mod tls;
@@ -155,8 +156,12 @@ pub fn routes() -> Router<AppState> {
         .merge(api::ops_routes())
         .merge(readiness::routes())
         .merge(openapi::routes())
-        // Paths under a tenant's log prefix (its origin's path) are not fixed routes.
-        .fallback(tiles::serve)
+        // Paths under a tenant's log prefix (its origin's path) are not fixed routes. Tiles are
+        // read-only: served by a read replica when there is one.
+        .fallback(axum::handler::Handler::layer(
+            tiles::serve,
+            axum::middleware::from_fn(replica_reads::on_replica),
+        ))
 }
 
 /// Forgets idle entries of the address rate limiter, so that its map stays bounded; the server

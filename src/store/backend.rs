@@ -31,6 +31,7 @@ use super::erasure::ErasureScope;
 use super::erasure_sql::{NewDataKeyRow, StoredValueRow, SubjectValueRow};
 use super::holds::{HoldChange, HoldRow};
 use super::integrity_runs::IntegrityRunRow;
+use super::postgres::replicas::ReplicaInfo;
 use super::reseal::Resealed;
 use super::retention::{RetentionCandidate, RetentionRule};
 use super::rows::{Session, SessionTuple, UserTuple};
@@ -66,6 +67,11 @@ pub(crate) trait Backend: LedgerBackend + AccessBackend + ViewBackend {
     /// On PostgreSQL, the node used as the primary and what happened to it (`/metrics`).
     fn primary(&self) -> Option<PrimaryInfo> {
         None
+    }
+
+    /// On PostgreSQL, the read replicas and what the watcher last measured of them.
+    fn read_replicas(&self) -> Vec<ReplicaInfo> {
+        Vec::new()
     }
 
     /// Whether the database answers.

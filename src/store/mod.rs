@@ -14,6 +14,10 @@ pub(crate) mod api_keys;
 mod appender;
 mod backend;
 pub use backend::PrimaryInfo;
+pub use postgres::replicas::{
+    REPLICA_LAG_MAX_MS_DEFAULT, ReadRoute, ReplicaInfo, current as read_route, leave_replica,
+    scope as read_scope,
+};
 pub mod backup;
 mod checkpointer;
 pub mod crypto;
@@ -239,6 +243,11 @@ pub struct StoreConfig {
     /// How often [`Store::start_workers`]' retention scheduler erases expired values (see
     /// [`retention`]); `None` runs no scheduler (the default: `auditex serve` sets it).
     pub retention_interval: Option<Duration>,
+    /// PostgreSQL only: URLs of hot standbys that serve read-only requests (see
+    /// `postgres::replicas`); none by default.
+    pub read_replicas: Vec<String>,
+    /// How far behind the primary a read replica may replay before it is taken out of reads.
+    pub replica_lag_max: Duration,
 }
 
 impl StoreConfig {
@@ -266,6 +275,8 @@ impl StoreConfig {
             projections_in_background: false,
             projection_poll_interval: Duration::from_millis(PROJECTION_POLL_MS_DEFAULT),
             retention_interval: None,
+            read_replicas: Vec::new(),
+            replica_lag_max: Duration::from_millis(REPLICA_LAG_MAX_MS_DEFAULT),
         }
     }
 }
@@ -717,6 +728,12 @@ impl Store {
     /// service has been without one (for `/metrics`).
     pub fn database_primary(&self) -> Option<PrimaryInfo> {
         self.backend().primary()
+    }
+
+    /// On PostgreSQL, the read replicas: whether each is in reads, its lag and its reads (for
+    /// `/metrics`).
+    pub fn read_replicas(&self) -> Vec<ReplicaInfo> {
+        self.backend().read_replicas()
     }
 
     /// The faults met so far: storage full, clock behind, load shed (for `/readyz` and
@@ -1651,6 +1668,11 @@ pub(crate) fn db_int(value: u64) -> i64 {
 /// [`StoreError`] when the database cannot be opened, is too old, or its schema is not current.
 async fn open_backend(config: &StoreConfig) -> Result<Arc<dyn backend::Backend>, StoreError> {
     Ok(match &config.database {
+        DatabaseUrl::Sqlite(_) if !config.read_replicas.is_empty() => {
+            return Err(StoreError::InvalidDatabaseUrl(
+                "read replicas are PostgreSQL standbys; the SQLite database has none (unset AUDITEX_READ_DATABASE_URLS)".into(),
+            ));
+        }
         DatabaseUrl::Sqlite(path) => {
             Arc::new(sqlite::SqliteDb::open(path, config.read_connections).await?)
         }
@@ -1659,6 +1681,8 @@ async fn open_backend(config: &StoreConfig) -> Result<Arc<dyn backend::Backend>,
                 url,
                 config.admin_database.as_deref(),
                 config.read_connections,
+                &config.read_replicas,
+                config.replica_lag_max,
             )
             .await?,
         ),

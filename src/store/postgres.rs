@@ -13,6 +13,7 @@
 
 mod access;
 mod nodes;
+pub(crate) mod replicas;
 
 use std::path::Path;
 
@@ -42,6 +43,8 @@ const SELECT_RECORD: &str = "SELECT tenant_id, seq, event_id, event_type, captur
 pub(crate) struct PgDb {
     pool: PgPool,
     primary: std::sync::Arc<nodes::PrimaryState>,
+    /// Hot standbys that serve read-only requests (see [`replicas`]); empty without.
+    replicas: std::sync::Arc<replicas::Replicas>,
 }
 
 impl PgDb {
@@ -49,7 +52,14 @@ impl PgDb {
         url: &str,
         admin_url: Option<&str>,
         connections: u32,
+        read_replicas: &[String],
+        replica_lag_max: std::time::Duration,
     ) -> Result<Self, StoreError> {
+        let replicas = std::sync::Arc::new(replicas::Replicas::new(
+            read_replicas,
+            replica_lag_max,
+            connections,
+        )?);
         if let Some(admin) = admin_url {
             PgDb::migrate(admin).await?;
         }
@@ -67,9 +77,11 @@ impl PgDb {
             .await?;
         let state = std::sync::Arc::new(nodes::PrimaryState::new(nodes.label(primary)));
         nodes::watch(pool.clone(), nodes, primary, state.clone());
+        replicas.clone().watch(pool.clone());
         let db = PgDb {
             pool,
             primary: state,
+            replicas,
         };
         db.check_migrations().await?;
         Ok(db)
@@ -131,16 +143,21 @@ impl PgDb {
         &self,
         tenant: &TenantId,
     ) -> Result<Transaction<'static, Postgres>, StoreError> {
-        let id = tenant.as_str();
-        if !id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(StoreError::Corrupt(format!(
-                "tenant id {id:?} has characters a tenant id never has"
-            )));
+        let begin = begin_for(tenant)?;
+        Ok(self.pool.begin_with(sqlx::AssertSqlSafe(begin)).await?)
+    }
+
+    /// A transaction scoped to `tenant` for a read: on the read replica of the current request
+    /// when it is a read-only request and a replica is in reads, else on the primary (see
+    /// [`replicas`]). Only statements that read go through here.
+    pub(crate) async fn read_tx(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let begin = begin_for(tenant)?;
+        if let Some(tx) = self.replicas.begin(&begin).await {
+            return Ok(tx);
         }
-        let begin = format!("BEGIN; SELECT set_config('app.tenant_id', '{id}', true)");
         Ok(self.pool.begin_with(sqlx::AssertSqlSafe(begin)).await?)
     }
 
@@ -162,10 +179,30 @@ impl PgDb {
     }
 }
 
+/// The statement that begins a transaction scoped to `tenant` (see [`PgDb::tenant_tx`]).
+fn begin_for(tenant: &TenantId) -> Result<String, StoreError> {
+    let id = tenant.as_str();
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(StoreError::Corrupt(format!(
+            "tenant id {id:?} has characters a tenant id never has"
+        )));
+    }
+    Ok(format!(
+        "BEGIN; SELECT set_config('app.tenant_id', '{id}', true)"
+    ))
+}
+
 #[async_trait::async_trait]
 impl Backend for PgDb {
     fn primary(&self) -> Option<super::backend::PrimaryInfo> {
         Some(self.primary.info())
+    }
+
+    fn read_replicas(&self) -> Vec<replicas::ReplicaInfo> {
+        self.replicas.info()
     }
 
     fn kind(&self) -> BackendKind {
@@ -264,7 +301,7 @@ impl LedgerBackend for PgDb {
     }
 
     async fn keys(&self, tenant: &TenantId) -> Result<Vec<KeyRow>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let keys = keys_in(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(keys)
@@ -299,7 +336,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         seq: Sequence,
     ) -> Result<Option<RecordRow>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let t: Option<RecordTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_RECORD} WHERE tenant_id = $1 AND seq = $2"
         )))
@@ -319,7 +356,7 @@ impl LedgerBackend for PgDb {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let rows: Vec<RecordTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_RECORD} WHERE tenant_id = $1 AND event_id = ANY($2)"
         )))
@@ -337,7 +374,7 @@ impl LedgerBackend for PgDb {
         from: Sequence,
         limit: u64,
     ) -> Result<Vec<RecordRow>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let rows: Vec<RecordTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_RECORD} WHERE tenant_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3"
         )))
@@ -357,7 +394,7 @@ impl LedgerBackend for PgDb {
         before: Option<Sequence>,
         limit: u64,
     ) -> Result<Vec<RecordRow>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         // Served by records_by_type (tenant_id, event_type, seq), read backwards from `before`.
         let rows: Vec<RecordTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT_RECORD} WHERE tenant_id = $1 AND event_type = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
@@ -377,7 +414,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         seq: Sequence,
     ) -> Result<Vec<StoredValueRow>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let rows = ErasureSql::<Postgres>::values(&mut tx, tenant, db_int(seq.get())).await?;
         tx.commit().await?;
         Ok(rows)
@@ -388,7 +425,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         seq: Sequence,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let rows = ErasureSql::<Postgres>::erased(&mut tx, tenant, db_int(seq.get())).await?;
         tx.commit().await?;
         Ok(rows)
@@ -478,7 +515,7 @@ impl LedgerBackend for PgDb {
         &self,
         tenant: &TenantId,
     ) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let t: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
             "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
              WHERE tenant_id = $1 ORDER BY tree_size DESC LIMIT 1",
@@ -495,7 +532,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         size: TreeSize,
     ) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let t: Option<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
             "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
              WHERE tenant_id = $1 AND tree_size = $2",
@@ -514,7 +551,7 @@ impl LedgerBackend for PgDb {
         after: Option<TreeSize>,
         limit: u64,
     ) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let rows: Vec<(i64, Vec<u8>, String, i64)> = sqlx::query_as(
             "SELECT tree_size, root, signed_note, published_at_us FROM checkpoints
              WHERE tenant_id = $1 AND tree_size > $2 ORDER BY tree_size LIMIT $3",
@@ -529,7 +566,7 @@ impl LedgerBackend for PgDb {
     }
 
     async fn tenant_origin(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let origin = sqlx::query_scalar("SELECT origin FROM tenant_origins WHERE tenant_id = $1")
             .bind(tenant.as_str())
             .fetch_optional(&mut *tx)
@@ -615,7 +652,7 @@ impl LedgerBackend for PgDb {
         size: u64,
         root: &[u8],
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let out = TlogSql::<Postgres>::cosignatures(&mut tx, tenant, size, root).await?;
         tx.commit().await?;
         Ok(out)
@@ -633,7 +670,7 @@ impl LedgerBackend for PgDb {
     }
 
     async fn tiles_public(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let out = TlogSql::<Postgres>::tiles_public(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(out)
@@ -657,7 +694,7 @@ impl LedgerBackend for PgDb {
         after: Option<TreeSize>,
         limit: u64,
     ) -> Result<Vec<(u64, StoredCheckpoint)>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let rows: Vec<(i64, i64, Vec<u8>, String, i64)> = sqlx::query_as(
             "SELECT abandoned_by_seq, tree_size, root, signed_note, published_at_us
              FROM abandoned_checkpoints WHERE tenant_id = $1 AND tree_size > $2
@@ -724,7 +761,7 @@ impl LedgerBackend for PgDb {
         from: u64,
         to: u64,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let rows = sqlx::query_scalar(
             "SELECT hash FROM records WHERE tenant_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
         )
@@ -744,7 +781,7 @@ impl LedgerBackend for PgDb {
         from: u64,
         to: u64,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.read_tx(tenant).await?;
         let rows = sqlx::query_scalar(
             "SELECT hash FROM merkle_nodes WHERE tenant_id = $1 AND level = $2 AND idx >= $3 AND idx < $4 ORDER BY idx",
         )
