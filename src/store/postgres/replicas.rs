@@ -158,7 +158,8 @@ impl Replicas {
                 in_reads: AtomicBool::new(false),
                 lag_ms: AtomicU64::new(u64::MAX),
                 reads: AtomicU64::new(0),
-                why_out: std::sync::Mutex::new("not measured yet".into()),
+                // Empty: the first verdict that keeps it out is logged, whatever it is.
+                why_out: std::sync::Mutex::new(String::new()),
             });
         }
         Ok(Replicas {
@@ -241,10 +242,14 @@ impl Replicas {
         }
         tokio::spawn(async move {
             let mut positions = Positions::default();
+            let mut primary_system = None;
             while !primary.is_closed() {
                 let now = Instant::now();
                 match tokio::time::timeout(PROBE_TIMEOUT, primary_position(&primary)).await {
-                    Ok(Ok(lsn)) => positions.note(now, lsn),
+                    Ok(Ok((lsn, system))) => {
+                        positions.note(now, lsn);
+                        primary_system = Some(system);
+                    }
                     Ok(Err(e)) => {
                         positions.lost(format!("the primary's WAL position cannot be read ({e})"))
                     }
@@ -259,8 +264,13 @@ impl Replicas {
                     let verdict = match answer {
                         Err(_) => Err("no answer within 2 s".to_owned()),
                         Ok(Err(e)) => Err(format!("unreachable ({e})")),
-                        Ok(Ok(None)) => Err("not a standby (not in recovery): a promoted or misconfigured node is never read as a replica".to_owned()),
-                        Ok(Ok(Some(replayed))) => positions.lag(now, replayed),
+                        Ok(Ok(r)) if !r.standby => Err("not a standby (not in recovery): a promoted or misconfigured node is never read as a replica".to_owned()),
+                        Ok(Ok(r)) if primary_system.is_some_and(|p| p != r.system) => Err(format!(
+                            "a standby of another cluster (system identifier {}, the primary's {}): it holds another database",
+                            r.system,
+                            primary_system.unwrap_or_default()
+                        )),
+                        Ok(Ok(r)) => positions.lag(now, r.replayed),
                     };
                     self.judge(replica, verdict);
                 }
@@ -353,23 +363,37 @@ impl Positions {
     }
 }
 
-/// The primary's current WAL write position, in bytes.
-async fn primary_position(primary: &PgPool) -> Result<u64, sqlx::Error> {
-    let lsn: i64 =
-        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::BIGINT")
-            .fetch_one(primary)
-            .await?;
-    Ok(u64::try_from(lsn).unwrap_or(0))
+/// The primary's current WAL write position in bytes, and its cluster's system identifier.
+async fn primary_position(primary: &PgPool) -> Result<(u64, i64), sqlx::Error> {
+    let (lsn, system): (i64, i64) = sqlx::query_as(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::BIGINT, system_identifier FROM pg_control_system()",
+    )
+    .fetch_one(primary)
+    .await?;
+    Ok((u64::try_from(lsn).unwrap_or(0), system))
 }
 
-/// How far a standby has replayed, in bytes; `None` when the node is not in recovery.
-async fn replay_position(replica: &PgPool) -> Result<Option<u64>, sqlx::Error> {
-    let (standby, lsn): (bool, Option<i64>) = sqlx::query_as(
-        "SELECT pg_is_in_recovery(), pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::BIGINT",
+/// What a replica says of itself.
+struct Replay {
+    /// Whether it is in recovery (a standby).
+    standby: bool,
+    /// How far it has replayed, in bytes.
+    replayed: u64,
+    /// Its cluster's system identifier: a standby of the primary has the primary's.
+    system: i64,
+}
+
+async fn replay_position(replica: &PgPool) -> Result<Replay, sqlx::Error> {
+    let (standby, lsn, system): (bool, Option<i64>, i64) = sqlx::query_as(
+        "SELECT pg_is_in_recovery(), pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::BIGINT, system_identifier FROM pg_control_system()",
     )
     .fetch_one(replica)
     .await?;
-    Ok(standby.then(|| lsn.map_or(0, |l| u64::try_from(l).unwrap_or(0))))
+    Ok(Replay {
+        standby,
+        replayed: lsn.map_or(0, |l| u64::try_from(l).unwrap_or(0)),
+        system,
+    })
 }
 
 #[cfg(test)]
