@@ -15,8 +15,7 @@ mod appender;
 mod backend;
 pub use backend::PrimaryInfo;
 pub use postgres::replicas::{
-    REPLICA_LAG_MAX_MS_DEFAULT, ReadRoute, ReplicaInfo, current as read_route, leave_replica,
-    scope as read_scope,
+    REPLICA_LAG_MAX_MS_DEFAULT, ReadRoute, ReplicaInfo, current as read_route, scope as read_scope,
 };
 pub mod backup;
 mod checkpointer;

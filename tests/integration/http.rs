@@ -1862,7 +1862,77 @@ async fn the_server_starts_the_store_workers_and_shutdown_stops_them(backend: Ba
     );
 }
 
+/// Read-your-writes for checkpoints: `min_tree_size` bounds the latest checkpoint from below
+/// (409 while none has reached it), on every endpoint that proves against the latest, and is
+/// refused beside an explicit size.
+async fn min_tree_size_answers_409_until_a_checkpoint_reaches_it(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let batch: Vec<Value> = (0..5).map(|_| decision(&event_id())).collect();
+    assert_eq!(
+        s.post(&s.ingest, "/v1/records/batch", &json!({"records": batch}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    s.store.publish_checkpoints().await.expect("checkpoint");
+    for path in [
+        "/v1/checkpoints/latest?min_tree_size=5",
+        "/v1/checkpoints/latest?min_tree_size=0",
+        "/v1/proofs/inclusion?seq=4&min_tree_size=5",
+        "/v1/proofs/inclusion/4/tlog-proof?min_tree_size=5",
+        "/v1/proofs/consistency?from=5&min_tree_size=5",
+        "/v1/export?min_tree_size=5",
+    ] {
+        assert_eq!(
+            s.get(&s.verify, path).await.status(),
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    for path in [
+        "/v1/checkpoints/latest?min_tree_size=6",
+        "/v1/proofs/inclusion?seq=4&min_tree_size=6",
+        "/v1/proofs/inclusion/4/tlog-proof?min_tree_size=6",
+        "/v1/proofs/consistency?from=5&min_tree_size=6",
+        "/v1/export?min_tree_size=6",
+    ] {
+        let resp = s.get(&s.verify, path).await;
+        assert_eq!(resp.status(), StatusCode::CONFLICT, "{path}");
+        let problem: Value = resp.json().await.expect("problem");
+        let detail = problem["detail"].as_str().expect("detail");
+        assert!(
+            detail.contains("min_tree_size") && detail.contains("the latest has 5"),
+            "{path}: {detail}"
+        );
+    }
+    for path in [
+        "/v1/proofs/inclusion?seq=4&tree_size=5&min_tree_size=5",
+        "/v1/proofs/consistency?from=5&to=5&min_tree_size=5",
+        "/v1/checkpoints/latest?min_tree_size=-1",
+        "/v1/checkpoints/latest?min_tree_size=x",
+        "/v1/checkpoints/latest?min=5",
+    ] {
+        assert_eq!(
+            s.get(&s.verify, path).await.status(),
+            StatusCode::BAD_REQUEST,
+            "{path}"
+        );
+    }
+    // Once a checkpoint reaches it, the same request passes; without replicas no answer says
+    // where it was read.
+    let more: Vec<Value> = (0..1).map(|_| decision(&event_id())).collect();
+    s.post(&s.ingest, "/v1/records/batch", &json!({"records": more}))
+        .await;
+    s.store.publish_checkpoints().await.expect("checkpoint");
+    let resp = s
+        .get(&s.verify, "/v1/checkpoints/latest?min_tree_size=6")
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().get("auditex-read-from").is_none());
+}
+
 backend_tests!(
+    min_tree_size_answers_409_until_a_checkpoint_reaches_it,
     a_held_tenant_has_no_current_checkpoint_and_rolled_back_receipts_answer_410,
     nul_in_a_record_or_a_query_is_refused_with_what_holds_it,
     evidence_downloaded_over_https_verifies_offline_with_auditex_verify,
