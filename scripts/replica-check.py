@@ -12,7 +12,8 @@ Phase `reads` (the service started with a lag bound the paused replica stays wit
      checkpoint, and proofs of what it holds against it verify (never a checkpoint newer than its
      data); a record only the primary has is found; `min_tree_size` above the replica's
      checkpoint is answered by the primary; above every checkpoint, 409; the views are read from
-     the primary (their tables exist only there).
+     the primary (their tables exist only there); a value erased on the primary is never shown
+     by a bundle the replica serves (personal data is read on the primary).
 Phase `lag` (the service restarted with a bound of 1 s; the replay still paused):
   5. the replica is taken out of reads, reads are answered by the primary with the newest data;
      replay resumed, it comes back into reads.
@@ -74,16 +75,17 @@ class Api:
     def get(self, path, key=None):
         return self.call("GET", path, key or self.args.read_key)
 
-    def append(self, n):
+    def append(self, n, erasable=None, subject=None):
         records = [{
             "event_id": uuid7(),
             "event_type": "decision",
             "payload": {
                 "model_id": "replica-drill", "model_version": "1.0.0",
                 "input_commitment": "00" * 32, "outcome": "approved", "score": 0.5,
-                "subject_ref": f"replica-{uuid.uuid4().hex[:12]}", "decided_at": "2026-12-01T00:00:00Z",
+                "subject_ref": subject or f"replica-{uuid.uuid4().hex[:12]}", "decided_at": "2026-12-01T00:00:00Z",
                 "oversight_mode": "human_on_the_loop",
             },
+            **({"erasable": erasable} if erasable else {}),
         } for _ in range(n)]
         status, _, data = self.call("POST", "/v1/records/batch", self.args.ingest_key, {"records": records})
         if status != 200:
@@ -197,13 +199,29 @@ def phase_reads(args, api):
     def caught_up():
         status, size, headers = api.latest_size()
         return status == 200 and size >= size_now and "replica" in read_from(headers)
-    size_now = size + 30
+    # A decision holding personal data, erased below while the replica cannot know it.
+    jane = api.append(1, erasable={"applicant_name": "Jane Replica-Doe"}, subject="replica-subject-jane")[0]
+    size_now = size + 31
     wait("the replica's checkpoint of every record so far", caught_up)
+    status, headers, bundle = api.get(f"/v1/decisions/{jane['event_id']}/bundle")
+    if status != 200 or b"Jane Replica-Doe" not in bundle or "replica" not in read_from(headers):
+        fail(f"the bundle before the erasure: {status} {read_from(headers)!r}, value shown: {b'Jane Replica-Doe' in bundle}")
     psql_standby(args, "SELECT pg_wal_replay_pause()")
     wait("replay paused", lambda: psql_standby(args, "SELECT pg_get_wal_replay_pause_state()") == "paused")
     _, replica_size, headers = api.latest_size()
     if "replica" not in read_from(headers):
         fail(f"the latest checkpoint was not read from the replica: {read_from(headers)!r}")
+    # Erased on the primary; the paused replica still holds the value and its key, but personal
+    # data is only ever read on the primary: the bundle served from the replica shows it erased.
+    status, _, data = api.call("POST", "/v1/subjects/replica-subject-jane/erasure", args.privacy_key,
+                               {"reason": "replica drill", "legal_basis": "GDPR Art. 17(1)(a)"})
+    if status not in (200, 201):
+        fail(f"the erasure answered {status}: {data[:300]!r}")
+    status, headers, bundle = api.get(f"/v1/decisions/{jane['event_id']}/bundle")
+    if status != 200 or "replica" not in read_from(headers):
+        fail(f"the bundle after the erasure: {status} {read_from(headers)!r}")
+    if b"Jane Replica-Doe" in bundle:
+        fail("the paused replica's bundle shows a value erased on the primary")
     newer = api.append(100)
     primary_target = newer[-1]["seq"] + 1
     wait("the primary's checkpoint of the new records",
@@ -235,7 +253,7 @@ def phase_reads(args, api):
     status, headers, data = api.get("/v1/decisions?limit=5")
     if status != 200 or read_from(headers):
         fail(f"the views' query: {status}, read from {read_from(headers)!r} (views are read on the primary)")
-    log(f"   paused at checkpoint {replica_size}: 3 proofs from the replica verify; the primary answered record {only_primary['seq']} and min_tree_size={primary_target}; 409 beyond")
+    log(f"   paused at checkpoint {replica_size}: an erased value is not shown by the replica's bundle; 3 proofs from the replica verify; the primary answered record {only_primary['seq']} and min_tree_size={primary_target}; 409 beyond")
     with open(os.path.join(args.work, "primary-target"), "w") as f:
         f.write(str(primary_target))
 
@@ -261,6 +279,7 @@ def main():
     p.add_argument("--cafile", required=True)
     p.add_argument("--ingest-key", required=True)
     p.add_argument("--read-key", required=True)
+    p.add_argument("--privacy-key", required=True)
     p.add_argument("--standby-psql", required=True)
     p.add_argument("--auditex", required=True)
     p.add_argument("--work", required=True)

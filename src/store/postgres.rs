@@ -409,23 +409,27 @@ impl LedgerBackend for PgDb {
         Ok(rows.into_iter().map(row).collect())
     }
 
+    /// On the primary even for a read-only request: personal data and whether it was erased are
+    /// never read on a replica, whose lag could serve a value for a moment after its erasure
+    /// was acknowledged.
     async fn erasable_values(
         &self,
         tenant: &TenantId,
         seq: Sequence,
     ) -> Result<Vec<StoredValueRow>, StoreError> {
-        let mut tx = self.read_tx(tenant).await?;
+        let mut tx = self.tenant_tx(tenant).await?;
         let rows = ErasureSql::<Postgres>::values(&mut tx, tenant, db_int(seq.get())).await?;
         tx.commit().await?;
         Ok(rows)
     }
 
+    /// On the primary, as [`Self::erasable_values`], so that the two agree.
     async fn erased_fields(
         &self,
         tenant: &TenantId,
         seq: Sequence,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut tx = self.read_tx(tenant).await?;
+        let mut tx = self.tenant_tx(tenant).await?;
         let rows = ErasureSql::<Postgres>::erased(&mut tx, tenant, db_int(seq.get())).await?;
         tx.commit().await?;
         Ok(rows)

@@ -4,8 +4,9 @@
 //! marks as read-only (records, proofs, checkpoints, keys, bundles, exports, tiles) reads from one
 //! replica for its whole life, chosen at its first read among the replicas "in reads": reachable,
 //! in recovery, and replaying within the lag bound (`AUDITEX_REPLICA_LAG_MAX_MS`). Everything
-//! else — appends, the views' queries (their tables are unlogged, so a standby has none), the
-//! background workers, administration — reads the primary. What a replica answers is correct
+//! else — appends, the views' queries (their tables are unlogged, so a standby has none), personal
+//! data and erasure state (a replica's lag must never show a value after its erasure was
+//! acknowledged), the background workers, administration — reads the primary. What a replica answers is correct
 //! because of two facts:
 //!
 //! - a standby replays the primary's WAL in commit order, and a checkpoint row is committed after
@@ -73,13 +74,6 @@ pub fn current() -> ReadRoute {
 fn set(route: ReadRoute) {
     // Outside a scope every read is on the primary already.
     let _ = ROUTE.try_with(|r| *r.borrow_mut() = route);
-}
-
-/// Moves the current request to the primary; whether it was reading a replica.
-pub fn leave_replica() -> bool {
-    let was = matches!(current(), ReadRoute::Replica(..));
-    set(ReadRoute::Primary);
-    was
 }
 
 /// Runs `read` with `route` (what a task spawned for a request carries on), returning where it
