@@ -426,18 +426,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_request_leaves_its_replica_for_the_primary_and_never_comes_back() {
+    async fn a_route_lives_in_its_request_scope_only() {
         assert_eq!(
             current(),
             ReadRoute::Primary,
             "outside a scope: the primary"
         );
-        assert!(!leave_replica());
+        set(ReadRoute::Replica(0, Arc::from("r:1")));
+        assert_eq!(
+            current(),
+            ReadRoute::Primary,
+            "outside a scope nothing is set"
+        );
         let ((), last) = scope(ReadRoute::Replica(0, Arc::from("r:1")), async {
             assert!(matches!(current(), ReadRoute::Replica(0, _)));
-            assert!(leave_replica());
+            set(ReadRoute::Primary);
             assert_eq!(current(), ReadRoute::Primary);
-            assert!(!leave_replica());
         })
         .await;
         assert_eq!(last, ReadRoute::Primary);
