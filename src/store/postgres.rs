@@ -673,8 +673,10 @@ impl LedgerBackend for PgDb {
         Ok(out)
     }
 
+    /// On the primary: who may read the tiles is access control, never decided by a lagging
+    /// replica.
     async fn tiles_public(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        let mut tx = self.read_tx(tenant).await?;
+        let mut tx = self.tenant_tx(tenant).await?;
         let out = TlogSql::<Postgres>::tiles_public(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(out)
