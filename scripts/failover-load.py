@@ -6,7 +6,8 @@ writes every receipt it is given (201 or a 200 duplicate) to <out>/receipts-<n>.
 request (503, a reset connection, a time-out) is retried with the same event id and body until it
 is answered with a receipt, so the set of receipts is exactly what the service acknowledged. One
 more thread reads the latest signed checkpoint twice a second and writes each tree size it saw,
-in order, to <out>/checkpoints.txt. Every thread stops once the file <out>/stop exists.
+in order, to <out>/checkpoints.txt with its root and who answered (`replica`, `primary` after a
+replica's miss, `-` without replicas), asking for at least the largest size seen so far. Every thread stops once the file <out>/stop exists.
 
 <out>/outages.jsonl lists each interval during which no append was acknowledged for longer than
 half a second (start, end, seconds), as the clients saw it.
@@ -111,16 +112,22 @@ def checkpoint_reader(args, ctx, stop):
     out = open(os.path.join(args.out, "checkpoints.txt"), "w", encoding="utf-8")
     headers = {"Authorization": f"Bearer {args.read_key}"}
     conn = None
+    seen = 0
     while not stop.is_set():
         try:
             if conn is None:
                 conn = connect(args.host, args.port, ctx, args.timeout)
-            conn.request("GET", "/v1/checkpoints/latest", headers=headers)
+            # Read-your-writes: never a checkpoint older than one already seen, even when a read
+            # replica that is behind answers first (it then sends the request to the primary).
+            path = f"/v1/checkpoints/latest?min_tree_size={seen}" if seen else "/v1/checkpoints/latest"
+            conn.request("GET", path, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
             if resp.status == 200:
                 lines = data.decode().split("\n")
-                out.write(f"{int(lines[1])} {lines[2]}\n")
+                seen = max(seen, int(lines[1]))
+                source = (resp.getheader("auditex-read-from") or "-").split(" ")[0]
+                out.write(f"{int(lines[1])} {lines[2]} {source}\n")
                 out.flush()
         except (OSError, http.client.HTTPException, ValueError, IndexError):
             if conn is not None:
