@@ -145,6 +145,8 @@ impl Replicas {
             let pool = PgPoolOptions::new()
                 .max_connections(connections.max(2))
                 .acquire_timeout(PROBE_TIMEOUT)
+                .test_before_acquire(false)
+                .before_acquire(super::ping_if_idle)
                 .connect_lazy_with(nodes.options(0).clone());
             list.push(Replica {
                 label: Arc::from(nodes.label(0)),
