@@ -189,16 +189,24 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
+        // TCP_NODELAY on every accepted connection: without it, a response written in more than
+        // one segment waits for the client's delayed acknowledgement of the first (Nagle's
+        // algorithm), tens of milliseconds on every request of a keep-alive connection.
+        let nodelay = axum_server::accept::NoDelayAcceptor::new();
         let result = match self.tls {
             Some(tls) => {
                 let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.config);
-                axum_server::from_tcp_rustls(self.listener, config)?
+                axum_server::from_tcp(self.listener)?
+                    .acceptor(
+                        axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(nodelay),
+                    )
                     .handle(handle)
                     .serve(service)
                     .await
             }
             None => {
                 axum_server::from_tcp(self.listener)?
+                    .acceptor(nodelay)
                     .handle(handle)
                     .serve(service)
                     .await
