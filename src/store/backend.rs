@@ -31,7 +31,6 @@ use super::erasure::ErasureScope;
 use super::erasure_sql::{NewDataKeyRow, StoredValueRow, SubjectValueRow};
 use super::holds::{HoldChange, HoldRow};
 use super::integrity_runs::IntegrityRunRow;
-use super::postgres::replicas::ReplicaInfo;
 use super::reseal::Resealed;
 use super::retention::{RetentionCandidate, RetentionRule};
 use super::rows::{Session, SessionTuple, UserTuple};
@@ -482,6 +481,19 @@ pub(crate) trait AppendTransaction: Send {
 
     /// Commits the group.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// A replica as `/metrics` shows it.
+#[derive(Debug, Clone)]
+pub struct ReplicaInfo {
+    /// `host:port`.
+    pub label: String,
+    /// Whether requests read from it now.
+    pub in_reads: bool,
+    /// Its replay lag in seconds, `None` while unknown.
+    pub lag_seconds: Option<f64>,
+    /// Read transactions begun on it since start.
+    pub reads: u64,
 }
 
 /// The PostgreSQL node the service uses as its primary.

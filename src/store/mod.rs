@@ -13,9 +13,9 @@ mod access_sql;
 pub(crate) mod api_keys;
 mod appender;
 mod backend;
-pub use backend::PrimaryInfo;
+pub use backend::{PrimaryInfo, ReplicaInfo};
 pub use postgres::replicas::{
-    REPLICA_LAG_MAX_MS_DEFAULT, ReadRoute, ReplicaInfo, current as read_route, scope as read_scope,
+    REPLICA_LAG_MAX_MS_DEFAULT, ReadRoute, current as read_route, scope as read_scope,
 };
 pub mod backup;
 mod checkpointer;

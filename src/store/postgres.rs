@@ -230,7 +230,7 @@ impl Backend for PgDb {
         Some(self.primary.info())
     }
 
-    fn read_replicas(&self) -> Vec<replicas::ReplicaInfo> {
+    fn read_replicas(&self) -> Vec<super::backend::ReplicaInfo> {
         self.replicas.info()
     }
 

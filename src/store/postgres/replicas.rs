@@ -37,6 +37,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::super::StoreError;
+use super::super::backend::ReplicaInfo;
 use super::nodes::Nodes;
 
 /// How often the watcher measures each replica.
@@ -98,19 +99,6 @@ struct Replica {
     reads: AtomicU64,
     /// Why it is out of reads, for the log when that changes.
     why_out: std::sync::Mutex<String>,
-}
-
-/// A replica as `/metrics` shows it.
-#[derive(Debug, Clone)]
-pub struct ReplicaInfo {
-    /// `host:port`.
-    pub label: String,
-    /// Whether requests read from it now.
-    pub in_reads: bool,
-    /// Its replay lag in seconds, `None` while unknown.
-    pub lag_seconds: Option<f64>,
-    /// Read transactions begun on it since start.
-    pub reads: u64,
 }
 
 /// The configured replicas.
