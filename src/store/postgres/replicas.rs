@@ -6,8 +6,8 @@
 //! in recovery, and replaying within the lag bound (`AUDITEX_REPLICA_LAG_MAX_MS`). Everything
 //! else — appends, the views' queries (their tables are unlogged, so a standby has none), personal
 //! data and erasure state (a replica's lag must never show a value after its erasure was
-//! acknowledged), the background workers, administration — reads the primary. What a replica answers is correct
-//! because of two facts:
+//! acknowledged), who may read the tiles, the background workers, administration — reads the
+//! primary. What a replica answers is correct because of two facts:
 //!
 //! - a standby replays the primary's WAL in commit order, and a checkpoint row is committed after
 //!   the records and tree nodes it covers, so every checkpoint a standby holds is covered by the
