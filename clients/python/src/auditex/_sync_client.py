@@ -194,10 +194,12 @@ class Client:
         params = _query(from_seq=from_seq, cursor=cursor, limit=limit)
         return cast(models.RecordPage, self._json("GET", "/v1/records", params=params))
 
-    def export(self, *, from_seq: int | None = None) -> str:
+    def export(self, *, from_seq: int | None = None, min_tree_size: int | None = None) -> str:
         """`GET /v1/export` (export): the ledger (or from `from_seq` on) as the export of
-        FORMAT.md section 12, JSON Lines; `verify.verify_export` checks it."""
-        return self._text("/v1/export", _query(from_seq=from_seq), accept="application/x-ndjson")
+        FORMAT.md section 12, JSON Lines; `verify.verify_export` checks it. `min_tree_size`:
+        end at a checkpoint at least that large (read-your-writes; 409 while none is)."""
+        params = _query(from_seq=from_seq, min_tree_size=min_tree_size)
+        return self._text("/v1/export", params, accept="application/x-ndjson")
 
     # --- Decisions and oversight ----------------------------------------------------------------
 
@@ -276,27 +278,36 @@ class Client:
 
     # --- Proofs, checkpoints, keys --------------------------------------------------------------
 
-    def inclusion_proof(self, seq: int, *, tree_size: int | None = None) -> models.InclusionProofBody:
+    def inclusion_proof(
+        self, seq: int, *, tree_size: int | None = None, min_tree_size: int | None = None
+    ) -> models.InclusionProofBody:
         """`GET /v1/proofs/inclusion` (inclusion_proof): an RFC 9162 inclusion proof of record
-        `seq` against a signed checkpoint, unverified; `verify_inclusion` checks it too."""
-        params = _query(seq=seq, tree_size=tree_size)
+        `seq` against a signed checkpoint, unverified; `verify_inclusion` checks it too. Without
+        `tree_size`, against the latest checkpoint, which must be at least `min_tree_size`."""
+        params = _query(seq=seq, tree_size=tree_size, min_tree_size=min_tree_size)
         return cast(models.InclusionProofBody, self._json("GET", "/v1/proofs/inclusion", params=params))
 
-    def tlog_proof(self, seq: int, *, tree_size: int | None = None) -> str:
+    def tlog_proof(self, seq: int, *, tree_size: int | None = None, min_tree_size: int | None = None) -> str:
         """`GET /v1/proofs/inclusion/{seq}/tlog-proof` (tlog_proof): the C2SP tlog-proof file of
-        record `seq` (FORMAT.md section 10)."""
-        return self._text(f"/v1/proofs/inclusion/{_segment(seq)}/tlog-proof", _query(tree_size=tree_size))
+        record `seq` (FORMAT.md section 10), against the latest checkpoint (at least
+        `min_tree_size`) unless `tree_size` is given."""
+        params = _query(tree_size=tree_size, min_tree_size=min_tree_size)
+        return self._text(f"/v1/proofs/inclusion/{_segment(seq)}/tlog-proof", params)
 
-    def consistency_proof(self, from_size: int, *, to_size: int | None = None) -> models.ConsistencyProofBody:
+    def consistency_proof(
+        self, from_size: int, *, to_size: int | None = None, min_tree_size: int | None = None
+    ) -> models.ConsistencyProofBody:
         """`GET /v1/proofs/consistency` (consistency_proof): the proof that the tree of
-        `to_size` (default: the latest checkpoint) extends the tree of `from_size`."""
-        params = _query(from_=from_size, to=to_size)
+        `to_size` (default: the latest checkpoint, at least `min_tree_size`) extends the tree of
+        `from_size`."""
+        params = _query(from_=from_size, to=to_size, min_tree_size=min_tree_size)
         return cast(models.ConsistencyProofBody, self._json("GET", "/v1/proofs/consistency", params=params))
 
-    def latest_checkpoint(self) -> str:
+    def latest_checkpoint(self, *, min_tree_size: int | None = None) -> str:
         """`GET /v1/checkpoints/latest` (latest_checkpoint): the latest signed checkpoint (C2SP
-        signed note)."""
-        return self._text("/v1/checkpoints/latest")
+        signed note). `min_tree_size`: read-your-writes, never one smaller than a size already
+        seen (answered 409, `Conflict`, while no published checkpoint has reached it)."""
+        return self._text("/v1/checkpoints/latest", _query(min_tree_size=min_tree_size))
 
     def list_checkpoints(self, *, after: int | None = None, limit: int | None = None) -> models.CheckpointPage:
         """`GET /v1/checkpoints` (list_checkpoints): published checkpoints, oldest first."""

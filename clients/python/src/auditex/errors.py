@@ -76,7 +76,8 @@ class NotFound(ProblemError):
 
 
 class Conflict(ProblemError):
-    """409: for an append, an event id that exists with other content (nothing was written)."""
+    """409: for an append, an event id that exists with other content (nothing was written); for
+    a read with `min_tree_size`, no published checkpoint has reached that size yet."""
 
 
 class Gone(ProblemError):
