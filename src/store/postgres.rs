@@ -598,13 +598,16 @@ impl LedgerBackend for PgDb {
         rows.into_iter().map(checkpoint).collect()
     }
 
+    /// On the primary: an origin is written once and cached by the store, so a replica saves
+    /// nothing, and a replica that has not yet replayed a new tenant's origin would send the
+    /// store down its path for tenants without one, which writes.
     async fn tenant_origin(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
-        let mut tx = self.read_tx(tenant).await?;
+        let mut tx = self.tenant_tx(tenant).await?;
         let origin = sqlx::query_scalar("SELECT origin FROM tenant_origins WHERE tenant_id = $1")
             .bind(tenant.as_str())
             .fetch_optional(&mut *tx)
             .await?;
-        end_read(tx);
+        tx.commit().await?;
         Ok(origin)
     }
 
