@@ -208,17 +208,6 @@ impl StoreSettings {
                 ),
             });
         }
-        if !self.read_database_urls.is_empty()
-            && !self
-                .database_url
-                .as_deref()
-                .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
-        {
-            return Err(ConfigError {
-                setting: "AUDITEX_READ_DATABASE_URLS",
-                problem: "read replicas are PostgreSQL standbys: set AUDITEX_DATABASE_URL to the primary's postgres:// URL, or unset this".into(),
-            });
-        }
         if self.group_commit_window_us > 100_000 {
             return Err(ConfigError {
                 setting: "AUDITEX_GROUP_COMMIT_WINDOW_US",

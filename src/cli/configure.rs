@@ -90,6 +90,12 @@ pub fn load_master_key(s: &StoreSettings) -> Result<MasterKey, ConfigError> {
 pub fn store_config(s: &StoreSettings) -> Result<StoreConfig, ConfigError> {
     s.validate(BATCH_RECORDS_MAX)?;
     let database = database(s);
+    if !s.read_database_urls.is_empty() && matches!(database, DatabaseUrl::Sqlite(_)) {
+        return Err(ConfigError {
+            setting: "AUDITEX_READ_DATABASE_URLS",
+            problem: "read replicas are PostgreSQL standbys: set AUDITEX_DATABASE_URL to the primary's postgres:// URL, or unset this".into(),
+        });
+    }
     if s.production && matches!(database, DatabaseUrl::Sqlite(_)) && s.database_url.is_none() {
         tracing::info!("production mode on the embedded SQLite default");
     }
