@@ -21,8 +21,10 @@ Phase `lag` (the service restarted with a bound of 1 s; the replay still paused)
 
 import argparse
 import http.client
+import importlib.util
 import json
 import os
+import pathlib
 import ssl
 import subprocess
 import sys
@@ -30,12 +32,17 @@ import time
 import uuid
 
 
-def uuid7():
-    value = (int(time.time() * 1000) & ((1 << 48) - 1)) << 80
-    value |= int.from_bytes(os.urandom(10), "big") & ((1 << 80) - 1)
-    value = (value & ~(0xF << 76)) | (0x7 << 76)
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)
-    return str(uuid.UUID(int=value))
+def _sdk_new_event_id():
+    """The Python SDK's event-id generator (a UUIDv7 string; standard library only), loaded from
+    its file so that the drill needs none of the SDK's dependencies."""
+    path = pathlib.Path(__file__).resolve().parent.parent / "clients/python/src/auditex/_uuid7.py"
+    spec = importlib.util.spec_from_file_location("auditex_uuid7", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.new_event_id
+
+
+new_event_id = _sdk_new_event_id()
 
 
 def fail(message):
@@ -77,7 +84,7 @@ class Api:
 
     def append(self, n, erasable=None, subject=None):
         records = [{
-            "event_id": uuid7(),
+            "event_id": new_event_id(),
             "event_type": "decision",
             "payload": {
                 "model_id": "replica-drill", "model_version": "1.0.0",
