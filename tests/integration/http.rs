@@ -354,9 +354,9 @@ async fn appending_returns_receipts_and_retries_are_idempotent(backend: Backend)
     s.stop().await;
 }
 
-async fn proofs_fetched_over_https_verify_against_signed_checkpoints(backend: Backend) {
-    let s = Server::start(&backend).await;
-    let batch: Vec<Value> = (0..37).map(|_| decision(&event_id())).collect();
+/// Appends `count` decisions in one batch over HTTPS, then publishes a checkpoint covering them.
+async fn append_and_publish(s: &Server, count: usize) {
+    let batch: Vec<Value> = (0..count).map(|_| decision(&event_id())).collect();
     assert_eq!(
         s.post(&s.ingest, "/v1/records/batch", &json!({"records": batch}))
             .await
@@ -364,6 +364,11 @@ async fn proofs_fetched_over_https_verify_against_signed_checkpoints(backend: Ba
         StatusCode::OK
     );
     s.store.publish_checkpoints().await.expect("checkpoint");
+}
+
+async fn proofs_fetched_over_https_verify_against_signed_checkpoints(backend: Backend) {
+    let s = Server::start(&backend).await;
+    append_and_publish(&s, 37).await;
     let keys: Value = s
         .get(&s.verify, "/v1/keys")
         .await
@@ -1867,14 +1872,7 @@ async fn the_server_starts_the_store_workers_and_shutdown_stops_them(backend: Ba
 /// refused beside an explicit size.
 async fn min_tree_size_answers_409_until_a_checkpoint_reaches_it(backend: Backend) {
     let s = Server::start(&backend).await;
-    let batch: Vec<Value> = (0..5).map(|_| decision(&event_id())).collect();
-    assert_eq!(
-        s.post(&s.ingest, "/v1/records/batch", &json!({"records": batch}))
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    s.store.publish_checkpoints().await.expect("checkpoint");
+    append_and_publish(&s, 5).await;
     for path in [
         "/v1/checkpoints/latest?min_tree_size=5",
         "/v1/checkpoints/latest?min_tree_size=0",
@@ -1920,10 +1918,7 @@ async fn min_tree_size_answers_409_until_a_checkpoint_reaches_it(backend: Backen
     }
     // Once a checkpoint reaches it, the same request passes; without replicas no answer says
     // where it was read.
-    let more: Vec<Value> = (0..1).map(|_| decision(&event_id())).collect();
-    s.post(&s.ingest, "/v1/records/batch", &json!({"records": more}))
-        .await;
-    s.store.publish_checkpoints().await.expect("checkpoint");
+    append_and_publish(&s, 1).await;
     let resp = s
         .get(&s.verify, "/v1/checkpoints/latest?min_tree_size=6")
         .await;
