@@ -115,6 +115,9 @@ pub struct StoreSettings {
     /// How far behind the primary a read replica may replay, in milliseconds, before it is taken
     /// out of reads (`AUDITEX_REPLICA_LAG_MAX_MS`).
     pub replica_lag_max_ms: u64,
+    /// PostgreSQL only: the other clusters tenants may be placed on, each `NAME=URL`
+    /// (`AUDITEX_CELLS`, separated by spaces).
+    pub cells: Vec<String>,
 }
 
 impl std::fmt::Debug for StoreSettings {
@@ -153,7 +156,53 @@ impl std::fmt::Debug for StoreSettings {
                 &redacted(!self.read_database_urls.is_empty()),
             )
             .field("replica_lag_max_ms", &self.replica_lag_max_ms)
+            .field(
+                "cells",
+                &self
+                    .cells
+                    .iter()
+                    .map(|c| c.split('=').next().unwrap_or_default())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
+    }
+}
+
+impl StoreSettings {
+    /// `AUDITEX_CELLS` as (name, URL) pairs, checked: names of 1–32 characters of a-z, 0-9 and
+    /// '-', none twice and none `home` (the database of `AUDITEX_DATABASE_URL`), and `postgres://`
+    /// URLs.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the entry that is wrong.
+    pub fn cell_specs(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for entry in &self.cells {
+            let bad = |problem: String| ConfigError {
+                setting: "AUDITEX_CELLS",
+                problem,
+            };
+            let Some((name, url)) = entry.split_once('=') else {
+                return Err(bad(format!(
+                    "an entry is not NAME=postgres://…: {:?}",
+                    entry.split("://").next().unwrap_or_default()
+                )));
+            };
+            if !crate::store::valid_cell_name(name) || name == "home" {
+                return Err(bad(format!(
+                    "{name:?} cannot name a cell: 1-32 characters of a-z, 0-9 and '-', not \
+                     \"home\" (the database of AUDITEX_DATABASE_URL)"
+                )));
+            }
+            if out.iter().any(|(n, _)| n == name) {
+                return Err(bad(format!("cell {name} is named twice")));
+            }
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(bad(format!("cell {name}: the URL must be postgres://…")));
+            }
+            out.push((name.to_owned(), url.to_owned()));
+        }
+        Ok(out)
     }
 }
 
@@ -208,6 +257,7 @@ impl StoreSettings {
                 ),
             });
         }
+        self.cell_specs()?;
         if self.group_commit_window_us > 100_000 {
             return Err(ConfigError {
                 setting: "AUDITEX_GROUP_COMMIT_WINDOW_US",
@@ -570,6 +620,7 @@ mod tests {
             retention_interval_s: 3_600,
             read_database_urls: Vec::new(),
             replica_lag_max_ms: 2_000,
+            cells: Vec::new(),
         }
     }
 

@@ -131,6 +131,19 @@ pub struct StoreArgs {
     /// before its requests go to the primary instead.
     #[arg(long, global = true, env = "AUDITEX_REPLICA_LAG_MAX_MS", default_value_t = crate::store::REPLICA_LAG_MAX_MS_DEFAULT)]
     pub replica_lag_max_ms: u64,
+
+    /// PostgreSQL only: other clusters (cells) tenants' ledgers may be placed on, each
+    /// `NAME=postgres://…` (the database of --database-url is the cell `home`); in the variable,
+    /// separated by spaces. `auditex tenant move` places a tenant; every node must list the same
+    /// cells.
+    #[arg(
+        long = "cell",
+        global = true,
+        env = "AUDITEX_CELLS",
+        value_delimiter = ' ',
+        hide_env_values = true
+    )]
+    pub cells: Vec<String>,
 }
 
 impl std::fmt::Debug for StoreArgs {
@@ -154,6 +167,12 @@ impl StoreArgs {
                 .cloned()
                 .collect(),
             replica_lag_max_ms: self.replica_lag_max_ms,
+            cells: self
+                .cells
+                .iter()
+                .filter(|c| !c.is_empty())
+                .cloned()
+                .collect(),
             master_key: self.master_key.clone(),
             master_key_file: self.master_key_file.clone(),
             previous_master_keys_file: self.previous_master_keys_file.clone(),

@@ -111,6 +111,13 @@ pub fn store_config(s: &StoreSettings) -> Result<StoreConfig, ConfigError> {
     config.admin_database = s.admin_database_url.clone();
     config.read_replicas = s.read_database_urls.clone();
     config.replica_lag_max = Duration::from_millis(s.replica_lag_max_ms);
+    config.cells = s.cell_specs()?;
+    if !config.cells.is_empty() && matches!(config.database, DatabaseUrl::Sqlite(_)) {
+        return Err(ConfigError {
+            setting: "AUDITEX_CELLS",
+            problem: "tenant cells are PostgreSQL clusters: set AUDITEX_DATABASE_URL to the home database's postgres:// URL, or unset this".into(),
+        });
+    }
     config.service_origin = s.origin.clone();
     config.group_commit_window = Duration::from_micros(s.group_commit_window_us);
     config.checkpoint_interval = Duration::from_millis(s.checkpoint_interval_ms);

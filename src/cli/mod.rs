@@ -308,6 +308,22 @@ pub enum TenantCommand {
     },
     /// List tenants.
     List,
+    /// Move the tenant's ledger and views to another PostgreSQL cluster (a cell named in
+    /// AUDITEX_CELLS; `home` is the database of AUDITEX_DATABASE_URL). Its writes are refused
+    /// with 503 while the copy is made and checked (a few seconds, plus about 10 s per million
+    /// records), never lost; reads go on. Running services follow by themselves.
+    Move {
+        /// Tenant id.
+        id: String,
+        /// The cell to move it to.
+        #[arg(long)]
+        to: String,
+    },
+    /// Print the cell the tenant's ledger and views live on.
+    Cell {
+        /// Tenant id.
+        id: String,
+    },
     /// Choose who may read the tenant's tiled log (C2SP tlog-tiles, served under its origin):
     /// `private` (the default) admits only the tenant's own `read` and `verify` keys, `public`
     /// anyone. Running services follow within five seconds.
@@ -913,6 +929,22 @@ pub async fn run(cli: Cli) -> CliResult {
                 TenantCommand::List => {
                     for t in s.tenants().await? {
                         println!("{t}");
+                    }
+                }
+                TenantCommand::Cell { id } => {
+                    let tenant = tenant_id(&id)?;
+                    if !s.tenant_exists(&tenant).await? {
+                        s.shutdown().await;
+                        return Err(format!("no tenant {tenant}").into());
+                    }
+                    println!("{}", s.placement(&tenant).await?);
+                }
+                TenantCommand::Move { id, to } => {
+                    let tenant = tenant_id(&id)?;
+                    let result = ops::move_tenant(&s, &tenant, &to).await;
+                    if let Err(e) = result {
+                        s.shutdown().await;
+                        return Err(e);
                     }
                 }
                 TenantCommand::Tiles { id, access } => {

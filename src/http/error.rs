@@ -315,6 +315,15 @@ impl From<StoreError> for ApiError {
                     retry_after: 1,
                 }
             }
+            StoreError::TenantFenced(detail) => {
+                tracing::info!(error = %detail, "write refused by a tenant move's fence");
+                ApiError::Unavailable {
+                    detail: "this tenant's ledger is being moved to another database; nothing \
+                             was written; retry in a moment"
+                        .into(),
+                    retry_after: 1,
+                }
+            }
             StoreError::UnknownTenant => ApiError::NotFound("not found".into()),
             StoreError::OutOfRange(detail) => ApiError::BadParameter(detail),
             StoreError::ViewNotReady(detail) => ApiError::Unavailable {

@@ -27,6 +27,7 @@ use projections::runner::{ProjectionState, Stuck, TargetPage};
 use projections::{DecisionFacts, Event, Views};
 
 use super::api_keys::ApiKeyRow;
+use super::cells::MoveCopied;
 use super::erasure::ErasureScope;
 use super::erasure_sql::{NewDataKeyRow, StoredValueRow, SubjectValueRow};
 use super::holds::{HoldChange, HoldRow};
@@ -41,6 +42,13 @@ use super::{
     ChainHead, KeyRow, NewErasableRow, NewRecordRow, PublicationReads, RecordRow, StoreError,
     StoredCheckpoint,
 };
+
+/// Why a backend without tenant cells cannot move a tenant.
+fn no_cells() -> StoreError {
+    StoreError::Cells(
+        "tenant cells are PostgreSQL clusters: set AUDITEX_DATABASE_URL and AUDITEX_CELLS".into(),
+    )
+}
 
 /// A tenant's oversight settings as stored: four eyes and the three service levels in hours
 /// (see `oversight.rs`).
@@ -90,6 +98,42 @@ pub(crate) trait Backend: LedgerBackend + AccessBackend + ViewBackend {
     /// Gives up what marks the database as in use by this process (SQLite's shared lock file), so
     /// that `auditex restore` may replace it: the store has shut down and writes nothing more.
     fn release_in_use_lock(&self);
+
+    /// Tenant cells: the configured cells' names, `home` first (see `postgres/cells.rs`).
+    fn cell_names(&self) -> Vec<String> {
+        vec![super::cells::HOME.to_owned()]
+    }
+
+    /// The cell `tenant` is placed on, as the placement table says.
+    async fn placement(&self, _tenant: &TenantId) -> Result<String, StoreError> {
+        Ok(super::cells::HOME.to_owned())
+    }
+
+    /// A move's copy, comparison and switch (see [`super::Store::move_tenant`]).
+    async fn move_copy(
+        &self,
+        _tenant: &TenantId,
+        _to: &str,
+        _now_us: u64,
+        _progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
+    ) -> Result<MoveCopied, StoreError> {
+        Err(no_cells())
+    }
+
+    /// Puts a tenant back on the cell `from` after a failed check.
+    async fn move_abort(
+        &self,
+        _tenant: &TenantId,
+        _from: &str,
+        _now_us: u64,
+    ) -> Result<(), StoreError> {
+        Err(no_cells())
+    }
+
+    /// Lets a moved tenant's writes land on its new cell.
+    async fn move_finish(&self, _tenant: &TenantId, _to: &str) -> Result<(), StoreError> {
+        Err(no_cells())
+    }
 
     /// Closes every connection; the backend is unusable afterwards.
     async fn close(&self);

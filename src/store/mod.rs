@@ -13,6 +13,7 @@ mod access_sql;
 pub(crate) mod api_keys;
 mod appender;
 mod backend;
+pub mod cells;
 pub use backend::{PrimaryInfo, ReplicaInfo};
 pub use postgres::replicas::{
     REPLICA_LAG_MAX_MS_DEFAULT, ReadRoute, current as read_route, scope as read_scope,
@@ -68,6 +69,7 @@ use tokio::sync::watch;
 
 pub use api_keys::{API_KEY_RATE_MAX, ApiKeyInfo};
 pub use appender::AppendError;
+pub use cells::{MoveCopied, MoveReport, valid_cell_name};
 use crypto::{CryptoError, MasterKey, MasterKeys, SealContext};
 pub use evidence::EvidenceError;
 pub use export::ExportSummary;
@@ -247,6 +249,9 @@ pub struct StoreConfig {
     pub read_replicas: Vec<String>,
     /// How far behind the primary a read replica may replay before it is taken out of reads.
     pub replica_lag_max: Duration,
+    /// PostgreSQL only: the other clusters tenants' ledgers may be placed on, as (name, URL)
+    /// (see `postgres::cells`); none by default.
+    pub cells: Vec<(String, String)>,
 }
 
 impl StoreConfig {
@@ -276,6 +281,7 @@ impl StoreConfig {
             retention_interval: None,
             read_replicas: Vec::new(),
             replica_lag_max: Duration::from_millis(REPLICA_LAG_MAX_MS_DEFAULT),
+            cells: Vec::new(),
         }
     }
 }
@@ -378,6 +384,14 @@ pub enum StoreError {
     /// appends only on a primary). Retryable: a failover manager may promote one.
     #[error("{0}")]
     NotPrimary(String),
+    /// The tenant's ledger is fenced on the database this node sent the write to: it is being
+    /// moved to another cell, or has moved and this node has not yet read its new placement
+    /// (`store/postgres/cells.rs`). Nothing was written; retryable within seconds.
+    #[error("{0}")]
+    TenantFenced(String),
+    /// Tenant cells are misconfigured or a move cannot proceed (`store/postgres/cells.rs`).
+    #[error("{0}")]
+    Cells(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -385,6 +399,13 @@ impl From<sqlx::Error> for StoreError {
         // Every database error passes here, so a full disk is named the same way on every path.
         if faults::is_storage_full_sqlx(&e) {
             StoreError::StorageFull(e.to_string())
+        } else if e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c == "AXF01")
+        {
+            // Migration 0028's fence: a tenant being moved between cells.
+            StoreError::TenantFenced(e.to_string())
         } else {
             StoreError::Unavailable(std::sync::Arc::new(e))
         }
@@ -399,6 +420,7 @@ impl StoreError {
             self,
             StoreError::Unavailable(_)
                 | StoreError::NotPrimary(_)
+                | StoreError::TenantFenced(_)
                 | StoreError::StorageFull(_)
                 | StoreError::ClockBehind { .. }
                 | StoreError::ViewNotReady(_)
@@ -1672,6 +1694,18 @@ async fn open_backend(config: &StoreConfig) -> Result<Arc<dyn backend::Backend>,
                 "read replicas are PostgreSQL standbys; the SQLite database has none (unset AUDITEX_READ_DATABASE_URLS)".into(),
             ));
         }
+        DatabaseUrl::Sqlite(_) if !config.cells.is_empty() => {
+            return Err(StoreError::InvalidDatabaseUrl(
+                "tenant cells are PostgreSQL clusters; the SQLite database has none (unset AUDITEX_CELLS)".into(),
+            ));
+        }
+        DatabaseUrl::Postgres(_)
+            if !config.cells.is_empty() && !config.read_replicas.is_empty() =>
+        {
+            return Err(StoreError::InvalidDatabaseUrl(
+                "read replicas and tenant cells cannot be combined yet: unset AUDITEX_READ_DATABASE_URLS or AUDITEX_CELLS".into(),
+            ));
+        }
         DatabaseUrl::Sqlite(path) => {
             Arc::new(sqlite::SqliteDb::open(path, config.read_connections).await?)
         }
@@ -1681,6 +1715,7 @@ async fn open_backend(config: &StoreConfig) -> Result<Arc<dyn backend::Backend>,
                 config.admin_database.as_deref(),
                 config.read_connections,
                 &config.read_replicas,
+                &config.cells,
                 config.replica_lag_max,
             )
             .await?,

@@ -12,6 +12,7 @@
 //! tables' in `postgres/access.rs`, the views' in `views.rs`.
 
 mod access;
+pub(crate) mod cells;
 mod nodes;
 pub(crate) mod replicas;
 
@@ -45,6 +46,8 @@ pub(crate) struct PgDb {
     primary: std::sync::Arc<nodes::PrimaryState>,
     /// Hot standbys that serve read-only requests (see [`replicas`]); empty without.
     replicas: std::sync::Arc<replicas::Replicas>,
+    /// The other clusters tenants' ledgers may live on (see [`cells`]); `None` without.
+    cells: Option<std::sync::Arc<cells::Cells>>,
 }
 
 impl PgDb {
@@ -53,6 +56,7 @@ impl PgDb {
         admin_url: Option<&str>,
         connections: u32,
         read_replicas: &[String],
+        cells: &[(String, String)],
         replica_lag_max: std::time::Duration,
     ) -> Result<Self, StoreError> {
         let replicas = std::sync::Arc::new(replicas::Replicas::new(
@@ -80,12 +84,19 @@ impl PgDb {
         let state = std::sync::Arc::new(nodes::PrimaryState::new(nodes.label(primary)));
         nodes::watch(pool.clone(), nodes, primary, state.clone());
         replicas.clone().watch(pool.clone());
-        let db = PgDb {
+        let mut db = PgDb {
             pool,
             primary: state,
             replicas,
+            cells: None,
         };
         db.check_migrations().await?;
+        if !cells.is_empty() {
+            let c =
+                cells::Cells::open(db.pool.clone(), cells, connections, replica_lag_max).await?;
+            c.watch();
+            db.cells = Some(c);
+        }
         Ok(db)
     }
 
@@ -156,11 +167,26 @@ impl PgDb {
         &self,
         tenant: &TenantId,
     ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let db = self.ledger_db(tenant)?;
+        if !std::ptr::eq(db, self) {
+            return Box::pin(db.read_tx(tenant)).await;
+        }
         let begin = begin_for(tenant)?;
         if let Some(tx) = self.replicas.begin(&begin).await {
             return Ok(tx);
         }
         Ok(self.pool.begin_with(sqlx::AssertSqlSafe(begin)).await?)
+    }
+
+    /// A transaction scoped to `tenant` on the database holding its ledger and views: its cell
+    /// (see [`cells`]), or this database. Every statement on the tenant's ledger or views goes
+    /// through here or [`PgDb::read_tx`]; [`PgDb::tenant_tx`] is for the access tables, which
+    /// stay on the home database.
+    pub(crate) async fn ledger_tx(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.ledger_db(tenant)?.tenant_tx(tenant).await
     }
 
     /// Runs one statement in a transaction scoped to `tenant`; returns how many rows it changed.
@@ -261,6 +287,37 @@ impl Backend for PgDb {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    fn cell_names(&self) -> Vec<String> {
+        self.cell_list()
+    }
+
+    async fn placement(&self, tenant: &TenantId) -> Result<String, StoreError> {
+        self.stored_placement(tenant).await
+    }
+
+    async fn move_copy(
+        &self,
+        tenant: &TenantId,
+        to: &str,
+        now_us: u64,
+        progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
+    ) -> Result<crate::store::MoveCopied, StoreError> {
+        self.copy_tenant_to(tenant, to, now_us, progress).await
+    }
+
+    async fn move_abort(
+        &self,
+        tenant: &TenantId,
+        from: &str,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
+        self.undo_move(tenant, from, now_us).await
+    }
+
+    async fn move_finish(&self, tenant: &TenantId, to: &str) -> Result<(), StoreError> {
+        self.lift_target_fence(tenant, to).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -272,7 +329,7 @@ impl LedgerBackend for PgDb {
         key: &KeyRow,
         now_us: u64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let inserted = sqlx::query(
             "INSERT INTO tenants (tenant_id, created_at_us) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING",
         )
@@ -319,7 +376,7 @@ impl LedgerBackend for PgDb {
     }
 
     async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let found: Option<i64> =
             sqlx::query_scalar("SELECT 1::BIGINT FROM tenants WHERE tenant_id = $1")
                 .bind(tenant.as_str())
@@ -337,14 +394,14 @@ impl LedgerBackend for PgDb {
     }
 
     async fn chain_head(&self, tenant: &TenantId) -> Result<Option<ChainHead>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let h = chain_head_in(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(h)
     }
 
     async fn publication_reads(&self, tenant: &TenantId) -> Result<PublicationReads, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let latest: Option<i64> =
             sqlx::query_scalar("SELECT max(tree_size) FROM checkpoints WHERE tenant_id = $1")
                 .bind(tenant.as_str())
@@ -446,7 +503,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         seq: Sequence,
     ) -> Result<Vec<StoredValueRow>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let rows = ErasureSql::<Postgres>::values(&mut tx, tenant, db_int(seq.get())).await?;
         tx.commit().await?;
         Ok(rows)
@@ -458,7 +515,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         seq: Sequence,
     ) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let rows = ErasureSql::<Postgres>::erased(&mut tx, tenant, db_int(seq.get())).await?;
         tx.commit().await?;
         Ok(rows)
@@ -469,7 +526,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         subject: &str,
     ) -> Result<Vec<SubjectValueRow>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let rows = ErasureSql::<Postgres>::subject_values(&mut tx, tenant, subject).await?;
         tx.commit().await?;
         Ok(rows)
@@ -481,7 +538,7 @@ impl LedgerBackend for PgDb {
         after: Option<i64>,
         limit: u64,
     ) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let rows = ErasureSql::<Postgres>::erasures_after(&mut tx, tenant, after, limit).await?;
         tx.commit().await?;
         Ok(rows)
@@ -493,7 +550,7 @@ impl LedgerBackend for PgDb {
         after: Option<(i64, Vec<u8>)>,
         limit: u64,
     ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let rows =
             ErasureSql::<Postgres>::reapplied_erasures(&mut tx, tenant, after, limit).await?;
         tx.commit().await?;
@@ -505,7 +562,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         subjects: &[&str],
     ) -> Result<Vec<HoldRow>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let rows = HoldSql::<Postgres>::active(&mut tx, tenant, subjects).await?;
         tx.commit().await?;
         Ok(rows)
@@ -516,7 +573,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         subject: &str,
     ) -> Result<Vec<HoldRow>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let rows = HoldSql::<Postgres>::of_subject(&mut tx, tenant, subject).await?;
         tx.commit().await?;
         Ok(rows)
@@ -526,7 +583,7 @@ impl LedgerBackend for PgDb {
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<(RetentionRule, i64)>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let rows = HoldSql::<Postgres>::policy(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(rows)
@@ -538,7 +595,7 @@ impl LedgerBackend for PgDb {
         after: i64,
         limit: u64,
     ) -> Result<Vec<RetentionCandidate>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let rows = HoldSql::<Postgres>::candidates(&mut tx, tenant, after, limit).await?;
         tx.commit().await?;
         Ok(rows)
@@ -602,7 +659,7 @@ impl LedgerBackend for PgDb {
     /// nothing, and a replica that has not yet replayed a new tenant's origin would send the
     /// store down its path for tenants without one, which writes.
     async fn tenant_origin(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let origin = sqlx::query_scalar("SELECT origin FROM tenant_origins WHERE tenant_id = $1")
             .bind(tenant.as_str())
             .fetch_optional(&mut *tx)
@@ -618,7 +675,7 @@ impl LedgerBackend for PgDb {
         now_us: u64,
     ) -> Result<(), StoreError> {
         // Written once: a concurrent first use (another instance) that recorded it already wins.
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         sqlx::query(
             "INSERT INTO tenant_origins (tenant_id, origin, recorded_at_us) VALUES ($1, $2, $3)
              ON CONFLICT (tenant_id) DO NOTHING",
@@ -633,7 +690,7 @@ impl LedgerBackend for PgDb {
     }
 
     async fn witnesses(&self, tenant: &TenantId) -> Result<Vec<WitnessRow>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let out = TlogSql::<Postgres>::witnesses(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(out)
@@ -645,14 +702,14 @@ impl LedgerBackend for PgDb {
         w: &WitnessRow,
         now_us: u64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let out = TlogSql::<Postgres>::put_witness(&mut tx, tenant, w, now_us).await?;
         tx.commit().await?;
         Ok(out)
     }
 
     async fn remove_witness(&self, tenant: &TenantId, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let out = TlogSql::<Postgres>::remove_witness(&mut tx, tenant, name).await?;
         tx.commit().await?;
         Ok(out)
@@ -667,7 +724,7 @@ impl LedgerBackend for PgDb {
         line: &str,
         cosigned_at: u64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let out = TlogSql::<Postgres>::record_cosignature(
             &mut tx,
             tenant,
@@ -699,7 +756,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         witness: &str,
     ) -> Result<Option<u64>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let out = TlogSql::<Postgres>::last_cosigned(&mut tx, tenant, witness).await?;
         tx.commit().await?;
         Ok(out)
@@ -708,7 +765,7 @@ impl LedgerBackend for PgDb {
     /// On the primary: who may read the tiles is access control, never decided by a lagging
     /// replica.
     async fn tiles_public(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let out = TlogSql::<Postgres>::tiles_public(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(out)
@@ -720,7 +777,7 @@ impl LedgerBackend for PgDb {
         public: bool,
         now_us: u64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let out = TlogSql::<Postgres>::set_tiles_public(&mut tx, tenant, public, now_us).await?;
         tx.commit().await?;
         Ok(out)
@@ -753,7 +810,7 @@ impl LedgerBackend for PgDb {
         abandoned_by_seq: u64,
         c: &StoredCheckpoint,
     ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         sqlx::query(
             "INSERT INTO abandoned_checkpoints
                  (tenant_id, abandoned_by_seq, tree_size, root, signed_note, published_at_us)
@@ -776,7 +833,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         c: &StoredCheckpoint,
     ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         // Two instances may sign the same size; the tree is deterministic, so the first stays.
         sqlx::query(
             "INSERT INTO checkpoints (tenant_id, tree_size, root, signed_note, published_at_us)
@@ -837,7 +894,7 @@ impl LedgerBackend for PgDb {
         &self,
         tenant: &TenantId,
     ) -> Result<Box<dyn AppendTransaction>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         // One writer per tenant across every service instance sharing this database.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('auditex:append:' || $1, 0))")
             .bind(tenant.as_str())
@@ -847,7 +904,7 @@ impl LedgerBackend for PgDb {
     }
 
     async fn data_key_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let n = ErasureSql::<Postgres>::key_count(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(n)
@@ -859,7 +916,7 @@ impl LedgerBackend for PgDb {
         after: i64,
         limit: u64,
     ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let rows = ErasureSql::<Postgres>::key_page(&mut tx, tenant, after, limit).await?;
         tx.commit().await?;
         Ok(rows)
@@ -870,7 +927,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         r: &super::reseal::Resealed,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let done = ErasureSql::<Postgres>::rewrap(&mut tx, tenant, r.seq, &r.old, &r.new).await?;
         tx.commit().await?;
         Ok(done)
@@ -878,7 +935,7 @@ impl LedgerBackend for PgDb {
 
     /// Counts the tenant's values sealed under the master key directly (for progress).
     async fn erasable_count(&self, tenant: &TenantId) -> Result<u64, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM erasable_values WHERE tenant_id = $1 AND key_seq IS NULL",
         )
@@ -896,7 +953,7 @@ impl LedgerBackend for PgDb {
         after: &(i64, String),
         limit: u64,
     ) -> Result<Vec<(i64, String, Vec<u8>)>, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let rows = sqlx::query_as(
             "SELECT seq, field, sealed FROM erasable_values
              WHERE tenant_id = $1 AND key_seq IS NULL AND (seq, field) > ($2, $3)
@@ -919,7 +976,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         rows: &[super::reseal::Resealed],
     ) -> Result<u64, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let mut n = 0;
         for r in rows {
             n += sqlx::query(
@@ -945,7 +1002,7 @@ impl LedgerBackend for PgDb {
         tenant: &TenantId,
         r: &super::reseal::Resealed,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
+        let mut tx = self.ledger_tx(tenant).await?;
         let done = sqlx::query(
             "UPDATE signing_keys SET sealed_secret = $1
              WHERE tenant_id = $2 AND key_id = $3 AND sealed_secret = $4",

@@ -134,9 +134,11 @@ impl SqliteDb {
 impl PgDb {
     /// A transaction for view statements, with the tenant set for row-level security when the
     /// statements touch a tenant's rows.
+    /// A tenant's view rows live beside its ledger, on its cell (`postgres/cells.rs`); the
+    /// projections' state is the home database's, copied to every cell.
     async fn view_tx(&self, tenant: Option<&TenantId>) -> Result<PgTx, StoreError> {
         match tenant {
-            Some(t) => self.tenant_tx(t).await,
+            Some(t) => self.ledger_tx(t).await,
             None => Ok(self.pool().begin().await?),
         }
     }
@@ -476,7 +478,7 @@ impl ViewBackend for PgDb {
         let mut tx = self.view_tx(None).await?;
         Sql::<Postgres>::ensure(&mut tx, name, version).await?;
         tx.commit().await?;
-        Ok(())
+        self.mirror_views().await
     }
 
     async fn start_rebuild(
@@ -487,6 +489,7 @@ impl ViewBackend for PgDb {
         let mut tx = self.view_tx(None).await?;
         let out = Sql::<Postgres>::start_rebuild(&mut tx, name, version).await?;
         tx.commit().await?;
+        self.mirror_views().await?;
         Ok(out)
     }
 
@@ -494,6 +497,7 @@ impl ViewBackend for PgDb {
         let mut tx = self.view_tx(None).await?;
         let out = Sql::<Postgres>::activate(&mut tx, name, generation).await?;
         tx.commit().await?;
+        self.mirror_views().await?;
         Ok(out)
     }
 
@@ -506,9 +510,11 @@ impl ViewBackend for PgDb {
         _tables: &[&str],
         _tenants: &[TenantId],
     ) -> Result<(), StoreError> {
-        let mut tx = self.view_tx(None).await?;
-        pg_drop_generation(&mut tx, name, generation).await?;
-        tx.commit().await?;
+        for db in self.every_cell() {
+            let mut tx = db.view_tx(None).await?;
+            pg_drop_generation(&mut tx, name, generation).await?;
+            tx.commit().await?;
+        }
         Ok(())
     }
 
@@ -586,16 +592,21 @@ impl ViewBackend for PgDb {
     }
 
     async fn index_generation(&self, name: &str, generation: i64) -> Result<bool, StoreError> {
-        let mut tx = self.view_tx(None).await?;
-        let out = pg_views::index_generation(&mut tx, name, generation).await?;
-        tx.commit().await?;
-        Ok(out)
+        let mut built = false;
+        for db in self.every_cell() {
+            let mut tx = db.view_tx(None).await?;
+            built |= pg_views::index_generation(&mut tx, name, generation).await?;
+            tx.commit().await?;
+        }
+        Ok(built)
     }
 
     async fn optimize(&self) -> Result<(), StoreError> {
-        let mut tx = self.view_tx(None).await?;
-        pg_views::optimize(&mut tx).await?;
-        tx.commit().await?;
+        for db in self.every_cell() {
+            let mut tx = db.view_tx(None).await?;
+            pg_views::optimize(&mut tx).await?;
+            tx.commit().await?;
+        }
         Ok(())
     }
 

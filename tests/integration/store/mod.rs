@@ -3,6 +3,7 @@
 
 mod append;
 mod append_only;
+mod cells;
 mod charts;
 mod disk_full;
 mod erasure;

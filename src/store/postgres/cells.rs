@@ -1,0 +1,620 @@
+//! Tenant cells: a tenant's ledger and views on another PostgreSQL cluster than the home
+//! database, and moving a tenant from one cell to another (docs/OPERATIONS.md, "Tenant cells").
+//!
+//! The home database (`AUDITEX_DATABASE_URL`) keeps every tenant's access state — API keys,
+//! portal accounts, sessions, integrity runs — and the placement table saying on which cell each
+//! tenant's ledger (records, tiles, checkpoints, keys, personal data) and views live; a tenant
+//! without a placement lives on the home database itself. Every node reads the placements
+//! about once a second and routes each tenant's ledger and view statements to its cell
+//! ([`PgDb::ledger_db`]); access statements always go to the home database.
+//!
+//! The views' global state (which generation of each projection is active or building) is the
+//! home database's; each cell holds a copy, written after every change of it, so a tenant's
+//! view rows can live beside its ledger and be queried in one transaction with it.
+//!
+//! A move ([`PgDb::copy_tenant_to`]) fences the source (migration 0028: every write of the tenant
+//! there is refused, by a trigger, from then on), waits for the writes already under way, copies
+//! every row of the tenant, compares the copy table by table, and switches the placement; the
+//! store then checks the chain on its new cell ([`crate::store::Store::move_tenant`]) and lifts
+//! the target's fence once every node has had time to learn the new placement.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use ledger::types::TenantId;
+use sqlx::postgres::PgPool;
+
+use super::PgDb;
+use crate::store::StoreError;
+use crate::store::cells::{HOME, MoveCopied};
+
+/// How often every node reads the placements.
+pub(crate) const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a move waits for writes that were under way when the source was fenced.
+const IN_FLIGHT_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// Rows per statement when copying a tenant.
+const COPY_BATCH_ROWS: usize = 1_000;
+
+/// Every table holding a tenant's ledger or views, in an order that respects their foreign keys.
+/// The access tables (API keys, users, sessions, …) are not here: they stay on the home database.
+pub(crate) const TENANT_TABLES: &[&str] = &[
+    "tenants",
+    "signing_keys",
+    "tenant_origins",
+    "records",
+    "merkle_nodes",
+    "checkpoints",
+    "abandoned_checkpoints",
+    "checkpoint_cosignatures",
+    "tenant_witnesses",
+    "tenant_tile_access",
+    "data_keys",
+    "erasable_values",
+    "erased_values",
+    "erasures",
+    "erasure_reapplications",
+    "legal_holds",
+    "retention_rules",
+    "projection_positions",
+    "proj_decisions",
+    "proj_models",
+    "proj_model_outcomes",
+    "proj_oversight",
+    "proj_subjects",
+    "proj_daily",
+];
+
+/// The cells of one node and where each tenant lives.
+pub(crate) struct Cells {
+    /// The home database's pool, where the placements are read.
+    home: PgPool,
+    /// Every configured cell but the home database, by name.
+    cells: Vec<(String, PgDb)>,
+    /// Tenant id → cell name, for tenants placed elsewhere than the home database.
+    placement: RwLock<HashMap<String, String>>,
+}
+
+impl Cells {
+    /// Connects to every cell, reads the placements and copies the views' state to the cells.
+    pub(crate) async fn open(
+        home: PgPool,
+        specs: &[(String, String)],
+        connections: u32,
+        replica_lag_max: Duration,
+    ) -> Result<Arc<Cells>, StoreError> {
+        let mut cells = Vec::with_capacity(specs.len());
+        for (name, url) in specs {
+            let db = Box::pin(PgDb::open(
+                url,
+                None,
+                connections,
+                &[],
+                &[],
+                replica_lag_max,
+            ))
+            .await
+            .map_err(|e| StoreError::Cells(format!("cell {name}: {e}")))?;
+            cells.push((name.clone(), db));
+        }
+        let cells = Arc::new(Cells {
+            home,
+            cells,
+            placement: RwLock::new(HashMap::new()),
+        });
+        cells.refresh().await?;
+        cells.mirror_views().await?;
+        Ok(cells)
+    }
+
+    /// Reads the placements again every [`REFRESH_EVERY`] until the store closes.
+    pub(crate) fn watch(self: &Arc<Self>) {
+        let weak: Weak<Cells> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REFRESH_EVERY).await;
+                let Some(cells) = weak.upgrade() else { return };
+                if cells.home.is_closed() {
+                    return;
+                }
+                if let Err(e) = cells.refresh().await {
+                    // The old placements stay in use: a tenant that moved meanwhile is fenced
+                    // where this node still sends it, so its writes are refused, never lost.
+                    tracing::warn!(error = %e, "could not read the tenant placements; keeping the last ones");
+                }
+            }
+        });
+    }
+
+    /// Reads every placement from the home database.
+    pub(crate) async fn refresh(&self) -> Result<(), StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT tenant_id, cell FROM tenant_placement_list()")
+                .fetch_all(&self.home)
+                .await?;
+        let map: HashMap<String, String> = rows.into_iter().filter(|(_, c)| c != HOME).collect();
+        *self
+            .placement
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = map;
+        Ok(())
+    }
+
+    /// The cell holding `tenant`'s ledger; `None` for the home database.
+    pub(crate) fn place(&self, tenant: &TenantId) -> Result<Option<&PgDb>, StoreError> {
+        let map = self
+            .placement
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match map.get(tenant.as_str()) {
+            None => Ok(None),
+            Some(name) => self.named(name).map(Some).ok_or_else(|| {
+                StoreError::Cells(format!(
+                    "tenant {tenant} is placed on cell {name}, which this node is not configured \
+                     with (add it to AUDITEX_CELLS)"
+                ))
+            }),
+        }
+    }
+
+    /// The cell of that name (never the home database).
+    pub(crate) fn named(&self, name: &str) -> Option<&PgDb> {
+        self.cells.iter().find(|(n, _)| n == name).map(|(_, db)| db)
+    }
+
+    /// Every cell but the home database.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &PgDb> {
+        self.cells.iter().map(|(_, db)| db)
+    }
+
+    /// The configured cells' names, the home database first.
+    pub(crate) fn names(&self) -> Vec<String> {
+        std::iter::once(HOME.to_owned())
+            .chain(self.cells.iter().map(|(n, _)| n.clone()))
+            .collect()
+    }
+
+    /// Copies the home database's projection state (every projection's active and building
+    /// generation) to every cell, with the partitions those generations need there.
+    pub(crate) async fn mirror_views(&self) -> Result<(), StoreError> {
+        type StateRow = (String, i64, i32, Option<i64>, Option<i32>, i64);
+        let states: Vec<StateRow> = sqlx::query_as(
+            "SELECT name, active_generation, active_version, building_generation, building_version, next_generation FROM projection_state",
+        )
+        .fetch_all(&self.home)
+        .await?;
+        for db in self.all() {
+            let mut tx = db.pool().begin().await?;
+            for (name, active, active_v, building, building_v, next) in &states {
+                sqlx::query(
+                    "INSERT INTO projection_state (name, active_generation, active_version, building_generation, building_version, next_generation)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (name) DO UPDATE SET active_generation = EXCLUDED.active_generation,
+                         active_version = EXCLUDED.active_version, building_generation = EXCLUDED.building_generation,
+                         building_version = EXCLUDED.building_version, next_generation = EXCLUDED.next_generation",
+                )
+                .bind(name)
+                .bind(active)
+                .bind(active_v)
+                .bind(building)
+                .bind(building_v)
+                .bind(next)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("SELECT views_add_generation($1, $2, true)")
+                    .bind(name)
+                    .bind(active)
+                    .execute(&mut *tx)
+                    .await?;
+                if let Some(b) = building {
+                    sqlx::query("SELECT views_add_generation($1, $2, false)")
+                        .bind(name)
+                        .bind(b)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+impl PgDb {
+    /// The database holding `tenant`'s ledger and views: its cell, or this (home) database.
+    pub(crate) fn ledger_db(&self, tenant: &TenantId) -> Result<&PgDb, StoreError> {
+        match &self.cells {
+            None => Ok(self),
+            Some(cells) => Ok(cells.place(tenant)?.unwrap_or(self)),
+        }
+    }
+
+    /// This database and every cell: where statements on every tenant's views go.
+    pub(crate) fn every_cell(&self) -> Vec<&PgDb> {
+        let mut out = vec![self];
+        if let Some(cells) = &self.cells {
+            out.extend(cells.all());
+        }
+        out
+    }
+
+    /// Copies the projections' state to every cell after a change of it (nothing without cells).
+    pub(crate) async fn mirror_views(&self) -> Result<(), StoreError> {
+        match &self.cells {
+            Some(cells) => cells.mirror_views().await,
+            None => Ok(()),
+        }
+    }
+
+    /// The configured cells (see [`Cells`]); `None` without `AUDITEX_CELLS`.
+    fn cells(&self) -> Result<&Arc<Cells>, StoreError> {
+        self.cells.as_ref().ok_or_else(|| {
+            StoreError::Cells("no cells are configured: set AUDITEX_CELLS on every node".into())
+        })
+    }
+
+    /// The database of the cell named `name` (`home` for this one).
+    fn cell_db(&self, name: &str) -> Result<&PgDb, StoreError> {
+        if name == HOME {
+            return Ok(self);
+        }
+        self.cells()?.named(name).ok_or_else(|| {
+            StoreError::Cells(format!(
+                "no cell named {name} is configured (cells: {})",
+                self.cells()
+                    .map(|c| c.names().join(", "))
+                    .unwrap_or_default()
+            ))
+        })
+    }
+
+    /// The cell `tenant` is placed on, read from the placement table (not from this node's
+    /// copy of it).
+    pub(crate) async fn stored_placement(&self, tenant: &TenantId) -> Result<String, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let cell: Option<String> =
+            sqlx::query_scalar("SELECT cell FROM tenant_placements WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(cell.unwrap_or_else(|| HOME.to_owned()))
+    }
+
+    /// Steps 1–5 of a move of `tenant` to the cell `to` (this must be the home database): fence
+    /// the target and the source, wait for the writes under way, copy, compare, switch the
+    /// placement. The target stays fenced until [`PgDb::lift_target_fence`]; on any error before the
+    /// switch the source is unfenced again and the placement is unchanged.
+    pub(crate) async fn copy_tenant_to(
+        &self,
+        tenant: &TenantId,
+        to: &str,
+        now_us: u64,
+        progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
+    ) -> Result<MoveCopied, StoreError> {
+        let cells = self.cells()?;
+        if !self.tenant_exists_here(tenant).await? {
+            return Err(StoreError::UnknownTenant);
+        }
+        let from = self.stored_placement(tenant).await?;
+        if from == to {
+            return Err(StoreError::Cells(format!(
+                "tenant {tenant} is already on cell {to}"
+            )));
+        }
+        let source = self.cell_db(&from)?;
+        let target = self.cell_db(to)?;
+        // A target that holds rows of the tenant is refused, unless they are an earlier,
+        // interrupted copy from this same source (still fenced as arriving from it): rows left
+        // from an earlier placement could hold values erased since.
+        let arriving = format!("arriving from cell {from}");
+        let target_fence = fence_reason(target, tenant).await?;
+        let target_rows = ledger_rows(target, tenant).await?;
+        if target_rows > 0 && target_fence.as_deref() != Some(arriving.as_str()) {
+            return Err(StoreError::Cells(format!(
+                "cell {to} already holds {target_rows} ledger rows of tenant {tenant} from an \
+                 earlier placement; a tenant cannot move back onto an old copy of itself"
+            )));
+        }
+        fence(target, tenant, &arriving, now_us).await?;
+        // The source: no write of the tenant lands there from the fence on.
+        fence_source(source, tenant, &format!("moved to cell {to}"), now_us).await?;
+        let copied = async {
+            let mut out = MoveCopied {
+                from: from.clone(),
+                tables: Vec::new(),
+            };
+            for table in TENANT_TABLES {
+                let n = copy_table(source, target, tenant, table, &|n| progress(table, n)).await?;
+                let (a, b) = (
+                    digest(source, tenant, table).await?,
+                    digest(target, tenant, table).await?,
+                );
+                if a != b {
+                    return Err(StoreError::Cells(format!(
+                        "the copy of {table} differs from its source ({} rows and digest {} on \
+                         cell {from}, {} rows and digest {} on cell {to}); the tenant stays on \
+                         cell {from}",
+                        a.0, a.1, b.0, b.1
+                    )));
+                }
+                if n > 0 || a.0 > 0 {
+                    out.tables
+                        .push(((*table).to_owned(), u64::try_from(a.0).unwrap_or(0)));
+                }
+            }
+            Ok(out)
+        }
+        .await;
+        let copied = match copied {
+            Ok(c) => c,
+            Err(e) => {
+                // The tenant stays where it was and writes resume there.
+                if let Err(u) = unfence(source, tenant).await {
+                    tracing::error!(error = %u, %tenant, cell = %from, "could not lift the fence after a failed move; lift it with `auditex tenant move` again or by hand");
+                }
+                return Err(e);
+            }
+        };
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(
+            "INSERT INTO tenant_placements (tenant_id, cell, placed_at_us) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id) DO UPDATE SET cell = EXCLUDED.cell, placed_at_us = EXCLUDED.placed_at_us",
+        )
+        .bind(tenant.as_str())
+        .bind(to)
+        .bind(crate::store::db_int(now_us))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        cells.refresh().await?;
+        Ok(copied)
+    }
+
+    /// Puts `tenant` back on the cell `from` after a move whose check failed: the placement
+    /// switched back and the source's fence lifted (the target keeps its fenced copy, which a
+    /// later move to it resumes).
+    pub(crate) async fn undo_move(
+        &self,
+        tenant: &TenantId,
+        from: &str,
+        now_us: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        sqlx::query(
+            "UPDATE tenant_placements SET cell = $2, placed_at_us = $3 WHERE tenant_id = $1",
+        )
+        .bind(tenant.as_str())
+        .bind(from)
+        .bind(crate::store::db_int(now_us))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.cells()?.refresh().await?;
+        unfence(self.cell_db(from)?, tenant).await
+    }
+
+    /// Lifts the target's fence: the tenant's writes go to its new cell from now on.
+    pub(crate) async fn lift_target_fence(
+        &self,
+        tenant: &TenantId,
+        to: &str,
+    ) -> Result<(), StoreError> {
+        unfence(self.cell_db(to)?, tenant).await
+    }
+
+    /// The configured cells' names, the home database first (just `home` without cells).
+    pub(crate) fn cell_list(&self) -> Vec<String> {
+        self.cells
+            .as_ref()
+            .map_or_else(|| vec![HOME.to_owned()], |c| c.names())
+    }
+
+    async fn tenant_exists_here(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1::BIGINT FROM tenants WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(found.is_some())
+    }
+}
+
+/// Why `tenant` is fenced on `db`, if it is.
+async fn fence_reason(db: &PgDb, tenant: &TenantId) -> Result<Option<String>, StoreError> {
+    let mut tx = db.tenant_tx(tenant).await?;
+    let why = sqlx::query_scalar("SELECT reason FROM tenant_fences WHERE tenant_id = $1")
+        .bind(tenant.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(why)
+}
+
+/// Rows of the tenant's chain and keys on `db`.
+async fn ledger_rows(db: &PgDb, tenant: &TenantId) -> Result<i64, StoreError> {
+    let mut tx = db.tenant_tx(tenant).await?;
+    let n: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM records WHERE tenant_id = $1) + (SELECT count(*) FROM signing_keys WHERE tenant_id = $1)",
+    )
+    .bind(tenant.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Fences `tenant` on `db` (keeping an existing fence's reason).
+async fn fence(db: &PgDb, tenant: &TenantId, reason: &str, now_us: u64) -> Result<(), StoreError> {
+    let mut tx = db.tenant_tx(tenant).await?;
+    sqlx::query(
+        "INSERT INTO tenant_fences (tenant_id, reason, fenced_at_us) VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(reason)
+    .bind(crate::store::db_int(now_us))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Lifts `tenant`'s fence on `db`.
+async fn unfence(db: &PgDb, tenant: &TenantId) -> Result<(), StoreError> {
+    let mut tx = db.tenant_tx(tenant).await?;
+    sqlx::query("DELETE FROM tenant_fences WHERE tenant_id = $1")
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Fences the source of a move and waits until no write of the tenant can still land there:
+/// the fence is inserted under the tenant's append lock (so the group commit holding it has
+/// committed, and every later one sees the fence), and every transaction that was writing when
+/// the fence committed has ended (a write that began before it, and did not see it, is among
+/// them; see migration 0028).
+async fn fence_source(
+    db: &PgDb,
+    tenant: &TenantId,
+    reason: &str,
+    now_us: u64,
+) -> Result<(), StoreError> {
+    let mut tx = db.tenant_tx(tenant).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('auditex:append:' || $1, 0))")
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO tenant_fences (tenant_id, reason, fenced_at_us) VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(reason)
+    .bind(crate::store::db_int(now_us))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let writing: Result<Vec<String>, sqlx::Error> =
+        sqlx::query_scalar("SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x")
+            .fetch_all(db.pool())
+            .await;
+    let waited = match writing {
+        Ok(writing) => wait_for(db, &writing).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = waited {
+        unfence(db, tenant).await?;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Waits until none of the transactions `writing` (ids as text) is in progress.
+async fn wait_for(db: &PgDb, writing: &[String]) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let still: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM unnest($1::xid8[]) AS x WHERE pg_xact_status(x) = 'in progress'",
+        )
+        .bind(writing)
+        .fetch_one(db.pool())
+        .await?;
+        if still == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > IN_FLIGHT_WAIT_MAX {
+            return Err(StoreError::Cells(format!(
+                "{still} transaction(s) that were under way when the tenant was fenced did not \
+                 end within {} s; nothing was moved",
+                IN_FLIGHT_WAIT_MAX.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Copies `tenant`'s rows of `table` from `source` to `target` (rows already there are kept:
+/// an interrupted copy resumes); returns how many rows the source has.
+async fn copy_table(
+    source: &PgDb,
+    target: &PgDb,
+    tenant: &TenantId,
+    table: &str,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<u64, StoreError> {
+    let mut from = source.tenant_tx(tenant).await?;
+    let filter = rows_filter(table);
+    // Each row as JSON, which `json_populate_recordset` turns back into the same row type on
+    // the target: every column, whatever the table, with the database's own text forms.
+    let select =
+        format!("SELECT row_to_json(t)::text FROM {table} AS t WHERE tenant_id = $1{filter}");
+    let insert = format!(
+        "INSERT INTO {table} SELECT * FROM json_populate_recordset(NULL::{table}, $1::json) ON CONFLICT DO NOTHING"
+    );
+    let mut rows = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(select))
+        .bind(tenant.as_str())
+        .fetch(&mut *from);
+    let mut batch: Vec<String> = Vec::with_capacity(COPY_BATCH_ROWS);
+    let mut total = 0u64;
+    loop {
+        let row = rows.try_next().await?;
+        let done = row.is_none();
+        if let Some(r) = row {
+            batch.push(r);
+        }
+        if batch.len() >= COPY_BATCH_ROWS || (done && !batch.is_empty()) {
+            let json = format!("[{}]", batch.join(","));
+            let mut to = target.tenant_tx(tenant).await?;
+            // Past the target's fence (migration 0028), for this transaction only.
+            sqlx::query("SELECT set_config('app.move_copy', 'on', true)")
+                .execute(&mut *to)
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+                .bind(json)
+                .execute(&mut *to)
+                .await?;
+            to.commit().await?;
+            total += batch.len() as u64;
+            batch.clear();
+            progress(total);
+        }
+        if done {
+            break;
+        }
+    }
+    drop(rows);
+    from.commit().await?;
+    Ok(total)
+}
+
+/// Which of a table's rows a move copies besides the tenant's: of the views, only the
+/// generations in use (a retired one's rows, not yet purged, have no partition on the target).
+fn rows_filter(table: &str) -> &'static str {
+    if table.starts_with("proj_") {
+        " AND generation IN (SELECT active_generation FROM projection_state UNION ALL SELECT building_generation FROM projection_state WHERE building_generation IS NOT NULL)"
+    } else {
+        ""
+    }
+}
+
+/// The number of `tenant`'s rows in `table` on `db` and a digest of their contents (of each
+/// row's JSON, in an order that does not depend on how the rows are stored).
+async fn digest(db: &PgDb, tenant: &TenantId, table: &str) -> Result<(i64, String), StoreError> {
+    let mut tx = db.tenant_tx(tenant).await?;
+    let filter = rows_filter(table);
+    let q = format!(
+        "SELECT count(*), COALESCE(md5(string_agg(h, '' ORDER BY h)), '') FROM (SELECT md5(row_to_json(t)::text) AS h FROM {table} AS t WHERE tenant_id = $1{filter}) AS d"
+    );
+    let out: (i64, String) = sqlx::query_as(sqlx::AssertSqlSafe(q))
+        .bind(tenant.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(out)
+}
