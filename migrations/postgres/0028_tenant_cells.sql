@@ -23,7 +23,7 @@ BEGIN
 END
 $$;
 
--- Every placement, for the nodes' routing table (refreshed about once a second).
+-- Every placement, for the nodes' routing table.
 CREATE FUNCTION tenant_placement_list() RETURNS TABLE (tenant_id TEXT, cell TEXT)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = public, pg_temp
@@ -32,6 +32,16 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION tenant_placement_list() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant_placement_list() TO auditex_app;
+
+-- What the nodes ask four times a second: whether any placement changed since they read them.
+CREATE FUNCTION tenant_placement_stamp() RETURNS TEXT
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = public, pg_temp
+AS $$
+    SELECT count(*) || '/' || COALESCE(max(placed_at_us), 0) FROM tenant_placements
+$$;
+REVOKE ALL ON FUNCTION tenant_placement_stamp() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant_placement_stamp() TO auditex_app;
 
 -- A fenced tenant's data on this database is frozen: `auditex tenant move` fences the source
 -- for good once the tenant has left (and the target for the few seconds the nodes take to learn

@@ -1207,6 +1207,9 @@ fn same_error(e: &StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(err) => StoreError::Unavailable(Arc::clone(err)),
         StoreError::StorageFull(detail) => StoreError::StorageFull(detail.clone()),
+        StoreError::TenantFenced(detail) => StoreError::TenantFenced(detail.clone()),
+        StoreError::NotPrimary(detail) => StoreError::NotPrimary(detail.clone()),
+        StoreError::Cells(detail) => StoreError::Cells(detail.clone()),
         StoreError::ClockBehind { behind, allowed } => StoreError::ClockBehind {
             behind: *behind,
             allowed: *allowed,

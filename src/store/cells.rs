@@ -13,9 +13,9 @@ use super::{Store, StoreError};
 pub const HOME: &str = "home";
 
 /// How long a move keeps the target fenced after switching the placement, so that every node
-/// has read the new placement (they read it every second) before the first write lands there:
-/// a node still routing to the source meanwhile finds it fenced and answers 503.
-pub const SWITCH_SETTLE: Duration = Duration::from_millis(2_500);
+/// has read the new placement (they ask for changes four times a second) before the first write
+/// lands there: a node still routing to the source meanwhile finds it fenced and answers 503.
+pub const SWITCH_SETTLE: Duration = Duration::from_millis(1_000);
 
 /// Whether `name` can name a cell: 1–32 characters of a-z, 0-9 and '-', not starting with '-'
 /// (migration 0028's check on the placement table).
@@ -35,6 +35,8 @@ pub struct MoveCopied {
     pub from: String,
     /// (table, rows) for every table with rows of the tenant, in copy order.
     pub tables: Vec<(String, u64)>,
+    /// Whether this finished a move interrupted after its switch (nothing copied this time).
+    pub resumed_after_switch: bool,
 }
 
 /// A finished move.

@@ -30,8 +30,11 @@ use super::PgDb;
 use crate::store::StoreError;
 use crate::store::cells::{HOME, MoveCopied};
 
-/// How often every node reads the placements.
-pub(crate) const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// How often every node asks whether a placement changed (and reads them all if one did).
+pub(crate) const REFRESH_EVERY: Duration = Duration::from_millis(250);
+
+/// The start of a move's target fence's reason; the source cell's name follows.
+const ARRIVING_FROM: &str = "arriving from cell ";
 
 /// How long a move waits for writes that were under way when the source was fenced.
 const IN_FLIGHT_WAIT_MAX: Duration = Duration::from_secs(30);
@@ -76,6 +79,8 @@ pub(crate) struct Cells {
     cells: Vec<(String, PgDb)>,
     /// Tenant id → cell name, for tenants placed elsewhere than the home database.
     placement: RwLock<HashMap<String, String>>,
+    /// The placement table's stamp when it was read last (its row count and latest change).
+    stamp: std::sync::Mutex<String>,
 }
 
 impl Cells {
@@ -104,13 +109,15 @@ impl Cells {
             home,
             cells,
             placement: RwLock::new(HashMap::new()),
+            stamp: std::sync::Mutex::new(String::new()),
         });
         cells.refresh().await?;
         cells.mirror_views().await?;
         Ok(cells)
     }
 
-    /// Reads the placements again every [`REFRESH_EVERY`] until the store closes.
+    /// Reads the placements again whenever they changed, asking every [`REFRESH_EVERY`], until
+    /// the store closes.
     pub(crate) fn watch(self: &Arc<Self>) {
         let weak: Weak<Cells> = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -120,7 +127,7 @@ impl Cells {
                 if cells.home.is_closed() {
                     return;
                 }
-                if let Err(e) = cells.refresh().await {
+                if let Err(e) = cells.refresh_if_changed().await {
                     // The old placements stay in use: a tenant that moved meanwhile is fenced
                     // where this node still sends it, so its writes are refused, never lost.
                     tracing::warn!(error = %e, "could not read the tenant placements; keeping the last ones");
@@ -129,8 +136,28 @@ impl Cells {
         });
     }
 
+    /// Reads every placement again if the placement table changed since the last read.
+    async fn refresh_if_changed(&self) -> Result<(), StoreError> {
+        let stamp: String = sqlx::query_scalar("SELECT tenant_placement_stamp()")
+            .fetch_one(&self.home)
+            .await?;
+        let last = self
+            .stamp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if stamp != last {
+            self.refresh().await?;
+        }
+        Ok(())
+    }
+
     /// Reads every placement from the home database.
     pub(crate) async fn refresh(&self) -> Result<(), StoreError> {
+        // The stamp first: a change made between the two reads is read again next time.
+        let stamp: String = sqlx::query_scalar("SELECT tenant_placement_stamp()")
+            .fetch_one(&self.home)
+            .await?;
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT tenant_id, cell FROM tenant_placement_list()")
                 .fetch_all(&self.home)
@@ -140,6 +167,10 @@ impl Cells {
             .placement
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = map;
+        *self
+            .stamp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = stamp;
         Ok(())
     }
 
@@ -301,6 +332,16 @@ impl PgDb {
         }
         let from = self.stored_placement(tenant).await?;
         if from == to {
+            // A move interrupted after its switch: the target is still fenced as arriving from
+            // the source. It is finished (checked, then unfenced) rather than refused.
+            let fence = fence_reason(self.cell_db(to)?, tenant).await?;
+            if let Some(source) = fence.as_deref().and_then(|f| f.strip_prefix(ARRIVING_FROM)) {
+                return Ok(MoveCopied {
+                    from: source.to_owned(),
+                    tables: Vec::new(),
+                    resumed_after_switch: true,
+                });
+            }
             return Err(StoreError::Cells(format!(
                 "tenant {tenant} is already on cell {to}"
             )));
@@ -310,7 +351,7 @@ impl PgDb {
         // A target that holds rows of the tenant is refused, unless they are an earlier,
         // interrupted copy from this same source (still fenced as arriving from it): rows left
         // from an earlier placement could hold values erased since.
-        let arriving = format!("arriving from cell {from}");
+        let arriving = format!("{ARRIVING_FROM}{from}");
         let target_fence = fence_reason(target, tenant).await?;
         let target_rows = ledger_rows(target, tenant).await?;
         if target_rows > 0 && target_fence.as_deref() != Some(arriving.as_str()) {
@@ -326,6 +367,7 @@ impl PgDb {
             let mut out = MoveCopied {
                 from: from.clone(),
                 tables: Vec::new(),
+                resumed_after_switch: false,
             };
             for table in TENANT_TABLES {
                 let n = copy_table(source, target, tenant, table, &|n| progress(table, n)).await?;
@@ -603,13 +645,17 @@ fn rows_filter(table: &str) -> &'static str {
     }
 }
 
-/// The number of `tenant`'s rows in `table` on `db` and a digest of their contents (of each
-/// row's JSON, in an order that does not depend on how the rows are stored).
+/// The number of `tenant`'s rows in `table` on `db` and a digest of their contents: the sums of
+/// the two halves of each row's MD5 (of its JSON), exact as numerics, so that neither the rows'
+/// order nor the table's size matters (no row list is built). It finds a row copied wrongly,
+/// lost or extra, which is what it is for; the chain's integrity is checked cryptographically
+/// afterwards ([`crate::store::Store::move_tenant`]).
 async fn digest(db: &PgDb, tenant: &TenantId, table: &str) -> Result<(i64, String), StoreError> {
     let mut tx = db.tenant_tx(tenant).await?;
     let filter = rows_filter(table);
     let q = format!(
-        "SELECT count(*), COALESCE(md5(string_agg(h, '' ORDER BY h)), '') FROM (SELECT md5(row_to_json(t)::text) AS h FROM {table} AS t WHERE tenant_id = $1{filter}) AS d"
+        "SELECT count(*), COALESCE(sum(('x' || substr(h, 1, 16))::bit(64)::bigint::numeric), 0)::text || '/' || COALESCE(sum(('x' || substr(h, 17, 16))::bit(64)::bigint::numeric), 0)::text
+         FROM (SELECT md5(row_to_json(t)::text) AS h FROM {table} AS t WHERE tenant_id = $1{filter}) AS d"
     );
     let out: (i64, String) = sqlx::query_as(sqlx::AssertSqlSafe(q))
         .bind(tenant.as_str())

@@ -1,12 +1,19 @@
 //! Tenant cells on PostgreSQL: a tenant's ledger and views moved to another database, every
 //! node routing by the placement, the source fenced for good, and the views carried along.
 
+use std::collections::BTreeMap;
+
+use auditex::store::holds::PlaceHold;
+use auditex::store::retention::RetentionRule;
+use auditex::store::subjects::{ErasureError, SubjectErasure};
 use auditex::store::{Store, StoreError};
+use ledger::draft::{ClientDraft, prepare_client_draft};
+use serde_json::json;
 use sqlx::Connection;
 
 use crate::support::{
-    Backend, TestDb, append_many, assert_valid_chain, decisions, decisions_served, postgres_tests,
-    read_chain, tenant_id,
+    Backend, TestDb, append_many, assert_valid_chain, decision_payload, decisions,
+    decisions_served, new_event_id, postgres_tests, read_chain, tenant_id,
 };
 
 postgres_tests!(a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new_cell);
@@ -18,6 +25,26 @@ async fn open_with_cell(home: &TestDb, cell: &TestDb) -> Store {
     Store::open_with_workers(config)
         .await
         .expect("the store opens with a cell")
+}
+
+/// A decision about `subject` with an erasable name.
+fn about(subject: &str, name: &str) -> ClientDraft {
+    let mut payload = decision_payload("approved");
+    payload["subject_ref"] = json!(subject);
+    let fields: BTreeMap<String, serde_json::Value> =
+        [("name".to_owned(), json!(name))].into_iter().collect();
+    prepare_client_draft(&new_event_id(), "decision", &payload, &fields, rand::random)
+        .unwrap_or_else(|errors| panic!("the test draft is valid: {errors:?}"))
+}
+
+fn whole(subject: &str) -> SubjectErasure {
+    SubjectErasure {
+        subject_ref: subject.to_owned(),
+        event_ids: None,
+        fields: None,
+        reason: "the person asked".to_owned(),
+        legal_basis: "GDPR Art. 17(1)(a)".to_owned(),
+    }
 }
 
 async fn rows_of(url: &str, tenant: &str) -> i64 {
@@ -48,6 +75,49 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
     store.create_tenant(&other).await.expect("tenant");
     append_many(&store, &tenant, 250, 100).await;
     append_many(&store, &other, 20, 20).await;
+    // Personal data, an erasure, a hold, a retention policy, public tiles: every table a move
+    // carries has rows.
+    let alice = store
+        .append(
+            &tenant,
+            vec![
+                about("alice", "Alice-Plaintext-1"),
+                about("alice", "Alice-Plaintext-2"),
+            ],
+        )
+        .await
+        .expect("alice");
+    store
+        .append(&tenant, vec![about("bob", "Bob-Plaintext-1")])
+        .await
+        .expect("bob");
+    store
+        .erase_subject(&tenant, whole("bob"))
+        .await
+        .expect("bob erased");
+    store
+        .place_hold(
+            &tenant,
+            PlaceHold {
+                subject_ref: "alice".into(),
+                decision_id: None,
+                reason: "litigation".into(),
+                reference: None,
+            },
+        )
+        .await
+        .expect("hold");
+    store
+        .set_retention_policy(
+            &tenant,
+            vec![RetentionRule::parse("event_type=decision,days=365").expect("rule")],
+            "dpo@acme.test",
+            None,
+        )
+        .await
+        .expect("policy");
+    store.set_tiles_public(&tenant, true).await.expect("public");
+    let before = store.tree_size(&tenant).await.expect("size").get();
     store.publish_checkpoints().await.expect("publish");
     store
         .views_runner()
@@ -55,7 +125,7 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
         .catch_up(&store)
         .await
         .expect("views");
-    assert_eq!(decisions_served(&store, &tenant).await, 250);
+    let served = decisions_served(&store, &tenant).await;
     assert_eq!(store.placement(&tenant).await.expect("placement"), "home");
 
     let report = store
@@ -68,13 +138,45 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
             .copied
             .tables
             .iter()
-            .any(|(t, n)| t == "records" && *n == 250),
+            .any(|(t, n)| t == "records" && *n == before),
         "{:?}",
         report.copied.tables
     );
     assert!(report.check.checkpoints_checked >= 1);
     assert_eq!(store.placement(&tenant).await.expect("placement"), "b");
     assert_eq!(store.placement(&other).await.expect("placement"), "home");
+    for table in [
+        "erasable_values",
+        "data_keys",
+        "erased_values",
+        "erasures",
+        "legal_holds",
+        "retention_rules",
+        "tenant_tile_access",
+        "proj_decisions",
+        "projection_positions",
+    ] {
+        assert!(
+            report
+                .copied
+                .tables
+                .iter()
+                .any(|(t, n)| t == table && *n > 0),
+            "{table} was carried: {:?}",
+            report.copied.tables
+        );
+    }
+    // Alice's values read on the new cell; Bob's stay erased; the hold still holds.
+    let values = store
+        .erasable_values(&tenant, crate::support::seq(alice[0].seq))
+        .await
+        .expect("values");
+    assert_eq!(values.len(), 1, "{values:?}");
+    assert!(store.tiles_public(&tenant).await.expect("tiles"));
+    match store.erase_subject(&tenant, whole("alice")).await {
+        Err(ErasureError::Held { .. }) => {}
+        other => panic!("the hold moved with the tenant: {other:?}"),
+    }
 
     // Appends continue the same chain on the new cell; the views were carried along.
     append_many(&store, &tenant, 30, 30).await;
@@ -85,23 +187,28 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
         .catch_up(&store)
         .await
         .expect("views");
-    assert_eq!(decisions_served(&store, &tenant).await, 280);
+    assert_eq!(decisions_served(&store, &tenant).await, served + 30);
     let chain = read_chain(&store, &tenant).await;
-    assert_eq!(chain.len(), 280);
+    let after = usize::try_from(before).expect("fits") + 30;
+    assert_eq!(chain.len(), after);
     let keys = store.key_history(&tenant).await.expect("keys");
     assert_valid_chain(&chain, &tenant, &keys);
     let checkpoints = store
         .checkpoints(&tenant, None, 100)
         .await
         .expect("history");
-    assert!(checkpoints.iter().any(|c| c.size.get() == 250));
-    assert!(checkpoints.iter().any(|c| c.size.get() == 280));
+    assert!(checkpoints.iter().any(|c| c.size.get() == before));
+    assert!(checkpoints.iter().any(|c| c.size.get() == before + 30));
+    let before_i = i64::try_from(before).expect("fits");
     assert_eq!(
         rows_of(home.postgres_app_url(), "acme").await,
-        250,
+        before_i,
         "the source is frozen"
     );
-    assert_eq!(rows_of(cell.postgres_app_url(), "acme").await, 280);
+    assert_eq!(
+        rows_of(cell.postgres_app_url(), "acme").await,
+        before_i + 30
+    );
     assert_eq!(
         rows_of(cell.postgres_app_url(), "other").await,
         0,
@@ -111,7 +218,7 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
     // A second node with the same cells routes the same way.
     let second = open_with_cell(&home, &cell).await;
     append_many(&second, &tenant, 5, 5).await;
-    assert_eq!(read_chain(&store, &tenant).await.len(), 285);
+    assert_eq!(read_chain(&store, &tenant).await.len(), after + 5);
 
     // A node that does not know of the move (no cells configured) finds the source fenced:
     // its write is refused, retryably, and nothing lands there.
@@ -122,7 +229,7 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
         err.to_string().contains("fenced") || err.to_string().contains("moved"),
         "{err}"
     );
-    assert_eq!(rows_of(home.postgres_app_url(), "acme").await, 250);
+    assert_eq!(rows_of(home.postgres_app_url(), "acme").await, before_i);
 
     // Back onto the old copy: refused, and the tenant stays writable where it is.
     match store.move_tenant(&tenant, "home", &|_, _| {}).await {
@@ -134,7 +241,7 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
         other => panic!("expected a refusal, got {other:?}"),
     }
     append_many(&store, &tenant, 1, 1).await;
-    assert_eq!(read_chain(&store, &tenant).await.len(), 286);
+    assert_eq!(read_chain(&store, &tenant).await.len(), after + 6);
     let report = store
         .check_integrity(&tenant, auditex::store::IntegrityOptions::default())
         .await
