@@ -1104,6 +1104,11 @@ pub async fn run(cli: Cli) -> CliResult {
             let s = open(&store.settings()).await?;
             let tenant = tenant_id(&tenant)?;
             s.publish_checkpoints().await?;
+            // Records another process appended (a running service, another node) are in no tree
+            // this store holds: publish over the stored chain too.
+            if s.rollback_status().problem(&tenant).is_none() {
+                s.publish_checkpoint_of(&tenant).await?;
+            }
             if let Some(problem) = s.rollback_status().problem(&tenant) {
                 s.shutdown().await;
                 return Err(format!(

@@ -222,7 +222,13 @@ pub async fn move_tenant(s: &Store, tenant: &TenantId, to: &str) -> CliResult {
     let progress = |table: &str, rows: u64| bar.set_message(format!("{table}: {rows} rows"));
     let report = s.move_tenant(tenant, to, &progress).await;
     bar.finish_and_clear();
-    let report = report?;
+    let report = report.map_err(|e| {
+        format!(
+            "{e}\n(the command can be run again: it resumes a move that was interrupted, and \
+             finishes one that switched already; `auditex tenant cell {tenant}` says where the \
+             tenant is)"
+        )
+    })?;
     let tables: serde_json::Map<String, serde_json::Value> = report
         .copied
         .tables
@@ -237,6 +243,7 @@ pub async fn move_tenant(s: &Store, tenant: &TenantId, to: &str) -> CliResult {
         "records_checked": report.check.records_checked,
         "checkpoints_checked": report.check.checkpoints_checked,
         "write_pause_ms": u64::try_from(report.write_pause.as_millis()).unwrap_or(u64::MAX),
+        "resumed_after_switch": report.copied.resumed_after_switch,
     });
     println!("{out}");
     eprintln!(

@@ -94,25 +94,29 @@ async fn publish_if_ahead(
 async fn publish_stored(store: &Store) -> Result<(), StoreError> {
     let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(store.tenants().await?)
         .filter(|tenant| std::future::ready(store.refuse_if_rolled_back(tenant).is_ok()))
-        .map(|tenant| async move {
-            let reads = store.backend().publication_reads(&tenant).await?;
-            let size = reads
-                .head
-                .as_ref()
-                .map_or(TreeSize::ZERO, |h| h.seq.tree_size_through());
-            if size.get() == 0 || reads.latest_checkpoint.is_some_and(|c| c >= size) {
-                return Ok(());
-            }
-            let root = store.root_at(&tenant, size).await?;
-            store
-                .publish_checkpoint_with(&tenant, TreeHead { size, root }, reads)
-                .await?;
-            Ok(())
-        })
+        .map(|tenant| async move { publish_stored_of(store, &tenant).await })
         .buffer_unordered(publish_concurrency(store.config().read_connections))
         .collect()
         .await;
     results.into_iter().find(Result::is_err).unwrap_or(Ok(()))
+}
+
+/// Publishes, from stored data alone, a checkpoint of `tenant`'s whole chain if its records
+/// outran its latest checkpoint (whoever appended them: this process or another node).
+pub(crate) async fn publish_stored_of(store: &Store, tenant: &TenantId) -> Result<(), StoreError> {
+    let reads = store.backend().publication_reads(tenant).await?;
+    let size = reads
+        .head
+        .as_ref()
+        .map_or(TreeSize::ZERO, |h| h.seq.tree_size_through());
+    if size.get() == 0 || reads.latest_checkpoint.is_some_and(|c| c >= size) {
+        return Ok(());
+    }
+    let root = store.root_at(tenant, size).await?;
+    store
+        .publish_checkpoint_with(tenant, TreeHead { size, root }, reads)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1362,6 +1362,16 @@ impl Store {
         checkpointer::publish_all(self).await
     }
 
+    /// Publishes a checkpoint of `tenant`'s whole stored chain unless its latest checkpoint
+    /// covers it already, whichever process or node appended the records (`auditex checkpoint`).
+    ///
+    /// # Errors
+    /// As [`Store::publish_checkpoints`].
+    pub async fn publish_checkpoint_of(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        self.refuse_if_rolled_back(tenant)?;
+        checkpointer::publish_stored_of(self, tenant).await
+    }
+
     /// The root of the tenant's tree at `size`, computed from stored tiles.
     ///
     /// # Errors

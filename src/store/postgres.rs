@@ -296,6 +296,10 @@ impl Backend for PgDb {
         self.stored_placement(tenant).await
     }
 
+    async fn fence(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
+        self.ledger_fence(tenant).await
+    }
+
     async fn move_copy(
         &self,
         tenant: &TenantId,

@@ -92,6 +92,7 @@ impl Cells {
         replica_lag_max: Duration,
     ) -> Result<Arc<Cells>, StoreError> {
         let mut cells = Vec::with_capacity(specs.len());
+        let mut seen = vec![(HOME.to_owned(), database_identity(&home).await?)];
         for (name, url) in specs {
             let db = Box::pin(PgDb::open(
                 url,
@@ -103,6 +104,15 @@ impl Cells {
             ))
             .await
             .map_err(|e| StoreError::Cells(format!("cell {name}: {e}")))?;
+            // Two names for one database would let a move copy a tenant onto itself.
+            let identity = database_identity(db.pool()).await?;
+            if let Some((other, _)) = seen.iter().find(|(_, i)| *i == identity) {
+                return Err(StoreError::Cells(format!(
+                    "cell {name} is the same database as cell {other}: every cell must be a \
+                     database of its own (AUDITEX_CELLS)"
+                )));
+            }
+            seen.push((name.clone(), identity));
             cells.push((name.clone(), db));
         }
         let cells = Arc::new(Cells {
@@ -330,6 +340,41 @@ impl PgDb {
         if !self.tenant_exists_here(tenant).await? {
             return Err(StoreError::UnknownTenant);
         }
+        // One move of a tenant at a time, across every process: a session lock on the home
+        // database, released with the connection if this process dies.
+        let mut lock = self.pool().acquire().await?;
+        let locked: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(hashtextextended('auditex:move:' || $1, 0))",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(&mut *lock)
+        .await?;
+        if !locked {
+            return Err(StoreError::Cells(format!(
+                "another move of tenant {tenant} is under way"
+            )));
+        }
+        let result = self.copy_locked(cells, tenant, to, now_us, progress).await;
+        let unlocked =
+            sqlx::query("SELECT pg_advisory_unlock(hashtextextended('auditex:move:' || $1, 0))")
+                .bind(tenant.as_str())
+                .execute(&mut *lock)
+                .await;
+        if unlocked.is_err() {
+            // The lock goes with the connection.
+            lock.detach();
+        }
+        result
+    }
+
+    async fn copy_locked(
+        &self,
+        cells: &Arc<Cells>,
+        tenant: &TenantId,
+        to: &str,
+        now_us: u64,
+        progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
+    ) -> Result<MoveCopied, StoreError> {
         let from = self.stored_placement(tenant).await?;
         if from == to {
             // A move interrupted after its switch: the target is still fenced as arriving from
@@ -448,6 +493,14 @@ impl PgDb {
         unfence(self.cell_db(to)?, tenant).await
     }
 
+    /// Why `tenant` is fenced where this node reads its ledger, if it is.
+    pub(crate) async fn ledger_fence(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<String>, StoreError> {
+        fence_reason(self.ledger_db(tenant)?, tenant).await
+    }
+
     /// The configured cells' names, the home database first (just `home` without cells).
     pub(crate) fn cell_list(&self) -> Vec<String> {
         self.cells
@@ -465,6 +518,15 @@ impl PgDb {
         tx.commit().await?;
         Ok(found.is_some())
     }
+}
+
+/// Which database a pool reaches: its cluster's system identifier and the database's name.
+async fn database_identity(pool: &PgPool) -> Result<String, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()",
+    )
+    .fetch_one(pool)
+    .await?)
 }
 
 /// Why `tenant` is fenced on `db`, if it is.

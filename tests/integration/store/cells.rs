@@ -16,7 +16,10 @@ use crate::support::{
     decisions_served, new_event_id, postgres_tests, read_chain, tenant_id,
 };
 
-postgres_tests!(a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new_cell);
+postgres_tests!(
+    a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new_cell,
+    a_cell_naming_the_home_database_is_refused_at_start,
+);
 
 /// A store of the home database `home` with `cell` configured as the cell `b`.
 async fn open_with_cell(home: &TestDb, cell: &TestDb) -> Store {
@@ -247,4 +250,17 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
         .await
         .expect("check");
     assert_eq!(report.outcome, auditex::store::IntegrityOutcome::Passed);
+}
+
+async fn a_cell_naming_the_home_database_is_refused_at_start(backend: Backend) {
+    let home = TestDb::new(&backend).await;
+    let mut config = home.config();
+    config.cells = vec![("b".to_owned(), home.postgres_app_url().to_owned())];
+    match Store::open(config).await {
+        Err(StoreError::Cells(why)) => assert!(why.contains("same database"), "{why}"),
+        other => panic!(
+            "a cell naming the home database opened: {:?}",
+            other.map(|_| ())
+        ),
+    }
 }
