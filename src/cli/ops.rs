@@ -218,7 +218,9 @@ pub async fn move_tenant(s: &Store, tenant: &TenantId, to: &str) -> CliResult {
         indicatif::ProgressStyle::with_template("{spinner} copying {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
-    eprintln!("moving {tenant} to cell {to}: its writes are refused until the copy is checked");
+    eprintln!(
+        "moving {tenant} to cell {to}: copying while its writes go on, then refusing them until the rest is copied and checked"
+    );
     let progress = |table: &str, rows: u64| bar.set_message(format!("{table}: {rows} rows"));
     let report = s.move_tenant(tenant, to, &progress).await;
     bar.finish_and_clear();
@@ -244,13 +246,15 @@ pub async fn move_tenant(s: &Store, tenant: &TenantId, to: &str) -> CliResult {
         "checkpoints_checked": report.check.checkpoints_checked,
         "write_pause_ms": u64::try_from(report.write_pause.as_millis()).unwrap_or(u64::MAX),
         "resumed_after_switch": report.copied.resumed_after_switch,
+        "precopy_ms": u64::try_from(report.copied.precopy.as_millis()).unwrap_or(u64::MAX),
     });
     println!("{out}");
     eprintln!(
-        "{tenant} moved from cell {} to cell {to}: copy identical, {} records and {} checkpoints verified there; writes were paused {:.1} s",
+        "{tenant} moved from cell {} to cell {to}: copy identical, {} records and {} checkpoints verified there; copied {:.1} s while writes went on, then writes paused {:.1} s",
         report.copied.from,
         report.check.records_checked,
         report.check.checkpoints_checked,
+        report.copied.precopy.as_secs_f64(),
         report.write_pause.as_secs_f64()
     );
     Ok(())

@@ -37,6 +37,8 @@ pub struct MoveCopied {
     pub tables: Vec<(String, u64)>,
     /// Whether this finished a move interrupted after its switch (nothing copied this time).
     pub resumed_after_switch: bool,
+    /// How long the copy made before the fence took (the tenant's writes went on meanwhile).
+    pub precopy: Duration,
 }
 
 /// A finished move.
@@ -47,7 +49,7 @@ pub struct MoveReport {
     /// The integrity check of the chain on its new cell (passed).
     pub check: IntegrityReport,
     /// From the source's fence to writes resumed on the target: how long the tenant's writes
-    /// were refused.
+    /// were refused (the copy made before the fence, [`MoveCopied::precopy`], not included).
     pub write_pause: Duration,
 }
 
@@ -117,10 +119,11 @@ impl Store {
         tokio::time::sleep(SWITCH_SETTLE).await;
         self.backend().move_finish(tenant, to).await?;
         let check = check?;
+        let write_pause = started.elapsed().saturating_sub(copied.precopy);
         Ok(MoveReport {
             copied,
             check,
-            write_pause: started.elapsed(),
+            write_pause,
         })
     }
 }

@@ -25,6 +25,7 @@ use std::time::Duration;
 use futures_util::TryStreamExt;
 use ledger::types::TenantId;
 use sqlx::postgres::PgPool;
+use sqlx::{Postgres, Transaction};
 
 use super::PgDb;
 use crate::store::StoreError;
@@ -385,6 +386,7 @@ impl PgDb {
                     from: source.to_owned(),
                     tables: Vec::new(),
                     resumed_after_switch: true,
+                    precopy: Duration::ZERO,
                 });
             }
             return Err(StoreError::Cells(format!(
@@ -406,6 +408,10 @@ impl PgDb {
             )));
         }
         fence(target, tenant, &arriving, now_us).await?;
+        // The bulk, while the tenant's writes go on.
+        let started = std::time::Instant::now();
+        let pre = precopy(source, target, tenant, progress).await?;
+        let precopy_time = started.elapsed();
         // The source: no write of the tenant lands there from the fence on.
         fence_source(source, tenant, &format!("moved to cell {to}"), now_us).await?;
         let copied = async {
@@ -413,9 +419,48 @@ impl PgDb {
                 from: from.clone(),
                 tables: Vec::new(),
                 resumed_after_switch: false,
+                precopy: precopy_time,
             };
+            // An erasure since the snapshot deleted values and keys of the pre-copy: those two
+            // tables are copied again whole.
+            let mut tx = source.tenant_tx(tenant).await?;
+            let erased_since: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM records WHERE tenant_id = $1 AND seq >= $2 AND event_type = 'erasure')
+                     OR (SELECT count(*) FROM erasure_reapplications WHERE tenant_id = $1) <> $3",
+            )
+            .bind(tenant.as_str())
+            .bind(pre.next_seq)
+            .bind(pre.reapplications)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            if erased_since {
+                clear_on_target(target, tenant, &["erasable_values", "data_keys"]).await?;
+            }
             for table in TENANT_TABLES {
-                let n = copy_table(source, target, tenant, table, &|n| progress(table, n)).await?;
+                if is_view(table) {
+                    // Copied in the snapshot; the runner on the new cell folds the rest.
+                    if let Some((_, n)) = pre.views.iter().find(|(t, n)| t == table && *n > 0) {
+                        out.tables.push(((*table).to_owned(), *n));
+                    }
+                    continue;
+                }
+                // Only what the snapshot did not hold, for what it copied.
+                let since = match *table {
+                    "records" => format!(" AND seq >= {}", pre.next_seq),
+                    "checkpoints" => format!(" AND tree_size > {}", pre.checkpoint_max),
+                    "erasable_values" if !erased_since => format!(" AND seq >= {}", pre.next_seq),
+                    "data_keys" if !erased_since => format!(" AND key_seq >= {}", pre.next_seq),
+                    _ => String::new(),
+                };
+                let mut from_tx = source.tenant_tx(tenant).await?;
+                let filter = format!("{}{since}", rows_filter(table));
+                copy_rows(&mut from_tx, target, tenant, table, &filter, &|n| {
+                    progress(table, n);
+                })
+                .await?;
+                from_tx.commit().await?;
+                // Every row compared, whatever was copied when.
                 let (a, b) = (
                     digest(source, tenant, table).await?,
                     digest(target, tenant, table).await?,
@@ -428,7 +473,7 @@ impl PgDb {
                         a.0, a.1, b.0, b.1
                     )));
                 }
-                if n > 0 || a.0 > 0 {
+                if a.0 > 0 {
                     out.tables
                         .push(((*table).to_owned(), u64::try_from(a.0).unwrap_or(0)));
                 }
@@ -643,17 +688,17 @@ async fn wait_for(db: &PgDb, writing: &[String]) -> Result<(), StoreError> {
     }
 }
 
-/// Copies `tenant`'s rows of `table` from `source` to `target` (rows already there are kept:
-/// an interrupted copy resumes); returns how many rows the source has.
-async fn copy_table(
-    source: &PgDb,
+/// Copies `tenant`'s rows of `table` read in `from` (a transaction on the source) to `target`,
+/// those matching `filter` too (rows already on the target are kept: an interrupted copy
+/// resumes); returns how many rows were read.
+async fn copy_rows(
+    from: &mut Transaction<'static, Postgres>,
     target: &PgDb,
     tenant: &TenantId,
     table: &str,
+    filter: &str,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<u64, StoreError> {
-    let mut from = source.tenant_tx(tenant).await?;
-    let filter = rows_filter(table);
     // Each row as JSON, which `json_populate_recordset` turns back into the same row type on
     // the target: every column, whatever the table, with the database's own text forms.
     let select =
@@ -663,7 +708,7 @@ async fn copy_table(
     );
     let mut rows = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(select))
         .bind(tenant.as_str())
-        .fetch(&mut *from);
+        .fetch(&mut **from);
     let mut batch: Vec<String> = Vec::with_capacity(COPY_BATCH_ROWS);
     let mut total = 0u64;
     loop {
@@ -674,11 +719,7 @@ async fn copy_table(
         }
         if batch.len() >= COPY_BATCH_ROWS || (done && !batch.is_empty()) {
             let json = format!("[{}]", batch.join(","));
-            let mut to = target.tenant_tx(tenant).await?;
-            // Past the target's fence (migration 0028), for this transaction only.
-            sqlx::query("SELECT set_config('app.move_copy', 'on', true)")
-                .execute(&mut *to)
-                .await?;
+            let mut to = past_fence(target, tenant).await?;
             sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
                 .bind(json)
                 .execute(&mut *to)
@@ -692,9 +733,125 @@ async fn copy_table(
             break;
         }
     }
-    drop(rows);
-    from.commit().await?;
     Ok(total)
+}
+
+/// A transaction of `tenant` on a move's target that writes past its fence (migration 0028).
+async fn past_fence(
+    target: &PgDb,
+    tenant: &TenantId,
+) -> Result<Transaction<'static, Postgres>, StoreError> {
+    let mut to = target.tenant_tx(tenant).await?;
+    sqlx::query("SELECT set_config('app.move_copy', 'on', true)")
+        .execute(&mut *to)
+        .await?;
+    Ok(to)
+}
+
+/// Deletes `tenant`'s rows of `tables` on a move's target (rows an earlier, interrupted copy may
+/// have left, which the copy about to be made replaces).
+async fn clear_on_target(
+    target: &PgDb,
+    tenant: &TenantId,
+    tables: &[&str],
+) -> Result<(), StoreError> {
+    let mut to = past_fence(target, tenant).await?;
+    for table in tables {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE tenant_id = $1"
+        )))
+        .bind(tenant.as_str())
+        .execute(&mut *to)
+        .await?;
+    }
+    to.commit().await?;
+    Ok(())
+}
+
+/// Whether `table` is one of the views (derived from the ledger, re-folded by the runner).
+fn is_view(table: &str) -> bool {
+    table == "projection_positions" || table.starts_with("proj_")
+}
+
+/// The tables a move copies before it fences the source, from one snapshot: the append-only
+/// bulk of the ledger, the personal data and its keys, and the views with their positions.
+const PRECOPIED: &[&str] = &[
+    "tenants",
+    "records",
+    "merkle_nodes",
+    "checkpoints",
+    "data_keys",
+    "erasable_values",
+    "projection_positions",
+    "proj_decisions",
+    "proj_models",
+    "proj_model_outcomes",
+    "proj_oversight",
+    "proj_subjects",
+    "proj_daily",
+];
+
+/// What the copy made before the fence saw, in its snapshot of the source.
+struct Precopied {
+    /// The chain's length.
+    next_seq: i64,
+    /// The largest checkpoint's size (-1 without).
+    checkpoint_max: i64,
+    /// Erasure re-applications recorded (a restore's journal carried out deletes values without
+    /// a new record).
+    reapplications: i64,
+    /// Rows of each view table copied.
+    views: Vec<(String, u64)>,
+}
+
+/// The copy made while the source still takes writes: one repeatable-read snapshot of the
+/// tenant's append-only tables, personal data and views (rows and positions of one moment, so
+/// the views on the target are exactly those of a prefix of the chain, which the runner
+/// continues from). Rows an earlier attempt left on the target for the mutable tables are
+/// deleted first.
+async fn precopy(
+    source: &PgDb,
+    target: &PgDb,
+    tenant: &TenantId,
+    progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
+) -> Result<Precopied, StoreError> {
+    let mutable: Vec<&str> = PRECOPIED
+        .iter()
+        .copied()
+        .filter(|t| is_view(t) || *t == "data_keys" || *t == "erasable_values")
+        .collect();
+    clear_on_target(target, tenant, &mutable).await?;
+    let begin = super::begin_for(tenant)?.replacen(
+        "BEGIN;",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;",
+        1,
+    );
+    let mut snap = source.pool().begin_with(sqlx::AssertSqlSafe(begin)).await?;
+    let (next_seq, checkpoint_max, reapplications): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(max(seq) + 1, 0) FROM records WHERE tenant_id = $1),
+                (SELECT COALESCE(max(tree_size), -1) FROM checkpoints WHERE tenant_id = $1),
+                (SELECT count(*) FROM erasure_reapplications WHERE tenant_id = $1)",
+    )
+    .bind(tenant.as_str())
+    .fetch_one(&mut *snap)
+    .await?;
+    let mut views = Vec::new();
+    for table in PRECOPIED {
+        let n = copy_rows(&mut snap, target, tenant, table, rows_filter(table), &|n| {
+            progress(table, n);
+        })
+        .await?;
+        if is_view(table) {
+            views.push(((*table).to_owned(), n));
+        }
+    }
+    snap.commit().await?;
+    Ok(Precopied {
+        next_seq,
+        checkpoint_max,
+        reapplications,
+        views,
+    })
 }
 
 /// Which of a table's rows a move copies besides the tenant's: of the views, only the

@@ -19,6 +19,7 @@ use crate::support::{
 postgres_tests!(
     a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new_cell,
     a_cell_naming_the_home_database_is_refused_at_start,
+    appends_and_an_erasure_made_while_the_move_copies_are_on_the_new_cell,
 );
 
 /// A store of the home database `home` with `cell` configured as the cell `b`.
@@ -263,4 +264,109 @@ async fn a_cell_naming_the_home_database_is_refused_at_start(backend: Backend) {
             other.map(|_| ())
         ),
     }
+}
+
+async fn appends_and_an_erasure_made_while_the_move_copies_are_on_the_new_cell(backend: Backend) {
+    let home = TestDb::new(&backend).await;
+    let cell = TestDb::new(&backend).await;
+    let store = open_with_cell(&home, &cell).await;
+    let tenant = tenant_id("acme");
+    store.create_tenant(&tenant).await.expect("tenant");
+    append_many(&store, &tenant, 120, 60).await;
+    let carol = store
+        .append(
+            &tenant,
+            vec![
+                about("carol", "Carol-Plaintext-1"),
+                about("carol", "Carol-Plaintext-2"),
+            ],
+        )
+        .await
+        .expect("carol");
+    let dave = store
+        .append(&tenant, vec![about("dave", "Dave-Plaintext-1")])
+        .await
+        .expect("dave");
+    store.publish_checkpoints().await.expect("publish");
+    store
+        .views_runner()
+        .clone()
+        .catch_up(&store)
+        .await
+        .expect("views");
+    let before = store.tree_size(&tenant).await.expect("size").get();
+
+    // While the copy made before the fence runs (its last table), another node appends and
+    // erases Carol: the snapshot holds her values, the source no longer does.
+    let other = open_with_cell(&home, &cell).await;
+    let handle = tokio::runtime::Handle::current();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let during = |table: &str, _rows: u64| {
+        if table != "proj_daily" || done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                append_many(&other, &tenant, 7, 7).await;
+                other
+                    .erase_subject(&tenant, whole("carol"))
+                    .await
+                    .expect("carol erased");
+            });
+        });
+    };
+    let report = store
+        .move_tenant(&tenant, "b", &during)
+        .await
+        .expect("the move succeeds");
+    assert!(
+        done.load(std::sync::atomic::Ordering::SeqCst),
+        "the hook ran"
+    );
+    assert!(report.copied.precopy > std::time::Duration::ZERO);
+    assert_eq!(store.placement(&tenant).await.expect("placement"), "b");
+
+    // Everything appended during the copy is on the new cell, Carol's values are gone there,
+    // Dave's are not, and the views catch up from the snapshot's positions.
+    let chain = read_chain(&store, &tenant).await;
+    assert_eq!(
+        chain.len(),
+        usize::try_from(before).expect("fits") + 8,
+        "7 appends and the erasure"
+    );
+    let keys = store.key_history(&tenant).await.expect("keys");
+    assert_valid_chain(&chain, &tenant, &keys);
+    for r in &carol {
+        let values = store
+            .erasable_values(&tenant, crate::support::seq(r.seq))
+            .await
+            .expect("values");
+        assert!(
+            values.is_empty(),
+            "Carol's value at {} came back: {values:?}",
+            r.seq
+        );
+    }
+    let kept = store
+        .erasable_values(&tenant, crate::support::seq(dave[0].seq))
+        .await
+        .expect("values");
+    assert_eq!(kept.len(), 1);
+    store
+        .views_runner()
+        .clone()
+        .catch_up(&store)
+        .await
+        .expect("views");
+    let served = decisions_served(&store, &tenant).await;
+    assert_eq!(
+        served,
+        120 + 3 + 7,
+        "every decision in the views on the new cell"
+    );
+    let report = store
+        .check_integrity(&tenant, auditex::store::IntegrityOptions::default())
+        .await
+        .expect("check");
+    assert_eq!(report.outcome, auditex::store::IntegrityOutcome::Passed);
 }
