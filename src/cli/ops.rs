@@ -247,6 +247,8 @@ pub async fn move_tenant(s: &Store, tenant: &TenantId, to: &str) -> CliResult {
         "write_pause_ms": u64::try_from(report.write_pause.as_millis()).unwrap_or(u64::MAX),
         "resumed_after_switch": report.copied.resumed_after_switch,
         "precopy_ms": u64::try_from(report.copied.precopy.as_millis()).unwrap_or(u64::MAX),
+        "fenced_copy_ms": u64::try_from(report.copied.fenced_copy.as_millis()).unwrap_or(u64::MAX),
+        "check_ms": u64::try_from(report.check_time.as_millis()).unwrap_or(u64::MAX),
     });
     println!("{out}");
     eprintln!(

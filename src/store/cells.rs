@@ -39,6 +39,8 @@ pub struct MoveCopied {
     pub resumed_after_switch: bool,
     /// How long the copy made before the fence took (the tenant's writes went on meanwhile).
     pub precopy: Duration,
+    /// From the source's fence to the switch: the rest copied, every table compared.
+    pub fenced_copy: Duration,
 }
 
 /// A finished move.
@@ -48,6 +50,8 @@ pub struct MoveReport {
     pub copied: MoveCopied,
     /// The integrity check of the chain on its new cell (passed).
     pub check: IntegrityReport,
+    /// How long the integrity check of the chain on its new cell took (under the fence).
+    pub check_time: Duration,
     /// From the source's fence to writes resumed on the target: how long the tenant's writes
     /// were refused (the copy made before the fence, [`MoveCopied::precopy`], not included).
     pub write_pause: Duration,
@@ -92,9 +96,11 @@ impl Store {
             .move_copy(tenant, to, now_us, progress)
             .await?;
         // The placement now says `to`: this store reads the chain there.
+        let checking = Instant::now();
         let check = self
             .check_integrity(tenant, IntegrityOptions::default())
             .await;
+        let check_time = checking.elapsed();
         let failure = match &check {
             Ok(r) if r.outcome == IntegrityOutcome::Passed => None,
             Ok(r) => Some(format!(
@@ -123,6 +129,7 @@ impl Store {
         Ok(MoveReport {
             copied,
             check,
+            check_time,
             write_pause,
         })
     }

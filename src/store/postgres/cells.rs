@@ -387,6 +387,7 @@ impl PgDb {
                     tables: Vec::new(),
                     resumed_after_switch: true,
                     precopy: Duration::ZERO,
+                    fenced_copy: Duration::ZERO,
                 });
             }
             return Err(StoreError::Cells(format!(
@@ -410,9 +411,10 @@ impl PgDb {
         fence(target, tenant, &arriving, now_us).await?;
         // The bulk, while the tenant's writes go on.
         let started = std::time::Instant::now();
-        let pre = precopy(source, target, tenant, progress).await?;
+        let pre = precopy((source, &from), (target, to), tenant, progress).await?;
         let precopy_time = started.elapsed();
         // The source: no write of the tenant lands there from the fence on.
+        let fenced = std::time::Instant::now();
         fence_source(source, tenant, &format!("moved to cell {to}"), now_us).await?;
         let copied = async {
             let mut out = MoveCopied {
@@ -420,6 +422,7 @@ impl PgDb {
                 tables: Vec::new(),
                 resumed_after_switch: false,
                 precopy: precopy_time,
+                fenced_copy: Duration::ZERO,
             };
             // An erasure since the snapshot deleted values and keys of the pre-copy: those two
             // tables are copied again whole.
@@ -460,28 +463,34 @@ impl PgDb {
                 })
                 .await?;
                 from_tx.commit().await?;
-                // Every row compared, whatever was copied when.
-                let (a, b) = (
-                    digest(source, tenant, table).await?,
-                    digest(target, tenant, table).await?,
-                );
-                if a != b {
-                    return Err(StoreError::Cells(format!(
-                        "the copy of {table} differs from its source ({} rows and digest {} on \
-                         cell {from}, {} rows and digest {} on cell {to}); the tenant stays on \
-                         cell {from}",
-                        a.0, a.1, b.0, b.1
-                    )));
-                }
-                if a.0 > 0 {
+                // Every row compared: the append-only tables' rows the snapshot held were
+                // compared before the fence (they cannot change), the rest now.
+                let compared = match *table {
+                    "records" | "checkpoints" => since.as_str(),
+                    _ => "",
+                };
+                let rows = compare(
+                    (source, &from),
+                    (target, to),
+                    tenant,
+                    table,
+                    &format!("{}{compared}", rows_filter(table)),
+                )
+                .await?;
+                let rows = match *table {
+                    "records" => rows + pre.next_seq,
+                    "checkpoints" => rows + pre.checkpoints,
+                    _ => rows,
+                };
+                if rows > 0 {
                     out.tables
-                        .push(((*table).to_owned(), u64::try_from(a.0).unwrap_or(0)));
+                        .push(((*table).to_owned(), u64::try_from(rows).unwrap_or(0)));
                 }
             }
             Ok(out)
         }
         .await;
-        let copied = match copied {
+        let mut copied = match copied {
             Ok(c) => c,
             Err(e) => {
                 // The tenant stays where it was and writes resume there.
@@ -503,6 +512,7 @@ impl PgDb {
         .await?;
         tx.commit().await?;
         cells.refresh().await?;
+        copied.fenced_copy = fenced.elapsed();
         Ok(copied)
     }
 
@@ -800,6 +810,8 @@ struct Precopied {
     /// Erasure re-applications recorded (a restore's journal carried out deletes values without
     /// a new record).
     reapplications: i64,
+    /// The checkpoints the snapshot held (compared before the fence).
+    checkpoints: i64,
     /// Rows of each view table copied.
     views: Vec<(String, u64)>,
 }
@@ -810,8 +822,8 @@ struct Precopied {
 /// continues from). Rows an earlier attempt left on the target for the mutable tables are
 /// deleted first.
 async fn precopy(
-    source: &PgDb,
-    target: &PgDb,
+    (source, from): (&PgDb, &str),
+    (target, to): (&PgDb, &str),
     tenant: &TenantId,
     progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
 ) -> Result<Precopied, StoreError> {
@@ -846,12 +858,55 @@ async fn precopy(
         }
     }
     snap.commit().await?;
+    // The append-only rows the snapshot held cannot change: compared now, before the fence.
+    let ends = (source, from);
+    let copy = (target, to);
+    compare(
+        ends,
+        copy,
+        tenant,
+        "records",
+        &format!(" AND seq < {next_seq}"),
+    )
+    .await?;
+    let checkpoints = compare(
+        ends,
+        copy,
+        tenant,
+        "checkpoints",
+        &format!(" AND tree_size <= {checkpoint_max}"),
+    )
+    .await?;
     Ok(Precopied {
         next_seq,
         checkpoint_max,
         reapplications,
+        checkpoints,
         views,
     })
+}
+
+/// Compares `tenant`'s rows of `table` matching `filter` on the source and the target (both read
+/// at once); an error naming both sides when they differ.
+async fn compare(
+    (source, from): (&PgDb, &str),
+    (target, to): (&PgDb, &str),
+    tenant: &TenantId,
+    table: &str,
+    filter: &str,
+) -> Result<i64, StoreError> {
+    let (a, b) = tokio::try_join!(
+        digest(source, tenant, table, filter),
+        digest(target, tenant, table, filter)
+    )?;
+    if a != b {
+        return Err(StoreError::Cells(format!(
+            "the copy of {table} differs from its source ({} rows and digest {} on cell {from}, \
+             {} rows and digest {} on cell {to}); the tenant stays on cell {from}",
+            a.0, a.1, b.0, b.1
+        )));
+    }
+    Ok(a.0)
 }
 
 /// Which of a table's rows a move copies besides the tenant's: of the views, only the
@@ -869,9 +924,13 @@ fn rows_filter(table: &str) -> &'static str {
 /// order nor the table's size matters (no row list is built). It finds a row copied wrongly,
 /// lost or extra, which is what it is for; the chain's integrity is checked cryptographically
 /// afterwards ([`crate::store::Store::move_tenant`]).
-async fn digest(db: &PgDb, tenant: &TenantId, table: &str) -> Result<(i64, String), StoreError> {
+async fn digest(
+    db: &PgDb,
+    tenant: &TenantId,
+    table: &str,
+    filter: &str,
+) -> Result<(i64, String), StoreError> {
     let mut tx = db.tenant_tx(tenant).await?;
-    let filter = rows_filter(table);
     let q = format!(
         "SELECT count(*), COALESCE(sum(('x' || substr(h, 1, 16))::bit(64)::bigint::numeric), 0)::text || '/' || COALESCE(sum(('x' || substr(h, 17, 16))::bit(64)::bigint::numeric), 0)::text
          FROM (SELECT md5(row_to_json(t)::text) AS h FROM {table} AS t WHERE tenant_id = $1{filter}) AS d"
