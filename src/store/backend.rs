@@ -27,7 +27,7 @@ use projections::runner::{ProjectionState, Stuck, TargetPage};
 use projections::{DecisionFacts, Event, Views};
 
 use super::api_keys::ApiKeyRow;
-use super::cells::MoveCopied;
+use super::cells::{MoveCopied, MovePrecopy};
 use super::erasure::ErasureScope;
 use super::erasure_sql::{NewDataKeyRow, StoredValueRow, SubjectValueRow};
 use super::holds::{HoldChange, HoldRow};
@@ -115,24 +115,27 @@ pub(crate) trait Backend: LedgerBackend + AccessBackend + ViewBackend {
         Ok(None)
     }
 
-    /// A move's copy, comparison and switch (see [`super::Store::move_tenant`]).
-    async fn move_copy(
+    /// A move's first half: the copy of one snapshot, writes going on (see
+    /// [`super::Store::move_tenant`]).
+    async fn move_precopy(
         &self,
         _tenant: &TenantId,
         _to: &str,
         _now_us: u64,
         _progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
-    ) -> Result<MoveCopied, StoreError> {
+    ) -> Result<MovePrecopy, StoreError> {
         Err(no_cells())
     }
 
-    /// Puts a tenant back on the cell `from` after a failed check.
-    async fn move_abort(
+    /// A move's second half: fence, the rest copied, every table compared, the switch.
+    async fn move_fenced(
         &self,
         _tenant: &TenantId,
-        _from: &str,
+        _to: &str,
         _now_us: u64,
-    ) -> Result<(), StoreError> {
+        _pre: &MovePrecopy,
+        _progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
+    ) -> Result<MoveCopied, StoreError> {
         Err(no_cells())
     }
 

@@ -28,6 +28,44 @@ pub fn valid_cell_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+tokio::task_local! {
+    /// While a move checks the copy of its snapshot: (tenant, cell) whose ledger this task reads
+    /// on that cell instead of where the placement says (`postgres/cells.rs`).
+    pub(crate) static READ_ON: (String, String);
+}
+
+/// The first half of a move, as the second needs it (`postgres/cells.rs`).
+#[derive(Default)]
+pub struct MovePrecopy {
+    /// The cell the tenant leaves.
+    pub(crate) from: String,
+    /// A move interrupted after its switch, to be finished.
+    pub(crate) resumed_after_switch: bool,
+    /// How long the copy took.
+    pub(crate) precopy: Duration,
+    /// The snapshot's chain length.
+    pub(crate) next_seq: i64,
+    /// The snapshot's largest checkpoint (-1 without).
+    pub(crate) checkpoint_max: i64,
+    /// The snapshot's checkpoints.
+    pub(crate) checkpoints: i64,
+    /// Erasure re-applications in the snapshot.
+    pub(crate) reapplications: i64,
+    /// Rows of each view table copied.
+    pub(crate) views: Vec<(String, u64)>,
+    /// The move's lock, held until this is dropped.
+    pub(crate) guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for MovePrecopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MovePrecopy")
+            .field("from", &self.from)
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a move copied.
 #[derive(Debug, Clone, Default)]
 pub struct MoveCopied {
@@ -48,12 +86,13 @@ pub struct MoveCopied {
 pub struct MoveReport {
     /// What was copied, and from where.
     pub copied: MoveCopied,
-    /// The integrity check of the chain on its new cell (passed).
+    /// The integrity check of the whole chain on its new cell, after the move (passed).
     pub check: IntegrityReport,
-    /// How long the integrity check of the chain on its new cell took (under the fence).
+    /// How long the integrity checks took: of the snapshot's copy before the fence and of the
+    /// whole chain after the move (neither while writes were refused).
     pub check_time: Duration,
     /// From the source's fence to writes resumed on the target: how long the tenant's writes
-    /// were refused (the copy made before the fence, [`MoveCopied::precopy`], not included).
+    /// were refused.
     pub write_pause: Duration,
 }
 
@@ -71,13 +110,15 @@ impl Store {
         self.backend().placement(tenant).await
     }
 
-    /// Moves `tenant`'s ledger and views to the cell `to`: fences the source (its writes are
-    /// refused from then on, with 503 and Retry-After), copies every row, compares the copy with
-    /// the source table by table, switches the placement, checks the chain on the new cell
-    /// (every record's hash, signature and link, the Merkle tree and every checkpoint), then,
-    /// after [`SWITCH_SETTLE`], lets writes land on the new cell. A copy or check that fails
-    /// leaves the tenant where it was, writable again. `progress` is told each table's rows as
-    /// they are copied.
+    /// Moves `tenant`'s ledger and views to the cell `to`: copies the bulk from one snapshot
+    /// while the tenant's writes go on, checks that copy on the target (every record's hash,
+    /// link and signature, the Merkle tree and every checkpoint, as [`Store::check_integrity`]),
+    /// then fences the source (its writes are refused from then on, with 503 and Retry-After),
+    /// copies what came after the snapshot, compares every table with its source, switches the
+    /// placement, and after [`SWITCH_SETTLE`] lets writes land on the new cell; finally checks
+    /// the whole chain there again. A copy or check that fails before the switch leaves the
+    /// tenant where it was, writable again. `progress` is told each table's rows as they are
+    /// copied.
     ///
     /// # Errors
     /// [`StoreError::Cells`] for a move that cannot be made (no such cell, already there, an old
@@ -89,49 +130,77 @@ impl Store {
         to: &str,
         progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
     ) -> Result<MoveReport, StoreError> {
-        let started = Instant::now();
         let now_us = self.config().clock.now_unix_micros();
-        let copied = self
+        let pre = self
             .backend()
-            .move_copy(tenant, to, now_us, progress)
+            .move_precopy(tenant, to, now_us, progress)
             .await?;
-        // The placement now says `to`: this store reads the chain there.
+        let mut check_time = Duration::ZERO;
+        let copied = if pre.resumed_after_switch {
+            MoveCopied {
+                from: pre.from.clone(),
+                resumed_after_switch: true,
+                ..MoveCopied::default()
+            }
+        } else {
+            // The snapshot's copy, checked on the target while writes go on.
+            let checking = Instant::now();
+            let check = READ_ON
+                .scope(
+                    (tenant.as_str().to_owned(), to.to_owned()),
+                    self.check_integrity(tenant, IntegrityOptions::default()),
+                )
+                .await;
+            check_time = checking.elapsed();
+            if let Some(why) = failed(&check) {
+                return Err(StoreError::Cells(format!(
+                    "the copy on cell {to} did not verify ({why}); nothing was switched, the \
+                     tenant stays on cell {} and its writes went on",
+                    pre.from
+                )));
+            }
+            let now_us = self.config().clock.now_unix_micros();
+            self.backend()
+                .move_fenced(tenant, to, now_us, &pre, progress)
+                .await?
+        };
+        let fenced = Instant::now();
+        tokio::time::sleep(SWITCH_SETTLE).await;
+        self.backend().move_finish(tenant, to).await?;
+        let write_pause = copied.fenced_copy + fenced.elapsed();
+        drop(pre);
+        // The whole chain, on its new cell, as every node now reads it.
         let checking = Instant::now();
         let check = self
             .check_integrity(tenant, IntegrityOptions::default())
             .await;
-        let check_time = checking.elapsed();
-        let failure = match &check {
-            Ok(r) if r.outcome == IntegrityOutcome::Passed => None,
-            Ok(r) => Some(format!(
-                "the chain on cell {to} did not verify ({}); the tenant stays on cell {}",
-                r.first_failure
-                    .as_ref()
-                    .map_or_else(|| r.outcome.as_str().to_owned(), |f| format!("{f:?}")),
+        check_time += checking.elapsed();
+        if let Some(why) = failed(&check) {
+            return Err(StoreError::Cells(format!(
+                "tenant {tenant} moved to cell {to}, whose every row is identical to cell {}'s, \
+                 but the check of its chain there failed ({why}): run `auditex integrity` on it",
                 copied.from
-            )),
-            Err(e) => Some(format!(
-                "the chain on cell {to} could not be checked ({e}); the tenant stays on cell {}",
-                copied.from
-            )),
-        };
-        if let Some(why) = failure {
-            let now_us = self.config().clock.now_unix_micros();
-            self.backend()
-                .move_abort(tenant, &copied.from, now_us)
-                .await?;
-            return Err(StoreError::Cells(why));
+            )));
         }
-        tokio::time::sleep(SWITCH_SETTLE).await;
-        self.backend().move_finish(tenant, to).await?;
-        let check = check?;
-        let write_pause = started.elapsed().saturating_sub(copied.precopy);
         Ok(MoveReport {
             copied,
-            check,
+            check: check?,
             check_time,
             write_pause,
         })
+    }
+}
+
+/// Why an integrity check did not pass, if it did not.
+fn failed(check: &Result<IntegrityReport, StoreError>) -> Option<String> {
+    match check {
+        Ok(r) if r.outcome == IntegrityOutcome::Passed => None,
+        Ok(r) => Some(
+            r.first_failure
+                .as_ref()
+                .map_or_else(|| r.outcome.as_str().to_owned(), |f| format!("{f:?}")),
+        ),
+        Err(e) => Some(e.to_string()),
     }
 }
 

@@ -300,23 +300,26 @@ impl Backend for PgDb {
         self.ledger_fence(tenant).await
     }
 
-    async fn move_copy(
+    async fn move_precopy(
         &self,
         tenant: &TenantId,
         to: &str,
         now_us: u64,
         progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
-    ) -> Result<crate::store::MoveCopied, StoreError> {
-        self.copy_tenant_to(tenant, to, now_us, progress).await
+    ) -> Result<crate::store::cells::MovePrecopy, StoreError> {
+        self.precopy_to(tenant, to, now_us, progress).await
     }
 
-    async fn move_abort(
+    async fn move_fenced(
         &self,
         tenant: &TenantId,
-        from: &str,
+        to: &str,
         now_us: u64,
-    ) -> Result<(), StoreError> {
-        self.undo_move(tenant, from, now_us).await
+        pre: &crate::store::cells::MovePrecopy,
+        progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
+    ) -> Result<crate::store::MoveCopied, StoreError> {
+        self.fence_and_switch(tenant, to, now_us, pre, progress)
+            .await
     }
 
     async fn move_finish(&self, tenant: &TenantId, to: &str) -> Result<(), StoreError> {

@@ -29,7 +29,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::PgDb;
 use crate::store::StoreError;
-use crate::store::cells::{HOME, MoveCopied};
+use crate::store::cells::{HOME, MoveCopied, MovePrecopy};
 
 /// How often every node asks whether a placement changed (and reads them all if one did).
 pub(crate) const REFRESH_EVERY: Duration = Duration::from_millis(250);
@@ -270,7 +270,17 @@ impl PgDb {
     pub(crate) fn ledger_db(&self, tenant: &TenantId) -> Result<&PgDb, StoreError> {
         match &self.cells {
             None => Ok(self),
-            Some(cells) => Ok(cells.place(tenant)?.unwrap_or(self)),
+            Some(cells) => {
+                // A move checking its copy reads the tenant on the target, before the switch.
+                let checking = crate::store::cells::READ_ON
+                    .try_with(|(t, cell)| (t == tenant.as_str()).then(|| cell.clone()))
+                    .ok()
+                    .flatten();
+                match checking {
+                    Some(cell) => self.cell_db(&cell),
+                    None => Ok(cells.place(tenant)?.unwrap_or(self)),
+                }
+            }
         }
     }
 
@@ -326,23 +336,24 @@ impl PgDb {
         Ok(cell.unwrap_or_else(|| HOME.to_owned()))
     }
 
-    /// Steps 1–5 of a move of `tenant` to the cell `to` (this must be the home database): fence
-    /// the target and the source, wait for the writes under way, copy, compare, switch the
-    /// placement. The target stays fenced until [`PgDb::lift_target_fence`]; on any error before the
-    /// switch the source is unfenced again and the placement is unchanged.
-    pub(crate) async fn copy_tenant_to(
+    /// The first half of a move of `tenant` to the cell `to` (this must be the home database):
+    /// takes the move's lock, fences the target, copies the bulk from one snapshot while the
+    /// tenant's writes go on, and compares the snapshot's append-only rows. The result holds
+    /// the lock until it is dropped; [`PgDb::fence_and_switch`] is the second half.
+    pub(crate) async fn precopy_to(
         &self,
         tenant: &TenantId,
         to: &str,
         now_us: u64,
         progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
-    ) -> Result<MoveCopied, StoreError> {
-        let cells = self.cells()?;
+    ) -> Result<MovePrecopy, StoreError> {
+        self.cells()?;
         if !self.tenant_exists_here(tenant).await? {
             return Err(StoreError::UnknownTenant);
         }
         // One move of a tenant at a time, across every process: a session lock on the home
-        // database, released with the connection if this process dies.
+        // database, held by a connection of its own and released when it closes (when the
+        // move ends, or the process dies).
         let mut lock = self.pool().acquire().await?;
         let locked: bool = sqlx::query_scalar(
             "SELECT pg_try_advisory_lock(hashtextextended('auditex:move:' || $1, 0))",
@@ -350,44 +361,24 @@ impl PgDb {
         .bind(tenant.as_str())
         .fetch_one(&mut *lock)
         .await?;
+        let guard: Box<dyn std::any::Any + Send + Sync> =
+            Box::new(MoveLock(std::sync::Mutex::new(Some(lock))));
         if !locked {
             return Err(StoreError::Cells(format!(
                 "another move of tenant {tenant} is under way"
             )));
         }
-        let result = self.copy_locked(cells, tenant, to, now_us, progress).await;
-        let unlocked =
-            sqlx::query("SELECT pg_advisory_unlock(hashtextextended('auditex:move:' || $1, 0))")
-                .bind(tenant.as_str())
-                .execute(&mut *lock)
-                .await;
-        if unlocked.is_err() {
-            // The lock goes with the connection.
-            lock.detach();
-        }
-        result
-    }
-
-    async fn copy_locked(
-        &self,
-        cells: &Arc<Cells>,
-        tenant: &TenantId,
-        to: &str,
-        now_us: u64,
-        progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
-    ) -> Result<MoveCopied, StoreError> {
         let from = self.stored_placement(tenant).await?;
         if from == to {
             // A move interrupted after its switch: the target is still fenced as arriving from
             // the source. It is finished (checked, then unfenced) rather than refused.
             let fence = fence_reason(self.cell_db(to)?, tenant).await?;
             if let Some(source) = fence.as_deref().and_then(|f| f.strip_prefix(ARRIVING_FROM)) {
-                return Ok(MoveCopied {
+                return Ok(MovePrecopy {
                     from: source.to_owned(),
-                    tables: Vec::new(),
                     resumed_after_switch: true,
-                    precopy: Duration::ZERO,
-                    fenced_copy: Duration::ZERO,
+                    guard: Some(guard),
+                    ..MovePrecopy::default()
                 });
             }
             return Err(StoreError::Cells(format!(
@@ -409,10 +400,31 @@ impl PgDb {
             )));
         }
         fence(target, tenant, &arriving, now_us).await?;
-        // The bulk, while the tenant's writes go on.
         let started = std::time::Instant::now();
-        let pre = precopy((source, &from), (target, to), tenant, progress).await?;
-        let precopy_time = started.elapsed();
+        let mut pre = precopy((source, &from), (target, to), tenant, progress).await?;
+        pre.from = from;
+        pre.precopy = started.elapsed();
+        pre.guard = Some(guard);
+        Ok(pre)
+    }
+
+    /// The second half of a move (after [`PgDb::precopy_to`] and the check of the snapshot's
+    /// copy): fences the source, waits for the writes under way, copies what came after the
+    /// snapshot, compares every table, and switches the placement. The target stays fenced
+    /// until [`PgDb::lift_target_fence`]; on any error before the switch the source is unfenced
+    /// again and the placement is unchanged.
+    pub(crate) async fn fence_and_switch(
+        &self,
+        tenant: &TenantId,
+        to: &str,
+        now_us: u64,
+        pre: &MovePrecopy,
+        progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
+    ) -> Result<MoveCopied, StoreError> {
+        let cells = self.cells()?;
+        let from = pre.from.clone();
+        let source = self.cell_db(&from)?;
+        let target = self.cell_db(to)?;
         // The source: no write of the tenant lands there from the fence on.
         let fenced = std::time::Instant::now();
         fence_source(source, tenant, &format!("moved to cell {to}"), now_us).await?;
@@ -421,7 +433,7 @@ impl PgDb {
                 from: from.clone(),
                 tables: Vec::new(),
                 resumed_after_switch: false,
-                precopy: precopy_time,
+                precopy: pre.precopy,
                 fenced_copy: Duration::ZERO,
             };
             // An erasure since the snapshot deleted values and keys of the pre-copy: those two
@@ -514,29 +526,6 @@ impl PgDb {
         cells.refresh().await?;
         copied.fenced_copy = fenced.elapsed();
         Ok(copied)
-    }
-
-    /// Puts `tenant` back on the cell `from` after a move whose check failed: the placement
-    /// switched back and the source's fence lifted (the target keeps its fenced copy, which a
-    /// later move to it resumes).
-    pub(crate) async fn undo_move(
-        &self,
-        tenant: &TenantId,
-        from: &str,
-        now_us: u64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        sqlx::query(
-            "UPDATE tenant_placements SET cell = $2, placed_at_us = $3 WHERE tenant_id = $1",
-        )
-        .bind(tenant.as_str())
-        .bind(from)
-        .bind(crate::store::db_int(now_us))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.cells()?.refresh().await?;
-        unfence(self.cell_db(from)?, tenant).await
     }
 
     /// Lifts the target's fence: the tenant's writes go to its new cell from now on.
@@ -713,8 +702,16 @@ async fn copy_rows(
     // the target: every column, whatever the table, with the database's own text forms.
     let select =
         format!("SELECT row_to_json(t)::text FROM {table} AS t WHERE tenant_id = $1{filter}");
+    // A signing key's end and sealing may change after the snapshot (a rotation, a master-key
+    // rotation): the later copy brings them; every other row never changes once written, or is
+    // deleted and copied again whole.
+    let conflict = if table == "signing_keys" {
+        "ON CONFLICT (tenant_id, key_id) DO UPDATE SET until_seq = EXCLUDED.until_seq, sealed_secret = EXCLUDED.sealed_secret"
+    } else {
+        "ON CONFLICT DO NOTHING"
+    };
     let insert = format!(
-        "INSERT INTO {table} SELECT * FROM json_populate_recordset(NULL::{table}, $1::json) ON CONFLICT DO NOTHING"
+        "INSERT INTO {table} SELECT * FROM json_populate_recordset(NULL::{table}, $1::json) {conflict}"
     );
     let mut rows = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(select))
         .bind(tenant.as_str())
@@ -784,9 +781,12 @@ fn is_view(table: &str) -> bool {
 }
 
 /// The tables a move copies before it fences the source, from one snapshot: the append-only
-/// bulk of the ledger, the personal data and its keys, and the views with their positions.
+/// bulk of the ledger and what checking it needs (the signing keys, the origin), the personal
+/// data and its keys, and the views with their positions.
 const PRECOPIED: &[&str] = &[
     "tenants",
+    "signing_keys",
+    "tenant_origins",
     "records",
     "merkle_nodes",
     "checkpoints",
@@ -801,19 +801,21 @@ const PRECOPIED: &[&str] = &[
     "proj_daily",
 ];
 
-/// What the copy made before the fence saw, in its snapshot of the source.
-struct Precopied {
-    /// The chain's length.
-    next_seq: i64,
-    /// The largest checkpoint's size (-1 without).
-    checkpoint_max: i64,
-    /// Erasure re-applications recorded (a restore's journal carried out deletes values without
-    /// a new record).
-    reapplications: i64,
-    /// The checkpoints the snapshot held (compared before the fence).
-    checkpoints: i64,
-    /// Rows of each view table copied.
-    views: Vec<(String, u64)>,
+/// The move's lock: a connection of its own holding the session lock, closed (never returned
+/// to the pool, where the lock would outlive the move) when the move ends.
+struct MoveLock(std::sync::Mutex<Option<sqlx::pool::PoolConnection<Postgres>>>);
+
+impl Drop for MoveLock {
+    fn drop(&mut self) {
+        let conn = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(conn) = conn {
+            drop(conn.detach());
+        }
+    }
 }
 
 /// The copy made while the source still takes writes: one repeatable-read snapshot of the
@@ -826,7 +828,7 @@ async fn precopy(
     (target, to): (&PgDb, &str),
     tenant: &TenantId,
     progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
-) -> Result<Precopied, StoreError> {
+) -> Result<MovePrecopy, StoreError> {
     let mutable: Vec<&str> = PRECOPIED
         .iter()
         .copied()
@@ -877,12 +879,13 @@ async fn precopy(
         &format!(" AND tree_size <= {checkpoint_max}"),
     )
     .await?;
-    Ok(Precopied {
+    Ok(MovePrecopy {
         next_seq,
         checkpoint_max,
         reapplications,
         checkpoints,
         views,
+        ..MovePrecopy::default()
     })
 }
 
