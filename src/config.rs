@@ -168,6 +168,17 @@ impl std::fmt::Debug for StoreSettings {
     }
 }
 
+/// Whether `name` can name a cell: 1–32 characters of a-z, 0-9 and '-', not starting with '-'
+/// (migration 0028's check on the placement table).
+pub fn valid_cell_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 impl StoreSettings {
     /// `AUDITEX_CELLS` as (name, URL) pairs, checked: names of 1–32 characters of a-z, 0-9 and
     /// '-', none twice and none `home` (the database of `AUDITEX_DATABASE_URL`), and `postgres://`
@@ -188,7 +199,7 @@ impl StoreSettings {
                     entry.split("://").next().unwrap_or_default()
                 )));
             };
-            if !crate::store::valid_cell_name(name) || name == "home" {
+            if !valid_cell_name(name) || name == "home" {
                 return Err(bad(format!(
                     "{name:?} cannot name a cell: 1-32 characters of a-z, 0-9 and '-', not \
                      \"home\" (the database of AUDITEX_DATABASE_URL)"
@@ -622,6 +633,31 @@ mod tests {
             replica_lag_max_ms: 2_000,
             cells: Vec::new(),
         }
+    }
+
+    #[test]
+    fn cell_names_are_short_lowercase_words_and_never_home() {
+        for ok in ["eu-1", "b", "cell-02"] {
+            assert!(valid_cell_name(ok), "{ok}");
+        }
+        for bad in ["", "-x", "EU", "a b", "a_b", &"x".repeat(33)] {
+            assert!(!valid_cell_name(bad), "{bad}");
+        }
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut s = settings(root.path());
+        s.cells = vec!["b=postgres://h/db".into(), "c=postgres://h/db2".into()];
+        assert_eq!(s.cell_specs().expect("valid").len(), 2);
+        for bad in [
+            "home=postgres://h/db",
+            "b",
+            "b=sqlite:x.db",
+            "B=postgres://h/db",
+        ] {
+            s.cells = vec![bad.into()];
+            assert!(s.cell_specs().is_err(), "{bad}");
+        }
+        s.cells = vec!["b=postgres://h/db".into(), "b=postgres://h/db2".into()];
+        assert!(s.cell_specs().is_err(), "a name twice");
     }
 
     #[test]

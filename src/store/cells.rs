@@ -1,6 +1,7 @@
-//! Moving a tenant between cells (`auditex tenant move`): the steps above the database — copy
-//! and switch (in the PostgreSQL backend, `postgres/cells.rs`), then the integrity check of the
-//! chain on its new cell, then writes resumed there — and the names every layer shares.
+//! Moving a tenant between cells (`auditex tenant move`), the steps above the database: the copy
+//! of one snapshot (in the PostgreSQL backend, `postgres/cells.rs`), its integrity check on the
+//! target, the fence, the rest's copy and the switch (the backend again), writes resumed on the
+//! new cell, and the whole chain checked there; and the names every layer shares.
 
 use std::time::{Duration, Instant};
 
@@ -16,17 +17,6 @@ pub const HOME: &str = "home";
 /// has read the new placement (they ask for changes four times a second) before the first write
 /// lands there: a node still routing to the source meanwhile finds it fenced and answers 503.
 pub const SWITCH_SETTLE: Duration = Duration::from_millis(1_000);
-
-/// Whether `name` can name a cell: 1–32 characters of a-z, 0-9 and '-', not starting with '-'
-/// (migration 0028's check on the placement table).
-pub fn valid_cell_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 32
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
 
 tokio::task_local! {
     /// While a move checks the copy of its snapshot: (tenant, cell) whose ledger this task reads
@@ -201,20 +191,5 @@ fn failed(check: &Result<IntegrityReport, StoreError>) -> Option<String> {
                 .map_or_else(|| r.outcome.as_str().to_owned(), |f| format!("{f:?}")),
         ),
         Err(e) => Some(e.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::valid_cell_name;
-
-    #[test]
-    fn cell_names_are_short_lowercase_words() {
-        for ok in ["home", "eu-1", "b", "cell-02"] {
-            assert!(valid_cell_name(ok), "{ok}");
-        }
-        for bad in ["", "-x", "EU", "a b", "a_b", &"x".repeat(33)] {
-            assert!(!valid_cell_name(bad), "{bad}");
-        }
     }
 }

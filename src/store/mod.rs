@@ -69,7 +69,7 @@ use tokio::sync::watch;
 
 pub use api_keys::{API_KEY_RATE_MAX, ApiKeyInfo};
 pub use appender::AppendError;
-pub use cells::{MoveCopied, MoveReport, valid_cell_name};
+pub use cells::{MoveCopied, MoveReport};
 use crypto::{CryptoError, MasterKey, MasterKeys, SealContext};
 pub use evidence::EvidenceError;
 pub use export::ExportSummary;

@@ -4,19 +4,20 @@
 //! The home database (`AUDITEX_DATABASE_URL`) keeps every tenant's access state — API keys,
 //! portal accounts, sessions, integrity runs — and the placement table saying on which cell each
 //! tenant's ledger (records, tiles, checkpoints, keys, personal data) and views live; a tenant
-//! without a placement lives on the home database itself. Every node reads the placements
-//! about once a second and routes each tenant's ledger and view statements to its cell
+//! without a placement lives on the home database itself. Every node asks four times a second
+//! whether a placement changed and routes each tenant's ledger and view statements to its cell
 //! ([`PgDb::ledger_db`]); access statements always go to the home database.
 //!
 //! The views' global state (which generation of each projection is active or building) is the
 //! home database's; each cell holds a copy, written after every change of it, so a tenant's
 //! view rows can live beside its ledger and be queried in one transaction with it.
 //!
-//! A move ([`PgDb::copy_tenant_to`]) fences the source (migration 0028: every write of the tenant
-//! there is refused, by a trigger, from then on), waits for the writes already under way, copies
-//! every row of the tenant, compares the copy table by table, and switches the placement; the
-//! store then checks the chain on its new cell ([`crate::store::Store::move_tenant`]) and lifts
-//! the target's fence once every node has had time to learn the new placement.
+//! A move copies the bulk of the tenant from one snapshot while its writes go on
+//! ([`PgDb::precopy_to`]); once the store has checked that copy on the target, it fences the
+//! source (migration 0028: every write of the tenant there is refused, by a trigger, from then
+//! on), waits for the writes already under way, copies the rest, compares every table, and
+//! switches the placement ([`PgDb::fence_and_switch`]); the store lifts the target's fence once
+//! every node has had time to learn the new placement ([`crate::store::Store::move_tenant`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
