@@ -5,12 +5,18 @@
 
 -- Where each tenant's ledger lives, read on the home database by every node. A tenant without a
 -- row lives on the home database.
+-- `version` grows with every change (a sequence, not a clock), so the nodes' question "did any
+-- placement change?" is its maximum.
+CREATE SEQUENCE tenant_placement_versions;
 CREATE TABLE tenant_placements (
     tenant_id     TEXT PRIMARY KEY REFERENCES tenants(tenant_id),
     cell          TEXT NOT NULL CHECK (cell ~ '^[a-z0-9][a-z0-9-]{0,31}$'),
-    placed_at_us  BIGINT NOT NULL
+    placed_at_us  BIGINT NOT NULL,
+    version       BIGINT NOT NULL DEFAULT nextval('tenant_placement_versions')
 );
+CREATE INDEX tenant_placements_by_version ON tenant_placements (version);
 GRANT SELECT, INSERT, UPDATE ON tenant_placements TO auditex_app;
+GRANT USAGE ON SEQUENCE tenant_placement_versions TO auditex_app;
 ALTER TABLE tenant_placements ENABLE ROW LEVEL SECURITY;
 ALTER TABLE tenant_placements FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON tenant_placements
@@ -38,7 +44,7 @@ CREATE FUNCTION tenant_placement_stamp() RETURNS TEXT
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = public, pg_temp
 AS $$
-    SELECT count(*) || '/' || COALESCE(max(placed_at_us), 0) FROM tenant_placements
+    SELECT COALESCE(max(version), 0)::text FROM tenant_placements
 $$;
 REVOKE ALL ON FUNCTION tenant_placement_stamp() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant_placement_stamp() TO auditex_app;
@@ -62,7 +68,9 @@ CREATE POLICY tenant_isolation ON tenant_fences
     USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''))
     WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''));
 
-CREATE FUNCTION auditex_refuse_fenced() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION auditex_refuse_fenced() RETURNS trigger LANGUAGE plpgsql
+    SET search_path = public, pg_temp
+AS $$
 DECLARE
     why TEXT;
 BEGIN

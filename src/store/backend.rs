@@ -139,6 +139,11 @@ pub(crate) trait Backend: LedgerBackend + AccessBackend + ViewBackend {
         Err(no_cells())
     }
 
+    /// Deletes the personal data of a tenant's copy on a cell it does not live on.
+    async fn drop_personal_copy(&self, _tenant: &TenantId, _cell: &str) -> Result<(), StoreError> {
+        Err(no_cells())
+    }
+
     /// Lets a moved tenant's writes land on its new cell.
     async fn move_finish(&self, _tenant: &TenantId, _to: &str) -> Result<(), StoreError> {
         Err(no_cells())

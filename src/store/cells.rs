@@ -121,6 +121,9 @@ impl Store {
         progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
     ) -> Result<MoveReport, StoreError> {
         let now_us = self.config().clock.now_unix_micros();
+        // A tenant from before origins were stored gets its row now, on the source: the copy's
+        // check on the fenced target could not write it there.
+        self.origin(tenant).await?;
         let pre = self
             .backend()
             .move_precopy(tenant, to, now_us, progress)
@@ -143,9 +146,11 @@ impl Store {
                 .await;
             check_time = checking.elapsed();
             if let Some(why) = failed(&check) {
+                // The copy keeps no personal data: erasures on the source would never reach it.
+                self.backend().drop_personal_copy(tenant, to).await?;
                 return Err(StoreError::Cells(format!(
                     "the copy on cell {to} did not verify ({why}); nothing was switched, the \
-                     tenant stays on cell {} and its writes went on",
+                     tenant stays on cell {}",
                     pre.from
                 )));
             }
@@ -172,6 +177,11 @@ impl Store {
                 copied.from
             )));
         }
+        // The frozen copy left on the old cell keeps its records (the old placement's evidence)
+        // but no personal data: erasures on the new cell would never reach it.
+        self.backend()
+            .drop_personal_copy(tenant, &copied.from)
+            .await?;
         Ok(MoveReport {
             copied,
             check: check?,

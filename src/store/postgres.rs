@@ -51,6 +51,7 @@ pub(crate) struct PgDb {
 }
 
 impl PgDb {
+    /// The home database (with its cells, see [`cells`]).
     pub(crate) async fn open(
         url: &str,
         admin_url: Option<&str>,
@@ -58,6 +59,28 @@ impl PgDb {
         read_replicas: &[String],
         cells: &[(String, String)],
         replica_lag_max: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        Self::open_as(
+            url,
+            admin_url,
+            connections,
+            read_replicas,
+            cells,
+            replica_lag_max,
+            false,
+        )
+        .await
+    }
+
+    /// The home database, or (`as_cell`) one of its cells, which routes nothing itself.
+    async fn open_as(
+        url: &str,
+        admin_url: Option<&str>,
+        connections: u32,
+        read_replicas: &[String],
+        cells: &[(String, String)],
+        replica_lag_max: std::time::Duration,
+        as_cell: bool,
     ) -> Result<Self, StoreError> {
         let replicas = std::sync::Arc::new(replicas::Replicas::new(
             read_replicas,
@@ -91,7 +114,9 @@ impl PgDb {
             cells: None,
         };
         db.check_migrations().await?;
-        if !cells.is_empty() {
+        if !as_cell {
+            // Always, cells configured or not: a node must never read a tenant that moved to a
+            // cell it does not know from the frozen copy left here (it refuses instead).
             let c =
                 cells::Cells::open(db.pool.clone(), cells, connections, replica_lag_max).await?;
             c.watch();
@@ -320,6 +345,10 @@ impl Backend for PgDb {
     ) -> Result<crate::store::MoveCopied, StoreError> {
         self.fence_and_switch(tenant, to, now_us, pre, progress)
             .await
+    }
+
+    async fn drop_personal_copy(&self, tenant: &TenantId, cell: &str) -> Result<(), StoreError> {
+        PgDb::drop_personal_copy(self, tenant, cell).await
     }
 
     async fn move_finish(&self, tenant: &TenantId, to: &str) -> Result<(), StoreError> {
@@ -841,10 +870,20 @@ impl LedgerBackend for PgDb {
         c: &StoredCheckpoint,
     ) -> Result<(), StoreError> {
         let mut tx = self.ledger_tx(tenant).await?;
-        // Two instances may sign the same size; the tree is deterministic, so the first stays.
+        // Checkpoints of a tenant are stored one at a time, under its append lock, and never
+        // below a larger one: a checkpoint signed before another node stored a larger one is
+        // not stored after it (it would add nothing, and a tenant move copies the checkpoints
+        // above the largest of its snapshot). Two instances may sign the same size; the tree is
+        // deterministic, so the first stays.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('auditex:append:' || $1, 0))")
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO checkpoints (tenant_id, tree_size, root, signed_note, published_at_us)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, tree_size) DO NOTHING",
+             SELECT $1, $2, $3, $4, $5
+             WHERE NOT EXISTS (SELECT 1 FROM checkpoints WHERE tenant_id = $1 AND tree_size > $2)
+             ON CONFLICT (tenant_id, tree_size) DO NOTHING",
         )
         .bind(tenant.as_str())
         .bind(db_int(c.size.get()))

@@ -38,6 +38,9 @@ pub(crate) const REFRESH_EVERY: Duration = Duration::from_millis(250);
 /// The start of a move's target fence's reason; the source cell's name follows.
 const ARRIVING_FROM: &str = "arriving from cell ";
 
+/// Every how many placement reads the views' state is copied to the cells again (every 5 s).
+const MIRROR_EVERY_TICKS: u64 = 20;
+
 /// How long a move waits for writes that were under way when the source was fenced.
 const IN_FLIGHT_WAIT_MAX: Duration = Duration::from_secs(30);
 
@@ -81,7 +84,7 @@ pub(crate) struct Cells {
     cells: Vec<(String, PgDb)>,
     /// Tenant id → cell name, for tenants placed elsewhere than the home database.
     placement: RwLock<HashMap<String, String>>,
-    /// The placement table's stamp when it was read last (its row count and latest change).
+    /// The placement table's stamp when it was read last (the version of its latest change).
     stamp: std::sync::Mutex<String>,
 }
 
@@ -96,13 +99,14 @@ impl Cells {
         let mut cells = Vec::with_capacity(specs.len());
         let mut seen = vec![(HOME.to_owned(), database_identity(&home).await?)];
         for (name, url) in specs {
-            let db = Box::pin(PgDb::open(
+            let db = Box::pin(PgDb::open_as(
                 url,
                 None,
                 connections,
                 &[],
                 &[],
                 replica_lag_max,
+                true,
             ))
             .await
             .map_err(|e| StoreError::Cells(format!("cell {name}: {e}")))?;
@@ -124,6 +128,23 @@ impl Cells {
             stamp: std::sync::Mutex::new(String::new()),
         });
         cells.refresh().await?;
+        let mut unknown: Vec<String> = cells
+            .placement
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter(|c| cells.named(c).is_none())
+            .cloned()
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        if !unknown.is_empty() {
+            return Err(StoreError::Cells(format!(
+                "tenants are placed on cell(s) {} of which this node knows nothing: list every \
+                 cell in AUDITEX_CELLS (NAME=postgres://…), as on the other nodes",
+                unknown.join(", ")
+            )));
+        }
         cells.mirror_views().await?;
         Ok(cells)
     }
@@ -133,6 +154,7 @@ impl Cells {
     pub(crate) fn watch(self: &Arc<Self>) {
         let weak: Weak<Cells> = Arc::downgrade(self);
         tokio::spawn(async move {
+            let mut tick: u64 = 0;
             loop {
                 tokio::time::sleep(REFRESH_EVERY).await;
                 let Some(cells) = weak.upgrade() else { return };
@@ -143,6 +165,15 @@ impl Cells {
                     // The old placements stay in use: a tenant that moved meanwhile is fenced
                     // where this node still sends it, so its writes are refused, never lost.
                     tracing::warn!(error = %e, "could not read the tenant placements; keeping the last ones");
+                }
+                // The views' state again now and then: a copy that failed after a change on
+                // the home database (a cell briefly down) is made good.
+                tick += 1;
+                if tick % MIRROR_EVERY_TICKS == 0
+                    && !cells.cells.is_empty()
+                    && let Err(e) = cells.mirror_views().await
+                {
+                    tracing::warn!(error = %e, "could not copy the views' state to the cells");
                 }
             }
         });
@@ -232,12 +263,15 @@ impl Cells {
         for db in self.all() {
             let mut tx = db.pool().begin().await?;
             for (name, active, active_v, building, building_v, next) in &states {
-                sqlx::query(
+                let applied = sqlx::query_scalar(
                     "INSERT INTO projection_state (name, active_generation, active_version, building_generation, building_version, next_generation)
                      VALUES ($1, $2, $3, $4, $5, $6)
                      ON CONFLICT (name) DO UPDATE SET active_generation = EXCLUDED.active_generation,
                          active_version = EXCLUDED.active_version, building_generation = EXCLUDED.building_generation,
-                         building_version = EXCLUDED.building_version, next_generation = EXCLUDED.next_generation",
+                         building_version = EXCLUDED.building_version, next_generation = EXCLUDED.next_generation
+                     WHERE (projection_state.next_generation, projection_state.active_generation)
+                           < (EXCLUDED.next_generation, EXCLUDED.active_generation)
+                     RETURNING name",
                 )
                 .bind(name)
                 .bind(active)
@@ -245,8 +279,14 @@ impl Cells {
                 .bind(building)
                 .bind(building_v)
                 .bind(next)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
+                // Only ever forward: a copy read before a later change (another node's) must
+                // not put an older state back, nor recreate a purged generation's partitions.
+                let applied: Option<String> = applied;
+                if applied.is_none() {
+                    continue;
+                }
                 sqlx::query("SELECT views_add_generation($1, $2, true)")
                     .bind(name)
                     .bind(active)
@@ -450,6 +490,9 @@ impl PgDb {
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
+            // Rows an earlier attempt left of tables whose rows are deleted on the source (a
+            // witness removed, retention rules replaced) go first.
+            clear_on_target(target, tenant, REPLACED_WHOLE).await?;
             if erased_since {
                 clear_on_target(target, tenant, &["erasable_values", "data_keys"]).await?;
             }
@@ -506,7 +549,13 @@ impl PgDb {
         let mut copied = match copied {
             Ok(c) => c,
             Err(e) => {
-                // The tenant stays where it was and writes resume there.
+                // The tenant stays where it was and writes resume there; the target's copy keeps
+                // no personal data (erasures on the source would never reach it).
+                if let Err(u) =
+                    clear_on_target(target, tenant, &["erasable_values", "data_keys"]).await
+                {
+                    tracing::error!(error = %u, %tenant, cell = %to, "could not delete the personal data of a failed move's copy");
+                }
                 if let Err(u) = unfence(source, tenant).await {
                     tracing::error!(error = %u, %tenant, cell = %from, "could not lift the fence after a failed move; lift it with `auditex tenant move` again or by hand");
                 }
@@ -516,7 +565,8 @@ impl PgDb {
         let mut tx = self.tenant_tx(tenant).await?;
         sqlx::query(
             "INSERT INTO tenant_placements (tenant_id, cell, placed_at_us) VALUES ($1, $2, $3)
-             ON CONFLICT (tenant_id) DO UPDATE SET cell = EXCLUDED.cell, placed_at_us = EXCLUDED.placed_at_us",
+             ON CONFLICT (tenant_id) DO UPDATE SET cell = EXCLUDED.cell, placed_at_us = EXCLUDED.placed_at_us,
+                 version = nextval('tenant_placement_versions')",
         )
         .bind(tenant.as_str())
         .bind(to)
@@ -527,6 +577,27 @@ impl PgDb {
         cells.refresh().await?;
         copied.fenced_copy = fenced.elapsed();
         Ok(copied)
+    }
+
+    /// Deletes the personal data (sealed values and their keys) of `tenant`'s copy on `cell`,
+    /// which must not be the cell it lives on: the frozen copy a move left behind, or a copy a
+    /// failed move made. Its records keep only their salted commitments, which reveal nothing.
+    pub(crate) async fn drop_personal_copy(
+        &self,
+        tenant: &TenantId,
+        cell: &str,
+    ) -> Result<(), StoreError> {
+        if self.stored_placement(tenant).await? == cell {
+            return Err(StoreError::Cells(format!(
+                "tenant {tenant} lives on cell {cell}: its personal data there is not a copy"
+            )));
+        }
+        clear_on_target(
+            self.cell_db(cell)?,
+            tenant,
+            &["erasable_values", "data_keys"],
+        )
+        .await
     }
 
     /// Lifts the target's fence: the tenant's writes go to its new cell from now on.
@@ -703,13 +774,20 @@ async fn copy_rows(
     // the target: every column, whatever the table, with the database's own text forms.
     let select =
         format!("SELECT row_to_json(t)::text FROM {table} AS t WHERE tenant_id = $1{filter}");
-    // A signing key's end and sealing may change after the snapshot (a rotation, a master-key
-    // rotation): the later copy brings them; every other row never changes once written, or is
-    // deleted and copied again whole.
-    let conflict = if table == "signing_keys" {
-        "ON CONFLICT (tenant_id, key_id) DO UPDATE SET until_seq = EXCLUDED.until_seq, sealed_secret = EXCLUDED.sealed_secret"
-    } else {
-        "ON CONFLICT DO NOTHING"
+    // The rows that may change once written take the source's columns again (a key's end and
+    // sealing, a hold's lifting, who may read the tiles); the rest never change once written, or
+    // are deleted on the target and copied again whole (`REPLACED_WHOLE`).
+    let conflict = match table {
+        "signing_keys" => {
+            "ON CONFLICT (tenant_id, key_id) DO UPDATE SET until_seq = EXCLUDED.until_seq, sealed_secret = EXCLUDED.sealed_secret"
+        }
+        "legal_holds" => {
+            "ON CONFLICT (tenant_id, hold_seq) DO UPDATE SET lifted_seq = EXCLUDED.lifted_seq, lifted_reason = EXCLUDED.lifted_reason, lifted_at_us = EXCLUDED.lifted_at_us"
+        }
+        "tenant_tile_access" => {
+            "ON CONFLICT (tenant_id) DO UPDATE SET public = EXCLUDED.public, changed_at_us = EXCLUDED.changed_at_us"
+        }
+        _ => "ON CONFLICT DO NOTHING",
     };
     let insert = format!(
         "INSERT INTO {table} SELECT * FROM json_populate_recordset(NULL::{table}, $1::json) {conflict}"
@@ -775,6 +853,10 @@ async fn clear_on_target(
     to.commit().await?;
     Ok(())
 }
+
+/// The tables whose rows the service deletes as well as writes (besides the personal data and
+/// the views): a move deletes the tenant's rows of them on the target before copying them.
+const REPLACED_WHOLE: &[&str] = &["tenant_witnesses", "retention_rules"];
 
 /// Whether `table` is one of the views (derived from the ledger, re-folded by the runner).
 fn is_view(table: &str) -> bool {

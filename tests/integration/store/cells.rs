@@ -52,6 +52,10 @@ fn whole(subject: &str) -> SubjectErasure {
 }
 
 async fn rows_of(url: &str, tenant: &str) -> i64 {
+    count_of(url, tenant, "records").await
+}
+
+async fn count_of(url: &str, tenant: &str, table: &str) -> i64 {
     let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
     let mut tx = c.begin().await.expect("begin");
     sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
@@ -59,11 +63,13 @@ async fn rows_of(url: &str, tenant: &str) -> i64 {
         .execute(&mut *tx)
         .await
         .expect("tenant set");
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM records WHERE tenant_id = $1")
-        .bind(tenant)
-        .fetch_one(&mut *tx)
-        .await
-        .expect("count");
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {table} WHERE tenant_id = $1"
+    )))
+    .bind(tenant)
+    .fetch_one(&mut *tx)
+    .await
+    .expect("count");
     n
 }
 
@@ -224,16 +230,45 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
     append_many(&second, &tenant, 5, 5).await;
     assert_eq!(read_chain(&store, &tenant).await.len(), after + 5);
 
-    // A node that does not know of the move (no cells configured) finds the source fenced:
-    // its write is refused, retryably, and nothing lands there.
-    let stale = home.open().await;
-    let refused = stale.append(&tenant, decisions(1)).await;
-    let err = refused.expect_err("the fenced source refuses the append");
+    // A node that does not know the cell refuses to start rather than read the frozen copy.
+    match Store::open(home.config()).await {
+        Err(StoreError::Cells(why)) => assert!(why.contains("cell(s) b"), "{why}"),
+        other => panic!("a node without the cell opened: {:?}", other.map(|_| ())),
+    }
+    // Whatever writes to the old copy (a node that has not yet read the new placement) is
+    // refused by the database itself, retryably.
+    let mut c = sqlx::PgConnection::connect(home.postgres_app_url())
+        .await
+        .expect("connect");
+    let mut tx = c.begin().await.expect("begin");
+    sqlx::query("SELECT set_config('app.tenant_id', 'acme', true)")
+        .execute(&mut *tx)
+        .await
+        .expect("tenant set");
+    let refused = sqlx::query(
+        "INSERT INTO checkpoints (tenant_id, tree_size, root, signed_note, published_at_us) VALUES ('acme', 999999, decode(repeat('00', 32), 'hex'), 'x', 1)",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect_err("the fence refuses the write");
+    let refused = StoreError::from(refused);
     assert!(
-        err.to_string().contains("fenced") || err.to_string().contains("moved"),
-        "{err}"
+        matches!(refused, StoreError::TenantFenced(_)),
+        "{refused:?}"
     );
+    assert!(refused.is_retryable());
+    drop(tx);
     assert_eq!(rows_of(home.postgres_app_url(), "acme").await, before_i);
+    // The frozen copy keeps its records but none of the personal data.
+    assert_eq!(
+        count_of(home.postgres_app_url(), "acme", "erasable_values").await,
+        0
+    );
+    assert_eq!(
+        count_of(home.postgres_app_url(), "acme", "data_keys").await,
+        0
+    );
+    assert!(count_of(cell.postgres_app_url(), "acme", "erasable_values").await > 0);
 
     // Back onto the old copy: refused, and the tenant stays writable where it is.
     match store.move_tenant(&tenant, "home", &|_, _| {}).await {
