@@ -169,7 +169,7 @@ impl Cells {
                 // The views' state again now and then: a copy that failed after a change on
                 // the home database (a cell briefly down) is made good.
                 tick += 1;
-                if tick % MIRROR_EVERY_TICKS == 0
+                if tick.is_multiple_of(MIRROR_EVERY_TICKS)
                     && !cells.cells.is_empty()
                     && let Err(e) = cells.mirror_views().await
                 {
