@@ -12,8 +12,8 @@ use serde_json::json;
 use sqlx::Connection;
 
 use crate::support::{
-    Backend, TestDb, append_many, assert_valid_chain, decision_payload, decisions,
-    decisions_served, new_event_id, postgres_tests, read_chain, tenant_id,
+    Backend, TestDb, append_many, assert_valid_chain, decision_payload, decisions_served,
+    new_event_id, postgres_tests, read_chain, tenant_id,
 };
 
 postgres_tests!(
