@@ -202,7 +202,8 @@ pub async fn rollback(store: &StoreSettings, command: RollbackCommand) -> CliRes
 /// standard error, then prints the JSON report.
 ///
 /// # Errors
-/// Whatever the move failed with (the tenant then stays where it was).
+/// Whatever the move failed with: before its switch the tenant stays where it was; after it
+/// (the final check), the tenant is on its new cell and the error says so.
 pub async fn move_tenant(s: &Store, tenant: &TenantId, to: &str) -> CliResult {
     let names = s.cell_names();
     if !names.iter().any(|n| n == to) {
