@@ -155,16 +155,27 @@ impl Cells {
         let weak: Weak<Cells> = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick: u64 = 0;
+            let mut failing = false;
             loop {
                 tokio::time::sleep(REFRESH_EVERY).await;
                 let Some(cells) = weak.upgrade() else { return };
                 if cells.home.is_closed() {
                     return;
                 }
-                if let Err(e) = cells.refresh_if_changed().await {
+                match cells.refresh_if_changed().await {
                     // The old placements stay in use: a tenant that moved meanwhile is fenced
                     // where this node still sends it, so its writes are refused, never lost.
-                    tracing::warn!(error = %e, "could not read the tenant placements; keeping the last ones");
+                    // Said once per outage, not four times a second.
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "could not read the tenant placements; keeping the last ones");
+                    }
+                    Err(_) => {}
+                    Ok(()) if failing => {
+                        failing = false;
+                        tracing::info!("the tenant placements are read again");
+                    }
+                    Ok(()) => {}
                 }
                 // The views' state again now and then: a copy that failed after a change on
                 // the home database (a cell briefly down) is made good.
