@@ -305,6 +305,10 @@ pub enum TenantCommand {
     Create {
         /// Tenant id: 1-63 characters of a-z, 0-9 and '-'.
         id: String,
+        /// PostgreSQL with tenant cells: the cell to place the new tenant on (it is created on
+        /// the home database and moved there at once; see `tenant move`).
+        #[arg(long = "on-cell", value_name = "CELL")]
+        on_cell: Option<String>,
     },
     /// List tenants.
     List,
@@ -918,10 +922,30 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Tenant { command, store } => {
             let s = open(&store.settings()).await?;
             match command {
-                TenantCommand::Create { id } => {
+                TenantCommand::Create { id, on_cell: cell } => {
                     let tenant = tenant_id(&id)?;
+                    if let Some(cell) = &cell
+                        && !s.cell_names().iter().any(|n| n == cell)
+                    {
+                        s.shutdown().await;
+                        return Err(format!(
+                            "no cell named {cell} is configured (cells: {}; set AUDITEX_CELLS)",
+                            s.cell_names().join(", ")
+                        )
+                        .into());
+                    }
                     let key = s.create_tenant(&tenant).await?;
                     let vkey = VerifierKey::new(&s.origin(&tenant).await?, key.public_key)?;
+                    if let Some(cell) = cell.filter(|c| c != "home")
+                        && let Err(e) = s.move_tenant(&tenant, &cell, &|_, _| {}).await
+                    {
+                        s.shutdown().await;
+                        return Err(format!(
+                            "created tenant {tenant} on the home database, but could not place \
+                             it on cell {cell}: {e} (run `auditex tenant move {tenant} --to {cell}`)"
+                        )
+                        .into());
+                    }
                     println!("created tenant {tenant}");
                     println!("signing key id: {}", key.key_id);
                     println!("checkpoint verifier key: {vkey}");
@@ -1365,6 +1389,13 @@ mod tests {
     use std::time::Duration;
 
     use super::{known_settings, rebuild_summary};
+
+    #[test]
+    fn every_command_s_flags_are_well_formed() {
+        // clap checks names and conflicts only when a command is parsed, and only in debug
+        // builds: a flag clashing with a global one would panic the first user of that command.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 
     #[test]
     fn a_rebuild_the_running_service_finished_is_not_credited_to_the_command() {
