@@ -509,7 +509,7 @@ impl Appender {
                     _ => tracing::warn!(tenant = %self.tenant, error = %e, "append group failed"),
                 }
                 for p in pending {
-                    let _ = p.reply.send(Err(AppendError::Store(same_error(&e))));
+                    let _ = p.reply.send(Err(AppendError::Store(e.for_another_caller())));
                 }
             }
         }
@@ -1198,28 +1198,6 @@ impl Appender {
                 .record(&self.tenant, &erasure_records)?;
         }
         Ok(records)
-    }
-}
-
-/// An error like `e` for each caller of a failed group: the same kind (so each caller is told
-/// "storage full" or "retry later" as the first one is), the same message.
-fn same_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Unavailable(err) => StoreError::Unavailable(Arc::clone(err)),
-        StoreError::StorageFull(detail) => StoreError::StorageFull(detail.clone()),
-        StoreError::TenantFenced(detail) => StoreError::TenantFenced(detail.clone()),
-        StoreError::NotPrimary(detail) => StoreError::NotPrimary(detail.clone()),
-        StoreError::Cells(detail) => StoreError::Cells(detail.clone()),
-        StoreError::ClockBehind { behind, allowed } => StoreError::ClockBehind {
-            behind: *behind,
-            allowed: *allowed,
-        },
-        // Each caller is told the tenant is held (an erasure committed but not journaled).
-        StoreError::ErasureJournal { tenant, problem } => StoreError::ErasureJournal {
-            tenant: tenant.clone(),
-            problem: problem.clone(),
-        },
-        _ => StoreError::Corrupt(e.to_string()),
     }
 }
 

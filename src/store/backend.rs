@@ -109,12 +109,6 @@ pub(crate) trait Backend: LedgerBackend + AccessBackend + ViewBackend {
         Ok(super::cells::HOME.to_owned())
     }
 
-    /// Why `tenant` is fenced on the database holding its ledger (see `postgres/cells.rs`), if it
-    /// is: a node reading a tenant's old cell sees an older chain than it may have published.
-    async fn fence(&self, _tenant: &TenantId) -> Result<Option<String>, StoreError> {
-        Ok(None)
-    }
-
     /// A move's first half: the copy of one snapshot, writes going on (see
     /// [`super::Store::move_tenant`]).
     async fn move_precopy(

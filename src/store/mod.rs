@@ -413,6 +413,49 @@ impl From<sqlx::Error> for StoreError {
 }
 
 impl StoreError {
+    /// The same error for another caller (every caller of a failed group commit is told what
+    /// the first one is): the same kind, so that each is told "storage full", "retry later" or
+    /// "held" alike, and the same message. Every variant is named, so a new one gets a decision
+    /// here rather than turning into another kind. An error holding a value that cannot be
+    /// copied (an I/O error inside a crypto error) is passed on as its message.
+    pub(crate) fn for_another_caller(&self) -> StoreError {
+        use StoreError as E;
+        match self {
+            E::Unavailable(err) => E::Unavailable(std::sync::Arc::clone(err)),
+            E::Schema(d) => E::Schema(d.clone()),
+            E::InvalidDatabaseUrl(d) => E::InvalidDatabaseUrl(d.clone()),
+            E::SqliteTooOld { found } => E::SqliteTooOld {
+                found: found.clone(),
+            },
+            E::UnknownTenant => E::UnknownTenant,
+            E::TenantExists(d) => E::TenantExists(d.clone()),
+            E::StorageFull(d) => E::StorageFull(d.clone()),
+            E::ClockBehind { behind, allowed } => E::ClockBehind {
+                behind: *behind,
+                allowed: *allowed,
+            },
+            E::Corrupt(d) => E::Corrupt(d.clone()),
+            E::Duplicate(d) => E::Duplicate(d.clone()),
+            E::ViewNotReady(d) => E::ViewNotReady(d.clone()),
+            E::ProjectionPanicked(d) => E::ProjectionPanicked(d.clone()),
+            E::OutOfRange(d) => E::OutOfRange(d.clone()),
+            E::Crypto(c) => E::Corrupt(c.to_string()),
+            E::RollbackUnacknowledged { tenant, problem } => E::RollbackUnacknowledged {
+                tenant: tenant.clone(),
+                problem: problem.clone(),
+            },
+            E::Witness(d) => E::Witness(d.clone()),
+            E::ErasureJournal { tenant, problem } => E::ErasureJournal {
+                tenant: tenant.clone(),
+                problem: problem.clone(),
+            },
+            E::Backup(d) => E::Backup(d.clone()),
+            E::NotPrimary(d) => E::NotPrimary(d.clone()),
+            E::TenantFenced(d) => E::TenantFenced(d.clone()),
+            E::Cells(d) => E::Cells(d.clone()),
+        }
+    }
+
     /// Whether the same request may succeed if retried later (database unreachable, storage
     /// full, clock behind).
     pub fn is_retryable(&self) -> bool {

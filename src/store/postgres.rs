@@ -321,10 +321,6 @@ impl Backend for PgDb {
         self.stored_placement(tenant).await
     }
 
-    async fn fence(&self, tenant: &TenantId) -> Result<Option<String>, StoreError> {
-        self.ledger_fence(tenant).await
-    }
-
     async fn move_precopy(
         &self,
         tenant: &TenantId,

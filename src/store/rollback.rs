@@ -613,12 +613,6 @@ async fn check_tenant_on_open(
     match read_latest(dir, &tenant) {
         Err(problem) => guard.hold(&tenant, RollbackProblem::Unreadable { path, problem }),
         Ok(Some(w)) => match compare(store, &tenant, w).await? {
-            // The tenant moved to another cell and this node reads its frozen old copy: not a
-            // rollback (nothing can be appended there, the fence refuses it), a configuration
-            // to correct.
-            Some(_) if let Some(why) = store.backend().fence(&tenant).await? => {
-                tracing::warn!(%tenant, fence = %why, "the tenant's ledger where this node reads it is fenced and older than checkpoints this node published: list the tenant's cell in AUDITEX_CELLS");
-            }
             Some(problem) => guard.hold(&tenant, problem),
             None => {
                 *witnessed = Some(w);
@@ -740,11 +734,6 @@ pub(crate) async fn witness(
                 }
             };
             if let Some(problem) = problem {
-                if let Some(why) = store.backend().fence(tenant).await? {
-                    return Err(StoreError::TenantFenced(format!(
-                        "tenant {tenant} is fenced where this node reads it: {why}"
-                    )));
-                }
                 guard.hold(tenant, problem.clone());
                 return Err(StoreError::RollbackUnacknowledged {
                     tenant: tenant.to_string(),

@@ -620,14 +620,6 @@ impl PgDb {
         unfence(self.cell_db(to)?, tenant).await
     }
 
-    /// Why `tenant` is fenced where this node reads its ledger, if it is.
-    pub(crate) async fn ledger_fence(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Option<String>, StoreError> {
-        fence_reason(self.ledger_db(tenant)?, tenant).await
-    }
-
     /// The configured cells' names, the home database first (just `home` without cells).
     pub(crate) fn cell_list(&self) -> Vec<String> {
         self.cells
