@@ -509,7 +509,9 @@ impl Appender {
                     _ => tracing::warn!(tenant = %self.tenant, error = %e, "append group failed"),
                 }
                 for p in pending {
-                    let _ = p.reply.send(Err(AppendError::Store(e.for_another_caller())));
+                    let _ = p
+                        .reply
+                        .send(Err(AppendError::Store(e.for_another_caller())));
                 }
             }
         }

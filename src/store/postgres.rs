@@ -51,7 +51,9 @@ pub(crate) struct PgDb {
 }
 
 impl PgDb {
-    /// The home database (with its cells, see [`cells`]).
+    /// The home database, with its cells (see [`cells`]): always, cells configured or not, so
+    /// that a node never reads a tenant that moved to a cell it does not know from the frozen
+    /// copy left here (it refuses to start instead).
     pub(crate) async fn open(
         url: &str,
         admin_url: Option<&str>,
@@ -60,27 +62,21 @@ impl PgDb {
         cells: &[(String, String)],
         replica_lag_max: std::time::Duration,
     ) -> Result<Self, StoreError> {
-        Self::open_as(
-            url,
-            admin_url,
-            connections,
-            read_replicas,
-            cells,
-            replica_lag_max,
-            false,
-        )
-        .await
+        let mut db =
+            PgDb::connect(url, admin_url, connections, read_replicas, replica_lag_max).await?;
+        let c = cells::Cells::open(db.pool.clone(), cells, connections, replica_lag_max).await?;
+        c.watch();
+        db.cells = Some(c);
+        Ok(db)
     }
 
-    /// The home database, or (`as_cell`) one of its cells, which routes nothing itself.
-    async fn open_as(
+    /// One database, routing nothing: the home database before its cells are added, or a cell.
+    async fn connect(
         url: &str,
         admin_url: Option<&str>,
         connections: u32,
         read_replicas: &[String],
-        cells: &[(String, String)],
         replica_lag_max: std::time::Duration,
-        as_cell: bool,
     ) -> Result<Self, StoreError> {
         let replicas = std::sync::Arc::new(replicas::Replicas::new(
             read_replicas,
@@ -107,21 +103,13 @@ impl PgDb {
         let state = std::sync::Arc::new(nodes::PrimaryState::new(nodes.label(primary)));
         nodes::watch(pool.clone(), nodes, primary, state.clone());
         replicas.clone().watch(pool.clone());
-        let mut db = PgDb {
+        let db = PgDb {
             pool,
             primary: state,
             replicas,
             cells: None,
         };
         db.check_migrations().await?;
-        if !as_cell {
-            // Always, cells configured or not: a node must never read a tenant that moved to a
-            // cell it does not know from the frozen copy left here (it refuses instead).
-            let c =
-                cells::Cells::open(db.pool.clone(), cells, connections, replica_lag_max).await?;
-            c.watch();
-            db.cells = Some(c);
-        }
         Ok(db)
     }
 

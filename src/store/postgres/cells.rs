@@ -97,19 +97,14 @@ impl Cells {
         replica_lag_max: Duration,
     ) -> Result<Arc<Cells>, StoreError> {
         let mut cells = Vec::with_capacity(specs.len());
-        let mut seen = vec![(HOME.to_owned(), database_identity(&home).await?)];
+        let mut seen = Vec::new();
+        if !specs.is_empty() {
+            seen.push((HOME.to_owned(), database_identity(&home).await?));
+        }
         for (name, url) in specs {
-            let db = Box::pin(PgDb::open_as(
-                url,
-                None,
-                connections,
-                &[],
-                &[],
-                replica_lag_max,
-                true,
-            ))
-            .await
-            .map_err(|e| StoreError::Cells(format!("cell {name}: {e}")))?;
+            let db = PgDb::connect(url, None, connections, &[], replica_lag_max)
+                .await
+                .map_err(|e| StoreError::Cells(format!("cell {name}: {e}")))?;
             // Two names for one database would let a move copy a tenant onto itself.
             let identity = database_identity(db.pool()).await?;
             if let Some((other, _)) = seen.iter().find(|(_, i)| *i == identity) {
@@ -181,7 +176,6 @@ impl Cells {
                 // the home database (a cell briefly down) is made good.
                 tick += 1;
                 if tick.is_multiple_of(MIRROR_EVERY_TICKS)
-                    && !cells.cells.is_empty()
                     && let Err(e) = cells.mirror_views().await
                 {
                     tracing::warn!(error = %e, "could not copy the views' state to the cells");
@@ -192,26 +186,34 @@ impl Cells {
 
     /// Reads every placement again if the placement table changed since the last read.
     async fn refresh_if_changed(&self) -> Result<(), StoreError> {
-        let stamp: String = sqlx::query_scalar("SELECT tenant_placement_stamp()")
-            .fetch_one(&self.home)
-            .await?;
-        let last = self
+        let stamp = self.stamp().await?;
+        let unchanged = *self
             .stamp
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if stamp != last {
-            self.refresh().await?;
+            == stamp;
+        if unchanged {
+            return Ok(());
         }
-        Ok(())
+        self.load(stamp).await
     }
 
     /// Reads every placement from the home database.
     pub(crate) async fn refresh(&self) -> Result<(), StoreError> {
-        // The stamp first: a change made between the two reads is read again next time.
-        let stamp: String = sqlx::query_scalar("SELECT tenant_placement_stamp()")
+        let stamp = self.stamp().await?;
+        self.load(stamp).await
+    }
+
+    /// The placement table's version (see migration 0028).
+    async fn stamp(&self) -> Result<String, StoreError> {
+        Ok(sqlx::query_scalar("SELECT tenant_placement_stamp()")
             .fetch_one(&self.home)
-            .await?;
+            .await?)
+    }
+
+    /// Reads every placement, remembering `stamp`, read before them: a change made meanwhile is
+    /// read again next time.
+    async fn load(&self, stamp: String) -> Result<(), StoreError> {
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT tenant_id, cell FROM tenant_placement_list()")
                 .fetch_all(&self.home)
@@ -265,6 +267,9 @@ impl Cells {
     /// Copies the home database's projection state (every projection's active and building
     /// generation) to every cell, with the partitions those generations need there.
     pub(crate) async fn mirror_views(&self) -> Result<(), StoreError> {
+        if self.cells.is_empty() {
+            return Ok(());
+        }
         type StateRow = (String, i64, i32, Option<i64>, Option<i32>, i64);
         let states: Vec<StateRow> = sqlx::query_as(
             "SELECT name, active_generation, active_version, building_generation, building_version, next_generation FROM projection_state",
@@ -274,7 +279,7 @@ impl Cells {
         for db in self.all() {
             let mut tx = db.pool().begin().await?;
             for (name, active, active_v, building, building_v, next) in &states {
-                let applied = sqlx::query_scalar(
+                let applied = sqlx::query_scalar::<_, String>(
                     "INSERT INTO projection_state (name, active_generation, active_version, building_generation, building_version, next_generation)
                      VALUES ($1, $2, $3, $4, $5, $6)
                      ON CONFLICT (name) DO UPDATE SET active_generation = EXCLUDED.active_generation,
@@ -294,7 +299,6 @@ impl Cells {
                 .await?;
                 // Only ever forward: a copy read before a later change (another node's) must
                 // not put an older state back, nor recreate a purged generation's partitions.
-                let applied: Option<String> = applied;
                 if applied.is_none() {
                     continue;
                 }
@@ -353,10 +357,11 @@ impl PgDb {
         }
     }
 
-    /// The configured cells (see [`Cells`]); `None` without `AUDITEX_CELLS`.
+    /// The configured cells (see [`Cells`]): the home database has them (none configured is an
+    /// empty list), a cell's own `PgDb` does not.
     fn cells(&self) -> Result<&Arc<Cells>, StoreError> {
         self.cells.as_ref().ok_or_else(|| {
-            StoreError::Cells("no cells are configured: set AUDITEX_CELLS on every node".into())
+            StoreError::Cells("a cell's database routes no tenant: ask the home database".into())
         })
     }
 
@@ -400,7 +405,7 @@ impl PgDb {
         progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
     ) -> Result<MovePrecopy, StoreError> {
         self.cells()?;
-        if !self.tenant_exists_here(tenant).await? {
+        if !crate::store::backend::LedgerBackend::tenant_exists(self, tenant).await? {
             return Err(StoreError::UnknownTenant);
         }
         // One move of a tenant at a time, across every process: a session lock on the home
@@ -620,22 +625,11 @@ impl PgDb {
         unfence(self.cell_db(to)?, tenant).await
     }
 
-    /// The configured cells' names, the home database first (just `home` without cells).
+    /// The configured cells' names, the home database first.
     pub(crate) fn cell_list(&self) -> Vec<String> {
         self.cells
             .as_ref()
             .map_or_else(|| vec![HOME.to_owned()], |c| c.names())
-    }
-
-    async fn tenant_exists_here(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1::BIGINT FROM tenants WHERE tenant_id = $1")
-                .bind(tenant.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        tx.commit().await?;
-        Ok(found.is_some())
     }
 }
 
@@ -672,30 +666,32 @@ async fn ledger_rows(db: &PgDb, tenant: &TenantId) -> Result<i64, StoreError> {
     Ok(n)
 }
 
-/// Fences `tenant` on `db` (keeping an existing fence's reason).
-async fn fence(db: &PgDb, tenant: &TenantId, reason: &str, now_us: u64) -> Result<(), StoreError> {
-    let mut tx = db.tenant_tx(tenant).await?;
+/// The statement that fences `tenant` (keeping an existing fence's reason).
+fn fence_row(
+    tenant: &TenantId,
+    reason: &str,
+    now_us: u64,
+) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
     sqlx::query(
         "INSERT INTO tenant_fences (tenant_id, reason, fenced_at_us) VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO NOTHING",
     )
-    .bind(tenant.as_str())
-    .bind(reason)
+    .bind(tenant.as_str().to_owned())
+    .bind(reason.to_owned())
     .bind(crate::store::db_int(now_us))
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
+}
+
+/// Fences `tenant` on `db` (keeping an existing fence's reason).
+async fn fence(db: &PgDb, tenant: &TenantId, reason: &str, now_us: u64) -> Result<(), StoreError> {
+    db.execute_for(tenant, fence_row(tenant, reason, now_us))
+        .await
+        .map(drop)
 }
 
 /// Lifts `tenant`'s fence on `db`.
 async fn unfence(db: &PgDb, tenant: &TenantId) -> Result<(), StoreError> {
-    let mut tx = db.tenant_tx(tenant).await?;
-    sqlx::query("DELETE FROM tenant_fences WHERE tenant_id = $1")
-        .bind(tenant.as_str())
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(())
+    let lift = sqlx::query("DELETE FROM tenant_fences WHERE tenant_id = $1")
+        .bind(tenant.as_str().to_owned());
+    db.execute_for(tenant, lift).await.map(drop)
 }
 
 /// Fences the source of a move and waits until no write of the tenant can still land there:
@@ -714,14 +710,7 @@ async fn fence_source(
         .bind(tenant.as_str())
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO tenant_fences (tenant_id, reason, fenced_at_us) VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO NOTHING",
-    )
-    .bind(tenant.as_str())
-    .bind(reason)
-    .bind(crate::store::db_int(now_us))
-    .execute(&mut *tx)
-    .await?;
+    fence_row(tenant, reason, now_us).execute(&mut *tx).await?;
     tx.commit().await?;
     let writing: Result<Vec<String>, sqlx::Error> =
         sqlx::query_scalar("SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x")

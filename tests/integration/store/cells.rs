@@ -51,6 +51,16 @@ fn whole(subject: &str) -> SubjectErasure {
     }
 }
 
+/// Waits until the store's views have applied every record.
+async fn caught_up(store: &Store) {
+    store
+        .views_runner()
+        .clone()
+        .catch_up(store)
+        .await
+        .expect("views");
+}
+
 async fn rows_of(url: &str, tenant: &str) -> i64 {
     count_of(url, tenant, "records").await
 }
@@ -79,6 +89,8 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
     let home = TestDb::new(&backend).await;
     let cell = TestDb::new(&backend).await;
     let store = open_with_cell(&home, &cell).await;
+    // A second node, running through the move: it must follow the new placement by itself.
+    let second = open_with_cell(&home, &cell).await;
     let tenant = tenant_id("acme");
     let other = tenant_id("other");
     store.create_tenant(&tenant).await.expect("tenant");
@@ -129,12 +141,7 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
     store.set_tiles_public(&tenant, true).await.expect("public");
     let before = store.tree_size(&tenant).await.expect("size").get();
     store.publish_checkpoints().await.expect("publish");
-    store
-        .views_runner()
-        .clone()
-        .catch_up(&store)
-        .await
-        .expect("views");
+    caught_up(&store).await;
     let served = decisions_served(&store, &tenant).await;
     assert_eq!(store.placement(&tenant).await.expect("placement"), "home");
 
@@ -191,12 +198,7 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
     // Appends continue the same chain on the new cell; the views were carried along.
     append_many(&store, &tenant, 30, 30).await;
     store.publish_checkpoints().await.expect("publish");
-    store
-        .views_runner()
-        .clone()
-        .catch_up(&store)
-        .await
-        .expect("views");
+    caught_up(&store).await;
     assert_eq!(decisions_served(&store, &tenant).await, served + 30);
     let chain = read_chain(&store, &tenant).await;
     let after = usize::try_from(before).expect("fits") + 30;
@@ -225,8 +227,7 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
         "only the moved tenant"
     );
 
-    // A second node with the same cells routes the same way.
-    let second = open_with_cell(&home, &cell).await;
+    // The second node, opened before the move, appends on the new cell.
     append_many(&second, &tenant, 5, 5).await;
     assert_eq!(read_chain(&store, &tenant).await.len(), after + 5);
 
@@ -323,12 +324,7 @@ async fn appends_and_an_erasure_made_while_the_move_copies_are_on_the_new_cell(b
         .await
         .expect("dave");
     store.publish_checkpoints().await.expect("publish");
-    store
-        .views_runner()
-        .clone()
-        .catch_up(&store)
-        .await
-        .expect("views");
+    caught_up(&store).await;
     let before = store.tree_size(&tenant).await.expect("size").get();
 
     // While the copy made before the fence runs (its last table), another node appends and
@@ -387,12 +383,7 @@ async fn appends_and_an_erasure_made_while_the_move_copies_are_on_the_new_cell(b
         .await
         .expect("values");
     assert_eq!(kept.len(), 1);
-    store
-        .views_runner()
-        .clone()
-        .catch_up(&store)
-        .await
-        .expect("views");
+    caught_up(&store).await;
     let served = decisions_served(&store, &tenant).await;
     assert_eq!(
         served,
