@@ -38,6 +38,12 @@ pub(crate) const REFRESH_EVERY: Duration = Duration::from_millis(250);
 /// The start of a move's target fence's reason; the source cell's name follows.
 const ARRIVING_FROM: &str = "arriving from cell ";
 
+/// The start of a moved tenant's fence on the cell it left; the new cell's name follows.
+const MOVED_TO: &str = "moved to cell ";
+
+/// The tables of a tenant's personal data: sealed values and the keys that open them.
+const PERSONAL: &[&str] = &["erasable_values", "data_keys"];
+
 /// Every how many placement reads the views' state is copied to the cells again (every 5 s).
 const MIRROR_EVERY_TICKS: u64 = 20;
 
@@ -438,6 +444,15 @@ impl PgDb {
                     ..MovePrecopy::default()
                 });
             }
+            // A move killed after it resumed writes but before it emptied the old copy of
+            // personal data: run again, it does that now.
+            let left = format!("{MOVED_TO}{to}");
+            for name in self.cell_list() {
+                let db = self.cell_db(&name)?;
+                if name != to && fence_reason(db, tenant).await?.as_deref() == Some(left.as_str()) {
+                    clear_on_target(db, tenant, PERSONAL).await?;
+                }
+            }
             return Err(StoreError::Cells(format!(
                 "tenant {tenant} is already on cell {to}"
             )));
@@ -484,7 +499,7 @@ impl PgDb {
         let target = self.cell_db(to)?;
         // The source: no write of the tenant lands there from the fence on.
         let fenced = std::time::Instant::now();
-        fence_source(source, tenant, &format!("moved to cell {to}"), now_us).await?;
+        fence_source(source, tenant, &format!("{MOVED_TO}{to}"), now_us).await?;
         let copied = async {
             let mut out = MoveCopied {
                 from: from.clone(),
@@ -510,7 +525,7 @@ impl PgDb {
             // witness removed, retention rules replaced) go first.
             clear_on_target(target, tenant, REPLACED_WHOLE).await?;
             if erased_since {
-                clear_on_target(target, tenant, &["erasable_values", "data_keys"]).await?;
+                clear_on_target(target, tenant, PERSONAL).await?;
             }
             for table in TENANT_TABLES {
                 if is_view(table) {
@@ -567,9 +582,7 @@ impl PgDb {
             Err(e) => {
                 // The tenant stays where it was and writes resume there; the target's copy keeps
                 // no personal data (erasures on the source would never reach it).
-                if let Err(u) =
-                    clear_on_target(target, tenant, &["erasable_values", "data_keys"]).await
-                {
+                if let Err(u) = clear_on_target(target, tenant, PERSONAL).await {
                     tracing::error!(error = %u, %tenant, cell = %to, "could not delete the personal data of a failed move's copy");
                 }
                 if let Err(u) = unfence(source, tenant).await {
@@ -608,12 +621,7 @@ impl PgDb {
                 "tenant {tenant} lives on cell {cell}: its personal data there is not a copy"
             )));
         }
-        clear_on_target(
-            self.cell_db(cell)?,
-            tenant,
-            &["erasable_values", "data_keys"],
-        )
-        .await
+        clear_on_target(self.cell_db(cell)?, tenant, PERSONAL).await
     }
 
     /// Lifts the target's fence: the tenant's writes go to its new cell from now on.
@@ -907,7 +915,7 @@ async fn precopy(
     let mutable: Vec<&str> = PRECOPIED
         .iter()
         .copied()
-        .filter(|t| is_view(t) || *t == "data_keys" || *t == "erasable_values")
+        .filter(|t| is_view(t) || PERSONAL.contains(t))
         .collect();
     clear_on_target(target, tenant, &mutable).await?;
     let begin = super::begin_for(tenant)?.replacen(

@@ -269,6 +269,35 @@ async fn a_moved_tenant_keeps_one_chain_its_views_and_its_checkpoints_on_its_new
         count_of(home.postgres_app_url(), "acme", "data_keys").await,
         0
     );
+    // Had the move been killed before it emptied the old copy (a key left there, written past
+    // the fence as the move's own copy would be), running it again empties it.
+    let mut tx = c.begin().await.expect("begin");
+    sqlx::query(
+        "SELECT set_config('app.tenant_id', 'acme', true), set_config('app.move_copy', 'on', true)",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("settings");
+    sqlx::query(
+        "INSERT INTO data_keys (tenant_id, key_seq, subject_ref, wrapped) VALUES ('acme', 999999, 'left', decode('00', 'hex'))",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("a key left behind");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        count_of(home.postgres_app_url(), "acme", "data_keys").await,
+        1
+    );
+    match store.move_tenant(&tenant, "b", &|_, _| {}).await {
+        Err(StoreError::Cells(why)) => assert!(why.contains("already on cell b"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        count_of(home.postgres_app_url(), "acme", "data_keys").await,
+        0,
+        "the rerun emptied the old copy"
+    );
     assert!(count_of(cell.postgres_app_url(), "acme", "erasable_values").await > 0);
 
     // Back onto the old copy: refused, and the tenant stays writable where it is.
