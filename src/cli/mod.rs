@@ -313,9 +313,10 @@ pub enum TenantCommand {
     /// List tenants.
     List,
     /// Move the tenant's ledger and views to another PostgreSQL cluster (a cell named in
-    /// AUDITEX_CELLS; `home` is the database of AUDITEX_DATABASE_URL). Its writes are refused
-    /// with 503 while the copy is made and checked (a few seconds, plus about 10 s per million
-    /// records), never lost; reads go on. Running services follow by themselves.
+    /// AUDITEX_CELLS; `home` is the database of AUDITEX_DATABASE_URL). The bulk is copied and
+    /// checked while its writes go on; then its writes are refused with 503 (never lost) for
+    /// about a second while the rest is copied and the nodes follow; reads go on throughout.
+    /// Running it again resumes or finishes an interrupted move.
     Move {
         /// Tenant id.
         id: String,
@@ -924,15 +925,9 @@ pub async fn run(cli: Cli) -> CliResult {
             match command {
                 TenantCommand::Create { id, on_cell: cell } => {
                     let tenant = tenant_id(&id)?;
-                    if let Some(cell) = &cell
-                        && !s.cell_names().iter().any(|n| n == cell)
-                    {
+                    if let Some(Err(e)) = cell.as_deref().map(|c| s.check_cell(c)) {
                         s.shutdown().await;
-                        return Err(format!(
-                            "no cell named {cell} is configured (cells: {}; set AUDITEX_CELLS)",
-                            s.cell_names().join(", ")
-                        )
-                        .into());
+                        return Err(e.into());
                     }
                     let key = s.create_tenant(&tenant).await?;
                     let vkey = VerifierKey::new(&s.origin(&tenant).await?, key.public_key)?;

@@ -205,14 +205,7 @@ pub async fn rollback(store: &StoreSettings, command: RollbackCommand) -> CliRes
 /// Whatever the move failed with: before its switch the tenant stays where it was; after it
 /// (the final check), the tenant is on its new cell and the error says so.
 pub async fn move_tenant(s: &Store, tenant: &TenantId, to: &str) -> CliResult {
-    let names = s.cell_names();
-    if !names.iter().any(|n| n == to) {
-        return Err(format!(
-            "no cell named {to} is configured (cells: {}; set AUDITEX_CELLS)",
-            names.join(", ")
-        )
-        .into());
-    }
+    s.check_cell(to)?;
     let bar =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     bar.set_style(

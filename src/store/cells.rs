@@ -92,6 +92,21 @@ impl Store {
         self.backend().cell_names()
     }
 
+    /// `Ok` when `name` is one of the configured cells (`home` included).
+    ///
+    /// # Errors
+    /// [`StoreError::Cells`] naming the configured cells.
+    pub fn check_cell(&self, name: &str) -> Result<(), StoreError> {
+        let names = self.cell_names();
+        if names.iter().any(|n| n == name) {
+            return Ok(());
+        }
+        Err(StoreError::Cells(format!(
+            "no cell named {name} is configured (cells: {}; set AUDITEX_CELLS)",
+            names.join(", ")
+        )))
+    }
+
     /// The cell `tenant` is placed on, as the placement table says.
     ///
     /// # Errors

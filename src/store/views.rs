@@ -133,9 +133,9 @@ impl SqliteDb {
 
 impl PgDb {
     /// A transaction for view statements, with the tenant set for row-level security when the
-    /// statements touch a tenant's rows.
-    /// A tenant's view rows live beside its ledger, on its cell (`postgres/cells.rs`); the
-    /// projections' state is the home database's, copied to every cell.
+    /// statements touch a tenant's rows. A tenant's view rows live beside its ledger, on its
+    /// cell (`postgres/cells.rs`); the projections' state is the home database's, copied to
+    /// every cell.
     async fn view_tx(&self, tenant: Option<&TenantId>) -> Result<PgTx, StoreError> {
         match tenant {
             Some(t) => self.ledger_tx(t).await,
