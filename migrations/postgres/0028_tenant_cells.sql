@@ -5,8 +5,10 @@
 
 -- Where each tenant's ledger lives, read on the home database by every node. A tenant without a
 -- row lives on the home database.
--- `version` grows with every change (a sequence, not a clock), so the nodes' question "did any
--- placement change?" is its maximum.
+-- `version` is drawn from a sequence at every change, so the sum of the versions grows with every
+-- committed change, whatever order concurrent changes commit in: the nodes' question "did any
+-- placement change?" is that sum (not the maximum: a change that drew a smaller version may
+-- commit after one that drew a larger, and the maximum would not move).
 CREATE SEQUENCE tenant_placement_versions;
 CREATE TABLE tenant_placements (
     tenant_id     TEXT PRIMARY KEY REFERENCES tenants(tenant_id),
@@ -14,7 +16,6 @@ CREATE TABLE tenant_placements (
     placed_at_us  BIGINT NOT NULL,
     version       BIGINT NOT NULL DEFAULT nextval('tenant_placement_versions')
 );
-CREATE INDEX tenant_placements_by_version ON tenant_placements (version);
 GRANT SELECT, INSERT, UPDATE ON tenant_placements TO auditex_app;
 GRANT USAGE ON SEQUENCE tenant_placement_versions TO auditex_app;
 ALTER TABLE tenant_placements ENABLE ROW LEVEL SECURITY;
@@ -44,7 +45,7 @@ CREATE FUNCTION tenant_placement_stamp() RETURNS TEXT
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = public, pg_temp
 AS $$
-    SELECT COALESCE(max(version), 0)::text FROM tenant_placements
+    SELECT COALESCE(sum(version), 0)::text FROM tenant_placements
 $$;
 REVOKE ALL ON FUNCTION tenant_placement_stamp() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenant_placement_stamp() TO auditex_app;

@@ -90,7 +90,7 @@ pub(crate) struct Cells {
     cells: Vec<(String, PgDb)>,
     /// Tenant id → cell name, for tenants placed elsewhere than the home database.
     placement: RwLock<HashMap<String, String>>,
-    /// The placement table's stamp when it was read last (the version of its latest change).
+    /// The placement table's stamp when it was read last (see migration 0028).
     stamp: std::sync::Mutex<String>,
 }
 
@@ -210,7 +210,7 @@ impl Cells {
         self.load(stamp).await
     }
 
-    /// The placement table's version (see migration 0028).
+    /// The placement table's stamp: it changes with every committed change (migration 0028).
     async fn stamp(&self) -> Result<String, StoreError> {
         Ok(sqlx::query_scalar("SELECT tenant_placement_stamp()")
             .fetch_one(&self.home)
