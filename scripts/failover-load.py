@@ -9,6 +9,10 @@ more thread reads the latest signed checkpoint twice a second and writes each tr
 in order, to <out>/checkpoints.txt with its root and who answered (`replica`, `primary` after a
 replica's miss, `-` without replicas), asking for at least the largest size seen so far. Every thread stops once the file <out>/stop exists.
 
+While the file <out>/pause exists, each append client finishes the event it is on (until it is
+acknowledged) and then waits, saying so with the file <out>/paused-<n>; it removes that file
+when it goes on.
+
 <out>/outages.jsonl lists each interval during which no append was acknowledged for longer than
 half a second (start, end, seconds), as the clients saw it.
 """
@@ -62,7 +66,14 @@ def appender(n, args, ctx, progress, stop):
     headers = {"Authorization": f"Bearer {args.ingest_key}", "Content-Type": "application/json"}
     conn = None
     i = 0
+    pause, paused = os.path.join(args.out, "pause"), os.path.join(args.out, f"paused-{n}")
     while not stop.is_set():
+        if os.path.exists(pause):
+            open(paused, "w").close()
+            while os.path.exists(pause) and not stop.is_set():
+                time.sleep(0.05)
+            os.remove(paused)
+            continue
         i += 1
         event_id = uuid7()
         body = json.dumps({

@@ -13,6 +13,7 @@
 
 mod access;
 pub(crate) mod cells;
+mod confirmed;
 mod nodes;
 pub(crate) mod replicas;
 
@@ -38,6 +39,9 @@ use super::{
 
 /// How long an operation waits for a database connection before failing (retryably).
 const ACQUIRE_TIMEOUT_MS: u64 = 3000;
+/// How long opening a store waits for a restarted primary's synchronous standby to confirm it
+/// (see `postgres/confirmed.rs`).
+const CONFIRM_AT_OPEN: std::time::Duration = std::time::Duration::from_secs(10);
 const SELECT_RECORD: &str = "SELECT tenant_id, seq, event_id, event_type, captured_at_us, prev, hash, key_id, sig, payload, erasable FROM records";
 
 #[derive(Clone)]
@@ -88,6 +92,15 @@ impl PgDb {
         }
         let nodes = nodes::Nodes::parse(url)?;
         let primary = nodes.find_primary().await?;
+        let confirmations =
+            confirmed::Confirmations::new(nodes.options(primary).clone(), nodes.label(primary));
+        // Said plainly here rather than as the pool's timeout: a primary that restarted waits
+        // for its synchronous standby before anything is read there (see `confirmed.rs`).
+        confirmations
+            .confirm_target(CONFIRM_AT_OPEN)
+            .await
+            .map_err(StoreError::NotPrimary)?;
+        let admit = confirmations.clone();
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(2) + 2)
             // While the database is down, fail fast with a retryable error instead of queueing
@@ -95,13 +108,13 @@ impl PgDb {
             .acquire_timeout(std::time::Duration::from_millis(ACQUIRE_TIMEOUT_MS))
             .test_before_acquire(false)
             .before_acquire(ping_if_idle)
-            // The node may have been demoted since it was chosen: never hand out a connection
-            // to a standby.
-            .after_connect(|conn, _| Box::pin(nodes::refuse_standby(conn)))
+            // The node may have been demoted since it was chosen, or restarted: never hand out
+            // a connection to a standby, nor to a primary whose restart is not confirmed.
+            .after_connect(move |conn, _| Box::pin(admit.clone().admit(conn)))
             .connect_with(nodes.options(primary).clone())
             .await?;
         let state = std::sync::Arc::new(nodes::PrimaryState::new(nodes.label(primary)));
-        nodes::watch(pool.clone(), nodes, primary, state.clone());
+        nodes::watch(pool.clone(), nodes, primary, state.clone(), confirmations);
         replicas.clone().watch(pool.clone());
         let db = PgDb {
             pool,

@@ -10,7 +10,8 @@
 //!   (`postgres://user:pw@db1:5432,db2:5432/auditex`);
 //! - the pool connects to the node that answers `pg_is_in_recovery() = false`, and every new
 //!   connection checks that again, so no connection to a standby is ever handed out (a write
-//!   there would fail; a read there could be stale);
+//!   there would fail; a read there could be stale), nor one to a primary whose restart its
+//!   synchronous standby has not confirmed (see `confirmed.rs`);
 //! - a watcher asks the pool once a second whether it still talks to a primary and, when not,
 //!   looks for the new one among the nodes and points the pool at it. Until one is found every
 //!   operation fails as "database unavailable", which the HTTP layer answers with 503 and
@@ -189,21 +190,6 @@ async fn probe(options: PgConnectOptions) -> Result<bool, String> {
         })
 }
 
-/// Refuses a freshly opened connection to a standby (the pool's `after_connect`): the node the
-/// pool points at may have been demoted since it was chosen.
-pub(crate) async fn refuse_standby(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
-    let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
-        .fetch_one(&mut *conn)
-        .await?;
-    if standby {
-        return Err(sqlx::Error::Configuration(
-            "the PostgreSQL node is a standby (in recovery), not the primary; waiting for the primary"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
 /// Keeps `pool` pointed at the primary while the pool is open; `current` is the node chosen
 /// when the store opened.
 pub(crate) fn watch(
@@ -211,6 +197,7 @@ pub(crate) fn watch(
     nodes: Nodes,
     mut current: usize,
     state: std::sync::Arc<PrimaryState>,
+    confirmations: std::sync::Arc<super::confirmed::Confirmations>,
 ) {
     use std::sync::atomic::Ordering;
     if nodes.len() < 2 {
@@ -242,6 +229,7 @@ pub(crate) fn watch(
                             "the PostgreSQL primary moved; new connections go to the new primary"
                         );
                         current = found;
+                        confirmations.point_at(nodes.options(found).clone(), nodes.label(found));
                         pool.set_connect_options(nodes.options(found).clone());
                         *state.node.lock().unwrap_or_else(|p| p.into_inner()) =
                             nodes.label(found).to_owned();
