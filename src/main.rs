@@ -17,6 +17,8 @@ fn config_path() -> Option<std::path::PathBuf> {
 }
 
 fn main() -> std::process::ExitCode {
+    // Before any thread exists, so that every thread's arena is counted against the limit.
+    auditex::app::limit_allocator_arenas();
     let file = match config_path() {
         Some(path) => {
             match auditex::config::read_config_file(&path, &auditex::cli::known_settings()) {
