@@ -144,7 +144,12 @@ impl Confirmations {
             }
         };
         match tokio::time::timeout(wait, answer.wait_for(Option::is_some)).await {
-            Ok(Ok(outcome)) => outcome.clone().unwrap_or(Ok(())),
+            // (`wait_for` returns only once the outcome is set; were it not, refuse.)
+            Ok(Ok(outcome)) => outcome.clone().unwrap_or_else(|| {
+                Err(format!(
+                    "{label}: the confirmation of its start has no outcome"
+                ))
+            }),
             Ok(Err(_)) => Err(format!(
                 "{label}: the confirmation of its start ended without an answer"
             )),
