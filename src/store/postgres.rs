@@ -92,14 +92,7 @@ impl PgDb {
         }
         let nodes = nodes::Nodes::parse(url)?;
         let primary = nodes.find_primary().await?;
-        let confirmations =
-            confirmed::Confirmations::new(nodes.options(primary).clone(), nodes.label(primary));
-        // Said plainly here rather than as the pool's timeout: a primary that restarted waits
-        // for its synchronous standby before anything is read there (see `confirmed.rs`).
-        confirmations
-            .confirm_target(CONFIRM_AT_OPEN)
-            .await
-            .map_err(StoreError::NotPrimary)?;
+        let confirmations = confirmed_primary(&nodes, primary).await?;
         let admit = confirmations.clone();
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(2) + 2)
@@ -129,8 +122,12 @@ impl PgDb {
     pub(crate) async fn migrate(admin_url: &str) -> Result<usize, StoreError> {
         let nodes = nodes::Nodes::parse(admin_url)?;
         let primary = nodes.find_primary().await?;
+        // A restarted primary may show a migration's row that only it holds (see
+        // `postgres/confirmed.rs`): skipping that migration would lose it in a failover.
+        let confirmations = confirmed_primary(&nodes, primary).await?;
         let pool = PgPoolOptions::new()
             .max_connections(1)
+            .after_connect(move |conn, _| Box::pin(confirmations.clone().admit(conn)))
             .connect_with(nodes.options(primary).clone())
             .await?;
         let before = applied_count(&pool).await;
@@ -231,6 +228,22 @@ impl PgDb {
     pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// Confirmations for the primary `nodes[primary]`, its current life confirmed: said plainly here
+/// rather than as a pool's time-out, since a primary that restarted waits for its synchronous
+/// standby before anything is read there (see `postgres/confirmed.rs`).
+async fn confirmed_primary(
+    nodes: &nodes::Nodes,
+    primary: usize,
+) -> Result<std::sync::Arc<confirmed::Confirmations>, StoreError> {
+    let confirmations =
+        confirmed::Confirmations::new(nodes.options(primary).clone(), nodes.label(primary));
+    confirmations
+        .confirm_target(CONFIRM_AT_OPEN)
+        .await
+        .map_err(StoreError::NotPrimary)?;
+    Ok(confirmations)
 }
 
 /// Ends a transaction that only read. It has nothing to commit: dropping it queues its `ROLLBACK`,
