@@ -418,12 +418,24 @@ impl PgDb {
         // database, held by a connection of its own and released when it closes (when the
         // move ends, or the process dies).
         let mut lock = self.pool().acquire().await?;
-        let locked: bool = sqlx::query_scalar(
-            "SELECT pg_try_advisory_lock(hashtextextended('auditex:move:' || $1, 0))",
-        )
-        .bind(tenant.as_str())
-        .fetch_one(&mut *lock)
-        .await?;
+        // A move that just ended closed its lock's connection, and the server releases the lock
+        // once it has seen that close, a moment later: a move started right after (a rerun, or
+        // the next command of a script) tries for a second before calling the lock taken.
+        let mut locked = false;
+        for attempt in 0..MOVE_LOCK_TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(MOVE_LOCK_RETRY).await;
+            }
+            locked = sqlx::query_scalar(
+                "SELECT pg_try_advisory_lock(hashtextextended('auditex:move:' || $1, 0))",
+            )
+            .bind(tenant.as_str())
+            .fetch_one(&mut *lock)
+            .await?;
+            if locked {
+                break;
+            }
+        }
         let guard: Box<dyn std::any::Any + Send + Sync> =
             Box::new(MoveLock(std::sync::Mutex::new(Some(lock))));
         if !locked {
@@ -883,6 +895,11 @@ const PRECOPIED: &[&str] = &[
     "proj_subjects",
     "proj_daily",
 ];
+
+/// How often, and how far apart, a move tries to take the tenant's move lock (see
+/// `precopy_to`).
+const MOVE_LOCK_TRIES: u32 = 10;
+const MOVE_LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The move's lock: a connection of its own holding the session lock, closed (never returned
 /// to the pool, where the lock would outlive the move) when the move ends.
