@@ -57,16 +57,17 @@ pub fn spawn_trimmer(
     })
 }
 
-/// Limits glibc's allocator to one arena per core (at least two) unless `MALLOC_ARENA_MAX` is set
-/// in the environment, which glibc then reads itself. Called first thing in `main`, before any
-/// thread exists.
+/// Limits glibc's allocator to one arena per core (at least two) unless the environment sets the
+/// number (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`), which glibc then
+/// reads itself. Called first thing in `main`, before any thread exists.
 ///
 /// Measured with the load benchmark on the embedded database (2 cores, `cargo bench --bench
-/// load`, BENCHMARKS.md "Memory"): resident memory after the work / idle went from 184 / 151 MB
-/// with glibc's default (up to 16 arenas here) to 125 / 105 MB with two, ingestion and proof
-/// rates within the run-to-run noise.
+/// load`, BENCHMARKS.md "Allocator arenas"): resident memory after the work / idle went from
+/// 184–207 / 151–171 MB with glibc's default (up to 16 arenas here) to 125–130 / 105–107 MB with
+/// two, ingestion and proof rates within the run-to-run noise.
 pub fn limit_allocator_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max"));
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() || tuned {
         return;
     }
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
