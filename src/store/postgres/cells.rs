@@ -875,26 +875,26 @@ fn is_view(table: &str) -> bool {
     table == "projection_positions" || table.starts_with("proj_")
 }
 
-/// The tables a move copies before it fences the source, from one snapshot: the append-only
-/// bulk of the ledger and what checking it needs (the signing keys, the origin), the personal
-/// data and its keys, and the views with their positions.
-const PRECOPIED: &[&str] = &[
+/// The append-only bulk of a tenant's ledger and what checking it needs (the signing keys, the
+/// origin): copied before the source is fenced, with the personal data and the views.
+const PRECOPIED_LEDGER: &[&str] = &[
     "tenants",
     "signing_keys",
     "tenant_origins",
     "records",
     "merkle_nodes",
     "checkpoints",
-    "data_keys",
-    "erasable_values",
-    "projection_positions",
-    "proj_decisions",
-    "proj_models",
-    "proj_model_outcomes",
-    "proj_oversight",
-    "proj_subjects",
-    "proj_daily",
 ];
+
+/// The tables a move copies before it fences the source, from one snapshot, in
+/// [`TENANT_TABLES`]' order: the append-only bulk of the ledger, the personal data and its keys,
+/// and the views with their positions.
+fn precopied() -> impl Iterator<Item = &'static str> {
+    TENANT_TABLES
+        .iter()
+        .copied()
+        .filter(|t| PRECOPIED_LEDGER.contains(t) || PERSONAL.contains(t) || is_view(t))
+}
 
 /// How often, and how far apart, a move tries to take the tenant's move lock (see
 /// `precopy_to`).
@@ -929,9 +929,7 @@ async fn precopy(
     tenant: &TenantId,
     progress: &(dyn for<'p> Fn(&'p str, u64) + Send + Sync),
 ) -> Result<MovePrecopy, StoreError> {
-    let mutable: Vec<&str> = PRECOPIED
-        .iter()
-        .copied()
+    let mutable: Vec<&str> = precopied()
         .filter(|t| is_view(t) || PERSONAL.contains(t))
         .collect();
     clear_on_target(target, tenant, &mutable).await?;
@@ -950,13 +948,13 @@ async fn precopy(
     .fetch_one(&mut *snap)
     .await?;
     let mut views = Vec::new();
-    for table in PRECOPIED {
+    for table in precopied() {
         let n = copy_rows(&mut snap, target, tenant, table, rows_filter(table), &|n| {
             progress(table, n);
         })
         .await?;
         if is_view(table) {
-            views.push(((*table).to_owned(), n));
+            views.push((table.to_owned(), n));
         }
     }
     snap.commit().await?;
