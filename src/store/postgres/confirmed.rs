@@ -99,20 +99,36 @@ impl Confirmations {
     /// The pool's `after_connect`: refuses a standby (the node may have been demoted since it
     /// was chosen) and a primary whose life is not confirmed within [`WAIT_IN_CONNECT`].
     pub(crate) async fn admit(self: Arc<Self>, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        let (standby, started) = node_state(conn).await?;
-        if standby {
-            return Err(sqlx::Error::Configuration(
-                "the PostgreSQL node is a standby (in recovery), not the primary; waiting for the primary"
-                    .into(),
-            ));
-        }
-        let start: Start = (lock(&self.target).1.clone(), started);
-        if self.sentinel_lives(conn, &start).await? {
-            return Ok(());
-        }
-        self.confirm(start, WAIT_IN_CONNECT)
+        self.admit_within(conn, WAIT_IN_CONNECT)
             .await
             .map_err(|why| sqlx::Error::Configuration(why.into()))
+    }
+
+    /// As [`Confirmations::admit`], waiting at most `wait`; why not, as a sentence.
+    async fn admit_within(
+        self: &Arc<Self>,
+        conn: &mut PgConnection,
+        wait: Duration,
+    ) -> Result<(), String> {
+        let label = lock(&self.target).1.clone();
+        let (standby, started) = node_state(conn)
+            .await
+            .map_err(|e| format!("{label}: {e}"))?;
+        if standby {
+            return Err(
+                "the PostgreSQL node is a standby (in recovery), not the primary; waiting for the primary"
+                    .into(),
+            );
+        }
+        let start: Start = (label.clone(), started);
+        if self
+            .sentinel_lives(conn, &start)
+            .await
+            .map_err(|e| format!("{label}: {e}"))?
+        {
+            return Ok(());
+        }
+        self.confirm(start, wait).await
     }
 
     /// Whether `start` is confirmed and its sentinel still exists, seen from `conn` (a session
@@ -154,19 +170,9 @@ impl Confirmations {
             .await
             .map_err(|_| format!("{label}: no answer within {} s", wait.as_secs_f64()))?
             .map_err(|e| format!("{label}: {e}"))?;
-        let (_, started) = node_state(&mut conn)
-            .await
-            .map_err(|e| format!("{label}: {e}"))?;
-        let start: Start = (label.clone(), started);
-        let lives = self
-            .sentinel_lives(&mut conn, &start)
-            .await
-            .map_err(|e| format!("{label}: {e}"))?;
+        let admitted = self.admit_within(&mut conn, wait).await;
         let _ = sqlx::Connection::close(conn).await;
-        if lives {
-            return Ok(());
-        }
-        self.confirm(start, wait).await
+        admitted
     }
 
     /// Waits at most `wait` for the life `start` of the target to be confirmed, starting the
