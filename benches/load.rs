@@ -14,9 +14,9 @@
 //! - **time to proof**: under half of the measured batched rate, one record appended every 100
 //!   ms and `GET /v1/proofs/inclusion` polled every 20 ms until it answers with a proof against a
 //!   signed checkpoint (four such appenders at once);
-//! - **proofs**: inclusion proofs of random records from 8 connections, under the same half load,
-//!   at the tree the run has built (`AUDITEX_LOAD_PROOF_TREE` appends more first, default
-//!   1,000,000 records);
+//! - **proofs**: inclusion proofs of random records from 8 connections, idle for 5 s (the
+//!   proof path alone) and then under the same half load, at the tree the run has built
+//!   (`AUDITEX_LOAD_PROOF_TREE` appends more first, default 1,000,000 records);
 //! - **memory**: the server's resident set after the work and after 10 s idle.
 //!
 //! Run: `cargo bench --bench load` (SQLite), with `AUDITEX_BENCH_POSTGRES_ADMIN_URL` and
@@ -175,6 +175,19 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
     views_caught_up(&served, &read).await;
     let size = wait_for_checkpoint(&served, &read, proof_tree.max(size)).await;
 
+    // Idle first: what a proof costs the service itself, without ingestion competing for the
+    // cores (the figure under half load below adds that competition).
+    let (idle_rate, mut idle) = proof_latencies(&served, &read, size, Duration::from_secs(5)).await;
+    row(
+        &format!("inclusion proofs at {size} records, 8 connections, idle"),
+        format!("{idle_rate:.0} proofs/s"),
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&mut idle, 50.0),
+            percentile(&mut idle, 99.0)
+        ),
+    );
+
     // Under half load: time to a proof, and proof latency from 8 connections.
     let stop = Arc::new(AtomicBool::new(false));
     let half = {
@@ -220,39 +233,7 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
             waits
         }));
     }
-    let deadline = Instant::now() + window;
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (served, read) = (served.clone(), read.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let seq = rand::random::<u64>() % size;
-                let t = Instant::now();
-                let resp = served
-                    .client
-                    .get(format!("{}/v1/proofs/inclusion?seq={seq}", served.url))
-                    .bearer_auth(&read)
-                    .send()
-                    .await
-                    .expect("request");
-                assert!(
-                    resp.status().is_success(),
-                    "proof of {seq}: {}",
-                    resp.status()
-                );
-                resp.bytes().await.expect("body");
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            latencies
-        }));
-    }
-    let start = Instant::now();
-    let mut proofs = Vec::new();
-    for t in tasks {
-        proofs.extend(t.await.expect("prover"));
-    }
-    let proof_rate = proofs.len() as f64 / start.elapsed().as_secs_f64();
+    let (proof_rate, mut proofs) = proof_latencies(&served, &read, size, window).await;
     let mut waits = Vec::new();
     for p in probers {
         waits.extend(p.await.expect("prober"));
@@ -286,6 +267,49 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
         format!("{busy:.0} / {:.0} MB", rss_mb(pid)),
         String::new(),
     );
+}
+
+/// Inclusion proofs of random records below `size` from 8 connections for `window`: the rate
+/// and each proof's latency in milliseconds.
+async fn proof_latencies(
+    served: &Arc<Served>,
+    read: &str,
+    size: u64,
+    window: Duration,
+) -> (f64, Vec<f64>) {
+    let deadline = Instant::now() + window;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (served, read) = (served.clone(), read.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let seq = rand::random::<u64>() % size;
+                let t = Instant::now();
+                let resp = served
+                    .client
+                    .get(format!("{}/v1/proofs/inclusion?seq={seq}", served.url))
+                    .bearer_auth(&read)
+                    .send()
+                    .await
+                    .expect("request");
+                assert!(
+                    resp.status().is_success(),
+                    "proof of {seq}: {}",
+                    resp.status()
+                );
+                resp.bytes().await.expect("body");
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            latencies
+        }));
+    }
+    let start = Instant::now();
+    let mut proofs = Vec::new();
+    for t in tasks {
+        proofs.extend(t.await.expect("prover"));
+    }
+    (proofs.len() as f64 / start.elapsed().as_secs_f64(), proofs)
 }
 
 /// The latest checkpoint's tree size (the second line of the signed note).
