@@ -123,11 +123,12 @@ pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 500;
 /// Height of a Merkle tile: 2^8 = 256 hashes, as in C2SP tlog-tiles.
 pub const TILE_HEIGHT: u8 = 8;
 
-/// Most full Merkle tiles kept in memory (256 hashes, 8 KiB each: at most 32 MiB). Full tiles
-/// are immutable, so the cache needs no invalidation; when it is full it is simply emptied.
+/// Most Merkle tiles kept in memory (up to 256 hashes, 8 KiB each: at most 32 MiB). A tile's
+/// stored hashes only grow at its end, so a kept tile needs no invalidation (a partial one is
+/// replaced by a longer copy when a caller needs more); when the cache is full it is emptied.
 pub const TILE_CACHE_TILES_MAX: usize = 4096;
 
-/// Full Merkle tiles by (tenant, base level, tile index).
+/// Merkle tiles (full, or a partial tile's stored prefix) by (tenant, base level, tile index).
 type TileCache = HashMap<(TenantId, u8, u64), Arc<[Hash]>>;
 
 /// Oldest bundled SQLite accepted (earlier versions have a WAL bug under concurrent writers).
@@ -1527,15 +1528,22 @@ impl Store {
         ids: &[NodeId],
         use_cache: bool,
     ) -> Result<Vec<Hash>, StoreError> {
-        // Group the ids by (base level, tile index) so each tile is read once.
-        let mut tiles: BTreeMap<(u8, u64), Arc<[Hash]>> = BTreeMap::new();
+        // Group the ids by (base level, tile index) so each tile is read once, with how many of
+        // its hashes the proof needs.
+        let mut needs: BTreeMap<(u8, u64), usize> = BTreeMap::new();
         for id in ids {
             let base = id.level() - id.level() % TILE_HEIGHT;
             let first = id.index() << (id.level() - base);
-            tiles.entry((base, first >> TILE_HEIGHT)).or_default();
+            let end = (first % (1 << TILE_HEIGHT)) + (1u64 << (id.level() - base));
+            let need = needs.entry((base, first >> TILE_HEIGHT)).or_default();
+            *need = (*need).max(usize::try_from(end).unwrap_or(usize::MAX));
         }
-        for (&(base, tile), hashes) in tiles.iter_mut() {
-            *hashes = self.tile_hashes(tenant, base, tile, use_cache).await?;
+        let mut tiles: BTreeMap<(u8, u64), Arc<[Hash]>> = BTreeMap::new();
+        for (&(base, tile), &need) in &needs {
+            let hashes = self
+                .tile_hashes(tenant, base, tile, need, use_cache)
+                .await?;
+            tiles.insert((base, tile), hashes);
         }
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -1558,18 +1566,31 @@ impl Store {
     }
 
     /// The stored hashes of tile `tile` whose hashes are Merkle nodes at level `base` (a multiple
-    /// of 8; level 0 being the leaf hashes of the records), as many as are stored: 256 for a full
-    /// tile, fewer on the right edge. Full tiles never change (the log is append-only), so with
-    /// `use_cache` they are kept; partial tiles on the right edge are always read afresh.
+    /// of 8; level 0 being the leaf hashes of the records): at least the first `need` when that
+    /// many are stored, up to 256 for a full tile, fewer on the right edge.
+    ///
+    /// The log is append-only, so a tile's stored hashes only ever grow at its end: with
+    /// `use_cache` a tile is kept once read, the partial tile on the right edge too, and a kept
+    /// partial tile serves every caller that needs no more of it than it holds (the proofs
+    /// against one checkpoint all need the same right edge); one that needs more reads again and
+    /// keeps the longer tile. Without `use_cache` (the integrity check) everything is read as
+    /// stored now.
     pub(crate) async fn tile_hashes(
         &self,
         tenant: &TenantId,
         base: u8,
         tile: u64,
+        need: usize,
         use_cache: bool,
     ) -> Result<Arc<[Hash]>, StoreError> {
         let key = (tenant.clone(), base, tile);
-        if use_cache && let Some(cached) = self.lock_tile_cache().get(&key).cloned() {
+        if use_cache
+            && let Some(cached) = self
+                .lock_tile_cache()
+                .get(&key)
+                .filter(|c| c.len() >= need.max(1))
+                .cloned()
+        {
             return Ok(cached);
         }
         let from = tile << TILE_HEIGHT;
@@ -1588,12 +1609,15 @@ impl Store {
                 .collect::<Result<_, _>>()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?
         };
-        if use_cache && hashes.len() == 1 << TILE_HEIGHT {
+        if use_cache && !hashes.is_empty() {
             let mut cache = self.lock_tile_cache();
-            if cache.len() >= TILE_CACHE_TILES_MAX {
+            if cache.len() >= TILE_CACHE_TILES_MAX && !cache.contains_key(&key) {
                 cache.clear();
             }
-            cache.insert(key, Arc::clone(&hashes));
+            // A reader that started earlier may bring a shorter copy: the longer one stays.
+            if cache.get(&key).is_none_or(|c| c.len() < hashes.len()) {
+                cache.insert(key, Arc::clone(&hashes));
+            }
         }
         Ok(hashes)
     }

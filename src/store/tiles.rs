@@ -88,7 +88,13 @@ impl Store {
         width: u16,
     ) -> Result<Option<Arc<[Hash]>>, StoreError> {
         let hashes = self
-            .tile_hashes(tenant, tile.node_level(), tile.index(), true)
+            .tile_hashes(
+                tenant,
+                tile.node_level(),
+                tile.index(),
+                usize::from(width),
+                true,
+            )
             .await?;
         Ok(first(hashes, width))
     }

@@ -20,6 +20,7 @@ backend_tests!(
     consistency_proofs_between_every_pair_of_published_checkpoints_verify,
     proofs_and_roots_are_right_across_tile_boundaries_in_a_tree_of_thousands_of_records,
     proof_requests_beyond_the_tree_are_out_of_range,
+    a_kept_right_edge_tile_serves_proofs_after_the_tree_grows_past_it,
 );
 
 /// The verifier key of the tenant's current signing key, named like its checkpoint origin.
@@ -361,4 +362,55 @@ async fn proof_requests_beyond_the_tree_are_out_of_range(backend: Backend) {
         .inclusion_proof(&tenant, LeafIndex::new(9), size)
         .await
         .expect("the last leaf");
+}
+
+/// The tile cache keeps the right edge's partial tile once a proof read it: after the tree grows,
+/// a proof needing more of that tile reads it again, and proofs at the older size still use
+/// only the hashes they need.
+async fn a_kept_right_edge_tile_serves_proofs_after_the_tree_grows_past_it(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("acme").await;
+    append_many(&store, &tenant, 300, 300).await;
+    let check = |hashes: &[Hash], index: u64, size: u64, proof: &[Hash]| {
+        let n = usize::try_from(size).expect("fits");
+        let leaf = leaf_hash(hashes[usize::try_from(index).expect("fits")].as_bytes());
+        verify_inclusion(
+            leaf,
+            LeafIndex::new(index),
+            TreeSize::new(size),
+            proof,
+            reference_root(&hashes[..n]),
+        )
+        .unwrap_or_else(|e| panic!("inclusion of {index} in {size}: {e}"));
+    };
+    let prove = |index: u64, size: u64| {
+        let (store, tenant) = (store.clone(), tenant.clone());
+        async move {
+            store
+                .inclusion_proof(&tenant, LeafIndex::new(index), TreeSize::new(size))
+                .await
+                .expect("proof")
+        }
+    };
+    let before: Vec<Hash> = read_chain(&store, &tenant)
+        .await
+        .iter()
+        .map(|r| r.hash)
+        .collect();
+    // Leaf 0's proof at 300 reads the partial second tile (44 leaves) and keeps it.
+    check(&before, 0, 300, &prove(0, 300).await);
+    append_many(&store, &tenant, 100, 100).await;
+    let after: Vec<Hash> = read_chain(&store, &tenant)
+        .await
+        .iter()
+        .map(|r| r.hash)
+        .collect();
+    // At 400 the proof needs 144 leaves of that tile: more than kept, so read again.
+    for index in [0, 255, 256, 299, 300, 399] {
+        check(&after, index, 400, &prove(index, 400).await);
+    }
+    // Back at 300, from the longer copy now kept.
+    for index in [0, 256, 299] {
+        check(&after, index, 300, &prove(index, 300).await);
+    }
 }
