@@ -131,6 +131,20 @@ pub const TILE_CACHE_TILES_MAX: usize = 4096;
 /// Merkle tiles (full, or a partial tile's stored prefix) by (tenant, base level, tile index).
 type TileCache = HashMap<(TenantId, u8, u64), Arc<[Hash]>>;
 
+/// Where a read of Merkle tiles may take them from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TileReads {
+    /// Everything as stored now: the integrity check, which judges the data as it is.
+    Stored,
+    /// Full tiles from the cache, the right edge's partial tiles as stored now: the roots the
+    /// appender resumes from, checkpoints are signed over and rollback detection compares, so
+    /// that recent records changed under a running service are seen.
+    FullKept,
+    /// Kept partial tiles too (see [`Store::tile_hashes`]): proofs and served tiles, whose
+    /// hashes a client checks against a signed checkpoint.
+    AllKept,
+}
+
 /// Oldest bundled SQLite accepted (earlier versions have a WAL bug under concurrent writers).
 pub const SQLITE_VERSION_MIN: (u32, u32, u32) = (3, 51, 3);
 
@@ -1432,7 +1446,7 @@ impl Store {
         size: TreeSize,
     ) -> Result<CompactTree, StoreError> {
         let ids = compact_range_node_ids(size);
-        let hashes = self.node_hashes(tenant, &ids, true).await?;
+        let hashes = self.node_hashes(tenant, &ids, TileReads::FullKept).await?;
         CompactTree::from_parts(size, hashes).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
@@ -1464,7 +1478,9 @@ impl Store {
     ) -> Result<Vec<Hash>, StoreError> {
         let nodes = inclusion_proof_node_ids(index, size)
             .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
-        let hashes = self.node_hashes(tenant, nodes.ids(), true).await?;
+        let hashes = self
+            .node_hashes(tenant, nodes.ids(), TileReads::AllKept)
+            .await?;
         nodes
             .rehash(&hashes)
             .map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -1484,7 +1500,9 @@ impl Store {
         self.check_size(tenant, size2).await?;
         let nodes = consistency_proof_node_ids(size1, size2)
             .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
-        let hashes = self.node_hashes(tenant, nodes.ids(), false).await?;
+        let hashes = self
+            .node_hashes(tenant, nodes.ids(), TileReads::Stored)
+            .await?;
         nodes
             .rehash(&hashes)
             .map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -1503,7 +1521,9 @@ impl Store {
         self.check_size(tenant, size2).await?;
         let nodes = consistency_proof_node_ids(size1, size2)
             .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
-        let hashes = self.node_hashes(tenant, nodes.ids(), true).await?;
+        let hashes = self
+            .node_hashes(tenant, nodes.ids(), TileReads::AllKept)
+            .await?;
         nodes
             .rehash(&hashes)
             .map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -1526,7 +1546,7 @@ impl Store {
         &self,
         tenant: &TenantId,
         ids: &[NodeId],
-        use_cache: bool,
+        reads: TileReads,
     ) -> Result<Vec<Hash>, StoreError> {
         // Group the ids by (base level, tile index) so each tile is read once, with how many of
         // its hashes the proof needs.
@@ -1540,9 +1560,7 @@ impl Store {
         }
         let mut tiles: BTreeMap<(u8, u64), Arc<[Hash]>> = BTreeMap::new();
         for (&(base, tile), &need) in &needs {
-            let hashes = self
-                .tile_hashes(tenant, base, tile, need, use_cache)
-                .await?;
+            let hashes = self.tile_hashes(tenant, base, tile, need, reads).await?;
             tiles.insert((base, tile), hashes);
         }
         let mut out = Vec::with_capacity(ids.len());
@@ -1569,26 +1587,28 @@ impl Store {
     /// of 8; level 0 being the leaf hashes of the records): at least the first `need` when that
     /// many are stored, up to 256 for a full tile, fewer on the right edge.
     ///
-    /// The log is append-only, so a tile's stored hashes only ever grow at its end: with
-    /// `use_cache` a tile is kept once read, the partial tile on the right edge too, and a kept
-    /// partial tile serves every caller that needs no more of it than it holds (the proofs
-    /// against one checkpoint all need the same right edge); one that needs more reads again and
-    /// keeps the longer tile. Without `use_cache` (the integrity check) everything is read as
-    /// stored now.
+    /// The log is append-only, so a tile's stored hashes only ever grow at its end: a full tile
+    /// read is kept, and so is a partial one; a kept partial tile serves the reads that may take
+    /// one ([`TileReads::AllKept`]: the proofs against one checkpoint all need the same right
+    /// edge) when it holds the `need` hashes they ask for, and a read needing more reads the
+    /// tile again and keeps the longer copy.
     pub(crate) async fn tile_hashes(
         &self,
         tenant: &TenantId,
         base: u8,
         tile: u64,
         need: usize,
-        use_cache: bool,
+        reads: TileReads,
     ) -> Result<Arc<[Hash]>, StoreError> {
         let key = (tenant.clone(), base, tile);
-        if use_cache
+        if reads != TileReads::Stored
             && let Some(cached) = self
                 .lock_tile_cache()
                 .get(&key)
-                .filter(|c| c.len() >= need.max(1))
+                .filter(|c| {
+                    c.len() == 1 << TILE_HEIGHT
+                        || (reads == TileReads::AllKept && c.len() >= need.max(1))
+                })
                 .cloned()
         {
             return Ok(cached);
@@ -1609,7 +1629,7 @@ impl Store {
                 .collect::<Result<_, _>>()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?
         };
-        if use_cache && !hashes.is_empty() {
+        if reads != TileReads::Stored && !hashes.is_empty() {
             let mut cache = self.lock_tile_cache();
             if cache.len() >= TILE_CACHE_TILES_MAX && !cache.contains_key(&key) {
                 cache.clear();

@@ -93,7 +93,7 @@ impl Store {
                 tile.node_level(),
                 tile.index(),
                 usize::from(width),
-                true,
+                super::TileReads::AllKept,
             )
             .await?;
         Ok(first(hashes, width))
