@@ -1588,10 +1588,10 @@ impl Store {
     /// many are stored, up to 256 for a full tile, fewer on the right edge.
     ///
     /// The log is append-only, so a tile's stored hashes only ever grow at its end: a full tile
-    /// read is kept, and so is a partial one; a kept partial tile serves the reads that may take
-    /// one ([`TileReads::AllKept`]: the proofs against one checkpoint all need the same right
-    /// edge) when it holds the `need` hashes they ask for, and a read needing more reads the
-    /// tile again and keeps the longer copy.
+    /// read is kept, and so is a partial one read by [`TileReads::AllKept`] (proofs against one
+    /// checkpoint all need the same right edge), which then serves those reads when it holds
+    /// the `need` hashes they ask for; a read needing more reads the tile again and keeps the
+    /// longer copy.
     pub(crate) async fn tile_hashes(
         &self,
         tenant: &TenantId,
@@ -1629,7 +1629,14 @@ impl Store {
                 .collect::<Result<_, _>>()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?
         };
-        if reads != TileReads::Stored && !hashes.is_empty() {
+        // Only the reads that may take a kept partial tile keep one: the publisher reads every
+        // grown tenant's right edge on every tick, and keeping those would crowd full tiles out.
+        let keep = match reads {
+            TileReads::Stored => false,
+            TileReads::FullKept => hashes.len() == 1 << TILE_HEIGHT,
+            TileReads::AllKept => !hashes.is_empty(),
+        };
+        if keep {
             let mut cache = self.lock_tile_cache();
             if cache.len() >= TILE_CACHE_TILES_MAX && !cache.contains_key(&key) {
                 cache.clear();
