@@ -126,26 +126,16 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
 
     // Single appends, 64 connections.
     let single_seconds = (seconds / 3).max(5);
-    let deadline = Instant::now() + Duration::from_secs(single_seconds);
-    let mut tasks = Vec::new();
-    for _ in 0..64 {
+    let (single, mut latencies) = closed_loop(64, Duration::from_secs(single_seconds), {
         let (served, key, bodies) = (served.clone(), ingest.clone(), bodies.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let t = Instant::now();
+        move || {
+            let (served, key, bodies) = (served.clone(), key.clone(), bodies.clone());
+            async move {
                 post(&served, &key, "/v1/records", bodies.single()).await;
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
             }
-            latencies
-        }));
-    }
-    let start = Instant::now();
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.expect("client"));
-    }
-    let single = latencies.len() as f64 / start.elapsed().as_secs_f64();
+        }
+    })
+    .await;
     row(
         "HTTPS single appends, 64 connections",
         format!("{single:.0} rec/s"),
@@ -181,11 +171,7 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
     row(
         &format!("inclusion proofs at {size} records, 8 connections, idle"),
         format!("{idle_rate:.0} proofs/s"),
-        format!(
-            "p50 {:.1} ms, p99 {:.1} ms",
-            percentile(&mut idle, 50.0),
-            percentile(&mut idle, 99.0)
-        ),
+        p50_p99(&mut idle),
     );
 
     // Under half load: time to a proof, and proof latency from 8 connections.
@@ -252,11 +238,7 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
     row(
         &format!("inclusion proofs at {size} records, 8 connections, under half load"),
         format!("{proof_rate:.0} proofs/s"),
-        format!(
-            "p50 {:.1} ms, p99 {:.1} ms",
-            percentile(&mut proofs, 50.0),
-            percentile(&mut proofs, 99.0)
-        ),
+        p50_p99(&mut proofs),
     );
 
     views_caught_up(&served, &read).await;
@@ -277,39 +259,68 @@ async fn proof_latencies(
     size: u64,
     window: Duration,
 ) -> (f64, Vec<f64>) {
+    let (served, read) = (served.clone(), read.to_owned());
+    closed_loop(8, window, move || {
+        let (served, read) = (served.clone(), read.clone());
+        async move {
+            let seq = rand::random::<u64>() % size;
+            let resp = served
+                .client
+                .get(format!("{}/v1/proofs/inclusion?seq={seq}", served.url))
+                .bearer_auth(&read)
+                .send()
+                .await
+                .expect("request");
+            assert!(
+                resp.status().is_success(),
+                "proof of {seq}: {}",
+                resp.status()
+            );
+            resp.bytes().await.expect("body");
+        }
+    })
+    .await
+}
+
+/// `connections` clients, each sending `request` again as soon as it is answered, for
+/// `window`: requests per second and each request's latency in milliseconds.
+async fn closed_loop<F, Fut>(connections: usize, window: Duration, request: F) -> (f64, Vec<f64>)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let deadline = Instant::now() + window;
     let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (served, read) = (served.clone(), read.to_owned());
+    for _ in 0..connections {
+        let request = request.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
-                let seq = rand::random::<u64>() % size;
                 let t = Instant::now();
-                let resp = served
-                    .client
-                    .get(format!("{}/v1/proofs/inclusion?seq={seq}", served.url))
-                    .bearer_auth(&read)
-                    .send()
-                    .await
-                    .expect("request");
-                assert!(
-                    resp.status().is_success(),
-                    "proof of {seq}: {}",
-                    resp.status()
-                );
-                resp.bytes().await.expect("body");
+                request().await;
                 latencies.push(t.elapsed().as_secs_f64() * 1000.0);
             }
             latencies
         }));
     }
     let start = Instant::now();
-    let mut proofs = Vec::new();
+    let mut latencies = Vec::new();
     for t in tasks {
-        proofs.extend(t.await.expect("prover"));
+        latencies.extend(t.await.expect("client"));
     }
-    (proofs.len() as f64 / start.elapsed().as_secs_f64(), proofs)
+    (
+        latencies.len() as f64 / start.elapsed().as_secs_f64(),
+        latencies,
+    )
+}
+
+/// "p50 … ms, p99 … ms" of latencies in milliseconds.
+fn p50_p99(latencies: &mut [f64]) -> String {
+    format!(
+        "p50 {:.1} ms, p99 {:.1} ms",
+        percentile(latencies, 50.0),
+        percentile(latencies, 99.0)
+    )
 }
 
 /// The latest checkpoint's tree size (the second line of the signed note).
