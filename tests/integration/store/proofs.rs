@@ -364,9 +364,10 @@ async fn proof_requests_beyond_the_tree_are_out_of_range(backend: Backend) {
         .expect("the last leaf");
 }
 
-/// The tile cache keeps the right edge's partial tile once a proof read it: after the tree grows,
-/// a proof needing more of that tile reads it again, and proofs at the older size still use
-/// only the hashes they need.
+/// Proofs stay right across a growing right-edge tile, which the tile cache keeps once a proof
+/// has read it: after the tree grows, a proof needing more of that tile than was kept must read
+/// it again (served the shorter kept copy, it would fail as a tile not stored), and proofs at the
+/// older size take only the hashes they need from the longer copy.
 async fn a_kept_right_edge_tile_serves_proofs_after_the_tree_grows_past_it(backend: Backend) {
     let db = TestDb::new(&backend).await;
     let (store, tenant) = db.open_with_tenant("acme").await;
