@@ -1629,15 +1629,17 @@ impl Store {
                 .collect::<Result<_, _>>()
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?
         };
-        // Only the reads that may take a kept partial tile keep one: the publisher reads every
-        // grown tenant's right edge on every tick, and keeping those would crowd full tiles out.
-        let keep = match reads {
-            TileReads::Stored => false,
-            TileReads::FullKept => hashes.len() == 1 << TILE_HEIGHT,
-            TileReads::AllKept => !hashes.is_empty(),
-        };
-        if keep {
+        if reads != TileReads::Stored && !hashes.is_empty() {
             let mut cache = self.lock_tile_cache();
+            // Only proofs and served tiles add partial tiles; the publisher, which reads every
+            // grown tenant's right edge on every tick, only refreshes one they keep (so the next
+            // proofs find it long enough) and would otherwise crowd full tiles out.
+            if reads == TileReads::FullKept
+                && hashes.len() < 1 << TILE_HEIGHT
+                && !cache.contains_key(&key)
+            {
+                return Ok(hashes);
+            }
             if cache.len() >= TILE_CACHE_TILES_MAX && !cache.contains_key(&key) {
                 cache.clear();
             }
