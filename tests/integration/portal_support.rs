@@ -84,28 +84,35 @@ impl PortalServer {
             ingest_rate_per_second: 1000,
             request_bodies_bytes_max: auditex::app::bodies::REQUEST_BODIES_BYTES_MAX,
         };
-        // The public URL must name the port, which is known only once bound: build twice
-        // (the first listener is dropped at once).
-        let probe = Application::build(store.clone(), &http)
-            .await
-            .expect("server builds");
-        let port = probe.port();
-        drop(probe);
-        let http = HttpConfig {
-            listen: format!("127.0.0.1:{port}").parse().expect("addr"),
-            ..http
+        // The public URL must name the port, which is known only once bound: build twice (the
+        // first listener is dropped at once). Between the two, an outgoing connection may take
+        // the port (it is in the kernel's ephemeral range), so a refused second bind starts over.
+        let mut attempt = 0;
+        let (app, config, port) = loop {
+            attempt += 1;
+            let probe = Application::build(store.clone(), &http)
+                .await
+                .expect("server builds");
+            let port = probe.port();
+            drop(probe);
+            let http = HttpConfig {
+                listen: format!("127.0.0.1:{port}").parse().expect("addr"),
+                ..http.clone()
+            };
+            let config = PortalConfig {
+                keys: keys.clone(),
+                public_url: format!("https://localhost:{port}"),
+                idle: Duration::from_secs(30 * 60),
+                absolute: Duration::from_secs(12 * 3600),
+                reset_ttl: Duration::from_secs(2 * 3600),
+                mailer: Mailer::Outbox(outbox.clone()),
+            };
+            match Application::build_with_portal(store.clone(), &http, Some(config.clone())).await {
+                Ok(app) => break (app, config, port),
+                Err(e) if attempt < 5 => eprintln!("port {port} was taken again ({e}); retrying"),
+                Err(e) => panic!("server builds: {e}"),
+            }
         };
-        let config = PortalConfig {
-            keys,
-            public_url: format!("https://localhost:{port}"),
-            idle: Duration::from_secs(30 * 60),
-            absolute: Duration::from_secs(12 * 3600),
-            reset_ttl: Duration::from_secs(2 * 3600),
-            mailer: Mailer::Outbox(outbox.clone()),
-        };
-        let app = Application::build_with_portal(store.clone(), &http, Some(config.clone()))
-            .await
-            .expect("server builds");
         let pem = app.tls_certificate_pem().expect("tls").to_owned();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
