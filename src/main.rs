@@ -16,9 +16,15 @@ fn config_path() -> Option<std::path::PathBuf> {
     std::env::var_os("AUDITEX_CONFIG_FILE").map(Into::into)
 }
 
+/// mimalloc serves the service's own allocations: under batched ingestion glibc's `malloc` and
+/// `free` took a fifth of the server's CPU (BENCHMARKS.md "The allocator"). SQLite's C code
+/// still allocates through glibc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // Before any thread exists, so that every thread's arena is counted against the limit.
-    auditex::app::limit_allocator_arenas();
+    auditex::app::configure_allocators();
     let file = match config_path() {
         Some(path) => {
             match auditex::config::read_config_file(&path, &auditex::cli::known_settings()) {

@@ -1,6 +1,9 @@
-//! Giving freed heap memory back to the operating system once a load has passed.
+//! Giving freed heap memory back to the operating system once a load has passed, and the two
+//! allocators' settings.
 //!
-//! glibc's allocator keeps the memory a burst of large requests freed in its per-thread arenas
+//! The service's own allocations go to mimalloc (the binary's global allocator), which returns
+//! freed pages to the system at once with the setting [`configure_allocators`] makes. SQLite's
+//! C code allocates through glibc, whose allocator keeps the memory a burst of large requests freed in its per-thread arenas
 //! (measured: a flood of 3 MB batches raised the resident size from 28 MB to 112 MB, and it
 //! stayed there idle). Its `malloc_trim` returns every free page of every arena. The service calls
 //! it when it is calm again: no request body being read and nothing waiting in the append queues,
@@ -57,15 +60,42 @@ pub fn spawn_trimmer(
     })
 }
 
+/// mimalloc's `mi_option_purge_delay` (its `mimalloc.h`, version 3), which the Rust bindings do not
+/// name. mimalloc keeps retired options as placeholders so that the numbers never move; a test
+/// checks the number against the option's default (1000 ms in version 3, `options.c`).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// How long mimalloc keeps freed pages before it returns them to the system.
+const PURGE_DELAY_MS: std::ffi::c_long = 0;
+
+/// Sets both allocators up; called first thing in `main`, before any thread exists.
+///
+/// - mimalloc returns the pages it frees to the system at once (`purge_delay` 0, default 1 s) unless
+///   `MIMALLOC_PURGE_DELAY` says otherwise. With its default delay, pages freed by a thread stay
+///   with it until that thread allocates again, and a worker thread idle after a load kept them:
+///   resident memory 138–154 MB 10 s after the load benchmark, against 111 MB with immediate
+///   purging (BENCHMARKS.md "The allocator").
+/// - glibc gets one arena per core (at least two), see [`limit_allocator_arenas`].
+pub fn configure_allocators() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one of mimalloc's tuning options; it takes no pointers, and the option is
+        // read at each purge decision, so setting it after mimalloc started is defined.
+        unsafe {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS);
+        }
+    }
+    limit_allocator_arenas();
+}
+
 /// Limits glibc's allocator to one arena per core (at least two) unless the environment sets the
 /// number (`MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max` in `GLIBC_TUNABLES`), which glibc then
-/// reads itself. Called first thing in `main`, before any thread exists.
+/// reads itself.
 ///
 /// Measured with the load benchmark on the embedded database (2 cores, `cargo bench --bench
 /// load`, BENCHMARKS.md "Allocator arenas"): resident memory after the work / idle went from
 /// 184–207 / 151–171 MB with glibc's default (up to 16 arenas here) to 125–130 / 105–107 MB with
 /// two, ingestion and proof rates within the run-to-run noise.
-pub fn limit_allocator_arenas() {
+fn limit_allocator_arenas() {
     let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max"));
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() || tuned {
         return;
@@ -87,16 +117,43 @@ fn set_arena_max(arenas: i32) {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn set_arena_max(_arenas: i32) {}
 
-/// Returns free pages of every allocator arena to the system; true if any memory was released.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// Returns free pages of both allocators to the system; true if glibc released any (mimalloc does
+/// not say).
 fn release_free_memory() -> bool {
+    // SAFETY: `mi_collect(true)` frees what the calling thread's heap no longer uses and purges
+    // mimalloc's arenas process-wide, under mimalloc's own synchronization; no pointers.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+    release_glibc_free_memory()
+}
+
+/// Returns free pages of every glibc arena to the system; true if any memory was released.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_glibc_free_memory() -> bool {
     // SAFETY: `malloc_trim` only walks glibc's own arenas under their locks; it takes no
     // pointers from us and is documented as safe to call at any time from any thread.
     unsafe { libc::malloc_trim(0) == 1 }
 }
 
-/// Other allocators and C libraries return memory on their own.
+/// Other C libraries return memory on their own.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_free_memory() -> bool {
+fn release_glibc_free_memory() -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_delay_option_is_the_one_with_a_default_of_1000_ms() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return;
+        }
+        // SAFETY: reads one of mimalloc's tuning options; no pointers.
+        let delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(
+            delay, 1000,
+            "option {MI_OPTION_PURGE_DELAY} is not the purge delay"
+        );
+    }
 }

@@ -13,7 +13,7 @@ pub mod bodies;
 pub mod integrity;
 pub(crate) mod limits;
 pub(crate) mod memory;
-pub use memory::limit_allocator_arenas;
+pub use memory::configure_allocators;
 pub(crate) mod metrics;
 pub(crate) mod package;
 pub(crate) mod readiness;
