@@ -540,3 +540,49 @@ backend_tests!(
     a_rolled_back_checkpoint_is_detected,
     a_fork_is_detected,
 );
+
+/// A recent record's hash changed in place under a running store, inside the tree the last
+/// published checkpoint covers: the next publication must not sign over it, on both backends.
+async fn a_published_record_changed_under_a_running_store_holds_the_next_publication(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let bin = Bin::new(&db);
+    let checkpoints = tempfile::tempdir().expect("tempdir");
+    let mut config = bin.store_config(&db);
+    config.checkpoint_dir = Some(checkpoints.path().to_owned());
+    let store = Store::open_with_workers(config).await.expect("open");
+    let tenant = tenant_id(TENANT);
+    store.create_tenant(&tenant).await.expect("tenant");
+    store
+        .append(&tenant, crate::support::decisions(60))
+        .await
+        .expect("append");
+    store.publish_checkpoints().await.expect("publish");
+    let mut raw = Raw::connect(&db).await;
+    let forged = raw.blob(&[0x5a; 32]);
+    raw.exec(&format!(
+        "UPDATE records SET hash = {forged} WHERE tenant_id = '{TENANT}' AND seq = 55"
+    ))
+    .await;
+    store
+        .append(&tenant, crate::support::decisions(1))
+        .await
+        .expect("append");
+    let _ = store.publish_checkpoints().await;
+    let latest = store
+        .latest_checkpoint(&tenant)
+        .await
+        .expect("latest")
+        .expect("a checkpoint");
+    assert_eq!(
+        latest.size.get(),
+        60,
+        "a checkpoint was signed over the changed record: {:?}",
+        store.rollback_status()
+    );
+    assert!(store.rollback_status().problem(&tenant).is_some());
+    store.shutdown().await;
+}
+
+backend_tests!(a_published_record_changed_under_a_running_store_holds_the_next_publication);
