@@ -11,6 +11,8 @@
 //! - **single**: `POST /v1/records`, one record per request, 64 connections, for a third of that
 //!   time: rate and latency percentiles (the per-key rate limit is lifted to its maximum, as an
 //!   operator would for one pipeline);
+//! - with both: the cores the server process and this process (the load generator) used during
+//!   the phase, from their CPU time in `/proc` (whether the machine was saturated);
 //! - **time to proof**: under half of the measured batched rate, one record appended every 100
 //!   ms and `GET /v1/proofs/inclusion` polled every 20 ms until it answers with a proof against a
 //!   signed checkpoint (four such appenders at once);
@@ -44,7 +46,9 @@ mod client;
 #[path = "support/settings.rs"]
 #[allow(dead_code)]
 mod settings;
-use client::{Bodies, batched_until, lag, percentile, post, raw_sign_all_cores, rss_mb};
+use client::{
+    Bodies, batched_until, cores_used, cpu_now, lag, percentile, post, raw_sign_all_cores, rss_mb,
+};
 use settings::env_u64;
 
 async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw_insert: f64) {
@@ -91,8 +95,10 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
         })
     };
     let start = Instant::now();
+    let cpu = cpu_now(pid);
     let appended = batched_until(&served, &ingest, &bodies, &stop, None, None).await;
     let elapsed = start.elapsed().as_secs_f64();
+    let batched_cores = cores_used(pid, cpu);
     timer.await.expect("timer");
     let mut lags = sampler.await.expect("sampler");
     let batched = appended as f64 / elapsed;
@@ -103,7 +109,10 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
     row(
         &format!("HTTPS batched ingestion, 1000/request, 4 connections, {seconds} s"),
         format!("{batched:.0} rec/s"),
-        format!("{:.3} of raw inserts", batched / raw_insert),
+        format!(
+            "{:.3} of raw inserts; {batched_cores}",
+            batched / raw_insert
+        ),
     );
     row(
         "views' lag during it (p50 / p99 / max)",
@@ -126,6 +135,7 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
 
     // Single appends, 64 connections.
     let single_seconds = (seconds / 3).max(5);
+    let cpu = cpu_now(pid);
     let (single, mut latencies) = closed_loop(64, Duration::from_secs(single_seconds), {
         let (served, key, bodies) = (served.clone(), ingest.clone(), bodies.clone());
         move || {
@@ -140,10 +150,11 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
         "HTTPS single appends, 64 connections",
         format!("{single:.0} rec/s"),
         format!(
-            "p50 {:.1} ms, p99 {:.1} ms, max {:.0} ms",
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.0} ms; {}",
             percentile(&mut latencies, 50.0),
             percentile(&mut latencies, 99.0),
-            percentile(&mut latencies, 100.0)
+            percentile(&mut latencies, 100.0),
+            cores_used(pid, cpu)
         ),
     );
     views_caught_up(&served, &read).await;

@@ -1,6 +1,6 @@
 //! The load client the end-to-end benchmarks share: request bodies with unique event ids, posting
 //! with retries on 429/503, batched ingestion at a capped rate, the views' lag, percentiles, the
-//! raw Ed25519 baseline and a process's resident memory. Included with `#[path]`.
+//! raw Ed25519 baseline, and a process's resident memory and CPU time. Included with `#[path]`.
 
 #![allow(dead_code)]
 
@@ -184,6 +184,45 @@ pub async fn batched_until(
         t.await.expect("submitter");
     }
     sent.load(Ordering::Relaxed)
+}
+
+/// CPU time (user and system, all threads) that process `pid` has used, in seconds; `None` when
+/// it cannot be read. `pid` 0 means this process.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let path = if pid == 0 {
+        "/proc/self/stat".to_owned()
+    } else {
+        format!("/proc/{pid}/stat")
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis are
+    // state (3), …, utime (14), stime (15), in clock ticks.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // Linux reports these in USER_HZ, which is 100 on every architecture it supports.
+    Some(ticks / 100.0)
+}
+
+/// Cores used by the server `pid` and by this process (the load generator) since `before`
+/// (their [`cpu_seconds`] then, and when), as "server 1.71, load generator 0.22 of 2 cores".
+pub fn cores_used(pid: u32, before: (Option<f64>, Option<f64>, std::time::Instant)) -> String {
+    let elapsed = before.2.elapsed().as_secs_f64().max(0.001);
+    let used = |now: Option<f64>, then: Option<f64>| match (now, then) {
+        (Some(n), Some(t)) => format!("{:.2}", (n - t) / elapsed),
+        _ => "?".to_owned(),
+    };
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
+    format!(
+        "server {}, load generator {} of {cores} cores",
+        used(cpu_seconds(pid), before.0),
+        used(cpu_seconds(0), before.1),
+    )
+}
+
+/// This moment's CPU times of `pid` and of this process, for [`cores_used`].
+pub fn cpu_now(pid: u32) -> (Option<f64>, Option<f64>, std::time::Instant) {
+    (cpu_seconds(pid), cpu_seconds(0), std::time::Instant::now())
 }
 
 /// Resident set of `pid` in MB.
