@@ -417,6 +417,15 @@ pub async fn append_many(store: &Store, tenant: &TenantId, total: usize, batch: 
     }
 }
 
+/// The record hashes of the tenant's chain, in order (the tree's leaves before leaf hashing).
+pub async fn chain_hashes(store: &Store, tenant: &TenantId) -> Vec<Hash> {
+    read_chain(store, tenant)
+        .await
+        .iter()
+        .map(|r| r.hash)
+        .collect()
+}
+
 /// Every record of the tenant's chain, in order.
 pub async fn read_chain(store: &Store, tenant: &TenantId) -> Vec<Record> {
     let mut out: Vec<Record> = Vec::new();

@@ -11,7 +11,7 @@ use ledger::note::VerifierKey;
 use ledger::types::{Hash, LeafIndex, TenantId, TreeSize};
 
 use crate::support::{
-    Backend, TestDb, append_many, backend_tests, decisions, read_chain, reference_root, tenant_id,
+    Backend, TestDb, append_many, backend_tests, chain_hashes, decisions, reference_root, tenant_id,
 };
 
 backend_tests!(
@@ -201,11 +201,7 @@ async fn proofs_and_roots_are_right_across_tile_boundaries_in_a_tree_of_thousand
     let db = TestDb::new(&backend).await;
     let (store, tenant) = db.open_with_tenant("acme").await;
     append_many(&store, &tenant, 2_100, 1_000).await;
-    let hashes: Vec<Hash> = read_chain(&store, &tenant)
-        .await
-        .iter()
-        .map(|r| r.hash)
-        .collect();
+    let hashes = chain_hashes(&store, &tenant).await;
     assert_eq!(hashes.len() as u64, TOTAL);
 
     let sizes: Vec<u64> = vec![
@@ -393,19 +389,11 @@ async fn a_kept_right_edge_tile_serves_proofs_after_the_tree_grows_past_it(backe
                 .expect("proof")
         }
     };
-    let before: Vec<Hash> = read_chain(&store, &tenant)
-        .await
-        .iter()
-        .map(|r| r.hash)
-        .collect();
+    let before = chain_hashes(&store, &tenant).await;
     // Leaf 0's proof at 300 reads the partial second tile (44 leaves) and keeps it.
     check(&before, 0, 300, &prove(0, 300).await);
     append_many(&store, &tenant, 100, 100).await;
-    let after: Vec<Hash> = read_chain(&store, &tenant)
-        .await
-        .iter()
-        .map(|r| r.hash)
-        .collect();
+    let after = chain_hashes(&store, &tenant).await;
     // At 400 the proof needs 144 leaves of that tile: more than kept, so read again.
     for index in [0, 255, 256, 299, 300, 399] {
         check(&after, index, 400, &prove(index, 400).await);
