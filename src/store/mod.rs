@@ -826,6 +826,11 @@ impl Store {
         self.inner.queue_total.load()
     }
 
+    /// Forgets every Merkle tile kept for `tenant` (see [`Store::tile_hashes`]).
+    pub(crate) fn forget_tiles(&self, tenant: &TenantId) {
+        self.lock_tile_cache().retain(|(t, _, _), _| t != tenant);
+    }
+
     fn lock_tile_cache(&self) -> std::sync::MutexGuard<'_, TileCache> {
         self.inner
             .tile_cache

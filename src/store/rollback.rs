@@ -611,9 +611,11 @@ async fn check_tenant_on_open(
     retire_legacy_file(dir, &tenant)?;
     let path = history_file(dir, &tenant);
     match read_latest(dir, &tenant) {
-        Err(problem) => guard.hold(&tenant, RollbackProblem::Unreadable { path, problem }),
+        Err(problem) => {
+            store.hold_for_rollback(&tenant, RollbackProblem::Unreadable { path, problem })
+        }
         Ok(Some(w)) => match compare(store, &tenant, w).await? {
-            Some(problem) => guard.hold(&tenant, problem),
+            Some(problem) => store.hold_for_rollback(&tenant, problem),
             None => {
                 *witnessed = Some(w);
             }
@@ -677,7 +679,7 @@ pub(crate) async fn recheck_held(store: &Store) -> Result<(), StoreError> {
             continue;
         };
         if compare(store, &tenant, w).await?.is_none() {
-            guard.lock_held().remove(&tenant);
+            store.release_rollback_hold(&tenant);
             *witnessed = Some(w);
             tracing::info!(tenant = %tenant, size = w.size.get(),
                 "the rollback was acknowledged elsewhere; publishing checkpoints again");
@@ -734,7 +736,7 @@ pub(crate) async fn witness(
                 }
             };
             if let Some(problem) = problem {
-                guard.hold(tenant, problem.clone());
+                store.hold_for_rollback(tenant, problem.clone());
                 return Err(StoreError::RollbackUnacknowledged {
                     tenant: tenant.to_string(),
                     problem,
@@ -764,6 +766,21 @@ pub(crate) async fn witness(
 }
 
 impl Store {
+    /// Holds `tenant` for `problem`, and forgets the Merkle tiles kept for it: they were read from
+    /// a tree the database no longer extends (a kept tile is only right while the stored tree
+    /// grows at its end), and the roots the appender resumes from and proofs must not use them.
+    fn hold_for_rollback(&self, tenant: &TenantId, problem: RollbackProblem) {
+        self.rollback_guard().hold(tenant, problem);
+        self.forget_tiles(tenant);
+    }
+
+    /// Releases `tenant` once its tree is consistent with the published log again, forgetting
+    /// its kept tiles once more: a proof may have kept one read before the hold.
+    fn release_rollback_hold(&self, tenant: &TenantId) {
+        self.rollback_guard().lock_held().remove(tenant);
+        self.forget_tiles(tenant);
+    }
+
     /// The tenants held because their database is behind (or forks from) the checkpoint published
     /// last, and why. Clear when rollback protection is off or all is well.
     pub fn rollback_status(&self) -> RollbackStatus {
@@ -873,7 +890,7 @@ impl Store {
         let checkpoint = self.sign_checkpoint(tenant, head).await?;
         witness(self, tenant, &checkpoint, WitnessMode::Reset, None).await?;
         self.store_checkpoint(tenant, &checkpoint).await?;
-        self.rollback_guard().lock_held().remove(tenant);
+        self.release_rollback_hold(tenant);
         tracing::warn!(
             tenant = %tenant,
             operator = operator.trim(),

@@ -8,13 +8,15 @@
 
 use std::path::PathBuf;
 
+use auditex::store::rollback::RollbackProblem;
 use auditex::store::{IntegrityFailureKind, IntegrityOptions, IntegrityOutcome, Store};
 use ed25519_dalek::SigningKey;
 use ledger::checkpoint::{Checkpoint, sign_checkpoint};
 use ledger::keys::{KeyId, RecordSigner};
+use ledger::merkle::{leaf_hash, verify_inclusion};
 use ledger::note::NoteSigner;
 use ledger::record::Record;
-use ledger::types::{Hash, Sequence, TenantId, TreeSize};
+use ledger::types::{Hash, LeafIndex, Sequence, TenantId, TreeSize};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection};
 
@@ -559,6 +561,12 @@ async fn a_published_record_changed_under_a_running_store_holds_the_next_publica
         .await
         .expect("append");
     store.publish_checkpoints().await.expect("publish");
+    // A proof keeps the right edge's partial tile (60 leaves), which must not stand in for the
+    // stored tree when the next checkpoint is compared and signed.
+    store
+        .inclusion_proof(&tenant, LeafIndex::new(0), TreeSize::new(60))
+        .await
+        .expect("proof");
     let mut raw = Raw::connect(&db).await;
     let forged = raw.blob(&[0x5a; 32]);
     raw.exec(&format!(
@@ -582,7 +590,92 @@ async fn a_published_record_changed_under_a_running_store_holds_the_next_publica
         store.rollback_status()
     );
     assert!(store.rollback_status().problem(&tenant).is_some());
+    assert!(
+        matches!(
+            store.rollback_status().problem(&tenant),
+            Some(RollbackProblem::Forked { size, .. }) if size.get() == 60
+        ),
+        "{:?}",
+        store.rollback_status()
+    );
     store.shutdown().await;
 }
 
-backend_tests!(a_published_record_changed_under_a_running_store_holds_the_next_publication);
+/// A running store whose database is rolled back under it (records past 280 of 300 gone, as a
+/// point-in-time recovery leaves it), then acknowledged and appended to again: the proofs it
+/// serves afterwards are of the new tree, not of tiles it kept from the old one, on both
+/// backends.
+async fn proofs_after_an_acknowledged_rollback_under_a_running_store_are_of_the_new_tree(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let bin = Bin::new(&db);
+    let checkpoints = tempfile::tempdir().expect("tempdir");
+    let mut config = bin.store_config(&db);
+    config.checkpoint_dir = Some(checkpoints.path().to_owned());
+    let store = Store::open_with_workers(config).await.expect("open");
+    let tenant = tenant_id(TENANT);
+    store.create_tenant(&tenant).await.expect("tenant");
+    store
+        .append(&tenant, crate::support::decisions(300))
+        .await
+        .expect("append");
+    store.publish_checkpoints().await.expect("publish");
+    // Leaf 0's proof at 300 keeps the partial second tile: leaves 256..300 of the old tree.
+    store
+        .inclusion_proof(&tenant, LeafIndex::new(0), TreeSize::new(300))
+        .await
+        .expect("proof");
+    let mut raw = Raw::connect(&db).await;
+    raw.exec(&format!(
+        "DELETE FROM records WHERE tenant_id = '{TENANT}' AND seq >= 280"
+    ))
+    .await;
+    raw.exec(&format!(
+        "DELETE FROM checkpoints WHERE tenant_id = '{TENANT}' AND tree_size > 280"
+    ))
+    .await;
+    // Publishing from what is stored (`auditex checkpoint`) finds the database behind the log.
+    assert!(store.publish_checkpoint_of(&tenant).await.is_err());
+    assert!(
+        matches!(
+            store.rollback_status().problem(&tenant),
+            Some(RollbackProblem::Behind { .. })
+        ),
+        "{:?}",
+        store.rollback_status()
+    );
+    let receipt = store
+        .acknowledge_rollback(&tenant, "bob", "restored to the last good backup")
+        .await
+        .expect("acknowledged");
+    assert_eq!(receipt.seq, 280);
+    store
+        .append(&tenant, crate::support::decisions(19))
+        .await
+        .expect("append");
+    let hashes = crate::support::chain_hashes(&store, &tenant).await;
+    assert_eq!(hashes.len(), 300);
+    let root = crate::support::reference_root(&hashes);
+    for index in [0, 255, 256, 279, 280, 299] {
+        let proof = store
+            .inclusion_proof(&tenant, LeafIndex::new(index), TreeSize::new(300))
+            .await
+            .expect("proof");
+        let leaf = leaf_hash(hashes[usize::try_from(index).expect("fits")].as_bytes());
+        verify_inclusion(
+            leaf,
+            LeafIndex::new(index),
+            TreeSize::new(300),
+            &proof,
+            root,
+        )
+        .unwrap_or_else(|e| panic!("inclusion of {index} in the new tree: {e}"));
+    }
+    store.shutdown().await;
+}
+
+backend_tests!(
+    a_published_record_changed_under_a_running_store_holds_the_next_publication,
+    proofs_after_an_acknowledged_rollback_under_a_running_store_are_of_the_new_tree,
+);
