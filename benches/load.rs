@@ -47,7 +47,8 @@ mod client;
 #[allow(dead_code)]
 mod settings;
 use client::{
-    Bodies, batched_until, cores_used, cpu_now, lag, percentile, post, raw_sign_all_cores, rss_mb,
+    Bodies, batched_until, closed_loop, cores_used, cpu_now, lag, percentile, post,
+    raw_sign_all_cores, rss_mb,
 };
 use settings::env_u64;
 
@@ -208,13 +209,7 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
                 let receipt = post(&served, &ingest, "/v1/records", bodies.single()).await;
                 let seq = receipt["seq"].as_u64().expect("seq");
                 loop {
-                    let resp = served
-                        .client
-                        .get(format!("{}/v1/proofs/inclusion?seq={seq}", served.url))
-                        .bearer_auth(&read)
-                        .send()
-                        .await
-                        .expect("request");
+                    let resp = get_inclusion_proof(&served, &read, seq).await;
                     if resp.status().is_success() {
                         break;
                     }
@@ -275,13 +270,7 @@ async fn proof_latencies(
         let (served, read) = (served.clone(), read.clone());
         async move {
             let seq = rand::random::<u64>() % size;
-            let resp = served
-                .client
-                .get(format!("{}/v1/proofs/inclusion?seq={seq}", served.url))
-                .bearer_auth(&read)
-                .send()
-                .await
-                .expect("request");
+            let resp = get_inclusion_proof(&served, &read, seq).await;
             assert!(
                 resp.status().is_success(),
                 "proof of {seq}: {}",
@@ -293,36 +282,15 @@ async fn proof_latencies(
     .await
 }
 
-/// `connections` clients, each sending `request` again as soon as it is answered, for
-/// `window`: requests per second and each request's latency in milliseconds.
-async fn closed_loop<F, Fut>(connections: usize, window: Duration, request: F) -> (f64, Vec<f64>)
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let deadline = Instant::now() + window;
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let request = request.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                request().await;
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            latencies
-        }));
-    }
-    let start = Instant::now();
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.expect("client"));
-    }
-    (
-        latencies.len() as f64 / start.elapsed().as_secs_f64(),
-        latencies,
-    )
+/// `GET /v1/proofs/inclusion?seq=SEQ` with the `read` key: the response, whatever its status.
+async fn get_inclusion_proof(served: &Served, read: &str, seq: u64) -> reqwest::Response {
+    served
+        .client
+        .get(format!("{}/v1/proofs/inclusion?seq={seq}", served.url))
+        .bearer_auth(read)
+        .send()
+        .await
+        .expect("request")
 }
 
 /// "p50 … ms, p99 … ms" of latencies in milliseconds.

@@ -36,7 +36,7 @@ mod client;
 #[path = "support/settings.rs"]
 #[allow(dead_code)]
 mod settings;
-use client::{Bodies, batched_until, percentile, post};
+use client::{Bodies, batched_until, closed_loop, percentile, post};
 use settings::env_u64;
 
 /// `auditex witness serve` as a process of its own.
@@ -179,36 +179,25 @@ async fn witness_rate(seconds: u64) {
         assert!(r.status().is_success(), "{}", r.status());
     }
     let checkpoints = Arc::new(checkpoints);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for t in 0..16usize {
-        let (client, url, checkpoints) = (client.clone(), w.url.clone(), checkpoints.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut i = t;
-            while Instant::now() < deadline {
-                let body = format!("old 1000\n\n{}", checkpoints[i % checkpoints.len()]);
-                i += 16;
-                let s = Instant::now();
-                let r = client
-                    .post(format!("{url}/add-checkpoint"))
-                    .body(body)
-                    .send()
-                    .await
-                    .expect("request");
-                assert!(r.status().is_success(), "{}", r.status());
-                r.bytes().await.expect("body");
-                latencies.push(s.elapsed().as_secs_f64() * 1000.0);
-            }
-            latencies
-        }));
-    }
-    let start = Instant::now();
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.expect("client"));
-    }
-    let rate = latencies.len() as f64 / start.elapsed().as_secs_f64();
+    // The 16 connections take the logs' checkpoints in turn.
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = w.url.clone();
+    let (rate, mut latencies) = closed_loop(16, Duration::from_secs(seconds), move || {
+        let (client, url, checkpoints) = (client.clone(), url.clone(), checkpoints.clone());
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move {
+            let body = format!("old 1000\n\n{}", checkpoints[i % checkpoints.len()]);
+            let r = client
+                .post(format!("{url}/add-checkpoint"))
+                .body(body)
+                .send()
+                .await
+                .expect("request");
+            assert!(r.status().is_success(), "{}", r.status());
+            r.bytes().await.expect("body");
+        }
+    })
+    .await;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let raw = raw_verify_and_sign_one_core(20_000);
     println!(
@@ -227,34 +216,21 @@ async fn get_rate(
     seconds: u64,
     path: impl Fn() -> String + Send + Sync + 'static,
 ) -> (f64, Vec<f64>) {
-    let path = Arc::new(path);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (served, key, path) = (served.clone(), key.to_owned(), path.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let p = path();
-                let s = Instant::now();
-                let mut request = served.client.get(format!("{}{p}", served.url));
-                if !key.is_empty() {
-                    request = request.bearer_auth(&key);
-                }
-                let r = request.send().await.expect("request");
-                assert!(r.status().is_success(), "{p}: {}", r.status());
-                r.bytes().await.expect("body");
-                latencies.push(s.elapsed().as_secs_f64() * 1000.0);
+    let (served, key, path) = (served.clone(), key.to_owned(), Arc::new(path));
+    closed_loop(8, Duration::from_secs(seconds), move || {
+        let (served, key, path) = (served.clone(), key.clone(), path.clone());
+        async move {
+            let p = path();
+            let mut request = served.client.get(format!("{}{p}", served.url));
+            if !key.is_empty() {
+                request = request.bearer_auth(&key);
             }
-            latencies
-        }));
-    }
-    let start = Instant::now();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("getter"));
-    }
-    (all.len() as f64 / start.elapsed().as_secs_f64(), all)
+            let r = request.send().await.expect("request");
+            assert!(r.status().is_success(), "{p}: {}", r.status());
+            r.bytes().await.expect("body");
+        }
+    })
+    .await
 }
 
 async fn latest_note(served: &Served, key: &str) -> String {

@@ -1,6 +1,7 @@
 //! The load client the end-to-end benchmarks share: request bodies with unique event ids, posting
-//! with retries on 429/503, batched ingestion at a capped rate, the views' lag, percentiles, the
-//! raw Ed25519 baseline, and a process's resident memory and CPU time. Included with `#[path]`.
+//! with retries on 429/503, batched ingestion at a capped rate, closed-loop clients, the views'
+//! lag, percentiles, the raw Ed25519 baseline, and a process's resident memory and CPU time.
+//! Included with `#[path]`.
 
 #![allow(dead_code)]
 
@@ -184,6 +185,42 @@ pub async fn batched_until(
         t.await.expect("submitter");
     }
     sent.load(Ordering::Relaxed)
+}
+
+/// `connections` clients, each sending `request` again as soon as it is answered, for
+/// `window`: requests per second and each request's latency in milliseconds.
+pub async fn closed_loop<F, Fut>(
+    connections: usize,
+    window: Duration,
+    request: F,
+) -> (f64, Vec<f64>)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let deadline = Instant::now() + window;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                request().await;
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            latencies
+        }));
+    }
+    let start = Instant::now();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.expect("client"));
+    }
+    (
+        latencies.len() as f64 / start.elapsed().as_secs_f64(),
+        latencies,
+    )
 }
 
 /// CPU time (user and system, all threads) that process `pid` has used, in seconds; `None` when
