@@ -73,7 +73,7 @@ const PURGE_DELAY_MS: std::ffi::c_long = 0;
 ///
 /// - mimalloc returns the pages it frees to the system at once (`purge_delay` 0; its default is
 ///   1 s) unless `MIMALLOC_PURGE_DELAY` says otherwise. With its default delay, resident memory
-///   stayed at 138–154 MB 10 s after the load benchmark, against 109–117 MB with immediate
+///   stayed at 134–154 MB 10 s after the load benchmark, against 109–117 MB with immediate
 ///   purging, for ingestion and proof rates within the noise (BENCHMARKS.md "The allocator").
 /// - glibc gets one arena per core (at least two), see [`limit_allocator_arenas`].
 pub fn configure_allocators() {
