@@ -104,14 +104,14 @@ pub fn serve_with(
     // For a profile: `AUDITEX_BENCH_SERVER_RUST_LOG` sets the service's log filter and
     // `AUDITEX_BENCH_SERVER_LOG` names a file its log lines are written to.
     let mut cmd = auditex(dir.path(), database, admin);
-    cmd.env_remove("RUST_LOG");
+    cmd.env_remove("RUST_LOG").envs(env.iter().copied());
+    // The profile's filter wins over a bench's own choice.
     if let Ok(filter) = std::env::var("AUDITEX_BENCH_SERVER_RUST_LOG") {
         cmd.env("RUST_LOG", filter);
     }
     let mut log = std::env::var_os("AUDITEX_BENCH_SERVER_LOG")
         .map(|path| std::fs::File::create(path).expect("server log file"));
     let mut child = cmd
-        .envs(env.iter().copied())
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .stderr(if log.is_some() {

@@ -17,6 +17,18 @@ use super::{StoreError, db_int};
 /// Rows per multi-row statement, well under both databases' parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// The stored values' subject index groups them in buckets of `1 << SUBJECT_BUCKET_BITS`
+/// sequence numbers (the `12` of `seq >> 12` in the migrations and in [`ErasureSql::push_subject`]).
+const SUBJECT_BUCKET_BITS: u32 = 12;
+
+/// The last bucket a subject's values are looked for in.
+enum LastBucket<'a> {
+    /// The bucket of this sequence number (an erasure covers the values before it).
+    OfSeq(i64),
+    /// The bucket of the tenant's newest stored value.
+    OfStored(&'a TenantId),
+}
+
 /// A data key to store: the sequence number of the record that created it, its subject (none
 /// for a key of one record) and its bytes wrapped under the master key.
 #[derive(Debug, Clone)]
@@ -240,8 +252,7 @@ where
                   WHERE tenant_id = ",
         );
         q.push_bind(tenant.as_str().to_owned());
-        q.push(" AND subject_ref = ");
-        q.push_bind(subject.to_owned());
+        Self::push_subject(&mut q, subject, LastBucket::OfStored(tenant));
         q.push(" UNION ALL SELECT seq, field, erasure_seq FROM erased_values WHERE tenant_id = ");
         q.push_bind(tenant.as_str().to_owned());
         q.push(" AND subject_ref = ");
@@ -291,6 +302,32 @@ where
             .collect()
     }
 
+    /// Appends `AND …` selecting the stored values of `subject` (of the tenant already named)
+    /// through the subject index, which leads with the value's bucket of sequence numbers
+    /// (`seq >> 12`, migration 0026 on SQLite, 0029 on PostgreSQL): one probe per bucket, from
+    /// the first to `last`. The bucket expression is written as the index names it, so that
+    /// both planners match it.
+    fn push_subject(q: &mut QueryBuilder<DB>, subject: &str, last: LastBucket<'_>) {
+        q.push(" AND subject_ref = ");
+        q.push_bind(subject.to_owned());
+        q.push(format!(
+            " AND (seq >> {SUBJECT_BUCKET_BITS}) IN (WITH RECURSIVE subject_buckets(b) AS (
+                 SELECT CAST(0 AS BIGINT) UNION ALL
+                 SELECT b + 1 FROM subject_buckets WHERE b < "
+        ));
+        match last {
+            LastBucket::OfSeq(seq) => {
+                q.push_bind(seq >> SUBJECT_BUCKET_BITS);
+            }
+            LastBucket::OfStored(tenant) => {
+                q.push("(SELECT MAX(seq) FROM erasable_values WHERE tenant_id = ");
+                q.push_bind(tenant.as_str().to_owned());
+                q.push(format!(") >> {SUBJECT_BUCKET_BITS}"));
+            }
+        }
+        q.push(") SELECT b FROM subject_buckets)");
+    }
+
     /// Appends `WHERE …` selecting the stored values `scope` erases.
     fn push_scope(q: &mut QueryBuilder<DB>, tenant: &TenantId, scope: &ErasureScope) {
         q.push(" WHERE tenant_id = ");
@@ -316,10 +353,11 @@ where
                 }
                 q.push("))");
             }
-            None => {
-                q.push(" AND subject_ref = ");
-                q.push_bind(scope.subject_ref.clone());
-            }
+            None => Self::push_subject(
+                q,
+                &scope.subject_ref,
+                LastBucket::OfSeq(db_int(scope.erasure_seq)),
+            ),
         }
         if let Some(fields) = &scope.fields {
             q.push(" AND field IN (");

@@ -31,6 +31,7 @@ backend_tests!(
     a_service_killed_during_erasures_keeps_each_one_whole_or_not_at_all,
     an_erasure_committed_but_not_journaled_holds_the_tenant_until_a_restart_journals_it,
     a_subjects_data_key_lives_until_its_last_value_is_erased_field_by_field,
+    a_subjects_values_in_every_bucket_of_the_subject_index_are_found_and_erased,
     an_erasure_naming_another_subjects_record_erases_nothing_of_it,
     a_value_appended_after_its_subjects_key_went_field_by_field_gets_a_new_key,
     a_key_made_for_a_group_that_rolled_back_is_never_used,
@@ -1115,6 +1116,105 @@ async fn an_erasure_racing_appends_erases_exactly_the_values_before_it(backend: 
                 .await
                 .expect("erased")
                 .is_empty()
+        );
+    }
+    store.shutdown().await;
+}
+
+/// The subject index finds values by buckets of 4096 sequence numbers (one probe per bucket):
+/// a subject's values in three buckets, on both sides of each boundary, are all found (for the
+/// erasure's count and field check) and all erased, field by field and then whole, and nothing
+/// of the other subjects is.
+async fn a_subjects_values_in_every_bucket_of_the_subject_index_are_found_and_erased(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let (store, tenant) = db.open_with_tenant("buckets").await;
+    let mine: std::collections::BTreeSet<usize> = [
+        1, 4094, 4095, 4096, 4097, 6000, 8190, 8191, 8192, 8193, 8999,
+    ]
+    .into();
+    let (mut seqs, mut others) = (Vec::new(), Vec::new());
+    for start in (0..9000).step_by(1000) {
+        let drafts = (start..start + 1000)
+            .map(|n| {
+                if mine.contains(&n) {
+                    subject_draft(ERASED_SUBJECT, &person(ERASED_TEXT, n))
+                } else {
+                    subject_draft(&format!("other-{n}"), &person(KEPT_TEXT, n))
+                }
+            })
+            .collect();
+        let receipts = store.append(&tenant, drafts).await.expect("append");
+        for (i, r) in receipts.iter().enumerate() {
+            if mine.contains(&(start + i)) {
+                seqs.push(r.seq);
+            } else if i % 997 == 0 {
+                others.push(r.seq);
+            }
+        }
+    }
+    let buckets: std::collections::BTreeSet<u64> = seqs.iter().map(|s| s >> 12).collect();
+    assert_eq!(
+        buckets.len(),
+        3,
+        "the subject's values span three buckets: {seqs:?}"
+    );
+    assert!(
+        seqs.windows(2)
+            .any(|w| w[0] % 4096 == 4095 && w[1] == w[0] + 1),
+        "two values straddle a bucket boundary: {seqs:?}"
+    );
+    let by_fields = SubjectErasure {
+        fields: Some(vec![field("iban")]),
+        ..whole_subject(ERASED_SUBJECT)
+    };
+    let outcome = store
+        .erase_subject(&tenant, by_fields)
+        .await
+        .expect("erase the iban");
+    assert_eq!(outcome.erased, 11, "one iban per record");
+    for s in &seqs {
+        let values = store.erasable_values(&tenant, seq(*s)).await.expect("read");
+        assert_eq!(
+            values.keys().map(FieldName::as_str).collect::<Vec<_>>(),
+            vec!["name"],
+            "record {s} keeps its name only"
+        );
+    }
+    let outcome = store
+        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect("erase the rest");
+    assert_eq!(outcome.erased, 11, "one name per record");
+    for s in &seqs {
+        assert!(
+            store
+                .erasable_values(&tenant, seq(*s))
+                .await
+                .expect("read")
+                .is_empty(),
+            "record {s} holds nothing"
+        );
+        assert_eq!(
+            store
+                .erased_fields(&tenant, seq(*s))
+                .await
+                .expect("erased")
+                .len(),
+            2,
+            "record {s} lists both fields as erased"
+        );
+    }
+    for s in &others {
+        assert_eq!(
+            store
+                .erasable_values(&tenant, seq(*s))
+                .await
+                .expect("read")
+                .len(),
+            2,
+            "another subject's record {s} keeps its values"
         );
     }
     store.shutdown().await;
