@@ -543,19 +543,29 @@ backend_tests!(
     a_fork_is_detected,
 );
 
+/// A store with its workers running and rollback protection on (published checkpoints kept in
+/// a folder of their own, returned so that it lives as long as the store), with [`TENANT`]
+/// created.
+async fn running_store_with_rollback_protection(
+    db: &TestDb,
+) -> (Store, TenantId, tempfile::TempDir) {
+    let bin = Bin::new(db);
+    let checkpoints = tempfile::tempdir().expect("tempdir");
+    let mut config = bin.store_config(db);
+    config.checkpoint_dir = Some(checkpoints.path().to_owned());
+    let store = Store::open_with_workers(config).await.expect("open");
+    let tenant = tenant_id(TENANT);
+    store.create_tenant(&tenant).await.expect("tenant");
+    (store, tenant, checkpoints)
+}
+
 /// A recent record's hash changed in place under a running store, inside the tree the last
 /// published checkpoint covers: the next publication must not sign over it, on both backends.
 async fn a_published_record_changed_under_a_running_store_holds_the_next_publication(
     backend: Backend,
 ) {
     let db = TestDb::new(&backend).await;
-    let bin = Bin::new(&db);
-    let checkpoints = tempfile::tempdir().expect("tempdir");
-    let mut config = bin.store_config(&db);
-    config.checkpoint_dir = Some(checkpoints.path().to_owned());
-    let store = Store::open_with_workers(config).await.expect("open");
-    let tenant = tenant_id(TENANT);
-    store.create_tenant(&tenant).await.expect("tenant");
+    let (store, tenant, _checkpoints) = running_store_with_rollback_protection(&db).await;
     store
         .append(&tenant, crate::support::decisions(60))
         .await
@@ -609,13 +619,7 @@ async fn proofs_after_an_acknowledged_rollback_under_a_running_store_are_of_the_
     backend: Backend,
 ) {
     let db = TestDb::new(&backend).await;
-    let bin = Bin::new(&db);
-    let checkpoints = tempfile::tempdir().expect("tempdir");
-    let mut config = bin.store_config(&db);
-    config.checkpoint_dir = Some(checkpoints.path().to_owned());
-    let store = Store::open_with_workers(config).await.expect("open");
-    let tenant = tenant_id(TENANT);
-    store.create_tenant(&tenant).await.expect("tenant");
+    let (store, tenant, _checkpoints) = running_store_with_rollback_protection(&db).await;
     store
         .append(&tenant, crate::support::decisions(300))
         .await
