@@ -47,8 +47,7 @@ mod client;
 #[allow(dead_code)]
 mod settings;
 use client::{
-    Bodies, batched_until, closed_loop, cores_used, cpu_now, lag, percentile, post,
-    raw_sign_all_cores, rss_mb,
+    Bodies, CpuMark, batched_until, closed_loop, lag, percentile, post, raw_sign_all_cores, rss_mb,
 };
 use settings::env_u64;
 
@@ -96,10 +95,10 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
         })
     };
     let start = Instant::now();
-    let cpu = cpu_now(pid);
+    let cpu = CpuMark::now(pid);
     let appended = batched_until(&served, &ingest, &bodies, &stop, None, None).await;
     let elapsed = start.elapsed().as_secs_f64();
-    let batched_cores = cores_used(pid, cpu);
+    let batched_cores = cpu.cores_used();
     timer.await.expect("timer");
     let mut lags = sampler.await.expect("sampler");
     let batched = appended as f64 / elapsed;
@@ -136,7 +135,7 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
 
     // Single appends, 64 connections.
     let single_seconds = (seconds / 3).max(5);
-    let cpu = cpu_now(pid);
+    let cpu = CpuMark::now(pid);
     let (single, mut latencies) = closed_loop(64, Duration::from_secs(single_seconds), {
         let (served, key, bodies) = (served.clone(), ingest.clone(), bodies.clone());
         move || {
@@ -155,7 +154,7 @@ async fn run_backend(name: &str, database: DatabaseUrl, admin: Option<&str>, raw
             percentile(&mut latencies, 50.0),
             percentile(&mut latencies, 99.0),
             percentile(&mut latencies, 100.0),
-            cores_used(pid, cpu)
+            cpu.cores_used()
         ),
     );
     views_caught_up(&served, &read).await;

@@ -237,29 +237,45 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // Linux reports these in USER_HZ, which is 100 on every architecture it supports.
-    Some(ticks / 100.0)
+    // SAFETY: `sysconf` reads a constant of the system; it takes no pointers.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| ticks / per_second as f64)
 }
 
-/// Cores used by the server `pid` and by this process (the load generator) since `before`
-/// (their [`cpu_seconds`] then, and when), as "server 1.71, load generator 0.22 of 2 cores".
-pub fn cores_used(pid: u32, before: (Option<f64>, Option<f64>, std::time::Instant)) -> String {
-    let elapsed = before.2.elapsed().as_secs_f64().max(0.001);
-    let used = |now: Option<f64>, then: Option<f64>| match (now, then) {
-        (Some(n), Some(t)) => format!("{:.2}", (n - t) / elapsed),
-        _ => "?".to_owned(),
-    };
-    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
-    format!(
-        "server {}, load generator {} of {cores} cores",
-        used(cpu_seconds(pid), before.0),
-        used(cpu_seconds(0), before.1),
-    )
+/// The CPU times of a server process and of this one (the load generator) at one moment, to
+/// tell the cores each used since ([`CpuMark::cores_used`]).
+pub struct CpuMark {
+    pid: u32,
+    server: Option<f64>,
+    generator: Option<f64>,
+    at: Instant,
 }
 
-/// This moment's CPU times of `pid` and of this process, for [`cores_used`].
-pub fn cpu_now(pid: u32) -> (Option<f64>, Option<f64>, std::time::Instant) {
-    (cpu_seconds(pid), cpu_seconds(0), std::time::Instant::now())
+impl CpuMark {
+    /// This moment's CPU times of the server `pid` and of this process.
+    pub fn now(pid: u32) -> CpuMark {
+        CpuMark {
+            pid,
+            server: cpu_seconds(pid),
+            generator: cpu_seconds(0),
+            at: Instant::now(),
+        }
+    }
+
+    /// Cores the two used since the mark, as "server 1.71, load generator 0.22 of 2 cores".
+    pub fn cores_used(&self) -> String {
+        let elapsed = self.at.elapsed().as_secs_f64().max(0.001);
+        let used = |now: Option<f64>, then: Option<f64>| match (now, then) {
+            (Some(n), Some(t)) => format!("{:.2}", (n - t) / elapsed),
+            _ => "?".to_owned(),
+        };
+        let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
+        format!(
+            "server {}, load generator {} of {cores} cores",
+            used(cpu_seconds(self.pid), self.server),
+            used(cpu_seconds(0), self.generator),
+        )
+    }
 }
 
 /// Resident set of `pid` in MB.
