@@ -171,6 +171,42 @@ fn fold_contained(
     })
 }
 
+/// Below this many records a read is folded on the runner's own task: handing it to the
+/// blocking pool would cost more than it saves.
+const BLOCKING_FOLD_RECORDS_MIN: usize = 64;
+
+/// Folds `events` into each target's changes, every target from its own position; gives back
+/// the changes and the facts (which later reads of the page add to). A read of thousands of
+/// records is tens of milliseconds of folding: it runs on the blocking pool, so that the async
+/// workers keep serving requests meanwhile. `None` when the runtime shut down first.
+async fn fold_all(
+    targets: Vec<(&'static dyn Projection, u64)>,
+    mut changes: Vec<Changes>,
+    events: Vec<Event>,
+    facts: Facts,
+) -> Option<(Vec<Changes>, Facts, Result<(), FoldPanicked>)> {
+    let small = events.len() < BLOCKING_FOLD_RECORDS_MIN;
+    let fold = move || {
+        let mut result = Ok(());
+        for ((p, at), changes) in targets.iter().zip(&mut changes) {
+            result = fold_contained(*p, changes, &events, *at, &facts);
+            if result.is_err() {
+                break;
+            }
+        }
+        (changes, facts, result)
+    };
+    if small {
+        return Some(fold());
+    }
+    match tokio::task::spawn_blocking(fold).await {
+        Ok(folded) => Some(folded),
+        // A panic outside the contained folds is a bug: raise it where the runner is.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => None,
+    }
+}
+
 /// Folds that panic on demand, to show that the runner contains them. Compiled only for tests
 /// (this crate's, and the service's test builds through the `test-faults` feature, which no
 /// release build enables).
@@ -1059,12 +1095,19 @@ async fn fold_next<S: ViewStore>(
         };
         first.get_or_insert((head.seq, head.captured_at_us));
         add_facts(store, tenant, &events, &mut facts).await?;
-        for ((p, generation), changes) in targets.iter().zip(&mut changes) {
-            let at = position(*p, *generation);
-            fold_contained(*p, changes, &events, at, &facts)?;
-        }
-        end = last.seq + 1;
-        if (events.len() as u64) < limit {
+        let (next, read) = (last.seq + 1, events.len() as u64);
+        let at: Vec<(&'static dyn Projection, u64)> = targets
+            .iter()
+            .map(|(p, generation)| (*p, position(*p, *generation)))
+            .collect();
+        let Some((folded, known, result)) = fold_all(at, changes, events, facts).await else {
+            // The runtime is shutting down: nothing of this page is committed.
+            return Ok(None);
+        };
+        (changes, facts) = (folded, known);
+        result?;
+        end = next;
+        if read < limit {
             // The end of the chain.
             break;
         }

@@ -604,7 +604,35 @@ pub async fn append_batch(
 ) -> Result<Json<BatchReceipts>, ApiError> {
     let principal = caller.require(INGESTERS, "append records")?;
     require_json(&headers)?;
-    let request: BatchRequest = parse_body(&body)?;
+    let who = principal.clone();
+    // Up to a thousand records to parse, check and canonicalize: milliseconds of CPU, run off
+    // the async workers so that proofs and reads are not queued behind them.
+    let (request, drafts) = off_the_workers(move || parse_batch(&who, &body)).await??;
+    refuse_four_eyes_records(&state, principal, &request.records, true).await?;
+    let started = Instant::now();
+    match state.store.append(&principal.tenant, drafts).await {
+        Ok(receipts) => {
+            let new = receipts.iter().filter(|r| !r.duplicate).count();
+            state
+                .metrics
+                .append_ok(receipts.len(), new, started.elapsed());
+            Ok(Json(BatchReceipts {
+                receipts: receipts.into_iter().map(ReceiptBody::from).collect(),
+            }))
+        }
+        Err(e) => {
+            state.metrics.append_failed();
+            Err(e.into())
+        }
+    }
+}
+
+/// Parses and validates a batch: the request and its records' drafts, or every problem found.
+fn parse_batch(
+    principal: &Principal,
+    body: &Bytes,
+) -> Result<(BatchRequest, Vec<ClientDraft>), ApiError> {
+    let request: BatchRequest = parse_body(body)?;
     if request.records.len() > BATCH_RECORDS_MAX {
         return Err(ApiError::BatchTooLarge {
             got: request.records.len(),
@@ -633,23 +661,34 @@ pub async fn append_batch(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    refuse_four_eyes_records(&state, principal, &request.records, true).await?;
-    let started = Instant::now();
-    match state.store.append(&principal.tenant, drafts).await {
-        Ok(receipts) => {
-            let new = receipts.iter().filter(|r| !r.duplicate).count();
-            state
-                .metrics
-                .append_ok(receipts.len(), new, started.elapsed());
-            Ok(Json(BatchReceipts {
-                receipts: receipts.into_iter().map(ReceiptBody::from).collect(),
-            }))
-        }
-        Err(e) => {
-            state.metrics.append_failed();
-            Err(e.into())
-        }
-    }
+    Ok((request, drafts))
+}
+
+/// Runs CPU-bound request work on the blocking pool. The async workers (two on a two-core
+/// machine) serve every connection: a batch parsed on one of them holds back every request
+/// queued behind it for as long as the parse takes.
+///
+/// At most one such job per core runs at a time, as when they ran on the workers: a parsed
+/// batch takes several times its body's memory, and the body budget (`app::bodies`) admits
+/// many bodies at once.
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let slot = slots
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(format!("request work failed: {e}")))?;
+    // The slot is held by the job itself: it runs on even if its request is dropped.
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("request work failed: {e}")))
 }
 
 fn parse_seq(seq: u64) -> Result<Sequence, ApiError> {

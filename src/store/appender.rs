@@ -144,8 +144,8 @@ fn draft_bytes(d: &PreparedDraft) -> usize {
     DRAFT_OVERHEAD_BYTES + d.draft.payload.as_str().len() + erasable
 }
 
-/// Below this many records a batch is signed on the appender's own thread: handing it to the
-/// thread pool would cost more than it saves.
+/// Below this many records a group is hashed and signed on the appender's own task: handing it
+/// to the blocking and signing pools would cost more than it saves.
 const PARALLEL_SIGN_RECORDS_MIN: usize = 64;
 
 /// Why an append was not done. Nothing of a failed request was written.
@@ -955,10 +955,10 @@ impl Appender {
                 allowed,
             }));
         }
-        let mut tree = self.tree.clone();
-        let mut head = self.head;
-        let mut unsigned = Vec::with_capacity(drafts.len());
-        let mut nodes = Vec::new();
+        // Sequence numbers and capture times first; the hashes, which chain each record to
+        // the one before, and the signatures are made together below.
+        let mut last = self.head.map(|h| (h.seq, h.captured_at.unix_micros()));
+        let mut positioned = Vec::with_capacity(drafts.len());
         let mut erasable = Vec::new();
         // Data keys: each value is sealed under its subject's key (found, or made here), or
         // under a key of its own record when it concerns no known subject.
@@ -984,14 +984,12 @@ impl Appender {
         let mut new_keys = Vec::new();
         let mut erasures = Vec::new();
         for d in drafts {
-            let (seq, prev, last_time) = match head {
-                None => (Sequence::FIRST, Hash::ZERO, 0),
-                Some(h) => (
-                    h.seq
-                        .next()
+            let (seq, last_time) = match last {
+                None => (Sequence::FIRST, 0),
+                Some((s, t)) => (
+                    s.next()
                         .map_err(|e| StoreError::OutOfRange(e.to_string()))?,
-                    h.hash,
-                    h.captured_at.unix_micros(),
+                    t,
                 ),
             };
             // Capture time never goes backwards within a chain, even if the clock does.
@@ -1078,32 +1076,22 @@ impl Appender {
                 forget.push(scope.subject_ref.clone());
                 erasures.push(scope);
             }
-            let u = UnsignedRecord::new(
-                &self.tenant,
-                ChainPosition {
-                    seq,
-                    prev,
-                    captured_at,
-                },
-                d.draft,
-                self.signer.key_id(),
-            );
-            for n in tree
-                .push(leaf_hash(u.hash().as_bytes()))
-                .map_err(|e| StoreError::OutOfRange(e.to_string()))?
-            {
-                if n.id.level() > 0 && n.id.level() % TILE_HEIGHT == 0 {
-                    nodes.push((n.id.level(), n.id.index(), n.hash));
-                }
-            }
-            head = Some(ChainHead {
-                seq,
-                hash: u.hash(),
-                captured_at,
-            });
-            unsigned.push(u);
+            last = Some((seq, captured_at.unix_micros()));
+            positioned.push((seq, captured_at, d.draft));
         }
-        let records = sign_all(unsigned, self.signer.clone()).await?;
+        let Sealed {
+            records,
+            tree,
+            nodes,
+            head,
+        } = seal_all(
+            positioned,
+            self.tenant.clone(),
+            self.head,
+            self.tree.clone(),
+            self.signer.clone(),
+        )
+        .await?;
         for r in &records {
             // A key outside its interval must never sign (rotation bugs would show up here).
             if r.seq.get() < self.key.from_seq
@@ -1227,27 +1215,95 @@ fn draft_difference(a: &PreparedDraft, b: &PreparedDraft) -> Option<String> {
     None
 }
 
-/// Signs hashed records in order, on rayon's pool when the batch is large enough to pay for it.
-async fn sign_all(
-    unsigned: Vec<UnsignedRecord>,
+/// A group's records, hashed in chain order and signed, with the tree and head they lead to.
+struct Sealed {
+    records: Vec<Record>,
+    tree: CompactTree,
+    /// The Merkle nodes completed at tile boundaries: (level, index, hash).
+    nodes: Vec<(u8, u64, Hash)>,
+    head: Option<ChainHead>,
+}
+
+/// Hashes `positioned` records in order after `head` (each links to the one before), adds them
+/// to `tree`, and signs them. A group large enough to pay for it does all of this on the
+/// blocking pool and signs on rayon's: a 2,000-record group is milliseconds of hashing, during
+/// which an async worker would serve no one else.
+async fn seal_all(
+    positioned: Vec<(Sequence, CaptureTime, ledger::record::RecordDraft)>,
+    tenant: TenantId,
+    head: Option<ChainHead>,
+    tree: CompactTree,
     signer: Arc<RecordSigner>,
-) -> Result<Vec<Record>, StoreError> {
-    if unsigned.len() < PARALLEL_SIGN_RECORDS_MIN {
-        return Ok(unsigned.into_iter().map(|u| u.sign(&signer)).collect());
+) -> Result<Sealed, StoreError> {
+    if positioned.len() < PARALLEL_SIGN_RECORDS_MIN {
+        let (unsigned, sealed) = hash_all(positioned, &tenant, head, tree, &signer)?;
+        let records = unsigned.into_iter().map(|u| u.sign(&signer)).collect();
+        return Ok(Sealed { records, ..sealed });
     }
     // The blocking thread waits for the pool, so no async worker does; rayon re-raises a
     // worker's panic here, where it is turned into an error rather than taking the appender down.
     tokio::task::spawn_blocking(move || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (unsigned, sealed) = hash_all(positioned, &tenant, head, tree, &signer)?;
+        let records = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             unsigned
                 .into_par_iter()
                 .map(|u| u.sign(&signer))
                 .collect::<Vec<_>>()
         }))
-        .map_err(|_| StoreError::Corrupt("a signing thread panicked".into()))
+        .map_err(|_| StoreError::Corrupt("a signing thread panicked".into()))?;
+        Ok(Sealed { records, ..sealed })
     })
     .await
-    .map_err(|e| StoreError::Corrupt(format!("signing task failed: {e}")))?
+    .map_err(|e| StoreError::Corrupt(format!("sealing task failed: {e}")))?
+}
+
+/// The hashing half of [`seal_all`]: the unsigned records, and the rest of [`Sealed`] with no
+/// records yet.
+fn hash_all(
+    positioned: Vec<(Sequence, CaptureTime, ledger::record::RecordDraft)>,
+    tenant: &TenantId,
+    mut head: Option<ChainHead>,
+    mut tree: CompactTree,
+    signer: &RecordSigner,
+) -> Result<(Vec<UnsignedRecord>, Sealed), StoreError> {
+    let mut unsigned = Vec::with_capacity(positioned.len());
+    let mut nodes = Vec::new();
+    for (seq, captured_at, draft) in positioned {
+        let prev = head.map_or(Hash::ZERO, |h| h.hash);
+        let u = UnsignedRecord::new(
+            tenant,
+            ChainPosition {
+                seq,
+                prev,
+                captured_at,
+            },
+            draft,
+            signer.key_id(),
+        );
+        for n in tree
+            .push(leaf_hash(u.hash().as_bytes()))
+            .map_err(|e| StoreError::OutOfRange(e.to_string()))?
+        {
+            if n.id.level() > 0 && n.id.level() % TILE_HEIGHT == 0 {
+                nodes.push((n.id.level(), n.id.index(), n.hash));
+            }
+        }
+        head = Some(ChainHead {
+            seq,
+            hash: u.hash(),
+            captured_at,
+        });
+        unsigned.push(u);
+    }
+    Ok((
+        unsigned,
+        Sealed {
+            records: Vec::new(),
+            tree,
+            nodes,
+            head,
+        },
+    ))
 }
 
 /// The subject each draft of a group concerns: its own `subject_ref`, or that of the decision its

@@ -93,6 +93,20 @@ fn to_event(t: EventTuple) -> Result<Event, StoreError> {
     })
 }
 
+/// Below this many rows a read is parsed where it was fetched.
+const BLOCKING_PARSE_ROWS_MIN: usize = 64;
+
+/// Parses a read of records into events: their JSON payloads, thousands at a time while the
+/// views catch up, so on the blocking pool rather than on an async worker that serves requests.
+async fn to_events(rows: Vec<EventTuple>) -> Result<Vec<Event>, StoreError> {
+    if rows.len() < BLOCKING_PARSE_ROWS_MIN {
+        return rows.into_iter().map(to_event).collect();
+    }
+    tokio::task::spawn_blocking(move || rows.into_iter().map(to_event).collect())
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("parsing records failed: {e}")))?
+}
+
 const DECISION_COLUMNS: &str = "event_id, seq, model_id, model_version, outcome, current_outcome, score, subject_ref, decided_at_us, captured_at_us, oversight_mode, status, reviews, overrides, contests, explanation_requests, submissions, last_reviewer, last_event_seq";
 
 mod charts_sql;

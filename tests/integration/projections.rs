@@ -855,6 +855,18 @@ async fn a_record_a_projection_cannot_apply_stops_it_for_that_tenant_only(backen
 /// and every other projection of A and every projection of B keep up. Once the defect is gone,
 /// a retry brings A's view up to date exactly.
 async fn a_fold_that_panics_stops_that_projection_for_that_tenant_only(backend: Backend) {
+    fold_panic_is_contained(backend, 1).await;
+}
+
+/// The same with 100 records before the defect: a read that large is folded on the blocking
+/// pool rather than on the runner's task, and its panic is contained all the same.
+async fn a_fold_that_panics_on_the_blocking_pool_is_contained_too(backend: Backend) {
+    fold_panic_is_contained(backend, 100).await;
+}
+
+/// A's chain: `before` decisions of subjects of their own, the one whose fold panics, and one
+/// more.
+async fn fold_panic_is_contained(backend: Backend, before: usize) {
     use ::projections::runner::test_faults;
     let db = TestDb::new(&backend).await;
     let store = db.open().await;
@@ -866,7 +878,12 @@ async fn a_fold_that_panics_stops_that_projection_for_that_tenant_only(backend: 
     let defect = format!("panics-{}", crate::support::new_event_id());
     test_faults::panic_on_subject("decisions", &defect);
     store
-        .append(&a, vec![decision_of("s-1")])
+        .append(
+            &a,
+            (0..before)
+                .map(|i| decision_of(&format!("s-{i}")))
+                .collect(),
+        )
         .await
         .expect("append");
     let panicking = store
@@ -875,7 +892,7 @@ async fn a_fold_that_panics_stops_that_projection_for_that_tenant_only(backend: 
         .expect("append");
     let panicking_seq = panicking[0].seq;
     store
-        .append(&a, vec![decision_of("s-3")])
+        .append(&a, vec![decision_of("s-after")])
         .await
         .expect("append");
     crate::support::append_many(&store, &b, 5, 2).await;
@@ -890,10 +907,14 @@ async fn a_fold_that_panics_stops_that_projection_for_that_tenant_only(backend: 
     let views_a = store.dump_views(&a).await.expect("dump");
     assert_eq!(
         views_a.decisions.len(),
-        1,
+        before,
         "A's decisions stop before the record whose fold panics"
     );
-    assert_eq!(views_a.subjects.len(), 3, "A's other projections keep up");
+    assert_eq!(
+        views_a.subjects.len(),
+        before + 2,
+        "A's other projections keep up"
+    );
     let stuck = store.stuck_projections(None).await.expect("stuck");
     assert_eq!(stuck.len(), 1, "{stuck:?}");
     assert_eq!(
@@ -935,12 +956,16 @@ async fn a_fold_that_panics_stops_that_projection_for_that_tenant_only(backend: 
             .is_empty()
     );
     assert_views_exact(&store, &a).await;
-    assert_eq!(crate::support::decisions_served(&store, &a).await, 3);
+    assert_eq!(
+        crate::support::decisions_served(&store, &a).await,
+        before + 2
+    );
     store.shutdown().await;
 }
 
 backend_tests!(
     a_fold_that_panics_stops_that_projection_for_that_tenant_only,
+    a_fold_that_panics_on_the_blocking_pool_is_contained_too,
     a_record_a_projection_cannot_apply_stops_it_for_that_tenant_only,
     incremental_views_equal_rebuild_and_recomputation,
     time_ranges_select_exactly_their_decisions,

@@ -21,7 +21,7 @@ use sqlx::{
 
 use super::{
     DECISION_COLUMNS, DecisionQuery, EventTuple, INSERT_CHUNK_ROWS, OversightQuery, PAGE_ROWS_MAX,
-    Page, SORTED_SEARCH_ROWS_MAX, corrupt, event_id, page_of, to_event, uint,
+    Page, SORTED_SEARCH_ROWS_MAX, corrupt, event_id, page_of, to_event, to_events, uint,
 };
 use crate::store::{StoreError, db_int};
 
@@ -452,7 +452,7 @@ where
             .push(" ORDER BY seq LIMIT ")
             .push_bind(db_int(limit));
         let rows: Vec<EventTuple> = q.build_query_as().fetch_all(&mut **tx).await?;
-        rows.into_iter().map(to_event).collect()
+        to_events(rows).await
     }
 
     pub(super) async fn facts(
