@@ -609,6 +609,8 @@ pub async fn append_batch(
     // the async workers so that proofs and reads are not queued behind them.
     let (request, drafts) = off_the_workers(move || parse_batch(&who, &body)).await??;
     refuse_four_eyes_records(&state, principal, &request.records, true).await?;
+    // The parsed batch is not needed while the drafts wait for the appender.
+    drop(request);
     let started = Instant::now();
     match state.store.append(&principal.tenant, drafts).await {
         Ok(receipts) => {
@@ -668,9 +670,10 @@ fn parse_batch(
 /// machine) serve every connection: a batch parsed on one of them holds back every request
 /// queued behind it for as long as the parse takes.
 ///
-/// At most one such job per core runs at a time, as when they ran on the workers: a parsed
-/// batch takes several times its body's memory, and the body budget (`app::bodies`) admits
-/// many bodies at once.
+/// At most one such job per core runs at a time, about as many as ran at once on the workers
+/// (one per core unless `TOKIO_WORKER_THREADS` says otherwise): a parsed batch takes several
+/// times its body's memory, and the body budget (`app::bodies`) admits many bodies at once. A
+/// job whose request is dropped runs to its end outside that budget, one per slot at most.
 async fn off_the_workers<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {

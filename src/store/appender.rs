@@ -940,7 +940,6 @@ impl Appender {
             });
         }
 
-        // Hash in chain order (each record links to the one before).
         let now = self.store.config().clock.now_unix_micros();
         // A clock behind the chain head would stamp every record with the head's instant: say
         // so, and past the allowance refuse rather than freeze capture times for hours.

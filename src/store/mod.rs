@@ -131,6 +131,47 @@ pub const TILE_CACHE_TILES_MAX: usize = 4096;
 /// Merkle tiles (full, or a partial tile's stored prefix) by (tenant, base level, tile index).
 type TileCache = HashMap<(TenantId, u8, u64), Arc<[Hash]>>;
 
+/// Most tiles above level 0 whose inner levels are kept folded (at most 16 KiB each: 4 MiB).
+/// A tree of ten million records has 153 such tiles; when full, the set is emptied.
+const FOLDED_TILES_MAX: usize = 256;
+
+/// The inner levels of tiles above level 0, by (tenant, base level, tile index).
+type FoldedTiles = HashMap<(TenantId, u8, u64), Arc<FoldedTile>>;
+
+/// A tile's hashes with every perfect subtree inside it folded: `inner[k - 1][i]` is the root of
+/// the `2^k` hashes from `i * 2^k`. Built from `hashes` alone, so it is right for exactly those
+/// hashes, and used only for a tile read with the same ones.
+struct FoldedTile {
+    hashes: Arc<[Hash]>,
+    inner: Vec<Vec<Hash>>,
+}
+
+impl FoldedTile {
+    fn fold(hashes: Arc<[Hash]>) -> FoldedTile {
+        let mut inner: Vec<Vec<Hash>> = Vec::with_capacity(usize::from(TILE_HEIGHT));
+        let mut below: &[Hash] = &hashes;
+        for _ in 1..TILE_HEIGHT {
+            // An odd last hash has no sibling yet: no node above it is complete.
+            let level: Vec<Hash> = below
+                .chunks_exact(2)
+                .map(|p| node_hash(p[0], p[1]))
+                .collect();
+            inner.push(level);
+            below = inner.last().map_or(&[], Vec::as_slice);
+        }
+        FoldedTile { hashes, inner }
+    }
+
+    /// The root of the `2^height` hashes from `start` (a multiple of `2^height`), when all of
+    /// them are in the tile.
+    fn node(&self, height: u8, start: usize) -> Option<Hash> {
+        match height {
+            0 => self.hashes.get(start).copied(),
+            h => self.inner.get(usize::from(h) - 1)?.get(start >> h).copied(),
+        }
+    }
+}
+
 /// Where a read of Merkle tiles may take them from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TileReads {
@@ -677,6 +718,8 @@ struct Inner {
     /// API keys verified in the last moments (see `api_keys.rs`).
     verified_keys: api_keys::VerifiedKeys,
     tile_cache: Mutex<TileCache>,
+    /// Tiles above level 0 with their inner levels folded (see [`Store::node_hashes`]).
+    folded_tiles: Mutex<FoldedTiles>,
     /// Who may read each tenant's tiles, as last read (see `tiles.rs`).
     tile_access: tiles::TileAccessCache,
     /// How each tenant's witnesses are doing (see `witnesses.rs`).
@@ -751,6 +794,7 @@ impl Store {
                 last_used: api_keys::LastUsed::default(),
                 verified_keys: api_keys::VerifiedKeys::default(),
                 tile_cache: Mutex::new(HashMap::new()),
+                folded_tiles: Mutex::new(HashMap::new()),
                 tile_access: tiles::TileAccessCache::default(),
                 witness_board: witnesses::WitnessBoard::default(),
                 trees: Mutex::new(HashMap::new()),
@@ -829,6 +873,42 @@ impl Store {
     /// Forgets every Merkle tile kept for `tenant` (see [`Store::tile_hashes`]).
     pub(crate) fn forget_tiles(&self, tenant: &TenantId) {
         self.lock_tile_cache().retain(|(t, _, _), _| t != tenant);
+        self.lock_folded_tiles().retain(|(t, _, _), _| t != tenant);
+    }
+
+    fn lock_folded_tiles(&self) -> std::sync::MutexGuard<'_, FoldedTiles> {
+        self.inner
+            .folded_tiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tile `tile` at `base` (above level 0) with its inner levels folded, for exactly `hashes`:
+    /// kept between proofs, as every proof of the tenant climbs through these few tiles.
+    fn folded_tile(
+        &self,
+        tenant: &TenantId,
+        base: u8,
+        tile: u64,
+        hashes: &Arc<[Hash]>,
+    ) -> Arc<FoldedTile> {
+        let key = (tenant.clone(), base, tile);
+        // Equal hashes (the same kept copy, or a read with the same content) fold the same.
+        if let Some(kept) = self
+            .lock_folded_tiles()
+            .get(&key)
+            .filter(|f| Arc::ptr_eq(&f.hashes, hashes) || f.hashes[..] == hashes[..])
+            .cloned()
+        {
+            return kept;
+        }
+        let folded = Arc::new(FoldedTile::fold(Arc::clone(hashes)));
+        let mut kept = self.lock_folded_tiles();
+        if kept.len() >= FOLDED_TILES_MAX && !kept.contains_key(&key) {
+            kept.clear();
+        }
+        kept.insert(key, Arc::clone(&folded));
+        folded
     }
 
     fn lock_tile_cache(&self) -> std::sync::MutexGuard<'_, TileCache> {
@@ -1546,7 +1626,10 @@ impl Store {
 
     /// The hashes of perfect-subtree nodes, read tile by tile: a node at level `L` is folded from
     /// the at most 128 stored hashes at level `L - L % 8` below it (level 0 being the leaf hashes
-    /// of the records). Nodes in the same tile share one range read.
+    /// of the records). Nodes in the same tile share one range read. A tile above level 0 is
+    /// folded once and kept folded: a proof's siblings in a tile cost up to 247 node hashes, and
+    /// every proof of the tenant climbs through the same few upper tiles. Level-0 tiles, one per
+    /// 256 records, are folded per proof: keeping them folded would double the tile cache.
     async fn node_hashes(
         &self,
         tenant: &TenantId,
@@ -1576,14 +1659,19 @@ impl Store {
             let tile = &tiles[&(base, first >> TILE_HEIGHT)];
             let start = usize::try_from(first % (1 << TILE_HEIGHT)).unwrap_or(usize::MAX);
             let end = start.saturating_add(usize::try_from(width).unwrap_or(usize::MAX));
-            let slice = tile.get(start..end).ok_or_else(|| {
+            let missing = || {
                 StoreError::Corrupt(format!(
                     "Merkle node at level {} index {} is not stored",
                     id.level(),
                     id.index()
                 ))
-            })?;
-            out.push(fold_perfect(slice));
+            };
+            if base >= TILE_HEIGHT && reads != TileReads::Stored {
+                let folded = self.folded_tile(tenant, base, first >> TILE_HEIGHT, tile);
+                out.push(folded.node(id.level() - base, start).ok_or_else(missing)?);
+            } else {
+                out.push(fold_perfect(tile.get(start..end).ok_or_else(missing)?));
+            }
         }
         Ok(out)
     }
@@ -1864,5 +1952,33 @@ mod fork_message_tests {
             "{some}"
         );
         assert!(some.contains("records 5000..=7943"), "{some}");
+    }
+}
+
+#[cfg(test)]
+mod folded_tile_tests {
+    use super::*;
+
+    /// Every perfect subtree a proof can ask of a tile, for every length a tile can have, is
+    /// the same folded once and kept as folded per proof; and one not wholly in the tile is
+    /// not there.
+    #[test]
+    fn a_folded_tile_gives_what_folding_per_proof_gives() {
+        let all: Vec<Hash> = (0..256u32).map(|n| leaf_hash(&n.to_be_bytes())).collect();
+        for len in 1..=256usize {
+            let hashes: Arc<[Hash]> = all[..len].into();
+            let folded = FoldedTile::fold(Arc::clone(&hashes));
+            for height in 0..TILE_HEIGHT {
+                let width = 1usize << height;
+                for start in (0..256).step_by(width) {
+                    let expected = hashes.get(start..start + width).map(fold_perfect);
+                    assert_eq!(
+                        folded.node(height, start),
+                        expected,
+                        "length {len}, height {height}, start {start}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -283,9 +283,10 @@ impl ViewBackend for SqliteDb {
         limit: u64,
     ) -> Result<Vec<Event>, StoreError> {
         let mut tx = self.view_tx(false).await?;
-        let out = Sql::<Sqlite>::events(&mut tx, tenant, from, limit).await?;
+        let rows = Sql::<Sqlite>::event_rows(&mut tx, tenant, from, limit).await?;
         tx.commit().await?;
-        Ok(out)
+        // Parsed once the read transaction is over, so that it does not wait for the parse.
+        to_events(rows).await
     }
 
     async fn facts(
@@ -589,9 +590,10 @@ impl ViewBackend for PgDb {
         limit: u64,
     ) -> Result<Vec<Event>, StoreError> {
         let mut tx = self.view_tx(Some(tenant)).await?;
-        let out = Sql::<Postgres>::events(&mut tx, tenant, from, limit).await?;
+        let rows = Sql::<Postgres>::event_rows(&mut tx, tenant, from, limit).await?;
         tx.commit().await?;
-        Ok(out)
+        // Parsed once the read transaction is over, so that it does not wait for the parse.
+        to_events(rows).await
     }
 
     async fn facts(

@@ -12,7 +12,7 @@ use ledger::types::{EventId, TenantId};
 use projections::runner::{ProjectionState, Stuck, TargetPage};
 use projections::views::{DecisionPatch, ModelDelta};
 use projections::{
-    DailyRow, DecisionFacts, DecisionRow, Event, ModelRow, OversightRow, SubjectRow, Views,
+    DailyRow, DecisionFacts, DecisionRow, ModelRow, OversightRow, SubjectRow, Views,
 };
 use sqlx::{
     ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Transaction,
@@ -21,7 +21,7 @@ use sqlx::{
 
 use super::{
     DECISION_COLUMNS, DecisionQuery, EventTuple, INSERT_CHUNK_ROWS, OversightQuery, PAGE_ROWS_MAX,
-    Page, SORTED_SEARCH_ROWS_MAX, corrupt, event_id, page_of, to_event, to_events, uint,
+    Page, SORTED_SEARCH_ROWS_MAX, corrupt, event_id, page_of, to_event, uint,
 };
 use crate::store::{StoreError, db_int};
 
@@ -436,12 +436,13 @@ where
         Ok(DB::rows_affected(&q.build().execute(&mut **tx).await?))
     }
 
-    pub(super) async fn events(
+    /// Up to `limit` of the tenant's records from `from`, as read (see `to_events`).
+    pub(super) async fn event_rows(
         tx: &mut Transaction<'static, DB>,
         tenant: &TenantId,
         from: u64,
         limit: u64,
-    ) -> Result<Vec<Event>, StoreError> {
+    ) -> Result<Vec<EventTuple>, StoreError> {
         DB::generic_plans(tx).await?;
         let mut q = QueryBuilder::<DB>::new(
             "SELECT seq, event_id, event_type, captured_at_us, payload FROM records WHERE tenant_id = ",
@@ -451,8 +452,7 @@ where
             .push_bind(db_int(from))
             .push(" ORDER BY seq LIMIT ")
             .push_bind(db_int(limit));
-        let rows: Vec<EventTuple> = q.build_query_as().fetch_all(&mut **tx).await?;
-        to_events(rows).await
+        Ok(q.build_query_as().fetch_all(&mut **tx).await?)
     }
 
     pub(super) async fn facts(
