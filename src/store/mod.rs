@@ -132,7 +132,7 @@ pub const TILE_CACHE_TILES_MAX: usize = 4096;
 type TileCache = HashMap<(TenantId, u8, u64), Arc<[Hash]>>;
 
 /// Most tiles above level 0 whose inner levels are kept folded (at most 16 KiB each: 4 MiB).
-/// A tree of ten million records has 153 such tiles; when full, the set is emptied.
+/// A tree of ten million records has 154 such tiles; when full, the set is emptied.
 const FOLDED_TILES_MAX: usize = 256;
 
 /// The inner levels of tiles above level 0, by (tenant, base level, tile index).
