@@ -947,43 +947,39 @@ pub async fn inclusion_proof(
 ) -> Result<Json<InclusionProofBody>, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
     let Query(params) = params?;
-    let (record, checkpoint, proof) = prove(
+    let seq = parse_seq(params.seq)?;
+    // The answer needs the record's hash only: an index-only read, not the whole record.
+    let (hash, checkpoint, proof) = prove(
         &state,
         &p.tenant,
-        params.seq,
+        seq,
         params.tree_size,
         params.min_tree_size,
+        state.store.record_hash(&p.tenant, seq),
     )
     .await?;
     Ok(Json(InclusionProofBody {
-        leaf_index: record.seq.get(),
+        leaf_index: seq.get(),
         tree_size: checkpoint.size.get(),
-        record_hash: record.hash.to_hex(),
-        leaf_hash: leaf_hash(record.hash.as_bytes()).to_hex(),
+        record_hash: hash.to_hex(),
+        leaf_hash: leaf_hash(hash.as_bytes()).to_hex(),
         proof: proof.iter().map(|h| h.to_hex()).collect(),
         checkpoint: checkpoint.signed_note,
     }))
 }
 
-async fn prove(
+/// The inclusion proof of record `seq` against the checkpoint asked for, with what `read` reads
+/// of the record (404 when it finds none).
+async fn prove<T>(
     state: &AppState,
     tenant: &ledger::types::TenantId,
-    seq: u64,
+    seq: Sequence,
     tree_size: Option<u64>,
     min_tree_size: Option<u64>,
-) -> Result<
-    (
-        Record,
-        crate::store::StoredCheckpoint,
-        Vec<ledger::types::Hash>,
-    ),
-    ApiError,
-> {
-    let record = state
-        .store
-        .record(tenant, parse_seq(seq)?)
-        .await?
-        .ok_or_else(not_found)?;
+    read: impl std::future::Future<Output = Result<Option<T>, crate::store::StoreError>>,
+) -> Result<(T, crate::store::StoredCheckpoint, Vec<ledger::types::Hash>), ApiError> {
+    let record = read.await?.ok_or_else(not_found)?;
+    let seq = seq.get();
     let checkpoint = checkpoint_for(state, tenant, tree_size, min_tree_size, "tree_size").await?;
     if seq >= checkpoint.size.get() {
         return Err(ApiError::NotFound(format!(
@@ -1019,12 +1015,14 @@ pub async fn tlog_proof(
 ) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
     let Query(params) = params?;
+    let at = parse_seq(seq)?;
     let (record, checkpoint, proof) = prove(
         &state,
         &p.tenant,
-        seq,
+        at,
         params.tree_size,
         params.min_tree_size,
+        state.store.record(&p.tenant, at),
     )
     .await?;
     let file = ledger::verify::tlog_proof_for(&record, proof, checkpoint.signed_note)

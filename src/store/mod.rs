@@ -1319,6 +1319,24 @@ impl Store {
         row.map(RecordRow::into_record).transpose()
     }
 
+    /// The stored hash of record `seq` alone (an index-only read), or `None` when there is no
+    /// such record. Not checked against the record's content: what proves anything is the
+    /// inclusion proof of this hash against a signed checkpoint, which a changed hash fails.
+    pub async fn record_hash(
+        &self,
+        tenant: &TenantId,
+        seq: Sequence,
+    ) -> Result<Option<Hash>, StoreError> {
+        let hashes = self
+            .backend()
+            .record_hashes(tenant, seq.get(), seq.get().saturating_add(1))
+            .await?;
+        hashes
+            .first()
+            .map(|h| Hash::from_slice(h).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
     /// One record by event id, checked against its stored hash.
     pub async fn record_by_event_id(
         &self,
