@@ -888,45 +888,59 @@ pub async fn list_records(
 
 /// The checkpoint to prove against: the one at `size`, or the latest, which must have at least
 /// `min` as its size when given (read-your-writes: 409 while it has not, which on a read
-/// replica sends the request to the primary, see `replica_reads`).
+/// replica sends the request to the primary, see `replica_reads`). A proof of record `proving`
+/// takes the latest as kept for proofs (at most `LATEST_CHECKPOINT_KEPT_MS` old, and read again
+/// when it does not cover the record); every other caller reads it.
 async fn checkpoint_for(
     state: &AppState,
     tenant: &ledger::types::TenantId,
     size: Option<u64>,
     min: Option<u64>,
     parameter: &str,
+    proving: Option<Sequence>,
 ) -> Result<crate::store::StoredCheckpoint, ApiError> {
-    let checkpoint = match (size, min) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::BadParameter(format!(
-                "give {parameter} or min_tree_size, not both: min_tree_size bounds the latest checkpoint"
-            )));
+    match (size, min) {
+        (Some(_), Some(_)) => Err(ApiError::BadParameter(format!(
+            "give {parameter} or min_tree_size, not both: min_tree_size bounds the latest checkpoint"
+        ))),
+        (Some(s), None) => {
+            let checkpoint = state
+                .store
+                .checkpoint_at(tenant, TreeSize::new(s))
+                .await?
+                .ok_or_else(|| unpublished_size(parameter, s))?;
+            // With the witnesses' cosignatures collected so far.
+            Ok(state.store.with_cosignatures(tenant, checkpoint).await?)
         }
-        (Some(s), None) => state
-            .store
-            .checkpoint_at(tenant, TreeSize::new(s))
-            .await?
-            .ok_or_else(|| unpublished_size(parameter, s))?,
         (None, min) => {
             // While the tenant is held its stored latest checkpoint is older than one already
             // published: presenting it as current would show a rolled-back tree.
             state.store.refuse_if_rolled_back(tenant)?;
-            let latest = state
-                .store
-                .latest_checkpoint(tenant)
-                .await?
-                .ok_or_else(|| ApiError::NotFound("no checkpoint has been published yet".into()))?;
+            let latest = match proving {
+                // A proof: the latest checkpoint as kept for proofs, read again when it does not
+                // cover the record or `min_tree_size`.
+                Some(seq) => {
+                    let covering = seq.get().saturating_add(1).max(min.unwrap_or(0));
+                    state
+                        .store
+                        .latest_checkpoint_for_proofs(tenant, covering)
+                        .await?
+                }
+                None => match state.store.latest_checkpoint(tenant).await? {
+                    Some(c) => Some(state.store.with_cosignatures(tenant, c).await?),
+                    None => None,
+                },
+            }
+            .ok_or_else(|| ApiError::NotFound("no checkpoint has been published yet".into()))?;
             if let Some(min) = min.filter(|m| *m > latest.size.get()) {
                 return Err(ApiError::Conflict(format!(
                     "min_tree_size: no checkpoint of tree size {min} or more has been published yet (the latest has {}); retry after the next checkpoint",
                     latest.size
                 )));
             }
-            latest
+            Ok(latest)
         }
-    };
-    // With the witnesses' cosignatures collected so far.
-    Ok(state.store.with_cosignatures(tenant, checkpoint).await?)
+    }
 }
 
 /// Inclusion proof of a record in a published checkpoint.
@@ -979,8 +993,16 @@ async fn prove<T>(
     read: impl std::future::Future<Output = Result<Option<T>, crate::store::StoreError>>,
 ) -> Result<(T, crate::store::StoredCheckpoint, Vec<ledger::types::Hash>), ApiError> {
     let record = read.await?.ok_or_else(not_found)?;
+    let checkpoint = checkpoint_for(
+        state,
+        tenant,
+        tree_size,
+        min_tree_size,
+        "tree_size",
+        Some(seq),
+    )
+    .await?;
     let seq = seq.get();
-    let checkpoint = checkpoint_for(state, tenant, tree_size, min_tree_size, "tree_size").await?;
     if seq >= checkpoint.size.get() {
         return Err(ApiError::NotFound(format!(
             "record {seq} is not covered by the checkpoint of size {}; retry after the next checkpoint",
@@ -1052,7 +1074,15 @@ pub async fn consistency_proof(
 ) -> Result<Json<ConsistencyProofBody>, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
     let Query(params) = params?;
-    let to = checkpoint_for(&state, &p.tenant, params.to, params.min_tree_size, "to").await?;
+    let to = checkpoint_for(
+        &state,
+        &p.tenant,
+        params.to,
+        params.min_tree_size,
+        "to",
+        None,
+    )
+    .await?;
     if params.from == 0 || params.from > to.size.get() {
         return Err(ApiError::BadParameter(format!(
             "from must be between 1 and the newer size {} (got {})",
@@ -1109,7 +1139,7 @@ pub async fn latest_checkpoint(
 ) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "fetch checkpoints")?;
     let Query(params) = params?;
-    let c = checkpoint_for(&state, &p.tenant, None, params.min_tree_size, "").await?;
+    let c = checkpoint_for(&state, &p.tenant, None, params.min_tree_size, "", None).await?;
     Ok(typed(c.signed_note, "text/plain; charset=utf-8", None))
 }
 
@@ -1263,7 +1293,8 @@ pub async fn export(
     let from = params.from_seq.unwrap_or(0);
     // Answer what can be known before streaming with a proper status; once bytes flow, a failure
     // can only cut the stream short, which a verifier detects (no trailer line).
-    let checkpoint = checkpoint_for(&state, &p.tenant, None, params.min_tree_size, "").await?;
+    let checkpoint =
+        checkpoint_for(&state, &p.tenant, None, params.min_tree_size, "", None).await?;
     if from > checkpoint.size.get() {
         return Err(ApiError::BadParameter(format!(
             "from_seq {from} is beyond the latest checkpoint's tree size {}",

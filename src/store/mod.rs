@@ -29,6 +29,8 @@ pub(crate) mod faults;
 pub mod holds;
 mod holds_sql;
 mod integrity;
+mod latest_checkpoints;
+pub use latest_checkpoints::LATEST_CHECKPOINT_KEPT_MS;
 pub mod integrity_runs;
 pub mod oversight;
 pub mod package;
@@ -125,7 +127,8 @@ pub const TILE_HEIGHT: u8 = 8;
 
 /// Most Merkle tiles kept in memory (up to 256 hashes, 8 KiB each: at most 32 MiB). A tile's
 /// stored hashes only grow at its end, so a kept tile needs no invalidation (a partial one is
-/// replaced by a longer copy when a caller needs more); when the cache is full it is emptied.
+/// replaced by a longer copy when a caller needs more); when the cache is full, a new tile takes
+/// the place of one level-0 tile (see [`make_room_for_a_tile`]).
 pub const TILE_CACHE_TILES_MAX: usize = 4096;
 
 /// Merkle tiles (full, or a partial tile's stored prefix) by (tenant, base level, tile index).
@@ -134,6 +137,20 @@ type TileCache = HashMap<(TenantId, u8, u64), Arc<[Hash]>>;
 /// Most tiles above level 0 whose inner levels are kept folded (at most 16 KiB each: 4 MiB).
 /// A tree of ten million records has 154 such tiles; when full, the set is emptied.
 const FOLDED_TILES_MAX: usize = 256;
+
+/// Drops one tile from a full tile cache: a level-0 tile, one of many, each read by the few
+/// proofs of its 256 records, rather than the tiles above, which every proof climbs through.
+/// Which one is left to the map's order, random as its hashing is: a tree larger than the cache
+/// then keeps as many of its tiles as fit, where emptying the cache kept half as many on
+/// average. Emptied only when it holds no level-0 tile.
+fn make_room_for_a_tile(cache: &mut TileCache) {
+    match cache.keys().find(|(_, base, _)| *base == 0).cloned() {
+        Some(victim) => {
+            cache.remove(&victim);
+        }
+        None => cache.clear(),
+    }
+}
 
 /// The inner levels of tiles above level 0, by (tenant, base level, tile index).
 type FoldedTiles = HashMap<(TenantId, u8, u64), Arc<FoldedTile>>;
@@ -720,6 +737,9 @@ struct Inner {
     tile_cache: Mutex<TileCache>,
     /// Tiles above level 0 with their inner levels folded (see [`Store::node_hashes`]).
     folded_tiles: Mutex<FoldedTiles>,
+    /// Each tenant's latest checkpoint with its cosignatures, as proofs read it (see
+    /// `latest_checkpoints.rs`).
+    latest_checkpoints: latest_checkpoints::LatestCheckpoints,
     /// Who may read each tenant's tiles, as last read (see `tiles.rs`).
     tile_access: tiles::TileAccessCache,
     /// How each tenant's witnesses are doing (see `witnesses.rs`).
@@ -795,6 +815,7 @@ impl Store {
                 verified_keys: api_keys::VerifiedKeys::default(),
                 tile_cache: Mutex::new(HashMap::new()),
                 folded_tiles: Mutex::new(HashMap::new()),
+                latest_checkpoints: latest_checkpoints::LatestCheckpoints::default(),
                 tile_access: tiles::TileAccessCache::default(),
                 witness_board: witnesses::WitnessBoard::default(),
                 trees: Mutex::new(HashMap::new()),
@@ -870,10 +891,12 @@ impl Store {
         self.inner.queue_total.load()
     }
 
-    /// Forgets every Merkle tile kept for `tenant` (see [`Store::tile_hashes`]).
+    /// Forgets every Merkle tile kept for `tenant` (see [`Store::tile_hashes`]), and its latest
+    /// checkpoint as proofs read it: what a rollback hold and its release must not keep.
     pub(crate) fn forget_tiles(&self, tenant: &TenantId) {
         self.lock_tile_cache().retain(|(t, _, _), _| t != tenant);
         self.lock_folded_tiles().retain(|(t, _, _), _| t != tenant);
+        self.inner.latest_checkpoints.forget(tenant);
     }
 
     fn lock_folded_tiles(&self) -> std::sync::MutexGuard<'_, FoldedTiles> {
@@ -1468,6 +1491,32 @@ impl Store {
         self.backend().latest_checkpoint(tenant).await
     }
 
+    /// The tenant's latest checkpoint of at least `at_least` records, with its cosignatures, for
+    /// a proof: served from memory for up to
+    /// [`LATEST_CHECKPOINT_KEPT_MS`] (see `latest_checkpoints.rs`), and
+    /// read again sooner when the kept one is smaller. `None` when no checkpoint is published;
+    /// a smaller one than `at_least` when that is the latest.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn latest_checkpoint_for_proofs(
+        &self,
+        tenant: &TenantId,
+        at_least: u64,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let latest = &self.inner.latest_checkpoints;
+        if let Some(kept) = latest.get(tenant, at_least) {
+            return Ok(Some(kept));
+        }
+        let began = latest.begin();
+        let Some(read) = self.latest_checkpoint(tenant).await? else {
+            return Ok(None);
+        };
+        let checkpoint = self.with_cosignatures(tenant, read).await?;
+        latest.keep(tenant, began, checkpoint.clone());
+        Ok(Some(checkpoint))
+    }
+
     /// The checkpoint published at exactly `size`, if any.
     pub async fn checkpoint_at(
         &self,
@@ -1752,7 +1801,7 @@ impl Store {
                 return Ok(hashes);
             }
             if cache.len() >= TILE_CACHE_TILES_MAX && !cache.contains_key(&key) {
-                cache.clear();
+                make_room_for_a_tile(&mut cache);
             }
             // A reader that started earlier may bring a shorter copy: the longer one stays.
             if cache.get(&key).is_none_or(|c| c.len() < hashes.len()) {
@@ -1793,6 +1842,9 @@ impl Store {
             self.store_checkpoint(tenant, &stored).await
         }
         .await;
+        // Proofs read the new checkpoint from now on (whether or not it was written: a failed
+        // write may still have committed).
+        self.inner.latest_checkpoints.forget(tenant);
         match &written {
             Ok(()) => self.inner.faults.write_succeeded(),
             Err(StoreError::StorageFull(detail)) => {
@@ -1998,5 +2050,32 @@ mod folded_tile_tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tile_cache_tests {
+    use super::*;
+
+    /// A full cache loses one level-0 tile per new tile, never an upper one, and is emptied
+    /// only when it holds upper tiles alone.
+    #[test]
+    fn a_full_tile_cache_gives_up_one_level_0_tile_and_keeps_the_upper_ones() {
+        let tenant = TenantId::parse("acme").expect("a valid tenant id");
+        let tile: Arc<[Hash]> = vec![Hash::from_bytes([1; 32]); 256].into();
+        let mut cache = TileCache::new();
+        for index in 0..8 {
+            cache.insert((tenant.clone(), 0, index), Arc::clone(&tile));
+        }
+        cache.insert((tenant.clone(), 1, 0), Arc::clone(&tile));
+        cache.insert((tenant.clone(), 2, 0), Arc::clone(&tile));
+        for evicted in 1..=8 {
+            make_room_for_a_tile(&mut cache);
+            assert_eq!(cache.len(), 10 - evicted);
+            assert!(cache.contains_key(&(tenant.clone(), 1, 0)));
+            assert!(cache.contains_key(&(tenant.clone(), 2, 0)));
+        }
+        make_room_for_a_tile(&mut cache);
+        assert!(cache.is_empty(), "upper tiles alone: emptied");
     }
 }

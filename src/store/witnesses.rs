@@ -180,6 +180,8 @@ impl Store {
                         c.timestamp,
                     )
                     .await?;
+                // Proofs show the new cosignature from now on.
+                self.inner.latest_checkpoints.forget(tenant);
                 return Ok(Some(c.timestamp));
             }
         }
