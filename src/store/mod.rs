@@ -127,8 +127,7 @@ pub const TILE_HEIGHT: u8 = 8;
 
 /// Most Merkle tiles kept in memory (up to 256 hashes, 8 KiB each: at most 32 MiB). A tile's
 /// stored hashes only grow at its end, so a kept tile needs no invalidation (a partial one is
-/// replaced by a longer copy when a caller needs more); when the cache is full, a new tile takes
-/// the place of one level-0 tile (see [`make_room_for_a_tile`]).
+/// replaced by a longer copy when a caller needs more); when the cache is full it is emptied.
 pub const TILE_CACHE_TILES_MAX: usize = 4096;
 
 /// Merkle tiles (full, or a partial tile's stored prefix) by (tenant, base level, tile index).
@@ -137,20 +136,6 @@ type TileCache = HashMap<(TenantId, u8, u64), Arc<[Hash]>>;
 /// Most tiles above level 0 whose inner levels are kept folded (at most 16 KiB each: 4 MiB).
 /// A tree of ten million records has 154 such tiles; when full, the set is emptied.
 const FOLDED_TILES_MAX: usize = 256;
-
-/// Drops one tile from a full tile cache: a level-0 tile, one of many, each read by the few
-/// proofs of its 256 records, rather than the tiles above, which every proof climbs through.
-/// Which one is left to the map's order, random as its hashing is: a tree larger than the cache
-/// then keeps as many of its tiles as fit, where emptying the cache kept half as many on
-/// average. Emptied only when it holds no level-0 tile.
-fn make_room_for_a_tile(cache: &mut TileCache) {
-    match cache.keys().find(|(_, base, _)| *base == 0).cloned() {
-        Some(victim) => {
-            cache.remove(&victim);
-        }
-        None => cache.clear(),
-    }
-}
 
 /// The inner levels of tiles above level 0, by (tenant, base level, tile index).
 type FoldedTiles = HashMap<(TenantId, u8, u64), Arc<FoldedTile>>;
@@ -1801,7 +1786,7 @@ impl Store {
                 return Ok(hashes);
             }
             if cache.len() >= TILE_CACHE_TILES_MAX && !cache.contains_key(&key) {
-                make_room_for_a_tile(&mut cache);
+                cache.clear();
             }
             // A reader that started earlier may bring a shorter copy: the longer one stays.
             if cache.get(&key).is_none_or(|c| c.len() < hashes.len()) {
@@ -2050,32 +2035,5 @@ mod folded_tile_tests {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tile_cache_tests {
-    use super::*;
-
-    /// A full cache loses one level-0 tile per new tile, never an upper one, and is emptied
-    /// only when it holds upper tiles alone.
-    #[test]
-    fn a_full_tile_cache_gives_up_one_level_0_tile_and_keeps_the_upper_ones() {
-        let tenant = TenantId::parse("acme").expect("a valid tenant id");
-        let tile: Arc<[Hash]> = vec![Hash::from_bytes([1; 32]); 256].into();
-        let mut cache = TileCache::new();
-        for index in 0..8 {
-            cache.insert((tenant.clone(), 0, index), Arc::clone(&tile));
-        }
-        cache.insert((tenant.clone(), 1, 0), Arc::clone(&tile));
-        cache.insert((tenant.clone(), 2, 0), Arc::clone(&tile));
-        for evicted in 1..=8 {
-            make_room_for_a_tile(&mut cache);
-            assert_eq!(cache.len(), 10 - evicted);
-            assert!(cache.contains_key(&(tenant.clone(), 1, 0)));
-            assert!(cache.contains_key(&(tenant.clone(), 2, 0)));
-        }
-        make_room_for_a_tile(&mut cache);
-        assert!(cache.is_empty(), "upper tiles alone: emptied");
     }
 }
