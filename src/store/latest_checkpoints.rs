@@ -12,75 +12,102 @@
 //! - this store published a checkpoint or stored a cosignature for the tenant, or held or
 //!   released it after a rollback ([`LatestCheckpoints::forget`]).
 //!
-//! A fill races a publication: a read started before [`LatestCheckpoints::forget`] may return
-//! the checkpoint it replaced. Every forget moves an epoch on, and a fill whose read began in an
-//! earlier epoch is not kept. Whatever is kept, a proof against it verifies only if it is true:
-//! the checkpoint is signed, and the proof is checked against it by whoever receives it.
+//! Only reads of the primary keep or use it: a read replica may be behind the primary, so a
+//! request reading one reads the checkpoint from it as before (a checkpoint kept from the
+//! primary could be newer than the replica's records and tree; one kept from a replica, older
+//! than the primary's by the replica's lag).
+//!
+//! A fill races a publication: a read begun before [`LatestCheckpoints::forget`] may return the
+//! checkpoint it replaced. A forget notes its time for the tenant, and a fill whose read began
+//! no later is not kept. A kept checkpoint's age counts from when its read began, so nothing is
+//! served more than [`LATEST_CHECKPOINT_KEPT_MS`] after it was read, and a fill never replaces
+//! a larger checkpoint, or one read later, with what it read. Whatever is kept, a proof against
+//! it verifies only if it is true: the checkpoint is signed, and whoever receives the proof
+//! checks it against that checkpoint.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ledger::types::TenantId;
 
 use super::StoredCheckpoint;
 
-/// How long a tenant's latest checkpoint is served to proofs from memory before it is read again.
+/// How long a tenant's latest checkpoint is served to proofs from memory, counted from the start
+/// of the read that found it.
 pub const LATEST_CHECKPOINT_KEPT_MS: u64 = 100;
 
-/// Most tenants whose latest checkpoint is kept (a checkpoint note is well under 1 KiB without
-/// cosignatures, up to about 10 KiB with 32 of them); when full, the set is emptied.
+/// Most tenants with an entry (a checkpoint note is well under 1 KiB without cosignatures, up
+/// to about 10 KiB with 32 of them); when full, the set is emptied.
 const LATEST_CHECKPOINTS_MAX: usize = 4096;
 
-/// The kept checkpoints and the epoch that invalidates fills racing a forget.
+/// One tenant's entry.
 #[derive(Default)]
-pub(crate) struct LatestCheckpoints {
-    kept: Mutex<HashMap<TenantId, (Instant, StoredCheckpoint)>>,
-    epoch: AtomicU64,
+struct Entry {
+    /// The kept checkpoint and when the read that found it began.
+    kept: Option<(Instant, StoredCheckpoint)>,
+    /// When it was last forgotten: fills whose read began no later are not kept.
+    forgotten: Option<Instant>,
 }
 
-/// Where a fill began: pass it back to [`LatestCheckpoints::keep`].
+/// The kept checkpoints, by tenant.
+#[derive(Default)]
+pub(crate) struct LatestCheckpoints {
+    entries: Mutex<HashMap<TenantId, Entry>>,
+}
+
+/// When a fill's read began: pass it back to [`LatestCheckpoints::keep`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Epoch(u64);
+pub(crate) struct ReadBegan(Instant);
 
 impl LatestCheckpoints {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (Instant, StoredCheckpoint)>> {
-        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The kept checkpoint of `tenant`, if it is young enough and of at least `at_least` records.
     pub(crate) fn get(&self, tenant: &TenantId, at_least: u64) -> Option<StoredCheckpoint> {
-        let kept = self.lock();
-        let (at, checkpoint) = kept.get(tenant)?;
-        (at.elapsed() < Duration::from_millis(LATEST_CHECKPOINT_KEPT_MS)
+        let entries = self.lock();
+        let (read_at, checkpoint) = entries.get(tenant)?.kept.as_ref()?;
+        (read_at.elapsed() < Duration::from_millis(LATEST_CHECKPOINT_KEPT_MS)
             && checkpoint.size.get() >= at_least)
             .then(|| checkpoint.clone())
     }
 
     /// Marks the start of a fill's read.
-    pub(crate) fn begin(&self) -> Epoch {
-        Epoch(self.epoch.load(Ordering::Acquire))
+    pub(crate) fn begin(&self) -> ReadBegan {
+        ReadBegan(Instant::now())
     }
 
-    /// Keeps `checkpoint`, read since `began`, unless something was forgotten meanwhile.
-    pub(crate) fn keep(&self, tenant: &TenantId, began: Epoch, checkpoint: StoredCheckpoint) {
-        let mut kept = self.lock();
-        // Checked under the lock that `forget` bumps the epoch under: no forget slips between.
-        if self.epoch.load(Ordering::Acquire) != began.0 {
+    /// Keeps `checkpoint`, read since `began`, unless the tenant was forgotten meanwhile or a
+    /// larger checkpoint, or one read later, is kept.
+    pub(crate) fn keep(&self, tenant: &TenantId, began: ReadBegan, checkpoint: StoredCheckpoint) {
+        let mut entries = self.lock();
+        if entries.len() >= LATEST_CHECKPOINTS_MAX && !entries.contains_key(tenant) {
+            // Forget times go too: a fill racing this is kept at most its 100 ms.
+            entries.clear();
+        }
+        let entry = entries.entry(tenant.clone()).or_default();
+        if entry.forgotten.is_some_and(|f| f >= began.0) {
             return;
         }
-        if kept.len() >= LATEST_CHECKPOINTS_MAX && !kept.contains_key(tenant) {
-            kept.clear();
+        if let Some((read_at, kept)) = &entry.kept
+            && (kept.size > checkpoint.size || (kept.size == checkpoint.size && *read_at > began.0))
+        {
+            return;
         }
-        kept.insert(tenant.clone(), (Instant::now(), checkpoint));
+        entry.kept = Some((began.0, checkpoint));
     }
 
     /// Forgets the tenant's kept checkpoint, and any fill still reading.
     pub(crate) fn forget(&self, tenant: &TenantId) {
-        let mut kept = self.lock();
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        kept.remove(tenant);
+        let mut entries = self.lock();
+        if entries.len() >= LATEST_CHECKPOINTS_MAX && !entries.contains_key(tenant) {
+            entries.clear();
+        }
+        let entry = entries.entry(tenant.clone()).or_default();
+        entry.kept = None;
+        entry.forgotten = Some(Instant::now());
     }
 }
 
@@ -102,6 +129,10 @@ mod tests {
         TenantId::parse(name).expect("a valid tenant id")
     }
 
+    fn kept_size(latest: &LatestCheckpoints, tenant: &TenantId) -> Option<u64> {
+        latest.get(tenant, 0).map(|c| c.size.get())
+    }
+
     #[test]
     fn a_kept_checkpoint_serves_only_callers_it_covers() {
         let latest = LatestCheckpoints::default();
@@ -114,27 +145,62 @@ mod tests {
     }
 
     #[test]
-    fn a_fill_that_began_before_a_forget_is_not_kept() {
+    fn a_fill_that_began_before_its_tenant_was_forgotten_is_not_kept() {
         let latest = LatestCheckpoints::default();
         let acme = tenant("acme");
+        let other = tenant("other");
         let began = latest.begin();
-        latest.forget(&tenant("other"));
-        latest.keep(&acme, began, checkpoint(10));
-        assert!(latest.get(&acme, 0).is_none());
-        latest.keep(&acme, latest.begin(), checkpoint(12));
         latest.forget(&acme);
-        assert!(
-            latest.get(&acme, 0).is_none(),
+        latest.keep(&acme, began, checkpoint(10));
+        assert_eq!(kept_size(&latest, &acme), None);
+        // (Instants a millisecond apart, whatever the clock's resolution.)
+        std::thread::sleep(Duration::from_millis(1));
+        // Another tenant's forget does not cost this tenant its fill.
+        let began = latest.begin();
+        latest.forget(&other);
+        latest.keep(&acme, began, checkpoint(12));
+        assert_eq!(kept_size(&latest, &acme), Some(12));
+        latest.forget(&acme);
+        assert_eq!(
+            kept_size(&latest, &acme),
+            None,
             "a forget drops the kept checkpoint"
         );
     }
 
     #[test]
-    fn a_kept_checkpoint_expires() {
+    fn a_slower_fill_does_not_replace_a_newer_checkpoint() {
         let latest = LatestCheckpoints::default();
         let acme = tenant("acme");
-        latest.keep(&acme, latest.begin(), checkpoint(10));
+        let slow = latest.begin();
+        let fast = latest.begin();
+        latest.keep(&acme, fast, checkpoint(20));
+        latest.keep(&acme, slow, checkpoint(10));
+        assert_eq!(
+            kept_size(&latest, &acme),
+            Some(20),
+            "a smaller one does not replace it"
+        );
+        let later = latest.begin();
+        latest.keep(&acme, later, checkpoint(20));
+        latest.keep(&acme, slow, checkpoint(20));
+        assert_eq!(
+            latest.lock()[&acme].kept.as_ref().map(|(at, _)| *at),
+            Some(later.0),
+            "the same size read earlier does not replace it"
+        );
+    }
+
+    #[test]
+    fn a_kept_checkpoint_expires_counted_from_its_read() {
+        let latest = LatestCheckpoints::default();
+        let acme = tenant("acme");
+        let began = latest.begin();
         std::thread::sleep(Duration::from_millis(LATEST_CHECKPOINT_KEPT_MS + 20));
-        assert!(latest.get(&acme, 0).is_none());
+        latest.keep(&acme, began, checkpoint(10));
+        assert!(
+            latest.get(&acme, 0).is_none(),
+            "a read that took the whole bound is not served"
+        );
     }
 }

@@ -1477,9 +1477,9 @@ impl Store {
     }
 
     /// The tenant's latest checkpoint of at least `at_least` records, with its cosignatures, for
-    /// a proof: served from memory for up to
-    /// [`LATEST_CHECKPOINT_KEPT_MS`] (see `latest_checkpoints.rs`), and
-    /// read again sooner when the kept one is smaller. `None` when no checkpoint is published;
+    /// a proof: served from memory for up to [`LATEST_CHECKPOINT_KEPT_MS`] (see
+    /// `latest_checkpoints.rs`), and read again sooner when the kept one is smaller. Reads that
+    /// may go to a read replica neither use nor fill it. `None` when no checkpoint is published;
     /// a smaller one than `at_least` when that is the latest.
     ///
     /// # Errors
@@ -1490,7 +1490,9 @@ impl Store {
         at_least: u64,
     ) -> Result<Option<StoredCheckpoint>, StoreError> {
         let latest = &self.inner.latest_checkpoints;
-        if let Some(kept) = latest.get(tenant, at_least) {
+        let on_primary =
+            self.inner.config.read_replicas.is_empty() || read_route() == ReadRoute::Primary;
+        if on_primary && let Some(kept) = latest.get(tenant, at_least) {
             return Ok(Some(kept));
         }
         let began = latest.begin();
@@ -1498,7 +1500,9 @@ impl Store {
             return Ok(None);
         };
         let checkpoint = self.with_cosignatures(tenant, read).await?;
-        latest.keep(tenant, began, checkpoint.clone());
+        if on_primary {
+            latest.keep(tenant, began, checkpoint.clone());
+        }
         Ok(Some(checkpoint))
     }
 

@@ -777,8 +777,9 @@ impl Store {
     /// Releases `tenant` once its tree is consistent with the published log again, forgetting
     /// its kept tiles once more: a proof may have kept one read before the hold.
     fn release_rollback_hold(&self, tenant: &TenantId) {
-        self.rollback_guard().lock_held().remove(tenant);
+        // Forgotten first: nothing kept can be served between the release and the forget.
         self.forget_tiles(tenant);
+        self.rollback_guard().lock_held().remove(tenant);
     }
 
     /// The tenants held because their database is behind (or forks from) the checkpoint published

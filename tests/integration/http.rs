@@ -444,6 +444,15 @@ async fn proofs_fetched_over_https_verify_against_signed_checkpoints(backend: Ba
         .await
         .expect("consistency");
     assert_eq!(c["to"], 57);
+    // The proofs above kept the checkpoint of 37 for proofs; publishing forgot it, so a proof
+    // asked for now is against the new one (not one up to 100 ms old).
+    let proof: Value = s
+        .get(&s.verify, "/v1/proofs/inclusion?seq=0")
+        .await
+        .json()
+        .await
+        .expect("proof");
+    assert_eq!(proof["tree_size"], 57);
     let older = open_checkpoint(
         c["from_checkpoint"].as_str().expect("from").as_bytes(),
         std::slice::from_ref(&vkey),
