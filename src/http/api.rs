@@ -917,8 +917,8 @@ async fn checkpoint_for(
             // published: presenting it as current would show a rolled-back tree.
             state.store.refuse_if_rolled_back(tenant)?;
             let latest = match proving {
-                // A proof: the latest checkpoint as kept for proofs, read again when it does not
-                // cover the record or `min_tree_size`.
+                // A proof: the latest checkpoint as kept for proofs (with its cosignatures), read
+                // again when it does not cover the record or `min_tree_size`.
                 Some(seq) => {
                     let covering = seq.get().saturating_add(1).max(min.unwrap_or(0));
                     state
@@ -926,10 +926,7 @@ async fn checkpoint_for(
                         .latest_checkpoint_for_proofs(tenant, covering)
                         .await?
                 }
-                None => match state.store.latest_checkpoint(tenant).await? {
-                    Some(c) => Some(state.store.with_cosignatures(tenant, c).await?),
-                    None => None,
-                },
+                None => state.store.latest_checkpoint(tenant).await?,
             }
             .ok_or_else(|| ApiError::NotFound("no checkpoint has been published yet".into()))?;
             if let Some(min) = min.filter(|m| *m > latest.size.get()) {
@@ -938,7 +935,11 @@ async fn checkpoint_for(
                     latest.size
                 )));
             }
-            Ok(latest)
+            match proving {
+                Some(_) => Ok(latest),
+                // With the witnesses' cosignatures collected so far.
+                None => Ok(state.store.with_cosignatures(tenant, latest).await?),
+            }
         }
     }
 }
