@@ -35,11 +35,12 @@ use super::{
 /// How long a connection waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT_MS: u64 = 10_000;
 
-/// The writer connection's page cache: 32 MiB (negative: in KiB, as `PRAGMA cache_size` takes
-/// it). 128 MiB made no measurable difference to ingestion over HTTPS (`cargo bench --bench
-/// load`: 15.8 k rec/s against 16.2–17.1 k, within this machine's noise) and cost about 80 MB of
-/// resident memory after a million records (BENCHMARKS.md).
-const WRITER_CACHE_PRAGMA: &str = "-32768";
+/// The writer connection's page cache: 16 MiB (negative: in KiB, as `PRAGMA cache_size` takes
+/// it). Neither 128 MiB nor 32 MiB made a measurable difference to ingestion over HTTPS at a
+/// million records (`cargo bench --bench load`), and each cost resident memory once the work had
+/// filled it: about 80 MB more for 128 MiB, 5–24 MB more for 32 MiB (BENCHMARKS.md). A page
+/// missing from this cache is read from the operating system's file cache.
+const WRITER_CACHE_PRAGMA: &str = "-16384";
 
 /// Rows per multi-row INSERT (12 columns each stays well under SQLite's 32,766 parameters).
 const INSERT_ROWS_MAX: usize = 1000;
