@@ -205,6 +205,8 @@ pub async fn list_holds(
         (status = 201, description = "Placed: the receipt of the `legal_hold` record (its seq is the hold's number)", body = ReceiptBody),
         (status = 400, description = "Malformed body, bad reason or reference, or `decision_id` not a decision of this subject; nothing was appended", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The tenant holds nothing about this subject", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A member at fault, named by its pointer: the JSON broken or cut off inside it, its name repeated, or a number out of range (I-JSON); nothing was appended", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = [])))]
 pub async fn place_hold(
@@ -267,6 +269,8 @@ pub async fn place_hold(
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key's role may not do this", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such hold of this subject", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A member at fault, named by its pointer: the JSON broken or cut off inside it, its name repeated, or a number out of range (I-JSON); nothing was appended", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Overloaded or database unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
     ),

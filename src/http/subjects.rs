@@ -171,7 +171,7 @@ fn erasure(subject_ref: String, request: ErasureRequest) -> Result<SubjectErasur
         (status = 403, description = "Only keys of role `privacy` may erase", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such subject in this ledger (what another tenant's subject looks like too)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A member name repeated, or a number out of range (I-JSON)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A member at fault, named by its pointer: the JSON broken or cut off inside it, its name repeated, or a number out of range (I-JSON); nothing was erased", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Overloaded, database unavailable, or the tenant is held (rollback, erasure journal); nothing was erased; retry after `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ),
