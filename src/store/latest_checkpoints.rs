@@ -19,7 +19,9 @@
 //!
 //! A fill races a publication: a read begun before [`LatestCheckpoints::forget`] may return the
 //! checkpoint it replaced. A forget notes its time for the tenant, and a fill whose read began
-//! no later is not kept. A kept checkpoint's age counts from when its read began, so nothing is
+//! no later is not kept. When the set is full, the entries that keep nothing current make room
+//! first (and the whole set if that is not enough); what they forgot is then kept as one floor
+//! for every tenant, so making room never lets a racing fill through. A kept checkpoint's age counts from when its read began, so nothing is
 //! served more than [`LATEST_CHECKPOINT_KEPT_MS`] after it was read, and a fill never replaces
 //! a larger checkpoint, or one read later, with what it read. Whatever is kept, a proof against
 //! it verifies only if it is true: the checkpoint is signed, and whoever receives the proof
@@ -38,7 +40,7 @@ use super::StoredCheckpoint;
 pub const LATEST_CHECKPOINT_KEPT_MS: u64 = 100;
 
 /// Most tenants with an entry (a checkpoint note is well under 1 KiB without cosignatures, up
-/// to about 10 KiB with 32 of them); when full, the set is emptied.
+/// to about 10 KiB with 32 of them); when full, room is made as the module says.
 const LATEST_CHECKPOINTS_MAX: usize = 4096;
 
 /// One tenant's entry.
@@ -53,7 +55,36 @@ struct Entry {
 /// The kept checkpoints, by tenant.
 #[derive(Default)]
 pub(crate) struct LatestCheckpoints {
-    entries: Mutex<HashMap<TenantId, Entry>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<TenantId, Entry>,
+    /// When room was last made: the forget times it dropped were no later, so a fill whose read
+    /// began no later is not kept, whatever its tenant.
+    floor: Option<Instant>,
+}
+
+impl State {
+    /// The entry of `tenant`, made room for when the set is full.
+    fn entry(&mut self, tenant: &TenantId) -> &mut Entry {
+        if self.entries.len() >= LATEST_CHECKPOINTS_MAX && !self.entries.contains_key(tenant) {
+            let now = Instant::now();
+            self.entries
+                .retain(|_, e| e.kept.as_ref().is_some_and(|(read_at, _)| fresh(*read_at)));
+            if self.entries.len() >= LATEST_CHECKPOINTS_MAX {
+                self.entries.clear();
+            }
+            self.floor = Some(now);
+        }
+        self.entries.entry(tenant.clone()).or_default()
+    }
+}
+
+/// Whether a checkpoint read at `read_at` may still be served.
+fn fresh(read_at: Instant) -> bool {
+    read_at.elapsed() < Duration::from_millis(LATEST_CHECKPOINT_KEPT_MS)
 }
 
 /// When a fill's read began: pass it back to [`LatestCheckpoints::keep`].
@@ -61,17 +92,15 @@ pub(crate) struct LatestCheckpoints {
 pub(crate) struct ReadBegan(Instant);
 
 impl LatestCheckpoints {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The kept checkpoint of `tenant`, if it is young enough and of at least `at_least` records.
     pub(crate) fn get(&self, tenant: &TenantId, at_least: u64) -> Option<StoredCheckpoint> {
-        let entries = self.lock();
-        let (read_at, checkpoint) = entries.get(tenant)?.kept.as_ref()?;
-        (read_at.elapsed() < Duration::from_millis(LATEST_CHECKPOINT_KEPT_MS)
-            && checkpoint.size.get() >= at_least)
-            .then(|| checkpoint.clone())
+        let state = self.lock();
+        let (read_at, checkpoint) = state.entries.get(tenant)?.kept.as_ref()?;
+        (fresh(*read_at) && checkpoint.size.get() >= at_least).then(|| checkpoint.clone())
     }
 
     /// Marks the start of a fill's read.
@@ -82,12 +111,11 @@ impl LatestCheckpoints {
     /// Keeps `checkpoint`, read since `began`, unless the tenant was forgotten meanwhile or a
     /// larger checkpoint, or one read later, is kept.
     pub(crate) fn keep(&self, tenant: &TenantId, began: ReadBegan, checkpoint: StoredCheckpoint) {
-        let mut entries = self.lock();
-        if entries.len() >= LATEST_CHECKPOINTS_MAX && !entries.contains_key(tenant) {
-            // Forget times go too: a fill racing this is kept at most its 100 ms.
-            entries.clear();
+        let mut state = self.lock();
+        if state.floor.is_some_and(|f| f >= began.0) {
+            return;
         }
-        let entry = entries.entry(tenant.clone()).or_default();
+        let entry = state.entry(tenant);
         if entry.forgotten.is_some_and(|f| f >= began.0) {
             return;
         }
@@ -101,11 +129,8 @@ impl LatestCheckpoints {
 
     /// Forgets the tenant's kept checkpoint, and any fill still reading.
     pub(crate) fn forget(&self, tenant: &TenantId) {
-        let mut entries = self.lock();
-        if entries.len() >= LATEST_CHECKPOINTS_MAX && !entries.contains_key(tenant) {
-            entries.clear();
-        }
-        let entry = entries.entry(tenant.clone()).or_default();
+        let mut state = self.lock();
+        let entry = state.entry(tenant);
         entry.kept = None;
         entry.forgotten = Some(Instant::now());
     }
@@ -169,6 +194,39 @@ mod tests {
     }
 
     #[test]
+    fn a_forget_dropped_to_make_room_still_stops_a_fill_that_began_before_it() {
+        let latest = LatestCheckpoints::default();
+        let acme = tenant("acme");
+        let began = latest.begin();
+        latest.forget(&acme);
+        // Enough other tenants' publications to fill the set, pruning acme's forget with theirs.
+        for n in 0..=LATEST_CHECKPOINTS_MAX {
+            latest.forget(&tenant(&format!("t{n}")));
+        }
+        assert!(latest.lock().entries.len() <= LATEST_CHECKPOINTS_MAX);
+        latest.keep(&acme, began, checkpoint(10));
+        assert_eq!(kept_size(&latest, &acme), None);
+        std::thread::sleep(Duration::from_millis(1));
+        latest.keep(&acme, latest.begin(), checkpoint(12));
+        assert_eq!(
+            kept_size(&latest, &acme),
+            Some(12),
+            "a fill begun after it is kept"
+        );
+    }
+
+    #[test]
+    fn making_room_keeps_the_checkpoints_still_served() {
+        let latest = LatestCheckpoints::default();
+        let acme = tenant("acme");
+        latest.keep(&acme, latest.begin(), checkpoint(10));
+        for n in 0..=LATEST_CHECKPOINTS_MAX {
+            latest.forget(&tenant(&format!("t{n}")));
+        }
+        assert_eq!(kept_size(&latest, &acme), Some(10));
+    }
+
+    #[test]
     fn a_slower_fill_does_not_replace_a_newer_checkpoint() {
         let latest = LatestCheckpoints::default();
         let acme = tenant("acme");
@@ -185,7 +243,10 @@ mod tests {
         latest.keep(&acme, later, checkpoint(20));
         latest.keep(&acme, slow, checkpoint(20));
         assert_eq!(
-            latest.lock()[&acme].kept.as_ref().map(|(at, _)| *at),
+            latest.lock().entries[&acme]
+                .kept
+                .as_ref()
+                .map(|(at, _)| *at),
             Some(later.0),
             "the same size read earlier does not replace it"
         );
