@@ -32,12 +32,14 @@ pub(crate) fn spawn(store: Store) -> tokio::task::JoinHandle<()> {
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
+                    let began = std::time::Instant::now();
                     if let Err(e) = super::rollback::recheck_held(&store).await {
                         tracing::warn!(error = %e, "could not re-check held tenants; will retry");
                     }
                     if let Err(e) = publish_all(&store).await {
                         tracing::warn!(error = %e, "checkpoint publication failed; will retry");
                     }
+                    tracing::debug!(took_us = began.elapsed().as_micros(), "checkpoint round");
                 }
                 () = store.shutdown_signal().notified() => {
                     stored.abort();
@@ -77,6 +79,7 @@ async fn publish_if_ahead(
     if head.size.get() == 0 {
         return Ok(());
     }
+    let began = std::time::Instant::now();
     let reads = store.backend().publication_reads(tenant).await?;
     if reads
         .latest_checkpoint
@@ -84,7 +87,15 @@ async fn publish_if_ahead(
     {
         return Ok(());
     }
+    let read_us = began.elapsed().as_micros();
     store.publish_checkpoint_with(tenant, head, reads).await?;
+    tracing::debug!(
+        tenant = %tenant,
+        size = head.size.get(),
+        read_us,
+        took_us = began.elapsed().as_micros(),
+        "checkpoint published"
+    );
     Ok(())
 }
 

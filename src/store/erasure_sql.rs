@@ -12,14 +12,10 @@ use sqlx::{
 };
 
 use super::erasure::ErasureScope;
-use super::{StoreError, db_int};
+use super::{SUBJECT_BUCKET_BITS, StoreError, db_int};
 
 /// Rows per multi-row statement, well under both databases' parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
-
-/// The stored values' subject index groups them in buckets of `1 << SUBJECT_BUCKET_BITS`
-/// sequence numbers (the `12` of `seq >> 12` in the migrations and in [`ErasureSql::push_subject`]).
-const SUBJECT_BUCKET_BITS: u32 = 12;
 
 /// The last bucket a subject's values are looked for in.
 enum LastBucket<'a> {

@@ -1935,6 +1935,13 @@ fn key_interval(row: &KeyRow) -> Result<KeyInterval, StoreError> {
     })
 }
 
+/// Subject indexes group their entries in buckets of `1 << SUBJECT_BUCKET_BITS` sequence
+/// numbers, ahead of the subject: the stored values' (`seq >> 12` in SQLite's migration 0026 and
+/// PostgreSQL's 0029) and the subjects view's (its `bucket` column, migrations 0027 and 0030). A
+/// group's or a view page's new entries then fall in one bucket's few pages, whatever the number
+/// of subjects, instead of one page per subject; a subject is found by one probe per bucket.
+pub(crate) const SUBJECT_BUCKET_BITS: u32 = 12;
+
 /// Converts a u64 that the ledger bounds to 2^53 into a database integer.
 pub(crate) fn db_int(value: u64) -> i64 {
     // Every persisted quantity is bounded by 2^53 - 1 (see ledger::types), far below i64::MAX.

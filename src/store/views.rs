@@ -46,7 +46,7 @@ const TABLE_KEYS: &[(&str, &str)] = &[
     ("proj_models", "model_id, model_version"),
     ("proj_model_outcomes", "model_id, model_version, outcome"),
     ("proj_oversight", "seq"),
-    ("proj_subjects", "subject_ref, seq"),
+    ("proj_subjects", "bucket, subject_ref, seq"),
     ("proj_daily", "day, model_id, model_version, outcome"),
 ];
 

@@ -23,7 +23,14 @@ use super::{
     DECISION_COLUMNS, DecisionQuery, EventTuple, INSERT_CHUNK_ROWS, OversightQuery, PAGE_ROWS_MAX,
     Page, SORTED_SEARCH_ROWS_MAX, corrupt, event_id, page_of, to_event, uint,
 };
-use crate::store::{StoreError, db_int};
+use crate::store::{SUBJECT_BUCKET_BITS, StoreError, db_int};
+
+/// The most buckets of the subjects view one statement of [`Sql::subject_page`] probes. Its
+/// runs start at one bucket and double up to this: a page of a subject with records near the
+/// cursor is found by a small statement, and a tenant of ten million records (2,442 buckets of
+/// 4,096) is crossed in 44 statements. A statement sorts at most its run's entries of the
+/// subject.
+const SUBJECT_PAGE_BUCKETS_MAX: i64 = 64;
 
 /// What one backend does differently in the statements of [`Sql`].
 pub(crate) trait Dialect: Database {
@@ -594,11 +601,12 @@ where
             }
             for chunk in c.subjects.chunks(INSERT_CHUNK_ROWS) {
                 let mut q = QueryBuilder::<DB>::new(
-                    "INSERT INTO proj_subjects (generation, tenant_id, subject_ref, seq, decision_id) ",
+                    "INSERT INTO proj_subjects (generation, tenant_id, bucket, subject_ref, seq, decision_id) ",
                 );
                 q.push_values(chunk, |mut b, r| {
                     b.push_bind(g)
                         .push_bind(t.to_owned())
+                        .push_bind(db_int(r.seq >> SUBJECT_BUCKET_BITS))
                         .push_bind(r.subject_ref.clone())
                         .push_bind(db_int(r.seq))
                         .push_bind(r.decision_id.map(|d| d.to_string()));
@@ -703,8 +711,9 @@ where
             .push(" AND tenant_id = ")
             .push_bind(tenant.as_str().to_owned());
         // A subject's decisions are found through the subject index (the subjects view), which
-        // lists each decision's sequence number under its subject: the decisions view has no
-        // index of its own by subject, whose random-order inserts would cost a page write each.
+        // lists each decision's sequence number under its subject and bucket: the decisions
+        // view has no index of its own by subject, whose random-order inserts would cost a page
+        // write each. One probe per bucket, up to the last the index holds.
         if let Some(subject) = &f.subject_ref
             && let Some(subjects) = Self::active(tx, "subjects").await?
         {
@@ -714,7 +723,16 @@ where
                 .push_bind(tenant.as_str().to_owned())
                 .push(" AND subject_ref = ")
                 .push_bind(subject.clone())
-                .push(")");
+                .push(
+                    " AND bucket IN (WITH RECURSIVE subject_buckets(b) AS (\
+                     SELECT CAST(0 AS BIGINT) UNION ALL \
+                     SELECT b + 1 FROM subject_buckets WHERE b < \
+                     (SELECT MAX(bucket) FROM proj_subjects WHERE generation = ",
+                )
+                .push_bind(subjects)
+                .push(" AND tenant_id = ")
+                .push_bind(tenant.as_str().to_owned())
+                .push(")) SELECT b FROM subject_buckets))");
         }
         let text = [
             ("model_id", &f.model_id),
@@ -972,19 +990,46 @@ where
         after: Option<u64>,
         limit: u32,
     ) -> Result<Page<SubjectRow>, StoreError> {
-        let mut q = Self::subject_select(g, tenant);
-        q.push(" AND s.subject_ref = ")
-            .push_bind(subject_ref.to_owned());
-        if let Some(after) = after {
-            q.push(" AND s.seq > ").push_bind(db_int(after));
+        let mut q =
+            QueryBuilder::<DB>::new("SELECT MAX(bucket) FROM proj_subjects WHERE generation = ");
+        q.push_bind(g)
+            .push(" AND tenant_id = ")
+            .push_bind(tenant.as_str().to_owned());
+        let last: Option<i64> = q.build_query_scalar().fetch_one(&mut **tx).await?;
+        let want = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let mut rows = Vec::new();
+        // The entries lead with their bucket of sequence numbers (migrations 0027 and 0030):
+        // the subject is probed in each bucket, a run of buckets per statement, in order, until
+        // the page is full. A run's rows are sorted by sequence number, and the buckets' order
+        // is the sequence numbers' order, so the runs' rows concatenate in order.
+        let mut from = db_int(after.map_or(0, |a| a.saturating_add(1)) >> SUBJECT_BUCKET_BITS);
+        let mut run = 1;
+        while let Some(last) = last
+            && from <= last
+            && rows.len() < want
+        {
+            let mut q = Self::subject_select(g, tenant);
+            q.push(" AND s.subject_ref = ")
+                .push_bind(subject_ref.to_owned())
+                .push(" AND s.bucket IN (");
+            let mut list = q.separated(", ");
+            for b in from..from.saturating_add(run) {
+                list.push_bind(b);
+            }
+            q.push(")");
+            if let Some(after) = after {
+                q.push(" AND s.seq > ").push_bind(db_int(after));
+            }
+            q.push(" ORDER BY s.seq LIMIT ")
+                .push_bind(i64::try_from(want - rows.len()).unwrap_or(i64::MAX));
+            for r in q.build().fetch_all(&mut **tx).await? {
+                rows.push(Self::subject(&r)?);
+            }
+            from = from.saturating_add(run);
+            run = (run * 2).min(SUBJECT_PAGE_BUCKETS_MAX);
         }
-        q.push(" ORDER BY s.seq LIMIT ")
-            .push_bind(i64::from(limit) + 1);
-        let rows = q.build().fetch_all(&mut **tx).await?;
-        let rows = rows
-            .iter()
-            .map(Self::subject)
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(page_of(rows, limit, |r| r.seq))
     }
 

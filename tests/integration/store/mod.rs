@@ -14,4 +14,5 @@ mod keys;
 mod postgres;
 mod proofs;
 mod sealing;
+mod subjects;
 mod users;
