@@ -1019,8 +1019,12 @@ where
                 list.push_bind(b);
             }
             q.push(")");
+            // The cursor's bound is written `+s.seq` so that it stays a filter on the entries
+            // probed: as a plain column bound, SQLite carries it across the join to `r.seq`
+            // and plans a scan of the tenant's records after the cursor, probing the subject
+            // for each.
             if let Some(after) = after {
-                q.push(" AND s.seq > ").push_bind(db_int(after));
+                q.push(" AND +s.seq > ").push_bind(db_int(after));
             }
             q.push(" ORDER BY s.seq LIMIT ")
                 .push_bind(i64::try_from(want - rows.len()).unwrap_or(i64::MAX));
