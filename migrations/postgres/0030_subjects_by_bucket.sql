@@ -4,15 +4,11 @@
 -- migrations/sqlite/0027_subjects_by_bucket.sql; the queries are in
 -- `src/store/views/shared.rs`.
 --
--- The entries already there get their bucket here. Row-level security is forced on the table,
+-- The entries already there get their bucket here. Each generation's old key goes first, so
+-- the update does not maintain it; the generations that had one (those with autovacuum on: see
+-- `views_index_generation`) get the new one after. Row-level security is forced on the table,
 -- for its owner too: lifted for this update alone, inside this migration's transaction.
-ALTER TABLE proj_subjects ADD COLUMN bucket BIGINT;
-ALTER TABLE proj_subjects NO FORCE ROW LEVEL SECURITY;
-UPDATE proj_subjects SET bucket = seq >> 12;
-ALTER TABLE proj_subjects FORCE ROW LEVEL SECURITY;
-ALTER TABLE proj_subjects ALTER COLUMN bucket SET NOT NULL;
-
--- Every generation indexed so far, its key made again with the bucket.
+SET LOCAL maintenance_work_mem = '256MB';
 DO $$
 DECLARE
     p TEXT;
@@ -21,10 +17,25 @@ BEGIN
         SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent = 'proj_subjects'::regclass
     LOOP
-        IF to_regclass(p || '_key') IS NOT NULL THEN
-            EXECUTE format('DROP INDEX %I', p || '_key');
-            EXECUTE format('CREATE UNIQUE INDEX %I ON %I (tenant_id, bucket, subject_ref, seq)', p || '_key', p);
-        END IF;
+        EXECUTE format('DROP INDEX IF EXISTS %I', p || '_key');
+    END LOOP;
+END
+$$;
+ALTER TABLE proj_subjects ADD COLUMN bucket BIGINT;
+ALTER TABLE proj_subjects NO FORCE ROW LEVEL SECURITY;
+UPDATE proj_subjects SET bucket = seq >> 12;
+ALTER TABLE proj_subjects FORCE ROW LEVEL SECURITY;
+ALTER TABLE proj_subjects ALTER COLUMN bucket SET NOT NULL;
+DO $$
+DECLARE
+    p TEXT;
+BEGIN
+    FOR p IN
+        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'proj_subjects'::regclass
+          AND NOT ('autovacuum_enabled=false' = ANY (COALESCE(c.reloptions, '{}')))
+    LOOP
+        EXECUTE format('CREATE UNIQUE INDEX %I ON %I (tenant_id, bucket, subject_ref, seq)', p || '_key', p);
     END LOOP;
 END
 $$;
@@ -82,3 +93,6 @@ BEGIN
     RETURN built;
 END
 $$;
+
+-- The planner's statistics of the rewritten partitions, with the new column.
+SELECT analyze_views();

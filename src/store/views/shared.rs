@@ -713,26 +713,38 @@ where
         // A subject's decisions are found through the subject index (the subjects view), which
         // lists each decision's sequence number under its subject and bucket: the decisions
         // view has no index of its own by subject, whose random-order inserts would cost a page
-        // write each. One probe per bucket, up to the last the index holds.
+        // write each. One probe per bucket, from the first to the last the index holds, or
+        // only those on the cursor's side.
         if let Some(subject) = &f.subject_ref
             && let Some(subjects) = Self::active(tx, "subjects").await?
         {
+            let bucket = |seq: u64| db_int(seq >> SUBJECT_BUCKET_BITS);
+            let first = match f.after {
+                Some(after) if f.ascending => bucket(after.saturating_add(1)),
+                _ => 0,
+            };
             q.push(" AND seq IN (SELECT seq FROM proj_subjects WHERE generation = ")
                 .push_bind(subjects)
                 .push(" AND tenant_id = ")
                 .push_bind(tenant.as_str().to_owned())
                 .push(" AND subject_ref = ")
                 .push_bind(subject.clone())
-                .push(
-                    " AND bucket IN (WITH RECURSIVE subject_buckets(b) AS (\
-                     SELECT CAST(0 AS BIGINT) UNION ALL \
-                     SELECT b + 1 FROM subject_buckets WHERE b < \
-                     (SELECT MAX(bucket) FROM proj_subjects WHERE generation = ",
-                )
-                .push_bind(subjects)
-                .push(" AND tenant_id = ")
-                .push_bind(tenant.as_str().to_owned())
-                .push(")) SELECT b FROM subject_buckets))");
+                .push(" AND bucket IN (WITH RECURSIVE subject_buckets(b) AS (SELECT CAST(")
+                .push_bind(first)
+                .push(" AS BIGINT) UNION ALL SELECT b + 1 FROM subject_buckets WHERE b < ");
+            match f.after {
+                Some(after) if !f.ascending => {
+                    q.push_bind(bucket(after));
+                }
+                _ => {
+                    q.push("(SELECT MAX(bucket) FROM proj_subjects WHERE generation = ")
+                        .push_bind(subjects)
+                        .push(" AND tenant_id = ")
+                        .push_bind(tenant.as_str().to_owned())
+                        .push(")");
+                }
+            }
+            q.push(") SELECT b FROM subject_buckets))");
         }
         let text = [
             ("model_id", &f.model_id),
@@ -1003,7 +1015,10 @@ where
         // The entries lead with their bucket of sequence numbers (migrations 0027 and 0030):
         // the subject is probed in each bucket, a run of buckets per statement, in order, until
         // the page is full. A run's rows are sorted by sequence number, and the buckets' order
-        // is the sequence numbers' order, so the runs' rows concatenate in order.
+        // is the sequence numbers' order, so the runs' rows concatenate in order. On PostgreSQL
+        // each statement may see a later snapshot; a generation's entries are only ever added
+        // in sequence order, at its last bucket or beyond, so the buckets already read do not
+        // change behind the page.
         let mut from = db_int(after.map_or(0, |a| a.saturating_add(1)) >> SUBJECT_BUCKET_BITS);
         let mut run = 1;
         while let Some(last) = last

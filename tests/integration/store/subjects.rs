@@ -120,7 +120,7 @@ async fn a_subjects_records_are_paged_in_order_across_buckets_of_sequence_number
             assert_eq!(got, seqs[start..], "limit {limit} from place {start}");
         }
     }
-    // A cursor between the subject's records, in a bucket with none of them.
+    // A cursor between two of the subject's records that names no record of it.
     let page = store
         .subject_records(&a, SUBJECT, Some(seqs[6] + 5), 100)
         .await
@@ -150,6 +150,23 @@ async fn a_subjects_records_are_paged_in_order_across_buckets_of_sequence_number
         seqs
     );
 
+    // The same search from a cursor, both ways: only the buckets on the cursor's side.
+    query.after = Some(seqs[4]);
+    let later = store.search_decisions(&a, &query).await.expect("search");
+    assert_eq!(
+        later.items.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        seqs[5..]
+    );
+    query.ascending = false;
+    let earlier = store.search_decisions(&a, &query).await.expect("search");
+    let mut before: Vec<u64> = seqs[..4].to_vec();
+    before.reverse();
+    assert_eq!(
+        earlier.items.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        before
+    );
+    query.after = None;
+
     // The other tenant sees its own two records of the same subject, and nothing else.
     let other = store
         .subject_records(&b, SUBJECT, None, 100)
@@ -159,9 +176,25 @@ async fn a_subjects_records_are_paged_in_order_across_buckets_of_sequence_number
         other.items.iter().map(|r| r.seq).collect::<Vec<_>>(),
         theirs
     );
-    query.ascending = false;
     let other = store.search_decisions(&b, &query).await.expect("search");
     assert_eq!(other.items.len(), 2);
+
+    // A tenant whose views hold nothing: empty, with no cursor.
+    let c = tenant_id("bank-c");
+    store.create_tenant(&c).await.expect("tenant");
+    let none = store
+        .subject_records(&c, SUBJECT, None, 10)
+        .await
+        .expect("subject records");
+    assert!(none.items.is_empty() && none.next_cursor.is_none());
+    assert!(
+        store
+            .search_decisions(&c, &query)
+            .await
+            .expect("search")
+            .items
+            .is_empty()
+    );
 
     // A subject never seen: empty, from any cursor.
     for after in [None, Some(0), Some(seqs[8])] {
