@@ -21,7 +21,8 @@
 //! checkpoint it replaced. A forget notes its time for the tenant, and a fill whose read began
 //! no later is not kept. When the set is full, the entries that keep nothing current make room
 //! first (and the whole set if that is not enough); what they forgot is then kept as one floor
-//! for every tenant, so making room never lets a racing fill through. A kept checkpoint's age counts from when its read began, so nothing is
+//! for every tenant, so making room never lets a racing fill through. A kept checkpoint's age
+//! counts from when its read began, so nothing is
 //! served more than [`LATEST_CHECKPOINT_KEPT_MS`] after it was read, and a fill never replaces
 //! a larger checkpoint, or one read later, with what it read. Whatever is kept, a proof against
 //! it verifies only if it is true: the checkpoint is signed, and whoever receives the proof

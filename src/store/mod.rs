@@ -1942,6 +1942,11 @@ fn key_interval(row: &KeyRow) -> Result<KeyInterval, StoreError> {
 /// of subjects, instead of one page per subject; a subject is found by one probe per bucket.
 pub(crate) const SUBJECT_BUCKET_BITS: u32 = 12;
 
+/// The bucket of sequence number `seq` in the subject indexes (see [`SUBJECT_BUCKET_BITS`]).
+pub(crate) fn subject_bucket(seq: u64) -> i64 {
+    db_int(seq >> SUBJECT_BUCKET_BITS)
+}
+
 /// Converts a u64 that the ledger bounds to 2^53 into a database integer.
 pub(crate) fn db_int(value: u64) -> i64 {
     // Every persisted quantity is bounded by 2^53 - 1 (see ledger::types), far below i64::MAX.

@@ -23,7 +23,7 @@ use super::{
     DECISION_COLUMNS, DecisionQuery, EventTuple, INSERT_CHUNK_ROWS, OversightQuery, PAGE_ROWS_MAX,
     Page, SORTED_SEARCH_ROWS_MAX, corrupt, event_id, page_of, to_event, uint,
 };
-use crate::store::{SUBJECT_BUCKET_BITS, StoreError, db_int};
+use crate::store::{StoreError, db_int, subject_bucket};
 
 /// The most buckets of the subjects view one statement of [`Sql::subject_page`] probes. Its
 /// runs start at one bucket and double up to this: a page of a subject with records near the
@@ -606,7 +606,7 @@ where
                 q.push_values(chunk, |mut b, r| {
                     b.push_bind(g)
                         .push_bind(t.to_owned())
-                        .push_bind(db_int(r.seq >> SUBJECT_BUCKET_BITS))
+                        .push_bind(subject_bucket(r.seq))
                         .push_bind(r.subject_ref.clone())
                         .push_bind(db_int(r.seq))
                         .push_bind(r.decision_id.map(|d| d.to_string()));
@@ -718,9 +718,8 @@ where
         if let Some(subject) = &f.subject_ref
             && let Some(subjects) = Self::active(tx, "subjects").await?
         {
-            let bucket = |seq: u64| db_int(seq >> SUBJECT_BUCKET_BITS);
             let first = match f.after {
-                Some(after) if f.ascending => bucket(after.saturating_add(1)),
+                Some(after) if f.ascending => subject_bucket(after.saturating_add(1)),
                 _ => 0,
             };
             q.push(" AND seq IN (SELECT seq FROM proj_subjects WHERE generation = ")
@@ -734,14 +733,12 @@ where
                 .push(" AS BIGINT) UNION ALL SELECT b + 1 FROM subject_buckets WHERE b < ");
             match f.after {
                 Some(after) if !f.ascending => {
-                    q.push_bind(bucket(after));
+                    q.push_bind(subject_bucket(after));
                 }
                 _ => {
-                    q.push("(SELECT MAX(bucket) FROM proj_subjects WHERE generation = ")
-                        .push_bind(subjects)
-                        .push(" AND tenant_id = ")
-                        .push_bind(tenant.as_str().to_owned())
-                        .push(")");
+                    q.push("(");
+                    Self::push_last_bucket(&mut q, subjects, tenant);
+                    q.push(")");
                 }
             }
             q.push(") SELECT b FROM subject_buckets))");
@@ -994,6 +991,15 @@ where
         Ok(page_of(rows, f.limit, |r| r.seq))
     }
 
+    /// Appends the statement of the last bucket the subjects view's generation `g` holds for
+    /// the tenant (NULL when it holds nothing): one descent of its key.
+    fn push_last_bucket(q: &mut QueryBuilder<DB>, g: i64, tenant: &TenantId) {
+        q.push("SELECT MAX(bucket) FROM proj_subjects WHERE generation = ")
+            .push_bind(g)
+            .push(" AND tenant_id = ")
+            .push_bind(tenant.as_str().to_owned());
+    }
+
     pub(super) async fn subject_page(
         tx: &mut Transaction<'static, DB>,
         g: i64,
@@ -1002,11 +1008,8 @@ where
         after: Option<u64>,
         limit: u32,
     ) -> Result<Page<SubjectRow>, StoreError> {
-        let mut q =
-            QueryBuilder::<DB>::new("SELECT MAX(bucket) FROM proj_subjects WHERE generation = ");
-        q.push_bind(g)
-            .push(" AND tenant_id = ")
-            .push_bind(tenant.as_str().to_owned());
+        let mut q = QueryBuilder::<DB>::new("");
+        Self::push_last_bucket(&mut q, g, tenant);
         let last: Option<i64> = q.build_query_scalar().fetch_one(&mut **tx).await?;
         let want = usize::try_from(limit)
             .unwrap_or(usize::MAX)
@@ -1019,7 +1022,7 @@ where
         // each statement may see a later snapshot; a generation's entries are only ever added
         // in sequence order, at its last bucket or beyond, so the buckets already read do not
         // change behind the page.
-        let mut from = db_int(after.map_or(0, |a| a.saturating_add(1)) >> SUBJECT_BUCKET_BITS);
+        let mut from = subject_bucket(after.map_or(0, |a| a.saturating_add(1)));
         let mut run = 1;
         while let Some(last) = last
             && from <= last
