@@ -327,7 +327,17 @@ struct Appender {
     tree_tx: watch::Sender<TreeHead>,
     /// Unwrapped data keys of recent subjects (see [`DataKeyCache`]).
     data_keys: DataKeyCache,
+    /// How many of the next groups look their event ids up before writing (see
+    /// [`LOOKUPS_AFTER_DUPLICATE`]); the others write first.
+    lookups_ahead: u32,
 }
+
+/// Groups that look their event ids up before writing, after a group met an event id already
+/// stored. A group normally writes without looking: the ledger's unique index on event ids
+/// refuses a repeated one, and only then is the group looked up and decided again, answering
+/// repeats with the stored records' receipts. A client retrying after a lost answer repeats
+/// ids for a while, so its next groups look first rather than be written twice.
+pub const LOOKUPS_AFTER_DUPLICATE: u32 = 64;
 
 /// Starts the appender of `tenant`, resuming from the stored chain head.
 pub(crate) async fn spawn(
@@ -361,6 +371,7 @@ pub(crate) async fn spawn(
         head,
         tree,
         tree_tx,
+        lookups_ahead: 0,
     };
     tokio::spawn(appender.run(rx));
     Ok((handle, tree_rx))
@@ -389,6 +400,10 @@ enum GroupFailed {
     /// event ids after this group's idempotency look-up: the drafts come back untouched, with
     /// the records now stored under their ids, to be decided again.
     Raced(Vec<PreparedDraft>, HashMap<EventId, Record>),
+    /// A group written without looking its event ids up first met some already stored (the
+    /// unique index refused the insert): the drafts come back, rebuilt from the sealed records,
+    /// with the records stored under their ids, to be decided again.
+    Repeated(Vec<PreparedDraft>, HashMap<EventId, Record>),
 }
 
 impl From<StoreError> for GroupFailed {
@@ -518,47 +533,51 @@ impl Appender {
     }
 
     async fn try_process(&mut self, group: Vec<Request>) -> Result<(), (Vec<Pending>, StoreError)> {
-        // 1. Idempotency: which event ids exist already (one read for the whole group).
-        let ids: Vec<String> = group
-            .iter()
-            .flat_map(|(d, _)| d.iter().map(|p| p.draft.event_id.to_string()))
-            .collect();
-        let lookup = Instant::now();
-        let existing = match self.existing(&ids).await {
-            Ok(e) => e,
-            Err(e) => {
-                let pending = group
-                    .into_iter()
-                    .map(|(_, reply)| Pending {
-                        reply,
-                        outcome: Vec::new(),
-                    })
-                    .collect();
-                return Err((pending, e));
-            }
-        };
-
-        tracing::trace!(
-            ids = ids.len(),
-            lookup_us = u64::try_from(lookup.elapsed().as_micros()).unwrap_or(u64::MAX),
-            "idempotency lookup"
-        );
+        fn refuse_all(group: Vec<Request>, e: StoreError) -> (Vec<Pending>, StoreError) {
+            let pending = group
+                .into_iter()
+                .map(|(_, reply)| Pending {
+                    reply,
+                    outcome: Vec::new(),
+                })
+                .collect();
+            (pending, e)
+        }
         // Legal holds: only a group with erasure or hold records reads them (see `holds.rs`).
         let mut holds = match self
             .hold_book(group.iter().flat_map(|(d, _)| d.iter()))
             .await
         {
             Ok(book) => book,
-            Err(e) => {
-                let pending = group
-                    .into_iter()
-                    .map(|(_, reply)| Pending {
-                        reply,
-                        outcome: Vec::new(),
-                    })
-                    .collect();
-                return Err((pending, e));
+            Err(e) => return Err(refuse_all(group, e)),
+        };
+        // 1. Idempotency: which event ids exist already (one read for the whole group). A
+        //    group that screens holds looks first, as its screening must not count a repeat as
+        //    new; so does one soon after a repeat was met. Any other group writes first (see
+        //    `LOOKUPS_AFTER_DUPLICATE`): the look-up is a read per 500 ids on the group's path.
+        let look_up = holds.is_some() || self.lookups_ahead > 0;
+        let existing = if look_up {
+            self.lookups_ahead = self.lookups_ahead.saturating_sub(1);
+            let ids: Vec<String> = group
+                .iter()
+                .flat_map(|(d, _)| d.iter().map(|p| p.draft.event_id.to_string()))
+                .collect();
+            let lookup = Instant::now();
+            let existing = match self.existing(&ids).await {
+                Ok(e) => e,
+                Err(e) => return Err(refuse_all(group, e)),
+            };
+            tracing::trace!(
+                ids = ids.len(),
+                lookup_us = u64::try_from(lookup.elapsed().as_micros()).unwrap_or(u64::MAX),
+                "idempotency lookup"
+            );
+            if !existing.is_empty() {
+                self.lookups_ahead = LOOKUPS_AFTER_DUPLICATE;
             }
+            existing
+        } else {
+            HashMap::new()
         };
         let next_seq = self.head.map_or(Sequence::FIRST.get(), |h| h.seq.get() + 1);
         // 2. Decide each draft: duplicate of a stored record, duplicate of a new one in this group,
@@ -644,10 +663,24 @@ impl Appender {
             if new.is_empty() {
                 break Vec::new();
             }
-            match self.commit_group(new, None).await {
+            match self.commit_group(new, None, look_up).await {
                 Ok(r) => break r,
                 Err(GroupFailed::Store(e)) => return Err((pending, e)),
                 Err(GroupFailed::Raced(drafts, stored)) => {
+                    tracing::info!(
+                        tenant = %self.tenant,
+                        stored_by_another_writer = stored.len(),
+                        "another writer appended some of this group's event ids first; they answer with its receipts"
+                    );
+                    (new, pending) = self.decide_again(drafts, &stored, pending).await?;
+                }
+                Err(GroupFailed::Repeated(drafts, stored)) => {
+                    tracing::debug!(
+                        tenant = %self.tenant,
+                        repeated = stored.len(),
+                        "a group written before its look-up repeated stored event ids; deciding it again"
+                    );
+                    self.lookups_ahead = LOOKUPS_AFTER_DUPLICATE;
                     (new, pending) = self.decide_again(drafts, &stored, pending).await?;
                 }
             }
@@ -669,10 +702,11 @@ impl Appender {
         Ok(())
     }
 
-    /// After another node appended some of `drafts` (see [`GroupFailed::Raced`]): a draft now
-    /// in `stored` answers with the stored record's receipt (or refuses its request whole when
-    /// the content differs, as a duplicate always does); the rest are renumbered for the next
-    /// attempt.
+    /// After some of `drafts` were found stored under their event ids at the write (another node
+    /// appended them, [`GroupFailed::Raced`], or the group was written before its look-up,
+    /// [`GroupFailed::Repeated`]): a draft now in `stored` answers with the stored record's
+    /// receipt (or refuses its request whole when the content differs, as a duplicate always
+    /// does); the rest are renumbered for the next attempt.
     async fn decide_again(
         &self,
         drafts: Vec<PreparedDraft>,
@@ -747,11 +781,6 @@ impl Appender {
                 };
             }
         }
-        tracing::info!(
-            tenant = %self.tenant,
-            stored_by_another_writer = stored.len(),
-            "another writer appended some of this group's event ids first; they answer with its receipts"
-        );
         Ok((next, kept))
     }
 
@@ -836,12 +865,12 @@ impl Appender {
             .seal(&SealContext::signing_key(&self.tenant, key_id), &secret)
             .map_err(|e| AppendError::Store(e.into()))?;
         let records = self
-            .commit_group(Vec::new(), Some((new_key, sealed)))
+            .commit_group(Vec::new(), Some((new_key, sealed)), true)
             .await
             .map_err(|e| match e {
                 GroupFailed::Store(e) => e,
                 // A rotation appends no client drafts, so it never races on event ids.
-                GroupFailed::Raced(..) => {
+                GroupFailed::Raced(..) | GroupFailed::Repeated(..) => {
                     StoreError::Corrupt("a key rotation raced on event ids".into())
                 }
             })?;
@@ -857,10 +886,14 @@ impl Appender {
     /// Writes `drafts` as the next records of the chain and returns them sealed. With `rotation`,
     /// the group is a single key-rotation record signed by the current key, and the new key takes
     /// over from the following sequence number in the same transaction.
+    /// `looked_up` says whether the drafts' event ids were looked up before: when not, an
+    /// insert refused by the unique index on event ids is answered with
+    /// [`GroupFailed::Repeated`].
     async fn commit_group(
         &mut self,
         mut drafts: Vec<PreparedDraft>,
         rotation: Option<(ed25519_dalek::SigningKey, Vec<u8>)>,
+        looked_up: bool,
     ) -> Result<Vec<Record>, GroupFailed> {
         let started = Instant::now();
         let mut tx = self.store.backend().begin_append(&self.tenant).await?;
@@ -982,7 +1015,14 @@ impl Appender {
         let mut erased_in_group: HashSet<String> = HashSet::new();
         let mut new_keys = Vec::new();
         let mut erasures = Vec::new();
+        // Each draft's values, kept while the ids are unchecked: a group the unique index
+        // refuses goes back as drafts, rebuilt from its sealed records and these.
+        let mut values_kept = Vec::with_capacity(if looked_up { 0 } else { drafts.len() });
         for d in drafts {
+            let PreparedDraft {
+                draft,
+                erasable_values,
+            } = d;
             let (seq, last_time) = match last {
                 None => (Sequence::FIRST, 0),
                 Some((s, t)) => (
@@ -994,8 +1034,8 @@ impl Appender {
             // Capture time never goes backwards within a chain, even if the clock does.
             let captured_at = CaptureTime::from_unix_micros(now.max(last_time))
                 .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
-            if !d.erasable_values.is_empty() {
-                let subject = subjects.of(&d);
+            if !erasable_values.is_empty() {
+                let subject = subjects.of(&draft);
                 let (key_seq, key) = match subject.and_then(|s| in_group.get(s)) {
                     Some((k, key)) => (*k, key.clone()),
                     None => {
@@ -1041,7 +1081,7 @@ impl Appender {
                         (k, key)
                     }
                 };
-                for (name, value) in &d.erasable_values {
+                for (name, value) in &erasable_values {
                     let plain = zeroize::Zeroizing::new(
                         serde_json::to_vec(&value.value)
                             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -1062,8 +1102,8 @@ impl Appender {
                     });
                 }
             }
-            if d.draft.event_type == ledger::record::EventType::Erasure
-                && let Some(scope) = ErasureScope::from_payload(seq.get(), d.draft.payload.as_str())
+            if draft.event_type == ledger::record::EventType::Erasure
+                && let Some(scope) = ErasureScope::from_payload(seq.get(), draft.payload.as_str())
             {
                 // After a whole subject's erasure its key is gone: later values get a new one.
                 if scope.whole_subject() {
@@ -1076,7 +1116,10 @@ impl Appender {
                 erasures.push(scope);
             }
             last = Some((seq, captured_at.unix_micros()));
-            positioned.push((seq, captured_at, d.draft));
+            positioned.push((seq, captured_at, draft));
+            if !looked_up {
+                values_kept.push(erasable_values);
+            }
         }
         let Sealed {
             records,
@@ -1118,8 +1161,35 @@ impl Appender {
                 erasable,
             })
             .collect();
-        tx.insert(&self.tenant, &rows, &erasable, &new_keys, &nodes)
-            .await?;
+        let inserted = tx
+            .insert(&self.tenant, &rows, &erasable, &new_keys, &nodes)
+            .await;
+        drop(rows);
+        if let Err(e) = inserted {
+            if !looked_up && e.is_unique_violation() {
+                // Dropping the transaction rolls it back: nothing of the group is written.
+                drop(tx);
+                let ids: Vec<String> = records.iter().map(|r| r.event_id.to_string()).collect();
+                let stored = self.existing(&ids).await?;
+                if !stored.is_empty() {
+                    let drafts = records
+                        .into_iter()
+                        .zip(values_kept)
+                        .map(|(r, erasable_values)| PreparedDraft {
+                            draft: ledger::record::RecordDraft {
+                                event_id: r.event_id,
+                                event_type: r.event_type,
+                                payload: r.payload,
+                                erasable: r.erasable,
+                            },
+                            erasable_values,
+                        })
+                        .collect();
+                    return Err(GroupFailed::Repeated(drafts, stored));
+                }
+            }
+            return Err(e.into());
+        }
         // Erasures take effect in the transaction that appends them, after the group's own
         // values are in (an erasure covers the values before it in the chain, these included).
         for scope in &erasures {
@@ -1365,9 +1435,9 @@ impl GroupSubjects {
         Ok(GroupSubjects { by_event })
     }
 
-    fn of(&self, d: &PreparedDraft) -> Option<&str> {
+    fn of(&self, draft: &ledger::record::RecordDraft) -> Option<&str> {
         self.by_event
-            .get(&d.draft.event_id.to_string())
+            .get(&draft.event_id.to_string())
             .map(String::as_str)
     }
 

@@ -70,7 +70,7 @@ use ledger::types::{CaptureTime, EventId, Hash, LeafIndex, Sequence, TenantId, T
 use tokio::sync::watch;
 
 pub use api_keys::{API_KEY_RATE_MAX, ApiKeyInfo};
-pub use appender::AppendError;
+pub use appender::{AppendError, LOOKUPS_AFTER_DUPLICATE};
 pub use cells::{MoveCopied, MoveReport};
 use crypto::{CryptoError, MasterKey, MasterKeys, SealContext};
 pub use evidence::EvidenceError;
@@ -471,6 +471,12 @@ impl From<sqlx::Error> for StoreError {
 }
 
 impl StoreError {
+    /// Whether the database refused a write for a duplicate key of a unique index.
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Unavailable(e)
+            if e.as_database_error().is_some_and(|d| d.is_unique_violation()))
+    }
+
     /// The same error for another caller (every caller of a failed group commit is told what
     /// the first one is): the same kind, so that each is told "storage full", "retry later" or
     /// "held" alike, and the same message. Every variant is named, so a new one gets a decision

@@ -108,8 +108,14 @@ impl SqliteDb {
         // WAL write of the whole page. The cache grows only as pages are used. Temporary
         // storage in memory keeps the statement journal of a multi-row INSERT (the original of
         // every page it changes, kept until the statement ends) out of a temporary file.
+        //
+        // Neither pool pings a connection before handing it out (sqlx's default): a connection
+        // to a local file has no peer to lose, a failed one fails its statement, and the ping is
+        // a hand-off to the connection's worker thread and back on every acquire, which for the
+        // one writer lies between each write and the next.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .after_release(|conn, _| Box::pin(writer_is_clean(conn)))
             .connect_with(
                 options(path)
@@ -120,6 +126,7 @@ impl SqliteDb {
         let db = SqliteDb {
             readers: SqlitePoolOptions::new()
                 .max_connections(read_connections.max(1))
+                .test_before_acquire(false)
                 .connect_with(options(path).read_only(false))
                 .await?,
             writer,
@@ -821,8 +828,17 @@ impl LedgerBackend for SqliteDb {
 /// transaction and would refuse every later `BEGIN`. Such a connection is in doubt: the pool
 /// closes it (closing rolls back whatever SQLite still holds) and opens a fresh one for the next
 /// write, so one failed write never leaves the single writer unusable.
+///
+/// A queued rollback keeps the connection's transaction depth above zero until the worker has
+/// run it, so a connection that counts no transaction has none pending either and goes back
+/// without the ping. That is every committed write, and the writer is the one connection every
+/// append, view page and checkpoint waits for: each ping is a hand-off to its worker thread and
+/// back between one writer and the next.
 async fn writer_is_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
     use sqlx::Connection as _;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
     conn.ping().await?;
     if conn.is_in_transaction() {
         tracing::warn!("the writer connection was left inside a transaction; replacing it");

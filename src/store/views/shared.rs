@@ -482,37 +482,69 @@ where
         Ok(out)
     }
 
-    /// Moves one position from `from` to `to`; `false` when it no longer holds `from`.
-    async fn move_position(
+    /// Moves every position of `pages` that is past its first record from `from` to `to`, in
+    /// one statement; `false` when any of them no longer holds its `from`.
+    ///
+    /// One statement instead of one per view: each statement is a hand-off to the database's
+    /// worker (SQLite) or a round trip (PostgreSQL) while the transaction holds the writer.
+    async fn move_positions(
+        tx: &mut Transaction<'static, DB>,
+        tenant: &TenantId,
+        pages: &[&TargetPage],
+    ) -> Result<bool, StoreError> {
+        if pages.is_empty() {
+            return Ok(true);
+        }
+        let mut q = QueryBuilder::<DB>::new("UPDATE projection_positions SET next_seq = CASE");
+        for page in pages {
+            q.push(" WHEN name = ")
+                .push_bind(page.name.to_owned())
+                .push(" AND generation = ")
+                .push_bind(page.generation)
+                .push(" THEN ")
+                .push_bind(db_int(page.to));
+        }
+        // A row the CASE does not name is not selected by the filter below; ELSE keeps the
+        // expression total all the same.
+        q.push(" ELSE next_seq END WHERE tenant_id = ")
+            .push_bind(tenant.as_str().to_owned())
+            .push(" AND (");
+        for (i, page) in pages.iter().enumerate() {
+            if i > 0 {
+                q.push(" OR ");
+            }
+            q.push("(name = ")
+                .push_bind(page.name.to_owned())
+                .push(" AND generation = ")
+                .push_bind(page.generation)
+                .push(" AND next_seq = ")
+                .push_bind(db_int(page.from))
+                .push(")");
+        }
+        q.push(")");
+        // (name, generation, tenant_id) is the table's key: each page matches at most one row.
+        let moved = DB::rows_affected(&q.build().execute(&mut **tx).await?);
+        Ok(usize::try_from(moved).is_ok_and(|n| n == pages.len()))
+    }
+
+    /// Writes the position of a generation's first page (`from` 0); `false` when a position
+    /// past 0 exists already.
+    async fn write_first_position(
         tx: &mut Transaction<'static, DB>,
         tenant: &TenantId,
         page: &TargetPage,
     ) -> Result<bool, StoreError> {
-        let mut q;
-        if page.from == 0 {
-            q = QueryBuilder::<DB>::new(
-                "INSERT INTO projection_positions (name, generation, tenant_id, next_seq) VALUES (",
-            );
-            let mut sep = q.separated(", ");
-            sep.push_bind(page.name.to_owned());
-            sep.push_bind(page.generation);
-            sep.push_bind(tenant.as_str().to_owned());
-            sep.push_bind(db_int(page.to));
-            // A row at 0 exists when the generation was marked stuck at its first record and
-            // then retried.
-            q.push(") ON CONFLICT (name, generation, tenant_id) DO UPDATE SET next_seq = excluded.next_seq WHERE projection_positions.next_seq = 0");
-        } else {
-            q = QueryBuilder::<DB>::new("UPDATE projection_positions SET next_seq = ");
-            q.push_bind(db_int(page.to))
-                .push(" WHERE name = ")
-                .push_bind(page.name.to_owned())
-                .push(" AND generation = ")
-                .push_bind(page.generation)
-                .push(" AND tenant_id = ")
-                .push_bind(tenant.as_str().to_owned())
-                .push(" AND next_seq = ")
-                .push_bind(db_int(page.from));
-        }
+        let mut q = QueryBuilder::<DB>::new(
+            "INSERT INTO projection_positions (name, generation, tenant_id, next_seq) VALUES (",
+        );
+        let mut sep = q.separated(", ");
+        sep.push_bind(page.name.to_owned());
+        sep.push_bind(page.generation);
+        sep.push_bind(tenant.as_str().to_owned());
+        sep.push_bind(db_int(page.to));
+        // A row at 0 exists when the generation was marked stuck at its first record and
+        // then retried.
+        q.push(") ON CONFLICT (name, generation, tenant_id) DO UPDATE SET next_seq = excluded.next_seq WHERE projection_positions.next_seq = 0");
         Ok(DB::rows_affected(&q.build().execute(&mut **tx).await?) == 1)
     }
 
@@ -523,10 +555,17 @@ where
         pages: &[TargetPage],
     ) -> Result<bool, StoreError> {
         let t = tenant.as_str();
-        for page in pages {
-            if !Self::move_position(tx, tenant, page).await? {
+        let (first, later): (Vec<&TargetPage>, Vec<&TargetPage>) =
+            pages.iter().partition(|p| p.from == 0);
+        if !Self::move_positions(tx, tenant, &later).await? {
+            return Ok(false);
+        }
+        for page in first {
+            if !Self::write_first_position(tx, tenant, page).await? {
                 return Ok(false);
             }
+        }
+        for page in pages {
             let g = page.generation;
             let c = &page.changes;
             let inserts: Vec<&DecisionRow> = c.decision_inserts.values().collect();

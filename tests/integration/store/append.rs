@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use auditex::store::crypto::{CryptoError, MasterKey};
-use auditex::store::{AppendError, BATCH_RECORDS_MAX, Store, StoreError};
+use auditex::store::{AppendError, BATCH_RECORDS_MAX, LOOKUPS_AFTER_DUPLICATE, Store, StoreError};
 use ed25519_dalek::Verifier;
 use ledger::merkle::verify_consistency;
 use ledger::record::EventType;
@@ -41,6 +41,7 @@ backend_tests!(
     migrations_already_applied_are_not_applied_again,
     a_full_append_queue_refuses_at_once_with_a_retry_after,
     the_same_event_sent_twice_at_once_is_written_once_and_reported_new_once,
+    repeats_met_at_the_write_in_one_group_are_answered_per_request_and_the_rest_is_written,
     appends_after_shutdown_are_refused_and_queued_ones_are_committed,
     a_clock_further_behind_than_allowed_refuses_appends_until_it_catches_up,
     batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waiting_past_the_deadline_are_refused_unwritten,
@@ -1028,6 +1029,92 @@ async fn the_same_event_sent_twice_at_once_is_written_once_and_reported_new_once
     assert!(
         a.duplicate != b.duplicate,
         "exactly one request wrote the record, the other is told it is a duplicate: {a:?} {b:?}"
+    );
+}
+
+/// A group is written before its event ids are looked up, unless a repeat was met shortly
+/// before; the unique index on event ids refuses a group with a repeat, which is then decided
+/// again. Both ways must answer every request as the look-up would: a repeat with its stored
+/// receipt, other content under a stored id as a conflict of its request alone, new events
+/// written once, erasable values intact.
+async fn repeats_met_at_the_write_in_one_group_are_answered_per_request_and_the_rest_is_written(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let mut config = db.config();
+    // A wide window, so that the concurrent requests below land in one group commit.
+    config.group_commit_window = Duration::from_millis(200);
+    let store = Store::open_with_workers(config).await.expect("open");
+    let tenant = tenant_id("acme");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let erasable = BTreeMap::from([("name".to_owned(), json!("Ada Lovelace"))]);
+    let a = draft(&new_event_id(), "approved", &erasable);
+    let b = decision("declined");
+    let stored = store
+        .append(&tenant, vec![a.clone(), b.clone()])
+        .await
+        .expect("append");
+
+    // The first repeat is met at the write; the groups after it look up first, until enough
+    // have passed without a repeat that writing first resumes.
+    let again = store.append(&tenant, vec![a.clone()]).await.expect("retry");
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].hash, stored[0].hash);
+    for _ in 0..LOOKUPS_AFTER_DUPLICATE + 6 {
+        store
+            .append(&tenant, vec![decision("filler")])
+            .await
+            .expect("append");
+    }
+
+    let changed = draft(
+        &a.draft().event_id.to_string(),
+        "approved",
+        &BTreeMap::from([("name".to_owned(), json!("Charles Babbage"))]),
+    );
+    let (c, d, e) = (decision("c"), decision("d"), decision("e"));
+    let (conflicting, repeating, fresh) = tokio::join!(
+        store.append(&tenant, vec![c.clone(), changed]),
+        store.append(&tenant, vec![b.clone(), d.clone()]),
+        store.append(&tenant, vec![e.clone()]),
+    );
+
+    let err = conflicting.expect_err("other values under a stored event id");
+    assert!(matches!(err, AppendError::Conflict { .. }), "{err:?}");
+    let repeating = repeating.expect("a repeat beside a new event");
+    assert!(repeating[0].duplicate);
+    assert_eq!(
+        (repeating[0].seq, repeating[0].hash),
+        (stored[1].seq, stored[1].hash),
+        "the stored receipt"
+    );
+    assert!(!repeating[1].duplicate);
+    let fresh = fresh.expect("a request without repeats");
+    assert!(!fresh[0].duplicate);
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(2 + u64::from(LOOKUPS_AFTER_DUPLICATE) + 6 + 2),
+        "d and e written once each, nothing of the conflicting request"
+    );
+    assert!(
+        store
+            .record_by_event_id(&tenant, c.draft().event_id)
+            .await
+            .expect("read")
+            .is_none(),
+        "the conflicting request's new event is not written"
+    );
+    let chain = read_chain(&store, &tenant).await;
+    let keys = store.key_history(&tenant).await.expect("key history");
+    assert_valid_chain(&chain, &tenant, &keys);
+    let values = store
+        .erasable_values(&tenant, seq(stored[0].seq))
+        .await
+        .expect("values");
+    assert_eq!(values.len(), 1);
+    assert!(
+        values.values().all(|v| v.value == json!("Ada Lovelace")),
+        "the stored value is untouched"
     );
 }
 
