@@ -553,9 +553,11 @@ impl Appender {
         };
         // 1. Idempotency: which event ids exist already (one read for the whole group). A
         //    group that screens holds looks first, as its screening must not count a repeat as
-        //    new; so does one soon after a repeat was met. Any other group writes first (see
+        //    new; so does one soon after a repeat was met, and one that names an event id
+        //    twice: a draft stored already must be judged against the stored record, not
+        //    against another request's draft of the same id. Any other group writes first (see
         //    `LOOKUPS_AFTER_DUPLICATE`): the look-up is a read per 500 ids on the group's path.
-        let look_up = holds.is_some() || self.lookups_ahead > 0;
+        let look_up = holds.is_some() || self.lookups_ahead > 0 || names_an_id_twice(&group);
         let existing = if look_up {
             self.lookups_ahead = self.lookups_ahead.saturating_sub(1);
             let ids: Vec<String> = group
@@ -1258,6 +1260,15 @@ impl Appender {
         }
         Ok(records)
     }
+}
+
+/// Whether any event id occurs more than once among the group's drafts.
+fn names_an_id_twice(group: &[Request]) -> bool {
+    let mut seen = HashSet::with_capacity(group.iter().map(|(d, _)| d.len()).sum());
+    !group
+        .iter()
+        .flat_map(|(d, _)| d.iter())
+        .all(|p| seen.insert(p.draft.event_id))
 }
 
 /// `None` when two drafts with the same event id carry the same content.

@@ -830,10 +830,11 @@ impl LedgerBackend for SqliteDb {
 /// write, so one failed write never leaves the single writer unusable.
 ///
 /// A queued rollback keeps the connection's transaction depth above zero until the worker has
-/// run it, so a connection that counts no transaction has none pending either and goes back
-/// without the ping. That is every committed write, and the writer is the one connection every
+/// run it, so a connection that counts no transaction has none pending either and needs no
+/// ping of its own. That is every committed write, and the writer is the one connection every
 /// append, view page and checkpoint waits for: each ping is a hand-off to its worker thread and
-/// back between one writer and the next.
+/// back between one writer and the next (sqlx pings every connection it takes back once more,
+/// after this check).
 async fn writer_is_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
     use sqlx::Connection as _;
     if !conn.is_in_transaction() {

@@ -37,6 +37,7 @@ impl Dialect for Postgres {
     const GREATEST: &'static str = "GREATEST";
     const FLOOR_INT: (&'static str, &'static str) = ("CAST(FLOOR(", ") AS BIGINT)");
     const RECORDS_BY_EVENT_ID: &'static str = "";
+    const POSITIONS_IN_ONE_STATEMENT: bool = false;
     const LOCK_STATE_ROW: &'static str = " FOR UPDATE";
     type Flag = bool;
 

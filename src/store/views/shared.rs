@@ -52,6 +52,13 @@ pub(crate) trait Dialect: Database {
     /// it (SQLite's writer is alone anyway).
     const LOCK_STATE_ROW: &'static str;
 
+    /// Whether a page moves its positions in one statement. Only where one writer commits at a
+    /// time (SQLite): on PostgreSQL two runners may commit pages at once, and each transaction
+    /// must take the position rows one by one in the lanes' order, (name, generation), so that
+    /// two of them never wait for each other's rows; one `UPDATE` takes its rows in the
+    /// table's order.
+    const POSITIONS_IN_ONE_STATEMENT: bool;
+
     /// The type of `proj_oversight.decision_known`: SQLite has no boolean and stores 0 or 1.
     type Flag: From<bool>
         + Default
@@ -485,8 +492,9 @@ where
     /// Moves every position of `pages` that is past its first record from `from` to `to`, in
     /// one statement; `false` when any of them no longer holds its `from`.
     ///
-    /// One statement instead of one per view: each statement is a hand-off to the database's
-    /// worker (SQLite) or a round trip (PostgreSQL) while the transaction holds the writer.
+    /// One statement instead of one per view where the dialect allows it
+    /// ([`Dialect::POSITIONS_IN_ONE_STATEMENT`]): on SQLite each statement is a hand-off to the
+    /// connection's worker thread while the transaction holds the one writer.
     async fn move_positions(
         tx: &mut Transaction<'static, DB>,
         tenant: &TenantId,
@@ -555,14 +563,27 @@ where
         pages: &[TargetPage],
     ) -> Result<bool, StoreError> {
         let t = tenant.as_str();
-        let (first, later): (Vec<&TargetPage>, Vec<&TargetPage>) =
-            pages.iter().partition(|p| p.from == 0);
-        if !Self::move_positions(tx, tenant, &later).await? {
-            return Ok(false);
-        }
-        for page in first {
-            if !Self::write_first_position(tx, tenant, page).await? {
+        if DB::POSITIONS_IN_ONE_STATEMENT {
+            let (first, later): (Vec<&TargetPage>, Vec<&TargetPage>) =
+                pages.iter().partition(|p| p.from == 0);
+            if !Self::move_positions(tx, tenant, &later).await? {
                 return Ok(false);
+            }
+            for page in first {
+                if !Self::write_first_position(tx, tenant, page).await? {
+                    return Ok(false);
+                }
+            }
+        } else {
+            for page in pages {
+                let moved = if page.from == 0 {
+                    Self::write_first_position(tx, tenant, page).await?
+                } else {
+                    Self::move_positions(tx, tenant, &[page]).await?
+                };
+                if !moved {
+                    return Ok(false);
+                }
             }
         }
         for page in pages {

@@ -20,6 +20,7 @@ impl Dialect for Sqlite {
     const GREATEST: &'static str = "max";
     const FLOOR_INT: (&'static str, &'static str) = ("CAST(", " AS INTEGER)");
     const RECORDS_BY_EVENT_ID: &'static str = " INDEXED BY records_by_event_id";
+    const POSITIONS_IN_ONE_STATEMENT: bool = true;
     const LOCK_STATE_ROW: &'static str = "";
     type Flag = i64;
 

@@ -42,6 +42,7 @@ backend_tests!(
     a_full_append_queue_refuses_at_once_with_a_retry_after,
     the_same_event_sent_twice_at_once_is_written_once_and_reported_new_once,
     repeats_met_at_the_write_in_one_group_are_answered_per_request_and_the_rest_is_written,
+    a_faithful_retry_beside_a_conflicting_one_in_one_group_gets_the_stored_receipt,
     appends_after_shutdown_are_refused_and_queued_ones_are_committed,
     a_clock_further_behind_than_allowed_refuses_appends_until_it_catches_up,
     batches_beyond_the_queued_record_limit_are_shed_at_once_and_ones_waiting_past_the_deadline_are_refused_unwritten,
@@ -1115,6 +1116,68 @@ async fn repeats_met_at_the_write_in_one_group_are_answered_per_request_and_the_
     assert!(
         values.values().all(|v| v.value == json!("Ada Lovelace")),
         "the stored value is untouched"
+    );
+}
+
+/// Two requests of one group name a stored event id: one with other content, one a faithful
+/// retry. The retry is judged against the stored record, not against the other request's
+/// draft: it gets the stored receipt, the other its conflict. Likewise a new event id sent by
+/// two requests with different content, beside a conflict, is written for the request that
+/// is not refused.
+async fn a_faithful_retry_beside_a_conflicting_one_in_one_group_gets_the_stored_receipt(
+    backend: Backend,
+) {
+    let db = TestDb::new(&backend).await;
+    let mut config = db.config();
+    // A wide window, so that the concurrent requests below land in one group commit.
+    config.group_commit_window = Duration::from_millis(200);
+    let store = Store::open_with_workers(config).await.expect("open");
+    let tenant = tenant_id("acme");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let x = decision("approved");
+    let stored = store
+        .append(&tenant, vec![x.clone()])
+        .await
+        .expect("append");
+    let x_id = x.draft().event_id.to_string();
+    let n_id = new_event_id();
+
+    let (conflicting, retry) = tokio::join!(
+        store.append(&tenant, vec![decision_with_id(&x_id, "declined")]),
+        store.append(&tenant, vec![x.clone()]),
+    );
+    let err = conflicting.expect_err("other content under a stored event id");
+    assert!(matches!(err, AppendError::Conflict { .. }), "{err:?}");
+    let retry = retry.expect("a faithful retry is answered");
+    assert!(retry[0].duplicate);
+    assert_eq!(
+        (retry[0].seq, retry[0].hash),
+        (stored[0].seq, stored[0].hash)
+    );
+
+    let (refused, written) = tokio::join!(
+        store.append(
+            &tenant,
+            vec![
+                decision_with_id(&n_id, "approved"),
+                decision_with_id(&x_id, "declined"),
+            ]
+        ),
+        store.append(&tenant, vec![decision_with_id(&n_id, "referred")]),
+    );
+    let err = refused.expect_err("other content under a stored event id");
+    assert!(matches!(err, AppendError::Conflict { .. }), "{err:?}");
+    let written = written.expect("nothing is stored under the new id");
+    assert!(!written[0].duplicate);
+    let record = store
+        .record_by_event_id(&tenant, written[0].event_id)
+        .await
+        .expect("read")
+        .expect("written");
+    assert!(record.payload.as_str().contains("\"referred\""));
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        TreeSize::new(2)
     );
 }
 
