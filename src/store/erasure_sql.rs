@@ -12,7 +12,7 @@ use sqlx::{
 };
 
 use super::erasure::ErasureScope;
-use super::{SUBJECT_BUCKET_BITS, StoreError, db_int};
+use super::{SUBJECT_BUCKET_BITS, StoreError, db_int, push_bucket_series};
 
 /// Rows per multi-row statement, well under both databases' parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -306,12 +306,8 @@ where
     fn push_subject(q: &mut QueryBuilder<DB>, subject: &str, last: LastBucket<'_>) {
         q.push(" AND subject_ref = ");
         q.push_bind(subject.to_owned());
-        q.push(format!(
-            " AND (seq >> {SUBJECT_BUCKET_BITS}) IN (WITH RECURSIVE subject_buckets(b) AS (
-                 SELECT CAST(0 AS BIGINT) UNION ALL
-                 SELECT b + 1 FROM subject_buckets WHERE b < "
-        ));
-        match last {
+        q.push(format!(" AND (seq >> {SUBJECT_BUCKET_BITS}) IN "));
+        push_bucket_series(q, 0, |q| match last {
             LastBucket::OfSeq(seq) => {
                 q.push_bind(seq >> SUBJECT_BUCKET_BITS);
             }
@@ -320,8 +316,7 @@ where
                 q.push_bind(tenant.as_str().to_owned());
                 q.push(format!(") >> {SUBJECT_BUCKET_BITS}"));
             }
-        }
-        q.push(") SELECT b FROM subject_buckets)");
+        });
     }
 
     /// Appends `WHERE …` selecting the stored values `scope` erases.

@@ -1953,6 +1953,25 @@ pub(crate) fn subject_bucket(seq: u64) -> i64 {
     db_int(seq >> SUBJECT_BUCKET_BITS)
 }
 
+/// Appends a subquery listing the buckets from `first` up to the last one `push_last` appends
+/// (an expression or a bound value, compared with `<`), for a probe of a subject index per
+/// bucket: `(WITH RECURSIVE subject_buckets(b) AS (…) SELECT b FROM subject_buckets)`. Both
+/// planners probe the index once per listed bucket.
+pub(crate) fn push_bucket_series<DB>(
+    q: &mut sqlx::QueryBuilder<DB>,
+    first: i64,
+    push_last: impl FnOnce(&mut sqlx::QueryBuilder<DB>),
+) where
+    DB: sqlx::Database,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    q.push("(WITH RECURSIVE subject_buckets(b) AS (SELECT CAST(")
+        .push_bind(first)
+        .push(" AS BIGINT) UNION ALL SELECT b + 1 FROM subject_buckets WHERE b < ");
+    push_last(q);
+    q.push(") SELECT b FROM subject_buckets)");
+}
+
 /// Converts a u64 that the ledger bounds to 2^53 into a database integer.
 pub(crate) fn db_int(value: u64) -> i64 {
     // Every persisted quantity is bounded by 2^53 - 1 (see ledger::types), far below i64::MAX.

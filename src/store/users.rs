@@ -168,10 +168,7 @@ impl Store {
             .await;
         match result {
             Ok(()) => {}
-            Err(StoreError::Unavailable(e)) if matches!(&*e, sqlx::Error::Database(d) if d.is_unique_violation()) =>
-            {
-                return Err(duplicate());
-            }
+            Err(e) if e.is_unique_violation() => return Err(duplicate()),
             Err(e) => return Err(e),
         }
         self.user_by_id(tenant, &id)

@@ -23,7 +23,7 @@ use super::{
     DECISION_COLUMNS, DecisionQuery, EventTuple, INSERT_CHUNK_ROWS, OversightQuery, PAGE_ROWS_MAX,
     Page, SORTED_SEARCH_ROWS_MAX, corrupt, event_id, page_of, to_event, uint,
 };
-use crate::store::{StoreError, db_int, subject_bucket};
+use crate::store::{StoreError, db_int, push_bucket_series, subject_bucket};
 
 /// The most buckets of the subjects view one statement of [`Sql::subject_page`] probes. Its
 /// runs start at one bucket and double up to this: a page of a subject with records near the
@@ -788,20 +788,18 @@ where
                 .push_bind(tenant.as_str().to_owned())
                 .push(" AND subject_ref = ")
                 .push_bind(subject.clone())
-                .push(" AND bucket IN (WITH RECURSIVE subject_buckets(b) AS (SELECT CAST(")
-                .push_bind(first)
-                .push(" AS BIGINT) UNION ALL SELECT b + 1 FROM subject_buckets WHERE b < ");
-            match f.after {
+                .push(" AND bucket IN ");
+            push_bucket_series(&mut q, first, |q| match f.after {
                 Some(after) if !f.ascending => {
                     q.push_bind(subject_bucket(after));
                 }
                 _ => {
                     q.push("(");
-                    Self::push_last_bucket(&mut q, subjects, tenant);
+                    Self::push_last_bucket(q, subjects, tenant);
                     q.push(")");
                 }
-            }
-            q.push(") SELECT b FROM subject_buckets))");
+            });
+            q.push(")");
         }
         let text = [
             ("model_id", &f.model_id),

@@ -1004,12 +1004,7 @@ async fn a_full_append_queue_refuses_at_once_with_a_retry_after(backend: Backend
 
 async fn the_same_event_sent_twice_at_once_is_written_once_and_reported_new_once(backend: Backend) {
     let db = TestDb::new(&backend).await;
-    let mut config = db.config();
-    // A wide window, so that both requests land in one group commit.
-    config.group_commit_window = Duration::from_millis(200);
-    let store = Store::open_with_workers(config).await.expect("open");
-    let tenant = tenant_id("acme");
-    store.create_tenant(&tenant).await.expect("tenant");
+    let (store, tenant) = open_with_wide_window(&db).await;
     let same = decision("approved");
 
     let (a, b) = tokio::join!(
@@ -1033,6 +1028,17 @@ async fn the_same_event_sent_twice_at_once_is_written_once_and_reported_new_once
     );
 }
 
+/// A store whose group-commit window is wide (200 ms), so that requests sent together land in
+/// one group commit, and its tenant "acme".
+async fn open_with_wide_window(db: &TestDb) -> (Store, ledger::types::TenantId) {
+    let mut config = db.config();
+    config.group_commit_window = Duration::from_millis(200);
+    let store = Store::open_with_workers(config).await.expect("open");
+    let tenant = tenant_id("acme");
+    store.create_tenant(&tenant).await.expect("tenant");
+    (store, tenant)
+}
+
 /// A group is written before its event ids are looked up, unless a repeat was met shortly
 /// before; the unique index on event ids refuses a group with a repeat, which is then decided
 /// again. Both ways must answer every request as the look-up would: a repeat with its stored
@@ -1042,12 +1048,7 @@ async fn repeats_met_at_the_write_in_one_group_are_answered_per_request_and_the_
     backend: Backend,
 ) {
     let db = TestDb::new(&backend).await;
-    let mut config = db.config();
-    // A wide window, so that the concurrent requests below land in one group commit.
-    config.group_commit_window = Duration::from_millis(200);
-    let store = Store::open_with_workers(config).await.expect("open");
-    let tenant = tenant_id("acme");
-    store.create_tenant(&tenant).await.expect("tenant");
+    let (store, tenant) = open_with_wide_window(&db).await;
     let erasable = BTreeMap::from([("name".to_owned(), json!("Ada Lovelace"))]);
     let a = draft(&new_event_id(), "approved", &erasable);
     let b = decision("declined");
@@ -1128,12 +1129,7 @@ async fn a_faithful_retry_beside_a_conflicting_one_in_one_group_gets_the_stored_
     backend: Backend,
 ) {
     let db = TestDb::new(&backend).await;
-    let mut config = db.config();
-    // A wide window, so that the concurrent requests below land in one group commit.
-    config.group_commit_window = Duration::from_millis(200);
-    let store = Store::open_with_workers(config).await.expect("open");
-    let tenant = tenant_id("acme");
-    store.create_tenant(&tenant).await.expect("tenant");
+    let (store, tenant) = open_with_wide_window(&db).await;
     let x = decision("approved");
     let stored = store
         .append(&tenant, vec![x.clone()])
