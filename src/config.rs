@@ -370,13 +370,13 @@ impl StoreSettings {
     /// What `auditex serve` checks for loose modes at startup (see [`crate::file_modes`]): the
     /// data folder, the published-checkpoint folder, and `sqlite_file` (the SQLite database the
     /// settings name, if they name one) when it is kept elsewhere, with its `-wal` and `-shm`
-    /// files.
+    /// files and the views' file beside it (`-views`, with its own two).
     pub fn private_paths(&self, sqlite_file: Option<&Path>) -> Vec<PathBuf> {
         let mut paths = vec![self.data_dir.clone(), self.checkpoint_dir()];
         if let Some(db) = sqlite_file
             && !inside(db, &self.data_dir)
         {
-            for suffix in ["", "-wal", "-shm"] {
+            for suffix in ["", "-wal", "-shm", "-views", "-views-wal", "-views-shm"] {
                 let mut name = db.as_os_str().to_owned();
                 name.push(suffix);
                 paths.push(name.into());
@@ -723,11 +723,19 @@ mod tests {
             [data.clone(), witness.clone()],
             "a PostgreSQL database has no files here"
         );
-        let wal = root.path().join("db").join("ledger.db-wal");
-        let shm = root.path().join("db").join("ledger.db-shm");
+        let beside = |suffix: &str| root.path().join("db").join(format!("ledger.db{suffix}"));
         assert_eq!(
             s.private_paths(Some(&db)),
-            [data.clone(), witness, db, wal, shm]
+            [
+                data.clone(),
+                witness,
+                db,
+                beside("-wal"),
+                beside("-shm"),
+                beside("-views"),
+                beside("-views-wal"),
+                beside("-views-shm"),
+            ]
         );
     }
 

@@ -899,7 +899,8 @@ impl Appender {
     ) -> Result<Vec<Record>, GroupFailed> {
         let started = Instant::now();
         let mut tx = self.store.backend().begin_append(&self.tenant).await?;
-        // On SQLite, the wait for the one writer the read side also uses.
+        // On SQLite, the wait for the ledger file's one writer (checkpoints and the access
+        // tables use it too; the views have a file and a writer of their own).
         let locked = started.elapsed();
         // Under the tenant's lock: if someone else moved the chain, resume from what is stored.
         let head = tx.chain_head(&self.tenant).await?;

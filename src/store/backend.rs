@@ -5,9 +5,10 @@
 //! The rest of the store (`mod.rs`, `appender.rs`, `users.rs`, `views.rs`, …) holds the domain
 //! logic — hashing, sealing, proofs, token rules, turning rows into types — and calls the seam
 //! through an `Arc<dyn Backend>`; it never names a backend. A backend owns its connections and
-//! how a statement runs on them: on SQLite, writes on the single writer connection and reads on
-//! the reader pool; on PostgreSQL, every tenant-scoped statement in a transaction that sets the
-//! tenant for row-level security.
+//! how a statement runs on them: on SQLite, writes on the single writer connection of the ledger's
+//! file or of the views' file, and reads on the reader pool, which attaches the views' file; on
+//! PostgreSQL, every tenant-scoped statement in a transaction that sets the tenant for row-level
+//! security.
 //!
 //! The trait is split by the tables it reaches: [`LedgerBackend`] (tenants, signing keys,
 //! records, checkpoints, Merkle tiles), [`AccessBackend`] (API keys, portal users, sessions,

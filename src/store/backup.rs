@@ -4,7 +4,9 @@
 //! A backup is `VACUUM INTO` on a reader connection: SQLite copies one read snapshot, so appends
 //! carry on while it runs and the copy holds exactly the records committed when it started. It is
 //! written under a temporary name (mode 0600: it holds sealed signing keys and personal data),
-//! checked with `PRAGMA integrity_check`, fsynced and only then renamed into place.
+//! checked with `PRAGMA integrity_check`, fsynced and only then renamed into place. It copies the
+//! ledger's file alone: the read-side views (a file of their own, see `sqlite.rs`) are derived
+//! from the ledger and rebuilt when a restored database is opened.
 //!
 //! A restore never replaces a database in use (every open store holds a shared advisory lock on
 //! `<database>.lock`; the restore takes it exclusively for the whole swap), and never replaces
@@ -538,6 +540,10 @@ pub async fn restore_sqlite(
             }
             let _ = std::fs::remove_file(temp_shm);
             let _ = std::fs::remove_file(sqlite::lock_file_path(&temp));
+            // The check's views of the copy are not kept; the target's own views file stays
+            // beside it, and the store that opens the restored database keeps it only if it
+            // was built from this ledger and is not ahead of it (`SqliteDb::open`).
+            remove_views_files(&temp);
             fsync_dir(&target)?;
             Ok(previous)
         }
@@ -551,12 +557,22 @@ pub async fn restore_sqlite(
     })
 }
 
-/// Removes a database's files and its lock file, as far as they exist (a failed restore's copy).
+/// Removes a database's files, its views' files and its lock file, as far as they exist (a
+/// failed restore's copy).
 fn remove_database_files(path: &Path) {
     for f in database_files(path) {
         let _ = std::fs::remove_file(f);
     }
+    remove_views_files(path);
     let _ = std::fs::remove_file(sqlite::lock_file_path(path));
+}
+
+/// Removes the views' files beside a database (derived data: the views are rebuilt from the
+/// ledger when a store opens it).
+fn remove_views_files(path: &Path) {
+    for f in database_files(&sqlite::views_file_path(path)) {
+        let _ = std::fs::remove_file(f);
+    }
 }
 
 impl Store {

@@ -1,10 +1,18 @@
-//! The embedded SQLite backend: one file, WAL with `synchronous=FULL`, one writer connection that
-//! takes `BEGIN IMMEDIATE`, and a pool of readers. [`SqliteDb`] implements the store's
-//! [`Backend`] seam: the ledger's statements here, the access tables' in `sqlite/access.rs`, the
-//! views' in `views.rs`.
+//! The embedded SQLite backend: the ledger's file and, beside it, the read-side views' file
+//! (`<database>-views`), each in WAL mode with `synchronous=FULL` and one writer connection that
+//! takes `BEGIN IMMEDIATE`; a pool of readers opens the ledger's file and attaches the views'.
+//! [`SqliteDb`] implements the store's [`Backend`] seam: the ledger's statements here, the access
+//! tables' in `sqlite/access.rs`, the views' in `views.rs`.
 //!
 //! `synchronous=FULL` makes every commit fsync the WAL, so an acknowledged record survives a power
 //! cut; group commit is what keeps that affordable.
+//!
+//! SQLite has one write lock per file. The views have a file of their own so that a view page
+//! and an appender's group never wait for each other's lock: with one file, the read side held
+//! the lock the appenders need for about as long as the ledger did (BENCHMARKS.md, issue 19).
+//! The views are derived data: a views file whose ledger is not the one beside it, or is behind
+//! it (a restored older copy), is emptied and rebuilt from the ledger when the store opens
+//! ([`SqliteDb::open`]).
 
 mod access;
 
@@ -42,6 +50,18 @@ const BUSY_TIMEOUT_MS: u64 = 10_000;
 /// missing from this cache is read from the operating system's file cache.
 const WRITER_CACHE_PRAGMA: &str = "-16384";
 
+/// The views file's writer's page cache: 4 MiB. A view page's rows fall in few B-tree pages of
+/// each view (the views' keys lead with the tenant and a rising sequence number or bucket, or
+/// a model, outcome or status with few values). With 8 MiB here and 1 MiB per reader below,
+/// the service held 153 / 142 MB after a 30 s load run, against 127 / 113 MB with the views in
+/// the ledger's file (BENCHMARKS.md, issue 19).
+const VIEWS_WRITER_CACHE_PRAGMA: &str = "-4096";
+
+/// Each reader's page cache for the attached views file: 512 KiB (SQLite's default is 2 MB per
+/// database a connection has open, which for eight readers is 16 MB more). Queries of the views
+/// read few pages each, and a page missing here is read from the operating system's file cache.
+const READER_VIEWS_CACHE_PRAGMA: &str = "PRAGMA views.cache_size = -512";
+
 /// Rows per multi-row INSERT (12 columns each stays well under SQLite's 32,766 parameters).
 const INSERT_ROWS_MAX: usize = 1000;
 
@@ -50,6 +70,8 @@ const RECORD_COLUMNS: &str = "tenant_id, seq, event_id, event_type, captured_at_
 #[derive(Clone)]
 pub(crate) struct SqliteDb {
     writer: SqlitePool,
+    /// The views file's single writer (view pages, rebuilds, stuck marks).
+    views_writer: SqlitePool,
     readers: SqlitePool,
     /// The shared advisory lock on `<database>.lock`, held from open until shutdown, so that
     /// `auditex restore` can tell that the database is in use (see [`lock_exclusive`]).
@@ -102,6 +124,7 @@ impl SqliteDb {
     pub(crate) async fn open(path: &Path, read_connections: u32) -> Result<Self, StoreError> {
         create_private(path)?;
         let in_use = lock_shared(path)?;
+        let views = views_file_path(path);
         // The writer's page cache holds the B-tree pages that appends and projection pages
         // touch. SQLite's default (2 MB) is far smaller than the views' indexes at a million
         // decisions, and a miss on a page being inserted into costs a read and, at commit, a
@@ -113,34 +136,43 @@ impl SqliteDb {
         // to a local file has no peer to lose, a failed one fails its statement, and the ping is
         // a hand-off to the connection's worker thread and back on every acquire, which for the
         // one writer lies between each write and the next.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .after_release(|conn, _| Box::pin(writer_is_clean(conn)))
-            .connect_with(
-                options(path)
-                    .pragma("cache_size", WRITER_CACHE_PRAGMA)
-                    .pragma("temp_store", "memory"),
-            )
+        let writer = writer_pool(path, WRITER_CACHE_PRAGMA).await?;
+        let version: String = sqlx::query_scalar("SELECT sqlite_version()")
+            .fetch_one(&writer)
             .await?;
-        let db = SqliteDb {
-            readers: SqlitePoolOptions::new()
-                .max_connections(read_connections.max(1))
-                .test_before_acquire(false)
-                .connect_with(options(path).read_only(false))
-                .await?,
-            writer,
-            in_use: std::sync::Arc::new(std::sync::Mutex::new(Some(in_use))),
-        };
-        let version = db.version().await?;
         if parse_version(&version).is_none_or(|v| v < SQLITE_VERSION_MIN) {
             return Err(StoreError::SqliteTooOld { found: version });
         }
         sqlx::migrate!("./migrations/sqlite")
-            .run(&db.writer)
+            .run(&writer)
             .await
             .map_err(|e| StoreError::Schema(e.to_string()))?;
-        Ok(db)
+        let views_writer = open_views(&writer, &views).await?;
+        // Readers see the views' tables by their names: the attached file's tables are found
+        // after the ledger's, and no name is in both.
+        let attach = views.clone();
+        let readers = SqlitePoolOptions::new()
+            .max_connections(read_connections.max(1))
+            .test_before_acquire(false)
+            .after_connect(move |conn, _| {
+                let views = attach.clone();
+                Box::pin(async move {
+                    sqlx::query("ATTACH DATABASE ? AS views")
+                        .bind(views.to_string_lossy().into_owned())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(READER_VIEWS_CACHE_PRAGMA).execute(conn).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options(path).read_only(false))
+            .await?;
+        Ok(SqliteDb {
+            readers,
+            writer,
+            views_writer,
+            in_use: std::sync::Arc::new(std::sync::Mutex::new(Some(in_use))),
+        })
     }
 
     pub(crate) async fn migrate(path: &Path) -> Result<usize, StoreError> {
@@ -156,13 +188,28 @@ impl SqliteDb {
             .await
             .map_err(|e| StoreError::Schema(e.to_string()))?;
         let after: i64 = applied_count(&pool).await;
+        let views_path = views_file_path(path);
+        let views_before = if views_path.exists() {
+            let views = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options(&views_path))
+                .await?;
+            let n = applied_count(&views).await;
+            views.close().await;
+            n
+        } else {
+            0
+        };
+        let views = open_views(&pool, &views_path).await?;
+        let views_after: i64 = applied_count(&views).await;
+        views.close().await;
         pool.close().await;
-        Ok(usize::try_from(after - before).unwrap_or(0))
+        Ok(usize::try_from(after - before + views_after - views_before).unwrap_or(0))
     }
 
-    /// The single writer connection (appends and projection pages share it).
-    pub(crate) fn writer_pool(&self) -> &SqlitePool {
-        &self.writer
+    /// The views file's single writer connection.
+    pub(crate) fn views_writer_pool(&self) -> &SqlitePool {
+        &self.views_writer
     }
 
     /// The reader pool.
@@ -201,6 +248,7 @@ impl Backend for SqliteDb {
     /// Closes both pools; SQLite checkpoints the WAL when the last connection closes.
     async fn close(&self) {
         self.writer.close().await;
+        self.views_writer.close().await;
         self.readers.close().await;
         self.release_in_use_lock();
     }
@@ -831,10 +879,10 @@ impl LedgerBackend for SqliteDb {
 ///
 /// A queued rollback keeps the connection's transaction depth above zero until the worker has
 /// run it, so a connection that counts no transaction has none pending either and needs no
-/// ping of its own. That is every committed write, and the writer is the one connection every
-/// append, view page and checkpoint waits for: each ping is a hand-off to its worker thread and
-/// back between one writer and the next (sqlx pings every connection it takes back once more,
-/// after this check).
+/// ping of its own. That is every committed write, and a writer is the one connection every
+/// write to its file waits for (every append and checkpoint; every view page): each ping is a
+/// hand-off to its worker thread and back between one write and the next (sqlx pings every
+/// connection it takes back once more, after this check).
 async fn writer_is_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
     use sqlx::Connection as _;
     if !conn.is_in_transaction() {
@@ -846,6 +894,126 @@ async fn writer_is_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx
         return Ok(false);
     }
     Ok(true)
+}
+
+/// The views' file beside the ledger's database file: `<database>-views`.
+pub(crate) fn views_file_path(database: &Path) -> std::path::PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-views");
+    name.into()
+}
+
+/// A single-writer pool on `path` (the ledger's file or the views'): its page cache (`cache`, as
+/// `PRAGMA cache_size` takes it) holds the B-tree pages its writes touch, and its statement
+/// journal stays in memory.
+async fn writer_pool(path: &Path, cache: &str) -> Result<SqlitePool, StoreError> {
+    Ok(SqlitePoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .after_release(|conn, _| Box::pin(writer_is_clean(conn)))
+        .connect_with(
+            options(path)
+                .pragma("cache_size", cache.to_owned())
+                .pragma("temp_store", "memory"),
+        )
+        .await?)
+}
+
+/// The views file's writer with its migrations applied, not yet checked against a ledger.
+async fn views_pool(views: &Path) -> Result<SqlitePool, StoreError> {
+    create_private(views)?;
+    let pool = writer_pool(views, VIEWS_WRITER_CACHE_PRAGMA).await?;
+    sqlx::migrate!("./migrations/sqlite-views")
+        .run(&pool)
+        .await
+        .map_err(|e| StoreError::Schema(format!("the views file {}: {e}", views.display())))?;
+    Ok(pool)
+}
+
+/// Opens the views file beside the ledger whose writer is `ledger`, and makes sure its views
+/// were built from that ledger and are not ahead of it; otherwise the file is removed and made
+/// again, empty, and the projection runner rebuilds the views from the ledger. Views of another
+/// database (a file copied into place) or ahead of this one (an older copy of the ledger
+/// restored) would answer queries with records the ledger does not hold.
+async fn open_views(ledger: &SqlitePool, views: &Path) -> Result<SqlitePool, StoreError> {
+    let ledger_id: String =
+        sqlx::query_scalar("SELECT id FROM database_identity WHERE only_row = 1")
+            .fetch_one(ledger)
+            .await?;
+    let pool = views_pool(views).await?;
+    if let Some(why) = views_stale(ledger, &pool, &ledger_id).await? {
+        tracing::warn!(
+            views = %views.display(),
+            "the read-side views file {why}; rebuilding the views from the ledger"
+        );
+        pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = views.as_os_str().to_owned();
+            name.push(suffix);
+            match std::fs::remove_file(std::path::PathBuf::from(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::Schema(format!(
+                        "cannot remove the stale views file {}: {e}",
+                        views.display()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let pool = views_pool(views).await?;
+        bind_views(&pool, &ledger_id).await?;
+        return Ok(pool);
+    }
+    bind_views(&pool, &ledger_id).await?;
+    Ok(pool)
+}
+
+/// Why the views in `views` cannot be served beside the ledger `ledger_id`, if they cannot.
+async fn views_stale(
+    ledger: &SqlitePool,
+    views: &SqlitePool,
+    ledger_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let built_from: Option<String> =
+        sqlx::query_scalar("SELECT ledger_id FROM views_of WHERE only_row = 1")
+            .fetch_optional(views)
+            .await?;
+    let positions: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT tenant_id, MAX(next_seq) FROM projection_positions GROUP BY tenant_id",
+    )
+    .fetch_all(views)
+    .await?;
+    match built_from {
+        Some(id) if id != ledger_id => {
+            return Ok(Some(format!("was built from another database ({id})")));
+        }
+        // Positions without an identity: a file not made by this code; start it afresh.
+        None if !positions.is_empty() => {
+            return Ok(Some("names no ledger it was built from".to_owned()));
+        }
+        _ => {}
+    }
+    for (tenant, next) in positions {
+        let size: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM records WHERE tenant_id = ?")
+                .bind(&tenant)
+                .fetch_one(ledger)
+                .await?;
+        if next > size {
+            return Ok(Some(format!(
+                "holds tenant {tenant}'s views up to {next} records, and its ledger has {size}"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+async fn bind_views(views: &SqlitePool, ledger_id: &str) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO views_of (only_row, ledger_id) VALUES (1, ?) ON CONFLICT (only_row) DO NOTHING")
+        .bind(ledger_id)
+        .execute(views)
+        .await?;
+    Ok(())
 }
 
 async fn applied_count(pool: &SqlitePool) -> i64 {

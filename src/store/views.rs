@@ -133,12 +133,15 @@ type SqliteTx = sqlx::Transaction<'static, sqlx::Sqlite>;
 type PgTx = sqlx::Transaction<'static, sqlx::Postgres>;
 
 impl SqliteDb {
-    /// A transaction for view statements: `BEGIN IMMEDIATE` on the single writer for a write
-    /// (the write lock is taken up front, so it cannot fail half-way for a busy database), a read
-    /// transaction on the reader pool otherwise.
+    /// A transaction for view statements: `BEGIN IMMEDIATE` on the views file's single writer
+    /// for a write (the write lock is taken up front, so it cannot fail half-way for a busy
+    /// database; it is the views file's lock, not the ledger's), a read transaction on the
+    /// reader pool otherwise.
     async fn view_tx(&self, write: bool) -> Result<SqliteTx, StoreError> {
         Ok(if write {
-            self.writer_pool().begin_with("BEGIN IMMEDIATE").await?
+            self.views_writer_pool()
+                .begin_with("BEGIN IMMEDIATE")
+                .await?
         } else {
             self.reader_pool().begin().await?
         })
@@ -192,8 +195,8 @@ impl ViewBackend for SqliteDb {
         Ok(out)
     }
 
-    /// Every generation shares the tables on SQLite, which has one writer: the rows go in
-    /// chunks, so that appends and pages are never held up for long.
+    /// Every generation shares the tables on SQLite, whose views file has one writer: the rows
+    /// go in chunks, so that pages are never held up for long.
     async fn purge_generation(
         &self,
         _name: &str,
@@ -317,7 +320,7 @@ impl ViewBackend for SqliteDb {
         projections::runner::OPTIMIZE_EVERY_RECORDS
     }
 
-    /// SQLite has one writer.
+    /// SQLite's views file has one writer.
     fn commit_lanes(&self) -> usize {
         1
     }
@@ -333,7 +336,7 @@ impl ViewBackend for SqliteDb {
         // A moved position must roll back what earlier pages of the same batch wrote.
         if Sql::<Sqlite>::commit(&mut tx, tenant, pages).await? {
             tx.commit().await?;
-            // How long the read side holds the one writer the appenders also need.
+            // How long a page waits for and holds the views file's one writer.
             tracing::debug!(
                 tenant = %tenant,
                 records = pages.iter().map(|p| p.to - p.from).max().unwrap_or(0),

@@ -354,7 +354,8 @@ async fn a_new_generation_takes_over_only_when_caught_up(backend: Backend) {
             .expect("connect");
         sqlx::query(sql).execute(&mut c).await.expect("update");
     } else {
-        let url = format!("sqlite:{}", db.sqlite_path().display());
+        // The views have a file of their own beside the ledger's.
+        let url = format!("sqlite:{}-views", db.sqlite_path().display());
         let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
             .await
             .expect("connect");
@@ -720,7 +721,7 @@ pub(crate) async fn poison_decisions_view(db: &TestDb, on: bool) {
             sqlx::query(*sql).execute(&mut c).await.expect("owner DDL");
         }
     } else {
-        let url = format!("sqlite://{}", db.sqlite_path().display());
+        let url = format!("sqlite://{}-views", db.sqlite_path().display());
         let mut c = sqlx::SqliteConnection::connect(&url)
             .await
             .expect("sqlite connects");
@@ -960,6 +961,91 @@ async fn fold_panic_is_contained(backend: Backend, before: usize) {
         crate::support::decisions_served(&store, &a).await,
         before + 2
     );
+    store.shutdown().await;
+}
+
+/// Asserts that `tenant` has no view positions and that the decisions view answers "not built
+/// yet" rather than any row.
+async fn assert_views_emptied(store: &auditex::store::Store, tenant: &TenantId, why: &str) {
+    assert!(
+        store.positions(tenant).await.expect("positions").is_empty(),
+        "{why}: no positions"
+    );
+    let query = auditex::store::views::DecisionQuery::default();
+    assert!(
+        matches!(
+            store.search_decisions(tenant, &query).await,
+            Err(auditex::store::StoreError::ViewNotReady(_))
+        ),
+        "{why}: the decisions view is not served"
+    );
+}
+
+/// The embedded backend keeps the views in a file of their own beside the ledger's
+/// (`<database>-views`). Views that are ahead of the ledger beside them (an older copy of the
+/// ledger put back in place) or that were built from another database (a views file copied in)
+/// are emptied when the store opens and rebuilt from the ledger: they never serve records the
+/// ledger does not hold. Views that match their ledger are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_views_ahead_of_their_ledger_or_of_another_ledger_are_rebuilt() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let ledger = db.sqlite_path().to_owned();
+    let views = std::path::PathBuf::from(format!("{}-views", ledger.display()));
+    let older = ledger.with_file_name("older.db");
+    let (store, tenant) = db.open_with_tenant("bank-a").await;
+    crate::support::append_many(&store, &tenant, 40, 20).await;
+    store.backup(&older).await.expect("backup of 40 records");
+    crate::support::append_many(&store, &tenant, 60, 20).await;
+    runner::catch_up(&store).await.expect("catch up");
+    assert_eq!(crate::support::decisions_served(&store, &tenant).await, 100);
+    store.shutdown().await;
+    assert!(views.is_file(), "the views have a file of their own");
+
+    drop(store);
+
+    // The same ledger, opened again: its views are kept (nothing left to catch up).
+    let store = db.open().await;
+    assert_eq!(crate::support::decisions_served(&store, &tenant).await, 100);
+    store.shutdown().await;
+    drop(store);
+
+    // The older copy restored in place of the ledger: the views (100 records) are ahead of it.
+    auditex::store::backup::restore_sqlite(&older, &db.config(), true)
+        .await
+        .expect("the older copy is restored");
+    let store = db.open().await;
+    assert_views_emptied(&store, &tenant, "views ahead of the ledger are not served").await;
+    runner::catch_up(&store).await.expect("catch up");
+    assert_eq!(crate::support::decisions_served(&store, &tenant).await, 40);
+    assert_views_exact(&store, &tenant).await;
+    store.shutdown().await;
+
+    // Another database's views file, of a tenant of the same name with fewer records (so that
+    // only the views' record of their ledger tells them apart).
+    let other = TestDb::new(&Backend::Sqlite).await;
+    let (other_store, other_tenant) = other.open_with_tenant("bank-a").await;
+    crate::support::append_many(&other_store, &other_tenant, 30, 15).await;
+    runner::catch_up(&other_store).await.expect("catch up");
+    other_store.shutdown().await;
+    drop(other_store);
+    drop(store);
+    // Copied under new names and renamed into place, as a file copy by an operator would be
+    // (the closed stores' connections may still hold the old files).
+    let other_views = format!("{}-views", other.sqlite_path().display());
+    for suffix in ["", "-wal", "-shm"] {
+        let target = format!("{}{suffix}", views.display());
+        let _ = std::fs::remove_file(&target);
+        if let Ok(bytes) = std::fs::read(format!("{other_views}{suffix}")) {
+            let temp = format!("{target}.copy");
+            std::fs::write(&temp, bytes).expect("copy");
+            std::fs::rename(&temp, &target).expect("rename");
+        }
+    }
+    let store = db.open().await;
+    assert_views_emptied(&store, &tenant, "another ledger's views are not served").await;
+    runner::catch_up(&store).await.expect("catch up");
+    assert_eq!(crate::support::decisions_served(&store, &tenant).await, 40);
+    assert_views_exact(&store, &tenant).await;
     store.shutdown().await;
 }
 

@@ -494,7 +494,7 @@ where
     ///
     /// One statement instead of one per view where the dialect allows it
     /// ([`Dialect::POSITIONS_IN_ONE_STATEMENT`]): on SQLite each statement is a hand-off to the
-    /// connection's worker thread while the transaction holds the one writer.
+    /// connection's worker thread while the transaction holds the views file's one writer.
     async fn move_positions(
         tx: &mut Transaction<'static, DB>,
         tenant: &TenantId,

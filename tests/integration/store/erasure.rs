@@ -231,23 +231,28 @@ async fn secrets_of(
     secrets
 }
 
-/// The SQLite file and its WAL, after a `wal_checkpoint(TRUNCATE)` on a connection of its own
-/// (the store is closed): every byte on disk that belongs to the database.
+/// The SQLite file and its WAL, and the views' file beside it and its WAL, each after a
+/// `wal_checkpoint(TRUNCATE)` on a connection of its own (the store is closed): every byte on
+/// disk that belongs to the database.
 async fn sqlite_bytes(path: &Path) -> Vec<u8> {
-    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
-        .await
-        .expect("sqlite");
-    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-        .fetch_one(&mut c)
-        .await
-        .expect("checkpoint");
-    assert_eq!(busy, 0, "the checkpoint ran to completion");
-    let mut bytes = std::fs::read(path).expect("read the database file");
-    let wal = PathBuf::from(format!("{}-wal", path.display()));
-    if let Ok(more) = std::fs::read(&wal) {
-        bytes.extend(more);
+    let views = PathBuf::from(format!("{}-views", path.display()));
+    let mut bytes = Vec::new();
+    for file in [path, views.as_path()] {
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", file.display()))
+            .await
+            .expect("sqlite");
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut c)
+            .await
+            .expect("checkpoint");
+        assert_eq!(busy, 0, "the checkpoint ran to completion");
+        bytes.extend(std::fs::read(file).expect("read the database file"));
+        let wal = PathBuf::from(format!("{}-wal", file.display()));
+        if let Ok(more) = std::fs::read(&wal) {
+            bytes.extend(more);
+        }
+        c.close().await.expect("close");
     }
-    c.close().await.expect("close");
     bytes
 }
 

@@ -37,7 +37,14 @@ async fn a_fresh_store_creates_its_folders_0700_and_its_database_wal_shm_and_che
     store.publish_checkpoints().await.expect("publish");
 
     assert_eq!(mode_of(&data), 0o700, "the data folder");
-    for name in ["auditex.db", "auditex.db-wal", "auditex.db-shm"] {
+    for name in [
+        "auditex.db",
+        "auditex.db-wal",
+        "auditex.db-shm",
+        "auditex.db-views",
+        "auditex.db-views-wal",
+        "auditex.db-views-shm",
+    ] {
         assert_eq!(mode_of(&data.join(name)), 0o600, "{name}");
     }
     assert_eq!(mode_of(&checkpoints), 0o700, "the checkpoint folder");
