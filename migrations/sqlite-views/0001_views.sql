@@ -5,11 +5,14 @@
 -- 0004–0027, which created these tables there before migration 0028 moved them here; the
 -- positions name their tenant without a foreign key, which SQLite cannot keep across files.
 
--- The ledger database these views were built from (its `database_identity`); see
--- `SqliteDb::open`.
-CREATE TABLE views_of (
-    only_row  INTEGER PRIMARY KEY CHECK (only_row = 1),
-    ledger_id TEXT NOT NULL
+-- Where the views stand in each tenant's chain: the number of records applied (the greatest
+-- position of any view) and the hash of the last of them, as the ledger stored it. The record
+-- hash commits to the whole chain before it, so one comparison tells whether the views were
+-- built from a prefix of the ledger beside them (`SqliteDb::open`).
+CREATE TABLE view_anchors (
+    tenant_id  TEXT PRIMARY KEY NOT NULL,
+    next_seq   INTEGER NOT NULL CHECK (next_seq > 0),
+    last_hash  BLOB NOT NULL CHECK (length(last_hash) = 32)
 ) STRICT;
 
 CREATE TABLE projection_state (

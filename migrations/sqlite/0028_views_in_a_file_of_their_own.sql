@@ -4,6 +4,14 @@
 -- ingestion waited for the read side (BENCHMARKS.md, issue 19). The views are rebuilt from the
 -- ledger when the service starts, as after migrations 0006 and 0027; until they have caught up,
 -- they lag the ledger as any view behind does (`GET /v1/projections` shows how far).
+--
+-- The views hold no erasable value (FORMAT.md; the projections never receive one), so their pages
+-- are freed without being overwritten: with `secure_delete` on, dropping them would write every
+-- page of the views to the write-ahead log once more, zeroed, in this one transaction. The
+-- setting is the connection's and goes back on before the transaction ends. The freed pages stay
+-- in this file and are used again as the ledger grows (`VACUUM`, with the service stopped, gives
+-- them back to the file system).
+PRAGMA secure_delete = OFF;
 DROP TABLE proj_decisions;
 DROP TABLE proj_models;
 DROP TABLE proj_model_outcomes;
@@ -12,12 +20,4 @@ DROP TABLE proj_subjects;
 DROP TABLE proj_daily;
 DROP TABLE projection_positions;
 DROP TABLE projection_state;
-
--- This database's identity, written once: the views file records the identity of the ledger it
--- was built from, and views built from another database (a file copied into place) are dropped
--- and rebuilt rather than served. A backup carries the identity of the database it copies.
-CREATE TABLE database_identity (
-    only_row  INTEGER PRIMARY KEY CHECK (only_row = 1),
-    id        TEXT NOT NULL
-) STRICT;
-INSERT INTO database_identity (only_row, id) VALUES (1, lower(hex(randomblob(16))));
+PRAGMA secure_delete = ON;

@@ -52,9 +52,8 @@ const WRITER_CACHE_PRAGMA: &str = "-16384";
 
 /// The views file's writer's page cache: 4 MiB. A view page's rows fall in few B-tree pages of
 /// each view (the views' keys lead with the tenant and a rising sequence number or bucket, or
-/// a model, outcome or status with few values). With 8 MiB here and 1 MiB per reader below,
-/// the service held 153 / 142 MB after a 30 s load run, against 127 / 113 MB with the views in
-/// the ledger's file (BENCHMARKS.md, issue 19).
+/// a model, outcome or status with few values). Each MiB here is resident once the views have
+/// used it (BENCHMARKS.md, issue 19: "The views in a file of their own").
 const VIEWS_WRITER_CACHE_PRAGMA: &str = "-4096";
 
 /// Each reader's page cache for the attached views file: 512 KiB (SQLite's default is 2 MB per
@@ -125,18 +124,18 @@ impl SqliteDb {
         create_private(path)?;
         let in_use = lock_shared(path)?;
         let views = views_file_path(path);
-        // The writer's page cache holds the B-tree pages that appends and projection pages
-        // touch. SQLite's default (2 MB) is far smaller than the views' indexes at a million
-        // decisions, and a miss on a page being inserted into costs a read and, at commit, a
-        // WAL write of the whole page. The cache grows only as pages are used. Temporary
-        // storage in memory keeps the statement journal of a multi-row INSERT (the original of
-        // every page it changes, kept until the statement ends) out of a temporary file.
+        // Each writer's page cache holds the B-tree pages its writes touch (the ledger's:
+        // records, their indexes and tiles; the views': the view pages'). A miss on a page being
+        // inserted into costs a read and, at commit, a WAL write of the whole page. A cache
+        // grows only as pages are used. Temporary storage in memory keeps the statement journal
+        // of a multi-row INSERT (the original of every page it changes, kept until the
+        // statement ends) out of a temporary file.
         //
         // Neither pool pings a connection before handing it out (sqlx's default): a connection
         // to a local file has no peer to lose, a failed one fails its statement, and the ping is
-        // a hand-off to the connection's worker thread and back on every acquire, which for the
-        // one writer lies between each write and the next.
-        let writer = writer_pool(path, WRITER_CACHE_PRAGMA).await?;
+        // a hand-off to the connection's worker thread and back on every acquire, which for a
+        // writer lies between each write and the next.
+        let writer = writer_pool(options(path).pragma("cache_size", WRITER_CACHE_PRAGMA)).await?;
         let version: String = sqlx::query_scalar("SELECT sqlite_version()")
             .fetch_one(&writer)
             .await?;
@@ -147,10 +146,19 @@ impl SqliteDb {
             .run(&writer)
             .await
             .map_err(|e| StoreError::Schema(e.to_string()))?;
+        // ATTACH takes the path as text: a path that is not UTF-8 would name another file.
+        let Some(attach) = views.to_str().map(str::to_owned) else {
+            return Err(StoreError::Schema(format!(
+                "the database path {} is not UTF-8; choose a path that is",
+                path.display()
+            )));
+        };
         let views_writer = open_views(&writer, &views).await?;
-        // Readers see the views' tables by their names: the attached file's tables are found
-        // after the ledger's, and no name is in both.
-        let attach = views.clone();
+        // Readers see the views' tables by their names: names not in the ledger's file are
+        // found in the attached one (the two share only `_sqlx_migrations` and `sqlite_stat1`,
+        // which name the ledger's). A read transaction takes each file's snapshot when it first
+        // reads it: queries read the views before the ledger, so the views they see are never
+        // ahead of the records.
         let readers = SqlitePoolOptions::new()
             .max_connections(read_connections.max(1))
             .test_before_acquire(false)
@@ -158,7 +166,7 @@ impl SqliteDb {
                 let views = attach.clone();
                 Box::pin(async move {
                     sqlx::query("ATTACH DATABASE ? AS views")
-                        .bind(views.to_string_lossy().into_owned())
+                        .bind(views)
                         .execute(&mut *conn)
                         .await?;
                     sqlx::query(READER_VIEWS_CACHE_PRAGMA).execute(conn).await?;
@@ -245,7 +253,7 @@ impl Backend for SqliteDb {
         vacuum_into(&self.readers, dest).await
     }
 
-    /// Closes both pools; SQLite checkpoints the WAL when the last connection closes.
+    /// Closes the three pools; SQLite checkpoints each WAL when the last connection closes.
     async fn close(&self) {
         self.writer.close().await;
         self.views_writer.close().await;
@@ -903,117 +911,184 @@ pub(crate) fn views_file_path(database: &Path) -> std::path::PathBuf {
     name.into()
 }
 
-/// A single-writer pool on `path` (the ledger's file or the views'): its page cache (`cache`, as
-/// `PRAGMA cache_size` takes it) holds the B-tree pages its writes touch, and its statement
-/// journal stays in memory.
-async fn writer_pool(path: &Path, cache: &str) -> Result<SqlitePool, StoreError> {
-    Ok(SqlitePoolOptions::new()
+/// A single-writer pool with `options` (the ledger's file or the views'), its statement journal
+/// in memory.
+async fn writer_pool(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+    SqlitePoolOptions::new()
         .max_connections(1)
         .test_before_acquire(false)
         .after_release(|conn, _| Box::pin(writer_is_clean(conn)))
-        .connect_with(
-            options(path)
-                .pragma("cache_size", cache.to_owned())
-                .pragma("temp_store", "memory"),
-        )
-        .await?)
+        .connect_with(options.pragma("temp_store", "memory"))
+        .await
 }
 
+/// The views' tables, emptied together when the views file cannot be served beside its ledger.
+const VIEW_TABLES: [&str; 9] = [
+    "proj_decisions",
+    "proj_models",
+    "proj_model_outcomes",
+    "proj_oversight",
+    "proj_subjects",
+    "proj_daily",
+    "projection_positions",
+    "projection_state",
+    "view_anchors",
+];
+
 /// The views file's writer with its migrations applied, not yet checked against a ledger.
+///
+/// The views hold no erasable value (the projections never receive one), so their freed pages
+/// are not overwritten (`secure_delete` off): a view page's updates and a reset of the views then
+/// write only what they change.
 async fn views_pool(views: &Path) -> Result<SqlitePool, StoreError> {
     create_private(views)?;
-    let pool = writer_pool(views, VIEWS_WRITER_CACHE_PRAGMA).await?;
+    let pool = writer_pool(
+        options(views)
+            .pragma("secure_delete", "OFF")
+            .pragma("cache_size", VIEWS_WRITER_CACHE_PRAGMA),
+    )
+    .await
+    .map_err(|e| unusable_views(views, &e))?;
     sqlx::migrate!("./migrations/sqlite-views")
         .run(&pool)
         .await
-        .map_err(|e| StoreError::Schema(format!("the views file {}: {e}", views.display())))?;
+        .map_err(|e| unusable_views(views, &e))?;
     Ok(pool)
 }
 
-/// Opens the views file beside the ledger whose writer is `ledger`, and makes sure its views
-/// were built from that ledger and are not ahead of it; otherwise the file is removed and made
-/// again, empty, and the projection runner rebuilds the views from the ledger. Views of another
-/// database (a file copied into place) or ahead of this one (an older copy of the ledger
-/// restored) would answer queries with records the ledger does not hold.
+/// A views file that cannot be opened or migrated (damaged, or made by a newer build) is not
+/// removed while another process might hold it: the operator is told how to rebuild it.
+fn unusable_views(views: &Path, e: &dyn std::fmt::Display) -> StoreError {
+    StoreError::Schema(format!(
+        "the read-side views file {} cannot be used ({e}); it holds only data derived from the \
+         ledger: with every process of the service stopped, remove it and its -wal and -shm \
+         files, and the views are rebuilt from the ledger on the next start",
+        views.display()
+    ))
+}
+
+/// Opens the views file beside the ledger whose writer is `ledger` and makes sure its views were
+/// built from a prefix of that ledger's chains; otherwise it empties every view, in one
+/// transaction, and the projection runner rebuilds them from the ledger. Views of another
+/// database (a file copied into place), ahead of this one (an older copy of the ledger restored),
+/// or of another history (a copy restored, appended to, then replaced by a newer one) would
+/// answer queries with records the ledger does not hold.
+///
+/// The check and the reset run under the views file's write lock, so a second process opening
+/// the same files meanwhile waits and then finds the views empty (nothing to reset). Nothing is
+/// removed from the file system: another process may have the file open.
 async fn open_views(ledger: &SqlitePool, views: &Path) -> Result<SqlitePool, StoreError> {
-    let ledger_id: String =
-        sqlx::query_scalar("SELECT id FROM database_identity WHERE only_row = 1")
-            .fetch_one(ledger)
-            .await?;
     let pool = views_pool(views).await?;
-    if let Some(why) = views_stale(ledger, &pool, &ledger_id).await? {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    if let Some(why) = views_stale(ledger, &mut tx).await? {
         tracing::warn!(
             views = %views.display(),
-            "the read-side views file {why}; rebuilding the views from the ledger"
+            "the read-side views {why}; emptying them, the views are rebuilt from the ledger"
         );
-        pool.close().await;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut name = views.as_os_str().to_owned();
-            name.push(suffix);
-            match std::fs::remove_file(std::path::PathBuf::from(name)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(StoreError::Schema(format!(
-                        "cannot remove the stale views file {}: {e}",
-                        views.display()
-                    )));
-                }
-                _ => {}
-            }
+        for table in VIEW_TABLES {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+                .execute(&mut *tx)
+                .await?;
         }
-        let pool = views_pool(views).await?;
-        bind_views(&pool, &ledger_id).await?;
-        return Ok(pool);
     }
-    bind_views(&pool, &ledger_id).await?;
+    tx.commit().await?;
     Ok(pool)
 }
 
-/// Why the views in `views` cannot be served beside the ledger `ledger_id`, if they cannot.
+/// Why the views cannot be served beside the ledger, if they cannot: for each tenant, the record
+/// the views applied last must be the ledger's record at that sequence number, hash for hash
+/// (each view page records it in `view_anchors`, see `commit_pages`), and no view may stand
+/// past it.
 async fn views_stale(
     ledger: &SqlitePool,
-    views: &SqlitePool,
-    ledger_id: &str,
+    views: &mut Transaction<'static, Sqlite>,
 ) -> Result<Option<String>, StoreError> {
-    let built_from: Option<String> =
-        sqlx::query_scalar("SELECT ledger_id FROM views_of WHERE only_row = 1")
-            .fetch_optional(views)
-            .await?;
-    let positions: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT tenant_id, MAX(next_seq) FROM projection_positions GROUP BY tenant_id",
+    let positions: Vec<(String, i64, Option<i64>, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT p.tenant_id, MAX(p.next_seq), a.next_seq, a.last_hash
+         FROM projection_positions p LEFT JOIN view_anchors a ON a.tenant_id = p.tenant_id
+         GROUP BY p.tenant_id",
     )
-    .fetch_all(views)
+    .fetch_all(&mut **views)
     .await?;
-    match built_from {
-        Some(id) if id != ledger_id => {
-            return Ok(Some(format!("was built from another database ({id})")));
-        }
-        // Positions without an identity: a file not made by this code; start it afresh.
-        None if !positions.is_empty() => {
-            return Ok(Some("names no ledger it was built from".to_owned()));
-        }
-        _ => {}
-    }
-    for (tenant, next) in positions {
-        let size: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM records WHERE tenant_id = ?")
-                .bind(&tenant)
-                .fetch_one(ledger)
-                .await?;
-        if next > size {
+    let anchors: Vec<(String, i64, Vec<u8>)> =
+        sqlx::query_as("SELECT tenant_id, next_seq, last_hash FROM view_anchors")
+            .fetch_all(&mut **views)
+            .await?;
+    for (tenant, position, anchor, _) in &positions {
+        if *position > anchor.unwrap_or(0) {
             return Ok(Some(format!(
-                "holds tenant {tenant}'s views up to {next} records, and its ledger has {size}"
+                "of tenant {tenant} stand at record {position} with no record of the chain they \
+                 were built from"
             )));
+        }
+    }
+    for (tenant, next, hash) in anchors {
+        let stored: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT hash FROM records WHERE tenant_id = ? AND seq = ?")
+                .bind(&tenant)
+                .bind(next - 1)
+                .fetch_optional(ledger)
+                .await?;
+        match stored {
+            None => {
+                return Ok(Some(format!(
+                    "of tenant {tenant} hold {next} records, more than its ledger beside them"
+                )));
+            }
+            Some(stored) if stored != hash => {
+                return Ok(Some(format!(
+                    "of tenant {tenant} were built from another chain (record {} differs)",
+                    next - 1
+                )));
+            }
+            Some(_) => {}
         }
     }
     Ok(None)
 }
 
-async fn bind_views(views: &SqlitePool, ledger_id: &str) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO views_of (only_row, ledger_id) VALUES (1, ?) ON CONFLICT (only_row) DO NOTHING")
-        .bind(ledger_id)
-        .execute(views)
-        .await?;
+/// Records in the views file where the views of `tenant` now stand: `next_seq` records applied,
+/// the last of which the ledger stores with `last_hash` (only ever forward: a new generation
+/// being rebuilt stands behind the views already served).
+pub(crate) async fn move_view_anchor(
+    tx: &mut Transaction<'static, Sqlite>,
+    tenant: &TenantId,
+    next_seq: u64,
+    last_hash: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO view_anchors (tenant_id, next_seq, last_hash) VALUES (?, ?, ?)
+         ON CONFLICT (tenant_id) DO UPDATE SET next_seq = excluded.next_seq,
+             last_hash = excluded.last_hash
+         WHERE excluded.next_seq > view_anchors.next_seq",
+    )
+    .bind(tenant.as_str())
+    .bind(db_int(next_seq))
+    .bind(last_hash)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
+}
+
+impl SqliteDb {
+    /// The stored hash of `tenant`'s record at `seq` (a view page's last record), read on a
+    /// reader: records never change, and a page only follows committed records.
+    pub(crate) async fn record_hash(
+        &self,
+        tenant: &TenantId,
+        seq: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        sqlx::query_scalar("SELECT hash FROM records WHERE tenant_id = ? AND seq = ?")
+            .bind(tenant.as_str())
+            .bind(db_int(seq))
+            .fetch_optional(&self.readers)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "record {seq} of {tenant} is missing from the ledger"
+                ))
+            })
+    }
 }
 
 async fn applied_count(pool: &SqlitePool) -> i64 {

@@ -330,11 +330,22 @@ impl ViewBackend for SqliteDb {
         tenant: &TenantId,
         pages: &[TargetPage],
     ) -> Result<bool, StoreError> {
+        // Where the views will stand, and the hash the ledger stores for the last record they
+        // will have applied: kept beside them, so that views built from another chain are
+        // found when the store opens (`sqlite::open_views`).
+        let to = pages.iter().map(|p| p.to).max().unwrap_or(0);
+        let last_hash = match to.checked_sub(1) {
+            Some(last) => Some(self.record_hash(tenant, last).await?),
+            None => None,
+        };
         let started = std::time::Instant::now();
         let mut tx = self.view_tx(true).await?;
         let locked = started.elapsed();
         // A moved position must roll back what earlier pages of the same batch wrote.
         if Sql::<Sqlite>::commit(&mut tx, tenant, pages).await? {
+            if let Some(hash) = &last_hash {
+                super::sqlite::move_view_anchor(&mut tx, tenant, to, hash).await?;
+            }
             tx.commit().await?;
             // How long a page waits for and holds the views file's one writer.
             tracing::debug!(

@@ -983,19 +983,22 @@ async fn assert_views_emptied(store: &auditex::store::Store, tenant: &TenantId, 
 
 /// The embedded backend keeps the views in a file of their own beside the ledger's
 /// (`<database>-views`). Views that are ahead of the ledger beside them (an older copy of the
-/// ledger put back in place) or that were built from another database (a views file copied in)
-/// are emptied when the store opens and rebuilt from the ledger: they never serve records the
-/// ledger does not hold. Views that match their ledger are kept.
+/// ledger restored), that were built from another history of it (the older copy appended to,
+/// then a newer copy restored over it) or from another database (a views file copied in) are
+/// emptied when the store opens and rebuilt from the ledger: they never serve records the ledger
+/// does not hold. Views that match their ledger are kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_views_ahead_of_their_ledger_or_of_another_ledger_are_rebuilt() {
+async fn sqlite_views_not_built_from_the_ledger_beside_them_are_rebuilt() {
     let db = TestDb::new(&Backend::Sqlite).await;
     let ledger = db.sqlite_path().to_owned();
     let views = std::path::PathBuf::from(format!("{}-views", ledger.display()));
     let older = ledger.with_file_name("older.db");
+    let newer = ledger.with_file_name("newer.db");
     let (store, tenant) = db.open_with_tenant("bank-a").await;
     crate::support::append_many(&store, &tenant, 40, 20).await;
     store.backup(&older).await.expect("backup of 40 records");
     crate::support::append_many(&store, &tenant, 60, 20).await;
+    store.backup(&newer).await.expect("backup of 100 records");
     runner::catch_up(&store).await.expect("catch up");
     assert_eq!(crate::support::decisions_served(&store, &tenant).await, 100);
     store.shutdown().await;
@@ -1018,10 +1021,26 @@ async fn sqlite_views_ahead_of_their_ledger_or_of_another_ledger_are_rebuilt() {
     runner::catch_up(&store).await.expect("catch up");
     assert_eq!(crate::support::decisions_served(&store, &tenant).await, 40);
     assert_views_exact(&store, &tenant).await;
+
+    // Appended to (another history from record 40 on), then the newer copy restored over it:
+    // the views (60 records) are behind the restored ledger (100), but of the other history.
+    crate::support::append_many(&store, &tenant, 20, 20).await;
+    runner::catch_up(&store).await.expect("catch up");
+    assert_eq!(crate::support::decisions_served(&store, &tenant).await, 60);
+    store.shutdown().await;
+    drop(store);
+    auditex::store::backup::restore_sqlite(&newer, &db.config(), true)
+        .await
+        .expect("the newer copy is restored");
+    let store = db.open().await;
+    assert_views_emptied(&store, &tenant, "views of another history are not served").await;
+    runner::catch_up(&store).await.expect("catch up");
+    assert_eq!(crate::support::decisions_served(&store, &tenant).await, 100);
+    assert_views_exact(&store, &tenant).await;
     store.shutdown().await;
 
     // Another database's views file, of a tenant of the same name with fewer records (so that
-    // only the views' record of their ledger tells them apart).
+    // only the hash of the last record the views applied tells them apart).
     let other = TestDb::new(&Backend::Sqlite).await;
     let (other_store, other_tenant) = other.open_with_tenant("bank-a").await;
     crate::support::append_many(&other_store, &other_tenant, 30, 15).await;
@@ -1044,7 +1063,7 @@ async fn sqlite_views_ahead_of_their_ledger_or_of_another_ledger_are_rebuilt() {
     let store = db.open().await;
     assert_views_emptied(&store, &tenant, "another ledger's views are not served").await;
     runner::catch_up(&store).await.expect("catch up");
-    assert_eq!(crate::support::decisions_served(&store, &tenant).await, 40);
+    assert_eq!(crate::support::decisions_served(&store, &tenant).await, 100);
     assert_views_exact(&store, &tenant).await;
     store.shutdown().await;
 }
