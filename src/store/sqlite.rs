@@ -1003,8 +1003,8 @@ async fn views_stale(
     ledger: &SqlitePool,
     views: &mut Transaction<'static, Sqlite>,
 ) -> Result<Option<String>, StoreError> {
-    let positions: Vec<(String, i64, Option<i64>, Option<Vec<u8>>)> = sqlx::query_as(
-        "SELECT p.tenant_id, MAX(p.next_seq), a.next_seq, a.last_hash
+    let positions: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT p.tenant_id, MAX(p.next_seq), a.next_seq
          FROM projection_positions p LEFT JOIN view_anchors a ON a.tenant_id = p.tenant_id
          GROUP BY p.tenant_id",
     )
@@ -1014,7 +1014,7 @@ async fn views_stale(
         sqlx::query_as("SELECT tenant_id, next_seq, last_hash FROM view_anchors")
             .fetch_all(&mut **views)
             .await?;
-    for (tenant, position, anchor, _) in &positions {
+    for (tenant, position, anchor) in &positions {
         if *position > anchor.unwrap_or(0) {
             return Ok(Some(format!(
                 "of tenant {tenant} stand at record {position} with no record of the chain they \
