@@ -61,6 +61,14 @@ const VIEWS_WRITER_CACHE_PRAGMA: &str = "-4096";
 /// read few pages each, and a page missing here is read from the operating system's file cache.
 const READER_VIEWS_CACHE_PRAGMA: &str = "PRAGMA views.cache_size = -512";
 
+/// Prepared statements kept per reader connection and by the views' writer (sqlx's default is
+/// 100). Their hot statements are few (a proof's tile reads, a view page's statements); the
+/// statements built with a varying number of rows or ids are many, and each kept one holds its
+/// compiled program. With 16 instead of 100 on both, one 30 s load run ended at 139 / 125 MB
+/// against 152 / 136 MB, with as many proofs and single appends (BENCHMARKS.md, issue 19: "The
+/// views in a file of their own").
+const STATEMENTS_KEPT: usize = 16;
+
 /// Rows per multi-row INSERT (12 columns each stays well under SQLite's 32,766 parameters).
 const INSERT_ROWS_MAX: usize = 1000;
 
@@ -173,7 +181,11 @@ impl SqliteDb {
                     Ok(())
                 })
             })
-            .connect_with(options(path).read_only(false))
+            .connect_with(
+                options(path)
+                    .read_only(false)
+                    .statement_cache_capacity(STATEMENTS_KEPT),
+            )
             .await?;
         Ok(SqliteDb {
             readers,
@@ -945,7 +957,8 @@ async fn views_pool(views: &Path) -> Result<SqlitePool, StoreError> {
     let pool = writer_pool(
         options(views)
             .pragma("secure_delete", "OFF")
-            .pragma("cache_size", VIEWS_WRITER_CACHE_PRAGMA),
+            .pragma("cache_size", VIEWS_WRITER_CACHE_PRAGMA)
+            .statement_cache_capacity(STATEMENTS_KEPT),
     )
     .await
     .map_err(|e| unusable_views(views, &e))?;
