@@ -31,7 +31,8 @@ use ledger::verify::{ChainVerifier, LeafRange};
 use sha2::Digest;
 
 use super::backend::BackendKind;
-use super::{DatabaseUrl, RANGE_RECORDS_MAX, Store, StoreConfig, StoreError, sqlite};
+use super::sqlite::{self, sibling};
+use super::{DatabaseUrl, RANGE_RECORDS_MAX, Store, StoreConfig, StoreError};
 
 /// Records read per page while verifying a chain.
 const VERIFY_PAGE_RECORDS: u64 = RANGE_RECORDS_MAX;
@@ -113,13 +114,6 @@ where
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| backup_error(format!("a file task failed: {e}")))?
-}
-
-/// A sibling of `path` named `<file name><suffix>`.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    name.into()
 }
 
 fn fsync_dir(path: &Path) -> Result<(), StoreError> {

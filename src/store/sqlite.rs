@@ -52,8 +52,8 @@ const WRITER_CACHE_PRAGMA: &str = "-16384";
 
 /// The views file's writer's page cache: 4 MiB. A view page's rows fall in few B-tree pages of
 /// each view (the views' keys lead with the tenant and a rising sequence number or bucket, or
-/// a model, outcome or status with few values). Each MiB here is resident once the views have
-/// used it (BENCHMARKS.md, issue 19: "The views in a file of their own").
+/// a model, outcome or status with few values). The cache grows only as pages are used
+/// (BENCHMARKS.md, issue 19: "The views in a file of their own", for the memory measured).
 const VIEWS_WRITER_CACHE_PRAGMA: &str = "-4096";
 
 /// Each reader's page cache for the attached views file: 512 KiB (SQLite's default is 2 MB per
@@ -164,9 +164,10 @@ impl SqliteDb {
         let views_writer = open_views(&writer, &views).await?;
         // Readers see the views' tables by their names: names not in the ledger's file are
         // found in the attached one (the two share only `_sqlx_migrations` and `sqlite_stat1`,
-        // which name the ledger's). A read transaction takes each file's snapshot when it first
-        // reads it: queries read the views before the ledger, so the views they see are never
-        // ahead of the records.
+        // which name the ledger's). A read takes each file's snapshot when it first reads it,
+        // so the views a query sees may include records committed after its snapshot of the
+        // ledger: committed records all the same, as a view page follows committed records
+        // only. A query that joins a view to `records` leaves such a record out.
         let readers = SqlitePoolOptions::new()
             .max_connections(read_connections.max(1))
             .test_before_acquire(false)
@@ -916,11 +917,17 @@ async fn writer_is_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx
     Ok(true)
 }
 
+/// A sibling of `path` named `<file name><suffix>` (SQLite's own `-wal` and `-shm`, the lock
+/// file, the views' file, a backup's temporary copy).
+pub(crate) fn sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
 /// The views' file beside the ledger's database file: `<database>-views`.
 pub(crate) fn views_file_path(database: &Path) -> std::path::PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push("-views");
-    name.into()
+    sibling(database, "-views")
 }
 
 /// A single-writer pool with `options` (the ledger's file or the views'), its statement journal
@@ -933,6 +940,9 @@ async fn writer_pool(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::
         .connect_with(options.pragma("temp_store", "memory"))
         .await
 }
+
+/// Anchors checked per statement when the store opens (three bound values each).
+const ANCHORS_PER_STATEMENT: usize = 300;
 
 /// The views' tables, emptied together when the views file cannot be served beside its ledger.
 const VIEW_TABLES: [&str; 9] = [
@@ -1035,26 +1045,40 @@ async fn views_stale(
             )));
         }
     }
-    for (tenant, next, hash) in anchors {
-        let stored: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT hash FROM records WHERE tenant_id = ? AND seq = ?")
-                .bind(&tenant)
-                .bind(next - 1)
-                .fetch_optional(ledger)
-                .await?;
-        match stored {
-            None => {
+    // One statement per chunk of anchors, not one per tenant: every store and command that
+    // opens the database runs this, and a node may hold thousands of tenants.
+    for chunk in anchors.chunks(ANCHORS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new("WITH anchors (tenant_id, seq, hash) AS (VALUES ");
+        let mut rows = q.separated(", ");
+        for (tenant, next, hash) in chunk {
+            rows.push("(")
+                .push_bind_unseparated(tenant.as_str())
+                .push_unseparated(", ")
+                .push_bind_unseparated(next - 1)
+                .push_unseparated(", ")
+                .push_bind_unseparated(hash.as_slice())
+                .push_unseparated(")");
+        }
+        q.push(
+            ") SELECT a.tenant_id, a.seq, r.hash IS NULL FROM anchors a LEFT JOIN records r \
+             ON r.tenant_id = a.tenant_id AND r.seq = a.seq \
+             WHERE r.hash IS NULL OR r.hash <> a.hash LIMIT 1",
+        );
+        let differing: Option<(String, i64, bool)> =
+            q.build_query_as().fetch_optional(ledger).await?;
+        match differing {
+            Some((tenant, last, true)) => {
                 return Ok(Some(format!(
-                    "of tenant {tenant} hold {next} records, more than its ledger beside them"
+                    "of tenant {tenant} hold {} records, more than its ledger beside them",
+                    last + 1
                 )));
             }
-            Some(stored) if stored != hash => {
+            Some((tenant, last, false)) => {
                 return Ok(Some(format!(
-                    "of tenant {tenant} were built from another chain (record {} differs)",
-                    next - 1
+                    "of tenant {tenant} were built from another chain (record {last} differs)"
                 )));
             }
-            Some(_) => {}
+            None => {}
         }
     }
     Ok(None)
@@ -1081,27 +1105,6 @@ pub(crate) async fn move_view_anchor(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-impl SqliteDb {
-    /// The stored hash of `tenant`'s record at `seq` (a view page's last record), read on a
-    /// reader: records never change, and a page only follows committed records.
-    pub(crate) async fn record_hash(
-        &self,
-        tenant: &TenantId,
-        seq: u64,
-    ) -> Result<Vec<u8>, StoreError> {
-        sqlx::query_scalar("SELECT hash FROM records WHERE tenant_id = ? AND seq = ?")
-            .bind(tenant.as_str())
-            .bind(db_int(seq))
-            .fetch_optional(&self.readers)
-            .await?
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "record {seq} of {tenant} is missing from the ledger"
-                ))
-            })
-    }
 }
 
 async fn applied_count(pool: &SqlitePool) -> i64 {
@@ -1358,9 +1361,7 @@ pub(crate) async fn check_file(
 
 /// The advisory lock file beside an SQLite database.
 pub(crate) fn lock_file_path(database: &Path) -> std::path::PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push(".lock");
-    name.into()
+    sibling(database, ".lock")
 }
 
 fn open_lock_file(database: &Path) -> Result<std::fs::File, StoreError> {

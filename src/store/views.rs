@@ -18,7 +18,7 @@ use ledger::types::{EventId, TenantId};
 use projections::runner::{ProjectionState, Stuck, TargetPage, ViewStore};
 use projections::{DecisionFacts, Event, Views};
 
-use super::backend::ViewBackend;
+use super::backend::{LedgerBackend as _, ViewBackend};
 use super::postgres::PgDb;
 use super::sqlite::SqliteDb;
 pub use super::view_query::{
@@ -335,7 +335,16 @@ impl ViewBackend for SqliteDb {
         // found when the store opens (`sqlite::open_views`).
         let to = pages.iter().map(|p| p.to).max().unwrap_or(0);
         let last_hash = match to.checked_sub(1) {
-            Some(last) => Some(self.record_hash(tenant, last).await?),
+            Some(last) => Some(
+                self.record_hashes(tenant, last, to)
+                    .await?
+                    .pop()
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "record {last} of {tenant} is missing from the ledger"
+                        ))
+                    })?,
+            ),
             None => None,
         };
         let started = std::time::Instant::now();

@@ -981,6 +981,25 @@ async fn assert_views_emptied(store: &auditex::store::Store, tenant: &TenantId, 
     );
 }
 
+/// Opens `db` again and asserts that the views of `tenant` were emptied (`why`), then that they
+/// are rebuilt from the ledger: `decisions` served, equal to a recomputation.
+async fn reopened_views_are_rebuilt(
+    db: &TestDb,
+    tenant: &TenantId,
+    why: &str,
+    decisions: usize,
+) -> auditex::store::Store {
+    let store = db.open().await;
+    assert_views_emptied(&store, tenant, why).await;
+    runner::catch_up(&store).await.expect("catch up");
+    assert_eq!(
+        crate::support::decisions_served(&store, tenant).await,
+        decisions
+    );
+    assert_views_exact(&store, tenant).await;
+    store
+}
+
 /// The embedded backend keeps the views in a file of their own beside the ledger's
 /// (`<database>-views`). Views that are ahead of the ledger beside them (an older copy of the
 /// ledger restored), that were built from another history of it (the older copy appended to,
@@ -1016,11 +1035,9 @@ async fn sqlite_views_not_built_from_the_ledger_beside_them_are_rebuilt() {
     auditex::store::backup::restore_sqlite(&older, &db.config(), true)
         .await
         .expect("the older copy is restored");
-    let store = db.open().await;
-    assert_views_emptied(&store, &tenant, "views ahead of the ledger are not served").await;
-    runner::catch_up(&store).await.expect("catch up");
-    assert_eq!(crate::support::decisions_served(&store, &tenant).await, 40);
-    assert_views_exact(&store, &tenant).await;
+    let store =
+        reopened_views_are_rebuilt(&db, &tenant, "views ahead of the ledger are not served", 40)
+            .await;
 
     // Appended to (another history from record 40 on), then the newer copy restored over it:
     // the views (60 records) are behind the restored ledger (100), but of the other history.
@@ -1032,11 +1049,9 @@ async fn sqlite_views_not_built_from_the_ledger_beside_them_are_rebuilt() {
     auditex::store::backup::restore_sqlite(&newer, &db.config(), true)
         .await
         .expect("the newer copy is restored");
-    let store = db.open().await;
-    assert_views_emptied(&store, &tenant, "views of another history are not served").await;
-    runner::catch_up(&store).await.expect("catch up");
-    assert_eq!(crate::support::decisions_served(&store, &tenant).await, 100);
-    assert_views_exact(&store, &tenant).await;
+    let store =
+        reopened_views_are_rebuilt(&db, &tenant, "views of another history are not served", 100)
+            .await;
     store.shutdown().await;
 
     // Another database's views file, of a tenant of the same name with fewer records (so that
@@ -1060,11 +1075,9 @@ async fn sqlite_views_not_built_from_the_ledger_beside_them_are_rebuilt() {
             std::fs::rename(&temp, &target).expect("rename");
         }
     }
-    let store = db.open().await;
-    assert_views_emptied(&store, &tenant, "another ledger's views are not served").await;
-    runner::catch_up(&store).await.expect("catch up");
-    assert_eq!(crate::support::decisions_served(&store, &tenant).await, 100);
-    assert_views_exact(&store, &tenant).await;
+    let store =
+        reopened_views_are_rebuilt(&db, &tenant, "another ledger's views are not served", 100)
+            .await;
     store.shutdown().await;
 }
 
