@@ -252,6 +252,9 @@ async fn incremental_views_equal_rebuild_and_recomputation(backend: Backend) {
     let mut runner_ = TestRunner::new(Config {
         cases,
         failure_persistence: None,
+        // Each case opens a database and plays up to 120 records: unbounded shrinking of a
+        // failure could run for many minutes before anything is reported.
+        max_shrink_time: 120_000,
         ..Config::default()
     });
     let handle = tokio::runtime::Handle::current();
