@@ -373,8 +373,43 @@ pub(crate) async fn spawn(
         tree_tx,
         lookups_ahead: 0,
     };
-    tokio::spawn(appender.run(rx));
+    if appender.store.backend().kind() == super::backend::BackendKind::Sqlite {
+        appenders_runtime()?.spawn(appender.run(rx));
+    } else {
+        tokio::spawn(appender.run(rx));
+    }
     Ok((handle, tree_rx))
+}
+
+/// The runtime SQLite stores' appenders run on: one thread of its own, apart from the async
+/// workers that serve requests. An appender's group is a chain of hand-offs to the database's
+/// threads (the write lock, the head, the insert, the commit). On the shared workers each answer
+/// waited in their queue behind the requests being parsed and answered, and the group's cycle,
+/// which single appends wait for, grew by that wait at every step; on a thread of its own, the
+/// operating system runs the appender as soon as SQLite's thread answers. One thread serves every
+/// tenant's appender: between hand-offs an appender only decides and seals groups of fewer than
+/// [`PARALLEL_SIGN_RECORDS_MIN`] records (larger ones go to the blocking and signing pools).
+/// PostgreSQL's appenders stay on the async workers: their answers arrive on sockets that the
+/// workers' own event loop polls, so a thread apart only added a hop (measured: 5 % fewer single
+/// appends; BENCHMARKS.md). Built on first use and kept for the life of the process.
+fn appenders_runtime() -> Result<&'static tokio::runtime::Handle, StoreError> {
+    static RUNTIME: std::sync::LazyLock<std::io::Result<tokio::runtime::Runtime>> =
+        std::sync::LazyLock::new(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("auditex-appender")
+                .enable_all()
+                .build()
+        });
+    match &*RUNTIME {
+        Ok(runtime) => Ok(runtime.handle()),
+        Err(e) => Err(StoreError::Unavailable(Arc::new(sqlx::Error::Io(
+            std::io::Error::new(
+                e.kind(),
+                format!("the appenders' runtime did not start: {e}"),
+            ),
+        )))),
+    }
 }
 
 /// One request inside a group, with what was decided for each of its drafts.
