@@ -512,9 +512,10 @@ impl Appender {
                 };
             }
             if !group.is_empty() {
-                self.process(group).await;
+                self.process(group, permits).await;
+            } else {
+                drop(permits);
             }
-            drop(permits);
             if let Some(reply) = rotate {
                 let _ = reply.send(self.rotate().await);
             }
@@ -534,7 +535,7 @@ impl Appender {
                     }
                 }
                 if !rest.is_empty() {
-                    self.process(rest).await;
+                    self.process(rest, Vec::new()).await;
                 }
                 let _ = done.send(());
                 return;
@@ -542,8 +543,12 @@ impl Appender {
         }
     }
 
-    async fn process(&mut self, group: Vec<Request>) {
-        match self.try_process(group).await {
+    /// Appends `group` and answers its requests. The queue budgets' `permits` are released just
+    /// before the answers go out: a caller that has its answer finds its request no longer
+    /// counted in the queue (the appender runs on a thread of its own, so a caller may read the
+    /// queue's gauges before this task runs another step).
+    async fn process(&mut self, group: Vec<Request>, permits: Vec<Permit>) {
+        match self.try_process(group, permits).await {
             Ok(()) => {}
             Err((pending, e)) => {
                 // Nothing was committed (or, for an erasure journal that could not be written,
@@ -567,7 +572,11 @@ impl Appender {
         }
     }
 
-    async fn try_process(&mut self, group: Vec<Request>) -> Result<(), (Vec<Pending>, StoreError)> {
+    async fn try_process(
+        &mut self,
+        group: Vec<Request>,
+        permits: Vec<Permit>,
+    ) -> Result<(), (Vec<Pending>, StoreError)> {
         fn refuse_all(group: Vec<Request>, e: StoreError) -> (Vec<Pending>, StoreError) {
             let pending = group
                 .into_iter()
@@ -724,6 +733,7 @@ impl Appender {
         };
 
         // 4. Acknowledge, now that everything is durable.
+        drop(permits);
         for p in pending {
             let receipts = p
                 .outcome
