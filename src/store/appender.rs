@@ -148,6 +148,12 @@ fn draft_bytes(d: &PreparedDraft) -> usize {
 /// to the blocking and signing pools would cost more than it saves.
 const PARALLEL_SIGN_RECORDS_MIN: usize = 64;
 
+/// From this many payload bytes a group is hashed and signed on the blocking and signing pools
+/// however few its records: hashing is proportional to the bytes, and on SQLite every tenant's
+/// appender shares one thread ([`appenders_runtime`]), so a few large records of one tenant
+/// hashed there would hold up every other tenant's appends.
+const PARALLEL_SIGN_BYTES_MIN: usize = 256 * 1024;
+
 /// Why an append was not done. Nothing of a failed request was written.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
@@ -388,10 +394,11 @@ pub(crate) async fn spawn(
 /// which single appends wait for, grew by that wait at every step; on a thread of its own, the
 /// operating system runs the appender as soon as SQLite's thread answers. One thread serves every
 /// tenant's appender: between hand-offs an appender only decides and seals groups of fewer than
-/// [`PARALLEL_SIGN_RECORDS_MIN`] records (larger ones go to the blocking and signing pools).
-/// PostgreSQL's appenders stay on the async workers: their answers arrive on sockets that the
-/// workers' own event loop polls, so a thread apart only added a hop (measured: 5 % fewer single
-/// appends; BENCHMARKS.md). Built on first use and kept for the life of the process.
+/// [`PARALLEL_SIGN_RECORDS_MIN`] records and [`PARALLEL_SIGN_BYTES_MIN`] bytes (larger ones go to
+/// the blocking and signing pools). PostgreSQL's appenders stay on the async workers: there the
+/// thread cost 5 % of single appends (BENCHMARKS.md), presumably because their answers arrive on
+/// sockets that the workers' own event loop polls. Built on first use and kept for the life of
+/// the process.
 fn appenders_runtime() -> Result<&'static tokio::runtime::Handle, StoreError> {
     static RUNTIME: std::sync::LazyLock<std::io::Result<tokio::runtime::Runtime>> =
         std::sync::LazyLock::new(|| {
@@ -513,8 +520,6 @@ impl Appender {
             }
             if !group.is_empty() {
                 self.process(group, permits).await;
-            } else {
-                drop(permits);
             }
             if let Some(reply) = rotate {
                 let _ = reply.send(self.rotate().await);
@@ -544,9 +549,10 @@ impl Appender {
     }
 
     /// Appends `group` and answers its requests. The queue budgets' `permits` are released just
-    /// before the answers go out: a caller that has its answer finds its request no longer
-    /// counted in the queue (the appender runs on a thread of its own, so a caller may read the
-    /// queue's gauges before this task runs another step).
+    /// before the group's answers go out (a request refused for a conflict while the group is
+    /// decided is answered earlier): a caller with a receipt finds its request no longer counted
+    /// in the queue, although on SQLite the appender runs on a thread of its own and the caller
+    /// may read the queue's gauges before this task runs another step.
     async fn process(&mut self, group: Vec<Request>, permits: Vec<Permit>) {
         match self.try_process(group, permits).await {
             Ok(()) => {}
@@ -1351,9 +1357,9 @@ struct Sealed {
 }
 
 /// Hashes `positioned` records in order after `head` (each links to the one before), adds them
-/// to `tree`, and signs them. A group large enough to pay for it does all of this on the
-/// blocking pool and signs on rayon's: a 2,000-record group is milliseconds of hashing, during
-/// which an async worker would serve no one else.
+/// to `tree`, and signs them. A group large enough to pay for it (by records or by payload bytes)
+/// does all of this on the blocking pool and signs on rayon's: a 2,000-record group is
+/// milliseconds of hashing, during which the appender's thread would serve no one else.
 async fn seal_all(
     positioned: Vec<(Sequence, CaptureTime, ledger::record::RecordDraft)>,
     tenant: TenantId,
@@ -1361,7 +1367,11 @@ async fn seal_all(
     tree: CompactTree,
     signer: Arc<RecordSigner>,
 ) -> Result<Sealed, StoreError> {
-    if positioned.len() < PARALLEL_SIGN_RECORDS_MIN {
+    let bytes: usize = positioned
+        .iter()
+        .map(|(_, _, d)| d.payload.as_str().len())
+        .sum();
+    if positioned.len() < PARALLEL_SIGN_RECORDS_MIN && bytes < PARALLEL_SIGN_BYTES_MIN {
         let (unsigned, sealed) = hash_all(positioned, &tenant, head, tree, &signer)?;
         let records = unsigned.into_iter().map(|u| u.sign(&signer)).collect();
         return Ok(Sealed { records, ..sealed });
