@@ -19,7 +19,9 @@
 //! `AUDITEX_BENCH_POSTGRES_APP_URL` set to include PostgreSQL; `AUDITEX_BENCH_RECORDS` sets the
 //! records per ingestion measurement (default 20,000), `AUDITEX_BENCH_ROUNDS` the alternations
 //! (default 3; the median is reported); `AUDITEX_BENCH_HTTPS_RECORDS` (default 50,000) and
-//! `AUDITEX_BENCH_HTTPS_ROUNDS` (default 5) the same for the HTTPS comparison.
+//! `AUDITEX_BENCH_HTTPS_ROUNDS` (default 5) the same for the HTTPS comparison;
+//! `AUDITEX_BENCH_HTTPS_ONLY=plain` or `=erasable` runs only that side of it (no ratio), so that
+//! a profile of the server (`perf record -p <server>`) covers one kind of record.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -272,6 +274,13 @@ async fn https(name: &str, database: &DatabaseUrl, admin: Option<&str>) {
         DatabaseUrl::Sqlite(path) => DatabaseUrl::Sqlite(path.with_extension("https.db")),
         other => other.clone(),
     };
+    let only = std::env::var("AUDITEX_BENCH_HTTPS_ONLY").ok();
+    let sides: &[bool] = match only.as_deref() {
+        None | Some("") => &[false, true],
+        Some("plain") => &[false],
+        Some("erasable") => &[true],
+        Some(other) => panic!("AUDITEX_BENCH_HTTPS_ONLY is plain or erasable, not {other:?}"),
+    };
     let (served, keys) = serve(
         &database,
         admin,
@@ -286,7 +295,7 @@ async fn https(name: &str, database: &DatabaseUrl, admin: Option<&str>) {
         } else {
             [true, false]
         };
-        for with_value in order {
+        for with_value in order.into_iter().filter(|side| sides.contains(side)) {
             let ingest = if with_value { &keys[2] } else { &keys[0] };
             views_caught_up(&served, &keys[1]).await;
             views_caught_up(&served, &keys[3]).await;
@@ -298,15 +307,22 @@ async fn https(name: &str, database: &DatabaseUrl, admin: Option<&str>) {
             }
         }
     }
-    let (p, e) = (median(plain), median(erasable));
-    println!(
-        "| {name} | HTTPS ingest (auditex serve, read side on), no erasable field | {p:>8.0} rec/s | 1.00 |"
-    );
-    println!(
-        "| {name} | HTTPS ingest (auditex serve, read side on), one erasable field per record | {e:>8.0} rec/s | {:.3} ({:+.1} %) |",
-        e / p,
-        (e / p - 1.0) * 100.0
-    );
+    let line = |what: &str, rate: f64, ratio: &str| {
+        println!(
+            "| {name} | HTTPS ingest (auditex serve, read side on), {what} | {rate:>8.0} rec/s | {ratio} |"
+        );
+    };
+    match (plain.is_empty(), erasable.is_empty()) {
+        (false, false) => {
+            let (p, e) = (median(plain), median(erasable));
+            line("no erasable field", p, "1.00");
+            let ratio = format!("{:.3} ({:+.1} %)", e / p, (e / p - 1.0) * 100.0);
+            line("one erasable field per record", e, &ratio);
+        }
+        (false, true) => line("no erasable field", median(plain), "—"),
+        (true, false) => line("one erasable field per record", median(erasable), "—"),
+        (true, true) => {}
+    }
 }
 
 fn main() {
