@@ -193,10 +193,19 @@ impl Application {
         // one segment waits for the client's delayed acknowledgement of the first (Nagle's
         // algorithm), tens of milliseconds on every request of a keep-alive connection.
         let nodelay = axum_server::accept::NoDelayAcceptor::new();
+        let mut server = axum_server::from_tcp(self.listener)?;
+        // A connection that does not finish a request's headers in time is closed (hyper's own
+        // default, which axum-server turns off): otherwise a client that sends part of a
+        // request and stops holds its connection for ever. An idle keep-alive connection is
+        // closed after the same time. Request bodies have deadlines of their own (`http::bodies`).
+        server
+            .http_builder()
+            .http1()
+            .header_read_timeout(Some(Duration::from_secs(HEADER_READ_TIMEOUT_S)));
         let result = match self.tls {
             Some(tls) => {
                 let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.config);
-                axum_server::from_tcp(self.listener)?
+                server
                     .acceptor(
                         axum_server::tls_rustls::RustlsAcceptor::new(config).acceptor(nodelay),
                     )
@@ -204,13 +213,7 @@ impl Application {
                     .serve(service)
                     .await
             }
-            None => {
-                axum_server::from_tcp(self.listener)?
-                    .acceptor(nodelay)
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            }
+            None => server.acceptor(nodelay).handle(handle).serve(service).await,
         };
         tracing::info!("listener stopped");
         self.state.integrity.stop_all(grace).await;
@@ -225,6 +228,10 @@ impl Application {
         result
     }
 }
+
+/// Seconds a client has to send a request's headers (and an idle keep-alive connection is
+/// kept) before its connection is closed.
+pub const HEADER_READ_TIMEOUT_S: u64 = 30;
 
 /// Seconds between the INFO lines that sum up the requests answered (each request itself is
 /// logged at DEBUG when it succeeded).

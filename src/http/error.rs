@@ -49,6 +49,9 @@ pub enum ApiError {
     /// 413: the body exceeds the named limit.
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// 408: the request body did not arrive within the seconds named (see `http::bodies`).
+    #[error("the request body did not arrive within {0} s; send it faster, or in smaller requests")]
+    BodyTimedOut(u64),
     /// 422: a batch with more records than allowed.
     #[error("a batch may hold at most {max} records (got {got})")]
     BatchTooLarge {
@@ -153,6 +156,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body-too-large",
                 "Request body too large",
+            ),
+            ApiError::BodyTimedOut(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timed-out",
+                "Request body too slow",
             ),
             ApiError::BatchTooLarge { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,

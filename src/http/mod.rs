@@ -17,6 +17,7 @@
 
 pub(crate) mod api;
 pub(crate) mod bodies;
+pub use bodies::{BODY_BYTES_PER_SECOND_MIN, BODY_SECONDS_MIN};
 pub(crate) mod drain;
 pub(crate) mod error;
 pub(crate) mod holds;
@@ -96,12 +97,19 @@ fn peer_ip<T>(req: &axum::http::Request<T>) -> Option<std::net::IpAddr> {
         .map(|c| c.0.ip())
 }
 
+/// The bearer token of the request's one `Authorization` header. The scheme's name is
+/// case-insensitive (RFC 9110, 11.1). A request with two such headers has none: which of them
+/// would act is not something a client should leave to the server.
 fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let value = all.next()?;
+    if all.next().is_some() {
+        return None;
+    }
+    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// What the address wall needs: its buckets, the keys' buckets, the store's verified keys, the
@@ -139,10 +147,18 @@ async fn address_wall(
     if let Some(principal) = vouched {
         request
             .extensions_mut()
+            .insert(BodyShareOf(principal.tenant.as_str().to_owned()));
+        request
+            .extensions_mut()
             .insert(KeyCharged(principal.key_id));
     }
     next.run(request).await
 }
+
+/// The tenant whose share of the request-body budget a request's body is charged to, set by
+/// the address wall when the request carries a key verified a moment ago (see [`bodies`]).
+#[derive(Clone)]
+struct BodyShareOf(String);
 
 /// Every route of the API: ledger, views, integrity checks, health, readiness, metrics and the
 /// OpenAPI document.

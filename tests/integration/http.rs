@@ -126,10 +126,8 @@ impl Server {
         }
     }
 
-    /// Sends only the head of a POST whose Content-Length exceeds the limit; returns the status
-    /// and content type of the answer.
-    pub async fn oversize_post(&self) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// A TLS connection to the server, for requests written by hand.
+    pub async fn tls_connect(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.pem.as_bytes()) {
             roots.add(cert.expect("cert")).expect("root");
@@ -147,7 +145,14 @@ impl Server {
             .await
             .expect("connect");
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-        let mut tls = connector.connect(name, tcp).await.expect("handshake");
+        connector.connect(name, tcp).await.expect("handshake")
+    }
+
+    /// Sends only the head of a POST whose Content-Length exceeds the limit; returns the status
+    /// and content type of the answer.
+    pub async fn oversize_post(&self) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = self.tls_connect().await;
         let head = format!(
             "POST /v1/records HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             self.ingest,
@@ -1974,4 +1979,48 @@ async fn plain_http_is_refused_off_loopback() {
         .expect("must refuse");
     assert!(err.to_string().contains("loopback"), "{err}");
     store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive_and_two_credentials_are_none() {
+    let s = Server::start(&Backend::Sqlite).await;
+    let other = TenantId::parse("other-bank").expect("tenant");
+    s.store.create_tenant(&other).await.expect("tenant");
+    let outsider = s
+        .store
+        .create_api_key(&other, Role::Read, "outsider", None)
+        .await
+        .expect("key")
+        .reveal();
+    let id = event_id();
+    assert_eq!(
+        s.post(&s.ingest, "/v1/records", &decision(&id))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let path = s.url(&format!("/v1/events/{id}"));
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = s
+            .client
+            .get(&path)
+            .header("authorization", format!("{scheme} {}", s.read))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::OK, "scheme {scheme}");
+    }
+    // Two Authorization headers, in either order: neither acts, whichever tenant they name.
+    for (first, second) in [(&s.read, &outsider), (&outsider, &s.read)] {
+        let r = s
+            .client
+            .get(&path)
+            .header("authorization", format!("Bearer {first}"))
+            .header("authorization", format!("Bearer {second}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    s.stop().await;
 }
