@@ -100,6 +100,16 @@ pub(crate) trait Backend: LedgerBackend + AccessBackend + ViewBackend {
     /// that `auditex restore` may replace it: the store has shut down and writes nothing more.
     fn release_in_use_lock(&self);
 
+    /// Rids the database's own log of the page images an erasure made stale: on SQLite, the
+    /// write-ahead log still holds the pages as they were before an erasure (the erased values'
+    /// ciphertext, the destroyed data key) until a checkpoint copies the newest pages into the
+    /// file and the log is truncated. `Ok(false)` when readers kept the log from being truncated
+    /// now (nothing is lost; a later call finishes it). PostgreSQL's log is its own: what it holds
+    /// of an erased value is ciphertext under a destroyed key (FORMAT.md, erasure).
+    async fn truncate_log(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
     /// Tenant cells: the configured cells' names, `home` first (see `postgres/cells.rs`).
     fn cell_names(&self) -> Vec<String> {
         vec![super::cells::HOME.to_owned()]

@@ -1302,6 +1302,17 @@ impl Store {
         // `notify_one` keeps a permit if the publisher is busy publishing right now (only one task
         // waits on this); `notify_waiters` would be lost then and leave it running.
         self.inner.shutdown.notify_one();
+        // A stopped service leaves no erased value's old page image in SQLite's log (see
+        // `Backend::truncate_log`); the log is normally emptied after each erasure already.
+        match self.backend().truncate_log().await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "the database's log could not be truncated at shutdown: readers were busy"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "truncating the database's log at shutdown failed")
+            }
+        }
         // Nothing more is written: `auditex restore` may replace the SQLite file now.
         self.backend().release_in_use_lock();
     }

@@ -274,6 +274,15 @@ impl Backend for SqliteDb {
         self.release_in_use_lock();
     }
 
+    async fn truncate_log(&self) -> Result<bool, StoreError> {
+        // TRUNCATE waits (up to the busy timeout) for readers of older snapshots, copies every
+        // frame into the file (whose freed pages `secure_delete` has zeroed) and empties the log.
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(busy == 0)
+    }
+
     /// Gives up the in-use lock: the store has shut down and writes nothing more.
     fn release_in_use_lock(&self) {
         self.in_use.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -256,6 +256,64 @@ async fn sqlite_bytes(path: &Path) -> Vec<u8> {
     bytes
 }
 
+/// The ledger's SQLite file and its WAL as they are on disk now, with no checkpoint of the
+/// test's own (the store may be running).
+fn raw_sqlite_bytes(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).expect("read the database file");
+    if let Ok(more) = std::fs::read(format!("{}-wal", path.display())) {
+        bytes.extend(more);
+    }
+    bytes
+}
+
+/// SQLite: once an erasure is acknowledged, and with the store still running, neither the
+/// database file nor its WAL holds the erased subject's ciphertext or wrapped data key: the
+/// store truncates the log itself (no checkpoint of anyone else's needed), and a store shut down
+/// leaves an empty log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_erasure_leaves_no_old_page_of_the_subject_in_the_sqlite_wal() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let config = journaled_config(&db, &work.path().join("checkpoints"));
+    let store = Store::open_with_workers(config).await.expect("open");
+    let tenant = crate::support::tenant_id("wal-shred");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let (erased, _) = append_both_subjects(&store, &tenant, 40).await;
+    let gone = secrets_of(&store, &db, &tenant, &erased, ERASED_SUBJECT).await;
+    let before = raw_sqlite_bytes(db.sqlite_path());
+    assert!(
+        gone.sealed.iter().all(|v| contains(&before, v)),
+        "the sealed values are on disk before the erasure (the search works)"
+    );
+    assert!(gone.wrapped.iter().all(|w| contains(&before, w)));
+
+    let outcome = store
+        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect("erase");
+    assert_eq!(outcome.erased, 80);
+    let after = raw_sqlite_bytes(db.sqlite_path());
+    assert!(
+        gone.sealed.iter().all(|v| !contains(&after, v)),
+        "an erased value's ciphertext is still in the file or its WAL"
+    );
+    assert!(
+        gone.wrapped.iter().all(|w| !contains(&after, w)),
+        "the destroyed data key is still in the file or its WAL"
+    );
+
+    // Appends after the erasure fill the log again; a shutdown empties it.
+    let more = (0..5)
+        .map(|n| subject_draft(KEPT_SUBJECT, &person(KEPT_TEXT, 100 + n)))
+        .collect();
+    store.append(&tenant, more).await.expect("append");
+    store.shutdown().await;
+    let wal = std::fs::metadata(format!("{}-wal", db.sqlite_path().display()))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert_eq!(wal, 0, "a store shut down leaves an empty log");
+}
+
 /// Every file in `dir` (the checkpoint folder: journal, checkpoints), concatenated.
 fn folder_bytes(dir: &Path) -> Vec<u8> {
     let mut out = Vec::new();
