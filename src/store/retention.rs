@@ -394,7 +394,9 @@ impl Store {
         let before = now.saturating_sub(shortest.saturating_mul(DAY_US));
         let mut expired: BTreeMap<String, Expired> = BTreeMap::new();
         let mut pending = 0usize;
-        let mut after = 0i64;
+        // The candidates of a page are numbered above `after`, and chains are numbered from 0:
+        // the first page must start below every seq, or the chain's first record is never read.
+        let mut after = -1i64;
         'pages: loop {
             let page = self
                 .backend()

@@ -29,6 +29,7 @@ backend_tests!(
     placing_a_hold_checks_subject_decision_and_text_and_appends_nothing_when_refused,
     retention_erases_exactly_the_expired_values_and_skips_held_subjects_and_decisions,
     a_retention_backlog_is_erased_in_batches_and_the_young_records_are_left,
+    retention_erases_the_values_of_the_first_record_of_the_chain,
     a_policy_under_six_months_for_decisions_needs_an_override_recorded_in_the_ledger,
     the_retention_scheduler_erases_expired_values_in_the_background_and_stops_with_the_store,
 );
@@ -668,6 +669,49 @@ async fn a_retention_backlog_is_erased_in_batches_and_the_young_records_are_left
             .is_some_and(|ids| ids.len() <= 1000)),
         "each erasure names at most 1000 records"
     );
+    let again = store.run_retention(&tenant, |_| {}).await.expect("run");
+    assert_eq!((again.values, again.erasures), (0, 0));
+    store.shutdown().await;
+}
+
+/// The first record of a tenant's chain (seq 0) expires like any other: the scan of expired
+/// values starts at it, not after it.
+async fn retention_erases_the_values_of_the_first_record_of_the_chain(backend: Backend) {
+    let db = TestDb::new(&backend).await;
+    let clock = ManualClock::new();
+    let (store, tenant) = open_with_clock(&db, &clock).await;
+    let start = ManualClock::START_US;
+    // The decisions come before the policy, so the first of them is the chain's first record.
+    let old = append_each(
+        &store,
+        &tenant,
+        vec![
+            decision_of("s0", "credit", &new_event_id()),
+            decision_of("s1", "credit", &new_event_id()),
+            decision_of("s2", "credit", &new_event_id()),
+        ],
+    )
+    .await;
+    assert_eq!(old, vec![0, 1, 2]);
+    store
+        .set_retention_policy(
+            &tenant,
+            vec![RetentionRule::parse("event_type=decision,days=365").expect("rule")],
+            "dpo@bank.example",
+            None,
+        )
+        .await
+        .expect("policy set");
+    clock.set(start + 400 * DAY_US);
+    let run = store.run_retention(&tenant, |_| {}).await.expect("run");
+    assert_eq!(
+        (run.subjects, run.values, run.erasures),
+        (3, 3, 3),
+        "{run:?}"
+    );
+    for at in old {
+        assert!(!readable(&store, &tenant, at).await, "expired record {at}");
+    }
     let again = store.run_retention(&tenant, |_| {}).await.expect("run");
     assert_eq!((again.values, again.erasures), (0, 0));
     store.shutdown().await;
