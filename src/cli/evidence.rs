@@ -24,9 +24,11 @@ async fn open_read_only(args: &StoreSettings) -> Result<Store, CliError> {
     config.publish_in_background = false;
     // Evidence is a faithful copy of the database, damaged or rolled back as it may be; the
     // rollback guard (which holds tenants and can refuse to open a damaged store) protects
-    // writes, and these commands write nothing. The verifier detects a rollback from the
-    // checkpoints its user saw before.
-    config.checkpoint_dir = None;
+    // writes, and these commands sign nothing. The verifier detects a rollback from the
+    // checkpoints its user saw before. The erasure journal, in the same folder, is carried out
+    // when the store opens: a restored backup older than an erasure must not show its values
+    // here either.
+    config.rollback_guard = false;
     Ok(Store::open_with_workers(config).await?)
 }
 

@@ -371,6 +371,10 @@ impl Store {
         if reapplied > 0 {
             tracing::warn!(tenant = %tenant, values = reapplied, journal = %path.display(),
                 "erased values again that the database held although the erasure journal had erased them (a restored backup?)");
+            // As after any erasure: the log must not keep the values' old page images.
+            if !matches!(self.backend().truncate_log().await, Ok(true)) {
+                self.note_log_holds_erased();
+            }
         }
         // Erasures committed by another node, or missing from a journal restored from a copy.
         let mut missing = Vec::new();

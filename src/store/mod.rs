@@ -290,6 +290,11 @@ pub struct StoreConfig {
     /// (`<dir>/<tenant>.published`), so that a rolled-back database is detected (see
     /// [`rollback`]). `None` turns rollback protection off.
     pub checkpoint_dir: Option<std::path::PathBuf>,
+    /// Whether the rollback guard reads `checkpoint_dir` (true by default). Commands that only
+    /// produce evidence turn it off: they copy the database as it is, rolled back or not, and
+    /// write nothing the guard protects. The erasure journal in the same folder is carried out
+    /// either way, so that no command shows a value a restored database has forgotten erasing.
+    pub rollback_guard: bool,
     /// Whether [`Store::start_workers`] starts the background checkpoint publisher. Maintenance
     /// commands that only read (restore verification) turn it off so that they sign nothing.
     pub publish_in_background: bool,
@@ -333,6 +338,7 @@ impl StoreConfig {
             read_connections: 8,
             clock: Arc::new(SystemClock),
             checkpoint_dir: None,
+            rollback_guard: true,
             publish_in_background: true,
             projections_in_background: false,
             projection_poll_interval: Duration::from_millis(PROJECTION_POLL_MS_DEFAULT),
@@ -720,6 +726,9 @@ struct Inner {
     service_origin: String,
     config: StoreConfig,
     appenders: Mutex<HashMap<TenantId, appender::Handle>>,
+    /// Whether the database's log may still hold pages from before an erasure (a truncation
+    /// after it did not finish; see `Backend::truncate_log`): the shutdown truncates it then.
+    log_holds_erased: AtomicBool,
     /// Set by [`Store::shutdown`]; read under the `appenders` lock before starting an appender.
     closed: AtomicBool,
     last_used: api_keys::LastUsed,
@@ -790,6 +799,7 @@ impl Store {
     pub async fn open(config: StoreConfig) -> Result<Store, StoreError> {
         let backend = open_backend(&config).await?;
         let config_checkpoint_dir = config.checkpoint_dir.clone();
+        let rollback_guard = config.rollback_guard;
         let config_queue_total = (config.queue_total_records_max, config.queue_total_bytes_max);
         let store = Store {
             inner: Arc::new(Inner {
@@ -813,8 +823,9 @@ impl Store {
                 origins: Mutex::new(HashMap::new()),
                 shutdown: tokio::sync::Notify::new(),
                 workers_started: AtomicBool::new(false),
+                log_holds_erased: AtomicBool::new(false),
                 erasure_journal: erasure::ErasureJournal::new(config_checkpoint_dir.clone()),
-                rollback: rollback::Guard::new(config_checkpoint_dir),
+                rollback: rollback::Guard::new(config_checkpoint_dir.filter(|_| rollback_guard)),
                 views: projections::runner::Runner::new(),
                 faults: faults::Faults::default(),
                 queue_total: Arc::new(appender::QueueBudget::new(
@@ -1303,18 +1314,31 @@ impl Store {
         // waits on this); `notify_waiters` would be lost then and leave it running.
         self.inner.shutdown.notify_one();
         // A stopped service leaves no erased value's old page image in SQLite's log (see
-        // `Backend::truncate_log`); the log is normally emptied after each erasure already.
-        match self.backend().truncate_log().await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                "the database's log could not be truncated at shutdown: readers were busy"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "truncating the database's log at shutdown failed")
+        // `Backend::truncate_log`). The log is emptied after each erasure already; this is for
+        // an erasure whose truncation readers kept from finishing.
+        if self.inner.log_holds_erased.load(Ordering::SeqCst) {
+            match self.backend().truncate_log().await {
+                Ok(true) => self.note_log_truncated(),
+                Ok(false) => tracing::warn!(
+                    "the database's log could not be truncated at shutdown: readers were busy"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "truncating the database's log at shutdown failed")
+                }
             }
         }
         // Nothing more is written: `auditex restore` may replace the SQLite file now.
         self.backend().release_in_use_lock();
+    }
+
+    /// Marks the database's log as still holding erased pages (a truncation did not finish).
+    pub(crate) fn note_log_holds_erased(&self) {
+        self.inner.log_holds_erased.store(true, Ordering::SeqCst);
+    }
+
+    /// Marks the database's log as truncated.
+    pub(crate) fn note_log_truncated(&self) {
+        self.inner.log_holds_erased.store(false, Ordering::SeqCst);
     }
 
     pub(crate) fn shutdown_signal(&self) -> &tokio::sync::Notify {
