@@ -27,9 +27,12 @@ use crate::verify::{EvidenceHead, EvidenceHeadError, verify_evidence_head};
 /// The value of a package header's `format` field.
 pub const PACKAGE_FORMAT: &str = "auditex-subject-package/v1";
 
-/// Longest line a verifier reads, in bytes (without the newline): a record with its erasable
-/// values and inclusion proof stays well below it.
-pub const PACKAGE_LINE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Longest line a verifier reads, in bytes (without the newline). A line holds one record with
+/// its erasable values and its inclusion proof; the record and its values arrive in one request,
+/// of at most 8 MiB, and their line adds the proof and the record's own fields to them. Twice
+/// the largest request leaves room for any record the service accepts (a record whose value
+/// nearly fills its request gives a line a little longer than that request).
+pub const PACKAGE_LINE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// Longest `subject_ref`, in bytes (the payload limit of a string, FORMAT.md section 7).
 pub const SUBJECT_REF_BYTES_MAX: usize = 1024;

@@ -640,6 +640,47 @@ async fn a_subject_with_thousands_of_records_streams_a_complete_package(backend:
     store.shutdown().await;
 }
 
+/// One record as large as the largest request the service accepts (its erasable value nearly
+/// fills the body) gives a package line longer than that body, and the package still verifies
+/// offline: the verifier's line limit leaves room for any record the service accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_as_large_as_the_largest_request_gives_a_package_that_verifies() {
+    let s = Server::start(&Backend::Sqlite).await;
+    let mut body = decision(&event_id());
+    body["payload"]["subject_ref"] = json!("subj-large");
+    body["erasable"] = json!({ "applicant_name": "" });
+    let room =
+        auditex::http::REQUEST_BODY_BYTES_MAX - serde_json::to_vec(&body).expect("json").len();
+    body["erasable"]["applicant_name"] = json!("x".repeat(room));
+    assert_eq!(
+        serde_json::to_vec(&body).expect("json").len(),
+        auditex::http::REQUEST_BODY_BYTES_MAX
+    );
+    let resp = s.post(&s.ingest, "/v1/records", &body).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    s.store.publish_checkpoints().await.expect("checkpoint");
+    s.store
+        .views_runner()
+        .catch_up(&s.store)
+        .await
+        .expect("catch up");
+    let text = package_text(&s, "subj-large").await;
+    assert!(
+        text.lines()
+            .any(|l| l.len() > auditex::http::REQUEST_BODY_BYTES_MAX),
+        "the record's line is longer than the request was"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let history = dir.path().join("history.json");
+    let keys = s.get(&s.read, "/v1/keys").await.text().await.expect("keys");
+    std::fs::write(&history, keys).expect("write");
+    let file = dir.path().join("package.jsonl");
+    std::fs::write(&file, &text).expect("write");
+    let (code, out) = verify_file(&file, &history);
+    assert_eq!(code, 0, "{out}");
+    s.stop().await;
+}
+
 backend_tests!(
     a_subjects_package_holds_their_records_values_and_erasures_and_verifies_offline,
     the_html_rendering_speaks_plainly_and_escapes_what_it_shows,
