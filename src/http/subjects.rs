@@ -130,6 +130,26 @@ fn erasure(subject_ref: String, request: ErasureRequest) -> Result<SubjectErasur
                 format!("/{name}"),
                 format!("{name} must be 1 to {ERASURE_TEXT_MAX_BYTES} bytes of text"),
             ));
+        } else if value.contains('\0') {
+            errors.push(refused(
+                format!("/{name}"),
+                format!("{name} must not contain U+0000"),
+            ));
+        }
+    }
+    // A name given twice would be recorded twice in the ledger's record of the request.
+    for (name, items) in [
+        ("event_ids", request.event_ids.as_deref()),
+        ("fields", request.fields.as_deref()),
+    ] {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, item) in items.into_iter().flatten().enumerate() {
+            if !seen.insert(item.as_str()) {
+                errors.push(refused(
+                    format!("/{name}/{i}"),
+                    format!("{name} names {item} more than once"),
+                ));
+            }
         }
     }
     let event_ids = list(
@@ -170,6 +190,8 @@ fn erasure(subject_ref: String, request: ErasureRequest) -> Result<SubjectErasur
         (status = 401, description = "No valid API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only keys of role `privacy` may erase", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such subject in this ledger (what another tenant's subject looks like too)", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time (20 s plus a second per 64 KiB); nothing was erased", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "What the request would erase is under an active legal hold (`urn:auditex:problem:legal-hold`, the detail names the hold); nothing was erased", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A member at fault, named by its pointer: the JSON broken or cut off inside it, its name repeated, or a number out of range (I-JSON); nothing was erased", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),

@@ -20,7 +20,21 @@ pub(crate) fn check_text(name: &str, text: &str) -> Result<(), String> {
             "{name} must be 1 to {ERASURE_TEXT_MAX_BYTES} bytes of text"
         ));
     }
+    // The ledger refuses U+0000 in any payload string; said here, the error names the member
+    // the caller sent rather than the record's payload.
+    if text.contains('\0') {
+        return Err(format!("{name} must not contain U+0000"));
+    }
     Ok(())
+}
+
+/// The first item `items` yields a second time.
+fn first_repeat<S: AsRef<str>>(items: impl Iterator<Item = S>) -> Option<String> {
+    let mut seen = BTreeSet::new();
+    items
+        .into_iter()
+        .find(|i| !seen.insert(i.as_ref().to_owned()))
+        .map(|i| i.as_ref().to_owned())
 }
 
 /// An erasure request for one subject.
@@ -63,6 +77,15 @@ pub enum ErasureError {
     /// The reason or legal basis is empty or too long.
     #[error("{0}")]
     BadText(String),
+    /// The request names a field or an event id twice (`member` is `fields` or `event_ids`):
+    /// the ledger's record of the request would carry the repetition.
+    #[error("{member} names {item} more than once")]
+    Repeated {
+        /// The request's member.
+        member: &'static str,
+        /// What it names twice.
+        item: String,
+    },
     /// The subject, or a decision the request would erase, is under an active legal hold
     /// (GDPR Art. 17(3)(b)/(e); see `holds.rs`). Over HTTP: 409.
     #[error("what the request would erase is under legal hold {hold_seq} ({reason})")]
@@ -96,6 +119,19 @@ impl Store {
     ) -> Result<ErasureOutcome, ErasureError> {
         check_text("reason", &request.reason).map_err(ErasureError::BadText)?;
         check_text("legal_basis", &request.legal_basis).map_err(ErasureError::BadText)?;
+        if let Some(item) = first_repeat(request.fields.iter().flatten().map(FieldName::as_str)) {
+            return Err(ErasureError::Repeated {
+                member: "fields",
+                item,
+            });
+        }
+        let ids = request.event_ids.iter().flatten().map(ToString::to_string);
+        if let Some(item) = first_repeat(ids) {
+            return Err(ErasureError::Repeated {
+                member: "event_ids",
+                item,
+            });
+        }
         let _one_at_a_time = self.erasure_lock(tenant).await;
         self.erasure_journal().refuse_if_blocked(tenant)?;
         let values = self

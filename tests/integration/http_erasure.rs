@@ -449,6 +449,16 @@ async fn erasure_requests_that_cannot_be_carried_out_are_refused_naming_the_memb
             json!({"reason": "r", "legal_basis": "b", "event_ids": ["42"]}),
             "/event_ids/0",
         ),
+        (json!({"reason": "r\u{0}", "legal_basis": "b"}), "/reason"),
+        (
+            json!({"reason": "r", "legal_basis": "b",
+                   "fields": ["applicant_name", "applicant_name"]}),
+            "/fields/1",
+        ),
+        (
+            json!({"reason": "r", "legal_basis": "b", "event_ids": [decision, decision]}),
+            "/event_ids/1",
+        ),
     ] {
         let p = problem(
             s.post(&privacy, &path, &body).await,
