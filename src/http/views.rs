@@ -62,7 +62,14 @@ fn time(us: i64) -> String {
     u64::try_from(us)
         .ok()
         .and_then(|u| CaptureTime::from_unix_micros(u).ok())
-        .map_or_else(|| us.to_string(), CaptureTime::to_rfc3339)
+        .map(CaptureTime::to_rfc3339)
+        // A payload's own times (`decided_at`) may lie outside the capture times' range, before
+        // 1970 or at the end of year 9999 (a leap second): still a time, in the same form.
+        .or_else(|| {
+            chrono::DateTime::from_timestamp_micros(us)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        })
+        .unwrap_or_else(|| us.to_string())
 }
 
 fn parse_time(name: &str, text: &Option<String>) -> Result<Option<i64>, ApiError> {
@@ -834,5 +841,25 @@ impl From<crate::store::views::ProjectionStatus> for ProjectionBody {
             stuck_tenants: s.stuck_tenants,
             stuck_at_seq: s.stuck_at_seq,
         }
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::time;
+
+    #[test]
+    fn every_stored_time_is_shown_in_rfc_3339_form() {
+        assert_eq!(time(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(time(1_796_000_000_123_456), "2026-11-30T00:53:20.123456Z");
+        // Before the capture times' range: year 0, as a payload's `decided_at` may say.
+        let year_zero = projections::rfc3339_micros("0000-01-01T00:00:00Z").expect("parses");
+        assert_eq!(time(year_zero), "0000-01-01T00:00:00.000000Z");
+        let leap = projections::rfc3339_micros("9999-12-31T23:59:60Z").expect("parses");
+        assert!(
+            !time(leap).chars().all(|c| c.is_ascii_digit()),
+            "{}",
+            time(leap)
+        );
     }
 }
