@@ -262,6 +262,13 @@ pub(crate) trait LedgerBackend: Send + Sync {
         subject: &str,
     ) -> Result<Vec<SubjectValueRow>, StoreError>;
 
+    /// The sequence number of `subject`'s latest erasure record, if it has one.
+    async fn latest_subject_erasure(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Option<i64>, StoreError>;
+
     /// The sequence numbers of erasure records after `after`, in order, at most `limit`.
     async fn erasures_after(
         &self,

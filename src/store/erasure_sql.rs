@@ -178,6 +178,24 @@ where
             .collect()
     }
 
+    /// The sequence number of `subject`'s latest erasure record, if it has one.
+    pub(crate) async fn latest_subject_erasure(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut q = QueryBuilder::<DB>::new("SELECT seq FROM erasures WHERE tenant_id = ");
+        q.push_bind(tenant.as_str().to_owned());
+        q.push(" AND subject_ref = ");
+        q.push_bind(subject.to_owned());
+        q.push(" ORDER BY seq DESC LIMIT 1");
+        q.build()
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| Ok(row.try_get(0)?))
+            .transpose()
+    }
+
     /// The sequence numbers of the tenant's erasure records after `after` (all with `None`), in
     /// order, at most `limit`.
     pub(crate) async fn erasures_after(

@@ -578,6 +578,17 @@ impl LedgerBackend for PgDb {
         Ok(rows)
     }
 
+    async fn latest_subject_erasure(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.ledger_tx(tenant).await?;
+        let seq = ErasureSql::<Postgres>::latest_subject_erasure(&mut tx, tenant, subject).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
     async fn erasures_after(
         &self,
         tenant: &TenantId,

@@ -478,6 +478,15 @@ impl LedgerBackend for SqliteDb {
         ErasureSql::<Sqlite>::subject_values(&mut conn, tenant, subject).await
     }
 
+    async fn latest_subject_erasure(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        ErasureSql::<Sqlite>::latest_subject_erasure(&mut conn, tenant, subject).await
+    }
+
     async fn erasures_after(
         &self,
         tenant: &TenantId,

@@ -182,8 +182,20 @@ impl Store {
             .filter(|v| wanted(&v.event_id, &v.field))
             .collect();
         let stored = covered.iter().filter(|v| v.erasure_seq.is_none()).count();
+        // A subject that never had an erasable value: a whole-subject erasure of it erases
+        // nothing, and once one is recorded a repeat is answered with its receipt.
+        let earlier_whole = if values.is_empty() {
+            self.latest_whole_subject_erasure(tenant, &request.subject_ref)
+                .await?
+        } else {
+            None
+        };
         if stored == 0
-            && let Some(by) = covered.iter().filter_map(|v| v.erasure_seq).max()
+            && let Some(by) = covered
+                .iter()
+                .filter_map(|v| v.erasure_seq)
+                .max()
+                .or(earlier_whole)
         {
             // Everything asked for is gone already: the erasure that did it answers.
             let seq = Sequence::new(u64::try_from(by).unwrap_or(0))
@@ -259,6 +271,30 @@ impl Store {
 
     /// Whether the read-side subject index knows `subject` (a subject whose records hold no
     /// erasable value is known only there).
+    /// The subject's latest erasure record when it erased the whole subject.
+    async fn latest_whole_subject_erasure(
+        &self,
+        tenant: &TenantId,
+        subject: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let Some(seq) = self
+            .backend()
+            .latest_subject_erasure(tenant, subject)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let at = Sequence::new(u64::try_from(seq).unwrap_or(0))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let record = self
+            .record(tenant, at)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("erasure record {seq} is missing")))?;
+        let whole = super::erasure::ErasureScope::from_payload(at.get(), record.payload.as_str())
+            .is_some_and(|scope| scope.whole_subject());
+        Ok(whole.then_some(seq))
+    }
+
     async fn subject_known_to_views(
         &self,
         tenant: &TenantId,

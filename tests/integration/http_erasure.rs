@@ -938,7 +938,46 @@ async fn an_erasure_request_is_journaled_and_a_held_tenant_answers_503(backend: 
     s.stop().await;
 }
 
+/// A subject whose records never carried an erasable value: its first whole-subject erasure is
+/// recorded (erasing nothing), and every repeat, one after another or at once, answers with that
+/// record's receipt and appends nothing.
+async fn repeated_erasures_of_a_subject_without_values_append_one_record(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let privacy = privacy_key(&s).await;
+    let mut plain = decision_about(&event_id(), "subj-no-values", json!({}));
+    plain.as_object_mut().expect("object").remove("erasable");
+    append(&s, &plain).await;
+    s.store
+        .views_runner()
+        .catch_up(&s.store)
+        .await
+        .expect("catch up");
+    let (status, first) = erase(&s, &privacy, "subj-no-values", &whole_subject()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["erased"], 0);
+    let size = chain_size(&s).await;
+    for _ in 0..2 {
+        let (status, again) = erase(&s, &privacy, "subj-no-values", &whole_subject()).await;
+        assert_eq!(status, StatusCode::OK, "{again}");
+        assert_eq!(again["seq"], first["seq"]);
+        assert_eq!(again["duplicate"], true);
+    }
+    let body = whole_subject();
+    let (a, b, c) = tokio::join!(
+        erase(&s, &privacy, "subj-no-values", &body),
+        erase(&s, &privacy, "subj-no-values", &body),
+        erase(&s, &privacy, "subj-no-values", &body)
+    );
+    for (status, receipt) in [a, b, c] {
+        assert_eq!(status, StatusCode::OK, "{receipt}");
+        assert_eq!(receipt["seq"], first["seq"]);
+    }
+    assert_eq!(chain_size(&s).await, size, "no repeat appended anything");
+    s.stop().await;
+}
+
 backend_tests!(
+    repeated_erasures_of_a_subject_without_values_append_one_record,
     an_erasure_request_is_journaled_and_a_held_tenant_answers_503,
     an_erasure_request_erases_the_subjects_values_and_a_repeat_appends_nothing,
     erasing_named_fields_or_records_leaves_the_subjects_other_values_readable,
