@@ -607,6 +607,24 @@ fn key_rate(rate: u32) -> Result<u32, String> {
     }
 }
 
+/// A key's label as the portal also takes it: at most 200 bytes, without control characters
+/// (a label is shown in terminals and pages, where a line break or an escape sequence would
+/// pass for something else).
+fn key_label(label: &str) -> Result<(), String> {
+    if label.len() > 200 {
+        return Err(format!(
+            "a key's label is at most 200 bytes, not {}",
+            label.len()
+        ));
+    }
+    if label.chars().any(char::is_control) {
+        return Err(
+            "a key's label must not contain control characters (line breaks, tabs, escapes)".into(),
+        );
+    }
+    Ok(())
+}
+
 async fn apikey(store: &Store, command: ApikeyCommand) -> CliResult {
     match command {
         ApikeyCommand::Create {
@@ -623,6 +641,7 @@ async fn apikey(store: &Store, command: ApikeyCommand) -> CliResult {
                     + d.saturating_mul(86_400_000_000)
             });
             let rate = rate_per_second.map(key_rate).transpose()?;
+            key_label(&label)?;
             let key = store.create_api_key(&tenant, role, &label, expires).await?;
             // The key exists now: it is shown whatever happens next, never left unseen.
             println!("{}", key.reveal());
@@ -1383,7 +1402,24 @@ pub fn known_settings() -> Vec<String> {
 mod tests {
     use std::time::Duration;
 
-    use super::{known_settings, rebuild_summary};
+    use super::{key_label, known_settings, rebuild_summary};
+
+    #[test]
+    fn a_key_label_with_a_control_character_or_over_200_bytes_is_refused() {
+        assert!(key_label("").is_ok());
+        assert!(key_label("nightly pipeline — Zürich").is_ok());
+        assert!(key_label(&"x".repeat(200)).is_ok());
+        assert!(key_label(&"x".repeat(201)).is_err());
+        for bad in [
+            "x\0y",
+            "a\u{1b}[31mb",
+            "line\nbreak",
+            "tab\there",
+            "c1\u{85}",
+        ] {
+            assert!(key_label(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn every_command_s_flags_are_well_formed() {

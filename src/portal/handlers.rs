@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -21,6 +21,7 @@ use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::PeerIpKeyExtractor;
 
+use super::input::{NoQuery, PortalForm, PortalQuery, has_control, number};
 use super::pages::{self, Chrome, csrf_field, error, layout, notice, when};
 use super::security::{self, DUMMY_HASH, password_problem, random_token, token_hash};
 use super::{
@@ -301,7 +302,7 @@ fn sign_in_form(
 async fn sign_in_page(
     axum::Extension(portal): axum::Extension<Portal>,
     headers: HeaderMap,
-    Query(q): Query<MessageQuery>,
+    PortalQuery(q): PortalQuery<MessageQuery>,
 ) -> Response {
     let (binding, set) = pre_session(&headers);
     let token = portal.config().keys.csrf_token(&binding);
@@ -331,13 +332,17 @@ async fn sign_in(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     headers: HeaderMap,
-    Form(form): Form<SignInForm>,
+    PortalForm(form): PortalForm<SignInForm>,
 ) -> Result<Response, PortalError> {
     let binding = pre_session_csrf(&portal, &headers, &form.csrf)?;
     let email = form.email.trim().to_lowercase();
     let tenant_text = form.tenant.trim().to_owned();
+    // No account's organisation or email holds a control character, and a NUL cannot even be
+    // looked up (PostgreSQL text refuses it): such a sign-in is malformed, not a failed one.
     if email.len() > 254
         || tenant_text.len() > 254
+        || has_control(&email)
+        || has_control(&tenant_text)
         || form.password.len() > 4 * security::PASSWORD_CHARS_MAX
     {
         return Err(PortalError::BadRequest(
@@ -426,7 +431,7 @@ async fn sign_out(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
-    Form(form): Form<CsrfForm>,
+    PortalForm(form): PortalForm<CsrfForm>,
 ) -> Result<Response, PortalError> {
     check_csrf(&portal, &viewer, &form.csrf)?;
     let store = &state.store;
@@ -492,7 +497,7 @@ async fn forgot_password(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     headers: HeaderMap,
-    Form(form): Form<ForgotForm>,
+    PortalForm(form): PortalForm<ForgotForm>,
 ) -> Result<Response, PortalError> {
     let binding = pre_session_csrf(&portal, &headers, &form.csrf)?;
     let email = form.email.trim().to_lowercase();
@@ -503,7 +508,7 @@ async fn forgot_password(
     let worker = portal.clone();
     tokio::spawn(async move {
         // The account is looked for in the named tenant only.
-        let Some(tenant) = tenant.filter(|_| email.len() <= 254) else {
+        let Some(tenant) = tenant.filter(|_| email.len() <= 254 && !has_control(&email)) else {
             return;
         };
         match store.user_by_email(&tenant, &email).await {
@@ -613,7 +618,7 @@ async fn reset_page(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
+    PortalQuery(q): PortalQuery<TokenQuery>,
 ) -> Result<Response, PortalError> {
     let (binding, set) = pre_session(&headers);
     let reset = q.token.unwrap_or_default();
@@ -649,7 +654,7 @@ async fn reset_password(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     headers: HeaderMap,
-    Form(form): Form<ResetForm>,
+    PortalForm(form): PortalForm<ResetForm>,
 ) -> Result<Response, PortalError> {
     let binding = pre_session_csrf(&portal, &headers, &form.csrf)?;
     let store = &state.store;
@@ -723,7 +728,9 @@ async fn reset_password(
     Ok(Redirect::to("/sign-in?done=password-changed").into_response())
 }
 
+/// The query of a page that says what was just done; it takes no other parameter.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DoneQuery {
     done: Option<String>,
 }
@@ -765,7 +772,7 @@ async fn change_password(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
-    Form(form): Form<ChangeForm>,
+    PortalForm(form): PortalForm<ChangeForm>,
 ) -> Result<Response, PortalError> {
     check_csrf(&portal, &viewer, &form.csrf)?;
     if !security::verify_password(form.current, viewer.user.password_hash.clone()).await {
@@ -816,7 +823,7 @@ async fn change_password(
 async fn sessions_page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<DoneQuery>,
+    PortalQuery(q): PortalQuery<DoneQuery>,
 ) -> Result<Markup, PortalError> {
     let store = &state.store;
     let sessions = store
@@ -853,7 +860,7 @@ async fn end_other_sessions(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
-    Form(form): Form<CsrfForm>,
+    PortalForm(form): PortalForm<CsrfForm>,
 ) -> Result<Response, PortalError> {
     check_csrf(&portal, &viewer, &form.csrf)?;
     let store = &state.store;
@@ -880,7 +887,7 @@ async fn end_other_sessions(
 async fn dashboard(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<trends::WindowQuery>,
+    PortalQuery(q): PortalQuery<trends::WindowQuery>,
 ) -> Result<Markup, PortalError> {
     let store = &state.store;
     let tenant = viewer.tenant();
@@ -1036,7 +1043,10 @@ fn age(now_us: i64, then_us: i64) -> String {
     }
 }
 
+/// The decision list's search form, and its next page (`after`); a parameter the list does not
+/// take is refused, so that a search is never answered with results it did not ask for.
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct SearchForm {
     model_id: Option<String>,
     model_version: Option<String>,
@@ -1044,7 +1054,7 @@ struct SearchForm {
     subject_ref: Option<String>,
     from: Option<String>,
     until: Option<String>,
-    after: Option<u64>,
+    after: Option<String>,
 }
 
 fn nonempty(v: &Option<String>) -> Option<String> {
@@ -1069,7 +1079,7 @@ fn day_start_us(text: &Option<String>, plus_days: i64) -> Result<Option<i64>, Po
 async fn decisions_page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<SearchForm>,
+    PortalQuery(q): PortalQuery<SearchForm>,
 ) -> Result<Markup, PortalError> {
     let query = DecisionQuery {
         model_id: nonempty(&q.model_id),
@@ -1078,7 +1088,7 @@ async fn decisions_page(
         subject_ref: nonempty(&q.subject_ref),
         decided_from: day_start_us(&q.from, 0)?,
         decided_until: day_start_us(&q.until, 1)?,
-        after: q.after,
+        after: number("after", q.after.as_deref())?,
         limit: 50,
         ..DecisionQuery::default()
     };
@@ -1150,17 +1160,19 @@ fn parse_id(id: &str) -> Result<ledger::types::EventId, PortalError> {
 
 /// The decision page's query: the seq of a record the viewer just appended.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DecisionPageQuery {
-    recorded: Option<u64>,
+    recorded: Option<String>,
 }
 
 async fn decision_page(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Query(q): Query<DecisionPageQuery>,
+    PortalQuery(q): PortalQuery<DecisionPageQuery>,
 ) -> Result<Markup, PortalError> {
     let id = parse_id(&id)?;
+    let recorded: Option<u64> = number("recorded", q.recorded.as_deref())?;
     let store = &state.store;
     let tenant = viewer.tenant();
     let (decision, oversight) = store
@@ -1179,7 +1191,7 @@ async fn decision_page(
         &viewer.chrome(),
         html! {
             h1 { "Decision " (decision.seq) }
-            @if let Some(seq) = q.recorded {
+            @if let Some(seq) = recorded {
                 (notice(&format!("Recorded as ledger record {seq}, in your name. The timeline shows it as soon as the views have caught up (usually within a second).")))
             }
             table {
@@ -1337,7 +1349,11 @@ fn download(body: String, content_type: &'static str, filename: &str) -> Respons
     response
 }
 
-async fn models_page(State(state): State<AppState>, viewer: Viewer) -> Result<Markup, PortalError> {
+async fn models_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    PortalQuery(NoQuery {}): PortalQuery<NoQuery>,
+) -> Result<Markup, PortalError> {
     let models = state.store.model_inventory(viewer.tenant(), None).await?;
     Ok(layout(
         "Models",
@@ -1373,7 +1389,7 @@ async fn models_page(State(state): State<AppState>, viewer: Viewer) -> Result<Ma
 async fn integrity_page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<DoneQuery>,
+    PortalQuery(q): PortalQuery<DoneQuery>,
 ) -> Result<Markup, PortalError> {
     let store = &state.store;
     let tenant = viewer.tenant();
@@ -1425,7 +1441,7 @@ async fn start_integrity(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
-    Form(form): Form<CsrfForm>,
+    PortalForm(form): PortalForm<CsrfForm>,
 ) -> Result<Response, PortalError> {
     let actor = admit(&state, &portal, &viewer, &form.csrf, ACTORS)?;
     let store = &state.store;
@@ -1482,6 +1498,7 @@ fn role_options(selected: Option<PortalRole>) -> Markup {
 async fn api_keys_page(
     State(state): State<AppState>,
     viewer: Viewer,
+    PortalQuery(NoQuery {}): PortalQuery<NoQuery>,
 ) -> Result<Markup, PortalError> {
     require(&viewer, ADMINS)?;
     api_keys_view(&state, &viewer, None).await
@@ -1573,7 +1590,7 @@ async fn create_api_key(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
-    Form(form): Form<ApiKeyForm>,
+    PortalForm(form): PortalForm<ApiKeyForm>,
 ) -> Result<Response, PortalError> {
     let admin = admit(&state, &portal, &viewer, &form.csrf, ADMINS)?;
     let role = Role::parse(&form.role).map_err(PortalError::BadRequest)?;
@@ -1581,6 +1598,13 @@ async fn create_api_key(
     if label.is_empty() || label.len() > 200 {
         return Err(PortalError::BadRequest(
             "The label must be 1 to 200 characters.".into(),
+        ));
+    }
+    // A label is one line of text that pages and `auditex apikey list` show as it is: a NUL
+    // cannot be stored, and line breaks or escape sequences would forge lines of a terminal.
+    if has_control(label) {
+        return Err(PortalError::BadRequest(
+            "The label must not contain control characters (line breaks, tabs, escape sequences). No key was created.".into(),
         ));
     }
     let store = &state.store;
@@ -1622,7 +1646,7 @@ async fn revoke_api_key(
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    PortalForm(form): PortalForm<CsrfForm>,
 ) -> Result<Response, PortalError> {
     let admin = admit(&state, &portal, &viewer, &form.csrf, ADMINS)?;
     let key_id = crate::auth::ApiKeyId::parse(&id).map_err(|_| PortalError::NotFound)?;
@@ -1677,7 +1701,7 @@ async fn set_api_key_rate(
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<ApiKeyRateForm>,
+    PortalForm(form): PortalForm<ApiKeyRateForm>,
 ) -> Result<Response, PortalError> {
     let admin = admit(&state, &portal, &viewer, &form.csrf, ADMINS)?;
     let key_id = crate::auth::ApiKeyId::parse(&id).map_err(|_| PortalError::NotFound)?;
@@ -1717,7 +1741,7 @@ async fn set_api_key_rate(
 async fn users_page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<DoneQuery>,
+    PortalQuery(q): PortalQuery<DoneQuery>,
 ) -> Result<Markup, PortalError> {
     require(&viewer, ADMINS)?;
     let users = state.store.users(viewer.tenant()).await?;
@@ -1803,12 +1827,19 @@ async fn invite_user(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
-    Form(form): Form<InviteForm>,
+    PortalForm(form): PortalForm<InviteForm>,
 ) -> Result<Response, PortalError> {
     let admin = admit(&state, &portal, &viewer, &form.csrf, ADMINS)?;
     let store = &state.store;
     let email = form.email.trim().to_lowercase();
-    if email.len() > 254 || !email.contains('@') || email.chars().any(char::is_whitespace) {
+    // Control characters (NUL among them) are refused here, with the same words as whitespace:
+    // no address has them, and the ledger, which records the address before the account is
+    // made, refuses a NUL, so it would otherwise fail there as if the ledger were unavailable.
+    if email.len() > 254
+        || !email.contains('@')
+        || email.chars().any(char::is_whitespace)
+        || has_control(&email)
+    {
         return Err(PortalError::BadRequest(
             "That is not an email address.".into(),
         ));
@@ -1887,7 +1918,7 @@ async fn set_role(
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<RoleForm>,
+    PortalForm(form): PortalForm<RoleForm>,
 ) -> Result<Response, PortalError> {
     let admin = admit(&state, &portal, &viewer, &form.csrf, ADMINS)?;
     let store = &state.store;
@@ -1914,7 +1945,7 @@ async fn disable_user(
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    PortalForm(form): PortalForm<CsrfForm>,
 ) -> Result<Response, PortalError> {
     let admin = admit(&state, &portal, &viewer, &form.csrf, ADMINS)?;
     let store = &state.store;

@@ -14,6 +14,8 @@
 //! - [`security`]: passwords, the session key ring, CSRF tokens;
 //! - [`mail`]: SMTP or the outbox folder;
 //! - [`charts`]: the SVG charts of the dashboard and the model pages;
+//! - [`input`]: form bodies and query strings, decoded strictly (UTF-8, no field given twice, no
+//!   parameter a page does not take) before any handler reads them;
 //! - [`pages`]: the layout; the page handlers are in [`handlers`], where every form that changes
 //!   something passes one preamble (`admit`: CSRF token, then role; then the lookup of its
 //!   target and its `administration` record).
@@ -23,6 +25,7 @@
 
 pub mod charts;
 pub mod handlers;
+pub mod input;
 pub mod mail;
 pub(crate) mod pages;
 pub mod security;

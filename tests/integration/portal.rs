@@ -37,6 +37,8 @@ use crate::support::{
 
 // The charts' pages (a child module: it shares the hand-driven `Browser`).
 mod charts;
+// What the forms and pages accept (a child module for the same reason).
+mod input;
 
 /// A password that passes the policy but is not the account's.
 const WRONG_PASSWORD: &str = "wrong horse battery staple";

@@ -10,15 +10,15 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::subjects::form_values;
 use super::{Admitted, admit, nonempty, parse_id, require};
 use crate::app::AppState;
+use crate::portal::input::{FormFields, PortalQuery, number};
 use crate::portal::pages::{csrf_field, layout, notice, when};
 use crate::portal::{Portal, PortalError, Viewer};
 use crate::store::oversight::{
@@ -62,22 +62,24 @@ fn span(us: i64) -> String {
     }
 }
 
-/// The queue page's filters.
+/// The queue page's filters and its next page (`after`); no other parameter is taken.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct QueueForm {
     kind: Option<String>,
     model_id: Option<String>,
     min_age_hours: Option<String>,
-    after: Option<u64>,
+    after: Option<String>,
 }
 
 /// `GET /oversight`: one kind of the queue, filtered, oldest decisions first.
 pub(super) async fn queue_page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<QueueForm>,
+    PortalQuery(q): PortalQuery<QueueForm>,
 ) -> Result<Response, PortalError> {
     require(&viewer, QUEUE_READERS)?;
+    let after: Option<u64> = number("after", q.after.as_deref())?;
     let kind = match nonempty(&q.kind) {
         None => QueueKind::AwaitingReview,
         Some(k) => QueueKind::parse(&k).ok_or_else(|| {
@@ -109,7 +111,7 @@ pub(super) async fn queue_page(
                 kind,
                 model_id: model_id.clone(),
                 min_age_hours,
-                after: q.after,
+                after,
                 limit: QUEUE_PAGE_ROWS,
             },
         )
@@ -390,10 +392,6 @@ fn refusal(e: OversightError) -> PortalError {
     }
 }
 
-fn form_value<'a>(form: &'a BTreeMap<String, String>, name: &str) -> &'a str {
-    form.get(name).map_or("", String::as_str)
-}
-
 /// Back to the decision, saying which record was appended.
 fn recorded(decision_id: &str, seq: u64) -> Response {
     Redirect::to(&format!("/decisions/{decision_id}?recorded={seq}")).into_response()
@@ -406,23 +404,16 @@ pub(super) async fn record(
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    form: FormFields,
 ) -> Result<Response, PortalError> {
-    let form = form_values(pairs);
-    let reviewer: Admitted<'_> = admit(
-        &state,
-        &portal,
-        &viewer,
-        form_value(&form, "csrf"),
-        REVIEWERS,
-    )?;
+    let reviewer: Admitted<'_> = admit(&state, &portal, &viewer, form.get("csrf"), REVIEWERS)?;
     let decision_id = parse_id(&id)?;
-    let act = match form_value(&form, "act") {
+    let act = match form.get("act") {
         "confirm" => Act::Confirm,
         "answer_contest" => Act::AnswerContest,
         "provide_explanation" => Act::ProvideExplanation,
         "override" => Act::Override {
-            new_outcome: form_value(&form, "new_outcome").to_owned(),
+            new_outcome: form.get("new_outcome").to_owned(),
         },
         other => {
             return Err(PortalError::BadRequest(format!(
@@ -437,7 +428,7 @@ pub(super) async fn record(
             decision_id,
             &viewer.user.email,
             &act,
-            form_value(&form, "reason"),
+            form.get("reason"),
         )
         .await
         .map_err(refusal)?;
@@ -457,9 +448,9 @@ pub(super) async fn approve(
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    form: FormFields,
 ) -> Result<Response, PortalError> {
-    resolve(&state, &portal, &viewer, &id, pairs, Verdict::Approve).await
+    resolve(&state, &portal, &viewer, &id, &form, Verdict::Approve).await
 }
 
 /// `POST /oversight/proposals/{id}/close`: the proposer withdraws, another reviewer rejects.
@@ -468,9 +459,9 @@ pub(super) async fn close(
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    form: FormFields,
 ) -> Result<Response, PortalError> {
-    resolve(&state, &portal, &viewer, &id, pairs, Verdict::Close).await
+    resolve(&state, &portal, &viewer, &id, &form, Verdict::Close).await
 }
 
 /// The two proposal forms: admitted (CSRF, then role), then the store's refusals or the record.
@@ -479,17 +470,12 @@ async fn resolve(
     portal: &Portal,
     viewer: &Viewer,
     id: &str,
-    pairs: Vec<(String, String)>,
+    form: &FormFields,
     verdict: Verdict,
 ) -> Result<Response, PortalError> {
-    let form = form_values(pairs);
-    let reviewer = admit(state, portal, viewer, form_value(&form, "csrf"), REVIEWERS)?;
+    let reviewer = admit(state, portal, viewer, form.get("csrf"), REVIEWERS)?;
     let proposal = parse_id(id)?;
-    let (tenant, email, reason) = (
-        viewer.tenant(),
-        &viewer.user.email,
-        form_value(&form, "reason"),
-    );
+    let (tenant, email, reason) = (viewer.tenant(), &viewer.user.email, form.get("reason"));
     let receipt = match verdict {
         Verdict::Approve => {
             reviewer
@@ -524,6 +510,7 @@ async fn decision_of(
 
 /// The settings page's query.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct SettingsQuery {
     saved: Option<String>,
 }
@@ -532,7 +519,7 @@ pub(super) struct SettingsQuery {
 pub(super) async fn settings_page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<SettingsQuery>,
+    PortalQuery(q): PortalQuery<SettingsQuery>,
 ) -> Result<Markup, PortalError> {
     require(&viewer, &[PortalRole::Admin])?;
     let s = state.store.oversight_settings(viewer.tenant()).await?;
@@ -570,18 +557,17 @@ pub(super) async fn save_settings(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
-    Form(pairs): Form<Vec<(String, String)>>,
+    form: FormFields,
 ) -> Result<Response, PortalError> {
-    let form = form_values(pairs);
     let admin = admit(
         &state,
         &portal,
         &viewer,
-        form_value(&form, "csrf"),
+        form.get("csrf"),
         &[PortalRole::Admin],
     )?;
     let hours = |name: &'static str| {
-        let text = form_value(&form, name).trim();
+        let text = form.get(name).trim();
         text.parse::<u32>()
             .ok()
             .filter(|h| (1..=SLA_HOURS_MAX).contains(h))
@@ -596,7 +582,7 @@ pub(super) async fn save_settings(
             })
     };
     let settings = OversightSettings {
-        four_eyes: form_value(&form, "four_eyes") == "on",
+        four_eyes: form.get("four_eyes") == "on",
         review_sla_hours: hours("review_sla_hours")?,
         contest_sla_hours: hours("contest_sla_hours")?,
         explanation_sla_hours: hours("explanation_sla_hours")?,

@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::extract::{Form, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ledger::record::FieldName;
@@ -33,6 +33,7 @@ use serde::Deserialize;
 
 use super::{admit, require};
 use crate::app::AppState;
+use crate::portal::input::{FormFields, PortalQuery, number};
 use crate::portal::pages::{csrf_field, error, layout, notice, when};
 use crate::portal::{Portal, PortalError, Viewer};
 use crate::store::holds::{HoldError, LegalHold, PlaceHold};
@@ -76,6 +77,7 @@ type it exactly as shown. Nothing was erased.";
 
 /// The package download's query: the subject, and `format=html` for the printable rendering.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct PackageQuery {
     subject_ref: String,
     format: Option<String>,
@@ -87,7 +89,7 @@ pub(super) struct PackageQuery {
 pub(super) async fn package(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<PackageQuery>,
+    PortalQuery(q): PortalQuery<PackageQuery>,
 ) -> Result<Response, PortalError> {
     require(&viewer, READERS)?;
     let html = match q.format.as_deref() {
@@ -148,19 +150,22 @@ fn package_error(e: EvidenceError) -> PortalError {
     }
 }
 
+/// The page's subject and its next page (`after`); no other parameter is taken.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct SubjectQuery {
     subject_ref: Option<String>,
-    after: Option<u64>,
+    after: Option<String>,
 }
 
 /// The page: the search form, and the subject's records when one is asked for.
 pub(super) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<SubjectQuery>,
+    PortalQuery(q): PortalQuery<SubjectQuery>,
 ) -> Result<Response, PortalError> {
     require(&viewer, READERS)?;
+    let after: Option<u64> = number("after", q.after.as_deref())?;
     let subject = q.subject_ref.as_deref().map(str::trim).unwrap_or_default();
     if subject.is_empty() {
         return Ok(layout(
@@ -174,7 +179,7 @@ pub(super) async fn page(
         )
         .into_response());
     }
-    let shown = subject_view(&state, &viewer, subject, q.after, &Filled::default(), None).await?;
+    let shown = subject_view(&state, &viewer, subject, after, &Filled::default(), None).await?;
     Ok(shown.into_response())
 }
 
@@ -423,7 +428,8 @@ fn erase_form(
     }
 }
 
-/// The erase form, as sent (fields repeat, so it is read as pairs).
+/// The erase form, as sent (its checkboxes repeat, so it is read field by field; any other
+/// field given twice was refused when the form was read).
 struct EraseForm {
     csrf: String,
     subject_ref: String,
@@ -436,38 +442,18 @@ struct EraseForm {
 }
 
 impl EraseForm {
-    fn from_pairs(pairs: Vec<(String, String)>) -> EraseForm {
-        let mut form = EraseForm {
-            csrf: String::new(),
-            subject_ref: String::new(),
-            scope: String::new(),
-            fields: Vec::new(),
-            legal_basis: String::new(),
-            legal_basis_other: String::new(),
-            reason: String::new(),
-            confirm: String::new(),
-        };
-        for (name, value) in pairs {
-            let slot = match name.as_str() {
-                "field" => {
-                    form.fields.push(value);
-                    continue;
-                }
-                "csrf" => &mut form.csrf,
-                "subject_ref" => &mut form.subject_ref,
-                "scope" => &mut form.scope,
-                "legal_basis" => &mut form.legal_basis,
-                "legal_basis_other" => &mut form.legal_basis_other,
-                "reason" => &mut form.reason,
-                "confirm" => &mut form.confirm,
-                _ => continue,
-            };
-            // The first value counts: a repeated single field cannot override it.
-            if slot.is_empty() {
-                *slot = value;
-            }
+    fn from_fields(form: &FormFields) -> EraseForm {
+        let text = |name: &str| form.get(name).to_owned();
+        EraseForm {
+            csrf: text("csrf"),
+            subject_ref: text("subject_ref"),
+            scope: text("scope"),
+            fields: form.all("field").into_iter().map(str::to_owned).collect(),
+            legal_basis: text("legal_basis"),
+            legal_basis_other: text("legal_basis_other"),
+            reason: text("reason"),
+            confirm: text("confirm"),
         }
-        form
     }
 
     fn filled(&self) -> Filled {
@@ -499,6 +485,10 @@ impl EraseForm {
             return Err("Say which legal basis applies when you choose “Other”.".into());
         }
         for (what, text) in [("reason", reason), ("legal basis", legal_basis)] {
+            // The ledger refuses a NUL; refused here, it costs no record of a failed request.
+            if text.contains(ledger::payload::FORBIDDEN_CHAR) {
+                return Err(format!("The {what} must not contain U+0000."));
+            }
             if text.len() > ERASURE_TEXT_MAX_BYTES {
                 return Err(format!(
                     "The {what} is too long: at most {ERASURE_TEXT_MAX_BYTES} bytes."
@@ -558,6 +548,7 @@ fn refusal(e: ErasureError) -> Result<(StatusCode, String), PortalError> {
         }
         e @ (ErasureError::UnknownFields(_)
         | ErasureError::UnknownEvents(_)
+        | ErasureError::Repeated { .. }
         | ErasureError::BadText(_)) => Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("Not erased: {e}."),
@@ -593,9 +584,9 @@ pub(super) async fn erase(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
-    Form(pairs): Form<Vec<(String, String)>>,
+    fields: FormFields,
 ) -> Result<Response, PortalError> {
-    let form = EraseForm::from_pairs(pairs);
+    let form = EraseForm::from_fields(&fields);
     let officer = admit(&state, &portal, &viewer, &form.csrf, ERASERS)?;
     let store = &state.store;
     let subject = form.subject_ref.as_str();
@@ -643,8 +634,11 @@ async fn known_subject(
     viewer: &Viewer,
     subject: &str,
 ) -> Result<(), PortalError> {
+    // No subject reference holds a NUL (the ledger refuses it), and PostgreSQL cannot even
+    // look one up: it is not found, like any other subject nobody has.
     if subject.is_empty()
         || subject.len() > ledger::payload::STRING_BYTES_MAX
+        || subject.contains(ledger::payload::FORBIDDEN_CHAR)
         || state
             .store
             .subject_records(viewer.tenant(), subject, None, 1)
@@ -707,15 +701,6 @@ fn holds_section(viewer: &Viewer, subject: &str, holds: &[LegalHold]) -> Markup 
     }
 }
 
-/// A hold form's values, the first of each name (a repeated field cannot override it).
-pub(super) fn form_values(pairs: Vec<(String, String)>) -> BTreeMap<String, String> {
-    let mut values = BTreeMap::new();
-    for (name, value) in pairs {
-        values.entry(name).or_insert(value);
-    }
-    values
-}
-
 /// Checks one text of a hold form: `Ok(None)` when empty and optional.
 fn hold_text(what: &str, text: &str, required: bool) -> Result<Option<String>, String> {
     let text = text.trim();
@@ -725,6 +710,10 @@ fn hold_text(what: &str, text: &str, required: bool) -> Result<Option<String>, S
         } else {
             Ok(None)
         };
+    }
+    // The ledger refuses a NUL; refused here, it costs no record of a failed request.
+    if text.contains(ledger::payload::FORBIDDEN_CHAR) {
+        return Err(format!("The {what} must not contain U+0000."));
     }
     if text.len() > ERASURE_TEXT_MAX_BYTES {
         return Err(format!(
@@ -775,10 +764,9 @@ pub(super) async fn place_hold(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
-    Form(pairs): Form<Vec<(String, String)>>,
+    form: FormFields,
 ) -> Result<Response, PortalError> {
-    let form = form_values(pairs);
-    let value = |name: &str| form.get(name).map_or("", String::as_str);
+    let value = |name: &str| form.get(name);
     let officer = admit(&state, &portal, &viewer, value("csrf"), HOLDERS)?;
     let subject = value("subject_ref");
     known_subject(&state, &viewer, subject).await?;
@@ -834,10 +822,9 @@ pub(super) async fn lift_hold(
     State(state): State<AppState>,
     axum::Extension(portal): axum::Extension<Portal>,
     viewer: Viewer,
-    Form(pairs): Form<Vec<(String, String)>>,
+    form: FormFields,
 ) -> Result<Response, PortalError> {
-    let form = form_values(pairs);
-    let value = |name: &str| form.get(name).map_or("", String::as_str);
+    let value = |name: &str| form.get(name);
     let officer = admit(&state, &portal, &viewer, value("csrf"), HOLDERS)?;
     let subject = value("subject_ref");
     known_subject(&state, &viewer, subject).await?;

@@ -8,13 +8,14 @@
 //! ([`APPROVAL_OUTCOMES`], the model's own outcome, before any override) so that the rate is a
 //! property of the model, which is what a model-risk team watches drift.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::age;
 use crate::app::AppState;
 use crate::portal::charts::{self, Bar, Category, Frame, Ratio, Series};
+use crate::portal::input::PortalQuery;
 use crate::portal::pages::{self, layout, when};
 use crate::portal::{PortalError, Viewer};
 use crate::store::Store;
@@ -28,6 +29,7 @@ pub const WINDOW_DAYS: [u32; 2] = [30, 90];
 
 /// The `days` parameter of the dashboard and the model pages.
 #[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct WindowQuery {
     days: Option<String>,
 }
@@ -286,6 +288,7 @@ pub fn dashboard_section(
 
 /// The `model_id`, `model_version` and `days` parameters of a model version's page.
 #[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct ModelQuery {
     model_id: Option<String>,
     model_version: Option<String>,
@@ -317,7 +320,7 @@ pub fn model_href(model_id: &str, model_version: &str, days: Option<u32>) -> Str
 pub async fn model_page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<ModelQuery>,
+    PortalQuery(q): PortalQuery<ModelQuery>,
 ) -> Result<Markup, PortalError> {
     let model_id = required(&q.model_id, "model_id")?;
     let model_version = required(&q.model_version, "model_version")?;
