@@ -3,9 +3,11 @@
 //!
 //! Query parameters and path segments reach SQL as bound text. PostgreSQL `text` cannot hold
 //! NUL, so a `%00` there used to fail inside the database and answer 503 "database
-//! unavailable"; SQLite would have compared it. Refusing it here, once for every route of the
-//! API and the portal, gives both backends the same answer and leaves handlers' extractors
-//! (`Query<T>`, `Path<T>`) with only text the ledger accepts (see `ledger::payload`).
+//! unavailable"; SQLite would have compared it. Refusing it here, in every path and in the
+//! API's query strings, gives both backends the same answer and leaves handlers' extractors
+//! (`Query<T>`, `Path<T>`) with only text the ledger accepts (see `ledger::payload`). The
+//! portal's pages refuse it in their query strings themselves, with a page of their own
+//! (`portal::input`).
 
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -30,6 +32,12 @@ fn check_uri(uri: &axum::http::Uri) -> Result<(), ApiError> {
         return Err(ApiError::BadParameter(
             "the path must not contain U+0000 (%00)".into(),
         ));
+    }
+    // The portal's pages read their query strings strictly themselves and refuse U+0000 with
+    // an HTML page naming the parameter; other paths outside the API (health, metrics, tiles)
+    // read none.
+    if !uri.path().starts_with("/v1/") {
+        return Ok(());
     }
     let Some(query) = uri.query() else {
         return Ok(());
@@ -65,6 +73,12 @@ mod tests {
             problem("/v1/decisions?model_id=ok&outcome=a%00b").as_deref(),
             Some("query parameter `outcome` must not contain U+0000 (%00)")
         );
+    }
+
+    #[test]
+    fn the_portals_queries_are_left_to_the_portal_but_not_its_paths() {
+        assert_eq!(problem("/subjects?subject_ref=%00"), None);
+        assert!(problem("/subjects/x%00y").is_some_and(|p| p.contains("path")));
     }
 
     #[test]

@@ -302,6 +302,8 @@ async fn bad_query_parameters_are_refused_with_an_html_page_naming_them(backend:
         ("/oversight?after=zzz", "after"),
         ("/models?cursor=zzz", "cursor"),
         ("/account/sessions?cursor=zzz", "cursor"),
+        ("/subjects?subject_ref=%00", "subject_ref"),
+        ("/decisions?outcome=a%00b", "outcome"),
     ] {
         let page = officer.get(path).await;
         assert_refused(&page, &format!("The parameter {named} "), path);
