@@ -1311,35 +1311,10 @@ impl Appender {
                 .record(&self.tenant, &erasure_records)?;
             // And before anyone is answered, the database's log loses the erased values' old
             // page images (SQLite's write-ahead log; see `Backend::truncate_log`).
-            truncate_log_after_erasure(&self.store).await;
+            self.store.truncate_log_after_erasure().await;
         }
         Ok(records)
     }
-}
-
-/// Truncates the database's log after an erasure committed. When readers keep it from being
-/// truncated now, or it fails, a task tries again every second for a minute, and the store's
-/// shutdown tries once more.
-async fn truncate_log_after_erasure(store: &Store) {
-    match store.backend().truncate_log().await {
-        Ok(true) => return,
-        Ok(false) => tracing::info!("the log still holds erased pages: readers are busy; retrying"),
-        Err(e) => {
-            tracing::warn!(error = %e, "truncating the log after an erasure failed; retrying")
-        }
-    }
-    let store = store.clone();
-    tokio::spawn(async move {
-        for _ in 0..60 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            if matches!(store.backend().truncate_log().await, Ok(true)) {
-                return;
-            }
-        }
-        tracing::warn!(
-            "the database's log could not be truncated after an erasure for a minute; the store's shutdown tries again"
-        );
-    });
 }
 
 /// Whether any event id occurs more than once among the group's drafts.

@@ -372,9 +372,7 @@ impl Store {
             tracing::warn!(tenant = %tenant, values = reapplied, journal = %path.display(),
                 "erased values again that the database held although the erasure journal had erased them (a restored backup?)");
             // As after any erasure: the log must not keep the values' old page images.
-            if !matches!(self.backend().truncate_log().await, Ok(true)) {
-                self.note_log_holds_erased();
-            }
+            self.truncate_log_after_erasure().await;
         }
         // Erasures committed by another node, or missing from a journal restored from a copy.
         let mut missing = Vec::new();

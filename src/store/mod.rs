@@ -1318,7 +1318,7 @@ impl Store {
         // an erasure whose truncation readers kept from finishing.
         if self.inner.log_holds_erased.load(Ordering::SeqCst) {
             match self.backend().truncate_log().await {
-                Ok(true) => self.note_log_truncated(),
+                Ok(true) => self.inner.log_holds_erased.store(false, Ordering::SeqCst),
                 Ok(false) => tracing::warn!(
                     "the database's log could not be truncated at shutdown: readers were busy"
                 ),
@@ -1331,14 +1331,34 @@ impl Store {
         self.backend().release_in_use_lock();
     }
 
-    /// Marks the database's log as still holding erased pages (a truncation did not finish).
-    pub(crate) fn note_log_holds_erased(&self) {
+    /// Truncates the database's log after an erasure (see `Backend::truncate_log`). When
+    /// readers keep it from being truncated now, or it fails, the log is marked as still
+    /// holding erased pages and a task tries again every second for a minute; the shutdown
+    /// tries once more while it is marked.
+    pub(crate) async fn truncate_log_after_erasure(&self) {
+        match self.backend().truncate_log().await {
+            Ok(true) => return,
+            Ok(false) => {
+                tracing::info!("the log still holds erased pages: readers are busy; retrying")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "truncating the log after an erasure failed; retrying")
+            }
+        }
         self.inner.log_holds_erased.store(true, Ordering::SeqCst);
-    }
-
-    /// Marks the database's log as truncated.
-    pub(crate) fn note_log_truncated(&self) {
-        self.inner.log_holds_erased.store(false, Ordering::SeqCst);
+        let store = self.clone();
+        tokio::spawn(async move {
+            for _ in 0..60 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if matches!(store.backend().truncate_log().await, Ok(true)) {
+                    store.inner.log_holds_erased.store(false, Ordering::SeqCst);
+                    return;
+                }
+            }
+            tracing::warn!(
+                "the database's log could not be truncated after an erasure for a minute; the store's shutdown tries again"
+            );
+        });
     }
 
     pub(crate) fn shutdown_signal(&self) -> &tokio::sync::Notify {

@@ -317,6 +317,54 @@ async fn an_acknowledged_erasure_leaves_no_old_page_of_the_subject_in_the_sqlite
     );
 }
 
+/// SQLite: when a reader of an older snapshot keeps the log from being truncated right after an
+/// erasure, the log is marked as still holding erased pages, and a shutdown soon after the
+/// reader has gone truncates it: the erased subject's ciphertext and key are not left on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_a_reader_kept_from_truncation_is_truncated_at_shutdown() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let config = journaled_config(&db, &work.path().join("checkpoints"));
+    let store = Store::open_with_workers(config).await.expect("open");
+    let tenant = crate::support::tenant_id("wal-busy");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let (erased, _) = append_both_subjects(&store, &tenant, 10).await;
+    let gone = secrets_of(&store, &db, &tenant, &erased, ERASED_SUBJECT).await;
+
+    // A read transaction begun now reads its snapshot from the log until it ends.
+    let mut reader =
+        sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.sqlite_path().display()))
+            .await
+            .expect("reader");
+    sqlx::query("BEGIN")
+        .execute(&mut reader)
+        .await
+        .expect("begin");
+    let _: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM records")
+        .fetch_one(&mut reader)
+        .await
+        .expect("read");
+    let outcome = store
+        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect("erase");
+    assert_eq!(outcome.erased, 20);
+    sqlx::query("ROLLBACK")
+        .execute(&mut reader)
+        .await
+        .expect("end");
+    reader.close().await.expect("close");
+    store.shutdown().await;
+    let stopped = raw_sqlite_bytes(db.sqlite_path());
+    assert!(
+        gone.sealed
+            .iter()
+            .chain(&gone.wrapped)
+            .all(|v| !contains(&stopped, v)),
+        "the erased subject's ciphertext or key is on disk after the shutdown"
+    );
+}
+
 /// Every file in `dir` (the checkpoint folder: journal, checkpoints), concatenated.
 fn folder_bytes(dir: &Path) -> Vec<u8> {
     let mut out = Vec::new();
