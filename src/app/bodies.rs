@@ -40,8 +40,8 @@ pub const SHARE_DIVISOR: usize = 4;
 /// client's address (see the module documentation).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum BodyShare {
-    /// A tenant, named by its id.
-    Tenant(String),
+    /// A tenant.
+    Tenant(ledger::types::TenantId),
     /// A client address, when the request carries no key verified a moment ago.
     Address(Option<std::net::IpAddr>),
 }
@@ -146,7 +146,7 @@ mod tests {
     use super::*;
 
     fn share(n: u8) -> BodyShare {
-        BodyShare::Tenant(format!("tenant-{n}"))
+        BodyShare::Tenant(ledger::types::TenantId::parse(&format!("tenant-{n}")).expect("id"))
     }
 
     #[test]

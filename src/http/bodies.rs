@@ -22,8 +22,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Body as _, Frame, SizeHint};
 
+use super::REQUEST_BODY_BYTES_MAX;
 use super::error::ApiError;
-use super::{BodyShareOf, REQUEST_BODY_BYTES_MAX};
 use crate::app::bodies::{BodyBudget, BodyShare};
 
 /// What a client that found the budget full is told to wait, in seconds.
@@ -74,10 +74,12 @@ pub async fn reserve_body_bytes(
     if bytes == 0 {
         return next.run(request).await;
     }
-    let share = match request.extensions().get::<BodyShareOf>() {
-        Some(BodyShareOf(tenant)) => BodyShare::Tenant(tenant.clone()),
-        None => BodyShare::Address(super::peer_ip(&request)),
-    };
+    // The address wall names the tenant of a key verified a moment ago; else the address pays.
+    let share = request
+        .extensions()
+        .get::<BodyShare>()
+        .cloned()
+        .unwrap_or_else(|| BodyShare::Address(super::peer_ip(&request)));
     let Some(reservation) = budget.try_reserve(share, bytes) else {
         tracing::warn!(
             bytes,

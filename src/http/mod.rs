@@ -47,6 +47,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::AppState;
+use crate::app::bodies::BodyShare;
 use crate::app::limits;
 use crate::app::metrics::Metrics;
 use crate::auth::Role;
@@ -145,20 +146,16 @@ async fn address_wall(
         return ApiError::RateLimited(wait).into_response();
     }
     if let Some(principal) = vouched {
+        // The request body's share of the budget is its tenant's (see `bodies`).
         request
             .extensions_mut()
-            .insert(BodyShareOf(principal.tenant.as_str().to_owned()));
+            .insert(BodyShare::Tenant(principal.tenant.clone()));
         request
             .extensions_mut()
             .insert(KeyCharged(principal.key_id));
     }
     next.run(request).await
 }
-
-/// The tenant whose share of the request-body budget a request's body is charged to, set by
-/// the address wall when the request carries a key verified a moment ago (see [`bodies`]).
-#[derive(Clone)]
-struct BodyShareOf(String);
 
 /// Every route of the API: ledger, views, integrity checks, health, readiness, metrics and the
 /// OpenAPI document.
