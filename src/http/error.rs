@@ -473,7 +473,9 @@ impl From<crate::store::subjects::ErasureError> for ApiError {
             E::UnknownFields(_) => member("/fields", &e),
             E::UnknownEvents(_) => member("/event_ids", &e),
             E::BadText(_) => ApiError::MalformedBody(e.to_string()),
-            E::Repeated { member: m, .. } => member(&format!("/{m}"), &e),
+            E::Repeated {
+                member: m, index, ..
+            } => member(&format!("/{m}/{index}"), &e),
             E::Held { hold_seq, reason } => legal_hold(hold_seq, &reason),
             E::Append(a) => a.into(),
             E::Store(s) => s.into(),

@@ -28,7 +28,7 @@ use super::error::{ApiError, Problem};
 use super::params::text;
 use crate::app::AppState;
 use crate::auth::Role;
-use crate::store::subjects::{ERASURE_TEXT_MAX_BYTES, SubjectErasure};
+use crate::store::subjects::{SubjectErasure, check_text};
 
 /// Who may erase: the data-protection office's keys only. Pipelines (`ingest`) and readers
 /// (`read`, `verify`) may not destroy evidence of personal data.
@@ -125,31 +125,9 @@ fn erasure(subject_ref: String, request: ErasureRequest) -> Result<SubjectErasur
         ("reason", &request.reason),
         ("legal_basis", &request.legal_basis),
     ] {
-        if value.trim().is_empty() || value.len() > ERASURE_TEXT_MAX_BYTES {
-            errors.push(refused(
-                format!("/{name}"),
-                format!("{name} must be 1 to {ERASURE_TEXT_MAX_BYTES} bytes of text"),
-            ));
-        } else if value.contains('\0') {
-            errors.push(refused(
-                format!("/{name}"),
-                format!("{name} must not contain U+0000"),
-            ));
-        }
-    }
-    // A name given twice would be recorded twice in the ledger's record of the request.
-    for (name, items) in [
-        ("event_ids", request.event_ids.as_deref()),
-        ("fields", request.fields.as_deref()),
-    ] {
-        let mut seen = std::collections::BTreeSet::new();
-        for (i, item) in items.into_iter().flatten().enumerate() {
-            if !seen.insert(item.as_str()) {
-                errors.push(refused(
-                    format!("/{name}/{i}"),
-                    format!("{name} names {item} more than once"),
-                ));
-            }
+        // The store's rule for these texts, said here with the member's pointer.
+        if let Err(problem) = check_text(name, value) {
+            errors.push(refused(format!("/{name}"), problem));
         }
     }
     let event_ids = list(
@@ -230,6 +208,7 @@ pub async fn erase_subject(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::subjects::ERASURE_TEXT_MAX_BYTES;
 
     fn request(body: serde_json::Value) -> ErasureRequest {
         serde_json::from_value(body).expect("shape")

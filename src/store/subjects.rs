@@ -28,13 +28,10 @@ pub(crate) fn check_text(name: &str, text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The first item `items` yields a second time.
-fn first_repeat<S: AsRef<str>>(items: impl Iterator<Item = S>) -> Option<String> {
+/// The first item `items` yields a second time, with its position.
+fn first_repeat(items: impl Iterator<Item = String>) -> Option<(usize, String)> {
     let mut seen = BTreeSet::new();
-    items
-        .into_iter()
-        .find(|i| !seen.insert(i.as_ref().to_owned()))
-        .map(|i| i.as_ref().to_owned())
+    items.enumerate().find(|(_, i)| !seen.insert(i.clone()))
 }
 
 /// An erasure request for one subject.
@@ -83,6 +80,8 @@ pub enum ErasureError {
     Repeated {
         /// The request's member.
         member: &'static str,
+        /// Where in it the repetition is (0-based).
+        index: usize,
         /// What it names twice.
         item: String,
     },
@@ -119,18 +118,23 @@ impl Store {
     ) -> Result<ErasureOutcome, ErasureError> {
         check_text("reason", &request.reason).map_err(ErasureError::BadText)?;
         check_text("legal_basis", &request.legal_basis).map_err(ErasureError::BadText)?;
-        if let Some(item) = first_repeat(request.fields.iter().flatten().map(FieldName::as_str)) {
-            return Err(ErasureError::Repeated {
-                member: "fields",
-                item,
-            });
-        }
+        let fields = request
+            .fields
+            .iter()
+            .flatten()
+            .map(|f| f.as_str().to_owned());
         let ids = request.event_ids.iter().flatten().map(ToString::to_string);
-        if let Some(item) = first_repeat(ids) {
-            return Err(ErasureError::Repeated {
-                member: "event_ids",
-                item,
-            });
+        for (member, repeat) in [
+            ("fields", first_repeat(fields)),
+            ("event_ids", first_repeat(ids)),
+        ] {
+            if let Some((index, item)) = repeat {
+                return Err(ErasureError::Repeated {
+                    member,
+                    index,
+                    item,
+                });
+            }
         }
         let _one_at_a_time = self.erasure_lock(tenant).await;
         self.erasure_journal().refuse_if_blocked(tenant)?;
@@ -269,8 +273,6 @@ impl Store {
             || self.subject_known_to_views(tenant, subject).await?)
     }
 
-    /// Whether the read-side subject index knows `subject` (a subject whose records hold no
-    /// erasable value is known only there).
     /// The subject's latest erasure record when it erased the whole subject.
     async fn latest_whole_subject_erasure(
         &self,
@@ -295,6 +297,8 @@ impl Store {
         Ok(whole.then_some(seq))
     }
 
+    /// Whether the read-side subject index knows `subject` (a subject whose records hold no
+    /// erasable value is known only there).
     async fn subject_known_to_views(
         &self,
         tenant: &TenantId,
