@@ -607,22 +607,10 @@ fn key_rate(rate: u32) -> Result<u32, String> {
     }
 }
 
-/// A key's label as the portal also takes it: at most 200 bytes, without control characters
-/// (a label is shown in terminals and pages, where a line break or an escape sequence would
-/// pass for something else).
+/// A key's label as the portal also takes it (see [`crate::store::api_key_label_problem`]); it
+/// may be empty here.
 fn key_label(label: &str) -> Result<(), String> {
-    if label.len() > 200 {
-        return Err(format!(
-            "a key's label is at most 200 bytes, not {}",
-            label.len()
-        ));
-    }
-    if label.chars().any(char::is_control) {
-        return Err(
-            "a key's label must not contain control characters (line breaks, tabs, escapes)".into(),
-        );
-    }
-    Ok(())
+    crate::store::api_key_label_problem(label).map_or(Ok(()), |p| Err(format!("a key's label {p}")))
 }
 
 async fn apikey(store: &Store, command: ApikeyCommand) -> CliResult {

@@ -1595,17 +1595,16 @@ async fn create_api_key(
     let admin = admit(&state, &portal, &viewer, &form.csrf, ADMINS)?;
     let role = Role::parse(&form.role).map_err(PortalError::BadRequest)?;
     let label = form.label.trim();
-    if label.is_empty() || label.len() > 200 {
-        return Err(PortalError::BadRequest(
-            "The label must be 1 to 200 characters.".into(),
-        ));
+    if label.is_empty() || label.len() > crate::store::API_KEY_LABEL_BYTES_MAX {
+        return Err(PortalError::BadRequest(format!(
+            "The label must be 1 to {} characters.",
+            crate::store::API_KEY_LABEL_BYTES_MAX
+        )));
     }
-    // A label is one line of text that pages and `auditex apikey list` show as it is: a NUL
-    // cannot be stored, and line breaks or escape sequences would forge lines of a terminal.
-    if has_control(label) {
-        return Err(PortalError::BadRequest(
-            "The label must not contain control characters (line breaks, tabs, escape sequences). No key was created.".into(),
-        ));
+    if let Some(problem) = crate::store::api_key_label_problem(label) {
+        return Err(PortalError::BadRequest(format!(
+            "The label {problem}. No key was created."
+        )));
     }
     let store = &state.store;
     let expires = match form

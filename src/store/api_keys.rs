@@ -12,6 +12,26 @@ use crate::auth::{ApiKeyId, ApiKeySecret, Role};
 /// The highest request rate a key may be given, per second (as `AUDITEX_RATE_PER_SECOND`).
 pub const API_KEY_RATE_MAX: u32 = 100_000;
 
+/// Longest label of an API key, in bytes.
+pub const API_KEY_LABEL_BYTES_MAX: usize = 200;
+
+/// What is wrong with `label` as an API key's label, said to follow "the label": at most
+/// [`API_KEY_LABEL_BYTES_MAX`] bytes and no control character. A label is one line of text that
+/// pages and `auditex apikey list` show as it is: a NUL cannot be stored, and line breaks or
+/// escape sequences would forge lines of a terminal. Whether it may be empty is the caller's.
+pub fn api_key_label_problem(label: &str) -> Option<String> {
+    if label.len() > API_KEY_LABEL_BYTES_MAX {
+        return Some(format!(
+            "is at most {API_KEY_LABEL_BYTES_MAX} bytes, not {}",
+            label.len()
+        ));
+    }
+    label
+        .chars()
+        .any(char::is_control)
+        .then(|| "must not contain control characters (line breaks, tabs, escape sequences)".into())
+}
+
 /// Last-use times are written at most this often per key, so that authentication does not turn
 /// every read into a database write.
 pub const LAST_USED_WRITE_INTERVAL_US: u64 = 60_000_000;

@@ -69,7 +69,7 @@ use ledger::record::{ErasableValue, EventType, FieldName, Payload, Record};
 use ledger::types::{CaptureTime, EventId, Hash, LeafIndex, Sequence, TenantId, TreeSize};
 use tokio::sync::watch;
 
-pub use api_keys::{API_KEY_RATE_MAX, ApiKeyInfo};
+pub use api_keys::{API_KEY_LABEL_BYTES_MAX, API_KEY_RATE_MAX, ApiKeyInfo, api_key_label_problem};
 pub use appender::{AppendError, LOOKUPS_AFTER_DUPLICATE};
 pub use cells::{MoveCopied, MoveReport};
 use crypto::{CryptoError, MasterKey, MasterKeys, SealContext};
