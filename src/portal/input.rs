@@ -175,8 +175,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for PortalQuery<T>
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
         let pairs = decode(query.as_bytes(), Source::Query)?;
-        // The service's edge refuses a NUL in the URI before any route; this keeps the pages
-        // right without it.
+        // The service's edge refuses a NUL in the API's query strings and in every path; the
+        // pages' query strings are refused here, with a page naming the parameter.
         if let Some((name, _)) = pairs
             .iter()
             .find(|(n, v)| n.contains('\0') || v.contains('\0'))

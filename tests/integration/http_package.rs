@@ -2,7 +2,7 @@
 //! HTTPS, `auditex verify package` on what it serves and on tampered copies, the printable HTML
 //! rendering, roles, tenant isolation, and the refusal while the subject index lags.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use auditex::store::subjects::SubjectErasure;
 use ledger::package::{PackageVerifier, verify_package};
@@ -130,6 +130,17 @@ fn verify_file(file: &Path, history: &Path) -> (i32, Value) {
     (out.status.code().expect("exit code"), value)
 }
 
+/// The package `text` and the key history the service publishes, written into `dir` for
+/// `auditex verify`: `(package file, key history file)`.
+async fn offline_copy(s: &Server, text: &str, dir: &Path) -> (PathBuf, PathBuf) {
+    let history = dir.join("history.json");
+    let keys = s.get(&s.read, "/v1/keys").await.text().await.expect("keys");
+    std::fs::write(&history, keys).expect("write");
+    let file = dir.join("package.jsonl");
+    std::fs::write(&file, text).expect("write");
+    (file, history)
+}
+
 async fn package_text(s: &Server, subject: &str) -> String {
     let resp = s
         .get(&s.read, &format!("/v1/subjects/{subject}/package"))
@@ -222,11 +233,7 @@ async fn a_subjects_package_holds_their_records_values_and_erasures_and_verifies
 
     // Offline, with the key history the service publishes.
     let dir = tempfile::tempdir().expect("tempdir");
-    let history = dir.path().join("history.json");
-    let keys = s.get(&s.read, "/v1/keys").await.text().await.expect("keys");
-    std::fs::write(&history, keys).expect("write");
-    let file = dir.path().join("package.jsonl");
-    std::fs::write(&file, &text).expect("write");
+    let (file, history) = offline_copy(&s, &text, dir.path()).await;
     let (code, out) = verify_file(&file, &history);
     assert_eq!(code, 0, "{out}");
     assert_eq!(out["evidence"], "package");
@@ -671,11 +678,7 @@ async fn a_record_as_large_as_the_largest_request_gives_a_package_that_verifies(
         "the record's line is longer than the request was"
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let history = dir.path().join("history.json");
-    let keys = s.get(&s.read, "/v1/keys").await.text().await.expect("keys");
-    std::fs::write(&history, keys).expect("write");
-    let file = dir.path().join("package.jsonl");
-    std::fs::write(&file, &text).expect("write");
+    let (file, history) = offline_copy(&s, &text, dir.path()).await;
     let (code, out) = verify_file(&file, &history);
     assert_eq!(code, 0, "{out}");
     s.stop().await;
