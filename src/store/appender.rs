@@ -1246,6 +1246,10 @@ impl Appender {
         }
         // Erasures take effect in the transaction that appends them, after the group's own
         // values are in (an erasure covers the values before it in the chain, these included).
+        // The log is marked first: from here on it may hold the erased values' old pages.
+        if !erasures.is_empty() {
+            self.store.backend().mark_log()?;
+        }
         for scope in &erasures {
             tx.erase(&self.tenant, scope).await?;
         }

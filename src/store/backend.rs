@@ -110,6 +110,26 @@ pub(crate) trait Backend: LedgerBackend + AccessBackend + ViewBackend {
         Ok(true)
     }
 
+    /// Marks, durably and before an erasure commits, that the database's log may hold erased
+    /// values' old pages. The mark outlives a process killed before the log was truncated: the
+    /// next open sees it ([`Backend::log_marked`]) and truncates the log before anything is
+    /// served. It is cleared ([`Backend::clear_log_mark`]) only by a shutdown that truncated
+    /// the log, when no erasure can be under way: clearing it after each truncation could
+    /// race with another tenant's erasure committing meanwhile.
+    fn mark_log(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Whether the log is marked as possibly holding erased values' old pages.
+    fn log_marked(&self) -> bool {
+        false
+    }
+
+    /// Removes the mark of [`Backend::mark_log`].
+    fn clear_log_mark(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Tenant cells: the configured cells' names, `home` first (see `postgres/cells.rs`).
     fn cell_names(&self) -> Vec<String> {
         vec![super::cells::HOME.to_owned()]
@@ -285,6 +305,14 @@ pub(crate) trait LedgerBackend: Send + Sync {
         after: Option<(i64, Vec<u8>)>,
         limit: u64,
     ) -> Result<Vec<(i64, Vec<u8>)>, StoreError>;
+
+    /// How many values a re-application of the erasure journal erased wait for an erasure
+    /// record of this chain: all of the tenant's with `None`, else those `scope` covers.
+    async fn reerased_count(
+        &self,
+        tenant: &TenantId,
+        scope: Option<&ErasureScope>,
+    ) -> Result<u64, StoreError>;
 
     /// The active legal holds of `subjects` (see `holds_sql.rs`).
     async fn active_holds(

@@ -25,6 +25,16 @@
 //! repaired. Erasures the database knows and the journal lacks (written by another node, or a
 //! journal restored from an old copy) are added to it at the same time.
 //!
+//! **Restatement.** An erasure carried out again is not in the restored chain, which goes on
+//! from its head: the erasure's number will name another record. So the values it erases again
+//! are not marked as erased by that number (a bundle would name a record that is not the
+//! erasure, and fail verification); they wait, withheld, in `reerased_values`. As soon as the
+//! tenant may append (when the service starts, or when the rollback the restore caused is
+//! acknowledged), the service appends an `erasure` record restating each such erasure: the
+//! same subject, records, fields and legal basis, a reason naming the lost record by number
+//! and hash. Like every erasure, it marks the waiting values it covers as erased by itself, in
+//! its own transaction ([`Store::restate_reerased`]).
+//!
 //! Journaling after the commit keeps each erasure whole or absent: one whose transaction fails
 //! (or whose process dies before the commit) erases nothing and is never carried out later,
 //! when another record may have taken its sequence number. One committed and then not journaled
@@ -147,6 +157,46 @@ fn append_journal(path: &Path, records: &[&Record]) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// The draft of an `erasure` record restating `lost`, a journaled erasure the chain does not
+/// hold: its subject, records, fields and legal basis, and a reason that names it.
+fn restatement(lost: &Record) -> Result<ledger::draft::ClientDraft, String> {
+    let mut payload: serde_json::Value =
+        serde_json::from_str(lost.payload.as_str()).map_err(|e| e.to_string())?;
+    let original = payload
+        .get("reason")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut reason = format!(
+        "Restates erasure seq {} (record {}), which a restore of the database removed from the \
+         chain; its values were erased again from the erasure journal. Its reason: ",
+        lost.seq,
+        lost.hash.to_hex()
+    );
+    // Within the reason's limit: the original may have used all of it.
+    let room = ledger::payload::TEXT_BYTES_MAX.saturating_sub(reason.len());
+    let mut end = original.len().min(room);
+    while !original.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.push_str(&original[..end]);
+    payload["reason"] = reason.into();
+    ledger::draft::prepare_client_draft(
+        &uuid::Uuid::now_v7().to_string(),
+        "erasure",
+        &payload,
+        &BTreeMap::new(),
+        rand::random,
+    )
+    .map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 /// The journal's state in a running store: its folder, the tenants whose journal could not be
@@ -407,12 +457,107 @@ impl Store {
         Ok(())
     }
 
+    /// Restates, as new `erasure` records of this chain, the journaled erasures whose values
+    /// this database erased again and holds waiting for a record (`reerased_values`; see
+    /// [`super::erasure_sql::ErasureSql::erase`]). Each restatement has the lost erasure's
+    /// subject, records, fields and legal basis, and a reason naming it by number and hash; its
+    /// transaction marks the waiting values it covers as erased by it, so bundles and packages
+    /// name a record that is in the chain and is the erasure. Runs when the service starts
+    /// (for tenants that may append) and after a rollback is acknowledged; a tenant that may
+    /// not append yet is left for then, and a store without the rollback guard (the evidence
+    /// commands) restates nothing. An erasure an active legal hold now forbids is not
+    /// restated: its values stay erased and withheld (logged).
+    ///
+    /// # Errors
+    /// [`super::AppendError`] when the journal cannot be read or an append fails for another
+    /// reason than a hold.
+    pub(crate) async fn restate_reerased(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<u64, super::AppendError> {
+        let Some(dir) = self.erasure_journal().dir.clone() else {
+            return Ok(0);
+        };
+        // Without the rollback guard (the evidence commands, which sign nothing) a rolled-back
+        // chain is not held, and a record appended to it would fork it.
+        if !self.rollback_guard().is_on()
+            || self.refuse_if_rolled_back(tenant).is_err()
+            || self.backend().reerased_count(tenant, None).await? == 0
+        {
+            return Ok(0);
+        }
+        let path = journal_file(&dir, tenant);
+        let journaled = read_journal(&path).map_err(|e| StoreError::ErasureJournal {
+            tenant: tenant.as_str().to_owned(),
+            problem: format!("{}: {e}", path.display()),
+        })?;
+        let mut restated = 0;
+        for lost in &journaled {
+            let in_chain = self
+                .backend()
+                .record_hashes(tenant, lost.seq.get(), lost.seq.get().saturating_add(1))
+                .await?
+                .first()
+                .is_some_and(|h| h.as_slice() == lost.hash.as_bytes().as_slice());
+            let Some(mut scope) = ErasureScope::of_record(lost).filter(|_| !in_chain) else {
+                continue;
+            };
+            // Every waiting value is below the chain's head; the restatement comes after it.
+            scope.erasure_seq = self.tree_size(tenant).await?.get();
+            if self.backend().reerased_count(tenant, Some(&scope)).await? == 0 {
+                continue;
+            }
+            let draft = restatement(lost).map_err(StoreError::Corrupt)?;
+            match self.append(tenant, vec![draft]).await {
+                Ok(receipts) => {
+                    restated += 1;
+                    if let Some(r) = receipts.first() {
+                        tracing::warn!(tenant = %tenant, lost_seq = lost.seq.get(), seq = r.seq,
+                            "restated an erasure a restore removed from the chain");
+                    }
+                }
+                Err(super::AppendError::LegalHold { hold_seq, .. }) => {
+                    tracing::error!(tenant = %tenant, lost_seq = lost.seq.get(), hold_seq,
+                        "an erasure a restore removed from the chain is not restated: a legal hold now holds its subject; its values stay erased and are withheld");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(restated)
+    }
+
+    /// [`Store::restate_reerased`] for every tenant with an erasure journal; failures are
+    /// logged and tried again at the next start.
+    pub(crate) async fn restate_reerased_all(&self) {
+        let Some(dir) = self.erasure_journal().dir.clone() else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(tenant) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(&format!(".{JOURNAL_FILE_EXTENSION}")))
+                .and_then(|stem| TenantId::parse(stem).ok())
+            else {
+                continue;
+            };
+            if let Err(e) = self.restate_reerased(&tenant).await {
+                tracing::error!(tenant = %tenant, error = %e,
+                    "cannot restate the erasures a restore removed from the chain; their values stay erased and are withheld; tried again at the next start");
+            }
+        }
+    }
+
     /// Carries out `scope` in a transaction of its own (the journal's re-application).
     async fn apply_erasure(
         &self,
         tenant: &TenantId,
         scope: &ErasureScope,
     ) -> Result<u64, StoreError> {
+        self.backend().mark_log()?;
         let mut tx = self.backend().begin_append(tenant).await?;
         let n = tx.erase(tenant, scope).await?;
         tx.commit().await?;

@@ -385,11 +385,22 @@ where
     /// records each as erased by the erasure, destroys every data key no remaining value uses,
     /// and lists the erasure by subject. Returns how many values were erased. Running it again
     /// erases nothing more.
+    ///
+    /// An erasure carried out again from the journal (`scope.reapplied`) is not in this chain,
+    /// and its number may name another record here: its values wait in `reerased_values`,
+    /// neither listed under it nor as an erasure of the subject, until an erasure record of this
+    /// chain covers them. Every erasure of the chain takes the waiting values its scope covers
+    /// (migration 0029 on SQLite, 0031 on PostgreSQL).
     pub(crate) async fn erase(
         conn: &mut DB::Connection,
         tenant: &TenantId,
         scope: &ErasureScope,
     ) -> Result<u64, StoreError> {
+        let marks = if scope.reapplied.is_some() {
+            "reerased_values (tenant_id, seq, field, subject_ref) "
+        } else {
+            "erased_values (tenant_id, seq, field, erasure_seq, subject_ref) "
+        };
         let mut q =
             QueryBuilder::<DB>::new("SELECT seq, field, key_seq, subject_ref FROM erasable_values");
         Self::push_scope(&mut q, tenant, scope);
@@ -412,15 +423,15 @@ where
             Self::push_scope(&mut q, tenant, scope);
             q.build().execute(&mut *conn).await?;
             for chunk in found.chunks(ROWS_PER_STATEMENT) {
-                let mut q = QueryBuilder::<DB>::new(
-                    "INSERT INTO erased_values (tenant_id, seq, field, erasure_seq, subject_ref) ",
-                );
+                let mut q = QueryBuilder::<DB>::new(format!("INSERT INTO {marks}"));
                 q.push_values(chunk, |mut b, (seq, field, _, subject)| {
                     b.push_bind(tenant.as_str().to_owned())
                         .push_bind(*seq)
-                        .push_bind(field.clone())
-                        .push_bind(db_int(scope.erasure_seq))
-                        .push_bind(subject.clone());
+                        .push_bind(field.clone());
+                    if scope.reapplied.is_none() {
+                        b.push_bind(db_int(scope.erasure_seq));
+                    }
+                    b.push_bind(subject.clone());
                 });
                 q.push(" ON CONFLICT DO NOTHING");
                 q.build().execute(&mut *conn).await?;
@@ -442,7 +453,38 @@ where
                 q.build().execute(&mut *conn).await?;
             }
         }
-        let erased = u64::try_from(found.len()).unwrap_or(u64::MAX);
+        let mut erased = u64::try_from(found.len()).unwrap_or(u64::MAX);
+        if let Some(hash) = &scope.reapplied {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO erasure_reapplications (tenant_id, seq, record_hash) VALUES (",
+            );
+            q.push_bind(tenant.as_str().to_owned());
+            q.push(", ");
+            q.push_bind(db_int(scope.erasure_seq));
+            q.push(", ");
+            q.push_bind(hash.as_bytes().to_vec());
+            q.push(") ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *conn).await?;
+            return Ok(erased);
+        }
+        // Values an erasure carried out again from the journal erased, which this one covers:
+        // from now on they are erased by this record.
+        let taken = Self::reerased_count(conn, tenant, Some(scope)).await?;
+        if taken > 0 {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO erased_values (tenant_id, seq, field, erasure_seq, subject_ref)
+                 SELECT tenant_id, seq, field, ",
+            );
+            q.push_bind(db_int(scope.erasure_seq));
+            q.push(", subject_ref FROM reerased_values");
+            Self::push_scope(&mut q, tenant, scope);
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *conn).await?;
+            let mut q = QueryBuilder::<DB>::new("DELETE FROM reerased_values");
+            Self::push_scope(&mut q, tenant, scope);
+            q.build().execute(&mut *conn).await?;
+            erased = erased.saturating_add(taken);
+        }
         let mut q = QueryBuilder::<DB>::new(
             "INSERT INTO erasures (tenant_id, seq, subject_ref, erased) VALUES (",
         );
@@ -455,19 +497,26 @@ where
         q.push_bind(db_int(erased));
         q.push(") ON CONFLICT DO NOTHING");
         q.build().execute(&mut *conn).await?;
-        if let Some(hash) = &scope.reapplied {
-            let mut q = QueryBuilder::<DB>::new(
-                "INSERT INTO erasure_reapplications (tenant_id, seq, record_hash) VALUES (",
-            );
-            q.push_bind(tenant.as_str().to_owned());
-            q.push(", ");
-            q.push_bind(db_int(scope.erasure_seq));
-            q.push(", ");
-            q.push_bind(hash.as_bytes().to_vec());
-            q.push(") ON CONFLICT DO NOTHING");
-            q.build().execute(&mut *conn).await?;
-        }
         Ok(erased)
+    }
+
+    /// How many values wait in `reerased_values` for an erasure record (all of the tenant's
+    /// with `None`, else those `scope` covers).
+    pub(crate) async fn reerased_count(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+        scope: Option<&ErasureScope>,
+    ) -> Result<u64, StoreError> {
+        let mut q = QueryBuilder::<DB>::new("SELECT COUNT(*) FROM reerased_values");
+        match scope {
+            Some(scope) => Self::push_scope(&mut q, tenant, scope),
+            None => {
+                q.push(" WHERE tenant_id = ");
+                q.push_bind(tenant.as_str().to_owned());
+            }
+        }
+        let n: i64 = q.build().fetch_one(&mut *conn).await?.try_get(0)?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }
 

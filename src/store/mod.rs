@@ -838,6 +838,10 @@ impl Store {
         rollback::check_on_open(&store).await?;
         // Before anything can be served: erasures a restored database has forgotten are redone.
         store.reapply_erasure_journals().await?;
+        // And a log a killed process left holding erased values' old pages is truncated.
+        if store.backend().log_marked() {
+            store.truncate_log_after_erasure().await;
+        }
         Ok(store)
     }
 
@@ -1316,9 +1320,14 @@ impl Store {
         // A stopped service leaves no erased value's old page image in SQLite's log (see
         // `Backend::truncate_log`). The log is emptied after each erasure already; this is for
         // an erasure whose truncation readers kept from finishing.
-        if self.inner.log_holds_erased.load(Ordering::SeqCst) {
+        if self.inner.log_holds_erased.load(Ordering::SeqCst) || self.backend().log_marked() {
             match self.backend().truncate_log().await {
-                Ok(true) => self.inner.log_holds_erased.store(false, Ordering::SeqCst),
+                Ok(true) => {
+                    self.inner.log_holds_erased.store(false, Ordering::SeqCst);
+                    if let Err(e) = self.backend().clear_log_mark() {
+                        tracing::warn!(error = %e, "the next start truncates the log once more");
+                    }
+                }
                 Ok(false) => tracing::warn!(
                     "the database's log could not be truncated at shutdown: readers were busy"
                 ),

@@ -614,6 +614,17 @@ impl LedgerBackend for PgDb {
         Ok(rows)
     }
 
+    async fn reerased_count(
+        &self,
+        tenant: &TenantId,
+        scope: Option<&ErasureScope>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.ledger_tx(tenant).await?;
+        let n = ErasureSql::<Postgres>::reerased_count(&mut tx, tenant, scope).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn active_holds(
         &self,
         tenant: &TenantId,

@@ -202,6 +202,12 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
+    /// Whether rollbacks are guarded against (a checkpoint folder, and the guard not turned
+    /// off, as the evidence commands do).
+    pub(crate) fn is_on(&self) -> bool {
+        self.dir.is_some()
+    }
+
     pub(crate) fn new(dir: Option<PathBuf>) -> Guard {
         Guard {
             dir,
@@ -899,6 +905,13 @@ impl Store {
             abandoned_checkpoints = abandoned.len(),
             "rollback acknowledged and recorded in the ledger; publishing checkpoints again"
         );
+        // Erasures the restore removed from the chain, carried out again when the store
+        // opened, get records of this chain now that it may grow (`erasure.rs`). One that
+        // fails is tried again at the next start; its values stay erased meanwhile.
+        if let Err(e) = self.restate_reerased(tenant).await {
+            tracing::error!(tenant = %tenant, error = %e,
+                "cannot restate the erasures the restore removed from the chain; their values stay erased and are withheld; tried again at the next start");
+        }
         Ok(receipt)
     }
 }

@@ -83,6 +83,16 @@ pub(crate) struct SqliteDb {
     /// The shared advisory lock on `<database>.lock`, held from open until shutdown, so that
     /// `auditex restore` can tell that the database is in use (see [`lock_exclusive`]).
     in_use: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
+    /// `<database>.erased-log`: present while the write-ahead log may hold erased values' old
+    /// pages (see [`Backend::mark_log`]).
+    log_mark: std::sync::Arc<std::path::PathBuf>,
+}
+
+/// The file marking that `database`'s log may hold erased values' old pages.
+fn log_mark_path(database: &Path) -> std::path::PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".erased-log");
+    std::path::PathBuf::from(name)
 }
 
 fn options(path: &Path) -> SqliteConnectOptions {
@@ -193,6 +203,7 @@ impl SqliteDb {
             writer,
             views_writer,
             in_use: std::sync::Arc::new(std::sync::Mutex::new(Some(in_use))),
+            log_mark: std::sync::Arc::new(log_mark_path(path)),
         })
     }
 
@@ -281,6 +292,38 @@ impl Backend for SqliteDb {
             .fetch_one(&self.writer)
             .await?;
         Ok(busy == 0)
+    }
+
+    fn mark_log(&self) -> Result<(), StoreError> {
+        let cannot = |e: std::io::Error| {
+            StoreError::Backup(format!("cannot write {}: {e}", self.log_mark.display()))
+        };
+        if self.log_mark.exists() {
+            return Ok(());
+        }
+        crate::file_modes::create_private_file_if_missing(&self.log_mark).map_err(cannot)?;
+        // The folder's entry must be on disk before the erasure commits, or a crash could keep
+        // the erasure and lose the mark.
+        if let Some(dir) = self.log_mark.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(cannot)?;
+        }
+        Ok(())
+    }
+
+    fn log_marked(&self) -> bool {
+        self.log_mark.exists()
+    }
+
+    fn clear_log_mark(&self) -> Result<(), StoreError> {
+        match std::fs::remove_file(&*self.log_mark) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Backup(format!(
+                "cannot remove {}: {e}",
+                self.log_mark.display()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Gives up the in-use lock: the store has shut down and writes nothing more.
@@ -505,6 +548,15 @@ impl LedgerBackend for SqliteDb {
     ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
         let mut conn = self.readers.acquire().await?;
         ErasureSql::<Sqlite>::reapplied_erasures(&mut conn, tenant, after, limit).await
+    }
+
+    async fn reerased_count(
+        &self,
+        tenant: &TenantId,
+        scope: Option<&ErasureScope>,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        ErasureSql::<Sqlite>::reerased_count(&mut conn, tenant, scope).await
     }
 
     async fn active_holds(

@@ -71,6 +71,7 @@ pub(crate) const TENANT_TABLES: &[&str] = &[
     "erased_values",
     "erasures",
     "erasure_reapplications",
+    "reerased_values",
     "legal_holds",
     "retention_rules",
     "projection_positions",
@@ -868,7 +869,7 @@ async fn clear_on_target(
 
 /// The tables whose rows the service deletes as well as writes (besides the personal data and
 /// the views): a move deletes the tenant's rows of them on the target before copying them.
-const REPLACED_WHOLE: &[&str] = &["tenant_witnesses", "retention_rules"];
+const REPLACED_WHOLE: &[&str] = &["tenant_witnesses", "retention_rules", "reerased_values"];
 
 /// Whether `table` is one of the views (derived from the ledger, re-folded by the runner).
 fn is_view(table: &str) -> bool {

@@ -365,6 +365,199 @@ async fn a_log_a_reader_kept_from_truncation_is_truncated_at_shutdown() {
     );
 }
 
+/// SQLite: a process killed after an erasure committed, while a reader kept the log from being
+/// truncated, leaves the erased values' old pages in the `-wal` file. The files as the kill left
+/// them (copied while the store still runs, the reader still holding the log) hold them; the
+/// next store to open them truncates the log before it serves anything, because the erasure
+/// marked the log (`<database>.erased-log`) before it committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_left_holding_erased_pages_by_a_killed_process_is_truncated_at_the_next_open() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let config = journaled_config(&db, &work.path().join("checkpoints"));
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
+    let tenant = crate::support::tenant_id("wal-killed");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let (erased, _) = append_both_subjects(&store, &tenant, 10).await;
+    let gone = secrets_of(&store, &db, &tenant, &erased, ERASED_SUBJECT).await;
+    let mut reader =
+        sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.sqlite_path().display()))
+            .await
+            .expect("reader");
+    sqlx::query("BEGIN")
+        .execute(&mut reader)
+        .await
+        .expect("begin");
+    let _: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM records")
+        .fetch_one(&mut reader)
+        .await
+        .expect("read");
+    store
+        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect("erase");
+
+    // What a SIGKILL now would leave: the database file, its log and the mark.
+    let crashed = work.path().join("crashed");
+    std::fs::create_dir(&crashed).expect("mkdir");
+    let copy = crashed.join("ledger.db");
+    let mark = |db: &Path| PathBuf::from(format!("{}.erased-log", db.display()));
+    for (from, to) in [
+        (db.sqlite_path().to_path_buf(), copy.clone()),
+        (
+            PathBuf::from(format!("{}-wal", db.sqlite_path().display())),
+            PathBuf::from(format!("{}-wal", copy.display())),
+        ),
+        (mark(db.sqlite_path()), mark(&copy)),
+    ] {
+        if from.exists() {
+            std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+        }
+    }
+    assert!(mark(&copy).exists(), "the erasure marked the log");
+    let left = raw_sqlite_bytes(&copy);
+    assert!(
+        gone.sealed.iter().any(|v| contains(&left, v)),
+        "the killed process's log holds erased ciphertext (the test sees what it looks for)"
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut reader)
+        .await
+        .expect("end");
+    reader.close().await.expect("close");
+    store.shutdown().await;
+    drop(store);
+    assert!(
+        !mark(db.sqlite_path()).exists(),
+        "a clean shutdown clears the mark"
+    );
+
+    let mut config = config;
+    config.database = auditex::store::DatabaseUrl::Sqlite(copy.clone());
+    let store = Store::open(config)
+        .await
+        .expect("open the files the kill left");
+    let opened = raw_sqlite_bytes(&copy);
+    assert!(
+        gone.sealed
+            .iter()
+            .chain(&gone.wrapped)
+            .all(|v| !contains(&opened, v)),
+        "the erased subject's ciphertext or key is on disk after the next open"
+    );
+    store.shutdown().await;
+    assert!(
+        !mark(&copy).exists(),
+        "the mark is cleared once the log is truncated"
+    );
+}
+
+/// SQLite, with the real binary: a backup older than an erasure is restored and the rollback
+/// acknowledged. The values erased again wait, withheld, until the acknowledgement; then an
+/// erasure record of the restored chain restates the lost one, the values are marked as erased
+/// by it, and every erased decision's bundle verifies, the restatement proving each mark.
+/// Before, the marks named the lost erasure's number, which the restored chain gave to the
+/// acknowledgement and later records, and the bundles failed verification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restore_and_its_acknowledgement_bundles_of_erased_decisions_verify() {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let env = crate::crash::ProcessEnv::new(&db);
+    let config = env_journaled_config(&env, &db);
+    let tenant = crate::support::tenant_id("restated");
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
+    store.create_tenant(&tenant).await.expect("tenant");
+    let (erased, kept) = append_both_subjects(&store, &tenant, 3).await;
+    store.publish_checkpoints().await.expect("checkpoint");
+    let backup = env.dir().join("before-erasure.db");
+    store.backup(&backup).await.expect("backup");
+    append_both_subjects(&store, &tenant, 3).await;
+    let lost = store
+        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect("erase")
+        .receipt
+        .seq;
+    store.publish_checkpoints().await.expect("checkpoint");
+    store.shutdown().await;
+    drop(store);
+    restore(&env, &backup);
+
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
+    assert!(
+        store.rollback_status().held().contains_key(&tenant),
+        "the restore is held as a rollback"
+    );
+    for s in &erased {
+        assert!(stored_fields(&store, &tenant, *s).await.is_empty());
+        assert!(
+            erased_fields(&store, &tenant, *s).await.is_empty(),
+            "record {s}: no mark before the chain holds an erasure"
+        );
+    }
+    let ack = store
+        .acknowledge_rollback(&tenant, "operator", "restored a backup")
+        .await
+        .expect("acknowledge");
+    let restated = restatement_of(&store, &tenant, lost, ERASED_SUBJECT).await;
+    assert_eq!(
+        restated,
+        ack.seq + 1,
+        "restated right after the acknowledgement"
+    );
+    assert!(
+        restated < lost,
+        "{restated} is a number of the restored chain"
+    );
+    assert_erased_again(&store, &tenant, &erased, &kept, restated).await;
+
+    store.publish_checkpoints().await.expect("checkpoint");
+    let origin = store.origin(&tenant).await.expect("origin");
+    let keys: Vec<ledger::note::VerifierKey> = store
+        .key_history(&tenant)
+        .await
+        .expect("keys")
+        .intervals()
+        .iter()
+        .map(|k| ledger::note::VerifierKey::new(&origin, k.public_key).expect("key"))
+        .collect();
+    for s in &erased {
+        let record = store
+            .record(&tenant, seq(*s))
+            .await
+            .expect("read")
+            .expect("record");
+        let bundle = store
+            .custody_bundle(&tenant, record.event_id)
+            .await
+            .expect("bundle");
+        assert!(
+            bundle
+                .entries
+                .iter()
+                .any(|e| e.record.seq.get() == restated),
+            "the bundle holds the restatement"
+        );
+        ledger::bundle::verify_bundle(&bundle, &keys)
+            .unwrap_or_else(|e| panic!("record {s}'s bundle: {e}"));
+    }
+    let size = store.tree_size(&tenant).await.expect("size");
+    store.shutdown().await;
+    drop(store);
+    let store = Store::open_with_workers(config).await.expect("reopen");
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        size,
+        "nothing is restated twice"
+    );
+    store.shutdown().await;
+}
+
 /// Every file in `dir` (the checkpoint folder: journal, checkpoints), concatenated.
 fn folder_bytes(dir: &Path) -> Vec<u8> {
     let mut out = Vec::new();
@@ -720,10 +913,8 @@ async fn restoring_a_backup_taken_before_an_erasure_does_not_bring_the_values_ba
         "the backup holds the values"
     );
 
-    let store = Store::open_with_workers(config.clone())
-        .await
-        .expect("open");
-    assert_erased_again(&store, &tenant, &erased, &kept, erasure_seq).await;
+    let (store, restated) = open_and_restate(&config, &tenant, erasure_seq, ERASED_SUBJECT).await;
+    assert_erased_again(&store, &tenant, &erased, &kept, restated).await;
     assert!(
         logged(&tenant, "erased values again"),
         "the log says the restored values were erased again"
@@ -779,9 +970,11 @@ async fn evidence_commands_on_a_restored_backup_do_not_show_erased_values() {
                 !text.contains(ERASED_TEXT),
                 "an erased value in the package"
             );
+            // Erased again, and withheld until the service restates the lost erasure in this
+            // chain: no value, and no mark naming a number the chain may give another record.
             assert!(
-                text.contains("\"erased\""),
-                "the package marks the values erased"
+                !text.contains("\"erasable_values\"") && !text.contains("\"erased\""),
+                "the package withholds the values: {text}"
             );
         } else {
             assert!(
@@ -896,6 +1089,55 @@ async fn open_after_restore(config: &StoreConfig, tenant: &TenantId) -> Store {
     store
 }
 
+/// The sequence number of the `erasure` record restating the journaled erasure `lost` of
+/// `subject`, which a restore removed from the chain: an erasure of the subject whose reason
+/// names it.
+async fn restatement_of(store: &Store, tenant: &TenantId, lost: u64, subject: &str) -> u64 {
+    let size = store.tree_size(tenant).await.expect("size").get();
+    let mut found = Vec::new();
+    for s in 0..size {
+        let record = store
+            .record(tenant, seq(s))
+            .await
+            .expect("read")
+            .expect("record");
+        if record.event_type != EventType::Erasure {
+            continue;
+        }
+        let payload: Value = serde_json::from_str(record.payload.as_str()).expect("payload");
+        let reason = payload["reason"].as_str().expect("reason");
+        if payload["subject_ref"] == subject
+            && reason.starts_with(&format!("Restates erasure seq {lost} "))
+        {
+            found.push(s);
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "one restatement of erasure {lost}: {found:?}"
+    );
+    found[0]
+}
+
+/// Opens the store after a restore of a state older than the erasure of `subject` at `lost`,
+/// acknowledging the rollback when the restore left the tenant held, and returns it with the
+/// sequence number of the erasure record restating `lost`.
+async fn open_and_restate(
+    config: &StoreConfig,
+    tenant: &TenantId,
+    lost: u64,
+    subject: &str,
+) -> (Store, u64) {
+    let store = open_after_restore(config, tenant).await;
+    let restated = restatement_of(&store, tenant, lost, subject).await;
+    assert_ne!(
+        restated, lost,
+        "the restatement is a record of the restored chain"
+    );
+    (store, restated)
+}
+
 /// SQLite, with the real binary, two restores: an erasure re-applied from the journal leaves a
 /// mark at its sequence number; the chain, going on from the restored head, later appends a
 /// *different* erasure at that same number. A backup taken between the two, restored, holds the
@@ -955,7 +1197,7 @@ async fn an_erasure_at_a_number_a_re_applied_erasure_also_took_is_carried_out_af
     // The backup from between: it holds the second subject's values and the mark of the first
     // erasure's re-application at the shared number.
     restore(&env, &between);
-    let store = open_after_restore(&config, &tenant).await;
+    let (store, restated) = open_and_restate(&config, &tenant, second, OTHER_SUBJECT).await;
     for r in &second_values {
         assert!(
             store
@@ -971,7 +1213,7 @@ async fn an_erasure_at_a_number_a_re_applied_erasure_also_took_is_carried_out_af
                 .erased_fields(&tenant, seq(r.seq))
                 .await
                 .expect("erased"),
-            BTreeMap::from([(field("iban"), second), (field("name"), second)]),
+            BTreeMap::from([(field("iban"), restated), (field("name"), restated)]),
             "record {}",
             r.seq
         );
@@ -1050,8 +1292,8 @@ async fn a_postgresql_state_from_before_an_erasure_brought_back_is_erased_again_
         "the old state holds the values"
     );
 
-    let store = Store::open_with_workers(config).await.expect("open");
-    assert_erased_again(&store, &tenant, &erased, &kept, erasure_seq).await;
+    let (store, restated) = open_and_restate(&config, &tenant, erasure_seq, ERASED_SUBJECT).await;
+    assert_erased_again(&store, &tenant, &erased, &kept, restated).await;
     assert!(logged(&tenant, "erased values again"), "the log says so");
     store.shutdown().await;
     let (sealed, keys) = subject_rows(&db, tenant.as_str(), ERASED_SUBJECT).await;
