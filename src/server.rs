@@ -18,6 +18,8 @@
 //!
 //! `main` (through `auditex serve`) and every test start the server through this same path.
 
+mod idle;
+
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
@@ -192,7 +194,12 @@ impl Application {
         // TCP_NODELAY on every accepted connection: without it, a response written in more than
         // one segment waits for the client's delayed acknowledgement of the first (Nagle's
         // algorithm), tens of milliseconds on every request of a keep-alive connection.
-        let nodelay = axum_server::accept::NoDelayAcceptor::new();
+        // And a connection with no request in flight that sends and receives nothing for as long
+        // is closed, HTTP/2 ones too, which hyper's timeout does not reach (`idle`).
+        let nodelay = idle::IdleAcceptor::new(
+            axum_server::accept::NoDelayAcceptor::new(),
+            Duration::from_secs(HEADER_READ_TIMEOUT_S),
+        );
         let mut server = axum_server::from_tcp(self.listener)?;
         // A connection that does not finish a request's headers in time is closed (hyper's own
         // default, which axum-server turns off): otherwise a client that sends part of a
@@ -230,7 +237,7 @@ impl Application {
 }
 
 /// Seconds a client has to send a request's headers (and an idle keep-alive connection is
-/// kept) before its connection is closed.
+/// kept, HTTP/2 ones included) before its connection is closed.
 pub const HEADER_READ_TIMEOUT_S: u64 = 30;
 
 /// Seconds between the INFO lines that sum up the requests answered (each request itself is

@@ -183,10 +183,18 @@ fn restatement(lost: &Record) -> Result<ledger::draft::ClientDraft, String> {
     }
     reason.push_str(&original[..end]);
     payload["reason"] = reason.into();
+    erasure_draft(&payload)
+}
+
+/// The draft of a new `erasure` record with `payload`, under a fresh event id; the ledger's
+/// objections joined into one message.
+pub(crate) fn erasure_draft(
+    payload: &serde_json::Value,
+) -> Result<ledger::draft::ClientDraft, String> {
     ledger::draft::prepare_client_draft(
         &uuid::Uuid::now_v7().to_string(),
         "erasure",
-        &payload,
+        payload,
         &BTreeMap::new(),
         rand::random,
     )

@@ -2,7 +2,7 @@
 //! the checks a request deserves before anything is appended. The erasure itself is an `erasure`
 //! record, carried out by the appender in the record's own transaction (see `erasure.rs`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use ledger::record::FieldName;
 use ledger::types::{EventId, Sequence, TenantId};
@@ -224,22 +224,8 @@ impl Store {
         if let Some(fields) = &request.fields {
             payload["fields"] = fields.iter().map(|f| f.as_str().to_owned()).collect();
         }
-        let draft = ledger::draft::prepare_client_draft(
-            &uuid::Uuid::now_v7().to_string(),
-            "erasure",
-            &payload,
-            &BTreeMap::new(),
-            rand::random,
-        )
-        .map_err(|errors| {
-            ErasureError::BadText(
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
+        let draft =
+            super::erasure::erasure_draft(&payload).map_err(ErasureError::BadText)?;
         let receipt = self
             .append(tenant, vec![draft])
             .await

@@ -317,6 +317,33 @@ async fn an_acknowledged_erasure_leaves_no_old_page_of_the_subject_in_the_sqlite
     );
 }
 
+/// A connection of another process's kind to the SQLite database in a read transaction: it reads
+/// its snapshot from the log until [`release`], which keeps the log from being truncated.
+async fn hold_a_snapshot(db: &TestDb) -> sqlx::SqliteConnection {
+    let mut reader =
+        sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.sqlite_path().display()))
+            .await
+            .expect("reader");
+    sqlx::query("BEGIN")
+        .execute(&mut reader)
+        .await
+        .expect("begin");
+    let _: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM records")
+        .fetch_one(&mut reader)
+        .await
+        .expect("read");
+    reader
+}
+
+/// Ends the read transaction of [`hold_a_snapshot`] and closes its connection.
+async fn release(mut reader: sqlx::SqliteConnection) {
+    sqlx::query("ROLLBACK")
+        .execute(&mut reader)
+        .await
+        .expect("end");
+    reader.close().await.expect("close");
+}
+
 /// SQLite: when a reader of an older snapshot keeps the log from being truncated right after an
 /// erasure, the log is marked as still holding erased pages, and a shutdown soon after the
 /// reader has gone truncates it: the erased subject's ciphertext and key are not left on disk.
@@ -332,28 +359,13 @@ async fn a_log_a_reader_kept_from_truncation_is_truncated_at_shutdown() {
     let gone = secrets_of(&store, &db, &tenant, &erased, ERASED_SUBJECT).await;
 
     // A read transaction begun now reads its snapshot from the log until it ends.
-    let mut reader =
-        sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.sqlite_path().display()))
-            .await
-            .expect("reader");
-    sqlx::query("BEGIN")
-        .execute(&mut reader)
-        .await
-        .expect("begin");
-    let _: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM records")
-        .fetch_one(&mut reader)
-        .await
-        .expect("read");
+    let reader = hold_a_snapshot(&db).await;
     let outcome = store
         .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
         .await
         .expect("erase");
     assert_eq!(outcome.erased, 20);
-    sqlx::query("ROLLBACK")
-        .execute(&mut reader)
-        .await
-        .expect("end");
-    reader.close().await.expect("close");
+    release(reader).await;
     store.shutdown().await;
     let stopped = raw_sqlite_bytes(db.sqlite_path());
     assert!(
@@ -382,18 +394,7 @@ async fn a_log_left_holding_erased_pages_by_a_killed_process_is_truncated_at_the
     store.create_tenant(&tenant).await.expect("tenant");
     let (erased, _) = append_both_subjects(&store, &tenant, 10).await;
     let gone = secrets_of(&store, &db, &tenant, &erased, ERASED_SUBJECT).await;
-    let mut reader =
-        sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.sqlite_path().display()))
-            .await
-            .expect("reader");
-    sqlx::query("BEGIN")
-        .execute(&mut reader)
-        .await
-        .expect("begin");
-    let _: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM records")
-        .fetch_one(&mut reader)
-        .await
-        .expect("read");
+    let reader = hold_a_snapshot(&db).await;
     store
         .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
         .await
@@ -422,11 +423,7 @@ async fn a_log_left_holding_erased_pages_by_a_killed_process_is_truncated_at_the
         gone.sealed.iter().any(|v| contains(&left, v)),
         "the killed process's log holds erased ciphertext (the test sees what it looks for)"
     );
-    sqlx::query("ROLLBACK")
-        .execute(&mut reader)
-        .await
-        .expect("end");
-    reader.close().await.expect("close");
+    release(reader).await;
     store.shutdown().await;
     drop(store);
     assert!(
