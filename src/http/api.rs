@@ -5,13 +5,13 @@
 //! input at the edge (`ledger::draft`), call the store, shape the answer. The tenant always comes
 //! from the caller's key; a record of another tenant is simply not found.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,6 +26,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::Caller;
 use super::error::{ApiError, Problem};
+use super::extract::{ApiPath, ApiQuery, QueryParams, SEQUENCE_NUMBER, TREE_SIZE, page_size};
 use super::params::{self, decode_cursor, encode_cursor, parse_event_id};
 use crate::app::AppState;
 use crate::auth::Role;
@@ -195,6 +196,16 @@ pub struct ListParams {
     pub limit: Option<u64>,
 }
 
+impl QueryParams for ListParams {
+    fn expected(name: &str) -> Option<String> {
+        match name {
+            "from_seq" => Some(SEQUENCE_NUMBER.into()),
+            "limit" => Some(page_size(PAGE_RECORDS_MAX)),
+            _ => None,
+        }
+    }
+}
+
 /// Inclusion-proof parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -209,6 +220,16 @@ pub struct InclusionParams {
     pub min_tree_size: Option<u64>,
 }
 
+impl QueryParams for InclusionParams {
+    fn expected(name: &str) -> Option<String> {
+        match name {
+            "seq" => Some(SEQUENCE_NUMBER.into()),
+            "tree_size" | "min_tree_size" => Some(TREE_SIZE.into()),
+            _ => None,
+        }
+    }
+}
+
 /// tlog-proof parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -221,6 +242,12 @@ pub struct TreeSizeParam {
     pub min_tree_size: Option<u64>,
 }
 
+impl QueryParams for TreeSizeParam {
+    fn expected(name: &str) -> Option<String> {
+        matches!(name, "tree_size" | "min_tree_size").then(|| TREE_SIZE.into())
+    }
+}
+
 /// Parameters of the latest checkpoint.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -229,6 +256,12 @@ pub struct LatestParams {
     /// Read-your-writes: the checkpoint must have at least this tree size (say, the size of one
     /// seen before); answered 409 while none has.
     pub min_tree_size: Option<u64>,
+}
+
+impl QueryParams for LatestParams {
+    fn expected(name: &str) -> Option<String> {
+        (name == "min_tree_size").then(|| TREE_SIZE.into())
+    }
 }
 
 /// An RFC 9162 inclusion proof with the checkpoint it proves against.
@@ -260,6 +293,12 @@ pub struct ConsistencyParams {
     /// Read-your-writes: the latest checkpoint must have at least this tree size (say, the
     /// size of one seen before); answered 409 while none has. Only without `to`.
     pub min_tree_size: Option<u64>,
+}
+
+impl QueryParams for ConsistencyParams {
+    fn expected(name: &str) -> Option<String> {
+        matches!(name, "from" | "to" | "min_tree_size").then(|| TREE_SIZE.into())
+    }
 }
 
 /// An RFC 9162 consistency proof between two published checkpoints: the consistency-proof file
@@ -302,6 +341,16 @@ pub struct CheckpointParams {
     pub after: Option<u64>,
     /// Page size, 1–1000 (default 100).
     pub limit: Option<u64>,
+}
+
+impl QueryParams for CheckpointParams {
+    fn expected(name: &str) -> Option<String> {
+        match name {
+            "after" => Some(TREE_SIZE.into()),
+            "limit" => Some(page_size(PAGE_RECORDS_MAX)),
+            _ => None,
+        }
+    }
 }
 
 /// One published checkpoint.
@@ -611,6 +660,9 @@ pub async fn append_batch(
     refuse_four_eyes_records(&state, principal, &request.records, true).await?;
     // The parsed batch is not needed while the drafts wait for the appender.
     drop(request);
+    // Checked last, where the appender refused such a batch before: one that also breaks the
+    // rules above is answered as it was.
+    refuse_conflicting_repeats(&drafts)?;
     let started = Instant::now();
     match state.store.append(&principal.tenant, drafts).await {
         Ok(receipts) => {
@@ -634,7 +686,10 @@ fn parse_batch(
     principal: &Principal,
     body: &Bytes,
 ) -> Result<(BatchRequest, Vec<ClientDraft>), ApiError> {
-    let request: BatchRequest = parse_body(body)?;
+    let request: BatchRequest = parse_body(body).map_err(|e| match e {
+        ApiError::MalformedBody(_) => misshapen_records(body).unwrap_or(e),
+        other => other,
+    })?;
     if request.records.len() > BATCH_RECORDS_MAX {
         return Err(ApiError::BatchTooLarge {
             got: request.records.len(),
@@ -664,6 +719,66 @@ fn parse_batch(
         return Err(ApiError::Validation(errors));
     }
     Ok((request, drafts))
+}
+
+/// The problem with a batch body that is JSON but not a batch because of its records, naming the
+/// record at fault by its pointer: serde's words for a record that is not an object ("invalid
+/// type: null, expected struct AppendRequest at line 1 column 1099") give neither. The body is
+/// read again, untyped, only once the typed parse has failed; `None` when no record is at fault.
+fn misshapen_records(body: &Bytes) -> Option<ApiError> {
+    let batch: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let refused = |detail: String| {
+        Some(ApiError::MalformedBody(format!(
+            "the body is not a valid request: {detail}"
+        )))
+    };
+    let Some(records) = batch.get("records")?.as_array() else {
+        return refused("/records: expected an array of record objects".into());
+    };
+    records.iter().enumerate().find_map(|(i, record)| {
+        let kind = match record {
+            serde_json::Value::Object(_) => {
+                return AppendRequest::deserialize(record)
+                    .err()
+                    .and_then(|e| refused(format!("/records/{i}: {e}")));
+            }
+            serde_json::Value::Null => "null",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Array(_) => "an array",
+        };
+        refused(format!(
+            "/records/{i}: expected a record object, found {kind}"
+        ))
+    })
+}
+
+/// Refuses a batch that gives one event id to two records with different content, naming both.
+/// The appender refuses such a batch too (409, nothing written), but knows the event id only,
+/// not where the records are in the request. A record repeated exactly is no conflict: it is
+/// appended once and the repeat's receipt is marked duplicate.
+///
+/// Content is compared by the appender's own rule (`store::content_difference`), so that no
+/// batch it would take is refused here.
+fn refuse_conflicting_repeats(drafts: &[ClientDraft]) -> Result<(), ApiError> {
+    let mut first = HashMap::with_capacity(drafts.len());
+    for (i, draft) in drafts.iter().enumerate() {
+        let id = draft.draft().event_id;
+        let j = *first.entry(id).or_insert(i);
+        if j != i
+            && let Some(what) = crate::store::content_difference(
+                (drafts[j].draft(), drafts[j].erasable_values()),
+                (draft.draft(), draft.erasable_values()),
+            )
+        {
+            return Err(ApiError::Conflict(format!(
+                "/records/{j} and /records/{i} both have event id {id} but different content \
+                 ({what}); nothing was written"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Runs CPU-bound request work on the blocking pool. The async workers (two on a two-core
@@ -733,7 +848,7 @@ fn typed(
 pub async fn get_record(
     State(state): State<AppState>,
     caller: Caller,
-    Path(seq): Path<u64>,
+    ApiPath(seq): ApiPath<u64>,
 ) -> Result<Json<Record>, ApiError> {
     let p = caller.require(READERS, "read records")?;
     let record = state
@@ -758,7 +873,7 @@ pub async fn get_record(
 pub async fn get_record_by_event(
     State(state): State<AppState>,
     caller: Caller,
-    Path(event_id): Path<String>,
+    ApiPath(event_id): ApiPath<String>,
 ) -> Result<Json<Record>, ApiError> {
     let p = caller.require(READERS, "read records")?;
     let record = state
@@ -783,7 +898,7 @@ pub async fn get_record_by_event(
 pub async fn get_receipt(
     State(state): State<AppState>,
     caller: Caller,
-    Path(event_id): Path<String>,
+    ApiPath(event_id): ApiPath<String>,
 ) -> Result<Json<ReceiptBody>, ApiError> {
     let p = caller.require(&[Role::Ingest, Role::Read], "read receipts")?;
     let id = parse_event_id(&event_id)?;
@@ -864,10 +979,10 @@ fn page_limit(limit: Option<u64>) -> Result<u64, ApiError> {
 pub async fn list_records(
     State(state): State<AppState>,
     caller: Caller,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<ApiQuery<ListParams>, ApiError>,
 ) -> Result<Json<RecordPage>, ApiError> {
     let p = caller.require(READERS, "read records")?;
-    let Query(params) = params?;
+    let ApiQuery(params) = params?;
     let from = match &params.cursor {
         Some(c) => decode_cursor(c)?,
         None => params.from_seq.unwrap_or(0),
@@ -958,10 +1073,10 @@ async fn checkpoint_for(
 pub async fn inclusion_proof(
     State(state): State<AppState>,
     caller: Caller,
-    params: Result<Query<InclusionParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<ApiQuery<InclusionParams>, ApiError>,
 ) -> Result<Json<InclusionProofBody>, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
-    let Query(params) = params?;
+    let ApiQuery(params) = params?;
     let seq = parse_seq(params.seq)?;
     // The answer needs the record's hash only: an index-only read, not the whole record.
     let (hash, checkpoint, proof) = prove(
@@ -1033,11 +1148,11 @@ async fn prove<T>(
 pub async fn tlog_proof(
     State(state): State<AppState>,
     caller: Caller,
-    Path(seq): Path<u64>,
-    params: Result<Query<TreeSizeParam>, axum::extract::rejection::QueryRejection>,
+    ApiPath(seq): ApiPath<u64>,
+    params: Result<ApiQuery<TreeSizeParam>, ApiError>,
 ) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
-    let Query(params) = params?;
+    let ApiQuery(params) = params?;
     let at = parse_seq(seq)?;
     let (record, checkpoint, proof) = prove(
         &state,
@@ -1071,10 +1186,10 @@ pub async fn tlog_proof(
 pub async fn consistency_proof(
     State(state): State<AppState>,
     caller: Caller,
-    params: Result<Query<ConsistencyParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<ApiQuery<ConsistencyParams>, ApiError>,
 ) -> Result<Json<ConsistencyProofBody>, ApiError> {
     let p = caller.require(PROVERS, "fetch proofs")?;
-    let Query(params) = params?;
+    let ApiQuery(params) = params?;
     let to = checkpoint_for(
         &state,
         &p.tenant,
@@ -1136,10 +1251,10 @@ fn unpublished_size(parameter: &str, size: u64) -> ApiError {
 pub async fn latest_checkpoint(
     State(state): State<AppState>,
     caller: Caller,
-    params: Result<Query<LatestParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<ApiQuery<LatestParams>, ApiError>,
 ) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "fetch checkpoints")?;
-    let Query(params) = params?;
+    let ApiQuery(params) = params?;
     let c = checkpoint_for(&state, &p.tenant, None, params.min_tree_size, "", None).await?;
     Ok(typed(c.signed_note, "text/plain; charset=utf-8", None))
 }
@@ -1156,10 +1271,10 @@ pub async fn latest_checkpoint(
 pub async fn list_checkpoints(
     State(state): State<AppState>,
     caller: Caller,
-    params: Result<Query<CheckpointParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<ApiQuery<CheckpointParams>, ApiError>,
 ) -> Result<Json<CheckpointPage>, ApiError> {
     let p = caller.require(PROVERS, "fetch checkpoints")?;
-    let Query(params) = params?;
+    let ApiQuery(params) = params?;
     let limit = page_limit(params.limit)?;
     let after = params.after.map(TreeSize::new);
     let body = |c: crate::store::StoredCheckpoint, by: Option<u64>| CheckpointBody {
@@ -1247,6 +1362,16 @@ pub struct ExportParams {
     pub min_tree_size: Option<u64>,
 }
 
+impl QueryParams for ExportParams {
+    fn expected(name: &str) -> Option<String> {
+        match name {
+            "from_seq" => Some(SEQUENCE_NUMBER.into()),
+            "min_tree_size" => Some(TREE_SIZE.into()),
+            _ => None,
+        }
+    }
+}
+
 /// The chain-of-custody bundle of a decision: the decision, every linked follow-up, inclusion
 /// proofs, the checkpoint and the keys — one file that `auditex verify` accepts.
 #[utoipa::path(get, path = "/v1/decisions/{event_id}/bundle", tag = "proofs",
@@ -1260,7 +1385,7 @@ pub struct ExportParams {
 pub async fn custody_bundle(
     State(state): State<AppState>,
     caller: Caller,
-    Path(event_id): Path<String>,
+    ApiPath(event_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "download evidence")?;
     let bundle = state
@@ -1287,10 +1412,10 @@ pub async fn custody_bundle(
 pub async fn export(
     State(state): State<AppState>,
     caller: Caller,
-    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<ApiQuery<ExportParams>, ApiError>,
 ) -> Result<Response, ApiError> {
     let p = caller.require(PROVERS, "export the ledger")?;
-    let Query(params) = params?;
+    let ApiQuery(params) = params?;
     let from = params.from_seq.unwrap_or(0);
     // Answer what can be known before streaming with a proper status; once bytes flow, a failure
     // can only cut the stream short, which a verifier detects (no trailer line).

@@ -398,7 +398,7 @@ pub fn public_detail(e: AppendError) -> String {
 }
 
 /// A problem document for an error status produced outside the handlers (an unknown route, a
-/// wrong method, a path parameter of the wrong type), keeping the original headers (`Allow`).
+/// wrong method), keeping the original headers (`Allow`).
 pub fn generic_problem(
     status: StatusCode,
     detail: &str,
@@ -480,12 +480,6 @@ impl From<crate::store::subjects::ErasureError> for ApiError {
             E::Append(a) => a.into(),
             E::Store(s) => s.into(),
         }
-    }
-}
-
-impl From<axum::extract::rejection::QueryRejection> for ApiError {
-    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
-        ApiError::BadParameter(e.body_text())
     }
 }
 

@@ -10,7 +10,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 use super::Caller;
 use super::api::{ReceiptBody, parse_body, require_json};
 use super::error::{ApiError, Problem};
+use super::extract::ApiPath;
 use super::params::parse_event_id;
 use crate::app::AppState;
 use crate::auth::Role;
@@ -180,7 +181,7 @@ fn subject(subject_ref: String) -> Result<String, ApiError> {
 pub async fn list_holds(
     State(state): State<AppState>,
     caller: Caller,
-    Path(subject_ref): Path<String>,
+    ApiPath(subject_ref): ApiPath<String>,
 ) -> Result<Json<HoldList>, ApiError> {
     let p = caller.require(READERS, "read legal holds")?;
     let subject_ref = subject(subject_ref)?;
@@ -212,7 +213,7 @@ pub async fn list_holds(
 pub async fn place_hold(
     State(state): State<AppState>,
     caller: Caller,
-    Path(subject_ref): Path<String>,
+    ApiPath(subject_ref): ApiPath<String>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -278,7 +279,7 @@ pub async fn place_hold(
 pub async fn lift_hold(
     State(state): State<AppState>,
     caller: Caller,
-    Path((subject_ref, hold_seq)): Path<(String, u64)>,
+    ApiPath((subject_ref, hold_seq)): ApiPath<(String, u64)>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {

@@ -5,7 +5,7 @@
 //! NUL, so a `%00` there used to fail inside the database and answer 503 "database
 //! unavailable"; SQLite would have compared it. Refusing it here, in every path and in the
 //! API's query strings, gives both backends the same answer and leaves handlers' extractors
-//! (`Query<T>`, `Path<T>`) with only text the ledger accepts (see `ledger::payload`). The
+//! (`ApiQuery<T>`, `ApiPath<T>`) with only text the ledger accepts (see `ledger::payload`). The
 //! portal's pages refuse it in their query strings themselves, with a page of their own
 //! (`portal::input`).
 

@@ -15,7 +15,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +28,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::Caller;
 use super::error::{ApiError, Problem};
+use super::extract::{ApiPath, ApiQuery, QueryParams, page_size};
 use super::params::{decode_prefixed_cursor, encode_prefixed_cursor, page_limit};
 use crate::app::AppState;
 use crate::app::integrity::{
@@ -88,6 +89,12 @@ pub struct CheckListParams {
     pub cursor: Option<String>,
     /// Filed results per page, 1–100 (default 20).
     pub limit: Option<u64>,
+}
+
+impl QueryParams for CheckListParams {
+    fn expected(name: &str) -> Option<String> {
+        (name == "limit").then(|| page_size(PAGE_CHECKS_MAX))
+    }
 }
 
 fn parse_check_id(text: &str) -> Result<EventId, ApiError> {
@@ -296,7 +303,7 @@ pub async fn start_check(
 pub async fn get_check(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<IntegrityCheckBody>, ApiError> {
     let p = caller.require(AUDITORS, "read integrity checks")?;
     let id = parse_check_id(&id)?;
@@ -325,7 +332,7 @@ pub async fn get_check(
 pub async fn cancel_check(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let p = caller.require(AUDITORS, "cancel integrity checks")?;
     let id = parse_check_id(&id)?;
@@ -364,10 +371,10 @@ pub async fn cancel_check(
 pub async fn list_checks(
     State(state): State<AppState>,
     caller: Caller,
-    params: Result<Query<CheckListParams>, axum::extract::rejection::QueryRejection>,
+    params: Result<ApiQuery<CheckListParams>, ApiError>,
 ) -> Result<Json<CheckPage>, ApiError> {
     let p = caller.require(AUDITORS, "read integrity checks")?;
-    let Query(params) = params?;
+    let ApiQuery(params) = params?;
     let limit = page_limit(params.limit, PAGE_CHECKS_DEFAULT, PAGE_CHECKS_MAX)?;
     let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
     // Memory first, then the ledger: a check filed in between shows up in both, and the

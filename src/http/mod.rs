@@ -8,7 +8,8 @@
 //! [`holds`] (legal holds on subjects),
 //! [`readiness`] (`/readyz`), [`replica_reads`] (read-only requests on read replicas), [`openapi`] (the document, assembled from those handler modules,
 //! which do not import it), [`params`] (cursors, page sizes and event ids, shared by the handler
-//! modules), [`error`] (the one error type), [`bodies`] and [`drain`] (the request-body budget and
+//! modules), [`extract`] (path and query parameters read alike by every handler), [`error`] (the
+//! one error type), [`bodies`] and [`drain`] (the request-body budget and
 //! early answers), `input` (unusable input refused before routing), [`tls`] (certificates).
 //!
 //! The state the handlers share is `app::AppState`; the portal is a sibling over the same state
@@ -20,6 +21,7 @@ pub(crate) mod bodies;
 pub use bodies::{BODY_BYTES_PER_SECOND_MIN, BODY_SECONDS_MIN};
 pub(crate) mod drain;
 pub(crate) mod error;
+pub(crate) mod extract;
 pub(crate) mod holds;
 mod input;
 pub(crate) mod integrity;
@@ -251,8 +253,8 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let mut response = next.run(request).await;
     let status = response.status().as_u16();
     state.metrics.status(status);
-    // Rejections produced below the handlers (body limit, path syntax, unknown route, wrong
-    // method) come as plain text; every error leaves this service as a problem document.
+    // Rejections produced below the handlers (body limit, unknown route, wrong method) come as
+    // plain text; every error leaves this service as a problem document.
     // Portal pages answer errors with HTML pages of their own.
     if status >= 400
         && response

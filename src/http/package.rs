@@ -12,7 +12,7 @@
 //! rendering themselves are `app::package`, which the portal serves too.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use axum::routing::get;
@@ -21,6 +21,7 @@ use utoipa::IntoParams;
 
 use super::Caller;
 use super::error::{ApiError, Problem};
+use super::extract::{ApiPath, ApiQuery, QueryParams};
 use super::params::text;
 use crate::app::AppState;
 use crate::app::package::{jsonl_response, render};
@@ -43,6 +44,8 @@ pub struct PackageParams {
     pub format: Option<String>,
 }
 
+impl QueryParams for PackageParams {}
+
 /// The subject access package: every record concerning the subject, each proven in one signed
 /// checkpoint, the decrypted personal data still held and what was erased (FORMAT.md section
 /// 12b). `?format=html` renders it as a printable page in plain language.
@@ -60,11 +63,11 @@ pub async fn subject_package(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Path(subject_ref): Path<String>,
-    params: Result<Query<PackageParams>, axum::extract::rejection::QueryRejection>,
+    ApiPath(subject_ref): ApiPath<String>,
+    params: Result<ApiQuery<PackageParams>, ApiError>,
 ) -> Result<Response, ApiError> {
     let p = caller.require(PACKAGE_ROLES, "download a subject access package")?;
-    let Query(params) = params?;
+    let ApiQuery(params) = params?;
     let subject_ref = text("subject_ref", &Some(subject_ref))?.unwrap_or_default();
     let html = match params.format.as_deref() {
         Some("html") => true,

@@ -12,7 +12,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -25,6 +25,7 @@ use utoipa::ToSchema;
 use super::Caller;
 use super::api::{ReceiptBody, parse_body, require_json};
 use super::error::{ApiError, Problem};
+use super::extract::ApiPath;
 use super::params::text;
 use crate::app::AppState;
 use crate::auth::Role;
@@ -179,7 +180,7 @@ fn erasure(subject_ref: String, request: ErasureRequest) -> Result<SubjectErasur
 pub async fn erase_subject(
     State(state): State<AppState>,
     caller: Caller,
-    Path(subject_ref): Path<String>,
+    ApiPath(subject_ref): ApiPath<String>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use ledger::types::CaptureTime;
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::Caller;
 use super::error::{ApiError, Problem};
+use super::extract::{ApiPath, ApiQuery, NUMBER, QueryParams, page_size};
 use super::params::{self, decode_cursor, encode_cursor, parse_event_id, text};
 use crate::app::AppState;
 use crate::auth::Role;
@@ -56,7 +57,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/projections", get(projection_status))
 }
 
-type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+type QueryResult<T> = Result<ApiQuery<T>, ApiError>;
 
 fn time(us: i64) -> String {
     u64::try_from(us)
@@ -144,6 +145,16 @@ pub struct DecisionParams {
     pub cursor: Option<String>,
     /// Page size, 1–500 (default 50).
     pub limit: Option<u32>,
+}
+
+impl QueryParams for DecisionParams {
+    fn expected(name: &str) -> Option<String> {
+        match name {
+            "score_min" | "score_max" => Some(NUMBER.into()),
+            "limit" => Some(page_size(PAGE_ROWS_MAX)),
+            _ => None,
+        }
+    }
 }
 
 /// One decision with its status after follow-ups.
@@ -246,7 +257,7 @@ pub async fn search_decisions(
     params: QueryResult<DecisionParams>,
 ) -> Result<Json<DecisionPage>, ApiError> {
     let p = caller.require(READERS, "search decisions")?;
-    let Query(q) = params?;
+    let ApiQuery(q) = params?;
     one_of("status", &q.status, STATUSES)?;
     one_of("order", &q.order, &["asc", "desc"])?;
     for (name, v) in [("score_min", q.score_min), ("score_max", q.score_max)] {
@@ -338,7 +349,7 @@ pub struct DecisionDetail {
 pub async fn get_decision(
     State(state): State<AppState>,
     caller: Caller,
-    Path(event_id): Path<String>,
+    ApiPath(event_id): ApiPath<String>,
 ) -> Result<Json<DecisionDetail>, ApiError> {
     let p = caller.require(READERS, "read decisions")?;
     let id = parse_event_id(&event_id)?;
@@ -361,6 +372,8 @@ pub struct ModelParams {
     /// Only this model id.
     pub model_id: Option<String>,
 }
+
+impl QueryParams for ModelParams {}
 
 /// One model version in the inventory (SR 11-7).
 #[derive(Debug, Serialize, ToSchema)]
@@ -424,7 +437,7 @@ pub async fn model_inventory(
     params: QueryResult<ModelParams>,
 ) -> Result<Json<ModelInventory>, ApiError> {
     let p = caller.require(READERS, "read the model inventory")?;
-    let Query(q) = params?;
+    let ApiQuery(q) = params?;
     let model_id = text("model_id", &q.model_id)?;
     let rows = state
         .store
@@ -468,6 +481,12 @@ pub struct QueueParams {
     pub limit: Option<u32>,
 }
 
+impl QueryParams for QueueParams {
+    fn expected(name: &str) -> Option<String> {
+        (name == "limit").then(|| page_size(PAGE_ROWS_MAX))
+    }
+}
+
 /// Decisions waiting for a person (EU AI Act Art. 14), oldest first.
 #[utoipa::path(get, path = "/v1/oversight/queue", tag = "views", params(QueueParams),
     responses(
@@ -484,7 +503,7 @@ pub async fn oversight_queue(
     params: QueryResult<QueueParams>,
 ) -> Result<Json<DecisionPage>, ApiError> {
     let p = caller.require(READERS, "read the oversight queue")?;
-    let Query(q) = params?;
+    let ApiQuery(q) = params?;
     one_of("status", &q.status, &["awaiting_review", "contested"])?;
     let query = DecisionQuery {
         status: Some(q.status.unwrap_or_else(|| "awaiting_review".to_owned())),
@@ -514,6 +533,12 @@ pub struct ActionParams {
     pub limit: Option<u32>,
 }
 
+impl QueryParams for ActionParams {
+    fn expected(name: &str) -> Option<String> {
+        (name == "limit").then(|| page_size(PAGE_ROWS_MAX))
+    }
+}
+
 /// A page of oversight actions.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OversightPage {
@@ -540,7 +565,7 @@ pub async fn oversight_actions(
     params: QueryResult<ActionParams>,
 ) -> Result<Json<OversightPage>, ApiError> {
     let p = caller.require(READERS, "read oversight actions")?;
-    let Query(q) = params?;
+    let ApiQuery(q) = params?;
     one_of("event_type", &q.event_type, OVERSIGHT_TYPES)?;
     let query = OversightQuery {
         decision_id: q.decision_id.as_deref().map(parse_event_id).transpose()?,
@@ -567,6 +592,12 @@ pub struct PageParams {
     pub cursor: Option<String>,
     /// Page size, 1–500 (default 50).
     pub limit: Option<u32>,
+}
+
+impl QueryParams for PageParams {
+    fn expected(name: &str) -> Option<String> {
+        (name == "limit").then(|| page_size(PAGE_ROWS_MAX))
+    }
 }
 
 /// One record concerning a subject.
@@ -610,12 +641,12 @@ pub struct SubjectPage {
 pub async fn subject_records(
     State(state): State<AppState>,
     caller: Caller,
-    Path(subject_ref): Path<String>,
+    ApiPath(subject_ref): ApiPath<String>,
     params: QueryResult<PageParams>,
 ) -> Result<Json<SubjectPage>, ApiError> {
     // The data-protection office reads whom a request concerns before erasing.
     let p = caller.require(&[Role::Read, Role::Privacy], "read the subject index")?;
-    let Query(q) = params?;
+    let ApiQuery(q) = params?;
     let subject_ref = text("subject_ref", &Some(subject_ref))?.unwrap_or_default();
     let page = state
         .store
@@ -651,6 +682,8 @@ pub struct VolumeParams {
     /// Only this model id.
     pub model_id: Option<String>,
 }
+
+impl QueryParams for VolumeParams {}
 
 /// Decisions of one day, model version and outcome.
 #[derive(Debug, Serialize, ToSchema)]
@@ -699,7 +732,7 @@ pub async fn daily_volumes(
     params: QueryResult<VolumeParams>,
 ) -> Result<Json<DailyVolumes>, ApiError> {
     let p = caller.require(READERS, "read volumes")?;
-    let Query(q) = params?;
+    let ApiQuery(q) = params?;
     let until = match &q.until {
         Some(t) => day("until", t)?,
         None => chrono::Utc::now().date_naive(),

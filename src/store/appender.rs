@@ -1330,26 +1330,41 @@ fn names_an_id_twice(group: &[Request]) -> bool {
         .all(|p| seen.insert(p.draft.event_id))
 }
 
-/// `None` when two drafts with the same event id carry the same content.
+/// What differs between two drafts of one event id, if anything.
 fn draft_difference(a: &PreparedDraft, b: &PreparedDraft) -> Option<String> {
-    if a.draft.event_type != b.draft.event_type {
-        return Some("event_type differs".into());
+    content_difference(
+        (&a.draft, &a.erasable_values),
+        (&b.draft, &b.erasable_values),
+    )
+    .map(str::to_owned)
+}
+
+/// A draft as [`content_difference`] compares it: the record draft and its erasable values.
+pub(crate) type DraftContent<'a> = (
+    &'a ledger::record::RecordDraft,
+    &'a std::collections::BTreeMap<ledger::record::FieldName, ledger::record::ErasableValue>,
+);
+
+/// What differs between two drafts of one event id, if anything: the event type, the canonical
+/// payload or the erasable values (not their commitments, whose salts are drawn afresh for
+/// every record). Drafts that differ in none are one record asked for twice: appended once,
+/// the repeat answered as a duplicate. The API names the conflicting items of a batch by this
+/// same rule, so that it refuses no batch the appender would take.
+pub(crate) fn content_difference(a: DraftContent<'_>, b: DraftContent<'_>) -> Option<&'static str> {
+    if a.0.event_type != b.0.event_type {
+        return Some("event_type differs");
     }
-    if a.draft.payload != b.draft.payload {
-        return Some("payload differs".into());
+    if a.0.payload != b.0.payload {
+        return Some("payload differs");
     }
-    let values_a: Vec<_> = a
-        .erasable_values
-        .iter()
-        .map(|(k, v)| (k, &v.value))
-        .collect();
-    let values_b: Vec<_> = b
-        .erasable_values
-        .iter()
-        .map(|(k, v)| (k, &v.value))
-        .collect();
-    if values_a != values_b {
-        return Some("erasable fields differ".into());
+    // Without the iterator's allocation: equal lengths, then pairwise.
+    let same_values = a.1.len() == b.1.len()
+        && a.1
+            .iter()
+            .zip(b.1.iter())
+            .all(|((ka, va), (kb, vb))| ka == kb && va.value == vb.value);
+    if !same_values {
+        return Some("erasable fields differ");
     }
     None
 }

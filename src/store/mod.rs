@@ -70,6 +70,7 @@ use ledger::types::{CaptureTime, EventId, Hash, LeafIndex, Sequence, TenantId, T
 use tokio::sync::watch;
 
 pub use api_keys::{API_KEY_LABEL_BYTES_MAX, API_KEY_RATE_MAX, ApiKeyInfo, api_key_label_problem};
+pub(crate) use appender::content_difference;
 pub use appender::{AppendError, LOOKUPS_AFTER_DUPLICATE};
 pub use cells::{MoveCopied, MoveReport};
 use crypto::{CryptoError, MasterKey, MasterKeys, SealContext};

@@ -128,6 +128,14 @@ impl Server {
 
     /// A TLS connection to the server, for requests written by hand.
     pub async fn tls_connect(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        self.tls_connect_with_alpn(&[]).await
+    }
+
+    /// A TLS connection offering the application protocols `alpn` (none: HTTP/1.1).
+    pub async fn tls_connect_with_alpn(
+        &self,
+        alpn: &[&[u8]],
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.pem.as_bytes()) {
             roots.add(cert.expect("cert")).expect("root");
@@ -139,6 +147,8 @@ impl Server {
         .expect("versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
+        let mut config = config;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
         let port = self.base.rsplit(':').next().expect("port");
         let tcp = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
@@ -743,6 +753,260 @@ async fn every_bad_input_gets_a_4xx_problem_and_writes_nothing(backend: Backend)
         StatusCode::NOT_FOUND,
     )
     .await;
+    s.stop().await;
+}
+
+/// Asserts a `bad-parameter` problem of 400 whose detail holds `named`, and returns it.
+async fn bad_parameter(resp: reqwest::Response, named: &str) -> Value {
+    let p = problem(resp, StatusCode::BAD_REQUEST).await;
+    assert_eq!(p["type"], "urn:auditex:problem:bad-parameter", "{p}");
+    let detail = p["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(named), "the detail names {named:?}: {p}");
+    p
+}
+
+/// Every typed path parameter (a record's or a hold's sequence number; text that is not UTF-8
+/// once percent-decoded) is refused with the same problem, naming the parameter.
+async fn a_path_parameter_that_does_not_parse_is_a_bad_parameter_naming_it(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let seq = "seq must be a sequence number (0 to 2^53-1)";
+    for path in [
+        "/v1/records/-1",
+        "/v1/records/x",
+        "/v1/records/99999999999999999999",
+    ] {
+        bad_parameter(s.get(&s.read, path).await, seq).await;
+    }
+    bad_parameter(
+        s.get(&s.verify, "/v1/proofs/inclusion/1.5/tlog-proof")
+            .await,
+        seq,
+    )
+    .await;
+    let lift = s
+        .client
+        .delete(s.url("/v1/subjects/subj-5d41402a/holds/first"))
+        .bearer_auth(&s.privacy)
+        .json(&json!({"reason": "the case closed"}))
+        .send()
+        .await
+        .expect("request");
+    bad_parameter(lift, "hold_seq must be a sequence number (0 to 2^53-1)").await;
+    for (key, path, name) in [
+        (&s.read, "/v1/events/%FF", "event_id"),
+        (&s.ingest, "/v1/receipts/%C3", "event_id"),
+        (&s.read, "/v1/decisions/%FF/bundle", "event_id"),
+        (&s.read, "/v1/subjects/%FF/records", "subject_ref"),
+        (&s.read, "/v1/integrity-checks/%FF", "id"),
+    ] {
+        bad_parameter(
+            s.get(key, path).await,
+            &format!("{name} must be UTF-8 text"),
+        )
+        .await;
+    }
+    // Other answers are as they were: a well-formed number beyond any record is not found.
+    problem(s.get(&s.read, "/v1/records/7").await, StatusCode::NOT_FOUND).await;
+    s.stop().await;
+}
+
+/// A query parameter that does not parse is named with what it must be (a page size's range is
+/// the endpoint's own); so are one the endpoint does not take, one given twice and a required
+/// one missing.
+async fn a_query_parameter_that_does_not_parse_is_named_with_what_it_must_be(backend: Backend) {
+    let s = Server::start(&backend).await;
+    for (key, path, named) in [
+        (
+            &s.read,
+            "/v1/records?limit=abc",
+            "limit must be a whole number from 1 to 1000",
+        ),
+        (
+            &s.read,
+            "/v1/records?from_seq=-1",
+            "from_seq must be a sequence number (0 to 2^53-1)",
+        ),
+        (
+            &s.verify,
+            "/v1/checkpoints?limit=1.5",
+            "limit must be a whole number from 1 to 1000",
+        ),
+        (
+            &s.read,
+            "/v1/decisions?limit=x",
+            "limit must be a whole number from 1 to 500",
+        ),
+        (
+            &s.read,
+            "/v1/decisions?score_min=high",
+            "score_min must be a number",
+        ),
+        (
+            &s.read,
+            "/v1/oversight/queue?limit=",
+            "limit must be a whole number from 1 to 500",
+        ),
+        (
+            &s.read,
+            "/v1/integrity-checks?limit=ten",
+            "limit must be a whole number from 1 to 100",
+        ),
+        (
+            &s.verify,
+            "/v1/proofs/inclusion?seq=-1",
+            "seq must be a sequence number (0 to 2^53-1)",
+        ),
+        (
+            &s.verify,
+            "/v1/proofs/inclusion?seq=0&tree_size=x",
+            "tree_size must be a tree size",
+        ),
+        (
+            &s.verify,
+            "/v1/proofs/consistency?from=one",
+            "from must be a tree size",
+        ),
+        (
+            &s.verify,
+            "/v1/checkpoints/latest?min_tree_size=-1",
+            "min_tree_size must be a tree size",
+        ),
+        (
+            &s.verify,
+            "/v1/export?from_seq=x",
+            "from_seq must be a sequence number",
+        ),
+        (
+            &s.read,
+            "/v1/records?colour=red",
+            "`colour` is not a parameter of this endpoint",
+        ),
+        (
+            &s.read,
+            "/v1/records?limit=1&limit=2",
+            "`limit` is given more than once",
+        ),
+        (&s.verify, "/v1/proofs/inclusion", "`seq` is required"),
+    ] {
+        bad_parameter(s.get(key, path).await, named).await;
+    }
+    // The role is still checked before the parameters.
+    problem(
+        s.get(&s.verify, "/v1/records?limit=abc").await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    s.stop().await;
+}
+
+/// A batch item that is not an object is named by its pointer, as a record object expected;
+/// nothing is written.
+async fn a_batch_item_that_is_not_a_record_object_is_named_by_its_pointer(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let record = || decision(&event_id());
+    for (records, pointer) in [
+        (json!([record(), record(), record(), null]), "/records/3"),
+        (json!([record(), 7]), "/records/1"),
+        (json!(["a record"]), "/records/0"),
+    ] {
+        let p = problem(
+            s.post(
+                &s.ingest,
+                "/v1/records/batch",
+                &json!({ "records": records }),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(p["type"], "urn:auditex:problem:malformed-body", "{p}");
+        let detail = p["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains(&format!("{pointer}: expected a record object")),
+            "{p}"
+        );
+    }
+    // A record object with a member missing is named by its pointer too.
+    let mut missing = record();
+    missing
+        .as_object_mut()
+        .expect("object")
+        .remove("event_type");
+    let p = problem(
+        s.post(
+            &s.ingest,
+            "/v1/records/batch",
+            &json!({ "records": [record(), missing] }),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(p["type"], "urn:auditex:problem:malformed-body", "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("/records/1: missing field `event_type`")),
+        "{p}"
+    );
+    assert_eq!(
+        s.store.tree_size(&s.tenant).await.expect("size"),
+        TreeSize::ZERO
+    );
+    s.stop().await;
+}
+
+/// A batch that gives one event id to two different records is a 409 naming both; one that
+/// repeats a record exactly is appended as before, the repeat's receipt marked duplicate.
+async fn a_batch_giving_one_event_id_to_two_different_records_names_both(backend: Backend) {
+    let s = Server::start(&backend).await;
+    let mut records: Vec<Value> = (0..6).map(|_| decision(&event_id())).collect();
+    records[4] = records[1].clone();
+    records[4]["payload"]["outcome"] = json!("declined");
+    let p = problem(
+        s.post(
+            &s.ingest,
+            "/v1/records/batch",
+            &json!({ "records": records }),
+        )
+        .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(p["type"], "urn:auditex:problem:conflict", "{p}");
+    let detail = p["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("/records/1") && detail.contains("/records/4"),
+        "{p}"
+    );
+    assert!(
+        detail.contains(records[1]["event_id"].as_str().unwrap_or_default()),
+        "{p}"
+    );
+    assert_eq!(
+        s.store.tree_size(&s.tenant).await.expect("size"),
+        TreeSize::ZERO
+    );
+
+    records[4] = records[1].clone();
+    let resp = s
+        .post(
+            &s.ingest,
+            "/v1/records/batch",
+            &json!({ "records": records }),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let receipts: Value = resp.json().await.expect("receipts");
+    assert_eq!(
+        receipts["receipts"][4]["seq"],
+        receipts["receipts"][1]["seq"]
+    );
+    assert_eq!(receipts["receipts"][4]["duplicate"], true);
+    assert_eq!(
+        s.store.tree_size(&s.tenant).await.expect("size"),
+        TreeSize::new(5)
+    );
     s.stop().await;
 }
 
@@ -1948,6 +2212,10 @@ backend_tests!(
     appending_returns_receipts_and_retries_are_idempotent,
     proofs_fetched_over_https_verify_against_signed_checkpoints,
     every_bad_input_gets_a_4xx_problem_and_writes_nothing,
+    a_path_parameter_that_does_not_parse_is_a_bad_parameter_naming_it,
+    a_query_parameter_that_does_not_parse_is_named_with_what_it_must_be,
+    a_batch_item_that_is_not_a_record_object_is_named_by_its_pointer,
+    a_batch_giving_one_event_id_to_two_different_records_names_both,
     roles_and_keys_are_enforced,
     another_tenants_key_sees_nothing,
     rate_limits_answer_429_with_retry_after,

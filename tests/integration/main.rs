@@ -13,6 +13,7 @@ mod http;
 mod http_bodies;
 mod http_erasure;
 mod http_holds;
+mod http_idle;
 mod http_integrity;
 mod http_package;
 mod http_tiles;
