@@ -79,9 +79,7 @@ where
             let (stream, service) = accepted.await?;
             let activity = Arc::new(Activity::default());
             activity.touch();
-            let timer = Box::pin(tokio::time::sleep_until(
-                activity.idle_at(limit).into(),
-            ));
+            let timer = Box::pin(tokio::time::sleep_until(activity.idle_at(limit).into()));
             Ok((
                 IdleStream {
                     inner: stream,

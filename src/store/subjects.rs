@@ -224,8 +224,7 @@ impl Store {
         if let Some(fields) = &request.fields {
             payload["fields"] = fields.iter().map(|f| f.as_str().to_owned()).collect();
         }
-        let draft =
-            super::erasure::erasure_draft(&payload).map_err(ErasureError::BadText)?;
+        let draft = super::erasure::erasure_draft(&payload).map_err(ErasureError::BadText)?;
         let receipt = self
             .append(tenant, vec![draft])
             .await
