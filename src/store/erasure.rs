@@ -111,6 +111,18 @@ pub fn journal_file(dir: &Path, tenant: &TenantId) -> PathBuf {
     dir.join(format!("{}.{JOURNAL_FILE_EXTENSION}", tenant.as_str()))
 }
 
+/// The tenants that have a journal in `dir`, by the files' names.
+fn journaled_tenants(dir: &Path) -> std::io::Result<Vec<TenantId>> {
+    let suffix = format!(".{JOURNAL_FILE_EXTENSION}");
+    Ok(std::fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            TenantId::parse(name.to_str()?.strip_suffix(&suffix)?).ok()
+        })
+        .collect())
+}
+
 /// Reads a journal: its erasure records, in file order. A missing file is an empty journal.
 fn read_journal(path: &Path) -> Result<Vec<Record>, String> {
     let file = match std::fs::File::open(path) {
@@ -177,11 +189,7 @@ fn restatement(lost: &Record) -> Result<ledger::draft::ClientDraft, String> {
     );
     // Within the reason's limit: the original may have used all of it.
     let room = ledger::payload::TEXT_BYTES_MAX.saturating_sub(reason.len());
-    let mut end = original.len().min(room);
-    while !original.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason.push_str(&original[..end]);
+    reason.push_str(&original[..original.floor_char_boundary(room)]);
     payload["reason"] = reason.into();
     erasure_draft(&payload)
 }
@@ -304,20 +312,10 @@ impl Store {
             return Ok(());
         };
         let mut tenants: Vec<TenantId> = self.tenants().await?;
-        for entry in std::fs::read_dir(&dir)
+        for t in journaled_tenants(&dir)
             .map_err(|e| StoreError::Witness(format!("cannot read {}: {e}", dir.display())))?
         {
-            let Ok(entry) = entry else { continue };
-            let name = entry.file_name();
-            let Some(stem) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(&format!(".{JOURNAL_FILE_EXTENSION}")))
-            else {
-                continue;
-            };
-            if let Ok(t) = TenantId::parse(stem)
-                && !tenants.contains(&t)
-            {
+            if !tenants.contains(&t) {
                 tenants.push(t);
             }
         }
@@ -540,18 +538,10 @@ impl Store {
         let Some(dir) = self.erasure_journal().dir.clone() else {
             return;
         };
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+        let Ok(tenants) = journaled_tenants(&dir) else {
             return;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(tenant) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(&format!(".{JOURNAL_FILE_EXTENSION}")))
-                .and_then(|stem| TenantId::parse(stem).ok())
-            else {
-                continue;
-            };
+        for tenant in tenants {
             if let Err(e) = self.restate_reerased(&tenant).await {
                 tracing::error!(tenant = %tenant, error = %e,
                     "cannot restate the erasures a restore removed from the chain; their values stay erased and are withheld; tried again at the next start");

@@ -727,9 +727,6 @@ struct Inner {
     service_origin: String,
     config: StoreConfig,
     appenders: Mutex<HashMap<TenantId, appender::Handle>>,
-    /// Whether the database's log may still hold pages from before an erasure (a truncation
-    /// after it did not finish; see `Backend::truncate_log`): the shutdown truncates it then.
-    log_holds_erased: AtomicBool,
     /// Set by [`Store::shutdown`]; read under the `appenders` lock before starting an appender.
     closed: AtomicBool,
     last_used: api_keys::LastUsed,
@@ -824,7 +821,6 @@ impl Store {
                 origins: Mutex::new(HashMap::new()),
                 shutdown: tokio::sync::Notify::new(),
                 workers_started: AtomicBool::new(false),
-                log_holds_erased: AtomicBool::new(false),
                 erasure_journal: erasure::ErasureJournal::new(config_checkpoint_dir.clone()),
                 rollback: rollback::Guard::new(config_checkpoint_dir.filter(|_| rollback_guard)),
                 views: projections::runner::Runner::new(),
@@ -1320,11 +1316,11 @@ impl Store {
         self.inner.shutdown.notify_one();
         // A stopped service leaves no erased value's old page image in SQLite's log (see
         // `Backend::truncate_log`). The log is emptied after each erasure already; this is for
-        // an erasure whose truncation readers kept from finishing.
-        if self.inner.log_holds_erased.load(Ordering::SeqCst) || self.backend().log_marked() {
+        // an erasure whose truncation readers kept from finishing, and the log's mark (every
+        // erasure sets it before it commits; see `Backend::mark_log`).
+        if self.backend().log_marked() {
             match self.backend().truncate_log().await {
                 Ok(true) => {
-                    self.inner.log_holds_erased.store(false, Ordering::SeqCst);
                     if let Err(e) = self.backend().clear_log_mark() {
                         tracing::warn!(error = %e, "the next start truncates the log once more");
                     }
@@ -1342,9 +1338,9 @@ impl Store {
     }
 
     /// Truncates the database's log after an erasure (see `Backend::truncate_log`). When
-    /// readers keep it from being truncated now, or it fails, the log is marked as still
-    /// holding erased pages and a task tries again every second for a minute; the shutdown
-    /// tries once more while it is marked.
+    /// readers keep it from being truncated now, or it fails, a task tries again every second
+    /// for a minute; the shutdown tries once more, as the log's mark (set before the erasure
+    /// committed, `Backend::mark_log`) asks.
     pub(crate) async fn truncate_log_after_erasure(&self) {
         match self.backend().truncate_log().await {
             Ok(true) => return,
@@ -1355,13 +1351,11 @@ impl Store {
                 tracing::warn!(error = %e, "truncating the log after an erasure failed; retrying")
             }
         }
-        self.inner.log_holds_erased.store(true, Ordering::SeqCst);
         let store = self.clone();
         tokio::spawn(async move {
             for _ in 0..60 {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 if matches!(store.backend().truncate_log().await, Ok(true)) {
-                    store.inner.log_holds_erased.store(false, Ordering::SeqCst);
                     return;
                 }
             }
