@@ -128,6 +128,11 @@ impl Application {
         );
         // Before the first request can arrive: the projection runner prepares the views' state.
         let workers = store.start_workers().await?;
+        // Erasures a restore removed from the chain, carried out again when the store opened,
+        // get records of this chain before the service takes requests (`store::erasure`). Only
+        // the service restates: a one-shot command (`auditex rollback status`, `apikey`, …)
+        // appends nothing it was not asked to.
+        store.restate_reerased_all().await;
         let pages = portal.map_or_else(Router::new, |p| portal::routes(Portal::new(p)));
         let (router, trim_address_limits) =
             http::edge(http::routes().merge(pages), state.clone(), config);

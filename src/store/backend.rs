@@ -314,6 +314,14 @@ pub(crate) trait LedgerBackend: Send + Sync {
         scope: Option<&ErasureScope>,
     ) -> Result<u64, StoreError>;
 
+    /// The records with values waiting in `reerased_values` that `scope` covers, `(seq, event
+    /// id)` in chain order.
+    async fn reerased_records(
+        &self,
+        tenant: &TenantId,
+        scope: &ErasureScope,
+    ) -> Result<Vec<(i64, String)>, StoreError>;
+
     /// The active legal holds of `subjects` (see `holds_sql.rs`).
     async fn active_holds(
         &self,

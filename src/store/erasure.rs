@@ -31,9 +31,12 @@
 //! erasure, and fail verification); they wait, withheld, in `reerased_values`. As soon as the
 //! tenant may append (when the service starts, or when the rollback the restore caused is
 //! acknowledged), the service appends an `erasure` record restating each such erasure: the
-//! same subject, records, fields and legal basis, a reason naming the lost record by number
-//! and hash. Like every erasure, it marks the waiting values it covers as erased by itself, in
-//! its own transaction ([`Store::restate_reerased`]).
+//! same subject, fields and legal basis, the records whose values wait named one by one (the
+//! lost erasure's own scope, at this later place in the chain, could cover values appended
+//! since the restore), a reason naming the lost record by number and hash. Like every
+//! erasure, it marks the waiting values it covers as erased by itself, in its own transaction
+//! ([`Store::restate_reerased`]). Its event id is derived from what it restates, so that two
+//! processes restating the same values append one record.
 //!
 //! Journaling after the commit keeps each erasure whole or absent: one whose transaction fails
 //! (or whose process dies before the commit) erases nothing and is never carried out later,
@@ -172,8 +175,22 @@ fn append_journal(path: &Path, records: &[&Record]) -> std::io::Result<()> {
 }
 
 /// The draft of an `erasure` record restating `lost`, a journaled erasure the chain does not
-/// hold: its subject, records, fields and legal basis, and a reason that names it.
-fn restatement(lost: &Record) -> Result<ledger::draft::ClientDraft, String> {
+/// hold, for `records`: the records of `tenant` whose values it erased again and which wait
+/// for it (at most [`ledger::payload::LIST_ITEMS_MAX`], in chain order). It has the lost
+/// erasure's subject, fields and legal basis, names exactly those records (so that a
+/// restatement appended later, after the subject has new values, erases nothing else), and
+/// has a reason that names the lost erasure.
+///
+/// Its event id is derived from the tenant, the lost record's hash and the first record named,
+/// so that every process restating the same values writes the same record: a second attempt
+/// (another node starting at the same time) is a duplicate of the first, never a second
+/// erasure.
+fn restatement(
+    tenant: &TenantId,
+    lost: &Record,
+    records: &[(i64, String)],
+) -> Result<ledger::draft::ClientDraft, String> {
+    use sha2::Digest as _;
     let mut payload: serde_json::Value =
         serde_json::from_str(lost.payload.as_str()).map_err(|e| e.to_string())?;
     let original = payload
@@ -191,7 +208,26 @@ fn restatement(lost: &Record) -> Result<ledger::draft::ClientDraft, String> {
     let room = ledger::payload::TEXT_BYTES_MAX.saturating_sub(reason.len());
     reason.push_str(&original[..original.floor_char_boundary(room)]);
     payload["reason"] = reason.into();
-    erasure_draft(&payload)
+    payload["event_ids"] = records
+        .iter()
+        .map(|(_, id)| serde_json::Value::from(id.as_str()))
+        .collect();
+    let first = records.first().map_or("", |(_, id)| id.as_str());
+    let digest = sha2::Sha256::new()
+        .chain_update(b"auditex/restatement\0")
+        .chain_update(tenant.as_str().as_bytes())
+        .chain_update(b"\0")
+        .chain_update(lost.hash.as_bytes())
+        .chain_update(first.as_bytes())
+        .finalize();
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&digest[..10]);
+    let event_id = uuid::Builder::from_unix_timestamp_millis(
+        lost.captured_at_us.unix_micros() / 1000,
+        &random,
+    )
+    .into_uuid();
+    erasure_draft_with_id(&event_id.to_string(), &payload)
 }
 
 /// The draft of a new `erasure` record with `payload`, under a fresh event id; the ledger's
@@ -199,8 +235,16 @@ fn restatement(lost: &Record) -> Result<ledger::draft::ClientDraft, String> {
 pub(crate) fn erasure_draft(
     payload: &serde_json::Value,
 ) -> Result<ledger::draft::ClientDraft, String> {
+    erasure_draft_with_id(&uuid::Uuid::now_v7().to_string(), payload)
+}
+
+/// [`erasure_draft`] under `event_id`.
+fn erasure_draft_with_id(
+    event_id: &str,
+    payload: &serde_json::Value,
+) -> Result<ledger::draft::ClientDraft, String> {
     ledger::draft::prepare_client_draft(
-        &uuid::Uuid::now_v7().to_string(),
+        event_id,
         "erasure",
         payload,
         &BTreeMap::new(),
@@ -466,13 +510,16 @@ impl Store {
     /// Restates, as new `erasure` records of this chain, the journaled erasures whose values
     /// this database erased again and holds waiting for a record (`reerased_values`; see
     /// [`super::erasure_sql::ErasureSql::erase`]). Each restatement has the lost erasure's
-    /// subject, records, fields and legal basis, and a reason naming it by number and hash; its
-    /// transaction marks the waiting values it covers as erased by it, so bundles and packages
-    /// name a record that is in the chain and is the erasure. Runs when the service starts
-    /// (for tenants that may append) and after a rollback is acknowledged; a tenant that may
-    /// not append yet is left for then, and a store without the rollback guard (the evidence
-    /// commands) restates nothing. An erasure an active legal hold now forbids is not
-    /// restated: its values stay erased and withheld (logged).
+    /// subject, fields and legal basis, names the records whose values wait for it (up to
+    /// a list's limit of them per record), and has a reason naming the lost erasure by number
+    /// and hash; its transaction marks the waiting values it covers as erased by it, so bundles
+    /// and packages name a record that is in the chain and is the erasure. Its event id is
+    /// derived from what it restates, so restating twice (two nodes, a retry) appends it once.
+    /// Runs when the service starts (for tenants that may append) and after a rollback is
+    /// acknowledged; a tenant that may not append yet is left for then, and a store without
+    /// the rollback guard (the evidence commands) restates nothing. An erasure an active legal
+    /// hold now forbids is not restated: its values stay erased and withheld (logged). One
+    /// that fails is logged and the others are restated all the same.
     ///
     /// # Errors
     /// [`super::AppendError`] when the journal cannot be read or an append fails for another
@@ -498,6 +545,7 @@ impl Store {
             problem: format!("{}: {e}", path.display()),
         })?;
         let mut restated = 0;
+        let mut failed = None;
         for lost in &journaled {
             let in_chain = self
                 .backend()
@@ -510,31 +558,51 @@ impl Store {
             };
             // Every waiting value is below the chain's head; the restatement comes after it.
             scope.erasure_seq = self.tree_size(tenant).await?.get();
-            if self.backend().reerased_count(tenant, Some(&scope)).await? == 0 {
-                continue;
-            }
-            let draft = restatement(lost).map_err(StoreError::Corrupt)?;
-            match self.append(tenant, vec![draft]).await {
-                Ok(receipts) => {
-                    restated += 1;
-                    if let Some(r) = receipts.first() {
-                        tracing::warn!(tenant = %tenant, lost_seq = lost.seq.get(), seq = r.seq,
-                            "restated an erasure a restore removed from the chain");
+            // Named one by one: the scope as the lost erasure wrote it could, at this later
+            // place in the chain, also cover values appended since the restore.
+            let waiting = self.backend().reerased_records(tenant, &scope).await?;
+            for records in waiting.chunks(ledger::payload::LIST_ITEMS_MAX) {
+                let appended = match restatement(tenant, lost, records) {
+                    Ok(draft) => self.append(tenant, vec![draft]).await,
+                    Err(e) => Err(StoreError::Corrupt(e).into()),
+                };
+                match appended {
+                    Ok(receipts) => {
+                        if let Some(r) = receipts.first().filter(|r| !r.duplicate) {
+                            restated += 1;
+                            tracing::warn!(tenant = %tenant, lost_seq = lost.seq.get(), seq = r.seq,
+                                records = records.len(),
+                                "restated an erasure a restore removed from the chain");
+                        }
+                    }
+                    // Its event id is taken: the same restatement, of other records (another
+                    // process restated this erasure from a different set of waiting values).
+                    Err(super::AppendError::Conflict { .. }) => {}
+                    Err(super::AppendError::LegalHold { hold_seq, .. }) => {
+                        tracing::error!(tenant = %tenant, lost_seq = lost.seq.get(), hold_seq,
+                            "an erasure a restore removed from the chain is not restated: a legal hold now holds its subject; its values stay erased and are withheld");
+                        break;
+                    }
+                    // The other lost erasures are restated all the same.
+                    Err(e) => {
+                        tracing::error!(tenant = %tenant, lost_seq = lost.seq.get(), error = %e,
+                            "cannot restate an erasure a restore removed from the chain; its values stay erased and are withheld");
+                        failed.get_or_insert(e);
+                        break;
                     }
                 }
-                Err(super::AppendError::LegalHold { hold_seq, .. }) => {
-                    tracing::error!(tenant = %tenant, lost_seq = lost.seq.get(), hold_seq,
-                        "an erasure a restore removed from the chain is not restated: a legal hold now holds its subject; its values stay erased and are withheld");
-                }
-                Err(e) => return Err(e),
             }
         }
-        Ok(restated)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(restated),
+        }
     }
 
     /// [`Store::restate_reerased`] for every tenant with an erasure journal; failures are
-    /// logged and tried again at the next start.
-    pub(crate) async fn restate_reerased_all(&self) {
+    /// logged and tried again at the next start. The service calls it when it starts, before
+    /// it takes requests.
+    pub async fn restate_reerased_all(&self) {
         let Some(dir) = self.erasure_journal().dir.clone() else {
             return;
         };

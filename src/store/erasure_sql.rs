@@ -500,6 +500,26 @@ where
         Ok(erased)
     }
 
+    /// The records (sequence number and event id, in chain order) with values waiting in
+    /// `reerased_values` that `scope` covers: what a restatement of that erasure names.
+    pub(crate) async fn reerased_records(
+        conn: &mut DB::Connection,
+        tenant: &TenantId,
+        scope: &ErasureScope,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut q = QueryBuilder::<DB>::new("SELECT seq, event_id FROM records WHERE tenant_id = ");
+        q.push_bind(tenant.as_str().to_owned());
+        q.push(" AND seq IN (SELECT seq FROM reerased_values");
+        Self::push_scope(&mut q, tenant, scope);
+        q.push(") ORDER BY seq");
+        q.build()
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
     /// How many values wait in `reerased_values` for an erasure record (all of the tenant's
     /// with `None`, else those `scope` covers).
     pub(crate) async fn reerased_count(

@@ -625,6 +625,17 @@ impl LedgerBackend for PgDb {
         Ok(n)
     }
 
+    async fn reerased_records(
+        &self,
+        tenant: &TenantId,
+        scope: &ErasureScope,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut tx = self.ledger_tx(tenant).await?;
+        let rows = ErasureSql::<Postgres>::reerased_records(&mut tx, tenant, scope).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
     async fn active_holds(
         &self,
         tenant: &TenantId,

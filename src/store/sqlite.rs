@@ -559,6 +559,15 @@ impl LedgerBackend for SqliteDb {
         ErasureSql::<Sqlite>::reerased_count(&mut conn, tenant, scope).await
     }
 
+    async fn reerased_records(
+        &self,
+        tenant: &TenantId,
+        scope: &ErasureScope,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        ErasureSql::<Sqlite>::reerased_records(&mut conn, tenant, scope).await
+    }
+
     async fn active_holds(
         &self,
         tenant: &TenantId,

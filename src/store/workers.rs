@@ -68,9 +68,6 @@ impl Store {
             return Ok(workers);
         }
         let config = &self.inner.config;
-        // Erasures a restore removed from the chain, carried out again when the store opened,
-        // get records of this chain before the service takes requests (`erasure.rs`).
-        self.restate_reerased_all().await;
         if config.projections_in_background {
             // Create the views' state (and start rebuilds of new projection versions) before
             // the first query can arrive, and before anything is spawned: a failure here leaves

@@ -459,29 +459,13 @@ async fn a_log_left_holding_erased_pages_by_a_killed_process_is_truncated_at_the
 /// acknowledgement and later records, and the bundles failed verification.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restore_and_its_acknowledgement_bundles_of_erased_decisions_verify() {
-    let db = TestDb::new(&Backend::Sqlite).await;
-    let env = crate::crash::ProcessEnv::new(&db);
-    let config = env_journaled_config(&env, &db);
-    let tenant = crate::support::tenant_id("restated");
-    let store = Store::open_with_workers(config.clone())
-        .await
-        .expect("open");
-    store.create_tenant(&tenant).await.expect("tenant");
+    let (_db, env, config, tenant, store) = journaled_sqlite("restated").await;
     let (erased, kept) = append_both_subjects(&store, &tenant, 3).await;
     store.publish_checkpoints().await.expect("checkpoint");
     let backup = env.dir().join("before-erasure.db");
     store.backup(&backup).await.expect("backup");
     append_both_subjects(&store, &tenant, 3).await;
-    let lost = store
-        .erase_subject(&tenant, whole_subject(ERASED_SUBJECT))
-        .await
-        .expect("erase")
-        .receipt
-        .seq;
-    store.publish_checkpoints().await.expect("checkpoint");
-    store.shutdown().await;
-    drop(store);
-    restore(&env, &backup);
+    let lost = erase_then_restore(store, &env, &tenant, &backup).await;
 
     let store = Store::open_with_workers(config.clone())
         .await
@@ -547,6 +531,7 @@ async fn after_a_restore_and_its_acknowledgement_bundles_of_erased_decisions_ver
     store.shutdown().await;
     drop(store);
     let store = Store::open_with_workers(config).await.expect("reopen");
+    store.restate_reerased_all().await;
     assert_eq!(
         store.tree_size(&tenant).await.expect("size"),
         size,
@@ -851,6 +836,29 @@ fn env_journaled_config(env: &crate::crash::ProcessEnv, db: &TestDb) -> StoreCon
     config
 }
 
+/// A store on a new SQLite database in a process environment of its own (so that the real
+/// binary can restore it), its erasure journal where the service keeps it, and a new tenant
+/// `name`.
+async fn journaled_sqlite(
+    name: &str,
+) -> (
+    TestDb,
+    crate::crash::ProcessEnv,
+    StoreConfig,
+    TenantId,
+    Store,
+) {
+    let db = TestDb::new(&Backend::Sqlite).await;
+    let env = crate::crash::ProcessEnv::new(&db);
+    let config = env_journaled_config(&env, &db);
+    let tenant = crate::support::tenant_id(name);
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
+    store.create_tenant(&tenant).await.expect("tenant");
+    (db, env, config, tenant, store)
+}
+
 /// Opens a store on `config`, makes `tenant`, appends a round of both subjects and backs it up
 /// to `backup`, appends `rounds` more and erases the erased subject whole; shuts the store down
 /// and returns the erasure record's seq.
@@ -1059,6 +1067,27 @@ async fn a_value_appended_after_a_restore_below_a_journaled_erasure_is_not_erase
     store.shutdown().await;
 }
 
+/// Erases the erased subject whole, publishes a checkpoint, shuts `store` down and restores
+/// `backup` with the real binary; returns the erasure record's seq, which the restore removed.
+async fn erase_then_restore(
+    store: Store,
+    env: &crate::crash::ProcessEnv,
+    tenant: &TenantId,
+    backup: &Path,
+) -> u64 {
+    let lost = store
+        .erase_subject(tenant, whole_subject(ERASED_SUBJECT))
+        .await
+        .expect("erase")
+        .receipt
+        .seq;
+    store.publish_checkpoints().await.expect("checkpoint");
+    store.shutdown().await;
+    drop(store);
+    restore(env, backup);
+    lost
+}
+
 /// Restores `backup` with the real `auditex restore`.
 fn restore(env: &crate::crash::ProcessEnv, backup: &Path) {
     let out = env
@@ -1072,7 +1101,8 @@ fn restore(env: &crate::crash::ProcessEnv, backup: &Path) {
     );
 }
 
-/// Opens the store and, when the restore left the tenant held as rolled back, acknowledges it.
+/// Opens the store as the service does after a restore: when the restore left the tenant held
+/// as rolled back, acknowledges it; then restates what waits, as the service's start does.
 async fn open_after_restore(config: &StoreConfig, tenant: &TenantId) -> Store {
     let store = Store::open_with_workers(config.clone())
         .await
@@ -1083,7 +1113,158 @@ async fn open_after_restore(config: &StoreConfig, tenant: &TenantId) -> Store {
             .await
             .expect("acknowledge");
     }
+    store.restate_reerased_all().await;
     store
+}
+
+/// SQLite, with the real binary: a restatement that has to wait (a legal hold of the restored
+/// chain refuses it) and comes only after the subject has new values names, and erases, only
+/// the values that waited for it. The lost erasure's own scope (the whole subject) would, at
+/// that later place in the chain, also have erased the values appended since the restore. A
+/// one-shot command run meanwhile appends nothing, and restating again appends nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restatement_that_waited_for_a_hold_erases_only_the_values_that_waited() {
+    let (db, env, config, tenant, store) = journaled_sqlite("heldrestate").await;
+    let (erased, _) = append_both_subjects(&store, &tenant, 3).await;
+    let hold = store
+        .place_hold(
+            &tenant,
+            auditex::store::holds::PlaceHold {
+                subject_ref: ERASED_SUBJECT.into(),
+                decision_id: None,
+                reason: "litigation".into(),
+                reference: None,
+            },
+        )
+        .await
+        .expect("hold")
+        .seq;
+    store.publish_checkpoints().await.expect("checkpoint");
+    let backup = env.dir().join("held.db");
+    store.backup(&backup).await.expect("backup");
+    store
+        .lift_hold(&tenant, ERASED_SUBJECT, hold, "settled")
+        .await
+        .expect("lift");
+    let lost = erase_then_restore(store, &env, &tenant, &backup).await;
+
+    // The restored chain holds the hold again: the values are erased and wait, unrestated.
+    let store = open_after_restore(&config, &tenant).await;
+    for s in &erased {
+        assert!(stored_fields(&store, &tenant, *s).await.is_empty());
+        assert!(
+            erased_fields(&store, &tenant, *s).await.is_empty(),
+            "record {s} waits"
+        );
+    }
+    let newer = store
+        .append(
+            &tenant,
+            vec![subject_draft(ERASED_SUBJECT, &person(ERASED_TEXT, 77))],
+        )
+        .await
+        .expect("append")[0]
+        .seq;
+    store
+        .lift_hold(&tenant, ERASED_SUBJECT, hold, "settled again")
+        .await
+        .expect("lift");
+    let size = store.tree_size(&tenant).await.expect("size");
+    store.shutdown().await;
+    drop(store);
+
+    let out = env
+        .command(&["rollback", "status"])
+        .output()
+        .expect("auditex rollback status");
+    assert!(
+        out.status.success(),
+        "rollback status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = Store::open_with_workers(config.clone())
+        .await
+        .expect("open");
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size"),
+        size,
+        "neither a one-shot command nor opening the store restates"
+    );
+    store.restate_reerased_all().await;
+    let restated = restatement_of(&store, &tenant, lost, ERASED_SUBJECT).await;
+    assert!(newer < restated, "{newer} was appended before {restated}");
+    assert_eq!(
+        stored_fields(&store, &tenant, newer).await.len(),
+        2,
+        "the value appended after the restore is not erased"
+    );
+    let mut named = Vec::new();
+    for s in &erased {
+        assert_eq!(
+            erased_fields(&store, &tenant, *s).await,
+            BTreeMap::from([(field("iban"), restated), (field("name"), restated)]),
+            "record {s}"
+        );
+        named.push(Value::from(
+            store
+                .record(&tenant, seq(*s))
+                .await
+                .expect("read")
+                .expect("record")
+                .event_id
+                .to_string(),
+        ));
+    }
+    let restatement = store
+        .record(&tenant, seq(restated))
+        .await
+        .expect("read")
+        .expect("record");
+    let payload: Value = serde_json::from_str(restatement.payload.as_str()).expect("payload");
+    assert_eq!(
+        payload["event_ids"],
+        Value::Array(named),
+        "the restatement names exactly the records that waited"
+    );
+    store.restate_reerased_all().await;
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size").get(),
+        restated + 1,
+        "nothing is restated twice"
+    );
+    store.shutdown().await;
+    drop(store);
+
+    // Another process that saw the same values waiting (two nodes starting together) writes
+    // the same record, under the same event id: a duplicate, not a second erasure.
+    let mut other =
+        sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.sqlite_path().display()))
+            .await
+            .expect("connect");
+    for s in &erased {
+        for name in ["iban", "name"] {
+            sqlx::query(
+                "INSERT INTO reerased_values (tenant_id, seq, field, subject_ref) \
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(tenant.as_str())
+            .bind(i64::try_from(*s).expect("seq"))
+            .bind(name)
+            .bind(ERASED_SUBJECT)
+            .execute(&mut other)
+            .await
+            .expect("insert");
+        }
+    }
+    other.close().await.expect("close");
+    let store = Store::open_with_workers(config).await.expect("reopen");
+    store.restate_reerased_all().await;
+    assert_eq!(
+        store.tree_size(&tenant).await.expect("size").get(),
+        restated + 1,
+        "the same restatement is a duplicate"
+    );
+    store.shutdown().await;
 }
 
 /// The sequence number of the `erasure` record restating the journaled erasure `lost` of
