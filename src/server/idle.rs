@@ -6,8 +6,9 @@
 //! its buffers for ever, and enough of them exhaust the process's file descriptors and memory.
 //!
 //! [`IdleAcceptor`] wraps every accepted connection. It counts the connection's requests in
-//! flight (from the call of the service until its response future ends; a streamed body that is
-//! still being written counts as traffic) and notes the time of the last byte read or written.
+//! flight (from the call of the service until its response body has been written or dropped,
+//! so that a streamed export waiting for its next page, or for a slow reader, is not idle) and
+//! notes the time of the last byte read or written.
 //! A connection with no request in flight and no traffic for the idle limit gets a `TimedOut`
 //! error on its next read, which makes hyper close it. Traffic only stores a time: the timer is
 //! re-armed when it fires, not on every byte.
@@ -197,7 +198,8 @@ pub struct Counted<S> {
     activity: Arc<Activity>,
 }
 
-/// Ends a request's count when its response future ends, or is dropped.
+/// Ends a request's count when it is dropped: with the response's body, once the body has been
+/// written or the request abandoned (or with the response future, when it fails).
 struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
@@ -207,14 +209,15 @@ impl Drop for InFlight {
     }
 }
 
-impl<S, R> tower::Service<R> for Counted<S>
+impl<S, R, B> tower::Service<R> for Counted<S>
 where
-    S: tower::Service<R>,
+    S: tower::Service<R, Response = axum::http::Response<B>>,
     S::Future: Send + 'static,
+    B: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = axum::http::Response<Counting<B>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -224,10 +227,39 @@ where
         self.activity.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(self.activity.clone());
         let response = self.inner.call(request);
+        // The request stays in flight while its body is written: a streamed export or package
+        // that waits for its next page, or for a slow reader, is not an idle connection.
         Box::pin(async move {
-            let out = response.await;
-            drop(guard);
-            out
+            Ok(response.await?.map(|body| Counting {
+                inner: body,
+                _in_flight: guard,
+            }))
         })
+    }
+}
+
+/// A response body that keeps its request counted in flight until it is dropped.
+pub struct Counting<B> {
+    inner: B,
+    _in_flight: InFlight,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Counting<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
