@@ -723,35 +723,194 @@ fn parse_batch(
 
 /// The problem with a batch body that is JSON but not a batch because of its records, naming the
 /// record at fault by its pointer: serde's words for a record that is not an object ("invalid
-/// type: null, expected struct AppendRequest at line 1 column 1099") give neither. The body is
-/// read again, untyped, only once the typed parse has failed; `None` when no record is at fault.
+/// type: null, expected struct AppendRequest at line 1 column 1099") give neither. Looked for
+/// only once the typed parse has failed; `None` when no record is at fault.
+///
+/// The body is walked, not built: a body of 8 MiB of `0,` would be millions of values as an
+/// untyped tree, several hundred MiB for a request the body budget counts as 8 MiB. Each record
+/// object is parsed as a record and dropped.
 fn misshapen_records(body: &Bytes) -> Option<ApiError> {
-    let batch: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let refused = |detail: String| {
-        Some(ApiError::MalformedBody(format!(
-            "the body is not a valid request: {detail}"
-        )))
-    };
-    let Some(records) = batch.get("records")?.as_array() else {
-        return refused("/records: expected an array of record objects".into());
-    };
-    records.iter().enumerate().find_map(|(i, record)| {
-        let kind = match record {
-            serde_json::Value::Object(_) => {
-                return AppendRequest::deserialize(record)
-                    .err()
-                    .and_then(|e| refused(format!("/records/{i}: {e}")));
+    use serde::de::DeserializeSeed;
+    // A body that is not JSON at all keeps serde's own words, with their line and column.
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).ok()?;
+    let mut found = None;
+    // The walk stops at the first record at fault with an error; `found` says which.
+    let _ = BatchShape(&mut found).deserialize(&mut serde_json::Deserializer::from_slice(body));
+    found
+        .map(|detail| ApiError::MalformedBody(format!("the body is not a valid request: {detail}")))
+}
+
+/// Walks a batch body's members, looking at `records` only (see [`misshapen_records`]).
+struct BatchShape<'a>(&'a mut Option<String>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for BatchShape<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BatchShape<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a batch object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "records" {
+                map.next_value_seed(RecordsShape(&mut *self.0))?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
             }
-            serde_json::Value::Null => "null",
-            serde_json::Value::Bool(_) => "a boolean",
-            serde_json::Value::Number(_) => "a number",
-            serde_json::Value::String(_) => "a string",
-            serde_json::Value::Array(_) => "an array",
-        };
-        refused(format!(
-            "/records/{i}: expected a record object, found {kind}"
-        ))
-    })
+        }
+        Ok(())
+    }
+}
+
+/// Walks `records`: an array whose items are each parsed as a record.
+struct RecordsShape<'a>(&'a mut Option<String>);
+
+impl RecordsShape<'_> {
+    fn refuse<E: serde::de::Error>(self, detail: String) -> Result<(), E> {
+        *self.0 = Some(detail);
+        Err(E::custom("stop"))
+    }
+
+    fn not_an_array<E: serde::de::Error>(self) -> Result<(), E> {
+        self.refuse("/records: expected an array of record objects".into())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RecordsShape<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RecordsShape<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of record objects")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        let mut index = 0usize;
+        while items
+            .next_element_seed(ItemShape {
+                index,
+                found: &mut *self.0,
+            })?
+            .is_some()
+        {
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.not_an_array()
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.not_an_array()
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.not_an_array()
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.not_an_array()
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.not_an_array()
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.not_an_array()
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.not_an_array()
+    }
+}
+
+/// One item of `records`: a record object parsed as a record (and dropped), or the kind of
+/// value it is instead.
+struct ItemShape<'a> {
+    index: usize,
+    found: &'a mut Option<String>,
+}
+
+impl ItemShape<'_> {
+    fn refuse<E: serde::de::Error>(self, kind: &str) -> Result<(), E> {
+        *self.found = Some(format!(
+            "/records/{}: expected a record object, found {kind}",
+            self.index
+        ));
+        Err(E::custom("stop"))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ItemShape<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ItemShape<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a record object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        match AppendRequest::deserialize(serde::de::value::MapAccessDeserializer::new(map)) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                *self.found = Some(format!("/records/{}: {e}", self.index));
+                Err(e)
+            }
+        }
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.refuse("an array")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.refuse("null")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.refuse("a boolean")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.refuse("a number")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.refuse("a number")
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.refuse("a number")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.refuse("a string")
+    }
 }
 
 /// Refuses a batch that gives one event id to two records with different content, naming both.
