@@ -22,10 +22,10 @@
 
 use std::fmt;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use ledger::types::TenantId;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::crypto::{CryptoError, MasterKeys, SealContext};
 
@@ -79,6 +79,9 @@ impl DataKey {
     }
 
     /// Seals one erasable value (its salt and its JSON text) for record `seq`, field `field`.
+    ///
+    /// One allocation: the salt and the text are laid out where their ciphertext goes and
+    /// encrypted in place (the appender seals a value per erasable field of every record).
     pub(crate) fn seal_value(
         &self,
         tenant: &TenantId,
@@ -88,25 +91,28 @@ impl DataKey {
         json: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
         let nonce: [u8; NONCE_BYTES] = rand::random();
-        let mut plain = Zeroizing::new(Vec::with_capacity(SALT_BYTES + json.len()));
-        plain.extend_from_slice(salt);
-        plain.extend_from_slice(json);
-        let aad = value_aad(tenant, seq, field);
-        let ciphertext = self
-            .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| CryptoError::Seal("AES-GCM encryption failed"))?;
-        let mut out = Vec::with_capacity(1 + NONCE_BYTES + ciphertext.len());
+        let head = 1 + NONCE_BYTES;
+        let mut out = Vec::with_capacity(head + SALT_BYTES + json.len() + TAG_BYTES);
         out.push(DATA_KEY_SEAL_VERSION);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ciphertext);
-        Ok(out)
+        out.extend_from_slice(salt);
+        out.extend_from_slice(json);
+        let aad = value_aad(tenant, seq, field);
+        match self.cipher().encrypt_in_place_detached(
+            Nonce::from_slice(&nonce),
+            &aad,
+            &mut out[head..],
+        ) {
+            Ok(tag) => {
+                out.extend_from_slice(&tag);
+                Ok(out)
+            }
+            Err(_) => {
+                // Whatever the failure left in the buffer may be plaintext.
+                out.zeroize();
+                Err(CryptoError::Seal("AES-GCM encryption failed"))
+            }
+        }
     }
 
     /// Opens a value sealed by [`DataKey::seal_value`]: its salt and its JSON text.
@@ -160,8 +166,12 @@ pub fn unwrap_data_key_for_tools(
 
 /// The associated data of a sealed value: the version byte and the value's place.
 fn value_aad(tenant: &TenantId, seq: u64, field: &str) -> Vec<u8> {
-    let mut aad = vec![DATA_KEY_SEAL_VERSION];
-    aad.extend_from_slice(format!("auditex/erasable/{}/{seq}/{field}", tenant.as_str()).as_bytes());
+    use std::io::Write as _;
+    let tenant = tenant.as_str();
+    let mut aad = Vec::with_capacity(1 + 17 + tenant.len() + 21 + 1 + field.len());
+    aad.push(DATA_KEY_SEAL_VERSION);
+    // Writing to a Vec cannot fail.
+    let _ = write!(aad, "auditex/erasable/{tenant}/{seq}/{field}");
     aad
 }
 
