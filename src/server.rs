@@ -204,6 +204,7 @@ impl Application {
         let nodelay = idle::IdleAcceptor::new(
             axum_server::accept::NoDelayAcceptor::new(),
             Duration::from_secs(HEADER_READ_TIMEOUT_S),
+            Duration::from_secs(RESPONSE_STALL_TIMEOUT_S),
         );
         let mut server = axum_server::from_tcp(self.listener)?;
         // A connection that does not finish a request's headers in time is closed (hyper's own
@@ -244,6 +245,11 @@ impl Application {
 /// Seconds a client has to send a request's headers (and an idle keep-alive connection is
 /// kept, HTTP/2 ones included) before its connection is closed.
 pub const HEADER_READ_TIMEOUT_S: u64 = 30;
+
+/// Seconds a connection with a request in flight may go without sending or receiving a byte
+/// (a streamed answer waiting for its next page, or for a client that does not read) before it
+/// is closed.
+pub const RESPONSE_STALL_TIMEOUT_S: u64 = 300;
 
 /// Seconds between the INFO lines that sum up the requests answered (each request itself is
 /// logged at DEBUG when it succeeded).

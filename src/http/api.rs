@@ -731,7 +731,9 @@ fn parse_batch(
 /// object is parsed as a record and dropped.
 fn misshapen_records(body: &Bytes) -> Option<ApiError> {
     use serde::de::DeserializeSeed;
-    // A body that is not JSON at all keeps serde's own words, with their line and column.
+    // A body that is not JSON at all keeps serde's own words, with their line and column
+    // (skipping strings does not check their UTF-8, so that is checked first).
+    std::str::from_utf8(body).ok()?;
     serde_json::from_slice::<serde::de::IgnoredAny>(body).ok()?;
     let mut found = None;
     // The walk stops at the first record at fault with an error; `found` says which.

@@ -8,7 +8,10 @@
 //! [`IdleAcceptor`] wraps every accepted connection. It counts the connection's requests in
 //! flight (from the call of the service until its response body has been written or dropped,
 //! so that a streamed export waiting for its next page, or for a slow reader, is not idle) and
-//! notes the time of the last byte read or written.
+//! notes the time of the last byte read or written. A request in flight may go without traffic
+//! for a longer limit, the stall limit, and no longer: otherwise a client that never reads (an
+//! HTTP/2 flow-control window of zero, a full TCP window) would hold its connection for ever
+//! with any answer that has a body.
 //! A connection with no request in flight and no traffic for the idle limit gets a `TimedOut`
 //! error on its next read, which makes hyper close it. Traffic only stores a time: the timer is
 //! re-armed when it fires, not on every byte.
@@ -50,17 +53,23 @@ impl Activity {
 }
 
 /// Wraps an acceptor: its streams and services report their activity, and an idle connection is
-/// closed after `limit`.
+/// closed after `limit`, one with a request in flight but no traffic after `stall`.
 #[derive(Debug, Clone)]
 pub struct IdleAcceptor<A> {
     inner: A,
     limit: Duration,
+    stall: Duration,
 }
 
 impl<A> IdleAcceptor<A> {
-    /// Wraps `inner`; connections idle for `limit` are closed.
-    pub fn new(inner: A, limit: Duration) -> Self {
-        IdleAcceptor { inner, limit }
+    /// Wraps `inner`; connections idle for `limit` are closed, and so are connections whose
+    /// requests in flight have had no traffic for `stall`.
+    pub fn new(inner: A, limit: Duration, stall: Duration) -> Self {
+        IdleAcceptor {
+            inner,
+            limit,
+            stall,
+        }
     }
 }
 
@@ -75,19 +84,12 @@ where
 
     fn accept(&self, stream: I, service: S) -> Self::Future {
         let accepted = self.inner.accept(stream, service);
-        let limit = self.limit;
+        let (limit, stall) = (self.limit, self.stall);
         Box::pin(async move {
             let (stream, service) = accepted.await?;
             let activity = Arc::new(Activity::default());
-            activity.touch();
-            let timer = Box::pin(tokio::time::sleep_until(activity.idle_at(limit).into()));
             Ok((
-                IdleStream {
-                    inner: stream,
-                    activity: activity.clone(),
-                    limit,
-                    timer,
-                },
+                IdleStream::new(stream, activity.clone(), limit, stall),
                 Counted {
                     inner: service,
                     activity,
@@ -103,29 +105,68 @@ pub struct IdleStream<T> {
     inner: T,
     activity: Arc<Activity>,
     limit: Duration,
+    stall: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl<T> IdleStream<T> {
-    /// Whether the connection has been idle for the limit; re-arms the timer otherwise (which
-    /// also registers this task to be woken when it fires).
+    fn new(inner: T, activity: Arc<Activity>, limit: Duration, stall: Duration) -> Self {
+        activity.touch();
+        let timer = Box::pin(tokio::time::sleep_until(activity.idle_at(limit).into()));
+        IdleStream {
+            inner,
+            activity,
+            limit,
+            stall,
+            timer,
+        }
+    }
+
+    /// Whether the connection has been idle for the limit (or, with a request in flight, for
+    /// the stall limit); re-arms the timer otherwise (which also registers this task to be
+    /// woken when it fires).
     fn idle(&mut self, cx: &mut Context<'_>) -> bool {
         loop {
             if self.timer.as_mut().poll(cx).is_pending() {
                 return false;
             }
             let busy = self.activity.in_flight.load(Ordering::Relaxed) > 0;
+            let now = Instant::now();
             let idle_at = self.activity.idle_at(self.limit);
-            if !busy && idle_at <= Instant::now() {
+            let stalled_at = self.activity.idle_at(self.stall);
+            if (!busy && idle_at <= now) || stalled_at <= now {
                 return true;
             }
-            // Busy, or traffic since the timer was set: look again a whole limit later.
+            // Busy: look again a limit later (the request may end meanwhile), or when it
+            // stalls. Traffic since the timer was set: look again when it is a limit old.
             let next = if busy {
-                Instant::now() + self.limit
+                (now + self.limit).min(stalled_at)
             } else {
                 idle_at
             };
             self.timer.as_mut().reset(next.into());
+        }
+    }
+}
+
+impl<T> IdleStream<T> {
+    /// Notes a write's traffic; a write the client's window holds back fails once the
+    /// connection has stalled (a connection task blocked on writing may not read meanwhile).
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match result {
+            Poll::Ready(Ok(n)) if n > 0 => {
+                self.activity.touch();
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if self.idle(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection stalled",
+            ))),
+            other => other,
         }
     }
 }
@@ -160,10 +201,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleStream<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        result
+        self.wrote(cx, result)
     }
 
     fn poll_write_vectored(
@@ -172,10 +210,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleStream<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        result
+        self.wrote(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -261,5 +296,46 @@ impl<B: http_body::Body + Unpin> http_body::Body for Counting<B> {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// A request in flight keeps its connection from idling, but not for ever: with no traffic
+    /// for the stall limit its next read fails, so that a client that never reads an answer
+    /// cannot hold the connection.
+    #[tokio::test]
+    async fn a_request_in_flight_without_traffic_for_the_stall_limit_closes_its_connection() {
+        let (_client, server) = tokio::io::duplex(64);
+        let activity = Arc::new(Activity::default());
+        let (limit, stall) = (Duration::from_millis(50), Duration::from_millis(400));
+        let mut stream = IdleStream::new(server, activity.clone(), limit, stall);
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        let e = stream.read(&mut buf).await.expect_err("closed");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            started.elapsed() >= stall - Duration::from_millis(5),
+            "closed after {:?}, before the stall limit: the request in flight kept it open \
+             past the idle limit",
+            started.elapsed()
+        );
+    }
+
+    /// With no request in flight, the idle limit closes the connection.
+    #[tokio::test]
+    async fn a_connection_with_nothing_in_flight_is_closed_after_the_idle_limit() {
+        let (_client, server) = tokio::io::duplex(64);
+        let activity = Arc::new(Activity::default());
+        let (limit, stall) = (Duration::from_millis(50), Duration::from_secs(3600));
+        let mut stream = IdleStream::new(server, activity, limit, stall);
+        let mut buf = [0u8; 8];
+        let e = stream.read(&mut buf).await.expect_err("closed");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
     }
 }

@@ -50,7 +50,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use ledger::record::{EventType, Record};
-use ledger::types::{Hash, Sequence, TenantId};
+use ledger::types::{EventId, Hash, Sequence, TenantId};
 
 use super::{Store, StoreError};
 
@@ -174,22 +174,22 @@ fn append_journal(path: &Path, records: &[&Record]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The draft of an `erasure` record restating `lost`, a journaled erasure the chain does not
-/// hold, for `records`: the records of `tenant` whose values it erased again and which wait
-/// for it (at most [`ledger::payload::LIST_ITEMS_MAX`], in chain order). It has the lost
-/// erasure's subject, fields and legal basis, names exactly those records (so that a
+/// The event id and payload of an `erasure` record restating `lost`, a journaled erasure the
+/// chain does not hold, for `records`: the records of `tenant` whose values it erased again and
+/// which wait for it (at most [`ledger::payload::LIST_ITEMS_MAX`], in chain order). It has the
+/// lost erasure's subject, fields and legal basis, names exactly those records (so that a
 /// restatement appended later, after the subject has new values, erases nothing else), and
-/// has a reason that names the lost erasure.
+/// has a reason that names the lost erasure ([`restatement_reason_prefix`]).
 ///
-/// Its event id is derived from the tenant, the lost record's hash and the first record named,
-/// so that every process restating the same values writes the same record: a second attempt
+/// Its event id is derived from the tenant, the lost record's hash and every record named, so
+/// that every process restating the same values writes the same record: a second attempt
 /// (another node starting at the same time) is a duplicate of the first, never a second
 /// erasure.
 fn restatement(
     tenant: &TenantId,
     lost: &Record,
     records: &[(i64, String)],
-) -> Result<ledger::draft::ClientDraft, String> {
+) -> Result<(String, serde_json::Value), String> {
     use sha2::Digest as _;
     let mut payload: serde_json::Value =
         serde_json::from_str(lost.payload.as_str()).map_err(|e| e.to_string())?;
@@ -199,10 +199,9 @@ fn restatement(
         .unwrap_or_default()
         .to_owned();
     let mut reason = format!(
-        "Restates erasure seq {} (record {}), which a restore of the database removed from the \
-         chain; its values were erased again from the erasure journal. Its reason: ",
-        lost.seq,
-        lost.hash.to_hex()
+        "{}, which a restore of the database removed from the chain; its values were erased \
+         again from the erasure journal. Its reason: ",
+        restatement_reason_prefix(lost)
     );
     // Within the reason's limit: the original may have used all of it.
     let room = ledger::payload::TEXT_BYTES_MAX.saturating_sub(reason.len());
@@ -212,14 +211,15 @@ fn restatement(
         .iter()
         .map(|(_, id)| serde_json::Value::from(id.as_str()))
         .collect();
-    let first = records.first().map_or("", |(_, id)| id.as_str());
-    let digest = sha2::Sha256::new()
+    let mut digest = sha2::Sha256::new()
         .chain_update(b"auditex/restatement\0")
         .chain_update(tenant.as_str().as_bytes())
         .chain_update(b"\0")
-        .chain_update(lost.hash.as_bytes())
-        .chain_update(first.as_bytes())
-        .finalize();
+        .chain_update(lost.hash.as_bytes());
+    for (_, id) in records {
+        digest.update(id.as_bytes());
+    }
+    let digest = digest.finalize();
     let mut random = [0u8; 10];
     random.copy_from_slice(&digest[..10]);
     let event_id = uuid::Builder::from_unix_timestamp_millis(
@@ -227,7 +227,16 @@ fn restatement(
         &random,
     )
     .into_uuid();
-    erasure_draft_with_id(&event_id.to_string(), &payload)
+    Ok((event_id.to_string(), payload))
+}
+
+/// How the reason of every restatement of `lost` begins.
+fn restatement_reason_prefix(lost: &Record) -> String {
+    format!(
+        "Restates erasure seq {} (record {})",
+        lost.seq,
+        lost.hash.to_hex()
+    )
 }
 
 /// The draft of a new `erasure` record with `payload`, under a fresh event id; the ledger's
@@ -547,49 +556,17 @@ impl Store {
         let mut restated = 0;
         let mut failed = None;
         for lost in &journaled {
-            let in_chain = self
-                .backend()
-                .record_hashes(tenant, lost.seq.get(), lost.seq.get().saturating_add(1))
-                .await?
-                .first()
-                .is_some_and(|h| h.as_slice() == lost.hash.as_bytes().as_slice());
-            let Some(mut scope) = ErasureScope::of_record(lost).filter(|_| !in_chain) else {
-                continue;
-            };
-            // Every waiting value is below the chain's head; the restatement comes after it.
-            scope.erasure_seq = self.tree_size(tenant).await?.get();
-            // Named one by one: the scope as the lost erasure wrote it could, at this later
-            // place in the chain, also cover values appended since the restore.
-            let waiting = self.backend().reerased_records(tenant, &scope).await?;
-            for records in waiting.chunks(ledger::payload::LIST_ITEMS_MAX) {
-                let appended = match restatement(tenant, lost, records) {
-                    Ok(draft) => self.append(tenant, vec![draft]).await,
-                    Err(e) => Err(StoreError::Corrupt(e).into()),
-                };
-                match appended {
-                    Ok(receipts) => {
-                        if let Some(r) = receipts.first().filter(|r| !r.duplicate) {
-                            restated += 1;
-                            tracing::warn!(tenant = %tenant, lost_seq = lost.seq.get(), seq = r.seq,
-                                records = records.len(),
-                                "restated an erasure a restore removed from the chain");
-                        }
-                    }
-                    // Its event id is taken: the same restatement, of other records (another
-                    // process restated this erasure from a different set of waiting values).
-                    Err(super::AppendError::Conflict { .. }) => {}
-                    Err(super::AppendError::LegalHold { hold_seq, .. }) => {
-                        tracing::error!(tenant = %tenant, lost_seq = lost.seq.get(), hold_seq,
-                            "an erasure a restore removed from the chain is not restated: a legal hold now holds its subject; its values stay erased and are withheld");
-                        break;
-                    }
-                    // The other lost erasures are restated all the same.
-                    Err(e) => {
-                        tracing::error!(tenant = %tenant, lost_seq = lost.seq.get(), error = %e,
-                            "cannot restate an erasure a restore removed from the chain; its values stay erased and are withheld");
-                        failed.get_or_insert(e);
-                        break;
-                    }
+            // The other lost erasures are restated all the same.
+            match self.restate_one(tenant, lost).await {
+                Ok(n) => restated += n,
+                Err(super::AppendError::LegalHold { hold_seq, .. }) => {
+                    tracing::error!(tenant = %tenant, lost_seq = lost.seq.get(), hold_seq,
+                        "an erasure a restore removed from the chain is not restated: a legal hold now holds its subject; its values stay erased and are withheld");
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %tenant, lost_seq = lost.seq.get(), error = %e,
+                        "cannot restate an erasure a restore removed from the chain; its values stay erased and are withheld");
+                    failed.get_or_insert(e);
                 }
             }
         }
@@ -597,6 +574,75 @@ impl Store {
             Some(e) => Err(e),
             None => Ok(restated),
         }
+    }
+
+    /// Restates `lost` if the chain lacks it and values it erased again wait for it; how many
+    /// records were appended.
+    async fn restate_one(
+        &self,
+        tenant: &TenantId,
+        lost: &Record,
+    ) -> Result<u64, super::AppendError> {
+        let in_chain = self
+            .backend()
+            .record_hashes(tenant, lost.seq.get(), lost.seq.get().saturating_add(1))
+            .await?
+            .first()
+            .is_some_and(|h| h.as_slice() == lost.hash.as_bytes().as_slice());
+        let Some(mut scope) = ErasureScope::of_record(lost).filter(|_| !in_chain) else {
+            return Ok(0);
+        };
+        // Every waiting value is below the chain's head; the restatement comes after it.
+        scope.erasure_seq = self.tree_size(tenant).await?.get();
+        // Only the values this erasure erased again: after two restores, an erasure restated
+        // after the first is not in the chain either, and its scope may cover values a later,
+        // narrower erasure erased again.
+        scope.reapplied = Some(lost.hash);
+        // Named one by one: the scope as the lost erasure wrote it could, at this later place
+        // in the chain, also cover values appended since the restore.
+        let waiting = self.backend().reerased_records(tenant, &scope).await?;
+        let mut restated = 0;
+        for records in waiting.chunks(ledger::payload::LIST_ITEMS_MAX) {
+            let (event_id, payload) =
+                restatement(tenant, lost, records).map_err(StoreError::Corrupt)?;
+            let draft = erasure_draft_with_id(&event_id, &payload).map_err(StoreError::Corrupt)?;
+            let receipts = match self.append(tenant, vec![draft]).await {
+                Ok(receipts) => receipts,
+                Err(super::AppendError::Conflict { .. }) => {
+                    // The id is taken by another record. If that is this erasure's restatement
+                    // (of other records: another process restated from a different set of
+                    // waiting values), nothing is left to do; anything else took the id first,
+                    // and the restatement goes under a fresh one.
+                    let parsed = EventId::parse(&event_id)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let prefix = restatement_reason_prefix(lost);
+                    let restates_it = self
+                        .record_by_event_id(tenant, parsed)
+                        .await?
+                        .filter(|r| r.event_type == EventType::Erasure)
+                        .and_then(|r| {
+                            serde_json::from_str::<serde_json::Value>(r.payload.as_str()).ok()
+                        })
+                        .and_then(|p| p.get("reason")?.as_str().map(|r| r.starts_with(&prefix)))
+                        .unwrap_or(false);
+                    if restates_it {
+                        continue;
+                    }
+                    tracing::warn!(tenant = %tenant, lost_seq = lost.seq.get(), event_id,
+                        "the event id derived for a restatement is taken by another record; restating under a fresh one");
+                    let draft = erasure_draft(&payload).map_err(StoreError::Corrupt)?;
+                    self.append(tenant, vec![draft]).await?
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(r) = receipts.first().filter(|r| !r.duplicate) {
+                restated += 1;
+                tracing::warn!(tenant = %tenant, lost_seq = lost.seq.get(), seq = r.seq,
+                    records = records.len(),
+                    "restated an erasure a restore removed from the chain");
+            }
+        }
+        Ok(restated)
     }
 
     /// [`Store::restate_reerased`] for every tenant with an erasure journal; failures are

@@ -397,7 +397,7 @@ where
         scope: &ErasureScope,
     ) -> Result<u64, StoreError> {
         let marks = if scope.reapplied.is_some() {
-            "reerased_values (tenant_id, seq, field, subject_ref) "
+            "reerased_values (tenant_id, seq, field, subject_ref, erasure_hash) "
         } else {
             "erased_values (tenant_id, seq, field, erasure_seq, subject_ref) "
         };
@@ -432,6 +432,9 @@ where
                         b.push_bind(db_int(scope.erasure_seq));
                     }
                     b.push_bind(subject.clone());
+                    if let Some(hash) = &scope.reapplied {
+                        b.push_bind(hash.as_bytes().to_vec());
+                    }
                 });
                 q.push(" ON CONFLICT DO NOTHING");
                 q.build().execute(&mut *conn).await?;
@@ -501,7 +504,9 @@ where
     }
 
     /// The records (sequence number and event id, in chain order) with values waiting in
-    /// `reerased_values` that `scope` covers: what a restatement of that erasure names.
+    /// `reerased_values` that `scope` covers and that the lost erasure `scope.reapplied` erased
+    /// again (or that no one erasure is recorded for: rows from before migration 0030 on
+    /// SQLite, 0032 on PostgreSQL): what a restatement of that erasure names.
     pub(crate) async fn reerased_records(
         conn: &mut DB::Connection,
         tenant: &TenantId,
@@ -511,6 +516,11 @@ where
         q.push_bind(tenant.as_str().to_owned());
         q.push(" AND seq IN (SELECT seq FROM reerased_values");
         Self::push_scope(&mut q, tenant, scope);
+        if let Some(hash) = &scope.reapplied {
+            q.push(" AND (erasure_hash = ");
+            q.push_bind(hash.as_bytes().to_vec());
+            q.push(" OR erasure_hash IS NULL)");
+        }
         q.push(") ORDER BY seq");
         q.build()
             .fetch_all(&mut *conn)

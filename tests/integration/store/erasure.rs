@@ -103,6 +103,18 @@ fn whole_subject(subject: &str) -> SubjectErasure {
     }
 }
 
+/// Appends one record of the erased subject (its values numbered `n`); its seq.
+async fn append_erased_subject(store: &Store, tenant: &TenantId, n: usize) -> u64 {
+    store
+        .append(
+            tenant,
+            vec![subject_draft(ERASED_SUBJECT, &person(ERASED_TEXT, n))],
+        )
+        .await
+        .expect("append")[0]
+        .seq
+}
+
 /// A store configuration with an erasure journal (a checkpoint folder), as `auditex serve` has.
 fn journaled_config(db: &TestDb, dir: &Path) -> StoreConfig {
     std::fs::create_dir_all(dir).expect("checkpoint folder");
@@ -465,7 +477,8 @@ async fn after_a_restore_and_its_acknowledgement_bundles_of_erased_decisions_ver
     let backup = env.dir().join("before-erasure.db");
     store.backup(&backup).await.expect("backup");
     append_both_subjects(&store, &tenant, 3).await;
-    let lost = erase_then_restore(store, &env, &tenant, &backup).await;
+    let lost =
+        erase_then_restore(store, &env, &tenant, &backup, whole_subject(ERASED_SUBJECT)).await;
 
     let store = Store::open_with_workers(config.clone())
         .await
@@ -1031,14 +1044,7 @@ async fn a_value_appended_after_a_restore_below_a_journaled_erasure_is_not_erase
             .await
             .expect("acknowledge");
     }
-    let newer = store
-        .append(
-            &tenant,
-            vec![subject_draft(ERASED_SUBJECT, &person(ERASED_TEXT, 99))],
-        )
-        .await
-        .expect("append")[0]
-        .seq;
+    let newer = append_erased_subject(&store, &tenant, 99).await;
     assert!(
         newer < erasure_seq,
         "{newer} takes a number below {erasure_seq}"
@@ -1067,16 +1073,67 @@ async fn a_value_appended_after_a_restore_below_a_journaled_erasure_is_not_erase
     store.shutdown().await;
 }
 
-/// Erases the erased subject whole, publishes a checkpoint, shuts `store` down and restores
-/// `backup` with the real binary; returns the erasure record's seq, which the restore removed.
+/// SQLite, with the real binary, two restores: an erasure of a whole subject, lost in the first
+/// restore and restated, is still not in the chain after the second, which brings back a later
+/// erasure of one field of the subject's newer record. Only that later erasure's restatement
+/// may take that field: the earlier one's scope (the whole subject) covers the record too, and
+/// restating it would also erase the record's other field, which nobody erased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_two_restores_each_lost_erasure_restates_only_the_values_it_erased_again() {
+    let (_db, env, config, tenant, store) = journaled_sqlite("tworestores").await;
+    append_both_subjects(&store, &tenant, 2).await;
+    store.publish_checkpoints().await.expect("checkpoint");
+    let first = env.dir().join("first.db");
+    store.backup(&first).await.expect("backup");
+    append_both_subjects(&store, &tenant, 2).await;
+    let whole =
+        erase_then_restore(store, &env, &tenant, &first, whole_subject(ERASED_SUBJECT)).await;
+
+    let store = open_after_restore(&config, &tenant).await;
+    restatement_of(&store, &tenant, whole, ERASED_SUBJECT).await;
+    let newer = append_erased_subject(&store, &tenant, 55).await;
+    store.publish_checkpoints().await.expect("checkpoint");
+    let second = env.dir().join("second.db");
+    store.backup(&second).await.expect("backup");
+    let name_only = erase_then_restore(
+        store,
+        &env,
+        &tenant,
+        &second,
+        SubjectErasure {
+            fields: Some(vec![field("name")]),
+            ..whole_subject(ERASED_SUBJECT)
+        },
+    )
+    .await;
+
+    let (store, restated) = open_and_restate(&config, &tenant, name_only, ERASED_SUBJECT).await;
+    assert_eq!(
+        erased_fields(&store, &tenant, newer).await,
+        BTreeMap::from([(field("name"), restated)]),
+        "the name is erased by the restatement of the erasure that erased it"
+    );
+    assert_eq!(
+        stored_fields(&store, &tenant, newer).await,
+        ["iban"],
+        "the field nobody erased is still there"
+    );
+    let size = store.tree_size(&tenant).await.expect("size").get();
+    assert_eq!(size, restated + 1, "nothing else was restated");
+    store.shutdown().await;
+}
+
+/// Carries out `erasure`, publishes a checkpoint, shuts `store` down and restores `backup` with
+/// the real binary; returns the erasure record's seq, which the restore removed.
 async fn erase_then_restore(
     store: Store,
     env: &crate::crash::ProcessEnv,
     tenant: &TenantId,
     backup: &Path,
+    erasure: SubjectErasure,
 ) -> u64 {
     let lost = store
-        .erase_subject(tenant, whole_subject(ERASED_SUBJECT))
+        .erase_subject(tenant, erasure)
         .await
         .expect("erase")
         .receipt
@@ -1146,7 +1203,8 @@ async fn a_restatement_that_waited_for_a_hold_erases_only_the_values_that_waited
         .lift_hold(&tenant, ERASED_SUBJECT, hold, "settled")
         .await
         .expect("lift");
-    let lost = erase_then_restore(store, &env, &tenant, &backup).await;
+    let lost =
+        erase_then_restore(store, &env, &tenant, &backup, whole_subject(ERASED_SUBJECT)).await;
 
     // The restored chain holds the hold again: the values are erased and wait, unrestated.
     let store = open_after_restore(&config, &tenant).await;
@@ -1157,14 +1215,7 @@ async fn a_restatement_that_waited_for_a_hold_erases_only_the_values_that_waited
             "record {s} waits"
         );
     }
-    let newer = store
-        .append(
-            &tenant,
-            vec![subject_draft(ERASED_SUBJECT, &person(ERASED_TEXT, 77))],
-        )
-        .await
-        .expect("append")[0]
-        .seq;
+    let newer = append_erased_subject(&store, &tenant, 77).await;
     store
         .lift_hold(&tenant, ERASED_SUBJECT, hold, "settled again")
         .await
