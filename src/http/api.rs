@@ -726,9 +726,9 @@ fn parse_batch(
 /// type: null, expected struct AppendRequest at line 1 column 1099") give neither. Looked for
 /// only once the typed parse has failed; `None` when no record is at fault.
 ///
-/// The body is walked, not built: a body of 8 MiB of `0,` would be millions of values as an
-/// untyped tree, several hundred MiB for a request the body budget counts as 8 MiB. Each record
-/// object is parsed as a record and dropped.
+/// The body is walked, not built: 8 MiB of `0,` is about four million values, 32 bytes each as
+/// an untyped tree (128 MiB and more) for a request the body budget counts as 8 MiB. Each
+/// record object is parsed as a record and dropped.
 fn misshapen_records(body: &Bytes) -> Option<ApiError> {
     use serde::de::DeserializeSeed;
     // A body that is not JSON at all keeps serde's own words, with their line and column
@@ -737,56 +737,49 @@ fn misshapen_records(body: &Bytes) -> Option<ApiError> {
     serde_json::from_slice::<serde::de::IgnoredAny>(body).ok()?;
     let mut found = None;
     // The walk stops at the first record at fault with an error; `found` says which.
-    let _ = BatchShape(&mut found).deserialize(&mut serde_json::Deserializer::from_slice(body));
+    let _ = Walk {
+        place: Place::Batch,
+        found: &mut found,
+    }
+    .deserialize(&mut serde_json::Deserializer::from_slice(body));
     found
         .map(|detail| ApiError::MalformedBody(format!("the body is not a valid request: {detail}")))
 }
 
-/// Walks a batch body's members, looking at `records` only (see [`misshapen_records`]).
-struct BatchShape<'a>(&'a mut Option<String>);
-
-impl<'de> serde::de::DeserializeSeed<'de> for BatchShape<'_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
+/// Where [`Walk`] is in a batch body.
+#[derive(Clone, Copy)]
+enum Place {
+    /// The body: an object whose `records` member is walked, the others skipped.
+    Batch,
+    /// `records`: an array of record objects.
+    Records,
+    /// One item of `records`, by its index.
+    Item(usize),
 }
 
-impl<'de> serde::de::Visitor<'de> for BatchShape<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a batch object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "records" {
-                map.next_value_seed(RecordsShape(&mut *self.0))?;
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
-        }
-        Ok(())
-    }
+/// Walks a batch body (see [`misshapen_records`]): at the first value at fault it notes what
+/// is wrong, by its pointer, in `found`, and stops with an error.
+struct Walk<'a> {
+    place: Place,
+    found: &'a mut Option<String>,
 }
 
-/// Walks `records`: an array whose items are each parsed as a record.
-struct RecordsShape<'a>(&'a mut Option<String>);
-
-impl RecordsShape<'_> {
-    fn refuse<E: serde::de::Error>(self, detail: String) -> Result<(), E> {
-        *self.0 = Some(detail);
+impl Walk<'_> {
+    /// A value of kind `kind` where `place` expects something else.
+    fn refuse<E: serde::de::Error>(self, kind: &str) -> Result<(), E> {
+        *self.found = match self.place {
+            // A body that is not an object has no records to name.
+            Place::Batch => None,
+            Place::Records => Some("/records: expected an array of record objects".into()),
+            Place::Item(i) => Some(format!(
+                "/records/{i}: expected a record object, found {kind}"
+            )),
+        };
         Err(E::custom("stop"))
     }
-
-    fn not_an_array<E: serde::de::Error>(self) -> Result<(), E> {
-        self.refuse("/records: expected an array of record objects".into())
-    }
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for RecordsShape<'_> {
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -794,100 +787,57 @@ impl<'de> serde::de::DeserializeSeed<'de> for RecordsShape<'_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for RecordsShape<'_> {
+impl<'de> serde::de::Visitor<'de> for Walk<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an array of record objects")
+        f.write_str("a batch of record objects")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        match self.place {
+            Place::Batch => {
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "records" {
+                        map.next_value_seed(Walk {
+                            place: Place::Records,
+                            found: &mut *self.found,
+                        })?;
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(())
+            }
+            Place::Item(i) => {
+                match AppendRequest::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        *self.found = Some(format!("/records/{i}: {e}"));
+                        Err(e)
+                    }
+                }
+            }
+            Place::Records => self.refuse("an object"),
+        }
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        if !matches!(self.place, Place::Records) {
+            return self.refuse("an array");
+        }
         let mut index = 0usize;
         while items
-            .next_element_seed(ItemShape {
-                index,
-                found: &mut *self.0,
+            .next_element_seed(Walk {
+                place: Place::Item(index),
+                found: &mut *self.found,
             })?
             .is_some()
         {
             index += 1;
         }
         Ok(())
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        self.not_an_array()
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        self.not_an_array()
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-        self.not_an_array()
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
-        self.not_an_array()
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
-        self.not_an_array()
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-        self.not_an_array()
-    }
-
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
-        self.not_an_array()
-    }
-}
-
-/// One item of `records`: a record object parsed as a record (and dropped), or the kind of
-/// value it is instead.
-struct ItemShape<'a> {
-    index: usize,
-    found: &'a mut Option<String>,
-}
-
-impl ItemShape<'_> {
-    fn refuse<E: serde::de::Error>(self, kind: &str) -> Result<(), E> {
-        *self.found = Some(format!(
-            "/records/{}: expected a record object, found {kind}",
-            self.index
-        ));
-        Err(E::custom("stop"))
-    }
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for ItemShape<'_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for ItemShape<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a record object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        match AppendRequest::deserialize(serde::de::value::MapAccessDeserializer::new(map)) {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                *self.found = Some(format!("/records/{}: {e}", self.index));
-                Err(e)
-            }
-        }
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        self.refuse("an array")
     }
 
     fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {

@@ -147,9 +147,7 @@ impl<T> IdleStream<T> {
             self.timer.as_mut().reset(next.into());
         }
     }
-}
 
-impl<T> IdleStream<T> {
     /// Notes a write's traffic; a write the client's window holds back fails once the
     /// connection has stalled (a connection task blocked on writing may not read meanwhile).
     fn wrote(
@@ -301,23 +299,32 @@ impl<B: http_body::Body + Unpin> http_body::Body for Counting<B> {
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     use super::*;
+
+    /// The idle limit of these tests.
+    const LIMIT: Duration = Duration::from_millis(50);
+
+    /// A connection's stream with `in_flight` requests, closed after [`LIMIT`] idle or `stall`
+    /// stalled; the other end, kept open and silent.
+    fn connection(in_flight: usize, stall: Duration) -> (DuplexStream, IdleStream<DuplexStream>) {
+        let (client, server) = tokio::io::duplex(64);
+        let activity = Arc::new(Activity::default());
+        let stream = IdleStream::new(server, activity.clone(), LIMIT, stall);
+        activity.in_flight.store(in_flight, Ordering::Relaxed);
+        (client, stream)
+    }
 
     /// A request in flight keeps its connection from idling, but not for ever: with no traffic
     /// for the stall limit its next read fails, so that a client that never reads an answer
     /// cannot hold the connection.
     #[tokio::test]
     async fn a_request_in_flight_without_traffic_for_the_stall_limit_closes_its_connection() {
-        let (_client, server) = tokio::io::duplex(64);
-        let activity = Arc::new(Activity::default());
-        let (limit, stall) = (Duration::from_millis(50), Duration::from_millis(400));
-        let mut stream = IdleStream::new(server, activity.clone(), limit, stall);
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        let stall = Duration::from_millis(400);
+        let (_client, mut stream) = connection(1, stall);
         let started = Instant::now();
-        let mut buf = [0u8; 8];
-        let e = stream.read(&mut buf).await.expect_err("closed");
+        let e = stream.read(&mut [0u8; 8]).await.expect_err("closed");
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         assert!(
             started.elapsed() >= stall - Duration::from_millis(5),
@@ -327,15 +334,23 @@ mod tests {
         );
     }
 
+    /// The same for a connection blocked writing an answer its client does not read: the
+    /// pending write fails at the stall limit (the connection's task may not be reading).
+    #[tokio::test]
+    async fn a_write_the_client_does_not_read_fails_at_the_stall_limit() {
+        let (_client, mut stream) = connection(1, Duration::from_millis(400));
+        let e = stream
+            .write_all(&[7u8; 4096])
+            .await
+            .expect_err("the write fails");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+
     /// With no request in flight, the idle limit closes the connection.
     #[tokio::test]
     async fn a_connection_with_nothing_in_flight_is_closed_after_the_idle_limit() {
-        let (_client, server) = tokio::io::duplex(64);
-        let activity = Arc::new(Activity::default());
-        let (limit, stall) = (Duration::from_millis(50), Duration::from_secs(3600));
-        let mut stream = IdleStream::new(server, activity, limit, stall);
-        let mut buf = [0u8; 8];
-        let e = stream.read(&mut buf).await.expect_err("closed");
+        let (_client, mut stream) = connection(0, Duration::from_secs(3600));
+        let e = stream.read(&mut [0u8; 8]).await.expect_err("closed");
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
     }
 }

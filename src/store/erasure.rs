@@ -454,12 +454,11 @@ impl Store {
             // after it; skipping one that was not would bring erased values back.
             if in_database.contains(&seq) {
                 if let std::collections::btree_map::Entry::Vacant(slot) = chain_hash.entry(seq) {
-                    let hashes = self
-                        .backend()
-                        .record_hashes(tenant, seq, seq.saturating_add(1))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    slot.insert(hashes.into_iter().next());
+                    slot.insert(
+                        self.chain_hash_at(tenant, seq)
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    );
                 }
                 if chain_hash.get(&seq).and_then(Option::as_deref)
                     == Some(record.hash.as_bytes().as_slice())
@@ -553,11 +552,13 @@ impl Store {
             tenant: tenant.as_str().to_owned(),
             problem: format!("{}: {e}", path.display()),
         })?;
+        // Every waiting value is below the chain's head; the restatements come after it.
+        let head = self.tree_size(tenant).await?.get();
         let mut restated = 0;
         let mut failed = None;
         for lost in &journaled {
             // The other lost erasures are restated all the same.
-            match self.restate_one(tenant, lost).await {
+            match self.restate_one(tenant, lost, head).await {
                 Ok(n) => restated += n,
                 Err(super::AppendError::LegalHold { hold_seq, .. }) => {
                     tracing::error!(tenant = %tenant, lost_seq = lost.seq.get(), hold_seq,
@@ -576,24 +577,34 @@ impl Store {
         }
     }
 
-    /// Restates `lost` if the chain lacks it and values it erased again wait for it; how many
-    /// records were appended.
+    /// The hash of the chain's record at `seq`, if it has one.
+    async fn chain_hash_at(
+        &self,
+        tenant: &TenantId,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .backend()
+            .record_hashes(tenant, seq, seq.saturating_add(1))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Restates `lost` if the chain lacks it and values it erased again wait for it, each
+    /// below `head`; how many records were appended.
     async fn restate_one(
         &self,
         tenant: &TenantId,
         lost: &Record,
+        head: u64,
     ) -> Result<u64, super::AppendError> {
-        let in_chain = self
-            .backend()
-            .record_hashes(tenant, lost.seq.get(), lost.seq.get().saturating_add(1))
-            .await?
-            .first()
-            .is_some_and(|h| h.as_slice() == lost.hash.as_bytes().as_slice());
+        let in_chain = self.chain_hash_at(tenant, lost.seq.get()).await?.as_deref()
+            == Some(lost.hash.as_bytes().as_slice());
         let Some(mut scope) = ErasureScope::of_record(lost).filter(|_| !in_chain) else {
             return Ok(0);
         };
-        // Every waiting value is below the chain's head; the restatement comes after it.
-        scope.erasure_seq = self.tree_size(tenant).await?.get();
+        scope.erasure_seq = head;
         // Only the values this erasure erased again: after two restores, an erasure restated
         // after the first is not in the chain either, and its scope may cover values a later,
         // narrower erasure erased again.
@@ -635,11 +646,18 @@ impl Store {
                 }
                 Err(e) => return Err(e),
             };
-            if let Some(r) = receipts.first().filter(|r| !r.duplicate) {
-                restated += 1;
-                tracing::warn!(tenant = %tenant, lost_seq = lost.seq.get(), seq = r.seq,
-                    records = records.len(),
-                    "restated an erasure a restore removed from the chain");
+            match receipts.first() {
+                Some(r) if !r.duplicate => {
+                    restated += 1;
+                    tracing::warn!(tenant = %tenant, lost_seq = lost.seq.get(), seq = r.seq,
+                        records = records.len(),
+                        "restated an erasure a restore removed from the chain");
+                }
+                Some(r) => {
+                    tracing::info!(tenant = %tenant, lost_seq = lost.seq.get(), seq = r.seq,
+                        "the restatement of an erasure a restore removed is in the chain already");
+                }
+                None => {}
             }
         }
         Ok(restated)

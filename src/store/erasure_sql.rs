@@ -55,6 +55,27 @@ pub(crate) struct SubjectValueRow {
     pub erasure_seq: Option<i64>,
 }
 
+/// Runs `q` and reads each row's first two columns.
+async fn pairs<DB, A, B>(
+    q: &mut QueryBuilder<DB>,
+    conn: &mut DB::Connection,
+) -> Result<Vec<(A, B)>, StoreError>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'t> A: Decode<'t, DB> + Type<DB>,
+    for<'t> B: Decode<'t, DB> + Type<DB>,
+{
+    q.build()
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
 /// The statements, for one database.
 pub(crate) struct ErasureSql<DB>(PhantomData<DB>);
 
@@ -170,12 +191,7 @@ where
         q.push(" AND seq = ");
         q.push_bind(seq);
         q.push(" ORDER BY field");
-        q.build()
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+        pairs(&mut q, conn).await
     }
 
     /// The sequence number of `subject`'s latest erasure record, if it has one.
@@ -241,12 +257,7 @@ where
         }
         q.push(" ORDER BY seq, record_hash LIMIT ");
         q.push_bind(db_int(limit));
-        q.build()
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+        pairs(&mut q, conn).await
     }
 
     /// Every value concerning `subject`, stored or erased: `(seq, event id, field, erasure seq
@@ -522,12 +533,7 @@ where
             q.push(" OR erasure_hash IS NULL)");
         }
         q.push(") ORDER BY seq");
-        q.build()
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+        pairs(&mut q, conn).await
     }
 
     /// How many values wait in `reerased_values` for an erasure record (all of the tenant's
@@ -585,12 +591,7 @@ where
         q.push_bind(after);
         q.push(" ORDER BY key_seq LIMIT ");
         q.push_bind(db_int(limit));
-        q.build()
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+        pairs(&mut q, conn).await
     }
 
     /// Replaces a wrapped key if it is still the bytes read (a key destroyed or re-wrapped

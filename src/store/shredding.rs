@@ -80,8 +80,10 @@ impl DataKey {
 
     /// Seals one erasable value (its salt and its JSON text) for record `seq`, field `field`.
     ///
-    /// One allocation: the salt and the text are laid out where their ciphertext goes and
-    /// encrypted in place (the appender seals a value per erasable field of every record).
+    /// The salt and the text are laid out where their ciphertext goes and encrypted in place:
+    /// two allocations (the sealed bytes and the associated data), where separate plaintext,
+    /// ciphertext and output buffers took five (the appender seals a value per erasable field
+    /// of every record).
     pub(crate) fn seal_value(
         &self,
         tenant: &TenantId,
@@ -168,7 +170,9 @@ pub fn unwrap_data_key_for_tools(
 fn value_aad(tenant: &TenantId, seq: u64, field: &str) -> Vec<u8> {
     use std::io::Write as _;
     let tenant = tenant.as_str();
-    let mut aad = Vec::with_capacity(1 + 17 + tenant.len() + 21 + 1 + field.len());
+    // The version byte, the text's fixed part, and at most 20 digits of `seq`.
+    let mut aad =
+        Vec::with_capacity(1 + "auditex/erasable///".len() + tenant.len() + 20 + field.len());
     aad.push(DATA_KEY_SEAL_VERSION);
     // Writing to a Vec cannot fail.
     let _ = write!(aad, "auditex/erasable/{tenant}/{seq}/{field}");
@@ -182,6 +186,38 @@ mod tests {
 
     fn tenant(name: &str) -> TenantId {
         TenantId::parse(name).expect("tenant")
+    }
+
+    /// The in-place sealing gives, after the version byte and its nonce, exactly what the
+    /// one-shot AES-GCM encryption of the salt and text gives (ciphertext, then tag): the
+    /// format values sealed before it was written in place are in.
+    #[test]
+    fn a_sealed_value_is_the_one_shot_encryption_of_its_salt_and_text() {
+        let key = DataKey::generate();
+        let acme = tenant("acme");
+        let salt = [9u8; 32];
+        let json = b"\"Grace Hopper\"";
+        let sealed = key
+            .seal_value(&acme, 11, "name", &salt, json)
+            .expect("seal");
+        assert_eq!(sealed[0], DATA_KEY_SEAL_VERSION);
+        let nonce = &sealed[1..1 + NONCE_BYTES];
+        let plain = [salt.as_slice(), json].concat();
+        let expected = key
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: &plain,
+                    aad: &[
+                        [DATA_KEY_SEAL_VERSION].as_slice(),
+                        b"auditex/erasable/acme/11/name",
+                    ]
+                    .concat(),
+                },
+            )
+            .expect("encrypt");
+        assert_eq!(&sealed[1 + NONCE_BYTES..], expected.as_slice());
     }
 
     #[test]

@@ -1287,7 +1287,15 @@ async fn a_restatement_that_waited_for_a_hold_erases_only_the_values_that_waited
     drop(store);
 
     // Another process that saw the same values waiting (two nodes starting together) writes
-    // the same record, under the same event id: a duplicate, not a second erasure.
+    // the same record, under the same event id: a duplicate, not a second erasure. The rows it
+    // saw are as the re-application wrote them, with the lost erasure's hash, which the
+    // restatement's reason names.
+    let lost_hash = payload["reason"]
+        .as_str()
+        .and_then(|r| r.split("(record ").nth(1))
+        .and_then(|r| r.split(')').next())
+        .and_then(|h| hex::decode(h).ok())
+        .expect("the reason names the lost record's hash");
     let mut other =
         sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.sqlite_path().display()))
             .await
@@ -1295,13 +1303,14 @@ async fn a_restatement_that_waited_for_a_hold_erases_only_the_values_that_waited
     for s in &erased {
         for name in ["iban", "name"] {
             sqlx::query(
-                "INSERT INTO reerased_values (tenant_id, seq, field, subject_ref) \
-                 VALUES (?, ?, ?, ?)",
+                "INSERT INTO reerased_values (tenant_id, seq, field, subject_ref, erasure_hash) \
+                 VALUES (?, ?, ?, ?, ?)",
             )
             .bind(tenant.as_str())
             .bind(i64::try_from(*s).expect("seq"))
             .bind(name)
             .bind(ERASED_SUBJECT)
+            .bind(&lost_hash)
             .execute(&mut other)
             .await
             .expect("insert");
@@ -1314,6 +1323,10 @@ async fn a_restatement_that_waited_for_a_hold_erases_only_the_values_that_waited
         store.tree_size(&tenant).await.expect("size").get(),
         restated + 1,
         "the same restatement is a duplicate"
+    );
+    assert!(
+        logged(&tenant, "is in the chain already"),
+        "the second attempt found the waiting rows and was answered as a duplicate"
     );
     store.shutdown().await;
 }
