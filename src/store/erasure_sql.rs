@@ -12,7 +12,7 @@ use sqlx::{
 };
 
 use super::erasure::ErasureScope;
-use super::{SUBJECT_BUCKET_BITS, StoreError, db_int, push_bucket_series};
+use super::{SUBJECT_BUCKET_BITS, StoreError, db_int, push_bucket_series, sqlite_index_hint};
 
 /// Rows per multi-row statement, well under both databases' parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -114,6 +114,22 @@ where
         Ok(())
     }
 
+    /// The look-up of `subjects`' data keys (one chunk of them).
+    pub(crate) fn subject_keys_query(tenant: &TenantId, subjects: &[&str]) -> QueryBuilder<DB> {
+        let mut q = QueryBuilder::<DB>::new(format!(
+            "SELECT subject_ref, key_seq, wrapped FROM data_keys{} WHERE tenant_id = ",
+            sqlite_index_hint::<DB>("data_keys_by_subject")
+        ));
+        q.push_bind(tenant.as_str().to_owned());
+        q.push(" AND subject_ref IN (");
+        let mut list = q.separated(", ");
+        for s in subjects {
+            list.push_bind((*s).to_owned());
+        }
+        q.push(")");
+        q
+    }
+
     /// The newest data key of each of `subjects` that has one: subject → (key number, wrapped).
     pub(crate) async fn subject_keys(
         conn: &mut DB::Connection,
@@ -122,16 +138,7 @@ where
     ) -> Result<BTreeMap<String, (i64, Vec<u8>)>, StoreError> {
         let mut out: BTreeMap<String, (i64, Vec<u8>)> = BTreeMap::new();
         for chunk in subjects.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<DB>::new(
-                "SELECT subject_ref, key_seq, wrapped FROM data_keys WHERE tenant_id = ",
-            );
-            q.push_bind(tenant.as_str().to_owned());
-            q.push(" AND subject_ref IN (");
-            let mut list = q.separated(", ");
-            for s in chunk {
-                list.push_bind((*s).to_owned());
-            }
-            q.push(")");
+            let mut q = Self::subject_keys_query(tenant, chunk);
             for row in q.build().fetch_all(&mut *conn).await? {
                 let subject: String = row.try_get(0)?;
                 let key_seq: i64 = row.try_get(1)?;

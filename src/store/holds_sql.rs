@@ -12,7 +12,7 @@ use sqlx::{
 
 use super::holds::{HoldChange, HoldRow};
 use super::retention::{RetentionCandidate, RetentionRule};
-use super::{StoreError, db_int};
+use super::{StoreError, db_int, sqlite_index_hint};
 
 /// Rows per `IN (…)` list, well under both databases' parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -49,6 +49,22 @@ where
         })
     }
 
+    /// The look-up of `subjects`' active holds (one chunk of them).
+    pub(crate) fn active_query(tenant: &TenantId, subjects: &[&str]) -> QueryBuilder<DB> {
+        let mut q = QueryBuilder::<DB>::new(format!(
+            "SELECT {HOLD_COLUMNS} FROM legal_holds{} WHERE tenant_id = ",
+            sqlite_index_hint::<DB>("legal_holds_by_subject")
+        ));
+        q.push_bind(tenant.as_str().to_owned());
+        q.push(" AND lifted_seq IS NULL AND subject_ref IN (");
+        let mut list = q.separated(", ");
+        for s in subjects {
+            list.push_bind((*s).to_owned());
+        }
+        q.push(") ORDER BY hold_seq");
+        q
+    }
+
     /// The active holds of `subjects`, oldest first.
     pub(crate) async fn active(
         conn: &mut DB::Connection,
@@ -57,16 +73,7 @@ where
     ) -> Result<Vec<HoldRow>, StoreError> {
         let mut out = Vec::new();
         for chunk in subjects.chunks(ROWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<DB>::new(format!(
-                "SELECT {HOLD_COLUMNS} FROM legal_holds WHERE tenant_id = "
-            ));
-            q.push_bind(tenant.as_str().to_owned());
-            q.push(" AND lifted_seq IS NULL AND subject_ref IN (");
-            let mut list = q.separated(", ");
-            for s in chunk {
-                list.push_bind((*s).to_owned());
-            }
-            q.push(") ORDER BY hold_seq");
+            let mut q = Self::active_query(tenant, chunk);
             for row in q.build().fetch_all(&mut *conn).await? {
                 out.push(Self::hold_row(&row)?);
             }
