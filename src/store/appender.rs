@@ -1188,7 +1188,7 @@ impl Appender {
             self.tree.clone(),
             self.signer.clone(),
             values,
-            self.store.master(),
+            self.store.clone(),
         )
         .await?;
         let ValuesToSeal {
@@ -1396,7 +1396,7 @@ struct Sealed {
 /// A group's erasable values and new data keys, their rows laid out by the appender with the
 /// sealed bytes and wrapped keys still empty: [`seal_all`] fills them in on every core, with the
 /// signatures, rather than on the appender's one thread (AES-GCM per value, and an HKDF and
-/// AES-GCM per new key, about a tenth of a group's sealing work with one value per record).
+/// AES-GCM per new key).
 #[derive(Default)]
 struct ValuesToSeal {
     rows: Vec<NewErasableRow>,
@@ -1474,7 +1474,7 @@ async fn seal_all(
     tree: CompactTree,
     signer: Arc<RecordSigner>,
     mut values: ValuesToSeal,
-    master: &MasterKeys,
+    store: Store,
 ) -> Result<Sealed, StoreError> {
     let bytes: usize = positioned
         .iter()
@@ -1483,7 +1483,7 @@ async fn seal_all(
     if positioned.len() < PARALLEL_SIGN_RECORDS_MIN && bytes < PARALLEL_SIGN_BYTES_MIN {
         let (unsigned, sealed) = hash_all(positioned, &tenant, head, tree, &signer)?;
         let records = unsigned.into_iter().map(|u| u.sign(&signer)).collect();
-        values.seal(&tenant, master, false)?;
+        values.seal(&tenant, store.master(), false)?;
         return Ok(Sealed {
             records,
             values,
@@ -1492,7 +1492,8 @@ async fn seal_all(
     }
     // The blocking thread waits for the pool, so no async worker does; rayon re-raises a
     // worker's panic here, where it is turned into an error rather than taking the appender down.
-    let master = master.clone();
+    // The store goes along, not a copy of its master keys (which would be one more copy of the
+    // key material in memory, per group).
     tokio::task::spawn_blocking(move || {
         let (unsigned, sealed) = hash_all(positioned, &tenant, head, tree, &signer)?;
         let (records, values) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -1501,7 +1502,7 @@ async fn seal_all(
                 .map(|u| u.sign(&signer))
                 .collect::<Vec<_>>();
             values
-                .seal(&tenant, &master, true)
+                .seal(&tenant, store.master(), true)
                 .map(|()| (records, values))
         }))
         .map_err(|_| StoreError::Corrupt("a signing thread panicked".into()))??;
