@@ -3,8 +3,15 @@
 //! JCS defines numbers as IEEE-754 doubles. An integer outside ±(2^53 − 1) would be silently
 //! rounded by any JCS implementation, so the hash would commit to a different number than the one
 //! the client sent; we reject such input instead of signing something the client did not say.
-//! The canonical bytes are produced by a maintained library (`serde_json_canonicalizer`), which the
-//! RFC 8785 test vectors check in `tests/record.rs`.
+//!
+//! The canonical bytes are written by [`jcs`], a direct walk of the value. The maintained
+//! library (`serde_json_canonicalizer`) did the same work several times over: it wrote each
+//! object key, parsed it back and copied it into a UTF-16 buffer to sort the keys, and
+//! buffered every member value apart; a payload's canonicalization was 4–6 % of the server's
+//! CPU under load (BENCHMARKS.md, "The canonical writer, and page statements from a ladder of
+//! sizes"). The library stays the oracle: `tests/canonical.rs` checks this writer against it
+//! byte for byte on generated values, and the RFC 8785 test vectors check it in
+//! `tests/record.rs`.
 
 use serde_json::Value;
 
@@ -143,7 +150,67 @@ pub fn canonicalize(value: &Value, base_path: &str) -> Result<Vec<u8>, Canonical
 /// test vectors (which contain doubles such as 1e+30) and by [`canonicalize`].
 ///
 /// # Errors
-/// [`CanonicalError::Library`] if the canonicalizer fails.
+/// [`CanonicalError::Library`] for a number that is not a finite double (which a
+/// `serde_json::Value` cannot hold) or a string serde_json cannot write.
 pub fn jcs(value: &Value) -> Result<Vec<u8>, CanonicalError> {
-    serde_json_canonicalizer::to_vec(value).map_err(|e| CanonicalError::Library(e.to_string()))
+    let mut out = Vec::with_capacity(128);
+    write_jcs(value, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the RFC 8785 form of `value` to `out` (section 3.2 of the RFC):
+/// - literals as they are;
+/// - every number as the double it denotes, in ECMAScript's `Number.prototype.toString` form
+///   (`ryu_js`, the form the library writes; integers as doubles too, so `1.0` and `1` are both
+///   `1`);
+/// - strings as serde_json writes them, which is the RFC's escaping: `"` and `\`, the five short
+///   escapes of control characters and `\u00xx` in lower case for the others, every other
+///   character as itself;
+/// - object members sorted by their keys' UTF-16 code units (not their UTF-8 bytes: the two
+///   orders differ between characters from U+E000 and those beyond U+FFFF), with no whitespace.
+fn write_jcs(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            let double = n.as_f64().filter(|d| d.is_finite()).ok_or_else(|| {
+                CanonicalError::Library(format!("the number {n} is not a finite double"))
+            })?;
+            out.extend_from_slice(ryu_js::Buffer::new().format_finite(double).as_bytes());
+        }
+        Value::String(text) => write_string(text, out)?,
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_jcs(item, out)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            // serde_json keeps members in insertion order when any crate of the build enables
+            // its `preserve_order` feature (one does), so they are always sorted here.
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_unstable_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push(b'{');
+            for (i, (key, item)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(key, out)?;
+                out.push(b':');
+                write_jcs(item, out)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+/// Appends `text` as a JSON string, escaped as serde_json escapes (see [`write_jcs`]).
+fn write_string(text: &str, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+    serde_json::to_writer(out, text).map_err(|e| CanonicalError::Library(e.to_string()))
 }

@@ -29,6 +29,7 @@ pub(crate) mod faults;
 pub mod holds;
 mod holds_sql;
 mod integrity;
+mod ladder;
 mod latest_checkpoints;
 pub use latest_checkpoints::LATEST_CHECKPOINT_KEPT_MS;
 pub mod integrity_runs;

@@ -61,13 +61,18 @@ const VIEWS_WRITER_CACHE_PRAGMA: &str = "-4096";
 /// read few pages each, and a page missing here is read from the operating system's file cache.
 const READER_VIEWS_CACHE_PRAGMA: &str = "PRAGMA views.cache_size = -512";
 
-/// Prepared statements kept per reader connection and by the views' writer (sqlx's default is
-/// 100). Their hot statements are few (a proof's tile reads, a view page's statements); the
-/// statements built with a varying number of rows or ids are many, and each kept one holds its
-/// compiled program. With 16 instead of 100 on both, one 30 s load run ended at 139 / 125 MB
-/// against 152 / 136 MB, with as many proofs and single appends (BENCHMARKS.md, issue 19: "The
-/// views in a file of their own").
+/// Prepared statements kept per reader connection (sqlx's default is 100). Their hot statements
+/// are few (a proof's tile reads); the statements built with a varying number of rows or ids
+/// are many, and each kept one holds its compiled program. With 16 instead of 100 (then on the
+/// views' writer too), one 30 s load run ended at 139 / 125 MB against 152 / 136 MB, with as
+/// many proofs and single appends (BENCHMARKS.md, issue 19: "The views in a file of their own").
 const STATEMENTS_KEPT: usize = 16;
+
+/// Prepared statements kept by the views' writer. A page's statements have row counts from a
+/// ladder (`store::ladder`): about ten texts for each of its six multi-row statements, and a
+/// dozen fixed ones, all kept, so that no page compiles its statements again (BENCHMARKS.md,
+/// "The canonical writer, and page statements from a ladder of sizes").
+const VIEWS_WRITER_STATEMENTS_KEPT: usize = 128;
 
 /// Rows per multi-row INSERT (12 columns each stays well under SQLite's 32,766 parameters).
 const INSERT_ROWS_MAX: usize = 1000;
@@ -1047,7 +1052,7 @@ async fn views_pool(views: &Path) -> Result<SqlitePool, StoreError> {
         options(views)
             .pragma("secure_delete", "OFF")
             .pragma("cache_size", VIEWS_WRITER_CACHE_PRAGMA)
-            .statement_cache_capacity(STATEMENTS_KEPT),
+            .statement_cache_capacity(VIEWS_WRITER_STATEMENTS_KEPT),
     )
     .await
     .map_err(|e| unusable_views(views, &e))?;

@@ -23,7 +23,7 @@ use super::{
     DECISION_COLUMNS, DecisionQuery, EventTuple, INSERT_CHUNK_ROWS, OversightQuery, PAGE_ROWS_MAX,
     Page, SORTED_SEARCH_ROWS_MAX, corrupt, event_id, page_of, to_event, uint,
 };
-use crate::store::{StoreError, db_int, push_bucket_series, subject_bucket};
+use crate::store::{StoreError, db_int, ladder, push_bucket_series, subject_bucket};
 
 /// The most buckets of the subjects view one statement of [`Sql::subject_page`] probes. Its
 /// runs start at one bucket and double up to this: a page of a subject with records near the
@@ -477,7 +477,8 @@ where
         DB::generic_plans(tx).await?;
         let mut out = Vec::new();
         for chunk in ids.chunks(INSERT_CHUNK_ROWS) {
-            let mut q = DB::records_by_event_id(tenant, chunk);
+            // A list of a length from the ladder: a repeated id finds its record once.
+            let mut q = DB::records_by_event_id(tenant, &ladder::padded(chunk, INSERT_CHUNK_ROWS));
             let rows: Vec<EventTuple> = q.build_query_as().fetch_all(&mut **tx).await?;
             for row in rows {
                 let event = to_event(row)?;
@@ -590,7 +591,7 @@ where
             let g = page.generation;
             let c = &page.changes;
             let inserts: Vec<&DecisionRow> = c.decision_inserts.values().collect();
-            for chunk in inserts.chunks(INSERT_CHUNK_ROWS) {
+            for chunk in ladder::chunks(&inserts, INSERT_CHUNK_ROWS) {
                 let mut q = QueryBuilder::<DB>::new(format!(
                     "INSERT INTO proj_decisions (generation, tenant_id, {DECISION_COLUMNS}) "
                 ));
@@ -625,7 +626,7 @@ where
                 Self::upsert_model(tx, g, t, model_id, version, d).await?;
             }
             let outcomes: Vec<_> = c.model_outcomes.iter().collect();
-            for chunk in outcomes.chunks(INSERT_CHUNK_ROWS) {
+            for chunk in ladder::chunks(&outcomes, INSERT_CHUNK_ROWS) {
                 let mut q = QueryBuilder::<DB>::new(
                     "INSERT INTO proj_model_outcomes (generation, tenant_id, model_id, model_version, outcome, decisions) ",
                 );
@@ -640,7 +641,7 @@ where
                 q.push(" ON CONFLICT (generation, tenant_id, model_id, model_version, outcome) DO UPDATE SET decisions = proj_model_outcomes.decisions + excluded.decisions");
                 q.build().execute(&mut **tx).await?;
             }
-            for chunk in c.oversight.chunks(INSERT_CHUNK_ROWS) {
+            for chunk in ladder::chunks(&c.oversight, INSERT_CHUNK_ROWS) {
                 let mut q = QueryBuilder::<DB>::new(format!(
                     "INSERT INTO proj_oversight (generation, tenant_id, {OVERSIGHT_COLUMNS}) "
                 ));
@@ -659,7 +660,7 @@ where
                 });
                 q.build().execute(&mut **tx).await?;
             }
-            for chunk in c.subjects.chunks(INSERT_CHUNK_ROWS) {
+            for chunk in ladder::chunks(&c.subjects, INSERT_CHUNK_ROWS) {
                 let mut q = QueryBuilder::<DB>::new(
                     "INSERT INTO proj_subjects (generation, tenant_id, bucket, subject_ref, seq, decision_id) ",
                 );
@@ -674,7 +675,7 @@ where
                 q.build().execute(&mut **tx).await?;
             }
             let daily: Vec<_> = c.daily.iter().collect();
-            for chunk in daily.chunks(INSERT_CHUNK_ROWS) {
+            for chunk in ladder::chunks(&daily, INSERT_CHUNK_ROWS) {
                 let mut q = QueryBuilder::<DB>::new(
                     "INSERT INTO proj_daily (generation, tenant_id, day, model_id, model_version, outcome, decisions) ",
                 );

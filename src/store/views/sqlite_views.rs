@@ -83,7 +83,7 @@ async fn sqlite_patch(
     t: &str,
     patches: &[&DecisionPatch],
 ) -> Result<(), StoreError> {
-    for chunk in patches.chunks(INSERT_CHUNK_ROWS) {
+    for chunk in crate::store::ladder::chunks(patches, INSERT_CHUNK_ROWS) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "WITH p (seq, reviews, overrides, contests, explanation_requests, submissions, status, current_outcome, last_reviewer, last_event_seq) AS (",
         );

@@ -1,0 +1,52 @@
+//! RFC 8785 canonicalization of a decision's payload: the ledger's writer (`canonical::jcs`)
+//! against the maintained library it replaced (`serde_json_canonicalizer`), the baseline
+//! measured in the same run. Run: `cargo bench -p ledger --bench canonical`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::Value;
+
+/// The payloads of the load benchmark's decisions: ten members, nested arrays, a score.
+fn payloads() -> Vec<Value> {
+    (0..256u64)
+        .map(|n| {
+            serde_json::json!({
+                "model_id": "credit-limit",
+                "model_version": "4.2.0",
+                "input_commitment": format!("{n:064x}"),
+                "outcome": "approved",
+                "score": 0.87,
+                "reason_codes": ["R12", "R40", "R77"],
+                "explanation": "Debt-to-income ratio and payment history within policy; utilisation moderate.",
+                "subject_ref": format!("subj-{n:08x}"),
+                "decided_at": "2026-11-29T08:49:27.123Z",
+                "oversight_mode": "human_on_the_loop"
+            })
+        })
+        .collect()
+}
+
+fn canonical(c: &mut Criterion) {
+    let payloads = payloads();
+    let mut g = c.benchmark_group("canonical_payload");
+    g.throughput(Throughput::Elements(payloads.len() as u64));
+    g.bench_function("library_serde_json_canonicalizer", |b| {
+        b.iter(|| {
+            for p in &payloads {
+                black_box(serde_json_canonicalizer::to_vec(p).expect("jcs"));
+            }
+        });
+    });
+    g.bench_function("ledger_canonical_jcs", |b| {
+        b.iter(|| {
+            for p in &payloads {
+                black_box(ledger::canonical::jcs(p).expect("jcs"));
+            }
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, canonical);
+criterion_main!(benches);
