@@ -191,8 +191,9 @@ fn write_jcs(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
             out.push(b']');
         }
         Value::Object(map) => {
-            // serde_json keeps members in insertion order when any crate of the build enables
-            // its `preserve_order` feature (one does), so they are always sorted here.
+            // Sorted whatever the map's own order: serde_json's is insertion order when any
+            // crate of the build enables its `preserve_order` feature (a test dependency of the
+            // service does), and UTF-8 byte order otherwise, which is not UTF-16's.
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
             members.sort_unstable_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
             out.push(b'{');

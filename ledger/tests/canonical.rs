@@ -91,8 +91,9 @@ fn a_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            // Members inserted in the generated order: serde_json keeps insertion order in this
-            // build (its `preserve_order` feature), so the writer's sort is what orders them.
+            // Members inserted in the generated order. Without serde_json's `preserve_order`
+            // (this crate's tests) the map keeps them in UTF-8 byte order, with it in that
+            // order: either way the writer's sort by UTF-16 code units is what is checked.
             prop::collection::vec((a_string(), inner), 0..6)
                 .prop_map(|members| Value::Object(members.into_iter().collect::<Map<_, _>>())),
         ]

@@ -477,8 +477,7 @@ where
         DB::generic_plans(tx).await?;
         let mut out = Vec::new();
         for chunk in ids.chunks(INSERT_CHUNK_ROWS) {
-            // A list of a length from the ladder: a repeated id finds its record once.
-            let mut q = DB::records_by_event_id(tenant, &ladder::padded(chunk, INSERT_CHUNK_ROWS));
+            let mut q = DB::records_by_event_id(tenant, chunk);
             let rows: Vec<EventTuple> = q.build_query_as().fetch_all(&mut **tx).await?;
             for row in rows {
                 let event = to_event(row)?;

@@ -53,7 +53,9 @@ impl Dialect for Sqlite {
         q.push_bind(tenant.as_str().to_owned())
             .push(" AND event_id IN (");
         let mut sep = q.separated(", ");
-        for id in ids {
+        // A list of a length from the ladder (`store::ladder`), so that the readers keep a few
+        // texts of this statement: a repeated id in `IN (…)` finds its record once.
+        for id in crate::store::ladder::padded(ids, INSERT_CHUNK_ROWS) {
             sep.push_bind(id.to_string());
         }
         q.push(")");
@@ -75,8 +77,9 @@ impl Dialect for Sqlite {
     }
 }
 
-/// One UPDATE per 500 decisions, joined to a `VALUES` list by the decision's sequence
-/// number (its row's primary key; a page names each decision once).
+/// One UPDATE per chunk of at most 500 decisions (lengths from `store::ladder`), joined to a
+/// `VALUES` list by the decision's sequence number (its row's primary key; a page names each
+/// decision once).
 async fn sqlite_patch(
     tx: &mut Tx,
     g: i64,
