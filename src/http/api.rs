@@ -1831,8 +1831,8 @@ mod tests {
 
     /// A number a client sends is the number signed, and a stored payload read back (as `auditex
     /// verify` reads it) gives the same bytes. This needs serde_json's exact float parsing (its
-    /// `float_roundtrip` feature, which the workspace names): without it about one double in ten
-    /// came back one unit in the last place off (0.24251596613361615 as 0.24251596613361617), so
+    /// `float_roundtrip` feature, which the workspace names): without it some doubles came back
+    /// one unit in the last place off (0.9856906946328695 signed as 0.9856906946328696), so
     /// that a record would commit to a number its client did not send and a ledger written by
     /// one build would not verify with another. Here in the service's crate because the ledger
     /// crate's tests get the feature from a dev-dependency whatever the workspace says.

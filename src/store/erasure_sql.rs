@@ -12,7 +12,9 @@ use sqlx::{
 };
 
 use super::erasure::ErasureScope;
-use super::{SUBJECT_BUCKET_BITS, StoreError, db_int, push_bucket_series, sqlite_index_hint};
+use super::{
+    SUBJECT_BUCKET_BITS, StoreError, db_int, push_bucket_series, push_text_list, sqlite_index_hint,
+};
 
 /// Rows per multi-row statement, well under both databases' parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -121,12 +123,8 @@ where
             sqlite_index_hint::<DB>("data_keys_by_subject")
         ));
         q.push_bind(tenant.as_str().to_owned());
-        q.push(" AND subject_ref IN (");
-        let mut list = q.separated(", ");
-        for s in subjects {
-            list.push_bind((*s).to_owned());
-        }
-        q.push(")");
+        q.push(" AND subject_ref IN ");
+        push_text_list(&mut q, subjects);
         q
     }
 

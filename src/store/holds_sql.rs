@@ -12,7 +12,7 @@ use sqlx::{
 
 use super::holds::{HoldChange, HoldRow};
 use super::retention::{RetentionCandidate, RetentionRule};
-use super::{StoreError, db_int, sqlite_index_hint};
+use super::{StoreError, db_int, push_text_list, sqlite_index_hint};
 
 /// Rows per `IN (…)` list, well under both databases' parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -56,12 +56,9 @@ where
             sqlite_index_hint::<DB>("legal_holds_by_subject")
         ));
         q.push_bind(tenant.as_str().to_owned());
-        q.push(" AND lifted_seq IS NULL AND subject_ref IN (");
-        let mut list = q.separated(", ");
-        for s in subjects {
-            list.push_bind((*s).to_owned());
-        }
-        q.push(") ORDER BY hold_seq");
+        q.push(" AND lifted_seq IS NULL AND subject_ref IN ");
+        push_text_list(&mut q, subjects);
+        q.push(" ORDER BY hold_seq");
         q
     }
 

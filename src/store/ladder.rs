@@ -6,10 +6,10 @@
 //! 31 rows and one of 33 are two statements, each compiled afresh. SQLite compiling a
 //! statement of a few hundred rows costs several times what running it does (a 1000-row,
 //! 21-column `INSERT` of integers in memory: 5.1 ms to prepare, 0.6 ms to bind and run, with the
-//! library this build bundles), and under single appends the views' writer spent 22 % of its
-//! time preparing (BENCHMARKS.md, "The canonical writer, and page statements from a ladder of
-//! sizes"). Counts from the ladder give each builder a handful of texts, which the
-//! connection's cache keeps.
+//! library this build bundles), and under single appends the busiest SQLite thread spent 22 %
+//! of its samples preparing, 2.5 % once the views' page statements took these counts
+//! (BENCHMARKS.md, "The canonical writer, and page statements from a ladder of sizes"). Counts
+//! from the ladder give each builder a handful of texts, which the connection's cache keeps.
 
 /// Splits `rows` into chunks whose lengths are on the ladder: `max` while that many remain,
 /// then the largest power of two not above what remains, until nothing does. A remainder of

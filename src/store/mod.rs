@@ -2027,6 +2027,19 @@ pub(crate) fn sqlite_index_hint<DB: sqlx::Database>(index: &str) -> String {
     }
 }
 
+/// Appends `(v1, v2, …)`, each of `values` bound as text: the list of an `IN`.
+pub(crate) fn push_text_list<DB: sqlx::Database>(q: &mut sqlx::QueryBuilder<DB>, values: &[&str])
+where
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    q.push("(");
+    let mut list = q.separated(", ");
+    for v in values {
+        list.push_bind((*v).to_owned());
+    }
+    q.push(")");
+}
+
 /// Appends a subquery listing the buckets from `first` up to the last one `push_last` appends
 /// (an expression or a bound value, compared with `<`), for a probe of a subject index per
 /// bucket: `(WITH RECURSIVE subject_buckets(b) AS (…) SELECT b FROM subject_buckets)`. Both

@@ -69,8 +69,8 @@ const READER_VIEWS_CACHE_PRAGMA: &str = "PRAGMA views.cache_size = -512";
 const STATEMENTS_KEPT: usize = 16;
 
 /// Prepared statements kept by the views' writer. A page's statements have row counts from a
-/// ladder (`store::ladder`): about ten texts for each of its six multi-row statements, and a
-/// dozen fixed ones, all kept, so that no page compiles its statements again (BENCHMARKS.md,
+/// ladder (`store::ladder`): ten texts for each of its six multi-row statements, and its fixed
+/// ones, all kept, so that no page compiles its statements again (BENCHMARKS.md,
 /// "The canonical writer, and page statements from a ladder of sizes").
 const VIEWS_WRITER_STATEMENTS_KEPT: usize = 128;
 
