@@ -131,7 +131,7 @@ impl PgDb {
             .connect_with(nodes.options(primary).clone())
             .await?;
         let before = applied_count(&pool).await;
-        sqlx::migrate!("./migrations/postgres")
+        sqlx_macros::migrate!("./migrations/postgres")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Schema(e.to_string()))?;
@@ -146,7 +146,7 @@ impl PgDb {
 
     /// Refuses to run against a schema older than this build's migrations.
     async fn check_migrations(&self) -> Result<(), StoreError> {
-        let latest = sqlx::migrate!("./migrations/postgres")
+        let latest = sqlx_macros::migrate!("./migrations/postgres")
             .iter()
             .map(|m| m.version)
             .max()

@@ -165,7 +165,7 @@ impl SqliteDb {
         if parse_version(&version).is_none_or(|v| v < SQLITE_VERSION_MIN) {
             return Err(StoreError::SqliteTooOld { found: version });
         }
-        sqlx::migrate!("./migrations/sqlite")
+        sqlx_macros::migrate!("./migrations/sqlite")
             .run(&writer)
             .await
             .map_err(|e| StoreError::Schema(e.to_string()))?;
@@ -218,7 +218,7 @@ impl SqliteDb {
             .max_connections(1)
             .connect_with(options(path))
             .await?;
-        let migrator = sqlx::migrate!("./migrations/sqlite");
+        let migrator = sqlx_macros::migrate!("./migrations/sqlite");
         let before: i64 = applied_count(&pool).await;
         migrator
             .run(&pool)
@@ -1056,7 +1056,7 @@ async fn views_pool(views: &Path) -> Result<SqlitePool, StoreError> {
     )
     .await
     .map_err(|e| unusable_views(views, &e))?;
-    sqlx::migrate!("./migrations/sqlite-views")
+    sqlx_macros::migrate!("./migrations/sqlite-views")
         .run(&pool)
         .await
         .map_err(|e| unusable_views(views, &e))?;
@@ -1525,7 +1525,7 @@ mod tests {
         let mut conn = SqliteConnection::connect("sqlite::memory:")
             .await
             .expect("an in-memory database");
-        sqlx::migrate!("./migrations/sqlite")
+        sqlx_macros::migrate!("./migrations/sqlite")
             .run(&mut conn)
             .await
             .expect("the ledger's migrations");
