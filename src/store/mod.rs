@@ -142,6 +142,44 @@ const FOLDED_TILES_MAX: usize = 256;
 /// The inner levels of tiles above level 0, by (tenant, base level, tile index).
 type FoldedTiles = HashMap<(TenantId, u8, u64), Arc<FoldedTile>>;
 
+/// Height of the blocks of leaves whose roots are kept per full leaf tile: a proof then hashes
+/// 22 nodes inside its leaf tile rather than 247 (every sibling at levels 1 to 7 folded from
+/// leaf hashes), which was four fifths of a proof's CPU in the store (BENCHMARKS.md, "Leaf tiles'
+/// blocks kept").
+const LEAF_BLOCK_HEIGHT: u8 = 4;
+
+/// Most full leaf tiles whose block roots are kept (16 roots, 512 bytes a tile: under 3 MiB
+/// with their keys), as many as the tile cache keeps tiles; when full, the set is emptied.
+const LEAF_BLOCKS_MAX: usize = TILE_CACHE_TILES_MAX;
+
+/// The roots of a full leaf tile's sixteen blocks of 16 leaf hashes, with the tile's first and
+/// last leaf hash: used only for a tile read with those, as [`FoldedTile`] is for its hashes.
+struct LeafBlocks {
+    first: Hash,
+    last: Hash,
+    roots: Vec<Hash>,
+}
+
+impl LeafBlocks {
+    fn fold(leaves: &[Hash]) -> LeafBlocks {
+        LeafBlocks {
+            first: leaves.first().copied().unwrap_or(Hash::ZERO),
+            last: leaves.last().copied().unwrap_or(Hash::ZERO),
+            roots: leaves
+                .chunks_exact(1 << LEAF_BLOCK_HEIGHT)
+                .map(fold_perfect)
+                .collect(),
+        }
+    }
+
+    fn folded_from(&self, leaves: &[Hash]) -> bool {
+        leaves.first() == Some(&self.first) && leaves.last() == Some(&self.last)
+    }
+}
+
+/// Block roots of full leaf tiles, by (tenant, tile index).
+type LeafBlocksCache = HashMap<(TenantId, u64), Arc<LeafBlocks>>;
+
 /// A tile's hashes with every perfect subtree inside it folded: `inner[k - 1][i]` is the root of
 /// the `2^k` hashes from `i * 2^k`. Built from `hashes` alone, so it is right for exactly those
 /// hashes, and used only for a tile read with the same ones.
@@ -736,6 +774,8 @@ struct Inner {
     tile_cache: Mutex<TileCache>,
     /// Tiles above level 0 with their inner levels folded (see [`Store::node_hashes`]).
     folded_tiles: Mutex<FoldedTiles>,
+    /// Full leaf tiles' block roots (see [`Store::node_hashes`]).
+    leaf_blocks: Mutex<LeafBlocksCache>,
     /// Each tenant's latest checkpoint with its cosignatures, as proofs read it (see
     /// `latest_checkpoints.rs`).
     latest_checkpoints: latest_checkpoints::LatestCheckpoints,
@@ -815,6 +855,7 @@ impl Store {
                 verified_keys: api_keys::VerifiedKeys::default(),
                 tile_cache: Mutex::new(HashMap::new()),
                 folded_tiles: Mutex::new(HashMap::new()),
+                leaf_blocks: Mutex::new(HashMap::new()),
                 latest_checkpoints: latest_checkpoints::LatestCheckpoints::default(),
                 tile_access: tiles::TileAccessCache::default(),
                 witness_board: witnesses::WitnessBoard::default(),
@@ -900,6 +941,7 @@ impl Store {
     pub(crate) fn forget_tiles(&self, tenant: &TenantId) {
         self.lock_tile_cache().retain(|(t, _, _), _| t != tenant);
         self.lock_folded_tiles().retain(|(t, _, _), _| t != tenant);
+        self.lock_leaf_blocks().retain(|(t, _), _| t != tenant);
         self.inner.latest_checkpoints.forget(tenant);
     }
 
@@ -936,6 +978,34 @@ impl Store {
         }
         kept.insert(key, Arc::clone(&folded));
         folded
+    }
+
+    fn lock_leaf_blocks(&self) -> std::sync::MutexGuard<'_, LeafBlocksCache> {
+        self.inner
+            .leaf_blocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The block roots of full leaf tile `tile`, for exactly `leaves` (its 256 leaf hashes):
+    /// kept between proofs, as a proof of any record in the tile needs some of them.
+    fn leaf_blocks(&self, tenant: &TenantId, tile: u64, leaves: &[Hash]) -> Arc<LeafBlocks> {
+        let key = (tenant.clone(), tile);
+        if let Some(kept) = self
+            .lock_leaf_blocks()
+            .get(&key)
+            .filter(|b| b.folded_from(leaves))
+            .cloned()
+        {
+            return kept;
+        }
+        let blocks = Arc::new(LeafBlocks::fold(leaves));
+        let mut kept = self.lock_leaf_blocks();
+        if kept.len() >= LEAF_BLOCKS_MAX && !kept.contains_key(&key) {
+            kept.clear();
+        }
+        kept.insert(key, Arc::clone(&blocks));
+        blocks
     }
 
     fn lock_tile_cache(&self) -> std::sync::MutexGuard<'_, TileCache> {
@@ -1791,6 +1861,18 @@ impl Store {
             if base >= TILE_HEIGHT && reads != TileReads::Stored {
                 let folded = self.folded_tile(tenant, base, first >> TILE_HEIGHT, tile);
                 out.push(folded.node(id.level() - base, start).ok_or_else(missing)?);
+            } else if base == 0
+                && id.level() >= LEAF_BLOCK_HEIGHT
+                && reads != TileReads::Stored
+                && tile.len() == 1 << TILE_HEIGHT
+            {
+                // A node of whole blocks: folded from their roots. `start` and `end` are
+                // multiples of the block's width, as the node is at least as high.
+                let blocks = self.leaf_blocks(tenant, first >> TILE_HEIGHT, tile);
+                let (from, to) = (start >> LEAF_BLOCK_HEIGHT, end >> LEAF_BLOCK_HEIGHT);
+                out.push(fold_perfect(
+                    blocks.roots.get(from..to).ok_or_else(missing)?,
+                ));
             } else {
                 out.push(fold_perfect(tile.get(start..end).ok_or_else(missing)?));
             }
@@ -2163,5 +2245,32 @@ mod folded_tile_tests {
                 }
             }
         }
+    }
+
+    /// Every node of a full leaf tile a proof takes from the block roots (height 4 to 7) is the
+    /// node folded from its leaf hashes; the roots know the leaves they came from.
+    #[test]
+    fn a_full_leaf_tiles_block_roots_give_what_its_leaves_give() {
+        let leaves: Vec<Hash> = (0..256u32).map(|n| leaf_hash(&n.to_be_bytes())).collect();
+        let blocks = LeafBlocks::fold(&leaves);
+        assert_eq!(blocks.roots.len(), 16);
+        for height in LEAF_BLOCK_HEIGHT..TILE_HEIGHT {
+            let width = 1usize << height;
+            for start in (0..256).step_by(width) {
+                let end = start + width;
+                let from_roots = fold_perfect(
+                    &blocks.roots[start >> LEAF_BLOCK_HEIGHT..end >> LEAF_BLOCK_HEIGHT],
+                );
+                assert_eq!(
+                    from_roots,
+                    fold_perfect(&leaves[start..end]),
+                    "height {height}, start {start}"
+                );
+            }
+        }
+        assert!(blocks.folded_from(&leaves));
+        let mut other = leaves.clone();
+        other[255] = leaf_hash(b"another record");
+        assert!(!blocks.folded_from(&other));
     }
 }
