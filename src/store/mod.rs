@@ -148,32 +148,36 @@ type FoldedTiles = HashMap<(TenantId, u8, u64), Arc<FoldedTile>>;
 /// blocks kept").
 const LEAF_BLOCK_HEIGHT: u8 = 4;
 
-/// Most full leaf tiles whose block roots are kept (16 roots, 512 bytes a tile: under 3 MiB
-/// with their keys), as many as the tile cache keeps tiles; when full, the set is emptied.
+/// Most full leaf tiles whose block roots are kept, as many as the tile cache keeps tiles: 16
+/// roots (512 bytes) a tile, about 3 MiB with their keys. The tiles themselves are the tile
+/// cache's: the set is emptied with it (and when full), so that it keeps no tile alive.
 const LEAF_BLOCKS_MAX: usize = TILE_CACHE_TILES_MAX;
 
-/// The roots of a full leaf tile's sixteen blocks of 16 leaf hashes, with the tile's first and
-/// last leaf hash: used only for a tile read with those, as [`FoldedTile`] is for its hashes.
+/// The roots of a full leaf tile's sixteen blocks of 16 leaf hashes, with the leaf hashes they
+/// were folded from: used only for a tile read with exactly those, as [`FoldedTile`] is.
 struct LeafBlocks {
-    first: Hash,
-    last: Hash,
-    roots: Vec<Hash>,
+    leaves: Arc<[Hash]>,
+    roots: [Hash; 1 << (TILE_HEIGHT - LEAF_BLOCK_HEIGHT)],
 }
 
 impl LeafBlocks {
-    fn fold(leaves: &[Hash]) -> LeafBlocks {
+    fn fold(leaves: &Arc<[Hash]>) -> LeafBlocks {
+        let mut roots = [Hash::ZERO; 1 << (TILE_HEIGHT - LEAF_BLOCK_HEIGHT)];
+        for (root, block) in roots
+            .iter_mut()
+            .zip(leaves.chunks_exact(1 << LEAF_BLOCK_HEIGHT))
+        {
+            *root = fold_perfect(block);
+        }
         LeafBlocks {
-            first: leaves.first().copied().unwrap_or(Hash::ZERO),
-            last: leaves.last().copied().unwrap_or(Hash::ZERO),
-            roots: leaves
-                .chunks_exact(1 << LEAF_BLOCK_HEIGHT)
-                .map(fold_perfect)
-                .collect(),
+            leaves: Arc::clone(leaves),
+            roots,
         }
     }
 
-    fn folded_from(&self, leaves: &[Hash]) -> bool {
-        leaves.first() == Some(&self.first) && leaves.last() == Some(&self.last)
+    /// Equal hashes (the same kept copy, or a read with the same content) fold the same.
+    fn folded_from(&self, leaves: &Arc<[Hash]>) -> bool {
+        Arc::ptr_eq(&self.leaves, leaves) || self.leaves[..] == leaves[..]
     }
 }
 
@@ -989,7 +993,7 @@ impl Store {
 
     /// The block roots of full leaf tile `tile`, for exactly `leaves` (its 256 leaf hashes):
     /// kept between proofs, as a proof of any record in the tile needs some of them.
-    fn leaf_blocks(&self, tenant: &TenantId, tile: u64, leaves: &[Hash]) -> Arc<LeafBlocks> {
+    fn leaf_blocks(&self, tenant: &TenantId, tile: u64, leaves: &Arc<[Hash]>) -> Arc<LeafBlocks> {
         let key = (tenant.clone(), tile);
         if let Some(kept) = self
             .lock_leaf_blocks()
@@ -1821,7 +1825,8 @@ impl Store {
     /// of the records). Nodes in the same tile share one range read. A tile above level 0 is
     /// folded once and kept folded: a proof's siblings in a tile cost up to 247 node hashes, and
     /// every proof of the tenant climbs through the same few upper tiles. Level-0 tiles, one per
-    /// 256 records, are folded per proof: keeping them folded would double the tile cache.
+    /// 256 records, keep only the roots of their blocks of 16 leaves once full (keeping them
+    /// folded would double the tile cache): a proof then hashes 22 nodes in its leaf tile.
     async fn node_hashes(
         &self,
         tenant: &TenantId,
@@ -1939,6 +1944,9 @@ impl Store {
             }
             if cache.len() >= TILE_CACHE_TILES_MAX && !cache.contains_key(&key) {
                 cache.clear();
+                // The block roots hold their tiles: emptied with the cache, so that they keep
+                // none of the tiles it let go (the lock order is always this one).
+                self.lock_leaf_blocks().clear();
             }
             // A reader that started earlier may bring a shorter copy: the longer one stays.
             if cache.get(&key).is_none_or(|c| c.len() < hashes.len()) {
@@ -2251,7 +2259,7 @@ mod folded_tile_tests {
     /// node folded from its leaf hashes; the roots know the leaves they came from.
     #[test]
     fn a_full_leaf_tiles_block_roots_give_what_its_leaves_give() {
-        let leaves: Vec<Hash> = (0..256u32).map(|n| leaf_hash(&n.to_be_bytes())).collect();
+        let leaves: Arc<[Hash]> = (0..256u32).map(|n| leaf_hash(&n.to_be_bytes())).collect();
         let blocks = LeafBlocks::fold(&leaves);
         assert_eq!(blocks.roots.len(), 16);
         for height in LEAF_BLOCK_HEIGHT..TILE_HEIGHT {
@@ -2269,8 +2277,13 @@ mod folded_tile_tests {
             }
         }
         assert!(blocks.folded_from(&leaves));
-        let mut other = leaves.clone();
-        other[255] = leaf_hash(b"another record");
-        assert!(!blocks.folded_from(&other));
+        let copy: Arc<[Hash]> = leaves.iter().copied().collect();
+        assert!(blocks.folded_from(&copy));
+        for changed in [0, 100, 255] {
+            let mut other = leaves.to_vec();
+            other[changed] = leaf_hash(b"another record");
+            let other: Arc<[Hash]> = other.into();
+            assert!(!blocks.folded_from(&other), "leaf {changed} changed");
+        }
     }
 }
