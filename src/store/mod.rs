@@ -175,10 +175,38 @@ impl LeafBlocks {
         }
     }
 
-    /// Equal hashes (the same kept copy, or a read with the same content) fold the same.
     fn folded_from(&self, leaves: &Arc<[Hash]>) -> bool {
-        Arc::ptr_eq(&self.leaves, leaves) || self.leaves[..] == leaves[..]
+        same_hashes(&self.leaves, leaves)
     }
+}
+
+/// Whether two reads of a tile hold the same hashes: the same kept copy, or the same content.
+/// Equal hashes fold the same, so what was folded from one serves the other.
+fn same_hashes(a: &Arc<[Hash]>, b: &Arc<[Hash]>) -> bool {
+    Arc::ptr_eq(a, b) || a[..] == b[..]
+}
+
+/// The value kept in `kept` under `key` when `fits` it (made from the caller's data), else one
+/// `make`s now and keeps in its place, emptying the set first when it already holds `max` others.
+/// The lock is not held while `make` runs: two callers may both make one, and the last is kept.
+fn kept_or_made<K: std::hash::Hash + Eq, V>(
+    kept: &Mutex<HashMap<K, Arc<V>>>,
+    key: K,
+    max: usize,
+    fits: impl Fn(&V) -> bool,
+    make: impl FnOnce() -> V,
+) -> Arc<V> {
+    let lock = || kept.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(found) = lock().get(&key).filter(|v| fits(v)).cloned() {
+        return found;
+    }
+    let made = Arc::new(make());
+    let mut kept = lock();
+    if kept.len() >= max && !kept.contains_key(&key) {
+        kept.clear();
+    }
+    kept.insert(key, Arc::clone(&made));
+    made
 }
 
 /// Block roots of full leaf tiles, by (tenant, tile index).
@@ -965,23 +993,13 @@ impl Store {
         tile: u64,
         hashes: &Arc<[Hash]>,
     ) -> Arc<FoldedTile> {
-        let key = (tenant.clone(), base, tile);
-        // Equal hashes (the same kept copy, or a read with the same content) fold the same.
-        if let Some(kept) = self
-            .lock_folded_tiles()
-            .get(&key)
-            .filter(|f| Arc::ptr_eq(&f.hashes, hashes) || f.hashes[..] == hashes[..])
-            .cloned()
-        {
-            return kept;
-        }
-        let folded = Arc::new(FoldedTile::fold(Arc::clone(hashes)));
-        let mut kept = self.lock_folded_tiles();
-        if kept.len() >= FOLDED_TILES_MAX && !kept.contains_key(&key) {
-            kept.clear();
-        }
-        kept.insert(key, Arc::clone(&folded));
-        folded
+        kept_or_made(
+            &self.inner.folded_tiles,
+            (tenant.clone(), base, tile),
+            FOLDED_TILES_MAX,
+            |f| same_hashes(&f.hashes, hashes),
+            || FoldedTile::fold(Arc::clone(hashes)),
+        )
     }
 
     fn lock_leaf_blocks(&self) -> std::sync::MutexGuard<'_, LeafBlocksCache> {
@@ -994,22 +1012,13 @@ impl Store {
     /// The block roots of full leaf tile `tile`, for exactly `leaves` (its 256 leaf hashes):
     /// kept between proofs, as a proof of any record in the tile needs some of them.
     fn leaf_blocks(&self, tenant: &TenantId, tile: u64, leaves: &Arc<[Hash]>) -> Arc<LeafBlocks> {
-        let key = (tenant.clone(), tile);
-        if let Some(kept) = self
-            .lock_leaf_blocks()
-            .get(&key)
-            .filter(|b| b.folded_from(leaves))
-            .cloned()
-        {
-            return kept;
-        }
-        let blocks = Arc::new(LeafBlocks::fold(leaves));
-        let mut kept = self.lock_leaf_blocks();
-        if kept.len() >= LEAF_BLOCKS_MAX && !kept.contains_key(&key) {
-            kept.clear();
-        }
-        kept.insert(key, Arc::clone(&blocks));
-        blocks
+        kept_or_made(
+            &self.inner.leaf_blocks,
+            (tenant.clone(), tile),
+            LEAF_BLOCKS_MAX,
+            |b| b.folded_from(leaves),
+            || LeafBlocks::fold(leaves),
+        )
     }
 
     fn lock_tile_cache(&self) -> std::sync::MutexGuard<'_, TileCache> {
