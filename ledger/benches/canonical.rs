@@ -1,6 +1,8 @@
 //! RFC 8785 canonicalization of a decision's payload: the ledger's writer (`canonical::jcs`)
 //! against the maintained library it replaced (`serde_json_canonicalizer`), the baseline
-//! measured in the same run. Run: `cargo bench -p ledger --bench canonical`.
+//! measured in the same run; and the strict check of a request body (`json::check`) and the
+//! preparation of its drafts (`draft::prepare_client_draft`), against serde_json's bare walk of
+//! the same body (`IgnoredAny`). Run: `cargo bench -p ledger --bench canonical`.
 
 use std::hint::black_box;
 
@@ -48,5 +50,49 @@ fn canonical(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, canonical);
+/// A batch request body as the load benchmark sends it: `records` decisions with event ids.
+fn batch_body(payloads: &[Value]) -> String {
+    let records: Vec<Value> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            serde_json::json!({
+                "event_id": format!("01932c07-0000-7000-8000-{i:012x}"),
+                "event_type": "decision",
+                "payload": p,
+            })
+        })
+        .collect();
+    serde_json::json!({ "records": records }).to_string()
+}
+
+fn request_body(c: &mut Criterion) {
+    let payloads = payloads();
+    let body = batch_body(&payloads);
+    let ids: Vec<String> = (0..payloads.len())
+        .map(|i| format!("01932c07-0000-7000-8000-{i:012x}"))
+        .collect();
+    let none = std::collections::BTreeMap::new();
+    let mut g = c.benchmark_group("request_body");
+    g.throughput(Throughput::Elements(payloads.len() as u64));
+    g.bench_function("serde_json_walk_baseline", |b| {
+        b.iter(|| black_box(serde_json::from_str::<serde::de::IgnoredAny>(&body).expect("json")));
+    });
+    g.bench_function("ledger_json_check", |b| {
+        b.iter(|| ledger::json::check(black_box(&body)).expect("strict"));
+    });
+    g.bench_function("ledger_prepare_client_drafts", |b| {
+        b.iter(|| {
+            for (id, p) in ids.iter().zip(&payloads) {
+                black_box(
+                    ledger::draft::prepare_client_draft(id, "decision", p, &none, || [7; 32])
+                        .expect("valid"),
+                );
+            }
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, canonical, request_body);
 criterion_main!(benches);

@@ -15,6 +15,7 @@
 //! the text the check accepted, read by the same tokenizer. Errors carry the RFC 6901 JSON
 //! Pointer of the offending member.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -54,7 +55,7 @@ pub fn check(text: &str) -> Result<(), JsonError> {
     let failure = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_str(text);
     let seed = Node {
-        pointer: String::new(),
+        at: &Step::Root,
         depth: 0,
         failure: &failure,
     };
@@ -97,58 +98,122 @@ fn describe(e: &serde_json::Error) -> String {
     e.to_string()
 }
 
-/// Appends one reference token to a pointer, escaped as RFC 6901 requires.
-fn push_token(pointer: &str, token: &str) -> String {
-    let mut out = String::with_capacity(pointer.len() + token.len() + 1);
-    out.push_str(pointer);
-    out.push('/');
-    for c in token.chars() {
-        match c {
-            '~' => out.push_str("~0"),
-            '/' => out.push_str("~1"),
-            c => out.push(c),
-        }
-    }
-    out
+/// Where a value sits in the document: a chain of steps from the root, kept on the stack while
+/// the walk is beneath it. The RFC 6901 pointer is written out only for a failure, so that a
+/// document that passes (every request body) costs no string per member or element.
+enum Step<'a> {
+    Root,
+    Member(&'a str, &'a Step<'a>),
+    Element(usize, &'a Step<'a>),
 }
 
-/// One value at `pointer`; records the first failure beneath it in `failure`.
+impl Step<'_> {
+    /// The RFC 6901 pointer of this place, each member name escaped (`~` as `~0`, `/` as `~1`).
+    fn pointer(&self) -> String {
+        let mut steps = Vec::new();
+        let mut at = self;
+        loop {
+            match at {
+                Step::Root => break,
+                Step::Member(name, parent) => {
+                    steps.push(Err(*name));
+                    at = parent;
+                }
+                Step::Element(index, parent) => {
+                    steps.push(Ok(*index));
+                    at = parent;
+                }
+            }
+        }
+        let mut out = String::new();
+        for step in steps.iter().rev() {
+            out.push('/');
+            match step {
+                Ok(index) => out.push_str(&index.to_string()),
+                Err(name) => {
+                    for c in name.chars() {
+                        match c {
+                            '~' => out.push_str("~0"),
+                            '/' => out.push_str("~1"),
+                            c => out.push(c),
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One value at `at`; records the first failure beneath it in `failure`.
 struct Node<'a> {
-    pointer: String,
+    at: &'a Step<'a>,
     depth: usize,
     failure: &'a RefCell<Option<JsonError>>,
 }
 
-impl Node<'_> {
+impl<'a> Node<'a> {
     fn fail<E: de::Error>(&self, problem: String) -> E {
         let mut slot = self.failure.borrow_mut();
         if slot.is_none() {
             *slot = Some(JsonError {
-                pointer: self.pointer.clone(),
+                pointer: self.at.pointer(),
                 problem: problem.clone(),
             });
         }
         E::custom(problem)
     }
 
-    /// Attributes an error from beneath this node to `pointer` unless a deeper node already did.
-    fn attribute<E: de::Error>(&self, pointer: &str, e: E) -> E {
+    /// Attributes an error from beneath this node to `at` unless a deeper node already did.
+    fn attribute<E: de::Error>(&self, at: &Step<'_>, e: E) -> E {
         let mut slot = self.failure.borrow_mut();
         if slot.is_none() {
             *slot = Some(JsonError {
-                pointer: pointer.to_owned(),
+                pointer: at.pointer(),
                 problem: number_or_syntax(&e.to_string()),
             });
         }
         e
     }
 
-    fn child(&self, pointer: String) -> Node<'_> {
+    fn child<'b>(&self, at: &'b Step<'b>) -> Node<'b>
+    where
+        'a: 'b,
+    {
         Node {
-            pointer,
+            at,
             depth: self.depth + 1,
             failure: self.failure,
         }
+    }
+}
+
+/// A member name, borrowed from the text when it holds no escape (serde_json then hands out
+/// the text's own bytes), so that reading it allocates nothing.
+struct Name;
+
+impl<'de> DeserializeSeed<'de> for Name {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Name {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
     }
 }
 
@@ -205,34 +270,36 @@ impl<'de> Visitor<'de> for Node<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut index = 0usize;
         loop {
-            let pointer = push_token(&self.pointer, &index.to_string());
-            match seq.next_element_seed(self.child(pointer.clone())) {
+            let at = Step::Element(index, self.at);
+            match seq.next_element_seed(self.child(&at)) {
                 Ok(Some(())) => index += 1,
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(self.attribute(&pointer, e)),
+                Err(e) => return Err(self.attribute(&at, e)),
             }
         }
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // A B-tree, not a hash set: an object of many thousands of names (a hostile body) costs
+        // a logarithmic look-up per name, and no hash seed is needed.
         let mut seen = BTreeSet::new();
         loop {
-            let name = match map.next_key::<String>() {
+            let name = match map.next_key_seed(Name) {
                 Ok(Some(name)) => name,
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(self.attribute(&self.pointer, e)),
+                Err(e) => return Err(self.attribute(self.at, e)),
             };
-            let pointer = push_token(&self.pointer, &name);
-            if !seen.insert(name) {
-                let child = self.child(pointer);
-                return Err(child.fail(
+            let at = Step::Member(&name, self.at);
+            if seen.contains(&name) {
+                return Err(self.child(&at).fail(
                     "duplicate member name (I-JSON, RFC 7493: names in an object must be unique)"
                         .into(),
                 ));
             }
-            if let Err(e) = map.next_value_seed(self.child(pointer.clone())) {
-                return Err(self.attribute(&pointer, e));
+            if let Err(e) = map.next_value_seed(self.child(&at)) {
+                return Err(self.attribute(&at, e));
             }
+            seen.insert(name);
         }
     }
 }
@@ -255,6 +322,21 @@ mod tests {
         assert_eq!(pointer(r#"{"a/b~":{"c":1,"c":2}}"#), "/a~1b~0/c");
         // Escapes are decoded before comparing: "\u0061" is "a".
         assert_eq!(pointer(r#"{"a":1,"\u0061":2}"#), "/a");
+        // Arrays within arrays, and a name with an escape on the path above the duplicate.
+        assert_eq!(
+            pointer(r#"[[1,[2,{"a":1,"a":1}]]]"#),
+            "/0/1/1/a",
+            "elements count from zero at every level"
+        );
+        assert_eq!(
+            pointer(r#"{"x\/y":[0,{"z~":{"q":1,"q":2}}]}"#),
+            "/x~1y/1/z~0/q"
+        );
+        // Siblings before the duplicate leave no trace in its pointer.
+        assert_eq!(
+            pointer(r#"{"a":[1,2],"b":{"c":{}},"d":{"e":1,"e":1}}"#),
+            "/d/e"
+        );
     }
 
     #[test]

@@ -88,8 +88,23 @@ pub fn forbidden_characters(value: &Value, at: &str) -> Vec<FieldError> {
             _ => {}
         }
     }
+    /// Whether any string or member name beneath `value` holds a NUL: the walk above writes
+    /// each place's pointer as it goes, and a payload without one (nearly every payload) needs
+    /// none of them.
+    fn any(value: &Value) -> bool {
+        match value {
+            Value::String(s) => s.contains(FORBIDDEN_CHAR),
+            Value::Array(items) => items.iter().any(any),
+            Value::Object(map) => map
+                .iter()
+                .any(|(name, item)| name.contains(FORBIDDEN_CHAR) || any(item)),
+            _ => false,
+        }
+    }
     let mut errors = Vec::new();
-    walk(value, &mut at.to_owned(), &mut errors);
+    if any(value) {
+        walk(value, &mut at.to_owned(), &mut errors);
+    }
     errors
 }
 
@@ -288,16 +303,20 @@ pub fn validate(event_type: EventType, payload: &Value) -> Result<(), Vec<FieldE
     };
     let (fields, extra_allowed) = schema(event_type);
     for field in fields {
-        let path = format!("/payload/{}", field.name);
+        // The pointer is written only for a field at fault: most payloads have none.
+        let path = || format!("/payload/{}", field.name);
         match map.get(field.name) {
             None | Some(Value::Null) if field.required => errors.push(FieldError {
-                path,
+                path: path(),
                 problem: format!("is required for a {event_type} event"),
             }),
             None | Some(Value::Null) => {}
             Some(value) => {
                 if let Err(problem) = check_kind(field.kind, value) {
-                    errors.push(FieldError { path, problem });
+                    errors.push(FieldError {
+                        path: path(),
+                        problem,
+                    });
                 }
             }
         }

@@ -444,7 +444,8 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result
             "the body is not a valid request: it must be a JSON object".into(),
         ));
     }
-    serde_json::from_slice(body)
+    // From the text, which is known to be UTF-8: serde_json then does not check it again.
+    serde_json::from_str(&text)
         .map_err(|e| ApiError::MalformedBody(format!("the body is not a valid request: {e}")))
 }
 
