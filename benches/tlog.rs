@@ -57,8 +57,9 @@ impl Drop for WitnessProcess {
 
 fn witness(name: &str, logs: &[String]) -> WitnessProcess {
     let dir = tempfile::tempdir().expect("tempdir");
-    let bin = env!("CARGO_BIN_EXE_auditex");
-    let out = std::process::Command::new(bin)
+    // The witness is the same binary the service runs: the one a user builds.
+    let bin = served::binary();
+    let out = std::process::Command::new(&bin)
         .args(["witness", "init", "--name", name, "--dir"])
         .arg(dir.path())
         .output()
@@ -68,7 +69,7 @@ fn witness(name: &str, logs: &[String]) -> WitnessProcess {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut cmd = std::process::Command::new(bin);
+    let mut cmd = std::process::Command::new(&bin);
     cmd.args([
         "witness",
         "serve",
