@@ -50,28 +50,22 @@ fn canonical(c: &mut Criterion) {
     g.finish();
 }
 
-/// A batch request body as the load benchmark sends it: `records` decisions with event ids.
-fn batch_body(payloads: &[Value]) -> String {
-    let records: Vec<Value> = payloads
+/// A batch request body as the load benchmark sends it: one decision per event id.
+fn batch_body(ids: &[String], payloads: &[Value]) -> String {
+    let records: Vec<Value> = ids
         .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            serde_json::json!({
-                "event_id": format!("01932c07-0000-7000-8000-{i:012x}"),
-                "event_type": "decision",
-                "payload": p,
-            })
-        })
+        .zip(payloads)
+        .map(|(id, p)| serde_json::json!({"event_id": id, "event_type": "decision", "payload": p}))
         .collect();
     serde_json::json!({ "records": records }).to_string()
 }
 
 fn request_body(c: &mut Criterion) {
     let payloads = payloads();
-    let body = batch_body(&payloads);
     let ids: Vec<String> = (0..payloads.len())
         .map(|i| format!("01932c07-0000-7000-8000-{i:012x}"))
         .collect();
+    let body = batch_body(&ids, &payloads);
     let none = std::collections::BTreeMap::new();
     let mut g = c.benchmark_group("request_body");
     g.throughput(Throughput::Elements(payloads.len() as u64));

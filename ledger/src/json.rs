@@ -22,6 +22,8 @@ use std::fmt;
 
 use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
+use crate::canonical::push_pointer_token;
+
 /// Nesting deeper than this is refused (serde_json's own recursion limit is 128).
 pub const DEPTH_MAX: usize = 128;
 
@@ -108,40 +110,29 @@ enum Step<'a> {
 }
 
 impl Step<'_> {
-    /// The RFC 6901 pointer of this place, each member name escaped (`~` as `~0`, `/` as `~1`).
+    /// The RFC 6901 pointer of this place.
     fn pointer(&self) -> String {
-        let mut steps = Vec::new();
-        let mut at = self;
-        loop {
-            match at {
-                Step::Root => break,
-                Step::Member(name, parent) => {
-                    steps.push(Err(*name));
-                    at = parent;
-                }
-                Step::Element(index, parent) => {
-                    steps.push(Ok(*index));
-                    at = parent;
-                }
-            }
-        }
         let mut out = String::new();
-        for step in steps.iter().rev() {
-            out.push('/');
-            match step {
-                Ok(index) => out.push_str(&index.to_string()),
-                Err(name) => {
-                    for c in name.chars() {
-                        match c {
-                            '~' => out.push_str("~0"),
-                            '/' => out.push_str("~1"),
-                            c => out.push(c),
-                        }
-                    }
-                }
+        self.push_to(&mut out);
+        out
+    }
+
+    /// Writes the pointer of this place to `out`: its parent's first, then its own token (a
+    /// member name escaped as RFC 6901 requires). At most [`DEPTH_MAX`] steps deep.
+    fn push_to(&self, out: &mut String) {
+        match self {
+            Step::Root => {}
+            Step::Member(name, parent) => {
+                parent.push_to(out);
+                out.push('/');
+                push_pointer_token(out, name);
+            }
+            Step::Element(index, parent) => {
+                parent.push_to(out);
+                out.push('/');
+                out.push_str(&index.to_string());
             }
         }
-        out
     }
 }
 

@@ -54,57 +54,60 @@ pub const FORBIDDEN_CHAR: char = '\u{0}';
 /// [`FORBIDDEN_CHAR`], one error each, naming its pointer (a member name's error names the
 /// member).
 pub fn forbidden_characters(value: &Value, at: &str) -> Vec<FieldError> {
-    fn walk(value: &Value, path: &mut String, errors: &mut Vec<FieldError>) {
+    /// One step below `at`: a member's name or an element's index. The walk keeps the steps
+    /// and writes a pointer only for a place at fault, which nearly every payload lacks.
+    enum Step<'a> {
+        Name(&'a str),
+        Index(usize),
+    }
+    fn pointer(at: &str, steps: &[Step<'_>]) -> String {
+        let mut path = at.to_owned();
+        for step in steps {
+            path.push('/');
+            match step {
+                Step::Name(name) => push_pointer_token(&mut path, name),
+                Step::Index(i) => path.push_str(&i.to_string()),
+            }
+        }
+        path
+    }
+    fn walk<'a>(
+        value: &'a Value,
+        at: &str,
+        steps: &mut Vec<Step<'a>>,
+        errors: &mut Vec<FieldError>,
+    ) {
         match value {
             Value::String(s) if s.contains(FORBIDDEN_CHAR) => errors.push(FieldError {
-                path: path.clone(),
+                path: pointer(at, steps),
                 problem: "must not contain U+0000 (NUL)".into(),
             }),
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    let len = path.len();
-                    path.push('/');
-                    path.push_str(&i.to_string());
-                    walk(item, path, errors);
-                    path.truncate(len);
+                    steps.push(Step::Index(i));
+                    walk(item, at, steps, errors);
+                    steps.pop();
                 }
             }
             Value::Object(map) => {
                 for (name, item) in map {
-                    let len = path.len();
-                    path.push('/');
-                    push_pointer_token(path, name);
+                    steps.push(Step::Name(name));
                     if name.contains(FORBIDDEN_CHAR) {
                         errors.push(FieldError {
-                            path: path.clone(),
+                            path: pointer(at, steps),
                             problem: "member name must not contain U+0000 (NUL)".into(),
                         });
                     } else {
-                        walk(item, path, errors);
+                        walk(item, at, steps, errors);
                     }
-                    path.truncate(len);
+                    steps.pop();
                 }
             }
             _ => {}
         }
     }
-    /// Whether any string or member name beneath `value` holds a NUL: the walk above writes
-    /// each place's pointer as it goes, and a payload without one (nearly every payload) needs
-    /// none of them.
-    fn any(value: &Value) -> bool {
-        match value {
-            Value::String(s) => s.contains(FORBIDDEN_CHAR),
-            Value::Array(items) => items.iter().any(any),
-            Value::Object(map) => map
-                .iter()
-                .any(|(name, item)| name.contains(FORBIDDEN_CHAR) || any(item)),
-            _ => false,
-        }
-    }
     let mut errors = Vec::new();
-    if any(value) {
-        walk(value, &mut at.to_owned(), &mut errors);
-    }
+    walk(value, at, &mut Vec::new(), &mut errors);
     errors
 }
 
