@@ -27,7 +27,7 @@
 //!
 //! For a profile or a comparison: `AUDITEX_BENCH_SERVER_RUST_LOG` sets the service's log filter
 //! and `AUDITEX_BENCH_SERVER_LOG` names a file its log is written to (the appender's and the
-//! views' debug lines say how long each group and view page waited for and held the database);
+//! views' debug lines say how long each group and view page waited for and held the database).
 //! The service is the binary a user builds (`cargo build --release --bin auditex`, run by the bench
 //! first), not the one cargo builds beside a bench with the dev-dependencies' features
 //! (`support/served.rs`, `binary`); `AUDITEX_BENCH_BINARY` runs another build's `auditex`

@@ -34,8 +34,9 @@ impl Drop for Served {
 /// dev-dependencies' features, which a user's build has not — serde_json's `preserve_order`
 /// (asked for by the browser tests' WebDriver client: every JSON object an insertion-ordered,
 /// hashed map rather than a B-tree) and the projections' test faults. Alternating the two
-/// builds of one commit under the load benchmark, the bench's build was 10–15 % slower in
-/// batched ingestion, single appends and proofs (BENCHMARKS.md, "The binary a user builds").
+/// builds of one commit under the load benchmark, the user's build gave 8–20 % more batched
+/// ingestion, single appends and proofs (medians of five runs each; BENCHMARKS.md, "The binary
+/// a user builds").
 pub fn binary() -> std::path::PathBuf {
     static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BINARY
